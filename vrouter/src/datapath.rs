@@ -1,0 +1,1 @@
+//! Lcore loops (being written).
