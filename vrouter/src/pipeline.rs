@@ -1,1 +1,619 @@
-//! Forwarding pipeline (being written).
+//! The per-packet forwarding decision, independent of DPDK.
+//!
+//! [`process`] takes a packet received on a vif, rewrites it in place (TTL, L2 header,
+//! tunnel push/pop, ARP/ND answers) and returns a [`Verdict`]: transmit on a vif, or drop with
+//! a [`DropReason`]. It works on any [`PacketBuf`] (an mbuf in the data plane, a `Vec` with
+//! headroom in tests), never allocates and never panics on malformed input: every parse goes
+//! through the checked views of [`crate::packet`] and every failure is a named drop.
+//!
+//! Paths:
+//! - **VM -> VM / VM -> fabric (L3)**: frames addressed to the vif's (gateway) MAC or the
+//!   vRouter MAC are routed: LPM in the vif's VRF, TTL/hop-limit check and decrement, then
+//!   the nexthop: encap (L2 rewrite), tunnel (MPLSoUDP or VXLAN push), receive, discard,
+//!   ECMP (member by 5-tuple hash).
+//! - **L2**: other unicast frames are bridged by destination MAC in the VRF (no TTL change).
+//! - **Fabric -> VM**: IPv4/UDP to the vRouter IP on port 6635 (MPLSoUDP) is decapsulated and
+//!   sent to the label's nexthop; port 4789 (VXLAN) maps the VNI to a VRF and bridges the inner
+//!   frame (or routes it when it is addressed to the vRouter MAC). The sending vRouter already
+//!   decremented the inner TTL, so decap does not decrement it again.
+//! - **ARP / IPv6 ND**: requests from VMs for addresses routed in their VRF are answered with
+//!   the vif MAC (proxy ARP/ND, as tf-vrouter does); the fabric answers for the vRouter IP.
+
+use crate::config::{TunnelEncap, VifType};
+use crate::drop_reason::DropReason;
+use crate::fib::{Fib, Nexthop, NhIdx, Vif, MPLSOUDP_PORT, TUNNEL_TTL, VXLAN_PORT};
+use crate::packet::{self, arp, ethernet, icmpv6, ipv4, ipv6, mpls, udp, vxlan};
+use crate::packet::{EtherType, IpProtocol};
+use std::net::Ipv6Addr;
+
+/// A packet buffer the pipeline can rewrite: contiguous bytes plus head/tail adjustment.
+pub trait PacketBuf {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grow at the front by `n` bytes (contents unspecified). False if there is no headroom.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Remove `n` bytes from the front.
+    fn adj(&mut self, n: usize) -> bool;
+    /// Shrink to `len` bytes.
+    fn trim_to(&mut self, len: usize) -> bool;
+    /// Grow at the end by `n` zeroed bytes.
+    fn append(&mut self, n: usize) -> bool;
+}
+
+/// What to do with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on this vif.
+    Tx(u16),
+    Drop(DropReason),
+}
+
+use Verdict::{Drop, Tx};
+
+/// Outer headers of a tunnel: Ethernet (14) + IPv4 (20) + UDP (8) + MPLS (4) or VXLAN (8).
+const OUTER_L2_L3_L4: usize = ethernet::HEADER_LEN + 20 + udp::HEADER_LEN;
+pub const MPLSOUDP_OVERHEAD: usize = OUTER_L2_L3_L4 + mpls::HEADER_LEN;
+pub const VXLAN_OVERHEAD: usize = OUTER_L2_L3_L4 + vxlan::HEADER_LEN;
+
+/// How a routed packet reached the routing step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ingress {
+    /// From a local vif: TTL is checked and decremented.
+    Local,
+    /// Decapsulated from the fabric: the remote vRouter already decremented the TTL.
+    Decap,
+}
+
+/// Forwards one packet received on `vif`.
+#[inline]
+pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
+    let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
+        Ok(f) => (f.dst_addr(), f.ethertype()),
+        Err(e) => return Drop(e.drop_reason()),
+    };
+    match ethertype {
+        EtherType::IPV4 => {
+            if vif.kind == VifType::Fabric {
+                if let Some(v) = terminate_tunnel(fib, vif, pkt) {
+                    return v;
+                }
+            }
+            if dst == vif.mac || dst == fib.router_mac {
+                route_v4(fib, vif.vrf, pkt, Ingress::Local)
+            } else if ethernet::is_multicast(&dst) {
+                Drop(DropReason::NowhereToGo)
+            } else {
+                bridge(fib, vif.vrf, dst, pkt)
+            }
+        }
+        EtherType::IPV6 => {
+            if let Some(v) = neighbour_discovery(fib, vif, pkt) {
+                return v;
+            }
+            if dst == vif.mac || dst == fib.router_mac {
+                route_v6(fib, vif.vrf, pkt, Ingress::Local)
+            } else if ethernet::is_multicast(&dst) {
+                Drop(DropReason::NowhereToGo)
+            } else {
+                bridge(fib, vif.vrf, dst, pkt)
+            }
+        }
+        EtherType::ARP => arp_request(fib, vif, pkt),
+        // No VLAN sub-interfaces are configured: a tagged frame has no vif to enter.
+        EtherType::VLAN | EtherType::QINQ => Drop(DropReason::InvalidIf),
+        _ => {
+            if ethernet::is_multicast(&dst) {
+                Drop(DropReason::InvalidProtocol)
+            } else {
+                bridge(fib, vif.vrf, dst, pkt)
+            }
+        }
+    }
+}
+
+/// Resolves an ECMP composite to one member by flow hash; other nexthops are returned as is.
+#[inline]
+fn resolve<'a>(fib: &'a Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&'a Nexthop> {
+    match fib.nexthop(nh)? {
+        Nexthop::Ecmp { members, .. } => {
+            let m = members[hash() as usize % members.len()];
+            fib.nexthop(m)
+        }
+        other => Some(other),
+    }
+}
+
+/// 5-tuple hash of the IPv4 packet at `l3` (ports only for unfragmented TCP/UDP).
+#[inline]
+fn hash_v4(ip: &ipv4::Packet<&[u8]>) -> u32 {
+    let proto = ip.protocol();
+    let (sport, dport) = l4_ports(proto, ip.payload(), ip.frag_offset() == 0);
+    flow_table::flow_hash_v4(u32::from(ip.src_addr()), u32::from(ip.dst_addr()), proto, sport, dport)
+}
+
+#[inline]
+fn hash_v6(ip: &ipv6::Packet<&[u8]>) -> u32 {
+    let proto = ip.next_header();
+    let (sport, dport) = l4_ports(proto, ip.payload(), true);
+    flow_table::flow_hash_v6(&ip.src_addr().octets(), &ip.dst_addr().octets(), proto, sport, dport)
+}
+
+#[inline]
+fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
+    if first_fragment && (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && l4.len() >= 4 {
+        (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
+    } else {
+        (0, 0)
+    }
+}
+
+/// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
+fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) -> Verdict {
+    let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
+    let (nh_idx, hash, ttl, frame_len) = {
+        let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
+            Ok(ip) => ip,
+            Err(e) => return Drop(e.drop_reason()),
+        };
+        let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
+        (nh, hash_v4(&ip), ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
+    };
+    // Drop Ethernet padding so it is not carried inside a tunnel.
+    if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
+        return Drop(DropReason::PullFails);
+    }
+    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    if let Nexthop::Receive { vif, .. } = nh {
+        return Tx(*vif);
+    }
+    if let Nexthop::Discard { .. } = nh {
+        return Drop(DropReason::Discard);
+    }
+    if ingress == Ingress::Local {
+        if ttl <= 1 {
+            return Drop(DropReason::TtlExceeded);
+        }
+        let mut ip = ipv4::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
+        ip.decrement_ttl_update_checksum();
+    }
+    l3_output(fib, nh, pkt, EtherType::IPV4, hash)
+}
+
+/// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
+fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) -> Verdict {
+    let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
+    let (nh_idx, hash, hop_limit, frame_len) = {
+        let ip = match ipv6::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
+            Ok(ip) => ip,
+            Err(e) => return Drop(e.drop_reason()),
+        };
+        let Some(nh) = table.route_v6(&ip.dst_addr().octets()) else {
+            return Drop(DropReason::NoL3Route);
+        };
+        let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + usize::from(ip.payload_len());
+        (nh, hash_v6(&ip), ip.hop_limit(), len)
+    };
+    if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
+        return Drop(DropReason::PullFails);
+    }
+    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    if let Nexthop::Receive { vif, .. } = nh {
+        return Tx(*vif);
+    }
+    if let Nexthop::Discard { .. } = nh {
+        return Drop(DropReason::Discard);
+    }
+    if ingress == Ingress::Local {
+        if hop_limit <= 1 {
+            return Drop(DropReason::TtlExceeded);
+        }
+        let mut ip = ipv6::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
+        ip.set_hop_limit(hop_limit - 1);
+    }
+    l3_output(fib, nh, pkt, EtherType::IPV6, hash)
+}
+
+/// Sends a routed packet (Ethernet frame at offset 0, TTL already handled) to `nh`.
+#[inline]
+fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16, hash: u32) -> Verdict {
+    match nh {
+        Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
+            let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
+            eth.set_dst_addr(*dst_mac);
+            eth.set_src_addr(*src_mac);
+            Tx(*vif)
+        }
+        Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
+            // L3 MPLS: the label carries the IP packet without its Ethernet header.
+            if !pkt.adj(ethernet::HEADER_LEN) {
+                return Drop(DropReason::PullFails);
+            }
+            push_tunnel(fib, nh, pkt, hash)
+        }
+        Nexthop::Tunnel { encap: TunnelEncap::Vxlan, inner_dst_mac, .. } => {
+            let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
+            eth.set_dst_addr(*inner_dst_mac);
+            eth.set_src_addr(fib.router_mac);
+            eth.set_ethertype(ethertype);
+            push_tunnel(fib, nh, pkt, hash)
+        }
+        Nexthop::Receive { vif, .. } => Tx(*vif),
+        Nexthop::Discard { .. } => Drop(DropReason::Discard),
+        Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
+    }
+}
+
+/// Bridges a frame by destination MAC in `vrf` (no L2/L3 rewrite).
+fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B) -> Verdict {
+    let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
+    let Some(nh_idx) = table.bridge_lookup(&dst) else { return Drop(DropReason::NoL2Route) };
+    let hash = || l2_hash(pkt.data());
+    let Some(nh) = resolve(fib, nh_idx, hash) else { return Drop(DropReason::InvalidNh) };
+    match nh {
+        Nexthop::Encap { vif, .. } | Nexthop::Receive { vif, .. } => Tx(*vif),
+        Nexthop::Discard { .. } => Drop(DropReason::Discard),
+        Nexthop::Tunnel { encap: TunnelEncap::Vxlan, .. } => {
+            let h = l2_hash(pkt.data());
+            push_tunnel(fib, nh, pkt, h)
+        }
+        Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
+            // This vRouter's MPLSoUDP labels are L3: only IP payloads can cross them.
+            let h = l2_hash(pkt.data());
+            match ethernet::Frame::new_checked(pkt.data()).map(|f| f.ethertype()) {
+                Ok(EtherType::IPV4) | Ok(EtherType::IPV6) => {}
+                _ => return Drop(DropReason::InvalidProtocol),
+            }
+            if !pkt.adj(ethernet::HEADER_LEN) {
+                return Drop(DropReason::PullFails);
+            }
+            push_tunnel(fib, nh, pkt, h)
+        }
+        Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
+    }
+}
+
+/// Flow hash of a frame for L2 paths: the IP 5-tuple when there is one, else the MACs.
+fn l2_hash(frame: &[u8]) -> u32 {
+    let Ok(eth) = ethernet::Frame::new_checked(frame) else { return 0 };
+    match eth.ethertype() {
+        EtherType::IPV4 => ipv4::Packet::new_checked(eth.payload()).map(|ip| hash_v4(&ip)).unwrap_or(0),
+        EtherType::IPV6 => ipv6::Packet::new_checked(eth.payload()).map(|ip| hash_v6(&ip)).unwrap_or(0),
+        _ => {
+            let (d, s) = (eth.dst_addr(), eth.src_addr());
+            flow_table::flow_hash_v4(
+                u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+                u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
+                0,
+                u16::from_be_bytes([d[4], d[5]]),
+                u16::from_be_bytes([s[4], s[5]]),
+            )
+        }
+    }
+}
+
+/// Pushes the outer Ethernet/IPv4/UDP and MPLS or VXLAN headers of tunnel `nh` in front of
+/// the payload currently in `pkt` (an IP packet for MPLSoUDP, an Ethernet frame for VXLAN).
+#[inline]
+fn push_tunnel<B: PacketBuf>(_fib: &Fib, nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
+    let Nexthop::Tunnel { encap, vif, outer_dst_mac, outer_src_mac, src_ip, dst_ip, label, .. } = nh
+    else {
+        return Drop(DropReason::InvalidNh);
+    };
+    let (overhead, dport) = match encap {
+        TunnelEncap::Mplsoudp => (MPLSOUDP_OVERHEAD, MPLSOUDP_PORT),
+        TunnelEncap::Vxlan => (VXLAN_OVERHEAD, VXLAN_PORT),
+    };
+    let inner_len = pkt.data().len();
+    let ip_len = inner_len + overhead - ethernet::HEADER_LEN;
+    if ip_len > usize::from(u16::MAX) {
+        return Drop(DropReason::PushFails);
+    }
+    if !pkt.prepend(overhead) {
+        return Drop(DropReason::PushFails);
+    }
+    let buf = pkt.data_mut();
+    let (hdr, rest) = buf.split_at_mut(OUTER_L2_L3_L4);
+    {
+        let mut eth = ethernet::Frame::new_unchecked(&mut hdr[..]);
+        eth.set_dst_addr(*outer_dst_mac);
+        eth.set_src_addr(*outer_src_mac);
+        eth.set_ethertype(EtherType::IPV4);
+    }
+    {
+        let mut ip = ipv4::Packet::new_unchecked(&mut hdr[ethernet::HEADER_LEN..]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_dscp(0);
+        ip.set_ecn(0);
+        ip.set_total_len(ip_len as u16);
+        ip.set_ident(0);
+        ip.clear_flags();
+        ip.set_dont_frag(true);
+        ip.set_ttl(TUNNEL_TTL);
+        ip.set_protocol(IpProtocol::UDP);
+        ip.set_src_addr(*src_ip);
+        ip.set_dst_addr(*dst_ip);
+        ip.fill_checksum();
+    }
+    {
+        let mut u = udp::Packet::new_unchecked(&mut hdr[ethernet::HEADER_LEN + 20..]);
+        u.set_src_port(flow_table::tunnel_source_port(hash));
+        u.set_dst_port(dport);
+        u.set_len((ip_len - 20) as u16);
+        // A zero UDP checksum is allowed for IPv4 tunnels (RFC 7510 section 3, RFC 7348).
+        u.set_checksum(0);
+    }
+    match encap {
+        TunnelEncap::Mplsoudp => {
+            let mut m = mpls::Packet::new_unchecked(&mut rest[..mpls::HEADER_LEN]);
+            m.fill(*label, 0, true, TUNNEL_TTL);
+        }
+        TunnelEncap::Vxlan => {
+            let mut v = vxlan::Packet::new_unchecked(&mut rest[..vxlan::HEADER_LEN]);
+            v.fill(*label);
+        }
+    }
+    Tx(*vif)
+}
+
+/// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
+/// when the packet is not for the vRouter (it is then routed in the fabric VRF).
+fn terminate_tunnel<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Option<Verdict> {
+    let (proto, l4_off, dport) = {
+        let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
+            Ok(ip) => ip,
+            Err(e) => return Some(Drop(e.drop_reason())),
+        };
+        if ip.dst_addr() != fib.router_ip {
+            return None;
+        }
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            // Tunnel packets are never fragmented by vRouters (DF is set); no reassembly.
+            return Some(Drop(DropReason::FragmentError));
+        }
+        let l4_off = ethernet::HEADER_LEN + ip.header_len();
+        let dport = if ip.protocol() == IpProtocol::UDP {
+            match udp::Packet::new_checked(ip.payload()) {
+                Ok(u) => u.dst_port(),
+                Err(e) => return Some(Drop(e.drop_reason())),
+            }
+        } else {
+            0
+        };
+        (ip.protocol(), l4_off, dport)
+    };
+    if proto == IpProtocol::UDP && dport == MPLSOUDP_PORT {
+        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN));
+    }
+    if proto == IpProtocol::UDP && dport == VXLAN_PORT {
+        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN));
+    }
+    // Anything else addressed to the vRouter goes to the host interface.
+    let _ = vif;
+    Some(match fib.host_vif {
+        Some(h) => Tx(h),
+        None => Drop(DropReason::NowhereToGo),
+    })
+}
+
+fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
+    let label = {
+        let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
+        let m = match mpls::Packet::new_checked(bytes) {
+            Ok(m) => m,
+            Err(e) => return Drop(e.drop_reason()),
+        };
+        if !m.bottom_of_stack() {
+            // Label stacks are not used between vRouters.
+            return Drop(DropReason::InvalidLabel);
+        }
+        m.label()
+    };
+    let Some(&nh_idx) = fib.labels.get(&label) else { return Drop(DropReason::InvalidLabel) };
+    let inner = off + mpls::HEADER_LEN;
+    let (ethertype, hash) = {
+        let bytes = &pkt.data()[inner.min(pkt.data().len())..];
+        match bytes.first().map(|b| b >> 4) {
+            Some(4) => match ipv4::Packet::new_checked(bytes) {
+                Ok(ip) => (EtherType::IPV4, hash_v4(&ip)),
+                Err(e) => return Drop(e.drop_reason()),
+            },
+            Some(6) => match ipv6::Packet::new_checked(bytes) {
+                Ok(ip) => (EtherType::IPV6, hash_v6(&ip)),
+                Err(e) => return Drop(e.drop_reason()),
+            },
+            Some(_) => return Drop(DropReason::InvalidProtocol),
+            None => return Drop(DropReason::PullFails),
+        }
+    };
+    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    match nh {
+        Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
+            if !pkt.adj(inner - ethernet::HEADER_LEN) {
+                return Drop(DropReason::PullFails);
+            }
+            let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
+            eth.set_dst_addr(*dst_mac);
+            eth.set_src_addr(*src_mac);
+            eth.set_ethertype(ethertype);
+            Tx(*vif)
+        }
+        Nexthop::Discard { .. } => Drop(DropReason::Discard),
+        _ => Drop(DropReason::InvalidNh),
+    }
+}
+
+fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
+    let vni = {
+        let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
+        match vxlan::Packet::new_checked(bytes) {
+            Ok(v) => v.vni(),
+            Err(e) => return Drop(e.drop_reason()),
+        }
+    };
+    let Some(&vrf) = fib.vnis.get(&vni) else { return Drop(DropReason::InvalidVnid) };
+    if !pkt.adj(off + vxlan::HEADER_LEN) {
+        return Drop(DropReason::PullFails);
+    }
+    let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
+        Ok(f) => (f.dst_addr(), f.ethertype()),
+        Err(e) => return Drop(e.drop_reason()),
+    };
+    if dst == fib.router_mac {
+        return match ethertype {
+            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap),
+            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap),
+            _ => Drop(DropReason::InvalidProtocol),
+        };
+    }
+    bridge(fib, vrf, dst, pkt)
+}
+
+/// ARP: proxy answers for VMs, the vRouter IP on the fabric; everything else is counted.
+fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
+    let (op, sha, spa, tpa) = {
+        let Some(bytes) = pkt.data().get(ethernet::HEADER_LEN..) else {
+            return Drop(DropReason::PullFails);
+        };
+        match arp::Packet::new_checked(bytes) {
+            Ok(a) => (
+                a.operation(),
+                a.sender_hardware_addr(),
+                a.sender_protocol_addr(),
+                a.target_protocol_addr(),
+            ),
+            Err(packet::Error::Truncated) => return Drop(DropReason::PullFails),
+            Err(_) => return Drop(DropReason::InvalidArp),
+        }
+    };
+    if op != arp::OP_REQUEST {
+        // Replies and gratuitous ARPs go to the agent in tf-vrouter (MAC/IP learning); this
+        // vRouter has no agent interface to trap them to.
+        return Drop(DropReason::TrapNoIf);
+    }
+    let answer = match vif.kind {
+        VifType::Virtual => {
+            if !vif.proxy_arp {
+                return Drop(DropReason::NowhereToGo);
+            }
+            if tpa == spa || spa.is_unspecified() {
+                // Gratuitous ARP / address probe: nothing to answer.
+                return Drop(DropReason::TrapNoIf);
+            }
+            match fib.vrf(vif.vrf).and_then(|v| v.route_v4(tpa)) {
+                Some(_) => true,
+                None => return Drop(DropReason::NoL3Route),
+            }
+        }
+        VifType::Fabric | VifType::Host => tpa == fib.router_ip || Some(tpa) == vif.ip,
+    };
+    if !answer {
+        return Drop(DropReason::NowhereToGo);
+    }
+    let data = pkt.data_mut();
+    {
+        let mut eth = ethernet::Frame::new_unchecked(&mut data[..]);
+        eth.set_dst_addr(sha);
+        eth.set_src_addr(vif.mac);
+    }
+    let mut a = arp::Packet::new_unchecked(&mut data[ethernet::HEADER_LEN..]);
+    a.set_operation(arp::OP_REPLY);
+    a.set_sender_hardware_addr(vif.mac);
+    a.set_sender_protocol_addr(tpa);
+    a.set_target_hardware_addr(sha);
+    a.set_target_protocol_addr(spa);
+    Tx(vif.id)
+}
+
+/// Length of a Neighbor Advertisement with a target link-layer address option.
+const NA_LEN: usize = 24 + 8;
+
+/// IPv6 neighbour discovery from VMs: answers solicitations for routed addresses (proxy ND).
+/// Returns `None` for packets that are not neighbour discovery.
+fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Option<Verdict> {
+    let (src, target, requester) = {
+        let data = pkt.data();
+        let ip = match ipv6::Packet::new_checked(&data[ethernet::HEADER_LEN..]) {
+            Ok(ip) => ip,
+            Err(e) => return Some(Drop(e.drop_reason())),
+        };
+        if ip.next_header() != IpProtocol::ICMPV6 {
+            return None;
+        }
+        let icmp = match icmpv6::Packet::new_checked(ip.payload()) {
+            Ok(i) => i,
+            Err(e) => return Some(Drop(e.drop_reason())),
+        };
+        match icmp.msg_type() {
+            icmpv6::TYPE_NEIGHBOR_SOLICIT => {}
+            icmpv6::TYPE_ROUTER_SOLICIT
+            | icmpv6::TYPE_ROUTER_ADVERT
+            | icmpv6::TYPE_NEIGHBOR_ADVERT
+            | icmpv6::TYPE_REDIRECT => return Some(Drop(DropReason::TrapNoIf)),
+            _ => return None,
+        }
+        let Some(target) = icmp.target_addr() else {
+            return Some(Drop(DropReason::PullFails));
+        };
+        let eth = ethernet::Frame::new_unchecked(data);
+        (ip.src_addr(), target, eth.src_addr())
+    };
+    if vif.kind != VifType::Virtual || !vif.proxy_arp {
+        return Some(Drop(DropReason::NowhereToGo));
+    }
+    if src.is_unspecified() || src == target {
+        // Duplicate address detection: stay silent so the VM keeps its address.
+        return Some(Drop(DropReason::TrapNoIf));
+    }
+    if fib.vrf(vif.vrf).and_then(|v| v.route_v6(&target.octets())).is_none() {
+        return Some(Drop(DropReason::NoL3Route));
+    }
+    let want = ethernet::HEADER_LEN + ipv6::HEADER_LEN + NA_LEN;
+    let have = pkt.data().len();
+    let sized = if have < want { pkt.append(want - have) } else { pkt.trim_to(want) };
+    if !sized {
+        return Some(Drop(DropReason::PushFails));
+    }
+    write_neighbor_advert(pkt.data_mut(), vif.mac, requester, target, src);
+    Some(Tx(vif.id))
+}
+
+/// Writes a solicited Neighbor Advertisement (router, solicited, override) for `target`
+/// with our MAC as target link-layer address. `buf` is exactly the frame length.
+fn write_neighbor_advert(buf: &mut [u8], our_mac: [u8; 6], to_mac: [u8; 6], target: Ipv6Addr, to: Ipv6Addr) {
+    {
+        let mut eth = ethernet::Frame::new_unchecked(&mut buf[..]);
+        eth.set_dst_addr(to_mac);
+        eth.set_src_addr(our_mac);
+        eth.set_ethertype(EtherType::IPV6);
+    }
+    let l3 = &mut buf[ethernet::HEADER_LEN..];
+    {
+        let mut ip = ipv6::Packet::new_unchecked(&mut l3[..]);
+        ip.set_version(6);
+        ip.set_traffic_class(0);
+        ip.set_flow_label(0);
+        ip.set_payload_len(NA_LEN as u16);
+        ip.set_next_header(IpProtocol::ICMPV6);
+        ip.set_hop_limit(255);
+        ip.set_src_addr(target);
+        ip.set_dst_addr(to);
+    }
+    let body = &mut l3[ipv6::HEADER_LEN..];
+    body.fill(0);
+    {
+        let mut na = icmpv6::Packet::new_unchecked(&mut body[..]);
+        na.set_msg_type(icmpv6::TYPE_NEIGHBOR_ADVERT);
+        na.set_msg_code(0);
+        na.set_na_flags(true, true, true);
+        // The body is NA_LEN bytes, so the 16-byte target field fits.
+        let _ = na.set_target_addr(target);
+    }
+    // Target link-layer address option: type 2, length 1 (8 bytes).
+    body[24] = 2;
+    body[25] = 1;
+    body[26..32].copy_from_slice(&our_mac);
+    let mut na = icmpv6::Packet::new_unchecked(&mut body[..]);
+    na.fill_checksum(target, to);
+}
+

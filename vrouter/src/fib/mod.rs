@@ -1,1 +1,321 @@
-//! Forwarding tables (being written).
+//! Forwarding state: vifs, VRFs with their route and bridge tables, nexthops and the MPLS
+//! label table, resolved from the configuration into dense, index-addressed arrays so that
+//! the per-packet path does array indexing instead of map lookups wherever it can.
+//!
+//! Nexthops are referenced by their dense index ([`NhIdx`]) everywhere inside the FIB; the
+//! configured ids only exist at the edges (config, tools).
+
+pub mod lpm;
+
+use crate::config::{Config, Mac, NexthopConfig, TunnelEncap, VifType};
+use lpm::{IntMap, Lpm};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Dense nexthop index.
+pub type NhIdx = u32;
+
+/// MPLS-over-UDP destination port (RFC 7510).
+pub const MPLSOUDP_PORT: u16 = 6635;
+/// VXLAN destination port (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+/// TTL of the outer IPv4 header of tunnels and of the MPLS label.
+pub const TUNNEL_TTL: u8 = 64;
+
+/// A vRouter interface as the data plane sees it.
+#[derive(Debug, Clone)]
+pub struct Vif {
+    pub id: u16,
+    pub name: String,
+    pub kind: VifType,
+    pub device: String,
+    pub mac: [u8; 6],
+    pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
+    pub vrf: u32,
+    pub rx_queues: u16,
+    pub mtu: u16,
+    /// Answer ARP requests and IPv6 neighbour solicitations for routed addresses.
+    pub proxy_arp: bool,
+}
+
+/// A routing instance.
+#[derive(Debug, Clone, Default)]
+pub struct Vrf {
+    pub id: u32,
+    pub name: String,
+    pub v4: Lpm<u32>,
+    pub v6: Lpm<u128>,
+    pub bridge: IntMap<u64, NhIdx>,
+}
+
+impl Vrf {
+    #[inline]
+    pub fn route_v4(&self, dst: Ipv4Addr) -> Option<NhIdx> {
+        self.v4.lookup(u32::from(dst)).map(|(nh, _)| nh)
+    }
+
+    #[inline]
+    pub fn route_v6(&self, dst: &[u8; 16]) -> Option<NhIdx> {
+        self.v6.lookup(u128::from_be_bytes(*dst)).map(|(nh, _)| nh)
+    }
+
+    #[inline]
+    pub fn bridge_lookup(&self, mac: &[u8; 6]) -> Option<NhIdx> {
+        self.bridge.get(&mac_key(mac)).copied()
+    }
+}
+
+/// A MAC as a map key.
+#[inline]
+pub fn mac_key(m: &[u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+/// A resolved nexthop.
+#[derive(Debug, Clone)]
+pub enum Nexthop {
+    /// L2 rewrite to `dst_mac`/`src_mac` and transmit on `vif`.
+    Encap { id: u32, vif: u16, dst_mac: [u8; 6], src_mac: [u8; 6] },
+    /// Overlay tunnel over the fabric vif `vif`.
+    Tunnel {
+        id: u32,
+        encap: TunnelEncap,
+        vif: u16,
+        /// Outer Ethernet: underlay next hop, the fabric vif's MAC.
+        outer_dst_mac: [u8; 6],
+        outer_src_mac: [u8; 6],
+        src_ip: Ipv4Addr,
+        dst_ip: Ipv4Addr,
+        /// MPLS label or VXLAN VNI.
+        label: u32,
+        /// Inner destination MAC of routed packets sent over VXLAN.
+        inner_dst_mac: [u8; 6],
+    },
+    /// Hand to the host interface.
+    Receive { id: u32, vif: u16 },
+    Discard { id: u32 },
+    /// Members are dense indices of non-composite nexthops.
+    Ecmp { id: u32, members: Vec<NhIdx> },
+}
+
+impl Nexthop {
+    pub fn id(&self) -> u32 {
+        match self {
+            Nexthop::Encap { id, .. }
+            | Nexthop::Tunnel { id, .. }
+            | Nexthop::Receive { id, .. }
+            | Nexthop::Discard { id }
+            | Nexthop::Ecmp { id, .. } => *id,
+        }
+    }
+
+    /// tf-vrouter style type name (`flow --get`, `nh --list`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Nexthop::Encap { .. } => "Encap",
+            Nexthop::Tunnel { .. } => "Tunnel",
+            Nexthop::Receive { .. } => "Receive",
+            Nexthop::Discard { .. } => "Discard",
+            Nexthop::Ecmp { .. } => "Composite",
+        }
+    }
+}
+
+/// Errors building the FIB from a configuration that passed validation (these indicate a
+/// reference validation did not catch; they name the entry).
+#[derive(Debug, thiserror::Error)]
+pub enum FibError {
+    #[error("{0}: nexthop {1} is not defined")]
+    UnknownNexthop(String, u32),
+    #[error("{0}: vif {1} is not defined")]
+    UnknownVif(String, u16),
+    #[error("{0}: VRF {1} is not defined")]
+    UnknownVrf(String, u32),
+    #[error("{0}: {1}")]
+    Invalid(String, String),
+}
+
+/// The complete forwarding state. Read-only while lcores forward.
+#[derive(Debug, Clone)]
+pub struct Fib {
+    pub router_ip: Ipv4Addr,
+    pub router_mac: [u8; 6],
+    /// Indexed by vif id; `None` for unused ids.
+    pub vifs: Vec<Option<Vif>>,
+    /// Indexed by VRF id; `None` for unused ids.
+    pub vrfs: Vec<Option<Vrf>>,
+    pub nexthops: Vec<Nexthop>,
+    /// MPLS label -> nexthop (fabric decap).
+    pub labels: IntMap<u32, NhIdx>,
+    /// VXLAN VNI -> VRF id (fabric decap).
+    pub vnis: IntMap<u32, u32>,
+    /// The host vif, if configured.
+    pub host_vif: Option<u16>,
+}
+
+impl Fib {
+    pub fn from_config(cfg: &Config) -> Result<Fib, FibError> {
+        let router_mac = cfg.vrouter.router_mac.0;
+        let max_vif = cfg.vifs.iter().map(|v| v.get_ref().id).max().unwrap_or(0);
+        let mut vifs: Vec<Option<Vif>> = vec![None; usize::from(max_vif) + 1];
+        let mut host_vif = None;
+        for v in &cfg.vifs {
+            let v = v.get_ref();
+            if v.kind == VifType::Host {
+                host_vif = Some(v.id);
+            }
+            vifs[usize::from(v.id)] = Some(Vif {
+                id: v.id,
+                name: v.name.clone(),
+                kind: v.kind,
+                device: v.device.clone(),
+                mac: v.mac.0,
+                ip: v.ip,
+                ip6: v.ip6,
+                vrf: v.vrf,
+                rx_queues: v.rx_queues,
+                mtu: v.mtu.unwrap_or(1500),
+                proxy_arp: v.proxy_arp.unwrap_or(v.kind == VifType::Virtual),
+            });
+        }
+        let vif_of = |what: &str, id: u16| -> Result<&Vif, FibError> {
+            vifs.get(usize::from(id))
+                .and_then(Option::as_ref)
+                .ok_or_else(|| FibError::UnknownVif(what.to_string(), id))
+        };
+
+        let max_vrf = cfg.vrfs.iter().map(|v| v.get_ref().id).max().unwrap_or(0);
+        let mut vrfs: Vec<Option<Vrf>> = vec![None; max_vrf as usize + 1];
+        let mut vnis = IntMap::default();
+        for v in &cfg.vrfs {
+            let v = v.get_ref();
+            vrfs[v.id as usize] = Some(Vrf { id: v.id, name: v.name.clone(), ..Vrf::default() });
+            if let Some(vni) = v.vxlan_vni {
+                vnis.insert(vni, v.id);
+            }
+        }
+        for v in vifs.iter().flatten() {
+            if vrfs.get(v.vrf as usize).and_then(Option::as_ref).is_none() {
+                return Err(FibError::UnknownVrf(format!("vif {}", v.id), v.vrf));
+            }
+        }
+
+        // Dense nexthop indices in config order.
+        let mut index: IntMap<u32, NhIdx> = IntMap::default();
+        for (i, nh) in cfg.nexthops.iter().enumerate() {
+            index.insert(nh.get_ref().id(), i as NhIdx);
+        }
+        let resolve = |what: &str, id: u32| -> Result<NhIdx, FibError> {
+            index.get(&id).copied().ok_or_else(|| FibError::UnknownNexthop(what.to_string(), id))
+        };
+        let mut nexthops = Vec::with_capacity(cfg.nexthops.len());
+        for nh in &cfg.nexthops {
+            let nh = nh.get_ref();
+            let what = format!("nexthop {}", nh.id());
+            nexthops.push(match nh {
+                NexthopConfig::Encap { id, vif, dst_mac, src_mac } => {
+                    vif_of(&what, *vif)?;
+                    Nexthop::Encap {
+                        id: *id,
+                        vif: *vif,
+                        dst_mac: dst_mac.0,
+                        src_mac: src_mac.unwrap_or(Mac(router_mac)).0,
+                    }
+                }
+                NexthopConfig::Tunnel { id, encap, remote_ip, label, vif, dst_mac, inner_dst_mac } => {
+                    let fabric = vif_of(&what, *vif)?;
+                    Nexthop::Tunnel {
+                        id: *id,
+                        encap: *encap,
+                        vif: *vif,
+                        outer_dst_mac: dst_mac.0,
+                        outer_src_mac: fabric.mac,
+                        src_ip: cfg.vrouter.router_ip,
+                        dst_ip: *remote_ip,
+                        label: *label,
+                        inner_dst_mac: inner_dst_mac.unwrap_or(Mac(router_mac)).0,
+                    }
+                }
+                NexthopConfig::Receive { id, vif } => {
+                    vif_of(&what, *vif)?;
+                    Nexthop::Receive { id: *id, vif: *vif }
+                }
+                NexthopConfig::Discard { id } => Nexthop::Discard { id: *id },
+                NexthopConfig::Ecmp { id, members } => {
+                    let mut m = Vec::with_capacity(members.len());
+                    for mid in members {
+                        let idx = resolve(&what, *mid)?;
+                        if matches!(cfg.nexthops[idx as usize].get_ref(), NexthopConfig::Ecmp { .. }) {
+                            return Err(FibError::Invalid(what, format!("member {mid} is itself ECMP")));
+                        }
+                        m.push(idx);
+                    }
+                    if m.is_empty() {
+                        return Err(FibError::Invalid(what, "no members".into()));
+                    }
+                    Nexthop::Ecmp { id: *id, members: m }
+                }
+            });
+        }
+
+        for r in &cfg.routes {
+            let r = r.get_ref();
+            let what = format!("route {} in VRF {}", r.prefix, r.vrf);
+            let nh = resolve(&what, r.nexthop)?;
+            let vrf = vrfs
+                .get_mut(r.vrf as usize)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| FibError::UnknownVrf(what.clone(), r.vrf))?;
+            match r.prefix.addr {
+                IpAddr::V4(a) => vrf.v4.insert(u32::from(a), r.prefix.len, nh),
+                IpAddr::V6(a) => vrf.v6.insert(u128::from(a), r.prefix.len, nh),
+            };
+        }
+        for b in &cfg.bridge {
+            let b = b.get_ref();
+            let what = format!("bridge entry {} in VRF {}", b.mac, b.vrf);
+            let nh = resolve(&what, b.nexthop)?;
+            let vrf = vrfs
+                .get_mut(b.vrf as usize)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| FibError::UnknownVrf(what.clone(), b.vrf))?;
+            vrf.bridge.insert(mac_key(&b.mac.0), nh);
+        }
+        let mut labels = IntMap::default();
+        for l in &cfg.labels {
+            let l = l.get_ref();
+            labels.insert(l.label, resolve(&format!("label {}", l.label), l.nexthop)?);
+        }
+
+        Ok(Fib {
+            router_ip: cfg.vrouter.router_ip,
+            router_mac,
+            vifs,
+            vrfs,
+            nexthops,
+            labels,
+            vnis,
+            host_vif,
+        })
+    }
+
+    #[inline]
+    pub fn vif(&self, id: u16) -> Option<&Vif> {
+        self.vifs.get(usize::from(id)).and_then(Option::as_ref)
+    }
+
+    #[inline]
+    pub fn vrf(&self, id: u32) -> Option<&Vrf> {
+        self.vrfs.get(id as usize).and_then(Option::as_ref)
+    }
+
+    #[inline]
+    pub fn nexthop(&self, idx: NhIdx) -> Option<&Nexthop> {
+        self.nexthops.get(idx as usize)
+    }
+
+    /// Configured vifs in id order.
+    pub fn vif_list(&self) -> impl Iterator<Item = &Vif> {
+        self.vifs.iter().flatten()
+    }
+}

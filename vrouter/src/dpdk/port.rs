@@ -1,0 +1,193 @@
+//! Ethernet ports: lookup by device name, configuration (queues, RSS), start/stop/close, stats.
+
+use super::{DpdkError, Mempool, Result};
+use std::ffi::{CStr, CString};
+
+/// A DPDK ethdev port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    pub id: u16,
+}
+
+/// What the driver reports about a port.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    pub rss_offloads: u64,
+    pub socket: i32,
+}
+
+/// How to set a port up.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub mtu: Option<u16>,
+}
+
+/// Basic port counters (`rte_eth_stats_get`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+impl Port {
+    /// The port of a device (`net_pcap0`, a PCI address, ...).
+    pub fn by_name(name: &str) -> Result<Port> {
+        let c = CString::new(name).map_err(|_| DpdkError::Other("device name has NUL".into()))?;
+        let mut id = 0u16;
+        // SAFETY: c is a valid C string and `id` a valid out-pointer for the call.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+        if ret < 0 {
+            return Err(DpdkError::Other(format!(
+                "no DPDK port for device {name:?} (is it in eal.vdevs or eal.pci?)"
+            )));
+        }
+        Ok(Port { id })
+    }
+
+    /// Number of ports the EAL probed.
+    pub fn count() -> u16 {
+        // SAFETY: plain getter.
+        unsafe { dpdk_sys::rte_eth_dev_count_avail() }
+    }
+
+    pub fn info(&self) -> Result<PortInfo> {
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: info is a valid, writable rte_eth_dev_info.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(self.id, &mut info) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_info_get", ret));
+        }
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: driver_name points at the driver's static NUL-terminated name.
+            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
+        };
+        // SAFETY: plain getter.
+        let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(self.id) }.max(0);
+        Ok(PortInfo {
+            driver,
+            max_rx_queues: info.max_rx_queues,
+            max_tx_queues: info.max_tx_queues,
+            rss_offloads: info.flow_type_rss_offloads,
+            socket,
+        })
+    }
+
+    /// Configures queues (RSS over IP/UDP/TCP when more than one RX queue) and sets them up
+    /// with mbufs from `pool`. The port must be stopped.
+    pub fn configure(&self, cfg: &PortConfig, info: &PortInfo, pool: &Mempool) -> Result<()> {
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        if cfg.rx_queues > 1 {
+            conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            // SAFETY: shim returns a constant.
+            let want = unsafe { dpdk_sys::shim_rss_ip_l4() };
+            conf.rx_adv_conf.rss_conf.rss_hf = want & info.rss_offloads;
+        }
+        // SAFETY: conf is a valid configuration for the duration of the call.
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf)
+        };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_configure", ret));
+        }
+        if let Some(mtu) = cfg.mtu {
+            // SAFETY: plain call on a configured port.
+            let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
+            // Virtual devices may not support MTU changes; that is not fatal.
+            if ret < 0 && ret != -libc::ENOTSUP {
+                return Err(DpdkError::from_ret("rte_eth_dev_set_mtu", ret));
+            }
+        }
+        let socket = info.socket as u32;
+        for q in 0..cfg.rx_queues {
+            // SAFETY: NULL rx_conf selects the driver default; pool is a live mempool.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    self.id,
+                    q,
+                    cfg.rx_desc,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
+            if ret < 0 {
+                return Err(DpdkError::from_ret("rte_eth_rx_queue_setup", ret));
+            }
+        }
+        for q in 0..cfg.tx_queues {
+            // SAFETY: NULL tx_conf selects the driver default.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_tx_queue_setup(self.id, q, cfg.tx_desc, socket, std::ptr::null())
+            };
+            if ret < 0 {
+                return Err(DpdkError::from_ret("rte_eth_tx_queue_setup", ret));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn start(&self) -> Result<()> {
+        // SAFETY: plain call on a configured port.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.id) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_start", ret));
+        }
+        // Best effort: virtual devices may refuse promiscuous mode.
+        // SAFETY: plain call.
+        unsafe { dpdk_sys::rte_eth_promiscuous_enable(self.id) };
+        Ok(())
+    }
+
+    pub fn stop(&self) -> Result<()> {
+        // SAFETY: plain call; no lcore may be polling the port any more (caller contract).
+        let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_stop", ret));
+        }
+        Ok(())
+    }
+
+    /// Closes the port (the pcap PMD flushes and closes its capture files here).
+    pub fn close(&self) -> Result<()> {
+        // SAFETY: plain call on a stopped port.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_close(self.id) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_close", ret));
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<PortStats> {
+        let mut s = dpdk_sys::rte_eth_stats::default();
+        // SAFETY: s is a valid out-pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_stats_get(self.id, &mut s) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_eth_stats_get", ret));
+        }
+        Ok(PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        })
+    }
+}

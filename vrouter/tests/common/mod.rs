@@ -1,0 +1,580 @@
+//! Test harness: pcap files, independent frame builders, and a runner that starts the real
+//! `vrouter` binary (real EAL, pcap virtual devices), waits until every input packet is
+//! accounted for in the stats region, stops it with SIGINT and collects the captured frames.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
+use vrouter::stats::{StatsReader, VifCounters};
+
+// ---------------------------------------------------------------- pcap
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        out.extend_from_slice(&(i as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(data.len() >= 24, "{} is not a pcap file", path.display());
+    let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+    let le = match magic {
+        0xa1b2c3d4 | 0xa1b23c4d => true,
+        0xd4c3b2a1 | 0x4d3cb2a1 => false,
+        m => panic!("bad pcap magic {m:#x} in {}", path.display()),
+    };
+    let rd = |b: &[u8]| {
+        let a: [u8; 4] = b.try_into().unwrap();
+        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+    };
+    let mut frames = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let caplen = rd(&data[off + 8..off + 12]) as usize;
+        let start = off + 16;
+        frames.push(data[start..start + caplen].to_vec());
+        off = start + caplen;
+    }
+    frames
+}
+
+// ---------------------------------------------------------------- frame builders
+// Written independently of the vRouter's own packet code, straight from the RFCs.
+
+pub fn mac(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16).unwrap()).collect();
+    v.try_into().unwrap()
+}
+
+pub fn csum(data: &[u8], init: u32) -> u16 {
+    let mut s = init;
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
+        s += u32::from(w);
+    }
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Pads a frame to the 60-byte Ethernet minimum, as a NIC (and a pcap) shows it.
+pub fn pad60(mut f: Vec<u8>) -> Vec<u8> {
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+pub fn ipv4_hdr(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload_len: usize, df: bool) -> Vec<u8> {
+    let total = 20 + payload_len;
+    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34];
+    h.extend_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+    h.extend_from_slice(&[ttl, proto, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let c = csum(&h, 0);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+fn pseudo4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+    let mut s = 0u32;
+    for w in src.octets().chunks(2).chain(dst.octets().chunks(2)) {
+        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    s + u32::from(proto) + len as u32
+}
+
+fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, nh: u8, len: usize) -> u32 {
+    let mut s = 0u32;
+    for w in src.octets().chunks(2).chain(dst.octets().chunks(2)) {
+        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    s + u32::from(nh) + len as u32
+}
+
+pub fn udp_bytes(sport: u16, dport: u16, payload: &[u8], pseudo: u32) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut c = csum(&u, pseudo);
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+/// IPv4 + UDP packet (no Ethernet).
+pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let u = udp_bytes(sport, dport, payload, pseudo4(src, dst, 17, 8 + payload.len()));
+    let mut p = ipv4_hdr(src, dst, 17, ttl, u.len(), false);
+    p.extend_from_slice(&u);
+    p
+}
+
+pub fn ipv6_hdr(src: Ipv6Addr, dst: Ipv6Addr, nh: u8, hop: u8, payload_len: usize) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    h.push(nh);
+    h.push(hop);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h
+}
+
+pub fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, hop: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let u = udp_bytes(sport, dport, payload, pseudo6(src, dst, 17, 8 + payload.len()));
+    let mut p = ipv6_hdr(src, dst, 17, hop, u.len());
+    p.extend_from_slice(&u);
+    p
+}
+
+pub fn icmpv6(src: Ipv6Addr, dst: Ipv6Addr, body: &[u8]) -> Vec<u8> {
+    let mut b = body.to_vec();
+    let c = csum(&b, pseudo6(src, dst, 58, b.len()));
+    b[2..4].copy_from_slice(&c.to_be_bytes());
+    b
+}
+
+pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4];
+    a.extend_from_slice(&op.to_be_bytes());
+    a.extend_from_slice(&sha);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&tha);
+    a.extend_from_slice(&tpa.octets());
+    a
+}
+
+/// Outer Ethernet + IPv4 + UDP of a tunnel (DF set, TTL 64, ident 0, UDP checksum 0).
+pub fn tunnel_outer(dmac: [u8; 6], smac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, inner: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + inner.len();
+    let mut ip = ipv4_hdr(src, dst, 17, 64, udp_len, true);
+    // ident 0 as the vRouter writes it
+    ip[4] = 0;
+    ip[5] = 0;
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = csum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut p = ip;
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(inner);
+    eth(dmac, smac, 0x0800, &p)
+}
+
+pub fn mpls(label: u32, ttl: u8) -> [u8; 4] {
+    ((label << 12) | (1 << 8) | u32::from(ttl)).to_be_bytes()
+}
+
+pub fn vxlan(vni: u32) -> [u8; 8] {
+    let v = vni << 8;
+    [0x08, 0, 0, 0, (v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8, 0]
+}
+
+/// IPv4 with TTL decremented and checksum recomputed (what a router emits).
+pub fn decrement_ttl_v4(ip: &[u8]) -> Vec<u8> {
+    let mut p = ip.to_vec();
+    p[8] -= 1;
+    p[10] = 0;
+    p[11] = 0;
+    let hl = usize::from(p[0] & 0xf) * 4;
+    let c = csum(&p[..hl], 0);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+// ---------------------------------------------------------------- running the vRouter
+
+/// The standard test topology: fabric vif0/0 on port "fabric", VMs vif0/1 and vif0/2.
+pub const ROUTER_MAC: &str = "00:00:5e:00:01:00";
+pub const FABRIC_MAC: &str = "02:00:00:00:00:01";
+pub const GW_MAC: &str = "02:00:00:00:00:02";
+pub const VM1_MAC: &str = "02:00:00:00:01:03";
+pub const VM2_MAC: &str = "02:00:00:00:01:04";
+pub const REMOTE_VXLAN_VM_MAC: &str = "02:00:00:00:03:0a";
+
+pub fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+pub fn ip6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+pub fn topology(vdevs: &str, prefix: &str, run_dir: &Path) -> String {
+    format!(
+        r#"
+[eal]
+main_core = 0
+forwarding_cores = [1]
+memory_mb = 256
+mbufs = 4095
+file_prefix = "{prefix}"
+vdevs = [{vdevs}]
+
+[vrouter]
+run_dir = "{run_dir}"
+router_ip = "10.10.0.1"
+summary_interval_s = 0
+
+[[vif]]
+id = 0
+name = "fabric0"
+type = "fabric"
+device = "net_pcap0"
+mac = "{FABRIC_MAC}"
+ip = "10.10.0.1"
+vrf = 0
+
+[[vif]]
+id = 1
+name = "tap-vm1"
+type = "virtual"
+device = "net_pcap1"
+mac = "{ROUTER_MAC}"
+ip = "192.168.1.3"
+vrf = 1
+vn_name = "default-domain:demo:vn1"
+vm_uuid = "5f2a1c3e-0000-4000-8000-000000000001"
+vmi_uuid = "5f2a1c3e-0000-4000-8000-0000000000a1"
+
+[[vif]]
+id = 2
+name = "tap-vm2"
+type = "virtual"
+device = "net_pcap2"
+mac = "{ROUTER_MAC}"
+ip = "192.168.1.4"
+ip6 = "fd00:1::4"
+vrf = 1
+
+[[vrf]]
+id = 0
+name = "fabric"
+
+[[vrf]]
+id = 1
+name = "default-domain:demo:vn1"
+vxlan_vni = 5001
+
+[[nexthop]]
+id = 1
+type = "encap"
+vif = 1
+dst_mac = "{VM1_MAC}"
+
+[[nexthop]]
+id = 2
+type = "encap"
+vif = 2
+dst_mac = "{VM2_MAC}"
+
+[[nexthop]]
+id = 3
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "10.10.0.2"
+label = 40
+vif = 0
+dst_mac = "{GW_MAC}"
+
+[[nexthop]]
+id = 4
+type = "tunnel"
+encap = "vxlan"
+remote_ip = "10.10.0.3"
+label = 5001
+vif = 0
+dst_mac = "{GW_MAC}"
+inner_dst_mac = "{REMOTE_VXLAN_VM_MAC}"
+
+[[nexthop]]
+id = 5
+type = "discard"
+
+[[nexthop]]
+id = 6
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "10.10.0.4"
+label = 41
+vif = 0
+dst_mac = "{GW_MAC}"
+
+[[nexthop]]
+id = 7
+type = "ecmp"
+members = [3, 6]
+
+[[route]]
+vrf = 1
+prefix = "192.168.1.3/32"
+nexthop = 1
+
+[[route]]
+vrf = 1
+prefix = "192.168.1.4/32"
+nexthop = 2
+
+[[route]]
+vrf = 1
+prefix = "192.168.2.0/24"
+nexthop = 3
+
+[[route]]
+vrf = 1
+prefix = "192.168.3.0/24"
+nexthop = 4
+
+[[route]]
+vrf = 1
+prefix = "192.168.9.0/24"
+nexthop = 5
+
+[[route]]
+vrf = 1
+prefix = "192.168.10.0/24"
+nexthop = 7
+
+[[route]]
+vrf = 1
+prefix = "fd00:1::3/128"
+nexthop = 1
+
+[[route]]
+vrf = 1
+prefix = "fd00:1::4/128"
+nexthop = 2
+
+[[route]]
+vrf = 1
+prefix = "fd00:2::/64"
+nexthop = 3
+
+[[bridge]]
+vrf = 1
+mac = "{VM1_MAC}"
+nexthop = 1
+
+[[bridge]]
+vrf = 1
+mac = "{VM2_MAC}"
+nexthop = 2
+
+[[label]]
+label = 17
+nexthop = 1
+
+[[label]]
+label = 18
+nexthop = 2
+"#,
+        run_dir = run_dir.display()
+    )
+}
+
+/// Inputs per vif (0 fabric, 1 vm1, 2 vm2).
+#[derive(Default)]
+pub struct Inputs {
+    pub fabric: Vec<Vec<u8>>,
+    pub vm1: Vec<Vec<u8>>,
+    pub vm2: Vec<Vec<u8>>,
+}
+
+/// What a run produced.
+pub struct Outcome {
+    pub fabric: Vec<Vec<u8>>,
+    pub vm1: Vec<Vec<u8>>,
+    pub vm2: Vec<Vec<u8>>,
+    pub vifs: BTreeMap<u16, VifCounters>,
+    pub drops: [u64; DROP_REASON_COUNT],
+    pub vif_drops: BTreeMap<u16, [u64; DROP_REASON_COUNT]>,
+    pub run_dir: PathBuf,
+    pub stdout: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Outcome {
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    pub fn total_rx(&self) -> u64 {
+        self.vifs.values().map(|c| c.rx_packets).sum()
+    }
+    pub fn total_tx(&self) -> u64 {
+        self.vifs.values().map(|c| c.tx_packets).sum()
+    }
+    /// Non-zero drop reasons.
+    pub fn drop_list(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL.iter().filter(|r| self.drops[r.index()] > 0).map(|r| (*r, self.drops[r.index()])).collect()
+    }
+    /// packets in = packets out + sum of drops, per vif and in total; per-vif drops add up to
+    /// the global ones.
+    pub fn assert_accounted(&self, n_in: u64) {
+        assert_eq!(self.total_rx(), n_in, "rx counters {:?}", self.vifs);
+        assert_eq!(self.total_rx(), self.total_tx() + self.total_drops(), "in != out + drops: {:?} drops {:?}", self.vifs, self.drop_list());
+        let mut sum = [0u64; DROP_REASON_COUNT];
+        for d in self.vif_drops.values() {
+            for (s, v) in sum.iter_mut().zip(d) {
+                *s += v;
+            }
+        }
+        assert_eq!(sum, self.drops, "per-vif drops do not add up to the global drops");
+    }
+}
+
+fn unique_prefix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("vrt{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Runs the vRouter binary on the standard topology with these inputs.
+pub fn run(inputs: Inputs) -> Outcome {
+    run_with(inputs, |c| c)
+}
+
+/// Like [`run`], letting the caller edit the configuration text.
+pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run_dir = d.join("run");
+    let n_in = (inputs.fabric.len() + inputs.vm1.len() + inputs.vm2.len()) as u64;
+    let mut vdevs = Vec::new();
+    for (i, (name, frames)) in [("fabric", &inputs.fabric), ("vm1", &inputs.vm1), ("vm2", &inputs.vm2)].iter().enumerate() {
+        let rx = d.join(format!("{name}-in.pcap"));
+        write_pcap(&rx, frames);
+        let tx = d.join(format!("{name}-out.pcap"));
+        vdevs.push(format!("\"net_pcap{i},rx_pcap={},tx_pcap={}\"", rx.display(), tx.display()));
+    }
+    let prefix = unique_prefix();
+    let cfg = edit(topology(&vdevs.join(", "), &prefix, &run_dir));
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+        .arg("--config")
+        .arg(&cfg_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vrouter");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reader = loop {
+        if let Ok(r) = StatsReader::open(&run_dir) {
+            break r;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("vrouter exited early ({st}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < deadline, "vrouter did not create its stats region");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Wait until every input packet was received and either sent or dropped.
+    loop {
+        let (rx, tx, drops) = totals(&reader);
+        if rx >= n_in && rx == tx + drops {
+            break;
+        }
+        if Instant::now() > deadline {
+            stop(&mut child);
+            panic!("timed out: rx {rx} tx {tx} drops {drops}, expected {n_in} in");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stdout = stop(&mut child);
+
+    let reader = StatsReader::open(&run_dir).unwrap();
+    let mut vifs = BTreeMap::new();
+    let mut vif_drops = BTreeMap::new();
+    for v in 0..3u16 {
+        vifs.insert(v, reader.vif_counters(v, None));
+        vif_drops.insert(v, reader.vif_drops(v, None));
+    }
+    Outcome {
+        fabric: read_pcap(&d.join("fabric-out.pcap")),
+        vm1: read_pcap(&d.join("vm1-out.pcap")),
+        vm2: read_pcap(&d.join("vm2-out.pcap")),
+        vifs,
+        drops: reader.drops(None),
+        vif_drops,
+        run_dir,
+        stdout,
+        _dir: dir,
+    }
+}
+
+fn totals(r: &StatsReader) -> (u64, u64, u64) {
+    let mut rx = 0;
+    let mut tx = 0;
+    for v in 0..3u16 {
+        let c = r.vif_counters(v, None);
+        rx += c.rx_packets;
+        tx += c.tx_packets;
+    }
+    (rx, tx, r.drops(None).iter().sum())
+}
+
+/// SIGINT, then wait (bounded) for a clean exit; returns stdout.
+fn stop(child: &mut Child) -> String {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            use std::io::Read;
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            assert!(st.success(), "vrouter exited with {st}\nstdout:\n{out}\nstderr:\n{err}");
+            return out;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vrouter did not stop within 20 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
