@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Run the vRouter on the bundled demo topology (demo/demo.toml): a fabric port and two VM
+# ports, all DPDK pcap virtual devices, so no NIC and no hugepages are needed.
+#
+#   ./ci/demo.sh                  runs in the foreground until Ctrl-C
+#   DEMO_SECONDS=10 ./ci/demo.sh  stops it (SIGINT) after 10 seconds
+#
+# When the vRouter has stopped, it prints `vif --list`, `dropstats` and what the vRouter sent
+# out of each port (the tx pcaps in the run directory).
+#
+# Needs root (DPDK keeps its runtime files in /var/run/dpdk/vrouter-demo): when not root, the
+# setup and the build run as the calling user and the vRouter itself runs under sudo.
+#
+# Environment: DEMO_SECONDS (see above), DEMO_CONFIG (default demo/demo.toml).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+CONFIG="${DEMO_CONFIG:-demo/demo.toml}"
+DEMO_SECONDS="${DEMO_SECONDS:-}"
+if [ -n "$DEMO_SECONDS" ] && ! [[ "$DEMO_SECONDS" =~ ^[0-9]+$ ]]; then
+    echo "demo.sh: DEMO_SECONDS must be a whole number of seconds" >&2
+    exit 2
+fi
+
+log() { printf '[demo] %s\n' "$*"; }
+
+if [ "${1:-}" != "--no-setup" ]; then
+    bash ci/setup.sh
+    for f in demo/vm1.pcap demo/vm2.pcap demo/fabric.pcap; do
+        if [ ! -s "$f" ]; then
+            log "generating the demo traffic (demo/gen_demo_pcap.py)"
+            python3 demo/gen_demo_pcap.py
+            break
+        fi
+    done
+    if [ "$(id -u)" -ne 0 ]; then
+        log "not root: running the vRouter through sudo"
+        exec sudo env DEMO_SECONDS="$DEMO_SECONDS" DEMO_CONFIG="$CONFIG" bash ci/demo.sh --no-setup
+    fi
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "demo.sh: the vRouter needs root (or run ./ci/demo.sh as a sudoer)" >&2
+    exit 1
+fi
+if [ ! -x target/release/vrouter ]; then
+    echo "demo.sh: target/release/vrouter is missing (cargo build --release --workspace)" >&2
+    exit 1
+fi
+
+# The run directory holds the stats region and the tx pcaps; the pcap device cannot create
+# the directory of its tx_pcap file, so it must exist before the EAL starts.
+RUN_DIR=$(sed -n 's/^[[:space:]]*run_dir[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$CONFIG" | head -n1)
+if [ -z "$RUN_DIR" ]; then
+    echo "demo.sh: no run_dir in $CONFIG" >&2
+    exit 1
+fi
+mkdir -p "$RUN_DIR"
+rm -f "$RUN_DIR"/*-out.pcap
+
+if [ -n "$DEMO_SECONDS" ]; then
+    log "target/release/vrouter --config $CONFIG (stops after ${DEMO_SECONDS}s)"
+else
+    log "target/release/vrouter --config $CONFIG (Ctrl-C stops it)"
+fi
+
+# Start it as its own job (set -m): a background command of a script would otherwise
+# inherit SIGINT as ignored. The script forwards Ctrl-C / SIGTERM to it.
+set -m
+target/release/vrouter --config "$CONFIG" </dev/null &
+pid=$!
+set +m
+stop() { kill -INT "$pid" 2>/dev/null || true; }
+trap stop INT TERM
+
+start=$(date +%s)
+stop_sent=""
+while kill -0 "$pid" 2>/dev/null; do
+    now=$(date +%s)
+    if [ -n "$DEMO_SECONDS" ] && [ -z "$stop_sent" ] && [ $((now - start)) -ge "$DEMO_SECONDS" ]; then
+        log "${DEMO_SECONDS}s elapsed: sending SIGINT"
+        stop
+        stop_sent=$now
+    fi
+    if [ -n "$stop_sent" ] && [ $((now - stop_sent)) -ge 15 ]; then
+        log "still running 15s after SIGINT: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    # A Ctrl-C also hits this sleep; the trap has forwarded it, carry on waiting.
+    sleep 0.2 || true
+done
+trap - INT TERM
+set +e
+wait "$pid"
+rc=$?
+set -e
+log "vrouter exited with status $rc"
+
+run_tool() {
+    local tool=$1
+    shift
+    echo
+    log "target/release/$tool --run-dir $RUN_DIR $*"
+    if [ -x "target/release/$tool" ]; then
+        "target/release/$tool" --run-dir "$RUN_DIR" "$@" || log "($tool failed)"
+    else
+        log "(target/release/$tool is missing)"
+    fi
+}
+run_tool vif --list
+run_tool dropstats
+
+echo
+if ! command -v tshark >/dev/null 2>&1; then
+    log "output pcaps: $RUN_DIR/*-out.pcap (install tshark to print them)"
+    exit "$rc"
+fi
+log "packets the vRouter sent (tshark -r FILE):"
+for f in "$RUN_DIR"/*-out.pcap; do
+    [ -e "$f" ] || continue
+    n=$(tshark -r "$f" 2>/dev/null | wc -l)
+    echo "--- $f: $n packets"
+    tshark -r "$f" 2>/dev/null | head -n 40
+done
+exit "$rc"

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Idempotent setup on Debian 12: install what the build, the tests and the demo need, then
+# `cargo build --release --workspace`. Safe to run again and again: when everything is
+# present it only checks (dpkg-query) and lets cargo find nothing to do.
+#
+#   ci/setup.sh              packages + release build
+#   ci/setup.sh --deps-only  packages (and the Rust toolchain) only
+#
+# Runs from any directory. Uses sudo for apt only when not root.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+BUILD=1
+case "${1:-}" in
+    "") ;;
+    --deps-only) BUILD=0 ;;
+    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument: $1" >&2; exit 2 ;;
+esac
+
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[setup] %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "setup.sh: not root and sudo is not installed; run as root" >&2
+        exit 1
+    fi
+    SUDO=(sudo --preserve-env=DEBIAN_FRONTEND)
+fi
+
+# Debian packages: DPDK 22.11 (headers, pkg-config file, PMDs, dpdk-testpmd), libclang for
+# bindgen, libpcap for the pcap PMD, a C toolchain for the shim, python3 for the demo and
+# bench traffic generators, tshark to read the pcaps, iproute2 for test namespaces.
+PACKAGES=(
+    libdpdk-dev dpdk pkg-config libclang-dev libpcap-dev build-essential
+    python3 tshark iproute2 ca-certificates
+)
+
+installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]
+}
+
+# Cargo from rustup (~/.cargo/bin) may not be on PATH in a non-login shell.
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+NEED_RUST=0
+command -v cargo >/dev/null 2>&1 || NEED_RUST=1
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+if [ "$NEED_RUST" -eq 1 ] && ! installed curl; then
+    missing+=(curl)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    # tshark asks whether non-root users may capture; answer 'no' without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" |
+        "${SUDO[@]}" debconf-set-selections
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    log "system packages present"
+fi
+
+if [ "$NEED_RUST" -eq 1 ]; then
+    log "cargo not found: installing the stable Rust toolchain with rustup (user $(id -un))"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --profile minimal --default-toolchain stable
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+# The workspace needs Rust >= rust-version in Cargo.toml (Debian's own rustc is too old).
+need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -n1)
+have=$(rustc --version | awk '{print $2}')
+if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+    if command -v rustup >/dev/null 2>&1; then
+        log "rustc $have is older than $need: rustup update stable"
+        rustup update stable
+    else
+        echo "setup.sh: rustc $have is older than the required $need and rustup is missing;" >&2
+        echo "          remove the distribution's cargo/rustc or install rustup" >&2
+        exit 1
+    fi
+fi
+
+if ! pkg-config --atleast-version=22.11 libdpdk; then
+    echo "setup.sh: pkg-config does not find libdpdk >= 22.11 (apt libdpdk-dev)" >&2
+    exit 1
+fi
+
+if [ "$BUILD" -eq 1 ]; then
+    log "cargo build --release --workspace ($(cargo --version))"
+    cargo build --release --workspace
+fi
+log "done"

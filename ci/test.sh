@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite: ci/setup.sh (packages + release build), then
+# `cargo test --workspace --release`. Release because the data-plane integration tests run a
+# real DPDK EAL and compare frames, which is slow in debug.
+#
+# Needs root or sudo: DPDK keeps its runtime files in /var/run/dpdk/<file-prefix>. When not
+# root, the test binaries (only) are run through `sudo -E`.
+#
+# Environment:
+#   TEST_THREADS     libtest threads per test binary (default 2; the machine has 2 cores)
+#   TEST_TIMEOUT_S   stop the test run after this many seconds (default 1500)
+#   extra arguments  passed to `cargo test` (e.g. `ci/test.sh -p vrouter`)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+bash ci/setup.sh
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="sudo -E"
+fi
+# Through the environment rather than `-- --test-threads`: test binaries with their own
+# harness (harness = false, one EAL per process) do not take libtest's arguments.
+export RUST_TEST_THREADS="${TEST_THREADS:-2}"
+
+log=$(mktemp -t vrouter-test.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+
+echo "[test] cargo test --workspace --release $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
+set +e
+timeout --signal=INT --kill-after=30 "${TEST_TIMEOUT_S:-1500}" \
+    cargo test --workspace --release "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+
+# Summary: totals over every "test result:" line, and the names of failed tests.
+awk '
+    /^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i) ~ /^passed;?$/)   passed  += $(i - 1)
+            if ($(i) ~ /^failed;?$/)   failed  += $(i - 1)
+            if ($(i) ~ /^ignored;?$/)  ignored += $(i - 1)
+        }
+        suites++
+    }
+    /^test .* \.\.\. FAILED$/ { sub(/^test /, ""); sub(/ \.\.\. FAILED$/, ""); bad[++nbad] = $0 }
+    END {
+        printf "\n[test] summary: %d passed, %d failed, %d ignored in %d test suites\n", \
+            passed, failed, ignored, suites
+        for (i = 1; i <= nbad; i++) printf "[test]   FAILED %s\n", bad[i]
+    }
+' "$log"
+
+elapsed=$(($(date +%s) - start))
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "[test] TIMED OUT after ${TEST_TIMEOUT_S:-1500}s of testing (${elapsed}s in all)"
+elif [ "$rc" -ne 0 ]; then
+    echo "[test] FAILED (cargo exit $rc) after ${elapsed}s"
+else
+    echo "[test] OK after ${elapsed}s"
+fi
+exit "$rc"
