@@ -65,12 +65,30 @@ impl ConfigError {
         let (line, table) = match e.span() {
             Some(span) => {
                 let (offset, table) = locate(text, span, &message);
-                (Some(line_of(text, offset)), table)
+                (Some(line_of(text, offset)), with_value_key(text, offset, table))
             }
             None => (None, None),
         };
         ConfigError::Parse { origin: origin.into(), line, table, message }
     }
+}
+
+/// When the error points at a value (`key = <here>`), names the key after the table:
+/// toml's message for a wrong type ("invalid type: string, expected u32") does not.
+fn with_value_key(text: &str, offset: usize, table: Option<String>) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..offset];
+    let Some((key, _)) = before.split_once('=') else { return table };
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.contains(['[', '{', ',']) {
+        return table;
+    }
+    Some(match table {
+        Some(t) if !t.ends_with(key) => format!("{t}.{key}"),
+        Some(t) => t,
+        None => key.to_string(),
+    })
 }
 
 /// Checks a parsed configuration; `text` is the file it was parsed from (for line numbers)
@@ -1099,12 +1117,12 @@ nexthop = 1
     fn parse_errors_have_lines() {
         expect_parse(
             &edit("vrf = 0\nrx_queues", "vrf = \"zero\" # HERE\nrx_queues"),
-            Some("vif[0]"),
+            Some("vif[0].vrf"),
             "invalid type",
         );
         expect_parse(
             &edit("\nmac = \"02:00:00:00:01:02\"", "\nmac = \"02:00:00:00:01\" # HERE"),
-            Some("vif[3]"),
+            Some("vif[3].mac"),
             "invalid MAC",
         );
         expect_parse(
@@ -1127,7 +1145,7 @@ nexthop = 1
         );
         expect_parse(
             &edit("type = \"discard\"", "type = \"drop\" # HERE"),
-            Some("nexthop[5]"),
+            Some("nexthop[5].type"),
             "unknown variant `drop`",
         );
         expect_parse(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
-use vrouter::stats::{StatsReader, VifCounters};
+use vrouter::stats::{Liveness, StatsReader, VifCounters};
 
 // ---------------------------------------------------------------- pcap
 
@@ -462,10 +462,30 @@ impl Outcome {
     }
 }
 
-fn unique_prefix() -> String {
+pub fn unique_prefix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("vrt{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Starts the vRouter on the standard topology with the given vdev strings and returns the
+/// child, the run directory and the temp dir guard; the caller stops it with [`stop`].
+pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Child, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let run_dir = d.join("run");
+    let vdevs: Vec<String> = (0..3).map(|i| format!("\"{}\"", vdev_for(&d, i))).collect();
+    let cfg = topology(&vdevs.join(", "), &unique_prefix(), &run_dir);
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+        .arg("--config")
+        .arg(&cfg_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vrouter");
+    (child, run_dir, dir)
 }
 
 /// Runs the vRouter binary on the standard topology with these inputs.
@@ -526,6 +546,7 @@ pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome 
     let stdout = stop(&mut child);
 
     let reader = StatsReader::open(&run_dir).unwrap();
+    assert_eq!(reader.liveness(), Liveness::Stopped, "a clean stop leaves the stats region marked stopped");
     let mut vifs = BTreeMap::new();
     let mut vif_drops = BTreeMap::new();
     for v in 0..3u16 {
@@ -557,7 +578,7 @@ fn totals(r: &StatsReader) -> (u64, u64, u64) {
 }
 
 /// SIGINT, then wait (bounded) for a clean exit; returns stdout.
-fn stop(child: &mut Child) -> String {
+pub fn stop(child: &mut Child) -> String {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(20);
