@@ -1150,7 +1150,7 @@ nexthop = 1
         );
         expect_parse(
             &edit("memory_mb = 256", "memory_mb = 256 x # HERE"),
-            Some("eal"),
+            Some("eal.memory_mb"),
             "expected newline",
         );
     }
