@@ -1,0 +1,295 @@
+//! The `repr(C)` structs of the region, their size/offset assertions, and [`RegionRef`],
+//! the one place that turns offsets into references.
+
+use std::marker::PhantomData;
+use std::mem::{offset_of, size_of};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::vif_info::VifInfo;
+use super::{LcoreCounters, VifCounters, MAX_LCORES, MAX_VIFS};
+use crate::drop_reason::DROP_REASON_COUNT;
+
+pub(crate) const CACHE_LINE: usize = 64;
+
+const fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+/// Padding words that bring `n` u64 words to a multiple of 8 (one cache line).
+const fn pad_words(n: usize) -> usize {
+    round_up(n, 8) - n
+}
+
+/// The file header. Static fields are written once, before `magic`; `state` and
+/// `heartbeat_ms` are updated by the vRouter's main thread while it runs.
+#[repr(C, align(64))]
+pub(crate) struct Header {
+    /// [`super::MAGIC`]; stored last (Release) by the creator.
+    pub magic: AtomicU64,
+    pub layout_version: u32,
+    pub header_size: u32,
+    pub file_size: u64,
+    pub max_vifs: u32,
+    pub n_lcores: u32,
+    pub n_drop_reasons: u32,
+    pub vif_info_size: u32,
+    pub vif_info_offset: u64,
+    pub lcore_block_offset: u64,
+    pub lcore_block_size: u64,
+    pub vif_counter_size: u32,
+    pub creator_pid: u32,
+    /// Bumped on every (re)creation of the file.
+    pub generation: u64,
+    pub start_time_unix: u64,
+    pub tsc_hz: u64,
+    /// [`super::RegionState`] as u32.
+    pub state: AtomicU32,
+    pub _pad0: u32,
+    /// Unix milliseconds of the creator's last heartbeat.
+    pub heartbeat_ms: AtomicU64,
+    pub lcore_head_size: u32,
+    pub _pad1: u32,
+    pub _reserved: [u64; 17],
+}
+
+pub(crate) const HEADER_SIZE: usize = 256;
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(offset_of!(Header, magic) == 0);
+const _: () = assert!(offset_of!(Header, layout_version) == 8);
+const _: () = assert!(offset_of!(Header, file_size) == 16);
+const _: () = assert!(offset_of!(Header, max_vifs) == 24);
+const _: () = assert!(offset_of!(Header, vif_info_offset) == 40);
+const _: () = assert!(offset_of!(Header, lcore_block_offset) == 48);
+const _: () = assert!(offset_of!(Header, lcore_block_size) == 56);
+const _: () = assert!(offset_of!(Header, vif_counter_size) == 64);
+const _: () = assert!(offset_of!(Header, generation) == 72);
+const _: () = assert!(offset_of!(Header, tsc_hz) == 88);
+const _: () = assert!(offset_of!(Header, state) == 96);
+const _: () = assert!(offset_of!(Header, heartbeat_ms) == 104);
+const _: () = assert!(offset_of!(Header, lcore_head_size) == 112);
+const _: () = assert!(offset_of!(Header, _reserved) == 120);
+
+const LCORE_DROP_PAD: usize = pad_words(DROP_REASON_COUNT);
+
+/// Start of each lcore block: loop counters, then the lcore's global drop counters.
+#[repr(C, align(64))]
+pub(crate) struct LcoreHead {
+    pub busy_polls: AtomicU64,
+    pub idle_polls: AtomicU64,
+    pub invalid_vif: AtomicU64,
+    pub _reserved: [u64; 5],
+    pub drops: [AtomicU64; DROP_REASON_COUNT],
+    pub _pad: [u64; LCORE_DROP_PAD],
+}
+
+pub(crate) const LCORE_HEAD_SIZE: usize = CACHE_LINE + round_up(DROP_REASON_COUNT * 8, CACHE_LINE);
+const _: () = assert!(size_of::<LcoreHead>() == LCORE_HEAD_SIZE);
+const _: () = assert!(offset_of!(LcoreHead, drops) == CACHE_LINE);
+const _: () = assert!(LCORE_HEAD_SIZE & (CACHE_LINE - 1) == 0);
+
+const VIF_SCALARS: usize = 6;
+const VIF_DROP_PAD: usize = pad_words(VIF_SCALARS + DROP_REASON_COUNT);
+
+/// One vif's counters within one lcore block.
+#[repr(C, align(64))]
+pub(crate) struct VifCounterBlock {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub rx_errors: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub tx_errors: AtomicU64,
+    pub drops: [AtomicU64; DROP_REASON_COUNT],
+    pub _pad: [u64; VIF_DROP_PAD],
+}
+
+pub(crate) const VIF_COUNTER_SIZE: usize =
+    round_up((VIF_SCALARS + DROP_REASON_COUNT) * 8, CACHE_LINE);
+const _: () = assert!(size_of::<VifCounterBlock>() == VIF_COUNTER_SIZE);
+const _: () = assert!(offset_of!(VifCounterBlock, tx_errors) == 40);
+const _: () = assert!(offset_of!(VifCounterBlock, drops) == 48);
+const _: () = assert!(VIF_COUNTER_SIZE & (CACHE_LINE - 1) == 0);
+
+pub(crate) const VIF_INFO_SIZE: usize = 320;
+const _: () = assert!(size_of::<VifInfo>() == VIF_INFO_SIZE);
+const _: () = assert!(std::mem::align_of::<VifInfo>() <= CACHE_LINE);
+const _: () = assert!(HEADER_SIZE & (std::mem::align_of::<VifInfo>() - 1) == 0);
+
+/// Sizes and offsets of a region with `max_vifs` vifs and `n_lcores` lcores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub max_vifs: usize,
+    pub n_lcores: usize,
+    pub vif_info_offset: usize,
+    pub lcore_block_offset: usize,
+    pub lcore_block_size: usize,
+    pub file_size: usize,
+}
+
+impl Layout {
+    /// `None` if either count exceeds its maximum (the arithmetic cannot overflow then).
+    pub fn new(max_vifs: usize, n_lcores: usize) -> Option<Layout> {
+        if max_vifs > MAX_VIFS || n_lcores > MAX_LCORES {
+            return None;
+        }
+        let vif_info_offset = HEADER_SIZE;
+        let lcore_block_offset = round_up(
+            vif_info_offset.checked_add(max_vifs.checked_mul(VIF_INFO_SIZE)?)?,
+            CACHE_LINE,
+        );
+        let lcore_block_size =
+            LCORE_HEAD_SIZE.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
+        let file_size = lcore_block_offset.checked_add(n_lcores.checked_mul(lcore_block_size)?)?;
+        Some(Layout {
+            max_vifs,
+            n_lcores,
+            vif_info_offset,
+            lcore_block_offset,
+            lcore_block_size,
+            file_size,
+        })
+    }
+}
+
+#[inline(always)]
+pub(crate) fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// Adds `n` to a counter that has exactly one writer thread: a plain load and store
+/// (`Relaxed`), so no `lock`-prefixed instruction on the hot path. Concurrent readers see
+/// the old or the new value, never a torn one.
+#[inline(always)]
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// A checked view of a mapped region: base pointer + layout, valid for `'a`.
+///
+/// All offset arithmetic of the module happens here. Accessors hand out only shared
+/// references to atomics (interior mutability) or copies of plain data; nothing creates a
+/// `&[u8]` over the mapping, which would assert the bytes do not change.
+#[derive(Clone, Copy)]
+pub(crate) struct RegionRef<'a> {
+    base: *const u8,
+    layout: Layout,
+    _map: PhantomData<&'a ()>,
+}
+
+impl<'a> RegionRef<'a> {
+    /// # Safety
+    /// `base` must point to a mapping of at least `len` bytes that stays mapped for `'a`,
+    /// aligned to [`CACHE_LINE`] (mmap returns page-aligned addresses), and nobody may
+    /// truncate the underlying file during `'a`. `layout.file_size <= len` is checked here.
+    pub unsafe fn new(base: *const u8, len: usize, layout: Layout) -> RegionRef<'a> {
+        assert!(layout.file_size <= len, "mapping shorter than the layout");
+        assert!(base as usize & (CACHE_LINE - 1) == 0, "mapping not cache-line aligned");
+        RegionRef { base, layout, _map: PhantomData }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn header(&self) -> &'a Header {
+        // SAFETY: `new` guarantees the mapping holds at least `file_size >= HEADER_SIZE`
+        // bytes at a 64-aligned base, and stays mapped for 'a. Every bit pattern is a valid
+        // `Header` (integers and atomics only); the mutable fields are atomics.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// The `VifInfo` record in slot `slot` (a copy: the table is static after creation).
+    pub fn vif_info(&self, slot: usize) -> Option<VifInfo> {
+        if slot >= self.layout.max_vifs {
+            return None;
+        }
+        let off = self.layout.vif_info_offset + slot * VIF_INFO_SIZE;
+        // SAFETY: slot < max_vifs keeps the record inside the VifInfo table, which lies in
+        // the mapping (layout checked in `new`); the offset is a multiple of VifInfo's
+        // alignment (256 + k*320, align 4); any bytes are a valid VifInfo (plain integers).
+        // The table is written before `magic` and never modified afterwards.
+        Some(unsafe { std::ptr::read(self.base.add(off) as *const VifInfo) })
+    }
+
+    pub fn lcore_head(&self, core: usize) -> Option<&'a LcoreHead> {
+        if core >= self.layout.n_lcores {
+            return None;
+        }
+        let off = self.layout.lcore_block_offset + core * self.layout.lcore_block_size;
+        // SAFETY: core < n_lcores keeps the block inside the mapping; lcore_block_offset and
+        // lcore_block_size are multiples of 64 so the head is 64-aligned; all fields are
+        // atomics or integers (valid for any bits) and mutation goes through the atomics.
+        Some(unsafe { &*(self.base.add(off) as *const LcoreHead) })
+    }
+
+    pub fn vif_block(&self, core: usize, vif: usize) -> Option<&'a VifCounterBlock> {
+        if core >= self.layout.n_lcores || vif >= self.layout.max_vifs {
+            return None;
+        }
+        let off = self.layout.lcore_block_offset
+            + core * self.layout.lcore_block_size
+            + LCORE_HEAD_SIZE
+            + vif * VIF_COUNTER_SIZE;
+        // SAFETY: as for `lcore_head`; vif < max_vifs keeps the block inside its lcore
+        // block, and LCORE_HEAD_SIZE and VIF_COUNTER_SIZE are multiples of 64.
+        Some(unsafe { &*(self.base.add(off) as *const VifCounterBlock) })
+    }
+
+    fn cores(&self, core: Option<usize>) -> std::ops::Range<usize> {
+        match core {
+            Some(c) if c < self.layout.n_lcores => c..c + 1,
+            Some(_) => 0..0,
+            None => 0..self.layout.n_lcores,
+        }
+    }
+
+    /// Counters of `vif`, summed over lcores unless `core` selects one; zeros when either is
+    /// out of range.
+    pub fn vif_counters(&self, vif: usize, core: Option<usize>) -> VifCounters {
+        let mut t = VifCounters::default();
+        for c in self.cores(core) {
+            let Some(b) = self.vif_block(c, vif) else { continue };
+            t.rx_packets = t.rx_packets.wrapping_add(load(&b.rx_packets));
+            t.rx_bytes = t.rx_bytes.wrapping_add(load(&b.rx_bytes));
+            t.rx_errors = t.rx_errors.wrapping_add(load(&b.rx_errors));
+            t.tx_packets = t.tx_packets.wrapping_add(load(&b.tx_packets));
+            t.tx_bytes = t.tx_bytes.wrapping_add(load(&b.tx_bytes));
+            t.tx_errors = t.tx_errors.wrapping_add(load(&b.tx_errors));
+            t.drops = b.drops.iter().map(load).fold(t.drops, u64::wrapping_add);
+        }
+        t
+    }
+
+    pub fn vif_drops(&self, vif: usize, core: Option<usize>) -> [u64; DROP_REASON_COUNT] {
+        let mut out = [0u64; DROP_REASON_COUNT];
+        for c in self.cores(core) {
+            let Some(b) = self.vif_block(c, vif) else { continue };
+            for (o, d) in out.iter_mut().zip(b.drops.iter()) {
+                *o = o.wrapping_add(load(d));
+            }
+        }
+        out
+    }
+
+    pub fn drops(&self, core: Option<usize>) -> [u64; DROP_REASON_COUNT] {
+        let mut out = [0u64; DROP_REASON_COUNT];
+        for c in self.cores(core) {
+            let Some(h) = self.lcore_head(c) else { continue };
+            for (o, d) in out.iter_mut().zip(h.drops.iter()) {
+                *o = o.wrapping_add(load(d));
+            }
+        }
+        out
+    }
+
+    pub fn lcore_counters(&self, core: Option<usize>) -> LcoreCounters {
+        let mut t = LcoreCounters::default();
+        for c in self.cores(core) {
+            let Some(h) = self.lcore_head(c) else { continue };
+            t.busy_polls = t.busy_polls.wrapping_add(load(&h.busy_polls));
+            t.idle_polls = t.idle_polls.wrapping_add(load(&h.idle_polls));
+            t.invalid_vif = t.invalid_vif.wrapping_add(load(&h.invalid_vif));
+        }
+        t
+    }
+}

@@ -1,0 +1,411 @@
+use std::io::{Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
+
+fn vifs() -> Vec<VifInfo> {
+    vec![
+        VifInfo::new(0, VIF_TYPE_PHYSICAL, "fabric0")
+            .port(0, 2, 2)
+            .mac([0x02, 0, 0, 0, 0, 0x10])
+            .ipv4(Ipv4Addr::new(10, 0, 0, 1))
+            .flags(VIF_FLAG_L3_ENABLED | VIF_FLAG_L2_ENABLED | VIF_FLAG_PMD)
+            .device("net_pcap0")
+            .driver("net_pcap"),
+        VifInfo::new(3, VIF_TYPE_VIRTUAL, "vm1")
+            .port(1, 1, 2)
+            .vrf(1)
+            .mtu(1500)
+            .nh(12)
+            .mac([0x02, 0, 0, 0, 1, 1])
+            .ipv4(Ipv4Addr::new(192, 168, 1, 3))
+            .ipv6("fd00::3".parse().unwrap())
+            .flags(VIF_FLAG_L3_ENABLED | VIF_FLAG_L2_ENABLED | VIF_FLAG_PMD | VIF_FLAG_MAC_PROXY)
+            .device("net_pcap1")
+            .vn_name("default-domain:demo:vn1")
+            .vm_uuid(parse_uuid("7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6").unwrap())
+            .vmi_uuid(parse_uuid("00112233445566778899aabbccddeeff").unwrap()),
+    ]
+}
+
+fn write_at(path: &std::path::Path, off: u64, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(off)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+#[test]
+fn create_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run/vrouter");
+    let region = StatsRegion::create(&run_dir, 8, 2, &vifs(), 2_500_000_000).unwrap();
+    assert_eq!(region.path(), run_dir.join("stats"));
+    let mode = std::fs::metadata(region.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // No temp file left behind.
+    assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 1);
+
+    let r = StatsReader::open(&run_dir).unwrap();
+    let h = r.header();
+    assert_eq!(h.layout_version, LAYOUT_VERSION);
+    assert_eq!((h.max_vifs, h.n_lcores, h.n_drop_reasons), (8, 2, DROP_REASON_COUNT));
+    assert_eq!(h.creator_pid, std::process::id());
+    assert_eq!(h.tsc_hz, 2_500_000_000);
+    assert_eq!(h.generation, region.generation());
+    assert_eq!(h.file_size, std::fs::metadata(region.path()).unwrap().len());
+    assert_eq!(r.liveness(), Liveness::Running);
+
+    let v = r.vifs();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].id, 0);
+    assert_eq!(v[0].name, "fabric0");
+    assert_eq!(v[0].type_name(), "Physical");
+    assert_eq!(v[0].driver, "net_pcap");
+    assert_eq!(v[0].ip6, None);
+    assert_eq!(v[0].nh_id, None);
+    assert_eq!(v[0].vm_uuid, None);
+    assert_eq!(v[0].flag_symbols(), "L3L2Dpdk");
+    let vm = &v[1];
+    assert_eq!(
+        (vm.id, vm.vif_type, vm.port_id, vm.rx_queues, vm.tx_queues),
+        (3, VIF_TYPE_VIRTUAL, 1, 1, 2)
+    );
+    assert_eq!((vm.vrf, vm.mtu, vm.nh_id), (1, 1500, Some(12)));
+    assert_eq!(vm.mac_string(), "02:00:00:00:01:01");
+    assert_eq!(vm.ip, Some(Ipv4Addr::new(192, 168, 1, 3)));
+    assert_eq!(vm.ip6, Some("fd00::3".parse::<Ipv6Addr>().unwrap()));
+    assert_eq!(vm.flag_symbols(), "L3L2DpdkProxy");
+    assert_eq!(vm.device, "net_pcap1");
+    assert_eq!(vm.vn_name, "default-domain:demo:vn1");
+    assert_eq!(format_uuid(&vm.vm_uuid.unwrap()), "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6");
+    assert_eq!(format_uuid(&vm.vmi_uuid.unwrap()), "00112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(r.vif(3).as_ref(), Some(vm));
+    assert_eq!(r.vif(1), None);
+    assert_eq!(r.vif(500), None);
+}
+
+#[test]
+fn counters_and_drops_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
+    let l0 = region.lcore(0).unwrap();
+    let l1 = region.lcore(1).unwrap();
+    l0.rx(3, 2, 200);
+    l1.rx(3, 1, 64);
+    l0.tx(0, 5, 500);
+    l0.rx_error(3);
+    l1.tx_error(0, 4);
+    l0.drop(Some(3), DropReason::TtlExceeded, 2);
+    l1.drop(None, DropReason::InvalidIf, 1);
+    l1.drop(Some(0), DropReason::NoL3Route, 3);
+    l0.poll(true);
+    l0.poll(false);
+    l1.poll(false);
+
+    let r = StatsReader::open(dir.path()).unwrap();
+    let vm = r.vif_counters(3, None);
+    assert_eq!(
+        vm,
+        VifCounters {
+            rx_packets: 3,
+            rx_bytes: 264,
+            rx_errors: 1,
+            tx_packets: 0,
+            tx_bytes: 0,
+            tx_errors: 0,
+            drops: 2
+        }
+    );
+    assert_eq!(r.vif_counters(3, Some(1)).rx_packets, 1);
+    assert_eq!(r.vif_counters(3, Some(7)), VifCounters::default());
+    assert_eq!(r.vif_counters(0, None).tx_errors, 4);
+    let g = r.drops(None);
+    assert_eq!(g[DropReason::TtlExceeded.index()], 2);
+    assert_eq!(g[DropReason::InvalidIf.index()], 1);
+    assert_eq!(g[DropReason::NoL3Route.index()], 3);
+    assert_eq!(g.iter().sum::<u64>(), 6);
+    assert_eq!(r.drops(Some(0)).iter().sum::<u64>(), 2);
+    let vd = r.vif_drops(3, None);
+    assert_eq!(vd[DropReason::TtlExceeded.index()], 2);
+    assert_eq!(vd.iter().sum::<u64>(), 2);
+    assert_eq!(r.vif_drops(0, Some(1))[DropReason::NoL3Route.index()], 3);
+    assert_eq!(
+        r.lcore_counters(None),
+        LcoreCounters { busy_polls: 1, idle_polls: 2, invalid_vif: 0 }
+    );
+
+    let t = region.totals();
+    assert_eq!((t.rx_packets, t.rx_bytes, t.rx_errors), (3, 264, 1));
+    assert_eq!((t.tx_packets, t.tx_bytes, t.tx_errors), (5, 500, 4));
+    assert_eq!((t.drops, t.busy_polls, t.idle_polls), (6, 1, 2));
+}
+
+#[test]
+fn concurrent_lcores_and_reader() {
+    const N: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+
+    let reader = {
+        let (path, done) = (dir.path().to_path_buf(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let r = StatsReader::open(&path).unwrap();
+            let (mut last_rx, mut last_drops, mut polls) = (0u64, 0u64, 0u64);
+            while !done.load(Ordering::Acquire) {
+                let c = r.vif_counters(3, None);
+                let d: u64 = r.drops(None).iter().sum();
+                assert!(c.rx_packets >= last_rx, "counters never go backwards");
+                assert!(d >= last_drops);
+                assert!(c.rx_bytes >= c.rx_packets * 100 || c.rx_packets > 0);
+                last_rx = c.rx_packets;
+                last_drops = d;
+                polls += 1;
+            }
+            polls
+        })
+    };
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let l = region.lcore(i).unwrap();
+            std::thread::spawn(move || {
+                for k in 0..N {
+                    l.rx(3, 1, 100);
+                    l.tx(0, 1, 60);
+                    if k % 2 == 0 {
+                        l.drop(Some(3), DropReason::Discard, 1);
+                    } else {
+                        l.drop(None, DropReason::PullFails, 1);
+                    }
+                    l.poll(k % 3 == 0);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+
+    let r = StatsReader::open(dir.path()).unwrap();
+    let c = r.vif_counters(3, None);
+    assert_eq!((c.rx_packets, c.rx_bytes, c.drops), (2 * N, 200 * N, N));
+    assert_eq!(r.vif_counters(3, Some(0)).rx_packets, N);
+    assert_eq!(r.vif_counters(0, None).tx_bytes, 120 * N);
+    let d = r.drops(None);
+    assert_eq!(d[DropReason::Discard.index()], N);
+    assert_eq!(d[DropReason::PullFails.index()], N);
+    let t = region.totals();
+    assert_eq!((t.rx_packets, t.tx_packets, t.drops), (2 * N, 2 * N, 2 * N));
+    assert_eq!(t.busy_polls + t.idle_polls, 2 * N);
+}
+
+#[test]
+fn out_of_range_vif_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 4, 1, &[], 0).unwrap();
+    let l = region.lcore(0).unwrap();
+    l.rx(4, 1, 100);
+    l.tx(u16::MAX, 1, 100);
+    l.rx_error(9);
+    l.tx_error(1000, 2);
+    l.drop(Some(4), DropReason::InvalidIf, 1);
+    let t = region.totals();
+    assert_eq!((t.rx_packets, t.tx_packets, t.rx_errors, t.tx_errors), (0, 0, 0, 0));
+    assert_eq!(t.drops, 1, "the global drop counter still counts");
+    assert_eq!(t.invalid_vif, 5);
+    assert_eq!(region.vif_counters(u16::MAX, None), VifCounters::default());
+}
+
+#[test]
+fn one_handle_per_lcore() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 1, 2, &[], 0).unwrap();
+    let a = region.lcore(0).unwrap();
+    assert!(region.lcore(0).is_none());
+    assert!(region.lcore(2).is_none());
+    assert_eq!(a.index(), 0);
+    drop(a);
+    assert!(region.lcore(0).is_some());
+    // The handle keeps the mapping alive after the region is gone.
+    let b = region.lcore(1).unwrap();
+    drop(region);
+    b.rx(0, 1, 1);
+}
+
+#[test]
+fn invalid_create_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = |r: Result<StatsRegion, StatsError>| r.err().expect("must fail").to_string();
+    assert!(e(StatsRegion::create(dir.path(), 4, 0, &[], 0)).contains("n_lcores"));
+    assert!(e(StatsRegion::create(dir.path(), 0, 1, &[], 0)).contains("max_vifs"));
+    assert!(e(StatsRegion::create(dir.path(), 3, 1, &vifs(), 0)).contains("vif id 3"));
+    let twice = [VifInfo::new(1, VIF_TYPE_HOST, "a"), VifInfo::new(1, VIF_TYPE_HOST, "b")];
+    assert!(e(StatsRegion::create(dir.path(), 3, 1, &twice, 0)).contains("twice"));
+    assert!(!dir.path().join(STATS_FILE_NAME).exists());
+}
+
+#[test]
+fn generation_changes_on_recreate() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    let r1 = StatsReader::open(dir.path()).unwrap();
+    assert!(!r1.restarted());
+    a.lcore(0).unwrap().rx(1, 7, 700);
+    drop(a);
+    let b = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    assert_ne!(b.generation(), r1.generation());
+    assert_eq!(b.generation(), r1.generation() + 1);
+    // The old reader still reads its (old) mapping safely, and notices the restart.
+    assert!(r1.restarted());
+    assert_eq!(r1.vif_counters(1, None).rx_packets, 7);
+    let r2 = StatsReader::open(dir.path()).unwrap();
+    assert_eq!(r2.generation(), b.generation());
+    assert_eq!(r2.vif_counters(1, None).rx_packets, 0);
+    assert!(!r2.restarted());
+    std::fs::remove_file(b.path()).unwrap();
+    assert!(r2.restarted());
+}
+
+#[test]
+fn reader_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    match StatsReader::open(dir.path()) {
+        Err(e @ StatsError::NotRunning { .. }) => {
+            assert!(e.to_string().starts_with("vRouter is not running (no stats region at "))
+        }
+        other => panic!("expected NotRunning, got {:?}", other.err()),
+    }
+
+    let path = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap().path().to_path_buf();
+    write_at(&path, 0, b"XXXXXXXX");
+    match StatsReader::open(dir.path()) {
+        Err(e @ StatsError::BadMagic { .. }) => {
+            assert!(e.to_string().contains("expected 0x"), "{e}")
+        }
+        other => panic!("expected BadMagic, got {:?}", other.err()),
+    }
+
+    StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    write_at(&path, 8, &99u32.to_le_bytes());
+    match StatsReader::open(dir.path()) {
+        Err(e @ StatsError::BadVersion { found: 99, .. }) => {
+            assert!(e.to_string().contains("(expected 1)"), "{e}")
+        }
+        other => panic!("expected BadVersion, got {:?}", other.err()),
+    }
+
+    StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    write_at(&path, 32, &7u32.to_le_bytes()); // n_drop_reasons
+    match StatsReader::open(dir.path()) {
+        Err(StatsError::BadLayout { what: "n_drop_reasons", found: 7, expected, .. }) => {
+            assert_eq!(expected, DROP_REASON_COUNT as u64)
+        }
+        other => panic!("expected BadLayout, got {:?}", other.err()),
+    }
+
+    let full = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    let size = std::fs::metadata(full.path()).unwrap().len();
+    drop(full);
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(size - 64).unwrap();
+    match StatsReader::open(dir.path()) {
+        Err(StatsError::TooShort { found, needed, .. }) => {
+            assert_eq!((found, needed), (size - 64, size))
+        }
+        other => panic!("expected TooShort, got {:?}", other.err()),
+    }
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
+    assert!(matches!(
+        StatsReader::open(dir.path()),
+        Err(StatsError::TooShort { what: "header", .. })
+    ));
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::TooShort { found: 0, .. })));
+}
+
+#[test]
+fn liveness_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 1, 1, &[], 0).unwrap();
+    let r = StatsReader::open(dir.path()).unwrap();
+    let now = unix_time_ms();
+    region.set_heartbeat(now);
+    assert_eq!(r.liveness_at(now + 1_000), Liveness::Running);
+    assert_eq!(r.liveness_at(now + STALE_HEARTBEAT_MS + 1), Liveness::Stale);
+    region.heartbeat_now();
+    assert_eq!(r.liveness(), Liveness::Running);
+    region.set_state(RegionState::Stopped);
+    assert_eq!(r.liveness(), Liveness::Stopped);
+    assert_eq!(r.header().state, RegionState::Stopped as u32);
+    region.set_state(RegionState::Running);
+    // A creator pid that does not exist makes a running region stale.
+    let path = region.path().to_path_buf();
+    drop(region);
+    write_at(&path, 68, &(i32::MAX as u32).to_le_bytes()); // creator_pid
+    let r = StatsReader::open(dir.path()).unwrap();
+    assert_eq!(r.header().creator_pid, i32::MAX as u32);
+    assert_eq!(r.liveness(), Liveness::Stale);
+}
+
+#[test]
+fn uuid_parsing() {
+    let u = parse_uuid("7C3A5F0E-1B2C-4D5E-8F90-A1B2C3D4E5F6").unwrap();
+    assert_eq!(u[0], 0x7c);
+    assert_eq!(u[15], 0xf6);
+    assert_eq!(format_uuid(&u), "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6");
+    for bad in [
+        "",
+        "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f",
+        "7c3a5f0e1b2c-4d5e-8f90-a1b2c3d4e5f6a",
+        "zz3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
+    ] {
+        assert!(parse_uuid(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn text_fields_truncate_at_char_boundary() {
+    let long = "é".repeat(40); // 80 bytes
+    let v = VifInfo::new(0, VIF_TYPE_HOST, &long).decode();
+    assert_eq!(v.name, "é".repeat(16));
+}
+
+#[test]
+fn vif_info_from_config() {
+    let cfg: crate::config::VifConfig = toml::from_str(
+        r#"
+        id = 2
+        name = "vm1"
+        type = "virtual"
+        device = "net_pcap1"
+        mac = "02:00:00:00:01:01"
+        ip = "192.168.1.3"
+        vrf = 1
+        rx_queues = 2
+        vm_uuid = "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+        "#,
+    )
+    .unwrap();
+    let v = VifInfo::from_config(&cfg, 1, 3, "net_pcap").unwrap().decode();
+    assert_eq!(
+        (v.id, v.vif_type, v.port_id, v.rx_queues, v.tx_queues, v.vrf),
+        (2, VIF_TYPE_VIRTUAL, 1, 2, 3, 1)
+    );
+    assert_eq!(v.flag_symbols(), "L3L2DpdkProxy");
+    assert_eq!(v.ip, Some(Ipv4Addr::new(192, 168, 1, 3)));
+    assert!(v.vm_uuid.is_some() && v.vmi_uuid.is_none());
+    let mut bad = cfg.clone();
+    bad.vmi_uuid = Some("nope".into());
+    assert!(VifInfo::from_config(&bad, 1, 1, "").unwrap_err().to_string().contains("vmi_uuid"));
+    bad.vmi_uuid = None;
+    bad.proxy_arp = Some(false);
+    assert_eq!(
+        VifInfo::from_config(&bad, 1, 1, "").unwrap().decode().flag_symbols(),
+        "L3L2MnpDpdk"
+    );
+}

@@ -1,0 +1,454 @@
+//! The static per-vif record of the region ([`VifInfo`]), its builder and decoded form,
+//! vif types and flag bits (tf-vrouter numbering and letters).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::StatsError;
+
+/// vif types, numbered as tf-vrouter's `VIF_TYPE_*` (include/vr_interface.h).
+pub const VIF_TYPE_HOST: u8 = 0;
+pub const VIF_TYPE_AGENT: u8 = 1;
+/// Physical (fabric) port.
+pub const VIF_TYPE_PHYSICAL: u8 = 2;
+/// VM interface.
+pub const VIF_TYPE_VIRTUAL: u8 = 3;
+
+const VIF_TYPE_NAMES: [(&str, &str); 10] = [
+    ("Host", "host"),
+    ("Agent", "agent"),
+    ("Physical", "physical"),
+    ("Virtual", "virtual"),
+    ("XenLL", "xen_ll"),
+    ("Gateway", "gateway"),
+    ("Virtual(Vlan)", "virtual_vlan"),
+    ("Stats", "stats"),
+    ("VLAN", "vlan"),
+    ("Monitoring", "monitoring"),
+];
+
+/// The `Type:` string `vif --list` prints for a type number (tf-vrouter spelling).
+pub fn vif_type_name(t: u8) -> &'static str {
+    VIF_TYPE_NAMES.get(t as usize).map_or("Invalid", |n| n.0)
+}
+
+/// Stable snake_case name of a type number, for JSON.
+pub fn vif_type_key(t: u8) -> &'static str {
+    VIF_TYPE_NAMES.get(t as usize).map_or("invalid", |n| n.1)
+}
+
+// vif flag bits, with tf-vrouter's `VIF_FLAG_*` values.
+pub const VIF_FLAG_POLICY_ENABLED: u32 = 0x1;
+pub const VIF_FLAG_XCONNECT: u32 = 0x2;
+pub const VIF_FLAG_SERVICE_IF: u32 = 0x4;
+pub const VIF_FLAG_MIRROR_RX: u32 = 0x8;
+pub const VIF_FLAG_MIRROR_TX: u32 = 0x10;
+pub const VIF_FLAG_TX_CSUM_OFFLOAD: u32 = 0x20;
+/// Routes IP packets (L3 forwarding enabled).
+pub const VIF_FLAG_L3_ENABLED: u32 = 0x40;
+/// Bridges frames (L2 forwarding enabled).
+pub const VIF_FLAG_L2_ENABLED: u32 = 0x80;
+pub const VIF_FLAG_DHCP_ENABLED: u32 = 0x100;
+pub const VIF_FLAG_VHOST_PHYS: u32 = 0x200;
+pub const VIF_FLAG_PROMISCUOUS: u32 = 0x400;
+pub const VIF_FLAG_NATIVE_VLAN_TAG: u32 = 0x800;
+/// Does not answer ARP/ND by proxy (`Mnp`).
+pub const VIF_FLAG_NO_ARP_PROXY: u32 = 0x1000;
+/// Bound to a DPDK poll-mode driver port (`Dpdk`).
+pub const VIF_FLAG_PMD: u32 = 0x2000;
+pub const VIF_FLAG_FILTERING_OFFLOAD: u32 = 0x4000;
+pub const VIF_FLAG_MONITORED: u32 = 0x8000;
+pub const VIF_FLAG_UNKNOWN_UC_FLOOD: u32 = 0x10000;
+pub const VIF_FLAG_VLAN_OFFLOAD: u32 = 0x20000;
+pub const VIF_FLAG_DROP_NEW_FLOWS: u32 = 0x40000;
+pub const VIF_FLAG_MAC_LEARN: u32 = 0x80000;
+/// ARP/ND requests are always answered by the vRouter (`Proxy`).
+pub const VIF_FLAG_MAC_PROXY: u32 = 0x100000;
+pub const VIF_FLAG_ETREE_ROOT: u32 = 0x200000;
+pub const VIF_FLAG_MIRROR_NOTAG: u32 = 0x1000000;
+pub const VIF_FLAG_IGMP_ENABLED: u32 = 0x2000000;
+
+/// One vif flag: its bit, `vif --list` symbol and legend name, and JSON key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VifFlag {
+    pub bit: u32,
+    pub symbol: &'static str,
+    pub name: &'static str,
+    pub key: &'static str,
+}
+
+const fn flag(bit: u32, symbol: &'static str, name: &'static str, key: &'static str) -> VifFlag {
+    VifFlag { bit, symbol, name, key }
+}
+
+/// Every flag, in tf-vrouter's `flag_metadata` print order (utils/vif.c).
+pub const VIF_FLAGS: &[VifFlag] = &[
+    flag(VIF_FLAG_POLICY_ENABLED, "P", "Policy", "policy"),
+    flag(VIF_FLAG_XCONNECT, "X", "Cross Connect", "cross_connect"),
+    flag(VIF_FLAG_SERVICE_IF, "S", "Service Chain", "service_chain"),
+    flag(VIF_FLAG_MIRROR_RX, "Mr", "Receive Mirror", "receive_mirror"),
+    flag(VIF_FLAG_MIRROR_TX, "Mt", "Transmit Mirror", "transmit_mirror"),
+    flag(VIF_FLAG_TX_CSUM_OFFLOAD, "Tc", "Transmit Checksum Offload", "tx_checksum_offload"),
+    flag(VIF_FLAG_L3_ENABLED, "L3", "Layer 3", "l3"),
+    flag(VIF_FLAG_L2_ENABLED, "L2", "Layer 2", "l2"),
+    flag(VIF_FLAG_DHCP_ENABLED, "D", "DHCP", "dhcp"),
+    flag(VIF_FLAG_VHOST_PHYS, "Vp", "Vhost Physical", "vhost_physical"),
+    flag(VIF_FLAG_PROMISCUOUS, "Pr", "Promiscuous", "promiscuous"),
+    flag(VIF_FLAG_NATIVE_VLAN_TAG, "Vnt", "Native Vlan Tagged", "native_vlan_tagged"),
+    flag(VIF_FLAG_NO_ARP_PROXY, "Mnp", "No MAC Proxy", "no_mac_proxy"),
+    flag(VIF_FLAG_PMD, "Dpdk", "DPDK PMD Interface", "dpdk"),
+    flag(VIF_FLAG_FILTERING_OFFLOAD, "Rfl", "Receive Filtering Offload", "rx_filtering_offload"),
+    flag(VIF_FLAG_MONITORED, "Mon", "Interface is Monitored", "monitored"),
+    flag(VIF_FLAG_UNKNOWN_UC_FLOOD, "Uuf", "Unknown Unicast Flood", "unknown_unicast_flood"),
+    flag(VIF_FLAG_VLAN_OFFLOAD, "Vof", "VLAN insert/strip offload", "vlan_offload"),
+    flag(VIF_FLAG_DROP_NEW_FLOWS, "Df", "Drop New Flows", "drop_new_flows"),
+    flag(VIF_FLAG_MAC_LEARN, "L", "MAC Learning Enabled", "mac_learning"),
+    flag(VIF_FLAG_MAC_PROXY, "Proxy", "MAC Requests Proxied Always", "mac_proxy"),
+    flag(VIF_FLAG_ETREE_ROOT, "Er", "Etree Root", "etree_root"),
+    flag(VIF_FLAG_MIRROR_NOTAG, "Mn", "Mirror without Vlan Tag", "mirror_without_vlan_tag"),
+    flag(VIF_FLAG_IGMP_ENABLED, "Ig", "Igmp Trap Enabled", "igmp_trap"),
+];
+
+/// `nh_id` value meaning "no nexthop recorded".
+pub const VIF_UNSET_NH: u32 = u32::MAX;
+
+/// The static record of one vif in the region (320 bytes, `repr(C)`, no pointers).
+///
+/// Text fields are UTF-8, NUL-padded, truncated (at a character boundary) to their size.
+/// Build one with [`VifInfo::new`] and the chained setters, or [`VifInfo::from_config`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct VifInfo {
+    valid: u8,
+    vif_type: u8,
+    has_ip: u8,
+    has_ip6: u8,
+    id: u16,
+    port_id: u16,
+    rx_queues: u16,
+    tx_queues: u16,
+    vrf: u32,
+    mtu: u32,
+    flags: u32,
+    mac: [u8; 6],
+    _pad0: [u8; 2],
+    ipv4: [u8; 4],
+    nh_id: u32,
+    _pad1: [u8; 8],
+    ipv6: [u8; 16],
+    name: [u8; 32],
+    device: [u8; 64],
+    vn_name: [u8; 64],
+    vm_uuid: [u8; 16],
+    vmi_uuid: [u8; 16],
+    driver: [u8; 32],
+    _reserved: [u8; 32],
+}
+
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(VifInfo, id) == 4);
+    assert!(offset_of!(VifInfo, vrf) == 12);
+    assert!(offset_of!(VifInfo, flags) == 20);
+    assert!(offset_of!(VifInfo, mac) == 24);
+    assert!(offset_of!(VifInfo, ipv4) == 32);
+    assert!(offset_of!(VifInfo, nh_id) == 36);
+    assert!(offset_of!(VifInfo, ipv6) == 48);
+    assert!(offset_of!(VifInfo, name) == 64);
+    assert!(offset_of!(VifInfo, device) == 96);
+    assert!(offset_of!(VifInfo, vn_name) == 160);
+    assert!(offset_of!(VifInfo, vm_uuid) == 224);
+    assert!(offset_of!(VifInfo, vmi_uuid) == 240);
+    assert!(offset_of!(VifInfo, driver) == 256);
+    assert!(offset_of!(VifInfo, _reserved) == 288);
+};
+
+fn put_str<const N: usize>(dst: &mut [u8; N], s: &str) {
+    let mut end = s.len().min(N);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    *dst = [0; N];
+    dst[..end].copy_from_slice(&s.as_bytes()[..end]);
+}
+
+fn get_str(src: &[u8]) -> String {
+    let end = src.iter().position(|&b| b == 0).unwrap_or(src.len());
+    String::from_utf8_lossy(&src[..end]).into_owned()
+}
+
+impl VifInfo {
+    /// A valid record for vif `id` of type `vif_type` (a `VIF_TYPE_*`), named `name`; one
+    /// RX and one TX queue, everything else zero/empty and no nexthop.
+    pub fn new(id: u16, vif_type: u8, name: &str) -> VifInfo {
+        let mut v = VifInfo {
+            valid: 1,
+            vif_type,
+            has_ip: 0,
+            has_ip6: 0,
+            id,
+            port_id: 0,
+            rx_queues: 1,
+            tx_queues: 1,
+            vrf: 0,
+            mtu: 0,
+            flags: 0,
+            mac: [0; 6],
+            _pad0: [0; 2],
+            ipv4: [0; 4],
+            nh_id: VIF_UNSET_NH,
+            _pad1: [0; 8],
+            ipv6: [0; 16],
+            name: [0; 32],
+            device: [0; 64],
+            vn_name: [0; 64],
+            vm_uuid: [0; 16],
+            vmi_uuid: [0; 16],
+            driver: [0; 32],
+            _reserved: [0; 32],
+        };
+        put_str(&mut v.name, name);
+        v
+    }
+
+    /// Builds the record of a configured vif: type from `kind`, flags `L3 L2 Dpdk` plus
+    /// `Proxy` (answers ARP/ND; default for VM vifs) or `Mnp` (`proxy_arp = false`); `mtu`
+    /// is the configured one or 0 (unknown; set it with [`VifInfo::mtu`]).
+    pub fn from_config(
+        cfg: &crate::config::VifConfig,
+        port_id: u16,
+        tx_queues: u16,
+        driver: &str,
+    ) -> Result<VifInfo, StatsError> {
+        use crate::config::VifType;
+        let (vif_type, default_proxy) = match cfg.kind {
+            VifType::Fabric => (VIF_TYPE_PHYSICAL, None),
+            VifType::Virtual => (VIF_TYPE_VIRTUAL, Some(true)),
+            VifType::Host => (VIF_TYPE_HOST, None),
+        };
+        let mut flags = VIF_FLAG_L3_ENABLED | VIF_FLAG_L2_ENABLED | VIF_FLAG_PMD;
+        match cfg.proxy_arp.or(default_proxy) {
+            Some(true) => flags |= VIF_FLAG_MAC_PROXY,
+            Some(false) => flags |= VIF_FLAG_NO_ARP_PROXY,
+            None => {}
+        }
+        let uuid = |what: &str, s: &Option<String>| -> Result<Option<[u8; 16]>, StatsError> {
+            s.as_deref()
+                .map(|s| {
+                    parse_uuid(s).map_err(|e| {
+                        StatsError::InvalidArgument(format!("vif {}: {what}: {e}", cfg.id))
+                    })
+                })
+                .transpose()
+        };
+        let mut v = VifInfo::new(cfg.id, vif_type, &cfg.name)
+            .port(port_id, cfg.rx_queues, tx_queues)
+            .vrf(cfg.vrf)
+            .mtu(cfg.mtu.map_or(0, u32::from))
+            .flags(flags)
+            .mac(cfg.mac.0)
+            .device(&cfg.device)
+            .driver(driver)
+            .vn_name(cfg.vn_name.as_deref().unwrap_or(""));
+        if let Some(ip) = cfg.ip {
+            v = v.ipv4(ip);
+        }
+        if let Some(ip6) = cfg.ip6 {
+            v = v.ipv6(ip6);
+        }
+        if let Some(u) = uuid("vm_uuid", &cfg.vm_uuid)? {
+            v = v.vm_uuid(u);
+        }
+        if let Some(u) = uuid("vmi_uuid", &cfg.vmi_uuid)? {
+            v = v.vmi_uuid(u);
+        }
+        Ok(v)
+    }
+
+    /// The vif id (`vif0/<id>`), which is also its slot in the table.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// DPDK port id and the number of RX and TX queues opened on it.
+    pub fn port(mut self, port_id: u16, rx_queues: u16, tx_queues: u16) -> Self {
+        self.port_id = port_id;
+        self.rx_queues = rx_queues;
+        self.tx_queues = tx_queues;
+        self
+    }
+    pub fn vrf(mut self, vrf: u32) -> Self {
+        self.vrf = vrf;
+        self
+    }
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = mtu;
+        self
+    }
+    /// `VIF_FLAG_*` bits (replaces the current set).
+    pub fn flags(mut self, flags: u32) -> Self {
+        self.flags = flags;
+        self
+    }
+    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+        self.mac = mac;
+        self
+    }
+    pub fn ipv4(mut self, ip: Ipv4Addr) -> Self {
+        self.ipv4 = ip.octets();
+        self.has_ip = 1;
+        self
+    }
+    pub fn ipv6(mut self, ip: Ipv6Addr) -> Self {
+        self.ipv6 = ip.octets();
+        self.has_ip6 = 1;
+        self
+    }
+    /// The vif's receive nexthop id (`NH:` in `vif --list`).
+    pub fn nh(mut self, nh_id: u32) -> Self {
+        self.nh_id = nh_id;
+        self
+    }
+    /// DPDK device name (`net_pcap0`, a PCI address, ...), printed as `OS:`; 64 bytes max.
+    pub fn device(mut self, device: &str) -> Self {
+        put_str(&mut self.device, device);
+        self
+    }
+    /// Virtual network name; 64 bytes max.
+    pub fn vn_name(mut self, vn_name: &str) -> Self {
+        put_str(&mut self.vn_name, vn_name);
+        self
+    }
+    pub fn vm_uuid(mut self, uuid: [u8; 16]) -> Self {
+        self.vm_uuid = uuid;
+        self
+    }
+    pub fn vmi_uuid(mut self, uuid: [u8; 16]) -> Self {
+        self.vmi_uuid = uuid;
+        self
+    }
+    /// PMD driver name (e.g. `net_pcap`); 32 bytes max.
+    pub fn driver(mut self, driver: &str) -> Self {
+        put_str(&mut self.driver, driver);
+        self
+    }
+
+    pub(crate) fn is_valid(&self) -> bool {
+        self.valid == 1
+    }
+
+    /// The decoded, owned form.
+    pub fn decode(&self) -> VifInfoOwned {
+        let nonzero = |u: [u8; 16]| (u != [0; 16]).then_some(u);
+        VifInfoOwned {
+            id: self.id,
+            vif_type: self.vif_type,
+            port_id: self.port_id,
+            rx_queues: self.rx_queues,
+            tx_queues: self.tx_queues,
+            vrf: self.vrf,
+            mtu: self.mtu,
+            flags: self.flags,
+            mac: self.mac,
+            ip: (self.has_ip != 0).then(|| Ipv4Addr::from(self.ipv4)),
+            ip6: (self.has_ip6 != 0).then(|| Ipv6Addr::from(self.ipv6)),
+            nh_id: (self.nh_id != VIF_UNSET_NH).then_some(self.nh_id),
+            name: get_str(&self.name),
+            device: get_str(&self.device),
+            vn_name: get_str(&self.vn_name),
+            vm_uuid: nonzero(self.vm_uuid),
+            vmi_uuid: nonzero(self.vmi_uuid),
+            driver: get_str(&self.driver),
+        }
+    }
+}
+
+impl std::fmt::Debug for VifInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.decode().fmt(f)
+    }
+}
+
+/// A vif record decoded into plain Rust values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifInfoOwned {
+    pub id: u16,
+    /// A `VIF_TYPE_*` number.
+    pub vif_type: u8,
+    pub port_id: u16,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub vrf: u32,
+    /// 0 when unknown.
+    pub mtu: u32,
+    /// `VIF_FLAG_*` bits.
+    pub flags: u32,
+    pub mac: [u8; 6],
+    pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
+    pub nh_id: Option<u32>,
+    pub name: String,
+    pub device: String,
+    pub vn_name: String,
+    pub vm_uuid: Option<[u8; 16]>,
+    pub vmi_uuid: Option<[u8; 16]>,
+    pub driver: String,
+}
+
+impl VifInfoOwned {
+    /// `Physical`, `Virtual`, `Host`, ... as `vif --list` prints it.
+    pub fn type_name(&self) -> &'static str {
+        vif_type_name(self.vif_type)
+    }
+
+    /// The flags set, in [`VIF_FLAGS`] order.
+    pub fn flag_list(&self) -> impl Iterator<Item = &'static VifFlag> + '_ {
+        VIF_FLAGS.iter().filter(move |f| self.flags & f.bit != 0)
+    }
+
+    /// Flag symbols concatenated (`L3L2DpdkProxy`); empty when none is set.
+    pub fn flag_symbols(&self) -> String {
+        self.flag_list().map(|f| f.symbol).collect()
+    }
+
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub fn mac_string(&self) -> String {
+        let m = self.mac;
+        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// Parses a textual UUID (`8-4-4-4-12` hex digits, or 32 hex digits) into its 16 bytes.
+pub fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
+    let bad = || format!("invalid UUID {s:?} (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+    let hyphenated =
+        s.len() == 36 && s.char_indices().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    if !hyphenated && s.len() != 32 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 16];
+    let mut digits = s.bytes().filter(|&b| b != b'-');
+    for byte in &mut out {
+        let mut v = 0u8;
+        for _ in 0..2 {
+            let d = digits.next().and_then(|c| (c as char).to_digit(16)).ok_or_else(bad)?;
+            v = v << 4 | d as u8;
+        }
+        *byte = v;
+    }
+    if digits.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Formats 16 bytes as a lowercase hyphenated UUID.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}

@@ -1,0 +1,392 @@
+//! Writer side: the vRouter creates the region and its lcores count into it.
+
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::Read;
+use std::mem::offset_of;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use memmap2::MmapMut;
+
+use super::layout::{
+    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, HEADER_SIZE, LCORE_HEAD_SIZE,
+    VIF_COUNTER_SIZE, VIF_INFO_SIZE,
+};
+use super::vif_info::VifInfo;
+use super::{
+    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, LAYOUT_VERSION,
+    MAGIC, MAX_LCORES, MAX_VIFS, STATS_FILE_NAME,
+};
+use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
+
+/// The mapping plus what the handles need; shared by the region and its lcore handles.
+struct Shared {
+    map: MmapMut,
+    layout: Layout,
+    /// `taken[i]`: an [`LcoreStats`] for lcore `i` exists (enforces one writer per block).
+    taken: Box<[AtomicBool]>,
+}
+
+impl Shared {
+    fn region(&self) -> RegionRef<'_> {
+        // SAFETY: `map` is a live mapping of `layout.file_size` bytes for as long as `self`
+        // is borrowed; mmap returns page-aligned addresses; the file is never truncated
+        // (the vRouter replaces it by rename, it never shrinks it).
+        unsafe { RegionRef::new(self.map.as_ptr(), self.map.len(), self.layout) }
+    }
+}
+
+/// The vRouter's handle on its stats region (`<run_dir>/stats`).
+///
+/// Created once at start; hand one [`LcoreStats`] to each forwarding lcore with
+/// [`StatsRegion::lcore`]; call [`StatsRegion::set_heartbeat`] about once a second from the
+/// main thread and [`StatsRegion::set_state`]`(Stopped)` on a clean exit. Dropping the region
+/// does not change the state (a crash and a drop look alike until the pid is gone).
+pub struct StatsRegion {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl StatsRegion {
+    /// Creates (or replaces) `<run_dir>/stats` for `max_vifs` vif slots (ids `0..max_vifs`)
+    /// and `n_lcores` forwarding lcores, with the static records `vifs` (each stored in the
+    /// slot of its id). Creates `run_dir` if missing.
+    ///
+    /// The file is built under a temporary name (mode 0644, zeroed counters, `magic`
+    /// written last) and renamed into place, so readers never see a partial file. Its
+    /// generation is the previous file's plus one (1 if there was none).
+    pub fn create(
+        run_dir: &Path,
+        max_vifs: usize,
+        n_lcores: usize,
+        vifs: &[VifInfo],
+        tsc_hz: u64,
+    ) -> Result<StatsRegion, StatsError> {
+        let invalid = |m: String| Err(StatsError::InvalidArgument(m));
+        if n_lcores == 0 || n_lcores > MAX_LCORES {
+            return invalid(format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"));
+        }
+        if max_vifs == 0 || max_vifs > MAX_VIFS {
+            return invalid(format!("max_vifs is {max_vifs} (expected 1..={MAX_VIFS})"));
+        }
+        let Some(layout) = Layout::new(max_vifs, n_lcores) else {
+            return invalid(format!("{max_vifs} vifs x {n_lcores} lcores is too large"));
+        };
+        let mut seen = vec![false; max_vifs];
+        for v in vifs {
+            let id = v.id() as usize;
+            if id >= max_vifs {
+                return invalid(format!("vif id {id} does not fit max_vifs {max_vifs}"));
+            }
+            if std::mem::replace(&mut seen[id], true) {
+                return invalid(format!("vif id {id} given twice"));
+            }
+        }
+
+        fs::create_dir_all(run_dir)
+            .map_err(|e| StatsError::io("creating run directory", run_dir, e))?;
+        let path = run_dir.join(STATS_FILE_NAME);
+        let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
+        let tmp = run_dir.join(format!(".{STATS_FILE_NAME}.{}.tmp", std::process::id()));
+        let map = match build_file(&tmp, layout, vifs, generation, tsc_hz) {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StatsError::io("renaming stats region into place at", &path, e));
+        }
+        let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
+        Ok(StatsRegion { shared: Arc::new(Shared { map, layout, taken }), path, generation })
+    }
+
+    /// Path of the region file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This file's generation (bumped on every creation).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn max_vifs(&self) -> usize {
+        self.shared.layout.max_vifs
+    }
+
+    pub fn n_lcores(&self) -> usize {
+        self.shared.layout.n_lcores
+    }
+
+    /// The counter handle of lcore `index` (`0..n_lcores`), to be moved to that lcore's
+    /// thread. `None` if `index` is out of range or a handle for it already exists (one
+    /// writer per block); dropping the handle makes the index available again.
+    pub fn lcore(&self, index: usize) -> Option<LcoreStats> {
+        let region = self.shared.region();
+        let head = region.lcore_head(index)?;
+        if self.shared.taken[index].swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let head_ptr = head as *const LcoreHead;
+        // The vif blocks follow the head; max_vifs >= 1 (checked in `create`).
+        let vif0 = region.vif_block(index, 0)? as *const VifCounterBlock;
+        debug_assert_eq!(vif0 as usize - head_ptr as usize, LCORE_HEAD_SIZE);
+        Some(LcoreStats {
+            head: NonNull::from(head),
+            vifs: NonNull::new(vif0.cast_mut())?,
+            max_vifs: self.shared.layout.max_vifs,
+            index,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// Stores the heartbeat (unix milliseconds); call about once a second.
+    pub fn set_heartbeat(&self, now_ms: u64) {
+        self.shared.region().header().heartbeat_ms.store(now_ms, Ordering::Release);
+    }
+
+    /// [`StatsRegion::set_heartbeat`] with the current time.
+    pub fn heartbeat_now(&self) {
+        self.set_heartbeat(unix_time_ms());
+    }
+
+    /// Records whether the vRouter runs or stopped cleanly.
+    pub fn set_state(&self, state: RegionState) {
+        self.shared.region().header().state.store(state as u32, Ordering::Release);
+    }
+
+    /// Sums over all lcores and vifs (what the periodic summary prints).
+    pub fn totals(&self) -> Totals {
+        let r = self.shared.region();
+        let mut t = Totals::default();
+        for vif in 0..r.layout().max_vifs {
+            let c = r.vif_counters(vif, None);
+            t.rx_packets = t.rx_packets.wrapping_add(c.rx_packets);
+            t.rx_bytes = t.rx_bytes.wrapping_add(c.rx_bytes);
+            t.rx_errors = t.rx_errors.wrapping_add(c.rx_errors);
+            t.tx_packets = t.tx_packets.wrapping_add(c.tx_packets);
+            t.tx_bytes = t.tx_bytes.wrapping_add(c.tx_bytes);
+            t.tx_errors = t.tx_errors.wrapping_add(c.tx_errors);
+        }
+        t.drops = r.drops(None).iter().fold(0u64, |a, &d| a.wrapping_add(d));
+        let l = r.lcore_counters(None);
+        t.busy_polls = l.busy_polls;
+        t.idle_polls = l.idle_polls;
+        t.invalid_vif = l.invalid_vif;
+        t
+    }
+
+    /// Counters of one vif (summed over lcores unless `core` selects one; zeros if out of range).
+    pub fn vif_counters(&self, vif: u16, core: Option<usize>) -> VifCounters {
+        self.shared.region().vif_counters(vif as usize, core)
+    }
+
+    /// Global drop counters by [`DropReason::index`].
+    pub fn drops(&self, core: Option<usize>) -> [u64; DROP_REASON_COUNT] {
+        self.shared.region().drops(core)
+    }
+
+    /// One vif's drop counters by [`DropReason::index`].
+    pub fn vif_drops(&self, vif: u16, core: Option<usize>) -> [u64; DROP_REASON_COUNT] {
+        self.shared.region().vif_drops(vif as usize, core)
+    }
+
+    pub fn lcore_counters(&self, core: Option<usize>) -> LcoreCounters {
+        self.shared.region().lcore_counters(core)
+    }
+}
+
+/// The generation of a valid region of this layout at `path`, if any.
+fn previous_generation(path: &Path) -> Option<u64> {
+    let mut buf = [0u8; HEADER_SIZE];
+    fs::File::open(path).ok()?.read_exact(&mut buf).ok()?;
+    let u64_at = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
+    let u32_at = |off: usize| u32::from_le_bytes(buf[off..off + 4].try_into().unwrap());
+    (u64_at(offset_of!(Header, magic)) == MAGIC
+        && u32_at(offset_of!(Header, layout_version)) == LAYOUT_VERSION)
+        .then(|| u64_at(offset_of!(Header, generation)))
+}
+
+fn build_file(
+    tmp: &Path,
+    layout: Layout,
+    vifs: &[VifInfo],
+    generation: u64,
+    tsc_hz: u64,
+) -> Result<MmapMut, StatsError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(tmp)
+        .map_err(|e| StatsError::io("creating", tmp, e))?;
+    // The umask may have cleared bits of the creation mode: tools of other users read it.
+    file.set_permissions(Permissions::from_mode(0o644))
+        .map_err(|e| StatsError::io("setting mode 0644 on", tmp, e))?;
+    file.set_len(layout.file_size as u64).map_err(|e| StatsError::io("sizing", tmp, e))?;
+    // SAFETY: the file was just created (truncated) under a name private to this process
+    // and has its final length; nothing truncates it while mapped. All accesses through the
+    // mapping go through RegionRef (atomics or plain data written before `magic`).
+    let mut map =
+        unsafe { MmapMut::map_mut(&file) }.map_err(|e| StatsError::io("mapping", tmp, e))?;
+    assert_eq!(map.len(), layout.file_size);
+    let base = map.as_mut_ptr();
+    let now_ms = unix_time_ms();
+    let header = Header {
+        magic: AtomicU64::new(0),
+        layout_version: LAYOUT_VERSION,
+        header_size: HEADER_SIZE as u32,
+        file_size: layout.file_size as u64,
+        max_vifs: layout.max_vifs as u32,
+        n_lcores: layout.n_lcores as u32,
+        n_drop_reasons: DROP_REASON_COUNT as u32,
+        vif_info_size: VIF_INFO_SIZE as u32,
+        vif_info_offset: layout.vif_info_offset as u64,
+        lcore_block_offset: layout.lcore_block_offset as u64,
+        lcore_block_size: layout.lcore_block_size as u64,
+        vif_counter_size: VIF_COUNTER_SIZE as u32,
+        creator_pid: std::process::id(),
+        generation,
+        start_time_unix: now_ms / 1000,
+        tsc_hz,
+        state: AtomicU32::new(RegionState::Running as u32),
+        _pad0: 0,
+        heartbeat_ms: AtomicU64::new(now_ms),
+        lcore_head_size: LCORE_HEAD_SIZE as u32,
+        _pad1: 0,
+        _reserved: [0; 17],
+    };
+    // SAFETY: the mapping is file_size >= HEADER_SIZE bytes, page-aligned (>= Header's 64
+    // alignment), and exclusively ours (private temp file, no other reference into it).
+    unsafe { std::ptr::write(base as *mut Header, header) };
+    for v in vifs {
+        let off = layout.vif_info_offset + v.id() as usize * VIF_INFO_SIZE;
+        // SAFETY: id < max_vifs (checked by the caller) keeps the record inside the VifInfo
+        // table; 256 + k*320 is 4-aligned (VifInfo's alignment); exclusive access as above.
+        unsafe { std::ptr::write(base.add(off) as *mut VifInfo, *v) };
+    }
+    // Counters are zero: set_len on a truncated file fills with zeros.
+    fence(Ordering::Release);
+    // SAFETY: the header was just written at the start of the mapping (see above).
+    let header = unsafe { &*(base as *const Header) };
+    header.magic.store(MAGIC, Ordering::Release);
+    Ok(map)
+}
+
+/// The counters of one forwarding lcore: owned, `Send` (move it to the lcore thread), not
+/// `Sync` (exactly one thread writes a block, which is what makes the `load`+`store`
+/// increments below correct).
+///
+/// vif ids `>= max_vifs` never index out of the block: `rx`/`tx`/`*_error` ignore them,
+/// `drop` counts only the lcore's global counter; each such call bumps the lcore's
+/// `invalid_vif` counter instead.
+pub struct LcoreStats {
+    head: NonNull<LcoreHead>,
+    /// First of `max_vifs` consecutive `VifCounterBlock`s, right after `head`.
+    vifs: NonNull<VifCounterBlock>,
+    max_vifs: usize,
+    index: usize,
+    /// Keeps the mapping `head` and `vifs` point into alive.
+    shared: Arc<Shared>,
+}
+
+// SAFETY: `head` and `vifs` point into the mapping owned by `shared` (an `Arc`, kept alive
+// by this handle; the mapping's address does not change when the `MmapMut` moves). Every
+// access through them is an atomic operation on `AtomicU64`s, valid from any thread. The
+// handle is deliberately not `Sync`: one thread at a time uses it, so the non-atomic
+// read-modify-write (`load` then `store`) of a counter cannot lose increments.
+unsafe impl Send for LcoreStats {}
+
+impl LcoreStats {
+    /// Which lcore block this handle writes.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    #[inline(always)]
+    fn head(&self) -> &LcoreHead {
+        // SAFETY: see the `Send` impl: valid, aligned, alive as long as `self`.
+        unsafe { self.head.as_ref() }
+    }
+
+    #[inline(always)]
+    fn vif(&self, vif: u16) -> Option<&VifCounterBlock> {
+        let i = vif as usize;
+        if i < self.max_vifs {
+            // SAFETY: i < max_vifs: the block lies inside this lcore's block of the mapping
+            // (layout checked at creation); alive and aligned as for `head`.
+            Some(unsafe { &*self.vifs.as_ptr().add(i) })
+        } else {
+            bump(&self.head().invalid_vif, 1);
+            None
+        }
+    }
+
+    /// `pkts` packets of `bytes` bytes received on `vif`.
+    #[inline]
+    pub fn rx(&self, vif: u16, pkts: u64, bytes: u64) {
+        if let Some(b) = self.vif(vif) {
+            bump(&b.rx_packets, pkts);
+            bump(&b.rx_bytes, bytes);
+        }
+    }
+
+    /// `pkts` packets of `bytes` bytes sent on `vif`.
+    #[inline]
+    pub fn tx(&self, vif: u16, pkts: u64, bytes: u64) {
+        if let Some(b) = self.vif(vif) {
+            bump(&b.tx_packets, pkts);
+            bump(&b.tx_bytes, bytes);
+        }
+    }
+
+    /// One receive error on `vif` (counts the error only; also call [`LcoreStats::drop`]
+    /// with a reason if the packet is dropped).
+    #[inline]
+    pub fn rx_error(&self, vif: u16) {
+        if let Some(b) = self.vif(vif) {
+            bump(&b.rx_errors, 1);
+        }
+    }
+
+    /// `n` transmit errors on `vif` (e.g. packets the TX queue did not take).
+    #[inline]
+    pub fn tx_error(&self, vif: u16, n: u64) {
+        if let Some(b) = self.vif(vif) {
+            bump(&b.tx_errors, n);
+        }
+    }
+
+    /// `n` packets dropped for `reason`: counted once in this lcore's global drop counters
+    /// and, when `vif` is `Some` (and in range), once in that vif's drop counters.
+    #[inline]
+    pub fn drop(&self, vif: Option<u16>, reason: DropReason, n: u64) {
+        let r = reason.index();
+        bump(&self.head().drops[r], n);
+        if let Some(b) = vif.and_then(|v| self.vif(v)) {
+            bump(&b.drops[r], n);
+        }
+    }
+
+    /// Counts one poll-loop iteration: busy if it received packets, idle otherwise.
+    #[inline]
+    pub fn poll(&self, received: bool) {
+        let h = self.head();
+        bump(if received { &h.busy_polls } else { &h.idle_polls }, 1);
+    }
+}
+
+impl Drop for LcoreStats {
+    fn drop(&mut self) {
+        self.shared.taken[self.index].store(false, Ordering::Release);
+    }
+}
