@@ -1,1 +1,155 @@
-//! placeholder while bootstrapping
+//! Forwarding benchmark harness for the vRouter (a benchmark: it measures and reports, it
+//! asserts nothing about speed).
+//!
+//! The method is the one of `shared/bench` (see `shared/docs/performance-anchors.md`): one
+//! forwarding core (CPU 1), the main thread on CPU 0, `--no-huge`, and a DPDK pcap virtual
+//! device replaying a pre-generated file forever (`infinite_rx=1`) as the packet source. The
+//! figure of merit is **`cpu_mpps`** = packets received in the measurement window divided by
+//! the on-CPU seconds of the forwarding thread (`/proc/PID/task/TID/schedstat`), i.e. Mpps
+//! per fully owned core, which stays meaningful when other tenants time-slice the CPUs.
+//!
+//! Modules:
+//! - [`pcap`]: counting packets in a capture, the empty capture the fabric port reads;
+//! - [`topology`]: the vRouter configuration of the benchmark (VM vif -> MPLSoUDP tunnel);
+//! - [`procfs`]: thread CPU time from schedstat, load average;
+//! - [`vrouter_run`]: starts the vRouter, samples counters and CPU time over a window, stops it;
+//! - [`anchors`]: runs `run_testpmd.py` / `run_ovs_dpdk.py` and parses their CSV rows;
+//! - [`report`]: the per-N comparison table, JSON and CSV.
+
+pub mod anchors;
+pub mod pcap;
+pub mod procfs;
+pub mod report;
+pub mod topology;
+pub mod vrouter_run;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C sets a flag instead of killing the harness, so that it can still stop what it
+/// started and remove DPDK runtime directories. (Children in the same process group get the
+/// terminal's SIGINT as well and stop by themselves.)
+pub fn install_sigint_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+}
+
+/// Whether Ctrl-C (or SIGTERM) was received.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Sleeps `d`, returning early with an error when interrupted.
+pub fn sleep_checked(d: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        if interrupted() {
+            anyhow::bail!("interrupted");
+        }
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Memory sizing used by `shared/bench/run_testpmd.py` for `--no-huge` runs: every mbuf of
+/// 2176 B data room (+256 B of header and private area) occupies a whole 4 KiB page.
+/// Returns `(mbufs, memory_mb)` for a pcap of `packets` packets.
+pub fn mem_sizing(packets: u64) -> (u64, u64) {
+    const MBUF_SIZE: u64 = 2176;
+    let nmbuf = packets + 32768;
+    let per_obj = 4096 * (MBUF_SIZE + 256).div_ceil(4096);
+    let mem_mb = (nmbuf as f64 * per_obj as f64 * 1.15) as u64 / (1 << 20) + 1024;
+    (nmbuf, mem_mb)
+}
+
+/// The workspace root: the nearest ancestor of `start` whose `Cargo.toml` has a
+/// `[workspace]` table.
+pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
+    let mut d = Some(start);
+    while let Some(dir) = d {
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            if text.lines().any(|l| l.trim() == "[workspace]") {
+                return Some(dir.to_path_buf());
+            }
+        }
+        d = dir.parent();
+    }
+    None
+}
+
+/// Median of a non-empty slice (mean of the middle two for even lengths).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Shell-quotes one argument for printing a command a reader can paste.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A command line, shell-quoted.
+pub fn shell_line<S: AsRef<str>>(args: &[S]) -> String {
+    args.iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizing_matches_run_testpmd() {
+        // run_testpmd.py prints `-m 1465 ... --total-num-mbufs=98304` for the 65536-packet file.
+        assert_eq!(mem_sizing(65536), (98304, 1465));
+        let (n, m) = mem_sizing(1_048_576);
+        assert_eq!(n, 1_081_344);
+        assert!(m > 4500 && m < 6000, "{m}");
+    }
+
+    #[test]
+    fn median_works() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_line(&["a", "b c", "x'y", "--vdev=net_pcap0,rx_pcap=/tmp/a.pcap"]),
+            "a 'b c' 'x'\\''y' --vdev=net_pcap0,rx_pcap=/tmp/a.pcap");
+    }
+
+    #[test]
+    fn repo_root_found() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = find_repo_root(here).unwrap();
+        assert!(root.join("benches").is_dir());
+    }
+}

@@ -1,0 +1,470 @@
+//! `vrouter-bench`: Mpps per core of the vRouter's VM -> MPLSoUDP encap path, against
+//! dpdk-testpmd (io, 5tswap, rxonly) and optionally OVS-DPDK (l3) measured in the same run on
+//! the same pcap source, core layout and memory setup. A benchmark: it reports, it does not
+//! assert speed. See benches/README.md.
+
+use anyhow::{bail, Context, Result};
+use benches::anchors::{self, OvsRow, TestpmdRow};
+use benches::report::{self, FlowsResult, Summary};
+use benches::topology::Topology;
+use benches::vrouter_run::{self, RunSpec, VrouterMeasurement};
+use benches::{find_repo_root, interrupted, mem_sizing, pcap, procfs, shell_line};
+use clap::Parser;
+use serde::Serialize;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser, Debug)]
+#[command(name = "vrouter-bench", about = "vRouter forwarding benchmark against testpmd / OVS-DPDK anchors")]
+struct Args {
+    /// Flow counts to measure (distinct UDP 5-tuples in the pcap).
+    #[arg(long, value_delimiter = ',', default_value = "1,1000,65536,1048576")]
+    flows: Vec<u64>,
+    /// Only N = 1 and 1000 (overrides --flows).
+    #[arg(long)]
+    quick: bool,
+    /// Measurement window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    dur: f64,
+    /// Warm-up after the first packet, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    warm: f64,
+    /// Repetitions of every measurement (the table shows medians).
+    #[arg(long, default_value_t = 1)]
+    reps: u32,
+    /// Output directory (pcaps, configs, logs, CSV, JSON).
+    #[arg(long, default_value = "/tmp/vrouter-bench")]
+    out: PathBuf,
+    /// The shared benchmark directory (default: <repo>/../shared).
+    #[arg(long)]
+    shared: Option<PathBuf>,
+    /// The vrouter binary (default: <repo>/target/release/vrouter; build it with
+    /// `cargo build --release -p vrouter`).
+    #[arg(long)]
+    vrouter: Option<PathBuf>,
+    /// Do not run the testpmd anchors.
+    #[arg(long)]
+    no_testpmd: bool,
+    /// Also run OVS-DPDK `l3` (run_ovs_dpdk.py; pcap-fed up to 65536 flows, memif-fed above).
+    #[arg(long)]
+    ovs: bool,
+    /// Do not run the vRouter (anchors only).
+    #[arg(long)]
+    no_vrouter: bool,
+    /// Name of the forwarding thread (DPDK 22.11 names lcore 1's thread `rte-worker-1`).
+    #[arg(long, default_value = "rte-worker-1")]
+    fwd_thread: String,
+    /// Seconds allowed for EAL start, pcap preload and the first packet.
+    #[arg(long, default_value_t = 300)]
+    start_timeout: u64,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    hostname: String,
+    kernel: String,
+    cpus: usize,
+    cpu_model: String,
+    mem_total_kib: u64,
+    load_at_start: [f64; 3],
+    load_at_end: [f64; 3],
+}
+
+#[derive(Serialize)]
+struct Results<'a> {
+    tool: &'static str,
+    started_unix: u64,
+    finished_unix: u64,
+    argv: Vec<String>,
+    git_rev: String,
+    vrouter_binary: String,
+    shared_dir: String,
+    dur_s: f64,
+    warm_s: f64,
+    reps: u32,
+    metric: &'static str,
+    machine: Machine,
+    commands: &'a [String],
+    table: Vec<Summary>,
+    per_flows: &'a [FlowsResult],
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn git_rev(repo: &Path) -> String {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
+    if dirty {
+        format!("{rev}-dirty")
+    } else {
+        rev
+    }
+}
+
+fn machine(load_at_start: [f64; 3]) -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let mem_total_kib = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Machine {
+        hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpu_model,
+        mem_total_kib,
+        load_at_start,
+        load_at_end: procfs::loadavg().unwrap_or_default(),
+    }
+}
+
+struct Ctx {
+    args: Args,
+    out: PathBuf,
+    shared: PathBuf,
+    vrouter: PathBuf,
+    empty_pcap: PathBuf,
+    commands: Vec<String>,
+}
+
+impl Ctx {
+    fn note_command(&mut self, line: String) {
+        println!("$ {line}");
+        self.commands.push(line);
+    }
+
+    fn ensure_pcap(&mut self, n: u64) -> Result<PathBuf> {
+        let p = self.out.join("pcaps").join(format!("udp_{n}.pcap"));
+        if std::fs::metadata(&p).map(|m| m.len() > 24).unwrap_or(false) {
+            println!("# using existing {}", p.display());
+            return Ok(p);
+        }
+        std::fs::create_dir_all(p.parent().unwrap())?;
+        let argv = vec![
+            "python3".to_string(),
+            self.shared.join("bench/gen_flows_pcap.py").display().to_string(),
+            "-n".into(),
+            n.to_string(),
+            "-o".into(),
+            p.display().to_string(),
+        ];
+        self.note_command(shell_line(&argv));
+        let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
+        if !st.success() {
+            bail!("gen_flows_pcap.py failed ({st})");
+        }
+        Ok(p)
+    }
+
+    fn run_vrouter(&mut self, n: u64, pcap_path: &Path, packets: u64, rep: u32) -> Result<(VrouterMeasurement, String)> {
+        let (mbufs, memory_mb) = mem_sizing(packets);
+        let prefix = format!("vrbench{}_{n}_{rep}", std::process::id());
+        let topo = Topology {
+            pcap: pcap_path.to_path_buf(),
+            empty_pcap: self.empty_pcap.clone(),
+            run_dir: self.out.join("run").join(&prefix),
+            file_prefix: prefix,
+            memory_mb,
+            mbufs,
+            main_core: 0,
+            fwd_core: 1,
+        };
+        let config_path = self.out.join(format!("vrouter_{n}.toml"));
+        let spec = RunSpec {
+            vrouter: self.vrouter.clone(),
+            topology: topo,
+            config_path: config_path.clone(),
+            log_path: self.out.join(format!("vrouter_{n}.log")),
+            warm: Duration::from_secs_f64(self.args.warm),
+            dur: Duration::from_secs_f64(self.args.dur),
+            start_timeout: Duration::from_secs(self.args.start_timeout),
+            stop_timeout: Duration::from_secs(60),
+            fwd_thread: self.args.fwd_thread.clone(),
+        };
+        let cmd = shell_line(&[self.vrouter.display().to_string(), "--config".into(), config_path.display().to_string()]);
+        self.note_command(format!(
+            "{cmd}   # N={n}, rep {rep}: -m {memory_mb} --no-huge, {mbufs} mbufs, vdevs {:?}; sampled after {}s warm-up over {}s",
+            spec.topology.vdevs(),
+            self.args.warm,
+            self.args.dur
+        ));
+        let m = vrouter_run::measure(&spec)?;
+        Ok((m, cmd))
+    }
+}
+
+fn print_measurement(n: u64, rep: u32, m: &VrouterMeasurement) {
+    println!(
+        "vrouter N={n} rep {rep}: cpu_mpps {:.3} wall_mpps {:.3} ns/pkt {:.1} fwd_cpu_share {:.2} tx/rx {:.4} \
+         drops {} avg_burst {} idle_polls {} cpu_busy {:?} load1 {:.2}->{:.2} startup {:.1}s (forwarding tid {})",
+        m.cpu_mpps,
+        m.wall_mpps,
+        m.ns_per_pkt,
+        m.fwd_cpu_share,
+        m.tx_over_rx,
+        m.drops,
+        m.avg_burst.map(|b| format!("{b:.1}")).unwrap_or_else(|| "n/a".into()),
+        m.idle_poll_share.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "n/a".into()),
+        m.cpu_busy.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>(),
+        m.load_before[0],
+        m.load_after[0],
+        m.startup_s,
+        m.fwd_tid,
+    );
+    if m.drops > 0 {
+        println!("  drops in the window by reason:");
+        for d in m.drop_reasons.iter().take(5) {
+            println!("    {:<28} {:>12}  ({})", d.reason, d.packets, d.key);
+        }
+    }
+    if !m.accounted {
+        println!(
+            "  WARNING: after stop rx {} != tx {} + drops {}",
+            m.total_rx, m.total_tx, m.total_drops
+        );
+    }
+    if !m.clean_exit {
+        println!("  WARNING: vrouter did not exit cleanly after SIGINT");
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    benches::install_sigint_handler();
+    match run(args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("vrouter-bench: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(mut args: Args) -> Result<()> {
+    let started = now_unix();
+    let load_at_start = procfs::loadavg().unwrap_or_default();
+    if args.quick {
+        args.flows = vec![1, 1000];
+    }
+    if args.flows.is_empty() || args.flows.contains(&0) {
+        bail!("--flows needs positive flow counts");
+    }
+    if !(args.dur > 0.0 && args.warm >= 0.0 && args.reps >= 1) {
+        bail!("--dur must be > 0, --warm >= 0, --reps >= 1");
+    }
+    let cwd = std::env::current_dir()?;
+    let repo = find_repo_root(&cwd)
+        .or_else(|| find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))))
+        .context("cannot find the workspace root (run from inside the repository)")?;
+    let shared = args.shared.clone().unwrap_or_else(|| repo.join("../shared"));
+    let shared = std::fs::canonicalize(&shared).unwrap_or(shared);
+    let vrouter = args.vrouter.clone().unwrap_or_else(|| repo.join("target/release/vrouter"));
+    let vrouter = if vrouter.is_relative() { cwd.join(vrouter) } else { vrouter };
+    if !args.no_vrouter && !vrouter.is_file() {
+        bail!(
+            "{} not found; build it first: cargo build --release -p vrouter (or pass --vrouter PATH)",
+            vrouter.display()
+        );
+    }
+    for s in ["bench/gen_flows_pcap.py", "bench/run_testpmd.py"] {
+        if !shared.join(s).is_file() {
+            bail!("{} not found (pass --shared DIR)", shared.join(s).display());
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("vrouter-bench: warning: not root; DPDK (and the anchor scripts) usually need root");
+    }
+    let out = if args.out.is_relative() { cwd.join(&args.out) } else { args.out.clone() };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let empty_pcap = out.join("empty.pcap");
+    std::fs::write(&empty_pcap, pcap::empty_pcap())?;
+    let git = git_rev(&repo);
+    println!(
+        "# vrouter-bench: flows {:?}, dur {}s, warm {}s, reps {}, out {}, vrouter {}, git {git}, load {:?}",
+        args.flows,
+        args.dur,
+        args.warm,
+        args.reps,
+        out.display(),
+        vrouter.display(),
+        load_at_start
+    );
+    let mut ctx = Ctx { out: out.clone(), shared: shared.clone(), vrouter: vrouter.clone(), empty_pcap, commands: vec![], args };
+
+    // 1. Traffic.
+    let mut pcaps = Vec::new();
+    for &n in &ctx.args.flows.clone() {
+        let p = ctx.ensure_pcap(n)?;
+        let packets = pcap::count_packets(&p)?;
+        pcaps.push((n, p, packets));
+    }
+
+    let csv_path = out.join("vrouter_results.csv");
+    let tp_csv = out.join("testpmd_results.csv");
+    let ovs_csv = out.join("ovs_results.csv");
+    let mut results: Vec<FlowsResult> = Vec::new();
+    for (n, p, packets) in &pcaps {
+        let (n, packets) = (*n, *packets);
+        println!("\n## N = {n} flows ({}, {packets} packets)", p.display());
+        // 2. The vRouter.
+        let mut runs = Vec::new();
+        let mut errors = Vec::new();
+        let mut vr_cmd = String::new();
+        if !ctx.args.no_vrouter {
+            for rep in 1..=ctx.args.reps {
+                match ctx.run_vrouter(n, p, packets, rep) {
+                    Ok((m, cmd)) => {
+                        print_measurement(n, rep, &m);
+                        let new = !csv_path.exists();
+                        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&csv_path)?;
+                        if new {
+                            writeln!(f, "{}", report::CSV_HEADER)?;
+                        }
+                        let name = p.file_name().unwrap().to_string_lossy();
+                        writeln!(f, "{}", report::csv_line(now_unix(), n, &name, rep as usize, &m, &git))?;
+                        runs.push(m);
+                        vr_cmd = cmd;
+                    }
+                    Err(e) => {
+                        eprintln!("vrouter-bench: vrouter N={n} rep {rep}: {e:#}");
+                        errors.push(format!("{e:#}"));
+                    }
+                }
+                if interrupted() {
+                    bail!("interrupted");
+                }
+            }
+        }
+        // 3. Anchors.
+        let mut tp: Vec<TestpmdRow> = Vec::new();
+        let mut tp_err = None;
+        if !ctx.args.no_testpmd {
+            let argv = anchors::testpmd_command(&shared, std::slice::from_ref(p), "io,5tswap,rxonly", ctx.args.dur, ctx.args.warm, ctx.args.reps, &tp_csv);
+            ctx.note_command(shell_line(&argv));
+            match anchors::run_testpmd(&argv, &tp_csv, 3 * ctx.args.reps as usize, ctx.args.dur, ctx.args.warm) {
+                Ok(rows) => {
+                    if rows.len() < 3 * ctx.args.reps as usize {
+                        tp_err = Some(format!("only {} of {} testpmd runs produced a row", rows.len(), 3 * ctx.args.reps));
+                    }
+                    tp = rows;
+                }
+                Err(e) => tp_err = Some(format!("{e:#}")),
+            }
+            if let Some(e) = &tp_err {
+                eprintln!("vrouter-bench: testpmd N={n}: {e}");
+            }
+        }
+        let mut ovs: Vec<OvsRow> = Vec::new();
+        let mut ovs_err = None;
+        if ctx.args.ovs {
+            let memif = n > 65536;
+            let argv = anchors::ovs_command(&shared, p, memif, ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv);
+            ctx.note_command(shell_line(&argv));
+            match anchors::run_ovs(&argv, &ovs_csv, ctx.args.dur, ctx.args.warm.max(5.0)) {
+                Ok(rows) if rows.is_empty() => ovs_err = Some("run_ovs_dpdk.py produced no row".into()),
+                Ok(rows) => ovs = rows,
+                Err(e) => ovs_err = Some(format!("{e:#}")),
+            }
+            if let Some(e) = &ovs_err {
+                eprintln!("vrouter-bench: OVS N={n}: {e}");
+            }
+        }
+        if interrupted() {
+            bail!("interrupted");
+        }
+        let summary = Summary::compute(n, &runs, &tp, &ovs);
+        results.push(FlowsResult {
+            flows: n,
+            pcap: p.display().to_string(),
+            pcap_packets: packets,
+            vrouter_config: out.join(format!("vrouter_{n}.toml")).display().to_string(),
+            vrouter_command: vr_cmd,
+            vrouter_runs: runs,
+            vrouter_errors: errors,
+            testpmd: tp,
+            testpmd_error: tp_err,
+            ovs,
+            ovs_error: ovs_err,
+            summary,
+        });
+        // Partial results survive an interrupted or failing later N.
+        write_json(&ctx, &results, started, &git, load_at_start)?;
+    }
+
+    // 4. Output.
+    let summaries: Vec<Summary> = results.iter().map(|r| r.summary.clone()).collect();
+    println!("\n# Results: Mpps per fully owned core (packets / on-CPU seconds of the forwarding thread), 64-byte frames");
+    println!("# vRouter path: VM vif -> IPv4 route {} -> MPLSoUDP tunnel (label 40) on the fabric vif", benches::topology::ROUTE);
+    println!("# load average at start {:?}, at end {:?}\n", load_at_start, procfs::loadavg().unwrap_or_default());
+    print!("{}", report::table(&summaries, ctx.args.ovs));
+    for r in &results {
+        for m in &r.vrouter_runs {
+            if m.drops > 0 {
+                let top: Vec<String> = m.drop_reasons.iter().take(3).map(|d| format!("{} {}", d.reason, d.packets)).collect();
+                println!("N={}: vRouter drops in window: {}", r.flows, top.join(", "));
+            }
+        }
+        for e in &r.vrouter_errors {
+            println!("N={}: vRouter run failed: {e}", r.flows);
+        }
+    }
+    println!("\nCommands run:");
+    for c in &ctx.commands {
+        println!("  {c}");
+    }
+    println!(
+        "\nWritten: {} (all details), {} (one line per vRouter run), {}{}",
+        out.join("results.json").display(),
+        csv_path.display(),
+        tp_csv.display(),
+        if ctx.args.ovs { format!(", {}", ovs_csv.display()) } else { String::new() }
+    );
+    Ok(())
+}
+
+fn write_json(ctx: &Ctx, results: &[FlowsResult], started: u64, git: &str, load_at_start: [f64; 3]) -> Result<()> {
+    let doc = Results {
+        tool: "vrouter-bench",
+        started_unix: started,
+        finished_unix: now_unix(),
+        argv: std::env::args().collect(),
+        git_rev: git.to_string(),
+        vrouter_binary: ctx.vrouter.display().to_string(),
+        shared_dir: ctx.shared.display().to_string(),
+        dur_s: ctx.args.dur,
+        warm_s: ctx.args.warm,
+        reps: ctx.args.reps,
+        metric: "cpu_mpps = packets received in the window / on-CPU seconds of the forwarding thread",
+        machine: machine(load_at_start),
+        commands: &ctx.commands,
+        table: results.iter().map(|r| r.summary.clone()).collect(),
+        per_flows: results,
+    };
+    let path = ctx.out.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Per-thread CPU time and machine load from /proc.
+
+use anyhow::{bail, Context, Result};
+
+/// `(tid, comm)` of every thread of `pid`.
+pub fn threads(pid: u32) -> Result<Vec<(u32, String)>> {
+    let mut out = Vec::new();
+    let dir = format!("/proc/{pid}/task");
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let e = e?;
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Ok(comm) = std::fs::read_to_string(format!("{dir}/{tid}/comm")) {
+            out.push((tid, comm.trim().to_string()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The thread ids of `pid` whose name is `comm`.
+pub fn threads_named(pid: u32, comm: &str) -> Result<Vec<u32>> {
+    Ok(threads(pid)?.into_iter().filter(|(_, c)| c == comm).map(|(t, _)| t).collect())
+}
+
+/// On-CPU nanoseconds of one thread (first field of `/proc/PID/task/TID/schedstat`).
+pub fn thread_cpu_ns(pid: u32, tid: u32) -> Result<u64> {
+    let p = format!("/proc/{pid}/task/{tid}/schedstat");
+    let s = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+    parse_schedstat(&s).with_context(|| format!("parsing {p}: {s:?}"))
+}
+
+/// First field of a schedstat line (`run_ns wait_ns timeslices`).
+pub fn parse_schedstat(s: &str) -> Result<u64> {
+    match s.split_whitespace().next().map(str::parse::<u64>) {
+        Some(Ok(v)) => Ok(v),
+        _ => bail!("unexpected schedstat content"),
+    }
+}
+
+/// The 1-, 5- and 15-minute load averages.
+pub fn loadavg() -> Result<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    parse_loadavg(&s)
+}
+
+pub fn parse_loadavg(s: &str) -> Result<[f64; 3]> {
+    let v: Vec<f64> = s.split_whitespace().take(3).map(|x| x.parse()).collect::<Result<_, _>>()?;
+    if v.len() != 3 {
+        bail!("unexpected /proc/loadavg content {s:?}");
+    }
+    Ok([v[0], v[1], v[2]])
+}
+
+/// Busy and total jiffies per CPU from /proc/stat (`cpuN` lines), indexed by CPU number.
+pub fn cpu_jiffies() -> Result<Vec<(u64, u64)>> {
+    let s = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    Ok(parse_cpu_jiffies(&s))
+}
+
+pub fn parse_cpu_jiffies(s: &str) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for line in s.lines() {
+        let mut f = line.split_whitespace();
+        let Some(name) = f.next() else { continue };
+        let Some(idx) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+        if v.len() < 4 {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal ...
+        let idle = v[3] + v.get(4).copied().unwrap_or(0);
+        let total: u64 = v.iter().take(8).sum();
+        if out.len() <= idx {
+            out.resize(idx + 1, (0, 0));
+        }
+        out[idx] = (total - idle, total);
+    }
+    out
+}
+
+/// Busy share of each CPU between two [`cpu_jiffies`] samples.
+pub fn cpu_busy_share(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let dt = y.1.saturating_sub(x.1);
+            if dt == 0 {
+                0.0
+            } else {
+                y.0.saturating_sub(x.0) as f64 / dt as f64
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        assert_eq!(parse_schedstat("123456789 42 7\n").unwrap(), 123456789);
+        assert!(parse_schedstat("").is_err());
+        assert_eq!(parse_loadavg("2.16 1.15 0.58 3/245 1234\n").unwrap(), [2.16, 1.15, 0.58]);
+        let stat = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1\n";
+        assert_eq!(parse_cpu_jiffies(stat), vec![(10, 50), (10, 50)]);
+        let later = "cpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 15 0 5 40 0 0 0 0 0 0\n";
+        assert_eq!(cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn own_threads_are_listed() {
+        let me = std::process::id();
+        let t = threads(me).unwrap();
+        assert!(t.iter().any(|(tid, _)| *tid == me));
+        assert!(thread_cpu_ns(me, me).unwrap() > 0);
+    }
+}

@@ -1,0 +1,189 @@
+//! The benchmark topology: one VM vif fed by the pcap source, one fabric vif whose TX frees
+//! and counts, and a route that sends all the traffic into an MPLSoUDP tunnel.
+//!
+//! ```text
+//!  net_pcap0 (rx_pcap=udp_N.pcap, infinite_rx=1)           net_pcap1 (rx_pcap=empty.pcap)
+//!  vif0/0 "tap-bench0", virtual, VRF 1, mac 02:..:02  -->  vif0/1 "fabric0", fabric, VRF 0
+//!     route 10.128.0.0/9 (VRF 1) -> nexthop 1: tunnel mplsoudp 10.10.0.1 -> 10.10.0.2, label 40
+//! ```
+//!
+//! The frames of `gen_flows_pcap.py` go from 02:00:00:00:00:01 to 02:00:00:00:00:02 and from
+//! 10.0.0.0/10 to 10.128.0.0/16, so the VM vif's MAC must be 02:00:00:00:00:02 for them to be
+//! routed (not bridged), and every one of them matches the /9 route.
+
+use std::path::{Path, PathBuf};
+
+/// Destination MAC of every frame written by `gen_flows_pcap.py` (its `ETH_DST`).
+pub const VM_VIF_MAC: &str = "02:00:00:00:00:02";
+/// The VM vif (packet source).
+pub const VM_VIF: u16 = 0;
+/// The fabric vif (tunnel output).
+pub const FABRIC_VIF: u16 = 1;
+pub const ROUTER_IP: &str = "10.10.0.1";
+pub const REMOTE_IP: &str = "10.10.0.2";
+pub const LABEL: u32 = 40;
+pub const ROUTE: &str = "10.128.0.0/9";
+
+/// What varies between runs.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub pcap: PathBuf,
+    pub empty_pcap: PathBuf,
+    pub run_dir: PathBuf,
+    pub file_prefix: String,
+    pub memory_mb: u64,
+    pub mbufs: u64,
+    pub main_core: u32,
+    pub fwd_core: u32,
+}
+
+/// A TOML basic string (JSON string escapes are valid TOML escapes).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("string serialises")
+}
+
+fn qp(p: &Path) -> String {
+    q(&p.display().to_string())
+}
+
+impl Topology {
+    /// The `--vdev` arguments (also what the config lists).
+    pub fn vdevs(&self) -> [String; 2] {
+        [
+            format!("net_pcap0,rx_pcap={},infinite_rx=1", self.pcap.display()),
+            format!("net_pcap1,rx_pcap={}", self.empty_pcap.display()),
+        ]
+    }
+
+    /// The vRouter configuration file.
+    pub fn config_toml(&self) -> String {
+        let [v0, v1] = self.vdevs();
+        format!(
+            r#"# vrouter-bench: VM vif -> route {ROUTE} -> MPLSoUDP tunnel on the fabric vif.
+[eal]
+main_core = {main}
+forwarding_cores = [{fwd}]
+no_huge = true
+memory_mb = {mem}
+mbufs = {mbufs}
+file_prefix = {prefix}
+vdevs = [{v0}, {v1}]
+
+[vrouter]
+run_dir = {run_dir}
+router_ip = "{ROUTER_IP}"
+summary_interval_s = 0
+
+[[vif]]
+id = {VM_VIF}
+name = "tap-bench0"
+type = "virtual"
+device = "net_pcap0"
+mac = "{VM_VIF_MAC}"
+vrf = 1
+
+[[vif]]
+id = {FABRIC_VIF}
+name = "fabric0"
+type = "fabric"
+device = "net_pcap1"
+mac = "02:00:00:00:10:01"
+ip = "{ROUTER_IP}"
+vrf = 0
+
+[[vrf]]
+id = 0
+name = "fabric"
+
+[[vrf]]
+id = 1
+name = "default-domain:bench:vn1"
+
+[[nexthop]]
+id = 1
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "{REMOTE_IP}"
+label = {LABEL}
+vif = {FABRIC_VIF}
+dst_mac = "02:00:00:00:10:02"
+
+[[route]]
+vrf = 1
+prefix = "{ROUTE}"
+nexthop = 1
+"#,
+            main = self.main_core,
+            fwd = self.fwd_core,
+            mem = self.memory_mb,
+            mbufs = self.mbufs,
+            prefix = q(&self.file_prefix),
+            v0 = q(&v0),
+            v1 = q(&v1),
+            run_dir = qp(&self.run_dir),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo() -> Topology {
+        Topology {
+            pcap: "/tmp/vrouter-bench/pcaps/udp_1000.pcap".into(),
+            empty_pcap: "/tmp/vrouter-bench/empty.pcap".into(),
+            run_dir: "/tmp/vrouter-bench/run/vrbench1_0".into(),
+            file_prefix: "vrbench1_0".into(),
+            memory_mb: 1465,
+            mbufs: 98304,
+            main_core: 0,
+            fwd_core: 1,
+        }
+    }
+
+    /// The generated file is accepted by the vRouter's own parser and validator, and says
+    /// what the benchmark promises.
+    #[test]
+    fn config_is_valid_for_the_vrouter() {
+        let t = topo();
+        let text = t.config_toml();
+        let cfg = vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.eal.forwarding_cores, vec![1]);
+        assert_eq!(cfg.eal.main_core, 0);
+        assert!(cfg.eal.no_huge);
+        assert_eq!(cfg.eal.memory_mb, 1465);
+        assert_eq!(cfg.eal.mbufs, 98304);
+        assert_eq!(cfg.eal.file_prefix.as_deref(), Some("vrbench1_0"));
+        assert_eq!(
+            cfg.eal.vdevs,
+            vec![
+                "net_pcap0,rx_pcap=/tmp/vrouter-bench/pcaps/udp_1000.pcap,infinite_rx=1".to_string(),
+                "net_pcap1,rx_pcap=/tmp/vrouter-bench/empty.pcap".to_string()
+            ]
+        );
+        assert_eq!(cfg.vrouter.summary_interval_s, 0);
+        let vm = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == VM_VIF).unwrap();
+        assert_eq!(vm.mac.to_string(), VM_VIF_MAC);
+        assert_eq!(vm.vrf, 1);
+        assert_eq!(cfg.routes.len(), 1);
+        assert_eq!(cfg.routes[0].get_ref().prefix.to_string(), ROUTE);
+        match cfg.nexthops[0].get_ref() {
+            vrouter::config::NexthopConfig::Tunnel { encap, label, vif, remote_ip, .. } => {
+                assert_eq!(*encap, vrouter::config::TunnelEncap::Mplsoudp);
+                assert_eq!(*label, LABEL);
+                assert_eq!(*vif, FABRIC_VIF);
+                assert_eq!(remote_ip.to_string(), REMOTE_IP);
+            }
+            other => panic!("unexpected nexthop {other:?}"),
+        }
+    }
+
+    #[test]
+    fn odd_paths_are_escaped() {
+        let mut t = topo();
+        t.run_dir = "/tmp/a \"b\"\\c".into();
+        let cfg = vrouter::config::parse(&t.config_toml(), "bench.toml").unwrap();
+        assert_eq!(cfg.vrouter.run_dir, PathBuf::from("/tmp/a \"b\"\\c"));
+    }
+}
