@@ -253,6 +253,7 @@ impl LcoreLoop {
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut dropped: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         while !self.stop.load(Ordering::Relaxed) {
+            let mut received = false;
             for qi in 0..self.rx.len() {
                 let q = self.rx[qi];
                 // SAFETY: port/queue were configured and started; pkts has room for BURST.
@@ -262,9 +263,11 @@ impl LcoreLoop {
                 if n == 0 {
                     continue;
                 }
+                received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
                 self.burst(&fib, vif, &pkts[..n], &mut dropped);
             }
+            self.stats.poll(received);
         }
         self.flush_all();
         0

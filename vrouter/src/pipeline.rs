@@ -21,8 +21,8 @@
 
 use crate::config::{TunnelEncap, VifType};
 use crate::drop_reason::DropReason;
-use crate::fib::{Fib, Nexthop, NhIdx, Vif, MPLSOUDP_PORT, TUNNEL_TTL, VXLAN_PORT};
-use crate::packet::{self, arp, ethernet, icmpv6, ipv4, ipv6, mpls, udp, vxlan};
+use crate::fib::{Fib, Nexthop, NhIdx, TunnelHeader, Vif, MPLSOUDP_PORT, VXLAN_PORT};
+use crate::packet::{self, arp, checksum, ethernet, icmpv6, ipv4, ipv6, mpls, udp, vxlan};
 use crate::packet::{EtherType, IpProtocol};
 use std::net::Ipv6Addr;
 
@@ -51,9 +51,8 @@ pub enum Verdict {
 use Verdict::{Drop, Tx};
 
 /// Outer headers of a tunnel: Ethernet (14) + IPv4 (20) + UDP (8) + MPLS (4) or VXLAN (8).
-const OUTER_L2_L3_L4: usize = ethernet::HEADER_LEN + 20 + udp::HEADER_LEN;
-pub const MPLSOUDP_OVERHEAD: usize = OUTER_L2_L3_L4 + mpls::HEADER_LEN;
-pub const VXLAN_OVERHEAD: usize = OUTER_L2_L3_L4 + vxlan::HEADER_LEN;
+pub const MPLSOUDP_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + mpls::HEADER_LEN;
+pub const VXLAN_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + vxlan::HEADER_LEN;
 
 /// How a routed packet reached the routing step.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -228,14 +227,14 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
             if !pkt.adj(ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
-            push_tunnel(fib, nh, pkt, hash)
+            push_tunnel(nh, pkt, hash)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Vxlan, inner_dst_mac, .. } => {
             let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
             eth.set_dst_addr(*inner_dst_mac);
             eth.set_src_addr(fib.router_mac);
             eth.set_ethertype(ethertype);
-            push_tunnel(fib, nh, pkt, hash)
+            push_tunnel(nh, pkt, hash)
         }
         Nexthop::Receive { vif, .. } => Tx(*vif),
         Nexthop::Discard { .. } => Drop(DropReason::Discard),
@@ -254,7 +253,7 @@ fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B) -> Verdi
         Nexthop::Discard { .. } => Drop(DropReason::Discard),
         Nexthop::Tunnel { encap: TunnelEncap::Vxlan, .. } => {
             let h = l2_hash(pkt.data());
-            push_tunnel(fib, nh, pkt, h)
+            push_tunnel(nh, pkt, h)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
             // This vRouter's MPLSoUDP labels are L3: only IP payloads can cross them.
@@ -266,7 +265,7 @@ fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B) -> Verdi
             if !pkt.adj(ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
-            push_tunnel(fib, nh, pkt, h)
+            push_tunnel(nh, pkt, h)
         }
         Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
     }
@@ -292,67 +291,27 @@ fn l2_hash(frame: &[u8]) -> u32 {
 }
 
 /// Pushes the outer Ethernet/IPv4/UDP and MPLS or VXLAN headers of tunnel `nh` in front of
-/// the payload currently in `pkt` (an IP packet for MPLSoUDP, an Ethernet frame for VXLAN).
+/// the payload currently in `pkt` (an IP packet for MPLSoUDP, an Ethernet frame for VXLAN):
+/// a copy of the nexthop's precomputed [`TunnelHeader`] with the lengths, the IPv4 checksum
+/// and the UDP source port (flow entropy from `hash`) patched in.
 #[inline]
-fn push_tunnel<B: PacketBuf>(_fib: &Fib, nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
-    let Nexthop::Tunnel { encap, vif, outer_dst_mac, outer_src_mac, src_ip, dst_ip, label, .. } = nh
-    else {
+fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
+    let Nexthop::Tunnel { vif, header, .. } = nh else {
         return Drop(DropReason::InvalidNh);
     };
-    let (overhead, dport) = match encap {
-        TunnelEncap::Mplsoudp => (MPLSOUDP_OVERHEAD, MPLSOUDP_PORT),
-        TunnelEncap::Vxlan => (VXLAN_OVERHEAD, VXLAN_PORT),
-    };
-    let inner_len = pkt.data().len();
-    let ip_len = inner_len + overhead - ethernet::HEADER_LEN;
-    if ip_len > usize::from(u16::MAX) {
+    let ip_len = pkt.data().len() + header.len - TunnelHeader::IP;
+    if ip_len > usize::from(u16::MAX) || !pkt.prepend(header.len) {
         return Drop(DropReason::PushFails);
     }
-    if !pkt.prepend(overhead) {
-        return Drop(DropReason::PushFails);
-    }
-    let buf = pkt.data_mut();
-    let (hdr, rest) = buf.split_at_mut(OUTER_L2_L3_L4);
-    {
-        let mut eth = ethernet::Frame::new_unchecked(&mut hdr[..]);
-        eth.set_dst_addr(*outer_dst_mac);
-        eth.set_src_addr(*outer_src_mac);
-        eth.set_ethertype(EtherType::IPV4);
-    }
-    {
-        let mut ip = ipv4::Packet::new_unchecked(&mut hdr[ethernet::HEADER_LEN..]);
-        ip.set_version(4);
-        ip.set_header_len(20);
-        ip.set_dscp(0);
-        ip.set_ecn(0);
-        ip.set_total_len(ip_len as u16);
-        ip.set_ident(0);
-        ip.clear_flags();
-        ip.set_dont_frag(true);
-        ip.set_ttl(TUNNEL_TTL);
-        ip.set_protocol(IpProtocol::UDP);
-        ip.set_src_addr(*src_ip);
-        ip.set_dst_addr(*dst_ip);
-        ip.fill_checksum();
-    }
-    {
-        let mut u = udp::Packet::new_unchecked(&mut hdr[ethernet::HEADER_LEN + 20..]);
-        u.set_src_port(flow_table::tunnel_source_port(hash));
-        u.set_dst_port(dport);
-        u.set_len((ip_len - 20) as u16);
-        // A zero UDP checksum is allowed for IPv4 tunnels (RFC 7510 section 3, RFC 7348).
-        u.set_checksum(0);
-    }
-    match encap {
-        TunnelEncap::Mplsoudp => {
-            let mut m = mpls::Packet::new_unchecked(&mut rest[..mpls::HEADER_LEN]);
-            m.fill(*label, 0, true, TUNNEL_TTL);
-        }
-        TunnelEncap::Vxlan => {
-            let mut v = vxlan::Packet::new_unchecked(&mut rest[..vxlan::HEADER_LEN]);
-            v.fill(*label);
-        }
-    }
+    let hdr = &mut pkt.data_mut()[..header.len];
+    hdr.copy_from_slice(&header.bytes[..header.len]);
+    let ip_len = ip_len as u16;
+    let csum = !checksum::fold(u64::from(header.ip_csum_base) + u64::from(ip_len));
+    hdr[TunnelHeader::IP + 2..TunnelHeader::IP + 4].copy_from_slice(&ip_len.to_be_bytes());
+    hdr[TunnelHeader::IP + 10..TunnelHeader::IP + 12].copy_from_slice(&csum.to_be_bytes());
+    let u = TunnelHeader::UDP;
+    hdr[u..u + 2].copy_from_slice(&flow_table::tunnel_source_port(hash).to_be_bytes());
+    hdr[u + 4..u + 6].copy_from_slice(&(ip_len - 20).to_be_bytes());
     Tx(*vif)
 }
 

@@ -90,6 +90,9 @@ pub enum Nexthop {
         label: u32,
         /// Inner destination MAC of routed packets sent over VXLAN.
         inner_dst_mac: [u8; 6],
+        /// The outer headers with every per-tunnel constant filled in (see
+        /// [`TunnelHeader`]); the data plane copies it and patches three fields.
+        header: TunnelHeader,
     },
     /// Hand to the host interface.
     Receive { id: u32, vif: u16 },
@@ -118,6 +121,64 @@ impl Nexthop {
             Nexthop::Discard { .. } => "Discard",
             Nexthop::Ecmp { .. } => "Composite",
         }
+    }
+}
+
+/// Precomputed outer headers of a tunnel nexthop: Ethernet, IPv4 (DF, TTL 64, ident 0),
+/// UDP (checksum 0, allowed for IPv4 tunnels by RFC 7510 and RFC 7348) and the MPLS label
+/// entry (bottom of stack, TTL 64) or VXLAN header.
+///
+/// Per packet the data plane copies `bytes[..len]` in front of the payload and patches the
+/// IPv4 total length and checksum (from `ip_csum_base`, the ones'-complement sum of the
+/// constant header words, so no 20-byte checksum pass per packet), the UDP source port (flow
+/// entropy) and the UDP length.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelHeader {
+    pub bytes: [u8; TunnelHeader::MAX_LEN],
+    pub len: usize,
+    pub ip_csum_base: u32,
+}
+
+impl TunnelHeader {
+    /// Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 (MPLS needs 4 of the last 8).
+    pub const MAX_LEN: usize = 50;
+    /// Offset of the IPv4 header.
+    pub const IP: usize = 14;
+    /// Offset of the UDP header.
+    pub const UDP: usize = 34;
+
+    pub fn new(encap: TunnelEncap, dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, label: u32) -> TunnelHeader {
+        use crate::packet::{checksum, ethernet, ipv4, mpls, udp, vxlan, EtherType, IpProtocol};
+        let (len, dport) = match encap {
+            TunnelEncap::Mplsoudp => (Self::UDP + udp::HEADER_LEN + mpls::HEADER_LEN, MPLSOUDP_PORT),
+            TunnelEncap::Vxlan => (Self::UDP + udp::HEADER_LEN + vxlan::HEADER_LEN, VXLAN_PORT),
+        };
+        let mut b = [0u8; Self::MAX_LEN];
+        {
+            let mut eth = ethernet::Frame::new_unchecked(&mut b[..]);
+            eth.set_dst_addr(dst_mac);
+            eth.set_src_addr(src_mac);
+            eth.set_ethertype(EtherType::IPV4);
+        }
+        {
+            let mut ip = ipv4::Packet::new_unchecked(&mut b[Self::IP..Self::UDP]);
+            ip.set_version(4);
+            ip.set_header_len(20);
+            ip.set_dont_frag(true);
+            ip.set_ttl(TUNNEL_TTL);
+            ip.set_protocol(IpProtocol::UDP);
+            ip.set_src_addr(src);
+            ip.set_dst_addr(dst);
+        }
+        // Total length and checksum are still zero: this is the sum of the constant words.
+        let ip_csum_base = u32::from(checksum::data(&b[Self::IP..Self::UDP]));
+        udp::Packet::new_unchecked(&mut b[Self::UDP..Self::UDP + udp::HEADER_LEN]).set_dst_port(dport);
+        let tail = &mut b[Self::UDP + udp::HEADER_LEN..len];
+        match encap {
+            TunnelEncap::Mplsoudp => mpls::Packet::new_unchecked(tail).fill(label, 0, true, TUNNEL_TTL),
+            TunnelEncap::Vxlan => vxlan::Packet::new_unchecked(tail).fill(label),
+        }
+        TunnelHeader { bytes: b, len, ip_csum_base }
     }
 }
 
@@ -234,6 +295,14 @@ impl Fib {
                         dst_ip: *remote_ip,
                         label: *label,
                         inner_dst_mac: inner_dst_mac.unwrap_or(Mac(router_mac)).0,
+                        header: TunnelHeader::new(
+                            *encap,
+                            dst_mac.0,
+                            fabric.mac,
+                            cfg.vrouter.router_ip,
+                            *remote_ip,
+                            *label,
+                        ),
                     }
                 }
                 NexthopConfig::Receive { id, vif } => {
