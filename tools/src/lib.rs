@@ -211,7 +211,7 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
     }
     let flags = v.flag_symbols();
     let flags = if flags.is_empty() { "NULL" } else { &flags };
-    let _ = writeln!(s, "{INDENT}Vrf:{} Mcast Vrf:65535 Flags:{flags} QOS:0 Ref:1", v.vrf);
+    let _ = writeln!(s, "{INDENT}Vrf:{} Flags:{flags}", v.vrf);
     let p = core.map(|c| format!("Core {c} ")).unwrap_or_default();
     let _ = writeln!(
         s,
@@ -434,7 +434,7 @@ mod tests {
 vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
             Type:Virtual HWaddr:02:00:00:00:01:01 IPaddr:192.168.1.3
             IP6addr:fd00::3
-            Vrf:1 Mcast Vrf:65535 Flags:L3L2DpdkProxy QOS:0 Ref:1
+            Vrf:1 Flags:L3L2DpdkProxy
             RX packets:10  bytes:1000 errors:1
             TX packets:9  bytes:900 errors:0
             Drops:2
@@ -455,7 +455,7 @@ vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
         };
         let s = render_vif(&row, None);
         assert!(s.starts_with("vif0/1000   PMD: 0\n            Type:Physical HWaddr:00:00:00:00:00:00 IPaddr:0.0.0.0\n"));
-        assert!(s.contains("Flags:NULL QOS:0"));
+        assert!(s.contains("Flags:NULL"));
         assert!(!s.contains("IP6addr"));
     }
 

@@ -101,7 +101,7 @@ Flags: P=Policy, X=Cross Connect, S=Service Chain, Mr=Receive Mirror
 const VIF0: &str = "\
 vif0/0      PMD: 0 OS: 0000:00:04.0 Name: fabric0 MTU: 9000
             Type:Physical HWaddr:02:00:00:00:00:10 IPaddr:10.0.0.1
-            Vrf:0 Mcast Vrf:65535 Flags:L3L2Dpdk QOS:0 Ref:1
+            Vrf:0 Flags:L3L2Dpdk
             RX packets:0  bytes:0 errors:0
             TX packets:15  bytes:2250 errors:1
             Drops:3
@@ -111,7 +111,7 @@ vif0/0      PMD: 0 OS: 0000:00:04.0 Name: fabric0 MTU: 9000
 const VIF1: &str = "\
 vif0/1      PMD: 1 OS: net_tap0 Name: vhost0
             Type:Host HWaddr:02:00:00:00:00:10 IPaddr:10.0.0.1
-            Vrf:0 Mcast Vrf:65535 Flags:L3Dpdk QOS:0 Ref:1
+            Vrf:0 Flags:L3Dpdk
             RX packets:0  bytes:0 errors:0
             TX packets:0  bytes:0 errors:0
             Drops:0
@@ -122,7 +122,7 @@ const VIF2: &str = "\
 vif0/2      PMD: 2 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
             Type:Virtual HWaddr:02:00:00:00:01:01 IPaddr:192.168.1.3
             IP6addr:fd00::3
-            Vrf:1 Mcast Vrf:65535 Flags:L3L2DpdkProxy QOS:0 Ref:1
+            Vrf:1 Flags:L3L2DpdkProxy
             RX packets:15  bytes:1500 errors:1
             TX packets:0  bytes:0 errors:0
             Drops:2
