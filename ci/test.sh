@@ -32,10 +32,10 @@ export RUST_TEST_THREADS="${TEST_THREADS:-2}"
 log=$(mktemp -t vrouter-test.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 
-echo "[test] cargo test --workspace --release $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
+echo "[test] cargo test --workspace --release --no-fail-fast $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
 set +e
 timeout --signal=INT --kill-after=30 "${TEST_TIMEOUT_S:-1500}" \
-    cargo test --workspace --release "$@" 2>&1 | tee "$log"
+    cargo test --workspace --release --no-fail-fast "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 
