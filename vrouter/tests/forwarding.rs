@@ -278,3 +278,21 @@ fn l2_bridging_and_unknown_mac() {
     assert_eq!(out.drop_list(), vec![(DropReason::NowhereToGo, 1), (DropReason::NoL2Route, 1)]);
     out.assert_accounted(3);
 }
+
+#[test]
+fn every_rx_queue_of_a_multi_queue_port_is_polled() {
+    let (a, ip_a) = vm1_udp_to("192.168.1.4", 64);
+    let ip_b = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, 40001, 5201, b"queue-one");
+    let b = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip_b);
+    let out = run(Inputs { vm1: vec![a.clone(), a], vm1_queue1: vec![b.clone(), b, vec![1, 2, 3]], ..Default::default() });
+    let fa = eth(mac(VM2_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip_a));
+    let fb = eth(mac(VM2_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip_b));
+    let mut got = out.vm2.clone();
+    got.sort();
+    let mut want = vec![fa.clone(), fa, fb.clone(), fb];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(out.drop_list(), vec![(DropReason::PullFails, 1)]);
+    assert!(out.stdout.contains("vif0/1 q0") && out.stdout.contains("vif0/1 q1"), "{}", out.stdout);
+    out.assert_accounted(5);
+}

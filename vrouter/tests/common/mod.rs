@@ -415,6 +415,9 @@ pub struct Inputs {
     pub fabric: Vec<Vec<u8>>,
     pub vm1: Vec<Vec<u8>>,
     pub vm2: Vec<Vec<u8>>,
+    /// When non-empty, vm1's port gets a second RX queue fed from these frames
+    /// (`rx_queues = 2` on vif 1).
+    pub vm1_queue1: Vec<Vec<u8>>,
 }
 
 /// What a run produced.
@@ -498,16 +501,26 @@ pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run_dir = d.join("run");
-    let n_in = (inputs.fabric.len() + inputs.vm1.len() + inputs.vm2.len()) as u64;
+    let n_in = (inputs.fabric.len() + inputs.vm1.len() + inputs.vm2.len() + inputs.vm1_queue1.len()) as u64;
     let mut vdevs = Vec::new();
     for (i, (name, frames)) in [("fabric", &inputs.fabric), ("vm1", &inputs.vm1), ("vm2", &inputs.vm2)].iter().enumerate() {
         let rx = d.join(format!("{name}-in.pcap"));
         write_pcap(&rx, frames);
         let tx = d.join(format!("{name}-out.pcap"));
-        vdevs.push(format!("\"net_pcap{i},rx_pcap={},tx_pcap={}\"", rx.display(), tx.display()));
+        let mut vdev = format!("net_pcap{i},rx_pcap={}", rx.display());
+        if i == 1 && !inputs.vm1_queue1.is_empty() {
+            let rx1 = d.join("vm1-in-q1.pcap");
+            write_pcap(&rx1, &inputs.vm1_queue1);
+            vdev.push_str(&format!(",rx_pcap={}", rx1.display()));
+        }
+        vdevs.push(format!("\"{vdev},tx_pcap={}\"", tx.display()));
     }
     let prefix = unique_prefix();
-    let cfg = edit(topology(&vdevs.join(", "), &prefix, &run_dir));
+    let mut cfg = topology(&vdevs.join(", "), &prefix, &run_dir);
+    if !inputs.vm1_queue1.is_empty() {
+        cfg = cfg.replacen("device = \"net_pcap1\"", "device = \"net_pcap1\"\nrx_queues = 2", 1);
+    }
+    let cfg = edit(cfg);
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
 
