@@ -101,7 +101,7 @@ run_tool() {
     local tool=$1
     shift
     echo
-    log "target/release/$tool --run-dir $RUN_DIR $*"
+    log "target/release/$tool --run-dir $RUN_DIR${*:+ $*}"
     if [ -x "target/release/$tool" ]; then
         "target/release/$tool" --run-dir "$RUN_DIR" "$@" || log "($tool failed)"
     else
