@@ -11,7 +11,7 @@
 //! spinlock taken once per flush, never per packet.
 
 use crate::config::Config;
-use crate::dpdk::{self, lcore, Mbuf, Mempool, Port, PortConfig};
+use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
 use crate::pipeline::{self, PacketBuf, Verdict};
@@ -396,11 +396,6 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
     }
     a.extend(e.extra_args.iter().cloned());
     a
-}
-
-/// TSC-based clock for the control thread.
-pub fn tsc_hz() -> u64 {
-    dpdk::tsc_hz()
 }
 
 #[cfg(test)]

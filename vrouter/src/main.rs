@@ -71,7 +71,7 @@ fn run(args: &Args) -> Result<()> {
                 .mtu(u32::from(v.mtu.unwrap_or(1500)));
             infos.push(info);
         }
-        StatsRegion::create(&run_dir, max_vifs, n_lcores, &infos, datapath::tsc_hz())
+        StatsRegion::create(&run_dir, max_vifs, n_lcores, &infos, vrouter::dpdk::tsc_hz())
             .with_context(|| format!("creating the stats region in {}", run_dir.display()))
     };
     let dp = match Datapath::start(&cfg, fib, build_stats) {

@@ -73,7 +73,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
     match ethertype {
         EtherType::IPV4 => {
             if vif.kind == VifType::Fabric {
-                if let Some(v) = terminate_tunnel(fib, vif, pkt) {
+                if let Some(v) = terminate_tunnel(fib, pkt) {
                     return v;
                 }
             }
@@ -112,7 +112,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
 
 /// Resolves an ECMP composite to one member by flow hash; other nexthops are returned as is.
 #[inline]
-fn resolve<'a>(fib: &'a Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&'a Nexthop> {
+fn resolve(fib: &Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&Nexthop> {
     match fib.nexthop(nh)? {
         Nexthop::Ecmp { members, .. } => {
             let m = members[hash() as usize % members.len()];
@@ -317,7 +317,7 @@ fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
 
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
 /// when the packet is not for the vRouter (it is then routed in the fabric VRF).
-fn terminate_tunnel<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Option<Verdict> {
+fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B) -> Option<Verdict> {
     let (proto, l4_off, dport) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
             Ok(ip) => ip,
@@ -348,7 +348,6 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Option<V
         return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN));
     }
     // Anything else addressed to the vRouter goes to the host interface.
-    let _ = vif;
     Some(match fib.host_vif {
         Some(h) => Tx(h),
         None => Drop(DropReason::NowhereToGo),

@@ -1,7 +1,7 @@
 //! vRouter configuration: TOML in, validated [`Config`] out.
 //!
 //! [`load`] parses the file (serde errors already carry the field and line), then
-//! [`validate`] checks cross-references and values and reports the offending field with
+//! [`validate()`] checks cross-references and values and reports the offending field with
 //! its line. Nothing is started from a configuration that failed either step.
 
 pub mod schema;

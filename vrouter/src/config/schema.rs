@@ -2,7 +2,7 @@
 //!
 //! Every table rejects unknown fields, so a typo is an error that names the field and line
 //! instead of a silently ignored setting. Cross-references (a route's nexthop, a vif's VRF)
-//! are checked in [`super::validate`].
+//! are checked in [`fn@super::validate`].
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
