@@ -471,9 +471,35 @@ pub fn unique_prefix() -> String {
     format!("vrt{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
+/// A vRouter child process that is killed if the test panics before stopping it, so a failed
+/// test never leaves a forwarding loop spinning on the machine.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Starts the vRouter on the standard topology with the given vdev strings and returns the
 /// child, the run directory and the temp dir guard; the caller stops it with [`stop`].
-pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Child, PathBuf, tempfile::TempDir) {
+pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Running, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let run_dir = d.join("run");
@@ -488,7 +514,7 @@ pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Child, PathBuf,
         .stderr(Stdio::piped())
         .spawn()
         .expect("start vrouter");
-    (child, run_dir, dir)
+    (Running(child), run_dir, dir)
 }
 
 /// Runs the vRouter binary on the standard topology with these inputs.
@@ -524,13 +550,15 @@ pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome 
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vrouter"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vrouter");
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vrouter"),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let reader = loop {
@@ -538,8 +566,12 @@ pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome 
             break r;
         }
         if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!("vrouter exited early ({st}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let mut out = String::new();
+            let mut err = String::new();
+            use std::io::Read;
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("vrouter exited early ({st}): {out}\n{err}");
         }
         assert!(Instant::now() < deadline, "vrouter did not create its stats region");
         std::thread::sleep(Duration::from_millis(20));
