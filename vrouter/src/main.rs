@@ -57,6 +57,10 @@ fn run(args: &Args) -> Result<()> {
             .context("installing the SIGINT/SIGTERM handler")?;
     }
 
+    // Before the EAL: pcap devices open their capture files in the run directory during EAL
+    // device probing.
+    std::fs::create_dir_all(&cfg.vrouter.run_dir)
+        .with_context(|| format!("creating vrouter.run_dir {}", cfg.vrouter.run_dir.display()))?;
     let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
     let run_dir = cfg.vrouter.run_dir.clone();
     let n_lcores = cfg.eal.forwarding_cores.len();

@@ -473,7 +473,8 @@ pub fn unique_prefix() -> String {
 
 /// A vRouter child process that is killed if the test panics before stopping it, so a failed
 /// test never leaves a forwarding loop spinning on the machine.
-pub struct Running(pub Child);
+/// Also removes the run's EAL runtime directory (`/var/run/dpdk/<prefix>`) when dropped.
+pub struct Running(pub Child, pub String);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -481,6 +482,7 @@ impl Drop for Running {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.1));
     }
 }
 
@@ -504,7 +506,8 @@ pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Running, PathBu
     let d = dir.path().to_path_buf();
     let run_dir = d.join("run");
     let vdevs: Vec<String> = (0..3).map(|i| format!("\"{}\"", vdev_for(&d, i))).collect();
-    let cfg = topology(&vdevs.join(", "), &unique_prefix(), &run_dir);
+    let prefix = unique_prefix();
+    let cfg = topology(&vdevs.join(", "), &prefix, &run_dir);
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_vrouter"))
@@ -514,7 +517,7 @@ pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Running, PathBu
         .stderr(Stdio::piped())
         .spawn()
         .expect("start vrouter");
-    (Running(child), run_dir, dir)
+    (Running(child, prefix), run_dir, dir)
 }
 
 /// Runs the vRouter binary on the standard topology with these inputs.
@@ -558,6 +561,7 @@ pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome 
             .stderr(Stdio::piped())
             .spawn()
             .expect("start vrouter"),
+        prefix.clone(),
     );
 
     let deadline = Instant::now() + Duration::from_secs(60);
