@@ -1,50 +1,51 @@
 //! A fast, well-mixed 32-bit hash of an IP 5-tuple.
 //!
-//! Words of the key are folded with a multiply-xorshift round and finished with the
-//! MurmurHash3 32-bit finaliser, which gives full avalanche on every input bit. Cost: a handful
-//! of multiplies, no table lookups, no branches, which matters because it runs once per packet
-//! (outer UDP source port, ECMP) on the forwarding path.
+//! The key is packed into 64-bit words, each word is multiplied by its own odd constant (the
+//! multiplies are independent, so they run in parallel), the products are combined with
+//! xor/rotate and the result goes through the MurmurHash3 64-bit finaliser, which gives full
+//! avalanche. The dependency chain is about three multiplies long. An earlier version folded
+//! the words sequentially (a chain of ~16 dependent multiplies): `perf record` on the
+//! forwarding core put it at ~8 % of the samples (about 7 ns per packet) on the
+//! VM -> MPLSoUDP path, where it feeds the outer UDP source port.
+
+const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+const K2: u64 = 0x1656_67b1_9e37_79f9;
+const K3: u64 = 0x27d4_eb2f_1656_67c5;
+const K4: u64 = 0x85eb_ca77_c2b2_ae63;
 
 #[inline(always)]
-fn mix(h: u32, w: u32) -> u32 {
-    let k = w.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 #[inline(always)]
-fn fmix(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+fn l4_word(proto: u8, sport: u16, dport: u16) -> u64 {
+    (u64::from(sport) << 32) | (u64::from(dport) << 16) | u64::from(proto)
 }
-
-const SEED: u32 = 0x5bd1_e995;
 
 /// Hash of an IPv4 5-tuple. Addresses are host-order `u32` (`u32::from(Ipv4Addr)`).
 #[inline]
 pub fn flow_hash_v4(src: u32, dst: u32, proto: u8, sport: u16, dport: u16) -> u32 {
-    let mut h = SEED;
-    h = mix(h, src);
-    h = mix(h, dst);
-    h = mix(h, (u32::from(sport) << 16) | u32::from(dport));
-    h = mix(h, u32::from(proto));
-    fmix(h ^ 13)
+    let a = ((u64::from(src) << 32) | u64::from(dst)).wrapping_mul(K0);
+    let b = (l4_word(proto, sport, dport) ^ K1).wrapping_mul(K2);
+    fmix64(a ^ b.rotate_left(31)) as u32
 }
 
 /// Hash of an IPv6 5-tuple (addresses as 16 network-order bytes).
 #[inline]
 pub fn flow_hash_v6(src: &[u8; 16], dst: &[u8; 16], proto: u8, sport: u16, dport: u16) -> u32 {
-    let mut h = SEED;
-    for a in [src, dst] {
-        for c in a.chunks_exact(4) {
-            h = mix(h, u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-        }
-    }
-    h = mix(h, (u32::from(sport) << 16) | u32::from(dport));
-    h = mix(h, u32::from(proto));
-    fmix(h ^ 37)
+    let w = |a: &[u8; 16], i: usize| {
+        u64::from_be_bytes([a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7]])
+    };
+    let s = w(src, 0).wrapping_mul(K0) ^ w(src, 8).wrapping_mul(K1).rotate_left(17);
+    let d = w(dst, 0).wrapping_mul(K2) ^ w(dst, 8).wrapping_mul(K3).rotate_left(41);
+    let p = (l4_word(proto, sport, dport) ^ K1).wrapping_mul(K4);
+    fmix64(s ^ d.rotate_left(23) ^ p.rotate_left(31)) as u32
 }
 
 /// Outer UDP source port for MPLSoUDP/VXLAN from an inner-flow hash: the dynamic port range

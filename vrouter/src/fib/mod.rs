@@ -8,7 +8,7 @@
 pub mod lpm;
 
 use crate::config::{Config, Mac, NexthopConfig, TunnelEncap, VifType};
-use lpm::{IntMap, Lpm};
+use lpm::{IntMap, Lpm, Lpm4};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Dense nexthop index.
@@ -43,7 +43,7 @@ pub struct Vif {
 pub struct Vrf {
     pub id: u32,
     pub name: String,
-    pub v4: Lpm<u32>,
+    pub v4: Lpm4,
     pub v6: Lpm<u128>,
     pub bridge: IntMap<u64, NhIdx>,
 }
@@ -261,6 +261,9 @@ impl Fib {
             }
         }
 
+        if cfg.nexthops.len() as u64 > u64::from(lpm::LPM4_MAX_NH) {
+            return Err(FibError::Invalid("nexthop".into(), format!("more than {} nexthops", lpm::LPM4_MAX_NH)));
+        }
         // Dense nexthop indices in config order.
         let mut index: IntMap<u32, NhIdx> = IntMap::default();
         for (i, nh) in cfg.nexthops.iter().enumerate() {
