@@ -16,6 +16,7 @@ pub mod packet;
 pub mod stats;
 pub mod fib;
 pub mod pipeline;
+pub mod spsc;
 
 #[cfg(feature = "dataplane")]
 pub mod dpdk;
