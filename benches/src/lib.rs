@@ -39,8 +39,14 @@ extern "C" fn on_sigint(_: libc::c_int) {
 pub fn install_sigint_handler() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
 }
 
@@ -108,7 +114,10 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// Shell-quotes one argument for printing a command a reader can paste.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -117,7 +126,10 @@ pub fn shell_quote(s: &str) -> String {
 
 /// A command line, shell-quoted.
 pub fn shell_line<S: AsRef<str>>(args: &[S]) -> String {
-    args.iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| shell_quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -142,8 +154,10 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_line(&["a", "b c", "x'y", "--vdev=net_pcap0,rx_pcap=/tmp/a.pcap"]),
-            "a 'b c' 'x'\\''y' --vdev=net_pcap0,rx_pcap=/tmp/a.pcap");
+        assert_eq!(
+            shell_line(&["a", "b c", "x'y", "--vdev=net_pcap0,rx_pcap=/tmp/a.pcap"]),
+            "a 'b c' 'x'\\''y' --vdev=net_pcap0,rx_pcap=/tmp/a.pcap"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub fn threads(pid: u32) -> Result<Vec<(u32, String)>> {
     let dir = format!("/proc/{pid}/task");
     for e in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
         let e = e?;
-        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Ok(comm) = std::fs::read_to_string(format!("{dir}/{tid}/comm")) {
             out.push((tid, comm.trim().to_string()));
         }
@@ -19,7 +21,11 @@ pub fn threads(pid: u32) -> Result<Vec<(u32, String)>> {
 
 /// The thread ids of `pid` whose name is `comm`.
 pub fn threads_named(pid: u32, comm: &str) -> Result<Vec<u32>> {
-    Ok(threads(pid)?.into_iter().filter(|(_, c)| c == comm).map(|(t, _)| t).collect())
+    Ok(threads(pid)?
+        .into_iter()
+        .filter(|(_, c)| c == comm)
+        .map(|(t, _)| t)
+        .collect())
 }
 
 /// On-CPU nanoseconds of one thread (first field of `/proc/PID/task/TID/schedstat`).
@@ -44,7 +50,11 @@ pub fn loadavg() -> Result<[f64; 3]> {
 }
 
 pub fn parse_loadavg(s: &str) -> Result<[f64; 3]> {
-    let v: Vec<f64> = s.split_whitespace().take(3).map(|x| x.parse()).collect::<Result<_, _>>()?;
+    let v: Vec<f64> = s
+        .split_whitespace()
+        .take(3)
+        .map(|x| x.parse())
+        .collect::<Result<_, _>>()?;
     if v.len() != 3 {
         bail!("unexpected /proc/loadavg content {s:?}");
     }
@@ -62,7 +72,12 @@ pub fn parse_cpu_jiffies(s: &str) -> Vec<(u64, u64)> {
     for line in s.lines() {
         let mut f = line.split_whitespace();
         let Some(name) = f.next() else { continue };
-        let Some(idx) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let Some(idx) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
         let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
         if v.len() < 4 {
             continue;
@@ -101,11 +116,17 @@ mod tests {
     fn parses() {
         assert_eq!(parse_schedstat("123456789 42 7\n").unwrap(), 123456789);
         assert!(parse_schedstat("").is_err());
-        assert_eq!(parse_loadavg("2.16 1.15 0.58 3/245 1234\n").unwrap(), [2.16, 1.15, 0.58]);
+        assert_eq!(
+            parse_loadavg("2.16 1.15 0.58 3/245 1234\n").unwrap(),
+            [2.16, 1.15, 0.58]
+        );
         let stat = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1\n";
         assert_eq!(parse_cpu_jiffies(stat), vec![(10, 50), (10, 50)]);
         let later = "cpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 15 0 5 40 0 0 0 0 0 0\n";
-        assert_eq!(cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)), vec![0.0, 1.0]);
+        assert_eq!(
+            cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)),
+            vec![0.0, 1.0]
+        );
     }
 
     #[test]

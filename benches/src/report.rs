@@ -68,10 +68,24 @@ fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 impl Summary {
-    pub fn compute(flows: u64, vr: &[VrouterMeasurement], tp: &[TestpmdRow], ovs: &[OvsRow]) -> Summary {
-        let mode = |m: &str| tp.iter().filter(|r| r.mode == m).cloned().collect::<Vec<_>>();
+    pub fn compute(
+        flows: u64,
+        vr: &[VrouterMeasurement],
+        tp: &[TestpmdRow],
+        ovs: &[OvsRow],
+    ) -> Summary {
+        let mode = |m: &str| {
+            tp.iter()
+                .filter(|r| r.mode == m)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         let (io, tsw, rxo) = (mode("io"), mode("5tswap"), mode("rxonly"));
-        let l3: Vec<OvsRow> = ovs.iter().filter(|r| r.variant.starts_with("l3")).cloned().collect();
+        let l3: Vec<OvsRow> = ovs
+            .iter()
+            .filter(|r| r.variant.starts_with("l3"))
+            .cloned()
+            .collect();
         let vr_cpu = med(vr, |m| m.cpu_mpps);
         let vr_ns = med(vr, |m| m.ns_per_pkt);
         let io_m = med(&io, |r| r.cpu_mpps);
@@ -99,13 +113,16 @@ impl Summary {
             vrouter_own_ns_per_pkt: diff(vr_ns, rxo_ns),
             testpmd_5tswap_own_ns_per_pkt: diff(tsw_ns, rxo_ns),
             disturbed: vr.iter().any(|m| m.fwd_cpu_share < 0.95)
-                || tp.iter().any(|r| r.fwd_cpu_share < 0.95 && r.mode != "rxonly"),
+                || tp
+                    .iter()
+                    .any(|r| r.fwd_cpu_share < 0.95 && r.mode != "rxonly"),
         }
     }
 }
 
 fn f(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Human form of a flow count (1, 1k, 64k, 1M).
@@ -125,18 +142,38 @@ pub fn flows_label(n: u64) -> String {
 pub fn table(rows: &[Summary], with_ovs: bool) -> String {
     let mut s = String::new();
     let mut hdr = vec![
-        "N flows", "vRouter Mpps/core", "vRouter wall Mpps", "testpmd io", "testpmd 5tswap", "vRouter/5tswap",
+        "N flows",
+        "vRouter Mpps/core",
+        "vRouter wall Mpps",
+        "testpmd io",
+        "testpmd 5tswap",
+        "vRouter/5tswap",
         "vRouter/io",
     ];
     if with_ovs {
         hdr.extend(["OVS l3", "vRouter/OVS l3"]);
     }
-    hdr.extend(["vRouter ns/pkt", "rxonly ns/pkt", "vRouter own ns/pkt", "5tswap own ns/pkt", "fwd CPU share", "tx/rx"]);
+    hdr.extend([
+        "vRouter ns/pkt",
+        "rxonly ns/pkt",
+        "vRouter own ns/pkt",
+        "5tswap own ns/pkt",
+        "fwd CPU share",
+        "tx/rx",
+    ]);
     let _ = writeln!(s, "| {} |", hdr.join(" | "));
-    let _ = writeln!(s, "|{}|", hdr.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    let _ = writeln!(
+        s,
+        "|{}|",
+        hdr.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
     for r in rows {
         let mut c = vec![
-            format!("{}{}", flows_label(r.flows), if r.disturbed { " *" } else { "" }),
+            format!(
+                "{}{}",
+                flows_label(r.flows),
+                if r.disturbed { " *" } else { "" }
+            ),
             f(r.vrouter_cpu_mpps, 2),
             f(r.vrouter_wall_mpps, 2),
             f(r.testpmd_io_mpps, 2),
@@ -172,8 +209,20 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 }
 
 /// One CSV line per vRouter run.
-pub fn csv_line(time_unix: u64, flows: u64, pcap: &str, rep: usize, m: &VrouterMeasurement, git_rev: &str) -> String {
-    let busy = |i: usize| m.cpu_busy.get(i).map(|x| format!("{x:.2}")).unwrap_or_default();
+pub fn csv_line(
+    time_unix: u64,
+    flows: u64,
+    pcap: &str,
+    rep: usize,
+    m: &VrouterMeasurement,
+    git_rev: &str,
+) -> String {
+    let busy = |i: usize| {
+        m.cpu_busy
+            .get(i)
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_default()
+    };
     format!(
         "{time_unix},{flows},{pcap},{rep},{:.3},{},{},{},{:.3},{:.3},{:.1},{:.3},{:.4},{},{},{},{},{:.2},{:.2},{},{},{git_rev}",
         m.window_s,
@@ -216,7 +265,11 @@ mod tests {
 
     #[test]
     fn summary_and_table() {
-        let rows = vec![tp("io", 20.0, 50.0), tp("5tswap", 15.0, 66.7), tp("rxonly", 18.5, 54.0)];
+        let rows = vec![
+            tp("io", 20.0, 50.0),
+            tp("5tswap", 15.0, 66.7),
+            tp("rxonly", 18.5, 54.0),
+        ];
         let s = Summary::compute(1000, &[], &rows, &[]);
         assert_eq!(s.vrouter_cpu_mpps, None);
         assert_eq!(s.testpmd_io_mpps, Some(20.0));

@@ -148,7 +148,8 @@ mod tests {
     fn config_is_valid_for_the_vrouter() {
         let t = topo();
         let text = t.config_toml();
-        let cfg = vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let cfg =
+            vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(cfg.eal.forwarding_cores, vec![1]);
         assert_eq!(cfg.eal.main_core, 0);
         assert!(cfg.eal.no_huge);
@@ -158,18 +159,30 @@ mod tests {
         assert_eq!(
             cfg.eal.vdevs,
             vec![
-                "net_pcap0,rx_pcap=/tmp/vrouter-bench/pcaps/udp_1000.pcap,infinite_rx=1".to_string(),
+                "net_pcap0,rx_pcap=/tmp/vrouter-bench/pcaps/udp_1000.pcap,infinite_rx=1"
+                    .to_string(),
                 "net_pcap1,rx_pcap=/tmp/vrouter-bench/empty.pcap".to_string()
             ]
         );
         assert_eq!(cfg.vrouter.summary_interval_s, 0);
-        let vm = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == VM_VIF).unwrap();
+        let vm = cfg
+            .vifs
+            .iter()
+            .map(|v| v.get_ref())
+            .find(|v| v.id == VM_VIF)
+            .unwrap();
         assert_eq!(vm.mac.to_string(), VM_VIF_MAC);
         assert_eq!(vm.vrf, 1);
         assert_eq!(cfg.routes.len(), 1);
         assert_eq!(cfg.routes[0].get_ref().prefix.to_string(), ROUTE);
         match cfg.nexthops[0].get_ref() {
-            vrouter::config::NexthopConfig::Tunnel { encap, label, vif, remote_ip, .. } => {
+            vrouter::config::NexthopConfig::Tunnel {
+                encap,
+                label,
+                vif,
+                remote_ip,
+                ..
+            } => {
                 assert_eq!(*encap, vrouter::config::TunnelEncap::Mplsoudp);
                 assert_eq!(*label, LABEL);
                 assert_eq!(*vif, FABRIC_VIF);

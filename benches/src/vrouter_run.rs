@@ -101,7 +101,16 @@ fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
     let t = Instant::now();
     let drops = reader.drops(None);
     let lc = reader.lcore_counters(None);
-    Ok(Sample { t, cpu_ns, rx, tx, drops, busy_polls: lc.busy_polls, idle_polls: lc.idle_polls, jiffies })
+    Ok(Sample {
+        t,
+        cpu_ns,
+        rx,
+        tx,
+        drops,
+        busy_polls: lc.busy_polls,
+        idle_polls: lc.idle_polls,
+        jiffies,
+    })
 }
 
 /// Non-zero entries of a per-reason drop array, largest first.
@@ -113,7 +122,9 @@ pub fn drop_list(d: &[u64; DROP_REASON_COUNT]) -> Vec<DropCount> {
         .map(|(i, n)| {
             let r = DropReason::from_index(i);
             DropCount {
-                reason: r.map(|r| r.name().to_string()).unwrap_or_else(|| format!("reason #{i}")),
+                reason: r
+                    .map(|r| r.name().to_string())
+                    .unwrap_or_else(|| format!("reason #{i}")),
                 key: r.map(|r| r.key().to_string()).unwrap_or_default(),
                 packets: *n,
             }
@@ -140,7 +151,9 @@ struct Running {
 impl Running {
     /// Stops the process; `Ok(true)` for a clean (status 0) exit after SIGINT.
     fn stop(&mut self) -> Result<bool> {
-        let Some(mut child) = self.child.take() else { return Ok(false) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(false);
+        };
         if let Some(st) = child.try_wait()? {
             return Ok(st.success());
         }
@@ -152,7 +165,10 @@ impl Running {
                 return Ok(st.success());
             }
             if Instant::now() > deadline {
-                eprintln!("vrouter-bench: vrouter did not stop within {:?} of SIGINT; killing it", self.stop_timeout);
+                eprintln!(
+                    "vrouter-bench: vrouter did not stop within {:?} of SIGINT; killing it",
+                    self.stop_timeout
+                );
                 let _ = child.kill();
                 let _ = child.wait();
                 return Ok(false);
@@ -173,10 +189,12 @@ impl Drop for Running {
 pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
     let topo = &spec.topology;
     let _ = std::fs::remove_dir_all(&topo.run_dir);
-    std::fs::create_dir_all(&topo.run_dir).with_context(|| format!("creating {}", topo.run_dir.display()))?;
+    std::fs::create_dir_all(&topo.run_dir)
+        .with_context(|| format!("creating {}", topo.run_dir.display()))?;
     std::fs::write(&spec.config_path, topo.config_toml())
         .with_context(|| format!("writing {}", spec.config_path.display()))?;
-    let log = File::create(&spec.log_path).with_context(|| format!("creating {}", spec.log_path.display()))?;
+    let log = File::create(&spec.log_path)
+        .with_context(|| format!("creating {}", spec.log_path.display()))?;
 
     let t0 = Instant::now();
     let child = Command::new(&spec.vrouter)
@@ -188,7 +206,11 @@ pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
         .spawn()
         .with_context(|| format!("starting {}", spec.vrouter.display()))?;
     let pid = child.id();
-    let mut running = Running { child: Some(child), prefix: topo.file_prefix.clone(), stop_timeout: spec.stop_timeout };
+    let mut running = Running {
+        child: Some(child),
+        prefix: topo.file_prefix.clone(),
+        stop_timeout: spec.stop_timeout,
+    };
 
     let early_exit = |running: &mut Running| -> Result<()> {
         if let Some(c) = running.child.as_mut() {
@@ -228,11 +250,21 @@ pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
     // 2. The forwarding thread.
     let threads = procfs::threads(pid)?;
     let names: Vec<String> = threads.iter().map(|(_, c)| c.clone()).collect();
-    let fwd: Vec<u32> = threads.iter().filter(|(_, c)| *c == spec.fwd_thread).map(|(t, _)| *t).collect();
+    let fwd: Vec<u32> = threads
+        .iter()
+        .filter(|(_, c)| *c == spec.fwd_thread)
+        .map(|(t, _)| *t)
+        .collect();
     let fwd_tid = match fwd.as_slice() {
         [t] => *t,
-        [] => bail!("no thread named {:?} in vrouter (pid {pid}); threads: {names:?}", spec.fwd_thread),
-        _ => bail!("several threads named {:?} in vrouter (pid {pid}): {fwd:?}", spec.fwd_thread),
+        [] => bail!(
+            "no thread named {:?} in vrouter (pid {pid}); threads: {names:?}",
+            spec.fwd_thread
+        ),
+        _ => bail!(
+            "several threads named {:?} in vrouter (pid {pid}): {fwd:?}",
+            spec.fwd_thread
+        ),
     };
 
     // 3. Warm-up, then the window.

@@ -17,7 +17,10 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Parser, Debug)]
-#[command(name = "vrouter-bench", about = "vRouter forwarding benchmark against testpmd / OVS-DPDK anchors")]
+#[command(
+    name = "vrouter-bench",
+    about = "vRouter forwarding benchmark against testpmd / OVS-DPDK anchors"
+)]
 struct Args {
     /// Flow counts to measure (distinct UDP 5-tuples in the pcap).
     #[arg(long, value_delimiter = ',', default_value = "1,1000,65536,1048576")]
@@ -56,6 +59,11 @@ struct Args {
     /// Name of the forwarding thread (DPDK 22.11 names lcore 1's thread `rte-worker-1`).
     #[arg(long, default_value = "rte-worker-1")]
     fwd_thread: String,
+    /// Revision recorded with the results (default: `git rev-parse HEAD` of the repository,
+    /// `-dirty` when it has uncommitted changes). Set it when the vrouter binary was built
+    /// from another tree.
+    #[arg(long)]
+    rev: Option<String>,
     /// Seconds allowed for EAL start, pcap preload and the first packet.
     #[arg(long, default_value_t = 300)]
     start_timeout: u64,
@@ -92,7 +100,10 @@ struct Results<'a> {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn git_rev(repo: &Path) -> String {
@@ -107,7 +118,9 @@ fn git_rev(repo: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let rev = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
     if dirty {
         format!("{rev}-dirty")
     } else {
@@ -133,7 +146,9 @@ fn machine(load_at_start: [f64; 3]) -> Machine {
     Machine {
         hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         cpu_model,
         mem_total_kib,
         load_at_start,
@@ -165,21 +180,33 @@ impl Ctx {
         std::fs::create_dir_all(p.parent().unwrap())?;
         let argv = vec![
             "python3".to_string(),
-            self.shared.join("bench/gen_flows_pcap.py").display().to_string(),
+            self.shared
+                .join("bench/gen_flows_pcap.py")
+                .display()
+                .to_string(),
             "-n".into(),
             n.to_string(),
             "-o".into(),
             p.display().to_string(),
         ];
         self.note_command(shell_line(&argv));
-        let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
+        let st = Command::new(&argv[0])
+            .args(&argv[1..])
+            .status()
+            .context("running gen_flows_pcap.py")?;
         if !st.success() {
             bail!("gen_flows_pcap.py failed ({st})");
         }
         Ok(p)
     }
 
-    fn run_vrouter(&mut self, n: u64, pcap_path: &Path, packets: u64, rep: u32) -> Result<(VrouterMeasurement, String)> {
+    fn run_vrouter(
+        &mut self,
+        n: u64,
+        pcap_path: &Path,
+        packets: u64,
+        rep: u32,
+    ) -> Result<(VrouterMeasurement, String)> {
         let (mbufs, memory_mb) = mem_sizing(packets);
         let prefix = format!("vrbench{}_{n}_{rep}", std::process::id());
         let topo = Topology {
@@ -204,7 +231,11 @@ impl Ctx {
             stop_timeout: Duration::from_secs(60),
             fwd_thread: self.args.fwd_thread.clone(),
         };
-        let cmd = shell_line(&[self.vrouter.display().to_string(), "--config".into(), config_path.display().to_string()]);
+        let cmd = shell_line(&[
+            self.vrouter.display().to_string(),
+            "--config".into(),
+            config_path.display().to_string(),
+        ]);
         self.note_command(format!(
             "{cmd}   # N={n}, rep {rep}: -m {memory_mb} --no-huge, {mbufs} mbufs, vdevs {:?}; sampled after {}s warm-up over {}s",
             spec.topology.vdevs(),
@@ -279,10 +310,20 @@ fn run(mut args: Args) -> Result<()> {
     let repo = find_repo_root(&cwd)
         .or_else(|| find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))))
         .context("cannot find the workspace root (run from inside the repository)")?;
-    let shared = args.shared.clone().unwrap_or_else(|| repo.join("../shared"));
+    let shared = args
+        .shared
+        .clone()
+        .unwrap_or_else(|| repo.join("../shared"));
     let shared = std::fs::canonicalize(&shared).unwrap_or(shared);
-    let vrouter = args.vrouter.clone().unwrap_or_else(|| repo.join("target/release/vrouter"));
-    let vrouter = if vrouter.is_relative() { cwd.join(vrouter) } else { vrouter };
+    let vrouter = args
+        .vrouter
+        .clone()
+        .unwrap_or_else(|| repo.join("target/release/vrouter"));
+    let vrouter = if vrouter.is_relative() {
+        cwd.join(vrouter)
+    } else {
+        vrouter
+    };
     if !args.no_vrouter && !vrouter.is_file() {
         bail!(
             "{} not found; build it first: cargo build --release -p vrouter (or pass --vrouter PATH)",
@@ -296,13 +337,19 @@ fn run(mut args: Args) -> Result<()> {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("vrouter-bench: warning: not root; DPDK (and the anchor scripts) usually need root");
+        eprintln!(
+            "vrouter-bench: warning: not root; DPDK (and the anchor scripts) usually need root"
+        );
     }
-    let out = if args.out.is_relative() { cwd.join(&args.out) } else { args.out.clone() };
+    let out = if args.out.is_relative() {
+        cwd.join(&args.out)
+    } else {
+        args.out.clone()
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let empty_pcap = out.join("empty.pcap");
     std::fs::write(&empty_pcap, pcap::empty_pcap())?;
-    let git = git_rev(&repo);
+    let git = args.rev.clone().unwrap_or_else(|| git_rev(&repo));
     println!(
         "# vrouter-bench: flows {:?}, dur {}s, warm {}s, reps {}, out {}, vrouter {}, git {git}, load {:?}",
         args.flows,
@@ -313,7 +360,14 @@ fn run(mut args: Args) -> Result<()> {
         vrouter.display(),
         load_at_start
     );
-    let mut ctx = Ctx { out: out.clone(), shared: shared.clone(), vrouter: vrouter.clone(), empty_pcap, commands: vec![], args };
+    let mut ctx = Ctx {
+        out: out.clone(),
+        shared: shared.clone(),
+        vrouter: vrouter.clone(),
+        empty_pcap,
+        commands: vec![],
+        args,
+    };
 
     // 1. Traffic.
     let mut pcaps = Vec::new();
@@ -340,12 +394,19 @@ fn run(mut args: Args) -> Result<()> {
                     Ok((m, cmd)) => {
                         print_measurement(n, rep, &m);
                         let new = !csv_path.exists();
-                        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&csv_path)?;
+                        let mut f = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&csv_path)?;
                         if new {
                             writeln!(f, "{}", report::CSV_HEADER)?;
                         }
                         let name = p.file_name().unwrap().to_string_lossy();
-                        writeln!(f, "{}", report::csv_line(now_unix(), n, &name, rep as usize, &m, &git))?;
+                        writeln!(
+                            f,
+                            "{}",
+                            report::csv_line(now_unix(), n, &name, rep as usize, &m, &git)
+                        )?;
                         runs.push(m);
                         vr_cmd = cmd;
                     }
@@ -363,12 +424,30 @@ fn run(mut args: Args) -> Result<()> {
         let mut tp: Vec<TestpmdRow> = Vec::new();
         let mut tp_err = None;
         if !ctx.args.no_testpmd {
-            let argv = anchors::testpmd_command(&shared, std::slice::from_ref(p), "io,5tswap,rxonly", ctx.args.dur, ctx.args.warm, ctx.args.reps, &tp_csv);
+            let argv = anchors::testpmd_command(
+                &shared,
+                std::slice::from_ref(p),
+                "io,5tswap,rxonly",
+                ctx.args.dur,
+                ctx.args.warm,
+                ctx.args.reps,
+                &tp_csv,
+            );
             ctx.note_command(shell_line(&argv));
-            match anchors::run_testpmd(&argv, &tp_csv, 3 * ctx.args.reps as usize, ctx.args.dur, ctx.args.warm) {
+            match anchors::run_testpmd(
+                &argv,
+                &tp_csv,
+                3 * ctx.args.reps as usize,
+                ctx.args.dur,
+                ctx.args.warm,
+            ) {
                 Ok(rows) => {
                     if rows.len() < 3 * ctx.args.reps as usize {
-                        tp_err = Some(format!("only {} of {} testpmd runs produced a row", rows.len(), 3 * ctx.args.reps));
+                        tp_err = Some(format!(
+                            "only {} of {} testpmd runs produced a row",
+                            rows.len(),
+                            3 * ctx.args.reps
+                        ));
                     }
                     tp = rows;
                 }
@@ -382,10 +461,19 @@ fn run(mut args: Args) -> Result<()> {
         let mut ovs_err = None;
         if ctx.args.ovs {
             let memif = n > 65536;
-            let argv = anchors::ovs_command(&shared, p, memif, ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv);
+            let argv = anchors::ovs_command(
+                &shared,
+                p,
+                memif,
+                ctx.args.dur,
+                ctx.args.warm.max(5.0),
+                &ovs_csv,
+            );
             ctx.note_command(shell_line(&argv));
             match anchors::run_ovs(&argv, &ovs_csv, ctx.args.dur, ctx.args.warm.max(5.0)) {
-                Ok(rows) if rows.is_empty() => ovs_err = Some("run_ovs_dpdk.py produced no row".into()),
+                Ok(rows) if rows.is_empty() => {
+                    ovs_err = Some("run_ovs_dpdk.py produced no row".into())
+                }
                 Ok(rows) => ovs = rows,
                 Err(e) => ovs_err = Some(format!("{e:#}")),
             }
@@ -418,13 +506,25 @@ fn run(mut args: Args) -> Result<()> {
     // 4. Output.
     let summaries: Vec<Summary> = results.iter().map(|r| r.summary.clone()).collect();
     println!("\n# Results: Mpps per fully owned core (packets / on-CPU seconds of the forwarding thread), 64-byte frames");
-    println!("# vRouter path: VM vif -> IPv4 route {} -> MPLSoUDP tunnel (label 40) on the fabric vif", benches::topology::ROUTE);
-    println!("# load average at start {:?}, at end {:?}\n", load_at_start, procfs::loadavg().unwrap_or_default());
+    println!(
+        "# vRouter path: VM vif -> IPv4 route {} -> MPLSoUDP tunnel (label 40) on the fabric vif",
+        benches::topology::ROUTE
+    );
+    println!(
+        "# load average at start {:?}, at end {:?}\n",
+        load_at_start,
+        procfs::loadavg().unwrap_or_default()
+    );
     print!("{}", report::table(&summaries, ctx.args.ovs));
     for r in &results {
         for m in &r.vrouter_runs {
             if m.drops > 0 {
-                let top: Vec<String> = m.drop_reasons.iter().take(3).map(|d| format!("{} {}", d.reason, d.packets)).collect();
+                let top: Vec<String> = m
+                    .drop_reasons
+                    .iter()
+                    .take(3)
+                    .map(|d| format!("{} {}", d.reason, d.packets))
+                    .collect();
                 println!("N={}: vRouter drops in window: {}", r.flows, top.join(", "));
             }
         }
@@ -441,12 +541,22 @@ fn run(mut args: Args) -> Result<()> {
         out.join("results.json").display(),
         csv_path.display(),
         tp_csv.display(),
-        if ctx.args.ovs { format!(", {}", ovs_csv.display()) } else { String::new() }
+        if ctx.args.ovs {
+            format!(", {}", ovs_csv.display())
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
 
-fn write_json(ctx: &Ctx, results: &[FlowsResult], started: u64, git: &str, load_at_start: [f64; 3]) -> Result<()> {
+fn write_json(
+    ctx: &Ctx,
+    results: &[FlowsResult],
+    started: u64,
+    git: &str,
+    load_at_start: [f64; 3],
+) -> Result<()> {
     let doc = Results {
         tool: "vrouter-bench",
         started_unix: started,
@@ -458,13 +568,15 @@ fn write_json(ctx: &Ctx, results: &[FlowsResult], started: u64, git: &str, load_
         dur_s: ctx.args.dur,
         warm_s: ctx.args.warm,
         reps: ctx.args.reps,
-        metric: "cpu_mpps = packets received in the window / on-CPU seconds of the forwarding thread",
+        metric:
+            "cpu_mpps = packets received in the window / on-CPU seconds of the forwarding thread",
         machine: machine(load_at_start),
         commands: &ctx.commands,
         table: results.iter().map(|r| r.summary.clone()).collect(),
         per_flows: results,
     };
     let path = ctx.out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
