@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the per-packet forwarding decision, independent of DPDK;
 //! - `dpdk`, `datapath` (feature `dataplane`): EAL, ports, mempools, pinned lcore loops.
 
+pub mod agent;
 pub mod config;
 pub mod drop_reason;
 pub mod packet;

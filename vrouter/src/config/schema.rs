@@ -27,6 +27,18 @@ pub struct Config {
     pub bridge: Vec<Spanned<BridgeConfig>>,
     #[serde(default, rename = "label")]
     pub labels: Vec<Spanned<LabelConfig>>,
+    /// Flow table sizing, aging and hold limits (`[flow]`; every key has a default).
+    #[serde(default)]
+    pub flow: FlowConfig,
+    /// Mirror analyzers referenced by name from policy rules (`[[analyzer]]`).
+    #[serde(default, rename = "analyzer")]
+    pub analyzers: Vec<Spanned<AnalyzerConfig>>,
+    /// Network policies attached to VNs (`[[network_policy]]`).
+    #[serde(default, rename = "network_policy")]
+    pub network_policies: Vec<Spanned<NetworkPolicyConfig>>,
+    /// Security groups referenced by vifs (`[[security_group]]`).
+    #[serde(default, rename = "security_group")]
+    pub security_groups: Vec<Spanned<SecurityGroupConfig>>,
 }
 
 /// DPDK EAL settings.
@@ -128,6 +140,9 @@ pub struct VifConfig {
     /// Answer ARP/ND for addresses routed in the VRF (VM vifs; default true there).
     #[serde(default)]
     pub proxy_arp: Option<bool>,
+    /// Security groups (by `[[security_group]]` name) applied to this VMI; none = no filtering.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 /// A VRF (routing instance).
@@ -225,6 +240,562 @@ pub struct LabelConfig {
     pub label: u32,
     pub nexthop: u32,
 }
+
+// ---- [flow] ----
+
+/// tf-vrouter's default main flow table size (`VR_DEF_FLOW_ENTRIES`).
+pub const DEFAULT_FLOW_ENTRIES: u32 = 512 * 1024;
+
+/// Flow table, aging and HOLD settings (`[flow]`). Every key is optional.
+///
+/// ```toml
+/// [flow]
+/// entries = 524288          # main table, a power of two >= 1024
+/// overflow_entries = 0      # 0 = 20 % of entries rounded up to a multiple of 1024
+/// hold_limit = 1000         # flows in HOLD at once (tf DPDK default)
+/// held_packets_per_flow = 3 # packets queued per HOLD flow (1..=16)
+/// age_timeout_s = 180       # idle (both directions) flows are deleted after this
+/// hold_audit_s = 5          # HOLD longer than this -> short DROP flow, reason Audit
+/// tcp_close_evict = true    # evict TCP flows after FIN/FIN or RST
+/// # flow_table_path = "/dev/hugepages/flow"   # default: in the run directory
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Main table entries (a power of two, at least 1024).
+    pub entries: u32,
+    /// Overflow entries; 0 means [`FlowConfig::overflow_entries_effective`].
+    pub overflow_entries: u32,
+    /// Most flows in HOLD at once (`vr_flow_hold_limit`).
+    pub hold_limit: u32,
+    /// Packets queued per flow while it is in HOLD (`VR_MAX_FLOW_QUEUE_ENTRIES`).
+    pub held_packets_per_flow: u32,
+    /// Seconds after which a flow idle in both directions is deleted.
+    pub age_timeout_s: u32,
+    /// Seconds a flow may stay in HOLD before the audit turns it into a DROP flow.
+    pub hold_audit_s: u32,
+    /// Evict TCP flows once both sides sent FIN, or after an RST.
+    pub tcp_close_evict: bool,
+    /// Where the shared flow table file is created (default: in `vrouter.run_dir`).
+    pub flow_table_path: Option<PathBuf>,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            entries: DEFAULT_FLOW_ENTRIES,
+            overflow_entries: 0,
+            hold_limit: 1000,
+            held_packets_per_flow: 3,
+            age_timeout_s: 180,
+            hold_audit_s: 5,
+            tcp_close_evict: true,
+            flow_table_path: None,
+        }
+    }
+}
+
+impl FlowConfig {
+    /// The overflow table size in use: `overflow_entries`, or when it is 0, 20 % of
+    /// `entries` rounded up to a multiple of 1024 (`((entries / 5) + 1023) & !1023`, as
+    /// tf-vrouter's `vr_compute_size_oflow_table`; 105 472 for the default 524 288).
+    pub fn overflow_entries_effective(&self) -> u32 {
+        if self.overflow_entries != 0 {
+            self.overflow_entries
+        } else {
+            ((self.entries / 5).saturating_add(1023)) & !1023
+        }
+    }
+}
+
+// ---- [[analyzer]] ----
+
+/// How the mirror nexthop towards an analyzer is resolved (tf `nh_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorNhMode {
+    /// Resolved through the routing table (tf default).
+    #[default]
+    Dynamic,
+    /// A fixed tunnel to the analyzer address.
+    Static,
+}
+
+/// A mirror destination (tf "analyzer"), referenced by `name` from policy rules.
+///
+/// ```toml
+/// [[analyzer]]
+/// name = "default-domain:demo:analyzer1"
+/// ip = "10.10.0.20"
+/// udp_port = 8099        # default
+/// juniper_header = true  # default; false needs `vni` (VXLAN to the analyzer)
+/// nh_mode = "dynamic"    # default, or "static"
+/// index = 3              # optional mirror index 0..=254; else the lowest free, in order
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzerConfig {
+    pub name: String,
+    /// Analyzer (tunnel destination) address.
+    pub ip: Ipv4Addr,
+    /// UDP port of the Juniper-header encapsulation (tf `AnalyzerUdpPort`, 8099).
+    #[serde(default = "default_analyzer_port")]
+    pub udp_port: u16,
+    /// Juniper metadata header over UDP (true), or VXLAN with `vni` (false).
+    #[serde(default = "default_true")]
+    pub juniper_header: bool,
+    #[serde(default)]
+    pub nh_mode: MirrorNhMode,
+    /// VXLAN VNI; required (and only used) when `juniper_header = false`.
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// Mirror table index 0..=254 (255 means "no mirror"); assigned when absent.
+    #[serde(default)]
+    pub index: Option<u32>,
+}
+
+/// The mirror index of each analyzer, in `analyzers` order: an explicit `index` as given,
+/// the others the lowest index (0..=254) no explicit index and no earlier analyzer uses.
+///
+/// On failure returns the position of the offending analyzer and why: an explicit index
+/// above 254, an explicit index used twice, or more analyzers than indices.
+pub fn assign_mirror_indices(
+    analyzers: &[Spanned<AnalyzerConfig>],
+) -> Result<Vec<u8>, (usize, String)> {
+    const SLOTS: usize = 255;
+    let mut taken = [false; SLOTS];
+    let mut owner = [usize::MAX; SLOTS];
+    for (i, a) in analyzers.iter().enumerate() {
+        let Some(index) = a.get_ref().index else { continue };
+        let slot = match usize::try_from(index) {
+            Ok(s) if s < SLOTS => s,
+            _ if index == 255 => {
+                return Err((i, "mirror index 255 means \"no mirror\"; use 0..=254".into()))
+            }
+            _ => return Err((i, format!("mirror index {index} is out of range 0..=254"))),
+        };
+        if taken[slot] {
+            return Err((
+                i,
+                format!("mirror index {index} is already used by analyzer[{}]", owner[slot]),
+            ));
+        }
+        taken[slot] = true;
+        owner[slot] = i;
+    }
+    let mut next = 0usize;
+    let mut out = Vec::with_capacity(analyzers.len());
+    for (i, a) in analyzers.iter().enumerate() {
+        let slot = match a.get_ref().index {
+            Some(index) => index as usize,
+            None => {
+                while next < SLOTS && taken[next] {
+                    next += 1;
+                }
+                if next == SLOTS {
+                    return Err((i, format!("no free mirror index: at most {SLOTS} analyzers")));
+                }
+                taken[next] = true;
+                next
+            }
+        };
+        out.push(slot as u8);
+    }
+    Ok(out)
+}
+
+// ---- [[network_policy]] and [[security_group]] ----
+
+/// What a rule does with matching traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyAction {
+    Pass,
+    Deny,
+}
+
+/// Direction of a network policy rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum PolicyDirection {
+    /// `<>`: src -> dst and dst -> src.
+    #[default]
+    #[serde(rename = "<>")]
+    Both,
+    /// `>`: only traffic from src to dst.
+    #[serde(rename = ">")]
+    OneWay,
+}
+
+/// A network policy: ordered rules, attached to the VNs in `vns`.
+///
+/// ```toml
+/// [[network_policy]]
+/// name = "web-to-db"
+/// vns = ["default-domain:demo:web", "default-domain:demo:db"]
+///
+/// [[network_policy.rule]]
+/// uuid = "2b4d3c1e-0f9a-4b8c-9d7e-6f5a4b3c2d1e"   # nw_ace_uuid
+/// src = "vn:default-domain:demo:web"             # any | CIDR | vn:<name>
+/// dst = "10.2.0.0/16"
+/// protocol = "tcp"                               # any | tcp | udp | icmp | icmp6 | 0..255
+/// src_ports = "any"
+/// dst_ports = "5432"                             # any | N | LO-HI
+/// direction = "<>"                               # <> (default) | >
+/// action = "pass"                                # pass | deny
+/// log = true
+/// mirror_to = ["default-domain:demo:analyzer1"]  # 0 to 2 analyzer names
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicyConfig {
+    pub name: String,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// VN names (`vn_name` of vifs, or VNs of remote endpoints) the policy is attached to.
+    #[serde(default)]
+    pub vns: Vec<String>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<PolicyRuleConfig>>,
+}
+
+/// One rule (tf ACE) of a network policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRuleConfig {
+    /// The rule's UUID, reported as `nw_ace_uuid`.
+    pub uuid: String,
+    #[serde(default)]
+    pub src: PolicyAddress,
+    #[serde(default)]
+    pub dst: PolicyAddress,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub src_ports: PortRange,
+    #[serde(default)]
+    pub dst_ports: PortRange,
+    #[serde(default)]
+    pub direction: PolicyDirection,
+    pub action: PolicyAction,
+    #[serde(default)]
+    pub log: bool,
+    /// Analyzer names: primary, then secondary.
+    #[serde(default)]
+    pub mirror_to: Vec<String>,
+}
+
+/// Direction of a security group rule, seen from the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SgDirection {
+    /// Traffic to the VM; `remote` is the source.
+    Ingress,
+    /// Traffic from the VM; `remote` is the destination.
+    Egress,
+}
+
+/// Address family a security group rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum EtherType {
+    #[serde(rename = "IPv4", alias = "ipv4")]
+    Ipv4,
+    #[serde(rename = "IPv6", alias = "ipv6")]
+    Ipv6,
+}
+
+/// A security group: an allow-list of rules; vifs that list it in `security_groups` only
+/// send and receive what some rule of one of their groups allows.
+///
+/// ```toml
+/// [[security_group]]
+/// name = "web"
+/// uuid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+///
+/// [[security_group.rule]]
+/// uuid = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"   # sg_rule_uuid
+/// direction = "ingress"                          # ingress | egress
+/// remote = "sg:web"                              # any | CIDR | sg:<name>
+/// protocol = "tcp"
+/// ports = "80-443"                               # destination ports; any (default)
+/// ethertype = "IPv4"                             # IPv4 | IPv6; both when absent
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupConfig {
+    pub name: String,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<SgRuleConfig>>,
+}
+
+/// One security group rule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgRuleConfig {
+    /// The rule's UUID, reported as `sg_rule_uuid`.
+    pub uuid: String,
+    pub direction: SgDirection,
+    #[serde(default)]
+    pub remote: SgRemote,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Destination port range.
+    #[serde(default)]
+    pub ports: PortRange,
+    /// IPv4 or IPv6 only; both when absent.
+    #[serde(default)]
+    pub ethertype: Option<EtherType>,
+}
+
+/// A network policy rule's `src`/`dst`: `any`, a CIDR, or `vn:<VN name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum PolicyAddress {
+    #[default]
+    Any,
+    Prefix(Prefix),
+    /// Any address of the named VN (the VN the flow's endpoint is in).
+    Vn(String),
+}
+
+/// A security group rule's `remote`: `any`, a CIDR, or `sg:<group name>` (any address of a
+/// vif in that group).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum SgRemote {
+    #[default]
+    Any,
+    Prefix(Prefix),
+    Sg(String),
+}
+
+/// The `src`/`dst`/`remote` forms, parsed once for both address types.
+enum Address {
+    Any,
+    Prefix(Prefix),
+    Named(String),
+}
+
+fn parse_address(s: &str, tag: &str) -> Result<Address, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("any") {
+        return Ok(Address::Any);
+    }
+    if let Some(name) = t.strip_prefix(tag) {
+        return Ok(Address::Named(name.to_string()));
+    }
+    if t.contains('/') {
+        return t.parse().map(Address::Prefix);
+    }
+    Err(format!(
+        "invalid address {s:?}: expected \"any\", a CIDR such as \"10.0.0.0/8\" or \
+         \"fd00::/64\", or \"{tag}<name>\""
+    ))
+}
+
+impl std::str::FromStr for PolicyAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match parse_address(s, "vn:")? {
+            Address::Any => PolicyAddress::Any,
+            Address::Prefix(p) => PolicyAddress::Prefix(p),
+            Address::Named(n) => PolicyAddress::Vn(n),
+        })
+    }
+}
+
+impl std::fmt::Display for PolicyAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyAddress::Any => f.write_str("any"),
+            PolicyAddress::Prefix(p) => write!(f, "{p}"),
+            PolicyAddress::Vn(n) => write!(f, "vn:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for SgRemote {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match parse_address(s, "sg:")? {
+            Address::Any => SgRemote::Any,
+            Address::Prefix(p) => SgRemote::Prefix(p),
+            Address::Named(n) => SgRemote::Sg(n),
+        })
+    }
+}
+
+impl std::fmt::Display for SgRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SgRemote::Any => f.write_str("any"),
+            SgRemote::Prefix(p) => write!(f, "{p}"),
+            SgRemote::Sg(n) => write!(f, "sg:{n}"),
+        }
+    }
+}
+
+/// An IP protocol: `any`, a name (`tcp`, `udp`, `icmp`, `icmp6`) or a number 0..=255
+/// (written as a string or an integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    #[default]
+    Any,
+    Number(u8),
+}
+
+impl Protocol {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMP6: u8 = 58;
+
+    /// Whether flows of this protocol carry ports (TCP, UDP, DCCP, SCTP, UDP-Lite): only
+    /// for those do port ranges other than `any` mean something.
+    pub const fn has_ports(proto: u8) -> bool {
+        matches!(proto, 6 | 17 | 33 | 132 | 136)
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        Ok(match t.as_str() {
+            "any" => Protocol::Any,
+            "tcp" => Protocol::Number(Self::TCP),
+            "udp" => Protocol::Number(Self::UDP),
+            "icmp" => Protocol::Number(Self::ICMP),
+            "icmp6" | "ipv6-icmp" => Protocol::Number(Self::ICMP6),
+            _ => match t.parse::<u32>() {
+                Ok(n) => Protocol::Number(
+                    u8::try_from(n).map_err(|_| format!("protocol {n} is out of range 0..=255"))?,
+                ),
+                Err(_) => {
+                    return Err(format!(
+                        "invalid protocol {s:?}: expected any, tcp, udp, icmp, icmp6 or 0..=255"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protocol::Any => f.write_str("any"),
+            Protocol::Number(Self::TCP) => f.write_str("tcp"),
+            Protocol::Number(Self::UDP) => f.write_str("udp"),
+            Protocol::Number(Self::ICMP) => f.write_str("icmp"),
+            Protocol::Number(Self::ICMP6) => f.write_str("icmp6"),
+            Protocol::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// An inclusive port range: `any` (0-65535), `80`, or `1000-2000` (a string, or an
+/// integer for one port). `lo > hi` parses, and is rejected by validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const ANY: PortRange = PortRange { lo: 0, hi: u16::MAX };
+
+    pub const fn is_any(self) -> bool {
+        self.lo == 0 && self.hi == u16::MAX
+    }
+
+    pub const fn contains(self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange::ANY
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("any") {
+            return Ok(PortRange::ANY);
+        }
+        let port = |p: &str| {
+            p.trim().parse::<u16>().map_err(|_| {
+                format!("invalid port range {s:?}: expected any, a port (80) or a range (1000-2000) of ports 0..=65535")
+            })
+        };
+        match t.split_once('-') {
+            Some((lo, hi)) => Ok(PortRange { lo: port(lo)?, hi: port(hi)? }),
+            None => {
+                let p = port(t)?;
+                Ok(PortRange { lo: p, hi: p })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_any() {
+            f.write_str("any")
+        } else if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// Serialize as the string form; deserialize from it (and, with `$int`, from an integer).
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(StrOrInt::<$t>(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
+/// Visitor taking a string (parsed with `FromStr`) or a non-negative integer (parsed from
+/// its decimal text: a port or a protocol number).
+struct StrOrInt<T>(std::marker::PhantomData<T>);
+
+impl<T> serde::de::Visitor<'_> for StrOrInt<T>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+}
+
+string_serde!(PolicyAddress);
+string_serde!(SgRemote);
+string_serde!(Protocol);
+string_serde!(PortRange);
 
 /// A MAC address written `aa:bb:cc:dd:ee:ff`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -335,6 +906,9 @@ fn default_queues() -> u16 {
 }
 fn default_summary() -> u32 {
     1
+}
+fn default_analyzer_port() -> u16 {
+    8099
 }
 fn default_router_mac() -> Mac {
     Mac([0x00, 0x00, 0x5e, 0x00, 0x01, 0x00])

@@ -22,7 +22,8 @@
 //! ```
 
 use super::schema::{
-    Config, EalConfig, Mac, NexthopConfig, Prefix, TunnelEncap, VifType, VrouterConfig,
+    AnalyzerConfig, Config, EalConfig, EtherType, FlowConfig, Mac, NexthopConfig, PolicyAddress,
+    PortRange, Prefix, Protocol, SgRemote, TunnelEncap, VifType, VrouterConfig,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -102,7 +103,12 @@ pub fn validate(cfg: &Config, text: &str, origin: &str) -> Result<(), ConfigErro
     ck.nexthops()?;
     ck.routes()?;
     ck.bridge()?;
-    ck.labels()
+    ck.labels()?;
+    ck.flow(&cfg.flow)?;
+    ck.analyzers()?;
+    let mut rule_uuids = HashMap::new();
+    ck.network_policies(&mut rule_uuids)?;
+    ck.security_groups(&mut rule_uuids)
 }
 
 /// Highest vif and VRF id (exclusive).
@@ -119,6 +125,15 @@ const MPLS_LABEL_LIMIT: u32 = 1 << 20;
 const VNI_MAX: u32 = 0xFF_FFFF;
 const MAX_VIF_NAME: usize = 31;
 const MAX_VN_NAME: usize = 63;
+/// Main flow table entries: a power of two in this range.
+const MIN_FLOW_ENTRIES: u32 = 1024;
+const MAX_FLOW_ENTRIES: u32 = 1 << 24;
+/// Packets queued per HOLD flow.
+const MAX_HELD_PACKETS: u32 = 16;
+/// Analyzers one flow is mirrored to (tf `kMaxMirrorsPerFlow`).
+const MAX_MIRRORS_PER_FLOW: usize = 2;
+/// Mirror table slots 0..=254; 255 means "no mirror".
+const MIRROR_SLOTS: u32 = 255;
 
 /// Validation context: the configuration, the text it came from and indexes of the
 /// entries other entries refer to (first definition wins; duplicates are errors).
@@ -132,13 +147,17 @@ struct Checker<'a> {
     vifs: HashMap<u16, usize>,
     /// nexthop id -> index in `cfg.nexthops`.
     nexthops: HashMap<u32, usize>,
+    /// analyzer name -> index in `cfg.analyzers`.
+    analyzers: HashMap<&'a str, usize>,
+    /// security group name -> index in `cfg.security_groups`.
+    sgs: HashMap<&'a str, usize>,
 }
 
 impl<'a> Checker<'a> {
     fn new(cfg: &'a Config, text: &'a str, origin: &'a str) -> Self {
-        fn index<K: std::hash::Hash + Eq, T>(
-            list: &[Spanned<T>],
-            key: impl Fn(&T) -> K,
+        fn index<'l, K: std::hash::Hash + Eq, T>(
+            list: &'l [Spanned<T>],
+            key: impl Fn(&'l T) -> K,
         ) -> HashMap<K, usize> {
             let mut map = HashMap::new();
             for (i, e) in list.iter().enumerate() {
@@ -153,6 +172,8 @@ impl<'a> Checker<'a> {
             vrfs: index(&cfg.vrfs, |v| v.id),
             vifs: index(&cfg.vifs, |v| v.id),
             nexthops: index(&cfg.nexthops, |n| n.id()),
+            analyzers: index(&cfg.analyzers, |a| a.name.as_str()),
+            sgs: index(&cfg.security_groups, |g| g.name.as_str()),
         }
     }
 
@@ -408,6 +429,28 @@ impl<'a> Checker<'a> {
                     return err("vn_name", format!("{vn:?} is longer than {MAX_VN_NAME} bytes"));
                 }
             }
+            if !vif.security_groups.is_empty() && vif.kind != VifType::Virtual {
+                return err(
+                    "security_groups",
+                    format!(
+                        "vif {} is of type {}; security groups apply to virtual (VM) vifs",
+                        vif.id,
+                        type_name(vif.kind)
+                    ),
+                );
+            }
+            let mut seen = HashSet::new();
+            for sg in &vif.security_groups {
+                if !self.sgs.contains_key(sg.as_str()) {
+                    return err("security_groups", format!("security group {sg:?} is not defined"));
+                }
+                if !seen.insert(sg.as_str()) {
+                    return err(
+                        "security_groups",
+                        format!("security group {sg:?} is listed twice"),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -621,6 +664,324 @@ impl<'a> Checker<'a> {
         }
         Ok(())
     }
+
+    // ---- [flow] ----
+
+    fn flow(&self, f: &FlowConfig) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: String| Err(self.table("flow", key, msg));
+        let n = f.entries;
+        if !n.is_power_of_two() || !(MIN_FLOW_ENTRIES..=MAX_FLOW_ENTRIES).contains(&n) {
+            return err(
+                "entries",
+                format!("{n} must be a power of two from {MIN_FLOW_ENTRIES} to {MAX_FLOW_ENTRIES}"),
+            );
+        }
+        if f.overflow_entries > MAX_FLOW_ENTRIES {
+            return err(
+                "overflow_entries",
+                format!("{} is more than {MAX_FLOW_ENTRIES}", f.overflow_entries),
+            );
+        }
+        if f.hold_limit == 0 {
+            return err("hold_limit", "must be at least 1".into());
+        }
+        if !(1..=MAX_HELD_PACKETS).contains(&f.held_packets_per_flow) {
+            return err(
+                "held_packets_per_flow",
+                format!("{} is out of range 1..={MAX_HELD_PACKETS}", f.held_packets_per_flow),
+            );
+        }
+        if f.age_timeout_s == 0 {
+            return err("age_timeout_s", "must be at least 1 second".into());
+        }
+        if f.hold_audit_s == 0 {
+            return err("hold_audit_s", "must be at least 1 second".into());
+        }
+        if f.flow_table_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return err("flow_table_path", "must not be empty".into());
+        }
+        Ok(())
+    }
+
+    // ---- [[analyzer]] ----
+
+    fn analyzers(&self) -> Result<(), ConfigError> {
+        let list = &self.cfg.analyzers;
+        let mut indices: HashMap<u32, usize> = HashMap::new();
+        for (i, e) in list.iter().enumerate() {
+            let a: &AnalyzerConfig = e.get_ref();
+            let err = |key: &str, msg: String| Err(self.entry("analyzer", i, e, key, msg));
+            if a.name.trim().is_empty() {
+                return err("name", "must not be empty".into());
+            }
+            let first = self.analyzers[a.name.as_str()];
+            if first != i {
+                let at = self.first_at(&list[first]);
+                return err("name", format!("duplicate analyzer name {:?} ({at})", a.name));
+            }
+            if let Some(why) = unicast_v4_problem(a.ip) {
+                return err("ip", format!("{} is {why}", a.ip));
+            }
+            if a.udp_port == 0 {
+                return err("udp_port", "must not be 0".into());
+            }
+            match (a.juniper_header, a.vni) {
+                (false, None) => {
+                    return err(
+                        "juniper_header",
+                        "juniper_header = false needs a vni (the VXLAN VNI towards the analyzer)"
+                            .into(),
+                    )
+                }
+                (true, Some(_)) => {
+                    return err("vni", "vni is only used with juniper_header = false".into())
+                }
+                (false, Some(vni)) if !(1..=VNI_MAX).contains(&vni) => {
+                    return err("vni", format!("VNI {vni} is out of range 1..={VNI_MAX}"))
+                }
+                _ => {}
+            }
+            if let Some(index) = a.index {
+                if index == MIRROR_SLOTS {
+                    return err(
+                        "index",
+                        format!("mirror index {index} means \"no mirror\"; use 0..=254"),
+                    );
+                }
+                if index > MIRROR_SLOTS {
+                    return err("index", format!("mirror index {index} is out of range 0..=254"));
+                }
+                if let Some(&first) = indices.get(&index) {
+                    let at = self.first_at(&list[first]);
+                    return err(
+                        "index",
+                        format!("mirror index {index} is already used by analyzer[{first}] ({at})"),
+                    );
+                }
+                indices.insert(index, i);
+            }
+        }
+        super::schema::assign_mirror_indices(list)
+            .map(|_| ())
+            .map_err(|(i, msg)| self.entry("analyzer", i, &list[i], "index", msg))
+    }
+
+    // ---- [[network_policy]] ----
+
+    /// `rule_uuids`: rule UUID (lower case) -> TOML path and line of its first definition,
+    /// shared with the security group rules (UUIDs are unique across both).
+    fn network_policies(
+        &self,
+        rule_uuids: &mut HashMap<String, (String, usize)>,
+    ) -> Result<(), ConfigError> {
+        let list = &self.cfg.network_policies;
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut uuids: HashMap<String, usize> = HashMap::new();
+        for (i, e) in list.iter().enumerate() {
+            let p = e.get_ref();
+            let err = |key: &str, msg: String| Err(self.entry("network_policy", i, e, key, msg));
+            if p.name.trim().is_empty() {
+                return err("name", "must not be empty".into());
+            }
+            if let Some(&first) = names.get(p.name.as_str()) {
+                let at = self.first_at(&list[first]);
+                return err("name", format!("duplicate network policy name {:?} ({at})", p.name));
+            }
+            names.insert(&p.name, i);
+            if let Some(uuid) = &p.uuid {
+                if !is_uuid(uuid) {
+                    return err("uuid", not_a_uuid(uuid));
+                }
+                if let Some(&first) = uuids.get(&uuid.to_ascii_lowercase()) {
+                    let at = self.first_at(&list[first]);
+                    return err("uuid", format!("duplicate network policy uuid {uuid} ({at})"));
+                }
+                uuids.insert(uuid.to_ascii_lowercase(), i);
+            }
+            let mut vns = HashSet::new();
+            for (k, vn) in p.vns.iter().enumerate() {
+                if let Some(why) = vn_name_problem(vn) {
+                    return err("vns", format!("entry {k}: {why}"));
+                }
+                if !vns.insert(vn.as_str()) {
+                    return err("vns", format!("VN {vn:?} is listed twice"));
+                }
+            }
+            let rules = format!("network_policy[{i}].rule");
+            for (j, re) in p.rules.iter().enumerate() {
+                let r = re.get_ref();
+                let err = |key: &str, msg: String| Err(self.entry(&rules, j, re, key, msg));
+                self.rule_uuid(&rules, j, re, &r.uuid, rule_uuids)?;
+                for (key, addr) in [("src", &r.src), ("dst", &r.dst)] {
+                    match addr {
+                        PolicyAddress::Any => {}
+                        PolicyAddress::Prefix(prefix) => {
+                            if let Some(why) = prefix_problem(*prefix) {
+                                return err(key, why);
+                            }
+                        }
+                        PolicyAddress::Vn(vn) => {
+                            if let Some(why) = vn_name_problem(vn) {
+                                return err(key, format!("vn: {why}"));
+                            }
+                        }
+                    }
+                }
+                if let (PolicyAddress::Prefix(s), PolicyAddress::Prefix(d)) = (&r.src, &r.dst) {
+                    if s.addr.is_ipv4() != d.addr.is_ipv4() {
+                        return err(
+                            "dst",
+                            format!("{d} and src {s} are of different IP versions; the rule never matches"),
+                        );
+                    }
+                }
+                for (key, addr) in [("src", &r.src), ("dst", &r.dst)] {
+                    if let PolicyAddress::Prefix(prefix) = addr {
+                        if let Some(why) =
+                            protocol_family_problem(r.protocol, prefix.addr.is_ipv4())
+                        {
+                            return err("protocol", format!("{why} ({key} is {prefix})"));
+                        }
+                    }
+                }
+                for (key, ports) in [("src_ports", r.src_ports), ("dst_ports", r.dst_ports)] {
+                    if let Some(why) = ports_problem(ports, r.protocol) {
+                        return err(key, why);
+                    }
+                }
+                if r.mirror_to.len() > MAX_MIRRORS_PER_FLOW {
+                    return err(
+                        "mirror_to",
+                        format!(
+                            "{} analyzers; a flow is mirrored to at most {MAX_MIRRORS_PER_FLOW}",
+                            r.mirror_to.len()
+                        ),
+                    );
+                }
+                let mut seen = HashSet::new();
+                for name in &r.mirror_to {
+                    if !self.analyzers.contains_key(name.as_str()) {
+                        return err("mirror_to", format!("analyzer {name:?} is not defined"));
+                    }
+                    if !seen.insert(name.as_str()) {
+                        return err("mirror_to", format!("analyzer {name:?} is listed twice"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- [[security_group]] ----
+
+    fn security_groups(
+        &self,
+        rule_uuids: &mut HashMap<String, (String, usize)>,
+    ) -> Result<(), ConfigError> {
+        let list = &self.cfg.security_groups;
+        let mut uuids: HashMap<String, usize> = HashMap::new();
+        for (i, e) in list.iter().enumerate() {
+            let g = e.get_ref();
+            let err = |key: &str, msg: String| Err(self.entry("security_group", i, e, key, msg));
+            if g.name.trim().is_empty() {
+                return err("name", "must not be empty".into());
+            }
+            let first = self.sgs[g.name.as_str()];
+            if first != i {
+                let at = self.first_at(&list[first]);
+                return err("name", format!("duplicate security group name {:?} ({at})", g.name));
+            }
+            if let Some(uuid) = &g.uuid {
+                if !is_uuid(uuid) {
+                    return err("uuid", not_a_uuid(uuid));
+                }
+                if let Some(&first) = uuids.get(&uuid.to_ascii_lowercase()) {
+                    let at = self.first_at(&list[first]);
+                    return err("uuid", format!("duplicate security group uuid {uuid} ({at})"));
+                }
+                uuids.insert(uuid.to_ascii_lowercase(), i);
+            }
+            let rules = format!("security_group[{i}].rule");
+            for (j, re) in g.rules.iter().enumerate() {
+                let r = re.get_ref();
+                let err = |key: &str, msg: String| Err(self.entry(&rules, j, re, key, msg));
+                self.rule_uuid(&rules, j, re, &r.uuid, rule_uuids)?;
+                match &r.remote {
+                    SgRemote::Any => {}
+                    SgRemote::Prefix(prefix) => {
+                        if let Some(why) = prefix_problem(*prefix) {
+                            return err("remote", why);
+                        }
+                        let v4 = prefix.addr.is_ipv4();
+                        if let Some(et) = r.ethertype {
+                            if v4 != (et == EtherType::Ipv4) {
+                                return err(
+                                    "remote",
+                                    format!(
+                                        "{prefix} is not {}; the rule never matches",
+                                        ethertype_name(et)
+                                    ),
+                                );
+                            }
+                        }
+                        if let Some(why) = protocol_family_problem(r.protocol, v4) {
+                            return err("protocol", format!("{why} (remote is {prefix})"));
+                        }
+                    }
+                    SgRemote::Sg(name) => {
+                        if name.is_empty() {
+                            return err("remote", "sg: needs a security group name".into());
+                        }
+                        if !self.sgs.contains_key(name.as_str()) {
+                            return err(
+                                "remote",
+                                format!("security group {name:?} is not defined"),
+                            );
+                        }
+                    }
+                }
+                if let Some(et) = r.ethertype {
+                    if let Some(why) = protocol_family_problem(r.protocol, et == EtherType::Ipv4) {
+                        return err(
+                            "protocol",
+                            format!("{why} (ethertype is {})", ethertype_name(et)),
+                        );
+                    }
+                }
+                if let Some(why) = ports_problem(r.ports, r.protocol) {
+                    return err("ports", why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a rule's UUID: well formed and not used by an earlier rule of any policy or
+    /// security group.
+    fn rule_uuid<T>(
+        &self,
+        rules: &str,
+        j: usize,
+        e: &Spanned<T>,
+        uuid: &str,
+        seen: &mut HashMap<String, (String, usize)>,
+    ) -> Result<(), ConfigError> {
+        if !is_uuid(uuid) {
+            return Err(self.entry(rules, j, e, "uuid", not_a_uuid(uuid)));
+        }
+        let key = uuid.to_ascii_lowercase();
+        if let Some((path, line)) = seen.get(&key) {
+            return Err(self.entry(
+                rules,
+                j,
+                e,
+                "uuid",
+                format!("duplicate rule uuid {uuid} (first used by {path} at line {line})"),
+            ));
+        }
+        seen.insert(key, (format!("{rules}[{j}]"), self.key_line(e.span(), "uuid")));
+        Ok(())
+    }
 }
 
 // ---- value helpers ----
@@ -674,6 +1035,61 @@ fn canonical(p: Prefix) -> Prefix {
     Prefix { addr, len: p.len }
 }
 
+/// The "not a UUID" message.
+fn not_a_uuid(uuid: &str) -> String {
+    format!("{uuid:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+}
+
+/// Why a VN name in a policy cannot be used, if it cannot.
+fn vn_name_problem(vn: &str) -> Option<String> {
+    if vn.is_empty() {
+        Some("the VN name is empty".into())
+    } else if vn.len() > MAX_VN_NAME {
+        Some(format!("{vn:?} is longer than {MAX_VN_NAME} bytes"))
+    } else {
+        None
+    }
+}
+
+/// Why a rule's prefix is not usable: host bits set.
+fn prefix_problem(p: Prefix) -> Option<String> {
+    let c = canonical(p);
+    (c != p).then(|| format!("{p} has host bits set; the prefix is {c}"))
+}
+
+/// Why a rule's protocol can never match its address family, if it cannot.
+fn protocol_family_problem(proto: Protocol, v4: bool) -> Option<String> {
+    match proto {
+        Protocol::Number(Protocol::ICMP) if !v4 => {
+            Some("icmp never matches IPv6 traffic (use icmp6)".into())
+        }
+        Protocol::Number(Protocol::ICMP6) if v4 => {
+            Some("icmp6 never matches IPv4 traffic (use icmp)".into())
+        }
+        _ => None,
+    }
+}
+
+/// Why a port range cannot be used with a protocol, if it cannot.
+fn ports_problem(ports: PortRange, proto: Protocol) -> Option<String> {
+    if ports.lo > ports.hi {
+        return Some(format!("port range {ports} is empty (the first port is above the last)"));
+    }
+    match proto {
+        Protocol::Number(p) if !ports.is_any() && !Protocol::has_ports(p) => Some(format!(
+            "protocol {proto} has no ports; port ranges apply to tcp, udp, dccp, sctp and udplite"
+        )),
+        _ => None,
+    }
+}
+
+fn ethertype_name(e: EtherType) -> &'static str {
+    match e {
+        EtherType::Ipv4 => "IPv4",
+        EtherType::Ipv6 => "IPv6",
+    }
+}
+
 fn type_name(t: VifType) -> &'static str {
     match t {
         VifType::Fabric => "fabric",
@@ -716,15 +1132,15 @@ struct Section<'t> {
     header: Range<usize>,
     /// End of the section: the next header or the end of the text.
     end: usize,
+    /// TOML path: `vif[1]`, `eal`, or for a table nested in an array entry
+    /// `network_policy[0].rule[2]` (counted within its parent entry).
+    path: String,
 }
 
 impl Section<'_> {
-    /// TOML path of the section: `vif[1]` or `eal`.
+    /// TOML path of the section: `vif[1]`, `eal` or `network_policy[0].rule[2]`.
     fn path(&self) -> String {
-        match self.index {
-            Some(i) => format!("{}[{i}]", self.name),
-            None => self.name.to_string(),
-        }
+        self.path.clone()
     }
 }
 
@@ -733,6 +1149,10 @@ impl Section<'_> {
 fn sections(text: &str) -> Vec<Section<'_>> {
     let mut out: Vec<Section<'_>> = Vec::new();
     let mut counts: HashMap<&str, usize> = HashMap::new();
+    // Path of the latest entry of each `[[array]]`, and entries of nested arrays counted
+    // per parent entry path.
+    let mut latest: HashMap<&str, String> = HashMap::new();
+    let mut nested: HashMap<(String, &str), usize> = HashMap::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -755,10 +1175,27 @@ fn sections(text: &str) -> Vec<Section<'_>> {
             *n += 1;
             *n - 1
         });
+        // `[[a.b]]` / `[a.b]` after a `[[a]]` entry belongs to that entry.
+        let parent = name
+            .rsplit_once('.')
+            .and_then(|(p, leaf)| latest.get(p.trim()).map(|pp| (pp.clone(), leaf.trim())));
+        let path = match (parent, index) {
+            (Some((pp, leaf)), Some(_)) => {
+                let n = nested.entry((pp.clone(), leaf)).or_insert(0);
+                *n += 1;
+                format!("{pp}.{leaf}[{}]", *n - 1)
+            }
+            (Some((pp, leaf)), None) => format!("{pp}.{leaf}"),
+            (None, Some(i)) => format!("{name}[{i}]"),
+            (None, None) => name.to_string(),
+        };
+        if index.is_some() {
+            latest.insert(name, path.clone());
+        }
         if let Some(prev) = out.last_mut() {
             prev.end = start;
         }
-        out.push(Section { name, index, header: start..offset, end: text.len() });
+        out.push(Section { name, index, header: start..offset, end: text.len(), path });
     }
     out
 }
@@ -804,7 +1241,10 @@ fn locate(text: &str, span: Range<usize>, message: &str) -> (usize, Option<Strin
 
 /// The error of parsing one `[[name]]` entry of the file on its own, if it fails.
 fn entry_error(name: &str, entry: &str) -> Option<toml::de::Error> {
-    use super::schema::{BridgeConfig, LabelConfig, RouteConfig, VifConfig, VrfConfig};
+    use super::schema::{
+        BridgeConfig, LabelConfig, NetworkPolicyConfig, RouteConfig, SecurityGroupConfig,
+        VifConfig, VrfConfig,
+    };
     fn check<T: serde::de::DeserializeOwned>(entry: &str) -> Option<toml::de::Error> {
         toml::from_str::<HashMap<String, Vec<T>>>(entry).err()
     }
@@ -815,6 +1255,9 @@ fn entry_error(name: &str, entry: &str) -> Option<toml::de::Error> {
         "route" => check::<RouteConfig>(entry),
         "bridge" => check::<BridgeConfig>(entry),
         "label" => check::<LabelConfig>(entry),
+        "analyzer" => check::<AnalyzerConfig>(entry),
+        "network_policy" => check::<NetworkPolicyConfig>(entry),
+        "security_group" => check::<SecurityGroupConfig>(entry),
         _ => None,
     }
 }
@@ -1686,6 +2129,617 @@ name = "f"
         expect_invalid(&extra("18", "3 # HERE"), "label[1].nexthop", "nexthop 3 is not defined");
         parse(&extra("16", "2"), "t").unwrap();
         parse(&extra("1048575", "2"), "t").unwrap();
+    }
+
+    // ---- [flow], [[analyzer]], [[network_policy]], [[security_group]] ----
+
+    /// Flow settings, analyzers, a network policy and a security group (used by vif[2]).
+    const POLICY: &str = r#"
+[flow]
+entries = 4096
+hold_limit = 100
+held_packets_per_flow = 4
+age_timeout_s = 60
+hold_audit_s = 10
+tcp_close_evict = false
+flow_table_path = "/dev/hugepages/flow"
+
+[[analyzer]]
+name = "an-1"
+ip = "10.1.1.20"
+
+[[analyzer]]
+name = "an-2"
+ip = "10.1.1.21"
+udp_port = 9000
+juniper_header = false
+vni = 77
+nh_mode = "static"
+index = 0
+
+[[network_policy]]
+name = "web-db"
+uuid = "11111111-1111-4111-8111-111111111111"
+vns = ["default-domain:demo:vn1", "default-domain:demo:vn2"]
+
+[[network_policy.rule]]
+uuid = "aaaaaaaa-0000-4000-8000-000000000001"
+src = "vn:default-domain:demo:vn1"
+dst = "10.2.0.0/16"
+protocol = "tcp"
+src_ports = "any"
+dst_ports = "5432"
+direction = "<>"
+action = "pass"
+log = true
+mirror_to = ["an-1", "an-2"]
+
+[[network_policy.rule]]
+uuid = "aaaaaaaa-0000-4000-8000-000000000002"
+dst = "fd00::/64"
+protocol = 58
+direction = ">"
+action = "deny"
+
+[[security_group]]
+name = "web"
+uuid = "22222222-2222-4222-8222-222222222222"
+
+[[security_group.rule]]
+uuid = "bbbbbbbb-0000-4000-8000-000000000001"
+direction = "ingress"
+remote = "sg:web"
+protocol = "tcp"
+ports = "80-443"
+ethertype = "IPv4"
+
+[[security_group.rule]]
+uuid = "bbbbbbbb-0000-4000-8000-000000000002"
+direction = "egress"
+remote = "0.0.0.0/0"
+"#;
+
+    /// `VALID` with vif[2] in security group "web", plus `POLICY`, with each `(from, to)`
+    /// applied (`from` must occur once), plus `extra` at the end.
+    fn policy_edits(edits: &[(&str, &str)], extra: &str) -> String {
+        let mut text = edit(
+            "vn_name = \"default-domain:demo:vn1\"",
+            "vn_name = \"default-domain:demo:vn1\"\nsecurity_groups = [\"web\"]",
+        ) + POLICY;
+        for (from, to) in edits {
+            assert_eq!(text.matches(from).count(), 1, "{from:?} must occur once");
+            text = text.replacen(from, to, 1);
+        }
+        text + extra
+    }
+
+    fn policy(from: &str, to: &str) -> String {
+        policy_edits(&[(from, to)], "")
+    }
+
+    #[test]
+    fn policy_config_is_valid() {
+        use crate::config::schema::*;
+        let cfg = parse(&policy_edits(&[], ""), "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        let f = &cfg.flow;
+        assert_eq!((f.entries, f.hold_limit, f.held_packets_per_flow), (4096, 100, 4));
+        assert_eq!((f.age_timeout_s, f.hold_audit_s, f.tcp_close_evict), (60, 10, false));
+        assert_eq!(f.overflow_entries_effective(), 1024);
+        assert_eq!(f.flow_table_path.as_deref(), Some(std::path::Path::new("/dev/hugepages/flow")));
+
+        let a = cfg.analyzers[0].get_ref();
+        assert_eq!(
+            (a.udp_port, a.juniper_header, a.nh_mode, a.vni, a.index),
+            (8099, true, MirrorNhMode::Dynamic, None, None)
+        );
+        let a = cfg.analyzers[1].get_ref();
+        assert_eq!(
+            (a.udp_port, a.juniper_header, a.nh_mode, a.vni, a.index),
+            (9000, false, MirrorNhMode::Static, Some(77), Some(0))
+        );
+        assert_eq!(assign_mirror_indices(&cfg.analyzers).unwrap(), [1, 0]);
+
+        let p = cfg.network_policies[0].get_ref();
+        assert_eq!(p.vns.len(), 2);
+        let r = p.rules[0].get_ref();
+        assert_eq!(r.src, PolicyAddress::Vn("default-domain:demo:vn1".into()));
+        assert_eq!(r.dst, PolicyAddress::Prefix("10.2.0.0/16".parse().unwrap()));
+        assert_eq!(r.protocol, Protocol::Number(6));
+        assert_eq!((r.src_ports, r.dst_ports), (PortRange::ANY, PortRange { lo: 5432, hi: 5432 }));
+        assert_eq!(
+            (r.direction, r.action, r.log),
+            (PolicyDirection::Both, PolicyAction::Pass, true)
+        );
+        assert_eq!(r.mirror_to, ["an-1", "an-2"]);
+        let r = p.rules[1].get_ref();
+        assert_eq!(
+            (r.src.clone(), r.protocol, r.direction),
+            (PolicyAddress::Any, Protocol::Number(58), PolicyDirection::OneWay)
+        );
+        assert!(!r.log && r.mirror_to.is_empty());
+
+        let g = cfg.security_groups[0].get_ref();
+        let r = g.rules[0].get_ref();
+        assert_eq!(
+            (r.direction, r.remote.clone(), r.ports),
+            (SgDirection::Ingress, SgRemote::Sg("web".into()), PortRange { lo: 80, hi: 443 })
+        );
+        assert_eq!(r.ethertype, Some(EtherType::Ipv4));
+        assert_eq!(g.rules[1].get_ref().ethertype, None);
+        assert_eq!(cfg.vifs[2].get_ref().security_groups, ["web"]);
+        assert!(cfg.vifs[3].get_ref().security_groups.is_empty());
+
+        // The string forms round-trip through serialization.
+        let text = toml::to_string(&cfg).unwrap();
+        let again = parse(&text, "again.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again.flow, cfg.flow);
+        let r2 = again.network_policies[0].get_ref().rules[0].get_ref().clone();
+        assert_eq!(
+            (r2.src, r2.dst, r2.protocol, r2.dst_ports),
+            (
+                PolicyAddress::Vn("default-domain:demo:vn1".into()),
+                PolicyAddress::Prefix("10.2.0.0/16".parse().unwrap()),
+                Protocol::Number(6),
+                PortRange { lo: 5432, hi: 5432 }
+            )
+        );
+    }
+
+    #[test]
+    fn value_forms() {
+        use crate::config::schema::*;
+        assert_eq!("any".parse::<Protocol>().unwrap(), Protocol::Any);
+        assert_eq!("ICMP6".parse::<Protocol>().unwrap(), Protocol::Number(58));
+        assert_eq!("255".parse::<Protocol>().unwrap(), Protocol::Number(255));
+        assert!("256".parse::<Protocol>().unwrap_err().contains("0..=255"));
+        assert_eq!(Protocol::Number(17).to_string(), "udp");
+        assert_eq!(Protocol::Number(132).to_string(), "132");
+        assert_eq!("1000-2000".parse::<PortRange>().unwrap(), PortRange { lo: 1000, hi: 2000 });
+        assert_eq!("any".parse::<PortRange>().unwrap(), PortRange::ANY);
+        assert_eq!("0-65535".parse::<PortRange>().unwrap().to_string(), "any");
+        assert!("80-".parse::<PortRange>().is_err());
+        assert!("65536".parse::<PortRange>().is_err());
+        assert_eq!("sg:web".parse::<SgRemote>().unwrap(), SgRemote::Sg("web".into()));
+        assert_eq!("vn:".parse::<PolicyAddress>().unwrap(), PolicyAddress::Vn(String::new()));
+        assert!("sg:web".parse::<PolicyAddress>().is_err());
+        assert!("10.0.0.1".parse::<PolicyAddress>().is_err());
+        assert_eq!("fd00::/64".parse::<PolicyAddress>().unwrap().to_string(), "fd00::/64");
+    }
+
+    #[test]
+    fn flow_defaults() {
+        use crate::config::schema::FlowConfig;
+        let cfg = parse(VALID, "test.toml").unwrap();
+        assert_eq!(cfg.flow, FlowConfig::default());
+        assert_eq!(cfg.flow.entries, 524_288);
+        assert_eq!(cfg.flow.overflow_entries_effective(), 105_472);
+        assert_eq!((cfg.flow.hold_limit, cfg.flow.held_packets_per_flow), (1000, 3));
+        assert_eq!((cfg.flow.age_timeout_s, cfg.flow.hold_audit_s), (180, 5));
+        assert!(cfg.flow.tcp_close_evict && cfg.flow.flow_table_path.is_none());
+        let explicit = FlowConfig { overflow_entries: 5000, ..FlowConfig::default() };
+        assert_eq!(explicit.overflow_entries_effective(), 5000);
+        assert!(cfg.analyzers.is_empty() && cfg.network_policies.is_empty());
+    }
+
+    #[test]
+    fn flow_values() {
+        let e = |to: &str| policy("entries = 4096", to);
+        expect_invalid(&e("entries = 1000 # HERE"), "flow.entries", "power of two");
+        expect_invalid(&e("entries = 512 # HERE"), "flow.entries", "from 1024");
+        expect_invalid(&e("entries = 33554432 # HERE"), "flow.entries", "power of two");
+        parse(&e("entries = 1024"), "t").unwrap();
+        expect_invalid(
+            &e("entries = 4096\noverflow_entries = 33554432 # HERE"),
+            "flow.overflow_entries",
+            "more than",
+        );
+        expect_invalid(
+            &policy("hold_limit = 100", "hold_limit = 0 # HERE"),
+            "flow.hold_limit",
+            "at least 1",
+        );
+        for n in ["0", "17"] {
+            expect_invalid(
+                &policy(
+                    "held_packets_per_flow = 4",
+                    &format!("held_packets_per_flow = {n} # HERE"),
+                ),
+                "flow.held_packets_per_flow",
+                "1..=16",
+            );
+        }
+        parse(&policy("held_packets_per_flow = 4", "held_packets_per_flow = 16"), "t").unwrap();
+        expect_invalid(
+            &policy("age_timeout_s = 60", "age_timeout_s = 0 # HERE"),
+            "flow.age_timeout_s",
+            "at least 1",
+        );
+        expect_invalid(
+            &policy("hold_audit_s = 10", "hold_audit_s = 0 # HERE"),
+            "flow.hold_audit_s",
+            "at least 1",
+        );
+        expect_invalid(
+            &policy("flow_table_path = \"/dev/hugepages/flow\"", "flow_table_path = \"\" # HERE"),
+            "flow.flow_table_path",
+            "empty",
+        );
+        expect_parse(
+            &policy("hold_limit = 100", "hold_limt = 100 # HERE"),
+            Some("flow"),
+            "unknown field `hold_limt`",
+        );
+    }
+
+    #[test]
+    fn analyzer_names_and_addresses() {
+        expect_invalid(
+            &policy("name = \"an-2\"", "name = \"an-1\" # HERE"),
+            "analyzer[1].name",
+            "duplicate analyzer name \"an-1\"",
+        );
+        expect_invalid(
+            &policy("name = \"an-2\"", "name = \"\" # HERE"),
+            "analyzer[1].name",
+            "empty",
+        );
+        expect_invalid(
+            &policy("ip = \"10.1.1.20\"", "ip = \"224.0.0.5\" # HERE"),
+            "analyzer[0].ip",
+            "multicast",
+        );
+        expect_invalid(
+            &policy("udp_port = 9000", "udp_port = 0 # HERE"),
+            "analyzer[1].udp_port",
+            "0",
+        );
+        expect_parse(
+            &policy("nh_mode = \"static\"", "nh_mode = \"fixed\" # HERE"),
+            Some("analyzer[1].nh_mode"),
+            "unknown variant `fixed`",
+        );
+    }
+
+    #[test]
+    fn analyzer_vni() {
+        expect_invalid(
+            &policy_edits(
+                &[("juniper_header = false", "juniper_header = false # HERE"), ("vni = 77\n", "")],
+                "",
+            ),
+            "analyzer[1].juniper_header",
+            "needs a vni",
+        );
+        expect_invalid(
+            &policy_edits(
+                &[
+                    ("juniper_header = false", "juniper_header = true"),
+                    ("vni = 77", "vni = 77 # HERE"),
+                ],
+                "",
+            ),
+            "analyzer[1].vni",
+            "only used with juniper_header = false",
+        );
+        expect_invalid(&policy("vni = 77", "vni = 0 # HERE"), "analyzer[1].vni", "out of range");
+        expect_invalid(
+            &policy("vni = 77", "vni = 16777216 # HERE"),
+            "analyzer[1].vni",
+            "out of range",
+        );
+    }
+
+    #[test]
+    fn analyzer_indices() {
+        expect_invalid(
+            &policy("index = 0", "index = 255 # HERE"),
+            "analyzer[1].index",
+            "no mirror",
+        );
+        expect_invalid(
+            &policy("index = 0", "index = 300 # HERE"),
+            "analyzer[1].index",
+            "out of range 0..=254",
+        );
+        parse(&policy("index = 0", "index = 254"), "t").unwrap();
+        expect_invalid(
+            &policy_edits(
+                &[
+                    ("ip = \"10.1.1.20\"", "ip = \"10.1.1.20\"\nindex = 3"),
+                    ("index = 0", "index = 3 # HERE"),
+                ],
+                "",
+            ),
+            "analyzer[1].index",
+            "mirror index 3 is already used by analyzer[0]",
+        );
+        // 255 analyzers fit (indices 0..=254), the 256th has no index left.
+        let more = |n: usize, mark: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    let here = if i == mark { " # HERE" } else { "" };
+                    format!("\n[[analyzer]]{here}\nname = \"x{i}\"\nip = \"10.1.2.3\"\n")
+                })
+                .collect()
+        };
+        parse(&policy_edits(&[], &more(253, usize::MAX)), "t").unwrap();
+        expect_invalid(
+            &policy_edits(&[], &more(254, 253)),
+            "analyzer[255].index",
+            "no free mirror index",
+        );
+    }
+
+    #[test]
+    fn policy_mirror_to() {
+        let m = "mirror_to = [\"an-1\", \"an-2\"]";
+        expect_invalid(
+            &policy(m, "mirror_to = [\"an-1\", \"an-9\"] # HERE"),
+            "network_policy[0].rule[0].mirror_to",
+            "analyzer \"an-9\" is not defined",
+        );
+        expect_invalid(
+            &policy(m, "mirror_to = [\"an-1\", \"an-2\", \"an-1\"] # HERE"),
+            "network_policy[0].rule[0].mirror_to",
+            "3 analyzers; a flow is mirrored to at most 2",
+        );
+        expect_invalid(
+            &policy(m, "mirror_to = [\"an-2\", \"an-2\"] # HERE"),
+            "network_policy[0].rule[0].mirror_to",
+            "listed twice",
+        );
+        parse(&policy(m, "mirror_to = []"), "t").unwrap();
+    }
+
+    #[test]
+    fn policy_ports_and_protocol() {
+        expect_invalid(
+            &policy("dst_ports = \"5432\"", "dst_ports = \"2000-1000\" # HERE"),
+            "network_policy[0].rule[0].dst_ports",
+            "port range 2000-1000 is empty",
+        );
+        expect_invalid(
+            &policy("protocol = 58", "protocol = 58\nsrc_ports = \"80\" # HERE"),
+            "network_policy[0].rule[1].src_ports",
+            "protocol icmp6 has no ports",
+        );
+        expect_invalid(
+            &policy("protocol = 58", "protocol = \"icmp\" # HERE"),
+            "network_policy[0].rule[1].protocol",
+            "icmp never matches IPv6",
+        );
+        parse(&policy("dst_ports = \"5432\"", "dst_ports = 5432"), "t").unwrap();
+        parse(&policy("protocol = \"tcp\"\nsrc_ports", "protocol = \"any\"\nsrc_ports"), "t")
+            .unwrap();
+        expect_parse(
+            &policy("protocol = \"tcp\"\nsrc_ports", "protocol = \"tcpx\" # HERE\nsrc_ports"),
+            Some("network_policy[0].rule[0].protocol"),
+            "invalid protocol \"tcpx\"",
+        );
+        expect_parse(
+            &policy("protocol = 58", "protocol = 256 # HERE"),
+            Some("network_policy[0].rule[1].protocol"),
+            "out of range 0..=255",
+        );
+        expect_parse(
+            &policy("dst_ports = \"5432\"", "dst_ports = \"http\" # HERE"),
+            Some("network_policy[0].rule[0].dst_ports"),
+            "invalid port range",
+        );
+        expect_parse(
+            &policy("direction = \">\"", "direction = \"<\" # HERE"),
+            Some("network_policy[0].rule[1].direction"),
+            "unknown variant `<`",
+        );
+    }
+
+    #[test]
+    fn policy_addresses() {
+        expect_invalid(
+            &policy("src = \"vn:default-domain:demo:vn1\"", "src = \"vn:\" # HERE"),
+            "network_policy[0].rule[0].src",
+            "VN name is empty",
+        );
+        // VNs need not be local.
+        parse(&policy("src = \"vn:default-domain:demo:vn1\"", "src = \"vn:elsewhere\""), "t")
+            .unwrap();
+        expect_invalid(
+            &policy("dst = \"10.2.0.0/16\"", "dst = \"10.2.0.1/16\" # HERE"),
+            "network_policy[0].rule[0].dst",
+            "host bits set; the prefix is 10.2.0.0/16",
+        );
+        expect_invalid(
+            &policy("dst = \"fd00::/64\"", "src = \"10.0.0.0/8\"\ndst = \"fd00::/64\" # HERE"),
+            "network_policy[0].rule[1].dst",
+            "different IP versions",
+        );
+        expect_parse(
+            &policy("dst = \"10.2.0.0/16\"", "dst = \"10.2.0.1\" # HERE"),
+            Some("network_policy[0].rule[0].dst"),
+            "invalid address",
+        );
+        expect_parse(
+            &policy("dst = \"10.2.0.0/16\"", "dst = \"sg:web\" # HERE"),
+            Some("network_policy[0].rule[0].dst"),
+            "vn:<name>",
+        );
+    }
+
+    #[test]
+    fn policy_names_vns_and_uuids() {
+        let vns = "vns = [\"default-domain:demo:vn1\", \"default-domain:demo:vn2\"]";
+        expect_invalid(
+            &policy(vns, "vns = [\"a\", \"\"] # HERE"),
+            "network_policy[0].vns",
+            "entry 1",
+        );
+        expect_invalid(
+            &policy(vns, "vns = [\"a\", \"a\"] # HERE"),
+            "network_policy[0].vns",
+            "listed twice",
+        );
+        expect_invalid(
+            &policy(vns, &format!("vns = [\"{}\"] # HERE", "v".repeat(64))),
+            "network_policy[0].vns",
+            "63 bytes",
+        );
+        expect_invalid(
+            &policy("name = \"web-db\"", "name = \"\" # HERE"),
+            "network_policy[0].name",
+            "empty",
+        );
+        expect_invalid(
+            &policy_edits(&[], "\n[[network_policy]]\nname = \"web-db\" # HERE\n"),
+            "network_policy[1].name",
+            "duplicate network policy name",
+        );
+        expect_invalid(
+            &policy("uuid = \"11111111-1111-4111-8111-111111111111\"", "uuid = \"1111\" # HERE"),
+            "network_policy[0].uuid",
+            "not a UUID",
+        );
+        expect_invalid(
+            &policy(
+                "uuid = \"aaaaaaaa-0000-4000-8000-000000000002\"",
+                "uuid = \"aaaaaaaa-0000-4000-8000-00000000002\" # HERE",
+            ),
+            "network_policy[0].rule[1].uuid",
+            "not a UUID",
+        );
+        // Rule UUIDs are unique (case-insensitively) across policies and security groups.
+        expect_invalid(
+            &policy(
+                "uuid = \"aaaaaaaa-0000-4000-8000-000000000002\"",
+                "uuid = \"AAAAAAAA-0000-4000-8000-000000000001\" # HERE",
+            ),
+            "network_policy[0].rule[1].uuid",
+            "duplicate rule uuid AAAAAAAA-0000-4000-8000-000000000001 (first used by network_policy[0].rule[0] at line",
+        );
+        expect_invalid(
+            &policy(
+                "uuid = \"bbbbbbbb-0000-4000-8000-000000000002\"",
+                "uuid = \"aaaaaaaa-0000-4000-8000-000000000002\" # HERE",
+            ),
+            "security_group[0].rule[1].uuid",
+            "first used by network_policy[0].rule[1]",
+        );
+        expect_parse(
+            &policy(
+                "[[network_policy.rule]]\nuuid = \"aaaaaaaa-0000-4000-8000-000000000002\"",
+                "[[network_policy.rule]] # HERE\nuuid = \"aaaaaaaa-0000-4000-8000-000000000002\"",
+            )
+            .replace("action = \"deny\"\n", ""),
+            Some("network_policy[0].rule[1]"),
+            "missing field `action`",
+        );
+        expect_parse(
+            &policy("action = \"deny\"", "action = \"deny\"\nactoin = \"pass\" # HERE"),
+            Some("network_policy[0].rule[1]"),
+            "unknown field `actoin`",
+        );
+    }
+
+    #[test]
+    fn security_group_rules() {
+        expect_invalid(
+            &policy("remote = \"sg:web\"", "remote = \"sg:db\" # HERE"),
+            "security_group[0].rule[0].remote",
+            "security group \"db\" is not defined",
+        );
+        expect_invalid(
+            &policy("remote = \"sg:web\"", "remote = \"sg:\" # HERE"),
+            "security_group[0].rule[0].remote",
+            "needs a security group name",
+        );
+        expect_invalid(
+            &policy("remote = \"0.0.0.0/0\"", "remote = \"::/0\" # HERE\nethertype = \"IPv4\""),
+            "security_group[0].rule[1].remote",
+            "::/0 is not IPv4",
+        );
+        expect_invalid(
+            &policy("remote = \"0.0.0.0/0\"", "remote = \"10.0.0.1/8\" # HERE"),
+            "security_group[0].rule[1].remote",
+            "host bits",
+        );
+        expect_invalid(
+            &policy("protocol = \"tcp\"\nports = \"80-443\"", "protocol = \"icmp6\" # HERE"),
+            "security_group[0].rule[0].protocol",
+            "icmp6 never matches IPv4 traffic (use icmp) (ethertype is IPv4)",
+        );
+        expect_invalid(
+            &policy("ports = \"80-443\"", "ports = \"443-80\" # HERE"),
+            "security_group[0].rule[0].ports",
+            "port range 443-80 is empty",
+        );
+        expect_invalid(
+            &policy(
+                "protocol = \"tcp\"\nports = \"80-443\"",
+                "protocol = \"icmp\"\nports = \"8\" # HERE",
+            ),
+            "security_group[0].rule[0].ports",
+            "has no ports",
+        );
+        expect_parse(
+            &policy("ethertype = \"IPv4\"", "ethertype = \"IPv5\" # HERE"),
+            Some("security_group[0].rule[0].ethertype"),
+            "unknown variant `IPv5`",
+        );
+        expect_parse(
+            &policy("direction = \"egress\"", "direction = \"out\" # HERE"),
+            Some("security_group[0].rule[1].direction"),
+            "unknown variant `out`",
+        );
+        parse(&policy("ethertype = \"IPv4\"", "ethertype = \"ipv4\""), "t").unwrap();
+    }
+
+    #[test]
+    fn security_group_names() {
+        expect_invalid(
+            &policy_edits(&[], "\n[[security_group]]\nname = \"web\" # HERE\n"),
+            "security_group[1].name",
+            "duplicate security group name \"web\"",
+        );
+        expect_invalid(
+            &policy("uuid = \"22222222-2222-4222-8222-222222222222\"", "uuid = \"x\" # HERE"),
+            "security_group[0].uuid",
+            "not a UUID",
+        );
+        expect_invalid(
+            &policy_edits(
+                &[],
+                "\n[[security_group]]\nname = \"db\"\nuuid = \"22222222-2222-4222-8222-222222222222\" # HERE\n",
+            ),
+            "security_group[1].uuid",
+            "duplicate security group uuid",
+        );
+    }
+
+    #[test]
+    fn vif_security_groups() {
+        let sgs = "security_groups = [\"web\"]";
+        expect_invalid(
+            &policy(sgs, "security_groups = [\"web\", \"db\"] # HERE"),
+            "vif[2].security_groups",
+            "security group \"db\" is not defined",
+        );
+        expect_invalid(
+            &policy(sgs, "security_groups = [\"web\", \"web\"] # HERE"),
+            "vif[2].security_groups",
+            "listed twice",
+        );
+        expect_invalid(
+            &policy("rx_queues = 2", "rx_queues = 2\nsecurity_groups = [\"web\"] # HERE"),
+            "vif[0].security_groups",
+            "type fabric",
+        );
+        parse(&policy(sgs, "security_groups = []"), "t").unwrap();
+    }
+
+    #[test]
+    fn nested_section_paths() {
+        let text = "[[a]]\n[[a.r]]\n[[a.r]]\n[[a]]\n[[a.r]]\n[a.t]\n[b]\n";
+        let paths: Vec<String> = sections(text).iter().map(|s| s.path()).collect();
+        assert_eq!(paths, ["a[0]", "a[0].r[0]", "a[0].r[1]", "a[1]", "a[1].r[0]", "a[1].t", "b"]);
     }
 
     // ---- helpers ----
