@@ -220,7 +220,7 @@ impl Lpm4 {
     }
 
     /// Longest-prefix match: the nexthop and the matched prefix length.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, addr: u32) -> Option<(u32, u8)> {
         let b = (addr >> 16) as usize;
         let short = *self.short.get(b)?;

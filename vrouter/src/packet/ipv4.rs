@@ -377,7 +377,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// same checksum as [`Packet::fill_checksum`] would when the old one was correct.
     /// Returns the new TTL. A TTL of 0 is left as it is (and 0 returned): callers drop
     /// packets whose TTL is <= 1 before forwarding them.
-    #[inline]
+    #[inline(always)]
     pub fn decrement_ttl_update_checksum(&mut self) -> u8 {
         let ttl = self.ttl();
         if ttl == 0 {

@@ -111,7 +111,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
 }
 
 /// Resolves an ECMP composite to one member by flow hash; other nexthops are returned as is.
-#[inline]
+#[inline(always)]
 fn resolve(fib: &Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&Nexthop> {
     match fib.nexthop(nh)? {
         Nexthop::Ecmp { members, .. } => {
@@ -123,21 +123,21 @@ fn resolve(fib: &Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&Nexthop>
 }
 
 /// 5-tuple hash of the IPv4 packet at `l3` (ports only for unfragmented TCP/UDP).
-#[inline]
+#[inline(always)]
 fn hash_v4(ip: &ipv4::Packet<&[u8]>) -> u32 {
     let proto = ip.protocol();
     let (sport, dport) = l4_ports(proto, ip.payload(), ip.frag_offset() == 0);
     flow_table::flow_hash_v4(u32::from(ip.src_addr()), u32::from(ip.dst_addr()), proto, sport, dport)
 }
 
-#[inline]
+#[inline(always)]
 fn hash_v6(ip: &ipv6::Packet<&[u8]>) -> u32 {
     let proto = ip.next_header();
     let (sport, dport) = l4_ports(proto, ip.payload(), true);
     flow_table::flow_hash_v6(&ip.src_addr().octets(), &ip.dst_addr().octets(), proto, sport, dport)
 }
 
-#[inline]
+#[inline(always)]
 fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
     if first_fragment && (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && l4.len() >= 4 {
         (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
@@ -147,6 +147,7 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 }
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
+#[inline(always)]
 fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
@@ -213,7 +214,7 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) ->
 }
 
 /// Sends a routed packet (Ethernet frame at offset 0, TTL already handled) to `nh`.
-#[inline]
+#[inline(always)]
 fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16, hash: u32) -> Verdict {
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
@@ -294,7 +295,7 @@ fn l2_hash(frame: &[u8]) -> u32 {
 /// the payload currently in `pkt` (an IP packet for MPLSoUDP, an Ethernet frame for VXLAN):
 /// a copy of the nexthop's precomputed [`TunnelHeader`] with the lengths, the IPv4 checksum
 /// and the UDP source port (flow entropy from `hash`) patched in.
-#[inline]
+#[inline(always)]
 fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
     let Nexthop::Tunnel { vif, header, .. } = nh else {
         return Drop(DropReason::InvalidNh);
