@@ -250,6 +250,7 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 512 * 1024;
 ///
 /// ```toml
 /// [flow]
+/// enabled = true                # false: stateless forwarding, no policy
 /// entries = 524288          # main table, a power of two >= 1024
 /// overflow_entries = 0      # 0 = 20 % of entries rounded up to a multiple of 1024
 /// hold_limit = 1000         # flows in HOLD at once (tf DPDK default)
@@ -262,6 +263,9 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 512 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlowConfig {
+    /// Stateful flow processing for VM traffic (flow table, policy, holding). When false
+    /// the data plane forwards statelessly (routes and nexthops only): no policy applies.
+    pub enabled: bool,
     /// Main table entries (a power of two, at least 1024).
     pub entries: u32,
     /// Overflow entries; 0 means [`FlowConfig::overflow_entries_effective`].
@@ -283,6 +287,7 @@ pub struct FlowConfig {
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
+            enabled: true,
             entries: DEFAULT_FLOW_ENTRIES,
             overflow_entries: 0,
             hold_limit: 1000,
