@@ -1,0 +1,632 @@
+//! The `repr(C)` structs of the flow-table file, their size/offset assertions, the
+//! [`Layout`] arithmetic and [`Region`], the one place that turns offsets into references.
+//!
+//! Everything in the file is an atomic integer (static header fields included), so a
+//! reader in another process can read any of it with `Relaxed` loads, and nothing relies
+//! on plain reads of memory another process may be writing. There are no pointers: links
+//! are entry indices.
+
+use std::mem::{align_of, offset_of, size_of};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::defs::{Action, Gen, NO_INDEX};
+use crate::key::{FlowKey, KEY_WORDS};
+
+pub(crate) const CACHE_LINE: usize = 64;
+const PAGE: usize = 4096;
+
+/// `magic` of a complete flow-table file ("vRFlowT1" in memory order); written last.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"vRFlowT1");
+/// Bumped whenever any shared struct changes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Main-table slots per bucket; one bucket's slot words fill half a cache line.
+pub const BUCKET_WIDTH: usize = 8;
+/// Upper bound on `max_lcores` (tf's `VR_FLOW_MAX_CPUS`).
+pub const MAX_LCORES: u32 = 128;
+/// Upper bound on main + overflow entries (keeps every index below [`NO_INDEX`] and the
+/// file below 256 GiB).
+pub const MAX_ENTRIES: u32 = 1 << 30;
+
+const fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+// ---------------------------------------------------------------------------------------
+// Slot words: the state of one slot (main slots: in the bucket line; overflow entries: in
+// the entry's `ostate`). Bits 0..8 the state, bits 16..32 the hash tag.
+
+pub(crate) const ST_FREE: u32 = 0;
+/// Being initialized by the thread that claimed it (key not yet readable).
+pub(crate) const ST_CLAIMED: u32 = 1;
+/// Initialized, its inserter is checking for a concurrent insert of the same key.
+pub(crate) const ST_PENDING: u32 = 2;
+/// Published: lookups match it.
+pub(crate) const ST_VALID: u32 = 3;
+/// Delete-marked or evicted: lookups skip it; reclaimed after a grace period.
+pub(crate) const ST_DEAD: u32 = 4;
+pub(crate) const ST_MASK: u32 = 0xff;
+
+#[inline(always)]
+pub(crate) fn tag_of(hash: u32) -> u32 {
+    hash & 0xffff
+}
+
+#[inline(always)]
+pub(crate) fn slot_word(tag: u32, state: u32) -> u32 {
+    (tag << 16) | state
+}
+
+#[inline(always)]
+pub(crate) fn word_state(w: u32) -> u32 {
+    w & ST_MASK
+}
+
+#[inline(always)]
+pub(crate) fn word_tag(w: u32) -> u32 {
+    w >> 16
+}
+
+// ---------------------------------------------------------------------------------------
+// The entry control word: flags (32 bits) | action (8) | drop reason (8) | gen (16).
+
+#[inline(always)]
+pub(crate) fn make_ctl(flags: u32, action: u8, drop_reason: u8, gen: Gen) -> u64 {
+    u64::from(flags) | (u64::from(action) << 32) | (u64::from(drop_reason) << 40) | (u64::from(gen) << 48)
+}
+
+#[inline(always)]
+pub(crate) fn ctl_flags(c: u64) -> u32 {
+    c as u32
+}
+
+#[inline(always)]
+pub(crate) fn ctl_action(c: u64) -> u8 {
+    (c >> 32) as u8
+}
+
+#[inline(always)]
+pub(crate) fn ctl_drop_reason(c: u64) -> u8 {
+    (c >> 40) as u8
+}
+
+#[inline(always)]
+pub(crate) fn ctl_gen(c: u64) -> Gen {
+    (c >> 48) as Gen
+}
+
+/// `mirror` word: primary mirror (8) | secondary mirror (8) | underlay UDP source port (16).
+#[inline(always)]
+pub(crate) fn make_mirror_word(mirror: u8, sec_mirror: u8, sport: u16) -> u32 {
+    u32::from(mirror) | (u32::from(sec_mirror) << 8) | (u32::from(sport) << 16)
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The file header (512 bytes). Lines 0-1 are written once by the creator, `magic` last;
+/// line 2 holds the grace-period token (read by every lcore every burst, written by
+/// reclaim only); line 3 the overflow allocator (written by inserts that overflow).
+#[repr(C, align(64))]
+pub(crate) struct Header {
+    pub magic: AtomicU64,
+    pub layout_version: AtomicU32,
+    pub header_size: AtomicU32,
+    pub entry_size: AtomicU32,
+    pub mirror_stats_size: AtomicU32,
+    pub bucket_size: AtomicU32,
+    pub bucket_width: AtomicU32,
+    pub main_entries: AtomicU32,
+    pub overflow_entries: AtomicU32,
+    pub n_buckets: AtomicU32,
+    pub max_lcores: AtomicU32,
+    pub lcore_block_size: AtomicU32,
+    pub creator_pid: AtomicU32,
+    /// Bumped on every (re)creation of the file at the same path.
+    pub generation: AtomicU64,
+    // line 1
+    pub lcore_offset: AtomicU64,
+    pub bucket_offset: AtomicU64,
+    pub entry_offset: AtomicU64,
+    pub mirror_offset: AtomicU64,
+    /// Bytes the layout needs (the file may be longer: rounded to the filesystem's page).
+    pub layout_size: AtomicU64,
+    /// Start time of the creating process (`/proc/<pid>/stat` field 22, clock ticks since
+    /// boot): with `creator_pid`, tells a live creator from a reused pid.
+    pub creator_start_ticks: AtomicU64,
+    /// Unix time of creation, nanoseconds.
+    pub created_unix_ns: AtomicU64,
+    pub _reserved1: AtomicU64,
+    // line 2
+    /// Grace-period token (starts at 1); see the crate docs, "Deletion and reuse".
+    pub qs_token: AtomicU64,
+    pub _pad2: [AtomicU64; 7],
+    // line 3
+    /// Free list of recycled overflow entries: `aba_count << 32 | head index`.
+    pub oflow_free: AtomicU64,
+    /// Overflow entries `0..oflow_bump` have been handed out at least once.
+    pub oflow_bump: AtomicU32,
+    pub _pad3: [AtomicU32; 13],
+    // lines 4-7
+    pub _reserved: [AtomicU64; 32],
+}
+
+pub(crate) const HEADER_SIZE: usize = 512;
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(offset_of!(Header, magic) == 0);
+const _: () = assert!(offset_of!(Header, layout_version) == 8);
+const _: () = assert!(offset_of!(Header, header_size) == 12);
+const _: () = assert!(offset_of!(Header, entry_size) == 16);
+const _: () = assert!(offset_of!(Header, mirror_stats_size) == 20);
+const _: () = assert!(offset_of!(Header, bucket_size) == 24);
+const _: () = assert!(offset_of!(Header, bucket_width) == 28);
+const _: () = assert!(offset_of!(Header, main_entries) == 32);
+const _: () = assert!(offset_of!(Header, overflow_entries) == 36);
+const _: () = assert!(offset_of!(Header, n_buckets) == 40);
+const _: () = assert!(offset_of!(Header, max_lcores) == 44);
+const _: () = assert!(offset_of!(Header, lcore_block_size) == 48);
+const _: () = assert!(offset_of!(Header, creator_pid) == 52);
+const _: () = assert!(offset_of!(Header, generation) == 56);
+const _: () = assert!(offset_of!(Header, lcore_offset) == 64);
+const _: () = assert!(offset_of!(Header, bucket_offset) == 72);
+const _: () = assert!(offset_of!(Header, entry_offset) == 80);
+const _: () = assert!(offset_of!(Header, mirror_offset) == 88);
+const _: () = assert!(offset_of!(Header, layout_size) == 96);
+const _: () = assert!(offset_of!(Header, creator_start_ticks) == 104);
+const _: () = assert!(offset_of!(Header, created_unix_ns) == 112);
+const _: () = assert!(offset_of!(Header, qs_token) == 128);
+const _: () = assert!(offset_of!(Header, oflow_free) == 192);
+const _: () = assert!(offset_of!(Header, oflow_bump) == 200);
+const _: () = assert!(offset_of!(Header, _reserved) == 256);
+
+/// Per-lcore block (128 bytes): the lcore's quiescent-state counter on its own line, then
+/// table statistics it counted. Blocks `0..max_lcores` belong to lcores (the thread that
+/// last called `quiescent(i)`); block `max_lcores` counts for every other thread.
+#[repr(C, align(64))]
+pub(crate) struct LcoreBlock {
+    /// 0: offline (not counted by reclaim); otherwise the `qs_token` seen at its last
+    /// quiescent point.
+    pub qs: AtomicU64,
+    pub _pad0: [AtomicU64; 7],
+    // line 1: statistics (tf's ftable_* counters). Gauges are kept as wrapping deltas
+    // whose sum over all blocks is the gauge.
+    /// New HOLD flows created by the data plane (tf `ftable_created`, per-CPU hold stat).
+    pub created: AtomicU64,
+    /// Flows created by the agent (`create_reverse`; tf `ftable_added`).
+    pub added: AtomicU64,
+    pub deleted: AtomicU64,
+    pub changed: AtomicU64,
+    /// HOLD -> action transitions (tf `ftable_processed`).
+    pub processed: AtomicU64,
+    pub hold_delta: AtomicU64,
+    pub used_delta: AtomicU64,
+    pub oflow_delta: AtomicU64,
+}
+
+pub(crate) const LCORE_BLOCK_SIZE: usize = 128;
+const _: () = assert!(size_of::<LcoreBlock>() == LCORE_BLOCK_SIZE);
+const _: () = assert!(offset_of!(LcoreBlock, qs) == 0);
+const _: () = assert!(offset_of!(LcoreBlock, created) == 64);
+const _: () = assert!(offset_of!(LcoreBlock, oflow_delta) == 120);
+
+/// One hash bucket (64 bytes): the slot words of its [`BUCKET_WIDTH`] main entries (state
+/// and 16-bit hash tag, so a lookup touches only the entries whose tag matches), the head
+/// of its overflow chain, and the insert ticket counter used to settle racing inserts.
+#[repr(C, align(64))]
+pub(crate) struct Bucket {
+    pub slots: [AtomicU32; BUCKET_WIDTH],
+    /// First overflow entry of this bucket's chain, or [`NO_INDEX`].
+    pub chain: AtomicU32,
+    pub ticket: AtomicU32,
+    pub _pad: [AtomicU32; 6],
+}
+
+pub(crate) const BUCKET_SIZE: usize = 64;
+const _: () = assert!(size_of::<Bucket>() == BUCKET_SIZE);
+const _: () = assert!(offset_of!(Bucket, chain) == 4 * BUCKET_WIDTH);
+const _: () = assert!(offset_of!(Bucket, ticket) == 4 * BUCKET_WIDTH + 4);
+
+/// One flow entry (128 bytes, two cache lines, 128-aligned in the file).
+///
+/// Line 0 is what a lookup and the packet counter touch: key, control word (flags,
+/// action, drop reason, generation: one load gives a consistent set), packet count.
+/// Line 1 has the rest of the per-packet state (bytes, last-seen, reverse flow, RPF
+/// nexthop, mirror ids, underlay source port, TCP bits) and the bookkeeping words
+/// (sequence, hash, insert ticket, overflow slot state and chain link).
+///
+/// Every field is an atomic; the accessors below are `Relaxed` loads (valid on a
+/// read-only mapping). Counter updates are `fetch_add`s by the table.
+#[repr(C, align(64))]
+pub struct FlowEntry {
+    pub(crate) key: [AtomicU64; KEY_WORDS],
+    pub(crate) ctl: AtomicU64,
+    pub(crate) packets: AtomicU64,
+    // line 1
+    pub(crate) bytes: AtomicU64,
+    pub(crate) last_seen: AtomicU64,
+    pub(crate) setup_time: AtomicU64,
+    pub(crate) rflow: AtomicU32,
+    pub(crate) src_nh: AtomicU32,
+    pub(crate) mirror: AtomicU32,
+    pub(crate) tcp_flags: AtomicU16,
+    pub(crate) _spare16: AtomicU16,
+    /// Sequence lock for multi-word changes: odd while a writer changes the entry.
+    pub(crate) seq: AtomicU32,
+    pub(crate) hash: AtomicU32,
+    pub(crate) ticket: AtomicU32,
+    /// Slot word of an overflow entry (unused for main entries, whose words live in the
+    /// bucket line).
+    pub(crate) ostate: AtomicU32,
+    /// Next overflow entry in the bucket chain (or in the free list while free).
+    pub(crate) onext: AtomicU32,
+    pub(crate) _spare32: AtomicU32,
+}
+
+pub(crate) const ENTRY_SIZE: usize = 128;
+const _: () = assert!(size_of::<FlowEntry>() == ENTRY_SIZE);
+const _: () = assert!(align_of::<FlowEntry>() == CACHE_LINE);
+const _: () = assert!(offset_of!(FlowEntry, key) == 0);
+const _: () = assert!(offset_of!(FlowEntry, ctl) == 48);
+const _: () = assert!(offset_of!(FlowEntry, packets) == 56);
+const _: () = assert!(offset_of!(FlowEntry, bytes) == 64);
+const _: () = assert!(offset_of!(FlowEntry, last_seen) == 72);
+const _: () = assert!(offset_of!(FlowEntry, setup_time) == 80);
+const _: () = assert!(offset_of!(FlowEntry, rflow) == 88);
+const _: () = assert!(offset_of!(FlowEntry, src_nh) == 92);
+const _: () = assert!(offset_of!(FlowEntry, mirror) == 96);
+const _: () = assert!(offset_of!(FlowEntry, tcp_flags) == 100);
+const _: () = assert!(offset_of!(FlowEntry, seq) == 104);
+const _: () = assert!(offset_of!(FlowEntry, hash) == 108);
+const _: () = assert!(offset_of!(FlowEntry, ticket) == 112);
+const _: () = assert!(offset_of!(FlowEntry, ostate) == 116);
+const _: () = assert!(offset_of!(FlowEntry, onext) == 120);
+
+/// The decoded control word of an entry (one atomic load).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryState {
+    pub flags: u32,
+    /// Raw action byte; see [`EntryState::action`].
+    pub action_raw: u8,
+    pub drop_reason: u8,
+    pub gen: Gen,
+}
+
+impl EntryState {
+    #[inline(always)]
+    pub(crate) fn from_ctl(c: u64) -> EntryState {
+        EntryState { flags: ctl_flags(c), action_raw: ctl_action(c), drop_reason: ctl_drop_reason(c), gen: ctl_gen(c) }
+    }
+
+    /// The action (an unknown byte, which only a foreign writer could store, reads as Drop).
+    #[inline(always)]
+    pub fn action(&self) -> Action {
+        Action::from_u8(self.action_raw).unwrap_or(Action::Drop)
+    }
+
+    #[inline(always)]
+    pub fn is_active(&self) -> bool {
+        self.flags & crate::defs::flags::ACTIVE != 0
+    }
+}
+
+impl FlowEntry {
+    /// Flags, action, drop reason and generation, read together (one load).
+    #[inline(always)]
+    pub fn state(&self) -> EntryState {
+        EntryState::from_ctl(self.ctl.load(Relaxed))
+    }
+
+    #[inline(always)]
+    pub fn flags(&self) -> u32 {
+        ctl_flags(self.ctl.load(Relaxed))
+    }
+
+    #[inline(always)]
+    pub fn action(&self) -> Action {
+        self.state().action()
+    }
+
+    #[inline(always)]
+    pub fn drop_reason(&self) -> u8 {
+        ctl_drop_reason(self.ctl.load(Relaxed))
+    }
+
+    #[inline(always)]
+    pub fn gen(&self) -> Gen {
+        ctl_gen(self.ctl.load(Relaxed))
+    }
+
+    /// Reverse flow index when `RFLOW_VALID` is set.
+    #[inline(always)]
+    pub fn rflow(&self) -> Option<u32> {
+        let r = self.rflow.load(Relaxed);
+        (self.flags() & crate::defs::flags::RFLOW_VALID != 0 && r != NO_INDEX).then_some(r)
+    }
+
+    #[inline(always)]
+    pub fn src_nh(&self) -> u32 {
+        self.src_nh.load(Relaxed)
+    }
+
+    /// Primary mirror index ([`crate::NO_MIRROR`] when none).
+    #[inline(always)]
+    pub fn mirror(&self) -> u8 {
+        self.mirror.load(Relaxed) as u8
+    }
+
+    #[inline(always)]
+    pub fn sec_mirror(&self) -> u8 {
+        (self.mirror.load(Relaxed) >> 8) as u8
+    }
+
+    /// Outer UDP source port for MPLSoUDP/VXLAN (defaults to `tunnel_source_port(hash)`).
+    #[inline(always)]
+    pub fn underlay_sport(&self) -> u16 {
+        (self.mirror.load(Relaxed) >> 16) as u16
+    }
+
+    #[inline(always)]
+    pub fn tcp_flags(&self) -> u16 {
+        self.tcp_flags.load(Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn setup_time(&self) -> u64 {
+        self.setup_time.load(Relaxed)
+    }
+
+    /// The stored hash (bucket selection and tag).
+    #[inline(always)]
+    pub fn hash(&self) -> u32 {
+        self.hash.load(Relaxed)
+    }
+
+    /// The stored key (not checked against concurrent reuse: use a snapshot for that).
+    pub fn key(&self) -> Option<FlowKey> {
+        FlowKey::from_words(self.key_words())
+    }
+
+    #[inline(always)]
+    pub(crate) fn key_words(&self) -> [u64; KEY_WORDS] {
+        std::array::from_fn(|i| self.key[i].load(Relaxed))
+    }
+
+    /// Compares the stored key with `w`, word by word (no early exit: six loads, one branch).
+    #[inline(always)]
+    pub(crate) fn key_eq(&self, w: &[u64; KEY_WORDS]) -> bool {
+        let mut d = 0;
+        for (i, wi) in w.iter().enumerate() {
+            d |= self.key[i].load(Relaxed) ^ wi;
+        }
+        d == 0
+    }
+}
+
+/// Mirror counters of one entry (32 bytes, a parallel array after the entries: only
+/// mirrored flows touch it, so it stays out of the hot entry lines).
+#[repr(C, align(32))]
+pub(crate) struct MirrorStats {
+    pub mirror_bytes: AtomicU64,
+    pub mirror_packets: AtomicU64,
+    pub sec_mirror_bytes: AtomicU64,
+    pub sec_mirror_packets: AtomicU64,
+}
+
+pub(crate) const MIRROR_STATS_SIZE: usize = 32;
+const _: () = assert!(size_of::<MirrorStats>() == MIRROR_STATS_SIZE);
+const _: () = assert!(offset_of!(MirrorStats, sec_mirror_packets) == 24);
+
+// ---------------------------------------------------------------------------------------
+
+/// Sizes and offsets of a table. `main_entries` is a multiple of [`BUCKET_WIDTH`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub main_entries: u32,
+    pub overflow_entries: u32,
+    pub n_buckets: u32,
+    pub max_lcores: u32,
+    pub lcore_offset: usize,
+    pub bucket_offset: usize,
+    pub entry_offset: usize,
+    pub mirror_offset: usize,
+    pub layout_size: usize,
+}
+
+impl Layout {
+    /// `None` if the sizes are out of range (`main_entries` not a positive multiple of
+    /// [`BUCKET_WIDTH`], more than [`MAX_ENTRIES`] in all, `max_lcores` not in
+    /// `1..=MAX_LCORES`).
+    pub fn new(main_entries: u32, overflow_entries: u32, max_lcores: u32) -> Option<Layout> {
+        let capacity = main_entries.checked_add(overflow_entries)?;
+        if main_entries == 0
+            || !(main_entries as usize).is_multiple_of(BUCKET_WIDTH)
+            || capacity > MAX_ENTRIES
+            || max_lcores == 0
+            || max_lcores > MAX_LCORES
+        {
+            return None;
+        }
+        let n_buckets = main_entries / BUCKET_WIDTH as u32;
+        let lcore_offset = HEADER_SIZE;
+        let bucket_offset = round_up(lcore_offset + (max_lcores as usize + 1) * LCORE_BLOCK_SIZE, PAGE);
+        let entry_offset = round_up(bucket_offset + n_buckets as usize * BUCKET_SIZE, PAGE);
+        let mirror_offset = round_up(entry_offset + capacity as usize * ENTRY_SIZE, PAGE);
+        let layout_size = round_up(mirror_offset + capacity as usize * MIRROR_STATS_SIZE, PAGE);
+        Some(Layout {
+            main_entries,
+            overflow_entries,
+            n_buckets,
+            max_lcores,
+            lcore_offset,
+            bucket_offset,
+            entry_offset,
+            mirror_offset,
+            layout_size,
+        })
+    }
+
+    #[inline(always)]
+    pub fn capacity(&self) -> u32 {
+        self.main_entries + self.overflow_entries
+    }
+}
+
+/// A checked view of a mapped table: base pointer + layout.
+///
+/// All offset arithmetic happens here. Accessors hand out shared references to structs of
+/// atomics only; nothing creates a `&[u8]` over the mapping. `Region` is `Copy` and does
+/// not borrow the mapping: its owner ([`crate::FlowTable`], [`crate::FlowTableReader`])
+/// keeps the mapping alive and only hands out references bounded by its own borrow.
+#[derive(Clone, Copy)]
+pub(crate) struct Region {
+    base: *const u8,
+    layout: Layout,
+}
+
+impl Region {
+    /// # Safety
+    /// `base` must point to a mapping of at least `len` bytes, page-aligned, that stays
+    /// mapped (and is not truncated) for as long as references from this `Region` are
+    /// used. `layout.layout_size <= len` is checked here.
+    pub unsafe fn new(base: *const u8, len: usize, layout: Layout) -> Region {
+        assert!(layout.layout_size <= len, "mapping shorter than the layout");
+        assert!((base as usize).is_multiple_of(PAGE), "mapping not page aligned");
+        Region { base, layout }
+    }
+
+    #[inline(always)]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    #[inline(always)]
+    pub fn header(&self) -> &Header {
+        // SAFETY: `new` guarantees at least layout_size >= HEADER_SIZE mapped bytes at a
+        // page-aligned base. Every bit pattern is a valid Header (atomics only).
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// Lcore block `i` (`i <= max_lcores`; the last one is the shared "other threads" block).
+    #[inline(always)]
+    pub fn lcore(&self, i: usize) -> &LcoreBlock {
+        assert!(i <= self.layout.max_lcores as usize);
+        // SAFETY: i <= max_lcores, and Layout::new reserved (max_lcores + 1) blocks at
+        // lcore_offset (64-aligned) inside layout_size; atomics only.
+        unsafe { &*(self.base.add(self.layout.lcore_offset + i * LCORE_BLOCK_SIZE) as *const LcoreBlock) }
+    }
+
+    /// The bucket a hash selects (multiply-shift range reduction: no division, uses the
+    /// hash's high bits; the tag uses its low bits).
+    #[inline(always)]
+    pub fn bucket_of(&self, hash: u32) -> u32 {
+        ((u64::from(hash) * u64::from(self.layout.n_buckets)) >> 32) as u32
+    }
+
+    #[inline(always)]
+    pub fn bucket(&self, b: u32) -> &Bucket {
+        debug_assert!(b < self.layout.n_buckets);
+        let b = b.min(self.layout.n_buckets - 1) as usize;
+        // SAFETY: b < n_buckets (clamped), buckets lie at bucket_offset (page-aligned) in
+        // layout_size; atomics only.
+        unsafe { &*(self.base.add(self.layout.bucket_offset + b * BUCKET_SIZE) as *const Bucket) }
+    }
+
+    #[inline(always)]
+    pub fn bucket_ptr(&self, b: u32) -> *const u8 {
+        // Only used for prefetching; wrapping arithmetic so a bad value cannot be UB.
+        self.base.wrapping_add(self.layout.bucket_offset + b as usize * BUCKET_SIZE)
+    }
+
+    /// Entry `idx`; the caller has checked `idx < capacity`.
+    #[inline(always)]
+    pub fn entry(&self, idx: u32) -> &FlowEntry {
+        debug_assert!(idx < self.layout.capacity());
+        // SAFETY: callers pass idx < capacity (public entry points check it); entries
+        // lie at entry_offset (page-aligned) in layout_size; atomics only.
+        unsafe { &*(self.base.add(self.layout.entry_offset + idx as usize * ENTRY_SIZE) as *const FlowEntry) }
+    }
+
+    #[inline(always)]
+    pub fn entry_ptr(&self, idx: u32) -> *const u8 {
+        self.base.wrapping_add(self.layout.entry_offset + idx as usize * ENTRY_SIZE)
+    }
+
+    #[inline(always)]
+    pub fn mirror(&self, idx: u32) -> &MirrorStats {
+        debug_assert!(idx < self.layout.capacity());
+        // SAFETY: as for `entry`, in the mirror array at mirror_offset.
+        unsafe { &*(self.base.add(self.layout.mirror_offset + idx as usize * MIRROR_STATS_SIZE) as *const MirrorStats) }
+    }
+
+    /// The slot word of entry `idx`: in its bucket line for a main entry, in the entry for
+    /// an overflow entry.
+    #[inline(always)]
+    pub fn slot(&self, idx: u32) -> &AtomicU32 {
+        if idx < self.layout.main_entries {
+            &self.bucket(idx / BUCKET_WIDTH as u32).slots[idx as usize % BUCKET_WIDTH]
+        } else {
+            &self.entry(idx).ostate
+        }
+    }
+}
+
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint; it never faults, whatever the address.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_offsets_are_aligned_and_ordered() {
+        let l = Layout::new(1024, 208, 4).unwrap();
+        assert_eq!(l.n_buckets, 128);
+        assert_eq!(l.lcore_offset, HEADER_SIZE);
+        assert!(l.bucket_offset >= HEADER_SIZE + 5 * LCORE_BLOCK_SIZE);
+        assert_eq!(l.entry_offset % PAGE, 0);
+        assert!(l.entry_offset >= l.bucket_offset + 128 * BUCKET_SIZE);
+        assert!(l.mirror_offset >= l.entry_offset + 1232 * ENTRY_SIZE);
+        assert!(l.layout_size >= l.mirror_offset + 1232 * MIRROR_STATS_SIZE);
+    }
+
+    #[test]
+    fn layout_rejects_bad_sizes() {
+        assert!(Layout::new(0, 0, 1).is_none());
+        assert!(Layout::new(12, 0, 1).is_none());
+        assert!(Layout::new(8, 0, 0).is_none());
+        assert!(Layout::new(8, 0, MAX_LCORES + 1).is_none());
+        assert!(Layout::new(MAX_ENTRIES, 1, 1).is_none());
+        assert!(Layout::new(8, u32::MAX, 1).is_none());
+    }
+
+    #[test]
+    fn control_word_round_trips() {
+        let c = make_ctl(0x1_2345, 2, 0x17, 0xbeef);
+        assert_eq!((ctl_flags(c), ctl_action(c), ctl_drop_reason(c), ctl_gen(c)), (0x1_2345, 2, 0x17, 0xbeef));
+        let w = slot_word(0xabcd, ST_VALID);
+        assert_eq!((word_tag(w), word_state(w)), (0xabcd, ST_VALID));
+        assert_eq!(slot_word(0, ST_FREE), 0);
+    }
+}

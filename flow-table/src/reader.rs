@@ -1,0 +1,231 @@
+//! [`FlowTableReader`]: a read-only mapping of a table, for the agent's tools and any other
+//! process. It never writes to the table and never waits for a writer.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering::Acquire, Ordering::Relaxed};
+
+use memmap2::Mmap;
+
+use crate::defs::NO_INDEX;
+use crate::error::FlowTableError;
+use crate::key::FlowKey;
+use crate::layout::*;
+use crate::path::{process_alive, FLOW_FILE_NAME};
+use crate::snapshot::{self, ActiveIter, FlowSnapshot, HeaderInfo, TableStats};
+
+/// A read-only view of a flow table file, validated against this build's layout.
+///
+/// Reads use `Relaxed` atomic loads and `Acquire` fences only (valid on a `PROT_READ`
+/// mapping); entries are copied with the seqlock protocol of [`FlowTableReader::snapshot`].
+pub struct FlowTableReader {
+    region: Region,
+    /// Keeps the mapping `region` points into alive.
+    _map: Mmap,
+    path: PathBuf,
+    generation: u64,
+    file_size: u64,
+    dev_ino: (u64, u64),
+}
+
+// SAFETY: `region` points into `_map`, owned by the reader, whose address does not change
+// when the reader moves; every access through it is an atomic load.
+unsafe impl Send for FlowTableReader {}
+// SAFETY: as above, loads only.
+unsafe impl Sync for FlowTableReader {}
+
+impl FlowTableReader {
+    /// Maps the table at `path` read-only. Checks the magic (so a file still being built
+    /// is refused), layout version, every struct size, the capacities and offsets against
+    /// this build's layout, and that the file is long enough, before touching anything
+    /// else; each mismatch is a typed error naming the field.
+    pub fn open(path: &Path) -> Result<FlowTableReader, FlowTableError> {
+        let file = File::open(path).map_err(|e| FlowTableError::io("opening", path, e))?;
+        let meta = file.metadata().map_err(|e| FlowTableError::io("reading metadata of", path, e))?;
+        let len = meta.len();
+        if len < HEADER_SIZE as u64 {
+            return Err(FlowTableError::TooShort { path: path.to_path_buf(), found: len, needed: HEADER_SIZE as u64 });
+        }
+        // SAFETY: a read-only shared mapping. The vRouter keeps writing entries while we
+        // read; we only use Relaxed atomic loads of at most 8 bytes and fences. The vRouter
+        // never truncates the file (it replaces it by rename), so the range stays backed.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| FlowTableError::io("mapping", path, e))?;
+        let layout = validate(path, &map)?;
+        // SAFETY: validate checked layout_size <= map.len(); mmap is page-aligned; the
+        // mapping lives in the returned reader.
+        let region = unsafe { Region::new(map.as_ptr(), map.len(), layout) };
+        let generation = region.header().generation.load(Relaxed);
+        Ok(FlowTableReader {
+            region,
+            _map: map,
+            path: path.to_path_buf(),
+            generation,
+            file_size: len,
+            dev_ino: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Opens `run_dir/flow` (the table, or the symlink to it that
+    /// [`crate::FlowTable::create_in_run_dir`] leaves there).
+    pub fn open_run_dir(run_dir: &Path) -> Result<FlowTableReader, FlowTableError> {
+        FlowTableReader::open(&run_dir.join(FLOW_FILE_NAME))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.region.layout().capacity()
+    }
+
+    pub fn main_entries(&self) -> u32 {
+        self.region.layout().main_entries
+    }
+
+    pub fn header(&self) -> HeaderInfo {
+        snapshot::header_info(&self.region, self.file_size)
+    }
+
+    pub fn stats(&self) -> TableStats {
+        snapshot::table_stats(&self.region)
+    }
+
+    /// Whether the creating process is still running (pid and start time match).
+    pub fn creator_alive(&self) -> bool {
+        let h = self.region.header();
+        process_alive(h.creator_pid.load(Relaxed), h.creator_start_ticks.load(Relaxed))
+    }
+
+    /// Whether the path now names another file (the vRouter re-created the table) or
+    /// nothing: reopen to see the current table.
+    pub fn is_replaced(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => (m.dev(), m.ino()) != self.dev_ino,
+            Err(_) => true,
+        }
+    }
+
+    /// A consistent copy of entry `idx`, `None` if it is not active.
+    ///
+    /// Reads the entry's sequence number (retrying while it is odd: a writer is
+    /// changing the entry), then key, metadata and counters, then the sequence number and
+    /// generation again: if either moved, the slot was changed or reused during the copy
+    /// and the read is retried, up to [`crate::SNAPSHOT_ATTEMPTS`] times
+    /// ([`FlowTableError::Torn`] after that). So the key always belongs to the counters.
+    pub fn snapshot(&self, idx: u32) -> Result<Option<FlowSnapshot>, FlowTableError> {
+        if idx >= self.capacity() {
+            return Err(FlowTableError::BadIndex { index: idx, capacity: self.capacity() });
+        }
+        snapshot::read_snapshot(&self.region, idx)
+    }
+
+    /// Snapshots of all active entries, in index order (entries torn on every attempt are
+    /// skipped).
+    pub fn iter_active(&self) -> impl Iterator<Item = FlowSnapshot> + '_ {
+        ActiveIter { region: &self.region, next: 0, torn: 0 }
+    }
+
+    /// The overflow chain hanging off `idx` (tf `flow -l` "Oflow entries").
+    pub fn overflow_chain(&self, idx: u32) -> Vec<u32> {
+        if idx >= self.capacity() {
+            return Vec::new();
+        }
+        snapshot::overflow_chain(&self.region, idx)
+    }
+
+    /// The index of the published entry for `key`, as the data plane's lookup would find
+    /// it now (a hint: it may be deleted by the time it is snapshotted).
+    pub fn lookup(&self, key: &FlowKey) -> Option<u32> {
+        let r = &self.region;
+        let l = r.layout();
+        let hash = key.hash();
+        let b = r.bucket_of(hash);
+        let want = slot_word(tag_of(hash), ST_VALID);
+        let w = key.words();
+        for (i, s) in r.bucket(b).slots.iter().enumerate() {
+            if s.load(Relaxed) == want {
+                fence(Acquire);
+                let idx = b * BUCKET_WIDTH as u32 + i as u32;
+                if r.entry(idx).key_eq(&w) {
+                    return Some(idx);
+                }
+            }
+        }
+        let mut o = r.bucket(b).chain.load(Relaxed);
+        let mut steps = 0;
+        while o != NO_INDEX && o >= l.main_entries && o < l.capacity() && steps <= l.overflow_entries {
+            fence(Acquire);
+            let e = r.entry(o);
+            if e.ostate.load(Relaxed) == want {
+                fence(Acquire);
+                if e.key_eq(&w) {
+                    return Some(o);
+                }
+            }
+            o = e.onext.load(Relaxed);
+            steps += 1;
+        }
+        None
+    }
+}
+
+/// Checks the header of a mapped file against this build; returns its layout.
+fn validate(path: &Path, map: &Mmap) -> Result<Layout, FlowTableError> {
+    debug_assert!(map.len() >= HEADER_SIZE);
+    // SAFETY: the caller checked the file (and so the mapping) holds at least HEADER_SIZE
+    // bytes; mmap is page-aligned; a Header is atomics only, valid for any bit pattern.
+    let h = unsafe { &*(map.as_ptr() as *const Header) };
+    let p = || path.to_path_buf();
+    let magic = h.magic.load(Relaxed);
+    // Pairs with the creator's Release fence before it stored the magic.
+    fence(Acquire);
+    if magic != MAGIC {
+        return Err(FlowTableError::BadMagic { path: p(), found: magic, expected: MAGIC });
+    }
+    let version = h.layout_version.load(Relaxed);
+    if version != LAYOUT_VERSION {
+        return Err(FlowTableError::VersionMismatch { path: p(), found: version, expected: LAYOUT_VERSION });
+    }
+    let check = |field: &'static str, found: u64, expected: u64| {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(FlowTableError::LayoutMismatch { path: p(), field, found, expected })
+        }
+    };
+    check("header_size", h.header_size.load(Relaxed).into(), HEADER_SIZE as u64)?;
+    check("entry_size", h.entry_size.load(Relaxed).into(), ENTRY_SIZE as u64)?;
+    check("mirror_stats_size", h.mirror_stats_size.load(Relaxed).into(), MIRROR_STATS_SIZE as u64)?;
+    check("bucket_size", h.bucket_size.load(Relaxed).into(), BUCKET_SIZE as u64)?;
+    check("bucket_width", h.bucket_width.load(Relaxed).into(), BUCKET_WIDTH as u64)?;
+    check("lcore_block_size", h.lcore_block_size.load(Relaxed).into(), LCORE_BLOCK_SIZE as u64)?;
+    let main = h.main_entries.load(Relaxed);
+    let oflow = h.overflow_entries.load(Relaxed);
+    let max_lcores = h.max_lcores.load(Relaxed);
+    let layout = Layout::new(main, oflow, max_lcores).ok_or_else(|| FlowTableError::LayoutMismatch {
+        path: p(),
+        field: "main_entries/overflow_entries/max_lcores",
+        found: u64::from(main),
+        expected: u64::from(main.div_ceil(BUCKET_WIDTH as u32) * BUCKET_WIDTH as u32),
+    })?;
+    check("n_buckets", h.n_buckets.load(Relaxed).into(), layout.n_buckets.into())?;
+    check("lcore_offset", h.lcore_offset.load(Relaxed), layout.lcore_offset as u64)?;
+    check("bucket_offset", h.bucket_offset.load(Relaxed), layout.bucket_offset as u64)?;
+    check("entry_offset", h.entry_offset.load(Relaxed), layout.entry_offset as u64)?;
+    check("mirror_offset", h.mirror_offset.load(Relaxed), layout.mirror_offset as u64)?;
+    check("layout_size", h.layout_size.load(Relaxed), layout.layout_size as u64)?;
+    if layout.layout_size > map.len() {
+        return Err(FlowTableError::TooShort {
+            path: p(),
+            found: map.len() as u64,
+            needed: layout.layout_size as u64,
+        });
+    }
+    Ok(layout)
+}

@@ -1,0 +1,290 @@
+//! Consistent copies of entries ([`FlowSnapshot`]), table counters ([`TableStats`]) and the
+//! decoded header ([`HeaderInfo`]); the read-side code shared by [`crate::FlowTable`] and
+//! [`crate::FlowTableReader`]. Only `Relaxed` loads and fences here, so it is valid on a
+//! read-only mapping.
+
+use std::sync::atomic::{fence, Ordering::Acquire, Ordering::Relaxed};
+
+use serde::Serialize;
+
+use crate::defs::{flags, Action, Gen, NO_INDEX};
+use crate::error::FlowTableError;
+use crate::key::FlowKey;
+use crate::layout::{ctl_flags, ctl_gen, EntryState, Region, BUCKET_WIDTH};
+
+/// How many times a snapshot retries a read that raced with a writer before giving up
+/// with [`FlowTableError::Torn`].
+pub const SNAPSHOT_ATTEMPTS: u32 = 64;
+
+/// A consistent copy of one active entry: key, metadata and counters all belong to the
+/// same occupant of the slot (same sequence number before and after the copy).
+///
+/// Counters are updated by the data plane without the sequence lock, so `bytes` and
+/// `packets` may be one packet apart; they are never from another flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FlowSnapshot {
+    pub index: u32,
+    pub gen: Gen,
+    pub key: FlowKey,
+    /// [`crate::flags`] bits.
+    pub flags: u32,
+    pub action: Action,
+    /// `FLOW_DR_*` code (meaningful with `Action::Drop`).
+    pub drop_reason: u8,
+    /// Reverse flow index (when `RFLOW_VALID`).
+    pub rflow: Option<u32>,
+    /// RPF source nexthop (`S(nh)`).
+    pub src_nh: u32,
+    /// [`crate::tcp_flags`] bits.
+    pub tcp_flags: u16,
+    /// Timestamps in the data plane's clock (whatever `now` it passes).
+    pub setup_time: u64,
+    pub last_seen: u64,
+    pub mirror: u8,
+    pub sec_mirror: u8,
+    pub underlay_sport: u16,
+    pub bytes: u64,
+    pub packets: u64,
+    pub mirror_bytes: u64,
+    pub mirror_packets: u64,
+    pub sec_mirror_bytes: u64,
+    pub sec_mirror_packets: u64,
+    pub hash: u32,
+    /// The bucket the key hashes to.
+    pub bucket: u32,
+    /// tf's `hentry_next_index`: for an overflow entry the next entry of its bucket chain,
+    /// for the last main slot of a bucket the chain's first entry (`flow -l` prints the
+    /// chain there as "Oflow entries"); `None` when there is none.
+    pub overflow_next: Option<u32>,
+}
+
+impl FlowSnapshot {
+    pub fn is_overflow(&self, main_entries: u32) -> bool {
+        self.index >= main_entries
+    }
+}
+
+/// Table counters (tf's `vr_flow_table_data` `ftable_*` fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    /// New flows created in HOLD by the data plane (`ftable_created`).
+    pub created: u64,
+    /// Flows created by the agent (`ftable_added`).
+    pub added: u64,
+    /// Flows delete-marked or evicted (`ftable_deleted`).
+    pub deleted: u64,
+    /// Updates of flows that already had an action (`ftable_changed`).
+    pub changed: u64,
+    /// HOLD -> action transitions (`ftable_processed`).
+    pub processed: u64,
+    /// Flows now in HOLD (`ftable_hold_entries`).
+    pub hold_count: u64,
+    /// Published flows whose slot is not yet reclaimed (`ftable_used_entries`).
+    pub used_entries: u64,
+    /// Overflow entries in use (`ftable_oflow_entries`).
+    pub used_overflow_entries: u64,
+    pub main_entries: u32,
+    pub overflow_entries: u32,
+    /// Flows created per lcore (`ftable_hold_stat`); the last element counts threads that
+    /// are not registered lcores.
+    pub hold_stat: Vec<u64>,
+}
+
+/// The header, decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HeaderInfo {
+    pub layout_version: u32,
+    pub entry_size: u32,
+    pub bucket_width: u32,
+    pub main_entries: u32,
+    pub overflow_entries: u32,
+    pub n_buckets: u32,
+    pub max_lcores: u32,
+    pub generation: u64,
+    pub creator_pid: u32,
+    pub creator_start_ticks: u64,
+    pub created_unix_ns: u64,
+    /// Bytes the layout uses.
+    pub layout_size: u64,
+    /// Bytes mapped (the file length).
+    pub file_size: u64,
+}
+
+pub(crate) fn header_info(r: &Region, file_size: u64) -> HeaderInfo {
+    let h = r.header();
+    HeaderInfo {
+        layout_version: h.layout_version.load(Relaxed),
+        entry_size: h.entry_size.load(Relaxed),
+        bucket_width: h.bucket_width.load(Relaxed),
+        main_entries: h.main_entries.load(Relaxed),
+        overflow_entries: h.overflow_entries.load(Relaxed),
+        n_buckets: h.n_buckets.load(Relaxed),
+        max_lcores: h.max_lcores.load(Relaxed),
+        generation: h.generation.load(Relaxed),
+        creator_pid: h.creator_pid.load(Relaxed),
+        creator_start_ticks: h.creator_start_ticks.load(Relaxed),
+        created_unix_ns: h.created_unix_ns.load(Relaxed),
+        layout_size: h.layout_size.load(Relaxed),
+        file_size,
+    }
+}
+
+pub(crate) fn table_stats(r: &Region) -> TableStats {
+    let l = r.layout();
+    let mut s = TableStats { main_entries: l.main_entries, overflow_entries: l.overflow_entries, ..Default::default() };
+    let (mut hold, mut used, mut oflow) = (0u64, 0u64, 0u64);
+    for i in 0..=l.max_lcores as usize {
+        let b = r.lcore(i);
+        let created = b.created.load(Relaxed);
+        s.created = s.created.wrapping_add(created);
+        s.added = s.added.wrapping_add(b.added.load(Relaxed));
+        s.deleted = s.deleted.wrapping_add(b.deleted.load(Relaxed));
+        s.changed = s.changed.wrapping_add(b.changed.load(Relaxed));
+        s.processed = s.processed.wrapping_add(b.processed.load(Relaxed));
+        hold = hold.wrapping_add(b.hold_delta.load(Relaxed));
+        used = used.wrapping_add(b.used_delta.load(Relaxed));
+        oflow = oflow.wrapping_add(b.oflow_delta.load(Relaxed));
+        s.hold_stat.push(created);
+    }
+    // The gauges are sums of wrapping deltas; a read racing with updates can be off by the
+    // updates in flight (never negative in steady state, clamp just in case).
+    s.hold_count = (hold as i64).max(0) as u64;
+    s.used_entries = (used as i64).max(0) as u64;
+    s.used_overflow_entries = (oflow as i64).max(0) as u64;
+    s
+}
+
+/// The `hentry_next_index` of entry `idx` (see [`FlowSnapshot::overflow_next`]).
+pub(crate) fn overflow_next(r: &Region, idx: u32) -> Option<u32> {
+    let l = r.layout();
+    let n = if idx >= l.main_entries {
+        r.entry(idx).onext.load(Relaxed)
+    } else if idx as usize % BUCKET_WIDTH == BUCKET_WIDTH - 1 {
+        r.bucket(idx / BUCKET_WIDTH as u32).chain.load(Relaxed)
+    } else {
+        NO_INDEX
+    };
+    (n != NO_INDEX && n < l.capacity()).then_some(n)
+}
+
+/// The overflow chain hanging off entry `idx` (see [`FlowSnapshot::overflow_next`]),
+/// bounded by the overflow capacity (a longer walk means a cycle: a torn read of a chain
+/// being relinked; the walk stops there).
+pub(crate) fn overflow_chain(r: &Region, idx: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut n = overflow_next(r, idx);
+    while let Some(i) = n {
+        if i < r.layout().main_entries || out.len() > r.layout().overflow_entries as usize {
+            break;
+        }
+        out.push(i);
+        n = overflow_next(r, i);
+    }
+    out
+}
+
+/// A consistent copy of entry `idx` (`idx < capacity`, checked by the caller): `None` if
+/// the entry is not active. Seqlock read: sequence (even), fields, fence, sequence again;
+/// retried while a writer is active or the sequence moved.
+pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>, FlowTableError> {
+    let e = r.entry(idx);
+    let m = r.mirror(idx);
+    for attempt in 0..SNAPSHOT_ATTEMPTS {
+        if attempt > 8 {
+            std::thread::yield_now();
+        }
+        let s1 = e.seq.load(Relaxed);
+        fence(Acquire);
+        if s1 & 1 != 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let c1 = e.ctl.load(Relaxed);
+        if ctl_flags(c1) & flags::ACTIVE == 0 {
+            fence(Acquire);
+            if e.seq.load(Relaxed) == s1 {
+                return Ok(None);
+            }
+            continue;
+        }
+        let words = e.key_words();
+        let rflow = e.rflow.load(Relaxed);
+        let src_nh = e.src_nh.load(Relaxed);
+        let mirror = e.mirror.load(Relaxed);
+        let tcp_flags = e.tcp_flags.load(Relaxed);
+        let setup_time = e.setup_time.load(Relaxed);
+        let last_seen = e.last_seen.load(Relaxed);
+        let hash = e.hash.load(Relaxed);
+        let packets = e.packets.load(Relaxed);
+        let bytes = e.bytes.load(Relaxed);
+        let mirror_bytes = m.mirror_bytes.load(Relaxed);
+        let mirror_packets = m.mirror_packets.load(Relaxed);
+        let sec_mirror_bytes = m.sec_mirror_bytes.load(Relaxed);
+        let sec_mirror_packets = m.sec_mirror_packets.load(Relaxed);
+        let onext = overflow_next(r, idx);
+        fence(Acquire);
+        let s2 = e.seq.load(Relaxed);
+        let c2 = e.ctl.load(Relaxed);
+        if s1 != s2 || ctl_gen(c1) != ctl_gen(c2) || ctl_flags(c2) & flags::ACTIVE == 0 {
+            continue;
+        }
+        let Some(key) = FlowKey::from_words(words) else { continue };
+        let st = EntryState::from_ctl(c2);
+        return Ok(Some(FlowSnapshot {
+            index: idx,
+            gen: st.gen,
+            key,
+            flags: st.flags,
+            action: st.action(),
+            drop_reason: st.drop_reason,
+            rflow: (st.flags & flags::RFLOW_VALID != 0 && rflow != NO_INDEX).then_some(rflow),
+            src_nh,
+            tcp_flags,
+            setup_time,
+            last_seen,
+            mirror: mirror as u8,
+            sec_mirror: (mirror >> 8) as u8,
+            underlay_sport: (mirror >> 16) as u16,
+            bytes,
+            packets,
+            mirror_bytes,
+            mirror_packets,
+            sec_mirror_bytes,
+            sec_mirror_packets,
+            hash,
+            bucket: r.bucket_of(hash),
+            overflow_next: onext,
+        }));
+    }
+    Err(FlowTableError::Torn { index: idx, attempts: SNAPSHOT_ATTEMPTS })
+}
+
+/// Iterator over the active entries of a region, as snapshots. Entries that stay torn
+/// for [`SNAPSHOT_ATTEMPTS`] reads are skipped (counted in `torn`).
+pub(crate) struct ActiveIter<'a> {
+    pub region: &'a Region,
+    pub next: u32,
+    pub torn: u64,
+}
+
+impl Iterator for ActiveIter<'_> {
+    type Item = FlowSnapshot;
+
+    fn next(&mut self) -> Option<FlowSnapshot> {
+        let cap = self.region.layout().capacity();
+        while self.next < cap {
+            let i = self.next;
+            self.next += 1;
+            // Cheap pre-check: most slots of a large table are empty.
+            if self.region.entry(i).ctl.load(Relaxed) & u64::from(flags::ACTIVE) == 0 {
+                continue;
+            }
+            match read_snapshot(self.region, i) {
+                Ok(Some(s)) => return Some(s),
+                Ok(None) => {}
+                Err(_) => self.torn += 1,
+            }
+        }
+        None
+    }
+}
