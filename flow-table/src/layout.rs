@@ -185,7 +185,9 @@ pub(crate) struct LcoreBlock {
     /// 0: offline (not counted by reclaim); otherwise the `qs_token` seen at its last
     /// quiescent point.
     pub qs: AtomicU64,
-    pub _pad0: [AtomicU64; 7],
+    /// Inserts that lost a race to a concurrent insert of the same key.
+    pub races_lost: AtomicU64,
+    pub _pad0: [AtomicU64; 6],
     // line 1: statistics (tf's ftable_* counters). Gauges are kept as wrapping deltas
     // whose sum over all blocks is the gauge.
     /// New HOLD flows created by the data plane (tf `ftable_created`, per-CPU hold stat).
@@ -204,6 +206,7 @@ pub(crate) struct LcoreBlock {
 pub(crate) const LCORE_BLOCK_SIZE: usize = 128;
 const _: () = assert!(size_of::<LcoreBlock>() == LCORE_BLOCK_SIZE);
 const _: () = assert!(offset_of!(LcoreBlock, qs) == 0);
+const _: () = assert!(offset_of!(LcoreBlock, races_lost) == 8);
 const _: () = assert!(offset_of!(LcoreBlock, created) == 64);
 const _: () = assert!(offset_of!(LcoreBlock, oflow_delta) == 120);
 

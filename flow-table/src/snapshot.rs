@@ -83,6 +83,9 @@ pub struct TableStats {
     pub used_entries: u64,
     /// Overflow entries in use (`ftable_oflow_entries`).
     pub used_overflow_entries: u64,
+    /// Inserts that found a concurrent insert of the same key and returned its entry
+    /// instead (not a tf counter).
+    pub insert_races_lost: u64,
     pub main_entries: u32,
     pub overflow_entries: u32,
     /// Flows created per lcore (`ftable_hold_stat`); the last element counts threads that
@@ -141,6 +144,7 @@ pub(crate) fn table_stats(r: &Region) -> TableStats {
         s.deleted = s.deleted.wrapping_add(b.deleted.load(Relaxed));
         s.changed = s.changed.wrapping_add(b.changed.load(Relaxed));
         s.processed = s.processed.wrapping_add(b.processed.load(Relaxed));
+        s.insert_races_lost = s.insert_races_lost.wrapping_add(b.races_lost.load(Relaxed));
         hold = hold.wrapping_add(b.hold_delta.load(Relaxed));
         used = used.wrapping_add(b.used_delta.load(Relaxed));
         oflow = oflow.wrapping_add(b.oflow_delta.load(Relaxed));

@@ -863,6 +863,7 @@ impl FlowTable {
                 Ok(Lookup::Created(idx))
             }
             Some(winner) => {
+                self.stats_block().races_lost.fetch_add(1, Relaxed);
                 if overflow {
                     // Others may be walking the chain through it: unlink, then reuse only
                     // after a grace period, like a deleted entry.
