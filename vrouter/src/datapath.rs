@@ -14,7 +14,12 @@ use crate::config::Config;
 use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
-use crate::pipeline::{self, PacketBuf, Verdict};
+use crate::pipeline::flow::{key_v4, key_v6, HoldResult, HoldStore};
+use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
+use crate::packet::{ethernet, ipv4, ipv6, EtherType};
+use crate::spsc::Producer;
+use flow_table::{Action, FlowTable};
+use std::sync::atomic::AtomicUsize;
 use crate::stats::{LcoreStats, RegionState, StatsRegion};
 use anyhow::{bail, Context, Result};
 use crossbeam_utils::CachePadded;
@@ -114,6 +119,59 @@ pub fn assign_rx_queues(ports: &[PortSetup], lcore_ids: &[u32]) -> Vec<LcorePlan
     plans
 }
 
+/// A flow setup request from a forwarding lcore to the agent: `flow` was created in HOLD
+/// by a packet that entered on `vif`.
+#[derive(Debug, Clone, Copy)]
+pub struct SetupRequest {
+    pub flow: u32,
+    pub gen: flow_table::Gen,
+    pub vif: u16,
+    pub lcore: u16,
+    /// When the miss happened (TSC), for setup-latency measurement.
+    pub tsc: u64,
+}
+
+/// Flow processing for the data plane: the shared table, one setup ring per lcore and the
+/// hold limits.
+pub struct FlowPlane {
+    pub table: Arc<FlowTable>,
+    /// One producer per forwarding lcore, in lcore-plan order; the agent owns the consumers.
+    pub setup: Vec<Producer<SetupRequest>>,
+    /// Flows that may hold packets at once, over all lcores (tf `flow_hold_limit`).
+    pub hold_limit: usize,
+    /// Packets held per flow (tf holds 3).
+    pub per_flow: usize,
+}
+
+/// Flow state owned by one lcore.
+struct LcoreFlows {
+    table: Arc<FlowTable>,
+    setup: Producer<SetupRequest>,
+    hold: HoldStore,
+    held_global: Arc<AtomicUsize>,
+    hold_limit: usize,
+    lcore: u16,
+}
+
+/// Milliseconds since the Unix epoch from the TSC (one `rdtsc` per burst, no syscall).
+#[derive(Clone, Copy)]
+struct Clock {
+    base_ms: u64,
+    base_tsc: u64,
+    hz: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let base_ms = crate::stats::unix_time_ms();
+        Clock { base_ms, base_tsc: crate::dpdk::rdtsc(), hz: crate::dpdk::tsc_hz().max(1) }
+    }
+    #[inline]
+    fn now_ms(&self, tsc: u64) -> u64 {
+        self.base_ms + (u128::from(tsc.wrapping_sub(self.base_tsc)) * 1000 / u128::from(self.hz)) as u64
+    }
+}
+
 /// A running data plane.
 pub struct Datapath {
     pub fib: Arc<Fib>,
@@ -127,7 +185,12 @@ pub struct Datapath {
 impl Datapath {
     /// Opens and starts every vif's port, creates the stats region and launches one
     /// forwarding loop per configured core. The EAL must be initialised with those cores.
-    pub fn start(cfg: &Config, fib: Fib, stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>) -> Result<Datapath> {
+    pub fn start(
+        cfg: &Config,
+        fib: Arc<Fib>,
+        flows: Option<FlowPlane>,
+        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
+    ) -> Result<Datapath> {
         let cores = &cfg.eal.forwarding_cores;
         lcore::check_enabled(cores).context("forwarding cores")?;
         let socket = lcore::socket_of(cores[0]);
@@ -169,14 +232,31 @@ impl Datapath {
             p.port.start().with_context(|| format!("vif {}: starting port {}", p.vif, p.port.id))?;
         }
 
-        let fib = Arc::new(fib);
         let stop = Arc::new(AtomicBool::new(false));
         // One lock per (port, TX queue), used only where lcores outnumber TX queues.
         let locks: Vec<Vec<Arc<TxLock>>> = ports
             .iter()
             .map(|p| (0..p.tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect())
             .collect();
+        let held_global = Arc::new(AtomicUsize::new(0));
+        let (table, mut producers, hold_limit, per_flow) = match flows {
+            Some(f) => {
+                if f.setup.len() != plans.len() {
+                    bail!("{} setup rings for {} forwarding lcores", f.setup.len(), plans.len());
+                }
+                (Some(f.table), f.setup.into_iter().map(Some).collect::<Vec<_>>(), f.hold_limit, f.per_flow)
+            }
+            None => (None, Vec::new(), 0, 0),
+        };
         for plan in &plans {
+            let flow = table.as_ref().map(|t| LcoreFlows {
+                table: t.clone(),
+                setup: producers[plan.index].take().expect("one ring per lcore"),
+                hold: HoldStore::new(per_flow, hold_limit),
+                held_global: held_global.clone(),
+                hold_limit,
+                lcore: plan.index as u16,
+            });
             let tx: Vec<Option<TxTarget>> = {
                 let max_vif = fib.vifs.len();
                 let mut v: Vec<Option<TxTarget>> = (0..max_vif).map(|_| None).collect();
@@ -201,6 +281,8 @@ impl Datapath {
                 tx,
                 stats: stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
                 stop: stop.clone(),
+                flow,
+                index: plan.index,
             };
             lcore::launch(plan.lcore_id, move || ctx.run())
                 .with_context(|| format!("launching forwarding lcore {}", plan.lcore_id))?;
@@ -241,18 +323,29 @@ struct LcoreLoop {
     tx: Vec<Option<TxTarget>>,
     stats: LcoreStats,
     stop: Arc<AtomicBool>,
+    flow: Option<LcoreFlows>,
+    index: usize,
 }
 
-// SAFETY: the raw mbuf pointers in the TX buffers are only ever touched by the lcore that
-// runs the loop; the struct is moved to that lcore once, before it starts, with empty buffers.
+// SAFETY: the raw mbuf pointers in the TX buffers and the hold store are only ever touched by
+// the lcore that runs the loop; the struct is moved to that lcore once, before it starts,
+// with empty buffers.
 unsafe impl Send for LcoreLoop {}
 
 impl LcoreLoop {
     fn run(mut self) -> i32 {
         let fib = self.fib.clone();
+        let clock = Clock::new();
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
-        let mut dropped: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         while !self.stop.load(Ordering::Relaxed) {
+            let tsc = crate::dpdk::rdtsc();
+            let now = clock.now_ms(tsc);
+            if let Some(f) = &self.flow {
+                f.table.quiescent(self.index);
+                if !f.hold.is_empty() {
+                    self.release_held(&fib, now);
+                }
+            }
             let mut received = false;
             for qi in 0..self.rx.len() {
                 let q = self.rx[qi];
@@ -265,61 +358,147 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
-                self.burst(&fib, vif, &pkts[..n], &mut dropped);
+                self.burst(&fib, vif, &pkts[..n], now, tsc);
             }
             self.stats.poll(received);
         }
         self.flush_all();
+        self.drop_all_held();
         0
     }
 
     #[inline]
-    fn burst(&mut self, fib: &Fib, vif: &Vif, pkts: &[*mut rte_mbuf], dropped: &mut [*mut rte_mbuf; BURST]) {
+    fn burst(&mut self, fib: &Fib, vif: &Vif, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
         let mut rx_bytes = 0u64;
-        let mut n_dropped = 0usize;
-        for &raw in pkts {
-            // SAFETY: rx_burst handed us ownership of these mbufs.
-            let mut m = unsafe { Mbuf::from_raw(raw) };
-            rx_bytes += u64::from(m.pkt_len());
-            let verdict = if m.is_contiguous() {
-                pipeline::process(fib, vif, &mut m)
-            } else {
-                // Headers must be in the first segment; chained mbufs only come from jumbo
-                // frames, which this vRouter does not accept.
-                Verdict::Drop(DropReason::InvalidPacket)
-            };
-            match verdict {
-                Verdict::Tx(out) => {
-                    let len = m.pkt_len();
-                    match self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) {
-                        Some(t) => {
-                            t.pkts[t.n] = raw;
-                            t.bytes[t.n] = len;
-                            t.n += 1;
-                            if t.n == BURST {
-                                flush(t, &self.stats);
-                            }
-                        }
-                        None => {
-                            self.stats.drop(Some(vif.id), DropReason::InvalidIf, 1);
-                            dropped[n_dropped] = raw;
-                            n_dropped += 1;
-                        }
+        // Pre-pass: key, hash and bucket prefetch for every packet, so the lookups below find
+        // their buckets in cache.
+        let mut pre: [Option<(flow_table::FlowKey, u32)>; BURST] = [None; BURST];
+        if let Some(f) = &self.flow {
+            if vif.kind == crate::config::VifType::Virtual {
+                for (i, &raw) in pkts.iter().enumerate() {
+                    // SAFETY: rx_burst handed us these mbufs.
+                    let m = unsafe { Mbuf::from_raw(raw) };
+                    if let Some((k, h)) = prepass_key(vif.vrf, m.data()) {
+                        f.table.prefetch(h);
+                        pre[i] = Some((k, h));
                     }
-                }
-                Verdict::Drop(reason) => {
-                    self.stats.drop(Some(vif.id), reason, 1);
-                    dropped[n_dropped] = raw;
-                    n_dropped += 1;
                 }
             }
         }
+        for (i, &raw) in pkts.iter().enumerate() {
+            // SAFETY: rx_burst handed us ownership of these mbufs.
+            let m = unsafe { Mbuf::from_raw(raw) };
+            rx_bytes += u64::from(m.pkt_len());
+            self.forward(fib, vif, raw, now, tsc, pre[i].take(), false);
+        }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
-        if n_dropped > 0 {
-            // SAFETY: these mbufs are owned by this lcore and referenced nowhere else.
-            unsafe { dpdk_sys::rte_pktmbuf_free_bulk(dropped.as_mut_ptr(), n_dropped as u32) };
+        self.flush_all();
+    }
+
+    /// Runs one packet through the pipeline and carries out the verdict.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn forward(&mut self, fib: &Fib, vif: &Vif, raw: *mut rte_mbuf, now: u64, tsc: u64, pre: Option<(flow_table::FlowKey, u32)>, reinject: bool) {
+        // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
+        let mut m = unsafe { Mbuf::from_raw(raw) };
+        let verdict = if !m.is_contiguous() {
+            // Headers must be in the first segment; chained mbufs only come from jumbo
+            // frames, which this vRouter does not accept.
+            Verdict::Drop(DropReason::InvalidPacket)
+        } else if let Some(f) = &self.flow {
+            let mut stage = FlowStage {
+                table: &f.table,
+                now,
+                reinject,
+                may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,
+                pre,
+                held: &f.hold,
+            };
+            pipeline::process(fib, vif, &mut m, Some(&mut stage))
+        } else {
+            pipeline::process(fib, vif, &mut m, None)
+        };
+        match verdict {
+            Verdict::Tx(out) => {
+                let len = m.pkt_len();
+                match self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) {
+                    Some(t) => {
+                        t.pkts[t.n] = raw;
+                        t.bytes[t.n] = len;
+                        t.n += 1;
+                        if t.n == BURST {
+                            flush(t, &self.stats);
+                        }
+                    }
+                    None => self.drop_pkt(vif.id, DropReason::InvalidIf, raw),
+                }
+            }
+            Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
+            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc),
+        }
+    }
+
+    #[inline]
+    fn drop_pkt(&self, vif: u16, reason: DropReason, raw: *mut rte_mbuf) {
+        self.stats.drop(Some(vif), reason, 1);
+        // SAFETY: the mbuf is owned by this lcore and referenced nowhere else.
+        unsafe { dpdk_sys::rte_pktmbuf_free(raw) };
+    }
+
+    fn hold(&mut self, vif: u16, flow: u32, new: bool, raw: *mut rte_mbuf, tsc: u64) {
+        let Some(f) = &mut self.flow else {
+            return self.drop_pkt(vif, DropReason::FlowUnusable, raw);
+        };
+        match f.hold.hold(flow, raw as usize, vif) {
+            HoldResult::Held { first } => {
+                if first {
+                    f.held_global.fetch_add(1, Ordering::Relaxed);
+                }
+                if new {
+                    let gen = f.table.entry(flow).map_or(0, |e| e.gen());
+                    // A full ring leaves the flow in HOLD; the agent's hold audit turns it
+                    // into a short DROP flow and the held packets are released as drops.
+                    let _ = f.setup.push(SetupRequest { flow, gen, vif, lcore: f.lcore, tsc });
+                }
+            }
+            HoldResult::QueueFull => self.drop_pkt(vif, DropReason::FlowQueueLimitExceeded, raw),
+        }
+    }
+
+    /// Re-runs the held packets of every flow the agent has set up (or that went away), in
+    /// hold order. They were counted on their flow when held, so they are not counted again.
+    fn release_held(&mut self, fib: &Fib, now: u64) {
+        let Some(f) = &mut self.flow else { return };
+        let table = f.table.clone();
+        let mut released: Vec<(u32, usize, u16)> = Vec::new();
+        f.hold.release(
+            |flow| table.entry(flow).is_none_or(|e| e.action() != Action::Hold),
+            |flow, p, v| released.push((flow, p, v)),
+        );
+        if released.is_empty() {
+            return;
+        }
+        // Packets come grouped by flow: one group per released flow.
+        let n_flows = 1 + released.windows(2).filter(|w| w[0].0 != w[1].0).count();
+        f.held_global.fetch_sub(n_flows, Ordering::Relaxed);
+        for (_, p, v) in released {
+            let raw = p as *mut rte_mbuf;
+            match fib.vif(v) {
+                Some(vif) => self.forward(fib, vif, raw, now, 0, None, true),
+                None => self.drop_pkt(v, DropReason::InvalidIf, raw),
+            }
         }
         self.flush_all();
+    }
+
+    /// At shutdown: held packets can no longer be set up; free and count them.
+    fn drop_all_held(&mut self) {
+        let Some(f) = &mut self.flow else { return };
+        let mut all = Vec::new();
+        f.hold.release(|_| true, |_, p, v| all.push((p, v)));
+        for (p, v) in all {
+            self.drop_pkt(v, DropReason::FlowUnusable, p as *mut rte_mbuf);
+        }
     }
 
     #[inline]
@@ -330,6 +509,19 @@ impl LcoreLoop {
             }
         }
     }
+}
+
+/// The flow key of an IP frame from a VM in `vrf`, for the burst pre-pass.
+#[inline]
+fn prepass_key(vrf: u32, frame: &[u8]) -> Option<(flow_table::FlowKey, u32)> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let k = match eth.ethertype() {
+        EtherType::IPV4 => key_v4(vrf, &ipv4::Packet::new_checked(eth.payload()).ok()?),
+        EtherType::IPV6 => key_v6(vrf, &ipv6::Packet::new_checked(eth.payload()).ok()?),
+        _ => return None,
+    };
+    let h = k.hash();
+    Some((k, h))
 }
 
 /// Transmits a TX buffer; what the queue does not take is freed and counted as

@@ -14,7 +14,15 @@ use vrouter::config;
 use vrouter::datapath::{self, Datapath, PortSetup};
 use vrouter::dpdk::Eal;
 use vrouter::drop_reason::DropReason;
+use vrouter::agent::flows::{Agent, AgentSettings};
+use vrouter::agent::policy::PolicyEngine;
+use vrouter::datapath::FlowPlane;
 use vrouter::fib::Fib;
+use vrouter::spsc;
+use flow_table::{FlowTable, FlowTableConfig};
+
+/// Flow setup requests each lcore may have outstanding (per-lcore ring size).
+const SETUP_RING: usize = 4096;
 use vrouter::stats::{StatsRegion, Totals, VifInfo};
 
 #[derive(Parser, Debug)]
@@ -61,9 +69,29 @@ fn run(args: &Args) -> Result<()> {
     // device probing.
     std::fs::create_dir_all(&cfg.vrouter.run_dir)
         .with_context(|| format!("creating vrouter.run_dir {}", cfg.vrouter.run_dir.display()))?;
+    let n_lcores = cfg.eal.forwarding_cores.len();
+    let fib = Arc::new(fib);
+    // Flow table and policy before the EAL, so their errors stop us before anything runs.
+    let flows = if cfg.flow.enabled {
+        let f = &cfg.flow;
+        let tcfg = FlowTableConfig {
+            main_entries: f.entries,
+            overflow_entries: f.overflow_entries_effective(),
+            max_lcores: n_lcores as u32,
+        };
+        let table = match &f.flow_table_path {
+            Some(p) => FlowTable::create(p, &tcfg),
+            None => FlowTable::create_in_run_dir(&cfg.vrouter.run_dir, &tcfg),
+        }
+        .context("creating the flow table ([flow] entries / flow_table_path)")?;
+        let policy = PolicyEngine::from_config(&cfg).context("building the policy engine")?;
+        let (producers, consumers): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
+        Some((Arc::new(table), policy, producers, consumers))
+    } else {
+        None
+    };
     let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
     let run_dir = cfg.vrouter.run_dir.clone();
-    let n_lcores = cfg.eal.forwarding_cores.len();
     let max_vifs = fib.vifs.len();
     let vif_cfgs: Vec<config::VifConfig> = cfg.vifs.iter().map(|v| v.get_ref().clone()).collect();
     let build_stats = |ports: &[PortSetup]| -> Result<StatsRegion> {
@@ -78,7 +106,19 @@ fn run(args: &Args) -> Result<()> {
         StatsRegion::create(&run_dir, max_vifs, n_lcores, &infos, vrouter::dpdk::tsc_hz())
             .with_context(|| format!("creating the stats region in {}", run_dir.display()))
     };
-    let dp = match Datapath::start(&cfg, fib, build_stats) {
+    let (plane, agent_parts) = match flows {
+        Some((table, policy, producers, consumers)) => (
+            Some(FlowPlane {
+                table: table.clone(),
+                setup: producers,
+                hold_limit: cfg.flow.hold_limit as usize,
+                per_flow: cfg.flow.held_packets_per_flow as usize,
+            }),
+            Some((table, policy, consumers)),
+        ),
+        None => (None, None),
+    };
+    let dp = match Datapath::start(&cfg, fib.clone(), plane, build_stats) {
         Ok(dp) => dp,
         Err(e) => {
             let _ = eal.cleanup();
@@ -96,6 +136,29 @@ fn run(args: &Args) -> Result<()> {
         let qs: Vec<String> = plan.rx.iter().map(|q| format!("vif0/{} q{}", q.vif, q.queue)).collect();
         println!("vrouter: lcore {} polls {}", plan.lcore_id, qs.join(", "));
     }
+    let agent_stop = Arc::new(AtomicBool::new(false));
+    let agent = match agent_parts {
+        Some((table, policy, consumers)) => {
+            println!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity());
+            let settings = AgentSettings {
+                age_timeout_ms: u64::from(cfg.flow.age_timeout_s) * 1000,
+                hold_audit_ms: u64::from(cfg.flow.hold_audit_s) * 1000,
+                tcp_close_evict: cfg.flow.tcp_close_evict,
+                config_path: args.config.clone(),
+                control_path: cfg.vrouter.run_dir.join("control.sock"),
+            };
+            let agent = Agent::new(table, fib.clone(), policy, consumers, settings)
+                .context("starting the agent (control socket in vrouter.run_dir)")?;
+            let st = agent_stop.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("vr-agent".into())
+                    .spawn(move || agent.run(st))
+                    .context("spawning the agent thread")?,
+            )
+        }
+        None => None,
+    };
 
     let interval = Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s));
     let mut last = dp.stats.totals();
@@ -114,6 +177,10 @@ fn run(args: &Args) -> Result<()> {
     println!("vrouter: stopping");
     let totals = dp.stats.totals();
     let result = dp.shutdown();
+    agent_stop.store(true, Ordering::SeqCst);
+    if let Some(a) = agent {
+        let _ = a.join();
+    }
     println!(
         "vrouter: stopped; rx {} tx {} dropped {}",
         totals.rx_packets, totals.tx_packets, totals.drops

@@ -1,1 +1,3 @@
 pub mod policy;
+#[cfg(feature = "dataplane")]
+pub mod flows;

@@ -46,7 +46,13 @@ pub enum Verdict {
     /// Transmit on this vif.
     Tx(u16),
     Drop(DropReason),
+    /// Queue the (unmodified) packet until the agent sets up `flow`; `new` when this packet
+    /// created the flow (the caller sends the setup request).
+    Hold { flow: u32, new: bool },
 }
+
+pub mod flow;
+pub use flow::FlowStage;
 
 use Verdict::{Drop, Tx};
 
@@ -63,9 +69,12 @@ enum Ingress {
     Decap,
 }
 
-/// Forwards one packet received on `vif`.
+/// Forwards one packet received on `vif`. `flows` is the flow stage (None: stateless
+/// forwarding, as when no flow table is configured).
 #[inline]
-pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
+pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
+    // Flows track traffic entering or leaving VMs: routed from a VM vif, or decapsulated
+    // from the fabric into a VM's VRF. The underlay's own traffic is stateless.
     let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
         Ok(f) => (f.dst_addr(), f.ethertype()),
         Err(e) => return Drop(e.drop_reason()),
@@ -73,12 +82,20 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
     match ethertype {
         EtherType::IPV4 => {
             if vif.kind == VifType::Fabric {
-                if let Some(v) = terminate_tunnel(fib, pkt) {
+                if let Some(v) = terminate_tunnel(fib, pkt, flows) {
                     return v;
                 }
+                return if dst == vif.mac || dst == fib.router_mac {
+                    route_v4(fib, vif.vrf, pkt, Ingress::Local, None)
+                } else if ethernet::is_multicast(&dst) {
+                    Drop(DropReason::NowhereToGo)
+                } else {
+                    bridge(fib, vif.vrf, dst, pkt)
+                };
             }
+            let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v4(fib, vif.vrf, pkt, Ingress::Local)
+                route_v4(fib, vif.vrf, pkt, Ingress::Local, flows)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
@@ -89,8 +106,9 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
             if let Some(v) = neighbour_discovery(fib, vif, pkt) {
                 return v;
             }
+            let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v6(fib, vif.vrf, pkt, Ingress::Local)
+                route_v6(fib, vif.vrf, pkt, Ingress::Local, flows)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
@@ -148,7 +166,7 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
 #[inline(always)]
-fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) -> Verdict {
+fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, flows: Option<&mut FlowStage>) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -156,6 +174,12 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) ->
             Err(e) => return Drop(e.drop_reason()),
         };
         let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
+        if let Some(fs) = flows {
+            let (key, h) = fs.key(vrf, || flow::key_v4(vrf, &ip));
+            if let Err(v) = fs.apply(key, h, u32::from(ip.total_len()), ip.protocol(), ip.payload()) {
+                return v;
+            }
+        }
         (nh, hash_v4(&ip), ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
     };
     // Drop Ethernet padding so it is not carried inside a tunnel.
@@ -180,7 +204,7 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) ->
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
-fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) -> Verdict {
+fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, flows: Option<&mut FlowStage>) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
         let ip = match ipv6::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -190,6 +214,13 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress) ->
         let Some(nh) = table.route_v6(&ip.dst_addr().octets()) else {
             return Drop(DropReason::NoL3Route);
         };
+        if let Some(fs) = flows {
+            let (key, h) = fs.key(vrf, || flow::key_v6(vrf, &ip));
+            let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
+            if let Err(v) = fs.apply(key, h, len, ip.next_header(), ip.payload()) {
+                return v;
+            }
+        }
         let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + usize::from(ip.payload_len());
         (nh, hash_v6(&ip), ip.hop_limit(), len)
     };
@@ -318,7 +349,7 @@ fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
 
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
 /// when the packet is not for the vRouter (it is then routed in the fabric VRF).
-fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B) -> Option<Verdict> {
+fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut FlowStage>) -> Option<Verdict> {
     let (proto, l4_off, dport) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
             Ok(ip) => ip,
@@ -343,10 +374,10 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B) -> Option<Verdict> {
         (ip.protocol(), l4_off, dport)
     };
     if proto == IpProtocol::UDP && dport == MPLSOUDP_PORT {
-        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN));
+        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN, flows));
     }
     if proto == IpProtocol::UDP && dport == VXLAN_PORT {
-        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN));
+        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, flows));
     }
     // Anything else addressed to the vRouter goes to the host interface.
     Some(match fib.host_vif {
@@ -355,7 +386,7 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B) -> Option<Verdict> {
     })
 }
 
-fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
+fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&mut FlowStage>) -> Verdict {
     let label = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
         let m = match mpls::Packet::new_checked(bytes) {
@@ -388,6 +419,12 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
     let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
+            // The flow is in the VRF of the VM the label delivers to.
+            if let (Some(fs), Some(out)) = (flows, fib.vif(*vif)) {
+                if let Err(v) = inner_flow(fs, out.vrf, &pkt.data()[inner..]) {
+                    return v;
+                }
+            }
             if !pkt.adj(inner - ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
@@ -402,7 +439,7 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
     }
 }
 
-fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
+fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&mut FlowStage>) -> Verdict {
     let vni = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
         match vxlan::Packet::new_checked(bytes) {
@@ -411,21 +448,48 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize) -> Verdict {
         }
     };
     let Some(&vrf) = fib.vnis.get(&vni) else { return Drop(DropReason::InvalidVnid) };
-    if !pkt.adj(off + vxlan::HEADER_LEN) {
-        return Drop(DropReason::PullFails);
-    }
-    let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
+    let inner = off + vxlan::HEADER_LEN;
+    let (dst, ethertype) = match ethernet::Frame::new_checked(&pkt.data()[inner.min(pkt.data().len())..]) {
         Ok(f) => (f.dst_addr(), f.ethertype()),
         Err(e) => return Drop(e.drop_reason()),
     };
-    if dst == fib.router_mac {
+    let routed = dst == fib.router_mac;
+    // The flow stage runs before the outer headers are removed: a held packet must be
+    // re-run from the start when it is released.
+    if let (true, Some(fs)) = (routed, flows) {
+        if let Err(v) = inner_flow(fs, vrf, &pkt.data()[inner + ethernet::HEADER_LEN..]) {
+            return v;
+        }
+    }
+    if !pkt.adj(inner) {
+        return Drop(DropReason::PullFails);
+    }
+    if routed {
         return match ethertype {
-            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap),
-            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap),
+            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None),
+            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None),
             _ => Drop(DropReason::InvalidProtocol),
         };
     }
     bridge(fib, vrf, dst, pkt)
+}
+
+/// Flow stage for a decapsulated IP packet (`l3` starts at its IP header).
+fn inner_flow(fs: &mut FlowStage, vrf: u32, l3: &[u8]) -> Result<(), Verdict> {
+    match l3.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
+            let (key, h) = fs.key(vrf, || flow::key_v4(vrf, &ip));
+            fs.apply(key, h, u32::from(ip.total_len()), ip.protocol(), ip.payload())
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
+            let (key, h) = fs.key(vrf, || flow::key_v6(vrf, &ip));
+            let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
+            fs.apply(key, h, len, ip.next_header(), ip.payload())
+        }
+        _ => Err(Drop(DropReason::InvalidProtocol)),
+    }
 }
 
 /// ARP: proxy answers for VMs, the vRouter IP on the fabric; everything else is counted.

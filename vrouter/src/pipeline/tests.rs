@@ -152,9 +152,9 @@ fn no_headroom_for_the_tunnel_is_a_push_failure() {
     let fib = fib();
     let vif = fib.vif(1).unwrap().clone();
     let mut small = VecBuf::new(8, &udp_frame([192, 168, 2, 9], 0));
-    assert_eq!(process(fib, &vif, &mut small), Drop(DropReason::PushFails));
+    assert_eq!(process(fib, &vif, &mut small, None), Drop(DropReason::PushFails));
     let mut roomy = VecBuf::new(128, &udp_frame([192, 168, 2, 9], 0));
-    assert_eq!(process(fib, &vif, &mut roomy), Tx(0));
+    assert_eq!(process(fib, &vif, &mut roomy, None), Tx(0));
     assert_eq!(roomy.data().len(), 42 - 14 + MPLSOUDP_OVERHEAD);
 }
 
@@ -165,7 +165,7 @@ fn ethernet_padding_is_not_carried_into_tunnels() {
     let frame = udp_frame([192, 168, 3, 9], 60);
     assert_eq!(frame.len(), 60);
     let mut b = VecBuf::new(128, &frame);
-    assert_eq!(process(fib, &vif, &mut b), Tx(0));
+    assert_eq!(process(fib, &vif, &mut b, None), Tx(0));
     // 42 bytes of real frame, 18 of padding dropped, VXLAN overhead added.
     assert_eq!(b.data().len(), 42 + VXLAN_OVERHEAD);
     let outer_ip_len = u16::from_be_bytes([b.data()[16], b.data()[17]]) as usize;
@@ -179,7 +179,7 @@ fn tagged_frames_have_no_sub_interface() {
     let mut f = udp_frame([192, 168, 1, 3], 0);
     f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
     let mut b = VecBuf::new(128, &f);
-    assert_eq!(process(fib, &vif, &mut b), Drop(DropReason::InvalidIf));
+    assert_eq!(process(fib, &vif, &mut b, None), Drop(DropReason::InvalidIf));
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn unknown_ethertypes_to_the_router_are_dropped_as_invalid_protocol() {
     f[12] = 0x88;
     f[13] = 0xcc; // LLDP, broadcast
     let mut b = VecBuf::new(128, &f);
-    assert_eq!(process(fib, &vif, &mut b), Drop(DropReason::InvalidProtocol));
+    assert_eq!(process(fib, &vif, &mut b, None), Drop(DropReason::InvalidProtocol));
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn fabric_packets_not_for_the_router_are_routed_in_the_fabric_vrf() {
     f[0..6].copy_from_slice(&fabric.mac);
     let mut b = VecBuf::new(128, &f);
     // VRF 0 has no routes: an explicit drop, not a crash or a silent loss.
-    assert_eq!(process(fib, &fabric, &mut b), Drop(DropReason::NoL3Route));
+    assert_eq!(process(fib, &fabric, &mut b, None), Drop(DropReason::NoL3Route));
 }
 
 proptest! {
@@ -223,7 +223,7 @@ proptest! {
             frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
         }
         let mut b = VecBuf::new(headroom, &frame);
-        if let Tx(out) = process(fib, &vif, &mut b) {
+        if let Tx(out) = process(fib, &vif, &mut b, None) {
             prop_assert!(fib.vif(out).is_some());
         }
     }
@@ -246,6 +246,6 @@ proptest! {
         f.extend_from_slice(&[0, 0]);
         f.extend_from_slice(&inner);
         let mut b = VecBuf::new(128, &f);
-        let _ = process(fib, &fabric, &mut b);
+        let _ = process(fib, &fabric, &mut b, None);
     }
 }

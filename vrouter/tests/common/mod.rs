@@ -283,6 +283,7 @@ mac = "{ROUTER_MAC}"
 ip = "192.168.1.4"
 ip6 = "fd00:1::4"
 vrf = 1
+vn_name = "default-domain:demo:vn1"
 
 [[vrf]]
 id = 0
@@ -409,6 +410,16 @@ nexthop = 2
     )
 }
 
+/// Sends one JSON request to the vRouter's control socket and returns the JSON reply.
+pub fn control(run_dir: &Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(run_dir.join("control.sock")).expect("control socket");
+    writeln!(s, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad reply {line:?}: {e}"))
+}
+
 /// Inputs per vif (0 fabric, 1 vm1, 2 vm2).
 #[derive(Default)]
 pub struct Inputs {
@@ -527,6 +538,12 @@ pub fn run(inputs: Inputs) -> Outcome {
 
 /// Like [`run`], letting the caller edit the configuration text.
 pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome {
+    run_live(inputs, edit, |_| {})
+}
+
+/// Like [`run_with`]; `during` runs once every input packet is accounted for, while the
+/// vRouter is still running (to query its control socket or run the tools live).
+pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: impl FnOnce(&Path)) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run_dir = d.join("run");
@@ -592,6 +609,7 @@ pub fn run_with(inputs: Inputs, edit: impl FnOnce(String) -> String) -> Outcome 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    during(&run_dir);
     let stdout = stop(&mut child);
 
     let reader = StatsReader::open(&run_dir).unwrap();

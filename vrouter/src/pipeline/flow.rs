@@ -1,0 +1,294 @@
+//! The flow stage: every routed IP packet that enters or leaves a VM (from a VM vif, or
+//! decapsulated from the fabric into a VM's VRF) is looked up in the shared flow table.
+//!
+//! - hit: the packet is counted on its flow (bytes = IP length, as the flow's ground truth;
+//!   held and dropped packets included, as tf-vrouter does) and the flow's action applies:
+//!   forward continues, drop drops with `Flow Action Drop`, hold queues the packet;
+//! - miss: a HOLD entry is created (claimed by CAS in the table) and the packet is held; the
+//!   caller sends the setup request to the agent. When the global hold limit is reached, no
+//!   new flow is created and the packet drops with `Flow Unusable`; a full table drops with
+//!   `Flow Table Full`.
+//!
+//! Keys follow tf-vrouter: the VRF, protocol, addresses and ports; ICMP echo uses the
+//! identifier as source port and 0 as destination port (so request and reply are each
+//! other's reverse), other ICMP uses 0 and the type. Fragments use ports 0 so every fragment
+//! of a datagram maps to one flow (there is no fragment table).
+
+use super::Verdict;
+use crate::drop_reason::DropReason;
+use crate::packet::{ipv4, ipv6, IpProtocol};
+use flow_table::{tcp_flags, Action, FlowKey, FlowTable, Lookup};
+
+/// Per-packet flow context handed to the pipeline by the lcore loop.
+pub struct FlowStage<'t> {
+    pub table: &'t FlowTable,
+    /// Coarse time for last-seen stamps (milliseconds since the Unix epoch).
+    pub now: u64,
+    /// The packet was held and is being re-run after setup: it was already counted.
+    pub reinject: bool,
+    /// False when the global hold limit is reached: misses must not create flows.
+    pub may_create: bool,
+    /// Key and hash computed (and the bucket prefetched) in the burst pre-pass.
+    pub pre: Option<(FlowKey, u32)>,
+    /// This lcore's held packets: a flow with packets held here keeps holding new packets
+    /// until they are released, so release never reorders a flow.
+    pub held: &'t HoldStore,
+}
+
+/// ICMP and ICMPv6 echo request/reply types.
+const ICMP_ECHO: [u8; 2] = [8, 0];
+const ICMP6_ECHO: [u8; 2] = [128, 129];
+
+/// Source and destination "ports" of a flow key from an L4 header.
+#[inline]
+fn key_ports(proto: u8, l4: &[u8], unfragmented: bool) -> (u16, u16) {
+    if !unfragmented {
+        return (0, 0);
+    }
+    match proto {
+        IpProtocol::TCP | IpProtocol::UDP if l4.len() >= 4 => {
+            (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
+        }
+        IpProtocol::ICMP | IpProtocol::ICMPV6 if l4.len() >= 6 => {
+            let echo = if proto == IpProtocol::ICMP { ICMP_ECHO } else { ICMP6_ECHO };
+            if echo.contains(&l4[0]) {
+                (u16::from_be_bytes([l4[4], l4[5]]), 0)
+            } else {
+                (0, u16::from(l4[0]))
+            }
+        }
+        _ => (0, 0),
+    }
+}
+
+/// The flow key of an IPv4 packet in `vrf`.
+#[inline]
+pub fn key_v4(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> FlowKey {
+    let proto = ip.protocol();
+    let (sport, dport) = key_ports(proto, ip.payload(), !ip.is_fragment());
+    FlowKey::v4(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
+}
+
+/// The flow key of an IPv6 packet in `vrf` (extension headers are not walked).
+#[inline]
+pub fn key_v6(vrf: u32, ip: &ipv6::Packet<&[u8]>) -> FlowKey {
+    let proto = ip.next_header();
+    let (sport, dport) = key_ports(proto, ip.payload(), true);
+    FlowKey::v6(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
+}
+
+/// TCP state bits a segment contributes to its flow.
+#[inline]
+fn tcp_bits(proto: u8, l4: &[u8]) -> u16 {
+    if proto != IpProtocol::TCP || l4.len() < 14 {
+        return 0;
+    }
+    let f = l4[13];
+    let mut bits = 0;
+    if f & 0x02 != 0 {
+        bits |= tcp_flags::SYN;
+    }
+    if f & 0x01 != 0 {
+        bits |= tcp_flags::FIN;
+    }
+    if f & 0x04 != 0 {
+        bits |= tcp_flags::RST;
+    }
+    if f & 0x10 != 0 && f & 0x02 == 0 {
+        bits |= tcp_flags::ESTABLISHED;
+    }
+    bits
+}
+
+impl FlowStage<'_> {
+    /// Looks the packet up (creating a HOLD flow on a miss), counts it and applies the flow
+    /// action. `Ok(())` means forward.
+    #[inline]
+    pub(super) fn apply(&mut self, key: FlowKey, hash: u32, ip_len: u32, proto: u8, l4: &[u8]) -> Result<(), Verdict> {
+        let (idx, created) = match self.table.lookup(&key, hash) {
+            Some(i) => (i, false),
+            None if !self.may_create => return Err(Verdict::Drop(DropReason::FlowUnusable)),
+            None => match self.table.lookup_or_hold(&key, hash, self.now) {
+                Ok(Lookup::Hit(i)) => (i, false),
+                Ok(Lookup::Created(i)) => (i, true),
+                Err(_) => return Err(Verdict::Drop(DropReason::FlowTableFull)),
+            },
+        };
+        if !self.reinject {
+            self.table.account(idx, ip_len, self.now);
+            let bits = tcp_bits(proto, l4);
+            if bits != 0 {
+                self.table.set_tcp_flags(idx, bits);
+            }
+        }
+        let Some(entry) = self.table.entry(idx) else {
+            return Err(Verdict::Drop(DropReason::FlowUnusable));
+        };
+        if self.held.contains(idx) {
+            return Err(Verdict::Hold { flow: idx, new: false });
+        }
+        match entry.action() {
+            Action::Forward => Ok(()),
+            Action::Hold => Err(Verdict::Hold { flow: idx, new: created }),
+            Action::Drop => Err(Verdict::Drop(DropReason::FlowActionDrop)),
+            Action::Nat => Err(Verdict::Drop(DropReason::FlowActionInvalid)),
+        }
+    }
+
+    /// The pre-computed key if it belongs to this packet's VRF, else a fresh one.
+    #[inline]
+    pub(super) fn key(&mut self, vrf: u32, make: impl FnOnce() -> FlowKey) -> (FlowKey, u32) {
+        match self.pre.take() {
+            Some((k, h)) if k.vrf() == vrf => (k, h),
+            _ => {
+                let k = make();
+                let h = k.hash();
+                (k, h)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_echo_request_and_reply_are_reverse_keys() {
+        let req = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        let rep = [0u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        assert_eq!(key_ports(IpProtocol::ICMP, &req, true), (0x1234, 0));
+        assert_eq!(key_ports(IpProtocol::ICMP, &rep, true), (0x1234, 0));
+        let unreach = [3u8, 1, 0, 0, 0, 0, 0, 0];
+        assert_eq!(key_ports(IpProtocol::ICMP, &unreach, true), (0, 3));
+    }
+
+    #[test]
+    fn fragments_and_short_headers_have_no_ports() {
+        assert_eq!(key_ports(IpProtocol::UDP, &[0, 80, 0, 53], false), (0, 0));
+        assert_eq!(key_ports(IpProtocol::UDP, &[0, 80], true), (0, 0));
+        assert_eq!(key_ports(IpProtocol::TCP, &[0, 80, 1, 187, 0, 0], true), (80, 443));
+    }
+
+    #[test]
+    fn tcp_state_bits() {
+        let mut seg = [0u8; 20];
+        seg[13] = 0x02;
+        assert_eq!(tcp_bits(IpProtocol::TCP, &seg), tcp_flags::SYN);
+        seg[13] = 0x11;
+        assert_eq!(tcp_bits(IpProtocol::TCP, &seg), tcp_flags::FIN | tcp_flags::ESTABLISHED);
+        seg[13] = 0x04;
+        assert_eq!(tcp_bits(IpProtocol::TCP, &seg), tcp_flags::RST);
+        assert_eq!(tcp_bits(IpProtocol::UDP, &seg), 0);
+    }
+}
+
+/// Packets an lcore holds for flows awaiting setup, in arrival order per flow.
+///
+/// Packets are opaque handles (`usize`: the data plane stores mbuf addresses) with their
+/// ingress vif. The store is owned by one lcore; a flow held on several lcores is held in each
+/// one's store. While a flow has packets here, later packets of it are held behind them even
+/// if the agent already set the action, so release preserves order.
+#[derive(Debug, Default)]
+pub struct HoldStore {
+    flows: crate::fib::lpm::IntMap<u32, HeldFlow>,
+    /// Held flows in the order they were first held (release order).
+    order: Vec<u32>,
+    per_flow: usize,
+}
+
+#[derive(Debug, Default)]
+struct HeldFlow {
+    packets: Vec<(usize, u16)>,
+}
+
+/// What [`HoldStore::hold`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldResult {
+    /// Queued; `first` when it is the first packet of this flow held here.
+    Held { first: bool },
+    /// The flow already holds `per_flow` packets here: drop (`Flow Queue Limit Exceeded`).
+    QueueFull,
+}
+
+impl HoldStore {
+    /// A store holding up to `per_flow` packets per flow, with room for `flows` flows
+    /// preallocated (it grows beyond that only when the hold limit is raised).
+    pub fn new(per_flow: usize, flows: usize) -> HoldStore {
+        let mut m = crate::fib::lpm::IntMap::default();
+        m.reserve(flows);
+        HoldStore { flows: m, order: Vec::with_capacity(flows), per_flow: per_flow.max(1) }
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Flows with packets held here.
+    #[inline]
+    pub fn flows(&self) -> usize {
+        self.order.len()
+    }
+
+    #[inline]
+    pub fn contains(&self, flow: u32) -> bool {
+        !self.order.is_empty() && self.flows.contains_key(&flow)
+    }
+
+    pub fn hold(&mut self, flow: u32, pkt: usize, vif: u16) -> HoldResult {
+        let per_flow = self.per_flow;
+        let first = !self.flows.contains_key(&flow);
+        let f = self.flows.entry(flow).or_insert_with(|| HeldFlow { packets: Vec::with_capacity(per_flow) });
+        if f.packets.len() >= per_flow {
+            return HoldResult::QueueFull;
+        }
+        f.packets.push((pkt, vif));
+        if first {
+            self.order.push(flow);
+        }
+        HoldResult::Held { first }
+    }
+
+    /// Removes and returns the packets of every flow for which `ready(flow)` is true, flows
+    /// in hold order and packets in arrival order.
+    pub fn release(&mut self, mut ready: impl FnMut(u32) -> bool, mut out: impl FnMut(u32, usize, u16)) {
+        let mut i = 0;
+        while i < self.order.len() {
+            let flow = self.order[i];
+            if ready(flow) {
+                self.order.remove(i);
+                if let Some(f) = self.flows.remove(&flow) {
+                    for (p, v) in f.packets {
+                        out(flow, p, v);
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    #[test]
+    fn holds_up_to_the_limit_and_releases_in_order() {
+        let mut h = HoldStore::new(3, 8);
+        assert_eq!(h.hold(7, 100, 1), HoldResult::Held { first: true });
+        assert_eq!(h.hold(9, 200, 2), HoldResult::Held { first: true });
+        assert_eq!(h.hold(7, 101, 1), HoldResult::Held { first: false });
+        assert_eq!(h.hold(7, 102, 1), HoldResult::Held { first: false });
+        assert_eq!(h.hold(7, 103, 1), HoldResult::QueueFull);
+        assert!(h.contains(7) && h.contains(9) && !h.contains(8));
+        let mut out = Vec::new();
+        h.release(|f| f == 7, |f, p, v| out.push((f, p, v)));
+        assert_eq!(out, vec![(7, 100, 1), (7, 101, 1), (7, 102, 1)]);
+        assert_eq!(h.flows(), 1);
+        h.release(|_| true, |f, p, v| out.push((f, p, v)));
+        assert_eq!(out.last(), Some(&(9, 200, 2)));
+        assert!(h.is_empty());
+    }
+}

@@ -1,0 +1,186 @@
+//! Stateful flows through the real vRouter: flow pairs with exact counters, policy denies
+//! with their drop reason and rule UUID, held packets released in order, aging, and the
+//! tools reading flows live.
+
+mod common;
+use common::*;
+use flow_table::{Action, FlowSnapshot, FlowTableReader, FLOW_DR_POLICY};
+use std::time::{Duration, Instant};
+use vrouter::drop_reason::DropReason;
+
+fn vm_udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8], from_mac: &str) -> (Vec<u8>, Vec<u8>) {
+    let ip = ipv4_udp(ip4(src), ip4(dst), 64, sport, dport, payload);
+    (eth(mac(ROUTER_MAC), mac(from_mac), 0x0800, &ip), ip)
+}
+
+fn flows(run_dir: &std::path::Path) -> Vec<FlowSnapshot> {
+    let r = FlowTableReader::open_run_dir(run_dir).expect("flow table");
+    let mut v: Vec<_> = r.iter_active().collect();
+    v.sort_by_key(|f| f.index);
+    v
+}
+
+fn find<'a>(fl: &'a [FlowSnapshot], src: &str, dst: &str, sport: u16, dport: u16) -> &'a FlowSnapshot {
+    fl.iter()
+        .find(|f| {
+            f.key.src_ip() == std::net::IpAddr::V4(ip4(src))
+                && f.key.dst_ip() == std::net::IpAddr::V4(ip4(dst))
+                && f.key.sport() == sport
+                && f.key.dport() == dport
+        })
+        .unwrap_or_else(|| panic!("no flow {src}:{sport} -> {dst}:{dport} in {fl:#?}"))
+}
+
+#[test]
+fn traffic_creates_linked_flow_pairs_with_exact_counters() {
+    let mut vm1 = Vec::new();
+    let mut fwd_bytes = 0u64;
+    for n in [10usize, 200, 700] {
+        let (f, ip) = vm_udp("192.168.1.3", "192.168.1.4", 1000, 2000, &vec![0xab; n], VM1_MAC);
+        fwd_bytes += ip.len() as u64;
+        vm1.push(f);
+    }
+    let mut vm2 = Vec::new();
+    let mut rev_bytes = 0u64;
+    for n in [30usize, 40] {
+        let (f, ip) = vm_udp("192.168.1.4", "192.168.1.3", 2000, 1000, &vec![0xcd; n], VM2_MAC);
+        rev_bytes += ip.len() as u64;
+        vm2.push(f);
+    }
+    let out = run(Inputs { vm1: vm1.clone(), vm2: vm2.clone(), ..Default::default() });
+    assert_eq!(out.vm2.len(), 3, "held packets are released, none lost");
+    assert_eq!(out.vm1.len(), 2);
+    // Released in order.
+    for (o, i) in out.vm2.iter().zip(&vm1) {
+        assert_eq!(o.len(), i.len());
+        assert_eq!(o[14 + 28..], i[14 + 28..]);
+    }
+    out.assert_accounted(5);
+    let fl = flows(&out.run_dir);
+    assert_eq!(fl.len(), 2, "{fl:#?}");
+    let f = find(&fl, "192.168.1.3", "192.168.1.4", 1000, 2000);
+    let r = find(&fl, "192.168.1.4", "192.168.1.3", 2000, 1000);
+    assert_eq!((f.packets, f.bytes), (3, fwd_bytes));
+    assert_eq!((r.packets, r.bytes), (2, rev_bytes));
+    assert_eq!(f.rflow, Some(r.index));
+    assert_eq!(r.rflow, Some(f.index));
+    assert_eq!((f.action, r.action), (Action::Forward, Action::Forward));
+    assert_eq!(f.key.vrf(), 1);
+}
+
+#[test]
+fn fabric_decap_traffic_matches_the_reverse_of_a_vm_flow() {
+    // vm1 -> remote over MPLSoUDP, and the reply comes back from the fabric with label 17.
+    let (out_frame, _) = vm_udp("192.168.1.3", "192.168.2.10", 3000, 4000, b"request", VM1_MAC);
+    let inner = ipv4_udp(ip4("192.168.2.10"), ip4("192.168.1.3"), 63, 4000, 3000, b"reply");
+    let mut mp = mpls(17, 64).to_vec();
+    mp.extend_from_slice(&inner);
+    let reply = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
+    let out = run(Inputs { vm1: vec![out_frame], fabric: vec![reply], ..Default::default() });
+    assert_eq!(out.fabric.len(), 1);
+    assert_eq!(out.vm1.len(), 1);
+    out.assert_accounted(2);
+    let fl = flows(&out.run_dir);
+    assert_eq!(fl.len(), 2, "one pair, not two: {fl:#?}");
+    let f = find(&fl, "192.168.1.3", "192.168.2.10", 3000, 4000);
+    let r = find(&fl, "192.168.2.10", "192.168.1.3", 4000, 3000);
+    assert_eq!((f.packets, r.packets), (1, 1));
+    assert_eq!(f.rflow, Some(r.index));
+}
+
+const DENY_UDP_53: &str = "aaaaaaaa-0000-4000-8000-000000000053";
+const PASS_ALL: &str = "aaaaaaaa-0000-4000-8000-0000000000ff";
+
+fn with_policy(cfg: String) -> String {
+    format!(
+        r#"{cfg}
+[[network_policy]]
+name = "no-dns"
+vns = ["default-domain:demo:vn1"]
+[[network_policy.rule]]
+uuid = "{DENY_UDP_53}"
+protocol = "udp"
+dst_ports = "53"
+action = "deny"
+[[network_policy.rule]]
+uuid = "{PASS_ALL}"
+action = "pass"
+"#
+    )
+}
+
+#[test]
+fn denied_flows_drop_with_the_policy_reason_and_rule_uuid() {
+    let (dns1, _) = vm_udp("192.168.1.3", "192.168.1.4", 5353, 53, b"q1", VM1_MAC);
+    let (dns2, _) = vm_udp("192.168.1.3", "192.168.1.4", 5353, 53, b"q2", VM1_MAC);
+    let (web, _) = vm_udp("192.168.1.3", "192.168.1.4", 5000, 80, b"get", VM1_MAC);
+    let mut uuids = (serde_json::Value::Null, serde_json::Value::Null);
+    let out = run_live(
+        Inputs { vm1: vec![dns1, dns2, web], ..Default::default() },
+        with_policy,
+        |run_dir| {
+            let fl = flows(run_dir);
+            let dns = find(&fl, "192.168.1.3", "192.168.1.4", 5353, 53);
+            let web = find(&fl, "192.168.1.3", "192.168.1.4", 5000, 80);
+            uuids.0 = control(run_dir, &serde_json::json!({"cmd": "flow", "index": dns.index}));
+            uuids.1 = control(run_dir, &serde_json::json!({"cmd": "flow", "index": web.index}));
+        },
+    );
+    assert_eq!(out.vm2.len(), 1, "only the web packet passes");
+    assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, 2)]);
+    out.assert_accounted(3);
+    let fl = flows(&out.run_dir);
+    let dns = find(&fl, "192.168.1.3", "192.168.1.4", 5353, 53);
+    assert_eq!((dns.action, dns.drop_reason), (Action::Drop, FLOW_DR_POLICY));
+    assert_eq!(dns.packets, 2, "dropped packets are counted on their flow");
+    assert_eq!(uuids.0["meta"]["nw_ace_uuid"], DENY_UDP_53, "{}", uuids.0);
+    assert_eq!(uuids.0["meta"]["action"], "deny");
+    assert_eq!(uuids.1["meta"]["nw_ace_uuid"], PASS_ALL, "{}", uuids.1);
+}
+
+#[test]
+fn packets_beyond_the_per_flow_hold_queue_drop_with_their_reason() {
+    let frames: Vec<Vec<u8>> = (0..6u8).map(|i| vm_udp("192.168.1.3", "192.168.1.4", 7000, 7001, &[i; 8], VM1_MAC).0).collect();
+    let out = run(Inputs { vm1: frames.clone(), ..Default::default() });
+    out.assert_accounted(6);
+    let queued = out.drop_count(DropReason::FlowQueueLimitExceeded);
+    assert_eq!(out.vm2.len() as u64 + queued, 6);
+    assert!(out.vm2.len() >= 3, "the first three are held and released");
+    assert_eq!(out.total_drops(), queued, "{:?}", out.drop_list());
+    // Whatever was forwarded left in order.
+    for (o, i) in out.vm2.iter().zip(&frames) {
+        assert_eq!(o[14 + 28..], i[14 + 28..]);
+    }
+    let fl = flows(&out.run_dir);
+    assert_eq!(find(&fl, "192.168.1.3", "192.168.1.4", 7000, 7001).packets, 6);
+}
+
+#[test]
+fn idle_flows_age_out() {
+    let (f, _) = vm_udp("192.168.1.3", "192.168.1.4", 8000, 8001, b"age", VM1_MAC);
+    let mut remaining = usize::MAX;
+    run_live(
+        Inputs { vm1: vec![f], ..Default::default() },
+        |c| format!("{c}\n[flow]\nage_timeout_s = 1\n"),
+        |run_dir| {
+            assert_eq!(flows(run_dir).len(), 2);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                remaining = flows(run_dir).len();
+                if remaining == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        },
+    );
+    assert_eq!(remaining, 0, "idle pair not aged within 10 s of a 1 s timeout");
+}
+
+#[test]
+fn stateless_mode_creates_no_flows() {
+    let (f, _) = vm_udp("192.168.1.3", "192.168.1.4", 9000, 9001, b"x", VM1_MAC);
+    let out = run_with(Inputs { vm1: vec![f], ..Default::default() }, |c| format!("{c}\n[flow]\nenabled = false\n"));
+    assert_eq!(out.vm2.len(), 1);
+    assert!(FlowTableReader::open_run_dir(&out.run_dir).is_err(), "no flow table without flows");
+}
