@@ -2,6 +2,7 @@
 //! consistent snapshot of the stats region, and the text/JSON renderers (pure functions
 //! from data to `String`, tested without a running vRouter).
 
+pub mod flow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
