@@ -38,12 +38,12 @@ const TCP_CLOSE_GRACE_MS: u64 = 1000;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FlowMeta {
     pub gen: Gen,
-    pub action: String,
-    pub nw_ace_uuid: Option<String>,
-    pub sg_rule_uuid: Option<String>,
-    pub src_vn: Option<String>,
-    pub dst_vn: Option<String>,
-    pub analyzers: Vec<String>,
+    pub action: &'static str,
+    pub nw_ace_uuid: Option<Arc<str>>,
+    pub sg_rule_uuid: Option<Arc<str>>,
+    pub src_vn: Option<Arc<str>>,
+    pub dst_vn: Option<Arc<str>>,
+    pub analyzers: [Option<Arc<str>>; 2],
     pub vif: u16,
     pub reverse: bool,
 }
@@ -198,12 +198,12 @@ impl Agent {
         }
         let meta = FlowMeta {
             gen: req.gen,
-            action: decision.action_names.to_string(),
-            nw_ace_uuid: decision.nw_ace_uuid.as_deref().map(str::to_string),
-            sg_rule_uuid: decision.sg_rule_uuid.as_deref().map(str::to_string),
+            action: decision.action_names,
+            nw_ace_uuid: decision.nw_ace_uuid.clone(),
+            sg_rule_uuid: decision.sg_rule_uuid.clone(),
             src_vn,
             dst_vn,
-            analyzers: decision.mirrors().map(|(_, n)| n.to_string()).collect(),
+            analyzers: decision.mirror_names.clone(),
             vif: req.vif,
             reverse: false,
         };
@@ -377,9 +377,10 @@ impl Agent {
                 }
             }
             if let Some(m) = self.meta.get_mut(&snap.index) {
-                m.action = d.action_names.to_string();
-                m.nw_ace_uuid = d.nw_ace_uuid.as_deref().map(str::to_string);
-                m.sg_rule_uuid = d.sg_rule_uuid.as_deref().map(str::to_string);
+                m.action = d.action_names;
+                m.nw_ace_uuid = d.nw_ace_uuid.clone();
+                m.sg_rule_uuid = d.sg_rule_uuid.clone();
+                m.analyzers = d.mirror_names.clone();
             }
             n += 1;
         }

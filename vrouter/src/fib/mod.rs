@@ -37,7 +37,7 @@ pub struct Vif {
     /// Answer ARP requests and IPv6 neighbour solicitations for routed addresses.
     pub proxy_arp: bool,
     /// Virtual network of the VM behind this vif (policy, export).
-    pub vn_name: Option<String>,
+    pub vn_name: Option<std::sync::Arc<str>>,
 }
 
 /// A routing instance.
@@ -239,7 +239,7 @@ impl Fib {
                 rx_queues: v.rx_queues,
                 mtu: v.mtu.unwrap_or(1500),
                 proxy_arp: v.proxy_arp.unwrap_or(v.kind == VifType::Virtual),
-                vn_name: v.vn_name.clone(),
+                vn_name: v.vn_name.as_deref().map(std::sync::Arc::from),
             });
         }
         let vif_of = |what: &str, id: u16| -> Result<&Vif, FibError> {
