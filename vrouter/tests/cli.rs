@@ -122,3 +122,64 @@ fn tools_say_clearly_when_no_vrouter_ran() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("not running"), "{t}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn flow_tool_shows_flows_while_traffic_runs() {
+    let ip = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, 4321, 8080, b"flow-live");
+    let frame = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip);
+    let (mut child, run_dir, _guard) = start_live(|d: &Path, i: usize| {
+        let rx = d.join(format!("in{i}.pcap"));
+        write_pcap(&rx, if i == 1 { std::slice::from_ref(&frame) } else { &[] });
+        if i == 1 {
+            format!("net_pcap{i},rx_pcap={},infinite_rx=1", rx.display())
+        } else {
+            format!("net_pcap{i},rx_pcap={}", rx.display())
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = StatsReader::open(&run_dir) {
+            if r.vif_counters(2, None).tx_packets > 1000 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "vRouter did not start forwarding");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let flow = tool("flow");
+    let out = Command::new(&flow).arg("--run-dir").arg(&run_dir).arg("-l").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Flow table(size "), "{text}");
+    assert!(text.contains("192.168.1.3:4321") && text.contains("192.168.1.4:8080"), "{text}");
+    assert!(text.contains("Action:F"), "{text}");
+
+    let out = Command::new(&flow).arg("--run-dir").arg(&run_dir).args(["-l", "--json"]).output().unwrap();
+    let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fwd = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["sport"] == 4321 && f["dport"] == 8080)
+        .unwrap_or_else(|| panic!("no forward flow in {flows}"))
+        .clone();
+    let idx = fwd["index"].as_u64().unwrap();
+    let first = fwd["packets"].as_u64().unwrap();
+
+    let out = Command::new(&flow).arg("--run-dir").arg(&run_dir).args(["--get", &idx.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Flow Index:") && text.contains(&idx.to_string()), "{text}");
+    assert!(text.contains("FORWARD"), "{text}");
+
+    // The counters move while we watch.
+    std::thread::sleep(Duration::from_millis(200));
+    let out = Command::new(&flow).arg("--run-dir").arg(&run_dir).args(["--get", &idx.to_string(), "--json"]).output().unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(again[0]["packets"].as_u64().unwrap() > first, "{again}");
+
+    // Bad indices are clear errors.
+    let out = Command::new(&flow).arg("--run-dir").arg(&run_dir).args(["--get", "99999999"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    stop(&mut child);
+}
