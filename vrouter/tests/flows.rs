@@ -184,3 +184,126 @@ fn stateless_mode_creates_no_flows() {
     assert_eq!(out.vm2.len(), 1);
     assert!(FlowTableReader::open_run_dir(&out.run_dir).is_err(), "no flow table without flows");
 }
+
+fn tcp_frame(src: &str, dst: &str, sport: u16, dport: u16, flags: u8, from_mac: &str) -> Vec<u8> {
+    let (s, d) = (ip4(src), ip4(dst));
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14] = 0xff;
+    let mut pseudo = 0u32;
+    for w in s.octets().chunks(2).chain(d.octets().chunks(2)) {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    pseudo += 6 + 20;
+    let c = csum(&tcp, pseudo);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut ip = ipv4_hdr(s, d, 6, 64, 20, true);
+    ip.extend_from_slice(&tcp);
+    eth(mac(ROUTER_MAC), mac(from_mac), 0x0800, &ip)
+}
+
+#[test]
+fn closed_tcp_connections_are_evicted() {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const FIN: u8 = 0x01;
+    let a = |f| tcp_frame("192.168.1.3", "192.168.1.4", 40000, 22, f, VM1_MAC);
+    let b = |f| tcp_frame("192.168.1.4", "192.168.1.3", 22, 40000, f, VM2_MAC);
+    let mut status = serde_json::Value::Null;
+    let mut left = usize::MAX;
+    let out = run_live(
+        Inputs { vm1: vec![a(SYN), a(ACK), a(FIN | ACK), a(ACK)], vm2: vec![b(SYN | ACK), b(FIN | ACK)], ..Default::default() },
+        |c| c,
+        |run_dir| {
+            let deadline = Instant::now() + Duration::from_secs(8);
+            while Instant::now() < deadline {
+                left = flows(run_dir).len();
+                if left == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            status = control(run_dir, &serde_json::json!({"cmd": "status"}));
+        },
+    );
+    out.assert_accounted(6);
+    assert_eq!(left, 0, "closed TCP pair still in the table");
+    assert_eq!(status["counters"]["tcp_evicted"], 1, "{status}");
+    assert_eq!(status["counters"]["aged"], 0, "{status}");
+}
+
+#[test]
+fn a_full_table_drops_new_flows_with_their_reason() {
+    let frames: Vec<Vec<u8>> =
+        (0..3000u16).map(|i| vm_udp("192.168.1.3", "192.168.1.4", 10000 + i, 53, b"f", VM1_MAC).0).collect();
+    let out = run_with(Inputs { vm1: frames, ..Default::default() }, |c| {
+        format!("{c}\n[flow]\nentries = 1024\noverflow_entries = 1024\nhold_limit = 100000\n")
+    });
+    out.assert_accounted(3000);
+    let full = out.drop_count(DropReason::FlowTableFull);
+    assert!(full > 0, "{:?}", out.drop_list());
+    // Every packet is either forwarded or dropped for lack of room, never silently lost.
+    let other: u64 = out.drop_list().iter().filter(|(r, _)| *r != DropReason::FlowTableFull && *r != DropReason::FlowActionDrop).map(|(_, n)| n).sum();
+    assert_eq!(other, 0, "{:?}", out.drop_list());
+    assert_eq!(out.vm2.len() as u64 + out.total_drops(), 3000);
+    let fl = flows(&out.run_dir);
+    assert!(fl.len() <= 2048, "{} flows in a 2048-entry table", fl.len());
+}
+
+#[test]
+fn policy_changes_at_runtime_through_the_control_socket() {
+    let ip = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, 5353, 53, b"dns");
+    let frame = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip);
+    let (mut child, run_dir, guard) = start_live(|d: &std::path::Path, i: usize| {
+        let rx = d.join(format!("in{i}.pcap"));
+        write_pcap(&rx, if i == 1 { std::slice::from_ref(&frame) } else { &[] });
+        let extra = if i == 1 { ",infinite_rx=1" } else { "" };
+        format!("net_pcap{i},rx_pcap={}{extra}", rx.display())
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reader = loop {
+        if let Ok(r) = vrouter::stats::StatsReader::open(&run_dir) {
+            if r.vif_counters(2, None).tx_packets > 1000 {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "vRouter did not start forwarding");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(reader.drops(None)[DropReason::FlowActionDrop.index()], 0);
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(run_dir.join("control.sock")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the control socket is restricted to its owner");
+
+    // Deny DNS in the file, then reload through the socket (the vrouter-ctl tool).
+    let cfg_path = guard.path().join("vrouter.toml");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, with_policy(text)).unwrap();
+    let ctl = std::path::Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("vrouter-ctl");
+    let out = std::process::Command::new(&ctl).arg("--run-dir").arg(&run_dir).arg("reload").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-evaluated"));
+
+    std::thread::sleep(Duration::from_millis(300));
+    let tx1 = reader.vif_counters(2, None).tx_packets;
+    let d1 = reader.drops(None)[DropReason::FlowActionDrop.index()];
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(reader.vif_counters(2, None).tx_packets, tx1, "denied traffic still forwarded");
+    assert!(reader.drops(None)[DropReason::FlowActionDrop.index()] > d1, "no policy drops after reload");
+    let fl = flows(&run_dir);
+    let dns = find(&fl, "192.168.1.3", "192.168.1.4", 5353, 53);
+    assert_eq!((dns.action, dns.drop_reason), (Action::Drop, FLOW_DR_POLICY));
+    let meta = control(&run_dir, &serde_json::json!({"cmd": "flow", "index": dns.index}));
+    assert_eq!(meta["meta"]["nw_ace_uuid"], DENY_UDP_53, "{meta}");
+
+    // A broken file is refused and the running policy stays.
+    std::fs::write(&cfg_path, "not toml [").unwrap();
+    let out = std::process::Command::new(&ctl).arg("--run-dir").arg(&run_dir).arg("reload").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vrouter.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+    stop(&mut child);
+}
