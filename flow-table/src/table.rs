@@ -325,18 +325,19 @@ impl FlowTable {
         let r = &self.region;
         let b = r.bucket_of(hash);
         let bucket = r.bucket(b);
-        let want = slot_word(tag_of(hash), ST_VALID);
         let w = key.words();
         let base = b * BUCKET_WIDTH as u32;
-        for (i, s) in bucket.slots.iter().enumerate() {
-            // Acquire: the key was written before the slot was published (Release).
-            if s.load(Acquire) == want {
-                let idx = base + i as u32;
-                if r.entry(idx).key_eq(&w) {
-                    return Some(idx);
-                }
+        // Branch-free tag match: a mispredicted "which slot" branch after a cache miss
+        // would stop the CPU from running ahead into the next packets' lookups.
+        let mut m = match_mask(bucket, slot_word(tag_of(hash), ST_VALID));
+        while m != 0 {
+            let idx = base + m.trailing_zeros();
+            if r.entry(idx).key_eq(&w) {
+                return Some(idx);
             }
+            m &= m - 1;
         }
+        let want = slot_word(tag_of(hash), ST_VALID);
         let head = bucket.chain.load(Acquire);
         if head == NO_INDEX {
             return None;
@@ -373,16 +374,13 @@ impl FlowTable {
             let end = (start + CHUNK).min(n);
             for (c, &h) in cand.iter_mut().zip(&hashes[start..end]) {
                 let b = r.bucket_of(h);
-                let want = slot_word(tag_of(h), ST_VALID);
+                let m = match_mask(r.bucket(b), slot_word(tag_of(h), ST_VALID));
                 *c = NO_INDEX;
-                for (i, s) in r.bucket(b).slots.iter().enumerate() {
-                    if s.load(Acquire) == want {
-                        *c = b * BUCKET_WIDTH as u32 + i as u32;
-                        let p = r.entry_ptr(*c);
-                        prefetch(p);
-                        prefetch(p.wrapping_add(CACHE_LINE));
-                        break;
-                    }
+                if m != 0 {
+                    *c = b * BUCKET_WIDTH as u32 + m.trailing_zeros();
+                    let p = r.entry_ptr(*c);
+                    prefetch(p);
+                    prefetch(p.wrapping_add(CACHE_LINE));
                 }
             }
             for (i, c) in (start..end).zip(cand) {
@@ -1095,6 +1093,17 @@ impl FlowTable {
             };
         }
     }
+}
+
+/// Bit `i` set when slot word `i` of `bucket` equals `want` (Acquire loads: the entry was
+/// written before its slot was published).
+#[inline(always)]
+fn match_mask(bucket: &Bucket, want: u32) -> u32 {
+    let mut m = 0;
+    for (i, s) in bucket.slots.iter().enumerate() {
+        m |= u32::from(s.load(Acquire) == want) << i;
+    }
+    m
 }
 
 /// `a` was issued before `b` (tickets wrap; contenders are a few tickets apart).

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ fn primes(n: usize) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
     let mut c = 10_001u64;
     while out.len() < n {
-        if (2..).take_while(|d| d * d <= c).all(|d| c % d != 0) {
+        if (2..).take_while(|d| d * d <= c).all(|d| !c.is_multiple_of(d)) {
             out.push(c);
         }
         c += 2;
@@ -47,6 +47,25 @@ impl Rng {
     }
     fn below(&mut self, n: u32) -> u32 {
         (self.next() >> 33) as u32 % n
+    }
+}
+
+/// The reader process, killed if the test panics before it is collected.
+struct KillOnDrop(Option<Child>);
+impl KillOnDrop {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("reader not yet collected")
+    }
+    fn take(&mut self) -> Child {
+        self.0.take().expect("reader not yet collected")
+    }
+}
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -72,7 +91,7 @@ fn writer(t: Arc<FlowTable>, lcore: usize, stop: Arc<AtomicBool>, weights: Arc<V
                     Lookup::Hit(idx) => {
                         t.account(idx, weights[id as usize] as u32, now);
                         *c.packets.entry(id).or_default() += 1;
-                        if id % 4 == 0 {
+                        if id.is_multiple_of(4) {
                             t.account_mirror(idx, false, weights[id as usize] as u32);
                             *c.mirror_packets.entry(id).or_default() += 1;
                         }
@@ -186,13 +205,15 @@ fn two_writers_agent_churn_and_a_reader_process() {
         t.set_action(idx, t.entry(idx).unwrap().gen(), &FlowUpdate::new(Action::Forward)).unwrap();
     }
 
-    let mut reader = Command::new(env!("CARGO_BIN_EXE_flow-table-stress-reader"))
-        .arg(&path)
-        .arg(&stop_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the reader process");
+    let mut reader = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_flow-table-stress-reader"))
+            .arg(&path)
+            .arg(&stop_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning the reader process"),
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2)
@@ -208,9 +229,9 @@ fn two_writers_agent_churn_and_a_reader_process() {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_millis(50));
-        if let Ok(Some(st)) = reader.try_wait() {
+        if let Ok(Some(st)) = reader.child().try_wait() {
             stop.store(true, Ordering::Relaxed);
-            let out = reader.wait_with_output().unwrap();
+            let out = reader.take().wait_with_output().unwrap();
             panic!(
                 "reader exited early ({st}): {}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -225,7 +246,7 @@ fn two_writers_agent_churn_and_a_reader_process() {
     // Let the reader check the final state too, then stop it.
     std::thread::sleep(Duration::from_millis(100));
     std::fs::write(&stop_file, b"").unwrap();
-    let out = reader.wait_with_output().unwrap();
+    let out = reader.take().wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}{stderr}");

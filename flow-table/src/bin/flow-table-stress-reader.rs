@@ -22,7 +22,7 @@ fn primes(n: usize) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
     let mut c = 10_001u64;
     while out.len() < n {
-        if (2..).take_while(|d| d * d <= c).all(|d| c % d != 0) {
+        if (2..).take_while(|d| d * d <= c).all(|d| !c.is_multiple_of(d)) {
             out.push(c);
         }
         c += 2;
@@ -37,7 +37,7 @@ fn check(s: &FlowSnapshot, weights: &[u64], last: &mut HashMap<u32, (u16, u64, u
     if s.hash != s.key.hash() {
         return Err(format!("entry {}: stored hash {:#x} is not the hash of its key {:?}", s.index, s.hash, s.key));
     }
-    if s.bytes % w != 0 || s.mirror_bytes % w != 0 {
+    if !s.bytes.is_multiple_of(w) || !s.mirror_bytes.is_multiple_of(w) {
         return Err(format!(
             "entry {} gen {}: key {:?} (weight {w}) has bytes {} / mirror bytes {}: counters of another flow",
             s.index, s.gen, s.key, s.bytes, s.mirror_bytes
@@ -76,8 +76,11 @@ fn main() -> ExitCode {
     let mut last = HashMap::new();
     let (mut passes, mut snapshots, mut nonzero, mut torn) = (0u64, 0u64, 0u64, 0u64);
     let start = Instant::now();
-    // Also bounded in time, in case the test died without creating the stop file.
-    while !stop.exists() && start.elapsed() < Duration::from_secs(120) {
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    // Also stops if the test process died (reparented) or after two minutes.
+    // SAFETY: as above.
+    while !stop.exists() && start.elapsed() < Duration::from_secs(120) && unsafe { libc::getppid() } == parent {
         for s in r.iter_active() {
             if let Err(e) = check(&s, &weights, &mut last) {
                 eprintln!("stress reader: VIOLATION: {e}");
