@@ -802,9 +802,12 @@ impl FlowTable {
     ///    chain (waiting out CLAIMED ones with the same tag): a VALID one, or a PENDING
     ///    one with an older ticket, wins; otherwise this entry is published (VALID).
     ///
-    /// The loser frees its slot and returns the winner's index. Tickets order inserters:
-    /// an inserter whose claim comes after another's scan also takes its ticket after it,
-    /// so every contender sees the one with the oldest ticket and all agree on it.
+    /// The loser retires its entry (reused after a grace period, like a deleted one) and
+    /// returns the winner's index. Tickets order inserters: an inserter whose claim comes
+    /// after another's scan also takes its ticket after it, so every contender sees the
+    /// one with the oldest ticket and all agree on it. Entries seen during the scan cannot
+    /// be reused before it ends: the scanning lcore has not passed a quiescent point
+    /// (the agent thread is the reclaimer itself).
     fn insert(&self, key: &FlowKey, hash: u32, now: u64, who: Creator) -> Result<Lookup, FlowTableError> {
         let r = &self.region;
         let b = r.bucket_of(hash);
@@ -862,19 +865,15 @@ impl FlowTable {
             }
             Some(winner) => {
                 self.stats_block().races_lost.fetch_add(1, Relaxed);
+                // Retire the losing entry like a deleted one: others may be reading it
+                // (its key and ticket, or walking the chain through it), so it is reused
+                // only after a grace period. Never published, it was never ACTIVE.
+                slot.store(slot_word(tag, ST_DEAD), Release);
+                let mut rt = self.lock_retired();
                 if overflow {
-                    // Others may be walking the chain through it: unlink, then reuse only
-                    // after a grace period, like a deleted entry.
-                    e.ostate.store(slot_word(tag, ST_DEAD), Release);
-                    let mut rt = self.lock_retired();
                     self.unlink_overflow(idx);
-                    rt.marked.push(idx);
-                } else {
-                    // Never published, so no lookup returned it; an inserter that saw it
-                    // PENDING also saw the winner, whose ticket is older, and chose that.
-                    // The slot can be reused at once.
-                    slot.store(ST_FREE, Release);
                 }
+                rt.marked.push(idx);
                 Ok(Lookup::Hit(winner))
             }
         }

@@ -101,7 +101,14 @@ fn writer(t: Arc<FlowTable>, lcore: usize, stop: Arc<AtomicBool>, weights: Arc<V
             } else {
                 let id = CHURN_BASE + rng.below(CHURN);
                 let k = key(id);
-                if let Some(idx) = t.lookup(&k, k.hash()) {
+                // Mostly count existing churned flows; sometimes create them too, so both
+                // writers race to insert the same keys while the agent deletes them.
+                let found = if rng.below(8) == 0 {
+                    t.lookup_or_hold(&k, k.hash(), now).ok().map(|l| l.index())
+                } else {
+                    t.lookup(&k, k.hash())
+                };
+                if let Some(idx) = found {
                     t.account(idx, weights[id as usize] as u32, now);
                     *c.packets.entry(id).or_default() += 1;
                 }
@@ -173,7 +180,7 @@ fn agent(t: Arc<FlowTable>, stop: Arc<AtomicBool>, weights: Arc<Vec<u64>>) -> Ag
                 // them run (on a small machine they share CPUs with this thread).
                 Err(FlowTableError::TableFull { .. }) => {
                     full_streak += 1;
-                    if full_streak % 32 == 0 {
+                    if full_streak.is_multiple_of(32) {
                         std::thread::yield_now();
                     }
                 }
@@ -181,7 +188,7 @@ fn agent(t: Arc<FlowTable>, stop: Arc<AtomicBool>, weights: Arc<Vec<u64>>) -> Ag
             },
         }
         ops += 1;
-        if ops % 16 == 0 {
+        if ops.is_multiple_of(16) {
             reclaim_into(&t, &mut a, &weights);
             a.max_oflow = a.max_oflow.max(t.stats().used_overflow_entries);
         }
