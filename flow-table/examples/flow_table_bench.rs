@@ -126,6 +126,7 @@ fn main() {
             // Free the previous table's memory first (hugetlbfs may not hold two).
             let _ = std::fs::remove_file(&path);
             let t = FlowTable::create(&path, &cfg).expect("creating the table");
+            t.quiescent(0); // this thread is lcore 0 (its own statistics block)
             let t0 = cpu_ns();
             for &i in &order {
                 let k = key_of(i as u32);
@@ -151,6 +152,7 @@ fn main() {
                     *k = key_of(rng.below(n) as u32);
                 }
                 f(&burst, now);
+                t.quiescent(0); // once per burst loop, as a forwarding lcore does
             }
             (cpu_ns() - t0) as f64 / ops as f64
         };

@@ -219,7 +219,7 @@ pub(crate) struct Bucket {
     /// First overflow entry of this bucket's chain, or [`NO_INDEX`].
     pub chain: AtomicU32,
     pub ticket: AtomicU32,
-    pub _pad: [AtomicU32; 6],
+    pub _pad: [AtomicU32; 14 - BUCKET_WIDTH],
 }
 
 pub(crate) const BUCKET_SIZE: usize = 64;

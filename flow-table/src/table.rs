@@ -7,7 +7,7 @@ use std::io::Read;
 use std::mem::offset_of;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicU32, Ordering::*};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
 
 use memmap2::{MmapMut, MmapOptions};
@@ -607,16 +607,14 @@ impl FlowTable {
         let s = self.stats_block();
         match (was_hold, is_hold) {
             (true, false) => {
-                s.processed.fetch_add(1, Relaxed);
-                s.hold_delta.fetch_sub(1, Relaxed);
+                s.add(|b| &b.processed, 1);
+                s.add(|b| &b.hold_delta, DEC);
             }
             (false, true) => {
-                s.changed.fetch_add(1, Relaxed);
-                s.hold_delta.fetch_add(1, Relaxed);
+                s.add(|b| &b.changed, 1);
+                s.add(|b| &b.hold_delta, 1);
             }
-            (false, false) => {
-                s.changed.fetch_add(1, Relaxed);
-            }
+            (false, false) => s.add(|b| &b.changed, 1),
             (true, true) => {}
         }
         Ok(())
@@ -676,9 +674,9 @@ impl FlowTable {
             }
         }
         let s = self.stats_block();
-        s.deleted.fetch_add(1, Relaxed);
+        s.add(|b| &b.deleted, 1);
         if !evict && ctl_action(cur) == Action::Hold as u8 {
-            s.hold_delta.fetch_sub(1, Relaxed);
+            s.add(|b| &b.hold_delta, DEC);
         }
         let mut rt = self.lock_retired();
         if idx >= self.main_entries() {
@@ -784,12 +782,17 @@ impl FlowTable {
         self.retired.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The statistics block of the calling thread (its lcore's, or the shared one).
+    /// The statistics block of the calling thread: its lcore's (one writer: plain
+    /// load + store, no locked instruction), or the shared one (atomic adds).
     #[inline]
-    fn stats_block(&self) -> &LcoreBlock {
+    fn stats_block(&self) -> Stats<'_> {
         let max = self.region.layout().max_lcores;
         let id = LCORE_ID.with(|c| c.get());
-        self.region.lcore(if id < max { id as usize } else { max as usize })
+        if id < max {
+            Stats { b: self.region.lcore(id as usize), exclusive: true }
+        } else {
+            Stats { b: self.region.lcore(max as usize), exclusive: false }
+        }
     }
 
     /// Creates `key` (the caller found no published entry for it).
@@ -852,19 +855,21 @@ impl FlowTable {
         slot.store(slot_word(tag, ST_PENDING), SeqCst);
         match self.resolve(bucket, b, idx, tag, ticket, &w) {
             None => {
-                e.ctl.fetch_or(u64::from(flags::ACTIVE), Release);
+                // An atomic OR: racing losers already hold this index and may flip data-plane
+                // flag bits.
+                e.ctl.fetch_or(u64::from(flags::ACTIVE), Relaxed);
                 slot.store(slot_word(tag, ST_VALID), Release);
                 let s = self.stats_block();
                 match who {
-                    Creator::DataPlane => s.created.fetch_add(1, Relaxed),
-                    Creator::Agent => s.added.fetch_add(1, Relaxed),
-                };
-                s.hold_delta.fetch_add(1, Relaxed);
-                s.used_delta.fetch_add(1, Relaxed);
+                    Creator::DataPlane => s.add(|b| &b.created, 1),
+                    Creator::Agent => s.add(|b| &b.added, 1),
+                }
+                s.add(|b| &b.hold_delta, 1);
+                s.add(|b| &b.used_delta, 1);
                 Ok(Lookup::Created(idx))
             }
             Some(winner) => {
-                self.stats_block().races_lost.fetch_add(1, Relaxed);
+                self.stats_block().add(|b| &b.races_lost, 1);
                 // Retire the losing entry like a deleted one: others may be reading it
                 // (its key and ticket, or walking the chain through it), so it is reused
                 // only after a grace period. Never published, it was never ACTIVE.
@@ -906,7 +911,7 @@ impl FlowTable {
             let new = (((cur >> 32) + 1) << 32) | u64::from(next);
             match h.oflow_free.compare_exchange_weak(cur, new, AcqRel, Acquire) {
                 Ok(_) => {
-                    self.stats_block().oflow_delta.fetch_add(1, Relaxed);
+                    self.stats_block().add(|b| &b.oflow_delta, 1);
                     return Some(head);
                 }
                 Err(x) => cur = x,
@@ -916,7 +921,7 @@ impl FlowTable {
         while n < l.overflow_entries {
             match h.oflow_bump.compare_exchange_weak(n, n + 1, AcqRel, Relaxed) {
                 Ok(_) => {
-                    self.stats_block().oflow_delta.fetch_add(1, Relaxed);
+                    self.stats_block().add(|b| &b.oflow_delta, 1);
                     return Some(l.main_entries + n);
                 }
                 Err(x) => n = x,
@@ -938,7 +943,7 @@ impl FlowTable {
                 Err(x) => cur = x,
             }
         }
-        self.stats_block().oflow_delta.fetch_sub(1, Relaxed);
+        self.stats_block().add(|b| &b.oflow_delta, DEC);
     }
 
     /// Removes overflow entry `idx` from its bucket chain. Caller holds the `retired`
@@ -998,7 +1003,7 @@ impl FlowTable {
             m.sec_mirror_packets.store(0, Relaxed);
         }
         if was_active {
-            self.stats_block().used_delta.fetch_sub(1, Relaxed);
+            self.stats_block().add(|b| &b.used_delta, DEC);
         }
         if idx < self.main_entries() {
             self.region.slot(idx).store(ST_FREE, Release);
@@ -1025,11 +1030,8 @@ impl FlowTable {
         e.mirror.store(make_mirror_word(NO_MIRROR, NO_MIRROR, tunnel_source_port(hash)), Relaxed);
         e.tcp_flags.store(0, Relaxed);
         e.hash.store(hash, Relaxed);
-        let m = self.region.mirror(idx);
-        m.mirror_bytes.store(0, Relaxed);
-        m.mirror_packets.store(0, Relaxed);
-        m.sec_mirror_bytes.store(0, Relaxed);
-        m.sec_mirror_packets.store(0, Relaxed);
+        // The mirror counters (a separate array: another cache miss) are already zero: the
+        // file starts zeroed and `free_slot` zeroes them before a slot is reused.
     }
 
     /// Step 4 of [`FlowTable::insert`]: `Some(winner)` if another entry of the same key
@@ -1104,6 +1106,28 @@ fn match_mask(bucket: &Bucket, want: u32) -> u32 {
     }
     m
 }
+
+/// A statistics block and how to add to it.
+struct Stats<'a> {
+    b: &'a LcoreBlock,
+    /// Only this thread writes the block (an lcore's own block; ids are one thread each).
+    exclusive: bool,
+}
+
+impl Stats<'_> {
+    /// Adds `v` (wrapping; negative deltas as two's complement).
+    #[inline]
+    fn add(&self, field: impl Fn(&LcoreBlock) -> &AtomicU64, v: u64) {
+        let c = field(self.b);
+        if self.exclusive {
+            c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+        } else {
+            c.fetch_add(v, Relaxed);
+        }
+    }
+}
+
+const DEC: u64 = u64::MAX; // -1 as a wrapping delta
 
 /// `a` was issued before `b` (tickets wrap; contenders are a few tickets apart).
 #[inline]
