@@ -238,6 +238,10 @@ impl Agent {
         let mut delete = Vec::new();
         let mut audit = Vec::new();
         for (_, snap) in self.table.iter_active() {
+            if snap.flags & (flow_table::flags::DELETE_MARKED | flow_table::flags::EVICTED) != 0 {
+                // Already on its way out: reclaimed once the lcores have moved on.
+                continue;
+            }
             if snap.action == Action::Hold {
                 if now.saturating_sub(snap.setup_time) >= self.settings.hold_audit_ms {
                     audit.push((snap.index, snap.gen));
@@ -247,7 +251,7 @@ impl Agent {
             // Decide per pair, from the forward side (the lower index of the pair).
             let Some(r) = snap.rflow else {
                 if now.saturating_sub(snap.last_seen) >= age {
-                    delete.push((snap.index, snap.gen));
+                    delete.push((snap.index, snap.gen, None));
                 }
                 continue;
             };
@@ -262,13 +266,7 @@ impl Agent {
                 && ((snap.tcp_flags | rs.tcp_flags) & tcp_flags::RST != 0
                     || (snap.tcp_flags & tcp_flags::FIN != 0 && rs.tcp_flags & tcp_flags::FIN != 0));
             if idle >= age || (closed && idle >= TCP_CLOSE_GRACE_MS) {
-                if closed && idle < age {
-                    self.counters.tcp_evicted += 1;
-                } else {
-                    self.counters.aged += 1;
-                }
-                delete.push((snap.index, snap.gen));
-                delete.push((r, rs.gen));
+                delete.push((snap.index, snap.gen, Some((r, rs.gen, closed && idle < age))));
             }
         }
         for (idx, gen) in audit {
@@ -277,9 +275,24 @@ impl Agent {
                 self.counters.hold_audited += 1;
             }
         }
-        for (idx, gen) in delete {
-            if self.table.mark_delete(idx, gen).is_ok() {
-                self.meta.remove(&idx);
+        for (idx, gen, pair) in delete {
+            if self.table.mark_delete(idx, gen).is_err() {
+                continue;
+            }
+            self.meta.remove(&idx);
+            let tcp_closed = match pair {
+                Some((r, rgen, tcp_closed)) => {
+                    if self.table.mark_delete(r, rgen).is_ok() {
+                        self.meta.remove(&r);
+                    }
+                    tcp_closed
+                }
+                None => false,
+            };
+            if tcp_closed {
+                self.counters.tcp_evicted += 1;
+            } else {
+                self.counters.aged += 1;
             }
         }
         self.table.reclaim();
