@@ -77,7 +77,7 @@ pub struct TableStats {
     pub changed: u64,
     /// HOLD -> action transitions (`ftable_processed`).
     pub processed: u64,
-    /// Flows now in HOLD (`ftable_hold_entries`).
+    /// Published, not delete-marked or evicted flows now in HOLD (`ftable_hold_entries`).
     pub hold_count: u64,
     /// Published flows whose slot is not yet reclaimed (`ftable_used_entries`).
     pub used_entries: u64,

@@ -482,10 +482,13 @@ impl FlowTable {
     /// `lcore`'s statistics block. Costs a load of a read-mostly line and, rarely, a store.
     #[inline]
     pub fn quiescent(&self, lcore: usize) {
-        if lcore >= self.region.layout().max_lcores as usize {
-            debug_assert!(false, "quiescent: lcore {lcore} >= max_lcores");
-            return;
-        }
+        // Not a debug assertion: an lcore that reclaim does not know about could have the
+        // flows it is using freed under it.
+        assert!(
+            lcore < self.region.layout().max_lcores as usize,
+            "quiescent: lcore {lcore} is not below the table's max_lcores {}",
+            self.region.layout().max_lcores
+        );
         let t = self.region.header().qs_token.load(Acquire);
         let q = &self.region.lcore(lcore).qs;
         let cur = q.load(Relaxed);
@@ -675,7 +678,8 @@ impl FlowTable {
         }
         let s = self.stats_block();
         s.add(|b| &b.deleted, 1);
-        if !evict && ctl_action(cur) == Action::Hold as u8 {
+        // Retired flows no longer count as held (an evicted HOLD flow keeps its action).
+        if ctl_action(cur) == Action::Hold as u8 {
             s.add(|b| &b.hold_delta, DEC);
         }
         let mut rt = self.lock_retired();
@@ -710,17 +714,24 @@ impl FlowTable {
         }
         let seen = self.min_quiescent();
         let mut freed = 0;
+        let mut last = Vec::new();
         while rt.waiting.front().is_some_and(|(t, _)| *t <= seen) {
             let (_, batch) = rt.waiting.pop_front().expect("checked non-empty");
             for idx in batch {
                 if let Ok(Some(s)) = snapshot::read_snapshot(&self.region, idx) {
-                    f(&s);
+                    last.push(s);
                 }
                 self.free_slot(idx);
                 freed += 1;
             }
         }
-        ReclaimStats { freed, pending: rt.waiting.iter().map(|(_, b)| b.len()).sum() }
+        let pending = rt.waiting.iter().map(|(_, b)| b.len()).sum();
+        drop(rt);
+        // Outside the lock: `f` may call back into the table.
+        for s in &last {
+            f(s);
+        }
+        ReclaimStats { freed, pending }
     }
 
     /// The lowest token seen by an online lcore (`u64::MAX` when none is online).

@@ -422,3 +422,38 @@ fn run_dir_paths() {
         let _ = std::fs::remove_file(t.path());
     }
 }
+
+#[test]
+fn reclaim_callback_may_use_the_table_and_hold_gauge_follows_retirement() {
+    let d = tempfile::tempdir().unwrap();
+    let t = table(d.path(), 64, 64);
+    let a = hold(&t, &key(1)).index();
+    let b = hold(&t, &key(2)).index();
+    assert_eq!(t.stats().hold_count, 2);
+    t.evict(a, 1).unwrap(); // a HOLD flow evicted: no longer counted as held
+    t.mark_delete(b, 1).unwrap();
+    assert_eq!(t.stats().hold_count, 0);
+    let mut seen = Vec::new();
+    let r = t.reclaim_with(|s| {
+        // Calling back into the table from the callback must not deadlock.
+        seen.push((s.index, t.stats().used_entries));
+        let k = key(100 + s.index);
+        t.lookup_or_hold(&k, k.hash(), 0).unwrap();
+    });
+    assert_eq!(r.freed, 2);
+    seen.sort_unstable();
+    assert_eq!(seen.iter().map(|x| x.0).collect::<Vec<_>>(), {
+        let mut v = vec![a, b];
+        v.sort_unstable();
+        v
+    });
+    assert_eq!(t.stats().used_entries, 2);
+}
+
+#[test]
+#[should_panic(expected = "max_lcores")]
+fn quiescent_rejects_unknown_lcores() {
+    let d = tempfile::tempdir().unwrap();
+    let t = table(d.path(), 64, 64); // max_lcores 4
+    t.quiescent(4);
+}
