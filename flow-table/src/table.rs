@@ -713,21 +713,23 @@ impl FlowTable {
             rt.waiting.push_back((token, batch));
         }
         let seen = self.min_quiescent();
-        let mut freed = 0;
-        let mut last = Vec::new();
+        let mut ready = Vec::new();
         while rt.waiting.front().is_some_and(|(t, _)| *t <= seen) {
-            let (_, batch) = rt.waiting.pop_front().expect("checked non-empty");
-            for idx in batch {
-                if let Ok(Some(s)) = snapshot::read_snapshot(&self.region, idx) {
-                    last.push(s);
-                }
-                self.free_slot(idx);
-                freed += 1;
-            }
+            ready.extend(rt.waiting.pop_front().expect("checked non-empty").1);
         }
         let pending = rt.waiting.iter().map(|(_, b)| b.len()).sum();
+        // Freeing needs no lock (the slots are unlinked and no longer reachable); an
+        // lcore that loses an insert race may need the lock meanwhile.
         drop(rt);
-        // Outside the lock: `f` may call back into the table.
+        let mut last = Vec::new();
+        for &idx in &ready {
+            if let Ok(Some(s)) = snapshot::read_snapshot(&self.region, idx) {
+                last.push(s);
+            }
+            self.free_slot(idx);
+        }
+        let freed = ready.len();
+        // `f` may call back into the table.
         for s in &last {
             f(s);
         }
