@@ -30,18 +30,18 @@
 //! let mut idx = [None; 32];
 //! table.lookup_burst(&keys, &hashes, &mut idx); // tags of all, then keys
 //! for i in 0..keys.len() {
-//!     let flow = match idx[i] {
-//!         Some(f) => f,
-//!         None => match table.lookup_or_hold(&keys[i], hashes[i], now)? {
-//!             Lookup::Created(f) => { /* trap to the agent with f and its gen */ f }
-//!             Lookup::Hit(f) => f, // another lcore created it a moment ago
-//!         },
-//!     };
-//!     idx[i] = Some(flow);
+//!     if idx[i].is_none() {
+//!         idx[i] = match table.lookup_or_hold(&keys[i], hashes[i], now) {
+//!             Ok(Lookup::Created(f)) => Some(f), // trap to the agent with f and its gen
+//!             Ok(Lookup::Hit(f)) => Some(f),     // another lcore created it a moment ago
+//!             Err(_) => None,                    // table full: drop the packet
+//!         };
+//!     }
 //! }
+//! // Count only after all lookups of the burst (see "Design and measured figures").
 //! for (i, f) in idx.iter().enumerate() {
-//!     let f = f.expect("set above");
-//!     table.account(f, lens[i], now); // after all lookups of the burst: see "Speed"
+//!     let Some(f) = *f else { continue };
+//!     table.account(f, lens[i], now);
 //!     let e = table.entry(f).unwrap();
 //!     match e.action() { Action::Forward | Action::Nat => {}, Action::Drop | Action::Hold => {} }
 //! }
