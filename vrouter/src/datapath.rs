@@ -14,11 +14,11 @@ use crate::config::Config;
 use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
-use crate::pipeline::flow::{key_v4, key_v6, HoldResult, HoldStore};
+use crate::pipeline::flow::{key_v4, key_v6, HoldResult, HoldStore, Prepared};
 use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
 use crate::packet::{ethernet, ipv4, ipv6, EtherType};
 use crate::spsc::Producer;
-use flow_table::{Action, FlowTable};
+use flow_table::{Action, FlowKey, FlowTable};
 use std::sync::atomic::AtomicUsize;
 use crate::stats::{LcoreStats, RegionState, StatsRegion};
 use anyhow::{bail, Context, Result};
@@ -370,18 +370,31 @@ impl LcoreLoop {
     #[inline]
     fn burst(&mut self, fib: &Fib, vif: &Vif, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
         let mut rx_bytes = 0u64;
-        // Pre-pass: key, hash and bucket prefetch for every packet, so the lookups below find
-        // their buckets in cache.
-        let mut pre: [Option<(flow_table::FlowKey, u32)>; BURST] = [None; BURST];
+        // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
+        // lookup, so the table's cache misses of the whole burst overlap.
+        let mut pre: [Option<Prepared>; BURST] = [None; BURST];
         if let Some(f) = &self.flow {
             if vif.kind == crate::config::VifType::Virtual {
+                let filler = FlowKey::v4(0, 0, std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0);
+                let mut keys = [filler; BURST];
+                let mut hashes = [0u32; BURST];
+                let mut pos = [0usize; BURST];
+                let mut m = 0;
                 for (i, &raw) in pkts.iter().enumerate() {
                     // SAFETY: rx_burst handed us these mbufs.
-                    let m = unsafe { Mbuf::from_raw(raw) };
-                    if let Some((k, h)) = prepass_key(vif.vrf, m.data()) {
+                    let mb = unsafe { Mbuf::from_raw(raw) };
+                    if let Some((k, h)) = prepass_key(vif.vrf, mb.data()) {
                         f.table.prefetch(h);
-                        pre[i] = Some((k, h));
+                        keys[m] = k;
+                        hashes[m] = h;
+                        pos[m] = i;
+                        m += 1;
                     }
+                }
+                let mut found = [None; BURST];
+                f.table.lookup_burst(&keys[..m], &hashes[..m], &mut found[..m]);
+                for j in 0..m {
+                    pre[pos[j]] = Some(Prepared { key: keys[j], hash: hashes[j], found: found[j] });
                 }
             }
         }
@@ -398,7 +411,7 @@ impl LcoreLoop {
     /// Runs one packet through the pipeline and carries out the verdict.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn forward(&mut self, fib: &Fib, vif: &Vif, raw: *mut rte_mbuf, now: u64, tsc: u64, pre: Option<(flow_table::FlowKey, u32)>, reinject: bool) {
+    fn forward(&mut self, fib: &Fib, vif: &Vif, raw: *mut rte_mbuf, now: u64, tsc: u64, pre: Option<Prepared>, reinject: bool) {
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
         let verdict = if !m.is_contiguous() {

@@ -28,11 +28,20 @@ pub struct FlowStage<'t> {
     pub reinject: bool,
     /// False when the global hold limit is reached: misses must not create flows.
     pub may_create: bool,
-    /// Key and hash computed (and the bucket prefetched) in the burst pre-pass.
-    pub pre: Option<(FlowKey, u32)>,
+    /// Key, hash and lookup result computed for the whole burst in the pre-pass (buckets
+    /// prefetched, then one [`FlowTable::lookup_burst`] so the misses overlap).
+    pub pre: Option<Prepared>,
     /// This lcore's held packets: a flow with packets held here keeps holding new packets
     /// until they are released, so release never reorders a flow.
     pub held: &'t HoldStore,
+}
+
+/// A packet's flow key, hash and burst-lookup result (`None`: not found at lookup time).
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    pub key: FlowKey,
+    pub hash: u32,
+    pub found: Option<u32>,
 }
 
 /// ICMP and ICMPv6 echo request/reply types.
@@ -104,8 +113,13 @@ impl FlowStage<'_> {
     /// Looks the packet up (creating a HOLD flow on a miss), counts it and applies the flow
     /// action. `Ok(())` means forward.
     #[inline]
-    pub(super) fn apply(&mut self, key: FlowKey, hash: u32, ip_len: u32, proto: u8, l4: &[u8]) -> Result<(), Verdict> {
-        let (idx, created) = match self.table.lookup(&key, hash) {
+    pub(super) fn apply(&mut self, p: Prepared, ip_len: u32, proto: u8, l4: &[u8]) -> Result<(), Verdict> {
+        let Prepared { key, hash, found } = p;
+        // A burst hit is still valid: entries are only reused after this lcore's next
+        // quiescent point. A burst miss is re-checked (an earlier packet of the burst may
+        // have created the flow).
+        let found = found.or_else(|| self.table.lookup(&key, hash));
+        let (idx, created) = match found {
             Some(i) => (i, false),
             None if !self.may_create => return Err(Verdict::Drop(DropReason::FlowUnusable)),
             None => match self.table.lookup_or_hold(&key, hash, self.now) {
@@ -137,13 +151,12 @@ impl FlowStage<'_> {
 
     /// The pre-computed key if it belongs to this packet's VRF, else a fresh one.
     #[inline]
-    pub(super) fn key(&mut self, vrf: u32, make: impl FnOnce() -> FlowKey) -> (FlowKey, u32) {
+    pub(super) fn key(&mut self, vrf: u32, make: impl FnOnce() -> FlowKey) -> Prepared {
         match self.pre.take() {
-            Some((k, h)) if k.vrf() == vrf => (k, h),
+            Some(p) if p.key.vrf() == vrf => p,
             _ => {
-                let k = make();
-                let h = k.hash();
-                (k, h)
+                let key = make();
+                Prepared { key, hash: key.hash(), found: None }
             }
         }
     }

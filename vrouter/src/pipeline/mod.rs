@@ -175,8 +175,8 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
         };
         let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
         if let Some(fs) = flows {
-            let (key, h) = fs.key(vrf, || flow::key_v4(vrf, &ip));
-            if let Err(v) = fs.apply(key, h, u32::from(ip.total_len()), ip.protocol(), ip.payload()) {
+            let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
+            if let Err(v) = fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload()) {
                 return v;
             }
         }
@@ -215,9 +215,9 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
             return Drop(DropReason::NoL3Route);
         };
         if let Some(fs) = flows {
-            let (key, h) = fs.key(vrf, || flow::key_v6(vrf, &ip));
+            let p = fs.key(vrf, || flow::key_v6(vrf, &ip));
             let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
-            if let Err(v) = fs.apply(key, h, len, ip.next_header(), ip.payload()) {
+            if let Err(v) = fs.apply(p, len, ip.next_header(), ip.payload()) {
                 return v;
             }
         }
@@ -479,14 +479,14 @@ fn inner_flow(fs: &mut FlowStage, vrf: u32, l3: &[u8]) -> Result<(), Verdict> {
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            let (key, h) = fs.key(vrf, || flow::key_v4(vrf, &ip));
-            fs.apply(key, h, u32::from(ip.total_len()), ip.protocol(), ip.payload())
+            let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
+            fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload())
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            let (key, h) = fs.key(vrf, || flow::key_v6(vrf, &ip));
+            let p = fs.key(vrf, || flow::key_v6(vrf, &ip));
             let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
-            fs.apply(key, h, len, ip.next_header(), ip.payload())
+            fs.apply(p, len, ip.next_header(), ip.payload())
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }
