@@ -151,6 +151,8 @@ struct LcoreFlows {
     held_global: Arc<AtomicUsize>,
     hold_limit: usize,
     lcore: u16,
+    /// Reused buffer of released packets (no allocation when flows are set up).
+    released: Vec<(u32, usize, u16)>,
 }
 
 /// Milliseconds since the Unix epoch from the TSC (one `rdtsc` per burst, no syscall).
@@ -256,6 +258,7 @@ impl Datapath {
                 held_global: held_global.clone(),
                 hold_limit,
                 lcore: plan.index as u16,
+                released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
             });
             let tx: Vec<Option<TxTarget>> = {
                 let max_vif = fib.vifs.len();
@@ -483,23 +486,28 @@ impl LcoreLoop {
     fn release_held(&mut self, fib: &Fib, now: u64) {
         let Some(f) = &mut self.flow else { return };
         let table = f.table.clone();
-        let mut released: Vec<(u32, usize, u16)> = Vec::new();
+        let mut released = std::mem::take(&mut f.released);
+        released.clear();
         f.hold.release(
             |flow| table.entry(flow).is_none_or(|e| e.action() != Action::Hold),
             |flow, p, v| released.push((flow, p, v)),
         );
         if released.is_empty() {
+            f.released = released;
             return;
         }
         // Packets come grouped by flow: one group per released flow.
         let n_flows = 1 + released.windows(2).filter(|w| w[0].0 != w[1].0).count();
         f.held_global.fetch_sub(n_flows, Ordering::Relaxed);
-        for (_, p, v) in released {
+        for &(_, p, v) in &released {
             let raw = p as *mut rte_mbuf;
             match fib.vif(v) {
                 Some(vif) => self.forward(fib, vif, raw, now, 0, None, true),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
+        }
+        if let Some(f) = &mut self.flow {
+            f.released = released;
         }
         self.flush_all();
     }

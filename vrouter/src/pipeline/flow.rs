@@ -210,9 +210,14 @@ pub struct HoldStore {
     per_flow: usize,
 }
 
-#[derive(Debug, Default)]
+/// Most packets held per flow (`[flow] held_packets_per_flow` is validated against it).
+pub const MAX_HELD_PER_FLOW: usize = 16;
+
+/// A flow's held packets, inline (no allocation on the miss path).
+#[derive(Debug, Clone, Copy)]
 struct HeldFlow {
-    packets: Vec<(usize, u16)>,
+    len: u8,
+    packets: [(usize, u16); MAX_HELD_PER_FLOW],
 }
 
 /// What [`HoldStore::hold`] did with a packet.
@@ -230,7 +235,7 @@ impl HoldStore {
     pub fn new(per_flow: usize, flows: usize) -> HoldStore {
         let mut m = crate::fib::lpm::IntMap::default();
         m.reserve(flows);
-        HoldStore { flows: m, order: Vec::with_capacity(flows), per_flow: per_flow.max(1) }
+        HoldStore { flows: m, order: Vec::with_capacity(flows), per_flow: per_flow.clamp(1, MAX_HELD_PER_FLOW) }
     }
 
     #[inline]
@@ -252,11 +257,12 @@ impl HoldStore {
     pub fn hold(&mut self, flow: u32, pkt: usize, vif: u16) -> HoldResult {
         let per_flow = self.per_flow;
         let first = !self.flows.contains_key(&flow);
-        let f = self.flows.entry(flow).or_insert_with(|| HeldFlow { packets: Vec::with_capacity(per_flow) });
-        if f.packets.len() >= per_flow {
+        let f = self.flows.entry(flow).or_insert(HeldFlow { len: 0, packets: [(0, 0); MAX_HELD_PER_FLOW] });
+        if usize::from(f.len) >= per_flow {
             return HoldResult::QueueFull;
         }
-        f.packets.push((pkt, vif));
+        f.packets[usize::from(f.len)] = (pkt, vif);
+        f.len += 1;
         if first {
             self.order.push(flow);
         }
@@ -266,20 +272,19 @@ impl HoldStore {
     /// Removes and returns the packets of every flow for which `ready(flow)` is true, flows
     /// in hold order and packets in arrival order.
     pub fn release(&mut self, mut ready: impl FnMut(u32) -> bool, mut out: impl FnMut(u32, usize, u16)) {
-        let mut i = 0;
-        while i < self.order.len() {
-            let flow = self.order[i];
-            if ready(flow) {
-                self.order.remove(i);
-                if let Some(f) = self.flows.remove(&flow) {
-                    for (p, v) in f.packets {
-                        out(flow, p, v);
-                    }
-                }
-            } else {
-                i += 1;
+        // One pass, order kept: O(held flows), whatever how many are released.
+        let flows = &mut self.flows;
+        self.order.retain(|&flow| {
+            if !ready(flow) {
+                return true;
             }
-        }
+            if let Some(f) = flows.remove(&flow) {
+                for &(p, v) in &f.packets[..usize::from(f.len)] {
+                    out(flow, p, v);
+                }
+            }
+            false
+        });
     }
 }
 
