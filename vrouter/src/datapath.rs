@@ -137,6 +137,9 @@ pub struct FlowPlane {
     pub table: Arc<FlowTable>,
     /// One producer per forwarding lcore, in lcore-plan order; the agent owns the consumers.
     pub setup: Vec<Producer<SetupRequest>>,
+    /// One consumer per forwarding lcore: flows the agent has set up (release their held
+    /// packets now rather than at the next periodic check).
+    pub done: Vec<crate::spsc::Consumer<u32>>,
     /// Flows that may hold packets at once, over all lcores (tf `flow_hold_limit`).
     pub hold_limit: usize,
     /// Packets held per flow (tf holds 3).
@@ -147,7 +150,11 @@ pub struct FlowPlane {
 struct LcoreFlows {
     table: Arc<FlowTable>,
     setup: Producer<SetupRequest>,
+    done: crate::spsc::Consumer<u32>,
     hold: HoldStore,
+    /// TSC of the last full check of every held flow, and the check interval (1 ms).
+    last_poll: u64,
+    poll_ticks: u64,
     held_global: Arc<AtomicUsize>,
     hold_limit: usize,
     lcore: u16,
@@ -241,20 +248,29 @@ impl Datapath {
             .map(|p| (0..p.tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect())
             .collect();
         let held_global = Arc::new(AtomicUsize::new(0));
-        let (table, mut producers, hold_limit, per_flow) = match flows {
+        let (table, mut producers, mut done, hold_limit, per_flow) = match flows {
             Some(f) => {
-                if f.setup.len() != plans.len() {
+                if f.setup.len() != plans.len() || f.done.len() != plans.len() {
                     bail!("{} setup rings for {} forwarding lcores", f.setup.len(), plans.len());
                 }
-                (Some(f.table), f.setup.into_iter().map(Some).collect::<Vec<_>>(), f.hold_limit, f.per_flow)
+                (
+                    Some(f.table),
+                    f.setup.into_iter().map(Some).collect::<Vec<_>>(),
+                    f.done.into_iter().map(Some).collect::<Vec<_>>(),
+                    f.hold_limit,
+                    f.per_flow,
+                )
             }
-            None => (None, Vec::new(), 0, 0),
+            None => (None, Vec::new(), Vec::new(), 0, 0),
         };
         for plan in &plans {
             let flow = table.as_ref().map(|t| LcoreFlows {
                 table: t.clone(),
                 setup: producers[plan.index].take().expect("one ring per lcore"),
+                done: done[plan.index].take().expect("one ring per lcore"),
                 hold: HoldStore::new(per_flow, hold_limit),
+                last_poll: 0,
+                poll_ticks: crate::dpdk::tsc_hz() / 1000,
                 held_global: held_global.clone(),
                 hold_limit,
                 lcore: plan.index as u16,
@@ -346,7 +362,7 @@ impl LcoreLoop {
             if let Some(f) = &self.flow {
                 f.table.quiescent(self.index);
                 if !f.hold.is_empty() {
-                    self.release_held(&fib, now);
+                    self.release_held(&fib, now, tsc);
                 }
             }
             let mut received = false;
@@ -483,15 +499,24 @@ impl LcoreLoop {
 
     /// Re-runs the held packets of every flow the agent has set up (or that went away), in
     /// hold order. They were counted on their flow when held, so they are not counted again.
-    fn release_held(&mut self, fib: &Fib, now: u64) {
+    fn release_held(&mut self, fib: &Fib, now: u64, tsc: u64) {
         let Some(f) = &mut self.flow else { return };
         let table = f.table.clone();
         let mut released = std::mem::take(&mut f.released);
         released.clear();
-        f.hold.release(
-            |flow| table.entry(flow).is_none_or(|e| e.action() != Action::Hold),
-            |flow, p, v| released.push((flow, p, v)),
-        );
+        // Flows the agent reports as set up: released at once, O(1) each.
+        while let Some(flow) = f.done.pop() {
+            f.hold.release_flow(flow, |flow, p, v| released.push((flow, p, v)));
+        }
+        // Every other held flow (held here but set up through another lcore's request, or
+        // by the audit or a policy reload) is checked periodically.
+        if tsc.wrapping_sub(f.last_poll) > f.poll_ticks {
+            f.last_poll = tsc;
+            f.hold.release(
+                |flow| table.entry(flow).is_none_or(|e| e.action() != Action::Hold),
+                |flow, p, v| released.push((flow, p, v)),
+            );
+        }
         if released.is_empty() {
             f.released = released;
             return;

@@ -86,7 +86,8 @@ fn run(args: &Args) -> Result<()> {
         .context("creating the flow table ([flow] entries / flow_table_path)")?;
         let policy = PolicyEngine::from_config(&cfg).context("building the policy engine")?;
         let (producers, consumers): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
-        Some((Arc::new(table), policy, producers, consumers))
+        let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
+        Some((Arc::new(table), policy, producers, consumers, done_tx, done_rx))
     } else {
         None
     };
@@ -107,14 +108,15 @@ fn run(args: &Args) -> Result<()> {
             .with_context(|| format!("creating the stats region in {}", run_dir.display()))
     };
     let (plane, agent_parts) = match flows {
-        Some((table, policy, producers, consumers)) => (
+        Some((table, policy, producers, consumers, done_tx, done_rx)) => (
             Some(FlowPlane {
                 table: table.clone(),
                 setup: producers,
+                done: done_rx,
                 hold_limit: cfg.flow.hold_limit as usize,
                 per_flow: cfg.flow.held_packets_per_flow as usize,
             }),
-            Some((table, policy, consumers)),
+            Some((table, policy, consumers, done_tx)),
         ),
         None => (None, None),
     };
@@ -138,7 +140,7 @@ fn run(args: &Args) -> Result<()> {
     }
     let agent_stop = Arc::new(AtomicBool::new(false));
     let agent = match agent_parts {
-        Some((table, policy, consumers)) => {
+        Some((table, policy, consumers, done_tx)) => {
             println!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity());
             let settings = AgentSettings {
                 age_timeout_ms: u64::from(cfg.flow.age_timeout_s) * 1000,
@@ -147,7 +149,7 @@ fn run(args: &Args) -> Result<()> {
                 config_path: args.config.clone(),
                 control_path: cfg.vrouter.run_dir.join("control.sock"),
             };
-            let agent = Agent::new(table, fib.clone(), policy, consumers, settings)
+            let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
                 .context("starting the agent (control socket in vrouter.run_dir)")?;
             let st = agent_stop.clone();
             Some(

@@ -17,9 +17,8 @@ use crate::agent::policy::{Decision, FlowContext, PolicyAction, PolicyEngine};
 use crate::config::{self, VifType};
 use crate::datapath::SetupRequest;
 use crate::fib::{Fib, Nexthop};
-use crate::spsc::Consumer;
+use crate::spsc::{Consumer, Producer};
 use flow_table::{tcp_flags, Action, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY, FLOW_DR_FLOW_LIMIT};
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,6 +29,8 @@ use std::time::{Duration, Instant};
 
 /// How often the housekeeping scan runs.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// Fewest entries the housekeeping scan visits per tick (tf kMinFlowsPerTimer).
+const MIN_SCAN_SLICE: u64 = 3000;
 /// Grace period before a closed TCP pair is evicted (lets the last ACK through).
 const TCP_CLOSE_GRACE_MS: u64 = 1000;
 
@@ -76,8 +77,13 @@ pub struct Agent {
     fib: Arc<Fib>,
     policy: PolicyEngine,
     rings: Vec<Consumer<SetupRequest>>,
+    /// Per lcore: flows set up, so the lcore releases their held packets at once.
+    done: Vec<Producer<u32>>,
     settings: AgentSettings,
-    meta: HashMap<u32, FlowMeta>,
+    /// Indexed by flow index (no rehashing as the table fills).
+    meta: Vec<Option<Box<FlowMeta>>>,
+    /// Next flow index the sliced housekeeping scan visits.
+    scan_cursor: u32,
     counters: AgentCounters,
     /// Setup latency (TSC ticks from miss to programmed), for the benchmark and `status`.
     latency: hdrhistogram::Histogram<u64>,
@@ -91,6 +97,7 @@ impl Agent {
         fib: Arc<Fib>,
         policy: PolicyEngine,
         rings: Vec<Consumer<SetupRequest>>,
+        done: Vec<Producer<u32>>,
         settings: AgentSettings,
     ) -> std::io::Result<Agent> {
         let _ = std::fs::remove_file(&settings.control_path);
@@ -102,8 +109,10 @@ impl Agent {
             fib,
             policy,
             rings,
+            done,
             settings,
-            meta: HashMap::new(),
+            meta: Vec::new(),
+            scan_cursor: 0,
             counters: AgentCounters::default(),
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
             tsc_hz: crate::dpdk::tsc_hz().max(1),
@@ -154,9 +163,11 @@ impl Agent {
         let Some(e) = self.table.entry(req.flow) else { return };
         let key = match e.key() {
             Some(k) if e.gen() == req.gen && e.action() == Action::Hold => k,
-            // Reused, deleted, or already set up (its reverse was set up first).
+            // Reused, deleted, or already set up (its reverse was set up first): the lcore
+            // that sent it may hold packets of it.
             _ => {
                 self.counters.setup_stale += 1;
+                self.notify(req.lcore, req.flow);
                 return;
             }
         };
@@ -192,6 +203,7 @@ impl Agent {
         if let Some(r) = self.table.entry(rev) {
             let _ = self.table.set_action(rev, r.gen(), &update);
         }
+        self.notify(req.lcore, req.flow);
         self.counters.setups += 1;
         if !forward {
             self.counters.setup_denied += 1;
@@ -210,11 +222,33 @@ impl Agent {
         let mut rmeta = meta.clone();
         rmeta.reverse = true;
         std::mem::swap(&mut rmeta.src_vn, &mut rmeta.dst_vn);
-        self.meta.insert(req.flow, meta);
-        self.meta.insert(rev, rmeta);
+        self.set_meta(req.flow, meta);
+        self.set_meta(rev, rmeta);
         if req.tsc != 0 {
             let ticks = crate::dpdk::rdtsc().saturating_sub(req.tsc);
             let _ = self.latency.record(ticks * 1_000_000_000 / self.tsc_hz);
+        }
+    }
+
+    /// Tells lcore `lcore` that `flow` has its action (a full ring only delays the release
+    /// to the lcore's periodic check).
+    fn notify(&self, lcore: u16, flow: u32) {
+        if let Some(p) = self.done.get(usize::from(lcore)) {
+            let _ = p.push(flow);
+        }
+    }
+
+    fn set_meta(&mut self, idx: u32, m: FlowMeta) {
+        let i = idx as usize;
+        if i >= self.meta.len() {
+            self.meta.resize_with((self.table.capacity() as usize).max(i + 1), || None);
+        }
+        self.meta[i] = Some(Box::new(m));
+    }
+
+    fn clear_meta(&mut self, idx: u32) {
+        if let Some(m) = self.meta.get_mut(idx as usize) {
+            *m = None;
         }
     }
 
@@ -237,7 +271,19 @@ impl Agent {
         let age = self.settings.age_timeout_ms;
         let mut delete = Vec::new();
         let mut audit = Vec::new();
-        for (_, snap) in self.table.iter_active() {
+        // A slice of the table per tick, as tf's FlowStatsCollector: the whole table within
+        // a quarter of the age time (and of the hold audit time), at least MIN_SCAN_SLICE
+        // entries per tick. A full sweep per tick would cost the agent (and the lcores'
+        // caches) a pass over the whole table every 100 ms.
+        let cap = self.table.capacity();
+        let sweep_ms = (age.min(self.settings.hold_audit_ms) / 4).max(SCAN_INTERVAL.as_millis() as u64);
+        let ticks = (sweep_ms / SCAN_INTERVAL.as_millis() as u64).max(1);
+        let slice = (u64::from(cap) / ticks + 1).max(MIN_SCAN_SLICE).min(u64::from(cap)) as u32;
+        let start = self.scan_cursor.min(cap);
+        let end = start.saturating_add(slice).min(cap);
+        self.scan_cursor = if end >= cap { 0 } else { end };
+        let snaps = (start..end).filter_map(|i| self.table.snapshot(i).ok().flatten());
+        for snap in snaps {
             if snap.flags & (flow_table::flags::DELETE_MARKED | flow_table::flags::EVICTED) != 0 {
                 // Already on its way out: reclaimed once the lcores have moved on.
                 continue;
@@ -279,11 +325,11 @@ impl Agent {
             if self.table.mark_delete(idx, gen).is_err() {
                 continue;
             }
-            self.meta.remove(&idx);
+            self.clear_meta(idx);
             let tcp_closed = match pair {
                 Some((r, rgen, tcp_closed)) => {
                     if self.table.mark_delete(r, rgen).is_ok() {
-                        self.meta.remove(&r);
+                        self.clear_meta(r);
                     }
                     tcp_closed
                 }
@@ -343,7 +389,7 @@ impl Agent {
             },
             Some("flow") => {
                 let idx = v.get("index").and_then(|i| i.as_u64()).unwrap_or(u64::MAX) as u32;
-                match self.meta.get(&idx) {
+                match self.meta.get(idx as usize).and_then(|m| m.as_deref()) {
                     Some(m) => serde_json::json!({"ok": true, "meta": m}),
                     None => serde_json::json!({"ok": false, "error": format!("no agent state for flow {idx}")}),
                 }
@@ -363,7 +409,7 @@ impl Agent {
         let mut n = 0;
         let snaps: Vec<_> = self.table.iter_active().map(|(_, s)| s).filter(|s| s.action != Action::Hold).collect();
         for snap in snaps {
-            let Some(meta) = self.meta.get(&snap.index).cloned() else { continue };
+            let Some(meta) = self.meta.get(snap.index as usize).and_then(|m| m.as_deref()).cloned() else { continue };
             if meta.reverse {
                 continue;
             }
@@ -389,7 +435,7 @@ impl Agent {
                     let _ = self.table.set_action(r, e.gen(), &up);
                 }
             }
-            if let Some(m) = self.meta.get_mut(&snap.index) {
+            if let Some(m) = self.meta.get_mut(snap.index as usize).and_then(|m| m.as_deref_mut()) {
                 m.action = d.action_names;
                 m.nw_ace_uuid = d.nw_ace_uuid.clone();
                 m.sg_rule_uuid = d.sg_rule_uuid.clone();

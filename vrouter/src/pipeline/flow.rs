@@ -240,23 +240,42 @@ impl HoldStore {
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.flows.is_empty()
     }
 
     /// Flows with packets held here.
     #[inline]
     pub fn flows(&self) -> usize {
-        self.order.len()
+        self.flows.len()
     }
 
     #[inline]
     pub fn contains(&self, flow: u32) -> bool {
-        !self.order.is_empty() && self.flows.contains_key(&flow)
+        !self.flows.is_empty() && self.flows.contains_key(&flow)
+    }
+
+    /// Removes and returns the packets of one flow (the agent said it is set up). Its place
+    /// in the release order is dropped lazily by the next [`HoldStore::release`].
+    pub fn release_flow(&mut self, flow: u32, mut out: impl FnMut(u32, usize, u16)) -> bool {
+        match self.flows.remove(&flow) {
+            Some(f) => {
+                for &(p, v) in &f.packets[..usize::from(f.len)] {
+                    out(flow, p, v);
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn hold(&mut self, flow: u32, pkt: usize, vif: u16) -> HoldResult {
         let per_flow = self.per_flow;
         let first = !self.flows.contains_key(&flow);
+        if first && self.order.len() >= self.order.capacity() && self.order.len() > 2 * self.flows.len() {
+            // Drop places of flows released individually before the order vector grows.
+            let flows = &self.flows;
+            self.order.retain(|f| flows.contains_key(f));
+        }
         let f = self.flows.entry(flow).or_insert(HeldFlow { len: 0, packets: [(0, 0); MAX_HELD_PER_FLOW] });
         if usize::from(f.len) >= per_flow {
             return HoldResult::QueueFull;
@@ -275,6 +294,10 @@ impl HoldStore {
         // One pass, order kept: O(held flows), whatever how many are released.
         let flows = &mut self.flows;
         self.order.retain(|&flow| {
+            if !flows.contains_key(&flow) {
+                // Released individually already.
+                return false;
+            }
             if !ready(flow) {
                 return true;
             }
