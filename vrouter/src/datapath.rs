@@ -150,6 +150,9 @@ pub struct FlowPlane {
 struct LcoreFlows {
     table: Arc<FlowTable>,
     setup: Producer<SetupRequest>,
+    /// Requests the ring had no room for, sent in order before any new one (bounded by the
+    /// hold limit: each belongs to a held flow), so no setup request is ever lost.
+    pending: std::collections::VecDeque<SetupRequest>,
     done: crate::spsc::Consumer<u32>,
     hold: HoldStore,
     /// TSC of the last full check of every held flow, and the check interval (1 ms).
@@ -268,6 +271,7 @@ impl Datapath {
                 table: t.clone(),
                 setup: producers[plan.index].take().expect("one ring per lcore"),
                 done: done[plan.index].take().expect("one ring per lcore"),
+                pending: std::collections::VecDeque::with_capacity(hold_limit),
                 hold: HoldStore::new(per_flow, hold_limit),
                 last_poll: 0,
                 poll_ticks: crate::dpdk::tsc_hz() / 1000,
@@ -359,7 +363,13 @@ impl LcoreLoop {
         while !self.stop.load(Ordering::Relaxed) {
             let tsc = crate::dpdk::rdtsc();
             let now = clock.now_ms(tsc);
-            if let Some(f) = &self.flow {
+            if let Some(f) = &mut self.flow {
+                while let Some(req) = f.pending.pop_front() {
+                    if let Err(req) = f.setup.push(req) {
+                        f.pending.push_front(req);
+                        break;
+                    }
+                }
                 f.table.quiescent(self.index);
                 if !f.hold.is_empty() {
                     self.release_held(&fib, now, tsc);
@@ -488,9 +498,12 @@ impl LcoreLoop {
                 }
                 if new {
                     let gen = f.table.entry(flow).map_or(0, |e| e.gen());
-                    // A full ring leaves the flow in HOLD; the agent's hold audit turns it
-                    // into a short DROP flow and the held packets are released as drops.
-                    let _ = f.setup.push(SetupRequest { flow, gen, vif, lcore: f.lcore, tsc });
+                    let req = SetupRequest { flow, gen, vif, lcore: f.lcore, tsc };
+                    if !f.pending.is_empty() {
+                        f.pending.push_back(req);
+                    } else if let Err(req) = f.setup.push(req) {
+                        f.pending.push_back(req);
+                    }
                 }
             }
             HoldResult::QueueFull => self.drop_pkt(vif, DropReason::FlowQueueLimitExceeded, raw),

@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 /// How often the housekeeping scan runs.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest full sweep of the table: a flow stuck in HOLD is audited at most this long after
+/// `hold_audit_s` (tf's audit sweeps the table in 180 s).
+const MAX_SWEEP_MS: u64 = 30_000;
 /// Fewest entries the housekeeping scan visits per tick (tf kMinFlowsPerTimer).
 const MIN_SCAN_SLICE: u64 = 3000;
 /// Grace period before a closed TCP pair is evicted (lets the last ACK through).
@@ -272,11 +275,11 @@ impl Agent {
         let mut delete = Vec::new();
         let mut audit = Vec::new();
         // A slice of the table per tick, as tf's FlowStatsCollector: the whole table within
-        // a quarter of the age time (and of the hold audit time), at least MIN_SCAN_SLICE
+        // a quarter of the age time (at most MAX_SWEEP_MS), at least MIN_SCAN_SLICE
         // entries per tick. A full sweep per tick would cost the agent (and the lcores'
         // caches) a pass over the whole table every 100 ms.
         let cap = self.table.capacity();
-        let sweep_ms = (age.min(self.settings.hold_audit_ms) / 4).max(SCAN_INTERVAL.as_millis() as u64);
+        let sweep_ms = (age / 4).clamp(SCAN_INTERVAL.as_millis() as u64, MAX_SWEEP_MS);
         let ticks = (sweep_ms / SCAN_INTERVAL.as_millis() as u64).max(1);
         let slice = (u64::from(cap) / ticks + 1).max(MIN_SCAN_SLICE).min(u64::from(cap)) as u32;
         let start = self.scan_cursor.min(cap);
