@@ -85,93 +85,46 @@ use std::sync::Arc;
 
 pub use crate::config::schema::PolicyAction;
 
-/// tf-vrouter flow drop reasons (`VR_FLOW_DR_*`, the `fr_drop_reason` / `fe_drop_reason`
-/// byte) and the names the `flow` tool prints for them.
+/// tf-vrouter flow drop reasons (`VR_FLOW_DR_*`) under the short names the policy code uses.
+/// The one table of codes and names is `flow_table::defs` (the flow table stores the code,
+/// `flow` prints the name); this module only renames.
 pub mod flow_drop {
-    pub const UNKNOWN: u8 = 0x00;
-    pub const INTF_ERR: u8 = 0x01;
-    pub const IPV4_DIS: u8 = 0x02;
-    pub const VRF_ERR: u8 = 0x03;
-    pub const NO_SRC_RT: u8 = 0x04;
-    pub const NO_DST_RT: u8 = 0x05;
-    /// A flow stuck in HOLD, turned into a DROP flow by the audit.
-    pub const AUDIT: u8 = 0x06;
-    pub const VRF_CHANGE: u8 = 0x07;
-    pub const NO_REV_FLOW: u8 = 0x08;
-    pub const REV_FLOW_CHANGE: u8 = 0x09;
-    pub const NAT_CHANGE: u8 = 0x0a;
-    /// Flow limit reached (table full).
-    pub const FLOW_LIMIT: u8 = 0x0b;
-    pub const LINK_SRC_NAT_ERR: u8 = 0x0c;
-    pub const VROUTER_INSTALL_FAIL: u8 = 0x0d;
-    pub const INVALID_L2_FLOW: u8 = 0x0e;
-    pub const TSN_FLOW: u8 = 0x0f;
-    pub const NO_MIRROR_ENTRY: u8 = 0x10;
-    pub const SAME_FLOW_RFLOW_KEY: u8 = 0x11;
-    pub const NO_FIP_PORT_MAP: u8 = 0x12;
-    pub const NO_SRC_RT_RPF_NH: u8 = 0x13;
-    pub const FAT_FLOW_NAT_CONFLICT: u8 = 0x14;
-    /// Denied by a network policy of the source VN.
-    pub const POLICY: u8 = 0x15;
-    /// Denied by a network policy of the destination VN.
-    pub const OUT_POLICY: u8 = 0x16;
-    /// Denied by the destination VMI's security groups (ingress).
-    pub const SG: u8 = 0x17;
-    /// Denied by the source VMI's security groups (egress).
-    pub const OUT_SG: u8 = 0x18;
-    pub const REV_SG: u8 = 0x19;
-    pub const REV_OUT_SG: u8 = 0x1a;
-    pub const FW_POLICY: u8 = 0x1b;
-    pub const OUT_FW_POLICY: u8 = 0x1c;
-    pub const REV_FW_POLICY: u8 = 0x1d;
-    pub const REV_OUT_FW_POLICY: u8 = 0x1e;
-    pub const FWAAS_POLICY: u8 = 0x1f;
-    pub const OUT_FWAAS_POLICY: u8 = 0x20;
-    pub const REV_FWAAS_POLICY: u8 = 0x21;
-    pub const REV_OUT_FWAAS_POLICY: u8 = 0x22;
-
-    const NAMES: [&str; 0x23] = [
-        "Unknown",
-        "IntfErr",
-        "Ipv4Dis",
-        "VrfErr",
-        "NoSrcRt",
-        "NoDstRt",
-        "Audit",
-        "VrfChange",
-        "NoRevFlow",
-        "RevFlowChng",
-        "NatChng",
-        "FlowLim",
-        "LinkSrcNatErr",
-        "VrouterInstallFail",
-        "InvalidL2Flow",
-        "TSNFlow",
-        "NoMirrorentry",
-        "SameFlowRflowKey",
-        "NoFipPortMap",
-        "NoSrcRtRpfNh",
-        "FatFlowNatConflict",
-        "Policy",
-        "OutPolicy",
-        "SG",
-        "OutSG",
-        "RevSG",
-        "RevOutSG",
-        "FwPolicy",
-        "OutFwPolicy",
-        "RevFwPolicy",
-        "RevOutFwPolicy",
-        "FWAASPolicy",
-        "OutFWAASPolicy",
-        "RevFWAASPolicy",
-        "RevOutFWAASPolicy",
-    ];
-
-    /// The name `flow` prints for a drop reason; `"Unknown"` for codes it does not know.
-    pub fn name(code: u8) -> &'static str {
-        NAMES.get(usize::from(code)).copied().unwrap_or("Unknown")
-    }
+    pub use flow_table::FLOW_DR_UNKNOWN as UNKNOWN;
+    pub use flow_table::FLOW_DR_UNAVAILABLE_INTF as INTF_ERR;
+    pub use flow_table::FLOW_DR_IPV4_FWD_DIS as IPV4_DIS;
+    pub use flow_table::FLOW_DR_UNAVAILABLE_VRF as VRF_ERR;
+    pub use flow_table::FLOW_DR_NO_SRC_ROUTE as NO_SRC_RT;
+    pub use flow_table::FLOW_DR_NO_DST_ROUTE as NO_DST_RT;
+    pub use flow_table::FLOW_DR_AUDIT_ENTRY as AUDIT;
+    pub use flow_table::FLOW_DR_VRF_CHANGE as VRF_CHANGE;
+    pub use flow_table::FLOW_DR_NO_REVERSE_FLOW as NO_REV_FLOW;
+    pub use flow_table::FLOW_DR_REVERSE_FLOW_CHANGE as REV_FLOW_CHANGE;
+    pub use flow_table::FLOW_DR_NAT_CHANGE as NAT_CHANGE;
+    pub use flow_table::FLOW_DR_FLOW_LIMIT as FLOW_LIMIT;
+    pub use flow_table::FLOW_DR_LINKLOCAL_SRC_NAT as LINK_SRC_NAT_ERR;
+    pub use flow_table::FLOW_DR_FAILED_VROUTER_INSTALL as VROUTER_INSTALL_FAIL;
+    pub use flow_table::FLOW_DR_INVALID_L2_FLOW as INVALID_L2_FLOW;
+    pub use flow_table::FLOW_DR_FLOW_ON_TSN as TSN_FLOW;
+    pub use flow_table::FLOW_DR_NO_MIRROR_ENTRY as NO_MIRROR_ENTRY;
+    pub use flow_table::FLOW_DR_SAME_FLOW_RFLOW_KEY as SAME_FLOW_RFLOW_KEY;
+    pub use flow_table::FLOW_DR_PORT_MAP_DROP as NO_FIP_PORT_MAP;
+    pub use flow_table::FLOW_DR_NO_SRC_ROUTE_L2RPF as NO_SRC_RT_RPF_NH;
+    pub use flow_table::FLOW_DR_FAT_FLOW_NAT_CONFLICT as FAT_FLOW_NAT_CONFLICT;
+    pub use flow_table::FLOW_DR_POLICY as POLICY;
+    pub use flow_table::FLOW_DR_OUT_POLICY as OUT_POLICY;
+    pub use flow_table::FLOW_DR_SG as SG;
+    pub use flow_table::FLOW_DR_OUT_SG as OUT_SG;
+    pub use flow_table::FLOW_DR_REVERSE_SG as REV_SG;
+    pub use flow_table::FLOW_DR_REVERSE_OUT_SG as REV_OUT_SG;
+    pub use flow_table::FLOW_DR_FW_POLICY as FW_POLICY;
+    pub use flow_table::FLOW_DR_OUT_FW_POLICY as OUT_FW_POLICY;
+    pub use flow_table::FLOW_DR_REVERSE_FW_POLICY as REV_FW_POLICY;
+    pub use flow_table::FLOW_DR_REVERSE_OUT_FW_POLICY as REV_OUT_FW_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_POLICY as FWAAS_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_OUT_POLICY as OUT_FWAAS_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_REVERSE_POLICY as REV_FWAAS_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_REVERSE_OUT_POLICY as REV_OUT_FWAAS_POLICY;
+    pub use flow_table::flow_drop_reason_name as name;
 }
 
 /// A mirror analyzer as resolved by the engine.
