@@ -152,10 +152,16 @@ fn run(args: &Args) -> Result<()> {
             let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
                 .context("starting the agent (control socket in vrouter.run_dir)")?;
             let st = agent_stop.clone();
+            let core = cfg.eal.main_core;
             Some(
                 std::thread::Builder::new()
                     .name("vr-agent".into())
-                    .spawn(move || agent.run(st))
+                    .spawn(move || {
+                        // The agent shares the main (control) core and never preempts a
+                        // poll-mode forwarding core.
+                        pin_current_thread(core);
+                        agent.run(st)
+                    })
                     .context("spawning the agent thread")?,
             )
         }
@@ -189,6 +195,21 @@ fn run(args: &Args) -> Result<()> {
     );
     eal.cleanup().context("EAL cleanup")?;
     result
+}
+
+/// Pins the calling thread to one CPU (best effort: a failure leaves it unpinned and says so).
+fn pin_current_thread(cpu: u32) {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity(0, ...) applies to the calling thread.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret != 0 {
+        eprintln!("vrouter: could not pin the agent thread to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// `rx 1.23 Mpps tx 1.23 Mpps drop 0 pps | total rx N tx N drop N [top drop: reason N]`
