@@ -84,6 +84,11 @@ pub struct OvsRow {
     pub tx_over_rx: f64,
     pub emc_hit: f64,
     pub megaflow_hit: f64,
+    /// Datapath passes per packet (2 with the `ct` pipeline's recirculation).
+    pub dp_passes: f64,
+    /// Datapath flows and conntrack connections at the end of the run.
+    pub dp_flows: f64,
+    pub ct_conns: f64,
     pub load1: f64,
     /// Fed by the testpmd->memif generator (`--memif-gen`) rather than a pcap port.
     pub memif: bool,
@@ -107,6 +112,9 @@ impl OvsRow {
             tx_over_rx: num(r, "tx_over_rx"),
             emc_hit: num(r, "emc_hit"),
             megaflow_hit: num(r, "megaflow_hit"),
+            dp_passes: num(r, "dp_passes"),
+            dp_flows: num(r, "dp_flows"),
+            ct_conns: num(r, "ct_conns"),
             load1: num(r, "load1"),
         })
     }
@@ -224,11 +232,14 @@ pub fn run_testpmd(
         .collect())
 }
 
-/// `python3 <shared>/bench/run_ovs_dpdk.py (--pcap F | --memif-gen F) --variant l3 ...`.
+/// `python3 <shared>/bench/run_ovs_dpdk.py (--pcap F | --memif-gen F) --variant V ...`
+/// (`l3` for the stateless comparison, `ct` for the conntrack pipeline).
+#[allow(clippy::too_many_arguments)]
 pub fn ovs_command(
     shared: &Path,
     pcap: &Path,
     memif: bool,
+    variant: &str,
     dur: f64,
     warm: f64,
     csv: &Path,
@@ -239,7 +250,7 @@ pub fn ovs_command(
         if memif { "--memif-gen" } else { "--pcap" }.to_string(),
         pcap.display().to_string(),
         "--variant".into(),
-        "l3".into(),
+        variant.into(),
         "--dur".into(),
         dur.to_string(),
         "--warm".into(),
@@ -315,6 +326,7 @@ mod tests {
             Path::new("/s"),
             Path::new("/p.pcap"),
             true,
+            "l3",
             10.0,
             3.0,
             Path::new("/o.csv"),

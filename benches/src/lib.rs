@@ -14,18 +14,27 @@
 //! - [`procfs`]: thread CPU time from schedstat, load average;
 //! - [`vrouter_run`]: starts the vRouter, samples counters and CPU time over a window, stops it;
 //! - [`anchors`]: runs `run_testpmd.py` / `run_ovs_dpdk.py` and parses their CSV rows;
-//! - [`report`]: the per-N comparison table, JSON and CSV.
+//! - [`report`]: the per-N comparison table, JSON and CSV;
+//! - [`agent`]: the vRouter agent's control socket (`status`: setups, setup latency);
+//! - [`stateful`]: throughput with the flow table on, and the flow setup rate;
+//! - [`stateful_cmd`]: `vrouter-bench --stateful` (both, with their anchors, and memory);
+//! - [`ovs_watch`]: conntrack connections of the OVS-DPDK anchor, sampled while it runs.
 
+pub mod agent;
 pub mod anchors;
+pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;
 pub mod report;
+pub mod stateful;
+pub mod stateful_cmd;
 pub mod topology;
 pub mod vrouter_run;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -74,8 +83,13 @@ pub fn sleep_checked(d: Duration) -> anyhow::Result<()> {
 /// 2176 B data room (+256 B of header and private area) occupies a whole 4 KiB page.
 /// Returns `(mbufs, memory_mb)` for a pcap of `packets` packets.
 pub fn mem_sizing(packets: u64) -> (u64, u64) {
+    mem_sizing_extra(packets, 0)
+}
+
+/// [`mem_sizing`] with `extra` more mbufs (packets the vRouter may hold for flow setup).
+pub fn mem_sizing_extra(packets: u64, extra: u64) -> (u64, u64) {
     const MBUF_SIZE: u64 = 2176;
-    let nmbuf = packets + 32768;
+    let nmbuf = packets + 32768 + extra;
     let per_obj = 4096 * (MBUF_SIZE + 256).div_ceil(4096);
     let mem_mb = (nmbuf as f64 * per_obj as f64 * 1.15) as u64 / (1 << 20) + 1024;
     (nmbuf, mem_mb)
@@ -130,6 +144,76 @@ pub fn shell_line<S: AsRef<str>>(args: &[S]) -> String {
         .map(|a| shell_quote(a.as_ref()))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The machine the benchmark ran on.
+#[derive(serde::Serialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub mem_total_kib: u64,
+    pub load_at_start: [f64; 3],
+    pub load_at_end: [f64; 3],
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn git_rev(repo: &Path) -> String {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        format!("{rev}-dirty")
+    } else {
+        rev
+    }
+}
+
+pub fn machine(load_at_start: [f64; 3]) -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let mem_total_kib = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Machine {
+        hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_model,
+        mem_total_kib,
+        load_at_start,
+        load_at_end: procfs::loadavg().unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

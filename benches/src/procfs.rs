@@ -108,6 +108,39 @@ pub fn cpu_busy_share(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
         .collect()
 }
 
+/// Resident memory of a process from `/proc/PID/status`, in bytes.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, PartialEq, Eq)]
+pub struct Rss {
+    /// Private anonymous memory (heap; with `--no-huge` also DPDK's memory).
+    pub anon: u64,
+    /// File-backed mappings.
+    pub file: u64,
+    /// Shared memory (tmpfs files such as a flow table in /dev/shm, the stats region).
+    pub shmem: u64,
+}
+
+pub fn rss(pid: u32) -> Result<Rss> {
+    let p = format!("/proc/{pid}/status");
+    let s = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+    Ok(parse_rss(&s))
+}
+
+pub fn parse_rss(s: &str) -> Rss {
+    let kib = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    Rss {
+        anon: kib("RssAnon:"),
+        file: kib("RssFile:"),
+        shmem: kib("RssShmem:"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +160,20 @@ mod tests {
             cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)),
             vec![0.0, 1.0]
         );
+    }
+
+    #[test]
+    fn rss_fields() {
+        let r = parse_rss("Name:\tx\nRssAnon:\t    1024 kB\nRssFile:\t  2 kB\nRssShmem:\t 3 kB\n");
+        assert_eq!(
+            r,
+            Rss {
+                anon: 1 << 20,
+                file: 2048,
+                shmem: 3072
+            }
+        );
+        assert!(rss(std::process::id()).unwrap().anon > 0);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub const REMOTE_IP: &str = "10.10.0.2";
 pub const LABEL: u32 = 40;
 pub const ROUTE: &str = "10.128.0.0/9";
 
+/// The virtual network of the VM vif: with no `[[network_policy]]`, traffic inside one VN
+/// passes, so every flow of the benchmark is set up as a forwarding flow.
+pub const VN_NAME: &str = "default-domain:bench:vn1";
+
 /// What varies between runs.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -35,6 +39,57 @@ pub struct Topology {
     pub mbufs: u64,
     pub main_core: u32,
     pub fwd_core: u32,
+    /// `[flow]` settings; `None` = `[flow] enabled = false` (the stateless path).
+    pub flow: Option<FlowSettings>,
+}
+
+/// The `[flow]` section of a stateful run (see `vrouter::config::FlowConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FlowSettings {
+    /// Main table entries (a power of two, at least 1024).
+    pub entries: u32,
+    /// `None`: the vRouter's default (20 % of `entries`).
+    pub overflow_entries: Option<u32>,
+    pub hold_limit: u32,
+    pub held_packets_per_flow: u32,
+    pub age_timeout_s: u32,
+    pub hold_audit_s: u32,
+}
+
+impl FlowSettings {
+    /// A table for `flows` forward flows and their reverse flows: the next power of two of
+    /// 4 x `flows` (2 x for the pairs, 2 x headroom so buckets rarely overflow), at least
+    /// 1024. Flows never age during a run (one day), the vRouter's other defaults.
+    pub fn for_flows(flows: u64) -> FlowSettings {
+        let entries = (flows.saturating_mul(4))
+            .next_power_of_two()
+            .clamp(1024, 1 << 30) as u32;
+        FlowSettings {
+            entries,
+            overflow_entries: None,
+            hold_limit: 1000,
+            held_packets_per_flow: 3,
+            age_timeout_s: 86_400,
+            hold_audit_s: 5,
+        }
+    }
+
+    /// Packets the data plane may hold at once (mbufs the pool needs beyond the source).
+    pub fn max_held_packets(&self) -> u64 {
+        u64::from(self.hold_limit) * u64::from(self.held_packets_per_flow)
+    }
+
+    fn toml(&self) -> String {
+        let mut s = format!("[flow]\nenabled = true\nentries = {}\n", self.entries);
+        if let Some(o) = self.overflow_entries {
+            s.push_str(&format!("overflow_entries = {o}\n"));
+        }
+        s.push_str(&format!(
+            "hold_limit = {}\nheld_packets_per_flow = {}\nage_timeout_s = {}\nhold_audit_s = {}\n",
+            self.hold_limit, self.held_packets_per_flow, self.age_timeout_s, self.hold_audit_s
+        ));
+        s
+    }
 }
 
 /// A TOML basic string (JSON string escapes are valid TOML escapes).
@@ -58,6 +113,12 @@ impl Topology {
     /// The vRouter configuration file.
     pub fn config_toml(&self) -> String {
         let [v0, v1] = self.vdevs();
+        let flow = match &self.flow {
+            Some(f) => f.toml(),
+            None => {
+                "[flow]\nenabled = false   # the stateless path: routes and nexthops only\n".into()
+            }
+        };
         format!(
             r#"# vrouter-bench: VM vif -> route {ROUTE} -> MPLSoUDP tunnel on the fabric vif.
 [eal]
@@ -81,6 +142,7 @@ type = "virtual"
 device = "net_pcap0"
 mac = "{VM_VIF_MAC}"
 vrf = 1
+vn_name = "{VN_NAME}"
 
 [[vif]]
 id = {FABRIC_VIF}
@@ -97,7 +159,7 @@ name = "fabric"
 
 [[vrf]]
 id = 1
-name = "default-domain:bench:vn1"
+name = "{VN_NAME}"
 
 [[nexthop]]
 id = 1
@@ -112,7 +174,8 @@ dst_mac = "02:00:00:00:10:02"
 vrf = 1
 prefix = "{ROUTE}"
 nexthop = 1
-"#,
+
+{flow}"#,
             main = self.main_core,
             fwd = self.fwd_core,
             mem = self.memory_mb,
@@ -121,6 +184,7 @@ nexthop = 1
             v0 = q(&v0),
             v1 = q(&v1),
             run_dir = qp(&self.run_dir),
+            flow = flow,
         )
     }
 }
@@ -139,6 +203,7 @@ mod tests {
             mbufs: 98304,
             main_core: 0,
             fwd_core: 1,
+            flow: None,
         }
     }
 
@@ -190,6 +255,43 @@ mod tests {
             }
             other => panic!("unexpected nexthop {other:?}"),
         }
+    }
+
+    #[test]
+    fn stateless_disables_flows_explicitly() {
+        let text = topo().config_toml();
+        assert!(text.contains("[flow]\nenabled = false"), "{text}");
+        let cfg = vrouter::config::parse(&text, "bench.toml").unwrap();
+        assert!(!cfg.flow.enabled);
+        let vm = cfg
+            .vifs
+            .iter()
+            .map(|v| v.get_ref())
+            .find(|v| v.id == VM_VIF)
+            .unwrap();
+        assert_eq!(vm.vn_name.as_deref(), Some(VN_NAME));
+    }
+
+    #[test]
+    fn stateful_flow_section_is_valid() {
+        let mut t = topo();
+        let mut f = FlowSettings::for_flows(1_048_576);
+        assert_eq!(f.entries, 4 << 20);
+        assert_eq!(FlowSettings::for_flows(1).entries, 1024);
+        assert_eq!(FlowSettings::for_flows(1000).entries, 4096);
+        assert_eq!(FlowSettings::for_flows(65536).entries, 262_144);
+        f.hold_limit = 65536;
+        f.overflow_entries = Some(2048);
+        assert_eq!(f.max_held_packets(), 3 * 65536);
+        t.flow = Some(f.clone());
+        let cfg = vrouter::config::parse(&t.config_toml(), "bench.toml").unwrap();
+        assert!(cfg.flow.enabled);
+        assert_eq!(cfg.flow.entries, f.entries);
+        assert_eq!(cfg.flow.overflow_entries, 2048);
+        assert_eq!(cfg.flow.hold_limit, 65536);
+        assert_eq!(cfg.flow.held_packets_per_flow, 3);
+        assert_eq!(cfg.flow.age_timeout_s, 86_400);
+        assert_eq!(cfg.flow.hold_audit_s, 5);
     }
 
     #[test]

@@ -82,18 +82,22 @@ pub struct VrouterMeasurement {
     pub clean_exit: bool,
 }
 
-struct Sample {
-    t: Instant,
-    cpu_ns: u64,
-    rx: u64,
-    tx: u64,
-    drops: [u64; DROP_REASON_COUNT],
-    busy_polls: u64,
-    idle_polls: u64,
-    jiffies: Vec<(u64, u64)>,
+/// Counters at one instant.
+pub struct Sample {
+    pub t: Instant,
+    /// On-CPU ns of the forwarding thread.
+    pub cpu_ns: u64,
+    /// VM vif RX packets.
+    pub rx: u64,
+    /// Fabric vif TX packets.
+    pub tx: u64,
+    pub drops: [u64; DROP_REASON_COUNT],
+    pub busy_polls: u64,
+    pub idle_polls: u64,
+    pub jiffies: Vec<(u64, u64)>,
 }
 
-fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
+pub fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
     let jiffies = procfs::cpu_jiffies().unwrap_or_default();
     let rx = reader.vif_counters(VM_VIF, None).rx_packets;
     let tx = reader.vif_counters(FABRIC_VIF, None).tx_packets;
@@ -134,7 +138,7 @@ pub fn drop_list(d: &[u64; DROP_REASON_COUNT]) -> Vec<DropCount> {
     v
 }
 
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
@@ -185,109 +189,187 @@ impl Drop for Running {
     }
 }
 
-/// Runs the vRouter once and measures it.
-pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
-    let topo = &spec.topology;
-    let _ = std::fs::remove_dir_all(&topo.run_dir);
-    std::fs::create_dir_all(&topo.run_dir)
-        .with_context(|| format!("creating {}", topo.run_dir.display()))?;
-    std::fs::write(&spec.config_path, topo.config_toml())
-        .with_context(|| format!("writing {}", spec.config_path.display()))?;
-    let log = File::create(&spec.log_path)
-        .with_context(|| format!("creating {}", spec.log_path.display()))?;
+/// Whole-run totals read after the vRouter stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub rx: u64,
+    pub tx: u64,
+    pub drops: u64,
+    pub clean_exit: bool,
+}
 
-    let t0 = Instant::now();
-    let child = Command::new(&spec.vrouter)
-        .arg("--config")
-        .arg(&spec.config_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", spec.vrouter.display()))?;
-    let pid = child.id();
-    let mut running = Running {
-        child: Some(child),
-        prefix: topo.file_prefix.clone(),
-        stop_timeout: spec.stop_timeout,
-    };
+/// A vRouter that was started and has received its first packet.
+pub struct Started {
+    running: Running,
+    log_path: PathBuf,
+    run_dir: PathBuf,
+    pub pid: u32,
+    pub reader: StatsReader,
+    pub fwd_tid: u32,
+    /// Thread names of the process (to check the forwarding thread's name).
+    pub threads: Vec<String>,
+    /// Seconds from spawn to the first received packet (EAL init + pcap preload).
+    pub startup_s: f64,
+    /// When the first packet was seen on the VM vif (within `first_rx_poll`).
+    pub first_rx: Instant,
+}
 
-    let early_exit = |running: &mut Running| -> Result<()> {
-        if let Some(c) = running.child.as_mut() {
-            if let Some(st) = c.try_wait()? {
-                running.child = None;
+impl Started {
+    /// Writes the configuration, starts the vRouter, waits for the stats region and then
+    /// for the first packet on the VM vif (polled every `first_rx_poll`), and finds the
+    /// forwarding thread.
+    pub fn start(spec: &RunSpec, first_rx_poll: Duration) -> Result<Started> {
+        let topo = &spec.topology;
+        let _ = std::fs::remove_dir_all(&topo.run_dir);
+        std::fs::create_dir_all(&topo.run_dir)
+            .with_context(|| format!("creating {}", topo.run_dir.display()))?;
+        std::fs::write(&spec.config_path, topo.config_toml())
+            .with_context(|| format!("writing {}", spec.config_path.display()))?;
+        let log = File::create(&spec.log_path)
+            .with_context(|| format!("creating {}", spec.log_path.display()))?;
+
+        let t0 = Instant::now();
+        let child = Command::new(&spec.vrouter)
+            .arg("--config")
+            .arg(&spec.config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", spec.vrouter.display()))?;
+        let pid = child.id();
+        let mut running = Running {
+            child: Some(child),
+            prefix: topo.file_prefix.clone(),
+            stop_timeout: spec.stop_timeout,
+        };
+
+        // 1. Wait for the stats region, then for packets on the VM vif.
+        let deadline = t0 + spec.start_timeout;
+        let mut reader: Option<StatsReader> = None;
+        let first_rx = loop {
+            early_exit(&mut running, &spec.log_path)?;
+            if reader.is_none() {
+                reader = StatsReader::open(&topo.run_dir).ok();
+            }
+            if let Some(r) = &reader {
+                if r.vif_counters(VM_VIF, None).rx_packets > 0 {
+                    break Instant::now();
+                }
+            }
+            if Instant::now() > deadline {
                 bail!(
-                    "vrouter exited early ({st}); log {}:\n{}",
+                    "vrouter received nothing within {:?}; log {}:\n{}",
+                    spec.start_timeout,
                     spec.log_path.display(),
                     log_tail(&spec.log_path, 30)
                 );
             }
-        }
-        Ok(())
-    };
-
-    // 1. Wait for the stats region, then for packets on the VM vif.
-    let deadline = t0 + spec.start_timeout;
-    let reader = loop {
-        early_exit(&mut running)?;
-        if let Ok(r) = StatsReader::open(&topo.run_dir) {
-            if r.vif_counters(VM_VIF, None).rx_packets > 0 {
-                break r;
+            if interrupted() {
+                bail!("interrupted");
             }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "vrouter received nothing within {:?}; log {}:\n{}",
-                spec.start_timeout,
-                spec.log_path.display(),
-                log_tail(&spec.log_path, 30)
-            );
-        }
-        sleep_checked(Duration::from_millis(50))?;
-    };
-    let startup_s = t0.elapsed().as_secs_f64();
+            std::thread::sleep(if reader.is_some() {
+                first_rx_poll
+            } else {
+                Duration::from_millis(50)
+            });
+        };
+        let reader = reader.expect("opened above");
+        let startup_s = (first_rx - t0).as_secs_f64();
 
-    // 2. The forwarding thread.
-    let threads = procfs::threads(pid)?;
-    let names: Vec<String> = threads.iter().map(|(_, c)| c.clone()).collect();
-    let fwd: Vec<u32> = threads
-        .iter()
-        .filter(|(_, c)| *c == spec.fwd_thread)
-        .map(|(t, _)| *t)
-        .collect();
-    let fwd_tid = match fwd.as_slice() {
-        [t] => *t,
-        [] => bail!(
-            "no thread named {:?} in vrouter (pid {pid}); threads: {names:?}",
-            spec.fwd_thread
-        ),
-        _ => bail!(
-            "several threads named {:?} in vrouter (pid {pid}): {fwd:?}",
-            spec.fwd_thread
-        ),
-    };
-
-    // 3. Warm-up, then the window.
-    sleep_checked(spec.warm)?;
-    early_exit(&mut running)?;
-    let load_before = procfs::loadavg()?;
-    let a = sample(&reader, pid, fwd_tid)?;
-    sleep_checked(spec.dur)?;
-    let b = sample(&reader, pid, fwd_tid)?;
-    let load_after = procfs::loadavg()?;
-    early_exit(&mut running)?;
-
-    // 4. Stop and check the accounting on the final counters.
-    let clean_exit = running.stop()?;
-    let total_rx = reader.vif_counters(VM_VIF, None).rx_packets;
-    let total_tx = reader.vif_counters(FABRIC_VIF, None).tx_packets;
-    let total_drops: u64 = reader.drops(None).iter().sum();
-    drop(running);
-    let _ = std::fs::remove_dir_all(&topo.run_dir);
-    if interrupted() {
-        bail!("interrupted");
+        // 2. The forwarding thread.
+        let threads = procfs::threads(pid)?;
+        let names: Vec<String> = threads.iter().map(|(_, c)| c.clone()).collect();
+        let fwd: Vec<u32> = threads
+            .iter()
+            .filter(|(_, c)| *c == spec.fwd_thread)
+            .map(|(t, _)| *t)
+            .collect();
+        let fwd_tid = match fwd.as_slice() {
+            [t] => *t,
+            [] => bail!(
+                "no thread named {:?} in vrouter (pid {pid}); threads: {names:?}",
+                spec.fwd_thread
+            ),
+            _ => bail!(
+                "several threads named {:?} in vrouter (pid {pid}): {fwd:?}",
+                spec.fwd_thread
+            ),
+        };
+        Ok(Started {
+            running,
+            log_path: spec.log_path.clone(),
+            run_dir: topo.run_dir.clone(),
+            pid,
+            reader,
+            fwd_tid,
+            threads: names,
+            startup_s,
+            first_rx,
+        })
     }
 
+    /// An error (with the log's tail) if the vRouter has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        early_exit(&mut self.running, &self.log_path)
+    }
+
+    /// The thread id of the thread named `comm`, if there is exactly one.
+    pub fn thread(&self, comm: &str) -> Option<u32> {
+        match procfs::threads_named(self.pid, comm).ok()?.as_slice() {
+            [t] => Some(*t),
+            _ => None,
+        }
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Stops the vRouter (SIGINT) and reads the final counters.
+    pub fn stop(mut self) -> Result<Totals> {
+        let clean_exit = self.running.stop()?;
+        let t = Totals {
+            rx: self.reader.vif_counters(VM_VIF, None).rx_packets,
+            tx: self.reader.vif_counters(FABRIC_VIF, None).tx_packets,
+            drops: self.reader.drops(None).iter().sum(),
+            clean_exit,
+        };
+        let run_dir = self.run_dir.clone();
+        drop(self);
+        let _ = std::fs::remove_dir_all(&run_dir);
+        Ok(t)
+    }
+}
+
+fn early_exit(running: &mut Running, log_path: &Path) -> Result<()> {
+    if let Some(c) = running.child.as_mut() {
+        if let Some(st) = c.try_wait()? {
+            running.child = None;
+            bail!(
+                "vrouter exited early ({st}); log {}:\n{}",
+                log_path.display(),
+                log_tail(log_path, 30)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The window measurement between two samples.
+#[allow(clippy::too_many_arguments)]
+fn window(
+    a: &Sample,
+    b: &Sample,
+    load_before: [f64; 3],
+    load_after: [f64; 3],
+    st: &Ident,
+    totals: Totals,
+) -> VrouterMeasurement {
     let dt = (b.t - a.t).as_secs_f64();
     let rx = b.rx - a.rx;
     let tx = b.tx - a.tx;
@@ -300,7 +382,7 @@ pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
     let busy = b.busy_polls - a.busy_polls;
     let idle = b.idle_polls - a.idle_polls;
     let div = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
-    Ok(VrouterMeasurement {
+    VrouterMeasurement {
         window_s: dt,
         rx_packets: rx,
         tx_packets: tx,
@@ -317,15 +399,74 @@ pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
         cpu_busy: procfs::cpu_busy_share(&a.jiffies, &b.jiffies),
         load_before,
         load_after,
-        startup_s,
-        fwd_tid,
-        threads: names,
-        total_rx,
-        total_tx,
-        total_drops,
-        accounted: total_rx == total_tx + total_drops,
-        clean_exit,
-    })
+        startup_s: st.startup_s,
+        fwd_tid: st.fwd_tid,
+        threads: st.threads.clone(),
+        total_rx: totals.rx,
+        total_tx: totals.tx,
+        total_drops: totals.drops,
+        accounted: totals.rx == totals.tx + totals.drops,
+        clean_exit: totals.clean_exit,
+    }
+}
+
+/// Runs the vRouter once and measures it (the stateless path: no settling beyond `warm`).
+pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
+    let mut st = Started::start(spec, Duration::from_millis(50))?;
+    // Warm-up, then the window.
+    sleep_checked(spec.warm)?;
+    st.check_alive()?;
+    let (a, b, load_before, load_after) = sample_window(&mut st, spec.dur)?;
+    // Stop and check the accounting on the final counters.
+    let ident = st.ident();
+    let totals = st.stop()?;
+    if interrupted() {
+        bail!("interrupted");
+    }
+    Ok(window(&a, &b, load_before, load_after, &ident, totals))
+}
+
+/// Samples, waits `dur`, samples again; with the load average around it.
+pub(crate) fn sample_window(
+    st: &mut Started,
+    dur: Duration,
+) -> Result<(Sample, Sample, [f64; 3], [f64; 3])> {
+    let load_before = procfs::loadavg()?;
+    let a = sample(&st.reader, st.pid, st.fwd_tid)?;
+    sleep_checked(dur)?;
+    let b = sample(&st.reader, st.pid, st.fwd_tid)?;
+    let load_after = procfs::loadavg()?;
+    st.check_alive()?;
+    Ok((a, b, load_before, load_after))
+}
+
+/// The measurement of the window between `a` and `b` (see [`sample_window`]).
+pub(crate) fn window_measurement(
+    a: &Sample,
+    b: &Sample,
+    load: ([f64; 3], [f64; 3]),
+    ident: &Ident,
+    totals: Totals,
+) -> VrouterMeasurement {
+    window(a, b, load.0, load.1, ident, totals)
+}
+
+/// Identification of a run that outlives the process.
+#[derive(Debug, Clone)]
+pub struct Ident {
+    pub startup_s: f64,
+    pub fwd_tid: u32,
+    pub threads: Vec<String>,
+}
+
+impl Started {
+    pub fn ident(&self) -> Ident {
+        Ident {
+            startup_s: self.startup_s,
+            fwd_tid: self.fwd_tid,
+            threads: self.threads.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,16 @@ use benches::anchors::{self, OvsRow, TestpmdRow};
 use benches::report::{self, FlowsResult, Summary};
 use benches::topology::Topology;
 use benches::vrouter_run::{self, RunSpec, VrouterMeasurement};
-use benches::{find_repo_root, interrupted, mem_sizing, pcap, procfs, shell_line};
+use benches::{
+    find_repo_root, git_rev, interrupted, machine, mem_sizing, now_unix, pcap, procfs, shell_line,
+    Machine,
+};
 use clap::Parser;
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,17 +70,49 @@ struct Args {
     /// Seconds allowed for EAL start, pcap preload and the first packet.
     #[arg(long, default_value_t = 300)]
     start_timeout: u64,
-}
 
-#[derive(Serialize)]
-struct Machine {
-    hostname: String,
-    kernel: String,
-    cpus: usize,
-    cpu_model: String,
-    mem_total_kib: u64,
-    load_at_start: [f64; 3],
-    load_at_end: [f64; 3],
+    /// The stateful benchmark instead: throughput with `[flow] enabled = true` at --flows
+    /// (next to testpmd 5tswap and OVS-DPDK conntrack), the flow setup rate at
+    /// --setup-flows (next to OVS-DPDK conntrack on the same pcap) and memory per flow.
+    #[arg(long)]
+    stateful: bool,
+    /// --stateful: new-flow pcaps (every packet a new flow) for the setup rate.
+    #[arg(long, value_delimiter = ',', default_value = "200000,1048576")]
+    setup_flows: Vec<u64>,
+    /// --stateful: `[flow] hold_limit` values to run the setup rate with.
+    #[arg(long, value_delimiter = ',', default_value = "1000,4096,65536")]
+    setup_hold_limits: Vec<u32>,
+    /// --stateful: seconds to sample a setup run from its first packet (longer than the
+    /// HOLD audit time, 5 s, to see what becomes of flows stuck in HOLD).
+    #[arg(long, default_value_t = 10.0)]
+    setup_observe: f64,
+    /// --stateful: keep sampling a setup run beyond --setup-observe, up to this many
+    /// seconds, until its first pass is over and every flow is set up.
+    #[arg(long, default_value_t = 60.0)]
+    setup_max_observe: f64,
+    /// --stateful: sampling period of a setup run, milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    setup_sample_ms: f64,
+    /// --stateful: skip the setup-rate part.
+    #[arg(long)]
+    no_setup: bool,
+    /// --stateful: skip the throughput part.
+    #[arg(long)]
+    no_throughput: bool,
+    /// --stateful: skip OVS-DPDK (it runs by default in --stateful).
+    #[arg(long)]
+    no_ovs: bool,
+    /// --stateful: where the vRouter run directories (with the flow table file) go; must
+    /// be a tmpfs so that the kernel does not write the table back to disk.
+    #[arg(long, default_value = "/dev/shm/vrouter-bench")]
+    run_base: PathBuf,
+    /// --stateful: seconds allowed from the first packet until every flow is set up.
+    #[arg(long, default_value_t = 300)]
+    settle_timeout: u64,
+    /// --stateful: largest pcap OVS is fed from directly (its mempool caps the preload at
+    /// ~250k packets); larger ones go through its memif generator.
+    #[arg(long, default_value_t = 250_000)]
+    ovs_pcap_max: u64,
 }
 
 #[derive(Serialize)]
@@ -97,63 +132,6 @@ struct Results<'a> {
     commands: &'a [String],
     table: Vec<Summary>,
     per_flows: &'a [FlowsResult],
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn git_rev(repo: &Path) -> String {
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let rev = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
-    if dirty {
-        format!("{rev}-dirty")
-    } else {
-        rev
-    }
-}
-
-fn machine(load_at_start: [f64; 3]) -> Machine {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let cpu_model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
-    let mem_total_kib = read("/proc/meminfo")
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Machine {
-        hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
-        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        cpu_model,
-        mem_total_kib,
-        load_at_start,
-        load_at_end: procfs::loadavg().unwrap_or_default(),
-    }
 }
 
 struct Ctx {
@@ -218,6 +196,7 @@ impl Ctx {
             mbufs,
             main_core: 0,
             fwd_core: 1,
+            flow: None,
         };
         let config_path = self.out.join(format!("vrouter_{n}.toml"));
         let spec = RunSpec {
@@ -350,6 +329,36 @@ fn run(mut args: Args) -> Result<()> {
     let empty_pcap = out.join("empty.pcap");
     std::fs::write(&empty_pcap, pcap::empty_pcap())?;
     let git = args.rev.clone().unwrap_or_else(|| git_rev(&repo));
+    if args.stateful {
+        if args.setup_flows.contains(&0) || args.setup_hold_limits.contains(&0) {
+            bail!("--setup-flows and --setup-hold-limits need positive values");
+        }
+        return benches::stateful_cmd::run(benches::stateful_cmd::Opts {
+            flows: args.flows.clone(),
+            setup_flows: args.setup_flows.clone(),
+            setup_hold_limits: args.setup_hold_limits.clone(),
+            dur: args.dur,
+            warm: args.warm,
+            reps: args.reps,
+            out,
+            run_base: args.run_base.clone(),
+            shared,
+            vrouter,
+            testpmd: !args.no_testpmd,
+            ovs: !args.no_ovs,
+            vrouter_runs: !args.no_vrouter,
+            throughput: !args.no_throughput,
+            setup: !args.no_setup,
+            fwd_thread: args.fwd_thread.clone(),
+            rev: git,
+            start_timeout: args.start_timeout,
+            settle_timeout: args.settle_timeout,
+            setup_observe: args.setup_observe,
+            setup_max_observe: args.setup_max_observe,
+            setup_sample_ms: args.setup_sample_ms,
+            ovs_pcap_max: args.ovs_pcap_max,
+        });
+    }
     println!(
         "# vrouter-bench: flows {:?}, dur {}s, warm {}s, reps {}, out {}, vrouter {}, git {git}, load {:?}",
         args.flows,
@@ -465,6 +474,7 @@ fn run(mut args: Args) -> Result<()> {
                 &shared,
                 p,
                 memif,
+                "l3",
                 ctx.args.dur,
                 ctx.args.warm.max(5.0),
                 &ovs_csv,
