@@ -48,12 +48,6 @@ pub fn socket_of(lcore_id: u32) -> i32 {
     if s == u32::MAX { 0 } else { s as i32 }
 }
 
-/// The calling thread's lcore id.
-pub fn current() -> u32 {
-    // SAFETY: reads a thread-local through the shim.
-    unsafe { dpdk_sys::shim_rte_lcore_id() }
-}
-
 pub fn check_enabled(lcores: &[u32]) -> Result<()> {
     for &l in lcores {
         if !is_enabled(l) {

@@ -35,10 +35,4 @@ impl Mempool {
     pub fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {
         self.raw
     }
-
-    /// Mbufs currently free in the pool (includes per-lcore caches).
-    pub fn available(&self) -> u32 {
-        // SAFETY: raw is a live mempool (never freed before EAL cleanup).
-        unsafe { dpdk_sys::rte_mempool_avail_count(self.raw) }
-    }
 }

@@ -57,12 +57,6 @@ impl Port {
         Ok(Port { id })
     }
 
-    /// Number of ports the EAL probed.
-    pub fn count() -> u16 {
-        // SAFETY: plain getter.
-        unsafe { dpdk_sys::rte_eth_dev_count_avail() }
-    }
-
     pub fn info(&self) -> Result<PortInfo> {
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: info is a valid, writable rte_eth_dev_info.

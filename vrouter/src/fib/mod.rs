@@ -113,17 +113,6 @@ impl Nexthop {
             | Nexthop::Ecmp { id, .. } => *id,
         }
     }
-
-    /// tf-vrouter style type name (`flow --get`, `nh --list`).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Nexthop::Encap { .. } => "Encap",
-            Nexthop::Tunnel { .. } => "Tunnel",
-            Nexthop::Receive { .. } => "Receive",
-            Nexthop::Discard { .. } => "Discard",
-            Nexthop::Ecmp { .. } => "Composite",
-        }
-    }
 }
 
 /// Precomputed outer headers of a tunnel nexthop: Ethernet, IPv4 (DF, TTL 64, ident 0),
