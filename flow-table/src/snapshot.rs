@@ -219,8 +219,8 @@ pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>
         let setup_time = e.setup_time.load(Relaxed);
         let last_seen = e.last_seen.load(Relaxed);
         let hash = e.hash.load(Relaxed);
-        let packets = e.packets.load(Relaxed);
-        let bytes = e.bytes.load(Relaxed);
+        let packets = e.packets.load(Relaxed).wrapping_add(m.shared_packets.load(Relaxed));
+        let bytes = e.bytes.load(Relaxed).wrapping_add(m.shared_bytes.load(Relaxed));
         let mirror_bytes = m.mirror_bytes.load(Relaxed);
         let mirror_packets = m.mirror_packets.load(Relaxed);
         let sec_mirror_bytes = m.sec_mirror_bytes.load(Relaxed);

@@ -408,9 +408,10 @@ impl FlowTable {
         self.insert(key, hash, now, Creator::DataPlane)
     }
 
-    /// Counts one packet of `bytes` bytes: `packets += 1`, `bytes += bytes` (atomic adds,
-    /// never lost when several lcores count the same flow), `last_seen = now` (a plain
-    /// store: the latest writer wins, coarse is fine). Out-of-range indices are ignored.
+    /// Counts one packet of `bytes` bytes from any thread: `packets += 1`, `bytes += bytes`
+    /// as atomic adds on the entry's shared pair (never lost, whoever else counts the
+    /// flow), `last_seen = now` (a plain store: the latest writer wins, coarse is fine).
+    /// Out-of-range indices are ignored. Forwarding lcores use [`FlowTable::account_as`].
     #[inline(always)]
     pub fn account(&self, idx: u32, bytes: u32, now: u64) {
         if idx >= self.capacity() {
@@ -418,9 +419,41 @@ impl FlowTable {
             return;
         }
         let e = self.region.entry(idx);
-        e.packets.fetch_add(1, Relaxed);
-        e.bytes.fetch_add(u64::from(bytes), Relaxed);
+        self.account_shared(idx, bytes);
         e.last_seen.store(now, Relaxed);
+    }
+
+    /// Counts one packet of `bytes` bytes as forwarding lcore `lcore`, the data plane's
+    /// hit path. The first lcore to count a flow becomes its owner (one compare-and-swap
+    /// per flow); the owner adds with a plain load and store, since it is the only writer
+    /// of the entry's own pair. Any other lcore adds atomically to the shared pair in the
+    /// side block. Readers sum both pairs, so no update is ever lost.
+    ///
+    /// The caller must be the only thread counting as `lcore` (one forwarding lcore each).
+    #[inline]
+    pub fn account_as(&self, lcore: usize, idx: u32, bytes: u32, now: u64) {
+        if idx >= self.capacity() {
+            debug_assert!(false, "account_as: index {idx} out of range");
+            return;
+        }
+        let e = self.region.entry(idx);
+        let me = (lcore as u16).wrapping_add(1);
+        let owner = e.owner.load(Relaxed);
+        if owner == me || (owner == 0 && e.owner.compare_exchange(0, me, Relaxed, Relaxed).is_ok()) {
+            // Single writer of this pair (see above): load + store loses nothing.
+            e.packets.store(e.packets.load(Relaxed).wrapping_add(1), Relaxed);
+            e.bytes.store(e.bytes.load(Relaxed).wrapping_add(u64::from(bytes)), Relaxed);
+        } else {
+            self.account_shared(idx, bytes);
+        }
+        e.last_seen.store(now, Relaxed);
+    }
+
+    #[inline]
+    fn account_shared(&self, idx: u32, bytes: u32) {
+        let m = self.region.mirror(idx);
+        m.shared_packets.fetch_add(1, Relaxed);
+        m.shared_bytes.fetch_add(u64::from(bytes), Relaxed);
     }
 
     /// Counts one mirrored packet (primary mirror, or secondary when `secondary`).
@@ -1008,8 +1041,11 @@ impl FlowTable {
             e.ctl.store(make_ctl(0, 0, 0, ctl_gen(c)), Relaxed);
             e.packets.store(0, Relaxed);
             e.bytes.store(0, Relaxed);
+            e.owner.store(0, Relaxed);
             e.rflow.store(NO_INDEX, Relaxed);
             let m = self.region.mirror(idx);
+            m.shared_packets.store(0, Relaxed);
+            m.shared_bytes.store(0, Relaxed);
             m.mirror_bytes.store(0, Relaxed);
             m.mirror_packets.store(0, Relaxed);
             m.sec_mirror_bytes.store(0, Relaxed);
@@ -1036,6 +1072,7 @@ impl FlowTable {
         }
         e.packets.store(0, Relaxed);
         e.bytes.store(0, Relaxed);
+        e.owner.store(0, Relaxed);
         e.last_seen.store(now, Relaxed);
         e.setup_time.store(now, Relaxed);
         e.rflow.store(NO_INDEX, Relaxed);

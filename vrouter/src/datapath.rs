@@ -450,6 +450,7 @@ impl LcoreLoop {
         } else if let Some(f) = &self.flow {
             let mut stage = FlowStage {
                 table: &f.table,
+                lcore: self.index,
                 now,
                 reinject,
                 may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,

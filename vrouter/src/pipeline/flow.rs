@@ -22,6 +22,8 @@ use flow_table::{tcp_flags, Action, FlowKey, FlowTable, Lookup};
 /// Per-packet flow context handed to the pipeline by the lcore loop.
 pub struct FlowStage<'t> {
     pub table: &'t FlowTable,
+    /// This forwarding lcore's index in the flow table (owner of the counters it updates).
+    pub lcore: usize,
     /// Coarse time for last-seen stamps (milliseconds since the Unix epoch).
     pub now: u64,
     /// The packet was held and is being re-run after setup: it was already counted.
@@ -129,7 +131,7 @@ impl FlowStage<'_> {
             },
         };
         if !self.reinject {
-            self.table.account(idx, ip_len, self.now);
+            self.table.account_as(self.lcore, idx, ip_len, self.now);
             let bits = tcp_bits(proto, l4);
             if bits != 0 {
                 self.table.set_tcp_flags(idx, bits);
