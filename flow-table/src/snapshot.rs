@@ -263,6 +263,38 @@ pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>
     Err(FlowTableError::Torn { index: idx, attempts: SNAPSHOT_ATTEMPTS })
 }
 
+/// A consistent copy of the key and control word of entry `idx` (`idx < capacity`), the
+/// seqlock read of [`read_snapshot`] without the counters: two entry lines, not the side
+/// block (a cold line for a flow that was never mirrored), for the agent's setup path.
+pub(crate) fn read_key_state(r: &Region, idx: u32) -> Result<Option<(FlowKey, EntryState)>, FlowTableError> {
+    let e = r.entry(idx);
+    for attempt in 0..SNAPSHOT_ATTEMPTS {
+        if attempt > 8 {
+            std::thread::yield_now();
+        }
+        let s1 = e.seq.load(Relaxed);
+        fence(Acquire);
+        if s1 & 1 != 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let c1 = e.ctl.load(Relaxed);
+        let words = e.key_words();
+        fence(Acquire);
+        let s2 = e.seq.load(Relaxed);
+        let c2 = e.ctl.load(Relaxed);
+        if s1 != s2 || c1 != c2 {
+            continue;
+        }
+        if ctl_flags(c2) & flags::ACTIVE == 0 {
+            return Ok(None);
+        }
+        let Some(key) = FlowKey::from_words(words) else { continue };
+        return Ok(Some((key, EntryState::from_ctl(c2))));
+    }
+    Err(FlowTableError::Torn { index: idx, attempts: SNAPSHOT_ATTEMPTS })
+}
+
 /// Iterator over the active entries of a region, as snapshots. Entries that stay torn
 /// for [`SNAPSHOT_ATTEMPTS`] reads are skipped (counted in `torn`).
 pub(crate) struct ActiveIter<'a> {

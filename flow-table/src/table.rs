@@ -317,6 +317,27 @@ impl FlowTable {
         }
     }
 
+    /// Whether slot `idx` may hold an entry (its slot word is not free): for a main entry
+    /// one load from its bucket line, shared by 8 entries, so a scan over a sparse table
+    /// skips empty entries without touching (or faulting in) their lines. A cheap filter
+    /// before [`FlowTable::snapshot`], which is the consistent read.
+    #[inline]
+    pub fn slot_in_use(&self, idx: u32) -> bool {
+        idx < self.capacity() && self.region.slot(idx).load(Relaxed) != ST_FREE
+    }
+
+    /// Prefetches the bucket of the reverse key of flow `idx` (the agent, before
+    /// [`FlowTable::create_reverse`]; the forward entry should already be in cache). A
+    /// hint: reads the key without the sequence check, does nothing for a bad index.
+    #[inline]
+    pub fn prefetch_reverse(&self, idx: u32) {
+        if idx < self.capacity() {
+            if let Some(k) = FlowKey::from_words(self.region.entry(idx).key_words()) {
+                self.prefetch(k.reverse().hash());
+            }
+        }
+    }
+
     /// Index of the published (active, not delete-marked, not evicted) entry for `key`.
     /// `hash` must be `key.hash()`. Lock-free: loads only.
     #[inline]
@@ -381,6 +402,17 @@ impl FlowTable {
                     let p = r.entry_ptr(*c);
                     prefetch(p);
                     prefetch(p.wrapping_add(CACHE_LINE));
+                } else {
+                    // No tag matches: most likely a new flow, which `lookup_or_hold` will
+                    // put in the bucket's first free slot. Fetch that entry now, so the
+                    // insert's writes overlap the burst's other misses instead of
+                    // stalling on two cold lines each.
+                    let free = match_mask(r.bucket(b), ST_FREE);
+                    if free != 0 {
+                        let p = r.entry_ptr(b * BUCKET_WIDTH as u32 + free.trailing_zeros());
+                        prefetch(p);
+                        prefetch(p.wrapping_add(CACHE_LINE));
+                    }
                 }
             }
             for (i, c) in (start..end).zip(cand) {
@@ -556,12 +588,14 @@ impl FlowTable {
     /// already has a flow (the data plane saw a reverse packet first), links that one.
     /// Returns the reverse flow's index.
     pub fn create_reverse(&self, fwd_idx: u32, now: u64) -> Result<u32, FlowTableError> {
-        let fwd = self.snapshot(fwd_idx)?.ok_or(FlowTableError::NotActive { index: fwd_idx })?;
-        if fwd.flags & (flags::DELETE_MARKED | flags::EVICTED) != 0 {
+        self.check_index(fwd_idx)?;
+        let (fkey, fst) = snapshot::read_key_state(&self.region, fwd_idx)?
+            .ok_or(FlowTableError::NotActive { index: fwd_idx })?;
+        if fst.flags & (flags::DELETE_MARKED | flags::EVICTED) != 0 {
             return Err(FlowTableError::DeleteMarked { index: fwd_idx });
         }
-        let rkey = fwd.key.reverse();
-        if rkey == fwd.key {
+        let rkey = fkey.reverse();
+        if rkey == fkey {
             return Err(FlowTableError::InvalidArgument(format!(
                 "flow {fwd_idx}: the reverse key equals the key (tf SameFlowRflowKey)"
             )));
@@ -571,7 +605,7 @@ impl FlowTable {
             Some(i) => i,
             None => self.insert(&rkey, rhash, now, Creator::Agent)?.index(),
         };
-        self.link(fwd_idx, fwd.gen, ridx)?;
+        self.link(fwd_idx, fst.gen, ridx)?;
         Ok(ridx)
     }
 

@@ -118,12 +118,15 @@ impl FlowStage<'_> {
     pub(super) fn apply(&mut self, p: Prepared, ip_len: u32, proto: u8, l4: &[u8]) -> Result<(), Verdict> {
         let Prepared { key, hash, found } = p;
         // A burst hit is still valid: entries are only reused after this lcore's next
-        // quiescent point. A burst miss is re-checked (an earlier packet of the burst may
-        // have created the flow).
-        let found = found.or_else(|| self.table.lookup(&key, hash));
+        // quiescent point. A burst miss is looked up again (an earlier packet of the burst,
+        // or another lcore, may have created the flow since): by `lookup_or_hold` itself
+        // when a flow may be created, which looks up before it inserts.
         let (idx, created) = match found {
             Some(i) => (i, false),
-            None if !self.may_create => return Err(Verdict::Drop(DropReason::FlowUnusable)),
+            None if !self.may_create => match self.table.lookup(&key, hash) {
+                Some(i) => (i, false),
+                None => return Err(Verdict::Drop(DropReason::FlowUnusable)),
+            },
             None => match self.table.lookup_or_hold(&key, hash, self.now) {
                 Ok(Lookup::Hit(i)) => (i, false),
                 Ok(Lookup::Created(i)) => (i, true),
