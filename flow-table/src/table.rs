@@ -327,15 +327,44 @@ impl FlowTable {
     }
 
     /// Prefetches the bucket of the reverse key of flow `idx` (the agent, before
-    /// [`FlowTable::create_reverse`]; the forward entry should already be in cache). A
-    /// hint: reads the key without the sequence check, does nothing for a bad index.
+    /// [`FlowTable::create_reverse`]; the forward entry should already be in cache) and
+    /// returns the reverse key's hash, for [`FlowTable::prefetch_insert`] once the bucket
+    /// has arrived. A hint: reads the key without the sequence check; `None` for a bad
+    /// index or a torn key.
     #[inline]
-    pub fn prefetch_reverse(&self, idx: u32) {
-        if idx < self.capacity() {
-            if let Some(k) = FlowKey::from_words(self.region.entry(idx).key_words()) {
-                self.prefetch(k.reverse().hash());
-            }
+    pub fn prefetch_reverse(&self, idx: u32) -> Option<u32> {
+        if idx >= self.capacity() {
+            return None;
         }
+        let k = FlowKey::from_words(self.region.entry(idx).key_words())?;
+        let h = k.reverse().hash();
+        self.prefetch(h);
+        Some(h)
+    }
+
+    /// Prefetches the entry an insert of a key with `hash` would claim (the first free
+    /// slot of its bucket, which should already be in cache): a new entry's first write
+    /// is otherwise a cold miss on two lines.
+    #[inline]
+    pub fn prefetch_insert(&self, hash: u32) {
+        let r = &self.region;
+        let b = r.bucket_of(hash);
+        let free = match_mask(r.bucket(b), ST_FREE);
+        if free != 0 {
+            let p = r.entry_ptr(b * BUCKET_WIDTH as u32 + free.trailing_zeros());
+            prefetch(p);
+            prefetch(p.wrapping_add(CACHE_LINE));
+        }
+    }
+
+    /// Whether `idx` is the published entry for `key` (what [`FlowTable::lookup`] would
+    /// return, checked at one known index: its slot word is VALID with the key's tag and
+    /// its key matches). For re-checking a remembered index, e.g. of a held packet.
+    #[inline]
+    pub fn is_entry_of(&self, idx: u32, key: &FlowKey, hash: u32) -> bool {
+        idx < self.capacity()
+            && self.region.slot(idx).load(Acquire) == slot_word(tag_of(hash), ST_VALID)
+            && self.region.entry(idx).key_eq(&key.words())
     }
 
     /// Index of the published (active, not delete-marked, not evicted) entry for `key`.
@@ -407,20 +436,26 @@ impl FlowTable {
                     // put in the bucket's first free slot. Fetch that entry now, so the
                     // insert's writes overlap the burst's other misses instead of
                     // stalling on two cold lines each.
-                    let free = match_mask(r.bucket(b), ST_FREE);
-                    if free != 0 {
-                        let p = r.entry_ptr(b * BUCKET_WIDTH as u32 + free.trailing_zeros());
-                        prefetch(p);
-                        prefetch(p.wrapping_add(CACHE_LINE));
-                    }
+                    self.prefetch_insert(h);
                 }
             }
             for (i, c) in (start..end).zip(cand) {
                 let key = &keys[i];
-                out[i] = if c != NO_INDEX && r.entry(c).key_eq(&key.words()) {
-                    Some(c)
+                out[i] = if c != NO_INDEX {
+                    if r.entry(c).key_eq(&key.words()) {
+                        Some(c)
+                    } else {
+                        // Another slot with the same tag, or the overflow chain.
+                        self.lookup(key, hashes[i])
+                    }
                 } else {
-                    self.lookup(key, hashes[i])
+                    // No tag in the bucket: only the overflow chain can have it.
+                    let head = r.bucket(r.bucket_of(hashes[i])).chain.load(Acquire);
+                    if head == NO_INDEX {
+                        None
+                    } else {
+                        self.lookup_chain(head, slot_word(tag_of(hashes[i]), ST_VALID), &key.words())
+                    }
                 };
             }
             start = end;

@@ -434,7 +434,7 @@ impl LcoreLoop {
             // SAFETY: rx_burst handed us ownership of these mbufs.
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
-            self.forward(fib, vif, raw, now, tsc, pre[i].take(), false);
+            self.forward(fib, vif, raw, now, tsc, pre[i].take(), None);
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
         self.flush_all();
@@ -443,7 +443,9 @@ impl LcoreLoop {
     /// Runs one packet through the pipeline and carries out the verdict.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn forward(&mut self, fib: &Fib, vif: &Vif, raw: *mut rte_mbuf, now: u64, tsc: u64, pre: Option<Prepared>, reinject: bool) {
+    /// `held`: the packet was held for this flow and is being re-run after its setup
+    /// (already counted; the index is a hint, checked against the packet's key).
+    fn forward(&mut self, fib: &Fib, vif: &Vif, raw: *mut rte_mbuf, now: u64, tsc: u64, pre: Option<Prepared>, held: Option<u32>) {
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
         let verdict = if !m.is_contiguous() {
@@ -455,7 +457,8 @@ impl LcoreLoop {
                 table: &f.table,
                 lcore: self.index,
                 now,
-                reinject,
+                reinject: held.is_some(),
+                held_flow: held,
                 may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,
                 pre,
                 held: &f.hold,
@@ -548,10 +551,10 @@ impl LcoreLoop {
         // Packets come grouped by flow: one group per released flow.
         let n_flows = 1 + released.windows(2).filter(|w| w[0].0 != w[1].0).count();
         f.held_global.fetch_sub(n_flows, Ordering::Relaxed);
-        for &(_, p, v) in &released {
+        for &(flow, p, v) in &released {
             let raw = p as *mut rte_mbuf;
             match fib.vif(v) {
-                Some(vif) => self.forward(fib, vif, raw, now, 0, None, true),
+                Some(vif) => self.forward(fib, vif, raw, now, 0, None, Some(flow)),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }

@@ -250,7 +250,8 @@ impl Agent {
 
     /// Handles every pending setup request; returns how many. Requests are taken in
     /// batches: the forward entries of a batch are prefetched, then the reverse keys'
-    /// buckets, so the cache misses of a batch overlap instead of stalling each setup.
+    /// buckets, then the entries the reverse flows will take, so the cache misses of a
+    /// batch overlap instead of stalling each setup in turn.
     fn drain(&mut self) -> usize {
         let fib = self.fib.clone();
         let mut n = 0;
@@ -271,8 +272,12 @@ impl Agent {
                 if m == 0 {
                     break;
                 }
-                for r in batch[..m].iter().flatten() {
-                    self.table.prefetch_reverse(r.flow);
+                let mut rhash = [None::<u32>; SETUP_BATCH];
+                for (h, r) in rhash.iter_mut().zip(batch[..m].iter().flatten()) {
+                    *h = self.table.prefetch_reverse(r.flow);
+                }
+                for h in rhash[..m].iter().flatten() {
+                    self.table.prefetch_insert(*h);
                 }
                 for r in batch[..m].iter_mut() {
                     if let Some(r) = r.take() {

@@ -28,6 +28,9 @@ pub struct FlowStage<'t> {
     pub now: u64,
     /// The packet was held and is being re-run after setup: it was already counted.
     pub reinject: bool,
+    /// The flow a re-run packet was held for: looked at first (checked against the
+    /// packet's key), which saves the bucket lookup.
+    pub held_flow: Option<u32>,
     /// False when the global hold limit is reached: misses must not create flows.
     pub may_create: bool,
     /// Key, hash and lookup result computed for the whole burst in the pre-pass (buckets
@@ -161,7 +164,9 @@ impl FlowStage<'_> {
             Some(p) if p.key.vrf() == vrf => p,
             _ => {
                 let key = make();
-                Prepared { key, hash: key.hash(), found: None }
+                let hash = key.hash();
+                let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, &key, hash));
+                Prepared { key, hash, found }
             }
         }
     }
