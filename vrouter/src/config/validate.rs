@@ -451,6 +451,21 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+            match (&vif.mirror_to, vif.mirror_rx || vif.mirror_tx) {
+                (Some(name), true) => {
+                    if !self.analyzers.contains_key(name.as_str()) {
+                        return err("mirror_to", format!("analyzer {name:?} is not defined"));
+                    }
+                }
+                (Some(_), false) => {
+                    return err("mirror_to", "set mirror_rx and/or mirror_tx to mirror this vif".into())
+                }
+                (None, true) => {
+                    let key = if vif.mirror_rx { "mirror_rx" } else { "mirror_tx" };
+                    return err(key, "needs mirror_to (the analyzer that receives the copies)".into());
+                }
+                (None, false) => {}
+            }
         }
         Ok(())
     }
