@@ -11,8 +11,8 @@
 //! A copy is counted when the fabric TX queue has taken it, with the bytes of the copy as
 //! sent (encapsulation included): on the flow (`mirror_*` or `sec_mirror_*` in the flow
 //! table), on the mirror entry (region counters), on the mirrored vif for interface
-//! mirroring (`Mirror packets`), vRouter-wide (`mir_tpkts`/`mir_bytes`), and as a TX packet
-//! of the fabric vif. Every copy that was due and not sent counts one entry error, one
+//! mirroring (`Mirror packets`) and vRouter-wide (`mir_tpkts`/`mir_bytes`); not as TX of the
+//! fabric vif, whose counters keep accounting for original packets only. Every copy that was due and not sent counts one entry error, one
 //! vRouter-wide mirror error and one drop under its reason (on the mirrored vif for
 //! interface mirroring, on the input vif for flow mirroring): `Mirror No Entry`,
 //! `Mirror No NH`, `Mirror Clone Fail`, `Mirror Encap Fail`, `Mirror TX Queue Full`.
@@ -321,10 +321,8 @@ fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table:
     if let Some(lock) = &t.lock {
         lock.store(false, Ordering::Release);
     }
-    let mut bytes = 0u64;
     for i in &t.info[..sent] {
         let b = u64::from(i.bytes);
-        bytes += b;
         stats.mirror(i.iface.then_some(i.vif), b);
         counters.sent(i.slot, b);
         if i.flow != NO_FLOW {
@@ -333,7 +331,8 @@ fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table:
             }
         }
     }
-    stats.tx(t.vif, sent as u64, bytes);
+    // Copies are not counted as TX of the fabric vif: its RX/TX/drop counters account for
+    // original packets only (in = out + drops), the mirror counters for copies.
     if sent < n {
         for i in &t.info[sent..n] {
             stats.mirror_error(Some(i.vif), i.iface, DropReason::MirrorTxFull, 1);
