@@ -63,6 +63,9 @@ index = 3
 fn flow_policy() -> String {
     format!(
         r#"
+[flow]
+held_packets_per_flow = 16
+
 [[network_policy]]
 name = "mirror-web"
 vns = ["{VN1}"]
@@ -129,7 +132,7 @@ fn copies_to(frames: &[Vec<u8>], analyzer: &str) -> Vec<Copy> {
             continue;
         }
         assert_eq!(f[..6], mac(GW_MAC), "copy goes to the fabric gateway");
-        assert_eq!(f[6..12], mac(FABRIC_MAC));
+        assert_eq!(f[6..12], mac(ROUTER_MAC));
         assert_eq!(f[26..30], ip4("10.10.0.1").octets(), "outer source is the vRouter");
         assert_eq!(csum(&f[14..34], 0), 0, "outer IPv4 checksum");
         assert_eq!(usize::from(u16::from_be_bytes([f[16], f[17]])), f.len() - 14, "IPv4 total length");
