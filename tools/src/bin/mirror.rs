@@ -17,22 +17,22 @@ struct Cli {
     #[command(flatten)]
     mode: Mode,
     /// With --create: mirror index 0..=254 (default: the lowest free one).
-    #[arg(long, value_name = "N", requires = "create")]
+    #[arg(long, value_name = "N")]
     index: Option<u32>,
     /// With --create: analyzer name (unique).
-    #[arg(long, requires = "create")]
+    #[arg(long)]
     name: Option<String>,
     /// With --create: analyzer IPv4 address.
-    #[arg(long, requires = "create")]
+    #[arg(long)]
     ip: Option<String>,
     /// With --create: analyzer UDP port of the Juniper-header encapsulation (default 8099).
-    #[arg(long, requires = "create")]
+    #[arg(long)]
     udp_port: Option<u16>,
     /// With --create: nexthop mode, dynamic or static.
-    #[arg(long, requires = "create")]
+    #[arg(long)]
     nh_mode: Option<String>,
     /// With --create: VXLAN without Juniper header, with this VNI.
-    #[arg(long, requires = "create")]
+    #[arg(long)]
     vni: Option<u32>,
     #[command(flatten)]
     common: CommonArgs,
@@ -75,6 +75,19 @@ fn request(cli: &Cli, req: &serde_json::Value) -> Result<serde_json::Value, Fail
 
 fn run(cli: &Cli) -> Result<String, Failure> {
     let json = cli.common.json;
+    let create_only = [
+        ("--index", cli.index.is_some()),
+        ("--name", cli.name.is_some()),
+        ("--ip", cli.ip.is_some()),
+        ("--udp-port", cli.udp_port.is_some()),
+        ("--nh-mode", cli.nh_mode.is_some()),
+        ("--vni", cli.vni.is_some()),
+    ];
+    if !cli.mode.create {
+        if let Some((opt, _)) = create_only.iter().find(|(_, given)| *given) {
+            return Err(Failure(format!("{opt} is only valid with --create")));
+        }
+    }
     if cli.mode.create {
         let mut req = serde_json::json!({"cmd": "mirror_create"});
         req["name"] = cli.name.clone().ok_or_else(|| Failure("--create needs --name".into()))?.into();
