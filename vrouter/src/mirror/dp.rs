@@ -142,7 +142,6 @@ struct CopyInfo {
 
 /// Copies waiting for one fabric vif's TX queue.
 struct MirrorTx {
-    vif: u16,
     port: u16,
     queue: u16,
     lock: Option<Arc<TxLock>>,
@@ -168,14 +167,8 @@ pub struct MirrorLcore {
     table: Option<Arc<FlowTable>>,
     /// By vif id; only fabric vifs have one.
     tx: Vec<Option<MirrorTx>>,
-    md: [u8; 255],
 }
 
-/// The metadata a copy carries (Juniper header only).
-enum Md<'a> {
-    Flow { src_vn: &'a [u8], dst_vn: &'a [u8], flags: u32 },
-    Iface(&'a [u8]),
-}
 
 impl MirrorLcore {
     /// The mirroring state of lcore `index`: its counter block, the pool copies come from
@@ -193,7 +186,6 @@ impl MirrorLcore {
         for p in ports {
             if let Some(slot) = tx.get_mut(usize::from(p.vif)) {
                 *slot = Some(MirrorTx {
-                    vif: p.vif,
                     port: p.port,
                     queue: p.queue,
                     lock: p.lock,
@@ -203,7 +195,7 @@ impl MirrorLcore {
                 });
             }
         }
-        Some(MirrorLcore { counters, meta: setup.meta.clone(), fib, pool, table, tx, md: [0; 255] })
+        Some(MirrorLcore { counters, meta: setup.meta.clone(), fib, pool, table, tx })
     }
 
     /// RX interface mirroring of `vif` (one load and branch per burst).
@@ -222,15 +214,24 @@ impl MirrorLcore {
     /// mirror entry `slot`.
     #[cold]
     pub fn copy_interface(&mut self, stats: &LcoreStats, vif: u16, rx: bool, slot: u8, frame: &[u8]) {
-        let meta = self.meta.clone();
-        let md = meta.vifs.get(usize::from(vif)).map_or(&[][..], |e| if rx { &e.rx_md[..] } else { &e.tx_md[..] });
+        let mut md = [0u8; 255];
+        let n = match self.meta.vifs.get(usize::from(vif)) {
+            Some(e) => {
+                let src = if rx { &e.rx_md[..] } else { &e.tx_md[..] };
+                let n = src.len().min(md.len());
+                md[..n].copy_from_slice(&src[..n]);
+                n
+            }
+            None => 0,
+        };
         let info = CopyInfo { bytes: 0, flow: NO_FLOW, slot, secondary: false, iface: true, vif };
-        self.copy(stats, slot, &[], frame, Md::Iface(md), info, u32::from(vif));
+        self.copy(stats, slot, &[], frame, &md[..n], info, u32::from(vif));
     }
 
-    /// Builds and buffers one copy; any failure is counted under its reason.
+    /// Builds and buffers one copy (`md`: the metadata TLVs, used with the Juniper header);
+    /// any failure is counted under its reason.
     #[allow(clippy::too_many_arguments)]
-    fn copy(&mut self, stats: &LcoreStats, slot: u8, l2: &[u8], frame: &[u8], md: Md<'_>, info: CopyInfo, entropy: u32) {
+    fn copy(&mut self, stats: &LcoreStats, slot: u8, l2: &[u8], frame: &[u8], md: &[u8], info: CopyInfo, entropy: u32) {
         let fail = |c: &MirrorCounters, reason: DropReason| {
             stats.mirror_error(Some(info.vif), info.iface, reason, 1);
             c.error(slot, 1);
@@ -242,19 +243,8 @@ impl MirrorLcore {
         let Some(t) = self.tx.get_mut(e.nh_vif as usize).and_then(Option::as_mut) else {
             return fail(&self.counters, DropReason::MirrorNoNh);
         };
-        let md_len = if !e.juniper {
-            0
-        } else {
-            match md {
-                Md::Flow { src_vn, dst_vn, flags } => flow_metadata(&mut self.md, self.meta.router_ip, flags, src_vn, dst_vn),
-                Md::Iface(b) => {
-                    let n = b.len().min(self.md.len());
-                    self.md[..n].copy_from_slice(&b[..n]);
-                    n
-                }
-            }
-        };
-        let total = e.hdr_len + md_len + l2.len() + frame.len();
+        let md = if e.juniper { md } else { &[][..] };
+        let total = e.hdr_len + md.len() + l2.len() + frame.len();
         // SAFETY: the pool outlives the data plane (it is freed at EAL cleanup, after the
         // lcores stopped); allocation is safe from any EAL lcore.
         let raw = unsafe { dpdk_sys::rte_pktmbuf_alloc(self.pool) };
@@ -271,7 +261,7 @@ impl MirrorLcore {
         {
             let d = m.data_mut();
             let mut off = 0;
-            for part in [&e.hdr[..e.hdr_len], &self.md[..md_len], l2, frame] {
+            for part in [&e.hdr[..e.hdr_len], md, l2, frame] {
                 d[off..off + part.len()].copy_from_slice(part);
                 off += part.len();
             }
@@ -354,24 +344,29 @@ pub struct FlowCopy<'a> {
 impl FlowMirror for FlowCopy<'_> {
     #[cold]
     fn flow_copy(&mut self, flow: u32, mirrors: [u8; 2], vrf: u32, frame: &MirrorFrame<'_>) {
-        let meta = self.m.meta.clone();
-        let vrf_vn = meta.vrf_vn.get(vrf as usize).map_or(&[][..], |v| &v[..]);
-        let vn_of = |vif: u16| meta.vif_vn.get(usize::from(vif)).map(|v| &v[..]).filter(|v| !v.is_empty());
-        let src_vn = vn_of(self.vif).unwrap_or(vrf_vn);
-        let dst_vif = frame.nh.and_then(|nh| match self.m.fib.nexthop(nh) {
-            Some(Nexthop::Encap { vif, .. }) => Some(*vif),
-            _ => None,
-        });
-        let dst_vn = dst_vif.and_then(vn_of).unwrap_or(vrf_vn);
-        let flags = if self.from_vm { mirror::FLAG_INGRESS } else { 0 };
+        // The metadata, built once for both analyzers: source VN = the input vif's (else the
+        // flow VRF's), destination VN = the local destination vif's (else the VRF's).
+        let mut md = [0u8; 255];
+        let n = {
+            let meta = &self.m.meta;
+            let vrf_vn = meta.vrf_vn.get(vrf as usize).map_or(&[][..], |v| &v[..]);
+            let vn_of = |vif: u16| meta.vif_vn.get(usize::from(vif)).map(|v| &v[..]).filter(|v| !v.is_empty());
+            let src_vn = vn_of(self.vif).unwrap_or(vrf_vn);
+            let dst_vif = frame.nh.and_then(|nh| match self.m.fib.nexthop(nh) {
+                Some(Nexthop::Encap { vif, .. }) => Some(*vif),
+                _ => None,
+            });
+            let dst_vn = dst_vif.and_then(vn_of).unwrap_or(vrf_vn);
+            let flags = if self.from_vm { mirror::FLAG_INGRESS } else { 0 };
+            flow_metadata(&mut md, meta.router_ip, flags, src_vn, dst_vn)
+        };
         let l2 = frame.l2.as_ref().map_or(&[][..], |h| &h[..]);
         for (k, &slot) in mirrors.iter().enumerate() {
             if slot == NO_MIRROR {
                 continue;
             }
             let info = CopyInfo { bytes: 0, flow, slot, secondary: k == 1, iface: false, vif: self.vif };
-            let md = Md::Flow { src_vn, dst_vn, flags };
-            self.m.copy(self.stats, slot, l2, frame.bytes, md, info, flow);
+            self.m.copy(self.stats, slot, l2, frame.bytes, &md[..n], info, flow);
         }
     }
 }
