@@ -420,6 +420,10 @@ impl Agent {
     fn reload(&mut self) -> Result<usize, String> {
         let cfg = config::load(&self.settings.config_path).map_err(|e| e.to_string())?;
         let policy = PolicyEngine::from_config(&cfg).map_err(|e| e.to_string())?;
+        // The analyzers first: re-evaluated flows point at the indices they now have.
+        if let Some(m) = &self.mirror {
+            m.sync_config(&cfg).map_err(|e| format!("mirror table: {e}"))?;
+        }
         self.policy = policy;
         self.counters.policy_reloads += 1;
         let mut n = 0;

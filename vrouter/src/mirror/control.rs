@@ -31,22 +31,43 @@ fn field(field: &'static str, msg: impl Into<String>) -> ControlError {
 
 /// The mirror table of a running vRouter and the region it publishes to.
 pub struct MirrorControl {
-    table: Mutex<MirrorTable>,
+    state: Mutex<State>,
     region: MirrorRegion,
     fib: Arc<Fib>,
+}
+
+struct State {
+    table: MirrorTable,
+    /// Slots whose entry comes from `[[analyzer]]` (a reload may change or remove them;
+    /// entries created over the control socket are left alone).
+    from_config: Vec<bool>,
 }
 
 impl MirrorControl {
     /// A control over `region` with no entries.
     pub fn new(region: MirrorRegion, fib: Arc<Fib>) -> MirrorControl {
-        MirrorControl { table: Mutex::new(MirrorTable::new()), region, fib }
+        let state = State { table: MirrorTable::new(), from_config: vec![false; MirrorTable::CAPACITY] };
+        MirrorControl { state: Mutex::new(state), region, fib }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Creates the entries of `[[analyzer]]` (indices as the policy engine assigns them).
     pub fn load_config(&self, cfg: &Config) -> Result<(), ControlError> {
-        let indices = assign_mirror_indices(&cfg.analyzers).map_err(|(i, msg)| {
-            field("index", format!("analyzer[{i}]: {msg}"))
-        })?;
+        self.sync_config(cfg).map(|_| ())
+    }
+
+    /// Makes the table match `[[analyzer]]` after a configuration (re)load: every analyzer
+    /// at the index the policy engine assigns it (created, or replaced when it changed),
+    /// entries of earlier configurations that are gone deleted. Entries created over the
+    /// control socket stay unless a configured analyzer takes their index. Returns the
+    /// number of slots changed. Checked as a whole before anything changes.
+    pub fn sync_config(&self, cfg: &Config) -> Result<usize, ControlError> {
+        let indices = assign_mirror_indices(&cfg.analyzers)
+            .map_err(|(i, msg)| field("index", format!("analyzer[{i}]: {msg}")))?;
+        let mut wanted = Vec::with_capacity(indices.len());
         for (a, index) in cfg.analyzers.iter().zip(indices) {
             let a = a.get_ref();
             let entry = MirrorEntry {
@@ -61,9 +82,48 @@ impl MirrorControl {
                 vni: a.vni,
                 hw_vlan: None,
             };
-            self.create(Some(MirrorIndex::new(u32::from(index))?), entry)?;
+            entry.validate().map_err(mirror::TableError::from)?;
+            wanted.push((MirrorIndex::new(u32::from(index))?, entry));
         }
-        Ok(())
+        let mut st = self.lock();
+        // Trial run on a copy: names must stay unique across configured and runtime entries.
+        let mut next = st.table.clone();
+        let mut next_owned = vec![false; MirrorTable::CAPACITY];
+        for (i, owned) in st.from_config.iter().enumerate() {
+            if *owned && !wanted.iter().any(|(w, _)| w.slot() == Some(i)) {
+                next.delete(MirrorIndex::from_raw(i as u8))?;
+            }
+        }
+        for (i, e) in &wanted {
+            if let Some((other, _)) = next.find_by_name(&e.analyzer_name) {
+                if other != *i {
+                    next.delete(other)?;
+                }
+            }
+        }
+        for (i, e) in &wanted {
+            next.replace(*i, e.clone())?;
+            next_owned[i.slot().expect("real slot")] = true;
+        }
+        let mut changed = 0;
+        for i in 0..MirrorTable::CAPACITY {
+            let idx = MirrorIndex::from_raw(i as u8);
+            match (st.table.get(idx), next.get(idx)) {
+                (a, b) if a == b => {}
+                (_, Some(e)) => {
+                    self.publish(idx, e);
+                    changed += 1;
+                }
+                (Some(_), None) => {
+                    self.region.clear_slot(i);
+                    changed += 1;
+                }
+                (None, None) => {}
+            }
+        }
+        st.table = next;
+        st.from_config = next_owned;
+        Ok(changed)
     }
 
     /// The region the data plane reads.
@@ -73,13 +133,13 @@ impl MirrorControl {
 
     /// Adds `entry` at `index` (or the lowest free index) and publishes it; returns the index.
     pub fn create(&self, index: Option<MirrorIndex>, entry: MirrorEntry) -> Result<MirrorIndex, ControlError> {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.lock();
         let index = match index {
             Some(i) => {
-                t.add(i, entry.clone())?;
+                st.table.add(i, entry.clone())?;
                 i
             }
-            None => t.allocate(entry.clone())?,
+            None => st.table.allocate(entry.clone())?,
         };
         self.publish(index, &entry);
         Ok(index)
@@ -89,16 +149,17 @@ impl MirrorControl {
     /// later copies count as "Mirror No Entry" until they are re-pointed or the index is
     /// created again.
     pub fn delete(&self, index: MirrorIndex) -> Result<MirrorEntry, ControlError> {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let e = t.delete(index)?;
-        self.region.clear_slot(index.slot().expect("deleted a real slot"));
+        let mut st = self.lock();
+        let e = st.table.delete(index)?;
+        let slot = index.slot().expect("deleted a real slot");
+        st.from_config[slot] = false;
+        self.region.clear_slot(slot);
         Ok(e)
     }
 
     /// The index of the analyzer `name`.
     pub fn find(&self, name: &str) -> Option<MirrorIndex> {
-        let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        t.find_by_name(name).map(|(i, _)| i)
+        self.lock().table.find_by_name(name).map(|(i, _)| i)
     }
 
     fn publish(&self, index: MirrorIndex, e: &MirrorEntry) {
@@ -327,8 +388,26 @@ ip = "192.168.7.7"
         assert!(again["error"].as_str().unwrap().contains("empty"), "{again}");
         let none = c.command(&json!({"cmd": "mirror_delete", "index": 255}));
         assert_eq!(none["ok"], json!(false));
+        // A reload: an-b changes its VNI, an-far is gone, an-new appears; the runtime entry
+        // an-x stays.
+        let cfg2 = crate::config::parse(
+            &CFG.replace("vni = 50", "vni = 51")
+                .replace("name = \"an-far\"\nip = \"192.168.7.7\"", "name = \"an-new\"\nip = \"10.9.0.7\""),
+            "t",
+        )
+        .unwrap();
+        let changed = c.sync_config(&cfg2).unwrap();
+        assert_eq!(region.read_slot(0).unwrap().vni, Some(51));
+        assert_eq!(c.find("an-far"), None);
+        assert_eq!(region.read_slot(2).unwrap().analyzer_name, "an-new", "assigned the freed index");
+        assert_eq!(region.read_slot(1).unwrap().analyzer_name, "an-a", "deleted at run time, back from the config");
+        assert_eq!(c.find("an-x").map(|i| i.raw()), Some(3), "runtime entry kept");
+        assert_eq!(changed, 3);
+        assert_eq!(c.sync_config(&cfg2).unwrap(), 0, "idempotent");
+        c.command(&json!({"cmd": "mirror_delete", "name": "an-a"}));
+        c.command(&json!({"cmd": "mirror_delete", "name": "an-new"}));
         let dump = c.command(&json!({"cmd": "mirror_dump"}));
         let names: Vec<&str> = dump["entries"].as_array().unwrap().iter().map(|e| e["analyzer_name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["an-b", "an-far", "an-x"]);
+        assert_eq!(names, ["an-b", "an-x"]);
     }
 }
