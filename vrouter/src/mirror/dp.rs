@@ -167,6 +167,8 @@ pub struct MirrorLcore {
     table: Option<Arc<FlowTable>>,
     /// By vif id; only fabric vifs have one.
     tx: Vec<Option<MirrorTx>>,
+    /// Some vif has TX mirroring (else the per-packet TX check is this one flag).
+    any_tx: bool,
 }
 
 
@@ -195,7 +197,8 @@ impl MirrorLcore {
                 });
             }
         }
-        Some(MirrorLcore { counters, meta: setup.meta.clone(), fib, pool, table, tx })
+        let any_tx = setup.meta.tx.iter().any(|&m| m != NO_MIRROR);
+        Some(MirrorLcore { counters, meta: setup.meta.clone(), fib, pool, table, tx, any_tx })
     }
 
     /// RX interface mirroring of `vif` (one load and branch per burst).
@@ -207,6 +210,9 @@ impl MirrorLcore {
     /// TX interface mirroring of `vif` (one load and branch per transmitted packet).
     #[inline(always)]
     pub fn tx_index(&self, vif: u16) -> u8 {
+        if !self.any_tx {
+            return NO_MIRROR;
+        }
         self.meta.tx.get(usize::from(vif)).copied().unwrap_or(NO_MIRROR)
     }
 
