@@ -36,9 +36,25 @@ fn flag_letters(e: &SlotEntry) -> String {
     f
 }
 
+/// vRouter-wide mirror counters (from the stats region): `mir_tpkts`, `mir_bytes`, failed
+/// copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorTotals {
+    pub mir_tpkts: u64,
+    pub mir_bytes: u64,
+    pub mir_errors: u64,
+}
+
+/// The vRouter-wide counters of the stats region at `run_dir`, if there is one.
+pub fn load_totals(run_dir: &std::path::Path) -> Option<MirrorTotals> {
+    let r = vrouter::stats::StatsReader::open(run_dir).ok()?;
+    let l = r.lcore_counters(None);
+    Some(MirrorTotals { mir_tpkts: l.mirror_packets, mir_bytes: l.mirror_bytes, mir_errors: l.mirror_errors })
+}
+
 /// `mirror --dump`: the tf header and legend, then one line per entry with the analyzer
-/// and its counters.
-pub fn render_dump(rows: &[MirrorRow]) -> String {
+/// and its counters, then the vRouter-wide totals (when the stats region is there).
+pub fn render_dump(rows: &[MirrorRow], totals: Option<MirrorTotals>) -> String {
     let mut s = String::from("Mirror Table\n\n");
     s.push_str("Flags:D=Dynamic Mirroring (Juniper header), Hw=NIC Assisted Mirroring \n\n");
     let _ = writeln!(
@@ -64,6 +80,13 @@ pub fn render_dump(rows: &[MirrorRow]) -> String {
             r.stats.packets,
             r.stats.bytes,
             r.stats.errors
+        );
+    }
+    if let Some(t) = totals {
+        let _ = write!(
+            s,
+            "\nvRouter mirror totals: mir_tpkts:{}  mir_bytes:{} errors:{}\n",
+            t.mir_tpkts, t.mir_bytes, t.mir_errors
         );
     }
     s
@@ -94,13 +117,28 @@ pub fn render_get(r: &MirrorRow) -> String {
     s
 }
 
-/// The JSON of the rows (`--json`): an array of entry objects.
-pub fn render_json(rows: &[MirrorRow], pretty: bool) -> String {
-    let v: Vec<Value> = rows.iter().map(|r| entry_json(r.index, &r.entry, r.stats)).collect();
-    let mut s = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }
-        .expect("plain data");
+fn to_text(v: &Value, pretty: bool) -> String {
+    let mut s = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.expect("plain data");
     s.push('\n');
     s
+}
+
+/// `mirror --dump --json`: `{"entries": [...], "mir_tpkts", "mir_bytes", "mir_errors"}`
+/// (the totals are null without a stats region).
+pub fn render_dump_json(rows: &[MirrorRow], totals: Option<MirrorTotals>, pretty: bool) -> String {
+    let entries: Vec<Value> = rows.iter().map(|r| entry_json(r.index, &r.entry, r.stats)).collect();
+    let v = serde_json::json!({
+        "entries": entries,
+        "mir_tpkts": totals.map(|t| t.mir_tpkts),
+        "mir_bytes": totals.map(|t| t.mir_bytes),
+        "mir_errors": totals.map(|t| t.mir_errors),
+    });
+    to_text(&v, pretty)
+}
+
+/// `mirror --get N --json`: the entry object.
+pub fn render_get_json(r: &MirrorRow, pretty: bool) -> String {
+    to_text(&entry_json(r.index, &r.entry, r.stats), pretty)
 }
 
 #[cfg(test)]
@@ -131,7 +169,7 @@ mod tests {
 
     #[test]
     fn dump_and_get_text() {
-        let d = render_dump(&[row()]);
+        let d = render_dump(&[row()], None);
         assert!(d.starts_with("Mirror Table\n\n"));
         let line = d.lines().last().unwrap();
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -143,8 +181,14 @@ mod tests {
 
     #[test]
     fn json_has_counters_and_name() {
-        let j: Value = serde_json::from_str(&render_json(&[row()], false)).unwrap();
-        assert_eq!(j[0]["analyzer_name"], "an-a");
-        assert_eq!((j[0]["packets"].as_u64(), j[0]["bytes"].as_u64(), j[0]["errors"].as_u64()), (Some(7), Some(700), Some(1)));
+        let t = MirrorTotals { mir_tpkts: 9, mir_bytes: 900, mir_errors: 2 };
+        let j: Value = serde_json::from_str(&render_dump_json(&[row()], Some(t), false)).unwrap();
+        let e = &j["entries"][0];
+        assert_eq!(e["analyzer_name"], "an-a");
+        assert_eq!((e["packets"].as_u64(), e["bytes"].as_u64(), e["errors"].as_u64()), (Some(7), Some(700), Some(1)));
+        assert_eq!((j["mir_tpkts"].as_u64(), j["mir_bytes"].as_u64(), j["mir_errors"].as_u64()), (Some(9), Some(900), Some(2)));
+        let g: Value = serde_json::from_str(&render_get_json(&row(), true)).unwrap();
+        assert_eq!(g["index"], 1);
+        assert!(render_dump(&[row()], Some(t)).ends_with("\nvRouter mirror totals: mir_tpkts:9  mir_bytes:900 errors:2\n"));
     }
 }

@@ -56,15 +56,29 @@ fn dump_get_and_json() {
     let _r = setup(dir.path());
     let dump = ok(dir.path(), &["--dump"]);
     let lines: Vec<Vec<&str>> = dump.lines().skip(6).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), 2, "no totals line without a stats region: {dump}");
     assert_eq!(lines[0], ["1", "an-a", "10.20.0.5:8099", "D", "-", "vif0/0", "3", "300", "0"], "{dump}");
     assert_eq!(lines[1], ["7", "an-b", "10.20.0.6:8099", "50", "vif0/0", "0", "0", "1"], "{dump}");
     let get = ok(dir.path(), &["--get", "7"]);
     assert!(get.contains("Encapsulation:        VXLAN, VNI 50\n"), "{get}");
     assert!(get.contains("Mirrored:             packets:0  bytes:0 errors:1\n"), "{get}");
     let j: Value = serde_json::from_str(&ok(dir.path(), &["--dump", "--json"])).unwrap();
-    assert_eq!(j.as_array().unwrap().len(), 2);
-    assert_eq!((j[0]["analyzer_name"].as_str(), j[0]["packets"].as_u64(), j[0]["bytes"].as_u64()), (Some("an-a"), Some(3), Some(300)));
-    assert_eq!(j[1]["vni"], 50);
+    let e = j["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 2);
+    assert_eq!((e[0]["analyzer_name"].as_str(), e[0]["packets"].as_u64(), e[0]["bytes"].as_u64()), (Some("an-a"), Some(3), Some(300)));
+    assert_eq!(e[1]["vni"], 50);
+    assert_eq!(j["mir_tpkts"], Value::Null);
+    let g: Value = serde_json::from_str(&ok(dir.path(), &["--get", "1", "--json"])).unwrap();
+    assert_eq!((g["index"].as_u64(), g["errors"].as_u64()), (Some(1), Some(0)));
+    // With the stats region: the vRouter-wide totals.
+    let stats = vrouter::stats::StatsRegion::create(dir.path(), 4, 1, &[], 0).unwrap();
+    let l = stats.lcore(0).unwrap();
+    l.mirror(None, 300);
+    l.mirror_error(None, false, vrouter::drop_reason::DropReason::MirrorTxFull, 1);
+    let dump = ok(dir.path(), &["--dump"]);
+    assert!(dump.ends_with("\nvRouter mirror totals: mir_tpkts:1  mir_bytes:300 errors:1\n"), "{dump}");
+    let j: Value = serde_json::from_str(&ok(dir.path(), &["--dump", "--json"])).unwrap();
+    assert_eq!((j["mir_tpkts"].as_u64(), j["mir_bytes"].as_u64(), j["mir_errors"].as_u64()), (Some(1), Some(300), Some(1)));
 }
 
 #[test]

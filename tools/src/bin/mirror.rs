@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use tools::mirror::{load_mirrors, render_dump, render_get, render_json};
+use tools::mirror::{load_mirrors, load_totals, render_dump, render_dump_json, render_get, render_get_json};
 use tools::{emit, fail, CommonArgs, Failure};
 
 #[derive(Parser, Debug)]
@@ -119,9 +119,10 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     let rows = load_mirrors(&cli.common.run_dir)?;
     if let Some(i) = cli.mode.get {
         let row = rows.iter().find(|r| r.index == i).ok_or_else(|| Failure(format!("mirror index {i} is empty")))?;
-        return Ok(if json { render_json(std::slice::from_ref(row), cli.common.pretty) } else { render_get(row) });
+        return Ok(if json { render_get_json(row, cli.common.pretty) } else { render_get(row) });
     }
-    Ok(if json { render_json(&rows, cli.common.pretty) } else { render_dump(&rows) })
+    let totals = load_totals(&cli.common.run_dir);
+    Ok(if json { render_dump_json(&rows, totals, cli.common.pretty) } else { render_dump(&rows, totals) })
 }
 
 fn main() -> ExitCode {
