@@ -230,7 +230,7 @@ impl View {
     /// mapped (and is never truncated) while the view is used.
     unsafe fn new(base: *const u8, len: usize, layout: Layout) -> View {
         assert!(layout.file_size <= len, "mapping shorter than the layout");
-        assert!(base as usize % 64 == 0, "mapping not 64-aligned");
+        assert!(base as usize & 63 == 0, "mapping not 64-aligned");
         View { base, layout }
     }
 
@@ -734,7 +734,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    region.write_slot(1, if n % 2 == 0 { &b } else { &a });
+                    region.write_slot(1, if n & 1 == 0 { &b } else { &a });
                     n += 1;
                 }
             })
