@@ -389,9 +389,10 @@ struct LcoreLoop {
     mirror: Option<MirrorLcore>,
 }
 
-// SAFETY: the raw mbuf pointers in the TX buffers and the hold store are only ever touched by
-// the lcore that runs the loop; the struct is moved to that lcore once, before it starts,
-// with empty buffers.
+// SAFETY: the raw mbuf pointers in the TX buffers, the mirror buffers and the hold store are
+// only ever touched by the lcore that runs the loop; the struct is moved to that lcore once,
+// before it starts, with empty buffers. The mirror path's mempool pointer refers to a pool
+// made for concurrent use from every lcore.
 unsafe impl Send for LcoreLoop {}
 
 impl LcoreLoop {
