@@ -475,7 +475,11 @@ impl LcoreLoop {
                 for &raw in pkts {
                     // SAFETY: rx_burst handed us these mbufs; only read here.
                     let m = unsafe { Mbuf::from_raw(raw) };
-                    mi.copy_interface(&self.stats, vif.id, true, slot, m.data());
+                    if m.is_contiguous() {
+                        mi.copy_interface(&self.stats, vif.id, true, slot, m.data());
+                    } else {
+                        mi.interface_copy_failed(&self.stats, vif.id, slot, DropReason::MirrorEncapFail);
+                    }
                 }
             }
         }

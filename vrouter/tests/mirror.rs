@@ -310,6 +310,37 @@ fn interface_mirroring_rx_and_tx() {
     assert_eq!(r.vif(0).unwrap().mirror_id, None);
 }
 
+/// A frame whose copy does not fit one mbuf (2000 bytes + 42 of headers + 27 of metadata is
+/// more than the 2048 bytes of data room after the headroom): the copy fails with
+/// `Mirror Encap Fail` on the mirrored vif, the frame itself is forwarded, smaller frames
+/// of the same vif are mirrored.
+#[test]
+fn copy_too_long_for_an_mbuf_is_an_encap_failure() {
+    let edit = |c: String| {
+        let c = c.replacen(
+            "vm_uuid = \"5f2a1c3e-0000-4000-8000-000000000001\"",
+            "vm_uuid = \"5f2a1c3e-0000-4000-8000-000000000001\"\nmirror_to = \"an-a\"\nmirror_rx = true",
+            1,
+        );
+        with_analyzers(c, "")
+    };
+    let big = vm_udp("192.168.1.3", "192.168.1.4", 6100, 9000, &vec![7u8; 2000 - 42], VM1_MAC);
+    let small = vm_udp("192.168.1.3", "192.168.1.4", 6101, 9000, b"small", VM1_MAC);
+    assert_eq!(big.len(), 2000);
+    let out = run_with(Inputs { vm1: vec![big.clone(), small.clone(), big.clone()], ..Default::default() }, edit);
+    assert_eq!(out.vm2.len(), 3, "originals forwarded");
+    out.assert_accounted(3);
+    let a = copies_to(&out.fabric, AN_A);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].inner, small);
+    assert_eq!(out.drop_list(), vec![(DropReason::MirrorEncapFail, 2)]);
+    let r = StatsReader::open(&out.run_dir).unwrap();
+    let v1 = r.vif_counters(1, None);
+    assert_eq!((v1.mirror_packets, v1.mirror_bytes, v1.mirror_errors), (1, a[0].len as u64, 2));
+    let m = MirrorReader::open(&out.run_dir).unwrap();
+    assert_eq!((m.stats(1, None).packets, m.stats(1, None).errors), (1, 2));
+}
+
 #[test]
 fn unreachable_analyzer_counts_errors_and_leaves_traffic_alone() {
     let frames: Vec<Vec<u8>> =

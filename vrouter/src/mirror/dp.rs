@@ -234,6 +234,14 @@ impl MirrorLcore {
         self.copy(stats, slot, &[], frame, &md[..n], info, u32::from(vif));
     }
 
+    /// A copy of `vif`'s traffic for entry `slot` that cannot be made at all (e.g. a chained
+    /// mbuf, whose frame is not in one segment): counted like any failed copy.
+    #[cold]
+    pub fn interface_copy_failed(&mut self, stats: &LcoreStats, vif: u16, slot: u8, reason: DropReason) {
+        stats.mirror_error(Some(vif), true, reason, 1);
+        self.counters.error(slot, 1);
+    }
+
     /// Builds and buffers one copy (`md`: the metadata TLVs, used with the Juniper header);
     /// any failure is counted under its reason.
     #[allow(clippy::too_many_arguments)]
