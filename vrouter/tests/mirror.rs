@@ -556,3 +556,29 @@ fn ipv6_flow_mirrored_to_both_analyzers() {
     assert_eq!(f.mirror_bytes, a.iter().map(|c| c.len as u64).sum::<u64>());
     assert_eq!(f.sec_mirror_bytes, b.iter().map(|c| c.len as u64).sum::<u64>());
 }
+
+/// A flow entering from the fabric (MPLSoUDP, label 17 -> vm1) is mirrored with the
+/// Ethernet header it is delivered with in front of the inner IP packet, which is what vm1
+/// receives; the metadata has no ingress flag (the packet did not come from a VM).
+#[test]
+fn fabric_decap_flow_mirrored_with_its_delivery_l2_header() {
+    let inner = ipv4_udp(ip4("192.168.2.10"), ip4("192.168.1.3"), 63, 4500, 80, b"from-remote");
+    let mut mp = mpls(17, 64).to_vec();
+    mp.extend_from_slice(&inner);
+    let pkt = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
+    let out = run_with(Inputs { fabric: vec![pkt.clone(), pkt], ..Default::default() }, |c| with_analyzers(c, &flow_policy()));
+    assert_eq!(out.vm1.len(), 2);
+    out.assert_accounted(2);
+    let a = copies_to(&out.fabric, AN_A);
+    let b = copies_to(&out.fabric, AN_B);
+    assert_eq!((a.len(), b.len()), (2, 2));
+    for (c, delivered) in a.iter().zip(&out.vm1) {
+        assert_eq!(&c.inner, delivered);
+        assert_eq!(c.tlvs[1], MetaTlv::Flags(0));
+        assert_eq!(c.tlvs[2..], [MetaTlv::SourceVn(VN1.into()), MetaTlv::DestVn(VN1.into())]);
+    }
+    assert_eq!(b[0].inner, out.vm1[0]);
+    let fl = flows(&out.run_dir);
+    let f = fl.iter().find(|f| f.key.dport() == 80 && f.key.src_ip() == std::net::IpAddr::V4(ip4("192.168.2.10"))).unwrap();
+    assert_eq!((f.packets, f.mirror_packets, f.sec_mirror_packets), (2, 2, 2));
+}
