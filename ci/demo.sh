@@ -110,6 +110,7 @@ run_tool() {
 }
 run_tool vif --list
 run_tool dropstats
+run_tool mirror --dump
 
 echo
 if ! command -v tshark >/dev/null 2>&1; then
