@@ -175,7 +175,9 @@ impl Sampler {
 
     /// Recomputes the threshold when a window of [`SAMPLING_UPDATE`] has passed.
     pub fn update(&mut self, now: Instant) {
-        let Some(c) = self.rate.filter(|r| *r > 0) else { return };
+        let Some(c) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
         let el = now.duration_since(self.window_start);
         if el < SAMPLING_UPDATE {
             return;
@@ -369,7 +371,9 @@ impl Counters {
             mirror_bytes: self.mirror_bytes.saturating_sub(old.mirror_bytes),
             mirror_packets: self.mirror_packets.saturating_sub(old.mirror_packets),
             sec_mirror_bytes: self.sec_mirror_bytes.saturating_sub(old.sec_mirror_bytes),
-            sec_mirror_packets: self.sec_mirror_packets.saturating_sub(old.sec_mirror_packets),
+            sec_mirror_packets: self
+                .sec_mirror_packets
+                .saturating_sub(old.sec_mirror_packets),
         }
     }
 }
@@ -456,7 +460,9 @@ impl FlowScanner {
         let cap = table.capacity();
         let sweep_ms = u64::from(cfg.flow.age_timeout_s) * 1000 * u64::from(e.scan_percent) / 100;
         let ticks = (sweep_ms / u64::from(e.scan_interval_ms)).max(1);
-        let slice = (u64::from(cap) / ticks + 1).max(u64::from(MIN_SLICE)).min(u64::from(cap)) as u32;
+        let slice = (u64::from(cap) / ticks + 1)
+            .max(u64::from(MIN_SLICE))
+            .min(u64::from(cap)) as u32;
         let salt = table.generation().rotate_left(32) ^ now_us() as u64;
         Ok(FlowScanner {
             states: (0..cap).map(|_| None).collect(),
@@ -520,7 +526,9 @@ impl FlowScanner {
         let dst_vn = dst_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
         let local = src_ep.or(dst_ep);
         // Forward flow: the earlier entry of the pair (ties: the lower index).
-        let reverse = s.rflow.and_then(|r| self.table.entry(r).map(|e| (r, e.gen())));
+        let reverse = s
+            .rflow
+            .and_then(|r| self.table.entry(r).map(|e| (r, e.gen())));
         let forward = match s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten()) {
             Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
             None => true,
@@ -677,7 +685,14 @@ impl FlowScanner {
         }
         self.counters.teardown_records += 1;
         let last = st.last;
-        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()));
+        self.emit(
+            sink,
+            &mut st,
+            &last,
+            &Counters::default(),
+            0,
+            Some(now_us()),
+        );
         self.counters.flows_tracked -= 1;
     }
 
@@ -690,7 +705,9 @@ impl FlowScanner {
                 return;
             }
         };
-        let Some(slot) = self.states.get_mut(idx as usize) else { return };
+        let Some(slot) = self.states.get_mut(idx as usize) else {
+            return;
+        };
         let prev = slot.take();
         let s = match snap {
             // Deleted or evicted flows stay readable, with their final counters, until the
@@ -789,7 +806,9 @@ fn vmi_uves(
 ) -> Vec<UVEVMIStats> {
     let mut out = Vec::new();
     for v in &scanner.ctx.vmis {
-        let c = stats.map(|s| s.vif_counters(v.vif, None)).unwrap_or_default();
+        let c = stats
+            .map(|s| s.vif_counters(v.vif, None))
+            .unwrap_or_default();
         let m = scanner.vmi_mirror(v.vif);
         // in = from the VM (the vif receives), out = to the VM (the vif transmits).
         let raw = VmInterfaceStats {
@@ -962,7 +981,9 @@ pub fn spawn(
                     std::thread::sleep(rest);
                 }
             }
-            // Final figures, then let the session flush for up to a second.
+            // A last full sweep (final counters of every flow), the final figures, then let
+            // the session flush for up to a second.
+            scanner.sweep(&mut session);
             let mut c = scanner.counters.clone();
             fill_session(&mut c, &session.stats());
             c.updated_unix_ms = crate::stats::unix_time_ms();
@@ -1164,20 +1185,44 @@ enabled = true
         let mut fx = fixture("");
         let (f, r) = pair(&fx.table, 40000, true);
         // A flow still in HOLD is not exported.
-        let hk = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 2, 0, 3), 5, 53);
+        let hk = FlowKey::v4(
+            1,
+            17,
+            Ipv4Addr::new(10, 1, 0, 3),
+            Ipv4Addr::new(10, 2, 0, 3),
+            5,
+            53,
+        );
         fx.table.lookup_or_hold(&hk, hk.hash(), 1_000).unwrap();
         traffic(&fx.table, f, 3, 100, true);
         let mut out: Vec<FlowLogData> = Vec::new();
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 2, "{out:#?}");
-        let fwd = out.iter().find(|x| x.forward_flow == Some(true)).unwrap().clone();
-        let rev = out.iter().find(|x| x.forward_flow == Some(false)).unwrap().clone();
+        let fwd = out
+            .iter()
+            .find(|x| x.forward_flow == Some(true))
+            .unwrap()
+            .clone();
+        let rev = out
+            .iter()
+            .find(|x| x.forward_flow == Some(false))
+            .unwrap()
+            .clone();
         assert_eq!(fwd.reverse_uuid.as_deref(), Some(rev.flowuuid.as_str()));
         assert_eq!(rev.reverse_uuid.as_deref(), Some(fwd.flowuuid.as_str()));
-        assert_eq!((fwd.sourcevn.as_str(), fwd.destvn.as_str()), ("vn-red", "vn-blue"));
-        assert_eq!((rev.sourcevn.as_str(), rev.destvn.as_str()), ("vn-blue", "vn-red"));
+        assert_eq!(
+            (fwd.sourcevn.as_str(), fwd.destvn.as_str()),
+            ("vn-red", "vn-blue")
+        );
+        assert_eq!(
+            (rev.sourcevn.as_str(), rev.destvn.as_str()),
+            ("vn-blue", "vn-red")
+        );
         assert_eq!(fwd.sourceip, "10.1.0.3".parse::<IpAddr>().unwrap());
-        assert_eq!((fwd.protocol, fwd.sport, fwd.dport), (6, 40000u16 as i16, 80));
+        assert_eq!(
+            (fwd.protocol, fwd.sport, fwd.dport),
+            (6, 40000u16 as i16, 80)
+        );
         assert_eq!(fwd.direction_ing, 1);
         // Both endpoints are local VMIs: both flows enter from a VM.
         assert_eq!(rev.direction_ing, 1);
@@ -1189,14 +1234,23 @@ enabled = true
             Some("10000000-0000-4000-8000-000000000001")
         );
         assert_eq!(rev.nw_ace_uuid, fwd.nw_ace_uuid);
-        assert_eq!(fwd.vm.as_deref(), Some("00000000-0000-0000-0000-0000000000b1"));
-        assert_eq!(fwd.vmi_uuid.as_deref(), Some("00000000-0000-0000-0000-0000000000a1"));
+        assert_eq!(
+            fwd.vm.as_deref(),
+            Some("00000000-0000-0000-0000-0000000000b1")
+        );
+        assert_eq!(
+            fwd.vmi_uuid.as_deref(),
+            Some("00000000-0000-0000-0000-0000000000a1")
+        );
         assert_eq!(fwd.vrouter_ip.as_deref(), Some("10.10.0.1"));
         assert_eq!(fwd.setup_time, Some(1_000_000));
         assert_eq!((fwd.bytes, fwd.packets), (Some(300), Some(3)));
         assert_eq!((fwd.diff_bytes, fwd.diff_packets), (Some(300), Some(3)));
         assert_eq!((fwd.mirror_bytes, fwd.mirror_packets), (Some(360), Some(3)));
-        assert_eq!((fwd.sec_mirror_bytes, fwd.sec_mirror_packets), (Some(360), Some(3)));
+        assert_eq!(
+            (fwd.sec_mirror_bytes, fwd.sec_mirror_packets),
+            (Some(360), Some(3))
+        );
         assert_eq!(fwd.teardown_time, None);
         assert_eq!((rev.bytes, rev.diff_bytes), (Some(0), Some(0)));
         assert_eq!(fx.scanner.counters().setup_records, 2);
@@ -1211,8 +1265,14 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].flowuuid, fwd.flowuuid);
-        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(400), Some(100), Some(2)));
-        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(500), Some(5)));
+        assert_eq!(
+            (out[0].bytes, out[0].diff_bytes, out[0].diff_packets),
+            (Some(400), Some(100), Some(2))
+        );
+        assert_eq!(
+            (out[0].mirror_bytes, out[0].mirror_packets),
+            (Some(500), Some(5))
+        );
 
         // Last packets, then delete: the teardown record carries teardown_time and the final
         // figures read from the deleted (not yet reclaimed) entry.
@@ -1224,8 +1284,14 @@ enabled = true
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].flowuuid, fwd.flowuuid);
         assert!(out[0].teardown_time.is_some());
-        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(410), Some(10), Some(1)));
-        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(530), Some(6)));
+        assert_eq!(
+            (out[0].bytes, out[0].diff_bytes, out[0].diff_packets),
+            (Some(410), Some(10), Some(1))
+        );
+        assert_eq!(
+            (out[0].mirror_bytes, out[0].mirror_packets),
+            (Some(530), Some(6))
+        );
         assert_eq!(out[0].action.as_deref(), Some("pass|mirror"));
         // Still visible until reclaimed: no second teardown; after reclaim, nothing either.
         out.clear();
@@ -1234,9 +1300,15 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert!(out.is_empty(), "{out:#?}");
         let c = fx.scanner.counters();
-        assert_eq!((c.periodic_records, c.teardown_records, c.flows_tracked), (1, 1, 1));
+        assert_eq!(
+            (c.periodic_records, c.teardown_records, c.flows_tracked),
+            (1, 1, 1)
+        );
         // Mirrored traffic is attributed to the source VMI (vif 1) and the vRouter.
-        let m = MirrorTotals { packets: 12, bytes: 1060 };
+        let m = MirrorTotals {
+            packets: 12,
+            bytes: 1060,
+        };
         assert_eq!(fx.scanner.vmi_mirror(1), m);
         assert_eq!(fx.scanner.total_mirror(), m);
         assert_eq!(fx.scanner.vmi_mirror(2), MirrorTotals::default());
@@ -1261,7 +1333,13 @@ enabled = true
         };
         for _ in 0..300 {
             let f = flows[(next() % 50) as usize];
-            traffic(&fx.table, f, (next() % 5) as u32, 60 + (next() % 1400) as u32, true);
+            traffic(
+                &fx.table,
+                f,
+                (next() % 5) as u32,
+                60 + (next() % 1400) as u32,
+                true,
+            );
             if next() % 3 == 0 {
                 fx.scanner.tick(&mut out);
             }
@@ -1289,10 +1367,16 @@ enabled = true
         let mut checked = 0;
         let live: Vec<FlowSnapshot> = fx.table.iter_active().map(|(_, s)| s).collect();
         for s in finals.iter().chain(&live) {
-            let rec = out.iter().find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index))).unwrap();
+            let rec = out
+                .iter()
+                .find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index)))
+                .unwrap();
             let sums = by_uuid[&rec.flowuuid];
             assert_eq!((sums.0 as u64, sums.1 as u64), (s.bytes, s.packets));
-            assert_eq!((sums.2 as u64, sums.3 as u64), (s.mirror_bytes, s.mirror_packets));
+            assert_eq!(
+                (sums.2 as u64, sums.3 as u64),
+                (s.mirror_bytes, s.mirror_packets)
+            );
             checked += 1;
         }
         // 17 deleted forward flows, 83 live entries (33 forward, 50 reverse).
@@ -1323,7 +1407,11 @@ enabled = true
         let big = Arc::new(
             FlowTable::create(
                 &dir.path().join("flow"),
-                &FlowTableConfig { main_entries: 1 << 20, overflow_entries: 1024, max_lcores: 1 },
+                &FlowTableConfig {
+                    main_entries: 1 << 20,
+                    overflow_entries: 1024,
+                    max_lcores: 1,
+                },
             )
             .unwrap(),
         );
@@ -1332,4 +1420,3 @@ enabled = true
         assert_eq!(s.slice(), big.capacity() / 180 + 1);
     }
 }
-
