@@ -73,6 +73,15 @@ mirror_to = ["an-a"]
 enabled = true
 "#;
 
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -151,7 +160,9 @@ fn main() {
             80,
         );
         i += 1;
-        let Ok(l) = table.lookup_or_hold(&k, k.hash(), 1) else { break };
+        let Ok(l) = table.lookup_or_hold(&k, k.hash(), 1) else {
+            break;
+        };
         let f = l.index();
         let g = table.entry(f).unwrap().gen();
         table.set_action(f, g, &up).unwrap();
@@ -165,6 +176,8 @@ fn main() {
         table.capacity(),
         t.elapsed().as_secs_f64()
     );
+    let rss_table = rss_kb();
+    println!("RSS after filling the table: {rss_table} kB");
     let mut scanner = FlowScanner::new(&cfg, table.clone()).expect("scanner");
     let slice = scanner.slice();
     let mut sink = Counting {
@@ -206,6 +219,12 @@ fn main() {
         scanner.tick(&mut sink);
         sink.n
     });
+    let rss = rss_kb();
+    println!(
+        "RSS after the sweeps: {rss} kB; exporter state {} kB ({} bytes per active flow)",
+        rss - rss_table,
+        (rss - rss_table) * 1024 / u64::from(n)
+    );
     let ticks_per_sweep = f64::from(cap) / f64::from(slice);
     println!(
         "configured: slice {slice} per 100 ms tick, {ticks_per_sweep:.0} ticks per sweep ({:.1} s)",

@@ -257,6 +257,8 @@ struct Endpoint {
 struct Context {
     /// Local VMIs by (VRF, address).
     endpoints: HashMap<(u32, IpAddr), Endpoint>,
+    /// Local VMIs by vif id.
+    by_vif: HashMap<u16, Endpoint>,
     /// VN of each VRF (the VN of its VMIs), for remote endpoints.
     vrf_vn: HashMap<u32, Arc<str>>,
     /// Analyzer name by mirror index.
@@ -279,6 +281,7 @@ impl Context {
     fn from_config(cfg: &Config, with_policy: bool) -> Result<Context, ExportError> {
         let mut endpoints = HashMap::new();
         let mut vrf_vn = HashMap::new();
+        let mut by_vif = HashMap::new();
         let mut vmis = Vec::new();
         for v in &cfg.vifs {
             let v = v.get_ref();
@@ -298,6 +301,7 @@ impl Context {
             if let Some(ip) = v.ip6 {
                 endpoints.insert((v.vrf, IpAddr::V6(ip)), ep.clone());
             }
+            by_vif.insert(v.id, ep.clone());
             if let Some(vn) = &vn {
                 vrf_vn.entry(v.vrf).or_insert_with(|| vn.clone());
             }
@@ -321,6 +325,7 @@ impl Context {
         };
         Ok(Context {
             endpoints,
+            by_vif,
             vrf_vn,
             analyzers,
             vrouter_ip: Arc::from(cfg.vrouter.router_ip.to_string()),
@@ -331,6 +336,10 @@ impl Context {
 
     fn endpoint(&self, vrf: u32, ip: IpAddr) -> Option<&Endpoint> {
         self.endpoints.get(&(vrf, ip))
+    }
+
+    fn vmi(&self, vif: u16) -> Option<&Endpoint> {
+        self.by_vif.get(&vif)
     }
 
     fn analyzer(&self, index: u8) -> Option<Arc<str>> {
@@ -378,21 +387,52 @@ impl Counters {
     }
 }
 
-/// The fixed part of a flow's records.
+/// The fixed part of a flow's records, compact (shared strings are `Arc`s from the
+/// configuration and the policy engine; the record is built at emit time).
 #[derive(Debug)]
 struct FlowInfo {
-    base: FlowLogData,
-    vmi: Option<u16>,
+    index: u32,
+    setup_ms: u64,
+    key: flow_table::FlowKey,
+    src_vn: Option<Arc<str>>,
+    dst_vn: Option<Arc<str>>,
+    /// The local VMI endpoint (source if local, else destination).
+    local: Option<u16>,
+    direction_ing: bool,
+    forward: bool,
+    /// Reverse flow: index, generation, setup time.
+    reverse: Option<(u32, Gen, u64)>,
+    action: &'static str,
+    drop_reason: u8,
+    underlay_sport: u16,
+    nw_ace_uuid: Option<Arc<str>>,
+    sg_rule_uuid: Option<Arc<str>>,
+    analyzers: [Option<Arc<str>>; 2],
 }
 
 #[derive(Debug)]
 struct FlowState {
     gen: Gen,
-    info: Box<FlowInfo>,
+    info: FlowInfo,
     last: Counters,
     exported: bool,
     /// The teardown record was sent (the slot still shows the deleted flow).
     torn_down: bool,
+}
+
+/// The FlowLogData action string for an entry action, the policy's log bit and mirroring.
+fn action_name(action: Action, log: bool, mirror: bool) -> &'static str {
+    match (action, log, mirror) {
+        (Action::Forward | Action::Nat, false, false) => "pass",
+        (Action::Forward | Action::Nat, false, true) => "pass|mirror",
+        (Action::Forward | Action::Nat, true, false) => "pass|log",
+        (Action::Forward | Action::Nat, true, true) => "pass|log|mirror",
+        (Action::Drop, false, false) => "deny",
+        (Action::Drop, false, true) => "deny|mirror",
+        (Action::Drop, true, false) => "deny|log",
+        (Action::Drop, true, true) => "deny|log|mirror",
+        (Action::Hold, _, _) => "hold",
+    }
 }
 
 /// Flags of a deleted or evicted flow.
@@ -431,7 +471,8 @@ pub struct MirrorTotals {
 pub struct FlowScanner {
     table: Arc<FlowTable>,
     ctx: Context,
-    states: Vec<Option<FlowState>>,
+    /// By flow index; boxed so an empty slot costs one word.
+    states: Vec<Option<Box<FlowState>>>,
     cursor: u32,
     slice: u32,
     sweep_started: Instant,
@@ -514,7 +555,7 @@ impl FlowScanner {
         )
     }
 
-    /// Builds the fixed part of the records of a newly seen flow.
+    /// The fixed part of the records of a newly seen flow.
     fn flow_info(&self, s: &FlowSnapshot) -> FlowInfo {
         let k = &s.key;
         let vrf = k.vrf();
@@ -524,12 +565,9 @@ impl FlowScanner {
         let vrf_vn = self.ctx.vrf_vn.get(&vrf).cloned();
         let src_vn = src_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
         let dst_vn = dst_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
-        let local = src_ep.or(dst_ep);
         // Forward flow: the earlier entry of the pair (ties: the lower index).
-        let reverse = s
-            .rflow
-            .and_then(|r| self.table.entry(r).map(|e| (r, e.gen())));
-        let forward = match s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten()) {
+        let rsnap = s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten());
+        let forward = match &rsnap {
             Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
             None => true,
         };
@@ -552,67 +590,65 @@ impl FlowScanner {
             .as_ref()
             .map(|p| p.evaluate(&if forward { fctx } else { fctx.reversed() }));
         let mirrored = s.mirror != flow_table::NO_MIRROR;
-        let mut action = String::from(match s.action {
-            Action::Forward | Action::Nat => "pass",
-            Action::Drop => "deny",
-            Action::Hold => "hold",
-        });
-        if decision.as_ref().is_some_and(|d| d.log) {
-            action.push_str("|log");
+        let analyzer = |m: u8| {
+            (m != flow_table::NO_MIRROR)
+                .then(|| self.ctx.analyzer(m))
+                .flatten()
+        };
+        FlowInfo {
+            index: s.index,
+            setup_ms: s.setup_time,
+            key: s.key,
+            local: src_ep.or(dst_ep).map(|e| e.vif),
+            direction_ing: src_ep.is_some(),
+            src_vn,
+            dst_vn,
+            forward,
+            reverse: rsnap.map(|r| (r.index, r.gen, r.setup_time)),
+            action: action_name(s.action, decision.as_ref().is_some_and(|d| d.log), mirrored),
+            drop_reason: s.drop_reason,
+            underlay_sport: s.underlay_sport,
+            nw_ace_uuid: decision.as_ref().and_then(|d| d.nw_ace_uuid.clone()),
+            sg_rule_uuid: decision.as_ref().and_then(|d| d.sg_rule_uuid.clone()),
+            analyzers: [analyzer(s.mirror), analyzer(s.sec_mirror)],
         }
-        if mirrored {
-            action.push_str("|mirror");
-        }
+    }
+
+    /// The record for `st` without counters.
+    fn base_record(&self, st: &FlowState) -> FlowLogData {
+        let i = &st.info;
+        let k = &i.key;
+        let own = |a: &Option<Arc<str>>| a.as_deref().map(str::to_owned);
+        let ep = i.local.and_then(|v| self.ctx.vmi(v));
         let mut r = FlowLogData::new(
-            self.uuid(s.index, s.gen, s.setup_time),
-            i8::from(src_ep.is_some()),
-            src_vn.as_deref().unwrap_or("").to_owned(),
-            src,
-            dst_vn.as_deref().unwrap_or("").to_owned(),
-            dst,
+            self.uuid(i.index, st.gen, i.setup_ms),
+            i8::from(i.direction_ing),
+            i.src_vn.as_deref().unwrap_or("").to_owned(),
+            k.src_ip(),
+            i.dst_vn.as_deref().unwrap_or("").to_owned(),
+            k.dst_ip(),
             k.proto(),
             k.sport(),
             k.dport(),
         );
-        r.vm = local.and_then(|e| e.vm.as_deref()).map(str::to_owned);
-        r.vmi_uuid = local.and_then(|e| e.vmi_uuid.as_deref()).map(str::to_owned);
-        r.reverse_uuid = reverse.map(|(ri, rg)| {
-            let rs = self
-                .table
-                .snapshot(ri)
-                .ok()
-                .flatten()
-                .map_or(0, |x| x.setup_time);
-            self.uuid(ri, rg, rs)
-        });
-        r.setup_time = Some(s.setup_time as i64 * 1000);
-        r.action = Some(action);
-        r.sg_rule_uuid = decision
-            .as_ref()
-            .and_then(|d| d.sg_rule_uuid.as_deref())
-            .map(str::to_owned);
-        r.nw_ace_uuid = decision
-            .as_ref()
-            .and_then(|d| d.nw_ace_uuid.as_deref())
-            .map(str::to_owned);
+        r.vm = ep.and_then(|e| own(&e.vm));
+        r.vmi_uuid = ep.and_then(|e| own(&e.vmi_uuid));
+        r.reverse_uuid = i.reverse.map(|(ri, rg, rs)| self.uuid(ri, rg, rs));
+        r.setup_time = Some(i.setup_ms as i64 * 1000);
+        r.action = Some(i.action.to_owned());
+        r.sg_rule_uuid = own(&i.sg_rule_uuid);
+        r.nw_ace_uuid = own(&i.nw_ace_uuid);
         r.vrouter_ip = Some(self.ctx.vrouter_ip.to_string());
-        r.underlay_source_port = Some(s.underlay_sport);
-        r.drop_reason = Some(if s.action == Action::Drop {
-            flow_drop_reason_name(s.drop_reason).to_owned()
+        r.underlay_source_port = Some(i.underlay_sport);
+        r.drop_reason = Some(if i.action.starts_with("deny") {
+            flow_drop_reason_name(i.drop_reason).to_owned()
         } else {
             String::new()
         });
-        r.forward_flow = Some(forward);
-        if mirrored {
-            r.analyzer_name = self.ctx.analyzer(s.mirror).map(|a| a.to_string());
-        }
-        if s.sec_mirror != flow_table::NO_MIRROR {
-            r.sec_analyzer_name = self.ctx.analyzer(s.sec_mirror).map(|a| a.to_string());
-        }
-        FlowInfo {
-            base: r,
-            vmi: local.map(|e| e.vif),
-        }
+        r.forward_flow = Some(i.forward);
+        r.analyzer_name = own(&i.analyzers[0]);
+        r.sec_analyzer_name = own(&i.analyzers[1]);
+        r
     }
 
     /// Emits one record (after sampling) for a flow whose counters are `now`, `diff` since
@@ -632,7 +668,7 @@ impl FlowScanner {
             bytes: diff.mirror_bytes + diff.sec_mirror_bytes,
         };
         if m != MirrorTotals::default() {
-            if let Some(v) = st.info.vmi {
+            if let Some(v) = st.info.local {
                 let e = self.vmi_mirror.entry(v).or_default();
                 e.packets += m.packets;
                 e.bytes += m.bytes;
@@ -654,7 +690,7 @@ impl FlowScanner {
                 (diff.packets as f64 / p) as u64,
             ),
         };
-        let mut r = st.info.base.clone();
+        let mut r = self.base_record(st);
         r.tcp_flags = (tcp_flags != 0).then_some(tcp_flags);
         r.teardown_time = teardown_us;
         r.bytes = Some(now.bytes as i64);
@@ -679,7 +715,7 @@ impl FlowScanner {
 
     /// A tracked flow vanished between two scans (its slot is free or holds another flow):
     /// the final record has the last figures seen.
-    fn teardown(&mut self, sink: &mut impl RecordSink, mut st: FlowState) {
+    fn teardown(&mut self, sink: &mut impl RecordSink, mut st: Box<FlowState>) {
         if st.torn_down {
             return;
         }
@@ -730,13 +766,13 @@ impl FlowScanner {
                 let info = self.flow_info(&s);
                 self.counters.flows_tracked += 1;
                 (
-                    FlowState {
+                    Box::new(FlowState {
                         gen: s.gen,
-                        info: Box::new(info),
+                        info,
                         last: Counters::default(),
                         exported: false,
                         torn_down: false,
-                    },
+                    }),
                     true,
                 )
             }
