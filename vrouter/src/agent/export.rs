@@ -1422,6 +1422,26 @@ enabled = true
     }
 
     #[test]
+    fn bad_export_config_names_file_line_and_field() {
+        let text = format!("{CONFIG}collectors = [\"collector.example:8086\"]\n");
+        let line = text.lines().count();
+        let e = parse(&text, "vrouter.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("vrouter.toml:{line}: export.collectors: ")),
+            "{e}"
+        );
+        assert!(e.contains("collector.example:8086"), "{e}");
+        let e = parse(&format!("{CONFIG}scan_percent = 0\n"), "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("export.scan_percent"), "{e}");
+        let e = parse(&format!("{CONFIG}typo = 1\n"), "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("typo"), "{e}");
+    }
+
+    #[test]
     fn export_rate_zero_exports_nothing() {
         let mut fx = fixture("flow_export_rate = 0\n");
         let (f, _) = pair(&fx.table, 1, false);
