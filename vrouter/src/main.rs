@@ -173,7 +173,8 @@ fn run(args: &Args) -> Result<()> {
     let exporter = match export_table {
         Some(table) if cfg.export.enabled => {
             let collectors = cfg.export.collectors.join(", ");
-            let h = vrouter::agent::export::spawn(&cfg, table, agent_stop.clone())
+            // On the main (control) core, like the agent.
+            let h = vrouter::agent::export::spawn(&cfg, table, agent_stop.clone(), Some(cfg.eal.main_core))
                 .context("starting the exporter ([export])")?;
             println!("vrouter: exporting flows and UVEs to {collectors}");
             Some(h)
