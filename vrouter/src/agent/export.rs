@@ -9,8 +9,11 @@
 //!   as its diffs,
 //! * **periodically** while any of bytes, packets or the four mirror counters changed since
 //!   the previous record (`diff_bytes`, `diff_packets`; `mirror_*` cumulative),
-//! * at **teardown** (the slot is no longer active, or holds a new flow), with
-//!   `teardown_time` and the last cumulative figures.
+//! * at **teardown**, with `teardown_time` and the final figures: a deleted or evicted flow
+//!   stays readable (flags `DELETE_MARKED` / `EVICTED`, counters final) until the agent
+//!   reclaims its slot, and the scan that sees it so exports its last diffs; a flow whose slot
+//!   was already reclaimed (or reused) when the scan came by gets a teardown record with the
+//!   figures of the previous scan.
 //!
 //! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
 //! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
@@ -23,10 +26,16 @@
 //! (`pass`/`deny`, `|mirror` when mirrored), and the rule UUIDs from evaluating the policy
 //! engine on the flow's forward direction.
 //!
-//! Known limits: a flow deleted between two scans loses the counts it took after the last
-//! scan (aged flows are idle by definition; evicted TCP flows may lose their final packets
-//! when the table is larger than one slice per tick); `forward_flow` is decided by setup
-//! time (the earlier entry of a pair is the forward flow).
+//! Sampling scales `diff_bytes`/`diff_packets` of sampled records (so sums over records are
+//! then estimates); `bytes`/`packets` and the mirror counters are always the exact cumulative
+//! values.
+//!
+//! Known limits: counts a flow takes between the last scan and the reclaim of its slot are
+//! lost when the agent reclaims before the scan visits the deleted entry (aged flows are idle
+//! by definition; an evicted TCP flow can lose its last packets when the table is larger than
+//! one slice per tick); `forward_flow` is decided by setup time (the earlier entry of a pair
+//! is the forward flow); rule UUIDs come from re-evaluating the current policy, so after a
+//! policy reload they describe the new policy.
 
 use crate::agent::policy::{FlowContext, PolicyEngine};
 use crate::config::{self, Config, VifType};
