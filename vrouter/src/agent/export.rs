@@ -39,6 +39,7 @@
 
 use crate::agent::policy::{FlowContext, PolicyEngine};
 use crate::config::{self, Config, VifType};
+use crate::fib::{Fib, Nexthop};
 use crate::stats::StatsReader;
 use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen};
 use sandesh::{
@@ -274,6 +275,8 @@ struct Context {
     analyzers: Vec<Option<Arc<str>>>,
     vrouter_ip: Arc<str>,
     policy: Option<PolicyEngine>,
+    /// Routes, for the tunnel towards a remote endpoint.
+    fib: Option<Fib>,
     /// UVE identity of each virtual vif.
     vmis: Vec<VmiUve>,
 }
@@ -333,6 +336,7 @@ impl Context {
             None
         };
         Ok(Context {
+            fib: Fib::from_config(cfg).ok(),
             endpoints,
             by_vif,
             vrf_vn,
@@ -345,6 +349,27 @@ impl Context {
 
     fn endpoint(&self, vrf: u32, ip: IpAddr) -> Option<&Endpoint> {
         self.endpoints.get(&(vrf, ip))
+    }
+
+    /// The tunnel a packet to `ip` in `vrf` takes: (peer vRouter, underlay IP protocol).
+    /// MPLSoUDP and VXLAN are both UDP (17); ECMP uses its first tunnel member.
+    fn tunnel_to(&self, vrf: u32, ip: IpAddr) -> Option<(std::net::Ipv4Addr, u16)> {
+        let fib = self.fib.as_ref()?;
+        let table = fib.vrf(vrf)?;
+        let nh = match ip {
+            IpAddr::V4(a) => table.route_v4(a)?,
+            IpAddr::V6(a) => table.route_v6(&a.octets())?,
+        };
+        let tunnel = |n: &Nexthop| match n {
+            Nexthop::Tunnel { dst_ip, .. } => Some((*dst_ip, 17)),
+            _ => None,
+        };
+        match fib.nexthop(nh)? {
+            Nexthop::Ecmp { members, .. } => members
+                .iter()
+                .find_map(|m| fib.nexthop(*m).and_then(tunnel)),
+            n => tunnel(n),
+        }
     }
 
     fn vmi(&self, vif: u16) -> Option<&Endpoint> {
@@ -414,6 +439,8 @@ struct FlowInfo {
     action: &'static str,
     drop_reason: u8,
     underlay_sport: u16,
+    /// Peer vRouter and underlay protocol when the remote endpoint is behind a tunnel.
+    tunnel: Option<(std::net::Ipv4Addr, u16)>,
     nw_ace_uuid: Option<Arc<str>>,
     sg_rule_uuid: Option<Arc<str>>,
     analyzers: [Option<Arc<str>>; 2],
@@ -617,6 +644,12 @@ impl FlowScanner {
             action: action_name(s.action, decision.as_ref().is_some_and(|d| d.log), mirrored),
             drop_reason: s.drop_reason,
             underlay_sport: s.underlay_sport,
+            // The remote endpoint: whichever side is not a local VMI.
+            tunnel: match (src_ep, dst_ep) {
+                (Some(_), None) => self.ctx.tunnel_to(vrf, dst),
+                (None, Some(_)) => self.ctx.tunnel_to(vrf, src),
+                _ => None,
+            },
             nw_ace_uuid: decision.as_ref().and_then(|d| d.nw_ace_uuid.clone()),
             sg_rule_uuid: decision.as_ref().and_then(|d| d.sg_rule_uuid.clone()),
             analyzers: [analyzer(s.mirror), analyzer(s.sec_mirror)],
@@ -648,7 +681,14 @@ impl FlowScanner {
         r.sg_rule_uuid = own(&i.sg_rule_uuid);
         r.nw_ace_uuid = own(&i.nw_ace_uuid);
         r.vrouter_ip = Some(self.ctx.vrouter_ip.to_string());
-        r.underlay_source_port = Some(i.underlay_sport);
+        // Local flows: no underlay (source port 0, as the reference agent).
+        r.underlay_source_port = Some(if i.tunnel.is_some() {
+            i.underlay_sport
+        } else {
+            0
+        });
+        r.other_vrouter_ip = i.tunnel.map(|(peer, _)| peer.to_string());
+        r.underlay_proto = i.tunnel.map(|(_, proto)| proto);
         r.drop_reason = Some(if i.action.starts_with("deny") {
             flow_drop_reason_name(i.drop_reason).to_owned()
         } else {
@@ -1194,6 +1234,18 @@ mac = "02:00:00:00:01:02"
 ip = "10.2.0.3"
 vrf = 1
 vn_name = "vn-blue"
+[[nexthop]]
+id = 3
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "10.10.0.2"
+label = 40
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+[[route]]
+vrf = 1
+prefix = "10.9.0.0/24"
+nexthop = 3
 [[analyzer]]
 name = "an-a"
 ip = "10.10.0.20"
@@ -1409,6 +1461,62 @@ enabled = true
         assert_eq!(fx.scanner.total_mirror(), m);
         assert_eq!(fx.scanner.vmi_mirror(2), MirrorTotals::default());
         let _ = r;
+    }
+
+    #[test]
+    fn remote_endpoints_carry_the_tunnel_peer() {
+        let mut fx = fixture("");
+        let k = FlowKey::v4(
+            1,
+            17,
+            Ipv4Addr::new(10, 1, 0, 3),
+            Ipv4Addr::new(10, 9, 0, 7),
+            5000,
+            53,
+        );
+        let f = fx
+            .table
+            .lookup_or_hold(&k, k.hash(), 1_000)
+            .unwrap()
+            .index();
+        let r = fx.table.create_reverse(f, 1_001).unwrap();
+        let mut up = FlowUpdate::new(Action::Forward);
+        up.underlay_sport = Some(49999);
+        for i in [f, r] {
+            let g = fx.table.entry(i).unwrap().gen();
+            fx.table.set_action(i, g, &up).unwrap();
+        }
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        for rec in &out {
+            assert_eq!(
+                rec.other_vrouter_ip.as_deref(),
+                Some("10.10.0.2"),
+                "{rec:?}"
+            );
+            assert_eq!(rec.underlay_proto, Some(17));
+            assert_eq!(rec.underlay_source_port, Some(49999));
+        }
+        // From the remote side: not an ingress flow; the VN is the VRF's.
+        let rev = out
+            .iter()
+            .find(|x| x.sourceip == IpAddr::from([10, 9, 0, 7]))
+            .unwrap();
+        assert_eq!(rev.direction_ing, 0);
+        // A local flow has no underlay.
+        let (lf, _) = pair(&fx.table, 7, false);
+        out.clear();
+        fx.scanner.sweep(&mut out);
+        let local = out
+            .iter()
+            .find(|x| x.flowuuid.starts_with(&format!("{lf:08x}-")))
+            .unwrap();
+        assert_eq!(
+            (local.other_vrouter_ip.as_deref(), local.underlay_proto),
+            (None, None)
+        );
+        assert_eq!(local.underlay_source_port, Some(0));
     }
 
     #[test]
