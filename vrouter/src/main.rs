@@ -133,6 +133,7 @@ fn run(args: &Args) -> Result<()> {
     // The agent runs before the first packet: a miss must find it ready (its per-flow
     // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
     let agent_stop = Arc::new(AtomicBool::new(false));
+    let export_table = agent_parts.as_ref().map(|p| p.0.clone());
     let mut flow_msg = None;
     let agent = match agent_parts {
         Some((table, policy, consumers, done_tx)) => {
@@ -165,6 +166,29 @@ fn run(args: &Args) -> Result<()> {
         None => None,
     };
 
+    // Flow and UVE export ([export]): its own thread on the main (control) core, reading the
+    // flow table like a tool.
+    let exporter = match export_table {
+        Some(table) if cfg.export.enabled => {
+            match vrouter::agent::export::spawn(&cfg, table, agent_stop.clone(), Some(cfg.eal.main_core)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    agent_stop.store(true, Ordering::SeqCst);
+                    if let Some(a) = agent {
+                        let _ = a.join();
+                    }
+                    let _ = eal.cleanup();
+                    return Err(anyhow::Error::new(e).context("starting the exporter ([export])"));
+                }
+            }
+        }
+        None if cfg.export.enabled => {
+            eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
+            None
+        }
+        _ => None,
+    };
+
     let mirror_setup = MirrorSetup { region: mirror_region, meta: mirror_meta };
     let dp = match Datapath::start_with_mirror(&cfg, fib.clone(), plane, Some(mirror_setup), build_stats) {
         Ok(dp) => dp,
@@ -172,6 +196,9 @@ fn run(args: &Args) -> Result<()> {
             agent_stop.store(true, Ordering::SeqCst);
             if let Some(a) = agent {
                 let _ = a.join();
+            }
+            if let Some(x) = exporter {
+                let _ = x.join();
             }
             let _ = eal.cleanup();
             return Err(e);
@@ -190,6 +217,9 @@ fn run(args: &Args) -> Result<()> {
     }
     if let Some(m) = flow_msg {
         println!("{m}");
+    }
+    if exporter.is_some() {
+        println!("vrouter: exporting flows and UVEs to {}", cfg.export.collectors.join(", "));
     }
     let interval = Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s));
     let mut last = dp.stats.totals();
@@ -211,6 +241,9 @@ fn run(args: &Args) -> Result<()> {
     agent_stop.store(true, Ordering::SeqCst);
     if let Some(a) = agent {
         let _ = a.join();
+    }
+    if let Some(x) = exporter {
+        let _ = x.join();
     }
     println!(
         "vrouter: stopped; rx {} tx {} dropped {}",
