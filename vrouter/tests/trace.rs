@@ -1,0 +1,319 @@
+//! Packet tracing through the real vRouter (real EAL, pcap vdevs): trace requests are added
+//! over the control socket, survive a restart (they are persisted in the run directory), and
+//! the traces read back from the trace region hold exactly the matching packets, up to the
+//! limit, with the steps and verdicts of what the vRouter did.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use vrouter::drop_reason::DropReason;
+use vrouter::trace::{Step, TraceReader, TraceRecord};
+
+const VN1: &str = "default-domain:demo:vn1";
+const RULE_WEB: &str = "cccccccc-0000-4000-8000-000000000080";
+const RULE_DNS: &str = "cccccccc-0000-4000-8000-000000000053";
+const RULE_ALL: &str = "cccccccc-0000-4000-8000-0000000000ff";
+
+/// Analyzer an-a (index 1) behind the fabric gateway; vn1 policy: udp 80 passes mirrored to
+/// an-a, udp 53 is denied, everything else passes.
+fn traced_config(cfg: String, run_dir: &Path) -> String {
+    let cfg: String = cfg
+        .lines()
+        .map(|l| if l.starts_with("run_dir = ") { format!("run_dir = \"{}\"\n", run_dir.display()) } else { format!("{l}\n") })
+        .collect();
+    format!(
+        r#"{cfg}
+[flow]
+held_packets_per_flow = 16
+
+[[nexthop]]
+id = 20
+type = "encap"
+vif = 0
+dst_mac = "{GW_MAC}"
+
+[[route]]
+vrf = 0
+prefix = "10.20.0.0/24"
+nexthop = 20
+
+[[analyzer]]
+name = "an-a"
+ip = "10.20.0.5"
+index = 1
+
+[[network_policy]]
+name = "traced"
+vns = ["{VN1}"]
+[[network_policy.rule]]
+uuid = "{RULE_WEB}"
+protocol = "udp"
+dst_ports = "80"
+action = "pass"
+mirror_to = ["an-a"]
+[[network_policy.rule]]
+uuid = "{RULE_DNS}"
+protocol = "udp"
+dst_ports = "53"
+action = "deny"
+[[network_policy.rule]]
+uuid = "{RULE_ALL}"
+action = "pass"
+"#
+    )
+}
+
+fn vm_udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8], from_mac: &str) -> Vec<u8> {
+    let ip = ipv4_udp(ip4(src), ip4(dst), 64, sport, dport, payload);
+    eth(mac(ROUTER_MAC), mac(from_mac), 0x0800, &ip)
+}
+
+fn add(run_dir: &Path, condition: serde_json::Value, limit: serde_json::Value) -> String {
+    let r = control(run_dir, &json!({"cmd": "trace_add", "condition": condition, "limit": limit}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["request"]["enabled"], false, "a new request is not enabled");
+    r["request"]["id"].as_str().unwrap().to_string()
+}
+
+/// Records grouped by trace id, each in (packet, time) order.
+fn traces(run_dir: &Path) -> BTreeMap<u64, Vec<TraceRecord>> {
+    let r = TraceReader::open_run_dir(run_dir).expect("trace region");
+    let mut m: BTreeMap<u64, Vec<TraceRecord>> = BTreeMap::new();
+    for rec in r.records() {
+        m.entry(rec.trace_id).or_default().push(rec);
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|r| (r.pkt, r.tsc, r.ring, r.position));
+    }
+    m
+}
+
+fn request_of(recs: &[TraceRecord]) -> String {
+    recs.iter()
+        .find_map(|r| match r.step {
+            Step::Matched { request, .. } => Some(vrouter::trace::request::format_uuid(&request)),
+            _ => None,
+        })
+        .expect("a trace starts with its match")
+}
+
+fn kinds(recs: &[TraceRecord], pkt: u32) -> Vec<&'static str> {
+    recs.iter().filter(|r| r.pkt == pkt).map(|r| r.step.name()).collect()
+}
+
+fn steps(recs: &[TraceRecord], pkt: u32) -> Vec<Step> {
+    recs.iter().filter(|r| r.pkt == pkt).map(|r| r.step).collect()
+}
+
+fn rule(s: &str) -> [u8; 16] {
+    vrouter::trace::request::parse_uuid(s).unwrap()
+}
+
+#[test]
+fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    // First run, no traffic: add the requests over the control socket.
+    let mut ids = BTreeMap::new();
+    run_live(Inputs::default(), |c| traced_config(c, &run_dir), |rd| {
+        ids.insert("fwd", add(rd, json!({"protocol": 17, "dst_port": 9000, "src_ip": "192.168.1.3"}), json!({"packets": 3})));
+        ids.insert("dns", add(rd, json!({"dst_port": 53}), json!({"packets": 2})));
+        ids.insert("web", add(rd, json!({"dst_ip": "192.168.1.4/32", "dst_port": 80}), json!({"flows": 1})));
+        ids.insert("off", add(rd, json!({"dst_port": 7777}), json!({"packets": 100})));
+        for k in ["fwd", "dns", "web"] {
+            let r = control(rd, &json!({"cmd": "trace_enable", "id": ids[k]}));
+            assert_eq!(r["request"]["state"], "enabled", "{r}");
+        }
+    });
+    // Second run (a restart): the requests come back from the run directory. Only the
+    // requests are kept: the stopped run's regions go, so the harness waits on the new ones.
+    for f in std::fs::read_dir(&run_dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != vrouter::trace::REQUESTS_FILE_NAME {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    assert!(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME).exists(), "requests persisted");
+    let mut vm1 = Vec::new();
+    for round in 0..5u16 {
+        // Background: 20 flows nobody traces.
+        for i in 0..20u16 {
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 2000 + i, 1000 + i, b"bg", VM1_MAC));
+        }
+        vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4001, 9000, &[round as u8; 8], VM1_MAC));
+        vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4001, 9001, b"near miss", VM1_MAC));
+        if round < 4 {
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4002, 53, b"dns", VM1_MAC));
+        }
+        if round < 3 {
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4003, 80, b"web", VM1_MAC));
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4004, 7777, b"disabled", VM1_MAC));
+        }
+    }
+    let n = vm1.len() as u64;
+    let mut shown = serde_json::Value::Null;
+    let out = run_live(Inputs { vm1, ..Default::default() }, |c| traced_config(c, &run_dir), |rd| {
+        shown = control(rd, &json!({"cmd": "trace_show"}));
+    });
+    out.assert_accounted(n);
+    let reqs = shown["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 4, "{shown}");
+    let state = |id: &str| reqs.iter().find(|r| r["id"] == id).unwrap()["state"].as_str().unwrap().to_string();
+    assert_eq!(state(&ids["fwd"]), "limit reached");
+    assert_eq!(state(&ids["dns"]), "limit reached");
+    assert_eq!(state(&ids["web"]), "limit reached", "one flow of the flow limit taken");
+    assert_eq!(state(&ids["off"]), "disabled");
+
+    let all = traces(&out.run_dir);
+    let by_req = |k: &str| -> Vec<&Vec<TraceRecord>> { all.values().filter(|t| request_of(t) == ids[k]).collect() };
+    assert!(by_req("off").is_empty(), "a disabled request records nothing");
+    assert_eq!(all.len(), 3, "one trace per traced flow, nothing else: {:?}", all.keys());
+
+    // Forwarded flow: exactly the first 3 of its 5 packets, all in one trace.
+    let fwd = by_req("fwd");
+    assert_eq!(fwd.len(), 1);
+    let t = fwd[0];
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(3));
+    for p in 1..=3u32 {
+        let s = steps(t, p);
+        assert!(s.contains(&Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4001, dport: 9000, vrf: 1, ip_len: 36, ttl: 64 }), "{s:?}");
+        assert_eq!(s.first(), Some(&Step::Ingress { vif: 1, queue: 0, len: 50 }));
+        assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: 50 }), "packet {p}: {s:?}");
+    }
+    // The first packet missed, created the flow, was held, the agent's policy let it pass
+    // (rule RULE_ALL), then it was released and forwarded.
+    let k1 = kinds(t, 1);
+    assert_eq!(
+        k1,
+        ["ingress", "matched", "parse", "addresses", "flow_lookup", "hold", "policy", "release", "flow_lookup", "flow_action", "route", "egress"],
+        "{:?}",
+        steps(t, 1)
+    );
+    let s1 = steps(t, 1);
+    let (flow, gen) = match s1[4] {
+        Step::FlowLookup { hit: false, index, gen, action: 1 } => (index, gen),
+        other => panic!("first lookup: {other:?}"),
+    };
+    assert_eq!(s1[5], Step::Held { flow, new: true });
+    assert_eq!(s1[6], Step::Policy { forward: true, drop_reason: 0, rule: rule(RULE_ALL), flow });
+    assert!(matches!(s1[7], Step::Released { flow: f, .. } if f == flow));
+    assert_eq!(s1[8], Step::FlowLookup { hit: true, index: flow, gen, action: 2 });
+    assert_eq!(s1[9], Step::FlowAction { action: 2, drop_reason: 0, mirror: 255, sec_mirror: 255 });
+    assert!(matches!(s1[10], Step::Route { vrf: 1, nh_id: 2, out_vif: 2, .. }), "{:?}", s1[10]);
+    // Time goes forward through the packet's steps.
+    let tscs: Vec<u64> = t.iter().filter(|r| r.pkt == 1).map(|r| r.tsc).collect();
+    assert!(tscs.windows(2).all(|w| w[0] <= w[1]), "{tscs:?}");
+
+    // Denied flow: 2 packets traced of 4, both dropped by the flow action after the policy
+    // decision of RULE_DNS.
+    let dns = by_req("dns");
+    assert_eq!(dns.len(), 1);
+    let t = dns[0];
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
+    let s1 = steps(t, 1);
+    assert!(s1.iter().any(|s| matches!(s, Step::Policy { forward: false, rule: r, .. } if *r == rule(RULE_DNS))), "{s1:?}");
+    for p in 1..=2u32 {
+        let s = steps(t, p);
+        assert_eq!(s.last(), Some(&Step::Drop { reason: DropReason::FlowActionDrop }), "{s:?}");
+        assert!(s.iter().any(|x| matches!(x, Step::FlowAction { action: 0, .. })), "{s:?}");
+        assert!(!s.iter().any(|x| matches!(x, Step::Egress { .. })));
+    }
+
+    // Mirrored flow (flow limit 1): all 3 packets, each copied to an-a and forwarded.
+    let web = by_req("web");
+    assert_eq!(web.len(), 1);
+    let t = web[0];
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(3));
+    let copies: Vec<_> = out.fabric.iter().filter(|f| f.len() > 60).collect();
+    assert_eq!(copies.len(), 3, "three copies on the fabric");
+    for p in 1..=3u32 {
+        let s = steps(t, p);
+        let m: Vec<_> = s.iter().filter(|x| matches!(x, Step::Mirror { .. })).collect();
+        assert_eq!(m.len(), 1, "{s:?}");
+        match m[0] {
+            Step::Mirror { analyzer: 1, secondary: false, bytes, failed: None } => {
+                assert_eq!(*bytes as usize, copies[p as usize - 1].len(), "copy length as sent")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.contains(&Step::FlowAction { action: 2, drop_reason: 0, mirror: 1, sec_mirror: 255 }), "{s:?}");
+        assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: 45 }), "{s:?}");
+    }
+}
+
+#[test]
+fn a_removed_request_stops_tracing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run_dir = d.join("run");
+    let rx = d.join("vm1-in.pcap");
+    write_pcap(
+        &rx,
+        &[
+            vm_udp("192.168.1.3", "192.168.1.4", 4100, 9000, b"stream", VM1_MAC),
+            vm_udp("192.168.1.3", "192.168.1.4", 4101, 9001, b"other", VM1_MAC),
+        ],
+    );
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    let vdevs = [
+        format!("\"net_pcap0,rx_pcap={}\"", empty.display()),
+        format!("\"net_pcap1,rx_pcap={},infinite_rx=1\"", rx.display()),
+        format!("\"net_pcap2,rx_pcap={}\"", empty.display()),
+    ];
+    let prefix = unique_prefix();
+    let cfg = traced_config(topology(&vdevs.join(", "), &prefix, &run_dir), &run_dir);
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        prefix,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run_dir.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "no control socket");
+        assert!(child.try_wait().unwrap().is_none(), "vrouter exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = add(&run_dir, json!({"dst_port": 9000}), json!({"packets": 1_000_000}));
+    // Not enabled yet: nothing is recorded while the traffic runs.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(traces(&run_dir).is_empty(), "a request that is not enabled records nothing");
+    let r = control(&run_dir, &json!({"cmd": "trace_enable", "id": id}));
+    assert_eq!(r["ok"], true, "{r}");
+    let packets = || traces(&run_dir).values().flat_map(|t| t.iter().map(|r| r.pkt)).max().unwrap_or(0);
+    while packets() < 200 {
+        assert!(Instant::now() < deadline, "nothing traced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only the matching flow is traced, as one trace.
+    let t = traces(&run_dir);
+    assert_eq!(t.len(), 1);
+    assert!(t.values().next().unwrap().iter().all(|r| !matches!(r.step, Step::Parsed { dport, .. } if dport != 9000)));
+    let r = control(&run_dir, &json!({"cmd": "trace_remove", "id": id}));
+    assert_eq!(r["ok"], true, "{r}");
+    // Packets classified before the lcore saw the removal finish their trace; then nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = packets();
+    let written = |run_dir: &Path| TraceReader::open_run_dir(run_dir).unwrap().records().iter().map(|r| r.position).max();
+    let pos = written(&run_dir);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(packets(), after, "no packet traced after the removal");
+    assert_eq!(written(&run_dir), pos, "no record written after the removal");
+    let shown = control(&run_dir, &json!({"cmd": "trace_show"}));
+    assert_eq!(shown["requests"], json!([]));
+    stop(&mut child);
+    // Removed for good: not in the persisted requests either.
+    let text = std::fs::read_to_string(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME)).unwrap();
+    assert!(!text.contains(&id), "{text}");
+}
