@@ -223,6 +223,25 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
         assert!(!s.iter().any(|x| matches!(x, Step::Egress { .. })));
     }
 
+    // The operator's view of the same traces: `trace list` and `trace get`.
+    let trace_tool = |args: &[&str]| {
+        let p = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
+        assert!(p.exists(), "{} not built (run the tests with --workspace)", p.display());
+        let o = Command::new(p).arg("--run-dir").arg(&out.run_dir).args(args).output().unwrap();
+        assert!(o.status.success(), "trace {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let listed: serde_json::Value = serde_json::from_str(&trace_tool(&["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let dns_id = format!("{:016x}", t[0].trace_id);
+    let row = listed.as_array().unwrap().iter().find(|r| r["trace_id"] == dns_id.as_str()).unwrap();
+    assert_eq!(row["disposition"], "dropped (Flow Action Drop)");
+    assert_eq!(row["flow"], "vrf 1 proto 17 192.168.1.3:4002 -> 192.168.1.4:53");
+    let story = trace_tool(&["get", &dns_id]);
+    assert!(story.contains(&format!("[agent] policy: flow")) && story.contains(&format!("drop, flow drop reason")), "{story}");
+    assert!(story.contains(&format!("rule {RULE_DNS}")), "{story}");
+    assert!(story.trim_end().ends_with("dropped: Flow Action Drop"), "{story}");
+
     // Mirrored flow (flow limit 1): all 3 packets, each copied to an-a and forwarded.
     let web = by_req("web");
     assert_eq!(web.len(), 1);

@@ -220,10 +220,15 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                 return Ok(out_json(&r["requests"], cli.pretty));
             }
             let reqs = r["requests"].as_array().cloned().unwrap_or_default();
-            if reqs.is_empty() {
-                return Ok("(no trace requests)\n".into());
+            let mut text = String::new();
+            if r["recording"] == false {
+                text.push_str("note: this vRouter was built without the `trace` feature: nothing is recorded\n");
             }
-            Ok(reqs.iter().map(render_request).collect())
+            if reqs.is_empty() {
+                text.push_str("(no trace requests)\n");
+            }
+            text.extend(reqs.iter().map(render_request));
+            Ok(text)
         }
         Cmd::Enable { id } => one("enabled", "trace_enable", id),
         Cmd::Disable { id } => one("disabled", "trace_disable", id),

@@ -266,7 +266,7 @@ impl TraceControl {
         let id = || v.get("id").and_then(Value::as_str).ok_or_else(|| bad("id", "missing (the trace request UUID)"));
         let r = match v.get("cmd").and_then(Value::as_str).unwrap_or("") {
             "trace_add" => self.add(v).map(|r| json!({"ok": true, "request": r})),
-            "trace_show" => Ok(json!({"ok": true, "requests": self.list()})),
+            "trace_show" => Ok(json!({"ok": true, "requests": self.list(), "recording": cfg!(feature = "trace")})),
             "trace_get" => id().and_then(|i| self.get(i)).map(|r| json!({"ok": true, "request": r})),
             "trace_enable" => id().and_then(|i| self.set_enabled(i, true)).map(|r| json!({"ok": true, "request": r})),
             "trace_disable" => id().and_then(|i| self.set_enabled(i, false)).map(|r| json!({"ok": true, "request": r})),
