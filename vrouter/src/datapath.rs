@@ -558,7 +558,7 @@ impl LcoreLoop {
                 let ctx = self
                     .trace
                     .as_mut()
-                    .and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc()));
+                    .and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
                 self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, ctx);
             }
         } else {

@@ -126,7 +126,20 @@ impl TraceLcore {
 
     /// Matches a received frame against the enabled requests; a traced packet gets its
     /// first steps recorded and a context for the rest.
-    pub fn classify(&mut self, fib: &Fib, vif: &Vif, queue: u16, frame: &[u8], tsc: u64) -> Option<TraceCtx> {
+    /// `now` reads the TSC (only for packets that are traced).
+    #[inline]
+    pub fn classify(&mut self, fib: &Fib, vif: &Vif, queue: u16, frame: &[u8], now: impl Fn() -> u64) -> Option<TraceCtx> {
+        // Cheap first pass: the match fields only. Every packet of a traced flow matches
+        // its request (same headers, vif and VRF), so a packet no request matches is done.
+        let quick = if vif.kind == VifType::Fabric { parse(fib, vif, frame)?.fields } else { quick_fields(vif, frame)? };
+        if !self.active.iter().any(|a| a.matcher.matches(&quick)) {
+            return None;
+        }
+        self.classify_matching(fib, vif, queue, frame, now())
+    }
+
+    #[cold]
+    fn classify_matching(&mut self, fib: &Fib, vif: &Vif, queue: u16, frame: &[u8], tsc: u64) -> Option<TraceCtx> {
         let parsed = parse(fib, vif, frame)?;
         let p = &parsed.fields;
         let mut found = None;
@@ -394,6 +407,55 @@ fn parse(fib: &Fib, vif: &Vif, frame: &[u8]) -> Option<Parsed> {
     }
     p.flow_path = routed && vif.kind == VifType::Virtual && p.key.is_some();
     Some(p)
+}
+
+/// The match fields of a frame entering a non-fabric vif (no flow key, no route).
+#[inline]
+fn quick_fields(vif: &Vif, frame: &[u8]) -> Option<PacketFields> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let mut f = PacketFields {
+        src_mac: eth.src_addr(),
+        dst_mac: eth.dst_addr(),
+        ethertype: eth.ethertype(),
+        ip: None,
+        ingress_vif: vif.id,
+        vrf: vif.vrf,
+    };
+    let ports = |proto: u8, l4: &[u8], first: bool| {
+        if first && (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && l4.len() >= 4 {
+            (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
+        } else {
+            (0, 0)
+        }
+    };
+    match eth.ethertype() {
+        EtherType::IPV4 => {
+            if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
+                let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
+                f.ip = Some(IpFields {
+                    src: addr128(IpAddr::V4(ip.src_addr())),
+                    dst: addr128(IpAddr::V4(ip.dst_addr())),
+                    proto: ip.protocol(),
+                    sport,
+                    dport,
+                });
+            }
+        }
+        EtherType::IPV6 => {
+            if let Ok(ip) = ipv6::Packet::new_checked(eth.payload()) {
+                let (sport, dport) = ports(ip.next_header(), ip.payload(), true);
+                f.ip = Some(IpFields {
+                    src: addr128(IpAddr::V6(ip.src_addr())),
+                    dst: addr128(IpAddr::V6(ip.dst_addr())),
+                    proto: ip.next_header(),
+                    sport,
+                    dport,
+                });
+            }
+        }
+        _ => {}
+    }
+    Some(f)
 }
 
 /// Fills the IP fields, the flow key and the LPM route hint from an IP packet.
