@@ -551,15 +551,8 @@ impl LcoreLoop {
         let traced = { let _ = queue; false };
         if traced {
             #[cfg(feature = "trace")]
-            for (i, &raw) in pkts.iter().enumerate() {
-                // SAFETY: rx_burst handed us ownership of these mbufs.
-                let m = unsafe { Mbuf::from_raw(raw) };
-                rx_bytes += u64::from(m.pkt_len());
-                let ctx = self
-                    .trace
-                    .as_mut()
-                    .and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
-                self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, ctx);
+            {
+                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &mut pre, now, tsc);
             }
         } else {
             for (i, &raw) in pkts.iter().enumerate() {
@@ -571,6 +564,33 @@ impl LcoreLoop {
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
         self.flush_all();
+    }
+
+    /// The packet loop of a burst while trace requests may match its packets: each packet
+    /// is matched first (kept out of line so the untraced loop stays compact). Returns the
+    /// received bytes.
+    #[cfg(feature = "trace")]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn forward_traced(
+        &mut self,
+        fib: &Fib,
+        vif: &Vif,
+        queue: u16,
+        pkts: &[*mut rte_mbuf],
+        pre: &mut [Option<Prepared>; BURST],
+        now: u64,
+        tsc: u64,
+    ) -> u64 {
+        let mut rx_bytes = 0;
+        for (i, &raw) in pkts.iter().enumerate() {
+            // SAFETY: rx_burst handed us ownership of these mbufs.
+            let m = unsafe { Mbuf::from_raw(raw) };
+            rx_bytes += u64::from(m.pkt_len());
+            let ctx = self.trace.as_mut().and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
+            self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, ctx);
+        }
+        rx_bytes
     }
 
     /// Runs one packet through the pipeline and carries out the verdict.

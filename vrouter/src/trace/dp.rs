@@ -131,7 +131,11 @@ impl TraceLcore {
     pub fn classify(&mut self, fib: &Fib, vif: &Vif, queue: u16, frame: &[u8], now: impl Fn() -> u64) -> Option<TraceCtx> {
         // Cheap first pass: the match fields only. Every packet of a traced flow matches
         // its request (same headers, vif and VRF), so a packet no request matches is done.
-        let quick = if vif.kind == VifType::Fabric { parse(fib, vif, frame)?.fields } else { quick_fields(vif, frame)? };
+        let fabric = vif.kind == VifType::Fabric;
+        if !fabric && self.active.iter().all(|a| a.matcher.quick_reject(vif.id, frame)) {
+            return None;
+        }
+        let quick = if fabric { parse(fib, vif, frame)?.fields } else { quick_fields(vif, frame)? };
         if !self.active.iter().any(|a| a.matcher.matches(&quick)) {
             return None;
         }
@@ -407,6 +411,12 @@ fn parse(fib: &Fib, vif: &Vif, frame: &[u8]) -> Option<Parsed> {
     }
     p.flow_path = routed && vif.kind == VifType::Virtual && p.key.is_some();
     Some(p)
+}
+
+/// [`quick_fields`] for the unit tests of the matcher.
+#[cfg(test)]
+pub(crate) fn fields_for_test(vif: &Vif, frame: &[u8]) -> Option<PacketFields> {
+    quick_fields(vif, frame)
 }
 
 /// The match fields of a frame entering a non-fabric vif (no flow key, no route).
