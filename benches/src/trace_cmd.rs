@@ -53,7 +53,8 @@ pub struct TraceRun {
     pub ns_per_pkt: f64,
     pub rx_packets: u64,
     pub window_drops: u64,
-    /// `trace_show` of the no-match run at its end (the request enabled, nothing taken).
+    /// The no-match run's request as the vRouter answered `trace_add` (enabled), before the
+    /// first packet's warm-up ended.
     pub request_state: Option<serde_json::Value>,
     pub measurement: StatefulMeasurement,
 }
