@@ -336,3 +336,81 @@ fn a_removed_request_stops_tracing() {
     let text = std::fs::read_to_string(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME)).unwrap();
     assert!(!text.contains(&id), "{text}");
 }
+
+/// Adds and enables requests on a vRouter run without traffic in `run_dir`, then leaves only
+/// the persisted requests there (the next run in `run_dir` starts with them).
+fn persist_requests(run_dir: &Path, reqs: &[(serde_json::Value, serde_json::Value)]) -> Vec<String> {
+    let mut ids = Vec::new();
+    run_live(Inputs::default(), |c| traced_config(c, run_dir), |rd| {
+        for (c, l) in reqs {
+            let id = add(rd, c.clone(), l.clone());
+            assert_eq!(control(rd, &json!({"cmd": "trace_enable", "id": id}))["ok"], true);
+            ids.push(id);
+        }
+    });
+    for f in std::fs::read_dir(run_dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != vrouter::trace::REQUESTS_FILE_NAME {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    ids
+}
+
+/// A VM flow leaving through an MPLSoUDP tunnel records the route to the tunnel nexthop and
+/// the encapsulation as sent; a packet arriving from the fabric in MPLSoUDP records the
+/// decapsulation (label, outer source) and is matched on its inner headers.
+#[test]
+fn tunnel_encapsulation_and_fabric_decapsulation_are_traced() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    let ids = persist_requests(
+        &run_dir,
+        &[
+            (json!({"dst_ip": "192.168.2.0/24", "dst_port": 7100}), json!({"packets": 2})),
+            (json!({"src_ip": "192.168.2.7", "dst_port": 7200, "ingress_vif": 0}), json!({"packets": 2})),
+        ],
+    );
+    let vm1 = vec![vm_udp("192.168.1.3", "192.168.2.5", 4100, 7100, b"to-remote", VM1_MAC); 2];
+    let inner = ipv4_udp(ip4("192.168.2.7"), ip4("192.168.1.4"), 63, 4200, 7200, b"from-remote");
+    let mut mp = mpls(18, 64).to_vec();
+    mp.extend_from_slice(&inner);
+    let from_fabric = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
+    let fabric_len = from_fabric.len() as u32;
+    let out = run_live(
+        Inputs { vm1, fabric: vec![from_fabric.clone(), from_fabric], ..Default::default() },
+        |c| traced_config(c, &run_dir),
+        |_| {},
+    );
+    out.assert_accounted(4);
+    let all = traces(&out.run_dir);
+    assert_eq!(all.len(), 2, "{:?}", all.keys());
+    let of = |id: &str| all.values().find(|t| request_of(t) == id).expect("trace");
+
+    // VM -> remote over MPLSoUDP (nexthop 3, label 40 to 10.10.0.2).
+    let t = of(&ids[0]);
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
+    let sent: Vec<&Vec<u8>> = out.fabric.iter().collect();
+    assert_eq!(sent.len(), 2);
+    for p in 1..=2u32 {
+        let s = steps(t, p);
+        assert!(s.iter().any(|x| matches!(x, Step::Route { vrf: 1, nh_id: 3, nh_kind: 2, out_vif: 0 })), "{s:?}");
+        let frame = sent[p as usize - 1];
+        let sport = u16::from_be_bytes([frame[34], frame[35]]);
+        let enc = Step::Encap { vxlan: false, label: 40, remote: ip4("10.10.0.2"), sport };
+        let n = s.len();
+        assert_eq!(s[n - 2..], [enc, Step::Egress { vif: 0, len: frame.len() as u32 }], "{s:?}");
+    }
+
+    // Fabric -> VM: decapsulated, matched on the inner packet, delivered to vif 2.
+    let t = of(&ids[1]);
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
+    for p in 1..=2u32 {
+        let s = steps(t, p);
+        assert_eq!(s[0], Step::Ingress { vif: 0, queue: 0, len: fabric_len });
+        assert_eq!(s[2], Step::Decap { vxlan: false, label: 18, outer_src: ip4("10.10.0.2") });
+        assert!(matches!(s[3], Step::Parsed { proto: 17, sport: 4200, dport: 7200, vrf: 1, .. }), "{s:?}");
+        assert!(s.iter().any(|x| matches!(x, Step::Route { nh_id: 2, nh_kind: 1, out_vif: 2, .. })), "{s:?}");
+        assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: out.vm2[p as usize - 1].len() as u32 }), "{s:?}");
+    }
+}
