@@ -672,7 +672,13 @@ impl LcoreLoop {
                             flush(t, &self.stats);
                         }
                     }
-                    None => self.drop_pkt(vif.id, DropReason::InvalidIf, raw),
+                    None => {
+                        #[cfg(feature = "trace")]
+                        if let (Some(ctx), Some(t)) = (tr.as_ref(), self.trace.as_mut()) {
+                            t.dropped(ctx, DropReason::InvalidIf, crate::dpdk::rdtsc());
+                        }
+                        self.drop_pkt(vif.id, DropReason::InvalidIf, raw)
+                    }
                 }
             }
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),

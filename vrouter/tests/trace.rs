@@ -238,7 +238,7 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
     assert_eq!(row["disposition"], "dropped (Flow Action Drop)");
     assert_eq!(row["flow"], "vrf 1 proto 17 192.168.1.3:4002 -> 192.168.1.4:53");
     let story = trace_tool(&["get", &dns_id]);
-    assert!(story.contains(&format!("[agent] policy: flow")) && story.contains(&format!("drop, flow drop reason")), "{story}");
+    assert!(story.contains("[agent] policy: flow") && story.contains("drop, flow drop reason"), "{story}");
     assert!(story.contains(&format!("rule {RULE_DNS}")), "{story}");
     assert!(story.trim_end().ends_with("dropped: Flow Action Drop"), "{story}");
 

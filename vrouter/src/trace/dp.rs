@@ -537,6 +537,7 @@ impl AgentTracer {
         AgentTracer { ring }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn policy(&mut self, tsc: u64, trace_id: u64, pkt: u32, flow: u32, forward: bool, drop_reason: u8, rule: Option<&str>) {
         let rule = rule.and_then(super::request::parse_uuid).unwrap_or([0; 16]);
         self.ring.push(tsc, trace_id, pkt, &Step::Policy { forward, drop_reason, rule, flow });
