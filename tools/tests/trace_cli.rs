@@ -118,7 +118,7 @@ fn serve(dir: &Path, n: usize) -> std::thread::JoinHandle<()> {
 fn requests_are_managed_over_the_control_socket() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let server = serve(d, 9);
+    let server = serve(d, 10);
     let added: Value = serde_json::from_str(&ok(
         d,
         &["add", "--ip-src", "192.168.1.0/24", "--ip-protocol", "udp", "--dst-port", "53", "--limit", "5", "--json"],
@@ -141,5 +141,7 @@ fn requests_are_managed_over_the_control_socket() {
     assert!(err(d, &["remove", "not-a-uuid"]).contains("id: \"not-a-uuid\" is not a UUID"));
     assert!(ok(d, &["remove", &id]).contains("removed"));
     assert_eq!(ok(d, &["flush"]), "Removed 0 trace request(s)\n");
+    // A wrong token is refused with the field named.
+    assert!(err(d, &["show", "--token", "not-a-token-at-all"]).contains("trace: token: not a valid tenant token"));
     server.join().unwrap();
 }

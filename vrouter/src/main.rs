@@ -103,7 +103,9 @@ fn run(args: &Args) -> Result<()> {
     // Trace requests persisted in the run directory (enabled ones trace from the first
     // packet); the step rings: one per forwarding lcore and the agent's last.
     let trace_ctl = Arc::new(
-        TraceControl::load(&cfg.vrouter.run_dir, fib.clone()).context("loading the trace requests in vrouter.run_dir")?,
+        TraceControl::load(&cfg.vrouter.run_dir, fib.clone())
+            .context("loading the trace requests in vrouter.run_dir")?
+            .with_tenants(TraceControl::tenants_of(&cfg)),
     );
     let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
     let trace_region = TraceRegion::create(

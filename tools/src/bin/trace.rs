@@ -26,6 +26,10 @@ struct Cli {
     /// Indent the JSON output.
     #[arg(long, global = true)]
     pretty: bool,
+    /// A tenant's token (`[[tenant]]`): requests are then limited to the tenant's own vifs
+    /// and VNs, and only its own requests are visible.
+    #[arg(long, value_name = "TOKEN", env = "VROUTER_TRACE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -99,6 +103,10 @@ fn request(cli: &Cli, req: &Value) -> Result<Value, Failure> {
     let mut s = UnixStream::connect(&path)
         .map_err(|e| Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display())))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = req.clone();
+    if let Some(t) = &cli.token {
+        req["token"] = Value::from(t.clone());
+    }
     writeln!(s, "{req}").map_err(|e| Failure(format!("sending to {}: {e}", path.display())))?;
     let mut line = String::new();
     BufReader::new(&s)

@@ -39,6 +39,28 @@ pub struct Config {
     /// Security groups referenced by vifs (`[[security_group]]`).
     #[serde(default, rename = "security_group")]
     pub security_groups: Vec<Spanned<SecurityGroupConfig>>,
+    /// Tenants (projects) and the tokens that let them manage trace requests on their own
+    /// VNs (`[[tenant]]`).
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<Spanned<TenantConfig>>,
+}
+
+/// A tenant (project) for trace requests:
+///
+/// ```toml
+/// [[tenant]]
+/// name = "demo"
+/// token = "a-secret-of-16-or-more-characters"
+/// vns = ["default-domain:demo:vn1"]
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// Bearer token of the tenant (at least 16 characters).
+    pub token: String,
+    /// The virtual networks (vif `vn_name`s) the tenant owns.
+    pub vns: Vec<String>,
 }
 
 /// DPDK EAL settings.

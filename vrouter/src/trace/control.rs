@@ -93,12 +93,28 @@ struct Stored {
     requests: Vec<TraceRequest>,
 }
 
+/// A tenant (project): its token and the VNs (and so the vifs) it may trace.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub token: String,
+    pub vns: Vec<String>,
+}
+
+/// Who sent a command: the operator (the control socket is owner-only) or a tenant.
+#[derive(Debug, Clone, Copy)]
+enum Caller<'a> {
+    Operator,
+    Tenant(&'a Tenant),
+}
+
 /// The trace requests of a running vRouter.
 pub struct TraceControl {
     state: Mutex<Vec<(TraceRequest, Arc<AtomicU32>)>>,
     path: PathBuf,
     fib: Arc<Fib>,
     published: Arc<Published>,
+    tenants: Vec<Tenant>,
 }
 
 impl TraceControl {
@@ -120,7 +136,7 @@ impl TraceControl {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::Io { path, source: e }),
         }
-        let ctl = TraceControl { state: Mutex::new(Vec::new()), path, fib, published: Arc::new(Published::new()) };
+        let ctl = TraceControl { state: Mutex::new(Vec::new()), path, fib, published: Arc::new(Published::new()), tenants: Vec::new() };
         {
             let mut st = ctl.lock();
             for mut r in reqs {
@@ -136,6 +152,63 @@ impl TraceControl {
             ctl.republish(&st);
         }
         Ok(ctl)
+    }
+
+    /// The tenants whose tokens are accepted (`[[tenant]]`).
+    pub fn with_tenants(mut self, tenants: Vec<Tenant>) -> TraceControl {
+        self.tenants = tenants;
+        self
+    }
+
+    /// The tenants of a configuration.
+    pub fn tenants_of(cfg: &crate::config::Config) -> Vec<Tenant> {
+        cfg.tenants
+            .iter()
+            .map(|t| {
+                let t = t.get_ref();
+                Tenant { name: t.name.clone(), token: t.token.clone(), vns: t.vns.clone() }
+            })
+            .collect()
+    }
+
+    fn caller(&self, v: &Value) -> Result<Caller<'_>, FieldError> {
+        match v.get("token") {
+            None | Some(Value::Null) => Ok(Caller::Operator),
+            Some(Value::String(t)) => {
+                // Compared in full (no early exit on the first differing byte).
+                let same = |a: &str| a.len() == t.len() && a.bytes().zip(t.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+                self.tenants.iter().find(|x| same(&x.token)).map(Caller::Tenant).ok_or_else(|| bad("token", "not a valid tenant token"))
+            }
+            Some(_) => Err(bad("token", "must be a string")),
+        }
+    }
+
+    /// A tenant may only trace on the vifs of its own VNs.
+    fn check_tenant(&self, t: &Tenant, r: &TraceRequest) -> Result<(), FieldError> {
+        let own_vif = |id: u16| self.fib.vif(id).and_then(|v| v.vn_name.as_deref()).is_some_and(|vn| t.vns.iter().any(|x| x == vn));
+        match &r.scope {
+            Scope::Vrouter => return Err(bad("scope", format!("tenant {} may only trace its own vifs and VNs (give a vif or vn scope)", t.name))),
+            Scope::Vif { vif } if !own_vif(*vif) => {
+                return Err(bad("scope.vif", format!("vif {vif} is not in a virtual network of tenant {}", t.name)))
+            }
+            Scope::Vn { vn } if !t.vns.iter().any(|x| x == vn) => {
+                return Err(bad("scope.vn", format!("{vn:?} is not a virtual network of tenant {}", t.name)))
+            }
+            _ => {}
+        }
+        if let Some(v) = r.condition.ingress_vif {
+            if !own_vif(v) {
+                return Err(bad("ingress_vif", format!("vif {v} is not in a virtual network of tenant {}", t.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn visible(caller: Caller<'_>, r: &TraceRequest) -> bool {
+        match caller {
+            Caller::Operator => true,
+            Caller::Tenant(t) => r.project.as_deref() == Some(t.name.as_str()),
+        }
     }
 
     pub fn published(&self) -> Arc<Published> {
@@ -178,11 +251,19 @@ impl TraceControl {
 
     /// Every request with its state.
     pub fn list(&self) -> Vec<Value> {
-        self.lock().iter().map(|(r, b)| show(r, b)).collect()
+        self.list_for(Caller::Operator)
+    }
+
+    fn list_for(&self, caller: Caller<'_>) -> Vec<Value> {
+        self.lock().iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, b)| show(r, b)).collect()
     }
 
     /// Adds a request (disabled unless `enabled` is given); returns it.
     pub fn add(&self, req: &Value) -> Result<Value, FieldError> {
+        self.add_for(Caller::Operator, req)
+    }
+
+    fn add_for(&self, caller: Caller<'_>, req: &Value) -> Result<Value, FieldError> {
         let obj = req.as_object().ok_or_else(|| bad("request", "must be a JSON object"))?;
         let mut r = TraceRequest {
             id: new_uuid(),
@@ -195,7 +276,12 @@ impl TraceControl {
                 Some(_) => return Err(bad("enabled", "must be true or false")),
             },
             created_ms: crate::stats::unix_time_ms(),
+            project: None,
         };
+        if let Caller::Tenant(t) = caller {
+            self.check_tenant(t, &r)?;
+            r.project = Some(t.name.clone());
+        }
         self.compile(&r)?;
         if let Some(id) = obj.get("id") {
             let id = id.as_str().ok_or_else(|| bad("id", "must be a UUID string"))?;
@@ -218,16 +304,23 @@ impl TraceControl {
         self.save(st).map_err(|e| bad("run_dir", format!("saving trace requests: {e}")))
     }
 
-    fn find(st: &[(TraceRequest, Arc<AtomicU32>)], id: &str) -> Result<usize, FieldError> {
+    /// The request `id` as `caller` sees it (another tenant's requests do not exist for it).
+    fn find(caller: Caller<'_>, st: &[(TraceRequest, Arc<AtomicU32>)], id: &str) -> Result<usize, FieldError> {
         let b = parse_uuid(id).ok_or_else(|| bad("id", format!("{id:?} is not a UUID")))?;
         let id = super::request::format_uuid(&b);
-        st.iter().position(|(r, _)| r.id == id).ok_or_else(|| bad("id", format!("no trace request {id}")))
+        st.iter()
+            .position(|(r, _)| r.id == id && Self::visible(caller, r))
+            .ok_or_else(|| bad("id", format!("no trace request {id}")))
     }
 
     /// Enables or disables a request. Enabling restarts its limit.
     pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<Value, FieldError> {
+        self.set_enabled_for(Caller::Operator, id, enabled)
+    }
+
+    fn set_enabled_for(&self, caller: Caller<'_>, id: &str, enabled: bool) -> Result<Value, FieldError> {
         let mut st = self.lock();
-        let i = Self::find(&st, id)?;
+        let i = Self::find(caller, &st, id)?;
         if enabled {
             self.compile(&st[i].0)?;
             st[i].1.store(limit_count(st[i].0.limit), Ordering::Relaxed);
@@ -239,39 +332,56 @@ impl TraceControl {
     }
 
     pub fn remove(&self, id: &str) -> Result<Value, FieldError> {
+        self.remove_for(Caller::Operator, id)
+    }
+
+    fn remove_for(&self, caller: Caller<'_>, id: &str) -> Result<Value, FieldError> {
         let mut st = self.lock();
-        let i = Self::find(&st, id)?;
+        let i = Self::find(caller, &st, id)?;
         let (r, b) = st.remove(i);
         self.commit(&st)?;
         Ok(show(&r, &b))
     }
 
-    /// Removes every request; returns how many.
+    /// Removes every request (of the caller); returns how many.
     pub fn flush(&self) -> Result<usize, FieldError> {
+        self.flush_for(Caller::Operator)
+    }
+
+    fn flush_for(&self, caller: Caller<'_>) -> Result<usize, FieldError> {
         let mut st = self.lock();
         let n = st.len();
-        st.clear();
+        st.retain(|(r, _)| !Self::visible(caller, r));
+        let n = n - st.len();
         self.commit(&st)?;
         Ok(n)
     }
 
     pub fn get(&self, id: &str) -> Result<Value, FieldError> {
+        self.get_for(Caller::Operator, id)
+    }
+
+    fn get_for(&self, caller: Caller<'_>, id: &str) -> Result<Value, FieldError> {
         let st = self.lock();
-        let i = Self::find(&st, id)?;
+        let i = Self::find(caller, &st, id)?;
         Ok(show(&st[i].0, &st[i].1))
     }
 
     /// Serves a `trace_*` control command.
     pub fn command(&self, v: &Value) -> Value {
         let id = || v.get("id").and_then(Value::as_str).ok_or_else(|| bad("id", "missing (the trace request UUID)"));
+        let c = match self.caller(v) {
+            Ok(c) => c,
+            Err(e) => return json!({"ok": false, "error": e.to_string(), "field": e.field}),
+        };
         let r = match v.get("cmd").and_then(Value::as_str).unwrap_or("") {
-            "trace_add" => self.add(v).map(|r| json!({"ok": true, "request": r})),
-            "trace_show" => Ok(json!({"ok": true, "requests": self.list(), "recording": cfg!(feature = "trace")})),
-            "trace_get" => id().and_then(|i| self.get(i)).map(|r| json!({"ok": true, "request": r})),
-            "trace_enable" => id().and_then(|i| self.set_enabled(i, true)).map(|r| json!({"ok": true, "request": r})),
-            "trace_disable" => id().and_then(|i| self.set_enabled(i, false)).map(|r| json!({"ok": true, "request": r})),
-            "trace_remove" => id().and_then(|i| self.remove(i)).map(|r| json!({"ok": true, "request": r})),
-            "trace_flush" => self.flush().map(|n| json!({"ok": true, "removed": n})),
+            "trace_add" => self.add_for(c, v).map(|r| json!({"ok": true, "request": r})),
+            "trace_show" => Ok(json!({"ok": true, "requests": self.list_for(c), "recording": cfg!(feature = "trace")})),
+            "trace_get" => id().and_then(|i| self.get_for(c, i)).map(|r| json!({"ok": true, "request": r})),
+            "trace_enable" => id().and_then(|i| self.set_enabled_for(c, i, true)).map(|r| json!({"ok": true, "request": r})),
+            "trace_disable" => id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r})),
+            "trace_remove" => id().and_then(|i| self.remove_for(c, i)).map(|r| json!({"ok": true, "request": r})),
+            "trace_flush" => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
             other => Err(bad("cmd", format!("unknown trace command {other:?}"))),
         };
         r.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string(), "field": e.field}))
@@ -443,6 +553,60 @@ mod tests {
         assert_eq!(field(json!({"cmd": "trace_enable", "id": "x"})), "id");
         assert_eq!(field(json!({"cmd": "trace_nope"})), "cmd");
         assert!(ctl.list().is_empty(), "nothing was added by a bad request");
+    }
+
+    #[test]
+    fn tenants_see_and_create_only_their_own_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fib();
+        let vn_of = |id: u16| f.vif(id).and_then(|v| v.vn_name.as_deref()).map(str::to_string);
+        let (own_vif, own_vn) = f.vif_list().find_map(|v| vn_of(v.id).map(|vn| (v.id, vn))).expect("a vif with a VN");
+        let other_vif = f.vif_list().find(|v| vn_of(v.id).as_deref() != Some(own_vn.as_str())).expect("a vif outside it").id;
+        let tenants = vec![
+            Tenant { name: "red".into(), token: "red-token-0123456789".into(), vns: vec![own_vn.clone()] },
+            Tenant { name: "blue".into(), token: "blue-token-0123456789".into(), vns: vec![own_vn.clone()] },
+        ];
+        let ctl = TraceControl::load(dir.path(), f.clone()).unwrap().with_tenants(tenants);
+        let red = "red-token-0123456789";
+        let blue = "blue-token-0123456789";
+        let err = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], false, "{r}");
+            (r["field"].as_str().unwrap().to_string(), r["error"].as_str().unwrap().to_string())
+        };
+        // A bad token is refused, whatever the command.
+        assert_eq!(err(json!({"cmd": "trace_show", "token": "guess"})).0, "token");
+        assert_eq!(err(json!({"cmd": "trace_add", "token": 7, "scope": {"vif": own_vif}})).0, "token");
+        // A tenant may not trace the whole vRouter or a vif or VN that is not its own.
+        assert_eq!(err(json!({"cmd": "trace_add", "token": red})).0, "scope");
+        assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vif": other_vif}})).0, "scope.vif");
+        assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vn": "someone-else"}})).0, "scope.vn");
+        let e = err(json!({"cmd": "trace_add", "token": red, "scope": {"vn": own_vn}, "condition": {"ingress_vif": other_vif}}));
+        assert_eq!(e.0, "ingress_vif");
+        // Its own vif: created, tagged with its project.
+        let r = ctl.command(&json!({"cmd": "trace_add", "token": red, "scope": {"vif": own_vif}}));
+        assert_eq!(r["request"]["project"], "red", "{r}");
+        let id = r["request"]["id"].as_str().unwrap().to_string();
+        let op = ctl.command(&json!({"cmd": "trace_add"}));
+        let op_id = op["request"]["id"].as_str().unwrap().to_string();
+        // Red sees its own request only; blue sees none and cannot touch red's.
+        let shown = |tok: Option<&str>| {
+            let r = ctl.command(&json!({"cmd": "trace_show", "token": tok}));
+            r["requests"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(shown(Some(red)), vec![id.clone()]);
+        assert!(shown(Some(blue)).is_empty());
+        assert_eq!(shown(None).len(), 2, "the operator sees every request");
+        for cmd in ["trace_get", "trace_enable", "trace_disable", "trace_remove"] {
+            let (field, msg) = err(json!({"cmd": cmd, "token": blue, "id": id}));
+            assert_eq!(field, "id");
+            assert!(msg.contains("no trace request"), "{msg}");
+            assert_eq!(err(json!({"cmd": cmd, "token": red, "id": op_id})).0, "id", "red cannot reach the operator's request");
+        }
+        assert_eq!(ctl.command(&json!({"cmd": "trace_flush", "token": blue}))["removed"], 0);
+        assert_eq!(ctl.command(&json!({"cmd": "trace_enable", "token": red, "id": id}))["request"]["state"], "enabled");
+        assert_eq!(ctl.command(&json!({"cmd": "trace_flush", "token": red}))["removed"], 1);
+        assert_eq!(shown(None), vec![op_id], "a tenant's flush leaves the others' requests");
     }
 
     #[test]

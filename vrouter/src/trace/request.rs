@@ -96,6 +96,9 @@ pub struct TraceRequest {
     pub enabled: bool,
     #[serde(rename = "creationTimestampMs")]
     pub created_ms: u64,
+    /// The tenant (project) that created it; `None` for the operator's own requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// An IP prefix of a condition.
@@ -376,7 +379,7 @@ mod tests {
     use super::*;
 
     fn req(c: Condition) -> TraceRequest {
-        TraceRequest { id: new_uuid(), condition: c, scope: Scope::Vrouter, limit: Limit::Packets(5), enabled: true, created_ms: 1 }
+        TraceRequest { id: new_uuid(), condition: c, scope: Scope::Vrouter, limit: Limit::Packets(5), enabled: true, created_ms: 1, project: None }
     }
 
     fn pkt(src: &str, dst: &str, proto: u8, sport: u16, dport: u16) -> PacketFields {
@@ -535,6 +538,7 @@ mod tests {
             limit: Limit::Flows(2),
             enabled: false,
             created_ms: 42,
+            project: Some("demo".into()),
         };
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["condition"]["dst_port"], 80);
