@@ -107,6 +107,16 @@ fn run(args: &Args) -> Result<()> {
             .context("loading the trace requests in vrouter.run_dir")?
             .with_tenants(TraceControl::tenants_of(&cfg)),
     );
+    // Bound before anything starts: an address in use stops us here.
+    let rest_server = match cfg.vrouter.trace_api {
+        Some(addr) => {
+            let server = vrouter::trace::rest::RestServer::bind(addr, trace_ctl.clone())
+                .with_context(|| format!("binding vrouter.trace_api {addr}"))?;
+            println!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
+            Some(server)
+        }
+        None => None,
+    };
     let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
     let trace_region = TraceRegion::create(
         &cfg.vrouter.run_dir,
@@ -182,6 +192,14 @@ fn run(args: &Args) -> Result<()> {
         None => None,
     };
 
+    // The trace REST API (tenant tokens) on its own thread.
+    let rest = match rest_server {
+        Some(server) => {
+            let st = agent_stop.clone();
+            Some(std::thread::Builder::new().name("vr-trace-api".into()).spawn(move || server.run(st)).context("spawning the trace API thread")?)
+        }
+        None => None,
+    };
     let mirror_setup = MirrorSetup { region: mirror_region, meta: mirror_meta };
     let trace_setup = TraceSetup { region: trace_region.clone(), published: trace_ctl.published() };
     let dp = match Datapath::start_traced(&cfg, fib.clone(), plane, Some(mirror_setup), Some(trace_setup), build_stats) {
@@ -229,6 +247,9 @@ fn run(args: &Args) -> Result<()> {
     agent_stop.store(true, Ordering::SeqCst);
     if let Some(a) = agent {
         let _ = a.join();
+    }
+    if let Some(r) = rest {
+        let _ = r.join();
     }
     println!(
         "vrouter: stopped; rx {} tx {} dropped {}",

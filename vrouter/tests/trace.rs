@@ -414,3 +414,75 @@ fn tunnel_encapsulation_and_fabric_decapsulation_are_traced() {
         assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: out.vm2[p as usize - 1].len() as u32 }), "{s:?}");
     }
 }
+
+/// One HTTP/1.1 request to the trace API; returns the status and the JSON body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("trace API");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = body.unwrap_or("");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {resp}")))
+}
+
+/// The REST API on the agent's HTTP port: tokens required, a tenant works only on its own
+/// vifs and VNs and sees only its own requests, errors name the field.
+#[test]
+fn rest_api_with_tenant_tokens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let red = "red-token-0123456789";
+    let blue = "blue-token-0123456789";
+    let edit = |c: String| {
+        let c = c.replacen("summary_interval_s = 0", &format!("summary_interval_s = 0\ntrace_api = \"{addr}\""), 1);
+        format!(
+            "{c}\n[[tenant]]\nname = \"red\"\ntoken = \"{red}\"\nvns = [\"{VN1}\"]\n\n[[tenant]]\nname = \"blue\"\ntoken = \"{blue}\"\nvns = [\"{VN1}\"]\n"
+        )
+    };
+    let mut checked = false;
+    run_live(Inputs::default(), edit, |_| {
+        let (st, b) = http(&addr, "GET", "/traces", None, None);
+        assert_eq!((st, b["field"].as_str()), (401, Some("token")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some("wrong-token-0123456789"), Some("{}"));
+        assert_eq!((st, b["field"].as_str()), (401, Some("token")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some(r#"{"scope": "vrouter"}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("scope")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some("{not json"));
+        assert_eq!((st, b["field"].as_str()), (400, Some("body")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some(r#"{"scope": {"vif": 1}, "condition": {"dst_port": 99999}}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("dst_port")), "{b}");
+        let (st, b) = http(
+            &addr,
+            "POST",
+            "/traces",
+            Some(red),
+            Some(r#"{"scope": {"vif": 1}, "condition": {"dst_port": 9000}, "limit": {"packets": 4}}"#),
+        );
+        assert_eq!(st, 201, "{b}");
+        assert_eq!((b["enabled"].as_bool(), b["project"].as_str()), (Some(false), Some("red")));
+        assert!(b["creationTimestampMs"].as_u64().unwrap() > 0);
+        let id = b["id"].as_str().unwrap().to_string();
+        let path = format!("/traces/{id}");
+        // Blue does not see red's request, cannot change or delete it.
+        assert_eq!(http(&addr, "GET", "/traces", Some(blue), None), (200, json!([])));
+        assert_eq!(http(&addr, "GET", &path, Some(blue), None).0, 404);
+        assert_eq!(http(&addr, "PUT", &path, Some(blue), Some(r#"{"enabled": true}"#)).0, 404);
+        assert_eq!(http(&addr, "DELETE", &path, Some(blue), None).0, 404);
+        // Red enables it; the other fields must stay as they are.
+        let (st, b) = http(&addr, "PUT", &path, Some(red), Some(r#"{"enabled": true, "limit": {"packets": 5}}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("limit")), "{b}");
+        let (st, b) = http(&addr, "PUT", &path, Some(red), Some(r#"{"enabled": true, "limit": {"packets": 4}}"#));
+        assert_eq!((st, b["state"].as_str()), (200, Some("enabled")), "{b}");
+        let (st, list) = http(&addr, "GET", "/traces", Some(red), None);
+        assert_eq!((st, list.as_array().unwrap().len()), (200, 1));
+        assert_eq!(http(&addr, "DELETE", &path, Some(red), None).0, 200);
+        assert_eq!(http(&addr, "GET", &path, Some(red), None).0, 404);
+        assert_eq!(http(&addr, "PATCH", "/traces", Some(red), None).0, 405);
+        checked = true;
+    });
+    assert!(checked);
+}

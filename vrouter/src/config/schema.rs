@@ -115,6 +115,10 @@ pub struct VrouterConfig {
     /// Seconds between one-line summaries on stdout (0 disables).
     #[serde(default = "default_summary")]
     pub summary_interval_s: u32,
+    /// Address of the trace REST API (`POST/GET/PUT/DELETE /traces[/<id>]`, tenant tokens
+    /// only); none when absent.
+    #[serde(default)]
+    pub trace_api: Option<std::net::SocketAddr>,
 }
 
 /// vif type.

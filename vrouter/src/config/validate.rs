@@ -723,6 +723,9 @@ impl<'a> Checker<'a> {
 
     fn tenants(&self) -> Result<(), ConfigError> {
         let list = &self.cfg.tenants;
+        if self.cfg.vrouter.trace_api.is_some() && list.is_empty() {
+            return Err(self.table("vrouter", "trace_api", "the trace API only serves tenants: add a [[tenant]]"));
+        }
         let vns: std::collections::HashSet<&str> =
             self.cfg.vifs.iter().filter_map(|v| v.get_ref().vn_name.as_deref()).collect();
         let mut names: HashMap<&str, usize> = HashMap::new();
@@ -2446,6 +2449,13 @@ remote = "0.0.0.0/0"
             "tenant[0].vns",
             "no vif is in virtual network \"nope\"",
         );
+        let api = policy_edits(&[], "").replacen("[vrouter]\n", "[vrouter]\ntrace_api = \"127.0.0.1:8085\" # HERE\n", 1);
+        assert!(api.contains("trace_api"));
+        let e = parse(&api, "test.toml").unwrap_err().to_string();
+        assert!(e.contains("vrouter.trace_api") && e.contains("[[tenant]]"), "{e}");
+        let with_tenant = format!("{api}{}", t("red", "red-token-0123456789", vn1));
+        let cfg = parse(&with_tenant, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.vrouter.trace_api, Some("127.0.0.1:8085".parse().unwrap()));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod control;
 pub mod region;
 pub mod request;
+pub mod rest;
 pub mod step;
 
 #[cfg(feature = "trace")]
