@@ -486,3 +486,165 @@ fn rest_api_with_tenant_tokens() {
     });
     assert!(checked);
 }
+
+/// A traced packet leaving in VXLAN carries the trace mark (flag bit and trace id in the
+/// reserved fields); an untraced one is unchanged on the wire.
+#[test]
+fn vxlan_trace_mark_only_on_traced_packets() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    persist_requests(&run_dir, &[(json!({"dst_port": 7300}), json!({"packets": 10}))]);
+    let vm1 = vec![
+        vm_udp("192.168.1.3", "192.168.3.5", 4300, 7300, b"traced", VM1_MAC),
+        vm_udp("192.168.1.3", "192.168.3.5", 4301, 7301, b"untraced", VM1_MAC),
+    ];
+    let out = run_live(Inputs { vm1, ..Default::default() }, |c| traced_config(c, &run_dir), |_| {});
+    out.assert_accounted(2);
+    let all = traces(&out.run_dir);
+    assert_eq!(all.len(), 1);
+    let id = *all.keys().next().unwrap();
+    assert!(id != 0 && id <= u64::from(u32::MAX), "trace ids fit the mark: {id:#x}");
+    assert_eq!(out.fabric.len(), 2);
+    let vx = |f: &[u8]| f[14 + 20 + 8..14 + 20 + 16].to_vec();
+    let dport = |f: &[u8]| u16::from_be_bytes([f[14 + 20 + 8 + 8 + 14 + 20 + 2], f[14 + 20 + 8 + 8 + 14 + 20 + 3]]);
+    let traced = out.fabric.iter().find(|f| dport(f) == 7300).unwrap();
+    let untraced = out.fabric.iter().find(|f| dport(f) == 7301).unwrap();
+    let b = (id as u32).to_be_bytes();
+    assert_eq!(vx(traced), [0x09, b[0], b[1], b[2], 0x00, 0x13, 0x89, b[3]], "flag + id around VNI 5001");
+    assert_eq!(vx(untraced), [0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0], "untraced VXLAN header as before");
+}
+
+/// `Some(status and output)` once the process has exited.
+fn exited(r: &mut Running) -> Option<String> {
+    use std::io::Read;
+    let st = r.try_wait().unwrap()?;
+    let mut out = String::new();
+    let mut err = String::new();
+    r.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    r.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    Some(format!("{st}: {out}\n{err}"))
+}
+
+/// Deletes a veth pair when dropped.
+struct Veth(String);
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// Two vRouter processes whose fabric ports (af_packet) sit on the two ends of a veth pair:
+/// A traces a VM flow and sends it in VXLAN to B; B continues the same trace id from the
+/// mark, so one trace has steps from both hosts, in order (A then B), and `trace get
+/// --peer` shows them together.
+#[test]
+fn two_vrouters_over_a_veth_pair_continue_one_trace() {
+    let tag = std::process::id() % 100_000;
+    let (ia, ib) = (format!("vta{tag}"), format!("vtb{tag}"));
+    let st = Command::new("ip").args(["link", "add", &ia, "type", "veth", "peer", "name", &ib]).status().unwrap();
+    assert!(st.success(), "creating a veth pair (needs CAP_NET_ADMIN)");
+    let _veth = Veth(ia.clone());
+    for i in [&ia, &ib] {
+        let _ = Command::new("sysctl").args(["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]).status();
+        assert!(Command::new("ip").args(["link", "set", i, "up"]).status().unwrap().success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    // B: router 10.10.0.3, the remote VXLAN VM's MAC bridged to its vif 2; one enabled
+    // request that matches nothing (tracing on, no request of its own for this flow).
+    let run_b = d.join("run-b");
+    let b_vdevs = [
+        format!("\"net_af_packet0,iface={ib}\""),
+        format!("\"net_pcap1,rx_pcap={}\"", empty.display()),
+        format!("\"net_pcap2,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("b-vm2.pcap").display()),
+    ];
+    let prefix_b = unique_prefix();
+    let cfg_b = traced_config(topology(&b_vdevs.join(", "), &prefix_b, &run_b), &run_b)
+        .replacen("router_ip = \"10.10.0.1\"", "router_ip = \"10.10.0.3\"", 1)
+        .replacen("remote_ip = \"10.10.0.3\"", "remote_ip = \"10.10.0.1\"", 1)
+        .replacen("device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"", &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"10.10.0.3\""), 1)
+        + &format!("\n[[bridge]]\nvrf = 1\nmac = \"{REMOTE_VXLAN_VM_MAC}\"\nnexthop = 2\n");
+    assert!(cfg_b.contains("net_af_packet0\"\nmac"), "fabric vif of B rewritten");
+    std::fs::create_dir_all(&run_b).unwrap();
+    let req_b = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-000000000001", "condition": {"dst_port": 1},
+        "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
+    std::fs::write(run_b.join(vrouter::trace::REQUESTS_FILE_NAME), req_b.to_string()).unwrap();
+    let start = |cfg: &str, name: &str, prefix: String| {
+        let p = d.join(name);
+        std::fs::write(&p, cfg).unwrap();
+        Running(
+            Command::new(env!("CARGO_BIN_EXE_vrouter")).arg("--config").arg(&p).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+            prefix,
+        )
+    };
+    let mut b = start(&cfg_b, "b.toml", prefix_b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats_b = loop {
+        if let Ok(r) = vrouter::stats::StatsReader::open(&run_b) {
+            break r;
+        }
+        if let Some(why) = exited(&mut b) {
+            panic!("vrouter B exited: {why}");
+        }
+        assert!(Instant::now() < deadline, "B did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A: the standard topology with its fabric on the other end; traces udp 7300.
+    let run_a = d.join("run-a");
+    let rx_a = d.join("a-vm1.pcap");
+    write_pcap(&rx_a, &vec![vm_udp("192.168.1.3", "192.168.3.5", 4300, 7300, b"cross-host", VM1_MAC); 2]);
+    let a_vdevs = [
+        format!("\"net_af_packet0,iface={ia}\""),
+        format!("\"net_pcap1,rx_pcap={}\"", rx_a.display()),
+        format!("\"net_pcap2,rx_pcap={}\"", empty.display()),
+    ];
+    let prefix_a = unique_prefix();
+    let cfg_a = traced_config(topology(&a_vdevs.join(", "), &prefix_a, &run_a), &run_a)
+        .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1);
+    std::fs::create_dir_all(&run_a).unwrap();
+    let req_a = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-00000000000a", "condition": {"dst_port": 7300},
+        "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
+    std::fs::write(run_a.join(vrouter::trace::REQUESTS_FILE_NAME), req_a.to_string()).unwrap();
+    let mut a = start(&cfg_a, "a.toml", prefix_a);
+    // Both packets delivered to B's VM.
+    while stats_b.vif_counters(2, None).tx_packets < 2 {
+        if let Some(why) = exited(&mut a) {
+            panic!("vrouter A exited: {why}");
+        }
+        if let Some(why) = exited(&mut b) {
+            panic!("vrouter B exited: {why}");
+        }
+        assert!(Instant::now() < deadline, "B delivered {} of 2", stats_b.vif_counters(2, None).tx_packets);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(&mut a);
+    stop(&mut b);
+
+    let ta = traces(&run_a);
+    assert_eq!(ta.len(), 1, "{:?}", ta.keys());
+    let (&id, trace_a) = ta.iter().next().unwrap();
+    let tb = traces(&run_b);
+    let trace_b = tb.get(&id).unwrap_or_else(|| panic!("B continued trace {id:#x}: B has {:?}", tb.keys()));
+    assert_eq!(tb.len(), 1, "B traced nothing else");
+    for p in 1..=2u32 {
+        let sa = steps(trace_a, p);
+        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan: true, label: 5001, .. }), "{sa:?}");
+        assert!(matches!(sa[sa.len() - 1], Step::Egress { vif: 0, .. }), "{sa:?}");
+        let sb = steps(trace_b, p);
+        assert_eq!(kinds(trace_b, p)[..5], ["ingress", "marked", "decap", "parse", "addresses"], "{sb:?}");
+        assert_eq!(sb[1], Step::Marked { from: ip4("10.10.0.1") });
+        assert_eq!(sb[2], Step::Decap { vxlan: true, label: 5001, outer_src: ip4("10.10.0.1") });
+        assert!(matches!(sb[3], Step::Parsed { sport: 4300, dport: 7300, vrf: 1, .. }), "{sb:?}");
+        assert!(matches!(sb.last(), Some(Step::Egress { vif: 2, .. })), "{sb:?}");
+    }
+    // The operator's merged view.
+    let tool = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
+    let o = Command::new(tool).arg("--run-dir").arg(&run_a).args(["get", &format!("{id:x}"), "--peer"]).arg(&run_b).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let at_a = text.find("encapsulated VXLAN vni 5001").expect(&text);
+    let at_b = text.find("trace mark from vRouter 10.10.0.1").expect(&text);
+    assert!(at_a < at_b, "host A's steps come first: {text}");
+}

@@ -42,8 +42,14 @@ enum Cmd {
     Show,
     /// Traces recorded: id, time, packets, steps, flow, final disposition.
     List,
-    /// The step-by-step story of one trace.
-    Get { id: String },
+    /// The step-by-step story of one trace (with --peer: continued on other vRouters, whose
+    /// run directories are given, merged after this one's steps).
+    Get {
+        id: String,
+        /// Run directory of another vRouter the traced packets went on to.
+        #[arg(long, value_name = "DIR")]
+        peer: Vec<PathBuf>,
+    },
     /// Enable a request (restarts its limit).
     Enable { id: String },
     /// Disable a request (recorded traces stay readable).
@@ -249,10 +255,42 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             let reader = TraceReader::open_run_dir(&cli.run_dir).map_err(|e| Failure(e.to_string()))?;
             let info = reader.info();
             let traces = collect(&reader.records());
-            if let Cmd::Get { id } = &cli.cmd {
+            if let Cmd::Get { id, peer } = &cli.cmd {
                 let n = parse_trace_id(id).ok_or_else(|| Failure(format!("id: {id:?} is not a trace id (hex)")))?;
-                let t = traces.iter().find(|t| t.id == n).ok_or_else(|| Failure(format!("id: no trace {n:016x}")))?;
-                return Ok(if j { render_get_json(t, &info, cli.pretty) } else { render_get(t, &info) });
+                let mut hosts = Vec::new();
+                if let Some(t) = traces.iter().find(|t| t.id == n) {
+                    hosts.push((cli.run_dir.clone(), t.clone(), info));
+                }
+                for dir in peer {
+                    let r = TraceReader::open_run_dir(dir).map_err(|e| Failure(format!("--peer {}: {e}", dir.display())))?;
+                    if let Some(t) = collect(&r.records()).into_iter().find(|t| t.id == n) {
+                        hosts.push((dir.clone(), t, r.info()));
+                    }
+                }
+                if hosts.is_empty() {
+                    return Err(Failure(format!("id: no trace {n:016x}")));
+                }
+                if peer.is_empty() {
+                    let (_, t, info) = &hosts[0];
+                    return Ok(if j { render_get_json(t, info, cli.pretty) } else { render_get(t, info) });
+                }
+                if j {
+                    let v: Vec<Value> = hosts
+                        .iter()
+                        .map(|(d, t, info)| {
+                            let one: Value = serde_json::from_str(&render_get_json(t, info, false)).expect("json");
+                            json!({"run_dir": d.display().to_string(), "trace": one})
+                        })
+                        .collect();
+                    return Ok(out_json(&json!({"trace_id": format!("{n:016x}"), "hosts": v}), cli.pretty));
+                }
+                let mut text = String::new();
+                for (d, t, info) in &hosts {
+                    text.push_str(&format!("=== vRouter at {} ===\n", d.display()));
+                    text.push_str(&render_get(t, info));
+                    text.push('\n');
+                }
+                return Ok(text);
             }
             Ok(if j { render_list_json(&traces, &info, cli.pretty) } else { render_list(&traces, &info) })
         }

@@ -35,18 +35,20 @@ pub struct Published {
     pub epoch: AtomicU64,
     set: Mutex<Arc<Vec<Active>>>,
     next_trace: AtomicU64,
-    trace_base: u64,
+    trace_base: u32,
 }
 
 impl Published {
     pub fn new() -> Published {
-        let secs = crate::stats::unix_time_ms() / 1000;
+        // A random start: ids of different vRouters do not collide in practice, and an id
+        // fits the 32 bits of the trace mark a packet carries to the next vRouter.
+        let b = parse_uuid(&new_uuid()).unwrap_or([0; 16]);
         Published {
             enabled: AtomicU32::new(0),
             epoch: AtomicU64::new(0),
             set: Mutex::new(Arc::new(Vec::new())),
-            next_trace: AtomicU64::new(1),
-            trace_base: (secs & 0xffff_ffff) << 32,
+            next_trace: AtomicU64::new(0),
+            trace_base: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         }
     }
 
@@ -55,9 +57,15 @@ impl Published {
         self.set.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// A new trace id, unique in this vRouter (start time in the high half).
+    /// A new trace id: 32 bits (what the trace mark carries across hosts), never 0.
     pub fn new_trace_id(&self) -> u64 {
-        self.trace_base | (self.next_trace.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+        loop {
+            let n = self.next_trace.fetch_add(1, Ordering::Relaxed) as u32;
+            let id = self.trace_base.wrapping_add(n);
+            if id != 0 {
+                return u64::from(id);
+            }
+        }
     }
 
     fn publish(&self, set: Vec<Active>) {

@@ -135,11 +135,70 @@ impl TraceLcore {
         if !fabric && self.active.iter().all(|a| a.matcher.quick_reject(vif.id, frame)) {
             return None;
         }
-        let quick = if fabric { parse(fib, vif, frame)?.fields } else { quick_fields(vif, frame)? };
+        let quick = if fabric {
+            let p = parse(fib, vif, frame)?;
+            if let Some((mark, from)) = p.mark {
+                return Some(self.continue_marked(p, vif, queue, frame.len(), mark, from, now()));
+            }
+            p.fields
+        } else {
+            quick_fields(vif, frame)?
+        };
         if !self.active.iter().any(|a| a.matcher.matches(&quick)) {
             return None;
         }
         self.classify_matching(fib, vif, queue, frame, now())
+    }
+
+    /// A packet that carries another vRouter's trace mark continues that trace here, with
+    /// its packets numbered in arrival order.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn continue_marked(&mut self, parsed: Parsed, vif: &Vif, queue: u16, len: usize, mark: u32, from: std::net::Ipv4Addr, tsc: u64) -> TraceCtx {
+        let trace_id = u64::from(mark);
+        let pkt = match parsed.key {
+            Some(key) => {
+                if self.flows.len() >= MAX_TRACED_FLOWS {
+                    self.flows.clear();
+                }
+                let t = self.flows.entry(key).or_insert(Traced { trace_id, uuid: [0; 16], pkts: 0 });
+                if t.trace_id != trace_id {
+                    *t = Traced { trace_id, uuid: [0; 16], pkts: 0 };
+                }
+                t.pkts += 1;
+                t.pkts
+            }
+            None => 1,
+        };
+        let ctx = TraceCtx { trace_id, pkt, key: parsed.key, flow_path: parsed.flow_path, route: parsed.route, mirror: [None, None] };
+        self.push(tsc, &ctx, Step::Ingress { vif: vif.id, queue, len: len as u32 });
+        self.push(tsc, &ctx, Step::Marked { from });
+        self.record_parsed(&ctx, &parsed, tsc);
+        ctx
+    }
+
+    fn record_parsed(&mut self, ctx: &TraceCtx, parsed: &Parsed, tsc: u64) {
+        if let Some(d) = parsed.decap {
+            self.push(tsc, ctx, d);
+        }
+        let p = &parsed.fields;
+        let ip = p.ip.unwrap_or_default();
+        self.push(
+            tsc,
+            ctx,
+            Step::Parsed {
+                ethertype: p.ethertype,
+                proto: ip.proto,
+                sport: ip.sport,
+                dport: ip.dport,
+                vrf: p.vrf,
+                ip_len: parsed.ip_len,
+                ttl: parsed.ttl,
+            },
+        );
+        if p.ip.is_some() {
+            self.push(tsc, ctx, Step::Addresses { src: ip.src, dst: ip.dst });
+        }
     }
 
     #[cold]
@@ -183,32 +242,13 @@ impl TraceLcore {
         };
         self.push(tsc, &ctx, Step::Ingress { vif: vif.id, queue, len: frame.len() as u32 });
         self.push(tsc, &ctx, Step::Matched { request: uuid, new_trace });
-        if let Some(d) = parsed.decap {
-            self.push(tsc, &ctx, d);
-        }
-        let ip = p.ip.unwrap_or_default();
-        self.push(
-            tsc,
-            &ctx,
-            Step::Parsed {
-                ethertype: p.ethertype,
-                proto: ip.proto,
-                sport: ip.sport,
-                dport: ip.dport,
-                vrf: p.vrf,
-                ip_len: parsed.ip_len,
-                ttl: parsed.ttl,
-            },
-        );
-        if p.ip.is_some() {
-            self.push(tsc, &ctx, Step::Addresses { src: ip.src, dst: ip.dst });
-        }
+        self.record_parsed(&ctx, &parsed, tsc);
         Some(ctx)
     }
 
     /// Records what the pipeline did with a traced packet: `out` is the frame as it is now
     /// (rewritten, encapsulated).
-    pub fn finish(&mut self, fib: &Fib, table: Option<&FlowTable>, ctx: &mut TraceCtx, verdict: Verdict, out: &[u8], tsc: u64) {
+    pub fn finish(&mut self, fib: &Fib, table: Option<&FlowTable>, ctx: &mut TraceCtx, verdict: Verdict, out: &mut [u8], tsc: u64) {
         let mut entry = None;
         if let (true, Some(t), Some(key)) = (ctx.flow_path, table, ctx.key) {
             if let Some(idx) = t.lookup(&key, key.hash()) {
@@ -261,6 +301,9 @@ impl TraceLcore {
                 let to_fabric = fib.vif(v).is_some_and(|x| x.kind == VifType::Fabric);
                 if to_fabric {
                     if let Some(s) = encap_of(fib, out) {
+                        if let Step::Encap { vxlan: true, .. } = s {
+                            set_trace_mark(out, ctx.trace_id as u32);
+                        }
                         self.push(tsc, ctx, s);
                     }
                 }
@@ -322,6 +365,8 @@ impl FlowMirror for TracingMirror<'_, '_> {
 
 /// What [`parse`] found in a frame.
 struct Parsed {
+    /// The trace mark of a VXLAN packet (trace id, sending vRouter).
+    mark: Option<(u32, std::net::Ipv4Addr)>,
     fields: PacketFields,
     key: Option<FlowKey>,
     flow_path: bool,
@@ -337,6 +382,7 @@ struct Parsed {
 fn parse(fib: &Fib, vif: &Vif, frame: &[u8]) -> Option<Parsed> {
     let eth = ethernet::Frame::new_checked(frame).ok()?;
     let mut p = Parsed {
+        mark: None,
         fields: PacketFields {
             src_mac: eth.src_addr(),
             dst_mac: eth.dst_addr(),
@@ -386,6 +432,7 @@ fn parse(fib: &Fib, vif: &Vif, frame: &[u8]) -> Option<Parsed> {
                         let x = vxlan::Packet::new_checked(body).ok()?;
                         let vni = x.vni();
                         p.decap = Some(Step::Decap { vxlan: true, label: vni, outer_src });
+                        p.mark = trace_mark(body).map(|m| (m, outer_src));
                         let inner = ethernet::Frame::new_checked(body.get(vxlan::HEADER_LEN..).unwrap_or(&[])).ok()?;
                         p.fields.src_mac = inner.src_addr();
                         p.fields.dst_mac = inner.dst_addr();
@@ -505,6 +552,29 @@ fn ip_fields(p: &mut Parsed, ethertype: u16, l3: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// Flag bit of the VXLAN flags byte that says the reserved fields carry a trace mark (the
+/// bit is reserved in RFC 7348: receivers ignore it, so marked packets stay valid VXLAN).
+pub const TRACE_MARK_FLAG: u8 = 0x01;
+
+/// Puts trace id `id` into the VXLAN header of an outgoing tunnel frame (Ethernet, IPv4,
+/// UDP, VXLAN): the flag bit, then the id in the 24 reserved bits after the flags (high
+/// bits) and the reserved byte after the VNI (low byte).
+fn set_trace_mark(frame: &mut [u8], id: u32) {
+    let Some(&vihl) = frame.get(ethernet::HEADER_LEN) else { return };
+    let off = ethernet::HEADER_LEN + usize::from(vihl & 0xf) * 4 + udp::HEADER_LEN;
+    let Some(h) = frame.get_mut(off..off + vxlan::HEADER_LEN) else { return };
+    let b = id.to_be_bytes();
+    h[0] |= TRACE_MARK_FLAG;
+    h[1..4].copy_from_slice(&b[..3]);
+    h[7] = b[3];
+}
+
+/// The trace mark of a VXLAN header, if it carries one.
+pub fn trace_mark(vxlan_header: &[u8]) -> Option<u32> {
+    let h = vxlan_header.get(..vxlan::HEADER_LEN)?;
+    (h[0] & TRACE_MARK_FLAG != 0).then(|| u32::from_be_bytes([h[1], h[2], h[3], h[7]]))
 }
 
 /// The tunnel a frame leaving on the fabric was put in by this vRouter (outer source is

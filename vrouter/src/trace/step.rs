@@ -43,6 +43,9 @@ pub enum Step {
     Egress { vif: u16, len: u32 },
     /// Dropped with this reason.
     Drop { reason: DropReason },
+    /// The packet arrived with the trace mark of vRouter `from` in its encapsulation: this
+    /// vRouter continues that trace (same trace id).
+    Marked { from: Ipv4Addr },
 }
 
 /// Step kinds as stored.
@@ -62,6 +65,7 @@ pub mod kind {
     pub const ENCAP: u16 = 13;
     pub const EGRESS: u16 = 14;
     pub const DROP: u16 = 15;
+    pub const MARKED: u16 = 16;
 }
 
 pub const NH_ENCAP: u8 = 1;
@@ -157,6 +161,7 @@ impl Step {
             }
             Step::Egress { vif, len } => (EGRESS, [u64::from(vif), u64::from(len), 0, 0]),
             Step::Drop { reason } => (DROP, [reason.index() as u64, 0, 0, 0]),
+            Step::Marked { from } => (MARKED, [u64::from(u32::from(from)), 0, 0, 0]),
         }
     }
 
@@ -202,6 +207,7 @@ impl Step {
             ENCAP => Step::Encap { vxlan: w[0] != 0, label: w[1] as u32, remote: Ipv4Addr::from(w[2] as u32), sport: w[3] as u16 },
             EGRESS => Step::Egress { vif: w[0] as u16, len: w[1] as u32 },
             DROP => Step::Drop { reason: DropReason::from_index(w[0] as usize)? },
+            MARKED => Step::Marked { from: Ipv4Addr::from(w[0] as u32) },
             _ => return None,
         })
     }
@@ -224,6 +230,7 @@ impl Step {
             Step::Encap { .. } => "encap",
             Step::Egress { .. } => "egress",
             Step::Drop { .. } => "drop",
+            Step::Marked { .. } => "marked",
         }
     }
 
@@ -306,6 +313,7 @@ impl Step {
             }
             Step::Egress { vif, len } => format!("sent on vif0/{vif}, {len} bytes"),
             Step::Drop { reason } => format!("dropped: {}", reason.name()),
+            Step::Marked { from } => format!("trace mark from vRouter {from}: continuing its trace"),
         }
     }
 
@@ -352,6 +360,7 @@ impl Step {
             }),
             Step::Egress { vif, len } => json!({"vif": vif, "len": len}),
             Step::Drop { reason } => json!({"reason": reason.key(), "reason_name": reason.name()}),
+            Step::Marked { from } => json!({"from": from.to_string()}),
         };
         v["step"] = Value::from(self.name());
         v
@@ -400,6 +409,7 @@ mod tests {
             Step::Encap { vxlan: false, label: 40, remote: Ipv4Addr::new(10, 10, 0, 2), sport: 50000 },
             Step::Egress { vif: 2, len: 60 },
             Step::Drop { reason: DropReason::FlowActionDrop },
+            Step::Marked { from: Ipv4Addr::new(10, 10, 0, 1) },
         ];
         for s in steps {
             let (k, w) = s.encode();
