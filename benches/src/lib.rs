@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod anchors;
 pub mod mirror_cmd;
+pub mod trace_cmd;
 pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;

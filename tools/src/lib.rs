@@ -4,6 +4,7 @@
 
 pub mod flow;
 pub mod mirror;
+pub mod trace;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -130,6 +130,34 @@ pub struct SetupRequest {
     pub lcore: u16,
     /// When the miss happened (TSC), for setup-latency measurement.
     pub tsc: u64,
+    /// Trace id and packet number of the packet that asked (0: not traced): the agent
+    /// records its policy decision in the trace.
+    pub trace: u64,
+    pub trace_pkt: u32,
+}
+
+/// The trace of the packet being forwarded (uninhabited when tracing is compiled out, so
+/// every `Some` branch disappears).
+#[cfg(feature = "trace")]
+type TraceCtx = crate::trace::dp::TraceCtx;
+#[cfg(not(feature = "trace"))]
+#[derive(Clone, Copy)]
+enum TraceCtx {}
+
+/// Trace id and packet number for a setup request (0: untraced).
+#[inline(always)]
+fn trace_ref(tr: &Option<TraceCtx>) -> (u64, u32) {
+    #[cfg(feature = "trace")]
+    return tr.as_ref().map_or((0, 0), |c| (c.trace_id, c.pkt));
+    #[cfg(not(feature = "trace"))]
+    return tr.as_ref().map_or((0, 0), |c| match *c {});
+}
+
+/// What the data plane needs to trace packets: the region of step rings (one per
+/// forwarding lcore, in plan order) and the enabled requests.
+pub struct TraceSetup {
+    pub region: crate::trace::TraceRegion,
+    pub published: Arc<crate::trace::Published>,
 }
 
 /// Flow processing for the data plane: the shared table, one setup ring per lcore and the
@@ -216,6 +244,19 @@ impl Datapath {
         fib: Arc<Fib>,
         flows: Option<FlowPlane>,
         mirror: Option<MirrorSetup>,
+        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
+    ) -> Result<Datapath> {
+        Self::start_traced(cfg, fib, flows, mirror, None, stats_builder)
+    }
+
+    /// [`Datapath::start_with_mirror`] with packet tracing: each lcore writes the steps of
+    /// traced packets to its ring of `trace.region` (see [`crate::trace`]).
+    pub fn start_traced(
+        cfg: &Config,
+        fib: Arc<Fib>,
+        flows: Option<FlowPlane>,
+        mirror: Option<MirrorSetup>,
+        trace: Option<TraceSetup>,
         stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
     ) -> Result<Datapath> {
         let cores = &cfg.eal.forwarding_cores;
@@ -337,7 +378,20 @@ impl Datapath {
                 }
                 None => None,
             };
+            #[cfg(feature = "trace")]
+            let trace = match &trace {
+                Some(t) => Some(crate::trace::dp::TraceLcore::new(
+                    t.published.clone(),
+                    t.region.writer(plan.index).context("trace region has fewer rings than lcores")?,
+                    crate::dpdk::tsc_hz(),
+                )),
+                None => None,
+            };
+            #[cfg(not(feature = "trace"))]
+            let _ = &trace;
             let ctx = LcoreLoop {
+                #[cfg(feature = "trace")]
+                trace,
                 mirror,
                 fib: fib.clone(),
                 rx: plan.rx.clone(),
@@ -390,6 +444,9 @@ struct LcoreLoop {
     index: usize,
     /// Mirroring (None when the vRouter runs without a mirror region).
     mirror: Option<MirrorLcore>,
+    /// Packet tracing (None when the vRouter runs without a trace region).
+    #[cfg(feature = "trace")]
+    trace: Option<crate::trace::dp::TraceLcore>,
 }
 
 // SAFETY: the raw mbuf pointers in the TX buffers, the mirror buffers and the hold store are
@@ -430,7 +487,7 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
-                self.burst(&fib, vif, &pkts[..n], now, tsc);
+                self.burst(&fib, vif, q.queue, &pkts[..n], now, tsc);
             }
             self.stats.poll(received);
         }
@@ -440,7 +497,7 @@ impl LcoreLoop {
     }
 
     #[inline]
-    fn burst(&mut self, fib: &Fib, vif: &Vif, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
+    fn burst(&mut self, fib: &Fib, vif: &Vif, queue: u16, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap.
@@ -486,14 +543,54 @@ impl LcoreLoop {
                 }
             }
         }
+        // Tracing: one load per burst while no request is enabled.
+        #[cfg(feature = "trace")]
+        let traced = self.trace.as_ref().is_some_and(|t| t.enabled())
+            && self.trace.as_mut().is_some_and(|t| t.begin_burst(vif.id));
+        #[cfg(not(feature = "trace"))]
+        let traced = { let _ = queue; false };
+        if traced {
+            #[cfg(feature = "trace")]
+            {
+                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &mut pre, now, tsc);
+            }
+        } else {
+            for (i, &raw) in pkts.iter().enumerate() {
+                // SAFETY: rx_burst handed us ownership of these mbufs.
+                let m = unsafe { Mbuf::from_raw(raw) };
+                rx_bytes += u64::from(m.pkt_len());
+                self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, None);
+            }
+        }
+        self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
+        self.flush_all();
+    }
+
+    /// The packet loop of a burst while trace requests may match its packets: each packet
+    /// is matched first (kept out of line so the untraced loop stays compact). Returns the
+    /// received bytes.
+    #[cfg(feature = "trace")]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn forward_traced(
+        &mut self,
+        fib: &Fib,
+        vif: &Vif,
+        queue: u16,
+        pkts: &[*mut rte_mbuf],
+        pre: &mut [Option<Prepared>; BURST],
+        now: u64,
+        tsc: u64,
+    ) -> u64 {
+        let mut rx_bytes = 0;
         for (i, &raw) in pkts.iter().enumerate() {
             // SAFETY: rx_burst handed us ownership of these mbufs.
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
-            self.forward(fib, vif, raw, now, tsc, pre[i].take(), None);
+            let ctx = self.trace.as_mut().and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
+            self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, ctx);
         }
-        self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
-        self.flush_all();
+        rx_bytes
     }
 
     /// Runs one packet through the pipeline and carries out the verdict.
@@ -501,7 +598,17 @@ impl LcoreLoop {
     #[allow(clippy::too_many_arguments)]
     /// `held`: the packet was held for this flow and is being re-run after its setup
     /// (already counted; the index is a hint, checked against the packet's key).
-    fn forward(&mut self, fib: &Fib, vif: &Vif, raw: *mut rte_mbuf, now: u64, tsc: u64, pre: Option<Prepared>, held: Option<u32>) {
+    fn forward(
+        &mut self,
+        fib: &Fib,
+        vif: &Vif,
+        raw: *mut rte_mbuf,
+        now: u64,
+        tsc: u64,
+        pre: Option<Prepared>,
+        held: Option<u32>,
+        #[allow(unused_mut)] mut tr: Option<TraceCtx>,
+    ) {
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
         let verdict = if !m.is_contiguous() {
@@ -513,6 +620,19 @@ impl LcoreLoop {
                 .mirror
                 .as_mut()
                 .map(|mi| mi.flow_sink(&self.stats, vif.id, vif.kind == crate::config::VifType::Virtual));
+            // A traced packet's copies are recorded in its trace.
+            #[cfg(feature = "trace")]
+            let mut tm;
+            #[cfg(feature = "trace")]
+            let mirror: Option<&mut dyn pipeline::FlowMirror> = match (tr.as_mut(), sink.as_mut()) {
+                (Some(ctx), Some(s)) => {
+                    tm = crate::trace::dp::TracingMirror { inner: s, ctx, tsc: crate::dpdk::rdtsc() };
+                    Some(&mut tm)
+                }
+                (_, s) => s.map(|s| s as &mut dyn pipeline::FlowMirror),
+            };
+            #[cfg(not(feature = "trace"))]
+            let mirror = sink.as_mut().map(|s| s as &mut dyn pipeline::FlowMirror);
             let mut stage = FlowStage {
                 table: &f.table,
                 lcore: self.index,
@@ -522,12 +642,17 @@ impl LcoreLoop {
                 may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,
                 pre,
                 held: &f.hold,
-                mirror: sink.as_mut().map(|s| s as &mut dyn pipeline::FlowMirror),
+                mirror,
             };
             pipeline::process(fib, vif, &mut m, Some(&mut stage))
         } else {
             pipeline::process(fib, vif, &mut m, None)
         };
+        #[cfg(feature = "trace")]
+        if let (Some(ctx), Some(t)) = (tr.as_mut(), self.trace.as_mut()) {
+            let table = self.flow.as_ref().map(|f| &*f.table);
+            t.finish(fib, table, ctx, verdict, m.data_mut(), crate::dpdk::rdtsc());
+        }
         match verdict {
             Verdict::Tx(out) => {
                 // Interface TX mirroring: the frame as it leaves (after rewrite).
@@ -547,11 +672,17 @@ impl LcoreLoop {
                             flush(t, &self.stats);
                         }
                     }
-                    None => self.drop_pkt(vif.id, DropReason::InvalidIf, raw),
+                    None => {
+                        #[cfg(feature = "trace")]
+                        if let (Some(ctx), Some(t)) = (tr.as_ref(), self.trace.as_mut()) {
+                            t.dropped(ctx, DropReason::InvalidIf, crate::dpdk::rdtsc());
+                        }
+                        self.drop_pkt(vif.id, DropReason::InvalidIf, raw)
+                    }
                 }
             }
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
-            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc),
+            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, tr),
         }
     }
 
@@ -562,11 +693,21 @@ impl LcoreLoop {
         unsafe { dpdk_sys::rte_pktmbuf_free(raw) };
     }
 
-    fn hold(&mut self, vif: u16, flow: u32, new: bool, raw: *mut rte_mbuf, tsc: u64) {
+    fn hold(&mut self, vif: u16, flow: u32, new: bool, raw: *mut rte_mbuf, tsc: u64, tr: Option<TraceCtx>) {
         let Some(f) = &mut self.flow else {
             return self.drop_pkt(vif, DropReason::FlowUnusable, raw);
         };
-        match f.hold.hold(flow, raw as usize, vif) {
+        let (trace, trace_pkt) = trace_ref(&tr);
+        let res = f.hold.hold(flow, raw as usize, vif);
+        #[cfg(feature = "trace")]
+        if let (Some(ctx), Some(t)) = (tr, self.trace.as_mut()) {
+            match res {
+                HoldResult::Held { .. } => t.held(raw as usize, ctx, crate::dpdk::rdtsc()),
+                HoldResult::QueueFull => t.dropped(&ctx, DropReason::FlowQueueLimitExceeded, crate::dpdk::rdtsc()),
+            }
+        }
+        let Some(f) = &mut self.flow else { return };
+        match res {
             HoldResult::Held { first } => {
                 if first {
                     f.held_global.fetch_add(1, Ordering::Relaxed);
@@ -577,7 +718,7 @@ impl LcoreLoop {
                 // held packets never wait for the periodic check below.
                 if new || first {
                     let gen = f.table.entry(flow).map_or(0, |e| e.gen());
-                    let req = SetupRequest { flow, gen, vif, lcore: f.lcore, tsc };
+                    let req = SetupRequest { flow, gen, vif, lcore: f.lcore, tsc, trace, trace_pkt };
                     if !f.pending.is_empty() {
                         f.pending.push_back(req);
                     } else if let Err(req) = f.setup.push(req) {
@@ -621,8 +762,15 @@ impl LcoreLoop {
         f.held_global.fetch_sub(n_flows, Ordering::Relaxed);
         for &(flow, p, v) in &released {
             let raw = p as *mut rte_mbuf;
+            #[cfg(feature = "trace")]
+            let tr = match self.trace.as_mut() {
+                Some(t) if t.has_held() => t.released(p, flow, crate::dpdk::rdtsc()),
+                _ => None,
+            };
+            #[cfg(not(feature = "trace"))]
+            let tr = None;
             match fib.vif(v) {
-                Some(vif) => self.forward(fib, vif, raw, now, 0, None, Some(flow)),
+                Some(vif) => self.forward(fib, vif, raw, now, 0, None, Some(flow), tr),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }
@@ -638,6 +786,10 @@ impl LcoreLoop {
         let mut all = Vec::new();
         f.hold.release(|_| true, |_, p, v| all.push((p, v)));
         for (p, v) in all {
+            #[cfg(feature = "trace")]
+            if let Some(t) = self.trace.as_mut() {
+                t.forget_held(p, DropReason::FlowUnusable, crate::dpdk::rdtsc());
+            }
             self.drop_pkt(v, DropReason::FlowUnusable, p as *mut rte_mbuf);
         }
     }

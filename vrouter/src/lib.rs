@@ -9,6 +9,7 @@
 //! - [`fib`]: forwarding state built from the config (vifs, VRFs, routes, nexthops, labels);
 //! - [`pipeline`]: the per-packet forwarding decision, independent of DPDK;
 //! - [`mirror`]: mirroring to analyzers (mirror table region, encapsulation, copy path);
+//! - [`trace`]: live packet tracing (trace requests, step records in per-lcore rings);
 //! - `dpdk`, `datapath` (feature `dataplane`): EAL, ports, mempools, pinned lcore loops.
 
 pub mod agent;
@@ -20,6 +21,7 @@ pub mod fib;
 pub mod mirror;
 pub mod pipeline;
 pub mod spsc;
+pub mod trace;
 
 #[cfg(feature = "dataplane")]
 pub mod dpdk;

@@ -16,7 +16,8 @@ use vrouter::dpdk::Eal;
 use vrouter::drop_reason::DropReason;
 use vrouter::agent::flows::{Agent, AgentSettings};
 use vrouter::agent::policy::PolicyEngine;
-use vrouter::datapath::FlowPlane;
+use vrouter::datapath::{FlowPlane, TraceSetup};
+use vrouter::trace::{TraceControl, TraceRegion};
 use vrouter::fib::Fib;
 use vrouter::mirror::dp::{MirrorMeta, MirrorSetup};
 use vrouter::mirror::{MirrorControl, MirrorRegion};
@@ -99,7 +100,32 @@ fn run(args: &Args) -> Result<()> {
     let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), fib.clone()));
     mirror_ctl.load_config(&cfg).context("creating the [[analyzer]] mirror entries")?;
     let mirror_meta = Arc::new(MirrorMeta::new(&cfg, &fib, |name| mirror_ctl.find(name).map(|i| i.raw())));
+    // Trace requests persisted in the run directory (enabled ones trace from the first
+    // packet); the step rings: one per forwarding lcore and the agent's last.
+    let trace_ctl = Arc::new(
+        TraceControl::load(&cfg.vrouter.run_dir, fib.clone())
+            .context("loading the trace requests in vrouter.run_dir")?
+            .with_tenants(TraceControl::tenants_of(&cfg)),
+    );
+    // Bound before anything starts: an address in use stops us here.
+    let rest_server = match cfg.vrouter.trace_api {
+        Some(addr) => {
+            let server = vrouter::trace::rest::RestServer::bind(addr, trace_ctl.clone())
+                .with_context(|| format!("binding vrouter.trace_api {addr}"))?;
+            println!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
+            Some(server)
+        }
+        None => None,
+    };
     let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
+    let trace_region = TraceRegion::create(
+        &cfg.vrouter.run_dir,
+        n_lcores + 1,
+        vrouter::trace::region::DEFAULT_RING_SLOTS,
+        vrouter::dpdk::tsc_hz(),
+        vrouter::dpdk::rdtsc(),
+    )
+    .context("creating the trace region in vrouter.run_dir")?;
     let run_dir = cfg.vrouter.run_dir.clone();
     let max_vifs = fib.vifs.len();
     let vif_cfgs: Vec<config::VifConfig> = cfg.vifs.iter().map(|v| v.get_ref().clone()).collect();
@@ -147,7 +173,8 @@ fn run(args: &Args) -> Result<()> {
             };
             let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
                 .context("starting the agent (control socket in vrouter.run_dir)")?
-                .with_mirror(mirror_ctl.clone());
+                .with_mirror(mirror_ctl.clone())
+                .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores));
             let st = agent_stop.clone();
             flow_msg = Some(flow_line);
             let core = cfg.eal.main_core;
@@ -189,8 +216,17 @@ fn run(args: &Args) -> Result<()> {
         _ => None,
     };
 
+    // The trace REST API (tenant tokens) on its own thread.
+    let rest = match rest_server {
+        Some(server) => {
+            let st = agent_stop.clone();
+            Some(std::thread::Builder::new().name("vr-trace-api".into()).spawn(move || server.run(st)).context("spawning the trace API thread")?)
+        }
+        None => None,
+    };
     let mirror_setup = MirrorSetup { region: mirror_region, meta: mirror_meta };
-    let dp = match Datapath::start_with_mirror(&cfg, fib.clone(), plane, Some(mirror_setup), build_stats) {
+    let trace_setup = TraceSetup { region: trace_region.clone(), published: trace_ctl.published() };
+    let dp = match Datapath::start_traced(&cfg, fib.clone(), plane, Some(mirror_setup), Some(trace_setup), build_stats) {
         Ok(dp) => dp,
         Err(e) => {
             agent_stop.store(true, Ordering::SeqCst);
@@ -199,6 +235,9 @@ fn run(args: &Args) -> Result<()> {
             }
             if let Some(x) = exporter {
                 let _ = x.join();
+            }
+            if let Some(r) = rest {
+                let _ = r.join();
             }
             let _ = eal.cleanup();
             return Err(e);
@@ -244,6 +283,9 @@ fn run(args: &Args) -> Result<()> {
     }
     if let Some(x) = exporter {
         let _ = x.join();
+    }
+    if let Some(r) = rest {
+        let _ = r.join();
     }
     println!(
         "vrouter: stopped; rx {} tx {} dropped {}",

@@ -80,6 +80,14 @@ struct Args {
     /// next to the same stateful run without mirroring, at --flows (default 1000 here).
     #[arg(long, conflicts_with = "stateful")]
     mirror: bool,
+    /// The tracing benchmark instead: Mpps per core with tracing compiled out
+    /// (--vrouter-notrace), with no trace request enabled and with a non-matching request
+    /// enabled, at --flows (default 1000 here).
+    #[arg(long, conflicts_with_all = ["stateful", "mirror"], requires = "vrouter_notrace")]
+    trace: bool,
+    /// --trace: the vRouter built with `--no-default-features --features dataplane`.
+    #[arg(long, value_name = "PATH")]
+    vrouter_notrace: Option<PathBuf>,
     /// --stateful: new-flow pcaps (every packet a new flow) for the setup rate.
     #[arg(long, value_delimiter = ',', default_value = "200000,1048576")]
     setup_flows: Vec<u64>,
@@ -333,6 +341,24 @@ fn run(mut args: Args) -> Result<()> {
     let empty_pcap = out.join("empty.pcap");
     std::fs::write(&empty_pcap, pcap::empty_pcap())?;
     let git = args.rev.clone().unwrap_or_else(|| git_rev(&repo));
+    if args.trace {
+        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
+        return benches::trace_cmd::run(benches::trace_cmd::Opts {
+            flows,
+            dur: args.dur,
+            warm: args.warm,
+            reps: args.reps,
+            out,
+            run_base: args.run_base.clone(),
+            shared,
+            vrouter,
+            vrouter_notrace: args.vrouter_notrace.clone().expect("required by clap"),
+            fwd_thread: args.fwd_thread.clone(),
+            rev: git,
+            start_timeout: args.start_timeout,
+            settle_timeout: args.settle_timeout,
+        });
+    }
     if args.mirror {
         let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
         return benches::mirror_cmd::run(benches::mirror_cmd::Opts {

@@ -191,6 +191,11 @@ pub struct Agent {
     listener: UnixListener,
     /// The mirror table, for the `mirror_*` control commands.
     mirror: Option<Arc<crate::mirror::MirrorControl>>,
+    /// Trace requests (`trace_*` commands).
+    trace: Option<Arc<crate::trace::TraceControl>>,
+    /// The agent's ring of the trace region: policy decisions of traced setups.
+    #[cfg(feature = "trace")]
+    tracer: Option<crate::trace::dp::AgentTracer>,
 }
 
 impl Agent {
@@ -222,7 +227,23 @@ impl Agent {
             tsc_hz: crate::dpdk::tsc_hz().max(1),
             listener,
             mirror: None,
+            trace: None,
+            #[cfg(feature = "trace")]
+            tracer: None,
         })
+    }
+
+    /// Serves the `trace_*` commands; `ring` (the agent's ring of the trace region) gets the
+    /// policy decision of every flow set up for a traced packet.
+    pub fn with_trace(mut self, control: Arc<crate::trace::TraceControl>, ring: Option<crate::trace::RingWriter>) -> Agent {
+        self.trace = Some(control);
+        #[cfg(feature = "trace")]
+        {
+            self.tracer = ring.map(crate::trace::dp::AgentTracer::new);
+        }
+        #[cfg(not(feature = "trace"))]
+        let _ = ring;
+        self
     }
 
     /// Serves the `mirror_create`/`mirror_delete`/`mirror_get`/`mirror_dump` commands.
@@ -345,6 +366,14 @@ impl Agent {
         let rgen = self.table.entry(rev).map_or(0, |e| e.gen());
         let _ = self.table.set_action(rev, rgen, &update);
         self.notify(req.lcore, req.flow);
+        #[cfg(feature = "trace")]
+        if req.trace != 0 {
+            if let Some(t) = self.tracer.as_mut() {
+                let rule = decision.nw_ace_uuid.as_deref().or(decision.sg_rule_uuid.as_deref());
+                let dr = if forward { 0 } else { decision.drop_reason };
+                t.policy(crate::dpdk::rdtsc(), req.trace, req.trace_pkt, req.flow, forward, dr, rule);
+            }
+        }
         self.counters.setups += 1;
         if !forward {
             self.counters.setup_denied += 1;
@@ -529,6 +558,10 @@ impl Agent {
                     None => serde_json::json!({"ok": false, "error": format!("no agent state for flow {idx}")}),
                 }
             }
+            Some(c) if c.starts_with("trace_") => match &self.trace {
+                Some(t) => t.command(v),
+                None => serde_json::json!({"ok": false, "error": "tracing is not enabled"}),
+            },
             Some(c) if c.starts_with("mirror_") => match &self.mirror {
                 Some(m) => m.command(v),
                 None => serde_json::json!({"ok": false, "error": "mirroring is not enabled"}),

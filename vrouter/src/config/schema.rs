@@ -42,6 +42,28 @@ pub struct Config {
     /// Flow and UVE export to analytics collectors (`[export]`; off by default).
     #[serde(default)]
     pub export: super::export::ExportConfig,
+    /// Tenants (projects) and the tokens that let them manage trace requests on their own
+    /// VNs (`[[tenant]]`).
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<Spanned<TenantConfig>>,
+}
+
+/// A tenant (project) for trace requests:
+///
+/// ```toml
+/// [[tenant]]
+/// name = "demo"
+/// token = "a-secret-of-16-or-more-characters"
+/// vns = ["default-domain:demo:vn1"]
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// Bearer token of the tenant (at least 16 characters).
+    pub token: String,
+    /// The virtual networks (vif `vn_name`s) the tenant owns.
+    pub vns: Vec<String>,
 }
 
 /// DPDK EAL settings.
@@ -96,6 +118,10 @@ pub struct VrouterConfig {
     /// Seconds between one-line summaries on stdout (0 disables).
     #[serde(default = "default_summary")]
     pub summary_interval_s: u32,
+    /// Address of the trace REST API (`POST/GET/PUT/DELETE /traces[/<id>]`, tenant tokens
+    /// only); none when absent.
+    #[serde(default)]
+    pub trace_api: Option<std::net::SocketAddr>,
 }
 
 /// vif type.

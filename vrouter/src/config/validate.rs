@@ -22,7 +22,7 @@
 //! ```
 
 use super::schema::{
-    AnalyzerConfig, Config, EalConfig, EtherType, FlowConfig, Mac, NexthopConfig, PolicyAddress,
+    AnalyzerConfig, Config, TenantConfig, EalConfig, EtherType, FlowConfig, Mac, NexthopConfig, PolicyAddress,
     PortRange, Prefix, Protocol, SgRemote, TunnelEncap, VifType, VrouterConfig,
 };
 use std::collections::{HashMap, HashSet};
@@ -109,7 +109,8 @@ pub fn validate(cfg: &Config, text: &str, origin: &str) -> Result<(), ConfigErro
     ck.analyzers()?;
     let mut rule_uuids = HashMap::new();
     ck.network_policies(&mut rule_uuids)?;
-    ck.security_groups(&mut rule_uuids)
+    ck.security_groups(&mut rule_uuids)?;
+    ck.tenants()
 }
 
 /// Highest vif and VRF id (exclusive).
@@ -720,6 +721,44 @@ impl<'a> Checker<'a> {
     }
 
     // ---- [[analyzer]] ----
+
+    fn tenants(&self) -> Result<(), ConfigError> {
+        let list = &self.cfg.tenants;
+        if self.cfg.vrouter.trace_api.is_some() && list.is_empty() {
+            return Err(self.table("vrouter", "trace_api", "the trace API only serves tenants: add a [[tenant]]"));
+        }
+        let vns: std::collections::HashSet<&str> =
+            self.cfg.vifs.iter().filter_map(|v| v.get_ref().vn_name.as_deref()).collect();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut tokens: HashMap<&str, usize> = HashMap::new();
+        for (i, e) in list.iter().enumerate() {
+            let t: &TenantConfig = e.get_ref();
+            let err = |key: &str, msg: String| Err(self.entry("tenant", i, e, key, msg));
+            if t.name.trim().is_empty() {
+                return err("name", "must not be empty".into());
+            }
+            if let Some(&first) = names.get(t.name.as_str()) {
+                let at = self.first_at(&list[first]);
+                return err("name", format!("duplicate tenant name {:?} ({at})", t.name));
+            }
+            names.insert(&t.name, i);
+            if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return err("token", "must be at least 16 characters, without spaces".into());
+            }
+            if let Some(&first) = tokens.get(t.token.as_str()) {
+                let at = self.first_at(&list[first]);
+                return err("token", format!("the same token as another tenant ({at})"));
+            }
+            tokens.insert(&t.token, i);
+            if t.vns.is_empty() {
+                return err("vns", "must name at least one virtual network".into());
+            }
+            if let Some(vn) = t.vns.iter().find(|vn| !vns.contains(vn.as_str())) {
+                return err("vns", format!("no vif is in virtual network {vn:?}"));
+            }
+        }
+        Ok(())
+    }
 
     fn analyzers(&self) -> Result<(), ConfigError> {
         let list = &self.cfg.analyzers;
@@ -2385,6 +2424,39 @@ remote = "0.0.0.0/0"
             Some("flow"),
             "unknown field `hold_limt`",
         );
+    }
+
+    #[test]
+    fn tenants() {
+        let t = |name: &str, token: &str, vns: &str| {
+            format!("\n[[tenant]]\nname = \"{name}\"\ntoken = \"{token}\"\nvns = [{vns}]\n")
+        };
+        let vn1 = "\"default-domain:demo:vn1\"";
+        let ok = policy_edits(&[], &t("red", "red-token-0123456789", vn1));
+        let cfg = parse(&ok, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.tenants[0].get_ref().name, "red");
+        expect_invalid(
+            &policy_edits(&[], &(t("red", "red-token-0123456789", vn1) + &t("blue", "short # HERE", vn1).replace("short # HERE\"", "short\" # HERE"))),
+            "tenant[1].token",
+            "at least 16 characters",
+        );
+        expect_invalid(
+            &policy_edits(&[], &(t("red", "red-token-0123456789", vn1) + &t("red", "blue-token-0123456789", vn1).replace("name = \"red\"\n", "name = \"red\" # HERE\n"))),
+            "tenant[1].name",
+            "duplicate tenant name",
+        );
+        expect_invalid(
+            &policy_edits(&[], &t("red", "red-token-0123456789", "\"nope\"").replace("vns = [\"nope\"]", "vns = [\"nope\"] # HERE")),
+            "tenant[0].vns",
+            "no vif is in virtual network \"nope\"",
+        );
+        let api = policy_edits(&[], "").replacen("[vrouter]\n", "[vrouter]\ntrace_api = \"127.0.0.1:8085\" # HERE\n", 1);
+        assert!(api.contains("trace_api"));
+        let e = parse(&api, "test.toml").unwrap_err().to_string();
+        assert!(e.contains("vrouter.trace_api") && e.contains("[[tenant]]"), "{e}");
+        let with_tenant = format!("{api}{}", t("red", "red-token-0123456789", vn1));
+        let cfg = parse(&with_tenant, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.vrouter.trace_api, Some("127.0.0.1:8085".parse().unwrap()));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::config::{Config, VifType};
 use crate::dpdk::Mbuf;
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Nexthop};
+use crate::pipeline::flow::CopyResults;
 use crate::pipeline::{FlowMirror, MirrorFrame};
 use crate::stats::LcoreStats;
 
@@ -231,7 +232,7 @@ impl MirrorLcore {
             None => 0,
         };
         let info = CopyInfo { bytes: 0, flow: NO_FLOW, slot, secondary: false, iface: true, vif };
-        self.copy(stats, slot, &[], frame, &md[..n], info, u32::from(vif));
+        let _ = self.copy(stats, slot, &[], frame, &md[..n], info, u32::from(vif));
     }
 
     /// A copy of `vif`'s traffic for entry `slot` that cannot be made at all (e.g. a chained
@@ -245,10 +246,11 @@ impl MirrorLcore {
     /// Builds and buffers one copy (`md`: the metadata TLVs, used with the Juniper header);
     /// any failure is counted under its reason.
     #[allow(clippy::too_many_arguments)]
-    fn copy(&mut self, stats: &LcoreStats, slot: u8, l2: &[u8], frame: &[u8], md: &[u8], info: CopyInfo, entropy: u32) {
+    fn copy(&mut self, stats: &LcoreStats, slot: u8, l2: &[u8], frame: &[u8], md: &[u8], info: CopyInfo, entropy: u32) -> Result<u32, DropReason> {
         let fail = |c: &MirrorCounters, reason: DropReason| {
             stats.mirror_error(Some(info.vif), info.iface, reason, 1);
             c.error(slot, 1);
+            Err(reason)
         };
         let Some(e) = self.counters.entry(slot) else { return fail(&self.counters, DropReason::MirrorNoEntry) };
         if e.nh_vif == NO_NH || e.hdr_len == 0 {
@@ -291,6 +293,7 @@ impl MirrorLcore {
         t.pkts[t.n] = raw;
         t.info[t.n] = CopyInfo { bytes: total as u32, ..info };
         t.n += 1;
+        Ok(total as u32)
     }
 
     /// Sends every buffered copy (end of burst).
@@ -357,7 +360,7 @@ pub struct FlowCopy<'a> {
 
 impl FlowMirror for FlowCopy<'_> {
     #[cold]
-    fn flow_copy(&mut self, flow: u32, mirrors: [u8; 2], vrf: u32, frame: &MirrorFrame<'_>) {
+    fn flow_copy(&mut self, flow: u32, mirrors: [u8; 2], vrf: u32, frame: &MirrorFrame<'_>) -> CopyResults {
         // The metadata, built once for both analyzers: source VN = the input vif's (else the
         // flow VRF's), destination VN = the local destination vif's (else the VRF's).
         let mut md = [0u8; 255];
@@ -375,12 +378,14 @@ impl FlowMirror for FlowCopy<'_> {
             flow_metadata(&mut md, meta.router_ip, flags, src_vn, dst_vn)
         };
         let l2 = frame.l2.as_ref().map_or(&[][..], |h| &h[..]);
+        let mut out: CopyResults = [None, None];
         for (k, &slot) in mirrors.iter().enumerate() {
             if slot == NO_MIRROR {
                 continue;
             }
             let info = CopyInfo { bytes: 0, flow, slot, secondary: k == 1, iface: false, vif: self.vif };
-            self.m.copy(self.stats, slot, l2, frame.bytes, &md[..n], info, flow);
+            out[k] = Some(self.m.copy(self.stats, slot, l2, frame.bytes, &md[..n], info, flow));
         }
+        out
     }
 }

@@ -60,9 +60,13 @@ pub struct MirrorFrame<'a> {
 /// before the flow's action is applied (dropped flows are mirrored too), never for a packet
 /// that is held: a held packet is copied when it is released and re-run.
 pub trait FlowMirror {
-    /// `mirrors`: primary and secondary mirror index of the flow (255 = none).
-    fn flow_copy(&mut self, flow: u32, mirrors: [u8; 2], vrf: u32, frame: &MirrorFrame<'_>);
+    /// `mirrors`: primary and secondary mirror index of the flow (255 = none). Returns, per
+    /// mirror index, the copy's length once queued or why it failed (`None`: no index).
+    fn flow_copy(&mut self, flow: u32, mirrors: [u8; 2], vrf: u32, frame: &MirrorFrame<'_>) -> CopyResults;
 }
+
+/// Per analyzer of a flow copy: `Ok(bytes)` queued, `Err(reason)` failed, `None` no analyzer.
+pub type CopyResults = [Option<Result<u32, DropReason>>; 2];
 
 /// A packet's flow key, hash and burst-lookup result (`None`: not found at lookup time).
 #[derive(Debug, Clone, Copy)]

@@ -575,6 +575,11 @@ pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: imp
         cfg = cfg.replacen("device = \"net_pcap1\"", "device = \"net_pcap1\"\nrx_queues = 2", 1);
     }
     let cfg = edit(cfg);
+    // The edit may move the run directory (to keep it across runs).
+    let run_dir = cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("run_dir = \""))
+        .map_or(run_dir, |r| PathBuf::from(r.trim_end().trim_end_matches('"')));
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
 

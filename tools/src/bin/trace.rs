@@ -1,0 +1,306 @@
+//! `trace`: live packet tracing on a running vRouter, in the spirit of MidoNet's `mm-trace`.
+//! Requests are managed over the agent's control socket (`add`, `enable`, `disable`,
+//! `remove`, `flush`, `show`); traces are read from the trace region (`list`, `get`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use tools::trace::{collect, parse_trace_id, render_get, render_get_json, render_list, render_list_json};
+use tools::{emit, fail, Failure, DEFAULT_RUN_DIR};
+use vrouter::trace::TraceReader;
+
+#[derive(Parser, Debug)]
+#[command(name = "trace", version, about = "Live packet tracing: trace requests and the traces they record")]
+struct Cli {
+    /// Run directory of the vRouter (holds control.sock and the trace region).
+    #[arg(long, value_name = "DIR", env = "VROUTER_RUN_DIR", default_value = DEFAULT_RUN_DIR, global = true)]
+    run_dir: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(short = 'j', long, global = true)]
+    json: bool,
+    /// Indent the JSON output.
+    #[arg(long, global = true)]
+    pretty: bool,
+    /// A tenant's token (`[[tenant]]`): requests are then limited to the tenant's own vifs
+    /// and VNs, and only its own requests are visible.
+    #[arg(long, value_name = "TOKEN", env = "VROUTER_TRACE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Add a trace request (disabled unless --enable).
+    Add(AddArgs),
+    /// Trace requests and their state.
+    Show,
+    /// Traces recorded: id, time, packets, steps, flow, final disposition.
+    List,
+    /// The step-by-step story of one trace (with --peer: continued on other vRouters, whose
+    /// run directories are given, merged after this one's steps).
+    Get {
+        id: String,
+        /// Run directory of another vRouter the traced packets went on to.
+        #[arg(long, value_name = "DIR")]
+        peer: Vec<PathBuf>,
+    },
+    /// Enable a request (restarts its limit).
+    Enable { id: String },
+    /// Disable a request (recorded traces stay readable).
+    Disable { id: String },
+    /// Remove a request.
+    Remove { id: String },
+    /// Remove every request.
+    Flush,
+}
+
+#[derive(clap::Args, Debug)]
+struct AddArgs {
+    #[arg(long, value_name = "MAC")]
+    mac_src: Option<String>,
+    #[arg(long, value_name = "MAC")]
+    mac_dst: Option<String>,
+    /// Ethertype (decimal or 0x hex).
+    #[arg(long, value_name = "N")]
+    ethertype: Option<String>,
+    /// Source IP address or prefix.
+    #[arg(long, value_name = "IP[/LEN]")]
+    ip_src: Option<String>,
+    /// Destination IP address or prefix.
+    #[arg(long, value_name = "IP[/LEN]")]
+    ip_dst: Option<String>,
+    /// IP protocol: number, or tcp, udp, icmp, icmp6.
+    #[arg(long, value_name = "PROTO")]
+    ip_protocol: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    src_port: Option<u16>,
+    #[arg(long, value_name = "PORT")]
+    dst_port: Option<u16>,
+    /// Ingress vif id.
+    #[arg(long, value_name = "VIF")]
+    ingress_vif: Option<u16>,
+    #[arg(long, value_name = "VRF")]
+    vrf: Option<u32>,
+    /// Scope: trace only packets entering this vif.
+    #[arg(long, value_name = "VIF", conflicts_with = "vn")]
+    vif: Option<u16>,
+    /// Scope: trace only packets entering the vifs of this virtual network.
+    #[arg(long, value_name = "VN")]
+    vn: Option<String>,
+    /// Packets to trace (default 10).
+    #[arg(short, long, value_name = "N", conflicts_with = "flows")]
+    limit: Option<u32>,
+    /// Trace the first N flows instead of a number of packets.
+    #[arg(long, value_name = "N")]
+    flows: Option<u32>,
+    /// Enable the request at once.
+    #[arg(long)]
+    enable: bool,
+}
+
+fn request(cli: &Cli, req: &Value) -> Result<Value, Failure> {
+    let path = cli.run_dir.join("control.sock");
+    let mut s = UnixStream::connect(&path)
+        .map_err(|e| Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display())))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = req.clone();
+    if let Some(t) = &cli.token {
+        req["token"] = Value::from(t.clone());
+    }
+    writeln!(s, "{req}").map_err(|e| Failure(format!("sending to {}: {e}", path.display())))?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(|e| Failure(format!("reading the reply from {}: {e}", path.display())))?;
+    let reply: Value =
+        serde_json::from_str(&line).map_err(|e| Failure(format!("bad reply from the vRouter: {e}: {line:?}")))?;
+    if reply["ok"] != true {
+        return Err(Failure(format!("trace: {}", reply["error"].as_str().unwrap_or("request failed"))));
+    }
+    Ok(reply)
+}
+
+fn number(field: &str, s: &str) -> Result<u64, Failure> {
+    let t = s.trim();
+    let r = match t.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| Failure(format!("{field}: {s:?} is not a number")))
+}
+
+fn add_request(a: &AddArgs) -> Result<Value, Failure> {
+    let mut c = serde_json::Map::new();
+    let mut put = |k: &str, v: Value| {
+        c.insert(k.into(), v);
+    };
+    if let Some(m) = &a.mac_src {
+        put("src_mac", m.clone().into());
+    }
+    if let Some(m) = &a.mac_dst {
+        put("dst_mac", m.clone().into());
+    }
+    if let Some(e) = &a.ethertype {
+        put("ethertype", number("--ethertype", e)?.into());
+    }
+    if let Some(x) = &a.ip_src {
+        put("src_ip", x.clone().into());
+    }
+    if let Some(x) = &a.ip_dst {
+        put("dst_ip", x.clone().into());
+    }
+    if let Some(p) = &a.ip_protocol {
+        let n = match p.to_ascii_lowercase().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmp6" | "icmpv6" => 58,
+            other => number("--ip-protocol", other)?,
+        };
+        put("protocol", n.into());
+    }
+    if let Some(p) = a.src_port {
+        put("src_port", p.into());
+    }
+    if let Some(p) = a.dst_port {
+        put("dst_port", p.into());
+    }
+    if let Some(v) = a.ingress_vif {
+        put("ingress_vif", v.into());
+    }
+    if let Some(v) = a.vrf {
+        put("vrf", v.into());
+    }
+    let scope = match (&a.vif, &a.vn) {
+        (Some(v), _) => json!({"vif": v}),
+        (None, Some(vn)) => json!({"vn": vn}),
+        _ => json!("vrouter"),
+    };
+    let limit = match (a.limit, a.flows) {
+        (_, Some(f)) => json!({"flows": f}),
+        (Some(n), None) => json!({"packets": n}),
+        (None, None) => Value::Null,
+    };
+    Ok(json!({"cmd": "trace_add", "condition": c, "scope": scope, "limit": limit, "enabled": a.enable}))
+}
+
+fn render_request(r: &Value) -> String {
+    let cond = r["condition"].as_object().map_or(String::new(), |o| {
+        o.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
+    });
+    let scope = match r["scope"]["type"].as_str() {
+        Some("vif") => format!("vif {}", r["scope"]["vif"]),
+        Some("vn") => format!("vn {}", r["scope"]["vn"].as_str().unwrap_or("")),
+        _ => "vrouter".into(),
+    };
+    let limit = if let Some(n) = r["limit"]["packets"].as_u64() { format!("{n} packets") } else { format!("{} flows", r["limit"]["flows"]) };
+    format!(
+        "{}  {:<13} scope {:<10} limit {:<11} left {:<6} {}\n",
+        r["id"].as_str().unwrap_or("?"),
+        r["state"].as_str().unwrap_or("?"),
+        scope,
+        limit,
+        r["remaining"],
+        if cond.is_empty() { "(match all)".into() } else { cond }
+    )
+}
+
+fn out_json(v: &Value, pretty: bool) -> String {
+    let mut s = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.expect("json");
+    s.push('\n');
+    s
+}
+
+fn run(cli: &Cli) -> Result<String, Failure> {
+    let j = cli.json;
+    let one = |verb: &str, cmd: &str, id: &str| -> Result<String, Failure> {
+        let r = request(cli, &json!({"cmd": cmd, "id": id}))?;
+        Ok(if j { out_json(&r["request"], cli.pretty) } else { format!("trace request {} {verb}\n", r["request"]["id"].as_str().unwrap_or(id)) })
+    };
+    match &cli.cmd {
+        Cmd::Add(a) => {
+            let r = request(cli, &add_request(a)?)?;
+            Ok(if j { out_json(&r["request"], cli.pretty) } else { render_request(&r["request"]) })
+        }
+        Cmd::Show => {
+            let r = request(cli, &json!({"cmd": "trace_show"}))?;
+            if j {
+                return Ok(out_json(&r["requests"], cli.pretty));
+            }
+            let reqs = r["requests"].as_array().cloned().unwrap_or_default();
+            let mut text = String::new();
+            if r["recording"] == false {
+                text.push_str("note: this vRouter was built without the `trace` feature: nothing is recorded\n");
+            }
+            if reqs.is_empty() {
+                text.push_str("(no trace requests)\n");
+            }
+            text.extend(reqs.iter().map(render_request));
+            Ok(text)
+        }
+        Cmd::Enable { id } => one("enabled", "trace_enable", id),
+        Cmd::Disable { id } => one("disabled", "trace_disable", id),
+        Cmd::Remove { id } => one("removed", "trace_remove", id),
+        Cmd::Flush => {
+            let r = request(cli, &json!({"cmd": "trace_flush"}))?;
+            Ok(if j { out_json(&r, cli.pretty) } else { format!("Removed {} trace request(s)\n", r["removed"]) })
+        }
+        Cmd::List | Cmd::Get { .. } => {
+            let reader = TraceReader::open_run_dir(&cli.run_dir).map_err(|e| Failure(e.to_string()))?;
+            let info = reader.info();
+            let traces = collect(&reader.records());
+            if let Cmd::Get { id, peer } = &cli.cmd {
+                let n = parse_trace_id(id).ok_or_else(|| Failure(format!("id: {id:?} is not a trace id (hex)")))?;
+                let mut hosts = Vec::new();
+                if let Some(t) = traces.iter().find(|t| t.id == n) {
+                    hosts.push((cli.run_dir.clone(), t.clone(), info));
+                }
+                for dir in peer {
+                    let r = TraceReader::open_run_dir(dir).map_err(|e| Failure(format!("--peer {}: {e}", dir.display())))?;
+                    if let Some(t) = collect(&r.records()).into_iter().find(|t| t.id == n) {
+                        hosts.push((dir.clone(), t, r.info()));
+                    }
+                }
+                if hosts.is_empty() {
+                    return Err(Failure(format!("id: no trace {n:016x}")));
+                }
+                if peer.is_empty() {
+                    let (_, t, info) = &hosts[0];
+                    return Ok(if j { render_get_json(t, info, cli.pretty) } else { render_get(t, info) });
+                }
+                if j {
+                    let v: Vec<Value> = hosts
+                        .iter()
+                        .map(|(d, t, info)| {
+                            let one: Value = serde_json::from_str(&render_get_json(t, info, false)).expect("json");
+                            json!({"run_dir": d.display().to_string(), "trace": one})
+                        })
+                        .collect();
+                    return Ok(out_json(&json!({"trace_id": format!("{n:016x}"), "hosts": v}), cli.pretty));
+                }
+                let mut text = String::new();
+                for (d, t, info) in &hosts {
+                    text.push_str(&format!("=== vRouter at {} ===\n", d.display()));
+                    text.push_str(&render_get(t, info));
+                    text.push('\n');
+                }
+                return Ok(text);
+            }
+            Ok(if j { render_list_json(&traces, &info, cli.pretty) } else { render_list(&traces, &info) })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => emit(&out),
+        Err(e) => fail(&e),
+    }
+}

@@ -1,0 +1,627 @@
+//! The control side of tracing: the list of trace requests (persisted in the run
+//! directory), the control-socket commands that manage them, and the compiled set of enabled
+//! requests the forwarding lcores read.
+//!
+//! The data plane sees two things: `enabled`, a word that is non-zero while at least one
+//! request is enabled (read once per burst), and the published active set with its `epoch`
+//! (re-read by an lcore only when the epoch changes).
+
+use super::request::{bad, new_uuid, parse_uuid, Condition, FieldError, Limit, Matcher, Scope, TraceRequest};
+use crate::fib::Fib;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// File of the persisted requests inside the run directory.
+pub const REQUESTS_FILE_NAME: &str = "trace-requests.json";
+
+/// An enabled request as the data plane uses it.
+#[derive(Debug)]
+pub struct Active {
+    pub uuid: [u8; 16],
+    pub matcher: Matcher,
+    pub limit: Limit,
+    /// What is left of the limit (packets or flows), shared by every lcore.
+    pub budget: Arc<AtomicU32>,
+}
+
+/// What the lcores share with the control side.
+#[derive(Debug)]
+pub struct Published {
+    /// Non-zero while a request is enabled: the one word the data plane reads per burst.
+    pub enabled: AtomicU32,
+    /// Bumped whenever the active set changes.
+    pub epoch: AtomicU64,
+    set: Mutex<Arc<Vec<Active>>>,
+    next_trace: AtomicU64,
+    trace_base: u32,
+}
+
+impl Published {
+    pub fn new() -> Published {
+        // A random start: ids of different vRouters do not collide in practice, and an id
+        // fits the 32 bits of the trace mark a packet carries to the next vRouter.
+        let b = parse_uuid(&new_uuid()).unwrap_or([0; 16]);
+        Published {
+            enabled: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
+            set: Mutex::new(Arc::new(Vec::new())),
+            next_trace: AtomicU64::new(0),
+            trace_base: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        }
+    }
+
+    /// The current active set (taken by an lcore when the epoch changed).
+    pub fn active(&self) -> Arc<Vec<Active>> {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A new trace id: 32 bits (what the trace mark carries across hosts), never 0.
+    pub fn new_trace_id(&self) -> u64 {
+        loop {
+            let n = self.next_trace.fetch_add(1, Ordering::Relaxed) as u32;
+            let id = self.trace_base.wrapping_add(n);
+            if id != 0 {
+                return u64::from(id);
+            }
+        }
+    }
+
+    fn publish(&self, set: Vec<Active>) {
+        let n = set.len() as u32;
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.enabled.store(n, Ordering::Release);
+    }
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published::new()
+    }
+}
+
+/// Why the persisted requests could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    version: u32,
+    requests: Vec<TraceRequest>,
+}
+
+/// A tenant (project): its token and the VNs (and so the vifs) it may trace.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub token: String,
+    pub vns: Vec<String>,
+}
+
+/// Who sent a command: the operator (the control socket is owner-only) or a tenant.
+#[derive(Debug, Clone, Copy)]
+enum Caller<'a> {
+    Operator,
+    Tenant(&'a Tenant),
+}
+
+/// The trace requests of a running vRouter.
+pub struct TraceControl {
+    state: Mutex<Vec<(TraceRequest, Arc<AtomicU32>)>>,
+    path: PathBuf,
+    fib: Arc<Fib>,
+    published: Arc<Published>,
+    tenants: Vec<Tenant>,
+}
+
+impl TraceControl {
+    /// Loads the requests persisted in `run_dir` (none when the file does not exist) and
+    /// publishes the enabled ones. A request that no longer compiles against this
+    /// configuration (its vif or VN is gone) is kept, disabled, with a warning on stderr.
+    pub fn load(run_dir: &Path, fib: Arc<Fib>) -> Result<TraceControl, StoreError> {
+        let path = run_dir.join(REQUESTS_FILE_NAME);
+        let mut reqs = Vec::new();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let s: Stored = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Format { path: path.clone(), msg: e.to_string() })?;
+                if s.version != 1 {
+                    return Err(StoreError::Format { path, msg: format!("version {} (expected 1)", s.version) });
+                }
+                reqs = s.requests;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        }
+        let ctl = TraceControl { state: Mutex::new(Vec::new()), path, fib, published: Arc::new(Published::new()), tenants: Vec::new() };
+        {
+            let mut st = ctl.lock();
+            for mut r in reqs {
+                if r.enabled {
+                    if let Err(e) = ctl.compile(&r) {
+                        eprintln!("vrouter: trace request {} disabled: {e}", r.id);
+                        r.enabled = false;
+                    }
+                }
+                let budget = Arc::new(AtomicU32::new(limit_count(r.limit)));
+                st.push((r, budget));
+            }
+            ctl.republish(&st);
+        }
+        Ok(ctl)
+    }
+
+    /// The tenants whose tokens are accepted (`[[tenant]]`).
+    pub fn with_tenants(mut self, tenants: Vec<Tenant>) -> TraceControl {
+        self.tenants = tenants;
+        self
+    }
+
+    /// The tenants of a configuration.
+    pub fn tenants_of(cfg: &crate::config::Config) -> Vec<Tenant> {
+        cfg.tenants
+            .iter()
+            .map(|t| {
+                let t = t.get_ref();
+                Tenant { name: t.name.clone(), token: t.token.clone(), vns: t.vns.clone() }
+            })
+            .collect()
+    }
+
+    fn caller(&self, v: &Value) -> Result<Caller<'_>, FieldError> {
+        match v.get("token") {
+            None | Some(Value::Null) => Ok(Caller::Operator),
+            Some(Value::String(t)) => {
+                // Compared in full (no early exit on the first differing byte).
+                let same = |a: &str| a.len() == t.len() && a.bytes().zip(t.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+                self.tenants.iter().find(|x| same(&x.token)).map(Caller::Tenant).ok_or_else(|| bad("token", "not a valid tenant token"))
+            }
+            Some(_) => Err(bad("token", "must be a string")),
+        }
+    }
+
+    /// A tenant may only trace on the vifs of its own VNs.
+    fn check_tenant(&self, t: &Tenant, r: &TraceRequest) -> Result<(), FieldError> {
+        let own_vif = |id: u16| self.fib.vif(id).and_then(|v| v.vn_name.as_deref()).is_some_and(|vn| t.vns.iter().any(|x| x == vn));
+        match &r.scope {
+            Scope::Vrouter => return Err(bad("scope", format!("tenant {} may only trace its own vifs and VNs (give a vif or vn scope)", t.name))),
+            Scope::Vif { vif } if !own_vif(*vif) => {
+                return Err(bad("scope.vif", format!("vif {vif} is not in a virtual network of tenant {}", t.name)))
+            }
+            Scope::Vn { vn } if !t.vns.iter().any(|x| x == vn) => {
+                return Err(bad("scope.vn", format!("{vn:?} is not a virtual network of tenant {}", t.name)))
+            }
+            _ => {}
+        }
+        if let Some(v) = r.condition.ingress_vif {
+            if !own_vif(v) {
+                return Err(bad("ingress_vif", format!("vif {v} is not in a virtual network of tenant {}", t.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn visible(caller: Caller<'_>, r: &TraceRequest) -> bool {
+        match caller {
+            Caller::Operator => true,
+            Caller::Tenant(t) => r.project.as_deref() == Some(t.name.as_str()),
+        }
+    }
+
+    pub fn published(&self) -> Arc<Published> {
+        self.published.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(TraceRequest, Arc<AtomicU32>)>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn compile(&self, r: &TraceRequest) -> Result<Matcher, FieldError> {
+        let fib = &self.fib;
+        Matcher::compile(
+            r,
+            |v| fib.vif(v).is_some(),
+            |vn| fib.vif_list().filter(|v| v.vn_name.as_deref() == Some(vn)).map(|v| v.id).collect(),
+        )
+    }
+
+    fn republish(&self, st: &[(TraceRequest, Arc<AtomicU32>)]) {
+        let mut set = Vec::new();
+        for (r, budget) in st.iter().filter(|(r, _)| r.enabled) {
+            let (Ok(matcher), Some(uuid)) = (self.compile(r), parse_uuid(&r.id)) else { continue };
+            set.push(Active { uuid, matcher, limit: r.limit, budget: budget.clone() });
+        }
+        self.published.publish(set);
+    }
+
+    fn save(&self, st: &[(TraceRequest, Arc<AtomicU32>)]) -> Result<(), StoreError> {
+        let s = Stored { version: 1, requests: st.iter().map(|(r, _)| r.clone()).collect() };
+        let text = serde_json::to_string_pretty(&s).expect("requests serialize");
+        let tmp = self.path.with_extension(format!("json.{}.tmp", std::process::id()));
+        let io = |e| StoreError::Io { path: self.path.clone(), source: e };
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Every request with its state.
+    pub fn list(&self) -> Vec<Value> {
+        self.list_for(Caller::Operator)
+    }
+
+    fn list_for(&self, caller: Caller<'_>) -> Vec<Value> {
+        self.lock().iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, b)| show(r, b)).collect()
+    }
+
+    /// Adds a request (disabled unless `enabled` is given); returns it.
+    pub fn add(&self, req: &Value) -> Result<Value, FieldError> {
+        self.add_for(Caller::Operator, req)
+    }
+
+    fn add_for(&self, caller: Caller<'_>, req: &Value) -> Result<Value, FieldError> {
+        let obj = req.as_object().ok_or_else(|| bad("request", "must be a JSON object"))?;
+        let mut r = TraceRequest {
+            id: new_uuid(),
+            condition: parse_condition(obj.get("condition").unwrap_or(&Value::Null))?,
+            scope: parse_scope(obj.get("scope").unwrap_or(&Value::Null))?,
+            limit: parse_limit(obj.get("limit").unwrap_or(&Value::Null))?,
+            enabled: match obj.get("enabled") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad("enabled", "must be true or false")),
+            },
+            created_ms: crate::stats::unix_time_ms(),
+            project: None,
+        };
+        if let Caller::Tenant(t) = caller {
+            self.check_tenant(t, &r)?;
+            r.project = Some(t.name.clone());
+        }
+        self.compile(&r)?;
+        if let Some(id) = obj.get("id") {
+            let id = id.as_str().ok_or_else(|| bad("id", "must be a UUID string"))?;
+            let b = parse_uuid(id).ok_or_else(|| bad("id", format!("{id:?} is not a UUID")))?;
+            r.id = super::request::format_uuid(&b);
+        }
+        let mut st = self.lock();
+        if st.iter().any(|(x, _)| x.id == r.id) {
+            return Err(bad("id", format!("a trace request {} already exists", r.id)));
+        }
+        let budget = Arc::new(AtomicU32::new(limit_count(r.limit)));
+        let shown = show(&r, &budget);
+        st.push((r, budget));
+        self.commit(&st)?;
+        Ok(shown)
+    }
+
+    fn commit(&self, st: &[(TraceRequest, Arc<AtomicU32>)]) -> Result<(), FieldError> {
+        self.republish(st);
+        self.save(st).map_err(|e| bad("run_dir", format!("saving trace requests: {e}")))
+    }
+
+    /// The request `id` as `caller` sees it (another tenant's requests do not exist for it).
+    fn find(caller: Caller<'_>, st: &[(TraceRequest, Arc<AtomicU32>)], id: &str) -> Result<usize, FieldError> {
+        let b = parse_uuid(id).ok_or_else(|| bad("id", format!("{id:?} is not a UUID")))?;
+        let id = super::request::format_uuid(&b);
+        st.iter()
+            .position(|(r, _)| r.id == id && Self::visible(caller, r))
+            .ok_or_else(|| bad("id", format!("no trace request {id}")))
+    }
+
+    /// Enables or disables a request. Enabling restarts its limit.
+    pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<Value, FieldError> {
+        self.set_enabled_for(Caller::Operator, id, enabled)
+    }
+
+    fn set_enabled_for(&self, caller: Caller<'_>, id: &str, enabled: bool) -> Result<Value, FieldError> {
+        let mut st = self.lock();
+        let i = Self::find(caller, &st, id)?;
+        if enabled {
+            self.compile(&st[i].0)?;
+            st[i].1.store(limit_count(st[i].0.limit), Ordering::Relaxed);
+        }
+        st[i].0.enabled = enabled;
+        let shown = show(&st[i].0, &st[i].1);
+        self.commit(&st)?;
+        Ok(shown)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<Value, FieldError> {
+        self.remove_for(Caller::Operator, id)
+    }
+
+    fn remove_for(&self, caller: Caller<'_>, id: &str) -> Result<Value, FieldError> {
+        let mut st = self.lock();
+        let i = Self::find(caller, &st, id)?;
+        let (r, b) = st.remove(i);
+        self.commit(&st)?;
+        Ok(show(&r, &b))
+    }
+
+    /// Removes every request (of the caller); returns how many.
+    pub fn flush(&self) -> Result<usize, FieldError> {
+        self.flush_for(Caller::Operator)
+    }
+
+    fn flush_for(&self, caller: Caller<'_>) -> Result<usize, FieldError> {
+        let mut st = self.lock();
+        let n = st.len();
+        st.retain(|(r, _)| !Self::visible(caller, r));
+        let n = n - st.len();
+        self.commit(&st)?;
+        Ok(n)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Value, FieldError> {
+        self.get_for(Caller::Operator, id)
+    }
+
+    fn get_for(&self, caller: Caller<'_>, id: &str) -> Result<Value, FieldError> {
+        let st = self.lock();
+        let i = Self::find(caller, &st, id)?;
+        Ok(show(&st[i].0, &st[i].1))
+    }
+
+    /// Serves a `trace_*` control command.
+    pub fn command(&self, v: &Value) -> Value {
+        let id = || v.get("id").and_then(Value::as_str).ok_or_else(|| bad("id", "missing (the trace request UUID)"));
+        let c = match self.caller(v) {
+            Ok(c) => c,
+            Err(e) => return json!({"ok": false, "error": e.to_string(), "field": e.field}),
+        };
+        let r = match v.get("cmd").and_then(Value::as_str).unwrap_or("") {
+            "trace_add" => self.add_for(c, v).map(|r| json!({"ok": true, "request": r})),
+            "trace_show" => Ok(json!({"ok": true, "requests": self.list_for(c), "recording": cfg!(feature = "trace")})),
+            "trace_get" => id().and_then(|i| self.get_for(c, i)).map(|r| json!({"ok": true, "request": r})),
+            "trace_enable" => id().and_then(|i| self.set_enabled_for(c, i, true)).map(|r| json!({"ok": true, "request": r})),
+            "trace_disable" => id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r})),
+            "trace_remove" => id().and_then(|i| self.remove_for(c, i)).map(|r| json!({"ok": true, "request": r})),
+            "trace_flush" => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
+            other => Err(bad("cmd", format!("unknown trace command {other:?}"))),
+        };
+        r.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string(), "field": e.field}))
+    }
+}
+
+fn limit_count(l: Limit) -> u32 {
+    match l {
+        Limit::Packets(n) | Limit::Flows(n) => n,
+    }
+}
+
+/// A request with its live state.
+fn show(r: &TraceRequest, budget: &AtomicU32) -> Value {
+    let mut v = serde_json::to_value(r).expect("request serializes");
+    let left = budget.load(Ordering::Relaxed);
+    let state = match (r.enabled, left) {
+        (false, _) => "disabled",
+        (true, 0) => "limit reached",
+        (true, _) => "enabled",
+    };
+    v["state"] = Value::from(state);
+    v["remaining"] = Value::from(left);
+    v
+}
+
+fn parse_condition(v: &Value) -> Result<Condition, FieldError> {
+    let mut c = Condition::default();
+    let obj = match v {
+        Value::Null => return Ok(c),
+        Value::Object(o) => o,
+        _ => return Err(bad("condition", "must be a JSON object")),
+    };
+    fn s(o: &Map<String, Value>, k: &'static str) -> Result<Option<String>, FieldError> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(x)) => Ok(Some(x.trim().to_string())),
+            Some(_) => Err(bad(k, "must be a string")),
+        }
+    }
+    fn n(o: &Map<String, Value>, k: &'static str, max: u64) -> Result<Option<u64>, FieldError> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => match x.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(bad(k, format!("must be an integer 0..={max}"))),
+            },
+        }
+    }
+    for k in obj.keys() {
+        const KNOWN: [&str; 10] =
+            ["src_mac", "dst_mac", "ethertype", "src_ip", "dst_ip", "protocol", "src_port", "dst_port", "ingress_vif", "vrf"];
+        if !KNOWN.contains(&k.as_str()) {
+            return Err(bad("condition", format!("unknown field {k:?} (known: {})", KNOWN.join(", "))));
+        }
+    }
+    c.src_mac = s(obj, "src_mac")?.map(|m| m.to_ascii_lowercase());
+    c.dst_mac = s(obj, "dst_mac")?.map(|m| m.to_ascii_lowercase());
+    c.ethertype = n(obj, "ethertype", 0xffff)?.map(|x| x as u16);
+    c.src_ip = s(obj, "src_ip")?;
+    c.dst_ip = s(obj, "dst_ip")?;
+    c.protocol = n(obj, "protocol", 255)?.map(|x| x as u8);
+    c.src_port = n(obj, "src_port", 0xffff)?.map(|x| x as u16);
+    c.dst_port = n(obj, "dst_port", 0xffff)?.map(|x| x as u16);
+    c.ingress_vif = n(obj, "ingress_vif", 0xffff)?.map(|x| x as u16);
+    c.vrf = n(obj, "vrf", u64::from(u32::MAX))?.map(|x| x as u32);
+    Ok(c)
+}
+
+fn parse_scope(v: &Value) -> Result<Scope, FieldError> {
+    match v {
+        Value::Null => Ok(Scope::Vrouter),
+        Value::String(s) if s == "vrouter" => Ok(Scope::Vrouter),
+        Value::Object(o) => match (o.get("vif"), o.get("vn")) {
+            (Some(vif), None) => match vif.as_u64() {
+                Some(n) if n <= 0xffff => Ok(Scope::Vif { vif: n as u16 }),
+                _ => Err(bad("scope.vif", "must be a vif id")),
+            },
+            (None, Some(Value::String(vn))) => Ok(Scope::Vn { vn: vn.clone() }),
+            (None, Some(_)) => Err(bad("scope.vn", "must be a virtual network name")),
+            _ => Err(bad("scope", "give one of {\"vif\": N}, {\"vn\": \"name\"} or \"vrouter\"")),
+        },
+        _ => Err(bad("scope", "give one of {\"vif\": N}, {\"vn\": \"name\"} or \"vrouter\"")),
+    }
+}
+
+fn parse_limit(v: &Value) -> Result<Limit, FieldError> {
+    let num = |x: &Value, f: &'static str| match x.as_u64() {
+        Some(n) if n >= 1 && n <= u64::from(super::request::MAX_LIMIT) => Ok(n as u32),
+        _ => Err(bad(f, format!("must be an integer 1..={}", super::request::MAX_LIMIT))),
+    };
+    match v {
+        Value::Null => Ok(Limit::default()),
+        Value::Number(_) => Ok(Limit::Packets(num(v, "limit")?)),
+        Value::Object(o) => match (o.get("packets"), o.get("flows")) {
+            (Some(p), None) => Ok(Limit::Packets(num(p, "limit.packets")?)),
+            (None, Some(f)) => Ok(Limit::Flows(num(f, "limit.flows")?)),
+            _ => Err(bad("limit", "give one of {\"packets\": N} or {\"flows\": N}")),
+        },
+        _ => Err(bad("limit", "give one of {\"packets\": N} or {\"flows\": N}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fib() -> Arc<Fib> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml");
+        let text = std::fs::read_to_string(path).expect("demo config");
+        let cfg = crate::config::parse(&text, path).expect("demo config parses");
+        Arc::new(Fib::from_config(&cfg).expect("fib"))
+    }
+
+    #[test]
+    fn requests_persist_and_publish_only_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = TraceControl::load(dir.path(), fib()).unwrap();
+        let p = ctl.published();
+        assert_eq!(p.enabled.load(Ordering::Relaxed), 0);
+        let r = ctl.command(&json!({"cmd": "trace_add", "condition": {"dst_port": 80, "protocol": 17}, "limit": {"packets": 3}}));
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["request"]["enabled"], false, "creating does not enable");
+        assert_eq!(r["request"]["state"], "disabled");
+        let id = r["request"]["id"].as_str().unwrap().to_string();
+        assert_eq!(p.enabled.load(Ordering::Relaxed), 0);
+        let e0 = p.epoch.load(Ordering::Relaxed);
+        let r = ctl.command(&json!({"cmd": "trace_enable", "id": id}));
+        assert_eq!(r["request"]["state"], "enabled", "{r}");
+        assert_eq!(p.enabled.load(Ordering::Relaxed), 1);
+        assert!(p.epoch.load(Ordering::Relaxed) > e0);
+        assert_eq!(p.active()[0].budget.load(Ordering::Relaxed), 3);
+        drop(ctl);
+        // Survives a restart, still enabled.
+        let ctl = TraceControl::load(dir.path(), fib()).unwrap();
+        assert_eq!(ctl.published().enabled.load(Ordering::Relaxed), 1);
+        let l = ctl.list();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0]["id"], id.as_str());
+        assert_eq!(l[0]["condition"]["dst_port"], 80);
+        let r = ctl.command(&json!({"cmd": "trace_remove", "id": id.to_uppercase()}));
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(ctl.published().enabled.load(Ordering::Relaxed), 0);
+        let r = ctl.command(&json!({"cmd": "trace_get", "id": id}));
+        assert_eq!((r["ok"].clone(), r["field"].clone()), (json!(false), json!("id")));
+        ctl.command(&json!({"cmd": "trace_add", "enabled": true}));
+        ctl.command(&json!({"cmd": "trace_add"}));
+        assert_eq!(ctl.command(&json!({"cmd": "trace_flush"}))["removed"], 2);
+        assert!(TraceControl::load(dir.path(), fib()).unwrap().list().is_empty());
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = TraceControl::load(dir.path(), fib()).unwrap();
+        let field = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], false, "{r}");
+            r["field"].as_str().unwrap().to_string()
+        };
+        assert_eq!(field(json!({"cmd": "trace_add", "condition": {"dst_port": 70000}})), "dst_port");
+        assert_eq!(field(json!({"cmd": "trace_add", "condition": {"src_ip": "1.2.3"}})), "src_ip");
+        assert_eq!(field(json!({"cmd": "trace_add", "condition": {"dport": 1}})), "condition");
+        assert_eq!(field(json!({"cmd": "trace_add", "limit": {"packets": 0}})), "limit.packets");
+        assert_eq!(field(json!({"cmd": "trace_add", "limit": "lots"})), "limit");
+        assert_eq!(field(json!({"cmd": "trace_add", "scope": {"vif": 999}})), "scope.vif");
+        assert_eq!(field(json!({"cmd": "trace_add", "enabled": "yes"})), "enabled");
+        assert_eq!(field(json!({"cmd": "trace_enable"})), "id");
+        assert_eq!(field(json!({"cmd": "trace_enable", "id": "x"})), "id");
+        assert_eq!(field(json!({"cmd": "trace_nope"})), "cmd");
+        assert!(ctl.list().is_empty(), "nothing was added by a bad request");
+    }
+
+    #[test]
+    fn tenants_see_and_create_only_their_own_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fib();
+        let vn_of = |id: u16| f.vif(id).and_then(|v| v.vn_name.as_deref()).map(str::to_string);
+        let (own_vif, own_vn) = f.vif_list().find_map(|v| vn_of(v.id).map(|vn| (v.id, vn))).expect("a vif with a VN");
+        let other_vif = f.vif_list().find(|v| vn_of(v.id).as_deref() != Some(own_vn.as_str())).expect("a vif outside it").id;
+        let tenants = vec![
+            Tenant { name: "red".into(), token: "red-token-0123456789".into(), vns: vec![own_vn.clone()] },
+            Tenant { name: "blue".into(), token: "blue-token-0123456789".into(), vns: vec![own_vn.clone()] },
+        ];
+        let ctl = TraceControl::load(dir.path(), f.clone()).unwrap().with_tenants(tenants);
+        let red = "red-token-0123456789";
+        let blue = "blue-token-0123456789";
+        let err = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], false, "{r}");
+            (r["field"].as_str().unwrap().to_string(), r["error"].as_str().unwrap().to_string())
+        };
+        // A bad token is refused, whatever the command.
+        assert_eq!(err(json!({"cmd": "trace_show", "token": "guess"})).0, "token");
+        assert_eq!(err(json!({"cmd": "trace_add", "token": 7, "scope": {"vif": own_vif}})).0, "token");
+        // A tenant may not trace the whole vRouter or a vif or VN that is not its own.
+        assert_eq!(err(json!({"cmd": "trace_add", "token": red})).0, "scope");
+        assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vif": other_vif}})).0, "scope.vif");
+        assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vn": "someone-else"}})).0, "scope.vn");
+        let e = err(json!({"cmd": "trace_add", "token": red, "scope": {"vn": own_vn}, "condition": {"ingress_vif": other_vif}}));
+        assert_eq!(e.0, "ingress_vif");
+        // Its own vif: created, tagged with its project.
+        let r = ctl.command(&json!({"cmd": "trace_add", "token": red, "scope": {"vif": own_vif}}));
+        assert_eq!(r["request"]["project"], "red", "{r}");
+        let id = r["request"]["id"].as_str().unwrap().to_string();
+        let op = ctl.command(&json!({"cmd": "trace_add"}));
+        let op_id = op["request"]["id"].as_str().unwrap().to_string();
+        // Red sees its own request only; blue sees none and cannot touch red's.
+        let shown = |tok: Option<&str>| {
+            let r = ctl.command(&json!({"cmd": "trace_show", "token": tok}));
+            r["requests"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(shown(Some(red)), vec![id.clone()]);
+        assert!(shown(Some(blue)).is_empty());
+        assert_eq!(shown(None).len(), 2, "the operator sees every request");
+        for cmd in ["trace_get", "trace_enable", "trace_disable", "trace_remove"] {
+            let (field, msg) = err(json!({"cmd": cmd, "token": blue, "id": id}));
+            assert_eq!(field, "id");
+            assert!(msg.contains("no trace request"), "{msg}");
+            assert_eq!(err(json!({"cmd": cmd, "token": red, "id": op_id})).0, "id", "red cannot reach the operator's request");
+        }
+        assert_eq!(ctl.command(&json!({"cmd": "trace_flush", "token": blue}))["removed"], 0);
+        assert_eq!(ctl.command(&json!({"cmd": "trace_enable", "token": red, "id": id}))["request"]["state"], "enabled");
+        assert_eq!(ctl.command(&json!({"cmd": "trace_flush", "token": red}))["removed"], 1);
+        assert_eq!(shown(None), vec![op_id], "a tenant's flush leaves the others' requests");
+    }
+
+    #[test]
+    fn a_corrupt_store_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(REQUESTS_FILE_NAME), "{not json").unwrap();
+        let e = TraceControl::load(dir.path(), fib()).err().unwrap().to_string();
+        assert!(e.contains(REQUESTS_FILE_NAME), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! Live packet tracing: trace requests ([`request`], managed by [`control`] over the agent's
+//! control socket and persisted in the run directory), typed step records ([`step`]) in
+//! per-lcore rings of shared memory ([`region`]), written by the data plane ([`dp`], feature
+//! `trace`) and the agent, and rendered to text only by readers (the `trace` tool).
+
+pub mod control;
+pub mod region;
+pub mod request;
+pub mod rest;
+pub mod step;
+
+#[cfg(feature = "trace")]
+pub mod dp;
+
+pub use control::{Published, TraceControl, REQUESTS_FILE_NAME};
+pub use region::{RegionInfo, RingWriter, TraceReader, TraceRecord, TraceRegion, TRACE_FILE_NAME};
+pub use request::{Condition, Limit, Scope, TraceRequest};
+pub use step::Step;

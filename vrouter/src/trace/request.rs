@@ -1,0 +1,551 @@
+//! Trace requests: what to trace (a condition), where (a scope), how much (a limit), and
+//! whether it is enabled. Requests are kept by [`super::TraceControl`], persisted as JSON in
+//! `<run_dir>/trace-requests.json` (written to a temporary file, then renamed) and compiled
+//! into [`Matcher`]s for the data plane.
+//!
+//! The JSON shape follows the flow tracing API (`condition`, `limit`, `enabled`,
+//! `creationTimestampMs`), with the condition spelled out as fields.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// A bad request: names the field and says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {msg}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub msg: String,
+}
+
+pub(crate) fn bad(field: &'static str, msg: impl Into<String>) -> FieldError {
+    FieldError { field, msg: msg.into() }
+}
+
+/// The packet fields a request matches on; absent fields match anything. Addresses may be
+/// prefixes (`10.1.0.0/16`); MACs are `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ethertype: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<String>,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_vif: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<u32>,
+}
+
+/// Where a request applies: packets entering one vif, the vifs of one virtual network, or
+/// every packet of the vRouter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Scope {
+    #[default]
+    Vrouter,
+    Vif { vif: u16 },
+    Vn { vn: String },
+}
+
+/// How much a request traces before it stops matching new packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Limit {
+    /// The first N matching packets.
+    Packets(u32),
+    /// The first N matching flows, each up to [`PACKETS_PER_TRACED_FLOW`] packets.
+    Flows(u32),
+}
+
+/// Packets recorded per traced flow under a flow limit.
+pub const PACKETS_PER_TRACED_FLOW: u32 = 1000;
+/// Largest limit accepted.
+pub const MAX_LIMIT: u32 = 1_000_000;
+
+impl Default for Limit {
+    fn default() -> Limit {
+        Limit::Packets(10)
+    }
+}
+
+/// A trace request as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRequest {
+    pub id: String,
+    #[serde(default)]
+    pub condition: Condition,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub limit: Limit,
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(rename = "creationTimestampMs")]
+    pub created_ms: u64,
+    /// The tenant (project) that created it; `None` for the operator's own requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// An IP prefix of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// The address as 16 bytes (IPv4 as `::ffff:a.b.c.d`).
+    addr: u128,
+    /// Prefix length over the 128-bit form.
+    len: u8,
+}
+
+impl Prefix {
+    pub fn parse(field: &'static str, s: &str) -> Result<Prefix, FieldError> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = a.trim().parse().map_err(|_| bad(field, format!("{s:?} is not an IP address or prefix")))?;
+        let (max, addr) = match ip {
+            IpAddr::V4(v) => (32u8, u128::from(v.to_ipv6_mapped())),
+            IpAddr::V6(v) => (128u8, u128::from(v)),
+        };
+        let len = match l {
+            None => max,
+            Some(l) => match l.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(bad(field, format!("prefix length in {s:?} must be 0..={max}"))),
+            },
+        };
+        let len = len + (128 - max);
+        let p = Prefix { addr: addr & mask(len), len };
+        Ok(p)
+    }
+
+    #[inline]
+    pub fn contains(&self, addr: u128) -> bool {
+        addr & mask(self.len) == self.addr
+    }
+}
+
+#[inline]
+fn mask(len: u8) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+}
+
+/// The 128-bit form of an address (IPv4 mapped).
+#[inline]
+pub fn addr128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v) => u128::from(v.to_ipv6_mapped()),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+pub fn parse_mac(field: &'static str, s: &str) -> Result<[u8; 6], FieldError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad(field, format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")));
+    }
+    let mut m = [0u8; 6];
+    for (o, p) in m.iter_mut().zip(parts) {
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad(field, format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
+    }
+    Ok(m)
+}
+
+/// What the data plane knows of a packet when it matches it against requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketFields {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub ethertype: u16,
+    /// IP fields (None for non-IP frames).
+    pub ip: Option<IpFields>,
+    pub ingress_vif: u16,
+    /// VRF of the ingress vif, or of the decapsulated packet.
+    pub vrf: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpFields {
+    pub src: u128,
+    pub dst: u128,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// A compiled condition and scope (no allocation, no strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matcher {
+    src_mac: Option<[u8; 6]>,
+    dst_mac: Option<[u8; 6]>,
+    ethertype: Option<u16>,
+    src_ip: Option<Prefix>,
+    dst_ip: Option<Prefix>,
+    protocol: Option<u8>,
+    src_port: Option<u16>,
+    dst_port: Option<u16>,
+    ingress_vif: Option<u16>,
+    vrf: Option<u32>,
+    /// Scope as the set of ingress vifs (None: the whole vRouter).
+    scope_vifs: Option<Vec<u16>>,
+}
+
+impl Matcher {
+    /// Compiles a request; `vn_vifs` gives the vifs of a VN (for a VN scope) and `vif_exists`
+    /// checks vif ids.
+    pub fn compile(
+        req: &TraceRequest,
+        vif_exists: impl Fn(u16) -> bool,
+        vn_vifs: impl Fn(&str) -> Vec<u16>,
+    ) -> Result<Matcher, FieldError> {
+        let c = &req.condition;
+        let src_mac = c.src_mac.as_deref().map(|s| parse_mac("src_mac", s)).transpose()?;
+        let dst_mac = c.dst_mac.as_deref().map(|s| parse_mac("dst_mac", s)).transpose()?;
+        let src_ip = c.src_ip.as_deref().map(|s| Prefix::parse("src_ip", s)).transpose()?;
+        let dst_ip = c.dst_ip.as_deref().map(|s| Prefix::parse("dst_ip", s)).transpose()?;
+        if let Some(v) = c.ingress_vif {
+            if !vif_exists(v) {
+                return Err(bad("ingress_vif", format!("vif {v} does not exist")));
+            }
+        }
+        if (c.src_port.is_some() || c.dst_port.is_some()) && !matches!(c.protocol, None | Some(6) | Some(17)) {
+            return Err(bad("protocol", "ports only match TCP (6) or UDP (17)"));
+        }
+        let scope_vifs = match &req.scope {
+            Scope::Vrouter => None,
+            Scope::Vif { vif } => {
+                if !vif_exists(*vif) {
+                    return Err(bad("scope.vif", format!("vif {vif} does not exist")));
+                }
+                Some(vec![*vif])
+            }
+            Scope::Vn { vn } => {
+                let v = vn_vifs(vn);
+                if v.is_empty() {
+                    return Err(bad("scope.vn", format!("no vif is in virtual network {vn:?}")));
+                }
+                Some(v)
+            }
+        };
+        match req.limit {
+            Limit::Packets(n) | Limit::Flows(n) if n == 0 || n > MAX_LIMIT => {
+                return Err(bad("limit", format!("{n} is out of range (1..={MAX_LIMIT})")));
+            }
+            _ => {}
+        }
+        Ok(Matcher {
+            src_mac,
+            dst_mac,
+            ethertype: c.ethertype,
+            src_ip,
+            dst_ip,
+            protocol: c.protocol,
+            src_port: c.src_port,
+            dst_port: c.dst_port,
+            ingress_vif: c.ingress_vif,
+            vrf: c.vrf,
+            scope_vifs,
+        })
+    }
+
+    /// Whether a packet entering `vif` can match at all (checked once per burst).
+    #[inline]
+    pub fn may_match_vif(&self, vif: u16) -> bool {
+        self.ingress_vif.is_none_or(|v| v == vif) && self.scope_vifs.as_ref().is_none_or(|s| s.contains(&vif))
+    }
+
+    /// True when the Ethernet frame `frame` entering `vif` certainly does not match, read
+    /// straight from the header bytes (no parse); false means "run [`Matcher::matches`]".
+    /// For frames entering a vif where they are not tunnelled (not fabric decap).
+    #[inline]
+    pub fn quick_reject(&self, vif: u16, frame: &[u8]) -> bool {
+        if !self.may_match_vif(vif) {
+            return true;
+        }
+        if frame.len() < 34 {
+            return false;
+        }
+        let et = u16::from_be_bytes([frame[12], frame[13]]);
+        if self.ethertype.is_some_and(|e| e != et) {
+            return true;
+        }
+        if et != 0x0800 || frame[14] >> 4 != 4 {
+            return false;
+        }
+        let proto = frame[23];
+        if self.protocol.is_some_and(|p| p != proto) {
+            return true;
+        }
+        let v4 = |o: usize| u128::from(0xffffu32) << 32 | u128::from(u32::from_be_bytes([frame[o], frame[o + 1], frame[o + 2], frame[o + 3]]));
+        if self.src_ip.is_some_and(|x| !x.contains(v4(26))) || self.dst_ip.is_some_and(|x| !x.contains(v4(30))) {
+            return true;
+        }
+        if self.src_port.is_none() && self.dst_port.is_none() {
+            return false;
+        }
+        let fragment = u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff != 0;
+        let l4 = 14 + usize::from(frame[14] & 0xf) * 4;
+        let (sport, dport) = match frame.get(l4..l4 + 4) {
+            Some(p) if !fragment && (proto == 6 || proto == 17) => {
+                (u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]]))
+            }
+            // Not decidable here (short or odd header): the full match decides.
+            Some(_) if !fragment && (proto == 6 || proto == 17) => return false,
+            None if !fragment && (proto == 6 || proto == 17) => return false,
+            // No ports: a port condition cannot match.
+            _ => return true,
+        };
+        self.src_port.is_some_and(|x| x != sport) || self.dst_port.is_some_and(|x| x != dport)
+    }
+
+    #[inline]
+    pub fn matches(&self, p: &PacketFields) -> bool {
+        if !self.may_match_vif(p.ingress_vif) {
+            return false;
+        }
+        if self.src_mac.is_some_and(|m| m != p.src_mac)
+            || self.dst_mac.is_some_and(|m| m != p.dst_mac)
+            || self.ethertype.is_some_and(|e| e != p.ethertype)
+            || self.vrf.is_some_and(|v| v != p.vrf)
+        {
+            return false;
+        }
+        let needs_ip = self.src_ip.is_some()
+            || self.dst_ip.is_some()
+            || self.protocol.is_some()
+            || self.src_port.is_some()
+            || self.dst_port.is_some();
+        if !needs_ip {
+            return true;
+        }
+        let Some(ip) = p.ip else { return false };
+        let ports = ip.proto == 6 || ip.proto == 17;
+        !(self.src_ip.is_some_and(|x| !x.contains(ip.src))
+            || self.dst_ip.is_some_and(|x| !x.contains(ip.dst))
+            || self.protocol.is_some_and(|x| x != ip.proto)
+            || self.src_port.is_some_and(|x| !ports || x != ip.sport)
+            || self.dst_port.is_some_and(|x| !ports || x != ip.dport))
+    }
+}
+
+/// A fresh random (version 4) UUID.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_ok();
+    if !ok {
+        // No /dev/urandom: time and pid still give a unique id on this host.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        b = (t ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format_uuid(&b)
+}
+
+pub fn format_uuid(b: &[u8; 16]) -> String {
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The 16 bytes of a UUID string (any case), `None` if it is not one.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || s.len() != 36 || [8, 13, 18, 23].iter().any(|&i| s.as_bytes()[i] != b'-') {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    for (i, o) in b.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(c: Condition) -> TraceRequest {
+        TraceRequest { id: new_uuid(), condition: c, scope: Scope::Vrouter, limit: Limit::Packets(5), enabled: true, created_ms: 1, project: None }
+    }
+
+    fn pkt(src: &str, dst: &str, proto: u8, sport: u16, dport: u16) -> PacketFields {
+        PacketFields {
+            ethertype: 0x0800,
+            ip: Some(IpFields {
+                src: addr128(src.parse().unwrap()),
+                dst: addr128(dst.parse().unwrap()),
+                proto,
+                sport,
+                dport,
+            }),
+            ingress_vif: 1,
+            vrf: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn prefixes_ports_and_protocol() {
+        let c = Condition {
+            src_ip: Some("192.168.1.0/24".into()),
+            dst_ip: Some("192.168.1.4".into()),
+            protocol: Some(17),
+            dst_port: Some(80),
+            ..Default::default()
+        };
+        let m = Matcher::compile(&req(c), |_| true, |_| vec![]).unwrap();
+        assert!(m.matches(&pkt("192.168.1.3", "192.168.1.4", 17, 1000, 80)));
+        assert!(!m.matches(&pkt("192.168.2.3", "192.168.1.4", 17, 1000, 80)));
+        assert!(!m.matches(&pkt("192.168.1.3", "192.168.1.5", 17, 1000, 80)));
+        assert!(!m.matches(&pkt("192.168.1.3", "192.168.1.4", 6, 1000, 80)));
+        assert!(!m.matches(&pkt("192.168.1.3", "192.168.1.4", 17, 1000, 81)));
+        let mut non_ip = pkt("192.168.1.3", "192.168.1.4", 17, 1000, 80);
+        non_ip.ip = None;
+        assert!(!m.matches(&non_ip));
+        let v6 = Condition { dst_ip: Some("fd00:1::/64".into()), ..Default::default() };
+        let m6 = Matcher::compile(&req(v6), |_| true, |_| vec![]).unwrap();
+        assert!(m6.matches(&pkt("fd00:1::3", "fd00:1::4", 17, 1, 2)));
+        assert!(!m6.matches(&pkt("fd00:1::3", "fd00:2::4", 17, 1, 2)));
+        // An IPv4 prefix never matches an IPv6 address.
+        let any4 = Condition { dst_ip: Some("0.0.0.0/0".into()), ..Default::default() };
+        let m4 = Matcher::compile(&req(any4), |_| true, |_| vec![]).unwrap();
+        assert!(!m4.matches(&pkt("fd00:1::3", "fd00:1::4", 17, 1, 2)));
+        assert!(m4.matches(&pkt("1.2.3.4", "5.6.7.8", 17, 1, 2)));
+    }
+
+    #[test]
+    fn scope_and_macs() {
+        let mut r = req(Condition { src_mac: Some("02:00:00:00:01:03".into()), ..Default::default() });
+        r.scope = Scope::Vn { vn: "vn1".into() };
+        let m = Matcher::compile(&r, |_| true, |vn| if vn == "vn1" { vec![1, 2] } else { vec![] }).unwrap();
+        let mut p = pkt("1.1.1.1", "2.2.2.2", 17, 1, 2);
+        p.src_mac = [2, 0, 0, 0, 1, 3];
+        assert!(m.matches(&p));
+        assert!(m.may_match_vif(2) && !m.may_match_vif(0));
+        p.ingress_vif = 0;
+        assert!(!m.matches(&p));
+        p.ingress_vif = 2;
+        p.src_mac[5] = 4;
+        assert!(!m.matches(&p));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |c: Condition| Matcher::compile(&req(c), |v| v < 3, |_| vec![]).unwrap_err();
+        assert_eq!(e(Condition { src_ip: Some("10.0.0.300".into()), ..Default::default() }).field, "src_ip");
+        assert_eq!(e(Condition { dst_ip: Some("10.0.0.0/33".into()), ..Default::default() }).field, "dst_ip");
+        assert_eq!(e(Condition { src_mac: Some("02:00".into()), ..Default::default() }).field, "src_mac");
+        assert_eq!(e(Condition { ingress_vif: Some(7), ..Default::default() }).field, "ingress_vif");
+        assert_eq!(e(Condition { protocol: Some(1), dst_port: Some(8), ..Default::default() }).field, "protocol");
+        let mut r = req(Condition::default());
+        r.limit = Limit::Packets(0);
+        assert_eq!(Matcher::compile(&r, |_| true, |_| vec![]).unwrap_err().field, "limit");
+        r.limit = Limit::Flows(1);
+        r.scope = Scope::Vn { vn: "nope".into() };
+        assert_eq!(Matcher::compile(&r, |_| true, |_| vec![]).unwrap_err().field, "scope.vn");
+    }
+
+    /// `quick_reject` never rejects a frame `matches` accepts, and rejects the plain misses.
+    #[cfg(feature = "trace")]
+    #[test]
+    fn quick_reject_agrees_with_matches() {
+        let frame = |sport: u16, dport: u16, proto: u8, src: [u8; 4], frag: u16| {
+            let mut f = vec![0u8; 14 + 20 + 8];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&28u16.to_be_bytes());
+            f[20..22].copy_from_slice(&frag.to_be_bytes());
+            f[22] = 64;
+            f[23] = proto;
+            f[26..30].copy_from_slice(&src);
+            f[30..34].copy_from_slice(&[192, 168, 1, 4]);
+            f[34..36].copy_from_slice(&sport.to_be_bytes());
+            f[36..38].copy_from_slice(&dport.to_be_bytes());
+            f
+        };
+        let vif = crate::fib::Vif {
+            id: 1,
+            name: "v".into(),
+            kind: crate::config::VifType::Virtual,
+            device: "d".into(),
+            mac: [0; 6],
+            ip: None,
+            ip6: None,
+            vrf: 1,
+            rx_queues: 1,
+            mtu: 1500,
+            proxy_arp: false,
+            vn_name: None,
+        };
+        let conds = [
+            Condition { dst_port: Some(80), protocol: Some(17), ..Default::default() },
+            Condition { src_ip: Some("10.0.0.0/8".into()), ..Default::default() },
+            Condition { dst_ip: Some("192.168.1.4".into()), src_port: Some(7), ..Default::default() },
+            Condition { ethertype: Some(0x86dd), ..Default::default() },
+            Condition { ingress_vif: Some(2), ..Default::default() },
+        ];
+        let mut rejected = 0;
+        for c in conds {
+            let m = Matcher::compile(&req(c), |_| true, |_| vec![]).unwrap();
+            for (sp, dp, proto, src, frag) in [
+                (7, 80, 17, [10, 1, 2, 3], 0),
+                (7, 81, 17, [10, 1, 2, 3], 0),
+                (7, 80, 6, [11, 1, 2, 3], 0),
+                (8, 80, 17, [10, 1, 2, 3], 0x2000),
+                (7, 80, 1, [10, 1, 2, 3], 0),
+            ] {
+                let f = frame(sp, dp, proto, src, frag);
+                let full = crate::trace::dp::fields_for_test(&vif, &f).unwrap();
+                if m.quick_reject(1, &f) {
+                    rejected += 1;
+                    assert!(!m.matches(&full), "{m:?} rejected a matching frame {sp} {dp} {proto} {src:?} {frag:#x}");
+                }
+            }
+        }
+        assert!(rejected >= 15, "quick_reject should decide the plain misses ({rejected})");
+    }
+
+    #[test]
+    fn uuids_round_trip() {
+        let u = new_uuid();
+        let b = parse_uuid(&u).unwrap();
+        assert_eq!(format_uuid(&b), u);
+        assert_eq!(b[6] >> 4, 4);
+        assert!(parse_uuid("not-a-uuid").is_none());
+        assert!(parse_uuid("bbbbbbbb-0000-4000-8000-000000000080").is_some());
+    }
+
+    #[test]
+    fn json_shape() {
+        let r = TraceRequest {
+            id: "bbbbbbbb-0000-4000-8000-000000000080".into(),
+            condition: Condition { dst_port: Some(80), ..Default::default() },
+            scope: Scope::Vif { vif: 1 },
+            limit: Limit::Flows(2),
+            enabled: false,
+            created_ms: 42,
+            project: Some("demo".into()),
+        };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["condition"]["dst_port"], 80);
+        assert_eq!(j["scope"], serde_json::json!({"type": "vif", "vif": 1}));
+        assert_eq!(j["limit"], serde_json::json!({"flows": 2}));
+        assert_eq!(j["creationTimestampMs"], 42);
+        let back: TraceRequest = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,430 @@
+//! Typed trace steps and their fixed binary form (a kind and four 64-bit words), written by
+//! the data plane and the agent, decoded and rendered to text only by readers.
+
+use crate::drop_reason::DropReason;
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// One step of a traced packet's way through the vRouter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The packet matched trace request `request` (UUID bytes); `new_trace` when it starts a
+    /// trace (the first packet of a traced flow).
+    Matched { request: [u8; 16], new_trace: bool },
+    /// Received on `vif`, RX queue `queue`, `len` bytes.
+    Ingress { vif: u16, queue: u16, len: u32 },
+    /// Parse result: ethertype, IP protocol and ports (0 when none), the VRF the packet is
+    /// looked up in, its IP length and TTL/hop limit.
+    Parsed { ethertype: u16, proto: u8, sport: u16, dport: u16, vrf: u32, ip_len: u16, ttl: u8 },
+    /// Source and destination address (IPv4 as `::ffff:a.b.c.d`).
+    Addresses { src: u128, dst: u128 },
+    /// Outer headers terminated on the fabric: MPLSoUDP label or VXLAN VNI, outer source.
+    Decap { vxlan: bool, label: u32, outer_src: Ipv4Addr },
+    /// Flow table lookup: hit or miss (a miss creates the entry), index, generation and the
+    /// entry's action at that time.
+    FlowLookup { hit: bool, index: u32, gen: u16, action: u8 },
+    /// Queued until the agent sets up `flow` (`new`: this packet created the flow).
+    Held { flow: u32, new: bool },
+    /// Released from the hold queue after `held_ns`, re-run from the start.
+    Released { flow: u32, held_ns: u64 },
+    /// The agent's policy decision at flow setup: action, flow drop reason, and the UUID of
+    /// the deciding rule (all zero when no rule decided).
+    Policy { forward: bool, drop_reason: u8, rule: [u8; 16], flow: u32 },
+    /// The flow action applied to the packet (and the flow's mirror indices, 255 = none).
+    FlowAction { action: u8, drop_reason: u8, mirror: u8, sec_mirror: u8 },
+    /// A copy to the analyzer at mirror index `analyzer`: queued (`bytes` long) or failed.
+    Mirror { analyzer: u8, secondary: bool, bytes: u32, failed: Option<DropReason> },
+    /// Route lookup in `vrf`: nexthop id and kind (see [`nh_kind_name`]), out vif (or
+    /// `u16::MAX`).
+    Route { vrf: u32, nh_id: u32, nh_kind: u8, out_vif: u16 },
+    /// Pushed tunnel: MPLSoUDP label or VXLAN VNI, remote vRouter, UDP source port.
+    Encap { vxlan: bool, label: u32, remote: Ipv4Addr, sport: u16 },
+    /// Sent on `vif`, `len` bytes.
+    Egress { vif: u16, len: u32 },
+    /// Dropped with this reason.
+    Drop { reason: DropReason },
+    /// The packet arrived with the trace mark of vRouter `from` in its encapsulation: this
+    /// vRouter continues that trace (same trace id).
+    Marked { from: Ipv4Addr },
+}
+
+/// Step kinds as stored.
+pub mod kind {
+    pub const MATCHED: u16 = 1;
+    pub const INGRESS: u16 = 2;
+    pub const PARSED: u16 = 3;
+    pub const ADDRESSES: u16 = 4;
+    pub const DECAP: u16 = 5;
+    pub const FLOW_LOOKUP: u16 = 6;
+    pub const HELD: u16 = 7;
+    pub const RELEASED: u16 = 8;
+    pub const POLICY: u16 = 9;
+    pub const FLOW_ACTION: u16 = 10;
+    pub const MIRROR: u16 = 11;
+    pub const ROUTE: u16 = 12;
+    pub const ENCAP: u16 = 13;
+    pub const EGRESS: u16 = 14;
+    pub const DROP: u16 = 15;
+    pub const MARKED: u16 = 16;
+}
+
+pub const NH_ENCAP: u8 = 1;
+pub const NH_TUNNEL: u8 = 2;
+pub const NH_RECEIVE: u8 = 3;
+pub const NH_DISCARD: u8 = 4;
+pub const NH_ECMP: u8 = 5;
+
+pub fn nh_kind_name(k: u8) -> &'static str {
+    match k {
+        NH_ENCAP => "encap",
+        NH_TUNNEL => "tunnel",
+        NH_RECEIVE => "receive",
+        NH_DISCARD => "discard",
+        NH_ECMP => "ecmp",
+        _ => "unknown",
+    }
+}
+
+pub fn action_name(a: u8) -> &'static str {
+    match a {
+        0 => "drop",
+        1 => "hold",
+        2 => "forward",
+        3 => "nat",
+        _ => "unknown",
+    }
+}
+
+fn u128_words(v: u128) -> [u64; 2] {
+    [(v >> 64) as u64, v as u64]
+}
+
+fn words_u128(hi: u64, lo: u64) -> u128 {
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+impl Step {
+    /// The stored form: kind and four data words.
+    pub fn encode(&self) -> (u16, [u64; 4]) {
+        use kind::*;
+        match *self {
+            Step::Matched { request, new_trace } => {
+                let r = u128::from_be_bytes(request);
+                let [a, b] = u128_words(r);
+                (MATCHED, [a, b, u64::from(new_trace), 0])
+            }
+            Step::Ingress { vif, queue, len } => (INGRESS, [u64::from(vif), u64::from(queue), u64::from(len), 0]),
+            Step::Parsed { ethertype, proto, sport, dport, vrf, ip_len, ttl } => (
+                PARSED,
+                [
+                    u64::from(ethertype) | u64::from(proto) << 16 | u64::from(ttl) << 24 | u64::from(ip_len) << 32,
+                    u64::from(sport) | u64::from(dport) << 16,
+                    u64::from(vrf),
+                    0,
+                ],
+            ),
+            Step::Addresses { src, dst } => {
+                let [a, b] = u128_words(src);
+                let [c, d] = u128_words(dst);
+                (ADDRESSES, [a, b, c, d])
+            }
+            Step::Decap { vxlan, label, outer_src } => {
+                (DECAP, [u64::from(vxlan), u64::from(label), u64::from(u32::from(outer_src)), 0])
+            }
+            Step::FlowLookup { hit, index, gen, action } => {
+                (FLOW_LOOKUP, [u64::from(hit), u64::from(index), u64::from(gen), u64::from(action)])
+            }
+            Step::Held { flow, new } => (HELD, [u64::from(flow), u64::from(new), 0, 0]),
+            Step::Released { flow, held_ns } => (RELEASED, [u64::from(flow), held_ns, 0, 0]),
+            Step::Policy { forward, drop_reason, rule, flow } => {
+                let [a, b] = u128_words(u128::from_be_bytes(rule));
+                (POLICY, [u64::from(forward) | u64::from(drop_reason) << 8, a, b, u64::from(flow)])
+            }
+            Step::FlowAction { action, drop_reason, mirror, sec_mirror } => (
+                FLOW_ACTION,
+                [u64::from(action), u64::from(drop_reason), u64::from(mirror), u64::from(sec_mirror)],
+            ),
+            Step::Mirror { analyzer, secondary, bytes, failed } => (
+                MIRROR,
+                [
+                    u64::from(analyzer),
+                    u64::from(secondary),
+                    u64::from(bytes),
+                    failed.map_or(u64::MAX, |r| r.index() as u64),
+                ],
+            ),
+            Step::Route { vrf, nh_id, nh_kind, out_vif } => {
+                (ROUTE, [u64::from(vrf), u64::from(nh_id), u64::from(nh_kind), u64::from(out_vif)])
+            }
+            Step::Encap { vxlan, label, remote, sport } => {
+                (ENCAP, [u64::from(vxlan), u64::from(label), u64::from(u32::from(remote)), u64::from(sport)])
+            }
+            Step::Egress { vif, len } => (EGRESS, [u64::from(vif), u64::from(len), 0, 0]),
+            Step::Drop { reason } => (DROP, [reason.index() as u64, 0, 0, 0]),
+            Step::Marked { from } => (MARKED, [u64::from(u32::from(from)), 0, 0, 0]),
+        }
+    }
+
+    /// Decodes a stored step; `None` for an unknown kind or an invalid value.
+    pub fn decode(k: u16, w: [u64; 4]) -> Option<Step> {
+        use kind::*;
+        Some(match k {
+            MATCHED => Step::Matched { request: words_u128(w[0], w[1]).to_be_bytes(), new_trace: w[2] != 0 },
+            INGRESS => Step::Ingress { vif: w[0] as u16, queue: w[1] as u16, len: w[2] as u32 },
+            PARSED => Step::Parsed {
+                ethertype: w[0] as u16,
+                proto: (w[0] >> 16) as u8,
+                ttl: (w[0] >> 24) as u8,
+                ip_len: (w[0] >> 32) as u16,
+                sport: w[1] as u16,
+                dport: (w[1] >> 16) as u16,
+                vrf: w[2] as u32,
+            },
+            ADDRESSES => Step::Addresses { src: words_u128(w[0], w[1]), dst: words_u128(w[2], w[3]) },
+            DECAP => Step::Decap { vxlan: w[0] != 0, label: w[1] as u32, outer_src: Ipv4Addr::from(w[2] as u32) },
+            FLOW_LOOKUP => Step::FlowLookup { hit: w[0] != 0, index: w[1] as u32, gen: w[2] as u16, action: w[3] as u8 },
+            HELD => Step::Held { flow: w[0] as u32, new: w[1] != 0 },
+            RELEASED => Step::Released { flow: w[0] as u32, held_ns: w[1] },
+            POLICY => Step::Policy {
+                forward: w[0] & 1 != 0,
+                drop_reason: (w[0] >> 8) as u8,
+                rule: words_u128(w[1], w[2]).to_be_bytes(),
+                flow: w[3] as u32,
+            },
+            FLOW_ACTION => Step::FlowAction {
+                action: w[0] as u8,
+                drop_reason: w[1] as u8,
+                mirror: w[2] as u8,
+                sec_mirror: w[3] as u8,
+            },
+            MIRROR => Step::Mirror {
+                analyzer: w[0] as u8,
+                secondary: w[1] != 0,
+                bytes: w[2] as u32,
+                failed: if w[3] == u64::MAX { None } else { Some(DropReason::from_index(w[3] as usize)?) },
+            },
+            ROUTE => Step::Route { vrf: w[0] as u32, nh_id: w[1] as u32, nh_kind: w[2] as u8, out_vif: w[3] as u16 },
+            ENCAP => Step::Encap { vxlan: w[0] != 0, label: w[1] as u32, remote: Ipv4Addr::from(w[2] as u32), sport: w[3] as u16 },
+            EGRESS => Step::Egress { vif: w[0] as u16, len: w[1] as u32 },
+            DROP => Step::Drop { reason: DropReason::from_index(w[0] as usize)? },
+            MARKED => Step::Marked { from: Ipv4Addr::from(w[0] as u32) },
+            _ => return None,
+        })
+    }
+
+    /// Short name of the step kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Matched { .. } => "matched",
+            Step::Ingress { .. } => "ingress",
+            Step::Parsed { .. } => "parse",
+            Step::Addresses { .. } => "addresses",
+            Step::Decap { .. } => "decap",
+            Step::FlowLookup { .. } => "flow_lookup",
+            Step::Held { .. } => "hold",
+            Step::Released { .. } => "release",
+            Step::Policy { .. } => "policy",
+            Step::FlowAction { .. } => "flow_action",
+            Step::Mirror { .. } => "mirror",
+            Step::Route { .. } => "route",
+            Step::Encap { .. } => "encap",
+            Step::Egress { .. } => "egress",
+            Step::Drop { .. } => "drop",
+            Step::Marked { .. } => "marked",
+        }
+    }
+
+    /// Whether this step ends the packet's way through this vRouter (or parks it).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Step::Egress { .. } | Step::Drop { .. } | Step::Held { .. })
+    }
+
+    /// The step as one line of text.
+    pub fn render(&self) -> String {
+        match *self {
+            Step::Matched { request, new_trace } => format!(
+                "matched trace request {}{}",
+                super::request::format_uuid(&request),
+                if new_trace { " (new trace)" } else { "" }
+            ),
+            Step::Ingress { vif, queue, len } => format!("received on vif0/{vif} queue {queue}, {len} bytes"),
+            Step::Parsed { ethertype, proto, sport, dport, vrf, ip_len, ttl } => {
+                if ethertype == 0x0800 || ethertype == 0x86dd {
+                    format!("parsed {} proto {proto} ports {sport} -> {dport}, ip length {ip_len}, ttl {ttl}, vrf {vrf}", ether_name(ethertype))
+                } else {
+                    format!("parsed ethertype {ethertype:#06x} ({}), vrf {vrf}", ether_name(ethertype))
+                }
+            }
+            Step::Addresses { src, dst } => format!("addresses {} -> {}", show_addr(src), show_addr(dst)),
+            Step::Decap { vxlan, label, outer_src } => {
+                if vxlan {
+                    format!("decapsulated VXLAN vni {label} from {outer_src}")
+                } else {
+                    format!("decapsulated MPLSoUDP label {label} from {outer_src}")
+                }
+            }
+            Step::FlowLookup { hit, index, gen, action } => format!(
+                "flow lookup {}: flow {index} gen {gen}, action {}",
+                if hit { "hit" } else { "miss (flow created)" },
+                action_name(action)
+            ),
+            Step::Held { flow, new } => {
+                format!("held for flow setup of flow {index}{}", if new { " (setup requested)" } else { "" }, index = flow)
+            }
+            Step::Released { flow, held_ns } => format!("released after flow {flow} was set up, held {} us", held_ns / 1000),
+            Step::Policy { forward, drop_reason, rule, flow } => {
+                let rule = if rule == [0; 16] { "no rule".to_string() } else { format!("rule {}", super::request::format_uuid(&rule)) };
+                if forward {
+                    format!("policy: flow {flow} forward ({rule})")
+                } else {
+                    format!("policy: flow {flow} drop, flow drop reason {drop_reason} ({rule})")
+                }
+            }
+            Step::FlowAction { action, drop_reason, mirror, sec_mirror } => {
+                let mut s = format!("flow action {}", action_name(action));
+                if action == 0 {
+                    s.push_str(&format!(" (flow drop reason {drop_reason})"));
+                }
+                if mirror != 255 {
+                    s.push_str(&format!(", mirror {mirror}"));
+                    if sec_mirror != 255 {
+                        s.push_str(&format!(" and {sec_mirror}"));
+                    }
+                }
+                s
+            }
+            Step::Mirror { analyzer, secondary, bytes, failed } => {
+                let which = if secondary { "secondary" } else { "primary" };
+                match failed {
+                    None => format!("mirrored to analyzer index {analyzer} ({which}), copy of {bytes} bytes queued"),
+                    Some(r) => format!("mirror to analyzer index {analyzer} ({which}) failed: {}", r.name()),
+                }
+            }
+            Step::Route { vrf, nh_id, nh_kind, out_vif } => {
+                let out = if out_vif == u16::MAX { String::new() } else { format!(" via vif0/{out_vif}") };
+                format!("route in vrf {vrf}: nexthop {nh_id} ({}){out}", nh_kind_name(nh_kind))
+            }
+            Step::Encap { vxlan, label, remote, sport } => {
+                if vxlan {
+                    format!("encapsulated VXLAN vni {label} to {remote}, udp source port {sport}")
+                } else {
+                    format!("encapsulated MPLSoUDP label {label} to {remote}, udp source port {sport}")
+                }
+            }
+            Step::Egress { vif, len } => format!("sent on vif0/{vif}, {len} bytes"),
+            Step::Drop { reason } => format!("dropped: {}", reason.name()),
+            Step::Marked { from } => format!("trace mark from vRouter {from}: continuing its trace"),
+        }
+    }
+
+    /// The step as JSON (`step` = kind name, then its fields).
+    pub fn to_json(&self) -> Value {
+        let mut v = match *self {
+            Step::Matched { request, new_trace } => {
+                json!({"request": super::request::format_uuid(&request), "new_trace": new_trace})
+            }
+            Step::Ingress { vif, queue, len } => json!({"vif": vif, "queue": queue, "len": len}),
+            Step::Parsed { ethertype, proto, sport, dport, vrf, ip_len, ttl } => json!({
+                "ethertype": ethertype, "protocol": proto, "src_port": sport, "dst_port": dport,
+                "vrf": vrf, "ip_len": ip_len, "ttl": ttl
+            }),
+            Step::Addresses { src, dst } => json!({"src_ip": show_addr(src), "dst_ip": show_addr(dst)}),
+            Step::Decap { vxlan, label, outer_src } => json!({
+                "encap": if vxlan { "vxlan" } else { "mplsoudp" }, "label": label, "outer_src": outer_src.to_string()
+            }),
+            Step::FlowLookup { hit, index, gen, action } => {
+                json!({"hit": hit, "index": index, "gen": gen, "action": action_name(action)})
+            }
+            Step::Held { flow, new } => json!({"flow": flow, "new": new}),
+            Step::Released { flow, held_ns } => json!({"flow": flow, "held_ns": held_ns}),
+            Step::Policy { forward, drop_reason, rule, flow } => json!({
+                "action": if forward { "forward" } else { "drop" },
+                "flow_drop_reason": drop_reason,
+                "rule_uuid": if rule == [0; 16] { Value::Null } else { Value::from(super::request::format_uuid(&rule)) },
+                "flow": flow
+            }),
+            Step::FlowAction { action, drop_reason, mirror, sec_mirror } => json!({
+                "action": action_name(action), "flow_drop_reason": drop_reason,
+                "mirror": (mirror != 255).then_some(mirror), "sec_mirror": (sec_mirror != 255).then_some(sec_mirror)
+            }),
+            Step::Mirror { analyzer, secondary, bytes, failed } => json!({
+                "analyzer_index": analyzer, "secondary": secondary, "bytes": bytes,
+                "result": failed.map_or("queued", |r| r.key())
+            }),
+            Step::Route { vrf, nh_id, nh_kind, out_vif } => json!({
+                "vrf": vrf, "nexthop": nh_id, "nexthop_type": nh_kind_name(nh_kind),
+                "out_vif": (out_vif != u16::MAX).then_some(out_vif)
+            }),
+            Step::Encap { vxlan, label, remote, sport } => json!({
+                "encap": if vxlan { "vxlan" } else { "mplsoudp" }, "label": label, "remote": remote.to_string(), "src_port": sport
+            }),
+            Step::Egress { vif, len } => json!({"vif": vif, "len": len}),
+            Step::Drop { reason } => json!({"reason": reason.key(), "reason_name": reason.name()}),
+            Step::Marked { from } => json!({"from": from.to_string()}),
+        };
+        v["step"] = Value::from(self.name());
+        v
+    }
+}
+
+fn ether_name(e: u16) -> &'static str {
+    match e {
+        0x0800 => "IPv4",
+        0x86dd => "IPv6",
+        0x0806 => "ARP",
+        0x8100 => "VLAN",
+        _ => "other",
+    }
+}
+
+/// An address of a record as text (IPv4-mapped shown as IPv4).
+pub fn show_addr(a: u128) -> String {
+    let v6 = Ipv6Addr::from(a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4).to_string(),
+        None => v6.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_round_trips() {
+        let steps = [
+            Step::Matched { request: [7; 16], new_trace: true },
+            Step::Ingress { vif: 1, queue: 3, len: 60 },
+            Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4000, dport: 80, vrf: 1, ip_len: 46, ttl: 64 },
+            Step::Addresses { src: 1 << 100 | 5, dst: u128::MAX },
+            Step::Decap { vxlan: true, label: 5001, outer_src: Ipv4Addr::new(10, 10, 0, 2) },
+            Step::FlowLookup { hit: false, index: 77, gen: 9, action: 1 },
+            Step::Held { flow: 77, new: true },
+            Step::Released { flow: 77, held_ns: 12345 },
+            Step::Policy { forward: false, drop_reason: 3, rule: [0xbb; 16], flow: 77 },
+            Step::FlowAction { action: 2, drop_reason: 0, mirror: 1, sec_mirror: 255 },
+            Step::Mirror { analyzer: 1, secondary: false, bytes: 120, failed: None },
+            Step::Mirror { analyzer: 3, secondary: true, bytes: 0, failed: Some(DropReason::MirrorNoNh) },
+            Step::Route { vrf: 1, nh_id: 3, nh_kind: NH_TUNNEL, out_vif: 0 },
+            Step::Encap { vxlan: false, label: 40, remote: Ipv4Addr::new(10, 10, 0, 2), sport: 50000 },
+            Step::Egress { vif: 2, len: 60 },
+            Step::Drop { reason: DropReason::FlowActionDrop },
+            Step::Marked { from: Ipv4Addr::new(10, 10, 0, 1) },
+        ];
+        for s in steps {
+            let (k, w) = s.encode();
+            assert_eq!(Step::decode(k, w), Some(s), "{s:?}");
+            assert!(!s.render().is_empty());
+            assert_eq!(s.to_json()["step"], s.name());
+        }
+        assert_eq!(Step::decode(999, [0; 4]), None);
+        assert_eq!(Step::decode(kind::DROP, [100_000, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn addresses_render_v4_mapped_as_v4() {
+        let a = u128::from(Ipv4Addr::new(192, 168, 1, 3).to_ipv6_mapped());
+        assert_eq!(show_addr(a), "192.168.1.3");
+        assert_eq!(show_addr(u128::from("fd00:1::4".parse::<Ipv6Addr>().unwrap())), "fd00:1::4");
+    }
+}

@@ -1,0 +1,650 @@
+//! Packet tracing through the real vRouter (real EAL, pcap vdevs): trace requests are added
+//! over the control socket, survive a restart (they are persisted in the run directory), and
+//! the traces read back from the trace region hold exactly the matching packets, up to the
+//! limit, with the steps and verdicts of what the vRouter did.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use vrouter::drop_reason::DropReason;
+use vrouter::trace::{Step, TraceReader, TraceRecord};
+
+const VN1: &str = "default-domain:demo:vn1";
+const RULE_WEB: &str = "cccccccc-0000-4000-8000-000000000080";
+const RULE_DNS: &str = "cccccccc-0000-4000-8000-000000000053";
+const RULE_ALL: &str = "cccccccc-0000-4000-8000-0000000000ff";
+
+/// Analyzer an-a (index 1) behind the fabric gateway; vn1 policy: udp 80 passes mirrored to
+/// an-a, udp 53 is denied, everything else passes.
+fn traced_config(cfg: String, run_dir: &Path) -> String {
+    let cfg: String = cfg
+        .lines()
+        .map(|l| if l.starts_with("run_dir = ") { format!("run_dir = \"{}\"\n", run_dir.display()) } else { format!("{l}\n") })
+        .collect();
+    format!(
+        r#"{cfg}
+[flow]
+held_packets_per_flow = 16
+
+[[nexthop]]
+id = 20
+type = "encap"
+vif = 0
+dst_mac = "{GW_MAC}"
+
+[[route]]
+vrf = 0
+prefix = "10.20.0.0/24"
+nexthop = 20
+
+[[analyzer]]
+name = "an-a"
+ip = "10.20.0.5"
+index = 1
+
+[[network_policy]]
+name = "traced"
+vns = ["{VN1}"]
+[[network_policy.rule]]
+uuid = "{RULE_WEB}"
+protocol = "udp"
+dst_ports = "80"
+action = "pass"
+mirror_to = ["an-a"]
+[[network_policy.rule]]
+uuid = "{RULE_DNS}"
+protocol = "udp"
+dst_ports = "53"
+action = "deny"
+[[network_policy.rule]]
+uuid = "{RULE_ALL}"
+action = "pass"
+"#
+    )
+}
+
+fn vm_udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8], from_mac: &str) -> Vec<u8> {
+    let ip = ipv4_udp(ip4(src), ip4(dst), 64, sport, dport, payload);
+    eth(mac(ROUTER_MAC), mac(from_mac), 0x0800, &ip)
+}
+
+fn add(run_dir: &Path, condition: serde_json::Value, limit: serde_json::Value) -> String {
+    let r = control(run_dir, &json!({"cmd": "trace_add", "condition": condition, "limit": limit}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["request"]["enabled"], false, "a new request is not enabled");
+    r["request"]["id"].as_str().unwrap().to_string()
+}
+
+/// Records grouped by trace id, each in (packet, time) order.
+fn traces(run_dir: &Path) -> BTreeMap<u64, Vec<TraceRecord>> {
+    let r = TraceReader::open_run_dir(run_dir).expect("trace region");
+    let mut m: BTreeMap<u64, Vec<TraceRecord>> = BTreeMap::new();
+    for rec in r.records() {
+        m.entry(rec.trace_id).or_default().push(rec);
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|r| (r.pkt, r.tsc, r.ring, r.position));
+    }
+    m
+}
+
+fn request_of(recs: &[TraceRecord]) -> String {
+    recs.iter()
+        .find_map(|r| match r.step {
+            Step::Matched { request, .. } => Some(vrouter::trace::request::format_uuid(&request)),
+            _ => None,
+        })
+        .expect("a trace starts with its match")
+}
+
+fn kinds(recs: &[TraceRecord], pkt: u32) -> Vec<&'static str> {
+    recs.iter().filter(|r| r.pkt == pkt).map(|r| r.step.name()).collect()
+}
+
+fn steps(recs: &[TraceRecord], pkt: u32) -> Vec<Step> {
+    recs.iter().filter(|r| r.pkt == pkt).map(|r| r.step).collect()
+}
+
+fn rule(s: &str) -> [u8; 16] {
+    vrouter::trace::request::parse_uuid(s).unwrap()
+}
+
+#[test]
+fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    // First run, no traffic: add the requests over the control socket.
+    let mut ids = BTreeMap::new();
+    run_live(Inputs::default(), |c| traced_config(c, &run_dir), |rd| {
+        ids.insert("fwd", add(rd, json!({"protocol": 17, "dst_port": 9000, "src_ip": "192.168.1.3"}), json!({"packets": 3})));
+        ids.insert("dns", add(rd, json!({"dst_port": 53}), json!({"packets": 2})));
+        ids.insert("web", add(rd, json!({"dst_ip": "192.168.1.4/32", "dst_port": 80}), json!({"flows": 1})));
+        ids.insert("off", add(rd, json!({"dst_port": 7777}), json!({"packets": 100})));
+        for k in ["fwd", "dns", "web"] {
+            let r = control(rd, &json!({"cmd": "trace_enable", "id": ids[k]}));
+            assert_eq!(r["request"]["state"], "enabled", "{r}");
+        }
+    });
+    // Second run (a restart): the requests come back from the run directory. Only the
+    // requests are kept: the stopped run's regions go, so the harness waits on the new ones.
+    for f in std::fs::read_dir(&run_dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != vrouter::trace::REQUESTS_FILE_NAME {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    assert!(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME).exists(), "requests persisted");
+    let mut vm1 = Vec::new();
+    for round in 0..5u16 {
+        // Background: 20 flows nobody traces.
+        for i in 0..20u16 {
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 2000 + i, 1000 + i, b"bg", VM1_MAC));
+        }
+        vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4001, 9000, &[round as u8; 8], VM1_MAC));
+        vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4001, 9001, b"near miss", VM1_MAC));
+        if round < 4 {
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4002, 53, b"dns", VM1_MAC));
+        }
+        if round < 3 {
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4003, 80, b"web", VM1_MAC));
+            vm1.push(vm_udp("192.168.1.3", "192.168.1.4", 4004, 7777, b"disabled", VM1_MAC));
+        }
+    }
+    let n = vm1.len() as u64;
+    let mut shown = serde_json::Value::Null;
+    let out = run_live(Inputs { vm1, ..Default::default() }, |c| traced_config(c, &run_dir), |rd| {
+        shown = control(rd, &json!({"cmd": "trace_show"}));
+    });
+    out.assert_accounted(n);
+    let reqs = shown["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 4, "{shown}");
+    let state = |id: &str| reqs.iter().find(|r| r["id"] == id).unwrap()["state"].as_str().unwrap().to_string();
+    assert_eq!(state(&ids["fwd"]), "limit reached");
+    assert_eq!(state(&ids["dns"]), "limit reached");
+    assert_eq!(state(&ids["web"]), "limit reached", "one flow of the flow limit taken");
+    assert_eq!(state(&ids["off"]), "disabled");
+
+    let all = traces(&out.run_dir);
+    let by_req = |k: &str| -> Vec<&Vec<TraceRecord>> { all.values().filter(|t| request_of(t) == ids[k]).collect() };
+    assert!(by_req("off").is_empty(), "a disabled request records nothing");
+    assert_eq!(all.len(), 3, "one trace per traced flow, nothing else: {:?}", all.keys());
+
+    // Forwarded flow: exactly the first 3 of its 5 packets, all in one trace.
+    let fwd = by_req("fwd");
+    assert_eq!(fwd.len(), 1);
+    let t = fwd[0];
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(3));
+    for p in 1..=3u32 {
+        let s = steps(t, p);
+        assert!(s.contains(&Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4001, dport: 9000, vrf: 1, ip_len: 36, ttl: 64 }), "{s:?}");
+        assert_eq!(s.first(), Some(&Step::Ingress { vif: 1, queue: 0, len: 50 }));
+        assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: 50 }), "packet {p}: {s:?}");
+    }
+    // The first packet missed, created the flow, was held, the agent's policy let it pass
+    // (rule RULE_ALL), then it was released and forwarded.
+    let k1 = kinds(t, 1);
+    assert_eq!(
+        k1,
+        ["ingress", "matched", "parse", "addresses", "flow_lookup", "hold", "policy", "release", "flow_lookup", "flow_action", "route", "egress"],
+        "{:?}",
+        steps(t, 1)
+    );
+    let s1 = steps(t, 1);
+    let (flow, gen) = match s1[4] {
+        Step::FlowLookup { hit: false, index, gen, action: 1 } => (index, gen),
+        other => panic!("first lookup: {other:?}"),
+    };
+    assert_eq!(s1[5], Step::Held { flow, new: true });
+    assert_eq!(s1[6], Step::Policy { forward: true, drop_reason: 0, rule: rule(RULE_ALL), flow });
+    assert!(matches!(s1[7], Step::Released { flow: f, .. } if f == flow));
+    assert_eq!(s1[8], Step::FlowLookup { hit: true, index: flow, gen, action: 2 });
+    assert_eq!(s1[9], Step::FlowAction { action: 2, drop_reason: 0, mirror: 255, sec_mirror: 255 });
+    assert!(matches!(s1[10], Step::Route { vrf: 1, nh_id: 2, out_vif: 2, .. }), "{:?}", s1[10]);
+    // Time goes forward through the packet's steps.
+    let tscs: Vec<u64> = t.iter().filter(|r| r.pkt == 1).map(|r| r.tsc).collect();
+    assert!(tscs.windows(2).all(|w| w[0] <= w[1]), "{tscs:?}");
+
+    // Denied flow: 2 packets traced of 4, both dropped by the flow action after the policy
+    // decision of RULE_DNS.
+    let dns = by_req("dns");
+    assert_eq!(dns.len(), 1);
+    let t = dns[0];
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
+    let s1 = steps(t, 1);
+    assert!(s1.iter().any(|s| matches!(s, Step::Policy { forward: false, rule: r, .. } if *r == rule(RULE_DNS))), "{s1:?}");
+    for p in 1..=2u32 {
+        let s = steps(t, p);
+        assert_eq!(s.last(), Some(&Step::Drop { reason: DropReason::FlowActionDrop }), "{s:?}");
+        assert!(s.iter().any(|x| matches!(x, Step::FlowAction { action: 0, .. })), "{s:?}");
+        assert!(!s.iter().any(|x| matches!(x, Step::Egress { .. })));
+    }
+
+    // The operator's view of the same traces: `trace list` and `trace get`.
+    let trace_tool = |args: &[&str]| {
+        let p = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
+        assert!(p.exists(), "{} not built (run the tests with --workspace)", p.display());
+        let o = Command::new(p).arg("--run-dir").arg(&out.run_dir).args(args).output().unwrap();
+        assert!(o.status.success(), "trace {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let listed: serde_json::Value = serde_json::from_str(&trace_tool(&["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let dns_id = format!("{:016x}", t[0].trace_id);
+    let row = listed.as_array().unwrap().iter().find(|r| r["trace_id"] == dns_id.as_str()).unwrap();
+    assert_eq!(row["disposition"], "dropped (Flow Action Drop)");
+    assert_eq!(row["flow"], "vrf 1 proto 17 192.168.1.3:4002 -> 192.168.1.4:53");
+    let story = trace_tool(&["get", &dns_id]);
+    assert!(story.contains("[agent] policy: flow") && story.contains("drop, flow drop reason"), "{story}");
+    assert!(story.contains(&format!("rule {RULE_DNS}")), "{story}");
+    assert!(story.trim_end().ends_with("dropped: Flow Action Drop"), "{story}");
+
+    // Mirrored flow (flow limit 1): all 3 packets, each copied to an-a and forwarded.
+    let web = by_req("web");
+    assert_eq!(web.len(), 1);
+    let t = web[0];
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(3));
+    let copies: Vec<_> = out.fabric.iter().filter(|f| f.len() > 60).collect();
+    assert_eq!(copies.len(), 3, "three copies on the fabric");
+    for p in 1..=3u32 {
+        let s = steps(t, p);
+        let m: Vec<_> = s.iter().filter(|x| matches!(x, Step::Mirror { .. })).collect();
+        assert_eq!(m.len(), 1, "{s:?}");
+        match m[0] {
+            Step::Mirror { analyzer: 1, secondary: false, bytes, failed: None } => {
+                assert_eq!(*bytes as usize, copies[p as usize - 1].len(), "copy length as sent")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.contains(&Step::FlowAction { action: 2, drop_reason: 0, mirror: 1, sec_mirror: 255 }), "{s:?}");
+        assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: 45 }), "{s:?}");
+    }
+}
+
+#[test]
+fn a_removed_request_stops_tracing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run_dir = d.join("run");
+    let rx = d.join("vm1-in.pcap");
+    write_pcap(
+        &rx,
+        &[
+            vm_udp("192.168.1.3", "192.168.1.4", 4100, 9000, b"stream", VM1_MAC),
+            vm_udp("192.168.1.3", "192.168.1.4", 4101, 9001, b"other", VM1_MAC),
+        ],
+    );
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    let vdevs = [
+        format!("\"net_pcap0,rx_pcap={}\"", empty.display()),
+        format!("\"net_pcap1,rx_pcap={},infinite_rx=1\"", rx.display()),
+        format!("\"net_pcap2,rx_pcap={}\"", empty.display()),
+    ];
+    let prefix = unique_prefix();
+    let cfg = traced_config(topology(&vdevs.join(", "), &prefix, &run_dir), &run_dir);
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        prefix,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run_dir.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "no control socket");
+        assert!(child.try_wait().unwrap().is_none(), "vrouter exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = add(&run_dir, json!({"dst_port": 9000}), json!({"packets": 1_000_000}));
+    // Not enabled yet: nothing is recorded while the traffic runs.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(traces(&run_dir).is_empty(), "a request that is not enabled records nothing");
+    let r = control(&run_dir, &json!({"cmd": "trace_enable", "id": id}));
+    assert_eq!(r["ok"], true, "{r}");
+    let packets = || traces(&run_dir).values().flat_map(|t| t.iter().map(|r| r.pkt)).max().unwrap_or(0);
+    while packets() < 200 {
+        assert!(Instant::now() < deadline, "nothing traced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only the matching flow is traced, as one trace.
+    let t = traces(&run_dir);
+    assert_eq!(t.len(), 1);
+    assert!(t.values().next().unwrap().iter().all(|r| !matches!(r.step, Step::Parsed { dport, .. } if dport != 9000)));
+    let r = control(&run_dir, &json!({"cmd": "trace_remove", "id": id}));
+    assert_eq!(r["ok"], true, "{r}");
+    // Packets classified before the lcore saw the removal finish their trace; then nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = packets();
+    let written = |run_dir: &Path| TraceReader::open_run_dir(run_dir).unwrap().records().iter().map(|r| r.position).max();
+    let pos = written(&run_dir);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(packets(), after, "no packet traced after the removal");
+    assert_eq!(written(&run_dir), pos, "no record written after the removal");
+    let shown = control(&run_dir, &json!({"cmd": "trace_show"}));
+    assert_eq!(shown["requests"], json!([]));
+    stop(&mut child);
+    // Removed for good: not in the persisted requests either.
+    let text = std::fs::read_to_string(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME)).unwrap();
+    assert!(!text.contains(&id), "{text}");
+}
+
+/// Adds and enables requests on a vRouter run without traffic in `run_dir`, then leaves only
+/// the persisted requests there (the next run in `run_dir` starts with them).
+fn persist_requests(run_dir: &Path, reqs: &[(serde_json::Value, serde_json::Value)]) -> Vec<String> {
+    let mut ids = Vec::new();
+    run_live(Inputs::default(), |c| traced_config(c, run_dir), |rd| {
+        for (c, l) in reqs {
+            let id = add(rd, c.clone(), l.clone());
+            assert_eq!(control(rd, &json!({"cmd": "trace_enable", "id": id}))["ok"], true);
+            ids.push(id);
+        }
+    });
+    for f in std::fs::read_dir(run_dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != vrouter::trace::REQUESTS_FILE_NAME {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    ids
+}
+
+/// A VM flow leaving through an MPLSoUDP tunnel records the route to the tunnel nexthop and
+/// the encapsulation as sent; a packet arriving from the fabric in MPLSoUDP records the
+/// decapsulation (label, outer source) and is matched on its inner headers.
+#[test]
+fn tunnel_encapsulation_and_fabric_decapsulation_are_traced() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    let ids = persist_requests(
+        &run_dir,
+        &[
+            (json!({"dst_ip": "192.168.2.0/24", "dst_port": 7100}), json!({"packets": 2})),
+            (json!({"src_ip": "192.168.2.7", "dst_port": 7200, "ingress_vif": 0}), json!({"packets": 2})),
+        ],
+    );
+    let vm1 = vec![vm_udp("192.168.1.3", "192.168.2.5", 4100, 7100, b"to-remote", VM1_MAC); 2];
+    let inner = ipv4_udp(ip4("192.168.2.7"), ip4("192.168.1.4"), 63, 4200, 7200, b"from-remote");
+    let mut mp = mpls(18, 64).to_vec();
+    mp.extend_from_slice(&inner);
+    let from_fabric = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
+    let fabric_len = from_fabric.len() as u32;
+    let out = run_live(
+        Inputs { vm1, fabric: vec![from_fabric.clone(), from_fabric], ..Default::default() },
+        |c| traced_config(c, &run_dir),
+        |_| {},
+    );
+    out.assert_accounted(4);
+    let all = traces(&out.run_dir);
+    assert_eq!(all.len(), 2, "{:?}", all.keys());
+    let of = |id: &str| all.values().find(|t| request_of(t) == id).expect("trace");
+
+    // VM -> remote over MPLSoUDP (nexthop 3, label 40 to 10.10.0.2).
+    let t = of(&ids[0]);
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
+    let sent: Vec<&Vec<u8>> = out.fabric.iter().collect();
+    assert_eq!(sent.len(), 2);
+    for p in 1..=2u32 {
+        let s = steps(t, p);
+        assert!(s.iter().any(|x| matches!(x, Step::Route { vrf: 1, nh_id: 3, nh_kind: 2, out_vif: 0 })), "{s:?}");
+        let frame = sent[p as usize - 1];
+        let sport = u16::from_be_bytes([frame[34], frame[35]]);
+        let enc = Step::Encap { vxlan: false, label: 40, remote: ip4("10.10.0.2"), sport };
+        let n = s.len();
+        assert_eq!(s[n - 2..], [enc, Step::Egress { vif: 0, len: frame.len() as u32 }], "{s:?}");
+    }
+
+    // Fabric -> VM: decapsulated, matched on the inner packet, delivered to vif 2.
+    let t = of(&ids[1]);
+    assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
+    for p in 1..=2u32 {
+        let s = steps(t, p);
+        assert_eq!(s[0], Step::Ingress { vif: 0, queue: 0, len: fabric_len });
+        assert_eq!(s[2], Step::Decap { vxlan: false, label: 18, outer_src: ip4("10.10.0.2") });
+        assert!(matches!(s[3], Step::Parsed { proto: 17, sport: 4200, dport: 7200, vrf: 1, .. }), "{s:?}");
+        assert!(s.iter().any(|x| matches!(x, Step::Route { nh_id: 2, nh_kind: 1, out_vif: 2, .. })), "{s:?}");
+        assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: out.vm2[p as usize - 1].len() as u32 }), "{s:?}");
+    }
+}
+
+/// One HTTP/1.1 request to the trace API; returns the status and the JSON body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("trace API");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = body.unwrap_or("");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {resp}")))
+}
+
+/// The REST API on the agent's HTTP port: tokens required, a tenant works only on its own
+/// vifs and VNs and sees only its own requests, errors name the field.
+#[test]
+fn rest_api_with_tenant_tokens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let red = "red-token-0123456789";
+    let blue = "blue-token-0123456789";
+    let edit = |c: String| {
+        let c = c.replacen("summary_interval_s = 0", &format!("summary_interval_s = 0\ntrace_api = \"{addr}\""), 1);
+        format!(
+            "{c}\n[[tenant]]\nname = \"red\"\ntoken = \"{red}\"\nvns = [\"{VN1}\"]\n\n[[tenant]]\nname = \"blue\"\ntoken = \"{blue}\"\nvns = [\"{VN1}\"]\n"
+        )
+    };
+    let mut checked = false;
+    run_live(Inputs::default(), edit, |_| {
+        let (st, b) = http(&addr, "GET", "/traces", None, None);
+        assert_eq!((st, b["field"].as_str()), (401, Some("token")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some("wrong-token-0123456789"), Some("{}"));
+        assert_eq!((st, b["field"].as_str()), (401, Some("token")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some(r#"{"scope": "vrouter"}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("scope")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some("{not json"));
+        assert_eq!((st, b["field"].as_str()), (400, Some("body")), "{b}");
+        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some(r#"{"scope": {"vif": 1}, "condition": {"dst_port": 99999}}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("dst_port")), "{b}");
+        let (st, b) = http(
+            &addr,
+            "POST",
+            "/traces",
+            Some(red),
+            Some(r#"{"scope": {"vif": 1}, "condition": {"dst_port": 9000}, "limit": {"packets": 4}}"#),
+        );
+        assert_eq!(st, 201, "{b}");
+        assert_eq!((b["enabled"].as_bool(), b["project"].as_str()), (Some(false), Some("red")));
+        assert!(b["creationTimestampMs"].as_u64().unwrap() > 0);
+        let id = b["id"].as_str().unwrap().to_string();
+        let path = format!("/traces/{id}");
+        // Blue does not see red's request, cannot change or delete it.
+        assert_eq!(http(&addr, "GET", "/traces", Some(blue), None), (200, json!([])));
+        assert_eq!(http(&addr, "GET", &path, Some(blue), None).0, 404);
+        assert_eq!(http(&addr, "PUT", &path, Some(blue), Some(r#"{"enabled": true}"#)).0, 404);
+        assert_eq!(http(&addr, "DELETE", &path, Some(blue), None).0, 404);
+        // Red enables it; the other fields must stay as they are.
+        let (st, b) = http(&addr, "PUT", &path, Some(red), Some(r#"{"enabled": true, "limit": {"packets": 5}}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("limit")), "{b}");
+        let (st, b) = http(&addr, "PUT", &path, Some(red), Some(r#"{"enabled": true, "limit": {"packets": 4}}"#));
+        assert_eq!((st, b["state"].as_str()), (200, Some("enabled")), "{b}");
+        let (st, list) = http(&addr, "GET", "/traces", Some(red), None);
+        assert_eq!((st, list.as_array().unwrap().len()), (200, 1));
+        assert_eq!(http(&addr, "DELETE", &path, Some(red), None).0, 200);
+        assert_eq!(http(&addr, "GET", &path, Some(red), None).0, 404);
+        assert_eq!(http(&addr, "PATCH", "/traces", Some(red), None).0, 405);
+        checked = true;
+    });
+    assert!(checked);
+}
+
+/// A traced packet leaving in VXLAN carries the trace mark (flag bit and trace id in the
+/// reserved fields); an untraced one is unchanged on the wire.
+#[test]
+fn vxlan_trace_mark_only_on_traced_packets() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    persist_requests(&run_dir, &[(json!({"dst_port": 7300}), json!({"packets": 10}))]);
+    let vm1 = vec![
+        vm_udp("192.168.1.3", "192.168.3.5", 4300, 7300, b"traced", VM1_MAC),
+        vm_udp("192.168.1.3", "192.168.3.5", 4301, 7301, b"untraced", VM1_MAC),
+    ];
+    let out = run_live(Inputs { vm1, ..Default::default() }, |c| traced_config(c, &run_dir), |_| {});
+    out.assert_accounted(2);
+    let all = traces(&out.run_dir);
+    assert_eq!(all.len(), 1);
+    let id = *all.keys().next().unwrap();
+    assert!(id != 0 && id <= u64::from(u32::MAX), "trace ids fit the mark: {id:#x}");
+    assert_eq!(out.fabric.len(), 2);
+    let vx = |f: &[u8]| f[14 + 20 + 8..14 + 20 + 16].to_vec();
+    let dport = |f: &[u8]| u16::from_be_bytes([f[14 + 20 + 8 + 8 + 14 + 20 + 2], f[14 + 20 + 8 + 8 + 14 + 20 + 3]]);
+    let traced = out.fabric.iter().find(|f| dport(f) == 7300).unwrap();
+    let untraced = out.fabric.iter().find(|f| dport(f) == 7301).unwrap();
+    let b = (id as u32).to_be_bytes();
+    assert_eq!(vx(traced), [0x09, b[0], b[1], b[2], 0x00, 0x13, 0x89, b[3]], "flag + id around VNI 5001");
+    assert_eq!(vx(untraced), [0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0], "untraced VXLAN header as before");
+}
+
+/// `Some(status and output)` once the process has exited.
+fn exited(r: &mut Running) -> Option<String> {
+    use std::io::Read;
+    let st = r.try_wait().unwrap()?;
+    let mut out = String::new();
+    let mut err = String::new();
+    r.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    r.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    Some(format!("{st}: {out}\n{err}"))
+}
+
+/// Deletes a veth pair when dropped.
+struct Veth(String);
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// Two vRouter processes whose fabric ports (af_packet) sit on the two ends of a veth pair:
+/// A traces a VM flow and sends it in VXLAN to B; B continues the same trace id from the
+/// mark, so one trace has steps from both hosts, in order (A then B), and `trace get
+/// --peer` shows them together.
+#[test]
+fn two_vrouters_over_a_veth_pair_continue_one_trace() {
+    let tag = std::process::id() % 100_000;
+    let (ia, ib) = (format!("vta{tag}"), format!("vtb{tag}"));
+    let st = Command::new("ip").args(["link", "add", &ia, "type", "veth", "peer", "name", &ib]).status().unwrap();
+    assert!(st.success(), "creating a veth pair (needs CAP_NET_ADMIN)");
+    let _veth = Veth(ia.clone());
+    for i in [&ia, &ib] {
+        let _ = Command::new("sysctl").args(["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]).status();
+        assert!(Command::new("ip").args(["link", "set", i, "up"]).status().unwrap().success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    // B: router 10.10.0.3, the remote VXLAN VM's MAC bridged to its vif 2; one enabled
+    // request that matches nothing (tracing on, no request of its own for this flow).
+    let run_b = d.join("run-b");
+    let b_vdevs = [
+        format!("\"net_af_packet0,iface={ib}\""),
+        format!("\"net_pcap1,rx_pcap={}\"", empty.display()),
+        format!("\"net_pcap2,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("b-vm2.pcap").display()),
+    ];
+    let prefix_b = unique_prefix();
+    let cfg_b = traced_config(topology(&b_vdevs.join(", "), &prefix_b, &run_b), &run_b)
+        .replacen("router_ip = \"10.10.0.1\"", "router_ip = \"10.10.0.3\"", 1)
+        .replacen("remote_ip = \"10.10.0.3\"", "remote_ip = \"10.10.0.1\"", 1)
+        .replacen("device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"", &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"10.10.0.3\""), 1)
+        + &format!("\n[[bridge]]\nvrf = 1\nmac = \"{REMOTE_VXLAN_VM_MAC}\"\nnexthop = 2\n");
+    assert!(cfg_b.contains("net_af_packet0\"\nmac"), "fabric vif of B rewritten");
+    std::fs::create_dir_all(&run_b).unwrap();
+    let req_b = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-000000000001", "condition": {"dst_port": 1},
+        "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
+    std::fs::write(run_b.join(vrouter::trace::REQUESTS_FILE_NAME), req_b.to_string()).unwrap();
+    let start = |cfg: &str, name: &str, prefix: String| {
+        let p = d.join(name);
+        std::fs::write(&p, cfg).unwrap();
+        Running(
+            Command::new(env!("CARGO_BIN_EXE_vrouter")).arg("--config").arg(&p).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+            prefix,
+        )
+    };
+    let mut b = start(&cfg_b, "b.toml", prefix_b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats_b = loop {
+        if let Ok(r) = vrouter::stats::StatsReader::open(&run_b) {
+            break r;
+        }
+        if let Some(why) = exited(&mut b) {
+            panic!("vrouter B exited: {why}");
+        }
+        assert!(Instant::now() < deadline, "B did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A: the standard topology with its fabric on the other end; traces udp 7300.
+    let run_a = d.join("run-a");
+    let rx_a = d.join("a-vm1.pcap");
+    write_pcap(&rx_a, &vec![vm_udp("192.168.1.3", "192.168.3.5", 4300, 7300, b"cross-host", VM1_MAC); 2]);
+    let a_vdevs = [
+        format!("\"net_af_packet0,iface={ia}\""),
+        format!("\"net_pcap1,rx_pcap={}\"", rx_a.display()),
+        format!("\"net_pcap2,rx_pcap={}\"", empty.display()),
+    ];
+    let prefix_a = unique_prefix();
+    let cfg_a = traced_config(topology(&a_vdevs.join(", "), &prefix_a, &run_a), &run_a)
+        .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1);
+    std::fs::create_dir_all(&run_a).unwrap();
+    let req_a = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-00000000000a", "condition": {"dst_port": 7300},
+        "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
+    std::fs::write(run_a.join(vrouter::trace::REQUESTS_FILE_NAME), req_a.to_string()).unwrap();
+    let mut a = start(&cfg_a, "a.toml", prefix_a);
+    // Both packets delivered to B's VM.
+    while stats_b.vif_counters(2, None).tx_packets < 2 {
+        if let Some(why) = exited(&mut a) {
+            panic!("vrouter A exited: {why}");
+        }
+        if let Some(why) = exited(&mut b) {
+            panic!("vrouter B exited: {why}");
+        }
+        assert!(Instant::now() < deadline, "B delivered {} of 2", stats_b.vif_counters(2, None).tx_packets);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(&mut a);
+    stop(&mut b);
+
+    let ta = traces(&run_a);
+    assert_eq!(ta.len(), 1, "{:?}", ta.keys());
+    let (&id, trace_a) = ta.iter().next().unwrap();
+    let tb = traces(&run_b);
+    let trace_b = tb.get(&id).unwrap_or_else(|| panic!("B continued trace {id:#x}: B has {:?}", tb.keys()));
+    assert_eq!(tb.len(), 1, "B traced nothing else");
+    for p in 1..=2u32 {
+        let sa = steps(trace_a, p);
+        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan: true, label: 5001, .. }), "{sa:?}");
+        assert!(matches!(sa[sa.len() - 1], Step::Egress { vif: 0, .. }), "{sa:?}");
+        let sb = steps(trace_b, p);
+        assert_eq!(kinds(trace_b, p)[..5], ["ingress", "marked", "decap", "parse", "addresses"], "{sb:?}");
+        assert_eq!(sb[1], Step::Marked { from: ip4("10.10.0.1") });
+        assert_eq!(sb[2], Step::Decap { vxlan: true, label: 5001, outer_src: ip4("10.10.0.1") });
+        assert!(matches!(sb[3], Step::Parsed { sport: 4300, dport: 7300, vrf: 1, .. }), "{sb:?}");
+        assert!(matches!(sb.last(), Some(Step::Egress { vif: 2, .. })), "{sb:?}");
+    }
+    // The operator's merged view.
+    let tool = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
+    let o = Command::new(tool).arg("--run-dir").arg(&run_a).args(["get", &format!("{id:x}"), "--peer"]).arg(&run_b).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let at_a = text.find("encapsulated VXLAN vni 5001").expect(&text);
+    let at_b = text.find("trace mark from vRouter 10.10.0.1").expect(&text);
+    assert!(at_a < at_b, "host A's steps come first: {text}");
+}
