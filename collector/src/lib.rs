@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod query;
