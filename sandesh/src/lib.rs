@@ -1,23 +1,68 @@
-//! Sandesh wire-format primitives, byte-exact with the Contrail/Tungsten Fabric
-//! generator → collector protocol (TCP, XML messages in a length-prefixed envelope).
+//! Sandesh wire protocol, byte-exact with the Contrail/Tungsten Fabric generator → collector
+//! protocol (TCP, XML messages in a length-prefixed envelope), and the generator session.
 //!
-//! What this crate holds now: the `<sandesh length="NNNNNNNNNN">…</sandesh>` framing
-//! ([`frame`]: encoder plus an incremental decoder for partial reads), the XML text escaping
-//! the Sandesh readers and writers agree on ([`mod@escape`]), and the table of Sandesh type
-//! names used in `type=`/`key=`/`value=` attributes ([`SandeshType`]). A later issue adds on top
-//! of these the message model (SandeshHeader, field/struct/list encoding, FlowLogData and UVEs),
-//! the strict reader, and the client session (control handshake, reconnect backoff).
+//! Layers, bottom up:
+//! * [`frame`]: the `<sandesh length="NNNNNNNNNN">…</sandesh>` envelope (encoder plus an
+//!   incremental decoder for partial reads); [`mod@escape`]: the four-entity text escaping;
+//!   [`types`]: the wire type names.
+//! * [`model`]: struct and message definitions as data ([`StructDef`], [`FieldDef`],
+//!   [`FieldType`], [`MessageDef`]) and the dynamic [`Value`] / [`StructValue`] tree.
+//! * [`encode`] / [`decode`]: the encoder and the strict decoder, both generic walkers over the
+//!   definitions (no per-field code).
+//! * [`field`]: Rust types ↔ Sandesh types, and `sandesh_struct!`, which declares a typed struct
+//!   and its definition from one field list.
+//! * [`messages`]: the header, the control handshake, `FlowLogDataObject` (with the mirror
+//!   fields) and the VMI / vRouter UVEs; typed [`encode_message`] / [`decode_message`].
+//!
+//! # Using the decoder (collector side)
+//!
+//! ```
+//! use sandesh::{decode_message, FrameDecoder, Message};
+//! # let generator = sandesh::GeneratorId { source: "host1".into(), module: "m".into(),
+//! #     node_type: "Compute".into(), instance_id: "0".into() };
+//! # let hello = sandesh::SandeshCtrlClientToServer { source: "host1".into(),
+//! #     module_name: "m".into(), sucessful_connections: 1, uve_types: vec![], pid: 1,
+//! #     http_port: 0, node_type_name: "Compute".into(), instance_id_name: "0".into() };
+//! # let header = generator.header::<sandesh::SandeshCtrlClientToServer>(0, 0, sandesh::CTRL_LEVEL, 0);
+//! # let bytes_from_socket = sandesh::encode_message_frame(&header, &hello).unwrap();
+//! let mut frames = FrameDecoder::new();
+//! frames.push(&bytes_from_socket);
+//! while let Some(body) = frames.next_frame().unwrap() {
+//!     let decoded = decode_message(&body).unwrap();
+//!     match decoded.message {
+//!         Message::CtrlClientToServer(hello) => assert_eq!(hello.source, "host1"),
+//!         other => panic!("unexpected {}", other.name()),
+//!     }
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod decode;
+pub mod encode;
 pub mod escape;
+pub mod field;
 pub mod frame;
+pub mod messages;
+pub mod model;
 pub mod types;
 
+pub use decode::{decode_body_with, decode_struct, DecodeError, DecodeErrorKind, DynamicMessage};
+pub use encode::{encode_body, encode_fields, encode_struct, EncodeError};
 pub use escape::{escape, escape_into, unescape, unescape_strict, UnescapeError};
+pub use field::{SandeshField, SandeshStruct, Uuid, ValueError, Xml};
 pub use frame::{
     encode_frame, encode_frame_into, split_frame, FrameDecoder, FrameError, CLOSE_TAG,
     FRAME_OVERHEAD, LENGTH_DIGITS, MAX_FRAME_LEN, OPEN_PREFIX, OPEN_TAG_LEN,
+};
+pub use messages::{
+    decode_message, encode_message, encode_message_frame, Decoded, FlowLogData, FlowLogDataObject,
+    GeneratorId, Message, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader,
+    SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats,
+    VrouterStatsAgent, CTRL_LEVEL,
+};
+pub use model::{
+    hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, StructValue, Value,
 };
 pub use types::{SandeshType, UnknownTypeName};
