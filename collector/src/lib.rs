@@ -17,6 +17,8 @@ pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod server;
+pub mod session;
 pub mod stats;
 pub mod store;
 pub mod time;
