@@ -68,16 +68,22 @@ pub fn router(state: ApiState) -> Router {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     format!("http://{host}")
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("handler failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("handler failed: {e}"),
+        )
+    })?
 }
 
 async fn uve_types(headers: HeaderMap) -> Json<Value> {
@@ -95,7 +101,11 @@ fn unknown_type(ty: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         format!(
             "unknown UVE type `{ty}` (types: {})",
-            UVE_TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+            UVE_TYPES
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
 }
@@ -122,7 +132,10 @@ fn wants_flat(q: Option<&str>) -> bool {
     q.map(|q| {
         q.split('&').any(|kv| {
             let k = kv.split('=').next().unwrap_or("");
-            matches!(k, "flat" | "sfilt" | "mfilt" | "cfilt" | "kfilt" | "ackfilt")
+            matches!(
+                k,
+                "flat" | "sfilt" | "mfilt" | "cfilt" | "kfilt" | "ackfilt"
+            )
         })
     })
     .unwrap_or(false)
@@ -143,14 +156,22 @@ async fn uve_get(
         let reader = st.store.reader()?;
         if let Some(prefix) = name.strip_suffix('*') {
             let mut out = Vec::new();
-            for n in reader.uve_names(table)?.into_iter().filter(|n| n.starts_with(prefix)) {
+            for n in reader
+                .uve_names(table)?
+                .into_iter()
+                .filter(|n| n.starts_with(prefix))
+            {
                 let attrs = reader.uve_attrs(table, &n)?;
                 out.push(json!({"name": n, "value": crate::uve::flat_json(&attrs)}));
             }
             return Ok(Json(json!({ "value": out })));
         }
         let attrs = reader.uve_attrs(table, &name)?;
-        Ok(Json(if flat { crate::uve::flat_json(&attrs) } else { crate::uve::raw_json(&attrs) }))
+        Ok(Json(if flat {
+            crate::uve::flat_json(&attrs)
+        } else {
+            crate::uve::raw_json(&attrs)
+        }))
     })
     .await
 }
@@ -178,7 +199,8 @@ async fn query_post(State(st): State<ApiState>, body: Bytes) -> Result<Json<Valu
             query::run(&reader, &req, &ctx)
         };
         run().map_err(|e| {
-            let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             ApiError(code, e.to_string())
         })
     })

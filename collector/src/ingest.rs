@@ -2,8 +2,8 @@
 //!
 //! Sessions `send` into the channel; when the writer falls behind the channel fills, `send`
 //! waits, the session stops reading its socket and TCP flow control pushes back on the
-//! generator — memory stays bounded by the channel capacity (messages of at most one frame
-//! each). The writer takes whatever is queued (up to [`MAX_BATCH`] messages) and applies it in
+//! generator — memory stays bounded: the channel capacity plus the one batch of at most
+//! [`MAX_BATCH`] messages the writer is applying (each message is at most one frame). The writer takes whatever is queued (up to [`MAX_BATCH`] messages) and applies it in
 //! one transaction; the order of messages is preserved, so a generator's UVE removal on
 //! disconnect is ordered after everything that generator sent before.
 
@@ -95,7 +95,9 @@ fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreErro
             for r in recs {
                 t.apply_flow_log(r)?;
             }
-            stats.flow_records_stored.fetch_add(recs.len() as u64, Relaxed);
+            stats
+                .flow_records_stored
+                .fetch_add(recs.len() as u64, Relaxed);
         }
         IngestMsg::Uve(g, u) => {
             t.set_uve(g, u)?;
@@ -135,7 +137,10 @@ fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc
             // The whole batch was rolled back; apply message by message so one bad message
             // does not lose the others.
             stats.store_errors.fetch_add(1, Relaxed);
-            eprintln!("collector: storing a batch of {} messages failed: {e}; retrying one by one", batch.len());
+            eprintln!(
+                "collector: storing a batch of {} messages failed: {e}; retrying one by one",
+                batch.len()
+            );
             for m in &batch {
                 if let Err(e) = writer.transaction(|t| apply(t, m, &stats)) {
                     stats.store_errors.fetch_add(1, Relaxed);

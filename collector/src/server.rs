@@ -69,7 +69,8 @@ impl Collector {
         // that ended with it; each generator resynchronises its own when it connects.
         writer.clear_uves()?;
         let stats = Arc::new(Stats::default());
-        let (ingest, _writer_thread) = start_writer(writer, cfg.ingest_queue, stats.clone()).map_err(StartError::Thread)?;
+        let (ingest, _writer_thread) =
+            start_writer(writer, cfg.ingest_queue, stats.clone()).map_err(StartError::Thread)?;
 
         let retention_us = cfg.flow_retention_s.saturating_mul(1_000_000);
         let mut tasks = Vec::new();
@@ -90,15 +91,35 @@ impl Collector {
         let sandesh_addr = cfg.sandesh_addr();
         let sl = TcpListener::bind(sandesh_addr)
             .await
-            .map_err(|source| StartError::Listen { what: "Sandesh", addr: sandesh_addr, source })?;
+            .map_err(|source| StartError::Listen {
+                what: "Sandesh",
+                addr: sandesh_addr,
+                source,
+            })?;
         let http_addr = cfg.http_addr();
         let hl = TcpListener::bind(http_addr)
             .await
-            .map_err(|source| StartError::Listen { what: "REST API", addr: http_addr, source })?;
-        let sandesh_addr = sl.local_addr().map_err(|source| StartError::Listen { what: "Sandesh", addr: sandesh_addr, source })?;
-        let http_addr = hl.local_addr().map_err(|source| StartError::Listen { what: "REST API", addr: http_addr, source })?;
+            .map_err(|source| StartError::Listen {
+                what: "REST API",
+                addr: http_addr,
+                source,
+            })?;
+        let sandesh_addr = sl.local_addr().map_err(|source| StartError::Listen {
+            what: "Sandesh",
+            addr: sandesh_addr,
+            source,
+        })?;
+        let http_addr = hl.local_addr().map_err(|source| StartError::Listen {
+            what: "REST API",
+            addr: http_addr,
+            source,
+        })?;
 
-        let hostname = if cfg.hostname.is_empty() { default_hostname() } else { cfg.hostname.clone() };
+        let hostname = if cfg.hostname.is_empty() {
+            default_hostname()
+        } else {
+            cfg.hostname.clone()
+        };
         let shared = Arc::new(Shared {
             config: SessionConfig {
                 hostname,
@@ -122,7 +143,15 @@ impl Collector {
                 eprintln!("collector: REST API server failed: {e}");
             }
         }));
-        Ok(Collector { sandesh_addr, http_addr, stats, store, ingest, shared, tasks })
+        Ok(Collector {
+            sandesh_addr,
+            http_addr,
+            stats,
+            store,
+            ingest,
+            shared,
+            tasks,
+        })
     }
 
     /// Stops accepting connections and serving HTTP, and waits until everything queued so far

@@ -164,42 +164,60 @@ impl std::fmt::Debug for Store {
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite { path: path.to_owned(), source }
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and returns it with its one
     /// writer.
     pub fn open(data_dir: &Path) -> Result<(Store, Writer), StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let path = data_dir.join(DB_FILE);
         let path2 = path.clone();
         let e = sql_err(&path2);
         let conn = Connection::open(&path).map_err(&e)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(&e)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(&e)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Sqlite {
                 path,
-                source: rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}, not wal")),
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "journal_mode is {mode}, not wal"
+                )),
             });
         }
-        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(&e)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;")
+            .map_err(&e)?;
         conn.execute_batch(SCHEMA).map_err(&e)?;
         let version: Option<i64> = conn
-            .query_row("SELECT v FROM meta WHERE k = 'schema_version'", [], |r| r.get(0))
+            .query_row("SELECT v FROM meta WHERE k = 'schema_version'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(&e)?;
         match version {
             None => {
-                conn.execute("INSERT INTO meta (k, v) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])
-                    .map_err(&e)?;
+                conn.execute(
+                    "INSERT INTO meta (k, v) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(&e)?;
             }
             Some(SCHEMA_VERSION) => {}
             Some(found) => return Err(StoreError::SchemaVersion { path, found }),
         }
-        let store = Store { path: Arc::new(path), readers: Arc::default() };
+        let store = Store {
+            path: Arc::new(path),
+            readers: Arc::default(),
+        };
         Ok((store.clone(), Writer { conn, store }))
     }
 
@@ -225,7 +243,10 @@ impl Store {
                 conn
             }
         };
-        Ok(Reader { conn: Some(conn), store: self.clone() })
+        Ok(Reader {
+            conn: Some(conn),
+            store: self.clone(),
+        })
     }
 }
 
@@ -243,7 +264,10 @@ impl Reader {
 
     /// Wraps a SQLite error with the database path.
     pub fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.store.path.as_ref().clone(), source }
+        StoreError::Sqlite {
+            path: self.store.path.as_ref().clone(),
+            source,
+        }
     }
 
     /// Distinct object names of a UVE table, sorted.
@@ -252,7 +276,9 @@ impl Reader {
             .conn()
             .prepare_cached("SELECT DISTINCT name FROM uve WHERE tbl = ?1 ORDER BY name")
             .map_err(|e| self.err(e))?;
-        let rows = st.query_map([table], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([table], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -281,13 +307,21 @@ impl Reader {
             let (generator, struct_type, attr, value, ts) = row.map_err(|e| self.err(e))?;
             let field = match value {
                 None => None,
-                Some(v) => Some(serde_json::from_str::<UveField>(&v).map_err(|e| StoreError::CorruptUve {
-                    path: self.store.path.as_ref().clone(),
-                    attr: attr.clone(),
-                    message: e.to_string(),
+                Some(v) => Some(serde_json::from_str::<UveField>(&v).map_err(|e| {
+                    StoreError::CorruptUve {
+                        path: self.store.path.as_ref().clone(),
+                        attr: attr.clone(),
+                        message: e.to_string(),
+                    }
                 })?),
             };
-            out.push(StoredAttr { generator, struct_type, attr, field, ts });
+            out.push(StoredAttr {
+                generator,
+                struct_type,
+                attr,
+                field,
+                ts,
+            });
         }
         Ok(out)
     }
@@ -295,8 +329,12 @@ impl Reader {
     /// Number of rows in FlowRecordTable and FlowSeriesTable.
     pub fn flow_counts(&self) -> Result<(u64, u64), StoreError> {
         let c = self.conn();
-        let r: i64 = c.query_row("SELECT count(*) FROM flow_record", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        let s: i64 = c.query_row("SELECT count(*) FROM flow_series", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let r: i64 = c
+            .query_row("SELECT count(*) FROM flow_record", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let s: i64 = c
+            .query_row("SELECT count(*) FROM flow_series", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         Ok((r as u64, s as u64))
     }
 }
@@ -361,7 +399,10 @@ impl Writer {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.store.path.as_ref().clone(), source }
+        StoreError::Sqlite {
+            path: self.store.path.as_ref().clone(),
+            source,
+        }
     }
 
     /// Runs `f` in one transaction (committed if `f` succeeds).
@@ -372,12 +413,20 @@ impl Writer {
         let path = self.store.path.clone();
         let tx = self
             .conn
-            .transaction()
-            .map_err(|source| StoreError::Sqlite { path: path.as_ref().clone(), source })?;
+            // IMMEDIATE: take the write lock at BEGIN, where SQLite honours the busy timeout
+            // (a deferred transaction that read first gets SQLITE_BUSY at once on upgrade).
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Sqlite {
+                path: path.as_ref().clone(),
+                source,
+            })?;
         let mut t = Tx { tx, path };
         let out = f(&mut t)?;
         let path = t.path.clone();
-        t.tx.commit().map_err(|source| StoreError::Sqlite { path: path.as_ref().clone(), source })?;
+        t.tx.commit().map_err(|source| StoreError::Sqlite {
+            path: path.as_ref().clone(),
+            source,
+        })?;
         Ok(out)
     }
 
@@ -387,7 +436,11 @@ impl Writer {
     }
 
     /// Applies one UVE update in its own transaction.
-    pub fn set_uve(&mut self, generator: &GeneratorKey, update: &UveUpdate) -> Result<(), StoreError> {
+    pub fn set_uve(
+        &mut self,
+        generator: &GeneratorKey,
+        update: &UveUpdate,
+    ) -> Result<(), StoreError> {
         self.transaction(|t| t.set_uve(generator, update))
     }
 
@@ -405,7 +458,9 @@ impl Writer {
     /// Removes every UVE (at startup: no generator is connected yet, and each resynchronises
     /// its UVEs when it connects).
     pub fn clear_uves(&mut self) -> Result<usize, StoreError> {
-        self.conn.execute("DELETE FROM uve", []).map_err(|e| self.err(e))
+        self.conn
+            .execute("DELETE FROM uve", [])
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -417,7 +472,10 @@ pub struct Tx<'c> {
 
 impl Tx<'_> {
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.as_ref().clone(), source }
+        StoreError::Sqlite {
+            path: self.path.as_ref().clone(),
+            source,
+        }
     }
 
     /// Merges one flow sample into FlowRecordTable and appends its diffs to FlowSeriesTable.
@@ -447,8 +505,15 @@ impl Tx<'_> {
         let exists = prev.is_some();
         let p = prev.unwrap_or_default();
         let start = r.setup_time.unwrap_or(r.timestamp_us).min(r.timestamp_us);
-        let end = r.teardown_time.unwrap_or(r.timestamp_us).max(r.timestamp_us);
-        let first_seen = if exists { p.first_seen.min(start) } else { start };
+        let end = r
+            .teardown_time
+            .unwrap_or(r.timestamp_us)
+            .max(r.timestamp_us);
+        let first_seen = if exists {
+            p.first_seen.min(start)
+        } else {
+            start
+        };
         let last_seen = if exists { p.last_seen.max(end) } else { end };
         let agg_bytes = match r.bytes {
             Some(b) => p.bytes.max(b),
@@ -601,13 +666,32 @@ impl Tx<'_> {
             )
             .map_err(|e| StoreError::Sqlite { path: self.path.as_ref().clone(), source: e })?;
         let path = &self.path;
-        let e = |source| StoreError::Sqlite { path: path.as_ref().clone(), source };
-        st.execute(params![u.table, u.name, gen, u.struct_type, TS_ATTR, None::<String>, u.timestamp_us])
-            .map_err(e)?;
+        let e = |source| StoreError::Sqlite {
+            path: path.as_ref().clone(),
+            source,
+        };
+        st.execute(params![
+            u.table,
+            u.name,
+            gen,
+            u.struct_type,
+            TS_ATTR,
+            None::<String>,
+            u.timestamp_us
+        ])
+        .map_err(e)?;
         for a in &u.attrs {
             let json = serde_json::to_string(a).expect("UveField serialises");
-            st.execute(params![u.table, u.name, gen, u.struct_type, a.name, json, u.timestamp_us])
-                .map_err(e)?;
+            st.execute(params![
+                u.table,
+                u.name,
+                gen,
+                u.struct_type,
+                a.name,
+                json,
+                u.timestamp_us
+            ])
+            .map_err(e)?;
         }
         Ok(())
     }

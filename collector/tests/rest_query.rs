@@ -19,7 +19,14 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
         cum.1 += dp;
         cum.2 += db + 24 * dp; // mirrored bytes include the mirror encapsulation
         cum.3 += dp;
-        let mut f = flow("11111111-0000-0000-0000-000000000001", 40000, cum.0, cum.1, db, dp);
+        let mut f = flow(
+            "11111111-0000-0000-0000-000000000001",
+            40000,
+            cum.0,
+            cum.1,
+            db,
+            dp,
+        );
         f.action = Some("pass|mirror".into());
         f.analyzer_name = Some("default-domain:demo:analyzer-a".into());
         f.mirror_bytes = Some(cum.2);
@@ -29,12 +36,33 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
         f.sec_mirror_packets = Some(cum.1);
         samples.push(f);
     }
-    samples.push(flow("22222222-0000-0000-0000-000000000002", 33793, 98, 1, 98, 1));
-    samples.push(flow("22222222-0000-0000-0000-000000000002", 33793, 196, 2, 98, 1));
+    samples.push(flow(
+        "22222222-0000-0000-0000-000000000002",
+        33793,
+        98,
+        1,
+        98,
+        1,
+    ));
+    samples.push(flow(
+        "22222222-0000-0000-0000-000000000002",
+        33793,
+        196,
+        2,
+        98,
+        1,
+    ));
     g.send_flows(samples[..2].to_vec());
     g.send_flows(samples[2..].to_vec());
     let mut g2 = Generator::connect(c.sandesh, "host2");
-    g2.send_flows(vec![flow("33333333-0000-0000-0000-000000000003", 1234, 500, 5, 500, 5)]);
+    g2.send_flows(vec![flow(
+        "33333333-0000-0000-0000-000000000003",
+        1234,
+        500,
+        5,
+        500,
+        5,
+    )]);
     c.wait_stat("flow_records_received", 6);
     c.flush();
 
@@ -56,7 +84,10 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
                "sec_analyzer_name": "default-domain:demo:analyzer-b", "action": "pass|mirror"})
     );
     assert_eq!(r[1]["sport"], 33793, "i16 -31743 on the wire is port 33793");
-    assert_eq!((r[1]["agg-bytes"].clone(), r[1]["agg-packets"].clone()), (json!(196), json!(2)));
+    assert_eq!(
+        (r[1]["agg-bytes"].clone(), r[1]["agg-packets"].clone()),
+        (json!(196), json!(2))
+    );
     assert_eq!(r[1]["agg-mir-bytes"], json!(null));
     assert_eq!(r[2]["vrouter"], "host2");
 
@@ -88,7 +119,10 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
         "filter": [{"name": "agg-bytes", "value": 200, "op": 6}],
         "sort_fields": ["agg-bytes"], "limit": 5
     });
-    assert_eq!(rows(c.http, &q), vec![json!({"UuidKey": "33333333-0000-0000-0000-000000000003", "agg-bytes": 500})]);
+    assert_eq!(
+        rows(c.http, &q),
+        vec![json!({"UuidKey": "33333333-0000-0000-0000-000000000003", "agg-bytes": 500})]
+    );
     c.stop();
 }
 
@@ -98,12 +132,36 @@ fn bad_queries_get_http_error_codes() {
     let c = TestCollector::start(test_config(dir.path()));
     let cases = [
         ("{not json", 400, "invalid JSON"),
-        (r#"{"table":"NoSuchTable","start_time":"now-1h","end_time":"now","select_fields":["x"]}"#, 410, "unknown table"),
-        (r#"{"table":"FlowRecordTable","start_time":"now","end_time":"now-1d","select_fields":["UuidKey"]}"#, 400, "before start_time"),
-        (r#"{"table":"FlowRecordTable","start_time":"yesterday","end_time":"now","select_fields":["UuidKey"]}"#, 400, "start_time"),
-        (r#"{"table":"FlowRecordTable","start_time":"99999999999999999999999","end_time":"now","select_fields":["UuidKey"]}"#, 400, "out of range"),
-        (r#"{"table":"FlowRecordTable","start_time":"now-1h","end_time":"now","select_fields":["agg-bogus"]}"#, 400, "unknown field"),
-        (r#"{"table":"FlowRecordTable","start_time":"now-1h","end_time":"now","select_fields":["UuidKey"],"where":[[{"name":"sport","value":"x","op":5}]]}"#, 400, "not an integer"),
+        (
+            r#"{"table":"NoSuchTable","start_time":"now-1h","end_time":"now","select_fields":["x"]}"#,
+            410,
+            "unknown table",
+        ),
+        (
+            r#"{"table":"FlowRecordTable","start_time":"now","end_time":"now-1d","select_fields":["UuidKey"]}"#,
+            400,
+            "before start_time",
+        ),
+        (
+            r#"{"table":"FlowRecordTable","start_time":"yesterday","end_time":"now","select_fields":["UuidKey"]}"#,
+            400,
+            "start_time",
+        ),
+        (
+            r#"{"table":"FlowRecordTable","start_time":"99999999999999999999999","end_time":"now","select_fields":["UuidKey"]}"#,
+            400,
+            "out of range",
+        ),
+        (
+            r#"{"table":"FlowRecordTable","start_time":"now-1h","end_time":"now","select_fields":["agg-bogus"]}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            r#"{"table":"FlowRecordTable","start_time":"now-1h","end_time":"now","select_fields":["UuidKey"],"where":[[{"name":"sport","value":"x","op":5}]]}"#,
+            400,
+            "not an integer",
+        ),
     ];
     for (body, code, msg) in cases {
         let (got, text) = http_raw(c.http, "POST", "/analytics/query", Some(body));
@@ -113,7 +171,10 @@ fn bad_queries_get_http_error_codes() {
     }
     assert_eq!(c.stat("queries_failed"), cases.len() as u64);
     // An absurd but valid window is clamped, not an error: from the epoch to far in the future.
-    let (code, v) = query(c.http, &json!({"table": "FlowSeriesTable", "start_time": 0, "end_time": "now+3650d", "select_fields": ["T"]}));
+    let (code, v) = query(
+        c.http,
+        &json!({"table": "FlowSeriesTable", "start_time": 0, "end_time": "now+3650d", "select_fields": ["T"]}),
+    );
     assert_eq!((code, v), (200, json!({"value": []})));
     // Wrong method / unknown path.
     let (code, _) = http_raw(c.http, "GET", "/analytics/query", None);
