@@ -12,7 +12,11 @@
 //!   elements wrapped in `<element>`;
 //! * integers are canonical decimal (no sign on unsigned types, no `+`, no leading zeros, no
 //!   `-0`) within the type's range; `bool` is `true`/`false`; `ipaddr` is the canonical text
-//!   of an address; `uuid_t` is lower-case 8-4-4-4-12 hex; text uses only the four entities.
+//!   of an address; `uuid_t` is lower-case 8-4-4-4-12 hex; text uses only the four entities
+//!   and has `>` and `'` escaped.
+//!
+//! Consequently anything the decoder accepts re-encodes to exactly the bytes it came from
+//! (a property test checks this on mutated frames).
 //!
 //! Errors carry the byte offset into the decoded text and a typed [`DecodeErrorKind`]. The
 //! decoder never panics on any input (a property test feeds it random bytes) and its recursion
@@ -346,10 +350,11 @@ impl<'a> Reader<'a> {
         self.expect(">", "`>`")
     }
 
-    /// Reads element text up to the next `<` (which must exist); `>` may not appear raw.
+    /// Reads element text up to the next `<` (which must exist); `>` and `'` may not appear
+    /// raw (writers always escape them), so accepted text re-encodes to the same bytes.
     fn text(&mut self) -> Result<&'a str, DecodeError> {
         let rest = self.rest();
-        let end = rest.find(['<', '>']).unwrap_or(rest.len());
+        let end = rest.find(['<', '>', '\'']).unwrap_or(rest.len());
         if rest.as_bytes().get(end) != Some(&b'<') {
             self.pos += end;
             return Err(self.unexpected("`<` after element text"));
@@ -550,7 +555,7 @@ fn container_open(
 }
 
 fn container_close(r: &mut Reader<'_>, tag_name: &str, size: u32) -> Result<(), DecodeError> {
-    if !r.at_close() {
+    if !r.at_close() && r.rest().starts_with('<') {
         return Err(r.err(DecodeErrorKind::SizeMismatch {
             declared: size,
             more: true,

@@ -13,6 +13,9 @@
 //!   and its definition from one field list.
 //! * [`messages`]: the header, the control handshake, `FlowLogDataObject` (with the mirror
 //!   fields) and the VMI / vRouter UVEs; typed [`encode_message`] / [`decode_message`].
+//! * [`sendq`] and [`session`]: the generator session (handshake, states, backoff, rotation,
+//!   UVE cache with SYNC resync, bounded flow buffer with drop counts, level watermarks) on its
+//!   own thread, fed without blocking through [`SessionHandle`].
 //!
 //! # Using the decoder (collector side)
 //!
@@ -46,6 +49,8 @@ pub mod field;
 pub mod frame;
 pub mod messages;
 pub mod model;
+pub mod sendq;
+pub mod session;
 pub mod types;
 
 pub use decode::{decode_body_with, decode_struct, DecodeError, DecodeErrorKind, DynamicMessage};
@@ -64,5 +69,9 @@ pub use messages::{
 };
 pub use model::{
     hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, StructValue, Value,
+};
+pub use session::{
+    SessionConfig, SessionError, SessionEvent, SessionHandle, SessionState, SessionStats,
+    DEFAULT_COLLECTOR_PORT,
 };
 pub use types::{SandeshType, UnknownTypeName};

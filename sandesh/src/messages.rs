@@ -500,9 +500,7 @@ pub struct GeneratorId {
 }
 
 impl GeneratorId {
-    /// A header for message type `M`: Context `ctrl` and the CONTROL hint for the handshake
-    /// messages, the KEY hint for UVEs (plus `extra_hints`), Category empty, VersionSig from
-    /// the definition.
+    /// A header for message type `M`; see [`GeneratorId::header_for`].
     pub fn header<M: SandeshMessage>(
         &self,
         timestamp_us: i64,
@@ -510,7 +508,20 @@ impl GeneratorId {
         level: i32,
         extra_hints: i32,
     ) -> SandeshHeader {
-        let def = M::MESSAGE;
+        self.header_for(M::MESSAGE, timestamp_us, sequence_num, level, extra_hints)
+    }
+
+    /// A header for a message of definition `def`: Context `ctrl` and the CONTROL hint for the
+    /// handshake messages, the KEY hint for UVEs (plus `extra_hints`), Category empty,
+    /// VersionSig and Type from the definition.
+    pub fn header_for(
+        &self,
+        def: &'static MessageDef,
+        timestamp_us: i64,
+        sequence_num: i32,
+        level: i32,
+        extra_hints: i32,
+    ) -> SandeshHeader {
         let ctrl = matches!(
             def.body.name,
             "SandeshCtrlClientToServer" | "SandeshCtrlServerToClient"

@@ -1,3 +1,4 @@
+pub mod export;
 pub mod policy;
 #[cfg(feature = "dataplane")]
 pub mod flows;

@@ -4,9 +4,11 @@
 //! [`validate()`] checks cross-references and values and reports the offending field with
 //! its line. Nothing is started from a configuration that failed either step.
 
+pub mod export;
 pub mod schema;
 pub mod validate;
 
+pub use export::ExportConfig;
 pub use schema::*;
 pub use validate::{validate, ConfigError};
 

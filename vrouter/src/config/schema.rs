@@ -39,6 +39,9 @@ pub struct Config {
     /// Security groups referenced by vifs (`[[security_group]]`).
     #[serde(default, rename = "security_group")]
     pub security_groups: Vec<Spanned<SecurityGroupConfig>>,
+    /// Flow and UVE export to analytics collectors (`[export]`; off by default).
+    #[serde(default)]
+    pub export: super::export::ExportConfig,
 }
 
 /// DPDK EAL settings.

@@ -1,0 +1,1335 @@
+//! Flow and UVE export to analytics collectors over Sandesh (`[export]`).
+//!
+//! The exporter runs on its own thread. On a timer it scans the shared flow table in slices
+//! through the flow-table crate's snapshot API (the whole table within `scan_percent` of the
+//! age time, at least [`MIN_SLICE`] entries per tick, like tf's FlowStatsCollector), keeps the
+//! last exported cumulative counters of every flow by flow index, and exports a
+//! `FlowLogData` record
+//! * at **setup** (the first scan that sees the flow out of HOLD), with the counters so far
+//!   as its diffs,
+//! * **periodically** while any of bytes, packets or the four mirror counters changed since
+//!   the previous record (`diff_bytes`, `diff_packets`; `mirror_*` cumulative),
+//! * at **teardown** (the slot is no longer active, or holds a new flow), with
+//!   `teardown_time` and the last cumulative figures.
+//!
+//! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
+//! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
+//! ([`Sampler`]). Every `uve_interval_s` it sends a `UVEVMIStats` per virtual vif (cumulative
+//! and per-interval interface counters from the stats region, plus the mirrored packets and
+//! bytes of the flows whose local endpoint is that VMI) and a `VrouterStats` for the vRouter.
+//!
+//! Endpoint metadata (VNs, VM, VMI) comes from the configuration, analyzer names from the
+//! flow entry's mirror indices (the analyzers' configured names), the action from the entry
+//! (`pass`/`deny`, `|mirror` when mirrored), and the rule UUIDs from evaluating the policy
+//! engine on the flow's forward direction.
+//!
+//! Known limits: a flow deleted between two scans loses the counts it took after the last
+//! scan (aged flows are idle by definition; evicted TCP flows may lose their final packets
+//! when the table is larger than one slice per tick); `forward_flow` is decided by setup
+//! time (the earlier entry of a pair is the forward flow).
+
+use crate::agent::policy::{FlowContext, PolicyEngine};
+use crate::config::{self, Config, VifType};
+use crate::stats::StatsReader;
+use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen};
+use sandesh::{
+    FlowLogData, GeneratorId, SessionConfig, SessionHandle, SessionStats, UVEVMIStats, VMIStats,
+    VmInterfaceStats, VrouterStats, VrouterStatsAgent,
+};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Fewest entries scanned per tick (tf `kMinFlowsPerTimer`).
+pub const MIN_SLICE: u32 = 3000;
+/// Name of the counters file the exporter keeps in the run directory.
+pub const COUNTERS_FILE: &str = "export.json";
+
+/// Exporter errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The Sandesh session could not start.
+    #[error("export session: {0}")]
+    Session(#[from] sandesh::SessionError),
+    /// The policy engine could not be built (for rule UUIDs).
+    #[error("export policy: {0}")]
+    Policy(#[from] crate::agent::policy::PolicyError),
+    /// The exporter thread could not be spawned.
+    #[error("spawning the exporter thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// The exporter's counters (also written to `<run_dir>/export.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportCounters {
+    /// Flows currently tracked.
+    pub flows_tracked: u64,
+    /// Setup records produced (before sampling).
+    pub setup_records: u64,
+    /// Periodic records produced (before sampling).
+    pub periodic_records: u64,
+    /// Teardown records produced (before sampling).
+    pub teardown_records: u64,
+    /// Records handed to the session.
+    pub records_exported: u64,
+    /// Records removed by export sampling (or because `flow_export_rate` is 0).
+    pub records_sampled_out: u64,
+    /// Records the session refused because its buffer was full.
+    pub records_dropped: u64,
+    /// Snapshots retried past the limit (entry busy); the flow is visited again next sweep.
+    pub torn_snapshots: u64,
+    /// Completed sweeps of the whole table.
+    pub sweeps: u64,
+    /// Duration of the last complete sweep, ms.
+    pub last_sweep_ms: u64,
+    /// Sampling threshold in bytes (0 when sampling is off).
+    pub sampling_threshold: u64,
+    /// UVE messages queued.
+    pub uves_queued: u64,
+    /// Session: records sent to a collector.
+    pub session_flows_sent: u64,
+    /// Session: records waiting (buffer plus send queue).
+    pub session_flows_buffered: u64,
+    /// Session: records dropped by the full buffer (= `records_dropped`).
+    pub session_flows_dropped: u64,
+    /// Session: UVEs sent.
+    pub session_uves_sent: u64,
+    /// Session state.
+    pub session_state: String,
+    /// Session: sessions established.
+    pub session_established: u64,
+    /// Session: connection attempts that failed.
+    pub session_connect_failures: u64,
+    /// Unix time of this snapshot, ms.
+    pub updated_unix_ms: u64,
+}
+
+// ---------------------------------------------------------------- sampling (§7.4)
+
+/// Default threshold (tf `kDefaultFlowSamplingThreshold`).
+pub const SAMPLING_DEFAULT_THRESHOLD: u64 = 500;
+/// Floor (tf `kMinFlowSamplingThreshold`).
+pub const SAMPLING_MIN_THRESHOLD: u64 = 20;
+/// Threshold recomputation period (tf `FlowThresoldUpdateTime`).
+pub const SAMPLING_UPDATE: Duration = Duration::from_secs(2);
+
+/// What sampling decided for one record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    /// Export unchanged.
+    Export,
+    /// Export with diffs divided by this probability (0 < p < 1).
+    Scaled(f64),
+    /// Do not export.
+    Drop,
+}
+
+/// Flow export sampling: with a configured rate C records/s the threshold adapts to the
+/// measured export rate R; records whose `diff_bytes` is below the threshold are exported with
+/// probability `diff_bytes / threshold` (and their diffs scaled up accordingly), larger ones
+/// always. Rate 0 exports nothing; no rate exports everything.
+#[derive(Debug)]
+pub struct Sampler {
+    rate: Option<u32>,
+    threshold: u64,
+    started: bool,
+    window_start: Instant,
+    exported_in_window: u64,
+    rng: u64,
+}
+
+impl Sampler {
+    /// A sampler for `rate` (see [`config::ExportConfig::flow_export_rate`]).
+    pub fn new(rate: Option<u32>, seed: u64) -> Self {
+        Self {
+            rate,
+            threshold: SAMPLING_DEFAULT_THRESHOLD,
+            started: false,
+            window_start: Instant::now(),
+            exported_in_window: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// Current threshold (0 when sampling is off).
+    pub fn threshold(&self) -> u64 {
+        match self.rate {
+            Some(r) if r > 0 => self.threshold,
+            _ => 0,
+        }
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Recomputes the threshold when a window of [`SAMPLING_UPDATE`] has passed.
+    pub fn update(&mut self, now: Instant) {
+        let Some(c) = self.rate.filter(|r| *r > 0) else { return };
+        let el = now.duration_since(self.window_start);
+        if el < SAMPLING_UPDATE {
+            return;
+        }
+        let r = self.exported_in_window as f64 / el.as_secs_f64();
+        self.adjust(r, f64::from(c));
+        self.window_start = now;
+        self.exported_in_window = 0;
+    }
+
+    /// The threshold rule of §7.4 for measured rate `r` and configured rate `c`.
+    pub fn adjust(&mut self, r: f64, c: f64) {
+        if r >= 0.8 * c {
+            self.started = true;
+        }
+        if r < 0.8 * c {
+            if !self.started {
+                self.threshold = SAMPLING_DEFAULT_THRESHOLD;
+            } else if r < 0.5 * c {
+                self.threshold = (self.threshold / 4).max(SAMPLING_MIN_THRESHOLD);
+            } else {
+                self.threshold = (self.threshold / 2).max(SAMPLING_MIN_THRESHOLD);
+            }
+        } else {
+            let factor = if r > 3.0 * c {
+                4
+            } else if r > 2.0 * c {
+                3
+            } else if r > 1.25 * c {
+                2
+            } else {
+                1
+            };
+            if let Some(t) = self.threshold.checked_mul(factor) {
+                self.threshold = t;
+            }
+        }
+    }
+
+    /// Decides for one record; `teardown_of_exported` exempts the final record of a flow that
+    /// was exported before.
+    pub fn decide(&mut self, diff_bytes: u64, teardown_of_exported: bool) -> Sample {
+        let d = match self.rate {
+            None => Sample::Export,
+            Some(0) => Sample::Drop,
+            Some(_) => {
+                if diff_bytes >= self.threshold || teardown_of_exported || !self.started {
+                    Sample::Export
+                } else {
+                    let num = self.next_rand() % self.threshold;
+                    if num > diff_bytes {
+                        Sample::Drop
+                    } else {
+                        Sample::Scaled(diff_bytes as f64 / self.threshold as f64)
+                    }
+                }
+            }
+        };
+        if d != Sample::Drop {
+            self.exported_in_window += 1;
+        }
+        d
+    }
+}
+
+// ---------------------------------------------------------------- endpoints from config
+
+#[derive(Debug, Clone)]
+struct Endpoint {
+    vif: u16,
+    vn: Option<Arc<str>>,
+    vm: Option<Arc<str>>,
+    vmi_uuid: Option<Arc<str>>,
+}
+
+/// What the exporter knows from the configuration.
+struct Context {
+    /// Local VMIs by (VRF, address).
+    endpoints: HashMap<(u32, IpAddr), Endpoint>,
+    /// VN of each VRF (the VN of its VMIs), for remote endpoints.
+    vrf_vn: HashMap<u32, Arc<str>>,
+    /// Analyzer name by mirror index.
+    analyzers: Vec<Option<Arc<str>>>,
+    vrouter_ip: Arc<str>,
+    policy: Option<PolicyEngine>,
+    /// UVE identity of each virtual vif.
+    vmis: Vec<VmiUve>,
+}
+
+#[derive(Debug, Clone)]
+struct VmiUve {
+    vif: u16,
+    name: String,
+    vm: Option<String>,
+    vn: Option<String>,
+}
+
+impl Context {
+    fn from_config(cfg: &Config, with_policy: bool) -> Result<Context, ExportError> {
+        let mut endpoints = HashMap::new();
+        let mut vrf_vn = HashMap::new();
+        let mut vmis = Vec::new();
+        for v in &cfg.vifs {
+            let v = v.get_ref();
+            if v.kind != VifType::Virtual {
+                continue;
+            }
+            let vn: Option<Arc<str>> = v.vn_name.as_deref().map(Arc::from);
+            let ep = Endpoint {
+                vif: v.id,
+                vn: vn.clone(),
+                vm: v.vm_uuid.as_deref().map(Arc::from),
+                vmi_uuid: v.vmi_uuid.as_deref().map(Arc::from),
+            };
+            if let Some(ip) = v.ip {
+                endpoints.insert((v.vrf, IpAddr::V4(ip)), ep.clone());
+            }
+            if let Some(ip) = v.ip6 {
+                endpoints.insert((v.vrf, IpAddr::V6(ip)), ep.clone());
+            }
+            if let Some(vn) = &vn {
+                vrf_vn.entry(v.vrf).or_insert_with(|| vn.clone());
+            }
+            vmis.push(VmiUve {
+                vif: v.id,
+                name: v.vmi_uuid.clone().unwrap_or_else(|| v.name.clone()),
+                vm: v.vm_uuid.clone(),
+                vn: v.vn_name.clone(),
+            });
+        }
+        let mut analyzers = vec![None; 256];
+        if let Ok(idx) = config::assign_mirror_indices(&cfg.analyzers) {
+            for (a, i) in cfg.analyzers.iter().zip(idx) {
+                analyzers[usize::from(i)] = Some(Arc::from(a.get_ref().name.as_str()));
+            }
+        }
+        let policy = if with_policy {
+            Some(PolicyEngine::from_config(cfg)?)
+        } else {
+            None
+        };
+        Ok(Context {
+            endpoints,
+            vrf_vn,
+            analyzers,
+            vrouter_ip: Arc::from(cfg.vrouter.router_ip.to_string()),
+            policy,
+            vmis,
+        })
+    }
+
+    fn endpoint(&self, vrf: u32, ip: IpAddr) -> Option<&Endpoint> {
+        self.endpoints.get(&(vrf, ip))
+    }
+
+    fn analyzer(&self, index: u8) -> Option<Arc<str>> {
+        self.analyzers.get(usize::from(index)).cloned().flatten()
+    }
+}
+
+// ---------------------------------------------------------------- per-flow state
+
+/// Cumulative counters of a flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counters {
+    bytes: u64,
+    packets: u64,
+    mirror_bytes: u64,
+    mirror_packets: u64,
+    sec_mirror_bytes: u64,
+    sec_mirror_packets: u64,
+}
+
+impl Counters {
+    fn of(s: &FlowSnapshot) -> Self {
+        Self {
+            bytes: s.bytes,
+            packets: s.packets,
+            mirror_bytes: s.mirror_bytes,
+            mirror_packets: s.mirror_packets,
+            sec_mirror_bytes: s.sec_mirror_bytes,
+            sec_mirror_packets: s.sec_mirror_packets,
+        }
+    }
+
+    /// `self - old`, saturating (counters only grow while the generation is the same).
+    fn since(&self, old: &Counters) -> Counters {
+        Counters {
+            bytes: self.bytes.saturating_sub(old.bytes),
+            packets: self.packets.saturating_sub(old.packets),
+            mirror_bytes: self.mirror_bytes.saturating_sub(old.mirror_bytes),
+            mirror_packets: self.mirror_packets.saturating_sub(old.mirror_packets),
+            sec_mirror_bytes: self.sec_mirror_bytes.saturating_sub(old.sec_mirror_bytes),
+            sec_mirror_packets: self.sec_mirror_packets.saturating_sub(old.sec_mirror_packets),
+        }
+    }
+}
+
+/// The fixed part of a flow's records.
+#[derive(Debug)]
+struct FlowInfo {
+    base: FlowLogData,
+    vmi: Option<u16>,
+}
+
+#[derive(Debug)]
+struct FlowState {
+    gen: Gen,
+    info: Box<FlowInfo>,
+    last: Counters,
+    exported: bool,
+    /// The teardown record was sent (the slot still shows the deleted flow).
+    torn_down: bool,
+}
+
+/// Flags of a deleted or evicted flow.
+const RETIRED: u32 = flow_table::flags::DELETE_MARKED | flow_table::flags::EVICTED;
+
+/// Where records go.
+pub trait RecordSink {
+    /// Hands over one record; false when it was refused (and counted) by the sink.
+    fn send(&mut self, rec: FlowLogData) -> bool;
+}
+
+impl RecordSink for SessionHandle {
+    fn send(&mut self, rec: FlowLogData) -> bool {
+        self.send_flow(rec)
+    }
+}
+
+impl RecordSink for Vec<FlowLogData> {
+    fn send(&mut self, rec: FlowLogData) -> bool {
+        self.push(rec);
+        true
+    }
+}
+
+/// Mirror totals attributed to one VMI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorTotals {
+    /// Packets mirrored (both analyzers).
+    pub packets: u64,
+    /// Bytes mirrored (both analyzers).
+    pub bytes: u64,
+}
+
+/// The flow-table scanner: state per flow index, diffs, sampling. Independent of threads and
+/// sockets (records go to a [`RecordSink`]).
+pub struct FlowScanner {
+    table: Arc<FlowTable>,
+    ctx: Context,
+    states: Vec<Option<FlowState>>,
+    cursor: u32,
+    slice: u32,
+    sweep_started: Instant,
+    /// Salt of the flow UUIDs (the table generation and the start time).
+    salt: u64,
+    sampler: Sampler,
+    counters: ExportCounters,
+    vmi_mirror: HashMap<u16, MirrorTotals>,
+    total_mirror: MirrorTotals,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl FlowScanner {
+    /// A scanner over `table` for the configuration `cfg`: slices sized so the whole table is
+    /// visited within `scan_percent` of `flow.age_timeout_s` at one slice per
+    /// `scan_interval_ms`.
+    pub fn new(cfg: &Config, table: Arc<FlowTable>) -> Result<FlowScanner, ExportError> {
+        let e = &cfg.export;
+        let ctx = Context::from_config(cfg, true)?;
+        let cap = table.capacity();
+        let sweep_ms = u64::from(cfg.flow.age_timeout_s) * 1000 * u64::from(e.scan_percent) / 100;
+        let ticks = (sweep_ms / u64::from(e.scan_interval_ms)).max(1);
+        let slice = (u64::from(cap) / ticks + 1).max(u64::from(MIN_SLICE)).min(u64::from(cap)) as u32;
+        let salt = table.generation().rotate_left(32) ^ now_us() as u64;
+        Ok(FlowScanner {
+            states: (0..cap).map(|_| None).collect(),
+            table,
+            ctx,
+            cursor: 0,
+            slice,
+            sweep_started: Instant::now(),
+            salt,
+            sampler: Sampler::new(e.flow_export_rate, salt),
+            counters: ExportCounters::default(),
+            vmi_mirror: HashMap::new(),
+            total_mirror: MirrorTotals::default(),
+        })
+    }
+
+    /// Entries visited per tick.
+    pub fn slice(&self) -> u32 {
+        self.slice
+    }
+
+    /// Overrides the slice size (tests, benchmarks).
+    pub fn set_slice(&mut self, slice: u32) {
+        self.slice = slice.clamp(1, self.table.capacity().max(1));
+    }
+
+    /// The counters so far (session fields are filled by the exporter thread).
+    pub fn counters(&self) -> &ExportCounters {
+        &self.counters
+    }
+
+    /// Mirror totals by vif (flows attributed to their local VMI endpoint).
+    pub fn vmi_mirror(&self, vif: u16) -> MirrorTotals {
+        self.vmi_mirror.get(&vif).copied().unwrap_or_default()
+    }
+
+    /// Mirror totals over all flows.
+    pub fn total_mirror(&self) -> MirrorTotals {
+        self.total_mirror
+    }
+
+    fn uuid(&self, idx: u32, gen: Gen, setup: u64) -> String {
+        let s = self.salt ^ setup.rotate_left(17);
+        format!(
+            "{idx:08x}-{gen:04x}-4{:03x}-8{:03x}-{:012x}",
+            (s >> 52) & 0xfff,
+            (s >> 40) & 0xfff,
+            s & 0xffff_ffff_ffff
+        )
+    }
+
+    /// Builds the fixed part of the records of a newly seen flow.
+    fn flow_info(&self, s: &FlowSnapshot) -> FlowInfo {
+        let k = &s.key;
+        let vrf = k.vrf();
+        let (src, dst) = (k.src_ip(), k.dst_ip());
+        let src_ep = self.ctx.endpoint(vrf, src);
+        let dst_ep = self.ctx.endpoint(vrf, dst);
+        let vrf_vn = self.ctx.vrf_vn.get(&vrf).cloned();
+        let src_vn = src_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
+        let dst_vn = dst_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
+        let local = src_ep.or(dst_ep);
+        // Forward flow: the earlier entry of the pair (ties: the lower index).
+        let reverse = s.rflow.and_then(|r| self.table.entry(r).map(|e| (r, e.gen())));
+        let forward = match s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten()) {
+            Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
+            None => true,
+        };
+        // Rule UUIDs: the policy decision for the forward direction (what the agent programs
+        // into both flows of the pair).
+        let fctx = FlowContext {
+            src,
+            dst,
+            proto: k.proto(),
+            sport: k.sport(),
+            dport: k.dport(),
+            src_vn: src_vn.as_deref(),
+            dst_vn: dst_vn.as_deref(),
+            src_vif: src_ep.map(|e| e.vif),
+            dst_vif: dst_ep.map(|e| e.vif),
+        };
+        let decision = self
+            .ctx
+            .policy
+            .as_ref()
+            .map(|p| p.evaluate(&if forward { fctx } else { fctx.reversed() }));
+        let mirrored = s.mirror != flow_table::NO_MIRROR;
+        let mut action = String::from(match s.action {
+            Action::Forward | Action::Nat => "pass",
+            Action::Drop => "deny",
+            Action::Hold => "hold",
+        });
+        if decision.as_ref().is_some_and(|d| d.log) {
+            action.push_str("|log");
+        }
+        if mirrored {
+            action.push_str("|mirror");
+        }
+        let mut r = FlowLogData::new(
+            self.uuid(s.index, s.gen, s.setup_time),
+            i8::from(src_ep.is_some()),
+            src_vn.as_deref().unwrap_or("").to_owned(),
+            src,
+            dst_vn.as_deref().unwrap_or("").to_owned(),
+            dst,
+            k.proto(),
+            k.sport(),
+            k.dport(),
+        );
+        r.vm = local.and_then(|e| e.vm.as_deref()).map(str::to_owned);
+        r.vmi_uuid = local.and_then(|e| e.vmi_uuid.as_deref()).map(str::to_owned);
+        r.reverse_uuid = reverse.map(|(ri, rg)| {
+            let rs = self
+                .table
+                .snapshot(ri)
+                .ok()
+                .flatten()
+                .map_or(0, |x| x.setup_time);
+            self.uuid(ri, rg, rs)
+        });
+        r.setup_time = Some(s.setup_time as i64 * 1000);
+        r.action = Some(action);
+        r.sg_rule_uuid = decision
+            .as_ref()
+            .and_then(|d| d.sg_rule_uuid.as_deref())
+            .map(str::to_owned);
+        r.nw_ace_uuid = decision
+            .as_ref()
+            .and_then(|d| d.nw_ace_uuid.as_deref())
+            .map(str::to_owned);
+        r.vrouter_ip = Some(self.ctx.vrouter_ip.to_string());
+        r.underlay_source_port = Some(s.underlay_sport);
+        r.drop_reason = Some(if s.action == Action::Drop {
+            flow_drop_reason_name(s.drop_reason).to_owned()
+        } else {
+            String::new()
+        });
+        r.forward_flow = Some(forward);
+        if mirrored {
+            r.analyzer_name = self.ctx.analyzer(s.mirror).map(|a| a.to_string());
+        }
+        if s.sec_mirror != flow_table::NO_MIRROR {
+            r.sec_analyzer_name = self.ctx.analyzer(s.sec_mirror).map(|a| a.to_string());
+        }
+        FlowInfo {
+            base: r,
+            vmi: local.map(|e| e.vif),
+        }
+    }
+
+    /// Emits one record (after sampling) for a flow whose counters are `now`, `diff` since
+    /// the previous record.
+    fn emit(
+        &mut self,
+        sink: &mut impl RecordSink,
+        st: &mut FlowState,
+        now: &Counters,
+        diff: &Counters,
+        tcp_flags: u16,
+        teardown_us: Option<i64>,
+    ) {
+        // Mirror counts are attributed whether or not the record survives sampling.
+        let m = MirrorTotals {
+            packets: diff.mirror_packets + diff.sec_mirror_packets,
+            bytes: diff.mirror_bytes + diff.sec_mirror_bytes,
+        };
+        if m != MirrorTotals::default() {
+            if let Some(v) = st.info.vmi {
+                let e = self.vmi_mirror.entry(v).or_default();
+                e.packets += m.packets;
+                e.bytes += m.bytes;
+            }
+            self.total_mirror.packets += m.packets;
+            self.total_mirror.bytes += m.bytes;
+        }
+        let decision = self
+            .sampler
+            .decide(diff.bytes, teardown_us.is_some() && st.exported);
+        let (db, dp) = match decision {
+            Sample::Drop => {
+                self.counters.records_sampled_out += 1;
+                return;
+            }
+            Sample::Export => (diff.bytes, diff.packets),
+            Sample::Scaled(p) => (
+                (diff.bytes as f64 / p) as u64,
+                (diff.packets as f64 / p) as u64,
+            ),
+        };
+        let mut r = st.info.base.clone();
+        r.tcp_flags = (tcp_flags != 0).then_some(tcp_flags);
+        r.teardown_time = teardown_us;
+        r.bytes = Some(now.bytes as i64);
+        r.packets = Some(now.packets as i64);
+        r.diff_bytes = Some(db as i64);
+        r.diff_packets = Some(dp as i64);
+        if r.analyzer_name.is_some() {
+            r.mirror_bytes = Some(now.mirror_bytes as i64);
+            r.mirror_packets = Some(now.mirror_packets as i64);
+        }
+        if r.sec_analyzer_name.is_some() {
+            r.sec_mirror_bytes = Some(now.sec_mirror_bytes as i64);
+            r.sec_mirror_packets = Some(now.sec_mirror_packets as i64);
+        }
+        st.exported = true;
+        if sink.send(r) {
+            self.counters.records_exported += 1;
+        } else {
+            self.counters.records_dropped += 1;
+        }
+    }
+
+    /// A tracked flow vanished between two scans (its slot is free or holds another flow):
+    /// the final record has the last figures seen.
+    fn teardown(&mut self, sink: &mut impl RecordSink, mut st: FlowState) {
+        if st.torn_down {
+            return;
+        }
+        self.counters.teardown_records += 1;
+        let last = st.last;
+        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()));
+        self.counters.flows_tracked -= 1;
+    }
+
+    /// Visits one flow index.
+    pub fn visit(&mut self, idx: u32, sink: &mut impl RecordSink) {
+        let snap = match self.table.snapshot(idx) {
+            Ok(s) => s,
+            Err(_) => {
+                self.counters.torn_snapshots += 1;
+                return;
+            }
+        };
+        let Some(slot) = self.states.get_mut(idx as usize) else { return };
+        let prev = slot.take();
+        let s = match snap {
+            // Deleted or evicted flows stay readable, with their final counters, until the
+            // agent reclaims the slot: that is where the teardown record comes from.
+            Some(s) if s.action != Action::Hold || s.flags & RETIRED != 0 => s,
+            // HOLD (not decided yet) or free: a tracked flow that was here is gone.
+            _ => {
+                if let Some(old) = prev {
+                    self.teardown(sink, old);
+                }
+                return;
+            }
+        };
+        let (mut st, is_new) = match prev {
+            Some(st) if st.gen == s.gen => (st, false),
+            other => {
+                if let Some(old) = other {
+                    self.teardown(sink, old);
+                }
+                let info = self.flow_info(&s);
+                self.counters.flows_tracked += 1;
+                (
+                    FlowState {
+                        gen: s.gen,
+                        info: Box::new(info),
+                        last: Counters::default(),
+                        exported: false,
+                        torn_down: false,
+                    },
+                    true,
+                )
+            }
+        };
+        if !st.torn_down {
+            let now = Counters::of(&s);
+            let diff = now.since(&st.last);
+            if s.flags & RETIRED != 0 {
+                self.counters.teardown_records += 1;
+                if is_new {
+                    self.counters.setup_records += 1;
+                }
+                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, Some(now_us()));
+                st.torn_down = true;
+                self.counters.flows_tracked -= 1;
+            } else if is_new {
+                self.counters.setup_records += 1;
+                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None);
+            } else if diff != Counters::default() {
+                self.counters.periodic_records += 1;
+                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None);
+            }
+            st.last = now;
+        }
+        self.states[idx as usize] = Some(st);
+    }
+
+    /// One timer tick: visits the next slice of the table.
+    pub fn tick(&mut self, sink: &mut impl RecordSink) {
+        self.sampler.update(Instant::now());
+        self.counters.sampling_threshold = self.sampler.threshold();
+        let cap = self.table.capacity();
+        for _ in 0..self.slice.min(cap) {
+            let idx = self.cursor;
+            self.visit(idx, sink);
+            self.cursor += 1;
+            if self.cursor >= cap {
+                self.cursor = 0;
+                self.counters.sweeps += 1;
+                self.counters.last_sweep_ms = self.sweep_started.elapsed().as_millis() as u64;
+                self.sweep_started = Instant::now();
+            }
+        }
+    }
+
+    /// Visits the whole table once, from the cursor on.
+    pub fn sweep(&mut self, sink: &mut impl RecordSink) {
+        for _ in 0..self.table.capacity() {
+            let idx = self.cursor;
+            self.visit(idx, sink);
+            self.cursor = (self.cursor + 1) % self.table.capacity();
+        }
+        self.counters.sweeps += 1;
+    }
+}
+
+// ---------------------------------------------------------------- UVEs
+
+struct UveState {
+    last: HashMap<u16, VmInterfaceStats>,
+}
+
+fn vmi_uves(
+    scanner: &FlowScanner,
+    stats: Option<&StatsReader>,
+    state: &mut UveState,
+) -> Vec<UVEVMIStats> {
+    let mut out = Vec::new();
+    for v in &scanner.ctx.vmis {
+        let c = stats.map(|s| s.vif_counters(v.vif, None)).unwrap_or_default();
+        let m = scanner.vmi_mirror(v.vif);
+        // in = from the VM (the vif receives), out = to the VM (the vif transmits).
+        let raw = VmInterfaceStats {
+            in_pkts: c.rx_packets,
+            in_bytes: c.rx_bytes,
+            out_pkts: c.tx_packets,
+            out_bytes: c.tx_bytes,
+            mir_pkts: Some(m.packets),
+            mir_bytes: Some(m.bytes),
+        };
+        let prev = state.last.get(&v.vif).cloned();
+        let d = |a: u64, b: Option<u64>| a.saturating_sub(b.unwrap_or(0));
+        let interval = VmInterfaceStats {
+            in_pkts: d(raw.in_pkts, prev.as_ref().map(|p| p.in_pkts)),
+            in_bytes: d(raw.in_bytes, prev.as_ref().map(|p| p.in_bytes)),
+            out_pkts: d(raw.out_pkts, prev.as_ref().map(|p| p.out_pkts)),
+            out_bytes: d(raw.out_bytes, prev.as_ref().map(|p| p.out_bytes)),
+            mir_pkts: Some(d(m.packets, prev.as_ref().and_then(|p| p.mir_pkts))),
+            mir_bytes: Some(d(m.bytes, prev.as_ref().and_then(|p| p.mir_bytes))),
+        };
+        state.last.insert(v.vif, raw.clone());
+        out.push(UVEVMIStats {
+            data: VMIStats {
+                name: v.name.clone(),
+                deleted: None,
+                vm_name: v.vm.clone(),
+                vm_uuid: v.vm.clone(),
+                virtual_network: v.vn.clone(),
+                raw_if_stats: Some(raw),
+                if_stats: Some(interval),
+            },
+        });
+    }
+    out
+}
+
+fn vrouter_uve(name: &str, scanner: &FlowScanner, stats: Option<&StatsReader>) -> VrouterStats {
+    let mut t = (0u64, 0u64, 0u64, 0u64);
+    if let Some(s) = stats {
+        for v in s.vifs() {
+            let c = s.vif_counters(v.id, None);
+            t.0 += c.rx_packets;
+            t.1 += c.rx_bytes;
+            t.2 += c.tx_packets;
+            t.3 += c.tx_bytes;
+        }
+    }
+    let m = scanner.total_mirror();
+    VrouterStats {
+        data: VrouterStatsAgent {
+            name: name.to_owned(),
+            deleted: None,
+            in_tpkts: Some(t.0),
+            in_bytes: Some(t.1),
+            out_tpkts: Some(t.2),
+            out_bytes: Some(t.3),
+            mir_tpkts: Some(m.packets),
+            mir_bytes: Some(m.bytes),
+        },
+    }
+}
+
+// ---------------------------------------------------------------- the thread
+
+/// The host name (`/proc/sys/kernel/hostname`), or `localhost`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The session configuration for `[export]`.
+pub fn session_config(cfg: &Config) -> SessionConfig {
+    let e = &cfg.export;
+    let mut s = SessionConfig::new(GeneratorId {
+        source: e.source.clone().unwrap_or_else(host_name),
+        module: e.module.clone(),
+        node_type: e.node_type.clone(),
+        instance_id: e.instance_id.clone(),
+    });
+    s.collectors = e.collector_addrs();
+    s.flow_buffer = e.flow_buffer as usize;
+    s.backoff_base = Duration::from_millis(u64::from(e.backoff_base_ms));
+    s.backoff_max = Duration::from_millis(u64::from(e.backoff_max_ms));
+    s
+}
+
+fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
+    c.session_flows_sent = s.flows_sent;
+    c.session_flows_buffered = s.flows_buffered;
+    c.session_flows_dropped = s.flows_dropped;
+    c.session_uves_sent = s.uves_sent;
+    c.session_state = s.state.map_or("", |s| s.as_str()).to_owned();
+    c.session_established = s.established;
+    c.session_connect_failures = s.connect_failures;
+}
+
+/// Writes the counters file atomically (temporary file, then rename).
+pub fn write_counters(path: &Path, c: &ExportCounters) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string(c).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads the counters file a running exporter keeps.
+pub fn read_counters(run_dir: &Path) -> Result<ExportCounters, String> {
+    let path = run_dir.join(COUNTERS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (is the vRouter running with [export] enabled = true?)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Starts the exporter thread for `cfg` (which must have `export.enabled`). It stops when
+/// `stop` is set, giving the session a second to flush.
+pub fn spawn(
+    cfg: &Config,
+    table: Arc<FlowTable>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, ExportError> {
+    let mut scanner = FlowScanner::new(cfg, table)?;
+    let mut session = SessionHandle::start(session_config(cfg))?;
+    let run_dir: PathBuf = cfg.vrouter.run_dir.clone();
+    let counters_path = run_dir.join(COUNTERS_FILE);
+    let tick = Duration::from_millis(u64::from(cfg.export.scan_interval_ms));
+    let uve_every = Duration::from_secs(u64::from(cfg.export.uve_interval_s));
+    let name = cfg.export.source.clone().unwrap_or_else(host_name);
+    std::thread::Builder::new()
+        .name("vr-export".into())
+        .spawn(move || {
+            let mut uve_state = UveState {
+                last: HashMap::new(),
+            };
+            let mut stats: Option<StatsReader> = None;
+            let mut last_uve: Option<Instant> = None;
+            let mut last_write = Instant::now() - Duration::from_secs(1);
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                scanner.tick(&mut session);
+                if last_uve.is_none_or(|t| t.elapsed() >= uve_every) {
+                    if stats.as_ref().is_none_or(|s| s.restarted()) {
+                        stats = StatsReader::open(&run_dir).ok();
+                    }
+                    let mut n = 0;
+                    for u in vmi_uves(&scanner, stats.as_ref(), &mut uve_state) {
+                        n += u64::from(session.update_uve(&u).is_ok());
+                    }
+                    n += u64::from(
+                        session
+                            .update_uve(&vrouter_uve(&name, &scanner, stats.as_ref()))
+                            .is_ok(),
+                    );
+                    scanner.counters.uves_queued += n;
+                    last_uve = Some(Instant::now());
+                }
+                if last_write.elapsed() >= Duration::from_secs(1) {
+                    let mut c = scanner.counters.clone();
+                    fill_session(&mut c, &session.stats());
+                    c.updated_unix_ms = crate::stats::unix_time_ms();
+                    let _ = write_counters(&counters_path, &c);
+                    last_write = Instant::now();
+                }
+                if let Some(rest) = tick.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            // Final figures, then let the session flush for up to a second.
+            let mut c = scanner.counters.clone();
+            fill_session(&mut c, &session.stats());
+            c.updated_unix_ms = crate::stats::unix_time_ms();
+            let _ = write_counters(&counters_path, &c);
+            session.shutdown(Duration::from_secs(1));
+        })
+        .map_err(ExportError::Spawn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_threshold_follows_the_reference_rules() {
+        let mut s = Sampler::new(Some(100), 1);
+        assert_eq!(s.threshold(), 500);
+        // Below 0.8 C before sampling ever started: reset to the default.
+        s.adjust(10.0, 100.0);
+        assert_eq!(s.threshold(), 500);
+        // Above 3 C: x4 (and sampling starts).
+        s.adjust(400.0, 100.0);
+        assert_eq!(s.threshold(), 2000);
+        s.adjust(250.0, 100.0);
+        assert_eq!(s.threshold(), 6000);
+        s.adjust(130.0, 100.0);
+        assert_eq!(s.threshold(), 12000);
+        s.adjust(100.0, 100.0);
+        assert_eq!(s.threshold(), 12000);
+        s.adjust(60.0, 100.0);
+        assert_eq!(s.threshold(), 6000);
+        s.adjust(10.0, 100.0);
+        assert_eq!(s.threshold(), 1500);
+        for _ in 0..10 {
+            s.adjust(0.0, 100.0);
+        }
+        assert_eq!(s.threshold(), SAMPLING_MIN_THRESHOLD);
+    }
+
+    #[test]
+    fn sampling_decisions() {
+        // No rate: everything; rate 0: nothing.
+        let mut all = Sampler::new(None, 1);
+        assert_eq!(all.decide(1, false), Sample::Export);
+        let mut none = Sampler::new(Some(0), 1);
+        assert_eq!(none.decide(1_000_000, false), Sample::Drop);
+        // Before sampling has started, everything is exported.
+        let mut s = Sampler::new(Some(100), 7);
+        assert_eq!(s.decide(1, false), Sample::Export);
+        s.adjust(100.0, 100.0);
+        // At or above the threshold: unchanged; teardown of an exported flow: unchanged.
+        assert_eq!(s.decide(500, false), Sample::Export);
+        assert_eq!(s.decide(1, true), Sample::Export);
+        // Below: kept with probability diff/threshold, scaled by it.
+        let mut kept = 0;
+        for _ in 0..100_000 {
+            match s.decide(100, false) {
+                Sample::Scaled(p) => {
+                    assert!((p - 0.2).abs() < 1e-12);
+                    kept += 1;
+                }
+                Sample::Drop => {}
+                Sample::Export => panic!("below-threshold sample exported unscaled"),
+            }
+        }
+        // P(num <= 100) for num uniform in 0..500 = 101/500.
+        assert!((19_000..21_500).contains(&kept), "{kept}");
+    }
+
+    // ---------------------------------------------------------------- scanner
+
+    use crate::config::parse;
+    use flow_table::{FlowKey, FlowTableConfig, FlowUpdate};
+    use std::net::Ipv4Addr;
+
+    const CONFIG: &str = r#"
+[eal]
+forwarding_cores = [1]
+[vrouter]
+run_dir = "/tmp/export-test"
+router_ip = "10.10.0.1"
+[[vrf]]
+id = 0
+name = "fabric"
+[[vrf]]
+id = 1
+name = "overlay"
+[[vif]]
+id = 0
+name = "fab"
+type = "fabric"
+device = "d0"
+mac = "02:00:00:00:00:01"
+vrf = 0
+[[vif]]
+id = 1
+name = "tap1"
+type = "virtual"
+device = "d1"
+mac = "02:00:00:00:01:01"
+ip = "10.1.0.3"
+vrf = 1
+vn_name = "vn-red"
+vm_uuid = "00000000-0000-0000-0000-0000000000b1"
+vmi_uuid = "00000000-0000-0000-0000-0000000000a1"
+[[vif]]
+id = 2
+name = "tap2"
+type = "virtual"
+device = "d2"
+mac = "02:00:00:00:01:02"
+ip = "10.2.0.3"
+vrf = 1
+vn_name = "vn-blue"
+[[analyzer]]
+name = "an-a"
+ip = "10.10.0.20"
+[[analyzer]]
+name = "an-b"
+ip = "10.10.0.21"
+[[network_policy]]
+name = "red-blue"
+vns = ["vn-red", "vn-blue"]
+[[network_policy.rule]]
+uuid = "10000000-0000-4000-8000-000000000001"
+src = "vn:vn-red"
+dst = "vn:vn-blue"
+protocol = "tcp"
+action = "pass"
+mirror_to = ["an-a", "an-b"]
+[export]
+enabled = true
+"#;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        table: Arc<FlowTable>,
+        scanner: FlowScanner,
+    }
+
+    fn fixture(extra: &str) -> Fixture {
+        let cfg = parse(&format!("{CONFIG}{extra}"), "test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let table = Arc::new(
+            FlowTable::create(
+                &dir.path().join("flow"),
+                &FlowTableConfig {
+                    main_entries: 1024,
+                    overflow_entries: 1024,
+                    max_lcores: 1,
+                },
+            )
+            .unwrap(),
+        );
+        let scanner = FlowScanner::new(&cfg, table.clone()).unwrap();
+        Fixture {
+            _dir: dir,
+            table,
+            scanner,
+        }
+    }
+
+    /// A programmed flow pair red -> blue, mirrored to both analyzers (indices 0 and 1).
+    fn pair(t: &FlowTable, sport: u16, mirrored: bool) -> (u32, u32) {
+        let k = FlowKey::v4(
+            1,
+            6,
+            Ipv4Addr::new(10, 1, 0, 3),
+            Ipv4Addr::new(10, 2, 0, 3),
+            sport,
+            80,
+        );
+        let f = t.lookup_or_hold(&k, k.hash(), 1_000).unwrap().index();
+        let r = t.create_reverse(f, 1_001).unwrap();
+        let mut up = FlowUpdate::new(Action::Forward);
+        if mirrored {
+            up.mirror = Some(0);
+            up.sec_mirror = Some(1);
+        }
+        for i in [f, r] {
+            let g = t.entry(i).unwrap().gen();
+            t.set_action(i, g, &up).unwrap();
+        }
+        (f, r)
+    }
+
+    fn traffic(t: &FlowTable, idx: u32, n: u32, len: u32, mirrored: bool) {
+        for _ in 0..n {
+            t.account(idx, len, 2_000);
+            if mirrored {
+                t.account_mirror(idx, false, len + 20);
+                t.account_mirror(idx, true, len + 20);
+            }
+        }
+    }
+
+    #[test]
+    fn setup_periodic_and_teardown_records() {
+        let mut fx = fixture("");
+        let (f, r) = pair(&fx.table, 40000, true);
+        // A flow still in HOLD is not exported.
+        let hk = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 2, 0, 3), 5, 53);
+        fx.table.lookup_or_hold(&hk, hk.hash(), 1_000).unwrap();
+        traffic(&fx.table, f, 3, 100, true);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let fwd = out.iter().find(|x| x.forward_flow == Some(true)).unwrap().clone();
+        let rev = out.iter().find(|x| x.forward_flow == Some(false)).unwrap().clone();
+        assert_eq!(fwd.reverse_uuid.as_deref(), Some(rev.flowuuid.as_str()));
+        assert_eq!(rev.reverse_uuid.as_deref(), Some(fwd.flowuuid.as_str()));
+        assert_eq!((fwd.sourcevn.as_str(), fwd.destvn.as_str()), ("vn-red", "vn-blue"));
+        assert_eq!((rev.sourcevn.as_str(), rev.destvn.as_str()), ("vn-blue", "vn-red"));
+        assert_eq!(fwd.sourceip, "10.1.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!((fwd.protocol, fwd.sport, fwd.dport), (6, 40000u16 as i16, 80));
+        assert_eq!(fwd.direction_ing, 1);
+        // Both endpoints are local VMIs: both flows enter from a VM.
+        assert_eq!(rev.direction_ing, 1);
+        assert_eq!(fwd.action.as_deref(), Some("pass|mirror"));
+        assert_eq!(fwd.analyzer_name.as_deref(), Some("an-a"));
+        assert_eq!(fwd.sec_analyzer_name.as_deref(), Some("an-b"));
+        assert_eq!(
+            fwd.nw_ace_uuid.as_deref(),
+            Some("10000000-0000-4000-8000-000000000001")
+        );
+        assert_eq!(rev.nw_ace_uuid, fwd.nw_ace_uuid);
+        assert_eq!(fwd.vm.as_deref(), Some("00000000-0000-0000-0000-0000000000b1"));
+        assert_eq!(fwd.vmi_uuid.as_deref(), Some("00000000-0000-0000-0000-0000000000a1"));
+        assert_eq!(fwd.vrouter_ip.as_deref(), Some("10.10.0.1"));
+        assert_eq!(fwd.setup_time, Some(1_000_000));
+        assert_eq!((fwd.bytes, fwd.packets), (Some(300), Some(3)));
+        assert_eq!((fwd.diff_bytes, fwd.diff_packets), (Some(300), Some(3)));
+        assert_eq!((fwd.mirror_bytes, fwd.mirror_packets), (Some(360), Some(3)));
+        assert_eq!((fwd.sec_mirror_bytes, fwd.sec_mirror_packets), (Some(360), Some(3)));
+        assert_eq!(fwd.teardown_time, None);
+        assert_eq!((rev.bytes, rev.diff_bytes), (Some(0), Some(0)));
+        assert_eq!(fx.scanner.counters().setup_records, 2);
+
+        // Nothing changed: nothing exported.
+        out.clear();
+        fx.scanner.sweep(&mut out);
+        assert!(out.is_empty());
+
+        // More traffic on the forward flow: one periodic record with the diffs.
+        traffic(&fx.table, f, 2, 50, true);
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].flowuuid, fwd.flowuuid);
+        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(400), Some(100), Some(2)));
+        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(500), Some(5)));
+
+        // Last packets, then delete: the teardown record carries teardown_time and the final
+        // figures read from the deleted (not yet reclaimed) entry.
+        out.clear();
+        traffic(&fx.table, f, 1, 10, true);
+        let g = fx.table.entry(f).unwrap().gen();
+        fx.table.mark_delete(f, g).unwrap();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].flowuuid, fwd.flowuuid);
+        assert!(out[0].teardown_time.is_some());
+        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(410), Some(10), Some(1)));
+        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(530), Some(6)));
+        assert_eq!(out[0].action.as_deref(), Some("pass|mirror"));
+        // Still visible until reclaimed: no second teardown; after reclaim, nothing either.
+        out.clear();
+        fx.scanner.sweep(&mut out);
+        fx.table.reclaim();
+        fx.scanner.sweep(&mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        let c = fx.scanner.counters();
+        assert_eq!((c.periodic_records, c.teardown_records, c.flows_tracked), (1, 1, 1));
+        // Mirrored traffic is attributed to the source VMI (vif 1) and the vRouter.
+        let m = MirrorTotals { packets: 12, bytes: 1060 };
+        assert_eq!(fx.scanner.vmi_mirror(1), m);
+        assert_eq!(fx.scanner.total_mirror(), m);
+        assert_eq!(fx.scanner.vmi_mirror(2), MirrorTotals::default());
+        let _ = r;
+    }
+
+    #[test]
+    fn diffs_add_up_to_the_table_counters() {
+        // Random traffic on many flows between sweeps of random slices: per flow, the sum of
+        // exported diffs equals the table's counters and the last mirror figures equal the
+        // table's mirror counters.
+        let mut fx = fixture("");
+        fx.scanner.set_slice(97);
+        let flows: Vec<u32> = (0..50).map(|i| pair(&fx.table, 1000 + i, true).0).collect();
+        let mut out: Vec<FlowLogData> = Vec::new();
+        let mut rng = 0x1234_5678_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..300 {
+            let f = flows[(next() % 50) as usize];
+            traffic(&fx.table, f, (next() % 5) as u32, 60 + (next() % 1400) as u32, true);
+            if next() % 3 == 0 {
+                fx.scanner.tick(&mut out);
+            }
+        }
+        // Delete every third flow right after a last packet (its final counters are only in
+        // the deleted entry), then sweep twice and reclaim.
+        let mut finals = Vec::new();
+        for &f in flows.iter().step_by(3) {
+            traffic(&fx.table, f, 1, 1000, true);
+            let g = fx.table.entry(f).unwrap().gen();
+            fx.table.mark_delete(f, g).unwrap();
+            finals.push(fx.table.snapshot(f).unwrap().unwrap());
+        }
+        fx.scanner.sweep(&mut out);
+        fx.table.reclaim();
+        fx.scanner.sweep(&mut out);
+        let mut by_uuid: HashMap<String, (i64, i64, i64, i64)> = HashMap::new();
+        for r in &out {
+            let e = by_uuid.entry(r.flowuuid.clone()).or_default();
+            e.0 += r.diff_bytes.unwrap();
+            e.1 += r.diff_packets.unwrap();
+            e.2 = e.2.max(r.mirror_bytes.unwrap_or(0));
+            e.3 = e.3.max(r.mirror_packets.unwrap_or(0));
+        }
+        let mut checked = 0;
+        let live: Vec<FlowSnapshot> = fx.table.iter_active().map(|(_, s)| s).collect();
+        for s in finals.iter().chain(&live) {
+            let rec = out.iter().find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index))).unwrap();
+            let sums = by_uuid[&rec.flowuuid];
+            assert_eq!((sums.0 as u64, sums.1 as u64), (s.bytes, s.packets));
+            assert_eq!((sums.2 as u64, sums.3 as u64), (s.mirror_bytes, s.mirror_packets));
+            checked += 1;
+        }
+        // 17 deleted forward flows, 83 live entries (33 forward, 50 reverse).
+        assert_eq!((finals.len(), checked), (17, 100));
+        let deleted_records = out.iter().filter(|r| r.teardown_time.is_some()).count();
+        assert_eq!(deleted_records, 17);
+    }
+
+    #[test]
+    fn export_rate_zero_exports_nothing() {
+        let mut fx = fixture("flow_export_rate = 0\n");
+        let (f, _) = pair(&fx.table, 1, false);
+        traffic(&fx.table, f, 1, 100, false);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(fx.scanner.counters().records_sampled_out, 2);
+        assert_eq!(fx.scanner.counters().records_exported, 0);
+    }
+
+    #[test]
+    fn slices_cover_the_table_within_the_configured_fraction() {
+        // 1024 + 1024 entries, age 180 s, 25 %, 100 ms: 450 ticks, but at least MIN_SLICE.
+        let fx = fixture("");
+        assert_eq!(fx.scanner.slice(), 2048);
+        let cfg = parse(&format!("{CONFIG}scan_percent = 10\n"), "t").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let big = Arc::new(
+            FlowTable::create(
+                &dir.path().join("flow"),
+                &FlowTableConfig { main_entries: 1 << 20, overflow_entries: 1024, max_lcores: 1 },
+            )
+            .unwrap(),
+        );
+        let s = FlowScanner::new(&cfg, big.clone()).unwrap();
+        // 18 s sweep at 100 ms: 180 ticks.
+        assert_eq!(s.slice(), big.capacity() / 180 + 1);
+    }
+}
+
