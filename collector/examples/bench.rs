@@ -14,7 +14,9 @@
 use clap::Parser;
 use collector::config::CollectorConfig;
 use collector::server::Collector;
-use sandesh::{encode_message, FlowLogData, FlowLogDataObject, GeneratorId, SandeshCtrlClientToServer};
+use sandesh::{
+    encode_message, FlowLogData, FlowLogDataObject, GeneratorId, SandeshCtrlClientToServer,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -41,7 +43,10 @@ struct Args {
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
 }
 
 fn generator(addr: SocketAddr, g: usize, records: usize) -> std::io::Result<()> {
@@ -134,7 +139,10 @@ fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
     s.read_to_string(&mut resp).unwrap();
     let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
     let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut r = rest;
         loop {
@@ -171,7 +179,11 @@ fn main() {
         query_max_rows: 2_000_000,
         ..CollectorConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let c = rt.block_on(Collector::start(&cfg)).unwrap();
     let (sandesh_addr, http_addr) = (c.sandesh_addr, c.http_addr);
 
@@ -266,7 +278,10 @@ fn main() {
             db_bytes >> 20
         );
         for q in out["queries"].as_array().unwrap() {
-            println!("query {}: {} rows, median {} ms, max {} ms", q["query"], q["rows"], q["median_ms"], q["max_ms"]);
+            println!(
+                "query {}: {} rows, median {} ms, max {} ms",
+                q["query"], q["rows"], q["median_ms"], q["max_ms"]
+            );
         }
     } else {
         println!("{out}");

@@ -127,18 +127,24 @@ async fn uve_list(
     )))
 }
 
-/// `?flat`, or any of the reference filters (which imply the flat form).
-fn wants_flat(q: Option<&str>) -> bool {
-    q.map(|q| {
-        q.split('&').any(|kv| {
-            let k = kv.split('=').next().unwrap_or("");
-            matches!(
-                k,
-                "flat" | "sfilt" | "mfilt" | "cfilt" | "kfilt" | "ackfilt"
-            )
-        })
-    })
-    .unwrap_or(false)
+/// Whether the query string asks for the flat form (`?flat`). The reference API's filters
+/// (`sfilt`, `mfilt`, `cfilt`, `kfilt`, `ackfilt`) are not implemented: asking for one is an
+/// error rather than an unfiltered answer that looks filtered.
+fn wants_flat(q: Option<&str>) -> Result<bool, ApiError> {
+    let mut flat = false;
+    for kv in q.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        match kv.split('=').next().unwrap_or("") {
+            "flat" => flat = true,
+            k @ ("sfilt" | "mfilt" | "cfilt" | "kfilt" | "ackfilt") => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("UVE filter `{k}` is not supported by this collector"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(flat)
 }
 
 async fn uve_get(
@@ -151,7 +157,7 @@ async fn uve_get(
     if name.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "missing UVE name".into()));
     }
-    let flat = wants_flat(q.as_deref());
+    let flat = wants_flat(q.as_deref())?;
     blocking(move || {
         let reader = st.store.reader()?;
         if let Some(prefix) = name.strip_suffix('*') {

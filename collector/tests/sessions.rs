@@ -84,6 +84,29 @@ fn uves_listed_flat_raw_updated_and_deleted() {
     assert_eq!(v["VMIStats"]["raw_if_stats"]["mir_pkts"], 4);
     assert_eq!(v["VMIStats"]["vm_name"], "vm1");
 
+    // Filters of the reference API are refused, not silently ignored.
+    let (code, v) = http_get(
+        c.http,
+        &format!("/analytics/uves/virtual-machine-interface/{vmi_name}?sfilt=host1"),
+    );
+    assert_eq!(code, 400);
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("`sfilt` is not supported"));
+    // Wildcard: every object of the type, flat.
+    let (code, v) = http_get(
+        c.http,
+        "/analytics/uves/virtual-machine-interface/default-domain:*",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["value"][0]["name"], vmi_name);
+    assert_eq!(
+        v["value"][0]["value"]["VMIStats"]["raw_if_stats"]["mir_pkts"],
+        4
+    );
+    assert_eq!(v["value"].as_array().unwrap().len(), 1);
+
     // Unknown name: {} ; unknown type: 404.
     assert_eq!(uve_flat(&c, "virtual-machine-interface", "nope"), json!({}));
     let (code, v) = http_get(c.http, "/analytics/uves/bogus-type/x");
