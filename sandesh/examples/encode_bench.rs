@@ -25,7 +25,11 @@ fn record(i: u64) -> FlowLogData {
     );
     f.tcp_flags = Some(0x12);
     f.vm = Some("vm-left".into());
-    f.reverse_uuid = Some(format!("0000{:04x}-0000-4000-8000-{:012x}", i & 0xffff, i + 1));
+    f.reverse_uuid = Some(format!(
+        "0000{:04x}-0000-4000-8000-{:012x}",
+        i & 0xffff,
+        i + 1
+    ));
     f.setup_time = Some(1_700_000_000_000_000 + i as i64);
     f.teardown_time = Some(1_700_000_000_100_000 + i as i64);
     f.bytes = Some(3000 * i as i64);

@@ -163,7 +163,9 @@ fn mismatch(strct: &'static str, f: &FieldDef, ty: &FieldType, v: &Value) -> Enc
     }
 }
 
-fn encode_field(
+/// Appends one field element, `<name type="T" identifier="ID"…>value</name>` (`strct` names
+/// the enclosing struct in errors). A collector storing UVE attributes as XML uses this.
+pub fn encode_field(
     out: &mut String,
     strct: &'static str,
     f: &FieldDef,

@@ -39,6 +39,43 @@
 //! }
 //! ```
 
+//!
+//! # Collector side: the handshake reply and generic UVE handling
+//!
+//! ```
+//! use sandesh::messages::{uve_key, MESSAGES};
+//! use sandesh::*;
+//! # let g = GeneratorId { source: "host1".into(), module: "m".into(),
+//! #     node_type: "Compute".into(), instance_id: "0".into() };
+//! # let uve = VrouterStats { data: VrouterStatsAgent { name: "host1".into(), deleted: None,
+//! #     in_tpkts: Some(1), in_bytes: None, out_tpkts: None, out_bytes: None,
+//! #     mir_tpkts: Some(2), mir_bytes: Some(3) } };
+//! # let frame = encode_message_frame(&g.header::<VrouterStats>(0, 1, level::SYS_NOTICE, 0), &uve).unwrap();
+//! # let body = &frame[OPEN_TAG_LEN..frame.len() - CLOSE_TAG.len()];
+//! // Reply to a SandeshCtrlClientToServer (Context "ctrl" and the CONTROL hint are set by
+//! // `header`):
+//! let me = GeneratorId { source: "collector1".into(), module: "contrail-collector".into(),
+//!     node_type: "Analytics".into(), instance_id: "0".into() };
+//! let reply = SandeshCtrlServerToClient { type_info: vec![], success: true };
+//! let bytes = encode_message_frame(
+//!     &me.header::<SandeshCtrlServerToClient>(0, 0, CTRL_LEVEL, 0), &reply).unwrap();
+//! # assert!(bytes.starts_with(OPEN_PREFIX));
+//! // Any UVE, generically: table and key from the `key=` annotation, every other attribute
+//! // re-encoded as its XML element.
+//! let m = decode_body_with(body, &SandeshHeader::STRUCT, &MESSAGES).unwrap();
+//! assert_eq!(m.header.get("Hints"), Some(&Value::I32(hints::KEY)));
+//! let (table, key) = uve_key(&m.body).unwrap();
+//! assert_eq!((table, key), ("ObjectVRouter", "host1"));
+//! let Some(Value::Struct(data)) = &m.body.fields[0] else { unreachable!() };
+//! for (f, v) in data.def.fields.iter().zip(&data.fields) {
+//!     let (Some(v), None) = (v, f.annotation("key")) else { continue };
+//!     let mut xml = String::new();
+//!     encode_field(&mut xml, data.def.name, f, v).unwrap();
+//!     // e.g. `<mir_tpkts type="u64" identifier="200">2</mir_tpkts>`
+//! #   if f.name == "mir_tpkts" { assert_eq!(xml, r#"<mir_tpkts type="u64" identifier="200">2</mir_tpkts>"#); }
+//! }
+//! ```
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -54,7 +91,7 @@ pub mod session;
 pub mod types;
 
 pub use decode::{decode_body_with, decode_struct, DecodeError, DecodeErrorKind, DynamicMessage};
-pub use encode::{encode_body, encode_fields, encode_struct, EncodeError};
+pub use encode::{encode_body, encode_field, encode_fields, encode_struct, EncodeError};
 pub use escape::{escape, escape_into, unescape, unescape_strict, UnescapeError};
 pub use field::{SandeshField, SandeshStruct, Uuid, ValueError, Xml};
 pub use frame::{

@@ -23,10 +23,11 @@
 //! The send queue ([`crate::sendq`]) applies the level watermarks; reaching `SYS_UVE` closes
 //! the session to force a resync, as the reference does.
 //!
+//! Sockets get the reference's TCP keepalive (15 s idle, 3 s interval, 5 probes) and a 30 s
+//! `TCP_USER_TIMEOUT`, so a collector that vanished without a reset is noticed.
+//!
 //! Not covered: a frame the kernel accepted but the collector never read when the connection
-//! died is lost (the protocol has no application-level acknowledgement); TLS; TCP keepalive
-//! tuning (a dead peer that never resets the connection is detected only when the kernel
-//! gives up on unacknowledged data).
+//! died is lost (the protocol has no application-level acknowledgement); TLS.
 
 use crate::decode::DecodeError;
 use crate::encode::EncodeError;
@@ -78,6 +79,11 @@ pub struct SessionConfig {
     pub flows_per_message: usize,
     /// Send-queue watermarks.
     pub watermarks: Watermarks,
+    /// TCP keepalive: idle time, probe interval, probes (reference: 15 s, 3 s, 5).
+    pub keepalive: (Duration, Duration, u32),
+    /// `TCP_USER_TIMEOUT`: unacknowledged data older than this closes the connection
+    /// (reference: 30 s).
+    pub user_timeout: Duration,
 }
 
 impl SessionConfig {
@@ -97,6 +103,8 @@ impl SessionConfig {
             flow_buffer: 65_536,
             flows_per_message: 16,
             watermarks: Watermarks::default(),
+            keepalive: (Duration::from_secs(15), Duration::from_secs(3), 5),
+            user_timeout: Duration::from_secs(30),
         }
     }
 
@@ -206,6 +214,8 @@ pub enum SessionEvent {
     Connecting(SocketAddr),
     /// The connection attempt failed.
     ConnectFailed(SocketAddr, String),
+    /// Keepalive / user timeout could not be set on the connection (it is used anyway).
+    SocketOptions(SocketAddr, String),
     /// The handshake failed or timed out.
     HandshakeFailed(SocketAddr, String),
     /// Established with this collector.
@@ -483,6 +493,24 @@ impl Drop for SessionHandle {
     }
 }
 
+/// Sets TCP keepalive (so a collector that vanished without a reset is noticed while the
+/// session is idle) and `TCP_USER_TIMEOUT` (so one that stopped acknowledging is noticed while
+/// data is pending).
+pub fn tune_socket(
+    stream: &TcpStream,
+    keepalive: (Duration, Duration, u32),
+    user_timeout: Duration,
+) -> std::io::Result<()> {
+    let s = socket2::SockRef::from(stream);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(keepalive.0)
+        .with_interval(keepalive.1)
+        .with_retries(keepalive.2);
+    s.set_tcp_keepalive(&ka)?;
+    s.set_tcp_user_timeout(Some(user_timeout))?;
+    Ok(())
+}
+
 /// Why an established or initialising connection ended.
 enum Ended {
     Stop,
@@ -585,6 +613,11 @@ impl Worker {
                     continue;
                 }
             };
+            if let Err(e) = tune_socket(&stream, self.config.keepalive, self.config.user_timeout) {
+                // Not fatal: the session works without them, it only notices a dead peer later.
+                self.shared
+                    .event(SessionEvent::SocketOptions(addr, e.to_string()));
+            }
             self.shared.set_state(SessionState::ClientInit);
             let mut frames = FrameDecoder::new();
             match self.handshake(&stream, &mut frames) {
@@ -941,6 +974,20 @@ mod tests {
         fast.backoff_max = Duration::from_millis(300);
         let ms: Vec<u128> = (1..=7).map(|n| fast.backoff(n).as_millis()).collect();
         assert_eq!(ms, [10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    #[test]
+    fn socket_options_are_the_reference_ones() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let cfg = SessionConfig::new(gen());
+        tune_socket(&c, cfg.keepalive, cfg.user_timeout).unwrap();
+        let s = socket2::SockRef::from(&c);
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(15));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), 5);
+        assert_eq!(s.tcp_user_timeout().unwrap(), Some(Duration::from_secs(30)));
     }
 
     #[test]

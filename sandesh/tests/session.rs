@@ -24,6 +24,8 @@ struct Inner {
     conns: Mutex<Vec<TcpStream>>,
     next_conn: AtomicU64,
     stop: AtomicBool,
+    /// While set, connections stop reading (the client's writes back up).
+    paused: AtomicBool,
 }
 
 struct TestCollector {
@@ -151,6 +153,10 @@ fn serve(mut s: TcpStream, id: u64, inner: Arc<Inner>, b: Behaviour) {
                     return; // the client must close
                 }
             }
+        }
+        if replied && inner.paused.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
         }
         match s.read(&mut buf) {
             Ok(0) => return,
@@ -612,5 +618,63 @@ fn shutdown_flushes_buffered_flows() {
     server.wait_for("500 flows", Duration::from_secs(5), |sv| {
         sv.flows().len() == 500
     });
+    server.stop();
+}
+
+/// A collector that stops reading: the socket and the send queue fill up, records back up in
+/// the bounded buffer (never dropped by level), the excess is refused and counted, and
+/// everything accepted is delivered once the collector reads again.
+#[test]
+fn slow_collector_backs_records_up_into_the_bounded_buffer() {
+    use sandesh::sendq::{Watermark, Watermarks};
+    const BOUND: usize = 2000;
+    let server = TestCollector::start(0, Behaviour::default());
+    let mut c = config(vec![server.addr]);
+    c.flow_buffer = BOUND;
+    let w = |bytes, level| Watermark { bytes, level };
+    c.watermarks = Watermarks {
+        rising: vec![
+            w(64 * 1024, sandesh::level::SYS_DEBUG),
+            w(1 << 30, sandesh::level::SYS_UVE),
+        ],
+        falling: vec![w(1024, sandesh::level::INVALID)],
+    };
+    let s = SessionHandle::start(c).unwrap();
+    wait_state(&s, SessionState::Established, Duration::from_secs(5));
+    server.inner.paused.store(true, Ordering::Release);
+    // Far more than socket buffers, send queue and flow buffer together can hold.
+    let mut accepted = Vec::new();
+    let mut refused = 0u64;
+    let t = Instant::now();
+    for i in 0..60_000 {
+        if s.send_flow(flow(i)) {
+            accepted.push(i);
+        } else {
+            refused += 1;
+        }
+        if i % 1000 == 999 {
+            // Let the session move records while the socket still takes them.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // Enqueueing never blocked (60k records, with the 2 ms pauses, well under 5 s).
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(refused > 0, "the collector never backed up");
+    let st = s.stats();
+    assert_eq!(st.flows_dropped, refused);
+    assert_eq!(st.flows_level_dropped, 0);
+    assert!(st.flows_buffered >= BOUND as u64, "{st:?}");
+    server.inner.paused.store(false, Ordering::Release);
+    server.wait_for("every accepted record", Duration::from_secs(20), |sv| {
+        sv.flows().len() == accepted.len()
+    });
+    let got = server.flows();
+    assert_eq!(got.len(), accepted.len());
+    assert!(got.iter().zip(&accepted).all(|(r, &i)| *r == flow(i)));
+    let st = s.stats();
+    assert_eq!(st.flows_sent, accepted.len() as u64);
+    assert_eq!(st.flows_buffered, 0);
+    assert_eq!(st.disconnects, 0);
+    drop(s);
     server.stop();
 }

@@ -139,6 +139,7 @@ fn run(args: &Args) -> Result<()> {
         println!("vrouter: lcore {} polls {}", plan.lcore_id, qs.join(", "));
     }
     let agent_stop = Arc::new(AtomicBool::new(false));
+    let export_table = agent_parts.as_ref().map(|p| p.0.clone());
     let agent = match agent_parts {
         Some((table, policy, consumers, done_tx)) => {
             println!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity());
@@ -168,6 +169,22 @@ fn run(args: &Args) -> Result<()> {
         None => None,
     };
 
+    // Flow and UVE export ([export]): its own thread, reading the flow table like a tool.
+    let exporter = match export_table {
+        Some(table) if cfg.export.enabled => {
+            let collectors = cfg.export.collectors.join(", ");
+            let h = vrouter::agent::export::spawn(&cfg, table, agent_stop.clone())
+                .context("starting the exporter ([export])")?;
+            println!("vrouter: exporting flows and UVEs to {collectors}");
+            Some(h)
+        }
+        None if cfg.export.enabled => {
+            eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
+            None
+        }
+        _ => None,
+    };
+
     let interval = Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s));
     let mut last = dp.stats.totals();
     let mut last_t = Instant::now();
@@ -188,6 +205,9 @@ fn run(args: &Args) -> Result<()> {
     agent_stop.store(true, Ordering::SeqCst);
     if let Some(a) = agent {
         let _ = a.join();
+    }
+    if let Some(x) = exporter {
+        let _ = x.join();
     }
     println!(
         "vrouter: stopped; rx {} tx {} dropped {}",

@@ -175,7 +175,9 @@ impl Sampler {
 
     /// Recomputes the threshold when a window of [`SAMPLING_UPDATE`] has passed.
     pub fn update(&mut self, now: Instant) {
-        let Some(c) = self.rate.filter(|r| *r > 0) else { return };
+        let Some(c) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
         let el = now.duration_since(self.window_start);
         if el < SAMPLING_UPDATE {
             return;
@@ -255,6 +257,8 @@ struct Endpoint {
 struct Context {
     /// Local VMIs by (VRF, address).
     endpoints: HashMap<(u32, IpAddr), Endpoint>,
+    /// Local VMIs by vif id.
+    by_vif: HashMap<u16, Endpoint>,
     /// VN of each VRF (the VN of its VMIs), for remote endpoints.
     vrf_vn: HashMap<u32, Arc<str>>,
     /// Analyzer name by mirror index.
@@ -277,6 +281,7 @@ impl Context {
     fn from_config(cfg: &Config, with_policy: bool) -> Result<Context, ExportError> {
         let mut endpoints = HashMap::new();
         let mut vrf_vn = HashMap::new();
+        let mut by_vif = HashMap::new();
         let mut vmis = Vec::new();
         for v in &cfg.vifs {
             let v = v.get_ref();
@@ -296,6 +301,7 @@ impl Context {
             if let Some(ip) = v.ip6 {
                 endpoints.insert((v.vrf, IpAddr::V6(ip)), ep.clone());
             }
+            by_vif.insert(v.id, ep.clone());
             if let Some(vn) = &vn {
                 vrf_vn.entry(v.vrf).or_insert_with(|| vn.clone());
             }
@@ -319,6 +325,7 @@ impl Context {
         };
         Ok(Context {
             endpoints,
+            by_vif,
             vrf_vn,
             analyzers,
             vrouter_ip: Arc::from(cfg.vrouter.router_ip.to_string()),
@@ -329,6 +336,10 @@ impl Context {
 
     fn endpoint(&self, vrf: u32, ip: IpAddr) -> Option<&Endpoint> {
         self.endpoints.get(&(vrf, ip))
+    }
+
+    fn vmi(&self, vif: u16) -> Option<&Endpoint> {
+        self.by_vif.get(&vif)
     }
 
     fn analyzer(&self, index: u8) -> Option<Arc<str>> {
@@ -369,26 +380,59 @@ impl Counters {
             mirror_bytes: self.mirror_bytes.saturating_sub(old.mirror_bytes),
             mirror_packets: self.mirror_packets.saturating_sub(old.mirror_packets),
             sec_mirror_bytes: self.sec_mirror_bytes.saturating_sub(old.sec_mirror_bytes),
-            sec_mirror_packets: self.sec_mirror_packets.saturating_sub(old.sec_mirror_packets),
+            sec_mirror_packets: self
+                .sec_mirror_packets
+                .saturating_sub(old.sec_mirror_packets),
         }
     }
 }
 
-/// The fixed part of a flow's records.
+/// The fixed part of a flow's records, compact (shared strings are `Arc`s from the
+/// configuration and the policy engine; the record is built at emit time).
 #[derive(Debug)]
 struct FlowInfo {
-    base: FlowLogData,
-    vmi: Option<u16>,
+    index: u32,
+    setup_ms: u64,
+    key: flow_table::FlowKey,
+    src_vn: Option<Arc<str>>,
+    dst_vn: Option<Arc<str>>,
+    /// The local VMI endpoint (source if local, else destination).
+    local: Option<u16>,
+    direction_ing: bool,
+    forward: bool,
+    /// Reverse flow: index, generation, setup time.
+    reverse: Option<(u32, Gen, u64)>,
+    action: &'static str,
+    drop_reason: u8,
+    underlay_sport: u16,
+    nw_ace_uuid: Option<Arc<str>>,
+    sg_rule_uuid: Option<Arc<str>>,
+    analyzers: [Option<Arc<str>>; 2],
 }
 
 #[derive(Debug)]
 struct FlowState {
     gen: Gen,
-    info: Box<FlowInfo>,
+    info: FlowInfo,
     last: Counters,
     exported: bool,
     /// The teardown record was sent (the slot still shows the deleted flow).
     torn_down: bool,
+}
+
+/// The FlowLogData action string for an entry action, the policy's log bit and mirroring.
+fn action_name(action: Action, log: bool, mirror: bool) -> &'static str {
+    match (action, log, mirror) {
+        (Action::Forward | Action::Nat, false, false) => "pass",
+        (Action::Forward | Action::Nat, false, true) => "pass|mirror",
+        (Action::Forward | Action::Nat, true, false) => "pass|log",
+        (Action::Forward | Action::Nat, true, true) => "pass|log|mirror",
+        (Action::Drop, false, false) => "deny",
+        (Action::Drop, false, true) => "deny|mirror",
+        (Action::Drop, true, false) => "deny|log",
+        (Action::Drop, true, true) => "deny|log|mirror",
+        (Action::Hold, _, _) => "hold",
+    }
 }
 
 /// Flags of a deleted or evicted flow.
@@ -427,7 +471,8 @@ pub struct MirrorTotals {
 pub struct FlowScanner {
     table: Arc<FlowTable>,
     ctx: Context,
-    states: Vec<Option<FlowState>>,
+    /// By flow index; boxed so an empty slot costs one word.
+    states: Vec<Option<Box<FlowState>>>,
     cursor: u32,
     slice: u32,
     sweep_started: Instant,
@@ -456,7 +501,9 @@ impl FlowScanner {
         let cap = table.capacity();
         let sweep_ms = u64::from(cfg.flow.age_timeout_s) * 1000 * u64::from(e.scan_percent) / 100;
         let ticks = (sweep_ms / u64::from(e.scan_interval_ms)).max(1);
-        let slice = (u64::from(cap) / ticks + 1).max(u64::from(MIN_SLICE)).min(u64::from(cap)) as u32;
+        let slice = (u64::from(cap) / ticks + 1)
+            .max(u64::from(MIN_SLICE))
+            .min(u64::from(cap)) as u32;
         let salt = table.generation().rotate_left(32) ^ now_us() as u64;
         Ok(FlowScanner {
             states: (0..cap).map(|_| None).collect(),
@@ -508,7 +555,7 @@ impl FlowScanner {
         )
     }
 
-    /// Builds the fixed part of the records of a newly seen flow.
+    /// The fixed part of the records of a newly seen flow.
     fn flow_info(&self, s: &FlowSnapshot) -> FlowInfo {
         let k = &s.key;
         let vrf = k.vrf();
@@ -518,10 +565,9 @@ impl FlowScanner {
         let vrf_vn = self.ctx.vrf_vn.get(&vrf).cloned();
         let src_vn = src_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
         let dst_vn = dst_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
-        let local = src_ep.or(dst_ep);
         // Forward flow: the earlier entry of the pair (ties: the lower index).
-        let reverse = s.rflow.and_then(|r| self.table.entry(r).map(|e| (r, e.gen())));
-        let forward = match s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten()) {
+        let rsnap = s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten());
+        let forward = match &rsnap {
             Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
             None => true,
         };
@@ -544,67 +590,65 @@ impl FlowScanner {
             .as_ref()
             .map(|p| p.evaluate(&if forward { fctx } else { fctx.reversed() }));
         let mirrored = s.mirror != flow_table::NO_MIRROR;
-        let mut action = String::from(match s.action {
-            Action::Forward | Action::Nat => "pass",
-            Action::Drop => "deny",
-            Action::Hold => "hold",
-        });
-        if decision.as_ref().is_some_and(|d| d.log) {
-            action.push_str("|log");
+        let analyzer = |m: u8| {
+            (m != flow_table::NO_MIRROR)
+                .then(|| self.ctx.analyzer(m))
+                .flatten()
+        };
+        FlowInfo {
+            index: s.index,
+            setup_ms: s.setup_time,
+            key: s.key,
+            local: src_ep.or(dst_ep).map(|e| e.vif),
+            direction_ing: src_ep.is_some(),
+            src_vn,
+            dst_vn,
+            forward,
+            reverse: rsnap.map(|r| (r.index, r.gen, r.setup_time)),
+            action: action_name(s.action, decision.as_ref().is_some_and(|d| d.log), mirrored),
+            drop_reason: s.drop_reason,
+            underlay_sport: s.underlay_sport,
+            nw_ace_uuid: decision.as_ref().and_then(|d| d.nw_ace_uuid.clone()),
+            sg_rule_uuid: decision.as_ref().and_then(|d| d.sg_rule_uuid.clone()),
+            analyzers: [analyzer(s.mirror), analyzer(s.sec_mirror)],
         }
-        if mirrored {
-            action.push_str("|mirror");
-        }
+    }
+
+    /// The record for `st` without counters.
+    fn base_record(&self, st: &FlowState) -> FlowLogData {
+        let i = &st.info;
+        let k = &i.key;
+        let own = |a: &Option<Arc<str>>| a.as_deref().map(str::to_owned);
+        let ep = i.local.and_then(|v| self.ctx.vmi(v));
         let mut r = FlowLogData::new(
-            self.uuid(s.index, s.gen, s.setup_time),
-            i8::from(src_ep.is_some()),
-            src_vn.as_deref().unwrap_or("").to_owned(),
-            src,
-            dst_vn.as_deref().unwrap_or("").to_owned(),
-            dst,
+            self.uuid(i.index, st.gen, i.setup_ms),
+            i8::from(i.direction_ing),
+            i.src_vn.as_deref().unwrap_or("").to_owned(),
+            k.src_ip(),
+            i.dst_vn.as_deref().unwrap_or("").to_owned(),
+            k.dst_ip(),
             k.proto(),
             k.sport(),
             k.dport(),
         );
-        r.vm = local.and_then(|e| e.vm.as_deref()).map(str::to_owned);
-        r.vmi_uuid = local.and_then(|e| e.vmi_uuid.as_deref()).map(str::to_owned);
-        r.reverse_uuid = reverse.map(|(ri, rg)| {
-            let rs = self
-                .table
-                .snapshot(ri)
-                .ok()
-                .flatten()
-                .map_or(0, |x| x.setup_time);
-            self.uuid(ri, rg, rs)
-        });
-        r.setup_time = Some(s.setup_time as i64 * 1000);
-        r.action = Some(action);
-        r.sg_rule_uuid = decision
-            .as_ref()
-            .and_then(|d| d.sg_rule_uuid.as_deref())
-            .map(str::to_owned);
-        r.nw_ace_uuid = decision
-            .as_ref()
-            .and_then(|d| d.nw_ace_uuid.as_deref())
-            .map(str::to_owned);
+        r.vm = ep.and_then(|e| own(&e.vm));
+        r.vmi_uuid = ep.and_then(|e| own(&e.vmi_uuid));
+        r.reverse_uuid = i.reverse.map(|(ri, rg, rs)| self.uuid(ri, rg, rs));
+        r.setup_time = Some(i.setup_ms as i64 * 1000);
+        r.action = Some(i.action.to_owned());
+        r.sg_rule_uuid = own(&i.sg_rule_uuid);
+        r.nw_ace_uuid = own(&i.nw_ace_uuid);
         r.vrouter_ip = Some(self.ctx.vrouter_ip.to_string());
-        r.underlay_source_port = Some(s.underlay_sport);
-        r.drop_reason = Some(if s.action == Action::Drop {
-            flow_drop_reason_name(s.drop_reason).to_owned()
+        r.underlay_source_port = Some(i.underlay_sport);
+        r.drop_reason = Some(if i.action.starts_with("deny") {
+            flow_drop_reason_name(i.drop_reason).to_owned()
         } else {
             String::new()
         });
-        r.forward_flow = Some(forward);
-        if mirrored {
-            r.analyzer_name = self.ctx.analyzer(s.mirror).map(|a| a.to_string());
-        }
-        if s.sec_mirror != flow_table::NO_MIRROR {
-            r.sec_analyzer_name = self.ctx.analyzer(s.sec_mirror).map(|a| a.to_string());
-        }
-        FlowInfo {
-            base: r,
-            vmi: local.map(|e| e.vif),
-        }
+        r.forward_flow = Some(i.forward);
+        r.analyzer_name = own(&i.analyzers[0]);
+        r.sec_analyzer_name = own(&i.analyzers[1]);
+        r
     }
 
     /// Emits one record (after sampling) for a flow whose counters are `now`, `diff` since
@@ -624,7 +668,7 @@ impl FlowScanner {
             bytes: diff.mirror_bytes + diff.sec_mirror_bytes,
         };
         if m != MirrorTotals::default() {
-            if let Some(v) = st.info.vmi {
+            if let Some(v) = st.info.local {
                 let e = self.vmi_mirror.entry(v).or_default();
                 e.packets += m.packets;
                 e.bytes += m.bytes;
@@ -646,7 +690,7 @@ impl FlowScanner {
                 (diff.packets as f64 / p) as u64,
             ),
         };
-        let mut r = st.info.base.clone();
+        let mut r = self.base_record(st);
         r.tcp_flags = (tcp_flags != 0).then_some(tcp_flags);
         r.teardown_time = teardown_us;
         r.bytes = Some(now.bytes as i64);
@@ -671,13 +715,20 @@ impl FlowScanner {
 
     /// A tracked flow vanished between two scans (its slot is free or holds another flow):
     /// the final record has the last figures seen.
-    fn teardown(&mut self, sink: &mut impl RecordSink, mut st: FlowState) {
+    fn teardown(&mut self, sink: &mut impl RecordSink, mut st: Box<FlowState>) {
         if st.torn_down {
             return;
         }
         self.counters.teardown_records += 1;
         let last = st.last;
-        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()));
+        self.emit(
+            sink,
+            &mut st,
+            &last,
+            &Counters::default(),
+            0,
+            Some(now_us()),
+        );
         self.counters.flows_tracked -= 1;
     }
 
@@ -690,7 +741,9 @@ impl FlowScanner {
                 return;
             }
         };
-        let Some(slot) = self.states.get_mut(idx as usize) else { return };
+        let Some(slot) = self.states.get_mut(idx as usize) else {
+            return;
+        };
         let prev = slot.take();
         let s = match snap {
             // Deleted or evicted flows stay readable, with their final counters, until the
@@ -713,13 +766,13 @@ impl FlowScanner {
                 let info = self.flow_info(&s);
                 self.counters.flows_tracked += 1;
                 (
-                    FlowState {
+                    Box::new(FlowState {
                         gen: s.gen,
-                        info: Box::new(info),
+                        info,
                         last: Counters::default(),
                         exported: false,
                         torn_down: false,
-                    },
+                    }),
                     true,
                 )
             }
@@ -789,7 +842,9 @@ fn vmi_uves(
 ) -> Vec<UVEVMIStats> {
     let mut out = Vec::new();
     for v in &scanner.ctx.vmis {
-        let c = stats.map(|s| s.vif_counters(v.vif, None)).unwrap_or_default();
+        let c = stats
+            .map(|s| s.vif_counters(v.vif, None))
+            .unwrap_or_default();
         let m = scanner.vmi_mirror(v.vif);
         // in = from the VM (the vif receives), out = to the VM (the vif transmits).
         let raw = VmInterfaceStats {
@@ -962,7 +1017,9 @@ pub fn spawn(
                     std::thread::sleep(rest);
                 }
             }
-            // Final figures, then let the session flush for up to a second.
+            // A last full sweep (final counters of every flow), the final figures, then let
+            // the session flush for up to a second.
+            scanner.sweep(&mut session);
             let mut c = scanner.counters.clone();
             fill_session(&mut c, &session.stats());
             c.updated_unix_ms = crate::stats::unix_time_ms();
@@ -1164,20 +1221,44 @@ enabled = true
         let mut fx = fixture("");
         let (f, r) = pair(&fx.table, 40000, true);
         // A flow still in HOLD is not exported.
-        let hk = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 2, 0, 3), 5, 53);
+        let hk = FlowKey::v4(
+            1,
+            17,
+            Ipv4Addr::new(10, 1, 0, 3),
+            Ipv4Addr::new(10, 2, 0, 3),
+            5,
+            53,
+        );
         fx.table.lookup_or_hold(&hk, hk.hash(), 1_000).unwrap();
         traffic(&fx.table, f, 3, 100, true);
         let mut out: Vec<FlowLogData> = Vec::new();
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 2, "{out:#?}");
-        let fwd = out.iter().find(|x| x.forward_flow == Some(true)).unwrap().clone();
-        let rev = out.iter().find(|x| x.forward_flow == Some(false)).unwrap().clone();
+        let fwd = out
+            .iter()
+            .find(|x| x.forward_flow == Some(true))
+            .unwrap()
+            .clone();
+        let rev = out
+            .iter()
+            .find(|x| x.forward_flow == Some(false))
+            .unwrap()
+            .clone();
         assert_eq!(fwd.reverse_uuid.as_deref(), Some(rev.flowuuid.as_str()));
         assert_eq!(rev.reverse_uuid.as_deref(), Some(fwd.flowuuid.as_str()));
-        assert_eq!((fwd.sourcevn.as_str(), fwd.destvn.as_str()), ("vn-red", "vn-blue"));
-        assert_eq!((rev.sourcevn.as_str(), rev.destvn.as_str()), ("vn-blue", "vn-red"));
+        assert_eq!(
+            (fwd.sourcevn.as_str(), fwd.destvn.as_str()),
+            ("vn-red", "vn-blue")
+        );
+        assert_eq!(
+            (rev.sourcevn.as_str(), rev.destvn.as_str()),
+            ("vn-blue", "vn-red")
+        );
         assert_eq!(fwd.sourceip, "10.1.0.3".parse::<IpAddr>().unwrap());
-        assert_eq!((fwd.protocol, fwd.sport, fwd.dport), (6, 40000u16 as i16, 80));
+        assert_eq!(
+            (fwd.protocol, fwd.sport, fwd.dport),
+            (6, 40000u16 as i16, 80)
+        );
         assert_eq!(fwd.direction_ing, 1);
         // Both endpoints are local VMIs: both flows enter from a VM.
         assert_eq!(rev.direction_ing, 1);
@@ -1189,14 +1270,23 @@ enabled = true
             Some("10000000-0000-4000-8000-000000000001")
         );
         assert_eq!(rev.nw_ace_uuid, fwd.nw_ace_uuid);
-        assert_eq!(fwd.vm.as_deref(), Some("00000000-0000-0000-0000-0000000000b1"));
-        assert_eq!(fwd.vmi_uuid.as_deref(), Some("00000000-0000-0000-0000-0000000000a1"));
+        assert_eq!(
+            fwd.vm.as_deref(),
+            Some("00000000-0000-0000-0000-0000000000b1")
+        );
+        assert_eq!(
+            fwd.vmi_uuid.as_deref(),
+            Some("00000000-0000-0000-0000-0000000000a1")
+        );
         assert_eq!(fwd.vrouter_ip.as_deref(), Some("10.10.0.1"));
         assert_eq!(fwd.setup_time, Some(1_000_000));
         assert_eq!((fwd.bytes, fwd.packets), (Some(300), Some(3)));
         assert_eq!((fwd.diff_bytes, fwd.diff_packets), (Some(300), Some(3)));
         assert_eq!((fwd.mirror_bytes, fwd.mirror_packets), (Some(360), Some(3)));
-        assert_eq!((fwd.sec_mirror_bytes, fwd.sec_mirror_packets), (Some(360), Some(3)));
+        assert_eq!(
+            (fwd.sec_mirror_bytes, fwd.sec_mirror_packets),
+            (Some(360), Some(3))
+        );
         assert_eq!(fwd.teardown_time, None);
         assert_eq!((rev.bytes, rev.diff_bytes), (Some(0), Some(0)));
         assert_eq!(fx.scanner.counters().setup_records, 2);
@@ -1211,8 +1301,14 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].flowuuid, fwd.flowuuid);
-        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(400), Some(100), Some(2)));
-        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(500), Some(5)));
+        assert_eq!(
+            (out[0].bytes, out[0].diff_bytes, out[0].diff_packets),
+            (Some(400), Some(100), Some(2))
+        );
+        assert_eq!(
+            (out[0].mirror_bytes, out[0].mirror_packets),
+            (Some(500), Some(5))
+        );
 
         // Last packets, then delete: the teardown record carries teardown_time and the final
         // figures read from the deleted (not yet reclaimed) entry.
@@ -1224,8 +1320,14 @@ enabled = true
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].flowuuid, fwd.flowuuid);
         assert!(out[0].teardown_time.is_some());
-        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(410), Some(10), Some(1)));
-        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(530), Some(6)));
+        assert_eq!(
+            (out[0].bytes, out[0].diff_bytes, out[0].diff_packets),
+            (Some(410), Some(10), Some(1))
+        );
+        assert_eq!(
+            (out[0].mirror_bytes, out[0].mirror_packets),
+            (Some(530), Some(6))
+        );
         assert_eq!(out[0].action.as_deref(), Some("pass|mirror"));
         // Still visible until reclaimed: no second teardown; after reclaim, nothing either.
         out.clear();
@@ -1234,9 +1336,15 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert!(out.is_empty(), "{out:#?}");
         let c = fx.scanner.counters();
-        assert_eq!((c.periodic_records, c.teardown_records, c.flows_tracked), (1, 1, 1));
+        assert_eq!(
+            (c.periodic_records, c.teardown_records, c.flows_tracked),
+            (1, 1, 1)
+        );
         // Mirrored traffic is attributed to the source VMI (vif 1) and the vRouter.
-        let m = MirrorTotals { packets: 12, bytes: 1060 };
+        let m = MirrorTotals {
+            packets: 12,
+            bytes: 1060,
+        };
         assert_eq!(fx.scanner.vmi_mirror(1), m);
         assert_eq!(fx.scanner.total_mirror(), m);
         assert_eq!(fx.scanner.vmi_mirror(2), MirrorTotals::default());
@@ -1261,7 +1369,13 @@ enabled = true
         };
         for _ in 0..300 {
             let f = flows[(next() % 50) as usize];
-            traffic(&fx.table, f, (next() % 5) as u32, 60 + (next() % 1400) as u32, true);
+            traffic(
+                &fx.table,
+                f,
+                (next() % 5) as u32,
+                60 + (next() % 1400) as u32,
+                true,
+            );
             if next() % 3 == 0 {
                 fx.scanner.tick(&mut out);
             }
@@ -1289,16 +1403,42 @@ enabled = true
         let mut checked = 0;
         let live: Vec<FlowSnapshot> = fx.table.iter_active().map(|(_, s)| s).collect();
         for s in finals.iter().chain(&live) {
-            let rec = out.iter().find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index))).unwrap();
+            let rec = out
+                .iter()
+                .find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index)))
+                .unwrap();
             let sums = by_uuid[&rec.flowuuid];
             assert_eq!((sums.0 as u64, sums.1 as u64), (s.bytes, s.packets));
-            assert_eq!((sums.2 as u64, sums.3 as u64), (s.mirror_bytes, s.mirror_packets));
+            assert_eq!(
+                (sums.2 as u64, sums.3 as u64),
+                (s.mirror_bytes, s.mirror_packets)
+            );
             checked += 1;
         }
         // 17 deleted forward flows, 83 live entries (33 forward, 50 reverse).
         assert_eq!((finals.len(), checked), (17, 100));
         let deleted_records = out.iter().filter(|r| r.teardown_time.is_some()).count();
         assert_eq!(deleted_records, 17);
+    }
+
+    #[test]
+    fn bad_export_config_names_file_line_and_field() {
+        let text = format!("{CONFIG}collectors = [\"collector.example:8086\"]\n");
+        let line = text.lines().count();
+        let e = parse(&text, "vrouter.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("vrouter.toml:{line}: export.collectors: ")),
+            "{e}"
+        );
+        assert!(e.contains("collector.example:8086"), "{e}");
+        let e = parse(&format!("{CONFIG}scan_percent = 0\n"), "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("export.scan_percent"), "{e}");
+        let e = parse(&format!("{CONFIG}typo = 1\n"), "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("typo"), "{e}");
     }
 
     #[test]
@@ -1323,7 +1463,11 @@ enabled = true
         let big = Arc::new(
             FlowTable::create(
                 &dir.path().join("flow"),
-                &FlowTableConfig { main_entries: 1 << 20, overflow_entries: 1024, max_lcores: 1 },
+                &FlowTableConfig {
+                    main_entries: 1 << 20,
+                    overflow_entries: 1024,
+                    max_lcores: 1,
+                },
             )
             .unwrap(),
         );
@@ -1332,4 +1476,3 @@ enabled = true
         assert_eq!(s.slice(), big.capacity() / 180 + 1);
     }
 }
-
