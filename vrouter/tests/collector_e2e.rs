@@ -201,13 +201,18 @@ uve_interval_s = 1
                 assert_eq!(raw["in_bytes"], json!(vif1.rx_bytes));
                 assert_eq!(raw["out_bytes"], json!(vif1.tx_bytes));
                 assert!(raw.get("mir_pkts").is_some() && raw.get("mir_bytes").is_some(), "{vmi}");
-                // Mirror totals of the vRouter UVE: what the flows were mirrored with.
+                // Mirror totals: the vRouter UVE carries what all flows were mirrored with (both
+                // analyzers), vm1's VMI UVE what the flows it sources were (the exporter
+                // attributes a flow to its source VMI when the source is local).
                 let uve_mir = (agent["mir_tpkts"].as_u64().unwrap(), agent["mir_bytes"].as_u64().unwrap());
-                assert!(
-                    uve_mir == (mir_pkts, mir_bytes)
-                        || uve_mir == (dp.iter().map(|f| f.mirror_packets).sum(), dp.iter().map(|f| f.mirror_bytes).sum()),
-                    "vRouter UVE mirror totals {uve_mir:?}, flows: {dp:#?}"
+                assert_eq!(uve_mir, (mir_pkts, mir_bytes), "vRouter UVE mirror totals; flows: {dp:#?}");
+                let vm1_flows = || dp.iter().filter(|f| f.key.src_ip() == std::net::IpAddr::V4(ip4("192.168.1.3")));
+                let vm1_mir = (
+                    vm1_flows().map(|f| f.mirror_packets + f.sec_mirror_packets).sum::<u64>(),
+                    vm1_flows().map(|f| f.mirror_bytes + f.sec_mirror_bytes).sum::<u64>(),
                 );
+                let vmi_mir = (raw["mir_pkts"].as_u64().unwrap(), raw["mir_bytes"].as_u64().unwrap());
+                assert_eq!(vmi_mir, vm1_mir, "VMI UVE mirror counters");
                 break;
             }
             assert!(Instant::now() < deadline, "UVEs never matched: {vmi}\n{vr}\nvif1 {vif1:?}");
