@@ -64,6 +64,8 @@ rm -f "$RUN_DIR"/*-out.pcap
 COLLECTOR_HTTP=127.0.0.1:8081
 cpid=""
 if [ -x target/release/collector ]; then
+    # A fresh database per demo run, so what it shows is this run's traffic.
+    rm -rf "$RUN_DIR/collector"
     mkdir -p "$RUN_DIR/collector"
     log "target/release/collector --data-dir $RUN_DIR/collector (REST API http://$COLLECTOR_HTTP)"
     target/release/collector --data-dir "$RUN_DIR/collector" --sandesh-listen 127.0.0.1:8086 \
@@ -164,9 +166,10 @@ q = {"table": "FlowRecordTable", "start_time": "now-1h", "end_time": "now",
 rows = call("/analytics/query", q)["value"]
 print(f"FlowRecordTable: {len(rows)} flow records (top 20 by bytes)")
 for r in rows:
-    print("  " + " ".join(f"{k}={r[k]}" for k in q["select_fields"]))
+    print("  " + " ".join(f"{k}={'-' if r[k] is None else r[k]}" for k in q["select_fields"]))
 for t in ("virtual-machine-interfaces", "vrouters"):
     print(f"{t}: {[u['name'] for u in call('/analytics/uves/' + t)]}")
+print("(UVEs live as long as the vRouter's session: query them while the demo runs)")
 stats = call("/analytics/collector/stats")
 print("collector: " + ", ".join(f"{k}={stats[k]}" for k in
       ("sessions_established", "frames_received", "flow_records_stored", "uve_updates_stored", "malformed_frames")))
