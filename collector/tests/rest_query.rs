@@ -183,3 +183,27 @@ fn bad_queries_get_http_error_codes() {
     assert_eq!(code, 404);
     c.stop();
 }
+
+#[test]
+fn retention_removes_old_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.flow_retention_s = 60;
+    cfg.purge_interval_s = 1;
+    let c = TestCollector::start(cfg);
+    let mut g = Generator::connect(c.sandesh, "host1");
+    // A flow last seen two minutes ago (beyond the 60 s retention) and a current one.
+    let old_t = now_us() - 120_000_000;
+    let mut old = flow("00000000-0000-0000-0000-00000000000a", 1000, 100, 1, 100, 1);
+    old.setup_time = Some(old_t - 1_000_000);
+    let f = g.frame_at(&sandesh::FlowLogDataObject { flowdata: vec![old] }, 0, old_t);
+    g.send_bytes(&f);
+    g.send_flows(vec![flow("00000000-0000-0000-0000-00000000000b", 1001, 100, 1, 100, 1)]);
+    c.wait_stat("flow_records_received", 2);
+    // The next purge pass (every second) removes the old record and its series row.
+    c.wait_stat("flow_records_purged", 1);
+    c.wait_stat("flow_series_purged", 1);
+    let q = json!({"table": "FlowRecordTable", "start_time": 0, "end_time": "now", "select_fields": ["UuidKey"]});
+    assert_eq!(rows(c.http, &q), vec![json!({"UuidKey": "00000000-0000-0000-0000-00000000000b"})]);
+    c.stop();
+}

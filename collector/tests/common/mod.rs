@@ -238,6 +238,11 @@ impl Generator {
     }
 
     pub fn frame<M: SandeshMessage>(&mut self, msg: &M, hints: i32) -> Vec<u8> {
+        self.frame_at(msg, hints, now_us())
+    }
+
+    /// A frame whose header carries `timestamp_us`.
+    pub fn frame_at<M: SandeshMessage>(&mut self, msg: &M, hints: i32, timestamp_us: i64) -> Vec<u8> {
         self.seq += 1;
         let level = if M::MESSAGE.kind == sandesh::MessageKind::Uve {
             sandesh::level::SYS_NOTICE
@@ -249,7 +254,7 @@ impl Generator {
         } else {
             level
         };
-        let header = self.id.header::<M>(now_us(), self.seq, level, hints);
+        let header = self.id.header::<M>(timestamp_us, self.seq, level, hints);
         encode_message_frame(&header, msg).unwrap()
     }
 
