@@ -196,14 +196,30 @@ fn retention_removes_old_flows() {
     let old_t = now_us() - 120_000_000;
     let mut old = flow("00000000-0000-0000-0000-00000000000a", 1000, 100, 1, 100, 1);
     old.setup_time = Some(old_t - 1_000_000);
-    let f = g.frame_at(&sandesh::FlowLogDataObject { flowdata: vec![old] }, 0, old_t);
+    let f = g.frame_at(
+        &sandesh::FlowLogDataObject {
+            flowdata: vec![old],
+        },
+        0,
+        old_t,
+    );
     g.send_bytes(&f);
-    g.send_flows(vec![flow("00000000-0000-0000-0000-00000000000b", 1001, 100, 1, 100, 1)]);
+    g.send_flows(vec![flow(
+        "00000000-0000-0000-0000-00000000000b",
+        1001,
+        100,
+        1,
+        100,
+        1,
+    )]);
     c.wait_stat("flow_records_received", 2);
     // The next purge pass (every second) removes the old record and its series row.
     c.wait_stat("flow_records_purged", 1);
     c.wait_stat("flow_series_purged", 1);
     let q = json!({"table": "FlowRecordTable", "start_time": 0, "end_time": "now", "select_fields": ["UuidKey"]});
-    assert_eq!(rows(c.http, &q), vec![json!({"UuidKey": "00000000-0000-0000-0000-00000000000b"})]);
+    assert_eq!(
+        rows(c.http, &q),
+        vec![json!({"UuidKey": "00000000-0000-0000-0000-00000000000b"})]
+    );
     c.stop();
 }

@@ -242,7 +242,12 @@ impl Generator {
     }
 
     /// A frame whose header carries `timestamp_us`.
-    pub fn frame_at<M: SandeshMessage>(&mut self, msg: &M, hints: i32, timestamp_us: i64) -> Vec<u8> {
+    pub fn frame_at<M: SandeshMessage>(
+        &mut self,
+        msg: &M,
+        hints: i32,
+        timestamp_us: i64,
+    ) -> Vec<u8> {
         self.seq += 1;
         let level = if M::MESSAGE.kind == sandesh::MessageKind::Uve {
             sandesh::level::SYS_NOTICE
