@@ -6,6 +6,8 @@
 //!   an unknown name gives `{}` as in the reference API. `<name>` `*` or `prefix*` gives
 //!   `{"value": [{"name", "value"(flat)}, …]}`.
 //! * `POST /analytics/query`: [`crate::query`].
+//! * `GET /analytics/tables`, `GET /analytics/table/<t>`, `GET /analytics/table/<t>/schema`:
+//!   the queryable tables and their columns ([`crate::query::schema_json`]).
 //! * `GET /analytics/collector/stats`: the collector's counters ([`crate::stats`]).
 //!
 //! Errors are `{"error": "<message>"}` with the status code of the error.
@@ -63,6 +65,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/analytics/uves/:ty", get(uve_list))
         .route("/analytics/uves/:ty/*name", get(uve_get))
         .route("/analytics/query", post(query_post))
+        .route("/analytics/tables", get(tables))
+        .route("/analytics/table/:t", get(table_links))
+        .route("/analytics/table/:t/schema", get(table_schema))
         .route("/analytics/collector/stats", get(collector_stats))
         .with_state(state)
 }
@@ -216,6 +221,38 @@ async fn query_post(State(st): State<ApiState>, body: Bytes) -> Result<Json<Valu
         Err(_) => stats.queries_failed.fetch_add(1, Relaxed),
     };
     r.map(Json)
+}
+
+async fn tables(headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    Json(Value::Array(
+        query::TABLES
+            .iter()
+            .map(|t| json!({"name": t.name(), "href": format!("{base}/analytics/table/{}", t.name()), "type": "FLOW"}))
+            .collect(),
+    ))
+}
+
+fn known_table(t: &str) -> Result<query::Table, ApiError> {
+    query::Table::from_name(t).ok_or_else(|| {
+        let e = QueryError::UnknownTable(t.to_owned());
+        ApiError(
+            StatusCode::from_u16(e.http_status()).expect("valid status"),
+            e.to_string(),
+        )
+    })
+}
+
+async fn table_links(Path(t): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let table = known_table(&t)?;
+    let base = base_url(&headers);
+    Ok(Json(
+        json!([{"name": "schema", "href": format!("{base}/analytics/table/{}/schema", table.name())}]),
+    ))
+}
+
+async fn table_schema(Path(t): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(query::schema_json(known_table(&t)?)))
 }
 
 async fn collector_stats(State(st): State<ApiState>) -> Json<Value> {

@@ -183,6 +183,60 @@ impl Table {
     }
 }
 
+/// The columns the reference schema indexes (where clauses on them are what it supports).
+pub const INDEXED_COLUMNS: &[&str] = &[
+    "vrouter",
+    "sourcevn",
+    "sourceip",
+    "destvn",
+    "destip",
+    "protocol",
+    "sport",
+    "dport",
+    "direction_ing",
+];
+
+/// The schema of a table as `GET /analytics/table/<t>/schema` shows it:
+/// `{"type": "FLOW", "columns": [{"name", "datatype", "index", "suffixes": null}, ...]}`.
+pub fn schema_json(table: Table) -> Value {
+    let mut cols: Vec<Value> = table
+        .columns()
+        .iter()
+        .map(|c| {
+            let datatype = match (c.kind, c.name) {
+                (ColKind::Str, "UuidKey") => "uuid",
+                (ColKind::Str, "sourceip" | "destip") => "ipaddr",
+                (ColKind::Str, _) => "string",
+                (
+                    ColKind::Int,
+                    "protocol"
+                    | "sport"
+                    | "dport"
+                    | "direction_ing"
+                    | "underlay_proto"
+                    | "underlay_source_port"
+                    | "tcp_flags",
+                ) => "int",
+                (ColKind::Int, _) => "long",
+            };
+            serde_json::json!({"name": c.name, "datatype": datatype,
+                               "index": INDEXED_COLUMNS.contains(&c.name), "suffixes": null})
+        })
+        .collect();
+    if table == Table::FlowSeries {
+        cols.push(
+            serde_json::json!({"name": "T=", "datatype": "long", "index": false, "suffixes": null}),
+        );
+        for c in SERIES_COUNTERS {
+            cols.push(serde_json::json!({"name": format!("SUM({c})"), "datatype": "long", "index": false, "suffixes": null}));
+        }
+    }
+    serde_json::json!({"type": "FLOW", "columns": cols})
+}
+
+/// Every table, for `GET /analytics/tables`.
+pub const TABLES: &[Table] = &[Table::FlowRecord, Table::FlowSeries];
+
 /// Why a query failed.
 #[derive(Debug, Error)]
 pub enum QueryError {

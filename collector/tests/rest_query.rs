@@ -176,6 +176,35 @@ fn bad_queries_get_http_error_codes() {
         &json!({"table": "FlowSeriesTable", "start_time": 0, "end_time": "now+3650d", "select_fields": ["T"]}),
     );
     assert_eq!((code, v), (200, json!({"value": []})));
+    // Tables and schemas.
+    let (code, v) = http_get(c.http, "/analytics/tables");
+    assert_eq!(code, 200);
+    assert_eq!(
+        v[0],
+        json!({"name": "FlowRecordTable", "href": format!("http://{}/analytics/table/FlowRecordTable", c.http), "type": "FLOW"})
+    );
+    let (_, v) = http_get(c.http, "/analytics/table/FlowRecordTable/schema");
+    let cols = v["columns"].as_array().unwrap();
+    let col = |n: &str| {
+        cols.iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("no column {n}"))
+            .clone()
+    };
+    assert_eq!(
+        col("agg-mir-bytes"),
+        json!({"name": "agg-mir-bytes", "datatype": "long", "index": false, "suffixes": null})
+    );
+    assert_eq!(col("sourcevn")["index"], true);
+    assert_eq!(col("UuidKey")["datatype"], "uuid");
+    let (_, v) = http_get(c.http, "/analytics/table/FlowSeriesTable/schema");
+    assert!(v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "SUM(mir-bytes)"));
+    let (code, _) = http_get(c.http, "/analytics/table/StatTable.Foo/schema");
+    assert_eq!(code, 410);
     // Wrong method / unknown path.
     let (code, _) = http_raw(c.http, "GET", "/analytics/query", None);
     assert_eq!(code, 405);
