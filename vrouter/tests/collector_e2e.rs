@@ -166,6 +166,28 @@ uve_interval_s = 1
                     assert!(r["action"].as_str().unwrap().contains("mirror"), "{r}");
                 }
                 assert!(dp.iter().map(|f| f.packets).sum::<u64>() == n_in, "every packet is on a flow");
+                // The series of each flow (its exported diffs) sums to the same figures.
+                let q = json!({
+                    "table": "FlowSeriesTable", "start_time": "now-10m", "end_time": "now",
+                    "select_fields": ["UuidKey", "SUM(bytes)", "SUM(packets)", "SUM(mir-bytes)", "SUM(mir-packets)",
+                                      "SUM(sec-mir-bytes)", "SUM(sec-mir-packets)"]
+                });
+                let (code, v) = http(http_addr, "POST", "/analytics/query", &q.to_string());
+                assert_eq!(code, 200, "{v}");
+                let series = v["value"].as_array().unwrap();
+                for f in &dp {
+                    let uuid = record_of(&recs, f).unwrap()["UuidKey"].clone();
+                    let s = series.iter().find(|s| s["UuidKey"] == uuid).unwrap_or_else(|| panic!("no series for {uuid}"));
+                    assert_eq!(
+                        (&s["SUM(bytes)"], &s["SUM(packets)"], &s["SUM(mir-bytes)"], &s["SUM(mir-packets)"]),
+                        (&json!(f.bytes), &json!(f.packets), &json!(f.mirror_bytes), &json!(f.mirror_packets)),
+                        "series of {uuid}"
+                    );
+                    assert_eq!(
+                        (&s["SUM(sec-mir-bytes)"], &s["SUM(sec-mir-packets)"]),
+                        (&json!(f.sec_mirror_bytes), &json!(f.sec_mirror_packets))
+                    );
+                }
                 break;
             }
             if Instant::now() >= deadline {
