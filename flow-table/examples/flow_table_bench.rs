@@ -14,7 +14,7 @@
 //!
 //! * `base`: build the key + hash it (the cost outside the table, for reference);
 //! * `lookup`: base + lookup, one packet at a time;
-//! * `plain`: hash + lookup + account (two atomic adds and a store), one at a time;
+//! * `plain`: hash + lookup + account (`account_as`: owner-lcore plain adds and a store), one at a time;
 //! * `batch32`: per burst of 32: hash all and prefetch their buckets, then lookup +
 //!   account each;
 //! * `burst32`: per burst of 32: hash + prefetch, then `lookup_burst` (tag scan of all 32
@@ -175,7 +175,7 @@ fn main() {
             run(&mut |c, now| {
                 for k in c.iter() {
                     if let Some(i) = t.lookup(k, k.hash()) {
-                        t.account(i, 64, now);
+                        t.account_as(0, i, 64, now);
                     }
                 }
             })
@@ -189,7 +189,7 @@ fn main() {
                 }
                 for (k, &hj) in c.iter().zip(&h) {
                     if let Some(i) = t.lookup(k, hj) {
-                        t.account(i, 64, now);
+                        t.account_as(0, i, 64, now);
                     }
                 }
             })
@@ -204,7 +204,7 @@ fn main() {
                 let mut out = [None; 32];
                 t.lookup_burst(c, &h, &mut out);
                 for i in out.iter().flatten() {
-                    t.account(*i, 64, now);
+                    t.account_as(0, *i, 64, now);
                 }
             })
         });
@@ -222,7 +222,7 @@ fn main() {
                     let mut out = [None; 32];
                     t.lookup_burst(&pk, &ph, &mut out);
                     for i in out.iter().flatten() {
-                        t.account(*i, 64, now);
+                        t.account_as(0, *i, 64, now);
                     }
                 }
             });
@@ -230,7 +230,7 @@ fn main() {
                 let mut out = [None; 32];
                 t.lookup_burst(&pk, &ph, &mut out);
                 for i in out.iter().flatten() {
-                    t.account(*i, 64, 0);
+                    t.account_as(0, *i, 64, 0);
                 }
             }
             ns

@@ -18,7 +18,7 @@ const PAGE: usize = 4096;
 /// `magic` of a complete flow-table file ("vRFlowT1" in memory order); written last.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"vRFlowT1");
 /// Bumped whenever any shared struct changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Main-table slots per bucket; one bucket's slot words fill half a cache line.
 pub const BUCKET_WIDTH: usize = 8;
 /// Upper bound on `max_lcores` (tf's `VR_FLOW_MAX_CPUS`).
@@ -236,7 +236,9 @@ const _: () = assert!(offset_of!(Bucket, ticket) == 4 * BUCKET_WIDTH + 4);
 /// (sequence, hash, insert ticket, overflow slot state and chain link).
 ///
 /// Every field is an atomic; the accessors below are `Relaxed` loads (valid on a
-/// read-only mapping). Counter updates are `fetch_add`s by the table.
+/// read-only mapping). The owner lcore updates `packets`/`bytes` with plain load+store
+/// (single writer: no locked instruction on the hit path); anyone else `fetch_add`s the
+/// side block's shared pair.
 #[repr(C, align(64))]
 pub struct FlowEntry {
     pub(crate) key: [AtomicU64; KEY_WORDS],
@@ -250,7 +252,10 @@ pub struct FlowEntry {
     pub(crate) src_nh: AtomicU32,
     pub(crate) mirror: AtomicU32,
     pub(crate) tcp_flags: AtomicU16,
-    pub(crate) _spare16: AtomicU16,
+    /// Forwarding lcore that owns `packets`/`bytes` (lcore + 1; 0 = none yet): only the
+    /// owner writes them, with plain load+store; other writers add to the side block's
+    /// `shared_packets`/`shared_bytes` atomically. Readers sum both.
+    pub(crate) owner: AtomicU16,
     /// Sequence lock for multi-word changes: odd while a writer changes the entry.
     pub(crate) seq: AtomicU32,
     pub(crate) hash: AtomicU32,
@@ -276,6 +281,7 @@ const _: () = assert!(offset_of!(FlowEntry, rflow) == 88);
 const _: () = assert!(offset_of!(FlowEntry, src_nh) == 92);
 const _: () = assert!(offset_of!(FlowEntry, mirror) == 96);
 const _: () = assert!(offset_of!(FlowEntry, tcp_flags) == 100);
+const _: () = assert!(offset_of!(FlowEntry, owner) == 102);
 const _: () = assert!(offset_of!(FlowEntry, seq) == 104);
 const _: () = assert!(offset_of!(FlowEntry, hash) == 108);
 const _: () = assert!(offset_of!(FlowEntry, ticket) == 112);
@@ -371,14 +377,14 @@ impl FlowEntry {
         self.tcp_flags.load(Relaxed)
     }
 
+    /// The forwarding lcore that owns the entry's own packet/byte pair, if any has counted
+    /// the flow yet through [`crate::FlowTable::account_as`].
     #[inline(always)]
-    pub fn packets(&self) -> u64 {
-        self.packets.load(Relaxed)
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Relaxed)
+    pub fn owner_lcore(&self) -> Option<usize> {
+        match self.owner.load(Relaxed) {
+            0 => None,
+            o => Some(usize::from(o) - 1),
+        }
     }
 
     #[inline(always)]
@@ -418,19 +424,27 @@ impl FlowEntry {
     }
 }
 
-/// Mirror counters of one entry (32 bytes, a parallel array after the entries: only
-/// mirrored flows touch it, so it stays out of the hot entry lines).
-#[repr(C, align(32))]
+/// Side counters of one entry (48 bytes, a parallel array after the entries, 16-aligned
+/// so no bytes/packets pair straddles a cache line): the mirror counters, which only
+/// mirrored flows touch, and the shared packet/byte counters, which only a lcore other
+/// than the entry's owner touches (a flow whose packets arrive on two lcores). Both stay
+/// out of the hot entry lines.
+#[repr(C, align(16))]
 pub(crate) struct MirrorStats {
     pub mirror_bytes: AtomicU64,
     pub mirror_packets: AtomicU64,
     pub sec_mirror_bytes: AtomicU64,
     pub sec_mirror_packets: AtomicU64,
+    /// Packets and bytes counted by lcores other than the owner (atomic adds).
+    pub shared_packets: AtomicU64,
+    pub shared_bytes: AtomicU64,
 }
 
-pub(crate) const MIRROR_STATS_SIZE: usize = 32;
+pub(crate) const MIRROR_STATS_SIZE: usize = 48;
 const _: () = assert!(size_of::<MirrorStats>() == MIRROR_STATS_SIZE);
 const _: () = assert!(offset_of!(MirrorStats, sec_mirror_packets) == 24);
+const _: () = assert!(offset_of!(MirrorStats, shared_packets) == 32);
+const _: () = assert!(offset_of!(MirrorStats, shared_bytes) == 40);
 
 // ---------------------------------------------------------------------------------------
 

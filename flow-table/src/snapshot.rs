@@ -219,8 +219,8 @@ pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>
         let setup_time = e.setup_time.load(Relaxed);
         let last_seen = e.last_seen.load(Relaxed);
         let hash = e.hash.load(Relaxed);
-        let packets = e.packets.load(Relaxed);
-        let bytes = e.bytes.load(Relaxed);
+        let packets = e.packets.load(Relaxed).wrapping_add(m.shared_packets.load(Relaxed));
+        let bytes = e.bytes.load(Relaxed).wrapping_add(m.shared_bytes.load(Relaxed));
         let mirror_bytes = m.mirror_bytes.load(Relaxed);
         let mirror_packets = m.mirror_packets.load(Relaxed);
         let sec_mirror_bytes = m.sec_mirror_bytes.load(Relaxed);
@@ -259,6 +259,38 @@ pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>
             bucket: r.bucket_of(hash),
             overflow_next: onext,
         }));
+    }
+    Err(FlowTableError::Torn { index: idx, attempts: SNAPSHOT_ATTEMPTS })
+}
+
+/// A consistent copy of the key and control word of entry `idx` (`idx < capacity`), the
+/// seqlock read of [`read_snapshot`] without the counters: two entry lines, not the side
+/// block (a cold line for a flow that was never mirrored), for the agent's setup path.
+pub(crate) fn read_key_state(r: &Region, idx: u32) -> Result<Option<(FlowKey, EntryState)>, FlowTableError> {
+    let e = r.entry(idx);
+    for attempt in 0..SNAPSHOT_ATTEMPTS {
+        if attempt > 8 {
+            std::thread::yield_now();
+        }
+        let s1 = e.seq.load(Relaxed);
+        fence(Acquire);
+        if s1 & 1 != 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let c1 = e.ctl.load(Relaxed);
+        let words = e.key_words();
+        fence(Acquire);
+        let s2 = e.seq.load(Relaxed);
+        let c2 = e.ctl.load(Relaxed);
+        if s1 != s2 || c1 != c2 {
+            continue;
+        }
+        if ctl_flags(c2) & flags::ACTIVE == 0 {
+            return Ok(None);
+        }
+        let Some(key) = FlowKey::from_words(words) else { continue };
+        return Ok(Some((key, EntryState::from_ctl(c2))));
     }
     Err(FlowTableError::Torn { index: idx, attempts: SNAPSHOT_ATTEMPTS })
 }

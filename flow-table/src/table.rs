@@ -317,6 +317,56 @@ impl FlowTable {
         }
     }
 
+    /// Whether slot `idx` may hold an entry (its slot word is not free): for a main entry
+    /// one load from its bucket line, shared by 8 entries, so a scan over a sparse table
+    /// skips empty entries without touching (or faulting in) their lines. A cheap filter
+    /// before [`FlowTable::snapshot`], which is the consistent read.
+    #[inline]
+    pub fn slot_in_use(&self, idx: u32) -> bool {
+        idx < self.capacity() && self.region.slot(idx).load(Relaxed) != ST_FREE
+    }
+
+    /// Prefetches the bucket of the reverse key of flow `idx` (the agent, before
+    /// [`FlowTable::create_reverse`]; the forward entry should already be in cache) and
+    /// returns the reverse key's hash, for [`FlowTable::prefetch_insert`] once the bucket
+    /// has arrived. A hint: reads the key without the sequence check; `None` for a bad
+    /// index or a torn key.
+    #[inline]
+    pub fn prefetch_reverse(&self, idx: u32) -> Option<u32> {
+        if idx >= self.capacity() {
+            return None;
+        }
+        let k = FlowKey::from_words(self.region.entry(idx).key_words())?;
+        let h = k.reverse().hash();
+        self.prefetch(h);
+        Some(h)
+    }
+
+    /// Prefetches the entry an insert of a key with `hash` would claim (the first free
+    /// slot of its bucket, which should already be in cache): a new entry's first write
+    /// is otherwise a cold miss on two lines.
+    #[inline]
+    pub fn prefetch_insert(&self, hash: u32) {
+        let r = &self.region;
+        let b = r.bucket_of(hash);
+        let free = match_mask(r.bucket(b), ST_FREE);
+        if free != 0 {
+            let p = r.entry_ptr(b * BUCKET_WIDTH as u32 + free.trailing_zeros());
+            prefetch(p);
+            prefetch(p.wrapping_add(CACHE_LINE));
+        }
+    }
+
+    /// Whether `idx` is the published entry for `key` (what [`FlowTable::lookup`] would
+    /// return, checked at one known index: its slot word is VALID with the key's tag and
+    /// its key matches). For re-checking a remembered index, e.g. of a held packet.
+    #[inline]
+    pub fn is_entry_of(&self, idx: u32, key: &FlowKey, hash: u32) -> bool {
+        idx < self.capacity()
+            && self.region.slot(idx).load(Acquire) == slot_word(tag_of(hash), ST_VALID)
+            && self.region.entry(idx).key_eq(&key.words())
+    }
+
     /// Index of the published (active, not delete-marked, not evicted) entry for `key`.
     /// `hash` must be `key.hash()`. Lock-free: loads only.
     #[inline]
@@ -381,14 +431,31 @@ impl FlowTable {
                     let p = r.entry_ptr(*c);
                     prefetch(p);
                     prefetch(p.wrapping_add(CACHE_LINE));
+                } else {
+                    // No tag matches: most likely a new flow, which `lookup_or_hold` will
+                    // put in the bucket's first free slot. Fetch that entry now, so the
+                    // insert's writes overlap the burst's other misses instead of
+                    // stalling on two cold lines each.
+                    self.prefetch_insert(h);
                 }
             }
             for (i, c) in (start..end).zip(cand) {
                 let key = &keys[i];
-                out[i] = if c != NO_INDEX && r.entry(c).key_eq(&key.words()) {
-                    Some(c)
+                out[i] = if c != NO_INDEX {
+                    if r.entry(c).key_eq(&key.words()) {
+                        Some(c)
+                    } else {
+                        // Another slot with the same tag, or the overflow chain.
+                        self.lookup(key, hashes[i])
+                    }
                 } else {
-                    self.lookup(key, hashes[i])
+                    // No tag in the bucket: only the overflow chain can have it.
+                    let head = r.bucket(r.bucket_of(hashes[i])).chain.load(Acquire);
+                    if head == NO_INDEX {
+                        None
+                    } else {
+                        self.lookup_chain(head, slot_word(tag_of(hashes[i]), ST_VALID), &key.words())
+                    }
                 };
             }
             start = end;
@@ -408,9 +475,10 @@ impl FlowTable {
         self.insert(key, hash, now, Creator::DataPlane)
     }
 
-    /// Counts one packet of `bytes` bytes: `packets += 1`, `bytes += bytes` (atomic adds,
-    /// never lost when several lcores count the same flow), `last_seen = now` (a plain
-    /// store: the latest writer wins, coarse is fine). Out-of-range indices are ignored.
+    /// Counts one packet of `bytes` bytes from any thread: `packets += 1`, `bytes += bytes`
+    /// as atomic adds on the entry's shared pair (never lost, whoever else counts the
+    /// flow), `last_seen = now` (a plain store: the latest writer wins, coarse is fine).
+    /// Out-of-range indices are ignored. Forwarding lcores use [`FlowTable::account_as`].
     #[inline(always)]
     pub fn account(&self, idx: u32, bytes: u32, now: u64) {
         if idx >= self.capacity() {
@@ -418,9 +486,41 @@ impl FlowTable {
             return;
         }
         let e = self.region.entry(idx);
-        e.packets.fetch_add(1, Relaxed);
-        e.bytes.fetch_add(u64::from(bytes), Relaxed);
+        self.account_shared(idx, bytes);
         e.last_seen.store(now, Relaxed);
+    }
+
+    /// Counts one packet of `bytes` bytes as forwarding lcore `lcore`, the data plane's
+    /// hit path. The first lcore to count a flow becomes its owner (one compare-and-swap
+    /// per flow); the owner adds with a plain load and store, since it is the only writer
+    /// of the entry's own pair. Any other lcore adds atomically to the shared pair in the
+    /// side block. Readers sum both pairs, so no update is ever lost.
+    ///
+    /// The caller must be the only thread counting as `lcore` (one forwarding lcore each).
+    #[inline]
+    pub fn account_as(&self, lcore: usize, idx: u32, bytes: u32, now: u64) {
+        if idx >= self.capacity() {
+            debug_assert!(false, "account_as: index {idx} out of range");
+            return;
+        }
+        let e = self.region.entry(idx);
+        let me = (lcore as u16).wrapping_add(1);
+        let owner = e.owner.load(Relaxed);
+        if owner == me || (owner == 0 && e.owner.compare_exchange(0, me, Relaxed, Relaxed).is_ok()) {
+            // Single writer of this pair (see above): load + store loses nothing.
+            e.packets.store(e.packets.load(Relaxed).wrapping_add(1), Relaxed);
+            e.bytes.store(e.bytes.load(Relaxed).wrapping_add(u64::from(bytes)), Relaxed);
+        } else {
+            self.account_shared(idx, bytes);
+        }
+        e.last_seen.store(now, Relaxed);
+    }
+
+    #[inline]
+    fn account_shared(&self, idx: u32, bytes: u32) {
+        let m = self.region.mirror(idx);
+        m.shared_packets.fetch_add(1, Relaxed);
+        m.shared_bytes.fetch_add(u64::from(bytes), Relaxed);
     }
 
     /// Counts one mirrored packet (primary mirror, or secondary when `secondary`).
@@ -523,12 +623,14 @@ impl FlowTable {
     /// already has a flow (the data plane saw a reverse packet first), links that one.
     /// Returns the reverse flow's index.
     pub fn create_reverse(&self, fwd_idx: u32, now: u64) -> Result<u32, FlowTableError> {
-        let fwd = self.snapshot(fwd_idx)?.ok_or(FlowTableError::NotActive { index: fwd_idx })?;
-        if fwd.flags & (flags::DELETE_MARKED | flags::EVICTED) != 0 {
+        self.check_index(fwd_idx)?;
+        let (fkey, fst) = snapshot::read_key_state(&self.region, fwd_idx)?
+            .ok_or(FlowTableError::NotActive { index: fwd_idx })?;
+        if fst.flags & (flags::DELETE_MARKED | flags::EVICTED) != 0 {
             return Err(FlowTableError::DeleteMarked { index: fwd_idx });
         }
-        let rkey = fwd.key.reverse();
-        if rkey == fwd.key {
+        let rkey = fkey.reverse();
+        if rkey == fkey {
             return Err(FlowTableError::InvalidArgument(format!(
                 "flow {fwd_idx}: the reverse key equals the key (tf SameFlowRflowKey)"
             )));
@@ -538,7 +640,7 @@ impl FlowTable {
             Some(i) => i,
             None => self.insert(&rkey, rhash, now, Creator::Agent)?.index(),
         };
-        self.link(fwd_idx, fwd.gen, ridx)?;
+        self.link(fwd_idx, fst.gen, ridx)?;
         Ok(ridx)
     }
 
@@ -1008,8 +1110,11 @@ impl FlowTable {
             e.ctl.store(make_ctl(0, 0, 0, ctl_gen(c)), Relaxed);
             e.packets.store(0, Relaxed);
             e.bytes.store(0, Relaxed);
+            e.owner.store(0, Relaxed);
             e.rflow.store(NO_INDEX, Relaxed);
             let m = self.region.mirror(idx);
+            m.shared_packets.store(0, Relaxed);
+            m.shared_bytes.store(0, Relaxed);
             m.mirror_bytes.store(0, Relaxed);
             m.mirror_packets.store(0, Relaxed);
             m.sec_mirror_bytes.store(0, Relaxed);
@@ -1036,6 +1141,7 @@ impl FlowTable {
         }
         e.packets.store(0, Relaxed);
         e.bytes.store(0, Relaxed);
+        e.owner.store(0, Relaxed);
         e.last_seen.store(now, Relaxed);
         e.setup_time.store(now, Relaxed);
         e.rflow.store(NO_INDEX, Relaxed);

@@ -89,7 +89,14 @@ fn writer(t: Arc<FlowTable>, lcore: usize, stop: Arc<AtomicBool>, weights: Arc<V
                 let k = key(id);
                 match t.lookup_or_hold(&k, k.hash(), now).expect("room for stable flows") {
                     Lookup::Hit(idx) => {
-                        t.account(idx, weights[id as usize] as u32, now);
+                        // Both writers count the same stable flows: whichever counts a flow
+                        // first owns its plain pair, the other adds to the shared pair, and
+                        // now and then a writer uses the any-thread path.
+                        if rng.below(8) == 0 {
+                            t.account(idx, weights[id as usize] as u32, now);
+                        } else {
+                            t.account_as(lcore, idx, weights[id as usize] as u32, now);
+                        }
                         *c.packets.entry(id).or_default() += 1;
                         if id.is_multiple_of(4) {
                             t.account_mirror(idx, false, weights[id as usize] as u32);
@@ -109,7 +116,7 @@ fn writer(t: Arc<FlowTable>, lcore: usize, stop: Arc<AtomicBool>, weights: Arc<V
                     t.lookup(&k, k.hash())
                 };
                 if let Some(idx) = found {
-                    t.account(idx, weights[id as usize] as u32, now);
+                    t.account_as(lcore, idx, weights[id as usize] as u32, now);
                     *c.packets.entry(id).or_default() += 1;
                 }
             }

@@ -457,3 +457,43 @@ fn quiescent_rejects_unknown_lcores() {
     let t = table(d.path(), 64, 64); // max_lcores 4
     t.quiescent(4);
 }
+
+#[test]
+fn owner_and_shared_counters_sum_exactly_and_reset_on_reuse() {
+    let d = tempfile::tempdir().unwrap();
+    let t = table(d.path(), 64, 64);
+    let k = key(7);
+    let i = hold(&t, &k).index();
+    t.set_action(i, 1, &FlowUpdate::new(Action::Forward)).unwrap();
+    assert_eq!(t.entry(i).unwrap().owner_lcore(), None);
+    t.account_as(2, i, 100, 1); // lcore 2 counts first: owner
+    t.account_as(2, i, 10, 2);
+    t.account_as(0, i, 7, 3); // another lcore: shared pair
+    t.account(i, 1, 4); // any thread: shared pair
+    assert_eq!(t.entry(i).unwrap().owner_lcore(), Some(2));
+    let s = t.snapshot(i).unwrap().unwrap();
+    assert_eq!((s.packets, s.bytes, s.last_seen), (4, 118, 4));
+
+    // Freed and reused: counters and owner start again from nothing.
+    t.evict(i, 1).unwrap();
+    assert_eq!(t.reclaim().freed, 1);
+    let mut reused = None;
+    for n in 0..t.capacity() {
+        match t.lookup_or_hold(&key(1000 + n), key(1000 + n).hash(), 9) {
+            Ok(l) if l.index() == i => {
+                reused = Some(l);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("table filled before slot {i} was reused: {e}"),
+        }
+    }
+    let l = reused.expect("freed slot reused");
+    assert!(l.is_created());
+    assert_eq!(t.entry(i).unwrap().owner_lcore(), None);
+    let s = t.snapshot(i).unwrap().unwrap();
+    assert_eq!((s.packets, s.bytes), (0, 0));
+    t.account_as(1, i, 5, 10);
+    assert_eq!(t.entry(i).unwrap().owner_lcore(), Some(1));
+    assert_eq!(t.snapshot(i).unwrap().unwrap().packets, 1);
+}

@@ -135,6 +135,10 @@ pub enum DecodeErrorKind {
     /// Text after the end of the message.
     #[error("{0} bytes after the end of the message")]
     TrailingData(usize),
+    /// A decoded value does not convert to the typed struct (only possible when the
+    /// definitions and the typed structs disagree, which the tests rule out).
+    #[error(transparent)]
+    Value(#[from] crate::field::ValueError),
     /// The header's `Type` does not match the message definition.
     #[error("header Type {found} for message {message}, whose definition says {expected}")]
     HeaderType {

@@ -369,7 +369,8 @@ message!(
     fingerprint(&VrouterStats::STRUCT)
 );
 
-/// Every message definition this crate knows, for [`decode_body_with`].
+/// Every message definition this crate knows, for [`decode_body_with`] (each has a
+/// [`Message`] variant; `every_known_message_has_a_variant` checks it).
 pub static MESSAGES: [&MessageDef; 5] = [
     &CTRL_CLIENT_TO_SERVER,
     &CTRL_SERVER_TO_CLIENT,
@@ -420,22 +421,13 @@ pub struct Decoded {
     pub message: Message,
 }
 
-impl From<ValueError> for DecodeErrorKind {
-    fn from(e: ValueError) -> Self {
-        DecodeErrorKind::Unexpected {
-            expected: "a value of the declared type",
-            found: e.to_string(),
-        }
-    }
-}
-
 /// Strictly decodes a frame body (the bytes between `<sandesh length="…">` and `</sandesh>`)
 /// into a header and one of the known messages.
 pub fn decode_message(body: &[u8]) -> Result<Decoded, DecodeError> {
     let dm = decode_body_with(body, &SandeshHeader::STRUCT, &MESSAGES)?;
     let conv = |e: ValueError| DecodeError {
         offset: 0,
-        kind: e.into(),
+        kind: DecodeErrorKind::Value(e),
     };
     let header = SandeshHeader::from_struct_value(dm.header).map_err(conv)?;
     let b = dm.body;
@@ -450,9 +442,12 @@ pub fn decode_message(body: &[u8]) -> Result<Decoded, DecodeError> {
             Message::FlowLogDataObject(FlowLogDataObject::from_struct_value(b).map_err(conv)?)
         }
         "UVEVMIStats" => Message::UveVmiStats(UVEVMIStats::from_struct_value(b).map_err(conv)?),
+        "VrouterStats" => Message::VrouterStats(VrouterStats::from_struct_value(b).map_err(conv)?),
         other => {
-            debug_assert_eq!(other, "VrouterStats");
-            Message::VrouterStats(VrouterStats::from_struct_value(b).map_err(conv)?)
+            return Err(DecodeError {
+                offset: 0,
+                kind: DecodeErrorKind::UnknownMessage(other.to_owned()),
+            })
         }
     };
     Ok(Decoded { header, message })

@@ -120,29 +120,14 @@ fn run(args: &Args) -> Result<()> {
         ),
         None => (None, None),
     };
-    let dp = match Datapath::start(&cfg, fib.clone(), plane, build_stats) {
-        Ok(dp) => dp,
-        Err(e) => {
-            let _ = eal.cleanup();
-            return Err(e);
-        }
-    };
-    println!(
-        "vrouter: forwarding on {} lcore(s) {:?}, {} vif(s); stats in {}",
-        n_lcores,
-        cfg.eal.forwarding_cores,
-        dp.ports.len(),
-        cfg.vrouter.run_dir.display()
-    );
-    for plan in &dp.plans {
-        let qs: Vec<String> = plan.rx.iter().map(|q| format!("vif0/{} q{}", q.vif, q.queue)).collect();
-        println!("vrouter: lcore {} polls {}", plan.lcore_id, qs.join(", "));
-    }
+    // The agent runs before the first packet: a miss must find it ready (its per-flow
+    // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
     let agent_stop = Arc::new(AtomicBool::new(false));
     let export_table = agent_parts.as_ref().map(|p| p.0.clone());
+    let mut flow_msg = None;
     let agent = match agent_parts {
         Some((table, policy, consumers, done_tx)) => {
-            println!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity());
+            let flow_line = format!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity());
             let settings = AgentSettings {
                 age_timeout_ms: u64::from(cfg.flow.age_timeout_s) * 1000,
                 hold_audit_ms: u64::from(cfg.flow.hold_audit_s) * 1000,
@@ -153,6 +138,7 @@ fn run(args: &Args) -> Result<()> {
             let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
                 .context("starting the agent (control socket in vrouter.run_dir)")?;
             let st = agent_stop.clone();
+            flow_msg = Some(flow_line);
             let core = cfg.eal.main_core;
             Some(
                 std::thread::Builder::new()
@@ -169,14 +155,21 @@ fn run(args: &Args) -> Result<()> {
         None => None,
     };
 
-    // Flow and UVE export ([export]): its own thread, reading the flow table like a tool.
+    // Flow and UVE export ([export]): its own thread on the main (control) core, reading the
+    // flow table like a tool.
     let exporter = match export_table {
         Some(table) if cfg.export.enabled => {
-            let collectors = cfg.export.collectors.join(", ");
-            let h = vrouter::agent::export::spawn(&cfg, table, agent_stop.clone())
-                .context("starting the exporter ([export])")?;
-            println!("vrouter: exporting flows and UVEs to {collectors}");
-            Some(h)
+            match vrouter::agent::export::spawn(&cfg, table, agent_stop.clone(), Some(cfg.eal.main_core)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    agent_stop.store(true, Ordering::SeqCst);
+                    if let Some(a) = agent {
+                        let _ = a.join();
+                    }
+                    let _ = eal.cleanup();
+                    return Err(anyhow::Error::new(e).context("starting the exporter ([export])"));
+                }
+            }
         }
         None if cfg.export.enabled => {
             eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
@@ -185,6 +178,37 @@ fn run(args: &Args) -> Result<()> {
         _ => None,
     };
 
+    let dp = match Datapath::start(&cfg, fib.clone(), plane, build_stats) {
+        Ok(dp) => dp,
+        Err(e) => {
+            agent_stop.store(true, Ordering::SeqCst);
+            if let Some(a) = agent {
+                let _ = a.join();
+            }
+            if let Some(x) = exporter {
+                let _ = x.join();
+            }
+            let _ = eal.cleanup();
+            return Err(e);
+        }
+    };
+    println!(
+        "vrouter: forwarding on {} lcore(s) {:?}, {} vif(s); stats in {}",
+        n_lcores,
+        cfg.eal.forwarding_cores,
+        dp.ports.len(),
+        cfg.vrouter.run_dir.display()
+    );
+    for plan in &dp.plans {
+        let qs: Vec<String> = plan.rx.iter().map(|q| format!("vif0/{} q{}", q.vif, q.queue)).collect();
+        println!("vrouter: lcore {} polls {}", plan.lcore_id, qs.join(", "));
+    }
+    if let Some(m) = flow_msg {
+        println!("{m}");
+    }
+    if exporter.is_some() {
+        println!("vrouter: exporting flows and UVEs to {}", cfg.export.collectors.join(", "));
+    }
     let interval = Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s));
     let mut last = dp.stats.totals();
     let mut last_t = Instant::now();

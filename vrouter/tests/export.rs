@@ -112,13 +112,24 @@ fn config(addr: SocketAddr) -> impl FnOnce(String) -> String {
     move |cfg| {
         format!(
             r#"{cfg}
+[[nexthop]]
+id = 20
+type = "encap"
+vif = 0
+dst_mac = "{GW_MAC}"
+
+[[route]]
+vrf = 0
+prefix = "10.20.0.0/24"
+nexthop = 20
+
 [[analyzer]]
 name = "analyzer-one"
-ip = "10.10.0.20"
+ip = "10.20.0.10"
 
 [[analyzer]]
 name = "analyzer-two"
-ip = "10.10.0.21"
+ip = "10.20.0.11"
 
 [[network_policy]]
 name = "mirror-all"

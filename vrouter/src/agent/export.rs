@@ -9,8 +9,11 @@
 //!   as its diffs,
 //! * **periodically** while any of bytes, packets or the four mirror counters changed since
 //!   the previous record (`diff_bytes`, `diff_packets`; `mirror_*` cumulative),
-//! * at **teardown** (the slot is no longer active, or holds a new flow), with
-//!   `teardown_time` and the last cumulative figures.
+//! * at **teardown**, with `teardown_time` and the final figures: a deleted or evicted flow
+//!   stays readable (flags `DELETE_MARKED` / `EVICTED`, counters final) until the agent
+//!   reclaims its slot, and the scan that sees it so exports its last diffs; a flow whose slot
+//!   was already reclaimed (or reused) when the scan came by gets a teardown record with the
+//!   figures of the previous scan.
 //!
 //! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
 //! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
@@ -23,13 +26,20 @@
 //! (`pass`/`deny`, `|mirror` when mirrored), and the rule UUIDs from evaluating the policy
 //! engine on the flow's forward direction.
 //!
-//! Known limits: a flow deleted between two scans loses the counts it took after the last
-//! scan (aged flows are idle by definition; evicted TCP flows may lose their final packets
-//! when the table is larger than one slice per tick); `forward_flow` is decided by setup
-//! time (the earlier entry of a pair is the forward flow).
+//! Sampling scales `diff_bytes`/`diff_packets` of sampled records (so sums over records are
+//! then estimates); `bytes`/`packets` and the mirror counters are always the exact cumulative
+//! values.
+//!
+//! Known limits: counts a flow takes between the last scan and the reclaim of its slot are
+//! lost when the agent reclaims before the scan visits the deleted entry (aged flows are idle
+//! by definition; an evicted TCP flow can lose its last packets when the table is larger than
+//! one slice per tick); `forward_flow` is decided by setup time (the earlier entry of a pair
+//! is the forward flow); rule UUIDs come from re-evaluating the current policy, so after a
+//! policy reload they describe the new policy.
 
 use crate::agent::policy::{FlowContext, PolicyEngine};
 use crate::config::{self, Config, VifType};
+use crate::fib::{Fib, Nexthop};
 use crate::stats::StatsReader;
 use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen};
 use sandesh::{
@@ -265,6 +275,8 @@ struct Context {
     analyzers: Vec<Option<Arc<str>>>,
     vrouter_ip: Arc<str>,
     policy: Option<PolicyEngine>,
+    /// Routes, for the tunnel towards a remote endpoint.
+    fib: Option<Fib>,
     /// UVE identity of each virtual vif.
     vmis: Vec<VmiUve>,
 }
@@ -324,6 +336,7 @@ impl Context {
             None
         };
         Ok(Context {
+            fib: Fib::from_config(cfg).ok(),
             endpoints,
             by_vif,
             vrf_vn,
@@ -336,6 +349,27 @@ impl Context {
 
     fn endpoint(&self, vrf: u32, ip: IpAddr) -> Option<&Endpoint> {
         self.endpoints.get(&(vrf, ip))
+    }
+
+    /// The tunnel a packet to `ip` in `vrf` takes: (peer vRouter, underlay IP protocol).
+    /// MPLSoUDP and VXLAN are both UDP (17); ECMP uses its first tunnel member.
+    fn tunnel_to(&self, vrf: u32, ip: IpAddr) -> Option<(std::net::Ipv4Addr, u16)> {
+        let fib = self.fib.as_ref()?;
+        let table = fib.vrf(vrf)?;
+        let nh = match ip {
+            IpAddr::V4(a) => table.route_v4(a)?,
+            IpAddr::V6(a) => table.route_v6(&a.octets())?,
+        };
+        let tunnel = |n: &Nexthop| match n {
+            Nexthop::Tunnel { dst_ip, .. } => Some((*dst_ip, 17)),
+            _ => None,
+        };
+        match fib.nexthop(nh)? {
+            Nexthop::Ecmp { members, .. } => members
+                .iter()
+                .find_map(|m| fib.nexthop(*m).and_then(tunnel)),
+            n => tunnel(n),
+        }
     }
 
     fn vmi(&self, vif: u16) -> Option<&Endpoint> {
@@ -405,6 +439,8 @@ struct FlowInfo {
     action: &'static str,
     drop_reason: u8,
     underlay_sport: u16,
+    /// Peer vRouter and underlay protocol when the remote endpoint is behind a tunnel.
+    tunnel: Option<(std::net::Ipv4Addr, u16)>,
     nw_ace_uuid: Option<Arc<str>>,
     sg_rule_uuid: Option<Arc<str>>,
     analyzers: [Option<Arc<str>>; 2],
@@ -608,6 +644,12 @@ impl FlowScanner {
             action: action_name(s.action, decision.as_ref().is_some_and(|d| d.log), mirrored),
             drop_reason: s.drop_reason,
             underlay_sport: s.underlay_sport,
+            // The remote endpoint: whichever side is not a local VMI.
+            tunnel: match (src_ep, dst_ep) {
+                (Some(_), None) => self.ctx.tunnel_to(vrf, dst),
+                (None, Some(_)) => self.ctx.tunnel_to(vrf, src),
+                _ => None,
+            },
             nw_ace_uuid: decision.as_ref().and_then(|d| d.nw_ace_uuid.clone()),
             sg_rule_uuid: decision.as_ref().and_then(|d| d.sg_rule_uuid.clone()),
             analyzers: [analyzer(s.mirror), analyzer(s.sec_mirror)],
@@ -639,7 +681,14 @@ impl FlowScanner {
         r.sg_rule_uuid = own(&i.sg_rule_uuid);
         r.nw_ace_uuid = own(&i.nw_ace_uuid);
         r.vrouter_ip = Some(self.ctx.vrouter_ip.to_string());
-        r.underlay_source_port = Some(i.underlay_sport);
+        // Local flows: no underlay (source port 0, as the reference agent).
+        r.underlay_source_port = Some(if i.tunnel.is_some() {
+            i.underlay_sport
+        } else {
+            0
+        });
+        r.other_vrouter_ip = i.tunnel.map(|(peer, _)| peer.to_string());
+        r.underlay_proto = i.tunnel.map(|(_, proto)| proto);
         r.drop_reason = Some(if i.action.starts_with("deny") {
             flow_drop_reason_name(i.drop_reason).to_owned()
         } else {
@@ -966,21 +1015,42 @@ pub fn read_counters(run_dir: &Path) -> Result<ExportCounters, String> {
 
 /// Starts the exporter thread for `cfg` (which must have `export.enabled`). It stops when
 /// `stop` is set, giving the session a second to flush.
+///
+/// With `cpu`, the exporter thread pins itself to that CPU (the main/control core) before it
+/// starts the session thread, which inherits the affinity: neither ever preempts a
+/// poll-mode forwarding core.
 pub fn spawn(
     cfg: &Config,
     table: Arc<FlowTable>,
     stop: Arc<AtomicBool>,
+    cpu: Option<u32>,
 ) -> Result<JoinHandle<()>, ExportError> {
     let mut scanner = FlowScanner::new(cfg, table)?;
-    let mut session = SessionHandle::start(session_config(cfg))?;
+    let session_cfg = session_config(cfg);
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ExportError>>(1);
     let run_dir: PathBuf = cfg.vrouter.run_dir.clone();
     let counters_path = run_dir.join(COUNTERS_FILE);
     let tick = Duration::from_millis(u64::from(cfg.export.scan_interval_ms));
     let uve_every = Duration::from_secs(u64::from(cfg.export.uve_interval_s));
     let name = cfg.export.source.clone().unwrap_or_else(host_name);
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("vr-export".into())
         .spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = pin_current_thread(cpu) {
+                    eprintln!("vrouter: could not pin the exporter thread to CPU {cpu}: {e}");
+                }
+            }
+            let mut session = match SessionHandle::start(session_cfg) {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
             let mut uve_state = UveState {
                 last: HashMap::new(),
             };
@@ -1026,7 +1096,37 @@ pub fn spawn(
             let _ = write_counters(&counters_path, &c);
             session.shutdown(Duration::from_secs(1));
         })
-        .map_err(ExportError::Spawn)
+        .map_err(ExportError::Spawn)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(ExportError::Spawn(std::io::Error::other(
+                "the exporter thread exited during start",
+            )))
+        }
+    }
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_current_thread(cpu: u32) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity(0, ...) applies to the calling thread.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -1134,6 +1234,18 @@ mac = "02:00:00:00:01:02"
 ip = "10.2.0.3"
 vrf = 1
 vn_name = "vn-blue"
+[[nexthop]]
+id = 3
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "10.10.0.2"
+label = 40
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+[[route]]
+vrf = 1
+prefix = "10.9.0.0/24"
+nexthop = 3
 [[analyzer]]
 name = "an-a"
 ip = "10.10.0.20"
@@ -1352,6 +1464,62 @@ enabled = true
     }
 
     #[test]
+    fn remote_endpoints_carry_the_tunnel_peer() {
+        let mut fx = fixture("");
+        let k = FlowKey::v4(
+            1,
+            17,
+            Ipv4Addr::new(10, 1, 0, 3),
+            Ipv4Addr::new(10, 9, 0, 7),
+            5000,
+            53,
+        );
+        let f = fx
+            .table
+            .lookup_or_hold(&k, k.hash(), 1_000)
+            .unwrap()
+            .index();
+        let r = fx.table.create_reverse(f, 1_001).unwrap();
+        let mut up = FlowUpdate::new(Action::Forward);
+        up.underlay_sport = Some(49999);
+        for i in [f, r] {
+            let g = fx.table.entry(i).unwrap().gen();
+            fx.table.set_action(i, g, &up).unwrap();
+        }
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        for rec in &out {
+            assert_eq!(
+                rec.other_vrouter_ip.as_deref(),
+                Some("10.10.0.2"),
+                "{rec:?}"
+            );
+            assert_eq!(rec.underlay_proto, Some(17));
+            assert_eq!(rec.underlay_source_port, Some(49999));
+        }
+        // From the remote side: not an ingress flow; the VN is the VRF's.
+        let rev = out
+            .iter()
+            .find(|x| x.sourceip == IpAddr::from([10, 9, 0, 7]))
+            .unwrap();
+        assert_eq!(rev.direction_ing, 0);
+        // A local flow has no underlay.
+        let (lf, _) = pair(&fx.table, 7, false);
+        out.clear();
+        fx.scanner.sweep(&mut out);
+        let local = out
+            .iter()
+            .find(|x| x.flowuuid.starts_with(&format!("{lf:08x}-")))
+            .unwrap();
+        assert_eq!(
+            (local.other_vrouter_ip.as_deref(), local.underlay_proto),
+            (None, None)
+        );
+        assert_eq!(local.underlay_source_port, Some(0));
+    }
+
+    #[test]
     fn diffs_add_up_to_the_table_counters() {
         // Random traffic on many flows between sweeps of random slices: per flow, the sum of
         // exported diffs equals the table's counters and the last mirror figures equal the
@@ -1439,6 +1607,50 @@ enabled = true
             .unwrap_err()
             .to_string();
         assert!(e.contains("typo"), "{e}");
+    }
+
+    /// The exporter thread and the session thread it starts run on the given CPU only; the
+    /// counters file appears in the run directory.
+    #[test]
+    fn spawned_threads_are_pinned_and_write_their_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let text = CONFIG.replace("/tmp/export-test", run_dir.to_str().unwrap());
+        // Nothing listens there: the session stays disconnected, which is fine here.
+        let text = format!("{text}collectors = [\"127.0.0.1:9\"]\n");
+        let cfg = parse(&text, "t").unwrap();
+        let fx = fixture("");
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = spawn(&cfg, fx.table.clone(), stop.clone(), Some(0)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut pinned = Vec::new();
+        while pinned.len() < 2 || !run_dir.join(COUNTERS_FILE).exists() {
+            assert!(Instant::now() < deadline, "threads {pinned:?}");
+            pinned.clear();
+            for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let name = comm.trim();
+                if name == "vr-export" || name == "sandesh-session" {
+                    let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+                    let cpus = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                        .unwrap()
+                        .trim()
+                        .to_owned();
+                    pinned.push((name.to_owned(), cpus));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(pinned.iter().all(|(_, c)| c == "0"), "{pinned:?}");
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        let c = read_counters(&run_dir).unwrap();
+        assert_ne!(c.session_state, "Established");
+        // The final full sweep on stop.
+        assert!(c.sweeps >= 1, "{c:?}");
     }
 
     #[test]

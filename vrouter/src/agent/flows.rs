@@ -34,11 +34,14 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_SWEEP_MS: u64 = 30_000;
 /// Fewest entries the housekeeping scan visits per tick (tf kMinFlowsPerTimer).
 const MIN_SCAN_SLICE: u64 = 3000;
+/// Setup requests taken from a ring at once (their cache misses overlap).
+const SETUP_BATCH: usize = 32;
 /// Grace period before a closed TCP pair is evicted (lets the last ACK through).
 const TCP_CLOSE_GRACE_MS: u64 = 1000;
 
 /// Agent-side knowledge of a flow that the shared table does not hold (for export and
-/// introspection): what decided it and where it came from.
+/// introspection): what decided it and where it came from. Built on demand from the
+/// agent's compact per-flow slot and its interned [`FlowVerdict`].
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FlowMeta {
     pub gen: Gen,
@@ -50,6 +53,99 @@ pub struct FlowMeta {
     pub analyzers: [Option<Arc<str>>; 2],
     pub vif: u16,
     pub reverse: bool,
+}
+
+/// What decided a flow and between which VNs. Shared by every flow with the same decision
+/// (interned by [`Verdicts`]): a setup allocates nothing, clones no `Arc`, and a flow
+/// costs the agent one 12-byte [`MetaSlot`].
+#[derive(Debug, Clone, Default)]
+pub struct FlowVerdict {
+    pub action: &'static str,
+    pub nw_ace_uuid: Option<Arc<str>>,
+    pub sg_rule_uuid: Option<Arc<str>>,
+    pub src_vn: Option<Arc<str>>,
+    pub dst_vn: Option<Arc<str>>,
+    pub analyzers: [Option<Arc<str>>; 2],
+}
+
+/// Identity of a verdict: the addresses of its strings. Every string comes from the policy
+/// engine or the FIB, which hand out clones of the same `Arc`s, and an interned verdict
+/// keeps its `Arc`s alive, so equal addresses mean equal strings for as long as it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VerdictKey([usize; 7]);
+
+impl std::hash::Hash for VerdictKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut h = 0u64;
+        for &w in &self.0 {
+            h = (h ^ w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        state.write_u64(h);
+    }
+}
+
+/// Interned verdicts, indexed from 1 (0 in a [`MetaSlot`] = no agent state).
+#[derive(Default)]
+struct Verdicts {
+    list: Vec<FlowVerdict>,
+    index: crate::fib::lpm::IntMap<VerdictKey, u32>,
+}
+
+fn arc_addr(a: &Option<Arc<str>>) -> usize {
+    a.as_ref().map_or(0, |a| Arc::as_ptr(a) as *const u8 as usize)
+}
+
+impl Verdicts {
+    /// The id of the verdict made of these parts, interning it (cloning the `Arc`s) the
+    /// first time only.
+    #[allow(clippy::too_many_arguments)]
+    fn intern(
+        &mut self,
+        action: &'static str,
+        nw_ace_uuid: &Option<Arc<str>>,
+        sg_rule_uuid: &Option<Arc<str>>,
+        src_vn: &Option<Arc<str>>,
+        dst_vn: &Option<Arc<str>>,
+        analyzers: &[Option<Arc<str>>; 2],
+    ) -> u32 {
+        let key = VerdictKey([
+            action.as_ptr() as usize ^ (action.len() << 48),
+            arc_addr(nw_ace_uuid),
+            arc_addr(sg_rule_uuid),
+            arc_addr(src_vn),
+            arc_addr(dst_vn),
+            arc_addr(&analyzers[0]),
+            arc_addr(&analyzers[1]),
+        ]);
+        if let Some(&id) = self.index.get(&key) {
+            return id;
+        }
+        self.list.push(FlowVerdict {
+            action,
+            nw_ace_uuid: nw_ace_uuid.clone(),
+            sg_rule_uuid: sg_rule_uuid.clone(),
+            src_vn: src_vn.clone(),
+            dst_vn: dst_vn.clone(),
+            analyzers: analyzers.clone(),
+        });
+        let id = self.list.len() as u32;
+        self.index.insert(key, id);
+        id
+    }
+
+    fn get(&self, id: u32) -> Option<&FlowVerdict> {
+        self.list.get((id as usize).wrapping_sub(1))
+    }
+}
+
+/// The agent's state of one flow index (12 bytes).
+#[derive(Debug, Clone, Copy, Default)]
+struct MetaSlot {
+    /// Interned verdict id; 0 = no state.
+    verdict: u32,
+    gen: Gen,
+    vif: u16,
+    reverse: bool,
 }
 
 /// Counters of the agent, exposed through the control socket.
@@ -83,8 +179,9 @@ pub struct Agent {
     /// Per lcore: flows set up, so the lcore releases their held packets at once.
     done: Vec<Producer<u32>>,
     settings: AgentSettings,
-    /// Indexed by flow index (no rehashing as the table fills).
-    meta: Vec<Option<Box<FlowMeta>>>,
+    /// Indexed by flow index (sized to the table: no growth, no rehashing as it fills).
+    meta: Vec<MetaSlot>,
+    verdicts: Verdicts,
     /// Next flow index the sliced housekeeping scan visits.
     scan_cursor: u32,
     counters: AgentCounters,
@@ -107,6 +204,7 @@ impl Agent {
         let listener = UnixListener::bind(&settings.control_path)?;
         std::fs::set_permissions(&settings.control_path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
+        let capacity = table.capacity() as usize;
         Ok(Agent {
             table,
             fib,
@@ -114,7 +212,8 @@ impl Agent {
             rings,
             done,
             settings,
-            meta: Vec::new(),
+            meta: vec![MetaSlot::default(); capacity],
+            verdicts: Verdicts::default(),
             scan_cursor: 0,
             counters: AgentCounters::default(),
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
@@ -149,48 +248,78 @@ impl Agent {
         crate::stats::unix_time_ms()
     }
 
-    /// Handles every pending setup request; returns how many.
+    /// Handles every pending setup request; returns how many. Requests are taken in
+    /// batches: the forward entries of a batch are prefetched, then the reverse keys'
+    /// buckets, then the entries the reverse flows will take, so the cache misses of a
+    /// batch overlap instead of stalling each setup in turn.
     fn drain(&mut self) -> usize {
+        let fib = self.fib.clone();
         let mut n = 0;
+        let mut batch = [None::<SetupRequest>; SETUP_BATCH];
         for i in 0..self.rings.len() {
-            while let Some(req) = self.rings[i].pop() {
-                self.setup(req);
-                n += 1;
+            loop {
+                let mut m = 0;
+                while m < SETUP_BATCH {
+                    match self.rings[i].pop() {
+                        Some(r) => {
+                            self.table.prefetch_entry(r.flow);
+                            batch[m] = Some(r);
+                            m += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if m == 0 {
+                    break;
+                }
+                let mut rhash = [None::<u32>; SETUP_BATCH];
+                for (h, r) in rhash.iter_mut().zip(batch[..m].iter().flatten()) {
+                    *h = self.table.prefetch_reverse(r.flow);
+                }
+                for h in rhash[..m].iter().flatten() {
+                    self.table.prefetch_insert(*h);
+                }
+                for r in batch[..m].iter_mut() {
+                    if let Some(r) = r.take() {
+                        self.setup(&fib, r);
+                    }
+                }
+                n += m;
             }
         }
         n
     }
 
-    fn setup(&mut self, req: SetupRequest) {
+    fn setup(&mut self, fib: &Fib, req: SetupRequest) {
         let now = Self::now_ms();
         let Some(e) = self.table.entry(req.flow) else { return };
         let key = match e.key() {
             Some(k) if e.gen() == req.gen && e.action() == Action::Hold => k,
-            // Reused, deleted, or already set up (its reverse was set up first): the lcore
-            // that sent it may hold packets of it.
+            // Reused, deleted, or already set up (its reverse was set up first, or another
+            // lcore asked first): the lcore that sent it may hold packets of it.
             _ => {
                 self.counters.setup_stale += 1;
                 self.notify(req.lcore, req.flow);
                 return;
             }
         };
-        let ingress = self.fib.vif(req.vif);
+        let ingress = fib.vif(req.vif);
         let vrf = key.vrf();
         // Endpoints: the ingress VM (if the packet came from one) and the local VM the
         // destination routes to (if any). Remote endpoints are in the VN of the VRF.
         let src_vif = ingress.filter(|v| v.kind == VifType::Virtual);
-        let dst_vif = self.local_vif_for(vrf, key.dst_ip());
-        let vrf_vn = src_vif.or(dst_vif).and_then(|v| v.vn_name.clone());
-        let src_vn = src_vif.and_then(|v| v.vn_name.clone()).or_else(|| vrf_vn.clone());
-        let dst_vn = dst_vif.and_then(|v| v.vn_name.clone()).or_else(|| vrf_vn.clone());
+        let dst_vif = local_vif_for(fib, vrf, key.dst_ip());
+        let vrf_vn = src_vif.or(dst_vif).and_then(|v| v.vn_name.as_ref());
+        let src_vn = src_vif.and_then(|v| v.vn_name.as_ref()).or(vrf_vn);
+        let dst_vn = dst_vif.and_then(|v| v.vn_name.as_ref()).or(vrf_vn);
         let decision = self.policy.evaluate(&FlowContext {
             src: key.src_ip(),
             dst: key.dst_ip(),
             proto: key.proto(),
             sport: key.sport(),
             dport: key.dport(),
-            src_vn: src_vn.as_deref(),
-            dst_vn: dst_vn.as_deref(),
+            src_vn: src_vn.map(|v| &**v),
+            dst_vn: dst_vn.map(|v| &**v),
             src_vif: src_vif.map(|v| v.id),
             dst_vif: dst_vif.map(|v| v.id),
         });
@@ -198,35 +327,26 @@ impl Agent {
             // No room for the reverse flow: the forward flow drops (tf: FlowLim).
             let up = FlowUpdate::drop(FLOW_DR_FLOW_LIMIT);
             let _ = self.table.set_action(req.flow, req.gen, &up);
+            self.notify(req.lcore, req.flow);
             return;
         };
         let forward = decision.action == PolicyAction::Pass;
         let update = flow_update(&decision);
         let _ = self.table.set_action(req.flow, req.gen, &update);
-        if let Some(r) = self.table.entry(rev) {
-            let _ = self.table.set_action(rev, r.gen(), &update);
-        }
+        let rgen = self.table.entry(rev).map_or(0, |e| e.gen());
+        let _ = self.table.set_action(rev, rgen, &update);
         self.notify(req.lcore, req.flow);
         self.counters.setups += 1;
         if !forward {
             self.counters.setup_denied += 1;
         }
-        let meta = FlowMeta {
-            gen: req.gen,
-            action: decision.action_names,
-            nw_ace_uuid: decision.nw_ace_uuid.clone(),
-            sg_rule_uuid: decision.sg_rule_uuid.clone(),
-            src_vn,
-            dst_vn,
-            analyzers: decision.mirror_names.clone(),
-            vif: req.vif,
-            reverse: false,
-        };
-        let mut rmeta = meta.clone();
-        rmeta.reverse = true;
-        std::mem::swap(&mut rmeta.src_vn, &mut rmeta.dst_vn);
-        self.set_meta(req.flow, meta);
-        self.set_meta(rev, rmeta);
+        let (src_vn, dst_vn) = (src_vn.cloned(), dst_vn.cloned());
+        let a = &decision.mirror_names;
+        let (nw, sg) = (&decision.nw_ace_uuid, &decision.sg_rule_uuid);
+        let fwd = self.verdicts.intern(decision.action_names, nw, sg, &src_vn, &dst_vn, a);
+        let rev_v = self.verdicts.intern(decision.action_names, nw, sg, &dst_vn, &src_vn, a);
+        self.set_meta(req.flow, MetaSlot { verdict: fwd, gen: req.gen, vif: req.vif, reverse: false });
+        self.set_meta(rev, MetaSlot { verdict: rev_v, gen: rgen, vif: req.vif, reverse: true });
         if req.tsc != 0 {
             let ticks = crate::dpdk::rdtsc().saturating_sub(req.tsc);
             let _ = self.latency.record(ticks * 1_000_000_000 / self.tsc_hz);
@@ -241,31 +361,33 @@ impl Agent {
         }
     }
 
-    fn set_meta(&mut self, idx: u32, m: FlowMeta) {
-        let i = idx as usize;
-        if i >= self.meta.len() {
-            self.meta.resize_with((self.table.capacity() as usize).max(i + 1), || None);
+    fn set_meta(&mut self, idx: u32, m: MetaSlot) {
+        if let Some(slot) = self.meta.get_mut(idx as usize) {
+            *slot = m;
         }
-        self.meta[i] = Some(Box::new(m));
     }
 
     fn clear_meta(&mut self, idx: u32) {
         if let Some(m) = self.meta.get_mut(idx as usize) {
-            *m = None;
+            *m = MetaSlot::default();
         }
     }
 
-    /// The local VM vif a destination routes to in `vrf`, if any.
-    fn local_vif_for(&self, vrf: u32, dst: std::net::IpAddr) -> Option<&crate::fib::Vif> {
-        let table = self.fib.vrf(vrf)?;
-        let nh = match dst {
-            std::net::IpAddr::V4(a) => table.route_v4(a)?,
-            std::net::IpAddr::V6(a) => table.route_v6(&a.octets())?,
-        };
-        match self.fib.nexthop(nh)? {
-            Nexthop::Encap { vif, .. } => self.fib.vif(*vif).filter(|v| v.kind == VifType::Virtual),
-            _ => None,
-        }
+    /// What the agent knows of flow `idx` (None: no state, e.g. not set up by it).
+    pub fn meta(&self, idx: u32) -> Option<FlowMeta> {
+        let m = self.meta.get(idx as usize)?;
+        let v = self.verdicts.get(m.verdict)?;
+        Some(FlowMeta {
+            gen: m.gen,
+            action: v.action,
+            nw_ace_uuid: v.nw_ace_uuid.clone(),
+            sg_rule_uuid: v.sg_rule_uuid.clone(),
+            src_vn: v.src_vn.clone(),
+            dst_vn: v.dst_vn.clone(),
+            analyzers: v.analyzers.clone(),
+            vif: m.vif,
+            reverse: m.reverse,
+        })
     }
 
     /// Aging, TCP eviction, HOLD audit, slot reclaim.
@@ -285,7 +407,8 @@ impl Agent {
         let start = self.scan_cursor.min(cap);
         let end = start.saturating_add(slice).min(cap);
         self.scan_cursor = if end >= cap { 0 } else { end };
-        let snaps = (start..end).filter_map(|i| self.table.snapshot(i).ok().flatten());
+        let table = &self.table;
+        let snaps = (start..end).filter(|&i| table.slot_in_use(i)).filter_map(|i| table.snapshot(i).ok().flatten());
         for snap in snaps {
             if snap.flags & (flow_table::flags::DELETE_MARKED | flow_table::flags::EVICTED) != 0 {
                 // Already on its way out: reclaimed once the lcores have moved on.
@@ -392,7 +515,7 @@ impl Agent {
             },
             Some("flow") => {
                 let idx = v.get("index").and_then(|i| i.as_u64()).unwrap_or(u64::MAX) as u32;
-                match self.meta.get(idx as usize).and_then(|m| m.as_deref()) {
+                match self.meta(idx) {
                     Some(m) => serde_json::json!({"ok": true, "meta": m}),
                     None => serde_json::json!({"ok": false, "error": format!("no agent state for flow {idx}")}),
                 }
@@ -412,14 +535,14 @@ impl Agent {
         let mut n = 0;
         let snaps: Vec<_> = self.table.iter_active().map(|(_, s)| s).filter(|s| s.action != Action::Hold).collect();
         for snap in snaps {
-            let Some(meta) = self.meta.get(snap.index as usize).and_then(|m| m.as_deref()).cloned() else { continue };
+            let Some(meta) = self.meta(snap.index) else { continue };
             if meta.reverse {
                 continue;
             }
             let key = snap.key;
             let ingress = self.fib.vif(meta.vif);
             let src_vif = ingress.filter(|v| v.kind == VifType::Virtual);
-            let dst_vif = self.local_vif_for(key.vrf(), key.dst_ip());
+            let dst_vif = local_vif_for(&self.fib, key.vrf(), key.dst_ip());
             let d = self.policy.evaluate(&FlowContext {
                 src: key.src_ip(),
                 dst: key.dst_ip(),
@@ -438,16 +561,32 @@ impl Agent {
                     let _ = self.table.set_action(r, e.gen(), &up);
                 }
             }
-            if let Some(m) = self.meta.get_mut(snap.index as usize).and_then(|m| m.as_deref_mut()) {
-                m.action = d.action_names;
-                m.nw_ace_uuid = d.nw_ace_uuid.clone();
-                m.sg_rule_uuid = d.sg_rule_uuid.clone();
-                m.analyzers = d.mirror_names.clone();
+            let a = &d.mirror_names;
+            let fwd = self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &meta.src_vn, &meta.dst_vn, a);
+            self.meta[snap.index as usize].verdict = fwd;
+            if let Some(r) = snap.rflow {
+                let rev = self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &meta.dst_vn, &meta.src_vn, a);
+                if let Some(rm) = self.meta.get_mut(r as usize).filter(|m| m.verdict != 0) {
+                    rm.verdict = rev;
+                }
             }
             n += 1;
         }
         self.counters.reevaluated += n as u64;
         Ok(n)
+    }
+}
+
+/// The local VM vif a destination routes to in `vrf`, if any.
+fn local_vif_for(fib: &Fib, vrf: u32, dst: std::net::IpAddr) -> Option<&crate::fib::Vif> {
+    let table = fib.vrf(vrf)?;
+    let nh = match dst {
+        std::net::IpAddr::V4(a) => table.route_v4(a)?,
+        std::net::IpAddr::V6(a) => table.route_v6(&a.octets())?,
+    };
+    match fib.nexthop(nh)? {
+        Nexthop::Encap { vif, .. } => fib.vif(*vif).filter(|v| v.kind == VifType::Virtual),
+        _ => None,
     }
 }
 
@@ -467,4 +606,34 @@ fn flow_update(d: &Decision) -> FlowUpdate {
         up.clear_flags = flow_table::flags::MIRROR;
     }
     up
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_interned_by_string_identity() {
+        let mut v = Verdicts::default();
+        let rule: Option<Arc<str>> = Some(Arc::from("rule-1"));
+        let vn1: Option<Arc<str>> = Some(Arc::from("vn1"));
+        let vn2: Option<Arc<str>> = Some(Arc::from("vn2"));
+        let an: [Option<Arc<str>>; 2] = [Some(Arc::from("A")), None];
+        let a = v.intern("pass|mirror", &rule, &None, &vn1, &vn2, &an);
+        // Same Arcs (clones) again: the same id, nothing new stored.
+        let b = v.intern("pass|mirror", &rule.clone(), &None, &vn1.clone(), &vn2.clone(), &an.clone());
+        assert_eq!(a, b);
+        assert_eq!(v.list.len(), 1);
+        // Swapped VNs (the reverse flow), another action, an equal string in another Arc:
+        // each a verdict of its own.
+        let r = v.intern("pass|mirror", &rule, &None, &vn2, &vn1, &an);
+        let d = v.intern("deny", &rule, &None, &vn1, &vn2, &an);
+        let other: Option<Arc<str>> = Some(Arc::from("vn1"));
+        let o = v.intern("pass|mirror", &rule, &None, &other, &vn2, &an);
+        assert_eq!([a, r, d, o], [1, 2, 3, 4]);
+        let got = v.get(r).unwrap();
+        assert_eq!((got.action, got.src_vn.as_deref(), got.dst_vn.as_deref()), ("pass|mirror", Some("vn2"), Some("vn1")));
+        assert_eq!(got.analyzers[0].as_deref(), Some("A"));
+        assert!(v.get(0).is_none() && v.get(5).is_none());
+    }
 }

@@ -22,10 +22,15 @@ use flow_table::{tcp_flags, Action, FlowKey, FlowTable, Lookup};
 /// Per-packet flow context handed to the pipeline by the lcore loop.
 pub struct FlowStage<'t> {
     pub table: &'t FlowTable,
+    /// This forwarding lcore's index in the flow table (owner of the counters it updates).
+    pub lcore: usize,
     /// Coarse time for last-seen stamps (milliseconds since the Unix epoch).
     pub now: u64,
     /// The packet was held and is being re-run after setup: it was already counted.
     pub reinject: bool,
+    /// The flow a re-run packet was held for: looked at first (checked against the
+    /// packet's key), which saves the bucket lookup.
+    pub held_flow: Option<u32>,
     /// False when the global hold limit is reached: misses must not create flows.
     pub may_create: bool,
     /// Key, hash and lookup result computed for the whole burst in the pre-pass (buckets
@@ -116,12 +121,15 @@ impl FlowStage<'_> {
     pub(super) fn apply(&mut self, p: Prepared, ip_len: u32, proto: u8, l4: &[u8]) -> Result<(), Verdict> {
         let Prepared { key, hash, found } = p;
         // A burst hit is still valid: entries are only reused after this lcore's next
-        // quiescent point. A burst miss is re-checked (an earlier packet of the burst may
-        // have created the flow).
-        let found = found.or_else(|| self.table.lookup(&key, hash));
+        // quiescent point. A burst miss is looked up again (an earlier packet of the burst,
+        // or another lcore, may have created the flow since): by `lookup_or_hold` itself
+        // when a flow may be created, which looks up before it inserts.
         let (idx, created) = match found {
             Some(i) => (i, false),
-            None if !self.may_create => return Err(Verdict::Drop(DropReason::FlowUnusable)),
+            None if !self.may_create => match self.table.lookup(&key, hash) {
+                Some(i) => (i, false),
+                None => return Err(Verdict::Drop(DropReason::FlowUnusable)),
+            },
             None => match self.table.lookup_or_hold(&key, hash, self.now) {
                 Ok(Lookup::Hit(i)) => (i, false),
                 Ok(Lookup::Created(i)) => (i, true),
@@ -129,7 +137,7 @@ impl FlowStage<'_> {
             },
         };
         if !self.reinject {
-            self.table.account(idx, ip_len, self.now);
+            self.table.account_as(self.lcore, idx, ip_len, self.now);
             let bits = tcp_bits(proto, l4);
             if bits != 0 {
                 self.table.set_tcp_flags(idx, bits);
@@ -156,7 +164,9 @@ impl FlowStage<'_> {
             Some(p) if p.key.vrf() == vrf => p,
             _ => {
                 let key = make();
-                Prepared { key, hash: key.hash(), found: None }
+                let hash = key.hash();
+                let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, &key, hash));
+                Prepared { key, hash, found }
             }
         }
     }

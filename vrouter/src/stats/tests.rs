@@ -150,13 +150,17 @@ fn concurrent_lcores_and_reader() {
     let dir = tempfile::tempdir().unwrap();
     let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
     let done = Arc::new(AtomicBool::new(false));
+    // The writers start once the reader has polled, so it reads while they write even
+    // when the machine is too busy to schedule it at once.
+    let reading = Arc::new(AtomicBool::new(false));
 
     let reader = {
-        let (path, done) = (dir.path().to_path_buf(), Arc::clone(&done));
+        let (path, done, reading) = (dir.path().to_path_buf(), Arc::clone(&done), Arc::clone(&reading));
         std::thread::spawn(move || {
             let r = StatsReader::open(&path).unwrap();
             let (mut last_rx, mut last_drops, mut polls) = (0u64, 0u64, 0u64);
             while !done.load(Ordering::Acquire) {
+                reading.store(true, Ordering::Release);
                 let c = r.vif_counters(3, None);
                 let d: u64 = r.drops(None).iter().sum();
                 assert!(c.rx_packets >= last_rx, "counters never go backwards");
@@ -172,7 +176,11 @@ fn concurrent_lcores_and_reader() {
     let writers: Vec<_> = (0..2)
         .map(|i| {
             let l = region.lcore(i).unwrap();
+            let reading = Arc::clone(&reading);
             std::thread::spawn(move || {
+                while !reading.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
                 for k in 0..N {
                     l.rx(3, 1, 100);
                     l.tx(0, 1, 60);
