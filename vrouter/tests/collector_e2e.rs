@@ -115,13 +115,26 @@ fn collector_records_and_uves_equal_the_datapath() {
 [flow]
 entries = 1024
 
+# The analyzers sit behind the fabric gateway (as the mirror tests configure them), so
+# mirrored copies have a path out once the mirror data plane is in.
+[[nexthop]]
+id = 20
+type = "encap"
+vif = 0
+dst_mac = "{GW_MAC}"
+
+[[route]]
+vrf = 0
+prefix = "10.20.0.0/24"
+nexthop = 20
+
 [[analyzer]]
 name = "{ANALYZER_A}"
-ip = "10.10.0.20"
+ip = "10.20.0.10"
 
 [[analyzer]]
 name = "{ANALYZER_B}"
-ip = "10.10.0.21"
+ip = "10.20.0.11"
 
 [[network_policy]]
 name = "mirror-everything"
