@@ -129,6 +129,7 @@ impl Collector {
             ingest: ingest.clone(),
             stats: stats.clone(),
             registry: Registry::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
         });
         tasks.push(tokio::spawn(serve(sl, shared.clone())));
         let app = router(ApiState {
@@ -154,11 +155,25 @@ impl Collector {
         })
     }
 
-    /// Stops accepting connections and serving HTTP, and waits until everything queued so far
-    /// is committed.
+    /// Stops accepting connections and serving HTTP, lets every session drain (half-close,
+    /// then read what the generator already sent, at most [`crate::session::DRAIN_TIME`]),
+    /// and waits until everything received is committed.
     pub async fn stop(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        // Let the sessions drain what their generators already sent, then commit it all.
+        self.shared.shutdown.send_replace(true);
+        let deadline =
+            tokio::time::Instant::now() + crate::session::DRAIN_TIME + Duration::from_secs(1);
+        while self
+            .stats
+            .sessions_active
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.ingest.flush().await;
     }

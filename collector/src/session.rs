@@ -104,7 +104,14 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Established sessions.
     pub registry: Registry,
+    /// Set to true when the collector stops: sessions drain (see [`DRAIN_TIME`]).
+    pub shutdown: watch::Sender<bool>,
 }
+
+/// On an orderly stop, each session half-closes its connection (the generator sees EOF and
+/// starts buffering) and keeps reading and storing for at most this long, so the frames the
+/// generator wrote before it noticed are not lost with the socket.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Accepts connections until the listener fails, one task per session.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -200,13 +207,13 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
     let mut dec = FrameDecoder::with_max_frame_len(shared.config.max_frame_len);
     let mut buf = vec![0u8; 64 * 1024];
 
+    let mut shutdown = shared.shutdown.subscribe();
     // 1. Handshake.
-    let first = match tokio::time::timeout(
-        shared.config.handshake_timeout,
-        read_frame(&mut rd, &mut dec, &mut buf),
-    )
-    .await
-    {
+    let first = tokio::select! {
+        r = tokio::time::timeout(shared.config.handshake_timeout, read_frame(&mut rd, &mut dec, &mut buf)) => r,
+        _ = shutdown.wait_for(|stopping| *stopping) => return,
+    };
+    let first = match first {
         Err(_) => {
             stats.handshake_timeouts.fetch_add(1, Relaxed);
             eprintln!(
@@ -321,10 +328,25 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
     stats.sessions_established.fetch_add(1, Relaxed);
 
     // 3. Messages.
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut shutdown_open = true;
     let replaced = loop {
+        if drain_until.is_none() && *shutdown.borrow_and_update() {
+            // Orderly stop: FIN to the generator, then read what it already sent.
+            let _ = wr.shutdown().await;
+            drain_until = Some(tokio::time::Instant::now() + DRAIN_TIME);
+        }
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
         let frame = tokio::select! {
             r = read_frame(&mut rd, &mut dec, &mut buf) => r,
             _ = stop.notified() => break true,
+            r = shutdown.changed(), if drain_until.is_none() && shutdown_open => {
+                // Err: no orderly stop can come any more (cannot happen while this session
+                // holds `shared`); stop watching.
+                shutdown_open = r.is_ok();
+                continue;
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => break false,
         };
         let frame = match frame {
             Ok(f) => f,

@@ -123,3 +123,53 @@ fn generator_session_survives_a_collector_restart() {
     assert_eq!(record_count(&c), 80);
     c.stop();
 }
+
+#[test]
+fn an_orderly_stop_loses_no_record_the_generator_is_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = TestCollector::start(test_config(dir.path()));
+    let (sandesh_port, http_port) = (c.sandesh.port(), c.http.port());
+    let mut scfg = SessionConfig::new(Generator::id("host1"));
+    scfg.collectors = vec![c.sandesh];
+    scfg.backoff_base = Duration::from_millis(100);
+    scfg.backoff_max = Duration::from_millis(400);
+    scfg.flows_per_message = 4;
+    let session = std::sync::Arc::new(SessionHandle::start(scfg).unwrap());
+    wait_for("the session", || {
+        session.state() == sandesh::session::SessionState::Established
+    });
+
+    // The generator exports steadily while the collector stops (SIGTERM path: half-close,
+    // drain, commit) and comes back.
+    const N: usize = 600;
+    let sender = {
+        let session = session.clone();
+        std::thread::spawn(move || {
+            for k in 0..N {
+                let uuid = format!("00000000-0000-4000-8000-{k:012}");
+                assert!(session.send_flow(flow(&uuid, 1000 + k as u16, 100, 1, 100, 1)));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    c.stop();
+    let mut cfg = test_config(dir.path());
+    cfg.sandesh_listen = format!("127.0.0.1:{sandesh_port}");
+    cfg.http_listen = format!("127.0.0.1:{http_port}");
+    let c = TestCollector::start(cfg);
+    sender.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while record_count(&c) < N {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} records after the restart; generator {:?}",
+            record_count(&c),
+            session.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(record_count(&c), N);
+    assert_eq!(session.stats().flows_dropped, 0);
+    c.stop();
+}
