@@ -154,6 +154,51 @@ pub fn encode_frame_with(
     Ok(encode_frame_into(out, scratch.as_bytes())?)
 }
 
+/// Appends a field's open tag, `<name type="T" identifier="ID"[ annotation="v"…]>`.
+pub fn field_open(out: &mut String, f: &FieldDef) {
+    out.push('<');
+    out.push_str(f.name);
+    out.push_str(" type=\"");
+    out.push_str(f.ty.sandesh_type().as_str());
+    out.push_str("\" identifier=\"");
+    push_int(out, i64::from(f.id));
+    out.push('"');
+    for (k, a) in f.annotations {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("=\"");
+        out.push_str(a);
+        out.push('"');
+    }
+    out.push('>');
+}
+
+/// Appends a field's close tag.
+pub fn field_close(out: &mut String, f: &FieldDef) {
+    out.push_str("</");
+    out.push_str(f.name);
+    out.push('>');
+}
+
+/// Writes the content of a field element of type `ty` from a dynamic value (the typed fast
+/// path falls back to this for the rarely used types).
+pub fn encode_content(
+    out: &mut String,
+    strct: &'static str,
+    field: &'static str,
+    ty: &FieldType,
+    v: &Value,
+) -> Result<(), EncodeError> {
+    let f = FieldDef {
+        id: 0,
+        name: field,
+        ty: *ty,
+        optional: false,
+        annotations: &[],
+    };
+    encode_value(out, strct, &f, ty, v)
+}
+
 fn mismatch(strct: &'static str, f: &FieldDef, ty: &FieldType, v: &Value) -> EncodeError {
     EncodeError::TypeMismatch {
         strct,
@@ -171,25 +216,9 @@ pub fn encode_field(
     f: &FieldDef,
     v: &Value,
 ) -> Result<(), EncodeError> {
-    out.push('<');
-    out.push_str(f.name);
-    out.push_str(" type=\"");
-    out.push_str(f.ty.sandesh_type().as_str());
-    out.push_str("\" identifier=\"");
-    let _ = write!(out, "{}", f.id);
-    out.push('"');
-    for (k, a) in f.annotations {
-        out.push(' ');
-        out.push_str(k);
-        out.push_str("=\"");
-        out.push_str(a);
-        out.push('"');
-    }
-    out.push('>');
+    field_open(out, f);
     encode_value(out, strct, f, &f.ty, v)?;
-    out.push_str("</");
-    out.push_str(f.name);
-    out.push('>');
+    field_close(out, f);
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! conversions to and from [`StructValue`] are generated from the same list, so there is no
 //! per-field hand-written code anywhere.
 
+use crate::encode::{self, EncodeError};
 use crate::model::{FieldType, StructDef, StructValue, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -53,12 +54,38 @@ pub trait SandeshField: Sized {
     fn to_value(&self) -> Value;
     /// Converts from a dynamic value of [`Self::TYPE`].
     fn from_value(v: Value) -> Result<Self, ValueError>;
+    /// Writes the content of a field element holding this value (typed fast path; the
+    /// default goes through [`Self::to_value`] and the dynamic encoder, and every override
+    /// writes exactly what that would — a property test compares the two).
+    fn encode_content(
+        &self,
+        out: &mut String,
+        strct: &'static str,
+        field: &'static str,
+    ) -> Result<(), EncodeError> {
+        encode::encode_content(out, strct, field, &Self::TYPE, &self.to_value())
+    }
+    /// Writes this value as a container element: base types in `<element>`, structs as
+    /// themselves.
+    fn encode_element(
+        &self,
+        out: &mut String,
+        strct: &'static str,
+        field: &'static str,
+    ) -> Result<(), EncodeError> {
+        out.push_str("<element>");
+        self.encode_content(out, strct, field)?;
+        out.push_str("</element>");
+        Ok(())
+    }
 }
 
 /// A struct declared with `sandesh_struct!`.
 pub trait SandeshStruct: SandeshField {
     /// The definition.
     const DEF: &'static StructDef;
+    /// Appends the fields (not the struct element) straight from the typed value.
+    fn encode_fields_into(&self, out: &mut String) -> Result<(), EncodeError>;
     /// Converts to a dynamic struct value.
     fn to_struct_value(&self) -> StructValue;
     /// Converts from a dynamic struct value of [`Self::DEF`].
@@ -73,7 +100,7 @@ fn type_error(expected: &FieldType, v: &Value) -> ValueError {
 }
 
 macro_rules! scalar_field {
-    ($($t:ty => $ft:ident, $variant:ident);* $(;)?) => {$(
+    ($($t:ty => $ft:ident, $variant:ident, |$x:ident, $out:ident| $write:expr);* $(;)?) => {$(
         impl SandeshField for $t {
             const TYPE: FieldType = FieldType::$ft;
             fn to_value(&self) -> Value {
@@ -85,23 +112,34 @@ macro_rules! scalar_field {
                     other => Err(type_error(&Self::TYPE, &other)),
                 }
             }
+            fn encode_content(
+                &self,
+                out: &mut String,
+                _strct: &'static str,
+                _field: &'static str,
+            ) -> Result<(), EncodeError> {
+                let $x = self;
+                let $out = out;
+                $write;
+                Ok(())
+            }
         }
     )*};
 }
 
 scalar_field! {
-    bool => Bool, Bool;
-    i8 => Byte, Byte;
-    i16 => I16, I16;
-    i32 => I32, I32;
-    i64 => I64, I64;
-    u16 => U16, U16;
-    u32 => U32, U32;
-    u64 => U64, U64;
-    Ipv4Addr => Ipv4, Ipv4;
-    IpAddr => IpAddr, IpAddr;
-    f64 => Double, Double;
-    String => String, String;
+    bool => Bool, Bool, |x, out| out.push_str(if *x { "true" } else { "false" });
+    i8 => Byte, Byte, |x, out| encode::push_int(out, i64::from(*x));
+    i16 => I16, I16, |x, out| encode::push_int(out, i64::from(*x));
+    i32 => I32, I32, |x, out| encode::push_int(out, i64::from(*x));
+    i64 => I64, I64, |x, out| encode::push_int(out, *x);
+    u16 => U16, U16, |x, out| encode::push_uint(out, u64::from(*x));
+    u32 => U32, U32, |x, out| encode::push_uint(out, u64::from(*x));
+    u64 => U64, U64, |x, out| encode::push_uint(out, *x);
+    Ipv4Addr => Ipv4, Ipv4, |x, out| encode::push_uint(out, u64::from(u32::from(*x)));
+    IpAddr => IpAddr, IpAddr, |x, out| { use std::fmt::Write as _; let _ = write!(out, "{x}"); };
+    f64 => Double, Double, |x, out| { use std::fmt::Write as _; let _ = write!(out, "{x}"); };
+    String => String, String, |x, out| crate::escape::escape_into(out, x);
 }
 
 /// Text carried as the Sandesh `xml` type (in a CDATA section).
@@ -144,6 +182,15 @@ impl SandeshField for Uuid {
             other => Err(type_error(&Self::TYPE, &other)),
         }
     }
+    fn encode_content(
+        &self,
+        out: &mut String,
+        _strct: &'static str,
+        _field: &'static str,
+    ) -> Result<(), EncodeError> {
+        encode::push_uuid(out, &self.0);
+        Ok(())
+    }
 }
 
 impl<T: SandeshField> SandeshField for Vec<T> {
@@ -156,6 +203,32 @@ impl<T: SandeshField> SandeshField for Vec<T> {
             Value::List(items) => items.into_iter().map(T::from_value).collect(),
             other => Err(type_error(&Self::TYPE, &other)),
         }
+    }
+    fn encode_content(
+        &self,
+        out: &mut String,
+        strct: &'static str,
+        field: &'static str,
+    ) -> Result<(), EncodeError> {
+        if !T::TYPE.is_valid_element() {
+            // Not used by any definition; keep the dynamic encoder's answer.
+            return encode::encode_content(out, strct, field, &Self::TYPE, &self.to_value());
+        }
+        let size = u32::try_from(self.len()).map_err(|_| EncodeError::TooManyElements {
+            strct,
+            field,
+            len: self.len(),
+        })?;
+        out.push_str("<list type=\"");
+        out.push_str(T::TYPE.sandesh_type().as_str());
+        out.push_str("\" size=\"");
+        encode::push_uint(out, u64::from(size));
+        out.push_str("\">");
+        for item in self {
+            item.encode_element(out, strct, field)?;
+        }
+        out.push_str("</list>");
+        Ok(())
     }
 }
 
@@ -207,19 +280,30 @@ macro_rules! sandesh_struct {
             pub const STRUCT: $crate::model::StructDef = $crate::model::StructDef {
                 name: $wire,
                 fields: &[$(
-                    $crate::model::FieldDef {
-                        id: $id,
-                        name: $crate::sandesh_struct!(@name $fname $($fwire)?),
-                        ty: <$fty as $crate::field::SandeshField>::TYPE,
-                        optional: $crate::sandesh_struct!(@opt $req),
-                        annotations: &[$($((stringify!($ak), $av)),*)?],
-                    }
+                    $crate::sandesh_struct!(
+                        @fdef $id, $req, $fname, [$($fwire)?], $fty, [$($($ak = $av),*)?]
+                    )
                 ),*],
             };
         }
 
         impl $crate::field::SandeshStruct for $name {
             const DEF: &'static $crate::model::StructDef = &$name::STRUCT;
+
+            fn encode_fields_into(
+                &self,
+                out: &mut String,
+            ) -> Result<(), $crate::encode::EncodeError> {
+                $(
+                    {
+                        const FD: $crate::model::FieldDef = $crate::sandesh_struct!(
+                            @fdef $id, $req, $fname, [$($fwire)?], $fty, [$($($ak = $av),*)?]
+                        );
+                        $crate::sandesh_struct!(@enc $req out, self.$fname, $wire, FD);
+                    }
+                )*
+                Ok(())
+            }
 
             fn to_struct_value(&self) -> $crate::model::StructValue {
                 $crate::model::StructValue {
@@ -270,6 +354,51 @@ macro_rules! sandesh_struct {
                     }),
                 }
             }
+            fn encode_content(
+                &self,
+                out: &mut String,
+                _strct: &'static str,
+                _field: &'static str,
+            ) -> Result<(), $crate::encode::EncodeError> {
+                out.push('<');
+                out.push_str($wire);
+                out.push('>');
+                <Self as $crate::field::SandeshStruct>::encode_fields_into(self, out)?;
+                out.push_str("</");
+                out.push_str($wire);
+                out.push('>');
+                Ok(())
+            }
+            fn encode_element(
+                &self,
+                out: &mut String,
+                strct: &'static str,
+                field: &'static str,
+            ) -> Result<(), $crate::encode::EncodeError> {
+                $crate::field::SandeshField::encode_content(self, out, strct, field)
+            }
+        }
+    };
+    (@fdef $id:literal, $req:ident, $fname:ident, [$($fwire:literal)?], $fty:ty,
+        [$($ak:ident = $av:literal),*]) => {
+        $crate::model::FieldDef {
+            id: $id,
+            name: $crate::sandesh_struct!(@name $fname $($fwire)?),
+            ty: <$fty as $crate::field::SandeshField>::TYPE,
+            optional: $crate::sandesh_struct!(@opt $req),
+            annotations: &[$((stringify!($ak), $av)),*],
+        }
+    };
+    (@enc required $out:ident, $e:expr, $strct:expr, $fd:ident) => {
+        $crate::encode::field_open($out, &$fd);
+        $crate::field::SandeshField::encode_content(&$e, $out, $strct, $fd.name)?;
+        $crate::encode::field_close($out, &$fd);
+    };
+    (@enc optional $out:ident, $e:expr, $strct:expr, $fd:ident) => {
+        if let Some(v) = &$e {
+            $crate::encode::field_open($out, &$fd);
+            $crate::field::SandeshField::encode_content(v, $out, $strct, $fd.name)?;
+            $crate::encode::field_close($out, &$fd);
         }
     };
     (@ty required $t:ty) => { $t };

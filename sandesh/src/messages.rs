@@ -19,7 +19,7 @@
 //! [`crate::decode`]; [`encode_message`] and [`decode_message`] are the typed entry points.
 
 use crate::decode::{decode_body_with, DecodeError, DecodeErrorKind};
-use crate::encode::{encode_body, EncodeError};
+use crate::encode::EncodeError;
 use crate::field::{SandeshStruct, ValueError};
 use crate::frame::encode_frame_into;
 use crate::model::{
@@ -462,13 +462,35 @@ pub fn encode_message<M: SandeshMessage>(
     msg: &M,
 ) -> Result<usize, EncodeError> {
     scratch.clear();
-    encode_body(
-        scratch,
-        &header.to_struct_value(),
-        M::MESSAGE,
-        &msg.to_struct_value(),
-    )?;
+    encode_body_typed(scratch, header, msg)?;
     Ok(encode_frame_into(out, scratch.as_bytes())?)
+}
+
+/// Appends a frame body for `header` and `msg` straight from the typed values (what
+/// [`encode_body`](crate::encode::encode_body) writes for their dynamic forms, without
+/// building them).
+pub fn encode_body_typed<M: SandeshMessage>(
+    out: &mut String,
+    header: &SandeshHeader,
+    msg: &M,
+) -> Result<(), EncodeError> {
+    let h = SandeshHeader::STRUCT.name;
+    out.push('<');
+    out.push_str(h);
+    out.push('>');
+    header.encode_fields_into(out)?;
+    out.push_str("</");
+    out.push_str(h);
+    out.push('>');
+    let name = M::MESSAGE.body.name;
+    out.push('<');
+    out.push_str(name);
+    out.push_str(" type=\"sandesh\">");
+    msg.encode_fields_into(out)?;
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+    Ok(())
 }
 
 /// Encodes one message as a complete frame in a new buffer.

@@ -80,7 +80,10 @@ pub const MAX_EXPORT_FLOW_BUFFER: u32 = 16 << 20;
 impl ExportConfig {
     /// The collector addresses, parsed.
     pub fn collector_addrs(&self) -> Vec<SocketAddr> {
-        self.collectors.iter().filter_map(|c| c.parse().ok()).collect()
+        self.collectors
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect()
     }
 
     /// Checks the values; on failure returns the offending key and why.
@@ -97,7 +100,10 @@ impl ExportConfig {
             }
         }
         if self.source.as_deref().is_some_and(str::is_empty) {
-            return Err(("source", "must not be empty (omit it for the host name)".into()));
+            return Err((
+                "source",
+                "must not be empty (omit it for the host name)".into(),
+            ));
         }
         for (key, v) in [
             ("node_type", &self.node_type),
@@ -109,7 +115,10 @@ impl ExportConfig {
             }
         }
         if !(1..=100).contains(&self.scan_percent) {
-            return Err(("scan_percent", format!("{} is out of range 1..=100", self.scan_percent)));
+            return Err((
+                "scan_percent",
+                format!("{} is out of range 1..=100", self.scan_percent),
+            ));
         }
         if !(10..=10_000).contains(&self.scan_interval_ms) {
             return Err((
@@ -123,7 +132,10 @@ impl ExportConfig {
         if !(1..=MAX_EXPORT_FLOW_BUFFER).contains(&self.flow_buffer) {
             return Err((
                 "flow_buffer",
-                format!("{} is out of range 1..={MAX_EXPORT_FLOW_BUFFER}", self.flow_buffer),
+                format!(
+                    "{} is out of range 1..={MAX_EXPORT_FLOW_BUFFER}",
+                    self.flow_buffer
+                ),
             ));
         }
         if self.backoff_base_ms == 0 {
@@ -155,7 +167,10 @@ mod tests {
             f(&mut c);
             c.check().unwrap_err().0
         };
-        assert_eq!(bad(&|c| c.collectors = vec!["localhost".into()]), "collectors");
+        assert_eq!(
+            bad(&|c| c.collectors = vec!["localhost".into()]),
+            "collectors"
+        );
         assert_eq!(bad(&|c| c.collectors.clear()), "collectors");
         assert_eq!(bad(&|c| c.node_type.clear()), "node_type");
         assert_eq!(bad(&|c| c.scan_percent = 0), "scan_percent");
