@@ -147,6 +147,7 @@ run_tool() {
 }
 run_tool vif --list
 run_tool dropstats
+run_tool mirror --dump
 
 if [ -n "$cpid" ]; then
     echo

@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod anchors;
+pub mod mirror_cmd;
 pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;

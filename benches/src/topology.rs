@@ -54,7 +54,15 @@ pub struct FlowSettings {
     pub held_packets_per_flow: u32,
     pub age_timeout_s: u32,
     pub hold_audit_s: u32,
+    /// Mirror every flow to one analyzer behind the fabric vif (Juniper header, UDP 8099):
+    /// a network policy on the VM's VN passes everything with `mirror_to`.
+    pub mirror: bool,
 }
+
+/// The benchmark analyzer (reached through the fabric vif; its copies are freed by the
+/// fabric pcap device's TX like the tunnel traffic).
+pub const ANALYZER_IP: &str = "10.99.0.9";
+pub const ANALYZER_NAME: &str = "bench-analyzer";
 
 impl FlowSettings {
     /// A table for `flows` forward flows and their reverse flows: the next power of two of
@@ -71,6 +79,7 @@ impl FlowSettings {
             held_packets_per_flow: 3,
             age_timeout_s: 86_400,
             hold_audit_s: 5,
+            mirror: false,
         }
     }
 
@@ -88,6 +97,35 @@ impl FlowSettings {
             "hold_limit = {}\nheld_packets_per_flow = {}\nage_timeout_s = {}\nhold_audit_s = {}\n",
             self.hold_limit, self.held_packets_per_flow, self.age_timeout_s, self.hold_audit_s
         ));
+        if self.mirror {
+            s.push_str(&format!(
+                r#"
+# Mirroring: every flow to {ANALYZER_NAME} ({ANALYZER_IP}, Juniper header), over the fabric.
+[[nexthop]]
+id = 2
+type = "encap"
+vif = {FABRIC_VIF}
+dst_mac = "02:00:00:00:10:02"
+
+[[route]]
+vrf = 0
+prefix = "10.99.0.0/24"
+nexthop = 2
+
+[[analyzer]]
+name = "{ANALYZER_NAME}"
+ip = "{ANALYZER_IP}"
+
+[[network_policy]]
+name = "mirror-all"
+vns = ["{VN_NAME}"]
+[[network_policy.rule]]
+uuid = "cccccccc-0000-4000-8000-000000000001"
+action = "pass"
+mirror_to = ["{ANALYZER_NAME}"]
+"#
+            ));
+        }
         s
     }
 }
@@ -292,6 +330,21 @@ mod tests {
         assert_eq!(cfg.flow.held_packets_per_flow, 3);
         assert_eq!(cfg.flow.age_timeout_s, 86_400);
         assert_eq!(cfg.flow.hold_audit_s, 5);
+    }
+
+    #[test]
+    fn mirror_section_is_valid() {
+        let mut t = topo();
+        let mut f = FlowSettings::for_flows(1000);
+        f.mirror = true;
+        t.flow = Some(f);
+        let cfg = vrouter::config::parse(&t.config_toml(), "bench.toml").unwrap();
+        assert_eq!(cfg.analyzers.len(), 1);
+        assert_eq!(cfg.network_policies[0].get_ref().rules[0].get_ref().mirror_to, [ANALYZER_NAME]);
+        let fib = vrouter::fib::Fib::from_config(&cfg).unwrap();
+        let (vif, _, _) = vrouter::mirror::encap::resolve_nexthop(&fib, ANALYZER_IP.parse().unwrap())
+            .expect("the analyzer is reachable through the fabric vif");
+        assert_eq!(vif, FABRIC_VIF);
     }
 
     #[test]

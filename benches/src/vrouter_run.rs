@@ -50,6 +50,9 @@ pub struct VrouterMeasurement {
     pub rx_packets: u64,
     /// Fabric vif TX packets (MPLSoUDP frames) in the window.
     pub tx_packets: u64,
+    /// Mirror copies sent (`mir_tpkts`) and failed in the window (0 without mirroring).
+    pub mirror_packets: u64,
+    pub mirror_errors: u64,
     pub drops: u64,
     /// Non-zero drop reasons in the window, largest first.
     pub drop_reasons: Vec<DropCount>,
@@ -94,6 +97,9 @@ pub struct Sample {
     pub drops: [u64; DROP_REASON_COUNT],
     pub busy_polls: u64,
     pub idle_polls: u64,
+    /// vRouter-wide mirror copies sent (`mir_tpkts`) and failed.
+    pub mirror_packets: u64,
+    pub mirror_errors: u64,
     pub jiffies: Vec<(u64, u64)>,
 }
 
@@ -113,6 +119,8 @@ pub fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
         drops,
         busy_polls: lc.busy_polls,
         idle_polls: lc.idle_polls,
+        mirror_packets: lc.mirror_packets,
+        mirror_errors: lc.mirror_errors,
         jiffies,
     })
 }
@@ -386,6 +394,8 @@ fn window(
         window_s: dt,
         rx_packets: rx,
         tx_packets: tx,
+        mirror_packets: b.mirror_packets.saturating_sub(a.mirror_packets),
+        mirror_errors: b.mirror_errors.saturating_sub(a.mirror_errors),
         drops,
         drop_reasons: drop_list(&d),
         fwd_cpu_s: cpu_s,

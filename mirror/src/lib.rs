@@ -3,9 +3,9 @@
 //! What this crate holds now: [`MirrorIndex`] (the one-byte index flows and vifs carry, 255 =
 //! no mirror), validated [`MirrorEntry`] analyzer definitions with the datapath flag word they
 //! imply, the fixed 255-slot [`MirrorTable`], and the encoder/decoder for the metadata TLVs that
-//! precede a mirrored frame when the Juniper header is used ([`metadata`]). A later issue adds
-//! the datapath side on top of these: cloning and encapsulating mirrored packets, and
-//! per-analyzer / per-flow / per-interface mirror packet and byte counters exported to analytics.
+//! precede a mirrored frame when the Juniper header is used ([`metadata`]). The vRouter builds
+//! on these (`vrouter::mirror`): the shared mirror region the data plane reads, the copy and
+//! encapsulation path, and the per-analyzer / per-flow / per-interface mirror counters.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -3,6 +3,7 @@
 //! from data to `String`, tested without a running vRouter).
 
 pub mod flow;
+pub mod mirror;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -212,7 +213,8 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
     }
     let flags = v.flag_symbols();
     let flags = if flags.is_empty() { "NULL" } else { &flags };
-    let _ = writeln!(s, "{INDENT}Vrf:{} Flags:{flags}", v.vrf);
+    let mirror = v.mirror_id.map(|m| format!(" Mirror index {m}")).unwrap_or_default();
+    let _ = writeln!(s, "{INDENT}Vrf:{} Flags:{flags}{mirror}", v.vrf);
     let p = core.map(|c| format!("Core {c} ")).unwrap_or_default();
     let _ = writeln!(
         s,
@@ -224,7 +226,25 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
         "{INDENT}{p}TX packets:{}  bytes:{} errors:{}",
         c.tx_packets, c.tx_bytes, c.tx_errors
     );
+    let _ = writeln!(
+        s,
+        "{INDENT}{p}Mirror packets:{}  bytes:{} errors:{}",
+        c.mirror_packets, c.mirror_bytes, c.mirror_errors
+    );
     let _ = writeln!(s, "{INDENT}{p}Drops:{}", c.drops);
+    if v.mirror_id.is_some() {
+        use vrouter::stats::{VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX};
+        for (bit, rx, label) in [
+            (VIF_FLAG_MIRROR_RX, true, "Ingress Mirror Metadata: "),
+            (VIF_FLAG_MIRROR_TX, false, "Egress Mirror Metadata: "),
+        ] {
+            if v.flags & bit != 0 {
+                let md = vrouter::mirror::encap::interface_metadata(&v.vn_name, rx);
+                let hex: Vec<String> = md.iter().map(|b| format!("{b:x}")).collect();
+                let _ = writeln!(s, "{INDENT}{label}{}", hex.join(" "));
+            }
+        }
+    }
     s.push('\n');
     s
 }
@@ -311,6 +331,10 @@ struct VifJson<'a> {
     tx_packets: u64,
     tx_bytes: u64,
     tx_errors: u64,
+    mirror_index: Option<u8>,
+    mirror_packets: u64,
+    mirror_bytes: u64,
+    mirror_errors: u64,
     drops: u64,
     drop_stats: DropMap<'a>,
 }
@@ -344,6 +368,10 @@ fn vif_json<'a>(r: &'a VifRow) -> VifJson<'a> {
         tx_packets: c.tx_packets,
         tx_bytes: c.tx_bytes,
         tx_errors: c.tx_errors,
+        mirror_index: v.mirror_id,
+        mirror_packets: c.mirror_packets,
+        mirror_bytes: c.mirror_bytes,
+        mirror_errors: c.mirror_errors,
         drops: c.drops,
         drop_stats: DropMap { drops: &r.drops, all: false, total: false },
     }
@@ -406,6 +434,9 @@ mod tests {
                 tx_packets: 9,
                 tx_bytes: 900,
                 tx_errors: 0,
+                mirror_packets: 0,
+                mirror_bytes: 0,
+                mirror_errors: 0,
                 drops: 2,
             },
             drops: drops(&[(DropReason::TtlExceeded, 2)]),
@@ -438,6 +469,7 @@ vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
             Vrf:1 Flags:L3L2DpdkProxy
             RX packets:10  bytes:1000 errors:1
             TX packets:9  bytes:900 errors:0
+            Mirror packets:0  bytes:0 errors:0
             Drops:2
 
 ";
@@ -445,6 +477,24 @@ vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
         let core = render_vif(&vm_row(), Some(3));
         assert!(core.contains("\n            Core 3 RX packets:10  bytes:1000 errors:1\n"));
         assert!(core.contains("\n            Core 3 Drops:2\n"));
+    }
+
+    #[test]
+    fn mirrored_vif_block() {
+        let mut row = vm_row();
+        row.info = VifInfo::new(5, VIF_TYPE_VIRTUAL, "vm5").vn_name("vn").mirror(true, true, 0).decode();
+        row.counters.mirror_packets = 24564;
+        row.counters.mirror_bytes = 1695364;
+        row.counters.mirror_errors = 3;
+        let s = render_vif(&row, None);
+        assert!(s.contains("            Vrf:0 Flags:MrMt Mirror index 0\n"), "{s}");
+        assert!(s.contains("\n            Mirror packets:24564  bytes:1695364 errors:3\n"), "{s}");
+        assert!(s.contains("\n            Ingress Mirror Metadata: 3 2 76 6e ff 0\n"), "{s}");
+        assert!(s.contains("\n            Egress Mirror Metadata: 4 2 76 6e ff 0\n"), "{s}");
+        let j: serde_json::Value = serde_json::from_str(&render_vifs_json(&[row], false)).unwrap();
+        assert_eq!(j[0]["mirror_index"], 0);
+        assert_eq!((j[0]["mirror_packets"].as_u64(), j[0]["mirror_errors"].as_u64()), (Some(24564), Some(3)));
+        assert_eq!(j[0]["flags"], serde_json::json!(["receive_mirror", "transmit_mirror"]));
     }
 
     #[test]
@@ -488,7 +538,7 @@ vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
         assert_eq!(m["invalid_if"], 0);
         assert_eq!(m["total"], 5);
         assert!(s.starts_with("{\"invalid_if\":0,\"invalid_arp\":0,"));
-        assert!(s.ends_with(",\"l3_no_route\":0,\"total\":5}\n"));
+        assert!(s.ends_with(",\"mirror_encap_fail\":0,\"total\":5}\n"));
     }
 
     #[test]

@@ -42,7 +42,8 @@ fn vifs() -> Vec<VifInfo> {
             .driver("net_pcap")
             .vn_name("default-domain:demo:vn1")
             .vm_uuid(parse_uuid("7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6").unwrap())
-            .vmi_uuid(parse_uuid("00112233-4455-6677-8899-aabbccddeeff").unwrap()),
+            .vmi_uuid(parse_uuid("00112233-4455-6677-8899-aabbccddeeff").unwrap())
+            .mirror(true, false, 4),
     ]
 }
 
@@ -60,6 +61,10 @@ fn setup(dir: &Path) -> StatsRegion {
     l1.tx_error(0, 1);
     l1.drop(None, DropReason::InvalidIf, 1);
     l1.drop(Some(0), DropReason::NoL3Route, 3);
+    // Interface mirroring of vif 2: two copies sent, one failed.
+    l0.mirror(Some(2), 300);
+    l1.mirror(Some(2), 200);
+    l1.mirror_error(Some(2), true, DropReason::MirrorNoNh, 1);
     region
 }
 
@@ -104,6 +109,7 @@ vif0/0      PMD: 0 OS: 0000:00:04.0 Name: fabric0 MTU: 9000
             Vrf:0 Flags:L3L2Dpdk
             RX packets:0  bytes:0 errors:0
             TX packets:15  bytes:2250 errors:1
+            Mirror packets:0  bytes:0 errors:0
             Drops:3
 
 ";
@@ -114,6 +120,7 @@ vif0/1      PMD: 1 OS: net_tap0 Name: vhost0
             Vrf:0 Flags:L3Dpdk
             RX packets:0  bytes:0 errors:0
             TX packets:0  bytes:0 errors:0
+            Mirror packets:0  bytes:0 errors:0
             Drops:0
 
 ";
@@ -122,10 +129,12 @@ const VIF2: &str = "\
 vif0/2      PMD: 2 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
             Type:Virtual HWaddr:02:00:00:00:01:01 IPaddr:192.168.1.3
             IP6addr:fd00::3
-            Vrf:1 Flags:L3L2DpdkProxy
+            Vrf:1 Flags:MrL3L2DpdkProxy Mirror index 4
             RX packets:15  bytes:1500 errors:1
             TX packets:0  bytes:0 errors:0
-            Drops:2
+            Mirror packets:2  bytes:500 errors:1
+            Drops:3
+            Ingress Mirror Metadata: 3 17 64 65 66 61 75 6c 74 2d 64 6f 6d 61 69 6e 3a 64 65 6d 6f 3a 76 6e 31 ff 0
 
 ";
 
@@ -153,7 +162,9 @@ fn vif_get_text_and_core() {
         [
             "            Core 1 RX packets:5  bytes:500 errors:0",
             "            Core 1 TX packets:0  bytes:0 errors:0",
-            "            Core 1 Drops:0",
+            "            Core 1 Mirror packets:1  bytes:200 errors:1",
+            "            Core 1 Drops:1",
+            "            Ingress Mirror Metadata: 3 17 64 65 66 61 75 6c 74 2d 64 6f 6d 61 69 6e 3a 64 65 6d 6f 3a 76 6e 31 ff 0",
             "",
         ]
     );
@@ -165,7 +176,7 @@ fn vif_get_drop_stats() {
     let _region = setup(dir.path());
     assert_eq!(
         ok(VIF, dir.path(), &["--get", "2", "--get-drop-stats"]),
-        "TTL Exceeded                  2\n"
+        "TTL Exceeded                  2\nMirror No NH                  1\n"
     );
     assert_eq!(
         ok(VIF, dir.path(), &["--get", "0", "--get-drop-stats", "--core", "1"]),
@@ -175,7 +186,8 @@ fn vif_get_drop_stats() {
         serde_json::from_str(&ok(VIF, dir.path(), &["--get", "2", "--get-drop-stats", "--json"]))
             .unwrap();
     assert_eq!(v["ttl_exceeded"], 2);
-    assert_eq!(v["total"], 2);
+    assert_eq!(v["mirror_no_nh"], 1);
+    assert_eq!(v["total"], 3);
     assert_eq!(v.as_object().unwrap().len(), DROP_REASON_COUNT + 1);
 }
 
@@ -199,12 +211,13 @@ fn vif_json() {
             "id": 2, "name": "vm1", "type": "virtual", "device": "net_pcap1", "driver": "net_pcap",
             "port": 2, "rx_queues": 1, "tx_queues": 2, "mac": "02:00:00:00:01:01",
             "ip": "192.168.1.3", "ip6": "fd00::3", "vrf": 1, "mtu": 1500, "nh": 12,
-            "flags": ["l3", "l2", "dpdk", "mac_proxy"], "vn_name": "default-domain:demo:vn1",
+            "flags": ["receive_mirror", "l3", "l2", "dpdk", "mac_proxy"], "vn_name": "default-domain:demo:vn1",
             "vm_uuid": "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
             "vmi_uuid": "00112233-4455-6677-8899-aabbccddeeff",
             "rx_packets": 15, "rx_bytes": 1500, "rx_errors": 1,
             "tx_packets": 0, "tx_bytes": 0, "tx_errors": 0,
-            "drops": 2, "drop_stats": {"ttl_exceeded": 2}
+            "mirror_index": 4, "mirror_packets": 2, "mirror_bytes": 500, "mirror_errors": 1,
+            "drops": 3, "drop_stats": {"ttl_exceeded": 2, "mirror_no_nh": 1}
         })
     );
     let one: Value = serde_json::from_str(&ok(
@@ -223,7 +236,8 @@ fn dropstats_text_and_json() {
     let _region = setup(dir.path());
     assert_eq!(
         ok(DROPSTATS, dir.path(), &[]),
-        "Invalid IF                    1\nTTL Exceeded                  2\nNo L3 Route                   3\n"
+        "Invalid IF                    1\nTTL Exceeded                  2\nNo L3 Route                   3\n\
+         Mirror No NH                  1\n"
     );
     assert_eq!(
         ok(DROPSTATS, dir.path(), &["--core", "0"]),
@@ -239,11 +253,12 @@ fn dropstats_text_and_json() {
             DropReason::InvalidIf => 1,
             DropReason::TtlExceeded => 2,
             DropReason::NoL3Route => 3,
+            DropReason::MirrorNoNh => 1,
             _ => 0,
         };
         assert_eq!(m[r.key()], expected, "{}", r.key());
     }
-    assert_eq!(m["total"], 6);
+    assert_eq!(m["total"], 7);
     let v: Value =
         serde_json::from_str(&ok(DROPSTATS, dir.path(), &["-j", "--core", "1", "--vif", "0"]))
             .unwrap();

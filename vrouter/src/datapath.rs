@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
+use crate::mirror::dp::{MirrorLcore, MirrorPort, MirrorSetup};
 use crate::pipeline::flow::{key_v4, key_v6, HoldResult, HoldStore, Prepared};
 use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
 use crate::packet::{ethernet, ipv4, ipv6, EtherType};
@@ -205,6 +206,18 @@ impl Datapath {
         flows: Option<FlowPlane>,
         stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
     ) -> Result<Datapath> {
+        Self::start_with_mirror(cfg, fib, flows, None, stats_builder)
+    }
+
+    /// [`Datapath::start`] with mirroring: copies of mirrored flows and vifs go out of the
+    /// fabric vifs on each lcore's own TX queue (see [`crate::mirror::dp`]).
+    pub fn start_with_mirror(
+        cfg: &Config,
+        fib: Arc<Fib>,
+        flows: Option<FlowPlane>,
+        mirror: Option<MirrorSetup>,
+        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
+    ) -> Result<Datapath> {
         let cores = &cfg.eal.forwarding_cores;
         lcore::check_enabled(cores).context("forwarding cores")?;
         let socket = lcore::socket_of(cores[0]);
@@ -301,7 +314,31 @@ impl Datapath {
                 }
                 v
             };
+            let mirror = match &mirror {
+                Some(setup) => {
+                    let mports = ports
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| fib.vif(p.vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
+                        .map(|(pi, p)| {
+                            let queue = (plan.index as u16) % p.tx_queues;
+                            let shared = p.tx_queues < n_lcores;
+                            MirrorPort {
+                                vif: p.vif,
+                                port: p.port.id,
+                                queue,
+                                lock: shared.then(|| locks[pi][usize::from(queue)].clone()),
+                            }
+                        })
+                        .collect();
+                    let m = MirrorLcore::new(setup, plan.index, fib.clone(), pool.as_ptr(), table.clone(), mports)
+                        .context("mirror region has fewer lcore blocks than lcores")?;
+                    Some(m)
+                }
+                None => None,
+            };
             let ctx = LcoreLoop {
+                mirror,
                 fib: fib.clone(),
                 rx: plan.rx.clone(),
                 tx,
@@ -351,11 +388,14 @@ struct LcoreLoop {
     stop: Arc<AtomicBool>,
     flow: Option<LcoreFlows>,
     index: usize,
+    /// Mirroring (None when the vRouter runs without a mirror region).
+    mirror: Option<MirrorLcore>,
 }
 
-// SAFETY: the raw mbuf pointers in the TX buffers and the hold store are only ever touched by
-// the lcore that runs the loop; the struct is moved to that lcore once, before it starts,
-// with empty buffers.
+// SAFETY: the raw mbuf pointers in the TX buffers, the mirror buffers and the hold store are
+// only ever touched by the lcore that runs the loop; the struct is moved to that lcore once,
+// before it starts, with empty buffers. The mirror path's mempool pointer refers to a pool
+// made for concurrent use from every lcore.
 unsafe impl Send for LcoreLoop {}
 
 impl LcoreLoop {
@@ -430,6 +470,22 @@ impl LcoreLoop {
                 }
             }
         }
+        // Interface RX mirroring: the frames as received, before any processing (one
+        // branch per burst when the vif is not mirrored).
+        if let Some(mi) = &mut self.mirror {
+            let slot = mi.rx_index(vif.id);
+            if slot != flow_table::NO_MIRROR {
+                for &raw in pkts {
+                    // SAFETY: rx_burst handed us these mbufs; only read here.
+                    let m = unsafe { Mbuf::from_raw(raw) };
+                    if m.is_contiguous() {
+                        mi.copy_interface(&self.stats, vif.id, true, slot, m.data());
+                    } else {
+                        mi.interface_copy_failed(&self.stats, vif.id, slot, DropReason::MirrorEncapFail);
+                    }
+                }
+            }
+        }
         for (i, &raw) in pkts.iter().enumerate() {
             // SAFETY: rx_burst handed us ownership of these mbufs.
             let m = unsafe { Mbuf::from_raw(raw) };
@@ -453,6 +509,10 @@ impl LcoreLoop {
             // frames, which this vRouter does not accept.
             Verdict::Drop(DropReason::InvalidPacket)
         } else if let Some(f) = &self.flow {
+            let mut sink = self
+                .mirror
+                .as_mut()
+                .map(|mi| mi.flow_sink(&self.stats, vif.id, vif.kind == crate::config::VifType::Virtual));
             let mut stage = FlowStage {
                 table: &f.table,
                 lcore: self.index,
@@ -462,6 +522,7 @@ impl LcoreLoop {
                 may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,
                 pre,
                 held: &f.hold,
+                mirror: sink.as_mut().map(|s| s as &mut dyn pipeline::FlowMirror),
             };
             pipeline::process(fib, vif, &mut m, Some(&mut stage))
         } else {
@@ -469,6 +530,13 @@ impl LcoreLoop {
         };
         match verdict {
             Verdict::Tx(out) => {
+                // Interface TX mirroring: the frame as it leaves (after rewrite).
+                if let Some(mi) = &mut self.mirror {
+                    let slot = mi.tx_index(out);
+                    if slot != flow_table::NO_MIRROR {
+                        mi.copy_interface(&self.stats, out, false, slot, m.data());
+                    }
+                }
                 let len = m.pkt_len();
                 match self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) {
                     Some(t) => {
@@ -580,6 +648,9 @@ impl LcoreLoop {
             if t.n > 0 {
                 flush(t, &self.stats);
             }
+        }
+        if let Some(mi) = &mut self.mirror {
+            mi.flush_all(&self.stats);
         }
     }
 }

@@ -105,6 +105,18 @@ drop_reasons! {
     /// No IPv4/IPv6 route for the destination in the VRF (tf-vrouter counts this as
     /// "Discards" through its default discard nexthop; operators asked for the reason).
     NoL3Route = "l3_no_route", "No L3 Route";
+    /// A mirror copy was due but its mirror index names no entry (never created, or deleted
+    /// while flows or vifs still point at it). Counts the copy, not the original packet.
+    MirrorNoEntry = "mirror_no_entry", "Mirror No Entry";
+    /// A mirror copy was due but the analyzer has no nexthop (no route to it in the fabric
+    /// VRF, or the route does not leave through a fabric vif).
+    MirrorNoNh = "mirror_no_nh", "Mirror No NH";
+    /// No mbuf for a mirror copy (the pool is exhausted).
+    MirrorCloneFail = "mirror_clone_fail", "Mirror Clone Fail";
+    /// The fabric TX queue did not take a mirror copy.
+    MirrorTxFull = "mirror_tx_full", "Mirror TX Queue Full";
+    /// The encapsulated copy does not fit one mbuf (frame plus analyzer headers too long).
+    MirrorEncapFail = "mirror_encap_fail", "Mirror Encap Fail";
 }
 
 /// Number of drop reasons; the length of every drop counter array in the stats region.

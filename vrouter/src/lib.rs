@@ -8,6 +8,7 @@
 //! - [`stats`]: the memory-mapped counters region other processes read live;
 //! - [`fib`]: forwarding state built from the config (vifs, VRFs, routes, nexthops, labels);
 //! - [`pipeline`]: the per-packet forwarding decision, independent of DPDK;
+//! - [`mirror`]: mirroring to analyzers (mirror table region, encapsulation, copy path);
 //! - `dpdk`, `datapath` (feature `dataplane`): EAL, ports, mempools, pinned lcore loops.
 
 pub mod agent;
@@ -16,6 +17,7 @@ pub mod drop_reason;
 pub mod packet;
 pub mod stats;
 pub mod fib;
+pub mod mirror;
 pub mod pipeline;
 pub mod spsc;
 

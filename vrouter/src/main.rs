@@ -18,6 +18,8 @@ use vrouter::agent::flows::{Agent, AgentSettings};
 use vrouter::agent::policy::PolicyEngine;
 use vrouter::datapath::FlowPlane;
 use vrouter::fib::Fib;
+use vrouter::mirror::dp::{MirrorMeta, MirrorSetup};
+use vrouter::mirror::{MirrorControl, MirrorRegion};
 use vrouter::spsc;
 use flow_table::{FlowTable, FlowTableConfig};
 
@@ -91,6 +93,12 @@ fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
+    // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
+    let mirror_region = MirrorRegion::create(&cfg.vrouter.run_dir, n_lcores, cfg.vrouter.router_ip)
+        .context("creating the mirror region in vrouter.run_dir")?;
+    let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), fib.clone()));
+    mirror_ctl.load_config(&cfg).context("creating the [[analyzer]] mirror entries")?;
+    let mirror_meta = Arc::new(MirrorMeta::new(&cfg, &fib, |name| mirror_ctl.find(name).map(|i| i.raw())));
     let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
     let run_dir = cfg.vrouter.run_dir.clone();
     let max_vifs = fib.vifs.len();
@@ -99,9 +107,11 @@ fn run(args: &Args) -> Result<()> {
         let mut infos = Vec::with_capacity(vif_cfgs.len());
         for v in &vif_cfgs {
             let p = ports.iter().find(|p| p.vif == v.id).context("vif without a port")?;
+            let mirror_index = v.mirror_to.as_deref().and_then(|n| mirror_ctl.find(n)).map_or(255, |i| i.raw());
             let info = VifInfo::from_config(v, p.port.id, p.tx_queues, &p.driver)?
                 .port(p.port.id, p.rx_queues, p.tx_queues)
-                .mtu(u32::from(v.mtu.unwrap_or(1500)));
+                .mtu(u32::from(v.mtu.unwrap_or(1500)))
+                .mirror(v.mirror_rx, v.mirror_tx, mirror_index);
             infos.push(info);
         }
         StatsRegion::create(&run_dir, max_vifs, n_lcores, &infos, vrouter::dpdk::tsc_hz())
@@ -136,7 +146,8 @@ fn run(args: &Args) -> Result<()> {
                 control_path: cfg.vrouter.run_dir.join("control.sock"),
             };
             let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
-                .context("starting the agent (control socket in vrouter.run_dir)")?;
+                .context("starting the agent (control socket in vrouter.run_dir)")?
+                .with_mirror(mirror_ctl.clone());
             let st = agent_stop.clone();
             flow_msg = Some(flow_line);
             let core = cfg.eal.main_core;
@@ -178,7 +189,8 @@ fn run(args: &Args) -> Result<()> {
         _ => None,
     };
 
-    let dp = match Datapath::start(&cfg, fib.clone(), plane, build_stats) {
+    let mirror_setup = MirrorSetup { region: mirror_region, meta: mirror_meta };
+    let dp = match Datapath::start_with_mirror(&cfg, fib.clone(), plane, Some(mirror_setup), build_stats) {
         Ok(dp) => dp,
         Err(e) => {
             agent_stop.store(true, Ordering::SeqCst);

@@ -163,6 +163,10 @@ uve_interval_s = 1
             r.iter_active().collect()
         };
         assert_eq!(dp.len(), 4, "two flow pairs: {dp:#?}");
+        // Real mirroring happened (copies too long for one mbuf are encap failures, so not
+        // every packet has a copy): the figures compared below are not all zero.
+        assert!(dp.iter().all(|f| f.mirror_packets <= f.packets && f.sec_mirror_packets <= f.packets));
+        assert!(dp.iter().filter(|f| f.mirror_packets > 0 && f.sec_mirror_packets > 0).count() >= 2, "{dp:#?}");
         loop {
             let recs = records(http_addr);
             let done = dp.iter().all(|f| record_of(&recs, f).is_some_and(|r| matches_datapath(r, f)));

@@ -76,6 +76,10 @@ struct Args {
     /// --setup-flows (next to OVS-DPDK conntrack on the same pcap) and memory per flow.
     #[arg(long)]
     stateful: bool,
+    /// The mirror benchmark instead: Mpps per core with every flow mirrored to one analyzer
+    /// next to the same stateful run without mirroring, at --flows (default 1000 here).
+    #[arg(long, conflicts_with = "stateful")]
+    mirror: bool,
     /// --stateful: new-flow pcaps (every packet a new flow) for the setup rate.
     #[arg(long, value_delimiter = ',', default_value = "200000,1048576")]
     setup_flows: Vec<u64>,
@@ -329,6 +333,23 @@ fn run(mut args: Args) -> Result<()> {
     let empty_pcap = out.join("empty.pcap");
     std::fs::write(&empty_pcap, pcap::empty_pcap())?;
     let git = args.rev.clone().unwrap_or_else(|| git_rev(&repo));
+    if args.mirror {
+        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
+        return benches::mirror_cmd::run(benches::mirror_cmd::Opts {
+            flows,
+            dur: args.dur,
+            warm: args.warm,
+            reps: args.reps,
+            out,
+            run_base: args.run_base.clone(),
+            shared,
+            vrouter,
+            fwd_thread: args.fwd_thread.clone(),
+            rev: git,
+            start_timeout: args.start_timeout,
+            settle_timeout: args.settle_timeout,
+        });
+    }
     if args.stateful {
         if args.setup_flows.contains(&0) || args.setup_hold_limits.contains(&0) {
             bail!("--setup-flows and --setup-hold-limits need positive values");

@@ -189,6 +189,8 @@ pub struct Agent {
     latency: hdrhistogram::Histogram<u64>,
     tsc_hz: u64,
     listener: UnixListener,
+    /// The mirror table, for the `mirror_*` control commands.
+    mirror: Option<Arc<crate::mirror::MirrorControl>>,
 }
 
 impl Agent {
@@ -219,7 +221,14 @@ impl Agent {
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
             tsc_hz: crate::dpdk::tsc_hz().max(1),
             listener,
+            mirror: None,
         })
+    }
+
+    /// Serves the `mirror_create`/`mirror_delete`/`mirror_get`/`mirror_dump` commands.
+    pub fn with_mirror(mut self, mirror: Arc<crate::mirror::MirrorControl>) -> Agent {
+        self.mirror = Some(mirror);
+        self
     }
 
     /// Runs until `stop` is set.
@@ -520,6 +529,10 @@ impl Agent {
                     None => serde_json::json!({"ok": false, "error": format!("no agent state for flow {idx}")}),
                 }
             }
+            Some(c) if c.starts_with("mirror_") => match &self.mirror {
+                Some(m) => m.command(v),
+                None => serde_json::json!({"ok": false, "error": "mirroring is not enabled"}),
+            },
             Some(other) => serde_json::json!({"ok": false, "error": format!("unknown command {other:?}")}),
             None => serde_json::json!({"ok": false, "error": "missing \"cmd\""}),
         }
@@ -530,6 +543,10 @@ impl Agent {
     fn reload(&mut self) -> Result<usize, String> {
         let cfg = config::load(&self.settings.config_path).map_err(|e| e.to_string())?;
         let policy = PolicyEngine::from_config(&cfg).map_err(|e| e.to_string())?;
+        // The analyzers first: re-evaluated flows point at the indices they now have.
+        if let Some(m) = &self.mirror {
+            m.sync_config(&cfg).map_err(|e| format!("mirror table: {e}"))?;
+        }
         self.policy = policy;
         self.counters.policy_reloads += 1;
         let mut n = 0;

@@ -146,6 +146,16 @@ pub struct VifConfig {
     /// Security groups (by `[[security_group]]` name) applied to this VMI; none = no filtering.
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// Interface mirroring: the `[[analyzer]]` that receives copies of this vif's traffic
+    /// (needs `mirror_rx` and/or `mirror_tx`).
+    #[serde(default)]
+    pub mirror_to: Option<String>,
+    /// Mirror every packet the vif receives, as received (vif flag `Mr`).
+    #[serde(default)]
+    pub mirror_rx: bool,
+    /// Mirror every packet the vif transmits, as sent (vif flag `Mt`).
+    #[serde(default)]
+    pub mirror_tx: bool,
 }
 
 /// A VRF (routing instance).

@@ -452,6 +452,21 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+            match (&vif.mirror_to, vif.mirror_rx || vif.mirror_tx) {
+                (Some(name), true) => {
+                    if !self.analyzers.contains_key(name.as_str()) {
+                        return err("mirror_to", format!("analyzer {name:?} is not defined"));
+                    }
+                }
+                (Some(_), false) => {
+                    return err("mirror_to", "set mirror_rx and/or mirror_tx to mirror this vif".into())
+                }
+                (None, true) => {
+                    let key = if vif.mirror_rx { "mirror_rx" } else { "mirror_tx" };
+                    return err(key, "needs mirror_to (the analyzer that receives the copies)".into());
+                }
+                (None, false) => {}
+            }
         }
         Ok(())
     }
@@ -2734,6 +2749,31 @@ remote = "0.0.0.0/0"
             "type fabric",
         );
         parse(&policy(sgs, "security_groups = []"), "t").unwrap();
+    }
+
+    #[test]
+    fn vif_interface_mirroring() {
+        let sgs = "security_groups = [\"web\"]";
+        let cfg = parse(&policy(sgs, "security_groups = [\"web\"]\nmirror_to = \"an-2\"\nmirror_rx = true\nmirror_tx = true"), "t")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v = cfg.vifs[2].get_ref();
+        assert_eq!((v.mirror_to.as_deref(), v.mirror_rx, v.mirror_tx), (Some("an-2"), true, true));
+        assert!(!cfg.vifs[0].get_ref().mirror_rx && cfg.vifs[0].get_ref().mirror_to.is_none());
+        expect_invalid(
+            &policy(sgs, "security_groups = [\"web\"]\nmirror_rx = true\nmirror_to = \"an-9\" # HERE"),
+            "vif[2].mirror_to",
+            "analyzer \"an-9\" is not defined",
+        );
+        expect_invalid(
+            &policy(sgs, "security_groups = [\"web\"]\nmirror_to = \"an-1\" # HERE"),
+            "vif[2].mirror_to",
+            "set mirror_rx and/or mirror_tx",
+        );
+        expect_invalid(
+            &policy(sgs, "security_groups = [\"web\"]\nmirror_tx = true # HERE"),
+            "vif[2].mirror_tx",
+            "needs mirror_to",
+        );
     }
 
     #[test]

@@ -39,6 +39,29 @@ pub struct FlowStage<'t> {
     /// This lcore's held packets: a flow with packets held here keeps holding new packets
     /// until they are released, so release never reorders a flow.
     pub held: &'t HoldStore,
+    /// Where copies of mirrored flows go (`None`: no mirroring on this lcore).
+    pub mirror: Option<&'t mut dyn FlowMirror>,
+}
+
+/// The packet as the flow stage saw it, before any rewrite: what a flow mirror copies.
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorFrame<'a> {
+    /// An Ethernet header to put in front of `bytes` (decapsulated MPLSoUDP packets carry
+    /// no inner Ethernet header; the copy gets the one the packet will be delivered with).
+    pub l2: Option<[u8; 14]>,
+    /// The frame (or, with `l2`, the IP packet) exactly as received.
+    pub bytes: &'a [u8],
+    /// The route's nexthop, when the route was looked up before the flow stage (gives the
+    /// destination VN of the metadata).
+    pub nh: Option<crate::fib::NhIdx>,
+}
+
+/// Receives a copy request for every packet of a mirrored flow, after the flow lookup and
+/// before the flow's action is applied (dropped flows are mirrored too), never for a packet
+/// that is held: a held packet is copied when it is released and re-run.
+pub trait FlowMirror {
+    /// `mirrors`: primary and secondary mirror index of the flow (255 = none).
+    fn flow_copy(&mut self, flow: u32, mirrors: [u8; 2], vrf: u32, frame: &MirrorFrame<'_>);
 }
 
 /// A packet's flow key, hash and burst-lookup result (`None`: not found at lookup time).
@@ -118,7 +141,14 @@ impl FlowStage<'_> {
     /// Looks the packet up (creating a HOLD flow on a miss), counts it and applies the flow
     /// action. `Ok(())` means forward.
     #[inline]
-    pub(super) fn apply(&mut self, p: Prepared, ip_len: u32, proto: u8, l4: &[u8]) -> Result<(), Verdict> {
+    pub(super) fn apply(
+        &mut self,
+        p: Prepared,
+        ip_len: u32,
+        proto: u8,
+        l4: &[u8],
+        frame: MirrorFrame<'_>,
+    ) -> Result<(), Verdict> {
         let Prepared { key, hash, found } = p;
         // A burst hit is still valid: entries are only reused after this lcore's next
         // quiescent point. A burst miss is looked up again (an earlier packet of the burst,
@@ -149,7 +179,16 @@ impl FlowStage<'_> {
         if self.held.contains(idx) {
             return Err(Verdict::Hold { flow: idx, new: false });
         }
-        match entry.action() {
+        let action = entry.action();
+        // One predictable branch when the flow is not mirrored; the copy is taken before
+        // the action (drop included) and before any rewrite of the packet.
+        let primary = entry.mirror();
+        if primary != flow_table::NO_MIRROR && action != Action::Hold {
+            if let Some(m) = self.mirror.as_deref_mut() {
+                m.flow_copy(idx, [primary, entry.sec_mirror()], key.vrf(), &frame);
+            }
+        }
+        match action {
             Action::Forward => Ok(()),
             Action::Hold => Err(Verdict::Hold { flow: idx, new: created }),
             Action::Drop => Err(Verdict::Drop(DropReason::FlowActionDrop)),

@@ -52,7 +52,7 @@ pub enum Verdict {
 }
 
 pub mod flow;
-pub use flow::FlowStage;
+pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
 
@@ -176,7 +176,8 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
         let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
         if let Some(fs) = flows {
             let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
-            if let Err(v) = fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload()) {
+            let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
+            if let Err(v) = fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload(), frame) {
                 return v;
             }
         }
@@ -217,7 +218,8 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
         if let Some(fs) = flows {
             let p = fs.key(vrf, || flow::key_v6(vrf, &ip));
             let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
-            if let Err(v) = fs.apply(p, len, ip.next_header(), ip.payload()) {
+            let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
+            if let Err(v) = fs.apply(p, len, ip.next_header(), ip.payload(), frame) {
                 return v;
             }
         }
@@ -421,7 +423,12 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&m
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
             // The flow is in the VRF of the VM the label delivers to.
             if let (Some(fs), Some(out)) = (flows, fib.vif(*vif)) {
-                if let Err(v) = inner_flow(fs, out.vrf, &pkt.data()[inner..]) {
+                let mut l2 = [0u8; ethernet::HEADER_LEN];
+                l2[..6].copy_from_slice(dst_mac);
+                l2[6..12].copy_from_slice(src_mac);
+                l2[12..].copy_from_slice(&ethertype.to_be_bytes());
+                let frame = MirrorFrame { l2: Some(l2), bytes: &pkt.data()[inner..], nh: Some(nh_idx) };
+                if let Err(v) = inner_flow(fs, out.vrf, frame) {
                     return v;
                 }
             }
@@ -457,7 +464,8 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&
     // The flow stage runs before the outer headers are removed: a held packet must be
     // re-run from the start when it is released.
     if let (true, Some(fs)) = (routed, flows) {
-        if let Err(v) = inner_flow(fs, vrf, &pkt.data()[inner + ethernet::HEADER_LEN..]) {
+        let frame = MirrorFrame { l2: None, bytes: &pkt.data()[inner..], nh: None };
+        if let Err(v) = inner_flow(fs, vrf, frame) {
             return v;
         }
     }
@@ -474,19 +482,21 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&
     bridge(fib, vrf, dst, pkt)
 }
 
-/// Flow stage for a decapsulated IP packet (`l3` starts at its IP header).
-fn inner_flow(fs: &mut FlowStage, vrf: u32, l3: &[u8]) -> Result<(), Verdict> {
+/// Flow stage for a decapsulated IP packet: `frame` is the inner packet as a mirror would
+/// copy it (an Ethernet frame, or an IP packet with the L2 header to give it).
+fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+    let l3 = if frame.l2.is_some() { frame.bytes } else { frame.bytes.get(ethernet::HEADER_LEN..).unwrap_or(&[]) };
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
             let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
-            fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload())
+            fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload(), frame)
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
             let p = fs.key(vrf, || flow::key_v6(vrf, &ip));
             let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
-            fs.apply(p, len, ip.next_header(), ip.payload())
+            fs.apply(p, len, ip.next_header(), ip.payload(), frame)
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }

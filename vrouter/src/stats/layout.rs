@@ -77,7 +77,14 @@ pub(crate) struct LcoreHead {
     pub busy_polls: AtomicU64,
     pub idle_polls: AtomicU64,
     pub invalid_vif: AtomicU64,
-    pub _reserved: [u64; 5],
+    /// vRouter-wide mirror counters (`mir_tpkts`, `mir_bytes`): every copy handed to the
+    /// fabric TX queue, flow and interface mirroring alike, with its encapsulation.
+    pub mirror_packets: AtomicU64,
+    pub mirror_bytes: AtomicU64,
+    /// Mirror copies that were due but not sent (each also counted under a mirror drop
+    /// reason).
+    pub mirror_errors: AtomicU64,
+    pub _reserved: [u64; 2],
     pub drops: [AtomicU64; DROP_REASON_COUNT],
     pub _pad: [u64; LCORE_DROP_PAD],
 }
@@ -85,9 +92,11 @@ pub(crate) struct LcoreHead {
 pub(crate) const LCORE_HEAD_SIZE: usize = CACHE_LINE + round_up(DROP_REASON_COUNT * 8, CACHE_LINE);
 const _: () = assert!(size_of::<LcoreHead>() == LCORE_HEAD_SIZE);
 const _: () = assert!(offset_of!(LcoreHead, drops) == CACHE_LINE);
+const _: () = assert!(offset_of!(LcoreHead, mirror_packets) == 24);
+const _: () = assert!(offset_of!(LcoreHead, mirror_errors) == 40);
 const _: () = assert!(LCORE_HEAD_SIZE & (CACHE_LINE - 1) == 0);
 
-const VIF_SCALARS: usize = 6;
+const VIF_SCALARS: usize = 9;
 const VIF_DROP_PAD: usize = pad_words(VIF_SCALARS + DROP_REASON_COUNT);
 
 /// One vif's counters within one lcore block.
@@ -99,6 +108,11 @@ pub(crate) struct VifCounterBlock {
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub tx_errors: AtomicU64,
+    /// Interface-mirroring copies of this vif's received/transmitted packets sent to the
+    /// analyzer (bytes as sent, encapsulation included), and copies that failed.
+    pub mirror_packets: AtomicU64,
+    pub mirror_bytes: AtomicU64,
+    pub mirror_errors: AtomicU64,
     pub drops: [AtomicU64; DROP_REASON_COUNT],
     pub _pad: [u64; VIF_DROP_PAD],
 }
@@ -107,7 +121,9 @@ pub(crate) const VIF_COUNTER_SIZE: usize =
     round_up((VIF_SCALARS + DROP_REASON_COUNT) * 8, CACHE_LINE);
 const _: () = assert!(size_of::<VifCounterBlock>() == VIF_COUNTER_SIZE);
 const _: () = assert!(offset_of!(VifCounterBlock, tx_errors) == 40);
-const _: () = assert!(offset_of!(VifCounterBlock, drops) == 48);
+const _: () = assert!(offset_of!(VifCounterBlock, mirror_packets) == 48);
+const _: () = assert!(offset_of!(VifCounterBlock, mirror_errors) == 64);
+const _: () = assert!(offset_of!(VifCounterBlock, drops) == 72);
 const _: () = assert!(VIF_COUNTER_SIZE & (CACHE_LINE - 1) == 0);
 
 pub(crate) const VIF_INFO_SIZE: usize = 320;
@@ -255,6 +271,9 @@ impl<'a> RegionRef<'a> {
             t.tx_packets = t.tx_packets.wrapping_add(load(&b.tx_packets));
             t.tx_bytes = t.tx_bytes.wrapping_add(load(&b.tx_bytes));
             t.tx_errors = t.tx_errors.wrapping_add(load(&b.tx_errors));
+            t.mirror_packets = t.mirror_packets.wrapping_add(load(&b.mirror_packets));
+            t.mirror_bytes = t.mirror_bytes.wrapping_add(load(&b.mirror_bytes));
+            t.mirror_errors = t.mirror_errors.wrapping_add(load(&b.mirror_errors));
             t.drops = b.drops.iter().map(load).fold(t.drops, u64::wrapping_add);
         }
         t
@@ -289,6 +308,9 @@ impl<'a> RegionRef<'a> {
             t.busy_polls = t.busy_polls.wrapping_add(load(&h.busy_polls));
             t.idle_polls = t.idle_polls.wrapping_add(load(&h.idle_polls));
             t.invalid_vif = t.invalid_vif.wrapping_add(load(&h.invalid_vif));
+            t.mirror_packets = t.mirror_packets.wrapping_add(load(&h.mirror_packets));
+            t.mirror_bytes = t.mirror_bytes.wrapping_add(load(&h.mirror_bytes));
+            t.mirror_errors = t.mirror_errors.wrapping_add(load(&h.mirror_errors));
         }
         t
     }

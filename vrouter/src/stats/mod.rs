@@ -61,7 +61,7 @@ pub use vif_info::{
     VIF_FLAG_MIRROR_TX, VIF_FLAG_MONITORED, VIF_FLAG_NATIVE_VLAN_TAG, VIF_FLAG_NO_ARP_PROXY,
     VIF_FLAG_PMD, VIF_FLAG_POLICY_ENABLED, VIF_FLAG_PROMISCUOUS, VIF_FLAG_SERVICE_IF,
     VIF_FLAG_TX_CSUM_OFFLOAD, VIF_FLAG_UNKNOWN_UC_FLOOD, VIF_FLAG_VHOST_PHYS,
-    VIF_FLAG_VLAN_OFFLOAD, VIF_FLAG_XCONNECT, VIF_TYPE_AGENT, VIF_TYPE_HOST, VIF_TYPE_PHYSICAL,
+    VIF_FLAG_VLAN_OFFLOAD, VIF_FLAG_XCONNECT, VIF_NO_MIRROR, VIF_TYPE_AGENT, VIF_TYPE_HOST, VIF_TYPE_PHYSICAL,
     VIF_TYPE_VIRTUAL, VIF_UNSET_NH,
 };
 pub use writer::{LcoreStats, StatsRegion};
@@ -69,7 +69,7 @@ pub use writer::{LcoreStats, StatsRegion};
 /// `b"VRSTATS1"` read as a little-endian u64; the first 8 bytes of a valid region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
 /// Version of the file layout; bumped on any layout change (including new drop reasons).
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
@@ -98,6 +98,11 @@ pub struct VifCounters {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub tx_errors: u64,
+    /// Interface-mirroring copies of this vif's traffic sent to the analyzer (`Mirror
+    /// packets:`), their bytes as sent (encapsulation included) and failed copies.
+    pub mirror_packets: u64,
+    pub mirror_bytes: u64,
+    pub mirror_errors: u64,
     /// Sum of this vif's per-reason drop counters (`Drops:` in `vif --list`).
     pub drops: u64,
 }
@@ -111,6 +116,11 @@ pub struct LcoreCounters {
     pub idle_polls: u64,
     /// Counter updates ignored because the vif id was `>= max_vifs`.
     pub invalid_vif: u64,
+    /// vRouter-wide mirror copies sent (`mir_tpkts`), their bytes (`mir_bytes`) and copies
+    /// that failed (flow and interface mirroring).
+    pub mirror_packets: u64,
+    pub mirror_bytes: u64,
+    pub mirror_errors: u64,
 }
 
 /// Region-wide totals (sum over lcores and vifs) for the periodic summary line.
@@ -127,6 +137,10 @@ pub struct Totals {
     pub busy_polls: u64,
     pub idle_polls: u64,
     pub invalid_vif: u64,
+    /// `mir_tpkts`, `mir_bytes` and failed mirror copies.
+    pub mir_tpkts: u64,
+    pub mir_bytes: u64,
+    pub mir_errors: u64,
 }
 
 /// Errors creating or opening a stats region.

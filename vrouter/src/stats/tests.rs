@@ -89,6 +89,35 @@ fn create_and_read_back() {
 }
 
 #[test]
+fn mirror_counters_per_vif_and_vrouter_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
+    let l0 = region.lcore(0).unwrap();
+    let l1 = region.lcore(1).unwrap();
+    // Interface mirroring of vif 3: counted on the vif and vRouter-wide.
+    l0.mirror(Some(3), 150);
+    l1.mirror(Some(3), 100);
+    // Flow mirroring: vRouter-wide only.
+    l0.mirror(None, 70);
+    // Failures: an interface-mirror error counts on the vif, a flow-mirror error only as
+    // a drop of the input vif; both as vRouter-wide mirror errors and drops by reason.
+    l0.mirror_error(Some(3), true, DropReason::MirrorTxFull, 2);
+    l1.mirror_error(Some(0), false, DropReason::MirrorNoEntry, 1);
+    let r = StatsReader::open(dir.path()).unwrap();
+    let v3 = r.vif_counters(3, None);
+    assert_eq!((v3.mirror_packets, v3.mirror_bytes, v3.mirror_errors, v3.drops), (2, 250, 2, 2));
+    let v0 = r.vif_counters(0, None);
+    assert_eq!((v0.mirror_packets, v0.mirror_errors, v0.drops), (0, 0, 1));
+    let l = r.lcore_counters(None);
+    assert_eq!((l.mirror_packets, l.mirror_bytes, l.mirror_errors), (3, 320, 3));
+    assert_eq!(r.lcore_counters(Some(1)).mirror_packets, 1);
+    let g = r.drops(None);
+    assert_eq!((g[DropReason::MirrorTxFull.index()], g[DropReason::MirrorNoEntry.index()]), (2, 1));
+    let t = region.totals();
+    assert_eq!((t.mir_tpkts, t.mir_bytes, t.mir_errors), (3, 320, 3));
+}
+
+#[test]
 fn counters_and_drops_are_counted_once() {
     let dir = tempfile::tempdir().unwrap();
     let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
@@ -117,6 +146,9 @@ fn counters_and_drops_are_counted_once() {
             tx_packets: 0,
             tx_bytes: 0,
             tx_errors: 0,
+            mirror_packets: 0,
+            mirror_bytes: 0,
+            mirror_errors: 0,
             drops: 2
         }
     );
@@ -135,7 +167,14 @@ fn counters_and_drops_are_counted_once() {
     assert_eq!(r.vif_drops(0, Some(1))[DropReason::NoL3Route.index()], 3);
     assert_eq!(
         r.lcore_counters(None),
-        LcoreCounters { busy_polls: 1, idle_polls: 2, invalid_vif: 0 }
+        LcoreCounters {
+            busy_polls: 1,
+            idle_polls: 2,
+            invalid_vif: 0,
+            mirror_packets: 0,
+            mirror_bytes: 0,
+            mirror_errors: 0
+        }
     );
 
     let t = region.totals();
@@ -303,7 +342,7 @@ fn reader_rejects_bad_files() {
     write_at(&path, 8, &99u32.to_le_bytes());
     match StatsReader::open(dir.path()) {
         Err(e @ StatsError::BadVersion { found: 99, .. }) => {
-            assert!(e.to_string().contains("(expected 1)"), "{e}")
+            assert!(e.to_string().contains("(expected 2)"), "{e}")
         }
         other => panic!("expected BadVersion, got {:?}", other.err()),
     }

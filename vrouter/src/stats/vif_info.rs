@@ -41,6 +41,8 @@ pub const VIF_FLAG_POLICY_ENABLED: u32 = 0x1;
 pub const VIF_FLAG_XCONNECT: u32 = 0x2;
 pub const VIF_FLAG_SERVICE_IF: u32 = 0x4;
 pub const VIF_FLAG_MIRROR_RX: u32 = 0x8;
+/// The vif mirror index meaning "no interface mirroring".
+pub const VIF_NO_MIRROR: u8 = 255;
 pub const VIF_FLAG_MIRROR_TX: u32 = 0x10;
 pub const VIF_FLAG_TX_CSUM_OFFLOAD: u32 = 0x20;
 /// Routes IP packets (L3 forwarding enabled).
@@ -141,7 +143,9 @@ pub struct VifInfo {
     vm_uuid: [u8; 16],
     vmi_uuid: [u8; 16],
     driver: [u8; 32],
-    _reserved: [u8; 32],
+    /// Mirror index of interface mirroring (`Mr`/`Mt`), 255 when none.
+    mirror_id: u8,
+    _reserved: [u8; 31],
 }
 
 const _: () = {
@@ -159,7 +163,8 @@ const _: () = {
     assert!(offset_of!(VifInfo, vm_uuid) == 224);
     assert!(offset_of!(VifInfo, vmi_uuid) == 240);
     assert!(offset_of!(VifInfo, driver) == 256);
-    assert!(offset_of!(VifInfo, _reserved) == 288);
+    assert!(offset_of!(VifInfo, mirror_id) == 288);
+    assert!(offset_of!(VifInfo, _reserved) == 289);
 };
 
 fn put_str<const N: usize>(dst: &mut [u8; N], s: &str) {
@@ -204,7 +209,8 @@ impl VifInfo {
             vm_uuid: [0; 16],
             vmi_uuid: [0; 16],
             driver: [0; 32],
-            _reserved: [0; 32],
+            mirror_id: VIF_NO_MIRROR,
+            _reserved: [0; 31],
         };
         put_str(&mut v.name, name);
         v
@@ -332,6 +338,20 @@ impl VifInfo {
         self
     }
 
+    /// Interface mirroring: sets the `Mr` (`rx`) and `Mt` (`tx`) flags and the mirror index
+    /// the copies go to. With neither flag the index is stored as none (255), as tf does.
+    pub fn mirror(mut self, rx: bool, tx: bool, index: u8) -> Self {
+        self.flags &= !(VIF_FLAG_MIRROR_RX | VIF_FLAG_MIRROR_TX);
+        if rx {
+            self.flags |= VIF_FLAG_MIRROR_RX;
+        }
+        if tx {
+            self.flags |= VIF_FLAG_MIRROR_TX;
+        }
+        self.mirror_id = if rx || tx { index } else { VIF_NO_MIRROR };
+        self
+    }
+
     pub(crate) fn is_valid(&self) -> bool {
         self.valid == 1
     }
@@ -358,6 +378,7 @@ impl VifInfo {
             vm_uuid: nonzero(self.vm_uuid),
             vmi_uuid: nonzero(self.vmi_uuid),
             driver: get_str(&self.driver),
+            mirror_id: (self.mirror_id != VIF_NO_MIRROR).then_some(self.mirror_id),
         }
     }
 }
@@ -392,6 +413,8 @@ pub struct VifInfoOwned {
     pub vm_uuid: Option<[u8; 16]>,
     pub vmi_uuid: Option<[u8; 16]>,
     pub driver: String,
+    /// Mirror index of interface mirroring (`Mirror index N`), when `Mr` or `Mt` is set.
+    pub mirror_id: Option<u8>,
 }
 
 impl VifInfoOwned {

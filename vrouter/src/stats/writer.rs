@@ -180,6 +180,9 @@ impl StatsRegion {
         t.busy_polls = l.busy_polls;
         t.idle_polls = l.idle_polls;
         t.invalid_vif = l.invalid_vif;
+        t.mir_tpkts = l.mirror_packets;
+        t.mir_bytes = l.mirror_bytes;
+        t.mir_errors = l.mirror_errors;
         t
     }
 
@@ -374,6 +377,35 @@ impl LcoreStats {
         bump(&self.head().drops[r], n);
         if let Some(b) = vif.and_then(|v| self.vif(v)) {
             bump(&b.drops[r], n);
+        }
+    }
+
+    /// One mirror copy of `bytes` bytes (as sent, encapsulation included) handed to the
+    /// fabric TX queue: counted vRouter-wide and, for interface mirroring (`vif` is the
+    /// mirrored vif), on that vif.
+    #[inline]
+    pub fn mirror(&self, vif: Option<u16>, bytes: u64) {
+        let h = self.head();
+        bump(&h.mirror_packets, 1);
+        bump(&h.mirror_bytes, bytes);
+        if let Some(b) = vif.and_then(|v| self.vif(v)) {
+            bump(&b.mirror_packets, 1);
+            bump(&b.mirror_bytes, bytes);
+        }
+    }
+
+    /// `n` mirror copies that were due but failed for `reason` (a mirror drop reason):
+    /// counted as vRouter-wide mirror errors and drops, and on `vif` (the mirrored vif for
+    /// interface mirroring, the packet's input vif for flow mirroring) as drops, plus as
+    /// mirror errors when `vif_mirror_error` (interface mirroring).
+    #[inline]
+    pub fn mirror_error(&self, vif: Option<u16>, vif_mirror_error: bool, reason: DropReason, n: u64) {
+        bump(&self.head().mirror_errors, n);
+        self.drop(vif, reason, n);
+        if vif_mirror_error {
+            if let Some(b) = vif.and_then(|v| self.vif(v)) {
+                bump(&b.mirror_errors, n);
+            }
         }
     }
 

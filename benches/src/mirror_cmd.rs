@@ -1,0 +1,257 @@
+//! `vrouter-bench --mirror`: Mpps per forwarding core with every flow mirrored to one
+//! analyzer, next to the same traffic without mirroring, in the same session.
+//!
+//! Both runs are the stateful benchmark of [`crate::stateful`] (same topology, pcap source,
+//! core layout, memory setup, settle-then-window method); the mirrored run adds an analyzer
+//! reached through the fabric vif and a network policy that passes every flow with
+//! `mirror_to` (see [`crate::topology::FlowSettings::mirror`]). Each packet then makes one
+//! Juniper-header copy (new mbuf, 42 bytes of outer headers, ~60 bytes of metadata, the
+//! original frame) sent out of the fabric vif next to the MPLSoUDP original. The runs
+//! alternate (plain, mirrored) per repetition so drifts in machine load hit both.
+
+use crate::stateful::{measure_throughput, StatefulMeasurement};
+use crate::topology::{FlowSettings, Topology};
+use crate::vrouter_run::RunSpec;
+use crate::{interrupted, machine, median, mem_sizing_extra, now_unix, pcap, procfs, shell_line, Machine};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Options of the mirror benchmark.
+pub struct Opts {
+    pub flows: Vec<u64>,
+    pub dur: f64,
+    pub warm: f64,
+    pub reps: u32,
+    pub out: PathBuf,
+    pub run_base: PathBuf,
+    pub shared: PathBuf,
+    pub vrouter: PathBuf,
+    pub fwd_thread: String,
+    pub rev: String,
+    pub start_timeout: u64,
+    pub settle_timeout: u64,
+}
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorRun {
+    pub flows: u64,
+    pub rep: u32,
+    pub mirrored: bool,
+    pub cpu_mpps: f64,
+    pub wall_mpps: f64,
+    pub ns_per_pkt: f64,
+    pub rx_packets: u64,
+    pub mirror_packets: u64,
+    pub mirror_errors: u64,
+    pub window_drops: u64,
+    pub settle_s: Option<f64>,
+    pub measurement: StatefulMeasurement,
+}
+
+/// Medians per N.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorSummary {
+    pub flows: u64,
+    pub plain_cpu_mpps: f64,
+    pub mirrored_cpu_mpps: f64,
+    /// mirrored / plain (target: >= 0.5).
+    pub ratio: f64,
+    /// Mirror copies per received packet in the mirrored windows (1.0 = every packet).
+    pub copies_per_packet: f64,
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    tool: &'static str,
+    mode: &'static str,
+    started_unix: u64,
+    finished_unix: u64,
+    argv: Vec<String>,
+    git_rev: &'a str,
+    vrouter_binary: String,
+    dur_s: f64,
+    warm_s: f64,
+    reps: u32,
+    metric: &'static str,
+    machine: Machine,
+    commands: &'a [String],
+    table: &'a [MirrorSummary],
+    runs: &'a [MirrorRun],
+}
+
+fn ensure_pcap(o: &Opts, n: u64, commands: &mut Vec<String>) -> Result<PathBuf> {
+    let p = o.out.join("pcaps").join(format!("udp_{n}.pcap"));
+    if std::fs::metadata(&p).map(|m| m.len() > 24).unwrap_or(false) {
+        println!("# using existing {}", p.display());
+        return Ok(p);
+    }
+    std::fs::create_dir_all(p.parent().unwrap())?;
+    let argv = vec![
+        "python3".to_string(),
+        o.shared.join("bench/gen_flows_pcap.py").display().to_string(),
+        "-n".into(),
+        n.to_string(),
+        "-o".into(),
+        p.display().to_string(),
+    ];
+    let line = shell_line(&argv);
+    println!("$ {line}");
+    commands.push(line);
+    let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
+    if !st.success() {
+        bail!("gen_flows_pcap.py failed ({st})");
+    }
+    Ok(p)
+}
+
+fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, fs: &FlowSettings) -> RunSpec {
+    // Copies in flight: at most one burst per fabric TX buffer, plus the pool cache.
+    let (mbufs, memory_mb) = mem_sizing_extra(packets, fs.max_held_packets() + 1024);
+    let prefix = format!("vrbmir{}_{tag}", std::process::id());
+    let topo = Topology {
+        pcap: pcap_path.to_path_buf(),
+        empty_pcap: empty_pcap.to_path_buf(),
+        run_dir: o.run_base.join(&prefix),
+        file_prefix: prefix,
+        memory_mb,
+        mbufs,
+        main_core: 0,
+        fwd_core: 1,
+        flow: Some(fs.clone()),
+    };
+    RunSpec {
+        vrouter: o.vrouter.clone(),
+        topology: topo,
+        config_path: o.out.join(format!("vrouter_{tag}.toml")),
+        log_path: o.out.join(format!("vrouter_{tag}.log")),
+        warm: Duration::from_secs_f64(o.warm),
+        dur: Duration::from_secs_f64(o.dur),
+        start_timeout: Duration::from_secs(o.start_timeout),
+        stop_timeout: Duration::from_secs(60),
+        fwd_thread: o.fwd_thread.clone(),
+    }
+}
+
+/// Runs the comparison for every N and writes `mirror_results.json` in `o.out`.
+pub fn run(o: Opts) -> Result<()> {
+    let started = now_unix();
+    let load_at_start = procfs::loadavg().unwrap_or_default();
+    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    std::fs::create_dir_all(&o.run_base).with_context(|| format!("creating {}", o.run_base.display()))?;
+    let empty_pcap = o.out.join("empty.pcap");
+    std::fs::write(&empty_pcap, pcap::empty_pcap())?;
+    println!(
+        "# vrouter-bench --mirror: flows {:?}, dur {}s, warm {}s, reps {}, out {}, vrouter {}, git {}, load {:?}",
+        o.flows,
+        o.dur,
+        o.warm,
+        o.reps,
+        o.out.display(),
+        o.vrouter.display(),
+        o.rev,
+        load_at_start
+    );
+    let mut commands = Vec::new();
+    let mut runs: Vec<MirrorRun> = Vec::new();
+    let mut table: Vec<MirrorSummary> = Vec::new();
+    for &n in &o.flows {
+        let p = ensure_pcap(&o, n, &mut commands)?;
+        let packets = pcap::count_packets(&p)?;
+        println!("\n## N = {n} flows ({}, {packets} packets)", p.display());
+        for rep in 1..=o.reps {
+            for mirrored in [false, true] {
+                let mut fs = FlowSettings::for_flows(n);
+                fs.mirror = mirrored;
+                let tag = format!("{}_{n}_{rep}", if mirrored { "mirror" } else { "plain" });
+                let s = spec(&o, &empty_pcap, &tag, &p, packets, &fs);
+                let line = format!(
+                    "{}   # {} N={n} rep {rep}",
+                    shell_line(&[o.vrouter.display().to_string(), "--config".into(), s.config_path.display().to_string()]),
+                    if mirrored { "every flow mirrored" } else { "no mirroring" }
+                );
+                println!("$ {line}");
+                commands.push(line);
+                let m = measure_throughput(&s, n, Duration::from_secs(o.settle_timeout))?;
+                let b = &m.base;
+                println!(
+                    "vrouter N={n} rep {rep} {}: cpu_mpps {:.3} wall_mpps {:.3} ns/pkt {:.1} rx {} mirror copies {} \
+                     (errors {}) window drops {} load1 {:.2}->{:.2}",
+                    if mirrored { "mirrored" } else { "plain   " },
+                    b.cpu_mpps,
+                    b.wall_mpps,
+                    b.ns_per_pkt,
+                    b.rx_packets,
+                    b.mirror_packets,
+                    b.mirror_errors,
+                    b.drops,
+                    b.load_before[0],
+                    b.load_after[0],
+                );
+                runs.push(MirrorRun {
+                    flows: n,
+                    rep,
+                    mirrored,
+                    cpu_mpps: b.cpu_mpps,
+                    wall_mpps: b.wall_mpps,
+                    ns_per_pkt: b.ns_per_pkt,
+                    rx_packets: b.rx_packets,
+                    mirror_packets: b.mirror_packets,
+                    mirror_errors: b.mirror_errors,
+                    window_drops: b.drops,
+                    settle_s: m.settle_s,
+                    measurement: m.clone(),
+                });
+                if interrupted() {
+                    bail!("interrupted");
+                }
+            }
+        }
+        let med = |mirrored: bool| {
+            median(&runs.iter().filter(|r| r.flows == n && r.mirrored == mirrored).map(|r| r.cpu_mpps).collect::<Vec<_>>())
+        };
+        let mr: Vec<&MirrorRun> = runs.iter().filter(|r| r.flows == n && r.mirrored).collect();
+        let copies = mr.iter().map(|r| r.mirror_packets).sum::<u64>() as f64
+            / mr.iter().map(|r| r.rx_packets).sum::<u64>().max(1) as f64;
+        let (plain, mirrored) = (med(false), med(true));
+        table.push(MirrorSummary {
+            flows: n,
+            plain_cpu_mpps: plain,
+            mirrored_cpu_mpps: mirrored,
+            ratio: if plain > 0.0 { mirrored / plain } else { 0.0 },
+            copies_per_packet: copies,
+        });
+    }
+    println!("\n| flows | Mpps/core, no mirroring | Mpps/core, 100% mirrored | ratio | copies per packet |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for t in &table {
+        println!(
+            "| {} | {:.3} | {:.3} | {:.2} | {:.3} |",
+            t.flows, t.plain_cpu_mpps, t.mirrored_cpu_mpps, t.ratio, t.copies_per_packet
+        );
+    }
+    let doc = Doc {
+        tool: "vrouter-bench",
+        mode: "mirror",
+        started_unix: started,
+        finished_unix: now_unix(),
+        argv: std::env::args().collect(),
+        git_rev: &o.rev,
+        vrouter_binary: o.vrouter.display().to_string(),
+        dur_s: o.dur,
+        warm_s: o.warm,
+        reps: o.reps,
+        metric: "cpu_mpps: VM vif RX packets per second of forwarding-thread CPU time (medians)",
+        machine: machine(load_at_start),
+        commands: &commands,
+        table: &table,
+        runs: &runs,
+    };
+    let path = o.out.join("mirror_results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+    println!("# results: {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,752 @@
+//! `<run_dir>/mirror`: the mirror table the data plane reads, and per-entry counters.
+//!
+//! The vRouter creates the file at start; the control path (configuration, control socket)
+//! writes entries into it; forwarding lcores read an entry for every copy they make and
+//! count into their own counter block; the `mirror` tool maps it read-only and shows entries
+//! and counters live.
+//!
+//! # Layout (little-endian, `repr(C)`, no pointers)
+//!
+//! ```text
+//! 0                 Header (256 bytes)
+//! slots_offset      Slot[255]              (384 bytes each): one mirror entry
+//! counters_offset   EntryCounters[n_lcores][256]  (32 bytes each; index 255 unused)
+//! ```
+//!
+//! # Concurrency
+//!
+//! - Creation: built under a temporary name, `magic` stored last (Release), then renamed.
+//! - Slots: a sequence lock. The one writer (the control path, serialised by a mutex) makes
+//!   `seq` odd, stores the fields (all atomics), makes `seq` even again (Release). Readers
+//!   load `seq` (Acquire), the fields (Relaxed), fence(Acquire) and `seq` again; a changed or
+//!   odd `seq` means retry. A reader never sees half an entry.
+//! - Counters: one writer per lcore block, `load` + `store` (no locked add), as in the stats
+//!   region; readers sum with `Relaxed` loads.
+
+use std::fs::{self, OpenOptions, Permissions};
+use std::mem::{offset_of, size_of};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use memmap2::{Mmap, MmapMut};
+
+/// `b"VRMIRR01"` as a little-endian u64.
+pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"VRMIRR01");
+/// Layout version of the mirror region.
+pub const MIRROR_LAYOUT_VERSION: u32 = 1;
+/// File name inside the run directory.
+pub const MIRROR_FILE_NAME: &str = "mirror";
+/// Mirror table slots (indices 0..=254).
+pub const SLOTS: usize = mirror::MAX_MIRROR_INDICES;
+/// Counter blocks per lcore (one per index, 255 included so blocks stay 8 KiB).
+const COUNTER_SLOTS: usize = 256;
+/// Longest outer header template: Ethernet + IPv4 + UDP + VXLAN = 50, stored in 64 bytes.
+pub const HDR_MAX: usize = 64;
+const HDR_WORDS: usize = HDR_MAX / 8;
+/// Longest analyzer name stored.
+pub const NAME_MAX: usize = 256;
+const NAME_WORDS: usize = NAME_MAX / 8;
+/// `nh_vif` of an entry without a nexthop.
+pub const NO_NH: u32 = u32::MAX;
+/// Largest number of lcores the region accepts.
+pub const MAX_LCORES: usize = 1024;
+
+#[repr(C, align(64))]
+struct Header {
+    magic: AtomicU64,
+    layout_version: u32,
+    header_size: u32,
+    file_size: u64,
+    n_slots: u32,
+    slot_size: u32,
+    n_lcores: u32,
+    counter_size: u32,
+    slots_offset: u64,
+    counters_offset: u64,
+    generation: u64,
+    creator_pid: u32,
+    /// The vRouter address (CAPTURE_HOST of the metadata), `u32::from(Ipv4Addr)`.
+    router_ip: u32,
+    _reserved: [u64; 23],
+}
+
+const HEADER_SIZE: usize = 256;
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(offset_of!(Header, layout_version) == 8);
+const _: () = assert!(offset_of!(Header, file_size) == 16);
+const _: () = assert!(offset_of!(Header, n_slots) == 24);
+const _: () = assert!(offset_of!(Header, slots_offset) == 40);
+const _: () = assert!(offset_of!(Header, counters_offset) == 48);
+const _: () = assert!(offset_of!(Header, generation) == 56);
+const _: () = assert!(offset_of!(Header, router_ip) == 68);
+const _: () = assert!(offset_of!(Header, _reserved) == 72);
+
+/// One mirror entry. Every field is an atomic so readers in other threads and processes
+/// may load it at any time; consistency comes from `seq`.
+#[repr(C, align(64))]
+struct Slot {
+    /// Sequence lock: odd while the writer changes the slot.
+    seq: AtomicU64,
+    /// 0 empty, 1 active.
+    state: AtomicU32,
+    /// [`mirror::MirrorFlags`] bits.
+    flags: AtomicU32,
+    analyzer_ip: AtomicU32,
+    udp_port: AtomicU32,
+    /// VXLAN VNI (header-less mode), 0 when none.
+    vni: AtomicU32,
+    /// 0 dynamic, 1 static.
+    nh_mode: AtomicU32,
+    /// 1 when the Juniper header (metadata TLVs) is used.
+    juniper: AtomicU32,
+    /// Fabric vif the copies leave through; [`NO_NH`] when the analyzer is unreachable.
+    nh_vif: AtomicU32,
+    hdr_len: AtomicU32,
+    /// Ones'-complement sum of the constant words of the outer IPv4 header.
+    ip_csum_base: AtomicU32,
+    name_len: AtomicU32,
+    _pad: u32,
+    /// Unix milliseconds of the last create/update.
+    created_ms: AtomicU64,
+    /// Outer headers up to (and including) UDP, or VXLAN, with the constants filled in.
+    hdr: [AtomicU64; HDR_WORDS],
+    name: [AtomicU64; NAME_WORDS],
+}
+
+const SLOT_SIZE: usize = 384;
+const _: () = assert!(size_of::<Slot>() == SLOT_SIZE);
+const _: () = assert!(offset_of!(Slot, state) == 8);
+const _: () = assert!(offset_of!(Slot, nh_vif) == 36);
+const _: () = assert!(offset_of!(Slot, created_ms) == 56);
+const _: () = assert!(offset_of!(Slot, hdr) == 64);
+const _: () = assert!(offset_of!(Slot, name) == 128);
+
+/// Per-lcore counters of one entry.
+#[repr(C, align(32))]
+struct EntryCounters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    _pad: u64,
+}
+
+const COUNTER_SIZE: usize = 32;
+const _: () = assert!(size_of::<EntryCounters>() == COUNTER_SIZE);
+const _: () = assert!(offset_of!(EntryCounters, errors) == 16);
+
+const fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    n_lcores: usize,
+    slots_offset: usize,
+    counters_offset: usize,
+    file_size: usize,
+}
+
+impl Layout {
+    fn new(n_lcores: usize) -> Layout {
+        let slots_offset = HEADER_SIZE;
+        let counters_offset = round_up(slots_offset + SLOTS * SLOT_SIZE, 64);
+        let file_size = counters_offset + n_lcores * COUNTER_SLOTS * COUNTER_SIZE;
+        Layout { n_lcores, slots_offset, counters_offset, file_size }
+    }
+}
+
+/// A mirror entry as stored in the region (what the data plane and the tool read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotEntry {
+    pub analyzer_name: String,
+    pub analyzer_ip: Ipv4Addr,
+    pub udp_port: u16,
+    pub vni: Option<u32>,
+    pub nh_mode: mirror::NhMode,
+    pub juniper_header: bool,
+    pub flags: u16,
+    /// Fabric vif of the nexthop; `None` when the analyzer is unreachable.
+    pub nh_vif: Option<u16>,
+    /// The outer header template (see [`super::encap`]).
+    pub hdr: [u8; HDR_MAX],
+    pub hdr_len: usize,
+    pub ip_csum_base: u32,
+    pub created_ms: u64,
+}
+
+/// What a forwarding lcore needs of an entry per copy (no allocation).
+#[derive(Clone, Copy, Debug)]
+pub struct DpEntry {
+    pub juniper: bool,
+    pub nh_vif: u32,
+    pub hdr: [u8; HDR_MAX],
+    pub hdr_len: usize,
+    pub ip_csum_base: u32,
+}
+
+/// Summed counters of one entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EntryStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
+
+/// Errors creating or opening the region.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorRegionError {
+    #[error("vRouter is not running (no mirror region at {})", .0.display())]
+    NotRunning(PathBuf),
+    #[error("{}: {what} is {found} (expected {expected}): not a mirror region of this build", path.display())]
+    BadHeader { path: PathBuf, what: &'static str, found: u64, expected: u64 },
+    #[error("{context} {}: {source}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mirror region: {0}")]
+    InvalidArgument(String),
+}
+
+fn io_err<'p>(context: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> MirrorRegionError + 'p {
+    move |source| MirrorRegionError::Io { context, path: path.to_path_buf(), source }
+}
+
+/// A checked view of a mapping: base pointer plus layout.
+#[derive(Clone, Copy)]
+struct View {
+    base: *const u8,
+    layout: Layout,
+}
+
+impl View {
+    /// # Safety
+    /// `base` must be a 64-aligned mapping of at least `layout.file_size` bytes that stays
+    /// mapped (and is never truncated) while the view is used.
+    unsafe fn new(base: *const u8, len: usize, layout: Layout) -> View {
+        assert!(layout.file_size <= len, "mapping shorter than the layout");
+        assert!(base as usize & 63 == 0, "mapping not 64-aligned");
+        View { base, layout }
+    }
+
+    fn slot(&self, i: usize) -> Option<&Slot> {
+        if i >= SLOTS {
+            return None;
+        }
+        // SAFETY: i < SLOTS keeps the slot inside the slot array, which lies inside the
+        // mapping (layout checked in `new`); slots_offset and SLOT_SIZE are multiples of 64;
+        // all fields are atomics or integers (valid for any bits).
+        Some(unsafe { &*(self.base.add(self.layout.slots_offset + i * SLOT_SIZE) as *const Slot) })
+    }
+
+    fn counters(&self, lcore: usize, i: usize) -> Option<&EntryCounters> {
+        if lcore >= self.layout.n_lcores || i >= COUNTER_SLOTS {
+            return None;
+        }
+        let off = self.layout.counters_offset + (lcore * COUNTER_SLOTS + i) * COUNTER_SIZE;
+        // SAFETY: lcore < n_lcores and i < COUNTER_SLOTS keep the block inside the counter
+        // array within the mapping; the offset is 32-aligned; atomics only.
+        Some(unsafe { &*(self.base.add(off) as *const EntryCounters) })
+    }
+
+    /// Reads slot `i` consistently; `None` when empty. Retries while a writer is active.
+    fn read_slot(&self, i: usize) -> Option<SlotEntry> {
+        let s = self.slot(i)?;
+        loop {
+            let seq = s.seq.load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let r = Ordering::Relaxed;
+            let active = s.state.load(r) == 1;
+            let name_len = (s.name_len.load(r) as usize).min(NAME_MAX);
+            let mut name = [0u8; NAME_MAX];
+            for (k, w) in s.name.iter().enumerate() {
+                name[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
+            }
+            let mut hdr = [0u8; HDR_MAX];
+            for (k, w) in s.hdr.iter().enumerate() {
+                hdr[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
+            }
+            let vni = s.vni.load(r);
+            let nh_vif = s.nh_vif.load(r);
+            let e = SlotEntry {
+                analyzer_name: String::from_utf8_lossy(&name[..name_len]).into_owned(),
+                analyzer_ip: Ipv4Addr::from(s.analyzer_ip.load(r)),
+                udp_port: s.udp_port.load(r) as u16,
+                vni: (vni != 0).then_some(vni),
+                nh_mode: if s.nh_mode.load(r) == 1 { mirror::NhMode::Static } else { mirror::NhMode::Dynamic },
+                juniper_header: s.juniper.load(r) == 1,
+                flags: s.flags.load(r) as u16,
+                nh_vif: (nh_vif != NO_NH).then_some(nh_vif as u16),
+                hdr,
+                hdr_len: (s.hdr_len.load(r) as usize).min(HDR_MAX),
+                ip_csum_base: s.ip_csum_base.load(r),
+                created_ms: s.created_ms.load(r),
+            };
+            fence(Ordering::Acquire);
+            if s.seq.load(Ordering::Relaxed) == seq {
+                return active.then_some(e);
+            }
+        }
+    }
+
+    fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
+        let mut t = EntryStats::default();
+        let cores = match lcore {
+            Some(c) if c < self.layout.n_lcores => c..c + 1,
+            Some(_) => 0..0,
+            None => 0..self.layout.n_lcores,
+        };
+        for c in cores {
+            let Some(b) = self.counters(c, i) else { continue };
+            t.packets = t.packets.wrapping_add(b.packets.load(Ordering::Relaxed));
+            t.bytes = t.bytes.wrapping_add(b.bytes.load(Ordering::Relaxed));
+            t.errors = t.errors.wrapping_add(b.errors.load(Ordering::Relaxed));
+        }
+        t
+    }
+}
+
+struct Shared {
+    map: MmapMut,
+    layout: Layout,
+    taken: Box<[AtomicBool]>,
+    /// Serialises slot writers (the seqlock allows exactly one).
+    write: Mutex<()>,
+}
+
+impl Shared {
+    fn view(&self) -> View {
+        // SAFETY: the mapping lives as long as `self`, is page-aligned and never truncated.
+        unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) }
+    }
+}
+
+/// The vRouter's handle on `<run_dir>/mirror`.
+#[derive(Clone)]
+pub struct MirrorRegion {
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+impl MirrorRegion {
+    /// Creates (or replaces) the region for `n_lcores` forwarding lcores, all slots empty.
+    pub fn create(run_dir: &Path, n_lcores: usize, router_ip: Ipv4Addr) -> Result<MirrorRegion, MirrorRegionError> {
+        if n_lcores == 0 || n_lcores > MAX_LCORES {
+            return Err(MirrorRegionError::InvalidArgument(format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})")));
+        }
+        let layout = Layout::new(n_lcores);
+        fs::create_dir_all(run_dir).map_err(io_err("creating run directory", run_dir))?;
+        let path = run_dir.join(MIRROR_FILE_NAME);
+        let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
+        let tmp = run_dir.join(format!(".{MIRROR_FILE_NAME}.{}.tmp", std::process::id()));
+        let build = || -> Result<MmapMut, MirrorRegionError> {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)
+                .map_err(io_err("creating", &tmp))?;
+            file.set_permissions(Permissions::from_mode(0o644)).map_err(io_err("setting mode 0644 on", &tmp))?;
+            file.set_len(layout.file_size as u64).map_err(io_err("sizing", &tmp))?;
+            // SAFETY: a file private to this process (temporary name), sized; nothing
+            // truncates it while mapped; all access goes through View (atomics).
+            let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io_err("mapping", &tmp))?;
+            let base = map.as_mut_ptr();
+            let header = Header {
+                magic: AtomicU64::new(0),
+                layout_version: MIRROR_LAYOUT_VERSION,
+                header_size: HEADER_SIZE as u32,
+                file_size: layout.file_size as u64,
+                n_slots: SLOTS as u32,
+                slot_size: SLOT_SIZE as u32,
+                n_lcores: n_lcores as u32,
+                counter_size: COUNTER_SIZE as u32,
+                slots_offset: layout.slots_offset as u64,
+                counters_offset: layout.counters_offset as u64,
+                generation,
+                creator_pid: std::process::id(),
+                router_ip: u32::from(router_ip),
+                _reserved: [0; 23],
+            };
+            // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
+            unsafe { std::ptr::write(base as *mut Header, header) };
+            // Slots and counters are zero (empty, seq 0) from set_len.
+            fence(Ordering::Release);
+            // SAFETY: just written above.
+            unsafe { &*(base as *const Header) }.magic.store(MIRROR_MAGIC, Ordering::Release);
+            Ok(map)
+        };
+        let map = match build() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            MirrorRegionError::Io { context: "renaming mirror region into place at", path: path.clone(), source: e }
+        })?;
+        let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
+        Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores `e` in slot `i` (create or update).
+    pub fn write_slot(&self, i: usize, e: &SlotEntry) {
+        self.write(i, Some(e));
+    }
+
+    /// Empties slot `i`. Copies already made keep their counters; later copies for this
+    /// index count as "Mirror No Entry".
+    pub fn clear_slot(&self, i: usize) {
+        self.write(i, None);
+    }
+
+    fn write(&self, i: usize, e: Option<&SlotEntry>) {
+        let _guard = self.shared.write.lock().unwrap_or_else(|p| p.into_inner());
+        let view = self.shared.view();
+        let Some(s) = view.slot(i) else { return };
+        let r = Ordering::Relaxed;
+        let seq = s.seq.load(r);
+        s.seq.store(seq.wrapping_add(1) | 1, r);
+        fence(Ordering::Release);
+        match e {
+            None => s.state.store(0, r),
+            Some(e) => {
+                s.flags.store(u32::from(e.flags), r);
+                s.analyzer_ip.store(u32::from(e.analyzer_ip), r);
+                s.udp_port.store(u32::from(e.udp_port), r);
+                s.vni.store(e.vni.unwrap_or(0), r);
+                s.nh_mode.store(u32::from(e.nh_mode == mirror::NhMode::Static), r);
+                s.juniper.store(u32::from(e.juniper_header), r);
+                s.nh_vif.store(e.nh_vif.map_or(NO_NH, u32::from), r);
+                s.hdr_len.store(e.hdr_len.min(HDR_MAX) as u32, r);
+                s.ip_csum_base.store(e.ip_csum_base, r);
+                let name = e.analyzer_name.as_bytes();
+                let n = name.len().min(NAME_MAX);
+                let mut buf = [0u8; NAME_MAX];
+                buf[..n].copy_from_slice(&name[..n]);
+                for (k, w) in s.name.iter().enumerate() {
+                    w.store(u64::from_le_bytes(buf[k * 8..k * 8 + 8].try_into().expect("8 bytes")), r);
+                }
+                s.name_len.store(n as u32, r);
+                for (k, w) in s.hdr.iter().enumerate() {
+                    w.store(u64::from_le_bytes(e.hdr[k * 8..k * 8 + 8].try_into().expect("8 bytes")), r);
+                }
+                s.created_ms.store(e.created_ms, r);
+                s.state.store(1, r);
+            }
+        }
+        s.seq.store(seq.wrapping_add(2) & !1, Ordering::Release);
+    }
+
+    /// Slot `i`, if active.
+    pub fn read_slot(&self, i: usize) -> Option<SlotEntry> {
+        self.shared.view().read_slot(i)
+    }
+
+    /// Counters of slot `i` summed over lcores (or of one lcore).
+    pub fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
+        self.shared.view().stats(i, lcore)
+    }
+
+    /// The counter handle of lcore `index`, to move to that lcore (one per index).
+    pub fn lcore(&self, index: usize) -> Option<MirrorCounters> {
+        if index >= self.shared.layout.n_lcores || self.shared.taken[index].swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(MirrorCounters { shared: self.shared.clone(), index })
+    }
+}
+
+/// One lcore's access to the region: entry reads and its own counter block. `Send`, not
+/// `Sync` (one writer per counter block).
+pub struct MirrorCounters {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl MirrorCounters {
+    /// The entry at mirror index `i` as the data plane needs it, `None` when empty.
+    #[inline]
+    pub fn entry(&self, i: u8) -> Option<DpEntry> {
+        let view = self.shared.view();
+        let s = view.slot(usize::from(i))?;
+        loop {
+            let seq = s.seq.load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let r = Ordering::Relaxed;
+            let active = s.state.load(r) == 1;
+            let mut hdr = [0u8; HDR_MAX];
+            for (k, w) in s.hdr.iter().enumerate() {
+                hdr[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
+            }
+            let e = DpEntry {
+                juniper: s.juniper.load(r) == 1,
+                nh_vif: s.nh_vif.load(r),
+                hdr,
+                hdr_len: (s.hdr_len.load(r) as usize).min(HDR_MAX),
+                ip_csum_base: s.ip_csum_base.load(r),
+            };
+            fence(Ordering::Acquire);
+            if s.seq.load(Ordering::Relaxed) == seq {
+                return active.then_some(e);
+            }
+        }
+    }
+
+    #[inline]
+    fn block(&self, i: u8) -> Option<&EntryCounters> {
+        // The View borrows the mapping owned by `shared`, which `self` keeps alive.
+        let view = self.shared.view();
+        let b = view.counters(self.index, usize::from(i))? as *const EntryCounters;
+        // SAFETY: `b` points into the mapping held by `self.shared` (alive as long as
+        // `self`); the reference is tied to `&self`.
+        Some(unsafe { &*b })
+    }
+
+    /// One copy of `bytes` bytes sent for entry `i`.
+    #[inline]
+    pub fn sent(&self, i: u8, bytes: u64) {
+        if let Some(b) = self.block(i) {
+            let r = Ordering::Relaxed;
+            b.packets.store(b.packets.load(r).wrapping_add(1), r);
+            b.bytes.store(b.bytes.load(r).wrapping_add(bytes), r);
+        }
+    }
+
+    /// `n` failed copies for entry `i`.
+    #[inline]
+    pub fn error(&self, i: u8, n: u64) {
+        if let Some(b) = self.block(i) {
+            let r = Ordering::Relaxed;
+            b.errors.store(b.errors.load(r).wrapping_add(n), r);
+        }
+    }
+}
+
+impl Drop for MirrorCounters {
+    fn drop(&mut self) {
+        self.shared.taken[self.index].store(false, Ordering::Release);
+    }
+}
+
+fn previous_generation(path: &Path) -> Option<u64> {
+    let bytes = fs::read(path).ok()?;
+    let u64_at = |off: usize| bytes.get(off..off + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    (u64_at(0)? == MIRROR_MAGIC).then(|| u64_at(offset_of!(Header, generation))).flatten()
+}
+
+/// Read-only access from another process (the `mirror` tool).
+pub struct MirrorReader {
+    map: Mmap,
+    layout: Layout,
+    router_ip: Ipv4Addr,
+    generation: u64,
+    path: PathBuf,
+}
+
+impl MirrorReader {
+    /// Opens `<run_dir>/mirror` and checks its header against this build's layout.
+    pub fn open(run_dir: &Path) -> Result<MirrorReader, MirrorRegionError> {
+        let path = run_dir.join(MIRROR_FILE_NAME);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MirrorRegionError::NotRunning(path)),
+            Err(e) => return Err(MirrorRegionError::Io { context: "opening", path, source: e }),
+        };
+        // SAFETY: mapped read-only; the vRouter never truncates the file (it replaces it by
+        // rename), so the mapping stays valid; all reads are atomic loads or header fields
+        // written before `magic`.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_err("mapping", &path))?;
+        let len = map.len();
+        if len < HEADER_SIZE {
+            return Err(MirrorRegionError::BadHeader { path, what: "file size", found: len as u64, expected: HEADER_SIZE as u64 });
+        }
+        // SAFETY: at least HEADER_SIZE bytes, page-aligned; Header is valid for any bits.
+        let h = unsafe { &*(map.as_ptr() as *const Header) };
+        let bad = |what, found: u64, expected: u64| MirrorRegionError::BadHeader { path: path.clone(), what, found, expected };
+        let magic = h.magic.load(Ordering::Acquire);
+        if magic != MIRROR_MAGIC {
+            return Err(bad("magic", magic, MIRROR_MAGIC));
+        }
+        if h.layout_version != MIRROR_LAYOUT_VERSION {
+            return Err(bad("layout_version", h.layout_version.into(), MIRROR_LAYOUT_VERSION.into()));
+        }
+        let n_lcores = h.n_lcores as usize;
+        if n_lcores == 0 || n_lcores > MAX_LCORES {
+            return Err(bad("n_lcores", n_lcores as u64, MAX_LCORES as u64));
+        }
+        let layout = Layout::new(n_lcores);
+        for (what, found, expected) in [
+            ("header_size", u64::from(h.header_size), HEADER_SIZE as u64),
+            ("n_slots", u64::from(h.n_slots), SLOTS as u64),
+            ("slot_size", u64::from(h.slot_size), SLOT_SIZE as u64),
+            ("counter_size", u64::from(h.counter_size), COUNTER_SIZE as u64),
+            ("slots_offset", h.slots_offset, layout.slots_offset as u64),
+            ("counters_offset", h.counters_offset, layout.counters_offset as u64),
+            ("file_size", h.file_size, layout.file_size as u64),
+        ] {
+            if found != expected {
+                return Err(bad(what, found, expected));
+            }
+        }
+        if len < layout.file_size {
+            return Err(bad("mapped length", len as u64, layout.file_size as u64));
+        }
+        let router_ip = Ipv4Addr::from(h.router_ip);
+        let generation = h.generation;
+        Ok(MirrorReader { map, layout, router_ip, generation, path })
+    }
+
+    fn view(&self) -> View {
+        // SAFETY: checked in `open`: the mapping covers the layout, page-aligned, alive.
+        unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The vRouter address (capture host).
+    pub fn router_ip(&self) -> Ipv4Addr {
+        self.router_ip
+    }
+
+    pub fn n_lcores(&self) -> usize {
+        self.layout.n_lcores
+    }
+
+    /// Slot `i` if active.
+    pub fn entry(&self, i: usize) -> Option<SlotEntry> {
+        self.view().read_slot(i)
+    }
+
+    /// Every active slot in index order.
+    pub fn entries(&self) -> Vec<(u8, SlotEntry)> {
+        (0..SLOTS).filter_map(|i| self.entry(i).map(|e| (i as u8, e))).collect()
+    }
+
+    /// Counters of slot `i` (summed over lcores unless `lcore` selects one). Counters of an
+    /// empty slot are those of the entries it held before.
+    pub fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
+        self.view().stats(i, lcore)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> SlotEntry {
+        let mut hdr = [0u8; HDR_MAX];
+        hdr[..4].copy_from_slice(&[1, 2, 3, 4]);
+        SlotEntry {
+            analyzer_name: name.into(),
+            analyzer_ip: Ipv4Addr::new(10, 9, 0, 1),
+            udp_port: 8099,
+            vni: None,
+            nh_mode: mirror::NhMode::Dynamic,
+            juniper_header: true,
+            flags: 1,
+            nh_vif: Some(0),
+            hdr,
+            hdr_len: 42,
+            ip_csum_base: 0x1234,
+            created_ms: 5,
+        }
+    }
+
+    #[test]
+    fn write_read_clear_and_counters_across_mappings() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = MirrorRegion::create(dir.path(), 2, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        region.write_slot(3, &entry("an-a"));
+        let long = "x".repeat(300);
+        region.write_slot(254, &SlotEntry { vni: Some(77), juniper_header: false, nh_vif: None, ..entry(&long) });
+        let reader = MirrorReader::open(dir.path()).unwrap();
+        assert_eq!(reader.router_ip(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(reader.entry(3), Some(entry("an-a")));
+        let e = reader.entry(254).unwrap();
+        assert_eq!(e.analyzer_name.len(), NAME_MAX);
+        assert_eq!((e.vni, e.juniper_header, e.nh_vif), (Some(77), false, None));
+        assert_eq!(reader.entries().len(), 2);
+        assert_eq!(reader.entry(0), None);
+
+        let l0 = region.lcore(0).unwrap();
+        assert!(region.lcore(0).is_none(), "one handle per lcore");
+        let l1 = region.lcore(1).unwrap();
+        let dp = l0.entry(3).unwrap();
+        assert!(dp.juniper && dp.nh_vif == 0 && dp.hdr_len == 42 && dp.hdr[..4] == [1, 2, 3, 4]);
+        assert!(l0.entry(7).is_none());
+        l0.sent(3, 100);
+        l0.sent(3, 50);
+        l1.sent(3, 10);
+        l1.error(3, 2);
+        assert_eq!(reader.stats(3, None), EntryStats { packets: 3, bytes: 160, errors: 2 });
+        assert_eq!(reader.stats(3, Some(1)), EntryStats { packets: 1, bytes: 10, errors: 2 });
+        region.clear_slot(3);
+        assert_eq!(reader.entry(3), None);
+        assert!(l0.entry(3).is_none());
+        assert_eq!(reader.stats(3, None).packets, 3, "counters survive a delete");
+    }
+
+    #[test]
+    fn reader_rejects_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(MirrorReader::open(dir.path()), Err(MirrorRegionError::NotRunning(_))));
+        std::fs::write(dir.path().join(MIRROR_FILE_NAME), vec![7u8; 4096]).unwrap();
+        let e = MirrorReader::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn concurrent_writer_never_shows_half_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = MirrorRegion::create(dir.path(), 1, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        let a = SlotEntry { hdr: [0xaa; HDR_MAX], hdr_len: 42, ..entry("a") };
+        let b = SlotEntry { hdr: [0xbb; HDR_MAX], hdr_len: 50, juniper_header: false, vni: Some(9), ..entry("b") };
+        region.write_slot(1, &a);
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = {
+            let (region, stop, a, b) = (region.clone(), stop.clone(), a.clone(), b.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    region.write_slot(1, if n & 1 == 0 { &b } else { &a });
+                    n += 1;
+                }
+            })
+        };
+        let c = region.lcore(0).unwrap();
+        for _ in 0..20_000 {
+            let e = c.entry(1).unwrap();
+            let ok = (e.hdr == [0xaa; HDR_MAX] && e.hdr_len == 42 && e.juniper)
+                || (e.hdr == [0xbb; HDR_MAX] && e.hdr_len == 50 && !e.juniper);
+            assert!(ok, "torn entry");
+        }
+        stop.store(true, Ordering::Relaxed);
+        w.join().unwrap();
+    }
+}
