@@ -894,7 +894,16 @@ fn vmi_uves(
         let c = stats
             .map(|s| s.vif_counters(v.vif, None))
             .unwrap_or_default();
-        let m = scanner.vmi_mirror(v.vif);
+        // Mirror figures of the VMI: its interface-mirroring copies as the data path counts
+        // them (`Mirror packets:` of `vif --get`, encapsulation included); without the stats
+        // region, what its flows were mirrored with.
+        let m = match stats {
+            Some(_) => MirrorTotals {
+                packets: c.mirror_packets,
+                bytes: c.mirror_bytes,
+            },
+            None => scanner.vmi_mirror(v.vif),
+        };
         // in = from the VM (the vif receives), out = to the VM (the vif transmits).
         let raw = VmInterfaceStats {
             in_pkts: c.rx_packets,
@@ -941,7 +950,19 @@ fn vrouter_uve(name: &str, scanner: &FlowScanner, stats: Option<&StatsReader>) -
             t.3 += c.tx_bytes;
         }
     }
-    let m = scanner.total_mirror();
+    // vRouter-wide copies sent, flow and interface mirroring alike (the data path's
+    // `mir_tpkts`/`mir_bytes`, as `mirror --dump` totals them); without the stats region, the
+    // flows' mirror counters.
+    let m = match stats {
+        Some(s) => {
+            let l = s.lcore_counters(None);
+            MirrorTotals {
+                packets: l.mirror_packets,
+                bytes: l.mirror_bytes,
+            }
+        }
+        None => scanner.total_mirror(),
+    };
     VrouterStats {
         data: VrouterStatsAgent {
             name: name.to_owned(),
