@@ -92,6 +92,22 @@ stop_collector() {
     fi
 }
 trap stop_collector EXIT
+# The UVEs live as long as the vRouter's session: show them while it runs.
+show_uves() {
+    [ -n "$cpid" ] || return 0
+    log "UVEs while the vRouter runs (GET /analytics/uves/<type>/<name>?flat):"
+    python3 - "$COLLECTOR_HTTP" <<'PY' || log "(querying the collector failed)"
+import json, sys, urllib.request
+base = "http://" + sys.argv[1]
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=10) as r:
+        return json.load(r)
+for t in ("virtual-machine-interface", "vrouter"):
+    for u in get(f"/analytics/uves/{t}s"):
+        name = u["name"]
+        print(f"{t}/{name}: " + json.dumps(get(f"/analytics/uves/{t}/{name}?flat")))
+PY
+}
 if [ -n "$cpid" ]; then
     log "query it while the demo runs: curl -s http://$COLLECTOR_HTTP/analytics/uves (README: Analytics collector)"
 fi
@@ -116,6 +132,7 @@ stop_sent=""
 while kill -0 "$pid" 2>/dev/null; do
     now=$(date +%s)
     if [ -n "$DEMO_SECONDS" ] && [ -z "$stop_sent" ] && [ $((now - start)) -ge "$DEMO_SECONDS" ]; then
+        show_uves
         log "${DEMO_SECONDS}s elapsed: sending SIGINT"
         stop
         stop_sent=$now
