@@ -58,6 +58,16 @@ impl FlowKey {
         FlowKey { nh: vrf_or_nh, family: FAMILY_V4, proto, sport, dport, _zero: [0; 6], src: s, dst: d }
     }
 
+    /// An IPv4 key and its [`FlowKey::hash`], the hash computed from the arguments rather
+    /// than read back from the key (the data plane's pre-pass: reading fields of a key just
+    /// written byte-wise on the stack stalls on store forwarding).
+    #[inline]
+    pub fn v4_hashed(vrf_or_nh: u32, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> (FlowKey, u32) {
+        let h = flow_hash_v4(u32::from(src), u32::from(dst), proto, sport, dport)
+            ^ vrf_or_nh.wrapping_mul(0x9e37_79b1).rotate_left(16);
+        (FlowKey::v4(vrf_or_nh, proto, src, dst, sport, dport), h)
+    }
+
     /// An IPv6 key.
     pub fn v6(vrf_or_nh: u32, proto: u8, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> FlowKey {
         FlowKey {
@@ -256,6 +266,17 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         let v6 = FlowKey::v6(1, 6, "::a00:1".parse().unwrap(), "::a00:2".parse().unwrap(), 1, 2);
         assert_ne!(a.words(), v6.words());
+    }
+
+    #[test]
+    fn v4_hashed_is_the_key_and_its_hash() {
+        for (i, (vrf, proto, sport, dport)) in [(0, 17, 1, 2), (7, 6, 65535, 80), (u32::MAX, 1, 0, 0)].into_iter().enumerate() {
+            let src = Ipv4Addr::new(10, 0, i as u8, 1);
+            let dst = Ipv4Addr::new(192, 168, 1, 200 - i as u8);
+            let (k, h) = FlowKey::v4_hashed(vrf, proto, src, dst, sport, dport);
+            assert_eq!(k, FlowKey::v4(vrf, proto, src, dst, sport, dport));
+            assert_eq!(h, k.hash());
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
 use crate::mirror::dp::{MirrorLcore, MirrorPort, MirrorSetup};
-use crate::pipeline::flow::{key_v4, key_v6, HoldResult, HoldStore, Prepared};
+use crate::pipeline::flow::{key_v4_hashed, key_v6, HoldResult, HoldStore, Prepared};
 use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
 use crate::packet::{ethernet, ipv4, ipv6, EtherType};
 use crate::spsc::Producer;
@@ -659,13 +659,14 @@ impl LcoreLoop {
 #[inline]
 fn prepass_key(vrf: u32, frame: &[u8]) -> Option<(flow_table::FlowKey, u32)> {
     let eth = ethernet::Frame::new_checked(frame).ok()?;
-    let k = match eth.ethertype() {
-        EtherType::IPV4 => key_v4(vrf, &ipv4::Packet::new_checked(eth.payload()).ok()?),
-        EtherType::IPV6 => key_v6(vrf, &ipv6::Packet::new_checked(eth.payload()).ok()?),
-        _ => return None,
-    };
-    let h = k.hash();
-    Some((k, h))
+    match eth.ethertype() {
+        EtherType::IPV4 => Some(key_v4_hashed(vrf, &ipv4::Packet::new_checked(eth.payload()).ok()?)),
+        EtherType::IPV6 => {
+            let k = key_v6(vrf, &ipv6::Packet::new_checked(eth.payload()).ok()?);
+            Some((k, k.hash()))
+        }
+        _ => None,
+    }
 }
 
 /// Transmits a TX buffer; what the queue does not take is freed and counted as

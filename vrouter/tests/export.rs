@@ -4,8 +4,9 @@
 //! flow table's counters and the last mirror figures equal its mirror counters; analyzer
 //! names are the configured ones; the VMI and vRouter UVEs carry the vif counters.
 //!
-//! (Mirrored bytes and packets are whatever the data plane counts in the flow entries; the
-//! test compares them exactly, whatever they are.)
+//! Every flow is mirrored to two analyzers: each packet is copied to both (checked), and the
+//! mirror figures of a record are cumulative, like its `bytes`/`packets` (the diffs are
+//! `diff_bytes`/`diff_packets`), so the last record of a flow carries its final counters.
 
 mod common;
 use common::*;
@@ -223,6 +224,9 @@ fn exported_flow_records_add_up_to_the_flow_counters() {
             (last.sec_mirror_bytes, last.sec_mirror_packets),
             (Some(f.sec_mirror_bytes as i64), Some(f.sec_mirror_packets as i64))
         );
+        // Every packet of every flow was mirrored to both analyzers (the routes to them exist).
+        assert_eq!((f.mirror_packets, f.sec_mirror_packets), (f.packets, f.packets), "flow {}", f.index);
+        assert!(f.mirror_bytes > f.bytes && f.sec_mirror_bytes > f.bytes, "copies carry outer headers");
         assert_eq!(last.action.as_deref(), Some("pass|mirror"));
         assert_eq!(
             last.nw_ace_uuid.as_deref(),

@@ -894,16 +894,9 @@ fn vmi_uves(
         let c = stats
             .map(|s| s.vif_counters(v.vif, None))
             .unwrap_or_default();
-        // Mirror figures of the VMI: its interface-mirroring copies as the data path counts
-        // them (`Mirror packets:` of `vif --get`, encapsulation included); without the stats
-        // region, what its flows were mirrored with.
-        let m = match stats {
-            Some(_) => MirrorTotals {
-                packets: c.mirror_packets,
-                bytes: c.mirror_bytes,
-            },
-            None => scanner.vmi_mirror(v.vif),
-        };
+        // Mirror figures are the vif's interface-mirroring counters, as the blueprint's
+        // if_stats and `vif --get` (`Mirror packets: bytes:`) report them.
+        let m = MirrorTotals { packets: c.mirror_packets, bytes: c.mirror_bytes };
         // in = from the VM (the vif receives), out = to the VM (the vif transmits).
         let raw = VmInterfaceStats {
             in_pkts: c.rx_packets,
@@ -939,8 +932,12 @@ fn vmi_uves(
     out
 }
 
-fn vrouter_uve(name: &str, scanner: &FlowScanner, stats: Option<&StatsReader>) -> VrouterStats {
+fn vrouter_uve(name: &str, stats: Option<&StatsReader>) -> VrouterStats {
     let mut t = (0u64, 0u64, 0u64, 0u64);
+    // mir_tpkts / mir_bytes: every mirror copy the data plane sent (flow and interface
+    // mirroring), the vRouter-wide counters `mirror --dump` totals.
+    let l = stats.map(|s| s.lcore_counters(None)).unwrap_or_default();
+    let m = MirrorTotals { packets: l.mirror_packets, bytes: l.mirror_bytes };
     if let Some(s) = stats {
         for v in s.vifs() {
             let c = s.vif_counters(v.id, None);
@@ -950,19 +947,6 @@ fn vrouter_uve(name: &str, scanner: &FlowScanner, stats: Option<&StatsReader>) -
             t.3 += c.tx_bytes;
         }
     }
-    // vRouter-wide copies sent, flow and interface mirroring alike (the data path's
-    // `mir_tpkts`/`mir_bytes`, as `mirror --dump` totals them); without the stats region, the
-    // flows' mirror counters.
-    let m = match stats {
-        Some(s) => {
-            let l = s.lcore_counters(None);
-            MirrorTotals {
-                packets: l.mirror_packets,
-                bytes: l.mirror_bytes,
-            }
-        }
-        None => scanner.total_mirror(),
-    };
     VrouterStats {
         data: VrouterStatsAgent {
             name: name.to_owned(),
@@ -1091,7 +1075,7 @@ pub fn spawn(
                     }
                     n += u64::from(
                         session
-                            .update_uve(&vrouter_uve(&name, &scanner, stats.as_ref()))
+                            .update_uve(&vrouter_uve(&name, stats.as_ref()))
                             .is_ok(),
                     );
                     scanner.counters.uves_queued += n;

@@ -106,6 +106,14 @@ pub fn key_v4(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> FlowKey {
     FlowKey::v4(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
 }
 
+/// [`key_v4`] and the key's hash, computed from the header fields directly.
+#[inline]
+pub fn key_v4_hashed(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> (FlowKey, u32) {
+    let proto = ip.protocol();
+    let (sport, dport) = key_ports(proto, ip.payload(), !ip.is_fragment());
+    FlowKey::v4_hashed(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
+}
+
 /// The flow key of an IPv6 packet in `vrf` (extension headers are not walked).
 #[inline]
 pub fn key_v6(vrf: u32, ip: &ipv6::Packet<&[u8]>) -> FlowKey {
