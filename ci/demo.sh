@@ -59,6 +59,59 @@ fi
 mkdir -p "$RUN_DIR"
 rm -f "$RUN_DIR"/*-out.pcap
 
+# The analytics collector next to the vRouter (Sandesh on 127.0.0.1:8086, where the vRouter
+# exports by default; REST API on 127.0.0.1:8081), its database in the run directory.
+COLLECTOR_HTTP=127.0.0.1:8081
+cpid=""
+if [ -x target/release/collector ]; then
+    # A fresh database per demo run, so what it shows is this run's traffic.
+    rm -rf "$RUN_DIR/collector"
+    mkdir -p "$RUN_DIR/collector"
+    log "target/release/collector --data-dir $RUN_DIR/collector (REST API http://$COLLECTOR_HTTP)"
+    target/release/collector --data-dir "$RUN_DIR/collector" --sandesh-listen 127.0.0.1:8086 \
+        --http-listen "$COLLECTOR_HTTP" --hostname demo-collector </dev/null \
+        >"$RUN_DIR/collector.out" 2>"$RUN_DIR/collector.log" &
+    cpid=$!
+    for _ in $(seq 50); do
+        [ -s "$RUN_DIR/collector.out" ] && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! kill -0 "$cpid" 2>/dev/null; then
+        log "the collector did not start (see $RUN_DIR/collector.log); continuing without it"
+        cpid=""
+    fi
+else
+    log "(target/release/collector is missing: no analytics collector)"
+fi
+stop_collector() {
+    if [ -n "$cpid" ]; then
+        kill -TERM "$cpid" 2>/dev/null || true
+        wait "$cpid" 2>/dev/null || true
+        cpid=""
+    fi
+}
+trap stop_collector EXIT
+# The UVEs live as long as the vRouter's session: show them while it runs.
+show_uves() {
+    [ -n "$cpid" ] || return 0
+    log "UVEs while the vRouter runs (GET /analytics/uves/<type>/<name>?flat):"
+    python3 - "$COLLECTOR_HTTP" <<'PY' || log "(querying the collector failed)"
+import json, sys, urllib.request
+base = "http://" + sys.argv[1]
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=10) as r:
+        return json.load(r)
+for t in ("virtual-machine-interface", "vrouter"):
+    for u in get(f"/analytics/uves/{t}s"):
+        name = u["name"]
+        print(f"{t}/{name}: " + json.dumps(get(f"/analytics/uves/{t}/{name}?flat")))
+PY
+}
+if [ -n "$cpid" ]; then
+    log "query it while the demo runs: curl -s http://$COLLECTOR_HTTP/analytics/uves (README: Analytics collector)"
+fi
+
 if [ -n "$DEMO_SECONDS" ]; then
     log "target/release/vrouter --config $CONFIG (stops after ${DEMO_SECONDS}s)"
 else
@@ -79,6 +132,7 @@ stop_sent=""
 while kill -0 "$pid" 2>/dev/null; do
     now=$(date +%s)
     if [ -n "$DEMO_SECONDS" ] && [ -z "$stop_sent" ] && [ $((now - start)) -ge "$DEMO_SECONDS" ]; then
+        show_uves
         log "${DEMO_SECONDS}s elapsed: sending SIGINT"
         stop
         stop_sent=$now
@@ -112,9 +166,39 @@ run_tool vif --list
 run_tool dropstats
 run_tool mirror --dump
 
+if [ -n "$cpid" ]; then
+    echo
+    log "the collector's flow records and UVEs (POST /analytics/query, GET /analytics/uves/...):"
+    python3 - "$COLLECTOR_HTTP" <<'PY' || log "(querying the collector failed)"
+import json, sys, urllib.request
+base = "http://" + sys.argv[1]
+def call(path, body=None):
+    req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+q = {"table": "FlowRecordTable", "start_time": "now-1h", "end_time": "now",
+     "select_fields": ["vrouter", "sourceip", "sport", "destip", "dport", "protocol", "action",
+                       "agg-bytes", "agg-packets", "agg-mir-bytes", "agg-mir-packets", "analyzer_name"],
+     "sort_fields": ["agg-bytes"], "sort": 2, "limit": 20}
+rows = call("/analytics/query", q)["value"]
+print(f"FlowRecordTable: {len(rows)} flow records (top 20 by bytes)")
+for r in rows:
+    print("  " + " ".join(f"{k}={'-' if r[k] is None else r[k]}" for k in q["select_fields"]))
+for t in ("virtual-machine-interfaces", "vrouters"):
+    print(f"{t}: {[u['name'] for u in call('/analytics/uves/' + t)]}")
+print("(UVEs live as long as the vRouter's session: query them while the demo runs)")
+stats = call("/analytics/collector/stats")
+print("collector: " + ", ".join(f"{k}={stats[k]}" for k in
+      ("sessions_established", "frames_received", "flow_records_stored", "uve_updates_stored", "malformed_frames")))
+PY
+    stop_collector
+fi
+
 echo
 if ! command -v tshark >/dev/null 2>&1; then
     log "output pcaps: $RUN_DIR/*-out.pcap (install tshark to print them)"
+    stop_collector
     exit "$rc"
 fi
 log "packets the vRouter sent (tshark -r FILE):"

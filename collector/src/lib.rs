@@ -1,16 +1,28 @@
-//! The analytics collector: receives Sandesh from vRouters, stores flow records and UVEs, and
-//! answers the analytics REST API.
+//! The analytics collector: receives Sandesh from vRouters, stores flow records and UVEs in an
+//! embedded SQLite database, and answers the analytics REST API.
 //!
-//! What this crate holds now: the time arithmetic of `POST /analytics/query` ([`time`]):
-//! parsing `start_time`/`end_time` expressions (`now`, `now-10m`, `now+30s`, absolute
-//! microseconds) and clamping a requested window to the data the collector holds and to the
-//! present. A later issue adds the collector proper on top of it: the Sandesh session server,
-//! flow-record and UVE storage, and the REST endpoints that use these windows.
+//! * [`time`]: `start_time`/`end_time` expressions and query windows.
+//! * [`model`]: what is ingested (generator identity, flow samples, UVE updates).
+//! * [`store`]: the SQLite storage (WAL), its single writer and pooled readers.
+//! * [`ingest`]: the bounded channel between Sandesh sessions and the writer thread.
+//! * [`query`]: the `POST /analytics/query` engine (FlowRecordTable, FlowSeriesTable).
+//! * [`uve`]: UVE JSON, raw and `?flat`.
+//! * [`config`]: the collector's TOML configuration.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod model;
+pub mod query;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod store;
 pub mod time;
+pub mod uve;
 
 pub use time::{
     clamp_query_window, parse_time, resolve_query_window, Sign, TimeError, TimeExpr, TimeUnit,

@@ -1,0 +1,71 @@
+//! Counters of the collector, shown by `GET /analytics/collector/stats`.
+
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! stats {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Collector counters (monotonic, except `sessions_active`).
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+        }
+        impl Stats {
+            /// All counters as a JSON object.
+            pub fn to_json(&self) -> Value {
+                let mut m = serde_json::Map::new();
+                $(m.insert(stringify!($name).into(), json!(self.$name.load(Relaxed)));)*
+                Value::Object(m)
+            }
+        }
+    };
+}
+
+stats! {
+    /// TCP connections accepted on the Sandesh port.
+    sessions_accepted,
+    /// Sessions that completed the handshake.
+    sessions_established,
+    /// Sessions open now.
+    sessions_active,
+    /// Established sessions closed because the same generator connected again.
+    sessions_replaced,
+    /// Handshakes refused (empty node type or instance id, malformed control message).
+    handshake_refused,
+    /// Sessions closed because their first message was not the control handshake.
+    handshake_missing,
+    /// Sessions closed because no handshake arrived in time.
+    handshake_timeouts,
+    /// Sessions closed because a frame was malformed (framing or strict decoding).
+    malformed_frames,
+    /// Frames received (well-formed).
+    frames_received,
+    /// Messages of a type the collector does not store (counted, ignored).
+    messages_ignored,
+    /// Flow samples received.
+    flow_records_received,
+    /// Flow samples committed to the database.
+    flow_records_stored,
+    /// Flow samples lost to storage errors.
+    flow_records_lost,
+    /// UVE updates received.
+    uve_updates_received,
+    /// UVE updates committed.
+    uve_updates_stored,
+    /// UVE rows removed because their generator went away.
+    uve_rows_removed,
+    /// Flow records removed by retention.
+    flow_records_purged,
+    /// Flow series rows removed by retention.
+    flow_series_purged,
+    /// Times a session waited because the writer queue was full.
+    ingest_backpressure,
+    /// Transactions committed by the writer.
+    writer_batches,
+    /// Storage errors.
+    store_errors,
+    /// Queries answered.
+    queries,
+    /// Queries refused (bad request, unknown table, too large).
+    queries_failed,
+}

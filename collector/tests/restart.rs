@@ -1,0 +1,197 @@
+//! The `collector` binary as a real process: flow records survive a restart (after SIGKILL
+//! and after SIGTERM), UVEs of generators that are gone do not, and a generator that
+//! reconnects resynchronises its UVEs.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc {
+    child: Child,
+    sandesh: SocketAddr,
+    http: SocketAddr,
+}
+
+fn spawn(dir: &Path) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
+        .args([
+            "--json",
+            "--sandesh-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--hostname",
+            "c1",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("startup line {line:?}: {e}"));
+    Proc {
+        child,
+        sandesh: v["sandesh_listen"].as_str().unwrap().parse().unwrap(),
+        http: v["http_listen"].as_str().unwrap().parse().unwrap(),
+    }
+}
+
+fn flow_query() -> Value {
+    json!({"table": "FlowRecordTable", "start_time": "now-10m", "end_time": "now",
+           "select_fields": ["UuidKey", "agg-bytes", "agg-packets", "agg-mir-bytes", "analyzer_name"],
+           "sort_fields": ["UuidKey"]})
+}
+
+fn wait_rows(http: SocketAddr, q: &Value, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = rows(http, q);
+        if r.len() >= n {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "only {} rows", r.len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn uve(http: SocketAddr, name: &str) -> Value {
+    let (code, v) = http_get(
+        http,
+        &format!("/analytics/uves/virtual-machine-interface/{name}?flat"),
+    );
+    assert_eq!(code, 200);
+    v
+}
+
+#[test]
+fn records_survive_restart_uves_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn(dir.path());
+    let mut g = Generator::connect(p.sandesh, "host1");
+    let mut recs = Vec::new();
+    for k in 0..40u16 {
+        let mut f = flow(
+            &format!("00000000-0000-0000-0000-{k:012}"),
+            20000 + k,
+            1000 + i64::from(k),
+            10,
+            1000,
+            10,
+        );
+        f.analyzer_name = Some("an1".into());
+        f.mirror_bytes = Some(2000 + i64::from(k));
+        recs.push(f);
+    }
+    for chunk in recs.chunks(16) {
+        g.send_flows(chunk.to_vec());
+    }
+    g.send_vmi(vmi("vmi-1", 3, 3, 207), 0);
+    let before = wait_rows(p.http, &flow_query(), 40);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while uve(p.http, "vmi-1") == json!({}) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Crash: SIGKILL. Committed records must be there after the restart.
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    assert!(g.closed_by_peer());
+    let mut p = spawn(dir.path());
+    assert_eq!(rows(p.http, &flow_query()), before);
+    assert_eq!(
+        before[7],
+        json!({"UuidKey": "00000000-0000-0000-0000-000000000007", "agg-bytes": 1007,
+                                 "agg-packets": 10, "agg-mir-bytes": 2007, "analyzer_name": "an1"})
+    );
+    // The generator is not connected to this collector: no UVEs.
+    assert_eq!(uve(p.http, "vmi-1"), json!({}));
+    let (_, list) = http_get(p.http, "/analytics/uves/virtual-machine-interfaces");
+    assert_eq!(list, json!([]));
+
+    // It reconnects and resynchronises.
+    let mut g = Generator::connect(p.sandesh, "host1");
+    g.send_vmi(vmi("vmi-1", 5, 4, 300), sandesh::hints::SYNC);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while uve(p.http, "vmi-1") == json!({}) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        uve(p.http, "vmi-1")["VMIStats"]["raw_if_stats"]["mir_bytes"],
+        300
+    );
+    // More samples for an existing flow after the restart keep aggregating.
+    let mut f = recs[7].clone();
+    f.bytes = Some(5007);
+    f.packets = Some(50);
+    f.mirror_bytes = Some(6007);
+    g.send_flows(vec![f]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = rows(p.http, &flow_query());
+        if r[7]["agg-bytes"] == 5007 {
+            assert_eq!(r[7]["agg-mir-bytes"], 6007);
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Orderly stop: SIGTERM, exit status 0, and the data is still there afterwards.
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = p.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut p = spawn(dir.path());
+    let r = rows(p.http, &flow_query());
+    assert_eq!(r.len(), 40);
+    assert_eq!(r[7]["agg-bytes"], 5007);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+#[test]
+fn bad_config_and_flags_exit_nonzero_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[collector]\nflow_retention_s = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_collector"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("c.toml:2: collector.flow_retention_s: must be at least 1"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_collector"))
+        .args(["--sandesh-listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("collector.sandesh_listen"));
+    let out = Command::new(env!("CARGO_BIN_EXE_collector"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--data-dir"));
+}
