@@ -20,6 +20,7 @@ pub mod stats;
 pub mod fib;
 pub mod mirror;
 pub mod pipeline;
+pub mod shm_file;
 pub mod spsc;
 pub mod trace;
 

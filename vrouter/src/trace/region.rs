@@ -17,9 +17,8 @@
 //!   reads `seq` (Acquire), the words, fence(Acquire), `seq` again: the record is valid only
 //!   if both reads give `position + 1` (an overwritten or half-written slot is skipped).
 
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs;
 use std::mem::{offset_of, size_of};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -197,24 +196,9 @@ impl TraceRegion {
             return Err(TraceRegionError::InvalidArgument(format!("ring_slots {ring_slots} is not a power of two >= 64")));
         }
         let layout = Layout::new(n_rings, ring_slots);
-        fs::create_dir_all(run_dir).map_err(io_err("creating run directory", run_dir))?;
         let path = run_dir.join(TRACE_FILE_NAME);
         let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let tmp = run_dir.join(format!(".{TRACE_FILE_NAME}.{}.tmp", std::process::id()));
-        let build = || -> Result<MmapMut, TraceRegionError> {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)
-                .map_err(io_err("creating", &tmp))?;
-            file.set_permissions(Permissions::from_mode(0o644)).map_err(io_err("setting mode 0644 on", &tmp))?;
-            file.set_len(layout.file_size as u64).map_err(io_err("sizing", &tmp))?;
-            // SAFETY: a file private to this process (temporary name), sized; nothing
-            // truncates it while mapped; all access goes through View (atomics).
-            let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io_err("mapping", &tmp))?;
+        let (map, path) = crate::shm_file::create_region_file(run_dir, TRACE_FILE_NAME, layout.file_size, |map| {
             let base = map.as_mut_ptr();
             let header = Header {
                 magic: AtomicU64::new(0),
@@ -239,19 +223,8 @@ impl TraceRegion {
             fence(Ordering::Release);
             // SAFETY: just written above.
             unsafe { &*(base as *const Header) }.magic.store(TRACE_MAGIC, Ordering::Release);
-            Ok(map)
-        };
-        let map = match build() {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        fs::rename(&tmp, &path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            TraceRegionError::Io { context: "renaming trace region into place at", path: path.clone(), source: e }
-        })?;
+        })
+        .map_err(|e| TraceRegionError::Io { context: e.context, path: e.path, source: e.source })?;
         let taken = (0..n_rings).map(|_| AtomicBool::new(false)).collect();
         Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }), path })
     }
