@@ -63,8 +63,7 @@ impl FlowKey {
     /// written byte-wise on the stack stalls on store forwarding).
     #[inline]
     pub fn v4_hashed(vrf_or_nh: u32, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> (FlowKey, u32) {
-        let h = flow_hash_v4(u32::from(src), u32::from(dst), proto, sport, dport)
-            ^ vrf_or_nh.wrapping_mul(0x9e37_79b1).rotate_left(16);
+        let h = flow_hash_v4(u32::from(src), u32::from(dst), proto, sport, dport) ^ FlowKey::nh_salt(vrf_or_nh);
         (FlowKey::v4(vrf_or_nh, proto, src, dst, sport, dport), h)
     }
 
@@ -104,7 +103,15 @@ impl FlowKey {
         } else {
             flow_hash_v4(self.src_v4(), self.dst_v4(), self.proto, self.sport, self.dport)
         };
-        h ^ self.nh.wrapping_mul(0x9e37_79b1).rotate_left(16)
+        h ^ FlowKey::nh_salt(self.nh)
+    }
+
+    /// What [`FlowKey::hash`] mixes the VRF (or key nexthop) in with: `key.hash() ^
+    /// nh_salt(vrf)` is the plain 5-tuple hash ([`flow_hash_v4`] / [`flow_hash_v6`] of the
+    /// key's fields), which the data plane reuses for ECMP and the tunnel source port.
+    #[inline(always)]
+    pub fn nh_salt(vrf_or_nh: u32) -> u32 {
+        vrf_or_nh.wrapping_mul(0x9e37_79b1).rotate_left(16)
     }
 
     #[inline]
@@ -276,6 +283,20 @@ mod tests {
             let (k, h) = FlowKey::v4_hashed(vrf, proto, src, dst, sport, dport);
             assert_eq!(k, FlowKey::v4(vrf, proto, src, dst, sport, dport));
             assert_eq!(h, k.hash());
+        }
+    }
+
+    #[test]
+    fn unsalting_the_key_hash_gives_the_five_tuple_hash() {
+        let (s, d) = (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 9, 8, 7));
+        for vrf in [0u32, 1, 7, 4095, u32::MAX] {
+            let k = FlowKey::v4(vrf, 6, s, d, 40000, 443);
+            assert_eq!(k.hash() ^ FlowKey::nh_salt(vrf), flow_hash_v4(u32::from(s), u32::from(d), 6, 40000, 443));
+            let (_, h) = FlowKey::v4_hashed(vrf, 17, s, d, 1, 2);
+            assert_eq!(h ^ FlowKey::nh_salt(vrf), flow_hash_v4(u32::from(s), u32::from(d), 17, 1, 2));
+            let (a, b) = (Ipv6Addr::LOCALHOST, "fd00::1".parse::<Ipv6Addr>().unwrap());
+            let k6 = FlowKey::v6(vrf, 17, a, b, 5, 6);
+            assert_eq!(k6.hash() ^ FlowKey::nh_salt(vrf), flow_hash_v6(&a.octets(), &b.octets(), 17, 5, 6));
         }
     }
 

@@ -61,7 +61,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wraps `buffer` and validates the header (see [`Packet::check_len`]).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -70,7 +70,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// `Truncated` if the buffer is shorter than 20 bytes, than the IHL or than the total
     /// length; `Malformed` if the version is not 4, IHL < 5 or total length < IHL * 4.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -230,7 +230,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The payload: `[header_len..total_len]` (Ethernet padding excluded).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         clamped(
             self.buffer.as_ref(),

@@ -174,14 +174,23 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
             Err(e) => return Drop(e.drop_reason()),
         };
         let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
+        let mut hash = None;
         if let Some(fs) = flows {
             let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
+            // An unfragmented TCP/UDP packet's flow key has the 5-tuple hash_v4 hashes, so its
+            // (already computed) key hash gives the ECMP / tunnel source port hash.
+            let proto = ip.protocol();
+            if (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && !ip.is_fragment() {
+                hash = Some(p.hash ^ flow_table::FlowKey::nh_salt(vrf));
+                debug_assert_eq!(hash, Some(hash_v4(&ip)));
+            }
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let Err(v) = fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload(), frame) {
+            if let Err(v) = fs.apply(p, u32::from(ip.total_len()), proto, ip.payload(), frame) {
                 return v;
             }
         }
-        (nh, hash_v4(&ip), ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
+        let hash = hash.unwrap_or_else(|| hash_v4(&ip));
+        (nh, hash, ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
     };
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
