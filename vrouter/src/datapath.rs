@@ -552,14 +552,14 @@ impl LcoreLoop {
         if traced {
             #[cfg(feature = "trace")]
             {
-                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &mut pre, now, tsc);
+                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, now, tsc);
             }
         } else {
             for (i, &raw) in pkts.iter().enumerate() {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let m = unsafe { Mbuf::from_raw(raw) };
                 rx_bytes += u64::from(m.pkt_len());
-                self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, None);
+                self.forward(fib, vif, raw, now, tsc, pre[i].as_ref(), None, None);
             }
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
@@ -578,7 +578,7 @@ impl LcoreLoop {
         vif: &Vif,
         queue: u16,
         pkts: &[*mut rte_mbuf],
-        pre: &mut [Option<Prepared>; BURST],
+        pre: &[Option<Prepared>; BURST],
         now: u64,
         tsc: u64,
     ) -> u64 {
@@ -588,7 +588,7 @@ impl LcoreLoop {
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
             let ctx = self.trace.as_mut().and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
-            self.forward(fib, vif, raw, now, tsc, pre[i].take(), None, ctx);
+            self.forward(fib, vif, raw, now, tsc, pre[i].as_ref(), None, ctx);
         }
         rx_bytes
     }
@@ -605,7 +605,7 @@ impl LcoreLoop {
         raw: *mut rte_mbuf,
         now: u64,
         tsc: u64,
-        pre: Option<Prepared>,
+        pre: Option<&Prepared>,
         held: Option<u32>,
         #[allow(unused_mut)] mut tr: Option<TraceCtx>,
     ) {

@@ -35,7 +35,9 @@ pub struct FlowStage<'t> {
     pub may_create: bool,
     /// Key, hash and lookup result computed for the whole burst in the pre-pass (buckets
     /// prefetched, then one [`FlowTable::lookup_burst`] so the misses overlap).
-    pub pre: Option<Prepared>,
+    /// Borrowed from the burst's array, not copied: a 64-byte copy read back right after it
+    /// was written stalled on store forwarding (a tenth of the flow path at 1k flows).
+    pub pre: Option<&'t Prepared>,
     /// This lcore's held packets: a flow with packets held here keeps holding new packets
     /// until they are released, so release never reorders a flow.
     pub held: &'t HoldStore,
@@ -152,27 +154,28 @@ fn tcp_bits(proto: u8, l4: &[u8]) -> u16 {
 impl FlowStage<'_> {
     /// Looks the packet up (creating a HOLD flow on a miss), counts it and applies the flow
     /// action. `Ok(())` means forward.
-    #[inline]
-    pub(super) fn apply(
+    #[inline(always)]
+    fn apply(
         &mut self,
-        p: Prepared,
+        key: &FlowKey,
+        hash: u32,
+        found: Option<u32>,
         ip_len: u32,
         proto: u8,
         l4: &[u8],
         frame: MirrorFrame<'_>,
     ) -> Result<(), Verdict> {
-        let Prepared { key, hash, found } = p;
         // A burst hit is still valid: entries are only reused after this lcore's next
         // quiescent point. A burst miss is looked up again (an earlier packet of the burst,
         // or another lcore, may have created the flow since): by `lookup_or_hold` itself
         // when a flow may be created, which looks up before it inserts.
         let (idx, created) = match found {
             Some(i) => (i, false),
-            None if !self.may_create => match self.table.lookup(&key, hash) {
+            None if !self.may_create => match self.table.lookup(key, hash) {
                 Some(i) => (i, false),
                 None => return Err(Verdict::Drop(DropReason::FlowUnusable)),
             },
-            None => match self.table.lookup_or_hold(&key, hash, self.now) {
+            None => match self.table.lookup_or_hold(key, hash, self.now) {
                 Ok(Lookup::Hit(i)) => (i, false),
                 Ok(Lookup::Created(i)) => (i, true),
                 Err(_) => return Err(Verdict::Drop(DropReason::FlowTableFull)),
@@ -208,16 +211,26 @@ impl FlowStage<'_> {
         }
     }
 
-    /// The pre-computed key if it belongs to this packet's VRF, else a fresh one.
-    #[inline]
-    pub(super) fn key(&mut self, vrf: u32, make: impl FnOnce() -> FlowKey) -> Prepared {
+    /// Runs [`FlowStage::apply`] with the pre-computed key when it belongs to this packet's
+    /// VRF, else with a fresh one from `make`. Returns the key's hash (the data plane reuses
+    /// it) with the verdict.
+    #[inline(always)]
+    pub(super) fn run(
+        &mut self,
+        vrf: u32,
+        make: impl FnOnce() -> FlowKey,
+        ip_len: u32,
+        proto: u8,
+        l4: &[u8],
+        frame: MirrorFrame<'_>,
+    ) -> (u32, Result<(), Verdict>) {
         match self.pre.take() {
-            Some(p) if p.key.vrf() == vrf => p,
+            Some(p) if p.key.vrf() == vrf => (p.hash, self.apply(&p.key, p.hash, p.found, ip_len, proto, l4, frame)),
             _ => {
                 let key = make();
                 let hash = key.hash();
                 let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, &key, hash));
-                Prepared { key, hash, found }
+                (hash, self.apply(&key, hash, found, ip_len, proto, l4, frame))
             }
         }
     }

@@ -176,17 +176,17 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
         let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
         let mut hash = None;
         if let Some(fs) = flows {
-            let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
+            let proto = ip.protocol();
+            let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
+            let (key_hash, res) = fs.run(vrf, || flow::key_v4(vrf, &ip), u32::from(ip.total_len()), proto, ip.payload(), frame);
+            if let Err(v) = res {
+                return v;
+            }
             // An unfragmented TCP/UDP packet's flow key has the 5-tuple hash_v4 hashes, so its
             // (already computed) key hash gives the ECMP / tunnel source port hash.
-            let proto = ip.protocol();
             if (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && !ip.is_fragment() {
-                hash = Some(p.hash ^ flow_table::FlowKey::nh_salt(vrf));
+                hash = Some(key_hash ^ flow_table::FlowKey::nh_salt(vrf));
                 debug_assert_eq!(hash, Some(hash_v4(&ip)));
-            }
-            let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let Err(v) = fs.apply(p, u32::from(ip.total_len()), proto, ip.payload(), frame) {
-                return v;
             }
         }
         let hash = hash.unwrap_or_else(|| hash_v4(&ip));
@@ -225,10 +225,9 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
             return Drop(DropReason::NoL3Route);
         };
         if let Some(fs) = flows {
-            let p = fs.key(vrf, || flow::key_v6(vrf, &ip));
             let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let Err(v) = fs.apply(p, len, ip.next_header(), ip.payload(), frame) {
+            if let (_, Err(v)) = fs.run(vrf, || flow::key_v6(vrf, &ip), len, ip.next_header(), ip.payload(), frame) {
                 return v;
             }
         }
@@ -498,14 +497,12 @@ fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>) -> Result<()
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            let p = fs.key(vrf, || flow::key_v4(vrf, &ip));
-            fs.apply(p, u32::from(ip.total_len()), ip.protocol(), ip.payload(), frame)
+            fs.run(vrf, || flow::key_v4(vrf, &ip), u32::from(ip.total_len()), ip.protocol(), ip.payload(), frame).1
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            let p = fs.key(vrf, || flow::key_v6(vrf, &ip));
             let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
-            fs.apply(p, len, ip.next_header(), ip.payload(), frame)
+            fs.run(vrf, || flow::key_v6(vrf, &ip), len, ip.next_header(), ip.payload(), frame).1
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }
