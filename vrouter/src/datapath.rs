@@ -501,30 +501,10 @@ impl LcoreLoop {
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap.
-        let mut pre: [Option<Prepared>; BURST] = [None; BURST];
+        let mut pre = BurstKeys::new();
         if let Some(f) = &self.flow {
             if vif.kind == crate::config::VifType::Virtual {
-                let filler = FlowKey::v4(0, 0, std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0);
-                let mut keys = [filler; BURST];
-                let mut hashes = [0u32; BURST];
-                let mut pos = [0usize; BURST];
-                let mut m = 0;
-                for (i, &raw) in pkts.iter().enumerate() {
-                    // SAFETY: rx_burst handed us these mbufs.
-                    let mb = unsafe { Mbuf::from_raw(raw) };
-                    if let Some((k, h)) = prepass_key(vif.vrf, mb.data()) {
-                        f.table.prefetch(h);
-                        keys[m] = k;
-                        hashes[m] = h;
-                        pos[m] = i;
-                        m += 1;
-                    }
-                }
-                let mut found = [None; BURST];
-                f.table.lookup_burst(&keys[..m], &hashes[..m], &mut found[..m]);
-                for j in 0..m {
-                    pre[pos[j]] = Some(Prepared { key: keys[j], hash: hashes[j], found: found[j] });
-                }
+                pre.prepare(&f.table, vif.vrf, pkts);
             }
         }
         // Interface RX mirroring: the frames as received, before any processing (one
@@ -559,7 +539,7 @@ impl LcoreLoop {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let m = unsafe { Mbuf::from_raw(raw) };
                 rx_bytes += u64::from(m.pkt_len());
-                self.forward(fib, vif, raw, now, tsc, pre[i].as_ref(), None, None);
+                self.forward(fib, vif, raw, now, tsc, pre.get(i), None, None);
             }
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
@@ -578,7 +558,7 @@ impl LcoreLoop {
         vif: &Vif,
         queue: u16,
         pkts: &[*mut rte_mbuf],
-        pre: &[Option<Prepared>; BURST],
+        pre: &BurstKeys,
         now: u64,
         tsc: u64,
     ) -> u64 {
@@ -588,7 +568,7 @@ impl LcoreLoop {
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
             let ctx = self.trace.as_mut().and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
-            self.forward(fib, vif, raw, now, tsc, pre[i].as_ref(), None, ctx);
+            self.forward(fib, vif, raw, now, tsc, pre.get(i), None, ctx);
         }
         rx_bytes
     }
@@ -605,7 +585,7 @@ impl LcoreLoop {
         raw: *mut rte_mbuf,
         now: u64,
         tsc: u64,
-        pre: Option<&Prepared>,
+        pre: Option<Prepared<'_>>,
         held: Option<u32>,
         #[allow(unused_mut)] mut tr: Option<TraceCtx>,
     ) {
@@ -804,6 +784,48 @@ impl LcoreLoop {
         if let Some(mi) = &mut self.mirror {
             mi.flush_all(&self.stats);
         }
+    }
+}
+
+/// The burst pre-pass: key and hash of every IP packet with its bucket prefetched, then one
+/// burst lookup, so the table's cache misses of the whole burst overlap. The flow stage
+/// borrows each packet's key from here.
+struct BurstKeys {
+    keys: [FlowKey; BURST],
+    hashes: [u32; BURST],
+    found: [Option<u32>; BURST],
+    /// Packet `i`'s entry in the arrays above (`u8::MAX`: none, not IP or not prepared).
+    slot: [u8; BURST],
+}
+
+impl BurstKeys {
+    #[inline(always)]
+    fn new() -> BurstKeys {
+        let filler = FlowKey::v4(0, 0, std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0);
+        BurstKeys { keys: [filler; BURST], hashes: [0; BURST], found: [None; BURST], slot: [u8::MAX; BURST] }
+    }
+
+    #[inline(always)]
+    fn prepare(&mut self, table: &flow_table::FlowTable, vrf: u32, pkts: &[*mut rte_mbuf]) {
+        let mut m = 0;
+        for (i, &raw) in pkts.iter().enumerate().take(BURST) {
+            // SAFETY: rx_burst handed us these mbufs.
+            let mb = unsafe { Mbuf::from_raw(raw) };
+            if let Some((k, h)) = prepass_key(vrf, mb.data()) {
+                table.prefetch(h);
+                self.keys[m] = k;
+                self.hashes[m] = h;
+                self.slot[i] = m as u8;
+                m += 1;
+            }
+        }
+        table.lookup_burst(&self.keys[..m], &self.hashes[..m], &mut self.found[..m]);
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<Prepared<'_>> {
+        let j = usize::from(*self.slot.get(i)?);
+        (j < BURST).then(|| Prepared { key: &self.keys[j], hash: self.hashes[j], found: self.found[j] })
     }
 }
 

@@ -35,9 +35,9 @@ pub struct FlowStage<'t> {
     pub may_create: bool,
     /// Key, hash and lookup result computed for the whole burst in the pre-pass (buckets
     /// prefetched, then one [`FlowTable::lookup_burst`] so the misses overlap).
-    /// Borrowed from the burst's array, not copied: a 64-byte copy read back right after it
-    /// was written stalled on store forwarding (a tenth of the flow path at 1k flows).
-    pub pre: Option<&'t Prepared>,
+    /// The key is borrowed from the burst's array, not copied: a 64-byte copy read back right
+    /// after it was written stalled on store forwarding (a tenth of the flow path at 1k flows).
+    pub pre: Option<Prepared<'t>>,
     /// This lcore's held packets: a flow with packets held here keeps holding new packets
     /// until they are released, so release never reorders a flow.
     pub held: &'t HoldStore,
@@ -70,10 +70,11 @@ pub trait FlowMirror {
 /// Per analyzer of a flow copy: `Ok(bytes)` queued, `Err(reason)` failed, `None` no analyzer.
 pub type CopyResults = [Option<Result<u32, DropReason>>; 2];
 
-/// A packet's flow key, hash and burst-lookup result (`None`: not found at lookup time).
+/// A packet's flow key (in the burst's key array), hash and burst-lookup result (`None`:
+/// not found at lookup time).
 #[derive(Debug, Clone, Copy)]
-pub struct Prepared {
-    pub key: FlowKey,
+pub struct Prepared<'a> {
+    pub key: &'a FlowKey,
     pub hash: u32,
     pub found: Option<u32>,
 }
@@ -225,7 +226,7 @@ impl FlowStage<'_> {
         frame: MirrorFrame<'_>,
     ) -> (u32, Result<(), Verdict>) {
         match self.pre.take() {
-            Some(p) if p.key.vrf() == vrf => (p.hash, self.apply(&p.key, p.hash, p.found, ip_len, proto, l4, frame)),
+            Some(p) if p.key.vrf() == vrf => (p.hash, self.apply(p.key, p.hash, p.found, ip_len, proto, l4, frame)),
             _ => {
                 let key = make();
                 let hash = key.hash();
