@@ -71,7 +71,7 @@ enum Ingress {
 
 /// Forwards one packet received on `vif`. `flows` is the flow stage (None: stateless
 /// forwarding, as when no flow table is configured).
-#[inline]
+#[inline(always)]
 pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
     // Flows track traffic entering or leaving VMs: routed from a VM vif, or decapsulated
     // from the fabric into a VM's VRF. The underlay's own traffic is stateless.
