@@ -100,7 +100,7 @@ pub use frame::{
 };
 pub use messages::{
     decode_message, encode_message, encode_message_frame, Decoded, FlowLogData, FlowLogDataObject,
-    GeneratorId, Message, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader,
+    GeneratorId, Message, PacketTraceData, PacketTraceStep, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader,
     SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats,
     VrouterStatsAgent, CTRL_LEVEL,
 };
