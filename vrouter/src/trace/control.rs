@@ -257,6 +257,12 @@ impl TraceControl {
         })
     }
 
+    /// The project of request `uuid`: `Some(None)` for an operator's request, `None` when no
+    /// such request exists (any more).
+    pub fn project_of(&self, uuid: &[u8; 16]) -> Option<Option<String>> {
+        self.lock().iter().find(|(r, _)| parse_uuid(&r.id).as_ref() == Some(uuid)).map(|(r, _)| r.project.clone())
+    }
+
     /// Every request with its state.
     pub fn list(&self) -> Vec<Value> {
         self.list_for(Caller::Operator)
