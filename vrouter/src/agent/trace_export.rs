@@ -130,14 +130,12 @@ impl TraceExporter {
         TraceCounters { messages_pending: self.pending.len() as u64, ..self.counters }
     }
 
-    /// Opens the region when not open yet, or when a new one replaced it (a new generation:
-    /// its positions start from 0 again).
+    /// Opens the region when not open yet. The exporter runs in the vRouter that created
+    /// the region, which never replaces it while running: the mapping stays valid, and a
+    /// restarted vRouter (a new region generation) has a new exporter.
     fn open(&mut self) -> bool {
-        if let Some((_, info)) = &self.reader {
-            match TraceReader::open_run_dir(&self.run_dir) {
-                Ok(r) if r.info().generation != info.generation => {}
-                _ => return true,
-            }
+        if self.reader.is_some() {
+            return true;
         }
         match TraceReader::open_run_dir(&self.run_dir) {
             Ok(r) => {
