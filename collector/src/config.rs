@@ -348,18 +348,44 @@ mod tests {
         let c = CollectorConfig::from_toml(ok, "c.toml").unwrap();
         assert_eq!(c.admin_token.as_deref(), Some("admin-secret"));
         assert_eq!(c.tenants.len(), 2);
-        assert_eq!((c.tenants[1].name.as_str(), c.tenants[1].token.as_str()), ("blue", "blue-secret"));
-        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "red-secret"), "c.toml").unwrap_err();
-        assert_eq!(e.to_string(), "c.toml:8: tenant[1].token: is also the token of tenant[0]");
-        let e = CollectorConfig::from_toml(&ok.replace("\"blue\"", "\"red\""), "c.toml").unwrap_err();
-        assert_eq!(e.to_string(), "c.toml:8: tenant[1].name: `red` is also tenant[0]");
-        let e = CollectorConfig::from_toml(&ok.replace("red-secret", "short"), "c.toml").unwrap_err();
-        assert_eq!(e.to_string(), "c.toml:4: tenant[0].token: must be at least 8 characters without spaces");
+        assert_eq!(
+            (c.tenants[1].name.as_str(), c.tenants[1].token.as_str()),
+            ("blue", "blue-secret")
+        );
+        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "red-secret"), "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:8: tenant[1].token: is also the token of tenant[0]"
+        );
+        let e =
+            CollectorConfig::from_toml(&ok.replace("\"blue\"", "\"red\""), "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:8: tenant[1].name: `red` is also tenant[0]"
+        );
+        let e =
+            CollectorConfig::from_toml(&ok.replace("red-secret", "short"), "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:4: tenant[0].token: must be at least 8 characters without spaces"
+        );
         let e = CollectorConfig::from_toml(&ok.replace("admin-secret", "x"), "c.toml").unwrap_err();
-        assert_eq!(e.to_string(), "c.toml:2: collector.admin_token: must be at least 8 characters without spaces");
-        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "admin-secret"), "c.toml").unwrap_err();
-        assert_eq!(e.to_string(), "c.toml:8: tenant[1].token: is also the admin_token");
-        let e = CollectorConfig::from_toml("[[tenant]]\nname = \"red\"\ntoken = \"red-secret\"\nvns = []\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:2: collector.admin_token: must be at least 8 characters without spaces"
+        );
+        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "admin-secret"), "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:8: tenant[1].token: is also the admin_token"
+        );
+        let e = CollectorConfig::from_toml(
+            "[[tenant]]\nname = \"red\"\ntoken = \"red-secret\"\nvns = []\n",
+            "c.toml",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("c.toml:"), "{e}");
         assert!(e.to_string().contains("unknown field `vns`"), "{e}");
     }

@@ -277,7 +277,9 @@ fn bad_request(field: &str, message: impl std::fmt::Display) -> ApiError {
 
 /// The caller of a trace request, or the 401 reply.
 fn trace_caller(st: &ApiState, headers: &HeaderMap) -> Result<crate::trace::Caller, Response> {
-    let auth = headers.get(header::AUTHORIZATION).map(|h| h.to_str().unwrap_or(""));
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or(""));
     st.trace_access.caller(auth).map_err(|e| {
         st.stats.trace_auth_refused.fetch_add(1, Relaxed);
         (
@@ -364,7 +366,13 @@ async fn trace_list(
     let (start, end, request) = trace_params(q.as_deref(), now_us())?;
     let v = blocking(move || {
         let reader = st.store.reader()?;
-        let rows = reader.trace_rows(start, end, request.as_deref(), caller.project(), st.query_max_rows)?;
+        let rows = reader.trace_rows(
+            start,
+            end,
+            request.as_deref(),
+            caller.project(),
+            st.query_max_rows,
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut steps = reader.trace_steps(row.trace_id)?;
@@ -390,7 +398,12 @@ async fn trace_get(
         .ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
     let v = blocking(move || {
         let reader = st.store.reader()?;
-        let not_found = || ApiError(StatusCode::NOT_FOUND, format!("id: no trace {}", crate::trace::format_id(n)));
+        let not_found = || {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("id: no trace {}", crate::trace::format_id(n)),
+            )
+        };
         // Another project's trace is answered exactly like an unknown one.
         let row = match reader.trace_row(n)? {
             Some(r) if caller.may_read(r.project.as_deref()) => r,
@@ -412,13 +425,24 @@ mod tests {
     fn trace_params_name_the_field() {
         let now = 1_700_000_000_000_000;
         assert_eq!(trace_params(None, now).unwrap(), (i64::MIN, i64::MAX, None));
-        let (s, e, r) = trace_params(Some("start_time=now-10m&end_time=now&request=AB%2Dcd"), now).unwrap();
-        assert_eq!((s, e, r.as_deref()), ((now - 600_000_000) as i64, now as i64, Some("ab-cd")));
+        let (s, e, r) =
+            trace_params(Some("start_time=now-10m&end_time=now&request=AB%2Dcd"), now).unwrap();
+        assert_eq!(
+            (s, e, r.as_deref()),
+            ((now - 600_000_000) as i64, now as i64, Some("ab-cd"))
+        );
         let err = |q: &str| trace_params(Some(q), now).unwrap_err().1;
-        assert!(err("start_time=yesterday").starts_with("start_time: "), "{}", err("start_time=yesterday"));
+        assert!(
+            err("start_time=yesterday").starts_with("start_time: "),
+            "{}",
+            err("start_time=yesterday")
+        );
         assert!(err("end_time=now-1q").starts_with("end_time: "));
         assert!(err("limit=5").starts_with("limit: unknown parameter"));
-        assert_eq!(err("start_time=now&end_time=now-1h"), "start_time: is after end_time");
+        assert_eq!(
+            err("start_time=now&end_time=now-1h"),
+            "start_time: is after end_time"
+        );
         assert_eq!(err("request="), "request: must be a trace request UUID");
         assert_eq!(err("request=%zz"), "request: bad percent-encoding");
     }

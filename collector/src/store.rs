@@ -958,7 +958,10 @@ impl Tx<'_> {
                     s.src_ip.map(|a| a.to_string()),
                     s.dst_ip.map(|a| a.to_string()),
                 ])
-                .map_err(|e| StoreError::Sqlite { path: self.path.as_ref().clone(), source: e })?;
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.as_ref().clone(),
+                    source: e,
+                })?;
         }
         Ok(n)
     }
@@ -1040,34 +1043,102 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut w) = Store::open(dir.path()).unwrap();
         // The continuing host's steps arrive first: no request, no project.
-        let b = msg("b", 0xfeed, None, vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")]);
-        let a = msg("a", 0xfeed, Some("red"), vec![step(1, 1000, 0, 0, "ingress"), step(1, 1001, 1, 0, "policy")]);
-        let n = w.transaction(|t| Ok(t.add_trace_steps(&b)? + t.add_trace_steps(&a)?)).unwrap();
+        let b = msg(
+            "b",
+            0xfeed,
+            None,
+            vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")],
+        );
+        let a = msg(
+            "a",
+            0xfeed,
+            Some("red"),
+            vec![
+                step(1, 1000, 0, 0, "ingress"),
+                step(1, 1001, 1, 0, "policy"),
+            ],
+        );
+        let n = w
+            .transaction(|t| Ok(t.add_trace_steps(&b)? + t.add_trace_steps(&a)?))
+            .unwrap();
         assert_eq!(n, 4);
         // Re-sent after a reconnect: nothing new.
         assert_eq!(w.transaction(|t| t.add_trace_steps(&a)).unwrap(), 0);
-        w.transaction(|t| t.add_trace_steps(&msg("a", 0x1, None, vec![step(1, 5000, 0, 2, "drop")]))).unwrap();
+        w.transaction(|t| {
+            t.add_trace_steps(&msg("a", 0x1, None, vec![step(1, 5000, 0, 2, "drop")]))
+        })
+        .unwrap();
         let r = store.reader().unwrap();
         let row = r.trace_row(0xfeed).unwrap().unwrap();
-        assert_eq!(row.request.as_deref(), Some("aaaaaaaa-0000-4000-8000-000000000001"));
-        assert_eq!((row.project.as_deref(), row.first_us, row.last_us), (Some("red"), 500, 1001));
+        assert_eq!(
+            row.request.as_deref(),
+            Some("aaaaaaaa-0000-4000-8000-000000000001")
+        );
+        assert_eq!(
+            (row.project.as_deref(), row.first_us, row.last_us),
+            (Some("red"), 500, 1001)
+        );
         let steps = r.trace_steps(0xfeed).unwrap();
         assert_eq!(steps.len(), 4);
         let policy = steps.iter().find(|s| s.step == "policy").unwrap();
         assert!(policy.agent, "ring 1 is the agent's");
-        assert_eq!((policy.host.as_str(), policy.flow, policy.protocol, policy.dport), ("a", Some(7), Some(17), Some(53)));
+        assert_eq!(
+            (
+                policy.host.as_str(),
+                policy.flow,
+                policy.protocol,
+                policy.dport
+            ),
+            ("a", Some(7), Some(17), Some(53))
+        );
         assert_eq!(policy.src_ip.as_deref(), Some("192.168.1.3"));
         let egress = steps.iter().find(|s| s.step == "egress").unwrap();
         assert_eq!((egress.vif, egress.agent), (Some(2), false));
         // Windows, request and project filters.
-        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, None, 100).unwrap().len(), 2);
-        assert_eq!(r.trace_rows(1002, i64::MAX, None, None, 100).unwrap()[0].trace_id, 0x1);
-        assert_eq!(r.trace_rows(0, 600, None, None, 100).unwrap()[0].trace_id, 0xfeed);
-        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, Some("red"), 100).unwrap().len(), 1);
-        assert!(r.trace_rows(i64::MIN, i64::MAX, None, Some("blue"), 100).unwrap().is_empty());
-        let by_req = r.trace_rows(i64::MIN, i64::MAX, Some("aaaaaaaa-0000-4000-8000-000000000001"), None, 100).unwrap();
-        assert_eq!(by_req.iter().map(|t| t.trace_id).collect::<Vec<_>>(), [0xfeed]);
-        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, None, 1).unwrap().len(), 1, "limit");
+        assert_eq!(
+            r.trace_rows(i64::MIN, i64::MAX, None, None, 100)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            r.trace_rows(1002, i64::MAX, None, None, 100).unwrap()[0].trace_id,
+            0x1
+        );
+        assert_eq!(
+            r.trace_rows(0, 600, None, None, 100).unwrap()[0].trace_id,
+            0xfeed
+        );
+        assert_eq!(
+            r.trace_rows(i64::MIN, i64::MAX, None, Some("red"), 100)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(r
+            .trace_rows(i64::MIN, i64::MAX, None, Some("blue"), 100)
+            .unwrap()
+            .is_empty());
+        let by_req = r
+            .trace_rows(
+                i64::MIN,
+                i64::MAX,
+                Some("aaaaaaaa-0000-4000-8000-000000000001"),
+                None,
+                100,
+            )
+            .unwrap();
+        assert_eq!(
+            by_req.iter().map(|t| t.trace_id).collect::<Vec<_>>(),
+            [0xfeed]
+        );
+        assert_eq!(
+            r.trace_rows(i64::MIN, i64::MAX, None, None, 1)
+                .unwrap()
+                .len(),
+            1,
+            "limit"
+        );
         drop(r);
         // Retention removes whole traces by their last step.
         assert_eq!(w.transaction(|t| t.purge_traces_before(2000)).unwrap(), 1);
@@ -1089,9 +1160,15 @@ mod tests {
             .unwrap();
         }
         let (store, mut w) = Store::open(dir.path()).unwrap();
-        w.transaction(|t| t.add_trace_steps(&msg("a", 3, None, vec![step(1, 1, 0, 0, "ingress")]))).unwrap();
+        w.transaction(|t| t.add_trace_steps(&msg("a", 3, None, vec![step(1, 1, 0, 0, "ingress")])))
+            .unwrap();
         assert_eq!(store.reader().unwrap().trace_steps(3).unwrap().len(), 1);
-        let v: i64 = store.reader().unwrap().conn().query_row("SELECT v FROM meta", [], |r| r.get(0)).unwrap();
+        let v: i64 = store
+            .reader()
+            .unwrap()
+            .conn()
+            .query_row("SELECT v FROM meta", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         drop((store, w));
         let c = Connection::open(dir.path().join(DB_FILE)).unwrap();

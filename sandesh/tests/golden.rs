@@ -646,7 +646,12 @@ fn trace_step(ring: u16, seq: u64, step: &str, detail: &str) -> sandesh::PacketT
 
 #[test]
 fn packet_trace_message_is_byte_exact() {
-    let mut parse = trace_step(0, 7, "parse", "parsed IPv4 proto 17 ports 4001 -> 9000, vrf 1");
+    let mut parse = trace_step(
+        0,
+        7,
+        "parse",
+        "parsed IPv4 proto 17 ports 4001 -> 9000, vrf 1",
+    );
     parse.tsc = 987_654_321;
     parse.protocol = Some(17);
     parse.sport = Some(4001);
@@ -674,7 +679,10 @@ fn packet_trace_message_is_byte_exact() {
     assert_eq!(text.len(), frame_len(text));
     let body = std::str::from_utf8(body_of(&frame)).unwrap();
     let (head, rest) = body.split_once("</SandeshHeader>").unwrap();
-    assert!(head.contains(r#"<Type type="i32" identifier="8">7</Type>"#), "{head}");
+    assert!(
+        head.contains(r#"<Type type="i32" identifier="8">7</Type>"#),
+        "{head}"
+    );
     assert_eq!(rest, TRACE_BODY);
     let d = decode_message(body_of(&frame)).unwrap();
     assert_eq!((d.header, d.message), (h, Message::PacketTraceData(msg)));

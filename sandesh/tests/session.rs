@@ -738,10 +738,19 @@ fn trace_messages_survive_an_outage_and_a_full_buffer_hands_them_back() {
     for id in 1..=4 {
         assert!(s.send_trace(trace_msg(id, id as usize)).is_ok());
     }
-    let back = s.send_trace(trace_msg(5, 2)).expect_err("the buffer holds 4");
-    assert_eq!(back, trace_msg(5, 2), "the refused message comes back whole");
+    let back = s
+        .send_trace(trace_msg(5, 2))
+        .expect_err("the buffer holds 4");
+    assert_eq!(
+        back,
+        trace_msg(5, 2),
+        "the refused message comes back whole"
+    );
     let st = s.stats();
-    assert_eq!((st.traces_enqueued, st.traces_refused, st.traces_buffered), (4, 1, 4));
+    assert_eq!(
+        (st.traces_enqueued, st.traces_refused, st.traces_buffered),
+        (4, 1, 4)
+    );
     drop(s);
 
     let server = TestCollector::start(0, Behaviour::default());
@@ -762,11 +771,21 @@ fn trace_messages_survive_an_outage_and_a_full_buffer_hands_them_back() {
         }
         assert!(t.elapsed() < Duration::from_secs(10));
     }
-    server.wait_for("50 trace messages", Duration::from_secs(10), |sv| traces(sv).len() == 50);
+    server.wait_for("50 trace messages", Duration::from_secs(10), |sv| {
+        traces(sv).len() == 50
+    });
     let got = traces(&server);
     assert_eq!(got, (1..=50).map(|i| trace_msg(i, 3)).collect::<Vec<_>>());
     let st = s.stats();
-    assert_eq!((st.traces_sent, st.trace_steps_sent, st.traces_buffered, st.traces_dropped), (50, 150, 0, 0));
+    assert_eq!(
+        (
+            st.traces_sent,
+            st.trace_steps_sent,
+            st.traces_buffered,
+            st.traces_dropped
+        ),
+        (50, 150, 0, 0)
+    );
     assert_eq!(server.violations(), Vec::<String>::new());
     drop(s);
     server.stop();
