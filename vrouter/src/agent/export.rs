@@ -1,4 +1,6 @@
-//! Flow and UVE export to analytics collectors over Sandesh (`[export]`).
+//! Flow and UVE export to analytics collectors over Sandesh (`[export]`); with feature
+//! `trace`, the same thread and session also export packet-trace steps
+//! ([`super::trace_export`]).
 //!
 //! The exporter runs on its own thread. On a timer it scans the shared flow table in slices
 //! through the flow-table crate's snapshot API (the whole table within `scan_percent` of the

@@ -603,6 +603,10 @@ mod tests {
         let id = r["request"]["id"].as_str().unwrap().to_string();
         let op = ctl.command(&json!({"cmd": "trace_add"}));
         let op_id = op["request"]["id"].as_str().unwrap().to_string();
+        // What the trace exporter tags exported traces with.
+        assert_eq!(ctl.project_of(&parse_uuid(&id).unwrap()), Some(Some("red".to_string())));
+        assert_eq!(ctl.project_of(&parse_uuid(&op_id).unwrap()), Some(None), "the operator's: no project");
+        assert_eq!(ctl.project_of(&[0x42; 16]), None, "no such request");
         // Red sees its own request only; blue sees none and cannot touch red's.
         let shown = |tok: Option<&str>| {
             let r = ctl.command(&json!({"cmd": "trace_show", "token": tok}));
