@@ -5,8 +5,16 @@
 //! sandesh_listen = "0.0.0.0:8086"   # Sandesh generators connect here
 //! http_listen = "0.0.0.0:8081"      # analytics REST API
 //! data_dir = "/var/lib/vrouter-collector"
-//! flow_retention_s = 172800         # keep flow records and series 48 h
+//! flow_retention_s = 172800         # keep flow records and series 48 h (and traces)
+//! admin_token = "…"                 # operator token of the trace API (optional)
+//!
+//! [[tenant]]                        # a tenant of the trace API (optional, repeatable)
+//! name = "red"                      # its project, as in the vRouter's [[tenant]]
+//! token = "…"                       # its bearer token
 //! ```
+//!
+//! With no `[[tenant]]` and no `admin_token`, `/analytics/traces` is open like the rest of
+//! the API; otherwise it needs a token ([`crate::trace`]).
 //!
 //! Every key is optional (defaults below); unknown keys are errors. Errors name the file, the
 //! line and the field: `collector.toml:4: collector.ingest_queue: must be at least 1`.
@@ -63,7 +71,24 @@ pub struct ConfigFile {
     /// `[collector]`.
     #[serde(default)]
     pub collector: CollectorConfig,
+    /// `[[tenant]]`.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
 }
+
+/// `[[tenant]]`: a tenant allowed to read its own project's traces.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The project name (what trace requests created with this tenant's token on the vRouter
+    /// carry).
+    pub name: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+/// Shortest accepted token.
+pub const MIN_TOKEN_LEN: usize = 8;
 
 /// `[collector]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -89,6 +114,11 @@ pub struct CollectorConfig {
     pub max_frame_len: usize,
     /// Most rows a query may return.
     pub query_max_rows: usize,
+    /// The operator's token for the trace API (sees every trace).
+    pub admin_token: Option<String>,
+    /// The tenants (`[[tenant]]`, outside `[collector]`).
+    #[serde(skip)]
+    pub tenants: Vec<TenantConfig>,
 }
 
 impl Default for CollectorConfig {
@@ -104,6 +134,8 @@ impl Default for CollectorConfig {
             handshake_timeout_s: 30,
             max_frame_len: 1 << 20,
             query_max_rows: 100_000,
+            admin_token: None,
+            tenants: Vec::new(),
         }
     }
 }
@@ -114,6 +146,15 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| *b == b'\n')
         .count()
         + 1
+}
+
+/// Line of the `i`-th `[[tenant]]` header of `text`, if present.
+fn tenant_line(text: &str, i: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "[[tenant]]")
+        .nth(i)
+        .map(|(n, _)| n + 1)
 }
 
 /// Line of `key = ` in the `[collector]` section of `text`, if present.
@@ -144,8 +185,10 @@ impl CollectorConfig {
             line: e.span().map(|s| line_of(text, s.start)),
             message: e.message().trim_end().to_owned(),
         })?;
-        file.collector.validate(origin, Some(text))?;
-        Ok(file.collector)
+        let mut c = file.collector;
+        c.tenants = file.tenants;
+        c.validate(origin, Some(text))?;
+        Ok(c)
     }
 
     /// Reads, parses and validates a file.
@@ -210,6 +253,40 @@ impl CollectorConfig {
         if self.query_max_rows == 0 {
             return Err(invalid("query_max_rows", "must be at least 1".into()));
         }
+        if let Some(t) = &self.admin_token {
+            if t.trim().len() < MIN_TOKEN_LEN || t.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "admin_token",
+                    format!("must be at least {MIN_TOKEN_LEN} characters without spaces"),
+                ));
+            }
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            let tenant = |field: &str, message: String| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                line: text.and_then(|x| tenant_line(x, i)),
+                field: format!("tenant[{i}].{field}"),
+                message,
+            };
+            if t.name.trim().is_empty() {
+                return Err(tenant("name", "must not be empty".into()));
+            }
+            if t.token.len() < MIN_TOKEN_LEN || t.token.contains(char::is_whitespace) {
+                return Err(tenant(
+                    "token",
+                    format!("must be at least {MIN_TOKEN_LEN} characters without spaces"),
+                ));
+            }
+            if let Some(j) = self.tenants[..i].iter().position(|o| o.name == t.name) {
+                return Err(tenant("name", format!("`{}` is also tenant[{j}]", t.name)));
+            }
+            if let Some(j) = self.tenants[..i].iter().position(|o| o.token == t.token) {
+                return Err(tenant("token", format!("is also the token of tenant[{j}]")));
+            }
+            if self.admin_token.as_deref() == Some(t.token.as_str()) {
+                return Err(tenant("token", "is also the admin_token".into()));
+            }
+        }
         Ok(())
     }
 
@@ -263,5 +340,53 @@ mod tests {
         let e = CollectorConfig::from_toml("[collector]\nflow_retention_s = \"x\"\n", "c.toml")
             .unwrap_err();
         assert!(e.to_string().starts_with("c.toml:2: "), "{e}");
+    }
+
+    #[test]
+    fn tenants_and_admin_token() {
+        let ok = "[collector]\nadmin_token = \"admin-secret\"\n\n[[tenant]]\nname = \"red\"\ntoken = \"red-secret\"\n\n[[tenant]]\nname = \"blue\"\ntoken = \"blue-secret\"\n";
+        let c = CollectorConfig::from_toml(ok, "c.toml").unwrap();
+        assert_eq!(c.admin_token.as_deref(), Some("admin-secret"));
+        assert_eq!(c.tenants.len(), 2);
+        assert_eq!(
+            (c.tenants[1].name.as_str(), c.tenants[1].token.as_str()),
+            ("blue", "blue-secret")
+        );
+        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "red-secret"), "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:8: tenant[1].token: is also the token of tenant[0]"
+        );
+        let e =
+            CollectorConfig::from_toml(&ok.replace("\"blue\"", "\"red\""), "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:8: tenant[1].name: `red` is also tenant[0]"
+        );
+        let e =
+            CollectorConfig::from_toml(&ok.replace("red-secret", "short"), "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:4: tenant[0].token: must be at least 8 characters without spaces"
+        );
+        let e = CollectorConfig::from_toml(&ok.replace("admin-secret", "x"), "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:2: collector.admin_token: must be at least 8 characters without spaces"
+        );
+        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "admin-secret"), "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:8: tenant[1].token: is also the admin_token"
+        );
+        let e = CollectorConfig::from_toml(
+            "[[tenant]]\nname = \"red\"\ntoken = \"red-secret\"\nvns = []\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("c.toml:"), "{e}");
+        assert!(e.to_string().contains("unknown field `vns`"), "{e}");
     }
 }

@@ -9,6 +9,11 @@
 //! * `GET /analytics/tables`, `GET /analytics/table/<t>`, `GET /analytics/table/<t>/schema`:
 //!   the queryable tables and their columns ([`crate::query::schema_json`]).
 //! * `GET /analytics/collector/stats`: the collector's counters ([`crate::stats`]).
+//! * `GET /analytics/traces[?start_time=…&end_time=…&request=<uuid>]`: one row per trace id
+//!   (id, request, project, vRouters, first/last time, packets, steps, flow, disposition),
+//!   oldest first; `GET /analytics/traces/<id>`: one trace's steps from every vRouter that
+//!   exported it, merged in the order of [`crate::trace`]; 404 for an unknown id. Both need
+//!   a bearer token when tenants or an admin token are configured ([`crate::trace`]).
 //!
 //! Errors are `{"error": "<message>"}` with the status code of the error.
 
@@ -40,6 +45,8 @@ pub struct ApiState {
     pub retention_us: u64,
     /// Most rows a query may return.
     pub query_max_rows: usize,
+    /// Who may read which trace.
+    pub trace_access: Arc<crate::trace::TraceAccess>,
 }
 
 /// An error reply.
@@ -69,6 +76,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/analytics/table/:t", get(table_links))
         .route("/analytics/table/:t/schema", get(table_schema))
         .route("/analytics/collector/stats", get(collector_stats))
+        .route("/analytics/traces", get(trace_list))
+        .route("/analytics/traces/:id", get(trace_get))
         .with_state(state)
 }
 
@@ -260,4 +269,181 @@ async fn collector_stats(State(st): State<ApiState>) -> Json<Value> {
     v["ingest_queue_depth"] = json!(st.ingest.queued());
     v["ingest_queue_capacity"] = json!(st.ingest.capacity());
     Json(v)
+}
+
+fn bad_request(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, format!("{field}: {message}"))
+}
+
+/// The caller of a trace request, or the 401 reply.
+fn trace_caller(st: &ApiState, headers: &HeaderMap) -> Result<crate::trace::Caller, Response> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or(""));
+    st.trace_access.caller(auth).map_err(|e| {
+        st.stats.trace_auth_refused.fetch_add(1, Relaxed);
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response()
+    })
+}
+
+/// Query parameters of `GET /analytics/traces`: `start_time`, `end_time` (the forms of
+/// `/analytics/query`: µs since the epoch, `now`, `now-10m`, …; default: no bound) and
+/// `request` (a request UUID). Anything else is an error naming it.
+fn trace_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<String>), ApiError> {
+    let (mut start, mut end, mut request) = (i64::MIN, i64::MAX, None);
+    for kv in q.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = percent_decode(v).map_err(|m| bad_request(k, m))?;
+        match k {
+            "start_time" | "end_time" => {
+                let t = crate::time::parse_time(&v, now).map_err(|e| bad_request(k, e))?;
+                let t = i64::try_from(t).map_err(|_| bad_request(k, "out of range"))?;
+                if k == "start_time" {
+                    start = t;
+                } else {
+                    end = t;
+                }
+            }
+            "request" => {
+                if v.is_empty() {
+                    return Err(bad_request(k, "must be a trace request UUID"));
+                }
+                request = Some(v.to_ascii_lowercase());
+            }
+            other => {
+                return Err(bad_request(
+                    other,
+                    "unknown parameter (expected start_time, end_time, request)",
+                ))
+            }
+        }
+    }
+    if start > end {
+        return Err(bad_request("start_time", "is after end_time"));
+    }
+    Ok((start, end, request))
+}
+
+fn percent_decode(s: &str) -> Result<String, &'static str> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or("bad percent-encoding")?;
+                let hex = std::str::from_utf8(hex).map_err(|_| "bad percent-encoding")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad percent-encoding")?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8")
+}
+
+async fn trace_list(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let caller = match trace_caller(&st, &headers) {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let (start, end, request) = trace_params(q.as_deref(), now_us())?;
+    let v = blocking(move || {
+        let reader = st.store.reader()?;
+        let rows = reader.trace_rows(
+            start,
+            end,
+            request.as_deref(),
+            caller.project(),
+            st.query_max_rows,
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut steps = reader.trace_steps(row.trace_id)?;
+            crate::trace::order_steps(&mut steps);
+            out.push(crate::trace::row_json(row, &steps));
+        }
+        Ok(json!({ "value": out }))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn trace_get(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = match trace_caller(&st, &headers) {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let n = crate::trace::parse_id(&id)
+        .ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
+    let v = blocking(move || {
+        let reader = st.store.reader()?;
+        let not_found = || {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("id: no trace {}", crate::trace::format_id(n)),
+            )
+        };
+        // Another project's trace is answered exactly like an unknown one.
+        let row = match reader.trace_row(n)? {
+            Some(r) if caller.may_read(r.project.as_deref()) => r,
+            _ => return Err(not_found()),
+        };
+        let mut steps = reader.trace_steps(n)?;
+        crate::trace::order_steps(&mut steps);
+        Ok(crate::trace::detail_json(&row, &steps))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_params_name_the_field() {
+        let now = 1_700_000_000_000_000;
+        assert_eq!(trace_params(None, now).unwrap(), (i64::MIN, i64::MAX, None));
+        let (s, e, r) =
+            trace_params(Some("start_time=now-10m&end_time=now&request=AB%2Dcd"), now).unwrap();
+        assert_eq!(
+            (s, e, r.as_deref()),
+            ((now - 600_000_000) as i64, now as i64, Some("ab-cd"))
+        );
+        let err = |q: &str| trace_params(Some(q), now).unwrap_err().1;
+        assert!(
+            err("start_time=yesterday").starts_with("start_time: "),
+            "{}",
+            err("start_time=yesterday")
+        );
+        assert!(err("end_time=now-1q").starts_with("end_time: "));
+        assert!(err("limit=5").starts_with("limit: unknown parameter"));
+        assert_eq!(
+            err("start_time=now&end_time=now-1h"),
+            "start_time: is after end_time"
+        );
+        assert_eq!(err("request="), "request: must be a trace request UUID");
+        assert_eq!(err("request=%zz"), "request: bad percent-encoding");
+    }
 }

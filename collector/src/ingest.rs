@@ -7,7 +7,7 @@
 //! one transaction; the order of messages is preserved, so a generator's UVE removal on
 //! disconnect is ordered after everything that generator sent before.
 
-use crate::model::{FlowRecordInput, GeneratorKey, UveUpdate};
+use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveUpdate};
 use crate::stats::Stats;
 use crate::store::{StoreError, Tx, Writer};
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,9 +25,11 @@ pub enum IngestMsg {
     Flows(Vec<FlowRecordInput>),
     /// A UVE update from a generator.
     Uve(GeneratorKey, UveUpdate),
+    /// Trace steps (one `PacketTraceData`).
+    Traces(TraceInput),
     /// Remove every UVE of a generator (it disconnected, or reconnected and will resync).
     DeleteGenerator(GeneratorKey),
-    /// Remove flow data older than the horizon (µs).
+    /// Remove flow data and traces older than the horizon (µs).
     Purge(i64),
     /// Reply once everything sent before is committed.
     Flush(oneshot::Sender<()>),
@@ -107,10 +109,16 @@ fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreErro
             let n = t.delete_generator_uves(g)?;
             stats.uve_rows_removed.fetch_add(n as u64, Relaxed);
         }
+        IngestMsg::Traces(tr) => {
+            let n = t.add_trace_steps(tr)?;
+            stats.trace_steps_stored.fetch_add(n as u64, Relaxed);
+        }
         IngestMsg::Purge(horizon) => {
             let (r, s) = t.purge_flows_before(*horizon)?;
             stats.flow_records_purged.fetch_add(r as u64, Relaxed);
             stats.flow_series_purged.fetch_add(s as u64, Relaxed);
+            let n = t.purge_traces_before(*horizon)?;
+            stats.traces_purged.fetch_add(n as u64, Relaxed);
         }
         IngestMsg::Flush(_) => {}
     }
@@ -146,6 +154,11 @@ fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc
                     stats.store_errors.fetch_add(1, Relaxed);
                     if let IngestMsg::Flows(r) = m {
                         stats.flow_records_lost.fetch_add(r.len() as u64, Relaxed);
+                    }
+                    if let IngestMsg::Traces(t) = m {
+                        stats
+                            .trace_steps_lost
+                            .fetch_add(t.data.steps.len() as u64, Relaxed);
                     }
                     eprintln!("collector: storing a message failed: {e}");
                 }

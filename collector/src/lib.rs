@@ -7,6 +7,7 @@
 //! * [`ingest`]: the bounded channel between Sandesh sessions and the writer thread.
 //! * [`query`]: the `POST /analytics/query` engine (FlowRecordTable, FlowSeriesTable).
 //! * [`uve`]: UVE JSON, raw and `?flat`.
+//! * [`trace`]: packet traces merged across vRouters, and who may read them.
 //! * [`config`]: the collector's TOML configuration.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod session;
 pub mod stats;
 pub mod store;
 pub mod time;
+pub mod trace;
 pub mod uve;
 
 pub use time::{

@@ -1,5 +1,7 @@
 //! What the collector ingests, independent of the wire format: the generator identity, flow
-//! records (one decoded `FlowLogData`), and UVE updates (one decoded UVE data struct).
+//! records (one decoded `FlowLogData`), UVE updates (one decoded UVE data struct), and trace
+//! steps (one decoded `PacketTraceData`, kept in its wire form: its steps are stored field by
+//! field).
 //!
 //! The Sandesh session ([`crate::session`]) turns decoded messages into these values and hands
 //! them to the storage writer ([`crate::ingest`]); tests and benchmarks can feed the store the
@@ -392,4 +394,14 @@ mod tests {
         assert_eq!(uve_table_of("vrouter"), Some("ObjectVRouter"));
         assert_eq!(uve_table_of("vrouters"), None);
     }
+}
+
+/// One `PacketTraceData` from a vRouter: the steps of one trace id it recorded, and the
+/// vRouter (header `Source`) that recorded them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceInput {
+    /// Header `Source`: the vRouter.
+    pub host: String,
+    /// The message as decoded.
+    pub data: sandesh::PacketTraceData,
 }

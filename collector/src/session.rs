@@ -401,6 +401,13 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
                     break false;
                 }
             },
+            Message::PacketTraceData(t) => {
+                stats.trace_messages_received.fetch_add(1, Relaxed);
+                IngestMsg::Traces(crate::model::TraceInput {
+                    host: decoded.header.source.clone(),
+                    data: t,
+                })
+            }
             Message::CtrlClientToServer(_) | Message::CtrlServerToClient(_) => {
                 stats.messages_ignored.fetch_add(1, Relaxed);
                 continue;

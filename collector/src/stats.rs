@@ -54,6 +54,17 @@ stats! {
     uve_updates_stored,
     /// UVE rows removed because their generator went away.
     uve_rows_removed,
+    /// Trace messages received.
+    trace_messages_received,
+    /// Trace steps committed (a step already stored, e.g. re-sent after a reconnect, is
+    /// not counted again).
+    trace_steps_stored,
+    /// Trace steps lost to storage errors.
+    trace_steps_lost,
+    /// Traces removed by retention.
+    traces_purged,
+    /// Trace requests refused (missing or unknown token).
+    trace_auth_refused,
     /// Flow records removed by retention.
     flow_records_purged,
     /// Flow series rows removed by retention.

@@ -12,6 +12,10 @@
 //!   `packets` from `diff_bytes`/`diff_packets` (or the growth of the cumulative counters when
 //!   the sample carries no diffs), the mirror diffs from the growth of the cumulative mirror
 //!   counters.
+//! * `trace`: one row per trace id: its request and project (from whichever vRouter knew
+//!   them: the one that continued a marked trace does not) and the time span of its steps.
+//! * `trace_step`: one row per trace step, keyed by (trace id, vRouter, region generation,
+//!   ring, position): a step re-sent after a reconnect is stored once.
 //! * `uve`: one row per (table, object name, generator, struct type, attribute), the attribute
 //!   kept as the typed tree it arrived as (JSON of [`UveField`]); the pseudo-attribute `__T`
 //!   holds the struct's latest timestamp.
@@ -19,7 +23,7 @@
 //! Exactly one [`Writer`] (the ingest thread) writes; readers ([`Store::reader`]) run queries
 //! concurrently, which WAL allows without blocking the writer.
 
-use crate::model::{FlowRecordInput, GeneratorKey, UveField, UveUpdate};
+use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveField, UveUpdate};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,8 +32,9 @@ use thiserror::Error;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "collector.sqlite3";
-/// Schema version written to `meta`; a database with another version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Schema version written to `meta`. Version 1 (flows and UVEs only) is upgraded in place:
+/// the trace tables are created and the version is bumped; any other version is refused.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Storage errors.
 #[derive(Debug, Error)]
@@ -145,6 +150,40 @@ CREATE TABLE IF NOT EXISTS uve (
     PRIMARY KEY (tbl, name, generator, struct_type, attr)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS uve_generator ON uve (generator);
+CREATE TABLE IF NOT EXISTS trace (
+    trace_id INTEGER PRIMARY KEY,
+    request TEXT,
+    project TEXT,
+    first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trace_last ON trace (last_us);
+CREATE INDEX IF NOT EXISTS trace_first ON trace (first_us);
+CREATE TABLE IF NOT EXISTS trace_step (
+    trace_id INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    ring INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    agent INTEGER NOT NULL,
+    pkt INTEGER NOT NULL,
+    time_us INTEGER NOT NULL,
+    tsc INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    vif INTEGER,
+    drop_reason TEXT,
+    flow INTEGER,
+    action TEXT,
+    rule TEXT,
+    protocol INTEGER,
+    sport INTEGER,
+    dport INTEGER,
+    vrf INTEGER,
+    src_ip TEXT,
+    dst_ip TEXT,
+    PRIMARY KEY (trace_id, host, generation, ring, seq)
+) WITHOUT ROWID;
 ";
 
 /// Pseudo-attribute holding a UVE struct's timestamp.
@@ -215,6 +254,14 @@ impl Store {
                 .map_err(&e)?;
             }
             Some(SCHEMA_VERSION) => {}
+            // Version 1 had no trace tables; SCHEMA just created them.
+            Some(1) => {
+                conn.execute(
+                    "UPDATE meta SET v = ?1 WHERE k = 'schema_version'",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(&e)?;
+            }
             Some(found) => return Err(StoreError::SchemaVersion { path, found }),
         }
         let store = Store {
@@ -329,6 +376,83 @@ impl Reader {
         Ok(out)
     }
 
+    /// Traces whose time span meets [`start_us`, `end_us`], optionally of one request and
+    /// (`project` = `Some`) of one project only, oldest first, at most `limit`.
+    pub fn trace_rows(
+        &self,
+        start_us: i64,
+        end_us: i64,
+        request: Option<&str>,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TraceRow>, StoreError> {
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT trace_id, request, project, first_us, last_us FROM trace \
+                 WHERE last_us >= ?1 AND first_us <= ?2 AND (?3 IS NULL OR request = ?3) \
+                 AND (?4 IS NULL OR project = ?4) ORDER BY first_us, trace_id LIMIT ?5",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(
+                params![start_us, end_us, request, project, limit as i64],
+                TraceRow::from_row,
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// One trace, if stored.
+    pub fn trace_row(&self, trace_id: u64) -> Result<Option<TraceRow>, StoreError> {
+        self.conn()
+            .prepare_cached(
+                "SELECT trace_id, request, project, first_us, last_us FROM trace WHERE trace_id = ?1",
+            )
+            .and_then(|mut st| st.query_row([trace_id as i64], TraceRow::from_row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every stored step of a trace, in storage order (see [`crate::trace::order_steps`]).
+    pub fn trace_steps(&self, trace_id: u64) -> Result<Vec<StoredStep>, StoreError> {
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT host, generation, ring, seq, agent, pkt, time_us, tsc, step, detail, vif, drop_reason, \
+                 flow, action, rule, protocol, sport, dport, vrf, src_ip, dst_ip FROM trace_step \
+                 WHERE trace_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([trace_id as i64], |r| {
+                Ok(StoredStep {
+                    host: r.get(0)?,
+                    generation: r.get::<_, i64>(1)? as u64,
+                    ring: r.get(2)?,
+                    seq: r.get::<_, i64>(3)? as u64,
+                    agent: r.get(4)?,
+                    pkt: r.get(5)?,
+                    time_us: r.get(6)?,
+                    tsc: r.get::<_, i64>(7)? as u64,
+                    step: r.get(8)?,
+                    detail: r.get(9)?,
+                    vif: r.get(10)?,
+                    drop_reason: r.get(11)?,
+                    flow: r.get(12)?,
+                    action: r.get(13)?,
+                    rule: r.get(14)?,
+                    protocol: r.get(15)?,
+                    sport: r.get(16)?,
+                    dport: r.get(17)?,
+                    vrf: r.get(18)?,
+                    src_ip: r.get(19)?,
+                    dst_ip: r.get(20)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Number of rows in FlowRecordTable and FlowSeriesTable.
     pub fn flow_counts(&self) -> Result<(u64, u64), StoreError> {
         let c = self.conn();
@@ -351,6 +475,80 @@ impl Drop for Reader {
             }
         }
     }
+}
+
+/// One row of the `trace` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceRow {
+    /// The trace id.
+    pub trace_id: u64,
+    /// The request that started it, when a vRouter knew it.
+    pub request: Option<String>,
+    /// That request's project (none for an operator's request).
+    pub project: Option<String>,
+    /// Time of its first step (µs).
+    pub first_us: i64,
+    /// Time of its last step (µs).
+    pub last_us: i64,
+}
+
+impl TraceRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceRow> {
+        Ok(TraceRow {
+            trace_id: r.get::<_, i64>(0)? as u64,
+            request: r.get(1)?,
+            project: r.get(2)?,
+            first_us: r.get(3)?,
+            last_us: r.get(4)?,
+        })
+    }
+}
+
+/// One stored trace step.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredStep {
+    /// The vRouter that recorded it.
+    pub host: String,
+    /// Its trace region generation.
+    pub generation: u64,
+    /// Ring (lcore, or the agent's).
+    pub ring: u16,
+    /// Position in the ring.
+    pub seq: u64,
+    /// Recorded by the agent (its ring is the region's last).
+    pub agent: bool,
+    /// Packet number within the trace.
+    pub pkt: u32,
+    /// Wall-clock time on that vRouter (µs).
+    pub time_us: i64,
+    /// That vRouter's TSC.
+    pub tsc: u64,
+    /// Step kind.
+    pub step: String,
+    /// Rendered text.
+    pub detail: String,
+    /// Ingress or egress vif.
+    pub vif: Option<u16>,
+    /// Drop reason key.
+    pub drop_reason: Option<String>,
+    /// Flow index.
+    pub flow: Option<u32>,
+    /// Action.
+    pub action: Option<String>,
+    /// Deciding rule.
+    pub rule: Option<String>,
+    /// IP protocol (parse step).
+    pub protocol: Option<u16>,
+    /// Source port (parse step).
+    pub sport: Option<u16>,
+    /// Destination port (parse step).
+    pub dport: Option<u16>,
+    /// VRF (parse, route step).
+    pub vrf: Option<u32>,
+    /// Source address (addresses step).
+    pub src_ip: Option<String>,
+    /// Destination address (addresses step).
+    pub dst_ip: Option<String>,
 }
 
 /// One stored UVE attribute.
@@ -707,6 +905,81 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// Stores the steps of one trace message (a step already stored is ignored) and updates
+    /// the trace's request, project and time span. Returns the number of new steps.
+    pub fn add_trace_steps(&mut self, t: &TraceInput) -> Result<usize, StoreError> {
+        let d = &t.data;
+        let Some(first) = d.steps.iter().map(|s| s.time_us).min() else {
+            return Ok(0);
+        };
+        let last = d.steps.iter().map(|s| s.time_us).max().unwrap_or(first);
+        let id = d.trace_id as i64;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO trace (trace_id, request, project, first_us, last_us) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (trace_id) DO UPDATE SET request = coalesce(request, excluded.request), \
+                 project = coalesce(project, excluded.project), first_us = min(first_us, excluded.first_us), \
+                 last_us = max(last_us, excluded.last_us)",
+            )
+            .and_then(|mut st| st.execute(params![id, d.request, d.project, first, last]))
+            .map_err(|e| self.err(e))?;
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO trace_step (trace_id, host, generation, ring, seq, agent, pkt, time_us, tsc, \
+                 step, detail, vif, drop_reason, flow, action, rule, protocol, sport, dport, vrf, src_ip, dst_ip) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            )
+            .map_err(|e| StoreError::Sqlite { path: self.path.as_ref().clone(), source: e })?;
+        let mut n = 0;
+        for s in &d.steps {
+            n += st
+                .execute(params![
+                    id,
+                    t.host,
+                    d.generation as i64,
+                    s.ring,
+                    s.seq as i64,
+                    s.ring == d.agent_ring,
+                    s.pkt,
+                    s.time_us,
+                    s.tsc as i64,
+                    s.step,
+                    s.detail,
+                    s.vif,
+                    s.drop_reason,
+                    s.flow,
+                    s.action,
+                    s.rule,
+                    s.protocol,
+                    s.sport,
+                    s.dport,
+                    s.vrf,
+                    s.src_ip.map(|a| a.to_string()),
+                    s.dst_ip.map(|a| a.to_string()),
+                ])
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.as_ref().clone(),
+                    source: e,
+                })?;
+        }
+        Ok(n)
+    }
+
+    /// Removes traces whose last step is older than `horizon_us`, with their steps. Returns
+    /// the number of traces removed.
+    pub fn purge_traces_before(&mut self, horizon_us: i64) -> Result<usize, StoreError> {
+        self.tx
+            .execute(
+                "DELETE FROM trace_step WHERE trace_id IN (SELECT trace_id FROM trace WHERE last_us < ?1)",
+                [horizon_us],
+            )
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute("DELETE FROM trace WHERE last_us < ?1", [horizon_us])
+            .map_err(|e| self.err(e))
+    }
+
     /// See [`Writer::purge_flows_before`].
     pub fn purge_flows_before(&mut self, horizon_us: i64) -> Result<(usize, usize), StoreError> {
         let r = self
@@ -718,5 +991,192 @@ impl Tx<'_> {
             .execute("DELETE FROM flow_series WHERE T < ?1", [horizon_us])
             .map_err(|e| self.err(e))?;
         Ok((r, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandesh::{PacketTraceData, PacketTraceStep};
+
+    fn step(pkt: u32, time_us: i64, ring: u16, seq: u64, kind: &str) -> PacketTraceStep {
+        PacketTraceStep {
+            pkt,
+            time_us,
+            tsc: seq * 10,
+            ring,
+            seq,
+            step: kind.into(),
+            detail: format!("{kind} text"),
+            vif: (kind == "egress").then_some(2),
+            drop_reason: None,
+            flow: Some(7),
+            action: None,
+            rule: None,
+            protocol: Some(17),
+            sport: None,
+            dport: Some(53),
+            vrf: None,
+            src_ip: Some("192.168.1.3".parse().unwrap()),
+            dst_ip: None,
+        }
+    }
+
+    fn msg(host: &str, id: u64, project: Option<&str>, steps: Vec<PacketTraceStep>) -> TraceInput {
+        TraceInput {
+            host: host.into(),
+            data: PacketTraceData {
+                trace_id: id,
+                request: project.map(|_| "aaaaaaaa-0000-4000-8000-000000000001".to_owned()),
+                project: project.map(str::to_owned),
+                generation: 1,
+                agent_ring: 1,
+                steps,
+                file: "f".into(),
+                line: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn trace_steps_are_stored_once_with_the_request_of_any_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut w) = Store::open(dir.path()).unwrap();
+        // The continuing host's steps arrive first: no request, no project.
+        let b = msg(
+            "b",
+            0xfeed,
+            None,
+            vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")],
+        );
+        let a = msg(
+            "a",
+            0xfeed,
+            Some("red"),
+            vec![
+                step(1, 1000, 0, 0, "ingress"),
+                step(1, 1001, 1, 0, "policy"),
+            ],
+        );
+        let n = w
+            .transaction(|t| Ok(t.add_trace_steps(&b)? + t.add_trace_steps(&a)?))
+            .unwrap();
+        assert_eq!(n, 4);
+        // Re-sent after a reconnect: nothing new.
+        assert_eq!(w.transaction(|t| t.add_trace_steps(&a)).unwrap(), 0);
+        w.transaction(|t| {
+            t.add_trace_steps(&msg("a", 0x1, None, vec![step(1, 5000, 0, 2, "drop")]))
+        })
+        .unwrap();
+        let r = store.reader().unwrap();
+        let row = r.trace_row(0xfeed).unwrap().unwrap();
+        assert_eq!(
+            row.request.as_deref(),
+            Some("aaaaaaaa-0000-4000-8000-000000000001")
+        );
+        assert_eq!(
+            (row.project.as_deref(), row.first_us, row.last_us),
+            (Some("red"), 500, 1001)
+        );
+        let steps = r.trace_steps(0xfeed).unwrap();
+        assert_eq!(steps.len(), 4);
+        let policy = steps.iter().find(|s| s.step == "policy").unwrap();
+        assert!(policy.agent, "ring 1 is the agent's");
+        assert_eq!(
+            (
+                policy.host.as_str(),
+                policy.flow,
+                policy.protocol,
+                policy.dport
+            ),
+            ("a", Some(7), Some(17), Some(53))
+        );
+        assert_eq!(policy.src_ip.as_deref(), Some("192.168.1.3"));
+        let egress = steps.iter().find(|s| s.step == "egress").unwrap();
+        assert_eq!((egress.vif, egress.agent), (Some(2), false));
+        // Windows, request and project filters.
+        assert_eq!(
+            r.trace_rows(i64::MIN, i64::MAX, None, None, 100)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            r.trace_rows(1002, i64::MAX, None, None, 100).unwrap()[0].trace_id,
+            0x1
+        );
+        assert_eq!(
+            r.trace_rows(0, 600, None, None, 100).unwrap()[0].trace_id,
+            0xfeed
+        );
+        assert_eq!(
+            r.trace_rows(i64::MIN, i64::MAX, None, Some("red"), 100)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(r
+            .trace_rows(i64::MIN, i64::MAX, None, Some("blue"), 100)
+            .unwrap()
+            .is_empty());
+        let by_req = r
+            .trace_rows(
+                i64::MIN,
+                i64::MAX,
+                Some("aaaaaaaa-0000-4000-8000-000000000001"),
+                None,
+                100,
+            )
+            .unwrap();
+        assert_eq!(
+            by_req.iter().map(|t| t.trace_id).collect::<Vec<_>>(),
+            [0xfeed]
+        );
+        assert_eq!(
+            r.trace_rows(i64::MIN, i64::MAX, None, None, 1)
+                .unwrap()
+                .len(),
+            1,
+            "limit"
+        );
+        drop(r);
+        // Retention removes whole traces by their last step.
+        assert_eq!(w.transaction(|t| t.purge_traces_before(2000)).unwrap(), 1);
+        let r = store.reader().unwrap();
+        assert!(r.trace_row(0xfeed).unwrap().is_none());
+        assert!(r.trace_steps(0xfeed).unwrap().is_empty());
+        assert_eq!(r.trace_steps(0x1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_and_newer_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL); \
+                 INSERT INTO meta VALUES ('schema_version', 1);",
+            )
+            .unwrap();
+        }
+        let (store, mut w) = Store::open(dir.path()).unwrap();
+        w.transaction(|t| t.add_trace_steps(&msg("a", 3, None, vec![step(1, 1, 0, 0, "ingress")])))
+            .unwrap();
+        assert_eq!(store.reader().unwrap().trace_steps(3).unwrap().len(), 1);
+        let v: i64 = store
+            .reader()
+            .unwrap()
+            .conn()
+            .query_row("SELECT v FROM meta", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        drop((store, w));
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.execute("UPDATE meta SET v = 3", []).unwrap();
+        drop(c);
+        match Store::open(dir.path()) {
+            Err(StoreError::SchemaVersion { found, .. }) => assert_eq!(found, 3),
+            other => panic!("{:?}", other.err()),
+        }
     }
 }

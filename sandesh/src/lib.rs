@@ -100,9 +100,9 @@ pub use frame::{
 };
 pub use messages::{
     decode_message, encode_message, encode_message_frame, Decoded, FlowLogData, FlowLogDataObject,
-    GeneratorId, Message, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader,
-    SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats,
-    VrouterStatsAgent, CTRL_LEVEL,
+    GeneratorId, Message, PacketTraceData, PacketTraceStep, SandeshCtrlClientToServer,
+    SandeshCtrlServerToClient, SandeshHeader, SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats,
+    VmInterfaceStats, VrouterStats, VrouterStatsAgent, CTRL_LEVEL,
 };
 pub use model::{
     hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, StructValue, Value,

@@ -9,6 +9,8 @@
 //!   `mir_bytes` (`raw_if_stats` cumulative, `if_stats` per export interval, as in the mirror
 //!   blueprint's `if_stats`), and [`VrouterStats`] carrying [`VrouterStatsAgent`] with
 //!   `mir_tpkts` / `mir_bytes`.
+//! * Packet tracing: [`PacketTraceData`], an object log of [`PacketTraceStep`]s (this
+//!   project's own message; no public definition exists).
 //!
 //! Identifiers above the public definitions (FlowLogData 38–43, VmInterfaceStats 5–6,
 //! VrouterStatsAgent 200–201) are this project's extension; the rest follow the public IDL.
@@ -317,6 +319,83 @@ crate::sandesh_struct! {
     }
 }
 
+crate::sandesh_struct! {
+    /// One step of a traced packet on one vRouter (see [`PacketTraceData`]).
+    pub struct PacketTraceStep = "PacketTraceStep" {
+        /// Packet number within the trace (1 = the packet that started it).
+        1: required pkt: u32,
+        /// Wall-clock time, µs since the epoch, from the trace region's TSC calibration.
+        2: required time_us: i64,
+        /// The raw TSC stamp: orders the steps of one vRouter exactly (µs ties are common).
+        3: required tsc: u64,
+        /// The ring the record came from (one per forwarding lcore; the last is the agent's).
+        4: required ring: u16,
+        /// The record's position in its ring (with `ring`, unique within a region generation).
+        5: required seq: u64,
+        /// Step kind name (`ingress`, `parse`, `flow_lookup`, `policy`, `egress`, `drop`, ...).
+        6: required step: String,
+        /// The step rendered as text, exactly as `trace get` shows it.
+        7: required detail: String,
+        /// Ingress or egress vif.
+        8: optional vif: u16,
+        /// Drop reason key (the drop-reason table's key) of a `drop` step or a failed mirror.
+        9: optional drop_reason: String,
+        /// Flow index of a lookup, hold, release or policy step.
+        10: optional flow: u32,
+        /// Action of a lookup, policy or flow-action step (`forward`, `drop`, `hold`, `nat`).
+        11: optional action: String,
+        /// UUID of the policy rule that decided.
+        12: optional rule: String,
+        /// Parse step: IP protocol.
+        13: optional protocol: u16,
+        /// Parse step: source port.
+        14: optional sport: u16,
+        /// Parse step: destination port.
+        15: optional dport: u16,
+        /// Parse or route step: VRF.
+        16: optional vrf: u32,
+        /// Addresses step: source address.
+        17: optional src_ip: IpAddr,
+        /// Addresses step: destination address.
+        18: optional dst_ip: IpAddr,
+    }
+}
+
+crate::sandesh_struct! {
+    /// Trace steps of one trace id recorded by one vRouter (an object log, header Type
+    /// OBJECT): the vRouter is the header's `Source`.
+    ///
+    /// Shape: one message per (trace id, batch) rather than one per step, so the per-trace
+    /// fields (request, project) travel once and a trace's steps arrive together; each step
+    /// carries its kind name and rendered text (what an operator reads, rendered once by the
+    /// exporter so the collector needs no knowledge of the binary step layout), the exact
+    /// ordering keys (`tsc`, `ring`, `seq`; `seq` also makes a re-sent step idempotent at the
+    /// collector), and as optional typed fields only what queries and the trace list need
+    /// (vif, drop reason, flow index, action, rule, and the parse/addresses 5-tuple).
+    /// Optional fields are written only when set, so a typical step is a few hundred bytes.
+    /// `file`/`line` are the fields the reference compiler appends to every object log.
+    pub struct PacketTraceData = "PacketTraceData" {
+        /// The trace id (32 bits: what the cross-host trace mark carries).
+        1: required trace_id: u64,
+        /// UUID of the trace request that started the trace, when this vRouter knows it (the
+        /// vRouter that continued a marked trace does not).
+        2: optional request: String,
+        /// Project (tenant) of that request; absent for the operator's own requests.
+        3: optional project: String,
+        /// Generation of the trace region the steps were read from (a vRouter restart
+        /// starts a new one, with positions from 0 again).
+        4: required generation: u64,
+        /// Index of the agent's ring in that region (steps from it are the agent's).
+        5: required agent_ring: u16,
+        /// The steps, in ring order.
+        6: required steps: Vec<PacketTraceStep>,
+        /// Source file of the sender (object-log convention).
+        -32768: required file: String,
+        /// Source line of the sender (object-log convention).
+        -32767: required line: i32,
+    }
+}
+
 /// A top-level message type.
 pub trait SandeshMessage: SandeshStruct {
     /// Its message definition.
@@ -368,15 +447,22 @@ message!(
     MessageKind::Uve,
     fingerprint(&VrouterStats::STRUCT)
 );
+message!(
+    PacketTraceData,
+    PACKET_TRACE_DATA,
+    MessageKind::Object,
+    fingerprint(&PacketTraceData::STRUCT)
+);
 
 /// Every message definition this crate knows, for [`decode_body_with`] (each has a
 /// [`Message`] variant; `every_known_message_has_a_variant` checks it).
-pub static MESSAGES: [&MessageDef; 5] = [
+pub static MESSAGES: [&MessageDef; 6] = [
     &CTRL_CLIENT_TO_SERVER,
     &CTRL_SERVER_TO_CLIENT,
     &FLOW_LOG_DATA_OBJECT,
     &UVE_VMI_STATS,
     &VROUTER_STATS,
+    &PACKET_TRACE_DATA,
 ];
 
 /// A decoded message of one of the known types.
@@ -392,6 +478,8 @@ pub enum Message {
     UveVmiStats(UVEVMIStats),
     /// vRouter statistics UVE.
     VrouterStats(VrouterStats),
+    /// Packet trace steps.
+    PacketTraceData(PacketTraceData),
 }
 
 impl Message {
@@ -408,6 +496,7 @@ impl Message {
             Self::FlowLogDataObject(_) => &FLOW_LOG_DATA_OBJECT,
             Self::UveVmiStats(_) => &UVE_VMI_STATS,
             Self::VrouterStats(_) => &VROUTER_STATS,
+            Self::PacketTraceData(_) => &PACKET_TRACE_DATA,
         }
     }
 }
@@ -443,6 +532,9 @@ pub fn decode_message(body: &[u8]) -> Result<Decoded, DecodeError> {
         }
         "UVEVMIStats" => Message::UveVmiStats(UVEVMIStats::from_struct_value(b).map_err(conv)?),
         "VrouterStats" => Message::VrouterStats(VrouterStats::from_struct_value(b).map_err(conv)?),
+        "PacketTraceData" => {
+            Message::PacketTraceData(PacketTraceData::from_struct_value(b).map_err(conv)?)
+        }
         other => {
             return Err(DecodeError {
                 offset: 0,

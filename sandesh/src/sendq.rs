@@ -74,6 +74,12 @@ pub enum FrameKind {
         /// Number of records in the frame.
         records: u32,
     },
+    /// Packet trace steps (`steps` of them, one message): kept across a reconnect like
+    /// flow records.
+    Trace {
+        /// Number of steps in the frame.
+        steps: u32,
+    },
     /// A UVE: discarded on reconnect (the cache resync re-sends it).
     Uve {
         /// Sent with the SYNC hint (part of a resync).
@@ -144,7 +150,7 @@ impl SendQueue {
             .iter()
             .map(|f| match f.kind {
                 FrameKind::Flow { records } => u64::from(records),
-                FrameKind::Uve { .. } => 0,
+                FrameKind::Trace { .. } | FrameKind::Uve { .. } => 0,
             })
             .sum()
     }
@@ -212,13 +218,21 @@ impl SendQueue {
         Some(done.kind)
     }
 
-    /// After a disconnect: keeps the flow frames (to be re-sent whole on the next connection:
+    /// Trace messages in queued frames.
+    pub fn trace_messages(&self) -> u64 {
+        self.frames
+            .iter()
+            .filter(|f| matches!(f.kind, FrameKind::Trace { .. }))
+            .count() as u64
+    }
+
+    /// After a disconnect: keeps the flow and trace frames (to be re-sent whole on the next connection:
     /// a partly written frame is useless to the collector, which discards it with the old
     /// connection), drops the UVE frames, and returns how many UVE frames were dropped.
     pub fn retain_flows(&mut self) -> usize {
         let before = self.frames.len();
         self.frames
-            .retain(|f| matches!(f.kind, FrameKind::Flow { .. }));
+            .retain(|f| matches!(f.kind, FrameKind::Flow { .. } | FrameKind::Trace { .. }));
         self.head_written = 0;
         let n: usize = self.frames.iter().map(|f| f.data.len()).sum();
         self.resize(n);
@@ -343,13 +357,17 @@ mod tests {
             .unwrap();
         q.push(b"flow-2".to_vec(), FrameKind::Flow { records: 2 }, 6)
             .unwrap();
+        q.push(b"trace".to_vec(), FrameKind::Trace { steps: 4 }, 6)
+            .unwrap();
+        assert_eq!(q.trace_messages(), 1);
         q.advance(2);
         assert_eq!(q.flow_records(), 5);
         assert_eq!(q.retain_flows(), 1);
         assert_eq!(q.head(), Some(&b"flow-1"[..]));
-        assert_eq!(q.bytes(), 12);
+        assert_eq!(q.bytes(), 17, "flow and trace frames are kept");
+        assert_eq!(q.trace_messages(), 1);
         q.prepend(vec![(b"sync".to_vec(), FrameKind::Uve { sync: false })]);
         assert_eq!(q.head(), Some(&b"sync"[..]));
-        assert_eq!((q.len(), q.bytes()), (3, 16));
+        assert_eq!((q.len(), q.bytes()), (4, 21));
     }
 }

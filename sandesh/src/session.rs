@@ -16,6 +16,11 @@
 //!   stay in the buffer and are sent after the reconnect; a record that finds the buffer full
 //!   is dropped and counted ([`SessionStats::flows_dropped`]). Frames already queued when a
 //!   connection drops are kept and re-sent whole on the next one.
+//! * **Trace messages** ([`SessionHandle::send_trace`]) go into their own bounded buffer and
+//!   travel like flow records (moved into the send queue only below the first watermark,
+//!   kept across outages and reconnects); a message that finds the buffer full is handed
+//!   back to the caller, which keeps it (the trace exporter then stops reading its rings, so
+//!   back-pressure ends in the rings, where overwritten steps are counted as lost).
 //! * **UVEs** ([`SessionHandle::update_uve`]) go into a cache keyed by (UVE type, key). Changed
 //!   entries are sent while Established; after every (re)connect the whole cache is re-sent
 //!   with the SYNC hint. A UVE with `deleted=true` is sent once and leaves the cache.
@@ -35,7 +40,7 @@ use crate::field::SandeshStruct;
 use crate::frame::{encode_frame_into, FrameDecoder};
 use crate::messages::{
     decode_message, encode_message, uve_key, FlowLogData, FlowLogDataObject, GeneratorId, Message,
-    SandeshCtrlClientToServer, SandeshHeader, SandeshMessage, CTRL_LEVEL,
+    PacketTraceData, SandeshCtrlClientToServer, SandeshHeader, SandeshMessage, CTRL_LEVEL,
 };
 use crate::model::{hints, level, MessageDef, MessageKind, StructValue};
 use crate::sendq::{FrameKind, SendQueue, Watermarks};
@@ -77,6 +82,8 @@ pub struct SessionConfig {
     pub flow_buffer: usize,
     /// Records per `FlowLogDataObject`.
     pub flows_per_message: usize,
+    /// Trace messages (`PacketTraceData`) buffered before the caller gets them back.
+    pub trace_buffer: usize,
     /// Send-queue watermarks.
     pub watermarks: Watermarks,
     /// TCP keepalive: idle time, probe interval, probes (reference: 15 s, 3 s, 5).
@@ -102,6 +109,7 @@ impl SessionConfig {
             handshake_timeout: Duration::from_secs(30),
             flow_buffer: 65_536,
             flows_per_message: 16,
+            trace_buffer: 1024,
             watermarks: Watermarks::default(),
             keepalive: (Duration::from_secs(15), Duration::from_secs(3), 5),
             user_timeout: Duration::from_secs(30),
@@ -137,6 +145,9 @@ impl SessionConfig {
         }
         if self.flow_buffer == 0 {
             return bad("flow_buffer", "must be at least 1");
+        }
+        if self.trace_buffer == 0 {
+            return bad("trace_buffer", "must be at least 1");
         }
         if self.flows_per_message == 0 {
             return bad("flows_per_message", "must be at least 1");
@@ -246,6 +257,18 @@ pub struct SessionStats {
     pub flows_level_dropped: u64,
     /// Flow frames sent.
     pub flow_messages_sent: u64,
+    /// Trace messages accepted into the buffer.
+    pub traces_enqueued: u64,
+    /// Trace messages whose frame was completely written to the socket.
+    pub traces_sent: u64,
+    /// Trace steps in those messages.
+    pub trace_steps_sent: u64,
+    /// Gauge: trace messages waiting (buffer plus send queue).
+    pub traces_buffered: u64,
+    /// Trace messages dropped (send-queue level, or not encodable).
+    pub traces_dropped: u64,
+    /// Trace messages handed back because the buffer was full.
+    pub traces_refused: u64,
     /// UVE frames sent (updates and resyncs).
     pub uves_sent: u64,
     /// UVE frames sent with the SYNC hint.
@@ -284,6 +307,13 @@ struct Counters {
     flows_in_queue: AtomicU64,
     flows_level_dropped: AtomicU64,
     flow_messages_sent: AtomicU64,
+    traces_enqueued: AtomicU64,
+    traces_dequeued: AtomicU64,
+    traces_sent: AtomicU64,
+    trace_steps_sent: AtomicU64,
+    traces_in_queue: AtomicU64,
+    traces_dropped: AtomicU64,
+    traces_refused: AtomicU64,
     uves_sent: AtomicU64,
     uve_syncs_sent: AtomicU64,
     established: AtomicU64,
@@ -344,6 +374,7 @@ impl Shared {
 pub struct SessionHandle {
     shared: Arc<Shared>,
     flows: SyncSender<FlowLogData>,
+    traces: SyncSender<PacketTraceData>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -352,6 +383,7 @@ impl SessionHandle {
     pub fn start(config: SessionConfig) -> Result<Self, SessionError> {
         config.validate()?;
         let (tx, rx) = mpsc::sync_channel(config.flow_buffer);
+        let (ttx, trx) = mpsc::sync_channel(config.trace_buffer);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             state: AtomicU8::new(SessionState::Idle as u8),
@@ -369,6 +401,7 @@ impl SessionHandle {
             config,
             shared: Arc::clone(&shared),
             flows: rx,
+            traces: trx,
             pending: Vec::new(),
             seq: HashMap::new(),
             scratch: String::new(),
@@ -381,8 +414,25 @@ impl SessionHandle {
         Ok(Self {
             shared,
             flows: tx,
+            traces: ttx,
             thread: Some(thread),
         })
+    }
+
+    /// Hands a trace message to the session without blocking. When the buffer is full (or
+    /// the session has stopped) the message comes back (counted in
+    /// [`SessionStats::traces_refused`]) for the caller to keep and offer again later.
+    pub fn send_trace(&self, msg: PacketTraceData) -> Result<(), PacketTraceData> {
+        match self.traces.try_send(msg) {
+            Ok(()) => {
+                add(&self.shared.counters.traces_enqueued, 1);
+                Ok(())
+            }
+            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
+                add(&self.shared.counters.traces_refused, 1);
+                Err(m)
+            }
+        }
     }
 
     /// Hands a flow record to the session without blocking. Returns false (and counts the
@@ -442,6 +492,8 @@ impl SessionHandle {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let enq = g(&c.flows_enqueued);
         let deq = g(&c.flows_dequeued);
+        let tenq = g(&c.traces_enqueued);
+        let tdeq = g(&c.traces_dequeued);
         SessionStats {
             state: Some(self.state()),
             collector_index: g(&c.collector_index),
@@ -451,6 +503,12 @@ impl SessionHandle {
             flows_buffered: enq.saturating_sub(deq) + g(&c.flows_in_queue),
             flows_level_dropped: g(&c.flows_level_dropped),
             flow_messages_sent: g(&c.flow_messages_sent),
+            traces_enqueued: tenq,
+            traces_sent: g(&c.traces_sent),
+            trace_steps_sent: g(&c.trace_steps_sent),
+            traces_buffered: tenq.saturating_sub(tdeq) + g(&c.traces_in_queue),
+            traces_dropped: g(&c.traces_dropped),
+            traces_refused: g(&c.traces_refused),
             uves_sent: g(&c.uves_sent),
             uve_syncs_sent: g(&c.uve_syncs_sent),
             uves_cached: lock(&self.shared.uves).len() as u64,
@@ -521,6 +579,7 @@ struct Worker {
     config: SessionConfig,
     shared: Arc<Shared>,
     flows: Receiver<FlowLogData>,
+    traces: Receiver<PacketTraceData>,
     /// Records taken from the buffer, not yet encoded.
     pending: Vec<FlowLogData>,
     sendq: SendQueue,
@@ -576,6 +635,8 @@ impl Worker {
             self.sendq.flow_records() + self.pending.len() as u64,
             Ordering::Relaxed,
         );
+        c.traces_in_queue
+            .store(self.sendq.trace_messages(), Ordering::Relaxed);
     }
 
     fn run(mut self) {
@@ -856,6 +917,40 @@ impl Worker {
         queued
     }
 
+    /// Moves trace messages from their buffer into the send queue while it is below its
+    /// first watermark. Returns whether anything was queued.
+    fn queue_traces(&mut self) -> bool {
+        let admit = self.config.watermarks.first_rising();
+        let mut queued = false;
+        while self.sendq.bytes() < admit {
+            let Ok(msg) = self.traces.try_recv() else {
+                break;
+            };
+            add(&self.shared.counters.traces_dequeued, 1);
+            let steps = msg.steps.len() as u32;
+            let seq = self.next_seq(PacketTraceData::STRUCT.name);
+            let header =
+                self.config
+                    .generator
+                    .header::<PacketTraceData>(now_us(), seq, level::SYS_INFO, 0);
+            let mut out = Vec::new();
+            match encode_message(&mut out, &mut self.scratch, &header, &msg) {
+                Ok(_) => {
+                    if self
+                        .sendq
+                        .push(out, FrameKind::Trace { steps }, level::SYS_INFO)
+                        .is_err()
+                    {
+                        add(&self.shared.counters.traces_dropped, 1);
+                    }
+                }
+                Err(_) => add(&self.shared.counters.traces_dropped, 1),
+            }
+            queued = true;
+        }
+        queued
+    }
+
     /// Established: write the resync, then flows and UVE updates as they come.
     fn established(&mut self, stream: TcpStream, mut frames: FrameDecoder) -> Ended {
         if let Err(e) = stream.set_nonblocking(true) {
@@ -871,10 +966,13 @@ impl Worker {
                 if !stop_seen {
                     stop_seen = true;
                 }
+                let c = &self.shared.counters;
                 let drained = self.sendq.is_empty()
                     && self.pending.is_empty()
-                    && self.shared.counters.flows_enqueued.load(Ordering::Relaxed)
-                        == self.shared.counters.flows_dequeued.load(Ordering::Relaxed);
+                    && c.flows_enqueued.load(Ordering::Relaxed)
+                        == c.flows_dequeued.load(Ordering::Relaxed)
+                    && c.traces_enqueued.load(Ordering::Relaxed)
+                        == c.traces_dequeued.load(Ordering::Relaxed);
                 if drained || self.flush_expired() {
                     return Ended::Stop;
                 }
@@ -891,6 +989,10 @@ impl Worker {
                             Some(FrameKind::Flow { records }) => {
                                 add(&self.shared.counters.flows_sent, u64::from(records));
                                 add(&self.shared.counters.flow_messages_sent, 1);
+                            }
+                            Some(FrameKind::Trace { steps }) => {
+                                add(&self.shared.counters.traces_sent, 1);
+                                add(&self.shared.counters.trace_steps_sent, u64::from(steps));
                             }
                             Some(FrameKind::Uve { sync }) => {
                                 add(&self.shared.counters.uves_sent, 1);
@@ -940,7 +1042,9 @@ impl Worker {
             } else {
                 Duration::from_millis(5)
             };
-            let queued = self.queue_flows(wait);
+            let traced = self.queue_traces();
+            let wait = if traced { Duration::ZERO } else { wait };
+            let queued = self.queue_flows(wait) | traced;
             self.publish_queue();
             if !progress && !queued && !self.sendq.is_empty() {
                 // The socket is full: let the collector catch up.

@@ -592,3 +592,98 @@ fn every_known_message_has_a_variant() {
         assert_eq!(d.message.def(), def);
     }
 }
+
+/// This project's trace message: an object log (header Type 7) of one trace's steps, optional
+/// step fields written only when set, `<`/`>`/`&`/`'` in the rendered text escaped, and the
+/// object-log `file`/`line` fields last with the reference identifiers -32768/-32767.
+const TRACE_BODY: &str = concat!(
+    r#"<PacketTraceData type="sandesh"><trace_id type="u64" identifier="1">3735928559</trace_id>"#,
+    r#"<request type="string" identifier="2">aaaaaaaa-0000-4000-8000-000000000001</request>"#,
+    r#"<project type="string" identifier="3">red</project>"#,
+    r#"<generation type="u64" identifier="4">2</generation><agent_ring type="u16" identifier="5">1</agent_ring>"#,
+    r#"<steps type="list" identifier="6"><list type="struct" size="2">"#,
+    r#"<PacketTraceStep><pkt type="u32" identifier="1">1</pkt>"#,
+    r#"<time_us type="i64" identifier="2">1700000000000001</time_us><tsc type="u64" identifier="3">987654321</tsc>"#,
+    r#"<ring type="u16" identifier="4">0</ring><seq type="u64" identifier="5">7</seq>"#,
+    r#"<step type="string" identifier="6">parse</step>"#,
+    r#"<detail type="string" identifier="7">parsed IPv4 proto 17 ports 4001 -&gt; 9000, vrf 1</detail>"#,
+    r#"<protocol type="u16" identifier="13">17</protocol><sport type="u16" identifier="14">4001</sport>"#,
+    r#"<dport type="u16" identifier="15">9000</dport><vrf type="u32" identifier="16">1</vrf>"#,
+    r#"</PacketTraceStep><PacketTraceStep><pkt type="u32" identifier="1">1</pkt>"#,
+    r#"<time_us type="i64" identifier="2">1700000000000002</time_us><tsc type="u64" identifier="3">987654400</tsc>"#,
+    r#"<ring type="u16" identifier="4">1</ring><seq type="u64" identifier="5">0</seq>"#,
+    r#"<step type="string" identifier="6">drop</step>"#,
+    r#"<detail type="string" identifier="7">dropped: Flow Action Drop</detail>"#,
+    r#"<drop_reason type="string" identifier="9">flow_action_drop</drop_reason>"#,
+    r#"<src_ip type="ipaddr" identifier="17">192.168.1.3</src_ip><dst_ip type="ipaddr" identifier="18">fd00::4</dst_ip>"#,
+    r#"</PacketTraceStep></list></steps>"#,
+    r#"<file type="string" identifier="-32768">vrouter/src/agent/export.rs</file>"#,
+    r#"<line type="i32" identifier="-32767">42</line></PacketTraceData>"#
+);
+
+fn trace_step(ring: u16, seq: u64, step: &str, detail: &str) -> sandesh::PacketTraceStep {
+    sandesh::PacketTraceStep {
+        pkt: 1,
+        time_us: 1_700_000_000_000_001 + i64::from(ring),
+        tsc: 0,
+        ring,
+        seq,
+        step: step.into(),
+        detail: detail.into(),
+        vif: None,
+        drop_reason: None,
+        flow: None,
+        action: None,
+        rule: None,
+        protocol: None,
+        sport: None,
+        dport: None,
+        vrf: None,
+        src_ip: None,
+        dst_ip: None,
+    }
+}
+
+#[test]
+fn packet_trace_message_is_byte_exact() {
+    let mut parse = trace_step(
+        0,
+        7,
+        "parse",
+        "parsed IPv4 proto 17 ports 4001 -> 9000, vrf 1",
+    );
+    parse.tsc = 987_654_321;
+    parse.protocol = Some(17);
+    parse.sport = Some(4001);
+    parse.dport = Some(9000);
+    parse.vrf = Some(1);
+    let mut drop = trace_step(1, 0, "drop", "dropped: Flow Action Drop");
+    drop.tsc = 987_654_400;
+    drop.drop_reason = Some("flow_action_drop".into());
+    drop.src_ip = Some("192.168.1.3".parse().unwrap());
+    drop.dst_ip = Some("fd00::4".parse().unwrap());
+    let msg = sandesh::PacketTraceData {
+        trace_id: 0xdead_beef,
+        request: Some("aaaaaaaa-0000-4000-8000-000000000001".into()),
+        project: Some("red".into()),
+        generation: 2,
+        agent_ring: 1,
+        steps: vec![parse, drop],
+        file: "vrouter/src/agent/export.rs".into(),
+        line: 42,
+    };
+    let sig = sandesh::messages::PACKET_TRACE_DATA.version_sig;
+    let h = header(1_700_000_000_000_000, "", sig, 7, 0, 6, "");
+    let frame = encode_message_frame(&h, &msg).unwrap();
+    let text = std::str::from_utf8(&frame).unwrap();
+    assert_eq!(text.len(), frame_len(text));
+    let body = std::str::from_utf8(body_of(&frame)).unwrap();
+    let (head, rest) = body.split_once("</SandeshHeader>").unwrap();
+    assert!(
+        head.contains(r#"<Type type="i32" identifier="8">7</Type>"#),
+        "{head}"
+    );
+    assert_eq!(rest, TRACE_BODY);
+    let d = decode_message(body_of(&frame)).unwrap();
+    assert_eq!((d.header, d.message), (h, Message::PacketTraceData(msg)));
+}

@@ -173,6 +173,10 @@ proptest! {
                 encode_body_typed(&mut fast, th, m).unwrap();
                 m.to_struct_value()
             }
+            sandesh::Message::PacketTraceData(m) => {
+                encode_body_typed(&mut fast, th, m).unwrap();
+                m.to_struct_value()
+            }
         };
         prop_assert_eq!(&fast, &body);
         prop_assert_eq!(again, b);

@@ -197,7 +197,7 @@ fn run(args: &Args) -> Result<()> {
     // flow table like a tool.
     let exporter = match export_table {
         Some(table) if cfg.export.enabled => {
-            match vrouter::agent::export::spawn(&cfg, table, agent_stop.clone(), Some(cfg.eal.main_core)) {
+            match vrouter::agent::export::spawn_traced(&cfg, table, agent_stop.clone(), Some(cfg.eal.main_core), Some(trace_ctl.clone())) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     agent_stop.store(true, Ordering::SeqCst);

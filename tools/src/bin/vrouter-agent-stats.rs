@@ -1,5 +1,5 @@
-//! `vrouter-agent-stats`: the flow/UVE exporter's counters (records exported, buffered,
-//! sampled out, dropped; the collector session), read from `<run_dir>/export.json`, which a
+//! `vrouter-agent-stats`: the flow/UVE/trace exporter's counters (records exported,
+//! buffered, sampled out, dropped; trace steps read, sent, lost; the collector session), read from `<run_dir>/export.json`, which a
 //! vRouter running with `[export] enabled = true` rewrites every second.
 
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ struct Cli {
 
 /// The text view: one `name: value` line per counter, grouped.
 fn render(c: &ExportCounters) -> String {
-    let rows: [(&str, String); 20] = [
+    let rows: [(&str, String); 29] = [
         ("Flows tracked", c.flows_tracked.to_string()),
         ("Setup records", c.setup_records.to_string()),
         ("Periodic records", c.periodic_records.to_string()),
@@ -41,6 +41,15 @@ fn render(c: &ExportCounters) -> String {
         ("Session flows buffered", c.session_flows_buffered.to_string()),
         ("Session flows dropped", c.session_flows_dropped.to_string()),
         ("Session UVEs sent", c.session_uves_sent.to_string()),
+        ("Trace steps read", c.trace_steps_read.to_string()),
+        ("Trace steps sent", c.trace_steps_sent.to_string()),
+        ("Trace steps lost", c.trace_steps_lost.to_string()),
+        ("Trace messages sent", c.trace_messages_sent.to_string()),
+        ("Trace messages pending", c.trace_messages_pending.to_string()),
+        ("Trace backpressure ticks", c.trace_backpressure_ticks.to_string()),
+        ("Session traces sent", c.session_traces_sent.to_string()),
+        ("Session trace steps sent", c.session_trace_steps_sent.to_string()),
+        ("Session traces buffered", c.session_traces_buffered.to_string()),
         ("Updated (unix ms)", c.updated_unix_ms.to_string()),
     ];
     let mut out = String::new();
@@ -84,6 +93,9 @@ mod tests {
             records_dropped: 4,
             session_flows_buffered: 5,
             session_state: "Established".into(),
+            trace_steps_sent: 40,
+            trace_steps_lost: 2,
+            session_trace_steps_sent: 38,
             ..ExportCounters::default()
         };
         let t = render(&c);
@@ -92,6 +104,9 @@ mod tests {
         assert!(t.contains("Records dropped           4\n"));
         assert!(t.contains("Session flows buffered    5\n"));
         assert!(t.contains("Session state             Established\n"));
-        assert_eq!(t.lines().count(), 20);
+        assert!(t.contains("Trace steps sent          40\n"), "{t}");
+        assert!(t.contains("Trace steps lost          2\n"), "{t}");
+        assert!(t.contains("Session trace steps sent  38\n"), "{t}");
+        assert_eq!(t.lines().count(), 29);
     }
 }

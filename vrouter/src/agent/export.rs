@@ -1,4 +1,6 @@
-//! Flow and UVE export to analytics collectors over Sandesh (`[export]`).
+//! Flow and UVE export to analytics collectors over Sandesh (`[export]`); with feature
+//! `trace`, the same thread and session also export packet-trace steps
+//! ([`super::trace_export`]).
 //!
 //! The exporter runs on its own thread. On a timer it scans the shared flow table in slices
 //! through the flow-table crate's snapshot API (the whole table within `scan_percent` of the
@@ -114,6 +116,33 @@ pub struct ExportCounters {
     pub session_established: u64,
     /// Session: connection attempts that failed.
     pub session_connect_failures: u64,
+    /// Trace steps read from the trace region's rings (feature `trace`).
+    #[serde(default)]
+    pub trace_steps_read: u64,
+    /// Trace steps overwritten in the rings before the exporter read them.
+    #[serde(default)]
+    pub trace_steps_lost: u64,
+    /// Trace steps handed to the session (in `PacketTraceData` messages).
+    #[serde(default)]
+    pub trace_steps_sent: u64,
+    /// Trace messages handed to the session.
+    #[serde(default)]
+    pub trace_messages_sent: u64,
+    /// Trace messages waiting for room in the session's trace buffer.
+    #[serde(default)]
+    pub trace_messages_pending: u64,
+    /// Ticks that read no trace step because messages were still pending.
+    #[serde(default)]
+    pub trace_backpressure_ticks: u64,
+    /// Session: trace messages written to a collector.
+    #[serde(default)]
+    pub session_traces_sent: u64,
+    /// Session: trace steps in those messages.
+    #[serde(default)]
+    pub session_trace_steps_sent: u64,
+    /// Session: trace messages waiting (buffer plus send queue).
+    #[serde(default)]
+    pub session_traces_buffered: u64,
     /// Unix time of this snapshot, ms.
     pub updated_unix_ms: u64,
 }
@@ -993,6 +1022,9 @@ fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
     c.session_flows_buffered = s.flows_buffered;
     c.session_flows_dropped = s.flows_dropped;
     c.session_uves_sent = s.uves_sent;
+    c.session_traces_sent = s.traces_sent;
+    c.session_trace_steps_sent = s.trace_steps_sent;
+    c.session_traces_buffered = s.traces_buffered;
     c.session_state = s.state.map_or("", |s| s.as_str()).to_owned();
     c.session_established = s.established;
     c.session_connect_failures = s.connect_failures;
@@ -1030,6 +1062,29 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     cpu: Option<u32>,
 ) -> Result<JoinHandle<()>, ExportError> {
+    spawn_traced(cfg, table, stop, cpu, None)
+}
+
+/// [`spawn`], with the trace requests whose projects the exported traces carry. With
+/// feature `trace`, the thread also exports the trace region's step records
+/// ([`super::trace_export`]); `requests` may be `None` (traces then carry no project).
+pub fn spawn_traced(
+    cfg: &Config,
+    table: Arc<FlowTable>,
+    stop: Arc<AtomicBool>,
+    cpu: Option<u32>,
+    requests: Option<Arc<crate::trace::TraceControl>>,
+) -> Result<JoinHandle<()>, ExportError> {
+    #[cfg(feature = "trace")]
+    let mut tracer = {
+        let lookup: Option<super::trace_export::ProjectLookup> = requests.map(|ctl| {
+            let f: super::trace_export::ProjectLookup = Arc::new(move |uuid: &[u8; 16]| ctl.project_of(uuid));
+            f
+        });
+        super::trace_export::TraceExporter::new(cfg.vrouter.run_dir.clone(), lookup)
+    };
+    #[cfg(not(feature = "trace"))]
+    let _ = requests;
     let mut scanner = FlowScanner::new(cfg, table)?;
     let session_cfg = session_config(cfg);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ExportError>>(1);
@@ -1065,6 +1120,8 @@ pub fn spawn(
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 scanner.tick(&mut session);
+                #[cfg(feature = "trace")]
+                tracer.tick(&mut session);
                 if last_uve.is_none_or(|t| t.elapsed() >= uve_every) {
                     if stats.as_ref().is_none_or(|s| s.restarted()) {
                         stats = StatsReader::open(&run_dir).ok();
@@ -1083,6 +1140,8 @@ pub fn spawn(
                 }
                 if last_write.elapsed() >= Duration::from_secs(1) {
                     let mut c = scanner.counters.clone();
+                    #[cfg(feature = "trace")]
+                    tracer.counters().fill(&mut c);
                     fill_session(&mut c, &session.stats());
                     c.updated_unix_ms = crate::stats::unix_time_ms();
                     let _ = write_counters(&counters_path, &c);
@@ -1095,7 +1154,20 @@ pub fn spawn(
             // A last full sweep (final counters of every flow), the final figures, then let
             // the session flush for up to a second.
             scanner.sweep(&mut session);
+            // The last trace steps: offered until the rings are drained or the session
+            // stops taking them (bounded: each pass reads at most one budget).
+            #[cfg(feature = "trace")]
+            for _ in 0..64 {
+                let before = tracer.counters();
+                tracer.tick(&mut session);
+                let after = tracer.counters();
+                if after.steps_read == before.steps_read && after.messages_sent == before.messages_sent {
+                    break;
+                }
+            }
             let mut c = scanner.counters.clone();
+            #[cfg(feature = "trace")]
+            tracer.counters().fill(&mut c);
             fill_session(&mut c, &session.stats());
             c.updated_unix_ms = crate::stats::unix_time_ms();
             let _ = write_counters(&counters_path, &c);

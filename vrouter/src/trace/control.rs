@@ -257,6 +257,12 @@ impl TraceControl {
         })
     }
 
+    /// The project of request `uuid`: `Some(None)` for an operator's request, `None` when no
+    /// such request exists (any more).
+    pub fn project_of(&self, uuid: &[u8; 16]) -> Option<Option<String>> {
+        self.lock().iter().find(|(r, _)| parse_uuid(&r.id).as_ref() == Some(uuid)).map(|(r, _)| r.project.clone())
+    }
+
     /// Every request with its state.
     pub fn list(&self) -> Vec<Value> {
         self.list_for(Caller::Operator)
@@ -597,6 +603,10 @@ mod tests {
         let id = r["request"]["id"].as_str().unwrap().to_string();
         let op = ctl.command(&json!({"cmd": "trace_add"}));
         let op_id = op["request"]["id"].as_str().unwrap().to_string();
+        // What the trace exporter tags exported traces with.
+        assert_eq!(ctl.project_of(&parse_uuid(&id).unwrap()), Some(Some("red".to_string())));
+        assert_eq!(ctl.project_of(&parse_uuid(&op_id).unwrap()), Some(None), "the operator's: no project");
+        assert_eq!(ctl.project_of(&[0x42; 16]), None, "no such request");
         // Red sees its own request only; blue sees none and cannot touch red's.
         let shown = |tok: Option<&str>| {
             let r = ctl.command(&json!({"cmd": "trace_show", "token": tok}));

@@ -13,6 +13,6 @@ pub mod step;
 pub mod dp;
 
 pub use control::{Published, TraceControl, REQUESTS_FILE_NAME};
-pub use region::{RegionInfo, RingWriter, TraceReader, TraceRecord, TraceRegion, TRACE_FILE_NAME};
+pub use region::{RegionInfo, RingRead, RingWriter, TraceReader, TraceRecord, TraceRegion, TRACE_FILE_NAME};
 pub use request::{Condition, Limit, Scope, TraceRequest};
 pub use step::Step;

@@ -316,6 +316,14 @@ impl RegionInfo {
         (self.base_unix_ms as i64 + (i128::from(d) * 1000 / i128::from(hz)) as i64).max(0) as u64
     }
 
+    /// Wall-clock microseconds of a record's TSC (the base is taken in ms at creation, so
+    /// the absolute value is good to a millisecond; differences to the TSC's resolution).
+    pub fn unix_us(&self, tsc: u64) -> u64 {
+        let hz = self.tsc_hz.max(1);
+        let d = tsc.wrapping_sub(self.base_tsc) as i64;
+        (self.base_unix_ms as i64 * 1000 + (i128::from(d) * 1_000_000 / i128::from(hz)) as i64).max(0) as u64
+    }
+
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
         (u128::from(ticks) * 1_000_000_000 / u128::from(self.tsc_hz.max(1))) as u64
     }
@@ -410,6 +418,72 @@ impl TraceReader {
     }
 }
 
+/// What [`TraceReader::read_ring`] found from a cursor on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RingRead {
+    /// Valid records, oldest first.
+    pub records: Vec<TraceRecord>,
+    /// Records written after the cursor but overwritten (or torn, or undecodable) before
+    /// they could be read.
+    pub lost: u64,
+    /// The cursor for the next read: the position after the last one accounted for.
+    pub next: u64,
+}
+
+impl TraceReader {
+    /// The ring count of this region.
+    pub fn n_rings(&self) -> usize {
+        self.layout.n_rings
+    }
+
+    /// Records written to ring `ring` since the cursor `from` (a position), at most `max` of
+    /// them. Every position from `from` up to the returned `next` is either returned or
+    /// counted in `lost` (already overwritten, torn while being overwritten, or not a valid
+    /// step), so a reader that keeps `next` as its cursor sees every record once and knows how
+    /// many it missed. A cursor ahead of the ring's head (a ring of a newer region) reads
+    /// nothing.
+    pub fn read_ring(&self, ring: usize, from: u64, max: usize) -> RingRead {
+        // SAFETY: the header checks in `open_run_dir` guarantee the layout fits the mapping.
+        let view = unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) };
+        let mut out = RingRead { records: Vec::new(), lost: 0, next: from };
+        let Some(h) = view.ring_header(ring) else { return out };
+        let head = h.head.load(Ordering::Acquire);
+        if from >= head {
+            return out;
+        }
+        let slots = self.layout.ring_slots as u64;
+        let oldest = head.saturating_sub(slots);
+        let mut pos = from;
+        if pos < oldest {
+            out.lost += oldest - pos;
+            pos = oldest;
+        }
+        let end = head.min(pos.saturating_add(max as u64));
+        while pos < end {
+            let Some(r) = view.record(ring, (pos % slots) as usize) else { break };
+            let s1 = r.seq.load(Ordering::Acquire);
+            let rl = Ordering::Relaxed;
+            let tsc = r.tsc.load(rl);
+            let trace_id = r.trace_id.load(rl);
+            let meta = r.meta.load(rl);
+            let data = [r.data[0].load(rl), r.data[1].load(rl), r.data[2].load(rl), r.data[3].load(rl)];
+            fence(Ordering::Acquire);
+            let s2 = r.seq.load(rl);
+            // A position below the head was complete when the head was read: any other
+            // sequence now means the writer has lapped it.
+            match Step::decode(meta as u16, data) {
+                Some(step) if s1 == pos + 1 && s2 == s1 => {
+                    out.records.push(TraceRecord { ring, position: pos, tsc, trace_id, pkt: (meta >> 32) as u32, step })
+                }
+                _ => out.lost += 1,
+            }
+            pos += 1;
+        }
+        out.next = pos;
+        out
+    }
+}
+
 fn previous_generation(path: &Path) -> Option<u64> {
     let f = fs::File::open(path).ok()?;
     // SAFETY: read-only mapping of a file only ever replaced by rename.
@@ -455,6 +529,40 @@ mod tests {
         let r = TraceReader::open_run_dir(dir.path()).unwrap();
         assert_eq!(r.info().generation, 2);
         assert!(r.records().is_empty());
+    }
+
+    #[test]
+    fn cursor_reads_every_record_once_and_counts_overwritten_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 2, 64, 1_000_000_000, 0).unwrap();
+        let mut w = region.writer(0).unwrap();
+        let r = TraceReader::open_run_dir(dir.path()).unwrap();
+        assert_eq!(r.read_ring(0, 0, 100), RingRead::default(), "empty ring");
+        for i in 0..10u32 {
+            w.push(u64::from(i), 1, i, &Step::Egress { vif: 1, len: i });
+        }
+        // Bounded reads resume where they stopped.
+        let a = r.read_ring(0, 0, 4);
+        assert_eq!((a.records.len(), a.lost, a.next), (4, 0, 4));
+        let b = r.read_ring(0, a.next, 100);
+        assert_eq!((b.records.len(), b.lost, b.next), (6, 0, 10));
+        let seen: Vec<u64> = a.records.iter().chain(&b.records).map(|r| r.position).collect();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>(), "each record once, in order");
+        assert_eq!(r.read_ring(0, b.next, 100), RingRead { records: vec![], lost: 0, next: 10 });
+        // The writer laps the reader: 100 more records into 64 slots; the 36 overwritten
+        // before the read are counted, the last 64 are returned.
+        for i in 10..110u32 {
+            w.push(u64::from(i), 2, i, &Step::Egress { vif: 1, len: i });
+        }
+        let c = r.read_ring(0, 10, 1000);
+        assert_eq!((c.records.len(), c.lost, c.next), (64, 36, 110));
+        assert_eq!(c.records[0].position, 46);
+        assert_eq!(c.records.iter().map(|r| r.pkt).collect::<Vec<_>>(), (46..110).collect::<Vec<_>>());
+        // Another ring and an out-of-range ring.
+        assert_eq!(r.read_ring(1, 0, 10), RingRead::default());
+        assert_eq!(r.read_ring(7, 0, 10), RingRead::default());
+        // A cursor ahead of the head reads nothing and stays.
+        assert_eq!(r.read_ring(0, 500, 10).next, 500);
     }
 
     #[test]
