@@ -2,12 +2,36 @@
 //! directory), the control-socket commands that manage them, and the compiled set of enabled
 //! requests the forwarding lcores read.
 //!
+//! # Who reads which records
+//!
+//! The records in the trace region (`<run_dir>/trace`, owner-only) are read by the operator
+//! straight from the file, or through here (`trace_records`, the REST `GET
+//! /traces/<id>/records`), where a tenant's token limits them to the traces of its own
+//! requests:
+//!
+//! - A trace started on this vRouter names its request in its `Matched` step: it belongs to
+//!   that request, and is readable with the token of the request's project while the request
+//!   exists (a removed request's traces are the operator's only; a tenant cannot choose a
+//!   request id, so it cannot take over the id of a removed request of another tenant).
+//! - A trace continued here from another vRouter (it came in with a trace mark) carries only
+//!   the trace id: the request that started it lives on the other vRouter. It is shown under
+//!   each request of this vRouter whose condition holds for the packet as it came in
+//!   (decapsulated, on the fabric vif) and whose scope holds the vif the packet was delivered
+//!   or headed to (the egress vif, else the vif of the route's nexthop). So a tenant sees
+//!   the continuation of a trace when it asks this vRouter for such packets on its own vifs,
+//!   that is for traffic to its own VMs, and the two halves share the trace id; a packet that
+//!   did not get as far as a route (a drop before) is the operator's only.
+//!
 //! The data plane sees two things: `enabled`, a word that is non-zero while at least one
 //! request is enabled (read once per burst), and the published active set with its `epoch`
 //! (re-read by an lcore only when the epoch changes).
 
-use super::request::{bad, new_uuid, parse_uuid, Condition, FieldError, Limit, Matcher, Scope, TraceRequest};
-use crate::fib::Fib;
+use super::region::{RegionInfo, TraceReader, TraceRegionError};
+use super::request::{bad, new_uuid, parse_uuid, Condition, FieldError, IpFields, Limit, Matcher, PacketFields, Scope, TraceRequest};
+use super::step::Step;
+use super::view::{self, Trace};
+use crate::config::VifType;
+use crate::fib::{Fib, Nexthop};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -292,6 +316,11 @@ impl TraceControl {
         }
         self.compile(&r)?;
         if let Some(id) = obj.get("id") {
+            if let Caller::Tenant(t) = caller {
+                // An id is a capability to the records that carry it: a chosen id could be the
+                // one of another tenant's removed request, whose records are still in the region.
+                return Err(bad("id", format!("tenant {} may not choose a request id (one is generated)", t.name)));
+            }
             let id = id.as_str().ok_or_else(|| bad("id", "must be a UUID string"))?;
             let b = parse_uuid(id).ok_or_else(|| bad("id", format!("{id:?} is not a UUID")))?;
             r.id = super::request::format_uuid(&b);
@@ -365,6 +394,77 @@ impl TraceControl {
         Ok(n)
     }
 
+    /// The trace region's records the operator may read: all of them.
+    pub fn records(&self) -> Result<(RegionInfo, Vec<Trace>), FieldError> {
+        self.records_for(Caller::Operator, None)
+    }
+
+    fn region_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The traces `caller` may read: of request `id` when given (an unknown id, or another
+    /// tenant's, is the same error as for the request itself), else of every request it
+    /// sees (the operator: every trace). See the module documentation for how traces are
+    /// attributed to requests.
+    fn records_for(&self, caller: Caller<'_>, id: Option<&str>) -> Result<(RegionInfo, Vec<Trace>), FieldError> {
+        let allowed: Option<Vec<TraceRequest>> = {
+            let st = self.lock();
+            match (caller, id) {
+                (Caller::Operator, None) => None,
+                (_, Some(i)) => Some(vec![st[Self::find(caller, &st, i)?].0.clone()]),
+                (Caller::Tenant(_), None) => Some(st.iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, _)| r.clone()).collect()),
+            }
+        };
+        let reader = TraceReader::open_run_dir(self.region_dir()).map_err(|e| match e {
+            TraceRegionError::NotRunning(d) => bad("region", format!("no trace region in {}: nothing is recorded", d.display())),
+            e => bad("region", e.to_string()),
+        })?;
+        let info = reader.info();
+        let traces = view::collect(&reader.records());
+        let Some(allowed) = allowed else { return Ok((info, traces)) };
+        let uuids: Vec<[u8; 16]> = allowed.iter().filter_map(|r| parse_uuid(&r.id)).collect();
+        // A request that no longer compiles (its vif or VN is gone) attributes no continued trace.
+        let matchers: Vec<Matcher> = allowed.iter().filter_map(|r| self.compile(r).ok()).collect();
+        let traces = traces
+            .into_iter()
+            .filter(|t| match t.request_uuid() {
+                Some(u) => uuids.contains(&u),
+                None => {
+                    t.continued_from().is_some()
+                        && self.continued_packet(t).is_some_and(|(p, to)| matchers.iter().any(|m| m.matches_continued(&p, to)))
+                }
+            })
+            .collect();
+        Ok((info, traces))
+    }
+
+    /// A continued trace's packet as it came in (from its first ingress, parse and address
+    /// steps), and the vif it was delivered or headed to.
+    fn continued_packet(&self, t: &Trace) -> Option<(PacketFields, Option<u16>)> {
+        let ingress = t.records.iter().find_map(|r| match r.step {
+            Step::Ingress { vif, .. } => Some(vif),
+            _ => None,
+        })?;
+        let (Some(Step::Parsed { ethertype, proto, sport, dport, vrf, .. }), addrs) = t.headers() else { return None };
+        let ip = match addrs {
+            Some(Step::Addresses { src, dst }) => Some(IpFields { src, dst, proto, sport, dport }),
+            _ => None,
+        };
+        let p = PacketFields { src_mac: [0; 6], dst_mac: [0; 6], ethertype, ip, ingress_vif: ingress, vrf };
+        let local = |v: u16| self.fib.vif(v).is_some_and(|x| x.kind != VifType::Fabric);
+        let to = t.records.iter().find_map(|r| match r.step {
+            Step::Egress { vif, .. } if local(vif) => Some(vif),
+            Step::Route { out_vif, .. } if local(out_vif) => Some(out_vif),
+            Step::Route { nh_id, .. } => match self.fib.nexthops.iter().find(|n| n.id() == nh_id) {
+                Some(Nexthop::Encap { vif, .. }) if local(*vif) => Some(*vif),
+                _ => None,
+            },
+            _ => None,
+        });
+        Some((p, to))
+    }
+
     pub fn get(&self, id: &str) -> Result<Value, FieldError> {
         self.get_for(Caller::Operator, id)
     }
@@ -390,6 +490,17 @@ impl TraceControl {
             "trace_disable" => id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r})),
             "trace_remove" => id().and_then(|i| self.remove_for(c, i)).map(|r| json!({"ok": true, "request": r})),
             "trace_flush" => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
+            "trace_records" => {
+                let req = match v.get("id") {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.as_str())),
+                    Some(_) => Err(bad("id", "must be a trace request UUID string")),
+                };
+                req.and_then(|i| self.records_for(c, i)).map(|(info, traces)| {
+                    let recs: Vec<Value> = traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
+                    json!({"ok": true, "region": info, "records": recs})
+                })
+            }
             other => Err(bad("cmd", format!("unknown trace command {other:?}"))),
         };
         r.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string(), "field": e.field}))

@@ -4,10 +4,12 @@
 //! `trace`) and the agent, and rendered to text only by readers (the `trace` tool).
 
 pub mod control;
+pub mod mark;
 pub mod region;
 pub mod request;
 pub mod rest;
 pub mod step;
+pub mod view;
 
 #[cfg(feature = "trace")]
 pub mod dp;
