@@ -728,6 +728,156 @@ mod tests {
         assert_eq!(shown(None), vec![op_id], "a tenant's flush leaves the others' requests");
     }
 
+    /// Red traces vif 1, blue vif 2 (same VN), the operator everything; the region holds
+    /// traces of each request, continued traces from another vRouter (one delivered to
+    /// blue's vif and matching blue's condition, one matching no condition, one dropped
+    /// before a route), and the ids of the three requests.
+    fn records_setup(dir: &Path) -> (TraceControl, super::super::TraceRegion, [String; 3]) {
+        use super::super::TraceRegion;
+        use crate::drop_reason::DropReason;
+        use std::net::Ipv4Addr;
+        let vn = "default-domain:demo:vn1".to_string();
+        let tenants = vec![
+            Tenant { name: "red".into(), token: RED.into(), vns: vec![vn.clone()] },
+            Tenant { name: "blue".into(), token: BLUE.into(), vns: vec![vn] },
+        ];
+        let ctl = TraceControl::load(dir, fib()).unwrap().with_tenants(tenants);
+        let add = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], true, "{r}");
+            r["request"]["id"].as_str().unwrap().to_string()
+        };
+        let red = add(json!({"cmd": "trace_add", "token": RED, "scope": {"vif": 1}, "condition": {"dst_port": 9000}, "enabled": true}));
+        let blue = add(json!({"cmd": "trace_add", "token": BLUE, "scope": {"vif": 2}, "condition": {"protocol": 17, "dst_port": 7300}, "enabled": true}));
+        let op = add(json!({"cmd": "trace_add", "enabled": true}));
+        let region = TraceRegion::create(dir, 2, 64, 1_000_000_000, 0).unwrap();
+        let mut w = region.writer(0).unwrap();
+        let uuid = |s: &str| parse_uuid(s).unwrap();
+        let v4 = |a: [u8; 4]| u128::from(Ipv4Addr::from(a).to_ipv6_mapped());
+        let local = |w: &mut super::super::RingWriter, t: u64, id: u64, req: &str, dport: u16| {
+            w.push(t, id, 1, &Step::Ingress { vif: 1, queue: 0, len: 60 });
+            w.push(t + 1, id, 1, &Step::Matched { request: uuid(req), new_trace: true });
+            w.push(t + 2, id, 1, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4000, dport, vrf: 1, ip_len: 46, ttl: 64 });
+            w.push(t + 3, id, 1, &Step::Egress { vif: 2, len: 60 });
+        };
+        local(&mut w, 100, 0x11, &red, 9000);
+        local(&mut w, 200, 0x22, &blue, 7300);
+        local(&mut w, 300, 0x33, &op, 1);
+        let continued = |w: &mut super::super::RingWriter, t: u64, id: u64, dport: u16, delivered: bool| {
+            w.push(t, id, 1, &Step::Ingress { vif: 0, queue: 0, len: 110 });
+            w.push(t, id, 1, &Step::Marked { from: Ipv4Addr::new(10, 10, 0, 2) });
+            w.push(t, id, 1, &Step::Decap { vxlan: false, label: 18, outer_src: Ipv4Addr::new(10, 10, 0, 2) });
+            w.push(t, id, 1, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4300, dport, vrf: 1, ip_len: 46, ttl: 63 });
+            w.push(t, id, 1, &Step::Addresses { src: v4([192, 168, 2, 7]), dst: v4([192, 168, 1, 4]) });
+            if delivered {
+                // Label 18 -> nexthop 2 (encap to vif 2); dropped after the route.
+                w.push(t + 1, id, 1, &Step::Route { vrf: 0, nh_id: 2, nh_kind: super::super::step::NH_ENCAP, out_vif: u16::MAX });
+            }
+            w.push(t + 2, id, 1, &Step::Drop { reason: DropReason::FlowActionDrop });
+        };
+        continued(&mut w, 400, 0x44, 7300, true);
+        continued(&mut w, 500, 0x55, 7301, true);
+        continued(&mut w, 600, 0x66, 7300, false);
+        (ctl, region, [red, blue, op])
+    }
+
+    const RED: &str = "red-token-0123456789";
+    const BLUE: &str = "blue-token-0123456789";
+
+    fn trace_ids(r: &Value) -> Vec<u64> {
+        assert_eq!(r["ok"], true, "{r}");
+        let recs: Vec<_> = r["records"].as_array().unwrap().iter().map(|v| view::record_from_json(v).unwrap()).collect();
+        view::collect(&recs).iter().map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn tenants_read_only_the_records_of_their_own_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, _region, [red, blue, op]) = records_setup(dir.path());
+        let recs = |v: Value| ctl.command(&v);
+        // The operator reads everything, or one request's traces.
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records"}))), [0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "id": red}))), [0x11]);
+        // The operator's request traces the whole vRouter with no condition: the continued
+        // traces are the kind of packet it asks for, wherever they went.
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "id": op}))), [0x33, 0x44, 0x55, 0x66]);
+        // Red: its request's trace only; blue: its own, and the continued trace delivered to
+        // its vif that its condition matches (not the one it does not match, not the one
+        // dropped before any route).
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": RED}))), [0x11]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": RED, "id": red.to_uppercase()}))), [0x11]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": BLUE}))), [0x22, 0x44]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": BLUE, "id": blue}))), [0x22, 0x44]);
+        // Another tenant's request, or the operator's, does not exist for a tenant.
+        let err = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], false, "{r}");
+            assert!(r.get("records").is_none());
+            (r["field"].as_str().unwrap().to_string(), r["error"].as_str().unwrap().to_string())
+        };
+        for (tok, id) in [(RED, &blue), (BLUE, &red), (RED, &op)] {
+            let (f, m) = err(json!({"cmd": "trace_records", "token": tok, "id": id}));
+            assert_eq!(f, "id");
+            assert!(m.contains("no trace request"), "{m}");
+        }
+        // Bad input names the field.
+        assert_eq!(err(json!({"cmd": "trace_records", "token": "guess"})).0, "token");
+        assert_eq!(err(json!({"cmd": "trace_records", "token": RED, "id": "not-a-uuid"})).0, "id");
+        assert_eq!(err(json!({"cmd": "trace_records", "id": 7})).0, "id");
+        // A removed request's traces are no longer a tenant's, and a tenant cannot take the
+        // id of a request over (it could be another tenant's removed one).
+        assert_eq!(ctl.command(&json!({"cmd": "trace_remove", "token": RED, "id": red}))["ok"], true);
+        assert!(trace_ids(&recs(json!({"cmd": "trace_records", "token": RED}))).is_empty());
+        let (f, m) = err(json!({"cmd": "trace_add", "token": BLUE, "id": red, "scope": {"vif": 2}}));
+        assert_eq!(f, "id");
+        assert!(m.contains("may not choose a request id"), "{m}");
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records"}))).len(), 6, "the operator still sees them");
+        // No trace region (a vRouter without one): a clear error, not an empty answer.
+        let other = tempfile::tempdir().unwrap();
+        let ctl2 = TraceControl::load(other.path(), fib()).unwrap();
+        let r = ctl2.command(&json!({"cmd": "trace_records"}));
+        assert_eq!((r["ok"].clone(), r["field"].clone()), (json!(false), json!("region")), "{r}");
+    }
+
+    #[test]
+    fn rest_records_of_a_request() {
+        use super::super::rest::{handle, Request};
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, _region, [red, blue, op]) = records_setup(dir.path());
+        let get = |path: &str, token: Option<&str>| {
+            handle(&ctl, &Request { method: "GET".into(), path: path.into(), token: token.map(str::to_string), body: vec![] })
+        };
+        let (st, v) = get(&format!("/traces/{red}/records"), Some(RED));
+        assert_eq!(st, 200, "{v}");
+        let list = v.as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0]["trace_id"], "0000000000000011");
+        assert_eq!(list[0]["request"], red.as_str());
+        assert_eq!(list[0]["disposition"], "forwarded vif0/2");
+        let steps: Vec<&str> = list[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(steps, ["ingress", "matched", "parse", "egress"]);
+        let (st, v) = get(&format!("/traces/{blue}/records/"), Some(BLUE));
+        assert_eq!(st, 200, "{v}");
+        let ids: Vec<&str> = v.as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["0000000000000022", "0000000000000044"]);
+        assert_eq!(v[1]["continued_from"], "10.10.0.2");
+        assert_eq!(v[1]["request"], Value::Null);
+        // Another tenant's request, the operator's: 404 as for the request itself.
+        for (path, tok) in [(format!("/traces/{red}/records"), BLUE), (format!("/traces/{op}/records"), RED)] {
+            let (st, v) = get(&path, Some(tok));
+            assert_eq!((st, v["field"].as_str()), (404, Some("id")), "{v}");
+        }
+        let (st, v) = get(&format!("/traces/{red}/records"), None);
+        assert_eq!((st, v["field"].as_str()), (401, Some("token")), "{v}");
+        let (st, v) = get(&format!("/traces/{red}/records"), Some("wrong-token"));
+        assert_eq!((st, v["field"].as_str()), (401, Some("token")), "{v}");
+        let (st, v) = get("/traces/nope/records", Some(RED));
+        assert_eq!((st, v["field"].as_str()), (400, Some("id")), "{v}");
+        let del = Request { method: "DELETE".into(), path: format!("/traces/{red}/records"), token: Some(RED.into()), body: vec![] };
+        assert_eq!(handle(&ctl, &del).0, 405);
+        assert_eq!(get("/traces/a/b/records", Some(RED)).0, 404);
+    }
+
     #[test]
     fn a_corrupt_store_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();

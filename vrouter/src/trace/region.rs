@@ -469,6 +469,15 @@ mod tests {
     }
 
     #[test]
+    fn the_region_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 1, 64, 1, 0).unwrap();
+        let mode = std::fs::metadata(region.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "it holds tenants' packet headers");
+    }
+
+    #[test]
     fn reader_rejects_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(TraceReader::open_run_dir(dir.path()), Err(TraceRegionError::NotRunning(_))));
