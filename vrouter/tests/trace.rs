@@ -786,7 +786,7 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     let marked_len = (14 + 20 + 8 + 4 + vrouter::trace::mark::MPLS_MARK_LEN + 38) as u32;
     for p in 1..=2u32 {
         let sa = steps(trace_a, p);
-        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan, label: l, .. } if vxlan == !mpls && l == label), "{sa:?}");
+        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan, label: l, .. } if vxlan != mpls && l == label), "{sa:?}");
         assert!(matches!(sa[sa.len() - 1], Step::Egress { vif: 0, .. }), "{sa:?}");
         let sb = steps(trace_b, p);
         assert_eq!(kinds(trace_b, p)[..5], ["ingress", "marked", "decap", "parse", "addresses"], "{sb:?}");

@@ -248,6 +248,8 @@ impl TraceLcore {
 
     /// Records what the pipeline did with a traced packet: `pkt` holds the frame as it is now
     /// (rewritten, encapsulated). A frame leaving in a tunnel gets the trace mark here.
+    // The mark's side effects (grow the frame, insert) stay out of a match guard.
+    #[allow(clippy::collapsible_match)]
     pub fn finish<B: PacketBuf>(&mut self, fib: &Fib, table: Option<&FlowTable>, ctx: &mut TraceCtx, verdict: Verdict, pkt: &mut B, tsc: u64) {
         let mut entry = None;
         if let (true, Some(t), Some(key)) = (ctx.flow_path, table, ctx.key) {
