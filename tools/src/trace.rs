@@ -1,89 +1,14 @@
-//! `trace`: traces read from the vRouter's trace region (`<run_dir>/trace`), grouped by
-//! trace id and rendered as a list or as the step-by-step story of one trace. Pure functions
-//! from records to text/JSON, tested without a running vRouter.
+//! `trace`: traces read from the vRouter's trace region (`<run_dir>/trace`), or a tenant's
+//! share of them from the vRouter, grouped by trace id (see [`vrouter::trace::view`]) and
+//! rendered as a list or as the step-by-step story of one trace. Pure functions from records
+//! to text/JSON, tested without a running vRouter.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::{json, Value};
-use vrouter::trace::region::{RegionInfo, TraceRecord};
-use vrouter::trace::step::{show_addr, Step};
+use serde_json::Value;
+use vrouter::trace::region::RegionInfo;
 
-/// One trace: every record with its id, in time order.
-#[derive(Debug, Clone)]
-pub struct Trace {
-    pub id: u64,
-    pub records: Vec<TraceRecord>,
-}
-
-impl Trace {
-    /// The request that started it.
-    pub fn request(&self) -> Option<String> {
-        self.records.iter().find_map(|r| match r.step {
-            Step::Matched { request, .. } => Some(vrouter::trace::request::format_uuid(&request)),
-            _ => None,
-        })
-    }
-
-    pub fn packets(&self) -> u32 {
-        self.records.iter().map(|r| r.pkt).max().unwrap_or(0)
-    }
-
-    /// `proto src:sport -> dst:dport` of the first packet (or the ethertype of a non-IP one).
-    pub fn flow(&self) -> String {
-        let mut parsed = None;
-        let mut addrs = None;
-        for r in &self.records {
-            match r.step {
-                Step::Parsed { .. } if parsed.is_none() => parsed = Some(r.step),
-                Step::Addresses { .. } if addrs.is_none() => addrs = Some(r.step),
-                _ => {}
-            }
-        }
-        match (parsed, addrs) {
-            (Some(Step::Parsed { proto, sport, dport, vrf, .. }), Some(Step::Addresses { src, dst })) => {
-                format!("vrf {vrf} proto {proto} {}:{sport} -> {}:{dport}", show_addr(src), show_addr(dst))
-            }
-            (Some(Step::Parsed { ethertype, vrf, .. }), _) => format!("vrf {vrf} ethertype {ethertype:#06x}"),
-            _ => "-".into(),
-        }
-    }
-
-    /// The final step of the last packet: where it went (or why not).
-    pub fn disposition(&self) -> String {
-        let last = self.packets();
-        let fin = self.records.iter().rev().filter(|r| r.pkt == last).find(|r| r.step.is_final());
-        match fin.map(|r| r.step) {
-            Some(Step::Egress { vif, .. }) => format!("forwarded vif0/{vif}"),
-            Some(Step::Drop { reason }) => format!("dropped ({})", reason.name()),
-            Some(Step::Held { .. }) => "held".into(),
-            _ => "in progress".into(),
-        }
-    }
-
-    /// Steps of packet `pkt`, in order.
-    pub fn packet_steps(&self, pkt: u32) -> impl Iterator<Item = &TraceRecord> {
-        self.records.iter().filter(move |r| r.pkt == pkt)
-    }
-}
-
-/// Groups records by trace id, each trace in time order (ties: ring, then position), traces
-/// by their first record's time.
-pub fn collect(records: &[TraceRecord]) -> Vec<Trace> {
-    let mut by_id: BTreeMap<u64, Vec<TraceRecord>> = BTreeMap::new();
-    for r in records {
-        by_id.entry(r.trace_id).or_default().push(*r);
-    }
-    let mut traces: Vec<Trace> = by_id
-        .into_iter()
-        .map(|(id, mut records)| {
-            records.sort_by_key(|r| (r.pkt, r.tsc, r.ring, r.position));
-            Trace { id, records }
-        })
-        .collect();
-    traces.sort_by_key(|t| (t.records.first().map_or(0, |r| r.tsc), t.id));
-    traces
-}
+pub use vrouter::trace::view::{collect, source, trace_json, Trace};
 
 fn time(info: &RegionInfo, tsc: u64) -> String {
     let ms = info.unix_ms(tsc);
@@ -112,45 +37,6 @@ pub fn render_list(traces: &[Trace], info: &RegionInfo) -> String {
     s
 }
 
-fn trace_json(t: &Trace, info: &RegionInfo, with_steps: bool) -> Value {
-    let first = t.records.first().map_or(0, |r| r.tsc);
-    let mut v = json!({
-        "trace_id": format!("{:016x}", t.id),
-        "request": t.request(),
-        "time_ms": info.unix_ms(first),
-        "packets": t.packets(),
-        "steps": t.records.len(),
-        "flow": t.flow(),
-        "disposition": t.disposition(),
-    });
-    if with_steps {
-        let pkts: Vec<Value> = (1..=t.packets())
-            .map(|p| {
-                let steps: Vec<Value> = t
-                    .packet_steps(p)
-                    .map(|r| {
-                        let mut s = r.step.to_json();
-                        s["ns"] = Value::from(info.ticks_to_ns(r.tsc.wrapping_sub(first)));
-                        s["source"] = Value::from(source(r, info));
-                        s
-                    })
-                    .collect();
-                json!({"packet": p, "steps": steps})
-            })
-            .collect();
-        v["trace"] = Value::from(pkts);
-    }
-    v
-}
-
-fn source(r: &TraceRecord, info: &RegionInfo) -> String {
-    if r.ring + 1 == info.n_rings as usize {
-        "agent".into()
-    } else {
-        format!("lcore {}", r.ring)
-    }
-}
-
 pub fn render_list_json(traces: &[Trace], info: &RegionInfo, pretty: bool) -> String {
     let v = Value::from(traces.iter().map(|t| trace_json(t, info, false)).collect::<Vec<_>>());
     to_string(&v, pretty)
@@ -172,7 +58,7 @@ pub fn render_get(t: &Trace, info: &RegionInfo) -> String {
     let mut s = format!(
         "Trace {:016x} (request {})\nFlow: {}\nPackets: {}, disposition of the last: {}\n",
         t.id,
-        t.request().unwrap_or_else(|| "-".into()),
+        t.request().or_else(|| t.continued_from().map(|f| format!("of vRouter {f}, continued here"))).unwrap_or_else(|| "-".into()),
         t.flow(),
         t.packets(),
         t.disposition()
@@ -196,6 +82,8 @@ pub fn parse_trace_id(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use vrouter::drop_reason::DropReason;
+    use vrouter::trace::region::TraceRecord;
+    use vrouter::trace::step::Step;
 
     fn rec(ring: usize, position: u64, tsc: u64, trace_id: u64, pkt: u32, step: Step) -> TraceRecord {
         TraceRecord { ring, position, tsc, trace_id, pkt, step }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use vrouter::drop_reason::DropReason;
+use vrouter::trace::control::Tenant;
 use vrouter::trace::{Step, TraceControl, TraceRegion};
 
 const TRACE: &str = env!("CARGO_BIN_EXE_trace");
@@ -97,10 +98,17 @@ fn no_vrouter_is_a_clear_error() {
 /// Serves the control socket with the vRouter's trace control until `n` requests were
 /// answered.
 fn serve(dir: &Path, n: usize) -> std::thread::JoinHandle<()> {
+    serve_ctl(dir, control(dir), n)
+}
+
+fn control(dir: &Path) -> TraceControl {
     let cfg_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml");
     let cfg = vrouter::config::parse(&std::fs::read_to_string(cfg_path).unwrap(), cfg_path).unwrap();
     let fib = Arc::new(vrouter::fib::Fib::from_config(&cfg).unwrap());
-    let ctl = TraceControl::load(dir, fib).unwrap();
+    TraceControl::load(dir, fib).unwrap()
+}
+
+fn serve_ctl(dir: &Path, ctl: TraceControl, n: usize) -> std::thread::JoinHandle<()> {
     let listener = UnixListener::bind(dir.join("control.sock")).unwrap();
     std::thread::spawn(move || {
         for s in listener.incoming().take(n) {
@@ -144,4 +152,88 @@ fn requests_are_managed_over_the_control_socket() {
     // A wrong token is refused with the field named.
     assert!(err(d, &["show", "--token", "not-a-token-at-all"]).contains("trace: token: not a valid tenant token"));
     server.join().unwrap();
+}
+
+const RED: &str = "red-token-0123456789";
+const BLUE: &str = "blue-token-0123456789";
+
+/// With a tenant's token, `list` and `get` ask the vRouter, which gives only the traces of
+/// the tenant's own requests, rendered exactly as the operator sees them in the region.
+#[test]
+fn a_tenant_lists_and_gets_only_its_own_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vn = "default-domain:demo:vn1".to_string();
+    let ctl = control(d).with_tenants(vec![
+        Tenant { name: "red".into(), token: RED.into(), vns: vec![vn.clone()] },
+        Tenant { name: "blue".into(), token: BLUE.into(), vns: vec![vn] },
+    ]);
+    let add = |tok: &str, vif: u16| {
+        let r = ctl.command(&serde_json::json!({"cmd": "trace_add", "token": tok, "scope": {"vif": vif}}));
+        r["request"]["id"].as_str().unwrap().to_string()
+    };
+    let (red, blue) = (add(RED, 1), add(BLUE, 2));
+    let region = TraceRegion::create(d, 2, 64, 1_000_000_000, 0).unwrap();
+    let mut w = region.writer(0).unwrap();
+    for (t, id, req, vif) in [(100u64, 0x11u64, &red, 1u16), (200, 0x22, &blue, 2)] {
+        let uuid = vrouter::trace::request::parse_uuid(req).unwrap();
+        w.push(t, id, 1, &Step::Ingress { vif, queue: 0, len: 60 });
+        w.push(t + 1, id, 1, &Step::Matched { request: uuid, new_trace: true });
+        w.push(t + 2, id, 1, &Step::Egress { vif: 3 - vif, len: 60 });
+    }
+    let server = serve_ctl(d, ctl, 7);
+    fn tenant<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--token", RED][..], args].concat()
+    }
+    let l: Value = serde_json::from_str(&ok(d, &tenant(&["list", "--json"]))).unwrap();
+    let ids: Vec<&str> = l.as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["0000000000000011"]);
+    assert_eq!(l[0]["request"], red.as_str());
+    let text = ok(d, &tenant(&["list"]));
+    assert!(text.contains("0000000000000011") && !text.contains("0000000000000022"), "{text}");
+    let lr: Value = serde_json::from_str(&ok(d, &tenant(&["list", "--request", &red, "--json"]))).unwrap();
+    assert_eq!(lr, l);
+    // Blue's trace does not exist for red; red's request does not exist for blue.
+    assert!(err(d, &tenant(&["get", "22"])).contains("id: no trace 0000000000000022"));
+    let e = err(d, &["--token", BLUE, "list", "--request", &red]);
+    assert!(e.contains("id: no trace request"), "{e}");
+    assert!(err(d, &["--token", "not-a-token-at-all", "list"]).contains("token: not a valid tenant token"));
+    // The same story as the operator reads from the region.
+    let mine = ok(d, &tenant(&["get", "11", "--json"]));
+    server.join().unwrap();
+    assert_eq!(mine, ok(d, &["get", "11", "--json"]));
+    assert_eq!(ok(d, &["list", "--request", &blue, "--json"]).matches("trace_id").count(), 1, "operator filter");
+    assert_eq!(ok(d, &["list", "--json"]).matches("trace_id").count(), 2, "the operator sees both");
+    assert!(err(d, &["list", "--request", "nope"]).contains("--request: \"nope\" is not a UUID"));
+}
+
+/// The region is owner-only: the tool run by another user says why it cannot read it.
+#[test]
+fn another_user_cannot_read_the_region() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let region = setup(d);
+    // The directory is open to all: only the file's own mode keeps others out.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(std::fs::metadata(region.path()).unwrap().permissions().mode() & 0o777, 0o600);
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let o = if root {
+        // Root reads anything: run the tool as nobody.
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", TRACE, "--run-dir"])
+            .arg(d)
+            .arg("list")
+            .env_remove("VROUTER_RUN_DIR")
+            .output()
+            .expect("setpriv (util-linux) to run the tool as another user")
+    } else {
+        // The tool's user is the owner: take its read permission away instead.
+        std::fs::set_permissions(region.path(), std::fs::Permissions::from_mode(0o000)).unwrap();
+        run(d, &["list"])
+    };
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("permission denied") && e.contains("mode 0600") && e.contains("--token"), "{e}");
 }

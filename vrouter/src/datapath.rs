@@ -633,7 +633,7 @@ impl LcoreLoop {
         #[cfg(feature = "trace")]
         if let (Some(ctx), Some(t)) = (tr.as_mut(), self.trace.as_mut()) {
             let table = self.flow.as_ref().map(|f| &*f.table);
-            t.finish(fib, table, ctx, verdict, m.data_mut(), crate::dpdk::rdtsc());
+            t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
         }
         match verdict {
             Verdict::Tx(out) => {

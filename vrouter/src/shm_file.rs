@@ -2,6 +2,10 @@
 //! `<run_dir>/trace`): a fresh file under a temporary name, sized (zero-filled), mapped,
 //! its header written by the caller with `magic` last, then renamed into place, so a reader
 //! never sees a partial file and a reader of the previous file keeps a valid mapping.
+//!
+//! The caller chooses the file mode: the mirror region is world-readable (0644: counters and
+//! analyzer state for monitoring tools), the trace region is owner-only (0600: its records
+//! carry tenants' packet headers).
 
 use memmap2::MmapMut;
 use std::fs::{self, OpenOptions, Permissions};
@@ -17,7 +21,7 @@ pub struct BuildError {
 }
 
 /// Builds `<run_dir>/<name>`: creates `run_dir` if needed, writes `size` zero bytes under
-/// `.<name>.<pid>.tmp` (mode 0644: tools of other users read it), maps it, lets `init`
+/// `.<name>.<pid>.tmp` with permissions `mode` (set explicitly, whatever the umask), maps it, lets `init`
 /// write the header into the zeroed mapping (storing `magic` last), and renames the file
 /// into place. Returns the mapping and the final path; on failure the temporary file is
 /// removed.
@@ -25,6 +29,7 @@ pub fn create_region_file(
     run_dir: &Path,
     name: &str,
     size: usize,
+    mode: u32,
     init: impl FnOnce(&mut MmapMut),
 ) -> Result<(MmapMut, PathBuf), BuildError> {
     let err = |context: &'static str, path: &Path| {
@@ -40,10 +45,12 @@ pub fn create_region_file(
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)
             .map_err(err("creating", &tmp))?;
-        file.set_permissions(Permissions::from_mode(0o644)).map_err(err("setting mode 0644 on", &tmp))?;
+        // An old temporary file of a previous process with the same pid keeps its mode
+        // through `open`: set it in any case.
+        file.set_permissions(Permissions::from_mode(mode)).map_err(err("setting the mode of", &tmp))?;
         file.set_len(size as u64).map_err(err("sizing", &tmp))?;
         // SAFETY: a file private to this process (temporary name), sized; nothing
         // truncates it while mapped; the regions access it through atomics only.
@@ -69,7 +76,7 @@ mod tests {
     fn builds_under_a_temporary_name_and_renames() {
         let d = tempfile::tempdir().unwrap();
         let run = d.path().join("run");
-        let (map, path) = create_region_file(&run, "region", 8192, |m| m[..4].copy_from_slice(b"HDR!")).unwrap();
+        let (map, path) = create_region_file(&run, "region", 8192, 0o644, |m| m[..4].copy_from_slice(b"HDR!")).unwrap();
         assert_eq!(path, run.join("region"));
         assert_eq!(map.len(), 8192);
         let bytes = std::fs::read(&path).unwrap();
@@ -83,11 +90,23 @@ mod tests {
     }
 
     #[test]
+    fn the_mode_is_the_callers_whatever_was_there() {
+        let d = tempfile::tempdir().unwrap();
+        // A stale temporary file of a process with our pid, world-readable.
+        let stale = d.path().join(format!(".private.{}.tmp", std::process::id()));
+        std::fs::write(&stale, b"old").unwrap();
+        std::fs::set_permissions(&stale, Permissions::from_mode(0o666)).unwrap();
+        let (_map, path) = create_region_file(d.path(), "private", 4096, 0o600, |_| {}).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
     fn a_failure_names_the_step_and_path() {
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("not-a-dir");
         std::fs::write(&file, b"x").unwrap();
-        let e = create_region_file(&file, "region", 4096, |_| {}).unwrap_err();
+        let e = create_region_file(&file, "region", 4096, 0o644, |_| {}).unwrap_err();
         assert_eq!((e.context, e.path.as_path()), ("creating run directory", file.as_path()));
     }
 }

@@ -487,6 +487,96 @@ fn rest_api_with_tenant_tokens() {
     assert!(checked);
 }
 
+/// Records over REST and the control socket: each tenant reads the traces of its own
+/// request only (another tenant's request id is a 404, as for the request itself), the
+/// operator reads every trace, bad ids and missing tokens name the field; the region file
+/// itself is owner-only.
+#[test]
+fn tenants_read_only_their_own_trace_records() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let red = "red-token-0123456789";
+    let blue = "blue-token-0123456789";
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let (red_id, blue_id) = ("eeeeeeee-0000-4000-8000-00000000000a", "eeeeeeee-0000-4000-8000-00000000000b");
+    let req = |id: &str, dport: u16, project: &str| {
+        json!({"id": id, "condition": {"dst_port": dport}, "scope": {"type": "vif", "vif": 1}, "limit": {"packets": 10},
+               "enabled": true, "creationTimestampMs": 1, "project": project})
+    };
+    let stored = json!({"version": 1, "requests": [req(red_id, 9100, "red"), req(blue_id, 9200, "blue")]});
+    std::fs::write(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME), stored.to_string()).unwrap();
+    let edit = |c: String| {
+        let c = traced_config(c, &run_dir).replacen("summary_interval_s = 0", &format!("summary_interval_s = 0\ntrace_api = \"{addr}\""), 1);
+        format!(
+            "{c}\n[[tenant]]\nname = \"red\"\ntoken = \"{red}\"\nvns = [\"{VN1}\"]\n\n[[tenant]]\nname = \"blue\"\ntoken = \"{blue}\"\nvns = [\"{VN1}\"]\n"
+        )
+    };
+    let vm1 = vec![
+        vm_udp("192.168.1.3", "192.168.1.4", 4100, 9100, b"red", VM1_MAC),
+        vm_udp("192.168.1.3", "192.168.1.4", 4200, 9200, b"blue", VM1_MAC),
+        vm_udp("192.168.1.3", "192.168.1.4", 4300, 9300, b"nobody", VM1_MAC),
+    ];
+    let mut checked = false;
+    let out = run_live(Inputs { vm1, ..Default::default() }, edit, |rd| {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(rd.join(vrouter::trace::TRACE_FILE_NAME)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the trace region is owner-only");
+        let records = |id: &str, tok: Option<&str>| http(&addr, "GET", &format!("/traces/{id}/records"), tok, None);
+        let (st, r) = records(red_id, Some(red));
+        assert_eq!(st, 200, "{r}");
+        let r = r.as_array().unwrap().clone();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0]["request"], red_id);
+        assert_eq!(r[0]["flow"], "vrf 1 proto 17 192.168.1.3:4100 -> 192.168.1.4:9100");
+        assert_eq!(r[0]["disposition"], "forwarded vif0/2");
+        let steps: Vec<&str> = r[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(steps[..3], ["ingress", "matched", "parse"], "{steps:?}");
+        assert!(steps.contains(&"policy") && steps.last() == Some(&"egress"), "{steps:?}");
+        let (st, b) = records(blue_id, Some(blue));
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b.as_array().unwrap().len(), 1);
+        assert_eq!(b[0]["flow"], "vrf 1 proto 17 192.168.1.3:4200 -> 192.168.1.4:9200");
+        assert_ne!(b[0]["trace_id"], r[0]["trace_id"]);
+        // Across tenants: not found, as the request itself.
+        for (id, tok) in [(red_id, blue), (blue_id, red)] {
+            let (st, e) = records(id, Some(tok));
+            assert_eq!((st, e["field"].as_str()), (404, Some("id")), "{e}");
+            assert_eq!(http(&addr, "GET", &format!("/traces/{id}"), Some(tok), None).0, 404);
+        }
+        let (st, e) = records(red_id, None);
+        assert_eq!((st, e["field"].as_str()), (401, Some("token")), "{e}");
+        let (st, e) = records("not-a-uuid", Some(red));
+        assert_eq!((st, e["field"].as_str()), (400, Some("id")), "{e}");
+        // The control socket with a token: the same filter; without: the operator, all.
+        let c = control(rd, &json!({"cmd": "trace_records", "token": red, "id": blue_id}));
+        assert_eq!((c["ok"].clone(), c["field"].clone()), (json!(false), json!("id")), "{c}");
+        let ids = |c: serde_json::Value| {
+            assert_eq!(c["ok"], true, "{c}");
+            let mut t: Vec<u64> = c["records"].as_array().unwrap().iter().map(|r| r[3].as_u64().unwrap()).collect();
+            t.dedup();
+            t.sort();
+            t.dedup();
+            t
+        };
+        let mine = ids(control(rd, &json!({"cmd": "trace_records", "token": red})));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(format!("{:016x}", mine[0]), r[0]["trace_id"].as_str().unwrap());
+        assert_eq!(ids(control(rd, &json!({"cmd": "trace_records"}))).len(), 2, "the operator reads both traces");
+        // The trace tool with a token asks the vRouter and shows the same.
+        let tool = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
+        let o = Command::new(tool).arg("--run-dir").arg(rd).args(["--token", blue, "list", "--json"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(l.as_array().unwrap().len(), 1);
+        assert_eq!(l[0]["trace_id"], b[0]["trace_id"]);
+        checked = true;
+    });
+    out.assert_accounted(3);
+    assert!(checked);
+}
+
 /// A traced packet leaving in VXLAN carries the trace mark (flag bit and trace id in the
 /// reserved fields); an untraced one is unchanged on the wire.
 #[test]
@@ -514,6 +604,52 @@ fn vxlan_trace_mark_only_on_traced_packets() {
     assert_eq!(vx(untraced), [0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0], "untraced VXLAN header as before");
 }
 
+/// A traced packet leaving in MPLSoUDP carries the trace mark (Extension Label 15, ESPL 240
+/// and the trace id in two entries) above the service label, with the outer lengths and
+/// checksum fixed; an untraced one has the service label alone, as before.
+#[test]
+fn mplsoudp_trace_mark_only_on_traced_packets() {
+    use vrouter::trace::mark::{mpls_mark, MPLS_MARK_LEN};
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    persist_requests(&run_dir, &[(json!({"dst_port": 7400}), json!({"packets": 10}))]);
+    let vm1 = vec![
+        vm_udp("192.168.1.3", "192.168.2.5", 4400, 7400, b"traced", VM1_MAC),
+        vm_udp("192.168.1.3", "192.168.2.5", 4401, 7401, b"untraced", VM1_MAC),
+    ];
+    let inner_len = |payload: &[u8]| 20 + 8 + payload.len();
+    let out = run_live(Inputs { vm1, ..Default::default() }, |c| traced_config(c, &run_dir), |_| {});
+    out.assert_accounted(2);
+    let all = traces(&out.run_dir);
+    assert_eq!(all.len(), 1);
+    let (&id, t) = all.iter().next().unwrap();
+    assert_eq!(out.fabric.len(), 2);
+    let dport_at = |f: &[u8], stack: usize| {
+        let o = 14 + 20 + 8 + stack + 20 + 2;
+        f.get(o..o + 2).map(|p| u16::from_be_bytes([p[0], p[1]]))
+    };
+    let traced = out.fabric.iter().find(|f| dport_at(f, MPLS_MARK_LEN + 4) == Some(7400)).expect("traced packet");
+    let untraced = out.fabric.iter().find(|f| dport_at(f, 4) == Some(7401)).expect("untraced packet");
+    let service = |f: &[u8], at: usize| u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    // Untraced: one label stack entry, label 40, bottom of stack, then the IP packet.
+    assert_eq!(untraced.len(), 14 + 20 + 8 + 4 + inner_len(b"untraced"));
+    assert_eq!((service(untraced, 42) >> 12, service(untraced, 42) & 0x100 != 0), (40, true));
+    assert_eq!(untraced[46] >> 4, 4);
+    // Traced: the mark, then the same service label entry.
+    assert_eq!(traced.len(), 14 + 20 + 8 + MPLS_MARK_LEN + 4 + inner_len(b"traced"));
+    assert_eq!(traced[42..58], mpls_mark(id as u32), "mark of trace {id:#x}");
+    assert_eq!(service(traced, 58), service(untraced, 42), "service label entry unchanged");
+    let ip_len = u16::from_be_bytes([traced[16], traced[17]]) as usize;
+    assert_eq!(ip_len, traced.len() - 14);
+    assert_eq!(u16::from_be_bytes([traced[38], traced[39]]) as usize, traced.len() - 34, "UDP length");
+    assert_eq!(csum(&traced[14..34], 0), 0, "outer IPv4 checksum");
+    // The trace records the encapsulation and the frame as it left, mark included.
+    let s = steps(t, 1);
+    let n = s.len();
+    assert!(matches!(s[n - 2], Step::Encap { vxlan: false, label: 40, .. }), "{s:?}");
+    assert_eq!(s[n - 1], Step::Egress { vif: 0, len: traced.len() as u32 });
+}
+
 /// `Some(status and output)` once the process has exited.
 fn exited(r: &mut Running) -> Option<String> {
     use std::io::Read;
@@ -539,8 +675,26 @@ impl Drop for Veth {
 /// --peer` shows them together.
 #[test]
 fn two_vrouters_over_a_veth_pair_continue_one_trace() {
+    two_vrouters_continue_one_trace(false);
+}
+
+/// The same over MPLSoUDP: A's traced packets carry the MPLS trace mark to B, which
+/// continues the trace id and strips the mark (B's VM gets the plain IP packet).
+#[test]
+fn two_vrouters_continue_one_trace_over_mplsoudp() {
+    two_vrouters_continue_one_trace(true);
+}
+
+fn two_vrouters_continue_one_trace(mpls: bool) {
     let tag = std::process::id() % 100_000;
-    let (ia, ib) = (format!("vta{tag}"), format!("vtb{tag}"));
+    let (ia, ib) = if mpls { (format!("vma{tag}"), format!("vmb{tag}")) } else { (format!("vta{tag}"), format!("vtb{tag}")) };
+    // B is the remote end of A's tunnel nexthop: 10.10.0.3 (VXLAN, nexthop 4, the remote VM's
+    // MAC bridged to B's vif 2) or 10.10.0.2 (MPLSoUDP, nexthop 3, label 40 to B's vif 2).
+    let (b_ip, b_extra, dst, label) = if mpls {
+        ("10.10.0.2", "\n[[label]]\nlabel = 40\nnexthop = 2\n".to_string(), "192.168.2.5", 40)
+    } else {
+        ("10.10.0.3", format!("\n[[bridge]]\nvrf = 1\nmac = \"{REMOTE_VXLAN_VM_MAC}\"\nnexthop = 2\n"), "192.168.3.5", 5001)
+    };
     let st = Command::new("ip").args(["link", "add", &ia, "type", "veth", "peer", "name", &ib]).status().unwrap();
     assert!(st.success(), "creating a veth pair (needs CAP_NET_ADMIN)");
     let _veth = Veth(ia.clone());
@@ -562,10 +716,10 @@ fn two_vrouters_over_a_veth_pair_continue_one_trace() {
     ];
     let prefix_b = unique_prefix();
     let cfg_b = traced_config(topology(&b_vdevs.join(", "), &prefix_b, &run_b), &run_b)
-        .replacen("router_ip = \"10.10.0.1\"", "router_ip = \"10.10.0.3\"", 1)
-        .replacen("remote_ip = \"10.10.0.3\"", "remote_ip = \"10.10.0.1\"", 1)
-        .replacen("device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"", &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"10.10.0.3\""), 1)
-        + &format!("\n[[bridge]]\nvrf = 1\nmac = \"{REMOTE_VXLAN_VM_MAC}\"\nnexthop = 2\n");
+        .replacen("router_ip = \"10.10.0.1\"", &format!("router_ip = \"{b_ip}\""), 1)
+        .replacen(&format!("remote_ip = \"{b_ip}\""), "remote_ip = \"10.10.0.1\"", 1)
+        .replacen("device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"", &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"{b_ip}\""), 1)
+        + &b_extra;
     assert!(cfg_b.contains("net_af_packet0\"\nmac"), "fabric vif of B rewritten");
     std::fs::create_dir_all(&run_b).unwrap();
     let req_b = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-000000000001", "condition": {"dst_port": 1},
@@ -594,7 +748,7 @@ fn two_vrouters_over_a_veth_pair_continue_one_trace() {
     // A: the standard topology with its fabric on the other end; traces udp 7300.
     let run_a = d.join("run-a");
     let rx_a = d.join("a-vm1.pcap");
-    write_pcap(&rx_a, &vec![vm_udp("192.168.1.3", "192.168.3.5", 4300, 7300, b"cross-host", VM1_MAC); 2]);
+    write_pcap(&rx_a, &vec![vm_udp("192.168.1.3", dst, 4300, 7300, b"cross-host", VM1_MAC); 2]);
     let a_vdevs = [
         format!("\"net_af_packet0,iface={ia}\""),
         format!("\"net_pcap1,rx_pcap={}\"", rx_a.display()),
@@ -628,23 +782,38 @@ fn two_vrouters_over_a_veth_pair_continue_one_trace() {
     let tb = traces(&run_b);
     let trace_b = tb.get(&id).unwrap_or_else(|| panic!("B continued trace {id:#x}: B has {:?}", tb.keys()));
     assert_eq!(tb.len(), 1, "B traced nothing else");
+    // The inner IP packet: 20 + 8 + "cross-host"; MPLSoUDP adds 14 + 20 + 8 + 4 and the mark.
+    let marked_len = (14 + 20 + 8 + 4 + vrouter::trace::mark::MPLS_MARK_LEN + 38) as u32;
     for p in 1..=2u32 {
         let sa = steps(trace_a, p);
-        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan: true, label: 5001, .. }), "{sa:?}");
+        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan, label: l, .. } if vxlan != mpls && l == label), "{sa:?}");
         assert!(matches!(sa[sa.len() - 1], Step::Egress { vif: 0, .. }), "{sa:?}");
         let sb = steps(trace_b, p);
         assert_eq!(kinds(trace_b, p)[..5], ["ingress", "marked", "decap", "parse", "addresses"], "{sb:?}");
+        if mpls {
+            assert_eq!(sa[sa.len() - 1], Step::Egress { vif: 0, len: marked_len }, "A sent the mark");
+            assert_eq!(sb[0], Step::Ingress { vif: 0, queue: 0, len: marked_len }, "B got the mark");
+        }
         assert_eq!(sb[1], Step::Marked { from: ip4("10.10.0.1") });
-        assert_eq!(sb[2], Step::Decap { vxlan: true, label: 5001, outer_src: ip4("10.10.0.1") });
+        assert_eq!(sb[2], Step::Decap { vxlan: !mpls, label, outer_src: ip4("10.10.0.1") });
         assert!(matches!(sb[3], Step::Parsed { sport: 4300, dport: 7300, vrf: 1, .. }), "{sb:?}");
         assert!(matches!(sb.last(), Some(Step::Egress { vif: 2, .. })), "{sb:?}");
+    }
+    if mpls {
+        // B's VM got the IP packet alone: the mark went with the outer headers.
+        let got = read_pcap(&d.join("b-vm2.pcap"));
+        assert_eq!(got.len(), 2);
+        for f in &got {
+            assert_eq!(f.len(), 14 + 38, "{f:02x?}");
+            assert_eq!((f[14] >> 4, &f[14 + 28..]), (4, &b"cross-host"[..]));
+        }
     }
     // The operator's merged view.
     let tool = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
     let o = Command::new(tool).arg("--run-dir").arg(&run_a).args(["get", &format!("{id:x}"), "--peer"]).arg(&run_b).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
-    let at_a = text.find("encapsulated VXLAN vni 5001").expect(&text);
+    let at_a = text.find(if mpls { "encapsulated MPLSoUDP label 40" } else { "encapsulated VXLAN vni 5001" }).expect(&text);
     let at_b = text.find("trace mark from vRouter 10.10.0.1").expect(&text);
     assert!(at_a < at_b, "host A's steps come first: {text}");
 }

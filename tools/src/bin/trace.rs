@@ -1,6 +1,8 @@
 //! `trace`: live packet tracing on a running vRouter, in the spirit of MidoNet's `mm-trace`.
 //! Requests are managed over the agent's control socket (`add`, `enable`, `disable`,
-//! `remove`, `flush`, `show`); traces are read from the trace region (`list`, `get`).
+//! `remove`, `flush`, `show`); traces are read from the trace region (`list`, `get`), which
+//! only the vRouter's user may read, or, with `--token`, a tenant's own traces are asked of
+//! the vRouter over the control socket.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -10,8 +12,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use tools::trace::{collect, parse_trace_id, render_get, render_get_json, render_list, render_list_json};
+use tools::trace::{collect, parse_trace_id, render_get, render_get_json, render_list, render_list_json, Trace};
 use tools::{emit, fail, Failure, DEFAULT_RUN_DIR};
+use vrouter::trace::region::RegionInfo;
+use vrouter::trace::view::record_from_json;
 use vrouter::trace::TraceReader;
 
 #[derive(Parser, Debug)]
@@ -27,7 +31,8 @@ struct Cli {
     #[arg(long, global = true)]
     pretty: bool,
     /// A tenant's token (`[[tenant]]`): requests are then limited to the tenant's own vifs
-    /// and VNs, and only its own requests are visible.
+    /// and VNs, only its own requests are visible, and `list`/`get` show only the traces of
+    /// its requests (asked of the vRouter instead of read from the trace region).
     #[arg(long, value_name = "TOKEN", env = "VROUTER_TRACE_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -41,7 +46,11 @@ enum Cmd {
     /// Trace requests and their state.
     Show,
     /// Traces recorded: id, time, packets, steps, flow, final disposition.
-    List,
+    List {
+        /// Only the traces of this trace request (UUID).
+        #[arg(long, value_name = "UUID")]
+        request: Option<String>,
+    },
     /// The step-by-step story of one trace (with --peer: continued on other vRouters, whose
     /// run directories are given, merged after this one's steps).
     Get {
@@ -105,7 +114,11 @@ struct AddArgs {
 }
 
 fn request(cli: &Cli, req: &Value) -> Result<Value, Failure> {
-    let path = cli.run_dir.join("control.sock");
+    request_at(cli, &cli.run_dir, req)
+}
+
+fn request_at(cli: &Cli, run_dir: &std::path::Path, req: &Value) -> Result<Value, Failure> {
+    let path = run_dir.join("control.sock");
     let mut s = UnixStream::connect(&path)
         .map_err(|e| Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display())))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
@@ -251,10 +264,15 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             let r = request(cli, &json!({"cmd": "trace_flush"}))?;
             Ok(if j { out_json(&r, cli.pretty) } else { format!("Removed {} trace request(s)\n", r["removed"]) })
         }
-        Cmd::List | Cmd::Get { .. } => {
-            let reader = TraceReader::open_run_dir(&cli.run_dir).map_err(|e| Failure(e.to_string()))?;
-            let info = reader.info();
-            let traces = collect(&reader.records());
+        Cmd::List { .. } | Cmd::Get { .. } => {
+            let of_request = match &cli.cmd {
+                Cmd::List { request } => request.as_deref(),
+                _ => None,
+            };
+            if let Cmd::Get { id, .. } = &cli.cmd {
+                parse_trace_id(id).ok_or_else(|| Failure(format!("id: {id:?} is not a trace id (hex)")))?;
+            }
+            let (info, traces) = load_traces(cli, &cli.run_dir, of_request)?;
             if let Cmd::Get { id, peer } = &cli.cmd {
                 let n = parse_trace_id(id).ok_or_else(|| Failure(format!("id: {id:?} is not a trace id (hex)")))?;
                 let mut hosts = Vec::new();
@@ -262,9 +280,9 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                     hosts.push((cli.run_dir.clone(), t.clone(), info));
                 }
                 for dir in peer {
-                    let r = TraceReader::open_run_dir(dir).map_err(|e| Failure(format!("--peer {}: {e}", dir.display())))?;
-                    if let Some(t) = collect(&r.records()).into_iter().find(|t| t.id == n) {
-                        hosts.push((dir.clone(), t, r.info()));
+                    let (info, ts) = load_traces(cli, dir, None).map_err(|e| Failure(format!("--peer {}: {}", dir.display(), e.0)))?;
+                    if let Some(t) = ts.into_iter().find(|t| t.id == n) {
+                        hosts.push((dir.clone(), t, info));
                     }
                 }
                 if hosts.is_empty() {
@@ -295,6 +313,30 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             Ok(if j { render_list_json(&traces, &info, cli.pretty) } else { render_list(&traces, &info) })
         }
     }
+}
+
+/// The traces of the vRouter in `run_dir` the caller may read: with a token, asked of the
+/// vRouter (only the tenant's own, of `request` when given); without, every trace, read
+/// from the region file.
+fn load_traces(cli: &Cli, run_dir: &std::path::Path, request: Option<&str>) -> Result<(RegionInfo, Vec<Trace>), Failure> {
+    if cli.token.is_none() {
+        let reader = TraceReader::open_run_dir(run_dir).map_err(|e| Failure(e.to_string()))?;
+        let mut traces = collect(&reader.records());
+        if let Some(id) = request {
+            let want = vrouter::trace::request::parse_uuid(id).ok_or_else(|| Failure(format!("--request: {id:?} is not a UUID")))?;
+            traces.retain(|t| t.request_uuid() == Some(want));
+        }
+        return Ok((reader.info(), traces));
+    }
+    let r = request_at(cli, run_dir, &json!({"cmd": "trace_records", "id": request}))?;
+    let info: RegionInfo =
+        serde_json::from_value(r["region"].clone()).map_err(|e| Failure(format!("bad reply from the vRouter: region: {e}")))?;
+    let recs = r["records"].as_array().ok_or_else(|| Failure("bad reply from the vRouter: no records".into()))?;
+    let recs = recs
+        .iter()
+        .map(|v| record_from_json(v).ok_or_else(|| Failure(format!("bad reply from the vRouter: record {v}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((info, collect(&recs)))
 }
 
 fn main() -> ExitCode {

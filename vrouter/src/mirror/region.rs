@@ -344,7 +344,7 @@ impl MirrorRegion {
         let layout = Layout::new(n_lcores);
         let path = run_dir.join(MIRROR_FILE_NAME);
         let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let (map, path) = crate::shm_file::create_region_file(run_dir, MIRROR_FILE_NAME, layout.file_size, |map| {
+        let (map, path) = crate::shm_file::create_region_file(run_dir, MIRROR_FILE_NAME, layout.file_size, 0o644, |map| {
             let base = map.as_mut_ptr();
             let header = Header {
                 magic: AtomicU64::new(0),

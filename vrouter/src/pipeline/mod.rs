@@ -396,16 +396,27 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
     })
 }
 
-fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&mut FlowStage>) -> Verdict {
+fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, flows: Option<&mut FlowStage>) -> Verdict {
     let label = {
-        let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
-        let m = match mpls::Packet::new_checked(bytes) {
+        let Some(mut bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
+        let mut m = match mpls::Packet::new_checked(bytes) {
             Ok(m) => m,
             Err(e) => return Drop(e.drop_reason()),
         };
         if !m.bottom_of_stack() {
-            // Label stacks are not used between vRouters.
-            return Drop(DropReason::InvalidLabel);
+            // Label stacks are not used between vRouters, except for the trace mark of a
+            // traced packet above the service label: skipped here (and so stripped with the
+            // outer headers), read by the tracing hooks.
+            if crate::trace::mark::read_mpls_mark(bytes).is_none() {
+                return Drop(DropReason::InvalidLabel);
+            }
+            off += crate::trace::mark::MPLS_MARK_LEN;
+            bytes = &bytes[crate::trace::mark::MPLS_MARK_LEN..];
+            m = match mpls::Packet::new_checked(bytes) {
+                Ok(m) if m.bottom_of_stack() => m,
+                Ok(_) => return Drop(DropReason::InvalidLabel),
+                Err(e) => return Drop(e.drop_reason()),
+            };
         }
         m.label()
     };

@@ -205,6 +205,57 @@ fn fabric_packets_not_for_the_router_are_routed_in_the_fabric_vrf() {
     assert_eq!(process(fib, &fabric, &mut b, None), Drop(DropReason::NoL3Route));
 }
 
+/// An MPLSoUDP frame from 10.10.0.2 to the vRouter carrying `stack` then `inner`.
+fn mplsoudp_frame(stack: &[u8], inner: &[u8]) -> Vec<u8> {
+    let fabric = fib().vif(0).unwrap();
+    let udp_len = 8 + stack.len() + inner.len();
+    let mut f = fabric.mac.to_vec();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 0x08, 0x00]);
+    let total = 20 + udp_len;
+    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 10, 0, 2, 10, 10, 0, 1];
+    let c = !crate::packet::checksum::data(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0xc0, 0x00, 0x19, 0xeb]);
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(stack);
+    f.extend_from_slice(inner);
+    f
+}
+
+/// A trace mark above the service label is skipped (and goes with the outer headers): the
+/// VM gets the same frame as from an unmarked packet. A stack that only looks like a mark,
+/// or a mark with no bottom-of-stack label after it, is still an invalid label.
+#[test]
+fn the_mpls_trace_mark_is_stripped_on_decapsulation() {
+    use crate::trace::mark::{mpls_mark, MPLS_MARK_LEN};
+    let fib = fib();
+    let fabric = fib.vif(0).unwrap().clone();
+    let inner = &udp_frame([192, 168, 1, 3], 0)[14..];
+    let label = mpls::entry(17, 0, true, 64).to_be_bytes();
+    let mut plain = VecBuf::new(128, &mplsoudp_frame(&label, inner));
+    assert_eq!(process(fib, &fabric, &mut plain, None), Tx(1));
+    let mut stack = mpls_mark(0x1234_5678).to_vec();
+    stack.extend_from_slice(&label);
+    let marked_frame = mplsoudp_frame(&stack, inner);
+    assert_eq!(marked_frame.len(), mplsoudp_frame(&label, inner).len() + MPLS_MARK_LEN);
+    let mut marked = VecBuf::new(128, &marked_frame);
+    assert_eq!(process(fib, &fabric, &mut marked, None), Tx(1));
+    assert_eq!(marked.data(), plain.data(), "the VM sees no trace of the mark");
+
+    let mut not_mark = stack.clone();
+    not_mark[4..8].copy_from_slice(&mpls::entry(241, 0, false, 0).to_be_bytes());
+    let mut b = VecBuf::new(128, &mplsoudp_frame(&not_mark, inner));
+    assert_eq!(process(fib, &fabric, &mut b, None), Drop(DropReason::InvalidLabel));
+    let mut two = stack.clone();
+    two[MPLS_MARK_LEN + 2] &= !1; // the service label loses its S bit
+    let mut b = VecBuf::new(128, &mplsoudp_frame(&two, inner));
+    assert_eq!(process(fib, &fabric, &mut b, None), Drop(DropReason::InvalidLabel));
+    let mut b = VecBuf::new(128, &mplsoudp_frame(&mpls_mark(1), &[]));
+    assert_eq!(process(fib, &fabric, &mut b, None), Drop(DropReason::PullFails), "a mark and nothing after it");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4000, .. ProptestConfig::default() })]
 

@@ -2,12 +2,36 @@
 //! directory), the control-socket commands that manage them, and the compiled set of enabled
 //! requests the forwarding lcores read.
 //!
+//! # Who reads which records
+//!
+//! The records in the trace region (`<run_dir>/trace`, owner-only) are read by the operator
+//! straight from the file, or through here (`trace_records`, the REST `GET
+//! /traces/<id>/records`), where a tenant's token limits them to the traces of its own
+//! requests:
+//!
+//! - A trace started on this vRouter names its request in its `Matched` step: it belongs to
+//!   that request, and is readable with the token of the request's project while the request
+//!   exists (a removed request's traces are the operator's only; a tenant cannot choose a
+//!   request id, so it cannot take over the id of a removed request of another tenant).
+//! - A trace continued here from another vRouter (it came in with a trace mark) carries only
+//!   the trace id: the request that started it lives on the other vRouter. It is shown under
+//!   each request of this vRouter whose condition holds for the packet as it came in
+//!   (decapsulated, on the fabric vif) and whose scope holds the vif the packet was delivered
+//!   or headed to (the egress vif, else the vif of the route's nexthop). So a tenant sees
+//!   the continuation of a trace when it asks this vRouter for such packets on its own vifs,
+//!   that is for traffic to its own VMs, and the two halves share the trace id; a packet that
+//!   did not get as far as a route (a drop before) is the operator's only.
+//!
 //! The data plane sees two things: `enabled`, a word that is non-zero while at least one
 //! request is enabled (read once per burst), and the published active set with its `epoch`
 //! (re-read by an lcore only when the epoch changes).
 
-use super::request::{bad, new_uuid, parse_uuid, Condition, FieldError, Limit, Matcher, Scope, TraceRequest};
-use crate::fib::Fib;
+use super::region::{RegionInfo, TraceReader, TraceRegionError};
+use super::request::{bad, new_uuid, parse_uuid, Condition, FieldError, IpFields, Limit, Matcher, PacketFields, Scope, TraceRequest};
+use super::step::Step;
+use super::view::{self, Trace};
+use crate::config::VifType;
+use crate::fib::{Fib, Nexthop};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -298,6 +322,11 @@ impl TraceControl {
         }
         self.compile(&r)?;
         if let Some(id) = obj.get("id") {
+            if let Caller::Tenant(t) = caller {
+                // An id is a capability to the records that carry it: a chosen id could be the
+                // one of another tenant's removed request, whose records are still in the region.
+                return Err(bad("id", format!("tenant {} may not choose a request id (one is generated)", t.name)));
+            }
             let id = id.as_str().ok_or_else(|| bad("id", "must be a UUID string"))?;
             let b = parse_uuid(id).ok_or_else(|| bad("id", format!("{id:?} is not a UUID")))?;
             r.id = super::request::format_uuid(&b);
@@ -371,6 +400,77 @@ impl TraceControl {
         Ok(n)
     }
 
+    /// The trace region's records the operator may read: all of them.
+    pub fn records(&self) -> Result<(RegionInfo, Vec<Trace>), FieldError> {
+        self.records_for(Caller::Operator, None)
+    }
+
+    fn region_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The traces `caller` may read: of request `id` when given (an unknown id, or another
+    /// tenant's, is the same error as for the request itself), else of every request it
+    /// sees (the operator: every trace). See the module documentation for how traces are
+    /// attributed to requests.
+    fn records_for(&self, caller: Caller<'_>, id: Option<&str>) -> Result<(RegionInfo, Vec<Trace>), FieldError> {
+        let allowed: Option<Vec<TraceRequest>> = {
+            let st = self.lock();
+            match (caller, id) {
+                (Caller::Operator, None) => None,
+                (_, Some(i)) => Some(vec![st[Self::find(caller, &st, i)?].0.clone()]),
+                (Caller::Tenant(_), None) => Some(st.iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, _)| r.clone()).collect()),
+            }
+        };
+        let reader = TraceReader::open_run_dir(self.region_dir()).map_err(|e| match e {
+            TraceRegionError::NotRunning(d) => bad("region", format!("no trace region in {}: nothing is recorded", d.display())),
+            e => bad("region", e.to_string()),
+        })?;
+        let info = reader.info();
+        let traces = view::collect(&reader.records());
+        let Some(allowed) = allowed else { return Ok((info, traces)) };
+        let uuids: Vec<[u8; 16]> = allowed.iter().filter_map(|r| parse_uuid(&r.id)).collect();
+        // A request that no longer compiles (its vif or VN is gone) attributes no continued trace.
+        let matchers: Vec<Matcher> = allowed.iter().filter_map(|r| self.compile(r).ok()).collect();
+        let traces = traces
+            .into_iter()
+            .filter(|t| match t.request_uuid() {
+                Some(u) => uuids.contains(&u),
+                None => {
+                    t.continued_from().is_some()
+                        && self.continued_packet(t).is_some_and(|(p, to)| matchers.iter().any(|m| m.matches_continued(&p, to)))
+                }
+            })
+            .collect();
+        Ok((info, traces))
+    }
+
+    /// A continued trace's packet as it came in (from its first ingress, parse and address
+    /// steps), and the vif it was delivered or headed to.
+    fn continued_packet(&self, t: &Trace) -> Option<(PacketFields, Option<u16>)> {
+        let ingress = t.records.iter().find_map(|r| match r.step {
+            Step::Ingress { vif, .. } => Some(vif),
+            _ => None,
+        })?;
+        let (Some(Step::Parsed { ethertype, proto, sport, dport, vrf, .. }), addrs) = t.headers() else { return None };
+        let ip = match addrs {
+            Some(Step::Addresses { src, dst }) => Some(IpFields { src, dst, proto, sport, dport }),
+            _ => None,
+        };
+        let p = PacketFields { src_mac: [0; 6], dst_mac: [0; 6], ethertype, ip, ingress_vif: ingress, vrf };
+        let local = |v: u16| self.fib.vif(v).is_some_and(|x| x.kind != VifType::Fabric);
+        let to = t.records.iter().find_map(|r| match r.step {
+            Step::Egress { vif, .. } if local(vif) => Some(vif),
+            Step::Route { out_vif, .. } if local(out_vif) => Some(out_vif),
+            Step::Route { nh_id, .. } => match self.fib.nexthops.iter().find(|n| n.id() == nh_id) {
+                Some(Nexthop::Encap { vif, .. }) if local(*vif) => Some(*vif),
+                _ => None,
+            },
+            _ => None,
+        });
+        Some((p, to))
+    }
+
     pub fn get(&self, id: &str) -> Result<Value, FieldError> {
         self.get_for(Caller::Operator, id)
     }
@@ -396,6 +496,17 @@ impl TraceControl {
             "trace_disable" => id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r})),
             "trace_remove" => id().and_then(|i| self.remove_for(c, i)).map(|r| json!({"ok": true, "request": r})),
             "trace_flush" => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
+            "trace_records" => {
+                let req = match v.get("id") {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.as_str())),
+                    Some(_) => Err(bad("id", "must be a trace request UUID string")),
+                };
+                req.and_then(|i| self.records_for(c, i)).map(|(info, traces)| {
+                    let recs: Vec<Value> = traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
+                    json!({"ok": true, "region": info, "records": recs})
+                })
+            }
             other => Err(bad("cmd", format!("unknown trace command {other:?}"))),
         };
         r.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string(), "field": e.field}))
@@ -625,6 +736,156 @@ mod tests {
         assert_eq!(ctl.command(&json!({"cmd": "trace_enable", "token": red, "id": id}))["request"]["state"], "enabled");
         assert_eq!(ctl.command(&json!({"cmd": "trace_flush", "token": red}))["removed"], 1);
         assert_eq!(shown(None), vec![op_id], "a tenant's flush leaves the others' requests");
+    }
+
+    /// Red traces vif 1, blue vif 2 (same VN), the operator everything; the region holds
+    /// traces of each request, continued traces from another vRouter (one delivered to
+    /// blue's vif and matching blue's condition, one matching no condition, one dropped
+    /// before a route), and the ids of the three requests.
+    fn records_setup(dir: &Path) -> (TraceControl, super::super::TraceRegion, [String; 3]) {
+        use super::super::TraceRegion;
+        use crate::drop_reason::DropReason;
+        use std::net::Ipv4Addr;
+        let vn = "default-domain:demo:vn1".to_string();
+        let tenants = vec![
+            Tenant { name: "red".into(), token: RED.into(), vns: vec![vn.clone()] },
+            Tenant { name: "blue".into(), token: BLUE.into(), vns: vec![vn] },
+        ];
+        let ctl = TraceControl::load(dir, fib()).unwrap().with_tenants(tenants);
+        let add = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], true, "{r}");
+            r["request"]["id"].as_str().unwrap().to_string()
+        };
+        let red = add(json!({"cmd": "trace_add", "token": RED, "scope": {"vif": 1}, "condition": {"dst_port": 9000}, "enabled": true}));
+        let blue = add(json!({"cmd": "trace_add", "token": BLUE, "scope": {"vif": 2}, "condition": {"protocol": 17, "dst_port": 7300}, "enabled": true}));
+        let op = add(json!({"cmd": "trace_add", "enabled": true}));
+        let region = TraceRegion::create(dir, 2, 64, 1_000_000_000, 0).unwrap();
+        let mut w = region.writer(0).unwrap();
+        let uuid = |s: &str| parse_uuid(s).unwrap();
+        let v4 = |a: [u8; 4]| u128::from(Ipv4Addr::from(a).to_ipv6_mapped());
+        let local = |w: &mut super::super::RingWriter, t: u64, id: u64, req: &str, dport: u16| {
+            w.push(t, id, 1, &Step::Ingress { vif: 1, queue: 0, len: 60 });
+            w.push(t + 1, id, 1, &Step::Matched { request: uuid(req), new_trace: true });
+            w.push(t + 2, id, 1, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4000, dport, vrf: 1, ip_len: 46, ttl: 64 });
+            w.push(t + 3, id, 1, &Step::Egress { vif: 2, len: 60 });
+        };
+        local(&mut w, 100, 0x11, &red, 9000);
+        local(&mut w, 200, 0x22, &blue, 7300);
+        local(&mut w, 300, 0x33, &op, 1);
+        let continued = |w: &mut super::super::RingWriter, t: u64, id: u64, dport: u16, delivered: bool| {
+            w.push(t, id, 1, &Step::Ingress { vif: 0, queue: 0, len: 110 });
+            w.push(t, id, 1, &Step::Marked { from: Ipv4Addr::new(10, 10, 0, 2) });
+            w.push(t, id, 1, &Step::Decap { vxlan: false, label: 18, outer_src: Ipv4Addr::new(10, 10, 0, 2) });
+            w.push(t, id, 1, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4300, dport, vrf: 1, ip_len: 46, ttl: 63 });
+            w.push(t, id, 1, &Step::Addresses { src: v4([192, 168, 2, 7]), dst: v4([192, 168, 1, 4]) });
+            if delivered {
+                // Label 18 -> nexthop 2 (encap to vif 2); dropped after the route.
+                w.push(t + 1, id, 1, &Step::Route { vrf: 0, nh_id: 2, nh_kind: super::super::step::NH_ENCAP, out_vif: u16::MAX });
+            }
+            w.push(t + 2, id, 1, &Step::Drop { reason: DropReason::FlowActionDrop });
+        };
+        continued(&mut w, 400, 0x44, 7300, true);
+        continued(&mut w, 500, 0x55, 7301, true);
+        continued(&mut w, 600, 0x66, 7300, false);
+        (ctl, region, [red, blue, op])
+    }
+
+    const RED: &str = "red-token-0123456789";
+    const BLUE: &str = "blue-token-0123456789";
+
+    fn trace_ids(r: &Value) -> Vec<u64> {
+        assert_eq!(r["ok"], true, "{r}");
+        let recs: Vec<_> = r["records"].as_array().unwrap().iter().map(|v| view::record_from_json(v).unwrap()).collect();
+        view::collect(&recs).iter().map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn tenants_read_only_the_records_of_their_own_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, _region, [red, blue, op]) = records_setup(dir.path());
+        let recs = |v: Value| ctl.command(&v);
+        // The operator reads everything, or one request's traces.
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records"}))), [0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "id": red}))), [0x11]);
+        // The operator's request traces the whole vRouter with no condition: the continued
+        // traces are the kind of packet it asks for, wherever they went.
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "id": op}))), [0x33, 0x44, 0x55, 0x66]);
+        // Red: its request's trace only; blue: its own, and the continued trace delivered to
+        // its vif that its condition matches (not the one it does not match, not the one
+        // dropped before any route).
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": RED}))), [0x11]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": RED, "id": red.to_uppercase()}))), [0x11]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": BLUE}))), [0x22, 0x44]);
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records", "token": BLUE, "id": blue}))), [0x22, 0x44]);
+        // Another tenant's request, or the operator's, does not exist for a tenant.
+        let err = |v: Value| {
+            let r = ctl.command(&v);
+            assert_eq!(r["ok"], false, "{r}");
+            assert!(r.get("records").is_none());
+            (r["field"].as_str().unwrap().to_string(), r["error"].as_str().unwrap().to_string())
+        };
+        for (tok, id) in [(RED, &blue), (BLUE, &red), (RED, &op)] {
+            let (f, m) = err(json!({"cmd": "trace_records", "token": tok, "id": id}));
+            assert_eq!(f, "id");
+            assert!(m.contains("no trace request"), "{m}");
+        }
+        // Bad input names the field.
+        assert_eq!(err(json!({"cmd": "trace_records", "token": "guess"})).0, "token");
+        assert_eq!(err(json!({"cmd": "trace_records", "token": RED, "id": "not-a-uuid"})).0, "id");
+        assert_eq!(err(json!({"cmd": "trace_records", "id": 7})).0, "id");
+        // A removed request's traces are no longer a tenant's, and a tenant cannot take the
+        // id of a request over (it could be another tenant's removed one).
+        assert_eq!(ctl.command(&json!({"cmd": "trace_remove", "token": RED, "id": red}))["ok"], true);
+        assert!(trace_ids(&recs(json!({"cmd": "trace_records", "token": RED}))).is_empty());
+        let (f, m) = err(json!({"cmd": "trace_add", "token": BLUE, "id": red, "scope": {"vif": 2}}));
+        assert_eq!(f, "id");
+        assert!(m.contains("may not choose a request id"), "{m}");
+        assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records"}))).len(), 6, "the operator still sees them");
+        // No trace region (a vRouter without one): a clear error, not an empty answer.
+        let other = tempfile::tempdir().unwrap();
+        let ctl2 = TraceControl::load(other.path(), fib()).unwrap();
+        let r = ctl2.command(&json!({"cmd": "trace_records"}));
+        assert_eq!((r["ok"].clone(), r["field"].clone()), (json!(false), json!("region")), "{r}");
+    }
+
+    #[test]
+    fn rest_records_of_a_request() {
+        use super::super::rest::{handle, Request};
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, _region, [red, blue, op]) = records_setup(dir.path());
+        let get = |path: &str, token: Option<&str>| {
+            handle(&ctl, &Request { method: "GET".into(), path: path.into(), token: token.map(str::to_string), body: vec![] })
+        };
+        let (st, v) = get(&format!("/traces/{red}/records"), Some(RED));
+        assert_eq!(st, 200, "{v}");
+        let list = v.as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0]["trace_id"], "0000000000000011");
+        assert_eq!(list[0]["request"], red.as_str());
+        assert_eq!(list[0]["disposition"], "forwarded vif0/2");
+        let steps: Vec<&str> = list[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(steps, ["ingress", "matched", "parse", "egress"]);
+        let (st, v) = get(&format!("/traces/{blue}/records/"), Some(BLUE));
+        assert_eq!(st, 200, "{v}");
+        let ids: Vec<&str> = v.as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["0000000000000022", "0000000000000044"]);
+        assert_eq!(v[1]["continued_from"], "10.10.0.2");
+        assert_eq!(v[1]["request"], Value::Null);
+        // Another tenant's request, the operator's: 404 as for the request itself.
+        for (path, tok) in [(format!("/traces/{red}/records"), BLUE), (format!("/traces/{op}/records"), RED)] {
+            let (st, v) = get(&path, Some(tok));
+            assert_eq!((st, v["field"].as_str()), (404, Some("id")), "{v}");
+        }
+        let (st, v) = get(&format!("/traces/{red}/records"), None);
+        assert_eq!((st, v["field"].as_str()), (401, Some("token")), "{v}");
+        let (st, v) = get(&format!("/traces/{red}/records"), Some("wrong-token"));
+        assert_eq!((st, v["field"].as_str()), (401, Some("token")), "{v}");
+        let (st, v) = get("/traces/nope/records", Some(RED));
+        assert_eq!((st, v["field"].as_str()), (400, Some("id")), "{v}");
+        let del = Request { method: "DELETE".into(), path: format!("/traces/{red}/records"), token: Some(RED.into()), body: vec![] };
+        assert_eq!(handle(&ctl, &del).0, 405);
+        assert_eq!(get("/traces/a/b/records", Some(RED)).0, 404);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Nexthop, Vif, MPLSOUDP_PORT, VXLAN_PORT};
 use crate::packet::{ethernet, ipv4, ipv6, mpls, udp, vxlan, EtherType, IpProtocol};
 use crate::pipeline::flow::{key_v4, key_v6, CopyResults};
-use crate::pipeline::{FlowMirror, MirrorFrame, Verdict};
+use crate::pipeline::{FlowMirror, MirrorFrame, PacketBuf, Verdict};
 use flow_table::{FlowKey, FlowTable};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -246,9 +246,11 @@ impl TraceLcore {
         Some(ctx)
     }
 
-    /// Records what the pipeline did with a traced packet: `out` is the frame as it is now
-    /// (rewritten, encapsulated).
-    pub fn finish(&mut self, fib: &Fib, table: Option<&FlowTable>, ctx: &mut TraceCtx, verdict: Verdict, out: &mut [u8], tsc: u64) {
+    /// Records what the pipeline did with a traced packet: `pkt` holds the frame as it is now
+    /// (rewritten, encapsulated). A frame leaving in a tunnel gets the trace mark here.
+    // The mark's side effects (grow the frame, insert) stay out of a match guard.
+    #[allow(clippy::collapsible_match)]
+    pub fn finish<B: PacketBuf>(&mut self, fib: &Fib, table: Option<&FlowTable>, ctx: &mut TraceCtx, verdict: Verdict, pkt: &mut B, tsc: u64) {
         let mut entry = None;
         if let (true, Some(t), Some(key)) = (ctx.flow_path, table, ctx.key) {
             if let Some(idx) = t.lookup(&key, key.hash()) {
@@ -300,14 +302,23 @@ impl TraceLcore {
             Verdict::Tx(v) => {
                 let to_fabric = fib.vif(v).is_some_and(|x| x.kind == VifType::Fabric);
                 if to_fabric {
-                    if let Some(s) = encap_of(fib, out) {
-                        if let Step::Encap { vxlan: true, .. } = s {
-                            set_trace_mark(out, ctx.trace_id as u32);
+                    if let Some(s) = encap_of(fib, pkt.data()) {
+                        let id = ctx.trace_id as u32;
+                        match s {
+                            Step::Encap { vxlan: true, .. } => set_trace_mark(pkt.data_mut(), id),
+                            // No headroom for the mark: the packet goes unmarked (the next
+                            // vRouter does not continue the trace) rather than not at all.
+                            Step::Encap { vxlan: false, .. } => {
+                                if pkt.prepend(super::mark::MPLS_MARK_LEN) && !super::mark::insert_mpls_mark(pkt.data_mut(), id) {
+                                    pkt.adj(super::mark::MPLS_MARK_LEN);
+                                }
+                            }
+                            _ => {}
                         }
                         self.push(tsc, ctx, s);
                     }
                 }
-                self.push(tsc, ctx, Step::Egress { vif: v, len: out.len() as u32 });
+                self.push(tsc, ctx, Step::Egress { vif: v, len: pkt.data().len() as u32 });
             }
             Verdict::Drop(reason) => self.push(tsc, ctx, Step::Drop { reason }),
             Verdict::Hold { .. } => {}
@@ -365,7 +376,7 @@ impl FlowMirror for TracingMirror<'_, '_> {
 
 /// What [`parse`] found in a frame.
 struct Parsed {
-    /// The trace mark of a VXLAN packet (trace id, sending vRouter).
+    /// The trace mark of a VXLAN or MPLSoUDP packet (trace id, sending vRouter).
     mark: Option<(u32, std::net::Ipv4Addr)>,
     fields: PacketFields,
     key: Option<FlowKey>,
@@ -407,6 +418,11 @@ fn parse(fib: &Fib, vif: &Vif, frame: &[u8]) -> Option<Parsed> {
                     let outer_src = ip.src_addr();
                     let body = u.payload();
                     if u.dst_port() == MPLSOUDP_PORT {
+                        let mut body = body;
+                        if let Some(id) = super::mark::read_mpls_mark(body) {
+                            p.mark = Some((id, outer_src));
+                            body = &body[super::mark::MPLS_MARK_LEN..];
+                        }
                         let m = mpls::Packet::new_checked(body).ok()?;
                         let label = m.label();
                         p.decap = Some(Step::Decap { vxlan: false, label, outer_src });

@@ -1,13 +1,17 @@
 //! Live packet tracing: trace requests ([`request`], managed by [`control`] over the agent's
 //! control socket and persisted in the run directory), typed step records ([`step`]) in
 //! per-lcore rings of shared memory ([`region`]), written by the data plane ([`dp`], feature
-//! `trace`) and the agent, and rendered to text only by readers (the `trace` tool).
+//! `trace`) and the agent, grouped into traces by [`view`] (for the `trace` tool, and for
+//! the agent, which serves each tenant the traces of its own requests), and rendered to text
+//! only by readers. [`mark`] is the trace mark of MPLSoUDP packets (VXLAN's is in [`dp`]).
 
 pub mod control;
+pub mod mark;
 pub mod region;
 pub mod request;
 pub mod rest;
 pub mod step;
+pub mod view;
 
 #[cfg(feature = "trace")]
 pub mod dp;

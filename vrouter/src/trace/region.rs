@@ -31,6 +31,10 @@ use super::step::Step;
 pub const TRACE_MAGIC: u64 = u64::from_le_bytes(*b"VRTRACE1");
 pub const TRACE_LAYOUT_VERSION: u32 = 1;
 pub const TRACE_FILE_NAME: &str = "trace";
+/// The region is readable by the vRouter's user only: its records carry tenants' packet
+/// headers. Tenants read their own traces through the agent (REST or control socket with a
+/// token), which filters them (see [`super::control`]).
+pub const TRACE_FILE_MODE: u32 = 0o600;
 /// Records per ring (a power of two).
 pub const DEFAULT_RING_SLOTS: usize = 8192;
 pub const MAX_RINGS: usize = 1025;
@@ -115,6 +119,12 @@ pub enum TraceRegionError {
     NotRunning(PathBuf),
     #[error("{}: {what} is {found} (expected {expected}): not a trace region of this build", path.display())]
     BadHeader { path: PathBuf, what: &'static str, found: u64, expected: u64 },
+    #[error(
+        "permission denied opening {}: the trace region is readable only by the vRouter's user (mode 0600, it holds \
+         tenants' packet headers); run as that user, or read your own traces through the vRouter with --token",
+        .0.display()
+    )]
+    PermissionDenied(PathBuf),
     #[error("{context} {}: {source}", path.display())]
     Io {
         context: &'static str,
@@ -198,7 +208,7 @@ impl TraceRegion {
         let layout = Layout::new(n_rings, ring_slots);
         let path = run_dir.join(TRACE_FILE_NAME);
         let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let (map, path) = crate::shm_file::create_region_file(run_dir, TRACE_FILE_NAME, layout.file_size, |map| {
+        let (map, path) = crate::shm_file::create_region_file(run_dir, TRACE_FILE_NAME, layout.file_size, TRACE_FILE_MODE, |map| {
             let base = map.as_mut_ptr();
             let header = Header {
                 magic: AtomicU64::new(0),
@@ -297,7 +307,7 @@ pub struct TraceRecord {
 }
 
 /// What a reader knows of the region besides its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionInfo {
     pub generation: u64,
     pub n_rings: u32,
@@ -342,6 +352,7 @@ impl TraceReader {
         let file = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TraceRegionError::NotRunning(run_dir.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(TraceRegionError::PermissionDenied(path)),
             Err(e) => return Err(TraceRegionError::Io { context: "opening", path, source: e }),
         };
         // SAFETY: read-only shared mapping; the vRouter never truncates the file while it
@@ -563,6 +574,15 @@ mod tests {
         assert_eq!(r.read_ring(7, 0, 10), RingRead::default());
         // A cursor ahead of the head reads nothing and stays.
         assert_eq!(r.read_ring(0, 500, 10).next, 500);
+    }
+
+    #[test]
+    fn the_region_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 1, 64, 1, 0).unwrap();
+        let mode = std::fs::metadata(region.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "it holds tenants' packet headers");
     }
 
     #[test]

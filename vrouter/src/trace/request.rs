@@ -314,9 +314,28 @@ impl Matcher {
 
     #[inline]
     pub fn matches(&self, p: &PacketFields) -> bool {
-        if !self.may_match_vif(p.ingress_vif) {
+        self.may_match_vif(p.ingress_vif) && self.matches_headers(p)
+    }
+
+    /// Whether a packet whose trace was continued here from another vRouter (it came in
+    /// with a trace mark, so no request matched it here) is one this request asks about:
+    /// the condition holds for it as it entered (`p`, the decapsulated packet on the fabric
+    /// vif), and the vif it was headed to (`to_vif`) is in the scope. Decides which
+    /// requests a continued trace is shown under (see [`super::control`]). A MAC condition
+    /// never holds: the inner MACs of a continued packet are not recorded.
+    pub fn matches_continued(&self, p: &PacketFields, to_vif: Option<u16>) -> bool {
+        if self.src_mac.is_some() || self.dst_mac.is_some() || self.ingress_vif.is_some_and(|v| v != p.ingress_vif) {
             return false;
         }
+        let in_scope = match &self.scope_vifs {
+            None => true,
+            Some(s) => to_vif.is_some_and(|v| s.contains(&v)),
+        };
+        in_scope && self.matches_headers(p)
+    }
+
+    #[inline]
+    fn matches_headers(&self, p: &PacketFields) -> bool {
         if self.src_mac.is_some_and(|m| m != p.src_mac)
             || self.dst_mac.is_some_and(|m| m != p.dst_mac)
             || self.ethertype.is_some_and(|e| e != p.ethertype)

@@ -8,12 +8,23 @@
 //! | `GET /traces/<id>` | one request | 200, or 404 |
 //! | `PUT /traces/<id>` | `{"enabled": bool}` (other fields, when given, must equal the stored ones) | 200 and the request |
 //! | `DELETE /traces/<id>` | removes it | 200 and the removed request |
+//! | `GET /traces/<id>/records` | the traces recorded for the request, read from the trace region | 200 and a list, or 404 |
+//!
+//! The flow tracing API seed stops at the requests ("collection and display of the flow
+//! trace log messages themselves ... reserved for future work"); the records are a
+//! sub-resource of the request that produced them, so the same token check and the same 404
+//! for another tenant's request id apply. Each element of the list is one trace as
+//! `trace get --json` shows it (`trace_id`, `request`, `flow`, `disposition`, `trace`:
+//! packets with their steps); a trace continued here from another vRouter has no `request`
+//! and a `continued_from` (see [`super::control`] for which requests it is shown under).
 //!
 //! Every call needs `Authorization: Bearer <tenant token>` (401 otherwise): the network API
 //! is for tenants; the operator uses the owner-only control socket. Errors are
 //! `{"error": "<field>: <message>", "field": "<field>"}` with 400 (bad request), 401, 404.
 
 use super::control::TraceControl;
+use super::region::RegionInfo;
+use super::view;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -69,6 +80,7 @@ impl RestServer {
             401 => "Unauthorized",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            500 => "Internal Server Error",
             _ => "Error",
         };
         let mut w = &s;
@@ -138,6 +150,12 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         }
     };
     let path = req.path.trim_end_matches('/');
+    if let Some(i) = path.strip_prefix("/traces/").and_then(|p| p.strip_suffix("/records")).filter(|i| !i.is_empty() && !i.contains('/')) {
+        if req.method != "GET" {
+            return (405, json!({"error": format!("method: {} is not allowed on {}", req.method, req.path), "field": "method"}));
+        }
+        return records(ctl, token, i);
+    }
     let id = path.strip_prefix("/traces/").filter(|i| !i.is_empty() && !i.contains('/'));
     let mut cmd = match (req.method.as_str(), path, id) {
         ("POST", "/traces", _) => {
@@ -184,11 +202,28 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
     (if created { 201 } else { 200 }, out)
 }
 
+/// `GET /traces/<id>/records`: the caller's request's traces, each with its steps.
+fn records(ctl: &TraceControl, token: &str, id: &str) -> (u16, Value) {
+    let r = ctl.command(&json!({"cmd": "trace_records", "id": id, "token": token}));
+    if r["ok"] != true {
+        return status_of(r);
+    }
+    let info: RegionInfo = match serde_json::from_value(r["region"].clone()) {
+        Ok(i) => i,
+        Err(e) => return (500, json!({"error": format!("region: {e}"), "field": "region"})),
+    };
+    let recs: Vec<_> = r["records"].as_array().map_or(&[][..], Vec::as_slice).iter().filter_map(view::record_from_json).collect();
+    let traces: Vec<Value> = view::collect(&recs).iter().map(|t| view::trace_json(t, &info, true)).collect();
+    (200, Value::from(traces))
+}
+
 fn status_of(r: Value) -> (u16, Value) {
     let field = r["field"].as_str().unwrap_or("");
     let msg = r["error"].as_str().unwrap_or("");
     let status = match field {
         "token" => 401,
+        // The trace region could not be read: the server's problem, not the request's.
+        "region" => 500,
         "id" if msg.contains("no trace request") => 404,
         _ => 400,
     };
