@@ -417,16 +417,7 @@ fn tunnel_encapsulation_and_fabric_decapsulation_are_traced() {
 
 /// One HTTP/1.1 request to the trace API; returns the status and the JSON body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("trace API");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status: u16 = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {resp}")))
+    http_json(addr, method, path, token, body)
 }
 
 /// The REST API on the agent's HTTP port: tokens required, a tenant works only on its own
