@@ -50,8 +50,11 @@ pub struct Active {
     pub budget: Arc<AtomicU32>,
 }
 
-/// What the lcores share with the control side.
+/// What the lcores share with the control side. Aligned to two cache lines so that no other
+/// heap object shares its line: `enabled` is read by every lcore on every burst, and a
+/// neighbour written by another thread would make that read a coherence miss.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct Published {
     /// Non-zero while a request is enabled: the one word the data plane reads per burst.
     pub enabled: AtomicU32,
