@@ -1,5 +1,5 @@
-//! Creation of the vRouter's shared-memory region files (`<run_dir>/mirror`,
-//! `<run_dir>/trace`): a fresh file under a temporary name, sized (zero-filled), mapped,
+//! Creation and opening of the vRouter's shared-memory region files (`<run_dir>/mirror`,
+//! `<run_dir>/trace`), and the error type both regions use. Creation: a fresh file under a temporary name, sized (zero-filled), mapped,
 //! its header written by the caller with `magic` last, then renamed into place, so a reader
 //! never sees a partial file and a reader of the previous file keeps a valid mapping.
 //!
@@ -7,7 +7,7 @@
 //! analyzer state for monitoring tools), the trace region is owner-only (0600: its records
 //! carry tenants' packet headers).
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
 use std::fs::{self, OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,67 @@ pub struct BuildError {
     pub context: &'static str,
     pub path: PathBuf,
     pub source: std::io::Error,
+}
+
+/// Errors creating or opening a region file; `kind` names the region ("mirror", "trace").
+#[derive(Debug, thiserror::Error)]
+pub enum RegionError {
+    #[error("vRouter is not running (no {kind} region at {})", .path.display())]
+    NotRunning { kind: &'static str, path: PathBuf },
+    #[error("{}: {what} is {found} (expected {expected}): not a {kind} region of this build", .path.display())]
+    BadHeader { kind: &'static str, path: PathBuf, what: &'static str, found: u64, expected: u64 },
+    /// The file exists but this user may not read it; `hint` says who may and what to do.
+    #[error("permission denied opening {}: {hint}", .path.display())]
+    PermissionDenied { path: PathBuf, hint: &'static str },
+    #[error("{context} {}: {source}", .path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{kind} region: {msg}")]
+    InvalidArgument { kind: &'static str, msg: String },
+}
+
+impl From<BuildError> for RegionError {
+    fn from(e: BuildError) -> RegionError {
+        RegionError::Io { context: e.context, path: e.path, source: e.source }
+    }
+}
+
+/// Opens `<run_dir>/<name>` read-only and maps it: a missing file is
+/// [`RegionError::NotRunning`], an unreadable one [`RegionError::PermissionDenied`] with
+/// `denied_hint`, a file shorter than `header_size` a [`RegionError::BadHeader`]. The caller
+/// checks the header itself.
+pub fn open_region_file(
+    run_dir: &Path,
+    name: &str,
+    kind: &'static str,
+    header_size: usize,
+    denied_hint: &'static str,
+) -> Result<(Mmap, PathBuf), RegionError> {
+    let path = run_dir.join(name);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RegionError::NotRunning { kind, path }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(RegionError::PermissionDenied { path, hint: denied_hint })
+        }
+        Err(source) => return Err(RegionError::Io { context: "opening", path, source }),
+    };
+    // SAFETY: mapped read-only; the vRouter never truncates a region file (a new one replaces
+    // it by rename), so the mapping stays valid; the regions read it through atomics or
+    // header fields written before `magic`.
+    let map = match unsafe { Mmap::map(&file) } {
+        Ok(m) => m,
+        Err(source) => return Err(RegionError::Io { context: "mapping", path, source }),
+    };
+    if map.len() < header_size {
+        let found = map.len() as u64;
+        return Err(RegionError::BadHeader { kind, path, what: "file size", found, expected: header_size as u64 });
+    }
+    Ok((map, path))
 }
 
 /// Builds `<run_dir>/<name>`: creates `run_dir` if needed, writes `size` zero bytes under
@@ -71,6 +132,25 @@ pub fn create_region_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_names_what_is_wrong() {
+        let d = tempfile::tempdir().unwrap();
+        match open_region_file(d.path(), "region", "test", 64, "hint") {
+            Err(e @ RegionError::NotRunning { .. }) => {
+                assert_eq!(e.to_string(), format!("vRouter is not running (no test region at {})", d.path().join("region").display()))
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::write(d.path().join("region"), [0u8; 10]).unwrap();
+        match open_region_file(d.path(), "region", "test", 64, "hint") {
+            Err(RegionError::BadHeader { kind: "test", what: "file size", found: 10, expected: 64, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        create_region_file(d.path(), "region", 4096, 0o644, |m| m[..4].copy_from_slice(b"HDR!")).unwrap();
+        let (map, path) = open_region_file(d.path(), "region", "test", 64, "hint").unwrap();
+        assert_eq!((&map[..4], map.len(), path), (&b"HDR!"[..], 4096, d.path().join("region")));
+    }
 
     #[test]
     fn builds_under_a_temporary_name_and_renames() {

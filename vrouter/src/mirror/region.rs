@@ -194,27 +194,8 @@ pub struct EntryStats {
     pub errors: u64,
 }
 
-/// Errors creating or opening the region.
-#[derive(Debug, thiserror::Error)]
-pub enum MirrorRegionError {
-    #[error("vRouter is not running (no mirror region at {})", .0.display())]
-    NotRunning(PathBuf),
-    #[error("{}: {what} is {found} (expected {expected}): not a mirror region of this build", path.display())]
-    BadHeader { path: PathBuf, what: &'static str, found: u64, expected: u64 },
-    #[error("{context} {}: {source}", path.display())]
-    Io {
-        context: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("mirror region: {0}")]
-    InvalidArgument(String),
-}
-
-fn io_err<'p>(context: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> MirrorRegionError + 'p {
-    move |source| MirrorRegionError::Io { context, path: path.to_path_buf(), source }
-}
+/// Errors creating or opening the mirror region (the shared region error type).
+pub type MirrorRegionError = crate::shm_file::RegionError;
 
 /// A checked view of a mapping: base pointer plus layout.
 #[derive(Clone, Copy)]
@@ -339,7 +320,7 @@ impl MirrorRegion {
     /// Creates (or replaces) the region for `n_lcores` forwarding lcores, all slots empty.
     pub fn create(run_dir: &Path, n_lcores: usize, router_ip: Ipv4Addr) -> Result<MirrorRegion, MirrorRegionError> {
         if n_lcores == 0 || n_lcores > MAX_LCORES {
-            return Err(MirrorRegionError::InvalidArgument(format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})")));
+            return Err(MirrorRegionError::InvalidArgument { kind: "mirror", msg: format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})") });
         }
         let layout = Layout::new(n_lcores);
         let path = run_dir.join(MIRROR_FILE_NAME);
@@ -369,7 +350,7 @@ impl MirrorRegion {
             // SAFETY: just written above.
             unsafe { &*(base as *const Header) }.magic.store(MIRROR_MAGIC, Ordering::Release);
         })
-        .map_err(|e| MirrorRegionError::Io { context: e.context, path: e.path, source: e.source })?;
+        .map_err(MirrorRegionError::from)?;
         let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
         Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }), path })
     }
@@ -539,23 +520,18 @@ pub struct MirrorReader {
 impl MirrorReader {
     /// Opens `<run_dir>/mirror` and checks its header against this build's layout.
     pub fn open(run_dir: &Path) -> Result<MirrorReader, MirrorRegionError> {
-        let path = run_dir.join(MIRROR_FILE_NAME);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MirrorRegionError::NotRunning(path)),
-            Err(e) => return Err(MirrorRegionError::Io { context: "opening", path, source: e }),
-        };
-        // SAFETY: mapped read-only; the vRouter never truncates the file (it replaces it by
-        // rename), so the mapping stays valid; all reads are atomic loads or header fields
-        // written before `magic`.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err("mapping", &path))?;
+        // The mirror region is world-readable (0644), so a refusal is the administrator's doing.
+        let (map, path) = crate::shm_file::open_region_file(
+            run_dir,
+            MIRROR_FILE_NAME,
+            "mirror",
+            HEADER_SIZE,
+            "the file's permissions or a security policy refuse this user",
+        )?;
         let len = map.len();
-        if len < HEADER_SIZE {
-            return Err(MirrorRegionError::BadHeader { path, what: "file size", found: len as u64, expected: HEADER_SIZE as u64 });
-        }
         // SAFETY: at least HEADER_SIZE bytes, page-aligned; Header is valid for any bits.
         let h = unsafe { &*(map.as_ptr() as *const Header) };
-        let bad = |what, found: u64, expected: u64| MirrorRegionError::BadHeader { path: path.clone(), what, found, expected };
+        let bad = |what, found: u64, expected: u64| MirrorRegionError::BadHeader { kind: "mirror", path: path.clone(), what, found, expected };
         let magic = h.magic.load(Ordering::Acquire);
         if magic != MIRROR_MAGIC {
             return Err(bad("magic", magic, MIRROR_MAGIC));
@@ -688,7 +664,7 @@ mod tests {
     #[test]
     fn reader_rejects_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(MirrorReader::open(dir.path()), Err(MirrorRegionError::NotRunning(_))));
+        assert!(matches!(MirrorReader::open(dir.path()), Err(MirrorRegionError::NotRunning { .. })));
         std::fs::write(dir.path().join(MIRROR_FILE_NAME), vec![7u8; 4096]).unwrap();
         let e = MirrorReader::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("magic"), "{e}");

@@ -426,7 +426,7 @@ impl TraceControl {
             }
         };
         let reader = TraceReader::open_run_dir(self.region_dir()).map_err(|e| match e {
-            TraceRegionError::NotRunning(d) => bad("region", format!("no trace region in {}: nothing is recorded", d.display())),
+            TraceRegionError::NotRunning { path, .. } => bad("region", format!("no trace region at {}: nothing is recorded", path.display())),
             e => bad("region", e.to_string()),
         })?;
         let info = reader.info();

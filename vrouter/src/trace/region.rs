@@ -113,32 +113,12 @@ impl Layout {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TraceRegionError {
-    #[error("vRouter is not running (no trace region at {})", .0.display())]
-    NotRunning(PathBuf),
-    #[error("{}: {what} is {found} (expected {expected}): not a trace region of this build", path.display())]
-    BadHeader { path: PathBuf, what: &'static str, found: u64, expected: u64 },
-    #[error(
-        "permission denied opening {}: the trace region is readable only by the vRouter's user (mode 0600, it holds \
-         tenants' packet headers); run as that user, or read your own traces through the vRouter with --token",
-        .0.display()
-    )]
-    PermissionDenied(PathBuf),
-    #[error("{context} {}: {source}", path.display())]
-    Io {
-        context: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("trace region: {0}")]
-    InvalidArgument(String),
-}
+/// Errors creating or opening the trace region (the shared region error type).
+pub type TraceRegionError = crate::shm_file::RegionError;
 
-fn io_err<'p>(context: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> TraceRegionError + 'p {
-    move |source| TraceRegionError::Io { context, path: path.to_path_buf(), source }
-}
+/// What the trace tool says to a user who may not read the region.
+const DENIED_HINT: &str = "the trace region is readable only by the vRouter's user (mode 0600, it holds tenants' \
+     packet headers); run as that user, or read your own traces through the vRouter with --token";
 
 #[derive(Clone, Copy)]
 struct View {
@@ -200,10 +180,10 @@ impl TraceRegion {
     /// Creates (or replaces) the region with `n_rings` rings of `ring_slots` records.
     pub fn create(run_dir: &Path, n_rings: usize, ring_slots: usize, tsc_hz: u64, base_tsc: u64) -> Result<TraceRegion, TraceRegionError> {
         if n_rings == 0 || n_rings > MAX_RINGS {
-            return Err(TraceRegionError::InvalidArgument(format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})")));
+            return Err(TraceRegionError::InvalidArgument { kind: "trace", msg: format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})") });
         }
         if !ring_slots.is_power_of_two() || ring_slots < 64 {
-            return Err(TraceRegionError::InvalidArgument(format!("ring_slots {ring_slots} is not a power of two >= 64")));
+            return Err(TraceRegionError::InvalidArgument { kind: "trace", msg: format!("ring_slots {ring_slots} is not a power of two >= 64") });
         }
         let layout = Layout::new(n_rings, ring_slots);
         let path = run_dir.join(TRACE_FILE_NAME);
@@ -234,7 +214,7 @@ impl TraceRegion {
             // SAFETY: just written above.
             unsafe { &*(base as *const Header) }.magic.store(TRACE_MAGIC, Ordering::Release);
         })
-        .map_err(|e| TraceRegionError::Io { context: e.context, path: e.path, source: e.source })?;
+        .map_err(TraceRegionError::from)?;
         let taken = (0..n_rings).map(|_| AtomicBool::new(false)).collect();
         Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }), path })
     }
@@ -348,20 +328,8 @@ pub struct TraceReader {
 
 impl TraceReader {
     pub fn open_run_dir(run_dir: &Path) -> Result<TraceReader, TraceRegionError> {
-        let path = run_dir.join(TRACE_FILE_NAME);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TraceRegionError::NotRunning(run_dir.to_path_buf())),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(TraceRegionError::PermissionDenied(path)),
-            Err(e) => return Err(TraceRegionError::Io { context: "opening", path, source: e }),
-        };
-        // SAFETY: read-only shared mapping; the vRouter never truncates the file while it
-        // exists (a new one replaces it by rename); every field is read through atomics.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err("mapping", &path))?;
-        let bad = |what, found: u64, expected: u64| TraceRegionError::BadHeader { path: path.clone(), what, found, expected };
-        if map.len() < HEADER_SIZE {
-            return Err(bad("file size", map.len() as u64, HEADER_SIZE as u64));
-        }
+        let (map, path) = crate::shm_file::open_region_file(run_dir, TRACE_FILE_NAME, "trace", HEADER_SIZE, DENIED_HINT)?;
+        let bad = |what, found: u64, expected: u64| TraceRegionError::BadHeader { kind: "trace", path: path.clone(), what, found, expected };
         // SAFETY: at least HEADER_SIZE bytes, page-aligned; plain integers and atomics.
         let h = unsafe { &*(map.as_ptr() as *const Header) };
         let magic = h.magic.load(Ordering::Acquire);
@@ -588,7 +556,7 @@ mod tests {
     #[test]
     fn reader_rejects_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(TraceReader::open_run_dir(dir.path()), Err(TraceRegionError::NotRunning(_))));
+        assert!(matches!(TraceReader::open_run_dir(dir.path()), Err(TraceRegionError::NotRunning { .. })));
         std::fs::write(dir.path().join(TRACE_FILE_NAME), vec![0u8; 4096]).unwrap();
         match TraceReader::open_run_dir(dir.path()) {
             Err(TraceRegionError::BadHeader { what, .. }) => assert_eq!(what, "magic"),
