@@ -487,7 +487,15 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
-                self.burst(&fib, vif, q.queue, &pkts[..n], now, tsc);
+                // Tracing: one load and one predictable branch per burst while no request
+                // is enabled; the untraced burst is then the same code as a build with
+                // tracing compiled out.
+                #[cfg(feature = "trace")]
+                if self.trace.as_ref().is_some_and(|t| t.enabled()) && self.trace_burst(vif.id) {
+                    self.burst::<true>(&fib, vif, q.queue, &pkts[..n], now, tsc);
+                    continue;
+                }
+                self.burst::<false>(&fib, vif, q.queue, &pkts[..n], now, tsc);
             }
             self.stats.poll(received);
         }
@@ -496,8 +504,22 @@ impl LcoreLoop {
         0
     }
 
-    #[inline]
-    fn burst(&mut self, fib: &Fib, vif: &Vif, queue: u16, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
+    /// Takes the trace requests' current set and says whether one may match packets
+    /// entering `vif` (only called while a request is enabled; out of line so that the
+    /// forwarding loop stays the same as without tracing).
+    #[cfg(feature = "trace")]
+    #[inline(never)]
+    #[cold]
+    fn trace_burst(&mut self, vif: u16) -> bool {
+        self.trace.as_mut().is_some_and(|t| t.begin_burst(vif))
+    }
+
+    /// One received burst. `TRACED`: trace requests may match its packets (each packet is
+    /// then matched first); `false` is the only instance when tracing is compiled out.
+    /// Out of line in every build, so the forwarding code is laid out the same way with
+    /// and without tracing compiled in.
+    #[inline(never)]
+    fn burst<const TRACED: bool>(&mut self, fib: &Fib, vif: &Vif, queue: u16, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap.
@@ -523,13 +545,9 @@ impl LcoreLoop {
                 }
             }
         }
-        // Tracing: one load per burst while no request is enabled.
-        #[cfg(feature = "trace")]
-        let traced = self.trace.as_ref().is_some_and(|t| t.enabled())
-            && self.trace.as_mut().is_some_and(|t| t.begin_burst(vif.id));
         #[cfg(not(feature = "trace"))]
-        let traced = { let _ = queue; false };
-        if traced {
+        let _ = queue;
+        if TRACED {
             #[cfg(feature = "trace")]
             {
                 rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, now, tsc);
@@ -539,7 +557,7 @@ impl LcoreLoop {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let m = unsafe { Mbuf::from_raw(raw) };
                 rx_bytes += u64::from(m.pkt_len());
-                self.forward(fib, vif, raw, now, tsc, pre.get(i), None, None);
+                self.forward::<false>(fib, vif, raw, now, tsc, pre.get(i), None, None);
             }
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
@@ -568,7 +586,7 @@ impl LcoreLoop {
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
             let ctx = self.trace.as_mut().and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
-            self.forward(fib, vif, raw, now, tsc, pre.get(i), None, ctx);
+            self.forward::<true>(fib, vif, raw, now, tsc, pre.get(i), None, ctx);
         }
         rx_bytes
     }
@@ -578,9 +596,12 @@ impl LcoreLoop {
     /// (already counted; the index is a hint, checked against the packet's key).
     /// Inlined into the burst loop: the call, its argument block and the flow stage's
     /// set-up cost ~50 instructions per packet out of line (callgrind).
+    /// `TRACED`: `tr` may hold the packet's trace. The untraced instance has no trace code
+    /// at all (a runtime `None` would not do: the trace's address reaches the mirror hook,
+    /// so the compiler keeps testing it after every call).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn forward(
+    fn forward<const TRACED: bool>(
         &mut self,
         fib: &Fib,
         vif: &Vif,
@@ -606,7 +627,7 @@ impl LcoreLoop {
             #[cfg(feature = "trace")]
             let mut tm;
             #[cfg(feature = "trace")]
-            let mirror: Option<&mut dyn pipeline::FlowMirror> = match (tr.as_mut(), sink.as_mut()) {
+            let mirror: Option<&mut dyn pipeline::FlowMirror> = match (if TRACED { tr.as_mut() } else { None }, sink.as_mut()) {
                 (Some(ctx), Some(s)) => {
                     tm = crate::trace::dp::TracingMirror { inner: s, ctx, tsc: crate::dpdk::rdtsc() };
                     Some(&mut tm)
@@ -631,9 +652,11 @@ impl LcoreLoop {
             pipeline::process(fib, vif, &mut m, None)
         };
         #[cfg(feature = "trace")]
-        if let (Some(ctx), Some(t)) = (tr.as_mut(), self.trace.as_mut()) {
-            let table = self.flow.as_ref().map(|f| &*f.table);
-            t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
+        if TRACED {
+            if let (Some(ctx), Some(t)) = (tr.as_mut(), self.trace.as_mut()) {
+                let table = self.flow.as_ref().map(|f| &*f.table);
+                t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
+            }
         }
         match verdict {
             Verdict::Tx(out) => {
@@ -656,15 +679,17 @@ impl LcoreLoop {
                     }
                     None => {
                         #[cfg(feature = "trace")]
-                        if let (Some(ctx), Some(t)) = (tr.as_ref(), self.trace.as_mut()) {
-                            t.dropped(ctx, DropReason::InvalidIf, crate::dpdk::rdtsc());
+                        if TRACED {
+                            if let (Some(ctx), Some(t)) = (tr.as_ref(), self.trace.as_mut()) {
+                                t.dropped(ctx, DropReason::InvalidIf, crate::dpdk::rdtsc());
+                            }
                         }
                         self.drop_pkt(vif.id, DropReason::InvalidIf, raw)
                     }
                 }
             }
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
-            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, tr),
+            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, if TRACED { tr } else { None }),
         }
     }
 
@@ -752,7 +777,7 @@ impl LcoreLoop {
             #[cfg(not(feature = "trace"))]
             let tr = None;
             match fib.vif(v) {
-                Some(vif) => self.forward(fib, vif, raw, now, 0, None, Some(flow), tr),
+                Some(vif) => self.forward::<true>(fib, vif, raw, now, 0, None, Some(flow), tr),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }
@@ -831,8 +856,9 @@ impl BurstKeys {
     }
 }
 
-/// The flow key of an IP frame from a VM in `vrf`, for the burst pre-pass.
-#[inline]
+/// The flow key of an IP frame from a VM in `vrf`, for the burst pre-pass (always inlined:
+/// a call per packet otherwise, depending on the inliner's mood).
+#[inline(always)]
 fn prepass_key(vrf: u32, frame: &[u8]) -> Option<(flow_table::FlowKey, u32)> {
     let eth = ethernet::Frame::new_checked(frame).ok()?;
     match eth.ethertype() {

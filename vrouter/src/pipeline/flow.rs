@@ -113,8 +113,9 @@ pub fn key_v4(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> FlowKey {
     FlowKey::v4(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
 }
 
-/// [`key_v4`] and the key's hash, computed from the header fields directly.
-#[inline]
+/// [`key_v4`] and the key's hash, computed from the header fields directly (always
+/// inlined: it runs for every packet of the burst pre-pass).
+#[inline(always)]
 pub fn key_v4_hashed(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> (FlowKey, u32) {
     let proto = ip.protocol();
     let (sport, dport) = key_ports(proto, ip.payload(), !ip.is_fragment());
