@@ -30,6 +30,8 @@ use std::sync::Arc;
 
 /// Packets per RX/TX burst.
 pub const BURST: usize = 32;
+// The trace candidates of a burst are a 32-bit mask.
+const _: () = assert!(BURST <= 32);
 
 impl PacketBuf for Mbuf {
     #[inline(always)]
@@ -545,14 +547,33 @@ impl LcoreLoop {
                 }
             }
         }
+        // Tracing: the packets a request may match (a header test on bytes the pre-pass
+        // just read); a burst with none runs the untraced loop.
+        #[cfg(feature = "trace")]
+        let mut candidates = 0u32;
+        #[cfg(feature = "trace")]
+        if let (true, Some(t)) = (TRACED, &self.trace) {
+            for (i, &raw) in pkts.iter().enumerate() {
+                // SAFETY: rx_burst handed us these mbufs; only read here.
+                let m = unsafe { Mbuf::from_raw(raw) };
+                if t.may_match(vif, m.data()) {
+                    candidates |= 1 << i;
+                }
+            }
+        }
         #[cfg(not(feature = "trace"))]
         let _ = queue;
         if TRACED {
             #[cfg(feature = "trace")]
-            {
-                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, now, tsc);
+            if candidates != 0 {
+                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, candidates, now, tsc);
             }
-        } else {
+        }
+        #[cfg(feature = "trace")]
+        let untraced = !TRACED || candidates == 0;
+        #[cfg(not(feature = "trace"))]
+        let untraced = true;
+        if untraced {
             for (i, &raw) in pkts.iter().enumerate() {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let m = unsafe { Mbuf::from_raw(raw) };
@@ -564,9 +585,9 @@ impl LcoreLoop {
         self.flush_all();
     }
 
-    /// The packet loop of a burst while trace requests may match its packets: each packet
-    /// is matched first (kept out of line so the untraced loop stays compact). Returns the
-    /// received bytes.
+    /// The packet loop of a burst where trace requests may match some packets (bit `i` of
+    /// `candidates`: packet `i`): those are matched first (kept out of line so the untraced
+    /// loop stays compact). Returns the received bytes.
     #[cfg(feature = "trace")]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
@@ -577,6 +598,7 @@ impl LcoreLoop {
         queue: u16,
         pkts: &[*mut rte_mbuf],
         pre: &BurstKeys,
+        candidates: u32,
         now: u64,
         tsc: u64,
     ) -> u64 {
@@ -585,7 +607,10 @@ impl LcoreLoop {
             // SAFETY: rx_burst handed us ownership of these mbufs.
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
-            let ctx = self.trace.as_mut().and_then(|t| t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc));
+            let ctx = match self.trace.as_mut() {
+                Some(t) if candidates & (1 << i) != 0 => t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc),
+                _ => None,
+            };
             self.forward::<true>(fib, vif, raw, now, tsc, pre.get(i), None, ctx);
         }
         rx_bytes

@@ -14,7 +14,7 @@
 
 use super::control::{Active, Published};
 use super::region::RingWriter;
-use super::request::{addr128, IpFields, Limit, PacketFields, PACKETS_PER_TRACED_FLOW};
+use super::request::{addr128, v4_words, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
 use super::step::{self, Step};
 use crate::config::VifType;
 use crate::drop_reason::DropReason;
@@ -67,6 +67,10 @@ pub struct TraceLcore {
     ring: RingWriter,
     epoch: u64,
     active: Arc<Vec<Active>>,
+    /// The header filters of the active requests that may match packets entering
+    /// `burst_vif` (set by [`Self::begin_burst`] for the current burst).
+    burst_quick: Vec<QuickV4>,
+    burst_vif: Option<u16>,
     flows: HashMap<FlowKey, Traced>,
     /// Traced packets held for flow setup: mbuf address -> trace and hold time.
     held: HashMap<usize, (TraceCtx, u64)>,
@@ -86,6 +90,8 @@ impl TraceLcore {
             ring,
             epoch: u64::MAX,
             active: Arc::new(Vec::new()),
+            burst_quick: Vec::new(),
+            burst_vif: None,
             flows: HashMap::new(),
             held: HashMap::new(),
             tsc_hz: tsc_hz.max(1),
@@ -109,6 +115,13 @@ impl TraceLcore {
             let active = self.active.clone();
             // Flows of requests removed or disabled stop being traced.
             self.flows.retain(|_, t| active.iter().any(|a| a.uuid == t.uuid));
+            self.burst_vif = None;
+        }
+        if self.burst_vif != Some(vif) {
+            self.burst_vif = Some(vif);
+            self.burst_quick.clear();
+            let quick = self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
+            self.burst_quick.extend(quick);
         }
         self.active.iter().any(|a| a.matcher.may_match_vif(vif))
     }
@@ -122,6 +135,30 @@ impl TraceLcore {
     #[inline]
     fn push(&mut self, tsc: u64, ctx: &TraceCtx, s: Step) {
         self.ring.push(tsc, ctx.trace_id, ctx.pkt, &s);
+    }
+
+    /// Whether an enabled request may match `frame` entering `vif`: only a header test on
+    /// bytes the burst pre-pass has just read; [`Self::classify`] decides for the frames it
+    /// accepts. Every packet of a traced flow matches its request (same headers, vif and
+    /// VRF), so a frame it rejects is not traced. Frames from the fabric always pass: one
+    /// may carry another vRouter's trace mark.
+    /// Only valid after [`Self::begin_burst`] for `vif` returned true.
+    #[inline(always)]
+    pub fn may_match(&self, vif: &Vif, frame: &[u8]) -> bool {
+        if vif.kind == VifType::Fabric {
+            return true;
+        }
+        debug_assert_eq!(self.burst_vif, Some(vif.id));
+        match v4_words(frame) {
+            Some(w) => self.burst_quick.iter().any(|q| q.accepts(&w)),
+            None => self.may_match_other(vif, frame),
+        }
+    }
+
+    /// [`Self::may_match`] for frames that are not plain IPv4.
+    #[inline(never)]
+    fn may_match_other(&self, vif: &Vif, frame: &[u8]) -> bool {
+        !self.active.iter().all(|a| a.matcher.quick_reject(vif.id, frame))
     }
 
     /// Matches a received frame against the enabled requests; a traced packet gets its
