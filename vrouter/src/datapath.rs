@@ -490,14 +490,17 @@ impl LcoreLoop {
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
                 // Tracing: one load and one predictable branch per burst while no request
-                // is enabled; the untraced burst is then the same code as a build with
-                // tracing compiled out.
+                // is enabled. A burst none of whose packets an enabled request may match
+                // runs the same untraced code as a build with tracing compiled out.
                 #[cfg(feature = "trace")]
-                if self.trace.as_ref().is_some_and(|t| t.enabled()) && self.trace_burst(vif.id) {
-                    self.burst::<true>(&fib, vif, q.queue, &pkts[..n], now, tsc);
-                    continue;
+                if self.trace.as_ref().is_some_and(|t| t.enabled()) {
+                    let candidates = self.trace_candidates(vif, &pkts[..n]);
+                    if candidates != 0 {
+                        self.burst::<true>(&fib, vif, q.queue, &pkts[..n], candidates, now, tsc);
+                        continue;
+                    }
                 }
-                self.burst::<false>(&fib, vif, q.queue, &pkts[..n], now, tsc);
+                self.burst::<false>(&fib, vif, q.queue, &pkts[..n], 0, now, tsc);
             }
             self.stats.poll(received);
         }
@@ -506,22 +509,45 @@ impl LcoreLoop {
         0
     }
 
-    /// Takes the trace requests' current set and says whether one may match packets
-    /// entering `vif` (only called while a request is enabled; out of line so that the
-    /// forwarding loop stays the same as without tracing).
+    /// Which packets of a burst entering `vif` an enabled trace request may match (bit `i`:
+    /// packet `i`): takes the requests' current set, then a header test per packet (see
+    /// [`crate::trace::dp::TraceLcore::may_match`]). Only called while a request is
+    /// enabled; out of line so that the forwarding loop stays the same as without tracing.
     #[cfg(feature = "trace")]
     #[inline(never)]
-    #[cold]
-    fn trace_burst(&mut self, vif: u16) -> bool {
-        self.trace.as_mut().is_some_and(|t| t.begin_burst(vif))
+    fn trace_candidates(&mut self, vif: &Vif, pkts: &[*mut rte_mbuf]) -> u32 {
+        let Some(t) = self.trace.as_mut() else { return 0 };
+        if !t.begin_burst(vif.id) {
+            return 0;
+        }
+        let mut candidates = 0u32;
+        for (i, &raw) in pkts.iter().enumerate() {
+            // SAFETY: rx_burst handed us these mbufs; only read here.
+            let m = unsafe { Mbuf::from_raw(raw) };
+            if t.may_match(vif, m.data()) {
+                candidates |= 1 << i;
+            }
+        }
+        candidates
     }
 
-    /// One received burst. `TRACED`: trace requests may match its packets (each packet is
-    /// then matched first); `false` is the only instance when tracing is compiled out.
+    /// One received burst. `TRACED`: a trace request may match the packets in `candidates`
+    /// (those are matched first); `false` is the only instance when tracing is compiled
+    /// out, and the one that runs while no enabled request may match the burst.
     /// Out of line in every build, so the forwarding code is laid out the same way with
     /// and without tracing compiled in.
     #[inline(never)]
-    fn burst<const TRACED: bool>(&mut self, fib: &Fib, vif: &Vif, queue: u16, pkts: &[*mut rte_mbuf], now: u64, tsc: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn burst<const TRACED: bool>(
+        &mut self,
+        fib: &Fib,
+        vif: &Vif,
+        queue: u16,
+        pkts: &[*mut rte_mbuf],
+        candidates: u32,
+        now: u64,
+        tsc: u64,
+    ) {
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap.
@@ -547,33 +573,14 @@ impl LcoreLoop {
                 }
             }
         }
-        // Tracing: the packets a request may match (a header test on bytes the pre-pass
-        // just read); a burst with none runs the untraced loop.
-        #[cfg(feature = "trace")]
-        let mut candidates = 0u32;
-        #[cfg(feature = "trace")]
-        if let (true, Some(t)) = (TRACED, &self.trace) {
-            for (i, &raw) in pkts.iter().enumerate() {
-                // SAFETY: rx_burst handed us these mbufs; only read here.
-                let m = unsafe { Mbuf::from_raw(raw) };
-                if t.may_match(vif, m.data()) {
-                    candidates |= 1 << i;
-                }
-            }
-        }
         #[cfg(not(feature = "trace"))]
-        let _ = queue;
+        let _ = (queue, candidates);
         if TRACED {
             #[cfg(feature = "trace")]
-            if candidates != 0 {
+            {
                 rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, candidates, now, tsc);
             }
-        }
-        #[cfg(feature = "trace")]
-        let untraced = !TRACED || candidates == 0;
-        #[cfg(not(feature = "trace"))]
-        let untraced = true;
-        if untraced {
+        } else {
             for (i, &raw) in pkts.iter().enumerate() {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let m = unsafe { Mbuf::from_raw(raw) };
