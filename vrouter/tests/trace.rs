@@ -715,7 +715,6 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     std::fs::create_dir_all(&run_b).unwrap();
     let req_b = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-000000000001", "condition": {"dst_port": 1},
         "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
-    std::fs::write(run_b.join(vrouter::trace::REQUESTS_FILE_NAME), req_b.to_string()).unwrap();
     let start = |cfg: &str, name: &str, prefix: String| {
         let p = d.join(name);
         std::fs::write(&p, cfg).unwrap();
@@ -724,18 +723,31 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
             prefix,
         )
     };
-    let mut b = start(&cfg_b, "b.toml", prefix_b);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let stats_b = loop {
-        if let Ok(r) = vrouter::stats::StatsReader::open(&run_b) {
-            break r;
+    // Starts a vRouter and waits for its stats region. DPDK's af_packet PMD joins a fanout
+    // group numbered (pid ^ ifindex) & 0xffff; when another process (the other end here, or
+    // a concurrent test) already has that number on another interface, the port fails with
+    // "could not set PACKET_FANOUT" and the vRouter exits: a new process has a new pid.
+    let start_up = |cfg: &str, name: &str, prefix: &str, run: &Path, requests: &serde_json::Value| {
+        for attempt in 1.. {
+            std::fs::create_dir_all(run).unwrap();
+            std::fs::write(run.join(vrouter::trace::REQUESTS_FILE_NAME), requests.to_string()).unwrap();
+            let mut r = start(cfg, name, prefix.to_string());
+            loop {
+                if let Ok(stats) = vrouter::stats::StatsReader::open(run) {
+                    return (r, stats);
+                }
+                if let Some(why) = exited(&mut r) {
+                    assert!(why.contains("PACKET_FANOUT") && attempt < 5, "vrouter {name} exited: {why}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "vrouter {name} did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        if let Some(why) = exited(&mut b) {
-            panic!("vrouter B exited: {why}");
-        }
-        assert!(Instant::now() < deadline, "B did not start");
-        std::thread::sleep(Duration::from_millis(20));
+        unreachable!()
     };
+    let (mut b, stats_b) = start_up(&cfg_b, "b.toml", &prefix_b, &run_b, &req_b);
     // A: the standard topology with its fabric on the other end; traces udp 7300.
     let run_a = d.join("run-a");
     let rx_a = d.join("a-vm1.pcap");
@@ -748,11 +760,9 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     let prefix_a = unique_prefix();
     let cfg_a = traced_config(topology(&a_vdevs.join(", "), &prefix_a, &run_a), &run_a)
         .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1);
-    std::fs::create_dir_all(&run_a).unwrap();
     let req_a = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-00000000000a", "condition": {"dst_port": 7300},
         "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
-    std::fs::write(run_a.join(vrouter::trace::REQUESTS_FILE_NAME), req_a.to_string()).unwrap();
-    let mut a = start(&cfg_a, "a.toml", prefix_a);
+    let (mut a, _stats_a) = start_up(&cfg_a, "a.toml", &prefix_a, &run_a, &req_a);
     // Both packets delivered to B's VM.
     while stats_b.vif_counters(2, None).tx_packets < 2 {
         if let Some(why) = exited(&mut a) {
