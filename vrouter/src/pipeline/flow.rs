@@ -157,6 +157,7 @@ impl FlowStage<'_> {
     /// Looks the packet up (creating a HOLD flow on a miss), counts it and applies the flow
     /// action. `Ok(())` means forward.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         key: &FlowKey,

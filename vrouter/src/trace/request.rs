@@ -608,38 +608,65 @@ mod tests {
         assert_eq!(Matcher::compile(&r, |_| true, |_| vec![]).unwrap_err().field, "scope.vn");
     }
 
+    /// Test frames for the matchers.
+    #[cfg(feature = "trace")]
+    mod frames {
+        pub fn test_vif() -> crate::fib::Vif {
+            crate::fib::Vif {
+                id: 1,
+                name: "v".into(),
+                kind: crate::config::VifType::Virtual,
+                device: "d".into(),
+                mac: [0; 6],
+                ip: None,
+                ip6: None,
+                vrf: 1,
+                rx_queues: 1,
+                mtu: 1500,
+                proxy_arp: false,
+                vn_name: None,
+            }
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        pub struct Hdr {
+            pub dst_mac: [u8; 6],
+            pub src_mac: [u8; 6],
+            pub proto: u8,
+            pub frag: u16,
+            pub src: [u8; 4],
+            pub dst: [u8; 4],
+            pub sport: u16,
+            pub dport: u16,
+            pub payload: u16,
+        }
+
+        /// An untagged IPv4 frame with a 20-byte header and `payload` bytes after it.
+        pub fn frame(h: &Hdr) -> Vec<u8> {
+            let mut f = vec![0u8; 14 + 20 + usize::from(h.payload)];
+            f[0..6].copy_from_slice(&h.dst_mac);
+            f[6..12].copy_from_slice(&h.src_mac);
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&(20 + h.payload).to_be_bytes());
+            f[20..22].copy_from_slice(&h.frag.to_be_bytes());
+            f[22] = 64;
+            f[23] = h.proto;
+            f[26..30].copy_from_slice(&h.src);
+            f[30..34].copy_from_slice(&h.dst);
+            f[34..36].copy_from_slice(&h.sport.to_be_bytes());
+            f[36..38].copy_from_slice(&h.dport.to_be_bytes());
+            f
+        }
+    }
+
     /// `quick_reject` never rejects a frame `matches` accepts, and rejects the plain misses.
     #[cfg(feature = "trace")]
     #[test]
     fn quick_reject_agrees_with_matches() {
-        let frame = |sport: u16, dport: u16, proto: u8, src: [u8; 4], frag: u16| {
-            let mut f = vec![0u8; 14 + 20 + 8];
-            f[12] = 0x08;
-            f[14] = 0x45;
-            f[16..18].copy_from_slice(&28u16.to_be_bytes());
-            f[20..22].copy_from_slice(&frag.to_be_bytes());
-            f[22] = 64;
-            f[23] = proto;
-            f[26..30].copy_from_slice(&src);
-            f[30..34].copy_from_slice(&[192, 168, 1, 4]);
-            f[34..36].copy_from_slice(&sport.to_be_bytes());
-            f[36..38].copy_from_slice(&dport.to_be_bytes());
-            f
-        };
-        let vif = crate::fib::Vif {
-            id: 1,
-            name: "v".into(),
-            kind: crate::config::VifType::Virtual,
-            device: "d".into(),
-            mac: [0; 6],
-            ip: None,
-            ip6: None,
-            vrf: 1,
-            rx_queues: 1,
-            mtu: 1500,
-            proxy_arp: false,
-            vn_name: None,
-        };
+        use frames::*;
+        let base = Hdr { dst_mac: [0; 6], src_mac: [0; 6], proto: 17, frag: 0, src: [0; 4], dst: [192, 168, 1, 4], sport: 0, dport: 0, payload: 8 };
+        let vif = test_vif();
         let conds = [
             Condition { dst_port: Some(80), protocol: Some(17), ..Default::default() },
             Condition { src_ip: Some("10.0.0.0/8".into()), ..Default::default() },
@@ -657,7 +684,7 @@ mod tests {
                 (8, 80, 17, [10, 1, 2, 3], 0x2000),
                 (7, 80, 1, [10, 1, 2, 3], 0),
             ] {
-                let f = frame(sp, dp, proto, src, frag);
+                let f = frame(&Hdr { sport: sp, dport: dp, proto, src, frag, ..base });
                 let full = crate::trace::dp::fields_for_test(&vif, &f).unwrap();
                 if m.quick_reject(1, &f) {
                     rejected += 1;
@@ -673,55 +700,9 @@ mod tests {
     /// changed at random) against frames with random headers.
     #[cfg(feature = "trace")]
     mod quick_v4 {
+        use super::frames::*;
         use super::*;
         use proptest::prelude::*;
-
-        fn vif() -> crate::fib::Vif {
-            crate::fib::Vif {
-                id: 1,
-                name: "v".into(),
-                kind: crate::config::VifType::Virtual,
-                device: "d".into(),
-                mac: [0; 6],
-                ip: None,
-                ip6: None,
-                vrf: 1,
-                rx_queues: 1,
-                mtu: 1500,
-                proxy_arp: false,
-                vn_name: None,
-            }
-        }
-
-        #[derive(Debug, Clone)]
-        struct Hdr {
-            dst_mac: [u8; 6],
-            src_mac: [u8; 6],
-            proto: u8,
-            frag: u16,
-            src: [u8; 4],
-            dst: [u8; 4],
-            sport: u16,
-            dport: u16,
-            payload: u16,
-        }
-
-        fn frame(h: &Hdr) -> Vec<u8> {
-            let mut f = vec![0u8; 14 + 20 + usize::from(h.payload)];
-            f[0..6].copy_from_slice(&h.dst_mac);
-            f[6..12].copy_from_slice(&h.src_mac);
-            f[12] = 0x08;
-            f[14] = 0x45;
-            f[16..18].copy_from_slice(&(20 + h.payload).to_be_bytes());
-            f[20..22].copy_from_slice(&h.frag.to_be_bytes());
-            f[22] = 64;
-            f[23] = h.proto;
-            f[26..30].copy_from_slice(&h.src);
-            f[30..34].copy_from_slice(&h.dst);
-            f[34..36].copy_from_slice(&h.sport.to_be_bytes());
-            f[36..38].copy_from_slice(&h.dport.to_be_bytes());
-            f
-        }
 
         fn hdr() -> impl Strategy<Value = Hdr> {
             (
@@ -781,7 +762,7 @@ mod tests {
                     Err(_) => return Ok(()),
                 };
                 let f = frame(&h);
-                let full = crate::trace::dp::fields_for_test(&vif(), &f).unwrap();
+                let full = crate::trace::dp::fields_for_test(&test_vif(), &f).unwrap();
                 let w = v4_words(&f).unwrap();
                 let accepts = m.quick_v4().is_some_and(|q| q.accepts(&w));
                 if m.matches(&full) {
@@ -812,7 +793,7 @@ mod tests {
             assert!(q(Condition { dst_ip: Some("fd00::/16".into()), ..Default::default() }).is_none());
             assert!(q(Condition { ethertype: Some(0x0806), ..Default::default() }).is_none());
             // A fragment has no ports.
-            let frag = Hdr { frag: 0x2000, ..h.clone() };
+            let frag = Hdr { frag: 0x2000, ..h };
             let wf = v4_words(&frame(&frag)).unwrap();
             assert!(!q(Condition { dst_port: Some(53), ..Default::default() }).unwrap().accepts(&wf));
             assert!(q(Condition { protocol: Some(17), ..Default::default() }).unwrap().accepts(&wf));
