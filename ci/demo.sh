@@ -112,6 +112,16 @@ if [ -n "$cpid" ]; then
     log "query it while the demo runs: curl -s http://$COLLECTOR_HTTP/analytics/uves (README: Analytics collector)"
 fi
 
+# One packet-trace request, enabled: vm1's TCP connection to vm2:80 (its first packet is held
+# for flow setup, then released). Requests persist in the run directory; this replaces them.
+DEMO_TRACE_ID=dddddddd-de00-4000-8000-000000000080
+mkdir -p "$RUN_DIR"
+cat >"$RUN_DIR/trace-requests.json" <<EOF
+{"version": 1, "requests": [{"id": "$DEMO_TRACE_ID", "condition": {"protocol": 6, "dst_port": 80},
+ "scope": {"type": "vrouter"}, "limit": {"packets": 5}, "enabled": true, "creationTimestampMs": $(($(date +%s) * 1000))}]}
+EOF
+log "trace request $DEMO_TRACE_ID: tcp dst port 80, 5 packets, enabled ($RUN_DIR/trace-requests.json)"
+
 if [ -n "$DEMO_SECONDS" ]; then
     log "target/release/vrouter --config $CONFIG (stops after ${DEMO_SECONDS}s)"
 else
@@ -133,6 +143,8 @@ while kill -0 "$pid" 2>/dev/null; do
     now=$(date +%s)
     if [ -n "$DEMO_SECONDS" ] && [ -z "$stop_sent" ] && [ $((now - start)) -ge "$DEMO_SECONDS" ]; then
         show_uves
+        log "target/release/trace --run-dir $RUN_DIR show (the trace requests, from the running vRouter):"
+        target/release/trace --run-dir "$RUN_DIR" show || log "(trace show failed)"
         log "${DEMO_SECONDS}s elapsed: sending SIGINT"
         stop
         stop_sent=$now
@@ -165,6 +177,13 @@ run_tool() {
 run_tool vif --list
 run_tool dropstats
 run_tool mirror --dump
+run_tool trace list
+# The first trace's step-by-step story.
+first_trace=$(target/release/trace --run-dir "$RUN_DIR" list --json 2>/dev/null |
+    python3 -c 'import json, sys; t = json.load(sys.stdin); print(t[0]["trace_id"] if t else "")' 2>/dev/null || true)
+if [ -n "$first_trace" ]; then
+    run_tool trace get "$first_trace"
+fi
 
 if [ -n "$cpid" ]; then
     echo
@@ -188,6 +207,10 @@ for r in rows:
 for t in ("virtual-machine-interfaces", "vrouters"):
     print(f"{t}: {[u['name'] for u in call('/analytics/uves/' + t)]}")
 print("(UVEs live as long as the vRouter's session: query them while the demo runs)")
+traces = call("/analytics/traces")["value"]
+print(f"traces exported (GET /analytics/traces): {len(traces)}")
+for t in traces[:5]:
+    print("  " + json.dumps(t))
 stats = call("/analytics/collector/stats")
 print("collector: " + ", ".join(f"{k}={stats[k]}" for k in
       ("sessions_established", "frames_received", "flow_records_stored", "uve_updates_stored", "malformed_frames")))
