@@ -850,7 +850,9 @@ impl LcoreLoop {
 /// burst lookup, so the table's cache misses of the whole burst overlap. The flow stage
 /// borrows each packet's key from here.
 struct BurstKeys {
-    keys: [FlowKey; BURST],
+    /// The first `n` are written by [`BurstKeys::prepare`]; the rest are never read.
+    keys: [std::mem::MaybeUninit<FlowKey>; BURST],
+    n: usize,
     hashes: [u32; BURST],
     found: [Option<u32>; BURST],
     /// Packet `i`'s entry in the arrays above (`u8::MAX`: none, not IP or not prepared).
@@ -860,8 +862,20 @@ struct BurstKeys {
 impl BurstKeys {
     #[inline(always)]
     fn new() -> BurstKeys {
-        let filler = FlowKey::v4(0, 0, std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0);
-        BurstKeys { keys: [filler; BURST], hashes: [0; BURST], found: [None; BURST], slot: [u8::MAX; BURST] }
+        // The key array is not filled: 32 keys written every burst only to be overwritten.
+        BurstKeys {
+            keys: [std::mem::MaybeUninit::uninit(); BURST],
+            n: 0,
+            hashes: [0; BURST],
+            found: [None; BURST],
+            slot: [u8::MAX; BURST],
+        }
+    }
+
+    /// The keys written by `prepare`.
+    #[inline(always)]
+    fn keys(&self) -> &[FlowKey] {
+        written(&self.keys, self.n)
     }
 
     #[inline(always)]
@@ -872,20 +886,30 @@ impl BurstKeys {
             let mb = unsafe { Mbuf::from_raw(raw) };
             if let Some((k, h)) = prepass_key(vrf, mb.data()) {
                 table.prefetch(h);
-                self.keys[m] = k;
+                self.keys[m].write(k);
                 self.hashes[m] = h;
                 self.slot[i] = m as u8;
                 m += 1;
             }
         }
-        table.lookup_burst(&self.keys[..m], &self.hashes[..m], &mut self.found[..m]);
+        self.n = m;
+        table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
     }
 
     #[inline(always)]
     fn get(&self, i: usize) -> Option<Prepared<'_>> {
         let j = usize::from(*self.slot.get(i)?);
-        (j < BURST).then(|| Prepared { key: &self.keys[j], hash: self.hashes[j], found: self.found[j] })
+        Some(Prepared { key: self.keys().get(j)?, hash: self.hashes[j], found: self.found[j] })
     }
+}
+
+/// The first `n` keys of the pre-pass's array, which it has written.
+#[inline(always)]
+fn written(keys: &[std::mem::MaybeUninit<FlowKey>; BURST], n: usize) -> &[FlowKey] {
+    let n = n.min(BURST);
+    // SAFETY: `BurstKeys::prepare` writes keys[..n] before setting `n` (n <= BURST), and
+    // MaybeUninit<FlowKey> has FlowKey's layout, so that prefix is a valid [FlowKey].
+    unsafe { std::slice::from_raw_parts(keys.as_ptr().cast::<FlowKey>(), n) }
 }
 
 /// The flow key of an IP frame from a VM in `vrf`, for the burst pre-pass (always inlined:
