@@ -68,9 +68,10 @@ pub struct TraceLcore {
     epoch: u64,
     active: Arc<Vec<Active>>,
     /// The header filters of the active requests that may match packets entering
-    /// `burst_vif` (set by [`Self::begin_burst`] for the current burst).
+    /// `burst_vif`, and whether any request may (set by [`Self::begin_burst`]).
     burst_quick: Vec<QuickV4>,
     burst_vif: Option<u16>,
+    burst_in_scope: bool,
     flows: HashMap<FlowKey, Traced>,
     /// Traced packets held for flow setup: mbuf address -> trace and hold time.
     held: HashMap<usize, (TraceCtx, u64)>,
@@ -92,6 +93,7 @@ impl TraceLcore {
             active: Arc::new(Vec::new()),
             burst_quick: Vec::new(),
             burst_vif: None,
+            burst_in_scope: false,
             flows: HashMap::new(),
             held: HashMap::new(),
             tsc_hz: tsc_hz.max(1),
@@ -122,8 +124,9 @@ impl TraceLcore {
             self.burst_quick.clear();
             let quick = self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
             self.burst_quick.extend(quick);
+            self.burst_in_scope = self.active.iter().any(|a| a.matcher.may_match_vif(vif));
         }
-        self.active.iter().any(|a| a.matcher.may_match_vif(vif))
+        self.burst_in_scope
     }
 
     /// Traced packets are waiting in the hold queue.
@@ -138,7 +141,7 @@ impl TraceLcore {
     }
 
     /// Whether an enabled request may match `frame` entering `vif`: only a header test on
-    /// bytes the burst pre-pass has just read; [`Self::classify`] decides for the frames it
+    /// bytes the PMD has just written; [`Self::classify`] decides for the frames it
     /// accepts. Every packet of a traced flow matches its request (same headers, vif and
     /// VRF), so a frame it rejects is not traced. Frames from the fabric always pass: one
     /// may carry another vRouter's trace mark.
