@@ -1001,24 +1001,12 @@ mod tests {
 
     fn step(pkt: u32, time_us: i64, ring: u16, seq: u64, kind: &str) -> PacketTraceStep {
         PacketTraceStep {
-            pkt,
-            time_us,
-            tsc: seq * 10,
-            ring,
-            seq,
-            step: kind.into(),
-            detail: format!("{kind} text"),
             vif: (kind == "egress").then_some(2),
-            drop_reason: None,
             flow: Some(7),
-            action: None,
-            rule: None,
             protocol: Some(17),
-            sport: None,
             dport: Some(53),
-            vrf: None,
             src_ip: Some("192.168.1.3".parse().unwrap()),
-            dst_ip: None,
+            ..PacketTraceStep::new(pkt, time_us, seq * 10, ring, seq, kind, format!("{kind} text"))
         }
     }
 

@@ -53,26 +53,7 @@ fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Option<String
 }
 
 fn step(pkt: u32, time_us: i64, ring: u16, seq: u64, kind: &str, detail: &str) -> PacketTraceStep {
-    PacketTraceStep {
-        pkt,
-        time_us,
-        tsc: 1_000 + seq,
-        ring,
-        seq,
-        step: kind.into(),
-        detail: detail.into(),
-        vif: None,
-        drop_reason: None,
-        flow: None,
-        action: None,
-        rule: None,
-        protocol: None,
-        sport: None,
-        dport: None,
-        vrf: None,
-        src_ip: None,
-        dst_ip: None,
-    }
+    PacketTraceStep::new(pkt, time_us, 1_000 + seq, ring, seq, kind, detail)
 }
 
 fn trace(

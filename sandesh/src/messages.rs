@@ -361,6 +361,33 @@ crate::sandesh_struct! {
     }
 }
 
+impl PacketTraceStep {
+    /// A step with its required fields and none of the optional typed query fields (the
+    /// exporter fills those that the step kind has).
+    pub fn new(pkt: u32, time_us: i64, tsc: u64, ring: u16, seq: u64, step: impl Into<String>, detail: impl Into<String>) -> Self {
+        PacketTraceStep {
+            pkt,
+            time_us,
+            tsc,
+            ring,
+            seq,
+            step: step.into(),
+            detail: detail.into(),
+            vif: None,
+            drop_reason: None,
+            flow: None,
+            action: None,
+            rule: None,
+            protocol: None,
+            sport: None,
+            dport: None,
+            vrf: None,
+            src_ip: None,
+            dst_ip: None,
+        }
+    }
+}
+
 crate::sandesh_struct! {
     /// Trace steps of one trace id recorded by one vRouter (an object log, header Type
     /// OBJECT): the vRouter is the header's `Source`.

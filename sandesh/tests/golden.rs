@@ -622,26 +622,7 @@ const TRACE_BODY: &str = concat!(
 );
 
 fn trace_step(ring: u16, seq: u64, step: &str, detail: &str) -> sandesh::PacketTraceStep {
-    sandesh::PacketTraceStep {
-        pkt: 1,
-        time_us: 1_700_000_000_000_001 + i64::from(ring),
-        tsc: 0,
-        ring,
-        seq,
-        step: step.into(),
-        detail: detail.into(),
-        vif: None,
-        drop_reason: None,
-        flow: None,
-        action: None,
-        rule: None,
-        protocol: None,
-        sport: None,
-        dport: None,
-        vrf: None,
-        src_ip: None,
-        dst_ip: None,
-    }
+    sandesh::PacketTraceStep::new(1, 1_700_000_000_000_001 + i64::from(ring), 0, ring, seq, step, detail)
 }
 
 #[test]

@@ -688,24 +688,16 @@ fn trace_msg(id: u64, steps: usize) -> sandesh::PacketTraceData {
         agent_ring: 2,
         steps: (0..steps)
             .map(|i| sandesh::PacketTraceStep {
-                pkt: 1,
-                time_us: 1_700_000_000_000_000 + i as i64,
-                tsc: 1000 + i as u64,
-                ring: 0,
-                seq: i as u64,
-                step: "ingress".into(),
-                detail: format!("received on vif0/1 queue 0, {i} bytes"),
                 vif: Some(1),
-                drop_reason: None,
-                flow: None,
-                action: None,
-                rule: None,
-                protocol: None,
-                sport: None,
-                dport: None,
-                vrf: None,
-                src_ip: None,
-                dst_ip: None,
+                ..sandesh::PacketTraceStep::new(
+                    1,
+                    1_700_000_000_000_000 + i as i64,
+                    1000 + i as u64,
+                    0,
+                    i as u64,
+                    "ingress",
+                    format!("received on vif0/1 queue 0, {i} bytes"),
+                )
             })
             .collect(),
         file: "export.rs".into(),

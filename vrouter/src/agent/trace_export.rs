@@ -267,26 +267,15 @@ fn ip_of(a: u128) -> IpAddr {
 /// One record as a message step: kind, rendered text, ordering keys, and the typed fields
 /// queries use.
 pub fn step_message(r: &TraceRecord, info: &RegionInfo) -> PacketTraceStep {
-    let mut s = PacketTraceStep {
-        pkt: r.pkt,
-        time_us: info.unix_us(r.tsc) as i64,
-        tsc: r.tsc,
-        ring: r.ring as u16,
-        seq: r.position,
-        step: r.step.name().to_owned(),
-        detail: r.step.render(),
-        vif: None,
-        drop_reason: None,
-        flow: None,
-        action: None,
-        rule: None,
-        protocol: None,
-        sport: None,
-        dport: None,
-        vrf: None,
-        src_ip: None,
-        dst_ip: None,
-    };
+    let mut s = PacketTraceStep::new(
+        r.pkt,
+        info.unix_us(r.tsc) as i64,
+        r.tsc,
+        r.ring as u16,
+        r.position,
+        r.step.name(),
+        r.step.render(),
+    );
     match r.step {
         Step::Ingress { vif, .. } | Step::Egress { vif, .. } => s.vif = Some(vif),
         Step::Parsed { proto, sport, dport, vrf, .. } => {
