@@ -128,37 +128,8 @@ fn generator(addr: SocketAddr, g: usize, records: usize) -> std::io::Result<()> 
 }
 
 fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut r = rest;
-        loop {
-            let (len, tail) = r.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(len.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            r = &tail[n + 2..];
-        }
-        out
-    } else {
-        rest.to_owned()
-    };
-    (code, serde_json::from_str(&body).unwrap())
+    let (code, text) = collector::client::request(&addr.to_string(), "POST", path, None, Some(body)).unwrap();
+    (code, serde_json::from_str(&text).unwrap())
 }
 
 fn main() {
