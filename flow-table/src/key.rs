@@ -50,12 +50,27 @@ const _: () = assert!(offset_of!(FlowKey, dst) == 32);
 impl FlowKey {
     /// An IPv4 key. `vrf_or_nh` is the key nexthop (tf's `K(nh)`) or a VRF id, whichever
     /// the data plane keys flows on.
+    #[inline]
     pub fn v4(vrf_or_nh: u32, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> FlowKey {
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        s[..4].copy_from_slice(&src.octets());
-        d[..4].copy_from_slice(&dst.octets());
-        FlowKey { nh: vrf_or_nh, family: FAMILY_V4, proto, sport, dport, _zero: [0; 6], src: s, dst: d }
+        // Built as its six words (six register stores on the data plane's pre-pass rather
+        // than field by field): the bytes of each word in field order, see the layout.
+        let [n0, n1, n2, n3] = vrf_or_nh.to_ne_bytes();
+        let [s0, s1] = sport.to_ne_bytes();
+        let [d0, d1] = dport.to_ne_bytes();
+        let [a0, a1, a2, a3] = src.octets();
+        let [b0, b1, b2, b3] = dst.octets();
+        let words = [
+            u64::from_ne_bytes([n0, n1, n2, n3, FAMILY_V4, proto, s0, s1]),
+            u64::from_ne_bytes([d0, d1, 0, 0, 0, 0, 0, 0]),
+            u64::from_ne_bytes([a0, a1, a2, a3, 0, 0, 0, 0]),
+            0,
+            u64::from_ne_bytes([b0, b1, b2, b3, 0, 0, 0, 0]),
+            0,
+        ];
+        // SAFETY: FlowKey is repr(C), 48 bytes, no padding, integer and byte-array fields
+        // only: every [u64; 6] is a valid FlowKey, and these words put each field's bytes at
+        // its offset (the const asserts above), unused address bytes and `_zero` zero.
+        unsafe { std::mem::transmute::<[u64; KEY_WORDS], FlowKey>(words) }
     }
 
     /// An IPv4 key and its [`FlowKey::hash`], the hash computed from the arguments rather
@@ -169,10 +184,17 @@ impl FlowKey {
     /// The key as the six words the table stores.
     #[inline(always)]
     pub fn words(&self) -> [u64; KEY_WORDS] {
+        *self.as_words()
+    }
+
+    /// The key's six words in place (no 48-byte copy to compare a key with an entry).
+    #[inline(always)]
+    pub fn as_words(&self) -> &[u64; KEY_WORDS] {
         // SAFETY: FlowKey is repr(C), 48 bytes, 8-aligned, with no implicit padding (every
         // byte belongs to a field; checked by the const asserts above), so all 48 bytes
-        // are initialized and any bit pattern is a valid [u64; 6].
-        unsafe { std::mem::transmute::<FlowKey, [u64; KEY_WORDS]>(*self) }
+        // are initialized and any bit pattern is a valid [u64; 6], whose alignment (8) the
+        // key has; the borrow keeps the key alive and unchanged.
+        unsafe { &*(self as *const FlowKey).cast::<[u64; KEY_WORDS]>() }
     }
 
     /// Rebuilds a key from stored words; `None` unless they form a valid key (known family,
@@ -238,6 +260,20 @@ mod tests {
         // the v4 hash is the data plane's 5-tuple hash, mixed with the nexthop
         let h = flow_hash_v4(0x0a00_0001, 0x0a00_0002, 17, 1000, 53);
         assert_eq!(k.hash(), h ^ 7u32.wrapping_mul(0x9e37_79b1).rotate_left(16));
+    }
+
+    #[test]
+    fn v4_built_from_words_equals_the_fields() {
+        let (src, dst) = (Ipv4Addr::new(192, 168, 1, 3), Ipv4Addr::new(172, 16, 255, 7));
+        let k = FlowKey::v4(0x0102_0304, 6, src, dst, 0xabcd, 0x1234);
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s[..4].copy_from_slice(&src.octets());
+        d[..4].copy_from_slice(&dst.octets());
+        let fields = FlowKey { nh: 0x0102_0304, family: FAMILY_V4, proto: 6, sport: 0xabcd, dport: 0x1234, _zero: [0; 6], src: s, dst: d };
+        assert_eq!(k, fields);
+        assert_eq!(k.words(), fields.words());
+        assert_eq!(k.as_words(), &fields.words());
     }
 
     #[test]

@@ -364,7 +364,7 @@ impl FlowTable {
     pub fn is_entry_of(&self, idx: u32, key: &FlowKey, hash: u32) -> bool {
         idx < self.capacity()
             && self.region.slot(idx).load(Acquire) == slot_word(tag_of(hash), ST_VALID)
-            && self.region.entry(idx).key_eq(&key.words())
+            && self.region.entry(idx).key_eq(key.as_words())
     }
 
     /// Index of the published (active, not delete-marked, not evicted) entry for `key`.
@@ -442,7 +442,7 @@ impl FlowTable {
             for (i, c) in (start..end).zip(cand) {
                 let key = &keys[i];
                 out[i] = if c != NO_INDEX {
-                    if r.entry(c).key_eq(&key.words()) {
+                    if r.entry(c).key_eq(key.as_words()) {
                         Some(c)
                     } else {
                         // Another slot with the same tag, or the overflow chain.

@@ -16,6 +16,7 @@ use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
 use crate::mirror::dp::{MirrorLcore, MirrorPort, MirrorSetup};
 use crate::pipeline::flow::{key_v4_hashed, key_v6, HoldResult, HoldStore, Prepared};
+use crate::pipeline::hit::{self, HitCtx};
 use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
 use crate::packet::{ethernet, ipv4, ipv6, EtherType};
 use crate::spsc::Producer;
@@ -581,10 +582,21 @@ impl LcoreLoop {
                 rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, candidates, now, tsc);
             }
         } else {
+            // The flow-hit path's burst context: a VM vif with flows, its VRF known.
+            let vrf = if pre.n > 0 { fib.vrf(vif.vrf) } else { None };
             for (i, &raw) in pkts.iter().enumerate() {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
-                let m = unsafe { Mbuf::from_raw(raw) };
+                let mut m = unsafe { Mbuf::from_raw(raw) };
                 rx_bytes += u64::from(m.pkt_len());
+                if let (Some(vrf), Some(f), Some((idx, hash))) = (vrf, &self.flow, pre.hit(i)) {
+                    if m.is_contiguous() {
+                        let cx = HitCtx { fib, vif, vrf, table: &f.table, lcore: self.index, now };
+                        if let Some(v) = hit::forward_v4(&cx, &mut m, idx, hash, |i| f.hold.contains(i)) {
+                            self.carry_out::<false>(fib, vif, raw, m, v, tsc, None);
+                            continue;
+                        }
+                    }
+                }
                 self.forward::<false>(fib, vif, raw, now, tsc, pre.get(i), None, None);
             }
         }
@@ -690,6 +702,24 @@ impl LcoreLoop {
                 t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
             }
         }
+        self.carry_out::<TRACED>(fib, vif, raw, m, verdict, tsc, tr);
+    }
+
+    /// Carries out a packet's verdict: queues it for transmission (interface TX mirroring
+    /// first), drops and counts it, or holds it for its flow's setup.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out<const TRACED: bool>(
+        &mut self,
+        fib: &Fib,
+        vif: &Vif,
+        raw: *mut rte_mbuf,
+        m: Mbuf,
+        verdict: Verdict,
+        tsc: u64,
+        tr: Option<TraceCtx>,
+    ) {
+        let _ = fib;
         match verdict {
             Verdict::Tx(out) => {
                 // Interface TX mirroring: the frame as it leaves (after rewrite).
@@ -894,6 +924,13 @@ impl BurstKeys {
         }
         self.n = m;
         table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
+    }
+
+    /// Packet `i`'s flow index and key hash when the burst lookup found its flow.
+    #[inline(always)]
+    fn hit(&self, i: usize) -> Option<(u32, u32)> {
+        let j = usize::from(*self.slot.get(i)?);
+        Some((*self.found.get(j)?.as_ref()?, self.hashes[j]))
     }
 
     #[inline(always)]

@@ -132,7 +132,7 @@ pub fn key_v6(vrf: u32, ip: &ipv6::Packet<&[u8]>) -> FlowKey {
 
 /// TCP state bits a segment contributes to its flow.
 #[inline]
-fn tcp_bits(proto: u8, l4: &[u8]) -> u16 {
+pub(super) fn tcp_bits(proto: u8, l4: &[u8]) -> u16 {
     if proto != IpProtocol::TCP || l4.len() < 14 {
         return 0;
     }

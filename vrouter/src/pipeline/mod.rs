@@ -52,6 +52,7 @@ pub enum Verdict {
 }
 
 pub mod flow;
+pub mod hit;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
@@ -192,6 +193,16 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
         let hash = hash.unwrap_or_else(|| hash_v4(&ip));
         (nh, hash, ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
     };
+    output_v4(fib, nh_idx, pkt, ingress, hash, ttl, frame_len)
+}
+
+/// The end of IPv4 routing, once the route is known and the flow stage let the packet
+/// through: padding trimmed, ECMP resolved, TTL checked and decremented (local ingress),
+/// then the nexthop's rewrite. `hash` is the packet's 5-tuple hash, `ttl` its TTL and
+/// `frame_len` the Ethernet header plus the IPv4 total length. Shared by [`route_v4`] and
+/// the flow-hit path ([`hit`]).
+#[inline(always)]
+fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingress, hash: u32, ttl: u8, frame_len: usize) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
@@ -345,16 +356,35 @@ fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
     if ip_len > usize::from(u16::MAX) || !pkt.prepend(header.len) {
         return Drop(DropReason::PushFails);
     }
-    let hdr = &mut pkt.data_mut()[..header.len];
-    hdr.copy_from_slice(&header.bytes[..header.len]);
     let ip_len = ip_len as u16;
+    let sport = flow_table::tunnel_source_port(hash);
+    // The two header sizes as constants: a fixed-size copy is a few vector moves and the
+    // patches below need no bounds checks (a variable length is a call to memcpy).
+    let data = pkt.data_mut();
+    match header.len {
+        MPLSOUDP_OVERHEAD => write_tunnel_header::<MPLSOUDP_OVERHEAD>(data, header, ip_len, sport),
+        VXLAN_OVERHEAD => write_tunnel_header::<VXLAN_OVERHEAD>(data, header, ip_len, sport),
+        _ => return Drop(DropReason::PushFails),
+    }
+    Tx(*vif)
+}
+
+/// Writes `N` bytes of tunnel header at the front of `data` (which has room for them after
+/// the prepend): the nexthop's template with the IPv4 total length and checksum and the UDP
+/// source port and length patched in.
+#[inline(always)]
+fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, ip_len: u16, sport: u16) {
+    const { assert!(N >= TunnelHeader::UDP + udp::HEADER_LEN && N <= TunnelHeader::MAX_LEN) };
+    let (Some(hdr), Some(template)) = (data.first_chunk_mut::<N>(), header.bytes.first_chunk::<N>()) else {
+        return;
+    };
+    *hdr = *template;
     let csum = !checksum::fold(u64::from(header.ip_csum_base) + u64::from(ip_len));
     hdr[TunnelHeader::IP + 2..TunnelHeader::IP + 4].copy_from_slice(&ip_len.to_be_bytes());
     hdr[TunnelHeader::IP + 10..TunnelHeader::IP + 12].copy_from_slice(&csum.to_be_bytes());
     let u = TunnelHeader::UDP;
-    hdr[u..u + 2].copy_from_slice(&flow_table::tunnel_source_port(hash).to_be_bytes());
+    hdr[u..u + 2].copy_from_slice(&sport.to_be_bytes());
     hdr[u + 4..u + 6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    Tx(*vif)
 }
 
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`

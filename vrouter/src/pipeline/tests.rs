@@ -300,3 +300,144 @@ proptest! {
         let _ = process(fib, &fabric, &mut b, None);
     }
 }
+
+/// The flow-hit path against the general path, on two flow tables holding the same flow.
+mod hit_path {
+    use super::*;
+    use crate::pipeline::flow::{HoldStore, Prepared};
+    use crate::pipeline::hit::{self, HitCtx};
+    use flow_table::{Action, FlowTable, FlowTableConfig, FlowUpdate};
+
+    /// A table in a temporary file with `key`'s flow in it, set to `action` (and mirrored
+    /// to analyzer 0 when `mirrored`).
+    fn table_with(dir: &tempfile::TempDir, name: &str, key: &flow_table::FlowKey, action: Action, mirrored: bool) -> (FlowTable, u32) {
+        let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 2 };
+        let t = FlowTable::create(&dir.path().join(name), &cfg).unwrap();
+        let idx = t.lookup_or_hold(key, key.hash(), 1).unwrap().index();
+        let gen = t.entry(idx).unwrap().gen();
+        let mut u = FlowUpdate::new(action);
+        if mirrored {
+            u.mirror = Some(0);
+        }
+        t.set_action(idx, gen, &u).unwrap();
+        (t, idx)
+    }
+
+    /// A VM's IPv4 frame with arbitrary header fields; the checksum is made valid.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(to_router: bool, ihl: u8, ttl: u8, proto: u8, flags_frag: u16, dst: [u8; 4], l4: &[u8], pad: usize, total_delta: i32) -> Vec<u8> {
+        let vif = fib().vif(1).unwrap();
+        let mut f = if to_router { fib().router_mac.to_vec() } else { vif.mac.to_vec() };
+        f.extend_from_slice(&[2, 0, 0, 0, 1, 3, 0x08, 0x00]);
+        let hlen = usize::from(ihl) * 4;
+        let total = (hlen as i32 + l4.len() as i32 + total_delta).clamp(0, 0xffff) as u16;
+        let mut ip = vec![0x40 | ihl, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0x12, 0x34]);
+        ip.extend_from_slice(&flags_frag.to_be_bytes());
+        ip.extend_from_slice(&[ttl, proto, 0, 0, 192, 168, 1, 3]);
+        ip.extend_from_slice(&dst);
+        ip.resize(hlen.max(20), 0);
+        let c = !crate::packet::checksum::data(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(l4);
+        f.resize(f.len() + pad, 0);
+        f
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
+
+        /// Whenever the hit path takes a packet, the verdict, the bytes sent and the flow's
+        /// counters and TCP bits are the general path's; when it does not, nothing changed.
+        #[test]
+        fn hit_path_is_the_general_path(
+            to_router in any::<bool>(),
+            ihl in prop_oneof![8 => Just(5u8), 1 => 0u8..16],
+            ttl in prop_oneof![Just(0u8), Just(1), Just(2), any::<u8>()],
+            proto in prop_oneof![Just(17u8), Just(6), Just(1), any::<u8>()],
+            flags_frag in prop_oneof![4 => Just(0x4000u16), 1 => Just(0x2000), 1 => any::<u16>()],
+            dst in prop_oneof![Just([192u8, 168, 2, 7]), Just([192, 168, 3, 9]), Just([192, 168, 1, 3]), Just([10, 0, 0, 1])],
+            l4 in proptest::collection::vec(any::<u8>(), 0..40),
+            pad in 0usize..20,
+            total_delta in prop_oneof![8 => Just(0i32), 1 => -30i32..30],
+            action in prop_oneof![Just(Action::Forward), Just(Action::Drop), Just(Action::Hold), Just(Action::Nat)],
+            mirrored in prop_oneof![6 => Just(false), 1 => Just(true)],
+            held in prop_oneof![6 => Just(false), 1 => Just(true)],
+            headroom in prop_oneof![6 => Just(128usize), 1 => 0usize..64],
+        ) {
+            let fib = fib();
+            let vif = fib.vif(1).unwrap().clone();
+            let f = frame(to_router, ihl, ttl, proto, flags_frag, dst, &l4, pad, total_delta);
+            // The key the burst pre-pass computes (only valid IPv4 frames get one).
+            let key = match ipv4::Packet::new_checked(&f[14..]) {
+                Ok(ip) => flow::key_v4(vif.vrf, &ip),
+                Err(_) => flow_table::FlowKey::v4(vif.vrf, 0, std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0),
+            };
+            let hash = key.hash();
+            let dir = tempfile::tempdir().unwrap();
+            let (t_hit, i_hit) = table_with(&dir, "hit", &key, action, mirrored);
+            let (t_gen, i_gen) = table_with(&dir, "gen", &key, action, mirrored);
+            let mut hold = HoldStore::new(3, 8);
+            if held {
+                hold.hold(i_gen, 0, 1);
+            }
+            let before = t_hit.snapshot(i_hit).unwrap().unwrap();
+
+            let mut a = VecBuf::new(headroom, &f);
+            let cx = HitCtx { fib, vif: &vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t_hit, lcore: 0, now: 5 };
+            let hit_verdict = hit::forward_v4(&cx, &mut a, i_hit, hash, |i| held && i == i_hit);
+
+            let mut b = VecBuf::new(headroom, &f);
+            let mut stage = FlowStage {
+                table: &t_gen,
+                lcore: 0,
+                now: 5,
+                reinject: false,
+                held_flow: None,
+                may_create: true,
+                pre: Some(Prepared { key: &key, hash, found: Some(i_gen) }),
+                held: &hold,
+                mirror: None,
+            };
+            let general = process(fib, &vif, &mut b, Some(&mut stage));
+
+            let after_hit = t_hit.snapshot(i_hit).unwrap().unwrap();
+            let after_gen = t_gen.snapshot(i_gen).unwrap().unwrap();
+            match hit_verdict {
+                Some(v) => {
+                    prop_assert_eq!(v, general);
+                    prop_assert_eq!(a.data(), b.data());
+                    prop_assert_eq!((after_hit.packets, after_hit.bytes, after_hit.tcp_flags, after_hit.last_seen),
+                                    (after_gen.packets, after_gen.bytes, after_gen.tcp_flags, after_gen.last_seen));
+                }
+                None => {
+                    prop_assert_eq!(a.data(), &f[..]);
+                    prop_assert_eq!((after_hit.packets, after_hit.bytes, after_hit.tcp_flags),
+                                    (before.packets, before.bytes, before.tcp_flags));
+                }
+            }
+        }
+    }
+
+    /// The common case is taken: a UDP packet of a forwarded flow to the MPLSoUDP route.
+    #[test]
+    fn forwarded_udp_takes_the_hit_path() {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        let f = udp_frame([192, 168, 2, 7], 60);
+        let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+        let key = flow::key_v4(vif.vrf, &ip);
+        let dir = tempfile::tempdir().unwrap();
+        let (t, idx) = table_with(&dir, "t", &key, Action::Forward, false);
+        let mut a = VecBuf::new(128, &f);
+        let cx = HitCtx { fib, vif: &vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 9 };
+        assert_eq!(hit::forward_v4(&cx, &mut a, idx, key.hash(), |_| false), Some(Tx(0)));
+        let s = t.snapshot(idx).unwrap().unwrap();
+        assert_eq!((s.packets, s.bytes, s.last_seen), (1, 28, 9));
+        // Outer Ethernet + IPv4 + UDP + MPLS in front of the inner IPv4 packet, TTL 63.
+        assert_eq!(a.data().len(), MPLSOUDP_OVERHEAD + 28);
+        assert_eq!(a.data()[MPLSOUDP_OVERHEAD + 8], 63);
+    }
+}

@@ -1,0 +1,86 @@
+//! The flow-hit path: an IPv4 packet from a VM whose flow the burst pre-pass found, routed
+//! by the vif's VRF, with a flow that forwards (or drops) and is neither held nor mirrored.
+//! That is nearly every packet of an established flow, and the one case the data plane is
+//! measured on.
+//!
+//! [`forward_v4`] gives the same verdict, the same rewritten bytes and the same flow
+//! counters as [`super::process`] with a [`super::FlowStage`] would for such a packet (a
+//! property test holds it to that), without the general path's dispatch: no flow stage
+//! context to build, no mirror frame, no key to look up again, one header view. Every other
+//! packet (IPv6, bridged, held, mirrored, HOLD action, flow not found in the pre-pass, ...)
+//! is left untouched and takes the general path. It decides before it changes anything:
+//! `None` means nothing was counted or written.
+
+use super::{output_v4, Ingress, PacketBuf, Verdict};
+use crate::drop_reason::DropReason;
+use crate::fib::{Fib, Vif, Vrf};
+use crate::packet::{ethernet, ipv4, EtherType, IpProtocol};
+use flow_table::{Action, FlowKey, FlowTable};
+
+/// What stays the same for a whole burst on the hit path.
+#[derive(Clone, Copy)]
+pub struct HitCtx<'a> {
+    pub fib: &'a Fib,
+    /// The receiving vif (a VM vif: flows are only kept for those).
+    pub vif: &'a Vif,
+    /// The vif's VRF.
+    pub vrf: &'a Vrf,
+    pub table: &'a FlowTable,
+    /// This lcore's counter slot in the table.
+    pub lcore: usize,
+    /// Coarse time for the flow's last-seen stamp (ms).
+    pub now: u64,
+}
+
+/// Forwards one packet of flow `idx` (found by the burst lookup for this packet's key;
+/// `key_hash` is that key's hash) when it takes the hit path, else returns `None` having
+/// changed nothing. `held`: whether this lcore holds packets of the flow.
+#[inline(always)]
+pub fn forward_v4<B: PacketBuf>(
+    cx: &HitCtx<'_>,
+    pkt: &mut B,
+    idx: u32,
+    key_hash: u32,
+    held: impl FnOnce(u32) -> bool,
+) -> Option<Verdict> {
+    let (nh, proto, ttl, ip_len, tcp) = {
+        let eth = ethernet::Frame::new_checked(pkt.data()).ok()?;
+        let dst = eth.dst_addr();
+        if eth.ethertype() != EtherType::IPV4 || (dst != cx.vif.mac && dst != cx.fib.router_mac) {
+            return None;
+        }
+        let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+        let nh = cx.vrf.route_v4(ip.dst_addr())?;
+        let proto = ip.protocol();
+        let tcp = super::flow::tcp_bits(proto, ip.payload());
+        (nh, proto, ip.ttl(), ip.total_len(), tcp)
+    };
+    let entry = cx.table.entry(idx)?;
+    // Held flows keep holding (release order), mirrored flows are copied, HOLD and NAT are
+    // the general path's.
+    if entry.mirror() != flow_table::NO_MIRROR || held(idx) {
+        return None;
+    }
+    let action = entry.action();
+    if action != Action::Forward && action != Action::Drop {
+        return None;
+    }
+    cx.table.account_as(cx.lcore, idx, u32::from(ip_len), cx.now);
+    if tcp != 0 {
+        cx.table.set_tcp_flags(idx, tcp);
+    }
+    if action == Action::Drop {
+        return Some(Verdict::Drop(DropReason::FlowActionDrop));
+    }
+    // An unfragmented TCP/UDP packet's key hashes the 5-tuple the ECMP and tunnel hashes
+    // take, so the key's hash gives it (as in the general path).
+    let hash = {
+        let ip = ipv4::Packet::new_unchecked(&pkt.data()[ethernet::HEADER_LEN..]);
+        if (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && !ip.is_fragment() {
+            key_hash ^ FlowKey::nh_salt(cx.vif.vrf)
+        } else {
+            super::hash_v4(&ip)
+        }
+    };
+    Some(output_v4(cx.fib, nh, pkt, Ingress::Local, hash, ttl, ethernet::HEADER_LEN + usize::from(ip_len)))
+}
