@@ -73,15 +73,6 @@ impl FlowKey {
         unsafe { std::mem::transmute::<[u64; KEY_WORDS], FlowKey>(words) }
     }
 
-    /// An IPv4 key and its [`FlowKey::hash`], the hash computed from the arguments rather
-    /// than read back from the key (the data plane's pre-pass: reading fields of a key just
-    /// written byte-wise on the stack stalls on store forwarding).
-    #[inline]
-    pub fn v4_hashed(vrf_or_nh: u32, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> (FlowKey, u32) {
-        let h = flow_hash_v4(u32::from(src), u32::from(dst), proto, sport, dport) ^ FlowKey::nh_salt(vrf_or_nh);
-        (FlowKey::v4(vrf_or_nh, proto, src, dst, sport, dport), h)
-    }
-
     /// An IPv6 key.
     pub fn v6(vrf_or_nh: u32, proto: u8, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> FlowKey {
         FlowKey {
@@ -187,6 +178,14 @@ impl FlowKey {
         *self.as_words()
     }
 
+    /// Whether two keys are equal, as six word compares folded into one test (no call to
+    /// `memcmp`, no branch per word).
+    #[inline(always)]
+    pub fn same_as(&self, other: &FlowKey) -> bool {
+        let (a, b) = (self.as_words(), other.as_words());
+        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0
+    }
+
     /// The key's six words in place (no 48-byte copy to compare a key with an entry).
     #[inline(always)]
     pub fn as_words(&self) -> &[u64; KEY_WORDS] {
@@ -274,6 +273,16 @@ mod tests {
         assert_eq!(k, fields);
         assert_eq!(k.words(), fields.words());
         assert_eq!(k.as_words(), &fields.words());
+        assert!(k.same_as(&fields));
+        for w in 0..KEY_WORDS {
+            for bit in [0, 17, 63] {
+                let mut words = k.words();
+                words[w] ^= 1 << bit;
+                // SAFETY: any [u64; 6] is a FlowKey (see FlowKey::v4).
+                let other = unsafe { std::mem::transmute::<[u64; KEY_WORDS], FlowKey>(words) };
+                assert!(!k.same_as(&other) && !other.same_as(&k), "word {w} bit {bit}");
+            }
+        }
     }
 
     #[test]
@@ -312,24 +321,11 @@ mod tests {
     }
 
     #[test]
-    fn v4_hashed_is_the_key_and_its_hash() {
-        for (i, (vrf, proto, sport, dport)) in [(0, 17, 1, 2), (7, 6, 65535, 80), (u32::MAX, 1, 0, 0)].into_iter().enumerate() {
-            let src = Ipv4Addr::new(10, 0, i as u8, 1);
-            let dst = Ipv4Addr::new(192, 168, 1, 200 - i as u8);
-            let (k, h) = FlowKey::v4_hashed(vrf, proto, src, dst, sport, dport);
-            assert_eq!(k, FlowKey::v4(vrf, proto, src, dst, sport, dport));
-            assert_eq!(h, k.hash());
-        }
-    }
-
-    #[test]
     fn unsalting_the_key_hash_gives_the_five_tuple_hash() {
         let (s, d) = (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 9, 8, 7));
         for vrf in [0u32, 1, 7, 4095, u32::MAX] {
             let k = FlowKey::v4(vrf, 6, s, d, 40000, 443);
             assert_eq!(k.hash() ^ FlowKey::nh_salt(vrf), flow_hash_v4(u32::from(s), u32::from(d), 6, 40000, 443));
-            let (_, h) = FlowKey::v4_hashed(vrf, 17, s, d, 1, 2);
-            assert_eq!(h ^ FlowKey::nh_salt(vrf), flow_hash_v4(u32::from(s), u32::from(d), 17, 1, 2));
             let (a, b) = (Ipv6Addr::LOCALHOST, "fd00::1".parse::<Ipv6Addr>().unwrap());
             let k6 = FlowKey::v6(vrf, 17, a, b, 5, 6);
             assert_eq!(k6.hash() ^ FlowKey::nh_salt(vrf), flow_hash_v6(&a.octets(), &b.octets(), 17, 5, 6));

@@ -113,13 +113,35 @@ pub fn key_v4(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> FlowKey {
     FlowKey::v4(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
 }
 
-/// [`key_v4`] and the key's hash, computed from the header fields directly (always
-/// inlined: it runs for every packet of the burst pre-pass).
+/// [`key_v4`] and the fields its hash takes (always inlined: it runs for every packet of the
+/// burst pre-pass, which hashes only keys that differ from the previous packet's).
 #[inline(always)]
-pub fn key_v4_hashed(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> (FlowKey, u32) {
+pub fn key_v4_tuple(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> (FlowKey, V4Tuple) {
     let proto = ip.protocol();
     let (sport, dport) = key_ports(proto, ip.payload(), !ip.is_fragment());
-    FlowKey::v4_hashed(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let t = V4Tuple { vrf, src: u32::from(src), dst: u32::from(dst), proto, sport, dport };
+    (FlowKey::v4(vrf, proto, src, dst, sport, dport), t)
+}
+
+/// An IPv4 key's fields, from which [`V4Tuple::hash`] computes [`FlowKey::hash`] without
+/// reading back the key just written (that stalls on store forwarding).
+#[derive(Debug, Clone, Copy)]
+pub struct V4Tuple {
+    vrf: u32,
+    src: u32,
+    dst: u32,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+}
+
+impl V4Tuple {
+    /// The key's [`FlowKey::hash`].
+    #[inline(always)]
+    pub fn hash(&self) -> u32 {
+        flow_table::flow_hash_v4(self.src, self.dst, self.proto, self.sport, self.dport) ^ FlowKey::nh_salt(self.vrf)
+    }
 }
 
 /// The flow key of an IPv6 packet in `vrf` (extension headers are not walked).
@@ -258,6 +280,23 @@ mod tests {
         assert_eq!(key_ports(IpProtocol::UDP, &[0, 80, 0, 53], false), (0, 0));
         assert_eq!(key_ports(IpProtocol::UDP, &[0, 80], true), (0, 0));
         assert_eq!(key_ports(IpProtocol::TCP, &[0, 80, 1, 187, 0, 0], true), (80, 443));
+    }
+
+    #[test]
+    fn the_tuple_hash_is_the_key_hash() {
+        let mut f = [0u8; 28];
+        f[0] = 0x45;
+        f[3] = 28;
+        f[9] = IpProtocol::UDP;
+        f[12..16].copy_from_slice(&[10, 1, 2, 3]);
+        f[16..20].copy_from_slice(&[192, 168, 7, 9]);
+        f[20..24].copy_from_slice(&[0x9c, 0x40, 0x00, 0x35]);
+        for vrf in [0, 1, 77, u32::MAX] {
+            let ip = ipv4::Packet::new_checked(&f[..]).unwrap();
+            let (k, t) = key_v4_tuple(vrf, &ip);
+            assert_eq!(k, key_v4(vrf, &ip));
+            assert_eq!(t.hash(), k.hash());
+        }
     }
 
     #[test]
