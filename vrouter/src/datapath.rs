@@ -592,7 +592,7 @@ impl LcoreLoop {
                     if m.is_contiguous() {
                         let cx = HitCtx { fib, vif, vrf, table: &f.table, lcore: self.index, now };
                         if let Some(v) = hit::forward_v4(&cx, &mut m, idx, hash, |i| f.hold.contains(i)) {
-                            self.carry_out::<false>(fib, vif, raw, m, v, tsc, None);
+                            self.carry_out::<false>(vif, raw, m, v, tsc, None);
                             continue;
                         }
                     }
@@ -702,7 +702,7 @@ impl LcoreLoop {
                 t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
             }
         }
-        self.carry_out::<TRACED>(fib, vif, raw, m, verdict, tsc, tr);
+        self.carry_out::<TRACED>(vif, raw, m, verdict, tsc, tr);
     }
 
     /// Carries out a packet's verdict: queues it for transmission (interface TX mirroring
@@ -711,7 +711,6 @@ impl LcoreLoop {
     #[allow(clippy::too_many_arguments)]
     fn carry_out<const TRACED: bool>(
         &mut self,
-        fib: &Fib,
         vif: &Vif,
         raw: *mut rte_mbuf,
         m: Mbuf,
@@ -719,7 +718,6 @@ impl LcoreLoop {
         tsc: u64,
         tr: Option<TraceCtx>,
     ) {
-        let _ = fib;
         match verdict {
             Verdict::Tx(out) => {
                 // Interface TX mirroring: the frame as it leaves (after rewrite).
@@ -732,10 +730,12 @@ impl LcoreLoop {
                 let len = m.pkt_len();
                 match self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) {
                     Some(t) => {
-                        t.pkts[t.n] = raw;
-                        t.bytes[t.n] = len;
-                        t.n += 1;
-                        if t.n == BURST {
+                        // `n` in a local: read once, not again after each store.
+                        let n = t.n;
+                        t.pkts[n] = raw;
+                        t.bytes[n] = len;
+                        t.n = n + 1;
+                        if n + 1 == BURST {
                             flush(t, &self.stats);
                         }
                     }

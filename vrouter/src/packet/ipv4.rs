@@ -383,11 +383,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         if ttl == 0 {
             return 0;
         }
-        let protocol = self.protocol();
-        let old = u16::from_be_bytes([ttl, protocol]);
-        let new = u16::from_be_bytes([ttl - 1, protocol]);
         self.set_ttl(ttl - 1);
-        let cs = checksum::incremental_update(self.checksum(), old, new);
+        // RFC 1624 eqn. 3 with m = [ttl, protocol] and m' = [ttl - 1, protocol]: m - m' is
+        // 0x0100 whatever the protocol, so ~m + m' = 0xffff - 0x0100 = 0xfeff.
+        let cs = !checksum::fold(u64::from(!self.checksum()) + 0xfeff);
         self.set_checksum(cs);
         ttl - 1
     }
