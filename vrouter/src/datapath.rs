@@ -1,9 +1,12 @@
 //! The data plane: ports and queues set up from the FIB, RX queues spread over pinned
 //! forwarding lcores, and the run-to-completion poll loop each lcore runs.
 //!
-//! Per iteration an lcore polls each of its RX queues for a burst of up to 32 packets, runs
-//! every packet through [`pipeline::process`], buffers the transmits per output vif and
-//! flushes each buffer with one `rte_eth_tx_burst` at the end of the burst (or when it fills).
+//! Per iteration an lcore polls each of its RX queues for a burst of up to 32 packets, looks
+//! the burst's flows up in one pass (VM vifs), runs every packet through
+//! [`pipeline::process`] (or, for an IPv4 packet of a found, forwarding flow, the flow-hit
+//! path [`pipeline::hit`], which gives the same result), buffers the transmits per output vif
+//! and flushes each buffer with one `rte_eth_tx_burst` at the end of the burst (or when it
+//! fills).
 //! Counters go to the lcore's own block of the stats region (single writer, no atomics RMW).
 //!
 //! TX queues: every port gets one TX queue per forwarding lcore when the driver offers that
@@ -551,7 +554,7 @@ impl LcoreLoop {
     ) {
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
-        // lookup, so the table's cache misses of the whole burst overlap.
+        // lookup, so the table's cache misses of the whole burst overlap (see BurstKeys).
         let mut pre = BurstKeys::new();
         if let Some(f) = &self.flow {
             if vif.kind == crate::config::VifType::Virtual {
@@ -877,8 +880,9 @@ impl LcoreLoop {
 }
 
 /// The burst pre-pass: key and hash of every IP packet with its bucket prefetched, then one
-/// burst lookup, so the table's cache misses of the whole burst overlap. The flow stage
-/// borrows each packet's key from here.
+/// burst lookup, so the table's cache misses of the whole burst overlap; consecutive packets
+/// with one key share one entry. The flow stage borrows each packet's key from here, the
+/// flow-hit path ([`hit::forward_v4`]) takes the found flow index.
 struct BurstKeys {
     /// The first `n` are written by [`BurstKeys::prepare`]; the rest are never read.
     keys: [std::mem::MaybeUninit<FlowKey>; BURST],
