@@ -915,8 +915,7 @@ impl BurstKeys {
     /// Keys, hashes and lookups of the burst. A packet with the same key as the previous
     /// IP packet of the burst shares its entry (`slot`): no hash, prefetch or lookup of its
     /// own (a burst of one flow, the common case of bulk traffic, costs one lookup; packets
-    /// of different flows pay one six-word compare, which fails at the first word when the
-    /// ports differ).
+    /// of different flows pay one branch-free six-word compare).
     #[inline(always)]
     fn prepare(&mut self, table: &flow_table::FlowTable, vrf: u32, pkts: &[*mut rte_mbuf]) {
         let mut m = 0;

@@ -361,22 +361,25 @@ fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
     // The two header sizes as constants: a fixed-size copy is a few vector moves and the
     // patches below need no bounds checks (a variable length is a call to memcpy).
     let data = pkt.data_mut();
-    match header.len {
+    let written = match header.len {
         MPLSOUDP_OVERHEAD => write_tunnel_header::<MPLSOUDP_OVERHEAD>(data, header, ip_len, sport),
         VXLAN_OVERHEAD => write_tunnel_header::<VXLAN_OVERHEAD>(data, header, ip_len, sport),
-        _ => return Drop(DropReason::PushFails),
+        _ => false,
+    };
+    if !written {
+        return Drop(DropReason::PushFails);
     }
     Tx(*vif)
 }
 
 /// Writes `N` bytes of tunnel header at the front of `data` (which has room for them after
 /// the prepend): the nexthop's template with the IPv4 total length and checksum and the UDP
-/// source port and length patched in.
+/// source port and length patched in. False (nothing written) if `data` is shorter.
 #[inline(always)]
-fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, ip_len: u16, sport: u16) {
+fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, ip_len: u16, sport: u16) -> bool {
     const { assert!(N >= TunnelHeader::UDP + udp::HEADER_LEN && N <= TunnelHeader::MAX_LEN) };
     let (Some(hdr), Some(template)) = (data.first_chunk_mut::<N>(), header.bytes.first_chunk::<N>()) else {
-        return;
+        return false;
     };
     *hdr = *template;
     let csum = !checksum::fold(u64::from(header.ip_csum_base) + u64::from(ip_len));
@@ -385,6 +388,7 @@ fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, i
     let u = TunnelHeader::UDP;
     hdr[u..u + 2].copy_from_slice(&sport.to_be_bytes());
     hdr[u + 4..u + 6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    true
 }
 
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
