@@ -43,7 +43,7 @@ pub fn forward_v4<B: PacketBuf>(
     key_hash: u32,
     held: impl FnOnce(u32) -> bool,
 ) -> Option<Verdict> {
-    let (nh, proto, ttl, ip_len, tcp) = {
+    let (nh, ttl, ip_len, tcp, hash) = {
         let eth = ethernet::Frame::new_checked(pkt.data()).ok()?;
         let dst = eth.dst_addr();
         if eth.ethertype() != EtherType::IPV4 || (dst != cx.vif.mac && dst != cx.fib.router_mac) {
@@ -53,7 +53,14 @@ pub fn forward_v4<B: PacketBuf>(
         let nh = cx.vrf.route_v4(ip.dst_addr())?;
         let proto = ip.protocol();
         let tcp = super::flow::tcp_bits(proto, ip.payload());
-        (nh, proto, ip.ttl(), ip.total_len(), tcp)
+        // An unfragmented TCP/UDP packet's key hashes the 5-tuple the ECMP and tunnel hashes
+        // take, so the key's hash gives it (as in the general path).
+        let hash = if (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && !ip.is_fragment() {
+            key_hash ^ FlowKey::nh_salt(cx.vif.vrf)
+        } else {
+            super::hash_v4(&ip)
+        };
+        (nh, ip.ttl(), ip.total_len(), tcp, hash)
     };
     let entry = cx.table.entry(idx)?;
     // Held flows keep holding (release order), mirrored flows are copied, HOLD and NAT are
@@ -72,15 +79,5 @@ pub fn forward_v4<B: PacketBuf>(
     if action == Action::Drop {
         return Some(Verdict::Drop(DropReason::FlowActionDrop));
     }
-    // An unfragmented TCP/UDP packet's key hashes the 5-tuple the ECMP and tunnel hashes
-    // take, so the key's hash gives it (as in the general path).
-    let hash = {
-        let ip = ipv4::Packet::new_unchecked(&pkt.data()[ethernet::HEADER_LEN..]);
-        if (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && !ip.is_fragment() {
-            key_hash ^ FlowKey::nh_salt(cx.vif.vrf)
-        } else {
-            super::hash_v4(&ip)
-        }
-    };
     Some(output_v4(cx.fib, nh, pkt, Ingress::Local, hash, ttl, ethernet::HEADER_LEN + usize::from(ip_len)))
 }
