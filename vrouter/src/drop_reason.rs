@@ -117,6 +117,14 @@ drop_reasons! {
     MirrorTxFull = "mirror_tx_full", "Mirror TX Queue Full";
     /// The encapsulated copy does not fit one mbuf (frame plus analyzer headers too long).
     MirrorEncapFail = "mirror_encap_fail", "Mirror Encap Fail";
+    /// A VM sent a frame whose source MAC is neither its own (`vm_mac`) nor one of its
+    /// allowed address pairs' (the source IP's counterpart is `Invalid Source`).
+    InvalidSourceMac = "invalid_source_mac", "Invalid Source MAC";
+    /// The fragment table had no free entry for the first fragment of a new datagram.
+    FragTableFull = "frag_table_full", "Fragment Table Full";
+    /// An IPv6 extension-header chain longer than the walk limit, or one that runs past
+    /// the packet, or a header after a fragment header that announces another fragment.
+    Ipv6ExtChain = "ipv6_ext_chain", "IPv6 Ext Header Chain";
 }
 
 /// Number of drop reasons; the length of every drop counter array in the stats region.

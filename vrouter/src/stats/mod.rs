@@ -69,7 +69,7 @@ pub use writer::{LcoreStats, StatsRegion};
 /// `b"VRSTATS1"` read as a little-endian u64; the first 8 bytes of a valid region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
 /// Version of the file layout; bumped on any layout change (including new drop reasons).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
