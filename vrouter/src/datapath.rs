@@ -18,7 +18,8 @@ use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
 use crate::mirror::dp::{MirrorLcore, MirrorPort, MirrorSetup};
-use crate::pipeline::flow::{key_v4_tuple, key_v6, HoldResult, HoldStore, Prepared, V4Tuple};
+use crate::pipeline::flow::{key_v4_tuple, key_v6, needs_special_key, HoldResult, HoldStore, Prepared, V4Tuple};
+use crate::pipeline::frag::FragTable;
 use crate::pipeline::hit::{self, HitCtx};
 use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
 use crate::packet::{ethernet, ipv4, ipv6, EtherType};
@@ -200,6 +201,10 @@ struct LcoreFlows {
     lcore: u16,
     /// Reused buffer of released packets (no allocation when flows are set up).
     released: Vec<(u32, usize, u16)>,
+    /// Fragment classification (see [`crate::pipeline::frag`]).
+    frags: FragTable,
+    /// Reused buffer of parked fragments to run again or drop.
+    frag_out: Vec<(usize, u16)>,
 }
 
 /// Milliseconds since the Unix epoch from the TSC (one `rdtsc` per burst, no syscall).
@@ -342,6 +347,8 @@ impl Datapath {
                 hold_limit,
                 lcore: plan.index as u16,
                 released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
+                frags: FragTable::default(),
+                frag_out: Vec::with_capacity(crate::pipeline::frag::FRAG_QUEUE),
             });
             let tx: Vec<Option<TxTarget>> = {
                 let max_vif = fib.vifs.len();
@@ -477,7 +484,11 @@ impl LcoreLoop {
                     }
                 }
                 f.table.quiescent(self.index);
-                if !f.hold.is_empty() {
+                let (frags, held) = (!f.frags.is_empty(), !f.hold.is_empty());
+                if frags {
+                    self.expire_fragments(now);
+                }
+                if held {
                     self.release_held(&fib, now, tsc);
                 }
             }
@@ -511,6 +522,43 @@ impl LcoreLoop {
         self.flush_all();
         self.drop_all_held();
         0
+    }
+
+    /// Drops the parked fragments whose first fragment did not come in time
+    /// (`No Fragment Entries`) and forgets expired datagrams.
+    #[cold]
+    fn expire_fragments(&mut self, now: u64) {
+        let Some(f) = &mut self.flow else { return };
+        let mut out = std::mem::take(&mut f.frag_out);
+        f.frags.expire(now, |p, v| out.push((p, v)));
+        for &(p, v) in &out {
+            self.drop_pkt(v, DropReason::NoFragEntry, p as *mut rte_mbuf);
+        }
+        out.clear();
+        if let Some(f) = &mut self.flow {
+            f.frag_out = out;
+        }
+    }
+
+    /// Runs again the parked fragments whose first fragment has just been seen (arrival
+    /// order, after it). They were not counted on a flow when parked.
+    #[cold]
+    #[inline(never)]
+    fn run_ready_fragments(&mut self, fib: &Fib, now: u64, tsc: u64) {
+        let Some(f) = &mut self.flow else { return };
+        let mut out = std::mem::take(&mut f.frag_out);
+        f.frags.take_ready(|p, v| out.push((p, v)));
+        for &(p, v) in &out {
+            let raw = p as *mut rte_mbuf;
+            match fib.vif(v) {
+                Some(vif) => self.forward::<false>(fib, vif, raw, now, tsc, None, None, None),
+                None => self.drop_pkt(v, DropReason::InvalidIf, raw),
+            }
+        }
+        out.clear();
+        if let Some(f) = &mut self.flow {
+            f.frag_out = out;
+        }
     }
 
     /// Which packets of a burst entering `vif` an enabled trace request may match (bit `i`:
@@ -604,6 +652,9 @@ impl LcoreLoop {
             }
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
+        if self.flow.as_ref().is_some_and(|f| f.frags.has_ready()) {
+            self.run_ready_fragments(fib, now, tsc);
+        }
         self.flush_all();
     }
 
@@ -665,7 +716,7 @@ impl LcoreLoop {
             // Headers must be in the first segment; chained mbufs only come from jumbo
             // frames, which this vRouter does not accept.
             Verdict::Drop(DropReason::InvalidPacket)
-        } else if let Some(f) = &self.flow {
+        } else if let Some(f) = &mut self.flow {
             let mut sink = self
                 .mirror
                 .as_mut()
@@ -693,6 +744,7 @@ impl LcoreLoop {
                 pre,
                 held: &f.hold,
                 mirror,
+                frags: &mut f.frags,
             };
             pipeline::process(fib, vif, &mut m, Some(&mut stage))
         } else {
@@ -755,6 +807,19 @@ impl LcoreLoop {
             }
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
             Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, if TRACED { tr } else { None }),
+            Verdict::FragWait => self.park_fragment(vif.id, raw),
+        }
+    }
+
+    /// Parks a fragment until its first fragment comes ([`Verdict::FragWait`]).
+    #[cold]
+    fn park_fragment(&mut self, vif: u16, raw: *mut rte_mbuf) {
+        let parked = match &mut self.flow {
+            Some(f) => f.frags.park(raw as usize, vif),
+            None => Err(DropReason::NoFragEntry),
+        };
+        if let Err(reason) = parked {
+            self.drop_pkt(vif, reason, raw);
         }
     }
 
@@ -856,6 +921,12 @@ impl LcoreLoop {
     fn drop_all_held(&mut self) {
         let Some(f) = &mut self.flow else { return };
         let mut all = Vec::new();
+        let mut frags = Vec::new();
+        f.frags.drain_all(|p, v| frags.push((p, v)));
+        for (p, v) in frags {
+            self.drop_pkt(v, DropReason::NoFragEntry, p as *mut rte_mbuf);
+        }
+        let Some(f) = &mut self.flow else { return };
         f.hold.release(|_| true, |_, p, v| all.push((p, v)));
         for (p, v) in all {
             #[cfg(feature = "trace")]
@@ -971,11 +1042,23 @@ fn written(keys: &[std::mem::MaybeUninit<FlowKey>; BURST], n: usize) -> &[FlowKe
 fn prepass_key(vrf: u32, frame: &[u8]) -> Option<(flow_table::FlowKey, PrepassHash)> {
     let eth = ethernet::Frame::new_checked(frame).ok()?;
     match eth.ethertype() {
+        // Fragments, ICMP errors and IPv6 extension headers are keyed by the flow stage's
+        // out-of-line path (fragment table, quoted packet, header walk).
         EtherType::IPV4 => {
-            let (k, t) = key_v4_tuple(vrf, &ipv4::Packet::new_checked(eth.payload()).ok()?);
+            let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+            if needs_special_key(false, ip.protocol(), ip.is_fragment(), ip.payload()) {
+                return None;
+            }
+            let (k, t) = key_v4_tuple(vrf, &ip);
             Some((k, PrepassHash::V4(t)))
         }
-        EtherType::IPV6 => Some((key_v6(vrf, &ipv6::Packet::new_checked(eth.payload()).ok()?), PrepassHash::OfKey)),
+        EtherType::IPV6 => {
+            let ip = ipv6::Packet::new_checked(eth.payload()).ok()?;
+            if needs_special_key(true, ip.next_header(), false, ip.payload()) {
+                return None;
+            }
+            Some((key_v6(vrf, &ip), PrepassHash::OfKey))
+        }
         _ => None,
     }
 }

@@ -12,8 +12,9 @@
 //! +--------------------------------------------------------+
 //! ```
 //!
-//! Extension headers are not walked: `next_header()` is reported as it is, and the
-//! payload starts right after the 40-byte fixed header. `check_len` validates version 6
+//! This view does not walk extension headers ([`super::ipv6ext::upper_layer`] does):
+//! `next_header()` is reported as it is, and the payload starts right after the 40-byte
+//! fixed header. `check_len` validates version 6
 //! and `40 + payload_len <= buffer`; the payload stops at the payload length (so Ethernet
 //! padding is excluded).
 

@@ -1,6 +1,7 @@
 //! Zero-copy, checked views over packet bytes.
 //!
-//! One file per protocol: [`ethernet`], [`vlan`] (802.1Q tag), [`arp`], [`ipv4`], [`ipv6`],
+//! One file per protocol: [`ethernet`], [`vlan`] (802.1Q tag), [`arp`], [`ipv4`], [`ipv6`]
+//! (and [`ipv6ext`], the walk over its extension headers),
 //! [`udp`], [`tcp`], [`icmp`] (ICMPv4), [`icmpv6`] (incl. Neighbor Discovery), [`mpls`] (one
 //! label stack entry) and [`vxlan`], plus [`checksum`] for the Internet checksum.
 //!
@@ -46,6 +47,7 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipv6ext;
 pub mod mpls;
 pub mod tcp;
 pub mod udp;

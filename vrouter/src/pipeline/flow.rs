@@ -11,13 +11,29 @@
 //!
 //! Keys follow tf-vrouter: the VRF, protocol, addresses and ports; ICMP echo uses the
 //! identifier as source port and 0 as destination port (so request and reply are each
-//! other's reverse), other ICMP uses 0 and the type. Fragments use ports 0 so every fragment
-//! of a datagram maps to one flow (there is no fragment table).
+//! other's reverse), other ICMP uses 0 and the type. IPv6 extension headers are walked
+//! ([`crate::packet::ipv6ext`]): the key has the transport protocol and ports, never an
+//! extension header's number.
+//!
+//! Packets the burst pre-pass does not key (see [`needs_special_key`]) take
+//! [`FlowStage::ipv4`] / [`FlowStage::ipv6`]'s out-of-line path:
+//! - **fragments**: the first fragment is keyed by its own ports and records them in the
+//!   lcore's [`FragTable`]; later fragments take them from there, so every fragment of a
+//!   datagram hits the first fragment's flow (same verdict, counters, mirror copies). A
+//!   later fragment whose first fragment has not come yet returns [`Verdict::FragWait`]
+//!   and the data plane parks it;
+//! - **ICMP / ICMPv6 errors** are keyed on the packet they quote, reversed (the flow the
+//!   error travels in), as tf-vrouter does, and only ever looked up: an error quoting no
+//!   flow drops with `ICMP errors`, one quoting a denied flow takes that flow's drop; an
+//!   error about an ICMP error, or whose destination is not the quoted packet's source,
+//!   drops with `ICMP errors`.
 
+use super::frag::{FragKey, FragPiece, FragTable, Later};
 use super::Verdict;
 use crate::drop_reason::DropReason;
-use crate::packet::{ipv4, ipv6, IpProtocol};
+use crate::packet::{ipv4, ipv6, ipv6ext, IpProtocol};
 use flow_table::{tcp_flags, Action, FlowKey, FlowTable, Lookup};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Per-packet flow context handed to the pipeline by the lcore loop.
 pub struct FlowStage<'t> {
@@ -43,6 +59,8 @@ pub struct FlowStage<'t> {
     pub held: &'t HoldStore,
     /// Where copies of mirrored flows go (`None`: no mirroring on this lcore).
     pub mirror: Option<&'t mut dyn FlowMirror>,
+    /// This lcore's fragment table (see [`super::frag`]).
+    pub frags: &'t mut FragTable,
 }
 
 /// The packet as the flow stage saw it, before any rewrite: what a flow mirror copies.
@@ -116,7 +134,9 @@ pub fn key_v4(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> FlowKey {
 #[inline(always)]
 pub fn key_v4_tuple(vrf: u32, ip: &ipv4::Packet<&[u8]>) -> (FlowKey, V4Tuple) {
     let proto = ip.protocol();
-    let (sport, dport) = key_ports(proto, ip.payload(), !ip.is_fragment());
+    // A first fragment has the transport header (later ones get theirs from the fragment
+    // table on the out-of-line path).
+    let (sport, dport) = key_ports(proto, ip.payload(), ip.frag_offset() == 0);
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     let t = V4Tuple { vrf, src: u32::from(src), dst: u32::from(dst), proto, sport, dport };
     (FlowKey::v4(vrf, proto, src, dst, sport, dport), t)
@@ -142,12 +162,110 @@ impl V4Tuple {
     }
 }
 
-/// The flow key of an IPv6 packet in `vrf` (extension headers are not walked).
+/// The flow key of an IPv6 packet in `vrf`: the transport protocol and ports after the
+/// extension headers (ports 0 for a non-first fragment, whose ports only the fragment
+/// table knows, and for a chain that cannot be walked).
 #[inline]
 pub fn key_v6(vrf: u32, ip: &ipv6::Packet<&[u8]>) -> FlowKey {
-    let proto = ip.next_header();
-    let (sport, dport) = key_ports(proto, ip.payload(), true);
+    let first = ip.next_header();
+    let payload = ip.payload();
+    let (proto, sport, dport) = if ipv6ext::is_extension(first) {
+        match ipv6ext::upper_layer(first, payload) {
+            Ok(u) => {
+                let (s, d) = key_ports(u.proto, payload.get(u.offset..).unwrap_or(&[]), u.has_header());
+                (u.proto, s, d)
+            }
+            Err(_) => (first, 0, 0),
+        }
+    } else {
+        let (s, d) = key_ports(first, payload, true);
+        (first, s, d)
+    };
     FlowKey::v6(vrf, proto, ip.src_addr(), ip.dst_addr(), sport, dport)
+}
+
+/// Whether an ICMP (`proto` 1) or ICMPv6 (58) message reports an error about a packet it
+/// quotes (destination unreachable, source quench, redirect, time exceeded, parameter
+/// problem; every ICMPv6 type below 128).
+#[inline(always)]
+pub fn is_icmp_error(proto: u8, l4: &[u8]) -> bool {
+    match (proto, l4.first()) {
+        (IpProtocol::ICMP, Some(&t)) => matches!(t, 3 | 4 | 5 | 11 | 12),
+        (IpProtocol::ICMPV6, Some(&t)) => t < 128,
+        _ => false,
+    }
+}
+
+/// Whether an IP packet is keyed on the out-of-line path rather than by the burst pre-pass
+/// and the flow-hit path: an IPv4 fragment or ICMP error (`v6` false, `first` the
+/// protocol), an IPv6 packet with an extension header or an ICMPv6 error (`first` the
+/// fixed header's next header). `l4`: the bytes after the fixed header.
+#[inline(always)]
+pub fn needs_special_key(v6: bool, first: u8, fragment: bool, l4: &[u8]) -> bool {
+    if v6 {
+        ipv6ext::is_extension(first) || is_icmp_error(first, l4)
+    } else {
+        fragment || is_icmp_error(first, l4)
+    }
+}
+
+/// The flow key of the IPv4 packet an ICMP error quotes (`icmp`: the ICMP message;
+/// `outer_dst`: the error's destination, which must be the quoted packet's source). The
+/// error travels in that flow's reverse. `None`: nothing usable is quoted.
+fn icmp4_quoted_key(vrf: u32, outer_dst: Ipv4Addr, icmp: &[u8]) -> Option<FlowKey> {
+    let inner = icmp.get(8..)?;
+    let b0 = *inner.first()?;
+    let ihl = usize::from(b0 & 0x0f) * 4;
+    if b0 >> 4 != 4 || ihl < 20 || inner.len() < ihl {
+        return None;
+    }
+    if u16::from_be_bytes([inner[6], inner[7]]) & 0x1fff != 0 {
+        // Quotes a non-first fragment: no transport header to match.
+        return None;
+    }
+    let proto = inner[9];
+    let src = Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
+    let dst = Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]);
+    let l4 = &inner[ihl..];
+    if src != outer_dst || is_icmp_error(proto, l4) {
+        return None;
+    }
+    let (s, d) = key_ports(proto, l4, true);
+    Some(FlowKey::v4(vrf, proto, src, dst, s, d))
+}
+
+/// [`icmp4_quoted_key`] for ICMPv6: the quoted IPv6 packet's extension headers are walked.
+fn icmp6_quoted_key(vrf: u32, outer_dst: Ipv6Addr, icmp: &[u8]) -> Option<FlowKey> {
+    let inner = icmp.get(8..)?;
+    let hdr = inner.first_chunk::<{ ipv6::HEADER_LEN }>()?;
+    if hdr[0] >> 4 != 6 {
+        return None;
+    }
+    let src = Ipv6Addr::from(*hdr[8..24].first_chunk::<16>()?);
+    let dst = Ipv6Addr::from(*hdr[24..40].first_chunk::<16>()?);
+    let rest = &inner[ipv6::HEADER_LEN..];
+    let u = ipv6ext::upper_layer(hdr[6], rest).ok()?;
+    let l4 = rest.get(u.offset..).unwrap_or(&[]);
+    if src != outer_dst || !u.has_header() || is_icmp_error(u.proto, l4) {
+        return None;
+    }
+    let (s, d) = key_ports(u.proto, l4, true);
+    Some(FlowKey::v6(vrf, u.proto, src, dst, s, d))
+}
+
+/// Ports of a first fragment; one too short to hold them is a fragment error (RFC 1858's
+/// tiny fragment: policy must see the ports in the first fragment).
+#[inline]
+fn first_fragment_ports(proto: u8, l4: &[u8]) -> Result<(u16, u16), Verdict> {
+    let need = match proto {
+        IpProtocol::TCP | IpProtocol::UDP => 4,
+        IpProtocol::ICMP | IpProtocol::ICMPV6 => 8,
+        _ => 0,
+    };
+    if l4.len() < need {
+        return Err(Verdict::Drop(DropReason::FragmentError));
+    }
+    Ok(key_ports(proto, l4, true))
 }
 
 /// TCP state bits a segment contributes to its flow.
@@ -232,6 +350,141 @@ impl FlowStage<'_> {
             Action::Drop => Err(Verdict::Drop(DropReason::FlowActionDrop)),
             Action::Nat => Err(Verdict::Drop(DropReason::FlowActionInvalid)),
         }
+    }
+
+    /// The flow stage for an IPv4 packet in `vrf`. Returns the key's hash (0 on the
+    /// out-of-line path, whose packets are never unfragmented TCP/UDP) with the verdict.
+    #[inline(always)]
+    pub(super) fn ipv4(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>) -> (u32, Result<(), Verdict>) {
+        let proto = ip.protocol();
+        if needs_special_key(false, proto, ip.is_fragment(), ip.payload()) {
+            return (0, self.ipv4_special(vrf, ip, frame));
+        }
+        self.run(vrf, || key_v4(vrf, ip), u32::from(ip.total_len()), proto, ip.payload(), frame)
+    }
+
+    /// The flow stage for an IPv6 packet in `vrf`.
+    #[inline(always)]
+    pub(super) fn ipv6(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+        let first = ip.next_header();
+        let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
+        if needs_special_key(true, first, false, ip.payload()) {
+            return self.ipv6_special(vrf, ip, len, frame);
+        }
+        self.run(vrf, || key_v6(vrf, ip), len, first, ip.payload(), frame).1
+    }
+
+    /// IPv4 fragments and ICMP errors.
+    #[inline(never)]
+    fn ipv4_special(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+        // The pre-pass keyed nothing for this packet.
+        self.pre = None;
+        let proto = ip.protocol();
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let ip_len = u32::from(ip.total_len());
+        let l4 = ip.payload();
+        if !ip.is_fragment() {
+            let quoted = icmp4_quoted_key(vrf, dst, l4).ok_or(Verdict::Drop(DropReason::IcmpError))?;
+            return self.icmp_error(&quoted, ip_len, proto, frame);
+        }
+        let fk = FragKey::v4(vrf, proto, src, dst, ip.ident());
+        let piece = FragPiece { offset: u32::from(ip.frag_offset()), len: l4.len() as u32, more: ip.more_frags() };
+        let (sport, dport) = self.fragment_ports(fk, piece, proto, l4, |s, d| FlowKey::v4(vrf, proto, src, dst, s, d))?;
+        let key = FlowKey::v4(vrf, proto, src, dst, sport, dport);
+        let l4 = if piece.offset == 0 { l4 } else { &[] };
+        self.keyed(&key, ip_len, proto, l4, frame)
+    }
+
+    /// IPv6 packets with extension headers, fragments and ICMPv6 errors.
+    #[inline(never)]
+    fn ipv6_special(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, ip_len: u32, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+        self.pre = None;
+        let payload = ip.payload();
+        let u = ipv6ext::upper_layer(ip.next_header(), payload).map_err(|_| Verdict::Drop(DropReason::Ipv6ExtChain))?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let proto = u.proto;
+        let l4 = payload.get(u.offset..).unwrap_or(&[]);
+        let Some(f) = u.frag else {
+            if is_icmp_error(proto, l4) {
+                let quoted = icmp6_quoted_key(vrf, dst, l4).ok_or(Verdict::Drop(DropReason::IcmpError))?;
+                return self.icmp_error(&quoted, ip_len, proto, frame);
+            }
+            let (sport, dport) = key_ports(proto, l4, true);
+            return self.keyed(&FlowKey::v6(vrf, proto, src, dst, sport, dport), ip_len, proto, l4, frame);
+        };
+        let fk = FragKey::v6(vrf, proto, src, dst, f.ident);
+        let data_len = payload.len().saturating_sub(f.data_offset) as u32;
+        let piece = FragPiece { offset: u32::from(f.offset), len: data_len, more: f.more };
+        let (sport, dport) = self.fragment_ports(fk, piece, proto, l4, |s, d| FlowKey::v6(vrf, proto, src, dst, s, d))?;
+        let key = FlowKey::v6(vrf, proto, src, dst, sport, dport);
+        let l4 = if f.offset == 0 { l4 } else { &[] };
+        self.keyed(&key, ip_len, proto, l4, frame)
+    }
+
+    /// A fragment's key ports: a first fragment's own (recorded in the fragment table), a
+    /// later fragment's from the table. A held fragment re-run after its flow's setup is
+    /// not recorded again: it takes its held flow's ports (`key_with` builds the packet's
+    /// key with given ports, to check the held flow is this packet's).
+    fn fragment_ports(
+        &mut self,
+        fk: FragKey,
+        piece: FragPiece,
+        proto: u8,
+        l4: &[u8],
+        key_with: impl Fn(u16, u16) -> FlowKey,
+    ) -> Result<(u16, u16), Verdict> {
+        if self.reinject {
+            if piece.offset == 0 {
+                return first_fragment_ports(proto, l4);
+            }
+            let held = self.held_flow.and_then(|i| self.table.entry(i)).and_then(|e| e.key());
+            return match held {
+                Some(k) if k == key_with(k.sport(), k.dport()) => Ok((k.sport(), k.dport())),
+                _ => Err(Verdict::Drop(DropReason::NoFragEntry)),
+            };
+        }
+        if piece.offset == 0 {
+            let ports = first_fragment_ports(proto, l4)?;
+            self.frags.first(fk, ports, piece, self.now).map_err(Verdict::Drop)?;
+            return Ok(ports);
+        }
+        match self.frags.later(fk, piece, self.now).map_err(Verdict::Drop)? {
+            Later::Ports(s, d) => Ok((s, d)),
+            Later::Wait => Err(Verdict::FragWait),
+        }
+    }
+
+    /// The flow stage with a key built on the out-of-line path (a held packet re-run finds
+    /// its flow through `held_flow`, as in [`FlowStage::run`]).
+    fn keyed(&mut self, key: &FlowKey, ip_len: u32, proto: u8, l4: &[u8], frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+        let hash = key.hash();
+        let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, key, hash));
+        self.apply(key, hash, found, ip_len, proto, l4, frame)
+    }
+
+    /// The flow stage for an ICMP error quoting a packet of flow `quoted`: it travels in
+    /// that flow's reverse and may only use it, never create a flow. The reverse exists
+    /// (the quoted flow was set up, its action applies): counted on it and given its action.
+    /// It does not, but the quoted flow still waits for the agent's verdict: the error waits
+    /// with it (held on it, not counted there) and runs again once it is set up. Otherwise
+    /// it drops with `ICMP errors`.
+    fn icmp_error(&mut self, quoted: &FlowKey, ip_len: u32, proto: u8, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+        let key = quoted.reverse();
+        let hash = key.hash();
+        if let Some(i) = self.table.lookup(&key, hash) {
+            // A re-run error that was held on the quoted flow was not counted anywhere yet.
+            let reinject = self.reinject;
+            self.reinject = reinject && self.held_flow == Some(i);
+            let r = self.apply(&key, hash, Some(i), ip_len, proto, &[], frame);
+            self.reinject = reinject;
+            return r;
+        }
+        if let Some(f) = self.table.lookup(quoted, quoted.hash()) {
+            if self.table.entry(f).is_some_and(|e| e.action() == Action::Hold) {
+                return Err(Verdict::Hold { flow: f, new: false });
+            }
+        }
+        Err(Verdict::Drop(DropReason::IcmpError))
     }
 
     /// Runs [`FlowStage::apply`] with the pre-computed key when it belongs to this packet's

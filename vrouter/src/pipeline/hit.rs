@@ -7,7 +7,8 @@
 //! counters as [`super::process`] with a [`super::FlowStage`] would for such a packet (a
 //! property test holds it to that), without the general path's dispatch: no flow stage
 //! context to build, no mirror frame, no key to look up again, one header view. Every other
-//! packet (IPv6, bridged, held, mirrored, HOLD action, flow not found in the pre-pass, ...)
+//! packet (IPv6, bridged, held, mirrored, HOLD action, a fragment or ICMP error, flow not
+//! found in the pre-pass, ...)
 //! is left untouched and takes the general path. It decides before it changes anything:
 //! `None` means nothing was counted or written.
 
@@ -52,10 +53,15 @@ pub fn forward_v4<B: PacketBuf>(
         let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
         let nh = cx.vrf.route_v4(ip.dst_addr())?;
         let proto = ip.protocol();
+        // Fragments and ICMP errors are keyed by the fragment table and the quoted packet,
+        // not by the pre-pass key (which does not key them): never the hit path's.
+        if super::flow::needs_special_key(false, proto, ip.is_fragment(), ip.payload()) {
+            return None;
+        }
         let tcp = super::flow::tcp_bits(proto, ip.payload());
         // An unfragmented TCP/UDP packet's key hashes the 5-tuple the ECMP and tunnel hashes
         // take, so the key's hash gives it (as in the general path).
-        let hash = if (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && !ip.is_fragment() {
+        let hash = if proto == IpProtocol::TCP || proto == IpProtocol::UDP {
             key_hash ^ FlowKey::nh_salt(cx.vif.vrf)
         } else {
             super::hash_v4(&ip)

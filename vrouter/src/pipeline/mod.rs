@@ -49,9 +49,13 @@ pub enum Verdict {
     /// Queue the (unmodified) packet until the agent sets up `flow`; `new` when this packet
     /// created the flow (the caller sends the setup request).
     Hold { flow: u32, new: bool },
+    /// A fragment whose datagram's first fragment has not been seen: park the (unmodified)
+    /// packet in the lcore's fragment table ([`frag::FragTable::park`]) until it comes.
+    FragWait,
 }
 
 pub mod flow;
+pub mod frag;
 pub mod hit;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
@@ -179,7 +183,7 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
         if let Some(fs) = flows {
             let proto = ip.protocol();
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            let (key_hash, res) = fs.run(vrf, || flow::key_v4(vrf, &ip), u32::from(ip.total_len()), proto, ip.payload(), frame);
+            let (key_hash, res) = fs.ipv4(vrf, &ip, frame);
             if let Err(v) = res {
                 return v;
             }
@@ -236,9 +240,8 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
             return Drop(DropReason::NoL3Route);
         };
         if let Some(fs) = flows {
-            let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let (_, Err(v)) = fs.run(vrf, || flow::key_v6(vrf, &ip), len, ip.next_header(), ip.payload(), frame) {
+            if let Err(v) = fs.ipv6(vrf, &ip, frame) {
                 return v;
             }
         }
@@ -542,12 +545,11 @@ fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>) -> Result<()
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.run(vrf, || flow::key_v4(vrf, &ip), u32::from(ip.total_len()), ip.protocol(), ip.payload(), frame).1
+            fs.ipv4(vrf, &ip, frame).1
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
-            fs.run(vrf, || flow::key_v6(vrf, &ip), len, ip.next_header(), ip.payload(), frame).1
+            fs.ipv6(vrf, &ip, frame)
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }

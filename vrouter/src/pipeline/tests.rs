@@ -400,6 +400,7 @@ mod hit_path {
                 pre: Some(Prepared { key: &key, hash, found: Some(i_gen) }),
                 held: &hold,
                 mirror: None,
+                frags: &mut frag::FragTable::default(),
             };
             let general = process(fib, &vif, &mut b, Some(&mut stage));
 
@@ -439,5 +440,163 @@ mod hit_path {
         // Outer Ethernet + IPv4 + UDP + MPLS in front of the inner IPv4 packet, TTL 63.
         assert_eq!(a.data().len(), MPLSOUDP_OVERHEAD + 28);
         assert_eq!(a.data()[MPLSOUDP_OVERHEAD + 8], 63);
+    }
+}
+
+/// Fragments, IPv6 extension headers and ICMP errors through the flow stage, on a real flow
+/// table: keys, fragment table, lookup-only ICMP errors.
+mod special_keys {
+    use super::*;
+    use crate::pipeline::flow::HoldStore;
+    use crate::pipeline::frag::FragTable;
+    use flow_table::{Action, FlowKey, FlowTable, FlowTableConfig, FlowUpdate};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const VM: [u8; 4] = [192, 168, 1, 3];
+    const REMOTE: [u8; 4] = [192, 168, 2, 7];
+
+    fn table(dir: &tempfile::TempDir) -> FlowTable {
+        let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 2 };
+        FlowTable::create(&dir.path().join("t"), &cfg).unwrap()
+    }
+
+    fn eth(ethertype: u16, l3: &[u8]) -> Vec<u8> {
+        let mut f = fib().router_mac.to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 1, 3]);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(l3);
+        f
+    }
+
+    fn v4(src: [u8; 4], dst: [u8; 4], proto: u8, ident: u16, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+        let total = (20 + data.len()) as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&ident.to_be_bytes());
+        ip.extend_from_slice(&((offset / 8) | if more { 0x2000 } else { 0 }).to_be_bytes());
+        ip.extend_from_slice(&[64, proto, 0, 0]);
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = !crate::packet::checksum::data(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(data);
+        ip
+    }
+
+    fn v6(first: u8, rest: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(rest.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&[first, 64]);
+        ip.extend_from_slice(&"fd00:1::3".parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&"fd00::9".parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(rest);
+        ip
+    }
+
+    /// Runs one frame through `process` with a flow stage on `t` and `frags`.
+    fn run(t: &FlowTable, frags: &mut FragTable, frame: &[u8], reinject: Option<u32>) -> Verdict {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        let hold = HoldStore::new(3, 8);
+        let mut stage = FlowStage {
+            table: t,
+            lcore: 0,
+            now: 10,
+            reinject: reinject.is_some(),
+            held_flow: reinject,
+            may_create: true,
+            pre: None,
+            held: &hold,
+            mirror: None,
+            frags,
+        };
+        process(fib, &vif, &mut VecBuf::new(128, frame), Some(&mut stage))
+    }
+
+    fn set(t: &FlowTable, idx: u32, action: Action) {
+        let gen = t.entry(idx).unwrap().gen();
+        t.set_action(idx, gen, &FlowUpdate::new(action)).unwrap();
+    }
+
+    fn key_of(t: &FlowTable, idx: u32) -> FlowKey {
+        t.entry(idx).unwrap().key().unwrap()
+    }
+
+    #[test]
+    fn every_fragment_of_a_datagram_hits_the_first_fragments_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&dir);
+        let mut frags = FragTable::default();
+        let udp = [0x13, 0x88, 0x00, 0x35, 0, 24, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let first = eth(0x0800, &v4(VM, REMOTE, 17, 9, 0, true, &udp));
+        let second = eth(0x0800, &v4(VM, REMOTE, 17, 9, 16, false, &[9; 8]));
+        // The second fragment comes first: it waits.
+        assert_eq!(run(&t, &mut frags, &second, None), Verdict::FragWait);
+        frags.park(0x5eb, 1).unwrap();
+        let Verdict::Hold { flow, new: true } = run(&t, &mut frags, &first, None) else { panic!() };
+        let k = key_of(&t, flow);
+        assert_eq!((k.proto(), k.sport(), k.dport()), (17, 5000, 53), "keyed by the real ports");
+        let mut ready = Vec::new();
+        frags.take_ready(|p, v| ready.push((p, v)));
+        assert_eq!(ready, vec![(0x5eb, 1)]);
+        // Run again: it joins the first fragment's flow (still in HOLD).
+        assert_eq!(run(&t, &mut frags, &second, None), Verdict::Hold { flow, new: false });
+        set(&t, flow, Action::Drop);
+        // Released after the verdict: both take it, neither is counted twice.
+        assert_eq!(run(&t, &mut frags, &first, Some(flow)), Verdict::Drop(DropReason::FlowActionDrop));
+        assert_eq!(run(&t, &mut frags, &second, Some(flow)), Verdict::Drop(DropReason::FlowActionDrop));
+        let s = t.snapshot(flow).unwrap().unwrap();
+        assert_eq!((s.packets, s.bytes), (2, 36 + 28));
+        assert_eq!(frags.len(), 0, "complete datagram forgotten");
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_the_transport_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&dir);
+        let mut frags = FragTable::default();
+        let udp = [0x13, 0x88, 0x00, 0x35, 0, 8, 0, 0];
+        for first in [0u8, 43, 60] {
+            let mut rest = vec![17, 0, 1, 4, 0, 0, 0, 0];
+            rest.extend_from_slice(&udp);
+            let Verdict::Hold { flow, .. } = run(&t, &mut frags, &eth(0x86dd, &v6(first, &rest)), None) else { panic!("{first}") };
+            let k = key_of(&t, flow);
+            assert_eq!((k.proto(), k.sport(), k.dport()), (17, 5000, 53), "after header {first}");
+        }
+        // A chain that runs past the packet.
+        let rest = [17u8, 9, 0, 0, 0, 0, 0, 0];
+        assert_eq!(run(&t, &mut frags, &eth(0x86dd, &v6(60, &rest)), None), Verdict::Drop(DropReason::Ipv6ExtChain));
+    }
+
+    #[test]
+    fn icmp_errors_only_use_the_flow_they_quote() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&dir);
+        let mut frags = FragTable::default();
+        // The VM reports port unreachable about the remote's UDP 53 -> 5000.
+        let q2 = v4(REMOTE, VM, 17, 1, 0, false, &[0x00, 0x35, 0x13, 0x88, 0, 8, 0, 0]);
+        let mut icmp2 = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        icmp2.extend_from_slice(&q2);
+        let err = eth(0x0800, &v4(VM, REMOTE, 1, 2, 0, false, &icmp2));
+        // No flow: dropped, no flow created.
+        assert_eq!(run(&t, &mut frags, &err, None), Verdict::Drop(DropReason::IcmpError));
+        assert_eq!(t.iter_active().count(), 0);
+        // The quoted flow exists (remote -> vm) with its reverse (vm -> remote), forwarding.
+        let fwd = FlowKey::v4(1, 17, Ipv4Addr::from(REMOTE), Ipv4Addr::from(VM), 53, 5000);
+        let fi = t.lookup_or_hold(&fwd, fwd.hash(), 1).unwrap().index();
+        assert!(matches!(run(&t, &mut frags, &err, None), Verdict::Hold { flow, new: false } if flow == fi), "waits with its flow in HOLD");
+        let ri = t.create_reverse(fi, 1).unwrap();
+        set(&t, fi, Action::Forward);
+        set(&t, ri, Action::Forward);
+        assert_eq!(run(&t, &mut frags, &err, Some(fi)), Verdict::Tx(0), "released: forwarded on the reverse flow");
+        assert_eq!(t.snapshot(ri).unwrap().unwrap().packets, 1, "counted on the reverse flow once");
+        set(&t, ri, Action::Drop);
+        assert_eq!(run(&t, &mut frags, &err, None), Verdict::Drop(DropReason::FlowActionDrop));
+        // An error about an ICMP error, and one not sent to the quoted packet's source.
+        let mut about_error = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        about_error.extend_from_slice(&v4(REMOTE, VM, 1, 1, 0, false, &[3, 1, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(run(&t, &mut frags, &eth(0x0800, &v4(VM, REMOTE, 1, 3, 0, false, &about_error)), None), Verdict::Drop(DropReason::IcmpError));
+        let misdirected = eth(0x0800, &v4(VM, [192, 168, 2, 8], 1, 4, 0, false, &icmp2));
+        assert_eq!(run(&t, &mut frags, &misdirected, None), Verdict::Drop(DropReason::IcmpError));
     }
 }

@@ -361,7 +361,9 @@ impl TraceLcore {
                 self.push(tsc, ctx, Step::Egress { vif: v, len: pkt.data().len() as u32 });
             }
             Verdict::Drop(reason) => self.push(tsc, ctx, Step::Drop { reason }),
-            Verdict::Hold { .. } => {}
+            // Held packets are recorded when held and released; a fragment parked until its
+            // first fragment comes runs again untraced.
+            Verdict::Hold { .. } | Verdict::FragWait => {}
         }
     }
 
@@ -544,7 +546,8 @@ fn quick_fields(vif: &Vif, frame: &[u8]) -> Option<PacketFields> {
     match eth.ethertype() {
         EtherType::IPV4 => {
             if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
-                let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
+                // A first fragment carries the ports (later ones match on addresses only).
+            let (sport, dport) = ports(ip.protocol(), ip.payload(), ip.frag_offset() == 0);
                 f.ip = Some(IpFields {
                     src: addr128(IpAddr::V4(ip.src_addr())),
                     dst: addr128(IpAddr::V4(ip.dst_addr())),
@@ -584,7 +587,8 @@ fn ip_fields(p: &mut Parsed, ethertype: u16, l3: &[u8]) {
     match ethertype {
         EtherType::IPV4 => {
             let Ok(ip) = ipv4::Packet::new_checked(l3) else { return };
-            let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
+            // A first fragment carries the ports (later ones match on addresses only).
+            let (sport, dport) = ports(ip.protocol(), ip.payload(), ip.frag_offset() == 0);
             let dst = addr128(IpAddr::V4(ip.dst_addr()));
             p.fields.ip = Some(IpFields { src: addr128(IpAddr::V4(ip.src_addr())), dst, proto: ip.protocol(), sport, dport });
             p.key = Some(key_v4(vrf, &ip));
@@ -596,10 +600,15 @@ fn ip_fields(p: &mut Parsed, ethertype: u16, l3: &[u8]) {
         }
         EtherType::IPV6 => {
             let Ok(ip) = ipv6::Packet::new_checked(l3) else { return };
-            let (sport, dport) = ports(ip.next_header(), ip.payload(), true);
+            // The key walks the extension headers: match on the transport protocol and ports.
+            let key = key_v6(vrf, &ip);
+            let (proto, sport, dport) = match key.proto() {
+                IpProtocol::TCP | IpProtocol::UDP => (key.proto(), key.sport(), key.dport()),
+                other => (other, 0, 0),
+            };
             let dst = addr128(IpAddr::V6(ip.dst_addr()));
-            p.fields.ip = Some(IpFields { src: addr128(IpAddr::V6(ip.src_addr())), dst, proto: ip.next_header(), sport, dport });
-            p.key = Some(key_v6(vrf, &ip));
+            p.fields.ip = Some(IpFields { src: addr128(IpAddr::V6(ip.src_addr())), dst, proto, sport, dport });
+            p.key = Some(key);
             p.ip_len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u16;
             p.ttl = ip.hop_limit();
             if p.route == RouteHint::None {
