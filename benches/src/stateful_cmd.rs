@@ -56,6 +56,8 @@ pub struct Opts {
     pub setup_sample_ms: f64,
     /// Largest pcap OVS can preload (its mempool cap); above it OVS is memif-fed.
     pub ovs_pcap_max: u64,
+    /// Throughput on fragmented traffic: every datagram of the pcap in two IPv4 fragments.
+    pub fragmented: bool,
 }
 
 /// Medians and ratios of one N (throughput with flows).
@@ -600,7 +602,15 @@ impl Run {
     }
 
     fn throughput(&mut self, n: u64) -> Result<ThroughputResult> {
-        let p = self.ensure_pcap(&format!("udp_{n}.pcap"), n, None)?;
+        let mut p = self.ensure_pcap(&format!("udp_{n}.pcap"), n, None)?;
+        if self.o.fragmented {
+            let f = p.with_file_name(format!("udp_{n}_frag2.pcap"));
+            if !std::fs::metadata(&f).map(|m| m.len() > 24).unwrap_or(false) {
+                self.note(format!("# every datagram of {} in two IPv4 fragments -> {}", p.display(), f.display()));
+                pcap::fragment_in_two(&p, &f)?;
+            }
+            p = f;
+        }
         let packets = pcap::count_packets(&p)?;
         println!(
             "\n## Throughput with flows: N = {n} ({}, {packets} packets)",

@@ -125,6 +125,10 @@ struct Args {
     /// ~250k packets); larger ones go through its memif generator.
     #[arg(long, default_value_t = 250_000)]
     ovs_pcap_max: u64,
+    /// --stateful: measure throughput on fragmented traffic (every datagram of the pcap in
+    /// two IPv4 fragments; the anchors run on the same fragmented pcap).
+    #[arg(long)]
+    fragmented: bool,
 }
 
 #[derive(Serialize)]
@@ -404,6 +408,7 @@ fn run(mut args: Args) -> Result<()> {
             setup_max_observe: args.setup_max_observe,
             setup_sample_ms: args.setup_sample_ms,
             ovs_pcap_max: args.ovs_pcap_max,
+            fragmented: args.fragmented,
         });
     }
     println!(
