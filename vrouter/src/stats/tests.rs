@@ -342,7 +342,7 @@ fn reader_rejects_bad_files() {
     write_at(&path, 8, &99u32.to_le_bytes());
     match StatsReader::open(dir.path()) {
         Err(e @ StatsError::BadVersion { found: 99, .. }) => {
-            assert!(e.to_string().contains("(expected 2)"), "{e}")
+            assert!(e.to_string().contains(&format!("(expected {LAYOUT_VERSION})")), "{e}")
         }
         other => panic!("expected BadVersion, got {:?}", other.err()),
     }

@@ -546,8 +546,9 @@ fn quick_fields(vif: &Vif, frame: &[u8]) -> Option<PacketFields> {
     match eth.ethertype() {
         EtherType::IPV4 => {
             if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
-                // A first fragment carries the ports (later ones match on addresses only).
-            let (sport, dport) = ports(ip.protocol(), ip.payload(), ip.frag_offset() == 0);
+                // Trace conditions on ports do not match fragments, the first included (the
+            // burst's quick pre-filter relies on it); the flow key has the first's ports.
+            let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
                 f.ip = Some(IpFields {
                     src: addr128(IpAddr::V4(ip.src_addr())),
                     dst: addr128(IpAddr::V4(ip.dst_addr())),
@@ -587,8 +588,9 @@ fn ip_fields(p: &mut Parsed, ethertype: u16, l3: &[u8]) {
     match ethertype {
         EtherType::IPV4 => {
             let Ok(ip) = ipv4::Packet::new_checked(l3) else { return };
-            // A first fragment carries the ports (later ones match on addresses only).
-            let (sport, dport) = ports(ip.protocol(), ip.payload(), ip.frag_offset() == 0);
+            // Trace conditions on ports do not match fragments, the first included (the
+            // burst's quick pre-filter relies on it); the flow key has the first's ports.
+            let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
             let dst = addr128(IpAddr::V4(ip.dst_addr()));
             p.fields.ip = Some(IpFields { src: addr128(IpAddr::V4(ip.src_addr())), dst, proto: ip.protocol(), sport, dport });
             p.key = Some(key_v4(vrf, &ip));
