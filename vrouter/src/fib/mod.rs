@@ -38,6 +38,52 @@ pub struct Vif {
     pub proxy_arp: bool,
     /// Virtual network of the VM behind this vif (policy, export).
     pub vn_name: Option<std::sync::Arc<str>>,
+    /// Source (anti-spoofing) checks on what this vif receives: true only for a virtual
+    /// vif with `source_check` on (see [`crate::pipeline::source`]).
+    pub source_check: bool,
+    /// The VM's own MAC: when set, the only source MAC accepted besides the pairs' MACs.
+    pub vm_mac: Option<[u8; 6]>,
+    /// Allowed address pairs: further source prefixes (and MACs) the VM may use.
+    pub address_pairs: Box<[AddressPair]>,
+}
+
+/// One allowed address pair of a VM vif, as the source check matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressPair {
+    pub prefix: PairPrefix,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// An allowed source prefix as network and mask (host bits of `net` are clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairPrefix {
+    V4 { net: u32, mask: u32 },
+    V6 { net: u128, mask: u128 },
+}
+
+impl PairPrefix {
+    pub fn new(addr: IpAddr, len: u8) -> PairPrefix {
+        match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+                PairPrefix::V4 { net: u32::from(a) & mask, mask }
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+                PairPrefix::V6 { net: u128::from(a) & mask, mask }
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub fn contains_v4(&self, a: u32) -> bool {
+        matches!(*self, PairPrefix::V4 { net, mask } if a & mask == net)
+    }
+
+    #[inline(always)]
+    pub fn contains_v6(&self, a: u128) -> bool {
+        matches!(*self, PairPrefix::V6 { net, mask } if a & mask == net)
+    }
 }
 
 /// A routing instance.
@@ -229,6 +275,13 @@ impl Fib {
                 mtu: v.mtu.unwrap_or(1500),
                 proxy_arp: v.proxy_arp.unwrap_or(v.kind == VifType::Virtual),
                 vn_name: v.vn_name.as_deref().map(std::sync::Arc::from),
+                source_check: v.kind == VifType::Virtual && v.source_check.unwrap_or(true),
+                vm_mac: v.vm_mac.map(|m| m.0),
+                address_pairs: v
+                    .allowed_address_pairs
+                    .iter()
+                    .map(|p| AddressPair { prefix: PairPrefix::new(p.ip.addr, p.ip.len), mac: p.mac.map(|m| m.0) })
+                    .collect(),
             });
         }
         let vif_of = |what: &str, id: u16| -> Result<&Vif, FibError> {

@@ -625,6 +625,9 @@ mod tests {
                 mtu: 1500,
                 proxy_arp: false,
                 vn_name: None,
+                source_check: false,
+                vm_mac: None,
+                address_pairs: Box::new([]),
             }
         }
 
