@@ -43,46 +43,41 @@ pub struct Vif {
     pub source_check: bool,
     /// The VM's own MAC: when set, the only source MAC accepted besides the pairs' MACs.
     pub vm_mac: Option<[u8; 6]>,
-    /// Allowed address pairs: further source prefixes (and MACs) the VM may use.
-    pub address_pairs: Box<[AddressPair]>,
+    /// The allowed address pairs' IPv4 and IPv6 prefixes and MACs (config order), each in
+    /// its own dense array so the per-packet scan touches only what it compares.
+    pub pairs_v4: Box<[PairPrefix<u32>]>,
+    pub pairs_v6: Box<[PairPrefix<u128>]>,
+    pub pair_macs: Box<[[u8; 6]]>,
 }
 
-/// One allowed address pair of a VM vif, as the source check matches it.
+/// An allowed source prefix as network and mask (the host bits of `net` are clear).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressPair {
-    pub prefix: PairPrefix,
-    pub mac: Option<[u8; 6]>,
+pub struct PairPrefix<T> {
+    pub net: T,
+    pub mask: T,
 }
 
-/// An allowed source prefix as network and mask (host bits of `net` are clear).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairPrefix {
-    V4 { net: u32, mask: u32 },
-    V6 { net: u128, mask: u128 },
-}
-
-impl PairPrefix {
-    pub fn new(addr: IpAddr, len: u8) -> PairPrefix {
-        match addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
-                PairPrefix::V4 { net: u32::from(a) & mask, mask }
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
-                PairPrefix::V6 { net: u128::from(a) & mask, mask }
-            }
-        }
+impl PairPrefix<u32> {
+    pub fn v4(addr: Ipv4Addr, len: u8) -> Self {
+        let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+        PairPrefix { net: u32::from(addr) & mask, mask }
     }
 
     #[inline(always)]
-    pub fn contains_v4(&self, a: u32) -> bool {
-        matches!(*self, PairPrefix::V4 { net, mask } if a & mask == net)
+    pub fn contains(&self, a: u32) -> bool {
+        a & self.mask == self.net
+    }
+}
+
+impl PairPrefix<u128> {
+    pub fn v6(addr: Ipv6Addr, len: u8) -> Self {
+        let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+        PairPrefix { net: u128::from(addr) & mask, mask }
     }
 
     #[inline(always)]
-    pub fn contains_v6(&self, a: u128) -> bool {
-        matches!(*self, PairPrefix::V6 { net, mask } if a & mask == net)
+    pub fn contains(&self, a: u128) -> bool {
+        a & self.mask == self.net
     }
 }
 
@@ -277,11 +272,19 @@ impl Fib {
                 vn_name: v.vn_name.as_deref().map(std::sync::Arc::from),
                 source_check: v.kind == VifType::Virtual && v.source_check.unwrap_or(true),
                 vm_mac: v.vm_mac.map(|m| m.0),
-                address_pairs: v
-                    .allowed_address_pairs
-                    .iter()
-                    .map(|p| AddressPair { prefix: PairPrefix::new(p.ip.addr, p.ip.len), mac: p.mac.map(|m| m.0) })
+                pairs_v4: (v.allowed_address_pairs.iter())
+                    .filter_map(|p| match p.ip.addr {
+                        IpAddr::V4(a) => Some(PairPrefix::v4(a, p.ip.len)),
+                        IpAddr::V6(_) => None,
+                    })
                     .collect(),
+                pairs_v6: (v.allowed_address_pairs.iter())
+                    .filter_map(|p| match p.ip.addr {
+                        IpAddr::V6(a) => Some(PairPrefix::v6(a, p.ip.len)),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect(),
+                pair_macs: v.allowed_address_pairs.iter().filter_map(|p| p.mac.map(|m| m.0)).collect(),
             });
         }
         let vif_of = |what: &str, id: u16| -> Result<&Vif, FibError> {

@@ -18,6 +18,8 @@
 //!   decremented the inner TTL, so decap does not decrement it again.
 //! - **ARP / IPv6 ND**: requests from VMs for addresses routed in their VRF are answered with
 //!   the vif MAC (proxy ARP/ND, as tf-vrouter does); the fabric answers for the vRouter IP.
+//! - **Source checks**: frames from VM vifs are checked first (source MAC and IP: anti-
+//!   spoofing), decapsulated packets against the tunnel they came through; see [`source`].
 
 use crate::config::{TunnelEncap, VifType};
 use crate::drop_reason::DropReason;

@@ -82,29 +82,20 @@ pub fn mac_allowed(vif: &Vif, src: &[u8; 6]) -> bool {
     match vif.vm_mac {
         None => true,
         Some(m) if m == *src => true,
-        Some(_) => vif
-            .address_pairs
-            .iter()
-            .any(|p| p.mac.as_ref() == Some(src)),
+        Some(_) => vif.pair_macs.contains(src),
     }
 }
 
 /// Whether `src` may be the IPv4 source of a packet from `vif`'s VM: its address, an
-/// allowed pair, or a route back to this vif.
+/// allowed pair, or a route back to this vif (the route lookup out of line: it is the
+/// rare case).
 #[inline(always)]
 pub fn v4_allowed(fib: &Fib, vif: &Vif, src: Ipv4Addr) -> bool {
-    if vif.ip == Some(src) {
-        return true;
-    }
-    v4_allowed_slow(fib, vif, src)
+    vif.ip == Some(src) || vif.pairs_v4.iter().any(|p| p.contains(u32::from(src))) || v4_routed_back(fib, vif, src)
 }
 
 #[inline(never)]
-fn v4_allowed_slow(fib: &Fib, vif: &Vif, src: Ipv4Addr) -> bool {
-    let a = u32::from(src);
-    if vif.address_pairs.iter().any(|p| p.prefix.contains_v4(a)) {
-        return true;
-    }
+fn v4_routed_back(fib: &Fib, vif: &Vif, src: Ipv4Addr) -> bool {
     let nh = fib.vrf(vif.vrf).and_then(|t| t.route_v4(src));
     nh.is_some_and(|nh| delivers_to(fib, nh, vif.id))
 }
@@ -117,9 +108,7 @@ pub fn v6_allowed(fib: &Fib, vif: &Vif, src: &[u8; 16]) -> bool {
     if a == 0 || a >> 118 == 0xfe80 >> 6 {
         return true;
     }
-    if vif.ip6.is_some_and(|ip| u128::from(ip) == a)
-        || vif.address_pairs.iter().any(|p| p.prefix.contains_v6(a))
-    {
+    if vif.ip6.is_some_and(|ip| u128::from(ip) == a) || vif.pairs_v6.iter().any(|p| p.contains(a)) {
         return true;
     }
     let nh = fib.vrf(vif.vrf).and_then(|t| t.route_v6(src));

@@ -316,7 +316,7 @@ mod hit_path {
 
     /// A table in a temporary file with `key`'s flow in it, set to `action` (and mirrored
     /// to analyzer 0 when `mirrored`).
-    fn table_with(dir: &tempfile::TempDir, name: &str, key: &flow_table::FlowKey, action: Action, mirrored: bool) -> (FlowTable, u32) {
+    pub(super) fn table_with(dir: &tempfile::TempDir, name: &str, key: &flow_table::FlowKey, action: Action, mirrored: bool) -> (FlowTable, u32) {
         let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 2 };
         let t = FlowTable::create(&dir.path().join(name), &cfg).unwrap();
         let idx = t.lookup_or_hold(key, key.hash(), 1).unwrap().index();
@@ -753,10 +753,13 @@ nexthop = 1
         assert!(!fib.vif(0).unwrap().source_check, "the fabric vif is not a VM");
         assert_eq!(v1.vm_mac, Some(VM1_MAC));
         assert_eq!(v2.vm_mac, None);
-        assert_eq!(v1.address_pairs.len(), 3);
-        assert_eq!(v1.address_pairs[0].mac, Some(PAIR_MAC));
-        assert_eq!(v1.address_pairs[0].prefix, crate::fib::PairPrefix::V4 { net: 0x0a14_0000, mask: 0xffff_0000 });
-        assert_eq!(v1.address_pairs[2].prefix, crate::fib::PairPrefix::V4 { net: 0xc0a8_0164, mask: u32::MAX });
+        use crate::fib::PairPrefix;
+        assert_eq!(
+            &v1.pairs_v4[..],
+            [PairPrefix { net: 0x0a14_0000, mask: 0xffff_0000 }, PairPrefix { net: 0xc0a8_0164, mask: u32::MAX }]
+        );
+        assert_eq!(&v1.pairs_v6[..], [PairPrefix { net: 0xfd00_0077u128 << 96, mask: u128::MAX << 64 }]);
+        assert_eq!(&v1.pair_macs[..], [PAIR_MAC]);
     }
 
     #[test]
@@ -826,6 +829,34 @@ nexthop = 1
         assert_eq!(on(1, ns(OTHER_MAC, "fe80::3", "fd00:2::9")), Drop(DropReason::InvalidSourceMac));
         // vm2 has no ip6 and no route back: its global sources are spoofed.
         assert_eq!(on(2, eth(GW, VM1_MAC, 0x86dd, &udp6("fd00:1::3", "fd00:2::9"))), spoofed);
+    }
+
+    /// The flow-hit path checks MAC and IP as the general path does: spoofed frames of a
+    /// forwarding flow drop uncounted, a pair's source and MAC take the hit path.
+    #[test]
+    fn hit_path_checks_mac_and_pairs() {
+        use crate::pipeline::hit::{self, HitCtx};
+        let fib = sfib();
+        let vif = fib.vif(1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (VM1_MAC, [192, 168, 1, 3], Some(Tx(0))),
+            (PAIR_MAC, [10, 20, 1, 2], Some(Tx(0))),
+            (OTHER_MAC, [192, 168, 1, 3], Some(Drop(DropReason::InvalidSourceMac))),
+            (VM1_MAC, [192, 168, 2, 5], Some(Drop(DropReason::InvalidSource))),
+        ];
+        for (i, (mac, src, want)) in cases.into_iter().enumerate() {
+            let f = eth(GW, mac, 0x0800, &ip4(src, [192, 168, 2, 9]));
+            let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+            let key = flow::key_v4(vif.vrf, &ip);
+            let (t, idx) = super::hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
+            let cx = HitCtx { fib, vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 1 };
+            let mut b = VecBuf::new(128, &f);
+            assert_eq!(hit::forward_v4(&cx, &mut b, idx, key.hash(), |_| false), want, "case {i}");
+            let counted = t.snapshot(idx).unwrap().unwrap().packets;
+            assert_eq!(counted, u64::from(want == Some(Tx(0))), "case {i}: only forwarded packets count");
+            assert_eq!(on(1, f), want.unwrap(), "case {i}: the general path agrees");
+        }
     }
 
     #[test]

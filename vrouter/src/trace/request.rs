@@ -627,7 +627,9 @@ mod tests {
                 vn_name: None,
                 source_check: false,
                 vm_mac: None,
-                address_pairs: Box::new([]),
+                pairs_v4: Box::new([]),
+                pairs_v6: Box::new([]),
+                pair_macs: Box::new([]),
             }
         }
 
