@@ -9,7 +9,9 @@
 //!
 //! The frames of `gen_flows_pcap.py` go from 02:00:00:00:00:01 to 02:00:00:00:00:02 and from
 //! 10.0.0.0/10 to 10.128.0.0/16, so the VM vif's MAC must be 02:00:00:00:00:02 for them to be
-//! routed (not bridged), and every one of them matches the /9 route.
+//! routed (not bridged), and every one of them matches the /9 route. The VM vif has no
+//! address of its own; its allowed address pair 10.0.0.0/10 (a router VM's) lets those sources
+//! through the vRouter's source check.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,8 @@ pub const ROUTER_IP: &str = "10.10.0.1";
 pub const REMOTE_IP: &str = "10.10.0.2";
 pub const LABEL: u32 = 40;
 pub const ROUTE: &str = "10.128.0.0/9";
+/// The sources of the benchmark's frames: the VM vif's allowed address pair.
+pub const VM_SOURCES: &str = "10.0.0.0/10";
 
 /// The virtual network of the VM vif: with no `[[network_policy]]`, traffic inside one VN
 /// passes, so every flow of the benchmark is set up as a forwarding flow.
@@ -181,6 +185,8 @@ device = "net_pcap0"
 mac = "{VM_VIF_MAC}"
 vrf = 1
 vn_name = "{VN_NAME}"
+# A router VM: it sends from the whole source range, not from one address.
+allowed_address_pairs = [{{ ip = "{VM_SOURCES}" }}]
 
 [[vif]]
 id = {FABRIC_VIF}
@@ -276,6 +282,14 @@ mod tests {
             .unwrap();
         assert_eq!(vm.mac.to_string(), VM_VIF_MAC);
         assert_eq!(vm.vrf, 1);
+        // Every source of gen_flows_pcap.py (10.0.0.0/10) passes the VM vif's source check.
+        let fib = vrouter::fib::Fib::from_config(&cfg).unwrap();
+        let vif = fib.vif(VM_VIF).unwrap();
+        assert!(vif.source_check);
+        for src in ["10.0.0.0", "10.0.0.1", "10.33.4.5", "10.63.255.255"] {
+            assert!(vrouter::pipeline::source::v4_allowed(&fib, vif, src.parse().unwrap()), "{src}");
+        }
+        assert!(!vrouter::pipeline::source::v4_allowed(&fib, vif, "10.64.0.0".parse().unwrap()));
         assert_eq!(cfg.routes.len(), 1);
         assert_eq!(cfg.routes[0].get_ref().prefix.to_string(), ROUTE);
         match cfg.nexthops[0].get_ref() {

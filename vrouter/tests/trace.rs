@@ -710,8 +710,12 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
         .replacen("router_ip = \"10.10.0.1\"", &format!("router_ip = \"{b_ip}\""), 1)
         .replacen(&format!("remote_ip = \"{b_ip}\""), "remote_ip = \"10.10.0.1\"", 1)
         .replacen("device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"", &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"{b_ip}\""), 1)
+        // A's vm1 (192.168.1.3, the sender) is behind the tunnel back to A, not on B: B's
+        // fabric source check wants the inner source routed to the tunnel it came from.
+        .replacen("prefix = \"192.168.1.3/32\"\nnexthop = 1\n", &format!("prefix = \"192.168.1.3/32\"\nnexthop = {}\n", if mpls { 3 } else { 4 }), 1)
         + &b_extra;
     assert!(cfg_b.contains("net_af_packet0\"\nmac"), "fabric vif of B rewritten");
+    assert!(cfg_b.contains(&format!("prefix = \"192.168.1.3/32\"\nnexthop = {}\n", if mpls { 3 } else { 4 })), "A's VM routed to A on B");
     std::fs::create_dir_all(&run_b).unwrap();
     let req_b = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-000000000001", "condition": {"dst_port": 1},
         "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});

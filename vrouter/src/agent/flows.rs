@@ -361,8 +361,11 @@ impl Agent {
             return;
         };
         let forward = decision.action == PolicyAction::Pass;
-        let update = flow_update(&decision);
+        // S(nh): the nexthop of the route to each direction's source (0: no route).
+        let mut update = flow_update(&decision);
+        update.src_nh = Some(source_nh(fib, vrf, key.src_ip()));
         let _ = self.table.set_action(req.flow, req.gen, &update);
+        update.src_nh = Some(source_nh(fib, vrf, key.dst_ip()));
         let rgen = self.table.entry(rev).map_or(0, |e| e.gen());
         let _ = self.table.set_action(rev, rgen, &update);
         self.notify(req.lcore, req.flow);
@@ -638,6 +641,17 @@ fn local_vif_for(fib: &Fib, vrf: u32, dst: std::net::IpAddr) -> Option<&crate::f
         Nexthop::Encap { vif, .. } => fib.vif(*vif).filter(|v| v.kind == VifType::Virtual),
         _ => None,
     }
+}
+
+/// The configured id of the nexthop the route to `src` in `vrf` points at; 0 when there is
+/// no route (a flow's `S(nh)`, the nexthop the reverse-path check matches).
+fn source_nh(fib: &Fib, vrf: u32, src: std::net::IpAddr) -> u32 {
+    let Some(table) = fib.vrf(vrf) else { return 0 };
+    let nh = match src {
+        std::net::IpAddr::V4(a) => table.route_v4(a),
+        std::net::IpAddr::V6(a) => table.route_v6(&a.octets()),
+    };
+    nh.and_then(|nh| fib.nexthop(nh)).map_or(0, Nexthop::id)
 }
 
 /// The table update for a policy decision: forward or drop with its reason, and the

@@ -182,6 +182,45 @@ pub struct VifConfig {
     /// Mirror every packet the vif transmits, as sent (vif flag `Mt`).
     #[serde(default)]
     pub mirror_tx: bool,
+    /// Source (anti-spoofing) checks on what the VM sends: source MAC (with `vm_mac`) and
+    /// source IP (the vif's `ip`/`ip6`, an allowed address pair, or a route in the VRF back
+    /// to this vif). Virtual vifs only; default true there. Setting it on another vif type
+    /// is an error.
+    #[serde(default)]
+    pub source_check: Option<bool>,
+    /// The VM's own MAC: when set (and `source_check` is on), frames from the VM must carry
+    /// it, or an allowed address pair's `mac`, as source MAC. Virtual vifs only.
+    #[serde(default)]
+    pub vm_mac: Option<Mac>,
+    /// Other source addresses the VM may use (OpenStack / TF allowed address pairs): a
+    /// prefix (a plain address is a /32 or /128) and optionally a MAC. Virtual vifs only.
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AddressPairConfig>,
+}
+
+/// One allowed address pair of a VM vif: `{ ip = "10.0.0.0/24", mac = "02:00:00:00:00:09" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPairConfig {
+    /// IPv4 or IPv6 prefix; a plain address means the host prefix (/32 or /128).
+    #[serde(deserialize_with = "host_or_prefix")]
+    pub ip: Prefix,
+    /// A source MAC the VM may also use (accepted by the source MAC check when `vm_mac` is set).
+    #[serde(default)]
+    pub mac: Option<Mac>,
+}
+
+/// A prefix written `addr/len`, or a plain address (the host prefix).
+fn host_or_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.contains('/') {
+        return s.parse().map_err(serde::de::Error::custom);
+    }
+    let addr: IpAddr = s
+        .trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("invalid address {s:?} (expected an IP address or prefix)")))?;
+    Ok(Prefix { addr, len: if addr.is_ipv4() { 32 } else { 128 } })
 }
 
 /// A VRF (routing instance).

@@ -136,6 +136,8 @@ const MAX_HELD_PACKETS: u32 = 16;
 const MAX_MIRRORS_PER_FLOW: usize = 2;
 /// Mirror table slots 0..=254; 255 means "no mirror".
 const MIRROR_SLOTS: u32 = 255;
+/// Allowed address pairs of one VM vif (the source check scans them linearly).
+const MAX_ADDRESS_PAIRS: usize = 32;
 
 /// Validation context: the configuration, the text it came from and indexes of the
 /// entries other entries refer to (first definition wins; duplicates are errors).
@@ -467,6 +469,59 @@ impl<'a> Checker<'a> {
                     return err(key, "needs mirror_to (the analyzer that receives the copies)".into());
                 }
                 (None, false) => {}
+            }
+            self.vif_source_check(i, e)?;
+        }
+        Ok(())
+    }
+
+    /// `source_check`, `vm_mac` and `allowed_address_pairs`: VM vifs only; unicast MACs;
+    /// pair prefixes without host bits, at most [`MAX_ADDRESS_PAIRS`].
+    fn vif_source_check(&self, i: usize, e: &Spanned<super::schema::VifConfig>) -> Result<(), ConfigError> {
+        let vif = e.get_ref();
+        let err = |key: &str, msg: String| Err(self.entry("vif", i, e, key, msg));
+        if vif.kind != VifType::Virtual {
+            let set = [
+                ("source_check", vif.source_check.is_some()),
+                ("vm_mac", vif.vm_mac.is_some()),
+                ("allowed_address_pairs", !vif.allowed_address_pairs.is_empty()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return err(
+                    key,
+                    format!(
+                        "vif {} is of type {}; source checks apply to virtual (VM) vifs",
+                        vif.id,
+                        type_name(vif.kind)
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        if let Some(m) = vif.vm_mac {
+            if let Some(why) = unicast_mac_problem(m) {
+                return err("vm_mac", format!("{m} is {why}"));
+            }
+        }
+        let pairs = &vif.allowed_address_pairs;
+        if pairs.len() > MAX_ADDRESS_PAIRS {
+            return err(
+                "allowed_address_pairs",
+                format!("{} pairs; at most {MAX_ADDRESS_PAIRS} are allowed", pairs.len()),
+            );
+        }
+        let line = self.key_line(e.span(), "allowed_address_pairs");
+        let pair_err = |j: usize, key: &str, msg: String| {
+            Err(self.invalid(Some(line), format!("vif[{i}].allowed_address_pairs[{j}].{key}"), msg))
+        };
+        for (j, p) in pairs.iter().enumerate() {
+            if let Some(why) = prefix_problem(p.ip) {
+                return pair_err(j, "ip", why);
+            }
+            if let Some(m) = p.mac {
+                if let Some(why) = unicast_mac_problem(m) {
+                    return pair_err(j, "mac", format!("{m} is {why}"));
+                }
             }
         }
         Ok(())
@@ -1920,6 +1975,82 @@ name = "f"
             ),
             "vif[2].vn_name",
             "63 bytes",
+        );
+    }
+
+    #[test]
+    fn vif_source_check() {
+        let ok = edit(
+            "proxy_arp = true",
+            "proxy_arp = true\nsource_check = false\nvm_mac = \"02:00:00:00:01:01\"\n\
+             allowed_address_pairs = [{ ip = \"10.0.0.0/24\", mac = \"02:00:00:00:00:09\" }, { ip = \"fd00:9::1\" }, { ip = \"10.9.9.9\" }]",
+        );
+        let cfg = parse(&ok, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        let vif = cfg.vifs[2].get_ref();
+        assert_eq!((vif.source_check, vif.vm_mac), (Some(false), Some(Mac([2, 0, 0, 0, 1, 1]))));
+        let pairs: Vec<_> = vif.allowed_address_pairs.iter().map(|p| (p.ip.to_string(), p.mac)).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("10.0.0.0/24".to_string(), Some(Mac([2, 0, 0, 0, 0, 9]))),
+                ("fd00:9::1/128".to_string(), None),
+                ("10.9.9.9/32".to_string(), None),
+            ]
+        );
+        // Unset: nothing configured (the FIB turns source_check on for VM vifs).
+        let cfg = parse(VALID, "test.toml").unwrap();
+        let vif = cfg.vifs[3].get_ref();
+        assert!(vif.source_check.is_none() && vif.vm_mac.is_none() && vif.allowed_address_pairs.is_empty());
+
+        // Only on virtual vifs.
+        expect_invalid(&edit("mtu = 9000", "mtu = 9000\nsource_check = true # HERE"), "vif[0].source_check", "virtual (VM) vifs");
+        expect_invalid(
+            &edit("name = \"vhost0\"", "name = \"vhost0\"\nvm_mac = \"02:00:00:00:00:09\" # HERE"),
+            "vif[1].vm_mac",
+            "is of type host",
+        );
+        expect_invalid(
+            &edit("mtu = 9000", "mtu = 9000\nallowed_address_pairs = [{ ip = \"10.0.0.0/8\" }] # HERE"),
+            "vif[0].allowed_address_pairs",
+            "is of type fabric",
+        );
+        // MACs must be unicast.
+        expect_invalid(
+            &edit("proxy_arp = true", "proxy_arp = true\nvm_mac = \"03:00:00:00:00:01\" # HERE"),
+            "vif[2].vm_mac",
+            "multicast",
+        );
+        expect_invalid(
+            &edit(
+                "proxy_arp = true",
+                "proxy_arp = true\nallowed_address_pairs = [{ ip = \"10.0.0.0/8\" }, { ip = \"10.1.0.0/16\", mac = \"00:00:00:00:00:00\" }] # HERE",
+            ),
+            "vif[2].allowed_address_pairs[1].mac",
+            "all zero",
+        );
+        // Prefixes without host bits; the field names the pair.
+        expect_invalid(
+            &edit("proxy_arp = true", "proxy_arp = true\nallowed_address_pairs = [{ ip = \"10.0.0.5/24\" }] # HERE"),
+            "vif[2].allowed_address_pairs[0].ip",
+            "the prefix is 10.0.0.0/24",
+        );
+        // A bounded list (the data plane scans it).
+        let many: Vec<String> = (0..33).map(|i| format!("{{ ip = \"10.0.{i}.0/24\" }}")).collect();
+        expect_invalid(
+            &edit("proxy_arp = true", &format!("proxy_arp = true\nallowed_address_pairs = [{}] # HERE", many.join(", "))),
+            "vif[2].allowed_address_pairs",
+            "at most 32",
+        );
+        // Parse errors: a bad address, an unknown key in a pair.
+        expect_parse(
+            &edit("proxy_arp = true", "proxy_arp = true\nallowed_address_pairs = [{ ip = \"10.0.0.300\" }] # HERE"),
+            Some("vif[2].allowed_address_pairs"),
+            "invalid address",
+        );
+        expect_parse(
+            &edit("proxy_arp = true", "proxy_arp = true\nallowed_address_pairs = [{ ip = \"10.0.0.0/8\", mask = 8 }] # HERE"),
+            Some("vif[2].allowed_address_pairs"),
+            "unknown field `mask`",
         );
     }
 

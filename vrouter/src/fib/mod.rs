@@ -38,6 +38,47 @@ pub struct Vif {
     pub proxy_arp: bool,
     /// Virtual network of the VM behind this vif (policy, export).
     pub vn_name: Option<std::sync::Arc<str>>,
+    /// Source (anti-spoofing) checks on what this vif receives: true only for a virtual
+    /// vif with `source_check` on (see [`crate::pipeline::source`]).
+    pub source_check: bool,
+    /// The VM's own MAC: when set, the only source MAC accepted besides the pairs' MACs.
+    pub vm_mac: Option<[u8; 6]>,
+    /// The allowed address pairs' IPv4 and IPv6 prefixes and MACs (config order), each in
+    /// its own dense array so the per-packet scan touches only what it compares.
+    pub pairs_v4: Box<[PairPrefix<u32>]>,
+    pub pairs_v6: Box<[PairPrefix<u128>]>,
+    pub pair_macs: Box<[[u8; 6]]>,
+}
+
+/// An allowed source prefix as network and mask (the host bits of `net` are clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairPrefix<T> {
+    pub net: T,
+    pub mask: T,
+}
+
+impl PairPrefix<u32> {
+    pub fn v4(addr: Ipv4Addr, len: u8) -> Self {
+        let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+        PairPrefix { net: u32::from(addr) & mask, mask }
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, a: u32) -> bool {
+        a & self.mask == self.net
+    }
+}
+
+impl PairPrefix<u128> {
+    pub fn v6(addr: Ipv6Addr, len: u8) -> Self {
+        let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+        PairPrefix { net: u128::from(addr) & mask, mask }
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, a: u128) -> bool {
+        a & self.mask == self.net
+    }
 }
 
 /// A routing instance.
@@ -229,6 +270,21 @@ impl Fib {
                 mtu: v.mtu.unwrap_or(1500),
                 proxy_arp: v.proxy_arp.unwrap_or(v.kind == VifType::Virtual),
                 vn_name: v.vn_name.as_deref().map(std::sync::Arc::from),
+                source_check: v.kind == VifType::Virtual && v.source_check.unwrap_or(true),
+                vm_mac: v.vm_mac.map(|m| m.0),
+                pairs_v4: (v.allowed_address_pairs.iter())
+                    .filter_map(|p| match p.ip.addr {
+                        IpAddr::V4(a) => Some(PairPrefix::v4(a, p.ip.len)),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect(),
+                pairs_v6: (v.allowed_address_pairs.iter())
+                    .filter_map(|p| match p.ip.addr {
+                        IpAddr::V6(a) => Some(PairPrefix::v6(a, p.ip.len)),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect(),
+                pair_macs: v.allowed_address_pairs.iter().filter_map(|p| p.mac.map(|m| m.0)).collect(),
             });
         }
         let vif_of = |what: &str, id: u16| -> Result<&Vif, FibError> {

@@ -10,7 +10,8 @@
 //! packet (IPv6, bridged, held, mirrored, HOLD action, a fragment or ICMP error, flow not
 //! found in the pre-pass, ...)
 //! is left untouched and takes the general path. It decides before it changes anything:
-//! `None` means nothing was counted or written.
+//! `None` means nothing was counted or written. A packet that fails the vif's source check
+//! ([`super::source`]) is dropped here as the general path would drop it, uncounted.
 
 use super::{output_v4, Ingress, PacketBuf, Verdict};
 use crate::drop_reason::DropReason;
@@ -51,6 +52,17 @@ pub fn forward_v4<B: PacketBuf>(
             return None;
         }
         let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+        // Anti-spoofing, as at the start of the general path (and before anything is
+        // counted): the MAC compare only with a `vm_mac`, then the source IP against the
+        // vif's address (one compare in the common case).
+        if cx.vif.source_check {
+            if !super::source::mac_allowed(cx.vif, &eth.src_addr()) {
+                return Some(Verdict::Drop(DropReason::InvalidSourceMac));
+            }
+            if !super::source::v4_allowed(cx.fib, cx.vif, ip.src_addr()) {
+                return Some(Verdict::Drop(DropReason::InvalidSource));
+            }
+        }
         let nh = cx.vrf.route_v4(ip.dst_addr())?;
         let proto = ip.protocol();
         // Fragments and ICMP errors are keyed by the fragment table and the quoted packet,

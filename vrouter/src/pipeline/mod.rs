@@ -18,13 +18,15 @@
 //!   decremented the inner TTL, so decap does not decrement it again.
 //! - **ARP / IPv6 ND**: requests from VMs for addresses routed in their VRF are answered with
 //!   the vif MAC (proxy ARP/ND, as tf-vrouter does); the fabric answers for the vRouter IP.
+//! - **Source checks**: frames from VM vifs are checked first (source MAC and IP: anti-
+//!   spoofing), decapsulated packets against the tunnel they came through; see [`source`].
 
 use crate::config::{TunnelEncap, VifType};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Nexthop, NhIdx, TunnelHeader, Vif, MPLSOUDP_PORT, VXLAN_PORT};
 use crate::packet::{self, arp, checksum, ethernet, icmpv6, ipv4, ipv6, mpls, udp, vxlan};
 use crate::packet::{EtherType, IpProtocol};
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A packet buffer the pipeline can rewrite: contiguous bytes plus head/tail adjustment.
 pub trait PacketBuf {
@@ -57,6 +59,7 @@ pub enum Verdict {
 pub mod flow;
 pub mod frag;
 pub mod hit;
+pub mod source;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
@@ -84,6 +87,13 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
         Ok(f) => (f.dst_addr(), f.ethertype()),
         Err(e) => return Drop(e.drop_reason()),
     };
+    // Anti-spoofing: a VM sends only as itself (before anything is answered, routed,
+    // bridged or given a flow).
+    if vif.source_check {
+        if let Err(r) = source::check_vm(fib, vif, pkt.data()) {
+            return Drop(r);
+        }
+    }
     match ethertype {
         EtherType::IPV4 => {
             if vif.kind == VifType::Fabric {
@@ -397,7 +407,7 @@ fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, i
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
 /// when the packet is not for the vRouter (it is then routed in the fabric VRF).
 fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut FlowStage>) -> Option<Verdict> {
-    let (proto, l4_off, dport) = {
+    let (proto, l4_off, dport, outer_src) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
             Ok(ip) => ip,
             Err(e) => return Some(Drop(e.drop_reason())),
@@ -418,13 +428,13 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
         } else {
             0
         };
-        (ip.protocol(), l4_off, dport)
+        (ip.protocol(), l4_off, dport, ip.src_addr())
     };
     if proto == IpProtocol::UDP && dport == MPLSOUDP_PORT {
-        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN, flows));
+        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows));
     }
     if proto == IpProtocol::UDP && dport == VXLAN_PORT {
-        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, flows));
+        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows));
     }
     // Anything else addressed to the vRouter goes to the host interface.
     Some(match fib.host_vif {
@@ -433,7 +443,8 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
     })
 }
 
-fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, flows: Option<&mut FlowStage>) -> Verdict {
+/// Decapsulates MPLSoUDP (the MPLS header at `off`) from `outer_src`.
+fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, outer_src: Ipv4Addr, flows: Option<&mut FlowStage>) -> Verdict {
     let label = {
         let Some(mut bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
         let mut m = match mpls::Packet::new_checked(bytes) {
@@ -477,8 +488,13 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, flows: Optio
     let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
-            // The flow is in the VRF of the VM the label delivers to.
-            if let (Some(fs), Some(out)) = (flows, fib.vif(*vif)) {
+            // The inner source must route back to the sending vRouter in the VRF of the VM
+            // the label delivers to (which is also the flow's VRF).
+            let Some(out) = fib.vif(*vif) else { return Drop(DropReason::InvalidIf) };
+            if let Err(r) = source::check_tunnel(fib, out.vrf, &pkt.data()[inner..], outer_src) {
+                return Drop(r);
+            }
+            if let Some(fs) = flows {
                 let mut l2 = [0u8; ethernet::HEADER_LEN];
                 l2[..6].copy_from_slice(dst_mac);
                 l2[6..12].copy_from_slice(src_mac);
@@ -502,7 +518,8 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, flows: Optio
     }
 }
 
-fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&mut FlowStage>) -> Verdict {
+/// Decapsulates VXLAN (the VXLAN header at `off`) from `outer_src`.
+fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, outer_src: Ipv4Addr, flows: Option<&mut FlowStage>) -> Verdict {
     let vni = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
         match vxlan::Packet::new_checked(bytes) {
@@ -517,6 +534,13 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, flows: Option<&
         Err(e) => return Drop(e.drop_reason()),
     };
     let routed = dst == fib.router_mac;
+    // A routed inner IP packet must come from the tunnel endpoint its source routes to.
+    if routed && (ethertype == EtherType::IPV4 || ethertype == EtherType::IPV6) {
+        let l3 = pkt.data().get(inner + ethernet::HEADER_LEN..).unwrap_or(&[]);
+        if let Err(r) = source::check_tunnel(fib, vrf, l3, outer_src) {
+            return Drop(r);
+        }
+    }
     // The flow stage runs before the outer headers are removed: a held packet must be
     // re-run from the start when it is released.
     if let (true, Some(fs)) = (routed, flows) {

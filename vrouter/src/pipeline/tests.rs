@@ -136,8 +136,13 @@ impl PacketBuf for VecBuf {
 }
 
 fn udp_frame(dst: [u8; 4], pad_to: usize) -> Vec<u8> {
+    udp_frame_from([192, 168, 1, 3], dst, pad_to)
+}
+
+fn udp_frame_from(src: [u8; 4], dst: [u8; 4], pad_to: usize) -> Vec<u8> {
     let mut f = vec![0x00, 0x00, 0x5e, 0x00, 0x01, 0x00, 2, 0, 0, 0, 1, 3, 0x08, 0x00];
-    let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 1, 3];
+    let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src);
     ip.extend_from_slice(&dst);
     let c = !crate::packet::checksum::data(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
@@ -232,7 +237,8 @@ fn the_mpls_trace_mark_is_stripped_on_decapsulation() {
     use crate::trace::mark::{mpls_mark, MPLS_MARK_LEN};
     let fib = fib();
     let fabric = fib.vif(0).unwrap().clone();
-    let inner = &udp_frame([192, 168, 1, 3], 0)[14..];
+    // From a VM behind 10.10.0.2 (the outer source): the fabric source check passes.
+    let inner = &udp_frame_from([192, 168, 2, 5], [192, 168, 1, 3], 0)[14..];
     let label = mpls::entry(17, 0, true, 64).to_be_bytes();
     let mut plain = VecBuf::new(128, &mplsoudp_frame(&label, inner));
     assert_eq!(process(fib, &fabric, &mut plain, None), Tx(1));
@@ -310,7 +316,7 @@ mod hit_path {
 
     /// A table in a temporary file with `key`'s flow in it, set to `action` (and mirrored
     /// to analyzer 0 when `mirrored`).
-    fn table_with(dir: &tempfile::TempDir, name: &str, key: &flow_table::FlowKey, action: Action, mirrored: bool) -> (FlowTable, u32) {
+    pub(super) fn table_with(dir: &tempfile::TempDir, name: &str, key: &flow_table::FlowKey, action: Action, mirrored: bool) -> (FlowTable, u32) {
         let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 2 };
         let t = FlowTable::create(&dir.path().join(name), &cfg).unwrap();
         let idx = t.lookup_or_hold(key, key.hash(), 1).unwrap().index();
@@ -325,7 +331,7 @@ mod hit_path {
 
     /// A VM's IPv4 frame with arbitrary header fields; the checksum is made valid.
     #[allow(clippy::too_many_arguments)]
-    fn frame(to_router: bool, ihl: u8, ttl: u8, proto: u8, flags_frag: u16, dst: [u8; 4], l4: &[u8], pad: usize, total_delta: i32) -> Vec<u8> {
+    fn frame(to_router: bool, ihl: u8, ttl: u8, proto: u8, flags_frag: u16, src: [u8; 4], dst: [u8; 4], l4: &[u8], pad: usize, total_delta: i32) -> Vec<u8> {
         let vif = fib().vif(1).unwrap();
         let mut f = if to_router { fib().router_mac.to_vec() } else { vif.mac.to_vec() };
         f.extend_from_slice(&[2, 0, 0, 0, 1, 3, 0x08, 0x00]);
@@ -335,7 +341,8 @@ mod hit_path {
         ip.extend_from_slice(&total.to_be_bytes());
         ip.extend_from_slice(&[0x12, 0x34]);
         ip.extend_from_slice(&flags_frag.to_be_bytes());
-        ip.extend_from_slice(&[ttl, proto, 0, 0, 192, 168, 1, 3]);
+        ip.extend_from_slice(&[ttl, proto, 0, 0]);
+        ip.extend_from_slice(&src);
         ip.extend_from_slice(&dst);
         ip.resize(hlen.max(20), 0);
         let c = !crate::packet::checksum::data(&ip);
@@ -358,6 +365,8 @@ mod hit_path {
             ttl in prop_oneof![Just(0u8), Just(1), Just(2), any::<u8>()],
             proto in prop_oneof![Just(17u8), Just(6), Just(1), any::<u8>()],
             flags_frag in prop_oneof![4 => Just(0x4000u16), 1 => Just(0x2000), 1 => any::<u16>()],
+            // vm1's address (routed back to vif 1), a remote VM's (spoofed), unrouted.
+            src in prop_oneof![6 => Just([192u8, 168, 1, 3]), 1 => Just([192, 168, 2, 7]), 1 => Just([10, 0, 0, 1])],
             dst in prop_oneof![Just([192u8, 168, 2, 7]), Just([192, 168, 3, 9]), Just([192, 168, 1, 3]), Just([10, 0, 0, 1])],
             l4 in proptest::collection::vec(any::<u8>(), 0..40),
             pad in 0usize..20,
@@ -369,7 +378,7 @@ mod hit_path {
         ) {
             let fib = fib();
             let vif = fib.vif(1).unwrap().clone();
-            let f = frame(to_router, ihl, ttl, proto, flags_frag, dst, &l4, pad, total_delta);
+            let f = frame(to_router, ihl, ttl, proto, flags_frag, src, dst, &l4, pad, total_delta);
             // The key the burst pre-pass computes (only valid IPv4 frames get one).
             let key = match ipv4::Packet::new_checked(&f[14..]) {
                 Ok(ip) => flow::key_v4(vif.vrf, &ip),
@@ -440,6 +449,441 @@ mod hit_path {
         // Outer Ethernet + IPv4 + UDP + MPLS in front of the inner IPv4 packet, TTL 63.
         assert_eq!(a.data().len(), MPLSOUDP_OVERHEAD + 28);
         assert_eq!(a.data()[MPLSOUDP_OVERHEAD + 8], 63);
+    }
+
+    /// A packet of a forwarding flow whose source is not the VM's is dropped on the hit path
+    /// as the general path drops it, and the flow counts nothing.
+    #[test]
+    fn spoofed_source_drops_on_the_hit_path_uncounted() {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        // 192.168.2.5 routes to the MPLSoUDP tunnel, not back to vif 1.
+        let f = udp_frame_from([192, 168, 2, 5], [192, 168, 2, 7], 60);
+        let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+        let key = flow::key_v4(vif.vrf, &ip);
+        let dir = tempfile::tempdir().unwrap();
+        let (t, idx) = table_with(&dir, "t", &key, Action::Forward, false);
+        let mut a = VecBuf::new(128, &f);
+        let cx = HitCtx { fib, vif: &vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 9 };
+        assert_eq!(hit::forward_v4(&cx, &mut a, idx, key.hash(), |_| false), Some(Drop(DropReason::InvalidSource)));
+        assert_eq!(a.data(), &f[..], "nothing rewritten");
+        let s = t.snapshot(idx).unwrap().unwrap();
+        assert_eq!((s.packets, s.bytes), (0, 0));
+        let mut b = VecBuf::new(128, &f);
+        assert_eq!(process(fib, &vif, &mut b, None), Drop(DropReason::InvalidSource));
+    }
+}
+
+/// Source (anti-spoofing) checks: VM vifs (MAC, IPv4, IPv6, pairs, reverse path) and the
+/// fabric (inner source against the tunnel's outer source).
+mod source_check {
+    use super::*;
+
+    const SRC_CFG: &str = r#"
+[eal]
+forwarding_cores = [1]
+[vrouter]
+run_dir = "/tmp/unused"
+router_ip = "10.10.0.1"
+[[vif]]
+id = 0
+name = "fabric0"
+type = "fabric"
+device = "net_pcap0"
+mac = "02:00:00:00:00:01"
+vrf = 0
+[[vif]]
+id = 1
+name = "vm1"
+type = "virtual"
+device = "net_pcap1"
+mac = "00:00:5e:00:01:00"
+ip = "192.168.1.3"
+ip6 = "fd00:1::3"
+vrf = 1
+vm_mac = "02:00:00:00:01:03"
+allowed_address_pairs = [
+    { ip = "10.20.0.0/16", mac = "02:00:00:00:01:33" },
+    { ip = "fd00:77::/64" },
+    { ip = "192.168.1.100" },
+]
+[[vif]]
+id = 2
+name = "vm2"
+type = "virtual"
+device = "net_pcap2"
+mac = "00:00:5e:00:01:00"
+ip = "192.168.1.4"
+vrf = 1
+[[vif]]
+id = 3
+name = "vm3"
+type = "virtual"
+device = "net_pcap3"
+mac = "00:00:5e:00:01:00"
+ip = "192.168.1.5"
+vrf = 1
+source_check = false
+[[vrf]]
+id = 0
+name = "fabric"
+[[vrf]]
+id = 1
+name = "vn1"
+vxlan_vni = 5001
+[[nexthop]]
+id = 1
+type = "encap"
+vif = 1
+dst_mac = "02:00:00:00:01:03"
+[[nexthop]]
+id = 2
+type = "encap"
+vif = 2
+dst_mac = "02:00:00:00:01:04"
+[[nexthop]]
+id = 3
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "10.10.0.2"
+label = 40
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+[[nexthop]]
+id = 4
+type = "tunnel"
+encap = "vxlan"
+remote_ip = "10.10.0.3"
+label = 5001
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+[[nexthop]]
+id = 5
+type = "ecmp"
+members = [1, 2]
+[[nexthop]]
+id = 6
+type = "tunnel"
+encap = "mplsoudp"
+remote_ip = "10.10.0.4"
+label = 41
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+[[nexthop]]
+id = 7
+type = "ecmp"
+members = [3, 6]
+[[nexthop]]
+id = 8
+type = "encap"
+vif = 3
+dst_mac = "02:00:00:00:01:05"
+[[route]]
+vrf = 1
+prefix = "192.168.1.3/32"
+nexthop = 1
+[[route]]
+vrf = 1
+prefix = "192.168.1.4/32"
+nexthop = 2
+[[route]]
+vrf = 1
+prefix = "192.168.1.5/32"
+nexthop = 8
+[[route]]
+vrf = 1
+prefix = "192.168.8.0/24"
+nexthop = 1
+[[route]]
+vrf = 1
+prefix = "192.168.2.0/24"
+nexthop = 3
+[[route]]
+vrf = 1
+prefix = "192.168.3.0/24"
+nexthop = 4
+[[route]]
+vrf = 1
+prefix = "192.168.5.0/24"
+nexthop = 5
+[[route]]
+vrf = 1
+prefix = "192.168.10.0/24"
+nexthop = 7
+[[route]]
+vrf = 1
+prefix = "fd00:1::3/128"
+nexthop = 1
+[[route]]
+vrf = 1
+prefix = "fd00:8::/64"
+nexthop = 1
+[[route]]
+vrf = 1
+prefix = "fd00:2::/64"
+nexthop = 3
+[[bridge]]
+vrf = 1
+mac = "02:00:00:00:01:04"
+nexthop = 2
+[[label]]
+label = 17
+nexthop = 1
+"#;
+
+    const VM1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 3];
+    const PAIR_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x33];
+    const OTHER_MAC: [u8; 6] = [2, 0, 0, 0, 9, 9];
+    const GW: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x00];
+
+    fn sfib() -> &'static Fib {
+        static FIB: std::sync::OnceLock<Fib> = std::sync::OnceLock::new();
+        FIB.get_or_init(|| Fib::from_config(&config::parse(SRC_CFG, "test.toml").unwrap()).unwrap())
+    }
+
+    fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = dst.to_vec();
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// IPv4/UDP packet (no Ethernet), valid header checksum.
+    fn ip4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 36, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = !crate::packet::checksum::data(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        ip
+    }
+
+    /// IPv6 packet with `next` and `payload` (no Ethernet).
+    fn ip6(src: &str, dst: &str, next: u8, hop: u8, payload: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&[next, hop]);
+        ip.extend_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(payload);
+        ip
+    }
+
+    fn udp6(src: &str, dst: &str) -> Vec<u8> {
+        ip6(src, dst, 17, 64, &[0x9c, 0x40, 0, 80, 0, 8, 0, 0])
+    }
+
+    /// A neighbour solicitation for `target` from `src` (to the solicited-node group).
+    fn ns(src_mac: [u8; 6], src: &str, target: &str) -> Vec<u8> {
+        let mut body = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&target.parse::<Ipv6Addr>().unwrap().octets());
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&src_mac);
+        let t: Ipv6Addr = target.parse().unwrap();
+        let o = t.octets();
+        let group = format!("ff02::1:ff{:02x}:{:02x}{:02x}", o[13], o[14], o[15]);
+        let mut b = body.clone();
+        let ipv = ip6(src, &group, 58, 255, &body);
+        let (s, d) = (src.parse::<Ipv6Addr>().unwrap(), group.parse::<Ipv6Addr>().unwrap());
+        let mut na = icmpv6::Packet::new_unchecked(&mut b[..]);
+        na.fill_checksum(s, d);
+        let mut ipv = ipv;
+        let n = ipv.len();
+        ipv[n - b.len()..].copy_from_slice(&b);
+        eth([0x33, 0x33, 0xff, o[13], o[14], o[15]], src_mac, 0x86dd, &ipv)
+    }
+
+    fn arp_req(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+        let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
+        a.extend_from_slice(&sha);
+        a.extend_from_slice(&spa);
+        a.extend_from_slice(&[0; 6]);
+        a.extend_from_slice(&tpa);
+        eth([0xff; 6], sha, 0x0806, &a)
+    }
+
+    /// Fabric frame from `outer_src` to the vRouter: UDP to `dport` carrying `payload`.
+    fn tunnel(outer_src: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+        let udp_len = 8 + payload.len();
+        let total = 20 + udp_len;
+        let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&outer_src);
+        ip.extend_from_slice(&[10, 10, 0, 1]);
+        let c = !crate::packet::checksum::data(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&[0xc0, 0x00]);
+        ip.extend_from_slice(&dport.to_be_bytes());
+        ip.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(payload);
+        eth([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 0x0800, &ip)
+    }
+
+    fn mpls_in(outer_src: [u8; 4], label: u32, inner: &[u8]) -> Vec<u8> {
+        let mut p = mpls::entry(label, 0, true, 64).to_be_bytes().to_vec();
+        p.extend_from_slice(inner);
+        tunnel(outer_src, MPLSOUDP_PORT, &p)
+    }
+
+    fn vxlan_in(outer_src: [u8; 4], vni: u32, inner_frame: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x08, 0, 0, 0];
+        p.extend_from_slice(&(vni << 8).to_be_bytes());
+        p.extend_from_slice(inner_frame);
+        tunnel(outer_src, VXLAN_PORT, &p)
+    }
+
+    #[track_caller]
+    fn on(vif: u16, frame: Vec<u8>) -> Verdict {
+        let fib = sfib();
+        let vif = fib.vif(vif).unwrap();
+        let mut b = VecBuf::new(128, &frame);
+        process(fib, vif, &mut b, None)
+    }
+
+    fn v4_from(vif: u16, mac: [u8; 6], src: [u8; 4]) -> Verdict {
+        on(vif, eth(GW, mac, 0x0800, &ip4(src, [192, 168, 2, 9])))
+    }
+
+    #[test]
+    fn config_reaches_the_fib() {
+        let fib = sfib();
+        let (v1, v2, v3) = (fib.vif(1).unwrap(), fib.vif(2).unwrap(), fib.vif(3).unwrap());
+        assert!(v1.source_check && v2.source_check && !v3.source_check);
+        assert!(!fib.vif(0).unwrap().source_check, "the fabric vif is not a VM");
+        assert_eq!(v1.vm_mac, Some(VM1_MAC));
+        assert_eq!(v2.vm_mac, None);
+        use crate::fib::PairPrefix;
+        assert_eq!(
+            &v1.pairs_v4[..],
+            [PairPrefix { net: 0x0a14_0000, mask: 0xffff_0000 }, PairPrefix { net: 0xc0a8_0164, mask: u32::MAX }]
+        );
+        assert_eq!(&v1.pairs_v6[..], [PairPrefix { net: 0xfd00_0077u128 << 96, mask: u128::MAX << 64 }]);
+        assert_eq!(&v1.pair_macs[..], [PAIR_MAC]);
+    }
+
+    #[test]
+    fn ipv4_source_is_the_vms_own_a_pair_or_routed_back_to_the_vif() {
+        let ok = Tx(0);
+        let spoofed = Drop(DropReason::InvalidSource);
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 1, 3]), ok, "the vif's ip");
+        assert_eq!(v4_from(1, VM1_MAC, [10, 20, 5, 5]), ok, "inside pair 10.20.0.0/16");
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 1, 100]), ok, "a plain-address pair is a /32");
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 1, 101]), spoofed, "next to the /32 pair");
+        assert_eq!(v4_from(1, VM1_MAC, [10, 21, 0, 1]), spoofed, "outside the /16 pair");
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 8, 7]), ok, "routed to an encap nexthop on vif 1");
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 5, 9]), ok, "ECMP with a member on vif 1");
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 1, 4]), spoofed, "vm2's address");
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 2, 5]), spoofed, "a remote VM's address");
+        assert_eq!(v4_from(1, VM1_MAC, [172, 16, 0, 1]), spoofed, "no route at all");
+        // vm2: its own address, the shared ECMP route; not vm1's pair.
+        assert_eq!(v4_from(2, OTHER_MAC, [192, 168, 1, 4]), ok);
+        assert_eq!(v4_from(2, OTHER_MAC, [192, 168, 5, 9]), ok);
+        assert_eq!(v4_from(2, OTHER_MAC, [10, 20, 5, 5]), spoofed, "vm1's pair is not vm2's");
+        assert_eq!(v4_from(2, OTHER_MAC, [192, 168, 1, 3]), spoofed);
+        // source_check = false: anything goes.
+        assert_eq!(v4_from(3, OTHER_MAC, [172, 16, 0, 1]), ok);
+        // Bridged frames are checked too.
+        let bridged = |src| on(1, eth([2, 0, 0, 0, 1, 4], VM1_MAC, 0x0800, &ip4(src, [192, 168, 1, 4])));
+        assert_eq!(bridged([192, 168, 1, 3]), Tx(2));
+        assert_eq!(bridged([192, 168, 1, 77]), spoofed);
+        // A frame too short to hold the source address is a pull failure, not a panic.
+        assert_eq!(on(1, eth(GW, VM1_MAC, 0x0800, &[0x45, 0, 0, 20])), Drop(DropReason::PullFails));
+    }
+
+    #[test]
+    fn source_mac_is_the_vm_mac_or_a_pairs_mac() {
+        let bad_mac = Drop(DropReason::InvalidSourceMac);
+        assert_eq!(v4_from(1, VM1_MAC, [192, 168, 1, 3]), Tx(0));
+        assert_eq!(v4_from(1, PAIR_MAC, [192, 168, 1, 3]), Tx(0), "a pair's MAC");
+        assert_eq!(v4_from(1, OTHER_MAC, [192, 168, 1, 3]), bad_mac);
+        // The MAC is checked first: a bad MAC with a bad source IP is a MAC drop.
+        assert_eq!(v4_from(1, OTHER_MAC, [172, 16, 0, 1]), bad_mac);
+        // ARP is checked by MAC: the proxy answer for a good one, a drop for a bad one.
+        assert_eq!(on(1, arp_req(VM1_MAC, [192, 168, 1, 3], [192, 168, 2, 9])), Tx(1));
+        assert_eq!(on(1, arp_req(OTHER_MAC, [192, 168, 1, 3], [192, 168, 2, 9])), bad_mac);
+        // IPv6 and non-IP frames too.
+        assert_eq!(on(1, eth(GW, OTHER_MAC, 0x86dd, &udp6("fd00:1::3", "fd00:2::9"))), bad_mac);
+        assert_eq!(on(1, eth([2, 0, 0, 0, 1, 4], OTHER_MAC, 0x88b5, &[0; 46])), bad_mac);
+        assert_eq!(on(1, eth([2, 0, 0, 0, 1, 4], VM1_MAC, 0x88b5, &[0; 46])), Tx(2));
+        // No vm_mac on vm2: any MAC.
+        assert_eq!(on(2, arp_req(OTHER_MAC, [192, 168, 1, 4], [192, 168, 2, 9])), Tx(2));
+    }
+
+    #[test]
+    fn ipv6_source_checks_and_neighbour_discovery() {
+        let v6 = |src: &str| on(1, eth(GW, VM1_MAC, 0x86dd, &udp6(src, "fd00:2::9")));
+        let spoofed = Drop(DropReason::InvalidSource);
+        assert_eq!(v6("fd00:1::3"), Tx(0), "the vif's ip6");
+        assert_eq!(v6("fd00:77::5"), Tx(0), "inside pair fd00:77::/64");
+        assert_eq!(v6("fd00:8::1"), Tx(0), "routed back to vif 1");
+        assert_eq!(v6("fd00:2::5"), spoofed, "a remote VM's address");
+        assert_eq!(v6("fd00:1::4"), spoofed, "unrouted");
+        assert_eq!(v6("fe80::1"), Tx(0), "link-local sources are exempt");
+        // Neighbour discovery: from the link-local address or the global one, answered;
+        // DAD (unspecified source) stays silent as before; a spoofed source is dropped.
+        assert_eq!(on(1, ns(VM1_MAC, "fe80::3", "fd00:2::9")), Tx(1));
+        assert_eq!(on(1, ns(VM1_MAC, "fd00:1::3", "fd00:2::9")), Tx(1));
+        assert_eq!(on(1, ns(VM1_MAC, "::", "fd00:1::3")), Drop(DropReason::TrapNoIf));
+        assert_eq!(on(1, ns(VM1_MAC, "fd00:2::5", "fd00:2::9")), spoofed);
+        assert_eq!(on(1, ns(OTHER_MAC, "fe80::3", "fd00:2::9")), Drop(DropReason::InvalidSourceMac));
+        // vm2 has no ip6 and no route back: its global sources are spoofed.
+        assert_eq!(on(2, eth(GW, VM1_MAC, 0x86dd, &udp6("fd00:1::3", "fd00:2::9"))), spoofed);
+    }
+
+    /// The flow-hit path checks MAC and IP as the general path does: spoofed frames of a
+    /// forwarding flow drop uncounted, a pair's source and MAC take the hit path.
+    #[test]
+    fn hit_path_checks_mac_and_pairs() {
+        use crate::pipeline::hit::{self, HitCtx};
+        let fib = sfib();
+        let vif = fib.vif(1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (VM1_MAC, [192, 168, 1, 3], Some(Tx(0))),
+            (PAIR_MAC, [10, 20, 1, 2], Some(Tx(0))),
+            (OTHER_MAC, [192, 168, 1, 3], Some(Drop(DropReason::InvalidSourceMac))),
+            (VM1_MAC, [192, 168, 2, 5], Some(Drop(DropReason::InvalidSource))),
+        ];
+        for (i, (mac, src, want)) in cases.into_iter().enumerate() {
+            let f = eth(GW, mac, 0x0800, &ip4(src, [192, 168, 2, 9]));
+            let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+            let key = flow::key_v4(vif.vrf, &ip);
+            let (t, idx) = super::hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
+            let cx = HitCtx { fib, vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 1 };
+            let mut b = VecBuf::new(128, &f);
+            assert_eq!(hit::forward_v4(&cx, &mut b, idx, key.hash(), |_| false), want, "case {i}");
+            let counted = t.snapshot(idx).unwrap().unwrap().packets;
+            assert_eq!(counted, u64::from(want == Some(Tx(0))), "case {i}: only forwarded packets count");
+            assert_eq!(on(1, f), want.unwrap(), "case {i}: the general path agrees");
+        }
+    }
+
+    #[test]
+    fn decapsulated_sources_must_route_back_to_the_tunnel_endpoint() {
+        let spoofed = Drop(DropReason::InvalidSource);
+        let to_vm1 = |inner_src| ip4(inner_src, [192, 168, 1, 3]);
+        // MPLSoUDP: 192.168.2.0/24 is behind 10.10.0.2.
+        assert_eq!(on(0, mpls_in([10, 10, 0, 2], 17, &to_vm1([192, 168, 2, 5]))), Tx(1));
+        assert_eq!(on(0, mpls_in([10, 10, 0, 9], 17, &to_vm1([192, 168, 2, 5]))), spoofed, "wrong endpoint");
+        assert_eq!(on(0, mpls_in([10, 10, 0, 3], 17, &to_vm1([192, 168, 2, 5]))), spoofed, "another vRouter");
+        assert_eq!(on(0, mpls_in([10, 10, 0, 2], 17, &to_vm1([192, 168, 1, 4]))), spoofed, "a local VM's address");
+        assert_eq!(on(0, mpls_in([10, 10, 0, 2], 17, &to_vm1([172, 16, 0, 1]))), spoofed, "no route");
+        // ECMP of two tunnels: either endpoint.
+        assert_eq!(on(0, mpls_in([10, 10, 0, 2], 17, &to_vm1([192, 168, 10, 5]))), Tx(1));
+        assert_eq!(on(0, mpls_in([10, 10, 0, 4], 17, &to_vm1([192, 168, 10, 5]))), Tx(1));
+        assert_eq!(on(0, mpls_in([10, 10, 0, 3], 17, &to_vm1([192, 168, 10, 5]))), spoofed);
+        // IPv6 inside MPLSoUDP.
+        assert_eq!(on(0, mpls_in([10, 10, 0, 2], 17, &udp6("fd00:2::5", "fd00:1::3"))), Tx(1));
+        assert_eq!(on(0, mpls_in([10, 10, 0, 4], 17, &udp6("fd00:2::5", "fd00:1::3"))), spoofed);
+        // The label is still checked first.
+        assert_eq!(on(0, mpls_in([10, 10, 0, 9], 99, &to_vm1([192, 168, 2, 5]))), Drop(DropReason::InvalidLabel));
+        // Routed VXLAN: 192.168.3.0/24 is behind 10.10.0.3.
+        let routed = |src| eth(sfib().router_mac, [2, 0, 0, 0, 3, 10], 0x0800, &to_vm1(src));
+        assert_eq!(on(0, vxlan_in([10, 10, 0, 3], 5001, &routed([192, 168, 3, 5]))), Tx(1));
+        assert_eq!(on(0, vxlan_in([10, 10, 0, 2], 5001, &routed([192, 168, 3, 5]))), spoofed);
+        assert_eq!(on(0, vxlan_in([10, 10, 0, 3], 5001, &routed([192, 168, 2, 5]))), spoofed);
     }
 }
 

@@ -625,6 +625,11 @@ mod tests {
                 mtu: 1500,
                 proxy_arp: false,
                 vn_name: None,
+                source_check: false,
+                vm_mac: None,
+                pairs_v4: Box::new([]),
+                pairs_v6: Box::new([]),
+                pair_macs: Box::new([]),
             }
         }
 
