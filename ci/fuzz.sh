@@ -7,7 +7,8 @@
 # Installs cargo-fuzz only if it is missing. The toolchain is stable: cargo-fuzz's -Z flags
 # are accepted through RUSTC_BOOTSTRAP=1, and no sanitizer is used (ASan needs nightly's
 # -Zsanitizer; the code under test is safe Rust, the invariants are the harness's asserts
-# and the pipeline's debug assertions, which the fuzz build keeps on).
+# and the pipeline's debug assertions and overflow checks, which the fuzz build keeps on
+# with --debug-assertions).
 #
 # Environment:
 #   FUZZ_SECONDS               run time when no argument is given (default 60)
@@ -39,15 +40,15 @@ export VROUTER_FUZZ_FRAG_ORACLE=${VROUTER_FUZZ_FRAG_ORACLE:-0}
 export VROUTER_FUZZ_L2_ORACLE=${VROUTER_FUZZ_L2_ORACLE:-0}
 
 cd fuzz
-echo "[fuzz] building (cargo fuzz build --sanitizer none pipeline)"
-cargo fuzz build --sanitizer none pipeline
+echo "[fuzz] building (cargo fuzz build --sanitizer none --debug-assertions pipeline)"
+cargo fuzz build --sanitizer none --debug-assertions pipeline
 built=$(date +%s)
 
 work=${FUZZ_CORPUS:-target/corpus-work}
 mkdir -p "$work" artifacts/pipeline
 echo "[fuzz] running pipeline for ${secs}s (frag oracle ${VROUTER_FUZZ_FRAG_ORACLE}, l2 oracle ${VROUTER_FUZZ_L2_ORACLE})"
 set +e
-cargo fuzz run --sanitizer none pipeline "$work" corpus/pipeline -- \
+cargo fuzz run --sanitizer none --debug-assertions pipeline "$work" corpus/pipeline -- \
     -max_total_time="$secs" -max_len=2048 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 2>&1 | tee target/fuzz-last.log
 rc=${PIPESTATUS[0]}
@@ -58,7 +59,7 @@ eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' target/fuzz-last.log | tail -
 echo "[fuzz] ${runs:-?} inputs, ${eps:-?} exec/s; build $((built - start))s, run $((end - built))s"
 if [ "$rc" -ne 0 ]; then
     echo "[fuzz] FINDING (exit $rc): see fuzz/artifacts/pipeline/; minimize with"
-    echo "[fuzz]   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz tmin --sanitizer none pipeline artifacts/pipeline/<crash-file>)"
+    echo "[fuzz]   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz tmin --sanitizer none --debug-assertions pipeline artifacts/pipeline/<crash-file>)"
     exit "$rc"
 fi
 echo "[fuzz] OK"
