@@ -249,13 +249,18 @@ impl Oracle {
     }
 }
 
-/// How a frame ended, as the invariants see it. The one place that knows `Verdict`'s
-/// variants: a new variant is one more line here.
+/// How a frame ended, as the invariants see it. [`outcome`] is the one place that knows
+/// `Verdict`'s variants: a new variant is one more line there (e.g. a fragment queued until
+/// its datagram's first fragment arrives maps to `Queued`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Tx(u16),
     Drop(DropReason),
+    /// Held for flow setup (re-run by the harness once the agent has set the flow up).
     Hold { flow: u32, new: bool },
+    /// Kept by the pipeline for later (not transmitted, not re-run by the harness).
+    #[allow(dead_code)]
+    Queued,
 }
 
 fn outcome(v: Verdict) -> Outcome {
@@ -273,6 +278,7 @@ pub struct Report {
     pub tx: usize,
     pub drops: usize,
     pub held: usize,
+    pub queued: usize,
     pub rerun_tx: usize,
     pub rerun_drop: usize,
     pub mirror_copies: usize,
@@ -524,7 +530,7 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
                 match v2 {
                     Outcome::Tx(_) => rep.rerun_tx += 1,
                     Outcome::Drop(_) => rep.rerun_drop += 1,
-                    Outcome::Hold { .. } => return Err(ctx2(format!("still held: {v2:?}"))),
+                    Outcome::Hold { .. } | Outcome::Queued => return Err(ctx2(format!("not settled: {v2:?}"))),
                 }
                 // The re-run reaches the flow stage again (the first run did, on the same
                 // bytes) and finds the set-up flow: the copy is taken there, before the
@@ -546,7 +552,7 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
                 rep.mirror_copies += rec2.copies.len();
                 v2
             }
-            Outcome::Tx(_) | Outcome::Drop(_) => {
+            Outcome::Tx(_) | Outcome::Drop(_) | Outcome::Queued => {
                 if counted > 1 {
                     return Err(ctx(format!("frame counted {counted} times on flows")));
                 }
@@ -554,10 +560,10 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
                 if v == Outcome::Drop(DropReason::FlowActionDrop) && counted != 1 {
                     return Err(ctx(format!("dropped by a flow action but counted {counted} times")));
                 }
-                if matches!(v, Outcome::Tx(_)) {
-                    rep.tx += 1;
-                } else {
-                    rep.drops += 1;
+                match v {
+                    Outcome::Tx(_) => rep.tx += 1,
+                    Outcome::Queued => rep.queued += 1,
+                    _ => rep.drops += 1,
                 }
                 rep.mirror_copies += rec.copies.len();
                 v
