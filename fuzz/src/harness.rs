@@ -431,9 +431,17 @@ pub fn encode(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
 pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     let w = world();
     let fib = &w.fib;
+    // A fresh (empty) table per input. An input that held no frame never wrote to its table
+    // (flows are only created by a miss, which holds the frame), so that table is handed to
+    // the next input instead of creating a file again.
     let path = w.dir.path().join(format!("flows-{}", std::process::id()));
-    let cfg = FlowTableConfig { main_entries: 256, overflow_entries: 64, max_lcores: 1 };
-    let table = FlowTable::create(&path, &cfg).map_err(|e| format!("harness: flow table: {e}"))?;
+    let table = match UNUSED_TABLE.with(|t| t.borrow_mut().take()) {
+        Some(t) => t,
+        None => {
+            let cfg = FlowTableConfig { main_entries: 256, overflow_entries: 64, max_lcores: 1 };
+            FlowTable::create(&path, &cfg).map_err(|e| format!("harness: flow table: {e}"))?
+        }
+    };
     let hold = HoldStore::new(3, 16);
     let mut st = oracle::State::default();
     let mut rep = Report::default();
@@ -577,9 +585,18 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
         }
         oracle::record(&mut st, vif_id, frame);
     }
-    drop(table);
-    let _ = std::fs::remove_file(&path);
+    if rep.held == 0 && table.iter_active().next().is_none() {
+        UNUSED_TABLE.with(|t| *t.borrow_mut() = Some(table));
+    } else {
+        drop(table);
+        let _ = std::fs::remove_file(&path);
+    }
     Ok(rep)
+}
+
+thread_local! {
+    /// A table no input has written to yet (see [`run`]).
+    static UNUSED_TABLE: std::cell::RefCell<Option<FlowTable>> = const { std::cell::RefCell::new(None) };
 }
 
 fn check_outcome(fib: &Fib, v: Outcome) -> Result<(), String> {
