@@ -207,6 +207,7 @@ fn seeds() -> Vec<(&'static str, Vec<(u8, Vec<u8>)>)> {
         ("mplsoudp-ipv6-tcp-to-vm2", vec![(0, mplsoudp(18, &ipv6(v6r, v62, 6, &tcp(40006, 8080, 0x02))))]),
         ("vxlan-routed-dns-to-vm1", vec![(0, vxlan(5001, &eth(GW, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 8, 0x4000, &[], &dns))))]),
         ("vxlan-bridged-to-vm1", vec![(0, vxlan(5001, &eth(VM1_MAC, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 9, 0x4000, &[], &udp(1, 2, b"l2")))))]),
+        ("vxlan-bridged-dns-to-vm1", vec![(0, vxlan(5001, &eth(VM1_MAC, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 11, 0x4000, &[], &dns))))]),
         ("l2-bridged-udp-dns-vm1-to-vm2", vec![(1, eth(VM2_MAC, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 10, 0x4000, &[], &dns)))]),
         ("ipv4-udp-low-headroom-tunnel", vec![(0x81, vm1_v4([192, 168, 2, 7], 17, udp(40000, 5353, b"t")))]),
     ]
@@ -315,6 +316,8 @@ fn oracle_judges_denied_frames_only() {
         ("mplsoudp-ipv6-tcp-to-vm2", vec![true], vec![true]),
         ("vxlan-routed-dns-to-vm1", vec![true], vec![true]),
         ("l2-bridged-udp-dns-vm1-to-vm2", vec![false], vec![true]),
+        ("vxlan-bridged-dns-to-vm1", vec![false], vec![true]),
+        ("vxlan-bridged-to-vm1", vec![false], vec![false]),
         ("arp-request", vec![false, false], vec![false, false]),
     ] {
         let s = seed(name);
