@@ -4,7 +4,7 @@
 //!
 //! This file is shared by the libFuzzer target (`fuzz/fuzz_targets/pipeline.rs`), the
 //! fuzz crate's replay test and the workspace replay test (`vrouter/tests/fuzz_replay.rs`,
-//! which includes it by path): it only uses `vrouter`, `flow_table` and `tempfile`.
+//! which includes it by path): it only uses `vrouter` and `flow_table`.
 //!
 //! # Input format
 //!
@@ -289,7 +289,9 @@ pub struct Report {
 struct World {
     fib: Fib,
     policy: PolicyEngine,
-    dir: tempfile::TempDir,
+    /// Where flow table files are created (and unlinked at once: the mapping is all the
+    /// harness needs, and a process that ends, or aborts on a finding, leaves nothing).
+    dir: std::path::PathBuf,
 }
 
 fn world() -> &'static World {
@@ -300,7 +302,7 @@ fn world() -> &'static World {
         let policy = PolicyEngine::from_config(&cfg).expect("harness policy");
         // The flow table lives in a file: a tmpfs when there is one.
         let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.expect("temp dir");
+        let dir = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
         World { fib, policy, dir }
     })
 }
@@ -434,12 +436,14 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     // A fresh (empty) table per input. An input that held no frame never wrote to its table
     // (flows are only created by a miss, which holds the frame), so that table is handed to
     // the next input instead of creating a file again.
-    let path = w.dir.path().join(format!("flows-{}", std::process::id()));
     let table = match UNUSED_TABLE.with(|t| t.borrow_mut().take()) {
         Some(t) => t,
         None => {
+            let path = w.dir.join(format!("vrouter-fuzz-flows-{}", std::process::id()));
             let cfg = FlowTableConfig { main_entries: 256, overflow_entries: 64, max_lcores: 1 };
-            FlowTable::create(&path, &cfg).map_err(|e| format!("harness: flow table: {e}"))?
+            let t = FlowTable::create(&path, &cfg).map_err(|e| format!("harness: flow table: {e}"))?;
+            let _ = std::fs::remove_file(&path);
+            t
         }
     };
     let hold = HoldStore::new(3, 16);
@@ -587,9 +591,6 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     }
     if rep.held == 0 && table.iter_active().next().is_none() {
         UNUSED_TABLE.with(|t| *t.borrow_mut() = Some(table));
-    } else {
-        drop(table);
-        let _ = std::fs::remove_file(&path);
     }
     Ok(rep)
 }
