@@ -160,8 +160,11 @@ mod build {
     }
 }
 
+/// A named input: `(sel, frame)` records.
+type Seed = (&'static str, Vec<(u8, Vec<u8>)>);
+
 /// The seed corpus: valid frames of each kind, alone or in short sequences.
-fn seeds() -> Vec<(&'static str, Vec<(u8, Vec<u8>)>)> {
+fn seeds() -> Vec<Seed> {
     use build::*;
     let (v61, v62, v6r) = (v6("fd01::3"), v6("fd01::4"), v6("fd02::10"));
     let vm1_v4 = |dst: [u8; 4], proto: u8, l4: Vec<u8>| eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, dst, proto, 1, 0x4000, &[], &l4));
