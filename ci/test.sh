@@ -9,6 +9,11 @@
 # Environment:
 #   TEST_THREADS     libtest threads per test binary (default 2; the machine has 2 cores)
 #   TEST_TIMEOUT_S   stop the test run after this many seconds (default 1500)
+#   FUZZ_SECONDS     after the cargo tests, fuzz the forwarding path this long with ci/fuzz.sh
+#                    (default 60; 0 skips it). A finding fails the suite. From scratch,
+#                    installing cargo-fuzz (~4 min) and building the fuzz crate (~3 CPU-min)
+#                    come first: keep ~/.cargo/bin and fuzz/target between runs.
+#   FUZZ_TIMEOUT_S   bound on the whole fuzz step, install and build included (default 900)
 #   extra arguments  passed to `cargo test` (e.g. `ci/test.sh -p vrouter`)
 set -euo pipefail
 
@@ -57,7 +62,23 @@ awk '
     }
 ' "$log"
 
+# Coverage-guided fuzzing of the forwarding path, bounded (its build is the fuzz crate's,
+# outside the workspace; cargo-fuzz is installed the first time). Not run as root's runner:
+# the fuzz target needs no EAL.
+fuzz_rc=0
+if [ "${FUZZ_SECONDS:-60}" != "0" ]; then
+    echo "[test] ci/fuzz.sh ${FUZZ_SECONDS:-60}"
+    fuzz_start=$(date +%s)
+    (unset CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER
+     timeout --signal=INT --kill-after=30 "${FUZZ_TIMEOUT_S:-900}" bash ci/fuzz.sh "${FUZZ_SECONDS:-60}") || fuzz_rc=$?
+    echo "[test] fuzz: exit $fuzz_rc after $(($(date +%s) - fuzz_start))s"
+fi
+
 elapsed=$(($(date +%s) - start))
+if [ "$rc" -eq 0 ] && [ "$fuzz_rc" -ne 0 ]; then
+    echo "[test] FAILED: fuzzing found a problem (exit $fuzz_rc) after ${elapsed}s"
+    exit "$fuzz_rc"
+fi
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     echo "[test] TIMED OUT after ${TEST_TIMEOUT_S:-1500}s of testing (${elapsed}s in all)"
 elif [ "$rc" -ne 0 ]; then

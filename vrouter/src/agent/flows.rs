@@ -13,12 +13,13 @@
 //! drop reason `Audit` (their held packets are released as drops), and delete-marked slots
 //! are reclaimed once every lcore has passed a quiescent point.
 
-use crate::agent::policy::{Decision, FlowContext, PolicyAction, PolicyEngine};
+use crate::agent::policy::{FlowContext, PolicyAction, PolicyEngine};
+use crate::agent::setup::{self, flow_update, local_vif_for, Setup};
 use crate::config::{self, VifType};
 use crate::datapath::SetupRequest;
-use crate::fib::{Fib, Nexthop};
+use crate::fib::Fib;
 use crate::spsc::{Consumer, Producer};
-use flow_table::{tcp_flags, Action, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY, FLOW_DR_FLOW_LIMIT};
+use flow_table::{tcp_flags, Action, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -322,52 +323,23 @@ impl Agent {
 
     fn setup(&mut self, fib: &Fib, req: SetupRequest) {
         let now = Self::now_ms();
-        let Some(e) = self.table.entry(req.flow) else { return };
-        let key = match e.key() {
-            Some(k) if e.gen() == req.gen && e.action() == Action::Hold => k,
-            // Reused, deleted, or already set up (its reverse was set up first, or another
-            // lcore asked first): the lcore that sent it may hold packets of it.
-            _ => {
+        let p = match setup::program(&self.table, fib, &self.policy, req.flow, req.gen, req.vif, now) {
+            Setup::Done(p) => p,
+            // Reused, deleted, or already set up: the lcore that sent it may hold packets
+            // of it.
+            Setup::Stale => {
                 self.counters.setup_stale += 1;
                 self.notify(req.lcore, req.flow);
                 return;
             }
-        };
-        let ingress = fib.vif(req.vif);
-        let vrf = key.vrf();
-        // Endpoints: the ingress VM (if the packet came from one) and the local VM the
-        // destination routes to (if any). Remote endpoints are in the VN of the VRF.
-        let src_vif = ingress.filter(|v| v.kind == VifType::Virtual);
-        let dst_vif = local_vif_for(fib, vrf, key.dst_ip());
-        let vrf_vn = src_vif.or(dst_vif).and_then(|v| v.vn_name.as_ref());
-        let src_vn = src_vif.and_then(|v| v.vn_name.as_ref()).or(vrf_vn);
-        let dst_vn = dst_vif.and_then(|v| v.vn_name.as_ref()).or(vrf_vn);
-        let decision = self.policy.evaluate(&FlowContext {
-            src: key.src_ip(),
-            dst: key.dst_ip(),
-            proto: key.proto(),
-            sport: key.sport(),
-            dport: key.dport(),
-            src_vn: src_vn.map(|v| &**v),
-            dst_vn: dst_vn.map(|v| &**v),
-            src_vif: src_vif.map(|v| v.id),
-            dst_vif: dst_vif.map(|v| v.id),
-        });
-        let Ok(rev) = self.table.create_reverse(req.flow, now) else {
             // No room for the reverse flow: the forward flow drops (tf: FlowLim).
-            let up = FlowUpdate::drop(FLOW_DR_FLOW_LIMIT);
-            let _ = self.table.set_action(req.flow, req.gen, &up);
-            self.notify(req.lcore, req.flow);
-            return;
+            Setup::NoReverse => {
+                self.notify(req.lcore, req.flow);
+                return;
+            }
         };
+        let (decision, rev, rgen) = (p.decision, p.rev, p.rgen);
         let forward = decision.action == PolicyAction::Pass;
-        // S(nh): the nexthop of the route to each direction's source (0: no route).
-        let mut update = flow_update(&decision);
-        update.src_nh = Some(source_nh(fib, vrf, key.src_ip()));
-        let _ = self.table.set_action(req.flow, req.gen, &update);
-        update.src_nh = Some(source_nh(fib, vrf, key.dst_ip()));
-        let rgen = self.table.entry(rev).map_or(0, |e| e.gen());
-        let _ = self.table.set_action(rev, rgen, &update);
         self.notify(req.lcore, req.flow);
         #[cfg(feature = "trace")]
         if req.trace != 0 {
@@ -381,7 +353,7 @@ impl Agent {
         if !forward {
             self.counters.setup_denied += 1;
         }
-        let (src_vn, dst_vn) = (src_vn.cloned(), dst_vn.cloned());
+        let (src_vn, dst_vn) = (p.src_vn, p.dst_vn);
         let a = &decision.mirror_names;
         let (nw, sg) = (&decision.nw_ace_uuid, &decision.sg_rule_uuid);
         let fwd = self.verdicts.intern(decision.action_names, nw, sg, &src_vn, &dst_vn, a);
@@ -628,48 +600,6 @@ impl Agent {
         self.counters.reevaluated += n as u64;
         Ok(n)
     }
-}
-
-/// The local VM vif a destination routes to in `vrf`, if any.
-fn local_vif_for(fib: &Fib, vrf: u32, dst: std::net::IpAddr) -> Option<&crate::fib::Vif> {
-    let table = fib.vrf(vrf)?;
-    let nh = match dst {
-        std::net::IpAddr::V4(a) => table.route_v4(a)?,
-        std::net::IpAddr::V6(a) => table.route_v6(&a.octets())?,
-    };
-    match fib.nexthop(nh)? {
-        Nexthop::Encap { vif, .. } => fib.vif(*vif).filter(|v| v.kind == VifType::Virtual),
-        _ => None,
-    }
-}
-
-/// The configured id of the nexthop the route to `src` in `vrf` points at; 0 when there is
-/// no route (a flow's `S(nh)`, the nexthop the reverse-path check matches).
-fn source_nh(fib: &Fib, vrf: u32, src: std::net::IpAddr) -> u32 {
-    let Some(table) = fib.vrf(vrf) else { return 0 };
-    let nh = match src {
-        std::net::IpAddr::V4(a) => table.route_v4(a),
-        std::net::IpAddr::V6(a) => table.route_v6(&a.octets()),
-    };
-    nh.and_then(|nh| fib.nexthop(nh)).map_or(0, Nexthop::id)
-}
-
-/// The table update for a policy decision: forward or drop with its reason, and the
-/// analyzers as mirror indices (with the MIRROR flag when there is one).
-fn flow_update(d: &Decision) -> FlowUpdate {
-    let mut up = if d.action == PolicyAction::Pass {
-        FlowUpdate::new(Action::Forward)
-    } else {
-        FlowUpdate::drop(d.drop_reason)
-    };
-    up.mirror = Some(d.mirror[0].unwrap_or(flow_table::NO_MIRROR));
-    up.sec_mirror = Some(d.mirror[1].unwrap_or(flow_table::NO_MIRROR));
-    if d.mirror[0].is_some() {
-        up.set_flags = flow_table::flags::MIRROR;
-    } else {
-        up.clear_flags = flow_table::flags::MIRROR;
-    }
-    up
 }
 
 #[cfg(test)]

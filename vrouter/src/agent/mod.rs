@@ -1,5 +1,6 @@
 pub mod export;
 pub mod policy;
+pub mod setup;
 #[cfg(feature = "trace")]
 pub mod trace_export;
 #[cfg(feature = "dataplane")]
