@@ -10,7 +10,9 @@
 //! - **VM -> VM / VM -> fabric (L3)**: frames addressed to the vif's (gateway) MAC or the
 //!   vRouter MAC are routed: LPM in the vif's VRF, TTL/hop-limit check and decrement, then
 //!   the nexthop: encap (L2 rewrite), tunnel (MPLSoUDP or VXLAN push), receive, discard,
-//!   ECMP (member by 5-tuple hash).
+//!   ECMP (member by 5-tuple hash). A packet from a VM whose TTL / hop limit expires is a
+//!   `TTL Exceeded` drop answered with ICMP(v6) Time Exceeded, built in its own buffer
+//!   ([`Verdict::Reply`], [`icmp_error`]; rate-limited by the data plane).
 //! - **L2**: other unicast frames are bridged by destination MAC in the VRF (no TTL change).
 //! - **Fabric -> VM**: IPv4/UDP to the vRouter IP on port 6635 (MPLSoUDP) is decapsulated and
 //!   sent to the label's nexthop; port 4789 (VXLAN) maps the VNI to a VRF and bridges the inner
@@ -49,10 +51,15 @@ pub enum Verdict {
     /// Queue the (unmodified) packet until the agent sets up `flow`; `new` when this packet
     /// created the flow (the caller sends the setup request).
     Hold { flow: u32, new: bool },
+    /// The packet is dropped with `drop` (counted on the ingress vif) and its buffer now
+    /// holds an answer to its sender (ICMP Time Exceeded, see [`icmp_error`]), to transmit
+    /// on `vif` (the ingress vif) if the lcore's ICMP error rate allows.
+    Reply { vif: u16, drop: DropReason },
 }
 
 pub mod flow;
 pub mod hit;
+pub mod icmp_error;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
@@ -62,10 +69,11 @@ pub const MPLSOUDP_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + mpls:
 pub const VXLAN_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + vxlan::HEADER_LEN;
 
 /// How a routed packet reached the routing step.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ingress {
-    /// From a local vif: TTL is checked and decremented.
-    Local,
+#[derive(Clone, Copy)]
+enum Ingress<'a> {
+    /// From a local vif (the one given): TTL is checked and decremented; an expired packet
+    /// from a VM vif is answered with ICMP Time Exceeded.
+    Local(&'a Vif),
     /// Decapsulated from the fabric: the remote vRouter already decremented the TTL.
     Decap,
 }
@@ -87,7 +95,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
                     return v;
                 }
                 return if dst == vif.mac || dst == fib.router_mac {
-                    route_v4(fib, vif.vrf, pkt, Ingress::Local, None)
+                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None)
                 } else if ethernet::is_multicast(&dst) {
                     Drop(DropReason::NowhereToGo)
                 } else {
@@ -96,7 +104,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v4(fib, vif.vrf, pkt, Ingress::Local, flows)
+                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
@@ -109,7 +117,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v6(fib, vif.vrf, pkt, Ingress::Local, flows)
+                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
@@ -167,7 +175,7 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
 #[inline(always)]
-fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, flows: Option<&mut FlowStage>) -> Verdict {
+fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>, flows: Option<&mut FlowStage>) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -202,7 +210,7 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
 /// `frame_len` the Ethernet header plus the IPv4 total length. Shared by [`route_v4`] and
 /// the flow-hit path ([`hit`]).
 #[inline(always)]
-fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingress, hash: u32, ttl: u8, frame_len: usize) -> Verdict {
+fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingress<'_>, hash: u32, ttl: u8, frame_len: usize) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
@@ -214,9 +222,9 @@ fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingre
     if let Nexthop::Discard { .. } = nh {
         return Drop(DropReason::Discard);
     }
-    if ingress == Ingress::Local {
+    if let Ingress::Local(from) = ingress {
         if ttl <= 1 {
-            return Drop(DropReason::TtlExceeded);
+            return icmp_error::time_exceeded_v4(fib, from, pkt);
         }
         let mut ip = ipv4::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.decrement_ttl_update_checksum();
@@ -225,7 +233,7 @@ fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingre
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
-fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, flows: Option<&mut FlowStage>) -> Verdict {
+fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>, flows: Option<&mut FlowStage>) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
         let ip = match ipv6::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -255,9 +263,9 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
     if let Nexthop::Discard { .. } = nh {
         return Drop(DropReason::Discard);
     }
-    if ingress == Ingress::Local {
+    if let Ingress::Local(from) = ingress {
         if hop_limit <= 1 {
-            return Drop(DropReason::TtlExceeded);
+            return icmp_error::time_exceeded_v6(fib, from, pkt);
         }
         let mut ip = ipv6::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.set_hop_limit(hop_limit - 1);
