@@ -351,12 +351,19 @@ fn ttl_expiry_is_answered_with_icmp_time_exceeded() {
 
 /// Over the rate limit nothing is answered: with `icmp_error_rate = 1` and a burst of 2,
 /// five expired packets in one run get exactly two answers; the other three are counted as
-/// suppressed, all five as `TTL Exceeded` drops.
+/// suppressed, all five as `TTL Exceeded` drops. Stateless forwarding (no flow hold), so the
+/// five arrive in one RX burst, well within the second that would refill a token.
 #[test]
 fn time_exceeded_answers_are_rate_limited() {
-    let probes: Vec<Vec<u8>> = (0..5).map(|_| vm1_udp_to("192.168.1.4", 1).0).collect();
+    let probes: Vec<Vec<u8>> = (0..5u16)
+        .map(|i| {
+            let ip = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 1, 40000, 33434 + i, b"probe");
+            eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip)
+        })
+        .collect();
     let out = run_with(Inputs { vm1: probes, ..Default::default() }, |c| {
         c.replacen("summary_interval_s = 0", "summary_interval_s = 0\nicmp_error_rate = 1\nicmp_error_burst = 2", 1)
+            + "\n[flow]\nenabled = false\n"
     });
     assert_eq!(out.vm1.len(), 2);
     assert_eq!(out.drop_list(), vec![(DropReason::TtlExceeded, 5)]);
