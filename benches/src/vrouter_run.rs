@@ -48,7 +48,7 @@ pub struct VrouterMeasurement {
     pub window_s: f64,
     /// VM vif RX packets in the window.
     pub rx_packets: u64,
-    /// Fabric vif TX packets (MPLSoUDP frames) in the window.
+    /// Fabric vif TX packets (MPLSoUDP frames) in the window, mirror copies excluded.
     pub tx_packets: u64,
     /// Mirror copies sent (`mir_tpkts`) and failed in the window (0 without mirroring).
     pub mirror_packets: u64,
@@ -106,7 +106,9 @@ pub struct Sample {
 pub fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
     let jiffies = procfs::cpu_jiffies().unwrap_or_default();
     let rx = reader.vif_counters(VM_VIF, None).rx_packets;
-    let tx = reader.vif_counters(FABRIC_VIF, None).tx_packets;
+    // The fabric vif's TX includes the mirror copies that left it; `tx` is the forwarded
+    // originals (copies are counted in `mir_tpkts` before the vif's TX, read after it).
+    let tx = reader.vif_counters(FABRIC_VIF, None).tx_packets.saturating_sub(reader.lcore_counters(None).mirror_packets);
     let cpu_ns = procfs::thread_cpu_ns(pid, tid)?;
     let t = Instant::now();
     let drops = reader.drops(None);
@@ -343,7 +345,8 @@ impl Started {
         let clean_exit = self.running.stop()?;
         let t = Totals {
             rx: self.reader.vif_counters(VM_VIF, None).rx_packets,
-            tx: self.reader.vif_counters(FABRIC_VIF, None).tx_packets,
+            // Originals only: the fabric's TX includes the mirror copies sent.
+            tx: self.reader.vif_counters(FABRIC_VIF, None).tx_packets.saturating_sub(self.reader.lcore_counters(None).mirror_packets),
             drops: self.reader.drops(None).iter().sum(),
             clean_exit,
         };

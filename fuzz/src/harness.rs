@@ -41,6 +41,7 @@ use vrouter::agent::setup::{self, Setup};
 use vrouter::drop_reason::DropReason;
 use vrouter::fib::Fib;
 use vrouter::pipeline::flow::{CopyResults, HoldStore};
+use vrouter::pipeline::frag::FragTable;
 use vrouter::pipeline::{self, FlowMirror, FlowStage, MirrorFrame, PacketBuf, Verdict};
 
 /// Most frames taken from one input.
@@ -258,8 +259,8 @@ pub enum Outcome {
     Drop(DropReason),
     /// Held for flow setup (re-run by the harness once the agent has set the flow up).
     Hold { flow: u32, new: bool },
-    /// Kept by the pipeline for later (not transmitted, not re-run by the harness).
-    #[allow(dead_code)]
+    /// A fragment parked until its datagram's first fragment comes (the harness runs it
+    /// again then, as the data plane does).
     Queued,
 }
 
@@ -268,6 +269,9 @@ fn outcome(v: Verdict) -> Outcome {
         Verdict::Tx(vif) => Outcome::Tx(vif),
         Verdict::Drop(r) => Outcome::Drop(r),
         Verdict::Hold { flow, new } => Outcome::Hold { flow, new },
+        Verdict::FragWait => Outcome::Queued,
+        // The frame is dropped; its buffer goes back to the sender as an ICMP error.
+        Verdict::Reply { drop, .. } => Outcome::Drop(drop),
     }
 }
 
@@ -432,7 +436,6 @@ pub fn encode(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
 /// first violation.
 pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     let w = world();
-    let fib = &w.fib;
     // A fresh (empty) table per input. An input that held no frame never wrote to its table
     // (flows are only created by a miss, which holds the frame), so that table is handed to
     // the next input instead of creating a file again.
@@ -450,8 +453,47 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     let mut st = oracle::State::default();
     let mut rep = Report::default();
     let mut now = 1_000u64;
-    for (i, (sel, frame)) in records(data).into_iter().enumerate() {
+    let mut frags = FragTable::default();
+    let recs = records(data);
+    for (i, &(sel, frame)) in recs.iter().enumerate() {
         now += 1;
+        let mut ctx = Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
+        ctx.frame(i, sel, frame)?;
+        // Fragments that waited for this (first) fragment run again now, in arrival order,
+        // as the data plane runs them after the burst.
+        let mut ready = Vec::new();
+        frags.take_ready(|p, _| ready.push(p));
+        for j in ready {
+            let (sel, frame) = recs[j];
+            let mut ctx = Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
+            ctx.frame(j, sel, frame).map_err(|e| format!("(parked until its first fragment) {e}"))?;
+        }
+    }
+    if rep.held == 0 && table.iter_active().next().is_none() {
+        UNUSED_TABLE.with(|t| *t.borrow_mut() = Some(table));
+    }
+    Ok(rep)
+}
+
+/// What one frame runs against (see [`run`]).
+struct Ctx<'a> {
+    w: &'static World,
+    table: &'a FlowTable,
+    hold: &'a HoldStore,
+    frags: &'a mut FragTable,
+    st: &'a mut oracle::State,
+    rep: &'a mut Report,
+    now: u64,
+    oracle: Oracle,
+}
+
+impl Ctx<'_> {
+    /// Runs frame `i` of the input (`sel`: its selector byte) and checks every invariant.
+    fn frame(&mut self, i: usize, sel: u8, frame: &[u8]) -> Result<(), String> {
+        let (w, table, hold, now, oracle) = (self.w, self.table, self.hold, self.now, self.oracle);
+        let fib = &w.fib;
+        let st = &mut *self.st;
+        let rep = &mut *self.rep;
         let vif_id = match sel & 3 {
             0 => 0,
             2 => 2,
@@ -460,27 +502,28 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
         let headroom = if sel & 0x80 != 0 { 16 } else { 128 };
         let vif = fib.vif(vif_id).expect("vif").clone();
         let ctx = |what: String| format!("frame {i} (vif {vif_id}, {} bytes {:02x?}): {what}", frame.len(), frame);
-        let judged = oracle::judge(&mut st, vif_id, frame, oracle);
+        let judged = oracle::judge(st, vif_id, frame, oracle);
         rep.frames += 1;
 
-        let before = total_packets(&table);
+        let before = total_packets(table);
         let mut rec = Recorder { original: frame, copies: Vec::new(), problems: Vec::new() };
         let mut buf = VecBuf::new(headroom, frame);
         let v = {
             let mut stage = FlowStage {
-                table: &table,
+                table,
                 lcore: 0,
                 now,
                 reinject: false,
                 held_flow: None,
                 may_create: true,
                 pre: None,
-                held: &hold,
+                held: hold,
                 mirror: Some(&mut rec),
+                frags: &mut *self.frags,
             };
             outcome(pipeline::process(fib, &vif, &mut buf, Some(&mut stage)))
         };
-        let counted = total_packets(&table) - before;
+        let counted = total_packets(table) - before;
         if let Some(p) = rec.problems.first() {
             return Err(ctx(p.clone()));
         }
@@ -515,18 +558,19 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
                 // Re-run the frame as it was received (a held packet is not modified).
                 let mut rec2 = Recorder { original: frame, copies: Vec::new(), problems: Vec::new() };
                 let mut buf2 = VecBuf::new(headroom, frame);
-                let before2 = total_packets(&table);
+                let before2 = total_packets(table);
                 let v2 = {
                     let mut stage = FlowStage {
-                        table: &table,
+                        table,
                         lcore: 0,
                         now,
                         reinject: true,
                         held_flow: Some(flow),
                         may_create: true,
                         pre: None,
-                        held: &hold,
+                        held: hold,
                         mirror: Some(&mut rec2),
+                        frags: &mut *self.frags,
                     };
                     outcome(pipeline::process(fib, &vif, &mut buf2, Some(&mut stage)))
                 };
@@ -535,7 +579,7 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
                     return Err(ctx2(p.clone()));
                 }
                 check_outcome(fib, v2).map_err(&ctx2)?;
-                let recounted = total_packets(&table) - before2;
+                let recounted = total_packets(table) - before2;
                 if recounted != 0 {
                     return Err(ctx2(format!("re-run frame counted again ({recounted})")));
                 }
@@ -587,12 +631,9 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
                 return Err(ctx(format!("DENY BYPASS: forwarded to vif {out}, but {why}")));
             }
         }
-        oracle::record(&mut st, vif_id, frame);
+        oracle::record(st, vif_id, frame);
+        Ok(())
     }
-    if rep.held == 0 && table.iter_active().next().is_none() {
-        UNUSED_TABLE.with(|t| *t.borrow_mut() = Some(table));
-    }
-    Ok(rep)
 }
 
 thread_local! {

@@ -413,6 +413,11 @@ impl Datapath {
                 stop: stop.clone(),
                 flow,
                 index: plan.index,
+                icmp_errors: pipeline::icmp_error::TokenBucket::new(
+                    cfg.vrouter.icmp_error_rate,
+                    cfg.vrouter.icmp_error_burst,
+                    crate::dpdk::tsc_hz(),
+                ),
             };
             lcore::launch(plan.lcore_id, move || ctx.run())
                 .with_context(|| format!("launching forwarding lcore {}", plan.lcore_id))?;
@@ -460,6 +465,8 @@ struct LcoreLoop {
     /// Packet tracing (None when the vRouter runs without a trace region).
     #[cfg(feature = "trace")]
     trace: Option<crate::trace::dp::TraceLcore>,
+    /// Rate limit of this lcore's ICMP error answers (`[vrouter] icmp_error_rate`).
+    icmp_errors: pipeline::icmp_error::TokenBucket,
 }
 
 // SAFETY: the raw mbuf pointers in the TX buffers, the mirror buffers and the hold store are
@@ -808,6 +815,7 @@ impl LcoreLoop {
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
             Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, if TRACED { tr } else { None }),
             Verdict::FragWait => self.park_fragment(vif.id, raw),
+            Verdict::Reply { vif: out, drop } => self.reply(vif.id, out, drop, raw, m, tsc),
         }
     }
 
@@ -820,6 +828,44 @@ impl LcoreLoop {
         };
         if let Err(reason) = parked {
             self.drop_pkt(vif, reason, raw);
+        }
+    }
+
+    /// A dropped packet whose buffer holds an answer to its sender (ICMP Time Exceeded):
+    /// the drop is counted on the ingress vif; the answer goes out on `out` when the rate
+    /// limit allows (counted as sent, then as TX, or TX error + `IF TX Discard`, like any
+    /// packet), else it is freed and counted as suppressed.
+    #[cold]
+    #[inline(never)]
+    fn reply(&mut self, in_vif: u16, out: u16, drop: DropReason, raw: *mut rte_mbuf, m: Mbuf, tsc: u64) {
+        self.stats.drop(Some(in_vif), drop, 1);
+        if !self.icmp_errors.allow(tsc) {
+            self.stats.icmp_error(false);
+            // SAFETY: the mbuf is owned by this lcore and referenced nowhere else.
+            unsafe { dpdk_sys::rte_pktmbuf_free(raw) };
+            return;
+        }
+        // Counted before the TX counters move, so a reader never sees the answer in TX
+        // without it here (the test harness subtracts answers from TX to match RX).
+        self.stats.icmp_error(true);
+        if let Some(mi) = &mut self.mirror {
+            let slot = mi.tx_index(out);
+            if slot != flow_table::NO_MIRROR {
+                mi.copy_interface(&self.stats, out, false, slot, m.data());
+            }
+        }
+        let len = m.pkt_len();
+        match self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) {
+            Some(t) => {
+                let n = t.n;
+                t.pkts[n] = raw;
+                t.bytes[n] = len;
+                t.n = n + 1;
+                if n + 1 == BURST {
+                    flush(t, &self.stats);
+                }
+            }
+            None => self.drop_pkt(out, DropReason::InvalidIf, raw),
         }
     }
 

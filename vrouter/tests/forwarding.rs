@@ -150,6 +150,10 @@ fn no_route_discard_and_ttl_expiry_are_counted_drops() {
     let out = run(Inputs { vm1: vec![no_route, discard, ttl1, ttl0, ok], ..Default::default() });
     assert_eq!(out.vm2.len(), 1);
     assert_eq!(out.vm2[0][14 + 8], 1, "TTL 2 leaves as 1");
+    // The two expired packets are answered (ICMP Time Exceeded, see below).
+    assert_eq!(out.vm1.len(), 2);
+    assert!(out.vm1.iter().all(|f| f[14 + 9] == 1 && f[14 + 20] == 11), "ICMP type 11");
+    assert_eq!(out.mirror.icmp_errors_sent, 2);
     assert_eq!(
         out.drop_list(),
         vec![(DropReason::Discard, 1), (DropReason::TtlExceeded, 2), (DropReason::NoL3Route, 1)]
@@ -294,5 +298,76 @@ fn every_rx_queue_of_a_multi_queue_port_is_polled() {
     assert_eq!(got, want);
     assert_eq!(out.drop_list(), vec![(DropReason::PullFails, 1)]);
     assert!(out.stdout.contains("vif0/1 q0") && out.stdout.contains("vif0/1 q1"), "{}", out.stdout);
+    out.assert_accounted(5);
+}
+
+/// The ICMP Time Exceeded answer expected for `ip` (an IPv4 packet from vm1) from `gw`.
+fn time_exceeded_v4(ip: &[u8], gw: &str) -> Vec<u8> {
+    let mut icmp = vec![11, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&ip[..28]);
+    let c = csum(&icmp, 0);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let total = 20 + icmp.len();
+    let mut h = vec![0x45, 0xc0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 1, 0, 0];
+    h.extend_from_slice(&ip4(gw).octets());
+    h.extend_from_slice(&ip[12..16]);
+    let c = csum(&h, 0);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(&icmp);
+    eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x0800, &h)
+}
+
+/// traceroute's first probes through the vRouter: a VM's UDP packet with TTL 1 (to a
+/// remote VM over MPLSoUDP) and an IPv6 one with hop limit 1 are `TTL Exceeded` drops, each
+/// answered with exactly one ICMP(v6) Time Exceeded out of the VM's own vif, from the VRF's
+/// gateway address (IPv4, configured) or the default fe80::1 (IPv6, not configured); the
+/// answers are TX of the vif, bytes included.
+#[test]
+fn ttl_expiry_is_answered_with_icmp_time_exceeded() {
+    let (probe, ip) = vm1_udp_to("192.168.2.10", 1);
+    let ip6_probe = ipv6_udp(ip6("fd00:1::3"), ip6("fd00:2::9"), 1, 33434, 33435, b"traceroute-v6");
+    let probe6 = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x86dd, &ip6_probe);
+    let out = run_with(Inputs { vm1: vec![probe, probe6], ..Default::default() }, |c| {
+        c.replacen("vxlan_vni = 5001", "vxlan_vni = 5001\ngateway_ip = \"192.168.1.1\"", 1)
+    });
+    assert!(out.fabric.is_empty() && out.vm2.is_empty(), "nothing forwarded");
+
+    let want4 = time_exceeded_v4(&ip, "192.168.1.1");
+    let mut body = vec![3, 0, 0, 0, 0, 0, 0, 0];
+    body.extend_from_slice(&ip6_probe);
+    let icmp6 = icmpv6(ip6("fe80::1"), ip6("fd00:1::3"), &body);
+    let mut l3 = ipv6_hdr(ip6("fe80::1"), ip6("fd00:1::3"), 58, 64, icmp6.len());
+    l3.extend_from_slice(&icmp6);
+    let want6 = eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x86dd, &l3);
+    assert_eq!(out.vm1, vec![want4.clone(), want6.clone()], "exactly one answer per probe");
+
+    assert_eq!(out.drop_list(), vec![(DropReason::TtlExceeded, 2)]);
+    assert_eq!(out.vif_drops[&1][DropReason::TtlExceeded.index()], 2);
+    let v1 = &out.vifs[&1];
+    assert_eq!((v1.tx_packets, v1.tx_bytes), (2, (want4.len() + want6.len()) as u64), "the answers are vm1's TX");
+    assert_eq!((out.mirror.icmp_errors_sent, out.mirror.icmp_errors_suppressed), (2, 0));
+    out.assert_accounted(2);
+}
+
+/// Over the rate limit nothing is answered: with `icmp_error_rate = 1` and a burst of 2,
+/// five expired packets in one run get exactly two answers; the other three are counted as
+/// suppressed, all five as `TTL Exceeded` drops. Stateless forwarding (no flow hold), so the
+/// five arrive in one RX burst, well within the second that would refill a token.
+#[test]
+fn time_exceeded_answers_are_rate_limited() {
+    let probes: Vec<Vec<u8>> = (0..5u16)
+        .map(|i| {
+            let ip = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 1, 40000, 33434 + i, b"probe");
+            eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip)
+        })
+        .collect();
+    let out = run_with(Inputs { vm1: probes, ..Default::default() }, |c| {
+        c.replacen("summary_interval_s = 0", "summary_interval_s = 0\nicmp_error_rate = 1\nicmp_error_burst = 2", 1)
+            + "\n[flow]\nenabled = false\n"
+    });
+    assert_eq!(out.vm1.len(), 2);
+    assert_eq!(out.drop_list(), vec![(DropReason::TtlExceeded, 5)]);
+    assert_eq!((out.mirror.icmp_errors_sent, out.mirror.icmp_errors_suppressed), (2, 3));
+    assert_eq!(out.vifs[&1].tx_packets, 2);
     out.assert_accounted(5);
 }

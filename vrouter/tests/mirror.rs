@@ -192,7 +192,7 @@ fn flow_mirrored_to_two_analyzers_both_encapsulations() {
     assert_eq!(out.vm2.len(), 5, "web passes, DNS is dropped");
     assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, 2)], "no mirror failure");
     out.assert_accounted(7);
-    assert_eq!(out.vifs[&0].tx_packets, 0, "copies are not counted as fabric TX");
+    assert_eq!(out.vifs[&0].tx_packets, 12, "the 12 copies are the fabric's TX");
 
     let a = copies_to(&out.fabric, AN_A);
     let b = copies_to(&out.fabric, AN_B);
@@ -308,6 +308,65 @@ fn interface_mirroring_rx_and_tx() {
     assert_eq!(info.mirror_id, Some(1));
     assert_eq!(r.vif(2).unwrap().mirror_id, Some(2));
     assert_eq!(r.vif(0).unwrap().mirror_id, None);
+}
+
+/// `(captured length, original length)` of every record of a pcap file.
+fn pcap_record_lengths(path: &Path) -> Vec<(u32, u32)> {
+    let data = std::fs::read(path).unwrap();
+    let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+    assert!(magic == 0xa1b2c3d4 || magic == 0xa1b23c4d, "little-endian pcap (us or ns), magic {magic:#x}");
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let caplen = u32::from_le_bytes(data[off + 8..off + 12].try_into().unwrap());
+        let origlen = u32::from_le_bytes(data[off + 12..off + 16].try_into().unwrap());
+        out.push((caplen, origlen));
+        off += 16 + caplen as usize;
+    }
+    out
+}
+
+/// Every frame that leaves a port is in its vif's TX counters, mirror copies included:
+/// with flow mirroring (web to A and B) and interface mirroring (vm1 RX to A, vm2 TX to B)
+/// at once, each vif's TX packets and bytes are the number of frames and the sum of their
+/// lengths in the port's output capture (captured whole: captured length = wire length =
+/// the mbuf's pkt_len the counters add up).
+#[test]
+fn vif_tx_counters_match_the_port_captures_with_flow_and_interface_mirroring() {
+    let edit = |c: String| {
+        let c = c.replacen(
+            "vm_uuid = \"5f2a1c3e-0000-4000-8000-000000000001\"",
+            "vm_uuid = \"5f2a1c3e-0000-4000-8000-000000000001\"\nmirror_to = \"an-a\"\nmirror_rx = true",
+            1,
+        );
+        let c = c.replacen("ip6 = \"fd00:1::4\"", "ip6 = \"fd00:1::4\"\nmirror_to = \"an-b\"\nmirror_tx = true", 1);
+        with_analyzers(c, &flow_policy())
+    };
+    // vm1 -> vm2 web (flow copies to A and B, vm1 RX copy to A, vm2 TX copy to B: 4 each),
+    // vm1 -> vm2 other (interface copies only: 2 each), vm2 -> vm1 (no copy).
+    let mut vm1: Vec<Vec<u8>> =
+        [10usize, 700, 1400].iter().map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4000, 80, &vec![0x5a; n], VM1_MAC)).collect();
+    vm1.extend([30usize, 300].iter().map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4001, 9000, &vec![0x33; n], VM1_MAC)));
+    let vm2: Vec<Vec<u8>> =
+        [40usize, 900].iter().map(|&n| vm_udp("192.168.1.4", "192.168.1.3", 4002, 9001, &vec![0x44; n], VM2_MAC)).collect();
+    let out = run_with(Inputs { vm1, vm2, ..Default::default() }, edit);
+    assert_eq!((out.vm1.len(), out.vm2.len()), (2, 5), "originals delivered");
+    assert_eq!(out.fabric.len(), 3 * 4 + 2 * 2, "copies on the fabric");
+    assert_eq!((out.mirror.mirror_packets, out.mirror.mirror_errors), (16, 0));
+    assert_eq!(out.total_drops(), 0, "{:?}", out.drop_list());
+    out.assert_accounted(7);
+    let dir = out.run_dir.parent().unwrap();
+    for (vif, name, frames) in [(0u16, "fabric", &out.fabric), (1, "vm1", &out.vm1), (2, "vm2", &out.vm2)] {
+        let c = &out.vifs[&vif];
+        let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        assert_eq!((c.tx_packets, c.tx_bytes), (frames.len() as u64, bytes), "vif {vif} TX vs {name}-out.pcap");
+        assert_eq!(c.tx_errors, 0);
+        for (caplen, origlen) in pcap_record_lengths(&dir.join(format!("{name}-out.pcap"))) {
+            assert_eq!(caplen, origlen, "{name}: frames captured whole");
+        }
+    }
+    // The fabric's TX bytes are exactly the copies' bytes (nothing else left there).
+    assert_eq!(out.vifs[&0].tx_bytes, out.mirror.mirror_bytes);
 }
 
 /// A frame whose copy does not fit one mbuf (2000 bytes + 42 of headers + 27 of metadata is
@@ -524,6 +583,12 @@ fn full_fabric_tx_queue_counts_mirror_tx_full() {
     assert_eq!(a.errors + b.errors, tx_full);
     let lc = st.lcore_counters(None);
     assert_eq!((lc.mirror_packets, lc.mirror_errors), (a.packets + b.packets, tx_full));
+    // On the fabric vif: the copies sent are its TX (bytes as counted for mir_bytes), the
+    // copies the queue refused its TX errors; each refused copy is one drop (Mirror TX
+    // Queue Full on the input vif), not also an IF TX Discard.
+    let v0 = st.vif_counters(0, None);
+    assert_eq!((v0.tx_packets, v0.tx_bytes, v0.tx_errors), (lc.mirror_packets, lc.mirror_bytes, tx_full));
+    assert_eq!(drops[DropReason::InterfaceTxDiscard.index()], 0);
     // The copies that did leave came back on the ring and were dropped as bridged frames
     // to an unknown MAC: the fabric vif received exactly what was mirrored (minus what was
     // still in the ring at the stop).

@@ -122,6 +122,15 @@ pub struct VrouterConfig {
     /// only); none when absent.
     #[serde(default)]
     pub trace_api: Option<std::net::SocketAddr>,
+    /// ICMP Time Exceeded answers to VMs (a routed packet whose TTL / hop limit expired):
+    /// at most this many per second on each forwarding lcore (token bucket; 0 = never
+    /// answer). Packets over the limit are still dropped (`TTL Exceeded`), unanswered, and
+    /// counted as suppressed answers.
+    #[serde(default = "default_icmp_error_rate")]
+    pub icmp_error_rate: u32,
+    /// Burst of the ICMP error token bucket: answers that may leave back to back (1..=10000).
+    #[serde(default = "default_icmp_error_burst")]
+    pub icmp_error_burst: u32,
 }
 
 /// vif type.
@@ -232,7 +241,20 @@ pub struct VrfConfig {
     /// VXLAN VNI that maps fabric packets into this VRF.
     #[serde(default)]
     pub vxlan_vni: Option<u32>,
+    /// Source address of the ICMP Time Exceeded answers sent to this VRF's VMs: the VN's
+    /// gateway (service) address, as tf-vrouter's agent answers from the subnet gateway.
+    /// Default [`DEFAULT_GATEWAY_IP`] (link-local, so no underlay address leaks to VMs).
+    #[serde(default)]
+    pub gateway_ip: Option<Ipv4Addr>,
+    /// IPv6 source of the ICMPv6 Time Exceeded answers; default [`DEFAULT_GATEWAY_IP6`].
+    #[serde(default)]
+    pub gateway_ip6: Option<Ipv6Addr>,
 }
+
+/// Source of ICMP errors to VMs when the VRF sets no `gateway_ip`.
+pub const DEFAULT_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
+/// Source of ICMPv6 errors to VMs when the VRF sets no `gateway_ip6`.
+pub const DEFAULT_GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
 /// Tunnel encapsulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -989,6 +1011,12 @@ fn default_queues() -> u16 {
 }
 fn default_summary() -> u32 {
     1
+}
+fn default_icmp_error_rate() -> u32 {
+    100
+}
+fn default_icmp_error_burst() -> u32 {
+    10
 }
 fn default_analyzer_port() -> u16 {
     8099

@@ -306,6 +306,14 @@ impl<'a> Checker<'a> {
         if vr.run_dir.as_os_str().is_empty() {
             return Err(self.table("vrouter", "run_dir", "must not be empty"));
         }
+        if vr.icmp_error_rate > MAX_ICMP_ERROR_RATE {
+            let msg = format!("{} per second is more than {MAX_ICMP_ERROR_RATE}", vr.icmp_error_rate);
+            return Err(self.table("vrouter", "icmp_error_rate", msg));
+        }
+        if !(1..=MAX_ICMP_ERROR_BURST).contains(&vr.icmp_error_burst) {
+            let msg = format!("{} is out of range 1..={MAX_ICMP_ERROR_BURST}", vr.icmp_error_burst);
+            return Err(self.table("vrouter", "icmp_error_burst", msg));
+        }
         Ok(())
     }
 
@@ -333,6 +341,17 @@ impl<'a> Checker<'a> {
                 return err("name", format!("duplicate VRF name {:?} ({at})", vrf.name));
             }
             names.insert(&vrf.name, i);
+            if let Some(gw) = vrf.gateway_ip {
+                if let Some(why) = unicast_v4_problem(gw) {
+                    return err("gateway_ip", format!("{gw} is {why}"));
+                }
+            }
+            if let Some(gw) = vrf.gateway_ip6 {
+                if gw.is_unspecified() || gw.is_multicast() {
+                    let why = if gw.is_multicast() { "a multicast address" } else { "the unspecified address" };
+                    return err("gateway_ip6", format!("{gw} is {why}"));
+                }
+            }
             if let Some(vni) = vrf.vxlan_vni {
                 if !(1..=VNI_MAX).contains(&vni) {
                     return err("vxlan_vni", format!("VNI {vni} is out of range 1..={VNI_MAX}"));
@@ -1097,6 +1116,11 @@ impl<'a> Checker<'a> {
 // ---- value helpers ----
 
 /// Why an IPv4 address cannot be a unicast host address, if it cannot.
+/// Most ICMP error answers per second and lcore (`[vrouter] icmp_error_rate`).
+pub const MAX_ICMP_ERROR_RATE: u32 = 1_000_000;
+/// Largest ICMP error burst (`[vrouter] icmp_error_burst`).
+pub const MAX_ICMP_ERROR_BURST: u32 = 10_000;
+
 fn unicast_v4_problem(ip: Ipv4Addr) -> Option<&'static str> {
     if ip.is_unspecified() {
         Some("the unspecified address")
@@ -2093,6 +2117,31 @@ name = "f"
             "vrf[1].vxlan_vni",
             "already used by vrf[0]",
         );
+    }
+
+    #[test]
+    fn vrf_gateway_addresses() {
+        let gw = |line: &str| edit("vxlan_vni = 5001", &format!("vxlan_vni = 5001\n{line}"));
+        expect_invalid(&gw("gateway_ip = \"224.0.0.9\" # HERE"), "vrf[1].gateway_ip", "multicast");
+        expect_invalid(&gw("gateway_ip = \"0.0.0.0\" # HERE"), "vrf[1].gateway_ip", "unspecified");
+        expect_invalid(&gw("gateway_ip6 = \"ff02::1\" # HERE"), "vrf[1].gateway_ip6", "multicast");
+        expect_invalid(&gw("gateway_ip6 = \"::\" # HERE"), "vrf[1].gateway_ip6", "unspecified");
+        let cfg = parse(&gw("gateway_ip = \"192.168.1.1\"\ngateway_ip6 = \"fd00:1::1\""), "test.toml").unwrap();
+        let v = cfg.vrfs[1].get_ref();
+        assert_eq!((v.gateway_ip, v.gateway_ip6), (Some("192.168.1.1".parse().unwrap()), Some("fd00:1::1".parse().unwrap())));
+        assert_eq!(cfg.vrfs[0].get_ref().gateway_ip, None, "default: none (the data plane uses DEFAULT_GATEWAY_IP)");
+    }
+
+    #[test]
+    fn vrouter_icmp_error_rate_and_burst() {
+        let cfg = parse(VALID, "test.toml").unwrap();
+        assert_eq!((cfg.vrouter.icmp_error_rate, cfg.vrouter.icmp_error_burst), (100, 10), "defaults");
+        let with = |line: &str| edit("summary_interval_s = 5", &format!("summary_interval_s = 5\n{line}"));
+        expect_invalid(&with("icmp_error_rate = 1000001 # HERE"), "vrouter.icmp_error_rate", "more than 1000000");
+        expect_invalid(&with("icmp_error_burst = 0 # HERE"), "vrouter.icmp_error_burst", "out of range 1..=10000");
+        expect_invalid(&with("icmp_error_burst = 10001 # HERE"), "vrouter.icmp_error_burst", "out of range");
+        let ok = parse(&with("icmp_error_rate = 0\nicmp_error_burst = 1"), "test.toml").unwrap();
+        assert_eq!((ok.vrouter.icmp_error_rate, ok.vrouter.icmp_error_burst), (0, 1));
     }
 
     // ---- [[nexthop]] ----

@@ -89,6 +89,10 @@ pub struct Vrf {
     pub v4: Lpm4,
     pub v6: Lpm<u128>,
     pub bridge: IntMap<u64, NhIdx>,
+    /// Source addresses of ICMP errors sent to this VRF's VMs (`gateway_ip`/`gateway_ip6`;
+    /// `None`: the defaults of the config schema).
+    pub gateway_ip: Option<Ipv4Addr>,
+    pub gateway_ip6: Option<Ipv6Addr>,
 }
 
 impl Vrf {
@@ -298,7 +302,13 @@ impl Fib {
         let mut vnis = IntMap::default();
         for v in &cfg.vrfs {
             let v = v.get_ref();
-            vrfs[v.id as usize] = Some(Vrf { id: v.id, name: v.name.clone(), ..Vrf::default() });
+            vrfs[v.id as usize] = Some(Vrf {
+                id: v.id,
+                name: v.name.clone(),
+                gateway_ip: v.gateway_ip,
+                gateway_ip6: v.gateway_ip6,
+                ..Vrf::default()
+            });
             if let Some(vni) = v.vxlan_vni {
                 vnis.insert(vni, v.id);
             }

@@ -11,12 +11,17 @@
 //! A copy is counted when the fabric TX queue has taken it, with the bytes of the copy as
 //! sent (encapsulation included): on the flow (`mirror_*` or `sec_mirror_*` in the flow
 //! table), on the mirror entry (region counters), on the mirrored vif for interface
-//! mirroring (`Mirror packets`) and vRouter-wide (`mir_tpkts`/`mir_bytes`); not as TX of the
-//! fabric vif, whose counters keep accounting for original packets only. Every copy that was due and not sent counts one entry error, one
-//! vRouter-wide mirror error and one drop under its reason (on the mirrored vif for
-//! interface mirroring, on the input vif for flow mirroring): `Mirror No Entry`,
-//! `Mirror No NH`, `Mirror Clone Fail`, `Mirror Encap Fail`, `Mirror TX Queue Full`.
-//! So for every flow, `packets matched` = `mirror_packets` + the flow's share of those drops.
+//! mirroring (`Mirror packets`) and vRouter-wide (`mir_tpkts`/`mir_bytes`), and, like every
+//! frame that leaves a port, as TX packets and bytes of the fabric vif it left on, so the
+//! vif agrees with the NIC and with a capture of the port. Every copy that was due and not
+//! sent counts one entry error, one vRouter-wide mirror error and one drop under its reason
+//! (on the mirrored vif for interface mirroring, on the input vif for flow mirroring):
+//! `Mirror No Entry`, `Mirror No NH`, `Mirror Clone Fail`, `Mirror Encap Fail`,
+//! `Mirror TX Queue Full`. A copy the fabric TX queue refused is in addition a TX error of
+//! the fabric vif (as a refused original is); its one drop is `Mirror TX Queue Full`, not
+//! also `IF TX Discard`, so the drop table counts each lost frame once.
+//! So for every flow, `packets matched` = `mirror_packets` + the flow's share of those drops,
+//! and for the fabric vif, TX packets = originals sent + copies sent (`mir_tpkts`).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,6 +148,8 @@ struct CopyInfo {
 
 /// Copies waiting for one fabric vif's TX queue.
 struct MirrorTx {
+    /// The fabric vif (its TX counters count the copies that leave).
+    vif: u16,
     port: u16,
     queue: u16,
     lock: Option<Arc<TxLock>>,
@@ -189,6 +196,7 @@ impl MirrorLcore {
         for p in ports {
             if let Some(slot) = tx.get_mut(usize::from(p.vif)) {
                 *slot = Some(MirrorTx {
+                    vif: p.vif,
                     port: p.port,
                     queue: p.queue,
                     lock: p.lock,
@@ -328,8 +336,10 @@ fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table:
     if let Some(lock) = &t.lock {
         lock.store(false, Ordering::Release);
     }
+    let mut sent_bytes = 0;
     for i in &t.info[..sent] {
         let b = u64::from(i.bytes);
+        sent_bytes += b;
         stats.mirror(i.iface.then_some(i.vif), b);
         counters.sent(i.slot, b);
         if i.flow != NO_FLOW {
@@ -338,9 +348,13 @@ fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table:
             }
         }
     }
-    // Copies are not counted as TX of the fabric vif: its RX/TX/drop counters account for
-    // original packets only (in = out + drops), the mirror counters for copies.
+    // The copies are TX of the fabric vif too (bytes as sent: `bytes` is the copy's whole
+    // single-segment length, its pkt_len, as the data path counts originals). Counted after
+    // `mir_tpkts`, so a reader never sees a copy in TX before it is in `mir_tpkts`.
+    stats.tx(t.vif, sent as u64, sent_bytes);
     if sent < n {
+        // Refused by the queue: a TX error of the fabric vif, one drop (below) per copy.
+        stats.tx_error(t.vif, (n - sent) as u64);
         for i in &t.info[sent..n] {
             stats.mirror_error(Some(i.vif), i.iface, DropReason::MirrorTxFull, 1);
             counters.error(i.slot, 1);

@@ -97,5 +97,5 @@ pub fn forward_v4<B: PacketBuf>(
     if action == Action::Drop {
         return Some(Verdict::Drop(DropReason::FlowActionDrop));
     }
-    Some(output_v4(cx.fib, nh, pkt, Ingress::Local, hash, ttl, ethernet::HEADER_LEN + usize::from(ip_len)))
+    Some(output_v4(cx.fib, nh, pkt, Ingress::Local(cx.vif), hash, ttl, ethernet::HEADER_LEN + usize::from(ip_len)))
 }

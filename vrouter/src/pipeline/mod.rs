@@ -10,8 +10,11 @@
 //! - **VM -> VM / VM -> fabric (L3)**: frames addressed to the vif's (gateway) MAC or the
 //!   vRouter MAC are routed: LPM in the vif's VRF, TTL/hop-limit check and decrement, then
 //!   the nexthop: encap (L2 rewrite), tunnel (MPLSoUDP or VXLAN push), receive, discard,
-//!   ECMP (member by 5-tuple hash).
-//! - **L2**: other unicast frames are bridged by destination MAC in the VRF (no TTL change).
+//!   ECMP (member by 5-tuple hash). A packet from a VM whose TTL / hop limit expires is a
+//!   `TTL Exceeded` drop answered with ICMP(v6) Time Exceeded, built in its own buffer
+//!   ([`Verdict::Reply`], [`icmp_error`]; rate-limited by the data plane).
+//! - **L2**: other unicast frames are bridged by destination MAC in the VRF (no TTL change);
+//!   IP frames from VMs (and decapsulated into a VM's VRF) go through the flow stage first.
 //! - **Fabric -> VM**: IPv4/UDP to the vRouter IP on port 6635 (MPLSoUDP) is decapsulated and
 //!   sent to the label's nexthop; port 4789 (VXLAN) maps the VNI to a VRF and bridges the inner
 //!   frame (or routes it when it is addressed to the vRouter MAC). The sending vRouter already
@@ -54,12 +57,17 @@ pub enum Verdict {
     /// A fragment whose datagram's first fragment has not been seen: park the (unmodified)
     /// packet in the lcore's fragment table ([`frag::FragTable::park`]) until it comes.
     FragWait,
+    /// The packet is dropped with `drop` (counted on the ingress vif) and its buffer now
+    /// holds an answer to its sender (ICMP Time Exceeded, see [`icmp_error`]), to transmit
+    /// on `vif` (the ingress vif) if the lcore's ICMP error rate allows.
+    Reply { vif: u16, drop: DropReason },
 }
 
 pub mod flow;
 pub mod frag;
 pub mod hit;
 pub mod source;
+pub mod icmp_error;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
@@ -69,10 +77,11 @@ pub const MPLSOUDP_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + mpls:
 pub const VXLAN_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + vxlan::HEADER_LEN;
 
 /// How a routed packet reached the routing step.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ingress {
-    /// From a local vif: TTL is checked and decremented.
-    Local,
+#[derive(Clone, Copy)]
+enum Ingress<'a> {
+    /// From a local vif (the one given): TTL is checked and decremented; an expired packet
+    /// from a VM vif is answered with ICMP Time Exceeded.
+    Local(&'a Vif),
     /// Decapsulated from the fabric: the remote vRouter already decremented the TTL.
     Decap,
 }
@@ -81,7 +90,7 @@ enum Ingress {
 /// forwarding, as when no flow table is configured).
 #[inline(always)]
 pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
-    // Flows track traffic entering or leaving VMs: routed from a VM vif, or decapsulated
+    // Flows track traffic entering or leaving VMs: routed or bridged from a VM vif, or decapsulated
     // from the fabric into a VM's VRF. The underlay's own traffic is stateless.
     let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
         Ok(f) => (f.dst_addr(), f.ethertype()),
@@ -101,7 +110,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
                     return v;
                 }
                 return if dst == vif.mac || dst == fib.router_mac {
-                    route_v4(fib, vif.vrf, pkt, Ingress::Local, None)
+                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None)
                 } else if ethernet::is_multicast(&dst) {
                     Drop(DropReason::NowhereToGo)
                 } else {
@@ -110,11 +119,11 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v4(fib, vif.vrf, pkt, Ingress::Local, flows)
+                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge(fib, vif.vrf, dst, pkt)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows)
             }
         }
         EtherType::IPV6 => {
@@ -123,11 +132,11 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v6(fib, vif.vrf, pkt, Ingress::Local, flows)
+                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge(fib, vif.vrf, dst, pkt)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows)
             }
         }
         EtherType::ARP => arp_request(fib, vif, pkt),
@@ -181,7 +190,7 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
 #[inline(always)]
-fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, flows: Option<&mut FlowStage>) -> Verdict {
+fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>, flows: Option<&mut FlowStage>) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -216,7 +225,7 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
 /// `frame_len` the Ethernet header plus the IPv4 total length. Shared by [`route_v4`] and
 /// the flow-hit path ([`hit`]).
 #[inline(always)]
-fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingress, hash: u32, ttl: u8, frame_len: usize) -> Verdict {
+fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingress<'_>, hash: u32, ttl: u8, frame_len: usize) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
@@ -228,9 +237,9 @@ fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingre
     if let Nexthop::Discard { .. } = nh {
         return Drop(DropReason::Discard);
     }
-    if ingress == Ingress::Local {
+    if let Ingress::Local(from) = ingress {
         if ttl <= 1 {
-            return Drop(DropReason::TtlExceeded);
+            return icmp_error::time_exceeded_v4(fib, from, pkt);
         }
         let mut ip = ipv4::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.decrement_ttl_update_checksum();
@@ -239,7 +248,7 @@ fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingre
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
-fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, flows: Option<&mut FlowStage>) -> Verdict {
+fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>, flows: Option<&mut FlowStage>) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
         let ip = match ipv6::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -268,9 +277,9 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress, fl
     if let Nexthop::Discard { .. } = nh {
         return Drop(DropReason::Discard);
     }
-    if ingress == Ingress::Local {
+    if let Ingress::Local(from) = ingress {
         if hop_limit <= 1 {
-            return Drop(DropReason::TtlExceeded);
+            return icmp_error::time_exceeded_v6(fib, from, pkt);
         }
         let mut ip = ipv6::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.set_hop_limit(hop_limit - 1);
@@ -306,6 +315,19 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
         Nexthop::Discard { .. } => Drop(DropReason::Discard),
         Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
     }
+}
+
+/// Bridges an IP frame from a VM (or decapsulated into a VM's VRF): policy holds for
+/// bridged traffic too (as tf-vrouter's L2 flows), so the IP packet goes through the flow
+/// stage in `vrf` first, then the frame is bridged unchanged.
+fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
+    if let Some(fs) = flows {
+        let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: None };
+        if let Err(v) = inner_flow(fs, vrf, frame) {
+            return v;
+        }
+    }
+    bridge(fib, vrf, dst, pkt)
 }
 
 /// Bridges a frame by destination MAC in `vrf` (no L2/L3 rewrite).
@@ -542,8 +564,9 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, outer_src: Ipv4
         }
     }
     // The flow stage runs before the outer headers are removed: a held packet must be
-    // re-run from the start when it is released.
-    if let (true, Some(fs)) = (routed, flows) {
+    // re-run from the start when it is released. Bridged IP frames have flows too.
+    let ip = ethertype == EtherType::IPV4 || ethertype == EtherType::IPV6;
+    if let (true, Some(fs)) = (routed || ip, flows) {
         let frame = MirrorFrame { l2: None, bytes: &pkt.data()[inner..], nh: None };
         if let Err(v) = inner_flow(fs, vrf, frame) {
             return v;

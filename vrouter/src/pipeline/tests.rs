@@ -1044,3 +1044,276 @@ mod special_keys {
         assert_eq!(run(&t, &mut frags, &misdirected, None), Verdict::Drop(DropReason::IcmpError));
     }
 }
+
+/// ICMP Time Exceeded answers, compared byte for byte with frames built here, their
+/// checksums recomputed by [`ones`] (not the crate's checksum code).
+mod time_exceeded {
+    use super::*;
+    use crate::pipeline::icmp_error::{TokenBucket, MAX_V6_QUOTE};
+
+    const VM_MAC: [u8; 6] = [2, 0, 0, 0, 1, 3];
+    const VIF_MAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x00];
+
+    /// Ones'-complement sum of 16-bit big-endian words, folded, complemented.
+    fn ones(parts: &[&[u8]]) -> u16 {
+        let mut bytes = Vec::new();
+        for p in parts {
+            bytes.extend_from_slice(p);
+        }
+        if bytes.len() % 2 == 1 {
+            bytes.push(0);
+        }
+        let mut s: u32 = 0;
+        for w in bytes.chunks(2) {
+            s += u32::from(w[0]) << 8 | u32::from(w[1]);
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    fn ip4_frame(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, frag: u16, l4: &[u8], pad_to: usize) -> Vec<u8> {
+        let mut f = VIF_MAC.to_vec();
+        f.extend_from_slice(&VM_MAC);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + l4.len()) as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0xbe, 0xef]);
+        ip.extend_from_slice(&frag.to_be_bytes());
+        ip.extend_from_slice(&[ttl, proto, 0, 0]);
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = ones(&[&ip]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(l4);
+        f.resize(pad_to.max(f.len()), 0);
+        f
+    }
+
+    /// The answer expected for `frame` (an IPv4 frame from the VM) from `gw`.
+    fn expected_v4(frame: &[u8], gw: [u8; 4]) -> Vec<u8> {
+        let ip = &frame[14..];
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let quote = &ip[..(20 + 8).min(total)];
+        let mut out = VM_MAC.to_vec();
+        out.extend_from_slice(&VIF_MAC);
+        out.extend_from_slice(&[0x08, 0x00]);
+        let len = (20 + 8 + quote.len()) as u16;
+        let mut h = vec![0x45, 0xc0];
+        h.extend_from_slice(&len.to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+        h.extend_from_slice(&gw);
+        h.extend_from_slice(&ip[12..16]);
+        let c = ones(&[&h]);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut icmp = vec![11, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(quote);
+        let c = ones(&[&icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&icmp);
+        out
+    }
+
+    fn udp(len: usize) -> Vec<u8> {
+        let mut u = vec![0x9c, 0x40, 0x82, 0x9a];
+        u.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+        u.extend_from_slice(&[0x12, 0x34]);
+        u.extend((0..len).map(|i| i as u8));
+        u
+    }
+
+    fn gw_fib() -> Fib {
+        let cfg = CFG.replacen("vxlan_vni = 5001", "vxlan_vni = 5001\ngateway_ip = \"192.168.1.1\"\ngateway_ip6 = \"fd00:1::1\"", 1);
+        Fib::from_config(&config::parse(&cfg, "test.toml").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ipv4_ttl_1_is_answered_byte_for_byte() {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        // Padded to 60: the padding is not quoted; 20-byte UDP payload: 8 bytes of it are.
+        let f = ip4_frame([192, 168, 1, 3], [192, 168, 2, 9], 1, 17, 0x4000, &udp(12), 70);
+        let want = expected_v4(&f, [169, 254, 0, 1]);
+        assert_eq!(want.len(), 14 + 20 + 8 + 28);
+        for headroom in [128, 0] {
+            let mut b = VecBuf::new(headroom, &f);
+            assert_eq!(process(fib, &vif, &mut b, None), Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded });
+            assert_eq!(b.data(), &want[..], "headroom {headroom}");
+            // Checksums verified a second way: the crate's views agree.
+            let ip = ipv4::Packet::new_checked(&b.data()[14..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert!(crate::packet::icmp::Packet::new_checked(ip.payload()).unwrap().verify_checksum());
+        }
+        // TTL 0 too, and a short payload (less than 8 bytes) is quoted whole.
+        let f0 = ip4_frame([192, 168, 1, 3], [192, 168, 2, 9], 0, 17, 0, &[1, 2, 3], 0);
+        let mut b = VecBuf::new(64, &f0);
+        assert_eq!(process(fib, &vif, &mut b, None), Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded });
+        assert_eq!(b.data(), &expected_v4(&f0, [169, 254, 0, 1])[..]);
+        assert_eq!(b.data().len(), 14 + 28 + 23);
+        // TTL 2 is forwarded as before.
+        let f2 = ip4_frame([192, 168, 1, 3], [192, 168, 2, 9], 2, 17, 0, &udp(4), 0);
+        assert_eq!(process(fib, &vif, &mut VecBuf::new(128, &f2), None), Tx(0));
+    }
+
+    #[test]
+    fn the_source_is_the_vrf_gateway_address() {
+        let fib = gw_fib();
+        let vif = fib.vif(1).unwrap().clone();
+        let f = ip4_frame([192, 168, 1, 3], [192, 168, 2, 9], 1, 17, 0, &udp(30), 0);
+        let mut b = VecBuf::new(128, &f);
+        assert_eq!(process(&fib, &vif, &mut b, None), Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded });
+        assert_eq!(b.data(), &expected_v4(&f, [192, 168, 1, 1])[..]);
+    }
+
+    #[test]
+    fn ipv4_cases_that_are_never_answered() {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        let drop = Drop(DropReason::TtlExceeded);
+        let answer = Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded };
+        let run = |f: Vec<u8>, v: &Vif| process(fib, v, &mut VecBuf::new(128, &f), None);
+        let dst = [192, 168, 2, 9];
+        // ICMP errors (dest unreachable, time exceeded, ...) are not answered; echo is.
+        for t in [3u8, 4, 5, 11, 12] {
+            assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[t, 0, 0, 0, 0, 0, 0, 0], 0), &vif), drop, "type {t}");
+        }
+        assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[8, 0, 0, 0, 0, 1, 0, 1], 0), &vif), answer);
+        assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[], 0), &vif), drop, "no ICMP type to check");
+        // Non-first fragment; a first fragment (MF, offset 0) is answered.
+        assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 17, 0x0001, &udp(8), 0), &vif), drop);
+        assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 17, 0x2000, &udp(8), 0), &vif), answer);
+        // Sources that are not one host.
+        for src in [[0, 0, 0, 0], [224, 0, 0, 5], [255, 255, 255, 255], [127, 0, 0, 1]] {
+            assert_eq!(run(ip4_frame(src, dst, 1, 17, 0, &udp(8), 0), &vif), drop, "{src:?}");
+        }
+        // From a multicast MAC.
+        let mut f = ip4_frame([192, 168, 1, 3], dst, 1, 17, 0, &udp(8), 0);
+        f[6] = 0x03;
+        assert_eq!(run(f, &vif), drop);
+        // Not from a VM vif.
+        let mut fabric_kind = vif.clone();
+        fabric_kind.kind = config::VifType::Fabric;
+        assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 17, 0, &udp(8), 0), &fabric_kind), drop);
+    }
+
+    fn ip6_frame(src: Ipv6Addr, dst: Ipv6Addr, hop: u8, next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = VIF_MAC.to_vec();
+        f.extend_from_slice(&VM_MAC);
+        f.extend_from_slice(&[0x86, 0xdd]);
+        f.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[next, hop]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&dst.octets());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn expected_v6(frame: &[u8], gw: Ipv6Addr) -> Vec<u8> {
+        let ip = &frame[14..];
+        let quote = &ip[..ip.len().min(1232)];
+        let src: [u8; 16] = ip[8..24].try_into().unwrap();
+        let mut out = VM_MAC.to_vec();
+        out.extend_from_slice(&VIF_MAC);
+        out.extend_from_slice(&[0x86, 0xdd]);
+        let plen = (8 + quote.len()) as u16;
+        out.extend_from_slice(&[0x60, 0, 0, 0]);
+        out.extend_from_slice(&plen.to_be_bytes());
+        out.extend_from_slice(&[58, 64]);
+        out.extend_from_slice(&gw.octets());
+        out.extend_from_slice(&src);
+        let mut icmp = vec![3, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(quote);
+        let pseudo_len = (icmp.len() as u32).to_be_bytes();
+        let c = ones(&[&gw.octets(), &src, &pseudo_len, &[0, 0, 0, 58], &icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        out.extend_from_slice(&icmp);
+        out
+    }
+
+    #[test]
+    fn ipv6_hop_limit_1_is_answered_byte_for_byte() {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = ("fd00:1::3".parse().unwrap(), "fd00::9".parse().unwrap());
+        // A small packet is quoted whole; a 1400-byte one is cut to fit 1280 bytes.
+        for n in [20usize, 1400] {
+            let f = ip6_frame(src, dst, 1, 17, &udp(n));
+            let want = expected_v6(&f, "fe80::1".parse().unwrap());
+            for headroom in [128, 0] {
+                let mut b = VecBuf::new(headroom, &f);
+                assert_eq!(process(fib, &vif, &mut b, None), Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded });
+                assert_eq!(b.data(), &want[..], "{n} bytes, headroom {headroom}");
+            }
+            assert!(want.len() - 14 <= 1280);
+            if n == 1400 {
+                assert_eq!(want.len() - 14, 1280, "as much as fits");
+                assert_eq!(want.len(), 14 + 48 + MAX_V6_QUOTE);
+            }
+        }
+        let fib = gw_fib();
+        let f = ip6_frame(src, dst, 1, 17, &udp(3));
+        let mut b = VecBuf::new(128, &f);
+        assert_eq!(process(&fib, &vif, &mut b, None), Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded });
+        assert_eq!(b.data(), &expected_v6(&f, "fd00:1::1".parse().unwrap())[..]);
+        let c = crate::packet::icmpv6::Packet::new_checked(&b.data()[54..]).unwrap();
+        assert!(c.verify_checksum("fd00:1::1".parse().unwrap(), src));
+    }
+
+    #[test]
+    fn ipv6_cases_that_are_never_answered() {
+        let fib = fib();
+        let vif = fib.vif(1).unwrap().clone();
+        let drop = Drop(DropReason::TtlExceeded);
+        let answer = Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded };
+        let src: Ipv6Addr = "fd00:1::3".parse().unwrap();
+        let dst: Ipv6Addr = "fd00::9".parse().unwrap();
+        let run = |f: Vec<u8>| process(fib, &vif, &mut VecBuf::new(128, &f), None);
+        // ICMPv6 errors (types < 128) are not answered, echo requests are.
+        for t in [1u8, 2, 3, 4] {
+            assert_eq!(run(ip6_frame(src, dst, 1, 58, &[t, 0, 0, 0, 0, 0, 0, 0])), drop, "type {t}");
+        }
+        assert_eq!(run(ip6_frame(src, dst, 1, 58, &[128, 0, 0, 0, 0, 1, 0, 1])), answer);
+        // Fragment header: offset 0 (first) answered, offset 1 not.
+        let frag = |off: u16| {
+            let mut p = vec![17, 0];
+            p.extend_from_slice(&((off << 3) | 1).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 7]);
+            p.extend_from_slice(&udp(8));
+            p
+        };
+        assert_eq!(run(ip6_frame(src, dst, 1, 44, &frag(0))), answer);
+        assert_eq!(run(ip6_frame(src, dst, 1, 44, &frag(1))), drop);
+        // Hop-by-hop options then an ICMPv6 error: walked, not answered.
+        let mut hbh = vec![58, 0, 1, 4, 0, 0, 0, 0];
+        hbh.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(run(ip6_frame(src, dst, 1, 0, &hbh)), drop);
+        // Truncated extension header chain.
+        assert_eq!(run(ip6_frame(src, dst, 1, 0, &[17])), drop);
+        // Sources that are not one host.
+        for s in ["::", "ff02::1", "::1"] {
+            assert_eq!(run(ip6_frame(s.parse().unwrap(), dst, 1, 17, &udp(8))), drop, "{s}");
+        }
+    }
+
+    #[test]
+    fn token_bucket_rate_and_burst() {
+        // 1000 ticks per second, 100 answers per second (10 ticks each), burst 3.
+        let mut b = TokenBucket::new(100, 3, 1000);
+        assert_eq!((0..4).map(|_| b.allow(0)).collect::<Vec<_>>(), [true, true, true, false]);
+        assert!(!b.allow(9), "9 ticks: not yet a token");
+        assert!(b.allow(10));
+        assert!(!b.allow(10));
+        // A long pause refills the burst only.
+        assert_eq!((0..4).map(|_| b.allow(100_000)).collect::<Vec<_>>(), [true, true, true, false]);
+        // Steady state: exactly `rate` per second over a whole second of calls every tick.
+        let mut b = TokenBucket::new(100, 1, 1000);
+        let allowed = (1..=1000u64).filter(|&t| b.allow(t)).count();
+        assert_eq!(allowed, 100, "t = 1 (the full bucket), 11, 21, ..., 991");
+        // Rate 0: never.
+        let mut b = TokenBucket::new(0, 10, 1000);
+        assert!((0..100).all(|t| !b.allow(t)));
+    }
+}

@@ -84,7 +84,11 @@ pub(crate) struct LcoreHead {
     /// Mirror copies that were due but not sent (each also counted under a mirror drop
     /// reason).
     pub mirror_errors: AtomicU64,
-    pub _reserved: [u64; 2],
+    /// ICMP error answers to VMs (Time Exceeded) handed to a TX queue (each then counted as
+    /// a TX packet of the vif, or as a TX error + `IF TX Discard` if the queue refused it),
+    /// and answers not sent because the lcore's `icmp_error_rate` was exhausted.
+    pub icmp_errors_sent: AtomicU64,
+    pub icmp_errors_suppressed: AtomicU64,
     pub drops: [AtomicU64; DROP_REASON_COUNT],
     pub _pad: [u64; LCORE_DROP_PAD],
 }
@@ -94,6 +98,7 @@ const _: () = assert!(size_of::<LcoreHead>() == LCORE_HEAD_SIZE);
 const _: () = assert!(offset_of!(LcoreHead, drops) == CACHE_LINE);
 const _: () = assert!(offset_of!(LcoreHead, mirror_packets) == 24);
 const _: () = assert!(offset_of!(LcoreHead, mirror_errors) == 40);
+const _: () = assert!(offset_of!(LcoreHead, icmp_errors_suppressed) == 56);
 const _: () = assert!(LCORE_HEAD_SIZE & (CACHE_LINE - 1) == 0);
 
 const VIF_SCALARS: usize = 9;
@@ -311,6 +316,8 @@ impl<'a> RegionRef<'a> {
             t.mirror_packets = t.mirror_packets.wrapping_add(load(&h.mirror_packets));
             t.mirror_bytes = t.mirror_bytes.wrapping_add(load(&h.mirror_bytes));
             t.mirror_errors = t.mirror_errors.wrapping_add(load(&h.mirror_errors));
+            t.icmp_errors_sent = t.icmp_errors_sent.wrapping_add(load(&h.icmp_errors_sent));
+            t.icmp_errors_suppressed = t.icmp_errors_suppressed.wrapping_add(load(&h.icmp_errors_suppressed));
         }
         t
     }

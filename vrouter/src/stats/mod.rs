@@ -69,7 +69,7 @@ pub use writer::{LcoreStats, StatsRegion};
 /// `b"VRSTATS1"` read as a little-endian u64; the first 8 bytes of a valid region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
 /// Version of the file layout; bumped on any layout change (including new drop reasons).
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
@@ -121,6 +121,10 @@ pub struct LcoreCounters {
     pub mirror_packets: u64,
     pub mirror_bytes: u64,
     pub mirror_errors: u64,
+    /// ICMP Time Exceeded answers to VMs handed to a TX queue, and answers suppressed by
+    /// the `icmp_error_rate` limit (the packets themselves are `TTL Exceeded` drops).
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_suppressed: u64,
 }
 
 /// Region-wide totals (sum over lcores and vifs) for the periodic summary line.

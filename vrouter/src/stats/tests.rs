@@ -118,6 +118,23 @@ fn mirror_counters_per_vif_and_vrouter_wide() {
 }
 
 #[test]
+fn icmp_error_answers_sent_and_suppressed_per_lcore() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
+    let (l0, l1) = (region.lcore(0).unwrap(), region.lcore(1).unwrap());
+    l0.icmp_error(true);
+    l0.icmp_error(true);
+    l0.icmp_error(false);
+    l1.icmp_error(false);
+    let r = StatsReader::open(dir.path()).unwrap();
+    let all = r.lcore_counters(None);
+    assert_eq!((all.icmp_errors_sent, all.icmp_errors_suppressed), (2, 2));
+    let c1 = r.lcore_counters(Some(1));
+    assert_eq!((c1.icmp_errors_sent, c1.icmp_errors_suppressed), (0, 1));
+    assert_eq!((all.mirror_packets, all.busy_polls), (0, 0), "no other counter moved");
+}
+
+#[test]
 fn counters_and_drops_are_counted_once() {
     let dir = tempfile::tempdir().unwrap();
     let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
@@ -173,7 +190,9 @@ fn counters_and_drops_are_counted_once() {
             invalid_vif: 0,
             mirror_packets: 0,
             mirror_bytes: 0,
-            mirror_errors: 0
+            mirror_errors: 0,
+            icmp_errors_sent: 0,
+            icmp_errors_suppressed: 0
         }
     );
 

@@ -409,6 +409,14 @@ impl LcoreStats {
         }
     }
 
+    /// One ICMP error answer handed to a TX queue (`sent`), or one suppressed by the rate
+    /// limit.
+    #[inline]
+    pub fn icmp_error(&self, sent: bool) {
+        let h = self.head();
+        bump(if sent { &h.icmp_errors_sent } else { &h.icmp_errors_suppressed }, 1);
+    }
+
     /// Counts one poll-loop iteration: busy if it received packets, idle otherwise.
     #[inline]
     pub fn poll(&self, received: bool) {

@@ -361,6 +361,8 @@ impl TraceLcore {
                 self.push(tsc, ctx, Step::Egress { vif: v, len: pkt.data().len() as u32 });
             }
             Verdict::Drop(reason) => self.push(tsc, ctx, Step::Drop { reason }),
+            // The traced packet is dropped; the buffer leaves as an answer to its sender.
+            Verdict::Reply { drop, .. } => self.push(tsc, ctx, Step::Drop { reason: drop }),
             // Held packets are recorded when held and released; a fragment parked until its
             // first fragment comes runs again untraced.
             Verdict::Hold { .. } | Verdict::FragWait => {}
