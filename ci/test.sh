@@ -11,9 +11,8 @@
 #   TEST_TIMEOUT_S   stop the test run after this many seconds (default 1500)
 #   FUZZ_SECONDS     after the cargo tests, fuzz the forwarding path this long with ci/fuzz.sh
 #                    (default 60; 0 skips it). A finding fails the suite. From scratch,
-#                    installing cargo-fuzz (~4 min) and building the fuzz crate (~3 CPU-min)
-#                    come first: keep ~/.cargo/bin and fuzz/target between runs.
-#   FUZZ_TIMEOUT_S   bound on the whole fuzz step, install and build included (default 900)
+#                    building the fuzz crate (~3 CPU-min from scratch) comes first.
+#   FUZZ_TIMEOUT_S   bound on the whole fuzz step, build included (default 900)
 #   extra arguments  passed to `cargo test` (e.g. `ci/test.sh -p vrouter`)
 set -euo pipefail
 
@@ -63,7 +62,7 @@ awk '
 ' "$log"
 
 # Coverage-guided fuzzing of the forwarding path, bounded (its build is the fuzz crate's,
-# outside the workspace; cargo-fuzz is installed the first time). Not run as root's runner:
+# outside the workspace; nothing is installed). Not run as root's runner:
 # the fuzz target needs no EAL.
 fuzz_rc=0
 if [ "${FUZZ_SECONDS:-60}" != "0" ]; then
@@ -76,7 +75,11 @@ fi
 
 elapsed=$(($(date +%s) - start))
 if [ "$rc" -eq 0 ] && [ "$fuzz_rc" -ne 0 ]; then
-    echo "[test] FAILED: fuzzing found a problem (exit $fuzz_rc) after ${elapsed}s"
+    if [ "$fuzz_rc" -eq 124 ] || [ "$fuzz_rc" -eq 137 ]; then
+        echo "[test] FAILED: the fuzz step ran out of its ${FUZZ_TIMEOUT_S:-900}s (build + run) after ${elapsed}s"
+    else
+        echo "[test] FAILED: fuzzing found a problem (exit $fuzz_rc) after ${elapsed}s"
+    fi
     exit "$fuzz_rc"
 fi
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then

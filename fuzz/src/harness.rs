@@ -244,7 +244,9 @@ impl Oracle {
     pub fn from_env() -> Oracle {
         static O: OnceLock<Oracle> = OnceLock::new();
         *O.get_or_init(|| {
-            let on = |v: &str| std::env::var(v).map(|s| s == "1" || s == "true").unwrap_or(false);
+            // On unless switched off: the pipeline now keys fragments, extension headers
+            // and bridged frames (set 0 to judge only routed, unfragmented frames).
+            let on = |v: &str| std::env::var(v).map(|s| s != "0" && s != "false").unwrap_or(true);
             Oracle { frag_ext: on("VROUTER_FUZZ_FRAG_ORACLE"), l2: on("VROUTER_FUZZ_L2_ORACLE") }
         })
     }
@@ -458,7 +460,7 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     for (i, &(sel, frame)) in recs.iter().enumerate() {
         now += 1;
         let mut ctx = Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
-        ctx.frame(i, sel, frame)?;
+        ctx.frame(i, sel, frame, false)?;
         // Fragments that waited for this (first) fragment run again now, in arrival order,
         // as the data plane runs them after the burst.
         let mut ready = Vec::new();
@@ -466,7 +468,7 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
         for j in ready {
             let (sel, frame) = recs[j];
             let mut ctx = Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
-            ctx.frame(j, sel, frame).map_err(|e| format!("(parked until its first fragment) {e}"))?;
+            ctx.frame(j, sel, frame, true).map_err(|e| format!("(parked until its first fragment) {e}"))?;
         }
     }
     if rep.held == 0 && table.iter_active().next().is_none() {
@@ -489,7 +491,8 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Runs frame `i` of the input (`sel`: its selector byte) and checks every invariant.
-    fn frame(&mut self, i: usize, sel: u8, frame: &[u8]) -> Result<(), String> {
+    /// `rerun`: a parked fragment run again (already counted as a frame of the input).
+    fn frame(&mut self, i: usize, sel: u8, frame: &[u8], rerun: bool) -> Result<(), String> {
         let (w, table, hold, now, oracle) = (self.w, self.table, self.hold, self.now, self.oracle);
         let fib = &w.fib;
         let st = &mut *self.st;
@@ -503,7 +506,9 @@ impl Ctx<'_> {
         let vif = fib.vif(vif_id).expect("vif").clone();
         let ctx = |what: String| format!("frame {i} (vif {vif_id}, {} bytes {:02x?}): {what}", frame.len(), frame);
         let judged = oracle::judge(st, vif_id, frame, oracle);
-        rep.frames += 1;
+        if !rerun {
+            rep.frames += 1;
+        }
 
         let before = total_packets(table);
         let mut rec = Recorder { original: frame, copies: Vec::new(), problems: Vec::new() };
@@ -618,7 +623,12 @@ impl Ctx<'_> {
                 }
                 match v {
                     Outcome::Tx(_) => rep.tx += 1,
-                    Outcome::Queued => rep.queued += 1,
+                    // Parked until its datagram's first fragment comes (then run again by
+                    // `run`); a full queue drops it, as the data plane does.
+                    Outcome::Queued => match self.frags.park(i, vif_id) {
+                        Ok(()) => rep.queued += 1,
+                        Err(_) => rep.drops += 1,
+                    },
                     _ => rep.drops += 1,
                 }
                 rep.mirror_copies += rec.copies.len();
@@ -631,7 +641,9 @@ impl Ctx<'_> {
                 return Err(ctx(format!("DENY BYPASS: forwarded to vif {out}, but {why}")));
             }
         }
-        oracle::record(st, vif_id, frame);
+        if !rerun {
+            oracle::record(st, vif_id, frame);
+        }
         Ok(())
     }
 }

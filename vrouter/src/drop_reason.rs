@@ -122,9 +122,12 @@ drop_reasons! {
     InvalidSourceMac = "invalid_source_mac", "Invalid Source MAC";
     /// The fragment table had no free entry for the first fragment of a new datagram.
     FragTableFull = "frag_table_full", "Fragment Table Full";
-    /// An IPv6 extension-header chain longer than the walk limit, or one that runs past
-    /// the packet, or a header after a fragment header that announces another fragment.
+    /// An IPv6 extension-header chain longer than the walk limit, one that runs past the
+    /// packet, a hop-by-hop header that is not the first, or a second fragment header.
     Ipv6ExtChain = "ipv6_ext_chain", "IPv6 Ext Header Chain";
+    /// A bridged IP frame whose destination IP does not route to where its destination MAC
+    /// bridges: policy is decided for the IP's endpoint, so the frame may not go elsewhere.
+    BridgeRouteMismatch = "bridge_route_mismatch", "Bridged IP Route Mismatch";
 }
 
 /// Number of drop reasons; the length of every drop counter array in the stats region.

@@ -414,10 +414,13 @@ fn icmp_errors_pass_only_for_allowed_flows() {
     let never = ipv4_udp(vm1_v4(), vm2_v4(), 64, 6002, 7777, b"never sent");
     let allowed6 = ipv6_udp(vm1_v6(), vm2_v6(), 64, 6003, 9999, b"allowed6");
     let never6 = ipv6_udp(vm1_v6(), vm2_v6(), 64, 6004, 7777, b"never sent 6");
+    // vm1's flow to a remote host, which vm2 has nothing to do with.
+    let remote = ipv4_udp(vm1_v4(), ip4("192.168.2.10"), 64, 6005, 9999, b"to a remote host");
     let vm1 = vec![
         eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &allowed),
         eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &denied),
         eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x86dd, &allowed6),
+        eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &remote),
     ];
     // vm2 answers with ICMP errors. vm2's port is polled after vm1's, so the quoted flows
     // exist (in HOLD or set up) when the errors arrive: an error about a flow that waits for
@@ -430,6 +433,9 @@ fn icmp_errors_pass_only_for_allowed_flows() {
     let e_misdirected = icmp_unreachable(vm2_v4(), ip4("192.168.2.10"), &allowed);
     let e_allowed6 = icmp6_unreachable(vm2_v6(), vm1_v6(), &allowed6);
     let e_never6 = icmp6_unreachable(vm2_v6(), vm1_v6(), &never6);
+    // vm2 reporting an error about vm1's flow to the remote host: a VM only reports errors
+    // about packets sent to it (else it could push errors through a deny rule).
+    let e_third_party = icmp_unreachable(vm2_v4(), vm1_v4(), &remote);
     let vm2 = vec![
         eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x0800, &e_allowed),
         eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x0800, &e_denied),
@@ -437,11 +443,13 @@ fn icmp_errors_pass_only_for_allowed_flows() {
         eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x0800, &e_misdirected),
         eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x86dd, &e_allowed6),
         eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x86dd, &e_never6),
+        eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x0800, &e_third_party),
     ];
     let out = run_with(Inputs { vm1, vm2, ..Default::default() }, |c| {
         network_policy(c, &[(DENY_UDP_53, "udp", "deny"), (PASS_ALL, "", "pass")])
     });
-    out.assert_accounted(9);
+    out.assert_accounted(11);
+    assert_eq!(out.fabric.len(), 1, "vm1's datagram to the remote host");
     let mut want6 = e_allowed6.clone();
     want6[7] -= 1;
     assert_eq!(
@@ -451,8 +459,8 @@ fn icmp_errors_pass_only_for_allowed_flows() {
     );
     assert_eq!(out.vm2.len(), 2, "the two allowed datagrams");
     // The denied datagram and the error about it (its reverse flow drops too); the error
-    // about no flow, v4 and v6, and the misdirected one.
-    assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, 2), (DropReason::IcmpError, 3)], "{:?}", out.drop_list());
+    // about no flow, v4 and v6, the misdirected one and the third party's.
+    assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, 2), (DropReason::IcmpError, 4)], "{:?}", out.drop_list());
     // The passing error is counted on the reverse of the flow it quotes.
     let fl = flows(&out.run_dir);
     let rev = fl
@@ -460,4 +468,32 @@ fn icmp_errors_pass_only_for_allowed_flows() {
         .find(|f| f.key.src_ip() == IpAddr::V4(vm2_v4()) && f.key.sport() == 9999 && f.key.dport() == 6000)
         .expect("reverse flow of the allowed datagram");
     assert_eq!((rev.packets, rev.bytes), (1, e_allowed.len() as u64));
+}
+
+#[test]
+fn bridged_frames_hold_to_policy_too() {
+    // vm1 sends straight to vm2's MAC (bridged, not routed): the deny rule applies all the
+    // same, and the frame may only go where its IP routes.
+    let bridged = |ip: &[u8]| eth(mac(VM2_MAC), mac(VM1_MAC), 0x0800, ip);
+    let dns = ipv4_udp(vm1_v4(), vm2_v4(), 64, 7000, 53, b"bridged dns");
+    let web = ipv4_udp(vm1_v4(), vm2_v4(), 64, 7001, 80, b"bridged web");
+    let dns6 = ipv6_udp(vm1_v6(), vm2_v6(), 64, 7002, 53, b"bridged dns6");
+    // To vm2's MAC but the subnet broadcast address (which routes nowhere, so no security
+    // group of vm2 would be asked about it).
+    let broadcast = ipv4_udp(vm1_v4(), ip4("192.168.1.255"), 64, 7003, 53, b"broadcast");
+    let vm1 = vec![bridged(&dns), bridged(&web), eth(mac(VM2_MAC), mac(VM1_MAC), 0x86dd, &dns6), bridged(&broadcast)];
+    let out = run_with(Inputs { vm1, ..Default::default() }, |c| {
+        network_policy(c, &[(DENY_UDP_53, "udp", "deny"), (PASS_ALL, "", "pass")])
+    });
+    out.assert_accounted(4);
+    assert_eq!(out.vm2, vec![bridged(&web)], "only the allowed frame, bridged unchanged");
+    assert_eq!(
+        out.drop_list(),
+        vec![(DropReason::FlowActionDrop, 2), (DropReason::BridgeRouteMismatch, 1)],
+        "{:?}",
+        out.drop_list()
+    );
+    let fl = flows(&out.run_dir);
+    let f = fl.iter().find(|f| f.key.sport() == 7000).expect("the bridged DNS flow");
+    assert_eq!((f.action, f.drop_reason, f.packets), (Action::Drop, FLOW_DR_POLICY, 1));
 }

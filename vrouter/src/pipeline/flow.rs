@@ -209,10 +209,13 @@ pub fn needs_special_key(v6: bool, first: u8, fragment: bool, l4: &[u8]) -> bool
     }
 }
 
-/// The flow key of the IPv4 packet an ICMP error quotes (`icmp`: the ICMP message;
-/// `outer_dst`: the error's destination, which must be the quoted packet's source). The
-/// error travels in that flow's reverse. `None`: nothing usable is quoted.
-fn icmp4_quoted_key(vrf: u32, outer_dst: Ipv4Addr, icmp: &[u8]) -> Option<FlowKey> {
+/// The flow key of the IPv4 packet an ICMP error quotes (`icmp`: the ICMP message). The
+/// error's destination must be the quoted packet's source; from a VM (`from_vm`) its
+/// source must also be the quoted packet's destination: a VM reports errors about packets
+/// sent to it, never on behalf of a third host (which would let it push errors, or a
+/// smaller path MTU, through a deny rule by quoting someone else's flow). The error
+/// travels in the quoted flow's reverse. `None`: nothing usable is quoted.
+fn icmp4_quoted_key(vrf: u32, outer_src: Ipv4Addr, outer_dst: Ipv4Addr, icmp: &[u8], from_vm: bool) -> Option<FlowKey> {
     let inner = icmp.get(8..)?;
     let b0 = *inner.first()?;
     let ihl = usize::from(b0 & 0x0f) * 4;
@@ -227,7 +230,7 @@ fn icmp4_quoted_key(vrf: u32, outer_dst: Ipv4Addr, icmp: &[u8]) -> Option<FlowKe
     let src = Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
     let dst = Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]);
     let l4 = &inner[ihl..];
-    if src != outer_dst || is_icmp_error(proto, l4) {
+    if src != outer_dst || (from_vm && dst != outer_src) || is_icmp_error(proto, l4) {
         return None;
     }
     let (s, d) = key_ports(proto, l4, true);
@@ -235,7 +238,7 @@ fn icmp4_quoted_key(vrf: u32, outer_dst: Ipv4Addr, icmp: &[u8]) -> Option<FlowKe
 }
 
 /// [`icmp4_quoted_key`] for ICMPv6: the quoted IPv6 packet's extension headers are walked.
-fn icmp6_quoted_key(vrf: u32, outer_dst: Ipv6Addr, icmp: &[u8]) -> Option<FlowKey> {
+fn icmp6_quoted_key(vrf: u32, outer_src: Ipv6Addr, outer_dst: Ipv6Addr, icmp: &[u8], from_vm: bool) -> Option<FlowKey> {
     let inner = icmp.get(8..)?;
     let hdr = inner.first_chunk::<{ ipv6::HEADER_LEN }>()?;
     if hdr[0] >> 4 != 6 {
@@ -246,19 +249,21 @@ fn icmp6_quoted_key(vrf: u32, outer_dst: Ipv6Addr, icmp: &[u8]) -> Option<FlowKe
     let rest = &inner[ipv6::HEADER_LEN..];
     let u = ipv6ext::upper_layer(hdr[6], rest).ok()?;
     let l4 = rest.get(u.offset..).unwrap_or(&[]);
-    if src != outer_dst || !u.has_header() || is_icmp_error(u.proto, l4) {
+    if src != outer_dst || (from_vm && dst != outer_src) || !u.has_header() || is_icmp_error(u.proto, l4) {
         return None;
     }
     let (s, d) = key_ports(u.proto, l4, true);
     Some(FlowKey::v6(vrf, u.proto, src, dst, s, d))
 }
 
-/// Ports of a first fragment; one too short to hold them is a fragment error (RFC 1858's
-/// tiny fragment: policy must see the ports in the first fragment).
+/// Ports of a first fragment; one too short to hold its transport header is a fragment
+/// error (RFC 1858's tiny fragment: policy must see the ports, and the TCP state machine
+/// the flags, in the first fragment).
 #[inline]
 fn first_fragment_ports(proto: u8, l4: &[u8]) -> Result<(u16, u16), Verdict> {
     let need = match proto {
-        IpProtocol::TCP | IpProtocol::UDP => 4,
+        IpProtocol::TCP => 20,
+        IpProtocol::UDP => 8,
         IpProtocol::ICMP | IpProtocol::ICMPV6 => 8,
         _ => 0,
     };
@@ -352,31 +357,32 @@ impl FlowStage<'_> {
         }
     }
 
-    /// The flow stage for an IPv4 packet in `vrf`. Returns the key's hash (0 on the
-    /// out-of-line path, whose packets are never unfragmented TCP/UDP) with the verdict.
+    /// The flow stage for an IPv4 packet in `vrf` (`from_vm`: it entered on a VM vif).
+    /// Returns the key's hash (0 on the out-of-line path, whose packets are never
+    /// unfragmented TCP/UDP) with the verdict.
     #[inline(always)]
-    pub(super) fn ipv4(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>) -> (u32, Result<(), Verdict>) {
+    pub(super) fn ipv4(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>, from_vm: bool) -> (u32, Result<(), Verdict>) {
         let proto = ip.protocol();
         if needs_special_key(false, proto, ip.is_fragment(), ip.payload()) {
-            return (0, self.ipv4_special(vrf, ip, frame));
+            return (0, self.ipv4_special(vrf, ip, frame, from_vm));
         }
         self.run(vrf, || key_v4(vrf, ip), u32::from(ip.total_len()), proto, ip.payload(), frame)
     }
 
     /// The flow stage for an IPv6 packet in `vrf`.
     #[inline(always)]
-    pub(super) fn ipv6(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+    pub(super) fn ipv6(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
         let first = ip.next_header();
         let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
         if needs_special_key(true, first, false, ip.payload()) {
-            return self.ipv6_special(vrf, ip, len, frame);
+            return self.ipv6_special(vrf, ip, len, frame, from_vm);
         }
         self.run(vrf, || key_v6(vrf, ip), len, first, ip.payload(), frame).1
     }
 
     /// IPv4 fragments and ICMP errors.
     #[inline(never)]
-    fn ipv4_special(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+    fn ipv4_special(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
         // The pre-pass keyed nothing for this packet.
         self.pre = None;
         let proto = ip.protocol();
@@ -384,12 +390,13 @@ impl FlowStage<'_> {
         let ip_len = u32::from(ip.total_len());
         let l4 = ip.payload();
         if !ip.is_fragment() {
-            let quoted = icmp4_quoted_key(vrf, dst, l4).ok_or(Verdict::Drop(DropReason::IcmpError))?;
+            let quoted = icmp4_quoted_key(vrf, src, dst, l4, from_vm).ok_or(Verdict::Drop(DropReason::IcmpError))?;
             return self.icmp_error(&quoted, ip_len, proto, frame);
         }
         let fk = FragKey::v4(vrf, proto, src, dst, ip.ident());
         let piece = FragPiece { offset: u32::from(ip.frag_offset()), len: l4.len() as u32, more: ip.more_frags() };
-        let (sport, dport) = self.fragment_ports(fk, piece, proto, l4, |s, d| FlowKey::v4(vrf, proto, src, dst, s, d))?;
+        let (proto, sport, dport) =
+            self.fragment_ports(fk, piece, proto, l4, |p, s, d| FlowKey::v4(vrf, p, src, dst, s, d))?;
         let key = FlowKey::v4(vrf, proto, src, dst, sport, dport);
         let l4 = if piece.offset == 0 { l4 } else { &[] };
         self.keyed(&key, ip_len, proto, l4, frame)
@@ -397,59 +404,73 @@ impl FlowStage<'_> {
 
     /// IPv6 packets with extension headers, fragments and ICMPv6 errors.
     #[inline(never)]
-    fn ipv6_special(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, ip_len: u32, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+    fn ipv6_special(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, ip_len: u32, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
         self.pre = None;
         let payload = ip.payload();
         let u = ipv6ext::upper_layer(ip.next_header(), payload).map_err(|_| Verdict::Drop(DropReason::Ipv6ExtChain))?;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let proto = u.proto;
         let l4 = payload.get(u.offset..).unwrap_or(&[]);
-        let Some(f) = u.frag else {
+        // Not fragmented, or an atomic fragment (offset 0, no more: RFC 6946), which is
+        // keyed as the whole packet it is and not recorded.
+        let frag = u.frag.filter(|f| f.offset != 0 || f.more);
+        let Some(f) = frag else {
             if is_icmp_error(proto, l4) {
-                let quoted = icmp6_quoted_key(vrf, dst, l4).ok_or(Verdict::Drop(DropReason::IcmpError))?;
+                let quoted = icmp6_quoted_key(vrf, src, dst, l4, from_vm).ok_or(Verdict::Drop(DropReason::IcmpError))?;
                 return self.icmp_error(&quoted, ip_len, proto, frame);
             }
             let (sport, dport) = key_ports(proto, l4, true);
             return self.keyed(&FlowKey::v6(vrf, proto, src, dst, sport, dport), ip_len, proto, l4, frame);
         };
-        let fk = FragKey::v6(vrf, proto, src, dst, f.ident);
+        // RFC 8200: a datagram is (source, destination, identification); the transport
+        // protocol is only known from the first fragment (a later one's fragment header
+        // may name another extension header), so the table gives it with the ports.
+        let fk = FragKey::v6(vrf, src, dst, f.ident);
         let data_len = payload.len().saturating_sub(f.data_offset) as u32;
         let piece = FragPiece { offset: u32::from(f.offset), len: data_len, more: f.more };
-        let (sport, dport) = self.fragment_ports(fk, piece, proto, l4, |s, d| FlowKey::v6(vrf, proto, src, dst, s, d))?;
+        let (proto, sport, dport) =
+            self.fragment_ports(fk, piece, proto, l4, |p, s, d| FlowKey::v6(vrf, p, src, dst, s, d))?;
         let key = FlowKey::v6(vrf, proto, src, dst, sport, dport);
         let l4 = if f.offset == 0 { l4 } else { &[] };
         self.keyed(&key, ip_len, proto, l4, frame)
     }
 
-    /// A fragment's key ports: a first fragment's own (recorded in the fragment table), a
-    /// later fragment's from the table. A held fragment re-run after its flow's setup is
-    /// not recorded again: it takes its held flow's ports (`key_with` builds the packet's
-    /// key with given ports, to check the held flow is this packet's).
+    /// A fragment's transport protocol and key ports: a first fragment's own (recorded in
+    /// the fragment table), a later fragment's from the table (`proto` is then only the
+    /// IP header's). A held fragment re-run after its flow's setup is not recorded again: a
+    /// later one takes its held flow's (`key_with` builds the packet's key from a protocol
+    /// and ports, to check the held flow is this packet's).
     fn fragment_ports(
         &mut self,
         fk: FragKey,
         piece: FragPiece,
         proto: u8,
         l4: &[u8],
-        key_with: impl Fn(u16, u16) -> FlowKey,
-    ) -> Result<(u16, u16), Verdict> {
+        key_with: impl Fn(u8, u16, u16) -> FlowKey,
+    ) -> Result<(u8, u16, u16), Verdict> {
+        if piece.offset == 0 && is_icmp_error(proto, l4) {
+            // A fragmented ICMP error cannot be matched to the flow it quotes (its later
+            // fragments could carry anything): dropped; its later fragments wait and expire.
+            return Err(Verdict::Drop(DropReason::IcmpError));
+        }
         if self.reinject {
             if piece.offset == 0 {
-                return first_fragment_ports(proto, l4);
+                let (s, d) = first_fragment_ports(proto, l4)?;
+                return Ok((proto, s, d));
             }
             let held = self.held_flow.and_then(|i| self.table.entry(i)).and_then(|e| e.key());
             return match held {
-                Some(k) if k == key_with(k.sport(), k.dport()) => Ok((k.sport(), k.dport())),
+                Some(k) if k == key_with(k.proto(), k.sport(), k.dport()) => Ok((k.proto(), k.sport(), k.dport())),
                 _ => Err(Verdict::Drop(DropReason::NoFragEntry)),
             };
         }
         if piece.offset == 0 {
             let ports = first_fragment_ports(proto, l4)?;
-            self.frags.first(fk, ports, piece, self.now).map_err(Verdict::Drop)?;
-            return Ok(ports);
+            self.frags.first(fk, proto, ports, piece, self.now).map_err(Verdict::Drop)?;
+            return Ok((proto, ports.0, ports.1));
         }
         match self.frags.later(fk, piece, self.now).map_err(Verdict::Drop)? {
-            Later::Ports(s, d) => Ok((s, d)),
+            Later::Found { proto, sport, dport } => Ok((proto, sport, dport)),
             Later::Wait => Err(Verdict::FragWait),
         }
     }

@@ -4,9 +4,11 @@
 //! keyed by its real ports. Keying the others with ports 0 (or letting them match the
 //! first permissive rule) lets a VM slip a denied datagram past policy. Instead, as
 //! tf-vrouter does (`vr_fragment_add` / `vr_fragment_get`), the first fragment records its
-//! ports here under (VRF, protocol, source, destination, identification) and every later
-//! fragment of the datagram takes them: all fragments hit the same flow, get the same
-//! verdict, the same counters and the same mirror copies. Nothing is reassembled.
+//! transport protocol and ports here under its datagram's identity (IPv4: VRF, protocol,
+//! source, destination, identification; IPv6: VRF, source, destination, identification, as
+//! RFC 8200 has it) and every later fragment of the datagram takes them: all fragments hit
+//! the same flow, get the same verdict, the same counters and the same mirror copies.
+//! Nothing is reassembled.
 //!
 //! - A fragment that arrives before its first fragment waits in a bounded queue
 //!   ([`FragTable::park`]) for at most [`FRAG_TIMEOUT_MS`]; when the first fragment comes,
@@ -23,9 +25,11 @@
 //!   no room (after expired entries are reclaimed) drops with `Fragment Table Full`.
 //!
 //! One table per forwarding lcore (single writer, no locks). Fragments of one datagram
-//! enter on one RX queue (RSS hashes fragments on their addresses only), so they meet on one
-//! lcore; a later fragment that arrives on another lcore waits there and drops with
-//! `No Fragment Entries`.
+//! must enter on one RX queue to meet on one lcore: NICs hash fragments on their addresses
+//! only, and this vRouter gives every fragment of a datagram one tunnel source port (its
+//! 5-tuple hash has no ports for any fragment), so the receiving vRouter's RSS keeps them
+//! together. A later fragment that arrives on another lcore waits there and drops with
+//! `No Fragment Entries`. The table is shared by every vif of the lcore (no per-VM quota).
 //!
 //! Packets are opaque handles (`usize`, mbuf addresses in the data plane), as in
 //! [`super::flow::HoldStore`].
@@ -45,8 +49,9 @@ const MAX_RANGES: usize = 8;
 /// Largest IP datagram: no fragment may end past it.
 const MAX_DATAGRAM: u32 = 65535;
 
-/// What identifies a datagram: RFC 791 (source, destination, protocol, identification) in a
-/// VRF; IPv4 addresses are stored as IPv4-mapped IPv6 addresses.
+/// What identifies a datagram in a VRF: RFC 791's (source, destination, protocol,
+/// identification) for IPv4 (addresses stored IPv4-mapped), RFC 8200's (source,
+/// destination, identification) for IPv6 (`proto` 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragKey {
     pub vrf: u32,
@@ -61,8 +66,8 @@ impl FragKey {
         FragKey { vrf, proto, src: src.to_ipv6_mapped().octets(), dst: dst.to_ipv6_mapped().octets(), ident: u32::from(ident) }
     }
 
-    pub fn v6(vrf: u32, proto: u8, src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, ident: u32) -> FragKey {
-        FragKey { vrf, proto, src: src.octets(), dst: dst.octets(), ident }
+    pub fn v6(vrf: u32, src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, ident: u32) -> FragKey {
+        FragKey { vrf, proto: 0, src: src.octets(), dst: dst.octets(), ident }
     }
 }
 
@@ -91,6 +96,8 @@ impl FragPiece {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// The transport protocol and ports of the first fragment.
+    proto: u8,
     sport: u16,
     dport: u16,
     expires: u64,
@@ -159,8 +166,8 @@ struct Parked {
 /// What a non-first fragment learned from the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Later {
-    /// The datagram's ports (source, destination).
-    Ports(u16, u16),
+    /// The datagram's transport protocol and ports, from its first fragment.
+    Found { proto: u8, sport: u16, dport: u16 },
     /// No first fragment yet: the data plane should [`FragTable::park`] the packet.
     Wait,
 }
@@ -219,9 +226,10 @@ impl FragTable {
         self.parked.len()
     }
 
-    /// A first fragment (offset 0, more fragments follow) with its ports: records the
-    /// datagram and moves the fragments that were waiting for it to the ready list.
-    pub fn first(&mut self, key: FragKey, ports: (u16, u16), piece: FragPiece, now: u64) -> Result<(), DropReason> {
+    /// A first fragment (offset 0, more fragments follow) with its transport protocol and
+    /// ports: records the datagram and moves the fragments that were waiting for it to the
+    /// ready list.
+    pub fn first(&mut self, key: FragKey, proto: u8, ports: (u16, u16), piece: FragPiece, now: u64) -> Result<(), DropReason> {
         piece.check()?;
         let expires = now + self.timeout_ms;
         if let Some(e) = self.entries.get_mut(&key) {
@@ -232,12 +240,17 @@ impl FragTable {
             return Ok(());
         }
         if self.entries.len() >= self.capacity {
-            self.expire_entries(now);
+            // Only when some entry may have expired: a full table of live entries is not
+            // scanned for every first fragment.
+            if now >= self.next_expiry {
+                self.expire_entries(now);
+                self.next_expiry = self.entries.values().map(|e| e.expires).min().unwrap_or(u64::MAX);
+            }
             if self.entries.len() >= self.capacity {
                 return Err(DropReason::FragTableFull);
             }
         }
-        let mut e = Entry { sport: ports.0, dport: ports.1, expires, total: None, n: 0, ranges: [(0, 0); MAX_RANGES] };
+        let mut e = Entry { proto, sport: ports.0, dport: ports.1, expires, total: None, n: 0, ranges: [(0, 0); MAX_RANGES] };
         e.add(&piece)?;
         self.entries.insert(key, e);
         self.next_expiry = self.next_expiry.min(expires);
@@ -270,13 +283,13 @@ impl FragTable {
             return Ok(Later::Wait);
         }
         e.add(&piece)?;
-        let ports = (e.sport, e.dport);
+        let found = Later::Found { proto: e.proto, sport: e.sport, dport: e.dport };
         if e.complete() {
             self.entries.remove(&key);
         } else {
             e.expires = now + self.timeout_ms;
         }
-        Ok(Later::Ports(ports.0, ports.1))
+        Ok(found)
     }
 
     /// Queues the packet whose fragment [`FragTable::later`] just told to wait, until its
@@ -364,10 +377,10 @@ mod tests {
     #[test]
     fn in_order_fragments_take_the_first_ones_ports_and_the_entry_goes_when_complete() {
         let mut t = FragTable::default();
-        t.first(key(1), (1000, 53), piece(0, 1480, true), 0).unwrap();
-        assert_eq!(t.later(key(1), piece(1480, 1480, true), 1), Ok(Later::Ports(1000, 53)));
+        t.first(key(1), 17, (1000, 53), piece(0, 1480, true), 0).unwrap();
+        assert_eq!(t.later(key(1), piece(1480, 1480, true), 1), Ok(Later::Found { proto: 17, sport: 1000, dport: 53 }));
         assert_eq!(t.len(), 1);
-        assert_eq!(t.later(key(1), piece(2960, 100, false), 2), Ok(Later::Ports(1000, 53)));
+        assert_eq!(t.later(key(1), piece(2960, 100, false), 2), Ok(Later::Found { proto: 17, sport: 1000, dport: 53 }));
         assert_eq!(t.len(), 0, "complete: removed");
         // Another datagram of the same flow, other id: waits.
         assert_eq!(t.later(key(2), piece(8, 8, false), 3), Ok(Later::Wait));
@@ -383,14 +396,14 @@ mod tests {
         assert_eq!(t.later(key(8), piece(8, 8, true), 1), Ok(Later::Wait));
         t.park(0xc, 2).unwrap();
         assert!(!t.has_ready());
-        t.first(key(7), (5, 6), piece(0, 8, true), 2).unwrap();
+        t.first(key(7), 17, (5, 6), piece(0, 8, true), 2).unwrap();
         let mut out = Vec::new();
         t.take_ready(|p, v| out.push((p, v)));
         assert_eq!(out, vec![(0xa, 1), (0xb, 1)], "arrival order, only this datagram's");
         assert_eq!(t.parked(), 1);
         // Re-run: they now find the entry.
-        assert_eq!(t.later(key(7), piece(16, 8, false), 3), Ok(Later::Ports(5, 6)));
-        assert_eq!(t.later(key(7), piece(8, 8, true), 3), Ok(Later::Ports(5, 6)));
+        assert_eq!(t.later(key(7), piece(16, 8, false), 3), Ok(Later::Found { proto: 17, sport: 5, dport: 6 }));
+        assert_eq!(t.later(key(7), piece(8, 8, true), 3), Ok(Later::Found { proto: 17, sport: 5, dport: 6 }));
         assert_eq!(t.len(), 0);
     }
 
@@ -418,32 +431,32 @@ mod tests {
     #[test]
     fn overlaps_oversize_and_bad_lengths_are_fragment_errors() {
         let mut t = FragTable::default();
-        t.first(key(1), (1, 2), piece(0, 16, true), 0).unwrap();
+        t.first(key(1), 17, (1, 2), piece(0, 16, true), 0).unwrap();
         // Overlaps the first fragment's transport header (RFC 1858).
         assert_eq!(t.later(key(1), piece(8, 16, true), 0), Err(DropReason::FragmentError));
         // Duplicate of the first fragment.
-        assert_eq!(t.first(key(1), (1, 2), piece(0, 16, true), 0), Err(DropReason::FragmentError));
+        assert_eq!(t.first(key(1), 17, (1, 2), piece(0, 16, true), 0), Err(DropReason::FragmentError));
         // Not a multiple of 8 without being last.
         assert_eq!(t.later(key(1), piece(16, 12, true), 0), Err(DropReason::FragmentError));
         // Past 65535.
         assert_eq!(t.later(key(1), piece(65528, 16, false), 0), Err(DropReason::FragmentError));
         // A last fragment, then one past its end.
-        assert_eq!(t.later(key(1), piece(32, 8, false), 0), Ok(Later::Ports(1, 2)));
+        assert_eq!(t.later(key(1), piece(32, 8, false), 0), Ok(Later::Found { proto: 17, sport: 1, dport: 2 }));
         assert_eq!(t.later(key(1), piece(40, 8, true), 0), Err(DropReason::FragmentError));
         // A second, different end.
         assert_eq!(t.later(key(1), piece(16, 8, false), 0), Err(DropReason::FragmentError));
         // The hole fills: complete.
-        assert_eq!(t.later(key(1), piece(16, 16, true), 0), Ok(Later::Ports(1, 2)));
+        assert_eq!(t.later(key(1), piece(16, 16, true), 0), Ok(Later::Found { proto: 17, sport: 1, dport: 2 }));
         assert_eq!(t.len(), 0);
     }
 
     #[test]
     fn a_full_table_refuses_new_datagrams_until_entries_expire() {
         let mut t = FragTable::new(2, 4, 100);
-        t.first(key(1), (1, 1), piece(0, 8, true), 0).unwrap();
-        t.first(key(2), (1, 1), piece(0, 8, true), 0).unwrap();
-        assert_eq!(t.first(key(3), (1, 1), piece(0, 8, true), 50), Err(DropReason::FragTableFull));
-        t.first(key(3), (1, 1), piece(0, 8, true), 100).unwrap();
+        t.first(key(1), 17, (1, 1), piece(0, 8, true), 0).unwrap();
+        t.first(key(2), 17, (1, 1), piece(0, 8, true), 0).unwrap();
+        assert_eq!(t.first(key(3), 17, (1, 1), piece(0, 8, true), 50), Err(DropReason::FragTableFull));
+        t.first(key(3), 17, (1, 1), piece(0, 8, true), 100).unwrap();
         assert_eq!(t.len(), 1);
         // An expired entry is not used: the fragment waits.
         assert_eq!(t.later(key(3), piece(8, 8, false), 300), Ok(Later::Wait));

@@ -234,10 +234,16 @@ impl TokenBucket {
         if self.cost == 0 {
             return false;
         }
-        if let Some(last) = self.last {
-            self.credit = self.credit.saturating_add(now.saturating_sub(last)).min(self.cap);
+        // Time never goes back for the bucket: an older stamp than the last one (a caller
+        // without a fresh TSC) adds no credit and does not move `last` back.
+        match self.last {
+            Some(last) if now <= last => {}
+            Some(last) => {
+                self.credit = self.credit.saturating_add(now - last).min(self.cap);
+                self.last = Some(now);
+            }
+            None => self.last = Some(now),
         }
-        self.last = Some(now);
         if self.credit >= self.cost {
             self.credit -= self.cost;
             true

@@ -168,7 +168,10 @@ fn resolve(fib: &Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&Nexthop>
 #[inline(always)]
 fn hash_v4(ip: &ipv4::Packet<&[u8]>) -> u32 {
     let proto = ip.protocol();
-    let (sport, dport) = l4_ports(proto, ip.payload(), ip.frag_offset() == 0);
+    // No ports for any fragment, the first included: every fragment of a datagram takes
+    // one ECMP member and one tunnel source port (so the receiving NIC's RSS keeps them on
+    // one queue, where one fragment table sees them all).
+    let (sport, dport) = l4_ports(proto, ip.payload(), !ip.is_fragment());
     flow_table::flow_hash_v4(u32::from(ip.src_addr()), u32::from(ip.dst_addr()), proto, sport, dport)
 }
 
@@ -202,7 +205,7 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>
         if let Some(fs) = flows {
             let proto = ip.protocol();
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            let (key_hash, res) = fs.ipv4(vrf, &ip, frame);
+            let (key_hash, res) = fs.ipv4(vrf, &ip, frame, true);
             if let Err(v) = res {
                 return v;
             }
@@ -260,7 +263,7 @@ fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>
         };
         if let Some(fs) = flows {
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let Err(v) = fs.ipv6(vrf, &ip, frame) {
+            if let Err(v) = fs.ipv6(vrf, &ip, frame, true) {
                 return v;
             }
         }
@@ -322,12 +325,40 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
 /// stage in `vrf` first, then the frame is bridged unchanged.
 fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
     if let Some(fs) = flows {
+        if !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(ethernet::HEADER_LEN..).unwrap_or(&[])) {
+            return Drop(DropReason::BridgeRouteMismatch);
+        }
         let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: None };
-        if let Err(v) = inner_flow(fs, vrf, frame) {
+        if let Err(v) = inner_flow(fs, vrf, frame, true) {
             return v;
         }
     }
     bridge(fib, vrf, dst, pkt)
+}
+
+/// Whether a bridged IP packet (`l3`) goes where its destination IP routes in `vrf`: the
+/// agent decides its flow for the IP's endpoint (the local VM the address routes to, with
+/// its security groups), so the MAC must lead to that same endpoint (the same nexthop, the
+/// same local vif, or a tunnel to the same remote vRouter). True when the MAC has no bridge
+/// entry (bridging drops it as `No L2 Route`).
+#[inline(never)]
+fn bridges_where_it_routes(fib: &Fib, vrf: u32, dst_mac: &[u8; 6], l3: &[u8]) -> bool {
+    let Some(table) = fib.vrf(vrf) else { return true };
+    let Some(by_mac) = table.bridge_lookup(dst_mac) else { return true };
+    let by_ip = match l3.first().map(|b| b >> 4) {
+        Some(4) if l3.len() >= 20 => table.route_v4(std::net::Ipv4Addr::new(l3[16], l3[17], l3[18], l3[19])),
+        Some(6) if l3.len() >= 40 => l3[24..40].first_chunk::<16>().and_then(|d| table.route_v6(d)),
+        _ => return true,
+    };
+    let Some(by_ip) = by_ip else { return false };
+    if by_ip == by_mac {
+        return true;
+    }
+    match (fib.nexthop(by_mac), fib.nexthop(by_ip)) {
+        (Some(Nexthop::Encap { vif: a, .. }), Some(Nexthop::Encap { vif: b, .. })) => a == b,
+        (Some(Nexthop::Tunnel { dst_ip: a, .. }), Some(Nexthop::Tunnel { dst_ip: b, .. })) => a == b,
+        _ => false,
+    }
 }
 
 /// Bridges a frame by destination MAC in `vrf` (no L2/L3 rewrite).
@@ -522,7 +553,7 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, outer_src: I
                 l2[6..12].copy_from_slice(src_mac);
                 l2[12..].copy_from_slice(&ethertype.to_be_bytes());
                 let frame = MirrorFrame { l2: Some(l2), bytes: &pkt.data()[inner..], nh: Some(nh_idx) };
-                if let Err(v) = inner_flow(fs, out.vrf, frame) {
+                if let Err(v) = inner_flow(fs, out.vrf, frame, false) {
                     return v;
                 }
             }
@@ -567,8 +598,11 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, outer_src: Ipv4
     // re-run from the start when it is released. Bridged IP frames have flows too.
     let ip = ethertype == EtherType::IPV4 || ethertype == EtherType::IPV6;
     if let (true, Some(fs)) = (routed || ip, flows) {
+        if !routed && !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(inner + ethernet::HEADER_LEN..).unwrap_or(&[])) {
+            return Drop(DropReason::BridgeRouteMismatch);
+        }
         let frame = MirrorFrame { l2: None, bytes: &pkt.data()[inner..], nh: None };
-        if let Err(v) = inner_flow(fs, vrf, frame) {
+        if let Err(v) = inner_flow(fs, vrf, frame, false) {
             return v;
         }
     }
@@ -585,18 +619,19 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, outer_src: Ipv4
     bridge(fib, vrf, dst, pkt)
 }
 
-/// Flow stage for a decapsulated IP packet: `frame` is the inner packet as a mirror would
-/// copy it (an Ethernet frame, or an IP packet with the L2 header to give it).
-fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+/// Flow stage for an IP packet decapsulated from the fabric, or bridged from a VM
+/// (`from_vm`): `frame` is the packet as a mirror would copy it (an Ethernet frame, or an
+/// IP packet with the L2 header to give it).
+fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
     let l3 = if frame.l2.is_some() { frame.bytes } else { frame.bytes.get(ethernet::HEADER_LEN..).unwrap_or(&[]) };
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.ipv4(vrf, &ip, frame).1
+            fs.ipv4(vrf, &ip, frame, from_vm).1
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.ipv6(vrf, &ip, frame)
+            fs.ipv6(vrf, &ip, frame, from_vm)
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }

@@ -16,9 +16,11 @@
 //! 0.0.0.0: this vRouter drops such frames as "Nowhere to go" anyway); ARP and other
 //! non-IP frames are checked by source MAC only.
 //!
-//! **Fabric**: a packet decapsulated into a VRF must come from the tunnel endpoint its inner
-//! source routes to: the inner source's route in that VRF is a tunnel nexthop (or an ECMP
-//! with a tunnel member) whose remote IP is the outer IPv4 source. No route is a failure.
+//! **Fabric**: a packet decapsulated and routed into a VRF (MPLSoUDP, or VXLAN addressed to
+//! the vRouter MAC) must come from the tunnel endpoint its inner source routes to: the inner
+//! source's route in that VRF is a tunnel nexthop (or an ECMP with a tunnel member) whose
+//! remote IP is the outer IPv4 source. No route is a failure. VXLAN frames bridged by MAC
+//! are not checked (an L2 VN need not have routes to its remote hosts).
 //!
 //! Nothing here allocates; the byte offsets are read with checked slicing, so a short frame
 //! is a drop (`Pull Fails`), never a panic.

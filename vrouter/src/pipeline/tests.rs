@@ -22,6 +22,7 @@ name = "vm1"
 type = "virtual"
 device = "net_pcap1"
 mac = "00:00:5e:00:01:00"
+ip6 = "fd00:1::3"
 vrf = 1
 [[vrf]]
 id = 0
@@ -995,6 +996,17 @@ mod special_keys {
     }
 
     #[test]
+    fn every_fragment_of_a_datagram_takes_one_ecmp_and_tunnel_hash() {
+        let udp = [0x13, 0x88, 0x00, 0x35, 0, 24, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let first = v4(VM, REMOTE, 17, 9, 0, true, &udp);
+        let later = v4(VM, REMOTE, 17, 9, 16, false, &[9; 8]);
+        let h = |p: &[u8]| hash_v4(&ipv4::Packet::new_checked(p).unwrap());
+        assert_eq!(h(&first), h(&later));
+        let whole = v4(VM, REMOTE, 17, 9, 0, false, &udp);
+        assert_ne!(h(&whole), h(&first), "an unfragmented datagram hashes its ports");
+    }
+
+    #[test]
     fn ipv6_extension_headers_are_walked_to_the_transport_header() {
         let dir = tempfile::tempdir().unwrap();
         let t = table(&dir);
@@ -1184,9 +1196,11 @@ mod time_exceeded {
         // Non-first fragment; a first fragment (MF, offset 0) is answered.
         assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 17, 0x0001, &udp(8), 0), &vif), drop);
         assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 17, 0x2000, &udp(8), 0), &vif), answer);
-        // Sources that are not one host.
+        // Sources that are not one host (the source check would drop them first: off here).
+        let mut unchecked = vif.clone();
+        unchecked.source_check = false;
         for src in [[0, 0, 0, 0], [224, 0, 0, 5], [255, 255, 255, 255], [127, 0, 0, 1]] {
-            assert_eq!(run(ip4_frame(src, dst, 1, 17, 0, &udp(8), 0), &vif), drop, "{src:?}");
+            assert_eq!(run(ip4_frame(src, dst, 1, 17, 0, &udp(8), 0), &unchecked), drop, "{src:?}");
         }
         // From a multicast MAC.
         let mut f = ip4_frame([192, 168, 1, 3], dst, 1, 17, 0, &udp(8), 0);
@@ -1292,9 +1306,12 @@ mod time_exceeded {
         assert_eq!(run(ip6_frame(src, dst, 1, 0, &hbh)), drop);
         // Truncated extension header chain.
         assert_eq!(run(ip6_frame(src, dst, 1, 0, &[17])), drop);
-        // Sources that are not one host.
+        // Sources that are not one host (the source check would drop most first: off here).
+        let mut unchecked = vif.clone();
+        unchecked.source_check = false;
         for s in ["::", "ff02::1", "::1"] {
-            assert_eq!(run(ip6_frame(s.parse().unwrap(), dst, 1, 17, &udp(8))), drop, "{s}");
+            let f = ip6_frame(s.parse().unwrap(), dst, 1, 17, &udp(8));
+            assert_eq!(process(fib, &unchecked, &mut VecBuf::new(128, &f), None), drop, "{s}");
         }
     }
 
