@@ -684,7 +684,13 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     let (b_ip, b_extra, dst, label) = if mpls {
         ("10.10.0.2", "\n[[label]]\nlabel = 40\nnexthop = 2\n".to_string(), "192.168.2.5", 40)
     } else {
-        ("10.10.0.3", format!("\n[[bridge]]\nvrf = 1\nmac = \"{REMOTE_VXLAN_VM_MAC}\"\nnexthop = 2\n"), "192.168.3.5", 5001)
+        // B's VM owns the MAC and the address: bridged frames must go where their IP routes.
+        (
+            "10.10.0.3",
+            format!("\n[[bridge]]\nvrf = 1\nmac = \"{REMOTE_VXLAN_VM_MAC}\"\nnexthop = 2\n\n[[route]]\nvrf = 1\nprefix = \"192.168.3.5/32\"\nnexthop = 2\n"),
+            "192.168.3.5",
+            5001,
+        )
     };
     let st = Command::new("ip").args(["link", "add", &ia, "type", "veth", "peer", "name", &ib]).status().unwrap();
     assert!(st.success(), "creating a veth pair (needs CAP_NET_ADMIN)");
