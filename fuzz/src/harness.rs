@@ -699,6 +699,8 @@ pub mod oracle {
     #[derive(Default)]
     pub struct State {
         denied_frags: HashSet<(IpAddr, IpAddr, u8, u32)>,
+        /// Datagrams whose first fragment was seen (the first one decides).
+        first_frags: HashSet<(IpAddr, IpAddr, u8, u32)>,
         seen: HashSet<(IpAddr, IpAddr, u8)>,
     }
 
@@ -912,8 +914,12 @@ pub mod oracle {
             }
             _ => None,
         };
-        if let (Some(_), Some((proto, id))) = (&why, ip.first_frag) {
-            st.denied_frags.insert((ip.src, ip.dst, proto, id));
+        // The first first fragment of a datagram decides it: the vRouter records its ports
+        // and refuses another first fragment of the same datagram as an overlap.
+        if let Some((proto, id)) = ip.first_frag {
+            if st.first_frags.insert((ip.src, ip.dst, proto, id)) && why.is_some() {
+                st.denied_frags.insert((ip.src, ip.dst, proto, id));
+            }
         }
         why
     }

@@ -325,6 +325,12 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
 /// stage in `vrf` first, then the frame is bridged unchanged.
 fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
     if let Some(fs) = flows {
+        // Nothing undeliverable reaches the flow stage (it would create a flow, or record a
+        // first fragment's ports, for a frame that goes nowhere), as routing looks the route
+        // up first.
+        if fib.vrf(vrf).and_then(|t| t.bridge_lookup(&dst)).is_none() {
+            return Drop(DropReason::NoL2Route);
+        }
         if !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(ethernet::HEADER_LEN..).unwrap_or(&[])) {
             return Drop(DropReason::BridgeRouteMismatch);
         }
