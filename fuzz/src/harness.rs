@@ -635,12 +635,14 @@ impl Ctx<'_> {
                 v
             }
         };
-        if let Some(why) = judged {
+        if let Some(why) = &judged {
             rep.judged += 1;
             if let Outcome::Tx(out) = final_outcome {
                 return Err(ctx(format!("DENY BYPASS: forwarded to vif {out}, but {why}")));
             }
         }
+        let decided = matches!(final_outcome, Outcome::Tx(_) | Outcome::Drop(DropReason::FlowActionDrop));
+        oracle::settled(st, vif_id, frame, decided, judged.is_some());
         if !rerun {
             oracle::record(st, vif_id, frame);
         }
@@ -699,7 +701,8 @@ pub mod oracle {
     #[derive(Default)]
     pub struct State {
         denied_frags: HashSet<(IpAddr, IpAddr, u8, u32)>,
-        /// Datagrams whose first fragment was seen (the first one decides).
+        /// Datagrams whose first fragment reached a verdict (forwarded, or dropped by its
+        /// flow): the first one decides, another is refused as an overlap.
         first_frags: HashSet<(IpAddr, IpAddr, u8, u32)>,
         seen: HashSet<(IpAddr, IpAddr, u8)>,
     }
@@ -914,14 +917,24 @@ pub mod oracle {
             }
             _ => None,
         };
-        // The first first fragment of a datagram decides it: the vRouter records its ports
-        // and refuses another first fragment of the same datagram as an overlap.
-        if let Some((proto, id)) = ip.first_frag {
-            if st.first_frags.insert((ip.src, ip.dst, proto, id)) && why.is_some() {
-                st.denied_frags.insert((ip.src, ip.dst, proto, id));
+        why
+    }
+
+    /// After a frame's final outcome: a first fragment that reached a verdict (`decided`:
+    /// forwarded, or dropped by its flow's action) decides its datagram, denied when the
+    /// oracle judged it (`denied`). One dropped before the flow stage (no route, no bridge
+    /// entry, a fragment error) is not the datagram's: the vRouter never recorded its ports,
+    /// and the receiver never got it.
+    pub fn settled(st: &mut State, vif: u16, f: &[u8], decided: bool, denied: bool) {
+        if !decided {
+            return;
+        }
+        let ip = if vif == 0 { fabric_inner(f).map(|(ip, _)| ip) } else { eth_ip(f).map(|(_, ip)| ip) };
+        if let Some(Ip { src, dst, first_frag: Some((proto, id)), .. }) = ip {
+            if st.first_frags.insert((src, dst, proto, id)) && denied {
+                st.denied_frags.insert((src, dst, proto, id));
             }
         }
-        why
     }
 
     /// Remembers the frame's address pair (after it ran).

@@ -283,6 +283,8 @@ fn judged(frames: &[(u8, Vec<u8>)], o: Oracle) -> Vec<bool> {
                 _ => 1,
             };
             let j = oracle::judge(&mut st, vif, f, o).is_some();
+            // As if every frame reached a verdict (a judged one: dropped by its flow).
+            oracle::settled(&mut st, vif, f, true, j);
             oracle::record(&mut st, vif, f);
             j
         })
