@@ -701,9 +701,6 @@ pub mod oracle {
     #[derive(Default)]
     pub struct State {
         denied_frags: HashSet<(IpAddr, IpAddr, u8, u32)>,
-        /// Datagrams whose first fragment reached a verdict (forwarded, or dropped by its
-        /// flow): the first one decides, another is refused as an overlap.
-        first_frags: HashSet<(IpAddr, IpAddr, u8, u32)>,
         seen: HashSet<(IpAddr, IpAddr, u8)>,
     }
 
@@ -921,18 +918,23 @@ pub mod oracle {
     }
 
     /// After a frame's final outcome: a first fragment that reached a verdict (`decided`:
-    /// forwarded, or dropped by its flow's action) decides its datagram, denied when the
-    /// oracle judged it (`denied`). One dropped before the flow stage (no route, no bridge
-    /// entry, a fragment error) is not the datagram's: the vRouter never recorded its ports,
-    /// and the receiver never got it.
+    /// forwarded, or dropped by its flow's action) decides its datagram from then on,
+    /// denied when the oracle judged it (`denied`), until another first fragment of the same
+    /// identification reaches a verdict (the vRouter forgets a datagram once complete or
+    /// expired, and IP identifications are reused). A first fragment dropped before the
+    /// flow stage (no route, no bridge entry) or refused (an overlap: the vRouter keeps the
+    /// datagram's first) decides nothing: the receiver never got it. So a later fragment
+    /// is judged by the first fragment the receiver could reassemble it with.
     pub fn settled(st: &mut State, vif: u16, f: &[u8], decided: bool, denied: bool) {
         if !decided {
             return;
         }
         let ip = if vif == 0 { fabric_inner(f).map(|(ip, _)| ip) } else { eth_ip(f).map(|(_, ip)| ip) };
         if let Some(Ip { src, dst, first_frag: Some((proto, id)), .. }) = ip {
-            if st.first_frags.insert((src, dst, proto, id)) && denied {
+            if denied {
                 st.denied_frags.insert((src, dst, proto, id));
+            } else {
+                st.denied_frags.remove(&(src, dst, proto, id));
             }
         }
     }
