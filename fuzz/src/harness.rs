@@ -42,7 +42,7 @@ use vrouter::drop_reason::DropReason;
 use vrouter::fib::Fib;
 use vrouter::pipeline::flow::{CopyResults, HoldStore};
 use vrouter::pipeline::frag::FragTable;
-use vrouter::pipeline::{self, FlowMirror, FlowStage, MirrorFrame, PacketBuf, Verdict};
+use vrouter::pipeline::{self, FlowMirror, FlowStage, MirrorFrame, PacketBuf, VecBuf, Verdict};
 
 /// Most frames taken from one input.
 pub const MAX_FRAMES: usize = 8;
@@ -311,60 +311,6 @@ fn world() -> &'static World {
         let dir = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
         World { fib, policy, dir }
     })
-}
-
-/// A packet buffer with headroom and tailroom, like an mbuf.
-pub struct VecBuf {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl VecBuf {
-    pub fn new(headroom: usize, data: &[u8]) -> VecBuf {
-        let mut buf = vec![0xAA; headroom];
-        buf.extend_from_slice(data);
-        buf.resize(buf.len() + 64, 0xBB);
-        VecBuf { start: headroom, end: headroom + data.len(), buf }
-    }
-}
-
-impl PacketBuf for VecBuf {
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
-    }
-    fn prepend(&mut self, n: usize) -> bool {
-        if n > self.start {
-            return false;
-        }
-        self.start -= n;
-        true
-    }
-    fn adj(&mut self, n: usize) -> bool {
-        if n > self.end - self.start {
-            return false;
-        }
-        self.start += n;
-        true
-    }
-    fn trim_to(&mut self, len: usize) -> bool {
-        if len > self.end - self.start {
-            return false;
-        }
-        self.end = self.start + len;
-        true
-    }
-    fn append(&mut self, n: usize) -> bool {
-        if self.end + n > self.buf.len() {
-            return false;
-        }
-        self.buf[self.end..self.end + n].fill(0);
-        self.end += n;
-        true
-    }
 }
 
 /// Records the copy requests of one run and checks each against the frame.

@@ -66,6 +66,8 @@ pub enum Verdict {
 pub mod flow;
 pub mod frag;
 pub mod hit;
+mod vec_buf;
+pub use vec_buf::VecBuf;
 pub mod source;
 pub mod icmp_error;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};

@@ -82,60 +82,6 @@ fn fib() -> &'static Fib {
     FIB.get_or_init(|| Fib::from_config(&config::parse(CFG, "test.toml").unwrap()).unwrap())
 }
 
-/// A packet buffer with configurable headroom, like an mbuf.
-struct VecBuf {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl VecBuf {
-    fn new(headroom: usize, data: &[u8]) -> VecBuf {
-        let mut buf = vec![0xAA; headroom];
-        buf.extend_from_slice(data);
-        buf.resize(buf.len() + 64, 0xBB);
-        VecBuf { start: headroom, end: headroom + data.len(), buf }
-    }
-}
-
-impl PacketBuf for VecBuf {
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
-    }
-    fn prepend(&mut self, n: usize) -> bool {
-        if n > self.start {
-            return false;
-        }
-        self.start -= n;
-        true
-    }
-    fn adj(&mut self, n: usize) -> bool {
-        if n > self.end - self.start {
-            return false;
-        }
-        self.start += n;
-        true
-    }
-    fn trim_to(&mut self, len: usize) -> bool {
-        if len > self.end - self.start {
-            return false;
-        }
-        self.end = self.start + len;
-        true
-    }
-    fn append(&mut self, n: usize) -> bool {
-        if self.end + n > self.buf.len() {
-            return false;
-        }
-        self.buf[self.end..self.end + n].fill(0);
-        self.end += n;
-        true
-    }
-}
-
 fn udp_frame(dst: [u8; 4], pad_to: usize) -> Vec<u8> {
     udp_frame_from([192, 168, 1, 3], dst, pad_to)
 }
