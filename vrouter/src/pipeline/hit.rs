@@ -63,13 +63,13 @@ pub fn forward_v4<B: PacketBuf>(
                 return Some(Verdict::Drop(DropReason::InvalidSource));
             }
         }
-        let nh = cx.vrf.route_v4(ip.dst_addr())?;
         let proto = ip.protocol();
         // Fragments and ICMP errors are keyed by the fragment table and the quoted packet,
         // not by the pre-pass key (which does not key them): never the hit path's.
         if super::flow::needs_special_key(false, proto, ip.is_fragment(), ip.payload()) {
             return None;
         }
+        let nh = cx.vrf.route_v4(ip.dst_addr())?;
         let tcp = super::flow::tcp_bits(proto, ip.payload());
         // An unfragmented TCP/UDP packet's key hashes the 5-tuple the ECMP and tunnel hashes
         // take, so the key's hash gives it (as in the general path).
