@@ -16,16 +16,9 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let here = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
 
-    let cflags = Command::new("pkg-config")
-        .args(["--cflags", "libdpdk"])
-        .output()
-        .expect("pkg-config");
+    let cflags = Command::new("pkg-config").args(["--cflags", "libdpdk"]).output().expect("pkg-config");
     assert!(cflags.status.success(), "pkg-config --cflags libdpdk failed");
-    let cflags: Vec<String> = String::from_utf8(cflags.stdout)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let cflags: Vec<String> = String::from_utf8(cflags.stdout).unwrap().split_whitespace().map(str::to_owned).collect();
 
     let wrapper = here.join("wrapper.h");
     let static_fns = out.join("dpdk_static_fns");
@@ -45,17 +38,10 @@ fn main() {
         .generate_comments(false)
         .generate()
         .expect("bindgen over DPDK headers failed");
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("write bindings.rs");
+    bindings.write_to_file(out.join("bindings.rs")).expect("write bindings.rs");
 
     let mut build = cc::Build::new();
-    build
-        .file(static_fns.with_extension("c"))
-        .file(here.join("shim.c"))
-        .include(&here)
-        .opt_level(3)
-        .warnings(false);
+    build.file(static_fns.with_extension("c")).file(here.join("shim.c")).include(&here).opt_level(3).warnings(false);
     for inc in &lib.include_paths {
         build.include(inc);
     }

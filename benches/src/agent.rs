@@ -29,21 +29,12 @@ pub struct AgentStatus {
 
 /// Parses a `status` reply line.
 pub fn parse_status(line: &str) -> Result<AgentStatus> {
-    let v: serde_json::Value =
-        serde_json::from_str(line.trim()).with_context(|| format!("bad reply {line:?}"))?;
+    let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| format!("bad reply {line:?}"))?;
     if v.get("ok").and_then(|o| o.as_bool()) != Some(true) {
         bail!("agent refused status: {line}");
     }
-    let counters = v
-        .get("counters")
-        .and_then(|c| c.as_object())
-        .cloned()
-        .unwrap_or_default();
-    let u = |o: Option<&serde_json::Value>, k: &str| {
-        o.and_then(|o| o.get(k))
-            .and_then(|x| x.as_u64())
-            .unwrap_or(0)
-    };
+    let counters = v.get("counters").and_then(|c| c.as_object()).cloned().unwrap_or_default();
+    let u = |o: Option<&serde_json::Value>, k: &str| o.and_then(|o| o.get(k)).and_then(|x| x.as_u64()).unwrap_or(0);
     let lat = v.get("setup_latency_ns");
     Ok(AgentStatus {
         setups: counters.get("setups").and_then(|x| x.as_u64()).unwrap_or(0),
@@ -83,16 +74,7 @@ mod tests {
         let s = parse_status(line).unwrap();
         assert_eq!(s.setups, 12);
         assert_eq!(s.counters.get("aged").and_then(|v| v.as_u64()), Some(3));
-        assert_eq!(
-            s.setup_latency_ns,
-            Latency {
-                count: 12,
-                p50: 5000,
-                p99: 9000,
-                p999: 9100,
-                max: 12000
-            }
-        );
+        assert_eq!(s.setup_latency_ns, Latency { count: 12, p50: 5000, p99: 9000, p999: 9100, max: 12000 });
         assert!(parse_status(r#"{"ok":false,"error":"x"}"#).is_err());
         assert!(parse_status("garbage").is_err());
     }

@@ -23,12 +23,7 @@ pub fn parse_csv(header: &str, body: &str) -> Vec<Row> {
         .filter(|l| !l.trim().is_empty() && l.trim() != header.trim())
         .filter_map(|l| {
             let f: Vec<&str> = l.trim().split(',').collect();
-            (f.len() == cols.len()).then(|| {
-                cols.iter()
-                    .zip(f)
-                    .map(|(c, v)| (c.to_string(), v.to_string()))
-                    .collect()
-            })
+            (f.len() == cols.len()).then(|| cols.iter().zip(f).map(|(c, v)| (c.to_string(), v.to_string())).collect())
         })
         .collect()
 }
@@ -153,11 +148,7 @@ fn run_and_collect(argv: &[String], csv: &Path, limit: Duration) -> Result<Vec<R
                 eprintln!(
                     "vrouter-bench: stopping {} ({})",
                     argv[1],
-                    if interrupted() {
-                        "interrupted"
-                    } else {
-                        "time limit"
-                    }
+                    if interrupted() { "interrupted" } else { "time limit" }
                 );
                 // SAFETY: signalling the process group we created for this child.
                 unsafe { libc::kill(-pgid, libc::SIGINT) };
@@ -178,11 +169,7 @@ fn run_and_collect(argv: &[String], csv: &Path, limit: Duration) -> Result<Vec<R
         eprintln!("vrouter-bench: {} exited with {status}", argv[1]);
     }
     let text = std::fs::read(csv).unwrap_or_default();
-    let header = String::from_utf8_lossy(&text)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let header = String::from_utf8_lossy(&text).lines().next().unwrap_or("").to_string();
     let new = String::from_utf8_lossy(text.get(before as usize..).unwrap_or(&[])).to_string();
     Ok(parse_csv(&header, &new))
 }
@@ -197,10 +184,7 @@ pub fn testpmd_command(
     reps: u32,
     csv: &Path,
 ) -> Vec<String> {
-    let mut v = vec![
-        "python3".to_string(),
-        shared.join("bench/run_testpmd.py").display().to_string(),
-    ];
+    let mut v = vec!["python3".to_string(), shared.join("bench/run_testpmd.py").display().to_string()];
     v.extend(pcaps.iter().map(|p| p.display().to_string()));
     v.extend([
         "--modes".into(),
@@ -217,19 +201,10 @@ pub fn testpmd_command(
     v
 }
 
-pub fn run_testpmd(
-    argv: &[String],
-    csv: &Path,
-    runs: usize,
-    dur: f64,
-    warm: f64,
-) -> Result<Vec<TestpmdRow>> {
+pub fn run_testpmd(argv: &[String], csv: &Path, runs: usize, dur: f64, warm: f64) -> Result<Vec<TestpmdRow>> {
     // Each run: EAL start and pcap preload (the script allows 180 s), warm-up, window, stop.
     let limit = Duration::from_secs_f64(runs as f64 * (dur + warm + 240.0));
-    Ok(run_and_collect(argv, csv, limit)?
-        .iter()
-        .filter_map(TestpmdRow::from_row)
-        .collect())
+    Ok(run_and_collect(argv, csv, limit)?.iter().filter_map(TestpmdRow::from_row).collect())
 }
 
 /// `python3 <shared>/bench/run_ovs_dpdk.py (--pcap F | --memif-gen F) --variant V ...`
@@ -263,27 +238,22 @@ pub fn ovs_command(
 pub fn run_ovs(argv: &[String], csv: &Path, dur: f64, warm: f64) -> Result<Vec<OvsRow>> {
     // OVS start (and possibly apt-get install on first use) + a 300 s wait for packets.
     let limit = Duration::from_secs_f64(dur + warm + 900.0);
-    Ok(run_and_collect(argv, csv, limit)?
-        .iter()
-        .filter_map(OvsRow::from_row)
-        .collect())
+    Ok(run_and_collect(argv, csv, limit)?.iter().filter_map(OvsRow::from_row).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TP_HDR: &str = "system,pcap,mode,rep,wall_mpps,cpu_mpps,ns_per_pkt,fwd_cpu_share,main_cpu_share,tx_over_rx,load1";
+    const TP_HDR: &str =
+        "system,pcap,mode,rep,wall_mpps,cpu_mpps,ns_per_pkt,fwd_cpu_share,main_cpu_share,tx_over_rx,load1";
 
     #[test]
     fn parses_testpmd_rows() {
         let body = "testpmd,udp_1000.pcap,io,1,19.012,20.100,49.8,0.95,0.01,1.000,1.52\n\
                     testpmd,udp_1000.pcap,rxonly,1,18.000,18.500,54.1,0.97,0.01,0.000,1.40\n\
                     garbage line\n";
-        let rows: Vec<TestpmdRow> = parse_csv(TP_HDR, body)
-            .iter()
-            .filter_map(TestpmdRow::from_row)
-            .collect();
+        let rows: Vec<TestpmdRow> = parse_csv(TP_HDR, body).iter().filter_map(TestpmdRow::from_row).collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].mode, "io");
         assert_eq!(rows[0].cpu_mpps, 20.1);
@@ -296,10 +266,7 @@ mod tests {
         let hdr = "system,pcap,variant,wall_mpps,cpu_mpps,proc_mpps,ns_per_pkt,pmd_cpu_share,tx_over_rx,simple_hit,emc_hit,smc_hit,megaflow_hit,dp_passes,proc_cycles_per_pkt,dp_flows,ct_conns,load1";
         let body = "ovs-dpdk,udp_65536.pcap,l3,7.1,7.7,8.0,129.9,0.92,1.000,0.00,0.12,0.00,0.88,1.00,300,1,0,1.9\n\
                     ovs-dpdk,memif<-udp_1048576.pcap,l3,6.0,8.1,9.7,123.0,0.74,1.000,0.00,0.10,0.00,0.90,1.00,268,1,0,2.1\n";
-        let rows: Vec<OvsRow> = parse_csv(hdr, body)
-            .iter()
-            .filter_map(OvsRow::from_row)
-            .collect();
+        let rows: Vec<OvsRow> = parse_csv(hdr, body).iter().filter_map(OvsRow::from_row).collect();
         assert_eq!(rows.len(), 2);
         assert!(!rows[0].memif);
         assert_eq!(rows[0].mpps(), 7.7);
@@ -322,15 +289,10 @@ mod tests {
             shell_line(&c),
             "python3 /s/bench/run_testpmd.py /o/p/udp_1.pcap --modes io,5tswap,rxonly --dur 5 --warm 2 --reps 1 --out /o/t.csv"
         );
-        let o = ovs_command(
-            Path::new("/s"),
-            Path::new("/p.pcap"),
-            true,
-            "l3",
-            10.0,
-            3.0,
-            Path::new("/o.csv"),
+        let o = ovs_command(Path::new("/s"), Path::new("/p.pcap"), true, "l3", 10.0, 3.0, Path::new("/o.csv"));
+        assert_eq!(
+            shell_line(&o),
+            "python3 /s/bench/run_ovs_dpdk.py --memif-gen /p.pcap --variant l3 --dur 10 --warm 3 --out /o.csv"
         );
-        assert_eq!(shell_line(&o), "python3 /s/bench/run_ovs_dpdk.py --memif-gen /p.pcap --variant l3 --dur 10 --warm 3 --out /o.csv");
     }
 }

@@ -23,7 +23,6 @@
 pub mod agent;
 pub mod anchors;
 pub mod mirror_cmd;
-pub mod trace_cmd;
 pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;
@@ -31,6 +30,7 @@ pub mod report;
 pub mod stateful;
 pub mod stateful_cmd;
 pub mod topology;
+pub mod trace_cmd;
 pub mod vrouter_run;
 
 use std::path::{Path, PathBuf};
@@ -50,14 +50,8 @@ extern "C" fn on_sigint(_: libc::c_int) {
 pub fn install_sigint_handler() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
+        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
 }
 
@@ -130,10 +124,7 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// Shell-quotes one argument for printing a command a reader can paste.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c)) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -142,10 +133,7 @@ pub fn shell_quote(s: &str) -> String {
 
 /// A command line, shell-quoted.
 pub fn shell_line<S: AsRef<str>>(args: &[S]) -> String {
-    args.iter()
-        .map(|a| shell_quote(a.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
 }
 
 /// The machine the benchmark ran on.
@@ -162,10 +150,7 @@ pub struct Machine {
 
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 pub fn git_rev(repo: &Path) -> String {
@@ -180,9 +165,7 @@ pub fn git_rev(repo: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let rev = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
     if dirty {
         format!("{rev}-dirty")
     } else {
@@ -208,9 +191,7 @@ pub fn machine(load_at_start: [f64; 3]) -> Machine {
     Machine {
         hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu_model,
         mem_total_kib,
         load_at_start,

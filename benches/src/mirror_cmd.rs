@@ -170,7 +170,11 @@ pub fn run(o: Opts) -> Result<()> {
                 let s = spec(&o, &empty_pcap, &tag, &p, packets, &fs);
                 let line = format!(
                     "{}   # {} N={n} rep {rep}",
-                    shell_line(&[o.vrouter.display().to_string(), "--config".into(), s.config_path.display().to_string()]),
+                    shell_line(&[
+                        o.vrouter.display().to_string(),
+                        "--config".into(),
+                        s.config_path.display().to_string()
+                    ]),
                     if mirrored { "every flow mirrored" } else { "no mirroring" }
                 );
                 println!("$ {line}");
@@ -211,7 +215,9 @@ pub fn run(o: Opts) -> Result<()> {
             }
         }
         let med = |mirrored: bool| {
-            median(&runs.iter().filter(|r| r.flows == n && r.mirrored == mirrored).map(|r| r.cpu_mpps).collect::<Vec<_>>())
+            median(
+                &runs.iter().filter(|r| r.flows == n && r.mirrored == mirrored).map(|r| r.cpu_mpps).collect::<Vec<_>>(),
+            )
         };
         let mr: Vec<&MirrorRun> = runs.iter().filter(|r| r.flows == n && r.mirrored).collect();
         let copies = mr.iter().map(|r| r.mirror_packets).sum::<u64>() as f64

@@ -40,22 +40,11 @@ pub fn vswitchds() -> Vec<(u32, Option<PathBuf>)> {
         let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        if !args.first().is_some_and(|a| {
-            a.rsplit('/')
-                .next()
-                .unwrap_or("")
-                .starts_with("ovs-vswitchd")
-        }) {
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).to_string()).collect();
+        if !args.first().is_some_and(|a| a.rsplit('/').next().unwrap_or("").starts_with("ovs-vswitchd")) {
             continue;
         }
-        let pidfile = args
-            .iter()
-            .find_map(|a| a.strip_prefix("--pidfile="))
-            .map(PathBuf::from);
+        let pidfile = args.iter().find_map(|a| a.strip_prefix("--pidfile=")).map(PathBuf::from);
         v.push((pid, pidfile));
     }
     v
@@ -82,11 +71,7 @@ fn nconns(ctl: &Path) -> Option<u64> {
     if !out.status.success() {
         return None;
     }
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next()?.parse().ok()
 }
 
 /// A running watcher; [`CtWatch::finish`] stops it and returns the samples.
@@ -132,11 +117,7 @@ impl CtWatch {
                 let b = t0.elapsed().as_secs_f64();
                 let cpu = pmd_cpu_ns(pid);
                 if let Some(n) = n {
-                    out.push(CtSample {
-                        t: (a + b) / 2.0,
-                        nconns: n,
-                        pmd_cpu_ns: cpu,
-                    });
+                    out.push(CtSample { t: (a + b) / 2.0, nconns: n, pmd_cpu_ns: cpu });
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }

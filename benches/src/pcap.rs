@@ -23,8 +23,7 @@ pub fn count_packets(path: &Path) -> Result<u64> {
     let len = f.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 16, f);
     let mut gh = [0u8; 24];
-    r.read_exact(&mut gh)
-        .with_context(|| format!("{}: no pcap header", path.display()))?;
+    r.read_exact(&mut gh).with_context(|| format!("{}: no pcap header", path.display()))?;
     let le = match u32::from_le_bytes(gh[0..4].try_into().unwrap()) {
         0xa1b2_c3d4 | 0xa1b2_3c4d => true,
         0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
@@ -36,11 +35,7 @@ pub fn count_packets(path: &Path) -> Result<u64> {
     while pos + 16 <= len {
         r.read_exact(&mut rh)?;
         let b: [u8; 4] = rh[8..12].try_into().unwrap();
-        let caplen = if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        } as i64;
+        let caplen = if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) } as i64;
         r.seek(SeekFrom::Current(caplen))?;
         pos += 16 + caplen as u64;
         n += 1;

@@ -21,11 +21,7 @@ pub fn threads(pid: u32) -> Result<Vec<(u32, String)>> {
 
 /// The thread ids of `pid` whose name is `comm`.
 pub fn threads_named(pid: u32, comm: &str) -> Result<Vec<u32>> {
-    Ok(threads(pid)?
-        .into_iter()
-        .filter(|(_, c)| c == comm)
-        .map(|(t, _)| t)
-        .collect())
+    Ok(threads(pid)?.into_iter().filter(|(_, c)| c == comm).map(|(t, _)| t).collect())
 }
 
 /// On-CPU nanoseconds of one thread (first field of `/proc/PID/task/TID/schedstat`).
@@ -50,11 +46,7 @@ pub fn loadavg() -> Result<[f64; 3]> {
 }
 
 pub fn parse_loadavg(s: &str) -> Result<[f64; 3]> {
-    let v: Vec<f64> = s
-        .split_whitespace()
-        .take(3)
-        .map(|x| x.parse())
-        .collect::<Result<_, _>>()?;
+    let v: Vec<f64> = s.split_whitespace().take(3).map(|x| x.parse()).collect::<Result<_, _>>()?;
     if v.len() != 3 {
         bail!("unexpected /proc/loadavg content {s:?}");
     }
@@ -72,10 +64,7 @@ pub fn parse_cpu_jiffies(s: &str) -> Vec<(u64, u64)> {
     for line in s.lines() {
         let mut f = line.split_whitespace();
         let Some(name) = f.next() else { continue };
-        let Some(idx) = name
-            .strip_prefix("cpu")
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(idx) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else {
             continue;
         };
         let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
@@ -134,11 +123,7 @@ pub fn parse_rss(s: &str) -> Rss {
             .unwrap_or(0)
             * 1024
     };
-    Rss {
-        anon: kib("RssAnon:"),
-        file: kib("RssFile:"),
-        shmem: kib("RssShmem:"),
-    }
+    Rss { anon: kib("RssAnon:"), file: kib("RssFile:"), shmem: kib("RssShmem:") }
 }
 
 #[cfg(test)]
@@ -149,30 +134,17 @@ mod tests {
     fn parses() {
         assert_eq!(parse_schedstat("123456789 42 7\n").unwrap(), 123456789);
         assert!(parse_schedstat("").is_err());
-        assert_eq!(
-            parse_loadavg("2.16 1.15 0.58 3/245 1234\n").unwrap(),
-            [2.16, 1.15, 0.58]
-        );
+        assert_eq!(parse_loadavg("2.16 1.15 0.58 3/245 1234\n").unwrap(), [2.16, 1.15, 0.58]);
         let stat = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1\n";
         assert_eq!(parse_cpu_jiffies(stat), vec![(10, 50), (10, 50)]);
         let later = "cpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 15 0 5 40 0 0 0 0 0 0\n";
-        assert_eq!(
-            cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)),
-            vec![0.0, 1.0]
-        );
+        assert_eq!(cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)), vec![0.0, 1.0]);
     }
 
     #[test]
     fn rss_fields() {
         let r = parse_rss("Name:\tx\nRssAnon:\t    1024 kB\nRssFile:\t  2 kB\nRssShmem:\t 3 kB\n");
-        assert_eq!(
-            r,
-            Rss {
-                anon: 1 << 20,
-                file: 2048,
-                shmem: 3072
-            }
-        );
+        assert_eq!(r, Rss { anon: 1 << 20, file: 2048, shmem: 3072 });
         assert!(rss(std::process::id()).unwrap().anon > 0);
     }
 

@@ -68,24 +68,10 @@ fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 impl Summary {
-    pub fn compute(
-        flows: u64,
-        vr: &[VrouterMeasurement],
-        tp: &[TestpmdRow],
-        ovs: &[OvsRow],
-    ) -> Summary {
-        let mode = |m: &str| {
-            tp.iter()
-                .filter(|r| r.mode == m)
-                .cloned()
-                .collect::<Vec<_>>()
-        };
+    pub fn compute(flows: u64, vr: &[VrouterMeasurement], tp: &[TestpmdRow], ovs: &[OvsRow]) -> Summary {
+        let mode = |m: &str| tp.iter().filter(|r| r.mode == m).cloned().collect::<Vec<_>>();
         let (io, tsw, rxo) = (mode("io"), mode("5tswap"), mode("rxonly"));
-        let l3: Vec<OvsRow> = ovs
-            .iter()
-            .filter(|r| r.variant.starts_with("l3"))
-            .cloned()
-            .collect();
+        let l3: Vec<OvsRow> = ovs.iter().filter(|r| r.variant.starts_with("l3")).cloned().collect();
         let vr_cpu = med(vr, |m| m.cpu_mpps);
         let vr_ns = med(vr, |m| m.ns_per_pkt);
         let io_m = med(&io, |r| r.cpu_mpps);
@@ -113,16 +99,13 @@ impl Summary {
             vrouter_own_ns_per_pkt: diff(vr_ns, rxo_ns),
             testpmd_5tswap_own_ns_per_pkt: diff(tsw_ns, rxo_ns),
             disturbed: vr.iter().any(|m| m.fwd_cpu_share < 0.95)
-                || tp
-                    .iter()
-                    .any(|r| r.fwd_cpu_share < 0.95 && r.mode != "rxonly"),
+                || tp.iter().any(|r| r.fwd_cpu_share < 0.95 && r.mode != "rxonly"),
         }
     }
 }
 
 fn f(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}"))
-        .unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
 }
 
 /// Human form of a flow count (1, 1k, 64k, 1M).
@@ -162,18 +145,10 @@ pub fn table(rows: &[Summary], with_ovs: bool) -> String {
         "tx/rx",
     ]);
     let _ = writeln!(s, "| {} |", hdr.join(" | "));
-    let _ = writeln!(
-        s,
-        "|{}|",
-        hdr.iter().map(|_| "---").collect::<Vec<_>>().join("|")
-    );
+    let _ = writeln!(s, "|{}|", hdr.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
     for r in rows {
         let mut c = vec![
-            format!(
-                "{}{}",
-                flows_label(r.flows),
-                if r.disturbed { " *" } else { "" }
-            ),
+            format!("{}{}", flows_label(r.flows), if r.disturbed { " *" } else { "" }),
             f(r.vrouter_cpu_mpps, 2),
             f(r.vrouter_wall_mpps, 2),
             f(r.testpmd_io_mpps, 2),
@@ -195,7 +170,8 @@ pub fn table(rows: &[Summary], with_ovs: bool) -> String {
         let _ = writeln!(s, "| {} |", c.join(" | "));
     }
     if rows.iter().any(|r| r.disturbed) {
-        let _ = writeln!(s, "\n`*` a forwarding thread got < 95% of a CPU in the window: the core was shared (see load).");
+        let _ =
+            writeln!(s, "\n`*` a forwarding thread got < 95% of a CPU in the window: the core was shared (see load).");
     }
     s
 }
@@ -209,20 +185,8 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 }
 
 /// One CSV line per vRouter run.
-pub fn csv_line(
-    time_unix: u64,
-    flows: u64,
-    pcap: &str,
-    rep: usize,
-    m: &VrouterMeasurement,
-    git_rev: &str,
-) -> String {
-    let busy = |i: usize| {
-        m.cpu_busy
-            .get(i)
-            .map(|x| format!("{x:.2}"))
-            .unwrap_or_default()
-    };
+pub fn csv_line(time_unix: u64, flows: u64, pcap: &str, rep: usize, m: &VrouterMeasurement, git_rev: &str) -> String {
+    let busy = |i: usize| m.cpu_busy.get(i).map(|x| format!("{x:.2}")).unwrap_or_default();
     format!(
         "{time_unix},{flows},{pcap},{rep},{:.3},{},{},{},{:.3},{:.3},{:.1},{:.3},{:.4},{},{},{},{},{:.2},{:.2},{},{},{git_rev}",
         m.window_s,
@@ -265,11 +229,7 @@ mod tests {
 
     #[test]
     fn summary_and_table() {
-        let rows = vec![
-            tp("io", 20.0, 50.0),
-            tp("5tswap", 15.0, 66.7),
-            tp("rxonly", 18.5, 54.0),
-        ];
+        let rows = vec![tp("io", 20.0, 50.0), tp("5tswap", 15.0, 66.7), tp("rxonly", 18.5, 54.0)];
         let s = Summary::compute(1000, &[], &rows, &[]);
         assert_eq!(s.vrouter_cpu_mpps, None);
         assert_eq!(s.testpmd_io_mpps, Some(20.0));

@@ -13,8 +13,7 @@
 use crate::agent::{self, AgentStatus};
 use crate::procfs::{self, Rss};
 use crate::vrouter_run::{
-    drop_list, sample, sample_window, window_measurement, DropCount, RunSpec, Started,
-    VrouterMeasurement,
+    drop_list, sample, sample_window, window_measurement, DropCount, RunSpec, Started, VrouterMeasurement,
 };
 use crate::{interrupted, sleep_checked};
 use anyhow::{bail, Result};
@@ -108,24 +107,19 @@ fn flow_memory(reader: &FlowTableReader, rss_first: Rss, rss_end: Rss, pairs: u6
         bytes_per_flow_pair: per(pairs),
         rss_first_rx: rss_first,
         rss_end,
-        anon_growth_per_flow_pair: (pairs > 0)
-            .then(|| (rss_end.anon as f64 - rss_first.anon as f64) / pairs as f64),
+        anon_growth_per_flow_pair: (pairs > 0).then(|| (rss_end.anon as f64 - rss_first.anon as f64) / pairs as f64),
     }
 }
 
 fn open_table(st: &Started) -> Result<FlowTableReader> {
     match FlowTableReader::open_run_dir(st.run_dir()) {
         Ok(r) => Ok(r),
-        Err(e) => bail!(
-            "cannot open the flow table in {}: {e} (is [flow] enabled?)",
-            st.run_dir().display()
-        ),
+        Err(e) => bail!("cannot open the flow table in {}: {e} (is [flow] enabled?)", st.run_dir().display()),
     }
 }
 
 fn thread_cpu(pid: u32, tid: Option<u32>) -> u64 {
-    tid.and_then(|t| procfs::thread_cpu_ns(pid, t).ok())
-        .unwrap_or(0)
+    tid.and_then(|t| procfs::thread_cpu_ns(pid, t).ok()).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -157,11 +151,7 @@ pub struct StatefulMeasurement {
 
 /// Runs the vRouter with flows on `spec` (whose topology must have `flow` set) and
 /// measures the window once all `flows` flows are set up.
-pub fn measure_throughput(
-    spec: &RunSpec,
-    flows: u64,
-    settle_timeout: Duration,
-) -> Result<StatefulMeasurement> {
+pub fn measure_throughput(spec: &RunSpec, flows: u64, settle_timeout: Duration) -> Result<StatefulMeasurement> {
     if spec.topology.flow.is_none() {
         bail!("measure_throughput needs a topology with [flow] enabled");
     }
@@ -287,12 +277,7 @@ pub fn rate_between(series: &[(f64, u64)], lo: u64, hi: u64) -> Option<Rate> {
     }
     let t0 = time_to_reach(series, lo)?;
     let t1 = time_to_reach(series, top)?;
-    (t1 > t0).then(|| Rate {
-        from_t: t0,
-        to_t: t1,
-        count: top - lo,
-        per_s: (top - lo) as f64 / (t1 - t0),
-    })
+    (t1 > t0).then(|| Rate { from_t: t0, to_t: t1, count: top - lo, per_s: (top - lo) as f64 / (t1 - t0) })
 }
 
 /// The highest rate over any `span` seconds of the series (consecutive samples at least
@@ -333,8 +318,7 @@ pub fn per_cpu_second(series: &[(f64, u64, u64)], lo: u64, hi: u64) -> Option<(f
     let a = series.iter().find(|s| s.1 >= lo)?;
     let b = series.iter().find(|s| s.1 >= top)?;
     let (dc, dcpu, dt) = (b.1.checked_sub(a.1)?, b.2.checked_sub(a.2)?, b.0 - a.0);
-    (dc > 0 && dcpu > 0 && dt > 0.0)
-        .then(|| (dc as f64 / (dcpu as f64 / 1e9), dcpu as f64 / 1e9 / dt))
+    (dc > 0 && dcpu > 0 && dt > 0.0).then(|| (dc as f64 / (dcpu as f64 / 1e9), dcpu as f64 / 1e9 / dt))
 }
 
 /// What one setup-rate run measured.
@@ -433,8 +417,7 @@ pub fn measure_setup(
     let stop = Arc::new(AtomicBool::new(false));
     let statuses: Arc<Mutex<Vec<StatusSample>>> = Arc::default();
     let poller = {
-        let (stop, statuses, run_dir) =
-            (stop.clone(), statuses.clone(), st.run_dir().to_path_buf());
+        let (stop, statuses, run_dir) = (stop.clone(), statuses.clone(), st.run_dir().to_path_buf());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let q = Instant::now();
@@ -458,9 +441,7 @@ pub fn measure_setup(
     let mut result = Ok(());
     loop {
         let now = Instant::now();
-        let done = series
-            .last()
-            .is_some_and(|s: &SetupSample| s.rx >= packets && s.set_up >= flows);
+        let done = series.last().is_some_and(|s: &SetupSample| s.rx >= packets && s.set_up >= flows);
         if now >= hard_end || (now >= end && done) {
             break;
         }
@@ -507,16 +488,11 @@ pub fn measure_setup(
     // Analysis.
     let last_in_pass = series.iter().rposition(|s| s.rx <= packets);
     let rx_series: Vec<(f64, u64)> = series.iter().map(|s| (s.t, s.rx)).collect();
-    let first_pass_s = if series.last().is_some_and(|s| s.rx >= packets) {
-        time_to_reach(&rx_series, packets)
-    } else {
-        None
-    };
+    let first_pass_s =
+        if series.last().is_some_and(|s| s.rx >= packets) { time_to_reach(&rx_series, packets) } else { None };
     // Drops of the first pass: at the first sample at or after its end.
     let pass_end_idx = series.iter().position(|s| s.rx >= packets).or(last_in_pass);
-    let first_pass_drops = pass_end_idx
-        .map(|k| drop_list(&drops_at[k]))
-        .unwrap_or_default();
+    let first_pass_drops = pass_end_idx.map(|k| drop_list(&drops_at[k])).unwrap_or_default();
     let run_drops = drops_at.last().map(drop_list).unwrap_or_default();
     let processed: Vec<(f64, u64)> = series.iter().map(|s| (s.t, s.set_up)).collect();
     let created: Vec<(f64, u64)> = series.iter().map(|s| (s.t, s.table.created)).collect();
@@ -583,14 +559,7 @@ mod tests {
 
     #[test]
     fn rates() {
-        let s = vec![
-            (0.0, 0),
-            (0.1, 5),
-            (0.2, 50),
-            (0.3, 95),
-            (0.4, 100),
-            (0.5, 100),
-        ];
+        let s = vec![(0.0, 0), (0.1, 5), (0.2, 50), (0.3, 95), (0.4, 100), (0.5, 100)];
         let r = rate_between(&s, 5, 95).unwrap();
         assert_eq!((r.from_t, r.to_t, r.count), (0.1, 0.3, 90));
         assert!((r.per_s - 450.0).abs() < 1e-9);

@@ -17,9 +17,7 @@ use crate::report::flows_label;
 use crate::stateful::{self, rate_between, Rate, SetupMeasurement, StatefulMeasurement};
 use crate::topology::{FlowSettings, Topology};
 use crate::vrouter_run::RunSpec;
-use crate::{
-    interrupted, machine, median, mem_sizing_extra, now_unix, pcap, procfs, shell_line, Machine,
-};
+use crate::{interrupted, machine, median, mem_sizing_extra, now_unix, pcap, procfs, shell_line, Machine};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -186,12 +184,7 @@ pub fn target_5tswap(flows: u64) -> Option<f64> {
 }
 
 impl ThroughputSummary {
-    pub fn compute(
-        flows: u64,
-        vr: &[StatefulMeasurement],
-        tp: &[TestpmdRow],
-        ovs: &[OvsRow],
-    ) -> ThroughputSummary {
+    pub fn compute(flows: u64, vr: &[StatefulMeasurement], tp: &[TestpmdRow], ovs: &[OvsRow]) -> ThroughputSummary {
         let tsw: Vec<&TestpmdRow> = tp.iter().filter(|r| r.mode == "5tswap").collect();
         let rxo: Vec<&TestpmdRow> = tp.iter().filter(|r| r.mode == "rxonly").collect();
         let ct: Vec<&OvsRow> = ovs.iter().filter(|r| r.variant.starts_with("ct")).collect();
@@ -220,15 +213,13 @@ impl ThroughputSummary {
             target_ovs_met: ro.map(|r| r >= 2.5),
             target_5tswap: t5,
             target_5tswap_met: t5.and_then(|t| r5.map(|r| r >= t)),
-            disturbed: vr.iter().any(|m| m.base.fwd_cpu_share < 0.95)
-                || tsw.iter().any(|r| r.fwd_cpu_share < 0.95),
+            disturbed: vr.iter().any(|m| m.base.fwd_cpu_share < 0.95) || tsw.iter().any(|r| r.fwd_cpu_share < 0.95),
         }
     }
 }
 
 fn f(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}"))
-        .unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
 }
 
 fn yes(v: Option<bool>) -> &'static str {
@@ -263,11 +254,7 @@ pub fn throughput_table(rows: &[ThroughputSummary]) -> String {
     let _ = writeln!(s, "|{}|", hdr.map(|_| "---").join("|"));
     for r in rows {
         let c = [
-            format!(
-                "{}{}",
-                flows_label(r.flows),
-                if r.disturbed { " *" } else { "" }
-            ),
+            format!("{}{}", flows_label(r.flows), if r.disturbed { " *" } else { "" }),
             f(r.vrouter_cpu_mpps, 2),
             f(r.vrouter_wall_mpps, 2),
             f(r.testpmd_5tswap_mpps, 2),
@@ -276,36 +263,27 @@ pub fn throughput_table(rows: &[ThroughputSummary]) -> String {
                 Some(t) => format!("{t:.1}: {}", yes(r.target_5tswap_met)),
                 None => "-".into(),
             },
-            format!(
-                "{}{}",
-                f(r.ovs_ct_mpps, 2),
-                if r.ovs_ct_memif { " (memif)" } else { "" }
-            ),
+            format!("{}{}", f(r.ovs_ct_mpps, 2), if r.ovs_ct_memif { " (memif)" } else { "" }),
             f(r.ratio_vrouter_ovs_ct, 2),
             yes(r.target_ovs_met).to_string(),
             f(r.vrouter_ns_per_pkt, 1),
             f(r.vrouter_fwd_cpu_share, 2),
             f(r.vrouter_tx_over_rx, 3),
-            r.vrouter_window_drops
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "-".into()),
+            r.vrouter_window_drops.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
             f(r.vrouter_settle_s, 1),
             f(r.agent_cpu_share, 2),
         ];
         let _ = writeln!(s, "| {} |", c.join(" | "));
     }
     if rows.iter().any(|r| r.disturbed) {
-        let _ = writeln!(
-            s,
-            "\n`*` a forwarding thread got < 95% of a CPU in the window: the core was shared (see load)."
-        );
+        let _ =
+            writeln!(s, "\n`*` a forwarding thread got < 95% of a CPU in the window: the core was shared (see load).");
     }
     s
 }
 
 fn mps(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.3}", x / 1e6))
-        .unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:.3}", x / 1e6)).unwrap_or_else(|| "-".into())
 }
 
 fn us(ns: u64) -> String {
@@ -316,10 +294,7 @@ fn drops_text(d: &[crate::vrouter_run::DropCount]) -> String {
     if d.is_empty() {
         return "0".into();
     }
-    d.iter()
-        .map(|d| format!("{} {}", d.reason, d.packets))
-        .collect::<Vec<_>>()
-        .join(", ")
+    d.iter().map(|d| format!("{} {}", d.reason, d.packets)).collect::<Vec<_>>().join(", ")
 }
 
 /// The setup-rate table (markdown): one line per vRouter run, one per OVS run.
@@ -354,17 +329,10 @@ pub fn setup_table(rows: &[SetupResult]) -> String {
                     .as_ref()
                     .map(|a| {
                         let l = &a.setup_latency_ns;
-                        format!(
-                            "{} / {} / {} / {}",
-                            us(l.p50),
-                            us(l.p99),
-                            us(l.p999),
-                            us(l.max)
-                        )
+                        format!("{} / {} / {} / {}", us(l.p50), us(l.p99), us(l.p999), us(l.max))
                     })
                     .unwrap_or_else(|| "-".into());
-                let total =
-                    |d: &[crate::vrouter_run::DropCount]| d.iter().map(|d| d.packets).sum::<u64>();
+                let total = |d: &[crate::vrouter_run::DropCount]| d.iter().map(|d| d.packets).sum::<u64>();
                 let c = [
                     flows_label(r.flows),
                     format!("vRouter hold_limit {}", fs.hold_limit),
@@ -400,14 +368,7 @@ pub fn setup_table(rows: &[SetupResult]) -> String {
         for o in &r.ovs {
             let c = [
                 flows_label(r.flows),
-                format!(
-                    "OVS-DPDK ct{}",
-                    if o.memif {
-                        " (memif, 1-10%, see note)"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("OVS-DPDK ct{}", if o.memif { " (memif, 1-10%, see note)" } else { "" }),
                 mps(o.sustained.as_ref().map(|x| x.per_s)),
                 mps(o.sustained_mid.as_ref().map(|x| x.per_s)),
                 mps(o.conns_per_pmd_cpu_s),
@@ -490,14 +451,7 @@ pub fn memory_table(tp: &[ThroughputResult], su: &[SetupResult]) -> String {
     for r in su {
         for (fs, runs, _) in &r.vrouter {
             if let Some(m) = runs.last().and_then(|m| m.memory.as_ref()) {
-                line(
-                    format!(
-                        "setup N={} hold_limit {}",
-                        flows_label(r.flows),
-                        fs.hold_limit
-                    ),
-                    m,
-                );
+                line(format!("setup N={} hold_limit {}", flows_label(r.flows), fs.hold_limit), m);
             }
         }
     }
@@ -527,11 +481,7 @@ impl Run {
         std::fs::create_dir_all(p.parent().unwrap())?;
         let mut argv = vec![
             "python3".to_string(),
-            self.o
-                .shared
-                .join("bench/gen_flows_pcap.py")
-                .display()
-                .to_string(),
+            self.o.shared.join("bench/gen_flows_pcap.py").display().to_string(),
             "-n".into(),
             n.to_string(),
         ];
@@ -540,23 +490,14 @@ impl Run {
         }
         argv.extend(["-o".into(), p.display().to_string()]);
         self.note(shell_line(&argv));
-        let st = Command::new(&argv[0])
-            .args(&argv[1..])
-            .status()
-            .context("running gen_flows_pcap.py")?;
+        let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
         if !st.success() {
             bail!("gen_flows_pcap.py failed ({st})");
         }
         Ok(p)
     }
 
-    fn spec(
-        &mut self,
-        tag: &str,
-        pcap_path: &Path,
-        packets: u64,
-        fs: &FlowSettings,
-    ) -> (RunSpec, String) {
+    fn spec(&mut self, tag: &str, pcap_path: &Path, packets: u64, fs: &FlowSettings) -> (RunSpec, String) {
         let (mbufs, memory_mb) = mem_sizing_extra(packets, fs.max_held_packets());
         // The flow table file lives in the run directory: room for it in the EAL's memory
         // is not needed (it is a separate mapping), but the run directory must be a tmpfs.
@@ -584,11 +525,8 @@ impl Run {
             stop_timeout: Duration::from_secs(60),
             fwd_thread: self.o.fwd_thread.clone(),
         };
-        let cmd = shell_line(&[
-            self.o.vrouter.display().to_string(),
-            "--config".into(),
-            config_path.display().to_string(),
-        ]);
+        let cmd =
+            shell_line(&[self.o.vrouter.display().to_string(), "--config".into(), config_path.display().to_string()]);
         let note = format!(
             "{cmd}   # -m {memory_mb} --no-huge, {mbufs} mbufs, [flow] entries {} hold_limit {} \
              held_packets_per_flow {} age_timeout_s {}, run_dir {}",
@@ -612,10 +550,7 @@ impl Run {
             p = f;
         }
         let packets = pcap::count_packets(&p)?;
-        println!(
-            "\n## Throughput with flows: N = {n} ({}, {packets} packets)",
-            p.display()
-        );
+        println!("\n## Throughput with flows: N = {n} ({}, {packets} packets)", p.display());
         let fs = FlowSettings::for_flows(n);
         let mut runs = Vec::new();
         let mut errors = Vec::new();
@@ -628,11 +563,7 @@ impl Run {
                     "{note}; window after all {n} flows are set up + {}s warm-up, {}s",
                     self.o.warm, self.o.dur
                 ));
-                match stateful::measure_throughput(
-                    &spec,
-                    n,
-                    Duration::from_secs(self.o.settle_timeout),
-                ) {
+                match stateful::measure_throughput(&spec, n, Duration::from_secs(self.o.settle_timeout)) {
                     Ok(m) => {
                         print_throughput(n, rep, &m);
                         self.append_csv(
@@ -670,10 +601,7 @@ impl Run {
             match anchors::run_testpmd(&argv, &tp_csv, want, self.o.dur, self.o.warm) {
                 Ok(rows) => {
                     if rows.len() < want {
-                        tp_err = Some(format!(
-                            "only {} of {want} testpmd runs produced a row",
-                            rows.len()
-                        ));
+                        tp_err = Some(format!("only {} of {want} testpmd runs produced a row", rows.len()));
                     }
                     tp = rows;
                 }
@@ -686,14 +614,11 @@ impl Run {
         if self.o.ovs {
             let memif = packets > self.o.ovs_pcap_max;
             let warm = self.o.warm.max(5.0);
-            let argv =
-                anchors::ovs_command(&self.o.shared, &p, memif, "ct", self.o.dur, warm, &ovs_csv);
+            let argv = anchors::ovs_command(&self.o.shared, &p, memif, "ct", self.o.dur, warm, &ovs_csv);
             for _ in 0..self.o.reps {
                 self.note(shell_line(&argv));
                 match anchors::run_ovs(&argv, &ovs_csv, self.o.dur, warm) {
-                    Ok(rows) if rows.is_empty() => {
-                        ovs_err = Some("run_ovs_dpdk.py produced no row".into())
-                    }
+                    Ok(rows) if rows.is_empty() => ovs_err = Some("run_ovs_dpdk.py produced no row".into()),
                     Ok(rows) => ovs.extend(rows),
                     Err(e) => ovs_err = Some(format!("{e:#}")),
                 }
@@ -782,13 +707,7 @@ impl Run {
                 ovs.push(self.ovs_setup(n, &p, packets, rep)?);
             }
         }
-        Ok(SetupResult {
-            flows: n,
-            pcap: p.display().to_string(),
-            pcap_packets: packets,
-            vrouter: vr,
-            ovs,
-        })
+        Ok(SetupResult { flows: n, pcap: p.display().to_string(), pcap_packets: packets, vrouter: vr, ovs })
     }
 
     fn ovs_setup(&mut self, n: u64, p: &Path, packets: u64, rep: u32) -> Result<OvsSetup> {
@@ -815,13 +734,8 @@ impl Run {
         let hi = if memif { n / 10 } else { n - n / 100 };
         let pts: Vec<(f64, u64)> = series.iter().map(|s| (s.t, s.nconns)).collect();
         let sustained = rate_between(&pts, lo, hi);
-        let sustained_mid = (!memif)
-            .then(|| rate_between(&pts, n / 10, n - n / 10))
-            .flatten();
-        let cpu: Vec<(f64, u64, u64)> = series
-            .iter()
-            .map(|s| (s.t, s.nconns, s.pmd_cpu_ns))
-            .collect();
+        let sustained_mid = (!memif).then(|| rate_between(&pts, n / 10, n - n / 10)).flatten();
+        let cpu: Vec<(f64, u64, u64)> = series.iter().map(|s| (s.t, s.nconns, s.pmd_cpu_ns)).collect();
         let per_cpu = stateful::per_cpu_second(&cpu, lo, hi);
         let pmd_cpu_share = per_cpu.map(|x| x.1);
         let o = OvsSetup {
@@ -858,10 +772,7 @@ impl Run {
         for s in &o.series {
             let _ = writeln!(w, "{:.4},{},{}", s.t, s.nconns, s.pmd_cpu_ns);
         }
-        std::fs::write(
-            self.o.out.join(format!("ovs_setup_series_{n}_{rep}.csv")),
-            w,
-        )?;
+        std::fs::write(self.o.out.join(format!("ovs_setup_series_{n}_{rep}.csv")), w)?;
         let _ = self.append_csv(
             "setup_rate.csv",
             SETUP_CSV_HEADER,
@@ -869,13 +780,8 @@ impl Run {
                 "{},ovs-ct{},{n},,1,{},,,,,,,,,,,{},,,{}",
                 now_unix(),
                 if memif { "-memif" } else { "" },
-                o.sustained
-                    .as_ref()
-                    .map(|r| format!("{:.0}", r.per_s))
-                    .unwrap_or_default(),
-                o.pmd_cpu_share
-                    .map(|x| format!("{x:.3}"))
-                    .unwrap_or_default(),
+                o.sustained.as_ref().map(|r| format!("{:.0}", r.per_s)).unwrap_or_default(),
+                o.pmd_cpu_share.map(|x| format!("{x:.3}")).unwrap_or_default(),
                 self.o.rev
             ),
         );
@@ -885,10 +791,7 @@ impl Run {
     fn append_csv(&self, name: &str, header: &str, line: &str) -> Result<()> {
         let path = self.o.out.join(name);
         let new = !path.exists();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         if new {
             writeln!(f, "{header}")?;
         }
@@ -897,9 +800,7 @@ impl Run {
     }
 
     fn write_series(&self, tag: &str, m: &SetupMeasurement) -> Result<()> {
-        let mut w = String::from(
-            "t_s,rx,tx,drops,set_up,created,processed,added,hold,used,fwd_cpu_ns,agent_cpu_ns\n",
-        );
+        let mut w = String::from("t_s,rx,tx,drops,set_up,created,processed,added,hold,used,fwd_cpu_ns,agent_cpu_ns\n");
         for s in &m.series {
             let _ = writeln!(
                 w,
@@ -925,12 +826,7 @@ impl Run {
 
 fn throughput_csv(n: u64, p: &Path, rep: u32, m: &StatefulMeasurement, rev: &str) -> String {
     let b = &m.base;
-    let reasons = b
-        .drop_reasons
-        .iter()
-        .map(|d| format!("{}={}", d.key, d.packets))
-        .collect::<Vec<_>>()
-        .join(";");
+    let reasons = b.drop_reasons.iter().map(|d| format!("{}={}", d.key, d.packets)).collect::<Vec<_>>().join(";");
     format!(
         "{},{n},{},{rep},{:.3},{},{},{},{reasons},{:.3},{:.3},{:.1},{:.3},{:.4},{},{},{:.3},{},{},{:.2},{:.2},{},{},{rev}",
         now_unix(),
@@ -958,37 +854,22 @@ fn throughput_csv(n: u64, p: &Path, rep: u32, m: &StatefulMeasurement, rev: &str
 
 fn setup_csv(sys: &str, n: u64, hl: u32, rep: u32, m: &SetupMeasurement, rev: &str) -> String {
     let o = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_default();
-    let l = m
-        .agent
-        .as_ref()
-        .map(|a| a.setup_latency_ns.clone())
-        .unwrap_or_default();
-    let drops = m
-        .first_pass_drops
-        .iter()
-        .map(|d| format!("{}={}", d.key, d.packets))
-        .collect::<Vec<_>>()
-        .join(";");
+    let l = m.agent.as_ref().map(|a| a.setup_latency_ns.clone()).unwrap_or_default();
+    let drops = m.first_pass_drops.iter().map(|d| format!("{}={}", d.key, d.packets)).collect::<Vec<_>>().join(";");
     format!(
         "{},{sys},{n},{hl},{rep},{},{},{},{},{drops},{},{},{},{},{},{},{},{:.2},{:.2},{rev}",
         now_unix(),
         o(m.sustained.as_ref().map(|r| r.per_s)),
         o(m.overall_per_s),
         o(m.peak_100ms_per_s),
-        m.first_pass_s
-            .map(|x| format!("{x:.4}"))
-            .unwrap_or_default(),
+        m.first_pass_s.map(|x| format!("{x:.4}")).unwrap_or_default(),
         m.no_loss,
         l.p50,
         l.p99,
         l.p999,
         l.max,
-        m.fwd_cpu_share
-            .map(|x| format!("{x:.3}"))
-            .unwrap_or_default(),
-        m.agent_cpu_share
-            .map(|x| format!("{x:.3}"))
-            .unwrap_or_default(),
+        m.fwd_cpu_share.map(|x| format!("{x:.3}")).unwrap_or_default(),
+        m.agent_cpu_share.map(|x| format!("{x:.3}")).unwrap_or_default(),
         m.load_before[0],
         m.load_after[0],
     )
@@ -1021,10 +902,7 @@ fn print_throughput(n: u64, rep: u32, m: &StatefulMeasurement) {
         println!("  drops in the window: {}", drops_text(&b.drop_reasons));
     }
     if !m.setup_phase_drops.is_empty() {
-        println!(
-            "  drops while the flows were set up (before the window): {}",
-            drops_text(&m.setup_phase_drops)
-        );
+        println!("  drops while the flows were set up (before the window): {}", drops_text(&m.setup_phase_drops));
     }
     if let Some(a) = &m.agent {
         println!("  agent: {:?}", a.counters);
@@ -1033,10 +911,7 @@ fn print_throughput(n: u64, rep: u32, m: &StatefulMeasurement) {
         println!("  agent status failed: {e}");
     }
     if !b.accounted {
-        println!(
-            "  WARNING: after stop rx {} != tx {} + drops {}",
-            b.total_rx, b.total_tx, b.total_drops
-        );
+        println!("  WARNING: after stop rx {} != tx {} + drops {}", b.total_rx, b.total_tx, b.total_drops);
     }
 }
 
@@ -1086,8 +961,7 @@ pub fn run(o: Opts) -> Result<()> {
     let started = now_unix();
     let load_at_start = procfs::loadavg().unwrap_or_default();
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
-    std::fs::create_dir_all(&o.run_base)
-        .with_context(|| format!("creating {}", o.run_base.display()))?;
+    std::fs::create_dir_all(&o.run_base).with_context(|| format!("creating {}", o.run_base.display()))?;
     let empty_pcap = o.out.join("empty.pcap");
     std::fs::write(&empty_pcap, pcap::empty_pcap())?;
     println!(
@@ -1105,11 +979,7 @@ pub fn run(o: Opts) -> Result<()> {
         o.rev,
         load_at_start
     );
-    let mut r = Run {
-        o,
-        commands: Vec::new(),
-        empty_pcap,
-    };
+    let mut r = Run { o, commands: Vec::new(), empty_pcap };
     let mut tp: Vec<ThroughputResult> = Vec::new();
     let mut su: Vec<SetupResult> = Vec::new();
     let write = |r: &Run, tp: &[ThroughputResult], su: &[SetupResult]| -> Result<()> {
@@ -1182,8 +1052,10 @@ pub fn run(o: Opts) -> Result<()> {
             );
         }
         if su.iter().any(|s| s.ovs.iter().any(|o| o.memif)) {
-            println!("\nmemif-fed OVS: the generator drops what OVS does not take, so after the first 10% of N new and \
-                      established connections mix; its rate is taken between 1% and 10% of N.");
+            println!(
+                "\nmemif-fed OVS: the generator drops what OVS does not take, so after the first 10% of N new and \
+                      established connections mix; its rate is taken between 1% and 10% of N."
+            );
         }
     }
     if !tp.is_empty() || !su.is_empty() {

@@ -73,9 +73,7 @@ impl FlowSettings {
     /// 4 x `flows` (2 x for the pairs, 2 x headroom so buckets rarely overflow), at least
     /// 1024. Flows never age during a run (one day), the vRouter's other defaults.
     pub fn for_flows(flows: u64) -> FlowSettings {
-        let entries = (flows.saturating_mul(4))
-            .next_power_of_two()
-            .clamp(1024, 1 << 30) as u32;
+        let entries = (flows.saturating_mul(4)).next_power_of_two().clamp(1024, 1 << 30) as u32;
         FlowSettings {
             entries,
             overflow_entries: None,
@@ -157,9 +155,7 @@ impl Topology {
         let [v0, v1] = self.vdevs();
         let flow = match &self.flow {
             Some(f) => f.toml(),
-            None => {
-                "[flow]\nenabled = false   # the stateless path: routes and nexthops only\n".into()
-            }
+            None => "[flow]\nenabled = false   # the stateless path: routes and nexthops only\n".into(),
         };
         format!(
             r#"# vrouter-bench: VM vif -> route {ROUTE} -> MPLSoUDP tunnel on the fabric vif.
@@ -257,8 +253,7 @@ mod tests {
     fn config_is_valid_for_the_vrouter() {
         let t = topo();
         let text = t.config_toml();
-        let cfg =
-            vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let cfg = vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(cfg.eal.forwarding_cores, vec![1]);
         assert_eq!(cfg.eal.main_core, 0);
         assert!(cfg.eal.no_huge);
@@ -268,18 +263,12 @@ mod tests {
         assert_eq!(
             cfg.eal.vdevs,
             vec![
-                "net_pcap0,rx_pcap=/tmp/vrouter-bench/pcaps/udp_1000.pcap,infinite_rx=1"
-                    .to_string(),
+                "net_pcap0,rx_pcap=/tmp/vrouter-bench/pcaps/udp_1000.pcap,infinite_rx=1".to_string(),
                 "net_pcap1,rx_pcap=/tmp/vrouter-bench/empty.pcap".to_string()
             ]
         );
         assert_eq!(cfg.vrouter.summary_interval_s, 0);
-        let vm = cfg
-            .vifs
-            .iter()
-            .map(|v| v.get_ref())
-            .find(|v| v.id == VM_VIF)
-            .unwrap();
+        let vm = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == VM_VIF).unwrap();
         assert_eq!(vm.mac.to_string(), VM_VIF_MAC);
         assert_eq!(vm.vrf, 1);
         // Every source of gen_flows_pcap.py (10.0.0.0/10) passes the VM vif's source check.
@@ -293,13 +282,7 @@ mod tests {
         assert_eq!(cfg.routes.len(), 1);
         assert_eq!(cfg.routes[0].get_ref().prefix.to_string(), ROUTE);
         match cfg.nexthops[0].get_ref() {
-            vrouter::config::NexthopConfig::Tunnel {
-                encap,
-                label,
-                vif,
-                remote_ip,
-                ..
-            } => {
+            vrouter::config::NexthopConfig::Tunnel { encap, label, vif, remote_ip, .. } => {
                 assert_eq!(*encap, vrouter::config::TunnelEncap::Mplsoudp);
                 assert_eq!(*label, LABEL);
                 assert_eq!(*vif, FABRIC_VIF);
@@ -315,12 +298,7 @@ mod tests {
         assert!(text.contains("[flow]\nenabled = false"), "{text}");
         let cfg = vrouter::config::parse(&text, "bench.toml").unwrap();
         assert!(!cfg.flow.enabled);
-        let vm = cfg
-            .vifs
-            .iter()
-            .map(|v| v.get_ref())
-            .find(|v| v.id == VM_VIF)
-            .unwrap();
+        let vm = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == VM_VIF).unwrap();
         assert_eq!(vm.vn_name.as_deref(), Some(VN_NAME));
     }
 

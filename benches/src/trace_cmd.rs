@@ -117,7 +117,15 @@ fn ensure_pcap(o: &Opts, n: u64, commands: &mut Vec<String>) -> Result<PathBuf> 
     Ok(p)
 }
 
-fn spec(o: &Opts, vrouter: &Path, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, fs: &FlowSettings) -> RunSpec {
+fn spec(
+    o: &Opts,
+    vrouter: &Path,
+    empty_pcap: &Path,
+    tag: &str,
+    pcap_path: &Path,
+    packets: u64,
+    fs: &FlowSettings,
+) -> RunSpec {
     // Copies in flight: at most one burst per fabric TX buffer, plus the pool cache.
     let (mbufs, memory_mb) = mem_sizing_extra(packets, fs.max_held_packets() + 1024);
     let prefix = format!("vrbtr{}_{tag}", std::process::id());
@@ -152,7 +160,9 @@ fn control(run_dir: &Path, req: &serde_json::Value, wait: Duration) -> Result<se
     let s = loop {
         match std::os::unix::net::UnixStream::connect(&path) {
             Ok(s) => break s,
-            Err(e) if Instant::now() > deadline => return Err(e).with_context(|| format!("connecting to {}", path.display())),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).with_context(|| format!("connecting to {}", path.display()))
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     };
@@ -253,7 +263,9 @@ pub fn run(o: Opts) -> Result<()> {
                 }
             }
         }
-        let med = |v: &str| median(&runs.iter().filter(|r| r.flows == n && r.variant == v).map(|r| r.cpu_mpps).collect::<Vec<_>>());
+        let med = |v: &str| {
+            median(&runs.iter().filter(|r| r.flows == n && r.variant == v).map(|r| r.cpu_mpps).collect::<Vec<_>>())
+        };
         let (off, idle, nm) = (med("compiled-out"), med("idle"), med("no-match"));
         let slow = |x: f64| if off > 0.0 { 1.0 - x / off } else { 0.0 };
         table.push(TraceSummary {

@@ -108,7 +108,8 @@ pub fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
     let rx = reader.vif_counters(VM_VIF, None).rx_packets;
     // The fabric vif's TX includes the mirror copies that left it; `tx` is the forwarded
     // originals (copies are counted in `mir_tpkts` before the vif's TX, read after it).
-    let tx = reader.vif_counters(FABRIC_VIF, None).tx_packets.saturating_sub(reader.lcore_counters(None).mirror_packets);
+    let tx =
+        reader.vif_counters(FABRIC_VIF, None).tx_packets.saturating_sub(reader.lcore_counters(None).mirror_packets);
     let cpu_ns = procfs::thread_cpu_ns(pid, tid)?;
     let t = Instant::now();
     let drops = reader.drops(None);
@@ -136,9 +137,7 @@ pub fn drop_list(d: &[u64; DROP_REASON_COUNT]) -> Vec<DropCount> {
         .map(|(i, n)| {
             let r = DropReason::from_index(i);
             DropCount {
-                reason: r
-                    .map(|r| r.name().to_string())
-                    .unwrap_or_else(|| format!("reason #{i}")),
+                reason: r.map(|r| r.name().to_string()).unwrap_or_else(|| format!("reason #{i}")),
                 key: r.map(|r| r.key().to_string()).unwrap_or_default(),
                 packets: *n,
             }
@@ -179,10 +178,7 @@ impl Running {
                 return Ok(st.success());
             }
             if Instant::now() > deadline {
-                eprintln!(
-                    "vrouter-bench: vrouter did not stop within {:?} of SIGINT; killing it",
-                    self.stop_timeout
-                );
+                eprintln!("vrouter-bench: vrouter did not stop within {:?} of SIGINT; killing it", self.stop_timeout);
                 let _ = child.kill();
                 let _ = child.wait();
                 return Ok(false);
@@ -231,12 +227,10 @@ impl Started {
     pub fn start(spec: &RunSpec, first_rx_poll: Duration) -> Result<Started> {
         let topo = &spec.topology;
         let _ = std::fs::remove_dir_all(&topo.run_dir);
-        std::fs::create_dir_all(&topo.run_dir)
-            .with_context(|| format!("creating {}", topo.run_dir.display()))?;
+        std::fs::create_dir_all(&topo.run_dir).with_context(|| format!("creating {}", topo.run_dir.display()))?;
         std::fs::write(&spec.config_path, topo.config_toml())
             .with_context(|| format!("writing {}", spec.config_path.display()))?;
-        let log = File::create(&spec.log_path)
-            .with_context(|| format!("creating {}", spec.log_path.display()))?;
+        let log = File::create(&spec.log_path).with_context(|| format!("creating {}", spec.log_path.display()))?;
 
         let t0 = Instant::now();
         let child = Command::new(&spec.vrouter)
@@ -248,11 +242,8 @@ impl Started {
             .spawn()
             .with_context(|| format!("starting {}", spec.vrouter.display()))?;
         let pid = child.id();
-        let mut running = Running {
-            child: Some(child),
-            prefix: topo.file_prefix.clone(),
-            stop_timeout: spec.stop_timeout,
-        };
+        let mut running =
+            Running { child: Some(child), prefix: topo.file_prefix.clone(), stop_timeout: spec.stop_timeout };
 
         // 1. Wait for the stats region, then for packets on the VM vif.
         let deadline = t0 + spec.start_timeout;
@@ -278,11 +269,7 @@ impl Started {
             if interrupted() {
                 bail!("interrupted");
             }
-            std::thread::sleep(if reader.is_some() {
-                first_rx_poll
-            } else {
-                Duration::from_millis(50)
-            });
+            std::thread::sleep(if reader.is_some() { first_rx_poll } else { Duration::from_millis(50) });
         };
         let reader = reader.expect("opened above");
         let startup_s = (first_rx - t0).as_secs_f64();
@@ -290,21 +277,11 @@ impl Started {
         // 2. The forwarding thread.
         let threads = procfs::threads(pid)?;
         let names: Vec<String> = threads.iter().map(|(_, c)| c.clone()).collect();
-        let fwd: Vec<u32> = threads
-            .iter()
-            .filter(|(_, c)| *c == spec.fwd_thread)
-            .map(|(t, _)| *t)
-            .collect();
+        let fwd: Vec<u32> = threads.iter().filter(|(_, c)| *c == spec.fwd_thread).map(|(t, _)| *t).collect();
         let fwd_tid = match fwd.as_slice() {
             [t] => *t,
-            [] => bail!(
-                "no thread named {:?} in vrouter (pid {pid}); threads: {names:?}",
-                spec.fwd_thread
-            ),
-            _ => bail!(
-                "several threads named {:?} in vrouter (pid {pid}): {fwd:?}",
-                spec.fwd_thread
-            ),
+            [] => bail!("no thread named {:?} in vrouter (pid {pid}); threads: {names:?}", spec.fwd_thread),
+            _ => bail!("several threads named {:?} in vrouter (pid {pid}): {fwd:?}", spec.fwd_thread),
         };
         Ok(Started {
             running,
@@ -346,7 +323,11 @@ impl Started {
         let t = Totals {
             rx: self.reader.vif_counters(VM_VIF, None).rx_packets,
             // Originals only: the fabric's TX includes the mirror copies sent.
-            tx: self.reader.vif_counters(FABRIC_VIF, None).tx_packets.saturating_sub(self.reader.lcore_counters(None).mirror_packets),
+            tx: self
+                .reader
+                .vif_counters(FABRIC_VIF, None)
+                .tx_packets
+                .saturating_sub(self.reader.lcore_counters(None).mirror_packets),
             drops: self.reader.drops(None).iter().sum(),
             clean_exit,
         };
@@ -361,11 +342,7 @@ fn early_exit(running: &mut Running, log_path: &Path) -> Result<()> {
     if let Some(c) = running.child.as_mut() {
         if let Some(st) = c.try_wait()? {
             running.child = None;
-            bail!(
-                "vrouter exited early ({st}); log {}:\n{}",
-                log_path.display(),
-                log_tail(log_path, 30)
-            );
+            bail!("vrouter exited early ({st}); log {}:\n{}", log_path.display(), log_tail(log_path, 30));
         }
     }
     Ok(())
@@ -440,10 +417,7 @@ pub fn measure(spec: &RunSpec) -> Result<VrouterMeasurement> {
 }
 
 /// Samples, waits `dur`, samples again; with the load average around it.
-pub(crate) fn sample_window(
-    st: &mut Started,
-    dur: Duration,
-) -> Result<(Sample, Sample, [f64; 3], [f64; 3])> {
+pub(crate) fn sample_window(st: &mut Started, dur: Duration) -> Result<(Sample, Sample, [f64; 3], [f64; 3])> {
     let load_before = procfs::loadavg()?;
     let a = sample(&st.reader, st.pid, st.fwd_tid)?;
     sleep_checked(dur)?;
@@ -474,11 +448,7 @@ pub struct Ident {
 
 impl Started {
     pub fn ident(&self) -> Ident {
-        Ident {
-            startup_s: self.startup_s,
-            fwd_tid: self.fwd_tid,
-            threads: self.threads.clone(),
-        }
+        Ident { startup_s: self.startup_s, fwd_tid: self.fwd_tid, threads: self.threads.clone() }
     }
 }
 

@@ -14,9 +14,7 @@
 use clap::Parser;
 use collector::config::CollectorConfig;
 use collector::server::Collector;
-use sandesh::{
-    encode_message, FlowLogData, FlowLogDataObject, GeneratorId, SandeshCtrlClientToServer,
-};
+use sandesh::{encode_message, FlowLogData, FlowLogDataObject, GeneratorId, SandeshCtrlClientToServer};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -43,10 +41,7 @@ struct Args {
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
 }
 
 fn generator(addr: SocketAddr, g: usize, records: usize) -> std::io::Result<()> {
@@ -150,20 +145,15 @@ fn main() {
         query_max_rows: 2_000_000,
         ..CollectorConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let c = rt.block_on(Collector::start(&cfg)).unwrap();
     let (sandesh_addr, http_addr) = (c.sandesh_addr, c.http_addr);
 
     let per = args.records / args.generators;
     let total = per * args.generators;
     let t0 = Instant::now();
-    let threads: Vec<_> = (0..args.generators)
-        .map(|g| std::thread::spawn(move || generator(sandesh_addr, g, per)))
-        .collect();
+    let threads: Vec<_> =
+        (0..args.generators).map(|g| std::thread::spawn(move || generator(sandesh_addr, g, per))).collect();
     for t in threads {
         t.join().unwrap().unwrap();
     }
@@ -249,10 +239,7 @@ fn main() {
             db_bytes >> 20
         );
         for q in out["queries"].as_array().unwrap() {
-            println!(
-                "query {}: {} rows, median {} ms, max {} ms",
-                q["query"], q["rows"], q["median_ms"], q["max_ms"]
-            );
+            println!("query {}: {} rows, median {} ms, max {} ms", q["query"], q["rows"], q["median_ms"], q["max_ms"]);
         }
     } else {
         println!("{out}");

@@ -9,7 +9,13 @@ use std::time::Duration;
 
 /// Sends `method path` to `addr` (`host:port`) and returns the status code and the body
 /// text. `token` becomes `Authorization: Bearer`; a `body` is sent as JSON.
-pub fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
@@ -34,7 +40,8 @@ fn bad(what: &str) -> Error {
 fn parse_response(resp: &str) -> std::io::Result<(u16, String)> {
     let (head, rest) = resp.split_once("\r\n\r\n").ok_or_else(|| bad("no end of the response head"))?;
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| bad("no status code"))?;
-    let text = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest)? } else { rest.to_owned() };
+    let text =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest)? } else { rest.to_owned() };
     Ok((status, text))
 }
 
@@ -59,7 +66,8 @@ mod tests {
     #[test]
     fn plain_and_chunked_bodies() {
         assert_eq!(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap(), (200, "{}".into()));
-        let chunked = "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
+        let chunked =
+            "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
         assert_eq!(parse_response(chunked).unwrap(), (404, "{\"a\":1}".into()));
         assert!(parse_response("garbage").is_err());
         assert!(parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());

@@ -141,20 +141,12 @@ impl Default for CollectorConfig {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 /// Line of the `i`-th `[[tenant]]` header of `text`, if present.
 fn tenant_line(text: &str, i: usize) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| l.trim() == "[[tenant]]")
-        .nth(i)
-        .map(|(n, _)| n + 1)
+    text.lines().enumerate().filter(|(_, l)| l.trim() == "[[tenant]]").nth(i).map(|(n, _)| n + 1)
 }
 
 /// Line of `key = ` in the `[collector]` section of `text`, if present.
@@ -194,10 +186,7 @@ impl CollectorConfig {
     /// Reads, parses and validates a file.
     pub fn load(path: &std::path::Path) -> Result<CollectorConfig, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: origin.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: origin.clone(), source })?;
         Self::from_toml(&text, &origin)
     }
 
@@ -209,16 +198,9 @@ impl CollectorConfig {
             field: format!("collector.{key}"),
             message,
         };
-        for (key, v) in [
-            ("sandesh_listen", &self.sandesh_listen),
-            ("http_listen", &self.http_listen),
-        ] {
-            v.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    key,
-                    format!("`{v}` is not an address:port such as 0.0.0.0:8086"),
-                )
-            })?;
+        for (key, v) in [("sandesh_listen", &self.sandesh_listen), ("http_listen", &self.http_listen)] {
+            v.parse::<SocketAddr>()
+                .map_err(|_| invalid(key, format!("`{v}` is not an address:port such as 0.0.0.0:8086")))?;
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty".into()));
@@ -227,28 +209,19 @@ impl CollectorConfig {
             return Err(invalid("flow_retention_s", "must be at least 1".into()));
         }
         if self.flow_retention_s > 10 * 365 * 86_400 {
-            return Err(invalid(
-                "flow_retention_s",
-                "must be at most 10 years (315360000)".into(),
-            ));
+            return Err(invalid("flow_retention_s", "must be at most 10 years (315360000)".into()));
         }
         if self.purge_interval_s == 0 {
             return Err(invalid("purge_interval_s", "must be at least 1".into()));
         }
         if !(1..=1_000_000).contains(&self.ingest_queue) {
-            return Err(invalid(
-                "ingest_queue",
-                "must be between 1 and 1000000".into(),
-            ));
+            return Err(invalid("ingest_queue", "must be between 1 and 1000000".into()));
         }
         if self.handshake_timeout_s == 0 {
             return Err(invalid("handshake_timeout_s", "must be at least 1".into()));
         }
         if !(4096..=64 << 20).contains(&self.max_frame_len) {
-            return Err(invalid(
-                "max_frame_len",
-                "must be between 4096 and 67108864".into(),
-            ));
+            return Err(invalid("max_frame_len", "must be between 4096 and 67108864".into()));
         }
         if self.query_max_rows == 0 {
             return Err(invalid("query_max_rows", "must be at least 1".into()));
@@ -272,10 +245,7 @@ impl CollectorConfig {
                 return Err(tenant("name", "must not be empty".into()));
             }
             if t.token.len() < MIN_TOKEN_LEN || t.token.contains(char::is_whitespace) {
-                return Err(tenant(
-                    "token",
-                    format!("must be at least {MIN_TOKEN_LEN} characters without spaces"),
-                ));
+                return Err(tenant("token", format!("must be at least {MIN_TOKEN_LEN} characters without spaces")));
             }
             if let Some(j) = self.tenants[..i].iter().position(|o| o.name == t.name) {
                 return Err(tenant("name", format!("`{}` is also tenant[{j}]", t.name)));
@@ -322,14 +292,9 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let e =
-            CollectorConfig::from_toml("[collector]\n\ningest_queue = 0\n", "c.toml").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "c.toml:3: collector.ingest_queue: must be between 1 and 1000000"
-        );
-        let e = CollectorConfig::from_toml("[collector]\nhttp_listen = \"localhost\"\n", "c.toml")
-            .unwrap_err();
+        let e = CollectorConfig::from_toml("[collector]\n\ningest_queue = 0\n", "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:3: collector.ingest_queue: must be between 1 and 1000000");
+        let e = CollectorConfig::from_toml("[collector]\nhttp_listen = \"localhost\"\n", "c.toml").unwrap_err();
         assert_eq!(
             e.to_string(),
             "c.toml:2: collector.http_listen: `localhost` is not an address:port such as 0.0.0.0:8086"
@@ -337,8 +302,7 @@ mod tests {
         let e = CollectorConfig::from_toml("[collector]\nretention = 5\n", "c.toml").unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("c.toml:2: unknown field `retention`"), "{s}");
-        let e = CollectorConfig::from_toml("[collector]\nflow_retention_s = \"x\"\n", "c.toml")
-            .unwrap_err();
+        let e = CollectorConfig::from_toml("[collector]\nflow_retention_s = \"x\"\n", "c.toml").unwrap_err();
         assert!(e.to_string().starts_with("c.toml:2: "), "{e}");
     }
 
@@ -348,44 +312,19 @@ mod tests {
         let c = CollectorConfig::from_toml(ok, "c.toml").unwrap();
         assert_eq!(c.admin_token.as_deref(), Some("admin-secret"));
         assert_eq!(c.tenants.len(), 2);
-        assert_eq!(
-            (c.tenants[1].name.as_str(), c.tenants[1].token.as_str()),
-            ("blue", "blue-secret")
-        );
-        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "red-secret"), "c.toml")
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "c.toml:8: tenant[1].token: is also the token of tenant[0]"
-        );
-        let e =
-            CollectorConfig::from_toml(&ok.replace("\"blue\"", "\"red\""), "c.toml").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "c.toml:8: tenant[1].name: `red` is also tenant[0]"
-        );
-        let e =
-            CollectorConfig::from_toml(&ok.replace("red-secret", "short"), "c.toml").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "c.toml:4: tenant[0].token: must be at least 8 characters without spaces"
-        );
+        assert_eq!((c.tenants[1].name.as_str(), c.tenants[1].token.as_str()), ("blue", "blue-secret"));
+        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "red-secret"), "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:8: tenant[1].token: is also the token of tenant[0]");
+        let e = CollectorConfig::from_toml(&ok.replace("\"blue\"", "\"red\""), "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:8: tenant[1].name: `red` is also tenant[0]");
+        let e = CollectorConfig::from_toml(&ok.replace("red-secret", "short"), "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:4: tenant[0].token: must be at least 8 characters without spaces");
         let e = CollectorConfig::from_toml(&ok.replace("admin-secret", "x"), "c.toml").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "c.toml:2: collector.admin_token: must be at least 8 characters without spaces"
-        );
-        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "admin-secret"), "c.toml")
+        assert_eq!(e.to_string(), "c.toml:2: collector.admin_token: must be at least 8 characters without spaces");
+        let e = CollectorConfig::from_toml(&ok.replace("blue-secret", "admin-secret"), "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:8: tenant[1].token: is also the admin_token");
+        let e = CollectorConfig::from_toml("[[tenant]]\nname = \"red\"\ntoken = \"red-secret\"\nvns = []\n", "c.toml")
             .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "c.toml:8: tenant[1].token: is also the admin_token"
-        );
-        let e = CollectorConfig::from_toml(
-            "[[tenant]]\nname = \"red\"\ntoken = \"red-secret\"\nvns = []\n",
-            "c.toml",
-        )
-        .unwrap_err();
         assert!(e.to_string().starts_with("c.toml:"), "{e}");
         assert!(e.to_string().contains("unknown field `vns`"), "{e}");
     }

@@ -82,22 +82,14 @@ pub fn router(state: ApiState) -> Router {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     format!("http://{host}")
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("handler failed: {e}"),
-        )
-    })?
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("handler failed: {e}")))?
 }
 
 async fn uve_types(headers: HeaderMap) -> Json<Value> {
@@ -115,11 +107,7 @@ fn unknown_type(ty: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         format!(
             "unknown UVE type `{ty}` (types: {})",
-            UVE_TYPES
-                .iter()
-                .map(|(t, _)| *t)
-                .collect::<Vec<_>>()
-                .join(", ")
+            UVE_TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
         ),
     )
 }
@@ -176,32 +164,21 @@ async fn uve_get(
         let reader = st.store.reader()?;
         if let Some(prefix) = name.strip_suffix('*') {
             let mut out = Vec::new();
-            for n in reader
-                .uve_names(table)?
-                .into_iter()
-                .filter(|n| n.starts_with(prefix))
-            {
+            for n in reader.uve_names(table)?.into_iter().filter(|n| n.starts_with(prefix)) {
                 let attrs = reader.uve_attrs(table, &n)?;
                 out.push(json!({"name": n, "value": crate::uve::flat_json(&attrs)}));
             }
             return Ok(Json(json!({ "value": out })));
         }
         let attrs = reader.uve_attrs(table, &name)?;
-        Ok(Json(if flat {
-            crate::uve::flat_json(&attrs)
-        } else {
-            crate::uve::raw_json(&attrs)
-        }))
+        Ok(Json(if flat { crate::uve::flat_json(&attrs) } else { crate::uve::raw_json(&attrs) }))
     })
     .await
 }
 
 /// Microseconds since the epoch.
 pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 async fn query_post(State(st): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -219,8 +196,7 @@ async fn query_post(State(st): State<ApiState>, body: Bytes) -> Result<Json<Valu
             query::run(&reader, &req, &ctx)
         };
         run().map_err(|e| {
-            let code =
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             ApiError(code, e.to_string())
         })
     })
@@ -245,19 +221,14 @@ async fn tables(headers: HeaderMap) -> Json<Value> {
 fn known_table(t: &str) -> Result<query::Table, ApiError> {
     query::Table::from_name(t).ok_or_else(|| {
         let e = QueryError::UnknownTable(t.to_owned());
-        ApiError(
-            StatusCode::from_u16(e.http_status()).expect("valid status"),
-            e.to_string(),
-        )
+        ApiError(StatusCode::from_u16(e.http_status()).expect("valid status"), e.to_string())
     })
 }
 
 async fn table_links(Path(t): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let table = known_table(&t)?;
     let base = base_url(&headers);
-    Ok(Json(
-        json!([{"name": "schema", "href": format!("{base}/analytics/table/{}/schema", table.name())}]),
-    ))
+    Ok(Json(json!([{"name": "schema", "href": format!("{base}/analytics/table/{}/schema", table.name())}])))
 }
 
 async fn table_schema(Path(t): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -277,16 +248,10 @@ fn bad_request(field: &str, message: impl std::fmt::Display) -> ApiError {
 
 /// The caller of a trace request, or the 401 reply.
 fn trace_caller(st: &ApiState, headers: &HeaderMap) -> Result<crate::trace::Caller, Response> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .map(|h| h.to_str().unwrap_or(""));
+    let auth = headers.get(header::AUTHORIZATION).map(|h| h.to_str().unwrap_or(""));
     st.trace_access.caller(auth).map_err(|e| {
         st.stats.trace_auth_refused.fetch_add(1, Relaxed);
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({ "error": e.to_string() })),
-        )
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(json!({ "error": e.to_string() })))
             .into_response()
     })
 }
@@ -315,12 +280,7 @@ fn trace_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<String>),
                 }
                 request = Some(v.to_ascii_lowercase());
             }
-            other => {
-                return Err(bad_request(
-                    other,
-                    "unknown parameter (expected start_time, end_time, request)",
-                ))
-            }
+            other => return Err(bad_request(other, "unknown parameter (expected start_time, end_time, request)")),
         }
     }
     if start > end {
@@ -366,13 +326,7 @@ async fn trace_list(
     let (start, end, request) = trace_params(q.as_deref(), now_us())?;
     let v = blocking(move || {
         let reader = st.store.reader()?;
-        let rows = reader.trace_rows(
-            start,
-            end,
-            request.as_deref(),
-            caller.project(),
-            st.query_max_rows,
-        )?;
+        let rows = reader.trace_rows(start, end, request.as_deref(), caller.project(), st.query_max_rows)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut steps = reader.trace_steps(row.trace_id)?;
@@ -394,16 +348,10 @@ async fn trace_get(
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
-    let n = crate::trace::parse_id(&id)
-        .ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
+    let n = crate::trace::parse_id(&id).ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
     let v = blocking(move || {
         let reader = st.store.reader()?;
-        let not_found = || {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("id: no trace {}", crate::trace::format_id(n)),
-            )
-        };
+        let not_found = || ApiError(StatusCode::NOT_FOUND, format!("id: no trace {}", crate::trace::format_id(n)));
         // Another project's trace is answered exactly like an unknown one.
         let row = match reader.trace_row(n)? {
             Some(r) if caller.may_read(r.project.as_deref()) => r,
@@ -425,24 +373,13 @@ mod tests {
     fn trace_params_name_the_field() {
         let now = 1_700_000_000_000_000;
         assert_eq!(trace_params(None, now).unwrap(), (i64::MIN, i64::MAX, None));
-        let (s, e, r) =
-            trace_params(Some("start_time=now-10m&end_time=now&request=AB%2Dcd"), now).unwrap();
-        assert_eq!(
-            (s, e, r.as_deref()),
-            ((now - 600_000_000) as i64, now as i64, Some("ab-cd"))
-        );
+        let (s, e, r) = trace_params(Some("start_time=now-10m&end_time=now&request=AB%2Dcd"), now).unwrap();
+        assert_eq!((s, e, r.as_deref()), ((now - 600_000_000) as i64, now as i64, Some("ab-cd")));
         let err = |q: &str| trace_params(Some(q), now).unwrap_err().1;
-        assert!(
-            err("start_time=yesterday").starts_with("start_time: "),
-            "{}",
-            err("start_time=yesterday")
-        );
+        assert!(err("start_time=yesterday").starts_with("start_time: "), "{}", err("start_time=yesterday"));
         assert!(err("end_time=now-1q").starts_with("end_time: "));
         assert!(err("limit=5").starts_with("limit: unknown parameter"));
-        assert_eq!(
-            err("start_time=now&end_time=now-1h"),
-            "start_time: is after end_time"
-        );
+        assert_eq!(err("start_time=now&end_time=now-1h"), "start_time: is after end_time");
         assert_eq!(err("request="), "request: must be a trace request UUID");
         assert_eq!(err("request=%zz"), "request: bad percent-encoding");
     }

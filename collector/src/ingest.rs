@@ -85,9 +85,8 @@ pub fn start_writer(
 ) -> std::io::Result<(IngestHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let st = stats.clone();
-    let join = std::thread::Builder::new()
-        .name("collector-writer".into())
-        .spawn(move || writer_loop(writer, rx, st))?;
+    let join =
+        std::thread::Builder::new().name("collector-writer".into()).spawn(move || writer_loop(writer, rx, st))?;
     Ok((IngestHandle { tx, stats }, join))
 }
 
@@ -97,9 +96,7 @@ fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreErro
             for r in recs {
                 t.apply_flow_log(r)?;
             }
-            stats
-                .flow_records_stored
-                .fetch_add(recs.len() as u64, Relaxed);
+            stats.flow_records_stored.fetch_add(recs.len() as u64, Relaxed);
         }
         IngestMsg::Uve(g, u) => {
             t.set_uve(g, u)?;
@@ -145,10 +142,7 @@ fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc
             // The whole batch was rolled back; apply message by message so one bad message
             // does not lose the others.
             stats.store_errors.fetch_add(1, Relaxed);
-            eprintln!(
-                "collector: storing a batch of {} messages failed: {e}; retrying one by one",
-                batch.len()
-            );
+            eprintln!("collector: storing a batch of {} messages failed: {e}; retrying one by one", batch.len());
             for m in &batch {
                 if let Err(e) = writer.transaction(|t| apply(t, m, &stats)) {
                     stats.store_errors.fetch_add(1, Relaxed);
@@ -156,9 +150,7 @@ fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc
                         stats.flow_records_lost.fetch_add(r.len() as u64, Relaxed);
                     }
                     if let IngestMsg::Traces(t) = m {
-                        stats
-                            .trace_steps_lost
-                            .fetch_add(t.data.steps.len() as u64, Relaxed);
+                        stats.trace_steps_lost.fetch_add(t.data.steps.len() as u64, Relaxed);
                     }
                     eprintln!("collector: storing a message failed: {e}");
                 }

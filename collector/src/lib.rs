@@ -27,7 +27,4 @@ pub mod time;
 pub mod trace;
 pub mod uve;
 
-pub use time::{
-    clamp_query_window, parse_time, resolve_query_window, Sign, TimeError, TimeExpr, TimeUnit,
-    TimeWindow,
-};
+pub use time::{clamp_query_window, parse_time, resolve_query_window, Sign, TimeError, TimeExpr, TimeUnit, TimeWindow};

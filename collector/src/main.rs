@@ -76,9 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let c = Collector::start(&cfg)
-            .await
-            .context("cannot start the collector")?;
+        let c = Collector::start(&cfg).await.context("cannot start the collector")?;
         let line = if cli.json {
             serde_json::json!({
                 "sandesh_listen": c.sandesh_addr.to_string(),

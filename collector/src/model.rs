@@ -26,11 +26,7 @@ pub struct GeneratorKey {
 impl fmt::Display for GeneratorKey {
     /// `source:node_type:module:instance_id`, the form the analytics API shows as a UVE origin.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}:{}",
-            self.source, self.node_type, self.module, self.instance_id
-        )
+        write!(f, "{}:{}:{}:{}", self.source, self.node_type, self.module, self.instance_id)
     }
 }
 
@@ -152,10 +148,7 @@ pub struct UveField {
 impl UveField {
     /// The value of annotation `name`, if present.
     pub fn annotation(&self, name: &str) -> Option<&str> {
-        self.annotations
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.annotations.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -199,10 +192,7 @@ pub enum UveValue {
 impl UveValue {
     /// A scalar value.
     pub fn scalar(ty: &str, text: impl Into<String>) -> Self {
-        UveValue::Scalar {
-            ty: ty.to_owned(),
-            text: text.into(),
-        }
+        UveValue::Scalar { ty: ty.to_owned(), text: text.into() }
     }
 }
 
@@ -233,10 +223,7 @@ pub const UVE_TYPES: &[(&str, &str)] = &[
 
 /// The table of a REST UVE type (`vrouter` → `ObjectVRouter`).
 pub fn uve_table_of(url_type: &str) -> Option<&'static str> {
-    UVE_TYPES
-        .iter()
-        .find(|(t, _)| *t == url_type)
-        .map(|(_, table)| *table)
+    UVE_TYPES.iter().find(|(t, _)| *t == url_type).map(|(_, table)| *table)
 }
 
 /// Builds a [`UveUpdate`] from a decoded data struct: takes the fields carrying a `key=`
@@ -266,23 +253,12 @@ pub fn uve_update_from_struct(
             attrs.push(f);
         }
     }
-    let table = table.ok_or_else(|| UveShapeError::NoKey {
-        struct_type: struct_type.to_owned(),
-    })?;
+    let table = table.ok_or_else(|| UveShapeError::NoKey { struct_type: struct_type.to_owned() })?;
     let name = names.join(":");
     if name.is_empty() {
-        return Err(UveShapeError::EmptyName {
-            struct_type: struct_type.to_owned(),
-        });
+        return Err(UveShapeError::EmptyName { struct_type: struct_type.to_owned() });
     }
-    Ok(UveUpdate {
-        table,
-        name,
-        struct_type: struct_type.to_owned(),
-        deleted,
-        timestamp_us,
-        attrs,
-    })
+    Ok(UveUpdate { table, name, struct_type: struct_type.to_owned(), deleted, timestamp_us, attrs })
 }
 
 /// Why a decoded UVE struct cannot be stored.
@@ -317,10 +293,7 @@ mod tests {
             name: name.into(),
             sandesh_type: ty.into(),
             identifier: id,
-            annotations: ann
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
+            annotations: ann.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             value: v,
         }
     }
@@ -328,21 +301,9 @@ mod tests {
     #[test]
     fn key_and_deleted_are_taken_out() {
         let fields = vec![
-            field(
-                "name",
-                "string",
-                1,
-                &[("key", "ObjectVMITable")],
-                UveValue::scalar("string", "vmi1"),
-            ),
+            field("name", "string", 1, &[("key", "ObjectVMITable")], UveValue::scalar("string", "vmi1")),
             field("deleted", "bool", 2, &[], UveValue::scalar("bool", "true")),
-            field(
-                "vm_name",
-                "string",
-                3,
-                &[],
-                UveValue::scalar("string", "vm1"),
-            ),
+            field("vm_name", "string", 3, &[], UveValue::scalar("string", "vm1")),
         ];
         let u = uve_update_from_struct("VMIStats", fields, 7).unwrap();
         assert_eq!(u.table, "ObjectVMITable");
@@ -356,23 +317,9 @@ mod tests {
     #[test]
     fn missing_key_is_an_error() {
         let fields = vec![field("x", "u64", 1, &[], UveValue::scalar("u64", "1"))];
-        assert_eq!(
-            uve_update_from_struct("S", fields, 0),
-            Err(UveShapeError::NoKey {
-                struct_type: "S".into()
-            })
-        );
-        let fields = vec![field(
-            "name",
-            "string",
-            1,
-            &[("key", "T")],
-            UveValue::scalar("string", ""),
-        )];
-        assert!(matches!(
-            uve_update_from_struct("S", fields, 0),
-            Err(UveShapeError::EmptyName { .. })
-        ));
+        assert_eq!(uve_update_from_struct("S", fields, 0), Err(UveShapeError::NoKey { struct_type: "S".into() }));
+        let fields = vec![field("name", "string", 1, &[("key", "T")], UveValue::scalar("string", ""))];
+        assert!(matches!(uve_update_from_struct("S", fields, 0), Err(UveShapeError::EmptyName { .. })));
     }
 
     #[test]
@@ -384,11 +331,7 @@ mod tests {
             instance_id: "0".into(),
         };
         assert_eq!(g.to_string(), "host1:Compute:contrail-vrouter-agent:0");
-        let f = FlowRecordInput {
-            sport: -31743,
-            protocol: -124,
-            ..Default::default()
-        };
+        let f = FlowRecordInput { sport: -31743, protocol: -124, ..Default::default() };
         assert_eq!(f.sport_u16(), 33793);
         assert_eq!(f.protocol_u8(), 132);
         assert_eq!(uve_table_of("vrouter"), Some("ObjectVRouter"));

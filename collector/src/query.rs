@@ -56,18 +56,10 @@ pub struct Column {
 }
 
 const fn s(name: &'static str, sql: &'static str) -> Column {
-    Column {
-        name,
-        sql,
-        kind: ColKind::Str,
-    }
+    Column { name, sql, kind: ColKind::Str }
 }
 const fn i(name: &'static str, sql: &'static str) -> Column {
-    Column {
-        name,
-        sql,
-        kind: ColKind::Int,
-    }
+    Column { name, sql, kind: ColKind::Int }
 }
 
 /// FlowRecordTable columns: the reference schema plus the mirror extension.
@@ -131,14 +123,8 @@ pub const FLOW_SERIES_COLUMNS: &[Column] = &[
 ];
 
 /// Counters of FlowSeriesTable that `SUM(...)` accepts.
-pub const SERIES_COUNTERS: &[&str] = &[
-    "bytes",
-    "packets",
-    "mir-bytes",
-    "mir-packets",
-    "sec-mir-bytes",
-    "sec-mir-packets",
-];
+pub const SERIES_COUNTERS: &[&str] =
+    &["bytes", "packets", "mir-bytes", "mir-packets", "sec-mir-bytes", "sec-mir-packets"];
 
 /// The tables this engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,17 +170,8 @@ impl Table {
 }
 
 /// The columns the reference schema indexes (where clauses on them are what it supports).
-pub const INDEXED_COLUMNS: &[&str] = &[
-    "vrouter",
-    "sourcevn",
-    "sourceip",
-    "destvn",
-    "destip",
-    "protocol",
-    "sport",
-    "dport",
-    "direction_ing",
-];
+pub const INDEXED_COLUMNS: &[&str] =
+    &["vrouter", "sourcevn", "sourceip", "destvn", "destip", "protocol", "sport", "dport", "direction_ing"];
 
 /// The schema of a table as `GET /analytics/table/<t>/schema` shows it:
 /// `{"type": "FLOW", "columns": [{"name", "datatype", "index", "suffixes": null}, ...]}`.
@@ -224,11 +201,11 @@ pub fn schema_json(table: Table) -> Value {
         })
         .collect();
     if table == Table::FlowSeries {
-        cols.push(
-            serde_json::json!({"name": "T=", "datatype": "long", "index": false, "suffixes": null}),
-        );
+        cols.push(serde_json::json!({"name": "T=", "datatype": "long", "index": false, "suffixes": null}));
         for c in SERIES_COUNTERS {
-            cols.push(serde_json::json!({"name": format!("SUM({c})"), "datatype": "long", "index": false, "suffixes": null}));
+            cols.push(
+                serde_json::json!({"name": format!("SUM({c})"), "datatype": "long", "index": false, "suffixes": null}),
+            );
         }
     }
     serde_json::json!({"type": "FLOW", "columns": cols})
@@ -247,9 +224,7 @@ pub enum QueryError {
     #[error("unknown table `{0}`: this collector answers FlowRecordTable and FlowSeriesTable")]
     UnknownTable(String),
     /// More rows than the configured bound (HTTP 403, the reference's ENOBUFS).
-    #[error(
-        "query result exceeds {0} rows; narrow the time range or where clause, or set a limit"
-    )]
+    #[error("query result exceeds {0} rows; narrow the time range or where clause, or set a limit")]
     TooLarge(usize),
     /// Storage failed (HTTP 500).
     #[error(transparent)]
@@ -351,61 +326,36 @@ pub struct QueryRequest {
     pub dir: Option<i64>,
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    "table",
-    "start_time",
-    "end_time",
-    "select_fields",
-    "where",
-    "filter",
-    "sort",
-    "sort_fields",
-    "limit",
-    "dir",
-];
+const KNOWN_KEYS: &[&str] =
+    &["table", "start_time", "end_time", "select_fields", "where", "filter", "sort", "sort_fields", "limit", "dir"];
 
 fn time_text(v: &Value, field: &str) -> Result<String, QueryError> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => match n.as_u64() {
             Some(u) => Ok(u.to_string()),
-            None => Err(bad(format!(
-                "{field}: {n} is not a non-negative integer of microseconds"
-            ))),
+            None => Err(bad(format!("{field}: {n} is not a non-negative integer of microseconds"))),
         },
-        _ => Err(bad(format!(
-            "{field}: expected microseconds or a string such as \"now-10m\""
-        ))),
+        _ => Err(bad(format!("{field}: expected microseconds or a string such as \"now-10m\""))),
     }
 }
 
 fn parse_match(v: &Value, ctx: &str) -> Result<Match, QueryError> {
-    let o = v.as_object().ok_or_else(|| {
-        bad(format!(
-            "{ctx}: expected an object {{\"name\", \"value\", \"op\"}}"
-        ))
-    })?;
+    let o = v.as_object().ok_or_else(|| bad(format!("{ctx}: expected an object {{\"name\", \"value\", \"op\"}}")))?;
     for k in o.keys() {
         if !matches!(k.as_str(), "name" | "value" | "op" | "value2" | "suffix") {
-            return Err(bad(format!(
-                "{ctx}: unknown key `{k}` (expected name, value, op, value2)"
-            )));
+            return Err(bad(format!("{ctx}: unknown key `{k}` (expected name, value, op, value2)")));
         }
     }
     if o.contains_key("suffix") && !o["suffix"].is_null() {
-        return Err(bad(format!(
-            "{ctx}.suffix: suffix matches are not supported"
-        )));
+        return Err(bad(format!("{ctx}.suffix: suffix matches are not supported")));
     }
     let name = o
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("{ctx}.name: missing or not a string")))?
         .to_owned();
-    let value = o
-        .get("value")
-        .cloned()
-        .ok_or_else(|| bad(format!("{ctx}.value: missing")))?;
+    let value = o.get("value").cloned().ok_or_else(|| bad(format!("{ctx}.value: missing")))?;
     let op = match o.get("op") {
         None => MatchOp::Equal,
         Some(code) => code
@@ -415,28 +365,14 @@ fn parse_match(v: &Value, ctx: &str) -> Result<Match, QueryError> {
     };
     let value2 = o.get("value2").filter(|v| !v.is_null()).cloned();
     if matches!(op, MatchOp::InRange | MatchOp::NotInRange) && value2.is_none() {
-        return Err(bad(format!(
-            "{ctx}.value2: required by op {}",
-            if op == MatchOp::InRange { 3 } else { 4 }
-        )));
+        return Err(bad(format!("{ctx}.value2: required by op {}", if op == MatchOp::InRange { 3 } else { 4 })));
     }
-    Ok(Match {
-        name,
-        op,
-        value,
-        value2,
-    })
+    Ok(Match { name, op, value, value2 })
 }
 
 /// `[{…}, …]` (AND) or `[[{…}, …], …]` (OR of ANDs).
-fn parse_conditions(
-    v: &Value,
-    field: &str,
-    flat_is_and: bool,
-) -> Result<Vec<Vec<Match>>, QueryError> {
-    let outer = v
-        .as_array()
-        .ok_or_else(|| bad(format!("{field}: expected a list")))?;
+fn parse_conditions(v: &Value, field: &str, flat_is_and: bool) -> Result<Vec<Vec<Match>>, QueryError> {
+    let outer = v.as_array().ok_or_else(|| bad(format!("{field}: expected a list")))?;
     if outer.iter().all(Value::is_object) && flat_is_and {
         let and = outer
             .iter()
@@ -447,9 +383,8 @@ fn parse_conditions(
     }
     let mut ors = Vec::new();
     for (k, inner) in outer.iter().enumerate() {
-        let inner = inner
-            .as_array()
-            .ok_or_else(|| bad(format!("{field}[{k}]: expected a list of conditions (AND)")))?;
+        let inner =
+            inner.as_array().ok_or_else(|| bad(format!("{field}[{k}]: expected a list of conditions (AND)")))?;
         let and = inner
             .iter()
             .enumerate()
@@ -466,44 +401,24 @@ fn parse_conditions(
 impl QueryRequest {
     /// Parses the JSON body of a query request.
     pub fn from_json(body: &[u8]) -> Result<QueryRequest, QueryError> {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| bad("the query must be a JSON object"))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let o = v.as_object().ok_or_else(|| bad("the query must be a JSON object"))?;
         for k in o.keys() {
             if !KNOWN_KEYS.contains(&k.as_str()) {
-                return Err(bad(format!(
-                    "unknown key `{k}` (expected one of {})",
-                    KNOWN_KEYS.join(", ")
-                )));
+                return Err(bad(format!("unknown key `{k}` (expected one of {})", KNOWN_KEYS.join(", "))));
             }
         }
-        let table = o
-            .get("table")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("table: missing or not a string"))?
-            .to_owned();
-        let start_time = time_text(
-            o.get("start_time")
-                .ok_or_else(|| bad("start_time: missing"))?,
-            "start_time",
-        )?;
-        let end_time = time_text(
-            o.get("end_time").ok_or_else(|| bad("end_time: missing"))?,
-            "end_time",
-        )?;
+        let table =
+            o.get("table").and_then(Value::as_str).ok_or_else(|| bad("table: missing or not a string"))?.to_owned();
+        let start_time = time_text(o.get("start_time").ok_or_else(|| bad("start_time: missing"))?, "start_time")?;
+        let end_time = time_text(o.get("end_time").ok_or_else(|| bad("end_time: missing"))?, "end_time")?;
         let strings = |key: &str| -> Result<Vec<String>, QueryError> {
             match o.get(key) {
                 None | Some(Value::Null) => Ok(vec![]),
                 Some(Value::Array(a)) => a
                     .iter()
                     .enumerate()
-                    .map(|(k, x)| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| bad(format!("{key}[{k}]: not a string")))
-                    })
+                    .map(|(k, x)| x.as_str().map(str::to_owned).ok_or_else(|| bad(format!("{key}[{k}]: not a string"))))
                     .collect(),
                 Some(_) => Err(bad(format!("{key}: expected a list of strings"))),
             }
@@ -526,11 +441,7 @@ impl QueryRequest {
             Some(v) => match v.as_i64() {
                 Some(1) => false,
                 Some(2) => true,
-                _ => {
-                    return Err(bad(format!(
-                        "sort: {v} is not 1 (ascending) or 2 (descending)"
-                    )))
-                }
+                _ => return Err(bad(format!("sort: {v} is not 1 (ascending) or 2 (descending)"))),
             },
         };
         let limit = match o.get("limit") {
@@ -601,43 +512,27 @@ fn resolve_select(table: Table, name: &str) -> Result<Sel, QueryError> {
                 .parse()
                 .ok()
                 .filter(|g| *g > 0 && *g <= 366 * 86_400)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "select_fields: `{name}`: granularity must be 1..=31622400 seconds"
-                    ))
-                })?;
+                .ok_or_else(|| bad(format!("select_fields: `{name}`: granularity must be 1..=31622400 seconds")))?;
             return Ok(Sel::TBucket(g));
         }
         if let Some(inner) = name.strip_prefix("SUM(").and_then(|r| r.strip_suffix(')')) {
             if SERIES_COUNTERS.contains(&inner) {
                 return Ok(Sel::Sum(table.column(inner).expect("counters are columns")));
             }
-            return Err(bad(format!(
-                "select_fields: `{name}`: SUM applies to {}",
-                SERIES_COUNTERS.join(", ")
-            )));
+            return Err(bad(format!("select_fields: `{name}`: SUM applies to {}", SERIES_COUNTERS.join(", "))));
         }
     }
     Err(bad(format!(
         "select_fields: unknown field `{name}` for {} (fields: {})",
         table.name(),
-        table
-            .columns()
-            .iter()
-            .map(|c| c.name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        table.columns().iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
     )))
 }
 
 fn int_operand(v: &Value, ctx: &str) -> Result<i64, QueryError> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| bad(format!("{ctx}: {n} is not an integer"))),
-        Value::String(s) => s
-            .parse()
-            .map_err(|_| bad(format!("{ctx}: `{s}` is not an integer"))),
+        Value::Number(n) => n.as_i64().ok_or_else(|| bad(format!("{ctx}: {n} is not an integer"))),
+        Value::String(s) => s.parse().map_err(|_| bad(format!("{ctx}: `{s}` is not an integer"))),
         _ => Err(bad(format!("{ctx}: expected an integer"))),
     }
 }
@@ -667,19 +562,10 @@ fn compile_match(
     params: &mut Vec<SqlValue>,
 ) -> Result<String, QueryError> {
     let v = || operand(kind, &m.value, &format!("{ctx}.value"));
-    let v2 = || {
-        operand(
-            kind,
-            m.value2.as_ref().expect("checked at parse"),
-            &format!("{ctx}.value2"),
-        )
-    };
+    let v2 = || operand(kind, m.value2.as_ref().expect("checked at parse"), &format!("{ctx}.value2"));
     let text_only = |what: &str| -> Result<(), QueryError> {
         if kind == ColKind::Int {
-            Err(bad(format!(
-                "{ctx}.op: {what} applies to string fields, `{}` is an integer",
-                m.name
-            )))
+            Err(bad(format!("{ctx}.op: {what} applies to string fields, `{}` is an integer", m.name)))
         } else {
             Ok(())
         }
@@ -722,23 +608,17 @@ fn compile_match(
         }
         MatchOp::RegexMatch => {
             if !allow_regex {
-                return Err(bad(format!(
-                    "{ctx}.op: REGEX_MATCH (8) is only allowed in filter"
-                )));
+                return Err(bad(format!("{ctx}.op: REGEX_MATCH (8) is only allowed in filter")));
             }
             text_only("REGEX_MATCH (8)")?;
             let p = str_operand(&m.value, &format!("{ctx}.value"))?;
-            Regex::new(&p)
-                .map_err(|e| bad(format!("{ctx}.value: invalid regular expression: {e}")))?;
+            Regex::new(&p).map_err(|e| bad(format!("{ctx}.value: invalid regular expression: {e}")))?;
             params.push(SqlValue::Text(p));
             format!("regexp(?, {expr})")
         }
         MatchOp::Contains => {
             text_only("CONTAINS (9)")?;
-            params.push(SqlValue::Text(str_operand(
-                &m.value,
-                &format!("{ctx}.value"),
-            )?));
+            params.push(SqlValue::Text(str_operand(&m.value, &format!("{ctx}.value"))?));
             format!("instr({expr}, ?) > 0")
         }
     })
@@ -746,28 +626,19 @@ fn compile_match(
 
 /// Registers the SQL functions queries use (`regexp`) on a connection.
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "regexp",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        |ctx| {
-            let re = ctx.get_or_create_aux(
-                0,
-                |vr| -> Result<Regex, Box<dyn std::error::Error + Send + Sync>> {
-                    Ok(Regex::new(vr.as_str()?)?)
-                },
-            )?;
-            Ok(match ctx.get_raw(1) {
-                ValueRef::Text(t) => re.is_match(
-                    std::str::from_utf8(t)
-                        .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?,
-                ),
-                ValueRef::Null => false,
-                ValueRef::Integer(n) => re.is_match(&n.to_string()),
-                _ => false,
-            })
-        },
-    )
+    conn.create_scalar_function("regexp", 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let re = ctx.get_or_create_aux(0, |vr| -> Result<Regex, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(Regex::new(vr.as_str()?)?)
+        })?;
+        Ok(match ctx.get_raw(1) {
+            ValueRef::Text(t) => {
+                re.is_match(std::str::from_utf8(t).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?)
+            }
+            ValueRef::Null => false,
+            ValueRef::Integer(n) => re.is_match(&n.to_string()),
+            _ => false,
+        })
+    })
 }
 
 /// Limits and clock of one query execution.
@@ -794,29 +665,18 @@ pub struct CompiledQuery {
 
 /// Validates `req` and compiles it into SQL.
 pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, QueryError> {
-    let table =
-        Table::from_name(&req.table).ok_or_else(|| QueryError::UnknownTable(req.table.clone()))?;
+    let table = Table::from_name(&req.table).ok_or_else(|| QueryError::UnknownTable(req.table.clone()))?;
     let map_time = |e: TimeError| bad(format!("{e}"));
     let start = crate::time::parse_time(&req.start_time, ctx.now_us)
         .map_err(|e| bad(format!("start_time: {}", map_time(e))))?;
-    let end = crate::time::parse_time(&req.end_time, ctx.now_us)
-        .map_err(|e| bad(format!("end_time: {}", map_time(e))))?;
+    let end =
+        crate::time::parse_time(&req.end_time, ctx.now_us).map_err(|e| bad(format!("end_time: {}", map_time(e))))?;
     if end < start {
-        return Err(bad(format!(
-            "end_time ({end}) is before start_time ({start})"
-        )));
+        return Err(bad(format!("end_time ({end}) is before start_time ({start})")));
     }
-    let w = resolve_query_window(
-        &req.start_time,
-        &req.end_time,
-        ctx.data_start_us,
-        ctx.now_us,
-    )
-    .map_err(|e| bad(e.to_string()))?;
-    let (ws, we) = (
-        i64::try_from(w.start_us).unwrap_or(i64::MAX),
-        i64::try_from(w.end_us).unwrap_or(i64::MAX),
-    );
+    let w = resolve_query_window(&req.start_time, &req.end_time, ctx.data_start_us, ctx.now_us)
+        .map_err(|e| bad(e.to_string()))?;
+    let (ws, we) = (i64::try_from(w.start_us).unwrap_or(i64::MAX), i64::try_from(w.end_us).unwrap_or(i64::MAX));
 
     let mut sels = Vec::new();
     for (k, f) in req.select_fields.iter().enumerate() {
@@ -854,21 +714,10 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
             let mut terms = Vec::new();
             for (j, m) in and.iter().enumerate() {
                 let ctx = format!("where[{k}][{j}]");
-                let col = table.column(&m.name).ok_or_else(|| {
-                    bad(format!(
-                        "{ctx}.name: unknown field `{}` for {}",
-                        m.name,
-                        table.name()
-                    ))
-                })?;
-                terms.push(compile_match(
-                    m,
-                    col.sql,
-                    col.kind,
-                    &ctx,
-                    false,
-                    &mut params,
-                )?);
+                let col = table
+                    .column(&m.name)
+                    .ok_or_else(|| bad(format!("{ctx}.name: unknown field `{}` for {}", m.name, table.name())))?;
+                terms.push(compile_match(m, col.sql, col.kind, &ctx, false, &mut params)?);
             }
             ors.push(format!("({})", terms.join(" AND ")));
         }
@@ -885,30 +734,17 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
                     .select_fields
                     .iter()
                     .position(|f| *f == m.name)
-                    .ok_or_else(|| {
-                        bad(format!("{ctx}.name: `{}` is not in select_fields", m.name))
-                    })?;
+                    .ok_or_else(|| bad(format!("{ctx}.name: `{}` is not in select_fields", m.name)))?;
                 let expr = format!("c{pos}");
-                terms.push(compile_match(
-                    m,
-                    &expr,
-                    sels[pos].kind(),
-                    &ctx,
-                    true,
-                    &mut params,
-                )?);
+                terms.push(compile_match(m, &expr, sels[pos].kind(), &ctx, true, &mut params)?);
             }
             ors.push(format!("({})", terms.join(" AND ")));
         }
         filter_sql = ors.join(" OR ");
     }
     if aggregated {
-        let groups: Vec<String> = sels
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !matches!(s, Sel::Sum(_)))
-            .map(|(k, _)| format!("c{k}"))
-            .collect();
+        let groups: Vec<String> =
+            sels.iter().enumerate().filter(|(_, s)| !matches!(s, Sel::Sum(_))).map(|(k, _)| format!("c{k}")).collect();
         if !groups.is_empty() {
             sql.push_str(&format!(" GROUP BY {}", groups.join(", ")));
         }
@@ -927,23 +763,13 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
                 .iter()
                 .position(|s| s == f)
                 .ok_or_else(|| bad(format!("sort_fields: `{f}` is not in select_fields")))?;
-            keys.push(format!(
-                "c{pos} {}",
-                if req.descending { "DESC" } else { "ASC" }
-            ));
+            keys.push(format!("c{pos} {}", if req.descending { "DESC" } else { "ASC" }));
         }
         sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
     }
-    let bound = req
-        .limit
-        .map(|l| l.min(ctx.max_rows as u64 + 1))
-        .unwrap_or(ctx.max_rows as u64 + 1);
+    let bound = req.limit.map(|l| l.min(ctx.max_rows as u64 + 1)).unwrap_or(ctx.max_rows as u64 + 1);
     sql.push_str(&format!(" LIMIT {bound}"));
-    Ok(CompiledQuery {
-        sql,
-        params,
-        fields: req.select_fields.clone(),
-    })
+    Ok(CompiledQuery { sql, params, fields: req.select_fields.clone() })
 }
 
 /// Runs a query and returns the `{"value": [...]}` body.
@@ -951,9 +777,7 @@ pub fn run(reader: &Reader, req: &QueryRequest, ctx: &QueryContext) -> Result<Va
     let q = compile(req, ctx)?;
     let conn = reader.conn();
     let mut st = conn.prepare_cached(&q.sql).map_err(|e| reader.err(e))?;
-    let mut rows = st
-        .query(rusqlite::params_from_iter(q.params.iter()))
-        .map_err(|e| reader.err(e))?;
+    let mut rows = st.query(rusqlite::params_from_iter(q.params.iter())).map_err(|e| reader.err(e))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(|e| reader.err(e))? {
         if out.len() == ctx.max_rows && req.limit.is_none_or(|l| l > ctx.max_rows as u64) {
@@ -988,11 +812,7 @@ mod tests {
     const SEC: i64 = 1_000_000;
 
     fn ctx() -> QueryContext {
-        QueryContext {
-            now_us: NOW,
-            data_start_us: NOW - 86_400_000_000,
-            max_rows: 1000,
-        }
+        QueryContext { now_us: NOW, data_start_us: NOW - 86_400_000_000, max_rows: 1000 }
     }
 
     fn rec(uuid: &str, t: i64, bytes: i64, pkts: i64) -> FlowRecordInput {
@@ -1108,18 +928,8 @@ mod tests {
         let mut old = rec("f", t - SEC, 200, 2);
         old.mirror_bytes = Some(20);
         w.apply_flow_log(&old).unwrap();
-        let rows = q(
-            &store,
-            base(
-                "FlowRecordTable",
-                &["agg-bytes", "agg-packets", "agg-mir-bytes"],
-            ),
-        )
-        .unwrap();
-        assert_eq!(
-            rows,
-            vec![json!({"agg-bytes": 500, "agg-packets": 5, "agg-mir-bytes": 50})]
-        );
+        let rows = q(&store, base("FlowRecordTable", &["agg-bytes", "agg-packets", "agg-mir-bytes"])).unwrap();
+        assert_eq!(rows, vec![json!({"agg-bytes": 500, "agg-packets": 5, "agg-mir-bytes": 50})]);
         // Diff-only samples add up.
         let mut d = rec("g", t, 0, 0);
         d.bytes = None;
@@ -1130,10 +940,7 @@ mod tests {
         w.apply_flow_log(&d).unwrap();
         let mut body = base("FlowRecordTable", &["agg-bytes", "agg-packets"]);
         body["where"] = json!([[{"name": "UuidKey", "value": "g", "op": 1}]]);
-        assert_eq!(
-            q(&store, body).unwrap(),
-            vec![json!({"agg-bytes": 140, "agg-packets": 14})]
-        );
+        assert_eq!(q(&store, body).unwrap(), vec![json!({"agg-bytes": 140, "agg-packets": 14})]);
     }
 
     #[test]
@@ -1143,14 +950,7 @@ mod tests {
         // Sum over everything per flow equals the record aggregates.
         let mut body = base(
             "FlowSeriesTable",
-            &[
-                "UuidKey",
-                "SUM(bytes)",
-                "SUM(packets)",
-                "SUM(mir-bytes)",
-                "SUM(mir-packets)",
-                "SUM(sec-mir-bytes)",
-            ],
+            &["UuidKey", "SUM(bytes)", "SUM(packets)", "SUM(mir-bytes)", "SUM(mir-packets)", "SUM(sec-mir-bytes)"],
         );
         body["sort_fields"] = json!(["UuidKey"]);
         let rows = q(&store, body).unwrap();
@@ -1168,26 +968,13 @@ mod tests {
         body["where"] = json!([[{"name": "UuidKey", "value": "f2"}]]);
         body["sort_fields"] = json!(["T"]);
         let rows = q(&store, body).unwrap();
-        let diffs: Vec<_> = rows
-            .iter()
-            .map(|r| (r["bytes"].clone(), r["mir-bytes"].clone()))
-            .collect();
-        assert_eq!(
-            diffs,
-            vec![
-                (json!(1000), json!(1020)),
-                (json!(2000), json!(2100)),
-                (json!(3000), json!(3240))
-            ]
-        );
+        let diffs: Vec<_> = rows.iter().map(|r| (r["bytes"].clone(), r["mir-bytes"].clone())).collect();
+        assert_eq!(diffs, vec![(json!(1000), json!(1020)), (json!(2000), json!(2100)), (json!(3000), json!(3240))]);
         // 60 s buckets: samples at t0, t0+10, t0+20 (f1) and t0+5, +15, +25 (f2); t0 = NOW-600 s.
         let mut body = base("FlowSeriesTable", &["T=60", "SUM(packets)"]);
         body["sort_fields"] = json!(["T=60"]);
         let rows = q(&store, body).unwrap();
-        let total: i64 = rows
-            .iter()
-            .map(|r| r["SUM(packets)"].as_i64().unwrap())
-            .sum();
+        let total: i64 = rows.iter().map(|r| r["SUM(packets)"].as_i64().unwrap()).sum();
         assert_eq!(total, 65);
         for r in &rows {
             assert_eq!(r["T=60"].as_i64().unwrap() % 60_000_000, 0);
@@ -1201,76 +988,28 @@ mod tests {
         let uuids = |body: Value| -> Vec<String> {
             let mut body = body;
             body["sort_fields"] = json!(["UuidKey"]);
-            q(&store, body)
-                .unwrap()
-                .iter()
-                .map(|r| r["UuidKey"].as_str().unwrap().to_owned())
-                .collect()
+            q(&store, body).unwrap().iter().map(|r| r["UuidKey"].as_str().unwrap().to_owned()).collect()
         };
         let with_where = |w: Value| {
             let mut b = base("FlowRecordTable", &["UuidKey"]);
             b["where"] = w;
             b
         };
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "dport", "value": "443", "op": 1}]])
-            )),
-            ["f2"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "dport", "value": 443, "op": 2}]])
-            )),
-            ["f1"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "sport", "value": 33000, "value2": 35000, "op": 3}]])
-            )),
-            ["f1"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "sport", "value": 33000, "value2": 35000, "op": 4}]])
-            )),
-            ["f2"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "agg-bytes", "value": 400, "op": 5}]])
-            )),
-            ["f1"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "agg-bytes", "value": 401, "op": 6}]])
-            )),
-            ["f2"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "action", "value": "pass|", "op": 7}]])
-            )),
-            ["f2"]
-        );
-        assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "action", "value": "mirror", "op": 9}]])
-            )),
-            ["f2"]
-        );
+        assert_eq!(uuids(with_where(json!([[{"name": "dport", "value": "443", "op": 1}]]))), ["f2"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "dport", "value": 443, "op": 2}]]))), ["f1"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "sport", "value": 33000, "value2": 35000, "op": 3}]]))), ["f1"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "sport", "value": 33000, "value2": 35000, "op": 4}]]))), ["f2"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "agg-bytes", "value": 400, "op": 5}]]))), ["f1"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "agg-bytes", "value": 401, "op": 6}]]))), ["f2"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "action", "value": "pass|", "op": 7}]]))), ["f2"]);
+        assert_eq!(uuids(with_where(json!([[{"name": "action", "value": "mirror", "op": 9}]]))), ["f2"]);
         // AND inside, OR between.
         assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "protocol", "value": 6}, {"name": "dport", "value": 443}]])
-            )),
+            uuids(with_where(json!([[{"name": "protocol", "value": 6}, {"name": "dport", "value": 443}]]))),
             Vec::<String>::new()
         );
         assert_eq!(
-            uuids(with_where(
-                json!([[{"name": "protocol", "value": 6}], [{"name": "dport", "value": 443}]])
-            )),
+            uuids(with_where(json!([[{"name": "protocol", "value": 6}], [{"name": "dport", "value": 443}]]))),
             ["f1", "f2"]
         );
         // dir
@@ -1285,25 +1024,16 @@ mod tests {
         load(&mut w);
         let mut b = base("FlowRecordTable", &["UuidKey", "agg-bytes", "action"]);
         b["filter"] = json!([{"name": "action", "value": "^pass\\|mir", "op": 8}]);
-        assert_eq!(
-            q(&store, b).unwrap(),
-            vec![json!({"UuidKey": "f2", "agg-bytes": 6000, "action": "pass|mirror"})]
-        );
+        assert_eq!(q(&store, b).unwrap(), vec![json!({"UuidKey": "f2", "agg-bytes": 6000, "action": "pass|mirror"})]);
         let mut b = base("FlowRecordTable", &["UuidKey", "agg-bytes"]);
         b["sort_fields"] = json!(["agg-bytes"]);
         b["sort"] = json!(2);
         b["limit"] = json!(1);
-        assert_eq!(
-            q(&store, b).unwrap(),
-            vec![json!({"UuidKey": "f2", "agg-bytes": 6000})]
-        );
+        assert_eq!(q(&store, b).unwrap(), vec![json!({"UuidKey": "f2", "agg-bytes": 6000})]);
         // Filter on an aggregate of the series table.
         let mut b = base("FlowSeriesTable", &["UuidKey", "SUM(bytes)"]);
         b["filter"] = json!([[{"name": "SUM(bytes)", "value": 1000, "op": 5}]]);
-        assert_eq!(
-            q(&store, b).unwrap(),
-            vec![json!({"UuidKey": "f1", "SUM(bytes)": 400})]
-        );
+        assert_eq!(q(&store, b).unwrap(), vec![json!({"UuidKey": "f1", "SUM(bytes)": 400})]);
     }
 
     #[test]
@@ -1322,22 +1052,14 @@ mod tests {
         // Absolute µs, inclusive ends: exactly the first sample of f1.
         let t0 = NOW - 600_000_000;
         assert_eq!(count("FlowSeriesTable", json!(t0), json!(t0)), 1);
-        assert_eq!(
-            count(
-                "FlowSeriesTable",
-                json!(t0.to_string()),
-                json!((t0 + 5_000_000).to_string())
-            ),
-            2
-        );
+        assert_eq!(count("FlowSeriesTable", json!(t0.to_string()), json!((t0 + 5_000_000).to_string())), 2);
         // f1 lives t0..t0+20 s: a window inside its life finds it even without a sample in it.
         assert_eq!(count("FlowRecordTable", json!(t0 + 1), json!(t0 + 2)), 1);
         assert_eq!(count("FlowSeriesTable", json!(t0 + 1), json!(t0 + 2)), 0);
     }
 
     fn err(store: &Store, body: &str) -> (u16, String) {
-        let r = QueryRequest::from_json(body.as_bytes())
-            .and_then(|req| run(&store.reader().unwrap(), &req, &ctx()));
+        let r = QueryRequest::from_json(body.as_bytes()).and_then(|req| run(&store.reader().unwrap(), &req, &ctx()));
         let e = r.unwrap_err();
         (e.http_status(), e.to_string())
     }
@@ -1350,16 +1072,8 @@ mod tests {
         let cases: &[(&str, u16, &str)] = &[
             ("{", 400, "invalid JSON"),
             ("[]", 400, "must be a JSON object"),
-            (
-                &format!(r#"{{"table":"MessageTable",{ok}}}"#),
-                410,
-                "unknown table `MessageTable`",
-            ),
-            (
-                &format!(r#"{{"table":"FlowRecordTable",{ok},"bogus":1}}"#),
-                400,
-                "unknown key `bogus`",
-            ),
+            (&format!(r#"{{"table":"MessageTable",{ok}}}"#), 410, "unknown table `MessageTable`"),
+            (&format!(r#"{{"table":"FlowRecordTable",{ok},"bogus":1}}"#), 400, "unknown key `bogus`"),
             (
                 r#"{"table":"FlowRecordTable","start_time":"now-1h","end_time":"now","select_fields":[]}"#,
                 400,
@@ -1391,51 +1105,37 @@ mod tests {
                 "out of range",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":"abc","op":1}}]]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":"abc","op":1}}]]}}"#),
                 400,
                 "`abc` is not an integer",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":1,"op":42}}]]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":1,"op":42}}]]}}"#),
                 400,
                 "not a match op",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":1,"op":3}}]]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":1,"op":3}}]]}}"#),
                 400,
                 "value2: required",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"action","value":"x","op":8}}]]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"action","value":"x","op":8}}]]}}"#),
                 400,
                 "only allowed in filter",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":"1","op":7}}]]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"sport","value":"1","op":7}}]]}}"#),
                 400,
                 "applies to string fields",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"bad","value":1}}]]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"where":[[{{"name":"bad","value":1}}]]}}"#),
                 400,
                 "where[0][0].name: unknown field `bad`",
             ),
             (
-                &format!(
-                    r#"{{"table":"FlowRecordTable",{ok},"filter":[{{"name":"action","value":"(","op":8}}]}}"#
-                ),
+                &format!(r#"{{"table":"FlowRecordTable",{ok},"filter":[{{"name":"action","value":"(","op":8}}]}}"#),
                 400,
                 "filter[0][0].name: `action` is not in select_fields",
             ),
@@ -1449,16 +1149,8 @@ mod tests {
                 400,
                 "sort_fields: `agg-bytes` is not in select_fields",
             ),
-            (
-                &format!(r#"{{"table":"FlowRecordTable",{ok},"limit":0}}"#),
-                400,
-                "limit: 0 is not a positive integer",
-            ),
-            (
-                &format!(r#"{{"table":"FlowRecordTable",{ok},"sort":3}}"#),
-                400,
-                "sort: 3",
-            ),
+            (&format!(r#"{{"table":"FlowRecordTable",{ok},"limit":0}}"#), 400, "limit: 0 is not a positive integer"),
+            (&format!(r#"{{"table":"FlowRecordTable",{ok},"sort":3}}"#), 400, "sort: 3"),
             (
                 r#"{"table":"FlowRecordTable","start_time":"now-1h","end_time":"now","select_fields":["SUM(bytes)"]}"#,
                 400,
@@ -1492,25 +1184,14 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let small = QueryContext {
-            max_rows: 10,
-            ..ctx()
-        };
-        let req =
-            QueryRequest::from_json(base("FlowRecordTable", &["UuidKey"]).to_string().as_bytes())
-                .unwrap();
+        let small = QueryContext { max_rows: 10, ..ctx() };
+        let req = QueryRequest::from_json(base("FlowRecordTable", &["UuidKey"]).to_string().as_bytes()).unwrap();
         let e = run(&store.reader().unwrap(), &req, &small).unwrap_err();
         assert_eq!(e.http_status(), 403);
         let mut b = base("FlowRecordTable", &["UuidKey"]);
         b["limit"] = json!(10);
         let req = QueryRequest::from_json(b.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            run(&store.reader().unwrap(), &req, &small).unwrap()["value"]
-                .as_array()
-                .unwrap()
-                .len(),
-            10
-        );
+        assert_eq!(run(&store.reader().unwrap(), &req, &small).unwrap()["value"].as_array().unwrap().len(), 10);
     }
 
     #[test]

@@ -89,37 +89,23 @@ impl Collector {
         }
 
         let sandesh_addr = cfg.sandesh_addr();
-        let sl = TcpListener::bind(sandesh_addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                what: "Sandesh",
-                addr: sandesh_addr,
-                source,
-            })?;
-        let http_addr = cfg.http_addr();
-        let hl = TcpListener::bind(http_addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                what: "REST API",
-                addr: http_addr,
-                source,
-            })?;
-        let sandesh_addr = sl.local_addr().map_err(|source| StartError::Listen {
+        let sl = TcpListener::bind(sandesh_addr).await.map_err(|source| StartError::Listen {
             what: "Sandesh",
             addr: sandesh_addr,
             source,
         })?;
-        let http_addr = hl.local_addr().map_err(|source| StartError::Listen {
+        let http_addr = cfg.http_addr();
+        let hl = TcpListener::bind(http_addr).await.map_err(|source| StartError::Listen {
             what: "REST API",
             addr: http_addr,
             source,
         })?;
+        let sandesh_addr =
+            sl.local_addr().map_err(|source| StartError::Listen { what: "Sandesh", addr: sandesh_addr, source })?;
+        let http_addr =
+            hl.local_addr().map_err(|source| StartError::Listen { what: "REST API", addr: http_addr, source })?;
 
-        let hostname = if cfg.hostname.is_empty() {
-            default_hostname()
-        } else {
-            cfg.hostname.clone()
-        };
+        let hostname = if cfg.hostname.is_empty() { default_hostname() } else { cfg.hostname.clone() };
         let shared = Arc::new(Shared {
             config: SessionConfig {
                 hostname,
@@ -138,25 +124,14 @@ impl Collector {
             ingest: ingest.clone(),
             retention_us,
             query_max_rows: cfg.query_max_rows,
-            trace_access: Arc::new(crate::trace::TraceAccess::new(
-                cfg.tenants.clone(),
-                cfg.admin_token.clone(),
-            )),
+            trace_access: Arc::new(crate::trace::TraceAccess::new(cfg.tenants.clone(), cfg.admin_token.clone())),
         });
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(hl, app).await {
                 eprintln!("collector: REST API server failed: {e}");
             }
         }));
-        Ok(Collector {
-            sandesh_addr,
-            http_addr,
-            stats,
-            store,
-            ingest,
-            shared,
-            tasks,
-        })
+        Ok(Collector { sandesh_addr, http_addr, stats, store, ingest, shared, tasks })
     }
 
     /// Stops accepting connections and serving HTTP, lets every session drain (half-close,
@@ -168,13 +143,8 @@ impl Collector {
         }
         // Let the sessions drain what their generators already sent, then commit it all.
         self.shared.shutdown.send_replace(true);
-        let deadline =
-            tokio::time::Instant::now() + crate::session::DRAIN_TIME + Duration::from_secs(1);
-        while self
-            .stats
-            .sessions_active
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
+        let deadline = tokio::time::Instant::now() + crate::session::DRAIN_TIME + Duration::from_secs(1);
+        while self.stats.sessions_active.load(std::sync::atomic::Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;

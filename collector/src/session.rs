@@ -26,9 +26,8 @@ use crate::ingest::{IngestHandle, IngestMsg};
 use crate::model::{uve_update_from_struct, FlowRecordInput, GeneratorKey, UveField, UveValue};
 use crate::stats::Stats;
 use sandesh::{
-    decode_message, encode_message_frame, DecodeErrorKind, FieldType, FlowLogData, FrameDecoder,
-    GeneratorId, Message, SandeshCtrlServerToClient, SandeshStruct, StructValue, UVETypeInfo,
-    Value, CTRL_LEVEL,
+    decode_message, encode_message_frame, DecodeErrorKind, FieldType, FlowLogData, FrameDecoder, GeneratorId, Message,
+    SandeshCtrlServerToClient, SandeshStruct, StructValue, UVETypeInfo, Value, CTRL_LEVEL,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -67,23 +66,13 @@ pub struct Registry {
 impl Registry {
     /// Generators with an established session.
     pub fn generators(&self) -> Vec<GeneratorKey> {
-        let mut v: Vec<_> = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut v: Vec<_> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         v.sort();
         v
     }
 
     fn is_current(&self, gen: &GeneratorKey, id: u64) -> bool {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(gen)
-            .is_some_and(|e| e.id == id)
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(gen).is_some_and(|e| e.id == id)
     }
 
     fn remove_if_current(&self, gen: &GeneratorKey, id: u64) {
@@ -138,11 +127,7 @@ enum ReadError {
 
 /// Next complete frame body. Cancel-safe: a cancelled call loses no bytes (they are either in
 /// the decoder or still in the socket).
-async fn read_frame(
-    rd: &mut OwnedReadHalf,
-    dec: &mut FrameDecoder,
-    buf: &mut [u8],
-) -> Result<Vec<u8>, ReadError> {
+async fn read_frame(rd: &mut OwnedReadHalf, dec: &mut FrameDecoder, buf: &mut [u8]) -> Result<Vec<u8>, ReadError> {
     loop {
         if let Some(f) = dec.next_frame().map_err(ReadError::Frame)? {
             return Ok(f);
@@ -181,15 +166,11 @@ fn reply_frame(shared: &Shared, type_info: Vec<UVETypeInfo>, success: bool) -> V
 /// TCP keepalive on sessions: idle 15 s, then probes every 3 s, 5 of them (the reference
 /// session's values). A generator whose host vanished without a FIN or RST is noticed within
 /// about 30 s, its session ends and its UVEs are removed.
-pub const KEEPALIVE: (Duration, Duration, u32) =
-    (Duration::from_secs(15), Duration::from_secs(3), 5);
+pub const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(15), Duration::from_secs(3), 5);
 
 /// Applies [`KEEPALIVE`] to an accepted connection.
 pub fn set_keepalive(stream: &TcpStream) -> std::io::Result<()> {
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE.0)
-        .with_interval(KEEPALIVE.1)
-        .with_retries(KEEPALIVE.2);
+    let ka = socket2::TcpKeepalive::new().with_time(KEEPALIVE.0).with_interval(KEEPALIVE.1).with_retries(KEEPALIVE.2);
     socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
 }
 
@@ -216,10 +197,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
     let first = match first {
         Err(_) => {
             stats.handshake_timeouts.fetch_add(1, Relaxed);
-            eprintln!(
-                "collector: {peer}: no handshake within {:?}, closing",
-                shared.config.handshake_timeout
-            );
+            eprintln!("collector: {peer}: no handshake within {:?}, closing", shared.config.handshake_timeout);
             return;
         }
         Ok(Err(ReadError::Frame(e))) => {
@@ -236,7 +214,10 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
             Message::CtrlClientToServer(h) => h,
             other => {
                 stats.handshake_missing.fetch_add(1, Relaxed);
-                eprintln!("collector: {peer}: first message is {}, not SandeshCtrlClientToServer; closing", other.name());
+                eprintln!(
+                    "collector: {peer}: first message is {}, not SandeshCtrlClientToServer; closing",
+                    other.name()
+                );
                 return;
             }
         },
@@ -251,10 +232,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
             return;
         }
     };
-    if hello.node_type_name.is_empty()
-        || hello.instance_id_name.is_empty()
-        || hello.source.is_empty()
-    {
+    if hello.node_type_name.is_empty() || hello.instance_id_name.is_empty() || hello.source.is_empty() {
         stats.handshake_refused.fetch_add(1, Relaxed);
         eprintln!(
             "collector: {peer}: handshake refused: empty {}",
@@ -286,42 +264,18 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
         .sessions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            gen.clone(),
-            Entry {
-                id,
-                stop: stop.clone(),
-                done: done_rx,
-            },
-        );
+        .insert(gen.clone(), Entry { id, stop: stop.clone(), done: done_rx });
     if let Some(mut old) = old {
         stats.sessions_replaced.fetch_add(1, Relaxed);
-        eprintln!(
-            "collector: {peer}: generator {gen} connected again; closing its previous session"
-        );
+        eprintln!("collector: {peer}: generator {gen} connected again; closing its previous session");
         old.stop.notify_one();
         while old.done.changed().await.is_ok() {}
     }
-    if !shared
-        .ingest
-        .send(IngestMsg::DeleteGenerator(gen.clone()))
-        .await
-    {
+    if !shared.ingest.send(IngestMsg::DeleteGenerator(gen.clone())).await {
         return;
     }
-    let type_info = hello
-        .uve_types
-        .iter()
-        .map(|t| UVETypeInfo {
-            type_name: t.clone(),
-            seq_num: 0,
-        })
-        .collect();
-    if wr
-        .write_all(&reply_frame(&shared, type_info, true))
-        .await
-        .is_err()
-    {
+    let type_info = hello.uve_types.iter().map(|t| UVETypeInfo { type_name: t.clone(), seq_num: 0 }).collect();
+    if wr.write_all(&reply_frame(&shared, type_info, true)).await.is_err() {
         end_session(&shared, &gen, id).await;
         return;
     }
@@ -377,14 +331,8 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
         let ts = decoded.header.timestamp;
         let msg = match decoded.message {
             Message::FlowLogDataObject(obj) => {
-                let recs: Vec<_> = obj
-                    .flowdata
-                    .iter()
-                    .map(|f| flow_record(&decoded.header.source, ts, f))
-                    .collect();
-                stats
-                    .flow_records_received
-                    .fetch_add(recs.len() as u64, Relaxed);
+                let recs: Vec<_> = obj.flowdata.iter().map(|f| flow_record(&decoded.header.source, ts, f)).collect();
+                stats.flow_records_received.fetch_add(recs.len() as u64, Relaxed);
                 IngestMsg::Flows(recs)
             }
             Message::UveVmiStats(u) => match uve_msg(&u.data.to_struct_value(), ts) {
@@ -403,10 +351,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
             },
             Message::PacketTraceData(t) => {
                 stats.trace_messages_received.fetch_add(1, Relaxed);
-                IngestMsg::Traces(crate::model::TraceInput {
-                    host: decoded.header.source.clone(),
-                    data: t,
-                })
+                IngestMsg::Traces(crate::model::TraceInput { host: decoded.header.source.clone(), data: t })
             }
             Message::CtrlClientToServer(_) | Message::CtrlServerToClient(_) => {
                 stats.messages_ignored.fetch_add(1, Relaxed);
@@ -431,10 +376,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
 /// replaces this one meanwhile waits for it (through `done`) before sending anything.
 async fn end_session(shared: &Shared, gen: &GeneratorKey, id: u64) {
     if shared.registry.is_current(gen, id) {
-        shared
-            .ingest
-            .send(IngestMsg::DeleteGenerator(gen.clone()))
-            .await;
+        shared.ingest.send(IngestMsg::DeleteGenerator(gen.clone())).await;
         shared.registry.remove_if_current(gen, id);
     }
 }
@@ -483,14 +425,7 @@ pub fn flow_record(source: &str, timestamp_us: i64, f: &FlowLogData) -> FlowReco
 
 fn uuid_text(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// The text a scalar has on the wire.
@@ -515,29 +450,18 @@ fn scalar_text(v: &Value) -> String {
 
 fn uve_value(v: &Value, ty: &FieldType) -> UveValue {
     match (v, ty) {
-        (Value::Struct(s), _) => UveValue::Struct {
-            name: s.def.name.to_owned(),
-            fields: uve_fields(s),
+        (Value::Struct(s), _) => UveValue::Struct { name: s.def.name.to_owned(), fields: uve_fields(s) },
+        (Value::List(items), FieldType::List(e)) | (Value::Set(items), FieldType::Set(e)) => UveValue::List {
+            kind: ty.sandesh_type().as_str().to_owned(),
+            elem_ty: e.sandesh_type().as_str().to_owned(),
+            items: items.iter().map(|i| uve_value(i, e)).collect(),
         },
-        (Value::List(items), FieldType::List(e)) | (Value::Set(items), FieldType::Set(e)) => {
-            UveValue::List {
-                kind: ty.sandesh_type().as_str().to_owned(),
-                elem_ty: e.sandesh_type().as_str().to_owned(),
-                items: items.iter().map(|i| uve_value(i, e)).collect(),
-            }
-        }
         (Value::Map(entries), FieldType::Map(k, val)) => UveValue::Map {
             key_ty: k.sandesh_type().as_str().to_owned(),
             value_ty: val.sandesh_type().as_str().to_owned(),
-            entries: entries
-                .iter()
-                .map(|(a, b)| (uve_value(a, k), uve_value(b, val)))
-                .collect(),
+            entries: entries.iter().map(|(a, b)| (uve_value(a, k), uve_value(b, val))).collect(),
         },
-        (v, ty) => UveValue::Scalar {
-            ty: ty.sandesh_type().as_str().to_owned(),
-            text: scalar_text(v),
-        },
+        (v, ty) => UveValue::Scalar { ty: ty.sandesh_type().as_str().to_owned(), text: scalar_text(v) },
     }
 }
 
@@ -552,11 +476,7 @@ pub fn uve_fields(s: &StructValue) -> Vec<UveField> {
                 name: d.name.to_owned(),
                 sandesh_type: d.ty.sandesh_type().as_str().to_owned(),
                 identifier: i32::from(d.id),
-                annotations: d
-                    .annotations
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                annotations: d.annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 value: uve_value(v, &d.ty),
             })
         })

@@ -203,71 +203,46 @@ impl std::fmt::Debug for Store {
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| StoreError::Sqlite { path: path.to_owned(), source }
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and returns it with its one
     /// writer.
     pub fn open(data_dir: &Path) -> Result<(Store, Writer), StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let path2 = path.clone();
         let e = sql_err(&path2);
         let conn = Connection::open(&path).map_err(&e)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(&e)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(&e)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Sqlite {
                 path,
-                source: rusqlite::Error::InvalidParameterName(format!(
-                    "journal_mode is {mode}, not wal"
-                )),
+                source: rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}, not wal")),
             });
         }
         // NORMAL in WAL mode: a commit survives a crash of the process (the WAL is written
         // before the commit returns); only an OS crash or power loss can lose the last commits.
         // 64 MiB page cache for the writer: index updates on random flow UUIDs stay in memory.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;")
-            .map_err(&e)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;").map_err(&e)?;
         conn.execute_batch(SCHEMA).map_err(&e)?;
-        let version: Option<i64> = conn
-            .query_row("SELECT v FROM meta WHERE k = 'schema_version'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(&e)?;
+        let version: Option<i64> =
+            conn.query_row("SELECT v FROM meta WHERE k = 'schema_version'", [], |r| r.get(0)).optional().map_err(&e)?;
         match version {
             None => {
-                conn.execute(
-                    "INSERT INTO meta (k, v) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(&e)?;
+                conn.execute("INSERT INTO meta (k, v) VALUES ('schema_version', ?1)", [SCHEMA_VERSION]).map_err(&e)?;
             }
             Some(SCHEMA_VERSION) => {}
             // Version 1 had no trace tables; SCHEMA just created them.
             Some(1) => {
-                conn.execute(
-                    "UPDATE meta SET v = ?1 WHERE k = 'schema_version'",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(&e)?;
+                conn.execute("UPDATE meta SET v = ?1 WHERE k = 'schema_version'", [SCHEMA_VERSION]).map_err(&e)?;
             }
             Some(found) => return Err(StoreError::SchemaVersion { path, found }),
         }
-        let store = Store {
-            path: Arc::new(path),
-            readers: Arc::default(),
-        };
+        let store = Store { path: Arc::new(path), readers: Arc::default() };
         Ok((store.clone(), Writer { conn, store }))
     }
 
@@ -293,10 +268,7 @@ impl Store {
                 conn
             }
         };
-        Ok(Reader {
-            conn: Some(conn),
-            store: self.clone(),
-        })
+        Ok(Reader { conn: Some(conn), store: self.clone() })
     }
 }
 
@@ -314,10 +286,7 @@ impl Reader {
 
     /// Wraps a SQLite error with the database path.
     pub fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.store.path.as_ref().clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.store.path.as_ref().clone(), source }
     }
 
     /// Distinct object names of a UVE table, sorted.
@@ -326,9 +295,7 @@ impl Reader {
             .conn()
             .prepare_cached("SELECT DISTINCT name FROM uve WHERE tbl = ?1 ORDER BY name")
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([table], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([table], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -357,21 +324,13 @@ impl Reader {
             let (generator, struct_type, attr, value, ts) = row.map_err(|e| self.err(e))?;
             let field = match value {
                 None => None,
-                Some(v) => Some(serde_json::from_str::<UveField>(&v).map_err(|e| {
-                    StoreError::CorruptUve {
-                        path: self.store.path.as_ref().clone(),
-                        attr: attr.clone(),
-                        message: e.to_string(),
-                    }
+                Some(v) => Some(serde_json::from_str::<UveField>(&v).map_err(|e| StoreError::CorruptUve {
+                    path: self.store.path.as_ref().clone(),
+                    attr: attr.clone(),
+                    message: e.to_string(),
                 })?),
             };
-            out.push(StoredAttr {
-                generator,
-                struct_type,
-                attr,
-                field,
-                ts,
-            });
+            out.push(StoredAttr { generator, struct_type, attr, field, ts });
         }
         Ok(out)
     }
@@ -395,10 +354,7 @@ impl Reader {
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(
-                params![start_us, end_us, request, project, limit as i64],
-                TraceRow::from_row,
-            )
+            .query_map(params![start_us, end_us, request, project, limit as i64], TraceRow::from_row)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -406,9 +362,7 @@ impl Reader {
     /// One trace, if stored.
     pub fn trace_row(&self, trace_id: u64) -> Result<Option<TraceRow>, StoreError> {
         self.conn()
-            .prepare_cached(
-                "SELECT trace_id, request, project, first_us, last_us FROM trace WHERE trace_id = ?1",
-            )
+            .prepare_cached("SELECT trace_id, request, project, first_us, last_us FROM trace WHERE trace_id = ?1")
             .and_then(|mut st| st.query_row([trace_id as i64], TraceRow::from_row).optional())
             .map_err(|e| self.err(e))
     }
@@ -456,12 +410,8 @@ impl Reader {
     /// Number of rows in FlowRecordTable and FlowSeriesTable.
     pub fn flow_counts(&self) -> Result<(u64, u64), StoreError> {
         let c = self.conn();
-        let r: i64 = c
-            .query_row("SELECT count(*) FROM flow_record", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        let s: i64 = c
-            .query_row("SELECT count(*) FROM flow_series", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let r: i64 = c.query_row("SELECT count(*) FROM flow_record", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let s: i64 = c.query_row("SELECT count(*) FROM flow_series", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         Ok((r as u64, s as u64))
     }
 }
@@ -600,34 +550,22 @@ impl Writer {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.store.path.as_ref().clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.store.path.as_ref().clone(), source }
     }
 
     /// Runs `f` in one transaction (committed if `f` succeeds).
-    pub fn transaction<T>(
-        &mut self,
-        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let path = self.store.path.clone();
         let tx = self
             .conn
             // IMMEDIATE: take the write lock at BEGIN, where SQLite honours the busy timeout
             // (a deferred transaction that read first gets SQLITE_BUSY at once on upgrade).
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Sqlite {
-                path: path.as_ref().clone(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Sqlite { path: path.as_ref().clone(), source })?;
         let mut t = Tx { tx, path };
         let out = f(&mut t)?;
         let path = t.path.clone();
-        t.tx.commit().map_err(|source| StoreError::Sqlite {
-            path: path.as_ref().clone(),
-            source,
-        })?;
+        t.tx.commit().map_err(|source| StoreError::Sqlite { path: path.as_ref().clone(), source })?;
         Ok(out)
     }
 
@@ -637,11 +575,7 @@ impl Writer {
     }
 
     /// Applies one UVE update in its own transaction.
-    pub fn set_uve(
-        &mut self,
-        generator: &GeneratorKey,
-        update: &UveUpdate,
-    ) -> Result<(), StoreError> {
+    pub fn set_uve(&mut self, generator: &GeneratorKey, update: &UveUpdate) -> Result<(), StoreError> {
         self.transaction(|t| t.set_uve(generator, update))
     }
 
@@ -659,9 +593,7 @@ impl Writer {
     /// Removes every UVE (at startup: no generator is connected yet, and each resynchronises
     /// its UVEs when it connects).
     pub fn clear_uves(&mut self) -> Result<usize, StoreError> {
-        self.conn
-            .execute("DELETE FROM uve", [])
-            .map_err(|e| self.err(e))
+        self.conn.execute("DELETE FROM uve", []).map_err(|e| self.err(e))
     }
 }
 
@@ -673,10 +605,7 @@ pub struct Tx<'c> {
 
 impl Tx<'_> {
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.as_ref().clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.path.as_ref().clone(), source }
     }
 
     /// Merges one flow sample into FlowRecordTable and appends its diffs to FlowSeriesTable.
@@ -706,15 +635,8 @@ impl Tx<'_> {
         let exists = prev.is_some();
         let p = prev.unwrap_or_default();
         let start = r.setup_time.unwrap_or(r.timestamp_us).min(r.timestamp_us);
-        let end = r
-            .teardown_time
-            .unwrap_or(r.timestamp_us)
-            .max(r.timestamp_us);
-        let first_seen = if exists {
-            p.first_seen.min(start)
-        } else {
-            start
-        };
+        let end = r.teardown_time.unwrap_or(r.timestamp_us).max(r.timestamp_us);
+        let first_seen = if exists { p.first_seen.min(start) } else { start };
         let last_seen = if exists { p.last_seen.max(end) } else { end };
         let agg_bytes = match r.bytes {
             Some(b) => p.bytes.max(b),
@@ -851,9 +773,7 @@ impl Tx<'_> {
         let gen = generator.to_string();
         if u.deleted {
             self.tx
-                .prepare_cached(
-                    "DELETE FROM uve WHERE tbl = ?1 AND name = ?2 AND generator = ?3 AND struct_type = ?4",
-                )
+                .prepare_cached("DELETE FROM uve WHERE tbl = ?1 AND name = ?2 AND generator = ?3 AND struct_type = ?4")
                 .and_then(|mut st| st.execute(params![u.table, u.name, gen, u.struct_type]))
                 .map_err(|e| self.err(e))?;
             return Ok(());
@@ -867,32 +787,11 @@ impl Tx<'_> {
             )
             .map_err(|e| StoreError::Sqlite { path: self.path.as_ref().clone(), source: e })?;
         let path = &self.path;
-        let e = |source| StoreError::Sqlite {
-            path: path.as_ref().clone(),
-            source,
-        };
-        st.execute(params![
-            u.table,
-            u.name,
-            gen,
-            u.struct_type,
-            TS_ATTR,
-            None::<String>,
-            u.timestamp_us
-        ])
-        .map_err(e)?;
+        let e = |source| StoreError::Sqlite { path: path.as_ref().clone(), source };
+        st.execute(params![u.table, u.name, gen, u.struct_type, TS_ATTR, None::<String>, u.timestamp_us]).map_err(e)?;
         for a in &u.attrs {
             let json = serde_json::to_string(a).expect("UveField serialises");
-            st.execute(params![
-                u.table,
-                u.name,
-                gen,
-                u.struct_type,
-                a.name,
-                json,
-                u.timestamp_us
-            ])
-            .map_err(e)?;
+            st.execute(params![u.table, u.name, gen, u.struct_type, a.name, json, u.timestamp_us]).map_err(e)?;
         }
         Ok(())
     }
@@ -958,10 +857,7 @@ impl Tx<'_> {
                     s.src_ip.map(|a| a.to_string()),
                     s.dst_ip.map(|a| a.to_string()),
                 ])
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.as_ref().clone(),
-                    source: e,
-                })?;
+                .map_err(|e| StoreError::Sqlite { path: self.path.as_ref().clone(), source: e })?;
         }
         Ok(n)
     }
@@ -975,21 +871,14 @@ impl Tx<'_> {
                 [horizon_us],
             )
             .map_err(|e| self.err(e))?;
-        self.tx
-            .execute("DELETE FROM trace WHERE last_us < ?1", [horizon_us])
-            .map_err(|e| self.err(e))
+        self.tx.execute("DELETE FROM trace WHERE last_us < ?1", [horizon_us]).map_err(|e| self.err(e))
     }
 
     /// See [`Writer::purge_flows_before`].
     pub fn purge_flows_before(&mut self, horizon_us: i64) -> Result<(usize, usize), StoreError> {
-        let r = self
-            .tx
-            .execute("DELETE FROM flow_record WHERE last_seen < ?1", [horizon_us])
-            .map_err(|e| self.err(e))?;
-        let s = self
-            .tx
-            .execute("DELETE FROM flow_series WHERE T < ?1", [horizon_us])
-            .map_err(|e| self.err(e))?;
+        let r =
+            self.tx.execute("DELETE FROM flow_record WHERE last_seen < ?1", [horizon_us]).map_err(|e| self.err(e))?;
+        let s = self.tx.execute("DELETE FROM flow_series WHERE T < ?1", [horizon_us]).map_err(|e| self.err(e))?;
         Ok((r, s))
     }
 }
@@ -1031,102 +920,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut w) = Store::open(dir.path()).unwrap();
         // The continuing host's steps arrive first: no request, no project.
-        let b = msg(
-            "b",
-            0xfeed,
-            None,
-            vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")],
-        );
-        let a = msg(
-            "a",
-            0xfeed,
-            Some("red"),
-            vec![
-                step(1, 1000, 0, 0, "ingress"),
-                step(1, 1001, 1, 0, "policy"),
-            ],
-        );
-        let n = w
-            .transaction(|t| Ok(t.add_trace_steps(&b)? + t.add_trace_steps(&a)?))
-            .unwrap();
+        let b = msg("b", 0xfeed, None, vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")]);
+        let a = msg("a", 0xfeed, Some("red"), vec![step(1, 1000, 0, 0, "ingress"), step(1, 1001, 1, 0, "policy")]);
+        let n = w.transaction(|t| Ok(t.add_trace_steps(&b)? + t.add_trace_steps(&a)?)).unwrap();
         assert_eq!(n, 4);
         // Re-sent after a reconnect: nothing new.
         assert_eq!(w.transaction(|t| t.add_trace_steps(&a)).unwrap(), 0);
-        w.transaction(|t| {
-            t.add_trace_steps(&msg("a", 0x1, None, vec![step(1, 5000, 0, 2, "drop")]))
-        })
-        .unwrap();
+        w.transaction(|t| t.add_trace_steps(&msg("a", 0x1, None, vec![step(1, 5000, 0, 2, "drop")]))).unwrap();
         let r = store.reader().unwrap();
         let row = r.trace_row(0xfeed).unwrap().unwrap();
-        assert_eq!(
-            row.request.as_deref(),
-            Some("aaaaaaaa-0000-4000-8000-000000000001")
-        );
-        assert_eq!(
-            (row.project.as_deref(), row.first_us, row.last_us),
-            (Some("red"), 500, 1001)
-        );
+        assert_eq!(row.request.as_deref(), Some("aaaaaaaa-0000-4000-8000-000000000001"));
+        assert_eq!((row.project.as_deref(), row.first_us, row.last_us), (Some("red"), 500, 1001));
         let steps = r.trace_steps(0xfeed).unwrap();
         assert_eq!(steps.len(), 4);
         let policy = steps.iter().find(|s| s.step == "policy").unwrap();
         assert!(policy.agent, "ring 1 is the agent's");
         assert_eq!(
-            (
-                policy.host.as_str(),
-                policy.flow,
-                policy.protocol,
-                policy.dport
-            ),
+            (policy.host.as_str(), policy.flow, policy.protocol, policy.dport),
             ("a", Some(7), Some(17), Some(53))
         );
         assert_eq!(policy.src_ip.as_deref(), Some("192.168.1.3"));
         let egress = steps.iter().find(|s| s.step == "egress").unwrap();
         assert_eq!((egress.vif, egress.agent), (Some(2), false));
         // Windows, request and project filters.
-        assert_eq!(
-            r.trace_rows(i64::MIN, i64::MAX, None, None, 100)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            r.trace_rows(1002, i64::MAX, None, None, 100).unwrap()[0].trace_id,
-            0x1
-        );
-        assert_eq!(
-            r.trace_rows(0, 600, None, None, 100).unwrap()[0].trace_id,
-            0xfeed
-        );
-        assert_eq!(
-            r.trace_rows(i64::MIN, i64::MAX, None, Some("red"), 100)
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(r
-            .trace_rows(i64::MIN, i64::MAX, None, Some("blue"), 100)
-            .unwrap()
-            .is_empty());
-        let by_req = r
-            .trace_rows(
-                i64::MIN,
-                i64::MAX,
-                Some("aaaaaaaa-0000-4000-8000-000000000001"),
-                None,
-                100,
-            )
-            .unwrap();
-        assert_eq!(
-            by_req.iter().map(|t| t.trace_id).collect::<Vec<_>>(),
-            [0xfeed]
-        );
-        assert_eq!(
-            r.trace_rows(i64::MIN, i64::MAX, None, None, 1)
-                .unwrap()
-                .len(),
-            1,
-            "limit"
-        );
+        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, None, 100).unwrap().len(), 2);
+        assert_eq!(r.trace_rows(1002, i64::MAX, None, None, 100).unwrap()[0].trace_id, 0x1);
+        assert_eq!(r.trace_rows(0, 600, None, None, 100).unwrap()[0].trace_id, 0xfeed);
+        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, Some("red"), 100).unwrap().len(), 1);
+        assert!(r.trace_rows(i64::MIN, i64::MAX, None, Some("blue"), 100).unwrap().is_empty());
+        let by_req = r.trace_rows(i64::MIN, i64::MAX, Some("aaaaaaaa-0000-4000-8000-000000000001"), None, 100).unwrap();
+        assert_eq!(by_req.iter().map(|t| t.trace_id).collect::<Vec<_>>(), [0xfeed]);
+        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, None, 1).unwrap().len(), 1, "limit");
         drop(r);
         // Retention removes whole traces by their last step.
         assert_eq!(w.transaction(|t| t.purge_traces_before(2000)).unwrap(), 1);
@@ -1148,15 +972,9 @@ mod tests {
             .unwrap();
         }
         let (store, mut w) = Store::open(dir.path()).unwrap();
-        w.transaction(|t| t.add_trace_steps(&msg("a", 3, None, vec![step(1, 1, 0, 0, "ingress")])))
-            .unwrap();
+        w.transaction(|t| t.add_trace_steps(&msg("a", 3, None, vec![step(1, 1, 0, 0, "ingress")]))).unwrap();
         assert_eq!(store.reader().unwrap().trace_steps(3).unwrap().len(), 1);
-        let v: i64 = store
-            .reader()
-            .unwrap()
-            .conn()
-            .query_row("SELECT v FROM meta", [], |r| r.get(0))
-            .unwrap();
+        let v: i64 = store.reader().unwrap().conn().query_row("SELECT v FROM meta", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         drop((store, w));
         let c = Connection::open(dir.path().join(DB_FILE)).unwrap();

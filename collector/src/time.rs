@@ -169,10 +169,7 @@ impl FromStr for TimeExpr {
             if !all_digits(expr) {
                 return Err(TimeError::Malformed { expr: owned() });
             }
-            return expr
-                .parse()
-                .map(TimeExpr::Absolute)
-                .map_err(|_| TimeError::Overflow { expr: owned() });
+            return expr.parse().map(TimeExpr::Absolute).map_err(|_| TimeError::Overflow { expr: owned() });
         };
         if rel.is_empty() {
             return Ok(TimeExpr::Now);
@@ -182,10 +179,7 @@ impl FromStr for TimeExpr {
             b'-' => (Sign::Minus, &rel[1..]),
             _ => return Err(TimeError::MissingSign { expr: owned() }),
         };
-        let digits_end = rest
-            .bytes()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits_end = rest.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
         let (digits, unit) = rest.split_at(digits_end);
         if digits.is_empty() {
             return Err(TimeError::MissingAmount { expr: owned() });
@@ -193,13 +187,9 @@ impl FromStr for TimeExpr {
         if unit.is_empty() {
             return Err(TimeError::MissingUnit { expr: owned() });
         }
-        let unit = TimeUnit::from_suffix(unit).ok_or_else(|| TimeError::BadUnit {
-            expr: owned(),
-            unit: unit.to_owned(),
-        })?;
-        let amount = digits
-            .parse()
-            .map_err(|_| TimeError::Overflow { expr: owned() })?;
+        let unit =
+            TimeUnit::from_suffix(unit).ok_or_else(|| TimeError::BadUnit { expr: owned(), unit: unit.to_owned() })?;
+        let amount = digits.parse().map_err(|_| TimeError::Overflow { expr: owned() })?;
         Ok(TimeExpr::Relative { sign, amount, unit })
     }
 }
@@ -233,16 +223,10 @@ impl TimeExpr {
             TimeExpr::Now => Ok(now_us),
             TimeExpr::Relative { sign, amount, unit } => {
                 let expr = || self.to_string();
-                let offset = amount
-                    .checked_mul(unit.usec())
-                    .ok_or_else(|| TimeError::Overflow { expr: expr() })?;
+                let offset = amount.checked_mul(unit.usec()).ok_or_else(|| TimeError::Overflow { expr: expr() })?;
                 match sign {
-                    Sign::Plus => now_us
-                        .checked_add(offset)
-                        .ok_or_else(|| TimeError::Overflow { expr: expr() }),
-                    Sign::Minus => now_us
-                        .checked_sub(offset)
-                        .ok_or_else(|| TimeError::BeforeEpoch { expr: expr() }),
+                    Sign::Plus => now_us.checked_add(offset).ok_or_else(|| TimeError::Overflow { expr: expr() }),
+                    Sign::Minus => now_us.checked_sub(offset).ok_or_else(|| TimeError::BeforeEpoch { expr: expr() }),
                 }
             }
         }
@@ -285,27 +269,14 @@ pub fn clamp_query_window(
     now_us: u64,
 ) -> TimeWindow {
     let start_us = requested_start_us.max(data_start_us);
-    let end_us = if requested_end_us < data_start_us {
-        data_start_us
-    } else {
-        requested_end_us.min(now_us)
-    };
-    let start_us = if start_us > end_us {
-        end_us.saturating_sub(1)
-    } else {
-        start_us
-    };
+    let end_us = if requested_end_us < data_start_us { data_start_us } else { requested_end_us.min(now_us) };
+    let start_us = if start_us > end_us { end_us.saturating_sub(1) } else { start_us };
     TimeWindow { start_us, end_us }
 }
 
 /// Parses and resolves both ends of a query window, then clamps it with
 /// [`clamp_query_window`].
-pub fn resolve_query_window(
-    start: &str,
-    end: &str,
-    data_start_us: u64,
-    now_us: u64,
-) -> Result<TimeWindow, TimeError> {
+pub fn resolve_query_window(start: &str, end: &str, data_start_us: u64, now_us: u64) -> Result<TimeWindow, TimeError> {
     let start_us = parse_time(start, now_us)?;
     let end_us = parse_time(end, now_us)?;
     Ok(clamp_query_window(start_us, end_us, data_start_us, now_us))
@@ -343,21 +314,14 @@ mod tests {
     fn parsed_structure_and_display() {
         assert_eq!(
             "now-10m".parse(),
-            Ok(TimeExpr::Relative {
-                sign: Sign::Minus,
-                amount: 10,
-                unit: TimeUnit::Minutes
-            })
+            Ok(TimeExpr::Relative { sign: Sign::Minus, amount: 10, unit: TimeUnit::Minutes })
         );
         for s in ["now", "now-10m", "now+30s", "now-1d", "now-4h", "123"] {
             let e: TimeExpr = s.parse().unwrap();
             assert_eq!(e.to_string(), s);
         }
         // Leading zeros are not kept, but the value is.
-        assert_eq!(
-            "now-007m".parse::<TimeExpr>().unwrap().to_string(),
-            "now-7m"
-        );
+        assert_eq!("now-007m".parse::<TimeExpr>().unwrap().to_string(), "now-7m");
     }
 
     fn err(expr: &str) -> TimeError {
@@ -370,60 +334,16 @@ mod tests {
         assert_eq!(err(""), TimeError::Empty);
         assert_eq!(err("now-"), TimeError::MissingAmount { expr: s("now-") });
         assert_eq!(err("now+m"), TimeError::MissingAmount { expr: s("now+m") });
-        assert_eq!(
-            err("now--5m"),
-            TimeError::MissingAmount { expr: s("now--5m") }
-        );
+        assert_eq!(err("now--5m"), TimeError::MissingAmount { expr: s("now--5m") });
         assert_eq!(err("now-10"), TimeError::MissingUnit { expr: s("now-10") });
-        assert_eq!(
-            err("now-10x"),
-            TimeError::BadUnit {
-                expr: s("now-10x"),
-                unit: s("x")
-            }
-        );
-        assert_eq!(
-            err("now-10mm"),
-            TimeError::BadUnit {
-                expr: s("now-10mm"),
-                unit: s("mm")
-            }
-        );
-        assert_eq!(
-            err("now-10M"),
-            TimeError::BadUnit {
-                expr: s("now-10M"),
-                unit: s("M")
-            }
-        );
-        assert_eq!(
-            err("now-1h30m"),
-            TimeError::BadUnit {
-                expr: s("now-1h30m"),
-                unit: s("h30m")
-            }
-        );
-        assert_eq!(
-            err("now-10 m"),
-            TimeError::BadUnit {
-                expr: s("now-10 m"),
-                unit: s(" m")
-            }
-        );
+        assert_eq!(err("now-10x"), TimeError::BadUnit { expr: s("now-10x"), unit: s("x") });
+        assert_eq!(err("now-10mm"), TimeError::BadUnit { expr: s("now-10mm"), unit: s("mm") });
+        assert_eq!(err("now-10M"), TimeError::BadUnit { expr: s("now-10M"), unit: s("M") });
+        assert_eq!(err("now-1h30m"), TimeError::BadUnit { expr: s("now-1h30m"), unit: s("h30m") });
+        assert_eq!(err("now-10 m"), TimeError::BadUnit { expr: s("now-10 m"), unit: s(" m") });
         assert_eq!(err("now10m"), TimeError::MissingSign { expr: s("now10m") });
         assert_eq!(err("now "), TimeError::MissingSign { expr: s("now ") });
-        for bad in [
-            "NOW",
-            " now",
-            "-10m",
-            "+5",
-            "-5",
-            "12a",
-            "1e6",
-            "1.5",
-            "yesterday",
-            "\"now\"",
-        ] {
+        for bad in ["NOW", " now", "-10m", "+5", "-5", "12a", "1e6", "1.5", "yesterday", "\"now\""] {
             assert_eq!(err(bad), TimeError::Malformed { expr: s(bad) }, "{bad:?}");
         }
     }
@@ -431,40 +351,16 @@ mod tests {
     #[test]
     fn range_errors() {
         let s = |x: &str| x.to_owned();
-        assert_eq!(
-            err("18446744073709551616"),
-            TimeError::Overflow {
-                expr: s("18446744073709551616")
-            }
-        );
-        assert_eq!(
-            err("now-99999999999999999999s"),
-            TimeError::Overflow {
-                expr: s("now-99999999999999999999s")
-            }
-        );
+        assert_eq!(err("18446744073709551616"), TimeError::Overflow { expr: s("18446744073709551616") });
+        assert_eq!(err("now-99999999999999999999s"), TimeError::Overflow { expr: s("now-99999999999999999999s") });
         // Fits u64 as a count, overflows once multiplied by the unit.
-        assert_eq!(
-            err("now+213503983d"),
-            TimeError::Overflow {
-                expr: s("now+213503983d")
-            }
-        );
-        assert_eq!(
-            parse_time("now+213503982d", 0),
-            Ok(213_503_982 * 86_400_000_000)
-        );
+        assert_eq!(err("now+213503983d"), TimeError::Overflow { expr: s("now+213503983d") });
+        assert_eq!(parse_time("now+213503982d", 0), Ok(213_503_982 * 86_400_000_000));
         // The addition itself overflowing.
-        assert_eq!(
-            parse_time("now+1s", u64::MAX - 999_999),
-            Err(TimeError::Overflow { expr: s("now+1s") })
-        );
+        assert_eq!(parse_time("now+1s", u64::MAX - 999_999), Err(TimeError::Overflow { expr: s("now+1s") }));
         assert_eq!(parse_time("now+1s", u64::MAX - 1_000_000), Ok(u64::MAX));
         // Before the epoch.
-        assert_eq!(
-            parse_time("now-1s", 999_999),
-            Err(TimeError::BeforeEpoch { expr: s("now-1s") })
-        );
+        assert_eq!(parse_time("now-1s", 999_999), Err(TimeError::BeforeEpoch { expr: s("now-1s") }));
         assert_eq!(parse_time("now-1s", 1_000_000), Ok(0));
     }
 
@@ -474,10 +370,7 @@ mod tests {
             err("now-10x").to_string(),
             "invalid time expression `now-10x`: unknown unit `x` (expected s, m, h or d)"
         );
-        assert_eq!(
-            err("now-").to_string(),
-            "invalid time expression `now-`: missing the amount after the sign"
-        );
+        assert_eq!(err("now-").to_string(), "invalid time expression `now-`: missing the amount after the sign");
     }
 
     #[test]
@@ -485,78 +378,35 @@ mod tests {
         let data_start = NOW - 48 * TimeUnit::Hours.usec();
         // Inside: unchanged.
         let w = resolve_query_window("now-10m", "now", data_start, NOW).unwrap();
-        assert_eq!(
-            w,
-            TimeWindow {
-                start_us: NOW - 600_000_000,
-                end_us: NOW
-            }
-        );
+        assert_eq!(w, TimeWindow { start_us: NOW - 600_000_000, end_us: NOW });
         assert_eq!(w.duration_us(), 600_000_000);
         // Start before the oldest data: raised to it.
         let w = resolve_query_window("now-7d", "now-1h", data_start, NOW).unwrap();
-        assert_eq!(
-            w,
-            TimeWindow {
-                start_us: data_start,
-                end_us: NOW - 3_600_000_000
-            }
-        );
+        assert_eq!(w, TimeWindow { start_us: data_start, end_us: NOW - 3_600_000_000 });
         // End in the future: lowered to now.
         let w = resolve_query_window("now-1h", "now+1h", data_start, NOW).unwrap();
         assert_eq!(w.end_us, NOW);
         // Entirely before the oldest data: collapses onto data_start.
         let w = clamp_query_window(0, 10, data_start, NOW);
-        assert_eq!(
-            w,
-            TimeWindow {
-                start_us: data_start,
-                end_us: data_start
-            }
-        );
+        assert_eq!(w, TimeWindow { start_us: data_start, end_us: data_start });
         assert_eq!(w.duration_us(), 0);
         // Entirely in the future: start ends up 1 µs before now.
         let w = resolve_query_window("now+1h", "now+2h", data_start, NOW).unwrap();
-        assert_eq!(
-            w,
-            TimeWindow {
-                start_us: NOW - 1,
-                end_us: NOW
-            }
-        );
+        assert_eq!(w, TimeWindow { start_us: NOW - 1, end_us: NOW });
         // Inverted request inside the data: start pulled to end - 1.
         let w = clamp_query_window(NOW - 10, NOW - 20, data_start, NOW);
-        assert_eq!(
-            w,
-            TimeWindow {
-                start_us: NOW - 21,
-                end_us: NOW - 20
-            }
-        );
+        assert_eq!(w, TimeWindow { start_us: NOW - 21, end_us: NOW - 20 });
         // No underflow at the epoch.
-        assert_eq!(
-            clamp_query_window(5, 0, 0, 0),
-            TimeWindow {
-                start_us: 0,
-                end_us: 0
-            }
-        );
+        assert_eq!(clamp_query_window(5, 0, 0, 0), TimeWindow { start_us: 0, end_us: 0 });
     }
 
     #[test]
     fn window_errors_propagate() {
         assert_eq!(
             resolve_query_window("now-1h", "now-", 0, NOW),
-            Err(TimeError::MissingAmount {
-                expr: "now-".into()
-            })
+            Err(TimeError::MissingAmount { expr: "now-".into() })
         );
-        assert_eq!(
-            resolve_query_window("bogus", "now", 0, NOW),
-            Err(TimeError::Malformed {
-                expr: "bogus".into()
-            })
-        );
+        assert_eq!(resolve_query_window("bogus", "now", 0, NOW), Err(TimeError::Malformed { expr: "bogus".into() }));
     }
 
     #[test]

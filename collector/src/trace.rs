@@ -81,10 +81,7 @@ fn same_token(a: &str, b: &str) -> bool {
 impl TraceAccess {
     /// Access with these tenants and operator token.
     pub fn new(tenants: Vec<TenantConfig>, admin_token: Option<String>) -> TraceAccess {
-        TraceAccess {
-            tenants,
-            admin_token,
-        }
+        TraceAccess { tenants, admin_token }
     }
 
     /// Whether tokens are required.
@@ -99,16 +96,10 @@ impl TraceAccess {
         }
         let h = authorization.ok_or(AuthError::Missing)?;
         let token = match h.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-                t.trim()
-            }
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => t.trim(),
             _ => return Err(AuthError::Malformed),
         };
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|a| same_token(a, token))
-        {
+        if self.admin_token.as_deref().is_some_and(|a| same_token(a, token)) {
             return Ok(Caller::All);
         }
         self.tenants
@@ -120,9 +111,7 @@ impl TraceAccess {
 }
 
 fn came_from_fabric(steps: &[&StoredStep]) -> bool {
-    steps
-        .iter()
-        .any(|s| s.step == "decap" || s.step == "marked")
+    steps.iter().any(|s| s.step == "decap" || s.step == "marked")
 }
 
 /// Orders `steps` as described in the module documentation.
@@ -140,33 +129,21 @@ pub fn order_steps(steps: &mut [StoredStep]) {
             rank.insert(k, (came_from_fabric(&v), first));
         }
     }
-    let rank: BTreeMap<(u32, String), (bool, i64)> = rank
-        .into_iter()
-        .map(|((p, h), r)| ((p, h.to_owned()), r))
-        .collect();
+    let rank: BTreeMap<(u32, String), (bool, i64)> =
+        rank.into_iter().map(|((p, h), r)| ((p, h.to_owned()), r)).collect();
     steps.sort_by(|a, b| {
         let ra = rank[&(a.pkt, a.host.clone())];
         let rb = rank[&(b.pkt, b.host.clone())];
-        (
-            a.pkt,
-            ra.0,
-            ra.1,
-            &a.host,
-            a.generation,
-            a.tsc,
-            a.ring,
-            a.seq,
-        )
-            .cmp(&(
-                b.pkt,
-                rb.0,
-                rb.1,
-                &b.host,
-                b.generation,
-                b.tsc,
-                b.ring,
-                b.seq,
-            ))
+        (a.pkt, ra.0, ra.1, &a.host, a.generation, a.tsc, a.ring, a.seq).cmp(&(
+            b.pkt,
+            rb.0,
+            rb.1,
+            &b.host,
+            b.generation,
+            b.tsc,
+            b.ring,
+            b.seq,
+        ))
     });
 }
 
@@ -225,24 +202,13 @@ pub fn summarize(steps: &[StoredStep]) -> Summary {
             a.dst_ip.as_deref().unwrap_or("?"),
             p.dport.unwrap_or(0)
         ),
-        (Some(p), _) => format!(
-            "vrf {} {}",
-            p.vrf.unwrap_or(0),
-            p.detail.trim_start_matches("parsed ")
-        ),
+        (Some(p), _) => format!("vrf {} {}", p.vrf.unwrap_or(0), p.detail.trim_start_matches("parsed ")),
         _ => "-".into(),
     };
-    let fin = steps
-        .iter()
-        .rev()
-        .filter(|s| s.pkt == packets)
-        .find(|s| is_final(s));
+    let fin = steps.iter().rev().filter(|s| s.pkt == packets).find(|s| is_final(s));
     let disposition = match fin {
         Some(s) if s.step == "egress" => format!("forwarded vif0/{}", s.vif.unwrap_or(0)),
-        Some(s) if s.step == "drop" => format!(
-            "dropped ({})",
-            s.detail.strip_prefix("dropped: ").unwrap_or(&s.detail)
-        ),
+        Some(s) if s.step == "drop" => format!("dropped ({})", s.detail.strip_prefix("dropped: ").unwrap_or(&s.detail)),
         Some(_) => "held".into(),
         None => "in progress".into(),
     };
@@ -345,15 +311,7 @@ pub fn detail_json(row: &TraceRow, ordered: &[StoredStep]) -> Value {
 mod tests {
     use super::*;
 
-    fn st(
-        host: &str,
-        pkt: u32,
-        time_us: i64,
-        tsc: u64,
-        ring: u16,
-        seq: u64,
-        step: &str,
-    ) -> StoredStep {
+    fn st(host: &str, pkt: u32, time_us: i64, tsc: u64, ring: u16, seq: u64, step: &str) -> StoredStep {
         StoredStep {
             host: host.into(),
             generation: 1,
@@ -388,10 +346,7 @@ mod tests {
             st("a", 1, 6_001, 112, 0, 4, "egress"),
         ];
         order_steps(&mut steps);
-        let got: Vec<(u32, &str, &str)> = steps
-            .iter()
-            .map(|s| (s.pkt, s.host.as_str(), s.step.as_str()))
-            .collect();
+        let got: Vec<(u32, &str, &str)> = steps.iter().map(|s| (s.pkt, s.host.as_str(), s.step.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -411,47 +366,31 @@ mod tests {
         let s = summarize(&steps);
         assert_eq!(s.hosts, ["a", "b"]);
         assert_eq!((s.packets, s.steps), (2, 11));
-        assert_eq!(
-            s.disposition, "in progress",
-            "packet 2 has no final step yet"
-        );
+        assert_eq!(s.disposition, "in progress", "packet 2 has no final step yet");
     }
 
     #[test]
     fn summary_flow_and_disposition() {
         let mut parse = st("a", 1, 1, 1, 0, 1, "parse");
-        (parse.protocol, parse.sport, parse.dport, parse.vrf) =
-            (Some(17), Some(4001), Some(9000), Some(1));
+        (parse.protocol, parse.sport, parse.dport, parse.vrf) = (Some(17), Some(4001), Some(9000), Some(1));
         let mut addrs = st("a", 1, 1, 2, 0, 2, "addresses");
         (addrs.src_ip, addrs.dst_ip) = (Some("192.168.1.3".into()), Some("192.168.1.4".into()));
         let mut drop = st("a", 1, 1, 3, 0, 3, "drop");
         drop.detail = "dropped: Flow Action Drop".into();
         let s = summarize(&[parse.clone(), addrs.clone(), drop]);
-        assert_eq!(
-            s.flow,
-            "vrf 1 proto 17 192.168.1.3:4001 -> 192.168.1.4:9000"
-        );
+        assert_eq!(s.flow, "vrf 1 proto 17 192.168.1.3:4001 -> 192.168.1.4:9000");
         assert_eq!(s.disposition, "dropped (Flow Action Drop)");
         assert_eq!(s.flow_key["dst_port"], 9000);
         let mut out = st("b", 1, 1, 9, 0, 0, "egress");
         out.vif = Some(2);
         let s = summarize(&[parse, addrs, out]);
-        assert_eq!(
-            (s.disposition.as_str(), s.disposition_host.as_deref()),
-            ("forwarded vif0/2", Some("b"))
-        );
+        assert_eq!((s.disposition.as_str(), s.disposition_host.as_deref()), ("forwarded vif0/2", Some("b")));
         assert_eq!(summarize(&[]).flow, "-");
     }
 
     #[test]
     fn detail_groups_steps_by_packet() {
-        let row = TraceRow {
-            trace_id: 0xabc,
-            request: Some("r".into()),
-            project: None,
-            first_us: 1,
-            last_us: 2,
-        };
+        let row = TraceRow { trace_id: 0xabc, request: Some("r".into()), project: None, first_us: 1, last_us: 2 };
         let steps = vec![
             st("a", 1, 1, 1, 0, 0, "ingress"),
             st("a", 1, 1, 2, 1, 0, "policy"),
@@ -463,10 +402,7 @@ mod tests {
         assert_eq!(v["trace"][0]["steps"][1]["source"], "agent");
         assert_eq!(v["trace"][0]["steps"][0]["source"], "lcore 0");
         assert_eq!(v["trace"][1]["steps"].as_array().unwrap().len(), 1);
-        assert!(
-            v["trace"][0]["steps"][0].get("vif").is_none(),
-            "unset fields are omitted"
-        );
+        assert!(v["trace"][0]["steps"][0].get("vif").is_none(), "unset fields are omitted");
         assert_eq!(parse_id("0000000000000abc"), Some(0xabc));
         assert_eq!(parse_id("0xABC"), Some(0xabc));
         assert_eq!(parse_id("xyz"), None);
@@ -477,10 +413,7 @@ mod tests {
     fn tokens_map_to_callers() {
         let open = TraceAccess::default();
         assert_eq!(open.caller(None), Ok(Caller::All), "no tenants: open");
-        let t = |n: &str, tok: &str| TenantConfig {
-            name: n.into(),
-            token: tok.into(),
-        };
+        let t = |n: &str, tok: &str| TenantConfig { name: n.into(), token: tok.into() };
         let a = TraceAccess::new(
             vec![t("red", "red-token-123"), t("blue", "blue-token-456")],
             Some("admin-token-789".into()),
@@ -489,19 +422,9 @@ mod tests {
         assert_eq!(a.caller(Some("Basic abc")), Err(AuthError::Malformed));
         assert_eq!(a.caller(Some("Bearer ")), Err(AuthError::Malformed));
         assert_eq!(a.caller(Some("Bearer nope")), Err(AuthError::Unknown));
-        assert_eq!(
-            a.caller(Some("Bearer red-token-12")),
-            Err(AuthError::Unknown),
-            "a prefix is not the token"
-        );
-        assert_eq!(
-            a.caller(Some("Bearer red-token-123")),
-            Ok(Caller::Project("red".into()))
-        );
-        assert_eq!(
-            a.caller(Some("bearer blue-token-456")),
-            Ok(Caller::Project("blue".into()))
-        );
+        assert_eq!(a.caller(Some("Bearer red-token-12")), Err(AuthError::Unknown), "a prefix is not the token");
+        assert_eq!(a.caller(Some("Bearer red-token-123")), Ok(Caller::Project("red".into())));
+        assert_eq!(a.caller(Some("bearer blue-token-456")), Ok(Caller::Project("blue".into())));
         assert_eq!(a.caller(Some("Bearer admin-token-789")), Ok(Caller::All));
         let red = Caller::Project("red".into());
         assert!(red.may_read(Some("red")));

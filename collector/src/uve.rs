@@ -21,11 +21,7 @@ use std::collections::BTreeMap;
 fn group(attrs: &[StoredAttr]) -> BTreeMap<&str, BTreeMap<&str, Vec<&StoredAttr>>> {
     let mut out: BTreeMap<&str, BTreeMap<&str, Vec<&StoredAttr>>> = BTreeMap::new();
     for a in attrs {
-        out.entry(&a.struct_type)
-            .or_default()
-            .entry(&a.attr)
-            .or_default()
-            .push(a);
+        out.entry(&a.struct_type).or_default().entry(&a.attr).or_default().push(a);
     }
     out
 }
@@ -40,11 +36,7 @@ fn xml_value(v: &UveValue) -> Value {
             }
             json!({ name.clone(): Value::Object(inner) })
         }
-        UveValue::List {
-            kind,
-            elem_ty,
-            items,
-        } => {
+        UveValue::List { kind, elem_ty, items } => {
             let mut inner = Map::new();
             inner.insert("@type".into(), json!(elem_ty));
             inner.insert("@size".into(), json!(items.len().to_string()));
@@ -53,34 +45,17 @@ fn xml_value(v: &UveValue) -> Value {
                 match it {
                     UveValue::Struct { name, .. } => {
                         let v = xml_value(it);
-                        by_name
-                            .entry(name.clone())
-                            .or_default()
-                            .push(v[name].clone());
+                        by_name.entry(name.clone()).or_default().push(v[name].clone());
                     }
-                    other => by_name
-                        .entry("element".into())
-                        .or_default()
-                        .push(xml_value(other)),
+                    other => by_name.entry("element".into()).or_default().push(xml_value(other)),
                 }
             }
             for (k, mut vs) in by_name {
-                inner.insert(
-                    k,
-                    if vs.len() == 1 {
-                        vs.pop().expect("one")
-                    } else {
-                        Value::Array(vs)
-                    },
-                );
+                inner.insert(k, if vs.len() == 1 { vs.pop().expect("one") } else { Value::Array(vs) });
             }
             json!({ kind.clone(): Value::Object(inner) })
         }
-        UveValue::Map {
-            key_ty,
-            value_ty,
-            entries,
-        } => {
+        UveValue::Map { key_ty, value_ty, entries } => {
             let mut inner = Map::new();
             inner.insert("@key".into(), json!(key_ty));
             inner.insert("@value".into(), json!(value_ty));
@@ -144,14 +119,8 @@ pub fn raw_json(attrs: &[StoredAttr]) -> Value {
 pub fn typed_value(v: &UveValue) -> Value {
     match v {
         UveValue::Scalar { ty, text } => match ty.as_str() {
-            "byte" | "i16" | "i32" | "i64" => text
-                .parse::<i64>()
-                .map(Value::from)
-                .unwrap_or_else(|_| json!(text)),
-            "u16" | "u32" | "u64" | "ipv4" => text
-                .parse::<u64>()
-                .map(Value::from)
-                .unwrap_or_else(|_| json!(text)),
+            "byte" | "i16" | "i32" | "i64" => text.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(text)),
+            "u16" | "u32" | "u64" | "ipv4" => text.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(text)),
             "double" => text
                 .parse::<f64>()
                 .ok()
@@ -238,10 +207,8 @@ fn union(a: &Value, b: &Value) -> Value {
 }
 
 fn aggregate(entries: &[&StoredAttr]) -> Value {
-    let fields: Vec<(&UveField, &str)> = entries
-        .iter()
-        .filter_map(|a| a.field.as_ref().map(|f| (f, a.generator.as_str())))
-        .collect();
+    let fields: Vec<(&UveField, &str)> =
+        entries.iter().filter_map(|a| a.field.as_ref().map(|f| (f, a.generator.as_str()))).collect();
     let Some((first, _)) = fields.first() else {
         return Value::Null;
     };
@@ -251,18 +218,11 @@ fn aggregate(entries: &[&StoredAttr]) -> Value {
     }
     match first.annotation("aggtype") {
         Some("sum") => {
-            if let Some(total) = values[1..]
-                .iter()
-                .try_fold(values[0].clone(), |acc, v| sum(&acc, v))
-            {
+            if let Some(total) = values[1..].iter().try_fold(values[0].clone(), |acc, v| sum(&acc, v)) {
                 return total;
             }
         }
-        Some("union") => {
-            return values[1..]
-                .iter()
-                .fold(values[0].clone(), |acc, v| union(&acc, v))
-        }
+        Some("union") => return values[1..].iter().fold(values[0].clone(), |acc, v| union(&acc, v)),
         Some("append") => {
             let mut out = Vec::new();
             for v in values {
@@ -278,13 +238,7 @@ fn aggregate(entries: &[&StoredAttr]) -> Value {
     if values.iter().all(|v| *v == values[0]) {
         return values[0].clone();
     }
-    Value::Array(
-        fields
-            .iter()
-            .zip(values)
-            .map(|((_, g), v)| json!([v, g]))
-            .collect(),
-    )
+    Value::Array(fields.iter().zip(values).map(|((_, g), v)| json!([v, g])).collect())
 }
 
 /// The flat form of one UVE object.
@@ -321,19 +275,10 @@ mod tests {
             annotations: vec![],
             value: UveValue::scalar("u64", v.to_string()),
         };
-        UveValue::Struct {
-            name: "VmInterfaceStats".into(),
-            fields: vec![f("in_pkts", 1, inp), f("mir_pkts", 5, mir)],
-        }
+        UveValue::Struct { name: "VmInterfaceStats".into(), fields: vec![f("in_pkts", 1, inp), f("mir_pkts", 5, mir)] }
     }
 
-    fn attr(
-        generator: &str,
-        name: &str,
-        ann: &[(&str, &str)],
-        value: UveValue,
-        ts: i64,
-    ) -> StoredAttr {
+    fn attr(generator: &str, name: &str, ann: &[(&str, &str)], value: UveValue, ts: i64) -> StoredAttr {
         StoredAttr {
             generator: generator.into(),
             struct_type: "VMIStats".into(),
@@ -347,10 +292,7 @@ mod tests {
                     UveValue::Map { .. } => "map".into(),
                 },
                 identifier: 9,
-                annotations: ann
-                    .iter()
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .collect(),
+                annotations: ann.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
                 value,
             }),
             ts,
@@ -402,10 +344,7 @@ mod tests {
 
     #[test]
     fn raw_keeps_xml_shape() {
-        let attrs = vec![
-            ts("g1", 100),
-            attr("g1", "raw_if_stats", &[("metric", "agg")], stats(3, 2), 100),
-        ];
+        let attrs = vec![ts("g1", 100), attr("g1", "raw_if_stats", &[("metric", "agg")], stats(3, 2), 100)];
         let v = raw_json(&attrs);
         assert_eq!(
             v["VMIStats"]["raw_if_stats"],
@@ -414,41 +353,26 @@ mod tests {
                         "in_pkts": {"@type": "u64", "@identifier": "1", "#text": "3"},
                         "mir_pkts": {"@type": "u64", "@identifier": "5", "#text": "2"}}}, "g1"]])
         );
-        assert_eq!(
-            v["VMIStats"]["__T"],
-            json!([[{"@type": "u64", "#text": "100"}, "g1"]])
-        );
+        assert_eq!(v["VMIStats"]["__T"], json!([[{"@type": "u64", "#text": "100"}, "g1"]]));
     }
 
     #[test]
     fn typed_scalars_and_containers() {
         assert_eq!(typed_value(&UveValue::scalar("bool", "true")), json!(true));
-        assert_eq!(
-            typed_value(&UveValue::scalar("i16", "-31743")),
-            json!(-31743)
-        );
-        assert_eq!(
-            typed_value(&UveValue::scalar("u64", "18446744073709551615")),
-            json!(u64::MAX)
-        );
+        assert_eq!(typed_value(&UveValue::scalar("i16", "-31743")), json!(-31743));
+        assert_eq!(typed_value(&UveValue::scalar("u64", "18446744073709551615")), json!(u64::MAX));
         assert_eq!(typed_value(&UveValue::scalar("double", "1.5")), json!(1.5));
         assert_eq!(typed_value(&UveValue::scalar("string", "12")), json!("12"));
         let l = UveValue::List {
             kind: "list".into(),
             elem_ty: "string".into(),
-            items: vec![
-                UveValue::scalar("string", "a"),
-                UveValue::scalar("string", "b"),
-            ],
+            items: vec![UveValue::scalar("string", "a"), UveValue::scalar("string", "b")],
         };
         assert_eq!(typed_value(&l), json!(["a", "b"]));
         let m = UveValue::Map {
             key_ty: "string".into(),
             value_ty: "i32".into(),
-            entries: vec![(
-                UveValue::scalar("string", "k"),
-                UveValue::scalar("i32", "20"),
-            )],
+            entries: vec![(UveValue::scalar("string", "k"), UveValue::scalar("i32", "20"))],
         };
         assert_eq!(typed_value(&m), json!({"k": 20}));
     }

@@ -40,11 +40,7 @@ fn a_stalled_writer_blocks_senders_at_the_queue_bound() {
     let blocker = rusqlite::Connection::open(store.path()).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     // More than the writer's batch plus the queue can hold.
     const N: usize = 2 * (MAX_BATCH + CAP);
@@ -62,14 +58,8 @@ fn a_stalled_writer_blocks_senders_at_the_queue_bound() {
     // The writer holds at most one batch (taken before it stalled), the queue CAP more, and
     // the sender's next message waits.
     let stalled_at = sent.load(Ordering::SeqCst);
-    assert!(
-        stalled_at <= MAX_BATCH + CAP,
-        "sent {stalled_at} with a stalled writer"
-    );
-    assert!(
-        stalled_at >= CAP,
-        "the queue should have taken {CAP}, took {stalled_at}"
-    );
+    assert!(stalled_at <= MAX_BATCH + CAP, "sent {stalled_at} with a stalled writer");
+    assert!(stalled_at >= CAP, "the queue should have taken {CAP}, took {stalled_at}");
     assert!(ingest.queued() <= CAP);
     assert!(stats.ingest_backpressure.load(Ordering::Relaxed) >= 1);
     assert_eq!(stats.flow_records_stored.load(Ordering::Relaxed), 0);
@@ -81,10 +71,7 @@ fn a_stalled_writer_blocks_senders_at_the_queue_bound() {
     assert_eq!(sent.load(Ordering::SeqCst), N);
     assert_eq!(stats.flow_records_stored.load(Ordering::Relaxed), N as u64);
     assert_eq!(stats.store_errors.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        store.reader().unwrap().flow_counts().unwrap(),
-        (N as u64, N as u64)
-    );
+    assert_eq!(store.reader().unwrap().flow_counts().unwrap(), (N as u64, N as u64));
     drop(ingest);
     join.join().unwrap();
 }

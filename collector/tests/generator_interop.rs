@@ -19,15 +19,13 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn record_count(c: &TestCollector) -> usize {
-    let q = json!({"table": "FlowRecordTable", "start_time": "now-10m", "end_time": "now", "select_fields": ["UuidKey"]});
+    let q =
+        json!({"table": "FlowRecordTable", "start_time": "now-10m", "end_time": "now", "select_fields": ["UuidKey"]});
     rows(c.http, &q).len()
 }
 
 fn vmi_mir_bytes(c: &TestCollector) -> Option<u64> {
-    let (code, v) = http_get(
-        c.http,
-        "/analytics/uves/virtual-machine-interface/vmi-1?flat",
-    );
+    let (code, v) = http_get(c.http, "/analytics/uves/virtual-machine-interface/vmi-1?flat");
     assert_eq!(code, 200);
     v["VMIStats"]["raw_if_stats"]["mir_bytes"].as_u64()
 }
@@ -43,40 +41,24 @@ fn generator_session_survives_a_collector_restart() {
     scfg.backoff_base = Duration::from_millis(100);
     scfg.backoff_max = Duration::from_millis(400);
     let session = SessionHandle::start(scfg).unwrap();
-    session
-        .update_uve(&UVEVMIStats {
-            data: vmi("vmi-1", 3, 3, 207),
-        })
-        .unwrap();
-    session
-        .update_uve(&VrouterStats {
-            data: vrouter("host1", 10, 1000),
-        })
-        .unwrap();
+    session.update_uve(&UVEVMIStats { data: vmi("vmi-1", 3, 3, 207) }).unwrap();
+    session.update_uve(&VrouterStats { data: vrouter("host1", 10, 1000) }).unwrap();
     let uuid = |k: usize| format!("00000000-0000-4000-8000-{k:012}");
     for k in 0..50 {
         assert!(session.send_flow(flow(&uuid(k), 1000 + k as u16, 100, 1, 100, 1)));
     }
-    wait_for("50 records and the VMI UVE", || {
-        record_count(&c) == 50 && vmi_mir_bytes(&c) == Some(207)
-    });
+    wait_for("50 records and the VMI UVE", || record_count(&c) == 50 && vmi_mir_bytes(&c) == Some(207));
 
     // Outage: the collector goes away (its sessions with it), and the generator notices.
     c.stop();
-    wait_for("the generator to notice the outage", || {
-        session.state() != sandesh::session::SessionState::Established
-    });
+    wait_for("the generator to notice the outage", || session.state() != sandesh::session::SessionState::Established);
     // Meanwhile the generator keeps exporting: new flows, a later sample of an old one, and
     // a UVE update.
     for k in 50..80 {
         assert!(session.send_flow(flow(&uuid(k), 1000 + k as u16, 100, 1, 100, 1)));
     }
     assert!(session.send_flow(flow(&uuid(7), 1007, 700, 7, 600, 6)));
-    session
-        .update_uve(&UVEVMIStats {
-            data: vmi("vmi-1", 9, 9, 900),
-        })
-        .unwrap();
+    session.update_uve(&UVEVMIStats { data: vmi("vmi-1", 9, 9, 900) }).unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
     // The collector comes back on the same ports with the same database.
@@ -100,16 +82,10 @@ fn generator_session_survives_a_collector_restart() {
     let q = json!({"table": "FlowRecordTable", "start_time": "now-10m", "end_time": "now",
                    "select_fields": ["agg-bytes", "agg-packets"],
                    "where": [[{"name": "UuidKey", "value": uuid(7)}]]});
-    assert_eq!(
-        rows(c.http, &q),
-        vec![json!({"agg-bytes": 700, "agg-packets": 7})]
-    );
+    assert_eq!(rows(c.http, &q), vec![json!({"agg-bytes": 700, "agg-packets": 7})]);
     let q = json!({"table": "FlowSeriesTable", "start_time": "now-10m", "end_time": "now",
                    "select_fields": ["SUM(bytes)", "SUM(packets)"]});
-    assert_eq!(
-        rows(c.http, &q),
-        vec![json!({"SUM(bytes)": 80 * 100 + 600, "SUM(packets)": 80 + 6})]
-    );
+    assert_eq!(rows(c.http, &q), vec![json!({"SUM(bytes)": 80 * 100 + 600, "SUM(packets)": 80 + 6})]);
     let (_, vr) = http_get(c.http, "/analytics/uves/vrouter/host1?flat");
     assert_eq!(vr["VrouterStatsAgent"]["mir_tpkts"], 10);
     assert_eq!(c.stat("sessions_established"), 1);
@@ -135,9 +111,7 @@ fn an_orderly_stop_loses_no_record_the_generator_is_sending() {
     scfg.backoff_max = Duration::from_millis(400);
     scfg.flows_per_message = 4;
     let session = std::sync::Arc::new(SessionHandle::start(scfg).unwrap());
-    wait_for("the session", || {
-        session.state() == sandesh::session::SessionState::Established
-    });
+    wait_for("the session", || session.state() == sandesh::session::SessionState::Established);
 
     // The generator exports steadily while the collector stops (SIGTERM path: half-close,
     // drain, commit) and comes back.

@@ -19,14 +19,7 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
         cum.1 += dp;
         cum.2 += db + 24 * dp; // mirrored bytes include the mirror encapsulation
         cum.3 += dp;
-        let mut f = flow(
-            "11111111-0000-0000-0000-000000000001",
-            40000,
-            cum.0,
-            cum.1,
-            db,
-            dp,
-        );
+        let mut f = flow("11111111-0000-0000-0000-000000000001", 40000, cum.0, cum.1, db, dp);
         f.action = Some("pass|mirror".into());
         f.analyzer_name = Some("default-domain:demo:analyzer-a".into());
         f.mirror_bytes = Some(cum.2);
@@ -36,33 +29,12 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
         f.sec_mirror_packets = Some(cum.1);
         samples.push(f);
     }
-    samples.push(flow(
-        "22222222-0000-0000-0000-000000000002",
-        33793,
-        98,
-        1,
-        98,
-        1,
-    ));
-    samples.push(flow(
-        "22222222-0000-0000-0000-000000000002",
-        33793,
-        196,
-        2,
-        98,
-        1,
-    ));
+    samples.push(flow("22222222-0000-0000-0000-000000000002", 33793, 98, 1, 98, 1));
+    samples.push(flow("22222222-0000-0000-0000-000000000002", 33793, 196, 2, 98, 1));
     g.send_flows(samples[..2].to_vec());
     g.send_flows(samples[2..].to_vec());
     let mut g2 = Generator::connect(c.sandesh, "host2");
-    g2.send_flows(vec![flow(
-        "33333333-0000-0000-0000-000000000003",
-        1234,
-        500,
-        5,
-        500,
-        5,
-    )]);
+    g2.send_flows(vec![flow("33333333-0000-0000-0000-000000000003", 1234, 500, 5, 500, 5)]);
     c.wait_stat("flow_records_received", 6);
     c.flush();
 
@@ -84,10 +56,7 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
                "sec_analyzer_name": "default-domain:demo:analyzer-b", "action": "pass|mirror"})
     );
     assert_eq!(r[1]["sport"], 33793, "i16 -31743 on the wire is port 33793");
-    assert_eq!(
-        (r[1]["agg-bytes"].clone(), r[1]["agg-packets"].clone()),
-        (json!(196), json!(2))
-    );
+    assert_eq!((r[1]["agg-bytes"].clone(), r[1]["agg-packets"].clone()), (json!(196), json!(2)));
     assert_eq!(r[1]["agg-mir-bytes"], json!(null));
     assert_eq!(r[2]["vrouter"], "host2");
 
@@ -119,10 +88,7 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
         "filter": [{"name": "agg-bytes", "value": 200, "op": 6}],
         "sort_fields": ["agg-bytes"], "limit": 5
     });
-    assert_eq!(
-        rows(c.http, &q),
-        vec![json!({"UuidKey": "33333333-0000-0000-0000-000000000003", "agg-bytes": 500})]
-    );
+    assert_eq!(rows(c.http, &q), vec![json!({"UuidKey": "33333333-0000-0000-0000-000000000003", "agg-bytes": 500})]);
     c.stop();
 }
 
@@ -185,12 +151,7 @@ fn bad_queries_get_http_error_codes() {
     );
     let (_, v) = http_get(c.http, "/analytics/table/FlowRecordTable/schema");
     let cols = v["columns"].as_array().unwrap();
-    let col = |n: &str| {
-        cols.iter()
-            .find(|c| c["name"] == n)
-            .unwrap_or_else(|| panic!("no column {n}"))
-            .clone()
-    };
+    let col = |n: &str| cols.iter().find(|c| c["name"] == n).unwrap_or_else(|| panic!("no column {n}")).clone();
     assert_eq!(
         col("agg-mir-bytes"),
         json!({"name": "agg-mir-bytes", "datatype": "long", "index": false, "suffixes": null})
@@ -198,11 +159,7 @@ fn bad_queries_get_http_error_codes() {
     assert_eq!(col("sourcevn")["index"], true);
     assert_eq!(col("UuidKey")["datatype"], "uuid");
     let (_, v) = http_get(c.http, "/analytics/table/FlowSeriesTable/schema");
-    assert!(v["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["name"] == "SUM(mir-bytes)"));
+    assert!(v["columns"].as_array().unwrap().iter().any(|c| c["name"] == "SUM(mir-bytes)"));
     let (code, _) = http_get(c.http, "/analytics/table/StatTable.Foo/schema");
     assert_eq!(code, 410);
     // Wrong method / unknown path.
@@ -225,30 +182,14 @@ fn retention_removes_old_flows() {
     let old_t = now_us() - 120_000_000;
     let mut old = flow("00000000-0000-0000-0000-00000000000a", 1000, 100, 1, 100, 1);
     old.setup_time = Some(old_t - 1_000_000);
-    let f = g.frame_at(
-        &sandesh::FlowLogDataObject {
-            flowdata: vec![old],
-        },
-        0,
-        old_t,
-    );
+    let f = g.frame_at(&sandesh::FlowLogDataObject { flowdata: vec![old] }, 0, old_t);
     g.send_bytes(&f);
-    g.send_flows(vec![flow(
-        "00000000-0000-0000-0000-00000000000b",
-        1001,
-        100,
-        1,
-        100,
-        1,
-    )]);
+    g.send_flows(vec![flow("00000000-0000-0000-0000-00000000000b", 1001, 100, 1, 100, 1)]);
     c.wait_stat("flow_records_received", 2);
     // The next purge pass (every second) removes the old record and its series row.
     c.wait_stat("flow_records_purged", 1);
     c.wait_stat("flow_series_purged", 1);
     let q = json!({"table": "FlowRecordTable", "start_time": 0, "end_time": "now", "select_fields": ["UuidKey"]});
-    assert_eq!(
-        rows(c.http, &q),
-        vec![json!({"UuidKey": "00000000-0000-0000-0000-00000000000b"})]
-    );
+    assert_eq!(rows(c.http, &q), vec![json!({"UuidKey": "00000000-0000-0000-0000-00000000000b"})]);
     c.stop();
 }

@@ -20,26 +20,15 @@ struct Proc {
 
 fn spawn(dir: &Path) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
-        .args([
-            "--json",
-            "--sandesh-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--hostname",
-            "c1",
-        ])
+        .args(["--json", "--sandesh-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--hostname", "c1"])
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("startup line {line:?}: {e}"));
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("startup line {line:?}: {e}"));
     Proc {
         child,
         sandesh: v["sandesh_listen"].as_str().unwrap().parse().unwrap(),
@@ -66,10 +55,7 @@ fn wait_rows(http: SocketAddr, q: &Value, n: usize) -> Vec<Value> {
 }
 
 fn uve(http: SocketAddr, name: &str) -> Value {
-    let (code, v) = http_get(
-        http,
-        &format!("/analytics/uves/virtual-machine-interface/{name}?flat"),
-    );
+    let (code, v) = http_get(http, &format!("/analytics/uves/virtual-machine-interface/{name}?flat"));
     assert_eq!(code, 200);
     v
 }
@@ -81,14 +67,7 @@ fn records_survive_restart_uves_resync() {
     let mut g = Generator::connect(p.sandesh, "host1");
     let mut recs = Vec::new();
     for k in 0..40u16 {
-        let mut f = flow(
-            &format!("00000000-0000-0000-0000-{k:012}"),
-            20000 + k,
-            1000 + i64::from(k),
-            10,
-            1000,
-            10,
-        );
+        let mut f = flow(&format!("00000000-0000-0000-0000-{k:012}"), 20000 + k, 1000 + i64::from(k), 10, 1000, 10);
         f.analyzer_name = Some("an1".into());
         f.mirror_bytes = Some(2000 + i64::from(k));
         recs.push(f);
@@ -128,10 +107,7 @@ fn records_survive_restart_uves_resync() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        uve(p.http, "vmi-1")["VMIStats"]["raw_if_stats"]["mir_bytes"],
-        300
-    );
+    assert_eq!(uve(p.http, "vmi-1")["VMIStats"]["raw_if_stats"]["mir_bytes"], 300);
     // More samples for an existing flow after the restart keep aggregating.
     let mut f = recs[7].clone();
     f.bytes = Some(5007);
@@ -151,11 +127,7 @@ fn records_survive_restart_uves_resync() {
 
     // Orderly stop: SIGTERM, exit status 0, and the data is still there afterwards.
     let pid = p.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = p.child.wait().unwrap();
     assert!(status.success(), "{status}");
     let mut p = spawn(dir.path());
@@ -171,27 +143,14 @@ fn bad_config_and_flags_exit_nonzero_with_the_field_named() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[collector]\nflow_retention_s = 0\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_collector"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_collector")).arg("--config").arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("c.toml:2: collector.flow_retention_s: must be at least 1"),
-        "{err}"
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_collector"))
-        .args(["--sandesh-listen", "nowhere"])
-        .output()
-        .unwrap();
+    assert!(err.contains("c.toml:2: collector.flow_retention_s: must be at least 1"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_collector")).args(["--sandesh-listen", "nowhere"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("collector.sandesh_listen"));
-    let out = Command::new(env!("CARGO_BIN_EXE_collector"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_collector")).arg("--help").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--data-dir"));
 }

@@ -34,16 +34,8 @@ fn uves_listed_flat_raw_updated_and_deleted() {
     let (_, v) = http_get(c.http, "/analytics/uves/vrouters");
     assert_eq!(v[0]["name"], "host1");
     let (_, types) = http_get(c.http, "/analytics/uves");
-    assert!(types
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["name"] == "virtual-machine-interfaces"
-            && t["href"]
-                == format!(
-                    "http://{}/analytics/uves/virtual-machine-interfaces",
-                    c.http
-                )));
+    assert!(types.as_array().unwrap().iter().any(|t| t["name"] == "virtual-machine-interfaces"
+        && t["href"] == format!("http://{}/analytics/uves/virtual-machine-interfaces", c.http)));
 
     // Flat: typed values, mirror counters, __T.
     let v = uve_flat(&c, "virtual-machine-interface", vmi_name);
@@ -60,18 +52,12 @@ fn uves_listed_flat_raw_updated_and_deleted() {
     assert_eq!(v["VrouterStatsAgent"]["mir_bytes"], 1702195);
 
     // Raw: per-generator pairs with the XML attributes.
-    let (_, raw) = http_get(
-        c.http,
-        &format!("/analytics/uves/virtual-machine-interface/{vmi_name}"),
-    );
+    let (_, raw) = http_get(c.http, &format!("/analytics/uves/virtual-machine-interface/{vmi_name}"));
     let entry = &raw["VMIStats"]["raw_if_stats"][0];
     assert_eq!(entry[1], "host1:Compute:contrail-vrouter-agent:0");
     assert_eq!(entry[0]["@type"], "struct");
     assert_eq!(entry[0]["@metric"], "agg");
-    assert_eq!(
-        entry[0]["VmInterfaceStats"]["mir_bytes"],
-        json!({"@type": "u64", "@identifier": "6", "#text": "207"})
-    );
+    assert_eq!(entry[0]["VmInterfaceStats"]["mir_bytes"], json!({"@type": "u64", "@identifier": "6", "#text": "207"}));
     assert_eq!(raw["VMIStats"]["__T"][0][0]["@type"], "u64");
 
     // A partial update replaces only what it carries.
@@ -85,36 +71,21 @@ fn uves_listed_flat_raw_updated_and_deleted() {
     assert_eq!(v["VMIStats"]["vm_name"], "vm1");
 
     // Filters of the reference API are refused, not silently ignored.
-    let (code, v) = http_get(
-        c.http,
-        &format!("/analytics/uves/virtual-machine-interface/{vmi_name}?sfilt=host1"),
-    );
+    let (code, v) = http_get(c.http, &format!("/analytics/uves/virtual-machine-interface/{vmi_name}?sfilt=host1"));
     assert_eq!(code, 400);
-    assert!(v["error"]
-        .as_str()
-        .unwrap()
-        .contains("`sfilt` is not supported"));
+    assert!(v["error"].as_str().unwrap().contains("`sfilt` is not supported"));
     // Wildcard: every object of the type, flat.
-    let (code, v) = http_get(
-        c.http,
-        "/analytics/uves/virtual-machine-interface/default-domain:*",
-    );
+    let (code, v) = http_get(c.http, "/analytics/uves/virtual-machine-interface/default-domain:*");
     assert_eq!(code, 200);
     assert_eq!(v["value"][0]["name"], vmi_name);
-    assert_eq!(
-        v["value"][0]["value"]["VMIStats"]["raw_if_stats"]["mir_pkts"],
-        4
-    );
+    assert_eq!(v["value"][0]["value"]["VMIStats"]["raw_if_stats"]["mir_pkts"], 4);
     assert_eq!(v["value"].as_array().unwrap().len(), 1);
 
     // Unknown name: {} ; unknown type: 404.
     assert_eq!(uve_flat(&c, "virtual-machine-interface", "nope"), json!({}));
     let (code, v) = http_get(c.http, "/analytics/uves/bogus-type/x");
     assert_eq!(code, 404);
-    assert!(v["error"]
-        .as_str()
-        .unwrap()
-        .contains("unknown UVE type `bogus-type`"));
+    assert!(v["error"].as_str().unwrap().contains("unknown UVE type `bogus-type`"));
 
     // deleted=true removes that struct.
     let mut del = vmi(vmi_name, 0, 0, 0);
@@ -123,17 +94,11 @@ fn uves_listed_flat_raw_updated_and_deleted() {
     g.send_vmi(del, 0);
     c.wait_stat("uve_updates_received", 4);
     c.flush();
-    assert_eq!(
-        uve_flat(&c, "virtual-machine-interface", vmi_name),
-        json!({})
-    );
+    assert_eq!(uve_flat(&c, "virtual-machine-interface", vmi_name), json!({}));
     let (_, v) = http_get(c.http, "/analytics/uves/virtual-machine-interfaces");
     assert_eq!(v, json!([]));
     // The vRouter UVE is untouched.
-    assert_eq!(
-        uve_flat(&c, "vrouter", "host1")["VrouterStatsAgent"]["mir_tpkts"],
-        24663
-    );
+    assert_eq!(uve_flat(&c, "vrouter", "host1")["VrouterStatsAgent"]["mir_tpkts"], 24663);
     c.stop();
 }
 
@@ -170,10 +135,7 @@ fn flat_merges_generators_and_disconnect_removes_only_that_generators_uves() {
     drop(g1);
     c.wait_stat_eq("sessions_active", 0);
     c.flush();
-    assert_eq!(
-        uve_flat(&c, "virtual-machine-interface", "vmi-shared"),
-        json!({})
-    );
+    assert_eq!(uve_flat(&c, "virtual-machine-interface", "vmi-shared"), json!({}));
     c.stop();
 }
 
@@ -196,19 +158,12 @@ fn reconnect_replaces_the_old_session_and_resyncs() {
     c.flush();
     let v = uve_flat(&c, "virtual-machine-interface", "vmi-a");
     assert_eq!(v["VMIStats"]["raw_if_stats"]["mir_bytes"], 900);
-    assert_eq!(
-        uve_flat(&c, "virtual-machine-interface", "vmi-b"),
-        json!({}),
-        "stale UVE of the old session"
-    );
+    assert_eq!(uve_flat(&c, "virtual-machine-interface", "vmi-b"), json!({}), "stale UVE of the old session");
     // The old session ending must not remove the new session's UVEs.
     drop(old);
     std::thread::sleep(Duration::from_millis(200));
     c.flush();
-    assert_eq!(
-        uve_flat(&c, "virtual-machine-interface", "vmi-a")["VMIStats"]["raw_if_stats"]["mir_bytes"],
-        900
-    );
+    assert_eq!(uve_flat(&c, "virtual-machine-interface", "vmi-a")["VMIStats"]["raw_if_stats"]["mir_bytes"], 900);
     assert_eq!(c.stat("sessions_active"), 1);
     c.stop();
 }
@@ -221,12 +176,7 @@ fn malformed_frame_closes_the_session_and_is_counted() {
     g.send_vmi(vmi("vmi-a", 1, 1, 1), 0);
     c.wait_stat("uve_updates_received", 1);
     // A well-framed message with whitespace between tags: the strict decoder rejects it.
-    let good = g.frame(
-        &sandesh::FlowLogDataObject {
-            flowdata: vec![flow("f1", 1000, 100, 1, 100, 1)],
-        },
-        0,
-    );
+    let good = g.frame(&sandesh::FlowLogDataObject { flowdata: vec![flow("f1", 1000, 100, 1, 100, 1)] }, 0);
     let text = String::from_utf8(good).unwrap();
     let body = &text[29..text.len() - 10];
     let spaced = body.replacen("<FlowLogData>", " <FlowLogData>", 1);
@@ -236,12 +186,10 @@ fn malformed_frame_closes_the_session_and_is_counted() {
     c.wait_stat("malformed_frames", 1);
     c.flush();
     // Nothing of that frame was stored, and the session's UVEs went with it.
-    let q = json!({"table": "FlowRecordTable", "start_time": "now-1h", "end_time": "now", "select_fields": ["UuidKey"]});
+    let q =
+        json!({"table": "FlowRecordTable", "start_time": "now-1h", "end_time": "now", "select_fields": ["UuidKey"]});
     assert!(rows(c.http, &q).is_empty());
-    assert_eq!(
-        uve_flat(&c, "virtual-machine-interface", "vmi-a"),
-        json!({})
-    );
+    assert_eq!(uve_flat(&c, "virtual-machine-interface", "vmi-a"), json!({}));
 
     // A bad envelope (length prefix garbage).
     let mut g = Generator::connect(c.sandesh, "host1");
@@ -250,16 +198,10 @@ fn malformed_frame_closes_the_session_and_is_counted() {
     c.wait_stat("malformed_frames", 2);
     // A frame whose header type does not match the message (UVE body with Type=FLOW).
     let mut g = Generator::connect(c.sandesh, "host1");
-    let f = g.frame(
-        &sandesh::UVEVMIStats {
-            data: vmi("x", 1, 1, 1),
-        },
-        0,
-    );
-    let t = String::from_utf8(f).unwrap().replace(
-        "<Type type=\"i32\" identifier=\"8\">6</Type>",
-        "<Type type=\"i32\" identifier=\"8\">8</Type>",
-    );
+    let f = g.frame(&sandesh::UVEVMIStats { data: vmi("x", 1, 1, 1) }, 0);
+    let t = String::from_utf8(f)
+        .unwrap()
+        .replace("<Type type=\"i32\" identifier=\"8\">6</Type>", "<Type type=\"i32\" identifier=\"8\">8</Type>");
     g.send_bytes(t.as_bytes());
     assert!(g.closed_by_peer());
     c.wait_stat("malformed_frames", 3);

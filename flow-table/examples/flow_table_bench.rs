@@ -107,7 +107,19 @@ fn main() {
     let a = args();
     println!(
         "{:>9} {:>9} {:>8} | {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} | {:>6} {:>8} {:>8}",
-        "flows", "main", "oflow%", "base", "lookup", "plain", "batch32", "burst32", "pipe32", "insert", "B/slot", "B/flow", "file MiB"
+        "flows",
+        "main",
+        "oflow%",
+        "base",
+        "lookup",
+        "plain",
+        "batch32",
+        "burst32",
+        "pipe32",
+        "insert",
+        "B/slot",
+        "B/flow",
+        "file MiB"
     );
     for &n in &a.flows {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ n as u64);

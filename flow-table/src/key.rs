@@ -91,10 +91,7 @@ impl FlowKey {
     /// their ports (tf keys an echo request and its reply on the same id), so the reverse
     /// of an echo flow is the reply flow.
     pub fn reverse(&self) -> FlowKey {
-        let icmp = matches!(
-            (self.family, self.proto),
-            (FAMILY_V4, PROTO_ICMP) | (FAMILY_V6, PROTO_ICMPV6)
-        );
+        let icmp = matches!((self.family, self.proto), (FAMILY_V4, PROTO_ICMP) | (FAMILY_V6, PROTO_ICMPV6));
         let (sport, dport) = if icmp { (self.sport, self.dport) } else { (self.dport, self.sport) };
         FlowKey { src: self.dst, dst: self.src, sport, dport, ..*self }
     }
@@ -269,7 +266,16 @@ mod tests {
         let mut d = [0u8; 16];
         s[..4].copy_from_slice(&src.octets());
         d[..4].copy_from_slice(&dst.octets());
-        let fields = FlowKey { nh: 0x0102_0304, family: FAMILY_V4, proto: 6, sport: 0xabcd, dport: 0x1234, _zero: [0; 6], src: s, dst: d };
+        let fields = FlowKey {
+            nh: 0x0102_0304,
+            family: FAMILY_V4,
+            proto: 6,
+            sport: 0xabcd,
+            dport: 0x1234,
+            _zero: [0; 6],
+            src: s,
+            dst: d,
+        };
         assert_eq!(k, fields);
         assert_eq!(k.words(), fields.words());
         assert_eq!(k.as_words(), &fields.words());

@@ -119,10 +119,7 @@ pub fn process_alive(pid: u32, start_ticks: u64) -> bool {
 }
 
 pub(crate) fn unix_time_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -135,10 +132,7 @@ mod tests {
                     hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n\
                     none /mnt/huge\\0401G hugetlbfs rw,pagesize=1024M 0 0\n\
                     tmpfs /dev/shm tmpfs rw 0 0\n";
-        assert_eq!(
-            parse_hugetlbfs_mounts(text),
-            vec![PathBuf::from("/dev/hugepages"), PathBuf::from("/mnt/huge 1G")]
-        );
+        assert_eq!(parse_hugetlbfs_mounts(text), vec![PathBuf::from("/dev/hugepages"), PathBuf::from("/mnt/huge 1G")]);
     }
 
     #[test]

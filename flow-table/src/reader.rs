@@ -221,11 +221,7 @@ fn validate(path: &Path, map: &Mmap) -> Result<Layout, FlowTableError> {
     check("mirror_offset", h.mirror_offset.load(Relaxed), layout.mirror_offset as u64)?;
     check("layout_size", h.layout_size.load(Relaxed), layout.layout_size as u64)?;
     if layout.layout_size > map.len() {
-        return Err(FlowTableError::TooShort {
-            path: p(),
-            found: map.len() as u64,
-            needed: layout.layout_size as u64,
-        });
+        return Err(FlowTableError::TooShort { path: p(), found: map.len() as u64, needed: layout.layout_size as u64 });
     }
     Ok(layout)
 }

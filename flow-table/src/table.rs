@@ -47,11 +47,7 @@ impl FlowTableConfig {
             return bad(format!("main_entries is {} (expected 1..={MAX_ENTRIES})", self.main_entries));
         }
         let main = self.main_entries.div_ceil(BUCKET_WIDTH as u32) * BUCKET_WIDTH as u32;
-        let oflow = if self.overflow_entries == 0 {
-            ((main / 5) + 1023) & !1023
-        } else {
-            self.overflow_entries
-        };
+        let oflow = if self.overflow_entries == 0 { ((main / 5) + 1023) & !1023 } else { self.overflow_entries };
         if u64::from(main) + u64::from(oflow) > u64::from(MAX_ENTRIES) {
             return bad(format!("{main} main + {oflow} overflow entries exceed {MAX_ENTRIES}"));
         }
@@ -259,8 +255,7 @@ impl FlowTable {
         if path != link {
             let tmp = run_dir.join(format!(".{FLOW_FILE_NAME}.{}.lnk", std::process::id()));
             let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(&path, &tmp)
-                .map_err(|e| FlowTableError::io("creating symlink", &tmp, e))?;
+            std::os::unix::fs::symlink(&path, &tmp).map_err(|e| FlowTableError::io("creating symlink", &tmp, e))?;
             fs::rename(&tmp, &link).map_err(|e| FlowTableError::io("renaming symlink to", &link, e))?;
         }
         Ok(table)
@@ -530,11 +525,8 @@ impl FlowTable {
             return;
         }
         let m = self.region.mirror(idx);
-        let (b, p) = if secondary {
-            (&m.sec_mirror_bytes, &m.sec_mirror_packets)
-        } else {
-            (&m.mirror_bytes, &m.mirror_packets)
-        };
+        let (b, p) =
+            if secondary { (&m.sec_mirror_bytes, &m.sec_mirror_packets) } else { (&m.mirror_bytes, &m.mirror_packets) };
         p.fetch_add(1, Relaxed);
         b.fetch_add(u64::from(bytes), Relaxed);
     }
@@ -624,8 +616,8 @@ impl FlowTable {
     /// Returns the reverse flow's index.
     pub fn create_reverse(&self, fwd_idx: u32, now: u64) -> Result<u32, FlowTableError> {
         self.check_index(fwd_idx)?;
-        let (fkey, fst) = snapshot::read_key_state(&self.region, fwd_idx)?
-            .ok_or(FlowTableError::NotActive { index: fwd_idx })?;
+        let (fkey, fst) =
+            snapshot::read_key_state(&self.region, fwd_idx)?.ok_or(FlowTableError::NotActive { index: fwd_idx })?;
         if fst.flags & (flags::DELETE_MARKED | flags::EVICTED) != 0 {
             return Err(FlowTableError::DeleteMarked { index: fwd_idx });
         }
@@ -682,9 +674,7 @@ impl FlowTable {
         let sport = update.underlay_sport.unwrap_or((old_m >> 16) as u16);
         let new_flags_agent = (ctl_flags(c) & !update.clear_flags) | update.set_flags;
         if new_flags_agent & flags::MIRROR != 0 && mirror == NO_MIRROR && sec == NO_MIRROR {
-            return Err(FlowTableError::InvalidArgument(format!(
-                "flow {idx}: MIRROR flag without a mirror index"
-            )));
+            return Err(FlowTableError::InvalidArgument(format!("flow {idx}: MIRROR flag without a mirror index")));
         }
         e.mirror.store(make_mirror_word(mirror, sec, sport), Relaxed);
         if let Some(nh) = update.src_nh {
@@ -1367,8 +1357,8 @@ fn build_file(tmp: &Path, dir: &Path, layout: Layout, generation: u64) -> Result
     // SAFETY: the file was just created under a name private to this process and has its
     // final length; nothing truncates it while mapped. Populate: fault every page in now,
     // not on the data plane's first packets.
-    let map = unsafe { MmapOptions::new().populate().map_mut(&file) }
-        .map_err(|e| FlowTableError::io("mapping", tmp, e))?;
+    let map =
+        unsafe { MmapOptions::new().populate().map_mut(&file) }.map_err(|e| FlowTableError::io("mapping", tmp, e))?;
     // Transparent huge pages where the filesystem allows them (tmpfs with
     // shmem_enabled=advise); hugetlbfs is huge already; errors are harmless.
     let _ = map.advise(memmap2::Advice::HugePage);

@@ -265,12 +265,8 @@ fn two_writers_agent_churn_and_a_reader_process() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}{stderr}");
     assert!(out.status.success(), "reader process failed: {stdout}{stderr}");
-    let snapshots: u64 = stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "passes,")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let snapshots: u64 =
+        stdout.split_whitespace().skip_while(|w| *w != "passes,").nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(snapshots > 1000, "the reader checked only {snapshots} snapshots");
 
     assert_eq!(counts.iter().map(|c| c.duplicates).sum::<u64>(), 0, "a stable flow was not found");
@@ -294,10 +290,12 @@ fn two_writers_agent_churn_and_a_reader_process() {
     // Churned flows: delete what is left, reclaim (the writers are offline), and compare
     // the final counters of every incarnation with what the writers applied.
     for (idx, s) in t.iter_active() {
-        if s.flags & flags::DELETE_MARKED == 0 && s.key != key(0) && u32::from(match s.key.src_ip() {
-            std::net::IpAddr::V4(v) => v,
-            _ => unreachable!(),
-        }) >= 0x0a00_0000 + CHURN_BASE
+        if s.flags & flags::DELETE_MARKED == 0
+            && s.key != key(0)
+            && u32::from(match s.key.src_ip() {
+                std::net::IpAddr::V4(v) => v,
+                _ => unreachable!(),
+            }) >= 0x0a00_0000 + CHURN_BASE
         {
             t.mark_delete(idx, s.gen).unwrap();
         }

@@ -6,14 +6,7 @@ use std::path::Path;
 use flow_table::*;
 
 fn key(i: u32) -> FlowKey {
-    FlowKey::v4(
-        1,
-        17,
-        Ipv4Addr::from(0x0a00_0000 + i),
-        Ipv4Addr::new(10, 1, 0, 1),
-        (1000 + i % 50000) as u16,
-        80,
-    )
+    FlowKey::v4(1, 17, Ipv4Addr::from(0x0a00_0000 + i), Ipv4Addr::new(10, 1, 0, 1), (1000 + i % 50000) as u16, 80)
 }
 
 fn cfg(main: u32, oflow: u32) -> FlowTableConfig {
@@ -112,7 +105,10 @@ fn set_action_checks_and_stats() {
     let k = key(7);
     let i = hold(&t, &k).index();
     let g = t.entry(i).unwrap().gen();
-    assert!(matches!(t.set_action(t.capacity(), g, &FlowUpdate::new(Action::Drop)), Err(FlowTableError::BadIndex { .. })));
+    assert!(matches!(
+        t.set_action(t.capacity(), g, &FlowUpdate::new(Action::Drop)),
+        Err(FlowTableError::BadIndex { .. })
+    ));
     let free = (0..t.capacity()).find(|&j| j != i).unwrap();
     assert!(matches!(t.set_action(free, 0, &FlowUpdate::new(Action::Drop)), Err(FlowTableError::NotActive { .. })));
     let bad = FlowUpdate { set_flags: flags::ACTIVE, ..FlowUpdate::new(Action::Forward) };
@@ -131,7 +127,10 @@ fn set_action_checks_and_stats() {
     };
     t.set_action(i, g, &up).unwrap();
     let s = t.snapshot(i).unwrap().unwrap();
-    assert_eq!((s.action, s.drop_reason, s.mirror, s.sec_mirror, s.src_nh, s.underlay_sport), (Action::Drop, 0x15, 3, 4, 42, 50000));
+    assert_eq!(
+        (s.action, s.drop_reason, s.mirror, s.sec_mirror, s.src_nh, s.underlay_sport),
+        (Action::Drop, 0x15, 3, 4, 42, 50000)
+    );
     assert_eq!(s.flags, flags::ACTIVE | flags::NEW_FLOW | flags::MIRROR);
     assert_eq!(flow_drop_reason_name(s.drop_reason), "Policy");
     // A second update changes an already processed flow; None leaves fields unchanged.
@@ -354,7 +353,10 @@ fn reader_sees_what_the_writer_wrote() {
     assert_eq!(from_reader, from_writer);
     for s in &from_reader {
         assert_eq!(r.lookup(&s.key), Some(s.index));
-        let i = u32::from(match s.key.src_ip() { std::net::IpAddr::V4(a) => a, _ => unreachable!() }) - 0x0a00_0000;
+        let i = u32::from(match s.key.src_ip() {
+            std::net::IpAddr::V4(a) => a,
+            _ => unreachable!(),
+        }) - 0x0a00_0000;
         assert_eq!((s.packets, s.bytes), (1, u64::from(i)));
     }
     assert_eq!(r.stats(), t.stats());
@@ -394,7 +396,11 @@ fn reader_rejects_bad_files() {
     write(&patch(28, &4u32.to_ne_bytes()));
     assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::LayoutMismatch { field: "bucket_width", .. })));
     write(&patch(36, &1_000_000u32.to_ne_bytes())); // overflow capacity the file cannot hold
-    assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::LayoutMismatch { field: "n_buckets" | "mirror_offset" | "layout_size", .. }) | Err(FlowTableError::TooShort { .. })));
+    assert!(matches!(
+        FlowTableReader::open(&bad),
+        Err(FlowTableError::LayoutMismatch { field: "n_buckets" | "mirror_offset" | "layout_size", .. })
+            | Err(FlowTableError::TooShort { .. })
+    ));
     write(&good[..good.len() / 2]);
     assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::TooShort { .. })));
     write(&good[..100]);

@@ -260,7 +260,10 @@ pub enum Outcome {
     Tx(u16),
     Drop(DropReason),
     /// Held for flow setup (re-run by the harness once the agent has set the flow up).
-    Hold { flow: u32, new: bool },
+    Hold {
+        flow: u32,
+        new: bool,
+    },
     /// A fragment parked until its datagram's first fragment comes (the harness runs it
     /// again then, as the data plane does).
     Queued,
@@ -329,10 +332,8 @@ impl FlowMirror for Recorder<'_> {
             self.problems.push(format!("copy request for flow {flow} in VRF {vrf}: flows are only kept in VRF 1"));
         }
         if frame.bytes.is_empty() || !self.original.ends_with(frame.bytes) {
-            self.problems.push(format!(
-                "copy of flow {flow} is not (a suffix of) the frame as received: {:02x?}",
-                frame.bytes
-            ));
+            self.problems
+                .push(format!("copy of flow {flow} is not (a suffix of) the frame as received: {:02x?}", frame.bytes));
         }
         if let Some(l2) = frame.l2 {
             let et = u16::from_be_bytes([l2[12], l2[13]]);
@@ -413,7 +414,8 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
         frags.take_ready(|p, _| ready.push(p));
         for j in ready {
             let (sel, frame) = recs[j];
-            let mut ctx = Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
+            let mut ctx =
+                Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
             ctx.frame(j, sel, frame, true).map_err(|e| format!("(parked until its first fragment) {e}"))?;
         }
     }

@@ -61,9 +61,7 @@ impl FromStr for NhMode {
         match s {
             "dynamic" => Ok(NhMode::Dynamic),
             "static" => Ok(NhMode::Static),
-            other => Err(EntryError::NhMode {
-                value: other.to_owned(),
-            }),
+            other => Err(EntryError::NhMode { value: other.to_owned() }),
         }
     }
 }
@@ -197,9 +195,7 @@ impl EntryError {
             EntryError::AnalyzerIp { .. } => "analyzer_ip",
             EntryError::UdpPort => "udp_port",
             EntryError::NhMode { .. } => "nh_mode",
-            EntryError::VniMissing | EntryError::VniUnused { .. } | EntryError::VniRange { .. } => {
-                "vni"
-            }
+            EntryError::VniMissing | EntryError::VniUnused { .. } | EntryError::VniRange { .. } => "vni",
             EntryError::HwVlanRange { .. } => "hw_vlan",
         }
     }
@@ -243,12 +239,7 @@ impl MirrorEntry {
 
     /// A header-less (VXLAN) analyzer with the given nexthop mode and VNI.
     pub fn vxlan(name: impl Into<String>, ip: Ipv4Addr, nh_mode: NhMode, vni: u32) -> Self {
-        MirrorEntry {
-            nh_mode,
-            juniper_header: false,
-            vni: Some(vni),
-            ..Self::analyzer(name, ip)
-        }
+        MirrorEntry { nh_mode, juniper_header: false, vni: Some(vni), ..Self::analyzer(name, ip) }
     }
 
     /// The same entry with another UDP port.
@@ -263,10 +254,7 @@ impl MirrorEntry {
 
     /// The same entry, NIC-assisted with the given VLAN.
     pub fn with_hw_vlan(self, vlan: u16) -> Self {
-        MirrorEntry {
-            hw_vlan: Some(vlan),
-            ..self
-        }
+        MirrorEntry { hw_vlan: Some(vlan), ..self }
     }
 
     /// Checks every field; the first problem found is returned.
@@ -291,9 +279,7 @@ impl MirrorEntry {
         match (self.juniper_header, self.vni) {
             (true, Some(vni)) => return Err(EntryError::VniUnused { vni }),
             (false, None) => return Err(EntryError::VniMissing),
-            (false, Some(vni)) if vni == 0 || vni > MAX_VNI => {
-                return Err(EntryError::VniRange { vni })
-            }
+            (false, Some(vni)) if vni == 0 || vni > MAX_VNI => return Err(EntryError::VniRange { vni }),
             _ => {}
         }
         if let Some(vlan) = self.hw_vlan {
@@ -380,51 +366,21 @@ mod tests {
     fn name_validation() {
         let base = MirrorEntry::analyzer("", ip("10.0.0.1"));
         assert_eq!(base.validate(), Err(EntryError::AnalyzerNameEmpty));
-        let long = MirrorEntry {
-            analyzer_name: "a".repeat(256),
-            ..base.clone()
-        };
-        assert_eq!(
-            long.validate(),
-            Err(EntryError::AnalyzerNameTooLong { len: 256 })
-        );
-        let ok = MirrorEntry {
-            analyzer_name: "a".repeat(255),
-            ..base.clone()
-        };
+        let long = MirrorEntry { analyzer_name: "a".repeat(256), ..base.clone() };
+        assert_eq!(long.validate(), Err(EntryError::AnalyzerNameTooLong { len: 256 }));
+        let ok = MirrorEntry { analyzer_name: "a".repeat(255), ..base.clone() };
         assert_eq!(ok.validate(), Ok(()));
-        let tab = MirrorEntry {
-            analyzer_name: "a\tb".into(),
-            ..base.clone()
-        };
-        assert_eq!(
-            tab.validate(),
-            Err(EntryError::AnalyzerNameChar {
-                offset: 1,
-                ch: '\t'
-            })
-        );
-        let utf = MirrorEntry {
-            analyzer_name: "ané".into(),
-            ..base
-        };
-        assert_eq!(
-            utf.validate(),
-            Err(EntryError::AnalyzerNameChar {
-                offset: 2, ch: 'é'
-            })
-        );
+        let tab = MirrorEntry { analyzer_name: "a\tb".into(), ..base.clone() };
+        assert_eq!(tab.validate(), Err(EntryError::AnalyzerNameChar { offset: 1, ch: '\t' }));
+        let utf = MirrorEntry { analyzer_name: "ané".into(), ..base };
+        assert_eq!(utf.validate(), Err(EntryError::AnalyzerNameChar { offset: 2, ch: 'é' }));
     }
 
     #[test]
     fn address_and_port_validation() {
         for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "239.1.2.3"] {
             let e = MirrorEntry::analyzer("a", ip(bad));
-            assert_eq!(
-                e.validate(),
-                Err(EntryError::AnalyzerIp { ip: ip(bad) }),
-                "{bad}"
-            );
+            assert_eq!(e.validate(), Err(EntryError::AnalyzerIp { ip: ip(bad) }), "{bad}");
         }
         let e = MirrorEntry::analyzer("a", ip("10.0.0.1")).with_udp_port(0);
         assert_eq!(e.validate(), Err(EntryError::UdpPort));
@@ -451,12 +407,7 @@ mod tests {
     fn errors_name_their_field() {
         let cases = [
             (EntryError::AnalyzerNameEmpty, "analyzer_name"),
-            (
-                EntryError::AnalyzerIp {
-                    ip: Ipv4Addr::UNSPECIFIED,
-                },
-                "analyzer_ip",
-            ),
+            (EntryError::AnalyzerIp { ip: Ipv4Addr::UNSPECIFIED }, "analyzer_ip"),
             (EntryError::UdpPort, "udp_port"),
             (EntryError::NhMode { value: "x".into() }, "nh_mode"),
             (EntryError::VniMissing, "vni"),
@@ -467,22 +418,14 @@ mod tests {
             assert_eq!(err.field(), field);
             assert!(err.to_string().starts_with(&format!("{field}: ")), "{err}");
         }
-        assert_eq!(
-            EntryError::VniRange { vni: 0 }.to_string(),
-            "vni: 0 is outside 1..=16777215"
-        );
+        assert_eq!(EntryError::VniRange { vni: 0 }.to_string(), "vni: 0 is outside 1..=16777215");
     }
 
     #[test]
     fn nh_mode_strings() {
         assert_eq!("dynamic".parse::<NhMode>(), Ok(NhMode::Dynamic));
         assert_eq!("static".parse::<NhMode>(), Ok(NhMode::Static));
-        assert_eq!(
-            "Static".parse::<NhMode>(),
-            Err(EntryError::NhMode {
-                value: "Static".into()
-            })
-        );
+        assert_eq!("Static".parse::<NhMode>(), Err(EntryError::NhMode { value: "Static".into() }));
         assert_eq!(NhMode::Static.to_string(), "static");
     }
 
@@ -491,10 +434,7 @@ mod tests {
         assert_eq!(MirrorFlags::DYNAMIC.bits(), 0x1);
         assert_eq!(MirrorFlags::MARKED_DELETE.bits(), 0x2);
         assert_eq!(MirrorFlags::HW_ASSISTED.bits(), 0x4);
-        assert_eq!(
-            MirrorFlags::from_bits(0x7).map(MirrorFlags::bits),
-            Some(0x7)
-        );
+        assert_eq!(MirrorFlags::from_bits(0x7).map(MirrorFlags::bits), Some(0x7));
         assert_eq!(MirrorFlags::from_bits(0x8), None);
         let f = MirrorFlags::DYNAMIC | MirrorFlags::MARKED_DELETE;
         assert!(f.contains(MirrorFlags::DYNAMIC));

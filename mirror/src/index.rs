@@ -92,10 +92,7 @@ mod tests {
         assert_eq!(MirrorIndex::new(254).unwrap().raw(), 254);
         assert_eq!(MirrorIndex::new(255), Err(IndexError::OutOfRange(255)));
         assert_eq!(MirrorIndex::new(256), Err(IndexError::OutOfRange(256)));
-        assert_eq!(
-            MirrorIndex::new(u32::MAX),
-            Err(IndexError::OutOfRange(u32::MAX))
-        );
+        assert_eq!(MirrorIndex::new(u32::MAX), Err(IndexError::OutOfRange(u32::MAX)));
     }
 
     #[test]

@@ -16,12 +16,11 @@ pub mod metadata;
 pub mod table;
 
 pub use entry::{
-    EntryError, MirrorEncap, MirrorEntry, MirrorFlags, NhMode, DEFAULT_ANALYZER_PORT,
-    MAX_ANALYZER_NAME_LEN, MAX_VNI,
+    EntryError, MirrorEncap, MirrorEntry, MirrorFlags, NhMode, DEFAULT_ANALYZER_PORT, MAX_ANALYZER_NAME_LEN, MAX_VNI,
 };
 pub use index::{IndexError, MirrorIndex, MAX_MIRROR_INDICES};
 pub use metadata::{
-    decode_metadata, encode_metadata, flow_metadata, interface_rx_metadata, interface_tx_metadata,
-    split_metadata, MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
+    decode_metadata, encode_metadata, flow_metadata, interface_rx_metadata, interface_tx_metadata, split_metadata,
+    MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
 };
 pub use table::{MirrorTable, TableError};

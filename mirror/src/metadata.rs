@@ -109,9 +109,7 @@ pub enum MetadataError {
         available: usize,
     },
     /// A fixed-size TLV (CAPTURE_HOST, FLAGS, END) with the wrong length.
-    #[error(
-        "mirror metadata TLV type {tlv_type} at byte {offset}: length {len}, expected {expected}"
-    )]
+    #[error("mirror metadata TLV type {tlv_type} at byte {offset}: length {len}, expected {expected}")]
     BadLength {
         /// Where the TLV starts.
         offset: usize,
@@ -166,9 +164,7 @@ pub fn encode_metadata(tlvs: &[MetaTlv]) -> Result<Vec<u8>, MetadataError> {
             MetaTlv::Flags(flags) => out.extend_from_slice(&flags.to_be_bytes()),
             MetaTlv::SourceVn(vn) | MetaTlv::DestVn(vn) => {
                 if vn.is_empty() {
-                    return Err(MetadataError::EmptyValue {
-                        tlv_type: tlv.tlv_type(),
-                    });
+                    return Err(MetadataError::EmptyValue { tlv_type: tlv.tlv_type() });
                 }
                 out.extend_from_slice(vn.as_bytes());
             }
@@ -217,12 +213,7 @@ pub fn split_metadata(payload: &[u8]) -> Result<(Vec<MetaTlv>, &[u8]), MetadataE
         let start = offset + 2;
         let end = start + usize::from(len);
         if end > payload.len() {
-            return Err(MetadataError::Overrun {
-                offset,
-                tlv_type,
-                len,
-                available: payload.len() - start,
-            });
+            return Err(MetadataError::Overrun { offset, tlv_type, len, available: payload.len() - start });
         }
         if end > MAX_METADATA_LEN {
             return Err(MetadataError::TooLong { len: end });
@@ -232,12 +223,7 @@ pub fn split_metadata(payload: &[u8]) -> Result<(Vec<MetaTlv>, &[u8]), MetadataE
             if len == expected {
                 Ok(())
             } else {
-                Err(MetadataError::BadLength {
-                    offset,
-                    tlv_type,
-                    len,
-                    expected,
-                })
+                Err(MetadataError::BadLength { offset, tlv_type, len, expected })
             }
         };
         let text = || match std::str::from_utf8(value) {
@@ -271,10 +257,7 @@ pub fn split_metadata(payload: &[u8]) -> Result<(Vec<MetaTlv>, &[u8]), MetadataE
 pub fn decode_metadata(bytes: &[u8]) -> Result<Vec<MetaTlv>, MetadataError> {
     let (tlvs, rest) = split_metadata(bytes)?;
     if !rest.is_empty() {
-        return Err(MetadataError::TrailingBytes {
-            offset: bytes.len() - rest.len(),
-            count: rest.len(),
-        });
+        return Err(MetadataError::TrailingBytes { offset: bytes.len() - rest.len(), count: rest.len() });
     }
     Ok(tlvs)
 }
@@ -287,39 +270,23 @@ mod tests {
 
     /// Parses the space-separated hex bytes the `vif --get` sample in the mirror blueprint prints.
     fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect()
+        s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
     }
 
     #[test]
     fn interface_metadata_matches_blueprint_dump() {
         // "Ingress Mirror Metadata" / "Egress Mirror Metadata" of vif0/5 in the blueprint.
-        let ingress =
-            hex("3 17 64 65 66 61 75 6c 74 2d 64 6f 6d 61 69 6e 3a 64 65 6d 6f 3a 6e 65 74 ff 0");
-        let egress =
-            hex("4 17 64 65 66 61 75 6c 74 2d 64 6f 6d 61 69 6e 3a 64 65 6d 6f 3a 6e 65 74 ff 0");
+        let ingress = hex("3 17 64 65 66 61 75 6c 74 2d 64 6f 6d 61 69 6e 3a 64 65 6d 6f 3a 6e 65 74 ff 0");
+        let egress = hex("4 17 64 65 66 61 75 6c 74 2d 64 6f 6d 61 69 6e 3a 64 65 6d 6f 3a 6e 65 74 ff 0");
         assert_eq!(interface_rx_metadata(VN).unwrap(), ingress);
         assert_eq!(interface_tx_metadata(VN).unwrap(), egress);
-        assert_eq!(
-            decode_metadata(&ingress).unwrap(),
-            [MetaTlv::SourceVn(VN.into())]
-        );
-        assert_eq!(
-            decode_metadata(&egress).unwrap(),
-            [MetaTlv::DestVn(VN.into())]
-        );
+        assert_eq!(decode_metadata(&ingress).unwrap(), [MetaTlv::SourceVn(VN.into())]);
+        assert_eq!(decode_metadata(&egress).unwrap(), [MetaTlv::DestVn(VN.into())]);
     }
 
     #[test]
     fn flow_metadata_exact_bytes() {
-        let md = flow_metadata(
-            Ipv4Addr::new(10, 10, 0, 1),
-            FLAG_INGRESS | 0xa0,
-            "vn-a",
-            "vn-b",
-        )
-        .unwrap();
+        let md = flow_metadata(Ipv4Addr::new(10, 10, 0, 1), FLAG_INGRESS | 0xa0, "vn-a", "vn-b").unwrap();
         assert_eq!(
             md,
             [
@@ -357,15 +324,9 @@ mod tests {
         let md = interface_rx_metadata(&fits).unwrap();
         assert_eq!(md.len(), MAX_METADATA_LEN);
         assert_eq!(decode_metadata(&md).unwrap(), [MetaTlv::SourceVn(fits)]);
-        assert_eq!(
-            interface_rx_metadata(&"v".repeat(252)),
-            Err(MetadataError::TooLong { len: 256 })
-        );
+        assert_eq!(interface_rx_metadata(&"v".repeat(252)), Err(MetadataError::TooLong { len: 256 }));
         // A value too long for the length byte is caught by the total, not truncated.
-        assert_eq!(
-            interface_rx_metadata(&"v".repeat(300)),
-            Err(MetadataError::TooLong { len: 304 })
-        );
+        assert_eq!(interface_rx_metadata(&"v".repeat(300)), Err(MetadataError::TooLong { len: 304 }));
         // Flow metadata: 6 + 6 + (2 + s) + (2 + d) + 2 <= 255, so s + d <= 237.
         assert!(flow_metadata(Ipv4Addr::LOCALHOST, 0, &"s".repeat(118), &"d".repeat(119)).is_ok());
         assert_eq!(
@@ -383,10 +344,7 @@ mod tests {
             md.extend_from_slice(&[b'x'; 125]);
         }
         md.extend_from_slice(&END_ONLY);
-        assert_eq!(
-            decode_metadata(&md),
-            Err(MetadataError::TooLong { len: 254 + 2 })
-        );
+        assert_eq!(decode_metadata(&md), Err(MetadataError::TooLong { len: 254 + 2 }));
         // END itself crossing the limit.
         let mut md = vec![TLV_SOURCE_VN, 251];
         md.extend_from_slice(&[b'x'; 251]);
@@ -395,25 +353,15 @@ mod tests {
         let mut md = vec![TLV_SOURCE_VN, 252];
         md.extend_from_slice(&[b'x'; 252]);
         md.extend_from_slice(&[TLV_END, 0]);
-        assert_eq!(
-            decode_metadata(&md),
-            Err(MetadataError::TooLong { len: 256 })
-        );
+        assert_eq!(decode_metadata(&md), Err(MetadataError::TooLong { len: 256 }));
     }
 
     #[test]
     fn empty_vn_is_rejected_both_ways() {
-        assert_eq!(
-            interface_rx_metadata(""),
-            Err(MetadataError::EmptyValue {
-                tlv_type: TLV_SOURCE_VN
-            })
-        );
+        assert_eq!(interface_rx_metadata(""), Err(MetadataError::EmptyValue { tlv_type: TLV_SOURCE_VN }));
         assert_eq!(
             decode_metadata(&[TLV_DEST_VN, 0, TLV_END, 0]),
-            Err(MetadataError::EmptyValue {
-                tlv_type: TLV_DEST_VN
-            })
+            Err(MetadataError::EmptyValue { tlv_type: TLV_DEST_VN })
         );
     }
 
@@ -424,39 +372,21 @@ mod tests {
         for cut in 0..good.len() {
             let err = decode_metadata(&good[..cut]).unwrap_err();
             match err {
-                MetadataError::MissingEnd
-                | MetadataError::Truncated { .. }
-                | MetadataError::Overrun { .. } => {}
+                MetadataError::MissingEnd | MetadataError::Truncated { .. } | MetadataError::Overrun { .. } => {}
                 other => panic!("cut {cut}: unexpected {other:?}"),
             }
         }
         assert_eq!(decode_metadata(&[]), Err(MetadataError::MissingEnd));
-        assert_eq!(
-            decode_metadata(&[TLV_END]),
-            Err(MetadataError::Truncated { offset: 0 })
-        );
+        assert_eq!(decode_metadata(&[TLV_END]), Err(MetadataError::Truncated { offset: 0 }));
         assert_eq!(decode_metadata(&good[..6]), Err(MetadataError::MissingEnd));
-        assert_eq!(
-            decode_metadata(&good[..7]),
-            Err(MetadataError::Truncated { offset: 6 })
-        );
+        assert_eq!(decode_metadata(&good[..7]), Err(MetadataError::Truncated { offset: 6 }));
         assert_eq!(
             decode_metadata(&good[..9]),
-            Err(MetadataError::Overrun {
-                offset: 6,
-                tlv_type: TLV_FLAGS,
-                len: 4,
-                available: 1
-            })
+            Err(MetadataError::Overrun { offset: 6, tlv_type: TLV_FLAGS, len: 4, available: 1 })
         );
         assert_eq!(
             decode_metadata(&[TLV_SOURCE_VN, 23, b'a', b'b']),
-            Err(MetadataError::Overrun {
-                offset: 0,
-                tlv_type: TLV_SOURCE_VN,
-                len: 23,
-                available: 2
-            })
+            Err(MetadataError::Overrun { offset: 0, tlv_type: TLV_SOURCE_VN, len: 23, available: 2 })
         );
     }
 
@@ -464,52 +394,22 @@ mod tests {
     fn malformed_tlvs() {
         assert_eq!(
             decode_metadata(&[TLV_CAPTURE_HOST, 3, 1, 2, 3, TLV_END, 0]),
-            Err(MetadataError::BadLength {
-                offset: 0,
-                tlv_type: 1,
-                len: 3,
-                expected: 4
-            })
+            Err(MetadataError::BadLength { offset: 0, tlv_type: 1, len: 3, expected: 4 })
         );
         assert_eq!(
             decode_metadata(&[TLV_FLAGS, 5, 0, 0, 0, 0, 0, TLV_END, 0]),
-            Err(MetadataError::BadLength {
-                offset: 0,
-                tlv_type: 2,
-                len: 5,
-                expected: 4
-            })
+            Err(MetadataError::BadLength { offset: 0, tlv_type: 2, len: 5, expected: 4 })
         );
         assert_eq!(
             decode_metadata(&[TLV_END, 1, 0]),
-            Err(MetadataError::BadLength {
-                offset: 0,
-                tlv_type: 255,
-                len: 1,
-                expected: 0
-            })
+            Err(MetadataError::BadLength { offset: 0, tlv_type: 255, len: 1, expected: 0 })
         );
-        assert_eq!(
-            decode_metadata(&[5, 0, TLV_END, 0]),
-            Err(MetadataError::UnknownType {
-                offset: 0,
-                tlv_type: 5
-            })
-        );
+        assert_eq!(decode_metadata(&[5, 0, TLV_END, 0]), Err(MetadataError::UnknownType { offset: 0, tlv_type: 5 }));
         assert_eq!(
             decode_metadata(&[TLV_SOURCE_VN, 2, 0xc3, 0x28, TLV_END, 0]),
-            Err(MetadataError::InvalidUtf8 {
-                offset: 0,
-                tlv_type: TLV_SOURCE_VN
-            })
+            Err(MetadataError::InvalidUtf8 { offset: 0, tlv_type: TLV_SOURCE_VN })
         );
-        assert_eq!(
-            decode_metadata(&[TLV_END, 0, 0xaa]),
-            Err(MetadataError::TrailingBytes {
-                offset: 2,
-                count: 1
-            })
-        );
+        assert_eq!(decode_metadata(&[TLV_END, 0, 0xaa]), Err(MetadataError::TrailingBytes { offset: 2, count: 1 }));
     }
 
     #[test]
@@ -525,13 +425,7 @@ mod tests {
     #[test]
     fn error_text() {
         assert_eq!(
-            MetadataError::Overrun {
-                offset: 6,
-                tlv_type: 2,
-                len: 4,
-                available: 1
-            }
-            .to_string(),
+            MetadataError::Overrun { offset: 6, tlv_type: 2, len: 4, available: 1 }.to_string(),
             "mirror metadata TLV type 2 at byte 6: length 4 overruns the buffer (1 bytes left)"
         );
     }

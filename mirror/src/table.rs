@@ -59,10 +59,7 @@ impl MirrorTable {
 
     /// An empty table.
     pub fn new() -> Self {
-        MirrorTable {
-            slots: vec![None; Self::CAPACITY],
-            len: 0,
-        }
+        MirrorTable { slots: vec![None; Self::CAPACITY], len: 0 }
     }
 
     /// Number of occupied slots.
@@ -77,10 +74,9 @@ impl MirrorTable {
 
     fn check_name(&self, entry: &MirrorEntry, at: usize) -> Result<(), TableError> {
         match self.find_by_name(&entry.analyzer_name) {
-            Some((index, _)) if index.slot() != Some(at) => Err(TableError::DuplicateName {
-                name: entry.analyzer_name.clone(),
-                index,
-            }),
+            Some((index, _)) if index.slot() != Some(at) => {
+                Err(TableError::DuplicateName { name: entry.analyzer_name.clone(), index })
+            }
             _ => Ok(()),
         }
     }
@@ -90,10 +86,7 @@ impl MirrorTable {
         let slot = index.require_slot()?;
         entry.validate()?;
         if let Some(existing) = &self.slots[slot] {
-            return Err(TableError::InUse {
-                index,
-                name: existing.analyzer_name.clone(),
-            });
+            return Err(TableError::InUse { index, name: existing.analyzer_name.clone() });
         }
         self.check_name(&entry, slot)?;
         self.slots[slot] = Some(entry);
@@ -103,11 +96,7 @@ impl MirrorTable {
 
     /// Stores `entry` in slot `index`, replacing what was there (an update of an existing
     /// mirror); returns the previous entry.
-    pub fn replace(
-        &mut self,
-        index: MirrorIndex,
-        entry: MirrorEntry,
-    ) -> Result<Option<MirrorEntry>, TableError> {
+    pub fn replace(&mut self, index: MirrorIndex, entry: MirrorEntry) -> Result<Option<MirrorEntry>, TableError> {
         let slot = index.require_slot()?;
         entry.validate()?;
         self.check_name(&entry, slot)?;
@@ -149,10 +138,7 @@ impl MirrorTable {
 
     /// The lowest empty slot.
     pub fn first_free(&self) -> Option<MirrorIndex> {
-        self.slots
-            .iter()
-            .position(Option::is_none)
-            .map(|i| MirrorIndex::from_raw(i as u8))
+        self.slots.iter().position(Option::is_none).map(|i| MirrorIndex::from_raw(i as u8))
     }
 
     /// The slot holding the analyzer called `name`.
@@ -193,38 +179,17 @@ mod tests {
     #[test]
     fn none_index_is_not_a_slot() {
         let mut t = MirrorTable::new();
-        assert_eq!(
-            t.add(MirrorIndex::NONE, entry("a")),
-            Err(TableError::Index(IndexError::None))
-        );
-        assert_eq!(
-            t.delete(MirrorIndex::NONE),
-            Err(TableError::Index(IndexError::None))
-        );
-        assert_eq!(
-            t.replace(MirrorIndex::NONE, entry("a")),
-            Err(TableError::Index(IndexError::None))
-        );
+        assert_eq!(t.add(MirrorIndex::NONE, entry("a")), Err(TableError::Index(IndexError::None)));
+        assert_eq!(t.delete(MirrorIndex::NONE), Err(TableError::Index(IndexError::None)));
+        assert_eq!(t.replace(MirrorIndex::NONE, entry("a")), Err(TableError::Index(IndexError::None)));
     }
 
     #[test]
     fn add_refuses_occupied_slot_and_duplicate_name() {
         let mut t = MirrorTable::new();
         t.add(idx(3), entry("a")).unwrap();
-        assert_eq!(
-            t.add(idx(3), entry("b")),
-            Err(TableError::InUse {
-                index: idx(3),
-                name: "a".into()
-            })
-        );
-        assert_eq!(
-            t.add(idx(4), entry("a")),
-            Err(TableError::DuplicateName {
-                name: "a".into(),
-                index: idx(3)
-            })
-        );
+        assert_eq!(t.add(idx(3), entry("b")), Err(TableError::InUse { index: idx(3), name: "a".into() }));
+        assert_eq!(t.add(idx(4), entry("a")), Err(TableError::DuplicateName { name: "a".into(), index: idx(3) }));
         assert_eq!(t.len(), 1);
     }
 
@@ -232,20 +197,11 @@ mod tests {
     fn invalid_entries_are_not_stored() {
         let mut t = MirrorTable::new();
         let bad = entry("a").with_udp_port(0);
-        assert_eq!(
-            t.add(idx(0), bad.clone()),
-            Err(TableError::Entry(EntryError::UdpPort))
-        );
-        assert_eq!(
-            t.replace(idx(0), bad.clone()),
-            Err(TableError::Entry(EntryError::UdpPort))
-        );
+        assert_eq!(t.add(idx(0), bad.clone()), Err(TableError::Entry(EntryError::UdpPort)));
+        assert_eq!(t.replace(idx(0), bad.clone()), Err(TableError::Entry(EntryError::UdpPort)));
         assert_eq!(t.allocate(bad), Err(TableError::Entry(EntryError::UdpPort)));
         assert!(t.is_empty());
-        assert_eq!(
-            t.add(idx(0), entry("")).unwrap_err().to_string(),
-            "mirror entry: analyzer_name: must not be empty"
-        );
+        assert_eq!(t.add(idx(0), entry("")).unwrap_err().to_string(), "mirror entry: analyzer_name: must not be empty");
     }
 
     #[test]
@@ -254,23 +210,11 @@ mod tests {
         assert_eq!(t.replace(idx(5), entry("a")), Ok(None));
         assert_eq!(t.len(), 1);
         let updated = entry("a").with_udp_port(9000);
-        assert_eq!(
-            t.replace(idx(5), updated.clone())
-                .unwrap()
-                .unwrap()
-                .udp_port,
-            8099
-        );
+        assert_eq!(t.replace(idx(5), updated.clone()).unwrap().unwrap().udp_port, 8099);
         assert_eq!(t.get(idx(5)), Some(&updated));
         assert_eq!(t.len(), 1);
         t.add(idx(6), entry("b")).unwrap();
-        assert_eq!(
-            t.replace(idx(5), entry("b")),
-            Err(TableError::DuplicateName {
-                name: "b".into(),
-                index: idx(6)
-            })
-        );
+        assert_eq!(t.replace(idx(5), entry("b")), Err(TableError::DuplicateName { name: "b".into(), index: idx(6) }));
     }
 
     #[test]

@@ -8,8 +8,7 @@
 //! the frames with the strict decoder. Prints records per second.
 
 use sandesh::{
-    decode_message, encode_message, FlowLogData, FlowLogDataObject, FrameDecoder, GeneratorId,
-    SandeshStruct,
+    decode_message, encode_message, FlowLogData, FlowLogDataObject, FrameDecoder, GeneratorId, SandeshStruct,
 };
 use std::time::{Duration, Instant};
 
@@ -27,11 +26,7 @@ fn record(i: u64) -> FlowLogData {
     );
     f.tcp_flags = Some(0x12);
     f.vm = Some("vm-left".into());
-    f.reverse_uuid = Some(format!(
-        "0000{:04x}-0000-4000-8000-{:012x}",
-        i & 0xffff,
-        i + 1
-    ));
+    f.reverse_uuid = Some(format!("0000{:04x}-0000-4000-8000-{:012x}", i & 0xffff, i + 1));
     f.setup_time = Some(1_700_000_000_000_000 + i as i64);
     f.teardown_time = Some(1_700_000_000_100_000 + i as i64);
     f.bytes = Some(3000 * i as i64);
@@ -66,21 +61,15 @@ fn cpu_ns() -> u64 {
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let gen = GeneratorId {
         source: "host1".into(),
         module: "contrail-vrouter-agent".into(),
         node_type: "Compute".into(),
         instance_id: "0".into(),
     };
-    let batches: Vec<FlowLogDataObject> = (0..256u64)
-        .map(|b| FlowLogDataObject {
-            flowdata: (0..16).map(|i| record(b * 16 + i)).collect(),
-        })
-        .collect();
+    let batches: Vec<FlowLogDataObject> =
+        (0..256u64).map(|b| FlowLogDataObject { flowdata: (0..16).map(|i| record(b * 16 + i)).collect() }).collect();
     let mut out = Vec::with_capacity(64 << 20);
     let mut scratch = String::new();
     let mut records = 0u64;

@@ -171,11 +171,7 @@ impl<'a> Tag<'a> {
 }
 
 fn attrs_xml(attrs: &[(&str, &str)]) -> String {
-    attrs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{v}\""))
-        .collect::<Vec<_>>()
-        .join(" ")
+    attrs.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join(" ")
 }
 
 /// A cursor over the text being decoded.
@@ -209,10 +205,7 @@ impl<'a> Reader<'a> {
     }
 
     fn err(&self, kind: DecodeErrorKind) -> DecodeError {
-        DecodeError {
-            offset: self.pos,
-            kind,
-        }
+        DecodeError { offset: self.pos, kind }
     }
 
     fn unexpected(&self, expected: &'static str) -> DecodeError {
@@ -220,10 +213,7 @@ impl<'a> Reader<'a> {
         match rest.chars().next() {
             None => self.err(DecodeErrorKind::Eof { expected }),
             Some(c) if c.is_whitespace() => self.err(DecodeErrorKind::Whitespace { expected }),
-            Some(_) => self.err(DecodeErrorKind::Unexpected {
-                expected,
-                found: rest.chars().take(16).collect(),
-            }),
+            Some(_) => self.err(DecodeErrorKind::Unexpected { expected, found: rest.chars().take(16).collect() }),
         }
     }
 
@@ -233,12 +223,7 @@ impl<'a> Reader<'a> {
             Ok(())
         } else {
             // Point at the first differing byte.
-            let common = self
-                .rest()
-                .bytes()
-                .zip(lit.bytes())
-                .take_while(|(a, b)| a == b)
-                .count();
+            let common = self.rest().bytes().zip(lit.bytes()).take_while(|(a, b)| a == b).count();
             self.pos += common;
             // `common` stops before the first differing byte, which for an ASCII literal
             // is a char boundary of the input.
@@ -274,11 +259,7 @@ impl<'a> Reader<'a> {
             return Err(self.unexpected("an element"));
         }
         let name = self.name("an element name")?;
-        let mut tag = Tag {
-            name,
-            attrs: [("", ""); MAX_ATTRS],
-            n_attrs: 0,
-        };
+        let mut tag = Tag { name, attrs: [("", ""); MAX_ATTRS], n_attrs: 0 };
         loop {
             match self.rest().as_bytes().first() {
                 Some(b'>') => {
@@ -318,10 +299,7 @@ impl<'a> Reader<'a> {
         if tag.name != name {
             return Err(DecodeError {
                 offset: at,
-                kind: DecodeErrorKind::WrongElement {
-                    expected: name.to_owned(),
-                    found: tag.name.to_owned(),
-                },
+                kind: DecodeErrorKind::WrongElement { expected: name.to_owned(), found: tag.name.to_owned() },
             });
         }
         if tag.n_attrs != 0 {
@@ -345,10 +323,7 @@ impl<'a> Reader<'a> {
         if found != name {
             return Err(DecodeError {
                 offset: at,
-                kind: DecodeErrorKind::WrongElement {
-                    expected: format!("/{name}"),
-                    found: format!("/{found}"),
-                },
+                kind: DecodeErrorKind::WrongElement { expected: format!("/{name}"), found: format!("/{found}") },
             });
         }
         self.expect(">", "`>`")
@@ -378,29 +353,20 @@ fn decode_fields(r: &mut Reader<'_>, def: &'static StructDef) -> Result<StructVa
         let Some(idx) = def.field_index(tag.name) else {
             return Err(DecodeError {
                 offset: at,
-                kind: DecodeErrorKind::UnknownField {
-                    strct: def.name,
-                    name: tag.name.to_owned(),
-                },
+                kind: DecodeErrorKind::UnknownField { strct: def.name, name: tag.name.to_owned() },
             });
         };
         let f = &def.fields[idx];
         if idx < next {
             return Err(DecodeError {
                 offset: at,
-                kind: DecodeErrorKind::FieldOrder {
-                    strct: def.name,
-                    field: f.name,
-                },
+                kind: DecodeErrorKind::FieldOrder { strct: def.name, field: f.name },
             });
         }
         if let Some(missing) = def.fields[next..idx].iter().find(|g| !g.optional) {
             return Err(DecodeError {
                 offset: at,
-                kind: DecodeErrorKind::MissingField {
-                    strct: def.name,
-                    field: missing.name,
-                },
+                kind: DecodeErrorKind::MissingField { strct: def.name, field: missing.name },
             });
         }
         check_field_attrs(&tag, f, at)?;
@@ -409,10 +375,7 @@ fn decode_fields(r: &mut Reader<'_>, def: &'static StructDef) -> Result<StructVa
         next = idx + 1;
     }
     if let Some(missing) = def.fields[next..].iter().find(|g| !g.optional) {
-        return Err(r.err(DecodeErrorKind::MissingField {
-            strct: def.name,
-            field: missing.name,
-        }));
+        return Err(r.err(DecodeErrorKind::MissingField { strct: def.name, field: missing.name }));
     }
     Ok(value)
 }
@@ -428,10 +391,7 @@ fn check_field_attrs(tag: &Tag<'_>, f: &FieldDef, at: usize) -> Result<(), Decod
     if ok {
         return Ok(());
     }
-    let mut expected = vec![
-        ("type", f.ty.sandesh_type().as_str()),
-        ("identifier", &id_buf),
-    ];
+    let mut expected = vec![("type", f.ty.sandesh_type().as_str()), ("identifier", &id_buf)];
     expected.extend(f.annotations.iter().copied());
     Err(DecodeError {
         offset: at,
@@ -453,38 +413,24 @@ fn decode_value(r: &mut Reader<'_>, ty: &FieldType) -> Result<Value, DecodeError
             Ok(Value::Struct(v))
         }
         FieldType::List(e) | FieldType::Set(e) => {
-            let tag_name = if matches!(ty, FieldType::List(_)) {
-                "list"
-            } else {
-                "set"
-            };
+            let tag_name = if matches!(ty, FieldType::List(_)) { "list" } else { "set" };
             let size = container_open(r, tag_name, &[("type", e)])?;
             let mut items = Vec::with_capacity(size.min(1024) as usize);
             for _ in 0..size {
                 if r.at_close() {
-                    return Err(r.err(DecodeErrorKind::SizeMismatch {
-                        declared: size,
-                        more: false,
-                    }));
+                    return Err(r.err(DecodeErrorKind::SizeMismatch { declared: size, more: false }));
                 }
                 items.push(decode_element(r, e)?);
             }
             container_close(r, tag_name, size)?;
-            Ok(if tag_name == "list" {
-                Value::List(items)
-            } else {
-                Value::Set(items)
-            })
+            Ok(if tag_name == "list" { Value::List(items) } else { Value::Set(items) })
         }
         FieldType::Map(k, v) => {
             let size = container_open(r, "map", &[("key", k), ("value", v)])?;
             let mut entries = Vec::with_capacity(size.min(1024) as usize);
             for _ in 0..size {
                 if r.at_close() {
-                    return Err(r.err(DecodeErrorKind::SizeMismatch {
-                        declared: size,
-                        more: false,
-                    }));
+                    return Err(r.err(DecodeErrorKind::SizeMismatch { declared: size, more: false }));
                 }
                 let key = decode_element(r, k)?;
                 let val = decode_element(r, v)?;
@@ -522,18 +468,12 @@ fn container_open(
     if tag.name != tag_name {
         return Err(DecodeError {
             offset: at,
-            kind: DecodeErrorKind::WrongElement {
-                expected: tag_name.to_owned(),
-                found: tag.name.to_owned(),
-            },
+            kind: DecodeErrorKind::WrongElement { expected: tag_name.to_owned(), found: tag.name.to_owned() },
         });
     }
     let attrs = tag.attrs();
     let types_ok = attrs.len() == types.len() + 1
-        && attrs
-            .iter()
-            .zip(types)
-            .all(|((k, v), (ek, et))| k == ek && *v == et.sandesh_type().as_str());
+        && attrs.iter().zip(types).all(|((k, v), (ek, et))| k == ek && *v == et.sandesh_type().as_str());
     let size = match attrs.last() {
         Some(("size", n)) if types_ok => match parse_scalar(SandeshType::U32, n) {
             Ok(Value::U32(n)) => Some(n),
@@ -542,10 +482,7 @@ fn container_open(
         _ => None,
     };
     size.ok_or_else(|| {
-        let mut expected: Vec<(&str, &str)> = types
-            .iter()
-            .map(|(k, t)| (*k, t.sandesh_type().as_str()))
-            .collect();
+        let mut expected: Vec<(&str, &str)> = types.iter().map(|(k, t)| (*k, t.sandesh_type().as_str())).collect();
         expected.push(("size", "N"));
         DecodeError {
             offset: at,
@@ -560,10 +497,7 @@ fn container_open(
 
 fn container_close(r: &mut Reader<'_>, tag_name: &str, size: u32) -> Result<(), DecodeError> {
     if !r.at_close() && r.rest().starts_with('<') {
-        return Err(r.err(DecodeErrorKind::SizeMismatch {
-            declared: size,
-            more: true,
-        }));
+        return Err(r.err(DecodeErrorKind::SizeMismatch { declared: size, more: true }));
     }
     r.close(tag_name)
 }
@@ -610,8 +544,7 @@ fn parse_canonical_i64(text: &str) -> Option<i64> {
             if m == 0 {
                 return None;
             }
-            0i64.checked_sub_unsigned(m)
-                .or((m == 1u64 << 63).then_some(i64::MIN))
+            0i64.checked_sub_unsigned(m).or((m == 1u64 << 63).then_some(i64::MIN))
         }
         None => i64::try_from(parse_canonical_u64(text)?).ok(),
     }
@@ -635,17 +568,11 @@ pub fn parse_scalar(ty: SandeshType, text: &str) -> Result<Value, DecodeErrorKin
         SandeshType::U32 => uint(u32::MAX.into()).map(|n| Value::U32(n as u32)),
         SandeshType::U64 => uint(u64::MAX).map(Value::U64),
         SandeshType::Ipv4 => uint(u32::MAX.into()).map(|n| Value::Ipv4(Ipv4Addr::from(n as u32))),
-        SandeshType::IpAddr => text
-            .parse::<IpAddr>()
-            .ok()
-            .filter(|a| a.to_string() == text)
-            .map(Value::IpAddr),
+        SandeshType::IpAddr => text.parse::<IpAddr>().ok().filter(|a| a.to_string() == text).map(Value::IpAddr),
         SandeshType::Double => {
             // Digits, sign, point and exponent only (Rust would also take `inf`/`NaN`).
             if text.is_empty()
-                || !text
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+                || !text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
             {
                 None
             } else {
@@ -724,10 +651,8 @@ pub fn decode_body_with(
     header_def: &'static StructDef,
     messages: &[&'static MessageDef],
 ) -> Result<DynamicMessage, DecodeError> {
-    let text = std::str::from_utf8(body).map_err(|e| DecodeError {
-        offset: e.valid_up_to(),
-        kind: DecodeErrorKind::Utf8,
-    })?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| DecodeError { offset: e.valid_up_to(), kind: DecodeErrorKind::Utf8 })?;
     let mut r = Reader::new(text);
     r.open_plain(header_def.name)?;
     let header = decode_fields(&mut r, header_def)?;
@@ -735,10 +660,7 @@ pub fn decode_body_with(
     let at = r.offset();
     let tag = r.open_tag()?;
     let Some(def) = messages.iter().copied().find(|m| m.body.name == tag.name) else {
-        return Err(DecodeError {
-            offset: at,
-            kind: DecodeErrorKind::UnknownMessage(tag.name.to_owned()),
-        });
+        return Err(DecodeError { offset: at, kind: DecodeErrorKind::UnknownMessage(tag.name.to_owned()) });
     };
     if tag.attrs() != [("type", "sandesh")] {
         return Err(DecodeError {
@@ -755,28 +677,17 @@ pub fn decode_body_with(
     if !r.at_end() {
         return Err(r.err(DecodeErrorKind::TrailingData(text.len() - r.offset())));
     }
-    if let Some(Value::I32(t)) = header_def
-        .fields
-        .iter()
-        .position(|f| f.id == 8)
-        .and_then(|i| header.fields[i].as_ref())
+    if let Some(Value::I32(t)) =
+        header_def.fields.iter().position(|f| f.id == 8).and_then(|i| header.fields[i].as_ref())
     {
         if *t != def.kind.code() {
             return Err(DecodeError {
                 offset: 0,
-                kind: DecodeErrorKind::HeaderType {
-                    message: def.body.name,
-                    expected: def.kind.code(),
-                    found: *t,
-                },
+                kind: DecodeErrorKind::HeaderType { message: def.body.name, expected: def.kind.code(), found: *t },
             });
         }
     }
-    Ok(DynamicMessage {
-        header,
-        def,
-        body: msg,
-    })
+    Ok(DynamicMessage { header, def, body: msg })
 }
 
 #[cfg(test)]
@@ -785,22 +696,10 @@ mod tests {
 
     #[test]
     fn canonical_integers() {
-        assert_eq!(
-            parse_scalar(SandeshType::I16, "-31743"),
-            Ok(Value::I16(-31743))
-        );
-        assert_eq!(
-            parse_scalar(SandeshType::Byte, "-128"),
-            Ok(Value::Byte(-128))
-        );
-        assert_eq!(
-            parse_scalar(SandeshType::I64, "-9223372036854775808"),
-            Ok(Value::I64(i64::MIN))
-        );
-        assert_eq!(
-            parse_scalar(SandeshType::U64, "18446744073709551615"),
-            Ok(Value::U64(u64::MAX))
-        );
+        assert_eq!(parse_scalar(SandeshType::I16, "-31743"), Ok(Value::I16(-31743)));
+        assert_eq!(parse_scalar(SandeshType::Byte, "-128"), Ok(Value::Byte(-128)));
+        assert_eq!(parse_scalar(SandeshType::I64, "-9223372036854775808"), Ok(Value::I64(i64::MIN)));
+        assert_eq!(parse_scalar(SandeshType::U64, "18446744073709551615"), Ok(Value::U64(u64::MAX)));
         for (ty, text) in [
             (SandeshType::Byte, "128"),
             (SandeshType::Byte, "-129"),
@@ -821,53 +720,26 @@ mod tests {
             (SandeshType::Uuid, "ed6bdc5b6ebc48cab8fcd483fdbd89fc"),
             (SandeshType::Double, "NaN"),
         ] {
-            assert!(
-                matches!(
-                    parse_scalar(ty, text),
-                    Err(DecodeErrorKind::BadValue { .. })
-                ),
-                "{ty} {text:?}"
-            );
+            assert!(matches!(parse_scalar(ty, text), Err(DecodeErrorKind::BadValue { .. })), "{ty} {text:?}");
         }
-        assert_eq!(
-            parse_scalar(SandeshType::IpAddr, "fe80::1"),
-            Ok(Value::IpAddr("fe80::1".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_scalar(SandeshType::Ipv4, "167772164"),
-            Ok(Value::Ipv4(Ipv4Addr::new(10, 0, 0, 4)))
-        );
+        assert_eq!(parse_scalar(SandeshType::IpAddr, "fe80::1"), Ok(Value::IpAddr("fe80::1".parse().unwrap())));
+        assert_eq!(parse_scalar(SandeshType::Ipv4, "167772164"), Ok(Value::Ipv4(Ipv4Addr::new(10, 0, 0, 4))));
     }
 
     #[test]
     fn strict_strings() {
-        assert_eq!(
-            parse_scalar(SandeshType::String, "a&amp;b\"c"),
-            Ok(Value::String("a&b\"c".into()))
-        );
-        assert!(matches!(
-            parse_scalar(SandeshType::String, "a&quot;"),
-            Err(DecodeErrorKind::Escape(_))
-        ));
+        assert_eq!(parse_scalar(SandeshType::String, "a&amp;b\"c"), Ok(Value::String("a&b\"c".into())));
+        assert!(matches!(parse_scalar(SandeshType::String, "a&quot;"), Err(DecodeErrorKind::Escape(_))));
     }
 
     #[test]
     fn reader_rejects_whitespace_and_self_closing() {
         let mut r = Reader::new("<a  b=\"1\">");
-        assert!(matches!(
-            r.open_tag().map(|_| ()).unwrap_err().kind,
-            DecodeErrorKind::Whitespace { .. }
-        ));
+        assert!(matches!(r.open_tag().map(|_| ()).unwrap_err().kind, DecodeErrorKind::Whitespace { .. }));
         let mut r = Reader::new("<a b=\"1\" >");
-        assert!(matches!(
-            r.open_tag().map(|_| ()).unwrap_err().kind,
-            DecodeErrorKind::Unexpected { .. }
-        ));
+        assert!(matches!(r.open_tag().map(|_| ()).unwrap_err().kind, DecodeErrorKind::Unexpected { .. }));
         let mut r = Reader::new(" <a>");
-        assert!(matches!(
-            r.open_tag().map(|_| ()).unwrap_err().kind,
-            DecodeErrorKind::Whitespace { .. }
-        ));
+        assert!(matches!(r.open_tag().map(|_| ()).unwrap_err().kind, DecodeErrorKind::Whitespace { .. }));
         let mut r = Reader::new("<a/>");
         assert!(r.open_tag().is_err());
         let mut r = Reader::new("<a b='1'>");

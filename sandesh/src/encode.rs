@@ -83,22 +83,13 @@ pub enum EncodeError {
 pub fn encode_fields(out: &mut String, value: &StructValue) -> Result<(), EncodeError> {
     let def = value.def;
     if value.fields.len() != def.fields.len() {
-        return Err(EncodeError::Shape {
-            strct: def.name,
-            slots: value.fields.len(),
-            fields: def.fields.len(),
-        });
+        return Err(EncodeError::Shape { strct: def.name, slots: value.fields.len(), fields: def.fields.len() });
     }
     for (f, slot) in def.fields.iter().zip(&value.fields) {
         match slot {
             Some(v) => encode_field(out, def.name, f, v)?,
             None if f.optional => {}
-            None => {
-                return Err(EncodeError::MissingField {
-                    strct: def.name,
-                    field: f.name,
-                })
-            }
+            None => return Err(EncodeError::MissingField { strct: def.name, field: f.name }),
         }
     }
     Ok(())
@@ -124,10 +115,7 @@ pub fn encode_body(
     body: &StructValue,
 ) -> Result<(), EncodeError> {
     if body.def.name != def.body.name {
-        return Err(EncodeError::WrongBody {
-            expected: def.body.name,
-            found: body.def.name,
-        });
+        return Err(EncodeError::WrongBody { expected: def.body.name, found: body.def.name });
     }
     encode_struct(out, header)?;
     out.push('<');
@@ -189,33 +177,17 @@ pub fn encode_content(
     ty: &FieldType,
     v: &Value,
 ) -> Result<(), EncodeError> {
-    let f = FieldDef {
-        id: 0,
-        name: field,
-        ty: *ty,
-        optional: false,
-        annotations: &[],
-    };
+    let f = FieldDef { id: 0, name: field, ty: *ty, optional: false, annotations: &[] };
     encode_value(out, strct, &f, ty, v)
 }
 
 fn mismatch(strct: &'static str, f: &FieldDef, ty: &FieldType, v: &Value) -> EncodeError {
-    EncodeError::TypeMismatch {
-        strct,
-        field: f.name,
-        expected: ty.to_string(),
-        found: v.kind(),
-    }
+    EncodeError::TypeMismatch { strct, field: f.name, expected: ty.to_string(), found: v.kind() }
 }
 
 /// Appends one field element, `<name type="T" identifier="ID"…>value</name>` (`strct` names
 /// the enclosing struct in errors). A collector storing UVE attributes as XML uses this.
-pub fn encode_field(
-    out: &mut String,
-    strct: &'static str,
-    f: &FieldDef,
-    v: &Value,
-) -> Result<(), EncodeError> {
+pub fn encode_field(out: &mut String, strct: &'static str, f: &FieldDef, v: &Value) -> Result<(), EncodeError> {
     field_open(out, f);
     encode_value(out, strct, f, &f.ty, v)?;
     field_close(out, f);
@@ -231,25 +203,15 @@ fn encode_value(
     v: &Value,
 ) -> Result<(), EncodeError> {
     match (ty, v) {
-        (FieldType::Struct(def), Value::Struct(sv)) if sv.def.name == def.name => {
-            encode_struct(out, sv)
-        }
+        (FieldType::Struct(def), Value::Struct(sv)) if sv.def.name == def.name => encode_struct(out, sv),
         (FieldType::List(e), Value::List(items)) | (FieldType::Set(e), Value::Set(items)) => {
-            let tag = if matches!(ty, FieldType::List(_)) {
-                "list"
-            } else {
-                "set"
-            };
+            let tag = if matches!(ty, FieldType::List(_)) { "list" } else { "set" };
             let size = u32::try_from(items.len()).map_err(|_| EncodeError::TooManyElements {
                 strct,
                 field: f.name,
                 len: items.len(),
             })?;
-            let _ = write!(
-                out,
-                "<{tag} type=\"{}\" size=\"{size}\">",
-                e.sandesh_type().as_str()
-            );
+            let _ = write!(out, "<{tag} type=\"{}\" size=\"{size}\">", e.sandesh_type().as_str());
             for item in items {
                 encode_element(out, strct, f, e, item)?;
             }
@@ -290,9 +252,7 @@ fn encode_element(
     v: &Value,
 ) -> Result<(), EncodeError> {
     match (ty, v) {
-        (FieldType::Struct(def), Value::Struct(sv)) if sv.def.name == def.name => {
-            encode_struct(out, sv)
-        }
+        (FieldType::Struct(def), Value::Struct(sv)) if sv.def.name == def.name => encode_struct(out, sv),
         (FieldType::Struct(_) | FieldType::List(_) | FieldType::Set(_) | FieldType::Map(..), _) => {
             Err(mismatch(strct, f, ty, v))
         }
@@ -332,10 +292,7 @@ fn encode_scalar(
         (SandeshType::String, Value::String(s)) => escape_into(out, s),
         (SandeshType::Xml, Value::Xml(s)) => {
             if s.contains("]]>") {
-                return Err(EncodeError::CdataTerminator {
-                    strct,
-                    field: f.name,
-                });
+                return Err(EncodeError::CdataTerminator { strct, field: f.name });
             }
             out.push_str("<![CDATA[");
             out.push_str(s);
@@ -405,10 +362,7 @@ mod tests {
         let mut s = String::new();
         push_uuid(
             &mut s,
-            &[
-                0xed, 0x6b, 0xdc, 0x5b, 0x6e, 0xbc, 0x48, 0xca, 0xb8, 0xfc, 0xd4, 0x83, 0xfd, 0xbd,
-                0x89, 0xfc,
-            ],
+            &[0xed, 0x6b, 0xdc, 0x5b, 0x6e, 0xbc, 0x48, 0xca, 0xb8, 0xfc, 0xd4, 0x83, 0xfd, 0xbd, 0x89, 0xfc],
         );
         assert_eq!(s, "ed6bdc5b-6ebc-48ca-b8fc-d483fdbd89fc");
     }

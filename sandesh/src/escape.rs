@@ -12,12 +12,7 @@ use std::borrow::Cow;
 use thiserror::Error;
 
 /// The four entities, as (character, entity) pairs.
-const ENTITIES: [(char, &str); 4] = [
-    ('&', "&amp;"),
-    ('\'', "&apos;"),
-    ('<', "&lt;"),
-    ('>', "&gt;"),
-];
+const ENTITIES: [(char, &str); 4] = [('&', "&amp;"), ('\'', "&apos;"), ('<', "&lt;"), ('>', "&gt;")];
 
 /// Longest entity name we look at when searching for the terminating `;` (for error reports).
 const MAX_ENTITY_SCAN: usize = 32;
@@ -27,9 +22,7 @@ const MAX_ENTITY_SCAN: usize = 32;
 pub enum UnescapeError {
     /// An `&…;` entity other than `&amp; &apos; &lt; &gt;` (this includes `&quot;` and numeric
     /// character references, which Sandesh writers never produce).
-    #[error(
-        "unknown XML entity `{entity}` at byte {offset} (only &amp; &apos; &lt; &gt; are allowed)"
-    )]
+    #[error("unknown XML entity `{entity}` at byte {offset} (only &amp; &apos; &lt; &gt; are allowed)")]
     UnknownEntity {
         /// Byte offset of the `&`.
         offset: usize,
@@ -75,10 +68,7 @@ pub fn escape_into(out: &mut String, s: &str) {
 /// If `s` (starting at an `&`) begins with one of the four entities, returns its character and
 /// length.
 fn known_entity(s: &str) -> Option<(char, usize)> {
-    ENTITIES
-        .iter()
-        .find(|(_, e)| s.starts_with(e))
-        .map(|(c, e)| (*c, e.len()))
+    ENTITIES.iter().find(|(_, e)| s.starts_with(e)).map(|(c, e)| (*c, e.len()))
 }
 
 /// Lenient unescape, matching the reference readers: the four entities become their
@@ -122,18 +112,11 @@ pub fn unescape_strict(s: &str) -> Result<Cow<'_, str>, UnescapeError> {
         rest = &rest[pos..];
         let Some((c, len)) = known_entity(rest) else {
             // Report the whole `&name;` when there is a `;` nearby, else the bare `&`.
-            let window = rest
-                .char_indices()
-                .take_while(|(i, _)| *i <= MAX_ENTITY_SCAN);
-            return Err(
-                match window.filter(|(_, ch)| *ch == ';').map(|(i, _)| i).next() {
-                    Some(end) => UnescapeError::UnknownEntity {
-                        offset,
-                        entity: rest[..=end].to_owned(),
-                    },
-                    None => UnescapeError::Unterminated { offset },
-                },
-            );
+            let window = rest.char_indices().take_while(|(i, _)| *i <= MAX_ENTITY_SCAN);
+            return Err(match window.filter(|(_, ch)| *ch == ';').map(|(i, _)| i).next() {
+                Some(end) => UnescapeError::UnknownEntity { offset, entity: rest[..=end].to_owned() },
+                None => UnescapeError::Unterminated { offset },
+            });
         };
         out.push(c);
         rest = &rest[len..];
@@ -151,10 +134,7 @@ mod tests {
         assert_eq!(escape(r#"a&b'c<d>e"f"#), r#"a&amp;b&apos;c&lt;d&gt;e"f"#);
         assert_eq!(escape("&&"), "&amp;&amp;");
         assert_eq!(escape("pass|mirror"), "pass|mirror");
-        assert!(matches!(
-            escape("default-domain:demo:net"),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(escape("default-domain:demo:net"), Cow::Borrowed(_)));
         // Non-ASCII passes through untouched (byte length is what the framing counts).
         assert_eq!(escape("vn-é<"), "vn-é&lt;");
     }
@@ -169,15 +149,7 @@ mod tests {
 
     #[test]
     fn unescape_reverses_escape() {
-        for s in [
-            "",
-            "plain",
-            r#"a&b'c<d>e"f"#,
-            "&amp;",
-            "&lt;&gt;",
-            "x&y;z",
-            "é&ü",
-        ] {
+        for s in ["", "plain", r#"a&b'c<d>e"f"#, "&amp;", "&lt;&gt;", "x&y;z", "é&ü"] {
             let e = escape(s);
             assert_eq!(unescape(&e), s);
             assert_eq!(unescape_strict(&e).unwrap(), s);
@@ -205,37 +177,16 @@ mod tests {
     fn strict_unescape_rejects_unknown_entities() {
         assert_eq!(
             unescape_strict("say &quot;hi"),
-            Err(UnescapeError::UnknownEntity {
-                offset: 4,
-                entity: "&quot;".into()
-            })
+            Err(UnescapeError::UnknownEntity { offset: 4, entity: "&quot;".into() })
         );
         assert_eq!(
             unescape_strict("&lt;&#39;"),
-            Err(UnescapeError::UnknownEntity {
-                offset: 4,
-                entity: "&#39;".into()
-            })
+            Err(UnescapeError::UnknownEntity { offset: 4, entity: "&#39;".into() })
         );
-        assert_eq!(
-            unescape_strict("&AMP;"),
-            Err(UnescapeError::UnknownEntity {
-                offset: 0,
-                entity: "&AMP;".into()
-            })
-        );
-        assert_eq!(
-            unescape_strict("a & b"),
-            Err(UnescapeError::Unterminated { offset: 2 })
-        );
-        assert_eq!(
-            unescape_strict("&amp"),
-            Err(UnescapeError::Unterminated { offset: 0 })
-        );
-        assert_eq!(
-            unescape_strict("é&"),
-            Err(UnescapeError::Unterminated { offset: 2 })
-        );
+        assert_eq!(unescape_strict("&AMP;"), Err(UnescapeError::UnknownEntity { offset: 0, entity: "&AMP;".into() }));
+        assert_eq!(unescape_strict("a & b"), Err(UnescapeError::Unterminated { offset: 2 }));
+        assert_eq!(unescape_strict("&amp"), Err(UnescapeError::Unterminated { offset: 0 }));
+        assert_eq!(unescape_strict("é&"), Err(UnescapeError::Unterminated { offset: 2 }));
         assert_eq!(
             unescape_strict("&quot;").unwrap_err().to_string(),
             "unknown XML entity `&quot;` at byte 0 (only &amp; &apos; &lt; &gt; are allowed)"

@@ -57,22 +57,12 @@ pub trait SandeshField: Sized {
     /// Writes the content of a field element holding this value (typed fast path; the
     /// default goes through [`Self::to_value`] and the dynamic encoder, and every override
     /// writes exactly what that would — a property test compares the two).
-    fn encode_content(
-        &self,
-        out: &mut String,
-        strct: &'static str,
-        field: &'static str,
-    ) -> Result<(), EncodeError> {
+    fn encode_content(&self, out: &mut String, strct: &'static str, field: &'static str) -> Result<(), EncodeError> {
         encode::encode_content(out, strct, field, &Self::TYPE, &self.to_value())
     }
     /// Writes this value as a container element: base types in `<element>`, structs as
     /// themselves.
-    fn encode_element(
-        &self,
-        out: &mut String,
-        strct: &'static str,
-        field: &'static str,
-    ) -> Result<(), EncodeError> {
+    fn encode_element(&self, out: &mut String, strct: &'static str, field: &'static str) -> Result<(), EncodeError> {
         out.push_str("<element>");
         self.encode_content(out, strct, field)?;
         out.push_str("</element>");
@@ -93,10 +83,7 @@ pub trait SandeshStruct: SandeshField {
 }
 
 fn type_error(expected: &FieldType, v: &Value) -> ValueError {
-    ValueError::Type {
-        expected: expected.to_string(),
-        found: v.kind(),
-    }
+    ValueError::Type { expected: expected.to_string(), found: v.kind() }
 }
 
 macro_rules! scalar_field {
@@ -182,12 +169,7 @@ impl SandeshField for Uuid {
             other => Err(type_error(&Self::TYPE, &other)),
         }
     }
-    fn encode_content(
-        &self,
-        out: &mut String,
-        _strct: &'static str,
-        _field: &'static str,
-    ) -> Result<(), EncodeError> {
+    fn encode_content(&self, out: &mut String, _strct: &'static str, _field: &'static str) -> Result<(), EncodeError> {
         encode::push_uuid(out, &self.0);
         Ok(())
     }
@@ -204,21 +186,13 @@ impl<T: SandeshField> SandeshField for Vec<T> {
             other => Err(type_error(&Self::TYPE, &other)),
         }
     }
-    fn encode_content(
-        &self,
-        out: &mut String,
-        strct: &'static str,
-        field: &'static str,
-    ) -> Result<(), EncodeError> {
+    fn encode_content(&self, out: &mut String, strct: &'static str, field: &'static str) -> Result<(), EncodeError> {
         if !T::TYPE.is_valid_element() {
             // Not used by any definition; keep the dynamic encoder's answer.
             return encode::encode_content(out, strct, field, &Self::TYPE, &self.to_value());
         }
-        let size = u32::try_from(self.len()).map_err(|_| EncodeError::TooManyElements {
-            strct,
-            field,
-            len: self.len(),
-        })?;
+        let size =
+            u32::try_from(self.len()).map_err(|_| EncodeError::TooManyElements { strct, field, len: self.len() })?;
         out.push_str("<list type=\"");
         out.push_str(T::TYPE.sandesh_type().as_str());
         out.push_str("\" size=\"");
@@ -235,18 +209,13 @@ impl<T: SandeshField> SandeshField for Vec<T> {
 impl<K: SandeshField + Ord, V: SandeshField> SandeshField for BTreeMap<K, V> {
     const TYPE: FieldType = FieldType::Map(&K::TYPE, &V::TYPE);
     fn to_value(&self) -> Value {
-        Value::Map(
-            self.iter()
-                .map(|(k, v)| (k.to_value(), v.to_value()))
-                .collect(),
-        )
+        Value::Map(self.iter().map(|(k, v)| (k.to_value(), v.to_value())).collect())
     }
     fn from_value(v: Value) -> Result<Self, ValueError> {
         match v {
-            Value::Map(entries) => entries
-                .into_iter()
-                .map(|(k, v)| Ok((K::from_value(k)?, V::from_value(v)?)))
-                .collect(),
+            Value::Map(entries) => {
+                entries.into_iter().map(|(k, v)| Ok((K::from_value(k)?, V::from_value(v)?))).collect()
+            }
             other => Err(type_error(&Self::TYPE, &other)),
         }
     }

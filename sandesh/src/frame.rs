@@ -102,10 +102,7 @@ pub fn encode_frame(body: &[u8]) -> Result<Vec<u8>, FrameError> {
 pub fn encode_frame_into(out: &mut Vec<u8>, body: &[u8]) -> Result<usize, FrameError> {
     let total = body.len() as u64 + FRAME_OVERHEAD as u64;
     if total > MAX_FRAME_LEN as u64 {
-        return Err(FrameError::Oversized {
-            len: total,
-            max: MAX_FRAME_LEN as u64,
-        });
+        return Err(FrameError::Oversized { len: total, max: MAX_FRAME_LEN as u64 });
     }
     out.reserve(total as usize);
     out.extend_from_slice(OPEN_PREFIX);
@@ -156,10 +153,7 @@ pub fn split_frame(buf: &[u8], max_frame_len: usize) -> Result<Option<(&[u8], us
         return Err(FrameError::TooShort { len });
     }
     if len > max_frame_len as u64 {
-        return Err(FrameError::Oversized {
-            len,
-            max: max_frame_len as u64,
-        });
+        return Err(FrameError::Oversized { len, max: max_frame_len as u64 });
     }
     let len_usize = len as usize;
     if buf.len() < len_usize {
@@ -169,10 +163,7 @@ pub fn split_frame(buf: &[u8], max_frame_len: usize) -> Result<Option<(&[u8], us
     if !frame.ends_with(CLOSE_TAG) {
         return Err(FrameError::MissingCloseTag { len });
     }
-    Ok(Some((
-        &frame[OPEN_TAG_LEN..len_usize - CLOSE_TAG.len()],
-        len_usize,
-    )))
+    Ok(Some((&frame[OPEN_TAG_LEN..len_usize - CLOSE_TAG.len()], len_usize)))
 }
 
 /// Incremental frame decoder for a byte stream read in arbitrary pieces.
@@ -207,12 +198,7 @@ impl FrameDecoder {
 
     /// A decoder with a different frame-length limit (envelope included).
     pub fn with_max_frame_len(max_frame_len: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            start: 0,
-            max_frame_len,
-            failed: None,
-        }
+        Self { buf: Vec::new(), start: 0, max_frame_len, failed: None }
     }
 
     /// The frame-length limit in force.
@@ -353,10 +339,7 @@ mod tests {
     fn empty_body_frame() {
         let f = encode_frame(b"").unwrap();
         assert_eq!(f, b"<sandesh length=\"0000000039\"></sandesh>");
-        assert_eq!(
-            split_frame(&f, MAX_FRAME_LEN).unwrap(),
-            Some((&b""[..], 39))
-        );
+        assert_eq!(split_frame(&f, MAX_FRAME_LEN).unwrap(), Some((&b""[..], 39)));
     }
 
     #[test]
@@ -373,10 +356,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             encode_frame_into(&mut out, &body),
-            Err(FrameError::Oversized {
-                len: MAX_FRAME_LEN as u64 + 1,
-                max: MAX_FRAME_LEN as u64
-            })
+            Err(FrameError::Oversized { len: MAX_FRAME_LEN as u64 + 1, max: MAX_FRAME_LEN as u64 })
         );
         assert!(out.is_empty());
         let body = vec![b'a'; MAX_FRAME_LEN - FRAME_OVERHEAD];
@@ -387,10 +367,7 @@ mod tests {
     fn decode_whole_frame() {
         let mut d = FrameDecoder::new();
         d.push(FLOWLOG_FRAME.as_bytes());
-        assert_eq!(
-            d.next_frame().unwrap().as_deref(),
-            Some(body_of(FLOWLOG_FRAME))
-        );
+        assert_eq!(d.next_frame().unwrap().as_deref(), Some(body_of(FLOWLOG_FRAME)));
         assert_eq!(d.next_frame().unwrap(), None);
         assert_eq!(d.buffered(), 0);
     }
@@ -405,13 +382,7 @@ mod tests {
                 got.push(body);
             }
         }
-        assert_eq!(
-            got,
-            vec![
-                body_of(FLOWLOG_FRAME).to_vec(),
-                body_of(CTRL_FRAME).to_vec()
-            ]
-        );
+        assert_eq!(got, vec![body_of(FLOWLOG_FRAME).to_vec(), body_of(CTRL_FRAME).to_vec()]);
         assert_eq!(d.buffered(), 0);
     }
 
@@ -442,10 +413,7 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.push(&stream);
         for i in 0..1000 {
-            assert_eq!(
-                d.next_frame().unwrap().unwrap(),
-                format!("<m>{i}</m>").into_bytes()
-            );
+            assert_eq!(d.next_frame().unwrap().unwrap(), format!("<m>{i}</m>").into_bytes());
         }
         assert_eq!(d.next_frame().unwrap(), None);
     }
@@ -454,11 +422,7 @@ mod tests {
     fn partial_frames_wait_for_more() {
         let f = FLOWLOG_FRAME.as_bytes();
         for n in [0, 1, 16, 17, 27, 28, 29, 100, f.len() - 1] {
-            assert_eq!(
-                split_frame(&f[..n], MAX_FRAME_LEN).unwrap(),
-                None,
-                "{n} bytes"
-            );
+            assert_eq!(split_frame(&f[..n], MAX_FRAME_LEN).unwrap(), None, "{n} bytes");
         }
     }
 
@@ -466,47 +430,29 @@ mod tests {
     fn garbage_is_rejected_early() {
         assert_eq!(
             split_frame(b"<sandesh lenght", MAX_FRAME_LEN),
-            Err(FrameError::BadPrefix {
-                offset: 13,
-                found: b'h'
-            })
+            Err(FrameError::BadPrefix { offset: 13, found: b'h' })
         );
         assert_eq!(
             split_frame(b"GET / HTTP/1.1", MAX_FRAME_LEN),
-            Err(FrameError::BadPrefix {
-                offset: 0,
-                found: b'G'
-            })
+            Err(FrameError::BadPrefix { offset: 0, found: b'G' })
         );
         assert_eq!(
             split_frame(b"<sandesh length=\"00000x", MAX_FRAME_LEN),
-            Err(FrameError::BadLengthDigit {
-                offset: 22,
-                found: b'x'
-            })
+            Err(FrameError::BadLengthDigit { offset: 22, found: b'x' })
         );
         // A sign or a space is not a digit either (no strtoul-style leniency).
         assert_eq!(
             split_frame(b"<sandesh length=\" 000000039\"></sandesh>", MAX_FRAME_LEN),
-            Err(FrameError::BadLengthDigit {
-                offset: 17,
-                found: b' '
-            })
+            Err(FrameError::BadLengthDigit { offset: 17, found: b' ' })
         );
         // 11 digits: the 11th lands where the closing quote belongs.
         assert_eq!(
             split_frame(b"<sandesh length=\"00000000039\">", MAX_FRAME_LEN),
-            Err(FrameError::BadOpenTagEnd {
-                offset: 27,
-                found: b'9'
-            })
+            Err(FrameError::BadOpenTagEnd { offset: 27, found: b'9' })
         );
         assert_eq!(
             split_frame(b"<sandesh length=\"0000000039\"/", MAX_FRAME_LEN),
-            Err(FrameError::BadOpenTagEnd {
-                offset: 28,
-                found: b'/'
-            })
+            Err(FrameError::BadOpenTagEnd { offset: 28, found: b'/' })
         );
     }
 
@@ -523,20 +469,13 @@ mod tests {
         // Oversized is reported from the open tag alone, before anything else is buffered.
         assert_eq!(
             split_frame(b"<sandesh length=\"9999999999\">", MAX_FRAME_LEN),
-            Err(FrameError::Oversized {
-                len: 9_999_999_999,
-                max: MAX_FRAME_LEN as u64
-            })
+            Err(FrameError::Oversized { len: 9_999_999_999, max: MAX_FRAME_LEN as u64 })
         );
         assert_eq!(
             split_frame(b"<sandesh length=\"0000000044\">", 43),
             Err(FrameError::Oversized { len: 44, max: 43 })
         );
-        assert!(
-            split_frame(b"<sandesh length=\"0000000043\"><a/></sandesh>", 43)
-                .unwrap()
-                .is_some()
-        );
+        assert!(split_frame(b"<sandesh length=\"0000000043\"><a/></sandesh>", 43).unwrap().is_some());
     }
 
     #[test]
@@ -544,16 +483,10 @@ mod tests {
         // Declared one byte too long: the frame ends one byte into the next frame.
         let mut s = b"<sandesh length=\"0000000044\"><a/></sandesh>".to_vec();
         s.extend_from_slice(b"<");
-        assert_eq!(
-            split_frame(&s, MAX_FRAME_LEN),
-            Err(FrameError::MissingCloseTag { len: 44 })
-        );
+        assert_eq!(split_frame(&s, MAX_FRAME_LEN), Err(FrameError::MissingCloseTag { len: 44 }));
         // Declared one byte too short.
         let s = b"<sandesh length=\"0000000042\"><a/></sandesh>";
-        assert_eq!(
-            split_frame(s, MAX_FRAME_LEN),
-            Err(FrameError::MissingCloseTag { len: 42 })
-        );
+        assert_eq!(split_frame(s, MAX_FRAME_LEN), Err(FrameError::MissingCloseTag { len: 42 }));
     }
 
     #[test]
@@ -595,16 +528,9 @@ mod tests {
 
     #[test]
     fn error_messages_are_readable() {
+        assert_eq!(FrameError::TooShort { len: 0 }.to_string(), "frame length 0 is below the 39-byte minimum");
         assert_eq!(
-            FrameError::TooShort { len: 0 }.to_string(),
-            "frame length 0 is below the 39-byte minimum"
-        );
-        assert_eq!(
-            FrameError::BadPrefix {
-                offset: 0,
-                found: b'G'
-            }
-            .to_string(),
+            FrameError::BadPrefix { offset: 0, found: b'G' }.to_string(),
             "frame does not start with `<sandesh length=\"`: byte 0 is 0x47"
         );
     }

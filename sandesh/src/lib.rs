@@ -95,20 +95,16 @@ pub use encode::{encode_body, encode_field, encode_fields, encode_struct, Encode
 pub use escape::{escape, escape_into, unescape, unescape_strict, UnescapeError};
 pub use field::{SandeshField, SandeshStruct, Uuid, ValueError, Xml};
 pub use frame::{
-    encode_frame, encode_frame_into, split_frame, FrameDecoder, FrameError, CLOSE_TAG,
-    FRAME_OVERHEAD, LENGTH_DIGITS, MAX_FRAME_LEN, OPEN_PREFIX, OPEN_TAG_LEN,
+    encode_frame, encode_frame_into, split_frame, FrameDecoder, FrameError, CLOSE_TAG, FRAME_OVERHEAD, LENGTH_DIGITS,
+    MAX_FRAME_LEN, OPEN_PREFIX, OPEN_TAG_LEN,
 };
 pub use messages::{
-    decode_message, encode_message, encode_message_frame, Decoded, FlowLogData, FlowLogDataObject,
-    GeneratorId, Message, PacketTraceData, PacketTraceStep, SandeshCtrlClientToServer,
-    SandeshCtrlServerToClient, SandeshHeader, SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats,
-    VmInterfaceStats, VrouterStats, VrouterStatsAgent, CTRL_LEVEL,
+    decode_message, encode_message, encode_message_frame, Decoded, FlowLogData, FlowLogDataObject, GeneratorId,
+    Message, PacketTraceData, PacketTraceStep, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader,
+    SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats, VrouterStatsAgent, CTRL_LEVEL,
 };
-pub use model::{
-    hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, StructValue, Value,
-};
+pub use model::{hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, StructValue, Value};
 pub use session::{
-    SessionConfig, SessionError, SessionEvent, SessionHandle, SessionState, SessionStats,
-    DEFAULT_COLLECTOR_PORT,
+    SessionConfig, SessionError, SessionEvent, SessionHandle, SessionState, SessionStats, DEFAULT_COLLECTOR_PORT,
 };
 pub use types::{SandeshType, UnknownTypeName};

@@ -24,9 +24,7 @@ use crate::decode::{decode_body_with, DecodeError, DecodeErrorKind};
 use crate::encode::EncodeError;
 use crate::field::{SandeshStruct, ValueError};
 use crate::frame::encode_frame_into;
-use crate::model::{
-    fingerprint, hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, Value,
-};
+use crate::model::{fingerprint, hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, Value};
 use std::net::IpAddr;
 
 crate::sandesh_struct! {
@@ -364,7 +362,15 @@ crate::sandesh_struct! {
 impl PacketTraceStep {
     /// A step with its required fields and none of the optional typed query fields (the
     /// exporter fills those that the step kind has).
-    pub fn new(pkt: u32, time_us: i64, tsc: u64, ring: u16, seq: u64, step: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        pkt: u32,
+        time_us: i64,
+        tsc: u64,
+        ring: u16,
+        seq: u64,
+        step: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         PacketTraceStep {
             pkt,
             time_us,
@@ -432,11 +438,7 @@ pub trait SandeshMessage: SandeshStruct {
 macro_rules! message {
     ($t:ty, $static:ident, $kind:expr, $sig:expr) => {
         /// Message definition.
-        pub static $static: MessageDef = MessageDef {
-            body: &<$t>::STRUCT,
-            kind: $kind,
-            version_sig: $sig,
-        };
+        pub static $static: MessageDef = MessageDef { body: &<$t>::STRUCT, kind: $kind, version_sig: $sig };
         impl SandeshMessage for $t {
             const MESSAGE: &'static MessageDef = &$static;
         }
@@ -456,30 +458,10 @@ message!(
     MessageKind::Request,
     fingerprint(&SandeshCtrlServerToClient::STRUCT)
 );
-message!(
-    FlowLogDataObject,
-    FLOW_LOG_DATA_OBJECT,
-    MessageKind::Flow,
-    fingerprint(&FlowLogDataObject::STRUCT)
-);
-message!(
-    UVEVMIStats,
-    UVE_VMI_STATS,
-    MessageKind::Uve,
-    fingerprint(&UVEVMIStats::STRUCT)
-);
-message!(
-    VrouterStats,
-    VROUTER_STATS,
-    MessageKind::Uve,
-    fingerprint(&VrouterStats::STRUCT)
-);
-message!(
-    PacketTraceData,
-    PACKET_TRACE_DATA,
-    MessageKind::Object,
-    fingerprint(&PacketTraceData::STRUCT)
-);
+message!(FlowLogDataObject, FLOW_LOG_DATA_OBJECT, MessageKind::Flow, fingerprint(&FlowLogDataObject::STRUCT));
+message!(UVEVMIStats, UVE_VMI_STATS, MessageKind::Uve, fingerprint(&UVEVMIStats::STRUCT));
+message!(VrouterStats, VROUTER_STATS, MessageKind::Uve, fingerprint(&VrouterStats::STRUCT));
+message!(PacketTraceData, PACKET_TRACE_DATA, MessageKind::Object, fingerprint(&PacketTraceData::STRUCT));
 
 /// Every message definition this crate knows, for [`decode_body_with`] (each has a
 /// [`Message`] variant; `every_known_message_has_a_variant` checks it).
@@ -541,33 +523,21 @@ pub struct Decoded {
 /// into a header and one of the known messages.
 pub fn decode_message(body: &[u8]) -> Result<Decoded, DecodeError> {
     let dm = decode_body_with(body, &SandeshHeader::STRUCT, &MESSAGES)?;
-    let conv = |e: ValueError| DecodeError {
-        offset: 0,
-        kind: DecodeErrorKind::Value(e),
-    };
+    let conv = |e: ValueError| DecodeError { offset: 0, kind: DecodeErrorKind::Value(e) };
     let header = SandeshHeader::from_struct_value(dm.header).map_err(conv)?;
     let b = dm.body;
     let message = match dm.def.body.name {
-        "SandeshCtrlClientToServer" => Message::CtrlClientToServer(
-            SandeshCtrlClientToServer::from_struct_value(b).map_err(conv)?,
-        ),
-        "SandeshCtrlServerToClient" => Message::CtrlServerToClient(
-            SandeshCtrlServerToClient::from_struct_value(b).map_err(conv)?,
-        ),
-        "FlowLogDataObject" => {
-            Message::FlowLogDataObject(FlowLogDataObject::from_struct_value(b).map_err(conv)?)
+        "SandeshCtrlClientToServer" => {
+            Message::CtrlClientToServer(SandeshCtrlClientToServer::from_struct_value(b).map_err(conv)?)
         }
+        "SandeshCtrlServerToClient" => {
+            Message::CtrlServerToClient(SandeshCtrlServerToClient::from_struct_value(b).map_err(conv)?)
+        }
+        "FlowLogDataObject" => Message::FlowLogDataObject(FlowLogDataObject::from_struct_value(b).map_err(conv)?),
         "UVEVMIStats" => Message::UveVmiStats(UVEVMIStats::from_struct_value(b).map_err(conv)?),
         "VrouterStats" => Message::VrouterStats(VrouterStats::from_struct_value(b).map_err(conv)?),
-        "PacketTraceData" => {
-            Message::PacketTraceData(PacketTraceData::from_struct_value(b).map_err(conv)?)
-        }
-        other => {
-            return Err(DecodeError {
-                offset: 0,
-                kind: DecodeErrorKind::UnknownMessage(other.to_owned()),
-            })
-        }
+        "PacketTraceData" => Message::PacketTraceData(PacketTraceData::from_struct_value(b).map_err(conv)?),
+        other => return Err(DecodeError { offset: 0, kind: DecodeErrorKind::UnknownMessage(other.to_owned()) }),
     };
     Ok(Decoded { header, message })
 }
@@ -613,10 +583,7 @@ pub fn encode_body_typed<M: SandeshMessage>(
 }
 
 /// Encodes one message as a complete frame in a new buffer.
-pub fn encode_message_frame<M: SandeshMessage>(
-    header: &SandeshHeader,
-    msg: &M,
-) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_message_frame<M: SandeshMessage>(header: &SandeshHeader, msg: &M) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
     encode_message(&mut out, &mut String::new(), header, msg)?;
     Ok(out)
@@ -658,10 +625,7 @@ impl GeneratorId {
         level: i32,
         extra_hints: i32,
     ) -> SandeshHeader {
-        let ctrl = matches!(
-            def.body.name,
-            "SandeshCtrlClientToServer" | "SandeshCtrlServerToClient"
-        );
+        let ctrl = matches!(def.body.name, "SandeshCtrlClientToServer" | "SandeshCtrlServerToClient");
         let mut h = extra_hints;
         if ctrl {
             h |= hints::CONTROL;
@@ -729,12 +693,8 @@ pub fn uve_key(body: &crate::model::StructValue) -> Option<(&'static str, &str)>
     let Some(Value::Struct(data)) = body.fields.first().and_then(Option::as_ref) else {
         return None;
     };
-    data.def
-        .fields
-        .iter()
-        .zip(&data.fields)
-        .find_map(|(f, v): (&FieldDef, _)| match (f.annotation("key"), v) {
-            (Some(table), Some(Value::String(name))) => Some((table, name.as_str())),
-            _ => None,
-        })
+    data.def.fields.iter().zip(&data.fields).find_map(|(f, v): (&FieldDef, _)| match (f.annotation("key"), v) {
+        (Some(table), Some(Value::String(name))) => Some((table, name.as_str())),
+        _ => None,
+    })
 }

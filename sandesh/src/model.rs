@@ -98,10 +98,8 @@ impl FieldType {
             (Self::List(a), Self::List(b)) | (Self::Set(a), Self::Set(b)) => a.same_as(b),
             (Self::Map(ak, av), Self::Map(bk, bv)) => ak.same_as(bk) && av.same_as(bv),
             (a, b) => {
-                !matches!(
-                    a,
-                    Self::Struct(_) | Self::List(_) | Self::Set(_) | Self::Map(_, _)
-                ) && a.sandesh_type() == b.sandesh_type()
+                !matches!(a, Self::Struct(_) | Self::List(_) | Self::Set(_) | Self::Map(_, _))
+                    && a.sandesh_type() == b.sandesh_type()
             }
         }
     }
@@ -138,10 +136,7 @@ pub struct FieldDef {
 impl FieldDef {
     /// The value of annotation `name`, if the field has it.
     pub fn annotation(&self, name: &str) -> Option<&'static str> {
-        self.annotations
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
+        self.annotations.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 }
 
@@ -186,10 +181,7 @@ impl StructDef {
     /// annotation values need no escaping, `type`/`identifier` are not used as annotation names,
     /// and no container holds a container.
     pub fn validate(&self) -> Result<(), DefinitionError> {
-        let err = |problem: String| DefinitionError {
-            strct: self.name,
-            problem,
-        };
+        let err = |problem: String| DefinitionError { strct: self.name, problem };
         if !is_xml_name(self.name) {
             return Err(err(format!("`{}` is not a plain element name", self.name)));
         }
@@ -197,24 +189,15 @@ impl StructDef {
             if !is_xml_name(f.name) || f.name == "element" {
                 return Err(err(format!("field name `{}` is not usable", f.name)));
             }
-            if self.fields[..i]
-                .iter()
-                .any(|g| g.name == f.name || g.id == f.id)
-            {
-                return Err(err(format!(
-                    "field `{}` ({}) repeats a name or identifier",
-                    f.name, f.id
-                )));
+            if self.fields[..i].iter().any(|g| g.name == f.name || g.id == f.id) {
+                return Err(err(format!("field `{}` ({}) repeats a name or identifier", f.name, f.id)));
             }
             for (k, v) in f.annotations {
                 if !is_xml_name(k) || *k == "type" || *k == "identifier" {
                     return Err(err(format!("field `{}`: annotation name `{k}`", f.name)));
                 }
                 if v.contains(['"', '<', '>', '&']) {
-                    return Err(err(format!(
-                        "field `{}`: annotation `{k}` value needs escaping",
-                        f.name
-                    )));
+                    return Err(err(format!("field `{}`: annotation `{k}` value needs escaping", f.name)));
                 }
             }
             validate_type(&f.ty, self, f.name)?;
@@ -330,18 +313,12 @@ impl PartialEq for StructValue {
 impl StructValue {
     /// A value with every field unset.
     pub fn empty(def: &'static StructDef) -> Self {
-        Self {
-            def,
-            fields: vec![None; def.fields.len()],
-        }
+        Self { def, fields: vec![None; def.fields.len()] }
     }
 
     /// The value of field `name`, if set.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.def
-            .field_index(name)
-            .and_then(|i| self.fields.get(i))
-            .and_then(Option::as_ref)
+        self.def.field_index(name).and_then(|i| self.fields.get(i)).and_then(Option::as_ref)
     }
 
     /// Sets field `name`; returns false when the definition has no such field.
@@ -483,13 +460,7 @@ mod tests {
 
     static INNER: StructDef = StructDef {
         name: "Inner",
-        fields: &[FieldDef {
-            id: 1,
-            name: "a",
-            ty: FieldType::I32,
-            optional: false,
-            annotations: &[],
-        }],
+        fields: &[FieldDef { id: 1, name: "a", ty: FieldType::I32, optional: false, annotations: &[] }],
     };
 
     #[test]
@@ -497,20 +468,8 @@ mod tests {
         static DUP: StructDef = StructDef {
             name: "Dup",
             fields: &[
-                FieldDef {
-                    id: 1,
-                    name: "a",
-                    ty: FieldType::I32,
-                    optional: false,
-                    annotations: &[],
-                },
-                FieldDef {
-                    id: 1,
-                    name: "b",
-                    ty: FieldType::I32,
-                    optional: false,
-                    annotations: &[],
-                },
+                FieldDef { id: 1, name: "a", ty: FieldType::I32, optional: false, annotations: &[] },
+                FieldDef { id: 1, name: "b", ty: FieldType::I32, optional: false, annotations: &[] },
             ],
         };
         assert!(DUP.validate().unwrap_err().problem.contains("repeats"));
@@ -524,11 +483,7 @@ mod tests {
                 annotations: &[],
             }],
         };
-        assert!(NESTED
-            .validate()
-            .unwrap_err()
-            .problem
-            .contains("container of containers"));
+        assert!(NESTED.validate().unwrap_err().problem.contains("container of containers"));
         static ANN: StructDef = StructDef {
             name: "Ann",
             fields: &[FieldDef {
@@ -547,13 +502,7 @@ mod tests {
     fn fingerprint_depends_on_the_definition() {
         static OTHER: StructDef = StructDef {
             name: "Inner",
-            fields: &[FieldDef {
-                id: 1,
-                name: "a",
-                ty: FieldType::I64,
-                optional: false,
-                annotations: &[],
-            }],
+            fields: &[FieldDef { id: 1, name: "a", ty: FieldType::I64, optional: false, annotations: &[] }],
         };
         assert_ne!(fingerprint(&INNER), fingerprint(&OTHER));
         assert_eq!(fingerprint(&INNER), fingerprint(&INNER));

@@ -58,11 +58,7 @@ impl Default for Watermarks {
 impl Watermarks {
     /// The smallest rising watermark (the point where the queue starts shedding load).
     pub fn first_rising(&self) -> usize {
-        self.rising
-            .iter()
-            .map(|w| w.bytes)
-            .min()
-            .unwrap_or(usize::MAX)
+        self.rising.iter().map(|w| w.bytes).min().unwrap_or(usize::MAX)
     }
 }
 
@@ -115,13 +111,7 @@ pub struct SendQueue {
 impl SendQueue {
     /// An empty queue with these watermarks.
     pub fn new(marks: Watermarks) -> Self {
-        Self {
-            frames: VecDeque::new(),
-            bytes: 0,
-            head_written: 0,
-            sending_level: level::INVALID,
-            marks,
-        }
+        Self { frames: VecDeque::new(), bytes: 0, head_written: 0, sending_level: level::INVALID, marks }
     }
 
     /// Bytes queued (not yet written), the partly written head frame counted in full.
@@ -165,12 +155,8 @@ impl SendQueue {
             }
         } else {
             // Apply falling marks from the highest down, so the lowest crossed one wins.
-            let mut crossed: Vec<&Watermark> = self
-                .marks
-                .falling
-                .iter()
-                .filter(|m| new_bytes < m.bytes && m.bytes <= old)
-                .collect();
+            let mut crossed: Vec<&Watermark> =
+                self.marks.falling.iter().filter(|m| new_bytes < m.bytes && m.bytes <= old).collect();
             crossed.sort_by_key(|m| std::cmp::Reverse(m.bytes));
             for m in crossed {
                 self.sending_level = m.level;
@@ -181,17 +167,9 @@ impl SendQueue {
 
     /// Queues a frame of header level `msg_level`, unless the sending level drops it. UVEs
     /// ([`FrameKind::Uve`]) are never dropped by level.
-    pub fn push(
-        &mut self,
-        data: Vec<u8>,
-        kind: FrameKind,
-        msg_level: i32,
-    ) -> Result<(), LevelDrop> {
+    pub fn push(&mut self, data: Vec<u8>, kind: FrameKind, msg_level: i32) -> Result<(), LevelDrop> {
         if !matches!(kind, FrameKind::Uve { .. }) && msg_level >= self.sending_level {
-            return Err(LevelDrop {
-                level: msg_level,
-                sending_level: self.sending_level,
-            });
+            return Err(LevelDrop { level: msg_level, sending_level: self.sending_level });
         }
         let n = self.bytes + data.len();
         self.frames.push_back(Queued { data, kind });
@@ -220,10 +198,7 @@ impl SendQueue {
 
     /// Trace messages in queued frames.
     pub fn trace_messages(&self) -> u64 {
-        self.frames
-            .iter()
-            .filter(|f| matches!(f.kind, FrameKind::Trace { .. }))
-            .count() as u64
+        self.frames.iter().filter(|f| matches!(f.kind, FrameKind::Trace { .. })).count() as u64
     }
 
     /// After a disconnect: keeps the flow and trace frames (to be re-sent whole on the next connection:
@@ -231,8 +206,7 @@ impl SendQueue {
     /// connection), drops the UVE frames, and returns how many UVE frames were dropped.
     pub fn retain_flows(&mut self) -> usize {
         let before = self.frames.len();
-        self.frames
-            .retain(|f| matches!(f.kind, FrameKind::Flow { .. } | FrameKind::Trace { .. }));
+        self.frames.retain(|f| matches!(f.kind, FrameKind::Flow { .. } | FrameKind::Trace { .. }));
         self.head_written = 0;
         let n: usize = self.frames.iter().map(|f| f.data.len()).sum();
         self.resize(n);
@@ -259,16 +233,8 @@ mod tests {
     fn marks() -> Watermarks {
         let w = |bytes, level| Watermark { bytes, level };
         Watermarks {
-            rising: vec![
-                w(100, level::SYS_DEBUG),
-                w(200, level::SYS_ERR),
-                w(300, level::SYS_UVE),
-            ],
-            falling: vec![
-                w(250, level::SYS_ERR),
-                w(150, level::SYS_DEBUG),
-                w(50, level::INVALID),
-            ],
+            rising: vec![w(100, level::SYS_DEBUG), w(200, level::SYS_ERR), w(300, level::SYS_UVE)],
+            falling: vec![w(250, level::SYS_ERR), w(150, level::SYS_DEBUG), w(50, level::INVALID)],
         }
     }
 
@@ -276,45 +242,20 @@ mod tests {
     fn watermarks_set_the_sending_level_and_drop_by_level() {
         let mut q = SendQueue::new(marks());
         assert_eq!(q.sending_level(), level::INVALID);
-        q.push(
-            vec![0; 99],
-            FrameKind::Flow { records: 1 },
-            level::SYS_DEBUG,
-        )
-        .unwrap();
+        q.push(vec![0; 99], FrameKind::Flow { records: 1 }, level::SYS_DEBUG).unwrap();
         assert_eq!(q.sending_level(), level::INVALID);
-        q.push(vec![0; 1], FrameKind::Flow { records: 1 }, level::SYS_INFO)
-            .unwrap();
+        q.push(vec![0; 1], FrameKind::Flow { records: 1 }, level::SYS_INFO).unwrap();
         assert_eq!((q.bytes(), q.sending_level()), (100, level::SYS_DEBUG));
         // DEBUG messages are now dropped, INFO still passes.
         assert_eq!(
-            q.push(
-                vec![0; 10],
-                FrameKind::Flow { records: 1 },
-                level::SYS_DEBUG
-            ),
-            Err(LevelDrop {
-                level: level::SYS_DEBUG,
-                sending_level: level::SYS_DEBUG
-            })
+            q.push(vec![0; 10], FrameKind::Flow { records: 1 }, level::SYS_DEBUG),
+            Err(LevelDrop { level: level::SYS_DEBUG, sending_level: level::SYS_DEBUG })
         );
-        q.push(
-            vec![0; 150],
-            FrameKind::Flow { records: 1 },
-            level::SYS_INFO,
-        )
-        .unwrap();
+        q.push(vec![0; 150], FrameKind::Flow { records: 1 }, level::SYS_INFO).unwrap();
         assert_eq!((q.bytes(), q.sending_level()), (250, level::SYS_ERR));
-        assert!(q
-            .push(vec![0; 1], FrameKind::Flow { records: 1 }, level::SYS_WARN)
-            .is_err());
+        assert!(q.push(vec![0; 1], FrameKind::Flow { records: 1 }, level::SYS_WARN).is_err());
         // UVEs pass whatever the level, and can push the level to SYS_UVE.
-        q.push(
-            vec![0; 60],
-            FrameKind::Uve { sync: false },
-            level::SYS_NOTICE,
-        )
-        .unwrap();
+        q.push(vec![0; 60], FrameKind::Uve { sync: false }, level::SYS_NOTICE).unwrap();
         assert_eq!((q.bytes(), q.sending_level()), (310, level::SYS_UVE));
         // Draining: 310 -> 211 crosses the falling 250 mark.
         assert_eq!(q.advance(99), Some(FrameKind::Flow { records: 1 }));
@@ -337,12 +278,7 @@ mod tests {
     #[test]
     fn a_big_drop_applies_the_lowest_crossed_falling_mark() {
         let mut q = SendQueue::new(marks());
-        q.push(
-            vec![0; 400],
-            FrameKind::Uve { sync: false },
-            level::SYS_NOTICE,
-        )
-        .unwrap();
+        q.push(vec![0; 400], FrameKind::Uve { sync: false }, level::SYS_NOTICE).unwrap();
         assert_eq!(q.sending_level(), level::SYS_UVE);
         q.advance(400);
         assert_eq!(q.sending_level(), level::INVALID);
@@ -351,14 +287,10 @@ mod tests {
     #[test]
     fn reconnect_keeps_flow_frames_whole() {
         let mut q = SendQueue::new(Watermarks::default());
-        q.push(b"flow-1".to_vec(), FrameKind::Flow { records: 3 }, 6)
-            .unwrap();
-        q.push(b"uve".to_vec(), FrameKind::Uve { sync: false }, 5)
-            .unwrap();
-        q.push(b"flow-2".to_vec(), FrameKind::Flow { records: 2 }, 6)
-            .unwrap();
-        q.push(b"trace".to_vec(), FrameKind::Trace { steps: 4 }, 6)
-            .unwrap();
+        q.push(b"flow-1".to_vec(), FrameKind::Flow { records: 3 }, 6).unwrap();
+        q.push(b"uve".to_vec(), FrameKind::Uve { sync: false }, 5).unwrap();
+        q.push(b"flow-2".to_vec(), FrameKind::Flow { records: 2 }, 6).unwrap();
+        q.push(b"trace".to_vec(), FrameKind::Trace { steps: 4 }, 6).unwrap();
         assert_eq!(q.trace_messages(), 1);
         q.advance(2);
         assert_eq!(q.flow_records(), 5);

@@ -39,8 +39,8 @@ use crate::encode::EncodeError;
 use crate::field::SandeshStruct;
 use crate::frame::{encode_frame_into, FrameDecoder};
 use crate::messages::{
-    decode_message, encode_message, uve_key, FlowLogData, FlowLogDataObject, GeneratorId, Message,
-    PacketTraceData, SandeshCtrlClientToServer, SandeshHeader, SandeshMessage, CTRL_LEVEL,
+    decode_message, encode_message, uve_key, FlowLogData, FlowLogDataObject, GeneratorId, Message, PacketTraceData,
+    SandeshCtrlClientToServer, SandeshHeader, SandeshMessage, CTRL_LEVEL,
 };
 use crate::model::{hints, level, MessageDef, MessageKind, StructValue};
 use crate::sendq::{FrameKind, SendQueue, Watermarks};
@@ -119,18 +119,11 @@ impl SessionConfig {
     /// The delay before the next attempt after `failures` consecutive failures (≥ 1).
     pub fn backoff(&self, failures: u32) -> Duration {
         let shift = failures.saturating_sub(1).min(20);
-        self.backoff_base
-            .saturating_mul(1u32 << shift)
-            .min(self.backoff_max)
+        self.backoff_base.saturating_mul(1u32 << shift).min(self.backoff_max)
     }
 
     fn validate(&self) -> Result<(), SessionError> {
-        let bad = |field: &'static str, message: &str| {
-            Err(SessionError::Config {
-                field,
-                message: message.to_owned(),
-            })
-        };
+        let bad = |field: &'static str, message: &str| Err(SessionError::Config { field, message: message.to_owned() });
         if self.collectors.is_empty() {
             return bad("collectors", "at least one collector is required");
         }
@@ -138,10 +131,7 @@ impl SessionConfig {
             return bad("node_type", "must not be empty (the collector rejects it)");
         }
         if self.generator.instance_id.is_empty() {
-            return bad(
-                "instance_id",
-                "must not be empty (the collector rejects it)",
-            );
+            return bad("instance_id", "must not be empty (the collector rejects it)");
         }
         if self.flow_buffer == 0 {
             return bad("flow_buffer", "must be at least 1");
@@ -392,10 +382,7 @@ impl SessionHandle {
             uves: Mutex::new(BTreeMap::new()),
             events: Mutex::new(VecDeque::new()),
         });
-        shared
-            .counters
-            .sending_level
-            .store(level::INVALID as u64, Ordering::Relaxed);
+        shared.counters.sending_level.store(level::INVALID as u64, Ordering::Relaxed);
         let worker = Worker {
             sendq: SendQueue::new(config.watermarks.clone()),
             config,
@@ -411,12 +398,7 @@ impl SessionHandle {
             .name("sandesh-session".into())
             .spawn(move || worker.run())
             .map_err(SessionError::Spawn)?;
-        Ok(Self {
-            shared,
-            flows: tx,
-            traces: ttx,
-            thread: Some(thread),
-        })
+        Ok(Self { shared, flows: tx, traces: ttx, thread: Some(thread) })
     }
 
     /// Hands a trace message to the session without blocking. When the buffer is full (or
@@ -460,24 +442,13 @@ impl SessionHandle {
         if def.kind != MessageKind::Uve {
             return Err(SessionError::NotUve(def.body.name));
         }
-        let key = uve_key(&body)
-            .ok_or(SessionError::NotUve(def.body.name))?
-            .1
-            .to_owned();
+        let key = uve_key(&body).ok_or(SessionError::NotUve(def.body.name))?.1.to_owned();
         let deleted = matches!(
             body.fields.first().and_then(Option::as_ref),
             Some(crate::model::Value::Struct(d))
                 if d.get("deleted") == Some(&crate::model::Value::Bool(true))
         );
-        lock(&self.shared.uves).insert(
-            (def.body.name, key),
-            UveEntry {
-                def,
-                body,
-                dirty: true,
-                deleted,
-            },
-        );
+        lock(&self.shared.uves).insert((def.body.name, key), UveEntry { def, body, dirty: true, deleted });
         Ok(())
     }
 
@@ -560,10 +531,7 @@ pub fn tune_socket(
     user_timeout: Duration,
 ) -> std::io::Result<()> {
     let s = socket2::SockRef::from(stream);
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(keepalive.0)
-        .with_interval(keepalive.1)
-        .with_retries(keepalive.2);
+    let ka = socket2::TcpKeepalive::new().with_time(keepalive.0).with_interval(keepalive.1).with_retries(keepalive.2);
     s.set_tcp_keepalive(&ka)?;
     s.set_tcp_user_timeout(Some(user_timeout))?;
     Ok(())
@@ -589,10 +557,7 @@ struct Worker {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 impl Worker {
@@ -627,16 +592,10 @@ impl Worker {
 
     fn publish_queue(&self) {
         let c = &self.shared.counters;
-        c.send_queue_bytes
-            .store(self.sendq.bytes() as u64, Ordering::Relaxed);
-        c.sending_level
-            .store(self.sendq.sending_level() as u32 as u64, Ordering::Relaxed);
-        c.flows_in_queue.store(
-            self.sendq.flow_records() + self.pending.len() as u64,
-            Ordering::Relaxed,
-        );
-        c.traces_in_queue
-            .store(self.sendq.trace_messages(), Ordering::Relaxed);
+        c.send_queue_bytes.store(self.sendq.bytes() as u64, Ordering::Relaxed);
+        c.sending_level.store(self.sendq.sending_level() as u32 as u64, Ordering::Relaxed);
+        c.flows_in_queue.store(self.sendq.flow_records() + self.pending.len() as u64, Ordering::Relaxed);
+        c.traces_in_queue.store(self.sendq.trace_messages(), Ordering::Relaxed);
     }
 
     fn run(mut self) {
@@ -656,10 +615,7 @@ impl Worker {
                 }
             }
             let addr = self.config.collectors[idx];
-            self.shared
-                .counters
-                .collector_index
-                .store(idx as u64, Ordering::Relaxed);
+            self.shared.counters.collector_index.store(idx as u64, Ordering::Relaxed);
             self.shared.set_state(SessionState::Connect);
             self.shared.event(SessionEvent::Connecting(addr));
             add(&self.shared.counters.connect_attempts, 1);
@@ -667,8 +623,7 @@ impl Worker {
                 Ok(s) => s,
                 Err(e) => {
                     add(&self.shared.counters.connect_failures, 1);
-                    self.shared
-                        .event(SessionEvent::ConnectFailed(addr, e.to_string()));
+                    self.shared.event(SessionEvent::ConnectFailed(addr, e.to_string()));
                     failures = failures.saturating_add(1);
                     idx = (idx + 1) % n;
                     continue;
@@ -676,8 +631,7 @@ impl Worker {
             };
             if let Err(e) = tune_socket(&stream, self.config.keepalive, self.config.user_timeout) {
                 // Not fatal: the session works without them, it only notices a dead peer later.
-                self.shared
-                    .event(SessionEvent::SocketOptions(addr, e.to_string()));
+                self.shared.event(SessionEvent::SocketOptions(addr, e.to_string()));
             }
             self.shared.set_state(SessionState::ClientInit);
             let mut frames = FrameDecoder::new();
@@ -728,18 +682,12 @@ impl Worker {
             instance_id_name: self.config.generator.instance_id.clone(),
         };
         let seq = self.next_seq(SandeshCtrlClientToServer::STRUCT.name);
-        let header =
-            self.config
-                .generator
-                .header::<SandeshCtrlClientToServer>(now_us(), seq, CTRL_LEVEL, 0);
+        let header = self.config.generator.header::<SandeshCtrlClientToServer>(now_us(), seq, CTRL_LEVEL, 0);
         let mut out = Vec::new();
-        encode_message(&mut out, &mut self.scratch, &header, &hello)
-            .map_err(|e| Ended::Closed(e.to_string()))?;
+        encode_message(&mut out, &mut self.scratch, &header, &hello).map_err(|e| Ended::Closed(e.to_string()))?;
         let deadline = Instant::now() + self.config.handshake_timeout;
         stream.set_nodelay(true).map_err(io)?;
-        stream
-            .set_write_timeout(Some(self.config.handshake_timeout))
-            .map_err(io)?;
+        stream.set_write_timeout(Some(self.config.handshake_timeout)).map_err(io)?;
         let mut s = stream;
         s.write_all(&out).map_err(io)?;
         add(&self.shared.counters.bytes_sent, out.len() as u64);
@@ -757,10 +705,7 @@ impl Worker {
                             Message::CtrlServerToClient(_) => {
                                 Err(Ended::Closed("collector refused the session".into()))
                             }
-                            other => Err(Ended::Closed(format!(
-                                "{} before the handshake reply",
-                                other.name()
-                            ))),
+                            other => Err(Ended::Closed(format!("{} before the handshake reply", other.name()))),
                         },
                         Err(e) => Err(Ended::Closed(format!("bad handshake reply: {e}"))),
                     }
@@ -771,9 +716,7 @@ impl Worker {
             if now >= deadline {
                 return Err(Ended::Closed("handshake timed out".into()));
             }
-            stream
-                .set_read_timeout(Some((deadline - now).min(Duration::from_millis(50))))
-                .map_err(io)?;
+            stream.set_read_timeout(Some((deadline - now).min(Duration::from_millis(50)))).map_err(io)?;
             match s.read(&mut buf) {
                 Ok(0) => return Err(Ended::Closed("collector closed the connection".into())),
                 Ok(n) => frames.push(&buf[..n]),
@@ -786,17 +729,10 @@ impl Worker {
 
     fn header_for(&mut self, def: &'static MessageDef, lvl: i32, extra: i32) -> SandeshHeader {
         let seq = self.next_seq(def.body.name);
-        self.config
-            .generator
-            .header_for(def, now_us(), seq, lvl, extra)
+        self.config.generator.header_for(def, now_us(), seq, lvl, extra)
     }
 
-    fn encode_uve(
-        &mut self,
-        def: &'static MessageDef,
-        body: &StructValue,
-        sync: bool,
-    ) -> Option<Vec<u8>> {
+    fn encode_uve(&mut self, def: &'static MessageDef, body: &StructValue, sync: bool) -> Option<Vec<u8>> {
         let extra = if sync { hints::SYNC } else { 0 };
         let header = self.header_for(def, level::SYS_NOTICE, extra);
         self.scratch.clear();
@@ -845,9 +781,7 @@ impl Worker {
         for (def, body) in entries {
             if let Some(f) = self.encode_uve(def, &body, false) {
                 // UVEs are never dropped by level.
-                let _ = self
-                    .sendq
-                    .push(f, FrameKind::Uve { sync: false }, level::SYS_NOTICE);
+                let _ = self.sendq.push(f, FrameKind::Uve { sync: false }, level::SYS_NOTICE);
             }
         }
         any
@@ -889,24 +823,12 @@ impl Worker {
             let records = batch.len() as u32;
             let msg = FlowLogDataObject { flowdata: batch };
             let seq = self.next_seq(FlowLogDataObject::STRUCT.name);
-            let header = self.config.generator.header::<FlowLogDataObject>(
-                now_us(),
-                seq,
-                level::SYS_INFO,
-                0,
-            );
+            let header = self.config.generator.header::<FlowLogDataObject>(now_us(), seq, level::SYS_INFO, 0);
             let mut out = Vec::new();
             match encode_message(&mut out, &mut self.scratch, &header, &msg) {
                 Ok(_) => {
-                    if self
-                        .sendq
-                        .push(out, FrameKind::Flow { records }, level::SYS_INFO)
-                        .is_err()
-                    {
-                        add(
-                            &self.shared.counters.flows_level_dropped,
-                            u64::from(records),
-                        );
+                    if self.sendq.push(out, FrameKind::Flow { records }, level::SYS_INFO).is_err() {
+                        add(&self.shared.counters.flows_level_dropped, u64::from(records));
                     }
                 }
                 // A record that cannot be encoded (an oversized frame) is dropped and counted.
@@ -929,18 +851,11 @@ impl Worker {
             add(&self.shared.counters.traces_dequeued, 1);
             let steps = msg.steps.len() as u32;
             let seq = self.next_seq(PacketTraceData::STRUCT.name);
-            let header =
-                self.config
-                    .generator
-                    .header::<PacketTraceData>(now_us(), seq, level::SYS_INFO, 0);
+            let header = self.config.generator.header::<PacketTraceData>(now_us(), seq, level::SYS_INFO, 0);
             let mut out = Vec::new();
             match encode_message(&mut out, &mut self.scratch, &header, &msg) {
                 Ok(_) => {
-                    if self
-                        .sendq
-                        .push(out, FrameKind::Trace { steps }, level::SYS_INFO)
-                        .is_err()
-                    {
+                    if self.sendq.push(out, FrameKind::Trace { steps }, level::SYS_INFO).is_err() {
                         add(&self.shared.counters.traces_dropped, 1);
                     }
                 }
@@ -969,10 +884,8 @@ impl Worker {
                 let c = &self.shared.counters;
                 let drained = self.sendq.is_empty()
                     && self.pending.is_empty()
-                    && c.flows_enqueued.load(Ordering::Relaxed)
-                        == c.flows_dequeued.load(Ordering::Relaxed)
-                    && c.traces_enqueued.load(Ordering::Relaxed)
-                        == c.traces_dequeued.load(Ordering::Relaxed);
+                    && c.flows_enqueued.load(Ordering::Relaxed) == c.flows_dequeued.load(Ordering::Relaxed)
+                    && c.traces_enqueued.load(Ordering::Relaxed) == c.traces_dequeued.load(Ordering::Relaxed);
                 if drained || self.flush_expired() {
                     return Ended::Stop;
                 }
@@ -1037,11 +950,7 @@ impl Worker {
                 add(&self.shared.counters.forced_resyncs, 1);
                 return Ended::Closed("send queue reached the SYS_UVE watermark".into());
             }
-            let wait = if progress || !self.sendq.is_empty() {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(5)
-            };
+            let wait = if progress || !self.sendq.is_empty() { Duration::ZERO } else { Duration::from_millis(5) };
             let traced = self.queue_traces();
             let wait = if traced { Duration::ZERO } else { wait };
             let queued = self.queue_flows(wait) | traced;
@@ -1059,12 +968,7 @@ mod tests {
     use super::*;
 
     fn gen() -> GeneratorId {
-        GeneratorId {
-            source: "h".into(),
-            module: "m".into(),
-            node_type: "Compute".into(),
-            instance_id: "0".into(),
-        }
+        GeneratorId { source: "h".into(), module: "m".into(), node_type: "Compute".into(), instance_id: "0".into() }
     }
 
     #[test]
@@ -1098,25 +1002,13 @@ mod tests {
     fn config_errors_name_the_field() {
         let mut c = SessionConfig::new(gen());
         c.collectors.clear();
-        assert!(SessionHandle::start(c)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("collectors"));
+        assert!(SessionHandle::start(c).err().unwrap().to_string().contains("collectors"));
         let mut c = SessionConfig::new(gen());
         c.generator.node_type.clear();
-        assert!(SessionHandle::start(c)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("node_type"));
+        assert!(SessionHandle::start(c).err().unwrap().to_string().contains("node_type"));
         let mut c = SessionConfig::new(gen());
         c.flow_buffer = 0;
-        assert!(SessionHandle::start(c)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("flow_buffer"));
+        assert!(SessionHandle::start(c).err().unwrap().to_string().contains("flow_buffer"));
     }
 
     #[test]
@@ -1143,12 +1035,7 @@ mod tests {
         assert!(t.elapsed() < Duration::from_millis(100));
         assert_eq!(accepted, 5);
         let st = s.stats();
-        assert_eq!(
-            (st.flows_enqueued, st.flows_dropped, st.flows_buffered),
-            (5, 3, 5)
-        );
-        assert!(s
-            .update_uve(&FlowLogDataObject { flowdata: vec![] })
-            .is_err());
+        assert_eq!((st.flows_enqueued, st.flows_dropped, st.flows_buffered), (5, 3, 5));
+        assert!(s.update_uve(&FlowLogDataObject { flowdata: vec![] }).is_err());
     }
 }

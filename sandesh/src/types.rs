@@ -113,10 +113,7 @@ impl SandeshType {
     /// Integer types whose value is decimal text (`byte` … `u64`; not `ipv4`, although it is
     /// also written as a decimal number).
     pub const fn is_integer(self) -> bool {
-        matches!(
-            self,
-            Self::Byte | Self::I16 | Self::I32 | Self::I64 | Self::U16 | Self::U32 | Self::U64
-        )
+        matches!(self, Self::Byte | Self::I16 | Self::I32 | Self::I64 | Self::U16 | Self::U32 | Self::U64)
     }
 
     /// Container types: `list`, `set`, `map`. Their base-type elements are wrapped in
@@ -137,10 +134,7 @@ impl FromStr for SandeshType {
 
     /// Exact, case-sensitive match on the wire name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownTypeName(s.to_owned()))
+        Self::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownTypeName(s.to_owned()))
     }
 }
 
@@ -151,8 +145,7 @@ mod tests {
     #[test]
     fn wire_names_match_the_reference_list() {
         // The `fieldTypeName` list from the reference, in its order.
-        let reference =
-            "bool byte i16 i32 i64 u16 u32 u64 ipv4 ipaddr double string struct map set list \
+        let reference = "bool byte i16 i32 i64 u16 u32 u64 ipv4 ipaddr double string struct map set list \
                          sandesh xml uuid_t";
         let ours: Vec<&str> = SandeshType::ALL.iter().map(|t| t.as_str()).collect();
         assert_eq!(ours, reference.split_whitespace().collect::<Vec<_>>());
@@ -168,52 +161,24 @@ mod tests {
 
     #[test]
     fn parse_rejects_other_names() {
-        for bad in [
-            "",
-            "String",
-            "I32",
-            "int",
-            "i8",
-            "uuid",
-            "ct_uuid_t",
-            "enum",
-            " i32",
-            "i32 ",
-        ] {
-            assert_eq!(
-                bad.parse::<SandeshType>(),
-                Err(UnknownTypeName(bad.to_owned())),
-                "{bad:?}"
-            );
+        for bad in ["", "String", "I32", "int", "i8", "uuid", "ct_uuid_t", "enum", " i32", "i32 "] {
+            assert_eq!(bad.parse::<SandeshType>(), Err(UnknownTypeName(bad.to_owned())), "{bad:?}");
         }
-        assert_eq!(
-            "int".parse::<SandeshType>().unwrap_err().to_string(),
-            "unknown Sandesh type name `int`"
-        );
+        assert_eq!("int".parse::<SandeshType>().unwrap_err().to_string(), "unknown Sandesh type name `int`");
     }
 
     #[test]
     fn names_render_into_reference_attributes() {
         // Field and container attributes as in the reference examples.
-        let field = format!(
-            r#"<sport type="{}" identifier="8">-31743</sport>"#,
-            SandeshType::I16
-        );
+        let field = format!(r#"<sport type="{}" identifier="8">-31743</sport>"#, SandeshType::I16);
         assert_eq!(field, r#"<sport type="i16" identifier="8">-31743</sport>"#);
-        let map = format!(
-            r#"<map key="{}" value="{}" size="1">"#,
-            SandeshType::String,
-            SandeshType::I32
-        );
+        let map = format!(r#"<map key="{}" value="{}" size="1">"#, SandeshType::String, SandeshType::I32);
         assert_eq!(map, r#"<map key="string" value="i32" size="1">"#);
     }
 
     #[test]
     fn classification() {
-        let ints: Vec<_> = SandeshType::ALL
-            .into_iter()
-            .filter(|t| t.is_integer())
-            .collect();
+        let ints: Vec<_> = SandeshType::ALL.into_iter().filter(|t| t.is_integer()).collect();
         assert_eq!(
             ints,
             [
@@ -226,13 +191,7 @@ mod tests {
                 SandeshType::U64
             ]
         );
-        let containers: Vec<_> = SandeshType::ALL
-            .into_iter()
-            .filter(|t| t.is_container())
-            .collect();
-        assert_eq!(
-            containers,
-            [SandeshType::Map, SandeshType::Set, SandeshType::List]
-        );
+        let containers: Vec<_> = SandeshType::ALL.into_iter().filter(|t| t.is_container()).collect();
+        assert_eq!(containers, [SandeshType::Map, SandeshType::Set, SandeshType::List]);
     }
 }

@@ -5,10 +5,9 @@
 
 use sandesh::messages::{FLOW_LOG_DATA_OBJECT, UVE_VMI_STATS};
 use sandesh::{
-    decode_message, encode_fields, encode_message_frame, hints, level, FlowLogData,
-    FlowLogDataObject, GeneratorId, Message, SandeshCtrlClientToServer, SandeshCtrlServerToClient,
-    SandeshHeader, SandeshStruct, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats,
-    VrouterStats, VrouterStatsAgent, OPEN_TAG_LEN,
+    decode_message, encode_fields, encode_message_frame, hints, level, FlowLogData, FlowLogDataObject, GeneratorId,
+    Message, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader, SandeshStruct, UVETypeInfo,
+    UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats, VrouterStatsAgent, OPEN_TAG_LEN,
 };
 
 /// §2.1: SandeshCtrlClientToServer as encoded by pysandesh (1435 bytes).
@@ -81,15 +80,7 @@ fn frame_len(frame: &str) -> usize {
     frame[17..27].parse().unwrap()
 }
 
-fn header(
-    ts: i64,
-    context: &str,
-    sig: i32,
-    kind: i32,
-    hints: i32,
-    level: i32,
-    category: &str,
-) -> SandeshHeader {
+fn header(ts: i64, context: &str, sig: i32, kind: i32, hints: i32, level: i32, category: &str) -> SandeshHeader {
     SandeshHeader {
         namespace: String::new(),
         timestamp: ts,
@@ -156,18 +147,7 @@ fn control_message_is_byte_exact() {
     };
     // The header our session builds for the handshake is the reference header.
     let h = gen.header::<SandeshCtrlClientToServer>(1_700_000_000_000_000, 0, level::INVALID, 0);
-    assert_eq!(
-        h,
-        header(
-            1_700_000_000_000_000,
-            "ctrl",
-            -340245130,
-            2,
-            2,
-            2147483647,
-            ""
-        )
-    );
+    assert_eq!(h, header(1_700_000_000_000_000, "ctrl", -340245130, 2, 2, 2147483647, ""));
     let frame = encode_message_frame(&h, &ctrl_hello()).unwrap();
     assert_eq!(std::str::from_utf8(&frame).unwrap(), CTRL_FRAME);
     let d = decode_message(body_of(&frame)).unwrap();
@@ -179,9 +159,7 @@ fn control_message_is_byte_exact() {
 fn reference_flowlog_frame_is_byte_exact() {
     assert_eq!(FLOWLOG_FRAME.len(), 1684);
     let h = header(1494846979256107, "", -1793986532, 8, 0, 6, "__default__");
-    let msg = FlowLogDataObject {
-        flowdata: vec![reference_flow()],
-    };
+    let msg = FlowLogDataObject { flowdata: vec![reference_flow()] };
     let frame = encode_message_frame(&h, &msg).unwrap();
     assert_eq!(std::str::from_utf8(&frame).unwrap(), FLOWLOG_FRAME);
     let d = decode_message(body_of(&frame)).unwrap();
@@ -301,9 +279,7 @@ fn mirror_flows() -> FlowLogDataObject {
     b.analyzer_name = Some("analyzer-a".into());
     b.mirror_bytes = Some(0);
     b.mirror_packets = Some(0);
-    FlowLogDataObject {
-        flowdata: vec![a, b],
-    }
+    FlowLogDataObject { flowdata: vec![a, b] }
 }
 
 #[test]
@@ -323,20 +299,13 @@ fn flowlog_with_mirror_fields_is_byte_exact() {
 fn reference_bodies_are_byte_exact() {
     // Collector reply.
     let reply = SandeshCtrlServerToClient {
-        type_info: vec![UVETypeInfo {
-            type_name: "UveVMInterfaceAgentTrace".into(),
-            seq_num: 0,
-        }],
+        type_info: vec![UVETypeInfo { type_name: "UveVMInterfaceAgentTrace".into(), seq_num: 0 }],
         success: true,
     };
-    let frame =
-        encode_message_frame(&header(0, "ctrl", 0, 2, 2, level::INVALID, ""), &reply).unwrap();
+    let frame = encode_message_frame(&header(0, "ctrl", 0, 2, 2, level::INVALID, ""), &reply).unwrap();
     let body = std::str::from_utf8(body_of(&frame)).unwrap();
     assert!(body.ends_with(CTRL_REPLY_BODY), "{body}");
-    assert_eq!(
-        decode_message(body.as_bytes()).unwrap().message,
-        Message::CtrlServerToClient(reply)
-    );
+    assert_eq!(decode_message(body.as_bytes()).unwrap().message, Message::CtrlServerToClient(reply));
 
     // VMIStats UVE with the four reference counters.
     let uve = UVEVMIStats {
@@ -361,10 +330,7 @@ fn reference_bodies_are_byte_exact() {
     let frame = encode_message_frame(&h, &uve).unwrap();
     let body = std::str::from_utf8(body_of(&frame)).unwrap();
     assert!(body.ends_with(VMI_UVE_BODY), "{body}");
-    assert_eq!(
-        decode_message(body.as_bytes()).unwrap().message,
-        Message::UveVmiStats(uve)
-    );
+    assert_eq!(decode_message(body.as_bytes()).unwrap().message, Message::UveVmiStats(uve));
 }
 
 /// VMI UVE with mirror counters in both raw_if_stats and if_stats.
@@ -398,15 +364,7 @@ const VMI_UVE_FRAME: &str = concat!(
 #[test]
 fn vmi_uve_with_mirror_counters_is_byte_exact() {
     assert_eq!(VMI_UVE_FRAME.len(), frame_len(VMI_UVE_FRAME));
-    let mut h = header(
-        1_700_000_000_000_000,
-        "",
-        12345,
-        6,
-        hints::KEY | hints::SYNC,
-        level::SYS_NOTICE,
-        "",
-    );
+    let mut h = header(1_700_000_000_000_000, "", 12345, 6, hints::KEY | hints::SYNC, level::SYS_NOTICE, "");
     h.sequence_num = 3;
     let stats = |p, b, mp, mb| VmInterfaceStats {
         in_pkts: p,
@@ -509,10 +467,7 @@ fn definitions_are_well_formed() {
     let fl = &FlowLogData::STRUCT;
     assert_eq!(fl.fields.len(), 34);
     assert!(fl.fields.windows(2).all(|w| w[0].id < w[1].id));
-    let mirror: Vec<_> = fl.fields[28..]
-        .iter()
-        .map(|f| (f.id, f.name, f.ty.sandesh_type().as_str()))
-        .collect();
+    let mirror: Vec<_> = fl.fields[28..].iter().map(|f| (f.id, f.name, f.ty.sandesh_type().as_str())).collect();
     assert_eq!(
         mirror,
         [
@@ -525,12 +480,7 @@ fn definitions_are_well_formed() {
         ]
     );
     // Required exactly fields 1-9.
-    let required: Vec<i16> = fl
-        .fields
-        .iter()
-        .filter(|f| !f.optional)
-        .map(|f| f.id)
-        .collect();
+    let required: Vec<i16> = fl.fields.iter().filter(|f| !f.optional).map(|f| f.id).collect();
     assert_eq!(required, (1..=9).collect::<Vec<_>>());
     assert_eq!(FLOW_LOG_DATA_OBJECT.kind.code(), 8);
     assert_eq!(UVE_VMI_STATS.kind.code(), 6);
@@ -544,12 +494,8 @@ fn every_known_message_has_a_variant() {
     // An empty-ish valid body of each known message decodes to its own variant.
     use sandesh::messages::MESSAGES;
     use sandesh::{encode_body, StructValue, Value};
-    let gen = GeneratorId {
-        source: "h".into(),
-        module: "m".into(),
-        node_type: "Compute".into(),
-        instance_id: "0".into(),
-    };
+    let gen =
+        GeneratorId { source: "h".into(), module: "m".into(), node_type: "Compute".into(), instance_id: "0".into() };
     for def in MESSAGES {
         let h = gen.header_for(def, 0, 0, 0, 0);
         let mut body = StructValue::empty(def.body);
@@ -627,12 +573,7 @@ fn trace_step(ring: u16, seq: u64, step: &str, detail: &str) -> sandesh::PacketT
 
 #[test]
 fn packet_trace_message_is_byte_exact() {
-    let mut parse = trace_step(
-        0,
-        7,
-        "parse",
-        "parsed IPv4 proto 17 ports 4001 -> 9000, vrf 1",
-    );
+    let mut parse = trace_step(0, 7, "parse", "parsed IPv4 proto 17 ports 4001 -> 9000, vrf 1");
     parse.tsc = 987_654_321;
     parse.protocol = Some(17);
     parse.sport = Some(4001);
@@ -660,10 +601,7 @@ fn packet_trace_message_is_byte_exact() {
     assert_eq!(text.len(), frame_len(text));
     let body = std::str::from_utf8(body_of(&frame)).unwrap();
     let (head, rest) = body.split_once("</SandeshHeader>").unwrap();
-    assert!(
-        head.contains(r#"<Type type="i32" identifier="8">7</Type>"#),
-        "{head}"
-    );
+    assert!(head.contains(r#"<Type type="i32" identifier="8">7</Type>"#), "{head}");
     assert_eq!(rest, TRACE_BODY);
     let d = decode_message(body_of(&frame)).unwrap();
     assert_eq!((d.header, d.message), (h, Message::PacketTraceData(msg)));

@@ -6,9 +6,8 @@
 use proptest::prelude::*;
 use sandesh::messages::{encode_body_typed, MESSAGES};
 use sandesh::{
-    decode_body_with, decode_message, encode_body, encode_frame, FieldType, FlowLogData,
-    FlowLogDataObject, FrameDecoder, MessageDef, SandeshHeader, SandeshStruct, StructDef,
-    StructValue, Value,
+    decode_body_with, decode_message, encode_body, encode_frame, FieldType, FlowLogData, FlowLogDataObject,
+    FrameDecoder, MessageDef, SandeshHeader, SandeshStruct, StructDef, StructValue, Value,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -64,39 +63,28 @@ fn value(ty: &'static FieldType) -> BoxedStrategy<Value> {
         FieldType::IpAddr => ipaddr().prop_map(Value::IpAddr).boxed(),
         FieldType::Double => (-1e12f64..1e12).prop_map(Value::Double).boxed(),
         FieldType::String => text().prop_map(Value::String).boxed(),
-        FieldType::Xml => text()
-            .prop_filter("no CDATA end", |s| !s.contains("]]>"))
-            .prop_map(Value::Xml)
-            .boxed(),
+        FieldType::Xml => text().prop_filter("no CDATA end", |s| !s.contains("]]>")).prop_map(Value::Xml).boxed(),
         FieldType::Uuid => any::<[u8; 16]>().prop_map(Value::Uuid).boxed(),
         FieldType::Struct(def) => struct_value(def).prop_map(Value::Struct).boxed(),
-        FieldType::List(e) => proptest::collection::vec(value(e), 0..4)
-            .prop_map(Value::List)
-            .boxed(),
-        FieldType::Set(e) => proptest::collection::vec(value(e), 0..4)
-            .prop_map(Value::Set)
-            .boxed(),
-        FieldType::Map(k, v) => proptest::collection::vec((value(k), value(v)), 0..4)
-            .prop_map(Value::Map)
-            .boxed(),
+        FieldType::List(e) => proptest::collection::vec(value(e), 0..4).prop_map(Value::List).boxed(),
+        FieldType::Set(e) => proptest::collection::vec(value(e), 0..4).prop_map(Value::Set).boxed(),
+        FieldType::Map(k, v) => proptest::collection::vec((value(k), value(v)), 0..4).prop_map(Value::Map).boxed(),
     }
 }
 
 fn struct_value(def: &'static StructDef) -> BoxedStrategy<StructValue> {
-    let slots: Vec<BoxedStrategy<Option<Value>>> = def
-        .fields
-        .iter()
-        .map(|f| {
-            if f.optional {
-                proptest::option::of(value(&f.ty)).boxed()
-            } else {
-                value(&f.ty).prop_map(Some).boxed()
-            }
-        })
-        .collect();
-    slots
-        .prop_map(move |fields| StructValue { def, fields })
-        .boxed()
+    let slots: Vec<BoxedStrategy<Option<Value>>> =
+        def.fields
+            .iter()
+            .map(|f| {
+                if f.optional {
+                    proptest::option::of(value(&f.ty)).boxed()
+                } else {
+                    value(&f.ty).prop_map(Some).boxed()
+                }
+            })
+            .collect();
+    slots.prop_map(move |fields| StructValue { def, fields }).boxed()
 }
 
 /// A random header carrying `def`'s Type, and a random body of `def`.

@@ -4,9 +4,9 @@
 //! before its handshake reply was sent.
 
 use sandesh::{
-    decode_message, encode_message_frame, hints, Decoded, FlowLogData, FrameDecoder, GeneratorId,
-    Message, SandeshCtrlServerToClient, SessionConfig, SessionEvent, SessionHandle, SessionState,
-    UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats, VrouterStatsAgent,
+    decode_message, encode_message_frame, hints, Decoded, FlowLogData, FrameDecoder, GeneratorId, Message,
+    SandeshCtrlServerToClient, SessionConfig, SessionEvent, SessionHandle, SessionState, UVEVMIStats, VMIStats,
+    VmInterfaceStats, VrouterStats, VrouterStatsAgent,
 };
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -43,10 +43,7 @@ struct Behaviour {
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Self {
-            reply_delay: Duration::from_millis(150),
-            success: true,
-        }
+        Self { reply_delay: Duration::from_millis(150), success: true }
     }
 }
 
@@ -72,11 +69,7 @@ impl TestCollector {
             }
             // The listener is dropped here: new connections are refused.
         });
-        Self {
-            addr,
-            inner,
-            accept: Some(accept),
-        }
+        Self { addr, inner, accept: Some(accept) }
     }
 
     /// Closes every open connection (the listener stays).
@@ -138,14 +131,9 @@ fn serve(mut s: TcpStream, id: u64, inner: Arc<Inner>, b: Behaviour) {
                     node_type: "Analytics".into(),
                     instance_id: "0".into(),
                 };
-                let reply = SandeshCtrlServerToClient {
-                    type_info: vec![],
-                    success: b.success,
-                };
+                let reply = SandeshCtrlServerToClient { type_info: vec![], success: b.success };
                 let h = gen.header::<SandeshCtrlServerToClient>(0, 0, sandesh::CTRL_LEVEL, 0);
-                if s.write_all(&encode_message_frame(&h, &reply).unwrap())
-                    .is_err()
-                {
+                if s.write_all(&encode_message_frame(&h, &reply).unwrap()).is_err() {
                     return;
                 }
                 replied = true;
@@ -161,11 +149,7 @@ fn serve(mut s: TcpStream, id: u64, inner: Arc<Inner>, b: Behaviour) {
         match s.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => frames.push(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(_) => return,
         }
         loop {
@@ -173,46 +157,36 @@ fn serve(mut s: TcpStream, id: u64, inner: Arc<Inner>, b: Behaviour) {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
                 Err(e) => {
-                    inner
-                        .violations
-                        .lock()
-                        .unwrap()
-                        .push(format!("conn {id}: {e}"));
+                    inner.violations.lock().unwrap().push(format!("conn {id}: {e}"));
                     return;
                 }
             };
             let d = match decode_message(&body) {
                 Ok(d) => d,
                 Err(e) => {
-                    inner
-                        .violations
-                        .lock()
-                        .unwrap()
-                        .push(format!("conn {id}: {e}"));
+                    inner.violations.lock().unwrap().push(format!("conn {id}: {e}"));
                     return;
                 }
             };
             let is_ctrl = matches!(d.message, Message::CtrlClientToServer(_));
             if reply_at.is_none() {
                 if !is_ctrl {
-                    inner.violations.lock().unwrap().push(format!(
-                        "conn {id}: {} before the handshake",
-                        d.message.name()
-                    ));
+                    inner
+                        .violations
+                        .lock()
+                        .unwrap()
+                        .push(format!("conn {id}: {} before the handshake", d.message.name()));
                     return;
                 }
                 reply_at = Some(Instant::now() + b.reply_delay);
             } else if !replied {
-                inner.violations.lock().unwrap().push(format!(
-                    "conn {id}: {} before the handshake reply",
-                    d.message.name()
-                ));
-            } else if is_ctrl {
                 inner
                     .violations
                     .lock()
                     .unwrap()
-                    .push(format!("conn {id}: second handshake"));
+                    .push(format!("conn {id}: {} before the handshake reply", d.message.name()));
+            } else if is_ctrl {
+                inner.violations.lock().unwrap().push(format!("conn {id}: second handshake"));
             }
             inner.received.lock().unwrap().push((id, d));
         }
@@ -295,11 +269,7 @@ fn vrouter_uve() -> VrouterStats {
 fn wait_state(s: &SessionHandle, want: SessionState, timeout: Duration) {
     let end = Instant::now() + timeout;
     while s.state() != want {
-        assert!(
-            Instant::now() < end,
-            "state {:?}, wanted {want:?}",
-            s.state()
-        );
+        assert!(Instant::now() < end, "state {:?}, wanted {want:?}", s.state());
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -322,9 +292,7 @@ fn handshake_comes_first_and_nothing_else_before_the_reply() {
     for i in 0..40 {
         assert!(s.send_flow(flow(i)));
     }
-    server.wait_for("40 flows", Duration::from_secs(5), |sv| {
-        sv.flows().len() == 40
-    });
+    server.wait_for("40 flows", Duration::from_secs(5), |sv| sv.flows().len() == 40);
     assert_eq!(server.violations(), Vec::<String>::new());
     let got = server.received();
     // First message: the handshake, with our identity.
@@ -344,9 +312,7 @@ fn handshake_comes_first_and_nothing_else_before_the_reply() {
     assert_eq!(first.header.hints, hints::CONTROL);
     assert_eq!(first.header.kind, 2);
     // Then the UVE (cached before the session was up: sent as a SYNC resync) before the flows.
-    let Message::UveVmiStats(u) = &got[1].1.message else {
-        panic!("second message is {}", got[1].1.message.name())
-    };
+    let Message::UveVmiStats(u) = &got[1].1.message else { panic!("second message is {}", got[1].1.message.name()) };
     assert_eq!(u, &vmi_uve("vmi1", 3));
     assert_eq!(got[1].1.header.hints, hints::KEY | hints::SYNC);
     assert_eq!(got[1].1.header.kind, 6);
@@ -355,28 +321,21 @@ fn handshake_comes_first_and_nothing_else_before_the_reply() {
     let flow_msgs: Vec<_> = got
         .iter()
         .filter_map(|(_, d)| match &d.message {
-            Message::FlowLogDataObject(o) => {
-                Some((d.header.kind, d.header.level, o.flowdata.len()))
-            }
+            Message::FlowLogDataObject(o) => Some((d.header.kind, d.header.level, o.flowdata.len())),
             _ => None,
         })
         .collect();
-    assert!(flow_msgs
-        .iter()
-        .all(|(k, l, n)| *k == 8 && *l == 6 && *n <= 16));
+    assert!(flow_msgs.iter().all(|(k, l, n)| *k == 8 && *l == 6 && *n <= 16));
     let st = s.stats();
     assert_eq!(st.state, Some(SessionState::Established));
-    assert_eq!(
-        (st.flows_enqueued, st.flows_sent, st.flows_dropped),
-        (40, 40, 0)
-    );
+    assert_eq!((st.flows_enqueued, st.flows_sent, st.flows_dropped), (40, 40, 0));
     assert_eq!((st.uves_sent, st.uve_syncs_sent, st.established), (1, 1, 1));
     // A later UVE change goes out as an update (KEY hint only).
     s.update_uve(&vmi_uve("vmi1", 4)).unwrap();
     server.wait_for("the update", Duration::from_secs(5), |sv| {
-        sv.received().iter().any(|(_, d)| {
-            d.message == Message::UveVmiStats(vmi_uve("vmi1", 4)) && d.header.hints == hints::KEY
-        })
+        sv.received()
+            .iter()
+            .any(|(_, d)| d.message == Message::UveVmiStats(vmi_uve("vmi1", 4)) && d.header.hints == hints::KEY)
     });
     drop(s);
     server.stop();
@@ -384,13 +343,7 @@ fn handshake_comes_first_and_nothing_else_before_the_reply() {
 
 #[test]
 fn refused_handshake_sends_nothing_and_retries() {
-    let server = TestCollector::start(
-        0,
-        Behaviour {
-            reply_delay: Duration::from_millis(20),
-            success: false,
-        },
-    );
+    let server = TestCollector::start(0, Behaviour { reply_delay: Duration::from_millis(20), success: false });
     let s = SessionHandle::start(config(vec![server.addr])).unwrap();
     s.update_uve(&vrouter_uve()).unwrap();
     s.send_flow(flow(1));
@@ -401,9 +354,7 @@ fn refused_handshake_sends_nothing_and_retries() {
     }
     // Every connection carried exactly one message: the handshake.
     let got = server.received();
-    assert!(got
-        .iter()
-        .all(|(_, d)| matches!(d.message, Message::CtrlClientToServer(_))));
+    assert!(got.iter().all(|(_, d)| matches!(d.message, Message::CtrlClientToServer(_))));
     let conns: std::collections::BTreeSet<u64> = got.iter().map(|(c, _)| *c).collect();
     assert_eq!(conns.len(), got.len());
     assert_eq!(server.violations(), Vec::<String>::new());
@@ -431,17 +382,13 @@ fn reconnect_with_backoff_and_rotation_and_uve_resync() {
     assert_eq!(ev[2], SessionEvent::Backoff(Duration::from_millis(50)));
     assert_eq!(ev[3], SessionEvent::Connecting(server.addr));
     assert_eq!(ev[4], SessionEvent::Established(server.addr));
-    server.wait_for("3 UVEs", Duration::from_secs(5), |sv| {
-        sv.received().len() == 4
-    });
+    server.wait_for("3 UVEs", Duration::from_secs(5), |sv| sv.received().len() == 4);
 
     // Delete one UVE while connected: sent once with deleted=true, then out of the cache.
     let mut gone = vmi_uve("vmi2", 2);
     gone.data.deleted = Some(true);
     s.update_uve(&gone).unwrap();
-    server.wait_for("the delete", Duration::from_secs(5), |sv| {
-        sv.received().len() == 5
-    });
+    server.wait_for("the delete", Duration::from_secs(5), |sv| sv.received().len() == 5);
 
     // Outage: the collector goes away completely for ~1.5 s.
     let down_at = Instant::now();
@@ -453,8 +400,7 @@ fn reconnect_with_backoff_and_rotation_and_uve_resync() {
 
     // Backoff after the disconnect: 50, 100, 200, 400, 400 … ms, alternating collectors.
     let events = s.events();
-    let after: Vec<&(Instant, SessionEvent)> =
-        events.iter().filter(|(t, _)| *t >= down_at).collect();
+    let after: Vec<&(Instant, SessionEvent)> = events.iter().filter(|(t, _)| *t >= down_at).collect();
     assert!(matches!(after[0].1, SessionEvent::Disconnected(a, _) if a == server.addr));
     let backoffs: Vec<Duration> = after
         .iter()
@@ -486,13 +432,9 @@ fn reconnect_with_backoff_and_rotation_and_uve_resync() {
 
     // On the new connection: handshake (second successful connection), then the two live UVEs
     // with the SYNC hint; the deleted one is not resent.
-    server.wait_for("resync", Duration::from_secs(5), |sv| {
-        sv.received().len() == 3
-    });
+    server.wait_for("resync", Duration::from_secs(5), |sv| sv.received().len() == 3);
     let got = server.received();
-    let Message::CtrlClientToServer(hello) = &got[0].1.message else {
-        panic!()
-    };
+    let Message::CtrlClientToServer(hello) = &got[0].1.message else { panic!() };
     assert_eq!(hello.sucessful_connections, 2);
     let mut resync: Vec<String> = got[1..]
         .iter()
@@ -523,9 +465,7 @@ fn connection_reset_while_established_resyncs_on_the_same_collector() {
     s.update_uve(&vrouter_uve()).unwrap();
     server.wait_for("UVE", Duration::from_secs(5), |sv| sv.received().len() == 2);
     server.drop_connections();
-    server.wait_for("resync", Duration::from_secs(5), |sv| {
-        sv.received().len() == 4
-    });
+    server.wait_for("resync", Duration::from_secs(5), |sv| sv.received().len() == 4);
     let got = server.received();
     assert_eq!(got[2].0, 1);
     assert!(matches!(got[2].1.message, Message::CtrlClientToServer(_)));
@@ -551,9 +491,7 @@ fn flows_survive_a_ten_second_outage_and_drops_are_counted() {
     for i in 0..100 {
         assert!(s.send_flow(flow(i)));
     }
-    server.wait_for("first 100", Duration::from_secs(5), |sv| {
-        sv.flows().len() == 100
-    });
+    server.wait_for("first 100", Duration::from_secs(5), |sv| sv.flows().len() == 100);
 
     server.stop();
     wait_state(&s, SessionState::Idle, Duration::from_secs(5));
@@ -576,10 +514,7 @@ fn flows_survive_a_ten_second_outage_and_drops_are_counted() {
         }
     }
     assert_eq!(accepted, (100..100 + BOUND).collect::<Vec<_>>());
-    assert_eq!(
-        refused,
-        (100 + BOUND..100 + BOUND + EXTRA).collect::<Vec<_>>()
-    );
+    assert_eq!(refused, (100 + BOUND..100 + BOUND + EXTRA).collect::<Vec<_>>());
     let st = s.stats();
     assert_eq!(st.flows_buffered, BOUND as u64);
     assert_eq!(st.flows_dropped, EXTRA as u64);
@@ -589,9 +524,7 @@ fn flows_survive_a_ten_second_outage_and_drops_are_counted() {
     }
 
     let server = TestCollector::start(port, Behaviour::default());
-    server.wait_for("buffered flows", Duration::from_secs(10), |sv| {
-        sv.flows().len() == BOUND
-    });
+    server.wait_for("buffered flows", Duration::from_secs(10), |sv| sv.flows().len() == BOUND);
     let got: Vec<FlowLogData> = server.flows();
     assert_eq!(got, accepted.iter().map(|&i| flow(i)).collect::<Vec<_>>());
     std::thread::sleep(Duration::from_millis(100));
@@ -615,9 +548,7 @@ fn shutdown_flushes_buffered_flows() {
         assert!(s.send_flow(flow(i)));
     }
     s.shutdown(Duration::from_secs(5));
-    server.wait_for("500 flows", Duration::from_secs(5), |sv| {
-        sv.flows().len() == 500
-    });
+    server.wait_for("500 flows", Duration::from_secs(5), |sv| sv.flows().len() == 500);
     server.stop();
 }
 
@@ -633,10 +564,7 @@ fn slow_collector_backs_records_up_into_the_bounded_buffer() {
     c.flow_buffer = BOUND;
     let w = |bytes, level| Watermark { bytes, level };
     c.watermarks = Watermarks {
-        rising: vec![
-            w(64 * 1024, sandesh::level::SYS_DEBUG),
-            w(1 << 30, sandesh::level::SYS_UVE),
-        ],
+        rising: vec![w(64 * 1024, sandesh::level::SYS_DEBUG), w(1 << 30, sandesh::level::SYS_UVE)],
         falling: vec![w(1024, sandesh::level::INVALID)],
     };
     let s = SessionHandle::start(c).unwrap();
@@ -665,9 +593,7 @@ fn slow_collector_backs_records_up_into_the_bounded_buffer() {
     assert_eq!(st.flows_level_dropped, 0);
     assert!(st.flows_buffered >= BOUND as u64, "{st:?}");
     server.inner.paused.store(false, Ordering::Release);
-    server.wait_for("every accepted record", Duration::from_secs(20), |sv| {
-        sv.flows().len() == accepted.len()
-    });
+    server.wait_for("every accepted record", Duration::from_secs(20), |sv| sv.flows().len() == accepted.len());
     let got = server.flows();
     assert_eq!(got.len(), accepted.len());
     assert!(got.iter().zip(&accepted).all(|(r, &i)| *r == flow(i)));
@@ -730,19 +656,10 @@ fn trace_messages_survive_an_outage_and_a_full_buffer_hands_them_back() {
     for id in 1..=4 {
         assert!(s.send_trace(trace_msg(id, id as usize)).is_ok());
     }
-    let back = s
-        .send_trace(trace_msg(5, 2))
-        .expect_err("the buffer holds 4");
-    assert_eq!(
-        back,
-        trace_msg(5, 2),
-        "the refused message comes back whole"
-    );
+    let back = s.send_trace(trace_msg(5, 2)).expect_err("the buffer holds 4");
+    assert_eq!(back, trace_msg(5, 2), "the refused message comes back whole");
     let st = s.stats();
-    assert_eq!(
-        (st.traces_enqueued, st.traces_refused, st.traces_buffered),
-        (4, 1, 4)
-    );
+    assert_eq!((st.traces_enqueued, st.traces_refused, st.traces_buffered), (4, 1, 4));
     drop(s);
 
     let server = TestCollector::start(0, Behaviour::default());
@@ -763,21 +680,11 @@ fn trace_messages_survive_an_outage_and_a_full_buffer_hands_them_back() {
         }
         assert!(t.elapsed() < Duration::from_secs(10));
     }
-    server.wait_for("50 trace messages", Duration::from_secs(10), |sv| {
-        traces(sv).len() == 50
-    });
+    server.wait_for("50 trace messages", Duration::from_secs(10), |sv| traces(sv).len() == 50);
     let got = traces(&server);
     assert_eq!(got, (1..=50).map(|i| trace_msg(i, 3)).collect::<Vec<_>>());
     let st = s.stats();
-    assert_eq!(
-        (
-            st.traces_sent,
-            st.trace_steps_sent,
-            st.traces_buffered,
-            st.traces_dropped
-        ),
-        (50, 150, 0, 0)
-    );
+    assert_eq!((st.traces_sent, st.trace_steps_sent, st.traces_buffered, st.traces_dropped), (50, 150, 0, 0));
     assert_eq!(server.violations(), Vec::<String>::new());
     drop(s);
     server.stop();

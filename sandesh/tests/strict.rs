@@ -3,8 +3,8 @@
 //! element wrappers, field order, unknown and missing fields, entities, trailing data.
 
 use sandesh::{
-    decode_message, encode_message_frame, DecodeErrorKind, FlowLogData, FlowLogDataObject,
-    FrameDecoder, FrameError, GeneratorId, SandeshCtrlClientToServer, SandeshType, OPEN_TAG_LEN,
+    decode_message, encode_message_frame, DecodeErrorKind, FlowLogData, FlowLogDataObject, FrameDecoder, FrameError,
+    GeneratorId, SandeshCtrlClientToServer, SandeshType, OPEN_TAG_LEN,
 };
 
 fn gen() -> GeneratorId {
@@ -91,10 +91,7 @@ fn whitespace_is_rejected_everywhere() {
             let edited = format!("{}{ws}{}", &b[..=i], &b[i + 1..]);
             let err = decode_message(edited.as_bytes()).unwrap_err();
             assert!(
-                matches!(
-                    err.kind,
-                    DecodeErrorKind::Whitespace { .. } | DecodeErrorKind::BadValue { .. }
-                ),
+                matches!(err.kind, DecodeErrorKind::Whitespace { .. } | DecodeErrorKind::BadValue { .. }),
                 "whitespace after byte {i}: {err}"
             );
             checked += 1;
@@ -103,32 +100,12 @@ fn whitespace_is_rejected_everywhere() {
     assert!(checked > 100);
     // Leading and trailing whitespace, whitespace inside tags.
     assert!(decode_message(format!(" {b}").as_bytes()).is_err());
-    assert!(matches!(
-        decode_message(format!("{b}\n").as_bytes())
-            .unwrap_err()
-            .kind,
-        DecodeErrorKind::TrailingData(1)
-    ));
-    assert!(matches!(
-        reject(&f, r#"<sport type="i16""#, r#"<sport  type="i16""#),
-        DecodeErrorKind::Whitespace { .. }
-    ));
-    assert!(matches!(
-        reject(&f, r#"identifier="8">"#, r#"identifier="8" >"#),
-        DecodeErrorKind::Unexpected { .. }
-    ));
-    assert!(matches!(
-        reject(&f, "</sport>", "</sport >"),
-        DecodeErrorKind::Whitespace { .. }
-    ));
+    assert!(matches!(decode_message(format!("{b}\n").as_bytes()).unwrap_err().kind, DecodeErrorKind::TrailingData(1)));
+    assert!(matches!(reject(&f, r#"<sport type="i16""#, r#"<sport  type="i16""#), DecodeErrorKind::Whitespace { .. }));
+    assert!(matches!(reject(&f, r#"identifier="8">"#, r#"identifier="8" >"#), DecodeErrorKind::Unexpected { .. }));
+    assert!(matches!(reject(&f, "</sport>", "</sport >"), DecodeErrorKind::Whitespace { .. }));
     // Whitespace inside a number.
-    assert!(matches!(
-        reject(&f, ">53<", "> 53<"),
-        DecodeErrorKind::BadValue {
-            ty: SandeshType::I16,
-            ..
-        }
-    ));
+    assert!(matches!(reject(&f, ">53<", "> 53<"), DecodeErrorKind::BadValue { ty: SandeshType::I16, .. }));
 }
 
 #[test]
@@ -136,70 +113,39 @@ fn attribute_order_and_values_are_enforced() {
     let f = flow_frame();
     // identifier before type.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<sport type="i16" identifier="8">"#,
-            r#"<sport identifier="8" type="i16">"#
-        ),
+        reject(&f, r#"<sport type="i16" identifier="8">"#, r#"<sport identifier="8" type="i16">"#),
         DecodeErrorKind::Attributes { .. }
     ));
     // The same in the header.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<Hints type="i32" identifier="9">"#,
-            r#"<Hints identifier="9" type="i32">"#
-        ),
+        reject(&f, r#"<Hints type="i32" identifier="9">"#, r#"<Hints identifier="9" type="i32">"#),
         DecodeErrorKind::Attributes { .. }
     ));
     // Wrong identifier.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<sport type="i16" identifier="8">"#,
-            r#"<sport type="i16" identifier="9">"#
-        ),
+        reject(&f, r#"<sport type="i16" identifier="8">"#, r#"<sport type="i16" identifier="9">"#),
         DecodeErrorKind::Attributes { .. }
     ));
     // Extra attribute.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<sport type="i16" identifier="8">"#,
-            r#"<sport type="i16" identifier="8" x="1">"#
-        ),
+        reject(&f, r#"<sport type="i16" identifier="8">"#, r#"<sport type="i16" identifier="8" x="1">"#),
         DecodeErrorKind::Attributes { .. }
     ));
     // Missing attribute.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<sport type="i16" identifier="8">"#,
-            r#"<sport type="i16">"#
-        ),
+        reject(&f, r#"<sport type="i16" identifier="8">"#, r#"<sport type="i16">"#),
         DecodeErrorKind::Attributes { .. }
     ));
     // Single quotes.
-    assert!(matches!(
-        reject(&f, r#"<sport type="i16""#, r#"<sport type='i16'"#),
-        DecodeErrorKind::Unexpected { .. }
-    ));
+    assert!(matches!(reject(&f, r#"<sport type="i16""#, r#"<sport type='i16'"#), DecodeErrorKind::Unexpected { .. }));
     // The message element needs exactly type="sandesh".
     assert!(matches!(
-        reject(
-            &f,
-            r#"<FlowLogDataObject type="sandesh">"#,
-            r#"<FlowLogDataObject>"#
-        ),
+        reject(&f, r#"<FlowLogDataObject type="sandesh">"#, r#"<FlowLogDataObject>"#),
         DecodeErrorKind::Attributes { .. }
     ));
     // List attributes: type then size.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<list type="struct" size="1">"#,
-            r#"<list size="1" type="struct">"#
-        ),
+        reject(&f, r#"<list type="struct" size="1">"#, r#"<list size="1" type="struct">"#),
         DecodeErrorKind::Attributes { .. }
     ));
 }
@@ -221,10 +167,7 @@ fn annotations_must_match_the_definition() {
     let h = gen().header::<UVEVMIStats>(1, 1, 5, 0);
     let f = String::from_utf8(encode_message_frame(&h, &uve).unwrap()).unwrap();
     decode_message(body(&f).as_bytes()).unwrap();
-    assert!(matches!(
-        reject(&f, r#" key="ObjectVMITable""#, ""),
-        DecodeErrorKind::Attributes { .. }
-    ));
+    assert!(matches!(reject(&f, r#" key="ObjectVMITable""#, ""), DecodeErrorKind::Attributes { .. }));
     assert!(matches!(
         reject(&f, r#"key="ObjectVMITable""#, r#"key="ObjectVRouter""#),
         DecodeErrorKind::Attributes { .. }
@@ -243,10 +186,7 @@ fn type_names_are_enforced() {
         (r#"<Timestamp type="i64""#, r#"<Timestamp type="u64""#),
         (r#"<flowdata type="list""#, r#"<flowdata type="set""#),
     ] {
-        assert!(
-            matches!(reject(&f, from, to), DecodeErrorKind::Attributes { .. }),
-            "{to}"
-        );
+        assert!(matches!(reject(&f, from, to), DecodeErrorKind::Attributes { .. }), "{to}");
     }
     // Container element type.
     assert!(matches!(
@@ -254,10 +194,7 @@ fn type_names_are_enforced() {
         DecodeErrorKind::Attributes { .. }
     ));
     // Message element with another type name.
-    assert!(matches!(
-        reject(&f, r#"type="sandesh""#, r#"type="struct""#),
-        DecodeErrorKind::Attributes { .. }
-    ));
+    assert!(matches!(reject(&f, r#"type="sandesh""#, r#"type="struct""#), DecodeErrorKind::Attributes { .. }));
 }
 
 #[test]
@@ -270,13 +207,7 @@ fn bad_lengths_are_rejected() {
         let mut d = FrameDecoder::new();
         d.push(stream.as_bytes());
         let err = d.next_frame().unwrap_err();
-        assert!(
-            matches!(
-                err,
-                FrameError::TooShort { .. } | FrameError::MissingCloseTag { .. }
-            ),
-            "{declared}: {err}"
-        );
+        assert!(matches!(err, FrameError::TooShort { .. } | FrameError::MissingCloseTag { .. }), "{declared}: {err}");
     }
     // 9 and 11 digits.
     let mut d = FrameDecoder::new();
@@ -289,24 +220,9 @@ fn bad_lengths_are_rejected() {
 fn structure_is_enforced() {
     let f = flow_frame();
     // List size larger or smaller than the content.
-    assert_eq!(
-        reject(&f, r#"size="1""#, r#"size="2""#),
-        DecodeErrorKind::SizeMismatch {
-            declared: 2,
-            more: false
-        }
-    );
-    assert_eq!(
-        reject(&f, r#"size="1""#, r#"size="0""#),
-        DecodeErrorKind::SizeMismatch {
-            declared: 0,
-            more: true
-        }
-    );
-    assert!(matches!(
-        reject(&f, r#"size="1""#, r#"size="01""#),
-        DecodeErrorKind::Attributes { .. }
-    ));
+    assert_eq!(reject(&f, r#"size="1""#, r#"size="2""#), DecodeErrorKind::SizeMismatch { declared: 2, more: false });
+    assert_eq!(reject(&f, r#"size="1""#, r#"size="0""#), DecodeErrorKind::SizeMismatch { declared: 0, more: true });
+    assert!(matches!(reject(&f, r#"size="1""#, r#"size="01""#), DecodeErrorKind::Attributes { .. }));
     // Field order.
     let c = ctrl_frame();
     let b = body(&c);
@@ -337,88 +253,47 @@ fn structure_is_enforced() {
     ));
     // Missing required field.
     assert_eq!(
-        decode_message(b.replace(pid, "").as_bytes())
-            .unwrap_err()
-            .kind,
-        DecodeErrorKind::MissingField {
-            strct: "SandeshCtrlClientToServer",
-            field: "pid"
-        }
+        decode_message(b.replace(pid, "").as_bytes()).unwrap_err().kind,
+        DecodeErrorKind::MissingField { strct: "SandeshCtrlClientToServer", field: "pid" }
     );
     assert!(matches!(
         reject(&c, r#"<Hints type="i32" identifier="9">2</Hints>"#, ""),
-        DecodeErrorKind::MissingField {
-            strct: "SandeshHeader",
-            field: "Hints"
-        }
+        DecodeErrorKind::MissingField { strct: "SandeshHeader", field: "Hints" }
     ));
     // Unknown field.
     assert!(matches!(
-        reject(
-            &c,
-            pid,
-            &format!("{pid}<extra type=\"u32\" identifier=\"99\">1</extra>")
-        ),
+        reject(&c, pid, &format!("{pid}<extra type=\"u32\" identifier=\"99\">1</extra>")),
         DecodeErrorKind::UnknownField { .. }
     ));
     // Base-type list elements need <element>, struct elements must not have it.
-    assert!(matches!(
-        reject(&c, "<element>A</element>", "A"),
-        DecodeErrorKind::Unexpected { .. }
-    ));
-    assert!(matches!(
-        reject(&f, "<FlowLogData>", "<element><FlowLogData>"),
-        DecodeErrorKind::WrongElement { .. }
-    ));
+    assert!(matches!(reject(&c, "<element>A</element>", "A"), DecodeErrorKind::Unexpected { .. }));
+    assert!(matches!(reject(&f, "<FlowLogData>", "<element><FlowLogData>"), DecodeErrorKind::WrongElement { .. }));
     // Mismatched close tag.
-    assert!(matches!(
-        reject(&f, "</sport>", "</dport>"),
-        DecodeErrorKind::WrongElement { .. }
-    ));
+    assert!(matches!(reject(&f, "</sport>", "</dport>"), DecodeErrorKind::WrongElement { .. }));
     // Unknown message, wrong header Type.
     assert!(matches!(
         reject(&f, "<FlowLogDataObject type", "<FlowLogDataObjectX type"),
         DecodeErrorKind::UnknownMessage(_)
     ));
     assert!(matches!(
-        reject(
-            &f,
-            r#"<Type type="i32" identifier="8">8</Type>"#,
-            r#"<Type type="i32" identifier="8">6</Type>"#
-        ),
-        DecodeErrorKind::HeaderType {
-            expected: 8,
-            found: 6,
-            ..
-        }
+        reject(&f, r#"<Type type="i32" identifier="8">8</Type>"#, r#"<Type type="i32" identifier="8">6</Type>"#),
+        DecodeErrorKind::HeaderType { expected: 8, found: 6, .. }
     ));
     // Self-closing and CDATA where text belongs.
     assert!(matches!(
-        reject(
-            &f,
-            r#"<bytes type="i64" identifier="23">100</bytes>"#,
-            r#"<bytes type="i64" identifier="23"/>"#
-        ),
+        reject(&f, r#"<bytes type="i64" identifier="23">100</bytes>"#, r#"<bytes type="i64" identifier="23"/>"#),
         DecodeErrorKind::Unexpected { .. }
     ));
-    assert!(matches!(
-        reject(&f, ">vn-a<", "><![CDATA[vn-a]]><"),
-        DecodeErrorKind::Unexpected { .. }
-    ));
+    assert!(matches!(reject(&f, ">vn-a<", "><![CDATA[vn-a]]><"), DecodeErrorKind::Unexpected { .. }));
     // Trailing data.
     assert!(matches!(
-        decode_message(format!("{}<x>", body(&f)).as_bytes())
-            .unwrap_err()
-            .kind,
+        decode_message(format!("{}<x>", body(&f)).as_bytes()).unwrap_err().kind,
         DecodeErrorKind::TrailingData(3)
     ));
     // Not UTF-8.
     let mut bytes = body(&f).as_bytes().to_vec();
     bytes[100] = 0xff;
-    assert_eq!(
-        decode_message(&bytes).unwrap_err().kind,
-        DecodeErrorKind::Utf8
-    );
+    assert_eq!(decode_message(&bytes).unwrap_err().kind, DecodeErrorKind::Utf8);
 }
 
 #[test]
@@ -432,33 +307,16 @@ fn values_and_entities_are_enforced() {
         (">10.0.0.1<", ">10.0.0.01<"),
         (">10.0.0.1<", ">host<"),
     ] {
-        assert!(
-            matches!(reject(&f, from, to), DecodeErrorKind::BadValue { .. }),
-            "{to}"
-        );
+        assert!(matches!(reject(&f, from, to), DecodeErrorKind::BadValue { .. }), "{to}");
     }
-    assert!(matches!(
-        reject(&f, ">vn-a<", ">vn&quot;a<"),
-        DecodeErrorKind::Escape(_)
-    ));
-    assert!(matches!(
-        reject(&f, ">vn-a<", ">vn&a<"),
-        DecodeErrorKind::Escape(_)
-    ));
+    assert!(matches!(reject(&f, ">vn-a<", ">vn&quot;a<"), DecodeErrorKind::Escape(_)));
+    assert!(matches!(reject(&f, ">vn-a<", ">vn&a<"), DecodeErrorKind::Escape(_)));
     // A raw `>` or `'` in text is not what a writer produces.
-    assert!(matches!(
-        reject(&f, ">vn-a<", ">vn>a<"),
-        DecodeErrorKind::Unexpected { .. }
-    ));
-    assert!(matches!(
-        reject(&f, ">vn-a<", ">vn'a<"),
-        DecodeErrorKind::Unexpected { .. }
-    ));
+    assert!(matches!(reject(&f, ">vn-a<", ">vn>a<"), DecodeErrorKind::Unexpected { .. }));
+    assert!(matches!(reject(&f, ">vn-a<", ">vn'a<"), DecodeErrorKind::Unexpected { .. }));
     // Escaped text decodes to the characters.
     let ok = body(&f).replacen(">vn-a<", ">a&lt;b&amp;c&apos;d&gt;\"<", 1);
     let d = decode_message(ok.as_bytes()).unwrap();
-    let sandesh::Message::FlowLogDataObject(m) = d.message else {
-        panic!()
-    };
+    let sandesh::Message::FlowLogDataObject(m) = d.message else { panic!() };
     assert_eq!(m.flowdata[0].sourcevn, "a<b&c'd>\"");
 }

@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
 use vrouter::stats::{
-    format_uuid, vif_type_key, HeaderInfo, Liveness, StatsReader, VifCounters, VifInfoOwned,
-    VIF_FLAGS,
+    format_uuid, vif_type_key, HeaderInfo, Liveness, StatsReader, VifCounters, VifInfoOwned, VIF_FLAGS,
 };
 
 /// Where the vRouter creates its stats region unless told otherwise.
@@ -74,10 +73,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn vif(&self, id: u16) -> Result<&VifRow, Failure> {
-        self.vifs
-            .iter()
-            .find(|r| r.info.id == id)
-            .ok_or_else(|| Failure(format!("vif {id} does not exist")))
+        self.vifs.iter().find(|r| r.info.id == id).ok_or_else(|| Failure(format!("vif {id} does not exist")))
     }
 }
 
@@ -129,12 +125,8 @@ fn read_snapshot(reader: &StatsReader, core: Option<usize>) -> Snapshot {
 pub fn liveness_warning(liveness: Liveness, pid: u32) -> Option<String> {
     match liveness {
         Liveness::Running => None,
-        Liveness::Stale => Some(format!(
-            "warning: vRouter (pid {pid}) is not running; counters are from its last run"
-        )),
-        Liveness::Stopped => Some(format!(
-            "warning: vRouter (pid {pid}) has stopped; counters are from its last run"
-        )),
+        Liveness::Stale => Some(format!("warning: vRouter (pid {pid}) is not running; counters are from its last run")),
+        Liveness::Stopped => Some(format!("warning: vRouter (pid {pid}) has stopped; counters are from its last run")),
     }
 }
 
@@ -217,16 +209,8 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
     let mirror = v.mirror_id.map(|m| format!(" Mirror index {m}")).unwrap_or_default();
     let _ = writeln!(s, "{INDENT}Vrf:{} Flags:{flags}{mirror}", v.vrf);
     let p = core.map(|c| format!("Core {c} ")).unwrap_or_default();
-    let _ = writeln!(
-        s,
-        "{INDENT}{p}RX packets:{}  bytes:{} errors:{}",
-        c.rx_packets, c.rx_bytes, c.rx_errors
-    );
-    let _ = writeln!(
-        s,
-        "{INDENT}{p}TX packets:{}  bytes:{} errors:{}",
-        c.tx_packets, c.tx_bytes, c.tx_errors
-    );
+    let _ = writeln!(s, "{INDENT}{p}RX packets:{}  bytes:{} errors:{}", c.rx_packets, c.rx_bytes, c.rx_errors);
+    let _ = writeln!(s, "{INDENT}{p}TX packets:{}  bytes:{} errors:{}", c.tx_packets, c.tx_bytes, c.tx_errors);
     let _ = writeln!(
         s,
         "{INDENT}{p}Mirror packets:{}  bytes:{} errors:{}",
@@ -379,9 +363,8 @@ fn vif_json<'a>(r: &'a VifRow) -> VifJson<'a> {
 }
 
 fn to_json<T: Serialize>(value: &T, pretty: bool) -> String {
-    let mut s =
-        if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) }
-            .expect("serializing plain data cannot fail");
+    let mut s = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) }
+        .expect("serializing plain data cannot fail");
     s.push('\n');
     s
 }
@@ -401,8 +384,8 @@ pub fn render_drop_stats_json(drops: &[u64; DROP_REASON_COUNT], pretty: bool) ->
 mod tests {
     use super::*;
     use vrouter::stats::{
-        parse_uuid, VifInfo, VIF_FLAG_L2_ENABLED, VIF_FLAG_L3_ENABLED, VIF_FLAG_MAC_PROXY,
-        VIF_FLAG_PMD, VIF_TYPE_PHYSICAL, VIF_TYPE_VIRTUAL,
+        parse_uuid, VifInfo, VIF_FLAG_L2_ENABLED, VIF_FLAG_L3_ENABLED, VIF_FLAG_MAC_PROXY, VIF_FLAG_PMD,
+        VIF_TYPE_PHYSICAL, VIF_TYPE_VIRTUAL,
     };
 
     fn drops(pairs: &[(DropReason, u64)]) -> [u64; DROP_REASON_COUNT] {
@@ -448,14 +431,8 @@ mod tests {
     fn legend_four_per_line() {
         let l = render_flags_legend();
         let lines: Vec<&str> = l.lines().collect();
-        assert_eq!(
-            lines[0],
-            "Flags: P=Policy, X=Cross Connect, S=Service Chain, Mr=Receive Mirror"
-        );
-        assert_eq!(
-            lines[1],
-            "       Mt=Transmit Mirror, Tc=Transmit Checksum Offload, L3=Layer 3, L2=Layer 2"
-        );
+        assert_eq!(lines[0], "Flags: P=Policy, X=Cross Connect, S=Service Chain, Mr=Receive Mirror");
+        assert_eq!(lines[1], "       Mt=Transmit Mirror, Tc=Transmit Checksum Offload, L3=Layer 3, L2=Layer 2");
         assert_eq!(lines[3], "       Mnp=No MAC Proxy, Dpdk=DPDK PMD Interface, Rfl=Receive Filtering Offload, Mon=Interface is Monitored");
         assert_eq!(lines.len(), VIF_FLAGS.len().div_ceil(4));
         assert!(l.contains("Proxy=MAC Requests Proxied Always"));
@@ -506,18 +483,16 @@ vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
             drops: [0; DROP_REASON_COUNT],
         };
         let s = render_vif(&row, None);
-        assert!(s.starts_with("vif0/1000   PMD: 0\n            Type:Physical HWaddr:00:00:00:00:00:00 IPaddr:0.0.0.0\n"));
+        assert!(
+            s.starts_with("vif0/1000   PMD: 0\n            Type:Physical HWaddr:00:00:00:00:00:00 IPaddr:0.0.0.0\n")
+        );
         assert!(s.contains("Flags:NULL"));
         assert!(!s.contains("IP6addr"));
     }
 
     #[test]
     fn drop_stats_text() {
-        let d = drops(&[
-            (DropReason::NoL3Route, 3),
-            (DropReason::InvalidIf, 1),
-            (DropReason::TtlExceeded, 20),
-        ]);
+        let d = drops(&[(DropReason::NoL3Route, 3), (DropReason::InvalidIf, 1), (DropReason::TtlExceeded, 20)]);
         assert_eq!(
             render_drop_stats(&d, None),
             "Invalid IF                    1\nTTL Exceeded                  20\nNo L3 Route                   3\n"

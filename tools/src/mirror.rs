@@ -186,9 +186,14 @@ mod tests {
         let e = &j["entries"][0];
         assert_eq!(e["analyzer_name"], "an-a");
         assert_eq!((e["packets"].as_u64(), e["bytes"].as_u64(), e["errors"].as_u64()), (Some(7), Some(700), Some(1)));
-        assert_eq!((j["mir_tpkts"].as_u64(), j["mir_bytes"].as_u64(), j["mir_errors"].as_u64()), (Some(9), Some(900), Some(2)));
+        assert_eq!(
+            (j["mir_tpkts"].as_u64(), j["mir_bytes"].as_u64(), j["mir_errors"].as_u64()),
+            (Some(9), Some(900), Some(2))
+        );
         let g: Value = serde_json::from_str(&render_get_json(&row(), true)).unwrap();
         assert_eq!(g["index"], 1);
-        assert!(render_dump(&[row()], Some(t)).ends_with("\nvRouter mirror totals: mir_tpkts:9  mir_bytes:900 errors:2\n"));
+        assert!(
+            render_dump(&[row()], Some(t)).ends_with("\nvRouter mirror totals: mir_tpkts:9  mir_bytes:900 errors:2\n")
+        );
     }
 }

@@ -17,7 +17,8 @@ fn time(info: &RegionInfo, tsc: u64) -> String {
 }
 
 pub fn render_list(traces: &[Trace], info: &RegionInfo) -> String {
-    let mut s = format!("{:<18} {:<12} {:>5} {:>5}  {:<50} {}\n", "Trace", "Time", "Pkts", "Steps", "Flow", "Disposition");
+    let mut s =
+        format!("{:<18} {:<12} {:>5} {:>5}  {:<50} {}\n", "Trace", "Time", "Pkts", "Steps", "Flow", "Disposition");
     for t in traces {
         let first = t.records.first().map_or(0, |r| r.tsc);
         let _ = writeln!(
@@ -58,7 +59,9 @@ pub fn render_get(t: &Trace, info: &RegionInfo) -> String {
     let mut s = format!(
         "Trace {:016x} (request {})\nFlow: {}\nPackets: {}, disposition of the last: {}\n",
         t.id,
-        t.request().or_else(|| t.continued_from().map(|f| format!("of vRouter {f}, continued here"))).unwrap_or_else(|| "-".into()),
+        t.request()
+            .or_else(|| t.continued_from().map(|f| format!("of vRouter {f}, continued here")))
+            .unwrap_or_else(|| "-".into()),
         t.flow(),
         t.packets(),
         t.disposition()
@@ -90,7 +93,15 @@ mod tests {
     }
 
     fn info() -> RegionInfo {
-        RegionInfo { generation: 1, n_rings: 2, ring_slots: 64, creator_pid: 1, tsc_hz: 1_000_000_000, base_unix_ms: 0, base_tsc: 0 }
+        RegionInfo {
+            generation: 1,
+            n_rings: 2,
+            ring_slots: 64,
+            creator_pid: 1,
+            tsc_hz: 1_000_000_000,
+            base_unix_ms: 0,
+            base_tsc: 0,
+        }
     }
 
     #[test]
@@ -98,7 +109,14 @@ mod tests {
         let records = vec![
             rec(0, 0, 100, 7, 1, Step::Ingress { vif: 1, queue: 0, len: 60 }),
             rec(0, 1, 101, 7, 1, Step::Matched { request: [0xab; 16], new_trace: true }),
-            rec(0, 2, 102, 7, 1, Step::Parsed { ethertype: 0x0800, proto: 17, sport: 5, dport: 53, vrf: 1, ip_len: 30, ttl: 64 }),
+            rec(
+                0,
+                2,
+                102,
+                7,
+                1,
+                Step::Parsed { ethertype: 0x0800, proto: 17, sport: 5, dport: 53, vrf: 1, ip_len: 30, ttl: 64 },
+            ),
             rec(0, 3, 103, 7, 1, Step::Addresses { src: 0xffff_c0a8_0103, dst: 0xffff_c0a8_0104 }),
             rec(0, 4, 104, 7, 1, Step::Held { flow: 9, new: true }),
             rec(1, 0, 150, 7, 1, Step::Policy { forward: false, drop_reason: 3, rule: [0xbb; 16], flow: 9 }),

@@ -69,13 +69,7 @@ fn setup(dir: &Path) -> StatsRegion {
 }
 
 fn run(bin: &str, dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .arg("--run-dir")
-        .arg(dir)
-        .env_remove("VROUTER_RUN_DIR")
-        .output()
-        .unwrap()
+    Command::new(bin).args(args).arg("--run-dir").arg(dir).env_remove("VROUTER_RUN_DIR").output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -151,10 +145,7 @@ fn vif_list_text() {
 fn vif_get_text_and_core() {
     let dir = tempfile::tempdir().unwrap();
     let _region = setup(dir.path());
-    assert_eq!(
-        ok(VIF, dir.path(), &["--get", "2"]),
-        format!("Vrouter Interface Table\n\n{LEGEND}\n{VIF2}")
-    );
+    assert_eq!(ok(VIF, dir.path(), &["--get", "2"]), format!("Vrouter Interface Table\n\n{LEGEND}\n{VIF2}"));
     let core1 = ok(VIF, dir.path(), &["--get", "2", "--core", "1"]);
     let counters: Vec<&str> = core1.lines().skip_while(|l| !l.contains("Core ")).collect();
     assert_eq!(
@@ -182,9 +173,7 @@ fn vif_get_drop_stats() {
         ok(VIF, dir.path(), &["--get", "0", "--get-drop-stats", "--core", "1"]),
         "Statistics for core 1\n\nNo L3 Route                   3\n"
     );
-    let v: Value =
-        serde_json::from_str(&ok(VIF, dir.path(), &["--get", "2", "--get-drop-stats", "--json"]))
-            .unwrap();
+    let v: Value = serde_json::from_str(&ok(VIF, dir.path(), &["--get", "2", "--get-drop-stats", "--json"])).unwrap();
     assert_eq!(v["ttl_exceeded"], 2);
     assert_eq!(v["mirror_no_nh"], 1);
     assert_eq!(v["total"], 3);
@@ -220,12 +209,8 @@ fn vif_json() {
             "drops": 3, "drop_stats": {"ttl_exceeded": 2, "mirror_no_nh": 1}
         })
     );
-    let one: Value = serde_json::from_str(&ok(
-        VIF,
-        dir.path(),
-        &["--get", "2", "--json", "--core", "0", "--pretty"],
-    ))
-    .unwrap();
+    let one: Value =
+        serde_json::from_str(&ok(VIF, dir.path(), &["--get", "2", "--json", "--core", "0", "--pretty"])).unwrap();
     assert_eq!(one.as_array().unwrap().len(), 1);
     assert_eq!(one[0]["rx_packets"], 10);
 }
@@ -259,9 +244,7 @@ fn dropstats_text_and_json() {
         assert_eq!(m[r.key()], expected, "{}", r.key());
     }
     assert_eq!(m["total"], 7);
-    let v: Value =
-        serde_json::from_str(&ok(DROPSTATS, dir.path(), &["-j", "--core", "1", "--vif", "0"]))
-            .unwrap();
+    let v: Value = serde_json::from_str(&ok(DROPSTATS, dir.path(), &["-j", "--core", "1", "--vif", "0"])).unwrap();
     assert_eq!((v["l3_no_route"].as_u64(), v["total"].as_u64()), (Some(3), Some(3)));
 }
 
@@ -283,10 +266,7 @@ fn not_running() {
         assert_eq!(stdout(&o), "");
         assert_eq!(
             stderr(&o),
-            format!(
-                "vRouter is not running (no stats region at {})\n",
-                dir.path().join("stats").display()
-            )
+            format!("vRouter is not running (no stats region at {})\n", dir.path().join("stats").display())
         );
     }
 }
@@ -296,10 +276,8 @@ fn stale_region_warns_but_prints() {
     let dir = tempfile::tempdir().unwrap();
     let region = setup(dir.path());
     region.set_heartbeat(unix_time_ms() - 60_000);
-    let warning = format!(
-        "warning: vRouter (pid {}) is not running; counters are from its last run\n",
-        std::process::id()
-    );
+    let warning =
+        format!("warning: vRouter (pid {}) is not running; counters are from its last run\n", std::process::id());
     for (bin, args) in [(VIF, &["--get", "2"][..]), (DROPSTATS, &[][..])] {
         let o = run(bin, dir.path(), args);
         assert!(o.status.success());
@@ -325,12 +303,9 @@ fn errors() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "core 2 does not exist (the vRouter has 2 forwarding lcores: 0..=1)\n");
     // Usage errors (clap): exit 2.
-    for args in [
-        &["--list", "--get", "1"][..],
-        &[][..],
-        &["--list", "--get-drop-stats"][..],
-        &["--list", "--pretty"][..],
-    ] {
+    for args in
+        [&["--list", "--get", "1"][..], &[][..], &["--list", "--get-drop-stats"][..], &["--list", "--pretty"][..]]
+    {
         assert_eq!(run(VIF, dir.path(), args).status.code(), Some(2), "{args:?}");
     }
     // A file that is not a stats region.
@@ -344,8 +319,7 @@ fn errors() {
 fn broken_pipe_exits_quietly() {
     // Enough vifs that the output exceeds any pipe buffer: the writer must hit EPIPE.
     let dir = tempfile::tempdir().unwrap();
-    let many: Vec<VifInfo> =
-        (0..1000).map(|i| VifInfo::new(i, VIF_TYPE_VIRTUAL, &format!("vm{i}"))).collect();
+    let many: Vec<VifInfo> = (0..1000).map(|i| VifInfo::new(i, VIF_TYPE_VIRTUAL, &format!("vm{i}"))).collect();
     let _region = StatsRegion::create(dir.path(), 1000, 1, &many, 0).unwrap();
     let mut child = Command::new(VIF)
         .args(["--list", "--run-dir"])

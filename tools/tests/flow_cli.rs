@@ -110,13 +110,7 @@ fn build(dir: &Path) -> FlowTable {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(FLOW)
-        .args(args)
-        .arg("--run-dir")
-        .arg(dir)
-        .env_remove("VROUTER_RUN_DIR")
-        .output()
-        .unwrap()
+    Command::new(FLOW).args(args).arg("--run-dir").arg(dir).env_remove("VROUTER_RUN_DIR").output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -160,10 +154,7 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
 ";
 
 fn columns() -> String {
-    format!(
-        "    Index                Source:Port/Destination:Port                      Proto(V)\n{}\n",
-        "-".repeat(83)
-    )
+    format!("    Index                Source:Port/Destination:Port                      Proto(V)\n{}\n", "-".repeat(83))
 }
 
 /// Line 1 of a listed flow: index, `<=>rflow`, source padded to 46, proto (vrf).
@@ -198,8 +189,7 @@ fn expected_list(dir: &Path, t: &FlowTable, show_evicted: bool) -> String {
     s += "(Gen: 1, K(nh):1, Action:F, Flags:, TCP:SE, S(nh):12,  Stats:3/300,  SPort 50001)\n\n";
     s += &line1(TCP_REV, Some(TCP), "192.168.1.4:80   ", 6, 1);
     s += &line2("192.168.1.3:40000");
-    s +=
-        "(Gen: 1, K(nh):1, Action:F, Flags:, TCP:SrEr, S(nh):13,  Stats:2/120, \n SPort 50002)\n\n";
+    s += "(Gen: 1, K(nh):1, Action:F, Flags:, TCP:SrEr, S(nh):13,  Stats:2/120, \n SPort 50002)\n\n";
     s += &line1(DROPPED, None, "192.168.1.4:5000 ", 17, 1);
     s += &line2("192.168.9.9:53   ");
     s += "(Gen: 1, K(nh):1, Action:D(Policy), Flags:, S(nh):13,  Stats:1/80,  SPort 50003)\n\n";
@@ -212,9 +202,7 @@ fn expected_list(dir: &Path, t: &FlowTable, show_evicted: bool) -> String {
           MStats:2/324 (1), SMStats:1/98 (2), SPort 50005)\n\n";
     s += &line1(HELD, None, "192.168.1.3:6100 ", 17, 1);
     s += &line2("192.168.1.4:6100 ");
-    s += &format!(
-        "(Gen: 1, K(nh):1, Action:H, Flags:N, S(nh):0,  Stats:0/0,  SPort {held_sport})\n\n"
-    );
+    s += &format!("(Gen: 1, K(nh):1, Action:H, Flags:N, S(nh):0,  Stats:0/0,  SPort {held_sport})\n\n");
     if show_evicted {
         s += &line1(EVICTED, None, "192.168.1.3:40001", 6, 1);
         s += &line2("192.168.1.4:80   ");
@@ -287,10 +275,7 @@ Flow Statistics:              3/300
 "
     );
     let out = ok(dir.path(), &["-g", "2"]);
-    assert!(
-        out.contains(&format!("\nFlow Action:                  DROP:{:30}Policy\n", "")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("\nFlow Action:                  DROP:{:30}Policy\n", "")), "{out}");
     assert!(out.contains("\nReverse Flow Index:           -1\n"));
     assert!(out.contains("\nFlow Protocol:                UDP\n"));
     let out = ok(dir.path(), &["--get", "4"]);
@@ -357,10 +342,7 @@ fn json_flows() {
     let _t = build(dir.path());
     let v = json(dir.path(), &["-l", "--json"]);
     assert_eq!(indices(&v), [0, 1, 2, 3, 4, 5, 7, 8, 9]);
-    assert_eq!(
-        indices(&json(dir.path(), &["-l", "-j", "--show-evicted"])),
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
-    );
+    assert_eq!(indices(&json(dir.path(), &["-l", "-j", "--show-evicted"])), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let m = &v[4];
     assert_eq!(
         *m,
@@ -405,12 +387,8 @@ fn match_filter() {
     let cols = full.find(&columns()).unwrap();
     let start = full.find(&line1(TCP, Some(TCP_REV), "192.168.1.3:40000", 6, 1)).unwrap();
     let end = full.find(&line1(DROPPED, None, "192.168.1.4:5000 ", 17, 1)).unwrap();
-    let expected = format!(
-        "{}Listing flows matching ([192.168.1.4]:80)\n\n{}{}",
-        &full[..cols],
-        columns(),
-        &full[start..end]
-    );
+    let expected =
+        format!("{}Listing flows matching ([192.168.1.4]:80)\n\n{}{}", &full[..cols], columns(), &full[start..end]);
     assert_eq!(out, expected);
     assert_eq!(ok(dir.path(), &["--match", "192.168.1.4:80"]), out); // --match implies -l
 
@@ -429,25 +407,15 @@ fn match_filter() {
     assert_eq!(m("*:53"), [2, 3]);
     assert_eq!(m("*:53 & proto udp & vrf 1"), [2, 3]);
     assert_eq!(m("192.168.1.3"), [0, 1, 5, 7, 8, 9]);
-    assert_eq!(
-        indices(&json(dir.path(), &["--match", "192.168.1.3:40001", "--json", "--show-evicted"])),
-        [6]
-    );
+    assert_eq!(indices(&json(dir.path(), &["--match", "192.168.1.3:40001", "--json", "--show-evicted"])), [6]);
     let out = ok(dir.path(), &["--match", "[fd00:1::4]:53 & proto udp & vrf 1"]);
-    assert!(
-        out.contains("Listing flows matching ([fd00:1::4]:53, Protocol UDP, VRF 1)\n\n"),
-        "{out}"
-    );
+    assert!(out.contains("Listing flows matching ([fd00:1::4]:53, Protocol UDP, VRF 1)\n\n"), "{out}");
     assert!(out.ends_with("SPort 50004)\n\n"));
 
     // A bad match string is a usage error.
     let o = run(dir.path(), &["--match", "1.1.1.1,[fd00::1]:2"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("IPv4 and IPv6 endpoints cannot be matched together"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("IPv4 and IPv6 endpoints cannot be matched together"), "{}", stderr(&o));
     let o = run(dir.path(), &["--match", "proto gre"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("Unsupported protocol \"gre\""), "{}", stderr(&o));
@@ -534,10 +502,7 @@ fn rate_counts_operations_between_samples() {
     let mut first = String::new();
     rd.read_line(&mut first).unwrap();
     let first: Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(
-        (&first["hold"], &first["fwd"], &first["entries"]),
-        (&json!(1), &json!(0), &json!(10))
-    );
+    assert_eq!((&first["hold"], &first["fwd"], &first["entries"]), (&json!(1), &json!(0), &json!(10)));
     // After the first sample (the tool has its baseline): HOLD -> forward, an
     // agent-created flow, a deletion.
     program(&t, HELD, FlowUpdate::new(Action::Forward), 12, 1);
@@ -574,10 +539,7 @@ fn stale_table_warns_but_prints() {
     assert!(child.wait_with_output().unwrap().status.success());
     let o = run(dir.path(), &["-l"]);
     assert!(o.status.success());
-    assert_eq!(
-        stderr(&o),
-        format!("warning: vRouter (pid {pid}) is not running; flows are from its last run\n")
-    );
+    assert_eq!(stderr(&o), format!("warning: vRouter (pid {pid}) is not running; flows are from its last run\n"));
     assert!(stdout(&o).contains("SPort 50001)"));
     let o = run(dir.path(), &["--get", "0", "--json"]);
     assert!(o.status.success());
@@ -587,15 +549,8 @@ fn stale_table_warns_but_prints() {
 #[test]
 fn not_running_and_bad_files() {
     let dir = tempfile::tempdir().unwrap();
-    let msg =
-        format!("vRouter is not running (no flow table at {})", dir.path().join("flow").display());
-    for args in [
-        &["-l"][..],
-        &["--get", "0"],
-        &["-r", "--count", "1"],
-        &["-s", "--json"],
-        &["--match", "vrf 1"],
-    ] {
+    let msg = format!("vRouter is not running (no flow table at {})", dir.path().join("flow").display());
+    for args in [&["-l"][..], &["--get", "0"], &["-r", "--count", "1"], &["-s", "--json"], &["--match", "vrf 1"]] {
         fails(dir.path(), args, &msg);
     }
     std::fs::write(dir.path().join("flow"), vec![0u8; 4096]).unwrap();
@@ -658,10 +613,7 @@ fn broken_pipe_exits_quietly() {
             .unwrap();
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        assert!(
-            first.starts_with(if args.len() == 1 { "Flow table(size " } else { "[" }),
-            "{first}"
-        );
+        assert!(first.starts_with(if args.len() == 1 { "Flow table(size " } else { "[" }), "{first}");
         // The read end is closed here (BufReader dropped), like `head -1` exiting.
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "{args:?}: {:?}", o.status);

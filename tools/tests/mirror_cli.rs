@@ -65,7 +65,10 @@ fn dump_get_and_json() {
     let j: Value = serde_json::from_str(&ok(dir.path(), &["--dump", "--json"])).unwrap();
     let e = j["entries"].as_array().unwrap();
     assert_eq!(e.len(), 2);
-    assert_eq!((e[0]["analyzer_name"].as_str(), e[0]["packets"].as_u64(), e[0]["bytes"].as_u64()), (Some("an-a"), Some(3), Some(300)));
+    assert_eq!(
+        (e[0]["analyzer_name"].as_str(), e[0]["packets"].as_u64(), e[0]["bytes"].as_u64()),
+        (Some("an-a"), Some(3), Some(300))
+    );
     assert_eq!(e[1]["vni"], 50);
     assert_eq!(j["mir_tpkts"], Value::Null);
     let g: Value = serde_json::from_str(&ok(dir.path(), &["--get", "1", "--json"])).unwrap();
@@ -78,7 +81,10 @@ fn dump_get_and_json() {
     let dump = ok(dir.path(), &["--dump"]);
     assert!(dump.ends_with("\nvRouter mirror totals: mir_tpkts:1  mir_bytes:300 errors:1\n"), "{dump}");
     let j: Value = serde_json::from_str(&ok(dir.path(), &["--dump", "--json"])).unwrap();
-    assert_eq!((j["mir_tpkts"].as_u64(), j["mir_bytes"].as_u64(), j["mir_errors"].as_u64()), (Some(1), Some(300), Some(1)));
+    assert_eq!(
+        (j["mir_tpkts"].as_u64(), j["mir_bytes"].as_u64(), j["mir_errors"].as_u64()),
+        (Some(1), Some(300), Some(1))
+    );
 }
 
 #[test]

@@ -43,7 +43,12 @@ fn setup(dir: &Path) -> TraceRegion {
         let t = u64::from(pkt) * 1000;
         lc.push(t, 0x11, pkt, &Step::Ingress { vif: 1, queue: 0, len: 60 });
         lc.push(t + 1, 0x11, pkt, &Step::Matched { request: req, new_trace: pkt == 1 });
-        lc.push(t + 2, 0x11, pkt, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4001, dport: 9000, vrf: 1, ip_len: 46, ttl: 64 });
+        lc.push(
+            t + 2,
+            0x11,
+            pkt,
+            &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4001, dport: 9000, vrf: 1, ip_len: 46, ttl: 64 },
+        );
         lc.push(t + 3, 0x11, pkt, &Step::Addresses { src: 0xffff_c0a8_0103, dst: 0xffff_c0a8_0104 });
         lc.push(t + 4, 0x11, pkt, &Step::Egress { vif: 2, len: 60 });
     }
@@ -73,10 +78,15 @@ fn list_and_get_render_the_region() {
     assert_eq!(j[0]["request"], "07070707-0707-0707-0707-070707070707");
 
     let get = ok(dir.path(), &["get", "22"]);
-    let steps: Vec<&str> = get.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
+    let steps: Vec<&str> =
+        get.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
     assert_eq!(steps.len(), 6, "{get}");
     assert!(steps[2].contains("held for flow setup of flow 9"), "{get}");
-    assert!(steps[3].contains("[agent] policy: flow 9 drop") && steps[3].contains("rule cccccccc-0000-4000-8000-000000000053"), "{get}");
+    assert!(
+        steps[3].contains("[agent] policy: flow 9 drop")
+            && steps[3].contains("rule cccccccc-0000-4000-8000-000000000053"),
+        "{get}"
+    );
     assert!(steps[4].contains("released after flow 9"), "{get}");
     assert!(steps[5].contains("dropped: Flow Action Drop"), "{get}");
     let g: Value = serde_json::from_str(&ok(dir.path(), &["get", "0x22", "--json"])).unwrap();

@@ -105,9 +105,7 @@ impl RecordSink for Counting {
             self.batch.push(rec);
             if self.batch.len() == 16 {
                 let h = self.gen.header::<FlowLogDataObject>(0, 0, 6, 0);
-                let msg = FlowLogDataObject {
-                    flowdata: std::mem::take(&mut self.batch),
-                };
+                let msg = FlowLogDataObject { flowdata: std::mem::take(&mut self.batch) };
                 self.out.clear();
                 encode_message(&mut self.out, &mut self.scratch, &h, &msg).unwrap();
             }
@@ -136,11 +134,7 @@ fn main() {
     let table = Arc::new(
         FlowTable::create(
             &path,
-            &FlowTableConfig {
-                main_entries: flows.next_power_of_two(),
-                overflow_entries: 0,
-                max_lcores: 1,
-            },
+            &FlowTableConfig { main_entries: flows.next_power_of_two(), overflow_entries: 0, max_lcores: 1 },
         )
         .expect("flow table"),
     );
@@ -171,11 +165,7 @@ fn main() {
         idx.push(f);
     }
     let n = idx.len() as u32;
-    println!(
-        "table: {} entries, {n} active flows, filled in {:.1} s",
-        table.capacity(),
-        t.elapsed().as_secs_f64()
-    );
+    println!("table: {} entries, {n} active flows, filled in {:.1} s", table.capacity(), t.elapsed().as_secs_f64());
     let rss_table = rss_kb();
     println!("RSS after filling the table: {rss_table} kB");
     let mut scanner = FlowScanner::new(&cfg, table.clone()).expect("scanner");

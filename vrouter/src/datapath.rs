@@ -18,18 +18,18 @@ use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif};
 use crate::mirror::dp::{MirrorLcore, MirrorPort, MirrorSetup};
+use crate::packet::{ethernet, ipv4, ipv6, EtherType};
 use crate::pipeline::flow::{key_v4_tuple, key_v6, needs_special_key, HoldResult, HoldStore, Prepared, V4Tuple};
 use crate::pipeline::frag::FragTable;
 use crate::pipeline::hit::{self, HitCtx};
 use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
-use crate::packet::{ethernet, ipv4, ipv6, EtherType};
 use crate::spsc::Producer;
-use flow_table::{Action, FlowKey, FlowTable};
-use std::sync::atomic::AtomicUsize;
 use crate::stats::{LcoreStats, RegionState, StatsRegion};
 use anyhow::{bail, Context, Result};
 use crossbeam_utils::CachePadded;
 use dpdk_sys::rte_mbuf;
+use flow_table::{Action, FlowKey, FlowTable};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -110,17 +110,12 @@ pub struct LcorePlan {
 /// Assigns every RX queue to the forwarding lcore with the fewest queues so far (ties go to
 /// the lowest index), in vif order then queue order, as tf-vrouter schedules interfaces.
 pub fn assign_rx_queues(ports: &[PortSetup], lcore_ids: &[u32]) -> Vec<LcorePlan> {
-    let mut plans: Vec<LcorePlan> = lcore_ids
-        .iter()
-        .enumerate()
-        .map(|(index, &lcore_id)| LcorePlan { index, lcore_id, rx: Vec::new() })
-        .collect();
+    let mut plans: Vec<LcorePlan> =
+        lcore_ids.iter().enumerate().map(|(index, &lcore_id)| LcorePlan { index, lcore_id, rx: Vec::new() }).collect();
     for p in ports {
         for q in 0..p.rx_queues {
-            let least = plans
-                .iter_mut()
-                .min_by_key(|pl| (pl.rx.len(), pl.index))
-                .expect("at least one forwarding lcore");
+            let least =
+                plans.iter_mut().min_by_key(|pl| (pl.rx.len(), pl.index)).expect("at least one forwarding lcore");
             least.rx.push(RxQueue { vif: p.vif, port: p.port.id, queue: q });
         }
     }
@@ -283,7 +278,12 @@ impl Datapath {
                 .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
             let info = port.info().with_context(|| format!("vif {}: port info", vif.id))?;
             if info.max_rx_queues == 0 {
-                bail!("vif {} ({}): device {} has no RX queue (a pcap vdev needs rx_pcap=...)", vif.id, vif.name, vif.device);
+                bail!(
+                    "vif {} ({}): device {} has no RX queue (a pcap vdev needs rx_pcap=...)",
+                    vif.id,
+                    vif.name,
+                    vif.device
+                );
             }
             let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
             if rx_queues < vif.rx_queues {
@@ -293,13 +293,8 @@ impl Datapath {
                 );
             }
             let tx_queues = n_lcores.min(info.max_tx_queues).max(1);
-            let pcfg = PortConfig {
-                rx_queues,
-                tx_queues,
-                rx_desc: cfg.eal.rx_desc,
-                tx_desc: cfg.eal.tx_desc,
-                mtu: None,
-            };
+            let pcfg =
+                PortConfig { rx_queues, tx_queues, rx_desc: cfg.eal.rx_desc, tx_desc: cfg.eal.tx_desc, mtu: None };
             port.configure(&pcfg, &info, &pool)
                 .with_context(|| format!("vif {} ({}): configuring port {}", vif.id, vif.name, port.id))?;
             ports.push(PortSetup { vif: vif.id, port, driver: info.driver, rx_queues, tx_queues });
@@ -503,9 +498,8 @@ impl LcoreLoop {
             for qi in 0..self.rx.len() {
                 let q = self.rx[qi];
                 // SAFETY: port/queue were configured and started; pkts has room for BURST.
-                let n = unsafe {
-                    dpdk_sys::rte_eth_rx_burst(q.port, q.queue, pkts.as_mut_ptr(), BURST as u16)
-                } as usize;
+                let n =
+                    unsafe { dpdk_sys::rte_eth_rx_burst(q.port, q.queue, pkts.as_mut_ptr(), BURST as u16) } as usize;
                 if n == 0 {
                     continue;
                 }
@@ -732,13 +726,14 @@ impl LcoreLoop {
             #[cfg(feature = "trace")]
             let mut tm;
             #[cfg(feature = "trace")]
-            let mirror: Option<&mut dyn pipeline::FlowMirror> = match (if TRACED { tr.as_mut() } else { None }, sink.as_mut()) {
-                (Some(ctx), Some(s)) => {
-                    tm = crate::trace::dp::TracingMirror { inner: s, ctx, tsc: crate::dpdk::rdtsc() };
-                    Some(&mut tm)
-                }
-                (_, s) => s.map(|s| s as &mut dyn pipeline::FlowMirror),
-            };
+            let mirror: Option<&mut dyn pipeline::FlowMirror> =
+                match (if TRACED { tr.as_mut() } else { None }, sink.as_mut()) {
+                    (Some(ctx), Some(s)) => {
+                        tm = crate::trace::dp::TracingMirror { inner: s, ctx, tsc: crate::dpdk::rdtsc() };
+                        Some(&mut tm)
+                    }
+                    (_, s) => s.map(|s| s as &mut dyn pipeline::FlowMirror),
+                };
             #[cfg(not(feature = "trace"))]
             let mirror = sink.as_mut().map(|s| s as &mut dyn pipeline::FlowMirror);
             let mut stage = FlowStage {
@@ -1134,18 +1129,13 @@ fn flush(t: &mut TxTarget, stats: &LcoreStats) {
     let n = t.n;
     t.n = 0;
     if let Some(lock) = &t.lock {
-        while lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        while lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             std::hint::spin_loop();
         }
     }
     // SAFETY: the first n entries are mbufs owned by this lcore; the queue is exclusively
     // ours (or we hold its lock). tx_burst takes ownership of the first `sent`.
-    let sent = usize::from(unsafe {
-        dpdk_sys::rte_eth_tx_burst(t.port, t.queue, t.pkts.as_mut_ptr(), n as u16)
-    });
+    let sent = usize::from(unsafe { dpdk_sys::rte_eth_tx_burst(t.port, t.queue, t.pkts.as_mut_ptr(), n as u16) });
     if let Some(lock) = &t.lock {
         lock.store(false, Ordering::Release);
     }

@@ -15,16 +15,16 @@
 pub mod agent;
 pub mod config;
 pub mod drop_reason;
-pub mod packet;
-pub mod stats;
 pub mod fib;
 pub mod mirror;
+pub mod packet;
 pub mod pipeline;
 pub mod shm_file;
 pub mod spsc;
+pub mod stats;
 pub mod trace;
 
 #[cfg(feature = "dataplane")]
-pub mod dpdk;
-#[cfg(feature = "dataplane")]
 pub mod datapath;
+#[cfg(feature = "dataplane")]
+pub mod dpdk;

@@ -6,23 +6,23 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use flow_table::{FlowTable, FlowTableConfig};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vrouter::config;
-use vrouter::datapath::{self, Datapath, PortSetup};
-use vrouter::dpdk::Eal;
-use vrouter::drop_reason::DropReason;
 use vrouter::agent::flows::{Agent, AgentSettings};
 use vrouter::agent::policy::PolicyEngine;
+use vrouter::config;
+use vrouter::datapath::{self, Datapath, PortSetup};
 use vrouter::datapath::{FlowPlane, TraceSetup};
-use vrouter::trace::{TraceControl, TraceRegion};
+use vrouter::dpdk::Eal;
+use vrouter::drop_reason::DropReason;
 use vrouter::fib::Fib;
 use vrouter::mirror::dp::{MirrorMeta, MirrorSetup};
 use vrouter::mirror::{MirrorControl, MirrorRegion};
 use vrouter::spsc;
-use flow_table::{FlowTable, FlowTableConfig};
+use vrouter::trace::{TraceControl, TraceRegion};
 
 /// Flow setup requests each lcore may have outstanding (per-lcore ring size).
 const SETUP_RING: usize = 4096;
@@ -197,7 +197,13 @@ fn run(args: &Args) -> Result<()> {
     // flow table like a tool.
     let exporter = match export_table {
         Some(table) if cfg.export.enabled => {
-            match vrouter::agent::export::spawn_traced(&cfg, table, agent_stop.clone(), Some(cfg.eal.main_core), Some(trace_ctl.clone())) {
+            match vrouter::agent::export::spawn_traced(
+                &cfg,
+                table,
+                agent_stop.clone(),
+                Some(cfg.eal.main_core),
+                Some(trace_ctl.clone()),
+            ) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     agent_stop.store(true, Ordering::SeqCst);
@@ -220,13 +226,19 @@ fn run(args: &Args) -> Result<()> {
     let rest = match rest_server {
         Some(server) => {
             let st = agent_stop.clone();
-            Some(std::thread::Builder::new().name("vr-trace-api".into()).spawn(move || server.run(st)).context("spawning the trace API thread")?)
+            Some(
+                std::thread::Builder::new()
+                    .name("vr-trace-api".into())
+                    .spawn(move || server.run(st))
+                    .context("spawning the trace API thread")?,
+            )
         }
         None => None,
     };
     let mirror_setup = MirrorSetup { region: mirror_region, meta: mirror_meta };
     let trace_setup = TraceSetup { region: trace_region.clone(), published: trace_ctl.published() };
-    let dp = match Datapath::start_traced(&cfg, fib.clone(), plane, Some(mirror_setup), Some(trace_setup), build_stats) {
+    let dp = match Datapath::start_traced(&cfg, fib.clone(), plane, Some(mirror_setup), Some(trace_setup), build_stats)
+    {
         Ok(dp) => dp,
         Err(e) => {
             agent_stop.store(true, Ordering::SeqCst);
@@ -287,10 +299,7 @@ fn run(args: &Args) -> Result<()> {
     if let Some(r) = rest {
         let _ = r.join();
     }
-    println!(
-        "vrouter: stopped; rx {} tx {} dropped {}",
-        totals.rx_packets, totals.tx_packets, totals.drops
-    );
+    println!("vrouter: stopped; rx {} tx {} dropped {}", totals.rx_packets, totals.tx_packets, totals.drops);
     eal.cleanup().context("EAL cleanup")?;
     result
 }

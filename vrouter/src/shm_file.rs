@@ -138,7 +138,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         match open_region_file(d.path(), "region", "test", 64, "hint") {
             Err(e @ RegionError::NotRunning { .. }) => {
-                assert_eq!(e.to_string(), format!("vRouter is not running (no test region at {})", d.path().join("region").display()))
+                assert_eq!(
+                    e.to_string(),
+                    format!("vRouter is not running (no test region at {})", d.path().join("region").display())
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -68,10 +68,7 @@ pub fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         slots,
         mask: cap - 1,
     });
-    (
-        Producer { ring: ring.clone(), head_cache: Cell::new(0) },
-        Consumer { ring, tail_cache: Cell::new(0) },
-    )
+    (Producer { ring: ring.clone(), head_cache: Cell::new(0) }, Consumer { ring, tail_cache: Cell::new(0) })
 }
 
 impl<T> Producer<T> {

@@ -119,7 +119,11 @@ fn tools_say_clearly_when_no_vrouter_ran() {
         }
         let out = cmd.output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{t}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not running"), "{t}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not running"),
+            "{t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -174,7 +178,12 @@ fn flow_tool_shows_flows_while_traffic_runs() {
 
     // The counters move while we watch.
     std::thread::sleep(Duration::from_millis(200));
-    let out = Command::new(&flow).arg("--run-dir").arg(&run_dir).args(["--get", &idx.to_string(), "--json"]).output().unwrap();
+    let out = Command::new(&flow)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args(["--get", &idx.to_string(), "--json"])
+        .output()
+        .unwrap();
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(again[0]["packets"].as_u64().unwrap() > first, "{again}");
 

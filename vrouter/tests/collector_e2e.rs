@@ -82,7 +82,11 @@ fn collector_records_and_uves_equal_the_datapath() {
 
     let edit = |c: String| {
         // Interface mirroring of vm1's vif as well as flow mirroring by the policy.
-        let c = c.replacen("name = \"tap-vm1\"\n", &format!("name = \"tap-vm1\"\nmirror_to = \"{ANALYZER_A}\"\nmirror_rx = true\n"), 1);
+        let c = c.replacen(
+            "name = \"tap-vm1\"\n",
+            &format!("name = \"tap-vm1\"\nmirror_to = \"{ANALYZER_A}\"\nmirror_rx = true\n"),
+            1,
+        );
         format!(
             r#"{c}
 [flow]
@@ -167,7 +171,8 @@ uve_interval_s = 1
                 let series = v["value"].as_array().unwrap();
                 for f in &dp {
                     let uuid = record_of(&recs, f).unwrap()["UuidKey"].clone();
-                    let s = series.iter().find(|s| s["UuidKey"] == uuid).unwrap_or_else(|| panic!("no series for {uuid}"));
+                    let s =
+                        series.iter().find(|s| s["UuidKey"] == uuid).unwrap_or_else(|| panic!("no series for {uuid}"));
                     assert_eq!(
                         (&s["SUM(bytes)"], &s["SUM(packets)"], &s["SUM(mir-bytes)"], &s["SUM(mir-packets)"]),
                         (&json!(f.bytes), &json!(f.packets), &json!(f.mirror_bytes), &json!(f.mirror_packets)),
@@ -203,7 +208,8 @@ uve_interval_s = 1
         let totals = stats.lcore_counters(None);
         assert!(totals.mirror_packets >= vif1.mirror_packets + dp.iter().map(|f| f.mirror_packets).sum::<u64>());
         loop {
-            let (code, vmi) = http(http_addr, "GET", &format!("/analytics/uves/virtual-machine-interface/{VM1_VMI}?flat"), "");
+            let (code, vmi) =
+                http(http_addr, "GET", &format!("/analytics/uves/virtual-machine-interface/{VM1_VMI}?flat"), "");
             assert_eq!(code, 200);
             let (_, vr) = http(http_addr, "GET", "/analytics/uves/vrouter/e2e-vrouter?flat", "");
             let raw = &vmi["VMIStats"]["raw_if_stats"];

@@ -12,8 +12,8 @@ mod common;
 use common::*;
 use flow_table::{FlowSnapshot, FlowTableReader};
 use sandesh::{
-    decode_message, encode_message_frame, Decoded, FlowLogData, FrameDecoder, GeneratorId,
-    Message, SandeshCtrlServerToClient,
+    decode_message, encode_message_frame, Decoded, FlowLogData, FrameDecoder, GeneratorId, Message,
+    SandeshCtrlServerToClient,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -57,10 +57,7 @@ fn serve(mut s: TcpStream, got: Received) {
                     instance_id: "0".into(),
                 };
                 let h = gen.header::<SandeshCtrlServerToClient>(0, 0, sandesh::CTRL_LEVEL, 0);
-                let reply = SandeshCtrlServerToClient {
-                    type_info: vec![],
-                    success: true,
-                };
+                let reply = SandeshCtrlServerToClient { type_info: vec![], success: true };
                 s.write_all(&encode_message_frame(&h, &reply).unwrap()).unwrap();
             }
             got.lock().unwrap().push(d);
@@ -83,9 +80,7 @@ fn flows_of(got: &Received) -> Vec<FlowLogData> {
 fn sums(records: &[FlowLogData]) -> HashMap<String, (i64, i64, FlowLogData)> {
     let mut m: HashMap<String, (i64, i64, FlowLogData)> = HashMap::new();
     for r in records {
-        let e = m
-            .entry(r.flowuuid.clone())
-            .or_insert_with(|| (0, 0, r.clone()));
+        let e = m.entry(r.flowuuid.clone()).or_insert_with(|| (0, 0, r.clone()));
         e.0 += r.diff_bytes.unwrap();
         e.1 += r.diff_packets.unwrap();
         e.2 = r.clone();
@@ -93,10 +88,7 @@ fn sums(records: &[FlowLogData]) -> HashMap<String, (i64, i64, FlowLogData)> {
     m
 }
 
-fn record_of<'a>(
-    s: &'a HashMap<String, (i64, i64, FlowLogData)>,
-    f: &FlowSnapshot,
-) -> &'a (i64, i64, FlowLogData) {
+fn record_of<'a>(s: &'a HashMap<String, (i64, i64, FlowLogData)>, f: &FlowSnapshot) -> &'a (i64, i64, FlowLogData) {
     let prefix = format!("{:08x}-{:04x}-", f.index, f.gen);
     s.iter()
         .find(|(k, _)| k.starts_with(&prefix))
@@ -165,47 +157,36 @@ fn exported_flow_records_add_up_to_the_flow_counters() {
     }
     let n_in = (vm1.len() + vm2.len()) as u64;
     let got2 = got.clone();
-    let out = run_live(
-        Inputs {
-            vm1,
-            vm2,
-            ..Default::default()
-        },
-        config(addr),
-        move |run_dir| {
-            // While it runs: wait until the collector has every flow's current figures and a
-            // VMI UVE that counts every packet vif 1 received.
-            let reader = FlowTableReader::open_run_dir(run_dir).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let live: Vec<FlowSnapshot> = reader.iter_active().collect();
-                let s = sums(&flows_of(&got2));
-                let flows_ok = live.len() == 12
-                    && live.iter().all(|f| {
-                        let p = format!("{:08x}-{:04x}-", f.index, f.gen);
-                        s.iter().any(|(k, v)| k.starts_with(&p) && v.0 as u64 == f.bytes)
-                    });
-                let uve_ok = got2.lock().unwrap().iter().any(|d| match &d.message {
-                    Message::UveVmiStats(u) => {
-                        u.data.name == "5f2a1c3e-0000-4000-8000-0000000000a1"
-                            && u.data.raw_if_stats.as_ref().is_some_and(|r| r.in_pkts == 18)
-                    }
-                    _ => false,
+    let out = run_live(Inputs { vm1, vm2, ..Default::default() }, config(addr), move |run_dir| {
+        // While it runs: wait until the collector has every flow's current figures and a
+        // VMI UVE that counts every packet vif 1 received.
+        let reader = FlowTableReader::open_run_dir(run_dir).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live: Vec<FlowSnapshot> = reader.iter_active().collect();
+            let s = sums(&flows_of(&got2));
+            let flows_ok = live.len() == 12
+                && live.iter().all(|f| {
+                    let p = format!("{:08x}-{:04x}-", f.index, f.gen);
+                    s.iter().any(|(k, v)| k.starts_with(&p) && v.0 as u64 == f.bytes)
                 });
-                if flows_ok && uve_ok {
-                    break;
+            let uve_ok = got2.lock().unwrap().iter().any(|d| match &d.message {
+                Message::UveVmiStats(u) => {
+                    u.data.name == "5f2a1c3e-0000-4000-8000-0000000000a1"
+                        && u.data.raw_if_stats.as_ref().is_some_and(|r| r.in_pkts == 18)
                 }
-                assert!(Instant::now() < deadline, "export incomplete: {} flows, {} records", live.len(), s.len());
-                std::thread::sleep(Duration::from_millis(50));
+                _ => false,
+            });
+            if flows_ok && uve_ok {
+                break;
             }
-        },
-    );
+            assert!(Instant::now() < deadline, "export incomplete: {} flows, {} records", live.len(), s.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
     out.assert_accounted(n_in);
     // After the stop (final sweep and flush): the records of every flow add up exactly.
-    let table: Vec<FlowSnapshot> = FlowTableReader::open_run_dir(&out.run_dir)
-        .unwrap()
-        .iter_active()
-        .collect();
+    let table: Vec<FlowSnapshot> = FlowTableReader::open_run_dir(&out.run_dir).unwrap().iter_active().collect();
     assert_eq!(table.len(), 12, "6 pairs");
     let records = flows_of(&got);
     let s = sums(&records);
@@ -228,23 +209,15 @@ fn exported_flow_records_add_up_to_the_flow_counters() {
         assert_eq!((f.mirror_packets, f.sec_mirror_packets), (f.packets, f.packets), "flow {}", f.index);
         assert!(f.mirror_bytes > f.bytes && f.sec_mirror_bytes > f.bytes, "copies carry outer headers");
         assert_eq!(last.action.as_deref(), Some("pass|mirror"));
-        assert_eq!(
-            last.nw_ace_uuid.as_deref(),
-            Some("7e570000-0000-4000-8000-000000000001")
-        );
+        assert_eq!(last.nw_ace_uuid.as_deref(), Some("7e570000-0000-4000-8000-000000000001"));
         assert_eq!(last.sourcevn, "default-domain:demo:vn1");
         total_bytes += f.bytes;
     }
     // The datapath counters: every byte vif 1 and vif 2 received is in some flow.
-    let ip_bytes: u64 = [1u16, 2]
-        .iter()
-        .map(|v| out.vifs[v].rx_bytes - 14 * out.vifs[v].rx_packets)
-        .sum();
+    let ip_bytes: u64 = [1u16, 2].iter().map(|v| out.vifs[v].rx_bytes - 14 * out.vifs[v].rx_packets).sum();
     assert_eq!(total_bytes, ip_bytes);
     // Every record came from our generator, every header is a FLOW header.
     let all = got.lock().unwrap();
-    assert!(all
-        .iter()
-        .all(|d| d.header.source == "vrouter-test" && d.header.node_type == "Compute"));
+    assert!(all.iter().all(|d| d.header.source == "vrouter-test" && d.header.node_type == "Compute"));
     assert!(all.iter().any(|d| matches!(&d.message, Message::VrouterStats(v) if v.data.name == "vrouter-test")));
 }

@@ -115,17 +115,13 @@ fn denied_flows_drop_with_the_policy_reason_and_rule_uuid() {
     let (dns2, _) = vm_udp("192.168.1.3", "192.168.1.4", 5353, 53, b"q2", VM1_MAC);
     let (web, _) = vm_udp("192.168.1.3", "192.168.1.4", 5000, 80, b"get", VM1_MAC);
     let mut uuids = (serde_json::Value::Null, serde_json::Value::Null);
-    let out = run_live(
-        Inputs { vm1: vec![dns1, dns2, web], ..Default::default() },
-        with_policy,
-        |run_dir| {
-            let fl = flows(run_dir);
-            let dns = find(&fl, "192.168.1.3", "192.168.1.4", 5353, 53);
-            let web = find(&fl, "192.168.1.3", "192.168.1.4", 5000, 80);
-            uuids.0 = control(run_dir, &serde_json::json!({"cmd": "flow", "index": dns.index}));
-            uuids.1 = control(run_dir, &serde_json::json!({"cmd": "flow", "index": web.index}));
-        },
-    );
+    let out = run_live(Inputs { vm1: vec![dns1, dns2, web], ..Default::default() }, with_policy, |run_dir| {
+        let fl = flows(run_dir);
+        let dns = find(&fl, "192.168.1.3", "192.168.1.4", 5353, 53);
+        let web = find(&fl, "192.168.1.3", "192.168.1.4", 5000, 80);
+        uuids.0 = control(run_dir, &serde_json::json!({"cmd": "flow", "index": dns.index}));
+        uuids.1 = control(run_dir, &serde_json::json!({"cmd": "flow", "index": web.index}));
+    });
     assert_eq!(out.vm2.len(), 1, "only the web packet passes");
     assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, 2)]);
     out.assert_accounted(3);
@@ -140,7 +136,8 @@ fn denied_flows_drop_with_the_policy_reason_and_rule_uuid() {
 
 #[test]
 fn packets_beyond_the_per_flow_hold_queue_drop_with_their_reason() {
-    let frames: Vec<Vec<u8>> = (0..6u8).map(|i| vm_udp("192.168.1.3", "192.168.1.4", 7000, 7001, &[i; 8], VM1_MAC).0).collect();
+    let frames: Vec<Vec<u8>> =
+        (0..6u8).map(|i| vm_udp("192.168.1.3", "192.168.1.4", 7000, 7001, &[i; 8], VM1_MAC).0).collect();
     let out = run(Inputs { vm1: frames.clone(), ..Default::default() });
     out.assert_accounted(6);
     let queued = out.drop_count(DropReason::FlowQueueLimitExceeded);
@@ -215,7 +212,11 @@ fn closed_tcp_connections_are_evicted() {
     let mut status = serde_json::Value::Null;
     let mut left = usize::MAX;
     let out = run_live(
-        Inputs { vm1: vec![a(SYN), a(ACK), a(FIN | ACK), a(ACK)], vm2: vec![b(SYN | ACK), b(FIN | ACK)], ..Default::default() },
+        Inputs {
+            vm1: vec![a(SYN), a(ACK), a(FIN | ACK), a(ACK)],
+            vm2: vec![b(SYN | ACK), b(FIN | ACK)],
+            ..Default::default()
+        },
         // A small table is swept whole on every housekeeping tick (large ones in slices).
         |c| format!("{c}\n[flow]\nentries = 1024\n"),
         |run_dir| {
@@ -247,7 +248,12 @@ fn a_full_table_drops_new_flows_with_their_reason() {
     let full = out.drop_count(DropReason::FlowTableFull);
     assert!(full > 0, "{:?}", out.drop_list());
     // Every packet is either forwarded or dropped for lack of room, never silently lost.
-    let other: u64 = out.drop_list().iter().filter(|(r, _)| *r != DropReason::FlowTableFull && *r != DropReason::FlowActionDrop).map(|(_, n)| n).sum();
+    let other: u64 = out
+        .drop_list()
+        .iter()
+        .filter(|(r, _)| *r != DropReason::FlowTableFull && *r != DropReason::FlowActionDrop)
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(other, 0, "{:?}", out.drop_list());
     assert_eq!(out.vm2.len() as u64 + out.total_drops(), 3000);
     let fl = flows(&out.run_dir);

@@ -72,17 +72,26 @@ fn fabric_to_vm_decap_mplsoudp_and_vxlan() {
     mp.extend_from_slice(&inner);
     let mpls_in = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
     // VXLAN VNI 5001 -> VRF 1, inner frame bridged to vm2 by its MAC, unchanged.
-    let inner_frame = eth(mac(VM2_MAC), mac(REMOTE_VXLAN_VM_MAC), 0x0800,
-        &ipv4_udp(ip4("192.168.3.20"), ip4("192.168.1.4"), 63, 5201, 40001, b"vxlan-in"));
+    let inner_frame = eth(
+        mac(VM2_MAC),
+        mac(REMOTE_VXLAN_VM_MAC),
+        0x0800,
+        &ipv4_udp(ip4("192.168.3.20"), ip4("192.168.1.4"), 63, 5201, 40001, b"vxlan-in"),
+    );
     let mut vx = vxlan(5001).to_vec();
     vx.extend_from_slice(&inner_frame);
     let vxlan_in = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.3"), ip4("10.10.0.1"), 50001, 4789, &vx);
     // VXLAN to the vRouter MAC is routed in the VNI's VRF (here to vm1).
-    let routed_frame = eth(mac(ROUTER_MAC), mac(REMOTE_VXLAN_VM_MAC), 0x0800,
-        &ipv4_udp(ip4("192.168.3.20"), ip4("192.168.1.3"), 63, 5201, 40002, b"vxlan-routed"));
+    let routed_frame = eth(
+        mac(ROUTER_MAC),
+        mac(REMOTE_VXLAN_VM_MAC),
+        0x0800,
+        &ipv4_udp(ip4("192.168.3.20"), ip4("192.168.1.3"), 63, 5201, 40002, b"vxlan-routed"),
+    );
     let mut vx2 = vxlan(5001).to_vec();
     vx2.extend_from_slice(&routed_frame);
-    let vxlan_routed = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.3"), ip4("10.10.0.1"), 50002, 4789, &vx2);
+    let vxlan_routed =
+        tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.3"), ip4("10.10.0.1"), 50002, 4789, &vx2);
 
     let out = run(Inputs { fabric: vec![mpls_in, vxlan_in, vxlan_routed], ..Default::default() });
     let expect_vm1_mpls = eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x0800, &inner);
@@ -164,21 +173,41 @@ fn no_route_discard_and_ttl_expiry_are_counted_drops() {
 
 #[test]
 fn arp_requests_are_answered_for_routed_addresses() {
-    let req = pad60(eth([0xff; 6], mac(VM1_MAC), 0x0806,
-        &arp(1, mac(VM1_MAC), ip4("192.168.1.3"), [0; 6], ip4("192.168.1.4"))));
-    let unknown = pad60(eth([0xff; 6], mac(VM1_MAC), 0x0806,
-        &arp(1, mac(VM1_MAC), ip4("192.168.1.3"), [0; 6], ip4("172.16.5.5"))));
-    let garp = pad60(eth([0xff; 6], mac(VM1_MAC), 0x0806,
-        &arp(1, mac(VM1_MAC), ip4("192.168.1.3"), [0; 6], ip4("192.168.1.3"))));
+    let req = pad60(eth(
+        [0xff; 6],
+        mac(VM1_MAC),
+        0x0806,
+        &arp(1, mac(VM1_MAC), ip4("192.168.1.3"), [0; 6], ip4("192.168.1.4")),
+    ));
+    let unknown = pad60(eth(
+        [0xff; 6],
+        mac(VM1_MAC),
+        0x0806,
+        &arp(1, mac(VM1_MAC), ip4("192.168.1.3"), [0; 6], ip4("172.16.5.5")),
+    ));
+    let garp = pad60(eth(
+        [0xff; 6],
+        mac(VM1_MAC),
+        0x0806,
+        &arp(1, mac(VM1_MAC), ip4("192.168.1.3"), [0; 6], ip4("192.168.1.3")),
+    ));
     // The fabric answers for the vRouter's own address.
-    let fabric_req = pad60(eth([0xff; 6], mac(GW_MAC), 0x0806,
-        &arp(1, mac(GW_MAC), ip4("10.10.0.254"), [0; 6], ip4("10.10.0.1"))));
+    let fabric_req =
+        pad60(eth([0xff; 6], mac(GW_MAC), 0x0806, &arp(1, mac(GW_MAC), ip4("10.10.0.254"), [0; 6], ip4("10.10.0.1"))));
     let out = run(Inputs { vm1: vec![req, unknown, garp], fabric: vec![fabric_req], ..Default::default() });
-    let reply = pad60(eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x0806,
-        &arp(2, mac(ROUTER_MAC), ip4("192.168.1.4"), mac(VM1_MAC), ip4("192.168.1.3"))));
+    let reply = pad60(eth(
+        mac(VM1_MAC),
+        mac(ROUTER_MAC),
+        0x0806,
+        &arp(2, mac(ROUTER_MAC), ip4("192.168.1.4"), mac(VM1_MAC), ip4("192.168.1.3")),
+    ));
     assert_eq!(out.vm1, vec![reply]);
-    let fabric_reply = pad60(eth(mac(GW_MAC), mac(FABRIC_MAC), 0x0806,
-        &arp(2, mac(FABRIC_MAC), ip4("10.10.0.1"), mac(GW_MAC), ip4("10.10.0.254"))));
+    let fabric_reply = pad60(eth(
+        mac(GW_MAC),
+        mac(FABRIC_MAC),
+        0x0806,
+        &arp(2, mac(FABRIC_MAC), ip4("10.10.0.1"), mac(GW_MAC), ip4("10.10.0.254")),
+    ));
     assert_eq!(out.fabric, vec![fabric_reply]);
     assert_eq!(out.drop_list(), vec![(DropReason::TrapNoIf, 1), (DropReason::NoL3Route, 1)]);
     out.assert_accounted(4);
@@ -236,10 +265,7 @@ fn malformed_packets_are_dropped_with_reasons() {
         ..Default::default()
     });
     assert_eq!(out.vm2.len(), 1, "only the good packet is forwarded");
-    assert_eq!(
-        out.drop_list(),
-        vec![(DropReason::PullFails, 3), (DropReason::InvalidPacket, 3)]
-    );
+    assert_eq!(out.drop_list(), vec![(DropReason::PullFails, 3), (DropReason::InvalidPacket, 3)]);
     out.assert_accounted(7);
 }
 
@@ -288,7 +314,8 @@ fn every_rx_queue_of_a_multi_queue_port_is_polled() {
     let (a, ip_a) = vm1_udp_to("192.168.1.4", 64);
     let ip_b = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, 40001, 5201, b"queue-one");
     let b = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip_b);
-    let out = run(Inputs { vm1: vec![a.clone(), a], vm1_queue1: vec![b.clone(), b, vec![1, 2, 3]], ..Default::default() });
+    let out =
+        run(Inputs { vm1: vec![a.clone(), a], vm1_queue1: vec![b.clone(), b, vec![1, 2, 3]], ..Default::default() });
     let fa = eth(mac(VM2_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip_a));
     let fb = eth(mac(VM2_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip_b));
     let mut got = out.vm2.clone();

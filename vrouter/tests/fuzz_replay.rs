@@ -167,51 +167,113 @@ type Seed = (&'static str, Vec<(u8, Vec<u8>)>);
 fn seeds() -> Vec<Seed> {
     use build::*;
     let (v61, v62, v6r) = (v6("fd01::3"), v6("fd01::4"), v6("fd02::10"));
-    let vm1_v4 = |dst: [u8; 4], proto: u8, l4: Vec<u8>| eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, dst, proto, 1, 0x4000, &[], &l4));
+    let vm1_v4 =
+        |dst: [u8; 4], proto: u8, l4: Vec<u8>| eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, dst, proto, 1, 0x4000, &[], &l4));
     let vm1_v6 = |dst: [u8; 16], nh: u8, body: Vec<u8>| eth(GW, VM1_MAC, 0x86dd, &ipv6(v61, dst, nh, &body));
     let cat = |a: Vec<u8>, b: Vec<u8>| [a, b].concat();
     let dns = udp(40000, 53, b"\x12\x34\x01\x00\x00\x01");
     vec![
-        ("ipv4-udp-vm1-vm2-and-reply", vec![
-            (1, vm1_v4(VM2, 17, udp(40000, 5353, b"hello"))),
-            (2, eth(VM2_VIF, VM2_MAC, 0x0800, &ipv4(VM2, VM1, 17, 2, 0x4000, &[], &udp(5353, 40000, b"olleh")))),
-        ]),
+        (
+            "ipv4-udp-vm1-vm2-and-reply",
+            vec![
+                (1, vm1_v4(VM2, 17, udp(40000, 5353, b"hello"))),
+                (2, eth(VM2_VIF, VM2_MAC, 0x0800, &ipv4(VM2, VM1, 17, 2, 0x4000, &[], &udp(5353, 40000, b"olleh")))),
+            ],
+        ),
         ("ipv4-udp-dns-denied", vec![(1, vm1_v4(VM2, 17, dns.clone())), (1, vm1_v4(VM2, 17, dns.clone()))]),
         ("ipv4-udp-dns-remote-denied", vec![(1, vm1_v4([192, 168, 2, 7], 17, dns.clone()))]),
         ("ipv4-tcp-dns-denied", vec![(1, vm1_v4([8, 8, 8, 8], 6, tcp(40001, 53, 0x02)))]),
-        ("ipv4-tcp-vm2-http-allowed", vec![
-            (1, vm1_v4(VM2, 6, tcp(40002, 80, 0x02))),
-            (2, eth(VM2_VIF, VM2_MAC, 0x0800, &ipv4(VM2, VM1, 6, 3, 0x4000, &[], &tcp(80, 40002, 0x12)))),
-        ]),
+        (
+            "ipv4-tcp-vm2-http-allowed",
+            vec![
+                (1, vm1_v4(VM2, 6, tcp(40002, 80, 0x02))),
+                (2, eth(VM2_VIF, VM2_MAC, 0x0800, &ipv4(VM2, VM1, 6, 3, 0x4000, &[], &tcp(80, 40002, 0x12)))),
+            ],
+        ),
         ("ipv4-tcp-vm2-ssh-sg-denied", vec![(1, vm1_v4(VM2, 6, tcp(40003, 22, 0x02)))]),
-        ("ipv4-icmp-echo", vec![(1, vm1_v4(VM2, 1, icmp_echo(8, 0x77))), (1, vm1_v4([192, 168, 3, 1], 1, icmp_echo(8, 0x78)))]),
-        ("ipv4-options-udp-dns", vec![(1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 4, 0, &[0x94, 4, 0, 0], &dns)))]),
-        ("ipv4-fragments-udp-dns", vec![
-            (1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 0x77, 0x2000, &[], &udp(40000, 53, &[0xab; 16])[..16]))),
-            (1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 0x77, 2, &[], &[0xcd; 16]))),
-        ]),
-        ("ipv4-later-fragment-alone", vec![(1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 0x78, 5, &[], &[0xcd; 24])))]),
+        (
+            "ipv4-icmp-echo",
+            vec![(1, vm1_v4(VM2, 1, icmp_echo(8, 0x77))), (1, vm1_v4([192, 168, 3, 1], 1, icmp_echo(8, 0x78)))],
+        ),
+        (
+            "ipv4-options-udp-dns",
+            vec![(1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 4, 0, &[0x94, 4, 0, 0], &dns)))],
+        ),
+        (
+            "ipv4-fragments-udp-dns",
+            vec![
+                (
+                    1,
+                    eth(
+                        GW,
+                        VM1_MAC,
+                        0x0800,
+                        &ipv4(VM1, VM2, 17, 0x77, 0x2000, &[], &udp(40000, 53, &[0xab; 16])[..16]),
+                    ),
+                ),
+                (1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 0x77, 2, &[], &[0xcd; 16]))),
+            ],
+        ),
+        (
+            "ipv4-later-fragment-alone",
+            vec![(1, eth(GW, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 0x78, 5, &[], &[0xcd; 24])))],
+        ),
         ("ipv6-udp-dns-denied", vec![(1, vm1_v6(v62, 17, dns.clone()))]),
         ("ipv6-udp-allowed-remote", vec![(1, vm1_v6(v6r, 17, udp(40000, 5353, b"x")))]),
         ("ipv6-tcp-vm2-ssh-sg-denied", vec![(1, vm1_v6(v62, 6, tcp(40004, 22, 0x02)))]),
         ("ipv6-hop-by-hop-udp-dns", vec![(1, vm1_v6(v6r, 0, cat(ext(17, 0), dns.clone())))]),
         ("ipv6-routing-udp-dns", vec![(1, vm1_v6(v6r, 43, cat(ext(17, 43), dns.clone())))]),
         ("ipv6-dest-options-tcp-dns", vec![(1, vm1_v6(v6r, 60, cat(ext(6, 60), tcp(40005, 53, 0x02))))]),
-        ("ipv6-fragments-udp-dns", vec![
-            (1, vm1_v6(v6r, 44, cat(frag6(17, 0, true, 0x99), udp(40000, 53, &[0xab; 16])[..16].to_vec()))),
-            (1, vm1_v6(v6r, 44, cat(frag6(17, 2, false, 0x99), vec![0xcd; 16]))),
-        ]),
-        ("ipv6-hbh-frag-dest-chain-udp", vec![(1, vm1_v6(v6r, 0, [ext(44, 0), frag6(60, 0, false, 0x9a), ext(17, 60), dns.clone()].concat()))]),
+        (
+            "ipv6-fragments-udp-dns",
+            vec![
+                (1, vm1_v6(v6r, 44, cat(frag6(17, 0, true, 0x99), udp(40000, 53, &[0xab; 16])[..16].to_vec()))),
+                (1, vm1_v6(v6r, 44, cat(frag6(17, 2, false, 0x99), vec![0xcd; 16]))),
+            ],
+        ),
+        (
+            "ipv6-hbh-frag-dest-chain-udp",
+            vec![(1, vm1_v6(v6r, 0, [ext(44, 0), frag6(60, 0, false, 0x9a), ext(17, 60), dns.clone()].concat()))],
+        ),
         ("ipv6-icmp-echo", vec![(1, vm1_v6(v62, 58, icmp_echo(128, 0x79)))]),
-        ("arp-request", vec![(1, arp_request(VM1_MAC, VM1, VM2)), (0, arp_request(PEER, [10, 10, 0, 2], [10, 10, 0, 1]))]),
+        (
+            "arp-request",
+            vec![(1, arp_request(VM1_MAC, VM1, VM2)), (0, arp_request(PEER, [10, 10, 0, 2], [10, 10, 0, 1]))],
+        ),
         ("nd-solicit", vec![(1, neighbor_solicit(v61, v62, VM1_MAC))]),
         ("mplsoudp-to-vm1", vec![(0, mplsoudp(17, &ipv4(REMOTE, VM1, 17, 5, 0x4000, &[], &udp(40000, 5353, b"in"))))]),
         ("mplsoudp-dns-to-vm1-denied", vec![(0, mplsoudp(17, &ipv4(REMOTE, VM1, 17, 6, 0x4000, &[], &dns)))]),
         ("mplsoudp-ipv6-tcp-to-vm2", vec![(0, mplsoudp(18, &ipv6(v6r, v62, 6, &tcp(40006, 8080, 0x02))))]),
-        ("vxlan-routed-dns-to-vm1", vec![(0, vxlan(5001, &eth(GW, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 8, 0x4000, &[], &dns))))]),
-        ("vxlan-bridged-to-vm1", vec![(0, vxlan(5001, &eth(VM1_MAC, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 9, 0x4000, &[], &udp(1, 2, b"l2")))))]),
-        ("vxlan-bridged-dns-to-vm1", vec![(0, vxlan(5001, &eth(VM1_MAC, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 11, 0x4000, &[], &dns))))]),
-        ("l2-bridged-udp-dns-vm1-to-vm2", vec![(1, eth(VM2_MAC, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 10, 0x4000, &[], &dns)))]),
+        (
+            "vxlan-routed-dns-to-vm1",
+            vec![(0, vxlan(5001, &eth(GW, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 8, 0x4000, &[], &dns))))],
+        ),
+        (
+            "vxlan-bridged-to-vm1",
+            vec![(
+                0,
+                vxlan(
+                    5001,
+                    &eth(
+                        VM1_MAC,
+                        [2, 0, 0, 0, 2, 9],
+                        0x0800,
+                        &ipv4(REMOTE, VM1, 17, 9, 0x4000, &[], &udp(1, 2, b"l2")),
+                    ),
+                ),
+            )],
+        ),
+        (
+            "vxlan-bridged-dns-to-vm1",
+            vec![(
+                0,
+                vxlan(5001, &eth(VM1_MAC, [2, 0, 0, 0, 2, 9], 0x0800, &ipv4(REMOTE, VM1, 17, 11, 0x4000, &[], &dns))),
+            )],
+        ),
+        (
+            "l2-bridged-udp-dns-vm1-to-vm2",
+            vec![(1, eth(VM2_MAC, VM1_MAC, 0x0800, &ipv4(VM1, VM2, 17, 10, 0x4000, &[], &dns)))],
+        ),
         ("ipv4-udp-low-headroom-tunnel", vec![(0x81, vm1_v4([192, 168, 2, 7], 17, udp(40000, 5353, b"t")))]),
     ]
 }
@@ -331,7 +393,15 @@ fn oracle_judges_denied_frames_only() {
     }
     // The SG's stateful exception: vm2 answering from port 22 first lets vm1's TCP to port
     // 22 through (the reverse of an allowed flow), so the oracle does not judge it.
-    let mut s = vec![(2u8, build::eth(build::VM2_VIF, build::VM2_MAC, 0x0800, &build::ipv4(build::VM2, build::VM1, 6, 1, 0x4000, &[], &build::tcp(22, 40003, 0x02))))];
+    let mut s = vec![(
+        2u8,
+        build::eth(
+            build::VM2_VIF,
+            build::VM2_MAC,
+            0x0800,
+            &build::ipv4(build::VM2, build::VM1, 6, 1, 0x4000, &[], &build::tcp(22, 40003, 0x02)),
+        ),
+    )];
     s.extend(seed("ipv4-tcp-vm2-ssh-sg-denied"));
     assert_eq!(judged(&s, base), vec![false, false]);
 }

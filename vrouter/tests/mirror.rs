@@ -184,8 +184,10 @@ fn flow_mirrored_to_two_analyzers_both_encapsulations() {
         .iter()
         .map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4000, 80, &vec![0x5a; n], VM1_MAC))
         .collect();
-    let dns: Vec<Vec<u8>> =
-        [20usize, 40].iter().map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 5353, 53, &vec![0x11; n], VM1_MAC)).collect();
+    let dns: Vec<Vec<u8>> = [20usize, 40]
+        .iter()
+        .map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 5353, 53, &vec![0x11; n], VM1_MAC))
+        .collect();
     let mut vm1 = web.clone();
     vm1.extend(dns.clone());
     let out = run_with(Inputs { vm1, ..Default::default() }, |c| with_analyzers(c, &flow_policy()));
@@ -272,11 +274,7 @@ fn interface_mirroring_rx_and_tx() {
             "vm_uuid = \"5f2a1c3e-0000-4000-8000-000000000001\"\nmirror_to = \"an-a\"\nmirror_rx = true",
             1,
         );
-        let c = c.replacen(
-            "ip6 = \"fd00:1::4\"",
-            "ip6 = \"fd00:1::4\"\nmirror_to = \"an-b\"\nmirror_tx = true",
-            1,
-        );
+        let c = c.replacen("ip6 = \"fd00:1::4\"", "ip6 = \"fd00:1::4\"\nmirror_to = \"an-b\"\nmirror_tx = true", 1);
         with_analyzers(c, "")
     };
     let frames: Vec<Vec<u8>> = (0..6usize)
@@ -344,11 +342,17 @@ fn vif_tx_counters_match_the_port_captures_with_flow_and_interface_mirroring() {
     };
     // vm1 -> vm2 web (flow copies to A and B, vm1 RX copy to A, vm2 TX copy to B: 4 each),
     // vm1 -> vm2 other (interface copies only: 2 each), vm2 -> vm1 (no copy).
-    let mut vm1: Vec<Vec<u8>> =
-        [10usize, 700, 1400].iter().map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4000, 80, &vec![0x5a; n], VM1_MAC)).collect();
-    vm1.extend([30usize, 300].iter().map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4001, 9000, &vec![0x33; n], VM1_MAC)));
-    let vm2: Vec<Vec<u8>> =
-        [40usize, 900].iter().map(|&n| vm_udp("192.168.1.4", "192.168.1.3", 4002, 9001, &vec![0x44; n], VM2_MAC)).collect();
+    let mut vm1: Vec<Vec<u8>> = [10usize, 700, 1400]
+        .iter()
+        .map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4000, 80, &vec![0x5a; n], VM1_MAC))
+        .collect();
+    vm1.extend(
+        [30usize, 300].iter().map(|&n| vm_udp("192.168.1.3", "192.168.1.4", 4001, 9000, &vec![0x33; n], VM1_MAC)),
+    );
+    let vm2: Vec<Vec<u8>> = [40usize, 900]
+        .iter()
+        .map(|&n| vm_udp("192.168.1.4", "192.168.1.3", 4002, 9001, &vec![0x44; n], VM2_MAC))
+        .collect();
     let out = run_with(Inputs { vm1, vm2, ..Default::default() }, edit);
     assert_eq!((out.vm1.len(), out.vm2.len()), (2, 5), "originals delivered");
     assert_eq!(out.fabric.len(), 3 * 4 + 2 * 2, "copies on the fabric");
@@ -471,10 +475,7 @@ fn entry_deleted_while_traffic_runs() {
         assert!(Instant::now() < deadline, "no Mirror No Entry drops after the delete");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let again = control(
-        &run_dir,
-        &serde_json::json!({"cmd": "mirror_create", "name": "an-a", "ip": AN_A, "index": 1}),
-    );
+    let again = control(&run_dir, &serde_json::json!({"cmd": "mirror_create", "name": "an-a", "ip": AN_A, "index": 1}));
     assert_eq!(again["ok"], true, "{again}");
     let m = MirrorReader::open(&run_dir).unwrap();
     let before = m.stats(1, None).packets;
@@ -531,8 +532,11 @@ fn full_fabric_tx_queue_counts_mirror_tx_full() {
         format!("\"net_pcap2,rx_pcap={}\"", empty.display()),
     ];
     let prefix = unique_prefix();
-    let cfg = with_analyzers(topology(&vdevs.join(", "), &prefix, &run_dir), &flow_policy())
-        .replacen("device = \"net_pcap0\"", "device = \"net_ring0\"", 1);
+    let cfg = with_analyzers(topology(&vdevs.join(", "), &prefix, &run_dir), &flow_policy()).replacen(
+        "device = \"net_pcap0\"",
+        "device = \"net_ring0\"",
+        1,
+    );
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let mut child = Running(
@@ -616,7 +620,8 @@ fn ipv6_flow_mirrored_to_both_analyzers() {
     assert_eq!(a.iter().map(|c| &c.inner).collect::<Vec<_>>(), frames.iter().collect::<Vec<_>>());
     assert_eq!(b.iter().map(|c| &c.inner).collect::<Vec<_>>(), frames.iter().collect::<Vec<_>>());
     let fl = flows(&out.run_dir);
-    let f = fl.iter().find(|f| f.key.dport() == 80 && f.key.src_ip() == std::net::IpAddr::V6(ip6("fd00:1::3"))).unwrap();
+    let f =
+        fl.iter().find(|f| f.key.dport() == 80 && f.key.src_ip() == std::net::IpAddr::V6(ip6("fd00:1::3"))).unwrap();
     assert_eq!((f.packets, f.mirror_packets, f.sec_mirror_packets), (3, 3, 3));
     assert_eq!(f.mirror_bytes, a.iter().map(|c| c.len as u64).sum::<u64>());
     assert_eq!(f.sec_mirror_bytes, b.iter().map(|c| c.len as u64).sum::<u64>());
@@ -631,7 +636,9 @@ fn fabric_decap_flow_mirrored_with_its_delivery_l2_header() {
     let mut mp = mpls(17, 64).to_vec();
     mp.extend_from_slice(&inner);
     let pkt = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
-    let out = run_with(Inputs { fabric: vec![pkt.clone(), pkt], ..Default::default() }, |c| with_analyzers(c, &flow_policy()));
+    let out = run_with(Inputs { fabric: vec![pkt.clone(), pkt], ..Default::default() }, |c| {
+        with_analyzers(c, &flow_policy())
+    });
     assert_eq!(out.vm1.len(), 2);
     out.assert_accounted(2);
     let a = copies_to(&out.fabric, AN_A);
@@ -644,6 +651,7 @@ fn fabric_decap_flow_mirrored_with_its_delivery_l2_header() {
     }
     assert_eq!(b[0].inner, out.vm1[0]);
     let fl = flows(&out.run_dir);
-    let f = fl.iter().find(|f| f.key.dport() == 80 && f.key.src_ip() == std::net::IpAddr::V4(ip4("192.168.2.10"))).unwrap();
+    let f =
+        fl.iter().find(|f| f.key.dport() == 80 && f.key.src_ip() == std::net::IpAddr::V4(ip4("192.168.2.10"))).unwrap();
     assert_eq!((f.packets, f.mirror_packets, f.sec_mirror_packets), (2, 2, 2));
 }

@@ -77,7 +77,13 @@ fn v4_packet(proto: u8, ident: u16, offset: usize, more: bool, data: &[u8]) -> V
 
 /// The fragments of one IPv4 datagram, each `chunk` bytes of data (a multiple of 8).
 fn v4_fragments(proto: u8, ident: u16, sport: u16, dport: u16, payload: &[u8], chunk: usize) -> Vec<Vec<u8>> {
-    let seg = l4(proto, sport, dport, payload, pseudo(&vm1_v4().octets(), &vm2_v4().octets(), proto, (if proto == UDP { 8 } else { 20 }) + payload.len()));
+    let seg = l4(
+        proto,
+        sport,
+        dport,
+        payload,
+        pseudo(&vm1_v4().octets(), &vm2_v4().octets(), proto, (if proto == UDP { 8 } else { 20 }) + payload.len()),
+    );
     let mut out = Vec::new();
     let mut off = 0;
     while off < seg.len() {
@@ -109,7 +115,8 @@ fn v6_packet(first: u8, headers: &[u8], rest: &[u8]) -> Vec<u8> {
 /// `chunk`-byte piece of the transport segment.
 fn v6_fragments(proto: u8, ident: u32, sport: u16, dport: u16, payload: &[u8], chunk: usize) -> Vec<Vec<u8>> {
     let hl = if proto == UDP { 8 } else { 20 };
-    let seg = l4(proto, sport, dport, payload, pseudo(&vm1_v6().octets(), &vm2_v6().octets(), proto, hl + payload.len()));
+    let seg =
+        l4(proto, sport, dport, payload, pseudo(&vm1_v6().octets(), &vm2_v6().octets(), proto, hl + payload.len()));
     let mut out = Vec::new();
     let mut off = 0;
     while off < seg.len() {
@@ -159,10 +166,25 @@ impl Case {
         self.packets.iter().map(|p| p.len() as u64).sum()
     }
     fn flow<'a>(&self, fl: &'a [FlowSnapshot]) -> &'a FlowSnapshot {
-        let (src, dst) = if self.v6 { (IpAddr::V6(vm1_v6()), IpAddr::V6(vm2_v6())) } else { (IpAddr::V4(vm1_v4()), IpAddr::V4(vm2_v4())) };
+        let (src, dst) = if self.v6 {
+            (IpAddr::V6(vm1_v6()), IpAddr::V6(vm2_v6()))
+        } else {
+            (IpAddr::V4(vm1_v4()), IpAddr::V4(vm2_v4()))
+        };
         fl.iter()
-            .find(|f| f.key.src_ip() == src && f.key.dst_ip() == dst && f.key.proto() == self.proto && f.key.sport() == self.sport && f.key.dport() == self.dport)
-            .unwrap_or_else(|| panic!("{}: no flow {src}:{} -> {dst}:{} proto {} in {fl:#?}", self.name, self.sport, self.dport, self.proto))
+            .find(|f| {
+                f.key.src_ip() == src
+                    && f.key.dst_ip() == dst
+                    && f.key.proto() == self.proto
+                    && f.key.sport() == self.sport
+                    && f.key.dport() == self.dport
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no flow {src}:{} -> {dst}:{} proto {} in {fl:#?}",
+                    self.name, self.sport, self.dport, self.proto
+                )
+            })
     }
 }
 
@@ -171,19 +193,68 @@ impl Case {
 fn cases() -> Vec<Case> {
     let payload: Vec<u8> = (0..100u8).collect();
     let mut v = Vec::new();
-    v.push(Case { name: "ipv4 udp fragments in order", v6: false, proto: UDP, sport: 4001, dport: 53, packets: v4_fragments(UDP, 0x101, 4001, 53, &payload, 48) });
+    v.push(Case {
+        name: "ipv4 udp fragments in order",
+        v6: false,
+        proto: UDP,
+        sport: 4001,
+        dport: 53,
+        packets: v4_fragments(UDP, 0x101, 4001, 53, &payload, 48),
+    });
     let mut ooo = v4_fragments(UDP, 0x102, 4002, 53, &payload, 48);
     ooo.rotate_left(1); // second, third, then the first
-    v.push(Case { name: "ipv4 udp fragments out of order", v6: false, proto: UDP, sport: 4002, dport: 53, packets: ooo });
-    v.push(Case { name: "ipv4 tcp fragments in order", v6: false, proto: TCP, sport: 4003, dport: 53, packets: v4_fragments(TCP, 0x103, 4003, 53, &payload, 64) });
+    v.push(Case {
+        name: "ipv4 udp fragments out of order",
+        v6: false,
+        proto: UDP,
+        sport: 4002,
+        dport: 53,
+        packets: ooo,
+    });
+    v.push(Case {
+        name: "ipv4 tcp fragments in order",
+        v6: false,
+        proto: TCP,
+        sport: 4003,
+        dport: 53,
+        packets: v4_fragments(TCP, 0x103, 4003, 53, &payload, 64),
+    });
     let mut ooo = v4_fragments(TCP, 0x104, 4004, 53, &payload, 64);
     ooo.reverse();
-    v.push(Case { name: "ipv4 tcp fragments out of order", v6: false, proto: TCP, sport: 4004, dport: 53, packets: ooo });
-    v.push(Case { name: "ipv6 udp fragment header in order", v6: true, proto: UDP, sport: 4005, dport: 53, packets: v6_fragments(UDP, 0x105, 4005, 53, &payload, 64) });
+    v.push(Case {
+        name: "ipv4 tcp fragments out of order",
+        v6: false,
+        proto: TCP,
+        sport: 4004,
+        dport: 53,
+        packets: ooo,
+    });
+    v.push(Case {
+        name: "ipv6 udp fragment header in order",
+        v6: true,
+        proto: UDP,
+        sport: 4005,
+        dport: 53,
+        packets: v6_fragments(UDP, 0x105, 4005, 53, &payload, 64),
+    });
     let mut ooo = v6_fragments(UDP, 0x106, 4006, 53, &payload, 64);
     ooo.reverse();
-    v.push(Case { name: "ipv6 udp fragment header out of order", v6: true, proto: UDP, sport: 4006, dport: 53, packets: ooo });
-    v.push(Case { name: "ipv6 tcp fragment header", v6: true, proto: TCP, sport: 4007, dport: 53, packets: v6_fragments(TCP, 0x107, 4007, 53, &payload, 48) });
+    v.push(Case {
+        name: "ipv6 udp fragment header out of order",
+        v6: true,
+        proto: UDP,
+        sport: 4006,
+        dport: 53,
+        packets: ooo,
+    });
+    v.push(Case {
+        name: "ipv6 tcp fragment header",
+        v6: true,
+        proto: TCP,
+        sport: 4007,
+        dport: 53,
+        packets: v6_fragments(TCP, 0x107, 4007, 53, &payload, 48),
+    });
     let mut port = 4010;
     for (kind, name_udp, name_tcp) in [
         (0u8, "ipv6 hop-by-hop before udp", "ipv6 hop-by-hop before tcp"),
@@ -192,7 +263,8 @@ fn cases() -> Vec<Case> {
     ] {
         for (proto, name) in [(UDP, name_udp), (TCP, name_tcp)] {
             let hl = if proto == UDP { 8 } else { 20 };
-            let seg = l4(proto, port, 53, &payload[..20], pseudo(&vm1_v6().octets(), &vm2_v6().octets(), proto, hl + 20));
+            let seg =
+                l4(proto, port, 53, &payload[..20], pseudo(&vm1_v6().octets(), &vm2_v6().octets(), proto, hl + 20));
             let pkt = v6_packet(kind, &ext8(kind, proto), &seg);
             v.push(Case { name, v6: true, proto, sport: port, dport: 53, packets: vec![pkt.clone(), pkt] });
             port += 1;
@@ -201,7 +273,14 @@ fn cases() -> Vec<Case> {
     // Two headers: destination options, then a fragment header, before UDP.
     let frags = v6_fragments(UDP, 0x120, port, 53, &payload, 64);
     let chained: Vec<Vec<u8>> = frags.iter().map(|p| v6_packet(60, &ext8(60, 44), &p[40..])).collect();
-    v.push(Case { name: "ipv6 destination options then fragment header", v6: true, proto: UDP, sport: port, dport: 53, packets: chained });
+    v.push(Case {
+        name: "ipv6 destination options then fragment header",
+        v6: true,
+        proto: UDP,
+        sport: port,
+        dport: 53,
+        packets: chained,
+    });
     v
 }
 
@@ -252,7 +331,9 @@ fn assert_counted(cases: &[Case], out: &Outcome) {
 fn a_network_policy_deny_stops_fragments_and_extension_header_packets() {
     let cases = cases();
     let n: u64 = cases.iter().map(|c| c.packets.len() as u64).sum();
-    let (out, metas) = run_cases(&cases, |c| network_policy(c, &[(DENY_UDP_53, "udp", "deny"), (DENY_TCP_53, "tcp", "deny"), (PASS_ALL, "", "pass")]));
+    let (out, metas) = run_cases(&cases, |c| {
+        network_policy(c, &[(DENY_UDP_53, "udp", "deny"), (DENY_TCP_53, "tcp", "deny"), (PASS_ALL, "", "pass")])
+    });
     assert!(out.vm2.is_empty(), "denied packets reached vm2: {} frames", out.vm2.len());
     assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, n)]);
     out.assert_accounted(n);
@@ -270,7 +351,8 @@ fn a_network_policy_deny_stops_fragments_and_extension_header_packets() {
 fn a_network_policy_pass_forwards_them_byte_for_byte() {
     let cases = cases();
     let n: u64 = cases.iter().map(|c| c.packets.len() as u64).sum();
-    let (out, metas) = run_cases(&cases, |c| network_policy(c, &[(PASS_UDP_53, "udp", "pass"), (PASS_TCP_53, "tcp", "pass")]));
+    let (out, metas) =
+        run_cases(&cases, |c| network_policy(c, &[(PASS_UDP_53, "udp", "pass"), (PASS_TCP_53, "tcp", "pass")]));
     assert_eq!(out.total_drops(), 0, "{:?}", out.drop_list());
     out.assert_accounted(n);
     let mut want: Vec<Vec<u8>> = cases.iter().flat_map(|c| c.forwarded()).collect();
@@ -367,8 +449,10 @@ fn malformed_fragments_and_extension_chains_drop_with_their_reasons() {
     packets.push((false, orphan));
     packets.push((true, long));
     packets.push((true, short));
-    let frames: Vec<Vec<u8>> =
-        packets.iter().map(|(v6, p)| eth(mac(ROUTER_MAC), mac(VM1_MAC), if *v6 { 0x86dd } else { 0x0800 }, p)).collect();
+    let frames: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|(v6, p)| eth(mac(ROUTER_MAC), mac(VM1_MAC), if *v6 { 0x86dd } else { 0x0800 }, p))
+        .collect();
     let n = frames.len() as u64;
     let out = run(Inputs { vm1: frames, ..Default::default() });
     out.assert_accounted(n);
@@ -454,13 +538,21 @@ fn icmp_errors_pass_only_for_allowed_flows() {
     want6[7] -= 1;
     assert_eq!(
         out.vm1,
-        vec![eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&e_allowed)), eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x86dd, &want6)],
+        vec![
+            eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&e_allowed)),
+            eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x86dd, &want6)
+        ],
         "only the errors about allowed flows reach vm1"
     );
     assert_eq!(out.vm2.len(), 2, "the two allowed datagrams");
     // The denied datagram and the error about it (its reverse flow drops too); the error
     // about no flow, v4 and v6, the misdirected one and the third party's.
-    assert_eq!(out.drop_list(), vec![(DropReason::FlowActionDrop, 2), (DropReason::IcmpError, 4)], "{:?}", out.drop_list());
+    assert_eq!(
+        out.drop_list(),
+        vec![(DropReason::FlowActionDrop, 2), (DropReason::IcmpError, 4)],
+        "{:?}",
+        out.drop_list()
+    );
     // The passing error is counted on the reverse of the flow it quotes.
     let fl = flows(&out.run_dir);
     let rev = fl

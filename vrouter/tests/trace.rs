@@ -23,7 +23,13 @@ const RULE_ALL: &str = "cccccccc-0000-4000-8000-0000000000ff";
 fn traced_config(cfg: String, run_dir: &Path) -> String {
     let cfg: String = cfg
         .lines()
-        .map(|l| if l.starts_with("run_dir = ") { format!("run_dir = \"{}\"\n", run_dir.display()) } else { format!("{l}\n") })
+        .map(|l| {
+            if l.starts_with("run_dir = ") {
+                format!("run_dir = \"{}\"\n", run_dir.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
         .collect();
     format!(
         r#"{cfg}
@@ -119,16 +125,23 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
     let run_dir = keep.path().join("run");
     // First run, no traffic: add the requests over the control socket.
     let mut ids = BTreeMap::new();
-    run_live(Inputs::default(), |c| traced_config(c, &run_dir), |rd| {
-        ids.insert("fwd", add(rd, json!({"protocol": 17, "dst_port": 9000, "src_ip": "192.168.1.3"}), json!({"packets": 3})));
-        ids.insert("dns", add(rd, json!({"dst_port": 53}), json!({"packets": 2})));
-        ids.insert("web", add(rd, json!({"dst_ip": "192.168.1.4/32", "dst_port": 80}), json!({"flows": 1})));
-        ids.insert("off", add(rd, json!({"dst_port": 7777}), json!({"packets": 100})));
-        for k in ["fwd", "dns", "web"] {
-            let r = control(rd, &json!({"cmd": "trace_enable", "id": ids[k]}));
-            assert_eq!(r["request"]["state"], "enabled", "{r}");
-        }
-    });
+    run_live(
+        Inputs::default(),
+        |c| traced_config(c, &run_dir),
+        |rd| {
+            ids.insert(
+                "fwd",
+                add(rd, json!({"protocol": 17, "dst_port": 9000, "src_ip": "192.168.1.3"}), json!({"packets": 3})),
+            );
+            ids.insert("dns", add(rd, json!({"dst_port": 53}), json!({"packets": 2})));
+            ids.insert("web", add(rd, json!({"dst_ip": "192.168.1.4/32", "dst_port": 80}), json!({"flows": 1})));
+            ids.insert("off", add(rd, json!({"dst_port": 7777}), json!({"packets": 100})));
+            for k in ["fwd", "dns", "web"] {
+                let r = control(rd, &json!({"cmd": "trace_enable", "id": ids[k]}));
+                assert_eq!(r["request"]["state"], "enabled", "{r}");
+            }
+        },
+    );
     // Second run (a restart): the requests come back from the run directory. Only the
     // requests are kept: the stopped run's regions go, so the harness waits on the new ones.
     for f in std::fs::read_dir(&run_dir).unwrap() {
@@ -156,9 +169,13 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
     }
     let n = vm1.len() as u64;
     let mut shown = serde_json::Value::Null;
-    let out = run_live(Inputs { vm1, ..Default::default() }, |c| traced_config(c, &run_dir), |rd| {
-        shown = control(rd, &json!({"cmd": "trace_show"}));
-    });
+    let out = run_live(
+        Inputs { vm1, ..Default::default() },
+        |c| traced_config(c, &run_dir),
+        |rd| {
+            shown = control(rd, &json!({"cmd": "trace_show"}));
+        },
+    );
     out.assert_accounted(n);
     let reqs = shown["requests"].as_array().unwrap();
     assert_eq!(reqs.len(), 4, "{shown}");
@@ -180,7 +197,18 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
     assert_eq!(t.iter().map(|r| r.pkt).max(), Some(3));
     for p in 1..=3u32 {
         let s = steps(t, p);
-        assert!(s.contains(&Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4001, dport: 9000, vrf: 1, ip_len: 36, ttl: 64 }), "{s:?}");
+        assert!(
+            s.contains(&Step::Parsed {
+                ethertype: 0x0800,
+                proto: 17,
+                sport: 4001,
+                dport: 9000,
+                vrf: 1,
+                ip_len: 36,
+                ttl: 64
+            }),
+            "{s:?}"
+        );
         assert_eq!(s.first(), Some(&Step::Ingress { vif: 1, queue: 0, len: 50 }));
         assert_eq!(s.last(), Some(&Step::Egress { vif: 2, len: 50 }), "packet {p}: {s:?}");
     }
@@ -189,7 +217,20 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
     let k1 = kinds(t, 1);
     assert_eq!(
         k1,
-        ["ingress", "matched", "parse", "addresses", "flow_lookup", "hold", "policy", "release", "flow_lookup", "flow_action", "route", "egress"],
+        [
+            "ingress",
+            "matched",
+            "parse",
+            "addresses",
+            "flow_lookup",
+            "hold",
+            "policy",
+            "release",
+            "flow_lookup",
+            "flow_action",
+            "route",
+            "egress"
+        ],
         "{:?}",
         steps(t, 1)
     );
@@ -215,7 +256,10 @@ fn traced_flows_among_many_forwarded_denied_mirrored_held_and_disabled() {
     let t = dns[0];
     assert_eq!(t.iter().map(|r| r.pkt).max(), Some(2));
     let s1 = steps(t, 1);
-    assert!(s1.iter().any(|s| matches!(s, Step::Policy { forward: false, rule: r, .. } if *r == rule(RULE_DNS))), "{s1:?}");
+    assert!(
+        s1.iter().any(|s| matches!(s, Step::Policy { forward: false, rule: r, .. } if *r == rule(RULE_DNS))),
+        "{s1:?}"
+    );
     for p in 1..=2u32 {
         let s = steps(t, p);
         assert_eq!(s.last(), Some(&Step::Drop { reason: DropReason::FlowActionDrop }), "{s:?}");
@@ -324,7 +368,8 @@ fn a_removed_request_stops_tracing() {
     // Packets classified before the lcore saw the removal finish their trace; then nothing.
     std::thread::sleep(Duration::from_millis(200));
     let after = packets();
-    let written = |run_dir: &Path| TraceReader::open_run_dir(run_dir).unwrap().records().iter().map(|r| r.position).max();
+    let written =
+        |run_dir: &Path| TraceReader::open_run_dir(run_dir).unwrap().records().iter().map(|r| r.position).max();
     let pos = written(&run_dir);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(packets(), after, "no packet traced after the removal");
@@ -341,13 +386,17 @@ fn a_removed_request_stops_tracing() {
 /// the persisted requests there (the next run in `run_dir` starts with them).
 fn persist_requests(run_dir: &Path, reqs: &[(serde_json::Value, serde_json::Value)]) -> Vec<String> {
     let mut ids = Vec::new();
-    run_live(Inputs::default(), |c| traced_config(c, run_dir), |rd| {
-        for (c, l) in reqs {
-            let id = add(rd, c.clone(), l.clone());
-            assert_eq!(control(rd, &json!({"cmd": "trace_enable", "id": id}))["ok"], true);
-            ids.push(id);
-        }
-    });
+    run_live(
+        Inputs::default(),
+        |c| traced_config(c, run_dir),
+        |rd| {
+            for (c, l) in reqs {
+                let id = add(rd, c.clone(), l.clone());
+                assert_eq!(control(rd, &json!({"cmd": "trace_enable", "id": id}))["ok"], true);
+                ids.push(id);
+            }
+        },
+    );
     for f in std::fs::read_dir(run_dir).unwrap() {
         let p = f.unwrap().path();
         if p.file_name().unwrap() != vrouter::trace::REQUESTS_FILE_NAME {
@@ -444,7 +493,13 @@ fn rest_api_with_tenant_tokens() {
         assert_eq!((st, b["field"].as_str()), (400, Some("scope")), "{b}");
         let (st, b) = http(&addr, "POST", "/traces", Some(red), Some("{not json"));
         assert_eq!((st, b["field"].as_str()), (400, Some("body")), "{b}");
-        let (st, b) = http(&addr, "POST", "/traces", Some(red), Some(r#"{"scope": {"vif": 1}, "condition": {"dst_port": 99999}}"#));
+        let (st, b) = http(
+            &addr,
+            "POST",
+            "/traces",
+            Some(red),
+            Some(r#"{"scope": {"vif": 1}, "condition": {"dst_port": 99999}}"#),
+        );
         assert_eq!((st, b["field"].as_str()), (400, Some("dst_port")), "{b}");
         let (st, b) = http(
             &addr,
@@ -499,7 +554,11 @@ fn tenants_read_only_their_own_trace_records() {
     let stored = json!({"version": 1, "requests": [req(red_id, 9100, "red"), req(blue_id, 9200, "blue")]});
     std::fs::write(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME), stored.to_string()).unwrap();
     let edit = |c: String| {
-        let c = traced_config(c, &run_dir).replacen("summary_interval_s = 0", &format!("summary_interval_s = 0\ntrace_api = \"{addr}\""), 1);
+        let c = traced_config(c, &run_dir).replacen(
+            "summary_interval_s = 0",
+            &format!("summary_interval_s = 0\ntrace_api = \"{addr}\""),
+            1,
+        );
         format!(
             "{c}\n[[tenant]]\nname = \"red\"\ntoken = \"{red}\"\nvns = [\"{VN1}\"]\n\n[[tenant]]\nname = \"blue\"\ntoken = \"{blue}\"\nvns = [\"{VN1}\"]\n"
         )
@@ -522,7 +581,8 @@ fn tenants_read_only_their_own_trace_records() {
         assert_eq!(r[0]["request"], red_id);
         assert_eq!(r[0]["flow"], "vrf 1 proto 17 192.168.1.3:4100 -> 192.168.1.4:9100");
         assert_eq!(r[0]["disposition"], "forwarded vif0/2");
-        let steps: Vec<&str> = r[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        let steps: Vec<&str> =
+            r[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
         assert_eq!(steps[..3], ["ingress", "matched", "parse"], "{steps:?}");
         assert!(steps.contains(&"policy") && steps.last() == Some(&"egress"), "{steps:?}");
         let (st, b) = records(blue_id, Some(blue));
@@ -678,7 +738,8 @@ fn two_vrouters_continue_one_trace_over_mplsoudp() {
 
 fn two_vrouters_continue_one_trace(mpls: bool) {
     let tag = std::process::id() % 100_000;
-    let (ia, ib) = if mpls { (format!("vma{tag}"), format!("vmb{tag}")) } else { (format!("vta{tag}"), format!("vtb{tag}")) };
+    let (ia, ib) =
+        if mpls { (format!("vma{tag}"), format!("vmb{tag}")) } else { (format!("vta{tag}"), format!("vtb{tag}")) };
     // B is the remote end of A's tunnel nexthop: 10.10.0.3 (VXLAN, nexthop 4, the remote VM's
     // MAC bridged to B's vif 2) or 10.10.0.2 (MPLSoUDP, nexthop 3, label 40 to B's vif 2).
     let (b_ip, b_extra, dst, label) = if mpls {
@@ -715,13 +776,24 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     let cfg_b = traced_config(topology(&b_vdevs.join(", "), &prefix_b, &run_b), &run_b)
         .replacen("router_ip = \"10.10.0.1\"", &format!("router_ip = \"{b_ip}\""), 1)
         .replacen(&format!("remote_ip = \"{b_ip}\""), "remote_ip = \"10.10.0.1\"", 1)
-        .replacen("device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"", &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"{b_ip}\""), 1)
+        .replacen(
+            "device = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.10.0.1\"",
+            &format!("device = \"net_af_packet0\"\nmac = \"{GW_MAC}\"\nip = \"{b_ip}\""),
+            1,
+        )
         // A's vm1 (192.168.1.3, the sender) is behind the tunnel back to A, not on B: B's
         // fabric source check wants the inner source routed to the tunnel it came from.
-        .replacen("prefix = \"192.168.1.3/32\"\nnexthop = 1\n", &format!("prefix = \"192.168.1.3/32\"\nnexthop = {}\n", if mpls { 3 } else { 4 }), 1)
+        .replacen(
+            "prefix = \"192.168.1.3/32\"\nnexthop = 1\n",
+            &format!("prefix = \"192.168.1.3/32\"\nnexthop = {}\n", if mpls { 3 } else { 4 }),
+            1,
+        )
         + &b_extra;
     assert!(cfg_b.contains("net_af_packet0\"\nmac"), "fabric vif of B rewritten");
-    assert!(cfg_b.contains(&format!("prefix = \"192.168.1.3/32\"\nnexthop = {}\n", if mpls { 3 } else { 4 })), "A's VM routed to A on B");
+    assert!(
+        cfg_b.contains(&format!("prefix = \"192.168.1.3/32\"\nnexthop = {}\n", if mpls { 3 } else { 4 })),
+        "A's VM routed to A on B"
+    );
     std::fs::create_dir_all(&run_b).unwrap();
     let req_b = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-000000000001", "condition": {"dst_port": 1},
         "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
@@ -729,7 +801,13 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
         let p = d.join(name);
         std::fs::write(&p, cfg).unwrap();
         Running(
-            Command::new(env!("CARGO_BIN_EXE_vrouter")).arg("--config").arg(&p).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+            Command::new(env!("CARGO_BIN_EXE_vrouter"))
+                .arg("--config")
+                .arg(&p)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
             prefix,
         )
     };
@@ -768,8 +846,11 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
         format!("\"net_pcap2,rx_pcap={}\"", empty.display()),
     ];
     let prefix_a = unique_prefix();
-    let cfg_a = traced_config(topology(&a_vdevs.join(", "), &prefix_a, &run_a), &run_a)
-        .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1);
+    let cfg_a = traced_config(topology(&a_vdevs.join(", "), &prefix_a, &run_a), &run_a).replacen(
+        "device = \"net_pcap0\"",
+        "device = \"net_af_packet0\"",
+        1,
+    );
     let req_a = json!({"version": 1, "requests": [{"id": "dddddddd-0000-4000-8000-00000000000a", "condition": {"dst_port": 7300},
         "scope": {"type": "vrouter"}, "limit": {"packets": 10}, "enabled": true, "creationTimestampMs": 1}]});
     let (mut a, _stats_a) = start_up(&cfg_a, "a.toml", &prefix_a, &run_a, &req_a);
@@ -797,7 +878,10 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     let marked_len = (14 + 20 + 8 + 4 + vrouter::trace::mark::MPLS_MARK_LEN + 38) as u32;
     for p in 1..=2u32 {
         let sa = steps(trace_a, p);
-        assert!(matches!(sa[sa.len() - 2], Step::Encap { vxlan, label: l, .. } if vxlan != mpls && l == label), "{sa:?}");
+        assert!(
+            matches!(sa[sa.len() - 2], Step::Encap { vxlan, label: l, .. } if vxlan != mpls && l == label),
+            "{sa:?}"
+        );
         assert!(matches!(sa[sa.len() - 1], Step::Egress { vif: 0, .. }), "{sa:?}");
         let sb = steps(trace_b, p);
         assert_eq!(kinds(trace_b, p)[..5], ["ingress", "marked", "decap", "parse", "addresses"], "{sb:?}");
@@ -821,10 +905,17 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
     }
     // The operator's merged view.
     let tool = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name("trace");
-    let o = Command::new(tool).arg("--run-dir").arg(&run_a).args(["get", &format!("{id:x}"), "--peer"]).arg(&run_b).output().unwrap();
+    let o = Command::new(tool)
+        .arg("--run-dir")
+        .arg(&run_a)
+        .args(["get", &format!("{id:x}"), "--peer"])
+        .arg(&run_b)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
-    let at_a = text.find(if mpls { "encapsulated MPLSoUDP label 40" } else { "encapsulated VXLAN vni 5001" }).expect(&text);
+    let at_a =
+        text.find(if mpls { "encapsulated MPLSoUDP label 40" } else { "encapsulated VXLAN vni 5001" }).expect(&text);
     let at_b = text.find("trace mark from vRouter 10.10.0.1").expect(&text);
     assert!(at_a < at_b, "host A's steps come first: {text}");
 }

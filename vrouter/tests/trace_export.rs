@@ -42,7 +42,8 @@ fn persist_requests(run_dir: &Path) {
         created_ms: 1,
         project: project.map(str::to_owned),
     };
-    let reqs = [req(REQ_RED, 9000, 3, Some("red")), req(REQ_BLUE, 9100, 2, Some("blue")), req(REQ_OPERATOR, 9200, 1, None)];
+    let reqs =
+        [req(REQ_RED, 9000, 3, Some("red")), req(REQ_BLUE, 9100, 2, Some("blue")), req(REQ_OPERATOR, 9200, 1, None)];
     let text = serde_json::to_string(&json!({"version": 1, "requests": reqs})).unwrap();
     std::fs::write(run_dir.join(vrouter::trace::REQUESTS_FILE_NAME), text).unwrap();
 }
@@ -138,7 +139,13 @@ fn exported_traces_equal_the_region_and_tenants_see_only_their_own() {
     let edit = |c: String| {
         let c: String = c
             .lines()
-            .map(|l| if l.starts_with("run_dir = ") { format!("run_dir = \"{}\"\n", run_dir.display()) } else { format!("{l}\n") })
+            .map(|l| {
+                if l.starts_with("run_dir = ") {
+                    format!("run_dir = \"{}\"\n", run_dir.display())
+                } else {
+                    format!("{l}\n")
+                }
+            })
             .collect();
         format!(
             r#"{c}
@@ -189,7 +196,10 @@ uve_interval_s = 1
             }
             if Instant::now() >= deadline {
                 let (_, cstats) = get(http_addr, "/analytics/collector/stats", None);
-                panic!("collector has {stored} of {total} steps: {list}\ncollector: {cstats}\nexporter: {:?}", vrouter::agent::export::read_counters(rd));
+                panic!(
+                    "collector has {stored} of {total} steps: {list}\ncollector: {cstats}\nexporter: {:?}",
+                    vrouter::agent::export::read_counters(rd)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -213,14 +223,16 @@ uve_interval_s = 1
         assert_eq!((blue["project"].as_str(), blue["packets"].as_u64()), (Some("blue"), Some(2)));
         assert_eq!((op["project"].as_str(), op["packets"].as_u64()), (None, Some(1)));
         assert_eq!(red["flow"], "vrf 1 proto 17 192.168.1.3:4001 -> 192.168.1.4:9000");
-        let policy = red["trace"][0]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "policy").expect("policy step");
+        let policy =
+            red["trace"][0]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "policy").expect("policy step");
         assert_eq!((policy["rule"].as_str(), policy["source"].as_str()), (Some(RULE), Some("agent")), "{policy}");
 
         // Tenants: their own trace only; another's is 404 like an unknown id.
         let (code, v) = get(http_addr, "/analytics/traces", None);
         assert_eq!(code, 401, "{v}");
         let (_, list) = get(http_addr, "/analytics/traces", Some(RED_TOKEN));
-        let ids: Vec<&str> = list["value"].as_array().unwrap().iter().map(|r| r["trace_id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> =
+            list["value"].as_array().unwrap().iter().map(|r| r["trace_id"].as_str().unwrap()).collect();
         assert_eq!(ids, [format!("{red_id:016x}")]);
         let (_, list) = get(http_addr, &format!("/analytics/traces?request={REQ_BLUE}"), Some(BLUE_TOKEN));
         assert_eq!(list["value"].as_array().unwrap().len(), 1, "{list}");

@@ -8,10 +8,7 @@ use benches::anchors::{self, OvsRow, TestpmdRow};
 use benches::report::{self, FlowsResult, Summary};
 use benches::topology::Topology;
 use benches::vrouter_run::{self, RunSpec, VrouterMeasurement};
-use benches::{
-    find_repo_root, git_rev, interrupted, machine, mem_sizing, now_unix, pcap, procfs, shell_line,
-    Machine,
-};
+use benches::{find_repo_root, git_rev, interrupted, machine, mem_sizing, now_unix, pcap, procfs, shell_line, Machine};
 use clap::Parser;
 use serde::Serialize;
 use std::io::Write as _;
@@ -20,10 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "vrouter-bench",
-    about = "vRouter forwarding benchmark against testpmd / OVS-DPDK anchors"
-)]
+#[command(name = "vrouter-bench", about = "vRouter forwarding benchmark against testpmd / OVS-DPDK anchors")]
 struct Args {
     /// Flow counts to measure (distinct UDP 5-tuples in the pcap).
     #[arg(long, value_delimiter = ',', default_value = "1,1000,65536,1048576")]
@@ -174,20 +168,14 @@ impl Ctx {
         std::fs::create_dir_all(p.parent().unwrap())?;
         let argv = vec![
             "python3".to_string(),
-            self.shared
-                .join("bench/gen_flows_pcap.py")
-                .display()
-                .to_string(),
+            self.shared.join("bench/gen_flows_pcap.py").display().to_string(),
             "-n".into(),
             n.to_string(),
             "-o".into(),
             p.display().to_string(),
         ];
         self.note_command(shell_line(&argv));
-        let st = Command::new(&argv[0])
-            .args(&argv[1..])
-            .status()
-            .context("running gen_flows_pcap.py")?;
+        let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
         if !st.success() {
             bail!("gen_flows_pcap.py failed ({st})");
         }
@@ -226,11 +214,8 @@ impl Ctx {
             stop_timeout: Duration::from_secs(60),
             fwd_thread: self.args.fwd_thread.clone(),
         };
-        let cmd = shell_line(&[
-            self.vrouter.display().to_string(),
-            "--config".into(),
-            config_path.display().to_string(),
-        ]);
+        let cmd =
+            shell_line(&[self.vrouter.display().to_string(), "--config".into(), config_path.display().to_string()]);
         self.note_command(format!(
             "{cmd}   # N={n}, rep {rep}: -m {memory_mb} --no-huge, {mbufs} mbufs, vdevs {:?}; sampled after {}s warm-up over {}s",
             spec.topology.vdevs(),
@@ -267,10 +252,7 @@ fn print_measurement(n: u64, rep: u32, m: &VrouterMeasurement) {
         }
     }
     if !m.accounted {
-        println!(
-            "  WARNING: after stop rx {} != tx {} + drops {}",
-            m.total_rx, m.total_tx, m.total_drops
-        );
+        println!("  WARNING: after stop rx {} != tx {} + drops {}", m.total_rx, m.total_tx, m.total_drops);
     }
     if !m.clean_exit {
         println!("  WARNING: vrouter did not exit cleanly after SIGINT");
@@ -305,20 +287,10 @@ fn run(mut args: Args) -> Result<()> {
     let repo = find_repo_root(&cwd)
         .or_else(|| find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))))
         .context("cannot find the workspace root (run from inside the repository)")?;
-    let shared = args
-        .shared
-        .clone()
-        .unwrap_or_else(|| repo.join("../shared"));
+    let shared = args.shared.clone().unwrap_or_else(|| repo.join("../shared"));
     let shared = std::fs::canonicalize(&shared).unwrap_or(shared);
-    let vrouter = args
-        .vrouter
-        .clone()
-        .unwrap_or_else(|| repo.join("target/release/vrouter"));
-    let vrouter = if vrouter.is_relative() {
-        cwd.join(vrouter)
-    } else {
-        vrouter
-    };
+    let vrouter = args.vrouter.clone().unwrap_or_else(|| repo.join("target/release/vrouter"));
+    let vrouter = if vrouter.is_relative() { cwd.join(vrouter) } else { vrouter };
     if !args.no_vrouter && !vrouter.is_file() {
         bail!(
             "{} not found; build it first: cargo build --release -p vrouter (or pass --vrouter PATH)",
@@ -332,21 +304,16 @@ fn run(mut args: Args) -> Result<()> {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "vrouter-bench: warning: not root; DPDK (and the anchor scripts) usually need root"
-        );
+        eprintln!("vrouter-bench: warning: not root; DPDK (and the anchor scripts) usually need root");
     }
-    let out = if args.out.is_relative() {
-        cwd.join(&args.out)
-    } else {
-        args.out.clone()
-    };
+    let out = if args.out.is_relative() { cwd.join(&args.out) } else { args.out.clone() };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let empty_pcap = out.join("empty.pcap");
     std::fs::write(&empty_pcap, pcap::empty_pcap())?;
     let git = args.rev.clone().unwrap_or_else(|| git_rev(&repo));
     if args.trace {
-        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
+        let flows =
+            if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
         return benches::trace_cmd::run(benches::trace_cmd::Opts {
             flows,
             dur: args.dur,
@@ -364,7 +331,8 @@ fn run(mut args: Args) -> Result<()> {
         });
     }
     if args.mirror {
-        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
+        let flows =
+            if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
         return benches::mirror_cmd::run(benches::mirror_cmd::Opts {
             flows,
             dur: args.dur,
@@ -421,14 +389,8 @@ fn run(mut args: Args) -> Result<()> {
         vrouter.display(),
         load_at_start
     );
-    let mut ctx = Ctx {
-        out: out.clone(),
-        shared: shared.clone(),
-        vrouter: vrouter.clone(),
-        empty_pcap,
-        commands: vec![],
-        args,
-    };
+    let mut ctx =
+        Ctx { out: out.clone(), shared: shared.clone(), vrouter: vrouter.clone(), empty_pcap, commands: vec![], args };
 
     // 1. Traffic.
     let mut pcaps = Vec::new();
@@ -455,19 +417,12 @@ fn run(mut args: Args) -> Result<()> {
                     Ok((m, cmd)) => {
                         print_measurement(n, rep, &m);
                         let new = !csv_path.exists();
-                        let mut f = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&csv_path)?;
+                        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&csv_path)?;
                         if new {
                             writeln!(f, "{}", report::CSV_HEADER)?;
                         }
                         let name = p.file_name().unwrap().to_string_lossy();
-                        writeln!(
-                            f,
-                            "{}",
-                            report::csv_line(now_unix(), n, &name, rep as usize, &m, &git)
-                        )?;
+                        writeln!(f, "{}", report::csv_line(now_unix(), n, &name, rep as usize, &m, &git))?;
                         runs.push(m);
                         vr_cmd = cmd;
                     }
@@ -495,20 +450,11 @@ fn run(mut args: Args) -> Result<()> {
                 &tp_csv,
             );
             ctx.note_command(shell_line(&argv));
-            match anchors::run_testpmd(
-                &argv,
-                &tp_csv,
-                3 * ctx.args.reps as usize,
-                ctx.args.dur,
-                ctx.args.warm,
-            ) {
+            match anchors::run_testpmd(&argv, &tp_csv, 3 * ctx.args.reps as usize, ctx.args.dur, ctx.args.warm) {
                 Ok(rows) => {
                     if rows.len() < 3 * ctx.args.reps as usize {
-                        tp_err = Some(format!(
-                            "only {} of {} testpmd runs produced a row",
-                            rows.len(),
-                            3 * ctx.args.reps
-                        ));
+                        tp_err =
+                            Some(format!("only {} of {} testpmd runs produced a row", rows.len(), 3 * ctx.args.reps));
                     }
                     tp = rows;
                 }
@@ -522,20 +468,10 @@ fn run(mut args: Args) -> Result<()> {
         let mut ovs_err = None;
         if ctx.args.ovs {
             let memif = n > 65536;
-            let argv = anchors::ovs_command(
-                &shared,
-                p,
-                memif,
-                "l3",
-                ctx.args.dur,
-                ctx.args.warm.max(5.0),
-                &ovs_csv,
-            );
+            let argv = anchors::ovs_command(&shared, p, memif, "l3", ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv);
             ctx.note_command(shell_line(&argv));
             match anchors::run_ovs(&argv, &ovs_csv, ctx.args.dur, ctx.args.warm.max(5.0)) {
-                Ok(rows) if rows.is_empty() => {
-                    ovs_err = Some("run_ovs_dpdk.py produced no row".into())
-                }
+                Ok(rows) if rows.is_empty() => ovs_err = Some("run_ovs_dpdk.py produced no row".into()),
                 Ok(rows) => ovs = rows,
                 Err(e) => ovs_err = Some(format!("{e:#}")),
             }
@@ -567,26 +503,20 @@ fn run(mut args: Args) -> Result<()> {
 
     // 4. Output.
     let summaries: Vec<Summary> = results.iter().map(|r| r.summary.clone()).collect();
-    println!("\n# Results: Mpps per fully owned core (packets / on-CPU seconds of the forwarding thread), 64-byte frames");
+    println!(
+        "\n# Results: Mpps per fully owned core (packets / on-CPU seconds of the forwarding thread), 64-byte frames"
+    );
     println!(
         "# vRouter path: VM vif -> IPv4 route {} -> MPLSoUDP tunnel (label 40) on the fabric vif",
         benches::topology::ROUTE
     );
-    println!(
-        "# load average at start {:?}, at end {:?}\n",
-        load_at_start,
-        procfs::loadavg().unwrap_or_default()
-    );
+    println!("# load average at start {:?}, at end {:?}\n", load_at_start, procfs::loadavg().unwrap_or_default());
     print!("{}", report::table(&summaries, ctx.args.ovs));
     for r in &results {
         for m in &r.vrouter_runs {
             if m.drops > 0 {
-                let top: Vec<String> = m
-                    .drop_reasons
-                    .iter()
-                    .take(3)
-                    .map(|d| format!("{} {}", d.reason, d.packets))
-                    .collect();
+                let top: Vec<String> =
+                    m.drop_reasons.iter().take(3).map(|d| format!("{} {}", d.reason, d.packets)).collect();
                 println!("N={}: vRouter drops in window: {}", r.flows, top.join(", "));
             }
         }
@@ -603,22 +533,12 @@ fn run(mut args: Args) -> Result<()> {
         out.join("results.json").display(),
         csv_path.display(),
         tp_csv.display(),
-        if ctx.args.ovs {
-            format!(", {}", ovs_csv.display())
-        } else {
-            String::new()
-        }
+        if ctx.args.ovs { format!(", {}", ovs_csv.display()) } else { String::new() }
     );
     Ok(())
 }
 
-fn write_json(
-    ctx: &Ctx,
-    results: &[FlowsResult],
-    started: u64,
-    git: &str,
-    load_at_start: [f64; 3],
-) -> Result<()> {
+fn write_json(ctx: &Ctx, results: &[FlowsResult], started: u64, git: &str, load_at_start: [f64; 3]) -> Result<()> {
     let doc = Results {
         tool: "vrouter-bench",
         started_unix: started,
@@ -630,8 +550,7 @@ fn write_json(
         dur_s: ctx.args.dur,
         warm_s: ctx.args.warm,
         reps: ctx.args.reps,
-        metric:
-            "cpu_mpps = packets received in the window / on-CPU seconds of the forwarding thread",
+        metric: "cpu_mpps = packets received in the window / on-CPU seconds of the forwarding thread",
         machine: machine(load_at_start),
         commands: &ctx.commands,
         table: results.iter().map(|r| r.summary.clone()).collect(),

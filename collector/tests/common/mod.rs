@@ -7,9 +7,9 @@
 use collector::config::CollectorConfig;
 use collector::server::Collector;
 use sandesh::{
-    decode_message, encode_message_frame, FlowLogData, FlowLogDataObject, FrameDecoder,
-    GeneratorId, Message, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshMessage,
-    UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats, VrouterStatsAgent,
+    decode_message, encode_message_frame, FlowLogData, FlowLogDataObject, FrameDecoder, GeneratorId, Message,
+    SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshMessage, UVEVMIStats, VMIStats, VmInterfaceStats,
+    VrouterStats, VrouterStatsAgent,
 };
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -18,10 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
 }
 
 pub fn test_config(dir: &Path) -> CollectorConfig {
@@ -44,19 +41,10 @@ pub struct TestCollector {
 
 impl TestCollector {
     pub fn start(cfg: CollectorConfig) -> TestCollector {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let c = rt.block_on(Collector::start(&cfg)).unwrap();
         let (sandesh, http) = (c.sandesh_addr, c.http_addr);
-        TestCollector {
-            rt,
-            c: Some(c),
-            sandesh,
-            http,
-        }
+        TestCollector { rt, c: Some(c), sandesh, http }
     }
 
     pub fn col(&self) -> &Collector {
@@ -71,9 +59,7 @@ impl TestCollector {
     pub fn stat(&self, name: &str) -> u64 {
         let (code, v) = http_get(self.http, "/analytics/collector/stats");
         assert_eq!(code, 200);
-        v[name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name}"))
+        v[name].as_u64().unwrap_or_else(|| panic!("no counter {name}"))
     }
 
     /// Polls a counter until it reaches `want` (sessions run on other threads).
@@ -85,10 +71,7 @@ impl TestCollector {
                 assert_eq!(v, want, "{name} overshot");
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{name} stayed at {v}, wanted {want}"
-            );
+            assert!(Instant::now() < deadline, "{name} stayed at {v}, wanted {want}");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -97,11 +80,7 @@ impl TestCollector {
     pub fn wait_stat_eq(&self, name: &str, want: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.stat(name) != want {
-            assert!(
-                Instant::now() < deadline,
-                "{name} is {}, wanted {want}",
-                self.stat(name)
-            );
+            assert!(Instant::now() < deadline, "{name} is {}, wanted {want}", self.stat(name));
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -116,13 +95,13 @@ impl TestCollector {
 /// One HTTP/1.1 request over a fresh TCP connection; returns status and JSON body.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let (code, text) = http_raw(addr, method, path, body);
-    let v = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text}"));
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text}"));
     (code, v)
 }
 
 pub fn http_raw(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    collector::client::request(&addr.to_string(), method, path, None, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    collector::client::request(&addr.to_string(), method, path, None, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
@@ -161,14 +140,8 @@ impl Generator {
     /// Connects without a handshake.
     pub fn connect_raw(addr: SocketAddr, id: GeneratorId) -> Generator {
         let sock = TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Generator {
-            id,
-            sock,
-            dec: FrameDecoder::new(),
-            seq: 0,
-        }
+        sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Generator { id, sock, dec: FrameDecoder::new(), seq: 0 }
     }
 
     pub fn hello(&self) -> SandeshCtrlClientToServer {
@@ -192,11 +165,7 @@ impl Generator {
         let reply = g.read_reply().expect("handshake reply");
         assert!(reply.success);
         assert_eq!(
-            reply
-                .type_info
-                .iter()
-                .map(|t| t.type_name.as_str())
-                .collect::<Vec<_>>(),
+            reply.type_info.iter().map(|t| t.type_name.as_str()).collect::<Vec<_>>(),
             ["VMIStats", "VrouterStatsAgent"]
         );
         g
@@ -207,23 +176,14 @@ impl Generator {
     }
 
     /// A frame whose header carries `timestamp_us`.
-    pub fn frame_at<M: SandeshMessage>(
-        &mut self,
-        msg: &M,
-        hints: i32,
-        timestamp_us: i64,
-    ) -> Vec<u8> {
+    pub fn frame_at<M: SandeshMessage>(&mut self, msg: &M, hints: i32, timestamp_us: i64) -> Vec<u8> {
         self.seq += 1;
         let level = if M::MESSAGE.kind == sandesh::MessageKind::Uve {
             sandesh::level::SYS_NOTICE
         } else {
             sandesh::level::SYS_INFO
         };
-        let level = if M::MESSAGE.body.name.starts_with("SandeshCtrl") {
-            sandesh::CTRL_LEVEL
-        } else {
-            level
-        };
+        let level = if M::MESSAGE.body.name.starts_with("SandeshCtrl") { sandesh::CTRL_LEVEL } else { level };
         let header = self.id.header::<M>(timestamp_us, self.seq, level, hints);
         encode_message_frame(&header, msg).unwrap()
     }
@@ -244,10 +204,7 @@ impl Generator {
             if let Some(f) = self.dec.next_frame().unwrap() {
                 let d = decode_message(&f).unwrap();
                 assert_eq!(d.header.context, "ctrl");
-                assert_eq!(
-                    d.header.hints & sandesh::hints::CONTROL,
-                    sandesh::hints::CONTROL
-                );
+                assert_eq!(d.header.hints & sandesh::hints::CONTROL, sandesh::hints::CONTROL);
                 match d.message {
                     Message::CtrlServerToClient(r) => return Some(r),
                     other => panic!("unexpected {}", other.name()),
@@ -264,9 +221,7 @@ impl Generator {
 
     /// True once the collector has closed the connection (EOF or reset within 10 s).
     pub fn closed_by_peer(&mut self) -> bool {
-        self.sock
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        self.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 1024];
         loop {
             match self.sock.read(&mut buf) {
@@ -324,14 +279,7 @@ pub fn vrouter(name: &str, mir_tpkts: u64, mir_bytes: u64) -> VrouterStatsAgent 
 }
 
 /// A flow record with the 7-tuple and counters.
-pub fn flow(
-    uuid: &str,
-    sport: u16,
-    bytes: i64,
-    packets: i64,
-    diff_bytes: i64,
-    diff_packets: i64,
-) -> FlowLogData {
+pub fn flow(uuid: &str, sport: u16, bytes: i64, packets: i64, diff_bytes: i64, diff_packets: i64) -> FlowLogData {
     let mut f = FlowLogData::new(
         uuid.into(),
         1,

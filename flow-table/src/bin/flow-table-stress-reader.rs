@@ -46,7 +46,13 @@ fn check(s: &FlowSnapshot, weights: &[u64], last: &mut HashMap<u32, (u16, u64, u
     // Packets are read before bytes; at most one add per writer (two writers) is between
     // a packet increment and its byte increment.
     if s.bytes / w + 2 < s.packets {
-        return Err(format!("entry {}: {} packets but only {} bytes ({} packets' worth)", s.index, s.packets, s.bytes, s.bytes / w));
+        return Err(format!(
+            "entry {}: {} packets but only {} bytes ({} packets' worth)",
+            s.index,
+            s.packets,
+            s.bytes,
+            s.bytes / w
+        ));
     }
     match last.get(&s.index) {
         Some(&(gen, seen_id, packets)) if gen == s.gen && seen_id == id as u64 && s.packets < packets => {

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tools::{
-    emit, fail, load, render_drop_stats, render_drop_stats_json, warn_liveness, CommonArgs,
-    Failure, Snapshot,
+    emit, fail, load, render_drop_stats, render_drop_stats_json, warn_liveness, CommonArgs, Failure, Snapshot,
 };
 
 #[derive(Parser, Debug)]

@@ -13,8 +13,8 @@ use flow_table::{flags, FlowSnapshot, FlowTableReader};
 use tools::flow::json::{render_flows_json, render_rate_json, render_summary_json};
 use tools::flow::sample::{count_flows, rate_sample, unix_ms_now, LocalTime, SummaryTracker};
 use tools::flow::text::{
-    render_column_header, render_get, render_list_header, render_list_item, render_rate_line,
-    render_summary, SystemDrops,
+    render_column_header, render_get, render_list_header, render_list_item, render_rate_line, render_summary,
+    SystemDrops,
 };
 use tools::flow::{list_items, listed, open, warn_liveness, FlowMatch, Out, Stop};
 use tools::{CommonArgs, Failure};
@@ -107,8 +107,7 @@ fn get(cli: &Cli, reader: &FlowTableReader, index: u64, out: &mut Out) -> Result
         return out.write(&render_flows_json([&snap], cli.common.pretty));
     }
     // The system-wide drop counters come from the stats region, when there is one.
-    let drops =
-        tools::load(&cli.common.run_dir, None).ok().map(|s| SystemDrops::from_drops(&s.drops));
+    let drops = tools::load(&cli.common.run_dir, None).ok().map(|s| SystemDrops::from_drops(&s.drops));
     out.write(&render_get(&snap, drops.as_ref()))
 }
 
@@ -166,8 +165,7 @@ fn stats(cli: &Cli, mut reader: FlowTableReader, out: &mut Out) -> Result<(), St
         let counts = count_flows(reader.iter_active());
         let t = Instant::now();
         let (unix_ms, time) = now();
-        let sample =
-            tracker.sample(counts, t.duration_since(last).as_millis() as u64, unix_ms, time);
+        let sample = tracker.sample(counts, t.duration_since(last).as_millis() as u64, unix_ms, time);
         if cli.common.json {
             out.write(&render_summary_json(&sample, cli.common.pretty))?;
         } else {

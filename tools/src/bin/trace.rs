@@ -205,14 +205,21 @@ fn add_request(a: &AddArgs) -> Result<Value, Failure> {
 
 fn render_request(r: &Value) -> String {
     let cond = r["condition"].as_object().map_or(String::new(), |o| {
-        o.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
+        o.iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect::<Vec<_>>()
+            .join(" ")
     });
     let scope = match r["scope"]["type"].as_str() {
         Some("vif") => format!("vif {}", r["scope"]["vif"]),
         Some("vn") => format!("vn {}", r["scope"]["vn"].as_str().unwrap_or("")),
         _ => "vrouter".into(),
     };
-    let limit = if let Some(n) = r["limit"]["packets"].as_u64() { format!("{n} packets") } else { format!("{} flows", r["limit"]["flows"]) };
+    let limit = if let Some(n) = r["limit"]["packets"].as_u64() {
+        format!("{n} packets")
+    } else {
+        format!("{} flows", r["limit"]["flows"])
+    };
     format!(
         "{}  {:<13} scope {:<10} limit {:<11} left {:<6} {}\n",
         r["id"].as_str().unwrap_or("?"),
@@ -234,7 +241,11 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     let j = cli.json;
     let one = |verb: &str, cmd: &str, id: &str| -> Result<String, Failure> {
         let r = request(cli, &json!({"cmd": cmd, "id": id}))?;
-        Ok(if j { out_json(&r["request"], cli.pretty) } else { format!("trace request {} {verb}\n", r["request"]["id"].as_str().unwrap_or(id)) })
+        Ok(if j {
+            out_json(&r["request"], cli.pretty)
+        } else {
+            format!("trace request {} {verb}\n", r["request"]["id"].as_str().unwrap_or(id))
+        })
     };
     match &cli.cmd {
         Cmd::Add(a) => {
@@ -280,7 +291,8 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                     hosts.push((cli.run_dir.clone(), t.clone(), info));
                 }
                 for dir in peer {
-                    let (info, ts) = load_traces(cli, dir, None).map_err(|e| Failure(format!("--peer {}: {}", dir.display(), e.0)))?;
+                    let (info, ts) = load_traces(cli, dir, None)
+                        .map_err(|e| Failure(format!("--peer {}: {}", dir.display(), e.0)))?;
                     if let Some(t) = ts.into_iter().find(|t| t.id == n) {
                         hosts.push((dir.clone(), t, info));
                     }
@@ -318,19 +330,24 @@ fn run(cli: &Cli) -> Result<String, Failure> {
 /// The traces of the vRouter in `run_dir` the caller may read: with a token, asked of the
 /// vRouter (only the tenant's own, of `request` when given); without, every trace, read
 /// from the region file.
-fn load_traces(cli: &Cli, run_dir: &std::path::Path, request: Option<&str>) -> Result<(RegionInfo, Vec<Trace>), Failure> {
+fn load_traces(
+    cli: &Cli,
+    run_dir: &std::path::Path,
+    request: Option<&str>,
+) -> Result<(RegionInfo, Vec<Trace>), Failure> {
     if cli.token.is_none() {
         let reader = TraceReader::open_run_dir(run_dir).map_err(|e| Failure(e.to_string()))?;
         let mut traces = collect(&reader.records());
         if let Some(id) = request {
-            let want = vrouter::trace::request::parse_uuid(id).ok_or_else(|| Failure(format!("--request: {id:?} is not a UUID")))?;
+            let want = vrouter::trace::request::parse_uuid(id)
+                .ok_or_else(|| Failure(format!("--request: {id:?} is not a UUID")))?;
             traces.retain(|t| t.request_uuid() == Some(want));
         }
         return Ok((reader.info(), traces));
     }
     let r = request_at(cli, run_dir, &json!({"cmd": "trace_records", "id": request}))?;
-    let info: RegionInfo =
-        serde_json::from_value(r["region"].clone()).map_err(|e| Failure(format!("bad reply from the vRouter: region: {e}")))?;
+    let info: RegionInfo = serde_json::from_value(r["region"].clone())
+        .map_err(|e| Failure(format!("bad reply from the vRouter: region: {e}")))?;
     let recs = r["records"].as_array().ok_or_else(|| Failure("bad reply from the vRouter: no records".into()))?;
     let recs = recs
         .iter()

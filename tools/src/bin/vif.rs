@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser};
 use tools::{
-    emit, fail, load, render_drop_stats, render_drop_stats_json, render_vif_table,
-    render_vifs_json, warn_liveness, CommonArgs, Failure, Snapshot,
+    emit, fail, load, render_drop_stats, render_drop_stats_json, render_vif_table, render_vifs_json, warn_liveness,
+    CommonArgs, Failure, Snapshot,
 };
 
 #[derive(Parser, Debug)]
@@ -41,11 +41,7 @@ fn render(cli: &Cli, snap: &Snapshot) -> Result<String, Failure> {
     let json = cli.common.json;
     let pretty = cli.common.pretty;
     let Some(id) = cli.mode.get else {
-        return Ok(if json {
-            render_vifs_json(&snap.vifs, pretty)
-        } else {
-            render_vif_table(&snap.vifs, cli.core)
-        });
+        return Ok(if json { render_vifs_json(&snap.vifs, pretty) } else { render_vif_table(&snap.vifs, cli.core) });
     };
     let row = snap.vif(id)?;
     Ok(match (cli.get_drop_stats, json) {

@@ -9,11 +9,7 @@ use tools::{emit, fail, CommonArgs, Failure};
 use vrouter::agent::export::{read_counters, ExportCounters};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "vrouter-agent-stats",
-    version,
-    about = "Show the vRouter agent's flow and UVE export counters"
-)]
+#[command(name = "vrouter-agent-stats", version, about = "Show the vRouter agent's flow and UVE export counters")]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -66,11 +62,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&Failure(e)),
     };
     let text = if cli.common.json {
-        let j = if cli.common.pretty {
-            serde_json::to_string_pretty(&c)
-        } else {
-            serde_json::to_string(&c)
-        };
+        let j = if cli.common.pretty { serde_json::to_string_pretty(&c) } else { serde_json::to_string(&c) };
         match j {
             Ok(s) => s + "\n",
             Err(e) => return fail(&Failure(e.to_string())),

@@ -39,9 +39,8 @@ enum Cmd {
 
 fn request(cli: &Cli, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
     let path = cli.run_dir.join("control.sock");
-    let mut s = UnixStream::connect(&path).map_err(|e| {
-        Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display()))
-    })?;
+    let mut s = UnixStream::connect(&path)
+        .map_err(|e| Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display())))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     writeln!(s, "{req}").map_err(|e| Failure(format!("sending to {}: {e}", path.display())))?;
     let mut line = String::new();
@@ -71,9 +70,7 @@ fn main() -> ExitCode {
     }
     let text = match &cli.cmd {
         Cmd::Reload => format!("policy reloaded; {} flow(s) re-evaluated\n", reply["reevaluated"]),
-        Cmd::Status | Cmd::Flow { .. } => {
-            serde_json::to_string_pretty(&reply).unwrap_or_default() + "\n"
-        }
+        Cmd::Status | Cmd::Flow { .. } => serde_json::to_string_pretty(&reply).unwrap_or_default() + "\n",
     };
     emit(&text)
 }

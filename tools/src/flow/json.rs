@@ -89,11 +89,7 @@ impl FlowJson {
             action: action_key(s.action),
             drop_reason: (s.action == Action::Drop).then(|| flow_drop_reason_name(s.drop_reason)),
             flags: flag_names(s.flags).into_iter().map(|n| n.to_ascii_lowercase()).collect(),
-            tcp_flags: TCP_FLAG_NAMES
-                .iter()
-                .filter(|(bit, _)| s.tcp_flags & bit != 0)
-                .map(|&(_, n)| n)
-                .collect(),
+            tcp_flags: TCP_FLAG_NAMES.iter().filter(|(bit, _)| s.tcp_flags & bit != 0).map(|&(_, n)| n).collect(),
             src_nh: s.src_nh,
             underlay_sport: s.underlay_sport,
             bytes: s.bytes,
@@ -112,18 +108,14 @@ impl FlowJson {
 }
 
 pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> String {
-    let mut s =
-        if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) }
-            .expect("serializing plain data cannot fail");
+    let mut s = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) }
+        .expect("serializing plain data cannot fail");
     s.push('\n');
     s
 }
 
 /// `flow -l --json` / `flow --get N --json`: an array of flow objects.
-pub fn render_flows_json<'a>(
-    flows: impl IntoIterator<Item = &'a FlowSnapshot>,
-    pretty: bool,
-) -> String {
+pub fn render_flows_json<'a>(flows: impl IntoIterator<Item = &'a FlowSnapshot>, pretty: bool) -> String {
     let v: Vec<FlowJson> = flows.into_iter().map(FlowJson::new).collect();
     to_json(&v, pretty)
 }
@@ -205,14 +197,7 @@ mod tests {
         FlowSnapshot {
             index: 5,
             gen: 3,
-            key: FlowKey::v6(
-                2,
-                6,
-                "fd00::1".parse().unwrap(),
-                "fd00::2".parse().unwrap(),
-                40000,
-                22,
-            ),
+            key: FlowKey::v6(2, 6, "fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 40000, 22),
             flags: flags::ACTIVE | flags::RFLOW_VALID | flags::MIRROR,
             action: Action::Forward,
             drop_reason: FLOW_DR_SG,
@@ -266,27 +251,8 @@ mod tests {
 
     #[test]
     fn sample_objects() {
-        let t = LocalTime {
-            year: 2024,
-            month: 1,
-            day: 2,
-            hour: 3,
-            minute: 4,
-            second: 5,
-            millis: 6,
-            utc_offset_s: 0,
-        };
-        let r = RateSample {
-            time: t,
-            unix_ms: 9,
-            entries: 1,
-            rate: 2,
-            fwd: 3,
-            rev: 4,
-            del: 5,
-            hold: 6,
-            created: 7,
-        };
+        let t = LocalTime { year: 2024, month: 1, day: 2, hour: 3, minute: 4, second: 5, millis: 6, utc_offset_s: 0 };
+        let r = RateSample { time: t, unix_ms: 9, entries: 1, rate: 2, fwd: 3, rev: 4, del: 5, hold: 6, created: 7 };
         let v: Value = serde_json::from_str(&render_rate_json(&r, false)).unwrap();
         assert_eq!(
             v,

@@ -71,8 +71,7 @@ impl FlowMatch {
             [] => true,
             [e] => e.matches(src, sport) || e.matches(dst, dport),
             [a, b, ..] => {
-                (a.matches(src, sport) && b.matches(dst, dport))
-                    || (b.matches(src, sport) && a.matches(dst, dport))
+                (a.matches(src, sport) && b.matches(dst, dport)) || (b.matches(src, sport) && a.matches(dst, dport))
             }
         }
     }
@@ -116,10 +115,7 @@ fn parse_port(s: &str, token: &str) -> Result<Option<u16>, String> {
 fn parse_addr(s: &str, token: &str) -> Result<Option<IpAddr>, String> {
     match s {
         "*" => Ok(None),
-        _ => s
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("match: invalid address \"{s}\" in \"{token}\"")),
+        _ => s.parse().map(Some).map_err(|_| format!("match: invalid address \"{s}\" in \"{token}\"")),
     }
 }
 
@@ -140,9 +136,7 @@ fn parse_endpoint(token: &str) -> Result<Endpoint, String> {
             let (addr, port) = token.split_once(':').expect("one ':'");
             let addr = parse_addr(addr, token)?;
             if addr.is_some_and(|a| a.is_ipv6()) {
-                return Err(format!(
-                    "match: write an IPv6 endpoint as [addr]:port, not \"{token}\""
-                ));
+                return Err(format!("match: write an IPv6 endpoint as [addr]:port, not \"{token}\""));
             }
             Ok(Endpoint { addr, port: parse_port(port, token)? })
         }
@@ -243,10 +237,7 @@ mod tests {
         assert_eq!(
             m("1.1.1.1:20"),
             FlowMatch {
-                endpoints: vec![Endpoint {
-                    addr: Some("1.1.1.1".parse().unwrap()),
-                    port: Some(20)
-                }],
+                endpoints: vec![Endpoint { addr: Some("1.1.1.1".parse().unwrap()), port: Some(20) }],
                 ..Default::default()
             }
         );
@@ -322,8 +313,7 @@ mod tests {
         assert!(m("10.0.0.1 & vrf 2 & proto tcp").matches(&f));
         assert!(!m("10.0.0.1 & vrf 1").matches(&f));
         assert!(!m("proto udp").matches(&f));
-        let v6 =
-            flow(FlowKey::v6(2, 17, "fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 5, 53));
+        let v6 = flow(FlowKey::v6(2, 17, "fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 5, 53));
         assert!(m("vrf 2").matches(&v6));
         assert!(m("[fd00::2]:53").matches(&v6));
         assert!(m("fd00::1").matches(&v6));
@@ -337,9 +327,6 @@ mod tests {
             "Listing flows matching ([10.0.0.1]:80, [10.0.0.2]:*, Protocol TCP, VRF 3)\n\n"
         );
         assert_eq!(m("vrf 0").banner(), "Listing flows matching (VRF 0)\n\n");
-        assert_eq!(
-            m("*:53 & proto icmp6").banner(),
-            "Listing flows matching ([*]:53, Protocol ICMPv6)\n\n"
-        );
+        assert_eq!(m("*:53 & proto icmp6").banner(), "Listing flows matching ([*]:53, Protocol ICMPv6)\n\n");
     }
 }

@@ -31,10 +31,7 @@ pub fn open(run_dir: &Path) -> Result<FlowTableReader, Failure> {
 fn open_failure(run_dir: &Path, e: FlowTableError) -> Failure {
     match &e {
         FlowTableError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            Failure(format!(
-                "vRouter is not running (no flow table at {})",
-                run_dir.join(FLOW_FILE_NAME).display()
-            ))
+            Failure(format!("vRouter is not running (no flow table at {})", run_dir.join(FLOW_FILE_NAME).display()))
         }
         _ => Failure(e.to_string()),
     }
@@ -42,9 +39,7 @@ fn open_failure(run_dir: &Path, e: FlowTableError) -> Failure {
 
 /// The stderr warning for a table whose creating vRouter is gone, if any.
 pub fn liveness_warning(alive: bool, pid: u32) -> Option<String> {
-    (!alive).then(|| {
-        format!("warning: vRouter (pid {pid}) is not running; flows are from its last run")
-    })
+    (!alive).then(|| format!("warning: vRouter (pid {pid}) is not running; flows are from its last run"))
 }
 
 /// Prints [`liveness_warning`] for this table to stderr.
@@ -100,12 +95,7 @@ pub fn list_items<'a>(
     } else {
         Vec::new()
     };
-    Merge {
-        active: reader.iter_active().peekable(),
-        tails: tails.into_iter().peekable(),
-        reader,
-        keep,
-    }
+    Merge { active: reader.iter_active().peekable(), tails: tails.into_iter().peekable(), reader, keep }
 }
 
 /// Merges the active flows with the chains of empty bucket tails, by index.

@@ -73,10 +73,7 @@ impl LocalTime {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// One sample of `flow -r`.
@@ -115,13 +112,7 @@ fn per_second(delta: u64, ms: u64) -> i64 {
 }
 
 /// The `flow -r` sample between two reads of the counters `elapsed_ms` apart.
-pub fn rate_sample(
-    prev: &TableStats,
-    cur: &TableStats,
-    elapsed_ms: u64,
-    unix_ms: u64,
-    time: LocalTime,
-) -> RateSample {
+pub fn rate_sample(prev: &TableStats, cur: &TableStats, elapsed_ms: u64, unix_ms: u64, time: LocalTime) -> RateSample {
     let fwd = cur.processed.wrapping_sub(prev.processed);
     let rev = cur.added.wrapping_sub(prev.added);
     let del = cur.deleted.wrapping_sub(prev.deleted);
@@ -129,9 +120,7 @@ pub fn rate_sample(
         time,
         unix_ms,
         entries: cur.used_entries,
-        rate: per_second(fwd, elapsed_ms)
-            + per_second(rev, elapsed_ms)
-            + per_second(del, elapsed_ms),
+        rate: per_second(fwd, elapsed_ms) + per_second(rev, elapsed_ms) + per_second(del, elapsed_ms),
         fwd,
         rev,
         del,
@@ -209,13 +198,7 @@ impl SummaryTracker {
     }
 
     /// The sample for `counts`, `elapsed_ms` after the previous one (or the start).
-    pub fn sample(
-        &mut self,
-        counts: FlowCounts,
-        elapsed_ms: u64,
-        unix_ms: u64,
-        time: LocalTime,
-    ) -> SummarySample {
+    pub fn sample(&mut self, counts: FlowCounts, elapsed_ms: u64, unix_ms: u64, time: LocalTime) -> SummarySample {
         let ms = elapsed_ms.max(1) as i64;
         let d = |a: u64, b: u64| a as i64 - b as i64;
         let active_delta = d(counts.active, self.prev.active);
@@ -283,8 +266,7 @@ mod tests {
 
     #[test]
     fn rates_from_counter_deltas() {
-        let prev =
-            TableStats { processed: 10, added: 4, deleted: 1, created: 20, ..Default::default() };
+        let prev = TableStats { processed: 10, added: 4, deleted: 1, created: 20, ..Default::default() };
         let cur = TableStats {
             processed: 20,
             added: 9,
@@ -340,23 +322,13 @@ mod tests {
             flow(Action::Hold, flags::HOLD),
             flow(Action::Nat, 0),
         ];
-        assert_eq!(
-            count_flows(&flows),
-            FlowCounts { total: 4, active: 3, hold: 1, fwd: 1, drop: 1, nat: 1 }
-        );
+        assert_eq!(count_flows(&flows), FlowCounts { total: 4, active: 3, hold: 1, fwd: 1, drop: 1, nat: 1 });
     }
 
     #[test]
     fn summary_rates_and_averages() {
         let mut tr = SummaryTracker::new();
-        let c = |total, hold| FlowCounts {
-            total,
-            active: total - hold,
-            hold,
-            fwd: total - hold,
-            drop: 0,
-            nat: 0,
-        };
+        let c = |total, hold| FlowCounts { total, active: total - hold, hold, fwd: total - hold, drop: 0, nat: 0 };
         let s = tr.sample(c(5000, 0), 500, 0, t());
         // First sample: "new" counts from zero, rates forced to 0.
         assert_eq!((s.total_new, s.active_new, s.rate, s.total_rate), (5000, 5000, 0, 0));

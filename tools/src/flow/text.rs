@@ -5,10 +5,7 @@
 
 use std::fmt::Write as _;
 
-use flow_table::{
-    flags, flow_drop_reason_name, tcp_flags, Action, FlowSnapshot, HeaderInfo, TableStats,
-    NO_MIRROR,
-};
+use flow_table::{flags, flow_drop_reason_name, tcp_flags, Action, FlowSnapshot, HeaderInfo, TableStats, NO_MIRROR};
 use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
 
 use super::matcher::FlowMatch;
@@ -111,13 +108,9 @@ fn tcp_letters(t: u16) -> String {
 /// NAT flag letters (`S`, `Ps`, `D`, `Pd`, `L`, in bit order).
 fn nat_letters(f: u32) -> String {
     let mut s = String::new();
-    for (bit, l) in [
-        (flags::SNAT, "S"),
-        (flags::SPAT, "Ps"),
-        (flags::DNAT, "D"),
-        (flags::DPAT, "Pd"),
-        (flags::LINK_LOCAL, "L"),
-    ] {
+    for (bit, l) in
+        [(flags::SNAT, "S"), (flags::SPAT, "Ps"), (flags::DNAT, "D"), (flags::DPAT, "Pd"), (flags::LINK_LOCAL, "L")]
+    {
         if f & bit != 0 {
             s.push_str(l);
         }
@@ -211,10 +204,7 @@ pub fn render_flow(snap: &FlowSnapshot, chain: &[u32]) -> String {
             w.wrap();
         }
         if let Some(m) = sm {
-            w.put(&format!(
-                " SMStats:{}/{} ({m}),",
-                snap.sec_mirror_packets, snap.sec_mirror_bytes
-            ));
+            w.put(&format!(" SMStats:{}/{} ({m}),", snap.sec_mirror_packets, snap.sec_mirror_bytes));
             w.wrap();
         }
     }
@@ -253,12 +243,7 @@ pub fn render_list_item(item: &ListItem) -> String {
 }
 
 /// The whole of `flow -l` (the tool streams the same pieces).
-pub fn render_list(
-    h: &HeaderInfo,
-    st: &TableStats,
-    filter: Option<&FlowMatch>,
-    items: &[ListItem],
-) -> String {
+pub fn render_list(h: &HeaderInfo, st: &TableStats, filter: Option<&FlowMatch>, items: &[ListItem]) -> String {
     let mut s = render_list_header(h, st);
     if let Some(m) = filter {
         s.push_str(&m.banner());
@@ -405,16 +390,12 @@ pub fn render_get(snap: &FlowSnapshot, drops: Option<&SystemDrops>) -> String {
         field(&mut s, "Mirror Index");
         let ids: Vec<String> = [m, sm].iter().flatten().map(u8::to_string).collect();
         let _ = writeln!(s, "{}", ids.join(", "));
-        for (id, bytes, packets) in [
-            (m, snap.mirror_bytes, snap.mirror_packets),
-            (sm, snap.sec_mirror_bytes, snap.sec_mirror_packets),
-        ] {
+        for (id, bytes, packets) in
+            [(m, snap.mirror_bytes, snap.mirror_packets), (sm, snap.sec_mirror_bytes, snap.sec_mirror_packets)]
+        {
             if let Some(id) = id {
                 pad(&mut s);
-                let _ = writeln!(
-                    s,
-                    "Mirror Statistics(Index, Bytes, Packets): {id}, {bytes}, {packets}"
-                );
+                let _ = writeln!(s, "Mirror Statistics(Index, Bytes, Packets): {id}, {bytes}, {packets}");
             }
         }
     }
@@ -458,8 +439,7 @@ pub fn render_summary(x: &SummarySample) -> String {
     let _ = writeln!(s, "{}", x.time.with_zone());
     s.push_str("Flow Statistics\n---------------\n");
     let _ = writeln!(s, "    Total  Entries  --- Total = {:7}, new = {:7} ", c.total, x.total_new);
-    let _ =
-        writeln!(s, "    Active Entries  --- Total = {:7}, new = {:7} ", c.active, x.active_new);
+    let _ = writeln!(s, "    Active Entries  --- Total = {:7}, new = {:7} ", c.active, x.active_new);
     let _ = writeln!(s, "    Hold   Entries  --- Total = {:7}, new = {:7} ", c.hold, x.hold_new);
     let _ = writeln!(s, "    Fwd flow Entries  - Total = {:7}", c.fwd);
     let _ = writeln!(s, "    drop flow Entries - Total = {:7}", c.drop);
@@ -577,16 +557,10 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
     fn tcp_flow_wraps_at_70() {
         let s = render_flow(&tcp(), &[]);
         let lines: Vec<&str> = s.split('\n').collect();
-        assert_eq!(
-            lines[0],
-            format!("        3<=>12{:11}{:<46}      6 (1)", "", "192.168.1.3:40000")
-        );
+        assert_eq!(lines[0], format!("        3<=>12{:11}{:<46}      6 (1)", "", "192.168.1.3:40000"));
         assert_eq!(lines[1], "                         192.168.1.4:80   ");
         // 54 characters, then " Stats:10/1500, " reaches 70: the line breaks there.
-        assert_eq!(
-            lines[2],
-            "(Gen: 1, K(nh):1, Action:F, Flags:, TCP:SE, S(nh):12,  Stats:10/1500, "
-        );
+        assert_eq!(lines[2], "(Gen: 1, K(nh):1, Action:F, Flags:, TCP:SE, S(nh):12,  Stats:10/1500, ");
         assert_eq!(lines[3], " SPort 54321)");
         assert_eq!(&lines[4..], ["", ""]);
     }
@@ -615,8 +589,7 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
 
     #[test]
     fn v6_pads_and_mirror_stats() {
-        let k =
-            FlowKey::v6(3, 58, "fd00:1::3".parse().unwrap(), "fd00:1::4".parse().unwrap(), 7, 0);
+        let k = FlowKey::v6(3, 58, "fd00:1::3".parse().unwrap(), "fd00:1::4".parse().unwrap(), 7, 0);
         let s = FlowSnapshot {
             flags: flags::ACTIVE | flags::MIRROR,
             mirror: 1,
@@ -633,15 +606,9 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
         };
         let out = render_flow(&s, &[]);
         let lines: Vec<&str> = out.split('\n').collect();
-        assert_eq!(
-            lines[0],
-            format!("      792{:12}    {:<46}     58 (3)", "", "fd00:1::3:7        ")
-        );
+        assert_eq!(lines[0], format!("      792{:12}    {:<46}     58 (3)", "", "fd00:1::3:7        "));
         assert_eq!(lines[1], format!("{:25}fd00:1::4:0        ", ""));
-        assert_eq!(
-            lines[2],
-            "(Gen: 1, K(nh):3, Action:F, Flags:, S(nh):13,  Stats:1/98,  Mirror Index : 1, 2,"
-        );
+        assert_eq!(lines[2], "(Gen: 1, K(nh):3, Action:F, Flags:, S(nh):13,  Stats:1/98,  Mirror Index : 1, 2,");
         assert_eq!(lines[3], " MStats:1/162 (1), SMStats:1/98 (2), SPort 54475)");
         // Primary only.
         let one = FlowSnapshot { sec_mirror: NO_MIRROR, ..s };
@@ -653,17 +620,10 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
     #[test]
     fn nat_and_hold_actions() {
         let k = FlowKey::v4(1, 17, [1, 1, 1, 1].into(), [2, 2, 2, 2].into(), 1, 2);
-        let s = FlowSnapshot {
-            action: Action::Nat,
-            flags: flags::ACTIVE | flags::SNAT | flags::DPAT,
-            ..base(0, k)
-        };
+        let s = FlowSnapshot { action: Action::Nat, flags: flags::ACTIVE | flags::SNAT | flags::DPAT, ..base(0, k) };
         assert!(render_flow(&s, &[]).contains("Action:N(SPd), "));
-        let s = FlowSnapshot {
-            action: Action::Hold,
-            flags: flags::ACTIVE | flags::HOLD | flags::NEW_FLOW,
-            ..base(0, k)
-        };
+        let s =
+            FlowSnapshot { action: Action::Hold, flags: flags::ACTIVE | flags::HOLD | flags::NEW_FLOW, ..base(0, k) };
         assert!(render_flow(&s, &[]).contains("Action:H, Flags:N, S(nh)"));
         assert!(render_get(&s, None).contains("\nFlow Action:                  HOLD\n"));
     }
@@ -723,10 +683,7 @@ System Wide Packet Drops:     24560
             ..base(792, k)
         };
         let out = render_get(&s, None);
-        assert!(
-            out.contains(&format!("\nFlow Action:                  DROP:{:30}Policy\n", "")),
-            "{out}"
-        );
+        assert!(out.contains(&format!("\nFlow Action:                  DROP:{:30}Policy\n", "")), "{out}");
         assert!(out.contains("\nFlow Flags:                   MIRROR \n"));
         assert!(!out.contains("TCP FLAGS"));
         assert!(
@@ -747,38 +704,17 @@ System Wide Packet Drops:     24560
         d[DropReason::FlowActionDrop.index()] = 3;
         d[DropReason::NewFlowDrops.index()] = 4;
         d[DropReason::TtlExceeded.index()] = 5;
-        assert_eq!(
-            SystemDrops::from_drops(&d),
-            SystemDrops { total: 14, reverse_path: 2, flow_block: 7 }
-        );
+        assert_eq!(SystemDrops::from_drops(&d), SystemDrops { total: 14, reverse_path: 2, flow_block: 7 });
     }
 
     fn t() -> LocalTime {
-        LocalTime {
-            year: 2024,
-            month: 3,
-            day: 26,
-            hour: 9,
-            minute: 5,
-            second: 7,
-            millis: 42,
-            utc_offset_s: 3600,
-        }
+        LocalTime { year: 2024, month: 3, day: 26, hour: 9, minute: 5, second: 7, millis: 42, utc_offset_s: 3600 }
     }
 
     #[test]
     fn rate_line() {
-        let r = RateSample {
-            time: t(),
-            unix_ms: 0,
-            entries: 12,
-            rate: 40,
-            fwd: 10,
-            rev: 5,
-            del: 5,
-            hold: 2,
-            created: 11,
-        };
+        let r =
+            RateSample { time: t(), unix_ms: 0, entries: 12, rate: 40, fwd: 10, rev: 5, del: 5, hold: 2, created: 11 };
         assert_eq!(
             render_rate_line(&r),
             "2024-03-26 09:05:07.042:  Entries =       12 Rate =     40 (Fwd =       10 Rev =        5 Del =        5) Hold =        2 Total Hold Entries        2\n"

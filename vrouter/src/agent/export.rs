@@ -45,8 +45,8 @@ use crate::fib::{Fib, Nexthop};
 use crate::stats::StatsReader;
 use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen};
 use sandesh::{
-    FlowLogData, GeneratorId, SessionConfig, SessionHandle, SessionStats, UVEVMIStats, VMIStats,
-    VmInterfaceStats, VrouterStats, VrouterStatsAgent,
+    FlowLogData, GeneratorId, SessionConfig, SessionHandle, SessionStats, UVEVMIStats, VMIStats, VmInterfaceStats,
+    VrouterStats, VrouterStatsAgent,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -359,11 +359,7 @@ impl Context {
                 analyzers[usize::from(i)] = Some(Arc::from(a.get_ref().name.as_str()));
             }
         }
-        let policy = if with_policy {
-            Some(PolicyEngine::from_config(cfg)?)
-        } else {
-            None
-        };
+        let policy = if with_policy { Some(PolicyEngine::from_config(cfg)?) } else { None };
         Ok(Context {
             fib: Fib::from_config(cfg).ok(),
             endpoints,
@@ -394,9 +390,7 @@ impl Context {
             _ => None,
         };
         match fib.nexthop(nh)? {
-            Nexthop::Ecmp { members, .. } => members
-                .iter()
-                .find_map(|m| fib.nexthop(*m).and_then(tunnel)),
+            Nexthop::Ecmp { members, .. } => members.iter().find_map(|m| fib.nexthop(*m).and_then(tunnel)),
             n => tunnel(n),
         }
     }
@@ -443,9 +437,7 @@ impl Counters {
             mirror_bytes: self.mirror_bytes.saturating_sub(old.mirror_bytes),
             mirror_packets: self.mirror_packets.saturating_sub(old.mirror_packets),
             sec_mirror_bytes: self.sec_mirror_bytes.saturating_sub(old.sec_mirror_bytes),
-            sec_mirror_packets: self
-                .sec_mirror_packets
-                .saturating_sub(old.sec_mirror_packets),
+            sec_mirror_packets: self.sec_mirror_packets.saturating_sub(old.sec_mirror_packets),
         }
     }
 }
@@ -550,10 +542,7 @@ pub struct FlowScanner {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 impl FlowScanner {
@@ -566,9 +555,7 @@ impl FlowScanner {
         let cap = table.capacity();
         let sweep_ms = u64::from(cfg.flow.age_timeout_s) * 1000 * u64::from(e.scan_percent) / 100;
         let ticks = (sweep_ms / u64::from(e.scan_interval_ms)).max(1);
-        let slice = (u64::from(cap) / ticks + 1)
-            .max(u64::from(MIN_SLICE))
-            .min(u64::from(cap)) as u32;
+        let slice = (u64::from(cap) / ticks + 1).max(u64::from(MIN_SLICE)).min(u64::from(cap)) as u32;
         let salt = table.generation().rotate_left(32) ^ now_us() as u64;
         Ok(FlowScanner {
             states: (0..cap).map(|_| None).collect(),
@@ -649,17 +636,9 @@ impl FlowScanner {
             src_vif: src_ep.map(|e| e.vif),
             dst_vif: dst_ep.map(|e| e.vif),
         };
-        let decision = self
-            .ctx
-            .policy
-            .as_ref()
-            .map(|p| p.evaluate(&if forward { fctx } else { fctx.reversed() }));
+        let decision = self.ctx.policy.as_ref().map(|p| p.evaluate(&if forward { fctx } else { fctx.reversed() }));
         let mirrored = s.mirror != flow_table::NO_MIRROR;
-        let analyzer = |m: u8| {
-            (m != flow_table::NO_MIRROR)
-                .then(|| self.ctx.analyzer(m))
-                .flatten()
-        };
+        let analyzer = |m: u8| (m != flow_table::NO_MIRROR).then(|| self.ctx.analyzer(m)).flatten();
         FlowInfo {
             index: s.index,
             setup_ms: s.setup_time,
@@ -711,11 +690,7 @@ impl FlowScanner {
         r.nw_ace_uuid = own(&i.nw_ace_uuid);
         r.vrouter_ip = Some(self.ctx.vrouter_ip.to_string());
         // Local flows: no underlay (source port 0, as the reference agent).
-        r.underlay_source_port = Some(if i.tunnel.is_some() {
-            i.underlay_sport
-        } else {
-            0
-        });
+        r.underlay_source_port = Some(if i.tunnel.is_some() { i.underlay_sport } else { 0 });
         r.other_vrouter_ip = i.tunnel.map(|(peer, _)| peer.to_string());
         r.underlay_proto = i.tunnel.map(|(_, proto)| proto);
         r.drop_reason = Some(if i.action.starts_with("deny") {
@@ -754,19 +729,14 @@ impl FlowScanner {
             self.total_mirror.packets += m.packets;
             self.total_mirror.bytes += m.bytes;
         }
-        let decision = self
-            .sampler
-            .decide(diff.bytes, teardown_us.is_some() && st.exported);
+        let decision = self.sampler.decide(diff.bytes, teardown_us.is_some() && st.exported);
         let (db, dp) = match decision {
             Sample::Drop => {
                 self.counters.records_sampled_out += 1;
                 return;
             }
             Sample::Export => (diff.bytes, diff.packets),
-            Sample::Scaled(p) => (
-                (diff.bytes as f64 / p) as u64,
-                (diff.packets as f64 / p) as u64,
-            ),
+            Sample::Scaled(p) => ((diff.bytes as f64 / p) as u64, (diff.packets as f64 / p) as u64),
         };
         let mut r = self.base_record(st);
         r.tcp_flags = (tcp_flags != 0).then_some(tcp_flags);
@@ -799,14 +769,7 @@ impl FlowScanner {
         }
         self.counters.teardown_records += 1;
         let last = st.last;
-        self.emit(
-            sink,
-            &mut st,
-            &last,
-            &Counters::default(),
-            0,
-            Some(now_us()),
-        );
+        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()));
         self.counters.flows_tracked -= 1;
     }
 
@@ -913,16 +876,10 @@ struct UveState {
     last: HashMap<u16, VmInterfaceStats>,
 }
 
-fn vmi_uves(
-    scanner: &FlowScanner,
-    stats: Option<&StatsReader>,
-    state: &mut UveState,
-) -> Vec<UVEVMIStats> {
+fn vmi_uves(scanner: &FlowScanner, stats: Option<&StatsReader>, state: &mut UveState) -> Vec<UVEVMIStats> {
     let mut out = Vec::new();
     for v in &scanner.ctx.vmis {
-        let c = stats
-            .map(|s| s.vif_counters(v.vif, None))
-            .unwrap_or_default();
+        let c = stats.map(|s| s.vif_counters(v.vif, None)).unwrap_or_default();
         // Mirror figures are the vif's interface-mirroring counters, as the blueprint's
         // if_stats and `vif --get` (`Mirror packets: bytes:`) report them.
         let m = MirrorTotals { packets: c.mirror_packets, bytes: c.mirror_bytes };
@@ -1042,10 +999,7 @@ pub fn write_counters(path: &Path, c: &ExportCounters) -> std::io::Result<()> {
 pub fn read_counters(run_dir: &Path) -> Result<ExportCounters, String> {
     let path = run_dir.join(COUNTERS_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "cannot read {}: {e} (is the vRouter running with [export] enabled = true?)",
-            path.display()
-        )
+        format!("cannot read {}: {e} (is the vRouter running with [export] enabled = true?)", path.display())
     })?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -1111,9 +1065,7 @@ pub fn spawn_traced(
                     return;
                 }
             };
-            let mut uve_state = UveState {
-                last: HashMap::new(),
-            };
+            let mut uve_state = UveState { last: HashMap::new() };
             let mut stats: Option<StatsReader> = None;
             let mut last_uve: Option<Instant> = None;
             let mut last_write = Instant::now() - Duration::from_secs(1);
@@ -1130,11 +1082,7 @@ pub fn spawn_traced(
                     for u in vmi_uves(&scanner, stats.as_ref(), &mut uve_state) {
                         n += u64::from(session.update_uve(&u).is_ok());
                     }
-                    n += u64::from(
-                        session
-                            .update_uve(&vrouter_uve(&name, stats.as_ref()))
-                            .is_ok(),
-                    );
+                    n += u64::from(session.update_uve(&vrouter_uve(&name, stats.as_ref())).is_ok());
                     scanner.counters.uves_queued += n;
                     last_uve = Some(Instant::now());
                 }
@@ -1182,9 +1130,7 @@ pub fn spawn_traced(
         }
         Err(_) => {
             let _ = handle.join();
-            Err(ExportError::Spawn(std::io::Error::other(
-                "the exporter thread exited during start",
-            )))
+            Err(ExportError::Spawn(std::io::Error::other("the exporter thread exited during start")))
         }
     }
 }
@@ -1355,32 +1301,17 @@ enabled = true
         let table = Arc::new(
             FlowTable::create(
                 &dir.path().join("flow"),
-                &FlowTableConfig {
-                    main_entries: 1024,
-                    overflow_entries: 1024,
-                    max_lcores: 1,
-                },
+                &FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 1 },
             )
             .unwrap(),
         );
         let scanner = FlowScanner::new(&cfg, table.clone()).unwrap();
-        Fixture {
-            _dir: dir,
-            table,
-            scanner,
-        }
+        Fixture { _dir: dir, table, scanner }
     }
 
     /// A programmed flow pair red -> blue, mirrored to both analyzers (indices 0 and 1).
     fn pair(t: &FlowTable, sport: u16, mirrored: bool) -> (u32, u32) {
-        let k = FlowKey::v4(
-            1,
-            6,
-            Ipv4Addr::new(10, 1, 0, 3),
-            Ipv4Addr::new(10, 2, 0, 3),
-            sport,
-            80,
-        );
+        let k = FlowKey::v4(1, 6, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 2, 0, 3), sport, 80);
         let f = t.lookup_or_hold(&k, k.hash(), 1_000).unwrap().index();
         let r = t.create_reverse(f, 1_001).unwrap();
         let mut up = FlowUpdate::new(Action::Forward);
@@ -1410,72 +1341,36 @@ enabled = true
         let mut fx = fixture("");
         let (f, r) = pair(&fx.table, 40000, true);
         // A flow still in HOLD is not exported.
-        let hk = FlowKey::v4(
-            1,
-            17,
-            Ipv4Addr::new(10, 1, 0, 3),
-            Ipv4Addr::new(10, 2, 0, 3),
-            5,
-            53,
-        );
+        let hk = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 2, 0, 3), 5, 53);
         fx.table.lookup_or_hold(&hk, hk.hash(), 1_000).unwrap();
         traffic(&fx.table, f, 3, 100, true);
         let mut out: Vec<FlowLogData> = Vec::new();
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 2, "{out:#?}");
-        let fwd = out
-            .iter()
-            .find(|x| x.forward_flow == Some(true))
-            .unwrap()
-            .clone();
-        let rev = out
-            .iter()
-            .find(|x| x.forward_flow == Some(false))
-            .unwrap()
-            .clone();
+        let fwd = out.iter().find(|x| x.forward_flow == Some(true)).unwrap().clone();
+        let rev = out.iter().find(|x| x.forward_flow == Some(false)).unwrap().clone();
         assert_eq!(fwd.reverse_uuid.as_deref(), Some(rev.flowuuid.as_str()));
         assert_eq!(rev.reverse_uuid.as_deref(), Some(fwd.flowuuid.as_str()));
-        assert_eq!(
-            (fwd.sourcevn.as_str(), fwd.destvn.as_str()),
-            ("vn-red", "vn-blue")
-        );
-        assert_eq!(
-            (rev.sourcevn.as_str(), rev.destvn.as_str()),
-            ("vn-blue", "vn-red")
-        );
+        assert_eq!((fwd.sourcevn.as_str(), fwd.destvn.as_str()), ("vn-red", "vn-blue"));
+        assert_eq!((rev.sourcevn.as_str(), rev.destvn.as_str()), ("vn-blue", "vn-red"));
         assert_eq!(fwd.sourceip, "10.1.0.3".parse::<IpAddr>().unwrap());
-        assert_eq!(
-            (fwd.protocol, fwd.sport, fwd.dport),
-            (6, 40000u16 as i16, 80)
-        );
+        assert_eq!((fwd.protocol, fwd.sport, fwd.dport), (6, 40000u16 as i16, 80));
         assert_eq!(fwd.direction_ing, 1);
         // Both endpoints are local VMIs: both flows enter from a VM.
         assert_eq!(rev.direction_ing, 1);
         assert_eq!(fwd.action.as_deref(), Some("pass|mirror"));
         assert_eq!(fwd.analyzer_name.as_deref(), Some("an-a"));
         assert_eq!(fwd.sec_analyzer_name.as_deref(), Some("an-b"));
-        assert_eq!(
-            fwd.nw_ace_uuid.as_deref(),
-            Some("10000000-0000-4000-8000-000000000001")
-        );
+        assert_eq!(fwd.nw_ace_uuid.as_deref(), Some("10000000-0000-4000-8000-000000000001"));
         assert_eq!(rev.nw_ace_uuid, fwd.nw_ace_uuid);
-        assert_eq!(
-            fwd.vm.as_deref(),
-            Some("00000000-0000-0000-0000-0000000000b1")
-        );
-        assert_eq!(
-            fwd.vmi_uuid.as_deref(),
-            Some("00000000-0000-0000-0000-0000000000a1")
-        );
+        assert_eq!(fwd.vm.as_deref(), Some("00000000-0000-0000-0000-0000000000b1"));
+        assert_eq!(fwd.vmi_uuid.as_deref(), Some("00000000-0000-0000-0000-0000000000a1"));
         assert_eq!(fwd.vrouter_ip.as_deref(), Some("10.10.0.1"));
         assert_eq!(fwd.setup_time, Some(1_000_000));
         assert_eq!((fwd.bytes, fwd.packets), (Some(300), Some(3)));
         assert_eq!((fwd.diff_bytes, fwd.diff_packets), (Some(300), Some(3)));
         assert_eq!((fwd.mirror_bytes, fwd.mirror_packets), (Some(360), Some(3)));
-        assert_eq!(
-            (fwd.sec_mirror_bytes, fwd.sec_mirror_packets),
-            (Some(360), Some(3))
-        );
+        assert_eq!((fwd.sec_mirror_bytes, fwd.sec_mirror_packets), (Some(360), Some(3)));
         assert_eq!(fwd.teardown_time, None);
         assert_eq!((rev.bytes, rev.diff_bytes), (Some(0), Some(0)));
         assert_eq!(fx.scanner.counters().setup_records, 2);
@@ -1490,14 +1385,8 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].flowuuid, fwd.flowuuid);
-        assert_eq!(
-            (out[0].bytes, out[0].diff_bytes, out[0].diff_packets),
-            (Some(400), Some(100), Some(2))
-        );
-        assert_eq!(
-            (out[0].mirror_bytes, out[0].mirror_packets),
-            (Some(500), Some(5))
-        );
+        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(400), Some(100), Some(2)));
+        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(500), Some(5)));
 
         // Last packets, then delete: the teardown record carries teardown_time and the final
         // figures read from the deleted (not yet reclaimed) entry.
@@ -1509,14 +1398,8 @@ enabled = true
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].flowuuid, fwd.flowuuid);
         assert!(out[0].teardown_time.is_some());
-        assert_eq!(
-            (out[0].bytes, out[0].diff_bytes, out[0].diff_packets),
-            (Some(410), Some(10), Some(1))
-        );
-        assert_eq!(
-            (out[0].mirror_bytes, out[0].mirror_packets),
-            (Some(530), Some(6))
-        );
+        assert_eq!((out[0].bytes, out[0].diff_bytes, out[0].diff_packets), (Some(410), Some(10), Some(1)));
+        assert_eq!((out[0].mirror_bytes, out[0].mirror_packets), (Some(530), Some(6)));
         assert_eq!(out[0].action.as_deref(), Some("pass|mirror"));
         // Still visible until reclaimed: no second teardown; after reclaim, nothing either.
         out.clear();
@@ -1525,15 +1408,9 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert!(out.is_empty(), "{out:#?}");
         let c = fx.scanner.counters();
-        assert_eq!(
-            (c.periodic_records, c.teardown_records, c.flows_tracked),
-            (1, 1, 1)
-        );
+        assert_eq!((c.periodic_records, c.teardown_records, c.flows_tracked), (1, 1, 1));
         // Mirrored traffic is attributed to the source VMI (vif 1) and the vRouter.
-        let m = MirrorTotals {
-            packets: 12,
-            bytes: 1060,
-        };
+        let m = MirrorTotals { packets: 12, bytes: 1060 };
         assert_eq!(fx.scanner.vmi_mirror(1), m);
         assert_eq!(fx.scanner.total_mirror(), m);
         assert_eq!(fx.scanner.vmi_mirror(2), MirrorTotals::default());
@@ -1543,19 +1420,8 @@ enabled = true
     #[test]
     fn remote_endpoints_carry_the_tunnel_peer() {
         let mut fx = fixture("");
-        let k = FlowKey::v4(
-            1,
-            17,
-            Ipv4Addr::new(10, 1, 0, 3),
-            Ipv4Addr::new(10, 9, 0, 7),
-            5000,
-            53,
-        );
-        let f = fx
-            .table
-            .lookup_or_hold(&k, k.hash(), 1_000)
-            .unwrap()
-            .index();
+        let k = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 9, 0, 7), 5000, 53);
+        let f = fx.table.lookup_or_hold(&k, k.hash(), 1_000).unwrap().index();
         let r = fx.table.create_reverse(f, 1_001).unwrap();
         let mut up = FlowUpdate::new(Action::Forward);
         up.underlay_sport = Some(49999);
@@ -1567,32 +1433,19 @@ enabled = true
         fx.scanner.sweep(&mut out);
         assert_eq!(out.len(), 2);
         for rec in &out {
-            assert_eq!(
-                rec.other_vrouter_ip.as_deref(),
-                Some("10.10.0.2"),
-                "{rec:?}"
-            );
+            assert_eq!(rec.other_vrouter_ip.as_deref(), Some("10.10.0.2"), "{rec:?}");
             assert_eq!(rec.underlay_proto, Some(17));
             assert_eq!(rec.underlay_source_port, Some(49999));
         }
         // From the remote side: not an ingress flow; the VN is the VRF's.
-        let rev = out
-            .iter()
-            .find(|x| x.sourceip == IpAddr::from([10, 9, 0, 7]))
-            .unwrap();
+        let rev = out.iter().find(|x| x.sourceip == IpAddr::from([10, 9, 0, 7])).unwrap();
         assert_eq!(rev.direction_ing, 0);
         // A local flow has no underlay.
         let (lf, _) = pair(&fx.table, 7, false);
         out.clear();
         fx.scanner.sweep(&mut out);
-        let local = out
-            .iter()
-            .find(|x| x.flowuuid.starts_with(&format!("{lf:08x}-")))
-            .unwrap();
-        assert_eq!(
-            (local.other_vrouter_ip.as_deref(), local.underlay_proto),
-            (None, None)
-        );
+        let local = out.iter().find(|x| x.flowuuid.starts_with(&format!("{lf:08x}-"))).unwrap();
+        assert_eq!((local.other_vrouter_ip.as_deref(), local.underlay_proto), (None, None));
         assert_eq!(local.underlay_source_port, Some(0));
     }
 
@@ -1614,13 +1467,7 @@ enabled = true
         };
         for _ in 0..300 {
             let f = flows[(next() % 50) as usize];
-            traffic(
-                &fx.table,
-                f,
-                (next() % 5) as u32,
-                60 + (next() % 1400) as u32,
-                true,
-            );
+            traffic(&fx.table, f, (next() % 5) as u32, 60 + (next() % 1400) as u32, true);
             if next() % 3 == 0 {
                 fx.scanner.tick(&mut out);
             }
@@ -1648,16 +1495,10 @@ enabled = true
         let mut checked = 0;
         let live: Vec<FlowSnapshot> = fx.table.iter_active().map(|(_, s)| s).collect();
         for s in finals.iter().chain(&live) {
-            let rec = out
-                .iter()
-                .find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index)))
-                .unwrap();
+            let rec = out.iter().find(|r| r.flowuuid.starts_with(&format!("{:08x}-", s.index))).unwrap();
             let sums = by_uuid[&rec.flowuuid];
             assert_eq!((sums.0 as u64, sums.1 as u64), (s.bytes, s.packets));
-            assert_eq!(
-                (sums.2 as u64, sums.3 as u64),
-                (s.mirror_bytes, s.mirror_packets)
-            );
+            assert_eq!((sums.2 as u64, sums.3 as u64), (s.mirror_bytes, s.mirror_packets));
             checked += 1;
         }
         // 17 deleted forward flows, 83 live entries (33 forward, 50 reverse).
@@ -1671,18 +1512,11 @@ enabled = true
         let text = format!("{CONFIG}collectors = [\"collector.example:8086\"]\n");
         let line = text.lines().count();
         let e = parse(&text, "vrouter.toml").unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("vrouter.toml:{line}: export.collectors: ")),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("vrouter.toml:{line}: export.collectors: ")), "{e}");
         assert!(e.contains("collector.example:8086"), "{e}");
-        let e = parse(&format!("{CONFIG}scan_percent = 0\n"), "v.toml")
-            .unwrap_err()
-            .to_string();
+        let e = parse(&format!("{CONFIG}scan_percent = 0\n"), "v.toml").unwrap_err().to_string();
         assert!(e.contains("export.scan_percent"), "{e}");
-        let e = parse(&format!("{CONFIG}typo = 1\n"), "v.toml")
-            .unwrap_err()
-            .to_string();
+        let e = parse(&format!("{CONFIG}typo = 1\n"), "v.toml").unwrap_err().to_string();
         assert!(e.contains("typo"), "{e}");
     }
 
@@ -1710,12 +1544,8 @@ enabled = true
                 let name = comm.trim();
                 if name == "vr-export" || name == "sandesh-session" {
                     let status = std::fs::read_to_string(t.path().join("status")).unwrap();
-                    let cpus = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                        .unwrap()
-                        .trim()
-                        .to_owned();
+                    let cpus =
+                        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_owned();
                     pinned.push((name.to_owned(), cpus));
                 }
             }
@@ -1752,11 +1582,7 @@ enabled = true
         let big = Arc::new(
             FlowTable::create(
                 &dir.path().join("flow"),
-                &FlowTableConfig {
-                    main_entries: 1 << 20,
-                    overflow_entries: 1024,
-                    max_lcores: 1,
-                },
+                &FlowTableConfig { main_entries: 1 << 20, overflow_entries: 1024, max_lcores: 1 },
             )
             .unwrap(),
         );

@@ -236,7 +236,11 @@ impl Agent {
 
     /// Serves the `trace_*` commands; `ring` (the agent's ring of the trace region) gets the
     /// policy decision of every flow set up for a traced packet.
-    pub fn with_trace(mut self, control: Arc<crate::trace::TraceControl>, ring: Option<crate::trace::RingWriter>) -> Agent {
+    pub fn with_trace(
+        mut self,
+        control: Arc<crate::trace::TraceControl>,
+        ring: Option<crate::trace::RingWriter>,
+    ) -> Agent {
         self.trace = Some(control);
         #[cfg(feature = "trace")]
         {
@@ -587,10 +591,18 @@ impl Agent {
                 }
             }
             let a = &d.mirror_names;
-            let fwd = self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &meta.src_vn, &meta.dst_vn, a);
+            let fwd =
+                self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &meta.src_vn, &meta.dst_vn, a);
             self.meta[snap.index as usize].verdict = fwd;
             if let Some(r) = snap.rflow {
-                let rev = self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &meta.dst_vn, &meta.src_vn, a);
+                let rev = self.verdicts.intern(
+                    d.action_names,
+                    &d.nw_ace_uuid,
+                    &d.sg_rule_uuid,
+                    &meta.dst_vn,
+                    &meta.src_vn,
+                    a,
+                );
                 if let Some(rm) = self.meta.get_mut(r as usize).filter(|m| m.verdict != 0) {
                     rm.verdict = rev;
                 }
@@ -626,7 +638,10 @@ mod tests {
         let o = v.intern("pass|mirror", &rule, &None, &other, &vn2, &an);
         assert_eq!([a, r, d, o], [1, 2, 3, 4]);
         let got = v.get(r).unwrap();
-        assert_eq!((got.action, got.src_vn.as_deref(), got.dst_vn.as_deref()), ("pass|mirror", Some("vn2"), Some("vn1")));
+        assert_eq!(
+            (got.action, got.src_vn.as_deref(), got.dst_vn.as_deref()),
+            ("pass|mirror", Some("vn2"), Some("vn1"))
+        );
         assert_eq!(got.analyzers[0].as_deref(), Some("A"));
         assert!(v.get(0).is_none() && v.get(5).is_none());
     }

@@ -76,8 +76,8 @@
 //! `log` and `mirror` when set, joined by `|` (`"pass|log|mirror"`).
 
 use crate::config::schema::{
-    assign_mirror_indices, Config, EtherType, MirrorNhMode, PolicyAddress, PolicyDirection,
-    PortRange, Prefix, Protocol, SgDirection, SgRemote,
+    assign_mirror_indices, Config, EtherType, MirrorNhMode, PolicyAddress, PolicyDirection, PortRange, Prefix,
+    Protocol, SgDirection, SgRemote,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -89,42 +89,42 @@ pub use crate::config::schema::PolicyAction;
 /// The one table of codes and names is `flow_table::defs` (the flow table stores the code,
 /// `flow` prints the name); this module only renames.
 pub mod flow_drop {
-    pub use flow_table::FLOW_DR_UNKNOWN as UNKNOWN;
-    pub use flow_table::FLOW_DR_UNAVAILABLE_INTF as INTF_ERR;
-    pub use flow_table::FLOW_DR_IPV4_FWD_DIS as IPV4_DIS;
-    pub use flow_table::FLOW_DR_UNAVAILABLE_VRF as VRF_ERR;
-    pub use flow_table::FLOW_DR_NO_SRC_ROUTE as NO_SRC_RT;
-    pub use flow_table::FLOW_DR_NO_DST_ROUTE as NO_DST_RT;
+    pub use flow_table::flow_drop_reason_name as name;
     pub use flow_table::FLOW_DR_AUDIT_ENTRY as AUDIT;
-    pub use flow_table::FLOW_DR_VRF_CHANGE as VRF_CHANGE;
-    pub use flow_table::FLOW_DR_NO_REVERSE_FLOW as NO_REV_FLOW;
-    pub use flow_table::FLOW_DR_REVERSE_FLOW_CHANGE as REV_FLOW_CHANGE;
-    pub use flow_table::FLOW_DR_NAT_CHANGE as NAT_CHANGE;
-    pub use flow_table::FLOW_DR_FLOW_LIMIT as FLOW_LIMIT;
-    pub use flow_table::FLOW_DR_LINKLOCAL_SRC_NAT as LINK_SRC_NAT_ERR;
     pub use flow_table::FLOW_DR_FAILED_VROUTER_INSTALL as VROUTER_INSTALL_FAIL;
-    pub use flow_table::FLOW_DR_INVALID_L2_FLOW as INVALID_L2_FLOW;
-    pub use flow_table::FLOW_DR_FLOW_ON_TSN as TSN_FLOW;
-    pub use flow_table::FLOW_DR_NO_MIRROR_ENTRY as NO_MIRROR_ENTRY;
-    pub use flow_table::FLOW_DR_SAME_FLOW_RFLOW_KEY as SAME_FLOW_RFLOW_KEY;
-    pub use flow_table::FLOW_DR_PORT_MAP_DROP as NO_FIP_PORT_MAP;
-    pub use flow_table::FLOW_DR_NO_SRC_ROUTE_L2RPF as NO_SRC_RT_RPF_NH;
     pub use flow_table::FLOW_DR_FAT_FLOW_NAT_CONFLICT as FAT_FLOW_NAT_CONFLICT;
-    pub use flow_table::FLOW_DR_POLICY as POLICY;
-    pub use flow_table::FLOW_DR_OUT_POLICY as OUT_POLICY;
-    pub use flow_table::FLOW_DR_SG as SG;
-    pub use flow_table::FLOW_DR_OUT_SG as OUT_SG;
-    pub use flow_table::FLOW_DR_REVERSE_SG as REV_SG;
-    pub use flow_table::FLOW_DR_REVERSE_OUT_SG as REV_OUT_SG;
+    pub use flow_table::FLOW_DR_FLOW_LIMIT as FLOW_LIMIT;
+    pub use flow_table::FLOW_DR_FLOW_ON_TSN as TSN_FLOW;
+    pub use flow_table::FLOW_DR_FWAAS_OUT_POLICY as OUT_FWAAS_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_POLICY as FWAAS_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_REVERSE_OUT_POLICY as REV_OUT_FWAAS_POLICY;
+    pub use flow_table::FLOW_DR_FWAAS_REVERSE_POLICY as REV_FWAAS_POLICY;
     pub use flow_table::FLOW_DR_FW_POLICY as FW_POLICY;
+    pub use flow_table::FLOW_DR_INVALID_L2_FLOW as INVALID_L2_FLOW;
+    pub use flow_table::FLOW_DR_IPV4_FWD_DIS as IPV4_DIS;
+    pub use flow_table::FLOW_DR_LINKLOCAL_SRC_NAT as LINK_SRC_NAT_ERR;
+    pub use flow_table::FLOW_DR_NAT_CHANGE as NAT_CHANGE;
+    pub use flow_table::FLOW_DR_NO_DST_ROUTE as NO_DST_RT;
+    pub use flow_table::FLOW_DR_NO_MIRROR_ENTRY as NO_MIRROR_ENTRY;
+    pub use flow_table::FLOW_DR_NO_REVERSE_FLOW as NO_REV_FLOW;
+    pub use flow_table::FLOW_DR_NO_SRC_ROUTE as NO_SRC_RT;
+    pub use flow_table::FLOW_DR_NO_SRC_ROUTE_L2RPF as NO_SRC_RT_RPF_NH;
     pub use flow_table::FLOW_DR_OUT_FW_POLICY as OUT_FW_POLICY;
+    pub use flow_table::FLOW_DR_OUT_POLICY as OUT_POLICY;
+    pub use flow_table::FLOW_DR_OUT_SG as OUT_SG;
+    pub use flow_table::FLOW_DR_POLICY as POLICY;
+    pub use flow_table::FLOW_DR_PORT_MAP_DROP as NO_FIP_PORT_MAP;
+    pub use flow_table::FLOW_DR_REVERSE_FLOW_CHANGE as REV_FLOW_CHANGE;
     pub use flow_table::FLOW_DR_REVERSE_FW_POLICY as REV_FW_POLICY;
     pub use flow_table::FLOW_DR_REVERSE_OUT_FW_POLICY as REV_OUT_FW_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_POLICY as FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_OUT_POLICY as OUT_FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_REVERSE_POLICY as REV_FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_REVERSE_OUT_POLICY as REV_OUT_FWAAS_POLICY;
-    pub use flow_table::flow_drop_reason_name as name;
+    pub use flow_table::FLOW_DR_REVERSE_OUT_SG as REV_OUT_SG;
+    pub use flow_table::FLOW_DR_REVERSE_SG as REV_SG;
+    pub use flow_table::FLOW_DR_SAME_FLOW_RFLOW_KEY as SAME_FLOW_RFLOW_KEY;
+    pub use flow_table::FLOW_DR_SG as SG;
+    pub use flow_table::FLOW_DR_UNAVAILABLE_INTF as INTF_ERR;
+    pub use flow_table::FLOW_DR_UNAVAILABLE_VRF as VRF_ERR;
+    pub use flow_table::FLOW_DR_UNKNOWN as UNKNOWN;
+    pub use flow_table::FLOW_DR_VRF_CHANGE as VRF_CHANGE;
 }
 
 /// A mirror analyzer as resolved by the engine.
@@ -209,10 +209,7 @@ impl Decision {
 
     /// `(mirror index, analyzer name)` of each analyzer, primary first.
     pub fn mirrors(&self) -> impl Iterator<Item = (u8, &str)> + '_ {
-        self.mirror
-            .iter()
-            .zip(&self.mirror_names)
-            .filter_map(|(i, n)| Some((((*i)?), n.as_deref()?)))
+        self.mirror.iter().zip(&self.mirror_names).filter_map(|(i, n)| Some((((*i)?), n.as_deref()?)))
     }
 }
 
@@ -368,18 +365,15 @@ impl PolicyEngine {
     /// vifs' `security_groups` / addresses of a configuration.
     pub fn from_config(cfg: &Config) -> Result<PolicyEngine, PolicyError> {
         // Analyzers.
-        let indices = assign_mirror_indices(&cfg.analyzers)
-            .map_err(|(i, msg)| error(format!("analyzer[{i}].index"), msg))?;
+        let indices =
+            assign_mirror_indices(&cfg.analyzers).map_err(|(i, msg)| error(format!("analyzer[{i}].index"), msg))?;
         let mut analyzers = Vec::with_capacity(cfg.analyzers.len());
         let mut analyzer_by_name = HashMap::new();
         for (i, (a, &index)) in cfg.analyzers.iter().zip(&indices).enumerate() {
             let a = a.get_ref();
             let name: Arc<str> = a.name.as_str().into();
             if analyzer_by_name.insert(name.clone(), i as u16).is_some() {
-                return Err(error(
-                    format!("analyzer[{i}].name"),
-                    format!("duplicate analyzer name {:?}", a.name),
-                ));
+                return Err(error(format!("analyzer[{i}].name"), format!("duplicate analyzer name {:?}", a.name)));
             }
             analyzers.push(AnalyzerInfo {
                 name,
@@ -398,10 +392,7 @@ impl PolicyEngine {
             sg_ids.entry(g.get_ref().name.as_str()).or_insert(i as u32);
         }
         let sg_id = |name: &str, field: String| {
-            sg_ids
-                .get(name)
-                .copied()
-                .ok_or_else(|| error(field, format!("security group {name:?} is not defined")))
+            sg_ids.get(name).copied().ok_or_else(|| error(field, format!("security group {name:?} is not defined")))
         };
 
         // Network policies and the VNs they mention.
@@ -436,9 +427,10 @@ impl PolicyEngine {
                 }
                 let mut mirror = [None; 2];
                 for (k, name) in r.mirror_to.iter().enumerate() {
-                    let at = analyzer_by_name.get(name.as_str()).copied().ok_or_else(|| {
-                        error(field("mirror_to"), format!("analyzer {name:?} is not defined"))
-                    })?;
+                    let at = analyzer_by_name
+                        .get(name.as_str())
+                        .copied()
+                        .ok_or_else(|| error(field("mirror_to"), format!("analyzer {name:?} is not defined")))?;
                     mirror[k] = Some(at);
                 }
                 rules.push(NetRule {
@@ -456,11 +448,8 @@ impl PolicyEngine {
             }
             policies.push(rules.into_boxed_slice());
         }
-        let vns = vns
-            .map
-            .into_iter()
-            .map(|(name, (id, attached))| (name, Vn { id, policies: attached.into() }))
-            .collect();
+        let vns =
+            vns.map.into_iter().map(|(name, (id, attached))| (name, Vn { id, policies: attached.into() })).collect();
 
         // Security groups, then their members.
         let mut sgs = Vec::with_capacity(cfg.security_groups.len());
@@ -471,9 +460,7 @@ impl PolicyEngine {
                 let remote = match &r.remote {
                     SgRemote::Any => AddrMatch::Any,
                     SgRemote::Prefix(p) => AddrMatch::prefix(*p),
-                    SgRemote::Sg(name) => {
-                        AddrMatch::Sg(sg_id(name, format!("security_group[{i}].rule[{j}].remote"))?)
-                    }
+                    SgRemote::Sg(name) => AddrMatch::Sg(sg_id(name, format!("security_group[{i}].rule[{j}].remote"))?),
                 };
                 let rule = SgRule {
                     remote,
@@ -557,18 +544,14 @@ impl PolicyEngine {
                     return self.deny(&acc, flow_drop::POLICY, Some(&rule.uuid), None)
                 }
                 Some(rule) => acc.nw_ace = Some(&rule.uuid),
-                None if both_known && !intra => {
-                    return self.deny(&acc, flow_drop::POLICY, None, None)
-                }
+                None if both_known && !intra => return self.deny(&acc, flow_drop::POLICY, None, None),
                 None => {}
             }
         }
         let mut out_policy_deny: Option<Option<&Arc<str>>> = None;
         if dst_vn.is_some() && !intra {
             match self.policy_stage(dst_entry, &src, &dst, flow.proto, &mut acc) {
-                Some(rule) if rule.action == PolicyAction::Deny => {
-                    out_policy_deny = Some(Some(&rule.uuid))
-                }
+                Some(rule) if rule.action == PolicyAction::Deny => out_policy_deny = Some(Some(&rule.uuid)),
                 Some(rule) => {
                     acc.nw_ace.get_or_insert(&rule.uuid);
                 }
@@ -685,13 +668,7 @@ impl PolicyEngine {
         None
     }
 
-    fn deny(
-        &self,
-        acc: &Acc,
-        drop_reason: u8,
-        nw_ace: Option<&Arc<str>>,
-        sg_rule: Option<&Arc<str>>,
-    ) -> Decision {
+    fn deny(&self, acc: &Acc, drop_reason: u8, nw_ace: Option<&Arc<str>>, sg_rule: Option<&Arc<str>>) -> Decision {
         self.decision(acc, PolicyAction::Deny, drop_reason, nw_ace, sg_rule)
     }
 
@@ -710,10 +687,7 @@ impl PolicyEngine {
             drop_reason,
             log: acc.log,
             mirror: [analyzer(0).map(|a| a.index), analyzer(1).map(|a| a.index)],
-            mirror_names: [
-                analyzer(0).map(|a| a.name.clone()),
-                analyzer(1).map(|a| a.name.clone()),
-            ],
+            mirror_names: [analyzer(0).map(|a| a.name.clone()), analyzer(1).map(|a| a.name.clone())],
             nw_ace_uuid: nw_ace.cloned(),
             sg_rule_uuid: sg_rule.cloned(),
             action_names: action_names(action, acc.log, mirrored),

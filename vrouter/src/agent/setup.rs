@@ -107,11 +107,8 @@ pub fn source_nh(fib: &Fib, vrf: u32, src: std::net::IpAddr) -> u32 {
 /// The table update for a policy decision: forward or drop with its reason, and the
 /// analyzers as mirror indices (with the MIRROR flag when there is one).
 pub fn flow_update(d: &Decision) -> FlowUpdate {
-    let mut up = if d.action == PolicyAction::Pass {
-        FlowUpdate::new(Action::Forward)
-    } else {
-        FlowUpdate::drop(d.drop_reason)
-    };
+    let mut up =
+        if d.action == PolicyAction::Pass { FlowUpdate::new(Action::Forward) } else { FlowUpdate::drop(d.drop_reason) };
     up.mirror = Some(d.mirror[0].unwrap_or(flow_table::NO_MIRROR));
     up.sec_mirror = Some(d.mirror[1].unwrap_or(flow_table::NO_MIRROR));
     if d.mirror[0].is_some() {

@@ -305,7 +305,11 @@ pub fn step_message(r: &TraceRecord, info: &RegionInfo) -> PacketTraceStep {
             s.vif = (out_vif != u16::MAX).then_some(out_vif);
         }
         Step::Drop { reason } => s.drop_reason = Some(reason.key().to_owned()),
-        Step::Matched { .. } | Step::Decap { .. } | Step::Mirror { failed: None, .. } | Step::Encap { .. } | Step::Marked { .. } => {}
+        Step::Matched { .. }
+        | Step::Decap { .. }
+        | Step::Mirror { failed: None, .. }
+        | Step::Encap { .. }
+        | Step::Marked { .. } => {}
     }
     s
 }

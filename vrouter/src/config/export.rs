@@ -80,10 +80,7 @@ pub const MAX_EXPORT_FLOW_BUFFER: u32 = 16 << 20;
 impl ExportConfig {
     /// The collector addresses, parsed.
     pub fn collector_addrs(&self) -> Vec<SocketAddr> {
-        self.collectors
-            .iter()
-            .filter_map(|c| c.parse().ok())
-            .collect()
+        self.collectors.iter().filter_map(|c| c.parse().ok()).collect()
     }
 
     /// Checks the values; on failure returns the offending key and why.
@@ -93,50 +90,28 @@ impl ExportConfig {
         }
         for c in &self.collectors {
             if c.parse::<SocketAddr>().is_err() {
-                return Err((
-                    "collectors",
-                    format!("`{c}` is not an IP:port address (e.g. \"127.0.0.1:8086\")"),
-                ));
+                return Err(("collectors", format!("`{c}` is not an IP:port address (e.g. \"127.0.0.1:8086\")")));
             }
         }
         if self.source.as_deref().is_some_and(str::is_empty) {
-            return Err((
-                "source",
-                "must not be empty (omit it for the host name)".into(),
-            ));
+            return Err(("source", "must not be empty (omit it for the host name)".into()));
         }
-        for (key, v) in [
-            ("node_type", &self.node_type),
-            ("instance_id", &self.instance_id),
-            ("module", &self.module),
-        ] {
+        for (key, v) in [("node_type", &self.node_type), ("instance_id", &self.instance_id), ("module", &self.module)] {
             if v.is_empty() {
                 return Err((key, "must not be empty (the collector rejects it)".into()));
             }
         }
         if !(1..=100).contains(&self.scan_percent) {
-            return Err((
-                "scan_percent",
-                format!("{} is out of range 1..=100", self.scan_percent),
-            ));
+            return Err(("scan_percent", format!("{} is out of range 1..=100", self.scan_percent)));
         }
         if !(10..=10_000).contains(&self.scan_interval_ms) {
-            return Err((
-                "scan_interval_ms",
-                format!("{} is out of range 10..=10000", self.scan_interval_ms),
-            ));
+            return Err(("scan_interval_ms", format!("{} is out of range 10..=10000", self.scan_interval_ms)));
         }
         if self.uve_interval_s == 0 {
             return Err(("uve_interval_s", "must be at least 1 second".into()));
         }
         if !(1..=MAX_EXPORT_FLOW_BUFFER).contains(&self.flow_buffer) {
-            return Err((
-                "flow_buffer",
-                format!(
-                    "{} is out of range 1..={MAX_EXPORT_FLOW_BUFFER}",
-                    self.flow_buffer
-                ),
-            ));
+            return Err(("flow_buffer", format!("{} is out of range 1..={MAX_EXPORT_FLOW_BUFFER}", self.flow_buffer)));
         }
         if self.backoff_base_ms == 0 {
             return Err(("backoff_base_ms", "must be at least 1".into()));
@@ -167,10 +142,7 @@ mod tests {
             f(&mut c);
             c.check().unwrap_err().0
         };
-        assert_eq!(
-            bad(&|c| c.collectors = vec!["localhost".into()]),
-            "collectors"
-        );
+        assert_eq!(bad(&|c| c.collectors = vec!["localhost".into()]), "collectors");
         assert_eq!(bad(&|c| c.collectors.clear()), "collectors");
         assert_eq!(bad(&|c| c.node_type.clear()), "node_type");
         assert_eq!(bad(&|c| c.scan_percent = 0), "scan_percent");

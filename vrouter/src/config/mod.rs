@@ -16,10 +16,8 @@ use std::path::Path;
 
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.display().to_string(), source: e })?;
     parse(&text, &path.display().to_string())
 }
 

@@ -464,9 +464,7 @@ pub struct AnalyzerConfig {
 ///
 /// On failure returns the position of the offending analyzer and why: an explicit index
 /// above 254, an explicit index used twice, or more analyzers than indices.
-pub fn assign_mirror_indices(
-    analyzers: &[Spanned<AnalyzerConfig>],
-) -> Result<Vec<u8>, (usize, String)> {
+pub fn assign_mirror_indices(analyzers: &[Spanned<AnalyzerConfig>]) -> Result<Vec<u8>, (usize, String)> {
     const SLOTS: usize = 255;
     let mut taken = [false; SLOTS];
     let mut owner = [usize::MAX; SLOTS];
@@ -474,16 +472,11 @@ pub fn assign_mirror_indices(
         let Some(index) = a.get_ref().index else { continue };
         let slot = match usize::try_from(index) {
             Ok(s) if s < SLOTS => s,
-            _ if index == 255 => {
-                return Err((i, "mirror index 255 means \"no mirror\"; use 0..=254".into()))
-            }
+            _ if index == 255 => return Err((i, "mirror index 255 means \"no mirror\"; use 0..=254".into())),
             _ => return Err((i, format!("mirror index {index} is out of range 0..=254"))),
         };
         if taken[slot] {
-            return Err((
-                i,
-                format!("mirror index {index} is already used by analyzer[{}]", owner[slot]),
-            ));
+            return Err((i, format!("mirror index {index} is already used by analyzer[{}]", owner[slot])));
         }
         taken[slot] = true;
         owner[slot] = i;
@@ -772,13 +765,11 @@ impl std::str::FromStr for Protocol {
             "icmp" => Protocol::Number(Self::ICMP),
             "icmp6" | "ipv6-icmp" => Protocol::Number(Self::ICMP6),
             _ => match t.parse::<u32>() {
-                Ok(n) => Protocol::Number(
-                    u8::try_from(n).map_err(|_| format!("protocol {n} is out of range 0..=255"))?,
-                ),
+                Ok(n) => {
+                    Protocol::Number(u8::try_from(n).map_err(|_| format!("protocol {n} is out of range 0..=255"))?)
+                }
                 Err(_) => {
-                    return Err(format!(
-                        "invalid protocol {s:?}: expected any, tcp, udp, icmp, icmp6 or 0..=255"
-                    ))
+                    return Err(format!("invalid protocol {s:?}: expected any, tcp, udp, icmp, icmp6 or 0..=255"))
                 }
             },
         })
@@ -968,9 +959,7 @@ impl std::fmt::Display for Prefix {
 impl std::str::FromStr for Prefix {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid prefix {s:?} (expected address/length)"))?;
+        let (a, l) = s.split_once('/').ok_or_else(|| format!("invalid prefix {s:?} (expected address/length)"))?;
         let addr: IpAddr = a.parse().map_err(|_| format!("invalid address in prefix {s:?}"))?;
         let len: u8 = l.parse().map_err(|_| format!("invalid length in prefix {s:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };

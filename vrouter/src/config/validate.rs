@@ -22,8 +22,8 @@
 //! ```
 
 use super::schema::{
-    AnalyzerConfig, Config, TenantConfig, EalConfig, EtherType, FlowConfig, Mac, NexthopConfig, PolicyAddress,
-    PortRange, Prefix, Protocol, SgRemote, TunnelEncap, VifType, VrouterConfig,
+    AnalyzerConfig, Config, EalConfig, EtherType, FlowConfig, Mac, NexthopConfig, PolicyAddress, PortRange, Prefix,
+    Protocol, SgRemote, TenantConfig, TunnelEncap, VifType, VrouterConfig,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -199,14 +199,7 @@ impl<'a> Checker<'a> {
     }
 
     /// An error on `key` of entry `i` of the `[[list]]` array: field `list[i].key`.
-    fn entry<T>(
-        &self,
-        list: &str,
-        i: usize,
-        e: &Spanned<T>,
-        key: &str,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    fn entry<T>(&self, list: &str, i: usize, e: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
         let line = self.key_line(e.span(), key);
         self.invalid(Some(line), format!("{list}[{i}].{key}"), message.into())
     }
@@ -277,14 +270,10 @@ impl<'a> Checker<'a> {
             if prefix.is_empty() {
                 return err("file_prefix", "must not be empty".into());
             }
-            if let Some(c) =
-                prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-            {
+            if let Some(c) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
                 return err(
                     "file_prefix",
-                    format!(
-                        "{prefix:?} contains {c:?}; only letters, digits, '_' and '-' are allowed"
-                    ),
+                    format!("{prefix:?} contains {c:?}; only letters, digits, '_' and '-' are allowed"),
                 );
             }
         }
@@ -358,10 +347,7 @@ impl<'a> Checker<'a> {
                 }
                 if let Some(&first) = vnis.get(&vni) {
                     let at = self.first_at(&self.cfg.vrfs[first]);
-                    return err(
-                        "vxlan_vni",
-                        format!("VNI {vni} is already used by vrf[{first}] ({at})"),
-                    );
+                    return err("vxlan_vni", format!("VNI {vni} is already used by vrf[{first}] ({at})"));
                 }
                 vnis.insert(vni, i);
             }
@@ -405,10 +391,7 @@ impl<'a> Checker<'a> {
             }
             if let Some(&first) = devices.get(vif.device.as_str()) {
                 let at = self.first_at(&self.cfg.vifs[first]);
-                return err(
-                    "device",
-                    format!("device {:?} is already bound to vif[{first}] ({at})", vif.device),
-                );
+                return err("device", format!("device {:?} is already bound to vif[{first}] ({at})", vif.device));
             }
             devices.insert(&vif.device, i);
             if let Some(why) = unicast_mac_problem(vif.mac) {
@@ -428,22 +411,14 @@ impl<'a> Checker<'a> {
             if vif.kind == VifType::Host {
                 if let Some(first) = host {
                     let at = self.first_at(&self.cfg.vifs[first]);
-                    return err(
-                        "type",
-                        format!("only one host vif is allowed; vif[{first}] is one ({at})"),
-                    );
+                    return err("type", format!("only one host vif is allowed; vif[{first}] is one ({at})"));
                 }
                 host = Some(i);
             }
             for (key, uuid) in [("vm_uuid", &vif.vm_uuid), ("vmi_uuid", &vif.vmi_uuid)] {
                 if let Some(uuid) = uuid {
                     if !is_uuid(uuid) {
-                        return err(
-                            key,
-                            format!(
-                                "{uuid:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
-                            ),
-                        );
+                        return err(key, format!("{uuid:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"));
                     }
                 }
             }
@@ -468,10 +443,7 @@ impl<'a> Checker<'a> {
                     return err("security_groups", format!("security group {sg:?} is not defined"));
                 }
                 if !seen.insert(sg.as_str()) {
-                    return err(
-                        "security_groups",
-                        format!("security group {sg:?} is listed twice"),
-                    );
+                    return err("security_groups", format!("security group {sg:?} is listed twice"));
                 }
             }
             match (&vif.mirror_to, vif.mirror_rx || vif.mirror_tx) {
@@ -575,20 +547,14 @@ impl<'a> Checker<'a> {
                         Some(t) => {
                             return err(
                                 "vif",
-                                format!(
-                                    "vif {vif} is of type {}; tunnels leave on a fabric vif",
-                                    type_name(t)
-                                ),
+                                format!("vif {vif} is of type {}; tunnels leave on a fabric vif", type_name(t)),
                             )
                         }
                     }
                     match encap {
                         TunnelEncap::Mplsoudp => {
                             if *label < MPLS_FIRST_LABEL {
-                                return err(
-                                    "label",
-                                    format!("MPLS label {label} is reserved (0-15)"),
-                                );
+                                return err("label", format!("MPLS label {label} is reserved (0-15)"));
                             }
                             if *label >= MPLS_LABEL_LIMIT {
                                 return err(
@@ -602,10 +568,7 @@ impl<'a> Checker<'a> {
                         }
                         TunnelEncap::Vxlan => {
                             if !(1..=VNI_MAX).contains(label) {
-                                return err(
-                                    "label",
-                                    format!("VNI {label} is out of range 1..={VNI_MAX}"),
-                                );
+                                return err("label", format!("VNI {label} is out of range 1..={VNI_MAX}"));
                             }
                         }
                     }
@@ -613,10 +576,7 @@ impl<'a> Checker<'a> {
                         return err("remote_ip", format!("{remote_ip} is {why}"));
                     }
                     if *remote_ip == self.cfg.vrouter.router_ip {
-                        return err(
-                            "remote_ip",
-                            format!("{remote_ip} is this vRouter's own router_ip"),
-                        );
+                        return err("remote_ip", format!("{remote_ip} is this vRouter's own router_ip"));
                     }
                 }
                 NexthopConfig::Receive { vif, .. } => match vif_type(*vif) {
@@ -625,10 +585,7 @@ impl<'a> Checker<'a> {
                     Some(t) => {
                         return err(
                             "vif",
-                            format!(
-                                "vif {vif} is of type {}; receive nexthops deliver to the host vif",
-                                type_name(t)
-                            ),
+                            format!("vif {vif} is of type {}; receive nexthops deliver to the host vif", type_name(t)),
                         )
                     }
                 },
@@ -637,10 +594,7 @@ impl<'a> Checker<'a> {
                     if members.is_empty() || members.len() > MAX_ECMP_MEMBERS {
                         return err(
                             "members",
-                            format!(
-                                "{} members; an ECMP nexthop needs 1 to {MAX_ECMP_MEMBERS}",
-                                members.len()
-                            ),
+                            format!("{} members; an ECMP nexthop needs 1 to {MAX_ECMP_MEMBERS}", members.len()),
                         );
                     }
                     let mut seen = HashSet::new();
@@ -649,10 +603,7 @@ impl<'a> Checker<'a> {
                             return err("members", format!("nexthop {m} is not defined"));
                         };
                         if matches!(self.cfg.nexthops[mi].get_ref(), NexthopConfig::Ecmp { .. }) {
-                            return err(
-                                "members",
-                                format!("nexthop {m} is an ECMP nexthop; ECMP cannot be nested"),
-                            );
+                            return err("members", format!("nexthop {m} is an ECMP nexthop; ECMP cannot be nested"));
                         }
                         if !seen.insert(m) {
                             return err("members", format!("nexthop {m} is listed twice"));
@@ -676,20 +627,14 @@ impl<'a> Checker<'a> {
             }
             let canonical = canonical(r.prefix);
             if canonical != r.prefix {
-                return err(
-                    "prefix",
-                    format!("{} has host bits set; the prefix is {canonical}", r.prefix),
-                );
+                return err("prefix", format!("{} has host bits set; the prefix is {canonical}", r.prefix));
             }
             if !self.nexthops.contains_key(&r.nexthop) {
                 return err("nexthop", format!("nexthop {} is not defined", r.nexthop));
             }
             if let Some(&first) = seen.get(&(r.vrf, r.prefix)) {
                 let at = self.first_at(&self.cfg.routes[first]);
-                return err(
-                    "prefix",
-                    format!("duplicate route {} in vrf {} ({at})", r.prefix, r.vrf),
-                );
+                return err("prefix", format!("duplicate route {} in vrf {} ({at})", r.prefix, r.vrf));
             }
             seen.insert((r.vrf, r.prefix), i);
         }
@@ -714,10 +659,7 @@ impl<'a> Checker<'a> {
             }
             if let Some(&first) = seen.get(&(b.vrf, b.mac)) {
                 let at = self.first_at(&self.cfg.bridge[first]);
-                return err(
-                    "mac",
-                    format!("duplicate bridge entry {} in vrf {} ({at})", b.mac, b.vrf),
-                );
+                return err("mac", format!("duplicate bridge entry {} in vrf {} ({at})", b.mac, b.vrf));
             }
             seen.insert((b.vrf, b.mac), i);
         }
@@ -737,11 +679,7 @@ impl<'a> Checker<'a> {
             if l.label >= MPLS_LABEL_LIMIT {
                 return err(
                     "label",
-                    format!(
-                        "MPLS label {} does not fit in 20 bits (max {})",
-                        l.label,
-                        MPLS_LABEL_LIMIT - 1
-                    ),
+                    format!("MPLS label {} does not fit in 20 bits (max {})", l.label, MPLS_LABEL_LIMIT - 1),
                 );
             }
             if let Some(&first) = seen.get(&l.label) {
@@ -762,16 +700,10 @@ impl<'a> Checker<'a> {
         let err = |key: &str, msg: String| Err(self.table("flow", key, msg));
         let n = f.entries;
         if !n.is_power_of_two() || !(MIN_FLOW_ENTRIES..=MAX_FLOW_ENTRIES).contains(&n) {
-            return err(
-                "entries",
-                format!("{n} must be a power of two from {MIN_FLOW_ENTRIES} to {MAX_FLOW_ENTRIES}"),
-            );
+            return err("entries", format!("{n} must be a power of two from {MIN_FLOW_ENTRIES} to {MAX_FLOW_ENTRIES}"));
         }
         if f.overflow_entries > MAX_FLOW_ENTRIES {
-            return err(
-                "overflow_entries",
-                format!("{} is more than {MAX_FLOW_ENTRIES}", f.overflow_entries),
-            );
+            return err("overflow_entries", format!("{} is more than {MAX_FLOW_ENTRIES}", f.overflow_entries));
         }
         if f.hold_limit == 0 {
             return err("hold_limit", "must be at least 1".into());
@@ -858,13 +790,10 @@ impl<'a> Checker<'a> {
                 (false, None) => {
                     return err(
                         "juniper_header",
-                        "juniper_header = false needs a vni (the VXLAN VNI towards the analyzer)"
-                            .into(),
+                        "juniper_header = false needs a vni (the VXLAN VNI towards the analyzer)".into(),
                     )
                 }
-                (true, Some(_)) => {
-                    return err("vni", "vni is only used with juniper_header = false".into())
-                }
+                (true, Some(_)) => return err("vni", "vni is only used with juniper_header = false".into()),
                 (false, Some(vni)) if !(1..=VNI_MAX).contains(&vni) => {
                     return err("vni", format!("VNI {vni} is out of range 1..={VNI_MAX}"))
                 }
@@ -872,20 +801,14 @@ impl<'a> Checker<'a> {
             }
             if let Some(index) = a.index {
                 if index == MIRROR_SLOTS {
-                    return err(
-                        "index",
-                        format!("mirror index {index} means \"no mirror\"; use 0..=254"),
-                    );
+                    return err("index", format!("mirror index {index} means \"no mirror\"; use 0..=254"));
                 }
                 if index > MIRROR_SLOTS {
                     return err("index", format!("mirror index {index} is out of range 0..=254"));
                 }
                 if let Some(&first) = indices.get(&index) {
                     let at = self.first_at(&list[first]);
-                    return err(
-                        "index",
-                        format!("mirror index {index} is already used by analyzer[{first}] ({at})"),
-                    );
+                    return err("index", format!("mirror index {index} is already used by analyzer[{first}] ({at})"));
                 }
                 indices.insert(index, i);
             }
@@ -899,10 +822,7 @@ impl<'a> Checker<'a> {
 
     /// `rule_uuids`: rule UUID (lower case) -> TOML path and line of its first definition,
     /// shared with the security group rules (UUIDs are unique across both).
-    fn network_policies(
-        &self,
-        rule_uuids: &mut HashMap<String, (String, usize)>,
-    ) -> Result<(), ConfigError> {
+    fn network_policies(&self, rule_uuids: &mut HashMap<String, (String, usize)>) -> Result<(), ConfigError> {
         let list = &self.cfg.network_policies;
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut uuids: HashMap<String, usize> = HashMap::new();
@@ -966,9 +886,7 @@ impl<'a> Checker<'a> {
                 }
                 for (key, addr) in [("src", &r.src), ("dst", &r.dst)] {
                     if let PolicyAddress::Prefix(prefix) = addr {
-                        if let Some(why) =
-                            protocol_family_problem(r.protocol, prefix.addr.is_ipv4())
-                        {
+                        if let Some(why) = protocol_family_problem(r.protocol, prefix.addr.is_ipv4()) {
                             return err("protocol", format!("{why} ({key} is {prefix})"));
                         }
                     }
@@ -1003,10 +921,7 @@ impl<'a> Checker<'a> {
 
     // ---- [[security_group]] ----
 
-    fn security_groups(
-        &self,
-        rule_uuids: &mut HashMap<String, (String, usize)>,
-    ) -> Result<(), ConfigError> {
+    fn security_groups(&self, rule_uuids: &mut HashMap<String, (String, usize)>) -> Result<(), ConfigError> {
         let list = &self.cfg.security_groups;
         let mut uuids: HashMap<String, usize> = HashMap::new();
         for (i, e) in list.iter().enumerate() {
@@ -1046,10 +961,7 @@ impl<'a> Checker<'a> {
                             if v4 != (et == EtherType::Ipv4) {
                                 return err(
                                     "remote",
-                                    format!(
-                                        "{prefix} is not {}; the rule never matches",
-                                        ethertype_name(et)
-                                    ),
+                                    format!("{prefix} is not {}; the rule never matches", ethertype_name(et)),
                                 );
                             }
                         }
@@ -1062,19 +974,13 @@ impl<'a> Checker<'a> {
                             return err("remote", "sg: needs a security group name".into());
                         }
                         if !self.sgs.contains_key(name.as_str()) {
-                            return err(
-                                "remote",
-                                format!("security group {name:?} is not defined"),
-                            );
+                            return err("remote", format!("security group {name:?} is not defined"));
                         }
                     }
                 }
                 if let Some(et) = r.ethertype {
                     if let Some(why) = protocol_family_problem(r.protocol, et == EtherType::Ipv4) {
-                        return err(
-                            "protocol",
-                            format!("{why} (ethertype is {})", ethertype_name(et)),
-                        );
+                        return err("protocol", format!("{why} (ethertype is {})", ethertype_name(et)));
                     }
                 }
                 if let Some(why) = ports_problem(r.ports, r.protocol) {
@@ -1148,10 +1054,7 @@ fn unicast_mac_problem(mac: Mac) -> Option<&'static str> {
 fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The prefix with its host bits cleared.
@@ -1194,12 +1097,8 @@ fn prefix_problem(p: Prefix) -> Option<String> {
 /// Why a rule's protocol can never match its address family, if it cannot.
 fn protocol_family_problem(proto: Protocol, v4: bool) -> Option<String> {
     match proto {
-        Protocol::Number(Protocol::ICMP) if !v4 => {
-            Some("icmp never matches IPv6 traffic (use icmp6)".into())
-        }
-        Protocol::Number(Protocol::ICMP6) if v4 => {
-            Some("icmp6 never matches IPv4 traffic (use icmp)".into())
-        }
+        Protocol::Number(Protocol::ICMP) if !v4 => Some("icmp never matches IPv6 traffic (use icmp6)".into()),
+        Protocol::Number(Protocol::ICMP6) if v4 => Some("icmp6 never matches IPv4 traffic (use icmp)".into()),
         _ => None,
     }
 }
@@ -1210,9 +1109,9 @@ fn ports_problem(ports: PortRange, proto: Protocol) -> Option<String> {
         return Some(format!("port range {ports} is empty (the first port is above the last)"));
     }
     match proto {
-        Protocol::Number(p) if !ports.is_any() && !Protocol::has_ports(p) => Some(format!(
-            "protocol {proto} has no ports; port ranges apply to tcp, udp, dccp, sctp and udplite"
-        )),
+        Protocol::Number(p) if !ports.is_any() && !Protocol::has_ports(p) => {
+            Some(format!("protocol {proto} has no ports; port ranges apply to tcp, udp, dccp, sctp and udplite"))
+        }
         _ => None,
     }
 }
@@ -1298,9 +1197,7 @@ fn sections(text: &str) -> Vec<Section<'_>> {
         let name = rest[..end].trim();
         let tail = rest[end + close.len()..].trim_start();
         let name_ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | ' '));
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | ' '));
         if !name_ok || !(tail.is_empty() || tail.starts_with('#')) {
             continue;
         }
@@ -1310,9 +1207,8 @@ fn sections(text: &str) -> Vec<Section<'_>> {
             *n - 1
         });
         // `[[a.b]]` / `[a.b]` after a `[[a]]` entry belongs to that entry.
-        let parent = name
-            .rsplit_once('.')
-            .and_then(|(p, leaf)| latest.get(p.trim()).map(|pp| (pp.clone(), leaf.trim())));
+        let parent =
+            name.rsplit_once('.').and_then(|(p, leaf)| latest.get(p.trim()).map(|pp| (pp.clone(), leaf.trim())));
         let path = match (parent, index) {
             (Some((pp, leaf)), Some(_)) => {
                 let n = nested.entry((pp.clone(), leaf)).or_insert(0);
@@ -1376,8 +1272,7 @@ fn locate(text: &str, span: Range<usize>, message: &str) -> (usize, Option<Strin
 /// The error of parsing one `[[name]]` entry of the file on its own, if it fails.
 fn entry_error(name: &str, entry: &str) -> Option<toml::de::Error> {
     use super::schema::{
-        BridgeConfig, LabelConfig, NetworkPolicyConfig, RouteConfig, SecurityGroupConfig,
-        VifConfig, VrfConfig,
+        BridgeConfig, LabelConfig, NetworkPolicyConfig, RouteConfig, SecurityGroupConfig, VifConfig, VrfConfig,
     };
     fn check<T: serde::de::DeserializeOwned>(entry: &str) -> Option<toml::de::Error> {
         toml::from_str::<HashMap<String, Vec<T>>>(entry).err()
@@ -1578,12 +1473,8 @@ nexthop = 1
 
     /// The 1-based line of the only line containing `# HERE`.
     fn marked_line(text: &str) -> usize {
-        let lines: Vec<usize> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.contains("# HERE"))
-            .map(|(i, _)| i + 1)
-            .collect();
+        let lines: Vec<usize> =
+            text.lines().enumerate().filter(|(_, l)| l.contains("# HERE")).map(|(i, _)| i + 1).collect();
         assert_eq!(lines.len(), 1, "exactly one line must be marked # HERE");
         lines[0]
     }
@@ -1649,19 +1540,12 @@ nexthop = 1
 
     #[test]
     fn display_format() {
-        let text = edit(
-            "prefix = \"192.168.2.0/24\"\nnexthop = 20",
-            "prefix = \"192.168.2.0/24\"\nnexthop = 99 # HERE",
-        );
+        let text =
+            edit("prefix = \"192.168.2.0/24\"\nnexthop = 20", "prefix = \"192.168.2.0/24\"\nnexthop = 99 # HERE");
         let shown = expect_invalid(&text, "route[2].nexthop", "nexthop 99 is not defined");
         let line = marked_line(&text);
         assert_eq!(shown, format!("test.toml:{line}: route[2].nexthop: nexthop 99 is not defined"));
-        let e = ConfigError::Invalid {
-            origin: "x.toml".into(),
-            line: None,
-            field: "vif".into(),
-            message: "m".into(),
-        };
+        let e = ConfigError::Invalid { origin: "x.toml".into(), line: None, field: "vif".into(), message: "m".into() };
         assert_eq!(e.to_string(), "x.toml: vif: m");
     }
 
@@ -1677,11 +1561,7 @@ nexthop = 1
 
     #[test]
     fn unknown_field_in_eal_and_top_level() {
-        expect_parse(
-            &edit("mbufs = 8191", "mbuf = 8191 # HERE"),
-            Some("eal"),
-            "unknown field `mbuf`",
-        );
+        expect_parse(&edit("mbufs = 8191", "mbuf = 8191 # HERE"), Some("eal"), "unknown field `mbuf`");
         expect_parse(&with("[[vifs]] # HERE\nid = 9\n"), None, "unknown field `vifs`");
         expect_parse(
             &edit("id = 30\ntype = \"discard\"", "id = 30\ntype = \"discard\"\nvif = 1 # HERE"),
@@ -1709,14 +1589,9 @@ nexthop = 1
         );
         // Nexthops are an internally tagged enum: serde loses the entry's span, the
         // failing entry is still found.
+        expect_parse(&with("[[nexthop]] # HERE\ntype = \"discard\"\n"), Some("nexthop[7]"), "missing field `id`");
         expect_parse(
-            &with("[[nexthop]] # HERE\ntype = \"discard\"\n"),
-            Some("nexthop[7]"),
-            "missing field `id`",
-        );
-        expect_parse(
-            &edit("[[nexthop]]\nid = 10\n", "[[nexthop]] # HERE\nid = 10\n")
-                .replace("label = 100", "label = \"x\""),
+            &edit("[[nexthop]]\nid = 10\n", "[[nexthop]] # HERE\nid = 10\n").replace("label = 100", "label = \"x\""),
             Some("nexthop[2]"),
             "invalid type",
         );
@@ -1725,11 +1600,7 @@ nexthop = 1
             Some("nexthop[5].type"),
             "unknown variant `drop`",
         );
-        expect_parse(
-            &edit("memory_mb = 256", "memory_mb = 256 x # HERE"),
-            Some("eal.memory_mb"),
-            "expected newline",
-        );
+        expect_parse(&edit("memory_mb = 256", "memory_mb = 256 x # HERE"), Some("eal.memory_mb"), "expected newline");
     }
 
     // ---- [eal] ----
@@ -1761,50 +1632,21 @@ nexthop = 1
 
     #[test]
     fn eal_sizes() {
-        expect_invalid(
-            &edit("memory_mb = 256", "memory_mb = 63 # HERE"),
-            "eal.memory_mb",
-            "at least 64",
-        );
+        expect_invalid(&edit("memory_mb = 256", "memory_mb = 63 # HERE"), "eal.memory_mb", "at least 64");
         expect_invalid(&edit("mbufs = 8191", "mbufs = 1023 # HERE"), "eal.mbufs", "at least 1024");
-        expect_invalid(
-            &edit("rx_desc = 512", "rx_desc = 500 # HERE"),
-            "eal.rx_desc",
-            "power of two",
-        );
-        expect_invalid(
-            &edit("rx_desc = 512", "rx_desc = 32 # HERE"),
-            "eal.rx_desc",
-            "power of two",
-        );
-        expect_invalid(
-            &edit("tx_desc = 1024", "tx_desc = 32768 # HERE"),
-            "eal.tx_desc",
-            "power of two",
-        );
+        expect_invalid(&edit("rx_desc = 512", "rx_desc = 500 # HERE"), "eal.rx_desc", "power of two");
+        expect_invalid(&edit("rx_desc = 512", "rx_desc = 32 # HERE"), "eal.rx_desc", "power of two");
+        expect_invalid(&edit("tx_desc = 1024", "tx_desc = 32768 # HERE"), "eal.tx_desc", "power of two");
         // Bounds are inclusive.
-        parse(
-            &edit("rx_desc = 512", "rx_desc = 64").replace("tx_desc = 1024", "tx_desc = 16384"),
-            "t",
-        )
-        .unwrap();
+        parse(&edit("rx_desc = 512", "rx_desc = 64").replace("tx_desc = 1024", "tx_desc = 16384"), "t").unwrap();
     }
 
     #[test]
     fn eal_file_prefix_and_vdevs() {
-        expect_invalid(
-            &edit("file_prefix = \"vr-test_1\"", "file_prefix = \"\" # HERE"),
-            "eal.file_prefix",
-            "empty",
-        );
-        expect_invalid(
-            &edit("file_prefix = \"vr-test_1\"", "file_prefix = \"vr/1\" # HERE"),
-            "eal.file_prefix",
-            "'/'",
-        );
-        let text =
-            edit("    \"net_tap1,iface=vm2\",\n", "    \"net_tap1,iface=vm2\",\n    \"\",\n")
-                .replace("vdevs = [\n", "vdevs = [ # HERE\n");
+        expect_invalid(&edit("file_prefix = \"vr-test_1\"", "file_prefix = \"\" # HERE"), "eal.file_prefix", "empty");
+        expect_invalid(&edit("file_prefix = \"vr-test_1\"", "file_prefix = \"vr/1\" # HERE"), "eal.file_prefix", "'/'");
+        let text = edit("    \"net_tap1,iface=vm2\",\n", "    \"net_tap1,iface=vm2\",\n    \"\",\n")
+            .replace("vdevs = [\n", "vdevs = [ # HERE\n");
         expect_invalid(&text, "eal.vdevs", "entry 3 is empty");
     }
 
@@ -1843,26 +1685,16 @@ nexthop = 1
     #[test]
     fn vrouter_router_mac_and_run_dir() {
         expect_invalid(
-            &edit(
-                "router_mac = \"00:00:5e:00:01:00\"",
-                "router_mac = \"01:00:5e:00:00:01\" # HERE",
-            ),
+            &edit("router_mac = \"00:00:5e:00:01:00\"", "router_mac = \"01:00:5e:00:00:01\" # HERE"),
             "vrouter.router_mac",
             "multicast",
         );
         expect_invalid(
-            &edit(
-                "router_mac = \"00:00:5e:00:01:00\"",
-                "router_mac = \"00:00:00:00:00:00\" # HERE",
-            ),
+            &edit("router_mac = \"00:00:5e:00:01:00\"", "router_mac = \"00:00:00:00:00:00\" # HERE"),
             "vrouter.router_mac",
             "all zero",
         );
-        expect_invalid(
-            &edit("run_dir = \"/run/vrouter\"", "run_dir = \"\" # HERE"),
-            "vrouter.run_dir",
-            "empty",
-        );
+        expect_invalid(&edit("run_dir = \"/run/vrouter\"", "run_dir = \"\" # HERE"), "vrouter.run_dir", "empty");
     }
 
     // ---- [[vif]] ----
@@ -1898,11 +1730,7 @@ name = "f"
 
     #[test]
     fn vif_names_and_devices() {
-        expect_invalid(
-            &edit("name = \"tap-vm2\"", "name = \"tap-vm1\" # HERE"),
-            "vif[3].name",
-            "duplicate vif name",
-        );
+        expect_invalid(&edit("name = \"tap-vm2\"", "name = \"tap-vm1\" # HERE"), "vif[3].name", "duplicate vif name");
         expect_invalid(&edit("name = \"tap-vm2\"", "name = \"\" # HERE"), "vif[3].name", "empty");
         expect_invalid(
             &edit("name = \"tap-vm2\"", &format!("name = \"{}\" # HERE", "x".repeat(32))),
@@ -1915,11 +1743,7 @@ name = "f"
             "vif[3].device",
             "already bound to vif[2]",
         );
-        expect_invalid(
-            &edit("device = \"net_tap1\"", "device = \" \" # HERE"),
-            "vif[3].device",
-            "empty",
-        );
+        expect_invalid(&edit("device = \"net_tap1\"", "device = \" \" # HERE"), "vif[3].device", "empty");
     }
 
     #[test]
@@ -1943,27 +1767,15 @@ name = "f"
 
     #[test]
     fn vif_queues_and_mtu() {
-        expect_invalid(
-            &edit("rx_queues = 2", "rx_queues = 0 # HERE"),
-            "vif[0].rx_queues",
-            "1..=16",
-        );
-        expect_invalid(
-            &edit("rx_queues = 2", "rx_queues = 17 # HERE"),
-            "vif[0].rx_queues",
-            "1..=16",
-        );
+        expect_invalid(&edit("rx_queues = 2", "rx_queues = 0 # HERE"), "vif[0].rx_queues", "1..=16");
+        expect_invalid(&edit("rx_queues = 2", "rx_queues = 17 # HERE"), "vif[0].rx_queues", "1..=16");
         expect_invalid(&edit("mtu = 9000", "mtu = 9001 # HERE"), "vif[0].mtu", "68..=9000");
         expect_invalid(&edit("mtu = 1500", "mtu = 67 # HERE"), "vif[2].mtu", "68..=9000");
     }
 
     #[test]
     fn vif_one_host() {
-        expect_invalid(
-            &edit("type = \"vm\"", "type = \"host\" # HERE"),
-            "vif[3].type",
-            "only one host vif",
-        );
+        expect_invalid(&edit("type = \"vm\"", "type = \"host\" # HERE"), "vif[3].type", "only one host vif");
     }
 
     #[test]
@@ -1993,10 +1805,7 @@ name = "f"
             "not a UUID",
         );
         expect_invalid(
-            &edit(
-                "vn_name = \"default-domain:demo:vn1\"",
-                &format!("vn_name = \"{}\" # HERE", "v".repeat(64)),
-            ),
+            &edit("vn_name = \"default-domain:demo:vn1\"", &format!("vn_name = \"{}\" # HERE", "v".repeat(64))),
             "vif[2].vn_name",
             "63 bytes",
         );
@@ -2027,7 +1836,11 @@ name = "f"
         assert!(vif.source_check.is_none() && vif.vm_mac.is_none() && vif.allowed_address_pairs.is_empty());
 
         // Only on virtual vifs.
-        expect_invalid(&edit("mtu = 9000", "mtu = 9000\nsource_check = true # HERE"), "vif[0].source_check", "virtual (VM) vifs");
+        expect_invalid(
+            &edit("mtu = 9000", "mtu = 9000\nsource_check = true # HERE"),
+            "vif[0].source_check",
+            "virtual (VM) vifs",
+        );
         expect_invalid(
             &edit("name = \"vhost0\"", "name = \"vhost0\"\nvm_mac = \"02:00:00:00:00:09\" # HERE"),
             "vif[1].vm_mac",
@@ -2061,7 +1874,10 @@ name = "f"
         // A bounded list (the data plane scans it).
         let many: Vec<String> = (0..33).map(|i| format!("{{ ip = \"10.0.{i}.0/24\" }}")).collect();
         expect_invalid(
-            &edit("proxy_arp = true", &format!("proxy_arp = true\nallowed_address_pairs = [{}] # HERE", many.join(", "))),
+            &edit(
+                "proxy_arp = true",
+                &format!("proxy_arp = true\nallowed_address_pairs = [{}] # HERE", many.join(", ")),
+            ),
             "vif[2].allowed_address_pairs",
             "at most 32",
         );
@@ -2072,7 +1888,10 @@ name = "f"
             "invalid address",
         );
         expect_parse(
-            &edit("proxy_arp = true", "proxy_arp = true\nallowed_address_pairs = [{ ip = \"10.0.0.0/8\", mask = 8 }] # HERE"),
+            &edit(
+                "proxy_arp = true",
+                "proxy_arp = true\nallowed_address_pairs = [{ ip = \"10.0.0.0/8\", mask = 8 }] # HERE",
+            ),
             Some("vif[2].allowed_address_pairs"),
             "unknown field `mask`",
         );
@@ -2101,16 +1920,8 @@ name = "f"
 
     #[test]
     fn vrf_vni() {
-        expect_invalid(
-            &edit("vxlan_vni = 5001", "vxlan_vni = 0 # HERE"),
-            "vrf[1].vxlan_vni",
-            "out of range",
-        );
-        expect_invalid(
-            &edit("vxlan_vni = 5001", "vxlan_vni = 16777216 # HERE"),
-            "vrf[1].vxlan_vni",
-            "out of range",
-        );
+        expect_invalid(&edit("vxlan_vni = 5001", "vxlan_vni = 0 # HERE"), "vrf[1].vxlan_vni", "out of range");
+        expect_invalid(&edit("vxlan_vni = 5001", "vxlan_vni = 16777216 # HERE"), "vrf[1].vxlan_vni", "out of range");
         expect_invalid(
             &edit("vxlan_vni = 5001", "vxlan_vni = 5001 # HERE")
                 .replace("name = \"fabric\"\n", "name = \"fabric\"\nvxlan_vni = 5001\n"),
@@ -2128,7 +1939,10 @@ name = "f"
         expect_invalid(&gw("gateway_ip6 = \"::\" # HERE"), "vrf[1].gateway_ip6", "unspecified");
         let cfg = parse(&gw("gateway_ip = \"192.168.1.1\"\ngateway_ip6 = \"fd00:1::1\""), "test.toml").unwrap();
         let v = cfg.vrfs[1].get_ref();
-        assert_eq!((v.gateway_ip, v.gateway_ip6), (Some("192.168.1.1".parse().unwrap()), Some("fd00:1::1".parse().unwrap())));
+        assert_eq!(
+            (v.gateway_ip, v.gateway_ip6),
+            (Some("192.168.1.1".parse().unwrap()), Some("fd00:1::1".parse().unwrap()))
+        );
         assert_eq!(cfg.vrfs[0].get_ref().gateway_ip, None, "default: none (the data plane uses DEFAULT_GATEWAY_IP)");
     }
 
@@ -2148,20 +1962,12 @@ name = "f"
 
     #[test]
     fn nexthop_ids() {
-        expect_invalid(
-            &edit("id = 30\n", "id = 20 # HERE\n"),
-            "nexthop[5].id",
-            "duplicate nexthop id 20",
-        );
+        expect_invalid(&edit("id = 30\n", "id = 20 # HERE\n"), "nexthop[5].id", "duplicate nexthop id 20");
     }
 
     #[test]
     fn nexthop_encap() {
-        expect_invalid(
-            &edit("vif = 3\ndst_mac", "vif = 9 # HERE\ndst_mac"),
-            "nexthop[1].vif",
-            "vif 9 is not defined",
-        );
+        expect_invalid(&edit("vif = 3\ndst_mac", "vif = 9 # HERE\ndst_mac"), "nexthop[1].vif", "vif 9 is not defined");
         expect_invalid(
             &edit("dst_mac = \"02:00:00:00:01:02\"", "dst_mac = \"00:00:00:00:00:00\" # HERE"),
             "nexthop[1].dst_mac",
@@ -2176,33 +1982,17 @@ name = "f"
             "nexthop[2].vif",
             "vif 8 is not defined",
         );
-        expect_invalid(
-            &edit("label = 100\nvif = 0", "label = 100\nvif = 2 # HERE"),
-            "nexthop[2].vif",
-            "type virtual",
-        );
+        expect_invalid(&edit("label = 100\nvif = 0", "label = 100\nvif = 2 # HERE"), "nexthop[2].vif", "type virtual");
     }
 
     #[test]
     fn nexthop_tunnel_labels() {
-        expect_invalid(
-            &edit("label = 100\n", "label = 15 # HERE\n"),
-            "nexthop[2].label",
-            "reserved",
-        );
-        expect_invalid(
-            &edit("label = 100\n", "label = 1048576 # HERE\n"),
-            "nexthop[2].label",
-            "20 bits",
-        );
+        expect_invalid(&edit("label = 100\n", "label = 15 # HERE\n"), "nexthop[2].label", "reserved");
+        expect_invalid(&edit("label = 100\n", "label = 1048576 # HERE\n"), "nexthop[2].label", "20 bits");
         parse(&edit("label = 100\n", "label = 1048575\n"), "t").unwrap();
         parse(&edit("label = 100\n", "label = 16\n"), "t").unwrap();
         expect_invalid(&edit("label = 5001\n", "label = 0 # HERE\n"), "nexthop[3].label", "VNI 0");
-        expect_invalid(
-            &edit("label = 5001\n", "label = 16777216 # HERE\n"),
-            "nexthop[3].label",
-            "out of range",
-        );
+        expect_invalid(&edit("label = 5001\n", "label = 16777216 # HERE\n"), "nexthop[3].label", "out of range");
         parse(&edit("label = 5001\n", "label = 16777215\n"), "t").unwrap();
     }
 
@@ -2249,21 +2039,9 @@ name = "f"
             "nexthop[4].members",
             "17 members",
         );
-        expect_invalid(
-            &edit(members, "members = [10, 99] # HERE"),
-            "nexthop[4].members",
-            "nexthop 99 is not defined",
-        );
-        expect_invalid(
-            &edit(members, "members = [10, 20] # HERE"),
-            "nexthop[4].members",
-            "cannot be nested",
-        );
-        expect_invalid(
-            &edit(members, "members = [10, 11, 10] # HERE"),
-            "nexthop[4].members",
-            "10 is listed twice",
-        );
+        expect_invalid(&edit(members, "members = [10, 99] # HERE"), "nexthop[4].members", "nexthop 99 is not defined");
+        expect_invalid(&edit(members, "members = [10, 20] # HERE"), "nexthop[4].members", "cannot be nested");
+        expect_invalid(&edit(members, "members = [10, 11, 10] # HERE"), "nexthop[4].members", "10 is listed twice");
         // Members may be defined after the ECMP nexthop.
         parse(&edit(members, "members = [10, 30]"), "t").unwrap();
     }
@@ -2273,18 +2051,12 @@ name = "f"
     #[test]
     fn route_references() {
         expect_invalid(
-            &edit(
-                "vrf = 1\nprefix = \"192.168.2.0/24\"",
-                "vrf = 2 # HERE\nprefix = \"192.168.2.0/24\"",
-            ),
+            &edit("vrf = 1\nprefix = \"192.168.2.0/24\"", "vrf = 2 # HERE\nprefix = \"192.168.2.0/24\""),
             "route[2].vrf",
             "vrf 2 is not defined",
         );
         expect_invalid(
-            &edit(
-                "prefix = \"fd00:2::/64\"\nnexthop = 10",
-                "prefix = \"fd00:2::/64\"\nnexthop = 12 # HERE",
-            ),
+            &edit("prefix = \"fd00:2::/64\"\nnexthop = 10", "prefix = \"fd00:2::/64\"\nnexthop = 12 # HERE"),
             "route[5].nexthop",
             "nexthop 12 is not defined",
         );
@@ -2320,29 +2092,19 @@ name = "f"
             "duplicate route 192.168.2.0/24 in vrf 1",
         );
         // Same prefix in another VRF is fine.
-        parse(&with("[[route]]\nvrf = 0\nprefix = \"192.168.2.0/24\"\nnexthop = 30\n"), "t")
-            .unwrap();
+        parse(&with("[[route]]\nvrf = 0\nprefix = \"192.168.2.0/24\"\nnexthop = 30\n"), "t").unwrap();
     }
 
     // ---- [[bridge]] ----
 
     #[test]
     fn bridge_entries() {
-        let extra = |vrf: &str, mac: &str, nh: &str| {
-            with(&format!("[[bridge]]\nvrf = {vrf}\nmac = {mac}\nnexthop = {nh}\n"))
-        };
+        let extra =
+            |vrf: &str, mac: &str, nh: &str| with(&format!("[[bridge]]\nvrf = {vrf}\nmac = {mac}\nnexthop = {nh}\n"));
         let mac = "\"02:00:00:00:01:02\"";
         expect_invalid(&extra("3 # HERE", mac, "2"), "bridge[1].vrf", "vrf 3 is not defined");
-        expect_invalid(
-            &extra("1", mac, "77 # HERE"),
-            "bridge[1].nexthop",
-            "nexthop 77 is not defined",
-        );
-        expect_invalid(
-            &extra("1", "\"00:00:00:00:00:00\" # HERE", "2"),
-            "bridge[1].mac",
-            "all zero",
-        );
+        expect_invalid(&extra("1", mac, "77 # HERE"), "bridge[1].nexthop", "nexthop 77 is not defined");
+        expect_invalid(&extra("1", "\"00:00:00:00:00:00\" # HERE", "2"), "bridge[1].mac", "all zero");
         expect_invalid(
             &extra("1", "\"02:00:00:00:01:01\" # HERE", "2"),
             "bridge[1].mac",
@@ -2356,8 +2118,7 @@ name = "f"
 
     #[test]
     fn labels() {
-        let extra =
-            |label: &str, nh: &str| with(&format!("[[label]]\nlabel = {label}\nnexthop = {nh}\n"));
+        let extra = |label: &str, nh: &str| with(&format!("[[label]]\nlabel = {label}\nnexthop = {nh}\n"));
         expect_invalid(&extra("15 # HERE", "1"), "label[1].label", "reserved");
         expect_invalid(&extra("1048576 # HERE", "1"), "label[1].label", "20 bits");
         expect_invalid(&extra("17 # HERE", "2"), "label[1].label", "duplicate label 17");
@@ -2481,10 +2242,7 @@ remote = "0.0.0.0/0"
         assert_eq!(r.dst, PolicyAddress::Prefix("10.2.0.0/16".parse().unwrap()));
         assert_eq!(r.protocol, Protocol::Number(6));
         assert_eq!((r.src_ports, r.dst_ports), (PortRange::ANY, PortRange { lo: 5432, hi: 5432 }));
-        assert_eq!(
-            (r.direction, r.action, r.log),
-            (PolicyDirection::Both, PolicyAction::Pass, true)
-        );
+        assert_eq!((r.direction, r.action, r.log), (PolicyDirection::Both, PolicyAction::Pass, true));
         assert_eq!(r.mirror_to, ["an-1", "an-2"]);
         let r = p.rules[1].get_ref();
         assert_eq!(
@@ -2563,47 +2321,24 @@ remote = "0.0.0.0/0"
         expect_invalid(&e("entries = 512 # HERE"), "flow.entries", "from 1024");
         expect_invalid(&e("entries = 33554432 # HERE"), "flow.entries", "power of two");
         parse(&e("entries = 1024"), "t").unwrap();
-        expect_invalid(
-            &e("entries = 4096\noverflow_entries = 33554432 # HERE"),
-            "flow.overflow_entries",
-            "more than",
-        );
-        expect_invalid(
-            &policy("hold_limit = 100", "hold_limit = 0 # HERE"),
-            "flow.hold_limit",
-            "at least 1",
-        );
+        expect_invalid(&e("entries = 4096\noverflow_entries = 33554432 # HERE"), "flow.overflow_entries", "more than");
+        expect_invalid(&policy("hold_limit = 100", "hold_limit = 0 # HERE"), "flow.hold_limit", "at least 1");
         for n in ["0", "17"] {
             expect_invalid(
-                &policy(
-                    "held_packets_per_flow = 4",
-                    &format!("held_packets_per_flow = {n} # HERE"),
-                ),
+                &policy("held_packets_per_flow = 4", &format!("held_packets_per_flow = {n} # HERE")),
                 "flow.held_packets_per_flow",
                 "1..=16",
             );
         }
         parse(&policy("held_packets_per_flow = 4", "held_packets_per_flow = 16"), "t").unwrap();
-        expect_invalid(
-            &policy("age_timeout_s = 60", "age_timeout_s = 0 # HERE"),
-            "flow.age_timeout_s",
-            "at least 1",
-        );
-        expect_invalid(
-            &policy("hold_audit_s = 10", "hold_audit_s = 0 # HERE"),
-            "flow.hold_audit_s",
-            "at least 1",
-        );
+        expect_invalid(&policy("age_timeout_s = 60", "age_timeout_s = 0 # HERE"), "flow.age_timeout_s", "at least 1");
+        expect_invalid(&policy("hold_audit_s = 10", "hold_audit_s = 0 # HERE"), "flow.hold_audit_s", "at least 1");
         expect_invalid(
             &policy("flow_table_path = \"/dev/hugepages/flow\"", "flow_table_path = \"\" # HERE"),
             "flow.flow_table_path",
             "empty",
         );
-        expect_parse(
-            &policy("hold_limit = 100", "hold_limt = 100 # HERE"),
-            Some("flow"),
-            "unknown field `hold_limt`",
-        );
+        expect_parse(&policy("hold_limit = 100", "hold_limt = 100 # HERE"), Some("flow"), "unknown field `hold_limt`");
     }
 
     #[test]
@@ -2616,21 +2351,33 @@ remote = "0.0.0.0/0"
         let cfg = parse(&ok, "test.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.tenants[0].get_ref().name, "red");
         expect_invalid(
-            &policy_edits(&[], &(t("red", "red-token-0123456789", vn1) + &t("blue", "short # HERE", vn1).replace("short # HERE\"", "short\" # HERE"))),
+            &policy_edits(
+                &[],
+                &(t("red", "red-token-0123456789", vn1)
+                    + &t("blue", "short # HERE", vn1).replace("short # HERE\"", "short\" # HERE")),
+            ),
             "tenant[1].token",
             "at least 16 characters",
         );
         expect_invalid(
-            &policy_edits(&[], &(t("red", "red-token-0123456789", vn1) + &t("red", "blue-token-0123456789", vn1).replace("name = \"red\"\n", "name = \"red\" # HERE\n"))),
+            &policy_edits(
+                &[],
+                &(t("red", "red-token-0123456789", vn1)
+                    + &t("red", "blue-token-0123456789", vn1).replace("name = \"red\"\n", "name = \"red\" # HERE\n")),
+            ),
             "tenant[1].name",
             "duplicate tenant name",
         );
         expect_invalid(
-            &policy_edits(&[], &t("red", "red-token-0123456789", "\"nope\"").replace("vns = [\"nope\"]", "vns = [\"nope\"] # HERE")),
+            &policy_edits(
+                &[],
+                &t("red", "red-token-0123456789", "\"nope\"").replace("vns = [\"nope\"]", "vns = [\"nope\"] # HERE"),
+            ),
             "tenant[0].vns",
             "no vif is in virtual network \"nope\"",
         );
-        let api = policy_edits(&[], "").replacen("[vrouter]\n", "[vrouter]\ntrace_api = \"127.0.0.1:8085\" # HERE\n", 1);
+        let api =
+            policy_edits(&[], "").replacen("[vrouter]\n", "[vrouter]\ntrace_api = \"127.0.0.1:8085\" # HERE\n", 1);
         assert!(api.contains("trace_api"));
         let e = parse(&api, "test.toml").unwrap_err().to_string();
         assert!(e.contains("vrouter.trace_api") && e.contains("[[tenant]]"), "{e}");
@@ -2646,21 +2393,9 @@ remote = "0.0.0.0/0"
             "analyzer[1].name",
             "duplicate analyzer name \"an-1\"",
         );
-        expect_invalid(
-            &policy("name = \"an-2\"", "name = \"\" # HERE"),
-            "analyzer[1].name",
-            "empty",
-        );
-        expect_invalid(
-            &policy("ip = \"10.1.1.20\"", "ip = \"224.0.0.5\" # HERE"),
-            "analyzer[0].ip",
-            "multicast",
-        );
-        expect_invalid(
-            &policy("udp_port = 9000", "udp_port = 0 # HERE"),
-            "analyzer[1].udp_port",
-            "0",
-        );
+        expect_invalid(&policy("name = \"an-2\"", "name = \"\" # HERE"), "analyzer[1].name", "empty");
+        expect_invalid(&policy("ip = \"10.1.1.20\"", "ip = \"224.0.0.5\" # HERE"), "analyzer[0].ip", "multicast");
+        expect_invalid(&policy("udp_port = 9000", "udp_port = 0 # HERE"), "analyzer[1].udp_port", "0");
         expect_parse(
             &policy("nh_mode = \"static\"", "nh_mode = \"fixed\" # HERE"),
             Some("analyzer[1].nh_mode"),
@@ -2671,51 +2406,27 @@ remote = "0.0.0.0/0"
     #[test]
     fn analyzer_vni() {
         expect_invalid(
-            &policy_edits(
-                &[("juniper_header = false", "juniper_header = false # HERE"), ("vni = 77\n", "")],
-                "",
-            ),
+            &policy_edits(&[("juniper_header = false", "juniper_header = false # HERE"), ("vni = 77\n", "")], ""),
             "analyzer[1].juniper_header",
             "needs a vni",
         );
         expect_invalid(
-            &policy_edits(
-                &[
-                    ("juniper_header = false", "juniper_header = true"),
-                    ("vni = 77", "vni = 77 # HERE"),
-                ],
-                "",
-            ),
+            &policy_edits(&[("juniper_header = false", "juniper_header = true"), ("vni = 77", "vni = 77 # HERE")], ""),
             "analyzer[1].vni",
             "only used with juniper_header = false",
         );
         expect_invalid(&policy("vni = 77", "vni = 0 # HERE"), "analyzer[1].vni", "out of range");
-        expect_invalid(
-            &policy("vni = 77", "vni = 16777216 # HERE"),
-            "analyzer[1].vni",
-            "out of range",
-        );
+        expect_invalid(&policy("vni = 77", "vni = 16777216 # HERE"), "analyzer[1].vni", "out of range");
     }
 
     #[test]
     fn analyzer_indices() {
-        expect_invalid(
-            &policy("index = 0", "index = 255 # HERE"),
-            "analyzer[1].index",
-            "no mirror",
-        );
-        expect_invalid(
-            &policy("index = 0", "index = 300 # HERE"),
-            "analyzer[1].index",
-            "out of range 0..=254",
-        );
+        expect_invalid(&policy("index = 0", "index = 255 # HERE"), "analyzer[1].index", "no mirror");
+        expect_invalid(&policy("index = 0", "index = 300 # HERE"), "analyzer[1].index", "out of range 0..=254");
         parse(&policy("index = 0", "index = 254"), "t").unwrap();
         expect_invalid(
             &policy_edits(
-                &[
-                    ("ip = \"10.1.1.20\"", "ip = \"10.1.1.20\"\nindex = 3"),
-                    ("index = 0", "index = 3 # HERE"),
-                ],
+                &[("ip = \"10.1.1.20\"", "ip = \"10.1.1.20\"\nindex = 3"), ("index = 0", "index = 3 # HERE")],
                 "",
             ),
             "analyzer[1].index",
@@ -2731,11 +2442,7 @@ remote = "0.0.0.0/0"
                 .collect()
         };
         parse(&policy_edits(&[], &more(253, usize::MAX)), "t").unwrap();
-        expect_invalid(
-            &policy_edits(&[], &more(254, 253)),
-            "analyzer[255].index",
-            "no free mirror index",
-        );
+        expect_invalid(&policy_edits(&[], &more(254, 253)), "analyzer[255].index", "no free mirror index");
     }
 
     #[test]
@@ -2777,8 +2484,7 @@ remote = "0.0.0.0/0"
             "icmp never matches IPv6",
         );
         parse(&policy("dst_ports = \"5432\"", "dst_ports = 5432"), "t").unwrap();
-        parse(&policy("protocol = \"tcp\"\nsrc_ports", "protocol = \"any\"\nsrc_ports"), "t")
-            .unwrap();
+        parse(&policy("protocol = \"tcp\"\nsrc_ports", "protocol = \"any\"\nsrc_ports"), "t").unwrap();
         expect_parse(
             &policy("protocol = \"tcp\"\nsrc_ports", "protocol = \"tcpx\" # HERE\nsrc_ports"),
             Some("network_policy[0].rule[0].protocol"),
@@ -2809,8 +2515,7 @@ remote = "0.0.0.0/0"
             "VN name is empty",
         );
         // VNs need not be local.
-        parse(&policy("src = \"vn:default-domain:demo:vn1\"", "src = \"vn:elsewhere\""), "t")
-            .unwrap();
+        parse(&policy("src = \"vn:default-domain:demo:vn1\"", "src = \"vn:elsewhere\""), "t").unwrap();
         expect_invalid(
             &policy("dst = \"10.2.0.0/16\"", "dst = \"10.2.0.1/16\" # HERE"),
             "network_policy[0].rule[0].dst",
@@ -2836,26 +2541,14 @@ remote = "0.0.0.0/0"
     #[test]
     fn policy_names_vns_and_uuids() {
         let vns = "vns = [\"default-domain:demo:vn1\", \"default-domain:demo:vn2\"]";
-        expect_invalid(
-            &policy(vns, "vns = [\"a\", \"\"] # HERE"),
-            "network_policy[0].vns",
-            "entry 1",
-        );
-        expect_invalid(
-            &policy(vns, "vns = [\"a\", \"a\"] # HERE"),
-            "network_policy[0].vns",
-            "listed twice",
-        );
+        expect_invalid(&policy(vns, "vns = [\"a\", \"\"] # HERE"), "network_policy[0].vns", "entry 1");
+        expect_invalid(&policy(vns, "vns = [\"a\", \"a\"] # HERE"), "network_policy[0].vns", "listed twice");
         expect_invalid(
             &policy(vns, &format!("vns = [\"{}\"] # HERE", "v".repeat(64))),
             "network_policy[0].vns",
             "63 bytes",
         );
-        expect_invalid(
-            &policy("name = \"web-db\"", "name = \"\" # HERE"),
-            "network_policy[0].name",
-            "empty",
-        );
+        expect_invalid(&policy("name = \"web-db\"", "name = \"\" # HERE"), "network_policy[0].name", "empty");
         expect_invalid(
             &policy_edits(&[], "\n[[network_policy]]\nname = \"web-db\" # HERE\n"),
             "network_policy[1].name",
@@ -2940,10 +2633,7 @@ remote = "0.0.0.0/0"
             "port range 443-80 is empty",
         );
         expect_invalid(
-            &policy(
-                "protocol = \"tcp\"\nports = \"80-443\"",
-                "protocol = \"icmp\"\nports = \"8\" # HERE",
-            ),
+            &policy("protocol = \"tcp\"\nports = \"80-443\"", "protocol = \"icmp\"\nports = \"8\" # HERE"),
             "security_group[0].rule[0].ports",
             "has no ports",
         );
@@ -3006,8 +2696,11 @@ remote = "0.0.0.0/0"
     #[test]
     fn vif_interface_mirroring() {
         let sgs = "security_groups = [\"web\"]";
-        let cfg = parse(&policy(sgs, "security_groups = [\"web\"]\nmirror_to = \"an-2\"\nmirror_rx = true\nmirror_tx = true"), "t")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = parse(
+            &policy(sgs, "security_groups = [\"web\"]\nmirror_to = \"an-2\"\nmirror_rx = true\nmirror_tx = true"),
+            "t",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let v = cfg.vifs[2].get_ref();
         assert_eq!((v.mirror_to.as_deref(), v.mirror_rx, v.mirror_tx), (Some("an-2"), true, true));
         assert!(!cfg.vifs[0].get_ref().mirror_rx && cfg.vifs[0].get_ref().mirror_to.is_none());

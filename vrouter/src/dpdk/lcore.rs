@@ -45,7 +45,11 @@ pub fn is_enabled(lcore_id: u32) -> bool {
 pub fn socket_of(lcore_id: u32) -> i32 {
     // SAFETY: plain getter.
     let s = unsafe { dpdk_sys::rte_lcore_to_socket_id(lcore_id) };
-    if s == u32::MAX { 0 } else { s as i32 }
+    if s == u32::MAX {
+        0
+    } else {
+        s as i32
+    }
 }
 
 pub fn check_enabled(lcores: &[u32]) -> Result<()> {

@@ -23,9 +23,7 @@ impl Mempool {
     pub fn create(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool> {
         let cname = CString::new(name).map_err(|_| DpdkError::Other("pool name has NUL".into()))?;
         // SAFETY: cname is a valid C string for the call; other arguments are plain values.
-        let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, MBUF_DATA_ROOM, socket)
-        };
+        let raw = unsafe { dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, MBUF_DATA_ROOM, socket) };
         if raw.is_null() {
             return Err(DpdkError::from_ret("rte_pktmbuf_pool_create", -1));
         }

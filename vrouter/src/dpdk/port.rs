@@ -50,9 +50,7 @@ impl Port {
         // SAFETY: c is a valid C string and `id` a valid out-pointer for the call.
         let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
         if ret < 0 {
-            return Err(DpdkError::Other(format!(
-                "no DPDK port for device {name:?} (is it in eal.vdevs or eal.pci?)"
-            )));
+            return Err(DpdkError::Other(format!("no DPDK port for device {name:?} (is it in eal.vdevs or eal.pci?)")));
         }
         Ok(Port { id })
     }
@@ -92,9 +90,7 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_hf = want & info.rss_offloads;
         }
         // SAFETY: conf is a valid configuration for the duration of the call.
-        let ret = unsafe {
-            dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf)
-        };
+        let ret = unsafe { dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) };
         if ret < 0 {
             return Err(DpdkError::from_ret("rte_eth_dev_configure", ret));
         }
@@ -110,14 +106,7 @@ impl Port {
         for q in 0..cfg.rx_queues {
             // SAFETY: NULL rx_conf selects the driver default; pool is a live mempool.
             let ret = unsafe {
-                dpdk_sys::rte_eth_rx_queue_setup(
-                    self.id,
-                    q,
-                    cfg.rx_desc,
-                    socket,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
+                dpdk_sys::rte_eth_rx_queue_setup(self.id, q, cfg.rx_desc, socket, std::ptr::null(), pool.as_ptr())
             };
             if ret < 0 {
                 return Err(DpdkError::from_ret("rte_eth_rx_queue_setup", ret));
@@ -125,9 +114,7 @@ impl Port {
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: NULL tx_conf selects the driver default.
-            let ret = unsafe {
-                dpdk_sys::rte_eth_tx_queue_setup(self.id, q, cfg.tx_desc, socket, std::ptr::null())
-            };
+            let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(self.id, q, cfg.tx_desc, socket, std::ptr::null()) };
             if ret < 0 {
                 return Err(DpdkError::from_ret("rte_eth_tx_queue_setup", ret));
             }

@@ -122,7 +122,12 @@ pub fn mac_key(m: &[u8; 6]) -> u64 {
 #[derive(Debug, Clone)]
 pub enum Nexthop {
     /// L2 rewrite to `dst_mac`/`src_mac` and transmit on `vif`.
-    Encap { id: u32, vif: u16, dst_mac: [u8; 6], src_mac: [u8; 6] },
+    Encap {
+        id: u32,
+        vif: u16,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+    },
     /// Overlay tunnel over the fabric vif `vif`.
     Tunnel {
         id: u32,
@@ -142,10 +147,18 @@ pub enum Nexthop {
         header: TunnelHeader,
     },
     /// Hand to the host interface.
-    Receive { id: u32, vif: u16 },
-    Discard { id: u32 },
+    Receive {
+        id: u32,
+        vif: u16,
+    },
+    Discard {
+        id: u32,
+    },
     /// Members are dense indices of non-composite nexthops.
-    Ecmp { id: u32, members: Vec<NhIdx> },
+    Ecmp {
+        id: u32,
+        members: Vec<NhIdx>,
+    },
 }
 
 impl Nexthop {
@@ -183,7 +196,14 @@ impl TunnelHeader {
     /// Offset of the UDP header.
     pub const UDP: usize = 34;
 
-    pub fn new(encap: TunnelEncap, dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, label: u32) -> TunnelHeader {
+    pub fn new(
+        encap: TunnelEncap,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        label: u32,
+    ) -> TunnelHeader {
         use crate::packet::{checksum, ethernet, ipv4, mpls, udp, vxlan, EtherType, IpProtocol};
         let (len, dport) = match encap {
             TunnelEncap::Mplsoudp => (Self::UDP + udp::HEADER_LEN + mpls::HEADER_LEN, MPLSOUDP_PORT),
@@ -292,9 +312,7 @@ impl Fib {
             });
         }
         let vif_of = |what: &str, id: u16| -> Result<&Vif, FibError> {
-            vifs.get(usize::from(id))
-                .and_then(Option::as_ref)
-                .ok_or_else(|| FibError::UnknownVif(what.to_string(), id))
+            vifs.get(usize::from(id)).and_then(Option::as_ref).ok_or_else(|| FibError::UnknownVif(what.to_string(), id))
         };
 
         let max_vrf = cfg.vrfs.iter().map(|v| v.get_ref().id).max().unwrap_or(0);
@@ -417,16 +435,7 @@ impl Fib {
             labels.insert(l.label, resolve(&format!("label {}", l.label), l.nexthop)?);
         }
 
-        Ok(Fib {
-            router_ip: cfg.vrouter.router_ip,
-            router_mac,
-            vifs,
-            vrfs,
-            nexthops,
-            labels,
-            vnis,
-            host_vif,
-        })
+        Ok(Fib { router_ip: cfg.vrouter.router_ip, router_mac, vifs, vrfs, nexthops, labels, vnis, host_vif })
     }
 
     #[inline]

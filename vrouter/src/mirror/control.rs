@@ -234,7 +234,8 @@ impl MirrorControl {
             .map_err(|e| field("ip", format!("{e}")))?;
         let mut e = MirrorEntry::analyzer(name, ip);
         if let Some(p) = v.get("udp_port") {
-            let p = p.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| field("udp_port", "not a port number"))?;
+            let p =
+                p.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| field("udp_port", "not a port number"))?;
             e = e.with_udp_port(p);
         }
         if let Some(m) = v.get("nh_mode") {
@@ -256,7 +257,9 @@ impl MirrorControl {
         };
         let i = self.create(index, e)?;
         let slot = self.region.read_slot(usize::from(i.raw())).expect("just published");
-        Ok(json!({"index": i.raw(), "entry": entry_json(i.raw(), &slot, self.region.stats(usize::from(i.raw()), None))}))
+        Ok(
+            json!({"index": i.raw(), "entry": entry_json(i.raw(), &slot, self.region.stats(usize::from(i.raw()), None))}),
+        )
     }
 
     fn cmd_delete(&self, v: &Value) -> Result<Value, ControlError> {
@@ -407,7 +410,8 @@ ip = "192.168.7.7"
         c.command(&json!({"cmd": "mirror_delete", "name": "an-a"}));
         c.command(&json!({"cmd": "mirror_delete", "name": "an-new"}));
         let dump = c.command(&json!({"cmd": "mirror_dump"}));
-        let names: Vec<&str> = dump["entries"].as_array().unwrap().iter().map(|e| e["analyzer_name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            dump["entries"].as_array().unwrap().iter().map(|e| e["analyzer_name"].as_str().unwrap()).collect();
         assert_eq!(names, ["an-b", "an-x"]);
     }
 }

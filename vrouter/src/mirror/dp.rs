@@ -81,7 +81,11 @@ impl MirrorMeta {
             tx: vec![NO_MIRROR; n],
             vifs: vec![VifMirror::default(); n],
             vif_vn: vec![Box::default(); n],
-            vrf_vn: fib.vrfs.iter().map(|v| v.as_ref().map_or_else(Box::default, |v| v.name.as_bytes().into())).collect(),
+            vrf_vn: fib
+                .vrfs
+                .iter()
+                .map(|v| v.as_ref().map_or_else(Box::default, |v| v.name.as_bytes().into()))
+                .collect(),
         };
         for v in fib.vif_list() {
             if let Some(vn) = &v.vn_name {
@@ -179,7 +183,6 @@ pub struct MirrorLcore {
     any_tx: bool,
 }
 
-
 impl MirrorLcore {
     /// The mirroring state of lcore `index`: its counter block, the pool copies come from
     /// and the fabric TX queues it sends them on.
@@ -254,7 +257,16 @@ impl MirrorLcore {
     /// Builds and buffers one copy (`md`: the metadata TLVs, used with the Juniper header);
     /// any failure is counted under its reason.
     #[allow(clippy::too_many_arguments)]
-    fn copy(&mut self, stats: &LcoreStats, slot: u8, l2: &[u8], frame: &[u8], md: &[u8], info: CopyInfo, entropy: u32) -> Result<u32, DropReason> {
+    fn copy(
+        &mut self,
+        stats: &LcoreStats,
+        slot: u8,
+        l2: &[u8],
+        frame: &[u8],
+        md: &[u8],
+        info: CopyInfo,
+        entropy: u32,
+    ) -> Result<u32, DropReason> {
         let fail = |c: &MirrorCounters, reason: DropReason| {
             stats.mirror_error(Some(info.vif), info.iface, reason, 1);
             c.error(slot, 1);

@@ -37,9 +37,7 @@ pub fn resolve_nexthop(fib: &Fib, analyzer: Ipv4Addr) -> Option<(u16, [u8; 6], [
     let fabric = fib.vif_list().find(|v| v.kind == VifType::Fabric)?;
     let nh = fib.vrf(fabric.vrf)?.route_v4(analyzer)?;
     let on_fabric = |nh: &Nexthop| match nh {
-        Nexthop::Encap { vif, dst_mac, src_mac, .. }
-            if fib.vif(*vif).is_some_and(|v| v.kind == VifType::Fabric) =>
-        {
+        Nexthop::Encap { vif, dst_mac, src_mac, .. } if fib.vif(*vif).is_some_and(|v| v.kind == VifType::Fabric) => {
             Some((*vif, *dst_mac, *src_mac))
         }
         _ => None,
@@ -169,7 +167,10 @@ mod tests {
         let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
         assert_eq!(ip.total_len(), 48);
         assert_eq!(checksum::data(&copy[14..34]), 0xffff, "valid IPv4 header checksum");
-        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.protocol()), (Ipv4Addr::new(10, 0, 0, 1), e.analyzer_ip, IpProtocol::UDP));
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.protocol()),
+            (Ipv4Addr::new(10, 0, 0, 1), e.analyzer_ip, IpProtocol::UDP)
+        );
         let u = udp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!((u.dst_port(), u.len()), (9000, 28));
         assert!(u.src_port() >= 49152);

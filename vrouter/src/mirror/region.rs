@@ -320,37 +320,41 @@ impl MirrorRegion {
     /// Creates (or replaces) the region for `n_lcores` forwarding lcores, all slots empty.
     pub fn create(run_dir: &Path, n_lcores: usize, router_ip: Ipv4Addr) -> Result<MirrorRegion, MirrorRegionError> {
         if n_lcores == 0 || n_lcores > MAX_LCORES {
-            return Err(MirrorRegionError::InvalidArgument { kind: "mirror", msg: format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})") });
+            return Err(MirrorRegionError::InvalidArgument {
+                kind: "mirror",
+                msg: format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"),
+            });
         }
         let layout = Layout::new(n_lcores);
         let path = run_dir.join(MIRROR_FILE_NAME);
         let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let (map, path) = crate::shm_file::create_region_file(run_dir, MIRROR_FILE_NAME, layout.file_size, 0o644, |map| {
-            let base = map.as_mut_ptr();
-            let header = Header {
-                magic: AtomicU64::new(0),
-                layout_version: MIRROR_LAYOUT_VERSION,
-                header_size: HEADER_SIZE as u32,
-                file_size: layout.file_size as u64,
-                n_slots: SLOTS as u32,
-                slot_size: SLOT_SIZE as u32,
-                n_lcores: n_lcores as u32,
-                counter_size: COUNTER_SIZE as u32,
-                slots_offset: layout.slots_offset as u64,
-                counters_offset: layout.counters_offset as u64,
-                generation,
-                creator_pid: std::process::id(),
-                router_ip: u32::from(router_ip),
-                _reserved: [0; 23],
-            };
-            // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
-            unsafe { std::ptr::write(base as *mut Header, header) };
-            // Slots and counters are zero (empty, seq 0) from set_len.
-            fence(Ordering::Release);
-            // SAFETY: just written above.
-            unsafe { &*(base as *const Header) }.magic.store(MIRROR_MAGIC, Ordering::Release);
-        })
-        .map_err(MirrorRegionError::from)?;
+        let (map, path) =
+            crate::shm_file::create_region_file(run_dir, MIRROR_FILE_NAME, layout.file_size, 0o644, |map| {
+                let base = map.as_mut_ptr();
+                let header = Header {
+                    magic: AtomicU64::new(0),
+                    layout_version: MIRROR_LAYOUT_VERSION,
+                    header_size: HEADER_SIZE as u32,
+                    file_size: layout.file_size as u64,
+                    n_slots: SLOTS as u32,
+                    slot_size: SLOT_SIZE as u32,
+                    n_lcores: n_lcores as u32,
+                    counter_size: COUNTER_SIZE as u32,
+                    slots_offset: layout.slots_offset as u64,
+                    counters_offset: layout.counters_offset as u64,
+                    generation,
+                    creator_pid: std::process::id(),
+                    router_ip: u32::from(router_ip),
+                    _reserved: [0; 23],
+                };
+                // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
+                unsafe { std::ptr::write(base as *mut Header, header) };
+                // Slots and counters are zero (empty, seq 0) from set_len.
+                fence(Ordering::Release);
+                // SAFETY: just written above.
+                unsafe { &*(base as *const Header) }.magic.store(MIRROR_MAGIC, Ordering::Release);
+            })
+            .map_err(MirrorRegionError::from)?;
         let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
         Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }), path })
     }
@@ -531,7 +535,13 @@ impl MirrorReader {
         let len = map.len();
         // SAFETY: at least HEADER_SIZE bytes, page-aligned; Header is valid for any bits.
         let h = unsafe { &*(map.as_ptr() as *const Header) };
-        let bad = |what, found: u64, expected: u64| MirrorRegionError::BadHeader { kind: "mirror", path: path.clone(), what, found, expected };
+        let bad = |what, found: u64, expected: u64| MirrorRegionError::BadHeader {
+            kind: "mirror",
+            path: path.clone(),
+            what,
+            found,
+            expected,
+        };
         let magic = h.magic.load(Ordering::Acquire);
         if magic != MIRROR_MAGIC {
             return Err(bad("magic", magic, MIRROR_MAGIC));

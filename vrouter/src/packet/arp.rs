@@ -219,8 +219,8 @@ mod tests {
 
     // who-has 10.0.0.2 tell 10.0.0.1 (52:54:00:12:34:56), then 2 bytes of padding.
     static REQUEST_BYTES: [u8; 30] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a,
-        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02, 0x00, 0x00,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a, 0x00, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02, 0x00, 0x00,
     ];
 
     #[test]
@@ -230,10 +230,7 @@ mod tests {
         assert_eq!(p.protocol_type(), 0x0800);
         assert_eq!((p.hardware_len(), p.protocol_len()), (6, 4));
         assert_eq!(p.operation(), OP_REQUEST);
-        assert_eq!(
-            p.sender_hardware_addr(),
-            [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
-        );
+        assert_eq!(p.sender_hardware_addr(), [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
         assert_eq!(p.sender_protocol_addr(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.target_hardware_addr(), [0; 6]);
         assert_eq!(p.target_protocol_addr(), Ipv4Addr::new(10, 0, 0, 2));
@@ -256,11 +253,7 @@ mod tests {
     fn reply_in_place() {
         let mut buf = REQUEST_BYTES;
         let mut p = Packet::new_checked(&mut buf[..]).unwrap();
-        let (sha, spa, tpa) = (
-            p.sender_hardware_addr(),
-            p.sender_protocol_addr(),
-            p.target_protocol_addr(),
-        );
+        let (sha, spa, tpa) = (p.sender_hardware_addr(), p.sender_protocol_addr(), p.target_protocol_addr());
         let mine = [0x02, 0, 0, 0, 0, 0x99];
         p.set_operation(OP_REPLY);
         p.set_target_hardware_addr(sha);
@@ -278,10 +271,7 @@ mod tests {
     #[test]
     fn errors() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Packet::new_checked(&REQUEST_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&REQUEST_BYTES[..len]), Err(Error::Truncated));
         }
         let check = |patch: &dyn Fn(&mut [u8; 30])| {
             let mut b = REQUEST_BYTES;

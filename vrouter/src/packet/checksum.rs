@@ -156,9 +156,7 @@ mod tests {
 
     #[test]
     fn odd_lengths_match_reference() {
-        let bytes: Vec<u8> = (0..=255u8)
-            .map(|b| b.wrapping_mul(37).wrapping_add(11))
-            .collect();
+        let bytes: Vec<u8> = (0..=255u8).map(|b| b.wrapping_mul(37).wrapping_add(11)).collect();
         for len in 0..bytes.len() {
             assert_eq!(data(&bytes[..len]), reference(&bytes[..len]), "len {len}");
         }
@@ -172,8 +170,8 @@ mod tests {
     fn known_ipv4_header_checksum() {
         // Wikipedia's example header: checksum b861.
         let mut hdr = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(!data(&hdr), 0xb861);
         hdr[10] = 0xb8;
@@ -189,10 +187,7 @@ mod tests {
         bytes.extend_from_slice(&src.octets());
         bytes.extend_from_slice(&dst.octets());
         bytes.extend_from_slice(&[0, 17, 0x12, 0x34]);
-        assert_eq!(
-            fold(pseudo_header_v4(src, dst, 17, 0x1234).into()),
-            data(&bytes)
-        );
+        assert_eq!(fold(pseudo_header_v4(src, dst, 17, 0x1234).into()), data(&bytes));
 
         let src6: Ipv6Addr = "fe80::1:ffff:abcd".parse().unwrap();
         let dst6: Ipv6Addr = "ff02::1:ff00:ffff".parse().unwrap();
@@ -201,28 +196,22 @@ mod tests {
         bytes.extend_from_slice(&dst6.octets());
         bytes.extend_from_slice(&0x0001_0020u32.to_be_bytes());
         bytes.extend_from_slice(&[0, 0, 0, 58]);
-        assert_eq!(
-            fold(pseudo_header_v6(src6, dst6, 58, 0x0001_0020).into()),
-            data(&bytes)
-        );
+        assert_eq!(fold(pseudo_header_v6(src6, dst6, 58, 0x0001_0020).into()), data(&bytes));
     }
 
     #[test]
     fn combine_folds() {
         assert_eq!(combine(&[0xffff, 0x0001]), 0x0001);
         assert_eq!(combine(&[0x1_0000, 0]), 0x0001);
-        assert_eq!(
-            combine(&[u32::MAX, u32::MAX, u32::MAX]),
-            fold(3 * u64::from(u32::MAX))
-        );
+        assert_eq!(combine(&[u32::MAX, u32::MAX, u32::MAX]), fold(3 * u64::from(u32::MAX)));
         assert_eq!(combine(&[]), 0);
     }
 
     #[test]
     fn incremental_matches_recompute() {
         let mut hdr = [
-            0x45u8, 0x00, 0x00, 0x54, 0xab, 0xcd, 0x40, 0x00, 0x40, 0x01, 0x00, 0x00, 0x0a, 0x00,
-            0x00, 0x01, 0x0a, 0x00, 0x00, 0x02,
+            0x45u8, 0x00, 0x00, 0x54, 0xab, 0xcd, 0x40, 0x00, 0x40, 0x01, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x0a,
+            0x00, 0x00, 0x02,
         ];
         let cs = !data(&hdr);
         // Change the TTL/protocol word, then a whole address.

@@ -224,10 +224,8 @@ mod tests {
     use super::*;
 
     // Echo request, ident 1, seq 2, data "abcdefgh".
-    static ECHO_BYTES: [u8; 16] = [
-        0x08, 0x00, 0x66, 0x67, 0x00, 0x01, 0x00, 0x02, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67,
-        0x68,
-    ];
+    static ECHO_BYTES: [u8; 16] =
+        [0x08, 0x00, 0x66, 0x67, 0x00, 0x01, 0x00, 0x02, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68];
 
     #[test]
     fn deconstruct() {
@@ -287,10 +285,7 @@ mod tests {
     #[test]
     fn truncated() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Packet::new_checked(&ECHO_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&ECHO_BYTES[..len]), Err(Error::Truncated));
         }
         let mut bad = ECHO_BYTES;
         bad[15] ^= 0xff;

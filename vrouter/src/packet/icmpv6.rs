@@ -417,10 +417,7 @@ impl<'a> Iterator for NdpOptions<'a> {
             return Some(Err(Error::Truncated));
         }
         self.rest = &rest[len..];
-        Some(Ok(NdpOption {
-            kind: rest[0],
-            data: &rest[2..len],
-        }))
+        Some(Ok(NdpOption { kind: rest[0], data: &rest[2..len] }))
     }
 }
 
@@ -460,21 +457,19 @@ mod tests {
     // Neighbor Solicitation from fe80::5054:ff:fe12:3456 (52:54:00:12:34:56) to the
     // solicited-node group ff02::1:ff00:2 for target 2001:db8::2, hop limit 255.
     static NS_PACKET: [u8; 72] = [
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0x00, 0x00, 0x02, 0x87, 0x00, 0x42, 0xe8, 0x00,
-        0x00, 0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x02, 0x01, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x50, 0x54,
+        0x00, 0xff, 0xfe, 0x12, 0x34, 0x56, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+        0xff, 0x00, 0x00, 0x02, 0x87, 0x00, 0x42, 0xe8, 0x00, 0x00, 0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x01, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
     ];
 
     // The solicited Neighbor Advertisement answering it from 02:00:00:00:00:99 (S and O
     // set, target link-layer address option).
     static NA_PACKET: [u8; 72] = [
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56, 0x88, 0x00, 0x35, 0x57, 0x60,
-        0x00, 0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x02, 0x02, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x99,
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x50, 0x54, 0x00, 0xff,
+        0xfe, 0x12, 0x34, 0x56, 0x88, 0x00, 0x35, 0x57, 0x60, 0x00, 0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x99,
     ];
 
     const MY_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x99];
@@ -495,21 +490,12 @@ mod tests {
         assert!(p.verify_checksum(ip.src_addr(), ip.dst_addr()));
         assert!(!p.verify_checksum(ip.dst_addr(), v6("::1")));
         assert_eq!(p.target_addr(), Some(v6("2001:db8::2")));
-        assert_eq!(
-            p.source_ll_addr(),
-            Ok(Some([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]))
-        );
+        assert_eq!(p.source_ll_addr(), Ok(Some([0x52, 0x54, 0x00, 0x12, 0x34, 0x56])));
         assert_eq!(p.target_ll_addr(), Ok(None));
         assert_eq!(p.ndp_options(), &NS_PACKET[64..]);
         let opts: Vec<_> = p.ndp_option_iter().collect();
         assert_eq!(opts.len(), 1);
-        assert_eq!(
-            opts[0],
-            Ok(NdpOption {
-                kind: OPT_SOURCE_LL_ADDR,
-                data: &NS_PACKET[66..]
-            })
-        );
+        assert_eq!(opts[0], Ok(NdpOption { kind: OPT_SOURCE_LL_ADDR, data: &NS_PACKET[66..] }));
         assert_eq!(p.payload().len(), 24);
     }
 
@@ -574,11 +560,7 @@ mod tests {
     fn lengths() {
         let icmp = &NS_PACKET[40..];
         for len in 0..NEIGHBOR_HEADER_LEN {
-            assert_eq!(
-                Packet::new_checked(&icmp[..len]),
-                Err(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(Packet::new_checked(&icmp[..len]), Err(Error::Truncated), "{len}");
         }
         // The NS without its option is fine.
         let p = Packet::new_checked(&icmp[..24]).unwrap();
@@ -600,10 +582,7 @@ mod tests {
         assert_eq!(it.next(), None);
         // Option length 2 with only 8 bytes there.
         bad[25] = 2;
-        assert_eq!(
-            Packet::new_checked(&bad[..]).unwrap().source_ll_addr(),
-            Err(Error::Truncated)
-        );
+        assert_eq!(Packet::new_checked(&bad[..]).unwrap().source_ll_addr(), Err(Error::Truncated));
         // Other minimum lengths.
         let mut rs = [0u8; 16];
         rs[0] = TYPE_ROUTER_ADVERT;
@@ -623,14 +602,8 @@ mod tests {
         // A valid target option followed by a zero-length one.
         let mut opts = [0u8; 16];
         write_ll_addr_option(&mut opts, OPT_TARGET_LL_ADDR, MY_MAC).unwrap();
-        assert_eq!(
-            find_ll_addr(&opts[..8], OPT_TARGET_LL_ADDR),
-            Ok(Some(MY_MAC))
-        );
-        assert_eq!(
-            find_ll_addr(&opts, OPT_TARGET_LL_ADDR),
-            Err(Error::Malformed)
-        );
+        assert_eq!(find_ll_addr(&opts[..8], OPT_TARGET_LL_ADDR), Ok(Some(MY_MAC)));
+        assert_eq!(find_ll_addr(&opts, OPT_TARGET_LL_ADDR), Err(Error::Malformed));
         // Two options: a 16-byte unknown one, then a source link-layer address.
         let mut opts = [0u8; 24];
         opts[0] = OPT_MTU;
@@ -639,18 +612,8 @@ mod tests {
         let all: Vec<_> = NdpOptions::new(&opts).map(|o| o.unwrap().kind).collect();
         assert_eq!(all, [OPT_MTU, OPT_SOURCE_LL_ADDR]);
         assert_eq!(find_ll_addr(&opts, OPT_SOURCE_LL_ADDR), Ok(Some(MY_MAC)));
-        assert_eq!(
-            NdpOption {
-                kind: OPT_MTU,
-                data: &opts[2..16]
-            }
-            .ll_addr(),
-            None
-        );
-        assert_eq!(
-            write_ll_addr_option(&mut [0u8; 7], 1, MY_MAC),
-            Err(Error::Truncated)
-        );
+        assert_eq!(NdpOption { kind: OPT_MTU, data: &opts[2..16] }.ll_addr(), None);
+        assert_eq!(write_ll_addr_option(&mut [0u8; 7], 1, MY_MAC), Err(Error::Truncated));
         assert_eq!(NdpOptions::new(&[1]).next(), Some(Err(Error::Truncated)));
     }
 

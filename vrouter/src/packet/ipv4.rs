@@ -232,11 +232,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The payload: `[header_len..total_len]` (Ethernet padding excluded).
     #[inline(always)]
     pub fn payload(&self) -> &[u8] {
-        clamped(
-            self.buffer.as_ref(),
-            self.header_len(),
-            usize::from(self.total_len()),
-        )
+        clamped(self.buffer.as_ref(), self.header_len(), usize::from(self.total_len()))
     }
 }
 
@@ -303,19 +299,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
     pub fn set_dont_frag(&mut self, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
-        self.write_u16(
-            field::FLG_OFF,
-            if value { raw | FLAG_DF } else { raw & !FLAG_DF },
-        );
+        self.write_u16(field::FLG_OFF, if value { raw | FLAG_DF } else { raw & !FLAG_DF });
     }
 
     #[inline]
     pub fn set_more_frags(&mut self, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
-        self.write_u16(
-            field::FLG_OFF,
-            if value { raw | FLAG_MF } else { raw & !FLAG_MF },
-        );
+        self.write_u16(field::FLG_OFF, if value { raw | FLAG_MF } else { raw & !FLAG_MF });
     }
 
     /// Sets the fragment offset **in bytes** (stored as `value / 8`).
@@ -437,15 +427,14 @@ mod tests {
 
     // 10.0.0.1:49152 -> 10.0.0.2:53 UDP, 4 bytes of data, DF, TTL 64.
     static UDP_PACKET: [u8; 32] = [
-        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x14, 0x97, 0x0a, 0x00, 0x00,
-        0x01, 0x0a, 0x00, 0x00, 0x02, 0xc0, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x8e, 0x00, 0xde, 0xad,
-        0xbe, 0xef,
+        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x14, 0x97, 0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00,
+        0x00, 0x02, 0xc0, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x8e, 0x00, 0xde, 0xad, 0xbe, 0xef,
     ];
 
     // IGMPv3 report to 224.0.0.22 with a Router Alert option (IHL 6), TTL 1.
     static OPTIONS_PACKET: [u8; 28] = [
-        0x46, 0x00, 0x00, 0x1c, 0x00, 0x00, 0x40, 0x00, 0x01, 0x02, 0xfa, 0xc4, 0x0a, 0x00, 0x00,
-        0x01, 0xe0, 0x00, 0x00, 0x16, 0x94, 0x04, 0x00, 0x00, 0x22, 0x00, 0xfa, 0x02,
+        0x46, 0x00, 0x00, 0x1c, 0x00, 0x00, 0x40, 0x00, 0x01, 0x02, 0xfa, 0xc4, 0x0a, 0x00, 0x00, 0x01, 0xe0, 0x00,
+        0x00, 0x16, 0x94, 0x04, 0x00, 0x00, 0x22, 0x00, 0xfa, 0x02,
     ];
 
     #[test]
@@ -459,10 +448,7 @@ mod tests {
         assert!(p.dont_frag() && !p.more_frags() && !p.is_fragment());
         assert_eq!(p.frag_offset(), 0);
         assert_eq!((p.ttl(), p.hop_limit()), (64, 64));
-        assert_eq!(
-            (p.protocol(), p.next_header()),
-            (IpProtocol::UDP, IpProtocol::UDP)
-        );
+        assert_eq!((p.protocol(), p.next_header()), (IpProtocol::UDP, IpProtocol::UDP));
         assert_eq!(p.checksum(), 0x1497);
         assert!(p.verify_checksum());
         assert_eq!(p.src_addr(), Ipv4Addr::new(10, 0, 0, 1));
@@ -550,17 +536,10 @@ mod tests {
     #[test]
     fn truncated_and_malformed() {
         for len in 0..UDP_PACKET.len() {
-            assert_eq!(
-                Packet::new_checked(&UDP_PACKET[..len]),
-                Err(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(Packet::new_checked(&UDP_PACKET[..len]), Err(Error::Truncated), "{len}");
         }
         for len in 0..OPTIONS_PACKET.len() {
-            assert_eq!(
-                Packet::new_checked(&OPTIONS_PACKET[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&OPTIONS_PACKET[..len]), Err(Error::Truncated));
         }
         let check = |patch: &dyn Fn(&mut [u8; 32])| {
             let mut b = UDP_PACKET;

@@ -239,10 +239,10 @@ mod tests {
 
     // 2001:db8::1:5000 -> 2001:db8::2:4789 UDP carrying a VXLAN header (VNI 0x1234).
     static UDP_PACKET: [u8; 56] = [
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x10, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x13, 0x88, 0x12, 0xb5, 0x00,
-        0x10, 0x42, 0x0a, 0x08, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34, 0x00,
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x10, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x02, 0x13, 0x88, 0x12, 0xb5, 0x00, 0x10, 0x42, 0x0a, 0x08, 0x00, 0x00, 0x00, 0x00, 0x12,
+        0x34, 0x00,
     ];
 
     #[test]
@@ -283,20 +283,11 @@ mod tests {
         let mut p = Packet::new_checked(&mut buf[..]).unwrap();
         p.set_traffic_class(0xb9);
         p.set_flow_label(0xfffff);
-        assert_eq!(
-            (p.version(), p.traffic_class(), p.flow_label()),
-            (6, 0xb9, 0xfffff)
-        );
+        assert_eq!((p.version(), p.traffic_class(), p.flow_label()), (6, 0xb9, 0xfffff));
         p.set_flow_label(0x12345678);
-        assert_eq!(
-            (p.version(), p.traffic_class(), p.flow_label()),
-            (6, 0xb9, 0x45678)
-        );
+        assert_eq!((p.version(), p.traffic_class(), p.flow_label()), (6, 0xb9, 0x45678));
         p.set_traffic_class(0);
-        assert_eq!(
-            (p.version(), p.traffic_class(), p.flow_label()),
-            (6, 0, 0x45678)
-        );
+        assert_eq!((p.version(), p.traffic_class(), p.flow_label()), (6, 0, 0x45678));
         assert_eq!(p.decrement_hop_limit(), 63);
         p.set_hop_limit(0);
         assert_eq!(p.decrement_hop_limit(), 0);
@@ -311,19 +302,13 @@ mod tests {
         assert_eq!(p.total_len(), 56);
 
         for len in 0..UDP_PACKET.len() {
-            assert_eq!(
-                Packet::new_checked(&UDP_PACKET[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&UDP_PACKET[..len]), Err(Error::Truncated));
         }
         let mut bad = UDP_PACKET;
         bad[0] = 0x45;
         assert_eq!(Packet::new_checked(&bad[..]), Err(Error::Malformed));
         let mut empty = UDP_PACKET;
         empty[5] = 0;
-        assert!(Packet::new_checked(&empty[..])
-            .unwrap()
-            .payload()
-            .is_empty());
+        assert!(Packet::new_checked(&empty[..]).unwrap().payload().is_empty());
     }
 }

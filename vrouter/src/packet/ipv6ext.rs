@@ -175,7 +175,14 @@ mod tests {
         // Fragment data that happens to look like a hop-by-hop header: not walked.
         p.extend([0u8; 16]);
         let u = upper_layer(IpProtocol::IPV6_FRAG, &p).unwrap();
-        assert_eq!(u, UpperLayer { proto: IpProtocol::UDP, offset: 8, frag: Some(Fragment { offset: 1480, more: false, ident: 7, data_offset: 8 }) });
+        assert_eq!(
+            u,
+            UpperLayer {
+                proto: IpProtocol::UDP,
+                offset: 8,
+                frag: Some(Fragment { offset: 1480, more: false, ident: 7, data_offset: 8 })
+            }
+        );
         assert!(!u.has_header());
     }
 

@@ -169,10 +169,7 @@ mod tests {
         assert_eq!(Error::Unsupported.to_string(), "unsupported packet");
         assert_eq!(Error::Truncated.drop_reason(), DropReason::PullFails);
         assert_eq!(Error::Malformed.drop_reason(), DropReason::InvalidPacket);
-        assert_eq!(
-            Error::Unsupported.drop_reason(),
-            DropReason::InvalidProtocol
-        );
+        assert_eq!(Error::Unsupported.drop_reason(), DropReason::InvalidProtocol);
         let e: Box<dyn std::error::Error> = Box::new(Error::Malformed);
         assert_eq!(e.to_string(), "malformed packet");
     }

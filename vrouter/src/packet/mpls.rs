@@ -151,8 +151,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the traffic class (low 3 bits of `value`).
     #[inline]
     pub fn set_tc(&mut self, value: u8) {
-        let e =
-            (self.entry() & !(TC_MASK << TC_SHIFT)) | ((u32::from(value) & TC_MASK) << TC_SHIFT);
+        let e = (self.entry() & !(TC_MASK << TC_SHIFT)) | ((u32::from(value) & TC_MASK) << TC_SHIFT);
         self.set_entry(e);
     }
 
@@ -230,14 +229,8 @@ mod tests {
     #[test]
     fn truncated() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Packet::new_checked(&STACK_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&STACK_BYTES[..len]), Err(Error::Truncated));
         }
-        assert!(Packet::new_checked(&STACK_BYTES[..4])
-            .unwrap()
-            .payload()
-            .is_empty());
+        assert!(Packet::new_checked(&STACK_BYTES[..4]).unwrap().payload().is_empty());
     }
 }

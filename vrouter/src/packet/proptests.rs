@@ -12,17 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 // ---------------------------------------------------------------------------------------
 
 fn eth_getters<T: AsRef<[u8]>>(p: &ethernet::Frame<T>) {
-    black_box((
-        p.dst_addr(),
-        p.src_addr(),
-        p.ethertype(),
-        p.header_len(),
-        p.payload(),
-    ));
-    black_box((
-        ethernet::is_multicast(&p.dst_addr()),
-        ethernet::is_broadcast(&p.dst_addr()),
-    ));
+    black_box((p.dst_addr(), p.src_addr(), p.ethertype(), p.header_len(), p.payload()));
+    black_box((ethernet::is_multicast(&p.dst_addr()), ethernet::is_broadcast(&p.dst_addr())));
 }
 
 fn exercise_ethernet(bytes: &[u8], r: u64) -> Result<()> {
@@ -35,24 +26,14 @@ fn exercise_ethernet(bytes: &[u8], r: u64) -> Result<()> {
     p.set_dst_addr(mac);
     p.set_src_addr(mac);
     p.set_ethertype(r as u16);
-    assert_eq!(
-        (p.dst_addr(), p.src_addr(), p.ethertype()),
-        (mac, mac, r as u16)
-    );
+    assert_eq!((p.dst_addr(), p.src_addr(), p.ethertype()), (mac, mac, r as u16));
     black_box(p.payload_mut().len());
     eth_getters(&p);
     Ok(())
 }
 
 fn vlan_getters<T: AsRef<[u8]>>(p: &vlan::Packet<T>) {
-    black_box((
-        p.tci(),
-        p.pcp(),
-        p.dei(),
-        p.vid(),
-        p.ethertype(),
-        p.payload(),
-    ));
+    black_box((p.tci(), p.pcp(), p.dei(), p.vid(), p.ethertype(), p.payload()));
 }
 
 fn exercise_vlan(bytes: &[u8], r: u64) -> Result<()> {
@@ -76,17 +57,8 @@ fn exercise_vlan(bytes: &[u8], r: u64) -> Result<()> {
 }
 
 fn arp_getters<T: AsRef<[u8]>>(p: &arp::Packet<T>) {
-    black_box((
-        p.hardware_type(),
-        p.protocol_type(),
-        p.hardware_len(),
-        p.protocol_len(),
-    ));
-    black_box((
-        p.operation(),
-        p.sender_hardware_addr(),
-        p.sender_protocol_addr(),
-    ));
+    black_box((p.hardware_type(), p.protocol_type(), p.hardware_len(), p.protocol_len()));
+    black_box((p.operation(), p.sender_hardware_addr(), p.sender_protocol_addr()));
     black_box((p.target_hardware_addr(), p.target_protocol_addr()));
 }
 
@@ -103,14 +75,8 @@ fn exercise_arp(bytes: &[u8], r: u64) -> Result<()> {
     p.set_target_hardware_addr(mac);
     p.set_target_protocol_addr(ip);
     assert_eq!(p.operation(), (r >> 8) as u16);
-    assert_eq!(
-        (p.sender_hardware_addr(), p.target_hardware_addr()),
-        (mac, mac)
-    );
-    assert_eq!(
-        (p.sender_protocol_addr(), p.target_protocol_addr()),
-        (ip, ip)
-    );
+    assert_eq!((p.sender_hardware_addr(), p.target_hardware_addr()), (mac, mac));
+    assert_eq!((p.sender_protocol_addr(), p.target_protocol_addr()), (ip, ip));
     p.set_hardware_type(r as u16);
     p.set_protocol_type(r as u16);
     p.set_hardware_len(r as u8);
@@ -122,27 +88,9 @@ fn exercise_arp(bytes: &[u8], r: u64) -> Result<()> {
 }
 
 fn ipv4_getters<T: AsRef<[u8]>>(p: &ipv4::Packet<T>) {
-    black_box((
-        p.version(),
-        p.header_len(),
-        p.dscp(),
-        p.ecn(),
-        p.total_len(),
-        p.ident(),
-    ));
-    black_box((
-        p.dont_frag(),
-        p.more_frags(),
-        p.frag_offset(),
-        p.is_fragment(),
-    ));
-    black_box((
-        p.ttl(),
-        p.hop_limit(),
-        p.protocol(),
-        p.next_header(),
-        p.checksum(),
-    ));
+    black_box((p.version(), p.header_len(), p.dscp(), p.ecn(), p.total_len(), p.ident()));
+    black_box((p.dont_frag(), p.more_frags(), p.frag_offset(), p.is_fragment()));
+    black_box((p.ttl(), p.hop_limit(), p.protocol(), p.next_header(), p.checksum()));
     black_box((p.src_addr(), p.dst_addr(), p.verify_checksum()));
     black_box((p.header(), p.options(), p.payload()));
 }
@@ -151,10 +99,7 @@ fn exercise_ipv4(bytes: &[u8], r: u64) -> Result<()> {
     let p = ipv4::Packet::new_checked(bytes)?;
     ipv4_getters(&p);
     assert!(p.header_len() >= ipv4::HEADER_LEN);
-    assert_eq!(
-        p.payload().len(),
-        usize::from(p.total_len()) - p.header_len()
-    );
+    assert_eq!(p.payload().len(), usize::from(p.total_len()) - p.header_len());
     assert_eq!(p.options().len(), p.header_len() - ipv4::HEADER_LEN);
     black_box(p.into_payload());
 
@@ -205,20 +150,8 @@ fn exercise_ipv4(bytes: &[u8], r: u64) -> Result<()> {
 }
 
 fn ipv6_getters<T: AsRef<[u8]>>(p: &ipv6::Packet<T>) {
-    black_box((
-        p.version(),
-        p.traffic_class(),
-        p.flow_label(),
-        p.payload_len(),
-        p.total_len(),
-    ));
-    black_box((
-        p.next_header(),
-        p.hop_limit(),
-        p.src_addr(),
-        p.dst_addr(),
-        p.payload(),
-    ));
+    black_box((p.version(), p.traffic_class(), p.flow_label(), p.payload_len(), p.total_len()));
+    black_box((p.next_header(), p.hop_limit(), p.src_addr(), p.dst_addr(), p.payload()));
 }
 
 fn exercise_ipv6(bytes: &[u8], r: u64) -> Result<()> {
@@ -238,10 +171,7 @@ fn exercise_ipv6(bytes: &[u8], r: u64) -> Result<()> {
     assert_eq!(p.version(), 6);
     assert_eq!(p.traffic_class(), r as u8);
     assert_eq!(p.flow_label(), (r >> 8) as u32 & 0xfffff);
-    assert_eq!(
-        (p.next_header(), p.hop_limit()),
-        ((r >> 40) as u8, (r >> 48) as u8)
-    );
+    assert_eq!((p.next_header(), p.hop_limit()), ((r >> 40) as u8, (r >> 48) as u8));
     assert_eq!((p.src_addr(), p.dst_addr()), (a, a));
     assert_eq!(p.decrement_hop_limit(), ((r >> 48) as u8).saturating_sub(1));
     black_box(p.payload_mut().len());
@@ -255,13 +185,7 @@ fn exercise_ipv6(bytes: &[u8], r: u64) -> Result<()> {
 fn udp_getters<T: AsRef<[u8]>>(p: &udp::Packet<T>) {
     let (s4, d4) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
     let (s6, d6) = (Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED);
-    black_box((
-        p.src_port(),
-        p.dst_port(),
-        p.len(),
-        p.checksum(),
-        p.payload(),
-    ));
+    black_box((p.src_port(), p.dst_port(), p.len(), p.checksum(), p.payload()));
     black_box((p.verify_checksum_v4(s4, d4), p.verify_checksum_v6(s6, d6)));
 }
 
@@ -273,10 +197,7 @@ fn exercise_udp(bytes: &[u8], r: u64) -> Result<()> {
     let mut buf = bytes.to_vec();
     let mut p = udp::Packet::new_checked(&mut buf[..]).unwrap();
     let (s4, d4) = (Ipv4Addr::from(r as u32), Ipv4Addr::from((r >> 32) as u32));
-    let (s6, d6) = (
-        Ipv6Addr::from(u128::from(r)),
-        Ipv6Addr::from(u128::from(r) << 64),
-    );
+    let (s6, d6) = (Ipv6Addr::from(u128::from(r)), Ipv6Addr::from(u128::from(r) << 64));
     p.set_src_port(r as u16);
     p.set_dst_port((r >> 16) as u16);
     assert_eq!((p.src_port(), p.dst_port()), (r as u16, (r >> 16) as u16));
@@ -297,23 +218,8 @@ fn exercise_udp(bytes: &[u8], r: u64) -> Result<()> {
 fn tcp_getters<T: AsRef<[u8]>>(p: &tcp::Packet<T>) {
     let (s4, d4) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
     let (s6, d6) = (Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED);
-    black_box((
-        p.src_port(),
-        p.dst_port(),
-        p.seq_number(),
-        p.ack_number(),
-        p.header_len(),
-    ));
-    black_box((
-        p.flags(),
-        p.fin(),
-        p.syn(),
-        p.rst(),
-        p.psh(),
-        p.ack(),
-        p.urg(),
-        p.ece(),
-    ));
+    black_box((p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.header_len()));
+    black_box((p.flags(), p.fin(), p.syn(), p.rst(), p.psh(), p.ack(), p.urg(), p.ece()));
     black_box((p.cwr(), p.window_len(), p.checksum(), p.urgent_at()));
     black_box((p.options(), p.payload()));
     black_box((p.verify_checksum_v4(s4, d4), p.verify_checksum_v6(s6, d6)));
@@ -327,10 +233,7 @@ fn exercise_tcp(bytes: &[u8], r: u64) -> Result<()> {
     let mut buf = bytes.to_vec();
     let mut p = tcp::Packet::new_checked(&mut buf[..]).unwrap();
     let (s4, d4) = (Ipv4Addr::from(r as u32), Ipv4Addr::from((r >> 32) as u32));
-    let (s6, d6) = (
-        Ipv6Addr::from(u128::from(r)),
-        Ipv6Addr::from(u128::from(r) << 64),
-    );
+    let (s6, d6) = (Ipv6Addr::from(u128::from(r)), Ipv6Addr::from(u128::from(r) << 64));
     p.set_src_port(r as u16);
     p.set_dst_port((r >> 16) as u16);
     p.set_seq_number(r as u32);
@@ -347,14 +250,8 @@ fn exercise_tcp(bytes: &[u8], r: u64) -> Result<()> {
     p.set_window_len((r >> 40) as u16);
     p.set_urgent_at((r >> 48) as u16);
     assert_eq!((p.src_port(), p.dst_port()), (r as u16, (r >> 16) as u16));
-    assert_eq!(
-        (p.seq_number(), p.ack_number()),
-        (r as u32, (r >> 32) as u32)
-    );
-    assert_eq!(
-        (p.window_len(), p.urgent_at()),
-        ((r >> 40) as u16, (r >> 48) as u16)
-    );
+    assert_eq!((p.seq_number(), p.ack_number()), (r as u32, (r >> 32) as u32));
+    assert_eq!((p.window_len(), p.urgent_at()), ((r >> 40) as u16, (r >> 48) as u16));
     p.fill_checksum_v4(s4, d4);
     assert!(p.verify_checksum_v4(s4, d4));
     p.fill_checksum_v6(s6, d6);
@@ -368,19 +265,8 @@ fn exercise_tcp(bytes: &[u8], r: u64) -> Result<()> {
 }
 
 fn icmp_getters<T: AsRef<[u8]>>(p: &icmp::Packet<T>) {
-    black_box((
-        p.msg_type(),
-        p.msg_code(),
-        p.checksum(),
-        p.is_echo(),
-        p.echo_ident(),
-    ));
-    black_box((
-        p.echo_seq_no(),
-        p.next_hop_mtu(),
-        p.rest_of_header(),
-        p.payload(),
-    ));
+    black_box((p.msg_type(), p.msg_code(), p.checksum(), p.is_echo(), p.echo_ident()));
+    black_box((p.echo_seq_no(), p.next_hop_mtu(), p.rest_of_header(), p.payload()));
     black_box(p.verify_checksum());
 }
 
@@ -395,10 +281,7 @@ fn exercise_icmp(bytes: &[u8], r: u64) -> Result<()> {
     p.set_echo_ident((r >> 16) as u16);
     p.set_echo_seq_no((r >> 32) as u16);
     assert_eq!((p.msg_type(), p.msg_code()), (r as u8, (r >> 8) as u8));
-    assert_eq!(
-        (p.echo_ident(), p.echo_seq_no()),
-        ((r >> 16) as u16, (r >> 32) as u16)
-    );
+    assert_eq!((p.echo_ident(), p.echo_seq_no()), ((r >> 16) as u16, (r >> 32) as u16));
     p.set_next_hop_mtu((r >> 48) as u16);
     p.set_rest_of_header(r as u32);
     p.fill_checksum();
@@ -412,23 +295,9 @@ fn exercise_icmp(bytes: &[u8], r: u64) -> Result<()> {
 fn icmpv6_getters<T: AsRef<[u8]>>(p: &icmpv6::Packet<T>) {
     let (s6, d6) = (Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED);
     black_box((p.msg_type(), p.msg_code(), p.checksum(), p.rest_of_header()));
-    black_box((
-        p.echo_ident(),
-        p.echo_seq_no(),
-        p.na_router(),
-        p.na_solicited(),
-    ));
-    black_box((
-        p.na_override(),
-        p.target_addr(),
-        p.ndp_options(),
-        p.payload(),
-    ));
-    let _ = black_box((
-        p.source_ll_addr(),
-        p.target_ll_addr(),
-        p.verify_checksum(s6, d6),
-    ));
+    black_box((p.echo_ident(), p.echo_seq_no(), p.na_router(), p.na_solicited()));
+    black_box((p.na_override(), p.target_addr(), p.ndp_options(), p.payload()));
+    let _ = black_box((p.source_ll_addr(), p.target_ll_addr(), p.verify_checksum(s6, d6)));
     for opt in p.ndp_option_iter().flatten() {
         black_box((opt.kind, opt.data, opt.ll_addr()));
     }
@@ -437,27 +306,18 @@ fn icmpv6_getters<T: AsRef<[u8]>>(p: &icmpv6::Packet<T>) {
 fn exercise_icmpv6(bytes: &[u8], r: u64) -> Result<()> {
     let p = icmpv6::Packet::new_checked(bytes)?;
     icmpv6_getters(&p);
-    if matches!(
-        p.msg_type(),
-        icmpv6::TYPE_NEIGHBOR_SOLICIT | icmpv6::TYPE_NEIGHBOR_ADVERT
-    ) {
+    if matches!(p.msg_type(), icmpv6::TYPE_NEIGHBOR_SOLICIT | icmpv6::TYPE_NEIGHBOR_ADVERT) {
         assert!(p.target_addr().is_some());
     }
     black_box(p.into_payload());
     let mut buf = bytes.to_vec();
     let mut p = icmpv6::Packet::new_checked(&mut buf[..]).unwrap();
-    let (s6, d6) = (
-        Ipv6Addr::from(u128::from(r)),
-        Ipv6Addr::from(u128::from(r) << 64),
-    );
+    let (s6, d6) = (Ipv6Addr::from(u128::from(r)), Ipv6Addr::from(u128::from(r) << 64));
     p.set_msg_code((r >> 8) as u8);
     p.set_echo_ident((r >> 16) as u16);
     p.set_echo_seq_no((r >> 32) as u16);
     p.set_na_flags(r & 1 != 0, r & 2 != 0, r & 4 != 0);
-    assert_eq!(
-        (p.na_router(), p.na_solicited(), p.na_override()),
-        (r & 1 != 0, r & 2 != 0, r & 4 != 0)
-    );
+    assert_eq!((p.na_router(), p.na_solicited(), p.na_override()), (r & 1 != 0, r & 2 != 0, r & 4 != 0));
     p.set_rest_of_header(r as u32);
     let target = Ipv6Addr::from(u128::from(r));
     let written = p.set_target_addr(target);
@@ -484,14 +344,7 @@ fn exercise_icmpv6(bytes: &[u8], r: u64) -> Result<()> {
 }
 
 fn mpls_getters<T: AsRef<[u8]>>(p: &mpls::Packet<T>) {
-    black_box((
-        p.entry(),
-        p.label(),
-        p.tc(),
-        p.bottom_of_stack(),
-        p.ttl(),
-        p.payload(),
-    ));
+    black_box((p.entry(), p.label(), p.tc(), p.bottom_of_stack(), p.ttl(), p.payload()));
 }
 
 fn exercise_mpls(bytes: &[u8], r: u64) -> Result<()> {
@@ -529,10 +382,7 @@ fn exercise_vxlan(bytes: &[u8], r: u64) -> Result<()> {
     let mut buf = bytes.to_vec();
     let mut p = vxlan::Packet::new_checked(&mut buf[..]).unwrap();
     p.fill(r as u32);
-    assert_eq!(
-        (p.flags(), p.vni()),
-        (vxlan::FLAG_I, r as u32 & vxlan::MAX_VNI)
-    );
+    assert_eq!((p.flags(), p.vni()), (vxlan::FLAG_I, r as u32 & vxlan::MAX_VNI));
     p.set_vni((r >> 32) as u32);
     p.set_flags((r >> 56) as u8);
     black_box(p.payload_mut().len());
@@ -715,10 +565,7 @@ fn arp_request() -> Vec<u8> {
 
 /// Template frames covering every view, with the number of layers each parses to.
 fn templates() -> Vec<(Vec<u8>, usize)> {
-    let inner_v4 = eth_wrap(
-        EtherType::IPV4,
-        &ipv4_wrap(IpProtocol::ICMP, &[], &icmp_echo(b"ping")),
-    );
+    let inner_v4 = eth_wrap(EtherType::IPV4, &ipv4_wrap(IpProtocol::ICMP, &[], &icmp_echo(b"ping")));
     let ns = icmpv6_neighbor(icmpv6::TYPE_NEIGHBOR_SOLICIT, 1);
     let na = icmpv6_neighbor(icmpv6::TYPE_NEIGHBOR_ADVERT, 0);
     let tcp = tcp_segment(&[2, 4, 5, 0xb4], b"hello");
@@ -730,11 +577,7 @@ fn templates() -> Vec<(Vec<u8>, usize)> {
                 &vlan_wrap(
                     100,
                     EtherType::IPV4,
-                    &ipv4_wrap(
-                        IpProtocol::UDP,
-                        &[],
-                        &udp_wrap(udp::PORT_VXLAN, &vxlan_wrap(5000, &inner_v4)),
-                    ),
+                    &ipv4_wrap(IpProtocol::UDP, &[], &udp_wrap(udp::PORT_VXLAN, &vxlan_wrap(5000, &inner_v4))),
                 ),
             ),
             8,
@@ -746,10 +589,7 @@ fn templates() -> Vec<(Vec<u8>, usize)> {
                 &ipv4_wrap(
                     IpProtocol::UDP,
                     &[],
-                    &udp_wrap(
-                        udp::PORT_MPLS_UDP,
-                        &mpls_wrap(&[100, 200], &ipv6_wrap(IpProtocol::ICMPV6, &ns)),
-                    ),
+                    &udp_wrap(udp::PORT_MPLS_UDP, &mpls_wrap(&[100, 200], &ipv6_wrap(IpProtocol::ICMPV6, &ns))),
                 ),
             ),
             6,
@@ -761,10 +601,7 @@ fn templates() -> Vec<(Vec<u8>, usize)> {
                 &ipv4_wrap(
                     IpProtocol::UDP,
                     &[0x94, 4, 0, 0],
-                    &udp_wrap(
-                        udp::PORT_MPLS_UDP,
-                        &mpls_wrap(&[300], &ipv4_wrap(IpProtocol::TCP, &[], &tcp)),
-                    ),
+                    &udp_wrap(udp::PORT_MPLS_UDP, &mpls_wrap(&[300], &ipv4_wrap(IpProtocol::TCP, &[], &tcp))),
                 ),
             ),
             6,
@@ -777,10 +614,7 @@ fn templates() -> Vec<(Vec<u8>, usize)> {
                     IpProtocol::UDP,
                     &udp_wrap(
                         udp::PORT_VXLAN,
-                        &vxlan_wrap(
-                            7,
-                            &eth_wrap(EtherType::IPV6, &ipv6_wrap(IpProtocol::ICMPV6, &na)),
-                        ),
+                        &vxlan_wrap(7, &eth_wrap(EtherType::IPV6, &ipv6_wrap(IpProtocol::ICMPV6, &na))),
                     ),
                 ),
             ),
@@ -798,10 +632,8 @@ fn templates() -> Vec<(Vec<u8>, usize)> {
         // Ethernet -> MPLS -> IPv4 -> UDP (bare payload), with Ethernet padding
         (
             {
-                let mut f = eth_wrap(
-                    EtherType::MPLS,
-                    &mpls_wrap(&[16], &ipv4_wrap(IpProtocol::UDP, &[], &udp_wrap(9, b"x"))),
-                );
+                let mut f =
+                    eth_wrap(EtherType::MPLS, &mpls_wrap(&[16], &ipv4_wrap(IpProtocol::UDP, &[], &udp_wrap(9, b"x"))));
                 f.resize(64, 0);
                 f
             },
@@ -950,10 +782,7 @@ fn every_slice_of_every_template() {
         for start in 0..=frame.len() {
             for end in start..=frame.len() {
                 let s = &frame[start..end];
-                let _ = black_box(exercise_all(
-                    s,
-                    ((start * 977 + end) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                ));
+                let _ = black_box(exercise_all(s, ((start * 977 + end) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
                 black_box(parse_frame(s, 0));
             }
         }
@@ -1000,44 +829,39 @@ fn truncations_of_valid_packets() {
 /// Random bytes, often nudged so that the version/length fields of one protocol look
 /// plausible (pure noise would rarely get past the first check).
 fn nudged_bytes() -> impl Strategy<Value = Vec<u8>> {
-    (
-        prop::collection::vec(any::<u8>(), 0..200),
-        0u8..8,
-        any::<u16>(),
-    )
-        .prop_map(|(mut b, how, x)| {
-            let len = b.len();
-            let near_len = |x: u16| (usize::from(x) % (len + 8)) as u16;
-            match how {
-                // IPv4: version 4, any IHL, total length around the buffer length.
-                1 if len >= 4 => {
-                    b[0] = 0x40 | (b[0] & 0x0f);
-                    b[2..4].copy_from_slice(&near_len(x).to_be_bytes());
-                }
-                // IPv6: version 6, payload length around what is there.
-                2 if len >= 6 => {
-                    b[0] = 0x60 | (b[0] & 0x0f);
-                    b[4..6].copy_from_slice(&(near_len(x).saturating_sub(40)).to_be_bytes());
-                }
-                // UDP length around the buffer length.
-                3 if len >= 6 => b[4..6].copy_from_slice(&near_len(x).to_be_bytes()),
-                // TCP data offset.
-                4 if len >= 13 => b[12] = (x as u8) & 0xf0,
-                // ICMPv6 NDP types, with option-ish bytes.
-                5 if len >= 1 => b[0] = 133 + (x % 5) as u8,
-                // ARP for Ethernet/IPv4, random lengths.
-                6 if len >= 6 => {
-                    b[..4].copy_from_slice(&[0, 1, 8, 0]);
-                    if x & 1 == 0 {
-                        b[4..6].copy_from_slice(&[6, 4]);
-                    }
-                }
-                // VXLAN I flag.
-                7 if len >= 1 => b[0] |= vxlan::FLAG_I,
-                _ => {}
+    (prop::collection::vec(any::<u8>(), 0..200), 0u8..8, any::<u16>()).prop_map(|(mut b, how, x)| {
+        let len = b.len();
+        let near_len = |x: u16| (usize::from(x) % (len + 8)) as u16;
+        match how {
+            // IPv4: version 4, any IHL, total length around the buffer length.
+            1 if len >= 4 => {
+                b[0] = 0x40 | (b[0] & 0x0f);
+                b[2..4].copy_from_slice(&near_len(x).to_be_bytes());
             }
-            b
-        })
+            // IPv6: version 6, payload length around what is there.
+            2 if len >= 6 => {
+                b[0] = 0x60 | (b[0] & 0x0f);
+                b[4..6].copy_from_slice(&(near_len(x).saturating_sub(40)).to_be_bytes());
+            }
+            // UDP length around the buffer length.
+            3 if len >= 6 => b[4..6].copy_from_slice(&near_len(x).to_be_bytes()),
+            // TCP data offset.
+            4 if len >= 13 => b[12] = (x as u8) & 0xf0,
+            // ICMPv6 NDP types, with option-ish bytes.
+            5 if len >= 1 => b[0] = 133 + (x % 5) as u8,
+            // ARP for Ethernet/IPv4, random lengths.
+            6 if len >= 6 => {
+                b[..4].copy_from_slice(&[0, 1, 8, 0]);
+                if x & 1 == 0 {
+                    b[4..6].copy_from_slice(&[6, 4]);
+                }
+            }
+            // VXLAN I flag.
+            7 if len >= 1 => b[0] |= vxlan::FLAG_I,
+            _ => {}
+        }
+        b
+    })
 }
 
 proptest! {

@@ -219,17 +219,13 @@ mod tests {
     use super::*;
 
     // 10.0.0.1:49152 -> 10.0.0.2:53, payload de ad be ef.
-    static V4_DATAGRAM: [u8; 12] = [
-        0xc0, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x8e, 0x00, 0xde, 0xad, 0xbe, 0xef,
-    ];
+    static V4_DATAGRAM: [u8; 12] = [0xc0, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x8e, 0x00, 0xde, 0xad, 0xbe, 0xef];
     const V4_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const V4_DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
     // [2001:db8::1]:5000 -> [2001:db8::2]:4789, a VXLAN header as payload.
-    static V6_DATAGRAM: [u8; 16] = [
-        0x13, 0x88, 0x12, 0xb5, 0x00, 0x10, 0x42, 0x0a, 0x08, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34,
-        0x00,
-    ];
+    static V6_DATAGRAM: [u8; 16] =
+        [0x13, 0x88, 0x12, 0xb5, 0x00, 0x10, 0x42, 0x0a, 0x08, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34, 0x00];
 
     fn v6(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
@@ -311,10 +307,7 @@ mod tests {
         assert!(p.verify_checksum_v4(V4_SRC, V4_DST));
 
         for len in 0..V4_DATAGRAM.len() {
-            assert_eq!(
-                Packet::new_checked(&V4_DATAGRAM[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&V4_DATAGRAM[..len]), Err(Error::Truncated));
         }
         let mut bad = V4_DATAGRAM;
         bad[5] = 7;

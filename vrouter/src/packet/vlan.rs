@@ -151,8 +151,7 @@ mod tests {
 
     // Ethernet + 802.1Q tag (PCP 5, DEI 1, VID 100) + the first bytes of an IPv4 header.
     static TAGGED_BYTES: [u8; 22] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x81,
-        0x00, // eth
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x81, 0x00, // eth
         0xb0, 0x64, 0x08, 0x00, // tag
         0x45, 0x00, 0x00, 0x14,
     ];
@@ -190,14 +189,8 @@ mod tests {
     #[test]
     fn truncated() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Packet::new_checked(&TAGGED_BYTES[14..14 + len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&TAGGED_BYTES[14..14 + len]), Err(Error::Truncated));
         }
-        assert!(Packet::new_checked(&TAGGED_BYTES[14..18])
-            .unwrap()
-            .payload()
-            .is_empty());
+        assert!(Packet::new_checked(&TAGGED_BYTES[14..18]).unwrap().payload().is_empty());
     }
 }

@@ -164,10 +164,7 @@ mod tests {
     #[test]
     fn errors() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Packet::new_checked(&VXLAN_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Packet::new_checked(&VXLAN_BYTES[..len]), Err(Error::Truncated));
         }
         let mut bad = VXLAN_BYTES;
         bad[0] = 0x00;

@@ -361,7 +361,13 @@ impl FlowStage<'_> {
     /// Returns the key's hash (0 on the out-of-line path, whose packets are never
     /// unfragmented TCP/UDP) with the verdict.
     #[inline(always)]
-    pub(super) fn ipv4(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>, from_vm: bool) -> (u32, Result<(), Verdict>) {
+    pub(super) fn ipv4(
+        &mut self,
+        vrf: u32,
+        ip: &ipv4::Packet<&[u8]>,
+        frame: MirrorFrame<'_>,
+        from_vm: bool,
+    ) -> (u32, Result<(), Verdict>) {
         let proto = ip.protocol();
         if needs_special_key(false, proto, ip.is_fragment(), ip.payload()) {
             return (0, self.ipv4_special(vrf, ip, frame, from_vm));
@@ -371,7 +377,13 @@ impl FlowStage<'_> {
 
     /// The flow stage for an IPv6 packet in `vrf`.
     #[inline(always)]
-    pub(super) fn ipv6(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
+    pub(super) fn ipv6(
+        &mut self,
+        vrf: u32,
+        ip: &ipv6::Packet<&[u8]>,
+        frame: MirrorFrame<'_>,
+        from_vm: bool,
+    ) -> Result<(), Verdict> {
         let first = ip.next_header();
         let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
         if needs_special_key(true, first, false, ip.payload()) {
@@ -382,7 +394,13 @@ impl FlowStage<'_> {
 
     /// IPv4 fragments and ICMP errors.
     #[inline(never)]
-    fn ipv4_special(&mut self, vrf: u32, ip: &ipv4::Packet<&[u8]>, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
+    fn ipv4_special(
+        &mut self,
+        vrf: u32,
+        ip: &ipv4::Packet<&[u8]>,
+        frame: MirrorFrame<'_>,
+        from_vm: bool,
+    ) -> Result<(), Verdict> {
         // The pre-pass keyed nothing for this packet.
         self.pre = None;
         let proto = ip.protocol();
@@ -404,7 +422,14 @@ impl FlowStage<'_> {
 
     /// IPv6 packets with extension headers, fragments and ICMPv6 errors.
     #[inline(never)]
-    fn ipv6_special(&mut self, vrf: u32, ip: &ipv6::Packet<&[u8]>, ip_len: u32, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
+    fn ipv6_special(
+        &mut self,
+        vrf: u32,
+        ip: &ipv6::Packet<&[u8]>,
+        ip_len: u32,
+        frame: MirrorFrame<'_>,
+        from_vm: bool,
+    ) -> Result<(), Verdict> {
         self.pre = None;
         let payload = ip.payload();
         let u = ipv6ext::upper_layer(ip.next_header(), payload).map_err(|_| Verdict::Drop(DropReason::Ipv6ExtChain))?;
@@ -416,7 +441,8 @@ impl FlowStage<'_> {
         let frag = u.frag.filter(|f| f.offset != 0 || f.more);
         let Some(f) = frag else {
             if is_icmp_error(proto, l4) {
-                let quoted = icmp6_quoted_key(vrf, src, dst, l4, from_vm).ok_or(Verdict::Drop(DropReason::IcmpError))?;
+                let quoted =
+                    icmp6_quoted_key(vrf, src, dst, l4, from_vm).ok_or(Verdict::Drop(DropReason::IcmpError))?;
                 return self.icmp_error(&quoted, ip_len, proto, frame);
             }
             let (sport, dport) = key_ports(proto, l4, true);
@@ -477,7 +503,14 @@ impl FlowStage<'_> {
 
     /// The flow stage with a key built on the out-of-line path (a held packet re-run finds
     /// its flow through `held_flow`, as in [`FlowStage::run`]).
-    fn keyed(&mut self, key: &FlowKey, ip_len: u32, proto: u8, l4: &[u8], frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+    fn keyed(
+        &mut self,
+        key: &FlowKey,
+        ip_len: u32,
+        proto: u8,
+        l4: &[u8],
+        frame: MirrorFrame<'_>,
+    ) -> Result<(), Verdict> {
         let hash = key.hash();
         let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, key, hash));
         self.apply(key, hash, found, ip_len, proto, l4, frame)

@@ -63,7 +63,13 @@ pub struct FragKey {
 
 impl FragKey {
     pub fn v4(vrf: u32, proto: u8, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, ident: u16) -> FragKey {
-        FragKey { vrf, proto, src: src.to_ipv6_mapped().octets(), dst: dst.to_ipv6_mapped().octets(), ident: u32::from(ident) }
+        FragKey {
+            vrf,
+            proto,
+            src: src.to_ipv6_mapped().octets(),
+            dst: dst.to_ipv6_mapped().octets(),
+            ident: u32::from(ident),
+        }
     }
 
     pub fn v6(vrf: u32, src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, ident: u32) -> FragKey {
@@ -229,7 +235,14 @@ impl FragTable {
     /// A first fragment (offset 0, more fragments follow) with its transport protocol and
     /// ports: records the datagram and moves the fragments that were waiting for it to the
     /// ready list.
-    pub fn first(&mut self, key: FragKey, proto: u8, ports: (u16, u16), piece: FragPiece, now: u64) -> Result<(), DropReason> {
+    pub fn first(
+        &mut self,
+        key: FragKey,
+        proto: u8,
+        ports: (u16, u16),
+        piece: FragPiece,
+        now: u64,
+    ) -> Result<(), DropReason> {
         piece.check()?;
         let expires = now + self.timeout_ms;
         if let Some(e) = self.entries.get_mut(&key) {
@@ -250,7 +263,8 @@ impl FragTable {
                 return Err(DropReason::FragTableFull);
             }
         }
-        let mut e = Entry { proto, sport: ports.0, dport: ports.1, expires, total: None, n: 0, ranges: [(0, 0); MAX_RANGES] };
+        let mut e =
+            Entry { proto, sport: ports.0, dport: ports.1, expires, total: None, n: 0, ranges: [(0, 0); MAX_RANGES] };
         e.add(&piece)?;
         self.entries.insert(key, e);
         self.next_expiry = self.next_expiry.min(expires);

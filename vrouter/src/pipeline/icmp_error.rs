@@ -151,7 +151,10 @@ pub(super) fn time_exceeded_v6<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) 
 
 /// ICMPv4 error types (RFC 1122 §3.2.2): no error is sent about one of these.
 fn is_icmp_error(t: u8) -> bool {
-    matches!(t, icmp::TYPE_DEST_UNREACHABLE | 4 | icmp::TYPE_REDIRECT | icmp::TYPE_TIME_EXCEEDED | icmp::TYPE_PARAMETER_PROBLEM)
+    matches!(
+        t,
+        icmp::TYPE_DEST_UNREACHABLE | 4 | icmp::TYPE_REDIRECT | icmp::TYPE_TIME_EXCEEDED | icmp::TYPE_PARAMETER_PROBLEM
+    )
 }
 
 /// Walks the IPv6 extension headers after the fixed header: false for a non-first fragment,

@@ -53,14 +53,20 @@ pub enum Verdict {
     Drop(DropReason),
     /// Queue the (unmodified) packet until the agent sets up `flow`; `new` when this packet
     /// created the flow (the caller sends the setup request).
-    Hold { flow: u32, new: bool },
+    Hold {
+        flow: u32,
+        new: bool,
+    },
     /// A fragment whose datagram's first fragment has not been seen: park the (unmodified)
     /// packet in the lcore's fragment table ([`frag::FragTable::park`]) until it comes.
     FragWait,
     /// The packet is dropped with `drop` (counted on the ingress vif) and its buffer now
     /// holds an answer to its sender (ICMP Time Exceeded, see [`icmp_error`]), to transmit
     /// on `vif` (the ingress vif) if the lcore's ICMP error rate allows.
-    Reply { vif: u16, drop: DropReason },
+    Reply {
+        vif: u16,
+        drop: DropReason,
+    },
 }
 
 pub mod flow;
@@ -68,8 +74,8 @@ pub mod frag;
 pub mod hit;
 mod vec_buf;
 pub use vec_buf::VecBuf;
-pub mod source;
 pub mod icmp_error;
+pub mod source;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
@@ -195,7 +201,13 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
 #[inline(always)]
-fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>, flows: Option<&mut FlowStage>) -> Verdict {
+fn route_v4<B: PacketBuf>(
+    fib: &Fib,
+    vrf: u32,
+    pkt: &mut B,
+    ingress: Ingress<'_>,
+    flows: Option<&mut FlowStage>,
+) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -230,7 +242,15 @@ fn route_v4<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>
 /// `frame_len` the Ethernet header plus the IPv4 total length. Shared by [`route_v4`] and
 /// the flow-hit path ([`hit`]).
 #[inline(always)]
-fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingress<'_>, hash: u32, ttl: u8, frame_len: usize) -> Verdict {
+fn output_v4<B: PacketBuf>(
+    fib: &Fib,
+    nh_idx: NhIdx,
+    pkt: &mut B,
+    ingress: Ingress<'_>,
+    hash: u32,
+    ttl: u8,
+    frame_len: usize,
+) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
@@ -253,7 +273,13 @@ fn output_v4<B: PacketBuf>(fib: &Fib, nh_idx: NhIdx, pkt: &mut B, ingress: Ingre
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
-fn route_v6<B: PacketBuf>(fib: &Fib, vrf: u32, pkt: &mut B, ingress: Ingress<'_>, flows: Option<&mut FlowStage>) -> Verdict {
+fn route_v6<B: PacketBuf>(
+    fib: &Fib,
+    vrf: u32,
+    pkt: &mut B,
+    ingress: Ingress<'_>,
+    flows: Option<&mut FlowStage>,
+) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
         let ip = match ipv6::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -505,7 +531,13 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
 }
 
 /// Decapsulates MPLSoUDP (the MPLS header at `off`) from `outer_src`.
-fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, outer_src: Ipv4Addr, flows: Option<&mut FlowStage>) -> Verdict {
+fn decap_mpls<B: PacketBuf>(
+    fib: &Fib,
+    pkt: &mut B,
+    mut off: usize,
+    outer_src: Ipv4Addr,
+    flows: Option<&mut FlowStage>,
+) -> Verdict {
     let label = {
         let Some(mut bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
         let mut m = match mpls::Packet::new_checked(bytes) {
@@ -580,7 +612,13 @@ fn decap_mpls<B: PacketBuf>(fib: &Fib, pkt: &mut B, mut off: usize, outer_src: I
 }
 
 /// Decapsulates VXLAN (the VXLAN header at `off`) from `outer_src`.
-fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, outer_src: Ipv4Addr, flows: Option<&mut FlowStage>) -> Verdict {
+fn decap_vxlan<B: PacketBuf>(
+    fib: &Fib,
+    pkt: &mut B,
+    off: usize,
+    outer_src: Ipv4Addr,
+    flows: Option<&mut FlowStage>,
+) -> Verdict {
     let vni = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
         match vxlan::Packet::new_checked(bytes) {
@@ -606,7 +644,9 @@ fn decap_vxlan<B: PacketBuf>(fib: &Fib, pkt: &mut B, off: usize, outer_src: Ipv4
     // re-run from the start when it is released. Bridged IP frames have flows too.
     let ip = ethertype == EtherType::IPV4 || ethertype == EtherType::IPV6;
     if let (true, Some(fs)) = (routed || ip, flows) {
-        if !routed && !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(inner + ethernet::HEADER_LEN..).unwrap_or(&[])) {
+        if !routed
+            && !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(inner + ethernet::HEADER_LEN..).unwrap_or(&[]))
+        {
             return Drop(DropReason::BridgeRouteMismatch);
         }
         let frame = MirrorFrame { l2: None, bytes: &pkt.data()[inner..], nh: None };
@@ -652,12 +692,7 @@ fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
             return Drop(DropReason::PullFails);
         };
         match arp::Packet::new_checked(bytes) {
-            Ok(a) => (
-                a.operation(),
-                a.sender_hardware_addr(),
-                a.sender_protocol_addr(),
-                a.target_protocol_addr(),
-            ),
+            Ok(a) => (a.operation(), a.sender_hardware_addr(), a.sender_protocol_addr(), a.target_protocol_addr()),
             Err(packet::Error::Truncated) => return Drop(DropReason::PullFails),
             Err(_) => return Drop(DropReason::InvalidArp),
         }
@@ -792,7 +827,6 @@ fn write_neighbor_advert(buf: &mut [u8], our_mac: [u8; 6], to_mac: [u8; 6], targ
     let mut na = icmpv6::Packet::new_unchecked(&mut body[..]);
     na.fill_checksum(target, to);
 }
-
 
 #[cfg(test)]
 mod tests;

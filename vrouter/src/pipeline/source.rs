@@ -62,10 +62,7 @@ pub fn check_vm(fib: &Fib, vif: &Vif, frame: &[u8]) -> Result<(), DropReason> {
             }
         }
         EtherType::IPV6 => {
-            let Some(src) = frame
-                .get(V6_SRC..V6_SRC + 16)
-                .and_then(|s| <[u8; 16]>::try_from(s).ok())
-            else {
+            let Some(src) = frame.get(V6_SRC..V6_SRC + 16).and_then(|s| <[u8; 16]>::try_from(s).ok()) else {
                 return Err(DropReason::PullFails);
             };
             if v6_allowed(fib, vif, &src) {
@@ -122,9 +119,7 @@ pub fn v6_allowed(fib: &Fib, vif: &Vif, src: &[u8; 16]) -> bool {
 fn delivers_to(fib: &Fib, nh: NhIdx, vif: u16) -> bool {
     let on_vif = |n: &Nexthop| matches!(n, Nexthop::Encap { vif: v, .. } if *v == vif);
     match fib.nexthop(nh) {
-        Some(Nexthop::Ecmp { members, .. }) => {
-            members.iter().any(|&m| fib.nexthop(m).is_some_and(on_vif))
-        }
+        Some(Nexthop::Ecmp { members, .. }) => members.iter().any(|&m| fib.nexthop(m).is_some_and(on_vif)),
         Some(n) => on_vif(n),
         None => false,
     }
@@ -152,12 +147,9 @@ pub fn check_tunnel(fib: &Fib, vrf: u32, l3: &[u8], outer_src: Ipv4Addr) -> Resu
         }
         _ => return Err(DropReason::InvalidProtocol),
     };
-    let from_endpoint =
-        |n: &Nexthop| matches!(n, Nexthop::Tunnel { dst_ip, .. } if *dst_ip == outer_src);
+    let from_endpoint = |n: &Nexthop| matches!(n, Nexthop::Tunnel { dst_ip, .. } if *dst_ip == outer_src);
     let ok = match nh.and_then(|nh| fib.nexthop(nh)) {
-        Some(Nexthop::Ecmp { members, .. }) => members
-            .iter()
-            .any(|&m| fib.nexthop(m).is_some_and(from_endpoint)),
+        Some(Nexthop::Ecmp { members, .. }) => members.iter().any(|&m| fib.nexthop(m).is_some_and(from_endpoint)),
         Some(n) => from_endpoint(n),
         None => false,
     };

@@ -164,7 +164,8 @@ fn mplsoudp_frame(stack: &[u8], inner: &[u8]) -> Vec<u8> {
     let mut f = fabric.mac.to_vec();
     f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 0x08, 0x00]);
     let total = 20 + udp_len;
-    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 10, 0, 2, 10, 10, 0, 1];
+    let mut ip =
+        vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 10, 0, 2, 10, 10, 0, 1];
     let c = !crate::packet::checksum::data(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
@@ -263,7 +264,13 @@ mod hit_path {
 
     /// A table in a temporary file with `key`'s flow in it, set to `action` (and mirrored
     /// to analyzer 0 when `mirrored`).
-    pub(super) fn table_with(dir: &tempfile::TempDir, name: &str, key: &flow_table::FlowKey, action: Action, mirrored: bool) -> (FlowTable, u32) {
+    pub(super) fn table_with(
+        dir: &tempfile::TempDir,
+        name: &str,
+        key: &flow_table::FlowKey,
+        action: Action,
+        mirrored: bool,
+    ) -> (FlowTable, u32) {
         let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 2 };
         let t = FlowTable::create(&dir.path().join(name), &cfg).unwrap();
         let idx = t.lookup_or_hold(key, key.hash(), 1).unwrap().index();
@@ -278,7 +285,18 @@ mod hit_path {
 
     /// A VM's IPv4 frame with arbitrary header fields; the checksum is made valid.
     #[allow(clippy::too_many_arguments)]
-    fn frame(to_router: bool, ihl: u8, ttl: u8, proto: u8, flags_frag: u16, src: [u8; 4], dst: [u8; 4], l4: &[u8], pad: usize, total_delta: i32) -> Vec<u8> {
+    fn frame(
+        to_router: bool,
+        ihl: u8,
+        ttl: u8,
+        proto: u8,
+        flags_frag: u16,
+        src: [u8; 4],
+        dst: [u8; 4],
+        l4: &[u8],
+        pad: usize,
+        total_delta: i32,
+    ) -> Vec<u8> {
         let vif = fib().vif(1).unwrap();
         let mut f = if to_router { fib().router_mac.to_vec() } else { vif.mac.to_vec() };
         f.extend_from_slice(&[2, 0, 0, 0, 1, 3, 0x08, 0x00]);
@@ -797,7 +815,8 @@ nexthop = 1
             let f = eth(GW, mac, 0x0800, &ip4(src, [192, 168, 2, 9]));
             let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
             let key = flow::key_v4(vif.vrf, &ip);
-            let (t, idx) = super::hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
+            let (t, idx) =
+                super::hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
             let cx = HitCtx { fib, vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 1 };
             let mut b = VecBuf::new(128, &f);
             assert_eq!(hit::forward_v4(&cx, &mut b, idx, key.hash(), |_| false), want, "case {i}");
@@ -961,7 +980,9 @@ mod special_keys {
         for first in [0u8, 43, 60] {
             let mut rest = vec![17, 0, 1, 4, 0, 0, 0, 0];
             rest.extend_from_slice(&udp);
-            let Verdict::Hold { flow, .. } = run(&t, &mut frags, &eth(0x86dd, &v6(first, &rest)), None) else { panic!("{first}") };
+            let Verdict::Hold { flow, .. } = run(&t, &mut frags, &eth(0x86dd, &v6(first, &rest)), None) else {
+                panic!("{first}")
+            };
             let k = key_of(&t, flow);
             assert_eq!((k.proto(), k.sport(), k.dport()), (17, 5000, 53), "after header {first}");
         }
@@ -986,7 +1007,10 @@ mod special_keys {
         // The quoted flow exists (remote -> vm) with its reverse (vm -> remote), forwarding.
         let fwd = FlowKey::v4(1, 17, Ipv4Addr::from(REMOTE), Ipv4Addr::from(VM), 53, 5000);
         let fi = t.lookup_or_hold(&fwd, fwd.hash(), 1).unwrap().index();
-        assert!(matches!(run(&t, &mut frags, &err, None), Verdict::Hold { flow, new: false } if flow == fi), "waits with its flow in HOLD");
+        assert!(
+            matches!(run(&t, &mut frags, &err, None), Verdict::Hold { flow, new: false } if flow == fi),
+            "waits with its flow in HOLD"
+        );
         let ri = t.create_reverse(fi, 1).unwrap();
         set(&t, fi, Action::Forward);
         set(&t, ri, Action::Forward);
@@ -997,7 +1021,10 @@ mod special_keys {
         // An error about an ICMP error, and one not sent to the quoted packet's source.
         let mut about_error = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
         about_error.extend_from_slice(&v4(REMOTE, VM, 1, 1, 0, false, &[3, 1, 0, 0, 0, 0, 0, 0]));
-        assert_eq!(run(&t, &mut frags, &eth(0x0800, &v4(VM, REMOTE, 1, 3, 0, false, &about_error)), None), Verdict::Drop(DropReason::IcmpError));
+        assert_eq!(
+            run(&t, &mut frags, &eth(0x0800, &v4(VM, REMOTE, 1, 3, 0, false, &about_error)), None),
+            Verdict::Drop(DropReason::IcmpError)
+        );
         let misdirected = eth(0x0800, &v4(VM, [192, 168, 2, 8], 1, 4, 0, false, &icmp2));
         assert_eq!(run(&t, &mut frags, &misdirected, None), Verdict::Drop(DropReason::IcmpError));
     }
@@ -1083,7 +1110,11 @@ mod time_exceeded {
     }
 
     fn gw_fib() -> Fib {
-        let cfg = CFG.replacen("vxlan_vni = 5001", "vxlan_vni = 5001\ngateway_ip = \"192.168.1.1\"\ngateway_ip6 = \"fd00:1::1\"", 1);
+        let cfg = CFG.replacen(
+            "vxlan_vni = 5001",
+            "vxlan_vni = 5001\ngateway_ip = \"192.168.1.1\"\ngateway_ip6 = \"fd00:1::1\"",
+            1,
+        );
         Fib::from_config(&config::parse(&cfg, "test.toml").unwrap()).unwrap()
     }
 
@@ -1135,7 +1166,11 @@ mod time_exceeded {
         let dst = [192, 168, 2, 9];
         // ICMP errors (dest unreachable, time exceeded, ...) are not answered; echo is.
         for t in [3u8, 4, 5, 11, 12] {
-            assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[t, 0, 0, 0, 0, 0, 0, 0], 0), &vif), drop, "type {t}");
+            assert_eq!(
+                run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[t, 0, 0, 0, 0, 0, 0, 0], 0), &vif),
+                drop,
+                "type {t}"
+            );
         }
         assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[8, 0, 0, 0, 0, 1, 0, 1], 0), &vif), answer);
         assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 1, 0, &[], 0), &vif), drop, "no ICMP type to check");

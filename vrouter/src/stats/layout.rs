@@ -122,8 +122,7 @@ pub(crate) struct VifCounterBlock {
     pub _pad: [u64; VIF_DROP_PAD],
 }
 
-pub(crate) const VIF_COUNTER_SIZE: usize =
-    round_up((VIF_SCALARS + DROP_REASON_COUNT) * 8, CACHE_LINE);
+pub(crate) const VIF_COUNTER_SIZE: usize = round_up((VIF_SCALARS + DROP_REASON_COUNT) * 8, CACHE_LINE);
 const _: () = assert!(size_of::<VifCounterBlock>() == VIF_COUNTER_SIZE);
 const _: () = assert!(offset_of!(VifCounterBlock, tx_errors) == 40);
 const _: () = assert!(offset_of!(VifCounterBlock, mirror_packets) == 48);
@@ -154,21 +153,11 @@ impl Layout {
             return None;
         }
         let vif_info_offset = HEADER_SIZE;
-        let lcore_block_offset = round_up(
-            vif_info_offset.checked_add(max_vifs.checked_mul(VIF_INFO_SIZE)?)?,
-            CACHE_LINE,
-        );
-        let lcore_block_size =
-            LCORE_HEAD_SIZE.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
+        let lcore_block_offset =
+            round_up(vif_info_offset.checked_add(max_vifs.checked_mul(VIF_INFO_SIZE)?)?, CACHE_LINE);
+        let lcore_block_size = LCORE_HEAD_SIZE.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
         let file_size = lcore_block_offset.checked_add(n_lcores.checked_mul(lcore_block_size)?)?;
-        Some(Layout {
-            max_vifs,
-            n_lcores,
-            vif_info_offset,
-            lcore_block_offset,
-            lcore_block_size,
-            file_size,
-        })
+        Some(Layout { max_vifs, n_lcores, vif_info_offset, lcore_block_offset, lcore_block_size, file_size })
     }
 }
 

@@ -7,13 +7,11 @@ use std::sync::atomic::{fence, Ordering};
 
 use memmap2::Mmap;
 
-use super::layout::{
-    Header, Layout, RegionRef, HEADER_SIZE, LCORE_HEAD_SIZE, VIF_COUNTER_SIZE, VIF_INFO_SIZE,
-};
+use super::layout::{Header, Layout, RegionRef, HEADER_SIZE, LCORE_HEAD_SIZE, VIF_COUNTER_SIZE, VIF_INFO_SIZE};
 use super::vif_info::VifInfoOwned;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, VifCounters, LAYOUT_VERSION, MAGIC,
-    MAX_LCORES, MAX_VIFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
+    unix_time_ms, LcoreCounters, RegionState, StatsError, VifCounters, LAYOUT_VERSION, MAGIC, MAX_LCORES, MAX_VIFS,
+    STALE_HEARTBEAT_MS, STATS_FILE_NAME,
 };
 use crate::drop_reason::DROP_REASON_COUNT;
 
@@ -89,15 +87,8 @@ impl StatsReader {
         let layout = validate(path, &map)?;
         // SAFETY: validate() checked file_size <= map.len(); the mapping lives in `self`
         // and is page-aligned.
-        let generation =
-            unsafe { RegionRef::new(map.as_ptr(), map.len(), layout) }.header().generation;
-        Ok(StatsReader {
-            map,
-            layout,
-            path: path.to_path_buf(),
-            generation,
-            dev_ino: (meta.dev(), meta.ino()),
-        })
+        let generation = unsafe { RegionRef::new(map.as_ptr(), map.len(), layout) }.header().generation;
+        Ok(StatsReader { map, layout, path: path.to_path_buf(), generation, dev_ino: (meta.dev(), meta.ino()) })
     }
 
     fn region(&self) -> RegionRef<'_> {
@@ -250,11 +241,7 @@ fn validate(path: &Path, map: &Mmap) -> Result<Layout, StatsError> {
         return Err(StatsError::BadMagic { path: path_buf(), found: magic, expected: MAGIC });
     }
     if h.layout_version != LAYOUT_VERSION {
-        return Err(StatsError::BadVersion {
-            path: path_buf(),
-            found: h.layout_version,
-            expected: LAYOUT_VERSION,
-        });
+        return Err(StatsError::BadVersion { path: path_buf(), found: h.layout_version, expected: LAYOUT_VERSION });
     }
     let check = |what: &'static str, found: u64, expected: u64| {
         if found == expected {

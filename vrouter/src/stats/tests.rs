@@ -70,10 +70,7 @@ fn create_and_read_back() {
     assert_eq!(v[0].vm_uuid, None);
     assert_eq!(v[0].flag_symbols(), "L3L2Dpdk");
     let vm = &v[1];
-    assert_eq!(
-        (vm.id, vm.vif_type, vm.port_id, vm.rx_queues, vm.tx_queues),
-        (3, VIF_TYPE_VIRTUAL, 1, 1, 2)
-    );
+    assert_eq!((vm.id, vm.vif_type, vm.port_id, vm.rx_queues, vm.tx_queues), (3, VIF_TYPE_VIRTUAL, 1, 1, 2));
     assert_eq!((vm.vrf, vm.mtu, vm.nh_id), (1, 1500, Some(12)));
     assert_eq!(vm.mac_string(), "02:00:00:00:01:01");
     assert_eq!(vm.ip, Some(Ipv4Addr::new(192, 168, 1, 3)));
@@ -386,10 +383,7 @@ fn reader_rejects_bad_files() {
         other => panic!("expected TooShort, got {:?}", other.err()),
     }
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
-    assert!(matches!(
-        StatsReader::open(dir.path()),
-        Err(StatsError::TooShort { what: "header", .. })
-    ));
+    assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::TooShort { what: "header", .. })));
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
     assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::TooShort { found: 0, .. })));
 }
@@ -458,10 +452,7 @@ fn vif_info_from_config() {
     )
     .unwrap();
     let v = VifInfo::from_config(&cfg, 1, 3, "net_pcap").unwrap().decode();
-    assert_eq!(
-        (v.id, v.vif_type, v.port_id, v.rx_queues, v.tx_queues, v.vrf),
-        (2, VIF_TYPE_VIRTUAL, 1, 2, 3, 1)
-    );
+    assert_eq!((v.id, v.vif_type, v.port_id, v.rx_queues, v.tx_queues, v.vrf), (2, VIF_TYPE_VIRTUAL, 1, 2, 3, 1));
     assert_eq!(v.flag_symbols(), "L3L2DpdkProxy");
     assert_eq!(v.ip, Some(Ipv4Addr::new(192, 168, 1, 3)));
     assert!(v.vm_uuid.is_some() && v.vmi_uuid.is_none());
@@ -470,8 +461,5 @@ fn vif_info_from_config() {
     assert!(VifInfo::from_config(&bad, 1, 1, "").unwrap_err().to_string().contains("vmi_uuid"));
     bad.vmi_uuid = None;
     bad.proxy_arp = Some(false);
-    assert_eq!(
-        VifInfo::from_config(&bad, 1, 1, "").unwrap().decode().flag_symbols(),
-        "L3L2MnpDpdk"
-    );
+    assert_eq!(VifInfo::from_config(&bad, 1, 1, "").unwrap().decode().flag_symbols(), "L3L2MnpDpdk");
 }

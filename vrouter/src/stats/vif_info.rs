@@ -239,11 +239,7 @@ impl VifInfo {
         }
         let uuid = |what: &str, s: &Option<String>| -> Result<Option<[u8; 16]>, StatsError> {
             s.as_deref()
-                .map(|s| {
-                    parse_uuid(s).map_err(|e| {
-                        StatsError::InvalidArgument(format!("vif {}: {what}: {e}", cfg.id))
-                    })
-                })
+                .map(|s| parse_uuid(s).map_err(|e| StatsError::InvalidArgument(format!("vif {}: {what}: {e}", cfg.id))))
                 .transpose()
         };
         let mut v = VifInfo::new(cfg.id, vif_type, &cfg.name)
@@ -443,8 +439,7 @@ impl VifInfoOwned {
 /// Parses a textual UUID (`8-4-4-4-12` hex digits, or 32 hex digits) into its 16 bytes.
 pub fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
     let bad = || format!("invalid UUID {s:?} (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
-    let hyphenated =
-        s.len() == 36 && s.char_indices().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    let hyphenated = s.len() == 36 && s.char_indices().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
     if !hyphenated && s.len() != 32 {
         return Err(bad());
     }

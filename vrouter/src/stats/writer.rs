@@ -12,13 +12,13 @@ use std::sync::Arc;
 use memmap2::MmapMut;
 
 use super::layout::{
-    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, HEADER_SIZE, LCORE_HEAD_SIZE,
-    VIF_COUNTER_SIZE, VIF_INFO_SIZE,
+    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, HEADER_SIZE, LCORE_HEAD_SIZE, VIF_COUNTER_SIZE,
+    VIF_INFO_SIZE,
 };
 use super::vif_info::VifInfo;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, LAYOUT_VERSION,
-    MAGIC, MAX_LCORES, MAX_VIFS, STATS_FILE_NAME,
+    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, LAYOUT_VERSION, MAGIC, MAX_LCORES,
+    MAX_VIFS, STATS_FILE_NAME,
 };
 use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
 
@@ -87,8 +87,7 @@ impl StatsRegion {
             }
         }
 
-        fs::create_dir_all(run_dir)
-            .map_err(|e| StatsError::io("creating run directory", run_dir, e))?;
+        fs::create_dir_all(run_dir).map_err(|e| StatsError::io("creating run directory", run_dir, e))?;
         let path = run_dir.join(STATS_FILE_NAME);
         let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
         let tmp = run_dir.join(format!(".{STATS_FILE_NAME}.{}.tmp", std::process::id()));
@@ -212,8 +211,7 @@ fn previous_generation(path: &Path) -> Option<u64> {
     fs::File::open(path).ok()?.read_exact(&mut buf).ok()?;
     let u64_at = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
     let u32_at = |off: usize| u32::from_le_bytes(buf[off..off + 4].try_into().unwrap());
-    (u64_at(offset_of!(Header, magic)) == MAGIC
-        && u32_at(offset_of!(Header, layout_version)) == LAYOUT_VERSION)
+    (u64_at(offset_of!(Header, magic)) == MAGIC && u32_at(offset_of!(Header, layout_version)) == LAYOUT_VERSION)
         .then(|| u64_at(offset_of!(Header, generation)))
 }
 
@@ -233,14 +231,12 @@ fn build_file(
         .open(tmp)
         .map_err(|e| StatsError::io("creating", tmp, e))?;
     // The umask may have cleared bits of the creation mode: tools of other users read it.
-    file.set_permissions(Permissions::from_mode(0o644))
-        .map_err(|e| StatsError::io("setting mode 0644 on", tmp, e))?;
+    file.set_permissions(Permissions::from_mode(0o644)).map_err(|e| StatsError::io("setting mode 0644 on", tmp, e))?;
     file.set_len(layout.file_size as u64).map_err(|e| StatsError::io("sizing", tmp, e))?;
     // SAFETY: the file was just created (truncated) under a name private to this process
     // and has its final length; nothing truncates it while mapped. All accesses through the
     // mapping go through RegionRef (atomics or plain data written before `magic`).
-    let mut map =
-        unsafe { MmapMut::map_mut(&file) }.map_err(|e| StatsError::io("mapping", tmp, e))?;
+    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| StatsError::io("mapping", tmp, e))?;
     assert_eq!(map.len(), layout.file_size);
     let base = map.as_mut_ptr();
     let now_ms = unix_time_ms();

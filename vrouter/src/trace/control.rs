@@ -27,7 +27,9 @@
 //! (re-read by an lcore only when the epoch changes).
 
 use super::region::{RegionInfo, TraceReader, TraceRegionError};
-use super::request::{bad, new_uuid, parse_uuid, Condition, FieldError, IpFields, Limit, Matcher, PacketFields, Scope, TraceRequest};
+use super::request::{
+    bad, new_uuid, parse_uuid, Condition, FieldError, IpFields, Limit, Matcher, PacketFields, Scope, TraceRequest,
+};
 use super::step::Step;
 use super::view::{self, Trace};
 use crate::config::VifType;
@@ -171,7 +173,13 @@ impl TraceControl {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::Io { path, source: e }),
         }
-        let ctl = TraceControl { state: Mutex::new(Vec::new()), path, fib, published: Arc::new(Published::new()), tenants: Vec::new() };
+        let ctl = TraceControl {
+            state: Mutex::new(Vec::new()),
+            path,
+            fib,
+            published: Arc::new(Published::new()),
+            tenants: Vec::new(),
+        };
         {
             let mut st = ctl.lock();
             for mut r in reqs {
@@ -211,8 +219,13 @@ impl TraceControl {
             None | Some(Value::Null) => Ok(Caller::Operator),
             Some(Value::String(t)) => {
                 // Compared in full (no early exit on the first differing byte).
-                let same = |a: &str| a.len() == t.len() && a.bytes().zip(t.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
-                self.tenants.iter().find(|x| same(&x.token)).map(Caller::Tenant).ok_or_else(|| bad("token", "not a valid tenant token"))
+                let same =
+                    |a: &str| a.len() == t.len() && a.bytes().zip(t.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+                self.tenants
+                    .iter()
+                    .find(|x| same(&x.token))
+                    .map(Caller::Tenant)
+                    .ok_or_else(|| bad("token", "not a valid tenant token"))
             }
             Some(_) => Err(bad("token", "must be a string")),
         }
@@ -220,9 +233,16 @@ impl TraceControl {
 
     /// A tenant may only trace on the vifs of its own VNs.
     fn check_tenant(&self, t: &Tenant, r: &TraceRequest) -> Result<(), FieldError> {
-        let own_vif = |id: u16| self.fib.vif(id).and_then(|v| v.vn_name.as_deref()).is_some_and(|vn| t.vns.iter().any(|x| x == vn));
+        let own_vif = |id: u16| {
+            self.fib.vif(id).and_then(|v| v.vn_name.as_deref()).is_some_and(|vn| t.vns.iter().any(|x| x == vn))
+        };
         match &r.scope {
-            Scope::Vrouter => return Err(bad("scope", format!("tenant {} may only trace its own vifs and VNs (give a vif or vn scope)", t.name))),
+            Scope::Vrouter => {
+                return Err(bad(
+                    "scope",
+                    format!("tenant {} may only trace its own vifs and VNs (give a vif or vn scope)", t.name),
+                ))
+            }
             Scope::Vif { vif } if !own_vif(*vif) => {
                 return Err(bad("scope.vif", format!("vif {vif} is not in a virtual network of tenant {}", t.name)))
             }
@@ -422,11 +442,15 @@ impl TraceControl {
             match (caller, id) {
                 (Caller::Operator, None) => None,
                 (_, Some(i)) => Some(vec![st[Self::find(caller, &st, i)?].0.clone()]),
-                (Caller::Tenant(_), None) => Some(st.iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, _)| r.clone()).collect()),
+                (Caller::Tenant(_), None) => {
+                    Some(st.iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, _)| r.clone()).collect())
+                }
             }
         };
         let reader = TraceReader::open_run_dir(self.region_dir()).map_err(|e| match e {
-            TraceRegionError::NotRunning { path, .. } => bad("region", format!("no trace region at {}: nothing is recorded", path.display())),
+            TraceRegionError::NotRunning { path, .. } => {
+                bad("region", format!("no trace region at {}: nothing is recorded", path.display()))
+            }
             e => bad("region", e.to_string()),
         })?;
         let info = reader.info();
@@ -441,7 +465,9 @@ impl TraceControl {
                 Some(u) => uuids.contains(&u),
                 None => {
                     t.continued_from().is_some()
-                        && self.continued_packet(t).is_some_and(|(p, to)| matchers.iter().any(|m| m.matches_continued(&p, to)))
+                        && self
+                            .continued_packet(t)
+                            .is_some_and(|(p, to)| matchers.iter().any(|m| m.matches_continued(&p, to)))
                 }
             })
             .collect();
@@ -495,8 +521,12 @@ impl TraceControl {
             "trace_add" => self.add_for(c, v).map(|r| json!({"ok": true, "request": r})),
             "trace_show" => Ok(json!({"ok": true, "requests": self.list_for(c), "recording": cfg!(feature = "trace")})),
             "trace_get" => id().and_then(|i| self.get_for(c, i)).map(|r| json!({"ok": true, "request": r})),
-            "trace_enable" => id().and_then(|i| self.set_enabled_for(c, i, true)).map(|r| json!({"ok": true, "request": r})),
-            "trace_disable" => id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r})),
+            "trace_enable" => {
+                id().and_then(|i| self.set_enabled_for(c, i, true)).map(|r| json!({"ok": true, "request": r}))
+            }
+            "trace_disable" => {
+                id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r}))
+            }
             "trace_remove" => id().and_then(|i| self.remove_for(c, i)).map(|r| json!({"ok": true, "request": r})),
             "trace_flush" => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
             "trace_records" => {
@@ -506,7 +536,8 @@ impl TraceControl {
                     Some(_) => Err(bad("id", "must be a trace request UUID string")),
                 };
                 req.and_then(|i| self.records_for(c, i)).map(|(info, traces)| {
-                    let recs: Vec<Value> = traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
+                    let recs: Vec<Value> =
+                        traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
                     json!({"ok": true, "region": info, "records": recs})
                 })
             }
@@ -560,8 +591,18 @@ fn parse_condition(v: &Value) -> Result<Condition, FieldError> {
         }
     }
     for k in obj.keys() {
-        const KNOWN: [&str; 10] =
-            ["src_mac", "dst_mac", "ethertype", "src_ip", "dst_ip", "protocol", "src_port", "dst_port", "ingress_vif", "vrf"];
+        const KNOWN: [&str; 10] = [
+            "src_mac",
+            "dst_mac",
+            "ethertype",
+            "src_ip",
+            "dst_ip",
+            "protocol",
+            "src_port",
+            "dst_port",
+            "ingress_vif",
+            "vrf",
+        ];
         if !KNOWN.contains(&k.as_str()) {
             return Err(bad("condition", format!("unknown field {k:?} (known: {})", KNOWN.join(", "))));
         }
@@ -630,7 +671,9 @@ mod tests {
         let ctl = TraceControl::load(dir.path(), fib()).unwrap();
         let p = ctl.published();
         assert_eq!(p.enabled.load(Ordering::Relaxed), 0);
-        let r = ctl.command(&json!({"cmd": "trace_add", "condition": {"dst_port": 80, "protocol": 17}, "limit": {"packets": 3}}));
+        let r = ctl.command(
+            &json!({"cmd": "trace_add", "condition": {"dst_port": 80, "protocol": 17}, "limit": {"packets": 3}}),
+        );
         assert_eq!(r["ok"], true, "{r}");
         assert_eq!(r["request"]["enabled"], false, "creating does not enable");
         assert_eq!(r["request"]["state"], "disabled");
@@ -689,7 +732,8 @@ mod tests {
         let f = fib();
         let vn_of = |id: u16| f.vif(id).and_then(|v| v.vn_name.as_deref()).map(str::to_string);
         let (own_vif, own_vn) = f.vif_list().find_map(|v| vn_of(v.id).map(|vn| (v.id, vn))).expect("a vif with a VN");
-        let other_vif = f.vif_list().find(|v| vn_of(v.id).as_deref() != Some(own_vn.as_str())).expect("a vif outside it").id;
+        let other_vif =
+            f.vif_list().find(|v| vn_of(v.id).as_deref() != Some(own_vn.as_str())).expect("a vif outside it").id;
         let tenants = vec![
             Tenant { name: "red".into(), token: "red-token-0123456789".into(), vns: vec![own_vn.clone()] },
             Tenant { name: "blue".into(), token: "blue-token-0123456789".into(), vns: vec![own_vn.clone()] },
@@ -709,7 +753,9 @@ mod tests {
         assert_eq!(err(json!({"cmd": "trace_add", "token": red})).0, "scope");
         assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vif": other_vif}})).0, "scope.vif");
         assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vn": "someone-else"}})).0, "scope.vn");
-        let e = err(json!({"cmd": "trace_add", "token": red, "scope": {"vn": own_vn}, "condition": {"ingress_vif": other_vif}}));
+        let e = err(
+            json!({"cmd": "trace_add", "token": red, "scope": {"vn": own_vn}, "condition": {"ingress_vif": other_vif}}),
+        );
         assert_eq!(e.0, "ingress_vif");
         // Its own vif: created, tagged with its project.
         let r = ctl.command(&json!({"cmd": "trace_add", "token": red, "scope": {"vif": own_vif}}));
@@ -733,7 +779,11 @@ mod tests {
             let (field, msg) = err(json!({"cmd": cmd, "token": blue, "id": id}));
             assert_eq!(field, "id");
             assert!(msg.contains("no trace request"), "{msg}");
-            assert_eq!(err(json!({"cmd": cmd, "token": red, "id": op_id})).0, "id", "red cannot reach the operator's request");
+            assert_eq!(
+                err(json!({"cmd": cmd, "token": red, "id": op_id})).0,
+                "id",
+                "red cannot reach the operator's request"
+            );
         }
         assert_eq!(ctl.command(&json!({"cmd": "trace_flush", "token": blue}))["removed"], 0);
         assert_eq!(ctl.command(&json!({"cmd": "trace_enable", "token": red, "id": id}))["request"]["state"], "enabled");
@@ -760,8 +810,12 @@ mod tests {
             assert_eq!(r["ok"], true, "{r}");
             r["request"]["id"].as_str().unwrap().to_string()
         };
-        let red = add(json!({"cmd": "trace_add", "token": RED, "scope": {"vif": 1}, "condition": {"dst_port": 9000}, "enabled": true}));
-        let blue = add(json!({"cmd": "trace_add", "token": BLUE, "scope": {"vif": 2}, "condition": {"protocol": 17, "dst_port": 7300}, "enabled": true}));
+        let red = add(
+            json!({"cmd": "trace_add", "token": RED, "scope": {"vif": 1}, "condition": {"dst_port": 9000}, "enabled": true}),
+        );
+        let blue = add(
+            json!({"cmd": "trace_add", "token": BLUE, "scope": {"vif": 2}, "condition": {"protocol": 17, "dst_port": 7300}, "enabled": true}),
+        );
         let op = add(json!({"cmd": "trace_add", "enabled": true}));
         let region = TraceRegion::create(dir, 2, 64, 1_000_000_000, 0).unwrap();
         let mut w = region.writer(0).unwrap();
@@ -770,7 +824,12 @@ mod tests {
         let local = |w: &mut super::super::RingWriter, t: u64, id: u64, req: &str, dport: u16| {
             w.push(t, id, 1, &Step::Ingress { vif: 1, queue: 0, len: 60 });
             w.push(t + 1, id, 1, &Step::Matched { request: uuid(req), new_trace: true });
-            w.push(t + 2, id, 1, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4000, dport, vrf: 1, ip_len: 46, ttl: 64 });
+            w.push(
+                t + 2,
+                id,
+                1,
+                &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4000, dport, vrf: 1, ip_len: 46, ttl: 64 },
+            );
             w.push(t + 3, id, 1, &Step::Egress { vif: 2, len: 60 });
         };
         local(&mut w, 100, 0x11, &red, 9000);
@@ -780,11 +839,21 @@ mod tests {
             w.push(t, id, 1, &Step::Ingress { vif: 0, queue: 0, len: 110 });
             w.push(t, id, 1, &Step::Marked { from: Ipv4Addr::new(10, 10, 0, 2) });
             w.push(t, id, 1, &Step::Decap { vxlan: false, label: 18, outer_src: Ipv4Addr::new(10, 10, 0, 2) });
-            w.push(t, id, 1, &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4300, dport, vrf: 1, ip_len: 46, ttl: 63 });
+            w.push(
+                t,
+                id,
+                1,
+                &Step::Parsed { ethertype: 0x0800, proto: 17, sport: 4300, dport, vrf: 1, ip_len: 46, ttl: 63 },
+            );
             w.push(t, id, 1, &Step::Addresses { src: v4([192, 168, 2, 7]), dst: v4([192, 168, 1, 4]) });
             if delivered {
                 // Label 18 -> nexthop 2 (encap to vif 2); dropped after the route.
-                w.push(t + 1, id, 1, &Step::Route { vrf: 0, nh_id: 2, nh_kind: super::super::step::NH_ENCAP, out_vif: u16::MAX });
+                w.push(
+                    t + 1,
+                    id,
+                    1,
+                    &Step::Route { vrf: 0, nh_id: 2, nh_kind: super::super::step::NH_ENCAP, out_vif: u16::MAX },
+                );
             }
             w.push(t + 2, id, 1, &Step::Drop { reason: DropReason::FlowActionDrop });
         };
@@ -799,7 +868,8 @@ mod tests {
 
     fn trace_ids(r: &Value) -> Vec<u64> {
         assert_eq!(r["ok"], true, "{r}");
-        let recs: Vec<_> = r["records"].as_array().unwrap().iter().map(|v| view::record_from_json(v).unwrap()).collect();
+        let recs: Vec<_> =
+            r["records"].as_array().unwrap().iter().map(|v| view::record_from_json(v).unwrap()).collect();
         view::collect(&recs).iter().map(|t| t.id).collect()
     }
 
@@ -858,7 +928,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ctl, _region, [red, blue, op]) = records_setup(dir.path());
         let get = |path: &str, token: Option<&str>| {
-            handle(&ctl, &Request { method: "GET".into(), path: path.into(), token: token.map(str::to_string), body: vec![] })
+            handle(
+                &ctl,
+                &Request { method: "GET".into(), path: path.into(), token: token.map(str::to_string), body: vec![] },
+            )
         };
         let (st, v) = get(&format!("/traces/{red}/records"), Some(RED));
         assert_eq!(st, 200, "{v}");
@@ -867,7 +940,8 @@ mod tests {
         assert_eq!(list[0]["trace_id"], "0000000000000011");
         assert_eq!(list[0]["request"], red.as_str());
         assert_eq!(list[0]["disposition"], "forwarded vif0/2");
-        let steps: Vec<&str> = list[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        let steps: Vec<&str> =
+            list[0]["trace"][0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
         assert_eq!(steps, ["ingress", "matched", "parse", "egress"]);
         let (st, v) = get(&format!("/traces/{blue}/records/"), Some(BLUE));
         assert_eq!(st, 200, "{v}");
@@ -886,7 +960,12 @@ mod tests {
         assert_eq!((st, v["field"].as_str()), (401, Some("token")), "{v}");
         let (st, v) = get("/traces/nope/records", Some(RED));
         assert_eq!((st, v["field"].as_str()), (400, Some("id")), "{v}");
-        let del = Request { method: "DELETE".into(), path: format!("/traces/{red}/records"), token: Some(RED.into()), body: vec![] };
+        let del = Request {
+            method: "DELETE".into(),
+            path: format!("/traces/{red}/records"),
+            token: Some(RED.into()),
+            body: vec![],
+        };
         assert_eq!(handle(&ctl, &del).0, 405);
         assert_eq!(get("/traces/a/b/records", Some(RED)).0, 404);
     }

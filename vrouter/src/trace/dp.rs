@@ -36,7 +36,11 @@ const MAX_TRACED_FLOWS: usize = 65536;
 enum RouteHint {
     None,
     /// LPM in `vrf` for `dst` (IPv4-mapped for IPv4).
-    Lpm { vrf: u32, dst: u128, v6: bool },
+    Lpm {
+        vrf: u32,
+        dst: u128,
+        v6: bool,
+    },
     /// MPLS label of a decapsulated packet.
     Label(u32),
 }
@@ -122,7 +126,8 @@ impl TraceLcore {
         if self.burst_vif != Some(vif) {
             self.burst_vif = Some(vif);
             self.burst_quick.clear();
-            let quick = self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
+            let quick =
+                self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
             self.burst_quick.extend(quick);
             self.burst_in_scope = self.active.iter().any(|a| a.matcher.may_match_vif(vif));
         }
@@ -168,7 +173,14 @@ impl TraceLcore {
     /// first steps recorded and a context for the rest.
     /// `now` reads the TSC (only for packets that are traced).
     #[inline]
-    pub fn classify(&mut self, fib: &Fib, vif: &Vif, queue: u16, frame: &[u8], now: impl Fn() -> u64) -> Option<TraceCtx> {
+    pub fn classify(
+        &mut self,
+        fib: &Fib,
+        vif: &Vif,
+        queue: u16,
+        frame: &[u8],
+        now: impl Fn() -> u64,
+    ) -> Option<TraceCtx> {
         // Cheap first pass: the match fields only. Every packet of a traced flow matches
         // its request (same headers, vif and VRF), so a packet no request matches is done.
         let fabric = vif.kind == VifType::Fabric;
@@ -194,7 +206,16 @@ impl TraceLcore {
     /// its packets numbered in arrival order.
     #[cold]
     #[allow(clippy::too_many_arguments)]
-    fn continue_marked(&mut self, parsed: Parsed, vif: &Vif, queue: u16, len: usize, mark: u32, from: std::net::Ipv4Addr, tsc: u64) -> TraceCtx {
+    fn continue_marked(
+        &mut self,
+        parsed: Parsed,
+        vif: &Vif,
+        queue: u16,
+        len: usize,
+        mark: u32,
+        from: std::net::Ipv4Addr,
+        tsc: u64,
+    ) -> TraceCtx {
         let trace_id = u64::from(mark);
         let pkt = match parsed.key {
             Some(key) => {
@@ -210,7 +231,14 @@ impl TraceLcore {
             }
             None => 1,
         };
-        let ctx = TraceCtx { trace_id, pkt, key: parsed.key, flow_path: parsed.flow_path, route: parsed.route, mirror: [None, None] };
+        let ctx = TraceCtx {
+            trace_id,
+            pkt,
+            key: parsed.key,
+            flow_path: parsed.flow_path,
+            route: parsed.route,
+            mirror: [None, None],
+        };
         self.push(tsc, &ctx, Step::Ingress { vif: vif.id, queue, len: len as u32 });
         self.push(tsc, &ctx, Step::Marked { from });
         self.record_parsed(&ctx, &parsed, tsc);
@@ -290,7 +318,15 @@ impl TraceLcore {
     /// (rewritten, encapsulated). A frame leaving in a tunnel gets the trace mark here.
     // The mark's side effects (grow the frame, insert) stay out of a match guard.
     #[allow(clippy::collapsible_match)]
-    pub fn finish<B: PacketBuf>(&mut self, fib: &Fib, table: Option<&FlowTable>, ctx: &mut TraceCtx, verdict: Verdict, pkt: &mut B, tsc: u64) {
+    pub fn finish<B: PacketBuf>(
+        &mut self,
+        fib: &Fib,
+        table: Option<&FlowTable>,
+        ctx: &mut TraceCtx,
+        verdict: Verdict,
+        pkt: &mut B,
+        tsc: u64,
+    ) {
         let mut entry = None;
         if let (true, Some(t), Some(key)) = (ctx.flow_path, table, ctx.key) {
             if let Some(idx) = t.lookup(&key, key.hash()) {
@@ -322,7 +358,13 @@ impl TraceLcore {
             RouteHint::None => None,
             RouteHint::Lpm { vrf, dst, v6 } => fib
                 .vrf(vrf)
-                .and_then(|t| if v6 { t.route_v6(&dst.to_be_bytes()) } else { t.route_v4(std::net::Ipv6Addr::from(dst).to_ipv4_mapped()?) })
+                .and_then(|t| {
+                    if v6 {
+                        t.route_v6(&dst.to_be_bytes())
+                    } else {
+                        t.route_v4(std::net::Ipv6Addr::from(dst).to_ipv4_mapped()?)
+                    }
+                })
                 .map(|nh| (vrf, nh)),
             RouteHint::Label(l) => fib.labels.get(&l).map(|&nh| (0, nh)),
         };
@@ -349,7 +391,9 @@ impl TraceLcore {
                             // No headroom for the mark: the packet goes unmarked (the next
                             // vRouter does not continue the trace) rather than not at all.
                             Step::Encap { vxlan: false, .. } => {
-                                if pkt.prepend(super::mark::MPLS_MARK_LEN) && !super::mark::insert_mpls_mark(pkt.data_mut(), id) {
+                                if pkt.prepend(super::mark::MPLS_MARK_LEN)
+                                    && !super::mark::insert_mpls_mark(pkt.data_mut(), id)
+                                {
                                     pkt.adj(super::mark::MPLS_MARK_LEN);
                                 }
                             }
@@ -411,7 +455,8 @@ impl FlowMirror for TracingMirror<'_, '_> {
                     Ok(b) => (b, None),
                     Err(e) => (0, Some(e)),
                 };
-                self.ctx.mirror[k] = Some((self.tsc, Step::Mirror { analyzer: mirrors[k], secondary: k == 1, bytes, failed }));
+                self.ctx.mirror[k] =
+                    Some((self.tsc, Step::Mirror { analyzer: mirrors[k], secondary: k == 1, bytes, failed }));
             }
         }
         r
@@ -549,8 +594,8 @@ fn quick_fields(vif: &Vif, frame: &[u8]) -> Option<PacketFields> {
         EtherType::IPV4 => {
             if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
                 // Trace conditions on ports do not match fragments, the first included (the
-            // burst's quick pre-filter relies on it); the flow key has the first's ports.
-            let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
+                // burst's quick pre-filter relies on it); the flow key has the first's ports.
+                let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
                 f.ip = Some(IpFields {
                     src: addr128(IpAddr::V4(ip.src_addr())),
                     dst: addr128(IpAddr::V4(ip.dst_addr())),
@@ -594,7 +639,8 @@ fn ip_fields(p: &mut Parsed, ethertype: u16, l3: &[u8]) {
             // burst's quick pre-filter relies on it); the flow key has the first's ports.
             let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
             let dst = addr128(IpAddr::V4(ip.dst_addr()));
-            p.fields.ip = Some(IpFields { src: addr128(IpAddr::V4(ip.src_addr())), dst, proto: ip.protocol(), sport, dport });
+            p.fields.ip =
+                Some(IpFields { src: addr128(IpAddr::V4(ip.src_addr())), dst, proto: ip.protocol(), sport, dport });
             p.key = Some(key_v4(vrf, &ip));
             p.ip_len = ip.total_len();
             p.ttl = ip.ttl();
@@ -677,7 +723,16 @@ impl AgentTracer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn policy(&mut self, tsc: u64, trace_id: u64, pkt: u32, flow: u32, forward: bool, drop_reason: u8, rule: Option<&str>) {
+    pub fn policy(
+        &mut self,
+        tsc: u64,
+        trace_id: u64,
+        pkt: u32,
+        flow: u32,
+        forward: bool,
+        drop_reason: u8,
+        rule: Option<&str>,
+    ) {
         let rule = rule.and_then(super::request::parse_uuid).unwrap_or([0; 16]);
         self.ring.push(tsc, trace_id, pkt, &Step::Policy { forward, drop_reason, rule, flow });
     }

@@ -109,7 +109,13 @@ struct Layout {
 impl Layout {
     fn new(n_rings: usize, ring_slots: usize) -> Layout {
         let ring_size = RING_HEADER_SIZE + ring_slots * RECORD_SIZE;
-        Layout { n_rings, ring_slots, rings_offset: HEADER_SIZE, ring_size, file_size: HEADER_SIZE + n_rings * ring_size }
+        Layout {
+            n_rings,
+            ring_slots,
+            rings_offset: HEADER_SIZE,
+            ring_size,
+            file_size: HEADER_SIZE + n_rings * ring_size,
+        }
     }
 }
 
@@ -178,43 +184,56 @@ pub struct TraceRegion {
 
 impl TraceRegion {
     /// Creates (or replaces) the region with `n_rings` rings of `ring_slots` records.
-    pub fn create(run_dir: &Path, n_rings: usize, ring_slots: usize, tsc_hz: u64, base_tsc: u64) -> Result<TraceRegion, TraceRegionError> {
+    pub fn create(
+        run_dir: &Path,
+        n_rings: usize,
+        ring_slots: usize,
+        tsc_hz: u64,
+        base_tsc: u64,
+    ) -> Result<TraceRegion, TraceRegionError> {
         if n_rings == 0 || n_rings > MAX_RINGS {
-            return Err(TraceRegionError::InvalidArgument { kind: "trace", msg: format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})") });
+            return Err(TraceRegionError::InvalidArgument {
+                kind: "trace",
+                msg: format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})"),
+            });
         }
         if !ring_slots.is_power_of_two() || ring_slots < 64 {
-            return Err(TraceRegionError::InvalidArgument { kind: "trace", msg: format!("ring_slots {ring_slots} is not a power of two >= 64") });
+            return Err(TraceRegionError::InvalidArgument {
+                kind: "trace",
+                msg: format!("ring_slots {ring_slots} is not a power of two >= 64"),
+            });
         }
         let layout = Layout::new(n_rings, ring_slots);
         let path = run_dir.join(TRACE_FILE_NAME);
         let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let (map, path) = crate::shm_file::create_region_file(run_dir, TRACE_FILE_NAME, layout.file_size, TRACE_FILE_MODE, |map| {
-            let base = map.as_mut_ptr();
-            let header = Header {
-                magic: AtomicU64::new(0),
-                layout_version: TRACE_LAYOUT_VERSION,
-                header_size: HEADER_SIZE as u32,
-                file_size: layout.file_size as u64,
-                n_rings: n_rings as u32,
-                ring_slots: ring_slots as u32,
-                record_size: RECORD_SIZE as u32,
-                ring_header_size: RING_HEADER_SIZE as u32,
-                rings_offset: layout.rings_offset as u64,
-                generation,
-                creator_pid: std::process::id(),
-                _pad: 0,
-                tsc_hz,
-                base_unix_ms: crate::stats::unix_time_ms(),
-                base_tsc,
-                _reserved: [0; 21],
-            };
-            // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
-            unsafe { std::ptr::write(base as *mut Header, header) };
-            fence(Ordering::Release);
-            // SAFETY: just written above.
-            unsafe { &*(base as *const Header) }.magic.store(TRACE_MAGIC, Ordering::Release);
-        })
-        .map_err(TraceRegionError::from)?;
+        let (map, path) =
+            crate::shm_file::create_region_file(run_dir, TRACE_FILE_NAME, layout.file_size, TRACE_FILE_MODE, |map| {
+                let base = map.as_mut_ptr();
+                let header = Header {
+                    magic: AtomicU64::new(0),
+                    layout_version: TRACE_LAYOUT_VERSION,
+                    header_size: HEADER_SIZE as u32,
+                    file_size: layout.file_size as u64,
+                    n_rings: n_rings as u32,
+                    ring_slots: ring_slots as u32,
+                    record_size: RECORD_SIZE as u32,
+                    ring_header_size: RING_HEADER_SIZE as u32,
+                    rings_offset: layout.rings_offset as u64,
+                    generation,
+                    creator_pid: std::process::id(),
+                    _pad: 0,
+                    tsc_hz,
+                    base_unix_ms: crate::stats::unix_time_ms(),
+                    base_tsc,
+                    _reserved: [0; 21],
+                };
+                // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
+                unsafe { std::ptr::write(base as *mut Header, header) };
+                fence(Ordering::Release);
+                // SAFETY: just written above.
+                unsafe { &*(base as *const Header) }.magic.store(TRACE_MAGIC, Ordering::Release);
+            })
+            .map_err(TraceRegionError::from)?;
         let taken = (0..n_rings).map(|_| AtomicBool::new(false)).collect();
         Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }), path })
     }
@@ -328,8 +347,15 @@ pub struct TraceReader {
 
 impl TraceReader {
     pub fn open_run_dir(run_dir: &Path) -> Result<TraceReader, TraceRegionError> {
-        let (map, path) = crate::shm_file::open_region_file(run_dir, TRACE_FILE_NAME, "trace", HEADER_SIZE, DENIED_HINT)?;
-        let bad = |what, found: u64, expected: u64| TraceRegionError::BadHeader { kind: "trace", path: path.clone(), what, found, expected };
+        let (map, path) =
+            crate::shm_file::open_region_file(run_dir, TRACE_FILE_NAME, "trace", HEADER_SIZE, DENIED_HINT)?;
+        let bad = |what, found: u64, expected: u64| TraceRegionError::BadHeader {
+            kind: "trace",
+            path: path.clone(),
+            what,
+            found,
+            expected,
+        };
         // SAFETY: at least HEADER_SIZE bytes, page-aligned; plain integers and atomics.
         let h = unsafe { &*(map.as_ptr() as *const Header) };
         let magic = h.magic.load(Ordering::Acquire);
@@ -339,7 +365,10 @@ impl TraceReader {
         if h.layout_version != TRACE_LAYOUT_VERSION {
             return Err(bad("layout version", u64::from(h.layout_version), u64::from(TRACE_LAYOUT_VERSION)));
         }
-        if h.header_size as usize != HEADER_SIZE || h.record_size as usize != RECORD_SIZE || h.ring_header_size as usize != RING_HEADER_SIZE {
+        if h.header_size as usize != HEADER_SIZE
+            || h.record_size as usize != RECORD_SIZE
+            || h.ring_header_size as usize != RING_HEADER_SIZE
+        {
             return Err(bad("record size", u64::from(h.record_size), RECORD_SIZE as u64));
         }
         let slots = h.ring_slots as usize;
@@ -347,7 +376,10 @@ impl TraceReader {
             return Err(bad("ring slots", slots as u64, DEFAULT_RING_SLOTS as u64));
         }
         let layout = Layout::new(h.n_rings as usize, slots);
-        if h.file_size != layout.file_size as u64 || map.len() < layout.file_size || h.rings_offset != HEADER_SIZE as u64 {
+        if h.file_size != layout.file_size as u64
+            || map.len() < layout.file_size
+            || h.rings_offset != HEADER_SIZE as u64
+        {
             return Err(bad("file size", map.len() as u64, layout.file_size as u64));
         }
         let info = RegionInfo {

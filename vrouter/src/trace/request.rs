@@ -56,8 +56,12 @@ pub struct Condition {
 pub enum Scope {
     #[default]
     Vrouter,
-    Vif { vif: u16 },
-    Vn { vn: String },
+    Vif {
+        vif: u16,
+    },
+    Vn {
+        vn: String,
+    },
 }
 
 /// How much a request traces before it stops matching new packets.
@@ -141,7 +145,11 @@ impl Prefix {
 
 #[inline]
 fn mask(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 /// The 128-bit form of an address (IPv4 mapped).
@@ -160,7 +168,8 @@ pub fn parse_mac(field: &'static str, s: &str) -> Result<[u8; 6], FieldError> {
     }
     let mut m = [0u8; 6];
     for (o, p) in m.iter_mut().zip(parts) {
-        *o = u8::from_str_radix(p, 16).map_err(|_| bad(field, format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
+        *o = u8::from_str_radix(p, 16)
+            .map_err(|_| bad(field, format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
     }
     Ok(m)
 }
@@ -420,7 +429,10 @@ impl Matcher {
         if self.protocol.is_some_and(|p| p != proto) {
             return true;
         }
-        let v4 = |o: usize| u128::from(0xffffu32) << 32 | u128::from(u32::from_be_bytes([frame[o], frame[o + 1], frame[o + 2], frame[o + 3]]));
+        let v4 = |o: usize| {
+            u128::from(0xffffu32) << 32
+                | u128::from(u32::from_be_bytes([frame[o], frame[o + 1], frame[o + 2], frame[o + 3]]))
+        };
         if self.src_ip.is_some_and(|x| !x.contains(v4(26))) || self.dst_ip.is_some_and(|x| !x.contains(v4(30))) {
             return true;
         }
@@ -528,7 +540,15 @@ mod tests {
     use super::*;
 
     fn req(c: Condition) -> TraceRequest {
-        TraceRequest { id: new_uuid(), condition: c, scope: Scope::Vrouter, limit: Limit::Packets(5), enabled: true, created_ms: 1, project: None }
+        TraceRequest {
+            id: new_uuid(),
+            condition: c,
+            scope: Scope::Vrouter,
+            limit: Limit::Packets(5),
+            enabled: true,
+            created_ms: 1,
+            project: None,
+        }
     }
 
     fn pkt(src: &str, dst: &str, proto: u8, sport: u16, dport: u16) -> PacketFields {
@@ -670,7 +690,17 @@ mod tests {
     #[test]
     fn quick_reject_agrees_with_matches() {
         use frames::*;
-        let base = Hdr { dst_mac: [0; 6], src_mac: [0; 6], proto: 17, frag: 0, src: [0; 4], dst: [192, 168, 1, 4], sport: 0, dport: 0, payload: 8 };
+        let base = Hdr {
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            proto: 17,
+            frag: 0,
+            src: [0; 4],
+            dst: [192, 168, 1, 4],
+            sport: 0,
+            dport: 0,
+            payload: 8,
+        };
         let vif = test_vif();
         let conds = [
             Condition { dst_port: Some(80), protocol: Some(17), ..Default::default() },
@@ -784,7 +814,17 @@ mod tests {
 
         #[test]
         fn plain_misses_and_non_ip_conditions() {
-            let h = Hdr { dst_mac: [2; 6], src_mac: [4; 6], proto: 17, frag: 0, src: [10, 0, 0, 1], dst: [10, 0, 0, 2], sport: 1000, dport: 53, payload: 8 };
+            let h = Hdr {
+                dst_mac: [2; 6],
+                src_mac: [4; 6],
+                proto: 17,
+                frag: 0,
+                src: [10, 0, 0, 1],
+                dst: [10, 0, 0, 2],
+                sport: 1000,
+                dport: 53,
+                payload: 8,
+            };
             let w = v4_words(&frame(&h)).unwrap();
             let q = |c: Condition| Matcher::compile(&req(c), |_| true, |_| vec![]).unwrap().quick_v4().copied();
             let yes = |c: Condition| q(c).is_some_and(|q| q.accepts(&w));

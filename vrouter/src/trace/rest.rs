@@ -139,7 +139,10 @@ fn read_request(s: &TcpStream) -> Result<Request, String> {
 /// Maps an HTTP request to a trace command and its answer to a status.
 pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
     let Some(token) = &req.token else {
-        return (401, json!({"error": "token: an Authorization: Bearer <tenant token> header is required", "field": "token"}));
+        return (
+            401,
+            json!({"error": "token: an Authorization: Bearer <tenant token> header is required", "field": "token"}),
+        );
     };
     let body: Value = if req.body.is_empty() {
         Value::Null
@@ -150,9 +153,16 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         }
     };
     let path = req.path.trim_end_matches('/');
-    if let Some(i) = path.strip_prefix("/traces/").and_then(|p| p.strip_suffix("/records")).filter(|i| !i.is_empty() && !i.contains('/')) {
+    if let Some(i) = path
+        .strip_prefix("/traces/")
+        .and_then(|p| p.strip_suffix("/records"))
+        .filter(|i| !i.is_empty() && !i.contains('/'))
+    {
         if req.method != "GET" {
-            return (405, json!({"error": format!("method: {} is not allowed on {}", req.method, req.path), "field": "method"}));
+            return (
+                405,
+                json!({"error": format!("method: {} is not allowed on {}", req.method, req.path), "field": "method"}),
+            );
         }
         return records(ctl, token, i);
     }
@@ -181,14 +191,20 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
             for f in ["condition", "scope", "limit"] {
                 if let Some(v) = body.get(f) {
                     if *v != cur["request"][f] {
-                        return (400, json!({"error": format!("{f}: must match the existing request (only enabled can change)"), "field": f}));
+                        return (
+                            400,
+                            json!({"error": format!("{f}: must match the existing request (only enabled can change)"), "field": f}),
+                        );
                     }
                 }
             }
             json!({"cmd": if en { "trace_enable" } else { "trace_disable" }, "id": i})
         }
         (_, "/traces", _) | (_, _, Some(_)) => {
-            return (405, json!({"error": format!("method: {} is not allowed on {}", req.method, req.path), "field": "method"}))
+            return (
+                405,
+                json!({"error": format!("method: {} is not allowed on {}", req.method, req.path), "field": "method"}),
+            )
         }
         _ => return (404, json!({"error": format!("path: no resource {}", req.path), "field": "path"})),
     };
@@ -212,7 +228,8 @@ fn records(ctl: &TraceControl, token: &str, id: &str) -> (u16, Value) {
         Ok(i) => i,
         Err(e) => return (500, json!({"error": format!("region: {e}"), "field": "region"})),
     };
-    let recs: Vec<_> = r["records"].as_array().map_or(&[][..], Vec::as_slice).iter().filter_map(view::record_from_json).collect();
+    let recs: Vec<_> =
+        r["records"].as_array().map_or(&[][..], Vec::as_slice).iter().filter_map(view::record_from_json).collect();
     let traces: Vec<Value> = view::collect(&recs).iter().map(|t| view::trace_json(t, &info, true)).collect();
     (200, Value::from(traces))
 }

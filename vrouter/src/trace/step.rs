@@ -140,10 +140,9 @@ impl Step {
                 let [a, b] = u128_words(u128::from_be_bytes(rule));
                 (POLICY, [u64::from(forward) | u64::from(drop_reason) << 8, a, b, u64::from(flow)])
             }
-            Step::FlowAction { action, drop_reason, mirror, sec_mirror } => (
-                FLOW_ACTION,
-                [u64::from(action), u64::from(drop_reason), u64::from(mirror), u64::from(sec_mirror)],
-            ),
+            Step::FlowAction { action, drop_reason, mirror, sec_mirror } => {
+                (FLOW_ACTION, [u64::from(action), u64::from(drop_reason), u64::from(mirror), u64::from(sec_mirror)])
+            }
             Step::Mirror { analyzer, secondary, bytes, failed } => (
                 MIRROR,
                 [
@@ -182,7 +181,9 @@ impl Step {
             },
             ADDRESSES => Step::Addresses { src: words_u128(w[0], w[1]), dst: words_u128(w[2], w[3]) },
             DECAP => Step::Decap { vxlan: w[0] != 0, label: w[1] as u32, outer_src: Ipv4Addr::from(w[2] as u32) },
-            FLOW_LOOKUP => Step::FlowLookup { hit: w[0] != 0, index: w[1] as u32, gen: w[2] as u16, action: w[3] as u8 },
+            FLOW_LOOKUP => {
+                Step::FlowLookup { hit: w[0] != 0, index: w[1] as u32, gen: w[2] as u16, action: w[3] as u8 }
+            }
             HELD => Step::Held { flow: w[0] as u32, new: w[1] != 0 },
             RELEASED => Step::Released { flow: w[0] as u32, held_ns: w[1] },
             POLICY => Step::Policy {
@@ -204,7 +205,12 @@ impl Step {
                 failed: if w[3] == u64::MAX { None } else { Some(DropReason::from_index(w[3] as usize)?) },
             },
             ROUTE => Step::Route { vrf: w[0] as u32, nh_id: w[1] as u32, nh_kind: w[2] as u8, out_vif: w[3] as u16 },
-            ENCAP => Step::Encap { vxlan: w[0] != 0, label: w[1] as u32, remote: Ipv4Addr::from(w[2] as u32), sport: w[3] as u16 },
+            ENCAP => Step::Encap {
+                vxlan: w[0] != 0,
+                label: w[1] as u32,
+                remote: Ipv4Addr::from(w[2] as u32),
+                sport: w[3] as u16,
+            },
             EGRESS => Step::Egress { vif: w[0] as u16, len: w[1] as u32 },
             DROP => Step::Drop { reason: DropReason::from_index(w[0] as usize)? },
             MARKED => Step::Marked { from: Ipv4Addr::from(w[0] as u32) },
@@ -250,7 +256,10 @@ impl Step {
             Step::Ingress { vif, queue, len } => format!("received on vif0/{vif} queue {queue}, {len} bytes"),
             Step::Parsed { ethertype, proto, sport, dport, vrf, ip_len, ttl } => {
                 if ethertype == 0x0800 || ethertype == 0x86dd {
-                    format!("parsed {} proto {proto} ports {sport} -> {dport}, ip length {ip_len}, ttl {ttl}, vrf {vrf}", ether_name(ethertype))
+                    format!(
+                        "parsed {} proto {proto} ports {sport} -> {dport}, ip length {ip_len}, ttl {ttl}, vrf {vrf}",
+                        ether_name(ethertype)
+                    )
                 } else {
                     format!("parsed ethertype {ethertype:#06x} ({}), vrf {vrf}", ether_name(ethertype))
                 }
@@ -269,11 +278,21 @@ impl Step {
                 action_name(action)
             ),
             Step::Held { flow, new } => {
-                format!("held for flow setup of flow {index}{}", if new { " (setup requested)" } else { "" }, index = flow)
+                format!(
+                    "held for flow setup of flow {index}{}",
+                    if new { " (setup requested)" } else { "" },
+                    index = flow
+                )
             }
-            Step::Released { flow, held_ns } => format!("released after flow {flow} was set up, held {} us", held_ns / 1000),
+            Step::Released { flow, held_ns } => {
+                format!("released after flow {flow} was set up, held {} us", held_ns / 1000)
+            }
             Step::Policy { forward, drop_reason, rule, flow } => {
-                let rule = if rule == [0; 16] { "no rule".to_string() } else { format!("rule {}", super::request::format_uuid(&rule)) };
+                let rule = if rule == [0; 16] {
+                    "no rule".to_string()
+                } else {
+                    format!("rule {}", super::request::format_uuid(&rule))
+                };
                 if forward {
                     format!("policy: flow {flow} forward ({rule})")
                 } else {

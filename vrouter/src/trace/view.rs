@@ -217,7 +217,15 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].request(), None);
         assert_eq!(t[0].continued_from(), Some(Ipv4Addr::new(10, 10, 0, 1)));
-        let info = RegionInfo { generation: 1, n_rings: 2, ring_slots: 64, creator_pid: 1, tsc_hz: 1000, base_unix_ms: 0, base_tsc: 0 };
+        let info = RegionInfo {
+            generation: 1,
+            n_rings: 2,
+            ring_slots: 64,
+            creator_pid: 1,
+            tsc_hz: 1000,
+            base_unix_ms: 0,
+            base_tsc: 0,
+        };
         let j = trace_json(&t[0], &info, true);
         assert_eq!(j["continued_from"], "10.10.0.1");
         assert_eq!(j["request"], Value::Null);

@@ -43,7 +43,11 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     };
     let rd = |b: &[u8]| {
         let a: [u8; 4] = b.try_into().unwrap();
-        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
     };
     let mut frames = Vec::new();
     let mut off = 24;
@@ -180,7 +184,15 @@ pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) ->
 }
 
 /// Outer Ethernet + IPv4 + UDP of a tunnel (DF set, TTL 64, ident 0, UDP checksum 0).
-pub fn tunnel_outer(dmac: [u8; 6], smac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, inner: &[u8]) -> Vec<u8> {
+pub fn tunnel_outer(
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    inner: &[u8],
+) -> Vec<u8> {
     let udp_len = 8 + inner.len();
     let mut ip = ipv4_hdr(src, dst, 17, 64, udp_len, true);
     // ident 0 as the vRouter writes it
@@ -561,7 +573,9 @@ pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: imp
     let run_dir = d.join("run");
     let n_in = (inputs.fabric.len() + inputs.vm1.len() + inputs.vm2.len() + inputs.vm1_queue1.len()) as u64;
     let mut vdevs = Vec::new();
-    for (i, (name, frames)) in [("fabric", &inputs.fabric), ("vm1", &inputs.vm1), ("vm2", &inputs.vm2)].iter().enumerate() {
+    for (i, (name, frames)) in
+        [("fabric", &inputs.fabric), ("vm1", &inputs.vm1), ("vm2", &inputs.vm2)].iter().enumerate()
+    {
         let rx = d.join(format!("{name}-in.pcap"));
         write_pcap(&rx, frames);
         let tx = d.join(format!("{name}-out.pcap"));
@@ -693,7 +707,14 @@ pub fn stop(child: &mut Child) -> String {
 /// One HTTP/1.1 request (`Connection: close`, optional bearer token and JSON body) to `addr`;
 /// returns the status and the JSON body (chunked transfer encoding undone). Panics with the
 /// path and the text when the body is not JSON.
-pub fn http_json(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
-    let (status, text) = collector::client::request(addr, method, path, token, body).unwrap_or_else(|e| panic!("{addr} {path}: {e}"));
+pub fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let (status, text) =
+        collector::client::request(addr, method, path, token, body).unwrap_or_else(|e| panic!("{addr} {path}: {e}"));
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
 }

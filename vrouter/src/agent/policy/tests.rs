@@ -343,16 +343,8 @@ fn decision_table() {
             flow(Ep("10.7.0.1", Some("vn-x"), None), Ep("10.7.0.2", Some("vn-x"), None), TCP, 1, 2),
             want("pass", 0),
         ),
-        (
-            "destination outside any VN: pass",
-            flow(vm(4), Ep("1.1.1.1", None, None), TCP, 40000, 443),
-            want("pass", 0),
-        ),
-        (
-            "empty VN name counts as no VN",
-            flow(vm(4), Ep("1.1.1.1", Some(""), None), TCP, 40000, 443),
-            want("pass", 0),
-        ),
+        ("destination outside any VN: pass", flow(vm(4), Ep("1.1.1.1", None, None), TCP, 40000, 443), want("pass", 0)),
+        ("empty VN name counts as no VN", flow(vm(4), Ep("1.1.1.1", Some(""), None), TCP, 40000, 443), want("pass", 0)),
         (
             "fabric source to a VM without SG: pass",
             flow(Ep("10.10.0.2", None, None), vm(4), UDP, 1, 2),
@@ -399,11 +391,7 @@ fn decision_table() {
             flow(vm(4), blue_remote("10.2.0.9"), TCP, 40000, 1500),
             want("pass|log|mirror", 0).nw(5).mirror(&["an-b", "an-c"]),
         ),
-        (
-            "port range upper bound",
-            flow(vm(4), blue_remote("10.2.0.9"), TCP, 40000, 2001),
-            want("deny", POLICY),
-        ),
+        ("port range upper bound", flow(vm(4), blue_remote("10.2.0.9"), TCP, 40000, 2001), want("deny", POLICY)),
         (
             "first match wins: tcp 80 from 10.1.0.200 passes by rule 1 before rule 4",
             flow(red_remote("10.1.0.200"), blue_remote("10.2.0.9"), TCP, 40000, 80),
@@ -446,17 +434,9 @@ fn decision_table() {
             flow(vm(1), vm(5), UDP, 4000, 9999),
             want("pass", 0).sg(3),
         ),
-        (
-            "SG ingress implicit deny (source not in the group)",
-            flow(vm(4), vm(5), UDP, 4000, 9999),
-            want("deny", SG),
-        ),
+        ("SG ingress implicit deny (source not in the group)", flow(vm(4), vm(5), UDP, 4000, 9999), want("deny", SG)),
         ("SG ingress by port rule", flow(vm(4), vm(5), TCP, 40000, 80), want("pass", 0).sg(1)),
-        (
-            "SG egress implicit deny",
-            flow(vm(2), red_remote("10.1.0.9"), UDP, 4000, 9999),
-            want("deny", OUT_SG),
-        ),
+        ("SG egress implicit deny", flow(vm(2), red_remote("10.1.0.9"), UDP, 4000, 9999), want("deny", OUT_SG)),
         (
             "both SGs deny: the destination's ingress (SG) is reported",
             flow(vm(2), vm(5), UDP, 4000, 9999),
@@ -469,13 +449,7 @@ fn decision_table() {
         ),
         (
             "SG ethertype IPv6 icmp6 rule allows IPv6 from outside",
-            flow(
-                Ep("fd00:9::1", None, None),
-                Ep("fd00:2::3", Some("vn-blue"), Some(3)),
-                ICMP6,
-                0,
-                0,
-            ),
+            flow(Ep("fd00:9::1", None, None), Ep("fd00:2::3", Some("vn-blue"), Some(3)), ICMP6, 0, 0),
             want("pass", 0).sg(5),
         ),
         (
@@ -493,8 +467,7 @@ fn decision_table() {
     for (name, f, w) in &cases {
         let d = e.evaluate(f);
         let action = if w.drop == 0 { PolicyAction::Pass } else { PolicyAction::Deny };
-        let mirror: Vec<Option<u8>> =
-            (0..2).map(|k| w.mirror.get(k).map(|n| e.analyzer_index(n).unwrap())).collect();
+        let mirror: Vec<Option<u8>> = (0..2).map(|k| w.mirror.get(k).map(|n| e.analyzer_index(n).unwrap())).collect();
         let names: Vec<Option<&str>> = (0..2).map(|k| w.mirror.get(k).copied()).collect();
         let ok = d.action == action
             && d.drop_reason == w.drop
@@ -522,13 +495,7 @@ fn decision_table() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 #[test]
@@ -630,16 +597,14 @@ fn build_errors_name_the_field() {
     assert!(err.to_string().contains("analyzer \"nope\" is not defined"), "{err}");
 
     let an = |n: &str| format!("[[analyzer]]\nname = \"{n}\"\nip = \"10.10.0.20\"\n");
-    let three =
-        format!("{}{}{}{}", an("x"), an("y"), an("z"), rule("mirror_to = [\"x\", \"y\", \"z\"]"));
+    let three = format!("{}{}{}{}", an("x"), an("y"), an("z"), rule("mirror_to = [\"x\", \"y\", \"z\"]"));
     let err = PolicyEngine::from_config(&unvalidated(&three)).unwrap_err();
     assert_eq!(err.field, "network_policy[0].rule[0].mirror_to");
 
     let err = PolicyEngine::from_config(&unvalidated(&(an("x") + &an("x")))).unwrap_err();
     assert_eq!(err.to_string(), "analyzer[1].name: duplicate analyzer name \"x\"");
 
-    let err =
-        PolicyEngine::from_config(&unvalidated(&format!("{}index = 255\n", an("x")))).unwrap_err();
+    let err = PolicyEngine::from_config(&unvalidated(&format!("{}index = 255\n", an("x")))).unwrap_err();
     assert_eq!(err.field, "analyzer[0].index");
 
     let sg = format!(
@@ -719,8 +684,7 @@ fn check_invariants(e: &PolicyEngine, d: &Decision) {
     assert_eq!(d.is_pass(), d.drop_reason == 0, "{d:?}");
     if !d.is_pass() {
         assert!(
-            [flow_drop::POLICY, flow_drop::OUT_POLICY, flow_drop::SG, flow_drop::OUT_SG]
-                .contains(&d.drop_reason),
+            [flow_drop::POLICY, flow_drop::OUT_POLICY, flow_drop::SG, flow_drop::OUT_SG].contains(&d.drop_reason),
             "{d:?}"
         );
         // A deny names at most the decisive rule.
