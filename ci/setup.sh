@@ -32,11 +32,12 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO=(sudo --preserve-env=DEBIAN_FRONTEND)
 fi
 
-# Debian packages: DPDK 22.11 (headers, pkg-config file, PMDs, dpdk-testpmd), libclang for
+# Debian packages: DPDK 22.11 (headers, pkg-config file, PMDs; `dpdk-dev` has dpdk-testpmd,
+# the benchmark's upper bound), libclang for
 # bindgen, libpcap for the pcap PMD, a C toolchain for the shim, python3 for the demo and
 # bench traffic generators, tshark to read the pcaps, iproute2 for test namespaces.
 PACKAGES=(
-    libdpdk-dev dpdk pkg-config libclang-dev libpcap-dev build-essential
+    libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential
     python3 tshark iproute2 ca-certificates
 )
 
@@ -92,6 +93,19 @@ if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1
         exit 1
     fi
 fi
+
+# ci/test.sh checks formatting and lints: rustup's minimal profile has neither tool.
+if command -v rustup >/dev/null 2>&1; then
+    for c in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+            log "rustup component add $c"
+            rustup component add "$c"
+        fi
+    done
+fi
+for c in rustfmt clippy-driver; do
+    command -v "$c" >/dev/null 2>&1 || { echo "setup.sh: $c is missing (rustup component add ${c%-driver})" >&2; exit 1; }
+done
 
 if ! pkg-config --atleast-version=22.11 libdpdk; then
     echo "setup.sh: pkg-config does not find libdpdk >= 22.11 (apt libdpdk-dev)" >&2

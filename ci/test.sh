@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: ci/setup.sh (packages + release build), then
-# `cargo test --workspace --release`. Release because the data-plane integration tests run a
-# real DPDK EAL and compare frames, which is slow in debug.
+# The whole test suite: ci/setup.sh --deps-only (packages, toolchain), `cargo fmt --check`,
+# `cargo clippy -D warnings`, then `cargo test --workspace --profile test-release`: optimised
+# because the data-plane integration tests run a real DPDK EAL and compare frames, which is
+# slow in debug; no LTO and parallel codegen because building the test binaries is most of
+# the suite's time (Cargo.toml says why). The release binaries (`ci/setup.sh`, the demo, the
+# benchmarks) keep the release profile.
 #
 # Needs root or sudo: DPDK keeps its runtime files in /var/run/dpdk/<file-prefix>. When not
 # root, the test binaries (only) are run through `sudo -E`.
@@ -19,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-bash ci/setup.sh
+bash ci/setup.sh --deps-only
 
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091
@@ -36,10 +39,17 @@ export RUST_TEST_THREADS="${TEST_THREADS:-2}"
 log=$(mktemp -t vrouter-test.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 
-echo "[test] cargo test --workspace --release --no-fail-fast $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
+# Guards first: they are quick and a finding fails the suite before a long build.
+echo "[test] cargo fmt --check"
+cargo fmt --all --check
+(cd fuzz && cargo fmt --all --check)
+echo "[test] cargo clippy --workspace --all-targets --profile test-release -- -D warnings"
+cargo clippy --workspace --all-targets --profile test-release -- -D warnings
+
+echo "[test] cargo test --workspace --profile test-release --no-fail-fast $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
 set +e
 timeout --signal=INT --kill-after=30 "${TEST_TIMEOUT_S:-1500}" \
-    cargo test --workspace --release --no-fail-fast "$@" 2>&1 | tee "$log"
+    cargo test --workspace --profile test-release --no-fail-fast "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 
