@@ -4,7 +4,7 @@
 //! `rte_eth_rx_burst` and `rte_pktmbuf_alloc` are reached through generated out-of-line
 //! wrappers, so callers use the DPDK names. The safe layer lives in `vrouter::dpdk`.
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
-#![allow(clippy::all)]
+#![allow(clippy::all, clippy::undocumented_unsafe_blocks, unused_qualifications)]
 #![allow(unsafe_op_in_unsafe_fn)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
