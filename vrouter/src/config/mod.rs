@@ -5,6 +5,7 @@
 //! its line. Nothing is started from a configuration that failed either step.
 
 pub mod export;
+mod locate;
 pub mod schema;
 pub mod validate;
 

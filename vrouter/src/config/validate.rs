@@ -21,13 +21,13 @@
 //! vrouter.toml:7: vif[0]: unknown field `rx_queue`, expected one of `id`, `name`, ...
 //! ```
 
+use super::locate::{error_location, line_of, Spans};
 use super::schema::{
     AnalyzerConfig, Config, EalConfig, EtherType, FlowConfig, Mac, NexthopConfig, PolicyAddress, PortRange, Prefix,
     Protocol, SgRemote, TenantConfig, TunnelEncap, VifType, VrouterConfig,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::ops::Range;
 use toml::Spanned;
 
 /// Why a configuration could not be loaded.
@@ -65,31 +65,13 @@ impl ConfigError {
         let message = e.message().trim_end().to_string();
         let (line, table) = match e.span() {
             Some(span) => {
-                let (offset, table) = locate(text, span, &message);
-                (Some(line_of(text, offset)), with_value_key(text, offset, table))
+                let (offset, table) = error_location(text, span, &message);
+                (Some(line_of(text, offset)), table)
             }
             None => (None, None),
         };
         ConfigError::Parse { origin: origin.into(), line, table, message }
     }
-}
-
-/// When the error points at a value (`key = <here>`), names the key after the table:
-/// toml's message for a wrong type ("invalid type: string, expected u32") does not.
-fn with_value_key(text: &str, offset: usize, table: Option<String>) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let before = &text[line_start..offset];
-    let Some((key, _)) = before.split_once('=') else { return table };
-    let key = key.trim().trim_matches('"');
-    if key.is_empty() || key.contains(['[', '{', ',']) {
-        return table;
-    }
-    Some(match table {
-        Some(t) if !t.ends_with(key) => format!("{t}.{key}"),
-        Some(t) => t,
-        None => key.to_string(),
-    })
 }
 
 /// Checks a parsed configuration; `text` is the file it was parsed from (for line numbers)
@@ -143,7 +125,8 @@ const MAX_ADDRESS_PAIRS: usize = 32;
 /// entries other entries refer to (first definition wins; duplicates are errors).
 struct Checker<'a> {
     cfg: &'a Config,
-    text: &'a str,
+    /// The text, parsed for line numbers.
+    spans: Spans<'a>,
     origin: &'a str,
     /// VRF id -> index in `cfg.vrfs`.
     vrfs: HashMap<u32, usize>,
@@ -171,7 +154,7 @@ impl<'a> Checker<'a> {
         }
         Checker {
             cfg,
-            text,
+            spans: Spans::new(text),
             origin,
             vrfs: index(&cfg.vrfs, |v| v.id),
             vifs: index(&cfg.vifs, |v| v.id),
@@ -189,40 +172,26 @@ impl<'a> Checker<'a> {
 
     /// 1-based line of a byte offset in the text.
     fn line_of(&self, offset: usize) -> usize {
-        line_of(self.text, offset)
+        self.spans.line_of(offset)
     }
 
-    /// Line where `key` is written inside an entry, else the entry's first line.
-    fn key_line(&self, span: Range<usize>, key: &str) -> usize {
-        let body = self.text.get(span.clone()).unwrap_or("");
-        self.line_of(span.start + find_key(body, key).unwrap_or(0))
+    /// Line where `key` is written in entry `e` (TOML path `path`), else the entry's first
+    /// line.
+    fn key_line<T>(&self, path: &str, e: &Spanned<T>, key: &str) -> usize {
+        self.spans.key_line(path, key).unwrap_or_else(|| self.line_of(e.span().start))
     }
 
     /// An error on `key` of entry `i` of the `[[list]]` array: field `list[i].key`.
     fn entry<T>(&self, list: &str, i: usize, e: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
-        let line = self.key_line(e.span(), key);
+        let line = self.key_line(&format!("{list}[{i}]"), e, key);
         self.invalid(Some(line), format!("{list}[{i}].{key}"), message.into())
     }
 
     /// An error on `key` of the `[table]` table: field `table.key`. The line is that of
-    /// `key =` in the `[table]` section, or of an inline `table = { ... }` at the top.
+    /// `key =` in the table (a `[table]` section, an inline `table = { ... }` or dotted
+    /// `table.key = ...` keys), none when the key is not written (a default).
     fn table(&self, table: &str, key: &str, message: impl Into<String>) -> ConfigError {
-        let text = self.text;
-        let sections = sections(text);
-        let offset = match sections.iter().find(|s| s.name == table && s.index.is_none()) {
-            Some(s) => find_key(&text[s.header.end..s.end], key).map(|at| s.header.end + at),
-            None => {
-                let top = &text[..sections.first().map_or(text.len(), |s| s.header.start)];
-                find_key(top, table).and_then(|at| {
-                    // Inline tables are written on one line.
-                    let line_end = top[at..].find('\n').map_or(top.len(), |n| at + n);
-                    let inline = &top[at..line_end];
-                    let open = inline.find('{')?;
-                    find_key(&inline[open + 1..], key).map(|k| at + open + 1 + k)
-                })
-            }
-        };
-        self.invalid(offset.map(|o| self.line_of(o)), format!("{table}.{key}"), message.into())
+        self.invalid(self.spans.key_line(table, key), format!("{table}.{key}"), message.into())
     }
 
     /// "first defined at line N", for duplicate messages.
@@ -501,7 +470,7 @@ impl<'a> Checker<'a> {
                 format!("{} pairs; at most {MAX_ADDRESS_PAIRS} are allowed", pairs.len()),
             );
         }
-        let line = self.key_line(e.span(), "allowed_address_pairs");
+        let line = self.key_line(&format!("vif[{i}]"), e, "allowed_address_pairs");
         let pair_err = |j: usize, key: &str, msg: String| {
             Err(self.invalid(Some(line), format!("vif[{i}].allowed_address_pairs[{j}].{key}"), msg))
         };
@@ -1014,7 +983,8 @@ impl<'a> Checker<'a> {
                 format!("duplicate rule uuid {uuid} (first used by {path} at line {line})"),
             ));
         }
-        seen.insert(key, (format!("{rules}[{j}]"), self.key_line(e.span(), "uuid")));
+        let line = self.key_line(&format!("{rules}[{j}]"), e, "uuid");
+        seen.insert(key, (format!("{rules}[{j}]"), line));
         Ok(())
     }
 }
@@ -1129,172 +1099,6 @@ fn type_name(t: VifType) -> &'static str {
         VifType::Virtual => "virtual",
         VifType::Host => "host",
     }
-}
-
-// ---- text helpers ----
-
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
-}
-
-/// Byte offset in `body` where `key = ...` is written: `key` at the start of a line or
-/// after `{` / `,` (inline tables), followed by `=`.
-fn find_key(body: &str, key: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(pos) = body[from..].find(key) {
-        let at = from + pos;
-        let before = body[..at].trim_end_matches([' ', '\t']);
-        let after = body[at + key.len()..].trim_start_matches([' ', '\t']);
-        let starts = before.is_empty() || before.ends_with(['\n', '{', ',']);
-        if starts && after.starts_with('=') {
-            return Some(at);
-        }
-        from = at + key.len();
-    }
-    None
-}
-
-/// A `[name]` or `[[name]]` section of the file.
-struct Section<'t> {
-    name: &'t str,
-    /// Position among the `[[name]]` entries; `None` for a `[name]` table.
-    index: Option<usize>,
-    /// The header line (including its newline).
-    header: Range<usize>,
-    /// End of the section: the next header or the end of the text.
-    end: usize,
-    /// TOML path: `vif[1]`, `eal`, or for a table nested in an array entry
-    /// `network_policy[0].rule[2]` (counted within its parent entry).
-    path: String,
-}
-
-impl Section<'_> {
-    /// TOML path of the section: `vif[1]`, `eal` or `network_policy[0].rule[2]`.
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-}
-
-/// The table headers of a TOML text, in order. A line is a header when it is `[name]` or
-/// `[[name]]` with a bare, quoted or dotted name, optionally followed by a comment.
-fn sections(text: &str) -> Vec<Section<'_>> {
-    let mut out: Vec<Section<'_>> = Vec::new();
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    // Path of the latest entry of each `[[array]]`, and entries of nested arrays counted
-    // per parent entry path.
-    let mut latest: HashMap<&str, String> = HashMap::new();
-    let mut nested: HashMap<(String, &str), usize> = HashMap::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let t = line.trim();
-        let (open, close) = if t.starts_with("[[") { ("[[", "]]") } else { ("[", "]") };
-        let Some(rest) = t.strip_prefix(open) else { continue };
-        let Some(end) = rest.find(close) else { continue };
-        let name = rest[..end].trim();
-        let tail = rest[end + close.len()..].trim_start();
-        let name_ok = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | ' '));
-        if !name_ok || !(tail.is_empty() || tail.starts_with('#')) {
-            continue;
-        }
-        let index = (open == "[[").then(|| {
-            let n = counts.entry(name).or_insert(0);
-            *n += 1;
-            *n - 1
-        });
-        // `[[a.b]]` / `[a.b]` after a `[[a]]` entry belongs to that entry.
-        let parent =
-            name.rsplit_once('.').and_then(|(p, leaf)| latest.get(p.trim()).map(|pp| (pp.clone(), leaf.trim())));
-        let path = match (parent, index) {
-            (Some((pp, leaf)), Some(_)) => {
-                let n = nested.entry((pp.clone(), leaf)).or_insert(0);
-                *n += 1;
-                format!("{pp}.{leaf}[{}]", *n - 1)
-            }
-            (Some((pp, leaf)), None) => format!("{pp}.{leaf}"),
-            (None, Some(i)) => format!("{name}[{i}]"),
-            (None, None) => name.to_string(),
-        };
-        if index.is_some() {
-            latest.insert(name, path.clone());
-        }
-        if let Some(prev) = out.last_mut() {
-            prev.end = start;
-        }
-        out.push(Section { name, index, header: start..offset, end: text.len(), path });
-    }
-    out
-}
-
-/// Where a parse error with `span` lies: the byte offset to report and the TOML path
-/// (`vif[1]`, `eal`) of the enclosing table. The table is known when the span is in a
-/// table's body or is the whole table (a missing field); it is `None` at the top level and
-/// for errors in a header itself (an unknown table name).
-///
-/// Entries of an internally tagged enum (`[[nexthop]]`) lose their span in serde: the error
-/// then spans the whole array, and the failing entry is found by parsing each on its own.
-fn locate(text: &str, span: Range<usize>, message: &str) -> (usize, Option<String>) {
-    let sections = sections(text);
-    let Some(s) = sections.iter().rev().find(|s| s.header.start <= span.start) else {
-        return (span.start, None);
-    };
-    if span.start >= s.header.end {
-        return (span.start, Some(s.path()));
-    }
-    if span.start != s.header.start || span.is_empty() {
-        return (span.start, None);
-    }
-    if s.index.is_none() || span.end <= s.end {
-        return (span.start, Some(s.path()));
-    }
-    // The span covers several `[[name]]` entries: the whole array.
-    let entries = sections
-        .iter()
-        .filter(|t| t.name == s.name && t.index.is_some())
-        .filter(|t| t.header.start >= span.start && t.header.start < span.end);
-    for t in entries {
-        let Some(err) = entry_error(t.name, &text[t.header.start..t.end]) else { continue };
-        let body = &text[t.header.end..t.end];
-        // Serde names an unknown field in its message; point at the line that sets it.
-        let offset = unknown_field(err.message())
-            .or_else(|| unknown_field(message))
-            .and_then(|key| find_key(body, key))
-            .map_or(t.header.start, |at| t.header.end + at);
-        return (offset, Some(t.path()));
-    }
-    (span.start, Some(s.name.to_string()))
-}
-
-/// The error of parsing one `[[name]]` entry of the file on its own, if it fails.
-fn entry_error(name: &str, entry: &str) -> Option<toml::de::Error> {
-    use super::schema::{
-        BridgeConfig, LabelConfig, NetworkPolicyConfig, RouteConfig, SecurityGroupConfig, VifConfig, VrfConfig,
-    };
-    fn check<T: serde::de::DeserializeOwned>(entry: &str) -> Option<toml::de::Error> {
-        toml::from_str::<HashMap<String, Vec<T>>>(entry).err()
-    }
-    match name {
-        "vif" => check::<VifConfig>(entry),
-        "vrf" => check::<VrfConfig>(entry),
-        "nexthop" => check::<NexthopConfig>(entry),
-        "route" => check::<RouteConfig>(entry),
-        "bridge" => check::<BridgeConfig>(entry),
-        "label" => check::<LabelConfig>(entry),
-        "analyzer" => check::<AnalyzerConfig>(entry),
-        "network_policy" => check::<NetworkPolicyConfig>(entry),
-        "security_group" => check::<SecurityGroupConfig>(entry),
-        _ => None,
-    }
-}
-
-/// The field named by serde's "unknown field `x`, expected ..." message.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next().filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]
@@ -2722,26 +2526,34 @@ remote = "0.0.0.0/0"
     }
 
     #[test]
-    fn nested_section_paths() {
-        let text = "[[a]]\n[[a.r]]\n[[a.r]]\n[[a]]\n[[a.r]]\n[a.t]\n[b]\n";
-        let paths: Vec<String> = sections(text).iter().map(|s| s.path()).collect();
-        assert_eq!(paths, ["a[0]", "a[0].r[0]", "a[0].r[1]", "a[1]", "a[1].r[0]", "a[1].t", "b"]);
+    fn key_lines_from_spans() {
+        // A quoted key in an entry.
+        expect_invalid(&edit("mtu = 9000", "\"mtu\" = 9001 # HERE"), "vif[0].mtu", "68..=9000");
+        // Dotted keys at the top level instead of an [eal] table.
+        let dotted = "eal.forwarding_cores = [1]\neal . \"memory_mb\" = 8 # HERE\n".to_string()
+            + &VALID[VALID.find("[vrouter]").unwrap()..];
+        expect_invalid(&dotted, "eal.memory_mb", "at least 64");
+        // An inline table for [flow].
+        let inline = format!("flow = {{ hold_limit = 0 }} # HERE\n{VALID}");
+        expect_invalid(&inline, "flow.hold_limit", "at least 1");
+        // A key of a nested [[network_policy.rule]]: the line of the earlier rule's key.
+        let text = policy(
+            "uuid = \"aaaaaaaa-0000-4000-8000-000000000002\"",
+            "uuid = \"aaaaaaaa-0000-4000-8000-000000000001\" # HERE",
+        );
+        let first = text.lines().position(|l| l == "uuid = \"aaaaaaaa-0000-4000-8000-000000000001\"").unwrap() + 1;
+        expect_invalid(
+            &text,
+            "network_policy[0].rule[1].uuid",
+            &format!("(first used by network_policy[0].rule[0] at line {first})"),
+        );
     }
 
     // ---- helpers ----
 
     #[test]
     fn text_helpers() {
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 99), 3);
-        assert_eq!(find_key("id = 1\nvif = 2\n", "vif"), Some(7));
-        assert_eq!(find_key("remote_ip = 1\n", "ip"), None);
-        assert_eq!(find_key("{ id = 1, vif = 2 }", "vif"), Some(10));
         assert!(is_uuid("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"));
         assert!(!is_uuid("6f1c2a3b4d5e4f608a1b2c3d4e5f6a7b"));
-        let s = sections("# x\n[eal]\na = 1\n[[vif]]\n[[vif]] # c\n[vrouter]\n");
-        let names: Vec<_> = s.iter().map(|s| (s.name, s.index)).collect();
-        assert_eq!(names, [("eal", None), ("vif", Some(0)), ("vif", Some(1)), ("vrouter", None)]);
     }
 }
