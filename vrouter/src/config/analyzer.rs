@@ -1,8 +1,7 @@
 //! `[[analyzer]]`: mirror destinations, and the mirror index each one gets.
 
-use super::check::{unicast_v4_problem, Checker, ConfigError, VNI_MAX};
+use super::check::{unicast_v4_problem, Checker, ConfigError, Unique, VNI_MAX};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use toml::Spanned;
 
@@ -99,18 +98,16 @@ pub fn assign_mirror_indices(analyzers: &[Spanned<AnalyzerConfig>]) -> Result<Ve
 impl Checker<'_> {
     pub(super) fn analyzers(&self) -> Result<(), ConfigError> {
         let list = &self.cfg.analyzers;
-        let mut indices: HashMap<u32, usize> = HashMap::new();
+        let (mut names, mut indices) = (Unique::entries("analyzer", list), Unique::entries("analyzer", list));
         for (i, e) in list.iter().enumerate() {
             let a: &AnalyzerConfig = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("analyzer", i, e, key, msg));
             if a.name.trim().is_empty() {
                 return err("name", "must not be empty".into());
             }
-            let first = self.analyzers[a.name.as_str()];
-            if first != i {
-                let at = self.first_at(&list[first]);
-                return err("name", format!("duplicate analyzer name {:?} ({at})", a.name));
-            }
+            names.check(self, i, "name", a.name.as_str(), |_, at| {
+                format!("duplicate analyzer name {:?} ({at})", a.name)
+            })?;
             if let Some(why) = unicast_v4_problem(a.ip) {
                 return err("ip", format!("{} is {why}", a.ip));
             }
@@ -137,11 +134,9 @@ impl Checker<'_> {
                 if index > MIRROR_SLOTS {
                     return err("index", format!("mirror index {index} is out of range 0..=254"));
                 }
-                if let Some(&first) = indices.get(&index) {
-                    let at = self.first_at(&list[first]);
-                    return err("index", format!("mirror index {index} is already used by analyzer[{first}] ({at})"));
-                }
-                indices.insert(index, i);
+                indices.check(self, i, "index", index, |first, at| {
+                    format!("mirror index {index} is already used by analyzer[{first}] ({at})")
+                })?;
             }
         }
         assign_mirror_indices(list).map(|_| ()).map_err(|(i, msg)| self.entry("analyzer", i, &list[i], "index", msg))

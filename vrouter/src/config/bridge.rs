@@ -1,9 +1,8 @@
 //! `[[bridge]]`: L2 bridge entries.
 
-use super::check::{Checker, ConfigError};
+use super::check::{Checker, ConfigError, Unique};
 use super::value::Mac;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// An L2 bridge entry: destination MAC -> nexthop in a VRF.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -16,7 +15,7 @@ pub struct BridgeConfig {
 
 impl Checker<'_> {
     pub(super) fn bridge(&self) -> Result<(), ConfigError> {
-        let mut seen: HashMap<(u32, Mac), usize> = HashMap::new();
+        let mut seen = Unique::entries("bridge", &self.cfg.bridge);
         for (i, e) in self.cfg.bridge.iter().enumerate() {
             let b = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("bridge", i, e, key, msg));
@@ -29,11 +28,9 @@ impl Checker<'_> {
             if !self.nexthops.contains_key(&b.nexthop) {
                 return err("nexthop", format!("nexthop {} is not defined", b.nexthop));
             }
-            if let Some(&first) = seen.get(&(b.vrf, b.mac)) {
-                let at = self.first_at(&self.cfg.bridge[first]);
-                return err("mac", format!("duplicate bridge entry {} in vrf {} ({at})", b.mac, b.vrf));
-            }
-            seen.insert((b.vrf, b.mac), i);
+            seen.check(self, i, "mac", (b.vrf, b.mac), |_, at| {
+                format!("duplicate bridge entry {} in vrf {} ({at})", b.mac, b.vrf)
+            })?;
         }
         Ok(())
     }

@@ -23,7 +23,9 @@
 
 use super::locate::{error_location, line_of, Spans};
 use super::schema::{Config, Mac, PortRange, Prefix, Protocol};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
 use toml::Spanned;
 
@@ -211,6 +213,70 @@ impl<'a> Checker<'a> {
         let line = self.key_line(&format!("{rules}[{j}]"), e, "uuid");
         seen.insert(key, (format!("{rules}[{j}]"), line));
         Ok(())
+    }
+}
+
+/// Uniqueness of a key among the entries of a `[[list]]` array (`Unique::entries`), or
+/// among the items of one list value (`Unique::items`): the one helper behind every
+/// "duplicate ..." and "... is listed twice" check. The first entry with a key keeps it;
+/// a later one is the duplicate.
+pub(super) struct Unique<'c, K, T = ()> {
+    /// The array's name (`vrf`), for the field of the error.
+    list: &'c str,
+    /// The array's entries, for the line of the first definition.
+    entries: &'c [Spanned<T>],
+    /// Key -> position of the first entry (or item) with it.
+    first: HashMap<K, usize>,
+}
+
+impl<'c, K: Hash + Eq, T> Unique<'c, K, T> {
+    /// Keys of the entries of the `[[list]]` array.
+    pub(super) fn entries(list: &'c str, entries: &'c [Spanned<T>]) -> Self {
+        Unique { list, entries, first: HashMap::new() }
+    }
+
+    /// Records `key` for position `i`; the position of an earlier one with the same key.
+    pub(super) fn first(&mut self, key: K, i: usize) -> Option<usize> {
+        match self.first.entry(key) {
+            Entry::Occupied(e) => Some(*e.get()),
+            Entry::Vacant(e) => {
+                e.insert(i);
+                None
+            }
+        }
+    }
+
+    /// Records `key` for entry `i`. When an earlier entry has the same key, the error on
+    /// `list[i].field` whose message `duplicate` writes from the position of the earlier
+    /// entry and "first defined at line N".
+    pub(super) fn check(
+        &mut self,
+        ck: &Checker<'_>,
+        i: usize,
+        field: &str,
+        key: K,
+        duplicate: impl FnOnce(usize, &str) -> String,
+    ) -> Result<(), ConfigError> {
+        match self.first(key, i) {
+            None => Ok(()),
+            Some(first) => {
+                let at = ck.first_at(&self.entries[first]);
+                Err(ck.entry(self.list, i, &self.entries[i], field, duplicate(first, &at)))
+            }
+        }
+    }
+}
+
+impl<K: Hash + Eq> Unique<'static, K> {
+    /// Items of one list value (`forwarding_cores`, `members`, ...).
+    pub(super) fn items() -> Self {
+        Unique { list: "", entries: &[], first: HashMap::new() }
+    }
+
+    /// Records `item`; whether an earlier item is the same.
+    pub(super) fn repeated(&mut self, item: K) -> bool {
+        let i = self.first.len();
+        self.first(item, i).is_some()
     }
 }
 

@@ -1,8 +1,7 @@
 //! `[eal]`: DPDK EAL settings.
 
-use super::check::{Checker, ConfigError};
+use super::check::{Checker, ConfigError, Unique};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 /// Highest CPU id (exclusive) accepted in `[eal]`.
 const MAX_CORES: u32 = 1024;
@@ -53,7 +52,7 @@ impl Checker<'_> {
         if eal.forwarding_cores.is_empty() {
             return err("forwarding_cores", "at least one forwarding core is needed".into());
         }
-        let mut seen = HashSet::new();
+        let mut seen = Unique::items();
         for &core in &eal.forwarding_cores {
             if core >= MAX_CORES {
                 return err("forwarding_cores", format!("core {core} is not below {MAX_CORES}"));
@@ -64,7 +63,7 @@ impl Checker<'_> {
                     format!("core {core} is the main_core; forwarding cores must differ from it"),
                 );
             }
-            if !seen.insert(core) {
+            if seen.repeated(core) {
                 return err("forwarding_cores", format!("core {core} is listed twice"));
             }
         }

@@ -1,8 +1,7 @@
 //! `[[label]]`: MPLS labels for fabric decap.
 
-use super::check::{Checker, ConfigError, MPLS_FIRST_LABEL, MPLS_LABEL_LIMIT};
+use super::check::{Checker, ConfigError, Unique, MPLS_FIRST_LABEL, MPLS_LABEL_LIMIT};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// An MPLS label for fabric decap: label -> nexthop (typically an encap nexthop to a VM).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -14,7 +13,7 @@ pub struct LabelConfig {
 
 impl Checker<'_> {
     pub(super) fn labels(&self) -> Result<(), ConfigError> {
-        let mut seen: HashMap<u32, usize> = HashMap::new();
+        let mut seen = Unique::entries("label", &self.cfg.labels);
         for (i, e) in self.cfg.labels.iter().enumerate() {
             let l = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("label", i, e, key, msg));
@@ -27,11 +26,7 @@ impl Checker<'_> {
                     format!("MPLS label {} does not fit in 20 bits (max {})", l.label, MPLS_LABEL_LIMIT - 1),
                 );
             }
-            if let Some(&first) = seen.get(&l.label) {
-                let at = self.first_at(&self.cfg.labels[first]);
-                return err("label", format!("duplicate label {} ({at})", l.label));
-            }
-            seen.insert(l.label, i);
+            seen.check(self, i, "label", l.label, |_, at| format!("duplicate label {} ({at})", l.label))?;
             if !self.nexthops.contains_key(&l.nexthop) {
                 return err("nexthop", format!("nexthop {} is not defined", l.nexthop));
             }

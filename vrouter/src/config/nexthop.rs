@@ -1,10 +1,9 @@
 //! `[[nexthop]]`: nexthops (encap, tunnel, receive, discard, ECMP).
 
-use super::check::{unicast_v4_problem, Checker, ConfigError, MPLS_FIRST_LABEL, MPLS_LABEL_LIMIT, VNI_MAX};
+use super::check::{unicast_v4_problem, Checker, ConfigError, Unique, MPLS_FIRST_LABEL, MPLS_LABEL_LIMIT, VNI_MAX};
 use super::value::Mac;
 use super::vif::{type_name, VifType};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 /// Members of one ECMP nexthop.
@@ -70,14 +69,11 @@ impl NexthopConfig {
 
 impl Checker<'_> {
     pub(super) fn nexthops(&self) -> Result<(), ConfigError> {
+        let mut ids = Unique::entries("nexthop", &self.cfg.nexthops);
         for (i, e) in self.cfg.nexthops.iter().enumerate() {
             let nh = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("nexthop", i, e, key, msg));
-            let first = self.nexthops[&nh.id()];
-            if first != i {
-                let at = self.first_at(&self.cfg.nexthops[first]);
-                return err("id", format!("duplicate nexthop id {} ({at})", nh.id()));
-            }
+            ids.check(self, i, "id", nh.id(), |_, at| format!("duplicate nexthop id {} ({at})", nh.id()))?;
             // The vif a nexthop sends on must exist (and for some kinds be of one type).
             let vif_type = |vif: u16| self.vifs.get(&vif).map(|&v| self.cfg.vifs[v].get_ref().kind);
             match nh {
@@ -146,7 +142,7 @@ impl Checker<'_> {
                             format!("{} members; an ECMP nexthop needs 1 to {MAX_ECMP_MEMBERS}", members.len()),
                         );
                     }
-                    let mut seen = HashSet::new();
+                    let mut seen = Unique::items();
                     for &m in members {
                         let Some(&mi) = self.nexthops.get(&m) else {
                             return err("members", format!("nexthop {m} is not defined"));
@@ -154,7 +150,7 @@ impl Checker<'_> {
                         if matches!(self.cfg.nexthops[mi].get_ref(), NexthopConfig::Ecmp { .. }) {
                             return err("members", format!("nexthop {m} is an ECMP nexthop; ECMP cannot be nested"));
                         }
-                        if !seen.insert(m) {
+                        if seen.repeated(m) {
                             return err("members", format!("nexthop {m} is listed twice"));
                         }
                     }

@@ -2,10 +2,11 @@
 
 use super::check::{
     is_uuid, not_a_uuid, ports_problem, prefix_problem, protocol_family_problem, vn_name_problem, Checker, ConfigError,
+    Unique,
 };
 use super::value::{PolicyAddress, PortRange, Protocol};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use toml::Spanned;
 
 /// Analyzers one flow is mirrored to (tf `kMaxMirrorsPerFlow`).
@@ -97,35 +98,30 @@ impl Checker<'_> {
         rule_uuids: &mut HashMap<String, (String, usize)>,
     ) -> Result<(), ConfigError> {
         let list = &self.cfg.network_policies;
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut uuids: HashMap<String, usize> = HashMap::new();
+        let (mut names, mut uuids) = (Unique::entries("network_policy", list), Unique::entries("network_policy", list));
         for (i, e) in list.iter().enumerate() {
             let p = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("network_policy", i, e, key, msg));
             if p.name.trim().is_empty() {
                 return err("name", "must not be empty".into());
             }
-            if let Some(&first) = names.get(p.name.as_str()) {
-                let at = self.first_at(&list[first]);
-                return err("name", format!("duplicate network policy name {:?} ({at})", p.name));
-            }
-            names.insert(&p.name, i);
+            names.check(self, i, "name", p.name.as_str(), |_, at| {
+                format!("duplicate network policy name {:?} ({at})", p.name)
+            })?;
             if let Some(uuid) = &p.uuid {
                 if !is_uuid(uuid) {
                     return err("uuid", not_a_uuid(uuid));
                 }
-                if let Some(&first) = uuids.get(&uuid.to_ascii_lowercase()) {
-                    let at = self.first_at(&list[first]);
-                    return err("uuid", format!("duplicate network policy uuid {uuid} ({at})"));
-                }
-                uuids.insert(uuid.to_ascii_lowercase(), i);
+                uuids.check(self, i, "uuid", uuid.to_ascii_lowercase(), |_, at| {
+                    format!("duplicate network policy uuid {uuid} ({at})")
+                })?;
             }
-            let mut vns = HashSet::new();
+            let mut vns = Unique::items();
             for (k, vn) in p.vns.iter().enumerate() {
                 if let Some(why) = vn_name_problem(vn) {
                     return err("vns", format!("entry {k}: {why}"));
                 }
-                if !vns.insert(vn.as_str()) {
+                if vns.repeated(vn.as_str()) {
                     return err("vns", format!("VN {vn:?} is listed twice"));
                 }
             }
@@ -178,12 +174,12 @@ impl Checker<'_> {
                         ),
                     );
                 }
-                let mut seen = HashSet::new();
+                let mut seen = Unique::items();
                 for name in &r.mirror_to {
                     if !self.analyzers.contains_key(name.as_str()) {
                         return err("mirror_to", format!("analyzer {name:?} is not defined"));
                     }
-                    if !seen.insert(name.as_str()) {
+                    if seen.repeated(name.as_str()) {
                         return err("mirror_to", format!("analyzer {name:?} is listed twice"));
                     }
                 }

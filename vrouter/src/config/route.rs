@@ -1,9 +1,8 @@
 //! `[[route]]`: IPv4 and IPv6 routes in VRFs.
 
-use super::check::{canonical, Checker, ConfigError};
+use super::check::{canonical, Checker, ConfigError, Unique};
 use super::value::Prefix;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// An IPv4 or IPv6 route in a VRF.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -17,7 +16,7 @@ pub struct RouteConfig {
 
 impl Checker<'_> {
     pub(super) fn routes(&self) -> Result<(), ConfigError> {
-        let mut seen: HashMap<(u32, Prefix), usize> = HashMap::new();
+        let mut seen = Unique::entries("route", &self.cfg.routes);
         for (i, e) in self.cfg.routes.iter().enumerate() {
             let r = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("route", i, e, key, msg));
@@ -31,11 +30,9 @@ impl Checker<'_> {
             if !self.nexthops.contains_key(&r.nexthop) {
                 return err("nexthop", format!("nexthop {} is not defined", r.nexthop));
             }
-            if let Some(&first) = seen.get(&(r.vrf, r.prefix)) {
-                let at = self.first_at(&self.cfg.routes[first]);
-                return err("prefix", format!("duplicate route {} in vrf {} ({at})", r.prefix, r.vrf));
-            }
-            seen.insert((r.vrf, r.prefix), i);
+            seen.check(self, i, "prefix", (r.vrf, r.prefix), |_, at| {
+                format!("duplicate route {} in vrf {} ({at})", r.prefix, r.vrf)
+            })?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! `[[security_group]]`: security groups (allow-lists of rules) applied to VM vifs.
 
-use super::check::{is_uuid, not_a_uuid, ports_problem, prefix_problem, protocol_family_problem, Checker, ConfigError};
+use super::check::{
+    is_uuid, not_a_uuid, ports_problem, prefix_problem, protocol_family_problem, Checker, ConfigError, Unique,
+};
 use super::value::{PortRange, Protocol, SgRemote};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -73,27 +75,23 @@ pub struct SgRuleConfig {
 impl Checker<'_> {
     pub(super) fn security_groups(&self, rule_uuids: &mut HashMap<String, (String, usize)>) -> Result<(), ConfigError> {
         let list = &self.cfg.security_groups;
-        let mut uuids: HashMap<String, usize> = HashMap::new();
+        let (mut names, mut uuids) = (Unique::entries("security_group", list), Unique::entries("security_group", list));
         for (i, e) in list.iter().enumerate() {
             let g = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("security_group", i, e, key, msg));
             if g.name.trim().is_empty() {
                 return err("name", "must not be empty".into());
             }
-            let first = self.sgs[g.name.as_str()];
-            if first != i {
-                let at = self.first_at(&list[first]);
-                return err("name", format!("duplicate security group name {:?} ({at})", g.name));
-            }
+            names.check(self, i, "name", g.name.as_str(), |_, at| {
+                format!("duplicate security group name {:?} ({at})", g.name)
+            })?;
             if let Some(uuid) = &g.uuid {
                 if !is_uuid(uuid) {
                     return err("uuid", not_a_uuid(uuid));
                 }
-                if let Some(&first) = uuids.get(&uuid.to_ascii_lowercase()) {
-                    let at = self.first_at(&list[first]);
-                    return err("uuid", format!("duplicate security group uuid {uuid} ({at})"));
-                }
-                uuids.insert(uuid.to_ascii_lowercase(), i);
+                uuids.check(self, i, "uuid", uuid.to_ascii_lowercase(), |_, at| {
+                    format!("duplicate security group uuid {uuid} ({at})")
+                })?;
             }
             let rules = format!("security_group[{i}].rule");
             for (j, re) in g.rules.iter().enumerate() {

@@ -1,9 +1,8 @@
 //! `[[tenant]]`: tenants (projects) and the tokens that let them manage trace requests on
 //! their own VNs.
 
-use super::check::{Checker, ConfigError};
+use super::check::{Checker, ConfigError, Unique};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// A tenant (project) for trace requests:
 ///
@@ -31,27 +30,22 @@ impl Checker<'_> {
         }
         let vns: std::collections::HashSet<&str> =
             self.cfg.vifs.iter().filter_map(|v| v.get_ref().vn_name.as_deref()).collect();
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut tokens: HashMap<&str, usize> = HashMap::new();
+        let (mut names, mut tokens) = (Unique::entries("tenant", list), Unique::entries("tenant", list));
         for (i, e) in list.iter().enumerate() {
             let t: &TenantConfig = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("tenant", i, e, key, msg));
             if t.name.trim().is_empty() {
                 return err("name", "must not be empty".into());
             }
-            if let Some(&first) = names.get(t.name.as_str()) {
-                let at = self.first_at(&list[first]);
-                return err("name", format!("duplicate tenant name {:?} ({at})", t.name));
-            }
-            names.insert(&t.name, i);
+            names.check(self, i, "name", t.name.as_str(), |_, at| {
+                format!("duplicate tenant name {:?} ({at})", t.name)
+            })?;
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return err("token", "must be at least 16 characters, without spaces".into());
             }
-            if let Some(&first) = tokens.get(t.token.as_str()) {
-                let at = self.first_at(&list[first]);
-                return err("token", format!("the same token as another tenant ({at})"));
-            }
-            tokens.insert(&t.token, i);
+            tokens.check(self, i, "token", t.token.as_str(), |_, at| {
+                format!("the same token as another tenant ({at})")
+            })?;
             if t.vns.is_empty() {
                 return err("vns", "must name at least one virtual network".into());
             }

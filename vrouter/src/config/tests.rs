@@ -1,7 +1,7 @@
 //! End-to-end configuration tests: text in, the accepted configuration or the exact error
 //! (field, line and message) out.
 
-use super::check::{canonical, is_uuid};
+use super::check::{canonical, is_uuid, Unique};
 use super::*;
 use crate::config::parse;
 
@@ -1437,4 +1437,18 @@ fn key_lines_from_spans() {
 fn text_helpers() {
     assert!(is_uuid("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"));
     assert!(!is_uuid("6f1c2a3b4d5e4f608a1b2c3d4e5f6a7b"));
+}
+
+#[test]
+fn unique_keeps_the_first() {
+    let mut items = Unique::items();
+    assert!(!items.repeated(3));
+    assert!(!items.repeated(4));
+    assert!(items.repeated(3));
+    assert!(items.repeated(4));
+    let mut keys: Unique<'_, &str> = Unique::items();
+    assert_eq!(keys.first("a", 5), None);
+    assert_eq!(keys.first("b", 6), None);
+    assert_eq!(keys.first("a", 7), Some(5));
+    assert_eq!(keys.first("a", 9), Some(5));
 }

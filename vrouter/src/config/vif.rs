@@ -1,9 +1,8 @@
 //! `[[vif]]`: vRouter interfaces, with their source (anti-spoofing) check settings.
 
-use super::check::{is_uuid, prefix_problem, unicast_mac_problem, Checker, ConfigError, MAX_VN_NAME};
+use super::check::{is_uuid, prefix_problem, unicast_mac_problem, Checker, ConfigError, Unique, MAX_VN_NAME};
 use super::value::{Mac, Prefix};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use toml::Spanned;
 
@@ -118,39 +117,31 @@ impl Checker<'_> {
         if self.cfg.vifs.is_empty() {
             return Err(self.invalid(None, "vif".into(), "at least one [[vif]] is needed".into()));
         }
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut devices: HashMap<&str, usize> = HashMap::new();
-        let mut host: Option<usize> = None;
-        for (i, e) in self.cfg.vifs.iter().enumerate() {
+        let list = &self.cfg.vifs;
+        let (mut ids, mut names) = (Unique::entries("vif", list), Unique::entries("vif", list));
+        let (mut devices, mut host) = (Unique::entries("vif", list), Unique::entries("vif", list));
+        for (i, e) in list.iter().enumerate() {
             let vif = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("vif", i, e, key, msg));
             if u32::from(vif.id) >= MAX_VIFS {
                 return err("id", format!("vif id {} is not below {MAX_VIFS}", vif.id));
             }
-            let first = self.vifs[&vif.id];
-            if first != i {
-                let at = self.first_at(&self.cfg.vifs[first]);
-                return err("id", format!("duplicate vif id {} ({at})", vif.id));
-            }
+            ids.check(self, i, "id", vif.id, |_, at| format!("duplicate vif id {} ({at})", vif.id))?;
             if vif.name.is_empty() {
                 return err("name", "must not be empty".into());
             }
             if vif.name.len() > MAX_VIF_NAME {
                 return err("name", format!("{:?} is longer than {MAX_VIF_NAME} bytes", vif.name));
             }
-            if let Some(&first) = names.get(vif.name.as_str()) {
-                let at = self.first_at(&self.cfg.vifs[first]);
-                return err("name", format!("duplicate vif name {:?} ({at})", vif.name));
-            }
-            names.insert(&vif.name, i);
+            names.check(self, i, "name", vif.name.as_str(), |_, at| {
+                format!("duplicate vif name {:?} ({at})", vif.name)
+            })?;
             if vif.device.trim().is_empty() {
                 return err("device", "must not be empty".into());
             }
-            if let Some(&first) = devices.get(vif.device.as_str()) {
-                let at = self.first_at(&self.cfg.vifs[first]);
-                return err("device", format!("device {:?} is already bound to vif[{first}] ({at})", vif.device));
-            }
-            devices.insert(&vif.device, i);
+            devices.check(self, i, "device", vif.device.as_str(), |first, at| {
+                format!("device {:?} is already bound to vif[{first}] ({at})", vif.device)
+            })?;
             if let Some(why) = unicast_mac_problem(vif.mac) {
                 return err("mac", format!("{} is {why}", vif.mac));
             }
@@ -166,11 +157,9 @@ impl Checker<'_> {
                 }
             }
             if vif.kind == VifType::Host {
-                if let Some(first) = host {
-                    let at = self.first_at(&self.cfg.vifs[first]);
-                    return err("type", format!("only one host vif is allowed; vif[{first}] is one ({at})"));
-                }
-                host = Some(i);
+                host.check(self, i, "type", (), |first, at| {
+                    format!("only one host vif is allowed; vif[{first}] is one ({at})")
+                })?;
             }
             for (key, uuid) in [("vm_uuid", &vif.vm_uuid), ("vmi_uuid", &vif.vmi_uuid)] {
                 if let Some(uuid) = uuid {
@@ -194,12 +183,12 @@ impl Checker<'_> {
                     ),
                 );
             }
-            let mut seen = HashSet::new();
+            let mut seen = Unique::items();
             for sg in &vif.security_groups {
                 if !self.sgs.contains_key(sg.as_str()) {
                     return err("security_groups", format!("security group {sg:?} is not defined"));
                 }
-                if !seen.insert(sg.as_str()) {
+                if seen.repeated(sg.as_str()) {
                     return err("security_groups", format!("security group {sg:?} is listed twice"));
                 }
             }

@@ -1,8 +1,7 @@
 //! `[[vrf]]`: VRFs (routing instances).
 
-use super::check::{unicast_v4_problem, Checker, ConfigError, VNI_MAX};
+use super::check::{unicast_v4_problem, Checker, ConfigError, Unique, VNI_MAX};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Highest VRF id (exclusive).
@@ -34,27 +33,22 @@ pub const DEFAULT_GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0
 
 impl Checker<'_> {
     pub(super) fn vrfs(&self) -> Result<(), ConfigError> {
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut vnis: HashMap<u32, usize> = HashMap::new();
-        for (i, e) in self.cfg.vrfs.iter().enumerate() {
+        let list = &self.cfg.vrfs;
+        let (mut ids, mut names, mut vnis) =
+            (Unique::entries("vrf", list), Unique::entries("vrf", list), Unique::entries("vrf", list));
+        for (i, e) in list.iter().enumerate() {
             let vrf = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("vrf", i, e, key, msg));
             if vrf.id >= MAX_VRFS {
                 return err("id", format!("VRF id {} is not below {MAX_VRFS}", vrf.id));
             }
-            let first = self.vrfs[&vrf.id];
-            if first != i {
-                let at = self.first_at(&self.cfg.vrfs[first]);
-                return err("id", format!("duplicate VRF id {} ({at})", vrf.id));
-            }
+            ids.check(self, i, "id", vrf.id, |_, at| format!("duplicate VRF id {} ({at})", vrf.id))?;
             if vrf.name.is_empty() {
                 return err("name", "must not be empty".into());
             }
-            if let Some(&first) = names.get(vrf.name.as_str()) {
-                let at = self.first_at(&self.cfg.vrfs[first]);
-                return err("name", format!("duplicate VRF name {:?} ({at})", vrf.name));
-            }
-            names.insert(&vrf.name, i);
+            names.check(self, i, "name", vrf.name.as_str(), |_, at| {
+                format!("duplicate VRF name {:?} ({at})", vrf.name)
+            })?;
             if let Some(gw) = vrf.gateway_ip {
                 if let Some(why) = unicast_v4_problem(gw) {
                     return err("gateway_ip", format!("{gw} is {why}"));
@@ -70,11 +64,9 @@ impl Checker<'_> {
                 if !(1..=VNI_MAX).contains(&vni) {
                     return err("vxlan_vni", format!("VNI {vni} is out of range 1..={VNI_MAX}"));
                 }
-                if let Some(&first) = vnis.get(&vni) {
-                    let at = self.first_at(&self.cfg.vrfs[first]);
-                    return err("vxlan_vni", format!("VNI {vni} is already used by vrf[{first}] ({at})"));
-                }
-                vnis.insert(vni, i);
+                vnis.check(self, i, "vxlan_vni", vni, |first, at| {
+                    format!("VNI {vni} is already used by vrf[{first}] ({at})")
+                })?;
             }
         }
         Ok(())
