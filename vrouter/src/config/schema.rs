@@ -2,9 +2,9 @@
 //!
 //! Every table rejects unknown fields, so a typo is an error that names the field and line
 //! instead of a silently ignored setting. Each table's type lives in its own module next to
-//! its validation ([`super::vif`], [`super::nexthop`], ...); this module holds the whole
-//! file, [`Config`], and re-exports them all. Cross-references (a route's nexthop, a vif's
-//! VRF) are checked in [`fn@super::validate`].
+//! its validation (`vif`, `nexthop`, ...); this module holds the whole file, [`Config`],
+//! and re-exports them all. Cross-references (a route's nexthop, a vif's VRF) are checked
+//! in [`fn@super::validate`].
 
 pub use super::analyzer::{assign_mirror_indices, AnalyzerConfig, MirrorNhMode};
 pub use super::bridge::BridgeConfig;
