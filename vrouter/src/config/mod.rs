@@ -3,14 +3,39 @@
 //! [`load`] parses the file (serde errors already carry the field and line), then
 //! [`validate()`] checks cross-references and values and reports the offending field with
 //! its line. Nothing is started from a configuration that failed either step.
+//!
+//! Each table has a module holding its serde type(s) and their checks: `eal`, `vrouter`,
+//! `vif`, `vrf`, `nexthop`, `route`, `bridge`, `label`, `flow`, `analyzer`, `policy`
+//! (`[[network_policy]]`), `security_group`, `tenant` and [`export`]; `value` has the
+//! string-typed values (MACs, prefixes, protocols, port ranges). [`schema`] re-exports them
+//! all next to the whole file, [`Config`]; `check` is the driver and the shared helpers
+//! of [`validate()`]; `locate` finds line numbers from `toml_edit` spans.
 
+mod analyzer;
+mod bridge;
+mod check;
+mod eal;
 pub mod export;
+mod flow;
+mod label;
+mod locate;
+mod nexthop;
+mod policy;
+mod route;
 pub mod schema;
-pub mod validate;
+mod security_group;
+mod tenant;
+mod value;
+mod vif;
+mod vrf;
+mod vrouter;
 
+#[cfg(test)]
+mod tests;
+
+pub use check::{validate, ConfigError};
 pub use export::ExportConfig;
 pub use schema::*;
-pub use validate::{validate, ConfigError};
 
 use std::path::Path;
 

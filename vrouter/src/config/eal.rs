@@ -1,0 +1,110 @@
+//! `[eal]`: DPDK EAL settings.
+
+use super::check::{Checker, ConfigError, Unique};
+use serde::{Deserialize, Serialize};
+
+/// Highest CPU id (exclusive) accepted in `[eal]`.
+const MAX_CORES: u32 = 1024;
+
+/// DPDK EAL settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConfig {
+    /// CPU that runs the main (control) thread.
+    #[serde(default)]
+    pub main_core: u32,
+    /// CPUs that run forwarding lcores, one pinned lcore each. Must not contain `main_core`.
+    pub forwarding_cores: Vec<u32>,
+    /// Memory for DPDK in MiB (`-m`).
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    /// Run without hugepages (`--no-huge`).
+    #[serde(default = "default_true")]
+    pub no_huge: bool,
+    /// `--file-prefix`: one primary process per prefix. Defaults to `vrouter`.
+    #[serde(default)]
+    pub file_prefix: Option<String>,
+    /// Virtual devices (`--vdev`), e.g. `net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap`.
+    #[serde(default)]
+    pub vdevs: Vec<String>,
+    /// PCI devices to use (`-a`). When empty, `--no-pci` is passed.
+    #[serde(default)]
+    pub pci: Vec<String>,
+    /// Further EAL arguments, passed as given.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Mbufs in the packet pool (per socket).
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// RX and TX descriptors per queue.
+    #[serde(default = "default_ring")]
+    pub rx_desc: u16,
+    #[serde(default = "default_ring")]
+    pub tx_desc: u16,
+}
+
+impl Checker<'_> {
+    pub(super) fn eal(&self, eal: &EalConfig) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: String| Err(self.table("eal", key, msg));
+        if eal.main_core >= MAX_CORES {
+            return err("main_core", format!("core {} is not below {MAX_CORES}", eal.main_core));
+        }
+        if eal.forwarding_cores.is_empty() {
+            return err("forwarding_cores", "at least one forwarding core is needed".into());
+        }
+        let mut seen = Unique::items();
+        for &core in &eal.forwarding_cores {
+            if core >= MAX_CORES {
+                return err("forwarding_cores", format!("core {core} is not below {MAX_CORES}"));
+            }
+            if core == eal.main_core {
+                return err(
+                    "forwarding_cores",
+                    format!("core {core} is the main_core; forwarding cores must differ from it"),
+                );
+            }
+            if seen.repeated(core) {
+                return err("forwarding_cores", format!("core {core} is listed twice"));
+            }
+        }
+        if eal.memory_mb < 64 {
+            return err("memory_mb", format!("{} MiB is too little; at least 64", eal.memory_mb));
+        }
+        if eal.mbufs < 1024 {
+            return err("mbufs", format!("{} mbufs is too few; at least 1024", eal.mbufs));
+        }
+        for (key, n) in [("rx_desc", eal.rx_desc), ("tx_desc", eal.tx_desc)] {
+            if !n.is_power_of_two() || !(64..=16384).contains(&n) {
+                return err(key, format!("{n} must be a power of two from 64 to 16384"));
+            }
+        }
+        if let Some(prefix) = &eal.file_prefix {
+            if prefix.is_empty() {
+                return err("file_prefix", "must not be empty".into());
+            }
+            if let Some(c) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+                return err(
+                    "file_prefix",
+                    format!("{prefix:?} contains {c:?}; only letters, digits, '_' and '-' are allowed"),
+                );
+            }
+        }
+        if let Some(i) = eal.vdevs.iter().position(|v| v.trim().is_empty()) {
+            return err("vdevs", format!("entry {i} is empty"));
+        }
+        Ok(())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_memory_mb() -> u32 {
+    512
+}
+fn default_mbufs() -> u32 {
+    16383
+}
+fn default_ring() -> u16 {
+    1024
+}

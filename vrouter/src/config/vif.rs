@@ -1,0 +1,278 @@
+//! `[[vif]]`: vRouter interfaces, with their source (anti-spoofing) check settings.
+
+use super::check::{is_uuid, prefix_problem, unicast_mac_problem, Checker, ConfigError, Unique, MAX_VN_NAME};
+use super::value::{Mac, Prefix};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use toml::Spanned;
+
+/// Highest vif id (exclusive).
+const MAX_VIFS: u32 = 4096;
+/// Longest vif name (bytes).
+const MAX_VIF_NAME: usize = 31;
+/// Allowed address pairs of one VM vif (the source check scans them linearly).
+const MAX_ADDRESS_PAIRS: usize = 32;
+
+/// vif type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VifType {
+    /// Fabric (underlay) port; `physical` is accepted as an alias.
+    #[serde(alias = "physical")]
+    Fabric,
+    /// VM interface; `vm` is accepted as an alias.
+    #[serde(alias = "vm")]
+    Virtual,
+    /// The host (vhost0) interface: receives packets for the vRouter's own addresses.
+    Host,
+}
+
+/// One vRouter interface bound to a DPDK port.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VifConfig {
+    /// vif index (`vif0/<id>`), unique.
+    pub id: u16,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: VifType,
+    /// DPDK device name (e.g. `net_pcap0` or a PCI address) the vif is bound to.
+    pub device: String,
+    pub mac: Mac,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    pub vrf: u32,
+    /// RX queues to open (RSS spreads packets over them). Default 1.
+    #[serde(default = "default_queues")]
+    pub rx_queues: u16,
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    #[serde(default)]
+    pub vm_uuid: Option<String>,
+    #[serde(default)]
+    pub vmi_uuid: Option<String>,
+    #[serde(default)]
+    pub vn_name: Option<String>,
+    /// Answer ARP/ND for addresses routed in the VRF (VM vifs; default true there).
+    #[serde(default)]
+    pub proxy_arp: Option<bool>,
+    /// Security groups (by `[[security_group]]` name) applied to this VMI; none = no filtering.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Interface mirroring: the `[[analyzer]]` that receives copies of this vif's traffic
+    /// (needs `mirror_rx` and/or `mirror_tx`).
+    #[serde(default)]
+    pub mirror_to: Option<String>,
+    /// Mirror every packet the vif receives, as received (vif flag `Mr`).
+    #[serde(default)]
+    pub mirror_rx: bool,
+    /// Mirror every packet the vif transmits, as sent (vif flag `Mt`).
+    #[serde(default)]
+    pub mirror_tx: bool,
+    /// Source (anti-spoofing) checks on what the VM sends: source MAC (with `vm_mac`) and
+    /// source IP (the vif's `ip`/`ip6`, an allowed address pair, or a route in the VRF back
+    /// to this vif). Virtual vifs only; default true there. Setting it on another vif type
+    /// is an error.
+    #[serde(default)]
+    pub source_check: Option<bool>,
+    /// The VM's own MAC: when set (and `source_check` is on), frames from the VM must carry
+    /// it, or an allowed address pair's `mac`, as source MAC. Virtual vifs only.
+    #[serde(default)]
+    pub vm_mac: Option<Mac>,
+    /// Other source addresses the VM may use (OpenStack / TF allowed address pairs): a
+    /// prefix (a plain address is a /32 or /128) and optionally a MAC. Virtual vifs only.
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AddressPairConfig>,
+}
+
+/// One allowed address pair of a VM vif: `{ ip = "10.0.0.0/24", mac = "02:00:00:00:00:09" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPairConfig {
+    /// IPv4 or IPv6 prefix; a plain address means the host prefix (/32 or /128).
+    #[serde(deserialize_with = "host_or_prefix")]
+    pub ip: Prefix,
+    /// A source MAC the VM may also use (accepted by the source MAC check when `vm_mac` is set).
+    #[serde(default)]
+    pub mac: Option<Mac>,
+}
+
+/// A prefix written `addr/len`, or a plain address (the host prefix).
+fn host_or_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.contains('/') {
+        return s.parse().map_err(serde::de::Error::custom);
+    }
+    let addr: IpAddr = s
+        .trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("invalid address {s:?} (expected an IP address or prefix)")))?;
+    Ok(Prefix { addr, len: if addr.is_ipv4() { 32 } else { 128 } })
+}
+
+impl Checker<'_> {
+    pub(super) fn vifs(&self) -> Result<(), ConfigError> {
+        if self.cfg.vifs.is_empty() {
+            return Err(self.invalid(None, "vif".into(), "at least one [[vif]] is needed".into()));
+        }
+        let list = &self.cfg.vifs;
+        let (mut ids, mut names) = (Unique::entries("vif", list), Unique::entries("vif", list));
+        let (mut devices, mut host) = (Unique::entries("vif", list), Unique::entries("vif", list));
+        for (i, e) in list.iter().enumerate() {
+            let vif = e.get_ref();
+            let err = |key: &str, msg: String| Err(self.entry("vif", i, e, key, msg));
+            if u32::from(vif.id) >= MAX_VIFS {
+                return err("id", format!("vif id {} is not below {MAX_VIFS}", vif.id));
+            }
+            ids.check(self, i, "id", vif.id, |_, at| format!("duplicate vif id {} ({at})", vif.id))?;
+            if vif.name.is_empty() {
+                return err("name", "must not be empty".into());
+            }
+            if vif.name.len() > MAX_VIF_NAME {
+                return err("name", format!("{:?} is longer than {MAX_VIF_NAME} bytes", vif.name));
+            }
+            names.check(self, i, "name", vif.name.as_str(), |_, at| {
+                format!("duplicate vif name {:?} ({at})", vif.name)
+            })?;
+            if vif.device.trim().is_empty() {
+                return err("device", "must not be empty".into());
+            }
+            devices.check(self, i, "device", vif.device.as_str(), |first, at| {
+                format!("device {:?} is already bound to vif[{first}] ({at})", vif.device)
+            })?;
+            if let Some(why) = unicast_mac_problem(vif.mac) {
+                return err("mac", format!("{} is {why}", vif.mac));
+            }
+            if !self.vrfs.contains_key(&vif.vrf) {
+                return err("vrf", format!("vrf {} is not defined", vif.vrf));
+            }
+            if !(1..=16).contains(&vif.rx_queues) {
+                return err("rx_queues", format!("{} is out of range 1..=16", vif.rx_queues));
+            }
+            if let Some(mtu) = vif.mtu {
+                if !(68..=9000).contains(&mtu) {
+                    return err("mtu", format!("{mtu} is out of range 68..=9000"));
+                }
+            }
+            if vif.kind == VifType::Host {
+                host.check(self, i, "type", (), |first, at| {
+                    format!("only one host vif is allowed; vif[{first}] is one ({at})")
+                })?;
+            }
+            for (key, uuid) in [("vm_uuid", &vif.vm_uuid), ("vmi_uuid", &vif.vmi_uuid)] {
+                if let Some(uuid) = uuid {
+                    if !is_uuid(uuid) {
+                        return err(key, format!("{uuid:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"));
+                    }
+                }
+            }
+            if let Some(vn) = &vif.vn_name {
+                if vn.len() > MAX_VN_NAME {
+                    return err("vn_name", format!("{vn:?} is longer than {MAX_VN_NAME} bytes"));
+                }
+            }
+            if !vif.security_groups.is_empty() && vif.kind != VifType::Virtual {
+                return err(
+                    "security_groups",
+                    format!(
+                        "vif {} is of type {}; security groups apply to virtual (VM) vifs",
+                        vif.id,
+                        type_name(vif.kind)
+                    ),
+                );
+            }
+            let mut seen = Unique::items();
+            for sg in &vif.security_groups {
+                if !self.sgs.contains_key(sg.as_str()) {
+                    return err("security_groups", format!("security group {sg:?} is not defined"));
+                }
+                if seen.repeated(sg.as_str()) {
+                    return err("security_groups", format!("security group {sg:?} is listed twice"));
+                }
+            }
+            match (&vif.mirror_to, vif.mirror_rx || vif.mirror_tx) {
+                (Some(name), true) => {
+                    if !self.analyzers.contains_key(name.as_str()) {
+                        return err("mirror_to", format!("analyzer {name:?} is not defined"));
+                    }
+                }
+                (Some(_), false) => {
+                    return err("mirror_to", "set mirror_rx and/or mirror_tx to mirror this vif".into())
+                }
+                (None, true) => {
+                    let key = if vif.mirror_rx { "mirror_rx" } else { "mirror_tx" };
+                    return err(key, "needs mirror_to (the analyzer that receives the copies)".into());
+                }
+                (None, false) => {}
+            }
+            self.vif_source_check(i, e)?;
+        }
+        Ok(())
+    }
+
+    /// `source_check`, `vm_mac` and `allowed_address_pairs`: VM vifs only; unicast MACs;
+    /// pair prefixes without host bits, at most [`MAX_ADDRESS_PAIRS`].
+    pub(super) fn vif_source_check(&self, i: usize, e: &Spanned<VifConfig>) -> Result<(), ConfigError> {
+        let vif = e.get_ref();
+        let err = |key: &str, msg: String| Err(self.entry("vif", i, e, key, msg));
+        if vif.kind != VifType::Virtual {
+            let set = [
+                ("source_check", vif.source_check.is_some()),
+                ("vm_mac", vif.vm_mac.is_some()),
+                ("allowed_address_pairs", !vif.allowed_address_pairs.is_empty()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return err(
+                    key,
+                    format!(
+                        "vif {} is of type {}; source checks apply to virtual (VM) vifs",
+                        vif.id,
+                        type_name(vif.kind)
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        if let Some(m) = vif.vm_mac {
+            if let Some(why) = unicast_mac_problem(m) {
+                return err("vm_mac", format!("{m} is {why}"));
+            }
+        }
+        let pairs = &vif.allowed_address_pairs;
+        if pairs.len() > MAX_ADDRESS_PAIRS {
+            return err(
+                "allowed_address_pairs",
+                format!("{} pairs; at most {MAX_ADDRESS_PAIRS} are allowed", pairs.len()),
+            );
+        }
+        let line = self.key_line(&format!("vif[{i}]"), e, "allowed_address_pairs");
+        let pair_err = |j: usize, key: &str, msg: String| {
+            Err(self.invalid(Some(line), format!("vif[{i}].allowed_address_pairs[{j}].{key}"), msg))
+        };
+        for (j, p) in pairs.iter().enumerate() {
+            if let Some(why) = prefix_problem(p.ip) {
+                return pair_err(j, "ip", why);
+            }
+            if let Some(m) = p.mac {
+                if let Some(why) = unicast_mac_problem(m) {
+                    return pair_err(j, "mac", format!("{m} is {why}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn type_name(t: VifType) -> &'static str {
+    match t {
+        VifType::Fabric => "fabric",
+        VifType::Virtual => "virtual",
+        VifType::Host => "host",
+    }
+}
+
+fn default_queues() -> u16 {
+    1
+}
