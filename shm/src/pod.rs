@@ -52,6 +52,7 @@ impl<'a> Bytes<'a> {
     /// # Safety
     /// `base` must point to `len` bytes of mapped memory that stay mapped, and are not
     /// truncated away, for `'a`; no `&mut` to them may exist during `'a`.
+    #[inline(always)]
     pub unsafe fn new(base: *const u8, len: usize) -> Bytes<'a> {
         Bytes { base, len, _life: PhantomData }
     }
@@ -61,10 +62,12 @@ impl<'a> Bytes<'a> {
         Bytes { base: bytes.as_ptr(), len: bytes.len(), _life: PhantomData }
     }
 
+    #[inline(always)]
     pub fn as_ptr(&self) -> *const u8 {
         self.base
     }
 
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.len
     }
