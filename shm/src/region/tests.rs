@@ -96,7 +96,7 @@ fn open_checks_in_order_and_names_kind_and_path() {
     let path = d.path().join("region");
     let shown = path.display().to_string();
     let err = |r: Result<(Mapped, u32), RegionError>| {
-        let e = r.err().expect("must fail");
+        let e = r.expect_err("must fail");
         let s = e.to_string();
         assert!(s.contains("test region") && s.contains(&shown), "{s}");
         assert_eq!((e.kind(), e.path()), ("test region", Some(path.as_path())));
