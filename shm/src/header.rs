@@ -27,12 +27,14 @@ pub struct RegionHeader {
     pub generation: AtomicU64,
     /// The process that created the file.
     pub owner_pid: AtomicU32,
+    /// Zero (explicit padding).
     pub _pad0: AtomicU32,
     /// Start time of the owner (`/proc/<pid>/stat` field 22, clock ticks since boot): with
     /// `owner_pid`, tells a live owner from a reused pid.
     pub owner_start_ticks: AtomicU64,
     /// Unix time of creation, nanoseconds.
     pub created_unix_ns: AtomicU64,
+    /// Zero (room for a later field).
     pub _reserved: AtomicU64,
 }
 

@@ -19,6 +19,8 @@
 //! - [`RegionError`] is the one error type of all of it; every message names the region
 //!   kind and the path.
 
+#![warn(missing_docs)]
+
 mod error;
 mod header;
 pub mod pod;

@@ -62,16 +62,19 @@ impl<'a> Bytes<'a> {
         Bytes { base: bytes.as_ptr(), len: bytes.len(), _life: PhantomData }
     }
 
+    /// Start of the bytes.
     #[inline(always)]
     pub fn as_ptr(&self) -> *const u8 {
         self.base
     }
 
+    /// Number of bytes.
     #[inline(always)]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -20,7 +20,9 @@ use crate::process::{process_start_ticks, unix_time_ns};
 pub struct RegionSpec {
     /// Names the region in errors ("stats region", "flow table", ...).
     pub kind: &'static str,
+    /// The first 8 bytes of a complete file of this region.
     pub magic: u64,
+    /// The region's layout version (bumped on any change of its shared structs).
     pub layout_version: u32,
     /// Size of the region's whole header, the [`RegionHeader`] prefix included.
     pub header_size: usize,
@@ -51,6 +53,7 @@ impl OpenOptions {
         self
     }
 
+    /// Whether a region whose owner is gone opens.
     pub fn allows_stale(&self) -> bool {
         self.allow_stale
     }
@@ -81,8 +84,11 @@ impl CreateOptions {
 /// [`open`] turns it into [`RegionError::LayoutMismatch`] with the kind and path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mismatch {
+    /// The header field.
     pub field: &'static str,
+    /// The value in the file.
     pub found: u64,
+    /// The value this build expects.
     pub expected: u64,
 }
 
@@ -154,14 +160,17 @@ impl Mapped {
         self.bytes().len()
     }
 
+    /// Whether the mapping is empty (never, for a region).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The region file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The region kind ([`RegionSpec::kind`]).
     pub fn kind(&self) -> &'static str {
         self.kind
     }
@@ -203,10 +212,12 @@ impl InitMap<'_> {
         pod::get_mut(self.0, offset)
     }
 
+    /// Length of the mapping.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether the mapping is empty (never: it holds at least the header).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -1,4 +1,5 @@
 use std::io::{Seek, SeekFrom, Write};
+use std::mem::size_of;
 use std::sync::atomic::AtomicU32;
 
 use super::*;
@@ -19,7 +20,7 @@ struct TestHeader {
     slots: AtomicU32,
     _pad: [u32; 15],
 }
-const _: () = assert!(std::mem::size_of::<TestHeader>() == 128);
+const _: () = assert!(size_of::<TestHeader>() == 128);
 // SAFETY: repr(C), integers and atomics only, no implicit padding (size asserted).
 unsafe impl Pod for TestHeader {}
 
