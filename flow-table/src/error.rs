@@ -1,6 +1,8 @@
 //! [`FlowTableError`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use shm::RegionError;
 
 use crate::defs::Gen;
 
@@ -35,32 +37,21 @@ pub enum FlowTableError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// The file does not start with the flow-table magic (not a flow table, or a creator
-    /// that has not finished writing it).
-    #[error("{path}: bad magic {found:#018x} (expected {expected:#018x}): not a complete flow table")]
-    BadMagic { path: PathBuf, found: u64, expected: u64 },
-
-    #[error("{path}: layout version {found}, this build reads version {expected}")]
-    VersionMismatch { path: PathBuf, found: u32, expected: u32 },
-
-    /// A size or offset in the header disagrees with this build's layout.
-    #[error("{path}: header field {field} is {found}, this build expects {expected}")]
-    LayoutMismatch { path: PathBuf, field: &'static str, found: u64, expected: u64 },
-
-    #[error("{path}: file is {found} bytes, its header needs {needed}")]
-    TooShort { path: PathBuf, found: u64, needed: u64 },
+    /// Creating, opening or checking the table file (missing, unreadable, short, bad
+    /// magic, other layout version, a header field that disagrees with this build, a
+    /// creator that is gone, a failed system call): the shared region error, which names
+    /// the region ("flow table") and the path.
+    #[error(transparent)]
+    Region(#[from] RegionError),
 }
 
 impl FlowTableError {
-    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> FlowTableError {
-        FlowTableError::Io { op, path: path.to_path_buf(), source }
+    pub(crate) fn io(context: &'static str, path: &Path, source: std::io::Error) -> FlowTableError {
+        FlowTableError::Region(RegionError::Io {
+            kind: crate::layout::SPEC.kind,
+            context,
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

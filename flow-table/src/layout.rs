@@ -9,6 +9,8 @@
 use std::mem::{align_of, offset_of, size_of};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use shm::{Bytes, Pod, RegionHeader, RegionSpec};
+
 use crate::defs::{Action, Gen, NO_INDEX};
 use crate::key::{FlowKey, KEY_WORDS};
 
@@ -17,8 +19,8 @@ const PAGE: usize = 4096;
 
 /// `magic` of a complete flow-table file ("vRFlowT1" in memory order); written last.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"vRFlowT1");
-/// Bumped whenever any shared struct changes.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Bumped whenever any shared struct changes (3: the common [`RegionHeader`] prefix).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Main-table slots per bucket; one bucket's slot words fill half a cache line.
 pub const BUCKET_WIDTH: usize = 8;
 /// Upper bound on `max_lcores` (tf's `VR_FLOW_MAX_CPUS`).
@@ -26,6 +28,15 @@ pub const MAX_LCORES: u32 = 128;
 /// Upper bound on main + overflow entries (keeps every index below [`NO_INDEX`] and the
 /// file below 256 GiB).
 pub const MAX_ENTRIES: u32 = 1 << 30;
+
+/// What identifies a flow-table file of this build (see [`shm::open`]).
+pub(crate) const SPEC: RegionSpec = RegionSpec {
+    kind: "flow table",
+    magic: MAGIC,
+    layout_version: LAYOUT_VERSION,
+    header_size: HEADER_SIZE,
+    denied_hint: shm::WORLD_READABLE_HINT,
+};
 
 const fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
@@ -102,14 +113,16 @@ pub(crate) fn make_mirror_word(mirror: u8, sec_mirror: u8, sport: u16) -> u32 {
 
 // ---------------------------------------------------------------------------------------
 
-/// The file header (512 bytes). Lines 0-1 are written once by the creator, `magic` last;
-/// line 2 holds the grace-period token (read by every lcore every burst, written by
-/// reclaim only); line 3 the overflow allocator (written by inserts that overflow).
+/// The file header (512 bytes). Line 0 is the common [`RegionHeader`] prefix (magic,
+/// version, sizes, generation, owner pid and start time, creation time) and line 1 this
+/// table's sizes and offsets, both written once by the creator, `magic` last; line 2 holds
+/// the grace-period token (read by every lcore every burst, written by reclaim only); line 3
+/// the overflow allocator (written by inserts that overflow); line 4 the rest of the static
+/// fields.
 #[repr(C, align(64))]
 pub(crate) struct Header {
-    pub magic: AtomicU64,
-    pub layout_version: AtomicU32,
-    pub header_size: AtomicU32,
+    pub region: RegionHeader,
+    // line 1
     pub entry_size: AtomicU32,
     pub mirror_stats_size: AtomicU32,
     pub bucket_size: AtomicU32,
@@ -118,23 +131,10 @@ pub(crate) struct Header {
     pub overflow_entries: AtomicU32,
     pub n_buckets: AtomicU32,
     pub max_lcores: AtomicU32,
-    pub lcore_block_size: AtomicU32,
-    pub creator_pid: AtomicU32,
-    /// Bumped on every (re)creation of the file at the same path.
-    pub generation: AtomicU64,
-    // line 1
     pub lcore_offset: AtomicU64,
     pub bucket_offset: AtomicU64,
     pub entry_offset: AtomicU64,
     pub mirror_offset: AtomicU64,
-    /// Bytes the layout needs (the file may be longer: rounded to the filesystem's page).
-    pub layout_size: AtomicU64,
-    /// Start time of the creating process (`/proc/<pid>/stat` field 22, clock ticks since
-    /// boot): with `creator_pid`, tells a live creator from a reused pid.
-    pub creator_start_ticks: AtomicU64,
-    /// Unix time of creation, nanoseconds.
-    pub created_unix_ns: AtomicU64,
-    pub _reserved1: AtomicU64,
     // line 2
     /// Grace-period token (starts at 1); see the crate docs, "Deletion and reuse".
     pub qs_token: AtomicU64,
@@ -146,36 +146,35 @@ pub(crate) struct Header {
     pub oflow_bump: AtomicU32,
     pub _pad3: [AtomicU32; 13],
     // lines 4-7
-    pub _reserved: [AtomicU64; 32],
+    pub lcore_block_size: AtomicU32,
+    pub _pad4: AtomicU32,
+    pub _reserved: [AtomicU64; 31],
 }
 
 pub(crate) const HEADER_SIZE: usize = 512;
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
-const _: () = assert!(offset_of!(Header, magic) == 0);
-const _: () = assert!(offset_of!(Header, layout_version) == 8);
-const _: () = assert!(offset_of!(Header, header_size) == 12);
-const _: () = assert!(offset_of!(Header, entry_size) == 16);
-const _: () = assert!(offset_of!(Header, mirror_stats_size) == 20);
-const _: () = assert!(offset_of!(Header, bucket_size) == 24);
-const _: () = assert!(offset_of!(Header, bucket_width) == 28);
-const _: () = assert!(offset_of!(Header, main_entries) == 32);
-const _: () = assert!(offset_of!(Header, overflow_entries) == 36);
-const _: () = assert!(offset_of!(Header, n_buckets) == 40);
-const _: () = assert!(offset_of!(Header, max_lcores) == 44);
-const _: () = assert!(offset_of!(Header, lcore_block_size) == 48);
-const _: () = assert!(offset_of!(Header, creator_pid) == 52);
-const _: () = assert!(offset_of!(Header, generation) == 56);
-const _: () = assert!(offset_of!(Header, lcore_offset) == 64);
-const _: () = assert!(offset_of!(Header, bucket_offset) == 72);
-const _: () = assert!(offset_of!(Header, entry_offset) == 80);
-const _: () = assert!(offset_of!(Header, mirror_offset) == 88);
-const _: () = assert!(offset_of!(Header, layout_size) == 96);
-const _: () = assert!(offset_of!(Header, creator_start_ticks) == 104);
-const _: () = assert!(offset_of!(Header, created_unix_ns) == 112);
+const _: () = assert!(offset_of!(Header, region) == 0);
+const _: () = assert!(offset_of!(Header, entry_size) == 64);
+const _: () = assert!(offset_of!(Header, mirror_stats_size) == 68);
+const _: () = assert!(offset_of!(Header, bucket_size) == 72);
+const _: () = assert!(offset_of!(Header, bucket_width) == 76);
+const _: () = assert!(offset_of!(Header, main_entries) == 80);
+const _: () = assert!(offset_of!(Header, overflow_entries) == 84);
+const _: () = assert!(offset_of!(Header, n_buckets) == 88);
+const _: () = assert!(offset_of!(Header, max_lcores) == 92);
+const _: () = assert!(offset_of!(Header, lcore_offset) == 96);
+const _: () = assert!(offset_of!(Header, bucket_offset) == 104);
+const _: () = assert!(offset_of!(Header, entry_offset) == 112);
+const _: () = assert!(offset_of!(Header, mirror_offset) == 120);
 const _: () = assert!(offset_of!(Header, qs_token) == 128);
 const _: () = assert!(offset_of!(Header, oflow_free) == 192);
 const _: () = assert!(offset_of!(Header, oflow_bump) == 200);
-const _: () = assert!(offset_of!(Header, _reserved) == 256);
+const _: () = assert!(offset_of!(Header, lcore_block_size) == 256);
+const _: () = assert!(offset_of!(Header, _reserved) == 264);
+
+// SAFETY: repr(C), atomics only (the prefix included), no implicit padding (size and
+// offsets asserted above), no pointers.
+unsafe impl Pod for Header {}
 
 /// Per-lcore block (128 bytes): the lcore's quiescent-state counter on its own line, then
 /// table statistics it counted. Blocks `0..max_lcores` belong to lcores (the thread that
@@ -209,6 +208,8 @@ const _: () = assert!(offset_of!(LcoreBlock, qs) == 0);
 const _: () = assert!(offset_of!(LcoreBlock, races_lost) == 8);
 const _: () = assert!(offset_of!(LcoreBlock, created) == 64);
 const _: () = assert!(offset_of!(LcoreBlock, oflow_delta) == 120);
+// SAFETY: repr(C), atomics only, no implicit padding (size asserted), no pointers.
+unsafe impl Pod for LcoreBlock {}
 
 /// One hash bucket (64 bytes): the slot words of its [`BUCKET_WIDTH`] main entries (state
 /// and 16-bit hash tag, so a lookup touches only the entries whose tag matches), the head
@@ -226,6 +227,9 @@ pub(crate) const BUCKET_SIZE: usize = 64;
 const _: () = assert!(size_of::<Bucket>() == BUCKET_SIZE);
 const _: () = assert!(offset_of!(Bucket, chain) == 4 * BUCKET_WIDTH);
 const _: () = assert!(offset_of!(Bucket, ticket) == 4 * BUCKET_WIDTH + 4);
+// SAFETY: repr(C), atomics only, no implicit padding (size asserted), no pointers (the
+// chain is an entry index).
+unsafe impl Pod for Bucket {}
 
 /// One flow entry (128 bytes, two cache lines, 128-aligned in the file).
 ///
@@ -287,6 +291,9 @@ const _: () = assert!(offset_of!(FlowEntry, hash) == 108);
 const _: () = assert!(offset_of!(FlowEntry, ticket) == 112);
 const _: () = assert!(offset_of!(FlowEntry, ostate) == 116);
 const _: () = assert!(offset_of!(FlowEntry, onext) == 120);
+// SAFETY: repr(C), atomics only, no implicit padding (every field's offset asserted, the
+// last one ending at 128), no pointers (links are entry indices).
+unsafe impl Pod for FlowEntry {}
 
 /// The decoded control word of an entry (one atomic load).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -445,6 +452,8 @@ const _: () = assert!(size_of::<MirrorStats>() == MIRROR_STATS_SIZE);
 const _: () = assert!(offset_of!(MirrorStats, sec_mirror_packets) == 24);
 const _: () = assert!(offset_of!(MirrorStats, shared_packets) == 32);
 const _: () = assert!(offset_of!(MirrorStats, shared_bytes) == 40);
+// SAFETY: repr(C), atomics only, no implicit padding (size asserted), no pointers.
+unsafe impl Pod for MirrorStats {}
 
 // ---------------------------------------------------------------------------------------
 
@@ -503,7 +512,9 @@ impl Layout {
 
 /// A checked view of a mapped table: base pointer + layout.
 ///
-/// All offset arithmetic happens here. Accessors hand out shared references to structs of
+/// All offset arithmetic happens here. The layout was validated against the mapping once
+/// (at creation, or by [`shm::open`] and the reader's header check), so the accessors index
+/// it without per-access bounds checks: the hot-path contract is [`Region::at`]'s. Accessors hand out shared references to structs of
 /// atomics only; nothing creates a `&[u8]` over the mapping. `Region` is `Copy` and does
 /// not borrow the mapping: its owner ([`crate::FlowTable`], [`crate::FlowTableReader`])
 /// keeps the mapping alive and only hands out references bounded by its own borrow.
@@ -529,11 +540,22 @@ impl Region {
         &self.layout
     }
 
+    /// The `T` at `offset`, unchecked.
+    ///
+    /// # Safety
+    /// `offset + size_of::<T>() <= layout.layout_size` and `offset` is a multiple of `T`'s
+    /// alignment (the page-aligned base keeps the address aligned then).
+    #[inline(always)]
+    unsafe fn at<T: Pod>(&self, offset: usize) -> &T {
+        // SAFETY: `new`'s contract keeps layout_size bytes at `base` mapped while the
+        // Region is used; the caller keeps the T inside them and aligned; T is Pod.
+        unsafe { Bytes::new(self.base, self.layout.layout_size).get_unchecked(offset) }
+    }
+
     #[inline(always)]
     pub fn header(&self) -> &Header {
-        // SAFETY: `new` guarantees at least layout_size >= HEADER_SIZE mapped bytes at a
-        // page-aligned base. Every bit pattern is a valid Header (atomics only).
-        unsafe { &*(self.base as *const Header) }
+        // SAFETY: layout_size >= HEADER_SIZE (Layout::new), offset 0.
+        unsafe { self.at(0) }
     }
 
     /// Lcore block `i` (`i <= max_lcores`; the last one is the shared "other threads" block).
@@ -541,8 +563,8 @@ impl Region {
     pub fn lcore(&self, i: usize) -> &LcoreBlock {
         assert!(i <= self.layout.max_lcores as usize);
         // SAFETY: i <= max_lcores, and Layout::new reserved (max_lcores + 1) blocks at
-        // lcore_offset (64-aligned) inside layout_size; atomics only.
-        unsafe { &*(self.base.add(self.layout.lcore_offset + i * LCORE_BLOCK_SIZE) as *const LcoreBlock) }
+        // lcore_offset (64-aligned) inside layout_size.
+        unsafe { self.at(self.layout.lcore_offset + i * LCORE_BLOCK_SIZE) }
     }
 
     /// The bucket a hash selects (multiply-shift range reduction: no division, uses the
@@ -557,8 +579,8 @@ impl Region {
         debug_assert!(b < self.layout.n_buckets);
         let b = b.min(self.layout.n_buckets - 1) as usize;
         // SAFETY: b < n_buckets (clamped), buckets lie at bucket_offset (page-aligned) in
-        // layout_size; atomics only.
-        unsafe { &*(self.base.add(self.layout.bucket_offset + b * BUCKET_SIZE) as *const Bucket) }
+        // layout_size.
+        unsafe { self.at(self.layout.bucket_offset + b * BUCKET_SIZE) }
     }
 
     #[inline(always)]
@@ -572,8 +594,8 @@ impl Region {
     pub fn entry(&self, idx: u32) -> &FlowEntry {
         debug_assert!(idx < self.layout.capacity());
         // SAFETY: callers pass idx < capacity (public entry points check it); entries
-        // lie at entry_offset (page-aligned) in layout_size; atomics only.
-        unsafe { &*(self.base.add(self.layout.entry_offset + idx as usize * ENTRY_SIZE) as *const FlowEntry) }
+        // lie at entry_offset (page-aligned) in layout_size.
+        unsafe { self.at(self.layout.entry_offset + idx as usize * ENTRY_SIZE) }
     }
 
     #[inline(always)]
@@ -584,8 +606,9 @@ impl Region {
     #[inline(always)]
     pub fn mirror(&self, idx: u32) -> &MirrorStats {
         debug_assert!(idx < self.layout.capacity());
-        // SAFETY: as for `entry`, in the mirror array at mirror_offset.
-        unsafe { &*(self.base.add(self.layout.mirror_offset + idx as usize * MIRROR_STATS_SIZE) as *const MirrorStats) }
+        // SAFETY: as for `entry`, in the mirror array at mirror_offset (page-aligned,
+        // 48-byte elements of 16-byte alignment).
+        unsafe { self.at(self.layout.mirror_offset + idx as usize * MIRROR_STATS_SIZE) }
     }
 
     /// The slot word of entry `idx`: in its bucket line for a main entry, in the entry for

@@ -68,7 +68,7 @@
 //!
 //! | offset | size | what |
 //! |---|---|---|
-//! | 0 | 512 | header: `magic` (written last), layout version, struct sizes, bucket width, main and overflow capacity, bucket count, `max_lcores`, offsets of every area, generation (bumped on every re-create at the same path), creator pid and process start time (`/proc/<pid>/stat` field 22, so a reused pid is detected), creation time; line 2: the grace-period token; line 3: the overflow allocator (free-list head with ABA count, bump index) |
+//! | 0 | 512 | header: line 0 the common region prefix ([`shm::RegionHeader`]: `magic` (written last), layout version, header and layout size, generation (bumped on every re-create at the same path), creator pid and process start time (`/proc/<pid>/stat` field 22, so a reused pid is detected), creation time); line 1: struct sizes, bucket width, main and overflow capacity, bucket count, `max_lcores`, offsets of every area; line 2: the grace-period token; line 3: the overflow allocator (free-list head with ABA count, bump index); line 4: the lcore block size |
 //! | 512 | 128 × (`max_lcores` + 1) | per-lcore blocks: quiescent counter (own line), statistics (created, added, deleted, changed, processed, hold / used / overflow gauges as deltas, lost insert races); the last block counts threads that are not lcores |
 //! | page | 64 × main/8 | buckets: 8 slot words (state + 16-bit hash tag) of the bucket's 8 main entries, overflow chain head, insert ticket counter |
 //! | page | 128 × (main + overflow) | entries ([`FlowEntry`]) |
@@ -86,10 +86,12 @@
 //! | 1 | 88 | reverse flow, RPF nexthop, mirror word (mirror, secondary mirror, underlay UDP source port), TCP state bits, owner lcore |
 //! | 1 | 104 | sequence (seqlock), hash, insert ticket, overflow slot state, overflow chain link |
 //!
-//! [`FlowTableReader::open`] checks magic, version, every size, the capacities, every
-//! offset and the file length before reading anything, each with a typed error
-//! ([`FlowTableError::BadMagic`], [`FlowTableError::VersionMismatch`],
-//! [`FlowTableError::LayoutMismatch`] naming the field, [`FlowTableError::TooShort`]).
+//! [`FlowTableReader::open`] opens through the common region path ([`shm::open`]): it
+//! checks magic, version, every size, the capacities, every offset and the file length
+//! before reading anything, each with a typed [`RegionError`] in
+//! [`FlowTableError::Region`] (`BadMagic`, `BadVersion`, `LayoutMismatch` naming the
+//! field, `ShortFile`; `NotRunning` for a missing file, and `StaleOwner` for a gone creator
+//! when opened with [`FlowTableReader::open_with`] and a strict [`OpenOptions`]).
 //! The vRouter re-creates the file (temporary name, magic last, rename) on every start;
 //! [`FlowTableReader::is_replaced`] tells a tool to reopen.
 //!
@@ -259,10 +261,11 @@ pub use error::FlowTableError;
 pub use hash::{flow_hash_v4, flow_hash_v6, tunnel_source_port};
 pub use key::{FlowKey, KEY_WORDS};
 pub use layout::{EntryState, FlowEntry, BUCKET_WIDTH, LAYOUT_VERSION, MAGIC, MAX_ENTRIES, MAX_LCORES};
-pub use path::{
-    file_name_for_run_dir, hugetlbfs_mounts, process_alive, process_start_ticks, HugetlbfsMount, FLOW_FILE_NAME,
-};
+pub use path::{file_name_for_run_dir, hugetlbfs_mounts, HugetlbfsMount, FLOW_FILE_NAME};
 pub use reader::FlowTableReader;
+/// The process identity helpers of the header's owner (the common ones of every region).
+pub use shm::{owner_alive as process_alive, process_start_ticks};
+pub use shm::{OpenOptions, RegionError};
 pub use snapshot::{FlowSnapshot, HeaderInfo, TableStats, SNAPSHOT_ATTEMPTS};
 pub use table::{FlowTable, FlowTableConfig, FlowUpdate, Lookup, ReclaimStats};
 

@@ -1,5 +1,5 @@
 //! Where the table file lives: a hugetlbfs mount with room when one exists, else the run
-//! directory. Also process identity helpers for the header.
+//! directory. (The process identity of the header's owner is `shm`'s.)
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -103,25 +103,6 @@ pub(crate) fn default_path_sized(run_dir: &Path, bytes: u64) -> PathBuf {
     run_dir.join(FLOW_FILE_NAME)
 }
 
-/// Start time of process `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22),
-/// 0 if unknown.
-pub fn process_start_ticks(pid: u32) -> u64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    // The command name (field 2) is in parentheses and may contain spaces: split after
-    // the last ')'. Field 3 is then the first token, so field 22 is token 19.
-    s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse().ok()).unwrap_or(0)
-}
-
-/// Whether process `pid` exists and started at `start_ticks` (so it is the same process,
-/// not a reuse of its pid).
-pub fn process_alive(pid: u32, start_ticks: u64) -> bool {
-    pid != 0 && process_start_ticks(pid) == start_ticks && start_ticks != 0
-}
-
-pub(crate) fn unix_time_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,15 +121,6 @@ mod tests {
         assert_eq!(file_name_for_run_dir(Path::new("/tmp/vrouter-demo")), "flow.tmp_vrouter-demo");
         assert_eq!(file_name_for_run_dir(Path::new("/var/run/vr 1/")), "flow.var_run_vr_1");
         assert_ne!(file_name_for_run_dir(Path::new("/tmp/a")), file_name_for_run_dir(Path::new("/tmp/b")));
-    }
-
-    #[test]
-    fn this_process_is_alive() {
-        let pid = std::process::id();
-        let t = process_start_ticks(pid);
-        assert!(t > 0);
-        assert!(process_alive(pid, t));
-        assert!(!process_alive(pid, t + 1));
     }
 
     #[test]

@@ -1,18 +1,16 @@
 //! [`FlowTableReader`]: a read-only mapping of a table, for the agent's tools and any other
 //! process. It never writes to the table and never waits for a writer.
 
-use std::fs::File;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{fence, Ordering::Acquire, Ordering::Relaxed};
 
-use memmap2::Mmap;
+use shm::{Mapped, Mismatch, OpenOptions};
 
 use crate::defs::NO_INDEX;
 use crate::error::FlowTableError;
 use crate::key::FlowKey;
 use crate::layout::*;
-use crate::path::{process_alive, FLOW_FILE_NAME};
+use crate::path::FLOW_FILE_NAME;
 use crate::snapshot::{self, ActiveIter, FlowSnapshot, HeaderInfo, TableStats};
 
 /// A read-only view of a flow table file, validated against this build's layout.
@@ -22,58 +20,49 @@ use crate::snapshot::{self, ActiveIter, FlowSnapshot, HeaderInfo, TableStats};
 pub struct FlowTableReader {
     region: Region,
     /// Keeps the mapping `region` points into alive.
-    _map: Mmap,
-    path: PathBuf,
+    map: Mapped,
     generation: u64,
     file_size: u64,
-    dev_ino: (u64, u64),
 }
 
-// SAFETY: `region` points into `_map`, owned by the reader, whose address does not change
+// SAFETY: `region` points into `map`, owned by the reader, whose address does not change
 // when the reader moves; every access through it is an atomic load.
 unsafe impl Send for FlowTableReader {}
 // SAFETY: as above, loads only.
 unsafe impl Sync for FlowTableReader {}
 
 impl FlowTableReader {
-    /// Maps the table at `path` read-only. Checks the magic (so a file still being built
-    /// is refused), layout version, every struct size, the capacities and offsets against
-    /// this build's layout, and that the file is long enough, before touching anything
-    /// else; each mismatch is a typed error naming the field.
+    /// Maps the table at `path` read-only, also when the vRouter that created it is gone
+    /// (the tools show its last flows with a warning, see
+    /// [`FlowTableReader::creator_alive`]): [`FlowTableReader::open_with`] with
+    /// [`OpenOptions::allow_stale`].
     pub fn open(path: &Path) -> Result<FlowTableReader, FlowTableError> {
-        let file = File::open(path).map_err(|e| FlowTableError::io("opening", path, e))?;
-        let meta = file.metadata().map_err(|e| FlowTableError::io("reading metadata of", path, e))?;
-        let len = meta.len();
-        if len < HEADER_SIZE as u64 {
-            return Err(FlowTableError::TooShort { path: path.to_path_buf(), found: len, needed: HEADER_SIZE as u64 });
-        }
-        // SAFETY: a read-only shared mapping. The vRouter keeps writing entries while we
-        // read; we only use Relaxed atomic loads of at most 8 bytes and fences. The vRouter
-        // never truncates the file (it replaces it by rename), so the range stays backed.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| FlowTableError::io("mapping", path, e))?;
-        let layout = validate(path, &map)?;
+        FlowTableReader::open_with(path, &OpenOptions::new().allow_stale())
+    }
+
+    /// Maps the table at `path` read-only through [`shm::open`]: checks the magic (so a
+    /// file still being built is refused), layout version, every struct size, the
+    /// capacities and offsets against this build's layout, that the file is long enough,
+    /// and (unless `opts` allow a stale table) that its creator still runs, before touching
+    /// anything else; each failure is a [`shm::RegionError`] naming the field.
+    pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<FlowTableReader, FlowTableError> {
+        let (map, layout) = shm::open(path, &SPEC, opts, validate)?;
         // SAFETY: validate checked layout_size <= map.len(); mmap is page-aligned; the
         // mapping lives in the returned reader.
         let region = unsafe { Region::new(map.as_ptr(), map.len(), layout) };
-        let generation = region.header().generation.load(Relaxed);
-        Ok(FlowTableReader {
-            region,
-            _map: map,
-            path: path.to_path_buf(),
-            generation,
-            file_size: len,
-            dev_ino: (meta.dev(), meta.ino()),
-        })
+        let generation = map.header().generation();
+        let file_size = map.len() as u64;
+        Ok(FlowTableReader { region, map, generation, file_size })
     }
 
     /// Opens `run_dir/flow` (the table, or the symlink to it that
-    /// [`crate::FlowTable::create_in_run_dir`] leaves there).
+    /// [`crate::FlowTable::create_in_run_dir`] leaves there), as [`FlowTableReader::open`].
     pub fn open_run_dir(run_dir: &Path) -> Result<FlowTableReader, FlowTableError> {
         FlowTableReader::open(&run_dir.join(FLOW_FILE_NAME))
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.map.path()
     }
 
     pub fn generation(&self) -> u64 {
@@ -98,17 +87,13 @@ impl FlowTableReader {
 
     /// Whether the creating process is still running (pid and start time match).
     pub fn creator_alive(&self) -> bool {
-        let h = self.region.header();
-        process_alive(h.creator_pid.load(Relaxed), h.creator_start_ticks.load(Relaxed))
+        self.map.owner_alive()
     }
 
     /// Whether the path now names another file (the vRouter re-created the table) or
     /// nothing: reopen to see the current table.
     pub fn is_replaced(&self) -> bool {
-        match std::fs::metadata(&self.path) {
-            Ok(m) => (m.dev(), m.ino()) != self.dev_ino,
-            Err(_) => true,
-        }
+        self.map.is_replaced()
     }
 
     /// A consistent copy of entry `idx`, `None` if it is not active.
@@ -175,31 +160,11 @@ impl FlowTableReader {
     }
 }
 
-/// Checks the header of a mapped file against this build; returns its layout.
-fn validate(path: &Path, map: &Mmap) -> Result<Layout, FlowTableError> {
-    debug_assert!(map.len() >= HEADER_SIZE);
-    // SAFETY: the caller checked the file (and so the mapping) holds at least HEADER_SIZE
-    // bytes; mmap is page-aligned; a Header is atomics only, valid for any bit pattern.
-    let h = unsafe { &*(map.as_ptr() as *const Header) };
-    let p = || path.to_path_buf();
-    let magic = h.magic.load(Relaxed);
-    // Pairs with the creator's Release fence before it stored the magic.
-    fence(Acquire);
-    if magic != MAGIC {
-        return Err(FlowTableError::BadMagic { path: p(), found: magic, expected: MAGIC });
-    }
-    let version = h.layout_version.load(Relaxed);
-    if version != LAYOUT_VERSION {
-        return Err(FlowTableError::VersionMismatch { path: p(), found: version, expected: LAYOUT_VERSION });
-    }
-    let check = |field: &'static str, found: u64, expected: u64| {
-        if found == expected {
-            Ok(())
-        } else {
-            Err(FlowTableError::LayoutMismatch { path: p(), field, found, expected })
-        }
-    };
-    check("header_size", h.header_size.load(Relaxed).into(), HEADER_SIZE as u64)?;
+/// Checks the table's own header fields against this build (the common prefix was checked
+/// by [`shm::open`]); returns its layout.
+fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
+    let h: &Header = map.get(0).expect("shm::open checked the header size");
+    let check = Mismatch::check;
     check("entry_size", h.entry_size.load(Relaxed).into(), ENTRY_SIZE as u64)?;
     check("mirror_stats_size", h.mirror_stats_size.load(Relaxed).into(), MIRROR_STATS_SIZE as u64)?;
     check("bucket_size", h.bucket_size.load(Relaxed).into(), BUCKET_SIZE as u64)?;
@@ -208,8 +173,7 @@ fn validate(path: &Path, map: &Mmap) -> Result<Layout, FlowTableError> {
     let main = h.main_entries.load(Relaxed);
     let oflow = h.overflow_entries.load(Relaxed);
     let max_lcores = h.max_lcores.load(Relaxed);
-    let layout = Layout::new(main, oflow, max_lcores).ok_or_else(|| FlowTableError::LayoutMismatch {
-        path: p(),
+    let layout = Layout::new(main, oflow, max_lcores).ok_or(Mismatch {
         field: "main_entries/overflow_entries/max_lcores",
         found: u64::from(main),
         expected: u64::from(main.div_ceil(BUCKET_WIDTH as u32) * BUCKET_WIDTH as u32),
@@ -219,9 +183,7 @@ fn validate(path: &Path, map: &Mmap) -> Result<Layout, FlowTableError> {
     check("bucket_offset", h.bucket_offset.load(Relaxed), layout.bucket_offset as u64)?;
     check("entry_offset", h.entry_offset.load(Relaxed), layout.entry_offset as u64)?;
     check("mirror_offset", h.mirror_offset.load(Relaxed), layout.mirror_offset as u64)?;
-    check("layout_size", h.layout_size.load(Relaxed), layout.layout_size as u64)?;
-    if layout.layout_size > map.len() {
-        return Err(FlowTableError::TooShort { path: p(), found: map.len() as u64, needed: layout.layout_size as u64 });
-    }
+    // shm::open checked that the mapping holds the layout_size the header declares.
+    check("layout_size", h.region.layout_size(), layout.layout_size as u64)?;
     Ok(layout)
 }

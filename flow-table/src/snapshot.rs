@@ -116,18 +116,18 @@ pub struct HeaderInfo {
 pub(crate) fn header_info(r: &Region, file_size: u64) -> HeaderInfo {
     let h = r.header();
     HeaderInfo {
-        layout_version: h.layout_version.load(Relaxed),
+        layout_version: h.region.layout_version(),
         entry_size: h.entry_size.load(Relaxed),
         bucket_width: h.bucket_width.load(Relaxed),
         main_entries: h.main_entries.load(Relaxed),
         overflow_entries: h.overflow_entries.load(Relaxed),
         n_buckets: h.n_buckets.load(Relaxed),
         max_lcores: h.max_lcores.load(Relaxed),
-        generation: h.generation.load(Relaxed),
-        creator_pid: h.creator_pid.load(Relaxed),
-        creator_start_ticks: h.creator_start_ticks.load(Relaxed),
-        created_unix_ns: h.created_unix_ns.load(Relaxed),
-        layout_size: h.layout_size.load(Relaxed),
+        generation: h.region.generation(),
+        creator_pid: h.region.owner_pid(),
+        creator_start_ticks: h.region.owner_start_ticks(),
+        created_unix_ns: h.region.created_unix_ns(),
+        layout_size: h.region.layout_size(),
         file_size,
     }
 }

@@ -2,22 +2,19 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions, Permissions};
-use std::io::Read;
-use std::mem::offset_of;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
 
-use memmap2::{MmapMut, MmapOptions};
+use shm::{CreateOptions, InitMap, Mapped};
 
 use crate::defs::{flags, Action, Gen, NO_INDEX, NO_MIRROR};
 use crate::error::FlowTableError;
 use crate::hash::tunnel_source_port;
 use crate::key::{FlowKey, KEY_WORDS};
 use crate::layout::*;
-use crate::path::{default_path_sized, fs_space, process_start_ticks, unix_time_ns, FLOW_FILE_NAME};
+use crate::path::{default_path_sized, fs_space, FLOW_FILE_NAME};
 use crate::snapshot::{self, ActiveIter, FlowSnapshot, HeaderInfo, TableStats};
 
 /// Sizing of a new table.
@@ -166,8 +163,7 @@ enum Creator {
 pub struct FlowTable {
     region: Region,
     /// Keeps the mapping `region` points into alive.
-    _map: MmapMut,
-    path: PathBuf,
+    map: Mapped,
     generation: u64,
     file_size: u64,
     retired: Mutex<Retired>,
@@ -195,34 +191,18 @@ impl FlowTable {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&dir).map_err(|e| FlowTableError::io("creating directory", &dir, e))?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| FlowTableError::InvalidArgument(format!("{} has no file name", path.display())))?;
-        let generation = previous_generation(path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let built = build_file(&tmp, &dir, layout, generation);
-        let (map, file_size) = match built {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        if let Err(e) = fs::rename(&tmp, path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(FlowTableError::io("renaming the flow table into place at", path, e));
-        }
+        // hugetlbfs needs a multiple of the huge page size (its block size).
+        let block = fs_space(&dir).map_or(4096, |(b, _)| b.clamp(4096, 1 << 30));
+        let file_size = (layout.layout_size as u64).div_ceil(block) * block;
+        // Mode 0644: tools of other users read the table. Populate: fault every page in
+        // now, not on the data plane's first packets.
+        let opts = CreateOptions { mode: 0o644, layout_size: layout.layout_size as u64, file_size, populate: true };
+        let map = shm::create(path, &SPEC, &opts, |m| init_table(m, layout))?;
+        let generation = map.header().generation();
         // SAFETY: `map` is a live page-aligned mapping of file_size >= layout_size bytes
-        // (build_file checked), owned by the returned table; the file is never truncated.
+        // (shm::create checked), owned by the returned table; the file is never truncated.
         let region = unsafe { Region::new(map.as_ptr(), map.len(), layout) };
-        Ok(FlowTable {
-            region,
-            _map: map,
-            path: path.to_path_buf(),
-            generation,
-            file_size,
-            retired: Mutex::new(Retired::default()),
-        })
+        Ok(FlowTable { region, map, generation, file_size, retired: Mutex::new(Retired::default()) })
     }
 
     /// Where the table of a vRouter with run directory `run_dir` goes by default, for a
@@ -262,7 +242,7 @@ impl FlowTable {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.map.path()
     }
 
     /// This file's generation (bumped on every re-creation at the same path).
@@ -1327,80 +1307,31 @@ impl Drop for SeqWrite<'_> {
     }
 }
 
-/// The generation of a complete table of this layout version at `path`, if any.
-fn previous_generation(path: &Path) -> Option<u64> {
-    let mut buf = [0u8; HEADER_SIZE];
-    fs::File::open(path).ok()?.read_exact(&mut buf).ok()?;
-    let u64_at = |off: usize| u64::from_ne_bytes(buf[off..off + 8].try_into().expect("8 bytes"));
-    let u32_at = |off: usize| u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes"));
-    (u64_at(offset_of!(Header, magic)) == MAGIC && u32_at(offset_of!(Header, layout_version)) == LAYOUT_VERSION)
-        .then(|| u64_at(offset_of!(Header, generation)))
-}
-
-/// Creates and initializes the table file at `tmp`; returns the mapping and the file size.
-fn build_file(tmp: &Path, dir: &Path, layout: Layout, generation: u64) -> Result<(MmapMut, u64), FlowTableError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(tmp)
-        .map_err(|e| FlowTableError::io("creating", tmp, e))?;
-    // The umask may have cleared bits of the mode: tools of other users read the table.
-    file.set_permissions(Permissions::from_mode(0o644))
-        .map_err(|e| FlowTableError::io("setting mode 0644 on", tmp, e))?;
-    // hugetlbfs needs a multiple of the huge page size (its block size).
-    let block = fs_space(dir).map_or(4096, |(b, _)| b.clamp(4096, 1 << 30));
-    let file_size = (layout.layout_size as u64).div_ceil(block) * block;
-    file.set_len(file_size).map_err(|e| FlowTableError::io("sizing", tmp, e))?;
-    // SAFETY: the file was just created under a name private to this process and has its
-    // final length; nothing truncates it while mapped. Populate: fault every page in now,
-    // not on the data plane's first packets.
-    let map =
-        unsafe { MmapOptions::new().populate().map_mut(&file) }.map_err(|e| FlowTableError::io("mapping", tmp, e))?;
-    // Transparent huge pages where the filesystem allows them (tmpfs with
-    // shmem_enabled=advise); hugetlbfs is huge already; errors are harmless.
-    let _ = map.advise(memmap2::Advice::HugePage);
-    if (map.len() as u64) < file_size {
-        return Err(FlowTableError::TooShort { path: tmp.to_path_buf(), found: map.len() as u64, needed: file_size });
-    }
-    // SAFETY: a fresh page-aligned mapping of file_size >= layout_size bytes, owned by
-    // `map` for as long as this function uses the region.
-    let r = unsafe { Region::new(map.as_ptr(), map.len(), layout) };
-    let h = r.header();
+/// Writes the table's own header fields and non-zero initial values into the fresh,
+/// zeroed mapping (the common prefix and `magic` are [`shm::create`]'s).
+fn init_table(m: &mut InitMap<'_>, layout: Layout) {
+    let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
+    h.entry_size = AtomicU32::new(ENTRY_SIZE as u32);
+    h.mirror_stats_size = AtomicU32::new(MIRROR_STATS_SIZE as u32);
+    h.bucket_size = AtomicU32::new(BUCKET_SIZE as u32);
+    h.bucket_width = AtomicU32::new(BUCKET_WIDTH as u32);
+    h.main_entries = AtomicU32::new(layout.main_entries);
+    h.overflow_entries = AtomicU32::new(layout.overflow_entries);
+    h.n_buckets = AtomicU32::new(layout.n_buckets);
+    h.max_lcores = AtomicU32::new(layout.max_lcores);
+    h.lcore_block_size = AtomicU32::new(LCORE_BLOCK_SIZE as u32);
+    h.lcore_offset = AtomicU64::new(layout.lcore_offset as u64);
+    h.bucket_offset = AtomicU64::new(layout.bucket_offset as u64);
+    h.entry_offset = AtomicU64::new(layout.entry_offset as u64);
+    h.mirror_offset = AtomicU64::new(layout.mirror_offset as u64);
     // A fresh file is all zeros: every slot FREE, every counter 0. Only non-zero initial
     // values are written.
-    h.layout_version.store(LAYOUT_VERSION, Relaxed);
-    h.header_size.store(HEADER_SIZE as u32, Relaxed);
-    h.entry_size.store(ENTRY_SIZE as u32, Relaxed);
-    h.mirror_stats_size.store(MIRROR_STATS_SIZE as u32, Relaxed);
-    h.bucket_size.store(BUCKET_SIZE as u32, Relaxed);
-    h.bucket_width.store(BUCKET_WIDTH as u32, Relaxed);
-    h.main_entries.store(layout.main_entries, Relaxed);
-    h.overflow_entries.store(layout.overflow_entries, Relaxed);
-    h.n_buckets.store(layout.n_buckets, Relaxed);
-    h.max_lcores.store(layout.max_lcores, Relaxed);
-    h.lcore_block_size.store(LCORE_BLOCK_SIZE as u32, Relaxed);
-    let pid = std::process::id();
-    h.creator_pid.store(pid, Relaxed);
-    h.generation.store(generation, Relaxed);
-    h.lcore_offset.store(layout.lcore_offset as u64, Relaxed);
-    h.bucket_offset.store(layout.bucket_offset as u64, Relaxed);
-    h.entry_offset.store(layout.entry_offset as u64, Relaxed);
-    h.mirror_offset.store(layout.mirror_offset as u64, Relaxed);
-    h.layout_size.store(layout.layout_size as u64, Relaxed);
-    h.creator_start_ticks.store(process_start_ticks(pid), Relaxed);
-    h.created_unix_ns.store(unix_time_ns(), Relaxed);
-    h.qs_token.store(1, Relaxed);
-    h.oflow_free.store(u64::from(NO_INDEX), Relaxed);
-    for b in 0..layout.n_buckets {
-        r.bucket(b).chain.store(NO_INDEX, Relaxed);
+    h.qs_token = AtomicU64::new(1);
+    h.oflow_free = AtomicU64::new(u64::from(NO_INDEX));
+    for b in 0..layout.n_buckets as usize {
+        let bucket: &mut Bucket = m.get_mut(layout.bucket_offset + b * BUCKET_SIZE).expect("buckets lie in the layout");
+        bucket.chain = AtomicU32::new(NO_INDEX);
     }
-    // Everything above is visible before the magic (readers: Relaxed load + Acquire fence).
-    fence(Release);
-    h.magic.store(MAGIC, Release);
-    Ok((map, file_size))
 }
 
 #[cfg(test)]

@@ -385,27 +385,29 @@ fn reader_rejects_bad_files() {
         b
     };
 
+    use flow_table::RegionError as R;
+    use FlowTableError::Region;
     write(&patch(0, &0u64.to_ne_bytes())); // magic not (yet) written
-    assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::BadMagic { found: 0, .. })));
+    assert!(matches!(FlowTableReader::open(&bad), Err(Region(R::BadMagic { found: 0, .. }))));
     write(&patch(8, &99u32.to_ne_bytes()));
-    assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::VersionMismatch { found: 99, .. })));
-    write(&patch(16, &256u32.to_ne_bytes()));
+    assert!(matches!(FlowTableReader::open(&bad), Err(Region(R::BadVersion { found: 99, .. }))));
+    write(&patch(64, &256u32.to_ne_bytes()));
     let e = FlowTableReader::open(&bad).err().unwrap();
-    assert!(matches!(e, FlowTableError::LayoutMismatch { field: "entry_size", found: 256, expected: 128, .. }), "{e}");
+    assert!(matches!(e, Region(R::LayoutMismatch { field: "entry_size", found: 256, expected: 128, .. })), "{e}");
     assert!(e.to_string().contains("entry_size"), "{e}");
-    write(&patch(28, &4u32.to_ne_bytes()));
-    assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::LayoutMismatch { field: "bucket_width", .. })));
-    write(&patch(36, &1_000_000u32.to_ne_bytes())); // overflow capacity the file cannot hold
+    write(&patch(76, &4u32.to_ne_bytes()));
+    assert!(matches!(FlowTableReader::open(&bad), Err(Region(R::LayoutMismatch { field: "bucket_width", .. }))));
+    write(&patch(84, &1_000_000u32.to_ne_bytes())); // overflow capacity the file cannot hold
     assert!(matches!(
         FlowTableReader::open(&bad),
-        Err(FlowTableError::LayoutMismatch { field: "n_buckets" | "mirror_offset" | "layout_size", .. })
-            | Err(FlowTableError::TooShort { .. })
+        Err(Region(R::LayoutMismatch { field: "n_buckets" | "mirror_offset" | "layout_size", .. }))
+            | Err(Region(R::ShortFile { .. }))
     ));
     write(&good[..good.len() / 2]);
-    assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::TooShort { .. })));
+    assert!(matches!(FlowTableReader::open(&bad), Err(Region(R::ShortFile { .. }))));
     write(&good[..100]);
-    assert!(matches!(FlowTableReader::open(&bad), Err(FlowTableError::TooShort { needed: 512, .. })));
-    assert!(matches!(FlowTableReader::open(&d.path().join("none")), Err(FlowTableError::Io { .. })));
+    assert!(matches!(FlowTableReader::open(&bad), Err(Region(R::ShortFile { needed: 512, .. }))));
+    assert!(matches!(FlowTableReader::open(&d.path().join("none")), Err(Region(R::NotRunning { .. }))));
     write(&good);
     assert!(FlowTableReader::open(&bad).is_ok());
 }

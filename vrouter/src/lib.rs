@@ -19,7 +19,6 @@ pub mod fib;
 pub mod mirror;
 pub mod packet;
 pub mod pipeline;
-pub mod shm_file;
 pub mod spsc;
 pub mod stats;
 pub mod trace;

@@ -17,24 +17,16 @@ use std::iter::Peekable;
 use std::path::Path;
 use std::process::ExitCode;
 
-use flow_table::{flags, FlowSnapshot, FlowTableError, FlowTableReader, FLOW_FILE_NAME};
+use flow_table::{flags, FlowSnapshot, FlowTableReader};
 
 pub use matcher::{Endpoint, FlowMatch};
 
 use crate::Failure;
 
-/// Opens `<run_dir>/flow` read-only. A missing file reads as "vRouter is not running".
+/// Opens `<run_dir>/flow` read-only, also when its vRouter is gone ([`warn_liveness`] says
+/// so). A missing file reads as "vRouter is not running (no flow table at ...)".
 pub fn open(run_dir: &Path) -> Result<FlowTableReader, Failure> {
-    FlowTableReader::open_run_dir(run_dir).map_err(|e| open_failure(run_dir, e))
-}
-
-fn open_failure(run_dir: &Path, e: FlowTableError) -> Failure {
-    match &e {
-        FlowTableError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            Failure(format!("vRouter is not running (no flow table at {})", run_dir.join(FLOW_FILE_NAME).display()))
-        }
-        _ => Failure(e.to_string()),
-    }
+    FlowTableReader::open_run_dir(run_dir).map_err(|e| Failure(e.to_string()))
 }
 
 /// The stderr warning for a table whose creating vRouter is gone, if any.

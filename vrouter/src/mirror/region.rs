@@ -8,14 +8,16 @@
 //! # Layout (little-endian, `repr(C)`, no pointers)
 //!
 //! ```text
-//! 0                 Header (256 bytes)
+//! 0                 Header (256 bytes, starting with the common shm::RegionHeader)
 //! slots_offset      Slot[255]              (384 bytes each): one mirror entry
 //! counters_offset   EntryCounters[n_lcores][256]  (32 bytes each; index 255 unused)
 //! ```
 //!
 //! # Concurrency
 //!
-//! - Creation: built under a temporary name, `magic` stored last (Release), then renamed.
+//! - Creation and opening: through [`shm::create`] / [`shm::open`] (the header starts with
+//!   the common [`RegionHeader`]; built under a temporary name, `magic` stored last
+//!   (Release), then renamed).
 //! - Slots: a sequence lock. The one writer (the control path, serialised by a mutex) makes
 //!   `seq` odd, stores the fields (all atomics), makes `seq` even again (Release). Readers
 //!   load `seq` (Acquire), the fields (Relaxed), fence(Acquire) and `seq` again; a changed or
@@ -23,19 +25,18 @@
 //! - Counters: one writer per lcore block, `load` + `store` (no locked add), as in the stats
 //!   region; readers sum with `Relaxed` loads.
 
-use std::fs;
 use std::mem::{offset_of, size_of};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use memmap2::{Mmap, MmapMut};
+use shm::{Bytes, CreateOptions, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
 
 /// `b"VRMIRR01"` as a little-endian u64.
 pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"VRMIRR01");
-/// Layout version of the mirror region.
-pub const MIRROR_LAYOUT_VERSION: u32 = 1;
+/// Layout version of the mirror region (2: the common region header prefix).
+pub const MIRROR_LAYOUT_VERSION: u32 = 2;
 /// File name inside the run directory.
 pub const MIRROR_FILE_NAME: &str = "mirror";
 /// Mirror table slots (indices 0..=254).
@@ -53,35 +54,44 @@ pub const NO_NH: u32 = u32::MAX;
 /// Largest number of lcores the region accepts.
 pub const MAX_LCORES: usize = 1024;
 
+/// The file header: the common [`RegionHeader`] prefix (magic, version, sizes, generation,
+/// owner), then the mirror region's static fields, written before `magic`.
 #[repr(C, align(64))]
 struct Header {
-    magic: AtomicU64,
-    layout_version: u32,
-    header_size: u32,
-    file_size: u64,
+    region: RegionHeader,
     n_slots: u32,
     slot_size: u32,
     n_lcores: u32,
     counter_size: u32,
     slots_offset: u64,
     counters_offset: u64,
-    generation: u64,
-    creator_pid: u32,
     /// The vRouter address (CAPTURE_HOST of the metadata), `u32::from(Ipv4Addr)`.
     router_ip: u32,
-    _reserved: [u64; 23],
+    _pad: u32,
+    _reserved: [u64; 19],
 }
 
 const HEADER_SIZE: usize = 256;
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
-const _: () = assert!(offset_of!(Header, layout_version) == 8);
-const _: () = assert!(offset_of!(Header, file_size) == 16);
-const _: () = assert!(offset_of!(Header, n_slots) == 24);
-const _: () = assert!(offset_of!(Header, slots_offset) == 40);
-const _: () = assert!(offset_of!(Header, counters_offset) == 48);
-const _: () = assert!(offset_of!(Header, generation) == 56);
-const _: () = assert!(offset_of!(Header, router_ip) == 68);
-const _: () = assert!(offset_of!(Header, _reserved) == 72);
+const _: () = assert!(offset_of!(Header, n_slots) == 64);
+const _: () = assert!(offset_of!(Header, n_lcores) == 72);
+const _: () = assert!(offset_of!(Header, slots_offset) == 80);
+const _: () = assert!(offset_of!(Header, counters_offset) == 88);
+const _: () = assert!(offset_of!(Header, router_ip) == 96);
+const _: () = assert!(offset_of!(Header, _reserved) == 104);
+// SAFETY: repr(C), integers and atomics only (the prefix included), explicit padding
+// (size and offsets asserted above), no pointers.
+unsafe impl Pod for Header {}
+
+/// What identifies a mirror region of this build (see [`shm::open`]).
+const SPEC: RegionSpec = RegionSpec {
+    kind: "mirror region",
+    magic: MIRROR_MAGIC,
+    layout_version: MIRROR_LAYOUT_VERSION,
+    header_size: HEADER_SIZE,
+    // The mirror region is world-readable (0644), so a refusal is the administrator's doing.
+    denied_hint: shm::WORLD_READABLE_HINT,
+};
 
 /// One mirror entry. Every field is an atomic so readers in other threads and processes
 /// may load it at any time; consistency comes from `seq`.
@@ -122,6 +132,9 @@ const _: () = assert!(offset_of!(Slot, nh_vif) == 36);
 const _: () = assert!(offset_of!(Slot, created_ms) == 56);
 const _: () = assert!(offset_of!(Slot, hdr) == 64);
 const _: () = assert!(offset_of!(Slot, name) == 128);
+// SAFETY: repr(C), atomics and integers only, explicit padding (size and offsets asserted
+// above), no pointers.
+unsafe impl Pod for Slot {}
 
 /// Per-lcore counters of one entry.
 #[repr(C, align(32))]
@@ -135,6 +148,8 @@ struct EntryCounters {
 const COUNTER_SIZE: usize = 32;
 const _: () = assert!(size_of::<EntryCounters>() == COUNTER_SIZE);
 const _: () = assert!(offset_of!(EntryCounters, errors) == 16);
+// SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
+unsafe impl Pod for EntryCounters {}
 
 const fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
@@ -195,43 +210,44 @@ pub struct EntryStats {
 }
 
 /// Errors creating or opening the mirror region (the shared region error type).
-pub type MirrorRegionError = crate::shm_file::RegionError;
+pub type MirrorRegionError = shm::RegionError;
 
-/// A checked view of a mapping: base pointer plus layout.
+/// A checked view of a mapping: its bytes plus layout.
 #[derive(Clone, Copy)]
-struct View {
-    base: *const u8,
+struct View<'a> {
+    bytes: Bytes<'a>,
     layout: Layout,
 }
 
-impl View {
-    /// # Safety
-    /// `base` must be a 64-aligned mapping of at least `layout.file_size` bytes that stays
-    /// mapped (and is never truncated) while the view is used.
-    unsafe fn new(base: *const u8, len: usize, layout: Layout) -> View {
-        assert!(layout.file_size <= len, "mapping shorter than the layout");
-        assert!(base as usize & 63 == 0, "mapping not 64-aligned");
-        View { base, layout }
+impl<'a> View<'a> {
+    /// A view of `bytes` (a mapping: page-aligned) with `layout`, which must fit in it.
+    fn new(bytes: Bytes<'a>, layout: Layout) -> View<'a> {
+        assert!(layout.file_size <= bytes.len(), "mapping shorter than the layout");
+        assert!(bytes.as_ptr() as usize & 63 == 0, "mapping not 64-aligned");
+        View { bytes, layout }
     }
 
-    fn slot(&self, i: usize) -> Option<&Slot> {
+    /// Slot `i` (read for every mirror copy: the index check is the only check).
+    #[inline]
+    fn slot(&self, i: usize) -> Option<&'a Slot> {
         if i >= SLOTS {
             return None;
         }
         // SAFETY: i < SLOTS keeps the slot inside the slot array, which lies inside the
-        // mapping (layout checked in `new`); slots_offset and SLOT_SIZE are multiples of 64;
-        // all fields are atomics or integers (valid for any bits).
-        Some(unsafe { &*(self.base.add(self.layout.slots_offset + i * SLOT_SIZE) as *const Slot) })
+        // bytes (layout checked in `new`); slots_offset and SLOT_SIZE are multiples of 64.
+        Some(unsafe { self.bytes.get_unchecked(self.layout.slots_offset + i * SLOT_SIZE) })
     }
 
-    fn counters(&self, lcore: usize, i: usize) -> Option<&EntryCounters> {
+    /// Counters of entry `i` of `lcore` (bumped for every mirror copy).
+    #[inline]
+    fn counters(&self, lcore: usize, i: usize) -> Option<&'a EntryCounters> {
         if lcore >= self.layout.n_lcores || i >= COUNTER_SLOTS {
             return None;
         }
         let off = self.layout.counters_offset + (lcore * COUNTER_SLOTS + i) * COUNTER_SIZE;
         // SAFETY: lcore < n_lcores and i < COUNTER_SLOTS keep the block inside the counter
-        // array within the mapping; the offset is 32-aligned; atomics only.
-        Some(unsafe { &*(self.base.add(off) as *const EntryCounters) })
+        // array within the bytes; the offset is a multiple of 32 (EntryCounters' alignment).
+        Some(unsafe { self.bytes.get_unchecked(off) })
     }
 
     /// Reads slot `i` consistently; `None` when empty. Retries while a writer is active.
@@ -295,7 +311,7 @@ impl View {
 }
 
 struct Shared {
-    map: MmapMut,
+    map: Mapped,
     layout: Layout,
     taken: Box<[AtomicBool]>,
     /// Serialises slot writers (the seqlock allows exactly one).
@@ -303,9 +319,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn view(&self) -> View {
-        // SAFETY: the mapping lives as long as `self`, is page-aligned and never truncated.
-        unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) }
+    #[inline]
+    fn view(&self) -> View<'_> {
+        View::new(self.map.bytes(), self.layout)
     }
 }
 
@@ -313,7 +329,6 @@ impl Shared {
 #[derive(Clone)]
 pub struct MirrorRegion {
     shared: Arc<Shared>,
-    path: PathBuf,
 }
 
 impl MirrorRegion {
@@ -321,46 +336,29 @@ impl MirrorRegion {
     pub fn create(run_dir: &Path, n_lcores: usize, router_ip: Ipv4Addr) -> Result<MirrorRegion, MirrorRegionError> {
         if n_lcores == 0 || n_lcores > MAX_LCORES {
             return Err(MirrorRegionError::InvalidArgument {
-                kind: "mirror",
+                kind: SPEC.kind,
                 msg: format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"),
             });
         }
         let layout = Layout::new(n_lcores);
-        let path = run_dir.join(MIRROR_FILE_NAME);
-        let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let (map, path) =
-            crate::shm_file::create_region_file(run_dir, MIRROR_FILE_NAME, layout.file_size, 0o644, |map| {
-                let base = map.as_mut_ptr();
-                let header = Header {
-                    magic: AtomicU64::new(0),
-                    layout_version: MIRROR_LAYOUT_VERSION,
-                    header_size: HEADER_SIZE as u32,
-                    file_size: layout.file_size as u64,
-                    n_slots: SLOTS as u32,
-                    slot_size: SLOT_SIZE as u32,
-                    n_lcores: n_lcores as u32,
-                    counter_size: COUNTER_SIZE as u32,
-                    slots_offset: layout.slots_offset as u64,
-                    counters_offset: layout.counters_offset as u64,
-                    generation,
-                    creator_pid: std::process::id(),
-                    router_ip: u32::from(router_ip),
-                    _reserved: [0; 23],
-                };
-                // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
-                unsafe { std::ptr::write(base as *mut Header, header) };
-                // Slots and counters are zero (empty, seq 0) from set_len.
-                fence(Ordering::Release);
-                // SAFETY: just written above.
-                unsafe { &*(base as *const Header) }.magic.store(MIRROR_MAGIC, Ordering::Release);
-            })
-            .map_err(MirrorRegionError::from)?;
+        let opts = CreateOptions::new(layout.file_size as u64, 0o644);
+        let map = shm::create(&run_dir.join(MIRROR_FILE_NAME), &SPEC, &opts, |m| {
+            let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
+            h.n_slots = SLOTS as u32;
+            h.slot_size = SLOT_SIZE as u32;
+            h.n_lcores = n_lcores as u32;
+            h.counter_size = COUNTER_SIZE as u32;
+            h.slots_offset = layout.slots_offset as u64;
+            h.counters_offset = layout.counters_offset as u64;
+            h.router_ip = u32::from(router_ip);
+            // Slots and counters are zero (empty, seq 0) from set_len.
+        })?;
         let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
-        Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }), path })
+        Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }) })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.shared.map.path()
     }
 
     /// Stores `e` in slot `i` (create or update).
@@ -473,11 +471,7 @@ impl MirrorCounters {
     #[inline]
     fn block(&self, i: u8) -> Option<&EntryCounters> {
         // The View borrows the mapping owned by `shared`, which `self` keeps alive.
-        let view = self.shared.view();
-        let b = view.counters(self.index, usize::from(i))? as *const EntryCounters;
-        // SAFETY: `b` points into the mapping held by `self.shared` (alive as long as
-        // `self`); the reference is tied to `&self`.
-        Some(unsafe { &*b })
+        self.shared.view().counters(self.index, usize::from(i))
     }
 
     /// One copy of `bytes` bytes sent for entry `i`.
@@ -506,82 +500,37 @@ impl Drop for MirrorCounters {
     }
 }
 
-fn previous_generation(path: &Path) -> Option<u64> {
-    let bytes = fs::read(path).ok()?;
-    let u64_at = |off: usize| bytes.get(off..off + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
-    (u64_at(0)? == MIRROR_MAGIC).then(|| u64_at(offset_of!(Header, generation))).flatten()
-}
-
 /// Read-only access from another process (the `mirror` tool).
 pub struct MirrorReader {
-    map: Mmap,
+    map: Mapped,
     layout: Layout,
     router_ip: Ipv4Addr,
     generation: u64,
-    path: PathBuf,
 }
 
 impl MirrorReader {
-    /// Opens `<run_dir>/mirror` and checks its header against this build's layout.
+    /// Opens `<run_dir>/mirror`, also when its vRouter is gone (the tool shows its last
+    /// state): [`MirrorReader::open_with`] with [`OpenOptions::allow_stale`].
     pub fn open(run_dir: &Path) -> Result<MirrorReader, MirrorRegionError> {
-        // The mirror region is world-readable (0644), so a refusal is the administrator's doing.
-        let (map, path) = crate::shm_file::open_region_file(
-            run_dir,
-            MIRROR_FILE_NAME,
-            "mirror",
-            HEADER_SIZE,
-            "the file's permissions or a security policy refuse this user",
-        )?;
-        let len = map.len();
-        // SAFETY: at least HEADER_SIZE bytes, page-aligned; Header is valid for any bits.
-        let h = unsafe { &*(map.as_ptr() as *const Header) };
-        let bad = |what, found: u64, expected: u64| MirrorRegionError::BadHeader {
-            kind: "mirror",
-            path: path.clone(),
-            what,
-            found,
-            expected,
-        };
-        let magic = h.magic.load(Ordering::Acquire);
-        if magic != MIRROR_MAGIC {
-            return Err(bad("magic", magic, MIRROR_MAGIC));
-        }
-        if h.layout_version != MIRROR_LAYOUT_VERSION {
-            return Err(bad("layout_version", h.layout_version.into(), MIRROR_LAYOUT_VERSION.into()));
-        }
-        let n_lcores = h.n_lcores as usize;
-        if n_lcores == 0 || n_lcores > MAX_LCORES {
-            return Err(bad("n_lcores", n_lcores as u64, MAX_LCORES as u64));
-        }
-        let layout = Layout::new(n_lcores);
-        for (what, found, expected) in [
-            ("header_size", u64::from(h.header_size), HEADER_SIZE as u64),
-            ("n_slots", u64::from(h.n_slots), SLOTS as u64),
-            ("slot_size", u64::from(h.slot_size), SLOT_SIZE as u64),
-            ("counter_size", u64::from(h.counter_size), COUNTER_SIZE as u64),
-            ("slots_offset", h.slots_offset, layout.slots_offset as u64),
-            ("counters_offset", h.counters_offset, layout.counters_offset as u64),
-            ("file_size", h.file_size, layout.file_size as u64),
-        ] {
-            if found != expected {
-                return Err(bad(what, found, expected));
-            }
-        }
-        if len < layout.file_size {
-            return Err(bad("mapped length", len as u64, layout.file_size as u64));
-        }
-        let router_ip = Ipv4Addr::from(h.router_ip);
-        let generation = h.generation;
-        Ok(MirrorReader { map, layout, router_ip, generation, path })
+        MirrorReader::open_with(run_dir, &OpenOptions::new().allow_stale())
     }
 
-    fn view(&self) -> View {
-        // SAFETY: checked in `open`: the mapping covers the layout, page-aligned, alive.
-        unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) }
+    /// Opens `<run_dir>/mirror` through [`shm::open`] and checks its header against this
+    /// build's layout (and, unless `opts` allow a stale region, that its owner runs).
+    pub fn open_with(run_dir: &Path, opts: &OpenOptions) -> Result<MirrorReader, MirrorRegionError> {
+        let (map, layout) = shm::open(&run_dir.join(MIRROR_FILE_NAME), &SPEC, opts, validate)?;
+        let h: &Header = map.get(0).expect("shm::open checked the header size");
+        let router_ip = Ipv4Addr::from(h.router_ip);
+        let generation = h.region.generation();
+        Ok(MirrorReader { map, layout, router_ip, generation })
+    }
+
+    fn view(&self) -> View<'_> {
+        View::new(self.map.bytes(), self.layout)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.map.path()
     }
 
     pub fn generation(&self) -> u64 {
@@ -612,6 +561,29 @@ impl MirrorReader {
     pub fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
         self.view().stats(i, lcore)
     }
+}
+
+/// Checks the mirror region's own header fields (the common prefix was checked by
+/// [`shm::open`]); returns its layout.
+fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
+    let h: &Header = map.get(0).expect("shm::open checked the header size");
+    let n_lcores = h.n_lcores as usize;
+    if n_lcores == 0 || n_lcores > MAX_LCORES {
+        return Err(Mismatch { field: "n_lcores", found: n_lcores as u64, expected: MAX_LCORES as u64 });
+    }
+    let layout = Layout::new(n_lcores);
+    for (field, found, expected) in [
+        ("n_slots", u64::from(h.n_slots), SLOTS as u64),
+        ("slot_size", u64::from(h.slot_size), SLOT_SIZE as u64),
+        ("counter_size", u64::from(h.counter_size), COUNTER_SIZE as u64),
+        ("slots_offset", h.slots_offset, layout.slots_offset as u64),
+        ("counters_offset", h.counters_offset, layout.counters_offset as u64),
+        // shm::open checked that the mapping holds the layout_size the header declares.
+        ("file_size", h.region.layout_size(), layout.file_size as u64),
+    ] {
+        Mismatch::check(field, found, expected)?;
+    }
+    Ok(layout)
 }
 
 #[cfg(test)]
@@ -707,5 +679,71 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         w.join().unwrap();
+    }
+
+    /// Opens strictly (a gone owner is an error) and returns the region error, after
+    /// checking that its message names the region kind and the path.
+    fn strict_open_err(dir: &Path) -> shm::RegionError {
+        let e = MirrorReader::open_with(dir, &OpenOptions::new()).err().expect("must fail");
+        let s = e.to_string();
+        let path = dir.join(MIRROR_FILE_NAME);
+        assert!(s.contains("mirror region") && s.contains(&path.display().to_string()), "{s}");
+        assert_eq!(e.kind(), "mirror region");
+        e
+    }
+
+    fn patch(path: &Path, off: usize, bytes: &[u8]) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(off as u64)).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn open_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(strict_open_err(dir.path()), shm::RegionError::NotRunning { .. }));
+    }
+
+    #[test]
+    fn open_wrong_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = MirrorRegion::create(dir.path(), 2, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        patch(region.path(), 0, b"NOTMAGIC");
+        let e = strict_open_err(dir.path());
+        let bad = u64::from_le_bytes(*b"NOTMAGIC");
+        assert!(matches!(e, shm::RegionError::BadMagic { found, expected: MIRROR_MAGIC, .. } if found == bad), "{e:?}");
+    }
+
+    #[test]
+    fn open_wrong_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = MirrorRegion::create(dir.path(), 2, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        patch(region.path(), offset_of!(RegionHeader, layout_version), &77u32.to_ne_bytes());
+        let e = strict_open_err(dir.path());
+        assert!(matches!(e, shm::RegionError::BadVersion { found: 77, expected: MIRROR_LAYOUT_VERSION, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn open_short_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = MirrorRegion::create(dir.path(), 2, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        std::fs::OpenOptions::new().write(true).open(region.path()).unwrap().set_len(100).unwrap();
+        let e = strict_open_err(dir.path());
+        assert!(matches!(e, shm::RegionError::ShortFile { what: "header", found: 100, needed: 256, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn open_stale_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = MirrorRegion::create(dir.path(), 2, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        patch(region.path(), offset_of!(RegionHeader, owner_pid), &dead.to_ne_bytes());
+        let e = strict_open_err(dir.path());
+        assert!(matches!(e, shm::RegionError::StaleOwner { pid, .. } if pid == dead), "{e:?}");
+        // Post-mortem readers still open it.
+        assert!(MirrorReader::open_with(dir.path(), &OpenOptions::new().allow_stale()).is_ok());
     }
 }

@@ -1,9 +1,10 @@
 //! The `repr(C)` structs of the region, their size/offset assertions, and [`RegionRef`],
 //! the one place that turns offsets into references.
 
-use std::marker::PhantomData;
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use shm::{Bytes, Pod, RegionHeader, RegionSpec};
 
 use super::vif_info::VifInfo;
 use super::{LcoreCounters, VifCounters, MAX_LCORES, MAX_VIFS};
@@ -20,15 +21,13 @@ const fn pad_words(n: usize) -> usize {
     round_up(n, 8) - n
 }
 
-/// The file header. Static fields are written once, before `magic`; `state` and
-/// `heartbeat_ms` are updated by the vRouter's main thread while it runs.
+/// The file header: the common [`RegionHeader`] prefix, then the region's static fields
+/// (written once, before `magic`), then `state` and `heartbeat_ms`, updated by the
+/// vRouter's main thread while it runs.
 #[repr(C, align(64))]
 pub(crate) struct Header {
-    /// [`super::MAGIC`]; stored last (Release) by the creator.
-    pub magic: AtomicU64,
-    pub layout_version: u32,
-    pub header_size: u32,
-    pub file_size: u64,
+    /// Magic ([`super::MAGIC`], stored last), version, sizes, generation, owner.
+    pub region: RegionHeader,
     pub max_vifs: u32,
     pub n_lcores: u32,
     pub n_drop_reasons: u32,
@@ -37,37 +36,42 @@ pub(crate) struct Header {
     pub lcore_block_offset: u64,
     pub lcore_block_size: u64,
     pub vif_counter_size: u32,
-    pub creator_pid: u32,
-    /// Bumped on every (re)creation of the file.
-    pub generation: u64,
-    pub start_time_unix: u64,
+    pub lcore_head_size: u32,
     pub tsc_hz: u64,
     /// [`super::RegionState`] as u32.
     pub state: AtomicU32,
     pub _pad0: u32,
     /// Unix milliseconds of the creator's last heartbeat.
     pub heartbeat_ms: AtomicU64,
-    pub lcore_head_size: u32,
-    pub _pad1: u32,
-    pub _reserved: [u64; 17],
+    pub _reserved: [u64; 15],
 }
 
 pub(crate) const HEADER_SIZE: usize = 256;
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
-const _: () = assert!(offset_of!(Header, magic) == 0);
-const _: () = assert!(offset_of!(Header, layout_version) == 8);
-const _: () = assert!(offset_of!(Header, file_size) == 16);
-const _: () = assert!(offset_of!(Header, max_vifs) == 24);
-const _: () = assert!(offset_of!(Header, vif_info_offset) == 40);
-const _: () = assert!(offset_of!(Header, lcore_block_offset) == 48);
-const _: () = assert!(offset_of!(Header, lcore_block_size) == 56);
-const _: () = assert!(offset_of!(Header, vif_counter_size) == 64);
-const _: () = assert!(offset_of!(Header, generation) == 72);
-const _: () = assert!(offset_of!(Header, tsc_hz) == 88);
-const _: () = assert!(offset_of!(Header, state) == 96);
-const _: () = assert!(offset_of!(Header, heartbeat_ms) == 104);
-const _: () = assert!(offset_of!(Header, lcore_head_size) == 112);
-const _: () = assert!(offset_of!(Header, _reserved) == 120);
+const _: () = assert!(offset_of!(Header, region) == 0);
+const _: () = assert!(offset_of!(Header, max_vifs) == 64);
+const _: () = assert!(offset_of!(Header, n_drop_reasons) == 72);
+const _: () = assert!(offset_of!(Header, vif_info_offset) == 80);
+const _: () = assert!(offset_of!(Header, lcore_block_offset) == 88);
+const _: () = assert!(offset_of!(Header, lcore_block_size) == 96);
+const _: () = assert!(offset_of!(Header, vif_counter_size) == 104);
+const _: () = assert!(offset_of!(Header, lcore_head_size) == 108);
+const _: () = assert!(offset_of!(Header, tsc_hz) == 112);
+const _: () = assert!(offset_of!(Header, state) == 120);
+const _: () = assert!(offset_of!(Header, heartbeat_ms) == 128);
+const _: () = assert!(offset_of!(Header, _reserved) == 136);
+// SAFETY: repr(C), integers and atomics only (the prefix included), explicit padding
+// (size and offsets asserted above), no pointers: offsets only.
+unsafe impl Pod for Header {}
+
+/// What identifies a stats region of this build (see [`shm::open`]).
+pub(crate) const SPEC: RegionSpec = RegionSpec {
+    kind: "stats region",
+    magic: super::MAGIC,
+    layout_version: super::LAYOUT_VERSION,
+    header_size: HEADER_SIZE,
+    denied_hint: shm::WORLD_READABLE_HINT,
+};
 
 const LCORE_DROP_PAD: usize = pad_words(DROP_REASON_COUNT);
 
@@ -100,6 +104,8 @@ const _: () = assert!(offset_of!(LcoreHead, mirror_packets) == 24);
 const _: () = assert!(offset_of!(LcoreHead, mirror_errors) == 40);
 const _: () = assert!(offset_of!(LcoreHead, icmp_errors_suppressed) == 56);
 const _: () = assert!(LCORE_HEAD_SIZE & (CACHE_LINE - 1) == 0);
+// SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
+unsafe impl Pod for LcoreHead {}
 
 const VIF_SCALARS: usize = 9;
 const VIF_DROP_PAD: usize = pad_words(VIF_SCALARS + DROP_REASON_COUNT);
@@ -129,6 +135,8 @@ const _: () = assert!(offset_of!(VifCounterBlock, mirror_packets) == 48);
 const _: () = assert!(offset_of!(VifCounterBlock, mirror_errors) == 64);
 const _: () = assert!(offset_of!(VifCounterBlock, drops) == 72);
 const _: () = assert!(VIF_COUNTER_SIZE & (CACHE_LINE - 1) == 0);
+// SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
+unsafe impl Pod for VifCounterBlock {}
 
 pub(crate) const VIF_INFO_SIZE: usize = 320;
 const _: () = assert!(size_of::<VifInfo>() == VIF_INFO_SIZE);
@@ -174,27 +182,24 @@ pub(crate) fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
-/// A checked view of a mapped region: base pointer + layout, valid for `'a`.
+/// A checked view of a mapped region: its bytes + layout, valid for `'a`.
 ///
-/// All offset arithmetic of the module happens here. Accessors hand out only shared
-/// references to atomics (interior mutability) or copies of plain data; nothing creates a
-/// `&[u8]` over the mapping, which would assert the bytes do not change.
+/// All offset arithmetic of the module happens here, through [`Bytes`]' bounds- and
+/// alignment-checked accessors (none of these is on the per-packet path: the lcores count
+/// through [`super::LcoreStats`], which resolves its blocks once). Accessors hand out only
+/// shared references to atomics (interior mutability) or copies of plain data.
 #[derive(Clone, Copy)]
 pub(crate) struct RegionRef<'a> {
-    base: *const u8,
+    bytes: Bytes<'a>,
     layout: Layout,
-    _map: PhantomData<&'a ()>,
 }
 
 impl<'a> RegionRef<'a> {
-    /// # Safety
-    /// `base` must point to a mapping of at least `len` bytes that stays mapped for `'a`,
-    /// aligned to [`CACHE_LINE`] (mmap returns page-aligned addresses), and nobody may
-    /// truncate the underlying file during `'a`. `layout.file_size <= len` is checked here.
-    pub unsafe fn new(base: *const u8, len: usize, layout: Layout) -> RegionRef<'a> {
-        assert!(layout.file_size <= len, "mapping shorter than the layout");
-        assert!(base as usize & (CACHE_LINE - 1) == 0, "mapping not cache-line aligned");
-        RegionRef { base, layout, _map: PhantomData }
+    /// A view of `bytes` (a mapping: page-aligned) with `layout`, which must fit in it.
+    pub fn new(bytes: Bytes<'a>, layout: Layout) -> RegionRef<'a> {
+        assert!(layout.file_size <= bytes.len(), "mapping shorter than the layout");
+        assert!(bytes.as_ptr() as usize & (CACHE_LINE - 1) == 0, "mapping not cache-line aligned");
+        RegionRef { bytes, layout }
     }
 
     pub fn layout(&self) -> Layout {
@@ -202,10 +207,7 @@ impl<'a> RegionRef<'a> {
     }
 
     pub fn header(&self) -> &'a Header {
-        // SAFETY: `new` guarantees the mapping holds at least `file_size >= HEADER_SIZE`
-        // bytes at a 64-aligned base, and stays mapped for 'a. Every bit pattern is a valid
-        // `Header` (integers and atomics only); the mutable fields are atomics.
-        unsafe { &*(self.base as *const Header) }
+        self.bytes.get(0).expect("the layout holds the header")
     }
 
     /// The `VifInfo` record in slot `slot` (a copy: the table is static after creation).
@@ -213,23 +215,14 @@ impl<'a> RegionRef<'a> {
         if slot >= self.layout.max_vifs {
             return None;
         }
-        let off = self.layout.vif_info_offset + slot * VIF_INFO_SIZE;
-        // SAFETY: slot < max_vifs keeps the record inside the VifInfo table, which lies in
-        // the mapping (layout checked in `new`); the offset is a multiple of VifInfo's
-        // alignment (256 + k*320, align 4); any bytes are a valid VifInfo (plain integers).
-        // The table is written before `magic` and never modified afterwards.
-        Some(unsafe { std::ptr::read(self.base.add(off) as *const VifInfo) })
+        self.bytes.get::<VifInfo>(self.layout.vif_info_offset + slot * VIF_INFO_SIZE).copied()
     }
 
     pub fn lcore_head(&self, core: usize) -> Option<&'a LcoreHead> {
         if core >= self.layout.n_lcores {
             return None;
         }
-        let off = self.layout.lcore_block_offset + core * self.layout.lcore_block_size;
-        // SAFETY: core < n_lcores keeps the block inside the mapping; lcore_block_offset and
-        // lcore_block_size are multiples of 64 so the head is 64-aligned; all fields are
-        // atomics or integers (valid for any bits) and mutation goes through the atomics.
-        Some(unsafe { &*(self.base.add(off) as *const LcoreHead) })
+        self.bytes.get(self.layout.lcore_block_offset + core * self.layout.lcore_block_size)
     }
 
     pub fn vif_block(&self, core: usize, vif: usize) -> Option<&'a VifCounterBlock> {
@@ -240,9 +233,7 @@ impl<'a> RegionRef<'a> {
             + core * self.layout.lcore_block_size
             + LCORE_HEAD_SIZE
             + vif * VIF_COUNTER_SIZE;
-        // SAFETY: as for `lcore_head`; vif < max_vifs keeps the block inside its lcore
-        // block, and LCORE_HEAD_SIZE and VIF_COUNTER_SIZE are multiples of 64.
-        Some(unsafe { &*(self.base.add(off) as *const VifCounterBlock) })
+        self.bytes.get(off)
     }
 
     fn cores(&self, core: Option<usize>) -> std::ops::Range<usize> {

@@ -8,7 +8,8 @@
 //! # File layout (all little-endian, native `repr(C)`, no pointers: only offsets)
 //!
 //! ```text
-//! offset 0                  Header (256 bytes, 64-byte aligned)
+//! offset 0                  Header (256 bytes, 64-byte aligned; starts with the common
+//!                           shm::RegionHeader: magic, version, sizes, generation, owner)
 //! vif_info_offset (= 256)   VifInfo[max_vifs]            (320 bytes each, static after start)
 //! lcore_block_offset        lcore block 0                (lcore_block_size bytes)
 //!                           lcore block 1 ...            (n_lcores blocks)
@@ -39,7 +40,8 @@
 //!   before `magic` and never again, so they are read with plain loads after `magic` checks.
 //! - **Liveness.** The vRouter's main thread stores a unix-ms heartbeat about once a second
 //!   and sets `state` to stopped on a clean exit; [`StatsReader::liveness`] reports a region
-//!   whose creator died or stopped beating as [`Liveness::Stale`].
+//!   whose creator died (its pid and start time, [`shm::owner_alive`]) or stopped beating
+//!   as [`Liveness::Stale`].
 
 mod layout;
 mod reader;
@@ -48,9 +50,6 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
-
-use std::io;
-use std::path::PathBuf;
 
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{
@@ -66,8 +65,9 @@ pub use writer::{LcoreStats, StatsRegion};
 
 /// `b"VRSTATS1"` read as a little-endian u64; the first 8 bytes of a valid region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
-/// Version of the file layout; bumped on any layout change (including new drop reasons).
-pub const LAYOUT_VERSION: u32 = 4;
+/// Version of the file layout; bumped on any layout change (including new drop reasons;
+/// 5: the common region header prefix).
+pub const LAYOUT_VERSION: u32 = 5;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
@@ -145,41 +145,10 @@ pub struct Totals {
     pub mir_errors: u64,
 }
 
-/// Errors creating or opening a stats region.
-#[derive(Debug, thiserror::Error)]
-pub enum StatsError {
-    /// No file: no vRouter has run with this run directory (or it was removed).
-    #[error("vRouter is not running (no stats region at {})", path.display())]
-    NotRunning { path: PathBuf },
-    /// The file does not start with [`MAGIC`].
-    #[error("{}: bad magic {found:#018x} (expected {expected:#018x}, b\"VRSTATS1\"): not a vRouter stats region", path.display())]
-    BadMagic { path: PathBuf, found: u64, expected: u64 },
-    /// The file was written by a vRouter with another layout.
-    #[error("{}: layout version {found} (expected {expected}): the tools and the vRouter come from different builds", path.display())]
-    BadVersion { path: PathBuf, found: u32, expected: u32 },
-    /// A size or offset in the header does not match this build's layout.
-    #[error("{}: header field {what} is {found} (expected {expected})", path.display())]
-    BadLayout { path: PathBuf, what: &'static str, found: u64, expected: u64 },
-    /// The file is shorter than its header (or the header's layout) requires.
-    #[error("{}: file is {found} bytes, shorter than the {needed} bytes its {what} needs", path.display())]
-    TooShort { path: PathBuf, what: &'static str, found: u64, needed: u64 },
-    /// Bad arguments to [`StatsRegion::create`] or [`VifInfo::from_config`].
-    #[error("stats region: {0}")]
-    InvalidArgument(String),
-    #[error("{context} {}: {source}", path.display())]
-    Io {
-        context: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl StatsError {
-    fn io(context: &'static str, path: &std::path::Path, source: io::Error) -> StatsError {
-        StatsError::Io { context, path: path.to_path_buf(), source }
-    }
-}
+/// Errors creating or opening a stats region: the common region error (kind "stats
+/// region"); bad arguments to [`StatsRegion::create`] or [`VifInfo::from_config`] are
+/// [`shm::RegionError::InvalidArgument`].
+pub type StatsError = shm::RegionError;
 
 /// Milliseconds since the unix epoch (0 if the clock is before 1970).
 pub fn unix_time_ms() -> u64 {

@@ -364,12 +364,12 @@ fn reader_rejects_bad_files() {
     }
 
     StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
-    write_at(&path, 32, &7u32.to_le_bytes()); // n_drop_reasons
+    write_at(&path, std::mem::offset_of!(layout::Header, n_drop_reasons) as u64, &7u32.to_le_bytes());
     match StatsReader::open(dir.path()) {
-        Err(StatsError::BadLayout { what: "n_drop_reasons", found: 7, expected, .. }) => {
+        Err(StatsError::LayoutMismatch { field: "n_drop_reasons", found: 7, expected, .. }) => {
             assert_eq!(expected, DROP_REASON_COUNT as u64)
         }
-        other => panic!("expected BadLayout, got {:?}", other.err()),
+        other => panic!("expected LayoutMismatch, got {:?}", other.err()),
     }
 
     let full = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
@@ -377,15 +377,15 @@ fn reader_rejects_bad_files() {
     drop(full);
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(size - 64).unwrap();
     match StatsReader::open(dir.path()) {
-        Err(StatsError::TooShort { found, needed, .. }) => {
+        Err(StatsError::ShortFile { found, needed, .. }) => {
             assert_eq!((found, needed), (size - 64, size))
         }
-        other => panic!("expected TooShort, got {:?}", other.err()),
+        other => panic!("expected ShortFile, got {:?}", other.err()),
     }
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
-    assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::TooShort { what: "header", .. })));
+    assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::ShortFile { what: "header", .. })));
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
-    assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::TooShort { found: 0, .. })));
+    assert!(matches!(StatsReader::open(dir.path()), Err(StatsError::ShortFile { found: 0, .. })));
 }
 
 #[test]
@@ -406,7 +406,7 @@ fn liveness_states() {
     // A creator pid that does not exist makes a running region stale.
     let path = region.path().to_path_buf();
     drop(region);
-    write_at(&path, 68, &(i32::MAX as u32).to_le_bytes()); // creator_pid
+    write_at(&path, std::mem::offset_of!(shm::RegionHeader, owner_pid) as u64, &(i32::MAX as u32).to_le_bytes());
     let r = StatsReader::open(dir.path()).unwrap();
     assert_eq!(r.header().creator_pid, i32::MAX as u32);
     assert_eq!(r.liveness(), Liveness::Stale);
@@ -462,4 +462,64 @@ fn vif_info_from_config() {
     bad.vmi_uuid = None;
     bad.proxy_arp = Some(false);
     assert_eq!(VifInfo::from_config(&bad, 1, 1, "").unwrap().decode().flag_symbols(), "L3L2MnpDpdk");
+}
+
+/// Opens strictly (a gone creator is an error) and returns the region error, after checking
+/// that its message names the region kind and the path.
+fn strict_open_err(path: &std::path::Path) -> StatsError {
+    let e = StatsReader::open_with(path, &shm::OpenOptions::new()).err().expect("must fail");
+    let s = e.to_string();
+    assert!(s.contains("stats region") && s.contains(&path.display().to_string()), "{s}");
+    e
+}
+
+#[test]
+fn open_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STATS_FILE_NAME);
+    assert!(matches!(strict_open_err(&path), StatsError::NotRunning { kind: "stats region", .. }));
+}
+
+#[test]
+fn open_wrong_magic() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    write_at(region.path(), 0, b"NOTSTATS");
+    let e = strict_open_err(region.path());
+    assert!(
+        matches!(e, StatsError::BadMagic { found, expected: MAGIC, .. } if found == u64::from_le_bytes(*b"NOTSTATS"))
+    );
+}
+
+#[test]
+fn open_wrong_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    write_at(region.path(), std::mem::offset_of!(shm::RegionHeader, layout_version) as u64, &3u32.to_le_bytes());
+    let e = strict_open_err(region.path());
+    assert!(matches!(e, StatsError::BadVersion { found: 3, expected: LAYOUT_VERSION, .. }), "{e:?}");
+}
+
+#[test]
+fn open_short_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap().path().to_path_buf();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(255).unwrap();
+    let e = strict_open_err(&path);
+    assert!(matches!(e, StatsError::ShortFile { what: "header", found: 255, needed: 256, .. }), "{e:?}");
+}
+
+#[test]
+fn open_stale_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    write_at(region.path(), std::mem::offset_of!(shm::RegionHeader, owner_pid) as u64, &dead.to_le_bytes());
+    let e = strict_open_err(region.path());
+    assert!(matches!(e, StatsError::StaleOwner { pid, .. } if pid == dead), "{e:?}");
+    // The tools' open accepts it and reports the region stale.
+    let r = StatsReader::open(dir.path()).unwrap();
+    assert_eq!(r.liveness(), Liveness::Stale);
 }

@@ -167,6 +167,11 @@ const _: () = {
     assert!(offset_of!(VifInfo, _reserved) == 289);
 };
 
+// SAFETY: repr(C), integers and byte arrays only, explicit padding (`_pad0`, `_pad1`,
+// `_reserved`; offsets asserted above, size asserted in layout.rs), no pointers; every bit
+// pattern is a valid VifInfo (readers check `valid` and the id themselves).
+unsafe impl shm::Pod for VifInfo {}
+
 fn put_str<const N: usize>(dst: &mut [u8; N], s: &str) {
     let mut end = s.len().min(N);
     while !s.is_char_boundary(end) {
@@ -239,7 +244,12 @@ impl VifInfo {
         }
         let uuid = |what: &str, s: &Option<String>| -> Result<Option<[u8; 16]>, StatsError> {
             s.as_deref()
-                .map(|s| parse_uuid(s).map_err(|e| StatsError::InvalidArgument(format!("vif {}: {what}: {e}", cfg.id))))
+                .map(|s| {
+                    parse_uuid(s).map_err(|e| StatsError::InvalidArgument {
+                        kind: super::layout::SPEC.kind,
+                        msg: format!("vif {}: {what}: {e}", cfg.id),
+                    })
+                })
                 .transpose()
         };
         let mut v = VifInfo::new(cfg.id, vif_type, &cfg.name)

@@ -1,30 +1,24 @@
 //! Writer side: the vRouter creates the region and its lcores count into it.
 
-use std::fs::{self, OpenOptions, Permissions};
-use std::io::Read;
-use std::mem::offset_of;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use memmap2::MmapMut;
+use shm::{CreateOptions, InitMap, Mapped};
 
 use super::layout::{
-    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, HEADER_SIZE, LCORE_HEAD_SIZE, VIF_COUNTER_SIZE,
-    VIF_INFO_SIZE,
+    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, LCORE_HEAD_SIZE, SPEC, VIF_COUNTER_SIZE, VIF_INFO_SIZE,
 };
 use super::vif_info::VifInfo;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, LAYOUT_VERSION, MAGIC, MAX_LCORES,
-    MAX_VIFS, STATS_FILE_NAME,
+    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, MAX_LCORES, MAX_VIFS, STATS_FILE_NAME,
 };
 use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
 
 /// The mapping plus what the handles need; shared by the region and its lcore handles.
 struct Shared {
-    map: MmapMut,
+    map: Mapped,
     layout: Layout,
     /// `taken[i]`: an [`LcoreStats`] for lcore `i` exists (enforces one writer per block).
     taken: Box<[AtomicBool]>,
@@ -32,10 +26,7 @@ struct Shared {
 
 impl Shared {
     fn region(&self) -> RegionRef<'_> {
-        // SAFETY: `map` is a live mapping of `layout.file_size` bytes for as long as `self`
-        // is borrowed; mmap returns page-aligned addresses; the file is never truncated
-        // (the vRouter replaces it by rename, it never shrinks it).
-        unsafe { RegionRef::new(self.map.as_ptr(), self.map.len(), self.layout) }
+        RegionRef::new(self.map.bytes(), self.layout)
     }
 }
 
@@ -47,7 +38,6 @@ impl Shared {
 /// does not change the state (a crash and a drop look alike until the pid is gone).
 pub struct StatsRegion {
     shared: Arc<Shared>,
-    path: PathBuf,
     generation: u64,
 }
 
@@ -56,9 +46,9 @@ impl StatsRegion {
     /// and `n_lcores` forwarding lcores, with the static records `vifs` (each stored in the
     /// slot of its id). Creates `run_dir` if missing.
     ///
-    /// The file is built under a temporary name (mode 0644, zeroed counters, `magic`
-    /// written last) and renamed into place, so readers never see a partial file. Its
-    /// generation is the previous file's plus one (1 if there was none).
+    /// The file is built by [`shm::create`] under a temporary name (mode 0644, zeroed
+    /// counters, `magic` written last) and renamed into place, so readers never see a
+    /// partial file. Its generation is the previous file's plus one (1 if there was none).
     pub fn create(
         run_dir: &Path,
         max_vifs: usize,
@@ -66,7 +56,7 @@ impl StatsRegion {
         vifs: &[VifInfo],
         tsc_hz: u64,
     ) -> Result<StatsRegion, StatsError> {
-        let invalid = |m: String| Err(StatsError::InvalidArgument(m));
+        let invalid = |msg: String| Err(StatsError::InvalidArgument { kind: SPEC.kind, msg });
         if n_lcores == 0 || n_lcores > MAX_LCORES {
             return invalid(format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"));
         }
@@ -87,28 +77,16 @@ impl StatsRegion {
             }
         }
 
-        fs::create_dir_all(run_dir).map_err(|e| StatsError::io("creating run directory", run_dir, e))?;
-        let path = run_dir.join(STATS_FILE_NAME);
-        let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let tmp = run_dir.join(format!(".{STATS_FILE_NAME}.{}.tmp", std::process::id()));
-        let map = match build_file(&tmp, layout, vifs, generation, tsc_hz) {
-            Ok(map) => map,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(StatsError::io("renaming stats region into place at", &path, e));
-        }
+        let opts = CreateOptions::new(layout.file_size as u64, 0o644);
+        let map = shm::create(&run_dir.join(STATS_FILE_NAME), &SPEC, &opts, |m| init_region(m, layout, vifs, tsc_hz))?;
+        let generation = map.header().generation();
         let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
-        Ok(StatsRegion { shared: Arc::new(Shared { map, layout, taken }), path, generation })
+        Ok(StatsRegion { shared: Arc::new(Shared { map, layout, taken }), generation })
     }
 
     /// Path of the region file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.shared.map.path()
     }
 
     /// This file's generation (bumped on every creation).
@@ -205,80 +183,27 @@ impl StatsRegion {
     }
 }
 
-/// The generation of a valid region of this layout at `path`, if any.
-fn previous_generation(path: &Path) -> Option<u64> {
-    let mut buf = [0u8; HEADER_SIZE];
-    fs::File::open(path).ok()?.read_exact(&mut buf).ok()?;
-    let u64_at = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
-    let u32_at = |off: usize| u32::from_le_bytes(buf[off..off + 4].try_into().unwrap());
-    (u64_at(offset_of!(Header, magic)) == MAGIC && u32_at(offset_of!(Header, layout_version)) == LAYOUT_VERSION)
-        .then(|| u64_at(offset_of!(Header, generation)))
-}
-
-fn build_file(
-    tmp: &Path,
-    layout: Layout,
-    vifs: &[VifInfo],
-    generation: u64,
-    tsc_hz: u64,
-) -> Result<MmapMut, StatsError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(tmp)
-        .map_err(|e| StatsError::io("creating", tmp, e))?;
-    // The umask may have cleared bits of the creation mode: tools of other users read it.
-    file.set_permissions(Permissions::from_mode(0o644)).map_err(|e| StatsError::io("setting mode 0644 on", tmp, e))?;
-    file.set_len(layout.file_size as u64).map_err(|e| StatsError::io("sizing", tmp, e))?;
-    // SAFETY: the file was just created (truncated) under a name private to this process
-    // and has its final length; nothing truncates it while mapped. All accesses through the
-    // mapping go through RegionRef (atomics or plain data written before `magic`).
-    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| StatsError::io("mapping", tmp, e))?;
-    assert_eq!(map.len(), layout.file_size);
-    let base = map.as_mut_ptr();
-    let now_ms = unix_time_ms();
-    let header = Header {
-        magic: AtomicU64::new(0),
-        layout_version: LAYOUT_VERSION,
-        header_size: HEADER_SIZE as u32,
-        file_size: layout.file_size as u64,
-        max_vifs: layout.max_vifs as u32,
-        n_lcores: layout.n_lcores as u32,
-        n_drop_reasons: DROP_REASON_COUNT as u32,
-        vif_info_size: VIF_INFO_SIZE as u32,
-        vif_info_offset: layout.vif_info_offset as u64,
-        lcore_block_offset: layout.lcore_block_offset as u64,
-        lcore_block_size: layout.lcore_block_size as u64,
-        vif_counter_size: VIF_COUNTER_SIZE as u32,
-        creator_pid: std::process::id(),
-        generation,
-        start_time_unix: now_ms / 1000,
-        tsc_hz,
-        state: AtomicU32::new(RegionState::Running as u32),
-        _pad0: 0,
-        heartbeat_ms: AtomicU64::new(now_ms),
-        lcore_head_size: LCORE_HEAD_SIZE as u32,
-        _pad1: 0,
-        _reserved: [0; 17],
-    };
-    // SAFETY: the mapping is file_size >= HEADER_SIZE bytes, page-aligned (>= Header's 64
-    // alignment), and exclusively ours (private temp file, no other reference into it).
-    unsafe { std::ptr::write(base as *mut Header, header) };
+/// Writes the region's own header fields and the static `VifInfo` records into the fresh,
+/// zeroed mapping (the common prefix and `magic` are [`shm::create`]'s; counters are zero).
+fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u64) {
+    let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
+    h.max_vifs = layout.max_vifs as u32;
+    h.n_lcores = layout.n_lcores as u32;
+    h.n_drop_reasons = DROP_REASON_COUNT as u32;
+    h.vif_info_size = VIF_INFO_SIZE as u32;
+    h.vif_info_offset = layout.vif_info_offset as u64;
+    h.lcore_block_offset = layout.lcore_block_offset as u64;
+    h.lcore_block_size = layout.lcore_block_size as u64;
+    h.vif_counter_size = VIF_COUNTER_SIZE as u32;
+    h.lcore_head_size = LCORE_HEAD_SIZE as u32;
+    h.tsc_hz = tsc_hz;
+    h.state = AtomicU32::new(RegionState::Running as u32);
+    h.heartbeat_ms = AtomicU64::new(unix_time_ms());
     for v in vifs {
+        // id < max_vifs (checked by the caller) keeps the record inside the VifInfo table.
         let off = layout.vif_info_offset + v.id() as usize * VIF_INFO_SIZE;
-        // SAFETY: id < max_vifs (checked by the caller) keeps the record inside the VifInfo
-        // table; 256 + k*320 is 4-aligned (VifInfo's alignment); exclusive access as above.
-        unsafe { std::ptr::write(base.add(off) as *mut VifInfo, *v) };
+        *m.get_mut::<VifInfo>(off).expect("vif ids fit max_vifs") = *v;
     }
-    // Counters are zero: set_len on a truncated file fills with zeros.
-    fence(Ordering::Release);
-    // SAFETY: the header was just written at the start of the mapping (see above).
-    let header = unsafe { &*(base as *const Header) };
-    header.magic.store(MAGIC, Ordering::Release);
-    Ok(map)
 }
 
 /// The counters of one forwarding lcore: owned, `Send` (move it to the lcore thread), not

@@ -4,32 +4,34 @@
 //! # Layout (little-endian, `repr(C)`, no pointers)
 //!
 //! ```text
-//! 0             Header (256 bytes)
+//! 0             Header (256 bytes, starting with the common shm::RegionHeader)
 //! rings_offset  Ring[n_rings]: RingHeader (64 bytes) + Record[ring_slots] (64 bytes each)
 //! ```
 //!
 //! # Concurrency
 //!
-//! - Creation: built under a temporary name, `magic` stored last (Release), then renamed.
+//! - Creation and opening: through [`shm::create`] / [`shm::open`] (the header starts with
+//!   the common [`RegionHeader`]; built under a temporary name, `magic` stored last
+//!   (Release), then renamed).
 //! - One writer per ring. A record is a sequence-locked slot: the writer stores `seq = 0`,
 //!   fence(Release), the words (Relaxed atomics), then `seq = position + 1` (Release), then
 //!   advances the ring's `head`. A reader loads `head` (Acquire), and for each position it
 //!   reads `seq` (Acquire), the words, fence(Acquire), `seq` again: the record is valid only
 //!   if both reads give `position + 1` (an overwritten or half-written slot is skipped).
 
-use std::fs;
 use std::mem::{offset_of, size_of};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use memmap2::{Mmap, MmapMut};
+use shm::{Bytes, CreateOptions, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
 
 use super::step::Step;
 
 /// `b"VRTRACE1"` as a little-endian u64.
 pub const TRACE_MAGIC: u64 = u64::from_le_bytes(*b"VRTRACE1");
-pub const TRACE_LAYOUT_VERSION: u32 = 1;
+/// Layout version of the trace region (2: the common region header prefix).
+pub const TRACE_LAYOUT_VERSION: u32 = 2;
 pub const TRACE_FILE_NAME: &str = "trace";
 /// The region is readable by the vRouter's user only: its records carry tenants' packet
 /// headers. Tenants read their own traces through the agent (REST or control socket with a
@@ -39,38 +41,43 @@ pub const TRACE_FILE_MODE: u32 = 0o600;
 pub const DEFAULT_RING_SLOTS: usize = 8192;
 pub const MAX_RINGS: usize = 1025;
 
+/// The file header: the common [`RegionHeader`] prefix (magic, version, sizes, generation,
+/// owner), then the trace region's static fields, written before `magic`.
 #[repr(C, align(64))]
 struct Header {
-    magic: AtomicU64,
-    layout_version: u32,
-    header_size: u32,
-    file_size: u64,
+    region: RegionHeader,
     n_rings: u32,
     ring_slots: u32,
     record_size: u32,
     ring_header_size: u32,
     rings_offset: u64,
-    generation: u64,
-    creator_pid: u32,
-    _pad: u32,
     /// TSC frequency and a (unix ms, TSC) pair taken at creation, to turn record
     /// timestamps into wall-clock time.
     tsc_hz: u64,
     base_unix_ms: u64,
     base_tsc: u64,
-    _reserved: [u64; 21],
+    _reserved: [u64; 18],
 }
 
 const HEADER_SIZE: usize = 256;
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
-const _: () = assert!(offset_of!(Header, layout_version) == 8);
-const _: () = assert!(offset_of!(Header, file_size) == 16);
-const _: () = assert!(offset_of!(Header, n_rings) == 24);
-const _: () = assert!(offset_of!(Header, rings_offset) == 40);
-const _: () = assert!(offset_of!(Header, generation) == 48);
-const _: () = assert!(offset_of!(Header, tsc_hz) == 64);
-const _: () = assert!(offset_of!(Header, base_tsc) == 80);
-const _: () = assert!(offset_of!(Header, _reserved) == 88);
+const _: () = assert!(offset_of!(Header, n_rings) == 64);
+const _: () = assert!(offset_of!(Header, rings_offset) == 80);
+const _: () = assert!(offset_of!(Header, tsc_hz) == 88);
+const _: () = assert!(offset_of!(Header, base_tsc) == 104);
+const _: () = assert!(offset_of!(Header, _reserved) == 112);
+// SAFETY: repr(C), integers and atomics only (the prefix included), explicit padding
+// (size and offsets asserted above), no pointers.
+unsafe impl Pod for Header {}
+
+/// What identifies a trace region of this build (see [`shm::open`]).
+const SPEC: RegionSpec = RegionSpec {
+    kind: "trace region",
+    magic: TRACE_MAGIC,
+    layout_version: TRACE_LAYOUT_VERSION,
+    header_size: HEADER_SIZE,
+    denied_hint: DENIED_HINT,
+};
 
 #[repr(C, align(64))]
 struct RingHeader {
@@ -80,6 +87,8 @@ struct RingHeader {
 }
 const RING_HEADER_SIZE: usize = 64;
 const _: () = assert!(size_of::<RingHeader>() == RING_HEADER_SIZE);
+// SAFETY: repr(C), an atomic and integers, explicit padding (size asserted), no pointers.
+unsafe impl Pod for RingHeader {}
 
 /// One step record.
 #[repr(C, align(64))]
@@ -96,6 +105,8 @@ const RECORD_SIZE: usize = 64;
 const _: () = assert!(size_of::<Record>() == RECORD_SIZE);
 const _: () = assert!(offset_of!(Record, trace_id) == 16);
 const _: () = assert!(offset_of!(Record, data) == 32);
+// SAFETY: repr(C), atomics only, no padding (size asserted), no pointers.
+unsafe impl Pod for Record {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
@@ -120,58 +131,60 @@ impl Layout {
 }
 
 /// Errors creating or opening the trace region (the shared region error type).
-pub type TraceRegionError = crate::shm_file::RegionError;
+pub type TraceRegionError = shm::RegionError;
 
 /// What the trace tool says to a user who may not read the region.
 const DENIED_HINT: &str = "the trace region is readable only by the vRouter's user (mode 0600, it holds tenants' \
      packet headers); run as that user, or read your own traces through the vRouter with --token";
 
+/// A checked view of a mapping: its bytes plus layout.
 #[derive(Clone, Copy)]
-struct View {
-    base: *const u8,
+struct View<'a> {
+    bytes: Bytes<'a>,
     layout: Layout,
 }
 
-impl View {
-    /// # Safety
-    /// `base` must be a 64-aligned mapping of at least `layout.file_size` bytes that stays
-    /// mapped while the view is used.
-    unsafe fn new(base: *const u8, len: usize, layout: Layout) -> View {
-        assert!(layout.file_size <= len, "mapping shorter than the layout");
-        assert!(base as usize & 63 == 0, "mapping not 64-aligned");
-        View { base, layout }
+impl<'a> View<'a> {
+    /// A view of `bytes` (a mapping: page-aligned) with `layout`, which must fit in it.
+    fn new(bytes: Bytes<'a>, layout: Layout) -> View<'a> {
+        assert!(layout.file_size <= bytes.len(), "mapping shorter than the layout");
+        assert!(bytes.as_ptr() as usize & 63 == 0, "mapping not 64-aligned");
+        View { bytes, layout }
     }
 
-    fn ring_header(&self, ring: usize) -> Option<&RingHeader> {
+    /// Ring `ring`'s header (written for every traced step: the index check is the only
+    /// check).
+    #[inline]
+    fn ring_header(&self, ring: usize) -> Option<&'a RingHeader> {
         if ring >= self.layout.n_rings {
             return None;
         }
-        // SAFETY: ring < n_rings keeps the header inside the mapping (checked in `new`);
-        // offsets are multiples of 64; atomics only.
-        Some(unsafe { &*(self.base.add(self.layout.rings_offset + ring * self.layout.ring_size) as *const RingHeader) })
+        // SAFETY: ring < n_rings keeps the header inside the bytes (layout checked in
+        // `new`); offsets are multiples of 64.
+        Some(unsafe { self.bytes.get_unchecked(self.layout.rings_offset + ring * self.layout.ring_size) })
     }
 
-    fn record(&self, ring: usize, slot: usize) -> Option<&Record> {
+    #[inline]
+    fn record(&self, ring: usize, slot: usize) -> Option<&'a Record> {
         if ring >= self.layout.n_rings || slot >= self.layout.ring_slots {
             return None;
         }
         let off = self.layout.rings_offset + ring * self.layout.ring_size + RING_HEADER_SIZE + slot * RECORD_SIZE;
-        // SAFETY: bounds checked above keep the record inside the mapping; 64-aligned;
-        // atomics only.
-        Some(unsafe { &*(self.base.add(off) as *const Record) })
+        // SAFETY: bounds checked above keep the record inside the bytes; 64-aligned.
+        Some(unsafe { self.bytes.get_unchecked(off) })
     }
 }
 
 struct Shared {
-    map: MmapMut,
+    map: Mapped,
     layout: Layout,
     taken: Box<[AtomicBool]>,
 }
 
 impl Shared {
-    fn view(&self) -> View {
-        // SAFETY: the mapping lives as long as `self`, is page-aligned and never truncated.
-        unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) }
+    #[inline]
+    fn view(&self) -> View<'_> {
+        View::new(self.map.bytes(), self.layout)
     }
 }
 
@@ -179,7 +192,6 @@ impl Shared {
 #[derive(Clone)]
 pub struct TraceRegion {
     shared: Arc<Shared>,
-    path: PathBuf,
 }
 
 impl TraceRegion {
@@ -193,53 +205,35 @@ impl TraceRegion {
     ) -> Result<TraceRegion, TraceRegionError> {
         if n_rings == 0 || n_rings > MAX_RINGS {
             return Err(TraceRegionError::InvalidArgument {
-                kind: "trace",
+                kind: SPEC.kind,
                 msg: format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})"),
             });
         }
         if !ring_slots.is_power_of_two() || ring_slots < 64 {
             return Err(TraceRegionError::InvalidArgument {
-                kind: "trace",
+                kind: SPEC.kind,
                 msg: format!("ring_slots {ring_slots} is not a power of two >= 64"),
             });
         }
         let layout = Layout::new(n_rings, ring_slots);
-        let path = run_dir.join(TRACE_FILE_NAME);
-        let generation = previous_generation(&path).map_or(1, |g| g.wrapping_add(1).max(1));
-        let (map, path) =
-            crate::shm_file::create_region_file(run_dir, TRACE_FILE_NAME, layout.file_size, TRACE_FILE_MODE, |map| {
-                let base = map.as_mut_ptr();
-                let header = Header {
-                    magic: AtomicU64::new(0),
-                    layout_version: TRACE_LAYOUT_VERSION,
-                    header_size: HEADER_SIZE as u32,
-                    file_size: layout.file_size as u64,
-                    n_rings: n_rings as u32,
-                    ring_slots: ring_slots as u32,
-                    record_size: RECORD_SIZE as u32,
-                    ring_header_size: RING_HEADER_SIZE as u32,
-                    rings_offset: layout.rings_offset as u64,
-                    generation,
-                    creator_pid: std::process::id(),
-                    _pad: 0,
-                    tsc_hz,
-                    base_unix_ms: crate::stats::unix_time_ms(),
-                    base_tsc,
-                    _reserved: [0; 21],
-                };
-                // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, exclusively ours.
-                unsafe { std::ptr::write(base as *mut Header, header) };
-                fence(Ordering::Release);
-                // SAFETY: just written above.
-                unsafe { &*(base as *const Header) }.magic.store(TRACE_MAGIC, Ordering::Release);
-            })
-            .map_err(TraceRegionError::from)?;
+        let opts = CreateOptions::new(layout.file_size as u64, TRACE_FILE_MODE);
+        let map = shm::create(&run_dir.join(TRACE_FILE_NAME), &SPEC, &opts, |m| {
+            let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
+            h.n_rings = n_rings as u32;
+            h.ring_slots = ring_slots as u32;
+            h.record_size = RECORD_SIZE as u32;
+            h.ring_header_size = RING_HEADER_SIZE as u32;
+            h.rings_offset = layout.rings_offset as u64;
+            h.tsc_hz = tsc_hz;
+            h.base_unix_ms = crate::stats::unix_time_ms();
+            h.base_tsc = base_tsc;
+        })?;
         let taken = (0..n_rings).map(|_| AtomicBool::new(false)).collect();
-        Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }), path })
+        Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }) })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.shared.map.path()
     }
 
     pub fn n_rings(&self) -> usize {
@@ -340,58 +334,37 @@ impl RegionInfo {
 
 /// A read-only view of a running (or stopped) vRouter's trace region.
 pub struct TraceReader {
-    map: Mmap,
+    map: Mapped,
     layout: Layout,
     info: RegionInfo,
 }
 
 impl TraceReader {
+    /// Opens `<run_dir>/trace`, also when its vRouter is gone (post-mortem reading):
+    /// [`TraceReader::open_with`] with [`OpenOptions::allow_stale`].
     pub fn open_run_dir(run_dir: &Path) -> Result<TraceReader, TraceRegionError> {
-        let (map, path) =
-            crate::shm_file::open_region_file(run_dir, TRACE_FILE_NAME, "trace", HEADER_SIZE, DENIED_HINT)?;
-        let bad = |what, found: u64, expected: u64| TraceRegionError::BadHeader {
-            kind: "trace",
-            path: path.clone(),
-            what,
-            found,
-            expected,
-        };
-        // SAFETY: at least HEADER_SIZE bytes, page-aligned; plain integers and atomics.
-        let h = unsafe { &*(map.as_ptr() as *const Header) };
-        let magic = h.magic.load(Ordering::Acquire);
-        if magic != TRACE_MAGIC {
-            return Err(bad("magic", magic, TRACE_MAGIC));
-        }
-        if h.layout_version != TRACE_LAYOUT_VERSION {
-            return Err(bad("layout version", u64::from(h.layout_version), u64::from(TRACE_LAYOUT_VERSION)));
-        }
-        if h.header_size as usize != HEADER_SIZE
-            || h.record_size as usize != RECORD_SIZE
-            || h.ring_header_size as usize != RING_HEADER_SIZE
-        {
-            return Err(bad("record size", u64::from(h.record_size), RECORD_SIZE as u64));
-        }
-        let slots = h.ring_slots as usize;
-        if !slots.is_power_of_two() || h.n_rings as usize > MAX_RINGS {
-            return Err(bad("ring slots", slots as u64, DEFAULT_RING_SLOTS as u64));
-        }
-        let layout = Layout::new(h.n_rings as usize, slots);
-        if h.file_size != layout.file_size as u64
-            || map.len() < layout.file_size
-            || h.rings_offset != HEADER_SIZE as u64
-        {
-            return Err(bad("file size", map.len() as u64, layout.file_size as u64));
-        }
+        TraceReader::open_with(run_dir, &OpenOptions::new().allow_stale())
+    }
+
+    /// Opens `<run_dir>/trace` through [`shm::open`] and checks its header against this
+    /// build's layout (and, unless `opts` allow a stale region, that its owner runs).
+    pub fn open_with(run_dir: &Path, opts: &OpenOptions) -> Result<TraceReader, TraceRegionError> {
+        let (map, layout) = shm::open(&run_dir.join(TRACE_FILE_NAME), &SPEC, opts, validate)?;
+        let h: &Header = map.get(0).expect("shm::open checked the header size");
         let info = RegionInfo {
-            generation: h.generation,
+            generation: h.region.generation(),
             n_rings: h.n_rings,
             ring_slots: h.ring_slots,
-            creator_pid: h.creator_pid,
+            creator_pid: h.region.owner_pid(),
             tsc_hz: h.tsc_hz,
             base_unix_ms: h.base_unix_ms,
             base_tsc: h.base_tsc,
         };
         Ok(TraceReader { map, layout, info })
+    }
+
+    fn view(&self) -> View<'_> {
+        View::new(self.map.bytes(), self.layout)
     }
 
     pub fn info(&self) -> RegionInfo {
@@ -400,8 +373,7 @@ impl TraceReader {
 
     /// Every valid record of every ring, oldest first within a ring.
     pub fn records(&self) -> Vec<TraceRecord> {
-        // SAFETY: the header checks in `open_run_dir` guarantee the layout fits the mapping.
-        let view = unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) };
+        let view = self.view();
         let mut out = Vec::new();
         for ring in 0..self.layout.n_rings {
             let Some(h) = view.ring_header(ring) else { continue };
@@ -454,8 +426,7 @@ impl TraceReader {
     /// many it missed. A cursor ahead of the ring's head (a ring of a newer region) reads
     /// nothing.
     pub fn read_ring(&self, ring: usize, from: u64, max: usize) -> RingRead {
-        // SAFETY: the header checks in `open_run_dir` guarantee the layout fits the mapping.
-        let view = unsafe { View::new(self.map.as_ptr(), self.map.len(), self.layout) };
+        let view = self.view();
         let mut out = RingRead { records: Vec::new(), lost: 0, next: from };
         let Some(h) = view.ring_header(ring) else { return out };
         let head = h.head.load(Ordering::Acquire);
@@ -495,16 +466,25 @@ impl TraceReader {
     }
 }
 
-fn previous_generation(path: &Path) -> Option<u64> {
-    let f = fs::File::open(path).ok()?;
-    // SAFETY: read-only mapping of a file only ever replaced by rename.
-    let map = unsafe { Mmap::map(&f) }.ok()?;
-    if map.len() < HEADER_SIZE {
-        return None;
+/// Checks the trace region's own header fields (the common prefix was checked by
+/// [`shm::open`]); returns its layout.
+fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
+    let h: &Header = map.get(0).expect("shm::open checked the header size");
+    Mismatch::check("record_size", h.record_size.into(), RECORD_SIZE as u64)?;
+    Mismatch::check("ring_header_size", h.ring_header_size.into(), RING_HEADER_SIZE as u64)?;
+    let slots = h.ring_slots as usize;
+    if !slots.is_power_of_two() {
+        return Err(Mismatch { field: "ring_slots", found: slots as u64, expected: DEFAULT_RING_SLOTS as u64 });
     }
-    // SAFETY: at least HEADER_SIZE bytes, page-aligned.
-    let h = unsafe { &*(map.as_ptr() as *const Header) };
-    (h.magic.load(Ordering::Acquire) == TRACE_MAGIC).then_some(h.generation)
+    let n_rings = h.n_rings as usize;
+    if n_rings > MAX_RINGS {
+        return Err(Mismatch { field: "n_rings", found: n_rings as u64, expected: MAX_RINGS as u64 });
+    }
+    let layout = Layout::new(n_rings, slots);
+    Mismatch::check("rings_offset", h.rings_offset, HEADER_SIZE as u64)?;
+    // shm::open checked that the mapping holds the layout_size the header declares.
+    Mismatch::check("file_size", h.region.layout_size(), layout.file_size as u64)?;
+    Ok(layout)
 }
 
 #[cfg(test)]
@@ -591,8 +571,74 @@ mod tests {
         assert!(matches!(TraceReader::open_run_dir(dir.path()), Err(TraceRegionError::NotRunning { .. })));
         std::fs::write(dir.path().join(TRACE_FILE_NAME), vec![0u8; 4096]).unwrap();
         match TraceReader::open_run_dir(dir.path()) {
-            Err(TraceRegionError::BadHeader { what, .. }) => assert_eq!(what, "magic"),
+            Err(TraceRegionError::BadMagic { found: 0, expected: TRACE_MAGIC, .. }) => {}
             other => panic!("{:?}", other.err()),
         }
+    }
+
+    /// Opens strictly (a gone owner is an error) and returns the region error, after
+    /// checking that its message names the region kind and the path.
+    fn strict_open_err(dir: &Path) -> shm::RegionError {
+        let e = TraceReader::open_with(dir, &OpenOptions::new()).err().expect("must fail");
+        let s = e.to_string();
+        let path = dir.join(TRACE_FILE_NAME);
+        assert!(s.contains("trace region") && s.contains(&path.display().to_string()), "{s}");
+        assert_eq!(e.kind(), "trace region");
+        e
+    }
+
+    fn patch(path: &Path, off: usize, bytes: &[u8]) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(off as u64)).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn open_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(strict_open_err(dir.path()), shm::RegionError::NotRunning { .. }));
+    }
+
+    #[test]
+    fn open_wrong_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 1, 64, 1, 0).unwrap();
+        patch(region.path(), 0, b"NOTMAGIC");
+        let e = strict_open_err(dir.path());
+        let bad = u64::from_le_bytes(*b"NOTMAGIC");
+        assert!(matches!(e, shm::RegionError::BadMagic { found, expected: TRACE_MAGIC, .. } if found == bad), "{e:?}");
+    }
+
+    #[test]
+    fn open_wrong_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 1, 64, 1, 0).unwrap();
+        patch(region.path(), offset_of!(RegionHeader, layout_version), &77u32.to_ne_bytes());
+        let e = strict_open_err(dir.path());
+        assert!(matches!(e, shm::RegionError::BadVersion { found: 77, expected: TRACE_LAYOUT_VERSION, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn open_short_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 1, 64, 1, 0).unwrap();
+        std::fs::OpenOptions::new().write(true).open(region.path()).unwrap().set_len(100).unwrap();
+        let e = strict_open_err(dir.path());
+        assert!(matches!(e, shm::RegionError::ShortFile { what: "header", found: 100, needed: 256, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn open_stale_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = TraceRegion::create(dir.path(), 1, 64, 1, 0).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        patch(region.path(), offset_of!(RegionHeader, owner_pid), &dead.to_ne_bytes());
+        let e = strict_open_err(dir.path());
+        assert!(matches!(e, shm::RegionError::StaleOwner { pid, .. } if pid == dead), "{e:?}");
+        // Post-mortem readers still open it.
+        assert!(TraceReader::open_with(dir.path(), &OpenOptions::new().allow_stale()).is_ok());
     }
 }
