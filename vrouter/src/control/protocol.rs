@@ -90,15 +90,21 @@ impl AgentCommand {
     }
 }
 
-/// A `trace_*` request: its command and the caller's token (none: the operator).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TraceMessage {
-    /// A tenant's token; none for the operator.
+/// The caller of a `trace_*` request: a tenant's token, or none for the operator. Decoded
+/// (and checked) before the command, so that a caller who may not send a command learns
+/// nothing about what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TraceAuth {
+    /// A tenant's token; none (or `null`) for the operator.
     #[serde(default, deserialize_with = "token")]
     pub token: Option<String>,
-    /// The command.
-    #[serde(flatten)]
-    pub command: TraceCommand,
+}
+
+impl TraceAuth {
+    /// Decodes the caller of a `trace_*` request.
+    pub fn decode(v: &Value) -> Result<TraceAuth, ProtocolError> {
+        decode(v)
+    }
 }
 
 /// The tracing commands.
@@ -161,9 +167,16 @@ pub struct TraceAdd {
     pub id: Option<String>,
 }
 
-impl TraceMessage {
-    /// Decodes a `trace_*` request; an unknown command is `TraceCommand::Unknown`.
-    pub fn decode(v: &Value) -> Result<TraceMessage, ProtocolError> {
+impl TraceCommand {
+    /// Decodes a `trace_*` command; an unknown one is `TraceCommand::Unknown`.
+    pub fn decode(v: &Value) -> Result<TraceCommand, ProtocolError> {
+        decode(v)
+    }
+}
+
+impl TraceAdd {
+    /// Decodes the fields of `trace_add` (any `cmd` is ignored).
+    pub fn decode(v: &Value) -> Result<TraceAdd, ProtocolError> {
         decode(v)
     }
 }
@@ -232,6 +245,10 @@ pub struct MirrorCreate {
 
 /// Decodes `T` from a request, turning serde's errors into [`ProtocolError`].
 fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, ProtocolError> {
+    if !v.is_object() {
+        // serde would also take a struct from an array, by position.
+        return Err(ProtocolError::Field { field: "request".into(), msg: "must be a JSON object".into() });
+    }
     T::deserialize(v).map_err(|e| {
         let text = e.to_string();
         if let Some(f) = text.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
@@ -348,35 +365,36 @@ mod tests {
 
     #[test]
     fn trace_commands_name_the_bad_field() {
-        let m = TraceMessage::decode(&json!({"cmd": "trace_get", "id": "abc", "token": "t"})).unwrap();
+        let v = json!({"cmd": "trace_get", "id": "abc", "token": "t"});
+        assert_eq!(TraceAuth::decode(&v), Ok(TraceAuth { token: Some("t".into()) }));
+        assert_eq!(TraceCommand::decode(&v), Ok(TraceCommand::TraceGet(TraceId { id: Some("abc".into()) })));
+        let v = json!({"cmd": "trace_enable", "id": 7, "token": null});
+        assert_eq!(TraceAuth::decode(&v), Ok(TraceAuth { token: None }));
+        assert_eq!(TraceCommand::decode(&v), Ok(TraceCommand::TraceEnable(TraceId { id: None })));
+        assert_eq!(TraceCommand::decode(&json!({"cmd": "trace_nope"})), Ok(TraceCommand::Unknown));
+        assert_eq!(TraceCommand::decode(&json!({"id": "x"})), Err(ProtocolError::MissingCmd));
         assert_eq!(
-            m,
-            TraceMessage {
-                token: Some("t".into()),
-                command: TraceCommand::TraceGet(TraceId { id: Some("abc".into()) })
-            }
+            field(TraceAuth::decode(&json!({"cmd": "trace_show", "token": 7}))),
+            ("token".into(), "must be a string".into())
         );
-        let m = TraceMessage::decode(&json!({"cmd": "trace_enable", "id": 7, "token": null})).unwrap();
-        assert_eq!(m.command, TraceCommand::TraceEnable(TraceId { id: None }));
-        assert_eq!(m.token, None);
-        assert_eq!(TraceMessage::decode(&json!({"cmd": "trace_nope"})).unwrap().command, TraceCommand::Unknown);
-        assert_eq!(field(TraceMessage::decode(&json!({"cmd": "trace_show", "token": 7}))).0, "token");
         assert_eq!(
-            field(TraceMessage::decode(&json!({"cmd": "trace_records", "id": 7}))),
+            field(TraceCommand::decode(&json!({"cmd": "trace_records", "id": 7}))),
             ("id".into(), "must be a trace request UUID string".into())
         );
         assert_eq!(
-            TraceMessage::decode(&json!({"cmd": "trace_records", "id": null})).unwrap().command,
-            TraceCommand::TraceRecords { id: None }
+            TraceCommand::decode(&json!({"cmd": "trace_records", "id": null})),
+            Ok(TraceCommand::TraceRecords { id: None })
         );
-        let add = TraceMessage::decode(&json!({"cmd": "trace_add", "scope": {"vif": 1}, "enabled": true})).unwrap();
-        let TraceCommand::TraceAdd(a) = add.command else { panic!("{add:?}") };
+        let add = TraceCommand::decode(&json!({"cmd": "trace_add", "scope": {"vif": 1}, "enabled": true})).unwrap();
+        let TraceCommand::TraceAdd(a) = add else { panic!("{add:?}") };
         assert_eq!((a.scope, a.condition, a.enabled, a.id), (json!({"vif": 1}), Value::Null, Some(true), None));
         assert_eq!(
-            field(TraceMessage::decode(&json!({"cmd": "trace_add", "enabled": "yes"}))),
+            field(TraceCommand::decode(&json!({"cmd": "trace_add", "enabled": "yes"}))),
             ("enabled".into(), "must be true or false".into())
         );
-        assert_eq!(field(TraceMessage::decode(&json!({"cmd": "trace_add", "id": null}))).0, "id");
+        assert_eq!(field(TraceAdd::decode(&json!({"id": null}))).0, "id");
+        assert_eq!(field(TraceAdd::decode(&json!([1]))), ("request".into(), "must be a JSON object".into()));
+        assert_eq!(field(TraceCommand::decode(&json!(["trace_show"]))).0, "request");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::request::{
 use super::step::Step;
 use super::view::{self, Trace};
 use crate::config::VifType;
-use crate::control::protocol::{cmd_of, ProtocolError, TraceAdd, TraceCommand, TraceId, TraceMessage};
+use crate::control::protocol::{cmd_of, ProtocolError, TraceAdd, TraceAuth, TraceCommand, TraceId};
 use crate::fib::{Fib, Nexthop};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -320,12 +320,11 @@ impl TraceControl {
         if !req.is_object() {
             return Err(bad("request", "must be a JSON object"));
         }
-        let add =
-            serde_json::from_value::<TraceAdd>(req.clone()).map_err(|e| match e.to_string().split_once(": ") {
-                Some(("id", m)) => bad("id", m.to_string()),
-                Some(("enabled", m)) => bad("enabled", m.to_string()),
-                _ => bad("request", e.to_string()),
-            })?;
+        let add = TraceAdd::decode(req).map_err(|e| match e {
+            ProtocolError::Field { field, msg } if field == "id" => bad("id", msg),
+            ProtocolError::Field { field, msg } if field == "enabled" => bad("enabled", msg),
+            e => bad("request", e.to_string()),
+        })?;
         self.add_for(Caller::Operator, &add)
     }
 
@@ -509,25 +508,39 @@ impl TraceControl {
         Ok(show(&st[i].0, &st[i].1))
     }
 
-    /// Serves a `trace_*` control command ([`TraceMessage`]).
+    /// Serves a `trace_*` control command: the caller ([`TraceAuth`]) is checked first, then
+    /// the command ([`TraceCommand`]) decoded and run.
     pub fn command(&self, v: &Value) -> Value {
-        let fail = |field: &str, error: String| json!({"ok": false, "error": error, "field": field});
-        let unknown = || bad("cmd", format!("unknown trace command {:?}", cmd_of(v).unwrap_or("")));
-        let msg = match TraceMessage::decode(v) {
-            Ok(m) => m,
-            Err(ProtocolError::Field { field, msg }) => return fail(&field, format!("{field}: {msg}")),
-            Err(_) => {
-                let e = unknown();
-                return fail(e.field, e.to_string());
+        let c = match TraceAuth::decode(v) {
+            Ok(auth) => match self.caller(auth.token.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return failed(e.field, e.to_string()),
+            },
+            Err(e) => return protocol_failed(e),
+        };
+        match TraceCommand::decode(v) {
+            Ok(TraceCommand::Unknown) | Err(ProtocolError::MissingCmd | ProtocolError::UnknownCommand(_)) => {
+                let e = bad("cmd", format!("unknown trace command {:?}", cmd_of(v).unwrap_or("")));
+                failed(e.field, e.to_string())
             }
-        };
-        let c = match self.caller(msg.token.as_deref()) {
-            Ok(c) => c,
-            Err(e) => return fail(e.field, e.to_string()),
-        };
+            Ok(cmd) => self.run(c, &cmd),
+            Err(e) => protocol_failed(e),
+        }
+    }
+
+    /// Runs `cmd` for the tenant of `token` (none: the operator); the reply is that of
+    /// [`TraceControl::command`].
+    pub fn execute(&self, token: Option<&str>, cmd: &TraceCommand) -> Value {
+        match self.caller(token) {
+            Ok(c) => self.run(c, cmd),
+            Err(e) => failed(e.field, e.to_string()),
+        }
+    }
+
+    fn run(&self, c: Caller<'_>, cmd: &TraceCommand) -> Value {
         let id = |t: &TraceId| t.id.clone().ok_or_else(|| bad("id", "missing (the trace request UUID)"));
         let one = |r: Result<Value, FieldError>| r.map(|r| json!({"ok": true, "request": r}));
-        let r = match &msg.command {
+        let r = match cmd {
             TraceCommand::TraceAdd(add) => one(self.add_for(c, add)),
             TraceCommand::TraceShow => {
                 Ok(json!({"ok": true, "requests": self.list_for(c), "recording": cfg!(feature = "trace")}))
@@ -541,9 +554,22 @@ impl TraceControl {
                 let recs: Vec<Value> = traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
                 json!({"ok": true, "region": info, "records": recs})
             }),
-            TraceCommand::Unknown => Err(unknown()),
+            TraceCommand::Unknown => Err(bad("cmd", "unknown trace command")),
         };
-        r.unwrap_or_else(|e| fail(e.field, e.to_string()))
+        r.unwrap_or_else(|e| failed(e.field, e.to_string()))
+    }
+}
+
+/// The reply to a command that failed.
+fn failed(field: &str, error: String) -> Value {
+    json!({"ok": false, "error": error, "field": field})
+}
+
+/// The reply to a request that could not be decoded.
+fn protocol_failed(e: ProtocolError) -> Value {
+    match e {
+        ProtocolError::Field { field, msg } => failed(&field, format!("{field}: {msg}")),
+        e => failed("cmd", e.to_string()),
     }
 }
 
@@ -749,6 +775,9 @@ mod tests {
         // A bad token is refused, whatever the command.
         assert_eq!(err(json!({"cmd": "trace_show", "token": "guess"})).0, "token");
         assert_eq!(err(json!({"cmd": "trace_add", "token": 7, "scope": {"vif": own_vif}})).0, "token");
+        // The caller is checked before the command: a bad token hides what else is wrong.
+        assert_eq!(err(json!({"cmd": "trace_add", "token": "guess", "enabled": "yes"})).0, "token");
+        assert_eq!(err(json!({"cmd": "trace_nope", "token": "guess"})).0, "token");
         // A tenant may not trace the whole vRouter or a vif or VN that is not its own.
         assert_eq!(err(json!({"cmd": "trace_add", "token": red})).0, "scope");
         assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vif": other_vif}})).0, "scope.vif");

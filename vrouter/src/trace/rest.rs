@@ -25,6 +25,7 @@
 use super::control::TraceControl;
 use super::region::RegionInfo;
 use super::view;
+use crate::control::protocol::{TraceCommand, TraceId};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -210,24 +211,27 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         return records(ctl, token, i);
     }
     let id = path.strip_prefix("/traces/").filter(|i| !i.is_empty() && !i.contains('/'));
-    let mut cmd = match (req.method.as_str(), path, id) {
+    let by_id = |i: &str| TraceId { id: Some(i.to_string()) };
+    let cmd = match (req.method.as_str(), path, id) {
         ("POST", "/traces", _) => {
-            let mut c = if body.is_object() { body.clone() } else { json!({}) };
             if !body.is_null() && !body.is_object() {
                 return (400, json!({"error": "body: must be a JSON object", "field": "body"}));
             }
+            // The body has the fields of `trace_add`; the caller is checked before them.
+            let mut c = if body.is_object() { body } else { json!({}) };
             c["cmd"] = "trace_add".into();
-            c
+            c["token"] = Value::from(token.clone());
+            return answer(ctl.command(&c), 201);
         }
-        ("GET", "/traces", _) => json!({"cmd": "trace_show"}),
-        ("GET", _, Some(i)) => json!({"cmd": "trace_get", "id": i}),
-        ("DELETE", _, Some(i)) => json!({"cmd": "trace_remove", "id": i}),
+        ("GET", "/traces", _) => TraceCommand::TraceShow,
+        ("GET", _, Some(i)) => TraceCommand::TraceGet(by_id(i)),
+        ("DELETE", _, Some(i)) => TraceCommand::TraceRemove(by_id(i)),
         ("PUT", _, Some(i)) => {
             let Some(en) = body.get("enabled").and_then(Value::as_bool) else {
                 return (400, json!({"error": "enabled: must be true or false", "field": "enabled"}));
             };
             // The other fields, when given, must be those of the stored request.
-            let cur = ctl.command(&json!({"cmd": "trace_get", "id": i, "token": token}));
+            let cur = ctl.execute(Some(token), &TraceCommand::TraceGet(by_id(i)));
             if cur["ok"] != true {
                 return status_of(cur);
             }
@@ -241,7 +245,11 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
                     }
                 }
             }
-            json!({"cmd": if en { "trace_enable" } else { "trace_disable" }, "id": i})
+            if en {
+                TraceCommand::TraceEnable(by_id(i))
+            } else {
+                TraceCommand::TraceDisable(by_id(i))
+            }
         }
         (_, "/traces", _) | (_, _, Some(_)) => {
             return (
@@ -251,19 +259,21 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         }
         _ => return (404, json!({"error": format!("path: no resource {}", req.path), "field": "path"})),
     };
-    cmd["token"] = Value::from(token.clone());
-    let created = req.method == "POST";
-    let r = ctl.command(&cmd);
+    answer(ctl.execute(Some(token), &cmd), 200)
+}
+
+/// The status and body of a command's reply: its request(s) with `ok_status`, or the error.
+fn answer(r: Value, ok_status: u16) -> (u16, Value) {
     if r["ok"] != true {
         return status_of(r);
     }
     let out = if r.get("requests").is_some() { r["requests"].clone() } else { r["request"].clone() };
-    (if created { 201 } else { 200 }, out)
+    (ok_status, out)
 }
 
 /// `GET /traces/<id>/records`: the caller's request's traces, each with its steps.
 fn records(ctl: &TraceControl, token: &str, id: &str) -> (u16, Value) {
-    let r = ctl.command(&json!({"cmd": "trace_records", "id": id, "token": token}));
+    let r = ctl.execute(Some(token), &TraceCommand::TraceRecords { id: Some(id.to_string()) });
     if r["ok"] != true {
         return status_of(r);
     }
