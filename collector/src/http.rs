@@ -28,6 +28,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -129,24 +130,53 @@ async fn uve_list(
     )))
 }
 
-/// Whether the query string asks for the flat form (`?flat`). The reference API's filters
-/// (`sfilt`, `mfilt`, `cfilt`, `kfilt`, `ackfilt`) are not implemented: asking for one is an
-/// error rather than an unfiltered answer that looks filtered.
+/// Query parameters of `GET /analytics/uves/<type>/<name>`: `flat` (with or without a
+/// value) asks for the flat form. The reference API's filters (`sfilt`, `mfilt`, `cfilt`,
+/// `kfilt`, `ackfilt`) are not implemented: asking for one is an error rather than an
+/// unfiltered answer that looks filtered. Other parameters are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct UveQuery {
+    flat: Option<String>,
+    sfilt: Option<String>,
+    mfilt: Option<String>,
+    cfilt: Option<String>,
+    kfilt: Option<String>,
+    ackfilt: Option<String>,
+}
+
+/// Whether the query string asks for the flat form (`?flat`); an error for a UVE filter.
 fn wants_flat(q: Option<&str>) -> Result<bool, ApiError> {
-    let mut flat = false;
-    for kv in q.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
-        match kv.split('=').next().unwrap_or("") {
-            "flat" => flat = true,
-            k @ ("sfilt" | "mfilt" | "cfilt" | "kfilt" | "ackfilt") => {
-                return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("UVE filter `{k}` is not supported by this collector"),
-                ))
-            }
-            _ => {}
+    let q: UveQuery = parse_query(q)?;
+    let filters =
+        [("sfilt", &q.sfilt), ("mfilt", &q.mfilt), ("cfilt", &q.cfilt), ("kfilt", &q.kfilt), ("ackfilt", &q.ackfilt)];
+    if let Some((k, _)) = filters.iter().find(|(_, v)| v.is_some()) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("UVE filter `{k}` is not supported by this collector")));
+    }
+    Ok(q.flat.is_some())
+}
+
+/// Decodes a query string (`serde_urlencoded`) into `T`. `serde_urlencoded` decodes
+/// leniently (a `%` without two hex digits stays as it is, bytes that are not UTF-8 become
+/// U+FFFD); the API refuses both, naming the parameter, as it refuses a parameter given
+/// twice.
+fn parse_query<T: serde::de::DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
+    let Some(q) = q.filter(|q| !q.is_empty()) else { return Ok(T::default()) };
+    for kv in q.split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let b = v.as_bytes();
+        let escapes_ok = b
+            .iter()
+            .enumerate()
+            .all(|(i, &c)| c != b'%' || b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+        if !escapes_ok {
+            return Err(bad_request(k, "bad percent-encoding"));
+        }
+        let plus_as_space = v.replace('+', " ");
+        if percent_encoding::percent_decode_str(&plus_as_space).decode_utf8().is_err() {
+            return Err(bad_request(k, "not UTF-8"));
         }
     }
-    Ok(flat)
+    serde_urlencoded::from_str(q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("query: {e}")))
 }
 
 async fn uve_get(
@@ -259,59 +289,37 @@ fn trace_caller(st: &ApiState, headers: &HeaderMap) -> Result<crate::trace::Call
 /// Query parameters of `GET /analytics/traces`: `start_time`, `end_time` (the forms of
 /// `/analytics/query`: µs since the epoch, `now`, `now-10m`, …; default: no bound) and
 /// `request` (a request UUID). Anything else is an error naming it.
+#[derive(Debug, Default, Deserialize)]
+struct TraceQuery {
+    start_time: Option<String>,
+    end_time: Option<String>,
+    request: Option<String>,
+    /// Parameters that are none of the above (refused).
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, String>,
+}
+
+/// The time range and request of `GET /analytics/traces`.
 fn trace_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<String>), ApiError> {
-    let (mut start, mut end, mut request) = (i64::MIN, i64::MAX, None);
-    for kv in q.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let v = percent_decode(v).map_err(|m| bad_request(k, m))?;
-        match k {
-            "start_time" | "end_time" => {
-                let t = crate::time::parse_time(&v, now).map_err(|e| bad_request(k, e))?;
-                let t = i64::try_from(t).map_err(|_| bad_request(k, "out of range"))?;
-                if k == "start_time" {
-                    start = t;
-                } else {
-                    end = t;
-                }
-            }
-            "request" => {
-                if v.is_empty() {
-                    return Err(bad_request(k, "must be a trace request UUID"));
-                }
-                request = Some(v.to_ascii_lowercase());
-            }
-            other => return Err(bad_request(other, "unknown parameter (expected start_time, end_time, request)")),
-        }
+    let q: TraceQuery = parse_query(q)?;
+    if let Some(other) = q.unknown.keys().next() {
+        return Err(bad_request(other, "unknown parameter (expected start_time, end_time, request)"));
     }
+    let time = |k: &str, v: Option<String>, default: i64| -> Result<i64, ApiError> {
+        let Some(v) = v else { return Ok(default) };
+        let t = crate::time::parse_time(&v, now).map_err(|e| bad_request(k, e))?;
+        i64::try_from(t).map_err(|_| bad_request(k, "out of range"))
+    };
+    let start = time("start_time", q.start_time, i64::MIN)?;
+    let end = time("end_time", q.end_time, i64::MAX)?;
+    let request = match q.request {
+        Some(v) if v.is_empty() => return Err(bad_request("request", "must be a trace request UUID")),
+        v => v.map(|v| v.to_ascii_lowercase()),
+    };
     if start > end {
         return Err(bad_request("start_time", "is after end_time"));
     }
     Ok((start, end, request))
-}
-
-fn percent_decode(s: &str) -> Result<String, &'static str> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or("bad percent-encoding")?;
-                let hex = std::str::from_utf8(hex).map_err(|_| "bad percent-encoding")?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad percent-encoding")?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| "not UTF-8")
 }
 
 async fn trace_list(
@@ -382,5 +390,27 @@ mod tests {
         assert_eq!(err("start_time=now&end_time=now-1h"), "start_time: is after end_time");
         assert_eq!(err("request="), "request: must be a trace request UUID");
         assert_eq!(err("request=%zz"), "request: bad percent-encoding");
+        assert_eq!(err("request=ab%2"), "request: bad percent-encoding");
+        assert_eq!(err("request=%ff%fe"), "request: not UTF-8");
+        assert_eq!(err("start_time=now&start_time=now"), "query: duplicate field `start_time`");
+        let (_, _, r) = trace_params(Some("request=a+b%C3%A9"), now).unwrap();
+        assert_eq!(r.as_deref(), Some("a bé"));
+        assert_eq!(trace_params(Some(""), now).unwrap(), (i64::MIN, i64::MAX, None));
+    }
+
+    #[test]
+    fn flat_and_refused_uve_filters() {
+        assert!(!wants_flat(None).unwrap());
+        assert!(!wants_flat(Some("x=1")).unwrap(), "other parameters are ignored");
+        assert!(wants_flat(Some("flat")).unwrap());
+        assert!(wants_flat(Some("x=1&flat=")).unwrap());
+        for f in ["sfilt", "mfilt", "cfilt", "kfilt", "ackfilt"] {
+            let e = wants_flat(Some(&format!("flat&{f}=a*"))).unwrap_err();
+            assert_eq!(
+                (e.0, e.1),
+                (StatusCode::BAD_REQUEST, format!("UVE filter `{f}` is not supported by this collector"))
+            );
+        }
+        assert_eq!(wants_flat(Some("flat=%zz")).unwrap_err().1, "flat: bad percent-encoding");
     }
 }

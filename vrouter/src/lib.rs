@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod drop_reason;
 pub mod fib;
 pub mod mirror;

@@ -16,6 +16,7 @@
 use crate::agent::policy::{FlowContext, PolicyAction, PolicyEngine};
 use crate::agent::setup::{self, flow_update, local_vif_for, Setup};
 use crate::config::{self, VifType};
+use crate::control::protocol::{self, AgentCommand, Target};
 use crate::datapath::SetupRequest;
 use crate::fib::Fib;
 use crate::spsc::{Consumer, Producer};
@@ -514,39 +515,43 @@ impl Agent {
     }
 
     fn command(&mut self, v: &serde_json::Value) -> serde_json::Value {
-        match v.get("cmd").and_then(|c| c.as_str()) {
-            Some("status") => serde_json::json!({
-                "ok": true,
-                "counters": self.counters,
-                "setup_latency_ns": {
-                    "count": self.latency.len(),
-                    "p50": self.latency.value_at_quantile(0.5),
-                    "p99": self.latency.value_at_quantile(0.99),
-                    "p999": self.latency.value_at_quantile(0.999),
-                    "max": self.latency.max(),
-                },
-            }),
-            Some("reload") => match self.reload() {
-                Ok(n) => serde_json::json!({"ok": true, "reevaluated": n}),
-                Err(e) => serde_json::json!({"ok": false, "error": e}),
-            },
-            Some("flow") => {
-                let idx = v.get("index").and_then(|i| i.as_u64()).unwrap_or(u64::MAX) as u32;
-                match self.meta(idx) {
-                    Some(m) => serde_json::json!({"ok": true, "meta": m}),
-                    None => serde_json::json!({"ok": false, "error": format!("no agent state for flow {idx}")}),
-                }
-            }
-            Some(c) if c.starts_with("trace_") => match &self.trace {
+        let fail = |e: String| serde_json::json!({"ok": false, "error": e});
+        match Target::of(v) {
+            Err(e) => fail(e.to_string()),
+            Ok(Target::Trace) => match &self.trace {
                 Some(t) => t.command(v),
-                None => serde_json::json!({"ok": false, "error": "tracing is not enabled"}),
+                None => fail("tracing is not enabled".into()),
             },
-            Some(c) if c.starts_with("mirror_") => match &self.mirror {
+            Ok(Target::Mirror) => match &self.mirror {
                 Some(m) => m.command(v),
-                None => serde_json::json!({"ok": false, "error": "mirroring is not enabled"}),
+                None => fail("mirroring is not enabled".into()),
             },
-            Some(other) => serde_json::json!({"ok": false, "error": format!("unknown command {other:?}")}),
-            None => serde_json::json!({"ok": false, "error": "missing \"cmd\""}),
+            Ok(Target::Agent) => match AgentCommand::decode(v) {
+                Err(e) => fail(e.to_string()),
+                Ok(AgentCommand::Status) => serde_json::json!({
+                    "ok": true,
+                    "counters": self.counters,
+                    "setup_latency_ns": {
+                        "count": self.latency.len(),
+                        "p50": self.latency.value_at_quantile(0.5),
+                        "p99": self.latency.value_at_quantile(0.99),
+                        "p999": self.latency.value_at_quantile(0.999),
+                        "max": self.latency.max(),
+                    },
+                }),
+                Ok(AgentCommand::Reload) => match self.reload() {
+                    Ok(n) => serde_json::json!({"ok": true, "reevaluated": n}),
+                    Err(e) => fail(e),
+                },
+                Ok(AgentCommand::Flow { index }) => {
+                    let idx = index.unwrap_or(u64::MAX) as u32;
+                    match self.meta(idx) {
+                        Some(m) => serde_json::json!({"ok": true, "meta": m}),
+                        None => fail(format!("no agent state for flow {idx}")),
+                    }
+                }
+                Ok(AgentCommand::Unknown) => fail(format!("unknown command {:?}", protocol::cmd_of(v).unwrap_or(""))),
+            },
         }
     }
 

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::encap::{resolve_nexthop, template};
 use super::region::{MirrorRegion, SlotEntry};
 use crate::config::{assign_mirror_indices, Config, MirrorNhMode};
+use crate::control::protocol::{cmd_of, MirrorCommand, MirrorCreate, MirrorSelect, ProtocolError};
 use crate::fib::Fib;
 
 /// Why a control operation failed (the message names the field).
@@ -191,70 +192,65 @@ impl MirrorControl {
         );
     }
 
-    /// Serves one control-socket command whose `cmd` starts with `mirror_`.
+    /// Serves one control-socket command whose `cmd` starts with `mirror_` ([`MirrorCommand`]).
     pub fn command(&self, v: &Value) -> Value {
-        let r = match v.get("cmd").and_then(Value::as_str) {
-            Some("mirror_create") => self.cmd_create(v),
-            Some("mirror_delete") => self.cmd_delete(v),
-            Some("mirror_get") => self.cmd_index(v).and_then(|i| {
-                self.region
-                    .read_slot(usize::from(i.raw()))
-                    .map(|e| json!({"entry": entry_json(i.raw(), &e, self.region.stats(usize::from(i.raw()), None))}))
-                    .ok_or_else(|| field("index", format!("mirror index {i} is empty")))
-            }),
-            Some("mirror_dump") => Ok(json!({"entries": (0..super::region::SLOTS)
-                .filter_map(|i| self.region.read_slot(i).map(|e| entry_json(i as u8, &e, self.region.stats(i, None))))
-                .collect::<Vec<_>>()})),
-            other => Err(field("cmd", format!("unknown mirror command {other:?}"))),
+        let r = match MirrorCommand::decode(v) {
+            Err(ProtocolError::Field { field, msg }) => Err(format!("{field}: {msg}")),
+            Err(_) | Ok(MirrorCommand::Unknown) => Err(format!("cmd: unknown mirror command {:?}", cmd_of(v))),
+            Ok(c) => self.execute(&c).map_err(|e| e.to_string()),
         };
         match r {
             Ok(mut v) => {
                 v["ok"] = json!(true);
                 v
             }
-            Err(e) => json!({"ok": false, "error": e.to_string()}),
+            Err(e) => json!({"ok": false, "error": e}),
         }
     }
 
-    fn cmd_index(&self, v: &Value) -> Result<MirrorIndex, ControlError> {
-        if let Some(name) = v.get("name").and_then(Value::as_str) {
+    fn execute(&self, c: &MirrorCommand) -> Result<Value, ControlError> {
+        match c {
+            MirrorCommand::MirrorCreate(c) => self.cmd_create(c),
+            MirrorCommand::MirrorDelete(sel) => self.cmd_delete(sel),
+            MirrorCommand::MirrorGet(sel) => self.cmd_index(sel).and_then(|i| {
+                self.region
+                    .read_slot(usize::from(i.raw()))
+                    .map(|e| json!({"entry": entry_json(i.raw(), &e, self.region.stats(usize::from(i.raw()), None))}))
+                    .ok_or_else(|| field("index", format!("mirror index {i} is empty")))
+            }),
+            MirrorCommand::MirrorDump => Ok(json!({"entries": (0..super::region::SLOTS)
+                .filter_map(|i| self.region.read_slot(i).map(|e| entry_json(i as u8, &e, self.region.stats(i, None))))
+                .collect::<Vec<_>>()})),
+            MirrorCommand::Unknown => Err(field("cmd", "unknown mirror command")),
+        }
+    }
+
+    fn cmd_index(&self, sel: &MirrorSelect) -> Result<MirrorIndex, ControlError> {
+        if let Some(name) = &sel.name {
             return self.find(name).ok_or_else(|| field("name", format!("no analyzer named {name:?}")));
         }
-        let i = v.get("index").and_then(Value::as_u64).ok_or_else(|| field("index", "missing (or give name)"))?;
+        let i = sel.index.ok_or_else(|| field("index", "missing (or give name)"))?;
         Ok(MirrorIndex::new(u32::try_from(i).unwrap_or(u32::MAX))?)
     }
 
-    fn cmd_create(&self, v: &Value) -> Result<Value, ControlError> {
-        let name = v.get("name").and_then(Value::as_str).ok_or_else(|| field("name", "missing"))?;
-        let ip: Ipv4Addr = v
-            .get("ip")
-            .and_then(Value::as_str)
-            .ok_or_else(|| field("ip", "missing"))?
-            .parse()
-            .map_err(|e| field("ip", format!("{e}")))?;
+    fn cmd_create(&self, c: &MirrorCreate) -> Result<Value, ControlError> {
+        let name = c.name.as_deref().ok_or_else(|| field("name", "missing"))?;
+        let ip: Ipv4Addr =
+            c.ip.as_deref().ok_or_else(|| field("ip", "missing"))?.parse().map_err(|e| field("ip", format!("{e}")))?;
         let mut e = MirrorEntry::analyzer(name, ip);
-        if let Some(p) = v.get("udp_port") {
-            let p =
-                p.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| field("udp_port", "not a port number"))?;
+        if let Some(p) = c.udp_port {
             e = e.with_udp_port(p);
         }
-        if let Some(m) = v.get("nh_mode") {
-            let m = m.as_str().ok_or_else(|| field("nh_mode", "not a string"))?;
+        if let Some(m) = &c.nh_mode {
             e = e.with_nh_mode(m.parse().map_err(|x: mirror::EntryError| field("nh_mode", x.to_string()))?);
         }
-        if let Some(j) = v.get("juniper_header") {
-            e.juniper_header = j.as_bool().ok_or_else(|| field("juniper_header", "not a boolean"))?;
+        if let Some(j) = c.juniper_header {
+            e.juniper_header = j;
         }
-        if let Some(vni) = v.get("vni") {
-            let vni = vni.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| field("vni", "not a number"))?;
+        if let Some(vni) = c.vni {
             e.vni = Some(vni);
         }
-        let index = match v.get("index") {
-            Some(i) => Some(MirrorIndex::new(
-                i.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| field("index", "not a number"))?,
-            )?),
-            None => None,
-        };
+        let index = c.index.map(MirrorIndex::new).transpose()?;
         let i = self.create(index, e)?;
         let slot = self.region.read_slot(usize::from(i.raw())).expect("just published");
         Ok(
@@ -262,8 +258,8 @@ impl MirrorControl {
         )
     }
 
-    fn cmd_delete(&self, v: &Value) -> Result<Value, ControlError> {
-        let i = self.cmd_index(v)?;
+    fn cmd_delete(&self, sel: &MirrorSelect) -> Result<Value, ControlError> {
+        let i = self.cmd_index(sel)?;
         let e = self.delete(i)?;
         Ok(json!({"index": i.raw(), "analyzer_name": e.analyzer_name}))
     }

@@ -33,6 +33,7 @@ use super::request::{
 use super::step::Step;
 use super::view::{self, Trace};
 use crate::config::VifType;
+use crate::control::protocol::{cmd_of, ProtocolError, TraceAdd, TraceAuth, TraceCommand, TraceId};
 use crate::fib::{Fib, Nexthop};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -214,21 +215,15 @@ impl TraceControl {
             .collect()
     }
 
-    fn caller(&self, v: &Value) -> Result<Caller<'_>, FieldError> {
-        match v.get("token") {
-            None | Some(Value::Null) => Ok(Caller::Operator),
-            Some(Value::String(t)) => {
-                // Compared in full (no early exit on the first differing byte).
-                let same =
-                    |a: &str| a.len() == t.len() && a.bytes().zip(t.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
-                self.tenants
-                    .iter()
-                    .find(|x| same(&x.token))
-                    .map(Caller::Tenant)
-                    .ok_or_else(|| bad("token", "not a valid tenant token"))
-            }
-            Some(_) => Err(bad("token", "must be a string")),
-        }
+    fn caller(&self, token: Option<&str>) -> Result<Caller<'_>, FieldError> {
+        let Some(t) = token else { return Ok(Caller::Operator) };
+        // Compared in full (no early exit on the first differing byte).
+        let same = |a: &str| a.len() == t.len() && a.bytes().zip(t.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+        self.tenants
+            .iter()
+            .find(|x| same(&x.token))
+            .map(Caller::Tenant)
+            .ok_or_else(|| bad("token", "not a valid tenant token"))
     }
 
     /// A tenant may only trace on the vifs of its own VNs.
@@ -319,23 +314,27 @@ impl TraceControl {
         self.lock().iter().filter(|(r, _)| Self::visible(caller, r)).map(|(r, b)| show(r, b)).collect()
     }
 
-    /// Adds a request (disabled unless `enabled` is given); returns it.
+    /// Adds a request (disabled unless `enabled` is given); returns it. `req` has the fields
+    /// of `trace_add` ([`TraceAdd`]).
     pub fn add(&self, req: &Value) -> Result<Value, FieldError> {
-        self.add_for(Caller::Operator, req)
+        if !req.is_object() {
+            return Err(bad("request", "must be a JSON object"));
+        }
+        let add = TraceAdd::decode(req).map_err(|e| match e {
+            ProtocolError::Field { field, msg } if field == "id" => bad("id", msg),
+            ProtocolError::Field { field, msg } if field == "enabled" => bad("enabled", msg),
+            e => bad("request", e.to_string()),
+        })?;
+        self.add_for(Caller::Operator, &add)
     }
 
-    fn add_for(&self, caller: Caller<'_>, req: &Value) -> Result<Value, FieldError> {
-        let obj = req.as_object().ok_or_else(|| bad("request", "must be a JSON object"))?;
+    fn add_for(&self, caller: Caller<'_>, add: &TraceAdd) -> Result<Value, FieldError> {
         let mut r = TraceRequest {
             id: new_uuid(),
-            condition: parse_condition(obj.get("condition").unwrap_or(&Value::Null))?,
-            scope: parse_scope(obj.get("scope").unwrap_or(&Value::Null))?,
-            limit: parse_limit(obj.get("limit").unwrap_or(&Value::Null))?,
-            enabled: match obj.get("enabled") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(bad("enabled", "must be true or false")),
-            },
+            condition: parse_condition(&add.condition)?,
+            scope: parse_scope(&add.scope)?,
+            limit: parse_limit(&add.limit)?,
+            enabled: add.enabled.unwrap_or(false),
             created_ms: crate::stats::unix_time_ms(),
             project: None,
         };
@@ -344,13 +343,12 @@ impl TraceControl {
             r.project = Some(t.name.clone());
         }
         self.compile(&r)?;
-        if let Some(id) = obj.get("id") {
+        if let Some(id) = &add.id {
             if let Caller::Tenant(t) = caller {
                 // An id is a capability to the records that carry it: a chosen id could be the
                 // one of another tenant's removed request, whose records are still in the region.
                 return Err(bad("id", format!("tenant {} may not choose a request id (one is generated)", t.name)));
             }
-            let id = id.as_str().ok_or_else(|| bad("id", "must be a UUID string"))?;
             let b = parse_uuid(id).ok_or_else(|| bad("id", format!("{id:?} is not a UUID")))?;
             r.id = super::request::format_uuid(&b);
         }
@@ -510,40 +508,68 @@ impl TraceControl {
         Ok(show(&st[i].0, &st[i].1))
     }
 
-    /// Serves a `trace_*` control command.
+    /// Serves a `trace_*` control command: the caller ([`TraceAuth`]) is checked first, then
+    /// the command ([`TraceCommand`]) decoded and run.
     pub fn command(&self, v: &Value) -> Value {
-        let id = || v.get("id").and_then(Value::as_str).ok_or_else(|| bad("id", "missing (the trace request UUID)"));
-        let c = match self.caller(v) {
-            Ok(c) => c,
-            Err(e) => return json!({"ok": false, "error": e.to_string(), "field": e.field}),
+        let c = match TraceAuth::decode(v) {
+            Ok(auth) => match self.caller(auth.token.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return failed(e.field, e.to_string()),
+            },
+            Err(e) => return protocol_failed(e),
         };
-        let r = match v.get("cmd").and_then(Value::as_str).unwrap_or("") {
-            "trace_add" => self.add_for(c, v).map(|r| json!({"ok": true, "request": r})),
-            "trace_show" => Ok(json!({"ok": true, "requests": self.list_for(c), "recording": cfg!(feature = "trace")})),
-            "trace_get" => id().and_then(|i| self.get_for(c, i)).map(|r| json!({"ok": true, "request": r})),
-            "trace_enable" => {
-                id().and_then(|i| self.set_enabled_for(c, i, true)).map(|r| json!({"ok": true, "request": r}))
+        match TraceCommand::decode(v) {
+            Ok(TraceCommand::Unknown) | Err(ProtocolError::MissingCmd | ProtocolError::UnknownCommand(_)) => {
+                let e = bad("cmd", format!("unknown trace command {:?}", cmd_of(v).unwrap_or("")));
+                failed(e.field, e.to_string())
             }
-            "trace_disable" => {
-                id().and_then(|i| self.set_enabled_for(c, i, false)).map(|r| json!({"ok": true, "request": r}))
+            Ok(cmd) => self.run(c, &cmd),
+            Err(e) => protocol_failed(e),
+        }
+    }
+
+    /// Runs `cmd` for the tenant of `token` (none: the operator); the reply is that of
+    /// [`TraceControl::command`].
+    pub fn execute(&self, token: Option<&str>, cmd: &TraceCommand) -> Value {
+        match self.caller(token) {
+            Ok(c) => self.run(c, cmd),
+            Err(e) => failed(e.field, e.to_string()),
+        }
+    }
+
+    fn run(&self, c: Caller<'_>, cmd: &TraceCommand) -> Value {
+        let id = |t: &TraceId| t.id.clone().ok_or_else(|| bad("id", "missing (the trace request UUID)"));
+        let one = |r: Result<Value, FieldError>| r.map(|r| json!({"ok": true, "request": r}));
+        let r = match cmd {
+            TraceCommand::TraceAdd(add) => one(self.add_for(c, add)),
+            TraceCommand::TraceShow => {
+                Ok(json!({"ok": true, "requests": self.list_for(c), "recording": cfg!(feature = "trace")}))
             }
-            "trace_remove" => id().and_then(|i| self.remove_for(c, i)).map(|r| json!({"ok": true, "request": r})),
-            "trace_flush" => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
-            "trace_records" => {
-                let req = match v.get("id") {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) => Ok(Some(s.as_str())),
-                    Some(_) => Err(bad("id", "must be a trace request UUID string")),
-                };
-                req.and_then(|i| self.records_for(c, i)).map(|(info, traces)| {
-                    let recs: Vec<Value> =
-                        traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
-                    json!({"ok": true, "region": info, "records": recs})
-                })
-            }
-            other => Err(bad("cmd", format!("unknown trace command {other:?}"))),
+            TraceCommand::TraceGet(t) => one(id(t).and_then(|i| self.get_for(c, &i))),
+            TraceCommand::TraceEnable(t) => one(id(t).and_then(|i| self.set_enabled_for(c, &i, true))),
+            TraceCommand::TraceDisable(t) => one(id(t).and_then(|i| self.set_enabled_for(c, &i, false))),
+            TraceCommand::TraceRemove(t) => one(id(t).and_then(|i| self.remove_for(c, &i))),
+            TraceCommand::TraceFlush => self.flush_for(c).map(|n| json!({"ok": true, "removed": n})),
+            TraceCommand::TraceRecords { id } => self.records_for(c, id.as_deref()).map(|(info, traces)| {
+                let recs: Vec<Value> = traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
+                json!({"ok": true, "region": info, "records": recs})
+            }),
+            TraceCommand::Unknown => Err(bad("cmd", "unknown trace command")),
         };
-        r.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string(), "field": e.field}))
+        r.unwrap_or_else(|e| failed(e.field, e.to_string()))
+    }
+}
+
+/// The reply to a command that failed.
+fn failed(field: &str, error: String) -> Value {
+    json!({"ok": false, "error": error, "field": field})
+}
+
+/// The reply to a request that could not be decoded.
+fn protocol_failed(e: ProtocolError) -> Value {
+    match e {
+        ProtocolError::Field { field, msg } => failed(&field, format!("{field}: {msg}")),
+        e => failed("cmd", e.to_string()),
     }
 }
 
@@ -749,6 +775,9 @@ mod tests {
         // A bad token is refused, whatever the command.
         assert_eq!(err(json!({"cmd": "trace_show", "token": "guess"})).0, "token");
         assert_eq!(err(json!({"cmd": "trace_add", "token": 7, "scope": {"vif": own_vif}})).0, "token");
+        // The caller is checked before the command: a bad token hides what else is wrong.
+        assert_eq!(err(json!({"cmd": "trace_add", "token": "guess", "enabled": "yes"})).0, "token");
+        assert_eq!(err(json!({"cmd": "trace_nope", "token": "guess"})).0, "token");
         // A tenant may not trace the whole vRouter or a vif or VN that is not its own.
         assert_eq!(err(json!({"cmd": "trace_add", "token": red})).0, "scope");
         assert_eq!(err(json!({"cmd": "trace_add", "token": red, "scope": {"vif": other_vif}})).0, "scope.vif");

@@ -1,5 +1,5 @@
 //! The trace REST API on the agent's HTTP port (`[vrouter] trace_api`): the flow tracing
-//! API's resource, `/traces`, over HTTP/1.1 with JSON bodies, one request per connection.
+//! API's resource, `/traces`, over HTTP/1.1 with JSON bodies (axum; connections are served concurrently).
 //!
 //! | method and path | does | answers |
 //! | --- | --- | --- |
@@ -25,72 +25,150 @@
 use super::control::TraceControl;
 use super::region::RegionInfo;
 use super::view;
+use crate::control::protocol::{TraceCommand, TraceId};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
-/// A bound REST listener.
+/// How long a stop waits for the requests being answered before it drops their connections.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A bound REST listener. [`RestServer::run`] serves it on a tokio runtime of its own (one
+/// task per connection, so a slow client holds only its own connection); each request is
+/// answered on the runtime's blocking pool, since trace commands take a lock, write the
+/// requests file and read the trace region.
 pub struct RestServer {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     ctl: Arc<TraceControl>,
 }
 
 impl RestServer {
+    /// Binds `addr` (before anything else starts: an address in use is an error here).
     pub fn bind(addr: SocketAddr, ctl: Arc<TraceControl>) -> std::io::Result<RestServer> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(RestServer { listener, ctl })
     }
 
+    /// The bound address (the port chosen for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves connections until `stop` is set.
-    pub fn run(self, stop: Arc<AtomicBool>) {
-        while !stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((s, _)) => {
-                    let _ = self.serve(s);
+    /// Serves connections on the calling thread until `stop` is set; then stops accepting,
+    /// gives the requests being answered a moment to finish, and shuts its runtime down.
+    pub fn run(self, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .thread_name("vr-trace-api")
+            .max_blocking_threads(4)
+            .build()?;
+        let ctl = self.ctl;
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Body| {
+            serve(ctl.clone(), method, uri, headers, body)
+        });
+        let stopped = move || {
+            let stop = stop.clone();
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
-        }
+        };
+        let result = rt.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(self.listener)?;
+            let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(stopped()).into_future());
+            stopped().await;
+            // Graceful: no new connections, the answers under way are finished; a client that
+            // keeps a connection open without finishing its request does not hold the stop.
+            match tokio::time::timeout(STOP_GRACE, server).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(join)) => Err(std::io::Error::other(join)),
+                Err(_) => Ok(()),
+            }
+        });
+        rt.shutdown_timeout(STOP_GRACE);
+        result
     }
 
-    fn serve(&self, s: TcpStream) -> std::io::Result<()> {
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let (status, body) = match read_request(&s) {
-            Ok(req) => handle(&self.ctl, &req),
-            Err(msg) => (400, json!({"error": msg, "field": "request"})),
-        };
-        let text = body.to_string();
-        let reason = match status {
-            200 => "OK",
-            201 => "Created",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            500 => "Internal Server Error",
-            _ => "Error",
-        };
-        let mut w = &s;
-        write!(
-            w,
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-            text.len()
-        )?;
-        w.flush()
+    /// Serves on a thread of its own until the returned handle is stopped or dropped.
+    pub fn start(self) -> std::io::Result<RunningRest> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let thread = std::thread::Builder::new().name("vr-trace-api".into()).spawn(move || self.run(st))?;
+        Ok(RunningRest { stop, thread: Some(thread) })
     }
+}
+
+/// A REST server running on its own thread ([`RestServer::start`]); dropping it stops it.
+pub struct RunningRest {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningRest {
+    /// Stops the server and waits for its thread; the error of the server, if it failed.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> std::io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the trace API thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningRest {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// One HTTP request: read (with its size limit), mapped by [`handle`] on the blocking pool.
+async fn serve(ctl: Arc<TraceControl>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let (status, value) = match read_request(method, uri, &headers, body).await {
+        Ok(req) => match tokio::task::spawn_blocking(move || handle(&ctl, &req)).await {
+            Ok(r) => r,
+            Err(e) => (500, json!({"error": format!("request: handler failed: {e}"), "field": "request"})),
+        },
+        Err(msg) => (400, json!({"error": msg, "field": "request"})),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+async fn read_request(method: Method, uri: Uri, headers: &HeaderMap, body: Body) -> Result<Request, String> {
+    let len = match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()),
+        None => Some(0),
+    };
+    if let Some(len) = len.filter(|l| *l > MAX_BODY) {
+        return Err(format!("Content-Length: {len} bytes is over the limit of {MAX_BODY}"));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| format!("reading the body: {e}"))?;
+    let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    Ok(Request { method: method.as_str().to_string(), path, token, body: body.to_vec() })
 }
 
 /// A parsed HTTP request.
@@ -100,40 +178,6 @@ pub struct Request {
     pub path: String,
     pub token: Option<String>,
     pub body: Vec<u8>,
-}
-
-fn read_request(s: &TcpStream) -> Result<Request, String> {
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| format!("reading the request: {e}"))?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-        return Err("request: not an HTTP request line".into());
-    };
-    let mut req = Request { method: method.to_string(), path: path.to_string(), ..Default::default() };
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).map_err(|e| format!("reading the headers: {e}"))?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let Some((k, v)) = h.split_once(':') else { continue };
-        match k.trim().to_ascii_lowercase().as_str() {
-            "content-length" => len = v.trim().parse().map_err(|_| "Content-Length: not a number".to_string())?,
-            "authorization" => {
-                req.token = v.trim().strip_prefix("Bearer ").map(|t| t.trim().to_string());
-            }
-            _ => {}
-        }
-    }
-    if len > MAX_BODY {
-        return Err(format!("Content-Length: {len} bytes is over the limit of {MAX_BODY}"));
-    }
-    req.body = vec![0; len];
-    r.read_exact(&mut req.body).map_err(|e| format!("reading the body: {e}"))?;
-    Ok(req)
 }
 
 /// Maps an HTTP request to a trace command and its answer to a status.
@@ -167,24 +211,27 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         return records(ctl, token, i);
     }
     let id = path.strip_prefix("/traces/").filter(|i| !i.is_empty() && !i.contains('/'));
-    let mut cmd = match (req.method.as_str(), path, id) {
+    let by_id = |i: &str| TraceId { id: Some(i.to_string()) };
+    let cmd = match (req.method.as_str(), path, id) {
         ("POST", "/traces", _) => {
-            let mut c = if body.is_object() { body.clone() } else { json!({}) };
             if !body.is_null() && !body.is_object() {
                 return (400, json!({"error": "body: must be a JSON object", "field": "body"}));
             }
+            // The body has the fields of `trace_add`; the caller is checked before them.
+            let mut c = if body.is_object() { body } else { json!({}) };
             c["cmd"] = "trace_add".into();
-            c
+            c["token"] = Value::from(token.clone());
+            return answer(ctl.command(&c), 201);
         }
-        ("GET", "/traces", _) => json!({"cmd": "trace_show"}),
-        ("GET", _, Some(i)) => json!({"cmd": "trace_get", "id": i}),
-        ("DELETE", _, Some(i)) => json!({"cmd": "trace_remove", "id": i}),
+        ("GET", "/traces", _) => TraceCommand::TraceShow,
+        ("GET", _, Some(i)) => TraceCommand::TraceGet(by_id(i)),
+        ("DELETE", _, Some(i)) => TraceCommand::TraceRemove(by_id(i)),
         ("PUT", _, Some(i)) => {
             let Some(en) = body.get("enabled").and_then(Value::as_bool) else {
                 return (400, json!({"error": "enabled: must be true or false", "field": "enabled"}));
             };
             // The other fields, when given, must be those of the stored request.
-            let cur = ctl.command(&json!({"cmd": "trace_get", "id": i, "token": token}));
+            let cur = ctl.execute(Some(token), &TraceCommand::TraceGet(by_id(i)));
             if cur["ok"] != true {
                 return status_of(cur);
             }
@@ -198,7 +245,11 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
                     }
                 }
             }
-            json!({"cmd": if en { "trace_enable" } else { "trace_disable" }, "id": i})
+            if en {
+                TraceCommand::TraceEnable(by_id(i))
+            } else {
+                TraceCommand::TraceDisable(by_id(i))
+            }
         }
         (_, "/traces", _) | (_, _, Some(_)) => {
             return (
@@ -208,19 +259,21 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         }
         _ => return (404, json!({"error": format!("path: no resource {}", req.path), "field": "path"})),
     };
-    cmd["token"] = Value::from(token.clone());
-    let created = req.method == "POST";
-    let r = ctl.command(&cmd);
+    answer(ctl.execute(Some(token), &cmd), 200)
+}
+
+/// The status and body of a command's reply: its request(s) with `ok_status`, or the error.
+fn answer(r: Value, ok_status: u16) -> (u16, Value) {
     if r["ok"] != true {
         return status_of(r);
     }
     let out = if r.get("requests").is_some() { r["requests"].clone() } else { r["request"].clone() };
-    (if created { 201 } else { 200 }, out)
+    (ok_status, out)
 }
 
 /// `GET /traces/<id>/records`: the caller's request's traces, each with its steps.
 fn records(ctl: &TraceControl, token: &str, id: &str) -> (u16, Value) {
-    let r = ctl.command(&json!({"cmd": "trace_records", "id": id, "token": token}));
+    let r = ctl.execute(Some(token), &TraceCommand::TraceRecords { id: Some(id.to_string()) });
     if r["ok"] != true {
         return status_of(r);
     }
@@ -245,4 +298,99 @@ fn status_of(r: Value) -> (u16, Value) {
         _ => 400,
     };
     (status, json!({"error": msg, "field": field}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fib::Fib;
+    use crate::trace::control::Tenant;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    const TOKEN: &str = "red-token-0123456789";
+
+    /// A server on a free port with one tenant (`red`, the demo VNs); its address.
+    fn start(dir: &std::path::Path) -> (RunningRest, String) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml");
+        let text = std::fs::read_to_string(path).expect("demo config");
+        let cfg = crate::config::parse(&text, path).expect("demo config parses");
+        let fib = Arc::new(Fib::from_config(&cfg).expect("fib"));
+        let vns = fib.vif_list().filter_map(|v| v.vn_name.as_deref().map(str::to_string)).collect();
+        let tenants = vec![Tenant { name: "red".into(), token: TOKEN.into(), vns }];
+        let ctl = Arc::new(TraceControl::load(dir, fib).unwrap().with_tenants(tenants));
+        let server = RestServer::bind("127.0.0.1:0".parse().unwrap(), ctl).unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        (server.start().unwrap(), addr)
+    }
+
+    fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+        let (st, text) = collector::client::request(addr, method, path, token, body).unwrap();
+        (st, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
+    }
+
+    #[test]
+    fn requests_over_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, addr) = start(dir.path());
+        let (st, b) = http(&addr, "GET", "/traces", None, None);
+        assert_eq!((st, b["field"].as_str()), (401, Some("token")), "{b}");
+        assert_eq!(b["error"], "token: an Authorization: Bearer <tenant token> header is required");
+        let (st, b) = http(&addr, "GET", "/traces", Some("wrong"), None);
+        assert_eq!((st, b["field"].as_str()), (401, Some("token")), "{b}");
+        let (st, b) =
+            http(&addr, "POST", "/traces", Some(TOKEN), Some(r#"{"scope": {"vif": 1}, "limit": {"packets": 4}}"#));
+        assert_eq!(st, 201, "{b}");
+        assert_eq!((b["project"].as_str(), b["state"].as_str()), (Some("red"), Some("disabled")));
+        let path = format!("/traces/{}", b["id"].as_str().unwrap());
+        let (st, b) = http(&addr, "PUT", &path, Some(TOKEN), Some(r#"{"enabled": true}"#));
+        assert_eq!((st, b["state"].as_str()), (200, Some("enabled")), "{b}");
+        let (st, b) = http(&addr, "GET", &format!("{path}/"), Some(TOKEN), None);
+        assert_eq!((st, b["enabled"].as_bool()), (200, Some(true)), "{b}");
+        assert_eq!(http(&addr, "GET", "/traces", Some(TOKEN), None).1.as_array().unwrap().len(), 1);
+        let (st, b) = http(&addr, "GET", "/nothing", Some(TOKEN), None);
+        assert_eq!((st, b["error"].as_str()), (404, Some("path: no resource /nothing")), "{b}");
+        assert_eq!(http(&addr, "PATCH", "/traces", Some(TOKEN), None).0, 405);
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_BODY));
+        let (st, b) = http(&addr, "POST", "/traces", Some(TOKEN), Some(&big));
+        assert_eq!((st, b["field"].as_str()), (400, Some("request")), "{b}");
+        assert!(b["error"].as_str().unwrap().contains("over the limit of 65536"), "{b}");
+        assert_eq!(http(&addr, "DELETE", &path, Some(TOKEN), None).0, 200);
+        assert_eq!(http(&addr, "GET", &path, Some(TOKEN), None).0, 404);
+        server.stop().unwrap();
+        assert!(TcpStream::connect(&addr).is_err(), "stopped: nothing listens any more");
+    }
+
+    /// A client that connects and sends nothing, and one that sends half a request, hold
+    /// only their own connections: another client is answered at once, and a stop does not
+    /// wait for them. (The hand-written server this replaced served one connection at a
+    /// time, each with a 5 s read timeout.)
+    #[test]
+    fn a_slow_client_does_not_block_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, addr) = start(dir.path());
+        let silent = TcpStream::connect(&addr).unwrap();
+        let mut half = TcpStream::connect(&addr).unwrap();
+        half.write_all(b"POST /traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer red-tok").unwrap();
+        let mut half_body = TcpStream::connect(&addr).unwrap();
+        half_body.write_all(b"POST /traces HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"sc").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..3 {
+            let t = Instant::now();
+            let (st, b) = http(&addr, "GET", "/traces", Some(TOKEN), None);
+            assert_eq!((st, b), (200, json!([])));
+            assert!(t.elapsed() < Duration::from_secs(1), "answered in {:?}", t.elapsed());
+        }
+        let t = Instant::now();
+        server.stop().unwrap();
+        assert!(t.elapsed() < STOP_GRACE * 2 + Duration::from_secs(1), "stopped in {:?}", t.elapsed());
+        // The slow connections were closed by the stop, none was answered.
+        for mut s in [&silent, &half, &half_body] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            assert!(!String::from_utf8_lossy(&got).contains("200 OK"), "{}", String::from_utf8_lossy(&got));
+        }
+    }
 }
