@@ -25,7 +25,7 @@ fn entry(name: &str, ip: [u8; 4], vni: Option<u32>) -> SlotEntry {
         analyzer_ip: Ipv4Addr::from(ip),
         udp_port: 8099,
         vni,
-        nh_mode: mirror::NhMode::Dynamic,
+        nh_mode: vrouter_abi::mirror::NhMode::Dynamic,
         juniper_header: vni.is_none(),
         flags: if vni.is_none() { 1 } else { 0 },
         nh_vif: Some(0),

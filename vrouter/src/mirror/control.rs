@@ -6,21 +6,21 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use mirror::{MirrorEntry, MirrorIndex, MirrorTable, NhMode};
 use serde_json::{json, Value};
+use vrouter_abi::mirror::{MirrorEntry, MirrorIndex, MirrorTable};
 
 use super::encap::{resolve_nexthop, template};
 use super::region::{MirrorRegion, SlotEntry};
-use crate::config::{assign_mirror_indices, Config, MirrorNhMode};
+use crate::config::{assign_mirror_indices, Config};
 use crate::fib::Fib;
 
 /// Why a control operation failed (the message names the field).
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error(transparent)]
-    Table(#[from] mirror::TableError),
+    Table(#[from] vrouter_abi::mirror::TableError),
     #[error(transparent)]
-    Index(#[from] mirror::IndexError),
+    Index(#[from] vrouter_abi::mirror::IndexError),
     #[error("{field}: {msg}")]
     Field { field: &'static str, msg: String },
 }
@@ -74,15 +74,12 @@ impl MirrorControl {
                 analyzer_name: a.name.clone(),
                 analyzer_ip: a.ip,
                 udp_port: a.udp_port,
-                nh_mode: match a.nh_mode {
-                    MirrorNhMode::Dynamic => NhMode::Dynamic,
-                    MirrorNhMode::Static => NhMode::Static,
-                },
+                nh_mode: a.nh_mode,
                 juniper_header: a.juniper_header,
                 vni: a.vni,
                 hw_vlan: None,
             };
-            entry.validate().map_err(mirror::TableError::from)?;
+            entry.validate().map_err(vrouter_abi::mirror::TableError::from)?;
             wanted.push((MirrorIndex::new(u32::from(index))?, entry));
         }
         let mut st = self.lock();
@@ -240,7 +237,8 @@ impl MirrorControl {
         }
         if let Some(m) = v.get("nh_mode") {
             let m = m.as_str().ok_or_else(|| field("nh_mode", "not a string"))?;
-            e = e.with_nh_mode(m.parse().map_err(|x: mirror::EntryError| field("nh_mode", x.to_string()))?);
+            e = e
+                .with_nh_mode(m.parse().map_err(|x: vrouter_abi::mirror::EntryError| field("nh_mode", x.to_string()))?);
         }
         if let Some(j) = v.get("juniper_header") {
             e.juniper_header = j.as_bool().ok_or_else(|| field("juniper_header", "not a boolean"))?;

@@ -163,7 +163,7 @@ pub enum StatsError {
     /// The file is shorter than its header (or the header's layout) requires.
     #[error("{}: file is {found} bytes, shorter than the {needed} bytes its {what} needs", path.display())]
     TooShort { path: PathBuf, what: &'static str, found: u64, needed: u64 },
-    /// Bad arguments to [`StatsRegion::create`] or [`VifInfo::from_config`].
+    /// Bad arguments to [`StatsRegion::create`] or to building a [`VifInfo`] (a bad UUID).
     #[error("stats region: {0}")]
     InvalidArgument(String),
     #[error("{context} {}: {source}", path.display())]
