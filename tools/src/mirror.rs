@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use vrouter::mirror::{entry_json, EntryStats, MirrorReader, SlotEntry};
+use vrouter_abi::mirror::{entry_json, EntryStats, MirrorReader, SlotEntry};
 
 use crate::Failure;
 
@@ -47,7 +47,7 @@ pub struct MirrorTotals {
 
 /// The vRouter-wide counters of the stats region at `run_dir`, if there is one.
 pub fn load_totals(run_dir: &std::path::Path) -> Option<MirrorTotals> {
-    let r = vrouter::stats::StatsReader::open(run_dir).ok()?;
+    let r = vrouter_abi::stats::StatsReader::open(run_dir).ok()?;
     let l = r.lcore_counters(None);
     Some(MirrorTotals { mir_tpkts: l.mirror_packets, mir_bytes: l.mirror_bytes, mir_errors: l.mirror_errors })
 }

@@ -33,5 +33,5 @@ pub use metadata::{
     decode_metadata, encode_metadata, flow_metadata, interface_metadata, interface_rx_metadata, interface_tx_metadata,
     split_metadata, MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
 };
-pub use region::{EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
+pub use region::{entry_json, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
 pub use table::{MirrorTable, TableError};

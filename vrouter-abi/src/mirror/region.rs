@@ -31,6 +31,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use memmap2::{Mmap, MmapMut};
+use serde_json::{json, Value};
 
 /// `b"VRMIRR01"` as a little-endian u64.
 pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"VRMIRR01");
@@ -616,6 +617,24 @@ impl MirrorReader {
     pub fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
         self.view().stats(i, lcore)
     }
+}
+
+/// The JSON form of an entry (control socket and `mirror --json`).
+pub fn entry_json(index: u8, e: &SlotEntry, st: EntryStats) -> Value {
+    json!({
+        "index": index,
+        "analyzer_name": e.analyzer_name,
+        "analyzer_ip": e.analyzer_ip.to_string(),
+        "udp_port": e.udp_port,
+        "nh_mode": e.nh_mode.as_str(),
+        "juniper_header": e.juniper_header,
+        "vni": e.vni,
+        "flags": e.flags,
+        "nh_vif": e.nh_vif,
+        "packets": st.packets,
+        "bytes": st.bytes,
+        "errors": st.errors,
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use vrouter_abi::mirror::{MirrorEntry, MirrorIndex, MirrorTable};
 
 use super::encap::{resolve_nexthop, template};
-use super::region::{MirrorRegion, SlotEntry};
+use super::region::{entry_json, MirrorRegion, SlotEntry};
 use crate::config::{assign_mirror_indices, Config};
 use crate::fib::Fib;
 
@@ -265,24 +265,6 @@ impl MirrorControl {
         let e = self.delete(i)?;
         Ok(json!({"index": i.raw(), "analyzer_name": e.analyzer_name}))
     }
-}
-
-/// The JSON form of an entry (control socket and `mirror --json`).
-pub fn entry_json(index: u8, e: &SlotEntry, st: super::region::EntryStats) -> Value {
-    json!({
-        "index": index,
-        "analyzer_name": e.analyzer_name,
-        "analyzer_ip": e.analyzer_ip.to_string(),
-        "udp_port": e.udp_port,
-        "nh_mode": e.nh_mode.as_str(),
-        "juniper_header": e.juniper_header,
-        "vni": e.vni,
-        "flags": e.flags,
-        "nh_vif": e.nh_vif,
-        "packets": st.packets,
-        "bytes": st.bytes,
-        "errors": st.errors,
-    })
 }
 
 #[cfg(test)]

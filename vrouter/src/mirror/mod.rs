@@ -16,8 +16,8 @@ pub mod encap;
 #[cfg(feature = "dataplane")]
 pub mod dp;
 
-pub use control::{entry_json, ControlError, MirrorControl};
+pub use control::{ControlError, MirrorControl};
 pub use vrouter_abi::mirror::region;
 pub use vrouter_abi::mirror::region::{
-    EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME,
+    entry_json, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME,
 };
