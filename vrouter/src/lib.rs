@@ -14,6 +14,7 @@
 //! - `dpdk`, `datapath` (feature `dataplane`): EAL, ports, mempools, pinned lcore loops.
 
 pub mod agent;
+pub mod clock;
 pub mod config;
 pub mod fib;
 pub mod mirror;

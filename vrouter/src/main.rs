@@ -170,6 +170,7 @@ fn run(args: &Args) -> Result<()> {
                 tcp_close_evict: cfg.flow.tcp_close_evict,
                 config_path: args.config.clone(),
                 control_path: cfg.vrouter.run_dir.join("control.sock"),
+                tsc_hz: vrouter::dpdk::tsc_hz(),
             };
             let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
                 .context("starting the agent (control socket in vrouter.run_dir)")?
