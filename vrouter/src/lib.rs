@@ -11,6 +11,8 @@
 //! - [`pipeline`]: the per-packet forwarding decision, independent of DPDK;
 //! - [`mirror`]: mirroring to analyzers (mirror table region, encapsulation, copy path);
 //! - [`trace`]: live packet tracing (trace requests, step records in per-lcore rings);
+//! - [`agent`]: policy, flow setup (its requests in [`agent::request`]), export, control
+//!   socket; builds without DPDK, reading the TSC through [`clock`];
 //! - `dpdk`, `datapath` (feature `dataplane`): EAL, ports, mempools, pinned lcore loops.
 
 pub mod agent;
