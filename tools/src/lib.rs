@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
-use vrouter::stats::{
+use vrouter_abi::drop_reason::{DropReason, DROP_REASON_COUNT};
+use vrouter_abi::stats::{
     format_uuid, vif_type_key, HeaderInfo, Liveness, StatsReader, VifCounters, VifInfoOwned, VIF_FLAGS,
 };
 
@@ -43,8 +43,8 @@ impl std::fmt::Display for Failure {
     }
 }
 
-impl From<vrouter::stats::StatsError> for Failure {
-    fn from(e: vrouter::stats::StatsError) -> Failure {
+impl From<vrouter_abi::stats::StatsError> for Failure {
+    fn from(e: vrouter_abi::stats::StatsError) -> Failure {
         Failure(e.to_string())
     }
 }
@@ -218,13 +218,13 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
     );
     let _ = writeln!(s, "{INDENT}{p}Drops:{}", c.drops);
     if v.mirror_id.is_some() {
-        use vrouter::stats::{VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX};
+        use vrouter_abi::stats::{VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX};
         for (bit, rx, label) in [
             (VIF_FLAG_MIRROR_RX, true, "Ingress Mirror Metadata: "),
             (VIF_FLAG_MIRROR_TX, false, "Egress Mirror Metadata: "),
         ] {
             if v.flags & bit != 0 {
-                let md = vrouter::mirror::encap::interface_metadata(&v.vn_name, rx);
+                let md = vrouter_abi::mirror::interface_metadata(&v.vn_name, rx);
                 let hex: Vec<String> = md.iter().map(|b| format!("{b:x}")).collect();
                 let _ = writeln!(s, "{INDENT}{label}{}", hex.join(" "));
             }
@@ -383,7 +383,7 @@ pub fn render_drop_stats_json(drops: &[u64; DROP_REASON_COUNT], pretty: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vrouter::stats::{
+    use vrouter_abi::stats::{
         parse_uuid, VifInfo, VIF_FLAG_L2_ENABLED, VIF_FLAG_L3_ENABLED, VIF_FLAG_MAC_PROXY, VIF_FLAG_PMD,
         VIF_TYPE_PHYSICAL, VIF_TYPE_VIRTUAL,
     };

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use vrouter::mirror::{entry_json, EntryStats, MirrorReader, SlotEntry};
+use vrouter_abi::mirror::{entry_json, EntryStats, MirrorReader, SlotEntry};
 
 use crate::Failure;
 
@@ -27,10 +27,10 @@ pub fn load_mirrors(run_dir: &std::path::Path) -> Result<Vec<MirrorRow>, Failure
 
 fn flag_letters(e: &SlotEntry) -> String {
     let mut f = String::new();
-    if e.flags & mirror::MirrorFlags::DYNAMIC.bits() != 0 {
+    if e.flags & vrouter_abi::mirror::MirrorFlags::DYNAMIC.bits() != 0 {
         f.push('D');
     }
-    if e.flags & mirror::MirrorFlags::HW_ASSISTED.bits() != 0 {
+    if e.flags & vrouter_abi::mirror::MirrorFlags::HW_ASSISTED.bits() != 0 {
         f.push_str("Hw");
     }
     f
@@ -47,7 +47,7 @@ pub struct MirrorTotals {
 
 /// The vRouter-wide counters of the stats region at `run_dir`, if there is one.
 pub fn load_totals(run_dir: &std::path::Path) -> Option<MirrorTotals> {
-    let r = vrouter::stats::StatsReader::open(run_dir).ok()?;
+    let r = vrouter_abi::stats::StatsReader::open(run_dir).ok()?;
     let l = r.lcore_counters(None);
     Some(MirrorTotals { mir_tpkts: l.mirror_packets, mir_bytes: l.mirror_bytes, mir_errors: l.mirror_errors })
 }
@@ -154,7 +154,7 @@ mod tests {
                 analyzer_ip: Ipv4Addr::new(10, 9, 0, 5),
                 udp_port: 8099,
                 vni: None,
-                nh_mode: mirror::NhMode::Dynamic,
+                nh_mode: vrouter_abi::mirror::NhMode::Dynamic,
                 juniper_header: true,
                 flags: 1,
                 nh_vif: Some(0),

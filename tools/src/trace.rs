@@ -1,14 +1,14 @@
 //! `trace`: traces read from the vRouter's trace region (`<run_dir>/trace`), or a tenant's
-//! share of them from the vRouter, grouped by trace id (see [`vrouter::trace::view`]) and
+//! share of them from the vRouter, grouped by trace id (see [`vrouter_abi::trace::view`]) and
 //! rendered as a list or as the step-by-step story of one trace. Pure functions from records
 //! to text/JSON, tested without a running vRouter.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use vrouter::trace::region::RegionInfo;
+use vrouter_abi::trace::region::RegionInfo;
 
-pub use vrouter::trace::view::{collect, source, trace_json, Trace};
+pub use vrouter_abi::trace::view::{collect, source, trace_json, Trace};
 
 fn time(info: &RegionInfo, tsc: u64) -> String {
     let ms = info.unix_ms(tsc);
@@ -84,9 +84,9 @@ pub fn parse_trace_id(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vrouter::drop_reason::DropReason;
-    use vrouter::trace::region::TraceRecord;
-    use vrouter::trace::step::Step;
+    use vrouter_abi::drop_reason::DropReason;
+    use vrouter_abi::trace::region::TraceRecord;
+    use vrouter_abi::trace::step::Step;
 
     fn rec(ring: usize, position: u64, tsc: u64, trace_id: u64, pkt: u32, step: Step) -> TraceRecord {
         TraceRecord { ring, position, tsc, trace_id, pkt, step }

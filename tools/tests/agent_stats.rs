@@ -2,7 +2,7 @@
 //! error and exit status 1 when there is none.
 
 use std::process::Command;
-use vrouter::agent::export::{write_counters, ExportCounters, COUNTERS_FILE};
+use vrouter_abi::export::{write_counters, ExportCounters, COUNTERS_FILE};
 
 fn tool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vrouter-agent-stats"))

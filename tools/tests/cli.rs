@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
-use vrouter::stats::*;
+use vrouter_abi::drop_reason::{DropReason, DROP_REASON_COUNT};
+use vrouter_abi::stats::*;
 
 const VIF: &str = env!("CARGO_BIN_EXE_vif");
 const DROPSTATS: &str = env!("CARGO_BIN_EXE_dropstats");

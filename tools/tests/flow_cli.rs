@@ -314,8 +314,8 @@ fn get_errors() {
 
 #[test]
 fn get_with_system_drops_from_the_stats_region() {
-    use vrouter::drop_reason::DropReason;
-    use vrouter::stats::StatsRegion;
+    use vrouter_abi::drop_reason::DropReason;
+    use vrouter_abi::stats::StatsRegion;
     let dir = tempfile::tempdir().unwrap();
     let _t = build(dir.path());
     let region = StatsRegion::create(dir.path(), 4, 1, &[], 0).unwrap();

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Output};
-use vrouter::mirror::{MirrorRegion, SlotEntry};
+use vrouter_abi::mirror::{MirrorRegion, SlotEntry};
 
 const MIRROR: &str = env!("CARGO_BIN_EXE_mirror");
 
@@ -25,7 +25,7 @@ fn entry(name: &str, ip: [u8; 4], vni: Option<u32>) -> SlotEntry {
         analyzer_ip: Ipv4Addr::from(ip),
         udp_port: 8099,
         vni,
-        nh_mode: mirror::NhMode::Dynamic,
+        nh_mode: vrouter_abi::mirror::NhMode::Dynamic,
         juniper_header: vni.is_none(),
         flags: if vni.is_none() { 1 } else { 0 },
         nh_vif: Some(0),
@@ -74,10 +74,10 @@ fn dump_get_and_json() {
     let g: Value = serde_json::from_str(&ok(dir.path(), &["--get", "1", "--json"])).unwrap();
     assert_eq!((g["index"].as_u64(), g["errors"].as_u64()), (Some(1), Some(0)));
     // With the stats region: the vRouter-wide totals.
-    let stats = vrouter::stats::StatsRegion::create(dir.path(), 4, 1, &[], 0).unwrap();
+    let stats = vrouter_abi::stats::StatsRegion::create(dir.path(), 4, 1, &[], 0).unwrap();
     let l = stats.lcore(0).unwrap();
     l.mirror(None, 300);
-    l.mirror_error(None, false, vrouter::drop_reason::DropReason::MirrorTxFull, 1);
+    l.mirror_error(None, false, vrouter_abi::drop_reason::DropReason::MirrorTxFull, 1);
     let dump = ok(dir.path(), &["--dump"]);
     assert!(dump.ends_with("\nvRouter mirror totals: mir_tpkts:1  mir_bytes:300 errors:1\n"), "{dump}");
     let j: Value = serde_json::from_str(&ok(dir.path(), &["--dump", "--json"])).unwrap();

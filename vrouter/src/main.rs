@@ -26,7 +26,7 @@ use vrouter::trace::{TraceControl, TraceRegion};
 
 /// Flow setup requests each lcore may have outstanding (per-lcore ring size).
 const SETUP_RING: usize = 4096;
-use vrouter::stats::{StatsRegion, Totals, VifInfo};
+use vrouter::stats::{StatsRegion, Totals};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouter", version, about = "DPDK poll-mode vRouter")]
@@ -134,7 +134,7 @@ fn run(args: &Args) -> Result<()> {
         for v in &vif_cfgs {
             let p = ports.iter().find(|p| p.vif == v.id).context("vif without a port")?;
             let mirror_index = v.mirror_to.as_deref().and_then(|n| mirror_ctl.find(n)).map_or(255, |i| i.raw());
-            let info = VifInfo::from_config(v, p.port.id, p.tx_queues, &p.driver)?
+            let info = vrouter::vif_info::from_config(v, p.port.id, p.tx_queues, &p.driver)?
                 .port(p.port.id, p.rx_queues, p.tx_queues)
                 .mtu(u32::from(v.mtu.unwrap_or(1500)))
                 .mirror(v.mirror_rx, v.mirror_tx, mirror_index);
@@ -170,6 +170,7 @@ fn run(args: &Args) -> Result<()> {
                 tcp_close_evict: cfg.flow.tcp_close_evict,
                 config_path: args.config.clone(),
                 control_path: cfg.vrouter.run_dir.join("control.sock"),
+                tsc_hz: vrouter::dpdk::tsc_hz(),
             };
             let agent = Agent::new(table, fib.clone(), policy, consumers, done_tx, settings)
                 .context("starting the agent (control socket in vrouter.run_dir)")?

@@ -7,13 +7,13 @@
 mod common;
 use common::*;
 use flow_table::{Action, FlowSnapshot, FlowTableReader};
-use mirror::{split_metadata, MetaTlv, FLAG_INGRESS};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vrouter::drop_reason::DropReason;
 use vrouter::mirror::MirrorReader;
 use vrouter::stats::StatsReader;
+use vrouter_abi::mirror::{split_metadata, MetaTlv, FLAG_INGRESS};
 
 const AN_A: &str = "10.20.0.5";
 const AN_B: &str = "10.20.0.6";

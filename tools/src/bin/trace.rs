@@ -14,9 +14,9 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use tools::trace::{collect, parse_trace_id, render_get, render_get_json, render_list, render_list_json, Trace};
 use tools::{emit, fail, Failure, DEFAULT_RUN_DIR};
-use vrouter::trace::region::RegionInfo;
-use vrouter::trace::view::record_from_json;
-use vrouter::trace::TraceReader;
+use vrouter_abi::trace::region::RegionInfo;
+use vrouter_abi::trace::view::record_from_json;
+use vrouter_abi::trace::TraceReader;
 
 #[derive(Parser, Debug)]
 #[command(name = "trace", version, about = "Live packet tracing: trace requests and the traces they record")]
@@ -339,7 +339,7 @@ fn load_traces(
         let reader = TraceReader::open_run_dir(run_dir).map_err(|e| Failure(e.to_string()))?;
         let mut traces = collect(&reader.records());
         if let Some(id) = request {
-            let want = vrouter::trace::request::parse_uuid(id)
+            let want = vrouter_abi::trace::uuid::parse_uuid(id)
                 .ok_or_else(|| Failure(format!("--request: {id:?} is not a UUID")))?;
             traces.retain(|t| t.request_uuid() == Some(want));
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tools::{emit, fail, CommonArgs, Failure};
-use vrouter::agent::export::{read_counters, ExportCounters};
+use vrouter_abi::export::{read_counters, ExportCounters};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouter-agent-stats", version, about = "Show the vRouter agent's flow and UVE export counters")]

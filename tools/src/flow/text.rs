@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use flow_table::{flags, flow_drop_reason_name, tcp_flags, Action, FlowSnapshot, HeaderInfo, TableStats, NO_MIRROR};
-use vrouter::drop_reason::{DropReason, DROP_REASON_COUNT};
+use vrouter_abi::drop_reason::{DropReason, DROP_REASON_COUNT};
 
 use super::matcher::FlowMatch;
 use super::sample::{RateSample, SummarySample};

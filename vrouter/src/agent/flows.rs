@@ -14,10 +14,10 @@
 //! are reclaimed once every lcore has passed a quiescent point.
 
 use crate::agent::policy::{FlowContext, PolicyAction, PolicyEngine};
+use crate::agent::request::SetupRequest;
 use crate::agent::setup::{self, flow_update, local_vif_for, Setup};
 use crate::config::{self, VifType};
 use crate::control::protocol::{self, AgentCommand, Target};
-use crate::datapath::SetupRequest;
 use crate::fib::Fib;
 use crate::spsc::{Consumer, Producer};
 use flow_table::{tcp_flags, Action, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY};
@@ -171,6 +171,9 @@ pub struct AgentSettings {
     pub config_path: PathBuf,
     /// The control socket path (created with mode 0600).
     pub control_path: PathBuf,
+    /// Frequency of the counter the forwarding lcores stamp setup requests with (the data
+    /// plane's TSC frequency), for the setup latency.
+    pub tsc_hz: u64,
 }
 
 pub struct Agent {
@@ -214,6 +217,7 @@ impl Agent {
         std::fs::set_permissions(&settings.control_path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         let capacity = table.capacity() as usize;
+        let tsc_hz = settings.tsc_hz.max(1);
         Ok(Agent {
             table,
             fib,
@@ -226,7 +230,7 @@ impl Agent {
             scan_cursor: 0,
             counters: AgentCounters::default(),
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
-            tsc_hz: crate::dpdk::tsc_hz().max(1),
+            tsc_hz,
             listener,
             mirror: None,
             trace: None,
@@ -351,7 +355,7 @@ impl Agent {
             if let Some(t) = self.tracer.as_mut() {
                 let rule = decision.nw_ace_uuid.as_deref().or(decision.sg_rule_uuid.as_deref());
                 let dr = if forward { 0 } else { decision.drop_reason };
-                t.policy(crate::dpdk::rdtsc(), req.trace, req.trace_pkt, req.flow, forward, dr, rule);
+                t.policy(crate::clock::rdtsc(), req.trace, req.trace_pkt, req.flow, forward, dr, rule);
             }
         }
         self.counters.setups += 1;
@@ -366,7 +370,7 @@ impl Agent {
         self.set_meta(req.flow, MetaSlot { verdict: fwd, gen: req.gen, vif: req.vif, reverse: false });
         self.set_meta(rev, MetaSlot { verdict: rev_v, gen: rgen, vif: req.vif, reverse: true });
         if req.tsc != 0 {
-            let ticks = crate::dpdk::rdtsc().saturating_sub(req.tsc);
+            let ticks = crate::clock::rdtsc().saturating_sub(req.tsc);
             let _ = self.latency.record(ticks * 1_000_000_000 / self.tsc_hz);
         }
     }

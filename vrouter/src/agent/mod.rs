@@ -1,7 +1,7 @@
 pub mod export;
-#[cfg(feature = "dataplane")]
 pub mod flows;
 pub mod policy;
+pub mod request;
 pub mod setup;
 #[cfg(feature = "trace")]
 pub mod trace_export;

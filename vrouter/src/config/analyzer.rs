@@ -8,16 +8,9 @@ use toml::Spanned;
 /// Mirror table slots 0..=254; 255 means "no mirror".
 const MIRROR_SLOTS: u32 = 255;
 
-/// How the mirror nexthop towards an analyzer is resolved (tf `nh_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MirrorNhMode {
-    /// Resolved through the routing table (tf default).
-    #[default]
-    Dynamic,
-    /// A fixed tunnel to the analyzer address.
-    Static,
-}
+/// How the mirror nexthop towards an analyzer is resolved (tf `nh_mode`): the mirror data
+/// model's one enum.
+pub use vrouter_abi::mirror::NhMode as MirrorNhMode;
 
 /// A mirror destination (tf "analyzer"), referenced by `name` from policy rules.
 ///

@@ -6,12 +6,12 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use mirror::{MirrorEntry, MirrorIndex, MirrorTable, NhMode};
 use serde_json::{json, Value};
+use vrouter_abi::mirror::{MirrorEntry, MirrorIndex, MirrorTable};
 
 use super::encap::{resolve_nexthop, template};
-use super::region::{MirrorRegion, SlotEntry};
-use crate::config::{assign_mirror_indices, Config, MirrorNhMode};
+use super::region::{entry_json, MirrorRegion, SlotEntry};
+use crate::config::{assign_mirror_indices, Config};
 use crate::control::protocol::{cmd_of, MirrorCommand, MirrorCreate, MirrorSelect, ProtocolError};
 use crate::fib::Fib;
 
@@ -19,9 +19,9 @@ use crate::fib::Fib;
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error(transparent)]
-    Table(#[from] mirror::TableError),
+    Table(#[from] vrouter_abi::mirror::TableError),
     #[error(transparent)]
-    Index(#[from] mirror::IndexError),
+    Index(#[from] vrouter_abi::mirror::IndexError),
     #[error("{field}: {msg}")]
     Field { field: &'static str, msg: String },
 }
@@ -75,15 +75,12 @@ impl MirrorControl {
                 analyzer_name: a.name.clone(),
                 analyzer_ip: a.ip,
                 udp_port: a.udp_port,
-                nh_mode: match a.nh_mode {
-                    MirrorNhMode::Dynamic => NhMode::Dynamic,
-                    MirrorNhMode::Static => NhMode::Static,
-                },
+                nh_mode: a.nh_mode,
                 juniper_header: a.juniper_header,
                 vni: a.vni,
                 hw_vlan: None,
             };
-            entry.validate().map_err(mirror::TableError::from)?;
+            entry.validate().map_err(vrouter_abi::mirror::TableError::from)?;
             wanted.push((MirrorIndex::new(u32::from(index))?, entry));
         }
         let mut st = self.lock();
@@ -242,7 +239,8 @@ impl MirrorControl {
             e = e.with_udp_port(p);
         }
         if let Some(m) = &c.nh_mode {
-            e = e.with_nh_mode(m.parse().map_err(|x: mirror::EntryError| field("nh_mode", x.to_string()))?);
+            e = e
+                .with_nh_mode(m.parse().map_err(|x: vrouter_abi::mirror::EntryError| field("nh_mode", x.to_string()))?);
         }
         if let Some(j) = c.juniper_header {
             e.juniper_header = j;
@@ -263,24 +261,6 @@ impl MirrorControl {
         let e = self.delete(i)?;
         Ok(json!({"index": i.raw(), "analyzer_name": e.analyzer_name}))
     }
-}
-
-/// The JSON form of an entry (control socket and `mirror --json`).
-pub fn entry_json(index: u8, e: &SlotEntry, st: super::region::EntryStats) -> Value {
-    json!({
-        "index": index,
-        "analyzer_name": e.analyzer_name,
-        "analyzer_ip": e.analyzer_ip.to_string(),
-        "udp_port": e.udp_port,
-        "nh_mode": e.nh_mode.as_str(),
-        "juniper_header": e.juniper_header,
-        "vni": e.vni,
-        "flags": e.flags,
-        "nh_vif": e.nh_vif,
-        "packets": st.packets,
-        "bytes": st.bytes,
-        "errors": st.errors,
-    })
 }
 
 #[cfg(test)]

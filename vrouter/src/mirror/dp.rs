@@ -400,7 +400,7 @@ impl FlowMirror for FlowCopy<'_> {
                 _ => None,
             });
             let dst_vn = dst_vif.and_then(vn_of).unwrap_or(vrf_vn);
-            let flags = if self.from_vm { mirror::FLAG_INGRESS } else { 0 };
+            let flags = if self.from_vm { vrouter_abi::mirror::FLAG_INGRESS } else { 0 };
             flow_metadata(&mut md, meta.router_ip, flags, src_vn, dst_vn)
         };
         let l2 = frame.l2.as_ref().map_or(&[][..], |h| &h[..]);

@@ -17,8 +17,11 @@ use std::net::Ipv4Addr;
 use crate::config::{TunnelEncap, VifType};
 use crate::fib::{Fib, Nexthop, TunnelHeader, TUNNEL_TTL};
 use crate::packet::{checksum, ethernet, ipv4, udp, EtherType, IpProtocol};
-use mirror::metadata::{TLV_CAPTURE_HOST, TLV_DEST_VN, TLV_END, TLV_FLAGS, TLV_SOURCE_VN};
-use mirror::MirrorEntry;
+use vrouter_abi::mirror::metadata::{TLV_CAPTURE_HOST, TLV_DEST_VN, TLV_END, TLV_FLAGS, TLV_SOURCE_VN};
+use vrouter_abi::mirror::MirrorEntry;
+
+/// Moved to the read-side crate (the `vif` tool prints it); re-exported for the copy path.
+pub use vrouter_abi::mirror::metadata::interface_metadata;
 
 use super::region::HDR_MAX;
 
@@ -131,25 +134,10 @@ pub fn flow_metadata(out: &mut [u8; 255], router_ip: Ipv4Addr, flags: u32, src_v
     n
 }
 
-/// Metadata of an interface mirror copy: `{SOURCE_VN(vn), END}` for received packets,
-/// `{DEST_VN(vn), END}` for transmitted ones, END alone without a VN (as the vRouter pushes
-/// when no metadata is set).
-pub fn interface_metadata(vn: &str, rx: bool) -> Vec<u8> {
-    let vn = &vn.as_bytes()[..vn.len().min(250)];
-    let mut out = Vec::with_capacity(vn.len() + 4);
-    if !vn.is_empty() {
-        out.push(if rx { TLV_SOURCE_VN } else { TLV_DEST_VN });
-        out.push(vn.len() as u8);
-        out.extend_from_slice(vn);
-    }
-    out.extend_from_slice(&mirror::metadata::END_ONLY);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror::{split_metadata, MetaTlv, NhMode, FLAG_INGRESS};
+    use vrouter_abi::mirror::{split_metadata, MetaTlv, NhMode, FLAG_INGRESS};
 
     const DST: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
     const SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -214,8 +202,5 @@ mod tests {
         let n = flow_metadata(&mut out, Ipv4Addr::new(10, 0, 0, 1), 0, &long, &long);
         assert!(n <= 255);
         assert!(split_metadata(&out[..n]).is_ok());
-        assert_eq!(interface_metadata("vn", true), [3, 2, b'v', b'n', 255, 0]);
-        assert_eq!(interface_metadata("vn", false), [4, 2, b'v', b'n', 255, 0]);
-        assert_eq!(interface_metadata("", false), [255, 0]);
     }
 }

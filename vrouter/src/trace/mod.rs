@@ -3,15 +3,15 @@
 //! per-lcore rings of shared memory ([`region`]), written by the data plane ([`dp`], feature
 //! `trace`) and the agent, grouped into traces by [`view`] (for the `trace` tool, and for
 //! the agent, which serves each tenant the traces of its own requests), and rendered to text
-//! only by readers. [`mark`] is the trace mark of MPLSoUDP packets (VXLAN's is in [`dp`]).
+//! only by readers. The step codec, the region and the view are the read side, in
+//! `vrouter_abi::trace`; they are re-exported here. [`mark`] is the trace mark of MPLSoUDP packets (VXLAN's is in [`dp`]).
 
 pub mod control;
 pub mod mark;
-pub mod region;
 pub mod request;
 pub mod rest;
-pub mod step;
-pub mod view;
+
+pub use vrouter_abi::trace::{region, step, view};
 
 #[cfg(feature = "trace")]
 pub mod dp;

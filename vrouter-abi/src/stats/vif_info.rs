@@ -3,8 +3,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::StatsError;
-
 /// vif types, numbered as tf-vrouter's `VIF_TYPE_*` (include/vr_interface.h).
 pub const VIF_TYPE_HOST: u8 = 0;
 pub const VIF_TYPE_AGENT: u8 = 1;
@@ -116,7 +114,8 @@ pub const VIF_UNSET_NH: u32 = u32::MAX;
 /// The static record of one vif in the region (320 bytes, `repr(C)`, no pointers).
 ///
 /// Text fields are UTF-8, NUL-padded, truncated (at a character boundary) to their size.
-/// Build one with [`VifInfo::new`] and the chained setters, or [`VifInfo::from_config`].
+/// Build one with [`VifInfo::new`] and the chained setters (the vRouter builds a configured
+/// vif's with `vrouter::vif_info::from_config`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct VifInfo {
@@ -219,61 +218,6 @@ impl VifInfo {
         };
         put_str(&mut v.name, name);
         v
-    }
-
-    /// Builds the record of a configured vif: type from `kind`, flags `L3 L2 Dpdk` plus
-    /// `Proxy` (answers ARP/ND; default for VM vifs) or `Mnp` (`proxy_arp = false`); `mtu`
-    /// is the configured one or 0 (unknown; set it with [`VifInfo::mtu`]).
-    pub fn from_config(
-        cfg: &crate::config::VifConfig,
-        port_id: u16,
-        tx_queues: u16,
-        driver: &str,
-    ) -> Result<VifInfo, StatsError> {
-        use crate::config::VifType;
-        let (vif_type, default_proxy) = match cfg.kind {
-            VifType::Fabric => (VIF_TYPE_PHYSICAL, None),
-            VifType::Virtual => (VIF_TYPE_VIRTUAL, Some(true)),
-            VifType::Host => (VIF_TYPE_HOST, None),
-        };
-        let mut flags = VIF_FLAG_L3_ENABLED | VIF_FLAG_L2_ENABLED | VIF_FLAG_PMD;
-        match cfg.proxy_arp.or(default_proxy) {
-            Some(true) => flags |= VIF_FLAG_MAC_PROXY,
-            Some(false) => flags |= VIF_FLAG_NO_ARP_PROXY,
-            None => {}
-        }
-        let uuid = |what: &str, s: &Option<String>| -> Result<Option<[u8; 16]>, StatsError> {
-            s.as_deref()
-                .map(|s| {
-                    parse_uuid(s).map_err(|e| StatsError::InvalidArgument {
-                        kind: super::layout::SPEC.kind,
-                        msg: format!("vif {}: {what}: {e}", cfg.id),
-                    })
-                })
-                .transpose()
-        };
-        let mut v = VifInfo::new(cfg.id, vif_type, &cfg.name)
-            .port(port_id, cfg.rx_queues, tx_queues)
-            .vrf(cfg.vrf)
-            .mtu(cfg.mtu.map_or(0, u32::from))
-            .flags(flags)
-            .mac(cfg.mac.0)
-            .device(&cfg.device)
-            .driver(driver)
-            .vn_name(cfg.vn_name.as_deref().unwrap_or(""));
-        if let Some(ip) = cfg.ip {
-            v = v.ipv4(ip);
-        }
-        if let Some(ip6) = cfg.ip6 {
-            v = v.ipv6(ip6);
-        }
-        if let Some(u) = uuid("vm_uuid", &cfg.vm_uuid)? {
-            v = v.vm_uuid(u);
-        }
-        if let Some(u) = uuid("vmi_uuid", &cfg.vmi_uuid)? {
-            v = v.vmi_uuid(u);
-        }
-        Ok(v)
     }
 
     /// The vif id (`vif0/<id>`), which is also its slot in the table.

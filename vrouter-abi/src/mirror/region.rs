@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde_json::{json, Value};
 use shm::{Bytes, CreateOptions, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
 
 /// `b"VRMIRR01"` as a little-endian u64.
@@ -40,7 +41,7 @@ pub const MIRROR_LAYOUT_VERSION: u32 = 2;
 /// File name inside the run directory.
 pub const MIRROR_FILE_NAME: &str = "mirror";
 /// Mirror table slots (indices 0..=254).
-pub const SLOTS: usize = mirror::MAX_MIRROR_INDICES;
+pub const SLOTS: usize = crate::mirror::MAX_MIRROR_INDICES;
 /// Counter blocks per lcore (one per index, 255 included so blocks stay 8 KiB).
 const COUNTER_SLOTS: usize = 256;
 /// Longest outer header template: Ethernet + IPv4 + UDP + VXLAN = 50, stored in 64 bytes.
@@ -101,7 +102,7 @@ struct Slot {
     seq: AtomicU64,
     /// 0 empty, 1 active.
     state: AtomicU32,
-    /// [`mirror::MirrorFlags`] bits.
+    /// [`crate::mirror::MirrorFlags`] bits.
     flags: AtomicU32,
     analyzer_ip: AtomicU32,
     udp_port: AtomicU32,
@@ -179,12 +180,12 @@ pub struct SlotEntry {
     pub analyzer_ip: Ipv4Addr,
     pub udp_port: u16,
     pub vni: Option<u32>,
-    pub nh_mode: mirror::NhMode,
+    pub nh_mode: crate::mirror::NhMode,
     pub juniper_header: bool,
     pub flags: u16,
     /// Fabric vif of the nexthop; `None` when the analyzer is unreachable.
     pub nh_vif: Option<u16>,
-    /// The outer header template (see [`super::encap`]).
+    /// The outer header template (see `vrouter::mirror::encap`).
     pub hdr: [u8; HDR_MAX],
     pub hdr_len: usize,
     pub ip_csum_base: u32,
@@ -277,7 +278,11 @@ impl<'a> View<'a> {
                 analyzer_ip: Ipv4Addr::from(s.analyzer_ip.load(r)),
                 udp_port: s.udp_port.load(r) as u16,
                 vni: (vni != 0).then_some(vni),
-                nh_mode: if s.nh_mode.load(r) == 1 { mirror::NhMode::Static } else { mirror::NhMode::Dynamic },
+                nh_mode: if s.nh_mode.load(r) == 1 {
+                    crate::mirror::NhMode::Static
+                } else {
+                    crate::mirror::NhMode::Dynamic
+                },
                 juniper_header: s.juniper.load(r) == 1,
                 flags: s.flags.load(r) as u16,
                 nh_vif: (nh_vif != NO_NH).then_some(nh_vif as u16),
@@ -387,7 +392,7 @@ impl MirrorRegion {
                 s.analyzer_ip.store(u32::from(e.analyzer_ip), r);
                 s.udp_port.store(u32::from(e.udp_port), r);
                 s.vni.store(e.vni.unwrap_or(0), r);
-                s.nh_mode.store(u32::from(e.nh_mode == mirror::NhMode::Static), r);
+                s.nh_mode.store(u32::from(e.nh_mode == crate::mirror::NhMode::Static), r);
                 s.juniper.store(u32::from(e.juniper_header), r);
                 s.nh_vif.store(e.nh_vif.map_or(NO_NH, u32::from), r);
                 s.hdr_len.store(e.hdr_len.min(HDR_MAX) as u32, r);
@@ -586,6 +591,24 @@ fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
     Ok(layout)
 }
 
+/// The JSON form of an entry (control socket and `mirror --json`).
+pub fn entry_json(index: u8, e: &SlotEntry, st: EntryStats) -> Value {
+    json!({
+        "index": index,
+        "analyzer_name": e.analyzer_name,
+        "analyzer_ip": e.analyzer_ip.to_string(),
+        "udp_port": e.udp_port,
+        "nh_mode": e.nh_mode.as_str(),
+        "juniper_header": e.juniper_header,
+        "vni": e.vni,
+        "flags": e.flags,
+        "nh_vif": e.nh_vif,
+        "packets": st.packets,
+        "bytes": st.bytes,
+        "errors": st.errors,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,7 +621,7 @@ mod tests {
             analyzer_ip: Ipv4Addr::new(10, 9, 0, 1),
             udp_port: 8099,
             vni: None,
-            nh_mode: mirror::NhMode::Dynamic,
+            nh_mode: crate::mirror::NhMode::Dynamic,
             juniper_header: true,
             flags: 1,
             nh_vif: Some(0),

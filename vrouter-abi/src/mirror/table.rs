@@ -1,7 +1,7 @@
 //! The fixed-size mirror table.
 
-use crate::entry::{EntryError, MirrorEntry};
-use crate::index::{IndexError, MirrorIndex, MAX_MIRROR_INDICES};
+use super::entry::{EntryError, MirrorEntry};
+use super::index::{IndexError, MirrorIndex, MAX_MIRROR_INDICES};
 use thiserror::Error;
 
 /// Why a table operation failed.

@@ -3,7 +3,7 @@
 //! An analyzer is reached in one of two ways:
 //!
 //! * **Juniper header** (the classic analyzer): the copy is sent in plain IP/UDP to the analyzer
-//!   address and port (default 8099), its payload being the [metadata TLVs](crate::metadata)
+//!   address and port (default 8099), its payload being the [metadata TLVs](super::metadata)
 //!   followed by the original Ethernet frame. The datapath entry carries the DYNAMIC flag, which
 //!   is what makes it push the metadata.
 //! * **No Juniper header**: the copy is sent VXLAN-encapsulated with the entry's VNI, either
@@ -28,11 +28,14 @@ pub const MAX_ANALYZER_NAME_LEN: usize = 255;
 /// Largest VXLAN network identifier (24 bits).
 pub const MAX_VNI: u32 = 0x00FF_FFFF;
 
-/// How the nexthop towards the analyzer is chosen (configuration `nh_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How the nexthop towards the analyzer is chosen (configuration `nh_mode`, spelled
+/// `dynamic` or `static` in TOML and JSON as by [`NhMode::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NhMode {
     /// Resolved from routing: a UDP tunnel to the analyzer IP, or, without the Juniper header,
-    /// the bridge route of the analyzer in the mirror VRF.
+    /// the bridge route of the analyzer in the mirror VRF (tf default).
+    #[default]
     Dynamic,
     /// A statically configured tunnel to the analyzer IP.
     Static,
@@ -204,7 +207,7 @@ impl EntryError {
 /// One analyzer definition, the content of a mirror-table slot.
 ///
 /// Fields are public so configuration code can fill them; [`MirrorEntry::validate`] checks
-/// them, and the [`MirrorTable`](crate::MirrorTable) only stores entries that pass.
+/// them, and the [`MirrorTable`](super::MirrorTable) only stores entries that pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorEntry {
     /// Analyzer name; the key users and flow records refer to.

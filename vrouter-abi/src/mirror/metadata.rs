@@ -262,6 +262,21 @@ pub fn decode_metadata(bytes: &[u8]) -> Result<Vec<MetaTlv>, MetadataError> {
     Ok(tlvs)
 }
 
+/// Metadata of an interface mirror copy: `{SOURCE_VN(vn), END}` for received packets,
+/// `{DEST_VN(vn), END}` for transmitted ones, END alone without a VN (as the vRouter pushes
+/// when no metadata is set).
+pub fn interface_metadata(vn: &str, rx: bool) -> Vec<u8> {
+    let vn = &vn.as_bytes()[..vn.len().min(250)];
+    let mut out = Vec::with_capacity(vn.len() + 4);
+    if !vn.is_empty() {
+        out.push(if rx { TLV_SOURCE_VN } else { TLV_DEST_VN });
+        out.push(vn.len() as u8);
+        out.extend_from_slice(vn);
+    }
+    out.extend_from_slice(&END_ONLY);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,5 +443,12 @@ mod tests {
             MetadataError::Overrun { offset: 6, tlv_type: 2, len: 4, available: 1 }.to_string(),
             "mirror metadata TLV type 2 at byte 6: length 4 overruns the buffer (1 bytes left)"
         );
+    }
+
+    #[test]
+    fn interface_metadata_truncates_and_ends() {
+        assert_eq!(interface_metadata("vn", true), [3, 2, b'v', b'n', 255, 0]);
+        assert_eq!(interface_metadata("vn", false), [4, 2, b'v', b'n', 255, 0]);
+        assert_eq!(interface_metadata("", false), [255, 0]);
     }
 }

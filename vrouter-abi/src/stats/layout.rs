@@ -66,7 +66,7 @@ unsafe impl Pod for Header {}
 
 /// What identifies a stats region of this build (see [`shm::open`]).
 pub(crate) const SPEC: RegionSpec = RegionSpec {
-    kind: "stats region",
+    kind: super::REGION_KIND,
     magic: super::MAGIC,
     layout_version: super::LAYOUT_VERSION,
     header_size: HEADER_SIZE,

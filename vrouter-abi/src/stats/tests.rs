@@ -435,35 +435,6 @@ fn text_fields_truncate_at_char_boundary() {
     assert_eq!(v.name, "é".repeat(16));
 }
 
-#[test]
-fn vif_info_from_config() {
-    let cfg: crate::config::VifConfig = toml::from_str(
-        r#"
-        id = 2
-        name = "vm1"
-        type = "virtual"
-        device = "net_pcap1"
-        mac = "02:00:00:00:01:01"
-        ip = "192.168.1.3"
-        vrf = 1
-        rx_queues = 2
-        vm_uuid = "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
-        "#,
-    )
-    .unwrap();
-    let v = VifInfo::from_config(&cfg, 1, 3, "net_pcap").unwrap().decode();
-    assert_eq!((v.id, v.vif_type, v.port_id, v.rx_queues, v.tx_queues, v.vrf), (2, VIF_TYPE_VIRTUAL, 1, 2, 3, 1));
-    assert_eq!(v.flag_symbols(), "L3L2DpdkProxy");
-    assert_eq!(v.ip, Some(Ipv4Addr::new(192, 168, 1, 3)));
-    assert!(v.vm_uuid.is_some() && v.vmi_uuid.is_none());
-    let mut bad = cfg.clone();
-    bad.vmi_uuid = Some("nope".into());
-    assert!(VifInfo::from_config(&bad, 1, 1, "").unwrap_err().to_string().contains("vmi_uuid"));
-    bad.vmi_uuid = None;
-    bad.proxy_arp = Some(false);
-    assert_eq!(VifInfo::from_config(&bad, 1, 1, "").unwrap().decode().flag_symbols(), "L3L2MnpDpdk");
-}
-
 /// Opens strictly (a gone creator is an error) and returns the region error, after checking
 /// that its message names the region kind and the path.
 fn strict_open_err(path: &std::path::Path) -> StatsError {

@@ -35,7 +35,7 @@ pub const TRACE_LAYOUT_VERSION: u32 = 2;
 pub const TRACE_FILE_NAME: &str = "trace";
 /// The region is readable by the vRouter's user only: its records carry tenants' packet
 /// headers. Tenants read their own traces through the agent (REST or control socket with a
-/// token), which filters them (see [`super::control`]).
+/// token), which filters them (see `vrouter::trace::control`).
 pub const TRACE_FILE_MODE: u32 = 0o600;
 /// Records per ring (a power of two).
 pub const DEFAULT_RING_SLOTS: usize = 8192;

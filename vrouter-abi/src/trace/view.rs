@@ -26,7 +26,7 @@ pub struct Trace {
 impl Trace {
     /// The request that started it on this vRouter (its `Matched` step), as a UUID string.
     pub fn request(&self) -> Option<String> {
-        self.request_uuid().map(|u| super::request::format_uuid(&u))
+        self.request_uuid().map(|u| super::uuid::format_uuid(&u))
     }
 
     /// The request that started it on this vRouter, as bytes.

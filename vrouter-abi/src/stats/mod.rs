@@ -43,6 +43,9 @@
 //!   whose creator died (its pid and start time, [`shm::owner_alive`]) or stopped beating
 //!   as [`Liveness::Stale`].
 
+/// The stats region's name in [`shm::RegionError`] messages.
+pub const REGION_KIND: &str = "stats region";
+
 mod layout;
 mod reader;
 mod vif_info;

@@ -250,7 +250,7 @@ impl Step {
         match *self {
             Step::Matched { request, new_trace } => format!(
                 "matched trace request {}{}",
-                super::request::format_uuid(&request),
+                super::uuid::format_uuid(&request),
                 if new_trace { " (new trace)" } else { "" }
             ),
             Step::Ingress { vif, queue, len } => format!("received on vif0/{vif} queue {queue}, {len} bytes"),
@@ -291,7 +291,7 @@ impl Step {
                 let rule = if rule == [0; 16] {
                     "no rule".to_string()
                 } else {
-                    format!("rule {}", super::request::format_uuid(&rule))
+                    format!("rule {}", super::uuid::format_uuid(&rule))
                 };
                 if forward {
                     format!("policy: flow {flow} forward ({rule})")
@@ -340,7 +340,7 @@ impl Step {
     pub fn to_json(&self) -> Value {
         let mut v = match *self {
             Step::Matched { request, new_trace } => {
-                json!({"request": super::request::format_uuid(&request), "new_trace": new_trace})
+                json!({"request": super::uuid::format_uuid(&request), "new_trace": new_trace})
             }
             Step::Ingress { vif, queue, len } => json!({"vif": vif, "queue": queue, "len": len}),
             Step::Parsed { ethertype, proto, sport, dport, vrf, ip_len, ttl } => json!({
@@ -359,7 +359,7 @@ impl Step {
             Step::Policy { forward, drop_reason, rule, flow } => json!({
                 "action": if forward { "forward" } else { "drop" },
                 "flow_drop_reason": drop_reason,
-                "rule_uuid": if rule == [0; 16] { Value::Null } else { Value::from(super::request::format_uuid(&rule)) },
+                "rule_uuid": if rule == [0; 16] { Value::Null } else { Value::from(super::uuid::format_uuid(&rule)) },
                 "flow": flow
             }),
             Step::FlowAction { action, drop_reason, mirror, sec_mirror } => json!({

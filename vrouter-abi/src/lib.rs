@@ -1,0 +1,16 @@
+//! What other processes share with a running vRouter, and nothing of the vRouter itself: the
+//! layouts of its shared-memory regions with their writers and readers, the tables and codecs
+//! the operator tools need to print what they read. No DPDK, no configuration, no Sandesh.
+//!
+//! - [`drop_reason`]: the single drop-reason table shared by the data plane and the tools;
+//! - [`stats`]: `<run_dir>/stats`, the memory-mapped counters region;
+//! - [`mirror`]: the mirror data model (indices, entries, table, metadata TLVs) and
+//!   `<run_dir>/mirror`, the mirror table region with its counters;
+//! - [`trace`]: trace step records, `<run_dir>/trace` (per-lcore rings) and the trace view;
+//! - [`export`]: the exporter's counters file, `<run_dir>/export.json`;
+
+pub mod drop_reason;
+pub mod export;
+pub mod mirror;
+pub mod stats;
+pub mod trace;
