@@ -49,6 +49,8 @@ extern "C" fn on_sigint(_: libc::c_int) {
 /// terminal's SIGINT as well and stop by themselves.)
 pub fn install_sigint_handler() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // `sighandler_t` is the handler's address as an integer: the cast is the C API.
+    #[allow(clippy::fn_to_numeric_cast_any)]
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);

@@ -277,6 +277,7 @@ fn bad_request(field: &str, message: impl std::fmt::Display) -> ApiError {
 }
 
 /// The caller of a trace request, or the 401 reply.
+#[allow(clippy::result_large_err)] // the error is the finished 401 reply, built once per refused request
 fn trace_caller(st: &ApiState, headers: &HeaderMap) -> Result<crate::trace::Caller, Response> {
     let auth = headers.get(header::AUTHORIZATION).map(|h| h.to_str().unwrap_or(""));
     st.trace_access.caller(auth).map_err(|e| {

@@ -1205,7 +1205,9 @@ fn match_mask(bucket: &Bucket, want: u32) -> u32 {
 #[inline(always)]
 fn match_mask(bucket: &Bucket, want: u32) -> u32 {
     use std::arch::x86_64::{_mm_castsi128_ps, _mm_cmpeq_epi32, _mm_load_si128, _mm_movemask_ps, _mm_set1_epi32};
-    const _: () = assert!(BUCKET_WIDTH == 8 && std::mem::align_of::<Bucket>() >= 16);
+    const _: () = assert!(BUCKET_WIDTH == 8 && align_of::<Bucket>() >= 16);
+    // The alignment the cast needs is asserted at compile time just above.
+    #[allow(clippy::cast_ptr_alignment)]
     let p = bucket.slots.as_ptr() as *const std::arch::x86_64::__m128i;
     // SAFETY: `slots` is eight u32 words at the start of a 64-byte aligned bucket, so both
     // 16-byte loads are aligned and in bounds. Other threads (and processes) update slot

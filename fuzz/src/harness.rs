@@ -42,7 +42,7 @@ use vrouter::drop_reason::DropReason;
 use vrouter::fib::Fib;
 use vrouter::pipeline::flow::{CopyResults, HoldStore};
 use vrouter::pipeline::frag::FragTable;
-use vrouter::pipeline::{self, FlowMirror, FlowStage, MirrorFrame, PacketBuf, VecBuf, Verdict};
+use vrouter::pipeline::{self, FlowMirror, FlowStage, MirrorFrame, VecBuf, Verdict};
 
 /// Most frames taken from one input.
 pub const MAX_FRAMES: usize = 8;
@@ -401,11 +401,9 @@ pub fn run(data: &[u8], oracle: Oracle) -> Result<Report, String> {
     let hold = HoldStore::new(3, 16);
     let mut st = oracle::State::default();
     let mut rep = Report::default();
-    let mut now = 1_000u64;
     let mut frags = FragTable::default();
     let recs = records(data);
-    for (i, &(sel, frame)) in recs.iter().enumerate() {
-        now += 1;
+    for (now, (i, &(sel, frame))) in (1_001u64..).zip(recs.iter().enumerate()) {
         let mut ctx = Ctx { w, table: &table, hold: &hold, frags: &mut frags, st: &mut st, rep: &mut rep, now, oracle };
         ctx.frame(i, sel, frame, false)?;
         // Fragments that waited for this (first) fragment run again now, in arrival order,
@@ -503,7 +501,7 @@ impl Ctx<'_> {
                     return Err(ctx(format!("held for flow {flow} that it did not create")));
                 }
                 let gen = e.gen();
-                let mirrored = match setup::program(&table, fib, &w.policy, flow, gen, vif_id, now) {
+                let mirrored = match setup::program(table, fib, &w.policy, flow, gen, vif_id, now) {
                     Setup::Done(p) => p.decision.mirror[0],
                     Setup::NoReverse => None,
                     Setup::Stale => return Err(ctx(format!("setup of flow {flow} found it stale"))),

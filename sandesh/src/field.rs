@@ -153,7 +153,7 @@ pub struct Uuid(pub [u8; 16]);
 impl std::fmt::Display for Uuid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut s = String::with_capacity(36);
-        crate::encode::push_uuid(&mut s, &self.0);
+        encode::push_uuid(&mut s, &self.0);
         f.write_str(&s)
     }
 }

@@ -329,7 +329,7 @@ impl Datapath {
                 lcore: plan.index as u16,
                 released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
                 frags: FragTable::default(),
-                frag_out: Vec::with_capacity(crate::pipeline::frag::FRAG_QUEUE),
+                frag_out: Vec::with_capacity(pipeline::frag::FRAG_QUEUE),
             });
             let tx: Vec<Option<TxTarget>> = {
                 let max_vif = fib.vifs.len();
@@ -1015,7 +1015,7 @@ impl BurstKeys {
     /// own (a burst of one flow, the common case of bulk traffic, costs one lookup; packets
     /// of different flows pay one branch-free six-word compare).
     #[inline(always)]
-    fn prepare(&mut self, table: &flow_table::FlowTable, vrf: u32, pkts: &[*mut rte_mbuf]) {
+    fn prepare(&mut self, table: &FlowTable, vrf: u32, pkts: &[*mut rte_mbuf]) {
         let mut m = 0;
         for (i, &raw) in pkts.iter().enumerate().take(BURST) {
             // SAFETY: rx_burst handed us these mbufs.
@@ -1066,7 +1066,7 @@ fn written(keys: &[std::mem::MaybeUninit<FlowKey>; BURST], n: usize) -> &[FlowKe
 /// a call per packet otherwise, depending on the inliner's mood), with the means to hash it
 /// (not computed for a packet that shares the previous packet's key).
 #[inline(always)]
-fn prepass_key(vrf: u32, frame: &[u8]) -> Option<(flow_table::FlowKey, PrepassHash)> {
+fn prepass_key(vrf: u32, frame: &[u8]) -> Option<(FlowKey, PrepassHash)> {
     let eth = ethernet::Frame::new_checked(frame).ok()?;
     match eth.ethertype() {
         // Fragments, ICMP errors and IPv6 extension headers are keyed by the flow stage's
@@ -1100,7 +1100,7 @@ enum PrepassHash {
 
 impl PrepassHash {
     #[inline(always)]
-    fn get(self, key: &flow_table::FlowKey) -> u32 {
+    fn get(self, key: &FlowKey) -> u32 {
         match self {
             PrepassHash::V4(t) => t.hash(),
             PrepassHash::OfKey => key.hash(),

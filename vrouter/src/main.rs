@@ -313,7 +313,7 @@ fn pin_current_thread(cpu: u32) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
         libc::CPU_SET(cpu as usize, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
     if ret != 0 {
         eprintln!("vrouter: could not pin the agent thread to CPU {cpu}: {}", std::io::Error::last_os_error());

@@ -40,7 +40,7 @@ fn collector() -> (SocketAddr, Received) {
 
 fn serve(mut s: TcpStream, got: Received) {
     let mut frames = FrameDecoder::new();
-    let mut buf = [0u8; 65536];
+    let mut buf = vec![0u8; 65536];
     loop {
         let n = match s.read(&mut buf) {
             Ok(0) | Err(_) => return,

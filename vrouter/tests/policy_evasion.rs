@@ -430,7 +430,7 @@ fn malformed_fragments_and_extension_chains_drop_with_their_reasons() {
     let overlap = v4_packet(UDP, 0x201, 0, true, &udp_bytes(5001, 53, &payload[..40], 0));
     frags.insert(1, overlap);
     // A tiny first fragment: too short to hold the ports.
-    let tiny = vec![v4_packet(UDP, 0x202, 0, true, &[0x13, 0x89]), v4_packet(UDP, 0x202, 8, false, &[0; 16])];
+    let tiny = [v4_packet(UDP, 0x202, 0, true, &[0x13, 0x89]), v4_packet(UDP, 0x202, 8, false, &[0; 16])];
     // A fragment that ends past 65535 bytes.
     let oversized = v4_packet(UDP, 0x203, 65528, false, &[0; 16]);
     // A later fragment whose first fragment never comes: waits, then times out.

@@ -123,10 +123,7 @@ pub(super) struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub(super) fn new(cfg: &'a Config, text: &'a str, origin: &'a str) -> Self {
-        fn index<'l, K: std::hash::Hash + Eq, T>(
-            list: &'l [Spanned<T>],
-            key: impl Fn(&'l T) -> K,
-        ) -> HashMap<K, usize> {
+        fn index<'l, K: Hash + Eq, T>(list: &'l [Spanned<T>], key: impl Fn(&'l T) -> K) -> HashMap<K, usize> {
             let mut map = HashMap::new();
             for (i, e) in list.iter().enumerate() {
                 map.entry(key(e.get_ref())).or_insert(i);

@@ -908,7 +908,7 @@ fn policy_config_is_valid() {
     assert_eq!((f.entries, f.hold_limit, f.held_packets_per_flow), (4096, 100, 4));
     assert_eq!((f.age_timeout_s, f.hold_audit_s, f.tcp_close_evict), (60, 10, false));
     assert_eq!(f.overflow_entries_effective(), 1024);
-    assert_eq!(f.flow_table_path.as_deref(), Some(std::path::Path::new("/dev/hugepages/flow")));
+    assert_eq!(f.flow_table_path.as_deref(), Some(Path::new("/dev/hugepages/flow")));
 
     let a = cfg.analyzers[0].get_ref();
     assert_eq!(

@@ -26,7 +26,7 @@ impl Eal {
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| DpdkError::Other("EAL argument contains a NUL byte".into()))?;
         // rte_eal_init may permute argv; give it its own array of pointers.
-        let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+        let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|c| c.as_ptr().cast_mut()).collect();
         argv.push(std::ptr::null_mut());
         // SAFETY: argv holds argc valid NUL-terminated strings (kept alive by `cargs` for the
         // duration of the call; EAL copies what it keeps) and a terminating NULL.

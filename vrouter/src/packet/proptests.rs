@@ -415,8 +415,8 @@ fn exercise_all(bytes: &[u8], r: u64) -> [Result<()>; 12] {
 // Builders for valid packets (through the setters) and nested parsing chains.
 // ---------------------------------------------------------------------------------------
 
-const MAC_A: ethernet::MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
-const MAC_B: ethernet::MacAddr = [0x02, 0, 0, 0, 0, 0x0b];
+const MAC_A: MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
+const MAC_B: MacAddr = [0x02, 0, 0, 0, 0, 0x0b];
 const V4_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const V4_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const V6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);

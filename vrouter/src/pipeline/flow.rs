@@ -599,7 +599,7 @@ mod tests {
         for vrf in [0, 1, 77, u32::MAX] {
             let ip = ipv4::Packet::new_checked(&f[..]).unwrap();
             let (k, t) = key_v4_tuple(vrf, &ip);
-            let (src, dst) = (std::net::Ipv4Addr::new(10, 1, 2, 3), std::net::Ipv4Addr::new(192, 168, 7, 9));
+            let (src, dst) = (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(192, 168, 7, 9));
             assert_eq!(k, FlowKey::v4(vrf, IpProtocol::UDP, src, dst, 0x9c40, 0x35));
             assert_eq!(t.hash(), k.hash());
         }

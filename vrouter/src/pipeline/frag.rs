@@ -93,7 +93,7 @@ impl FragPiece {
     /// and a fragment that is not the last must carry a multiple of 8 bytes.
     pub fn check(&self) -> Result<(), DropReason> {
         let end = self.offset + self.len;
-        if end > MAX_DATAGRAM || (self.more && self.len % 8 != 0) || (self.more && self.len == 0) {
+        if end > MAX_DATAGRAM || (self.more && !self.len.is_multiple_of(8)) || (self.more && self.len == 0) {
             return Err(DropReason::FragmentError);
         }
         Ok(())

@@ -380,7 +380,7 @@ fn bridges_where_it_routes(fib: &Fib, vrf: u32, dst_mac: &[u8; 6], l3: &[u8]) ->
     let Some(table) = fib.vrf(vrf) else { return true };
     let Some(by_mac) = table.bridge_lookup(dst_mac) else { return true };
     let by_ip = match l3.first().map(|b| b >> 4) {
-        Some(4) if l3.len() >= 20 => table.route_v4(std::net::Ipv4Addr::new(l3[16], l3[17], l3[18], l3[19])),
+        Some(4) if l3.len() >= 20 => table.route_v4(Ipv4Addr::new(l3[16], l3[17], l3[18], l3[19])),
         Some(6) if l3.len() >= 40 => l3[24..40].first_chunk::<16>().and_then(|d| table.route_v6(d)),
         _ => return true,
     };

@@ -91,7 +91,7 @@ fn udp_frame_from(src: [u8; 4], dst: [u8; 4], pad_to: usize) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
     ip.extend_from_slice(&src);
     ip.extend_from_slice(&dst);
-    let c = !crate::packet::checksum::data(&ip);
+    let c = !checksum::data(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 8, 0, 0]);
@@ -166,7 +166,7 @@ fn mplsoudp_frame(stack: &[u8], inner: &[u8]) -> Vec<u8> {
     let total = 20 + udp_len;
     let mut ip =
         vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 10, 0, 2, 10, 10, 0, 1];
-    let c = !crate::packet::checksum::data(&ip);
+    let c = !checksum::data(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&[0xc0, 0x00, 0x19, 0xeb]);
@@ -310,7 +310,7 @@ mod hit_path {
         ip.extend_from_slice(&src);
         ip.extend_from_slice(&dst);
         ip.resize(hlen.max(20), 0);
-        let c = !crate::packet::checksum::data(&ip);
+        let c = !checksum::data(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&ip);
         f.extend_from_slice(l4);
@@ -347,7 +347,7 @@ mod hit_path {
             // The key the burst pre-pass computes (only valid IPv4 frames get one).
             let key = match ipv4::Packet::new_checked(&f[14..]) {
                 Ok(ip) => flow::key_v4(vif.vrf, &ip),
-                Err(_) => flow_table::FlowKey::v4(vif.vrf, 0, std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0),
+                Err(_) => flow_table::FlowKey::v4(vif.vrf, 0, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0, 0),
             };
             let hash = key.hash();
             let dir = tempfile::tempdir().unwrap();
@@ -619,7 +619,7 @@ nexthop = 1
         let mut ip = vec![0x45, 0, 0, 36, 0, 0, 0x40, 0, 64, 17, 0, 0];
         ip.extend_from_slice(&src);
         ip.extend_from_slice(&dst);
-        let c = !crate::packet::checksum::data(&ip);
+        let c = !checksum::data(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         ip.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
         ip
@@ -676,7 +676,7 @@ nexthop = 1
         let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
         ip.extend_from_slice(&outer_src);
         ip.extend_from_slice(&[10, 10, 0, 1]);
-        let c = !crate::packet::checksum::data(&ip);
+        let c = !checksum::data(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         ip.extend_from_slice(&[0xc0, 0x00]);
         ip.extend_from_slice(&dport.to_be_bytes());
@@ -815,8 +815,7 @@ nexthop = 1
             let f = eth(GW, mac, 0x0800, &ip4(src, [192, 168, 2, 9]));
             let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
             let key = flow::key_v4(vif.vrf, &ip);
-            let (t, idx) =
-                super::hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
+            let (t, idx) = hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
             let cx = HitCtx { fib, vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 1 };
             let mut b = VecBuf::new(128, &f);
             assert_eq!(hit::forward_v4(&cx, &mut b, idx, key.hash(), |_| false), want, "case {i}");
@@ -887,7 +886,7 @@ mod special_keys {
         ip.extend_from_slice(&[64, proto, 0, 0]);
         ip.extend_from_slice(&src);
         ip.extend_from_slice(&dst);
-        let c = !crate::packet::checksum::data(&ip);
+        let c = !checksum::data(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         ip.extend_from_slice(data);
         ip
@@ -953,8 +952,8 @@ mod special_keys {
         assert_eq!(run(&t, &mut frags, &second, None), Verdict::Hold { flow, new: false });
         set(&t, flow, Action::Drop);
         // Released after the verdict: both take it, neither is counted twice.
-        assert_eq!(run(&t, &mut frags, &first, Some(flow)), Verdict::Drop(DropReason::FlowActionDrop));
-        assert_eq!(run(&t, &mut frags, &second, Some(flow)), Verdict::Drop(DropReason::FlowActionDrop));
+        assert_eq!(run(&t, &mut frags, &first, Some(flow)), Drop(DropReason::FlowActionDrop));
+        assert_eq!(run(&t, &mut frags, &second, Some(flow)), Drop(DropReason::FlowActionDrop));
         let s = t.snapshot(flow).unwrap().unwrap();
         assert_eq!((s.packets, s.bytes), (2, 36 + 28));
         assert_eq!(frags.len(), 0, "complete datagram forgotten");
@@ -988,7 +987,7 @@ mod special_keys {
         }
         // A chain that runs past the packet.
         let rest = [17u8, 9, 0, 0, 0, 0, 0, 0];
-        assert_eq!(run(&t, &mut frags, &eth(0x86dd, &v6(60, &rest)), None), Verdict::Drop(DropReason::Ipv6ExtChain));
+        assert_eq!(run(&t, &mut frags, &eth(0x86dd, &v6(60, &rest)), None), Drop(DropReason::Ipv6ExtChain));
     }
 
     #[test]
@@ -1002,7 +1001,7 @@ mod special_keys {
         icmp2.extend_from_slice(&q2);
         let err = eth(0x0800, &v4(VM, REMOTE, 1, 2, 0, false, &icmp2));
         // No flow: dropped, no flow created.
-        assert_eq!(run(&t, &mut frags, &err, None), Verdict::Drop(DropReason::IcmpError));
+        assert_eq!(run(&t, &mut frags, &err, None), Drop(DropReason::IcmpError));
         assert_eq!(t.iter_active().count(), 0);
         // The quoted flow exists (remote -> vm) with its reverse (vm -> remote), forwarding.
         let fwd = FlowKey::v4(1, 17, Ipv4Addr::from(REMOTE), Ipv4Addr::from(VM), 53, 5000);
@@ -1014,19 +1013,19 @@ mod special_keys {
         let ri = t.create_reverse(fi, 1).unwrap();
         set(&t, fi, Action::Forward);
         set(&t, ri, Action::Forward);
-        assert_eq!(run(&t, &mut frags, &err, Some(fi)), Verdict::Tx(0), "released: forwarded on the reverse flow");
+        assert_eq!(run(&t, &mut frags, &err, Some(fi)), Tx(0), "released: forwarded on the reverse flow");
         assert_eq!(t.snapshot(ri).unwrap().unwrap().packets, 1, "counted on the reverse flow once");
         set(&t, ri, Action::Drop);
-        assert_eq!(run(&t, &mut frags, &err, None), Verdict::Drop(DropReason::FlowActionDrop));
+        assert_eq!(run(&t, &mut frags, &err, None), Drop(DropReason::FlowActionDrop));
         // An error about an ICMP error, and one not sent to the quoted packet's source.
         let mut about_error = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
         about_error.extend_from_slice(&v4(REMOTE, VM, 1, 1, 0, false, &[3, 1, 0, 0, 0, 0, 0, 0]));
         assert_eq!(
             run(&t, &mut frags, &eth(0x0800, &v4(VM, REMOTE, 1, 3, 0, false, &about_error)), None),
-            Verdict::Drop(DropReason::IcmpError)
+            Drop(DropReason::IcmpError)
         );
         let misdirected = eth(0x0800, &v4(VM, [192, 168, 2, 8], 1, 4, 0, false, &icmp2));
-        assert_eq!(run(&t, &mut frags, &misdirected, None), Verdict::Drop(DropReason::IcmpError));
+        assert_eq!(run(&t, &mut frags, &misdirected, None), Drop(DropReason::IcmpError));
     }
 }
 
@@ -1133,7 +1132,7 @@ mod time_exceeded {
             // Checksums verified a second way: the crate's views agree.
             let ip = ipv4::Packet::new_checked(&b.data()[14..]).unwrap();
             assert!(ip.verify_checksum());
-            assert!(crate::packet::icmp::Packet::new_checked(ip.payload()).unwrap().verify_checksum());
+            assert!(packet::icmp::Packet::new_checked(ip.payload()).unwrap().verify_checksum());
         }
         // TTL 0 too, and a short payload (less than 8 bytes) is quoted whole.
         let f0 = ip4_frame([192, 168, 1, 3], [192, 168, 2, 9], 0, 17, 0, &[1, 2, 3], 0);
@@ -1189,7 +1188,7 @@ mod time_exceeded {
         assert_eq!(run(f, &vif), drop);
         // Not from a VM vif.
         let mut fabric_kind = vif.clone();
-        fabric_kind.kind = config::VifType::Fabric;
+        fabric_kind.kind = VifType::Fabric;
         assert_eq!(run(ip4_frame([192, 168, 1, 3], dst, 1, 17, 0, &udp(8), 0), &fabric_kind), drop);
     }
 
@@ -1253,7 +1252,7 @@ mod time_exceeded {
         let mut b = VecBuf::new(128, &f);
         assert_eq!(process(&fib, &vif, &mut b, None), Verdict::Reply { vif: 1, drop: DropReason::TtlExceeded });
         assert_eq!(b.data(), &expected_v6(&f, "fd00:1::1".parse().unwrap())[..]);
-        let c = crate::packet::icmpv6::Packet::new_checked(&b.data()[54..]).unwrap();
+        let c = icmpv6::Packet::new_checked(&b.data()[54..]).unwrap();
         assert!(c.verify_checksum("fd00:1::1".parse().unwrap(), src));
     }
 
