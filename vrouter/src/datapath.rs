@@ -231,40 +231,42 @@ pub struct Datapath {
     _pool: Mempool,
 }
 
-impl Datapath {
-    /// Opens and starts every vif's port, creates the stats region and launches one
-    /// forwarding loop per configured core. The EAL must be initialised with those cores.
-    pub fn start(
-        cfg: &Config,
-        fib: Arc<Fib>,
-        flows: Option<FlowPlane>,
-        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
-    ) -> Result<Datapath> {
-        Self::start_with_mirror(cfg, fib, flows, None, stats_builder)
+/// A data plane to start: its configuration and FIB, with flow processing, mirroring and
+/// packet tracing each optional (off unless set). Made by [`Datapath::builder`].
+pub struct DatapathBuilder<'a> {
+    cfg: &'a Config,
+    fib: Arc<Fib>,
+    flows: Option<FlowPlane>,
+    mirror: Option<MirrorSetup>,
+    trace: Option<TraceSetup>,
+}
+
+impl DatapathBuilder<'_> {
+    /// Flow processing (`None`: stateless forwarding).
+    pub fn flows(mut self, flows: impl Into<Option<FlowPlane>>) -> Self {
+        self.flows = flows.into();
+        self
     }
 
-    /// [`Datapath::start`] with mirroring: copies of mirrored flows and vifs go out of the
-    /// fabric vifs on each lcore's own TX queue (see [`crate::mirror::dp`]).
-    pub fn start_with_mirror(
-        cfg: &Config,
-        fib: Arc<Fib>,
-        flows: Option<FlowPlane>,
-        mirror: Option<MirrorSetup>,
-        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
-    ) -> Result<Datapath> {
-        Self::start_traced(cfg, fib, flows, mirror, None, stats_builder)
+    /// Mirroring: copies of mirrored flows and vifs go out of the fabric vifs on each
+    /// lcore's own TX queue (see [`crate::mirror::dp`]). `None`: no mirroring.
+    pub fn mirror(mut self, mirror: impl Into<Option<MirrorSetup>>) -> Self {
+        self.mirror = mirror.into();
+        self
     }
 
-    /// [`Datapath::start_with_mirror`] with packet tracing: each lcore writes the steps of
-    /// traced packets to its ring of `trace.region` (see [`crate::trace`]).
-    pub fn start_traced(
-        cfg: &Config,
-        fib: Arc<Fib>,
-        flows: Option<FlowPlane>,
-        mirror: Option<MirrorSetup>,
-        trace: Option<TraceSetup>,
-        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
-    ) -> Result<Datapath> {
+    /// Packet tracing: each lcore writes the steps of traced packets to its ring of
+    /// `trace.region` (see [`crate::trace`]). `None`: no tracing.
+    pub fn trace(mut self, trace: impl Into<Option<TraceSetup>>) -> Self {
+        self.trace = trace.into();
+        self
+    }
+
+    /// Opens and starts every vif's port, creates the stats region with `stats_builder`
+    /// (given the opened ports) and launches one forwarding loop per configured core. The
+    /// EAL must be initialised with those cores.
+    pub fn start(self, stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>) -> Result<Datapath> {
+        let DatapathBuilder { cfg, fib, flows, mirror, trace } = self;
         let cores = &cfg.eal.forwarding_cores;
         lcore::check_enabled(cores).context("forwarding cores")?;
         let socket = lcore::socket_of(cores[0]);
@@ -272,34 +274,7 @@ impl Datapath {
             .with_context(|| format!("creating the mbuf pool (eal.mbufs = {})", cfg.eal.mbufs))?;
 
         let n_lcores = cores.len() as u16;
-        let mut ports = Vec::new();
-        for vif in fib.vif_list() {
-            let port = Port::by_name(&vif.device)
-                .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
-            let info = port.info().with_context(|| format!("vif {}: port info", vif.id))?;
-            if info.max_rx_queues == 0 {
-                bail!(
-                    "vif {} ({}): device {} has no RX queue (a pcap vdev needs rx_pcap=...)",
-                    vif.id,
-                    vif.name,
-                    vif.device
-                );
-            }
-            let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
-            if rx_queues < vif.rx_queues {
-                eprintln!(
-                    "vif {} ({}): driver {} offers {} RX queue(s); using {} instead of {}",
-                    vif.id, vif.name, info.driver, info.max_rx_queues, rx_queues, vif.rx_queues
-                );
-            }
-            let tx_queues = n_lcores.min(info.max_tx_queues).max(1);
-            let pcfg =
-                PortConfig { rx_queues, tx_queues, rx_desc: cfg.eal.rx_desc, tx_desc: cfg.eal.tx_desc, mtu: None };
-            port.configure(&pcfg, &info, &pool)
-                .with_context(|| format!("vif {} ({}): configuring port {}", vif.id, vif.name, port.id))?;
-            ports.push(PortSetup { vif: vif.id, port, driver: info.driver, rx_queues, tx_queues });
-        }
-
+        let ports = open_ports(cfg, &fib, &pool, n_lcores)?;
         let stats = Arc::new(stats_builder(&ports)?);
         let plans = assign_rx_queues(&ports, cores);
         for p in &ports {
@@ -307,117 +282,37 @@ impl Datapath {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
-        // One lock per (port, TX queue), used only where lcores outnumber TX queues.
-        let locks: Vec<Vec<Arc<TxLock>>> = ports
-            .iter()
-            .map(|p| (0..p.tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect())
-            .collect();
-        let held_global = Arc::new(AtomicUsize::new(0));
-        let (table, mut producers, mut done, hold_limit, per_flow) = match flows {
-            Some(f) => {
-                if f.setup.len() != plans.len() || f.done.len() != plans.len() {
-                    bail!("{} setup rings for {} forwarding lcores", f.setup.len(), plans.len());
-                }
-                (
-                    Some(f.table),
-                    f.setup.into_iter().map(Some).collect::<Vec<_>>(),
-                    f.done.into_iter().map(Some).collect::<Vec<_>>(),
-                    f.hold_limit,
-                    f.per_flow,
-                )
-            }
-            None => (None, Vec::new(), Vec::new(), 0, 0),
+        let flows = match flows {
+            Some(f) => Some(FlowHandout::new(f, plans.len())?),
+            None => None,
+        };
+        let mut parts = LcoreParts {
+            cfg,
+            fib: &fib,
+            ports: &ports,
+            n_lcores,
+            pool: &pool,
+            stats: &stats,
+            stop: &stop,
+            locks: tx_locks(&ports),
+            flows,
+            mirror,
+            trace,
         };
         for plan in &plans {
-            let flow = table.as_ref().map(|t| LcoreFlows {
-                table: t.clone(),
-                setup: producers[plan.index].take().expect("one ring per lcore"),
-                done: done[plan.index].take().expect("one ring per lcore"),
-                pending: std::collections::VecDeque::with_capacity(hold_limit),
-                hold: HoldStore::new(per_flow, hold_limit),
-                last_poll: 0,
-                poll_ticks: crate::dpdk::tsc_hz() / 100,
-                poll_ticks_per_flow: crate::dpdk::tsc_hz() / 500_000,
-                held_global: held_global.clone(),
-                hold_limit,
-                lcore: plan.index as u16,
-                released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
-                frags: FragTable::default(),
-                frag_out: Vec::with_capacity(crate::pipeline::frag::FRAG_QUEUE),
-            });
-            let tx: Vec<Option<TxTarget>> = {
-                let max_vif = fib.vifs.len();
-                let mut v: Vec<Option<TxTarget>> = (0..max_vif).map(|_| None).collect();
-                for (pi, p) in ports.iter().enumerate() {
-                    let queue = (plan.index as u16) % p.tx_queues;
-                    let shared = p.tx_queues < n_lcores;
-                    v[usize::from(p.vif)] = Some(TxTarget {
-                        vif: p.vif,
-                        port: p.port.id,
-                        queue,
-                        lock: shared.then(|| locks[pi][usize::from(queue)].clone()),
-                        n: 0,
-                        pkts: [std::ptr::null_mut(); BURST],
-                        bytes: [0; BURST],
-                    });
-                }
-                v
-            };
-            let mirror = match &mirror {
-                Some(setup) => {
-                    let mports = ports
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| fib.vif(p.vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
-                        .map(|(pi, p)| {
-                            let queue = (plan.index as u16) % p.tx_queues;
-                            let shared = p.tx_queues < n_lcores;
-                            MirrorPort {
-                                vif: p.vif,
-                                port: p.port.id,
-                                queue,
-                                lock: shared.then(|| locks[pi][usize::from(queue)].clone()),
-                            }
-                        })
-                        .collect();
-                    let m = MirrorLcore::new(setup, plan.index, fib.clone(), pool.as_ptr(), table.clone(), mports)
-                        .context("mirror region has fewer lcore blocks than lcores")?;
-                    Some(m)
-                }
-                None => None,
-            };
-            #[cfg(feature = "trace")]
-            let trace = match &trace {
-                Some(t) => Some(crate::trace::dp::TraceLcore::new(
-                    t.published.clone(),
-                    t.region.writer(plan.index).context("trace region has fewer rings than lcores")?,
-                    crate::dpdk::tsc_hz(),
-                )),
-                None => None,
-            };
-            #[cfg(not(feature = "trace"))]
-            let _ = &trace;
-            let ctx = LcoreLoop {
-                #[cfg(feature = "trace")]
-                trace,
-                mirror,
-                fib: fib.clone(),
-                rx: plan.rx.clone(),
-                tx,
-                stats: stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
-                stop: stop.clone(),
-                flow,
-                index: plan.index,
-                icmp_errors: pipeline::icmp_error::TokenBucket::new(
-                    cfg.vrouter.icmp_error_rate,
-                    cfg.vrouter.icmp_error_burst,
-                    crate::dpdk::tsc_hz(),
-                ),
-            };
+            let ctx = parts.lcore(plan)?;
             lcore::launch(plan.lcore_id, move || ctx.run())
                 .with_context(|| format!("launching forwarding lcore {}", plan.lcore_id))?;
         }
         Ok(Datapath { fib, ports, plans, stats, stop, _pool: pool })
+    }
+}
+
+impl Datapath {
+    /// A data plane for `cfg` and `fib` (stateless, without mirroring or tracing until
+    /// the builder adds them); [`DatapathBuilder::start`] starts it.
+    pub fn builder(cfg: &Config, fib: Arc<Fib>) -> DatapathBuilder<'_> {
+        DatapathBuilder { cfg, fib, flows: None, mirror: None, trace: None }
     }
 
     /// Stops the forwarding lcores, then stops and closes every port (capture files of pcap
@@ -442,6 +337,196 @@ impl Datapath {
             Some(e) => Err(e).context("stopping ports"),
             None => Ok(()),
         }
+    }
+}
+
+/// Opens and configures the port of every vif of `fib` (RX queues as configured, within
+/// what the driver offers; one TX queue per forwarding lcore where the driver has that
+/// many). The ports are not started.
+fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<Vec<PortSetup>> {
+    let mut ports = Vec::new();
+    for vif in fib.vif_list() {
+        let port = Port::by_name(&vif.device)
+            .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
+        let info = port.info().with_context(|| format!("vif {}: port info", vif.id))?;
+        if info.max_rx_queues == 0 {
+            bail!(
+                "vif {} ({}): device {} has no RX queue (a pcap vdev needs rx_pcap=...)",
+                vif.id,
+                vif.name,
+                vif.device
+            );
+        }
+        let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
+        if rx_queues < vif.rx_queues {
+            eprintln!(
+                "vif {} ({}): driver {} offers {} RX queue(s); using {} instead of {}",
+                vif.id, vif.name, info.driver, info.max_rx_queues, rx_queues, vif.rx_queues
+            );
+        }
+        let tx_queues = n_lcores.min(info.max_tx_queues).max(1);
+        let pcfg = PortConfig { rx_queues, tx_queues, rx_desc: cfg.eal.rx_desc, tx_desc: cfg.eal.tx_desc, mtu: None };
+        port.configure(&pcfg, &info, pool)
+            .with_context(|| format!("vif {} ({}): configuring port {}", vif.id, vif.name, port.id))?;
+        ports.push(PortSetup { vif: vif.id, port, driver: info.driver, rx_queues, tx_queues });
+    }
+    Ok(ports)
+}
+
+/// One lock per (port, TX queue), used only where lcores outnumber TX queues.
+fn tx_locks(ports: &[PortSetup]) -> Vec<Vec<Arc<TxLock>>> {
+    ports
+        .iter()
+        .map(|p| (0..p.tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect())
+        .collect()
+}
+
+/// The flow plane being handed out to the lcores: each takes its own setup and done rings.
+struct FlowHandout {
+    table: Arc<FlowTable>,
+    setup: Vec<Option<Producer<SetupRequest>>>,
+    done: Vec<Option<crate::spsc::Consumer<u32>>>,
+    hold_limit: usize,
+    per_flow: usize,
+    /// Flows holding packets, over all lcores.
+    held_global: Arc<AtomicUsize>,
+}
+
+impl FlowHandout {
+    /// Checks that `plane` has one ring pair per forwarding lcore (`n_lcores`).
+    fn new(plane: FlowPlane, n_lcores: usize) -> Result<FlowHandout> {
+        if plane.setup.len() != n_lcores || plane.done.len() != n_lcores {
+            bail!("{} setup rings for {} forwarding lcores", plane.setup.len(), n_lcores);
+        }
+        Ok(FlowHandout {
+            table: plane.table,
+            setup: plane.setup.into_iter().map(Some).collect(),
+            done: plane.done.into_iter().map(Some).collect(),
+            hold_limit: plane.hold_limit,
+            per_flow: plane.per_flow,
+            held_global: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The flow state of the lcore with plan index `index` (once per index).
+    fn lcore(&mut self, index: usize) -> LcoreFlows {
+        let (hold_limit, per_flow) = (self.hold_limit, self.per_flow);
+        LcoreFlows {
+            table: self.table.clone(),
+            setup: self.setup[index].take().expect("one ring per lcore"),
+            done: self.done[index].take().expect("one ring per lcore"),
+            pending: std::collections::VecDeque::with_capacity(hold_limit),
+            hold: HoldStore::new(per_flow, hold_limit),
+            last_poll: 0,
+            poll_ticks: crate::dpdk::tsc_hz() / 100,
+            poll_ticks_per_flow: crate::dpdk::tsc_hz() / 500_000,
+            held_global: self.held_global.clone(),
+            hold_limit,
+            lcore: index as u16,
+            released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
+            frags: FragTable::default(),
+            frag_out: Vec::with_capacity(crate::pipeline::frag::FRAG_QUEUE),
+        }
+    }
+}
+
+/// What the forwarding lcores are made from, once the ports run and the stats region
+/// exists; [`LcoreParts::lcore`] makes the state of each in turn.
+struct LcoreParts<'a> {
+    cfg: &'a Config,
+    fib: &'a Arc<Fib>,
+    ports: &'a [PortSetup],
+    n_lcores: u16,
+    pool: &'a Mempool,
+    stats: &'a StatsRegion,
+    stop: &'a Arc<AtomicBool>,
+    locks: Vec<Vec<Arc<TxLock>>>,
+    flows: Option<FlowHandout>,
+    mirror: Option<MirrorSetup>,
+    trace: Option<TraceSetup>,
+}
+
+impl LcoreParts<'_> {
+    /// The state of the lcore that runs `plan`.
+    fn lcore(&mut self, plan: &LcorePlan) -> Result<LcoreLoop> {
+        let flow = self.flows.as_mut().map(|f| f.lcore(plan.index));
+        let tx = self.tx_targets(plan);
+        let mirror = match &self.mirror {
+            Some(setup) => Some(self.mirror_lcore(setup, plan)?),
+            None => None,
+        };
+        #[cfg(feature = "trace")]
+        let trace = match &self.trace {
+            Some(t) => Some(crate::trace::dp::TraceLcore::new(
+                t.published.clone(),
+                t.region.writer(plan.index).context("trace region has fewer rings than lcores")?,
+                crate::dpdk::tsc_hz(),
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "trace"))]
+        let _ = &self.trace;
+        Ok(LcoreLoop {
+            #[cfg(feature = "trace")]
+            trace,
+            mirror,
+            fib: self.fib.clone(),
+            rx: plan.rx.clone(),
+            tx,
+            stats: self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
+            stop: self.stop.clone(),
+            flow,
+            index: plan.index,
+            icmp_errors: pipeline::icmp_error::TokenBucket::new(
+                self.cfg.vrouter.icmp_error_rate,
+                self.cfg.vrouter.icmp_error_burst,
+                crate::dpdk::tsc_hz(),
+            ),
+        })
+    }
+
+    /// The lcore's TX queue of port `pi` (shared with other lcores, behind its lock, when
+    /// the port has fewer TX queues than there are lcores).
+    fn tx_queue(&self, plan: &LcorePlan, pi: usize) -> (u16, Option<Arc<TxLock>>) {
+        let p = &self.ports[pi];
+        let queue = (plan.index as u16) % p.tx_queues;
+        let shared = p.tx_queues < self.n_lcores;
+        (queue, shared.then(|| self.locks[pi][usize::from(queue)].clone()))
+    }
+
+    /// The lcore's TX buffers, indexed by vif id.
+    fn tx_targets(&self, plan: &LcorePlan) -> Vec<Option<TxTarget>> {
+        let mut v: Vec<Option<TxTarget>> = (0..self.fib.vifs.len()).map(|_| None).collect();
+        for (pi, p) in self.ports.iter().enumerate() {
+            let (queue, lock) = self.tx_queue(plan, pi);
+            v[usize::from(p.vif)] = Some(TxTarget {
+                vif: p.vif,
+                port: p.port.id,
+                queue,
+                lock,
+                n: 0,
+                pkts: [std::ptr::null_mut(); BURST],
+                bytes: [0; BURST],
+            });
+        }
+        v
+    }
+
+    /// The lcore's mirroring state: copies leave on its TX queues of the fabric vifs.
+    fn mirror_lcore(&self, setup: &MirrorSetup, plan: &LcorePlan) -> Result<MirrorLcore> {
+        let mports = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| self.fib.vif(p.vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
+            .map(|(pi, p)| {
+                let (queue, lock) = self.tx_queue(plan, pi);
+                MirrorPort { vif: p.vif, port: p.port.id, queue, lock }
+            })
+            .collect();
+        let table = self.flows.as_ref().map(|f| f.table.clone());
+        MirrorLcore::new(setup, plan.index, self.fib.clone(), self.pool.as_ptr(), table, mports)
+            .context("mirror region has fewer lcore blocks than lcores")
     }
 }
 

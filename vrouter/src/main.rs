@@ -237,7 +237,11 @@ fn run(args: &Args) -> Result<()> {
     };
     let mirror_setup = MirrorSetup { region: mirror_region, meta: mirror_meta };
     let trace_setup = TraceSetup { region: trace_region.clone(), published: trace_ctl.published() };
-    let dp = match Datapath::start_traced(&cfg, fib.clone(), plane, Some(mirror_setup), Some(trace_setup), build_stats)
+    let dp = match Datapath::builder(&cfg, fib.clone())
+        .flows(plane)
+        .mirror(mirror_setup)
+        .trace(trace_setup)
+        .start(build_stats)
     {
         Ok(dp) => dp,
         Err(e) => {
