@@ -530,6 +530,49 @@ impl LcoreParts<'_> {
     }
 }
 
+/// One iteration of an lcore's poll loop: the FIB and the time read once at its start.
+#[derive(Clone, Copy)]
+struct Tick<'a> {
+    fib: &'a Fib,
+    /// Milliseconds since the Unix epoch (flow timestamps, fragment expiry).
+    now: u64,
+    /// TSC (setup latency, ICMP error rate limit).
+    tsc: u64,
+}
+
+impl<'a> Tick<'a> {
+    /// The context of packets entering on `vif` during this iteration.
+    #[inline(always)]
+    fn on(self, vif: &'a Vif) -> Ingress<'a> {
+        Ingress { fib: self.fib, vif, now: self.now, tsc: self.tsc }
+    }
+}
+
+/// Where and when the packets being forwarded came in: the per-packet context of a
+/// received burst (or of a held packet or parked fragment run again). Passed by value into
+/// the always-inlined per-packet functions, it costs what their separate arguments did.
+#[derive(Clone, Copy)]
+struct Ingress<'a> {
+    fib: &'a Fib,
+    vif: &'a Vif,
+    /// See [`Tick::now`].
+    now: u64,
+    /// See [`Tick::tsc`] (0 for held packets run again).
+    tsc: u64,
+}
+
+/// One received burst: the iteration it belongs to, the RX queue it came from and its
+/// packets, with the trace candidates (bit `i`: an enabled trace request may match packet
+/// `i`; always 0 in the untraced loop).
+#[derive(Clone, Copy)]
+struct Burst<'a> {
+    tick: Tick<'a>,
+    vif: &'a Vif,
+    queue: u16,
+    pkts: &'a [*mut rte_mbuf],
+    candidates: u32,
+}
+
 /// State owned by one forwarding lcore.
 struct LcoreLoop {
     fib: Arc<Fib>,
@@ -562,7 +605,7 @@ impl LcoreLoop {
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         while !self.stop.load(Ordering::Relaxed) {
             let tsc = crate::dpdk::rdtsc();
-            let now = clock.now_ms(tsc);
+            let tick = Tick { fib: &fib, now: clock.now_ms(tsc), tsc };
             if let Some(f) = &mut self.flow {
                 while let Some(req) = f.pending.pop_front() {
                     if let Err(req) = f.setup.push(req) {
@@ -573,10 +616,10 @@ impl LcoreLoop {
                 f.table.quiescent(self.index);
                 let (frags, held) = (!f.frags.is_empty(), !f.hold.is_empty());
                 if frags {
-                    self.expire_fragments(now);
+                    self.expire_fragments(tick.now);
                 }
                 if held {
-                    self.release_held(&fib, now, tsc);
+                    self.release_held(tick);
                 }
             }
             let mut received = false;
@@ -590,18 +633,19 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
+                let burst = Burst { tick, vif, queue: q.queue, pkts: &pkts[..n], candidates: 0 };
                 // Tracing: one load and one predictable branch per burst while no request
                 // is enabled. A burst none of whose packets an enabled request may match
                 // runs the same untraced code as a build with tracing compiled out.
                 #[cfg(feature = "trace")]
                 if self.trace.as_ref().is_some_and(|t| t.enabled()) {
-                    let candidates = self.trace_candidates(vif, &pkts[..n]);
+                    let candidates = self.trace_candidates(vif, burst.pkts);
                     if candidates != 0 {
-                        self.burst::<true>(&fib, vif, q.queue, &pkts[..n], candidates, now, tsc);
+                        self.burst::<true>(Burst { candidates, ..burst });
                         continue;
                     }
                 }
-                self.burst::<false>(&fib, vif, q.queue, &pkts[..n], 0, now, tsc);
+                self.burst::<false>(burst);
             }
             self.stats.poll(received);
         }
@@ -630,14 +674,14 @@ impl LcoreLoop {
     /// order, after it). They were not counted on a flow when parked.
     #[cold]
     #[inline(never)]
-    fn run_ready_fragments(&mut self, fib: &Fib, now: u64, tsc: u64) {
+    fn run_ready_fragments(&mut self, tick: Tick<'_>) {
         let Some(f) = &mut self.flow else { return };
         let mut out = std::mem::take(&mut f.frag_out);
         f.frags.take_ready(|p, v| out.push((p, v)));
         for &(p, v) in &out {
             let raw = p as *mut rte_mbuf;
-            match fib.vif(v) {
-                Some(vif) => self.forward::<false>(fib, vif, raw, now, tsc, None, None, None),
+            match tick.fib.vif(v) {
+                Some(vif) => self.forward::<false>(tick.on(vif), raw, None, None, None),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }
@@ -675,17 +719,9 @@ impl LcoreLoop {
     /// Out of line in every build, so the forwarding code is laid out the same way with
     /// and without tracing compiled in.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn burst<const TRACED: bool>(
-        &mut self,
-        fib: &Fib,
-        vif: &Vif,
-        queue: u16,
-        pkts: &[*mut rte_mbuf],
-        candidates: u32,
-        now: u64,
-        tsc: u64,
-    ) {
+    fn burst<const TRACED: bool>(&mut self, b: Burst<'_>) {
+        let (vif, pkts) = (b.vif, b.pkts);
+        let at = b.tick.on(vif);
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap (see BurstKeys).
@@ -712,34 +748,34 @@ impl LcoreLoop {
             }
         }
         #[cfg(not(feature = "trace"))]
-        let _ = (queue, candidates);
+        let _ = (b.queue, b.candidates);
         if TRACED {
             #[cfg(feature = "trace")]
             {
-                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, candidates, now, tsc);
+                rx_bytes = self.forward_traced(b, &pre);
             }
         } else {
             // The flow-hit path's burst context: a VM vif with flows, its VRF known.
-            let vrf = if pre.n > 0 { fib.vrf(vif.vrf) } else { None };
+            let vrf = if pre.n > 0 { at.fib.vrf(vif.vrf) } else { None };
             for (i, &raw) in pkts.iter().enumerate() {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let mut m = unsafe { Mbuf::from_raw(raw) };
                 rx_bytes += u64::from(m.pkt_len());
                 if let (Some(vrf), Some(f), Some((idx, hash))) = (vrf, &self.flow, pre.hit(i)) {
                     if m.is_contiguous() {
-                        let cx = HitCtx { fib, vif, vrf, table: &f.table, lcore: self.index, now };
+                        let cx = HitCtx { fib: at.fib, vif, vrf, table: &f.table, lcore: self.index, now: at.now };
                         if let Some(v) = hit::forward_v4(&cx, &mut m, idx, hash, |i| f.hold.contains(i)) {
-                            self.carry_out::<false>(vif, raw, m, v, tsc, None);
+                            self.carry_out::<false>(at, raw, m, v, None);
                             continue;
                         }
                     }
                 }
-                self.forward::<false>(fib, vif, raw, now, tsc, pre.get(i), None, None);
+                self.forward::<false>(at, raw, pre.get(i), None, None);
             }
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
         if self.flow.as_ref().is_some_and(|f| f.frags.has_ready()) {
-            self.run_ready_fragments(fib, now, tsc);
+            self.run_ready_fragments(b.tick);
         }
         self.flush_all();
     }
@@ -749,28 +785,20 @@ impl LcoreLoop {
     /// loop stays compact). Returns the received bytes.
     #[cfg(feature = "trace")]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn forward_traced(
-        &mut self,
-        fib: &Fib,
-        vif: &Vif,
-        queue: u16,
-        pkts: &[*mut rte_mbuf],
-        pre: &BurstKeys,
-        candidates: u32,
-        now: u64,
-        tsc: u64,
-    ) -> u64 {
+    fn forward_traced(&mut self, b: Burst<'_>, pre: &BurstKeys) -> u64 {
+        let at = b.tick.on(b.vif);
         let mut rx_bytes = 0;
-        for (i, &raw) in pkts.iter().enumerate() {
+        for (i, &raw) in b.pkts.iter().enumerate() {
             // SAFETY: rx_burst handed us ownership of these mbufs.
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
             let ctx = match self.trace.as_mut() {
-                Some(t) if candidates & (1 << i) != 0 => t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc),
+                Some(t) if b.candidates & (1 << i) != 0 => {
+                    t.classify(at.fib, at.vif, b.queue, m.data(), crate::dpdk::rdtsc)
+                }
                 _ => None,
             };
-            self.forward::<true>(fib, vif, raw, now, tsc, pre.get(i), None, ctx);
+            self.forward::<true>(at, raw, pre.get(i), None, ctx);
         }
         rx_bytes
     }
@@ -784,18 +812,15 @@ impl LcoreLoop {
     /// at all (a runtime `None` would not do: the trace's address reaches the mirror hook,
     /// so the compiler keeps testing it after every call).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn forward<const TRACED: bool>(
         &mut self,
-        fib: &Fib,
-        vif: &Vif,
+        at: Ingress<'_>,
         raw: *mut rte_mbuf,
-        now: u64,
-        tsc: u64,
         pre: Option<Prepared<'_>>,
         held: Option<u32>,
         #[allow(unused_mut)] mut tr: Option<TraceCtx>,
     ) {
+        let (fib, vif) = (at.fib, at.vif);
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
         let verdict = if !m.is_contiguous() {
@@ -824,7 +849,7 @@ impl LcoreLoop {
             let mut stage = FlowStage {
                 table: &f.table,
                 lcore: self.index,
-                now,
+                now: at.now,
                 reinject: held.is_some(),
                 held_flow: held,
                 may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,
@@ -844,22 +869,21 @@ impl LcoreLoop {
                 t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
             }
         }
-        self.carry_out::<TRACED>(vif, raw, m, verdict, tsc, tr);
+        self.carry_out::<TRACED>(at, raw, m, verdict, tr);
     }
 
     /// Carries out a packet's verdict: queues it for transmission (interface TX mirroring
     /// first), drops and counts it, or holds it for its flow's setup.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn carry_out<const TRACED: bool>(
         &mut self,
-        vif: &Vif,
+        at: Ingress<'_>,
         raw: *mut rte_mbuf,
         m: Mbuf,
         verdict: Verdict,
-        tsc: u64,
         tr: Option<TraceCtx>,
     ) {
+        let vif = at.vif;
         match verdict {
             Verdict::Tx(out) => {
                 // Interface TX mirroring: the frame as it leaves (after rewrite).
@@ -893,9 +917,9 @@ impl LcoreLoop {
                 }
             }
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
-            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, if TRACED { tr } else { None }),
+            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, at.tsc, if TRACED { tr } else { None }),
             Verdict::FragWait => self.park_fragment(vif.id, raw),
-            Verdict::Reply { vif: out, drop } => self.reply(vif.id, out, drop, raw, m, tsc),
+            Verdict::Reply { vif: out, drop } => self.reply(vif.id, out, drop, raw, m, at.tsc),
         }
     }
 
@@ -995,7 +1019,8 @@ impl LcoreLoop {
 
     /// Re-runs the held packets of every flow the agent has set up (or that went away), in
     /// hold order. They were counted on their flow when held, so they are not counted again.
-    fn release_held(&mut self, fib: &Fib, now: u64, tsc: u64) {
+    fn release_held(&mut self, tick: Tick<'_>) {
+        let tsc = tick.tsc;
         let Some(f) = &mut self.flow else { return };
         let table = f.table.clone();
         let mut released = std::mem::take(&mut f.released);
@@ -1032,8 +1057,8 @@ impl LcoreLoop {
             };
             #[cfg(not(feature = "trace"))]
             let tr = None;
-            match fib.vif(v) {
-                Some(vif) => self.forward::<true>(fib, vif, raw, now, 0, None, Some(flow), tr),
+            match tick.fib.vif(v) {
+                Some(vif) => self.forward::<true>(Tick { tsc: 0, ..tick }.on(vif), raw, None, Some(flow), tr),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }
