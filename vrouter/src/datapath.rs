@@ -228,7 +228,8 @@ pub struct Datapath {
     pub plans: Vec<LcorePlan>,
     pub stats: Arc<StatsRegion>,
     stop: Arc<AtomicBool>,
-    _pool: Mempool,
+    /// The mbuf pool of every RX queue and of the mirror copies.
+    pool: Mempool,
 }
 
 /// A data plane to start: its configuration and FIB, with flow processing, mirroring and
@@ -277,34 +278,51 @@ impl DatapathBuilder<'_> {
         let ports = open_ports(cfg, &fib, &pool, n_lcores)?;
         let stats = Arc::new(stats_builder(&ports)?);
         let plans = assign_rx_queues(&ports, cores);
-        for p in &ports {
+        let dp = Datapath { fib, ports, plans, stats, stop: Arc::new(AtomicBool::new(false)), pool };
+        // A failure from here on stops what has started (ports, lcores) before it is returned.
+        if let Err(e) = dp.launch(cfg, flows, mirror, trace) {
+            let _ = dp.shutdown();
+            return Err(e);
+        }
+        Ok(dp)
+    }
+}
+
+impl Datapath {
+    /// Starts the ports, then launches one forwarding loop per lcore plan.
+    fn launch(
+        &self,
+        cfg: &Config,
+        flows: Option<FlowPlane>,
+        mirror: Option<MirrorSetup>,
+        trace: Option<TraceSetup>,
+    ) -> Result<()> {
+        for p in &self.ports {
             p.port.start().with_context(|| format!("vif {}: starting port {}", p.vif, p.port.id))?;
         }
-
-        let stop = Arc::new(AtomicBool::new(false));
         let flows = match flows {
-            Some(f) => Some(FlowHandout::new(f, plans.len())?),
+            Some(f) => Some(FlowHandout::new(f, self.plans.len())?),
             None => None,
         };
         let mut parts = LcoreParts {
             cfg,
-            fib: &fib,
-            ports: &ports,
-            n_lcores,
-            pool: &pool,
-            stats: &stats,
-            stop: &stop,
-            locks: tx_locks(&ports),
+            fib: &self.fib,
+            ports: &self.ports,
+            n_lcores: self.plans.len() as u16,
+            pool: &self.pool,
+            stats: &self.stats,
+            stop: &self.stop,
+            locks: tx_locks(&self.ports),
             flows,
             mirror,
             trace,
         };
-        for plan in &plans {
+        for plan in &self.plans {
             let ctx = parts.lcore(plan)?;
             lcore::launch(plan.lcore_id, move || ctx.run())
                 .with_context(|| format!("launching forwarding lcore {}", plan.lcore_id))?;
         }
-        Ok(Datapath { fib, ports, plans, stats, stop, _pool: pool })
+        Ok(())
     }
 }
 
