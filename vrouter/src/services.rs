@@ -172,14 +172,11 @@ impl RunningRouter {
         // the flow table like a tool.
         router.exporter = match export_table {
             Some(table) if cfg.export.enabled => Some(
-                vrouter::agent::export::spawn_traced(
-                    cfg,
-                    table,
-                    router.threads_stop.clone(),
-                    Some(cfg.eal.main_core),
-                    Some(trace_ctl.clone()),
-                )
-                .context("starting the exporter ([export])")?,
+                vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
+                    .pin_to(cfg.eal.main_core)
+                    .trace_requests(trace_ctl.clone())
+                    .spawn()
+                    .context("starting the exporter ([export])")?,
             ),
             None if cfg.export.enabled => {
                 eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
