@@ -214,43 +214,46 @@ pub struct Datapath {
     pub plans: Vec<LcorePlan>,
     pub stats: Arc<StatsRegion>,
     stop: Arc<AtomicBool>,
-    _pool: Mempool,
+    /// The mbuf pool of every RX queue and of the mirror copies.
+    pool: Mempool,
 }
 
-impl Datapath {
-    /// Opens and starts every vif's port, creates the stats region and launches one
-    /// forwarding loop per configured core. The EAL must be initialised with those cores.
-    pub fn start(
-        cfg: &Config,
-        fib: Arc<Fib>,
-        flows: Option<FlowPlane>,
-        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
-    ) -> Result<Datapath> {
-        Self::start_with_mirror(cfg, fib, flows, None, stats_builder)
+/// A data plane to start: its configuration and FIB, with flow processing, mirroring and
+/// packet tracing each optional (off unless set). Made by [`Datapath::builder`].
+pub struct DatapathBuilder<'a> {
+    cfg: &'a Config,
+    fib: Arc<Fib>,
+    flows: Option<FlowPlane>,
+    mirror: Option<MirrorSetup>,
+    trace: Option<TraceSetup>,
+}
+
+impl DatapathBuilder<'_> {
+    /// Flow processing (`None`: stateless forwarding).
+    pub fn flows(mut self, flows: impl Into<Option<FlowPlane>>) -> Self {
+        self.flows = flows.into();
+        self
     }
 
-    /// [`Datapath::start`] with mirroring: copies of mirrored flows and vifs go out of the
-    /// fabric vifs on each lcore's own TX queue (see [`crate::mirror::dp`]).
-    pub fn start_with_mirror(
-        cfg: &Config,
-        fib: Arc<Fib>,
-        flows: Option<FlowPlane>,
-        mirror: Option<MirrorSetup>,
-        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
-    ) -> Result<Datapath> {
-        Self::start_traced(cfg, fib, flows, mirror, None, stats_builder)
+    /// Mirroring: copies of mirrored flows and vifs go out of the fabric vifs on each
+    /// lcore's own TX queue (see [`crate::mirror::dp`]). `None`: no mirroring.
+    pub fn mirror(mut self, mirror: impl Into<Option<MirrorSetup>>) -> Self {
+        self.mirror = mirror.into();
+        self
     }
 
-    /// [`Datapath::start_with_mirror`] with packet tracing: each lcore writes the steps of
-    /// traced packets to its ring of `trace.region` (see [`crate::trace`]).
-    pub fn start_traced(
-        cfg: &Config,
-        fib: Arc<Fib>,
-        flows: Option<FlowPlane>,
-        mirror: Option<MirrorSetup>,
-        trace: Option<TraceSetup>,
-        stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>,
-    ) -> Result<Datapath> {
+    /// Packet tracing: each lcore writes the steps of traced packets to its ring of
+    /// `trace.region` (see [`crate::trace`]). `None`: no tracing.
+    pub fn trace(mut self, trace: impl Into<Option<TraceSetup>>) -> Self {
+        self.trace = trace.into();
+        self
+    }
+
+    /// Opens and starts every vif's port, creates the stats region with `stats_builder`
+    /// (given the opened ports) and launches one forwarding loop per configured core. The
+    /// EAL must be initialised with those cores.
+    pub fn start(self, stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>) -> Result<Datapath> {
+        let DatapathBuilder { cfg, fib, flows, mirror, trace } = self;
         let cores = &cfg.eal.forwarding_cores;
         lcore::check_enabled(cores).context("forwarding cores")?;
         let socket = lcore::socket_of(cores[0]);
@@ -258,152 +261,62 @@ impl Datapath {
             .with_context(|| format!("creating the mbuf pool (eal.mbufs = {})", cfg.eal.mbufs))?;
 
         let n_lcores = cores.len() as u16;
-        let mut ports = Vec::new();
-        for vif in fib.vif_list() {
-            let port = Port::by_name(&vif.device)
-                .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
-            let info = port.info().with_context(|| format!("vif {}: port info", vif.id))?;
-            if info.max_rx_queues == 0 {
-                bail!(
-                    "vif {} ({}): device {} has no RX queue (a pcap vdev needs rx_pcap=...)",
-                    vif.id,
-                    vif.name,
-                    vif.device
-                );
-            }
-            let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
-            if rx_queues < vif.rx_queues {
-                eprintln!(
-                    "vif {} ({}): driver {} offers {} RX queue(s); using {} instead of {}",
-                    vif.id, vif.name, info.driver, info.max_rx_queues, rx_queues, vif.rx_queues
-                );
-            }
-            let tx_queues = n_lcores.min(info.max_tx_queues).max(1);
-            let pcfg =
-                PortConfig { rx_queues, tx_queues, rx_desc: cfg.eal.rx_desc, tx_desc: cfg.eal.tx_desc, mtu: None };
-            port.configure(&pcfg, &info, &pool)
-                .with_context(|| format!("vif {} ({}): configuring port {}", vif.id, vif.name, port.id))?;
-            ports.push(PortSetup { vif: vif.id, port, driver: info.driver, rx_queues, tx_queues });
-        }
-
+        let ports = open_ports(cfg, &fib, &pool, n_lcores)?;
         let stats = Arc::new(stats_builder(&ports)?);
         let plans = assign_rx_queues(&ports, cores);
-        for p in &ports {
+        let dp = Datapath { fib, ports, plans, stats, stop: Arc::new(AtomicBool::new(false)), pool };
+        // A failure from here on stops what has started (ports, lcores) before it is returned.
+        if let Err(e) = dp.launch(cfg, flows, mirror, trace) {
+            let _ = dp.shutdown();
+            return Err(e);
+        }
+        Ok(dp)
+    }
+}
+
+impl Datapath {
+    /// Starts the ports, then launches one forwarding loop per lcore plan.
+    fn launch(
+        &self,
+        cfg: &Config,
+        flows: Option<FlowPlane>,
+        mirror: Option<MirrorSetup>,
+        trace: Option<TraceSetup>,
+    ) -> Result<()> {
+        for p in &self.ports {
             p.port.start().with_context(|| format!("vif {}: starting port {}", p.vif, p.port.id))?;
         }
-
-        let stop = Arc::new(AtomicBool::new(false));
-        // One lock per (port, TX queue), used only where lcores outnumber TX queues.
-        let locks: Vec<Vec<Arc<TxLock>>> = ports
-            .iter()
-            .map(|p| (0..p.tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect())
-            .collect();
-        let held_global = Arc::new(AtomicUsize::new(0));
-        let (table, mut producers, mut done, hold_limit, per_flow) = match flows {
-            Some(f) => {
-                if f.setup.len() != plans.len() || f.done.len() != plans.len() {
-                    bail!("{} setup rings for {} forwarding lcores", f.setup.len(), plans.len());
-                }
-                (
-                    Some(f.table),
-                    f.setup.into_iter().map(Some).collect::<Vec<_>>(),
-                    f.done.into_iter().map(Some).collect::<Vec<_>>(),
-                    f.hold_limit,
-                    f.per_flow,
-                )
-            }
-            None => (None, Vec::new(), Vec::new(), 0, 0),
+        let flows = match flows {
+            Some(f) => Some(FlowHandout::new(f, self.plans.len())?),
+            None => None,
         };
-        for plan in &plans {
-            let flow = table.as_ref().map(|t| LcoreFlows {
-                table: t.clone(),
-                setup: producers[plan.index].take().expect("one ring per lcore"),
-                done: done[plan.index].take().expect("one ring per lcore"),
-                pending: std::collections::VecDeque::with_capacity(hold_limit),
-                hold: HoldStore::new(per_flow, hold_limit),
-                last_poll: 0,
-                poll_ticks: crate::dpdk::tsc_hz() / 100,
-                poll_ticks_per_flow: crate::dpdk::tsc_hz() / 500_000,
-                held_global: held_global.clone(),
-                hold_limit,
-                lcore: plan.index as u16,
-                released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
-                frags: FragTable::default(),
-                frag_out: Vec::with_capacity(pipeline::frag::FRAG_QUEUE),
-            });
-            let tx: Vec<Option<TxTarget>> = {
-                let max_vif = fib.vifs.len();
-                let mut v: Vec<Option<TxTarget>> = (0..max_vif).map(|_| None).collect();
-                for (pi, p) in ports.iter().enumerate() {
-                    let queue = (plan.index as u16) % p.tx_queues;
-                    let shared = p.tx_queues < n_lcores;
-                    v[usize::from(p.vif)] = Some(TxTarget {
-                        vif: p.vif,
-                        port: p.port.id,
-                        queue,
-                        lock: shared.then(|| locks[pi][usize::from(queue)].clone()),
-                        n: 0,
-                        pkts: [std::ptr::null_mut(); BURST],
-                        bytes: [0; BURST],
-                    });
-                }
-                v
-            };
-            let mirror = match &mirror {
-                Some(setup) => {
-                    let mports = ports
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| fib.vif(p.vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
-                        .map(|(pi, p)| {
-                            let queue = (plan.index as u16) % p.tx_queues;
-                            let shared = p.tx_queues < n_lcores;
-                            MirrorPort {
-                                vif: p.vif,
-                                port: p.port.id,
-                                queue,
-                                lock: shared.then(|| locks[pi][usize::from(queue)].clone()),
-                            }
-                        })
-                        .collect();
-                    let m = MirrorLcore::new(setup, plan.index, fib.clone(), pool.as_ptr(), table.clone(), mports)
-                        .context("mirror region has fewer lcore blocks than lcores")?;
-                    Some(m)
-                }
-                None => None,
-            };
-            #[cfg(feature = "trace")]
-            let trace = match &trace {
-                Some(t) => Some(crate::trace::dp::TraceLcore::new(
-                    t.published.clone(),
-                    t.region.writer(plan.index).context("trace region has fewer rings than lcores")?,
-                    crate::dpdk::tsc_hz(),
-                )),
-                None => None,
-            };
-            #[cfg(not(feature = "trace"))]
-            let _ = &trace;
-            let ctx = LcoreLoop {
-                #[cfg(feature = "trace")]
-                trace,
-                mirror,
-                fib: fib.clone(),
-                rx: plan.rx.clone(),
-                tx,
-                stats: stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
-                stop: stop.clone(),
-                flow,
-                index: plan.index,
-                icmp_errors: pipeline::icmp_error::TokenBucket::new(
-                    cfg.vrouter.icmp_error_rate,
-                    cfg.vrouter.icmp_error_burst,
-                    crate::dpdk::tsc_hz(),
-                ),
-            };
+        let mut parts = LcoreParts {
+            cfg,
+            fib: &self.fib,
+            ports: &self.ports,
+            n_lcores: self.plans.len() as u16,
+            pool: &self.pool,
+            stats: &self.stats,
+            stop: &self.stop,
+            locks: tx_locks(&self.ports),
+            flows,
+            mirror,
+            trace,
+        };
+        for plan in &self.plans {
+            let ctx = parts.lcore(plan)?;
             lcore::launch(plan.lcore_id, move || ctx.run())
                 .with_context(|| format!("launching forwarding lcore {}", plan.lcore_id))?;
         }
-        Ok(Datapath { fib, ports, plans, stats, stop, _pool: pool })
+        Ok(())
+    }
+}
+
+impl Datapath {
+    /// A data plane for `cfg` and `fib` (stateless, without mirroring or tracing until
+    /// the builder adds them); [`DatapathBuilder::start`] starts it.
+    pub fn builder(cfg: &Config, fib: Arc<Fib>) -> DatapathBuilder<'_> {
+        DatapathBuilder { cfg, fib, flows: None, mirror: None, trace: None }
     }
 
     /// Stops the forwarding lcores, then stops and closes every port (capture files of pcap
@@ -429,6 +342,239 @@ impl Datapath {
             None => Ok(()),
         }
     }
+}
+
+/// Opens and configures the port of every vif of `fib` (RX queues as configured, within
+/// what the driver offers; one TX queue per forwarding lcore where the driver has that
+/// many). The ports are not started.
+fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<Vec<PortSetup>> {
+    let mut ports = Vec::new();
+    for vif in fib.vif_list() {
+        let port = Port::by_name(&vif.device)
+            .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
+        let info = port.info().with_context(|| format!("vif {}: port info", vif.id))?;
+        if info.max_rx_queues == 0 {
+            bail!(
+                "vif {} ({}): device {} has no RX queue (a pcap vdev needs rx_pcap=...)",
+                vif.id,
+                vif.name,
+                vif.device
+            );
+        }
+        let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
+        if rx_queues < vif.rx_queues {
+            eprintln!(
+                "vif {} ({}): driver {} offers {} RX queue(s); using {} instead of {}",
+                vif.id, vif.name, info.driver, info.max_rx_queues, rx_queues, vif.rx_queues
+            );
+        }
+        let tx_queues = n_lcores.min(info.max_tx_queues).max(1);
+        let pcfg = PortConfig { rx_queues, tx_queues, rx_desc: cfg.eal.rx_desc, tx_desc: cfg.eal.tx_desc, mtu: None };
+        port.configure(&pcfg, &info, pool)
+            .with_context(|| format!("vif {} ({}): configuring port {}", vif.id, vif.name, port.id))?;
+        ports.push(PortSetup { vif: vif.id, port, driver: info.driver, rx_queues, tx_queues });
+    }
+    Ok(ports)
+}
+
+/// One lock per (port, TX queue), used only where lcores outnumber TX queues.
+fn tx_locks(ports: &[PortSetup]) -> Vec<Vec<Arc<TxLock>>> {
+    ports
+        .iter()
+        .map(|p| (0..p.tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect())
+        .collect()
+}
+
+/// The flow plane being handed out to the lcores: each takes its own setup and done rings.
+struct FlowHandout {
+    table: Arc<FlowTable>,
+    setup: Vec<Option<Producer<SetupRequest>>>,
+    done: Vec<Option<crate::spsc::Consumer<u32>>>,
+    hold_limit: usize,
+    per_flow: usize,
+    /// Flows holding packets, over all lcores.
+    held_global: Arc<AtomicUsize>,
+}
+
+impl FlowHandout {
+    /// Checks that `plane` has one ring pair per forwarding lcore (`n_lcores`).
+    fn new(plane: FlowPlane, n_lcores: usize) -> Result<FlowHandout> {
+        if plane.setup.len() != n_lcores || plane.done.len() != n_lcores {
+            bail!("{} setup rings for {} forwarding lcores", plane.setup.len(), n_lcores);
+        }
+        Ok(FlowHandout {
+            table: plane.table,
+            setup: plane.setup.into_iter().map(Some).collect(),
+            done: plane.done.into_iter().map(Some).collect(),
+            hold_limit: plane.hold_limit,
+            per_flow: plane.per_flow,
+            held_global: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The flow state of the lcore with plan index `index` (once per index).
+    fn lcore(&mut self, index: usize) -> LcoreFlows {
+        let (hold_limit, per_flow) = (self.hold_limit, self.per_flow);
+        LcoreFlows {
+            table: self.table.clone(),
+            setup: self.setup[index].take().expect("one ring per lcore"),
+            done: self.done[index].take().expect("one ring per lcore"),
+            pending: std::collections::VecDeque::with_capacity(hold_limit),
+            hold: HoldStore::new(per_flow, hold_limit),
+            last_poll: 0,
+            poll_ticks: crate::dpdk::tsc_hz() / 100,
+            poll_ticks_per_flow: crate::dpdk::tsc_hz() / 500_000,
+            held_global: self.held_global.clone(),
+            hold_limit,
+            lcore: index as u16,
+            released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
+            frags: FragTable::default(),
+            frag_out: Vec::with_capacity(pipeline::frag::FRAG_QUEUE),
+        }
+    }
+}
+
+/// What the forwarding lcores are made from, once the ports run and the stats region
+/// exists; [`LcoreParts::lcore`] makes the state of each in turn.
+struct LcoreParts<'a> {
+    cfg: &'a Config,
+    fib: &'a Arc<Fib>,
+    ports: &'a [PortSetup],
+    n_lcores: u16,
+    pool: &'a Mempool,
+    stats: &'a StatsRegion,
+    stop: &'a Arc<AtomicBool>,
+    locks: Vec<Vec<Arc<TxLock>>>,
+    flows: Option<FlowHandout>,
+    mirror: Option<MirrorSetup>,
+    trace: Option<TraceSetup>,
+}
+
+impl LcoreParts<'_> {
+    /// The state of the lcore that runs `plan`.
+    fn lcore(&mut self, plan: &LcorePlan) -> Result<LcoreLoop> {
+        let flow = self.flows.as_mut().map(|f| f.lcore(plan.index));
+        let tx = self.tx_targets(plan);
+        let mirror = match &self.mirror {
+            Some(setup) => Some(self.mirror_lcore(setup, plan)?),
+            None => None,
+        };
+        #[cfg(feature = "trace")]
+        let trace = match &self.trace {
+            Some(t) => Some(crate::trace::dp::TraceLcore::new(
+                t.published.clone(),
+                t.region.writer(plan.index).context("trace region has fewer rings than lcores")?,
+                crate::dpdk::tsc_hz(),
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "trace"))]
+        let _ = &self.trace;
+        Ok(LcoreLoop {
+            #[cfg(feature = "trace")]
+            trace,
+            mirror,
+            fib: self.fib.clone(),
+            rx: plan.rx.clone(),
+            tx,
+            stats: self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
+            stop: self.stop.clone(),
+            flow,
+            index: plan.index,
+            icmp_errors: pipeline::icmp_error::TokenBucket::new(
+                self.cfg.vrouter.icmp_error_rate,
+                self.cfg.vrouter.icmp_error_burst,
+                crate::dpdk::tsc_hz(),
+            ),
+        })
+    }
+
+    /// The lcore's TX queue of port `pi` (shared with other lcores, behind its lock, when
+    /// the port has fewer TX queues than there are lcores).
+    fn tx_queue(&self, plan: &LcorePlan, pi: usize) -> (u16, Option<Arc<TxLock>>) {
+        let p = &self.ports[pi];
+        let queue = (plan.index as u16) % p.tx_queues;
+        let shared = p.tx_queues < self.n_lcores;
+        (queue, shared.then(|| self.locks[pi][usize::from(queue)].clone()))
+    }
+
+    /// The lcore's TX buffers, indexed by vif id.
+    fn tx_targets(&self, plan: &LcorePlan) -> Vec<Option<TxTarget>> {
+        let mut v: Vec<Option<TxTarget>> = (0..self.fib.vifs.len()).map(|_| None).collect();
+        for (pi, p) in self.ports.iter().enumerate() {
+            let (queue, lock) = self.tx_queue(plan, pi);
+            v[usize::from(p.vif)] = Some(TxTarget {
+                vif: p.vif,
+                port: p.port.id,
+                queue,
+                lock,
+                n: 0,
+                pkts: [std::ptr::null_mut(); BURST],
+                bytes: [0; BURST],
+            });
+        }
+        v
+    }
+
+    /// The lcore's mirroring state: copies leave on its TX queues of the fabric vifs.
+    fn mirror_lcore(&self, setup: &MirrorSetup, plan: &LcorePlan) -> Result<MirrorLcore> {
+        let mports = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| self.fib.vif(p.vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
+            .map(|(pi, p)| {
+                let (queue, lock) = self.tx_queue(plan, pi);
+                MirrorPort { vif: p.vif, port: p.port.id, queue, lock }
+            })
+            .collect();
+        let table = self.flows.as_ref().map(|f| f.table.clone());
+        MirrorLcore::new(setup, plan.index, self.fib.clone(), self.pool.as_ptr(), table, mports)
+            .context("mirror region has fewer lcore blocks than lcores")
+    }
+}
+
+/// One iteration of an lcore's poll loop: the FIB and the time read once at its start.
+#[derive(Clone, Copy)]
+struct Tick<'a> {
+    fib: &'a Fib,
+    /// Milliseconds since the Unix epoch (flow timestamps, fragment expiry).
+    now: u64,
+    /// TSC (setup latency, ICMP error rate limit).
+    tsc: u64,
+}
+
+impl<'a> Tick<'a> {
+    /// The context of packets entering on `vif` during this iteration.
+    #[inline(always)]
+    fn on(self, vif: &'a Vif) -> Ingress<'a> {
+        Ingress { fib: self.fib, vif, now: self.now, tsc: self.tsc }
+    }
+}
+
+/// Where and when the packets being forwarded came in: the per-packet context of a
+/// received burst (or of a held packet or parked fragment run again). Passed by value into
+/// the always-inlined per-packet functions, it costs what their separate arguments did.
+#[derive(Clone, Copy)]
+struct Ingress<'a> {
+    fib: &'a Fib,
+    vif: &'a Vif,
+    /// See [`Tick::now`].
+    now: u64,
+    /// See [`Tick::tsc`] (0 for held packets run again).
+    tsc: u64,
+}
+
+/// One received burst: the iteration it belongs to, the RX queue it came from and its
+/// packets, with the trace candidates (bit `i`: an enabled trace request may match packet
+/// `i`; always 0 in the untraced loop).
+#[derive(Clone, Copy)]
+struct Burst<'a> {
+    tick: Tick<'a>,
+    vif: &'a Vif,
+    queue: u16,
+    pkts: &'a [*mut rte_mbuf],
+    candidates: u32,
 }
 
 /// State owned by one forwarding lcore.
@@ -463,7 +609,7 @@ impl LcoreLoop {
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         while !self.stop.load(Ordering::Relaxed) {
             let tsc = crate::dpdk::rdtsc();
-            let now = clock.now_ms(tsc);
+            let tick = Tick { fib: &fib, now: clock.now_ms(tsc), tsc };
             if let Some(f) = &mut self.flow {
                 while let Some(req) = f.pending.pop_front() {
                     if let Err(req) = f.setup.push(req) {
@@ -474,10 +620,10 @@ impl LcoreLoop {
                 f.table.quiescent(self.index);
                 let (frags, held) = (!f.frags.is_empty(), !f.hold.is_empty());
                 if frags {
-                    self.expire_fragments(now);
+                    self.expire_fragments(tick.now);
                 }
                 if held {
-                    self.release_held(&fib, now, tsc);
+                    self.release_held(tick);
                 }
             }
             let mut received = false;
@@ -491,18 +637,19 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
+                let burst = Burst { tick, vif, queue: q.queue, pkts: &pkts[..n], candidates: 0 };
                 // Tracing: one load and one predictable branch per burst while no request
                 // is enabled. A burst none of whose packets an enabled request may match
                 // runs the same untraced code as a build with tracing compiled out.
                 #[cfg(feature = "trace")]
                 if self.trace.as_ref().is_some_and(|t| t.enabled()) {
-                    let candidates = self.trace_candidates(vif, &pkts[..n]);
+                    let candidates = self.trace_candidates(vif, burst.pkts);
                     if candidates != 0 {
-                        self.burst::<true>(&fib, vif, q.queue, &pkts[..n], candidates, now, tsc);
+                        self.burst::<true>(Burst { candidates, ..burst });
                         continue;
                     }
                 }
-                self.burst::<false>(&fib, vif, q.queue, &pkts[..n], 0, now, tsc);
+                self.burst::<false>(burst);
             }
             self.stats.poll(received);
         }
@@ -531,14 +678,14 @@ impl LcoreLoop {
     /// order, after it). They were not counted on a flow when parked.
     #[cold]
     #[inline(never)]
-    fn run_ready_fragments(&mut self, fib: &Fib, now: u64, tsc: u64) {
+    fn run_ready_fragments(&mut self, tick: Tick<'_>) {
         let Some(f) = &mut self.flow else { return };
         let mut out = std::mem::take(&mut f.frag_out);
         f.frags.take_ready(|p, v| out.push((p, v)));
         for &(p, v) in &out {
             let raw = p as *mut rte_mbuf;
-            match fib.vif(v) {
-                Some(vif) => self.forward::<false>(fib, vif, raw, now, tsc, None, None, None),
+            match tick.fib.vif(v) {
+                Some(vif) => self.forward::<false>(tick.on(vif), raw, None, None, None),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }
@@ -576,17 +723,9 @@ impl LcoreLoop {
     /// Out of line in every build, so the forwarding code is laid out the same way with
     /// and without tracing compiled in.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn burst<const TRACED: bool>(
-        &mut self,
-        fib: &Fib,
-        vif: &Vif,
-        queue: u16,
-        pkts: &[*mut rte_mbuf],
-        candidates: u32,
-        now: u64,
-        tsc: u64,
-    ) {
+    fn burst<const TRACED: bool>(&mut self, b: Burst<'_>) {
+        let (vif, pkts) = (b.vif, b.pkts);
+        let at = b.tick.on(vif);
         let mut rx_bytes = 0u64;
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap (see BurstKeys).
@@ -613,34 +752,34 @@ impl LcoreLoop {
             }
         }
         #[cfg(not(feature = "trace"))]
-        let _ = (queue, candidates);
+        let _ = (b.queue, b.candidates);
         if TRACED {
             #[cfg(feature = "trace")]
             {
-                rx_bytes = self.forward_traced(fib, vif, queue, pkts, &pre, candidates, now, tsc);
+                rx_bytes = self.forward_traced(b, &pre);
             }
         } else {
             // The flow-hit path's burst context: a VM vif with flows, its VRF known.
-            let vrf = if pre.n > 0 { fib.vrf(vif.vrf) } else { None };
+            let vrf = if pre.n > 0 { at.fib.vrf(vif.vrf) } else { None };
             for (i, &raw) in pkts.iter().enumerate() {
                 // SAFETY: rx_burst handed us ownership of these mbufs.
                 let mut m = unsafe { Mbuf::from_raw(raw) };
                 rx_bytes += u64::from(m.pkt_len());
                 if let (Some(vrf), Some(f), Some((idx, hash))) = (vrf, &self.flow, pre.hit(i)) {
                     if m.is_contiguous() {
-                        let cx = HitCtx { fib, vif, vrf, table: &f.table, lcore: self.index, now };
+                        let cx = HitCtx { fib: at.fib, vif, vrf, table: &f.table, lcore: self.index, now: at.now };
                         if let Some(v) = hit::forward_v4(&cx, &mut m, idx, hash, |i| f.hold.contains(i)) {
-                            self.carry_out::<false>(vif, raw, m, v, tsc, None);
+                            self.carry_out::<false>(at, raw, m, v, None);
                             continue;
                         }
                     }
                 }
-                self.forward::<false>(fib, vif, raw, now, tsc, pre.get(i), None, None);
+                self.forward::<false>(at, raw, pre.get(i), None, None);
             }
         }
         self.stats.rx(vif.id, pkts.len() as u64, rx_bytes);
         if self.flow.as_ref().is_some_and(|f| f.frags.has_ready()) {
-            self.run_ready_fragments(fib, now, tsc);
+            self.run_ready_fragments(b.tick);
         }
         self.flush_all();
     }
@@ -650,28 +789,20 @@ impl LcoreLoop {
     /// loop stays compact). Returns the received bytes.
     #[cfg(feature = "trace")]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn forward_traced(
-        &mut self,
-        fib: &Fib,
-        vif: &Vif,
-        queue: u16,
-        pkts: &[*mut rte_mbuf],
-        pre: &BurstKeys,
-        candidates: u32,
-        now: u64,
-        tsc: u64,
-    ) -> u64 {
+    fn forward_traced(&mut self, b: Burst<'_>, pre: &BurstKeys) -> u64 {
+        let at = b.tick.on(b.vif);
         let mut rx_bytes = 0;
-        for (i, &raw) in pkts.iter().enumerate() {
+        for (i, &raw) in b.pkts.iter().enumerate() {
             // SAFETY: rx_burst handed us ownership of these mbufs.
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
             let ctx = match self.trace.as_mut() {
-                Some(t) if candidates & (1 << i) != 0 => t.classify(fib, vif, queue, m.data(), crate::dpdk::rdtsc),
+                Some(t) if b.candidates & (1 << i) != 0 => {
+                    t.classify(at.fib, at.vif, b.queue, m.data(), crate::dpdk::rdtsc)
+                }
                 _ => None,
             };
-            self.forward::<true>(fib, vif, raw, now, tsc, pre.get(i), None, ctx);
+            self.forward::<true>(at, raw, pre.get(i), None, ctx);
         }
         rx_bytes
     }
@@ -685,18 +816,15 @@ impl LcoreLoop {
     /// at all (a runtime `None` would not do: the trace's address reaches the mirror hook,
     /// so the compiler keeps testing it after every call).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn forward<const TRACED: bool>(
         &mut self,
-        fib: &Fib,
-        vif: &Vif,
+        at: Ingress<'_>,
         raw: *mut rte_mbuf,
-        now: u64,
-        tsc: u64,
         pre: Option<Prepared<'_>>,
         held: Option<u32>,
         #[allow(unused_mut)] mut tr: Option<TraceCtx>,
     ) {
+        let (fib, vif) = (at.fib, at.vif);
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
         let verdict = if !m.is_contiguous() {
@@ -725,7 +853,7 @@ impl LcoreLoop {
             let mut stage = FlowStage {
                 table: &f.table,
                 lcore: self.index,
-                now,
+                now: at.now,
                 reinject: held.is_some(),
                 held_flow: held,
                 may_create: f.held_global.load(Ordering::Relaxed) < f.hold_limit,
@@ -745,22 +873,21 @@ impl LcoreLoop {
                 t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
             }
         }
-        self.carry_out::<TRACED>(vif, raw, m, verdict, tsc, tr);
+        self.carry_out::<TRACED>(at, raw, m, verdict, tr);
     }
 
     /// Carries out a packet's verdict: queues it for transmission (interface TX mirroring
     /// first), drops and counts it, or holds it for its flow's setup.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn carry_out<const TRACED: bool>(
         &mut self,
-        vif: &Vif,
+        at: Ingress<'_>,
         raw: *mut rte_mbuf,
         m: Mbuf,
         verdict: Verdict,
-        tsc: u64,
         tr: Option<TraceCtx>,
     ) {
+        let vif = at.vif;
         match verdict {
             Verdict::Tx(out) => {
                 // Interface TX mirroring: the frame as it leaves (after rewrite).
@@ -794,9 +921,9 @@ impl LcoreLoop {
                 }
             }
             Verdict::Drop(reason) => self.drop_pkt(vif.id, reason, raw),
-            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, tsc, if TRACED { tr } else { None }),
+            Verdict::Hold { flow, new } => self.hold(vif.id, flow, new, raw, at.tsc, if TRACED { tr } else { None }),
             Verdict::FragWait => self.park_fragment(vif.id, raw),
-            Verdict::Reply { vif: out, drop } => self.reply(vif.id, out, drop, raw, m, tsc),
+            Verdict::Reply { vif: out, drop } => self.reply(vif.id, out, drop, raw, m, at.tsc),
         }
     }
 
@@ -896,7 +1023,8 @@ impl LcoreLoop {
 
     /// Re-runs the held packets of every flow the agent has set up (or that went away), in
     /// hold order. They were counted on their flow when held, so they are not counted again.
-    fn release_held(&mut self, fib: &Fib, now: u64, tsc: u64) {
+    fn release_held(&mut self, tick: Tick<'_>) {
+        let tsc = tick.tsc;
         let Some(f) = &mut self.flow else { return };
         let table = f.table.clone();
         let mut released = std::mem::take(&mut f.released);
@@ -933,8 +1061,8 @@ impl LcoreLoop {
             };
             #[cfg(not(feature = "trace"))]
             let tr = None;
-            match fib.vif(v) {
-                Some(vif) => self.forward::<true>(fib, vif, raw, now, 0, None, Some(flow), tr),
+            match tick.fib.vif(v) {
+                Some(vif) => self.forward::<true>(Tick { tsc: 0, ..tick }.on(vif), raw, None, Some(flow), tr),
                 None => self.drop_pkt(v, DropReason::InvalidIf, raw),
             }
         }

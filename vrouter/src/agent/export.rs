@@ -914,31 +914,48 @@ fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
     c.session_connect_failures = s.connect_failures;
 }
 
-/// Starts the exporter thread for `cfg` (which must have `export.enabled`). It stops when
-/// `stop` is set, giving the session a second to flush.
-///
-/// With `cpu`, the exporter thread pins itself to that CPU (the main/control core) before it
-/// starts the session thread, which inherits the affinity: neither ever preempts a
-/// poll-mode forwarding core.
-pub fn spawn(
-    cfg: &Config,
-    table: Arc<FlowTable>,
-    stop: Arc<AtomicBool>,
-    cpu: Option<u32>,
-) -> Result<JoinHandle<()>, ExportError> {
-    spawn_traced(cfg, table, stop, cpu, None)
+/// The exporter thread of `cfg` (which must have `export.enabled`), to start with
+/// [`ExporterBuilder::spawn`]. It stops when `stop` is set, giving the session a second to
+/// flush.
+pub fn builder(cfg: &Config, table: Arc<FlowTable>, stop: Arc<AtomicBool>) -> ExporterBuilder<'_> {
+    ExporterBuilder { cfg, table, stop, cpu: None, requests: None }
 }
 
-/// [`spawn`], with the trace requests whose projects the exported traces carry. With
-/// feature `trace`, the thread also exports the trace region's step records
-/// ([`super::trace_export`]); `requests` may be `None` (traces then carry no project).
-pub fn spawn_traced(
-    cfg: &Config,
+/// An exporter thread to start: made by [`builder`], started by [`ExporterBuilder::spawn`].
+pub struct ExporterBuilder<'a> {
+    cfg: &'a Config,
     table: Arc<FlowTable>,
     stop: Arc<AtomicBool>,
     cpu: Option<u32>,
     requests: Option<Arc<crate::trace::TraceControl>>,
-) -> Result<JoinHandle<()>, ExportError> {
+}
+
+impl ExporterBuilder<'_> {
+    /// The exporter thread pins itself to `cpu` (the main/control core) before it starts the
+    /// session thread, which inherits the affinity: neither ever preempts a poll-mode
+    /// forwarding core. `None` (the default): unpinned.
+    pub fn pin_to(mut self, cpu: impl Into<Option<u32>>) -> Self {
+        self.cpu = cpu.into();
+        self
+    }
+
+    /// The trace requests whose projects the exported traces carry. With feature `trace`,
+    /// the thread also exports the trace region's step records ([`super::trace_export`]);
+    /// `None` (the default): traces then carry no project.
+    pub fn trace_requests(mut self, requests: impl Into<Option<Arc<crate::trace::TraceControl>>>) -> Self {
+        self.requests = requests.into();
+        self
+    }
+
+    /// Starts the exporter thread and its session.
+    pub fn spawn(self) -> Result<JoinHandle<()>, ExportError> {
+        spawn_exporter(self)
+    }
+}
+
+/// [`ExporterBuilder::spawn`].
+fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError> {
+    let ExporterBuilder { cfg, table, stop, cpu, requests } = b;
     #[cfg(feature = "trace")]
     let mut tracer = {
         let lookup: Option<super::trace_export::ProjectLookup> = requests.map(|ctl| {
@@ -1443,7 +1460,7 @@ enabled = true
         let cfg = parse(&text, "t").unwrap();
         let fx = fixture("");
         let stop = Arc::new(AtomicBool::new(false));
-        let h = spawn(&cfg, fx.table.clone(), stop.clone(), Some(0)).unwrap();
+        let h = builder(&cfg, fx.table.clone(), stop.clone()).pin_to(0).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut pinned = Vec::new();
         while pinned.len() < 2 || !run_dir.join(COUNTERS_FILE).exists() {

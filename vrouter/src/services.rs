@@ -1,0 +1,320 @@
+//! The services of a running vRouter and their order: what [`RunningRouter::start`] starts
+//! (EAL, agent, exporter, trace API, data plane) it owns, and it stops them when shut down
+//! or dropped, so that a start that fails half way stops what it had started.
+//!
+//! (A module of the `vrouter` binary, not of the library.)
+//!
+//! Teardown order: the forwarding lcores (which drop their held packets) and the ports first, then
+//! the agent, exporter and trace API threads (in that order), then the EAL.
+
+use anyhow::{Context, Result};
+use flow_table::{FlowTable, FlowTableConfig};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use vrouter::agent::flows::{Agent, AgentSettings};
+use vrouter::agent::policy::PolicyEngine;
+use vrouter::config::Config;
+use vrouter::datapath::{Datapath, FlowPlane, PortSetup, SetupRequest, TraceSetup};
+use vrouter::dpdk::Eal;
+use vrouter::fib::Fib;
+use vrouter::mirror::dp::{MirrorMeta, MirrorSetup};
+use vrouter::mirror::{MirrorControl, MirrorRegion};
+use vrouter::spsc::{self, Consumer, Producer};
+use vrouter::stats::StatsRegion;
+use vrouter::trace::rest::RestServer;
+use vrouter::trace::{TraceControl, TraceRegion};
+
+/// Flow setup requests each lcore may have outstanding (per-lcore ring size).
+const SETUP_RING: usize = 4096;
+
+/// A running vRouter: every service started, each stopped in teardown order by
+/// [`RunningRouter::shutdown`] or, on an early return, by `Drop`.
+pub struct RunningRouter {
+    /// Stops the agent, exporter and trace API threads.
+    threads_stop: Arc<AtomicBool>,
+    agent: Option<JoinHandle<()>>,
+    exporter: Option<JoinHandle<()>>,
+    trace_api: Option<JoinHandle<()>>,
+    datapath: Option<Datapath>,
+    eal: Option<Eal>,
+    /// `vrouter: flow table <path> (<n> entries)` when flows are on, printed once running.
+    flow_line: Option<String>,
+}
+
+/// The flow plane before anything runs: the table, the policy and the rings between the
+/// forwarding lcores (the [`FlowPlane`]) and the agent.
+struct Flows {
+    table: Arc<FlowTable>,
+    policy: PolicyEngine,
+    /// The lcores' ends: setup requests out, set-up flows in.
+    plane: FlowPlane,
+    /// The agent's ends.
+    requests: Vec<Consumer<SetupRequest>>,
+    done: Vec<Producer<u32>>,
+}
+
+impl Flows {
+    /// The flow table and policy of `cfg` (`None` when `[flow]` is off) and one pair of
+    /// rings per forwarding lcore.
+    fn from_config(cfg: &Config) -> Result<Option<Flows>> {
+        if !cfg.flow.enabled {
+            return Ok(None);
+        }
+        let f = &cfg.flow;
+        let n_lcores = cfg.eal.forwarding_cores.len();
+        let tcfg = FlowTableConfig {
+            main_entries: f.entries,
+            overflow_entries: f.overflow_entries_effective(),
+            max_lcores: n_lcores as u32,
+        };
+        let table = match &f.flow_table_path {
+            Some(p) => FlowTable::create(p, &tcfg),
+            None => FlowTable::create_in_run_dir(&cfg.vrouter.run_dir, &tcfg),
+        }
+        .context("creating the flow table ([flow] entries / flow_table_path)")?;
+        let policy = PolicyEngine::from_config(cfg).context("building the policy engine")?;
+        let (setup, requests): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
+        let (done, done_rx): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
+        let table = Arc::new(table);
+        let plane = FlowPlane {
+            table: table.clone(),
+            setup,
+            done: done_rx,
+            hold_limit: f.hold_limit as usize,
+            per_flow: f.held_packets_per_flow as usize,
+        };
+        Ok(Some(Flows { table, policy, plane, requests, done }))
+    }
+}
+
+impl RunningRouter {
+    /// Starts the vRouter of `cfg` (read from `config_path`, which the agent re-reads on
+    /// `reload`): everything that can fail without running anything first (flow table,
+    /// policy, mirror entries, trace requests, the trace API's address), then the EAL, the
+    /// agent, the exporter, the trace API and the forwarding lcores.
+    pub fn start(cfg: &Config, config_path: &Path, fib: Fib, eal_args: &[String]) -> Result<RunningRouter> {
+        // Before the EAL: pcap devices open their capture files in the run directory during
+        // EAL device probing.
+        let run_dir = &cfg.vrouter.run_dir;
+        std::fs::create_dir_all(run_dir).with_context(|| format!("creating vrouter.run_dir {}", run_dir.display()))?;
+        let n_lcores = cfg.eal.forwarding_cores.len();
+        let fib = Arc::new(fib);
+        // Flow table and policy before the EAL, so their errors stop us before anything runs.
+        let flows = Flows::from_config(cfg)?;
+        // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
+        let mirror_region = MirrorRegion::create(run_dir, n_lcores, cfg.vrouter.router_ip)
+            .context("creating the mirror region in vrouter.run_dir")?;
+        let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), fib.clone()));
+        mirror_ctl.load_config(cfg).context("creating the [[analyzer]] mirror entries")?;
+        let mirror_meta = Arc::new(MirrorMeta::new(cfg, &fib, |name| mirror_ctl.find(name).map(|i| i.raw())));
+        // Trace requests persisted in the run directory (enabled ones trace from the first
+        // packet); the step rings: one per forwarding lcore and the agent's last.
+        let trace_ctl = Arc::new(
+            TraceControl::load(run_dir, fib.clone())
+                .context("loading the trace requests in vrouter.run_dir")?
+                .with_tenants(TraceControl::tenants_of(cfg)),
+        );
+        // Bound before anything starts: an address in use stops us here.
+        let rest_server = match cfg.vrouter.trace_api {
+            Some(addr) => {
+                let server = RestServer::bind(addr, trace_ctl.clone())
+                    .with_context(|| format!("binding vrouter.trace_api {addr}"))?;
+                println!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
+                Some(server)
+            }
+            None => None,
+        };
+
+        let mut router = RunningRouter {
+            threads_stop: Arc::new(AtomicBool::new(false)),
+            agent: None,
+            exporter: None,
+            trace_api: None,
+            datapath: None,
+            eal: Some(Eal::init(eal_args).context("initialising the DPDK EAL")?),
+            flow_line: None,
+        };
+        let trace_region = TraceRegion::create(
+            run_dir,
+            n_lcores + 1,
+            vrouter::trace::region::DEFAULT_RING_SLOTS,
+            vrouter::dpdk::tsc_hz(),
+            vrouter::dpdk::rdtsc(),
+        )
+        .context("creating the trace region in vrouter.run_dir")?;
+
+        // The agent runs before the first packet: a miss must find it ready (its per-flow
+        // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
+        let (plane, export_table) = match flows {
+            Some(Flows { table, policy, plane, requests, done }) => {
+                router.flow_line =
+                    Some(format!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity()));
+                let settings = AgentSettings {
+                    age_timeout_ms: u64::from(cfg.flow.age_timeout_s) * 1000,
+                    hold_audit_ms: u64::from(cfg.flow.hold_audit_s) * 1000,
+                    tcp_close_evict: cfg.flow.tcp_close_evict,
+                    config_path: config_path.to_path_buf(),
+                    control_path: run_dir.join("control.sock"),
+                    tsc_hz: vrouter::dpdk::tsc_hz(),
+                };
+                let agent = Agent::new(table.clone(), fib.clone(), policy, requests, done, settings)
+                    .context("starting the agent (control socket in vrouter.run_dir)")?
+                    .with_mirror(mirror_ctl.clone())
+                    .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores));
+                router.agent = Some(router.spawn_agent(agent, cfg.eal.main_core)?);
+                (Some(plane), Some(table))
+            }
+            None => (None, None),
+        };
+
+        // Flow and UVE export ([export]): its own thread on the main (control) core, reading
+        // the flow table like a tool.
+        router.exporter = match export_table {
+            Some(table) if cfg.export.enabled => Some(
+                vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
+                    .pin_to(cfg.eal.main_core)
+                    .trace_requests(trace_ctl.clone())
+                    .spawn()
+                    .context("starting the exporter ([export])")?,
+            ),
+            None if cfg.export.enabled => {
+                eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
+                None
+            }
+            _ => None,
+        };
+
+        // The trace REST API (tenant tokens) on its own thread.
+        if let Some(server) = rest_server {
+            let stop = router.threads_stop.clone();
+            router.trace_api = Some(
+                std::thread::Builder::new()
+                    .name("vr-trace-api".into())
+                    .spawn(move || {
+                        if let Err(e) = server.run(stop) {
+                            eprintln!("vrouter: the trace API stopped: {e}");
+                        }
+                    })
+                    .context("spawning the trace API thread")?,
+            );
+        }
+
+        let mirror = MirrorSetup { region: mirror_region, meta: mirror_meta };
+        let trace = TraceSetup { region: trace_region, published: trace_ctl.published() };
+        let max_vifs = fib.vifs.len();
+        router.datapath = Some(
+            Datapath::builder(cfg, fib)
+                .flows(plane)
+                .mirror(mirror)
+                .trace(trace)
+                .start(|ports| stats_region(cfg, max_vifs, ports, &mirror_ctl))?,
+        );
+        Ok(router)
+    }
+
+    /// The agent's thread, on the main (control) core.
+    fn spawn_agent(&self, agent: Agent, core: u32) -> Result<JoinHandle<()>> {
+        let stop = self.threads_stop.clone();
+        std::thread::Builder::new()
+            .name("vr-agent".into())
+            .spawn(move || {
+                // The agent shares the main (control) core and never preempts a poll-mode
+                // forwarding core.
+                pin_current_thread(core);
+                agent.run(stop)
+            })
+            .context("spawning the agent thread")
+    }
+
+    /// The running data plane.
+    pub fn datapath(&self) -> &Datapath {
+        self.datapath.as_ref().expect("the data plane runs until shutdown")
+    }
+
+    /// Whether the exporter runs.
+    pub fn exporting(&self) -> bool {
+        self.exporter.is_some()
+    }
+
+    /// The flow table line of the start-up summary (when flows are on).
+    pub fn flow_line(&self) -> Option<&str> {
+        self.flow_line.as_deref()
+    }
+
+    /// Stops everything in teardown order and says so (`vrouter: stopped; rx .. tx ..
+    /// dropped ..`, the totals when the lcores stopped); the error is the ports' (which
+    /// does not stop the rest of the teardown) or else the EAL cleanup's.
+    pub fn shutdown(mut self) -> Result<()> {
+        let totals = self.datapath().stats.totals();
+        let result = self.stop_datapath();
+        self.stop_threads();
+        println!("vrouter: stopped; rx {} tx {} dropped {}", totals.rx_packets, totals.tx_packets, totals.drops);
+        if let Some(eal) = self.eal.take() {
+            eal.cleanup().context("EAL cleanup")?;
+        }
+        result
+    }
+
+    /// Stops the forwarding lcores and the ports (once).
+    fn stop_datapath(&mut self) -> Result<()> {
+        match self.datapath.take() {
+            Some(dp) => dp.shutdown(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the agent, exporter and trace API threads and waits for each in turn.
+    fn stop_threads(&mut self) {
+        self.threads_stop.store(true, Ordering::SeqCst);
+        for thread in [self.agent.take(), self.exporter.take(), self.trace_api.take()].into_iter().flatten() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningRouter {
+    /// Teardown after an early return (a start that failed half way): what
+    /// [`RunningRouter::shutdown`] does, errors ignored. After `shutdown`, nothing is left.
+    fn drop(&mut self) {
+        let _ = self.stop_datapath();
+        self.stop_threads();
+        if let Some(eal) = self.eal.take() {
+            let _ = eal.cleanup();
+        }
+    }
+}
+
+/// The stats region of `cfg`'s vifs on the opened `ports` (their queues, MTU and mirror
+/// settings), in the run directory; `max_vifs`: the FIB's vif table size.
+fn stats_region(cfg: &Config, max_vifs: usize, ports: &[PortSetup], mirror_ctl: &MirrorControl) -> Result<StatsRegion> {
+    let run_dir = &cfg.vrouter.run_dir;
+    let mut infos = Vec::with_capacity(cfg.vifs.len());
+    for v in cfg.vifs.iter().map(|v| v.get_ref()) {
+        let p = ports.iter().find(|p| p.vif == v.id).context("vif without a port")?;
+        let mirror_index = v.mirror_to.as_deref().and_then(|n| mirror_ctl.find(n)).map_or(255, |i| i.raw());
+        let info = vrouter::vif_info::from_config(v, p.port.id, p.tx_queues, &p.driver)?
+            .port(p.port.id, p.rx_queues, p.tx_queues)
+            .mtu(u32::from(v.mtu.unwrap_or(1500)))
+            .mirror(v.mirror_rx, v.mirror_tx, mirror_index);
+        infos.push(info);
+    }
+    StatsRegion::create(run_dir, max_vifs, cfg.eal.forwarding_cores.len(), &infos, vrouter::dpdk::tsc_hz())
+        .with_context(|| format!("creating the stats region in {}", run_dir.display()))
+}
+
+/// Pins the calling thread to one CPU (best effort: a failure leaves it unpinned and says so).
+fn pin_current_thread(cpu: u32) {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity(0, ...) applies to the calling thread.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret != 0 {
+        eprintln!("vrouter: could not pin the agent thread to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+}
