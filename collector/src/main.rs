@@ -40,6 +40,14 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // A panic on any thread (an lcore, the agent, a runtime worker) stops the process, as the
+    // release profile's `panic = "abort"` does; the hook makes it so in every profile (the
+    // tests' `test-release` profile unwinds).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

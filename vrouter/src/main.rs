@@ -31,6 +31,14 @@ struct Args {
 }
 
 fn main() {
+    // A panic on any thread (an lcore, the agent, a runtime worker) stops the process, as the
+    // release profile's `panic = "abort"` does; the hook makes it so in every profile (the
+    // tests' `test-release` profile unwinds).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let args = Args::parse();
     if let Err(e) = run(&args) {
         eprintln!("vrouter: error: {e:#}");
