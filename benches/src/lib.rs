@@ -20,6 +20,8 @@
 //! - [`stateful_cmd`]: `vrouter-bench --stateful` (both, with their anchors, and memory);
 //! - [`ovs_watch`]: conntrack connections of the OVS-DPDK anchor, sampled while it runs.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod anchors;
 pub mod mirror_cmd;

@@ -2,6 +2,8 @@
 //! consistent snapshot of the stats region, and the text/JSON renderers (pure functions
 //! from data to `String`, tested without a running vRouter).
 
+#![warn(missing_docs)]
+
 pub mod flow;
 pub mod mirror;
 pub mod trace;
