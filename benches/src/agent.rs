@@ -12,18 +12,26 @@ use std::time::Duration;
 /// Setup latency percentiles in nanoseconds, as the agent reports them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Latency {
+    /// Setups measured.
     pub count: u64,
+    /// Median, ns.
     pub p50: u64,
+    /// 99th percentile, ns.
     pub p99: u64,
+    /// 99.9th percentile, ns.
     pub p999: u64,
+    /// Largest, ns.
     pub max: u64,
 }
 
 /// The agent's `status` reply: its counters (all of them, by name) and the latency.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AgentStatus {
+    /// Flows set up by the agent (its `setups` counter).
     pub setups: u64,
+    /// Every counter of the reply, by name.
     pub counters: serde_json::Map<String, serde_json::Value>,
+    /// Setup latency (miss -> action programmed).
     pub setup_latency_ns: Latency,
 }
 

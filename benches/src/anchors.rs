@@ -35,18 +35,28 @@ fn num(r: &Row, k: &str) -> f64 {
 /// One testpmd run (a row of testpmd_results.csv).
 #[derive(Debug, Clone, Serialize)]
 pub struct TestpmdRow {
+    /// The replayed capture.
     pub pcap: String,
+    /// testpmd forwarding mode (`io`, `5tswap`, `rxonly`).
     pub mode: String,
+    /// Repetition number within the invocation (from 1).
     pub rep: u32,
+    /// Packets received per wall-clock second of the window, millions.
     pub wall_mpps: f64,
+    /// Packets received per on-CPU second of the forwarding thread, millions (the figure of merit).
     pub cpu_mpps: f64,
+    /// On-CPU nanoseconds per packet.
     pub ns_per_pkt: f64,
+    /// Share of the window the forwarding thread was on a CPU.
     pub fwd_cpu_share: f64,
+    /// Packets transmitted over packets received.
     pub tx_over_rx: f64,
+    /// 1-minute load average during the run.
     pub load1: f64,
 }
 
 impl TestpmdRow {
+    /// The testpmd run of a CSV row; `None` for another system's row or a row without `pcap`/`mode`.
     pub fn from_row(r: &Row) -> Option<TestpmdRow> {
         if r.get("system").map(String::as_str) != Some("testpmd") {
             return None;
@@ -68,28 +78,40 @@ impl TestpmdRow {
 /// One OVS-DPDK run (a row of ovs_results.csv).
 #[derive(Debug, Clone, Serialize)]
 pub struct OvsRow {
+    /// The replayed capture (`memif<-FILE` when fed by the memif generator).
     pub pcap: String,
+    /// OVS pipeline variant (`l3` stateless, `ct` conntrack).
     pub variant: String,
+    /// Packets received per wall-clock second of the window, millions.
     pub wall_mpps: f64,
+    /// Packets received per on-CPU second of the PMD thread, millions.
     pub cpu_mpps: f64,
     /// Packets per PMD processing cycle (the figure to use with the memif generator).
     pub proc_mpps: f64,
+    /// On-CPU nanoseconds per packet.
     pub ns_per_pkt: f64,
+    /// Share of the window the PMD thread was on a CPU.
     pub pmd_cpu_share: f64,
+    /// Packets transmitted over packets received.
     pub tx_over_rx: f64,
+    /// Share of packets that hit the exact-match cache.
     pub emc_hit: f64,
+    /// Share of packets that hit the megaflow cache.
     pub megaflow_hit: f64,
     /// Datapath passes per packet (2 with the `ct` pipeline's recirculation).
     pub dp_passes: f64,
     /// Datapath flows and conntrack connections at the end of the run.
     pub dp_flows: f64,
+    /// Conntrack connections at the end of the run.
     pub ct_conns: f64,
+    /// 1-minute load average during the run.
     pub load1: f64,
     /// Fed by the testpmd->memif generator (`--memif-gen`) rather than a pcap port.
     pub memif: bool,
 }
 
 impl OvsRow {
+    /// The OVS-DPDK run of a CSV row; `None` for another system's row or a row without `pcap`.
     pub fn from_row(r: &Row) -> Option<OvsRow> {
         if r.get("system").map(String::as_str) != Some("ovs-dpdk") {
             return None;
@@ -201,6 +223,8 @@ pub fn testpmd_command(
     v
 }
 
+/// Runs `run_testpmd.py` (`argv` from [`testpmd_command`]) and returns the rows it appended to
+/// `csv`; `runs` runs of `warm` + `dur` seconds bound the time it may take.
 pub fn run_testpmd(argv: &[String], csv: &Path, runs: usize, dur: f64, warm: f64) -> Result<Vec<TestpmdRow>> {
     // Each run: EAL start and pcap preload (the script allows 180 s), warm-up, window, stop.
     let limit = Duration::from_secs_f64(runs as f64 * (dur + warm + 240.0));
@@ -235,6 +259,8 @@ pub fn ovs_command(
     ]
 }
 
+/// Runs `run_ovs_dpdk.py` (`argv` from [`ovs_command`]) and returns the rows it appended to
+/// `csv`, within a time limit from `dur` and `warm`.
 pub fn run_ovs(argv: &[String], csv: &Path, dur: f64, warm: f64) -> Result<Vec<OvsRow>> {
     // OVS start (and possibly apt-get install on first use) + a 300 s wait for packets.
     let limit = Duration::from_secs_f64(dur + warm + 900.0);

@@ -20,6 +20,8 @@
 //! - [`stateful_cmd`]: `vrouter-bench --stateful` (both, with their anchors, and memory);
 //! - [`ovs_watch`]: conntrack connections of the OVS-DPDK anchor, sampled while it runs.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod anchors;
 pub mod mirror_cmd;
@@ -141,12 +143,19 @@ pub fn shell_line<S: AsRef<str>>(args: &[S]) -> String {
 /// The machine the benchmark ran on.
 #[derive(serde::Serialize)]
 pub struct Machine {
+    /// Host name.
     pub hostname: String,
+    /// Kernel release.
     pub kernel: String,
+    /// CPUs available to the harness.
     pub cpus: usize,
+    /// CPU model name from `/proc/cpuinfo`.
     pub cpu_model: String,
+    /// `MemTotal` of `/proc/meminfo`, KiB.
     pub mem_total_kib: u64,
+    /// 1-, 5- and 15-minute load averages before the run.
     pub load_at_start: [f64; 3],
+    /// 1-, 5- and 15-minute load averages after the run.
     pub load_at_end: [f64; 3],
 }
 
@@ -155,6 +164,7 @@ pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The checked-out commit of `repo` (12 hex digits, `-dirty` with uncommitted changes).
 pub fn git_rev(repo: &Path) -> String {
     let run = |args: &[&str]| {
         Command::new("git")
@@ -175,6 +185,7 @@ pub fn git_rev(repo: &Path) -> String {
     }
 }
 
+/// Describes this machine; the load at the end is read now.
 pub fn machine(load_at_start: [f64; 3]) -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");

@@ -21,42 +21,69 @@ use std::time::Duration;
 
 /// Options of the mirror benchmark.
 pub struct Opts {
+    /// Flow counts to measure (`--flows`).
     pub flows: Vec<u64>,
+    /// Measurement window, seconds.
     pub dur: f64,
+    /// Warm-up after the flows are set up, seconds.
     pub warm: f64,
+    /// Repetitions of every variant (the table shows medians).
     pub reps: u32,
+    /// Output directory (pcaps, configs, logs, CSV, JSON).
     pub out: PathBuf,
+    /// Where run directories (and so the flow table files) go: a tmpfs.
     pub run_base: PathBuf,
+    /// The shared benchmark directory (`bench/gen_flows_pcap.py`).
     pub shared: PathBuf,
+    /// The `vrouter` binary.
     pub vrouter: PathBuf,
+    /// Name of the forwarding thread (`rte-worker-1` in DPDK 22.11).
     pub fwd_thread: String,
+    /// Revision recorded with the results.
     pub rev: String,
+    /// Seconds allowed for EAL start, pcap preload and the first packet.
     pub start_timeout: u64,
+    /// Seconds allowed from the first packet until every flow is set up.
     pub settle_timeout: u64,
 }
 
 /// One run.
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorRun {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// Repetition number (from 1).
     pub rep: u32,
+    /// Whether every flow was mirrored (false: the plain run).
     pub mirrored: bool,
+    /// Packets received per on-CPU second of the forwarding thread, millions.
     pub cpu_mpps: f64,
+    /// Packets received per wall-clock second of the window, millions.
     pub wall_mpps: f64,
+    /// Forwarding-thread CPU nanoseconds per received packet.
     pub ns_per_pkt: f64,
+    /// VM vif RX packets in the window.
     pub rx_packets: u64,
+    /// Mirror copies sent in the window.
     pub mirror_packets: u64,
+    /// Mirror copies that failed in the window.
     pub mirror_errors: u64,
+    /// Drops in the window, all reasons.
     pub window_drops: u64,
+    /// Seconds from the first packet until every flow was set up (`None`: not in time).
     pub settle_s: Option<f64>,
+    /// The whole stateful measurement of the run.
     pub measurement: StatefulMeasurement,
 }
 
 /// Medians per N.
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorSummary {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// Median `cpu_mpps` without mirroring.
     pub plain_cpu_mpps: f64,
+    /// Median `cpu_mpps` with every flow mirrored.
     pub mirrored_cpu_mpps: f64,
     /// mirrored / plain (target: >= 0.5).
     pub ratio: f64,

@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 /// connections, PMD on-CPU ns.
 #[derive(Debug, Clone, Serialize)]
 pub struct CtSample {
+    /// Seconds since the watcher started.
     pub t: f64,
+    /// Conntrack connections of the OVS-DPDK datapath.
     pub nconns: u64,
+    /// On-CPU nanoseconds of the PMD threads so far (summed).
     pub pmd_cpu_ns: u64,
 }
 
@@ -126,6 +129,7 @@ impl CtWatch {
         CtWatch { stop, handle }
     }
 
+    /// Stops the watcher; its samples and the pid of the `ovs-vswitchd` it watched, if found.
     pub fn finish(self) -> (Vec<CtSample>, Option<u32>) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or_default()

@@ -45,6 +45,7 @@ pub fn loadavg() -> Result<[f64; 3]> {
     parse_loadavg(&s)
 }
 
+/// Parses the content of `/proc/loadavg`.
 pub fn parse_loadavg(s: &str) -> Result<[f64; 3]> {
     let v: Vec<f64> = s.split_whitespace().take(3).map(|x| x.parse()).collect::<Result<_, _>>()?;
     if v.len() != 3 {
@@ -59,6 +60,7 @@ pub fn cpu_jiffies() -> Result<Vec<(u64, u64)>> {
     Ok(parse_cpu_jiffies(&s))
 }
 
+/// Parses the content of `/proc/stat` (see [`cpu_jiffies`]).
 pub fn parse_cpu_jiffies(s: &str) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for line in s.lines() {
@@ -108,12 +110,14 @@ pub struct Rss {
     pub shmem: u64,
 }
 
+/// Resident memory of process `pid`.
 pub fn rss(pid: u32) -> Result<Rss> {
     let p = format!("/proc/{pid}/status");
     let s = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
     Ok(parse_rss(&s))
 }
 
+/// Parses the content of `/proc/PID/status` (see [`Rss`]).
 pub fn parse_rss(s: &str) -> Rss {
     let kib = |name: &str| {
         s.lines()

@@ -9,38 +9,66 @@ use std::fmt::Write as _;
 /// Everything measured for one flow count.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowsResult {
+    /// Distinct flows (UDP 5-tuples) in the pcap.
     pub flows: u64,
+    /// The pcap replayed.
     pub pcap: String,
+    /// Packets in the pcap.
     pub pcap_packets: u64,
+    /// The vRouter configuration used (TOML text).
     pub vrouter_config: String,
+    /// The vRouter command line, shell-quoted.
     pub vrouter_command: String,
+    /// Every vRouter repetition that completed.
     pub vrouter_runs: Vec<VrouterMeasurement>,
+    /// Why vRouter repetitions failed, one message each.
     pub vrouter_errors: Vec<String>,
+    /// testpmd runs (every mode and repetition).
     pub testpmd: Vec<TestpmdRow>,
+    /// Why the testpmd anchor failed, if it did.
     pub testpmd_error: Option<String>,
+    /// OVS-DPDK runs.
     pub ovs: Vec<OvsRow>,
+    /// Why the OVS-DPDK anchor failed, if it did.
     pub ovs_error: Option<String>,
+    /// Medians and ratios.
     pub summary: Summary,
 }
 
 /// Medians over repetitions and the derived ratios. `None` = not measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// Median vRouter `cpu_mpps` (the figure of merit).
     pub vrouter_cpu_mpps: Option<f64>,
+    /// Median vRouter `wall_mpps`.
     pub vrouter_wall_mpps: Option<f64>,
+    /// Median vRouter forwarding-thread ns per packet.
     pub vrouter_ns_per_pkt: Option<f64>,
+    /// Median share of the window the forwarding thread was on a CPU.
     pub vrouter_fwd_cpu_share: Option<f64>,
+    /// Median `tx_packets / rx_packets`.
     pub vrouter_tx_over_rx: Option<f64>,
+    /// Drops in the windows, summed over repetitions.
     pub vrouter_drops: Option<u64>,
+    /// Median testpmd `io` `cpu_mpps`.
     pub testpmd_io_mpps: Option<f64>,
+    /// Median testpmd `5tswap` `cpu_mpps`.
     pub testpmd_5tswap_mpps: Option<f64>,
+    /// Median testpmd `rxonly` `cpu_mpps` (the pcap source alone).
     pub testpmd_rxonly_mpps: Option<f64>,
+    /// Median testpmd `rxonly` ns per packet (the source's cost).
     pub testpmd_rxonly_ns_per_pkt: Option<f64>,
+    /// Median testpmd `5tswap` ns per packet.
     pub testpmd_5tswap_ns_per_pkt: Option<f64>,
+    /// Median OVS-DPDK `l3` Mpps per core (see [`OvsRow::mpps`]).
     pub ovs_l3_mpps: Option<f64>,
+    /// vRouter / testpmd 5tswap (`cpu_mpps`).
     pub ratio_vrouter_5tswap: Option<f64>,
+    /// vRouter / testpmd io (`cpu_mpps`).
     pub ratio_vrouter_io: Option<f64>,
+    /// vRouter / OVS-DPDK l3.
     pub ratio_vrouter_ovs_l3: Option<f64>,
     /// vRouter ns/pkt minus testpmd rxonly ns/pkt: the vRouter's own cost per packet,
     /// without the pcap source.
@@ -68,6 +96,7 @@ fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 impl Summary {
+    /// Medians of the runs for `flows` flows and the ratios between them.
     pub fn compute(flows: u64, vr: &[VrouterMeasurement], tp: &[TestpmdRow], ovs: &[OvsRow]) -> Summary {
         let mode = |m: &str| tp.iter().filter(|r| r.mode == m).cloned().collect::<Vec<_>>();
         let (io, tsw, rxo) = (mode("io"), mode("5tswap"), mode("rxonly"));
@@ -176,6 +205,7 @@ pub fn table(rows: &[Summary], with_ovs: bool) -> String {
     s
 }
 
+/// Columns of the stateless runs' CSV file (one row per vRouter repetition).
 pub const CSV_HEADER: &str = "time_unix,flows,pcap,rep,window_s,rx_packets,tx_packets,drops,wall_mpps,cpu_mpps,\
 ns_per_pkt,fwd_cpu_share,tx_over_rx,avg_burst,idle_poll_share,cpu0_busy,cpu1_busy,load1_before,load1_after,\
 accounted,clean_exit,git_rev";

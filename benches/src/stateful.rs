@@ -36,11 +36,13 @@ pub struct TableCounters {
     pub added: u64,
     /// HOLD -> action transitions (flows set up).
     pub processed: u64,
+    /// Flows delete-marked or evicted (aging, audit).
     pub deleted: u64,
     /// Flows in HOLD now.
     pub hold: u64,
     /// Entries in use (forward + reverse).
     pub used: u64,
+    /// Overflow entries in use.
     pub used_overflow: u64,
 }
 
@@ -61,13 +63,17 @@ impl From<&TableStats> for TableCounters {
 /// Memory of the flow state.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowMemory {
+    /// Path of the flow table file.
     pub table_path: String,
     /// Bytes of the flow table file (mapped by the vRouter and its tools).
     pub table_file_bytes: u64,
+    /// Main-table entries.
     pub main_entries: u32,
+    /// Overflow entries.
     pub overflow_entries: u32,
     /// Entries the file can hold (main + overflow).
     pub capacity: u64,
+    /// Bytes per entry.
     pub entry_size: u32,
     /// Entries in use at the end (forward + reverse flows).
     pub used_entries: u64,
@@ -81,6 +87,7 @@ pub struct FlowMemory {
     pub bytes_per_flow_pair: Option<f64>,
     /// Resident memory of the vRouter when the first packet arrived and at the end.
     pub rss_first_rx: Rss,
+    /// Resident memory of the vRouter at the end of the run.
     pub rss_end: Rss,
     /// Growth of private anonymous memory (the agent's per-flow metadata map, hold
     /// stores) per flow pair over the run: heap cost beyond the table (approximate: hash
@@ -131,21 +138,28 @@ pub struct StatefulMeasurement {
     /// The window, as in the stateless run (cpu_mpps, drops by reason, tx/rx, ...).
     #[serde(flatten)]
     pub base: VrouterMeasurement,
+    /// Distinct flows in the pcap (forward flows).
     pub flows: u64,
     /// Seconds from the first packet until every flow was set up (`None`: not within the
     /// settle timeout; the window was measured anyway).
     pub settle_s: Option<f64>,
     /// Drops before the window (while the flows were being set up), by reason.
     pub setup_phase_drops: Vec<DropCount>,
+    /// Flow table counters when every flow was set up (or at the settle timeout).
     pub table_at_settle: TableCounters,
+    /// Flow table counters at the start of the window.
     pub table_window_start: TableCounters,
+    /// Flow table counters at the end of the window.
     pub table_window_end: TableCounters,
     /// Flows created during the window (0 when all flows were set up before it).
     pub created_in_window: u64,
     /// CPU share of the agent thread during the window (housekeeping scans).
     pub agent_cpu_share: f64,
+    /// The agent's `status` after the window (setups, setup latency), if it answered.
     pub agent: Option<AgentStatus>,
+    /// Why the agent's `status` could not be read, if it could not.
     pub agent_error: Option<String>,
+    /// Memory of the flow state (table file, RSS) after the window.
     pub memory: Option<FlowMemory>,
 }
 
@@ -239,11 +253,17 @@ pub struct SetupSample {
     /// every new flow it sets up; `processed` counts the HOLD -> action transitions of both,
     /// plus HOLD flows the audit turned into drops).
     pub set_up: u64,
+    /// VM vif RX packets so far.
     pub rx: u64,
+    /// Fabric vif TX packets so far.
     pub tx: u64,
+    /// Drops so far, all reasons.
     pub drops: u64,
+    /// Flow table counters.
     pub table: TableCounters,
+    /// On-CPU ns of the forwarding thread so far.
     pub fwd_cpu_ns: u64,
+    /// On-CPU ns of the agent thread so far.
     pub agent_cpu_ns: u64,
 }
 
@@ -254,14 +274,18 @@ pub struct StatusSample {
     pub t: f64,
     /// How long the agent took to answer.
     pub reply_s: f64,
+    /// The agent's `setups` counter.
     pub setups: u64,
 }
 
 /// Rate of a counter between two samples.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Rate {
+    /// Seconds since the first packet when the count started.
     pub from_t: f64,
+    /// Seconds since the first packet when the count ended.
     pub to_t: f64,
+    /// Increase of the counter between the two.
     pub count: u64,
     /// Per wall second.
     pub per_s: f64,
@@ -326,10 +350,15 @@ pub fn per_cpu_second(series: &[(f64, u64, u64)], lo: u64, hi: u64) -> Option<(f
 pub struct SetupMeasurement {
     /// New flows in the pcap (= packets: each flow appears once per pass).
     pub flows: u64,
+    /// Packets in the pcap.
     pub pcap_packets: u64,
+    /// `[flow] hold_limit` of the run.
     pub hold_limit: u32,
+    /// `[flow] held_packets_per_flow` of the run.
     pub held_packets_per_flow: u32,
+    /// Sampling period, milliseconds.
     pub sample_every_ms: f64,
+    /// Seconds the run was sampled from its first packet.
     pub observed_s: f64,
     /// Seconds from the first packet until `infinite_rx` had delivered the whole pcap once
     /// (interpolated; `None`: not within the run).
@@ -362,6 +391,7 @@ pub struct SetupMeasurement {
     pub audited_to_drop: u64,
     /// CPU share of the forwarding and agent threads over the climb from 1 % to 99 % of N.
     pub fwd_cpu_share: Option<f64>,
+    /// CPU share of the agent thread over the same climb.
     pub agent_cpu_share: Option<f64>,
     /// Flows set up per on-CPU second of the forwarding thread (it never sleeps: the rate
     /// with a fully owned forwarding core, if the agent keeps up), over the same climb.
@@ -373,20 +403,33 @@ pub struct SetupMeasurement {
     pub setups_per_total_cpu_s: Option<f64>,
     /// The agent's status at the end (counters, setup latency p50/p99/p99.9/max).
     pub agent: Option<AgentStatus>,
+    /// Why the agent's `status` could not be read, if it could not.
     pub agent_error: Option<String>,
     /// Longest wait for a status reply (the agent serves its socket between scans).
     pub max_status_reply_s: Option<f64>,
+    /// Flow table counters at the last sample.
     pub table_end: TableCounters,
+    /// Memory of the flow state (table file, RSS), if it could be read.
     pub memory: Option<FlowMemory>,
+    /// 1-, 5- and 15-minute load averages before the run.
     pub load_before: [f64; 3],
+    /// 1-, 5- and 15-minute load averages after the run.
     pub load_after: [f64; 3],
+    /// VM vif RX packets over the whole run.
     pub total_rx: u64,
+    /// Fabric vif TX packets over the whole run.
     pub total_tx: u64,
+    /// Drops over the whole run, all reasons.
     pub total_drops: u64,
+    /// `total_rx == total_tx + total_drops` after the stop (every packet accounted for).
     pub accounted: bool,
+    /// Whether the vRouter exited successfully after SIGINT (not killed).
     pub clean_exit: bool,
+    /// Seconds from spawn to the first received packet.
     pub startup_s: f64,
+    /// Every sample of the run.
     pub series: Vec<SetupSample>,
+    /// Every `status` reply of the side thread.
     pub status_series: Vec<StatusSample>,
 }
 

@@ -29,28 +29,49 @@ use std::time::Duration;
 /// Options of the stateful run (from the command line).
 #[derive(Debug, Clone)]
 pub struct Opts {
+    /// Flow counts of the throughput part (`--flows`).
     pub flows: Vec<u64>,
+    /// New-flow pcap sizes of the setup-rate part (`--setup-flows`).
     pub setup_flows: Vec<u64>,
+    /// `[flow] hold_limit` values the setup rate runs with (`--setup-hold-limits`).
     pub setup_hold_limits: Vec<u32>,
+    /// Measurement window, seconds.
     pub dur: f64,
+    /// Warm-up after the flows are set up, seconds.
     pub warm: f64,
+    /// Repetitions of every measurement (the tables show medians).
     pub reps: u32,
+    /// Output directory (pcaps, configs, logs, CSV, JSON).
     pub out: PathBuf,
     /// Where run directories (and so the flow table files) go: a tmpfs.
     pub run_base: PathBuf,
+    /// The shared benchmark directory (`bench/` scripts: pcap generator, anchors).
     pub shared: PathBuf,
+    /// The `vrouter` binary.
     pub vrouter: PathBuf,
+    /// Run the testpmd anchors.
     pub testpmd: bool,
+    /// Run the OVS-DPDK conntrack anchor.
     pub ovs: bool,
+    /// Run the vRouter (false: anchors only).
     pub vrouter_runs: bool,
+    /// Run the throughput part.
     pub throughput: bool,
+    /// Run the setup-rate part.
     pub setup: bool,
+    /// Name of the forwarding thread (`rte-worker-1` in DPDK 22.11).
     pub fwd_thread: String,
+    /// Revision recorded with the results.
     pub rev: String,
+    /// Seconds allowed for EAL start, pcap preload and the first packet.
     pub start_timeout: u64,
+    /// Seconds allowed from the first packet until every flow is set up.
     pub settle_timeout: u64,
+    /// Seconds to sample a setup run from its first packet at least.
     pub setup_observe: f64,
+    /// Most seconds to sample a setup run (until its first pass is over and every flow set up).
     pub setup_max_observe: f64,
+    /// Sampling period of a setup run, milliseconds.
     pub setup_sample_ms: f64,
     /// Largest pcap OVS can preload (its mempool cap); above it OVS is memif-fed.
     pub ovs_pcap_max: u64,
@@ -61,57 +82,92 @@ pub struct Opts {
 /// Medians and ratios of one N (throughput with flows).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ThroughputSummary {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// Median vRouter `cpu_mpps` (the figure of merit).
     pub vrouter_cpu_mpps: Option<f64>,
+    /// Median vRouter `wall_mpps`.
     pub vrouter_wall_mpps: Option<f64>,
+    /// Median vRouter forwarding-thread ns per packet.
     pub vrouter_ns_per_pkt: Option<f64>,
+    /// Median share of the window the forwarding thread was on a CPU.
     pub vrouter_fwd_cpu_share: Option<f64>,
+    /// Median `tx_packets / rx_packets`.
     pub vrouter_tx_over_rx: Option<f64>,
+    /// Drops in the windows, summed over repetitions.
     pub vrouter_window_drops: Option<u64>,
+    /// Median seconds from the first packet until every flow was set up.
     pub vrouter_settle_s: Option<f64>,
+    /// Median CPU share of the agent thread in the window.
     pub agent_cpu_share: Option<f64>,
+    /// Median testpmd `5tswap` `cpu_mpps`.
     pub testpmd_5tswap_mpps: Option<f64>,
+    /// Median testpmd `rxonly` ns per packet (the pcap source's cost).
     pub testpmd_rxonly_ns_per_pkt: Option<f64>,
+    /// Median OVS-DPDK `ct` Mpps per core (see [`OvsRow::mpps`]).
     pub ovs_ct_mpps: Option<f64>,
+    /// OVS-DPDK was fed by its memif generator (the pcap was too large to preload).
     pub ovs_ct_memif: bool,
+    /// vRouter / testpmd 5tswap (`cpu_mpps`).
     pub ratio_vrouter_5tswap: Option<f64>,
+    /// vRouter / OVS-DPDK ct.
     pub ratio_vrouter_ovs_ct: Option<f64>,
     /// Issue targets: >= 2.5 x OVS ct at every N; >= 0.6 x 5tswap at 1k, >= 0.4 x at 1M.
     pub target_ovs_met: Option<bool>,
+    /// The 5tswap ratio the issue asks for at this N (see [`target_5tswap`]).
     pub target_5tswap: Option<f64>,
+    /// Whether `ratio_vrouter_5tswap` reaches `target_5tswap`.
     pub target_5tswap_met: Option<bool>,
+    /// A run had `fwd_cpu_share` < 0.95: the forwarding core was shared.
     pub disturbed: bool,
 }
 
+/// Everything the throughput part measured for one flow count.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThroughputResult {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// The pcap replayed.
     pub pcap: String,
+    /// Packets in the pcap.
     pub pcap_packets: u64,
+    /// The `[flow]` settings of the runs.
     pub flow_settings: FlowSettings,
+    /// The vRouter configuration used (TOML text).
     pub vrouter_config: String,
+    /// Every vRouter repetition that completed.
     pub vrouter_runs: Vec<StatefulMeasurement>,
+    /// Why vRouter repetitions failed, one message each.
     pub vrouter_errors: Vec<String>,
+    /// testpmd runs (`5tswap`, `rxonly`).
     pub testpmd: Vec<TestpmdRow>,
+    /// Why the testpmd anchor failed, if it did.
     pub testpmd_error: Option<String>,
+    /// OVS-DPDK `ct` runs.
     pub ovs: Vec<OvsRow>,
+    /// Why the OVS-DPDK anchor failed, if it did.
     pub ovs_error: Option<String>,
+    /// Medians and ratios.
     pub summary: ThroughputSummary,
 }
 
 /// OVS-DPDK conntrack on a setup pcap, watched from outside.
 #[derive(Debug, Clone, Serialize)]
 pub struct OvsSetup {
+    /// Fed by the memif generator rather than the pcap port.
     pub memif: bool,
     /// The script's own row (measured after its warm-up: mostly established connections
     /// once the pcap has wrapped around).
     pub row: Option<OvsRow>,
+    /// Why the run failed, if it did.
     pub error: Option<String>,
+    /// Pid of the `ovs-vswitchd` watched.
     pub vswitchd_pid: Option<u32>,
     /// Connections committed between 1 % and 99 % of N (pcap-fed), or 1 % and 10 % when
     /// memif-fed (the generator drops what OVS cannot take, so later passes mix new and
     /// established connections).
     pub sustained: Option<Rate>,
+    /// The `(lo, hi)` connection counts `sustained` is measured between.
     pub sustained_bounds: (u64, u64),
     /// Connections committed between 10 % and 90 % of N (pcap-fed only).
     pub sustained_mid: Option<Rate>,
@@ -119,17 +175,27 @@ pub struct OvsSetup {
     /// excludes the time the PMD is paused, e.g. while the script adds its output port
     /// after the input port already receives).
     pub pmd_cpu_share: Option<f64>,
+    /// Connections committed per PMD CPU second over the climb.
     pub conns_per_pmd_cpu_s: Option<f64>,
+    /// Most conntrack connections seen.
     pub max_nconns: u64,
+    /// Number of samples taken.
     pub samples: usize,
+    /// Every conntrack sample.
     pub series: Vec<CtSample>,
 }
 
+/// Everything the setup-rate part measured for one new-flow pcap.
 #[derive(Debug, Clone, Serialize)]
 pub struct SetupResult {
+    /// New flows in the pcap (one packet each).
     pub flows: u64,
+    /// The pcap replayed.
     pub pcap: String,
+    /// Packets in the pcap.
     pub pcap_packets: u64,
+    /// Per `[flow]` setting (hold limit): the vRouter repetitions that completed and the errors of
+    /// those that failed.
     pub vrouter: Vec<(FlowSettings, Vec<SetupMeasurement>, Vec<String>)>,
     /// One entry per repetition.
     pub ovs: Vec<OvsSetup>,
@@ -184,6 +250,7 @@ pub fn target_5tswap(flows: u64) -> Option<f64> {
 }
 
 impl ThroughputSummary {
+    /// Medians of the runs for `flows` flows, the ratios and whether the targets are met.
     pub fn compute(flows: u64, vr: &[StatefulMeasurement], tp: &[TestpmdRow], ovs: &[OvsRow]) -> ThroughputSummary {
         let tsw: Vec<&TestpmdRow> = tp.iter().filter(|r| r.mode == "5tswap").collect();
         let rxo: Vec<&TestpmdRow> = tp.iter().filter(|r| r.mode == "rxonly").collect();
@@ -458,10 +525,12 @@ pub fn memory_table(tp: &[ThroughputResult], su: &[SetupResult]) -> String {
     s
 }
 
+/// Columns of the throughput CSV file (one row per vRouter repetition).
 pub const THROUGHPUT_CSV_HEADER: &str = "time_unix,flows,pcap,rep,window_s,rx_packets,tx_packets,drops,drop_reasons,\
 wall_mpps,cpu_mpps,ns_per_pkt,fwd_cpu_share,tx_over_rx,settle_s,created_in_window,agent_cpu_share,table_used,\
 table_file_bytes,load1_before,load1_after,accounted,clean_exit,git_rev";
 
+/// Columns of the setup-rate CSV file (one row per run, vRouter or OVS-DPDK).
 pub const SETUP_CSV_HEADER: &str = "time_unix,system,flows,hold_limit,rep,sustained_per_s,overall_per_s,\
 peak_100ms_per_s,first_pass_s,first_pass_drops,no_loss,lat_p50_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,\
 fwd_cpu_share,agent_cpu_share,load1_before,load1_after,git_rev";

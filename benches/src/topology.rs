@@ -21,9 +21,13 @@ pub const VM_VIF_MAC: &str = "02:00:00:00:00:02";
 pub const VM_VIF: u16 = 0;
 /// The fabric vif (tunnel output).
 pub const FABRIC_VIF: u16 = 1;
+/// The vRouter's fabric address: the tunnel source.
 pub const ROUTER_IP: &str = "10.10.0.1";
+/// The remote vRouter: the tunnel destination.
 pub const REMOTE_IP: &str = "10.10.0.2";
+/// The MPLS label of the tunnel nexthop.
 pub const LABEL: u32 = 40;
+/// The route (VRF 1) that sends every benchmark frame into the tunnel.
 pub const ROUTE: &str = "10.128.0.0/9";
 /// The sources of the benchmark's frames: the VM vif's allowed address pair.
 pub const VM_SOURCES: &str = "10.0.0.0/10";
@@ -35,13 +39,21 @@ pub const VN_NAME: &str = "default-domain:bench:vn1";
 /// What varies between runs.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// The capture the VM vif's pcap device replays forever.
     pub pcap: PathBuf,
+    /// The empty capture the fabric vif's pcap device reads.
     pub empty_pcap: PathBuf,
+    /// The vRouter's run directory (regions, control socket).
     pub run_dir: PathBuf,
+    /// DPDK `--file-prefix` (keeps concurrent runs' runtime directories apart).
     pub file_prefix: String,
+    /// DPDK memory, MiB (`--no-huge`; see [`crate::mem_sizing`]).
     pub memory_mb: u64,
+    /// Mbufs in the packet pool.
     pub mbufs: u64,
+    /// CPU of the vRouter's main thread.
     pub main_core: u32,
+    /// CPU of the one forwarding lcore.
     pub fwd_core: u32,
     /// `[flow]` settings; `None` = `[flow] enabled = false` (the stateless path).
     pub flow: Option<FlowSettings>,
@@ -54,9 +66,13 @@ pub struct FlowSettings {
     pub entries: u32,
     /// `None`: the vRouter's default (20 % of `entries`).
     pub overflow_entries: Option<u32>,
+    /// Most flows in HOLD at once (`vr_flow_hold_limit`).
     pub hold_limit: u32,
+    /// Packets queued per flow while it is in HOLD.
     pub held_packets_per_flow: u32,
+    /// Seconds after which an idle flow is deleted.
     pub age_timeout_s: u32,
+    /// Seconds a flow may stay in HOLD before the audit turns it into a DROP flow.
     pub hold_audit_s: u32,
     /// Mirror every flow to one analyzer behind the fabric vif (Juniper header, UDP 8099):
     /// a network policy on the VM's VN passes everything with `mirror_to`.
@@ -66,6 +82,7 @@ pub struct FlowSettings {
 /// The benchmark analyzer (reached through the fabric vif; its copies are freed by the
 /// fabric pcap device's TX like the tunnel traffic).
 pub const ANALYZER_IP: &str = "10.99.0.9";
+/// Name of the benchmark analyzer in the mirror table.
 pub const ANALYZER_NAME: &str = "bench-analyzer";
 
 impl FlowSettings {

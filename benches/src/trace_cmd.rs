@@ -24,19 +24,31 @@ use std::time::{Duration, Instant};
 
 /// Options of the trace benchmark.
 pub struct Opts {
+    /// Flow counts to measure (`--flows`).
     pub flows: Vec<u64>,
+    /// Measurement window, seconds.
     pub dur: f64,
+    /// Warm-up after the flows are set up, seconds.
     pub warm: f64,
+    /// Repetitions of every variant (the table shows medians).
     pub reps: u32,
+    /// Output directory (pcaps, configs, logs, CSV, JSON).
     pub out: PathBuf,
+    /// Where run directories (and so the flow table files) go: a tmpfs.
     pub run_base: PathBuf,
+    /// The shared benchmark directory (`bench/gen_flows_pcap.py`).
     pub shared: PathBuf,
+    /// The `vrouter` binary.
     pub vrouter: PathBuf,
     /// The same vRouter built with `--no-default-features --features dataplane`.
     pub vrouter_notrace: PathBuf,
+    /// Name of the forwarding thread (`rte-worker-1` in DPDK 22.11).
     pub fwd_thread: String,
+    /// Revision recorded with the results.
     pub rev: String,
+    /// Seconds allowed for EAL start, pcap preload and the first packet.
     pub start_timeout: u64,
+    /// Seconds allowed from the first packet until every flow is set up.
     pub settle_timeout: u64,
 }
 
@@ -45,26 +57,39 @@ const VARIANTS: [&str; 3] = ["compiled-out", "idle", "no-match"];
 /// One run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceRun {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// Repetition number (from 1).
     pub rep: u32,
+    /// `compiled-out`, `idle` or `no-match` (see the module documentation).
     pub variant: &'static str,
+    /// Packets received per on-CPU second of the forwarding thread, millions.
     pub cpu_mpps: f64,
+    /// Packets received per wall-clock second of the window, millions.
     pub wall_mpps: f64,
+    /// Forwarding-thread CPU nanoseconds per received packet.
     pub ns_per_pkt: f64,
+    /// VM vif RX packets in the window.
     pub rx_packets: u64,
+    /// Drops in the window, all reasons.
     pub window_drops: u64,
     /// The no-match run's request as the vRouter answered `trace_add` (enabled), before the
     /// first packet's warm-up ended.
     pub request_state: Option<serde_json::Value>,
+    /// The whole stateful measurement of the run.
     pub measurement: StatefulMeasurement,
 }
 
 /// Medians per N.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceSummary {
+    /// Distinct flows in the pcap.
     pub flows: u64,
+    /// Median `cpu_mpps` of the build without the `trace` feature.
     pub compiled_out_cpu_mpps: f64,
+    /// Median `cpu_mpps` with no trace request enabled.
     pub idle_cpu_mpps: f64,
+    /// Median `cpu_mpps` with one enabled request that matches nothing.
     pub no_match_cpu_mpps: f64,
     /// 1 - idle / compiled-out (target <= 1 %).
     pub idle_slowdown: f64,

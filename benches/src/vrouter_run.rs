@@ -20,11 +20,17 @@ use vrouter::stats::StatsReader;
 /// How to run and measure.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
+    /// The `vrouter` binary to run.
     pub vrouter: PathBuf,
+    /// Topology (pcap source, run directory, cores, memory, `[flow]`) the config is written from.
     pub topology: Topology,
+    /// Where the generated TOML configuration is written.
     pub config_path: PathBuf,
+    /// Where the vRouter's stdout and stderr go.
     pub log_path: PathBuf,
+    /// Warm-up between the first packet and the window.
     pub warm: Duration,
+    /// The measurement window.
     pub dur: Duration,
     /// Bound on EAL start + pcap preload + first packet.
     pub start_timeout: Duration,
@@ -37,14 +43,18 @@ pub struct RunSpec {
 /// A drop reason and its count.
 #[derive(Debug, Clone, Serialize)]
 pub struct DropCount {
+    /// Human-readable name (as `dropstats` prints it).
     pub reason: String,
+    /// Stable snake_case key (as in the JSON and the exported records).
     pub key: String,
+    /// Packets dropped for this reason.
     pub packets: u64,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct VrouterMeasurement {
+    /// Length of the window, seconds (between the two samples).
     pub window_s: f64,
     /// VM vif RX packets in the window.
     pub rx_packets: u64,
@@ -52,15 +62,23 @@ pub struct VrouterMeasurement {
     pub tx_packets: u64,
     /// Mirror copies sent (`mir_tpkts`) and failed in the window (0 without mirroring).
     pub mirror_packets: u64,
+    /// Mirror copies that failed in the window.
     pub mirror_errors: u64,
+    /// Drops in the window, all reasons.
     pub drops: u64,
     /// Non-zero drop reasons in the window, largest first.
     pub drop_reasons: Vec<DropCount>,
+    /// On-CPU seconds of the forwarding thread in the window.
     pub fwd_cpu_s: f64,
+    /// `rx_packets` per wall-clock second, millions.
     pub wall_mpps: f64,
+    /// `rx_packets` per on-CPU second of the forwarding thread, millions (the figure of merit).
     pub cpu_mpps: f64,
+    /// Forwarding-thread CPU nanoseconds per received packet.
     pub ns_per_pkt: f64,
+    /// Share of the window the forwarding thread was on a CPU.
     pub fwd_cpu_share: f64,
+    /// `tx_packets / rx_packets`.
     pub tx_over_rx: f64,
     /// Packets per non-empty poll-loop iteration in the window (`None` when the vRouter
     /// does not maintain its poll counters).
@@ -69,24 +87,31 @@ pub struct VrouterMeasurement {
     pub idle_poll_share: Option<f64>,
     /// Busy share of each CPU over the window (from /proc/stat), index = CPU.
     pub cpu_busy: Vec<f64>,
+    /// 1-, 5- and 15-minute load averages before the window.
     pub load_before: [f64; 3],
+    /// 1-, 5- and 15-minute load averages after the window.
     pub load_after: [f64; 3],
     /// Seconds from spawn to the first received packet (EAL init + pcap preload).
     pub startup_s: f64,
+    /// Thread id of the forwarding thread.
     pub fwd_tid: u32,
     /// Thread names of the vRouter process (to check the forwarding thread's name).
     pub threads: Vec<String>,
     /// Whole-run totals after the vRouter stopped: VM vif RX, fabric TX, drops.
     pub total_rx: u64,
+    /// Fabric vif TX packets over the whole run.
     pub total_tx: u64,
+    /// Drops over the whole run, all reasons.
     pub total_drops: u64,
     /// `total_rx == total_tx + total_drops` after the stop (every packet accounted for).
     pub accounted: bool,
+    /// Whether the vRouter exited successfully after SIGINT (not killed).
     pub clean_exit: bool,
 }
 
 /// Counters at one instant.
 pub struct Sample {
+    /// When the counters were read.
     pub t: Instant,
     /// On-CPU ns of the forwarding thread.
     pub cpu_ns: u64,
@@ -94,15 +119,22 @@ pub struct Sample {
     pub rx: u64,
     /// Fabric vif TX packets.
     pub tx: u64,
+    /// Global drop counters by [`DropReason::index`].
     pub drops: [u64; DROP_REASON_COUNT],
+    /// Poll-loop iterations that received at least one packet (all lcores).
     pub busy_polls: u64,
+    /// Poll-loop iterations that received nothing (all lcores).
     pub idle_polls: u64,
     /// vRouter-wide mirror copies sent (`mir_tpkts`) and failed.
     pub mirror_packets: u64,
+    /// Mirror copies that failed.
     pub mirror_errors: u64,
+    /// Busy and total jiffies per CPU (see [`procfs::cpu_jiffies`]).
     pub jiffies: Vec<(u64, u64)>,
 }
 
+/// Reads the counters now: the stats region through `reader`, the CPU time of thread `tid`
+/// of `pid`, `/proc/stat`.
 pub fn sample(reader: &StatsReader, pid: u32, tid: u32) -> Result<Sample> {
     let jiffies = procfs::cpu_jiffies().unwrap_or_default();
     let rx = reader.vif_counters(VM_VIF, None).rx_packets;
@@ -198,9 +230,13 @@ impl Drop for Running {
 /// Whole-run totals read after the vRouter stopped.
 #[derive(Debug, Clone, Copy)]
 pub struct Totals {
+    /// VM vif RX packets.
     pub rx: u64,
+    /// Fabric vif TX packets.
     pub tx: u64,
+    /// Drops, all reasons.
     pub drops: u64,
+    /// Whether the vRouter exited successfully after SIGINT (not killed).
     pub clean_exit: bool,
 }
 
@@ -209,8 +245,11 @@ pub struct Started {
     running: Running,
     log_path: PathBuf,
     run_dir: PathBuf,
+    /// Process id of the vRouter.
     pub pid: u32,
+    /// Its stats region, mapped read-only.
     pub reader: StatsReader,
+    /// Thread id of the forwarding thread.
     pub fwd_tid: u32,
     /// Thread names of the process (to check the forwarding thread's name).
     pub threads: Vec<String>,
@@ -309,10 +348,12 @@ impl Started {
         }
     }
 
+    /// The vRouter's run directory (regions, control socket).
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
     }
 
+    /// Where the vRouter's stdout and stderr go.
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
@@ -441,12 +482,16 @@ pub(crate) fn window_measurement(
 /// Identification of a run that outlives the process.
 #[derive(Debug, Clone)]
 pub struct Ident {
+    /// Seconds from spawn to the first received packet.
     pub startup_s: f64,
+    /// Thread id of the forwarding thread.
     pub fwd_tid: u32,
+    /// Thread names of the vRouter process.
     pub threads: Vec<String>,
 }
 
 impl Started {
+    /// What of this run outlives the process (startup time, thread ids and names, for the window measurement).
     pub fn ident(&self) -> Ident {
         Ident { startup_s: self.startup_s, fwd_tid: self.fwd_tid, threads: self.threads.clone() }
     }

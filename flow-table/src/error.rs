@@ -13,27 +13,56 @@ pub enum FlowTableError {
     /// The key's bucket and the overflow area are full (tf `-ENOSPC`,
     /// `VP_DROP_FLOW_TABLE_FULL`).
     #[error("flow table full: bucket {bucket} and the overflow area have no free entry")]
-    TableFull { bucket: u32 },
+    TableFull {
+        /// Main-table bucket of the key.
+        bucket: u32,
+    },
 
+    /// A flow index at or beyond the table's capacity (main plus overflow entries).
     #[error("flow index {index} out of range (capacity {capacity})")]
-    BadIndex { index: u32, capacity: u32 },
+    BadIndex {
+        /// The index given.
+        index: u32,
+        /// Entries in the table (main plus overflow).
+        capacity: u32,
+    },
 
     /// The entry is not active (tf `-ENOENT`).
     #[error("flow {index} is not active")]
-    NotActive { index: u32 },
+    NotActive {
+        /// The flow index.
+        index: u32,
+    },
 
     /// The entry is delete-marked or evicted (tf `-EINVAL` for DELETE_MARKED).
     #[error("flow {index} is delete-marked or evicted")]
-    DeleteMarked { index: u32 },
+    DeleteMarked {
+        /// The flow index.
+        index: u32,
+    },
 
     /// The caller's generation id is stale: the slot was reused (tf `-EBADF`).
     #[error("flow {index}: generation {expected} given, the entry is at generation {found}")]
-    GenMismatch { index: u32, expected: Gen, found: Gen },
+    GenMismatch {
+        /// The flow index.
+        index: u32,
+        /// The generation the caller holds.
+        expected: Gen,
+        /// The entry's current generation.
+        found: Gen,
+    },
 
     /// A consistent copy could not be taken: the entry kept changing under the reader.
     #[error("flow {index}: entry changed during {attempts} read attempts (torn read)")]
-    Torn { index: u32, attempts: u32 },
+    Torn {
+        /// The flow index.
+        index: u32,
+        /// Read attempts made before giving up.
+        attempts: u32,
+    },
 
+    /// A request the table refuses (table sizes, flag bits the caller may not set, a MIRROR
+    /// flag without a mirror index, a reverse key equal to the key; tf `-EINVAL`).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 

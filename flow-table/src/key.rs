@@ -137,14 +137,17 @@ impl FlowKey {
         self.nh
     }
 
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, ...).
     pub fn proto(&self) -> u8 {
         self.proto
     }
 
+    /// Whether the key is an IPv6 key.
     pub fn is_v6(&self) -> bool {
         self.family == FAMILY_V6
     }
 
+    /// Source address (IPv4 or IPv6 as the key's family says).
     pub fn src_ip(&self) -> IpAddr {
         if self.is_v6() {
             IpAddr::V6(Ipv6Addr::from(self.src))
@@ -153,6 +156,7 @@ impl FlowKey {
         }
     }
 
+    /// Destination address (IPv4 or IPv6 as the key's family says).
     pub fn dst_ip(&self) -> IpAddr {
         if self.is_v6() {
             IpAddr::V6(Ipv6Addr::from(self.dst))
@@ -161,10 +165,12 @@ impl FlowKey {
         }
     }
 
+    /// Source port, host order (ICMP echo: the echo id; other ICMP: 0).
     pub fn sport(&self) -> u16 {
         self.sport
     }
 
+    /// Destination port, host order (ICMP echo: 0; other ICMP: the message type).
     pub fn dport(&self) -> u16 {
         self.dport
     }

@@ -298,10 +298,13 @@ unsafe impl Pod for FlowEntry {}
 /// The decoded control word of an entry (one atomic load).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryState {
+    /// [`crate::flags`] bits.
     pub flags: u32,
     /// Raw action byte; see [`EntryState::action`].
     pub action_raw: u8,
+    /// `FLOW_DR_*` code (meaningful with `Action::Drop`).
     pub drop_reason: u8,
+    /// Generation id: bumped each time the slot gets a new flow (a stale handle is refused).
     pub gen: Gen,
 }
 
@@ -317,6 +320,7 @@ impl EntryState {
         Action::from_u8(self.action_raw).unwrap_or(Action::Drop)
     }
 
+    /// Whether the entry holds a flow (`ACTIVE` flag).
     #[inline(always)]
     pub fn is_active(&self) -> bool {
         self.flags & crate::defs::flags::ACTIVE != 0
@@ -330,21 +334,25 @@ impl FlowEntry {
         EntryState::from_ctl(self.ctl.load(Relaxed))
     }
 
+    /// [`crate::flags`] bits (one load of the control word).
     #[inline(always)]
     pub fn flags(&self) -> u32 {
         ctl_flags(self.ctl.load(Relaxed))
     }
 
+    /// The verdict the agent programmed (`Hold` until it has).
     #[inline(always)]
     pub fn action(&self) -> Action {
         self.state().action()
     }
 
+    /// `FLOW_DR_*` code (meaningful with `Action::Drop`).
     #[inline(always)]
     pub fn drop_reason(&self) -> u8 {
         ctl_drop_reason(self.ctl.load(Relaxed))
     }
 
+    /// Generation id of the slot's current occupant.
     #[inline(always)]
     pub fn gen(&self) -> Gen {
         ctl_gen(self.ctl.load(Relaxed))
@@ -357,6 +365,7 @@ impl FlowEntry {
         (self.flags() & crate::defs::flags::RFLOW_VALID != 0 && r != NO_INDEX).then_some(r)
     }
 
+    /// RPF source nexthop (`S(nh)`) the agent set.
     #[inline(always)]
     pub fn src_nh(&self) -> u32 {
         self.src_nh.load(Relaxed)
@@ -368,6 +377,7 @@ impl FlowEntry {
         self.mirror.load(Relaxed) as u8
     }
 
+    /// Secondary mirror index ([`crate::NO_MIRROR`] when none).
     #[inline(always)]
     pub fn sec_mirror(&self) -> u8 {
         (self.mirror.load(Relaxed) >> 8) as u8
@@ -379,6 +389,7 @@ impl FlowEntry {
         (self.mirror.load(Relaxed) >> 16) as u16
     }
 
+    /// [`crate::tcp_flags`] bits the data plane has seen on this flow.
     #[inline(always)]
     pub fn tcp_flags(&self) -> u16 {
         self.tcp_flags.load(Relaxed)
@@ -394,11 +405,13 @@ impl FlowEntry {
         }
     }
 
+    /// Last packet time, Unix milliseconds (the data plane's coarse clock).
     #[inline(always)]
     pub fn last_seen(&self) -> u64 {
         self.last_seen.load(Relaxed)
     }
 
+    /// Creation time, Unix milliseconds (the creator's `now`).
     #[inline(always)]
     pub fn setup_time(&self) -> u64 {
         self.setup_time.load(Relaxed)

@@ -244,6 +244,7 @@
 //!   store, published flag) plus the misses of the lookup that precedes it: 46-53 ns in
 //!   cache, 240-290 ns at 1 M flows; statistics go to the lcore's own block without locked
 //!   adds. The agent's flow setup, not the table, bounds the setup rate.
+#![warn(missing_docs)]
 
 pub mod hash;
 

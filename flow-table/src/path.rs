@@ -11,9 +11,11 @@ pub const FLOW_FILE_NAME: &str = "flow";
 /// A mounted hugetlbfs and its free space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HugetlbfsMount {
+    /// The mount point.
     pub path: PathBuf,
     /// Huge page size (the filesystem block size).
     pub page_size: u64,
+    /// Free bytes on the mount (free huge pages times the page size).
     pub free_bytes: u64,
 }
 

@@ -61,26 +61,32 @@ impl FlowTableReader {
         FlowTableReader::open(&run_dir.join(FLOW_FILE_NAME))
     }
 
+    /// Path of the table file (the hugetlbfs file when the run directory holds a symlink).
     pub fn path(&self) -> &Path {
         self.map.path()
     }
 
+    /// This file's generation (bumped on every re-creation at the same path).
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
+    /// Main + overflow entries; valid indices are `0..capacity()`.
     pub fn capacity(&self) -> u32 {
         self.region.layout().capacity()
     }
 
+    /// Indices `0..main_entries()` are main slots, the rest overflow entries.
     pub fn main_entries(&self) -> u32 {
         self.region.layout().main_entries
     }
 
+    /// The header, decoded.
     pub fn header(&self) -> HeaderInfo {
         snapshot::header_info(&self.region, self.file_size)
     }
 
+    /// The table counters, summed over lcores (`flow -s`).
     pub fn stats(&self) -> TableStats {
         snapshot::table_stats(&self.region)
     }

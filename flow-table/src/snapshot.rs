@@ -23,11 +23,15 @@ pub const SNAPSHOT_ATTEMPTS: u32 = 64;
 /// `packets` may be one packet apart; they are never from another flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FlowSnapshot {
+    /// Flow index (the flow handle: main slot or overflow entry).
     pub index: u32,
+    /// Generation id of this occupant of the slot.
     pub gen: Gen,
+    /// The flow key (nexthop/VRF, addresses, protocol, ports).
     pub key: FlowKey,
     /// [`crate::flags`] bits.
     pub flags: u32,
+    /// The verdict (`Hold` until the agent programs one).
     pub action: Action,
     /// `FLOW_DR_*` code (meaningful with `Action::Drop`).
     pub drop_reason: u8,
@@ -39,16 +43,27 @@ pub struct FlowSnapshot {
     pub tcp_flags: u16,
     /// Timestamps in the data plane's clock (whatever `now` it passes).
     pub setup_time: u64,
+    /// Last packet time, same clock as `setup_time`.
     pub last_seen: u64,
+    /// Primary mirror index ([`crate::NO_MIRROR`] when none).
     pub mirror: u8,
+    /// Secondary mirror index ([`crate::NO_MIRROR`] when none).
     pub sec_mirror: u8,
+    /// Outer UDP source port for MPLSoUDP/VXLAN.
     pub underlay_sport: u16,
+    /// Bytes of the flow, summed over the owner lcore's and the shared counters.
     pub bytes: u64,
+    /// Packets of the flow, summed over the owner lcore's and the shared counters.
     pub packets: u64,
+    /// Bytes of the copies made for the primary mirror.
     pub mirror_bytes: u64,
+    /// Copies made for the primary mirror.
     pub mirror_packets: u64,
+    /// Bytes of the copies made for the secondary mirror.
     pub sec_mirror_bytes: u64,
+    /// Copies made for the secondary mirror.
     pub sec_mirror_packets: u64,
+    /// The key's flow hash (selects the bucket; its tag speeds up lookups).
     pub hash: u32,
     /// The bucket the key hashes to.
     pub bucket: u32,
@@ -59,6 +74,7 @@ pub struct FlowSnapshot {
 }
 
 impl FlowSnapshot {
+    /// Whether this is an overflow entry (`index >= main_entries`).
     pub fn is_overflow(&self, main_entries: u32) -> bool {
         self.index >= main_entries
     }
@@ -86,7 +102,9 @@ pub struct TableStats {
     /// Inserts that found a concurrent insert of the same key and returned its entry
     /// instead (not a tf counter).
     pub insert_races_lost: u64,
+    /// Main-table entries (buckets times bucket width).
     pub main_entries: u32,
+    /// Overflow entries.
     pub overflow_entries: u32,
     /// Flows created per lcore (`ftable_hold_stat`); the last element counts threads that
     /// are not registered lcores.
@@ -96,16 +114,27 @@ pub struct TableStats {
 /// The header, decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HeaderInfo {
+    /// Layout version the file was written with.
     pub layout_version: u32,
+    /// Bytes per entry (128).
     pub entry_size: u32,
+    /// Main entries per bucket.
     pub bucket_width: u32,
+    /// Main-table entries.
     pub main_entries: u32,
+    /// Overflow entries.
     pub overflow_entries: u32,
+    /// Hash buckets (`main_entries / bucket_width`).
     pub n_buckets: u32,
+    /// Lcore blocks in the file (lcores that may register).
     pub max_lcores: u32,
+    /// This file's generation (bumped on every re-creation at the same path).
     pub generation: u64,
+    /// Pid of the process that created the table.
     pub creator_pid: u32,
+    /// The creator's start time, clock ticks since boot (with the pid, tells a reused pid).
     pub creator_start_ticks: u64,
+    /// Creation time, Unix nanoseconds.
     pub created_unix_ns: u64,
     /// Bytes the layout uses.
     pub layout_size: u64,

@@ -76,12 +76,14 @@ pub enum Lookup {
 }
 
 impl Lookup {
+    /// The flow index, hit or created.
     pub fn index(self) -> u32 {
         match self {
             Lookup::Hit(i) | Lookup::Created(i) => i,
         }
     }
 
+    /// Whether this call created the flow (it must be trapped to the agent).
     pub fn is_created(self) -> bool {
         matches!(self, Lookup::Created(_))
     }
@@ -91,20 +93,28 @@ impl Lookup {
 /// fields. `None` leaves a field unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowUpdate {
+    /// The verdict to program.
     pub action: Action,
     /// `FLOW_DR_*` code (kept with any action; tf prints it for DROP).
     pub drop_reason: u8,
     /// Agent-owned flag bits to set / clear (e.g. `MIRROR`, NAT bits). Bits in
     /// [`flags::DP_OWNED`] are refused.
     pub set_flags: u32,
+    /// Flag bits to clear (applied before `set_flags`).
     pub clear_flags: u32,
+    /// Primary mirror index ([`crate::NO_MIRROR`] for none).
     pub mirror: Option<u8>,
+    /// Secondary mirror index ([`crate::NO_MIRROR`] for none).
     pub sec_mirror: Option<u8>,
+    /// RPF source nexthop (`S(nh)`).
     pub src_nh: Option<u32>,
+    /// Outer UDP source port for MPLSoUDP/VXLAN (default: from the flow hash).
     pub underlay_sport: Option<u16>,
 }
 
 impl FlowUpdate {
+    /// An update that sets `action` (drop reason 0) and leaves flags, mirrors, RPF nexthop and
+    /// source port unchanged.
     pub fn new(action: Action) -> FlowUpdate {
         FlowUpdate {
             action,
@@ -241,6 +251,7 @@ impl FlowTable {
         Ok(table)
     }
 
+    /// Path of the table file (the hugetlbfs file when the run directory holds a symlink).
     pub fn path(&self) -> &Path {
         self.map.path()
     }
@@ -260,10 +271,12 @@ impl FlowTable {
         self.region.layout().main_entries
     }
 
+    /// Overflow entries (indices `main_entries()..capacity()`).
     pub fn overflow_entries(&self) -> u32 {
         self.region.layout().overflow_entries
     }
 
+    /// The header, decoded.
     pub fn header(&self) -> HeaderInfo {
         snapshot::header_info(&self.region, self.file_size)
     }
@@ -841,6 +854,7 @@ impl FlowTable {
         snapshot::overflow_chain(&self.region, idx)
     }
 
+    /// The table counters, summed over lcores (`flow -s`).
     pub fn stats(&self) -> TableStats {
         snapshot::table_stats(&self.region)
     }

@@ -2,6 +2,8 @@
 //! consistent snapshot of the stats region, and the text/JSON renderers (pure functions
 //! from data to `String`, tested without a running vRouter).
 
+#![warn(missing_docs)]
+
 pub mod flow;
 pub mod mirror;
 pub mod trace;
@@ -52,7 +54,9 @@ impl From<vrouter_abi::stats::StatsError> for Failure {
 /// One vif with its counters (all lcores, or the selected one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VifRow {
+    /// The vif's static description (id, name, type, flags, addresses).
     pub info: VifInfoOwned,
+    /// Its packet and byte counters.
     pub counters: VifCounters,
     /// Per-reason drop counters, by [`DropReason::index`].
     pub drops: [u64; DROP_REASON_COUNT],
@@ -61,17 +65,22 @@ pub struct VifRow {
 /// Everything the tools print, read from one mapping of the region.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// The region file read.
     pub path: PathBuf,
+    /// The region's header, decoded.
     pub header: HeaderInfo,
+    /// Whether the vRouter that writes the region still runs (else the counters are its last).
     pub liveness: Liveness,
     /// The lcore the counters are restricted to, if any.
     pub core: Option<usize>,
+    /// Every configured vif, by id.
     pub vifs: Vec<VifRow>,
     /// Global drop counters.
     pub drops: [u64; DROP_REASON_COUNT],
 }
 
 impl Snapshot {
+    /// The row of vif `id`, or the tools' "does not exist" failure.
     pub fn vif(&self, id: u16) -> Result<&VifRow, Failure> {
         self.vifs.iter().find(|r| r.info.id == id).ok_or_else(|| Failure(format!("vif {id} does not exist")))
     }

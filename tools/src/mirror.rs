@@ -11,8 +11,11 @@ use crate::Failure;
 /// One entry with its counters.
 #[derive(Clone, Debug)]
 pub struct MirrorRow {
+    /// Mirror index (0..=254).
     pub index: u8,
+    /// The entry as stored in the region.
     pub entry: SlotEntry,
+    /// Its counters summed over lcores.
     pub stats: EntryStats,
 }
 
@@ -40,8 +43,11 @@ fn flag_letters(e: &SlotEntry) -> String {
 /// copies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MirrorTotals {
+    /// Mirror copies sent.
     pub mir_tpkts: u64,
+    /// Bytes of the copies sent.
     pub mir_bytes: u64,
+    /// Copies that could not be made or sent.
     pub mir_errors: u64,
 }
 

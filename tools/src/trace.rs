@@ -16,6 +16,7 @@ fn time(info: &RegionInfo, tsc: u64) -> String {
     format!("{:02}:{:02}:{:02}.{:03}", (s / 3600) % 24, (s / 60) % 60, s % 60, ms % 1000)
 }
 
+/// `trace list`: one line per trace (id, time, packets, steps, flow, disposition).
 pub fn render_list(traces: &[Trace], info: &RegionInfo) -> String {
     let mut s =
         format!("{:<18} {:<12} {:>5} {:>5}  {:<50} {}\n", "Trace", "Time", "Pkts", "Steps", "Flow", "Disposition");
@@ -38,11 +39,13 @@ pub fn render_list(traces: &[Trace], info: &RegionInfo) -> String {
     s
 }
 
+/// `trace list --json`: an array of trace summaries.
 pub fn render_list_json(traces: &[Trace], info: &RegionInfo, pretty: bool) -> String {
     let v = Value::from(traces.iter().map(|t| trace_json(t, info, false)).collect::<Vec<_>>());
     to_string(&v, pretty)
 }
 
+/// `trace get ID --json`: one trace with its steps.
 pub fn render_get_json(t: &Trace, info: &RegionInfo, pretty: bool) -> String {
     to_string(&trace_json(t, info, true), pretty)
 }

@@ -8,6 +8,7 @@
 //!   `<run_dir>/mirror`, the mirror table region with its counters;
 //! - [`trace`]: trace step records, `<run_dir>/trace` (per-lcore rings) and the trace view;
 //! - [`export`]: the exporter's counters file, `<run_dir>/export.json`;
+#![warn(missing_docs)]
 
 pub mod drop_reason;
 pub mod export;

@@ -11,17 +11,25 @@ use super::sample::{FlowCounts, RateSample, SummarySample};
 /// One flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FlowJson {
+    /// Flow index (the flow handle).
     pub index: u32,
+    /// Generation id of the slot's occupant.
     pub gen: u16,
+    /// Reverse flow index, `null` when the flow has none.
     pub rflow: Option<u32>,
     /// The key's VRF / key nexthop (`K(nh)`).
     pub vrf: u32,
     /// `inet` or `inet6`.
     pub family: &'static str,
+    /// IP protocol number.
     pub proto: u8,
+    /// Source address.
     pub src: IpAddr,
+    /// Source port (ICMP echo: the echo id).
     pub sport: u16,
+    /// Destination address.
     pub dst: IpAddr,
+    /// Destination port (other ICMP: the message type).
     pub dport: u16,
     /// `forward`, `drop`, `hold` or `nat`.
     pub action: &'static str,
@@ -35,16 +43,25 @@ pub struct FlowJson {
     pub src_nh: u32,
     /// Outer UDP source port of tunnelled packets.
     pub underlay_sport: u16,
+    /// Bytes of the flow.
     pub bytes: u64,
+    /// Packets of the flow.
     pub packets: u64,
+    /// Primary mirror index, `null` when none.
     pub mirror: Option<u8>,
+    /// Secondary mirror index, `null` when none.
     pub sec_mirror: Option<u8>,
+    /// Bytes copied to the primary mirror.
     pub mirror_bytes: u64,
+    /// Packets copied to the primary mirror.
     pub mirror_packets: u64,
+    /// Bytes copied to the secondary mirror.
     pub sec_mirror_bytes: u64,
+    /// Packets copied to the secondary mirror.
     pub sec_mirror_packets: u64,
     /// In the data plane's clock.
     pub setup_time: u64,
+    /// Last packet time, same clock as `setup_time`.
     pub last_seen: u64,
     /// The next entry of the overflow chain hanging off this slot.
     pub overflow_next: Option<u32>,
@@ -72,6 +89,7 @@ fn action_key(a: Action) -> &'static str {
 }
 
 impl FlowJson {
+    /// The JSON form of a snapshot.
     pub fn new(s: &FlowSnapshot) -> FlowJson {
         let k = &s.key;
         let mirror = |m: u8| (m != NO_MIRROR).then_some(m);
@@ -107,6 +125,7 @@ impl FlowJson {
     }
 }
 
+/// `value` as JSON (pretty-printed or on one line), with a trailing newline.
 pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> String {
     let mut s = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) }
         .expect("serializing plain data cannot fail");
@@ -125,16 +144,25 @@ pub fn render_flows_json<'a>(flows: impl IntoIterator<Item = &'a FlowSnapshot>, 
 pub struct RateJson {
     /// Local time, `YYYY-MM-DD HH:MM:SS.mmm`.
     pub time: String,
+    /// Unix milliseconds of the sample.
     pub unix_ms: u64,
+    /// Flows in use (`ftable_used_entries`).
     pub entries: u64,
+    /// Flow operations per second (fwd + rev + del).
     pub rate: i64,
+    /// HOLD -> action transitions in the interval.
     pub fwd: u64,
+    /// Flows created by the agent in the interval.
     pub rev: u64,
+    /// Flows deleted or evicted in the interval.
     pub del: u64,
+    /// Flows in HOLD now.
     pub hold: u64,
+    /// Flows created by the data plane in the interval.
     pub created: u64,
 }
 
+/// `flow -r --json`: one sample as a JSON object.
 pub fn render_rate_json(r: &RateSample, pretty: bool) -> String {
     to_json(
         &RateJson {
@@ -155,19 +183,30 @@ pub fn render_rate_json(r: &RateSample, pretty: bool) -> String {
 /// One `flow -s --json` sample (one object per line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SummaryJson {
+    /// Local time, `YYYY-MM-DD HH:MM:SS.mmm`.
     pub time: String,
+    /// Unix milliseconds of the sample.
     pub unix_ms: u64,
+    /// Flows by state (flattened into the object).
     #[serde(flatten)]
     pub counts: FlowCounts,
+    /// Change of all flows since the previous sample.
     pub total_new: i64,
+    /// Change of active (not HOLD) flows since the previous sample.
     pub active_new: i64,
+    /// Change of HOLD flows since the previous sample.
     pub hold_new: i64,
+    /// Change of active flows per second.
     pub active_rate: i64,
+    /// Running average setup rate, flows/s (intervals above 1000/s only).
     pub avg_setup_rate: u64,
+    /// Running average teardown rate, flows/s (intervals above 1000/s only).
     pub avg_teardown_rate: u64,
+    /// Change of all flows per second.
     pub total_rate: i64,
 }
 
+/// `flow -s --json`: one sample as a JSON object.
 pub fn render_summary_json(x: &SummarySample, pretty: bool) -> String {
     to_json(
         &SummaryJson {

@@ -18,7 +18,9 @@ use super::text::proto_name;
 /// One end of a flow: an address and a port, each optional (`None` = any).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The address, `None` for any.
     pub addr: Option<IpAddr>,
+    /// The port, `None` for any.
     pub port: Option<u16>,
 }
 
@@ -47,7 +49,9 @@ impl fmt::Display for Endpoint {
 pub struct FlowMatch {
     /// At most two.
     pub endpoints: Vec<Endpoint>,
+    /// Key VRF / nexthop (`K(nh)`) to match, `None` for any.
     pub vrf: Option<u32>,
+    /// IP protocol number to match, `None` for any.
     pub proto: Option<u8>,
 }
 
@@ -58,6 +62,7 @@ impl FlowMatch {
         self.endpoints.iter().find_map(|e| e.addr).map(|a| a.is_ipv6())
     }
 
+    /// Whether flow `s` passes the filter (endpoints match in either direction).
     pub fn matches(&self, s: &FlowSnapshot) -> bool {
         let k = &s.key;
         if self.vrf.is_some_and(|v| v != k.vrf()) || self.proto.is_some_and(|p| p != k.proto()) {

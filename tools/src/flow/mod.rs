@@ -51,13 +51,24 @@ pub fn listed(s: &FlowSnapshot, show_evicted: bool, filter: Option<&FlowMatch>) 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListItem {
     /// A listed flow and the overflow chain hanging off its slot.
-    Flow { snap: FlowSnapshot, chain: Vec<u32> },
+    Flow {
+        /// The flow.
+        snap: FlowSnapshot,
+        /// Overflow entries chained off its slot, in chain order (empty for most).
+        chain: Vec<u32>,
+    },
     /// An empty main slot (the last of its bucket) whose bucket has an overflow chain: tf
     /// prints the slot index and the chain.
-    Chain { index: u32, chain: Vec<u32> },
+    Chain {
+        /// The empty main slot.
+        index: u32,
+        /// Overflow entries chained off it, in chain order.
+        chain: Vec<u32>,
+    },
 }
 
 impl ListItem {
+    /// The main or overflow index the block starts with.
     pub fn index(&self) -> u32 {
         match self {
             ListItem::Flow { snap, .. } => snap.index,
@@ -146,6 +157,8 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// The process exit code: success for a closed pipe; otherwise prints the failure to
+    /// stderr and returns failure.
     pub fn exit_code(self) -> ExitCode {
         match self {
             Stop::Closed => ExitCode::SUCCESS,
@@ -168,6 +181,7 @@ pub struct Out {
 }
 
 impl Out {
+    /// Locks stdout behind a 64 KiB buffer.
     pub fn stdout() -> Out {
         let s = std::io::stdout();
         let terminal = s.is_terminal();
@@ -179,10 +193,12 @@ impl Out {
         self.terminal
     }
 
+    /// Writes `s`; a closed pipe gives [`Stop::Closed`].
     pub fn write(&mut self, s: &str) -> Result<(), Stop> {
         self.w.write_all(s.as_bytes()).map_err(io_stop)
     }
 
+    /// Flushes the buffer to stdout; a closed pipe gives [`Stop::Closed`].
     pub fn flush(&mut self) -> Result<(), Stop> {
         self.w.flush().map_err(io_stop)
     }

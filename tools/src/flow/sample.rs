@@ -9,12 +9,19 @@ use serde::Serialize;
 /// A broken-down local time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalTime {
+    /// Calendar year.
     pub year: i32,
+    /// Month, 1-12.
     pub month: u32,
+    /// Day of the month, 1-31.
     pub day: u32,
+    /// Hour, 0-23.
     pub hour: u32,
+    /// Minute, 0-59.
     pub minute: u32,
+    /// Second, 0-60 (leap second).
     pub second: u32,
+    /// Milliseconds, 0-999.
     pub millis: u32,
     /// Offset from UTC, seconds east.
     pub utc_offset_s: i64,
@@ -79,7 +86,9 @@ pub fn unix_ms_now() -> u64 {
 /// One sample of `flow -r`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateSample {
+    /// When the sample was taken, local time.
     pub time: LocalTime,
+    /// When the sample was taken, Unix milliseconds.
     pub unix_ms: u64,
     /// Flows in use (`ftable_used_entries`).
     pub entries: u64,
@@ -136,12 +145,17 @@ pub struct FlowCounts {
     pub total: u64,
     /// Flows with an action (not HOLD).
     pub active: u64,
+    /// Flows in HOLD (waiting for the agent's verdict).
     pub hold: u64,
+    /// Flows with action FORWARD.
     pub fwd: u64,
+    /// Flows with action DROP.
     pub drop: u64,
+    /// Flows with action NAT.
     pub nat: u64,
 }
 
+/// Counts the non-evicted flows of a scan by action.
 pub fn count_flows<S: Borrow<FlowSnapshot>>(flows: impl IntoIterator<Item = S>) -> FlowCounts {
     let mut c = FlowCounts::default();
     for s in flows {
@@ -164,18 +178,24 @@ pub fn count_flows<S: Borrow<FlowSnapshot>>(flows: impl IntoIterator<Item = S>) 
 /// One screen of `flow -s`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SummarySample {
+    /// When the sample was taken, local time.
     pub time: LocalTime,
+    /// When the sample was taken, Unix milliseconds.
     pub unix_ms: u64,
+    /// Flows by state now.
     pub counts: FlowCounts,
     /// Change since the previous sample (the first sample: since zero, like tf).
     pub total_new: i64,
+    /// Change of active (not HOLD) flows since the previous sample.
     pub active_new: i64,
+    /// Change of HOLD flows since the previous sample.
     pub hold_new: i64,
     /// Change of active flows per second (0 on the first sample).
     pub rate: i64,
     /// Running averages over the intervals where more than 1000 flows/s were set up
     /// (torn down).
     pub avg_setup_rate: u64,
+    /// Running average teardown rate, flows/s (see `avg_setup_rate`).
     pub avg_teardown_rate: u64,
     /// Change of all flows per second (0 on the first sample).
     pub total_rate: i64,
@@ -193,6 +213,7 @@ pub struct SummaryTracker {
 }
 
 impl SummaryTracker {
+    /// A tracker before the first sample.
     pub fn new() -> SummaryTracker {
         SummaryTracker::default()
     }

@@ -267,6 +267,7 @@ pub struct SystemDrops {
 }
 
 impl SystemDrops {
+    /// Sums the global drop counters into tf's system drop lines.
     pub fn from_drops(d: &[u64; DROP_REASON_COUNT]) -> SystemDrops {
         let flow_block = [
             DropReason::FlowQueueLimitExceeded,

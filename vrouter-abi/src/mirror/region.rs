@@ -176,37 +176,56 @@ impl Layout {
 /// A mirror entry as stored in the region (what the data plane and the tool read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotEntry {
+    /// Analyzer name as configured (at most [`NAME_MAX`] bytes stored).
     pub analyzer_name: String,
+    /// Analyzer (collector) address the copies are sent to.
     pub analyzer_ip: Ipv4Addr,
+    /// Analyzer UDP destination port.
     pub udp_port: u16,
+    /// VXLAN VNI of header-less mode; `None` (stored as 0) when the copies carry no VXLAN.
     pub vni: Option<u32>,
+    /// Dynamic (routed to the analyzer) or static (fixed outer headers) nexthop.
     pub nh_mode: crate::mirror::NhMode,
+    /// Whether copies carry the Juniper header with the metadata TLVs.
     pub juniper_header: bool,
+    /// [`crate::mirror::MirrorFlags`] bits.
     pub flags: u16,
     /// Fabric vif of the nexthop; `None` when the analyzer is unreachable.
     pub nh_vif: Option<u16>,
     /// The outer header template (see `vrouter::mirror::encap`).
     pub hdr: [u8; HDR_MAX],
+    /// Bytes of `hdr` in use.
     pub hdr_len: usize,
+    /// Ones'-complement sum of the constant words of the outer IPv4 header (the data plane adds
+    /// the total length and folds it into the checksum).
     pub ip_csum_base: u32,
+    /// Unix milliseconds of the last create/update.
     pub created_ms: u64,
 }
 
 /// What a forwarding lcore needs of an entry per copy (no allocation).
 #[derive(Clone, Copy, Debug)]
 pub struct DpEntry {
+    /// Whether copies carry the Juniper header (metadata TLVs).
     pub juniper: bool,
+    /// Fabric vif the copies leave through; [`NO_NH`] when the analyzer is unreachable.
     pub nh_vif: u32,
+    /// The outer header template, constants filled in.
     pub hdr: [u8; HDR_MAX],
+    /// Bytes of `hdr` in use.
     pub hdr_len: usize,
+    /// Partial checksum of the outer IPv4 header (see [`SlotEntry::ip_csum_base`]).
     pub ip_csum_base: u32,
 }
 
 /// Summed counters of one entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EntryStats {
+    /// Copies sent (`mir_tpkts` when summed over entries).
     pub packets: u64,
+    /// Bytes of the copies sent (whole frames).
     pub bytes: u64,
+    /// Copies that could not be made or sent.
     pub errors: u64,
 }
 
@@ -362,6 +381,7 @@ impl MirrorRegion {
         Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }) })
     }
 
+    /// Path of the region file.
     pub fn path(&self) -> &Path {
         self.shared.map.path()
     }
@@ -534,10 +554,12 @@ impl MirrorReader {
         View::new(self.map.bytes(), self.layout)
     }
 
+    /// Path of the region file.
     pub fn path(&self) -> &Path {
         self.map.path()
     }
 
+    /// This file's generation (bumped on every creation; a change means the vRouter restarted).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -547,6 +569,7 @@ impl MirrorReader {
         self.router_ip
     }
 
+    /// Number of per-lcore counter blocks.
     pub fn n_lcores(&self) -> usize {
         self.layout.n_lcores
     }

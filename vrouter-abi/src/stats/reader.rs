@@ -30,17 +30,27 @@ pub enum Liveness {
 /// The header, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderInfo {
+    /// Layout version the file was written with (this build's is [`super::LAYOUT_VERSION`]).
     pub layout_version: u32,
+    /// Bytes the layout occupies (the file's declared size).
     pub file_size: u64,
+    /// Vif slots in the region (vif ids `0..max_vifs`).
     pub max_vifs: usize,
+    /// Forwarding lcores, one counter block each.
     pub n_lcores: usize,
+    /// Drop reasons per counter array (the writer's [`DROP_REASON_COUNT`]).
     pub n_drop_reasons: usize,
+    /// This file's generation (bumped on every creation).
     pub generation: u64,
+    /// Pid of the vRouter that created the region.
     pub creator_pid: u32,
+    /// Creation time of the region, Unix seconds.
     pub start_time_unix: u64,
+    /// TSC frequency of the forwarding lcores, Hz.
     pub tsc_hz: u64,
     /// A [`RegionState`] value (1 running, 2 stopped).
     pub state: u32,
+    /// Unix milliseconds of the creator's last heartbeat (see [`STALE_HEARTBEAT_MS`]).
     pub heartbeat_ms: u64,
 }
 
@@ -82,14 +92,17 @@ impl StatsReader {
         self.map.path()
     }
 
+    /// This file's generation (bumped on every creation; a change means the vRouter restarted).
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
+    /// Vif slots in the region (vif ids `0..max_vifs`).
     pub fn max_vifs(&self) -> usize {
         self.layout.max_vifs
     }
 
+    /// Forwarding lcores, one counter block each.
     pub fn n_lcores(&self) -> usize {
         self.layout.n_lcores
     }

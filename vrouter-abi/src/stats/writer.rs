@@ -94,10 +94,12 @@ impl StatsRegion {
         self.generation
     }
 
+    /// Vif slots in the region (vif ids `0..max_vifs`).
     pub fn max_vifs(&self) -> usize {
         self.shared.layout.max_vifs
     }
 
+    /// Forwarding lcores, one counter block each.
     pub fn n_lcores(&self) -> usize {
         self.shared.layout.n_lcores
     }
@@ -178,6 +180,7 @@ impl StatsRegion {
         self.shared.region().vif_drops(vif as usize, core)
     }
 
+    /// Poll-loop and mirror counters, summed over lcores or of one lcore (`core`).
     pub fn lcore_counters(&self, core: Option<usize>) -> LcoreCounters {
         self.shared.region().lcore_counters(core)
     }

@@ -32,6 +32,7 @@ use super::step::Step;
 pub const TRACE_MAGIC: u64 = u64::from_le_bytes(*b"VRTRACE1");
 /// Layout version of the trace region (2: the common region header prefix).
 pub const TRACE_LAYOUT_VERSION: u32 = 2;
+/// File name inside the run directory.
 pub const TRACE_FILE_NAME: &str = "trace";
 /// The region is readable by the vRouter's user only: its records carry tenants' packet
 /// headers. Tenants read their own traces through the agent (REST or control socket with a
@@ -39,6 +40,7 @@ pub const TRACE_FILE_NAME: &str = "trace";
 pub const TRACE_FILE_MODE: u32 = 0o600;
 /// Records per ring (a power of two).
 pub const DEFAULT_RING_SLOTS: usize = 8192;
+/// Largest number of rings the region accepts (1024 lcores plus the agent's ring).
 pub const MAX_RINGS: usize = 1025;
 
 /// The file header: the common [`RegionHeader`] prefix (magic, version, sizes, generation,
@@ -232,10 +234,12 @@ impl TraceRegion {
         Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }) })
     }
 
+    /// Path of the region file.
     pub fn path(&self) -> &Path {
         self.shared.map.path()
     }
 
+    /// Number of rings: one per forwarding lcore, the last the agent's.
     pub fn n_rings(&self) -> usize {
         self.shared.layout.n_rings
     }
@@ -291,23 +295,36 @@ impl RingWriter {
 /// A decoded record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceRecord {
+    /// Ring the record was read from (the lcore's index; the last ring is the agent's).
     pub ring: usize,
+    /// Position in the ring (records written before it).
     pub position: u64,
+    /// TSC when the step was recorded (see [`RegionInfo::unix_ms`]).
     pub tsc: u64,
+    /// Trace the record belongs to.
     pub trace_id: u64,
+    /// Packet number within the trace, from 1.
     pub pkt: u32,
+    /// The decoded step.
     pub step: Step,
 }
 
 /// What a reader knows of the region besides its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionInfo {
+    /// This file's generation (bumped on every creation).
     pub generation: u64,
+    /// Number of rings: one per forwarding lcore, the last the agent's.
     pub n_rings: u32,
+    /// Records per ring.
     pub ring_slots: u32,
+    /// Pid of the vRouter that created the region.
     pub creator_pid: u32,
+    /// TSC frequency, Hz.
     pub tsc_hz: u64,
+    /// Unix milliseconds at creation, paired with `base_tsc`.
     pub base_unix_ms: u64,
+    /// TSC at creation, paired with `base_unix_ms`.
     pub base_tsc: u64,
 }
 
@@ -327,6 +344,7 @@ impl RegionInfo {
         (self.base_unix_ms as i64 * 1000 + (i128::from(d) * 1_000_000 / i128::from(hz)) as i64).max(0) as u64
     }
 
+    /// TSC ticks as nanoseconds.
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
         (u128::from(ticks) * 1_000_000_000 / u128::from(self.tsc_hz.max(1))) as u64
     }
@@ -367,6 +385,7 @@ impl TraceReader {
         View::new(self.map.bytes(), self.layout)
     }
 
+    /// Region header fields and the clock base.
     pub fn info(&self) -> RegionInfo {
         self.info
     }

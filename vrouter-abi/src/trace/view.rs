@@ -19,7 +19,9 @@ use super::step::{show_addr, Step};
 /// One trace: every record with its id, in (packet, time) order.
 #[derive(Debug, Clone)]
 pub struct Trace {
+    /// The trace id.
     pub id: u64,
+    /// Its records, in (packet, time) order.
     pub records: Vec<TraceRecord>,
 }
 
@@ -45,6 +47,7 @@ impl Trace {
         })
     }
 
+    /// Packets the trace covers (the highest packet number).
     pub fn packets(&self) -> u32 {
         self.records.iter().map(|r| r.pkt).max().unwrap_or(0)
     }
