@@ -76,7 +76,8 @@ pub struct PortSetup {
     pub driver: String,
     /// RX queues opened (the vif's `rx_queues`, at most what the device supports).
     pub rx_queues: u16,
-    /// TX queues opened: one per forwarding lcore, fewer (then shared under a lock) if the device has fewer.
+    /// TX queues opened: one per forwarding lcore, fewer (then shared under a lock) if the device
+    /// has fewer.
     pub tx_queues: u16,
 }
 

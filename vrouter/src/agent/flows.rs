@@ -188,7 +188,8 @@ pub struct AgentCounters {
 
 /// What the agent is started with: aging, audit and eviction settings, paths, TSC frequency.
 pub struct AgentSettings {
-    /// Idle time (both directions) after which a flow pair is deleted, in ms (`flow.age_timeout_s`).
+    /// Idle time (both directions) after which a flow pair is deleted, in ms
+    /// (`flow.age_timeout_s`).
     pub age_timeout_ms: u64,
     /// Time a flow may stay in HOLD before the audit makes it DROP, in ms (`flow.hold_audit_s`).
     pub hold_audit_ms: u64,
@@ -232,7 +233,8 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Binds the control socket (replacing a stale one, mode 0600) and sizes the per-flow state to the table.
+    /// Binds the control socket (replacing a stale one, mode 0600) and sizes the per-flow state to
+    /// the table.
     /// `rings` are the lcores' setup request rings, `done` (per lcore) their release notices.
     pub fn new(
         table: Arc<FlowTable>,

@@ -40,7 +40,8 @@ pub struct VifConfig {
     pub kind: VifType,
     /// DPDK device name (e.g. `net_pcap0` or a PCI address) the vif is bound to.
     pub device: String,
-    /// The vif's MAC (unicast): frames to it are for the vRouter (as to the router MAC); the source of ICMP errors sent on the vif.
+    /// The vif's MAC (unicast): frames to it are for the vRouter (as to the router MAC); the source
+    /// of ICMP errors sent on the vif.
     pub mac: Mac,
     /// The vif's IPv4 address (the VM's address on a VM vif); used by the source check and ARP.
     #[serde(default)]
@@ -62,7 +63,8 @@ pub struct VifConfig {
     /// UUID of the VM interface (tf VMI); names the vif in exported UVEs when set.
     #[serde(default)]
     pub vmi_uuid: Option<String>,
-    /// Virtual network (tf FQ VN name) of the vif: matched by `vn:` policy addresses, tenants and flow records.
+    /// Virtual network (tf FQ VN name) of the vif: matched by `vn:` policy addresses, tenants and
+    /// flow records.
     #[serde(default)]
     pub vn_name: Option<String>,
     /// Answer ARP/ND for addresses routed in the VRF (VM vifs; default true there).

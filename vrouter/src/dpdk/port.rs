@@ -19,7 +19,8 @@ pub struct PortInfo {
     pub max_rx_queues: u16,
     /// Most TX queues the device supports.
     pub max_tx_queues: u16,
-    /// RSS hash types the device supports (`flow_type_rss_offloads`); RSS asks for IP/UDP/TCP within them.
+    /// RSS hash types the device supports (`flow_type_rss_offloads`); RSS asks for IP/UDP/TCP
+    /// within them.
     pub rss_offloads: u64,
     /// NUMA socket of the device (0 when unknown); its queues are set up there.
     pub socket: i32,

@@ -699,7 +699,8 @@ impl HoldStore {
         }
     }
 
-    /// Holds packet `pkt` (an opaque handle) of `flow`, received on `vif`, behind those already held.
+    /// Holds packet `pkt` (an opaque handle) of `flow`, received on `vif`, behind those already
+    /// held.
     pub fn hold(&mut self, flow: u32, pkt: usize, vif: u16) -> HoldResult {
         let per_flow = self.per_flow;
         let first = !self.flows.contains_key(&flow);

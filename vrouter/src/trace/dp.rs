@@ -48,7 +48,8 @@ enum RouteHint {
 /// The trace of the packet being processed.
 #[derive(Debug, Clone, Copy)]
 pub struct TraceCtx {
-    /// The trace the packet belongs to (a 32-bit id, also what the trace mark carries to the next vRouter).
+    /// The trace the packet belongs to (a 32-bit id, also what the trace mark carries to the next
+    /// vRouter).
     pub trace_id: u64,
     /// Packet number within the trace (1 for the first).
     pub pkt: u32,
@@ -91,7 +92,8 @@ fn take(budget: &AtomicU32) -> bool {
 }
 
 impl TraceLcore {
-    /// The lcore's tracing state, writing its steps to `ring`; `tsc_hz` converts TSC ticks (hold times) to ns.
+    /// The lcore's tracing state, writing its steps to `ring`; `tsc_hz` converts TSC ticks (hold
+    /// times) to ns.
     pub fn new(published: Arc<Published>, ring: RingWriter, tsc_hz: u64) -> TraceLcore {
         TraceLcore {
             published,

@@ -218,7 +218,8 @@ pub struct PacketFields {
     pub vrf: u32,
 }
 
-/// The IP part of [`PacketFields`]: addresses in the 128-bit form ([`addr128`]), protocol and ports.
+/// The IP part of [`PacketFields`]: addresses in the 128-bit form ([`addr128`]), protocol and
+/// ports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpFields {
     /// Source address (IPv4 mapped).
