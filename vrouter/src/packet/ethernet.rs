@@ -49,7 +49,7 @@ impl EtherType {
     pub const IPV6: u16 = 0x86dd;
     /// MPLS unicast.
     pub const MPLS: u16 = 0x8847;
-    /// MPLS multicast (not forwarded by the vRouter).
+    /// MPLS multicast (the vRouter does not use it).
     pub const MPLS_MULTICAST: u16 = 0x8848;
     /// 802.1ad service VLAN tag (QinQ outer tag).
     pub const QINQ: u16 = 0x88a8;
