@@ -68,10 +68,16 @@ impl PacketBuf for Mbuf {
 /// One opened port and the vif bound to it.
 #[derive(Debug, Clone)]
 pub struct PortSetup {
+    /// The vif bound to the port.
     pub vif: u16,
+    /// The DPDK port.
     pub port: Port,
+    /// PMD driver name of the port (reported in the vif record).
     pub driver: String,
+    /// RX queues opened (the vif's `rx_queues`, at most what the device supports).
     pub rx_queues: u16,
+    /// TX queues opened: one per forwarding lcore, fewer (then shared under a lock) if the device
+    /// has fewer.
     pub tx_queues: u16,
 }
 
@@ -92,8 +98,11 @@ struct TxTarget {
 /// An RX queue polled by an lcore.
 #[derive(Debug, Clone, Copy)]
 pub struct RxQueue {
+    /// The vif of the port.
     pub vif: u16,
+    /// DPDK port id.
     pub port: u16,
+    /// Queue index on the port.
     pub queue: u16,
 }
 
@@ -104,6 +113,7 @@ pub struct LcorePlan {
     pub index: usize,
     /// EAL lcore id (= CPU it is pinned to).
     pub lcore_id: u32,
+    /// RX queues the lcore polls, in order.
     pub rx: Vec<RxQueue>,
 }
 
@@ -144,13 +154,16 @@ fn trace_ref(tr: &Option<TraceCtx>) -> (u64, u32) {
 /// What the data plane needs to trace packets: the region of step rings (one per
 /// forwarding lcore, in plan order) and the enabled requests.
 pub struct TraceSetup {
+    /// The trace region: the step rings the lcores write (one per forwarding lcore, in plan order).
     pub region: crate::trace::TraceRegion,
+    /// The trace requests and the enabled flag the lcores check per burst.
     pub published: Arc<crate::trace::Published>,
 }
 
 /// Flow processing for the data plane: the shared table, one setup ring per lcore and the
 /// hold limits.
 pub struct FlowPlane {
+    /// The shared flow table.
     pub table: Arc<FlowTable>,
     /// One producer per forwarding lcore, in lcore-plan order; the agent owns the consumers.
     pub setup: Vec<Producer<SetupRequest>>,
@@ -209,9 +222,13 @@ impl Clock {
 
 /// A running data plane.
 pub struct Datapath {
+    /// The forwarding state the lcores route with.
     pub fib: Arc<Fib>,
+    /// The opened ports, one per vif, in vif order (`Fib::vif_list`).
     pub ports: Vec<PortSetup>,
+    /// The work of each forwarding lcore.
     pub plans: Vec<LcorePlan>,
+    /// The stats region (vif and lcore counters) other processes read live.
     pub stats: Arc<StatsRegion>,
     stop: Arc<AtomicBool>,
     /// The mbuf pool of every RX queue and of the mirror copies.

@@ -15,6 +15,8 @@
 //!   socket; builds without DPDK, reading the TSC through [`clock`];
 //! - `dpdk`, `datapath` (feature `dataplane`): EAL, ports, mempools, pinned lcore loops.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod clock;
 pub mod config;

@@ -94,6 +94,7 @@ impl<T> Producer<T> {
         self.ring.tail.load(Ordering::Relaxed) - self.ring.head.load(Ordering::Acquire)
     }
 
+    /// Whether the ring is empty (approximate from the producer's view).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

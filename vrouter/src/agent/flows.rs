@@ -46,14 +46,23 @@ const TCP_CLOSE_GRACE_MS: u64 = 1000;
 /// agent's compact per-flow slot and its interned [`FlowVerdict`].
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FlowMeta {
+    /// Generation of the flow index the state belongs to (a reused index has another).
     pub gen: Gen,
+    /// FlowLogData `action` string of the decision, e.g. `pass`, `deny`, `pass|log|mirror`.
     pub action: &'static str,
+    /// UUID of the network policy rule that decided the flow (tf `nw_ace_uuid`), if any.
     pub nw_ace_uuid: Option<Arc<str>>,
+    /// UUID of the security group rule that decided the flow (tf `sg_rule_uuid`), if any.
     pub sg_rule_uuid: Option<Arc<str>>,
+    /// VN of this flow's source (for a reverse flow, the forward flow's destination VN).
     pub src_vn: Option<Arc<str>>,
+    /// VN of this flow's destination (for a reverse flow, the forward flow's source VN).
     pub dst_vn: Option<Arc<str>>,
+    /// Names of the analyzers the flow is mirrored to: primary, then secondary.
     pub analyzers: [Option<Arc<str>>; 2],
+    /// The vif the forward flow's first packet entered on (the same for both flows of a pair).
     pub vif: u16,
+    /// Whether this is the reverse flow of a pair (created by the agent, not by a packet miss).
     pub reverse: bool,
 }
 
@@ -62,11 +71,17 @@ pub struct FlowMeta {
 /// costs the agent one 12-byte [`MetaSlot`].
 #[derive(Debug, Clone, Default)]
 pub struct FlowVerdict {
+    /// FlowLogData `action` string of the decision, e.g. `pass`, `deny`, `pass|log|mirror`.
     pub action: &'static str,
+    /// UUID of the network policy rule that decided the flow (tf `nw_ace_uuid`), if any.
     pub nw_ace_uuid: Option<Arc<str>>,
+    /// UUID of the security group rule that decided the flow (tf `sg_rule_uuid`), if any.
     pub sg_rule_uuid: Option<Arc<str>>,
+    /// VN of the flow's source, as evaluated.
     pub src_vn: Option<Arc<str>>,
+    /// VN of the flow's destination, as evaluated.
     pub dst_vn: Option<Arc<str>>,
+    /// Names of the analyzers the flow is mirrored to: primary, then secondary.
     pub analyzers: [Option<Arc<str>>; 2],
 }
 
@@ -153,19 +168,32 @@ struct MetaSlot {
 /// Counters of the agent, exposed through the control socket.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct AgentCounters {
+    /// Flow pairs set up (forward flow programmed from a setup request, reverse flow created).
     pub setups: u64,
+    /// Of `setups`, those whose decision was deny (both flows programmed as DROP).
     pub setup_denied: u64,
+    /// Setup requests that found their flow reused, deleted or already set up (nothing done).
     pub setup_stale: u64,
+    /// Flow pairs (or lone flows) deleted after being idle for `age_timeout_ms`.
     pub aged: u64,
+    /// TCP pairs evicted after FIN both ways or a RST (and the close grace period).
     pub tcp_evicted: u64,
+    /// Flows stuck in HOLD past `hold_audit_ms`, turned into DROP flows with reason `Audit`.
     pub hold_audited: u64,
+    /// Successful `reload` commands (configuration re-read, new policy engine swapped in).
     pub policy_reloads: u64,
+    /// Flow pairs re-evaluated against the new policies, over all reloads.
     pub reevaluated: u64,
 }
 
+/// What the agent is started with: aging, audit and eviction settings, paths, TSC frequency.
 pub struct AgentSettings {
+    /// Idle time (both directions) after which a flow pair is deleted, in ms
+    /// (`flow.age_timeout_s`).
     pub age_timeout_ms: u64,
+    /// Time a flow may stay in HOLD before the audit makes it DROP, in ms (`flow.hold_audit_s`).
     pub hold_audit_ms: u64,
+    /// Evict TCP pairs once both sides sent FIN or one sent RST (`flow.tcp_close_evict`).
     pub tcp_close_evict: bool,
     /// The configuration file, re-read on `reload`.
     pub config_path: PathBuf,
@@ -176,6 +204,7 @@ pub struct AgentSettings {
     pub tsc_hz: u64,
 }
 
+/// The agent thread's state: flow setup from the lcores' rings, housekeeping, the control socket.
 pub struct Agent {
     table: Arc<FlowTable>,
     fib: Arc<Fib>,
@@ -204,6 +233,9 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Binds the control socket (replacing a stale one, mode 0600) and sizes the per-flow state to
+    /// the table.
+    /// `rings` are the lcores' setup request rings, `done` (per lcore) their release notices.
     pub fn new(
         table: Arc<FlowTable>,
         fib: Arc<Fib>,

@@ -130,24 +130,34 @@ pub mod flow_drop {
 /// A mirror analyzer as resolved by the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnalyzerInfo {
+    /// Analyzer name (`[[analyzer]].name`), as exported in the flow record.
     pub name: Arc<str>,
     /// Mirror table index (0..=254).
     pub index: u8,
+    /// Analyzer (tunnel destination) IPv4 address.
     pub ip: Ipv4Addr,
+    /// UDP destination port of the Juniper-header encapsulation (default 8099).
     pub udp_port: u16,
+    /// Juniper metadata header over UDP (true), or VXLAN with `vni` (false).
     pub juniper_header: bool,
+    /// How the mirror nexthop is resolved (tf `nh_mode`).
     pub nh_mode: MirrorNhMode,
+    /// VXLAN VNI towards the analyzer (only with `juniper_header = false`).
     pub vni: Option<u32>,
 }
 
 /// What the engine needs to know about a new flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowContext<'a> {
+    /// Source address of the flow (the forward direction's key).
     pub src: IpAddr,
+    /// Destination address of the flow.
     pub dst: IpAddr,
     /// IP protocol number.
     pub proto: u8,
+    /// Source port, as in the flow key (only compared for protocols with ports).
     pub sport: u16,
+    /// Destination port, as in the flow key (only compared for protocols with ports).
     pub dport: u16,
     /// VN of the source endpoint: a local VM's `vn_name`, a remote endpoint's VN from its
     /// route, or `None` (the empty string counts as `None`).
@@ -180,6 +190,7 @@ impl<'a> FlowContext<'a> {
 /// The verdict for a flow: what the agent programs into the flow entry and exports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// Pass or deny, for both flows of the pair.
     pub action: PolicyAction,
     /// tf `VR_FLOW_DR_*` code ([`flow_drop`]); 0 when the flow passes.
     pub drop_reason: u8,
@@ -198,6 +209,7 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the flow passes (action `Pass`).
     pub fn is_pass(&self) -> bool {
         self.action == PolicyAction::Pass
     }
@@ -220,7 +232,9 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct PolicyError {
+    /// TOML path of the field that does not resolve, e.g. `network_policy[0].rule[2].mirror_to`.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

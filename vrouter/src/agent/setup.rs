@@ -26,12 +26,15 @@ pub enum Setup {
 /// A flow pair programmed by [`program`].
 #[derive(Debug)]
 pub struct Programmed {
+    /// The policy decision, programmed into both flows.
     pub decision: Decision,
     /// The reverse flow and its generation.
     pub rev: u32,
+    /// Generation of the reverse flow `rev`.
     pub rgen: Gen,
     /// VNs of the forward flow's source and destination, as evaluated.
     pub src_vn: Option<Arc<str>>,
+    /// VN of the forward flow's destination, as evaluated.
     pub dst_vn: Option<Arc<str>>,
     /// The forward flow's key.
     pub key: FlowKey,

@@ -26,6 +26,7 @@ pub use vrouter_abi::mirror::NhMode as MirrorNhMode;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzerConfig {
+    /// Unique analyzer name (tf analyzer FQ name) that policy rules and vifs name in `mirror_to`.
     pub name: String,
     /// Analyzer (tunnel destination) address.
     pub ip: Ipv4Addr,
@@ -35,6 +36,7 @@ pub struct AnalyzerConfig {
     /// Juniper metadata header over UDP (true), or VXLAN with `vni` (false).
     #[serde(default = "default_true")]
     pub juniper_header: bool,
+    /// How the mirror nexthop to the analyzer is resolved (tf `nh_mode`); default `dynamic`.
     #[serde(default)]
     pub nh_mode: MirrorNhMode,
     /// VXLAN VNI; required (and only used) when `juniper_header = false`.

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
+    /// VRF whose bridge table holds the entry (must be a `[[vrf]]` id).
     pub vrf: u32,
+    /// Destination MAC looked up in the VRF's bridge table; not all zero, unique per VRF.
     pub mac: Mac,
+    /// Nexthop id (`[[nexthop]]`) that frames to `mac` are sent through.
     pub nexthop: u32,
 }
 

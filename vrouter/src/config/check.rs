@@ -34,15 +34,38 @@ use toml::Spanned;
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The path that was read.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The text is not valid TOML or does not match the schema (unknown field, wrong type,
     /// missing field). `table` is the TOML path of the enclosing table, e.g. `vif[1]`.
     #[error("{}: {}{message}", location(.origin, .line), in_table(.table))]
-    Parse { origin: String, line: Option<usize>, table: Option<String>, message: String },
+    Parse {
+        /// Where the text came from (the file path, as given to [`super::parse`]).
+        origin: String,
+        /// 1-based line of the error's span, when toml reports one.
+        line: Option<usize>,
+        /// TOML path of the enclosing table (`vif[1]`), when known.
+        table: Option<String>,
+        /// toml's message.
+        message: String,
+    },
     /// A value is out of range or a reference is dangling. `field` is the TOML path,
     /// e.g. `route[3].nexthop` or `eal.forwarding_cores`.
     #[error("{}: {field}: {message}", location(.origin, .line))]
-    Invalid { origin: String, line: Option<usize>, field: String, message: String },
+    Invalid {
+        /// Where the text came from (the file path, as given to [`super::parse`]).
+        origin: String,
+        /// 1-based line of the offending key (or entry); `None` for a default not written.
+        line: Option<usize>,
+        /// TOML path of the offending field, e.g. `route[3].nexthop`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// `origin:line`, or `origin` when the line is not known.

@@ -39,6 +39,7 @@ pub struct EalConfig {
     /// RX and TX descriptors per queue.
     #[serde(default = "default_ring")]
     pub rx_desc: u16,
+    /// TX descriptors per queue (default as `rx_desc`).
     #[serde(default = "default_ring")]
     pub tx_desc: u16,
 }

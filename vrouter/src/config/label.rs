@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelConfig {
+    /// Incoming MPLS label (16..2^20; 0-15 are reserved), unique.
     pub label: u32,
+    /// Nexthop id (`[[nexthop]]`) that decapsulated packets carrying the label are sent through.
     pub nexthop: u32,
 }
 

@@ -13,7 +13,9 @@ const MAX_ECMP_MEMBERS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelEncap {
+    /// MPLS over UDP (RFC 7510): an MPLS label in a UDP datagram, destination port 6635.
     Mplsoudp,
+    /// VXLAN (RFC 7348): `label` is the 24-bit VNI, UDP destination port 4789.
     Vxlan,
 }
 
@@ -23,7 +25,9 @@ pub enum TunnelEncap {
 pub enum NexthopConfig {
     /// L2 rewrite and send on a local vif (a VM, or the fabric for underlay next hops).
     Encap {
+        /// Nexthop id, unique; routes, labels, bridge entries and ECMP members refer to it.
         id: u32,
+        /// The vif (`[[vif]]` id) the frame is sent on.
         vif: u16,
         /// Destination MAC written into the frame (the VM's MAC).
         dst_mac: Mac,
@@ -33,7 +37,9 @@ pub enum NexthopConfig {
     },
     /// Overlay tunnel to a remote vRouter over the fabric.
     Tunnel {
+        /// Nexthop id, unique.
         id: u32,
+        /// Overlay encapsulation: MPLSoUDP or VXLAN.
         encap: TunnelEncap,
         /// Remote vRouter (tunnel destination) IP.
         remote_ip: Ipv4Addr,
@@ -48,14 +54,28 @@ pub enum NexthopConfig {
         inner_dst_mac: Option<Mac>,
     },
     /// Deliver to the vRouter host interface (packets for the vRouter itself).
-    Receive { id: u32, vif: u16 },
+    Receive {
+        /// Nexthop id, unique.
+        id: u32,
+        /// The host vif (`type = "host"`) the packets are delivered on.
+        vif: u16,
+    },
     /// Drop, counted as `Discards`.
-    Discard { id: u32 },
+    Discard {
+        /// Nexthop id, unique.
+        id: u32,
+    },
     /// ECMP composite: one member chosen per flow by the 5-tuple hash.
-    Ecmp { id: u32, members: Vec<u32> },
+    Ecmp {
+        /// Nexthop id, unique.
+        id: u32,
+        /// Member nexthop ids (at most 16, not themselves ECMP).
+        members: Vec<u32>,
+    },
 }
 
 impl NexthopConfig {
+    /// The nexthop's id, whatever its type.
     pub fn id(&self) -> u32 {
         match self {
             NexthopConfig::Encap { id, .. }

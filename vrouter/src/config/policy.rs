@@ -16,7 +16,9 @@ const MAX_MIRRORS_PER_FLOW: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyAction {
+    /// Let the matching flow through (tf `pass`).
     Pass,
+    /// Drop the matching flow (tf `deny`): drop reason `Policy` or `OutPolicy` by stage.
     Deny,
 }
 
@@ -54,12 +56,15 @@ pub enum PolicyDirection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkPolicyConfig {
+    /// Policy name, unique and non-empty (tf FQ name of the network policy).
     pub name: String,
+    /// The policy's UUID (tf `nw_policy_uuid`); optional, must be a UUID when given.
     #[serde(default)]
     pub uuid: Option<String>,
     /// VN names (`vn_name` of vifs, or VNs of remote endpoints) the policy is attached to.
     #[serde(default)]
     pub vns: Vec<String>,
+    /// Ordered rules (`[[network_policy.rule]]`): in each stage the first matching rule decides.
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<PolicyRuleConfig>>,
 }
@@ -70,19 +75,27 @@ pub struct NetworkPolicyConfig {
 pub struct PolicyRuleConfig {
     /// The rule's UUID, reported as `nw_ace_uuid`.
     pub uuid: String,
+    /// Source: `any`, a CIDR, or `vn:<VN name>`; default `any` (a `<>` rule matches both senses).
     #[serde(default)]
     pub src: PolicyAddress,
+    /// Destination: `any`, a CIDR, or `vn:<VN name>`; default `any`.
     #[serde(default)]
     pub dst: PolicyAddress,
+    /// IP protocol the rule matches; default `any`.
     #[serde(default)]
     pub protocol: Protocol,
+    /// Source port range (only for protocols with ports); default `any`.
     #[serde(default)]
     pub src_ports: PortRange,
+    /// Destination port range (only for protocols with ports); default `any`.
     #[serde(default)]
     pub dst_ports: PortRange,
+    /// `<>` (both ways, default) or `>` (src to dst only).
     #[serde(default)]
     pub direction: PolicyDirection,
+    /// What matching traffic gets: `pass` or `deny`.
     pub action: PolicyAction,
+    /// Log matching flows: sets the decision's `log` (`pass|log` in the FlowLogData action).
     #[serde(default)]
     pub log: bool,
     /// Analyzer names: primary, then secondary.

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// VRF id (`[[vrf]]`) whose FIB holds the route.
     pub vrf: u32,
     /// `a.b.c.d/len` or `x::y/len`.
     pub prefix: Prefix,
+    /// Nexthop id (`[[nexthop]]`) that matching packets are forwarded through.
     pub nexthop: u32,
 }
 

@@ -27,18 +27,26 @@ use toml::Spanned;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// DPDK EAL settings (`[eal]`: cores, memory, devices).
     pub eal: EalConfig,
+    /// vRouter-wide settings (`[vrouter]`: router MAC, stats region, control socket, ...).
     pub vrouter: VrouterConfig,
+    /// vRouter interfaces (`[[vif]]`), each bound to a DPDK port.
     #[serde(default, rename = "vif")]
     pub vifs: Vec<Spanned<VifConfig>>,
+    /// Routing instances (`[[vrf]]`).
     #[serde(default, rename = "vrf")]
     pub vrfs: Vec<Spanned<VrfConfig>>,
+    /// Nexthops (`[[nexthop]]`) that routes, labels and bridge entries resolve to.
     #[serde(default, rename = "nexthop")]
     pub nexthops: Vec<Spanned<NexthopConfig>>,
+    /// IPv4/IPv6 routes in VRFs (`[[route]]`).
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RouteConfig>>,
+    /// L2 bridge entries: MAC -> nexthop in a VRF (`[[bridge]]`).
     #[serde(default, rename = "bridge")]
     pub bridge: Vec<Spanned<BridgeConfig>>,
+    /// MPLS labels for fabric decap: label -> nexthop (`[[label]]`).
     #[serde(default, rename = "label")]
     pub labels: Vec<Spanned<LabelConfig>>,
     /// Flow table sizing, aging and hold limits (`[flow]`; every key has a default).

@@ -21,8 +21,10 @@ pub enum SgDirection {
 /// Address family a security group rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum EtherType {
+    /// IPv4 only (`IPv4`, also `ipv4`).
     #[serde(rename = "IPv4", alias = "ipv4")]
     Ipv4,
+    /// IPv6 only (`IPv6`, also `ipv6`).
     #[serde(rename = "IPv6", alias = "ipv6")]
     Ipv6,
 }
@@ -46,9 +48,12 @@ pub enum EtherType {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGroupConfig {
+    /// Group name, unique and non-empty; vifs name it in `security_groups`, rules in `sg:<name>`.
     pub name: String,
+    /// The group's UUID (tf `sg_uuid`); optional, must be a UUID when given.
     #[serde(default)]
     pub uuid: Option<String>,
+    /// The group's rules (`[[security_group.rule]]`); a packet is allowed when any rule matches.
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<SgRuleConfig>>,
 }
@@ -59,9 +64,12 @@ pub struct SecurityGroupConfig {
 pub struct SgRuleConfig {
     /// The rule's UUID, reported as `sg_rule_uuid`.
     pub uuid: String,
+    /// Ingress (to the VM) or egress (from the VM).
     pub direction: SgDirection,
+    /// The other end: `any`, a CIDR, or `sg:<group>`; default `any`.
     #[serde(default)]
     pub remote: SgRemote,
+    /// IP protocol the rule allows; default `any`.
     #[serde(default)]
     pub protocol: Protocol,
     /// Destination port range.

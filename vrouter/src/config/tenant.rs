@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
+    /// Tenant name, unique and non-empty.
     pub name: String,
     /// Bearer token of the tenant (at least 16 characters).
     pub token: String,

@@ -7,8 +7,10 @@ use std::net::IpAddr;
 /// A network policy rule's `src`/`dst`: `any`, a CIDR, or `vn:<VN name>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum PolicyAddress {
+    /// Any address (`any`, the default).
     #[default]
     Any,
+    /// Addresses in a CIDR prefix (IPv4 or IPv6).
     Prefix(Prefix),
     /// Any address of the named VN (the VN the flow's endpoint is in).
     Vn(String),
@@ -18,9 +20,12 @@ pub enum PolicyAddress {
 /// vif in that group).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum SgRemote {
+    /// Any address (`any`, the default).
     #[default]
     Any,
+    /// Addresses in a CIDR prefix (IPv4 or IPv6).
     Prefix(Prefix),
+    /// Any address of a vif in the named security group (`sg:<name>`).
     Sg(String),
 }
 
@@ -94,15 +99,21 @@ impl std::fmt::Display for SgRemote {
 /// (written as a string or an integer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
+    /// Any protocol (`any`, the default).
     #[default]
     Any,
+    /// One IP protocol number (IPv4 protocol / IPv6 next header), 0..=255.
     Number(u8),
 }
 
 impl Protocol {
+    /// IP protocol number of ICMP (`icmp`).
     pub const ICMP: u8 = 1;
+    /// IP protocol number of TCP (`tcp`).
     pub const TCP: u8 = 6;
+    /// IP protocol number of UDP (`udp`).
     pub const UDP: u8 = 17;
+    /// IP protocol number of ICMPv6 (`icmp6`, `ipv6-icmp`).
     pub const ICMP6: u8 = 58;
 
     /// Whether flows of this protocol carry ports (TCP, UDP, DCCP, SCTP, UDP-Lite): only
@@ -151,17 +162,22 @@ impl std::fmt::Display for Protocol {
 /// integer for one port). `lo > hi` parses, and is rejected by validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortRange {
+    /// First port of the range (inclusive).
     pub lo: u16,
+    /// Last port of the range (inclusive).
     pub hi: u16,
 }
 
 impl PortRange {
+    /// Every port, 0-65535 (written `any`; the default).
     pub const ANY: PortRange = PortRange { lo: 0, hi: u16::MAX };
 
+    /// Whether the range is every port (`any`), i.e. matches without looking at ports.
     pub const fn is_any(self) -> bool {
         self.lo == 0 && self.hi == u16::MAX
     }
 
+    /// Whether `port` is in `lo..=hi`.
     pub const fn contains(self, port: u16) -> bool {
         self.lo <= port && port <= self.hi
     }
@@ -304,7 +320,9 @@ impl<'de> Deserialize<'de> for Mac {
 /// An IP prefix written `addr/len`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Prefix {
+    /// Network address (validation rejects host bits set in routes and rules).
     pub addr: IpAddr,
+    /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
     pub len: u8,
 }
 

@@ -33,26 +33,38 @@ pub enum VifType {
 pub struct VifConfig {
     /// vif index (`vif0/<id>`), unique.
     pub id: u16,
+    /// Interface name (e.g. `tap-vm1`, `eth0`), unique, at most 31 bytes.
     pub name: String,
+    /// Fabric, virtual (VM) or host; `type` in TOML.
     #[serde(rename = "type")]
     pub kind: VifType,
     /// DPDK device name (e.g. `net_pcap0` or a PCI address) the vif is bound to.
     pub device: String,
+    /// The vif's MAC (unicast): frames to it are for the vRouter (as to the router MAC); the source
+    /// of ICMP errors sent on the vif.
     pub mac: Mac,
+    /// The vif's IPv4 address (the VM's address on a VM vif); used by the source check and ARP.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// The vif's IPv6 address (the VM's address on a VM vif); used by the source check and ND.
     #[serde(default)]
     pub ip6: Option<Ipv6Addr>,
+    /// VRF id (`[[vrf]]`) that packets received on the vif are routed in.
     pub vrf: u32,
     /// RX queues to open (RSS spreads packets over them). Default 1.
     #[serde(default = "default_queues")]
     pub rx_queues: u16,
+    /// MTU in bytes, 68..=9000; default 1500 (set on the DPDK port and reported in the vif record).
     #[serde(default)]
     pub mtu: Option<u16>,
+    /// UUID of the VM the vif belongs to (reported in the exported VMI UVE).
     #[serde(default)]
     pub vm_uuid: Option<String>,
+    /// UUID of the VM interface (tf VMI); names the vif in exported UVEs when set.
     #[serde(default)]
     pub vmi_uuid: Option<String>,
+    /// Virtual network (tf FQ VN name) of the vif: matched by `vn:` policy addresses, tenants and
+    /// flow records.
     #[serde(default)]
     pub vn_name: Option<String>,
     /// Answer ARP/ND for addresses routed in the VRF (VM vifs; default true there).

@@ -11,7 +11,9 @@ const MAX_VRFS: u32 = 4096;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VrfConfig {
+    /// VRF id, unique and below 4096; routes, vifs and bridge entries refer to it.
     pub id: u32,
+    /// VRF (routing instance) name, unique and non-empty (tf `vrf_name`).
     pub name: String,
     /// VXLAN VNI that maps fabric packets into this VRF.
     #[serde(default)]

@@ -71,6 +71,7 @@ pub enum AgentCommand {
     /// The agent's state of flow `index` (an index that is missing or not a number is
     /// one that has no state).
     Flow {
+        /// The flow index asked about; `None` when missing or not a number.
         #[serde(default, deserialize_with = "lenient")]
         index: Option<u64>,
     },

@@ -52,6 +52,8 @@ pub fn socket_of(lcore_id: u32) -> i32 {
     }
 }
 
+/// Fails unless every lcore id in `lcores` is enabled in the EAL (the forwarding cores were passed
+/// to it).
 pub fn check_enabled(lcores: &[u32]) -> Result<()> {
     for &l in lcores {
         if !is_enabled(l) {

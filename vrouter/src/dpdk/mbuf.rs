@@ -24,6 +24,7 @@ impl Mbuf {
         Mbuf { raw }
     }
 
+    /// The raw mbuf pointer (for burst calls and freeing); ownership stays with `self`.
     #[inline(always)]
     pub fn as_ptr(&self) -> *mut rte_mbuf {
         self.raw
@@ -53,6 +54,7 @@ impl Mbuf {
         self.m().data_len
     }
 
+    /// Whether the packet is in one segment (the pipeline only handles contiguous packets).
     #[inline(always)]
     pub fn is_contiguous(&self) -> bool {
         self.m().nb_segs == 1
@@ -80,6 +82,7 @@ impl Mbuf {
         unsafe { std::slice::from_raw_parts(self.data_ptr(), usize::from(self.data_len())) }
     }
 
+    /// The packet data of the first segment (`data_len` bytes from the data offset), writable.
     #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in data(); &mut self gives exclusive access.

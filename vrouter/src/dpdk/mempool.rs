@@ -30,6 +30,8 @@ impl Mempool {
         Ok(Mempool { raw })
     }
 
+    /// The raw mempool pointer (for queue setup and mbuf allocation); the pool stays owned by
+    /// `self`.
     pub fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {
         self.raw
     }

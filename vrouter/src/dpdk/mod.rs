@@ -16,8 +16,17 @@ pub use port::{Port, PortConfig, PortInfo};
 /// A DPDK call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DpdkError {
+    /// A DPDK function returned an error.
     #[error("{call} failed: {msg} (errno {errno})")]
-    Call { call: &'static str, errno: i32, msg: String },
+    Call {
+        /// The function, e.g. `rte_eth_dev_start`.
+        call: &'static str,
+        /// The error number (from the return value or `rte_errno`).
+        errno: i32,
+        /// `rte_strerror` of it.
+        msg: String,
+    },
+    /// Another failure, described in words (a bad argument, a device not found, ...).
     #[error("{0}")]
     Other(String),
 }
@@ -31,6 +40,7 @@ impl DpdkError {
     }
 }
 
+/// Result of the DPDK layer.
 pub type Result<T> = std::result::Result<T, DpdkError>;
 
 /// The calling lcore's `rte_errno`.

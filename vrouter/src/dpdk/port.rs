@@ -6,39 +6,59 @@ use std::ffi::{CStr, CString};
 /// A DPDK ethdev port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Port {
+    /// The ethdev port id (`rte_eth_dev_*` calls take it).
     pub id: u16,
 }
 
 /// What the driver reports about a port.
 #[derive(Debug, Clone)]
 pub struct PortInfo {
+    /// PMD driver name, e.g. `net_pcap` or `net_ice`.
     pub driver: String,
+    /// Most RX queues the device supports.
     pub max_rx_queues: u16,
+    /// Most TX queues the device supports.
     pub max_tx_queues: u16,
+    /// RSS hash types the device supports (`flow_type_rss_offloads`); RSS asks for IP/UDP/TCP
+    /// within them.
     pub rss_offloads: u64,
+    /// NUMA socket of the device (0 when unknown); its queues are set up there.
     pub socket: i32,
 }
 
 /// How to set a port up.
 #[derive(Debug, Clone)]
 pub struct PortConfig {
+    /// RX queues to set up (more than one turns RSS on).
     pub rx_queues: u16,
+    /// TX queues to set up (one per forwarding lcore, at most the device's maximum).
     pub tx_queues: u16,
+    /// RX descriptors per queue (`eal.rx_desc`).
     pub rx_desc: u16,
+    /// TX descriptors per queue (`eal.tx_desc`).
     pub tx_desc: u16,
+    /// MTU to set; a device that cannot change it keeps its own.
     pub mtu: Option<u16>,
 }
 
 /// Basic port counters (`rte_eth_stats_get`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PortStats {
+    /// Packets received.
     pub ipackets: u64,
+    /// Packets sent.
     pub opackets: u64,
+    /// Bytes received.
     pub ibytes: u64,
+    /// Bytes sent.
     pub obytes: u64,
+    /// Packets the device dropped because no RX descriptor was free (the lcore polled too slowly).
     pub imissed: u64,
+    /// Erroneous packets received.
     pub ierrors: u64,
+    /// Packets that failed to be sent.
     pub oerrors: u64,
+    /// RX mbuf allocation failures.
     pub rx_nombuf: u64,
 }
 
@@ -55,6 +75,7 @@ impl Port {
         Ok(Port { id })
     }
 
+    /// What the driver reports about the port (`rte_eth_dev_info_get`) and its NUMA socket.
     pub fn info(&self) -> Result<PortInfo> {
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: info is a valid, writable rte_eth_dev_info.
@@ -122,6 +143,7 @@ impl Port {
         Ok(())
     }
 
+    /// Starts the port, then enables promiscuous mode where the device allows it.
     pub fn start(&self) -> Result<()> {
         // SAFETY: plain call on a configured port.
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.id) };
@@ -134,6 +156,7 @@ impl Port {
         Ok(())
     }
 
+    /// Stops the port; no lcore may be polling it any more.
     pub fn stop(&self) -> Result<()> {
         // SAFETY: plain call; no lcore may be polling the port any more (caller contract).
         let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
@@ -153,6 +176,7 @@ impl Port {
         Ok(())
     }
 
+    /// The port's basic counters (`rte_eth_stats_get`).
     pub fn stats(&self) -> Result<PortStats> {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: s is a valid out-pointer.

@@ -40,6 +40,7 @@ impl Hasher for IntHasher {
     }
 }
 
+/// A `HashMap` with the multiply-shift [`IntHasher`]: for integer and address keys.
 pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// A route table keyed by a `bits`-wide address (`u32` for IPv4, `u128` for IPv6).
@@ -57,6 +58,7 @@ impl<A: Addr> Default for Lpm<A> {
 
 /// An address type usable as an LPM key.
 pub trait Addr: Copy + Eq + std::hash::Hash + std::fmt::Debug {
+    /// Address width in bits (32 for IPv4, 128 for IPv6).
     const BITS: u8;
     /// The address with all bits beyond `len` cleared.
     fn mask(self, len: u8) -> Self;
@@ -131,6 +133,7 @@ impl<A: Addr> Lpm<A> {
         self.levels.iter().map(|(_, m)| m.len()).sum()
     }
 
+    /// Whether the table holds no route.
     pub fn is_empty(&self) -> bool {
         self.levels.is_empty()
     }
@@ -237,10 +240,12 @@ impl Lpm4 {
         (short != 0).then(|| ((short >> 6) - 1, (short & 0x3f) as u8))
     }
 
+    /// Number of routes.
     pub fn len(&self) -> usize {
         self.routes.len()
     }
 
+    /// Whether the table holds no route.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

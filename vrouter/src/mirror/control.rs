@@ -18,12 +18,20 @@ use crate::fib::Fib;
 /// Why a control operation failed (the message names the field).
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The mirror table refused the change (slot in use, duplicate name, invalid entry, ...).
     #[error(transparent)]
     Table(#[from] vrouter_abi::mirror::TableError),
+    /// A mirror index out of range, or 255 ("none") where a slot is needed.
     #[error(transparent)]
     Index(#[from] vrouter_abi::mirror::IndexError),
+    /// A request field (or an analyzer's configured index) is missing or invalid.
     #[error("{field}: {msg}")]
-    Field { field: &'static str, msg: String },
+    Field {
+        /// The field, e.g. `name`, `ip` or `index`.
+        field: &'static str,
+        /// What is wrong with it.
+        msg: String,
+    },
 }
 
 fn field(field: &'static str, msg: impl Into<String>) -> ControlError {

@@ -130,7 +130,9 @@ impl MirrorMeta {
 
 /// What the data plane needs to mirror: the region and the shared per-vif state.
 pub struct MirrorSetup {
+    /// The shared mirror region: the mirror table entries and the per-lcore counter blocks.
     pub region: MirrorRegion,
+    /// Interface mirroring per vif and VN names, shared by every lcore.
     pub meta: Arc<MirrorMeta>,
 }
 
@@ -164,9 +166,13 @@ struct MirrorTx {
 
 /// Where a fabric vif's copies go from this lcore.
 pub struct MirrorPort {
+    /// The fabric vif the copies leave on (its TX counters count them).
     pub vif: u16,
+    /// DPDK port id of that vif.
     pub port: u16,
+    /// The lcore's TX queue on that port.
     pub queue: u16,
+    /// Spinlock of the queue when several lcores share it (`None`: the lcore's own queue).
     pub lock: Option<Arc<TxLock>>,
 }
 

@@ -28,8 +28,11 @@ use super::region::HDR_MAX;
 /// Outer header template of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Template {
+    /// The outer headers; only `hdr[..len]` is used.
     pub hdr: [u8; HDR_MAX],
+    /// Length of the outer headers: [`JUNIPER_HDR_LEN`], or the VXLAN tunnel header's length.
     pub len: usize,
+    /// Checksum sum of the constant IPv4 header words; [`finish`] adds the total length per copy.
     pub ip_csum_base: u32,
 }
 

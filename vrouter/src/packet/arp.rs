@@ -131,21 +131,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.read_u16(field::OPER)
     }
 
+    /// Sender hardware address (SHA): the asker's MAC in a request, the answer in a reply.
     #[inline]
     pub fn sender_hardware_addr(&self) -> MacAddr {
         self.read_mac(field::SHA)
     }
 
+    /// Sender protocol address (SPA): the sender's IPv4 address.
     #[inline]
     pub fn sender_protocol_addr(&self) -> Ipv4Addr {
         self.read_ipv4(field::SPA)
     }
 
+    /// Target hardware address (THA): zero in a request, the asker's MAC in a reply.
     #[inline]
     pub fn target_hardware_addr(&self) -> MacAddr {
         self.read_mac(field::THA)
     }
 
+    /// Target protocol address (TPA): the IPv4 address a request asks about.
     #[inline]
     pub fn target_protocol_addr(&self) -> Ipv4Addr {
         self.read_ipv4(field::TPA)
@@ -158,21 +162,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[f].copy_from_slice(&value.to_be_bytes());
     }
 
+    /// Sets the hardware type (1 for Ethernet).
     #[inline]
     pub fn set_hardware_type(&mut self, value: u16) {
         self.write_u16(field::HTYPE, value);
     }
 
+    /// Sets the protocol type (an EtherType, 0x0800 for IPv4).
     #[inline]
     pub fn set_protocol_type(&mut self, value: u16) {
         self.write_u16(field::PTYPE, value);
     }
 
+    /// Sets the hardware address length (6 for Ethernet).
     #[inline]
     pub fn set_hardware_len(&mut self, value: u8) {
         self.buffer.as_mut()[field::HLEN] = value;
     }
 
+    /// Sets the protocol address length (4 for IPv4).
     #[inline]
     pub fn set_protocol_len(&mut self, value: u8) {
         self.buffer.as_mut()[field::PLEN] = value;
@@ -187,26 +195,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_protocol_len(4);
     }
 
+    /// Sets the operation ([`OP_REQUEST`] or [`OP_REPLY`]).
     #[inline]
     pub fn set_operation(&mut self, value: u16) {
         self.write_u16(field::OPER, value);
     }
 
+    /// Sets the sender hardware address (SHA).
     #[inline]
     pub fn set_sender_hardware_addr(&mut self, addr: MacAddr) {
         self.buffer.as_mut()[field::SHA].copy_from_slice(&addr);
     }
 
+    /// Sets the sender protocol address (SPA).
     #[inline]
     pub fn set_sender_protocol_addr(&mut self, addr: Ipv4Addr) {
         self.buffer.as_mut()[field::SPA].copy_from_slice(&addr.octets());
     }
 
+    /// Sets the target hardware address (THA).
     #[inline]
     pub fn set_target_hardware_addr(&mut self, addr: MacAddr) {
         self.buffer.as_mut()[field::THA].copy_from_slice(&addr);
     }
 
+    /// Sets the target protocol address (TPA).
     #[inline]
     pub fn set_target_protocol_addr(&mut self, addr: Ipv4Addr) {
         self.buffer.as_mut()[field::TPA].copy_from_slice(&addr.octets());

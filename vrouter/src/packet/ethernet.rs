@@ -39,13 +39,17 @@ pub fn is_broadcast(addr: &MacAddr) -> bool {
 pub enum EtherType {}
 
 impl EtherType {
+    /// IPv4.
     pub const IPV4: u16 = 0x0800;
+    /// ARP (answered by the vRouter's proxy ARP on VM vifs).
     pub const ARP: u16 = 0x0806;
     /// 802.1Q customer VLAN tag.
     pub const VLAN: u16 = 0x8100;
+    /// IPv6.
     pub const IPV6: u16 = 0x86dd;
     /// MPLS unicast.
     pub const MPLS: u16 = 0x8847;
+    /// MPLS multicast (the vRouter does not use it).
     pub const MPLS_MULTICAST: u16 = 0x8848;
     /// 802.1ad service VLAN tag (QinQ outer tag).
     pub const QINQ: u16 = 0x88a8;
@@ -141,16 +145,19 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Frame<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Sets the destination MAC.
     #[inline]
     pub fn set_dst_addr(&mut self, addr: MacAddr) {
         self.buffer.as_mut()[field::DESTINATION].copy_from_slice(&addr);
     }
 
+    /// Sets the source MAC.
     #[inline]
     pub fn set_src_addr(&mut self, addr: MacAddr) {
         self.buffer.as_mut()[field::SOURCE].copy_from_slice(&addr);
     }
 
+    /// Sets the EtherType (see [`EtherType`]).
     #[inline]
     pub fn set_ethertype(&mut self, value: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&value.to_be_bytes());

@@ -20,11 +20,17 @@ use super::{Error, Field, Rest, Result};
 /// Length of the header (type, code, checksum and the 4-byte rest of header).
 pub const HEADER_LEN: usize = 8;
 
+/// Echo reply (answer to a ping).
 pub const TYPE_ECHO_REPLY: u8 = 0;
+/// Destination unreachable (codes such as [`CODE_FRAG_NEEDED`]).
 pub const TYPE_DEST_UNREACHABLE: u8 = 3;
+/// Redirect.
 pub const TYPE_REDIRECT: u8 = 5;
+/// Echo request (ping).
 pub const TYPE_ECHO_REQUEST: u8 = 8;
+/// Time exceeded: the vRouter sends it when it drops a packet whose TTL runs out.
 pub const TYPE_TIME_EXCEEDED: u8 = 11;
+/// Parameter problem.
 pub const TYPE_PARAMETER_PROBLEM: u8 = 12;
 
 /// Destination unreachable code: fragmentation needed and DF set (carries the MTU).
@@ -93,11 +99,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::TYPE]
     }
 
+    /// Message code (meaning depends on the type).
     #[inline]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
+    /// Checksum field (over the whole message).
     #[inline]
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM)
@@ -163,36 +171,43 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[f].copy_from_slice(&value.to_be_bytes());
     }
 
+    /// Sets the message type (`TYPE_*`).
     #[inline]
     pub fn set_msg_type(&mut self, value: u8) {
         self.buffer.as_mut()[field::TYPE] = value;
     }
 
+    /// Sets the message code.
     #[inline]
     pub fn set_msg_code(&mut self, value: u8) {
         self.buffer.as_mut()[field::CODE] = value;
     }
 
+    /// Sets the checksum field; [`Packet::fill_checksum`] computes it.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM, value);
     }
 
+    /// Sets the echo identifier (bytes 4..6 of an echo request or reply).
     #[inline]
     pub fn set_echo_ident(&mut self, value: u16) {
         self.write_u16(field::ECHO_IDENT, value);
     }
 
+    /// Sets the echo sequence number (bytes 6..8 of an echo request or reply).
     #[inline]
     pub fn set_echo_seq_no(&mut self, value: u16) {
         self.write_u16(field::ECHO_SEQNO, value);
     }
 
+    /// Sets the next-hop MTU (bytes 6..8 of a fragmentation-needed destination unreachable).
     #[inline]
     pub fn set_next_hop_mtu(&mut self, value: u16) {
         self.write_u16(field::NEXT_HOP_MTU, value);
     }
 
+    /// Writes the 4-byte rest of header (bytes 4..8) at once, e.g. 0 for a time exceeded.
     #[inline]
     pub fn set_rest_of_header(&mut self, value: u32) {
         self.buffer.as_mut()[field::REST_OF_HEADER].copy_from_slice(&value.to_be_bytes());

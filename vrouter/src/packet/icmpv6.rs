@@ -33,24 +33,38 @@ pub const NEIGHBOR_HEADER_LEN: usize = 24;
 /// Length of a link-layer address option for Ethernet.
 pub const LL_ADDR_OPTION_LEN: usize = 8;
 
+/// Destination unreachable.
 pub const TYPE_DEST_UNREACHABLE: u8 = 1;
+/// Packet too big (carries the MTU of the next link).
 pub const TYPE_PACKET_TOO_BIG: u8 = 2;
+/// Time exceeded: the vRouter sends it when it drops a packet whose hop limit runs out.
 pub const TYPE_TIME_EXCEEDED: u8 = 3;
+/// Parameter problem.
 pub const TYPE_PARAM_PROBLEM: u8 = 4;
+/// Echo request (ping6).
 pub const TYPE_ECHO_REQUEST: u8 = 128;
+/// Echo reply.
 pub const TYPE_ECHO_REPLY: u8 = 129;
+/// NDP router solicitation.
 pub const TYPE_ROUTER_SOLICIT: u8 = 133;
+/// NDP router advertisement.
 pub const TYPE_ROUTER_ADVERT: u8 = 134;
+/// NDP neighbor solicitation (answered by the vRouter's proxy ND on VM vifs).
 pub const TYPE_NEIGHBOR_SOLICIT: u8 = 135;
+/// NDP neighbor advertisement.
 pub const TYPE_NEIGHBOR_ADVERT: u8 = 136;
+/// NDP redirect.
 pub const TYPE_REDIRECT: u8 = 137;
 
 /// NDP option: source link-layer address.
 pub const OPT_SOURCE_LL_ADDR: u8 = 1;
 /// NDP option: target link-layer address.
 pub const OPT_TARGET_LL_ADDR: u8 = 2;
+/// NDP option: prefix information (router advertisements).
 pub const OPT_PREFIX_INFO: u8 = 3;
+/// NDP option: redirected header.
 pub const OPT_REDIRECTED_HEADER: u8 = 4;
+/// NDP option: MTU.
 pub const OPT_MTU: u8 = 5;
 
 const NA_ROUTER: u8 = 0x80;
@@ -135,11 +149,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::TYPE]
     }
 
+    /// Message code (meaning depends on the type).
     #[inline]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
+    /// Checksum field (over the IPv6 pseudo-header and the whole message).
     #[inline]
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM)
@@ -266,26 +282,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::TYPE] = value;
     }
 
+    /// Sets the message code.
     #[inline]
     pub fn set_msg_code(&mut self, value: u8) {
         self.buffer.as_mut()[field::CODE] = value;
     }
 
+    /// Sets the checksum field; [`Packet::fill_checksum`] computes it.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM, value);
     }
 
+    /// Writes the 4-byte message word (bytes 4..8) at once, e.g. the MTU of a packet too big.
     #[inline]
     pub fn set_rest_of_header(&mut self, value: u32) {
         self.buffer.as_mut()[field::MSG_WORD].copy_from_slice(&value.to_be_bytes());
     }
 
+    /// Sets the echo identifier (bytes 4..6 of an echo request or reply).
     #[inline]
     pub fn set_echo_ident(&mut self, value: u16) {
         self.write_u16(field::ECHO_IDENT, value);
     }
 
+    /// Sets the echo sequence number (bytes 6..8 of an echo request or reply).
     #[inline]
     pub fn set_echo_seq_no(&mut self, value: u16) {
         self.write_u16(field::ECHO_SEQNO, value);

@@ -199,12 +199,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.read_u16(field::CHECKSUM)
     }
 
+    /// Source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::SRC_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
+    /// Destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::DST_ADDR];
@@ -280,11 +282,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         *b = (*b & 0xfc) | (value & 0x03);
     }
 
+    /// Sets the total length (header and payload, in bytes); the checksum is left alone.
     #[inline]
     pub fn set_total_len(&mut self, value: u16) {
         self.write_u16(field::LENGTH, value);
     }
 
+    /// Sets the identification field (shared by the fragments of one packet).
     #[inline]
     pub fn set_ident(&mut self, value: u16) {
         self.write_u16(field::IDENT, value);
@@ -296,12 +300,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.write_u16(field::FLG_OFF, 0);
     }
 
+    /// Sets or clears the don't-fragment (DF) flag.
     #[inline]
     pub fn set_dont_frag(&mut self, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
         self.write_u16(field::FLG_OFF, if value { raw | FLAG_DF } else { raw & !FLAG_DF });
     }
 
+    /// Sets or clears the more-fragments (MF) flag.
     #[inline]
     pub fn set_more_frags(&mut self, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
@@ -315,6 +321,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.write_u16(field::FLG_OFF, (raw & !OFFSET_MASK) | (value >> 3));
     }
 
+    /// Sets the TTL; the checksum is left alone.
     #[inline]
     pub fn set_ttl(&mut self, value: u8) {
         self.buffer.as_mut()[field::TTL] = value;
@@ -326,6 +333,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_ttl(value);
     }
 
+    /// Sets the protocol (see [`IpProtocol`](super::IpProtocol)).
     #[inline]
     pub fn set_protocol(&mut self, value: u8) {
         self.buffer.as_mut()[field::PROTOCOL] = value;
@@ -337,6 +345,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_protocol(value);
     }
 
+    /// Sets the header checksum field; [`Packet::fill_checksum`] computes it.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM, value);

@@ -128,6 +128,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
+    /// Source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
@@ -135,6 +136,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ipv6Addr::from(a)
     }
 
+    /// Destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
@@ -171,6 +173,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_ver_tc_flow(v);
     }
 
+    /// Sets the traffic class (DSCP and ECN), keeping version and flow label.
     #[inline]
     pub fn set_traffic_class(&mut self, value: u8) {
         let v = (self.ver_tc_flow() & 0xf00f_ffff) | (u32::from(value) << 20);
@@ -184,16 +187,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_ver_tc_flow(v);
     }
 
+    /// Sets the payload length (everything after the 40-byte header, extension headers included).
     #[inline]
     pub fn set_payload_len(&mut self, value: u16) {
         self.buffer.as_mut()[field::LENGTH].copy_from_slice(&value.to_be_bytes());
     }
 
+    /// Sets the next header (see [`IpProtocol`](super::IpProtocol)).
     #[inline]
     pub fn set_next_header(&mut self, value: u8) {
         self.buffer.as_mut()[field::NXT_HDR] = value;
     }
 
+    /// Sets the hop limit.
     #[inline]
     pub fn set_hop_limit(&mut self, value: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = value;
@@ -208,11 +214,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         h
     }
 
+    /// Sets the source address.
     #[inline]
     pub fn set_src_addr(&mut self, addr: Ipv6Addr) {
         self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&addr.octets());
     }
 
+    /// Sets the destination address.
     #[inline]
     pub fn set_dst_addr(&mut self, addr: Ipv6Addr) {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&addr.octets());

@@ -37,6 +37,7 @@ pub struct Fragment {
     pub offset: u16,
     /// More fragments follow (M flag).
     pub more: bool,
+    /// Identification shared by the fragments of one original packet.
     pub ident: u32,
     /// Offset from the start of the IPv6 payload of this fragment's data (right after the
     /// fragment header): the payload length minus it is the fragment's data length.

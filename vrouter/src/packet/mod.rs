@@ -127,18 +127,31 @@ pub type Result<T> = core::result::Result<T, Error>;
 pub enum IpProtocol {}
 
 impl IpProtocol {
+    /// IPv6 hop-by-hop options header (only valid right after the IPv6 header).
     pub const HOP_BY_HOP: u8 = 0;
+    /// ICMP.
     pub const ICMP: u8 = 1;
+    /// IPv4 in IP (IP-in-IP).
     pub const IPV4: u8 = 4;
+    /// TCP.
     pub const TCP: u8 = 6;
+    /// UDP.
     pub const UDP: u8 = 17;
+    /// IPv6 in IP (6in4, or IPv6-in-IPv6).
     pub const IPV6: u8 = 41;
+    /// IPv6 routing header.
     pub const IPV6_ROUTE: u8 = 43;
+    /// IPv6 fragment header.
     pub const IPV6_FRAG: u8 = 44;
+    /// GRE.
     pub const GRE: u8 = 47;
+    /// ICMPv6.
     pub const ICMPV6: u8 = 58;
+    /// IPv6: no next header (nothing follows).
     pub const IPV6_NO_NXT: u8 = 59;
+    /// IPv6 destination options header.
     pub const IPV6_OPTS: u8 = 60;
+    /// MPLS in IP (RFC 4023).
     pub const MPLS_IN_IP: u8 = 137;
 }
 

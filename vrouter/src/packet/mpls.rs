@@ -99,6 +99,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.entry() & S_BIT != 0
     }
 
+    /// Time to live of the entry.
     #[inline]
     pub fn ttl(&self) -> u8 {
         (self.entry() & TTL_MASK) as u8
@@ -155,12 +156,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_entry(e);
     }
 
+    /// Sets or clears the bottom-of-stack (S) bit.
     #[inline]
     pub fn set_bottom_of_stack(&mut self, value: bool) {
         let e = self.entry();
         self.set_entry(if value { e | S_BIT } else { e & !S_BIT });
     }
 
+    /// Sets the TTL.
     #[inline]
     pub fn set_ttl(&mut self, value: u8) {
         let e = (self.entry() & !TTL_MASK) | u32::from(value);

@@ -40,13 +40,21 @@ mod field {
 
 /// Flag bits, as returned by [`Packet::flags`].
 pub mod flags {
+    /// FIN: the sender has finished sending (the agent evicts a pair once both sides sent it).
     pub const FIN: u16 = 0x001;
+    /// SYN: synchronize sequence numbers (connection open).
     pub const SYN: u16 = 0x002;
+    /// RST: reset the connection (the agent evicts the pair).
     pub const RST: u16 = 0x004;
+    /// PSH: push.
     pub const PSH: u16 = 0x008;
+    /// ACK: the acknowledgment number is valid.
     pub const ACK: u16 = 0x010;
+    /// URG: the urgent pointer is valid.
     pub const URG: u16 = 0x020;
+    /// ECE: ECN echo.
     pub const ECE: u16 = 0x040;
+    /// CWR: congestion window reduced.
     pub const CWR: u16 = 0x080;
     /// Every flag bit (the 12 low bits minus the data offset).
     pub const MASK: u16 = 0x0fff;
@@ -109,21 +117,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// Source port.
     #[inline]
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT)
     }
 
+    /// Destination port.
     #[inline]
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT)
     }
 
+    /// Sequence number.
     #[inline]
     pub fn seq_number(&self) -> u32 {
         self.read_u32(field::SEQ_NUM)
     }
 
+    /// Acknowledgment number.
     #[inline]
     pub fn ack_number(&self) -> u32 {
         self.read_u32(field::ACK_NUM)
@@ -141,56 +153,67 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.read_u16(field::FLAGS) & flags::MASK
     }
 
+    /// Whether FIN is set.
     #[inline]
     pub fn fin(&self) -> bool {
         self.flags() & flags::FIN != 0
     }
 
+    /// Whether SYN is set.
     #[inline]
     pub fn syn(&self) -> bool {
         self.flags() & flags::SYN != 0
     }
 
+    /// Whether RST is set.
     #[inline]
     pub fn rst(&self) -> bool {
         self.flags() & flags::RST != 0
     }
 
+    /// Whether PSH is set.
     #[inline]
     pub fn psh(&self) -> bool {
         self.flags() & flags::PSH != 0
     }
 
+    /// Whether ACK is set.
     #[inline]
     pub fn ack(&self) -> bool {
         self.flags() & flags::ACK != 0
     }
 
+    /// Whether URG is set.
     #[inline]
     pub fn urg(&self) -> bool {
         self.flags() & flags::URG != 0
     }
 
+    /// Whether ECE is set.
     #[inline]
     pub fn ece(&self) -> bool {
         self.flags() & flags::ECE != 0
     }
 
+    /// Whether CWR is set.
     #[inline]
     pub fn cwr(&self) -> bool {
         self.flags() & flags::CWR != 0
     }
 
+    /// Window size (unscaled).
     #[inline]
     pub fn window_len(&self) -> u16 {
         self.read_u16(field::WIN_SIZE)
     }
 
+    /// Checksum field (over the pseudo-header, header and payload).
     #[inline]
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM)
     }
 
+    /// Urgent pointer.
     #[inline]
     pub fn urgent_at(&self) -> u16 {
         self.read_u16(field::URGENT)
@@ -247,21 +270,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[f].copy_from_slice(&value.to_be_bytes());
     }
 
+    /// Sets the source port; the checksum is left alone.
     #[inline]
     pub fn set_src_port(&mut self, value: u16) {
         self.write_u16(field::SRC_PORT, value);
     }
 
+    /// Sets the destination port; the checksum is left alone.
     #[inline]
     pub fn set_dst_port(&mut self, value: u16) {
         self.write_u16(field::DST_PORT, value);
     }
 
+    /// Sets the sequence number.
     #[inline]
     pub fn set_seq_number(&mut self, value: u32) {
         self.write_u32(field::SEQ_NUM, value);
     }
 
+    /// Sets the acknowledgment number.
     #[inline]
     pub fn set_ack_number(&mut self, value: u32) {
         self.write_u32(field::ACK_NUM, value);
@@ -287,46 +314,55 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_flags(if value { f | flag } else { f & !flag });
     }
 
+    /// Sets or clears FIN.
     #[inline]
     pub fn set_fin(&mut self, value: bool) {
         self.set_flag(flags::FIN, value);
     }
 
+    /// Sets or clears SYN.
     #[inline]
     pub fn set_syn(&mut self, value: bool) {
         self.set_flag(flags::SYN, value);
     }
 
+    /// Sets or clears RST.
     #[inline]
     pub fn set_rst(&mut self, value: bool) {
         self.set_flag(flags::RST, value);
     }
 
+    /// Sets or clears PSH.
     #[inline]
     pub fn set_psh(&mut self, value: bool) {
         self.set_flag(flags::PSH, value);
     }
 
+    /// Sets or clears ACK.
     #[inline]
     pub fn set_ack(&mut self, value: bool) {
         self.set_flag(flags::ACK, value);
     }
 
+    /// Sets or clears URG.
     #[inline]
     pub fn set_urg(&mut self, value: bool) {
         self.set_flag(flags::URG, value);
     }
 
+    /// Sets the window size.
     #[inline]
     pub fn set_window_len(&mut self, value: u16) {
         self.write_u16(field::WIN_SIZE, value);
     }
 
+    /// Sets the checksum field.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM, value);
     }
 
+    /// Sets the urgent pointer.
     #[inline]
     pub fn set_urgent_at(&mut self, value: u16) {
         self.write_u16(field::URGENT, value);

@@ -83,11 +83,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    /// Source port (for overlay packets, the entropy the sender derived from the inner flow).
     #[inline]
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT)
     }
 
+    /// Destination port (e.g. [`PORT_VXLAN`], [`PORT_MPLS_UDP`]).
     #[inline]
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT)
@@ -158,21 +160,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[f].copy_from_slice(&value.to_be_bytes());
     }
 
+    /// Sets the source port; the checksum is left alone.
     #[inline]
     pub fn set_src_port(&mut self, value: u16) {
         self.write_u16(field::SRC_PORT, value);
     }
 
+    /// Sets the destination port; the checksum is left alone.
     #[inline]
     pub fn set_dst_port(&mut self, value: u16) {
         self.write_u16(field::DST_PORT, value);
     }
 
+    /// Sets the length field (header and payload, in bytes).
     #[inline]
     pub fn set_len(&mut self, value: u16) {
         self.write_u16(field::LENGTH, value);
     }
 
+    /// Sets the checksum field (0: no checksum, allowed over IPv4).
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM, value);

@@ -107,6 +107,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the whole tag control information (PCP, DEI, VID).
     #[inline]
     pub fn set_tci(&mut self, value: u16) {
         self.buffer.as_mut()[field::TCI].copy_from_slice(&value.to_be_bytes());
@@ -119,6 +120,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_tci(tci);
     }
 
+    /// Sets or clears the drop eligible indicator (DEI).
     #[inline]
     pub fn set_dei(&mut self, value: bool) {
         let tci = (self.tci() & !0x1000) | if value { 0x1000 } else { 0 };
@@ -132,6 +134,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_tci(tci);
     }
 
+    /// Sets the EtherType of what follows the tag.
     #[inline]
     pub fn set_ethertype(&mut self, value: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&value.to_be_bytes());

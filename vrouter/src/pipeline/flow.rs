@@ -37,6 +37,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Per-packet flow context handed to the pipeline by the lcore loop.
 pub struct FlowStage<'t> {
+    /// The shared flow table (lookups, HOLD flows created on a miss, per-lcore counters).
     pub table: &'t FlowTable,
     /// This forwarding lcore's index in the flow table (owner of the counters it updates).
     pub lcore: usize,
@@ -92,8 +93,11 @@ pub type CopyResults = [Option<Result<u32, DropReason>>; 2];
 /// not found at lookup time).
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<'a> {
+    /// The packet's flow key, in the burst's key array.
     pub key: &'a FlowKey,
+    /// The key's hash (picks the bucket).
     pub hash: u32,
+    /// Index of the flow found by the burst lookup; `None` when it was not in the table then.
     pub found: Option<u32>,
 }
 
@@ -646,7 +650,10 @@ struct HeldFlow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldResult {
     /// Queued; `first` when it is the first packet of this flow held here.
-    Held { first: bool },
+    Held {
+        /// The first packet of this flow held on this lcore.
+        first: bool,
+    },
     /// The flow already holds `per_flow` packets here: drop (`Flow Queue Limit Exceeded`).
     QueueFull,
 }
@@ -660,6 +667,7 @@ impl HoldStore {
         HoldStore { flows: m, order: Vec::with_capacity(flows), per_flow: per_flow.clamp(1, MAX_HELD_PER_FLOW) }
     }
 
+    /// Whether no flow has packets held here.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
@@ -671,6 +679,7 @@ impl HoldStore {
         self.flows.len()
     }
 
+    /// Whether `flow` has packets held here (later packets of it must be held behind them).
     #[inline]
     pub fn contains(&self, flow: u32) -> bool {
         !self.flows.is_empty() && self.flows.contains_key(&flow)
@@ -690,6 +699,8 @@ impl HoldStore {
         }
     }
 
+    /// Holds packet `pkt` (an opaque handle) of `flow`, received on `vif`, behind those already
+    /// held.
     pub fn hold(&mut self, flow: u32, pkt: usize, vif: u16) -> HoldResult {
         let per_flow = self.per_flow;
         let first = !self.flows.contains_key(&flow);

@@ -54,14 +54,20 @@ const MAX_DATAGRAM: u32 = 65535;
 /// destination, identification) for IPv6 (`proto` 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragKey {
+    /// VRF the datagram was received in.
     pub vrf: u32,
+    /// IP protocol for IPv4; 0 for IPv6 (not part of RFC 8200's identity).
     pub proto: u8,
+    /// Source address (IPv4-mapped for IPv4).
     pub src: [u8; 16],
+    /// Destination address (IPv4-mapped for IPv4).
     pub dst: [u8; 16],
+    /// Identification (16 bits for IPv4, 32 for IPv6).
     pub ident: u32,
 }
 
 impl FragKey {
+    /// The key of an IPv4 datagram (addresses stored IPv4-mapped).
     pub fn v4(vrf: u32, proto: u8, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, ident: u16) -> FragKey {
         FragKey {
             vrf,
@@ -72,6 +78,7 @@ impl FragKey {
         }
     }
 
+    /// The key of an IPv6 datagram (`proto` 0).
     pub fn v6(vrf: u32, src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, ident: u32) -> FragKey {
         FragKey { vrf, proto: 0, src: src.octets(), dst: dst.octets(), ident }
     }
@@ -173,7 +180,14 @@ struct Parked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Later {
     /// The datagram's transport protocol and ports, from its first fragment.
-    Found { proto: u8, sport: u16, dport: u16 },
+    Found {
+        /// Transport protocol (IPv6: the upper-layer header after the extension headers).
+        proto: u8,
+        /// Source "port" of the flow key, from the first fragment (an ICMP echo's identifier).
+        sport: u16,
+        /// Destination "port" of the flow key, from the first fragment (an ICMP error's type).
+        dport: u16,
+    },
     /// No first fragment yet: the data plane should [`FragTable::park`] the packet.
     Wait,
 }

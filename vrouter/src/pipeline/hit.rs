@@ -22,11 +22,13 @@ use flow_table::{Action, FlowKey, FlowTable};
 /// What stays the same for a whole burst on the hit path.
 #[derive(Clone, Copy)]
 pub struct HitCtx<'a> {
+    /// The forwarding state (nexthops, vifs) the burst is forwarded with.
     pub fib: &'a Fib,
     /// The receiving vif (a VM vif: flows are only kept for those).
     pub vif: &'a Vif,
     /// The vif's VRF.
     pub vrf: &'a Vrf,
+    /// The shared flow table (the flow's action, counters and last-seen stamp).
     pub table: &'a FlowTable,
     /// This lcore's counter slot in the table.
     pub lcore: usize,

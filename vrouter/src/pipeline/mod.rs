@@ -33,7 +33,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A packet buffer the pipeline can rewrite: contiguous bytes plus head/tail adjustment.
 pub trait PacketBuf {
+    /// The packet's bytes, from the current start (the outermost header).
     fn data(&self) -> &[u8];
+    /// The packet's bytes, writable.
     fn data_mut(&mut self) -> &mut [u8];
     /// Grow at the front by `n` bytes (contents unspecified). False if there is no headroom.
     fn prepend(&mut self, n: usize) -> bool;
@@ -50,11 +52,14 @@ pub trait PacketBuf {
 pub enum Verdict {
     /// Transmit on this vif.
     Tx(u16),
+    /// Drop, counted with this reason on the ingress vif.
     Drop(DropReason),
     /// Queue the (unmodified) packet until the agent sets up `flow`; `new` when this packet
     /// created the flow (the caller sends the setup request).
     Hold {
+        /// Index of the HOLD flow in the flow table.
         flow: u32,
+        /// This packet created the flow (the caller sends the setup request).
         new: bool,
     },
     /// A fragment whose datagram's first fragment has not been seen: park the (unmodified)
@@ -64,7 +69,9 @@ pub enum Verdict {
     /// holds an answer to its sender (ICMP Time Exceeded, see [`icmp_error`]), to transmit
     /// on `vif` (the ingress vif) if the lcore's ICMP error rate allows.
     Reply {
+        /// The vif to send the answer on (the ingress vif).
         vif: u16,
+        /// Why the original packet is dropped (e.g. TTL exceeded).
         drop: DropReason,
     },
 }
@@ -82,6 +89,7 @@ use Verdict::{Drop, Tx};
 
 /// Outer headers of a tunnel: Ethernet (14) + IPv4 (20) + UDP (8) + MPLS (4) or VXLAN (8).
 pub const MPLSOUDP_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + mpls::HEADER_LEN;
+/// Outer headers of a VXLAN tunnel: Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
 pub const VXLAN_OVERHEAD: usize = TunnelHeader::UDP + udp::HEADER_LEN + vxlan::HEADER_LEN;
 
 /// How a routed packet reached the routing step.

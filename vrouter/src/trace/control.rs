@@ -46,8 +46,11 @@ pub const REQUESTS_FILE_NAME: &str = "trace-requests.json";
 /// An enabled request as the data plane uses it.
 #[derive(Debug)]
 pub struct Active {
+    /// The request's UUID (recorded with every traced packet, names the trace it is shown under).
     pub uuid: [u8; 16],
+    /// The compiled condition and scope.
     pub matcher: Matcher,
+    /// The request's limit (packets or flows).
     pub limit: Limit,
     /// What is left of the limit (packets or flows), shared by every lcore.
     pub budget: Arc<AtomicU32>,
@@ -69,6 +72,7 @@ pub struct Published {
 }
 
 impl Published {
+    /// No request enabled; trace ids start at a random 32-bit base.
     pub fn new() -> Published {
         // A random start: ids of different vRouters do not collide in practice, and an id
         // fits the 32 bits of the trace mark a packet carries to the next vRouter.
@@ -115,14 +119,23 @@ impl Default for Published {
 /// Why the persisted requests could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The requests file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid JSON of the expected shape, or of another version.
     #[error("{}: {msg}", path.display())]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The requests file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -134,8 +147,11 @@ struct Stored {
 /// A tenant (project): its token and the VNs (and so the vifs) it may trace.
 #[derive(Debug, Clone)]
 pub struct Tenant {
+    /// Tenant name (`[[tenant]].name`): the project its requests are created under.
     pub name: String,
+    /// Bearer token the tenant authenticates with.
     pub token: String,
+    /// The VNs whose vifs the tenant may trace.
     pub vns: Vec<String>,
 }
 
@@ -261,6 +277,7 @@ impl TraceControl {
         }
     }
 
+    /// The state the lcores share: the enabled flag and the active set (for their `TraceLcore`s).
     pub fn published(&self) -> Arc<Published> {
         self.published.clone()
     }
@@ -395,6 +412,7 @@ impl TraceControl {
         Ok(shown)
     }
 
+    /// Deletes request `id` as the operator (any tenant's request).
     pub fn remove(&self, id: &str) -> Result<Value, FieldError> {
         self.remove_for(Caller::Operator, id)
     }
@@ -498,6 +516,7 @@ impl TraceControl {
         Some((p, to))
     }
 
+    /// Request `id` as the operator sees it (any tenant's request), as JSON.
     pub fn get(&self, id: &str) -> Result<Value, FieldError> {
         self.get_for(Caller::Operator, id)
     }

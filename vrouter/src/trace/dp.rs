@@ -48,7 +48,10 @@ enum RouteHint {
 /// The trace of the packet being processed.
 #[derive(Debug, Clone, Copy)]
 pub struct TraceCtx {
+    /// The trace the packet belongs to (a 32-bit id, also what the trace mark carries to the next
+    /// vRouter).
     pub trace_id: u64,
+    /// Packet number within the trace (1 for the first).
     pub pkt: u32,
     key: Option<FlowKey>,
     /// The flow stage applies to this packet (routed from a VM, or decapsulated to one).
@@ -89,6 +92,8 @@ fn take(budget: &AtomicU32) -> bool {
 }
 
 impl TraceLcore {
+    /// The lcore's tracing state, writing its steps to `ring`; `tsc_hz` converts TSC ticks (hold
+    /// times) to ns.
     pub fn new(published: Arc<Published>, ring: RingWriter, tsc_hz: u64) -> TraceLcore {
         TraceLcore {
             published,
@@ -441,8 +446,11 @@ impl TraceLcore {
 
 /// A flow mirror that records each copy of a traced packet in its context.
 pub struct TracingMirror<'a, 'm> {
+    /// The lcore's flow mirror that makes the copies.
     pub inner: &'a mut (dyn FlowMirror + 'm),
+    /// The traced packet's context (its steps).
     pub ctx: &'a mut TraceCtx,
+    /// TSC time stamp of the copies' steps.
     pub tsc: u64,
 }
 
@@ -718,10 +726,13 @@ pub struct AgentTracer {
 }
 
 impl AgentTracer {
+    /// The agent's writer on its ring of the trace region.
     pub fn new(ring: RingWriter) -> AgentTracer {
         AgentTracer { ring }
     }
 
+    /// Records the policy decision for `flow`, set up for packet `pkt` of trace `trace_id`:
+    /// forward or drop (with its `VR_FLOW_DR_*` reason) and the deciding rule's UUID.
     #[allow(clippy::too_many_arguments)]
     pub fn policy(
         &mut self,

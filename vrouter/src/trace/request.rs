@@ -15,7 +15,9 @@ pub use vrouter_abi::trace::uuid::{format_uuid, new_uuid, parse_uuid};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {msg}")]
 pub struct FieldError {
+    /// The request field, e.g. `condition.src_ip` or `scope.vif`.
     pub field: &'static str,
+    /// What is wrong with it.
     pub msg: String,
 }
 
@@ -28,25 +30,34 @@ pub(crate) fn bad(field: &'static str, msg: impl Into<String>) -> FieldError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
+    /// Source MAC (`aa:bb:cc:dd:ee:ff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_mac: Option<String>,
+    /// Destination MAC (`aa:bb:cc:dd:ee:ff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_mac: Option<String>,
+    /// EtherType of the frame (after any VLAN tag), e.g. 0x0800 or 0x86dd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ethertype: Option<u16>,
+    /// Source IP address or prefix (`10.1.0.0/16`, `fd00::/64`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_ip: Option<String>,
+    /// Destination IP address or prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_ip: Option<String>,
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u8>,
+    /// TCP or UDP source port (needs `protocol` 6 or 17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
+    /// TCP or UDP destination port (needs `protocol` 6 or 17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
+    /// The vif the packet entered on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_vif: Option<u16>,
+    /// VRF of the packet (of the ingress vif, or of the decapsulated packet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrf: Option<u32>,
 }
@@ -56,12 +67,17 @@ pub struct Condition {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Scope {
+    /// Every packet of the vRouter (the default).
     #[default]
     Vrouter,
+    /// Packets entering one vif.
     Vif {
+        /// The vif id; it must exist.
         vif: u16,
     },
+    /// Packets entering the vifs of one virtual network.
     Vn {
+        /// The VN name (vif `vn_name`); some vif must be in it.
         vn: String,
     },
 }
@@ -91,15 +107,21 @@ impl Default for Limit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceRequest {
+    /// The request's UUID, assigned when it is created.
     pub id: String,
+    /// Which packets it matches; empty matches every packet in scope.
     #[serde(default)]
     pub condition: Condition,
+    /// Which ingress vifs it applies to; default the whole vRouter.
     #[serde(default)]
     pub scope: Scope,
+    /// How much it traces; default the first 10 packets.
     #[serde(default)]
     pub limit: Limit,
+    /// Whether the data plane matches packets against it now.
     #[serde(default)]
     pub enabled: bool,
+    /// Creation time, ms since the Unix epoch (`creationTimestampMs`).
     #[serde(rename = "creationTimestampMs")]
     pub created_ms: u64,
     /// The tenant (project) that created it; `None` for the operator's own requests.
@@ -117,6 +139,7 @@ pub struct Prefix {
 }
 
 impl Prefix {
+    /// Parses `addr` or `addr/len` (IPv4 or IPv6); `field` names the field in the error.
     pub fn parse(field: &'static str, s: &str) -> Result<Prefix, FieldError> {
         let (a, l) = match s.split_once('/') {
             Some((a, l)) => (a, Some(l)),
@@ -139,6 +162,7 @@ impl Prefix {
         Ok(p)
     }
 
+    /// Whether `addr` (the 128-bit form, see [`addr128`]) is in the prefix.
     #[inline]
     pub fn contains(&self, addr: u128) -> bool {
         addr & mask(self.len) == self.addr
@@ -163,6 +187,7 @@ pub fn addr128(ip: IpAddr) -> u128 {
     }
 }
 
+/// Parses a MAC written `aa:bb:cc:dd:ee:ff`; `field` names the field in the error.
 pub fn parse_mac(field: &'static str, s: &str) -> Result<[u8; 6], FieldError> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
@@ -179,22 +204,33 @@ pub fn parse_mac(field: &'static str, s: &str) -> Result<[u8; 6], FieldError> {
 /// What the data plane knows of a packet when it matches it against requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PacketFields {
+    /// Source MAC of the frame.
     pub src_mac: [u8; 6],
+    /// Destination MAC of the frame.
     pub dst_mac: [u8; 6],
+    /// EtherType of the frame (after any VLAN tag).
     pub ethertype: u16,
     /// IP fields (None for non-IP frames).
     pub ip: Option<IpFields>,
+    /// The vif the packet entered on.
     pub ingress_vif: u16,
     /// VRF of the ingress vif, or of the decapsulated packet.
     pub vrf: u32,
 }
 
+/// The IP part of [`PacketFields`]: addresses in the 128-bit form ([`addr128`]), protocol and
+/// ports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpFields {
+    /// Source address (IPv4 mapped).
     pub src: u128,
+    /// Destination address (IPv4 mapped).
     pub dst: u128,
+    /// IP protocol (IPv6: the fixed header's next header).
     pub proto: u8,
+    /// TCP/UDP source port; 0 for other protocols and for IPv4 fragments.
     pub sport: u16,
+    /// TCP/UDP destination port; 0 for other protocols and for IPv4 fragments.
     pub dport: u16,
 }
 
@@ -456,6 +492,7 @@ impl Matcher {
         self.src_port.is_some_and(|x| x != sport) || self.dst_port.is_some_and(|x| x != dport)
     }
 
+    /// Whether a packet is in the request's scope and satisfies its condition.
     #[inline]
     pub fn matches(&self, p: &PacketFields) -> bool {
         self.may_match_vif(p.ingress_vif) && self.matches_headers(p)

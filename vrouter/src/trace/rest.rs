@@ -174,9 +174,13 @@ async fn read_request(method: Method, uri: Uri, headers: &HeaderMap, body: Body)
 /// A parsed HTTP request.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Request {
+    /// HTTP method, e.g. `GET`.
     pub method: String,
+    /// Path and query, e.g. `/traces/<id>/records`.
     pub path: String,
+    /// Bearer token from the `Authorization` header, if any.
     pub token: Option<String>,
+    /// The body (at most 64 KiB).
     pub body: Vec<u8>,
 }
 
