@@ -75,8 +75,9 @@ pub const LAYOUT_VERSION: u32 = 5;
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
 pub const MAX_VIFS: usize = 1 << 16;
-/// Largest number of forwarding lcores a region may have.
-pub const MAX_LCORES: usize = 1024;
+/// Largest number of forwarding lcores a region may have (the one shared bound,
+/// [`crate::MAX_LCORES`]).
+pub use crate::limits::MAX_LCORES;
 /// A running region whose heartbeat is older than this is reported [`Liveness::Stale`].
 pub const STALE_HEARTBEAT_MS: u64 = 5_000;
 
