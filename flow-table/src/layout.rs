@@ -23,8 +23,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"vRFlowT1");
 pub const LAYOUT_VERSION: u32 = 3;
 /// Main-table slots per bucket; one bucket's slot words fill half a cache line.
 pub const BUCKET_WIDTH: usize = 8;
-/// Upper bound on `max_lcores` (tf's `VR_FLOW_MAX_CPUS`).
-pub const MAX_LCORES: u32 = 128;
+/// Upper bound on `max_lcores`: the bound every region shares, [`vrouter_abi::MAX_LCORES`]
+/// (tf's `VR_FLOW_MAX_CPUS` is 128; the layout only depends on the `max_lcores` in use).
+pub const MAX_LCORES: u32 = vrouter_abi::MAX_LCORES as u32;
 /// Upper bound on main + overflow entries (keeps every index below [`NO_INDEX`] and the
 /// file below 256 GiB).
 pub const MAX_ENTRIES: u32 = 1 << 30;

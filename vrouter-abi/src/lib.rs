@@ -2,7 +2,11 @@
 //! layouts of its shared-memory regions with their writers and readers, the tables and codecs
 //! the operator tools need to print what they read. No DPDK, no configuration, no Sandesh.
 //!
+//! - [`codes`]: the one-declaration macros every table of codes is declared with;
 //! - [`drop_reason`]: the single drop-reason table shared by the data plane and the tools;
+//! - [`flow`]: flow actions, flag bits, TCP state bits and flow drop reasons (the flow
+//!   table, `flow-table`, stores them and re-exports this module);
+//! - [`limits`]: limits shared by several regions ([`MAX_LCORES`], [`MAX_VNI`]);
 //! - [`stats`]: `<run_dir>/stats`, the memory-mapped counters region;
 //! - [`mirror`]: the mirror data model (indices, entries, table, metadata TLVs) and
 //!   `<run_dir>/mirror`, the mirror table region with its counters;
@@ -10,8 +14,13 @@
 //! - [`export`]: the exporter's counters file, `<run_dir>/export.json`;
 #![warn(missing_docs)]
 
+pub mod codes;
 pub mod drop_reason;
 pub mod export;
+pub mod flow;
+pub mod limits;
 pub mod mirror;
 pub mod stats;
 pub mod trace;
+
+pub use limits::{MAX_LCORES, MAX_VNI};

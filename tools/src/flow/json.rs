@@ -67,27 +67,6 @@ pub struct FlowJson {
     pub overflow_next: Option<u32>,
 }
 
-const TCP_FLAG_NAMES: [(u16, &str); 9] = [
-    (tcp_flags::FIN, "fin"),
-    (tcp_flags::HALF_CLOSE, "half_close"),
-    (tcp_flags::FIN_R, "fin_r"),
-    (tcp_flags::SYN, "syn"),
-    (tcp_flags::SYN_R, "syn_r"),
-    (tcp_flags::ESTABLISHED, "established"),
-    (tcp_flags::ESTABLISHED_R, "established_r"),
-    (tcp_flags::RST, "rst"),
-    (tcp_flags::DEAD, "dead"),
-];
-
-fn action_key(a: Action) -> &'static str {
-    match a {
-        Action::Drop => "drop",
-        Action::Hold => "hold",
-        Action::Forward => "forward",
-        Action::Nat => "nat",
-    }
-}
-
 impl FlowJson {
     /// The JSON form of a snapshot.
     pub fn new(s: &FlowSnapshot) -> FlowJson {
@@ -104,10 +83,10 @@ impl FlowJson {
             sport: k.sport(),
             dst: k.dst_ip(),
             dport: k.dport(),
-            action: action_key(s.action),
+            action: s.action.key(),
             drop_reason: (s.action == Action::Drop).then(|| flow_drop_reason_name(s.drop_reason)),
             flags: flag_names(s.flags).into_iter().map(|n| n.to_ascii_lowercase()).collect(),
-            tcp_flags: TCP_FLAG_NAMES.iter().filter(|(bit, _)| s.tcp_flags & bit != 0).map(|&(_, n)| n).collect(),
+            tcp_flags: tcp_flags::in_bit_order(s.tcp_flags).map(|f| f.key).collect(),
             src_nh: s.src_nh,
             underlay_sport: s.underlay_sport,
             bytes: s.bytes,

@@ -86,23 +86,7 @@ fn flag_letters(f: u32) -> String {
 
 /// `TCP:` letters of `flow -l` (`r` = seen on the reverse flow).
 fn tcp_letters(t: u16) -> String {
-    let mut s = String::new();
-    for (bit, l) in [
-        (tcp_flags::SYN, "S"),
-        (tcp_flags::SYN_R, "Sr"),
-        (tcp_flags::ESTABLISHED, "E"),
-        (tcp_flags::ESTABLISHED_R, "Er"),
-        (tcp_flags::FIN, "F"),
-        (tcp_flags::FIN_R, "Fr"),
-        (tcp_flags::RST, "R"),
-        (tcp_flags::HALF_CLOSE, "C"),
-        (tcp_flags::DEAD, "D"),
-    ] {
-        if t & bit != 0 {
-            s.push_str(l);
-        }
-    }
-    s
+    tcp_flags::TCP_FLAGS.iter().filter(|f| t & f.bit != 0).map(|f| f.symbol).collect()
 }
 
 /// NAT flag letters (`S`, `Ps`, `D`, `Pd`, `L`, in bit order).
@@ -365,20 +349,8 @@ pub fn render_get(snap: &FlowSnapshot, drops: Option<&SystemDrops>) -> String {
     s.push('\n');
     if k.proto() == 6 {
         field(&mut s, "TCP FLAGS");
-        for (bit, name) in [
-            (tcp_flags::SYN, "SYN"),
-            (tcp_flags::SYN_R, "SYN(REVERSE)"),
-            (tcp_flags::ESTABLISHED, "ESTABLISHED"),
-            (tcp_flags::ESTABLISHED_R, "ESTABLISHED(REVERSE)"),
-            (tcp_flags::FIN, "FIN"),
-            (tcp_flags::FIN_R, "FIN(REVERSE)"),
-            (tcp_flags::RST, "RESET"),
-            (tcp_flags::HALF_CLOSE, "HALFCLOSED"),
-            (tcp_flags::DEAD, "DEAD"),
-        ] {
-            if snap.tcp_flags & bit != 0 {
-                let _ = write!(s, "{name}, ");
-            }
+        for f in tcp_flags::TCP_FLAGS.iter().filter(|f| snap.tcp_flags & f.bit != 0) {
+            let _ = write!(s, "{}, ", f.name);
         }
         s.push('\n');
     }

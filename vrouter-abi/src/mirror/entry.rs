@@ -25,8 +25,8 @@ pub const DEFAULT_ANALYZER_PORT: u16 = 8099;
 /// Longest analyzer name accepted (bytes). A project bound: names are printed by the CLI and
 /// exported in flow records, so they are kept short and ASCII.
 pub const MAX_ANALYZER_NAME_LEN: usize = 255;
-/// Largest VXLAN network identifier (24 bits).
-pub const MAX_VNI: u32 = 0x00FF_FFFF;
+/// Largest VXLAN network identifier (24 bits): the one bound, [`crate::MAX_VNI`].
+pub use crate::limits::MAX_VNI;
 
 /// How the nexthop towards the analyzer is chosen (configuration `nh_mode`, spelled
 /// `dynamic` or `static` in TOML and JSON as by [`NhMode::as_str`]).

@@ -52,8 +52,8 @@ pub const NAME_MAX: usize = 256;
 const NAME_WORDS: usize = NAME_MAX / 8;
 /// `nh_vif` of an entry without a nexthop.
 pub const NO_NH: u32 = u32::MAX;
-/// Largest number of lcores the region accepts.
-pub const MAX_LCORES: usize = 1024;
+/// Largest number of lcores the region accepts (the one shared bound, [`crate::MAX_LCORES`]).
+pub use crate::limits::MAX_LCORES;
 
 /// The file header: the common [`RegionHeader`] prefix (magic, version, sizes, generation,
 /// owner), then the mirror region's static fields, written before `magic`.

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shm::{Bytes, Pod, RegionHeader, RegionSpec};
 
+use super::counters::VIF_SCALARS;
+pub(crate) use super::counters::{LcoreHead, VifCounterBlock};
 use super::vif_info::VifInfo;
 use super::{LcoreCounters, VifCounters, MAX_LCORES, MAX_VIFS};
 use crate::drop_reason::DROP_REASON_COUNT;
@@ -17,7 +19,7 @@ const fn round_up(n: usize, to: usize) -> usize {
 }
 
 /// Padding words that bring `n` u64 words to a multiple of 8 (one cache line).
-const fn pad_words(n: usize) -> usize {
+pub(crate) const fn pad_words(n: usize) -> usize {
     round_up(n, 8) - n
 }
 
@@ -73,33 +75,11 @@ pub(crate) const SPEC: RegionSpec = RegionSpec {
     denied_hint: shm::WORLD_READABLE_HINT,
 };
 
-const LCORE_DROP_PAD: usize = pad_words(DROP_REASON_COUNT);
-
-/// Start of each lcore block: loop counters, then the lcore's global drop counters.
-#[repr(C, align(64))]
-pub(crate) struct LcoreHead {
-    pub busy_polls: AtomicU64,
-    pub idle_polls: AtomicU64,
-    pub invalid_vif: AtomicU64,
-    /// vRouter-wide mirror counters (`mir_tpkts`, `mir_bytes`): every copy handed to the
-    /// fabric TX queue, flow and interface mirroring alike, with its encapsulation.
-    pub mirror_packets: AtomicU64,
-    pub mirror_bytes: AtomicU64,
-    /// Mirror copies that were due but not sent (each also counted under a mirror drop
-    /// reason).
-    pub mirror_errors: AtomicU64,
-    /// ICMP error answers to VMs (Time Exceeded) handed to a TX queue (each then counted as
-    /// a TX packet of the vif, or as a TX error + `IF TX Discard` if the queue refused it),
-    /// and answers not sent because the lcore's `icmp_error_rate` was exhausted.
-    pub icmp_errors_sent: AtomicU64,
-    pub icmp_errors_suppressed: AtomicU64,
-    pub drops: [AtomicU64; DROP_REASON_COUNT],
-    pub _pad: [u64; LCORE_DROP_PAD],
-}
-
 pub(crate) const LCORE_HEAD_SIZE: usize = CACHE_LINE + round_up(DROP_REASON_COUNT * 8, CACHE_LINE);
 const _: () = assert!(size_of::<LcoreHead>() == LCORE_HEAD_SIZE);
 const _: () = assert!(offset_of!(LcoreHead, drops) == CACHE_LINE);
+const _: () = assert!(offset_of!(LcoreHead, busy_polls) == 0);
+const _: () = assert!(offset_of!(LcoreHead, invalid_vif) == 16);
 const _: () = assert!(offset_of!(LcoreHead, mirror_packets) == 24);
 const _: () = assert!(offset_of!(LcoreHead, mirror_errors) == 40);
 const _: () = assert!(offset_of!(LcoreHead, icmp_errors_suppressed) == 56);
@@ -107,29 +87,9 @@ const _: () = assert!(LCORE_HEAD_SIZE & (CACHE_LINE - 1) == 0);
 // SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
 unsafe impl Pod for LcoreHead {}
 
-const VIF_SCALARS: usize = 9;
-const VIF_DROP_PAD: usize = pad_words(VIF_SCALARS + DROP_REASON_COUNT);
-
-/// One vif's counters within one lcore block.
-#[repr(C, align(64))]
-pub(crate) struct VifCounterBlock {
-    pub rx_packets: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    pub rx_errors: AtomicU64,
-    pub tx_packets: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    pub tx_errors: AtomicU64,
-    /// Interface-mirroring copies of this vif's received/transmitted packets sent to the
-    /// analyzer (bytes as sent, encapsulation included), and copies that failed.
-    pub mirror_packets: AtomicU64,
-    pub mirror_bytes: AtomicU64,
-    pub mirror_errors: AtomicU64,
-    pub drops: [AtomicU64; DROP_REASON_COUNT],
-    pub _pad: [u64; VIF_DROP_PAD],
-}
-
 pub(crate) const VIF_COUNTER_SIZE: usize = round_up((VIF_SCALARS + DROP_REASON_COUNT) * 8, CACHE_LINE);
 const _: () = assert!(size_of::<VifCounterBlock>() == VIF_COUNTER_SIZE);
+const _: () = assert!(offset_of!(VifCounterBlock, rx_packets) == 0);
 const _: () = assert!(offset_of!(VifCounterBlock, tx_errors) == 40);
 const _: () = assert!(offset_of!(VifCounterBlock, mirror_packets) == 48);
 const _: () = assert!(offset_of!(VifCounterBlock, mirror_errors) == 64);
@@ -250,15 +210,7 @@ impl<'a> RegionRef<'a> {
         let mut t = VifCounters::default();
         for c in self.cores(core) {
             let Some(b) = self.vif_block(c, vif) else { continue };
-            t.rx_packets = t.rx_packets.wrapping_add(load(&b.rx_packets));
-            t.rx_bytes = t.rx_bytes.wrapping_add(load(&b.rx_bytes));
-            t.rx_errors = t.rx_errors.wrapping_add(load(&b.rx_errors));
-            t.tx_packets = t.tx_packets.wrapping_add(load(&b.tx_packets));
-            t.tx_bytes = t.tx_bytes.wrapping_add(load(&b.tx_bytes));
-            t.tx_errors = t.tx_errors.wrapping_add(load(&b.tx_errors));
-            t.mirror_packets = t.mirror_packets.wrapping_add(load(&b.mirror_packets));
-            t.mirror_bytes = t.mirror_bytes.wrapping_add(load(&b.mirror_bytes));
-            t.mirror_errors = t.mirror_errors.wrapping_add(load(&b.mirror_errors));
+            t.add_block(b);
             t.drops = b.drops.iter().map(load).fold(t.drops, u64::wrapping_add);
         }
         t
@@ -290,14 +242,7 @@ impl<'a> RegionRef<'a> {
         let mut t = LcoreCounters::default();
         for c in self.cores(core) {
             let Some(h) = self.lcore_head(c) else { continue };
-            t.busy_polls = t.busy_polls.wrapping_add(load(&h.busy_polls));
-            t.idle_polls = t.idle_polls.wrapping_add(load(&h.idle_polls));
-            t.invalid_vif = t.invalid_vif.wrapping_add(load(&h.invalid_vif));
-            t.mirror_packets = t.mirror_packets.wrapping_add(load(&h.mirror_packets));
-            t.mirror_bytes = t.mirror_bytes.wrapping_add(load(&h.mirror_bytes));
-            t.mirror_errors = t.mirror_errors.wrapping_add(load(&h.mirror_errors));
-            t.icmp_errors_sent = t.icmp_errors_sent.wrapping_add(load(&h.icmp_errors_sent));
-            t.icmp_errors_suppressed = t.icmp_errors_suppressed.wrapping_add(load(&h.icmp_errors_suppressed));
+            t.add_block(h);
         }
         t
     }

@@ -46,6 +46,7 @@
 /// The stats region's name in [`shm::RegionError`] messages.
 pub const REGION_KIND: &str = "stats region";
 
+mod counters;
 mod layout;
 mod reader;
 mod vif_info;
@@ -54,6 +55,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use counters::{CounterField, LcoreCounters, VifCounters};
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{
     format_uuid, parse_uuid, vif_type_key, vif_type_name, VifFlag, VifInfo, VifInfoOwned, VIF_FLAGS,
@@ -75,8 +77,9 @@ pub const LAYOUT_VERSION: u32 = 5;
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
 pub const MAX_VIFS: usize = 1 << 16;
-/// Largest number of forwarding lcores a region may have.
-pub const MAX_LCORES: usize = 1024;
+/// Largest number of forwarding lcores a region may have (the one shared bound,
+/// [`crate::MAX_LCORES`]).
+pub use crate::limits::MAX_LCORES;
 /// A running region whose heartbeat is older than this is reported [`Liveness::Stale`].
 pub const STALE_HEARTBEAT_MS: u64 = 5_000;
 
@@ -88,44 +91,6 @@ pub enum RegionState {
     Running = 1,
     /// The creator stopped cleanly; the counters are final.
     Stopped = 2,
-}
-
-/// Counters of one vif, summed over lcores or of a single lcore.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VifCounters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub rx_errors: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub tx_errors: u64,
-    /// Interface-mirroring copies of this vif's traffic sent to the analyzer (`Mirror
-    /// packets:`), their bytes as sent (encapsulation included) and failed copies.
-    pub mirror_packets: u64,
-    pub mirror_bytes: u64,
-    pub mirror_errors: u64,
-    /// Sum of this vif's per-reason drop counters (`Drops:` in `vif --list`).
-    pub drops: u64,
-}
-
-/// Per-lcore loop counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LcoreCounters {
-    /// Poll-loop iterations that received at least one packet.
-    pub busy_polls: u64,
-    /// Poll-loop iterations that received nothing.
-    pub idle_polls: u64,
-    /// Counter updates ignored because the vif id was `>= max_vifs`.
-    pub invalid_vif: u64,
-    /// vRouter-wide mirror copies sent (`mir_tpkts`), their bytes (`mir_bytes`) and copies
-    /// that failed (flow and interface mirroring).
-    pub mirror_packets: u64,
-    pub mirror_bytes: u64,
-    pub mirror_errors: u64,
-    /// ICMP Time Exceeded answers to VMs handed to a TX queue, and answers suppressed by
-    /// the `icmp_error_rate` limit (the packets themselves are `TTL Exceeded` drops).
-    pub icmp_errors_sent: u64,
-    pub icmp_errors_suppressed: u64,
 }
 
 /// Region-wide totals (sum over lcores and vifs) for the periodic summary line.

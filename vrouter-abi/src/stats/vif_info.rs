@@ -34,79 +34,48 @@ pub fn vif_type_key(t: u8) -> &'static str {
     VIF_TYPE_NAMES.get(t as usize).map_or("invalid", |n| n.1)
 }
 
-// vif flag bits, with tf-vrouter's `VIF_FLAG_*` values.
-pub const VIF_FLAG_POLICY_ENABLED: u32 = 0x1;
-pub const VIF_FLAG_XCONNECT: u32 = 0x2;
-pub const VIF_FLAG_SERVICE_IF: u32 = 0x4;
-pub const VIF_FLAG_MIRROR_RX: u32 = 0x8;
-/// The vif mirror index meaning "no interface mirroring".
-pub const VIF_NO_MIRROR: u8 = 255;
-pub const VIF_FLAG_MIRROR_TX: u32 = 0x10;
-pub const VIF_FLAG_TX_CSUM_OFFLOAD: u32 = 0x20;
-/// Routes IP packets (L3 forwarding enabled).
-pub const VIF_FLAG_L3_ENABLED: u32 = 0x40;
-/// Bridges frames (L2 forwarding enabled).
-pub const VIF_FLAG_L2_ENABLED: u32 = 0x80;
-pub const VIF_FLAG_DHCP_ENABLED: u32 = 0x100;
-pub const VIF_FLAG_VHOST_PHYS: u32 = 0x200;
-pub const VIF_FLAG_PROMISCUOUS: u32 = 0x400;
-pub const VIF_FLAG_NATIVE_VLAN_TAG: u32 = 0x800;
-/// Does not answer ARP/ND by proxy (`Mnp`).
-pub const VIF_FLAG_NO_ARP_PROXY: u32 = 0x1000;
-/// Bound to a DPDK poll-mode driver port (`Dpdk`).
-pub const VIF_FLAG_PMD: u32 = 0x2000;
-pub const VIF_FLAG_FILTERING_OFFLOAD: u32 = 0x4000;
-pub const VIF_FLAG_MONITORED: u32 = 0x8000;
-pub const VIF_FLAG_UNKNOWN_UC_FLOOD: u32 = 0x10000;
-pub const VIF_FLAG_VLAN_OFFLOAD: u32 = 0x20000;
-pub const VIF_FLAG_DROP_NEW_FLOWS: u32 = 0x40000;
-pub const VIF_FLAG_MAC_LEARN: u32 = 0x80000;
-/// ARP/ND requests are always answered by the vRouter (`Proxy`).
-pub const VIF_FLAG_MAC_PROXY: u32 = 0x100000;
-pub const VIF_FLAG_ETREE_ROOT: u32 = 0x200000;
-pub const VIF_FLAG_MIRROR_NOTAG: u32 = 0x1000000;
-pub const VIF_FLAG_IGMP_ENABLED: u32 = 0x2000000;
+crate::flag_set! {
+    /// Every vif flag (tf-vrouter's `VIF_FLAG_*` values), in tf-vrouter's `flag_metadata` print
+    /// order (utils/vif.c): symbol as `vif --list` prints it in `Flags:`, name as its legend
+    /// does, key for JSON.
+    pub VIF_FLAGS: u32 {
+        VIF_FLAG_POLICY_ENABLED = 0x1 => "policy", "Policy", "P";
+        VIF_FLAG_XCONNECT = 0x2 => "cross_connect", "Cross Connect", "X";
+        VIF_FLAG_SERVICE_IF = 0x4 => "service_chain", "Service Chain", "S";
+        VIF_FLAG_MIRROR_RX = 0x8 => "receive_mirror", "Receive Mirror", "Mr";
+        VIF_FLAG_MIRROR_TX = 0x10 => "transmit_mirror", "Transmit Mirror", "Mt";
+        VIF_FLAG_TX_CSUM_OFFLOAD = 0x20 => "tx_checksum_offload", "Transmit Checksum Offload", "Tc";
+        /// Routes IP packets (L3 forwarding enabled).
+        VIF_FLAG_L3_ENABLED = 0x40 => "l3", "Layer 3", "L3";
+        /// Bridges frames (L2 forwarding enabled).
+        VIF_FLAG_L2_ENABLED = 0x80 => "l2", "Layer 2", "L2";
+        VIF_FLAG_DHCP_ENABLED = 0x100 => "dhcp", "DHCP", "D";
+        VIF_FLAG_VHOST_PHYS = 0x200 => "vhost_physical", "Vhost Physical", "Vp";
+        VIF_FLAG_PROMISCUOUS = 0x400 => "promiscuous", "Promiscuous", "Pr";
+        VIF_FLAG_NATIVE_VLAN_TAG = 0x800 => "native_vlan_tagged", "Native Vlan Tagged", "Vnt";
+        /// Does not answer ARP/ND by proxy (`Mnp`).
+        VIF_FLAG_NO_ARP_PROXY = 0x1000 => "no_mac_proxy", "No MAC Proxy", "Mnp";
+        /// Bound to a DPDK poll-mode driver port (`Dpdk`).
+        VIF_FLAG_PMD = 0x2000 => "dpdk", "DPDK PMD Interface", "Dpdk";
+        VIF_FLAG_FILTERING_OFFLOAD = 0x4000 => "rx_filtering_offload", "Receive Filtering Offload", "Rfl";
+        VIF_FLAG_MONITORED = 0x8000 => "monitored", "Interface is Monitored", "Mon";
+        VIF_FLAG_UNKNOWN_UC_FLOOD = 0x10000 => "unknown_unicast_flood", "Unknown Unicast Flood", "Uuf";
+        VIF_FLAG_VLAN_OFFLOAD = 0x20000 => "vlan_offload", "VLAN insert/strip offload", "Vof";
+        VIF_FLAG_DROP_NEW_FLOWS = 0x40000 => "drop_new_flows", "Drop New Flows", "Df";
+        VIF_FLAG_MAC_LEARN = 0x80000 => "mac_learning", "MAC Learning Enabled", "L";
+        /// ARP/ND requests are always answered by the vRouter (`Proxy`).
+        VIF_FLAG_MAC_PROXY = 0x100000 => "mac_proxy", "MAC Requests Proxied Always", "Proxy";
+        VIF_FLAG_ETREE_ROOT = 0x200000 => "etree_root", "Etree Root", "Er";
+        VIF_FLAG_MIRROR_NOTAG = 0x1000000 => "mirror_without_vlan_tag", "Mirror without Vlan Tag", "Mn";
+        VIF_FLAG_IGMP_ENABLED = 0x2000000 => "igmp_trap", "Igmp Trap Enabled", "Ig";
+    }
+}
 
 /// One vif flag: its bit, `vif --list` symbol and legend name, and JSON key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VifFlag {
-    pub bit: u32,
-    pub symbol: &'static str,
-    pub name: &'static str,
-    pub key: &'static str,
-}
+pub type VifFlag = crate::codes::Flag<u32>;
 
-const fn flag(bit: u32, symbol: &'static str, name: &'static str, key: &'static str) -> VifFlag {
-    VifFlag { bit, symbol, name, key }
-}
-
-/// Every flag, in tf-vrouter's `flag_metadata` print order (utils/vif.c).
-pub const VIF_FLAGS: &[VifFlag] = &[
-    flag(VIF_FLAG_POLICY_ENABLED, "P", "Policy", "policy"),
-    flag(VIF_FLAG_XCONNECT, "X", "Cross Connect", "cross_connect"),
-    flag(VIF_FLAG_SERVICE_IF, "S", "Service Chain", "service_chain"),
-    flag(VIF_FLAG_MIRROR_RX, "Mr", "Receive Mirror", "receive_mirror"),
-    flag(VIF_FLAG_MIRROR_TX, "Mt", "Transmit Mirror", "transmit_mirror"),
-    flag(VIF_FLAG_TX_CSUM_OFFLOAD, "Tc", "Transmit Checksum Offload", "tx_checksum_offload"),
-    flag(VIF_FLAG_L3_ENABLED, "L3", "Layer 3", "l3"),
-    flag(VIF_FLAG_L2_ENABLED, "L2", "Layer 2", "l2"),
-    flag(VIF_FLAG_DHCP_ENABLED, "D", "DHCP", "dhcp"),
-    flag(VIF_FLAG_VHOST_PHYS, "Vp", "Vhost Physical", "vhost_physical"),
-    flag(VIF_FLAG_PROMISCUOUS, "Pr", "Promiscuous", "promiscuous"),
-    flag(VIF_FLAG_NATIVE_VLAN_TAG, "Vnt", "Native Vlan Tagged", "native_vlan_tagged"),
-    flag(VIF_FLAG_NO_ARP_PROXY, "Mnp", "No MAC Proxy", "no_mac_proxy"),
-    flag(VIF_FLAG_PMD, "Dpdk", "DPDK PMD Interface", "dpdk"),
-    flag(VIF_FLAG_FILTERING_OFFLOAD, "Rfl", "Receive Filtering Offload", "rx_filtering_offload"),
-    flag(VIF_FLAG_MONITORED, "Mon", "Interface is Monitored", "monitored"),
-    flag(VIF_FLAG_UNKNOWN_UC_FLOOD, "Uuf", "Unknown Unicast Flood", "unknown_unicast_flood"),
-    flag(VIF_FLAG_VLAN_OFFLOAD, "Vof", "VLAN insert/strip offload", "vlan_offload"),
-    flag(VIF_FLAG_DROP_NEW_FLOWS, "Df", "Drop New Flows", "drop_new_flows"),
-    flag(VIF_FLAG_MAC_LEARN, "L", "MAC Learning Enabled", "mac_learning"),
-    flag(VIF_FLAG_MAC_PROXY, "Proxy", "MAC Requests Proxied Always", "mac_proxy"),
-    flag(VIF_FLAG_ETREE_ROOT, "Er", "Etree Root", "etree_root"),
-    flag(VIF_FLAG_MIRROR_NOTAG, "Mn", "Mirror without Vlan Tag", "mirror_without_vlan_tag"),
-    flag(VIF_FLAG_IGMP_ENABLED, "Ig", "Igmp Trap Enabled", "igmp_trap"),
-];
+/// The vif mirror index meaning "no interface mirroring".
+pub const VIF_NO_MIRROR: u8 = 255;
 
 /// `nh_id` value meaning "no nexthop recorded".
 pub const VIF_UNSET_NH: u32 = u32::MAX;

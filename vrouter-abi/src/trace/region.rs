@@ -40,8 +40,8 @@ pub const TRACE_FILE_NAME: &str = "trace";
 pub const TRACE_FILE_MODE: u32 = 0o600;
 /// Records per ring (a power of two).
 pub const DEFAULT_RING_SLOTS: usize = 8192;
-/// Largest number of rings the region accepts (1024 lcores plus the agent's ring).
-pub const MAX_RINGS: usize = 1025;
+/// Largest number of rings: one per forwarding lcore ([`crate::MAX_LCORES`]) plus the agent's.
+pub const MAX_RINGS: usize = crate::limits::MAX_LCORES + 1;
 
 /// The file header: the common [`RegionHeader`] prefix (magic, version, sizes, generation,
 /// owner), then the trace region's static fields, written before `magic`.

@@ -34,7 +34,7 @@ pub enum Step {
     FlowAction { action: u8, drop_reason: u8, mirror: u8, sec_mirror: u8 },
     /// A copy to the analyzer at mirror index `analyzer`: queued (`bytes` long) or failed.
     Mirror { analyzer: u8, secondary: bool, bytes: u32, failed: Option<DropReason> },
-    /// Route lookup in `vrf`: nexthop id and kind (see [`nh_kind_name`]), out vif (or
+    /// Route lookup in `vrf`: nexthop id and kind ([`NhKind`]), out vif (or
     /// `u16::MAX`).
     Route { vrf: u32, nh_id: u32, nh_kind: u8, out_vif: u16 },
     /// Pushed tunnel: MPLSoUDP label or VXLAN VNI, remote vRouter, UDP source port.
@@ -48,51 +48,72 @@ pub enum Step {
     Marked { from: Ipv4Addr },
 }
 
-/// Step kinds as stored.
-pub mod kind {
-    pub const MATCHED: u16 = 1;
-    pub const INGRESS: u16 = 2;
-    pub const PARSED: u16 = 3;
-    pub const ADDRESSES: u16 = 4;
-    pub const DECAP: u16 = 5;
-    pub const FLOW_LOOKUP: u16 = 6;
-    pub const HELD: u16 = 7;
-    pub const RELEASED: u16 = 8;
-    pub const POLICY: u16 = 9;
-    pub const FLOW_ACTION: u16 = 10;
-    pub const MIRROR: u16 = 11;
-    pub const ROUTE: u16 = 12;
-    pub const ENCAP: u16 = 13;
-    pub const EGRESS: u16 = 14;
-    pub const DROP: u16 = 15;
-    pub const MARKED: u16 = 16;
+crate::code_enum! {
+    /// The kind of a [`Step`] as stored in a trace record; the key is the step's name in text
+    /// and JSON ([`Step::name`]).
+    pub enum StepKind: u16 {
+        /// [`Step::Matched`].
+        Matched = 1 => "matched";
+        /// [`Step::Ingress`].
+        Ingress = 2 => "ingress";
+        /// [`Step::Parsed`].
+        Parsed = 3 => "parse";
+        /// [`Step::Addresses`].
+        Addresses = 4 => "addresses";
+        /// [`Step::Decap`].
+        Decap = 5 => "decap";
+        /// [`Step::FlowLookup`].
+        FlowLookup = 6 => "flow_lookup";
+        /// [`Step::Held`].
+        Held = 7 => "hold";
+        /// [`Step::Released`].
+        Released = 8 => "release";
+        /// [`Step::Policy`].
+        Policy = 9 => "policy";
+        /// [`Step::FlowAction`].
+        FlowAction = 10 => "flow_action";
+        /// [`Step::Mirror`].
+        Mirror = 11 => "mirror";
+        /// [`Step::Route`].
+        Route = 12 => "route";
+        /// [`Step::Encap`].
+        Encap = 13 => "encap";
+        /// [`Step::Egress`].
+        Egress = 14 => "egress";
+        /// [`Step::Drop`].
+        Drop = 15 => "drop";
+        /// [`Step::Marked`].
+        Marked = 16 => "marked";
+    }
 }
 
-pub const NH_ENCAP: u8 = 1;
-pub const NH_TUNNEL: u8 = 2;
-pub const NH_RECEIVE: u8 = 3;
-pub const NH_DISCARD: u8 = 4;
-pub const NH_ECMP: u8 = 5;
+crate::code_enum! {
+    /// Nexthop kinds as a [`Step::Route`] records them (the data plane's nexthop variants);
+    /// the key is what trace text and JSON print.
+    pub enum NhKind: u8 {
+        /// L2 rewrite and transmit on a local vif.
+        Encap = 1 => "encap", "Encap";
+        /// Overlay tunnel over the fabric.
+        Tunnel = 2 => "tunnel", "Tunnel";
+        /// Hand to the host interface.
+        Receive = 3 => "receive", "Receive";
+        /// Discard.
+        Discard = 4 => "discard", "Discard";
+        /// ECMP group (tf's composite nexthop).
+        Ecmp = 5 => "ecmp", "ECMP";
+    }
+}
 
+/// The key of a stored nexthop kind ([`NhKind::key`]; `"unknown"` for codes this build does
+/// not know).
 pub fn nh_kind_name(k: u8) -> &'static str {
-    match k {
-        NH_ENCAP => "encap",
-        NH_TUNNEL => "tunnel",
-        NH_RECEIVE => "receive",
-        NH_DISCARD => "discard",
-        NH_ECMP => "ecmp",
-        _ => "unknown",
-    }
+    NhKind::from_code(k).map_or("unknown", NhKind::key)
 }
 
+/// The key of a stored flow action ([`Action::key`](crate::flow::Action::key): `drop`, `hold`,
+/// `forward`, `nat`; `"unknown"` for codes this build does not know).
 pub fn action_name(a: u8) -> &'static str {
-    match a {
-        0 => "drop",
-        1 => "hold",
-        2 => "forward",
-        3 => "nat",
-        _ => "unknown",
-    }
+    crate::flow::Action::from_code(a).map_or("unknown", crate::flow::Action::key)
 }
 
 fn u128_words(v: u128) -> [u64; 2] {
@@ -106,16 +127,16 @@ fn words_u128(hi: u64, lo: u64) -> u128 {
 impl Step {
     /// The stored form: kind and four data words.
     pub fn encode(&self) -> (u16, [u64; 4]) {
-        use kind::*;
-        match *self {
+        use StepKind::*;
+        let (kind, words) = match *self {
             Step::Matched { request, new_trace } => {
                 let r = u128::from_be_bytes(request);
                 let [a, b] = u128_words(r);
-                (MATCHED, [a, b, u64::from(new_trace), 0])
+                (Matched, [a, b, u64::from(new_trace), 0])
             }
-            Step::Ingress { vif, queue, len } => (INGRESS, [u64::from(vif), u64::from(queue), u64::from(len), 0]),
+            Step::Ingress { vif, queue, len } => (Ingress, [u64::from(vif), u64::from(queue), u64::from(len), 0]),
             Step::Parsed { ethertype, proto, sport, dport, vrf, ip_len, ttl } => (
-                PARSED,
+                Parsed,
                 [
                     u64::from(ethertype) | u64::from(proto) << 16 | u64::from(ttl) << 24 | u64::from(ip_len) << 32,
                     u64::from(sport) | u64::from(dport) << 16,
@@ -126,25 +147,25 @@ impl Step {
             Step::Addresses { src, dst } => {
                 let [a, b] = u128_words(src);
                 let [c, d] = u128_words(dst);
-                (ADDRESSES, [a, b, c, d])
+                (Addresses, [a, b, c, d])
             }
             Step::Decap { vxlan, label, outer_src } => {
-                (DECAP, [u64::from(vxlan), u64::from(label), u64::from(u32::from(outer_src)), 0])
+                (Decap, [u64::from(vxlan), u64::from(label), u64::from(u32::from(outer_src)), 0])
             }
             Step::FlowLookup { hit, index, gen, action } => {
-                (FLOW_LOOKUP, [u64::from(hit), u64::from(index), u64::from(gen), u64::from(action)])
+                (FlowLookup, [u64::from(hit), u64::from(index), u64::from(gen), u64::from(action)])
             }
-            Step::Held { flow, new } => (HELD, [u64::from(flow), u64::from(new), 0, 0]),
-            Step::Released { flow, held_ns } => (RELEASED, [u64::from(flow), held_ns, 0, 0]),
+            Step::Held { flow, new } => (Held, [u64::from(flow), u64::from(new), 0, 0]),
+            Step::Released { flow, held_ns } => (Released, [u64::from(flow), held_ns, 0, 0]),
             Step::Policy { forward, drop_reason, rule, flow } => {
                 let [a, b] = u128_words(u128::from_be_bytes(rule));
-                (POLICY, [u64::from(forward) | u64::from(drop_reason) << 8, a, b, u64::from(flow)])
+                (Policy, [u64::from(forward) | u64::from(drop_reason) << 8, a, b, u64::from(flow)])
             }
             Step::FlowAction { action, drop_reason, mirror, sec_mirror } => {
-                (FLOW_ACTION, [u64::from(action), u64::from(drop_reason), u64::from(mirror), u64::from(sec_mirror)])
+                (FlowAction, [u64::from(action), u64::from(drop_reason), u64::from(mirror), u64::from(sec_mirror)])
             }
             Step::Mirror { analyzer, secondary, bytes, failed } => (
-                MIRROR,
+                Mirror,
                 [
                     u64::from(analyzer),
                     u64::from(secondary),
@@ -153,24 +174,25 @@ impl Step {
                 ],
             ),
             Step::Route { vrf, nh_id, nh_kind, out_vif } => {
-                (ROUTE, [u64::from(vrf), u64::from(nh_id), u64::from(nh_kind), u64::from(out_vif)])
+                (Route, [u64::from(vrf), u64::from(nh_id), u64::from(nh_kind), u64::from(out_vif)])
             }
             Step::Encap { vxlan, label, remote, sport } => {
-                (ENCAP, [u64::from(vxlan), u64::from(label), u64::from(u32::from(remote)), u64::from(sport)])
+                (Encap, [u64::from(vxlan), u64::from(label), u64::from(u32::from(remote)), u64::from(sport)])
             }
-            Step::Egress { vif, len } => (EGRESS, [u64::from(vif), u64::from(len), 0, 0]),
-            Step::Drop { reason } => (DROP, [reason.index() as u64, 0, 0, 0]),
-            Step::Marked { from } => (MARKED, [u64::from(u32::from(from)), 0, 0, 0]),
-        }
+            Step::Egress { vif, len } => (Egress, [u64::from(vif), u64::from(len), 0, 0]),
+            Step::Drop { reason } => (Drop, [reason.index() as u64, 0, 0, 0]),
+            Step::Marked { from } => (Marked, [u64::from(u32::from(from)), 0, 0, 0]),
+        };
+        (kind.code(), words)
     }
 
     /// Decodes a stored step; `None` for an unknown kind or an invalid value.
     pub fn decode(k: u16, w: [u64; 4]) -> Option<Step> {
-        use kind::*;
-        Some(match k {
-            MATCHED => Step::Matched { request: words_u128(w[0], w[1]).to_be_bytes(), new_trace: w[2] != 0 },
-            INGRESS => Step::Ingress { vif: w[0] as u16, queue: w[1] as u16, len: w[2] as u32 },
-            PARSED => Step::Parsed {
+        use StepKind::*;
+        Some(match StepKind::from_code(k)? {
+            Matched => Step::Matched { request: words_u128(w[0], w[1]).to_be_bytes(), new_trace: w[2] != 0 },
+            Ingress => Step::Ingress { vif: w[0] as u16, queue: w[1] as u16, len: w[2] as u32 },
+            Parsed => Step::Parsed {
                 ethertype: w[0] as u16,
                 proto: (w[0] >> 16) as u8,
                 ttl: (w[0] >> 24) as u8,
@@ -179,65 +201,67 @@ impl Step {
                 dport: (w[1] >> 16) as u16,
                 vrf: w[2] as u32,
             },
-            ADDRESSES => Step::Addresses { src: words_u128(w[0], w[1]), dst: words_u128(w[2], w[3]) },
-            DECAP => Step::Decap { vxlan: w[0] != 0, label: w[1] as u32, outer_src: Ipv4Addr::from(w[2] as u32) },
-            FLOW_LOOKUP => {
-                Step::FlowLookup { hit: w[0] != 0, index: w[1] as u32, gen: w[2] as u16, action: w[3] as u8 }
-            }
-            HELD => Step::Held { flow: w[0] as u32, new: w[1] != 0 },
-            RELEASED => Step::Released { flow: w[0] as u32, held_ns: w[1] },
-            POLICY => Step::Policy {
+            Addresses => Step::Addresses { src: words_u128(w[0], w[1]), dst: words_u128(w[2], w[3]) },
+            Decap => Step::Decap { vxlan: w[0] != 0, label: w[1] as u32, outer_src: Ipv4Addr::from(w[2] as u32) },
+            FlowLookup => Step::FlowLookup { hit: w[0] != 0, index: w[1] as u32, gen: w[2] as u16, action: w[3] as u8 },
+            Held => Step::Held { flow: w[0] as u32, new: w[1] != 0 },
+            Released => Step::Released { flow: w[0] as u32, held_ns: w[1] },
+            Policy => Step::Policy {
                 forward: w[0] & 1 != 0,
                 drop_reason: (w[0] >> 8) as u8,
                 rule: words_u128(w[1], w[2]).to_be_bytes(),
                 flow: w[3] as u32,
             },
-            FLOW_ACTION => Step::FlowAction {
+            FlowAction => Step::FlowAction {
                 action: w[0] as u8,
                 drop_reason: w[1] as u8,
                 mirror: w[2] as u8,
                 sec_mirror: w[3] as u8,
             },
-            MIRROR => Step::Mirror {
+            Mirror => Step::Mirror {
                 analyzer: w[0] as u8,
                 secondary: w[1] != 0,
                 bytes: w[2] as u32,
                 failed: if w[3] == u64::MAX { None } else { Some(DropReason::from_index(w[3] as usize)?) },
             },
-            ROUTE => Step::Route { vrf: w[0] as u32, nh_id: w[1] as u32, nh_kind: w[2] as u8, out_vif: w[3] as u16 },
-            ENCAP => Step::Encap {
+            Route => Step::Route { vrf: w[0] as u32, nh_id: w[1] as u32, nh_kind: w[2] as u8, out_vif: w[3] as u16 },
+            Encap => Step::Encap {
                 vxlan: w[0] != 0,
                 label: w[1] as u32,
                 remote: Ipv4Addr::from(w[2] as u32),
                 sport: w[3] as u16,
             },
-            EGRESS => Step::Egress { vif: w[0] as u16, len: w[1] as u32 },
-            DROP => Step::Drop { reason: DropReason::from_index(w[0] as usize)? },
-            MARKED => Step::Marked { from: Ipv4Addr::from(w[0] as u32) },
-            _ => return None,
+            Egress => Step::Egress { vif: w[0] as u16, len: w[1] as u32 },
+            Drop => Step::Drop { reason: DropReason::from_index(w[0] as usize)? },
+            Marked => Step::Marked { from: Ipv4Addr::from(w[0] as u32) },
         })
     }
 
-    /// Short name of the step kind.
-    pub fn name(&self) -> &'static str {
+    /// The step's kind.
+    pub fn kind(&self) -> StepKind {
         match self {
-            Step::Matched { .. } => "matched",
-            Step::Ingress { .. } => "ingress",
-            Step::Parsed { .. } => "parse",
-            Step::Addresses { .. } => "addresses",
-            Step::Decap { .. } => "decap",
-            Step::FlowLookup { .. } => "flow_lookup",
-            Step::Held { .. } => "hold",
-            Step::Released { .. } => "release",
-            Step::Policy { .. } => "policy",
-            Step::FlowAction { .. } => "flow_action",
-            Step::Mirror { .. } => "mirror",
-            Step::Route { .. } => "route",
-            Step::Encap { .. } => "encap",
-            Step::Egress { .. } => "egress",
-            Step::Drop { .. } => "drop",
-            Step::Marked { .. } => "marked",
+            Step::Matched { .. } => StepKind::Matched,
+            Step::Ingress { .. } => StepKind::Ingress,
+            Step::Parsed { .. } => StepKind::Parsed,
+            Step::Addresses { .. } => StepKind::Addresses,
+            Step::Decap { .. } => StepKind::Decap,
+            Step::FlowLookup { .. } => StepKind::FlowLookup,
+            Step::Held { .. } => StepKind::Held,
+            Step::Released { .. } => StepKind::Released,
+            Step::Policy { .. } => StepKind::Policy,
+            Step::FlowAction { .. } => StepKind::FlowAction,
+            Step::Mirror { .. } => StepKind::Mirror,
+            Step::Route { .. } => StepKind::Route,
+            Step::Encap { .. } => StepKind::Encap,
+            Step::Egress { .. } => StepKind::Egress,
+            Step::Drop { .. } => StepKind::Drop,
+            Step::Marked { .. } => StepKind::Marked,
         }
+    }
+
+    /// Short name of the step kind ([`StepKind::key`]).
+    pub fn name(&self) -> &'static str {
+        self.kind().key()
     }
 
     /// Whether this step ends the packet's way through this vRouter (or parks it).
@@ -424,7 +448,7 @@ mod tests {
             Step::FlowAction { action: 2, drop_reason: 0, mirror: 1, sec_mirror: 255 },
             Step::Mirror { analyzer: 1, secondary: false, bytes: 120, failed: None },
             Step::Mirror { analyzer: 3, secondary: true, bytes: 0, failed: Some(DropReason::MirrorNoNh) },
-            Step::Route { vrf: 1, nh_id: 3, nh_kind: NH_TUNNEL, out_vif: 0 },
+            Step::Route { vrf: 1, nh_id: 3, nh_kind: NhKind::Tunnel as u8, out_vif: 0 },
             Step::Encap { vxlan: false, label: 40, remote: Ipv4Addr::new(10, 10, 0, 2), sport: 50000 },
             Step::Egress { vif: 2, len: 60 },
             Step::Drop { reason: DropReason::FlowActionDrop },
@@ -437,7 +461,7 @@ mod tests {
             assert_eq!(s.to_json()["step"], s.name());
         }
         assert_eq!(Step::decode(999, [0; 4]), None);
-        assert_eq!(Step::decode(kind::DROP, [100_000, 0, 0, 0]), None);
+        assert_eq!(Step::decode(StepKind::Drop as u16, [100_000, 0, 0, 0]), None);
     }
 
     #[test]

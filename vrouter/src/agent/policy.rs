@@ -84,48 +84,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 pub use crate::config::schema::PolicyAction;
-
-/// tf-vrouter flow drop reasons (`VR_FLOW_DR_*`) under the short names the policy code uses.
-/// The one table of codes and names is `flow_table::defs` (the flow table stores the code,
-/// `flow` prints the name); this module only renames.
-pub mod flow_drop {
-    pub use flow_table::flow_drop_reason_name as name;
-    pub use flow_table::FLOW_DR_AUDIT_ENTRY as AUDIT;
-    pub use flow_table::FLOW_DR_FAILED_VROUTER_INSTALL as VROUTER_INSTALL_FAIL;
-    pub use flow_table::FLOW_DR_FAT_FLOW_NAT_CONFLICT as FAT_FLOW_NAT_CONFLICT;
-    pub use flow_table::FLOW_DR_FLOW_LIMIT as FLOW_LIMIT;
-    pub use flow_table::FLOW_DR_FLOW_ON_TSN as TSN_FLOW;
-    pub use flow_table::FLOW_DR_FWAAS_OUT_POLICY as OUT_FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_POLICY as FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_REVERSE_OUT_POLICY as REV_OUT_FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FWAAS_REVERSE_POLICY as REV_FWAAS_POLICY;
-    pub use flow_table::FLOW_DR_FW_POLICY as FW_POLICY;
-    pub use flow_table::FLOW_DR_INVALID_L2_FLOW as INVALID_L2_FLOW;
-    pub use flow_table::FLOW_DR_IPV4_FWD_DIS as IPV4_DIS;
-    pub use flow_table::FLOW_DR_LINKLOCAL_SRC_NAT as LINK_SRC_NAT_ERR;
-    pub use flow_table::FLOW_DR_NAT_CHANGE as NAT_CHANGE;
-    pub use flow_table::FLOW_DR_NO_DST_ROUTE as NO_DST_RT;
-    pub use flow_table::FLOW_DR_NO_MIRROR_ENTRY as NO_MIRROR_ENTRY;
-    pub use flow_table::FLOW_DR_NO_REVERSE_FLOW as NO_REV_FLOW;
-    pub use flow_table::FLOW_DR_NO_SRC_ROUTE as NO_SRC_RT;
-    pub use flow_table::FLOW_DR_NO_SRC_ROUTE_L2RPF as NO_SRC_RT_RPF_NH;
-    pub use flow_table::FLOW_DR_OUT_FW_POLICY as OUT_FW_POLICY;
-    pub use flow_table::FLOW_DR_OUT_POLICY as OUT_POLICY;
-    pub use flow_table::FLOW_DR_OUT_SG as OUT_SG;
-    pub use flow_table::FLOW_DR_POLICY as POLICY;
-    pub use flow_table::FLOW_DR_PORT_MAP_DROP as NO_FIP_PORT_MAP;
-    pub use flow_table::FLOW_DR_REVERSE_FLOW_CHANGE as REV_FLOW_CHANGE;
-    pub use flow_table::FLOW_DR_REVERSE_FW_POLICY as REV_FW_POLICY;
-    pub use flow_table::FLOW_DR_REVERSE_OUT_FW_POLICY as REV_OUT_FW_POLICY;
-    pub use flow_table::FLOW_DR_REVERSE_OUT_SG as REV_OUT_SG;
-    pub use flow_table::FLOW_DR_REVERSE_SG as REV_SG;
-    pub use flow_table::FLOW_DR_SAME_FLOW_RFLOW_KEY as SAME_FLOW_RFLOW_KEY;
-    pub use flow_table::FLOW_DR_SG as SG;
-    pub use flow_table::FLOW_DR_UNAVAILABLE_INTF as INTF_ERR;
-    pub use flow_table::FLOW_DR_UNAVAILABLE_VRF as VRF_ERR;
-    pub use flow_table::FLOW_DR_UNKNOWN as UNKNOWN;
-    pub use flow_table::FLOW_DR_VRF_CHANGE as VRF_CHANGE;
-}
+use flow_table::{FLOW_DR_OUT_POLICY, FLOW_DR_OUT_SG, FLOW_DR_POLICY, FLOW_DR_SG};
 
 /// A mirror analyzer as resolved by the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +151,7 @@ impl<'a> FlowContext<'a> {
 pub struct Decision {
     /// Pass or deny, for both flows of the pair.
     pub action: PolicyAction,
-    /// tf `VR_FLOW_DR_*` code ([`flow_drop`]); 0 when the flow passes.
+    /// tf `VR_FLOW_DR_*` code ([`flow_table::FlowDropReason`]); 0 when the flow passes.
     pub drop_reason: u8,
     /// Some matching policy rule asked for logging.
     pub log: bool,
@@ -555,10 +514,10 @@ impl PolicyEngine {
         if src_vn.is_some() {
             match self.policy_stage(src_entry, &src, &dst, flow.proto, &mut acc) {
                 Some(rule) if rule.action == PolicyAction::Deny => {
-                    return self.deny(&acc, flow_drop::POLICY, Some(&rule.uuid), None)
+                    return self.deny(&acc, FLOW_DR_POLICY, Some(&rule.uuid), None)
                 }
                 Some(rule) => acc.nw_ace = Some(&rule.uuid),
-                None if both_known && !intra => return self.deny(&acc, flow_drop::POLICY, None, None),
+                None if both_known && !intra => return self.deny(&acc, FLOW_DR_POLICY, None, None),
                 None => {}
             }
         }
@@ -574,7 +533,7 @@ impl PolicyEngine {
             }
         }
         if let Some(uuid) = out_policy_deny {
-            return self.deny(&acc, flow_drop::OUT_POLICY, uuid, None);
+            return self.deny(&acc, FLOW_DR_OUT_POLICY, uuid, None);
         }
 
         // Security groups: the destination's ingress, then the source's egress.
@@ -583,13 +542,13 @@ impl PolicyEngine {
         if let Some(groups) = self.groups_of(flow.dst_vif) {
             match self.sg_match(groups, SgDirection::Ingress, &src, v4, flow.proto, flow.dport) {
                 Some(uuid) => sg_pass[1] = Some(uuid),
-                None => return self.deny(&acc, flow_drop::SG, None, None),
+                None => return self.deny(&acc, FLOW_DR_SG, None, None),
             }
         }
         if let Some(groups) = self.groups_of(flow.src_vif) {
             match self.sg_match(groups, SgDirection::Egress, &dst, v4, flow.proto, flow.dport) {
                 Some(uuid) => sg_pass[0] = Some(uuid),
-                None => return self.deny(&acc, flow_drop::OUT_SG, None, None),
+                None => return self.deny(&acc, FLOW_DR_OUT_SG, None, None),
             }
         }
 

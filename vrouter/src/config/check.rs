@@ -120,8 +120,8 @@ pub fn validate(cfg: &Config, text: &str, origin: &str) -> Result<(), ConfigErro
 /// MPLS labels 0..=15 are reserved; labels are 20 bits.
 pub(super) const MPLS_FIRST_LABEL: u32 = 16;
 pub(super) const MPLS_LABEL_LIMIT: u32 = 1 << 20;
-/// VXLAN VNIs are 24 bits; 0 is not used.
-pub(super) const VNI_MAX: u32 = 0xFF_FFFF;
+/// VXLAN VNIs are 24 bits ([`vrouter_abi::MAX_VNI`]); 0 is not used.
+pub(super) use vrouter_abi::MAX_VNI as VNI_MAX;
 /// Longest VN name (vif `vn_name`, policy `vns` and `vn:` addresses).
 pub(super) const MAX_VN_NAME: usize = 63;
 

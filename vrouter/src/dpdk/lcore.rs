@@ -2,6 +2,13 @@
 
 use super::{DpdkError, Result};
 
+// Every lcore DPDK can run fits every shared region: the stats, mirror, flow-table and trace
+// regions accept up to `vrouter_abi::MAX_LCORES` forwarding lcores.
+const _: () = assert!(
+    dpdk_sys::RTE_MAX_LCORE as usize <= vrouter_abi::MAX_LCORES,
+    "DPDK's RTE_MAX_LCORE exceeds vrouter_abi::MAX_LCORES: raise the shared bound"
+);
+
 type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
 
 extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {

@@ -162,6 +162,7 @@ pub enum Nexthop {
 }
 
 impl Nexthop {
+    /// The nexthop's id (as configured).
     pub fn id(&self) -> u32 {
         match self {
             Nexthop::Encap { id, .. }
@@ -169,6 +170,19 @@ impl Nexthop {
             | Nexthop::Receive { id, .. }
             | Nexthop::Discard { id }
             | Nexthop::Ecmp { id, .. } => *id,
+        }
+    }
+
+    /// The nexthop's kind as trace records store and the tools name it (one table:
+    /// [`vrouter_abi::trace::step::NhKind`]).
+    pub fn kind(&self) -> vrouter_abi::trace::step::NhKind {
+        use vrouter_abi::trace::step::NhKind;
+        match self {
+            Nexthop::Encap { .. } => NhKind::Encap,
+            Nexthop::Tunnel { .. } => NhKind::Tunnel,
+            Nexthop::Receive { .. } => NhKind::Receive,
+            Nexthop::Discard { .. } => NhKind::Discard,
+            Nexthop::Ecmp { .. } => NhKind::Ecmp,
         }
     }
 }

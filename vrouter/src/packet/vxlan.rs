@@ -21,8 +21,8 @@ pub const HEADER_LEN: usize = 8;
 /// The I flag: the VNI is valid.
 pub const FLAG_I: u8 = 0x08;
 
-/// Largest VNI (24 bits).
-pub const MAX_VNI: u32 = 0x00ff_ffff;
+/// Largest VNI (24 bits): the one bound, [`vrouter_abi::MAX_VNI`].
+pub use vrouter_abi::MAX_VNI;
 
 mod field {
     use super::{Field, Rest};

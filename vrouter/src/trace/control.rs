@@ -900,7 +900,12 @@ mod tests {
                     t + 1,
                     id,
                     1,
-                    &Step::Route { vrf: 0, nh_id: 2, nh_kind: super::super::step::NH_ENCAP, out_vif: u16::MAX },
+                    &Step::Route {
+                        vrf: 0,
+                        nh_id: 2,
+                        nh_kind: super::super::step::NhKind::Encap as u8,
+                        out_vif: u16::MAX,
+                    },
                 );
             }
             w.push(t + 2, id, 1, &Step::Drop { reason: DropReason::FlowActionDrop });

@@ -15,7 +15,7 @@
 use super::control::{Active, Published};
 use super::region::RingWriter;
 use super::request::{addr128, v4_words, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
-use super::step::{self, Step};
+use super::step::Step;
 use crate::config::VifType;
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Nexthop, Vif, MPLSOUDP_PORT, VXLAN_PORT};
@@ -375,14 +375,7 @@ impl TraceLcore {
         };
         if let Some((vrf, idx)) = nh {
             if let Some(n) = fib.nexthop(idx) {
-                let kind = match n {
-                    Nexthop::Encap { .. } => step::NH_ENCAP,
-                    Nexthop::Tunnel { .. } => step::NH_TUNNEL,
-                    Nexthop::Receive { .. } => step::NH_RECEIVE,
-                    Nexthop::Discard { .. } => step::NH_DISCARD,
-                    Nexthop::Ecmp { .. } => step::NH_ECMP,
-                };
-                self.push(tsc, ctx, Step::Route { vrf, nh_id: n.id(), nh_kind: kind, out_vif });
+                self.push(tsc, ctx, Step::Route { vrf, nh_id: n.id(), nh_kind: n.kind().code(), out_vif });
             }
         }
         match verdict {

@@ -3,6 +3,10 @@
 
 use super::*;
 use crate::config::parse;
+use flow_table::{
+    flow_drop_reason_name, FLOW_DR_AUDIT_ENTRY, FLOW_DR_FLOW_LIMIT, FLOW_DR_FWAAS_REVERSE_OUT_POLICY,
+    FLOW_DR_REVERSE_OUT_SG,
+};
 use proptest::prelude::*;
 
 /// A VM vif: (id, ip, ip6, vn, security groups).
@@ -317,7 +321,9 @@ impl Want {
 
 #[test]
 fn decision_table() {
-    use flow_drop::*;
+    use flow_table::{
+        FLOW_DR_OUT_POLICY as OUT_POLICY, FLOW_DR_OUT_SG as OUT_SG, FLOW_DR_POLICY as POLICY, FLOW_DR_SG as SG,
+    };
     let e = engine();
     let red_remote = |ip| Ep(ip, Some("vn-red"), None);
     let blue_remote = |ip| Ep(ip, Some("vn-blue"), None);
@@ -482,7 +488,7 @@ fn decision_table() {
                 "{name}:\n   got {} {} ({}) nw={:?} sg={:?} mirror={:?} {:?}\n  want {} {} nw={:?} sg={:?} mirror={:?}",
                 d.action_names,
                 d.drop_reason,
-                flow_drop::name(d.drop_reason),
+                flow_drop_reason_name(d.drop_reason),
                 d.nw_ace_uuid,
                 d.sg_rule_uuid,
                 d.mirror,
@@ -554,9 +560,9 @@ fn no_policy_config() {
     assert_eq!((d.nw_ace_uuid, d.sg_rule_uuid), (None, None));
     // A group without rules allows nothing.
     let d = e.evaluate(&flow(vm(4), vm(1), TCP, 1, 80));
-    assert_eq!(d.drop_reason, flow_drop::SG);
+    assert_eq!(d.drop_reason, FLOW_DR_SG);
     let d = e.evaluate(&flow(vm(1), vm(4), TCP, 1, 80));
-    assert_eq!(d.drop_reason, flow_drop::OUT_SG);
+    assert_eq!(d.drop_reason, FLOW_DR_OUT_SG);
 }
 
 #[test]
@@ -570,15 +576,15 @@ fn reversed_flow_context() {
 
 #[test]
 fn drop_reason_names() {
-    assert_eq!(flow_drop::name(flow_drop::POLICY), "Policy");
-    assert_eq!(flow_drop::name(flow_drop::OUT_POLICY), "OutPolicy");
-    assert_eq!(flow_drop::name(flow_drop::SG), "SG");
-    assert_eq!(flow_drop::name(flow_drop::OUT_SG), "OutSG");
-    assert_eq!(flow_drop::name(flow_drop::REV_OUT_SG), "RevOutSG");
-    assert_eq!(flow_drop::name(flow_drop::AUDIT), "Audit");
-    assert_eq!(flow_drop::name(flow_drop::FLOW_LIMIT), "FlowLim");
-    assert_eq!(flow_drop::name(flow_drop::REV_OUT_FWAAS_POLICY), "RevOutFWAASPolicy");
-    assert_eq!(flow_drop::name(0x23), "Unknown");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_POLICY), "Policy");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_OUT_POLICY), "OutPolicy");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_SG), "SG");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_OUT_SG), "OutSG");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_REVERSE_OUT_SG), "RevOutSG");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_AUDIT_ENTRY), "Audit");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_FLOW_LIMIT), "FlowLim");
+    assert_eq!(flow_drop_reason_name(FLOW_DR_FWAAS_REVERSE_OUT_POLICY), "RevOutFWAASPolicy");
+    assert_eq!(flow_drop_reason_name(0x23), "Unknown");
 }
 
 #[test]
@@ -683,10 +689,7 @@ prop_compose! {
 fn check_invariants(e: &PolicyEngine, d: &Decision) {
     assert_eq!(d.is_pass(), d.drop_reason == 0, "{d:?}");
     if !d.is_pass() {
-        assert!(
-            [flow_drop::POLICY, flow_drop::OUT_POLICY, flow_drop::SG, flow_drop::OUT_SG].contains(&d.drop_reason),
-            "{d:?}"
-        );
+        assert!([FLOW_DR_POLICY, FLOW_DR_OUT_POLICY, FLOW_DR_SG, FLOW_DR_OUT_SG].contains(&d.drop_reason), "{d:?}");
         // A deny names at most the decisive rule.
         assert!(d.nw_ace_uuid.is_none() || d.sg_rule_uuid.is_none(), "{d:?}");
     }
@@ -823,7 +826,7 @@ proptest! {
             // Without any network policy rule mentioning it, inter-VN traffic is denied.
             let (a, b) = (f.src_vn.filter(|v| !v.is_empty()), f.dst_vn.filter(|v| !v.is_empty()));
             if a.is_some() && b.is_some() && a != b && policies.is_empty() {
-                prop_assert_eq!(d.drop_reason, flow_drop::POLICY);
+                prop_assert_eq!(d.drop_reason, FLOW_DR_POLICY);
             }
         }
     }

@@ -1,0 +1,159 @@
+//! The counters of the region, each declared once: one line (field name, which is also its
+//! JSON key, and help text) generates the field of the shared `#[repr(C)]` block (an
+//! `AtomicU64`, in line order), the field of the summed view (a `u64`), the summing code, and
+//! the entry of the view's [`CounterField`] list that tools and exporters iterate.
+//!
+//! Adding a counter is adding one line (and bumping [`super::LAYOUT_VERSION`]: the block's
+//! size or offsets change; `layout.rs` asserts them).
+
+use std::sync::atomic::AtomicU64;
+
+use super::layout::{load, pad_words};
+use crate::drop_reason::DROP_REASON_COUNT;
+
+/// One counter of a summed view: its JSON key (the field name) and what it counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterField {
+    /// Field name and JSON key.
+    pub key: &'static str,
+    /// What the counter counts.
+    pub help: &'static str,
+}
+
+macro_rules! counters {
+    (
+        $(#[$smeta:meta])*
+        pub struct $Sum:ident { $( $(#[$xdoc:meta])* extra $xfield:ident, )* }
+        $(#[$bmeta:meta])*
+        pub(crate) struct $Block:ident { $( $(#[$tdoc:meta])* tail $tfield:ident: $tty:ty, )* }
+        counters {
+            $( $(#[$doc:meta])* $field:ident: $help:literal; )*
+        }
+    ) => {
+        $(#[$smeta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $Sum {
+            $(
+                $(#[$doc])*
+                #[doc = concat!("\n\n", $help, ".")]
+                pub $field: u64,
+            )*
+            $( $(#[$xdoc])* pub $xfield: u64, )*
+        }
+
+        $(#[$bmeta])*
+        #[repr(C, align(64))]
+        pub(crate) struct $Block {
+            $( $(#[$doc])* pub $field: AtomicU64, )*
+            $( $(#[$tdoc])* pub $tfield: $tty, )*
+        }
+
+        impl $Sum {
+            /// The block's counters, in layout order (the extras are not in the list).
+            pub const FIELDS: &'static [CounterField] = &[$(CounterField { key: stringify!($field), help: $help },)*];
+
+            /// Each counter of [`Self::FIELDS`] with its value, in the same order.
+            pub fn values(&self) -> [(&'static str, u64); [$(stringify!($field),)*].len()] {
+                [$((stringify!($field), self.$field),)*]
+            }
+
+            /// Adds one block's counters (wrapping, `Relaxed` loads).
+            pub(crate) fn add_block(&mut self, b: &$Block) {
+                $( self.$field = self.$field.wrapping_add(load(&b.$field)); )*
+            }
+        }
+    };
+}
+
+/// Scalar counters of a vif block (before its drop counters).
+pub(crate) const VIF_SCALARS: usize = VifCounters::FIELDS.len();
+const VIF_DROP_PAD: usize = pad_words(VIF_SCALARS + DROP_REASON_COUNT);
+const LCORE_DROP_PAD: usize = pad_words(DROP_REASON_COUNT);
+
+counters! {
+    /// Counters of one vif, summed over lcores or of a single lcore.
+    pub struct VifCounters {
+        /// Sum of this vif's per-reason drop counters (`Drops:` in `vif --list`).
+        extra drops,
+    }
+    /// One vif's counters within one lcore block.
+    pub(crate) struct VifCounterBlock {
+        /// Per-reason drop counters, by [`crate::drop_reason::DropReason::index`].
+        tail drops: [AtomicU64; DROP_REASON_COUNT],
+        /// Pads the block to whole cache lines.
+        tail _pad: [u64; VIF_DROP_PAD],
+    }
+    counters {
+        rx_packets: "Packets received on the vif";
+        rx_bytes: "Bytes received on the vif";
+        rx_errors: "Receive errors";
+        tx_packets: "Packets sent on the vif";
+        tx_bytes: "Bytes sent on the vif";
+        tx_errors: "Packets the vif's TX queue did not take";
+        /// Interface-mirroring copies of this vif's received/transmitted packets sent to the
+        /// analyzer (`Mirror packets:`), their bytes as sent (encapsulation included), and
+        /// copies that failed.
+        mirror_packets: "Interface-mirroring copies sent to the analyzer";
+        mirror_bytes: "Bytes of interface-mirroring copies, encapsulation included";
+        mirror_errors: "Interface-mirroring copies that failed";
+    }
+}
+
+counters! {
+    /// Per-lcore loop counters.
+    pub struct LcoreCounters {}
+    /// Start of each lcore block: loop counters, then the lcore's global drop counters.
+    pub(crate) struct LcoreHead {
+        /// Global per-reason drop counters, by [`crate::drop_reason::DropReason::index`].
+        tail drops: [AtomicU64; DROP_REASON_COUNT],
+        /// Pads the block to whole cache lines.
+        tail _pad: [u64; LCORE_DROP_PAD],
+    }
+    counters {
+        busy_polls: "Poll-loop iterations that received at least one packet";
+        idle_polls: "Poll-loop iterations that received nothing";
+        invalid_vif: "Counter updates ignored because the vif id was >= max_vifs";
+        /// vRouter-wide mirror counters (`mir_tpkts`, `mir_bytes`): every copy handed to the
+        /// fabric TX queue, flow and interface mirroring alike, with its encapsulation.
+        mirror_packets: "Mirror copies sent (mir_tpkts)";
+        mirror_bytes: "Bytes of mirror copies sent (mir_bytes)";
+        /// Mirror copies that were due but not sent (each also counted under a mirror drop
+        /// reason).
+        mirror_errors: "Mirror copies that failed";
+        /// ICMP error answers to VMs (Time Exceeded) handed to a TX queue (each then counted
+        /// as a TX packet of the vif, or as a TX error + `IF TX Discard` if the queue refused
+        /// it), and answers not sent because the lcore's `icmp_error_rate` was exhausted.
+        icmp_errors_sent: "ICMP error answers to VMs handed to a TX queue";
+        icmp_errors_suppressed: "ICMP error answers suppressed by icmp_error_rate";
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn fields_follow_the_block_layout() {
+        let keys: Vec<_> = VifCounters::FIELDS.iter().map(|f| f.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "rx_packets",
+                "rx_bytes",
+                "rx_errors",
+                "tx_packets",
+                "tx_bytes",
+                "tx_errors",
+                "mirror_packets",
+                "mirror_bytes",
+                "mirror_errors"
+            ]
+        );
+        assert_eq!(offset_of!(VifCounterBlock, drops), VIF_SCALARS * 8);
+        assert_eq!(LcoreCounters::FIELDS.len() * 8, offset_of!(LcoreHead, icmp_errors_suppressed) + 8);
+        let c = LcoreCounters { idle_polls: 7, icmp_errors_suppressed: 2, ..Default::default() };
+        let v = c.values();
+        assert_eq!((v[1], v[7]), (("idle_polls", 7), ("icmp_errors_suppressed", 2)));
+    }
+}
