@@ -96,20 +96,31 @@ pub enum RegionState {
 /// Region-wide totals (sum over lcores and vifs) for the periodic summary line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Packets received on all vifs.
     pub rx_packets: u64,
+    /// Bytes received on all vifs.
     pub rx_bytes: u64,
+    /// Receive errors on all vifs.
     pub rx_errors: u64,
+    /// Packets sent on all vifs.
     pub tx_packets: u64,
+    /// Bytes sent on all vifs.
     pub tx_bytes: u64,
+    /// Packets the vifs' TX queues did not take.
     pub tx_errors: u64,
     /// Sum of the global (per-lcore) drop counters over all reasons.
     pub drops: u64,
+    /// Poll-loop iterations that received at least one packet.
     pub busy_polls: u64,
+    /// Poll-loop iterations that received nothing.
     pub idle_polls: u64,
+    /// Counter updates ignored because the vif id was >= `max_vifs`.
     pub invalid_vif: u64,
     /// `mir_tpkts`, `mir_bytes` and failed mirror copies.
     pub mir_tpkts: u64,
+    /// Bytes of mirror copies sent, encapsulation included (tf `mir_bytes`).
     pub mir_bytes: u64,
+    /// Mirror copies that were due but not sent.
     pub mir_errors: u64,
 }
 

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// vif types, numbered as tf-vrouter's `VIF_TYPE_*` (include/vr_interface.h).
 pub const VIF_TYPE_HOST: u8 = 0;
+/// The agent's packet interface (tf `pkt0`); this vRouter creates none.
 pub const VIF_TYPE_AGENT: u8 = 1;
 /// Physical (fabric) port.
 pub const VIF_TYPE_PHYSICAL: u8 = 2;
@@ -201,10 +202,12 @@ impl VifInfo {
         self.tx_queues = tx_queues;
         self
     }
+    /// VRF id of the vif (`Vrf:` in `vif --list`).
     pub fn vrf(mut self, vrf: u32) -> Self {
         self.vrf = vrf;
         self
     }
+    /// MTU in bytes (`MTU:` in `vif --list`); 0 means unknown.
     pub fn mtu(mut self, mtu: u32) -> Self {
         self.mtu = mtu;
         self
@@ -214,15 +217,18 @@ impl VifInfo {
         self.flags = flags;
         self
     }
+    /// The vif's MAC (`HWaddr:`).
     pub fn mac(mut self, mac: [u8; 6]) -> Self {
         self.mac = mac;
         self
     }
+    /// The vif's IPv4 address (`IPaddr:`; the VM's on a VM vif); marks it as set.
     pub fn ipv4(mut self, ip: Ipv4Addr) -> Self {
         self.ipv4 = ip.octets();
         self.has_ip = 1;
         self
     }
+    /// The vif's IPv6 address (`IP6addr:`; the VM's on a VM vif); marks it as set.
     pub fn ipv6(mut self, ip: Ipv6Addr) -> Self {
         self.ipv6 = ip.octets();
         self.has_ip6 = 1;
@@ -243,10 +249,12 @@ impl VifInfo {
         put_str(&mut self.vn_name, vn_name);
         self
     }
+    /// UUID of the VM the vif belongs to (16 bytes in text order; all zero = none).
     pub fn vm_uuid(mut self, uuid: [u8; 16]) -> Self {
         self.vm_uuid = uuid;
         self
     }
+    /// UUID of the VM interface (tf VMI; 16 bytes in text order; all zero = none).
     pub fn vmi_uuid(mut self, uuid: [u8; 16]) -> Self {
         self.vmi_uuid = uuid;
         self
@@ -311,26 +319,41 @@ impl std::fmt::Debug for VifInfo {
 /// A vif record decoded into plain Rust values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VifInfoOwned {
+    /// The vif id (`vif0/<id>`).
     pub id: u16,
     /// A `VIF_TYPE_*` number.
     pub vif_type: u8,
+    /// DPDK port id the vif is bound to.
     pub port_id: u16,
+    /// RX queues opened on the port.
     pub rx_queues: u16,
+    /// TX queues opened on the port.
     pub tx_queues: u16,
+    /// VRF id of the vif.
     pub vrf: u32,
     /// 0 when unknown.
     pub mtu: u32,
     /// `VIF_FLAG_*` bits.
     pub flags: u32,
+    /// The vif's MAC.
     pub mac: [u8; 6],
+    /// The vif's IPv4 address, when set.
     pub ip: Option<Ipv4Addr>,
+    /// The vif's IPv6 address, when set.
     pub ip6: Option<Ipv6Addr>,
+    /// The vif's receive nexthop id (`NH:`), when recorded.
     pub nh_id: Option<u32>,
+    /// Interface name.
     pub name: String,
+    /// DPDK device name (`OS:`); empty when unset.
     pub device: String,
+    /// Virtual network name; empty when unset.
     pub vn_name: String,
+    /// UUID of the VM the vif belongs to, when set.
     pub vm_uuid: Option<[u8; 16]>,
+    /// UUID of the VM interface (tf VMI), when set.
     pub vmi_uuid: Option<[u8; 16]>,
+    /// PMD driver name (e.g. `net_pcap`); empty when unset.
     pub driver: String,
     /// Mirror index of interface mirroring (`Mirror index N`), when `Mr` or `Mt` is set.
     pub mirror_id: Option<u8>,

@@ -10,42 +10,156 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub enum Step {
     /// The packet matched trace request `request` (UUID bytes); `new_trace` when it starts a
     /// trace (the first packet of a traced flow).
-    Matched { request: [u8; 16], new_trace: bool },
+    Matched {
+        /// UUID of the matching trace request (big-endian bytes).
+        request: [u8; 16],
+        /// Whether this packet started a new trace id (otherwise it continues its flow's).
+        new_trace: bool,
+    },
     /// Received on `vif`, RX queue `queue`, `len` bytes.
-    Ingress { vif: u16, queue: u16, len: u32 },
+    Ingress {
+        /// The vif the frame arrived on (`vif0/<vif>`).
+        vif: u16,
+        /// The RX queue of that vif's port that the lcore polled.
+        queue: u16,
+        /// Frame length in bytes as received, outer headers included.
+        len: u32,
+    },
     /// Parse result: ethertype, IP protocol and ports (0 when none), the VRF the packet is
     /// looked up in, its IP length and TTL/hop limit.
-    Parsed { ethertype: u16, proto: u8, sport: u16, dport: u16, vrf: u32, ip_len: u16, ttl: u8 },
+    Parsed {
+        /// EtherType of the (inner, after decap) frame: 0x0800 IPv4, 0x86dd IPv6, ...
+        ethertype: u16,
+        /// IP protocol (IPv6: the transport protocol after extension headers); 0 for non-IP.
+        proto: u8,
+        /// TCP/UDP source port; 0 for other protocols and IPv4 fragments.
+        sport: u16,
+        /// TCP/UDP destination port; 0 for other protocols and IPv4 fragments.
+        dport: u16,
+        /// VRF id the packet is looked up in (the vif's, or the one its label/VNI maps to).
+        vrf: u32,
+        /// IP total length in bytes (IPv6: 40 + payload length); 0 for non-IP.
+        ip_len: u16,
+        /// IPv4 TTL or IPv6 hop limit as received; 0 for non-IP.
+        ttl: u8,
+    },
     /// Source and destination address (IPv4 as `::ffff:a.b.c.d`).
-    Addresses { src: u128, dst: u128 },
+    Addresses {
+        /// Source IP address (IPv4-mapped for IPv4).
+        src: u128,
+        /// Destination IP address (IPv4-mapped for IPv4).
+        dst: u128,
+    },
     /// Outer headers terminated on the fabric: MPLSoUDP label or VXLAN VNI, outer source.
-    Decap { vxlan: bool, label: u32, outer_src: Ipv4Addr },
+    Decap {
+        /// VXLAN (true) or MPLSoUDP (false).
+        vxlan: bool,
+        /// The MPLS label or the VXLAN VNI.
+        label: u32,
+        /// Outer IPv4 source: the sending vRouter.
+        outer_src: Ipv4Addr,
+    },
     /// Flow table lookup: hit or miss (a miss creates the entry), index, generation and the
     /// entry's action at that time.
-    FlowLookup { hit: bool, index: u32, gen: u16, action: u8 },
+    FlowLookup {
+        /// The entry existed; false when this packet created it.
+        hit: bool,
+        /// Flow table index of the entry.
+        index: u32,
+        /// The entry's generation id (bumped each time the slot is reused; tf `fe_gen_id`).
+        gen: u16,
+        /// The entry's [`Action`](crate::flow::Action) code ([`action_name`]).
+        action: u8,
+    },
     /// Queued until the agent sets up `flow` (`new`: this packet created the flow).
-    Held { flow: u32, new: bool },
+    Held {
+        /// Flow table index of the flow waiting for setup.
+        flow: u32,
+        /// This packet created the flow and asked the agent for its setup.
+        new: bool,
+    },
     /// Released from the hold queue after `held_ns`, re-run from the start.
-    Released { flow: u32, held_ns: u64 },
+    Released {
+        /// Flow table index of the flow that was set up.
+        flow: u32,
+        /// Time spent in the hold queue, in nanoseconds.
+        held_ns: u64,
+    },
     /// The agent's policy decision at flow setup: action, flow drop reason, and the UUID of
     /// the deciding rule (all zero when no rule decided).
-    Policy { forward: bool, drop_reason: u8, rule: [u8; 16], flow: u32 },
+    Policy {
+        /// Forward (true) or drop the flow.
+        forward: bool,
+        /// [`FlowDropReason`](crate::flow::FlowDropReason) code (`VR_FLOW_DR_*`) of a drop.
+        drop_reason: u8,
+        /// UUID of the deciding rule (big-endian bytes), all zero when none.
+        rule: [u8; 16],
+        /// Flow table index of the flow set up.
+        flow: u32,
+    },
     /// The flow action applied to the packet (and the flow's mirror indices, 255 = none).
-    FlowAction { action: u8, drop_reason: u8, mirror: u8, sec_mirror: u8 },
+    FlowAction {
+        /// The flow's [`Action`](crate::flow::Action) code ([`action_name`]).
+        action: u8,
+        /// The flow's [`FlowDropReason`](crate::flow::FlowDropReason) code, meaningful on drop.
+        drop_reason: u8,
+        /// The flow's first mirror index, 255 = none.
+        mirror: u8,
+        /// The flow's second mirror index, 255 = none.
+        sec_mirror: u8,
+    },
     /// A copy to the analyzer at mirror index `analyzer`: queued (`bytes` long) or failed.
-    Mirror { analyzer: u8, secondary: bool, bytes: u32, failed: Option<DropReason> },
+    Mirror {
+        /// Mirror index the copy goes to (the flow's `mirror` or `sec_mirror`).
+        analyzer: u8,
+        /// The copy is for the flow's second mirror (`sec_mirror`).
+        secondary: bool,
+        /// Length of the queued copy in bytes, encapsulation included; 0 when it failed.
+        bytes: u32,
+        /// Why the copy was not sent (a mirror drop reason); `None` when queued.
+        failed: Option<DropReason>,
+    },
     /// Route lookup in `vrf`: nexthop id and kind ([`NhKind`]), out vif (or
     /// `u16::MAX`).
-    Route { vrf: u32, nh_id: u32, nh_kind: u8, out_vif: u16 },
+    Route {
+        /// VRF id of the route lookup (0 for an MPLS label lookup).
+        vrf: u32,
+        /// Configured id of the nexthop found.
+        nh_id: u32,
+        /// [`NhKind`] code of that nexthop.
+        nh_kind: u8,
+        /// The vif the packet was sent on, `u16::MAX` when it was not sent.
+        out_vif: u16,
+    },
     /// Pushed tunnel: MPLSoUDP label or VXLAN VNI, remote vRouter, UDP source port.
-    Encap { vxlan: bool, label: u32, remote: Ipv4Addr, sport: u16 },
+    Encap {
+        /// VXLAN (true) or MPLSoUDP (false).
+        vxlan: bool,
+        /// The MPLS label or the VXLAN VNI pushed.
+        label: u32,
+        /// Outer IPv4 destination: the remote vRouter.
+        remote: Ipv4Addr,
+        /// Outer UDP source port (the flow's entropy).
+        sport: u16,
+    },
     /// Sent on `vif`, `len` bytes.
-    Egress { vif: u16, len: u32 },
+    Egress {
+        /// The vif the frame was handed to for transmission (`vif0/<vif>`).
+        vif: u16,
+        /// Frame length in bytes as sent, encapsulation included.
+        len: u32,
+    },
     /// Dropped with this reason.
-    Drop { reason: DropReason },
+    Drop {
+        /// Why the vRouter dropped the packet.
+        reason: DropReason,
+    },
     /// The packet arrived with the trace mark of vRouter `from` in its encapsulation: this
     /// vRouter continues that trace (same trace id).
-    Marked { from: Ipv4Addr },
+    Marked {
+        /// Outer IPv4 source of the marked packet: the vRouter that sent it.
+        from: Ipv4Addr,
+    },
 }
 
 crate::code_enum! {

@@ -24,15 +24,26 @@ pub const TUNNEL_TTL: u8 = 64;
 /// A vRouter interface as the data plane sees it.
 #[derive(Debug, Clone)]
 pub struct Vif {
+    /// vif index (`vif0/<id>`), also its slot in [`Fib::vifs`].
     pub id: u16,
+    /// Interface name (e.g. `tap-vm1`, `eth0`).
     pub name: String,
+    /// Fabric, virtual (VM) or host vif (tf `VIF_TYPE_PHYSICAL`/`VIRTUAL`/`HOST`).
     pub kind: VifType,
+    /// DPDK device name (`net_pcap0`, a PCI address) the vif's port is opened from.
     pub device: String,
+    /// The vif's own MAC: frames to it are for the vRouter (like [`Fib::router_mac`]); the
+    /// source of ICMP errors sent on the vif.
     pub mac: [u8; 6],
+    /// The vif's IPv4 address (the VM's on a VM vif): source check, ARP answers.
     pub ip: Option<Ipv4Addr>,
+    /// The vif's IPv6 address (the VM's on a VM vif): source check, ND answers.
     pub ip6: Option<Ipv6Addr>,
+    /// VRF id that packets received on this vif are looked up in.
     pub vrf: u32,
+    /// RX queues opened on the vif's port (RSS spreads packets over them).
     pub rx_queues: u16,
+    /// MTU in bytes: the configured one, 1500 when unset.
     pub mtu: u16,
     /// Answer ARP requests and IPv6 neighbour solicitations for routed addresses.
     pub proxy_arp: bool,
@@ -46,23 +57,29 @@ pub struct Vif {
     /// The allowed address pairs' IPv4 and IPv6 prefixes and MACs (config order), each in
     /// its own dense array so the per-packet scan touches only what it compares.
     pub pairs_v4: Box<[PairPrefix<u32>]>,
+    /// The allowed address pairs' IPv6 prefixes.
     pub pairs_v6: Box<[PairPrefix<u128>]>,
+    /// The allowed address pairs' MACs (pairs without one are left out).
     pub pair_macs: Box<[[u8; 6]]>,
 }
 
 /// An allowed source prefix as network and mask (the host bits of `net` are clear).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PairPrefix<T> {
+    /// Network address as an integer (`u32::from(Ipv4Addr)`, `u128::from(Ipv6Addr)`).
     pub net: T,
+    /// Prefix mask: the top `len` bits set.
     pub mask: T,
 }
 
 impl PairPrefix<u32> {
+    /// The IPv4 prefix `addr/len` (`len` above 32 is taken as 32; host bits are cleared).
     pub fn v4(addr: Ipv4Addr, len: u8) -> Self {
         let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
         PairPrefix { net: u32::from(addr) & mask, mask }
     }
 
+    /// Whether IPv4 address `a` (as `u32::from(Ipv4Addr)`) lies in the prefix.
     #[inline(always)]
     pub fn contains(&self, a: u32) -> bool {
         a & self.mask == self.net
@@ -70,11 +87,13 @@ impl PairPrefix<u32> {
 }
 
 impl PairPrefix<u128> {
+    /// The IPv6 prefix `addr/len` (`len` above 128 is taken as 128; host bits are cleared).
     pub fn v6(addr: Ipv6Addr, len: u8) -> Self {
         let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
         PairPrefix { net: u128::from(addr) & mask, mask }
     }
 
+    /// Whether IPv6 address `a` (as `u128::from(Ipv6Addr)`) lies in the prefix.
     #[inline(always)]
     pub fn contains(&self, a: u128) -> bool {
         a & self.mask == self.net
@@ -84,28 +103,37 @@ impl PairPrefix<u128> {
 /// A routing instance.
 #[derive(Debug, Clone, Default)]
 pub struct Vrf {
+    /// VRF id (`[[vrf]]` id), also its slot in [`Fib::vrfs`].
     pub id: u32,
+    /// VRF name (tf routing-instance name).
     pub name: String,
+    /// IPv4 route table: longest-prefix match to a nexthop index.
     pub v4: Lpm4,
+    /// IPv6 route table: longest-prefix match to a nexthop index.
     pub v6: Lpm<u128>,
+    /// Bridge table: destination MAC ([`mac_key`]) to nexthop index.
     pub bridge: IntMap<u64, NhIdx>,
     /// Source addresses of ICMP errors sent to this VRF's VMs (`gateway_ip`/`gateway_ip6`;
     /// `None`: the defaults of the config schema).
     pub gateway_ip: Option<Ipv4Addr>,
+    /// IPv6 source of ICMPv6 errors sent to this VRF's VMs (`None`: the schema default).
     pub gateway_ip6: Option<Ipv6Addr>,
 }
 
 impl Vrf {
+    /// Longest-prefix match of an IPv4 destination: the route's nexthop index, if any.
     #[inline]
     pub fn route_v4(&self, dst: Ipv4Addr) -> Option<NhIdx> {
         self.v4.lookup(u32::from(dst)).map(|(nh, _)| nh)
     }
 
+    /// Longest-prefix match of an IPv6 destination (network byte order): its nexthop index.
     #[inline]
     pub fn route_v6(&self, dst: &[u8; 16]) -> Option<NhIdx> {
         self.v6.lookup(u128::from_be_bytes(*dst)).map(|(nh, _)| nh)
     }
 
+    /// Exact match of a destination MAC in the bridge table: its nexthop index.
     #[inline]
     pub fn bridge_lookup(&self, mac: &[u8; 6]) -> Option<NhIdx> {
         self.bridge.get(&mac_key(mac)).copied()
@@ -123,20 +151,30 @@ pub fn mac_key(m: &[u8; 6]) -> u64 {
 pub enum Nexthop {
     /// L2 rewrite to `dst_mac`/`src_mac` and transmit on `vif`.
     Encap {
+        /// Configured nexthop id.
         id: u32,
+        /// Local vif the frame is sent on (a VM vif, or the fabric for underlay next hops).
         vif: u16,
+        /// Destination MAC written into the frame (the VM's MAC).
         dst_mac: [u8; 6],
+        /// Source MAC written into the frame (default: the router MAC).
         src_mac: [u8; 6],
     },
     /// Overlay tunnel over the fabric vif `vif`.
     Tunnel {
+        /// Configured nexthop id.
         id: u32,
+        /// Overlay encapsulation: MPLSoUDP or VXLAN.
         encap: TunnelEncap,
+        /// Fabric vif the encapsulated packet leaves on.
         vif: u16,
         /// Outer Ethernet: underlay next hop, the fabric vif's MAC.
         outer_dst_mac: [u8; 6],
+        /// Outer source MAC: the fabric vif's MAC.
         outer_src_mac: [u8; 6],
+        /// Outer IPv4 source: this vRouter's [`Fib::router_ip`].
         src_ip: Ipv4Addr,
+        /// Outer IPv4 destination: the remote vRouter.
         dst_ip: Ipv4Addr,
         /// MPLS label or VXLAN VNI.
         label: u32,
@@ -148,15 +186,22 @@ pub enum Nexthop {
     },
     /// Hand to the host interface.
     Receive {
+        /// Configured nexthop id.
         id: u32,
+        /// The host vif the packets are delivered on.
         vif: u16,
     },
+    /// Drop the packet, counted under the `Discard` drop reason (tf's discard nexthop).
     Discard {
+        /// Configured nexthop id.
         id: u32,
     },
     /// Members are dense indices of non-composite nexthops.
     Ecmp {
+        /// Configured nexthop id.
         id: u32,
+        /// Member nexthops (never ECMP themselves, never empty); one is chosen per flow by the
+        /// 5-tuple hash (tf's composite ECMP nexthop).
         members: Vec<NhIdx>,
     },
 }
@@ -197,8 +242,12 @@ impl Nexthop {
 /// entropy) and the UDP length.
 #[derive(Debug, Clone, Copy)]
 pub struct TunnelHeader {
+    /// The header bytes, valid up to `len` (IPv4 total length and checksum, UDP source port
+    /// and length left zero).
     pub bytes: [u8; TunnelHeader::MAX_LEN],
+    /// Header length: 46 for MPLSoUDP, 50 for VXLAN.
     pub len: usize,
+    /// Ones'-complement sum of the IPv4 header with total length and checksum zero.
     pub ip_csum_base: u32,
 }
 
@@ -210,6 +259,8 @@ impl TunnelHeader {
     /// Offset of the UDP header.
     pub const UDP: usize = 34;
 
+    /// Builds the outer headers of a tunnel to `dst` from `src` carrying MPLS label or VNI
+    /// `label`, with Ethernet addresses `dst_mac`/`src_mac`.
     pub fn new(
         encap: TunnelEncap,
         dst_mac: [u8; 6],
@@ -256,12 +307,17 @@ impl TunnelHeader {
 /// reference validation did not catch; they name the entry).
 #[derive(Debug, thiserror::Error)]
 pub enum FibError {
+    /// The entry refers to a nexthop id that no `[[nexthop]]` defines.
     #[error("{0}: nexthop {1} is not defined")]
     UnknownNexthop(String, u32),
+    /// The entry refers to a vif id that no `[[vif]]` defines.
     #[error("{0}: vif {1} is not defined")]
     UnknownVif(String, u16),
+    /// The entry refers to a VRF id that no `[[vrf]]` defines.
     #[error("{0}: VRF {1} is not defined")]
     UnknownVrf(String, u32),
+    /// The entry is inconsistent otherwise (too many nexthops, a bad ECMP group); the message
+    /// says how.
     #[error("{0}: {1}")]
     Invalid(String, String),
 }
@@ -269,12 +325,16 @@ pub enum FibError {
 /// The complete forwarding state. Read-only while lcores forward.
 #[derive(Debug, Clone)]
 pub struct Fib {
+    /// This vRouter's fabric IPv4 address: source of its tunnels, destination of decap.
     pub router_ip: Ipv4Addr,
+    /// The vRouter MAC: frames to it are routed; source MAC of routed packets to VMs and of
+    /// ARP/ND answers for gateways.
     pub router_mac: [u8; 6],
     /// Indexed by vif id; `None` for unused ids.
     pub vifs: Vec<Option<Vif>>,
     /// Indexed by VRF id; `None` for unused ids.
     pub vrfs: Vec<Option<Vrf>>,
+    /// Indexed by [`NhIdx`] (config order).
     pub nexthops: Vec<Nexthop>,
     /// MPLS label -> nexthop (fabric decap).
     pub labels: IntMap<u32, NhIdx>,
@@ -285,6 +345,8 @@ pub struct Fib {
 }
 
 impl Fib {
+    /// Resolves a validated configuration into the forwarding state (dense vif, VRF and
+    /// nexthop arrays; route, bridge, label and VNI tables).
     pub fn from_config(cfg: &Config) -> Result<Fib, FibError> {
         let router_mac = cfg.vrouter.router_mac.0;
         let max_vif = cfg.vifs.iter().map(|v| v.get_ref().id).max().unwrap_or(0);
@@ -452,16 +514,19 @@ impl Fib {
         Ok(Fib { router_ip: cfg.vrouter.router_ip, router_mac, vifs, vrfs, nexthops, labels, vnis, host_vif })
     }
 
+    /// The vif with id `id`, if configured.
     #[inline]
     pub fn vif(&self, id: u16) -> Option<&Vif> {
         self.vifs.get(usize::from(id)).and_then(Option::as_ref)
     }
 
+    /// The VRF with id `id`, if configured.
     #[inline]
     pub fn vrf(&self, id: u32) -> Option<&Vrf> {
         self.vrfs.get(id as usize).and_then(Option::as_ref)
     }
 
+    /// The nexthop at dense index `idx` (not a configured id).
     #[inline]
     pub fn nexthop(&self, idx: NhIdx) -> Option<&Nexthop> {
         self.nexthops.get(idx as usize)
