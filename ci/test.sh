@@ -40,18 +40,33 @@ log=$(mktemp -t vrouter-test.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 
 # Guards first: they are quick and a finding fails the suite before a long build.
+since() { echo "$(($(date +%s) - $1))s"; }
 echo "[test] cargo fmt --check"
 cargo fmt --all --check
 (cd fuzz && cargo fmt --all --check)
 echo "[test] cargo clippy --workspace --all-targets --profile test-release -- -D warnings"
+t=$(date +%s)
 cargo clippy --workspace --all-targets --profile test-release -- -D warnings
+echo "[test] clippy: $(since "$t")"
+
+# The build on its own first, so the log says where the time goes.
+echo "[test] cargo test --workspace --profile test-release --no-run"
+t=$(date +%s)
+set +e
+cargo test --workspace --profile test-release --no-run "$@"
+build_rc=$?
+set -e
+echo "[test] build: $(since "$t")"
 
 echo "[test] cargo test --workspace --profile test-release --no-fail-fast $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
+t=$(date +%s)
 set +e
 timeout --signal=INT --kill-after=30 "${TEST_TIMEOUT_S:-1500}" \
     cargo test --workspace --profile test-release --no-fail-fast "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
+echo "[test] run: $(since "$t")"
+[ "$build_rc" -eq 0 ] || rc=$build_rc
 
 # Summary: totals over every "test result:" line, and the names of failed tests.
 awk '
