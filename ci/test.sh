@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: ci/setup.sh --deps-only (packages, toolchain), `cargo fmt --check`,
-# `cargo clippy -D warnings`, then `cargo test --workspace --profile test-release`: optimised
-# because the data-plane integration tests run a real DPDK EAL and compare frames, which is
-# slow in debug; no LTO and parallel codegen because building the test binaries is most of
-# the suite's time (Cargo.toml says why). The release binaries (`ci/setup.sh`, the demo, the
-# benchmarks) keep the release profile.
+# The whole test suite:
+#   1. ci/setup.sh --deps-only (packages, toolchain with rustfmt and clippy);
+#   2. `cargo fmt --check` (rustfmt.toml);
+#   3. the test build, `cargo test --workspace --profile test-release --no-run`, compiled by
+#      clippy-driver with warnings denied: clippy's lints (the workspace lints of Cargo.toml)
+#      run in the same pass that compiles the test binaries, which is what
+#      `cargo clippy --all-targets -- -D warnings` checks, without a second build;
+#   4. the tests, and a pass/fail summary;
+#   5. coverage-guided fuzzing of the forwarding path (ci/fuzz.sh), built and run in the
+#      background from the start so that it uses the CPU the build and the tests leave idle.
+# The test-release profile is optimised (the data-plane integration tests run a real DPDK EAL
+# and compare frames, slow in debug) but cheap to build (Cargo.toml says how). The release
+# binaries (ci/setup.sh, the demo, the benchmarks) keep the release profile.
 #
 # Needs root or sudo: DPDK keeps its runtime files in /var/run/dpdk/<file-prefix>. When not
 # root, the test binaries (only) are run through `sudo -E`.
@@ -12,21 +19,39 @@
 # Environment:
 #   TEST_THREADS     libtest threads per test binary (default 2; the machine has 2 cores)
 #   TEST_TIMEOUT_S   stop the test run after this many seconds (default 1500)
-#   FUZZ_SECONDS     after the cargo tests, fuzz the forwarding path this long with ci/fuzz.sh
-#                    (default 60; 0 skips it). A finding fails the suite. From scratch,
-#                    building the fuzz crate (~3 CPU-min from scratch) comes first.
+#   FUZZ_SECONDS     fuzz the forwarding path this long with ci/fuzz.sh (default 60; 0 skips
+#                    it). A finding fails the suite.
 #   FUZZ_TIMEOUT_S   bound on the whole fuzz step, build included (default 900)
 #   extra arguments  passed to `cargo test` (e.g. `ci/test.sh -p vrouter`)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+since() { echo "$(($(date +%s) - $1))s"; }
 
 bash ci/setup.sh --deps-only
 
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
+fi
+
+log=$(mktemp -t vrouter-test.XXXXXX.log)
+fuzz_log=$(mktemp -t vrouter-fuzz.XXXXXX.log)
+fuzz_pid=""
+cleanup() {
+    [ -n "$fuzz_pid" ] && kill -- "$fuzz_pid" 2>/dev/null
+    rm -f "$log" "$fuzz_log"
+}
+trap cleanup EXIT
+
+# The fuzz step (its own workspace and flags; no EAL, so not through sudo) in the background.
+fuzz_secs=${FUZZ_SECONDS:-60}
+if [ "$fuzz_secs" != "0" ]; then
+    echo "[test] ci/fuzz.sh $fuzz_secs (in the background; its log follows the tests)"
+    # timeout passes a signal it gets on to ci/fuzz.sh: the cleanup's kill stops the step.
+    timeout --signal=INT --kill-after=30 "${FUZZ_TIMEOUT_S:-900}" bash ci/fuzz.sh "$fuzz_secs" >"$fuzz_log" 2>&1 &
+    fuzz_pid=$!
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -36,37 +61,36 @@ fi
 # harness (harness = false, one EAL per process) do not take libtest's arguments.
 export RUST_TEST_THREADS="${TEST_THREADS:-2}"
 
-log=$(mktemp -t vrouter-test.XXXXXX.log)
-trap 'rm -f "$log"' EXIT
-
-# Guards first: they are quick and a finding fails the suite before a long build.
-since() { echo "$(($(date +%s) - $1))s"; }
 echo "[test] cargo fmt --check"
 cargo fmt --all --check
 (cd fuzz && cargo fmt --all --check)
-echo "[test] cargo clippy --workspace --all-targets --profile test-release -- -D warnings"
-t=$(date +%s)
-cargo clippy --workspace --all-targets --profile test-release -- -D warnings
-echo "[test] clippy: $(since "$t")"
 
-# The build on its own first, so the log says where the time goes.
-echo "[test] cargo test --workspace --profile test-release --no-run"
+# clippy-driver compiles the workspace's crates (dependencies are built by rustc with their
+# lints capped, as under `cargo clippy`); -D warnings denies rustc's and clippy's warnings.
+# The same environment for the build and the run, so the run finds nothing to rebuild.
+RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+export RUSTC_WORKSPACE_WRAPPER
+export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
+
+echo "[test] cargo test --workspace --profile test-release --no-run (clippy-driver, -D warnings)"
 t=$(date +%s)
 set +e
 cargo test --workspace --profile test-release --no-run "$@"
 build_rc=$?
 set -e
-echo "[test] build: $(since "$t")"
+echo "[test] build and lints: $(since "$t")"
 
 echo "[test] cargo test --workspace --profile test-release --no-fail-fast $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)"
 t=$(date +%s)
-set +e
-timeout --signal=INT --kill-after=30 "${TEST_TIMEOUT_S:-1500}" \
-    cargo test --workspace --profile test-release --no-fail-fast "$@" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-set -e
+rc=$build_rc
+if [ "$build_rc" -eq 0 ]; then
+    set +e
+    timeout --signal=INT --kill-after=30 "${TEST_TIMEOUT_S:-1500}" \
+        cargo test --workspace --profile test-release --no-fail-fast "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+fi
 echo "[test] run: $(since "$t")"
-[ "$build_rc" -eq 0 ] || rc=$build_rc
 
 # Summary: totals over every "test result:" line, and the names of failed tests.
 awk '
@@ -86,16 +110,13 @@ awk '
     }
 ' "$log"
 
-# Coverage-guided fuzzing of the forwarding path, bounded (its build is the fuzz crate's,
-# outside the workspace; nothing is installed). Not run as root's runner:
-# the fuzz target needs no EAL.
 fuzz_rc=0
-if [ "${FUZZ_SECONDS:-60}" != "0" ]; then
-    echo "[test] ci/fuzz.sh ${FUZZ_SECONDS:-60}"
-    fuzz_start=$(date +%s)
-    (unset CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER
-     timeout --signal=INT --kill-after=30 "${FUZZ_TIMEOUT_S:-900}" bash ci/fuzz.sh "${FUZZ_SECONDS:-60}") || fuzz_rc=$?
-    echo "[test] fuzz: exit $fuzz_rc after $(($(date +%s) - fuzz_start))s"
+if [ -n "$fuzz_pid" ]; then
+    t=$(date +%s)
+    wait "$fuzz_pid" || fuzz_rc=$?
+    fuzz_pid=""
+    cat "$fuzz_log"
+    echo "[test] fuzz: exit $fuzz_rc (waited $(since "$t") for it after the tests)"
 fi
 
 elapsed=$(($(date +%s) - start))
@@ -109,6 +130,8 @@ if [ "$rc" -eq 0 ] && [ "$fuzz_rc" -ne 0 ]; then
 fi
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     echo "[test] TIMED OUT after ${TEST_TIMEOUT_S:-1500}s of testing (${elapsed}s in all)"
+elif [ "$build_rc" -ne 0 ]; then
+    echo "[test] FAILED: the build or a lint (cargo exit $build_rc) after ${elapsed}s"
 elif [ "$rc" -ne 0 ]; then
     echo "[test] FAILED (cargo exit $rc) after ${elapsed}s"
 else
