@@ -33,11 +33,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages: DPDK 22.11 (headers, pkg-config file, PMDs; `dpdk-dev` has dpdk-testpmd,
-# the benchmark's upper bound), libclang for
-# bindgen, libpcap for the pcap PMD, a C toolchain for the shim, python3 for the demo and
-# bench traffic generators, tshark to read the pcaps, iproute2 for test namespaces.
+# the benchmark's upper bound), libclang for bindgen, lld (ci/test.sh links its ~60 test
+# binaries with it), libpcap for the pcap PMD, a C toolchain for the shim, python3 for the
+# demo and bench traffic generators, tshark to read the pcaps, iproute2 for test namespaces.
 PACKAGES=(
-    libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential
+    libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential lld
     python3 tshark iproute2 ca-certificates
 )
 

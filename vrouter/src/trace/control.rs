@@ -975,6 +975,7 @@ mod tests {
         assert_eq!((r["ok"].clone(), r["field"].clone()), (json!(false), json!("region")), "{r}");
     }
 
+    #[cfg(feature = "rest")]
     #[test]
     fn rest_records_of_a_request() {
         use super::super::rest::{handle, Request};

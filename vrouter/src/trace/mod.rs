@@ -9,6 +9,7 @@
 pub mod control;
 pub mod mark;
 pub mod request;
+#[cfg(feature = "rest")]
 pub mod rest;
 
 pub use vrouter_abi::trace::{region, step, view};
