@@ -22,6 +22,7 @@
 #   FUZZ_SECONDS     fuzz the forwarding path this long with ci/fuzz.sh (default 60; 0 skips
 #                    it). A finding fails the suite.
 #   FUZZ_TIMEOUT_S   bound on the whole fuzz step, build included (default 900)
+#   FUZZ_OPT_LEVEL   optimisation level of the fuzz build here (default 1)
 #   extra arguments  passed to `cargo test` (e.g. `ci/test.sh -p vrouter`)
 set -euo pipefail
 
@@ -50,7 +51,10 @@ fuzz_secs=${FUZZ_SECONDS:-60}
 if [ "$fuzz_secs" != "0" ]; then
     echo "[test] ci/fuzz.sh $fuzz_secs (in the background; its log follows the tests)"
     # timeout passes a signal it gets on to ci/fuzz.sh: the cleanup's kill stops the step.
-    timeout --signal=INT --kill-after=30 "${FUZZ_TIMEOUT_S:-900}" bash ci/fuzz.sh "$fuzz_secs" >"$fuzz_log" 2>&1 &
+    # A smoke run: LLVM's cheap optimisation level and no debug info build the target in
+    # about half the time (long runs use ci/fuzz.sh on its own, fully optimised).
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=${FUZZ_OPT_LEVEL:-1} CARGO_PROFILE_RELEASE_DEBUG=false \
+        timeout --signal=INT --kill-after=30 "${FUZZ_TIMEOUT_S:-900}" bash ci/fuzz.sh "$fuzz_secs" >"$fuzz_log" 2>&1 &
     fuzz_pid=$!
 fi
 
