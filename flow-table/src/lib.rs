@@ -264,8 +264,7 @@ pub use key::{FlowKey, KEY_WORDS};
 pub use layout::{EntryState, FlowEntry, BUCKET_WIDTH, LAYOUT_VERSION, MAGIC, MAX_ENTRIES, MAX_LCORES};
 pub use path::{file_name_for_run_dir, hugetlbfs_mounts, HugetlbfsMount, FLOW_FILE_NAME};
 pub use reader::FlowTableReader;
-/// The process identity helpers of the header's owner (the common ones of every region).
-pub use shm::{owner_alive as process_alive, process_start_ticks};
+/// The region framework's open options and error, which the table's open paths take and return.
 pub use shm::{OpenOptions, RegionError};
 pub use snapshot::{FlowSnapshot, HeaderInfo, TableStats, SNAPSHOT_ATTEMPTS};
 pub use table::{FlowTable, FlowTableConfig, FlowUpdate, Lookup, ReclaimStats};

@@ -23,7 +23,7 @@ use vrouter::mirror::dp::{MirrorMeta, MirrorSetup};
 use vrouter::mirror::{MirrorControl, MirrorRegion};
 use vrouter::spsc::{self, Consumer, Producer};
 use vrouter::stats::StatsRegion;
-use vrouter::trace::rest::RestServer;
+use vrouter::trace::rest::{RestServer, RunningRest};
 use vrouter::trace::{TraceControl, TraceRegion};
 
 /// Flow setup requests each lcore may have outstanding (per-lcore ring size).
@@ -36,7 +36,7 @@ pub struct RunningRouter {
     threads_stop: Arc<AtomicBool>,
     agent: Option<JoinHandle<()>>,
     exporter: Option<JoinHandle<()>>,
-    trace_api: Option<JoinHandle<()>>,
+    trace_api: Option<RunningRest>,
     datapath: Option<Datapath>,
     eal: Option<Eal>,
     /// `vrouter: flow table <path> (<n> entries)` when flows are on, printed once running.
@@ -188,17 +188,7 @@ impl RunningRouter {
 
         // The trace REST API (tenant tokens) on its own thread.
         if let Some(server) = rest_server {
-            let stop = router.threads_stop.clone();
-            router.trace_api = Some(
-                std::thread::Builder::new()
-                    .name("vr-trace-api".into())
-                    .spawn(move || {
-                        if let Err(e) = server.run(stop) {
-                            eprintln!("vrouter: the trace API stopped: {e}");
-                        }
-                    })
-                    .context("spawning the trace API thread")?,
-            );
+            router.trace_api = Some(server.start().context("spawning the trace API thread")?);
         }
 
         let mirror = MirrorSetup { region: mirror_region, meta: mirror_meta };
@@ -268,8 +258,13 @@ impl RunningRouter {
     /// Stops the agent, exporter and trace API threads and waits for each in turn.
     fn stop_threads(&mut self) {
         self.threads_stop.store(true, Ordering::SeqCst);
-        for thread in [self.agent.take(), self.exporter.take(), self.trace_api.take()].into_iter().flatten() {
+        for thread in [self.agent.take(), self.exporter.take()].into_iter().flatten() {
             let _ = thread.join();
+        }
+        if let Some(api) = self.trace_api.take() {
+            if let Err(e) = api.stop() {
+                eprintln!("vrouter: the trace API stopped: {e}");
+            }
         }
     }
 }
