@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vrouter::stats::StatsReader;
@@ -39,13 +39,6 @@ fn invalid_config_names_field_and_line_and_starts_nothing() {
     let out = Command::new(env!("CARGO_BIN_EXE_vrouter")).arg("--config").arg("/nonexistent/x.toml").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
-}
-
-/// The tool binaries live next to the vrouter binary in the target directory.
-fn tool(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name(name);
-    assert!(p.exists(), "{} not built (run the tests with --workspace)", p.display());
-    p
 }
 
 #[test]

@@ -3,25 +3,25 @@
 //! vRouter's own trace control (the code the agent runs), with the errors an operator sees.
 //! Moved here from the tools' tests so that the tools do not depend on the vRouter.
 
+mod common;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use vrouter::trace::control::Tenant;
 use vrouter::trace::{Step, TraceControl, TraceRegion};
 
-/// The `trace` tool binary lives in the target directory, one level above this test's.
-fn trace_tool() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().and_then(Path::parent).unwrap().join("trace");
-    assert!(p.exists(), "{} not built (run the tests with --workspace)", p.display());
-    p
-}
-
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(trace_tool()).arg("--run-dir").arg(dir).args(args).env_remove("VROUTER_RUN_DIR").output().unwrap()
+    Command::new(common::tool("trace"))
+        .arg("--run-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("VROUTER_RUN_DIR")
+        .output()
+        .unwrap()
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

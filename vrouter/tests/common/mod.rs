@@ -13,6 +13,14 @@ use vrouter::stats::{Liveness, StatsReader, VifCounters};
 
 // ---------------------------------------------------------------- pcap
 
+/// A tool binary (`vif`, `flow`, `trace`, ...) of the tools crate: it lives next to the vrouter
+/// binary in the target directory.
+pub fn tool(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_vrouter")).with_file_name(name);
+    assert!(p.exists(), "{} not built (run the tests with --workspace)", p.display());
+    p
+}
+
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
