@@ -3,6 +3,7 @@
 //! the operator tools need to print what they read. No DPDK, no configuration, no Sandesh.
 //!
 //! - [`codes`]: the one-declaration macros every table of codes is declared with;
+//! - [`control`]: the programming API's requests and typed replies (live changes, dumps);
 //! - [`drop_reason`]: the single drop-reason table shared by the data plane and the tools;
 //! - [`flow`]: flow actions, flag bits, TCP state bits and flow drop reasons (the flow
 //!   table, `flow-table`, stores them and re-exports this module);
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod codes;
+pub mod control;
 pub mod drop_reason;
 pub mod export;
 pub mod flow;
