@@ -11,5 +11,4 @@
 #include <rte_prefetch.h>
 #include <rte_version.h>
 #include <rte_dev.h>
-#include <rte_bus_vdev.h>
 #include "shim.h"

@@ -75,13 +75,14 @@ impl Port {
         Ok(())
     }
 
-    /// Removes a hot-plugged virtual device (`rte_vdev_uninit`); its port must be closed.
+    /// Removes a hot-plugged virtual device (`rte_eal_hotplug_remove` on the vdev bus); its
+    /// port must be closed.
     pub fn remove_vdev(name: &str) -> Result<()> {
         let c = CString::new(name).map_err(|_| DpdkError::Other("device name has NUL".into()))?;
-        // SAFETY: c is a valid C string for the call.
-        let ret = unsafe { dpdk_sys::rte_vdev_uninit(c.as_ptr()) };
+        // SAFETY: both are valid C strings for the call.
+        let ret = unsafe { dpdk_sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), c.as_ptr()) };
         if ret < 0 {
-            return Err(DpdkError::from_ret("rte_vdev_uninit", ret));
+            return Err(DpdkError::from_ret("rte_eal_hotplug_remove", ret));
         }
         Ok(())
     }
