@@ -121,13 +121,6 @@ impl RunningRouter {
             PortMap { by_vif: Vec::new(), lcore_rx: vec![Vec::new(); n_lcores] },
             n_lcores,
         ));
-        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(16);
-        let programmer = Arc::new(std::sync::Mutex::new(Programmer::new(
-            cfg.clone(),
-            cell.clone(),
-            Some(run_dir),
-            Hooks::default(),
-        )));
         // Flow table and policy before the EAL, so their errors stop us before anything runs.
         let flows = Flows::from_config(cfg)?;
         // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
@@ -143,11 +136,40 @@ impl RunningRouter {
                 .context("loading the trace requests in vrouter.run_dir")?
                 .with_tenants(TraceControl::tenants_of(cfg)),
         );
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(16);
+        let programmer = Arc::new(std::sync::Mutex::new(Programmer::new(
+            cfg.clone(),
+            cell.clone(),
+            Some(run_dir),
+            Hooks::default(),
+        )));
+        let control_token = match &cfg.vrouter.control_token_file {
+            Some(p) => {
+                let t = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading vrouter.control_token_file {}", p.display()))?;
+                let t = t.trim().to_string();
+                if t.len() < 16 {
+                    anyhow::bail!(
+                        "vrouter.control_token_file {}: the token must have at least 16 characters",
+                        p.display()
+                    );
+                }
+                Some(t)
+            }
+            None => None,
+        };
         // Bound before anything starts: an address in use stops us here.
         let rest_server = match cfg.vrouter.trace_api {
             Some(addr) => {
-                let server = RestServer::bind(addr, trace_ctl.clone())
+                let mut server = RestServer::bind(addr, trace_ctl.clone())
                     .with_context(|| format!("binding vrouter.trace_api {addr}"))?;
+                if let Some(t) = &control_token {
+                    server = server.with_control(programmer.clone(), t);
+                    println!(
+                        "vrouter: programming API on http://{}/api/v1/control",
+                        server.local_addr().unwrap_or(addr)
+                    );
+                }
                 println!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
                 Some(server)
             }

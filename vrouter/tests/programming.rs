@@ -39,6 +39,14 @@ fn veth(a: &str, b: &str) -> Veth {
     v
 }
 
+/// The tests of this file each run a vRouter whose lcore polls a CPU at 100 %; one at a
+/// time, so that the paced stream's timing is not at the mercy of the others.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A raw AF_PACKET socket bound to one interface (all protocols).
 struct Raw {
     fd: i32,
@@ -61,6 +69,15 @@ impl Raw {
             sll.sll_ifindex = ifindex;
             let r = libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as u32);
             assert_eq!(r, 0, "bind AF_PACKET");
+            // Room for a few seconds of the test's stream while this process waits for a CPU.
+            let size: i32 = 16 << 20;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const i32).cast(),
+                size_of::<i32>() as u32,
+            );
             let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
             libc::setsockopt(
                 fd,
@@ -197,6 +214,7 @@ fn decode_fabric(f: &[u8]) -> Option<(Ipv4Addr, u32, u32)> {
 
 #[test]
 fn routes_nexthops_and_vifs_change_while_forwarding() {
+    let _serial = serial();
     let tag = std::process::id() % 100_000;
     let (fa, fb, va, vb) = (format!("lpfa{tag}"), format!("lpfb{tag}"), format!("lpva{tag}"), format!("lpvb{tag}"));
     let _f = veth(&fa, &fb);
@@ -393,7 +411,20 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
     }
     by_seq.retain(|s, _| *s >= base);
     let missing: Vec<u32> = (base..total).filter(|s| !by_seq.contains_key(s)).collect();
-    assert!(missing.is_empty(), "{} of {total} packets lost: {:?}", missing.len(), &missing[..missing.len().min(20)]);
+    if !missing.is_empty() {
+        let st = vrouter::stats::StatsReader::open(&run_dir).unwrap();
+        let drops: Vec<_> = (vrouter::drop_reason::DropReason::ALL.iter())
+            .map(|r| (r.name(), st.drops(None)[r.index()]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        panic!(
+            "{} of {total} packets lost: {:?}; vif 1 rx {} vif 0 tx {}; drops {drops:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)],
+            st.vif_counters(1, None).rx_packets,
+            st.vif_counters(0, None).tx_packets
+        );
+    }
     // Each packet went by one of the states, and the states follow each other in order.
     let state = |x: &(Ipv4Addr, u32)| match (x.0.octets(), x.1) {
         ([10, 10, 0, 2], 40) => 0,
@@ -419,6 +450,7 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
 /// from the file.
 #[test]
 fn runtime_state_is_restored_after_a_restart() {
+    let _serial = serial();
     let (mut child, run1, guard) = start_live(|dd: &Path, i: usize| {
         let empty = dd.join("empty.pcap");
         write_pcap(&empty, &[]);
@@ -489,4 +521,106 @@ fn runtime_state_is_restored_after_a_restart() {
     let out = stop(&mut child);
     let _ = out;
     assert!(run1.join("programmed.journal.rejected").exists(), "the rejected journal is kept aside");
+}
+
+/// The programming API over HTTP on the agent's port needs the controller's token; a client
+/// that connects to the control socket and sends nothing stalls neither other clients nor
+/// flow setup.
+#[test]
+fn http_control_needs_the_token_and_silent_clients_stall_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run_dir = d.join("run");
+    let flow_in = d.join("vm1-in.pcap");
+    // One new flow every packet (source ports 1..), looping: setups keep coming.
+    let frames: Vec<Vec<u8>> = (1..=200u16)
+        .map(|p| {
+            eth(
+                mac(ROUTER_MAC),
+                mac(VM1_MAC),
+                0x0800,
+                &ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, p, 53, b"x"),
+            )
+        })
+        .collect();
+    write_pcap(&flow_in, &frames);
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    let vdevs = [
+        format!("\"net_pcap0,rx_pcap={}\"", empty.display()),
+        format!("\"net_pcap1,rx_pcap={}\"", flow_in.display()),
+        format!("\"net_pcap2,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("vm2-out.pcap").display()),
+    ];
+    let token_file = d.join("token");
+    let token = "0123456789abcdef-controller";
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let port = 20_000 + std::process::id() % 20_000;
+    let addr = format!("127.0.0.1:{port}");
+    let prefix = unique_prefix();
+    let cfg = topology(&vdevs.join(", "), &prefix, &run_dir).replacen(
+        "summary_interval_s = 0",
+        &format!("summary_interval_s = 0\ntrace_api = \"{addr}\"\ncontrol_token_file = \"{}\"", token_file.display()),
+        1,
+    );
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    // Silent clients connect before the traffic's flows are set up and stay silent.
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        prefix,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(&run_dir) {
+        if child.try_wait().unwrap().is_some() {
+            panic!("the vRouter exited: {}", common::stop(&mut child));
+        }
+        assert!(Instant::now() < deadline, "the vRouter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let silent: Vec<_> =
+        (0..8).map(|_| std::os::unix::net::UnixStream::connect(run_dir.join("control.sock")).unwrap()).collect();
+    let t0 = Instant::now();
+    let r = control(&run_dir, &json!({"cmd": "status"}));
+    assert_eq!(r["ok"], true);
+    assert!(t0.elapsed() < Duration::from_millis(500), "a request waited behind silent clients: {:?}", t0.elapsed());
+    // Flows keep being set up meanwhile: the 200 flows of the capture.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = control(&run_dir, &json!({"cmd": "status"}));
+        if st["counters"]["setups"].as_u64().unwrap() >= 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flow setup stalled: {st}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(silent);
+
+    let body = json!({"cmd": "route_set", "routes": [{"vrf": 1, "prefix": "10.99.0.0/16", "nexthop": 5}]}).to_string();
+    let (code, r) = http_json(&addr, "POST", "/api/v1/control", None, Some(&body));
+    assert_eq!(code, 401, "{r}");
+    let (code, _) = http_json(&addr, "POST", "/api/v1/control", Some("0123456789abcdef-wrong!!!!"), Some(&body));
+    assert_eq!(code, 401);
+    let (code, r) = http_json(&addr, "POST", "/api/v1/control", Some(token), Some(&body));
+    assert_eq!((code, &r["changed"]), (200, &json!(true)), "{r}");
+    let bad = json!({"cmd": "route_set", "routes": [{"vrf": 1, "prefix": "10.98.0.1/16", "nexthop": 5}]}).to_string();
+    let (code, r) = http_json(&addr, "POST", "/api/v1/control", Some(token), Some(&bad));
+    assert_eq!(code, 400);
+    assert_eq!(r["error"], "routes[0].prefix: 10.98.0.1/16 has host bits set; the prefix is 10.98.0.0/16", "{r}");
+    let (_, r) = http_json(
+        &addr,
+        "POST",
+        "/api/v1/control",
+        Some(token),
+        Some(&json!({"cmd": "route_lookup", "vrf": 1, "addr": "10.99.3.4"}).to_string()),
+    );
+    assert_eq!(r["route"]["prefix"], "10.99.0.0/16", "{r}");
+    assert_eq!(r["route"]["nexthop"], 5);
+    stop(&mut child);
 }

@@ -26,8 +26,14 @@ pub struct TenantConfig {
 impl Checker<'_> {
     pub(super) fn tenants(&self) -> Result<(), ConfigError> {
         let list = &self.cfg.tenants;
-        if self.cfg.vrouter.trace_api.is_some() && list.is_empty() {
-            return Err(self.table("vrouter", "trace_api", "the trace API only serves tenants: add a [[tenant]]"));
+        // The HTTP port serves tenants' traces and, with a controller token, the programming API.
+        let served = !list.is_empty() || self.cfg.vrouter.control_token_file.is_some();
+        if self.cfg.vrouter.trace_api.is_some() && !served {
+            return Err(self.table(
+                "vrouter",
+                "trace_api",
+                "the trace API only serves tenants and a controller: add a [[tenant]] or vrouter.control_token_file",
+            ));
         }
         let vns: std::collections::HashSet<&str> =
             self.cfg.vifs.iter().filter_map(|v| v.get_ref().vn_name.as_deref()).collect();

@@ -30,6 +30,12 @@ pub struct VrouterConfig {
     /// only); none when absent.
     #[serde(default)]
     pub trace_api: Option<std::net::SocketAddr>,
+    /// File holding the controller's token for the programming API over HTTP
+    /// (`POST /api/v1/control` on the `trace_api` address, `Authorization: Bearer <token>`;
+    /// at least 16 characters, surrounding whitespace ignored). None: the programming API is
+    /// served on the owner-only control socket only.
+    #[serde(default)]
+    pub control_token_file: Option<PathBuf>,
     /// ICMP Time Exceeded answers to VMs (a routed packet whose TTL / hop limit expired):
     /// at most this many per second on each forwarding lcore (token bucket; 0 = never
     /// answer). Packets over the limit are still dropped (`TTL Exceeded`), unanswered, and
@@ -51,6 +57,13 @@ impl Checker<'_> {
         }
         if vr.run_dir.as_os_str().is_empty() {
             return Err(self.table("vrouter", "run_dir", "must not be empty"));
+        }
+        if vr.control_token_file.is_some() && vr.trace_api.is_none() {
+            return Err(self.table(
+                "vrouter",
+                "control_token_file",
+                "needs vrouter.trace_api (the agent's HTTP address)",
+            ));
         }
         if vr.icmp_error_rate > MAX_ICMP_ERROR_RATE {
             let msg = format!("{} per second is more than {MAX_ICMP_ERROR_RATE}", vr.icmp_error_rate);

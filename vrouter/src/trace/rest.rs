@@ -51,6 +51,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub struct RestServer {
     listener: std::net::TcpListener,
     ctl: Arc<TraceControl>,
+    /// The programming API (`POST /api/v1/control`) and the controller's token.
+    control: Option<(Arc<std::sync::Mutex<crate::control::program::Programmer>>, Arc<str>)>,
 }
 
 impl RestServer {
@@ -58,7 +60,19 @@ impl RestServer {
     pub fn bind(addr: SocketAddr, ctl: Arc<TraceControl>) -> std::io::Result<RestServer> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        Ok(RestServer { listener, ctl })
+        Ok(RestServer { listener, ctl, control: None })
+    }
+
+    /// Serves the programming API at `POST /api/v1/control` for callers presenting `token`
+    /// (the body and the reply are those of the control socket; see
+    /// `vrouter_abi::control`).
+    pub fn with_control(
+        mut self,
+        programmer: Arc<std::sync::Mutex<crate::control::program::Programmer>>,
+        token: &str,
+    ) -> RestServer {
+        self.control = Some((programmer, Arc::from(token)));
+        self
     }
 
     /// The bound address (the port chosen for port 0).
@@ -76,9 +90,18 @@ impl RestServer {
             .max_blocking_threads(4)
             .build()?;
         let ctl = self.ctl;
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Body| {
-            serve(ctl.clone(), method, uri, headers, body)
-        });
+        let control = self.control;
+        let app = Router::new()
+            .route(
+                "/api/v1/control",
+                axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                    let control = control.clone();
+                    async move { serve_control(control, headers, body).await }
+                }),
+            )
+            .fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Body| {
+                serve(ctl.clone(), method, uri, headers, body)
+            });
         let stopped = move || {
             let stop = stop.clone();
             async move {
@@ -109,6 +132,48 @@ impl RestServer {
         let st = stop.clone();
         let thread = std::thread::Builder::new().name("vr-trace-api".into()).spawn(move || self.run(st))?;
         Ok(RunningRest { stop, thread: Some(thread) })
+    }
+}
+
+/// `POST /api/v1/control`: the controller's programming requests (401 without the token,
+/// 404 when the API is not enabled); the request runs on a blocking thread (it may wait for
+/// the lcores to take a new state).
+async fn serve_control(
+    control: Option<(Arc<std::sync::Mutex<crate::control::program::Programmer>>, Arc<str>)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let answer = |code: StatusCode, v: Value| {
+        (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    };
+    let Some((programmer, token)) = control else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            json!({"ok": false, "error": "the programming API is not enabled (vrouter.control_token_file)"}),
+        );
+    };
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in constant time: the token is a secret.
+    let good = presented.is_some_and(|p| {
+        p.len() == token.len() && p.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if !good {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"ok": false, "error": "authorization: a valid bearer token is needed"}),
+        );
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, json!({"ok": false, "error": format!("request: {e}")})),
+    };
+    let reply =
+        tokio::task::spawn_blocking(move || programmer.lock().unwrap_or_else(|e| e.into_inner()).serve(&request)).await;
+    match reply {
+        Ok(r) if r["ok"] == true => answer(StatusCode::OK, r),
+        Ok(r) => answer(StatusCode::BAD_REQUEST, r),
+        Err(_) => answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"ok": false, "error": "the request failed"})),
     }
 }
 
