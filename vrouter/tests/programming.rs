@@ -579,7 +579,7 @@ fn http_control_needs_the_token_and_silent_clients_stall_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready(&run_dir) {
         if child.try_wait().unwrap().is_some() {
-            panic!("the vRouter exited: {}", common::stop(&mut child));
+            panic!("the vRouter exited: {}", stop(&mut child));
         }
         assert!(Instant::now() < deadline, "the vRouter did not start");
         std::thread::sleep(Duration::from_millis(20));
