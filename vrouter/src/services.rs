@@ -258,6 +258,7 @@ impl RunningRouter {
             mirror: Some(mirror_ctl.clone()),
             lcores: cfg.eal.forwarding_cores.clone(),
             flows: export_table_for_info,
+            config_path: Some(config_path.to_path_buf()),
         });
         router.datapath = Some(dp);
         Ok(router)

@@ -448,7 +448,8 @@ impl Agent {
             }
         }
         self.counters.state_deleted += n;
-        self.table.reclaim();
+        // Reclaimed by the next housekeeping pass, so that the exporter's scan can still read
+        // the deleted entries' final counters.
         n
     }
 
@@ -847,6 +848,17 @@ fn serve_one(
     programmer: Option<&Mutex<Programmer>>,
 ) -> serde_json::Value {
     let fail = |e: &str| serde_json::json!({"ok": false, "error": e});
+    // With live programming, `reload` re-reads the file under the runtime state.
+    if let (Some("reload"), Some(p)) = (protocol::cmd_of(v), programmer) {
+        return match p.lock().unwrap_or_else(|e| e.into_inner()).reload() {
+            Ok(r) => {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["ok"] = serde_json::Value::Bool(true);
+                v
+            }
+            Err(e) => fail(&e),
+        };
+    }
     if protocol::cmd_of(v).is_some_and(crate::control::program::ProgramCommand::is_program) {
         return match programmer {
             Some(p) => p.lock().unwrap_or_else(|e| e.into_inner()).serve(v),

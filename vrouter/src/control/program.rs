@@ -277,6 +277,8 @@ pub struct Hooks {
     pub lcores: Vec<u32>,
     /// The flow table, for `info`.
     pub flows: Option<Arc<flow_table::FlowTable>>,
+    /// The configuration file, re-read on `reload`.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Serves programming requests (see the module doc).
@@ -515,6 +517,28 @@ impl Programmer {
         };
         let at = (at != usize::MAX).then_some(at);
         Self::validate(&new, table, at)?;
+        let policies = matches!(table, Table::Policy | Table::SecurityGroup | Table::Analyzer | Table::Vif);
+        let reply = self.commit(new, policies)?;
+        self.journal(key, obj);
+        Ok(reply)
+    }
+
+    /// `reload`: the configuration file read again, with the runtime-programmed objects on
+    /// top (they stay), validated and applied as one change; the flows are re-evaluated.
+    pub fn reload(&mut self) -> Result<ChangeReply, ProgramError> {
+        let path = self.hooks.config_path.clone().ok_or("reload: no configuration file")?;
+        let mut new = config::load(&path).map_err(|e| e.to_string())?;
+        for (key, value) in &self.overlay {
+            apply_overlay(&mut new, key, value.as_ref())
+                .map_err(|e| format!("runtime object {key} does not apply to the file: {e}"))?;
+        }
+        config::validate(&new, "", "configuration with the runtime state").map_err(|e| e.to_string())?;
+        self.commit(new, true)
+    }
+
+    /// Makes a validated desired state current: the FIB built, analyzers synced, ports
+    /// opened and closed, the state published, vif records written, the flows followed.
+    fn commit(&mut self, new: Config, policies: bool) -> Result<ChangeReply, ProgramError> {
         let fib = Fib::from_config(&new).map_err(|e| e.to_string())?;
         if let Some(m) = &self.hooks.mirror {
             m.sync_config(&new).map_err(|e| format!("analyzer: {e}"))?;
@@ -599,15 +623,12 @@ impl Programmer {
             .filter(|id| !new.vrfs.iter().any(|v| v.get_ref().id == *id))
             .collect();
         self.deleted_vifs.extend(&deleted_vifs);
-        let policy_changed = matches!(table, Table::Policy | Table::SecurityGroup | Table::Analyzer | Table::Vif);
         drop(old_vifs);
         drop(new_vifs);
         self.cfg = new;
         self.routes =
             self.cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
-        self.journal(key, obj);
-        let work =
-            FlowWork::All { cfg: policy_changed.then(|| Arc::new(self.cfg.clone())), deleted_vifs, deleted_vrfs };
+        let work = FlowWork::All { cfg: policies.then(|| Arc::new(self.cfg.clone())), deleted_vifs, deleted_vrfs };
         self.flow_work(work, &mut reply);
         Ok(reply)
     }
