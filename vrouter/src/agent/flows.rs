@@ -411,7 +411,10 @@ impl Agent {
             FlowWork::All { cfg, deleted_vifs, deleted_vrfs } => {
                 if let Some(cfg) = cfg {
                     match PolicyEngine::from_config(&cfg) {
-                        Ok(p) => self.policy = p,
+                        Ok(p) => {
+                            self.policy = p;
+                            self.counters.policy_reloads += 1;
+                        }
                         Err(e) => eprintln!("vrouter: agent: policies of the new state: {e}"),
                     }
                 }
