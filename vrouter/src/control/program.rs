@@ -1212,3 +1212,211 @@ impl ChangedPrefixes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[eal]
+forwarding_cores = [1]
+[vrouter]
+run_dir = "/tmp/unused"
+router_ip = "10.0.0.1"
+router_mac = "02:00:00:00:00:01"
+[[vif]]
+id = 0
+name = "fabric0"
+type = "fabric"
+device = "net_pcap0"
+mac = "02:00:00:00:00:02"
+vrf = 0
+[[vif]]
+id = 1
+name = "tap1"
+type = "virtual"
+device = "net_pcap1"
+mac = "02:00:00:00:00:03"
+vrf = 1
+[[vrf]]
+id = 0
+name = "fabric"
+[[vrf]]
+id = 1
+name = "vn1"
+[[nexthop]]
+id = 1
+type = "encap"
+vif = 1
+dst_mac = "02:00:00:00:01:01"
+[[nexthop]]
+id = 2
+type = "discard"
+[[route]]
+vrf = 1
+prefix = "10.1.0.0/16"
+nexthop = 1
+"#;
+
+    fn programmer(run_dir: Option<&Path>) -> (Programmer, Arc<FibCell>) {
+        let cfg = config::parse(CFG, "t.toml").unwrap();
+        let cfg = match run_dir {
+            Some(d) => restore(&cfg, d).0,
+            None => cfg,
+        };
+        let fib = Arc::new(Fib::from_config(&cfg).unwrap());
+        let cell = Arc::new(FibCell::new(fib, PortMap::default(), 1));
+        let mut p = Programmer::new(cfg, cell.clone(), run_dir, Hooks::default());
+        p.set_hooks(Hooks::default());
+        (p, cell)
+    }
+
+    fn err(p: &mut Programmer, v: Value) -> String {
+        let r = p.serve(&v);
+        assert_eq!(r["ok"], false, "{v} -> {r}");
+        r["error"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn decode_errors_name_the_field_path() {
+        let (mut p, _) = programmer(None);
+        let e = err(
+            &mut p,
+            json!({"cmd": "vif_set", "vif": {"id": 5, "name": "x", "type": "virtual", "device": "d", "mac": "zz", "vrf": 1}}),
+        );
+        assert!(e.starts_with("vif.mac: "), "{e}");
+        assert_eq!(err(&mut p, json!({"cmd": "route_set"})), "routes: missing");
+        let e = err(&mut p, json!({"cmd": "route_set", "routes": [{"vrf": 1, "prefix": "10.2.0.0/16"}]}));
+        assert!(e.starts_with("routes.[0]: missing field `nexthop`") || e.contains("nexthop"), "{e}");
+        let e = err(&mut p, json!({"cmd": "route_dump", "vrf": 1, "version": 2}));
+        assert!(e.starts_with("version: API version 2"), "{e}");
+        assert_eq!(err(&mut p, json!({"cmd": "nope"})), "unknown command \"nope\"");
+    }
+
+    #[test]
+    fn a_route_batch_is_refused_whole_and_applied_in_one_publish() {
+        let (mut p, cell) = programmer(None);
+        let g = cell.generation();
+        let e = err(
+            &mut p,
+            json!({"cmd": "route_set", "routes": [
+                {"vrf": 1, "prefix": "10.2.0.0/16", "nexthop": 2},
+                {"vrf": 1, "prefix": "10.3.0.1/16", "nexthop": 2}]}),
+        );
+        assert_eq!(e, "routes[1].prefix: 10.3.0.1/16 has host bits set; the prefix is 10.3.0.0/16");
+        assert_eq!(cell.generation(), g, "nothing published");
+        assert!(cell.fib().vrf(1).unwrap().route_v4("10.2.0.1".parse().unwrap()).is_none());
+        let r = p.serve(&json!({"cmd": "route_set", "routes": [
+            {"vrf": 1, "prefix": "10.2.0.0/16", "nexthop": 2},
+            {"vrf": 1, "prefix": "10.1.0.0/16", "nexthop": 2}]}));
+        assert_eq!(
+            (r["ok"].clone(), r["changed"].clone(), r["generation"].clone()),
+            (json!(true), json!(true), json!(g + 1))
+        );
+        let fib = cell.fib();
+        let v = fib.vrf(1).unwrap();
+        assert_eq!(v.route_v4("10.1.2.3".parse().unwrap()), fib.nh_index(2));
+        // Again: nothing changes, nothing is published.
+        let r = p.serve(&json!({"cmd": "route_set", "routes": [{"vrf": 1, "prefix": "10.2.0.0/16", "nexthop": 2}]}));
+        assert_eq!((r["changed"].clone(), cell.generation()), (json!(false), g + 1));
+        // Deletes: all must exist.
+        let e = err(
+            &mut p,
+            json!({"cmd": "route_delete", "routes": [{"vrf": 1, "prefix": "10.2.0.0/16"}, {"vrf": 1, "prefix": "10.9.0.0/16"}]}),
+        );
+        assert_eq!(e, "routes[1]: no route 10.9.0.0/16 in vrf 1");
+        assert!(cell.fib().vrf(1).unwrap().route_v4("10.2.0.1".parse().unwrap()).is_some());
+        let r = p.serve(&json!({"cmd": "route_delete", "routes": [{"vrf": 1, "prefix": "10.2.0.0/16"}]}));
+        assert_eq!(r["changed"], true);
+        let dump = p.serve(&json!({"cmd": "route_dump", "vrf": 1}));
+        let prefixes: Vec<&str> =
+            dump["routes"].as_array().unwrap().iter().map(|r| r["prefix"].as_str().unwrap()).collect();
+        assert_eq!(prefixes, ["10.1.0.0/16"]);
+    }
+
+    #[test]
+    fn objects_in_use_cannot_be_deleted_and_a_refusal_changes_nothing() {
+        let (mut p, cell) = programmer(None);
+        let g = cell.generation();
+        let e = err(&mut p, json!({"cmd": "nh_delete", "id": 1}));
+        assert_eq!(e, "route[0].nexthop: nexthop 1 is not defined");
+        let e = err(&mut p, json!({"cmd": "vrf_delete", "id": 1}));
+        assert!(e.contains("vrf 1 is not defined") || e.contains("VRF 1"), "{e}");
+        let e = err(&mut p, json!({"cmd": "nh_delete", "id": 77}));
+        assert_eq!(e, "nexthop 77 is not defined");
+        let e = err(&mut p, json!({"cmd": "label_set", "label": {"label": 3, "nexthop": 1}}));
+        assert!(e.starts_with("label.label: "), "{e}");
+        assert_eq!(cell.generation(), g);
+        assert_eq!(p.config().nexthops.len(), 2);
+        // A nexthop change rebuilds the FIB: the route now leads to the new MAC.
+        let r = p.serve(
+            &json!({"cmd": "nh_set", "nexthop": {"id": 1, "type": "encap", "vif": 1, "dst_mac": "02:00:00:00:01:09"}}),
+        );
+        assert_eq!(r["changed"], true, "{r}");
+        let nh = p.serve(&json!({"cmd": "nh_get", "id": 1}));
+        assert_eq!(nh["nexthop"]["encap_data"], "02 00 00 00 01 09 02 00 00 00 00 01 08 00", "{nh}");
+        assert_eq!(nh["nexthop"]["refs"], 1);
+        let lookup = p.serve(&json!({"cmd": "route_lookup", "vrf": 1, "addr": "10.1.200.1"}));
+        assert_eq!(lookup["route"]["prefix"], "10.1.0.0/16");
+        assert_eq!(lookup["route"]["stitched_mac"], "02:00:00:00:01:09");
+    }
+
+    #[test]
+    fn the_journal_restores_runtime_objects_and_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut p, _) = programmer(Some(dir.path()));
+            assert_eq!(p.serve(&json!({"cmd": "vrf_set", "vrf": {"id": 2, "name": "blue"}}))["ok"], true);
+            assert_eq!(
+                p.serve(&json!({"cmd": "route_set", "routes": [{"vrf": 2, "prefix": "10.9.0.0/16", "nexthop": 2}]}))
+                    ["ok"],
+                true
+            );
+            assert_eq!(
+                p.serve(&json!({"cmd": "route_delete", "routes": [{"vrf": 1, "prefix": "10.1.0.0/16"}]}))["ok"],
+                true
+            );
+            // Many changes of one route: the journal is compacted to one line per object.
+            for i in 0..3000 {
+                let nh = if i % 2 == 0 { 1 } else { 2 };
+                p.serve(&json!({"cmd": "route_set", "routes": [{"vrf": 1, "prefix": "10.4.0.0/16", "nexthop": nh}]}));
+            }
+        }
+        let lines = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap().lines().count();
+        assert!(lines < 2100, "the journal was not compacted: {lines} lines");
+        let (p, cell) = programmer(Some(dir.path()));
+        let fib = cell.fib();
+        assert!(fib.vrf(2).is_some_and(|v| v.route_v4("10.9.1.1".parse().unwrap()) == fib.nh_index(2)));
+        assert!(
+            fib.vrf(1).unwrap().route_v4("10.1.0.1".parse().unwrap()).is_none(),
+            "the deleted file route stays deleted"
+        );
+        assert_eq!(fib.vrf(1).unwrap().route_v4("10.4.0.1".parse().unwrap()), fib.nh_index(2), "the last change wins");
+        assert_eq!(p.info().runtime_objects, 4);
+    }
+
+    #[test]
+    fn a_journal_that_does_not_fit_the_file_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(JOURNAL_FILE),
+            "{\"key\":\"route/1/10.5.0.0/16\",\"value\":{\"vrf\":1,\"prefix\":\"10.5.0.0/16\",\"nexthop\":42}}\n",
+        )
+        .unwrap();
+        let cfg = config::parse(CFG, "t.toml").unwrap();
+        let (restored, n) = restore(&cfg, dir.path());
+        assert_eq!(n, 0);
+        assert_eq!(restored.routes.len(), cfg.routes.len());
+        assert!(dir.path().join(format!("{JOURNAL_FILE}.rejected")).exists());
+        assert!(!dir.path().join(JOURNAL_FILE).exists());
+    }
+
+    #[test]
+    fn changed_prefixes_select_flows_by_source_or_destination() {
+        let set = ChangedPrefixes::new(&[(1, "10.2.0.0/16".parse().unwrap()), (2, "fd00::/64".parse().unwrap())]);
+        assert!(set.contains(1, "10.2.3.4".parse().unwrap()));
+        assert!(!set.contains(2, "10.2.3.4".parse().unwrap()));
+        assert!(set.contains(2, "fd00::9".parse().unwrap()));
+        assert!(!set.contains(1, "10.3.0.1".parse().unwrap()));
+    }
+}

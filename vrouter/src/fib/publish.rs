@@ -219,11 +219,21 @@ mod tests {
         let cfg = crate::config::parse(
             r#"
 [eal]
-args = ["--no-huge"]
 forwarding_cores = [1]
 [vrouter]
+run_dir = "/tmp/unused"
 router_ip = "10.0.0.1"
 router_mac = "02:00:00:00:00:01"
+[[vif]]
+id = 0
+name = "fabric0"
+type = "fabric"
+device = "net_pcap0"
+mac = "02:00:00:00:00:02"
+vrf = 0
+[[vrf]]
+id = 0
+name = "fabric"
 "#,
             "t.toml",
         )
