@@ -8,3 +8,8 @@ pub const MAX_VNI: u32 = 0x00FF_FFFF;
 /// mirror counter blocks, flow-table lcore blocks, trace rings but the agent's). The data
 /// plane checks at compile time that DPDK's `RTE_MAX_LCORE` does not exceed it.
 pub const MAX_LCORES: usize = 1024;
+
+/// Number of VRF ids (ids `0..MAX_VRFS`; tf-vrouter's default `vr_vrfs`). The configuration
+/// rejects a `[[vrf]] id` at or above it, and the stats region keeps one per-VRF counter block
+/// per forwarding lcore for each id (`vrfstats`).
+pub const MAX_VRFS: usize = 4096;
