@@ -39,14 +39,12 @@ pub struct VrfTally {
 }
 
 impl VrfTally {
-    /// Writes the counts to `stats` (the lcore's block of VRF `vrf`) and starts again from
-    /// zero; nothing is written when nothing was counted.
+    /// Writes the counts to `stats` (the lcore's block of VRF `vrf`: only the counters that
+    /// moved are written) and starts again from zero.
     #[inline]
     pub fn flush(&mut self, stats: &LcoreStats) {
-        if self.counts != VrfCounters::default() {
-            stats.vrf_add(self.vrf, &self.counts);
-            self.counts = VrfCounters::default();
-        }
+        stats.vrf_add(self.vrf, &self.counts);
+        self.counts = VrfCounters::default();
     }
 
     /// The VRF being counted and its counts so far.
