@@ -7,6 +7,7 @@
 pub mod flow;
 pub mod mirror;
 pub mod trace;
+pub mod vrfstats;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -92,21 +93,27 @@ pub fn load(run_dir: &Path, core: Option<usize>) -> Result<Snapshot, Failure> {
     let mut attempt = 0;
     loop {
         let reader = StatsReader::open(run_dir)?;
-        if let Some(c) = core {
-            let n = reader.n_lcores();
-            if c >= n {
-                return Err(Failure(format!(
-                    "core {c} does not exist (the vRouter has {n} forwarding lcore{}: 0..={})",
-                    if n == 1 { "" } else { "s" },
-                    n - 1
-                )));
-            }
-        }
+        check_core(&reader, core)?;
         let snap = read_snapshot(&reader, core);
         attempt += 1;
         if !reader.restarted() || attempt == 3 {
             return Ok(snap);
         }
+    }
+}
+
+/// The tools' failure for a `--core` the region has no block for.
+pub fn check_core(reader: &StatsReader, core: Option<usize>) -> Result<(), Failure> {
+    match core {
+        Some(c) if c >= reader.n_lcores() => {
+            let n = reader.n_lcores();
+            Err(Failure(format!(
+                "core {c} does not exist (the vRouter has {n} forwarding lcore{}: 0..={})",
+                if n == 1 { "" } else { "s" },
+                n - 1
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -371,7 +378,7 @@ fn vif_json<'a>(r: &'a VifRow) -> VifJson<'a> {
     }
 }
 
-fn to_json<T: Serialize>(value: &T, pretty: bool) -> String {
+pub(crate) fn to_json<T: Serialize>(value: &T, pretty: bool) -> String {
     let mut s = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) }
         .expect("serializing plain data cannot fail");
     s.push('\n');

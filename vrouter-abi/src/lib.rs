@@ -25,4 +25,4 @@ pub mod mirror;
 pub mod stats;
 pub mod trace;
 
-pub use limits::{MAX_LCORES, MAX_VNI};
+pub use limits::{MAX_LCORES, MAX_VNI, MAX_VRFS};

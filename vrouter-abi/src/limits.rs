@@ -9,6 +9,7 @@ pub const MAX_VNI: u32 = 0x00FF_FFFF;
 /// plane checks at compile time that DPDK's `RTE_MAX_LCORE` does not exceed it.
 pub const MAX_LCORES: usize = 1024;
 
-/// Highest VRF id + 1 (Tungsten Fabric's default VRF table size): the configuration's and the
-/// programming API's bound on `[[vrf]] id`, and the size of per-VRF tables.
-pub const MAX_VRFS: u32 = 4096;
+/// Number of VRF ids (ids `0..MAX_VRFS`; tf-vrouter's default `vr_vrfs`). The configuration
+/// rejects a `[[vrf]] id` at or above it, and the stats region keeps one per-VRF counter block
+/// per forwarding lcore for each id (`vrfstats`).
+pub const MAX_VRFS: usize = 4096;

@@ -24,7 +24,7 @@ use crate::packet::{ethernet, ipv4, ipv6, EtherType};
 use crate::pipeline::flow::{key_v4_tuple, key_v6, needs_special_key, HoldResult, HoldStore, Prepared, V4Tuple};
 use crate::pipeline::frag::FragTable;
 use crate::pipeline::hit::{self, HitCtx};
-use crate::pipeline::{self, FlowStage, PacketBuf, Verdict};
+use crate::pipeline::{self, FlowStage, PacketBuf, TallySink, Verdict, VrfTally};
 use crate::spsc::Producer;
 use crate::stats::{LcoreStats, RegionState, StatsRegion};
 use anyhow::{bail, Context, Result};
@@ -629,6 +629,7 @@ impl LcoreParts<'_> {
                 self.cfg.vrouter.icmp_error_burst,
                 crate::dpdk::tsc_hz(),
             ),
+            vrf_tally: VrfTally::default(),
         })
     }
 
@@ -713,6 +714,8 @@ struct LcoreLoop {
     trace: Option<crate::trace::dp::TraceLcore>,
     /// Rate limit of this lcore's ICMP error answers (`[vrouter] icmp_error_rate`).
     icmp_errors: pipeline::icmp_error::TokenBucket,
+    /// VRF counts of the current burst, written to `stats` by `flush_all`.
+    vrf_tally: VrfTally,
 }
 
 // SAFETY: the raw mbuf pointers in the TX buffers, the mirror buffers and the hold store are
@@ -911,7 +914,8 @@ impl LcoreLoop {
                 if let (Some(vrf), Some(f), Some((idx, hash))) = (vrf, &self.flow, pre.hit(i)) {
                     if m.is_contiguous() {
                         let cx = HitCtx { fib: at.fib, vif, vrf, table: &f.table, lcore: self.index, now: at.now };
-                        if let Some(v) = hit::forward_v4(&cx, &mut m, idx, hash, |i| f.hold.contains(i)) {
+                        let mut vc = TallySink { tally: &mut self.vrf_tally, stats: &self.stats };
+                        if let Some(v) = hit::forward_v4(&cx, &mut m, idx, hash, |i| f.hold.contains(i), &mut vc) {
                             self.carry_out::<false>(at, raw, m, v, None);
                             continue;
                         }
@@ -1005,9 +1009,11 @@ impl LcoreLoop {
                 mirror,
                 frags: &mut f.frags,
             };
-            pipeline::process(fib, vif, &mut m, Some(&mut stage))
+            let mut vc = TallySink { tally: &mut self.vrf_tally, stats: &self.stats };
+            pipeline::process_counted(fib, vif, &mut m, Some(&mut stage), &mut vc)
         } else {
-            pipeline::process(fib, vif, &mut m, None)
+            let mut vc = TallySink { tally: &mut self.vrf_tally, stats: &self.stats };
+            pipeline::process_counted(fib, vif, &mut m, None, &mut vc)
         };
         #[cfg(feature = "trace")]
         if TRACED {
@@ -1237,6 +1243,7 @@ impl LcoreLoop {
 
     #[inline]
     fn flush_all(&mut self) {
+        self.vrf_tally.flush(&self.stats);
         for t in self.tx.iter_mut().flatten() {
             if t.n > 0 {
                 flush(t, &self.stats);

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use super::layout::{load, pad_words};
+use super::layout::{bump, load, pad_words};
 use crate::drop_reason::DROP_REASON_COUNT;
 
 /// One counter of a summed view: its JSON key (the field name) and what it counts.
@@ -61,6 +61,13 @@ macro_rules! counters {
             pub(crate) fn add_block(&mut self, b: &$Block) {
                 $( self.$field = self.$field.wrapping_add(load(&b.$field)); )*
             }
+
+            /// Adds these counts to a block its one writer owns ([`bump`]; zeros are
+            /// skipped, so only the counters that moved are written).
+            #[allow(dead_code)] // only the VRF blocks are written from a summed view
+            pub(crate) fn bump_block(&self, b: &$Block) {
+                $( if self.$field != 0 { bump(&b.$field, self.$field); } )*
+            }
         }
     };
 }
@@ -69,6 +76,9 @@ macro_rules! counters {
 pub(crate) const VIF_SCALARS: usize = VifCounters::FIELDS.len();
 const VIF_DROP_PAD: usize = pad_words(VIF_SCALARS + DROP_REASON_COUNT);
 const LCORE_DROP_PAD: usize = pad_words(DROP_REASON_COUNT);
+/// Counters of a VRF block.
+pub(crate) const VRF_SCALARS: usize = VrfCounters::FIELDS.len();
+const VRF_PAD: usize = pad_words(VRF_SCALARS);
 
 counters! {
     /// Counters of one vif, summed over lcores or of a single lcore.
@@ -128,6 +138,38 @@ counters! {
     }
 }
 
+counters! {
+    /// Counters of one VRF (tf-vrouter's `vrfstats`), summed over lcores or of a single
+    /// lcore. Each forwarding decision adds to the VRF it was made in: the VRF of the route
+    /// or bridge lookup (the receiving vif's), or, for a packet decapsulated from the
+    /// fabric, the VRF it is delivered into (the label's vif's, the VNI's). Packets held for
+    /// a flow's setup count when they are released and forwarded.
+    pub struct VrfCounters {}
+    /// One VRF's counters within one lcore block.
+    pub(crate) struct VrfCounterBlock {
+        /// Pads the block to whole cache lines.
+        tail _pad: [u64; VRF_PAD],
+    }
+    counters {
+        discards: "Packets dropped by a discard nexthop (tf Discards)";
+        resolves: "ARP requests and IPv6 neighbour solicitations answered by the vRouter (tf Resolves)";
+        /// Routed to a receive nexthop, or addressed to the vRouter IP without being a tunnel
+        /// it terminates: handed to the host vif.
+        receives: "Routed packets handed to the host by a receive nexthop (tf Receives)";
+        l2_receives: "Bridged frames handed to the host by a receive nexthop (tf L2 Receives)";
+        ecmp_composites: "Packets that took an ECMP nexthop, one member chosen by flow hash (tf Ecmp Composites)";
+        l2_encaps: "Bridged frames sent on a local vif by an encap nexthop (tf L2 Encaps)";
+        /// Decapsulated MPLSoUDP packets delivered to their VM count here too: the label's
+        /// nexthop is an encap nexthop.
+        encaps: "Routed packets sent on a local vif by an encap nexthop (tf Encaps)";
+        udp_mpls_tunnels: "Packets sent in an MPLSoUDP tunnel (tf Udp Mpls Tunnels)";
+        vxlan_tunnels: "Packets sent in a VXLAN tunnel (tf Vxlan Tunnels)";
+        mplsoudp_decaps: "MPLSoUDP packets decapsulated into the VRF and forwarded";
+        vxlan_decaps: "VXLAN packets decapsulated into the VRF and forwarded";
+        no_route_drops: "Packets dropped for want of a route (No L3 Route, No L2 Route)";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +197,30 @@ mod tests {
         let c = LcoreCounters { idle_polls: 7, icmp_errors_suppressed: 2, ..Default::default() };
         let v = c.values();
         assert_eq!((v[1], v[7]), (("idle_polls", 7), ("icmp_errors_suppressed", 2)));
+        assert_eq!(VrfCounters::FIELDS.len() * 8, offset_of!(VrfCounterBlock, _pad));
+        assert_eq!(VrfCounters::FIELDS[7].key, "udp_mpls_tunnels");
+    }
+
+    #[test]
+    fn bump_block_adds_only_what_moved() {
+        let b = VrfCounterBlock {
+            discards: AtomicU64::new(5),
+            resolves: AtomicU64::new(0),
+            receives: AtomicU64::new(0),
+            l2_receives: AtomicU64::new(0),
+            ecmp_composites: AtomicU64::new(0),
+            l2_encaps: AtomicU64::new(0),
+            encaps: AtomicU64::new(0),
+            udp_mpls_tunnels: AtomicU64::new(1),
+            vxlan_tunnels: AtomicU64::new(0),
+            mplsoudp_decaps: AtomicU64::new(0),
+            vxlan_decaps: AtomicU64::new(0),
+            no_route_drops: AtomicU64::new(0),
+            _pad: [0; VRF_PAD],
+        };
+        VrfCounters { udp_mpls_tunnels: 31, vxlan_decaps: 2, ..Default::default() }.bump_block(&b);
+        let mut sum = VrfCounters::default();
+        sum.add_block(&b);
+        assert_eq!(sum, VrfCounters { discards: 5, udp_mpls_tunnels: 32, vxlan_decaps: 2, ..Default::default() });
     }
 }

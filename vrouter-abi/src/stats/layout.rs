@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shm::{Bytes, Pod, RegionHeader, RegionSpec};
 
-use super::counters::VIF_SCALARS;
-pub(crate) use super::counters::{LcoreHead, VifCounterBlock};
+pub(crate) use super::counters::{LcoreHead, VifCounterBlock, VrfCounterBlock};
+use super::counters::{VIF_SCALARS, VRF_SCALARS};
 use super::vif_info::VifInfo;
-use super::{LcoreCounters, VifCounters, MAX_LCORES, MAX_VIFS};
+use super::{LcoreCounters, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS, MAX_VRFS};
 use crate::drop_reason::DROP_REASON_COUNT;
 
 pub(crate) const CACHE_LINE: usize = 64;
@@ -45,7 +45,10 @@ pub(crate) struct Header {
     pub _pad0: u32,
     /// Unix milliseconds of the creator's last heartbeat.
     pub heartbeat_ms: AtomicU64,
-    pub _reserved: [u64; 15],
+    /// VRF counter blocks per lcore block ([`MAX_VRFS`]), after the vif counter blocks.
+    pub max_vrfs: u32,
+    pub vrf_counter_size: u32,
+    pub _reserved: [u64; 14],
 }
 
 pub(crate) const HEADER_SIZE: usize = 256;
@@ -61,7 +64,9 @@ const _: () = assert!(offset_of!(Header, lcore_head_size) == 108);
 const _: () = assert!(offset_of!(Header, tsc_hz) == 112);
 const _: () = assert!(offset_of!(Header, state) == 120);
 const _: () = assert!(offset_of!(Header, heartbeat_ms) == 128);
-const _: () = assert!(offset_of!(Header, _reserved) == 136);
+const _: () = assert!(offset_of!(Header, max_vrfs) == 136);
+const _: () = assert!(offset_of!(Header, vrf_counter_size) == 140);
+const _: () = assert!(offset_of!(Header, _reserved) == 144);
 // SAFETY: repr(C), integers and atomics only (the prefix included), explicit padding
 // (size and offsets asserted above), no pointers: offsets only.
 unsafe impl Pod for Header {}
@@ -98,19 +103,38 @@ const _: () = assert!(VIF_COUNTER_SIZE & (CACHE_LINE - 1) == 0);
 // SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
 unsafe impl Pod for VifCounterBlock {}
 
+pub(crate) const VRF_COUNTER_SIZE: usize = round_up(VRF_SCALARS * 8, CACHE_LINE);
+const _: () = assert!(size_of::<VrfCounterBlock>() == VRF_COUNTER_SIZE);
+const _: () = assert!(VRF_COUNTER_SIZE == 2 * CACHE_LINE);
+const _: () = assert!(offset_of!(VrfCounterBlock, discards) == 0);
+const _: () = assert!(offset_of!(VrfCounterBlock, udp_mpls_tunnels) == 56);
+const _: () = assert!(offset_of!(VrfCounterBlock, no_route_drops) == 88);
+const _: () = assert!(offset_of!(VrfCounterBlock, _pad) == VRF_SCALARS * 8);
+// SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
+unsafe impl Pod for VrfCounterBlock {}
+
 pub(crate) const VIF_INFO_SIZE: usize = 320;
 const _: () = assert!(size_of::<VifInfo>() == VIF_INFO_SIZE);
 const _: () = assert!(std::mem::align_of::<VifInfo>() <= CACHE_LINE);
 const _: () = assert!(HEADER_SIZE & (std::mem::align_of::<VifInfo>() - 1) == 0);
 
-/// Sizes and offsets of a region with `max_vifs` vifs and `n_lcores` lcores.
+/// Sizes and offsets of a region with `max_vifs` vifs and `n_lcores` lcores (and
+/// [`MAX_VRFS`] VRF blocks per lcore).
+///
+/// ```text
+/// lcore block = LcoreHead + VifCounterBlock[max_vifs] + VrfCounterBlock[max_vrfs]
+///                                                     ^ vrf_blocks_offset (in the block)
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub max_vifs: usize,
     pub n_lcores: usize,
+    pub max_vrfs: usize,
     pub vif_info_offset: usize,
     pub lcore_block_offset: usize,
     pub lcore_block_size: usize,
+    /// Offset of the first VRF block inside an lcore block.
+    pub vrf_blocks_offset: usize,
     pub file_size: usize,
 }
 
@@ -123,9 +147,20 @@ impl Layout {
         let vif_info_offset = HEADER_SIZE;
         let lcore_block_offset =
             round_up(vif_info_offset.checked_add(max_vifs.checked_mul(VIF_INFO_SIZE)?)?, CACHE_LINE);
-        let lcore_block_size = LCORE_HEAD_SIZE.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
+        let vrf_blocks_offset = LCORE_HEAD_SIZE.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
+        let max_vrfs = MAX_VRFS;
+        let lcore_block_size = vrf_blocks_offset.checked_add(max_vrfs.checked_mul(VRF_COUNTER_SIZE)?)?;
         let file_size = lcore_block_offset.checked_add(n_lcores.checked_mul(lcore_block_size)?)?;
-        Some(Layout { max_vifs, n_lcores, vif_info_offset, lcore_block_offset, lcore_block_size, file_size })
+        Some(Layout {
+            max_vifs,
+            n_lcores,
+            max_vrfs,
+            vif_info_offset,
+            lcore_block_offset,
+            lcore_block_size,
+            vrf_blocks_offset,
+            file_size,
+        })
     }
 }
 
@@ -196,6 +231,17 @@ impl<'a> RegionRef<'a> {
         self.bytes.get(off)
     }
 
+    pub fn vrf_block(&self, core: usize, vrf: usize) -> Option<&'a VrfCounterBlock> {
+        if core >= self.layout.n_lcores || vrf >= self.layout.max_vrfs {
+            return None;
+        }
+        let off = self.layout.lcore_block_offset
+            + core * self.layout.lcore_block_size
+            + self.layout.vrf_blocks_offset
+            + vrf * VRF_COUNTER_SIZE;
+        self.bytes.get(off)
+    }
+
     fn cores(&self, core: Option<usize>) -> std::ops::Range<usize> {
         match core {
             Some(c) if c < self.layout.n_lcores => c..c + 1,
@@ -236,6 +282,18 @@ impl<'a> RegionRef<'a> {
             }
         }
         out
+    }
+
+    /// Counters of `vrf`, summed over lcores unless `core` selects one; zeros when either is
+    /// out of range.
+    pub fn vrf_counters(&self, vrf: usize, core: Option<usize>) -> VrfCounters {
+        let mut t = VrfCounters::default();
+        for c in self.cores(core) {
+            if let Some(b) = self.vrf_block(c, vrf) {
+                t.add_block(b);
+            }
+        }
+        t
     }
 
     pub fn lcore_counters(&self, core: Option<usize>) -> LcoreCounters {

@@ -1,7 +1,8 @@
 //! The memory-mapped counters region: `<run_dir>/stats`.
 //!
 //! The vRouter creates the file at start ([`StatsRegion::create`]); its forwarding lcores
-//! count packets, bytes, errors and drops into it ([`LcoreStats`]); operator tools in other
+//! count packets, bytes, errors and drops, per vif and per VRF, into it ([`LcoreStats`]);
+//! operator tools in other
 //! processes map it read-only and read it live ([`StatsReader`]), without any call into the
 //! vRouter.
 //!
@@ -16,6 +17,7 @@
 //!
 //! lcore block = LcoreHead  (64 bytes of poll counters + drops[DROP_REASON_COUNT], padded to 64)
 //!             + VifCounterBlock[max_vifs]   (rx/tx packets, bytes, errors + drops[], padded to 64)
+//!             + VrfCounterBlock[max_vrfs]   (VrfCounters, 128 bytes; max_vrfs = MAX_VRFS)
 //! ```
 //!
 //! Every size and offset is recorded in the header and checked by the reader, and the
@@ -55,7 +57,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use counters::{CounterField, LcoreCounters, VifCounters};
+pub use counters::{CounterField, LcoreCounters, VifCounters, VrfCounters};
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{
     format_uuid, parse_uuid, vif_type_key, vif_type_name, VifFlag, VifInfo, VifInfoOwned, VIF_FLAGS,
@@ -71,8 +73,8 @@ pub use writer::{LcoreStats, StatsRegion};
 /// `b"VRSTATS1"` read as a little-endian u64; the first 8 bytes of a valid region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
 /// Version of the file layout; bumped on any layout change (including new drop reasons;
-/// 5: the common region header prefix).
-pub const LAYOUT_VERSION: u32 = 5;
+/// 5: the common region header prefix; 6: per-VRF counter blocks).
+pub const LAYOUT_VERSION: u32 = 6;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).
@@ -80,6 +82,9 @@ pub const MAX_VIFS: usize = 1 << 16;
 /// Largest number of forwarding lcores a region may have (the one shared bound,
 /// [`crate::MAX_LCORES`]).
 pub use crate::limits::MAX_LCORES;
+/// VRF ids with a counter block in every lcore block (ids `0..MAX_VRFS`, the one shared
+/// bound [`crate::MAX_VRFS`]).
+pub use crate::limits::MAX_VRFS;
 /// A running region whose heartbeat is older than this is reported [`Liveness::Stale`].
 pub const STALE_HEARTBEAT_MS: u64 = 5_000;
 

@@ -5,11 +5,13 @@ use std::sync::atomic::{fence, Ordering};
 
 use shm::{Mapped, Mismatch, OpenOptions};
 
-use super::layout::{Header, Layout, RegionRef, LCORE_HEAD_SIZE, SPEC, VIF_COUNTER_SIZE, VIF_INFO_SIZE};
+use super::layout::{
+    Header, Layout, RegionRef, LCORE_HEAD_SIZE, SPEC, VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
+};
 use super::vif_info::VifInfoOwned;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, VifCounters, MAGIC, MAX_LCORES, MAX_VIFS, STALE_HEARTBEAT_MS,
-    STATS_FILE_NAME,
+    unix_time_ms, LcoreCounters, RegionState, StatsError, VifCounters, VrfCounters, MAGIC, MAX_LCORES, MAX_VIFS,
+    MAX_VRFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
 };
 use crate::drop_reason::DROP_REASON_COUNT;
 
@@ -107,6 +109,11 @@ impl StatsReader {
         self.layout.n_lcores
     }
 
+    /// VRF ids with counters (`0..max_vrfs`).
+    pub fn max_vrfs(&self) -> usize {
+        self.layout.max_vrfs
+    }
+
     /// The header, decoded (state and heartbeat as of now).
     pub fn header(&self) -> HeaderInfo {
         let h = self.region().header();
@@ -179,6 +186,26 @@ impl StatsReader {
         d
     }
 
+    /// Counters of VRF `vrf`, summed over lcores unless `core` selects one. Zeros if the VRF
+    /// or the core is out of range.
+    pub fn vrf_counters(&self, vrf: u32, core: Option<usize>) -> VrfCounters {
+        let c = self.region().vrf_counters(vrf as usize, core);
+        fence(Ordering::Acquire);
+        c
+    }
+
+    /// Every VRF with a non-zero counter (summed over lcores unless `core` selects one), by
+    /// id: what `vrfstats --dump` lists.
+    pub fn active_vrfs(&self, core: Option<usize>) -> Vec<(u32, VrfCounters)> {
+        let r = self.region();
+        let out = (0..self.layout.max_vrfs)
+            .map(|v| (v as u32, r.vrf_counters(v, core)))
+            .filter(|(_, c)| *c != VrfCounters::default())
+            .collect();
+        fence(Ordering::Acquire);
+        out
+    }
+
     /// Poll-loop counters, summed over lcores unless `core` selects one.
     pub fn lcore_counters(&self, core: Option<usize>) -> LcoreCounters {
         let c = self.region().lcore_counters(core);
@@ -225,6 +252,8 @@ fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
     check("vif_info_size", h.vif_info_size.into(), VIF_INFO_SIZE as u64)?;
     check("vif_counter_size", h.vif_counter_size.into(), VIF_COUNTER_SIZE as u64)?;
     check("lcore_head_size", h.lcore_head_size.into(), LCORE_HEAD_SIZE as u64)?;
+    check("vrf_counter_size", h.vrf_counter_size.into(), VRF_COUNTER_SIZE as u64)?;
+    check("max_vrfs", h.max_vrfs.into(), MAX_VRFS as u64)?;
     let max_vifs = h.max_vifs as usize;
     let n_lcores = h.n_lcores as usize;
     for (what, n, max) in [("max_vifs", max_vifs, MAX_VIFS), ("n_lcores", n_lcores, MAX_LCORES)] {

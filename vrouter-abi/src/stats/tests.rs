@@ -115,6 +115,37 @@ fn mirror_counters_per_vif_and_vrouter_wide() {
 }
 
 #[test]
+fn vrf_counters_per_lcore_and_summed() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
+    let (l0, l1) = (region.lcore(0).unwrap(), region.lcore(1).unwrap());
+    l0.vrf_add(1, &VrfCounters { udp_mpls_tunnels: 30, ecmp_composites: 2, ..Default::default() });
+    l0.vrf_add(1, &VrfCounters { udp_mpls_tunnels: 2, discards: 1, ..Default::default() });
+    l1.vrf_add(1, &VrfCounters { udp_mpls_tunnels: 5, ..Default::default() });
+    l1.vrf_add(0, &VrfCounters { receives: 3, ..Default::default() });
+    let last = (MAX_VRFS - 1) as u32;
+    l1.vrf_add(last, &VrfCounters { vxlan_decaps: 9, ..Default::default() });
+    // Out of range: not counted, nothing else touched.
+    l1.vrf_add(MAX_VRFS as u32, &VrfCounters { encaps: 1, ..Default::default() });
+    let r = StatsReader::open(dir.path()).unwrap();
+    assert_eq!(r.max_vrfs(), MAX_VRFS);
+    let v1 = r.vrf_counters(1, None);
+    assert_eq!(v1, VrfCounters { udp_mpls_tunnels: 37, ecmp_composites: 2, discards: 1, ..Default::default() });
+    assert_eq!(r.vrf_counters(1, Some(1)).udp_mpls_tunnels, 5);
+    assert_eq!(r.vrf_counters(1, Some(2)), VrfCounters::default(), "no such core");
+    assert_eq!(r.vrf_counters(MAX_VRFS as u32, None), VrfCounters::default());
+    assert_eq!(region.vrf_counters(last, Some(1)).vxlan_decaps, 9);
+    let active: Vec<u32> = r.active_vrfs(None).iter().map(|(v, _)| *v).collect();
+    assert_eq!(active, [0, 1, last]);
+    assert_eq!(r.active_vrfs(Some(0)).len(), 1);
+    // Nothing leaked into the vif or lcore counters.
+    assert_eq!(r.vif_counters(3, None), VifCounters::default());
+    assert_eq!(r.lcore_counters(None), LcoreCounters::default());
+    let h = r.header();
+    assert_eq!(h.file_size, std::fs::metadata(region.path()).unwrap().len());
+}
+
+#[test]
 fn icmp_error_answers_sent_and_suppressed_per_lcore() {
     let dir = tempfile::tempdir().unwrap();
     let region = StatsRegion::create(dir.path(), 4, 2, &vifs(), 0).unwrap();
@@ -368,6 +399,15 @@ fn reader_rejects_bad_files() {
     match StatsReader::open(dir.path()) {
         Err(StatsError::LayoutMismatch { field: "n_drop_reasons", found: 7, expected, .. }) => {
             assert_eq!(expected, DROP_REASON_COUNT as u64)
+        }
+        other => panic!("expected LayoutMismatch, got {:?}", other.err()),
+    }
+
+    StatsRegion::create(dir.path(), 2, 1, &[], 0).unwrap();
+    write_at(&path, std::mem::offset_of!(layout::Header, max_vrfs) as u64, &8u32.to_le_bytes());
+    match StatsReader::open(dir.path()) {
+        Err(StatsError::LayoutMismatch { field: "max_vrfs", found: 8, expected, .. }) => {
+            assert_eq!(expected, MAX_VRFS as u64)
         }
         other => panic!("expected LayoutMismatch, got {:?}", other.err()),
     }

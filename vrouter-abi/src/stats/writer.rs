@@ -8,11 +8,13 @@ use std::sync::Arc;
 use shm::{CreateOptions, InitMap, Mapped};
 
 use super::layout::{
-    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, LCORE_HEAD_SIZE, SPEC, VIF_COUNTER_SIZE, VIF_INFO_SIZE,
+    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, VrfCounterBlock, LCORE_HEAD_SIZE, SPEC,
+    VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
 };
 use super::vif_info::VifInfo;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, MAX_LCORES, MAX_VIFS, STATS_FILE_NAME,
+    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS,
+    STATS_FILE_NAME,
 };
 use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
 
@@ -167,10 +169,15 @@ impl StatsRegion {
         // The vif blocks follow the head; max_vifs >= 1 (checked in `create`).
         let vif0 = region.vif_block(index, 0)? as *const VifCounterBlock;
         debug_assert_eq!(vif0 as usize - head_ptr as usize, LCORE_HEAD_SIZE);
+        // The VRF blocks follow the vif blocks (max_vrfs = MAX_VRFS >= 1).
+        let vrf0 = region.vrf_block(index, 0)? as *const VrfCounterBlock;
+        debug_assert_eq!(vrf0 as usize - head_ptr as usize, self.shared.layout.vrf_blocks_offset);
         Some(LcoreStats {
             head: NonNull::from(head),
             vifs: NonNull::new(vif0.cast_mut())?,
             max_vifs: self.shared.layout.max_vifs,
+            vrfs: NonNull::new(vrf0.cast_mut())?,
+            max_vrfs: self.shared.layout.max_vrfs,
             index,
             shared: Arc::clone(&self.shared),
         })
@@ -234,6 +241,12 @@ impl StatsRegion {
     pub fn lcore_counters(&self, core: Option<usize>) -> LcoreCounters {
         self.shared.region().lcore_counters(core)
     }
+
+    /// Counters of VRF `vrf`, summed over lcores or of one lcore (`core`); zeros if out of
+    /// range.
+    pub fn vrf_counters(&self, vrf: u32, core: Option<usize>) -> VrfCounters {
+        self.shared.region().vrf_counters(vrf as usize, core)
+    }
 }
 
 /// Writes the region's own header fields and the static `VifInfo` records into the fresh,
@@ -249,6 +262,8 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
     h.lcore_block_size = layout.lcore_block_size as u64;
     h.vif_counter_size = VIF_COUNTER_SIZE as u32;
     h.lcore_head_size = LCORE_HEAD_SIZE as u32;
+    h.max_vrfs = layout.max_vrfs as u32;
+    h.vrf_counter_size = VRF_COUNTER_SIZE as u32;
     h.tsc_hz = tsc_hz;
     h.state = AtomicU32::new(RegionState::Running as u32);
     h.heartbeat_ms = AtomicU64::new(unix_time_ms());
@@ -265,18 +280,22 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
 ///
 /// vif ids `>= max_vifs` never index out of the block: `rx`/`tx`/`*_error` ignore them,
 /// `drop` counts only the lcore's global counter; each such call bumps the lcore's
-/// `invalid_vif` counter instead.
+/// `invalid_vif` counter instead. VRF ids `>= MAX_VRFS` (which the configuration rejects)
+/// are not counted.
 pub struct LcoreStats {
     head: NonNull<LcoreHead>,
     /// First of `max_vifs` consecutive `VifCounterBlock`s, right after `head`.
     vifs: NonNull<VifCounterBlock>,
     max_vifs: usize,
+    /// First of `max_vrfs` consecutive `VrfCounterBlock`s, right after the vif blocks.
+    vrfs: NonNull<VrfCounterBlock>,
+    max_vrfs: usize,
     index: usize,
     /// Keeps the mapping `head` and `vifs` point into alive.
     shared: Arc<Shared>,
 }
 
-// SAFETY: `head` and `vifs` point into the mapping owned by `shared` (an `Arc`, kept alive
+// SAFETY: `head`, `vifs` and `vrfs` point into the mapping owned by `shared` (an `Arc`, kept alive
 // by this handle; the mapping's address does not change when the `MmapMut` moves). Every
 // access through them is an atomic operation on `AtomicU64`s, valid from any thread. The
 // handle is deliberately not `Sync`: one thread at a time uses it, so the non-atomic
@@ -305,6 +324,18 @@ impl LcoreStats {
         } else {
             bump(&self.head().invalid_vif, 1);
             None
+        }
+    }
+
+    /// Adds `counts` (a tally of this lcore's forwarding decisions in VRF `vrf`, e.g. one
+    /// burst's) to the VRF's block; only the non-zero counters are written.
+    #[inline]
+    pub fn vrf_add(&self, vrf: u32, counts: &VrfCounters) {
+        let i = vrf as usize;
+        if i < self.max_vrfs {
+            // SAFETY: i < max_vrfs: the block lies inside this lcore's block of the mapping
+            // (layout checked at creation); alive and aligned as for `head`.
+            counts.bump_block(unsafe { &*self.vrfs.as_ptr().add(i) });
         }
     }
 

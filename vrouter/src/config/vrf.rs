@@ -4,14 +4,17 @@ use super::check::{unicast_v4_problem, Checker, ConfigError, Unique, VNI_MAX};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-// Highest VRF id (exclusive): shared with the per-VRF tables.
-use vrouter_abi::limits::MAX_VRFS;
+/// Highest VRF id (exclusive): the one limit the stats region's per-VRF counters share
+/// ([`vrouter_abi::MAX_VRFS`]).
+const MAX_VRFS: u32 = vrouter_abi::MAX_VRFS as u32;
+const _: () = assert!(vrouter_abi::MAX_VRFS <= u32::MAX as usize);
 
 /// A VRF (routing instance).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VrfConfig {
-    /// VRF id, unique and below 4096; routes, vifs and bridge entries refer to it.
+    /// VRF id, unique and below [`vrouter_abi::MAX_VRFS`] (4096); routes, vifs and bridge
+    /// entries refer to it.
     pub id: u32,
     /// VRF (routing instance) name, unique and non-empty (tf `vrf_name`).
     pub name: String,

@@ -850,7 +850,7 @@ impl Programmer {
             flow_overflow_entries,
             flows_active,
             max_vifs: config::MAX_VIFS,
-            max_vrfs: vrouter_abi::limits::MAX_VRFS,
+            max_vrfs: vrouter_abi::limits::MAX_VRFS as u32,
             max_nexthops: crate::fib::lpm::LPM4_MAX_NH,
             vifs: fib.vif_list().count() as u64,
             vrfs: fib.vrfs.iter().flatten().count() as u64,

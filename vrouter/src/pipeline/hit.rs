@@ -13,7 +13,7 @@
 //! `None` means nothing was counted or written. A packet that fails the vif's source check
 //! ([`super::source`]) is dropped here as the general path would drop it, uncounted.
 
-use super::{output_v4, Ingress, PacketBuf, Verdict};
+use super::{output_v4, Ingress, PacketBuf, Verdict, VrfCount};
 use crate::drop_reason::DropReason;
 use crate::fib::{Fib, Vif, Vrf};
 use crate::packet::{ethernet, ipv4, EtherType, IpProtocol};
@@ -38,7 +38,8 @@ pub struct HitCtx<'a> {
 
 /// Forwards one packet of flow `idx` (found by the burst lookup for this packet's key;
 /// `key_hash` is that key's hash) when it takes the hit path, else returns `None` having
-/// changed nothing. `held`: whether this lcore holds packets of the flow.
+/// changed nothing. `held`: whether this lcore holds packets of the flow. The decision is
+/// counted in `vc` (in the vif's VRF), as the general path counts it.
 #[inline(always)]
 pub fn forward_v4<B: PacketBuf>(
     cx: &HitCtx<'_>,
@@ -46,6 +47,7 @@ pub fn forward_v4<B: PacketBuf>(
     idx: u32,
     key_hash: u32,
     held: impl FnOnce(u32) -> bool,
+    vc: &mut impl VrfCount,
 ) -> Option<Verdict> {
     let (nh, ttl, ip_len, tcp, hash) = {
         let eth = ethernet::Frame::new_checked(pkt.data()).ok()?;
@@ -99,5 +101,6 @@ pub fn forward_v4<B: PacketBuf>(
     if action == Action::Drop {
         return Some(Verdict::Drop(DropReason::FlowActionDrop));
     }
-    Some(output_v4(cx.fib, nh, pkt, Ingress::Local(cx.vif), hash, ttl, ethernet::HEADER_LEN + usize::from(ip_len)))
+    let frame_len = ethernet::HEADER_LEN + usize::from(ip_len);
+    Some(output_v4(cx.fib, cx.vif.vrf, nh, pkt, Ingress::Local(cx.vif), hash, ttl, frame_len, vc))
 }

@@ -83,7 +83,9 @@ mod vec_buf;
 pub use vec_buf::VecBuf;
 pub mod icmp_error;
 pub mod source;
+pub mod vrf_count;
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
+pub use vrf_count::{TallySink, VrfCount, VrfTally};
 
 use Verdict::{Drop, Tx};
 
@@ -106,6 +108,18 @@ enum Ingress<'a> {
 /// forwarding, as when no flow table is configured).
 #[inline(always)]
 pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
+    process_counted(fib, vif, pkt, flows, &mut ())
+}
+
+/// [`process`], counting the decision in the VRF counters `vc` (see [`vrf_count`]).
+#[inline(always)]
+pub fn process_counted<B: PacketBuf, C: VrfCount>(
+    fib: &Fib,
+    vif: &Vif,
+    pkt: &mut B,
+    flows: Option<&mut FlowStage>,
+    vc: &mut C,
+) -> Verdict {
     // Flows track traffic entering or leaving VMs: routed or bridged from a VM vif, or decapsulated
     // from the fabric into a VM's VRF. The underlay's own traffic is stateless.
     let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
@@ -122,57 +136,65 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
     match ethertype {
         EtherType::IPV4 => {
             if vif.kind == VifType::Fabric {
-                if let Some(v) = terminate_tunnel(fib, pkt, flows) {
+                if let Some(v) = terminate_tunnel(fib, vif.vrf, pkt, flows, vc) {
                     return v;
                 }
                 return if dst == vif.mac || dst == fib.router_mac {
-                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None)
+                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None, vc)
                 } else if ethernet::is_multicast(&dst) {
                     Drop(DropReason::NowhereToGo)
                 } else {
-                    bridge(fib, vif.vrf, dst, pkt)
+                    bridge(fib, vif.vrf, dst, pkt, vc)
                 };
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
+                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows, vc)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge_ip(fib, vif.vrf, dst, pkt, flows)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows, vc)
             }
         }
         EtherType::IPV6 => {
-            if let Some(v) = neighbour_discovery(fib, vif, pkt) {
+            if let Some(v) = neighbour_discovery(fib, vif, pkt, vc) {
                 return v;
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
+                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows, vc)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge_ip(fib, vif.vrf, dst, pkt, flows)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows, vc)
             }
         }
-        EtherType::ARP => arp_request(fib, vif, pkt),
+        EtherType::ARP => arp_request(fib, vif, pkt, vc),
         // No VLAN sub-interfaces are configured: a tagged frame has no vif to enter.
         EtherType::VLAN | EtherType::QINQ => Drop(DropReason::InvalidIf),
         _ => {
             if ethernet::is_multicast(&dst) {
                 Drop(DropReason::InvalidProtocol)
             } else {
-                bridge(fib, vif.vrf, dst, pkt)
+                bridge(fib, vif.vrf, dst, pkt, vc)
             }
         }
     }
 }
 
-/// Resolves an ECMP composite to one member by flow hash; other nexthops are returned as is.
+/// Resolves an ECMP composite to one member by flow hash (counted in `vrf`); other
+/// nexthops are returned as is.
 #[inline(always)]
-fn resolve(fib: &Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&Nexthop> {
+fn resolve<'f>(
+    fib: &'f Fib,
+    nh: NhIdx,
+    hash: impl FnOnce() -> u32,
+    vrf: u32,
+    vc: &mut impl VrfCount,
+) -> Option<&'f Nexthop> {
     match fib.nexthop(nh)? {
         Nexthop::Ecmp { members, .. } => {
+            vc.count(vrf, |c| &mut c.ecmp_composites);
             let m = members[hash() as usize % members.len()];
             fib.nexthop(m)
         }
@@ -215,6 +237,7 @@ fn route_v4<B: PacketBuf>(
     pkt: &mut B,
     ingress: Ingress<'_>,
     flows: Option<&mut FlowStage>,
+    vc: &mut impl VrfCount,
 ) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
@@ -222,7 +245,10 @@ fn route_v4<B: PacketBuf>(
             Ok(ip) => ip,
             Err(e) => return Drop(e.drop_reason()),
         };
-        let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
+        let Some(nh) = table.route_v4(ip.dst_addr()) else {
+            vc.count(vrf, |c| &mut c.no_route_drops);
+            return Drop(DropReason::NoL3Route);
+        };
         let mut hash = None;
         if let Some(fs) = flows {
             let proto = ip.protocol();
@@ -241,33 +267,38 @@ fn route_v4<B: PacketBuf>(
         let hash = hash.unwrap_or_else(|| hash_v4(&ip));
         (nh, hash, ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
     };
-    output_v4(fib, nh_idx, pkt, ingress, hash, ttl, frame_len)
+    output_v4(fib, vrf, nh_idx, pkt, ingress, hash, ttl, frame_len, vc)
 }
 
 /// The end of IPv4 routing, once the route is known and the flow stage let the packet
 /// through: padding trimmed, ECMP resolved, TTL checked and decremented (local ingress),
 /// then the nexthop's rewrite. `hash` is the packet's 5-tuple hash, `ttl` its TTL and
 /// `frame_len` the Ethernet header plus the IPv4 total length. Shared by [`route_v4`] and
-/// the flow-hit path ([`hit`]).
+/// the flow-hit path ([`hit`]). The decision is counted in `vrf` (the route's).
+#[allow(clippy::too_many_arguments)] // always inlined: the arguments are registers
 #[inline(always)]
 fn output_v4<B: PacketBuf>(
     fib: &Fib,
+    vrf: u32,
     nh_idx: NhIdx,
     pkt: &mut B,
     ingress: Ingress<'_>,
     hash: u32,
     ttl: u8,
     frame_len: usize,
+    vc: &mut impl VrfCount,
 ) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
     }
-    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, vrf, vc) else { return Drop(DropReason::InvalidNh) };
     if let Nexthop::Receive { vif, .. } = nh {
+        vc.count(vrf, |c| &mut c.receives);
         return Tx(*vif);
     }
     if let Nexthop::Discard { .. } = nh {
+        vc.count(vrf, |c| &mut c.discards);
         return Drop(DropReason::Discard);
     }
     if let Ingress::Local(from) = ingress {
@@ -277,7 +308,7 @@ fn output_v4<B: PacketBuf>(
         let mut ip = ipv4::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.decrement_ttl_update_checksum();
     }
-    l3_output(fib, nh, pkt, EtherType::IPV4, hash)
+    l3_output(fib, vrf, nh, pkt, EtherType::IPV4, hash, vc)
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
@@ -287,6 +318,7 @@ fn route_v6<B: PacketBuf>(
     pkt: &mut B,
     ingress: Ingress<'_>,
     flows: Option<&mut FlowStage>,
+    vc: &mut impl VrfCount,
 ) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
@@ -295,6 +327,7 @@ fn route_v6<B: PacketBuf>(
             Err(e) => return Drop(e.drop_reason()),
         };
         let Some(nh) = table.route_v6(&ip.dst_addr().octets()) else {
+            vc.count(vrf, |c| &mut c.no_route_drops);
             return Drop(DropReason::NoL3Route);
         };
         if let Some(fs) = flows {
@@ -309,11 +342,13 @@ fn route_v6<B: PacketBuf>(
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
     }
-    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, vrf, vc) else { return Drop(DropReason::InvalidNh) };
     if let Nexthop::Receive { vif, .. } = nh {
+        vc.count(vrf, |c| &mut c.receives);
         return Tx(*vif);
     }
     if let Nexthop::Discard { .. } = nh {
+        vc.count(vrf, |c| &mut c.discards);
         return Drop(DropReason::Discard);
     }
     if let Ingress::Local(from) = ingress {
@@ -323,17 +358,27 @@ fn route_v6<B: PacketBuf>(
         let mut ip = ipv6::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.set_hop_limit(hop_limit - 1);
     }
-    l3_output(fib, nh, pkt, EtherType::IPV6, hash)
+    l3_output(fib, vrf, nh, pkt, EtherType::IPV6, hash, vc)
 }
 
-/// Sends a routed packet (Ethernet frame at offset 0, TTL already handled) to `nh`.
+/// Sends a routed packet (Ethernet frame at offset 0, TTL already handled) to `nh`,
+/// counted in `vrf`.
 #[inline(always)]
-fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16, hash: u32) -> Verdict {
+fn l3_output<B: PacketBuf>(
+    fib: &Fib,
+    vrf: u32,
+    nh: &Nexthop,
+    pkt: &mut B,
+    ethertype: u16,
+    hash: u32,
+    vc: &mut impl VrfCount,
+) -> Verdict {
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
             let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
             eth.set_dst_addr(*dst_mac);
             eth.set_src_addr(*src_mac);
+            vc.count(vrf, |c| &mut c.encaps);
             Tx(*vif)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
@@ -341,17 +386,23 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
             if !pkt.adj(ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
-            push_tunnel(nh, pkt, hash)
+            push_tunnel(nh, pkt, hash, vrf, vc)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Vxlan, inner_dst_mac, .. } => {
             let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
             eth.set_dst_addr(*inner_dst_mac);
             eth.set_src_addr(fib.router_mac);
             eth.set_ethertype(ethertype);
-            push_tunnel(nh, pkt, hash)
+            push_tunnel(nh, pkt, hash, vrf, vc)
         }
-        Nexthop::Receive { vif, .. } => Tx(*vif),
-        Nexthop::Discard { .. } => Drop(DropReason::Discard),
+        Nexthop::Receive { vif, .. } => {
+            vc.count(vrf, |c| &mut c.receives);
+            Tx(*vif)
+        }
+        Nexthop::Discard { .. } => {
+            vc.count(vrf, |c| &mut c.discards);
+            Drop(DropReason::Discard)
+        }
         Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
     }
 }
@@ -359,12 +410,20 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
 /// Bridges an IP frame from a VM (or decapsulated into a VM's VRF): policy holds for
 /// bridged traffic too (as tf-vrouter's L2 flows), so the IP packet goes through the flow
 /// stage in `vrf` first, then the frame is bridged unchanged.
-fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
+fn bridge_ip<B: PacketBuf>(
+    fib: &Fib,
+    vrf: u32,
+    dst: [u8; 6],
+    pkt: &mut B,
+    flows: Option<&mut FlowStage>,
+    vc: &mut impl VrfCount,
+) -> Verdict {
     if let Some(fs) = flows {
         // Nothing undeliverable reaches the flow stage (it would create a flow, or record a
         // first fragment's ports, for a frame that goes nowhere), as routing looks the route
         // up first.
         if fib.vrf(vrf).and_then(|t| t.bridge_lookup(&dst)).is_none() {
+            vc.count(vrf, |c| &mut c.no_route_drops);
             return Drop(DropReason::NoL2Route);
         }
         if !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(ethernet::HEADER_LEN..).unwrap_or(&[])) {
@@ -375,7 +434,7 @@ fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows
             return v;
         }
     }
-    bridge(fib, vrf, dst, pkt)
+    bridge(fib, vrf, dst, pkt, vc)
 }
 
 /// Whether a bridged IP packet (`l3`) goes where its destination IP routes in `vrf`: the
@@ -404,17 +463,30 @@ fn bridges_where_it_routes(fib: &Fib, vrf: u32, dst_mac: &[u8; 6], l3: &[u8]) ->
 }
 
 /// Bridges a frame by destination MAC in `vrf` (no L2/L3 rewrite).
-fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B) -> Verdict {
+fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, vc: &mut impl VrfCount) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
-    let Some(nh_idx) = table.bridge_lookup(&dst) else { return Drop(DropReason::NoL2Route) };
+    let Some(nh_idx) = table.bridge_lookup(&dst) else {
+        vc.count(vrf, |c| &mut c.no_route_drops);
+        return Drop(DropReason::NoL2Route);
+    };
     let hash = || l2_hash(pkt.data());
-    let Some(nh) = resolve(fib, nh_idx, hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, hash, vrf, vc) else { return Drop(DropReason::InvalidNh) };
     match nh {
-        Nexthop::Encap { vif, .. } | Nexthop::Receive { vif, .. } => Tx(*vif),
-        Nexthop::Discard { .. } => Drop(DropReason::Discard),
+        Nexthop::Encap { vif, .. } => {
+            vc.count(vrf, |c| &mut c.l2_encaps);
+            Tx(*vif)
+        }
+        Nexthop::Receive { vif, .. } => {
+            vc.count(vrf, |c| &mut c.l2_receives);
+            Tx(*vif)
+        }
+        Nexthop::Discard { .. } => {
+            vc.count(vrf, |c| &mut c.discards);
+            Drop(DropReason::Discard)
+        }
         Nexthop::Tunnel { encap: TunnelEncap::Vxlan, .. } => {
             let h = l2_hash(pkt.data());
-            push_tunnel(nh, pkt, h)
+            push_tunnel(nh, pkt, h, vrf, vc)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
             // This vRouter's MPLSoUDP labels are L3: only IP payloads can cross them.
@@ -426,7 +498,7 @@ fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B) -> Verdi
             if !pkt.adj(ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
-            push_tunnel(nh, pkt, h)
+            push_tunnel(nh, pkt, h, vrf, vc)
         }
         Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
     }
@@ -454,10 +526,11 @@ fn l2_hash(frame: &[u8]) -> u32 {
 /// Pushes the outer Ethernet/IPv4/UDP and MPLS or VXLAN headers of tunnel `nh` in front of
 /// the payload currently in `pkt` (an IP packet for MPLSoUDP, an Ethernet frame for VXLAN):
 /// a copy of the nexthop's precomputed [`TunnelHeader`] with the lengths, the IPv4 checksum
-/// and the UDP source port (flow entropy from `hash`) patched in.
+/// and the UDP source port (flow entropy from `hash`) patched in. Counted in `vrf` once
+/// the headers are written.
 #[inline(always)]
-fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
-    let Nexthop::Tunnel { vif, header, .. } = nh else {
+fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32, vrf: u32, vc: &mut impl VrfCount) -> Verdict {
+    let Nexthop::Tunnel { vif, header, encap, .. } = nh else {
         return Drop(DropReason::InvalidNh);
     };
     let ip_len = pkt.data().len() + header.len - TunnelHeader::IP;
@@ -476,6 +549,10 @@ fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32) -> Verdict {
     };
     if !written {
         return Drop(DropReason::PushFails);
+    }
+    match encap {
+        TunnelEncap::Mplsoudp => vc.count(vrf, |c| &mut c.udp_mpls_tunnels),
+        TunnelEncap::Vxlan => vc.count(vrf, |c| &mut c.vxlan_tunnels),
     }
     Tx(*vif)
 }
@@ -500,8 +577,15 @@ fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, i
 }
 
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
-/// when the packet is not for the vRouter (it is then routed in the fabric VRF).
-fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut FlowStage>) -> Option<Verdict> {
+/// when the packet is not for the vRouter (it is then routed in the fabric VRF, `vrf`: the
+/// receiving vif's, where what goes to the host is counted).
+fn terminate_tunnel<B: PacketBuf>(
+    fib: &Fib,
+    vrf: u32,
+    pkt: &mut B,
+    flows: Option<&mut FlowStage>,
+    vc: &mut impl VrfCount,
+) -> Option<Verdict> {
     let (proto, l4_off, dport, outer_src) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
             Ok(ip) => ip,
@@ -526,25 +610,32 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
         (ip.protocol(), l4_off, dport, ip.src_addr())
     };
     if proto == IpProtocol::UDP && dport == MPLSOUDP_PORT {
-        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows));
+        return Some(decap_mpls(fib, vrf, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, vc));
     }
     if proto == IpProtocol::UDP && dport == VXLAN_PORT {
-        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows));
+        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, vc));
     }
     // Anything else addressed to the vRouter goes to the host interface.
     Some(match fib.host_vif {
-        Some(h) => Tx(h),
+        Some(h) => {
+            vc.count(vrf, |c| &mut c.receives);
+            Tx(h)
+        }
         None => Drop(DropReason::NowhereToGo),
     })
 }
 
-/// Decapsulates MPLSoUDP (the MPLS header at `off`) from `outer_src`.
+/// Decapsulates MPLSoUDP (the MPLS header at `off`) from `outer_src`, received in
+/// `fabric_vrf`. A packet delivered to its VM counts in that VM's VRF; one the label
+/// discards, in `fabric_vrf`.
 fn decap_mpls<B: PacketBuf>(
     fib: &Fib,
+    fabric_vrf: u32,
     pkt: &mut B,
     mut off: usize,
     outer_src: Ipv4Addr,
     flows: Option<&mut FlowStage>,
+    vc: &mut impl VrfCount,
 ) -> Verdict {
     let label = {
         let Some(mut bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
@@ -586,7 +677,7 @@ fn decap_mpls<B: PacketBuf>(
             None => return Drop(DropReason::PullFails),
         }
     };
-    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, fabric_vrf, vc) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
             // The inner source must route back to the sending vRouter in the VRF of the VM
@@ -612,9 +703,14 @@ fn decap_mpls<B: PacketBuf>(
             eth.set_dst_addr(*dst_mac);
             eth.set_src_addr(*src_mac);
             eth.set_ethertype(ethertype);
+            vc.count(out.vrf, |c| &mut c.mplsoudp_decaps);
+            vc.count(out.vrf, |c| &mut c.encaps);
             Tx(*vif)
         }
-        Nexthop::Discard { .. } => Drop(DropReason::Discard),
+        Nexthop::Discard { .. } => {
+            vc.count(fabric_vrf, |c| &mut c.discards);
+            Drop(DropReason::Discard)
+        }
         _ => Drop(DropReason::InvalidNh),
     }
 }
@@ -626,6 +722,7 @@ fn decap_vxlan<B: PacketBuf>(
     off: usize,
     outer_src: Ipv4Addr,
     flows: Option<&mut FlowStage>,
+    vc: &mut impl VrfCount,
 ) -> Verdict {
     let vni = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
@@ -665,14 +762,19 @@ fn decap_vxlan<B: PacketBuf>(
     if !pkt.adj(inner) {
         return Drop(DropReason::PullFails);
     }
-    if routed {
-        return match ethertype {
-            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None),
-            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None),
+    let v = if routed {
+        match ethertype {
+            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None, vc),
+            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None, vc),
             _ => Drop(DropReason::InvalidProtocol),
-        };
+        }
+    } else {
+        bridge(fib, vrf, dst, pkt, vc)
+    };
+    if let Tx(_) = v {
+        vc.count(vrf, |c| &mut c.vxlan_decaps);
     }
-    bridge(fib, vrf, dst, pkt)
+    v
 }
 
 /// Flow stage for an IP packet decapsulated from the fabric, or bridged from a VM
@@ -694,7 +796,7 @@ fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>, from_vm: boo
 }
 
 /// ARP: proxy answers for VMs, the vRouter IP on the fabric; everything else is counted.
-fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
+fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut impl VrfCount) -> Verdict {
     let (op, sha, spa, tpa) = {
         let Some(bytes) = pkt.data().get(ethernet::HEADER_LEN..) else {
             return Drop(DropReason::PullFails);
@@ -721,7 +823,10 @@ fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
             }
             match fib.vrf(vif.vrf).and_then(|v| v.route_v4(tpa)) {
                 Some(_) => true,
-                None => return Drop(DropReason::NoL3Route),
+                None => {
+                    vc.count(vif.vrf, |c| &mut c.no_route_drops);
+                    return Drop(DropReason::NoL3Route);
+                }
             }
         }
         VifType::Fabric | VifType::Host => tpa == fib.router_ip || Some(tpa) == vif.ip,
@@ -741,6 +846,7 @@ fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Verdict {
     a.set_sender_protocol_addr(tpa);
     a.set_target_hardware_addr(sha);
     a.set_target_protocol_addr(spa);
+    vc.count(vif.vrf, |c| &mut c.resolves);
     Tx(vif.id)
 }
 
@@ -749,7 +855,7 @@ const NA_LEN: usize = 24 + 8;
 
 /// IPv6 neighbour discovery from VMs: answers solicitations for routed addresses (proxy ND).
 /// Returns `None` for packets that are not neighbour discovery.
-fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Option<Verdict> {
+fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut impl VrfCount) -> Option<Verdict> {
     let (src, target, requester) = {
         let data = pkt.data();
         let ip = match ipv6::Packet::new_checked(&data[ethernet::HEADER_LEN..]) {
@@ -785,6 +891,7 @@ fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Optio
         return Some(Drop(DropReason::TrapNoIf));
     }
     if fib.vrf(vif.vrf).and_then(|v| v.route_v6(&target.octets())).is_none() {
+        vc.count(vif.vrf, |c| &mut c.no_route_drops);
         return Some(Drop(DropReason::NoL3Route));
     }
     let want = ethernet::HEADER_LEN + ipv6::HEADER_LEN + NA_LEN;
@@ -794,6 +901,7 @@ fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B) -> Optio
         return Some(Drop(DropReason::PushFails));
     }
     write_neighbor_advert(pkt.data_mut(), vif.mac, requester, target, src);
+    vc.count(vif.vrf, |c| &mut c.resolves);
     Some(Tx(vif.id))
 }
 

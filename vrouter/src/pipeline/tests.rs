@@ -1,7 +1,9 @@
 //! Unit and property tests of the pipeline on `Vec`-backed buffers.
 use super::*;
 use crate::config;
+use crate::stats::VrfCounters;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 const CFG: &str = r#"
 [eal]
@@ -210,6 +212,86 @@ fn the_mpls_trace_mark_is_stripped_on_decapsulation() {
     assert_eq!(process(fib, &fabric, &mut b, None), Drop(DropReason::PullFails), "a mark and nothing after it");
 }
 
+/// Runs `frame` received on vif `on` through the pipeline, counting per VRF.
+fn counted(on: u16, frame: &[u8], headroom: usize) -> (Verdict, BTreeMap<u32, VrfCounters>) {
+    let fib = fib();
+    let vif = fib.vif(on).unwrap().clone();
+    let mut vc = BTreeMap::new();
+    let mut b = VecBuf::new(headroom, frame);
+    (process_counted(fib, &vif, &mut b, None, &mut vc), vc)
+}
+
+fn only(vrf: u32, c: VrfCounters) -> BTreeMap<u32, VrfCounters> {
+    BTreeMap::from([(vrf, c)])
+}
+
+/// Each decision counts where it is made, in the VRF it is made in.
+#[test]
+fn vrf_counters_count_each_decision_in_its_vrf() {
+    let c = VrfCounters::default;
+    // VM -> MPLSoUDP and VXLAN tunnels, VM -> local VM (routed), no route: VRF 1.
+    assert_eq!(
+        counted(1, &udp_frame([192, 168, 2, 9], 0), 128),
+        (Tx(0), only(1, VrfCounters { udp_mpls_tunnels: 1, ..c() }))
+    );
+    assert_eq!(
+        counted(1, &udp_frame([192, 168, 3, 9], 0), 128),
+        (Tx(0), only(1, VrfCounters { vxlan_tunnels: 1, ..c() }))
+    );
+    assert_eq!(counted(1, &udp_frame([192, 168, 1, 3], 0), 128), (Tx(1), only(1, VrfCounters { encaps: 1, ..c() })));
+    assert_eq!(
+        counted(1, &udp_frame([10, 9, 9, 9], 0), 128),
+        (Drop(DropReason::NoL3Route), only(1, VrfCounters { no_route_drops: 1, ..c() }))
+    );
+    // Bridged to vm1's MAC: an L2 encap.
+    let mut bridged = udp_frame([192, 168, 1, 3], 0);
+    bridged[0..6].copy_from_slice(&[2, 0, 0, 0, 1, 3]);
+    assert_eq!(counted(1, &bridged, 128), (Tx(1), only(1, VrfCounters { l2_encaps: 1, ..c() })));
+    // A tunnel push that fails counts nothing.
+    assert_eq!(counted(1, &udp_frame([192, 168, 2, 9], 0), 8), (Drop(DropReason::PushFails), BTreeMap::new()));
+    // MPLSoUDP from the fabric (VRF 0) decapsulated to vm1: counted in vm1's VRF.
+    let inner = &udp_frame_from([192, 168, 2, 5], [192, 168, 1, 3], 0)[14..];
+    let label = mpls::entry(17, 0, true, 64).to_be_bytes();
+    assert_eq!(
+        counted(0, &mplsoudp_frame(&label, inner), 128),
+        (Tx(1), only(1, VrfCounters { mplsoudp_decaps: 1, encaps: 1, ..c() }))
+    );
+    // An unknown label has no VRF: nothing counted.
+    let bad = mpls::entry(999, 0, true, 64).to_be_bytes();
+    assert_eq!(counted(0, &mplsoudp_frame(&bad, inner), 128), (Drop(DropReason::InvalidLabel), BTreeMap::new()));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// Any frame on any vif counts at most one nexthop outcome, and exactly one when it is
+    /// transmitted (decapsulations are counted beside it); a discard or missing route counts
+    /// once with its drop.
+    #[test]
+    fn one_outcome_per_transmitted_packet(data in proptest::collection::vec(any::<u8>(), 0..120),
+                                          ethertype in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x0806)],
+                                          dst in prop_oneof![Just([192u8, 168, 2, 9]), Just([192, 168, 3, 9]), Just([192, 168, 1, 3]), Just([10, 9, 9, 9])],
+                                          to_router in any::<bool>(), on_fabric in any::<bool>()) {
+        let mut frame = if ethertype == 0x0800 { udp_frame(dst, 0) } else { data.clone() };
+        if frame.len() >= 14 {
+            if to_router {
+                frame[0..6].copy_from_slice(&fib().vif(u16::from(on_fabric) ^ 1).unwrap().mac);
+            }
+            frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+            if ethertype != 0x0800 {
+                frame.extend_from_slice(&data);
+            }
+        }
+        let (v, vc) = counted(if on_fabric { 0 } else { 1 }, &frame, 128);
+        let sum = |f: fn(&VrfCounters) -> u64| vc.values().map(f).sum::<u64>();
+        let outcomes = sum(|c| c.receives + c.l2_receives + c.encaps + c.l2_encaps + c.udp_mpls_tunnels + c.vxlan_tunnels + c.resolves);
+        prop_assert_eq!(outcomes, u64::from(matches!(v, Tx(_))), "{:?} {:?}", v, vc);
+        prop_assert_eq!(sum(|c| c.discards), u64::from(v == Drop(DropReason::Discard)));
+        let no_route = matches!(v, Drop(DropReason::NoL3Route) | Drop(DropReason::NoL2Route));
+        prop_assert!(sum(|c| c.no_route_drops) <= u64::from(no_route));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4000, .. ProptestConfig::default() })]
 
@@ -321,8 +403,9 @@ mod hit_path {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
 
-        /// Whenever the hit path takes a packet, the verdict, the bytes sent and the flow's
-        /// counters and TCP bits are the general path's; when it does not, nothing changed.
+        /// Whenever the hit path takes a packet, the verdict, the bytes sent, the flow's
+        /// counters and TCP bits and the VRF counts are the general path's; when it does
+        /// not, nothing changed (nothing counted).
         #[test]
         fn hit_path_is_the_general_path(
             to_router in any::<bool>(),
@@ -361,7 +444,8 @@ mod hit_path {
 
             let mut a = VecBuf::new(headroom, &f);
             let cx = HitCtx { fib, vif: &vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t_hit, lcore: 0, now: 5 };
-            let hit_verdict = hit::forward_v4(&cx, &mut a, i_hit, hash, |i| held && i == i_hit);
+            let mut vc_hit = BTreeMap::<u32, VrfCounters>::new();
+            let hit_verdict = hit::forward_v4(&cx, &mut a, i_hit, hash, |i| held && i == i_hit, &mut vc_hit);
 
             let mut b = VecBuf::new(headroom, &f);
             let mut stage = FlowStage {
@@ -376,7 +460,8 @@ mod hit_path {
                 mirror: None,
                 frags: &mut frag::FragTable::default(),
             };
-            let general = process(fib, &vif, &mut b, Some(&mut stage));
+            let mut vc_gen = BTreeMap::<u32, VrfCounters>::new();
+            let general = process_counted(fib, &vif, &mut b, Some(&mut stage), &mut vc_gen);
 
             let after_hit = t_hit.snapshot(i_hit).unwrap().unwrap();
             let after_gen = t_gen.snapshot(i_gen).unwrap().unwrap();
@@ -386,9 +471,11 @@ mod hit_path {
                     prop_assert_eq!(a.data(), b.data());
                     prop_assert_eq!((after_hit.packets, after_hit.bytes, after_hit.tcp_flags, after_hit.last_seen),
                                     (after_gen.packets, after_gen.bytes, after_gen.tcp_flags, after_gen.last_seen));
+                    prop_assert_eq!(vc_hit, vc_gen);
                 }
                 None => {
                     prop_assert_eq!(a.data(), &f[..]);
+                    prop_assert!(vc_hit.is_empty());
                     prop_assert_eq!((after_hit.packets, after_hit.bytes, after_hit.tcp_flags),
                                     (before.packets, before.bytes, before.tcp_flags));
                 }
@@ -408,7 +495,7 @@ mod hit_path {
         let (t, idx) = table_with(&dir, "t", &key, Action::Forward, false);
         let mut a = VecBuf::new(128, &f);
         let cx = HitCtx { fib, vif: &vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 9 };
-        assert_eq!(hit::forward_v4(&cx, &mut a, idx, key.hash(), |_| false), Some(Tx(0)));
+        assert_eq!(hit::forward_v4(&cx, &mut a, idx, key.hash(), |_| false, &mut ()), Some(Tx(0)));
         let s = t.snapshot(idx).unwrap().unwrap();
         assert_eq!((s.packets, s.bytes, s.last_seen), (1, 28, 9));
         // Outer Ethernet + IPv4 + UDP + MPLS in front of the inner IPv4 packet, TTL 63.
@@ -430,7 +517,10 @@ mod hit_path {
         let (t, idx) = table_with(&dir, "t", &key, Action::Forward, false);
         let mut a = VecBuf::new(128, &f);
         let cx = HitCtx { fib, vif: &vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 9 };
-        assert_eq!(hit::forward_v4(&cx, &mut a, idx, key.hash(), |_| false), Some(Drop(DropReason::InvalidSource)));
+        assert_eq!(
+            hit::forward_v4(&cx, &mut a, idx, key.hash(), |_| false, &mut ()),
+            Some(Drop(DropReason::InvalidSource))
+        );
         assert_eq!(a.data(), &f[..], "nothing rewritten");
         let s = t.snapshot(idx).unwrap().unwrap();
         assert_eq!((s.packets, s.bytes), (0, 0));
@@ -818,7 +908,7 @@ nexthop = 1
             let (t, idx) = hit_path::table_with(&dir, &format!("t{i}"), &key, flow_table::Action::Forward, false);
             let cx = HitCtx { fib, vif, vrf: fib.vrf(vif.vrf).unwrap(), table: &t, lcore: 0, now: 1 };
             let mut b = VecBuf::new(128, &f);
-            assert_eq!(hit::forward_v4(&cx, &mut b, idx, key.hash(), |_| false), want, "case {i}");
+            assert_eq!(hit::forward_v4(&cx, &mut b, idx, key.hash(), |_| false, &mut ()), want, "case {i}");
             let counted = t.snapshot(idx).unwrap().unwrap().packets;
             assert_eq!(counted, u64::from(want == Some(Tx(0))), "case {i}: only forwarded packets count");
             assert_eq!(on(1, f), want.unwrap(), "case {i}: the general path agrees");
