@@ -193,8 +193,13 @@ mod tests {
         }
     }
 
-    const FLOW: FlowFacts =
-        FlowFacts { entries: 524288, overflow_entries: 8192, used_entries: 12, used_overflow_entries: 1, hold_entries: 0 };
+    const FLOW: FlowFacts = FlowFacts {
+        entries: 524288,
+        overflow_entries: 8192,
+        used_entries: 12,
+        used_overflow_entries: 1,
+        hold_entries: 0,
+    };
 
     #[test]
     fn text_with_the_agent() {
@@ -232,7 +237,10 @@ Runtime programmed objects  4
     fn text_from_the_regions_alone() {
         let st = StatsFacts { lcores: 2, max_vifs: 64, vifs: 3, pid: 77, running: false };
         let out = render_info(&Info::new(Err("vRouter is not running".into()), Some(FLOW), Some(st)));
-        assert!(out.starts_with("Process id                  77 (not running)\nForwarding lcores           2\n"), "{out}");
+        assert!(
+            out.starts_with("Process id                  77 (not running)\nForwarding lcores           2\n"),
+            "{out}"
+        );
         assert!(out.contains("Flow Table limit            524288\n"));
         assert!(out.contains("Interfaces                  3\n"));
         assert!(out.ends_with("\nProgramming state unavailable: vRouter is not running\n"));

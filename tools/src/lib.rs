@@ -13,6 +13,7 @@ pub mod nh;
 pub mod program;
 pub mod rt;
 pub mod trace;
+pub mod vifprog;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

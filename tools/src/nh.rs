@@ -142,7 +142,10 @@ pub struct CreateArgs {
 /// that the type does not take (nothing is sent then).
 pub fn create_request(a: &CreateArgs) -> Result<Value, Failure> {
     let id = a.id.ok_or_else(|| Failure("--create needs --id".into()))?;
-    let kind = a.kind.as_deref().ok_or_else(|| Failure("--create needs --type (encap, tunnel, receive, discard, ecmp)".into()))?;
+    let kind = a
+        .kind
+        .as_deref()
+        .ok_or_else(|| Failure("--create needs --type (encap, tunnel, receive, discard, ecmp)".into()))?;
     if !TYPES.contains(&kind) {
         return Err(Failure(format!("--type: unknown nexthop type {kind:?} (encap, tunnel, receive, discard, ecmp)")));
     }
@@ -319,7 +322,8 @@ Id:25         Type:Composite      Fmly: AF_INET  Rid:0  Ref_cnt:2          Vrf:0
         let r = create_request(&t).unwrap();
         assert_eq!(r["nexthop"]["remote_ip"], "192.168.1.2");
         assert_eq!(r["nexthop"]["encap"], "vxlan");
-        let e = CreateArgs { id: Some(11), kind: Some("ecmp".into()), members: Some(vec![9, 10]), ..CreateArgs::default() };
+        let e =
+            CreateArgs { id: Some(11), kind: Some("ecmp".into()), members: Some(vec![9, 10]), ..CreateArgs::default() };
         assert_eq!(create_request(&e).unwrap()["nexthop"]["members"], json!([9, 10]));
         let d = CreateArgs { id: Some(12), kind: Some("discard".into()), ..CreateArgs::default() };
         assert_eq!(create_request(&d).unwrap(), json!({"cmd":"nh_set","nexthop":{"type":"discard","id":12}}));
@@ -346,7 +350,8 @@ Id:25         Type:Composite      Fmly: AF_INET  Rid:0  Ref_cnt:2          Vrf:0
             ..CreateArgs::default()
         };
         assert!(create_request(&t).unwrap_err().0.starts_with("--encap: unknown encapsulation"));
-        let no_members = CreateArgs { id: Some(1), kind: Some("ecmp".into()), members: Some(vec![]), ..CreateArgs::default() };
+        let no_members =
+            CreateArgs { id: Some(1), kind: Some("ecmp".into()), members: Some(vec![]), ..CreateArgs::default() };
         assert!(create_request(&no_members).unwrap_err().0.starts_with("--members:"));
     }
 

@@ -151,6 +151,9 @@ mod tests {
         );
         let same = ChangeReply { changed: false, generation: 7, ..ChangeReply::default() };
         assert!(render_change("nexthop 3", "created", &same).starts_with("nexthop 3 unchanged ("));
-        assert_eq!(only_with("--dump", &[("--nh", false), ("--mac", true)]).unwrap_err().0, "--mac is not valid with --dump");
+        assert_eq!(
+            only_with("--dump", &[("--nh", false), ("--mac", true)]).unwrap_err().0,
+            "--mac is not valid with --dump"
+        );
     }
 }
