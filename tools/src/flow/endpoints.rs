@@ -183,6 +183,9 @@ fn l2(l: &dyn Lookup, rows: &[VifRow], vrf: u32, mac: String) -> Result<L2Info, 
     Ok(L2Info { destination_mac: mac, nexthop, interface })
 }
 
+/// What the blocks say when the control socket cannot be reached.
+pub const UNREACHABLE: &str = "control socket unreachable (vRouter not running)";
+
 /// Both blocks of `snap`: from `lookup` when it answers, else from the vif rows alone.
 pub fn gather(snap: &FlowSnapshot, rows: &[VifRow], lookup: &dyn Lookup) -> FlowEndpoints {
     let k = &snap.key;
@@ -200,7 +203,8 @@ pub fn gather(snap: &FlowSnapshot, rows: &[VifRow], lookup: &dyn Lookup) -> Flow
         Ok((source, destination)) => FlowEndpoints { source, destination, route_information_unavailable: None },
         Err(e) => {
             let why = match e {
-                ControlError::Unreachable(m) | ControlError::Broken(m) | ControlError::Refused(m) => m,
+                ControlError::Unreachable(_) => UNREACHABLE.to_string(),
+                ControlError::Broken(m) | ControlError::Refused(m) => m,
             };
             let ingress = rows
                 .iter()
@@ -335,9 +339,11 @@ mod tests {
     }
 
     pub(crate) fn rows() -> Vec<VifRow> {
-        let row = |info: VifInfo, c: VifCounters| VifRow { info: info.decode(), counters: c, drops: [0; DROP_REASON_COUNT] };
+        let row =
+            |info: VifInfo, c: VifCounters| VifRow { info: info.decode(), counters: c, drops: [0; DROP_REASON_COUNT] };
         let vgw = VifInfo::new(3, VIF_TYPE_VIRTUAL, "vgw").vrf(1).device("vgw").nh(9);
-        let tap = VifInfo::new(5, VIF_TYPE_VIRTUAL, "tap15928739-41").vrf(1).device("tap15928739-41").mirror(true, true, 0);
+        let tap =
+            VifInfo::new(5, VIF_TYPE_VIRTUAL, "tap15928739-41").vrf(1).device("tap15928739-41").mirror(true, true, 0);
         vec![
             row(vgw, VifCounters { tx_packets: 24548, rx_packets: 17, ..VifCounters::default() }),
             row(
@@ -441,16 +447,16 @@ Destination Information:      VRF: 1
         let want = "\
 Source Information:           VRF: 1
                               Layer 3 Route Information
-                              Route information unavailable: vRouter is not running
+                              Route information unavailable: control socket unreachable (vRouter not running)
                               Ingress Interface(Index, VRF, OS): vif0/3, 1, vgw
                               Interface Statistics(Out, In, Errors): 24548, 17, 0
 Destination Information:      VRF: 1
                               Layer 3 Route Information
-                              Route information unavailable: vRouter is not running
+                              Route information unavailable: control socket unreachable (vRouter not running)
 ";
         assert_eq!(render_endpoints(&x), want);
         let j = endpoints_json(&x);
-        assert_eq!(j["route_information_unavailable"], "vRouter is not running");
+        assert_eq!(j["route_information_unavailable"], UNREACHABLE);
         assert!(j["source_information"]["layer3"].is_null());
         assert_eq!(j["source_information"]["interface"]["os"], "vgw");
     }
