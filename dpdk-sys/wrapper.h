@@ -10,4 +10,6 @@
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
 #include <rte_version.h>
+#include <rte_dev.h>
+#include <rte_bus_vdev.h>
 #include "shim.h"

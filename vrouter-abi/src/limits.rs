@@ -8,3 +8,7 @@ pub const MAX_VNI: u32 = 0x00FF_FFFF;
 /// mirror counter blocks, flow-table lcore blocks, trace rings but the agent's). The data
 /// plane checks at compile time that DPDK's `RTE_MAX_LCORE` does not exceed it.
 pub const MAX_LCORES: usize = 1024;
+
+/// Highest VRF id + 1 (Tungsten Fabric's default VRF table size): the configuration's and the
+/// programming API's bound on `[[vrf]] id`, and the size of per-VRF tables.
+pub const MAX_VRFS: u32 = 4096;

@@ -139,7 +139,21 @@ impl StatsReader {
 
     fn vif_slot(&self, slot: usize) -> Option<VifInfoOwned> {
         let v = self.region().vif_info(slot)?;
-        (v.is_valid() && v.id() as usize == slot).then(|| v.decode())
+        fence(Ordering::Acquire);
+        // A record being rewritten (a vif added at runtime) has `valid` 0 while it changes:
+        // the copy is kept only when `valid` still reads 1 after it.
+        let again = self.region().vif_info(slot)?;
+        (v.is_valid() && again.is_valid() && v.id() as usize == slot).then(|| v.decode())
+    }
+
+    /// Deleted vifs whose last counters are still in the region (record state 2), by id.
+    pub fn retired_vifs(&self) -> Vec<VifInfoOwned> {
+        (0..self.layout.max_vifs)
+            .filter_map(|slot| {
+                let v = self.region().vif_info(slot)?;
+                (v.is_retired() && v.id() as usize == slot).then(|| v.decode())
+            })
+            .collect()
     }
 
     /// Counters of `vif_id`, summed over lcores unless `core` selects one. Zeros if the vif

@@ -89,6 +89,8 @@ pub const VIF_UNSET_NH: u32 = u32::MAX;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct VifInfo {
+    /// 1: a configured vif; 2: a deleted vif whose counters are kept; 0: none (or being
+    /// rewritten).
     valid: u8,
     vif_type: u8,
     has_ip: u8,
@@ -281,6 +283,11 @@ impl VifInfo {
 
     pub(crate) fn is_valid(&self) -> bool {
         self.valid == 1
+    }
+
+    /// A deleted vif whose counters are kept ([`super::StatsRegion::retire_vif`]).
+    pub(crate) fn is_retired(&self) -> bool {
+        self.valid == 2
     }
 
     /// The decoded, owned form.

@@ -94,6 +94,56 @@ impl StatsRegion {
         self.generation
     }
 
+    /// Publishes the record of a vif added while the vRouter runs (its counters, zero or
+    /// left by an earlier vif of the same id, continue). Readers never see a half-written
+    /// record: `valid` is cleared first and set last, and the reader checks it again after
+    /// its copy ([`super::StatsReader::vif`]).
+    pub fn set_vif(&self, info: &VifInfo) -> Result<(), StatsError> {
+        let id = info.id() as usize;
+        if id >= self.max_vifs() {
+            return Err(StatsError::InvalidArgument {
+                kind: SPEC.kind,
+                msg: format!("vif id {id} does not fit max_vifs {}", self.max_vifs()),
+            });
+        }
+        let off = self.shared.layout.vif_info_offset + id * VIF_INFO_SIZE;
+        let base = self.shared.map.as_ptr().cast_mut();
+        // SAFETY: `off + VIF_INFO_SIZE` lies inside the mapping (id < max_vifs, the layout
+        // holds max_vifs records); the mapping is writable (we created it) and lives as long
+        // as `self.shared`. The record's first byte is `valid` (offset 0, asserted in
+        // vif_info.rs); it is written as an atomic byte so that concurrent readers see 0
+        // while the other bytes change. No reference to the record is held in this process
+        // while it is written (readers copy it out).
+        unsafe {
+            let rec = base.add(off);
+            let valid = &*rec.cast::<std::sync::atomic::AtomicU8>();
+            valid.store(0, Ordering::Release);
+            std::sync::atomic::fence(Ordering::Release);
+            let src = (info as *const VifInfo).cast::<u8>();
+            std::ptr::copy_nonoverlapping(src.add(1), rec.add(1), VIF_INFO_SIZE - 1);
+            std::sync::atomic::fence(Ordering::Release);
+            valid.store(1, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Marks the record of a deleted vif: tools no longer list it as configured; its
+    /// counters stay in the region (the last figures of the deleted vif) until a vif of the
+    /// same id is added.
+    pub fn retire_vif(&self, id: u16) {
+        let id = usize::from(id);
+        if id >= self.max_vifs() {
+            return;
+        }
+        let off = self.shared.layout.vif_info_offset + id * VIF_INFO_SIZE;
+        // SAFETY: as in `set_vif`: the `valid` byte of an in-bounds record of our writable
+        // mapping, written as an atomic byte.
+        unsafe {
+            let valid = &*self.shared.map.as_ptr().cast_mut().add(off).cast::<std::sync::atomic::AtomicU8>();
+            valid.store(2, Ordering::Release);
+        }
+    }
+
     /// Vif slots in the region (vif ids `0..max_vifs`).
     pub fn max_vifs(&self) -> usize {
         self.shared.layout.max_vifs

@@ -13,11 +13,13 @@
 //! drop reason `Audit` (their held packets are released as drops), and delete-marked slots
 //! are reclaimed once every lcore has passed a quiescent point.
 
-use crate::agent::policy::{FlowContext, PolicyAction, PolicyEngine};
+use crate::agent::policy::{PolicyAction, PolicyEngine};
 use crate::agent::request::SetupRequest;
-use crate::agent::setup::{self, flow_update, local_vif_for, Setup};
-use crate::config::{self, VifType};
+use crate::agent::setup::{self, flow_update, Setup};
+use crate::config;
+use crate::control::program::{ChangedPrefixes, FlowJob, FlowWork, Programmer};
 use crate::control::protocol::{self, AgentCommand, Target};
+use crate::fib::publish::FibCell;
 use crate::fib::Fib;
 use crate::spsc::{Consumer, Producer};
 use flow_table::{tcp_flags, Action, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY};
@@ -26,7 +28,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the housekeeping scan runs.
@@ -182,8 +185,13 @@ pub struct AgentCounters {
     pub hold_audited: u64,
     /// Successful `reload` commands (configuration re-read, new policy engine swapped in).
     pub policy_reloads: u64,
-    /// Flow pairs re-evaluated against the new policies, over all reloads.
+    /// Flow pairs re-evaluated against new policies or forwarding state (reloads and live
+    /// changes).
     pub reevaluated: u64,
+    /// Flows whose action or flags changed on re-evaluation.
+    pub reevaluated_changed: u64,
+    /// Flows deleted because their vif or VRF was deleted at runtime.
+    pub state_deleted: u64,
 }
 
 /// What the agent is started with: aging, audit and eviction settings, paths, TSC frequency.
@@ -208,6 +216,8 @@ pub struct AgentSettings {
 pub struct Agent {
     table: Arc<FlowTable>,
     fib: Arc<Fib>,
+    /// Generation of `fib` in `cell`.
+    fib_generation: u64,
     policy: PolicyEngine,
     rings: Vec<Consumer<SetupRequest>>,
     /// Per lcore: flows set up, so the lcore releases their held packets at once.
@@ -222,7 +232,17 @@ pub struct Agent {
     /// Setup latency (TSC ticks from miss to programmed), for the benchmark and `status`.
     latency: hdrhistogram::Histogram<u64>,
     tsc_hz: u64,
-    listener: UnixListener,
+    listener: Option<UnixListener>,
+    /// Control requests read by the connection threads, answered by this thread.
+    requests: Receiver<ControlRequest>,
+    requests_tx: SyncSender<ControlRequest>,
+    /// The published forwarding state (live programming): the FIB is re-read when its
+    /// generation moves.
+    cell: Option<Arc<FibCell>>,
+    /// Serves the programming commands (in the connection threads).
+    programmer: Option<Arc<Mutex<Programmer>>>,
+    /// Flow work after a published change.
+    jobs: Option<Receiver<FlowJob>>,
     /// The mirror table, for the `mirror_*` control commands.
     mirror: Option<Arc<crate::mirror::MirrorControl>>,
     /// Trace requests (`trace_*` commands).
@@ -250,9 +270,11 @@ impl Agent {
         listener.set_nonblocking(true)?;
         let capacity = table.capacity() as usize;
         let tsc_hz = settings.tsc_hz.max(1);
+        let (requests_tx, requests) = std::sync::mpsc::sync_channel(CONTROL_QUEUE);
         Ok(Agent {
             table,
             fib,
+            fib_generation: 0,
             policy,
             rings,
             done,
@@ -263,7 +285,12 @@ impl Agent {
             counters: AgentCounters::default(),
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
             tsc_hz,
-            listener,
+            listener: Some(listener),
+            requests,
+            requests_tx,
+            cell: None,
+            programmer: None,
+            jobs: None,
             mirror: None,
             trace: None,
             #[cfg(feature = "trace")]
@@ -288,6 +315,16 @@ impl Agent {
         self
     }
 
+    /// Live programming: the agent follows the FIB published in `cell`, the connection threads
+    /// serve the programming commands with `programmer`, and `jobs` brings the flow work of
+    /// each change (re-evaluation, deletion).
+    pub fn with_programming(mut self, cell: Arc<FibCell>, programmer: Arc<Mutex<Programmer>>, jobs: Receiver<FlowJob>) -> Agent {
+        self.cell = Some(cell);
+        self.programmer = Some(programmer);
+        self.jobs = Some(jobs);
+        self
+    }
+
     /// Serves the `mirror_create`/`mirror_delete`/`mirror_get`/`mirror_dump` commands.
     pub fn with_mirror(mut self, mirror: Arc<crate::mirror::MirrorControl>) -> Agent {
         self.mirror = Some(mirror);
@@ -298,11 +335,19 @@ impl Agent {
     pub fn run(mut self, stop: Arc<AtomicBool>) {
         let mut last_scan = Instant::now();
         let mut idle = 0u32;
+        let acceptor = self.listener.take().map(|l| {
+            let (tx, programmer, stop) = (self.requests_tx.clone(), self.programmer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("vr-control".into())
+                .spawn(move || accept_loop(l, tx, programmer, stop))
+                .expect("spawning the control socket thread")
+        });
         while !stop.load(Ordering::Relaxed) {
-            let n = self.drain();
+            self.refresh_fib();
+            let mut n = self.drain();
+            n += self.serve_requests();
             if last_scan.elapsed() >= SCAN_INTERVAL {
                 self.housekeeping();
-                self.serve_control();
                 last_scan = Instant::now();
             }
             if n == 0 {
@@ -313,7 +358,94 @@ impl Agent {
                 idle = 0;
             }
         }
+        if let Some(a) = acceptor {
+            let _ = a.join();
+        }
         let _ = std::fs::remove_file(&self.settings.control_path);
+    }
+
+    /// Takes the FIB of the latest published generation.
+    fn refresh_fib(&mut self) {
+        if let Some(cell) = &self.cell {
+            if cell.generation() != self.fib_generation {
+                let snap = cell.load();
+                self.fib = snap.fib.clone();
+                self.fib_generation = snap.generation;
+            }
+        }
+    }
+
+    /// Answers the control requests the connection threads queued, and does the flow work of
+    /// published changes; returns how many.
+    fn serve_requests(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(req) = self.requests.try_recv() {
+            let reply = self.command(&req.request);
+            let _ = req.reply.send(reply);
+            n += 1;
+        }
+        while let Some(job) = self.jobs.as_ref().and_then(|j| j.try_recv().ok()) {
+            self.refresh_fib();
+            let counts = self.flow_work(job.work);
+            let _ = job.reply.send(counts);
+            n += 1;
+        }
+        n
+    }
+
+    /// Re-evaluates and deletes flows after a published change; returns (re-evaluated,
+    /// changed, deleted).
+    fn flow_work(&mut self, work: FlowWork) -> (u64, u64, u64) {
+        match work {
+            FlowWork::Prefixes(changed) => {
+                let set = ChangedPrefixes::new(&changed);
+                let (re, ch) = self.reevaluate(|k| set.contains(k.vrf(), k.src_ip()) || set.contains(k.vrf(), k.dst_ip()));
+                (re, ch, 0)
+            }
+            FlowWork::All { cfg, deleted_vifs, deleted_vrfs } => {
+                if let Some(cfg) = cfg {
+                    match PolicyEngine::from_config(&cfg) {
+                        Ok(p) => self.policy = p,
+                        Err(e) => eprintln!("vrouter: agent: policies of the new state: {e}"),
+                    }
+                }
+                let deleted = self.delete_flows(&deleted_vifs, &deleted_vrfs);
+                let (re, ch) = self.reevaluate(|_| true);
+                (re, ch, deleted)
+            }
+        }
+    }
+
+    /// Deletes the flow pairs that came in on one of `vifs` or live in one of `vrfs` (they
+    /// are exported with their final counters, as aged flows are).
+    fn delete_flows(&mut self, vifs: &[u16], vrfs: &[u32]) -> u64 {
+        if vifs.is_empty() && vrfs.is_empty() {
+            return 0;
+        }
+        let doomed: Vec<_> = (self.table.iter_active())
+            .map(|(_, s)| s)
+            .filter(|s| {
+                vrfs.contains(&s.key.vrf()) || self.meta(s.index).is_some_and(|m| vifs.contains(&m.vif))
+            })
+            .collect();
+        let mut n = 0;
+        for s in doomed {
+            if self.table.mark_delete(s.index, s.gen).is_ok() {
+                self.clear_meta(s.index);
+                n += 1;
+            }
+            if let Some(r) = s.rflow {
+                if let Some(e) = self.table.entry(r) {
+                    if self.table.mark_delete(r, e.gen()).is_ok() {
+                        self.clear_meta(r);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        self.counters.state_deleted += n;
+        self.table.reclaim();
+        n
     }
 
     fn now_ms() -> u64 {
@@ -524,32 +656,6 @@ impl Agent {
         self.table.reclaim();
     }
 
-    /// Serves pending control connections: one JSON request line, one JSON response line.
-    fn serve_control(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = self.handle_control(stream);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn handle_control(&mut self, stream: UnixStream) -> std::io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        let reply = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(v) => self.command(&v),
-            Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
-        };
-        let mut w = &stream;
-        writeln!(w, "{reply}")
-    }
-
     fn command(&mut self, v: &serde_json::Value) -> serde_json::Value {
         let fail = |e: String| serde_json::json!({"ok": false, "error": e});
         match Target::of(v) {
@@ -602,56 +708,152 @@ impl Agent {
         }
         self.policy = policy;
         self.counters.policy_reloads += 1;
-        let mut n = 0;
-        let snaps: Vec<_> = self.table.iter_active().map(|(_, s)| s).filter(|s| s.action != Action::Hold).collect();
+        Ok(self.reevaluate(|_| true).0 as usize)
+    }
+
+    /// Re-evaluates every set-up flow pair whose forward key `select` picks, with the current
+    /// FIB and policies: the decision, the VNs and S(nh) of both directions. Returns (pairs
+    /// re-evaluated, flows whose action or flags changed).
+    fn reevaluate(&mut self, select: impl Fn(&flow_table::FlowKey) -> bool) -> (u64, u64) {
+        let fib = self.fib.clone();
+        let (mut n, mut changed) = (0u64, 0u64);
+        let snaps: Vec<_> = (self.table.iter_active())
+            .map(|(_, s)| s)
+            .filter(|s| s.action != Action::Hold && select(&s.key))
+            .collect();
         for snap in snaps {
             let Some(meta) = self.meta(snap.index) else { continue };
             if meta.reverse {
                 continue;
             }
             let key = snap.key;
-            let ingress = self.fib.vif(meta.vif);
-            let src_vif = ingress.filter(|v| v.kind == VifType::Virtual);
-            let dst_vif = local_vif_for(&self.fib, key.vrf(), key.dst_ip());
-            let d = self.policy.evaluate(&FlowContext {
-                src: key.src_ip(),
-                dst: key.dst_ip(),
-                proto: key.proto(),
-                sport: key.sport(),
-                dport: key.dport(),
-                src_vn: meta.src_vn.as_deref(),
-                dst_vn: meta.dst_vn.as_deref(),
-                src_vif: src_vif.map(|v| v.id),
-                dst_vif: dst_vif.map(|v| v.id),
-            });
-            let up = flow_update(&d);
+            let (d, src_vn, dst_vn) = setup::evaluate(&fib, &self.policy, &key, meta.vif);
+            let mut up = flow_update(&d);
+            up.src_nh = Some(setup::source_nh(&fib, key.vrf(), key.src_ip()));
+            let before = (snap.action, snap.flags);
             let _ = self.table.set_action(snap.index, snap.gen, &up);
+            if self.table.entry(snap.index).is_some_and(|e| (e.action(), e.flags()) != before) {
+                changed += 1;
+            }
             if let Some(r) = snap.rflow {
                 if let Some(e) = self.table.entry(r) {
+                    let rbefore = (e.action(), e.flags());
+                    up.src_nh = Some(setup::source_nh(&fib, key.vrf(), key.dst_ip()));
                     let _ = self.table.set_action(r, e.gen(), &up);
+                    if (e.action(), e.flags()) != rbefore {
+                        changed += 1;
+                    }
                 }
             }
             let a = &d.mirror_names;
-            let fwd =
-                self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &meta.src_vn, &meta.dst_vn, a);
+            let fwd = self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &src_vn, &dst_vn, a);
             self.meta[snap.index as usize].verdict = fwd;
             if let Some(r) = snap.rflow {
-                let rev = self.verdicts.intern(
-                    d.action_names,
-                    &d.nw_ace_uuid,
-                    &d.sg_rule_uuid,
-                    &meta.dst_vn,
-                    &meta.src_vn,
-                    a,
-                );
+                let rev = self.verdicts.intern(d.action_names, &d.nw_ace_uuid, &d.sg_rule_uuid, &dst_vn, &src_vn, a);
                 if let Some(rm) = self.meta.get_mut(r as usize).filter(|m| m.verdict != 0) {
                     rm.verdict = rev;
                 }
             }
             n += 1;
         }
-        self.counters.reevaluated += n as u64;
-        Ok(n)
+        self.counters.reevaluated += n;
+        self.counters.reevaluated_changed += changed;
+        (n, changed)
+    }
+}
+
+/// Control requests queued between the connection threads and the agent.
+const CONTROL_QUEUE: usize = 64;
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// A client that sends no complete line for this long is disconnected.
+const CONTROL_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A control request for the agent thread and where its reply goes.
+struct ControlRequest {
+    request: serde_json::Value,
+    reply: SyncSender<serde_json::Value>,
+}
+
+/// The control socket's accept loop (its own thread): each connection gets a thread that
+/// reads request lines (one JSON object each), serves the programming commands itself and
+/// queues the others for the agent, so a slow or silent client never delays flow setup.
+fn accept_loop(
+    listener: UnixListener,
+    agent: SyncSender<ControlRequest>,
+    programmer: Option<Arc<Mutex<Programmer>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    let mut w = &stream;
+                    let _ = writeln!(w, "{}", serde_json::json!({"ok": false, "error": "too many control connections"}));
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (agent, programmer, stop, active) = (agent.clone(), programmer.clone(), stop.clone(), active.clone());
+                let spawned = std::thread::Builder::new().name("vr-control-conn".into()).spawn(move || {
+                    let _ = serve_connection(stream, &agent, programmer.as_deref(), &stop);
+                    active.fetch_sub(1, Ordering::Relaxed);
+                });
+                if spawned.is_err() {
+                    eprintln!("vrouter: cannot spawn a control connection thread");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// Serves one connection: a reply line per request line until the client closes it, stays
+/// silent for [`CONTROL_READ_TIMEOUT`], or the vRouter stops.
+fn serve_connection(
+    stream: UnixStream,
+    agent: &SyncSender<ControlRequest>,
+    programmer: Option<&Mutex<Programmer>>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CONTROL_READ_TIMEOUT))?;
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let reply = match serde_json::from_str::<serde_json::Value>(&line) {
+            Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
+            Ok(v) => serve_one(&v, agent, programmer),
+        };
+        let mut w = &stream;
+        writeln!(w, "{reply}")?;
+    }
+    Ok(())
+}
+
+/// The reply to one request: a programming command served here, any other by the agent.
+fn serve_one(
+    v: &serde_json::Value,
+    agent: &SyncSender<ControlRequest>,
+    programmer: Option<&Mutex<Programmer>>,
+) -> serde_json::Value {
+    let fail = |e: &str| serde_json::json!({"ok": false, "error": e});
+    if protocol::cmd_of(v).is_some_and(crate::control::program::ProgramCommand::is_program) {
+        return match programmer {
+            Some(p) => p.lock().unwrap_or_else(|e| e.into_inner()).serve(v),
+            None => fail("live programming is not enabled in this process"),
+        };
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    match agent.try_send(ControlRequest { request: v.clone(), reply: tx }) {
+        Ok(()) => rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| fail("the agent did not answer")),
+        Err(TrySendError::Full(_)) => fail("the agent is busy; try again"),
+        Err(TrySendError::Disconnected(_)) => fail("the agent has stopped"),
     }
 }
 

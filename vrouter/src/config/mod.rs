@@ -35,7 +35,9 @@ mod tests;
 
 pub use check::{validate, ConfigError};
 pub use export::ExportConfig;
+pub use route::route_problem;
 pub use schema::*;
+pub use vif::MAX_VIFS;
 
 use std::path::Path;
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use toml::Spanned;
 
 /// Highest vif id (exclusive).
-const MAX_VIFS: u32 = 4096;
+pub const MAX_VIFS: u32 = 4096;
 /// Longest vif name (bytes).
 const MAX_VIF_NAME: usize = 31;
 /// Allowed address pairs of one VM vif (the source check scans them linearly).
@@ -40,6 +40,11 @@ pub struct VifConfig {
     pub kind: VifType,
     /// DPDK device name (e.g. `net_pcap0` or a PCI address) the vif is bound to.
     pub device: String,
+    /// Arguments to probe the device with when the vif is added at runtime (a vdev not in
+    /// `eal.vdevs`): the device is hot-plugged with `rte_dev_probe("<device>,<devargs>")`
+    /// and removed with the vif.
+    #[serde(default)]
+    pub devargs: Option<String>,
     /// The vif's MAC (unicast): frames to it are for the vRouter (as to the router MAC); the source
     /// of ICMP errors sent on the vif.
     pub mac: Mac,
@@ -150,6 +155,11 @@ impl Checker<'_> {
             })?;
             if vif.device.trim().is_empty() {
                 return err("device", "must not be empty".into());
+            }
+            if let Some(a) = &vif.devargs {
+                if a.trim().is_empty() || a.contains(char::is_whitespace) {
+                    return err("devargs", "must be non-empty key=value pairs without spaces".into());
+                }
             }
             devices.check(self, i, "device", vif.device.as_str(), |first, at| {
                 format!("device {:?} is already bound to vif[{first}] ({at})", vif.device)

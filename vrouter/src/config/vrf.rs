@@ -4,8 +4,8 @@ use super::check::{unicast_v4_problem, Checker, ConfigError, Unique, VNI_MAX};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Highest VRF id (exclusive).
-const MAX_VRFS: u32 = 4096;
+// Highest VRF id (exclusive): shared with the per-VRF tables.
+use vrouter_abi::limits::MAX_VRFS;
 
 /// A VRF (routing instance).
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,10 +6,12 @@
 //! configured ids only exist at the edges (config, tools).
 
 pub mod lpm;
+pub mod publish;
 
-use crate::config::{Config, Mac, NexthopConfig, TunnelEncap, VifType};
+use crate::config::{Config, Mac, NexthopConfig, Prefix, TunnelEncap, VifType};
 use lpm::{IntMap, Lpm, Lpm4};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// Dense nexthop index.
 pub type NhIdx = u32;
@@ -48,7 +50,7 @@ pub struct Vif {
     /// Answer ARP requests and IPv6 neighbour solicitations for routed addresses.
     pub proxy_arp: bool,
     /// Virtual network of the VM behind this vif (policy, export).
-    pub vn_name: Option<std::sync::Arc<str>>,
+    pub vn_name: Option<Arc<str>>,
     /// Source (anti-spoofing) checks on what this vif receives: true only for a virtual
     /// vif with `source_check` on (see [`crate::pipeline::source`]).
     pub source_check: bool,
@@ -322,7 +324,9 @@ pub enum FibError {
     Invalid(String, String),
 }
 
-/// The complete forwarding state. Read-only while lcores forward.
+/// The complete forwarding state. Read-only while lcores forward: a change is made on a
+/// copy and published ([`publish::FibCell`]); the VRFs are shared between copies (`Arc`),
+/// so a route change copies only its own VRF.
 #[derive(Debug, Clone)]
 pub struct Fib {
     /// This vRouter's fabric IPv4 address: source of its tunnels, destination of decap.
@@ -333,7 +337,7 @@ pub struct Fib {
     /// Indexed by vif id; `None` for unused ids.
     pub vifs: Vec<Option<Vif>>,
     /// Indexed by VRF id; `None` for unused ids.
-    pub vrfs: Vec<Option<Vrf>>,
+    pub vrfs: Vec<Option<Arc<Vrf>>>,
     /// Indexed by [`NhIdx`] (config order).
     pub nexthops: Vec<Nexthop>,
     /// MPLS label -> nexthop (fabric decap).
@@ -342,6 +346,8 @@ pub struct Fib {
     pub vnis: IntMap<u32, u32>,
     /// The host vif, if configured.
     pub host_vif: Option<u16>,
+    /// Configured nexthop id -> dense index.
+    pub nh_ids: IntMap<u32, NhIdx>,
 }
 
 impl Fib {
@@ -369,7 +375,7 @@ impl Fib {
                 rx_queues: v.rx_queues,
                 mtu: v.mtu.unwrap_or(1500),
                 proxy_arp: v.proxy_arp.unwrap_or(v.kind == VifType::Virtual),
-                vn_name: v.vn_name.as_deref().map(std::sync::Arc::from),
+                vn_name: v.vn_name.as_deref().map(Arc::from),
                 source_check: v.kind == VifType::Virtual && v.source_check.unwrap_or(true),
                 vm_mac: v.vm_mac.map(|m| m.0),
                 pairs_v4: (v.allowed_address_pairs.iter())
@@ -511,7 +517,8 @@ impl Fib {
             labels.insert(l.label, resolve(&format!("label {}", l.label), l.nexthop)?);
         }
 
-        Ok(Fib { router_ip: cfg.vrouter.router_ip, router_mac, vifs, vrfs, nexthops, labels, vnis, host_vif })
+        let vrfs = vrfs.into_iter().map(|v| v.map(Arc::new)).collect();
+        Ok(Fib { router_ip: cfg.vrouter.router_ip, router_mac, vifs, vrfs, nexthops, labels, vnis, host_vif, nh_ids: index })
     }
 
     /// The vif with id `id`, if configured.
@@ -523,7 +530,37 @@ impl Fib {
     /// The VRF with id `id`, if configured.
     #[inline]
     pub fn vrf(&self, id: u32) -> Option<&Vrf> {
-        self.vrfs.get(id as usize).and_then(Option::as_ref)
+        self.vrfs.get(id as usize).and_then(Option::as_deref)
+    }
+
+    /// The dense index of the nexthop with configured id `id`.
+    #[inline]
+    pub fn nh_index(&self, id: u32) -> Option<NhIdx> {
+        self.nh_ids.get(&id).copied()
+    }
+
+    /// Adds or replaces the route `prefix` of VRF `vrf` with nexthop index `nh`; returns the
+    /// previous nexthop. Only that VRF is copied when another snapshot shares it.
+    pub fn route_set(&mut self, vrf: u32, prefix: Prefix, nh: NhIdx) -> Result<Option<NhIdx>, FibError> {
+        let what = || format!("route {prefix} in VRF {vrf}");
+        if self.nexthop(nh).is_none() {
+            return Err(FibError::Invalid(what(), format!("nexthop index {nh} out of range")));
+        }
+        let v = self.vrfs.get_mut(vrf as usize).and_then(Option::as_mut).ok_or_else(|| FibError::UnknownVrf(what(), vrf))?;
+        let v = Arc::make_mut(v);
+        Ok(match prefix.addr {
+            IpAddr::V4(a) => v.v4.insert(u32::from(a), prefix.len, nh),
+            IpAddr::V6(a) => v.v6.insert(u128::from(a), prefix.len, nh),
+        })
+    }
+
+    /// Removes the route `prefix` of VRF `vrf`; returns its nexthop (`None`: there was none).
+    pub fn route_remove(&mut self, vrf: u32, prefix: Prefix) -> Option<NhIdx> {
+        let v = Arc::make_mut(self.vrfs.get_mut(vrf as usize)?.as_mut()?);
+        match prefix.addr {
+            IpAddr::V4(a) => v.v4.remove(u32::from(a), prefix.len),
+            IpAddr::V6(a) => v.v6.remove(u128::from(a), prefix.len),
+        }
     }
 
     /// The nexthop at dense index `idx` (not a configured id).

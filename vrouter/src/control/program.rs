@@ -1,0 +1,1146 @@
+//! Live programming: the forwarding state changed while the vRouter forwards.
+//!
+//! The [`Programmer`] holds the desired state as one [`Config`]: the configuration file
+//! plus what was programmed at runtime. A request ([`ProgramCommand`], the contract in
+//! `vrouter_abi::control`) edits a copy of it, and the copy is validated by the same checks
+//! as the file (`config::validate`); an invalid request is refused whole with the error of
+//! the field, and nothing changes. A valid one becomes a new [`Fib`] that is published to the
+//! lcores ([`FibCell`], RCU style), then the agent re-evaluates the flows it affects.
+//!
+//! Routes, the high-volume object, take a shorter path: they are checked one by one (VRF,
+//! canonical prefix, nexthop) and applied to a copy of the current FIB that shares every
+//! VRF but the ones changed, so a batch of routes costs what its own VRFs cost, not a
+//! rebuild of everything. Everything else rebuilds the FIB from the desired state.
+//!
+//! What was programmed at runtime is journaled to `<run_dir>/programmed.journal` (one JSON
+//! line per object set or deleted) and restored at start after the file ([`restore`]); the
+//! journal is compacted when it grows past twice what it describes.
+
+use super::protocol::ProtocolError;
+use crate::config::{
+    self, AnalyzerConfig, BridgeConfig, Config, LabelConfig, Mac, NetworkPolicyConfig, NexthopConfig, Prefix,
+    RouteConfig, SecurityGroupConfig, VifConfig, VrfConfig,
+};
+use crate::fib::lpm::Lpm;
+use crate::fib::publish::{FibCell, PortMap, PortSlot};
+use crate::fib::{Fib, Nexthop};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use toml::Spanned;
+use vrouter_abi::control::{
+    ChangeReply, InfoReply, LabelEntry, NexthopEntry, RouteEntry, VifEntry, VrfEntry, API_VERSION,
+};
+
+/// File name of the journal of runtime-programmed objects in the run directory.
+pub const JOURNAL_FILE: &str = "programmed.journal";
+
+/// A route named by VRF and prefix (`route_delete`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteKey {
+    /// VRF id.
+    pub vrf: u32,
+    /// The prefix.
+    pub prefix: Prefix,
+}
+
+/// Address families of `route_dump`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4 routes.
+    Inet,
+    /// IPv6 routes.
+    Inet6,
+    /// Bridge (MAC) entries.
+    Bridge,
+}
+
+/// A programming request, decoded ([`ProgramCommand::decode`]); see `vrouter_abi::control`.
+#[derive(Debug, Clone)]
+pub enum ProgramCommand {
+    /// Adds or replaces a vif.
+    VifSet(Box<VifConfig>),
+    /// Deletes a vif.
+    VifDelete(u16),
+    /// Adds or replaces a VRF.
+    VrfSet(VrfConfig),
+    /// Deletes a VRF.
+    VrfDelete(u32),
+    /// Adds or replaces a nexthop.
+    NhSet(NexthopConfig),
+    /// Deletes a nexthop.
+    NhDelete(u32),
+    /// Adds or replaces routes.
+    RouteSet(Vec<RouteConfig>),
+    /// Deletes routes.
+    RouteDelete(Vec<RouteKey>),
+    /// Adds or replaces an MPLS label.
+    LabelSet(LabelConfig),
+    /// Deletes an MPLS label.
+    LabelDelete(u32),
+    /// Adds or replaces a bridge entry.
+    BridgeSet(BridgeConfig),
+    /// Deletes a bridge entry.
+    BridgeDelete(u32, Mac),
+    /// Adds or replaces an analyzer.
+    AnalyzerSet(AnalyzerConfig),
+    /// Deletes an analyzer.
+    AnalyzerDelete(String),
+    /// Adds or replaces a network policy.
+    PolicySet(NetworkPolicyConfig),
+    /// Deletes a network policy.
+    PolicyDelete(String),
+    /// Adds or replaces a security group.
+    SecurityGroupSet(SecurityGroupConfig),
+    /// Deletes a security group.
+    SecurityGroupDelete(String),
+    /// Every vif.
+    VifDump,
+    /// Every VRF.
+    VrfDump,
+    /// The routes of a VRF.
+    RouteDump(u32, Family),
+    /// The route a destination (address or MAC) takes in a VRF.
+    RouteLookup(u32, String),
+    /// Every nexthop.
+    NhDump,
+    /// One nexthop.
+    NhGet(u32),
+    /// Every label.
+    LabelDump,
+    /// One label.
+    LabelGet(u32),
+    /// Build, limits, sizes.
+    Info,
+}
+
+/// The commands this module serves (every other goes to the agent).
+pub const COMMANDS: &[&str] = &[
+    "vif_set",
+    "vif_delete",
+    "vrf_set",
+    "vrf_delete",
+    "nh_set",
+    "nh_delete",
+    "route_set",
+    "route_delete",
+    "label_set",
+    "label_delete",
+    "bridge_set",
+    "bridge_delete",
+    "analyzer_set",
+    "analyzer_delete",
+    "policy_set",
+    "policy_delete",
+    "security_group_set",
+    "security_group_delete",
+    "vif_dump",
+    "vrf_dump",
+    "route_dump",
+    "route_lookup",
+    "nh_dump",
+    "nh_get",
+    "label_dump",
+    "label_get",
+    "info",
+];
+
+/// Decodes field `name` of request `v` as `T`; errors name the field's path (`vif.mac`).
+fn field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<T, ProtocolError> {
+    let Some(x) = v.get(name) else {
+        return Err(ProtocolError::Field { field: name.into(), msg: "missing".into() });
+    };
+    serde_path_to_error::deserialize(x).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() { name.to_string() } else { format!("{name}.{path}") };
+        ProtocolError::Field { field, msg: e.into_inner().to_string() }
+    })
+}
+
+fn opt_field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<Option<T>, ProtocolError> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => field(v, name).map(Some),
+    }
+}
+
+impl ProgramCommand {
+    /// Whether `cmd` is a programming command.
+    pub fn is_program(cmd: &str) -> bool {
+        COMMANDS.contains(&cmd)
+    }
+
+    /// Decodes a request; its `version`, when given, must be [`API_VERSION`].
+    pub fn decode(v: &Value) -> Result<ProgramCommand, ProtocolError> {
+        let cmd = super::protocol::cmd_of(v).ok_or(ProtocolError::MissingCmd)?;
+        if let Some(ver) = opt_field::<u32>(v, "version")? {
+            if ver != API_VERSION {
+                return Err(ProtocolError::Field {
+                    field: "version".into(),
+                    msg: format!("API version {ver} is not served (this vRouter serves {API_VERSION})"),
+                });
+            }
+        }
+        use ProgramCommand as C;
+        Ok(match cmd {
+            "vif_set" => C::VifSet(Box::new(field(v, "vif")?)),
+            "vif_delete" => C::VifDelete(field(v, "id")?),
+            "vrf_set" => C::VrfSet(field(v, "vrf")?),
+            "vrf_delete" => C::VrfDelete(field(v, "id")?),
+            "nh_set" => C::NhSet(field(v, "nexthop")?),
+            "nh_delete" => C::NhDelete(field(v, "id")?),
+            "route_set" => C::RouteSet(field(v, "routes")?),
+            "route_delete" => C::RouteDelete(field(v, "routes")?),
+            "label_set" => C::LabelSet(field(v, "label")?),
+            "label_delete" => C::LabelDelete(field(v, "label")?),
+            "bridge_set" => C::BridgeSet(field(v, "bridge")?),
+            "bridge_delete" => C::BridgeDelete(field(v, "vrf")?, field(v, "mac")?),
+            "analyzer_set" => C::AnalyzerSet(field(v, "analyzer")?),
+            "analyzer_delete" => C::AnalyzerDelete(field(v, "name")?),
+            "policy_set" => C::PolicySet(field(v, "policy")?),
+            "policy_delete" => C::PolicyDelete(field(v, "name")?),
+            "security_group_set" => C::SecurityGroupSet(field(v, "security_group")?),
+            "security_group_delete" => C::SecurityGroupDelete(field(v, "name")?),
+            "vif_dump" => C::VifDump,
+            "vrf_dump" => C::VrfDump,
+            "route_dump" => C::RouteDump(field(v, "vrf")?, opt_field(v, "family")?.unwrap_or(Family::Inet)),
+            "route_lookup" => C::RouteLookup(field(v, "vrf")?, field(v, "addr")?),
+            "nh_dump" => C::NhDump,
+            "nh_get" => C::NhGet(field(v, "id")?),
+            "label_dump" => C::LabelDump,
+            "label_get" => C::LabelGet(field(v, "label")?),
+            "info" => C::Info,
+            other => return Err(ProtocolError::UnknownCommand(other.into())),
+        })
+    }
+}
+
+/// Opens and closes DPDK ports for vifs added and deleted at runtime (the data plane
+/// implements it; without one, a vif change that needs a port is refused).
+pub trait PortOps: Send {
+    /// Probes (when `vif.devargs` is set), configures and starts the port of `vif`.
+    fn open(&mut self, vif: &VifConfig) -> Result<PortSlot, String>;
+    /// Drains (freeing and counting what is left in its RX queues), stops and closes the port
+    /// of a vif no lcore polls any more, and removes a hot-plugged device; returns the packets
+    /// drained.
+    fn close(&mut self, vif: &VifConfig, slot: &PortSlot) -> Result<u64, String>;
+}
+
+/// What the agent is asked to do after a change was published.
+#[derive(Debug)]
+pub enum FlowWork {
+    /// Re-evaluate the flow pairs whose source or destination lies in one of these prefixes
+    /// (per VRF), with the current FIB.
+    Prefixes(Vec<(u32, Prefix)>),
+    /// Re-evaluate every flow pair (a nexthop, vif, policy or security-group change), with
+    /// the policies of `cfg` when they changed; delete the flows of `deleted_vifs` (ingress)
+    /// and `deleted_vrfs`.
+    All {
+        /// The new desired state, when policies, security groups or analyzers changed.
+        cfg: Option<Arc<Config>>,
+        /// vifs deleted: their flows (and the reverse flows) are deleted.
+        deleted_vifs: Vec<u16>,
+        /// VRFs deleted: their flows are deleted.
+        deleted_vrfs: Vec<u32>,
+    },
+}
+
+/// A [`FlowWork`] request and where its counts go.
+pub struct FlowJob {
+    /// The work.
+    pub work: FlowWork,
+    /// Gets (re-evaluated, changed, deleted).
+    pub reply: std::sync::mpsc::SyncSender<(u64, u64, u64)>,
+}
+
+/// Hooks of a running vRouter the programmer drives (all optional: a programmer without
+/// them only changes the FIB).
+#[derive(Default)]
+pub struct Hooks {
+    /// Hot-plugs ports.
+    pub ports: Option<Box<dyn PortOps>>,
+    /// The agent's queue of flow work.
+    pub agent: Option<std::sync::mpsc::SyncSender<FlowJob>>,
+    /// The stats region, to publish the records of vifs added and deleted.
+    pub stats: Option<Arc<crate::stats::StatsRegion>>,
+    /// The mirror table, to follow analyzer changes.
+    pub mirror: Option<Arc<crate::mirror::MirrorControl>>,
+    /// Forwarding lcores (EAL ids), for `info`.
+    pub lcores: Vec<u32>,
+    /// The flow table, for `info`.
+    pub flows: Option<Arc<flow_table::FlowTable>>,
+}
+
+/// Serves programming requests (see the module doc).
+pub struct Programmer {
+    cfg: Config,
+    cell: Arc<FibCell>,
+    hooks: Hooks,
+    journal: Option<Journal>,
+    /// (VRF, prefix) -> index in `cfg.routes`.
+    routes: HashMap<(u32, Prefix), usize>,
+    /// Objects set or deleted at runtime: key -> the object (`None`: deleted).
+    overlay: BTreeMap<String, Option<Value>>,
+    started: Instant,
+    /// vifs deleted at runtime, kept for their final counters.
+    deleted_vifs: Vec<u16>,
+}
+
+/// A request's failure: the message (`field: what is wrong`).
+pub type ProgramError = String;
+
+impl Programmer {
+    /// A programmer of `cfg` (the state the FIB in `cell` was built from); `run_dir`: where
+    /// the journal is kept (`None`: not persisted).
+    pub fn new(cfg: Config, cell: Arc<FibCell>, run_dir: Option<&Path>, hooks: Hooks) -> Programmer {
+        let routes =
+            cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
+        let (journal, overlay) = match run_dir {
+            Some(d) => {
+                let path = d.join(JOURNAL_FILE);
+                let overlay = read_journal(&path).unwrap_or_default();
+                (Some(Journal { path, lines: overlay.len() }), overlay)
+            }
+            None => (None, BTreeMap::new()),
+        };
+        Programmer { cfg, cell, hooks, journal, routes, overlay, started: Instant::now(), deleted_vifs: Vec::new() }
+    }
+
+    /// The desired state now.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Serves one request; the reply (`{"ok": true, ...}` or `{"ok": false, "error": ...}`).
+    pub fn serve(&mut self, v: &Value) -> Value {
+        match ProgramCommand::decode(v) {
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+            Ok(cmd) => match self.apply(cmd) {
+                Ok(mut reply) => {
+                    if let Some(o) = reply.as_object_mut() {
+                        o.insert("ok".into(), Value::Bool(true));
+                    }
+                    reply
+                }
+                Err(e) => json!({"ok": false, "error": e}),
+            },
+        }
+    }
+
+    /// Applies a decoded request.
+    pub fn apply(&mut self, cmd: ProgramCommand) -> Result<Value, ProgramError> {
+        use ProgramCommand as C;
+        let change = |r: ChangeReply| serde_json::to_value(r).map_err(|e| e.to_string());
+        match cmd {
+            C::RouteSet(routes) => change(self.route_set(routes)?),
+            C::RouteDelete(keys) => change(self.route_delete(keys)?),
+            C::VifSet(v) => {
+                let key = format!("vif/{}", v.id);
+                let obj = to_value(&*v);
+                change(self.edit(&key, Some(obj), Table::Vif, move |c| upsert(&mut c.vifs, *v, |a, b| a.id == b.id))?)
+            }
+            C::VifDelete(id) => {
+                change(self.edit(&format!("vif/{id}"), None, Table::Vif, move |c| remove(&mut c.vifs, "vif", id, |v| v.id == id))?)
+            }
+            C::VrfSet(v) => {
+                let key = format!("vrf/{}", v.id);
+                let obj = to_value(&v);
+                change(self.edit(&key, Some(obj), Table::Vrf, move |c| upsert(&mut c.vrfs, v, |a, b| a.id == b.id))?)
+            }
+            C::VrfDelete(id) => {
+                change(self.edit(&format!("vrf/{id}"), None, Table::Vrf, move |c| remove(&mut c.vrfs, "vrf", id, |v| v.id == id))?)
+            }
+            C::NhSet(n) => {
+                let key = format!("nexthop/{}", n.id());
+                let obj = to_value(&n);
+                change(self.edit(&key, Some(obj), Table::Nexthop, move |c| upsert(&mut c.nexthops, n, |a, b| a.id() == b.id()))?)
+            }
+            C::NhDelete(id) => change(self.edit(&format!("nexthop/{id}"), None, Table::Nexthop, move |c| {
+                remove(&mut c.nexthops, "nexthop", id, |n| n.id() == id)
+            })?),
+            C::LabelSet(l) => {
+                let key = format!("label/{}", l.label);
+                let obj = to_value(&l);
+                change(self.edit(&key, Some(obj), Table::Label, move |c| upsert(&mut c.labels, l, |a, b| a.label == b.label))?)
+            }
+            C::LabelDelete(label) => change(self.edit(&format!("label/{label}"), None, Table::Label, move |c| {
+                remove(&mut c.labels, "label", label, |l| l.label == label)
+            })?),
+            C::BridgeSet(b) => {
+                let key = format!("bridge/{}/{}", b.vrf, b.mac);
+                let obj = to_value(&b);
+                change(self.edit(&key, Some(obj), Table::Bridge, move |c| {
+                    upsert(&mut c.bridge, b, |a, b| a.vrf == b.vrf && a.mac == b.mac)
+                })?)
+            }
+            C::BridgeDelete(vrf, mac) => change(self.edit(&format!("bridge/{vrf}/{mac}"), None, Table::Bridge, move |c| {
+                remove(&mut c.bridge, "bridge entry", format!("{mac} in vrf {vrf}"), |b| b.vrf == vrf && b.mac == mac)
+            })?),
+            C::AnalyzerSet(a) => {
+                let key = format!("analyzer/{}", a.name);
+                let obj = to_value(&a);
+                change(self.edit(&key, Some(obj), Table::Analyzer, move |c| upsert(&mut c.analyzers, a, |x, y| x.name == y.name))?)
+            }
+            C::AnalyzerDelete(name) => change(self.edit(&format!("analyzer/{name}"), None, Table::Analyzer, move |c| {
+                let n = name.clone();
+                remove(&mut c.analyzers, "analyzer", name, |a| a.name == n)
+            })?),
+            C::PolicySet(p) => {
+                let key = format!("network_policy/{}", p.name);
+                let obj = to_value(&p);
+                change(self.edit(&key, Some(obj), Table::Policy, move |c| {
+                    upsert(&mut c.network_policies, p, |x, y| x.name == y.name)
+                })?)
+            }
+            C::PolicyDelete(name) => change(self.edit(&format!("network_policy/{name}"), None, Table::Policy, move |c| {
+                let n = name.clone();
+                remove(&mut c.network_policies, "network policy", name, |p| p.name == n)
+            })?),
+            C::SecurityGroupSet(s) => {
+                let key = format!("security_group/{}", s.name);
+                let obj = to_value(&s);
+                change(self.edit(&key, Some(obj), Table::SecurityGroup, move |c| {
+                    upsert(&mut c.security_groups, s, |x, y| x.name == y.name)
+                })?)
+            }
+            C::SecurityGroupDelete(name) => {
+                change(self.edit(&format!("security_group/{name}"), None, Table::SecurityGroup, move |c| {
+                    let n = name.clone();
+                    remove(&mut c.security_groups, "security group", name, |s| s.name == n)
+                })?)
+            }
+            C::VifDump => Ok(json!({ "vifs": self.vif_dump() })),
+            C::VrfDump => Ok(json!({ "vrfs": self.vrf_dump() })),
+            C::RouteDump(vrf, family) => Ok(json!({ "routes": self.route_dump(vrf, family)? })),
+            C::RouteLookup(vrf, addr) => Ok(json!({ "route": self.route_lookup(vrf, &addr)? })),
+            C::NhDump => {
+                let fib = self.cell.fib();
+                let refs = nh_refs(&fib);
+                Ok(json!({ "nexthops": (0..fib.nexthops.len()).map(|i| nh_entry(&fib, i as u32, &refs)).collect::<Vec<_>>() }))
+            }
+            C::NhGet(id) => {
+                let fib = self.cell.fib();
+                let idx = fib.nh_index(id).ok_or_else(|| format!("id: nexthop {id} is not defined"))?;
+                Ok(json!({ "nexthop": nh_entry(&fib, idx, &nh_refs(&fib)) }))
+            }
+            C::LabelDump => {
+                let mut labels: Vec<LabelEntry> = self.cfg.labels.iter().map(|l| label_entry(l.get_ref())).collect();
+                labels.sort_by_key(|l| l.label);
+                Ok(json!({ "labels": labels }))
+            }
+            C::LabelGet(label) => {
+                let l = (self.cfg.labels.iter().map(|l| l.get_ref()))
+                    .find(|l| l.label == label)
+                    .ok_or_else(|| format!("label: label {label} is not defined"))?;
+                Ok(json!({ "label": label_entry(l) }))
+            }
+            C::Info => Ok(json!({ "info": self.info() })),
+        }
+    }
+
+    /// Validates `new` as the file's checks do; the error names the request's field when it
+    /// is about the entry the request set (`vif[3].mac` -> `vif.mac`).
+    fn validate(new: &Config, table: Table, at: Option<usize>) -> Result<(), ProgramError> {
+        config::validate(new, "", "request").map_err(|e| match e {
+            config::ConfigError::Invalid { field, message, .. } => {
+                let own = at.map(|i| format!("{}[{i}]", table.key()));
+                match own.as_deref().and_then(|p| field.strip_prefix(p)) {
+                    Some(rest) => format!("{}{rest}: {message}", table.field()),
+                    None => format!("{field}: {message}"),
+                }
+            }
+            other => other.to_string(),
+        })
+    }
+
+    /// A change of anything but routes: edit a copy of the desired state, validate it, build
+    /// the FIB, open/close ports, publish, let the agent follow.
+    fn edit(
+        &mut self,
+        key: &str,
+        obj: Option<Value>,
+        table: Table,
+        f: impl FnOnce(&mut Config) -> Result<Option<usize>, ProgramError>,
+    ) -> Result<ChangeReply, ProgramError> {
+        let mut new = self.cfg.clone();
+        let Some(at) = f(&mut new)? else {
+            // Equal to what is there.
+            return Ok(ChangeReply { generation: self.cell.generation(), ..ChangeReply::default() });
+        };
+        let at = (at != usize::MAX).then_some(at);
+        Self::validate(&new, table, at)?;
+        let fib = Fib::from_config(&new).map_err(|e| e.to_string())?;
+        if let Some(m) = &self.hooks.mirror {
+            m.sync_config(&new).map_err(|e| format!("analyzer: {e}"))?;
+        }
+
+        // Ports: vifs removed or whose device changed are closed after the publish (once no
+        // lcore polls them); new ones are opened before it.
+        let old_vifs: HashMap<u16, &VifConfig> = self.cfg.vifs.iter().map(|v| (v.get_ref().id, v.get_ref())).collect();
+        let new_vifs: HashMap<u16, &VifConfig> = new.vifs.iter().map(|v| (v.get_ref().id, v.get_ref())).collect();
+        let same_port = |a: &VifConfig, b: &VifConfig| a.device == b.device && a.devargs == b.devargs && a.rx_queues == b.rx_queues;
+        let gone: Vec<u16> = (old_vifs.iter())
+            .filter(|(id, v)| new_vifs.get(id).is_none_or(|n| !same_port(v, n)))
+            .map(|(id, _)| *id)
+            .collect();
+        let added: Vec<u16> = (new_vifs.iter())
+            .filter(|(id, v)| old_vifs.get(id).is_none_or(|o| !same_port(o, v)))
+            .map(|(id, _)| *id)
+            .collect();
+        let snap = self.cell.load();
+        let mut ports: PortMap = (*snap.ports).clone();
+        let mut closing = Vec::new();
+        for id in &gone {
+            if let Some(slot) = ports.detach(*id) {
+                closing.push((*id, slot));
+            }
+        }
+        let mut opened = Vec::new();
+        for id in &added {
+            let vc = new_vifs[id];
+            let Some(ops) = self.hooks.ports.as_mut() else {
+                if snap.ports.lcore_rx.is_empty() {
+                    // No data plane (an agent-only programmer): nothing to open.
+                    continue;
+                }
+                return Err(format!("vif.device: cannot open {:?}: no data plane", vc.device));
+            };
+            match ops.open(vc) {
+                Ok(slot) => {
+                    opened.push((*id, slot.clone()));
+                    ports.attach(*id, slot);
+                }
+                Err(e) => {
+                    // Undo the ports opened by this request.
+                    for (oid, slot) in opened {
+                        let _ = ops.close(new_vifs[&oid], &slot);
+                    }
+                    return Err(format!("vif.device: {e}"));
+                }
+            }
+        }
+        let generation = self.cell.publish(Arc::new(fib), Arc::new(ports));
+        let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
+        if !closing.is_empty() {
+            if !self.cell.wait_quiescent(generation, Duration::from_secs(2)) {
+                eprintln!("vrouter: lcores did not take generation {generation} within 2 s; closing ports anyway");
+            }
+            for (id, slot) in &closing {
+                if let (Some(ops), Some(vc)) = (self.hooks.ports.as_mut(), old_vifs.get(id)) {
+                    if let Err(e) = ops.close(vc, slot) {
+                        eprintln!("vrouter: vif {id}: closing its port: {e}");
+                    }
+                }
+            }
+        }
+        if let Some(stats) = &self.hooks.stats {
+            for (id, slot) in &opened {
+                if let Some(vc) = new_vifs.get(id) {
+                    if let Err(e) = publish_vif_record(stats, vc, slot) {
+                        eprintln!("vrouter: vif {id}: stats record: {e}");
+                    }
+                }
+            }
+            for id in &gone {
+                if !new_vifs.contains_key(id) {
+                    stats.retire_vif(*id);
+                }
+            }
+        }
+        let deleted_vifs: Vec<u16> = gone.iter().copied().filter(|id| !new_vifs.contains_key(id)).collect();
+        let deleted_vrfs: Vec<u32> = (self.cfg.vrfs.iter().map(|v| v.get_ref().id))
+            .filter(|id| !new.vrfs.iter().any(|v| v.get_ref().id == *id))
+            .collect();
+        self.deleted_vifs.extend(&deleted_vifs);
+        let policy_changed = matches!(table, Table::Policy | Table::SecurityGroup | Table::Analyzer | Table::Vif);
+        drop(old_vifs);
+        drop(new_vifs);
+        self.cfg = new;
+        self.routes = self.cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
+        self.journal(key, obj);
+        let work = FlowWork::All {
+            cfg: policy_changed.then(|| Arc::new(self.cfg.clone())),
+            deleted_vifs,
+            deleted_vrfs,
+        };
+        self.flow_work(work, &mut reply);
+        Ok(reply)
+    }
+
+    /// Sends flow work to the agent and waits (up to 5 s) for its counts.
+    fn flow_work(&self, work: FlowWork, reply: &mut ChangeReply) {
+        let Some(agent) = &self.hooks.agent else { return };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if agent.send(FlowJob { work, reply: tx }).is_err() {
+            return;
+        }
+        if let Ok((re, changed, deleted)) = rx.recv_timeout(Duration::from_secs(5)) {
+            reply.reevaluated = re;
+            reply.flows_changed = changed;
+            reply.flows_deleted = deleted;
+        }
+    }
+
+    /// `route_set`: every route is checked first (the batch is refused whole), then the
+    /// batch is applied to a copy of the FIB sharing the untouched VRFs and published once.
+    fn route_set(&mut self, routes: Vec<RouteConfig>) -> Result<ChangeReply, ProgramError> {
+        let fib = self.cell.fib();
+        let mut seen = HashMap::new();
+        for (i, r) in routes.iter().enumerate() {
+            if let Some((key, msg)) = config::route_problem(r, fib.vrf(r.vrf).is_some(), fib.nh_index(r.nexthop).is_some()) {
+                return Err(format!("routes[{i}].{key}: {msg}"));
+            }
+            if let Some(j) = seen.insert((r.vrf, r.prefix), i) {
+                return Err(format!("routes[{i}].prefix: {} in vrf {} is also routes[{j}]", r.prefix, r.vrf));
+            }
+        }
+        let mut new = (*fib).clone();
+        let mut changed = Vec::new();
+        for r in routes {
+            let nh = fib.nh_index(r.nexthop).expect("checked above");
+            let key = (r.vrf, r.prefix);
+            match self.routes.get(&key) {
+                Some(&i) if self.cfg.routes[i].get_ref().nexthop == r.nexthop => continue,
+                Some(&i) => *self.cfg.routes[i].get_mut() = r.clone(),
+                None => {
+                    self.routes.insert(key, self.cfg.routes.len());
+                    self.cfg.routes.push(Spanned::new(0..0, r.clone()));
+                }
+            }
+            new.route_set(r.vrf, r.prefix, nh).map_err(|e| e.to_string())?;
+            self.journal(&route_key(r.vrf, r.prefix), Some(to_value(&r)));
+            changed.push(key);
+        }
+        self.publish_routes(new, changed)
+    }
+
+    /// `route_delete`: every route must exist (else nothing is deleted).
+    fn route_delete(&mut self, keys: Vec<RouteKey>) -> Result<ChangeReply, ProgramError> {
+        for (i, k) in keys.iter().enumerate() {
+            if !self.routes.contains_key(&(k.vrf, k.prefix)) {
+                return Err(format!("routes[{i}]: no route {} in vrf {}", k.prefix, k.vrf));
+            }
+        }
+        let mut new = (*self.cell.fib()).clone();
+        let mut changed = Vec::new();
+        for k in keys {
+            let Some(i) = self.routes.remove(&(k.vrf, k.prefix)) else { continue };
+            // swap_remove: the last route moves into slot i.
+            self.cfg.routes.swap_remove(i);
+            if let Some(moved) = self.cfg.routes.get(i) {
+                let m = moved.get_ref();
+                self.routes.insert((m.vrf, m.prefix), i);
+            }
+            new.route_remove(k.vrf, k.prefix);
+            self.journal(&route_key(k.vrf, k.prefix), None);
+            changed.push((k.vrf, k.prefix));
+        }
+        self.publish_routes(new, changed)
+    }
+
+    fn publish_routes(&mut self, fib: Fib, changed: Vec<(u32, Prefix)>) -> Result<ChangeReply, ProgramError> {
+        if changed.is_empty() {
+            return Ok(ChangeReply { generation: self.cell.generation(), ..ChangeReply::default() });
+        }
+        let ports = self.cell.load().ports.clone();
+        let generation = self.cell.publish(Arc::new(fib), ports);
+        let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
+        self.flow_work(FlowWork::Prefixes(changed), &mut reply);
+        Ok(reply)
+    }
+
+    fn journal(&mut self, key: &str, obj: Option<Value>) {
+        self.overlay.insert(key.to_string(), obj.clone());
+        let Some(j) = &mut self.journal else { return };
+        let line = json!({"key": key, "value": obj});
+        let res = if j.lines > 1024 && j.lines > 2 * self.overlay.len() {
+            j.compact(&self.overlay)
+        } else {
+            j.append(&line)
+        };
+        if let Err(e) = res {
+            eprintln!("vrouter: {}: {e} (runtime state may not survive a restart)", j.path.display());
+        }
+    }
+
+    fn vif_dump(&self) -> Vec<VifEntry> {
+        let snap = self.cell.load();
+        let mut v: Vec<VifEntry> = (self.cfg.vifs.iter().map(|v| v.get_ref()))
+            .map(|v| VifEntry {
+                config: to_value(v),
+                port: snap.ports.port(v.id).map(|p| p.port),
+                runtime: self.overlay.contains_key(&format!("vif/{}", v.id)),
+            })
+            .collect();
+        v.sort_by_key(|e| e.config.get("id").and_then(Value::as_u64));
+        v
+    }
+
+    fn vrf_dump(&self) -> Vec<VrfEntry> {
+        let fib = self.cell.fib();
+        let mut out: Vec<VrfEntry> = (self.cfg.vrfs.iter().map(|v| v.get_ref()))
+            .map(|c| {
+                let v = fib.vrf(c.id);
+                VrfEntry {
+                    id: c.id,
+                    name: c.name.clone(),
+                    vxlan_vni: c.vxlan_vni,
+                    routes_v4: v.map_or(0, |v| v.v4.len() as u64),
+                    routes_v6: v.map_or(0, |v| v.v6.len() as u64),
+                    bridge_entries: v.map_or(0, |v| v.bridge.len() as u64),
+                    vifs: fib.vif_list().filter(|x| x.vrf == c.id).map(|x| x.id).collect(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|v| v.id);
+        out
+    }
+
+    fn route_dump(&self, vrf: u32, family: Family) -> Result<Vec<RouteEntry>, ProgramError> {
+        let fib = self.cell.fib();
+        let v = fib.vrf(vrf).ok_or_else(|| format!("vrf: vrf {vrf} is not defined"))?;
+        let mut out = Vec::new();
+        match family {
+            Family::Inet => {
+                let mut r: Vec<_> = v.v4.iter().collect();
+                r.sort();
+                for (a, len, nh) in r {
+                    out.push(route_entry(&fib, vrf, "inet", format!("{}/{len}", std::net::Ipv4Addr::from(a)), len, nh));
+                }
+            }
+            Family::Inet6 => {
+                let mut r: Vec<_> = v.v6.iter().collect();
+                r.sort();
+                for (a, len, nh) in r {
+                    out.push(route_entry(&fib, vrf, "inet6", format!("{}/{len}", std::net::Ipv6Addr::from(a)), len, nh));
+                }
+            }
+            Family::Bridge => {
+                let mut r: Vec<_> = v.bridge.iter().map(|(k, nh)| (*k, *nh)).collect();
+                r.sort();
+                for (k, nh) in r {
+                    let b = k.to_be_bytes();
+                    let mac = Mac([b[2], b[3], b[4], b[5], b[6], b[7]]);
+                    out.push(route_entry(&fib, vrf, "bridge", mac.to_string(), 48, nh));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn route_lookup(&self, vrf: u32, addr: &str) -> Result<Option<RouteEntry>, ProgramError> {
+        let fib = self.cell.fib();
+        let v = fib.vrf(vrf).ok_or_else(|| format!("vrf: vrf {vrf} is not defined"))?;
+        if let Ok(ip) = addr.parse::<IpAddr>() {
+            return Ok(match ip {
+                IpAddr::V4(a) => v.v4.lookup(u32::from(a)).map(|(nh, len)| {
+                    let net = u32::from(a) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                    route_entry(&fib, vrf, "inet", format!("{}/{len}", std::net::Ipv4Addr::from(net)), len, nh)
+                }),
+                IpAddr::V6(a) => v.v6.lookup(u128::from(a)).map(|(nh, len)| {
+                    let net = u128::from(a) & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    route_entry(&fib, vrf, "inet6", format!("{}/{len}", std::net::Ipv6Addr::from(net)), len, nh)
+                }),
+            });
+        }
+        let mac: Mac = addr.parse().map_err(|_| format!("addr: {addr:?} is neither an IP address nor a MAC"))?;
+        Ok(v.bridge_lookup(&mac.0).map(|nh| route_entry(&fib, vrf, "bridge", mac.to_string(), 48, nh)))
+    }
+
+    fn info(&self) -> InfoReply {
+        let fib = self.cell.fib();
+        let vrfs = fib.vrfs.iter().flatten();
+        let (mut routes, mut bridge) = (0u64, 0u64);
+        for v in vrfs {
+            routes += (v.v4.len() + v.v6.len()) as u64;
+            bridge += v.bridge.len() as u64;
+        }
+        let (flow_entries, flow_overflow_entries, flows_active) = match &self.hooks.flows {
+            Some(t) => {
+                let h = t.header();
+                (u64::from(h.main_entries), u64::from(h.overflow_entries), t.iter_active().count() as u64)
+            }
+            None => (0, 0, 0),
+        };
+        InfoReply {
+            version: env!("CARGO_PKG_VERSION").into(),
+            build: format!(
+                "{} {}-{}",
+                if cfg!(debug_assertions) { "debug" } else { "release" },
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            ),
+            api_version: API_VERSION,
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            lcores: self.hooks.lcores.clone(),
+            flow_entries,
+            flow_overflow_entries,
+            flows_active,
+            max_vifs: config::MAX_VIFS,
+            max_vrfs: vrouter_abi::limits::MAX_VRFS,
+            max_nexthops: crate::fib::lpm::LPM4_MAX_NH,
+            vifs: fib.vif_list().count() as u64,
+            vrfs: fib.vrfs.iter().flatten().count() as u64,
+            nexthops: fib.nexthops.len() as u64,
+            routes,
+            bridge_entries: bridge,
+            labels: fib.labels.len() as u64,
+            generation: self.cell.generation(),
+            runtime_objects: self.overlay.len() as u64,
+        }
+    }
+}
+
+/// The tables a request may change (error field names and journal keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Vif,
+    Vrf,
+    Nexthop,
+    Label,
+    Bridge,
+    Analyzer,
+    Policy,
+    SecurityGroup,
+}
+
+impl Table {
+    /// The TOML array name (`vif` for `[[vif]]`).
+    fn key(self) -> &'static str {
+        match self {
+            Table::Vif => "vif",
+            Table::Vrf => "vrf",
+            Table::Nexthop => "nexthop",
+            Table::Label => "label",
+            Table::Bridge => "bridge",
+            Table::Analyzer => "analyzer",
+            Table::Policy => "network_policy",
+            Table::SecurityGroup => "security_group",
+        }
+    }
+
+    /// The request's field that carries the object.
+    fn field(self) -> &'static str {
+        match self {
+            Table::Policy => "policy",
+            t => t.key(),
+        }
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn route_key(vrf: u32, p: Prefix) -> String {
+    format!("route/{vrf}/{p}")
+}
+
+/// Adds `v` or replaces the entry `same` finds; `Ok(None)` when equal to what is there,
+/// else the index it took.
+fn upsert<T: Serialize>(list: &mut Vec<Spanned<T>>, v: T, same: impl Fn(&T, &T) -> bool) -> Result<Option<usize>, ProgramError> {
+    match list.iter().position(|e| same(e.get_ref(), &v)) {
+        Some(i) if to_value(list[i].get_ref()) == to_value(&v) => Ok(None),
+        Some(i) => {
+            *list[i].get_mut() = v;
+            Ok(Some(i))
+        }
+        None => {
+            list.push(Spanned::new(0..0, v));
+            Ok(Some(list.len() - 1))
+        }
+    }
+}
+
+/// Removes the entry `is` finds; an error naming it when there is none.
+fn remove<T>(
+    list: &mut Vec<Spanned<T>>,
+    what: &str,
+    name: impl std::fmt::Display,
+    is: impl Fn(&T) -> bool,
+) -> Result<Option<usize>, ProgramError> {
+    let i = list.iter().position(|e| is(e.get_ref())).ok_or_else(|| format!("{what} {name} is not defined"))?;
+    list.remove(i);
+    Ok(Some(usize::MAX))
+}
+
+fn route_entry(fib: &Fib, vrf: u32, family: &str, prefix: String, len: u8, nh: u32) -> RouteEntry {
+    let n = fib.nexthop(nh);
+    RouteEntry {
+        vrf,
+        family: family.into(),
+        prefix,
+        prefix_len: len,
+        nexthop: n.map_or(0, Nexthop::id),
+        label: match n {
+            Some(Nexthop::Tunnel { label, .. }) => Some(*label),
+            _ => None,
+        },
+        stitched_mac: match n {
+            Some(Nexthop::Encap { dst_mac, .. }) => Some(Mac(*dst_mac).to_string()),
+            Some(Nexthop::Tunnel { inner_dst_mac, .. }) => Some(Mac(*inner_dst_mac).to_string()),
+            _ => None,
+        },
+    }
+}
+
+/// References to each nexthop index: routes, bridge entries, labels, ECMP groups.
+fn nh_refs(fib: &Fib) -> Vec<u32> {
+    let mut refs = vec![0u32; fib.nexthops.len()];
+    let mut bump = |i: u32| {
+        if let Some(r) = refs.get_mut(i as usize) {
+            *r += 1;
+        }
+    };
+    for v in fib.vrfs.iter().flatten() {
+        v.v4.iter().for_each(|(_, _, nh)| bump(nh));
+        v.v6.iter().for_each(|(_, _, nh)| bump(nh));
+        v.bridge.values().for_each(|nh| bump(*nh));
+    }
+    fib.labels.values().for_each(|nh| bump(*nh));
+    for n in &fib.nexthops {
+        if let Nexthop::Ecmp { members, .. } = n {
+            members.iter().for_each(|m| bump(*m));
+        }
+    }
+    refs
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+fn nh_entry(fib: &Fib, idx: u32, refs: &[u32]) -> NexthopEntry {
+    let n = &fib.nexthops[idx as usize];
+    let vif_of = |v: u16| (Some(v), fib.vif(v).map(|x| x.vrf));
+    let mut e = NexthopEntry {
+        id: n.id(),
+        kind: n.kind().key().to_string(),
+        index: idx,
+        refs: refs.get(idx as usize).copied().unwrap_or(0),
+        vif: None,
+        vrf: None,
+        encap_data: None,
+        encap: None,
+        src_ip: None,
+        dst_ip: None,
+        label: None,
+        members: Vec::new(),
+    };
+    match n {
+        Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
+            (e.vif, e.vrf) = vif_of(*vif);
+            e.encap_data = Some(hex(&[&dst_mac[..], &src_mac[..], &[0x08, 0x00]].concat()));
+        }
+        Nexthop::Tunnel { encap, vif, outer_dst_mac, outer_src_mac, src_ip, dst_ip, label, .. } => {
+            (e.vif, e.vrf) = vif_of(*vif);
+            e.encap_data = Some(hex(&[&outer_dst_mac[..], &outer_src_mac[..], &[0x08, 0x00]].concat()));
+            e.encap = Some(to_value(encap).as_str().unwrap_or_default().to_string());
+            e.src_ip = Some(*src_ip);
+            e.dst_ip = Some(*dst_ip);
+            e.label = Some(*label);
+        }
+        Nexthop::Receive { vif, .. } => (e.vif, e.vrf) = vif_of(*vif),
+        Nexthop::Discard { .. } => {}
+        Nexthop::Ecmp { members, .. } => {
+            e.members = members.iter().filter_map(|m| fib.nexthop(*m)).map(Nexthop::id).collect();
+        }
+    }
+    e
+}
+
+fn label_entry(l: &LabelConfig) -> LabelEntry {
+    LabelEntry { label: l.label, nexthop: l.nexthop }
+}
+
+/// Writes the stats region's record of a vif added at runtime.
+fn publish_vif_record(stats: &crate::stats::StatsRegion, v: &VifConfig, slot: &PortSlot) -> Result<(), String> {
+    let info = crate::vif_info::from_config(v, slot.port, slot.tx_queues, &slot.driver)
+        .map_err(|e| e.to_string())?
+        .port(slot.port, slot.rx_queues, slot.tx_queues)
+        .mtu(u32::from(v.mtu.unwrap_or(1500)));
+    stats.set_vif(&info).map_err(|e| e.to_string())
+}
+
+/// The journal of runtime-programmed objects.
+struct Journal {
+    path: PathBuf,
+    lines: usize,
+}
+
+impl Journal {
+    fn append(&mut self, line: &Value) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        writeln!(f, "{line}")?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Rewrites the journal as one line per object (temporary file, then rename).
+    fn compact(&mut self, overlay: &BTreeMap<String, Option<Value>>) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            for (k, v) in overlay {
+                writeln!(f, "{}", json!({"key": k, "value": v}))?;
+            }
+            f.flush()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        self.lines = overlay.len();
+        Ok(())
+    }
+}
+
+/// Reads a journal: the last line of each key wins. A line that is not a journal entry
+/// stops the reading there (a torn last write) and is reported.
+fn read_journal(path: &Path) -> std::io::Result<BTreeMap<String, Option<Value>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry: Result<Value, _> = serde_json::from_str(line);
+        match entry.ok().and_then(|v| Some((v.get("key")?.as_str()?.to_string(), v.get("value")?.clone()))) {
+            Some((k, v)) => {
+                out.insert(k, (!v.is_null()).then_some(v));
+            }
+            None => {
+                eprintln!("vrouter: {}:{}: not a journal entry; the rest is ignored", path.display(), n + 1);
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Applies the journal of `run_dir` to the configuration `cfg` read from the file: the
+/// objects programmed at runtime come back (sets replace the file's entry of the same key,
+/// deletes remove it), and the result is validated. On a journal that no longer fits the
+/// file (validation fails), the journal is moved aside (`programmed.journal.rejected`), the
+/// problem printed in one line, and the file's configuration returned unchanged.
+pub fn restore(cfg: &Config, run_dir: &Path) -> (Config, usize) {
+    let path = run_dir.join(JOURNAL_FILE);
+    let overlay = match read_journal(&path) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vrouter: cannot read {}: {e}; starting from the configuration file", path.display());
+            return (cfg.clone(), 0);
+        }
+    };
+    if overlay.is_empty() {
+        return (cfg.clone(), 0);
+    }
+    let mut new = cfg.clone();
+    let res = (|| -> Result<(), String> {
+        for (key, value) in &overlay {
+            apply_overlay(&mut new, key, value.as_ref()).map_err(|e| format!("{key}: {e}"))?;
+        }
+        config::validate(&new, "", "journal").map_err(|e| e.to_string())
+    })();
+    match res {
+        Ok(()) => (new, overlay.len()),
+        Err(e) => {
+            let aside = run_dir.join(format!("{JOURNAL_FILE}.rejected"));
+            let _ = std::fs::rename(&path, &aside);
+            eprintln!(
+                "vrouter: the runtime state in {} does not fit the configuration ({e}); moved to {}, starting from the file",
+                path.display(),
+                aside.display()
+            );
+            (cfg.clone(), 0)
+        }
+    }
+}
+
+fn apply_overlay(cfg: &mut Config, key: &str, value: Option<&Value>) -> Result<(), String> {
+    fn set<T: DeserializeOwned + Serialize>(
+        list: &mut Vec<Spanned<T>>,
+        value: Option<&Value>,
+        same: impl Fn(&T) -> bool,
+    ) -> Result<(), String> {
+        list.retain(|e| !same(e.get_ref()));
+        if let Some(v) = value {
+            list.push(Spanned::new(0..0, serde_json::from_value(v.clone()).map_err(|e| e.to_string())?));
+        }
+        Ok(())
+    }
+    let parts: Vec<&str> = key.split('/').collect();
+    let num = |s: &str| s.parse::<u64>().map_err(|_| format!("bad key part {s:?}"));
+    match parts.as_slice() {
+        ["vif", id] => {
+            let id = num(id)?;
+            set(&mut cfg.vifs, value, |v| u64::from(v.id) == id)
+        }
+        ["vrf", id] => {
+            let id = num(id)?;
+            set(&mut cfg.vrfs, value, |v| u64::from(v.id) == id)
+        }
+        ["nexthop", id] => {
+            let id = num(id)?;
+            set(&mut cfg.nexthops, value, |v| u64::from(v.id()) == id)
+        }
+        ["label", l] => {
+            let l = num(l)?;
+            set(&mut cfg.labels, value, |v| u64::from(v.label) == l)
+        }
+        ["bridge", vrf, mac] => {
+            let (vrf, mac) = (num(vrf)?, mac.to_string());
+            set(&mut cfg.bridge, value, |v| u64::from(v.vrf) == vrf && v.mac.to_string() == mac)
+        }
+        ["route", vrf, rest @ ..] => {
+            let vrf = num(vrf)?;
+            let p: Prefix = rest.join("/").parse().map_err(|e| format!("{e}"))?;
+            set(&mut cfg.routes, value, |r| u64::from(r.vrf) == vrf && r.prefix == p)
+        }
+        ["analyzer", n] => set(&mut cfg.analyzers, value, |v| v.name == *n),
+        ["network_policy", n] => set(&mut cfg.network_policies, value, |v| v.name == *n),
+        ["security_group", n] => set(&mut cfg.security_groups, value, |v| v.name == *n),
+        _ => Err("unknown object kind".into()),
+    }
+}
+
+/// Flow pairs to re-evaluate for a route change: those whose source or destination falls in
+/// one of the changed prefixes of their VRF. One LPM of the changed prefixes per VRF.
+#[derive(Default)]
+pub struct ChangedPrefixes {
+    v4: HashMap<u32, crate::fib::lpm::Lpm4>,
+    v6: HashMap<u32, Lpm<u128>>,
+}
+
+impl ChangedPrefixes {
+    /// The set of `changed` (VRF, prefix) pairs.
+    pub fn new(changed: &[(u32, Prefix)]) -> ChangedPrefixes {
+        let mut s = ChangedPrefixes::default();
+        for (vrf, p) in changed {
+            match p.addr {
+                IpAddr::V4(a) => {
+                    s.v4.entry(*vrf).or_default().insert(u32::from(a), p.len, 0);
+                }
+                IpAddr::V6(a) => {
+                    s.v6.entry(*vrf).or_default().insert(u128::from(a), p.len, 0);
+                }
+            }
+        }
+        s
+    }
+
+    /// Whether `addr` in `vrf` lies in a changed prefix.
+    pub fn contains(&self, vrf: u32, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.v4.get(&vrf).is_some_and(|l| l.lookup(u32::from(a)).is_some()),
+            IpAddr::V6(a) => self.v6.get(&vrf).is_some_and(|l| l.lookup(u128::from(a)).is_some()),
+        }
+    }
+}
