@@ -318,7 +318,12 @@ impl Agent {
     /// Live programming: the agent follows the FIB published in `cell`, the connection threads
     /// serve the programming commands with `programmer`, and `jobs` brings the flow work of
     /// each change (re-evaluation, deletion).
-    pub fn with_programming(mut self, cell: Arc<FibCell>, programmer: Arc<Mutex<Programmer>>, jobs: Receiver<FlowJob>) -> Agent {
+    pub fn with_programming(
+        mut self,
+        cell: Arc<FibCell>,
+        programmer: Arc<Mutex<Programmer>>,
+        jobs: Receiver<FlowJob>,
+    ) -> Agent {
         self.cell = Some(cell);
         self.programmer = Some(programmer);
         self.jobs = Some(jobs);
@@ -399,7 +404,8 @@ impl Agent {
         match work {
             FlowWork::Prefixes(changed) => {
                 let set = ChangedPrefixes::new(&changed);
-                let (re, ch) = self.reevaluate(|k| set.contains(k.vrf(), k.src_ip()) || set.contains(k.vrf(), k.dst_ip()));
+                let (re, ch) =
+                    self.reevaluate(|k| set.contains(k.vrf(), k.src_ip()) || set.contains(k.vrf(), k.dst_ip()));
                 (re, ch, 0)
             }
             FlowWork::All { cfg, deleted_vifs, deleted_vrfs } => {
@@ -424,9 +430,7 @@ impl Agent {
         }
         let doomed: Vec<_> = (self.table.iter_active())
             .map(|(_, s)| s)
-            .filter(|s| {
-                vrfs.contains(&s.key.vrf()) || self.meta(s.index).is_some_and(|m| vifs.contains(&m.vif))
-            })
+            .filter(|s| vrfs.contains(&s.key.vrf()) || self.meta(s.index).is_some_and(|m| vifs.contains(&m.vif)))
             .collect();
         let mut n = 0;
         for s in doomed {
@@ -717,10 +721,8 @@ impl Agent {
     fn reevaluate(&mut self, select: impl Fn(&flow_table::FlowKey) -> bool) -> (u64, u64) {
         let fib = self.fib.clone();
         let (mut n, mut changed) = (0u64, 0u64);
-        let snaps: Vec<_> = (self.table.iter_active())
-            .map(|(_, s)| s)
-            .filter(|s| s.action != Action::Hold && select(&s.key))
-            .collect();
+        let snaps: Vec<_> =
+            (self.table.iter_active()).map(|(_, s)| s).filter(|s| s.action != Action::Hold && select(&s.key)).collect();
         for snap in snaps {
             let Some(meta) = self.meta(snap.index) else { continue };
             if meta.reverse {
@@ -790,11 +792,13 @@ fn accept_loop(
             Ok((stream, _)) => {
                 if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
                     let mut w = &stream;
-                    let _ = writeln!(w, "{}", serde_json::json!({"ok": false, "error": "too many control connections"}));
+                    let _ =
+                        writeln!(w, "{}", serde_json::json!({"ok": false, "error": "too many control connections"}));
                     continue;
                 }
                 active.fetch_add(1, Ordering::Relaxed);
-                let (agent, programmer, stop, active) = (agent.clone(), programmer.clone(), stop.clone(), active.clone());
+                let (agent, programmer, stop, active) =
+                    (agent.clone(), programmer.clone(), stop.clone(), active.clone());
                 let spawned = std::thread::Builder::new().name("vr-control-conn".into()).spawn(move || {
                     let _ = serve_connection(stream, &agent, programmer.as_deref(), &stop);
                     active.fetch_sub(1, Ordering::Relaxed);

@@ -301,8 +301,7 @@ impl Programmer {
     /// A programmer of `cfg` (the state the FIB in `cell` was built from); `run_dir`: where
     /// the journal is kept (`None`: not persisted).
     pub fn new(cfg: Config, cell: Arc<FibCell>, run_dir: Option<&Path>, hooks: Hooks) -> Programmer {
-        let routes =
-            cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
+        let routes = cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
         let (journal, overlay) = match run_dir {
             Some(d) => {
                 let path = d.join(JOURNAL_FILE);
@@ -347,21 +346,23 @@ impl Programmer {
                 let obj = to_value(&*v);
                 change(self.edit(&key, Some(obj), Table::Vif, move |c| upsert(&mut c.vifs, *v, |a, b| a.id == b.id))?)
             }
-            C::VifDelete(id) => {
-                change(self.edit(&format!("vif/{id}"), None, Table::Vif, move |c| remove(&mut c.vifs, "vif", id, |v| v.id == id))?)
-            }
+            C::VifDelete(id) => change(self.edit(&format!("vif/{id}"), None, Table::Vif, move |c| {
+                remove(&mut c.vifs, "vif", id, |v| v.id == id)
+            })?),
             C::VrfSet(v) => {
                 let key = format!("vrf/{}", v.id);
                 let obj = to_value(&v);
                 change(self.edit(&key, Some(obj), Table::Vrf, move |c| upsert(&mut c.vrfs, v, |a, b| a.id == b.id))?)
             }
-            C::VrfDelete(id) => {
-                change(self.edit(&format!("vrf/{id}"), None, Table::Vrf, move |c| remove(&mut c.vrfs, "vrf", id, |v| v.id == id))?)
-            }
+            C::VrfDelete(id) => change(self.edit(&format!("vrf/{id}"), None, Table::Vrf, move |c| {
+                remove(&mut c.vrfs, "vrf", id, |v| v.id == id)
+            })?),
             C::NhSet(n) => {
                 let key = format!("nexthop/{}", n.id());
                 let obj = to_value(&n);
-                change(self.edit(&key, Some(obj), Table::Nexthop, move |c| upsert(&mut c.nexthops, n, |a, b| a.id() == b.id()))?)
+                change(self.edit(&key, Some(obj), Table::Nexthop, move |c| {
+                    upsert(&mut c.nexthops, n, |a, b| a.id() == b.id())
+                })?)
             }
             C::NhDelete(id) => change(self.edit(&format!("nexthop/{id}"), None, Table::Nexthop, move |c| {
                 remove(&mut c.nexthops, "nexthop", id, |n| n.id() == id)
@@ -369,7 +370,9 @@ impl Programmer {
             C::LabelSet(l) => {
                 let key = format!("label/{}", l.label);
                 let obj = to_value(&l);
-                change(self.edit(&key, Some(obj), Table::Label, move |c| upsert(&mut c.labels, l, |a, b| a.label == b.label))?)
+                change(self.edit(&key, Some(obj), Table::Label, move |c| {
+                    upsert(&mut c.labels, l, |a, b| a.label == b.label)
+                })?)
             }
             C::LabelDelete(label) => change(self.edit(&format!("label/{label}"), None, Table::Label, move |c| {
                 remove(&mut c.labels, "label", label, |l| l.label == label)
@@ -381,18 +384,26 @@ impl Programmer {
                     upsert(&mut c.bridge, b, |a, b| a.vrf == b.vrf && a.mac == b.mac)
                 })?)
             }
-            C::BridgeDelete(vrf, mac) => change(self.edit(&format!("bridge/{vrf}/{mac}"), None, Table::Bridge, move |c| {
-                remove(&mut c.bridge, "bridge entry", format!("{mac} in vrf {vrf}"), |b| b.vrf == vrf && b.mac == mac)
-            })?),
+            C::BridgeDelete(vrf, mac) => {
+                change(self.edit(&format!("bridge/{vrf}/{mac}"), None, Table::Bridge, move |c| {
+                    remove(&mut c.bridge, "bridge entry", format!("{mac} in vrf {vrf}"), |b| {
+                        b.vrf == vrf && b.mac == mac
+                    })
+                })?)
+            }
             C::AnalyzerSet(a) => {
                 let key = format!("analyzer/{}", a.name);
                 let obj = to_value(&a);
-                change(self.edit(&key, Some(obj), Table::Analyzer, move |c| upsert(&mut c.analyzers, a, |x, y| x.name == y.name))?)
+                change(self.edit(&key, Some(obj), Table::Analyzer, move |c| {
+                    upsert(&mut c.analyzers, a, |x, y| x.name == y.name)
+                })?)
             }
-            C::AnalyzerDelete(name) => change(self.edit(&format!("analyzer/{name}"), None, Table::Analyzer, move |c| {
-                let n = name.clone();
-                remove(&mut c.analyzers, "analyzer", name, |a| a.name == n)
-            })?),
+            C::AnalyzerDelete(name) => {
+                change(self.edit(&format!("analyzer/{name}"), None, Table::Analyzer, move |c| {
+                    let n = name.clone();
+                    remove(&mut c.analyzers, "analyzer", name, |a| a.name == n)
+                })?)
+            }
             C::PolicySet(p) => {
                 let key = format!("network_policy/{}", p.name);
                 let obj = to_value(&p);
@@ -400,10 +411,12 @@ impl Programmer {
                     upsert(&mut c.network_policies, p, |x, y| x.name == y.name)
                 })?)
             }
-            C::PolicyDelete(name) => change(self.edit(&format!("network_policy/{name}"), None, Table::Policy, move |c| {
-                let n = name.clone();
-                remove(&mut c.network_policies, "network policy", name, |p| p.name == n)
-            })?),
+            C::PolicyDelete(name) => {
+                change(self.edit(&format!("network_policy/{name}"), None, Table::Policy, move |c| {
+                    let n = name.clone();
+                    remove(&mut c.network_policies, "network policy", name, |p| p.name == n)
+                })?)
+            }
             C::SecurityGroupSet(s) => {
                 let key = format!("security_group/{}", s.name);
                 let obj = to_value(&s);
@@ -424,7 +437,9 @@ impl Programmer {
             C::NhDump => {
                 let fib = self.cell.fib();
                 let refs = nh_refs(&fib);
-                Ok(json!({ "nexthops": (0..fib.nexthops.len()).map(|i| nh_entry(&fib, i as u32, &refs)).collect::<Vec<_>>() }))
+                Ok(
+                    json!({ "nexthops": (0..fib.nexthops.len()).map(|i| nh_entry(&fib, i as u32, &refs)).collect::<Vec<_>>() }),
+                )
             }
             C::NhGet(id) => {
                 let fib = self.cell.fib();
@@ -486,7 +501,8 @@ impl Programmer {
         // lcore polls them); new ones are opened before it.
         let old_vifs: HashMap<u16, &VifConfig> = self.cfg.vifs.iter().map(|v| (v.get_ref().id, v.get_ref())).collect();
         let new_vifs: HashMap<u16, &VifConfig> = new.vifs.iter().map(|v| (v.get_ref().id, v.get_ref())).collect();
-        let same_port = |a: &VifConfig, b: &VifConfig| a.device == b.device && a.devargs == b.devargs && a.rx_queues == b.rx_queues;
+        let same_port =
+            |a: &VifConfig, b: &VifConfig| a.device == b.device && a.devargs == b.devargs && a.rx_queues == b.rx_queues;
         let gone: Vec<u16> = (old_vifs.iter())
             .filter(|(id, v)| new_vifs.get(id).is_none_or(|n| !same_port(v, n)))
             .map(|(id, _)| *id)
@@ -564,13 +580,11 @@ impl Programmer {
         drop(old_vifs);
         drop(new_vifs);
         self.cfg = new;
-        self.routes = self.cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
+        self.routes =
+            self.cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
         self.journal(key, obj);
-        let work = FlowWork::All {
-            cfg: policy_changed.then(|| Arc::new(self.cfg.clone())),
-            deleted_vifs,
-            deleted_vrfs,
-        };
+        let work =
+            FlowWork::All { cfg: policy_changed.then(|| Arc::new(self.cfg.clone())), deleted_vifs, deleted_vrfs };
         self.flow_work(work, &mut reply);
         Ok(reply)
     }
@@ -595,7 +609,9 @@ impl Programmer {
         let fib = self.cell.fib();
         let mut seen = HashMap::new();
         for (i, r) in routes.iter().enumerate() {
-            if let Some((key, msg)) = config::route_problem(r, fib.vrf(r.vrf).is_some(), fib.nh_index(r.nexthop).is_some()) {
+            if let Some((key, msg)) =
+                config::route_problem(r, fib.vrf(r.vrf).is_some(), fib.nh_index(r.nexthop).is_some())
+            {
                 return Err(format!("routes[{i}].{key}: {msg}"));
             }
             if let Some(j) = seen.insert((r.vrf, r.prefix), i) {
@@ -661,11 +677,8 @@ impl Programmer {
         self.overlay.insert(key.to_string(), obj.clone());
         let Some(j) = &mut self.journal else { return };
         let line = json!({"key": key, "value": obj});
-        let res = if j.lines > 1024 && j.lines > 2 * self.overlay.len() {
-            j.compact(&self.overlay)
-        } else {
-            j.append(&line)
-        };
+        let res =
+            if j.lines > 1024 && j.lines > 2 * self.overlay.len() { j.compact(&self.overlay) } else { j.append(&line) };
         if let Err(e) = res {
             eprintln!("vrouter: {}: {e} (runtime state may not survive a restart)", j.path.display());
         }
@@ -720,7 +733,14 @@ impl Programmer {
                 let mut r: Vec<_> = v.v6.iter().collect();
                 r.sort();
                 for (a, len, nh) in r {
-                    out.push(route_entry(&fib, vrf, "inet6", format!("{}/{len}", std::net::Ipv6Addr::from(a)), len, nh));
+                    out.push(route_entry(
+                        &fib,
+                        vrf,
+                        "inet6",
+                        format!("{}/{len}", std::net::Ipv6Addr::from(a)),
+                        len,
+                        nh,
+                    ));
                 }
             }
             Family::Bridge => {
@@ -847,7 +867,11 @@ fn route_key(vrf: u32, p: Prefix) -> String {
 
 /// Adds `v` or replaces the entry `same` finds; `Ok(None)` when equal to what is there,
 /// else the index it took.
-fn upsert<T: Serialize>(list: &mut Vec<Spanned<T>>, v: T, same: impl Fn(&T, &T) -> bool) -> Result<Option<usize>, ProgramError> {
+fn upsert<T: Serialize>(
+    list: &mut Vec<Spanned<T>>,
+    v: T,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<Option<usize>, ProgramError> {
     match list.iter().position(|e| same(e.get_ref(), &v)) {
         Some(i) if to_value(list[i].get_ref()) == to_value(&v) => Ok(None),
         Some(i) => {

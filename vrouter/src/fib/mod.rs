@@ -518,7 +518,17 @@ impl Fib {
         }
 
         let vrfs = vrfs.into_iter().map(|v| v.map(Arc::new)).collect();
-        Ok(Fib { router_ip: cfg.vrouter.router_ip, router_mac, vifs, vrfs, nexthops, labels, vnis, host_vif, nh_ids: index })
+        Ok(Fib {
+            router_ip: cfg.vrouter.router_ip,
+            router_mac,
+            vifs,
+            vrfs,
+            nexthops,
+            labels,
+            vnis,
+            host_vif,
+            nh_ids: index,
+        })
     }
 
     /// The vif with id `id`, if configured.
@@ -546,7 +556,11 @@ impl Fib {
         if self.nexthop(nh).is_none() {
             return Err(FibError::Invalid(what(), format!("nexthop index {nh} out of range")));
         }
-        let v = self.vrfs.get_mut(vrf as usize).and_then(Option::as_mut).ok_or_else(|| FibError::UnknownVrf(what(), vrf))?;
+        let v = self
+            .vrfs
+            .get_mut(vrf as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| FibError::UnknownVrf(what(), vrf))?;
         let v = Arc::make_mut(v);
         Ok(match prefix.addr {
             IpAddr::V4(a) => v.v4.insert(u32::from(a), prefix.len, nh),
