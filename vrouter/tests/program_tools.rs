@@ -57,8 +57,18 @@ fn programming_tools_round_trip_on_a_live_vrouter() {
     });
     let rd = run_dir.as_path();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !run(rd, "rt", &["--dump", "1"]).status.success() {
-        assert!(Instant::now() < deadline, "control socket did not answer");
+    loop {
+        let o = run(rd, "rt", &["--dump", "1"]);
+        if o.status.success() {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let mut log = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+            panic!("control socket did not answer: {}\nvrouter stderr:\n{log}", String::from_utf8_lossy(&o.stderr));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 
