@@ -16,6 +16,8 @@
 use crate::config::Config;
 use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
+use crate::fib::publish::{FibCell, PortMap, PortSlot, Snapshot};
+pub use crate::fib::publish::{RxQueue, TxLock};
 use crate::fib::{Fib, Vif};
 use crate::mirror::dp::{MirrorLcore, MirrorPort, MirrorSetup};
 use crate::packet::{ethernet, ipv4, ipv6, EtherType};
@@ -81,9 +83,6 @@ pub struct PortSetup {
     pub tx_queues: u16,
 }
 
-/// A spinlock guarding a TX queue shared by several lcores.
-type TxLock = CachePadded<AtomicBool>;
-
 /// Where one lcore sends packets for one vif.
 struct TxTarget {
     vif: u16,
@@ -93,17 +92,6 @@ struct TxTarget {
     n: usize,
     pkts: [*mut rte_mbuf; BURST],
     bytes: [u32; BURST],
-}
-
-/// An RX queue polled by an lcore.
-#[derive(Debug, Clone, Copy)]
-pub struct RxQueue {
-    /// The vif of the port.
-    pub vif: u16,
-    /// DPDK port id.
-    pub port: u16,
-    /// Queue index on the port.
-    pub queue: u16,
 }
 
 /// The work given to one forwarding lcore.
@@ -222,8 +210,10 @@ impl Clock {
 
 /// A running data plane.
 pub struct Datapath {
-    /// The forwarding state the lcores route with.
+    /// The forwarding state the lcores started with.
     pub fib: Arc<Fib>,
+    /// The published forwarding state the lcores follow (live programming).
+    pub cell: Arc<FibCell>,
     /// The opened ports, one per vif, in vif order (`Fib::vif_list`).
     pub ports: Vec<PortSetup>,
     /// The work of each forwarding lcore.
@@ -239,7 +229,7 @@ pub struct Datapath {
 /// packet tracing each optional (off unless set). Made by [`Datapath::builder`].
 pub struct DatapathBuilder<'a> {
     cfg: &'a Config,
-    fib: Arc<Fib>,
+    cell: Arc<FibCell>,
     flows: Option<FlowPlane>,
     mirror: Option<MirrorSetup>,
     trace: Option<TraceSetup>,
@@ -270,7 +260,8 @@ impl DatapathBuilder<'_> {
     /// (given the opened ports) and launches one forwarding loop per configured core. The
     /// EAL must be initialised with those cores.
     pub fn start(self, stats_builder: impl FnOnce(&[PortSetup]) -> Result<StatsRegion>) -> Result<Datapath> {
-        let DatapathBuilder { cfg, fib, flows, mirror, trace } = self;
+        let DatapathBuilder { cfg, cell, flows, mirror, trace } = self;
+        let fib = cell.fib();
         let cores = &cfg.eal.forwarding_cores;
         lcore::check_enabled(cores).context("forwarding cores")?;
         let socket = lcore::socket_of(cores[0]);
@@ -281,7 +272,24 @@ impl DatapathBuilder<'_> {
         let ports = open_ports(cfg, &fib, &pool, n_lcores)?;
         let stats = Arc::new(stats_builder(&ports)?);
         let plans = assign_rx_queues(&ports, cores);
-        let dp = Datapath { fib, ports, plans, stats, stop: Arc::new(AtomicBool::new(false)), pool };
+        // The ports join the published state before any lcore runs: each starts with it.
+        let locks = tx_locks(&ports);
+        let mut map = PortMap { by_vif: Vec::new(), lcore_rx: plans.iter().map(|p| p.rx.clone()).collect() };
+        for (p, locks) in ports.iter().zip(locks) {
+            let i = usize::from(p.vif);
+            if map.by_vif.len() <= i {
+                map.by_vif.resize(i + 1, None);
+            }
+            map.by_vif[i] = Some(PortSlot {
+                port: p.port.id,
+                driver: p.driver.clone(),
+                rx_queues: p.rx_queues,
+                tx_queues: p.tx_queues,
+                tx_locks: locks,
+            });
+        }
+        cell.publish(fib.clone(), Arc::new(map));
+        let dp = Datapath { fib, cell, ports, plans, stats, stop: Arc::new(AtomicBool::new(false)), pool };
         // A failure from here on stops what has started (ports, lcores) before it is returned.
         if let Err(e) = dp.launch(cfg, flows, mirror, trace) {
             let _ = dp.shutdown();
@@ -309,13 +317,11 @@ impl Datapath {
         };
         let mut parts = LcoreParts {
             cfg,
-            fib: &self.fib,
-            ports: &self.ports,
+            cell: &self.cell,
             n_lcores: self.plans.len() as u16,
             pool: &self.pool,
             stats: &self.stats,
             stop: &self.stop,
-            locks: tx_locks(&self.ports),
             flows,
             mirror,
             trace,
@@ -332,8 +338,20 @@ impl Datapath {
 impl Datapath {
     /// A data plane for `cfg` and `fib` (stateless, without mirroring or tracing until
     /// the builder adds them); [`DatapathBuilder::start`] starts it.
-    pub fn builder(cfg: &Config, fib: Arc<Fib>) -> DatapathBuilder<'_> {
-        DatapathBuilder { cfg, fib, flows: None, mirror: None, trace: None }
+    pub fn builder(cfg: &Config, cell: Arc<FibCell>) -> DatapathBuilder<'_> {
+        DatapathBuilder { cfg, cell, flows: None, mirror: None, trace: None }
+    }
+
+    /// Opens and closes the ports of vifs added and deleted while the data plane runs (for
+    /// the programmer, [`crate::control::program::PortOps`]).
+    pub fn port_ops(&self, cfg: &Config) -> HotPlug {
+        HotPlug {
+            pool: self.pool,
+            n_lcores: self.plans.len() as u16,
+            rx_desc: cfg.eal.rx_desc,
+            tx_desc: cfg.eal.tx_desc,
+            stop: self.stop.clone(),
+        }
     }
 
     /// Stops the forwarding lcores, then stops and closes every port (capture files of pcap
@@ -347,9 +365,13 @@ impl Datapath {
             }
         }
         let mut first_err = None;
-        for p in &self.ports {
-            if let Err(e) = p.port.stop().and_then(|_| p.port.close()) {
-                eprintln!("vif {}: {e}", p.vif);
+        // Every port of the current state: those opened at start and those hot-plugged since
+        // (a deleted vif's port was closed when it was deleted).
+        let snap = self.cell.load();
+        for (vif, p) in snap.ports.by_vif.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_ref()?))) {
+            let port = Port { id: p.port };
+            if let Err(e) = port.stop().and_then(|_| port.close()) {
+                eprintln!("vif {vif}: {e}");
                 first_err.get_or_insert(e);
             }
         }
@@ -367,6 +389,14 @@ impl Datapath {
 fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<Vec<PortSetup>> {
     let mut ports = Vec::new();
     for vif in fib.vif_list() {
+        // A vif programmed at runtime with a hot-plugged device (restored after a restart)
+        // is probed here; the others' devices come from the EAL arguments.
+        if let Some(args) =
+            cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == vif.id).and_then(|v| v.devargs.as_ref())
+        {
+            Port::probe(&format!("{},{args}", vif.device))
+                .with_context(|| format!("vif {} ({}): probing device {:?}", vif.id, vif.name, vif.device))?;
+        }
         let port = Port::by_name(&vif.device)
             .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
         let info = port.info().with_context(|| format!("vif {}: port info", vif.id))?;
@@ -392,6 +422,101 @@ fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<
         ports.push(PortSetup { vif: vif.id, port, driver: info.driver, rx_queues, tx_queues });
     }
     Ok(ports)
+}
+
+/// Lcore `index`'s TX queue of a port (shared with other lcores, behind its lock, when the
+/// port has fewer TX queues than there are lcores).
+fn tx_queue(p: &PortSlot, index: usize, n_lcores: u16) -> (u16, Option<Arc<TxLock>>) {
+    let queue = (index as u16) % p.tx_queues.max(1);
+    let shared = p.tx_queues < n_lcores;
+    (queue, shared.then(|| p.tx_locks.get(usize::from(queue)).cloned()).flatten())
+}
+
+/// Lcore `index`'s TX buffers, indexed by vif id.
+fn tx_targets(ports: &PortMap, index: usize, n_lcores: u16) -> Vec<Option<TxTarget>> {
+    (ports.by_vif.iter().enumerate())
+        .map(|(vif, p)| {
+            let p = p.as_ref()?;
+            let (queue, lock) = tx_queue(p, index, n_lcores);
+            Some(TxTarget {
+                vif: vif as u16,
+                port: p.port,
+                queue,
+                lock,
+                n: 0,
+                pkts: [std::ptr::null_mut(); BURST],
+                bytes: [0; BURST],
+            })
+        })
+        .collect()
+}
+
+/// Ports of vifs added and deleted while the data plane runs ([`Datapath::port_ops`]).
+pub struct HotPlug {
+    pool: Mempool,
+    n_lcores: u16,
+    rx_desc: u16,
+    tx_desc: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl crate::control::program::PortOps for HotPlug {
+    fn open(&mut self, vif: &crate::config::VifConfig) -> std::result::Result<PortSlot, String> {
+        if self.stop.load(Ordering::Acquire) {
+            return Err("the data plane is stopping".into());
+        }
+        if let Some(args) = &vif.devargs {
+            Port::probe(&format!("{},{args}", vif.device)).map_err(|e| format!("probing {:?}: {e}", vif.device))?;
+        }
+        let undo = |vif: &crate::config::VifConfig| {
+            if vif.devargs.is_some() {
+                let _ = Port::remove_vdev(&vif.device);
+            }
+        };
+        let open = || -> Result<PortSlot> {
+            let port = Port::by_name(&vif.device)?;
+            let info = port.info()?;
+            if info.max_rx_queues == 0 {
+                bail!("device {} has no RX queue", vif.device);
+            }
+            let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
+            let tx_queues = self.n_lcores.min(info.max_tx_queues).max(1);
+            let pcfg = PortConfig { rx_queues, tx_queues, rx_desc: self.rx_desc, tx_desc: self.tx_desc, mtu: None };
+            port.configure(&pcfg, &info, &self.pool)?;
+            port.start()?;
+            let tx_locks = (0..tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect();
+            Ok(PortSlot { port: port.id, driver: info.driver, rx_queues, tx_queues, tx_locks })
+        };
+        open().map_err(|e| {
+            undo(vif);
+            format!("{e:#}")
+        })
+    }
+
+    fn close(&mut self, vif: &crate::config::VifConfig, slot: &PortSlot) -> std::result::Result<u64, String> {
+        // No lcore polls the port any more (the publisher waited for every lcore to take a
+        // state without it): what is left in its RX queues is freed here.
+        let mut drained = 0u64;
+        let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        for q in 0..slot.rx_queues {
+            for _ in 0..1024 {
+                // SAFETY: the port is started and no other thread polls the queue.
+                let n = unsafe { dpdk_sys::rte_eth_rx_burst(slot.port, q, pkts.as_mut_ptr(), BURST as u16) };
+                if n == 0 {
+                    break;
+                }
+                drained += u64::from(n);
+                // SAFETY: the n mbufs are ours.
+                unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr(), u32::from(n)) };
+            }
+        }
+        let port = Port { id: slot.port };
+        port.stop().and_then(|_| port.close()).map_err(|e| e.to_string())?;
+        if vif.devargs.is_some() {
+            Port::remove_vdev(&vif.device).map_err(|e| e.to_string())?;
+        }
+        Ok(drained)
+    }
 }
 
 /// One lock per (port, TX queue), used only where lcores outnumber TX queues.
@@ -455,13 +580,11 @@ impl FlowHandout {
 /// exists; [`LcoreParts::lcore`] makes the state of each in turn.
 struct LcoreParts<'a> {
     cfg: &'a Config,
-    fib: &'a Arc<Fib>,
-    ports: &'a [PortSetup],
+    cell: &'a Arc<FibCell>,
     n_lcores: u16,
     pool: &'a Mempool,
     stats: &'a StatsRegion,
     stop: &'a Arc<AtomicBool>,
-    locks: Vec<Vec<Arc<TxLock>>>,
     flows: Option<FlowHandout>,
     mirror: Option<MirrorSetup>,
     trace: Option<TraceSetup>,
@@ -471,7 +594,8 @@ impl LcoreParts<'_> {
     /// The state of the lcore that runs `plan`.
     fn lcore(&mut self, plan: &LcorePlan) -> Result<LcoreLoop> {
         let flow = self.flows.as_mut().map(|f| f.lcore(plan.index));
-        let tx = self.tx_targets(plan);
+        let snap = self.cell.load();
+        let tx = tx_targets(&snap.ports, plan.index, self.n_lcores);
         let mirror = match &self.mirror {
             Some(setup) => Some(self.mirror_lcore(setup, plan)?),
             None => None,
@@ -491,8 +615,10 @@ impl LcoreParts<'_> {
             #[cfg(feature = "trace")]
             trace,
             mirror,
-            fib: self.fib.clone(),
-            rx: plan.rx.clone(),
+            cell: self.cell.clone(),
+            rx: snap.ports.lcore_rx.get(plan.index).cloned().unwrap_or_default(),
+            snap,
+            n_lcores: self.n_lcores,
             tx,
             stats: self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
             stop: self.stop.clone(),
@@ -506,47 +632,19 @@ impl LcoreParts<'_> {
         })
     }
 
-    /// The lcore's TX queue of port `pi` (shared with other lcores, behind its lock, when
-    /// the port has fewer TX queues than there are lcores).
-    fn tx_queue(&self, plan: &LcorePlan, pi: usize) -> (u16, Option<Arc<TxLock>>) {
-        let p = &self.ports[pi];
-        let queue = (plan.index as u16) % p.tx_queues;
-        let shared = p.tx_queues < self.n_lcores;
-        (queue, shared.then(|| self.locks[pi][usize::from(queue)].clone()))
-    }
-
-    /// The lcore's TX buffers, indexed by vif id.
-    fn tx_targets(&self, plan: &LcorePlan) -> Vec<Option<TxTarget>> {
-        let mut v: Vec<Option<TxTarget>> = (0..self.fib.vifs.len()).map(|_| None).collect();
-        for (pi, p) in self.ports.iter().enumerate() {
-            let (queue, lock) = self.tx_queue(plan, pi);
-            v[usize::from(p.vif)] = Some(TxTarget {
-                vif: p.vif,
-                port: p.port.id,
-                queue,
-                lock,
-                n: 0,
-                pkts: [std::ptr::null_mut(); BURST],
-                bytes: [0; BURST],
-            });
-        }
-        v
-    }
-
     /// The lcore's mirroring state: copies leave on its TX queues of the fabric vifs.
     fn mirror_lcore(&self, setup: &MirrorSetup, plan: &LcorePlan) -> Result<MirrorLcore> {
-        let mports = self
-            .ports
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| self.fib.vif(p.vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
-            .map(|(pi, p)| {
-                let (queue, lock) = self.tx_queue(plan, pi);
-                MirrorPort { vif: p.vif, port: p.port.id, queue, lock }
+        let snap = self.cell.load();
+        let mports = (snap.ports.by_vif.iter().enumerate())
+            .filter_map(|(vif, p)| Some((vif as u16, p.as_ref()?)))
+            .filter(|(vif, _)| snap.fib.vif(*vif).is_some_and(|v| v.kind == crate::config::VifType::Fabric))
+            .map(|(vif, p)| {
+                let (queue, lock) = tx_queue(p, plan.index, self.n_lcores);
+                MirrorPort { vif, port: p.port, queue, lock }
             })
             .collect();
         let table = self.flows.as_ref().map(|f| f.table.clone());
-        MirrorLcore::new(setup, plan.index, self.fib.clone(), self.pool.as_ptr(), table, mports)
+        MirrorLcore::new(setup, plan.index, snap.fib.clone(), self.pool.as_ptr(), table, mports)
             .context("mirror region has fewer lcore blocks than lcores")
     }
 }
@@ -596,7 +694,11 @@ struct Burst<'a> {
 
 /// State owned by one forwarding lcore.
 struct LcoreLoop {
-    fib: Arc<Fib>,
+    /// The published state, checked once per iteration.
+    cell: Arc<FibCell>,
+    /// The state this lcore forwards with (generation acknowledged in `cell`).
+    snap: Arc<Snapshot>,
+    n_lcores: u16,
     rx: Vec<RxQueue>,
     /// Indexed by vif id.
     tx: Vec<Option<TxTarget>>,
@@ -621,10 +723,16 @@ unsafe impl Send for LcoreLoop {}
 
 impl LcoreLoop {
     fn run(mut self) -> i32 {
-        let fib = self.fib.clone();
+        self.cell.ack(self.index, self.snap.generation);
+        let mut fib = self.snap.fib.clone();
         let clock = Clock::new();
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         while !self.stop.load(Ordering::Relaxed) {
+            // Live programming: one load per iteration; a new state is taken between bursts.
+            if self.cell.generation() != self.snap.generation {
+                self.adopt();
+                fib = self.snap.fib.clone();
+            }
             let tsc = crate::dpdk::rdtsc();
             let tick = Tick { fib: &fib, now: clock.now_ms(tsc), tsc };
             if let Some(f) = &mut self.flow {
@@ -673,6 +781,24 @@ impl LcoreLoop {
         self.flush_all();
         self.drop_all_held();
         0
+    }
+
+    /// Takes the published state: flushes what is buffered for the old ports, then takes the
+    /// new RX queues, TX targets and FIB, and acknowledges the generation (after which the
+    /// publisher may close ports this lcore no longer uses).
+    #[cold]
+    #[inline(never)]
+    fn adopt(&mut self) {
+        self.flush_all();
+        let snap = self.cell.load();
+        self.rx = snap.ports.lcore_rx.get(self.index).cloned().unwrap_or_default();
+        self.tx = tx_targets(&snap.ports, self.index, self.n_lcores);
+        if let Some(m) = &mut self.mirror {
+            m.set_fib(snap.fib.clone());
+        }
+        let generation = snap.generation;
+        self.snap = snap;
+        self.cell.ack(self.index, generation);
     }
 
     /// Drops the parked fragments whose first fragment did not come in time

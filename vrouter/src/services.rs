@@ -16,8 +16,10 @@ use std::thread::JoinHandle;
 use vrouter::agent::flows::{Agent, AgentSettings};
 use vrouter::agent::policy::PolicyEngine;
 use vrouter::config::Config;
+use vrouter::control::program::{self, Hooks, Programmer};
 use vrouter::datapath::{Datapath, FlowPlane, PortSetup, SetupRequest, TraceSetup};
 use vrouter::dpdk::Eal;
+use vrouter::fib::publish::{FibCell, PortMap};
 use vrouter::fib::Fib;
 use vrouter::mirror::dp::{MirrorMeta, MirrorSetup};
 use vrouter::mirror::{MirrorControl, MirrorRegion};
@@ -94,13 +96,38 @@ impl RunningRouter {
     /// `reload`): everything that can fail without running anything first (flow table,
     /// policy, mirror entries, trace requests, the trace API's address), then the EAL, the
     /// agent, the exporter, the trace API and the forwarding lcores.
-    pub fn start(cfg: &Config, config_path: &Path, fib: Fib, eal_args: &[String]) -> Result<RunningRouter> {
+    pub fn start(file_cfg: &Config, config_path: &Path, fib: Fib, eal_args: &[String]) -> Result<RunningRouter> {
         // Before the EAL: pcap devices open their capture files in the run directory during
         // EAL device probing.
-        let run_dir = &cfg.vrouter.run_dir;
+        let run_dir = &file_cfg.vrouter.run_dir;
         std::fs::create_dir_all(run_dir).with_context(|| format!("creating vrouter.run_dir {}", run_dir.display()))?;
+        // What was programmed at runtime before a restart comes back after the file.
+        let (restored_cfg, restored) = program::restore(file_cfg, run_dir);
+        let cfg = &restored_cfg;
+        let fib = if restored > 0 {
+            println!(
+                "vrouter: restored {restored} runtime-programmed object(s) from {}",
+                run_dir.join(program::JOURNAL_FILE).display()
+            );
+            Fib::from_config(cfg).context("building forwarding tables with the restored runtime state")?
+        } else {
+            fib
+        };
         let n_lcores = cfg.eal.forwarding_cores.len();
         let fib = Arc::new(fib);
+        // The published forwarding state: the lcores, the agent and the programmer share it.
+        let cell = Arc::new(FibCell::new(
+            fib.clone(),
+            PortMap { by_vif: Vec::new(), lcore_rx: vec![Vec::new(); n_lcores] },
+            n_lcores,
+        ));
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(16);
+        let programmer = Arc::new(std::sync::Mutex::new(Programmer::new(
+            cfg.clone(),
+            cell.clone(),
+            Some(run_dir),
+            Hooks::default(),
+        )));
         // Flow table and policy before the EAL, so their errors stop us before anything runs.
         let flows = Flows::from_config(cfg)?;
         // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
@@ -147,6 +174,7 @@ impl RunningRouter {
 
         // The agent runs before the first packet: a miss must find it ready (its per-flow
         // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
+        let export_table_for_info = flows.as_ref().map(|f| f.table.clone());
         let (plane, export_table) = match flows {
             Some(Flows { table, policy, plane, requests, done }) => {
                 router.flow_line =
@@ -162,7 +190,8 @@ impl RunningRouter {
                 let agent = Agent::new(table.clone(), fib.clone(), policy, requests, done, settings)
                     .context("starting the agent (control socket in vrouter.run_dir)")?
                     .with_mirror(mirror_ctl.clone())
-                    .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores));
+                    .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores))
+                    .with_programming(cell.clone(), programmer.clone(), jobs_rx);
                 router.agent = Some(router.spawn_agent(agent, cfg.eal.main_core)?);
                 (Some(plane), Some(table))
             }
@@ -193,14 +222,22 @@ impl RunningRouter {
 
         let mirror = MirrorSetup { region: mirror_region, meta: mirror_meta };
         let trace = TraceSetup { region: trace_region, published: trace_ctl.published() };
-        let max_vifs = fib.vifs.len();
-        router.datapath = Some(
-            Datapath::builder(cfg, fib)
-                .flows(plane)
-                .mirror(mirror)
-                .trace(trace)
-                .start(|ports| stats_region(cfg, max_vifs, ports, &mirror_ctl))?,
-        );
+        // Room for vifs added at runtime: ids up to 255 at least.
+        let max_vifs = fib.vifs.len().max(RUNTIME_VIF_SLOTS);
+        let dp = Datapath::builder(cfg, cell)
+            .flows(plane)
+            .mirror(mirror)
+            .trace(trace)
+            .start(|ports| stats_region(cfg, max_vifs, ports, &mirror_ctl))?;
+        programmer.lock().unwrap_or_else(|e| e.into_inner()).set_hooks(Hooks {
+            ports: Some(Box::new(dp.port_ops(cfg))),
+            agent: Some(jobs_tx),
+            stats: Some(dp.stats.clone()),
+            mirror: Some(mirror_ctl.clone()),
+            lcores: cfg.eal.forwarding_cores.clone(),
+            flows: export_table_for_info,
+        });
+        router.datapath = Some(dp);
         Ok(router)
     }
 
@@ -280,6 +317,9 @@ impl Drop for RunningRouter {
         }
     }
 }
+
+/// vif ids the stats region has room for, at least: vifs added at runtime take free ids.
+const RUNTIME_VIF_SLOTS: usize = 256;
 
 /// The stats region of `cfg`'s vifs on the opened `ports` (their queues, MTU and mirror
 /// settings), in the run directory; `max_vifs`: the FIB's vif table size.

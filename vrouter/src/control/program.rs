@@ -292,6 +292,8 @@ pub struct Programmer {
     started: Instant,
     /// vifs deleted at runtime, kept for their final counters.
     deleted_vifs: Vec<u16>,
+    /// Whether requests are served (see [`Programmer::set_hooks`]).
+    ready: bool,
 }
 
 /// A request's failure: the message (`field: what is wrong`).
@@ -310,7 +312,25 @@ impl Programmer {
             }
             None => (None, BTreeMap::new()),
         };
-        Programmer { cfg, cell, hooks, journal, routes, overlay, started: Instant::now(), deleted_vifs: Vec::new() }
+        let ready = hooks.ports.is_some() || hooks.agent.is_some();
+        Programmer {
+            cfg,
+            cell,
+            hooks,
+            journal,
+            routes,
+            overlay,
+            started: Instant::now(),
+            deleted_vifs: Vec::new(),
+            ready,
+        }
+    }
+
+    /// Sets the hooks of the running vRouter (ports, agent, stats, ...), once its data plane
+    /// runs; until then every request is refused (the vRouter is starting).
+    pub fn set_hooks(&mut self, hooks: Hooks) {
+        self.hooks = hooks;
+        self.ready = true;
     }
 
     /// The desired state now.
@@ -320,6 +340,9 @@ impl Programmer {
 
     /// Serves one request; the reply (`{"ok": true, ...}` or `{"ok": false, "error": ...}`).
     pub fn serve(&mut self, v: &Value) -> Value {
+        if !self.ready {
+            return json!({"ok": false, "error": "the vRouter is starting; try again"});
+        }
         match ProgramCommand::decode(v) {
             Err(e) => json!({"ok": false, "error": e.to_string()}),
             Ok(cmd) => match self.apply(cmd) {
@@ -1125,7 +1148,7 @@ fn apply_overlay(cfg: &mut Config, key: &str, value: Option<&Value>) -> Result<(
         }
         ["route", vrf, rest @ ..] => {
             let vrf = num(vrf)?;
-            let p: Prefix = rest.join("/").parse().map_err(|e| format!("{e}"))?;
+            let p: Prefix = rest.join("/").parse().map_err(|e: String| e)?;
             set(&mut cfg.routes, value, |r| u64::from(r.vrf) == vrf && r.prefix == p)
         }
         ["analyzer", n] => set(&mut cfg.analyzers, value, |v| v.name == *n),

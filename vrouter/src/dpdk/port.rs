@@ -63,6 +63,29 @@ pub struct PortStats {
 }
 
 impl Port {
+    /// Hot-plugs a device (`rte_dev_probe`), e.g. `net_pcap5,rx_pcap=in.pcap,tx_pcap=out.pcap`
+    /// for a virtual device; its port then exists ([`Port::by_name`]).
+    pub fn probe(devargs: &str) -> Result<()> {
+        let c = CString::new(devargs).map_err(|_| DpdkError::Other("device arguments have NUL".into()))?;
+        // SAFETY: c is a valid C string for the call.
+        let ret = unsafe { dpdk_sys::rte_dev_probe(c.as_ptr()) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_dev_probe", ret));
+        }
+        Ok(())
+    }
+
+    /// Removes a hot-plugged virtual device (`rte_vdev_uninit`); its port must be closed.
+    pub fn remove_vdev(name: &str) -> Result<()> {
+        let c = CString::new(name).map_err(|_| DpdkError::Other("device name has NUL".into()))?;
+        // SAFETY: c is a valid C string for the call.
+        let ret = unsafe { dpdk_sys::rte_vdev_uninit(c.as_ptr()) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_vdev_uninit", ret));
+        }
+        Ok(())
+    }
+
     /// The port of a device (`net_pcap0`, a PCI address, ...).
     pub fn by_name(name: &str) -> Result<Port> {
         let c = CString::new(name).map_err(|_| DpdkError::Other("device name has NUL".into()))?;

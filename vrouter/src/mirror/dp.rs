@@ -219,6 +219,11 @@ impl MirrorLcore {
         Some(MirrorLcore { counters, meta: setup.meta.clone(), fib, pool, table, tx, any_tx })
     }
 
+    /// Resolves analyzer nexthops in `fib` from now on (a newly published forwarding state).
+    pub fn set_fib(&mut self, fib: Arc<Fib>) {
+        self.fib = fib;
+    }
+
     /// RX interface mirroring of `vif` (one load and branch per burst).
     #[inline(always)]
     pub fn rx_index(&self, vif: u16) -> u8 {
