@@ -49,7 +49,7 @@ pub fn render_nh(e: &NexthopEntry, all: &[NexthopEntry]) -> String {
         s.push(' ');
     }
     let t = format!("Type:{}", type_name(&e.kind));
-    let _ = write!(s, "{t:<20}Fmly:{:>8}  Rid:0  Ref_cnt:{:<11}Vrf:{}\n", "AF_INET", e.refs, e.vrf.unwrap_or(0));
+    let _ = writeln!(s, "{t:<20}Fmly:{:>8}  Rid:0  Ref_cnt:{:<11}Vrf:{}", "AF_INET", e.refs, e.vrf.unwrap_or(0));
     const IND: &str = "              ";
     let mut flags = String::from("Valid, ");
     match (e.kind.as_str(), e.encap.as_deref()) {
