@@ -4,9 +4,16 @@
 
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod flow;
+pub mod info;
 pub mod mirror;
+pub mod mpls;
+pub mod nh;
+pub mod program;
+pub mod rt;
 pub mod trace;
+pub mod vifprog;
 pub mod vrfstats;
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -266,6 +266,12 @@ Flow Destination:             [192.168.1.4]:80
 Flow Protocol:                TCP
 Flow Action:                  FORWARD
 Expected Source:              NextHop(Index): 12
+Source Information:           VRF: 1
+                              Layer 3 Route Information
+                              Route information unavailable: control socket unreachable (vRouter not running)
+Destination Information:      VRF: 1
+                              Layer 3 Route Information
+                              Route information unavailable: control socket unreachable (vRouter not running)
 
 Flow Flags:                   
 TCP FLAGS:                    SYN, ESTABLISHED, 
@@ -373,7 +379,14 @@ fn json_flows() {
 
     let one = json(dir.path(), &["--get", "2", "--json", "--pretty"]);
     assert_eq!(one.as_array().unwrap().len(), 1);
-    assert_eq!(one[0], v[2]);
+    // --get adds the Source/Destination Information blocks (no control socket here: the
+    // route information is unavailable).
+    let mut got = one[0].clone();
+    let o = got.as_object_mut().unwrap();
+    assert_eq!(o.remove("source_information").unwrap()["vrf"], 1);
+    assert!(o.remove("destination_information").unwrap()["layer3"].is_null());
+    assert_eq!(o.remove("route_information_unavailable").unwrap(), "control socket unreachable (vRouter not running)");
+    assert_eq!(got, v[2]);
 }
 
 #[test]

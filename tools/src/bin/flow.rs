@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser};
 use flow_table::{flags, FlowSnapshot, FlowTableReader};
-use tools::flow::json::{render_flows_json, render_rate_json, render_summary_json};
+use tools::control::Client;
+use tools::flow::endpoints::{endpoints_json, gather};
+use tools::flow::json::{render_flows_json, render_rate_json, render_summary_json, to_json, FlowJson};
 use tools::flow::sample::{count_flows, rate_sample, unix_ms_now, LocalTime, SummaryTracker};
 use tools::flow::text::{
     render_column_header, render_get, render_list_header, render_list_item, render_rate_line, render_summary,
@@ -103,12 +105,21 @@ fn get(cli: &Cli, reader: &FlowTableReader, index: u64, out: &mut Out) -> Result
     if snap.flags & flags::EVICTED != 0 && !cli.show_evicted {
         return Err(fail(format!("Flow at index {index} is EVICTED. Use --show-evicted")));
     }
+    // The Source/Destination Information blocks: routes and nexthops from the control
+    // socket, interfaces and their counters from the stats region (when there is one).
+    let stats = tools::load(&cli.common.run_dir, None).ok();
+    let rows = stats.as_ref().map_or(&[][..], |s| &s.vifs[..]);
+    let endpoints = gather(&snap, rows, &Client::new(&cli.common.run_dir, "flow"));
     if cli.common.json {
-        return out.write(&render_flows_json([&snap], cli.common.pretty));
+        let mut obj = serde_json::to_value(FlowJson::new(&snap)).map_err(|e| fail(e.to_string()))?;
+        if let Some(o) = obj.as_object_mut() {
+            o.extend(endpoints_json(&endpoints));
+        }
+        return out.write(&to_json(&[obj], cli.common.pretty));
     }
     // The system-wide drop counters come from the stats region, when there is one.
-    let drops = tools::load(&cli.common.run_dir, None).ok().map(|s| SystemDrops::from_drops(&s.drops));
-    out.write(&render_get(&snap, drops.as_ref()))
+    let drops = stats.map(|s| SystemDrops::from_drops(&s.drops));
+    out.write(&render_get(&snap, Some(&endpoints), drops.as_ref()))
 }
 
 /// Reopens the table if the vRouter re-created it; returns whether it did.

@@ -2,12 +2,10 @@
 //! and errors, read live from `<run_dir>/mirror`; `--create`/`--delete` go to the running
 //! vRouter over its control socket.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser};
+use tools::control::Client;
 use tools::mirror::{load_mirrors, load_totals, render_dump, render_dump_json, render_get, render_get_json};
 use tools::{emit, fail, CommonArgs, Failure};
 
@@ -56,21 +54,7 @@ struct Mode {
 }
 
 fn request(cli: &Cli, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
-    let path = cli.common.run_dir.join("control.sock");
-    let mut s = UnixStream::connect(&path)
-        .map_err(|e| Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display())))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    writeln!(s, "{req}").map_err(|e| Failure(format!("sending to {}: {e}", path.display())))?;
-    let mut line = String::new();
-    BufReader::new(&s)
-        .read_line(&mut line)
-        .map_err(|e| Failure(format!("reading the reply from {}: {e}", path.display())))?;
-    let reply: serde_json::Value =
-        serde_json::from_str(&line).map_err(|e| Failure(format!("bad reply from the vRouter: {e}: {line:?}")))?;
-    if reply["ok"] != true {
-        return Err(Failure(format!("mirror: {}", reply["error"].as_str().unwrap_or("request failed"))));
-    }
-    Ok(reply)
+    Client::new(&cli.common.run_dir, "mirror").request(req)
 }
 
 fn run(cli: &Cli) -> Result<String, Failure> {

@@ -1,18 +1,25 @@
-//! `vif`: the vRouter's interfaces and their counters, read live from the stats region.
+//! `vif`: the vRouter's interfaces and their counters, read live from the stats region;
+//! `--add` / `--delete` change them through the running vRouter's control socket.
 //!
 //! `vif --list`, `vif --get N [--get-drop-stats]`, optionally `--core N` (one forwarding
-//! lcore's counters) and `--json`. Output follows tf-vrouter's `vif` tool.
+//! lcore's counters) and `--json`. `vif --add NAME --id N --type T --device D --mac M --vrf V
+//! [--ip, --ip6, --mtu, --rx-queues, --vn-name, --devargs]` sends a `[[vif]]` table
+//! (`--devargs` hot-plugs the DPDK vdev `--device`); `vif --delete N`. Output follows
+//! tf-vrouter's `vif` tool.
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser};
+use tools::control::Client;
+use tools::program::{only_with, render_change, to_json};
+use tools::vifprog::{add_request, delete_request, VifAddArgs, VIF_TYPES};
 use tools::{
     emit, fail, load, render_drop_stats, render_drop_stats_json, render_vif_table, render_vifs_json, warn_liveness,
     CommonArgs, Failure, Snapshot,
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "vif", version, about = "Show the vRouter interfaces (vifs) and their counters")]
+#[command(name = "vif", version, about = "Show and change the vRouter interfaces (vifs) and their counters")]
 struct Cli {
     #[command(flatten)]
     mode: Mode,
@@ -22,6 +29,8 @@ struct Cli {
     /// With --get: print the vif's drop counters (dropstats format).
     #[arg(long, conflicts_with = "list")]
     get_drop_stats: bool,
+    #[command(flatten)]
+    add: AddArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -35,6 +44,68 @@ struct Mode {
     /// Show vif ID.
     #[arg(short, long, value_name = "ID")]
     get: Option<u16>,
+    /// Add (or replace) the vif named NAME: --id, --type, --device, --mac, --vrf.
+    #[arg(long, value_name = "NAME")]
+    add: Option<String>,
+    /// Delete vif ID.
+    #[arg(long, value_name = "ID")]
+    delete: Option<u16>,
+}
+
+/// The options of `--add`.
+#[derive(Args, Debug)]
+struct AddArgs {
+    /// vif id (--add).
+    #[arg(long, value_name = "ID")]
+    id: Option<u16>,
+    /// vif type: fabric, virtual or host (--add).
+    #[arg(long = "type", value_name = "TYPE", value_parser = VIF_TYPES)]
+    kind: Option<String>,
+    /// DPDK device name, e.g. net_tap5 or a PCI address (--add).
+    #[arg(long, value_name = "DEV")]
+    device: Option<String>,
+    /// The vif's MAC (--add).
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
+    /// The vif's IPv4 address (--add).
+    #[arg(long, value_name = "IP")]
+    ip: Option<String>,
+    /// The vif's IPv6 address (--add).
+    #[arg(long, value_name = "IP6")]
+    ip6: Option<String>,
+    /// VRF id (--add).
+    #[arg(long, value_name = "VRF")]
+    vrf: Option<u32>,
+    /// MTU (--add).
+    #[arg(long, value_name = "BYTES")]
+    mtu: Option<u16>,
+    /// RX queues (--add).
+    #[arg(long, value_name = "N")]
+    rx_queues: Option<u16>,
+    /// Virtual network name (--add).
+    #[arg(long, value_name = "VN")]
+    vn_name: Option<String>,
+    /// Arguments of the DPDK vdev --device, to hot-plug it (--add), e.g. iface=tap5.
+    #[arg(long, value_name = "ARGS")]
+    devargs: Option<String>,
+}
+
+impl AddArgs {
+    fn given(&self) -> [(&'static str, bool); 11] {
+        [
+            ("--id", self.id.is_some()),
+            ("--type", self.kind.is_some()),
+            ("--device", self.device.is_some()),
+            ("--mac", self.mac.is_some()),
+            ("--ip", self.ip.is_some()),
+            ("--ip6", self.ip6.is_some()),
+            ("--vrf", self.vrf.is_some()),
+            ("--mtu", self.mtu.is_some()),
+            ("--rx-queues", self.rx_queues.is_some()),
+            ("--vn-name", self.vn_name.is_some()),
+            ("--devargs", self.devargs.is_some()),
+        ]
+    }
 }
 
 fn render(cli: &Cli, snap: &Snapshot) -> Result<String, Failure> {
@@ -52,8 +123,48 @@ fn render(cli: &Cli, snap: &Snapshot) -> Result<String, Failure> {
     })
 }
 
+/// `--add` / `--delete`: one change request.
+fn change(cli: &Cli) -> Result<String, Failure> {
+    let a = &cli.add;
+    let (req, what, done) = if let Some(name) = &cli.mode.add {
+        let args = VifAddArgs {
+            name: name.clone(),
+            id: a.id,
+            kind: a.kind.clone(),
+            device: a.device.clone(),
+            mac: a.mac.clone(),
+            ip: a.ip.clone(),
+            ip6: a.ip6.clone(),
+            vrf: a.vrf,
+            mtu: a.mtu,
+            rx_queues: a.rx_queues,
+            vn_name: a.vn_name.clone(),
+            devargs: a.devargs.clone(),
+        };
+        (add_request(&args)?, format!("vif0/{} ({name})", a.id.unwrap_or_default()), "added")
+    } else {
+        let id = cli.mode.delete.expect("--add or --delete");
+        only_with("--delete", &a.given())?;
+        (delete_request(id), format!("vif0/{id}"), "deleted")
+    };
+    let opt = if cli.mode.add.is_some() { "--add" } else { "--delete" };
+    only_with(opt, &[("--core", cli.core.is_some()), ("--get-drop-stats", cli.get_drop_stats)])?;
+    let r = Client::new(&cli.common.run_dir, "vif").change(&req)?;
+    Ok(if cli.common.json { to_json(&r, cli.common.pretty) } else { render_change(&what, done, &r) })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.mode.add.is_some() || cli.mode.delete.is_some() {
+        return match change(&cli) {
+            Ok(out) => emit(&out),
+            Err(e) => fail(&e),
+        };
+    }
+    let mode = if cli.mode.list { "--list" } else { "--get" };
+    if let Err(e) = only_with(mode, &cli.add.given()) {
+        return fail(&e);
+    }
     let snap = match load(&cli.common.run_dir, cli.core) {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -4,11 +4,9 @@
 //! (decision, rule UUIDs, VNs, analyzers).
 
 use clap::{Parser, Subcommand};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
-use std::time::Duration;
-use tools::{emit, fail, Failure, DEFAULT_RUN_DIR};
+use tools::control::Client;
+use tools::{emit, fail, DEFAULT_RUN_DIR};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouter-ctl", version, about = "Control a running vRouter's agent")]
@@ -37,19 +35,6 @@ enum Cmd {
     },
 }
 
-fn request(cli: &Cli, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
-    let path = cli.run_dir.join("control.sock");
-    let mut s = UnixStream::connect(&path)
-        .map_err(|e| Failure(format!("vRouter is not running (cannot connect to {}: {e})", path.display())))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    writeln!(s, "{req}").map_err(|e| Failure(format!("sending to {}: {e}", path.display())))?;
-    let mut line = String::new();
-    BufReader::new(&s)
-        .read_line(&mut line)
-        .map_err(|e| Failure(format!("reading the reply from {}: {e}", path.display())))?;
-    serde_json::from_str(&line).map_err(|e| Failure(format!("bad reply from the agent: {e}: {line:?}")))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let req = match &cli.cmd {
@@ -57,14 +42,10 @@ fn main() -> ExitCode {
         Cmd::Status => serde_json::json!({"cmd": "status"}),
         Cmd::Flow { index } => serde_json::json!({"cmd": "flow", "index": index}),
     };
-    let reply = match request(&cli, &req) {
+    let reply = match Client::new(&cli.run_dir, "vrouter-ctl").request(&req) {
         Ok(r) => r,
         Err(f) => return fail(&f),
     };
-    if reply["ok"] != true {
-        let msg = reply["error"].as_str().unwrap_or("request failed").to_string();
-        return fail(&Failure(format!("vrouter-ctl: {msg}")));
-    }
     if cli.json {
         return emit(&format!("{reply}\n"));
     }

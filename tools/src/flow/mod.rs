@@ -7,6 +7,7 @@
 //! what touches the table file: opening it, the liveness warning, walking the listing,
 //! and a stdout writer that treats a closed pipe as success.
 
+pub mod endpoints;
 pub mod json;
 pub mod matcher;
 pub mod sample;

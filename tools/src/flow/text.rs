@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use flow_table::{flags, flow_drop_reason_name, tcp_flags, Action, FlowSnapshot, HeaderInfo, TableStats, NO_MIRROR};
 use vrouter_abi::drop_reason::{DropReason, DROP_REASON_COUNT};
 
+use super::endpoints::FlowEndpoints;
 use super::matcher::FlowMatch;
 use super::sample::{RateSample, SummarySample};
 use super::ListItem;
@@ -282,9 +283,10 @@ fn pad(s: &mut String) {
     s.push_str(&" ".repeat(FIELD_WIDTH));
 }
 
-/// `flow --get N`: one field per line, labels padded to 30 columns. `drops` (from the
-/// stats region) adds the system-wide drop lines.
-pub fn render_get(snap: &FlowSnapshot, drops: Option<&SystemDrops>) -> String {
+/// `flow --get N`: one field per line, labels padded to 30 columns. `endpoints` adds the
+/// Source and Destination Information blocks; `drops` (from the stats region) the
+/// system-wide drop lines.
+pub fn render_get(snap: &FlowSnapshot, endpoints: Option<&FlowEndpoints>, drops: Option<&SystemDrops>) -> String {
     let k = &snap.key;
     let mut s = String::new();
     field(&mut s, "Flow Index");
@@ -331,6 +333,9 @@ pub fn render_get(snap: &FlowSnapshot, drops: Option<&SystemDrops>) -> String {
     s.push('\n');
     field(&mut s, "Expected Source");
     let _ = writeln!(s, "NextHop(Index): {}", snap.src_nh);
+    if let Some(e) = endpoints {
+        s.push_str(&super::endpoints::render_endpoints(e));
+    }
 
     s.push('\n');
     field(&mut s, "Flow Flags");
@@ -598,7 +603,7 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
         let s =
             FlowSnapshot { action: Action::Hold, flags: flags::ACTIVE | flags::HOLD | flags::NEW_FLOW, ..base(0, k) };
         assert!(render_flow(&s, &[]).contains("Action:H, Flags:N, S(nh)"));
-        assert!(render_get(&s, None).contains("\nFlow Action:                  HOLD\n"));
+        assert!(render_get(&s, None, None).contains("\nFlow Action:                  HOLD\n"));
     }
 
     #[test]
@@ -619,7 +624,7 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
     #[test]
     fn get_view() {
         let d = SystemDrops { total: 24560, reverse_path: 0, flow_block: 9 };
-        let out = render_get(&tcp(), Some(&d));
+        let out = render_get(&tcp(), None, Some(&d));
         let expected = "\
 Flow Index:                   3
 Flow Generation ID:           1
@@ -655,7 +660,7 @@ System Wide Packet Drops:     24560
             mirror_packets: 1,
             ..base(792, k)
         };
-        let out = render_get(&s, None);
+        let out = render_get(&s, None, None);
         assert!(out.contains(&format!("\nFlow Action:                  DROP:{:30}Policy\n", "")), "{out}");
         assert!(out.contains("\nFlow Flags:                   MIRROR \n"));
         assert!(!out.contains("TCP FLAGS"));
