@@ -19,7 +19,7 @@
 use super::protocol::ProtocolError;
 use crate::config::{
     self, AnalyzerConfig, BridgeConfig, Config, LabelConfig, Mac, NetworkPolicyConfig, NexthopConfig, Prefix,
-    RouteConfig, SecurityGroupConfig, VifConfig, VrfConfig,
+    RouteConfig, SecurityGroupConfig, TunnelEncap, VifConfig, VrfConfig,
 };
 use crate::fib::lpm::Lpm;
 use crate::fib::publish::{FibCell, PortMap, PortSlot};
@@ -955,7 +955,10 @@ fn route_entry(fib: &Fib, vrf: u32, family: &str, prefix: String, len: u8, nh: u
         },
         stitched_mac: match n {
             Some(Nexthop::Encap { dst_mac, .. }) => Some(Mac(*dst_mac).to_string()),
-            Some(Nexthop::Tunnel { inner_dst_mac, .. }) => Some(Mac(*inner_dst_mac).to_string()),
+            // Only VXLAN carries an inner Ethernet header (MPLSoUDP carries the IP packet).
+            Some(Nexthop::Tunnel { encap: TunnelEncap::Vxlan, inner_dst_mac, .. }) => {
+                Some(Mac(*inner_dst_mac).to_string())
+            }
             _ => None,
         },
     }
