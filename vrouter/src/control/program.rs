@@ -539,9 +539,14 @@ impl Programmer {
     /// Makes a validated desired state current: the FIB built, analyzers synced, ports
     /// opened and closed, the state published, vif records written, the flows followed.
     fn commit(&mut self, new: Config, policies: bool) -> Result<ChangeReply, ProgramError> {
-        let fib = Fib::from_config(&new).map_err(|e| e.to_string())?;
+        let fib = Arc::new(Fib::from_config(&new).map_err(|e| e.to_string())?);
         if let Some(m) = &self.hooks.mirror {
-            m.sync_config(&new).map_err(|e| format!("analyzer: {e}"))?;
+            // Analyzer addresses resolve in the new state.
+            m.set_fib(fib.clone());
+            if let Err(e) = m.sync_config(&new) {
+                m.set_fib(self.cell.fib());
+                return Err(format!("analyzer: {e}"));
+            }
         }
 
         // Ports: vifs removed or whose device changed are closed after the publish (once no
@@ -590,7 +595,7 @@ impl Programmer {
                 }
             }
         }
-        let generation = self.cell.publish(Arc::new(fib), Arc::new(ports));
+        let generation = self.cell.publish(fib, Arc::new(ports));
         let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
         if !closing.is_empty() {
             if !self.cell.wait_quiescent(generation, Duration::from_secs(2)) {
@@ -711,7 +716,15 @@ impl Programmer {
             return Ok(ChangeReply { generation: self.cell.generation(), ..ChangeReply::default() });
         }
         let ports = self.cell.load().ports.clone();
-        let generation = self.cell.publish(Arc::new(fib), ports);
+        let fib = Arc::new(fib);
+        let generation = self.cell.publish(fib.clone(), ports);
+        if let Some(m) = &self.hooks.mirror {
+            // An analyzer's route may have moved: re-resolve the entries.
+            m.set_fib(fib);
+            if let Err(e) = m.sync_config(&self.cfg) {
+                eprintln!("vrouter: mirror entries after a route change: {e}");
+            }
+        }
         let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
         self.flow_work(FlowWork::Prefixes(changed), &mut reply);
         Ok(reply)

@@ -42,7 +42,8 @@ fn field(field: &'static str, msg: impl Into<String>) -> ControlError {
 pub struct MirrorControl {
     state: Mutex<State>,
     region: MirrorRegion,
-    fib: Arc<Fib>,
+    /// The forwarding state analyzer addresses are resolved in (the latest published one).
+    fib: Mutex<Arc<Fib>>,
 }
 
 struct State {
@@ -56,7 +57,17 @@ impl MirrorControl {
     /// A control over `region` with no entries.
     pub fn new(region: MirrorRegion, fib: Arc<Fib>) -> MirrorControl {
         let state = State { table: MirrorTable::new(), from_config: vec![false; MirrorTable::CAPACITY] };
-        MirrorControl { state: Mutex::new(state), region, fib }
+        MirrorControl { state: Mutex::new(state), region, fib: Mutex::new(fib) }
+    }
+
+    /// Resolves analyzer addresses in `fib` from now on (live programming: the entries are
+    /// re-resolved by the next [`MirrorControl::sync_config`]).
+    pub fn set_fib(&self, fib: Arc<Fib>) {
+        *self.fib.lock().unwrap_or_else(|p| p.into_inner()) = fib;
+    }
+
+    fn fib(&self) -> Arc<Fib> {
+        self.fib.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -170,10 +181,11 @@ impl MirrorControl {
 
     fn publish(&self, index: MirrorIndex, e: &MirrorEntry) {
         let slot = index.slot().expect("published a real slot");
-        let nh = resolve_nexthop(&self.fib, e.analyzer_ip);
+        let fib = self.fib();
+        let nh = resolve_nexthop(&fib, e.analyzer_ip);
         let (hdr, hdr_len, ip_csum_base) = match nh {
             Some((_, dst, src)) => {
-                let t = template(e, self.fib.router_ip, dst, src);
+                let t = template(e, fib.router_ip, dst, src);
                 (t.hdr, t.len, t.ip_csum_base)
             }
             None => ([0; super::region::HDR_MAX], 0, 0),
