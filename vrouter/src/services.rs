@@ -128,7 +128,9 @@ impl RunningRouter {
             .context("creating the mirror region in vrouter.run_dir")?;
         let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), fib.clone()));
         mirror_ctl.load_config(cfg).context("creating the [[analyzer]] mirror entries")?;
-        let mirror_meta = Arc::new(MirrorMeta::new(cfg, &fib, |name| mirror_ctl.find(name).map(|i| i.raw())));
+        let mirror_meta = Arc::new(std::sync::Mutex::new(Arc::new(MirrorMeta::new(cfg, &fib, |name| {
+            mirror_ctl.find(name).map(|i| i.raw())
+        }))));
         // Trace requests persisted in the run directory (enabled ones trace from the first
         // packet); the step rings: one per forwarding lcore and the agent's last.
         let trace_ctl = Arc::new(
@@ -242,7 +244,7 @@ impl RunningRouter {
             router.trace_api = Some(server.start().context("spawning the trace API thread")?);
         }
 
-        let mirror = MirrorSetup { region: mirror_region, meta: mirror_meta };
+        let mirror = MirrorSetup { region: mirror_region, meta: mirror_meta.clone() };
         let trace = TraceSetup { region: trace_region, published: trace_ctl.published() };
         // Room for vifs added at runtime: ids up to 255 at least.
         let max_vifs = fib.vifs.len().max(RUNTIME_VIF_SLOTS);
@@ -259,6 +261,13 @@ impl RunningRouter {
             lcores: cfg.eal.forwarding_cores.clone(),
             flows: export_table_for_info,
             config_path: Some(config_path.to_path_buf()),
+            before_publish: Some({
+                let mirror_ctl = mirror_ctl.clone();
+                Box::new(move |cfg: &Config, fib: &Arc<Fib>| {
+                    let meta = MirrorMeta::new(cfg, fib, |name| mirror_ctl.find(name).map(|i| i.raw()));
+                    *mirror_meta.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(meta);
+                })
+            }),
         });
         router.datapath = Some(dp);
         Ok(router)

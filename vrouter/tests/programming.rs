@@ -150,8 +150,10 @@ fn start(run_dir: &Path, d: &Path, fabric_if: &str, vm_if: &str) -> (Running, Pa
     let empty = d.join("empty.pcap");
     write_pcap(&empty, &[]);
     let vdevs = [
-        format!("\"net_af_packet0,iface={fabric_if}\""),
-        format!("\"net_af_packet1,iface={vm_if}\""),
+        // Rings of 8192 frames: the stream survives the forwarding lcore losing its CPU for a
+        // second (a 2-CPU CI machine runs other things too).
+        format!("\"net_af_packet0,iface={fabric_if},framecnt=8192,blocksz=4096,framesz=2048\""),
+        format!("\"net_af_packet1,iface={vm_if},framecnt=8192,blocksz=4096,framesz=2048\""),
         format!("\"net_pcap2,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("vm2-out.pcap").display()),
     ];
     let prefix = unique_prefix();
@@ -229,8 +231,10 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
     // The capture of the fabric side, in arrival order.
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<(Ipv4Addr, u32, u32)>>> = Arc::default();
+    // Mirror copies to the analyzer added at runtime (10.20.0.5).
+    let mirrored = Arc::new(AtomicU32::new(0));
     let capture = {
-        let (stop, seen) = (stop.clone(), seen.clone());
+        let (stop, seen, mirrored) = (stop.clone(), seen.clone(), mirrored.clone());
         std::thread::spawn(move || {
             let mut idle_after_stop = 0;
             loop {
@@ -238,6 +242,8 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
                     Some(f) => {
                         if let Some(x) = decode_fabric(&f) {
                             seen.lock().unwrap().push(x);
+                        } else if f.len() > 34 && f[12..14] == [0x08, 0x00] && f[30..34] == [10, 20, 0, 5] {
+                            mirrored.fetch_add(1, Ordering::SeqCst);
                         }
                     }
                     None if stop.load(Ordering::SeqCst) => {
@@ -339,11 +345,17 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
         })
         .collect();
     write_pcap(&vm3_in, &from_vm3);
+    // An analyzer added at runtime (reached through the fabric gateway) that the new vif
+    // mirrors what it receives to.
+    ok(&run_dir, json!({"cmd": "nh_set", "nexthop": {"id": 20, "type": "encap", "vif": 0, "dst_mac": GW_MAC}}));
+    ok(&run_dir, json!({"cmd": "route_set", "routes": [{"vrf": 0, "prefix": "10.20.0.0/24", "nexthop": 20}]}));
+    ok(&run_dir, json!({"cmd": "analyzer_set", "analyzer": {"name": "an-live", "ip": "10.20.0.5"}}));
     let r = ok(
         &run_dir,
         json!({"cmd": "vif_set", "vif": {"id": 3, "name": "tap-vm3", "type": "virtual", "device": "net_pcap3",
             "devargs": format!("rx_pcap={},tx_pcap={}", vm3_in.display(), vm3_out.display()),
-            "mac": ROUTER_MAC, "ip": "192.168.1.7", "vrf": 1, "vn_name": "default-domain:demo:vn1"}}),
+            "mac": ROUTER_MAC, "ip": "192.168.1.7", "vrf": 1, "vn_name": "default-domain:demo:vn1",
+            "mirror_to": "an-live", "mirror_rx": true}}),
     );
     assert_eq!(r["changed"], true);
     ok(&run_dir, json!({"cmd": "nh_set", "nexthop": {"id": 10, "type": "encap", "vif": 3, "dst_mac": vm3_mac}}));
@@ -367,6 +379,15 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
         n
     };
     assert_eq!(got_from_vm3, 3, "the hot-plugged vif's packets were forwarded to VM 1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mirrored.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the hot-plugged vif's interface mirroring sent {} copies",
+            mirrored.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // And VM 1 reaches it: three packets to 192.168.1.7.
     for i in 0..3 {
         vm.send(&numbered(1_000_000 + i, ip4("192.168.1.7")));

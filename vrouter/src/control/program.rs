@@ -261,6 +261,9 @@ pub struct FlowJob {
     pub reply: std::sync::mpsc::SyncSender<(u64, u64, u64)>,
 }
 
+/// See [`Hooks::before_publish`].
+pub type BeforePublish = Box<dyn FnMut(&Config, &Arc<Fib>) + Send>;
+
 /// Hooks of a running vRouter the programmer drives (all optional: a programmer without
 /// them only changes the FIB).
 #[derive(Default)]
@@ -279,6 +282,9 @@ pub struct Hooks {
     pub flows: Option<Arc<flow_table::FlowTable>>,
     /// The configuration file, re-read on `reload`.
     pub config_path: Option<PathBuf>,
+    /// Called with each new desired state and its FIB just before they are published (the
+    /// data plane rebuilds what it derives from them, e.g. the interface mirroring table).
+    pub before_publish: Option<BeforePublish>,
 }
 
 /// Serves programming requests (see the module doc).
@@ -595,6 +601,9 @@ impl Programmer {
                 }
             }
         }
+        if let Some(f) = &mut self.hooks.before_publish {
+            f(&new, &fib);
+        }
         let generation = self.cell.publish(fib, Arc::new(ports));
         let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
         if !closing.is_empty() {
@@ -612,7 +621,10 @@ impl Programmer {
         if let Some(stats) = &self.hooks.stats {
             for (id, slot) in &opened {
                 if let Some(vc) = new_vifs.get(id) {
-                    if let Err(e) = publish_vif_record(stats, vc, slot) {
+                    let mirror = (vc.mirror_to.as_deref())
+                        .and_then(|n| self.hooks.mirror.as_ref().and_then(|m| m.find(n)))
+                        .map_or(255, |i| i.raw());
+                    if let Err(e) = publish_vif_record(stats, vc, slot, mirror) {
                         eprintln!("vrouter: vif {id}: stats record: {e}");
                     }
                 }
@@ -1047,11 +1059,17 @@ fn label_entry(l: &LabelConfig) -> LabelEntry {
 }
 
 /// Writes the stats region's record of a vif added at runtime.
-fn publish_vif_record(stats: &crate::stats::StatsRegion, v: &VifConfig, slot: &PortSlot) -> Result<(), String> {
+fn publish_vif_record(
+    stats: &crate::stats::StatsRegion,
+    v: &VifConfig,
+    slot: &PortSlot,
+    mirror_index: u8,
+) -> Result<(), String> {
     let info = crate::vif_info::from_config(v, slot.port, slot.tx_queues, &slot.driver)
         .map_err(|e| e.to_string())?
         .port(slot.port, slot.rx_queues, slot.tx_queues)
-        .mtu(u32::from(v.mtu.unwrap_or(1500)));
+        .mtu(u32::from(v.mtu.unwrap_or(1500)))
+        .mirror(v.mirror_rx, v.mirror_tx, mirror_index);
     stats.set_vif(&info).map_err(|e| e.to_string())
 }
 

@@ -132,8 +132,9 @@ impl MirrorMeta {
 pub struct MirrorSetup {
     /// The shared mirror region: the mirror table entries and the per-lcore counter blocks.
     pub region: MirrorRegion,
-    /// Interface mirroring per vif and VN names, shared by every lcore.
-    pub meta: Arc<MirrorMeta>,
+    /// Interface mirroring per vif and VN names, shared by every lcore; replaced when the
+    /// forwarding state changes (live programming), taken by each lcore with the new state.
+    pub meta: Arc<std::sync::Mutex<Arc<MirrorMeta>>>,
 }
 
 /// A spinlock guarding a TX queue shared by several lcores (the data plane's own).
@@ -180,6 +181,8 @@ pub struct MirrorPort {
 pub struct MirrorLcore {
     counters: MirrorCounters,
     meta: Arc<MirrorMeta>,
+    /// Where a new `meta` is published.
+    meta_cell: Arc<std::sync::Mutex<Arc<MirrorMeta>>>,
     fib: Arc<Fib>,
     pool: *mut dpdk_sys::rte_mempool,
     table: Option<Arc<FlowTable>>,
@@ -215,13 +218,17 @@ impl MirrorLcore {
                 });
             }
         }
-        let any_tx = setup.meta.tx.iter().any(|&m| m != NO_MIRROR);
-        Some(MirrorLcore { counters, meta: setup.meta.clone(), fib, pool, table, tx, any_tx })
+        let meta = setup.meta.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let any_tx = meta.tx.iter().any(|&m| m != NO_MIRROR);
+        Some(MirrorLcore { counters, meta, meta_cell: setup.meta.clone(), fib, pool, table, tx, any_tx })
     }
 
-    /// Resolves analyzer nexthops in `fib` from now on (a newly published forwarding state).
+    /// Takes a newly published forwarding state: analyzer nexthops resolve in `fib`, and the
+    /// interface mirroring and VN names of its vifs apply.
     pub fn set_fib(&mut self, fib: Arc<Fib>) {
         self.fib = fib;
+        self.meta = self.meta_cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.any_tx = self.meta.tx.iter().any(|&m| m != NO_MIRROR);
     }
 
     /// RX interface mirroring of `vif` (one load and branch per burst).
