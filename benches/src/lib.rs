@@ -18,7 +18,8 @@
 //! - [`agent`]: the vRouter agent's control socket (`status`: setups, setup latency);
 //! - [`stateful`]: throughput with the flow table on, and the flow setup rate;
 //! - [`stateful_cmd`]: `vrouter-bench --stateful` (both, with their anchors, and memory);
-//! - [`ovs_watch`]: conntrack connections of the OVS-DPDK anchor, sampled while it runs.
+//! - [`ovs_watch`]: conntrack connections of the OVS-DPDK anchor, sampled while it runs;
+//! - [`route_storm`]: `vrouter-bench --route-storm` (live route programming while forwarding).
 
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;
 pub mod report;
+pub mod route_storm;
 pub mod stateful;
 pub mod stateful_cmd;
 pub mod topology;

@@ -149,6 +149,7 @@ fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, 
         main_core: 0,
         fwd_core: 1,
         flow: Some(fs.clone()),
+        probe: None,
     };
     RunSpec {
         vrouter: o.vrouter.clone(),

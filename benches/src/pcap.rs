@@ -17,6 +17,67 @@ pub fn empty_pcap() -> [u8; 24] {
     h
 }
 
+/// A little-endian pcap of `flows` 60-byte IPv4 UDP frames, one per flow: from
+/// 02:00:00:00:00:01 to `dst_mac`, from 10.0.0.(1 + i) to `dst_net`.(1 + i) (a /24), UDP
+/// 1000 -> 2000, IP checksum set. The route-storm benchmark's probe stream.
+pub fn udp_v4_pcap(flows: u8, dst_mac: [u8; 6], dst_net: [u8; 3]) -> Vec<u8> {
+    let mut w = empty_pcap().to_vec();
+    for i in 0..flows {
+        let mut f = [0u8; 60];
+        f[0..6].copy_from_slice(&dst_mac);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&46u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1 + i]);
+        ip[16..20].copy_from_slice(&[dst_net[0], dst_net[1], dst_net[2], 1 + i]);
+        let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let udp = &mut f[34..42];
+        udp[0..2].copy_from_slice(&1000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&2000u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&26u16.to_be_bytes());
+        // ts_sec, ts_usec, caplen, len
+        for x in [0u32, u32::from(i), 60, 60] {
+            w.extend_from_slice(&x.to_le_bytes());
+        }
+        w.extend_from_slice(&f);
+    }
+    w
+}
+
+/// The timestamps (ns since the Unix epoch) of every record of a little-endian classic pcap
+/// file, microsecond (`a1b2c3d4`) or nanosecond (`a1b23c4d`) precision.
+pub fn timestamps_ns(path: &Path) -> Result<Vec<u64>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut gh = [0u8; 24];
+    r.read_exact(&mut gh).with_context(|| format!("{}: no pcap header", path.display()))?;
+    let sub = match u32::from_le_bytes(gh[0..4].try_into().unwrap()) {
+        0xa1b2_c3d4 => 1000,
+        0xa1b2_3c4d => 1,
+        m => bail!("{}: not a little-endian pcap file (magic {m:#x})", path.display()),
+    };
+    let (mut pos, mut out) = (24u64, Vec::new());
+    let mut rh = [0u8; 16];
+    while pos + 16 <= len {
+        r.read_exact(&mut rh)?;
+        let word = |i: usize| u64::from(u32::from_le_bytes(rh[i..i + 4].try_into().unwrap()));
+        out.push(word(0) * 1_000_000_000 + word(4) * sub);
+        let caplen = word(8);
+        r.seek_relative(caplen as i64)?;
+        pos += 16 + caplen;
+    }
+    Ok(out)
+}
+
 /// Number of packets in a classic pcap file (either byte order).
 pub fn count_packets(path: &Path) -> Result<u64> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

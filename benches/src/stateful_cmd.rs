@@ -581,6 +581,7 @@ impl Run {
             main_core: 0,
             fwd_core: 1,
             flow: Some(fs.clone()),
+            probe: None,
         };
         let config_path = self.o.out.join(format!("vrouter_{tag}.toml"));
         let spec = RunSpec {

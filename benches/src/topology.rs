@@ -57,7 +57,38 @@ pub struct Topology {
     pub fwd_core: u32,
     /// `[flow]` settings; `None` = `[flow] enabled = false` (the stateless path).
     pub flow: Option<FlowSettings>,
+    /// The route-storm latency probe (`--route-storm`): a second VM vif fed by its own pcap
+    /// and an output vif the probe's route points at when it is programmed.
+    pub probe: Option<Probe>,
 }
+
+/// The probe stream of `vrouter-bench --route-storm` (see `route_storm`).
+///
+/// ```text
+///  net_pcap2 (rx_pcap=probe.pcap, infinite_rx=1)       net_pcap3 (rx_pcap=empty.pcap)
+///  vif0/2 "probe-in", virtual, VRF 1          -->      vif0/3 "probe-out", virtual, VRF 1
+///     no route for 172.16.0.0/24 at start (dropped); route_set 172.16.0.0/24 -> nexthop 5
+///     (encap, out of vif 3) makes it forwarded, route_delete drops it again
+/// ```
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The probe capture (frames to [`PROBE_PREFIX`], from [`PROBE_IN_MAC`]'s peer).
+    pub pcap: PathBuf,
+    /// Where the probe output vif's pcap device writes what it sends (`tx_pcap`: every
+    /// forwarded probe with the PMD's TX timestamp); `None`: TX frees and counts.
+    pub out_pcap: Option<PathBuf>,
+}
+
+/// The probe input vif.
+pub const PROBE_IN_VIF: u16 = 2;
+/// The probe output vif (its TX counter shows the first probe forwarded by the new route).
+pub const PROBE_OUT_VIF: u16 = 3;
+/// MAC of the probe input vif (the probe frames' destination).
+pub const PROBE_IN_MAC: &str = "02:00:00:00:00:03";
+/// The encap nexthop towards the probe output vif.
+pub const PROBE_NEXTHOP: u32 = 5;
+/// The probe traffic's destination prefix (VRF 1): no route at start.
+pub const PROBE_PREFIX: &str = "172.16.0.0/24";
 
 /// The `[flow]` section of a stateful run (see `vrouter::config::FlowConfig`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -167,9 +198,51 @@ impl Topology {
         ]
     }
 
+    /// The vdevs and tables of the probe, when there is one: (vdev list tail, TOML tables).
+    fn probe_toml(&self) -> (String, String) {
+        let Some(p) = &self.probe else { return (String::new(), String::new()) };
+        let v2 = q(&format!("net_pcap2,rx_pcap={},infinite_rx=1", p.pcap.display()));
+        let v3 = match &p.out_pcap {
+            Some(o) => q(&format!("net_pcap3,rx_pcap={},tx_pcap={}", self.empty_pcap.display(), o.display())),
+            None => q(&format!("net_pcap3,rx_pcap={}", self.empty_pcap.display())),
+        };
+        let tables = format!(
+            r#"
+# Route-storm latency probe: {PROBE_PREFIX} has no route at start; the benchmark programs
+# it towards nexthop {PROBE_NEXTHOP} (out of vif {PROBE_OUT_VIF}) and deletes it again.
+[[vif]]
+id = {PROBE_IN_VIF}
+name = "probe-in"
+type = "virtual"
+device = "net_pcap2"
+mac = "{PROBE_IN_MAC}"
+vrf = 1
+vn_name = "{VN_NAME}"
+allowed_address_pairs = [{{ ip = "{VM_SOURCES}" }}]
+
+[[vif]]
+id = {PROBE_OUT_VIF}
+name = "probe-out"
+type = "virtual"
+device = "net_pcap3"
+mac = "02:00:00:00:00:04"
+vrf = 1
+vn_name = "{VN_NAME}"
+
+[[nexthop]]
+id = {PROBE_NEXTHOP}
+type = "encap"
+vif = {PROBE_OUT_VIF}
+dst_mac = "02:00:00:00:00:05"
+"#
+        );
+        (format!(", {v2}, {v3}"), tables)
+    }
+
     /// The vRouter configuration file.
     pub fn config_toml(&self) -> String {
         let [v0, v1] = self.vdevs();
+        let (probe_vdevs, probe_tables) = self.probe_toml();
         let flow = match &self.flow {
             Some(f) => f.toml(),
             None => "[flow]\nenabled = false   # the stateless path: routes and nexthops only\n".into(),
@@ -183,7 +256,7 @@ no_huge = true
 memory_mb = {mem}
 mbufs = {mbufs}
 file_prefix = {prefix}
-vdevs = [{v0}, {v1}]
+vdevs = [{v0}, {v1}{probe_vdevs}]
 
 [vrouter]
 run_dir = {run_dir}
@@ -231,7 +304,7 @@ dst_mac = "02:00:00:00:10:02"
 vrf = 1
 prefix = "{ROUTE}"
 nexthop = 1
-
+{probe_tables}
 {flow}"#,
             main = self.main_core,
             fwd = self.fwd_core,
@@ -242,6 +315,8 @@ nexthop = 1
             v1 = q(&v1),
             run_dir = qp(&self.run_dir),
             flow = flow,
+            probe_vdevs = probe_vdevs,
+            probe_tables = probe_tables,
         )
     }
 }
@@ -261,6 +336,7 @@ mod tests {
             main_core: 0,
             fwd_core: 1,
             flow: None,
+            probe: None,
         }
     }
 
@@ -354,6 +430,24 @@ mod tests {
         let (vif, _, _) = vrouter::mirror::encap::resolve_nexthop(&fib, ANALYZER_IP.parse().unwrap())
             .expect("the analyzer is reachable through the fabric vif");
         assert_eq!(vif, FABRIC_VIF);
+    }
+
+    #[test]
+    fn probe_section_is_valid() {
+        let mut t = topo();
+        t.flow = Some(FlowSettings::for_flows(1000));
+        t.probe = Some(Probe { pcap: "/tmp/p.pcap".into(), out_pcap: Some("/tmp/o.pcap".into()) });
+        let text = t.config_toml();
+        let cfg = vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.eal.vdevs.len(), 4);
+        assert!(cfg.eal.vdevs[2].contains("rx_pcap=/tmp/p.pcap,infinite_rx=1"));
+        assert!(cfg.eal.vdevs[3].ends_with(",tx_pcap=/tmp/o.pcap"));
+        let fib = vrouter::fib::Fib::from_config(&cfg).unwrap();
+        assert_eq!(fib.vif(PROBE_OUT_VIF).unwrap().vrf, 1);
+        assert!(fib.nh_index(PROBE_NEXTHOP).is_some());
+        // No route for the probe's prefix at start.
+        assert!(fib.vrf(1).unwrap().route_v4("172.16.0.1".parse().unwrap()).is_none());
+        assert_eq!(topo().config_toml().matches("[[vif]]").count(), 2);
     }
 
     #[test]

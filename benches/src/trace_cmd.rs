@@ -164,6 +164,7 @@ fn spec(
         main_core: 0,
         fwd_core: 1,
         flow: Some(fs.clone()),
+        probe: None,
     };
     RunSpec {
         vrouter: vrouter.to_path_buf(),

@@ -82,6 +82,34 @@ struct Args {
     /// --trace: the vRouter built with `--no-default-features --features dataplane`.
     #[arg(long, value_name = "PATH")]
     vrouter_notrace: Option<PathBuf>,
+    /// The route-storm benchmark instead: route adds/deletes per second over the control
+    /// socket while forwarding at --flows (default 1000 here), forwarding with and without
+    /// the storm (interleaved windows, --reps >= 3), and request -> first packet forwarded
+    /// by a new route.
+    #[arg(long, conflicts_with_all = ["stateful", "mirror", "trace"])]
+    route_storm: bool,
+    /// --route-storm: routes per request of the storm.
+    #[arg(long, default_value_t = 256)]
+    storm_batch: usize,
+    /// --route-storm: storm routes installed before the windows (VRF 1 then holds this many
+    /// to this + --storm-batch storm routes).
+    #[arg(long, default_value_t = 4096)]
+    storm_table: usize,
+    /// --route-storm: no windows with one route per request.
+    #[arg(long)]
+    no_storm_single: bool,
+    /// --route-storm: skip the storm part.
+    #[arg(long)]
+    no_storm: bool,
+    /// --route-storm: skip the latency part.
+    #[arg(long)]
+    no_latency: bool,
+    /// --route-storm: samples of request -> first packet forwarded by the new route.
+    #[arg(long, default_value_t = 200)]
+    latency_samples: usize,
+    /// --route-storm: CPU of the storm client and latency thread (the vRouter's main core).
+    #[arg(long, default_value_t = 0)]
+    client_cpu: u32,
     /// --stateful: new-flow pcaps (every packet a new flow) for the setup rate.
     #[arg(long, value_delimiter = ',', default_value = "200000,1048576")]
     setup_flows: Vec<u64>,
@@ -201,6 +229,7 @@ impl Ctx {
             main_core: 0,
             fwd_core: 1,
             flow: None,
+            probe: None,
         };
         let config_path = self.out.join(format!("vrouter_{n}.toml"));
         let spec = RunSpec {
@@ -328,6 +357,30 @@ fn run(mut args: Args) -> Result<()> {
             rev: git,
             start_timeout: args.start_timeout,
             settle_timeout: args.settle_timeout,
+        });
+    }
+    if args.route_storm {
+        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
+        return benches::route_storm::run(benches::route_storm::Opts {
+            flows,
+            batch: args.storm_batch,
+            single: !args.no_storm_single,
+            table: args.storm_table,
+            dur: args.dur,
+            warm: args.warm,
+            reps: args.reps.max(3),
+            latency_samples: args.latency_samples,
+            client_cpu: args.client_cpu,
+            out,
+            run_base: args.run_base.clone(),
+            shared,
+            vrouter,
+            fwd_thread: args.fwd_thread.clone(),
+            rev: git,
+            start_timeout: args.start_timeout,
+            settle_timeout: args.settle_timeout,
+            no_storm: args.no_storm,
+            no_latency: args.no_latency,
         });
     }
     if args.mirror {
