@@ -844,6 +844,10 @@ impl LcoreLoop {
         let (fib, vif) = (at.fib, at.vif);
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
+        // What the pipeline decides for a traced packet (route, ECMP member, flow), recorded
+        // where it decides; the untraced instance records nothing (`process`).
+        #[allow(unused_mut)]
+        let mut decision = pipeline::Decision::default();
         let verdict = if !m.is_contiguous() {
             // Headers must be in the first segment; chained mbufs only come from jumbo
             // frames, which this vRouter does not accept.
@@ -879,15 +883,20 @@ impl LcoreLoop {
                 mirror,
                 frags: &mut f.frags,
             };
-            pipeline::process(fib, vif, &mut m, Some(&mut stage))
+            if TRACED {
+                pipeline::process_with(fib, vif, &mut m, Some(&mut stage), &mut decision)
+            } else {
+                pipeline::process(fib, vif, &mut m, Some(&mut stage))
+            }
+        } else if TRACED {
+            pipeline::process_with(fib, vif, &mut m, None, &mut decision)
         } else {
             pipeline::process(fib, vif, &mut m, None)
         };
         #[cfg(feature = "trace")]
         if TRACED {
             if let (Some(ctx), Some(t)) = (tr.as_mut(), self.trace.as_mut()) {
-                let table = self.flow.as_ref().map(|f| &*f.table);
-                t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
+                t.finish(fib, ctx, &decision, verdict, &mut m, crate::dpdk::rdtsc());
             }
         }
         self.carry_out::<TRACED>(at, raw, m, verdict, tr);

@@ -120,7 +120,8 @@ impl RunningRouter {
         let rest_server = match cfg.vrouter.trace_api {
             Some(addr) => {
                 let server = RestServer::bind(addr, trace_ctl.clone())
-                    .with_context(|| format!("binding vrouter.trace_api {addr}"))?;
+                    .with_context(|| format!("binding vrouter.trace_api {addr}"))?
+                    .with_simulator(vrouter::trace::rest::control_socket(run_dir.join("control.sock")));
                 println!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
                 Some(server)
             }

@@ -329,7 +329,8 @@ impl Step {
             ),
             Step::Route { vrf, prefix, prefix_len, nh_id, nh_kind, out_vif } => {
                 let [a, b] = u128_words(prefix);
-                let w0 = u64::from(vrf) | u64::from(nh_kind) << 32 | u64::from(prefix_len) << 40 | u64::from(out_vif) << 48;
+                let w0 =
+                    u64::from(vrf) | u64::from(nh_kind) << 32 | u64::from(prefix_len) << 40 | u64::from(out_vif) << 48;
                 (Route, [w0, u64::from(nh_id), a, b])
             }
             Step::Ecmp { nh_id, member, members, member_id, member_kind } => (

@@ -48,12 +48,37 @@ pub fn program(table: &FlowTable, fib: &Fib, policy: &PolicyEngine, flow: u32, g
         Some(k) if e.gen() == gen && e.action() == Action::Hold => k,
         _ => return Setup::Stale,
     };
-    let ingress = fib.vif(vif);
     let vrf = key.vrf();
+    let (decision, src_vn, dst_vn) = evaluate(fib, policy, &key, vif);
+    let Ok(rev) = table.create_reverse(flow, now) else {
+        let up = FlowUpdate::drop(FLOW_DR_FLOW_LIMIT);
+        let _ = table.set_action(flow, gen, &up);
+        return Setup::NoReverse;
+    };
+    // S(nh): the nexthop of the route to each direction's source (0: no route).
+    let mut update = flow_update(&decision);
+    update.src_nh = Some(source_nh(fib, vrf, key.src_ip()));
+    let _ = table.set_action(flow, gen, &update);
+    update.src_nh = Some(source_nh(fib, vrf, key.dst_ip()));
+    let rgen = table.entry(rev).map_or(0, |e| e.gen());
+    let _ = table.set_action(rev, rgen, &update);
+    Setup::Done(Programmed { decision, rev, rgen, src_vn, dst_vn, key })
+}
+
+/// The policy decision for a flow of `key` whose first packet entered on `vif`, with the
+/// VNs of its source and destination as evaluated (what [`program`] sets up; also what
+/// `trace simulate` reports for a packet without a flow).
+pub fn evaluate(
+    fib: &Fib,
+    policy: &PolicyEngine,
+    key: &FlowKey,
+    vif: u16,
+) -> (Decision, Option<Arc<str>>, Option<Arc<str>>) {
+    let ingress = fib.vif(vif);
     // Endpoints: the ingress VM (if the packet came from one) and the local VM the
     // destination routes to (if any). Remote endpoints are in the VN of the VRF.
     let src_vif = ingress.filter(|v| v.kind == VifType::Virtual);
-    let dst_vif = local_vif_for(fib, vrf, key.dst_ip());
+    let dst_vif = local_vif_for(fib, key.vrf(), key.dst_ip());
     let vrf_vn = src_vif.or(dst_vif).and_then(|v| v.vn_name.as_ref());
     let src_vn = src_vif.and_then(|v| v.vn_name.as_ref()).or(vrf_vn);
     let dst_vn = dst_vif.and_then(|v| v.vn_name.as_ref()).or(vrf_vn);
@@ -68,19 +93,7 @@ pub fn program(table: &FlowTable, fib: &Fib, policy: &PolicyEngine, flow: u32, g
         src_vif: src_vif.map(|v| v.id),
         dst_vif: dst_vif.map(|v| v.id),
     });
-    let Ok(rev) = table.create_reverse(flow, now) else {
-        let up = FlowUpdate::drop(FLOW_DR_FLOW_LIMIT);
-        let _ = table.set_action(flow, gen, &up);
-        return Setup::NoReverse;
-    };
-    // S(nh): the nexthop of the route to each direction's source (0: no route).
-    let mut update = flow_update(&decision);
-    update.src_nh = Some(source_nh(fib, vrf, key.src_ip()));
-    let _ = table.set_action(flow, gen, &update);
-    update.src_nh = Some(source_nh(fib, vrf, key.dst_ip()));
-    let rgen = table.entry(rev).map_or(0, |e| e.gen());
-    let _ = table.set_action(rev, rgen, &update);
-    Setup::Done(Programmed { decision, rev, rgen, src_vn: src_vn.cloned(), dst_vn: dst_vn.cloned(), key })
+    (decision, src_vn.cloned(), dst_vn.cloned())
 }
 
 /// The local VM vif a destination routes to in `vrf`, if any.

@@ -99,5 +99,6 @@ pub fn forward_v4<B: PacketBuf>(
     if action == Action::Drop {
         return Some(Verdict::Drop(DropReason::FlowActionDrop));
     }
-    Some(output_v4(cx.fib, nh, pkt, Ingress::Local(cx.vif), hash, ttl, ethernet::HEADER_LEN + usize::from(ip_len)))
+    let frame_len = ethernet::HEADER_LEN + usize::from(ip_len);
+    Some(output_v4(cx.fib, nh, pkt, Ingress::Local(cx.vif), hash, ttl, frame_len, &mut ()))
 }

@@ -76,6 +76,7 @@ pub enum Verdict {
     },
 }
 
+pub mod decision;
 pub mod flow;
 pub mod frag;
 pub mod hit;
@@ -83,6 +84,7 @@ mod vec_buf;
 pub use vec_buf::VecBuf;
 pub mod icmp_error;
 pub mod source;
+pub use decision::{Decision, FlowDecision, Record, RouteBy, RouteDecision};
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 
 use Verdict::{Drop, Tx};
@@ -106,6 +108,19 @@ enum Ingress<'a> {
 /// forwarding, as when no flow table is configured).
 #[inline(always)]
 pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
+    process_with(fib, vif, pkt, flows, &mut ())
+}
+
+/// [`process`], recording its decisions (route, nexthop, ECMP member, flow) in `rec` where
+/// they are made (see [`decision`]). With `rec = &mut ()` it is [`process`].
+#[inline(always)]
+pub fn process_with<B: PacketBuf, R: Record>(
+    fib: &Fib,
+    vif: &Vif,
+    pkt: &mut B,
+    flows: Option<&mut FlowStage>,
+    rec: &mut R,
+) -> Verdict {
     // Flows track traffic entering or leaving VMs: routed or bridged from a VM vif, or decapsulated
     // from the fabric into a VM's VRF. The underlay's own traffic is stateless.
     let (dst, ethertype) = match ethernet::Frame::new_checked(pkt.data()) {
@@ -122,24 +137,24 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
     match ethertype {
         EtherType::IPV4 => {
             if vif.kind == VifType::Fabric {
-                if let Some(v) = terminate_tunnel(fib, pkt, flows) {
+                if let Some(v) = terminate_tunnel(fib, pkt, flows, rec) {
                     return v;
                 }
                 return if dst == vif.mac || dst == fib.router_mac {
-                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None)
+                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None, rec)
                 } else if ethernet::is_multicast(&dst) {
                     Drop(DropReason::NowhereToGo)
                 } else {
-                    bridge(fib, vif.vrf, dst, pkt)
+                    bridge(fib, vif.vrf, dst, pkt, rec)
                 };
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
+                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows, rec)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge_ip(fib, vif.vrf, dst, pkt, flows)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows, rec)
             }
         }
         EtherType::IPV6 => {
@@ -148,11 +163,11 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows)
+                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows, rec)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge_ip(fib, vif.vrf, dst, pkt, flows)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows, rec)
             }
         }
         EtherType::ARP => arp_request(fib, vif, pkt),
@@ -162,7 +177,7 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
             if ethernet::is_multicast(&dst) {
                 Drop(DropReason::InvalidProtocol)
             } else {
-                bridge(fib, vif.vrf, dst, pkt)
+                bridge(fib, vif.vrf, dst, pkt, rec)
             }
         }
     }
@@ -170,10 +185,12 @@ pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&m
 
 /// Resolves an ECMP composite to one member by flow hash; other nexthops are returned as is.
 #[inline(always)]
-fn resolve(fib: &Fib, nh: NhIdx, hash: impl FnOnce() -> u32) -> Option<&Nexthop> {
+fn resolve<'f, R: Record>(fib: &'f Fib, nh: NhIdx, hash: impl FnOnce() -> u32, rec: &mut R) -> Option<&'f Nexthop> {
     match fib.nexthop(nh)? {
         Nexthop::Ecmp { members, .. } => {
-            let m = members[hash() as usize % members.len()];
+            let i = hash() as usize % members.len();
+            let m = members[i];
+            rec.member(i, m);
             fib.nexthop(m)
         }
         other => Some(other),
@@ -209,12 +226,13 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
 #[inline(always)]
-fn route_v4<B: PacketBuf>(
+fn route_v4<B: PacketBuf, R: Record>(
     fib: &Fib,
     vrf: u32,
     pkt: &mut B,
     ingress: Ingress<'_>,
     flows: Option<&mut FlowStage>,
+    rec: &mut R,
 ) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
@@ -222,12 +240,14 @@ fn route_v4<B: PacketBuf>(
             Ok(ip) => ip,
             Err(e) => return Drop(e.drop_reason()),
         };
-        let Some(nh) = table.route_v4(ip.dst_addr()) else { return Drop(DropReason::NoL3Route) };
+        let dst = u32::from(ip.dst_addr());
+        let Some((nh, len)) = table.v4.lookup(dst) else { return Drop(DropReason::NoL3Route) };
+        rec.route(vrf, decision::prefix_v4(dst, len), nh);
         let mut hash = None;
         if let Some(fs) = flows {
             let proto = ip.protocol();
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            let (key_hash, res) = fs.ipv4(vrf, &ip, frame, true);
+            let (key_hash, res) = fs.ipv4(vrf, &ip, frame, true, rec);
             if let Err(v) = res {
                 return v;
             }
@@ -241,7 +261,7 @@ fn route_v4<B: PacketBuf>(
         let hash = hash.unwrap_or_else(|| hash_v4(&ip));
         (nh, hash, ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
     };
-    output_v4(fib, nh_idx, pkt, ingress, hash, ttl, frame_len)
+    output_v4(fib, nh_idx, pkt, ingress, hash, ttl, frame_len, rec)
 }
 
 /// The end of IPv4 routing, once the route is known and the flow stage let the packet
@@ -250,7 +270,8 @@ fn route_v4<B: PacketBuf>(
 /// `frame_len` the Ethernet header plus the IPv4 total length. Shared by [`route_v4`] and
 /// the flow-hit path ([`hit`]).
 #[inline(always)]
-fn output_v4<B: PacketBuf>(
+#[allow(clippy::too_many_arguments)]
+fn output_v4<B: PacketBuf, R: Record>(
     fib: &Fib,
     nh_idx: NhIdx,
     pkt: &mut B,
@@ -258,12 +279,13 @@ fn output_v4<B: PacketBuf>(
     hash: u32,
     ttl: u8,
     frame_len: usize,
+    rec: &mut R,
 ) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
     }
-    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, rec) else { return Drop(DropReason::InvalidNh) };
     if let Nexthop::Receive { vif, .. } = nh {
         return Tx(*vif);
     }
@@ -281,12 +303,13 @@ fn output_v4<B: PacketBuf>(
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
-fn route_v6<B: PacketBuf>(
+fn route_v6<B: PacketBuf, R: Record>(
     fib: &Fib,
     vrf: u32,
     pkt: &mut B,
     ingress: Ingress<'_>,
     flows: Option<&mut FlowStage>,
+    rec: &mut R,
 ) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
@@ -294,12 +317,14 @@ fn route_v6<B: PacketBuf>(
             Ok(ip) => ip,
             Err(e) => return Drop(e.drop_reason()),
         };
-        let Some(nh) = table.route_v6(&ip.dst_addr().octets()) else {
+        let dst = u128::from(ip.dst_addr());
+        let Some((nh, len)) = table.v6.lookup(dst) else {
             return Drop(DropReason::NoL3Route);
         };
+        rec.route(vrf, decision::prefix_v6(dst, len), nh);
         if let Some(fs) = flows {
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let Err(v) = fs.ipv6(vrf, &ip, frame, true) {
+            if let Err(v) = fs.ipv6(vrf, &ip, frame, true, rec) {
                 return v;
             }
         }
@@ -309,7 +334,7 @@ fn route_v6<B: PacketBuf>(
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
     }
-    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, rec) else { return Drop(DropReason::InvalidNh) };
     if let Nexthop::Receive { vif, .. } = nh {
         return Tx(*vif);
     }
@@ -359,7 +384,14 @@ fn l3_output<B: PacketBuf>(fib: &Fib, nh: &Nexthop, pkt: &mut B, ethertype: u16,
 /// Bridges an IP frame from a VM (or decapsulated into a VM's VRF): policy holds for
 /// bridged traffic too (as tf-vrouter's L2 flows), so the IP packet goes through the flow
 /// stage in `vrf` first, then the frame is bridged unchanged.
-fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
+fn bridge_ip<B: PacketBuf, R: Record>(
+    fib: &Fib,
+    vrf: u32,
+    dst: [u8; 6],
+    pkt: &mut B,
+    flows: Option<&mut FlowStage>,
+    rec: &mut R,
+) -> Verdict {
     if let Some(fs) = flows {
         // Nothing undeliverable reaches the flow stage (it would create a flow, or record a
         // first fragment's ports, for a frame that goes nowhere), as routing looks the route
@@ -371,11 +403,11 @@ fn bridge_ip<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, flows
             return Drop(DropReason::BridgeRouteMismatch);
         }
         let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: None };
-        if let Err(v) = inner_flow(fs, vrf, frame, true) {
+        if let Err(v) = inner_flow(fs, vrf, frame, true, rec) {
             return v;
         }
     }
-    bridge(fib, vrf, dst, pkt)
+    bridge(fib, vrf, dst, pkt, rec)
 }
 
 /// Whether a bridged IP packet (`l3`) goes where its destination IP routes in `vrf`: the
@@ -404,11 +436,12 @@ fn bridges_where_it_routes(fib: &Fib, vrf: u32, dst_mac: &[u8; 6], l3: &[u8]) ->
 }
 
 /// Bridges a frame by destination MAC in `vrf` (no L2/L3 rewrite).
-fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B) -> Verdict {
+fn bridge<B: PacketBuf, R: Record>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, rec: &mut R) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let Some(nh_idx) = table.bridge_lookup(&dst) else { return Drop(DropReason::NoL2Route) };
+    rec.route(vrf, RouteBy::Mac(dst), nh_idx);
     let hash = || l2_hash(pkt.data());
-    let Some(nh) = resolve(fib, nh_idx, hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, hash, rec) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, .. } | Nexthop::Receive { vif, .. } => Tx(*vif),
         Nexthop::Discard { .. } => Drop(DropReason::Discard),
@@ -501,7 +534,12 @@ fn write_tunnel_header<const N: usize>(data: &mut [u8], header: &TunnelHeader, i
 
 /// Fabric side: terminates MPLSoUDP and VXLAN addressed to the vRouter IP. Returns `None`
 /// when the packet is not for the vRouter (it is then routed in the fabric VRF).
-fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut FlowStage>) -> Option<Verdict> {
+fn terminate_tunnel<B: PacketBuf, R: Record>(
+    fib: &Fib,
+    pkt: &mut B,
+    flows: Option<&mut FlowStage>,
+    rec: &mut R,
+) -> Option<Verdict> {
     let (proto, l4_off, dport, outer_src) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
             Ok(ip) => ip,
@@ -526,10 +564,10 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
         (ip.protocol(), l4_off, dport, ip.src_addr())
     };
     if proto == IpProtocol::UDP && dport == MPLSOUDP_PORT {
-        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows));
+        return Some(decap_mpls(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, rec));
     }
     if proto == IpProtocol::UDP && dport == VXLAN_PORT {
-        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows));
+        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, rec));
     }
     // Anything else addressed to the vRouter goes to the host interface.
     Some(match fib.host_vif {
@@ -539,12 +577,13 @@ fn terminate_tunnel<B: PacketBuf>(fib: &Fib, pkt: &mut B, flows: Option<&mut Flo
 }
 
 /// Decapsulates MPLSoUDP (the MPLS header at `off`) from `outer_src`.
-fn decap_mpls<B: PacketBuf>(
+fn decap_mpls<B: PacketBuf, R: Record>(
     fib: &Fib,
     pkt: &mut B,
     mut off: usize,
     outer_src: Ipv4Addr,
     flows: Option<&mut FlowStage>,
+    rec: &mut R,
 ) -> Verdict {
     let label = {
         let Some(mut bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
@@ -570,6 +609,7 @@ fn decap_mpls<B: PacketBuf>(
         m.label()
     };
     let Some(&nh_idx) = fib.labels.get(&label) else { return Drop(DropReason::InvalidLabel) };
+    rec.route(0, RouteBy::Label(label), nh_idx);
     let inner = off + mpls::HEADER_LEN;
     let (ethertype, hash) = {
         let bytes = &pkt.data()[inner.min(pkt.data().len())..];
@@ -586,7 +626,7 @@ fn decap_mpls<B: PacketBuf>(
             None => return Drop(DropReason::PullFails),
         }
     };
-    let Some(nh) = resolve(fib, nh_idx, || hash) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, rec) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
             // The inner source must route back to the sending vRouter in the VRF of the VM
@@ -601,7 +641,7 @@ fn decap_mpls<B: PacketBuf>(
                 l2[6..12].copy_from_slice(src_mac);
                 l2[12..].copy_from_slice(&ethertype.to_be_bytes());
                 let frame = MirrorFrame { l2: Some(l2), bytes: &pkt.data()[inner..], nh: Some(nh_idx) };
-                if let Err(v) = inner_flow(fs, out.vrf, frame, false) {
+                if let Err(v) = inner_flow(fs, out.vrf, frame, false, rec) {
                     return v;
                 }
             }
@@ -620,12 +660,13 @@ fn decap_mpls<B: PacketBuf>(
 }
 
 /// Decapsulates VXLAN (the VXLAN header at `off`) from `outer_src`.
-fn decap_vxlan<B: PacketBuf>(
+fn decap_vxlan<B: PacketBuf, R: Record>(
     fib: &Fib,
     pkt: &mut B,
     off: usize,
     outer_src: Ipv4Addr,
     flows: Option<&mut FlowStage>,
+    rec: &mut R,
 ) -> Verdict {
     let vni = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
@@ -658,7 +699,7 @@ fn decap_vxlan<B: PacketBuf>(
             return Drop(DropReason::BridgeRouteMismatch);
         }
         let frame = MirrorFrame { l2: None, bytes: &pkt.data()[inner..], nh: None };
-        if let Err(v) = inner_flow(fs, vrf, frame, false) {
+        if let Err(v) = inner_flow(fs, vrf, frame, false, rec) {
             return v;
         }
     }
@@ -667,27 +708,33 @@ fn decap_vxlan<B: PacketBuf>(
     }
     if routed {
         return match ethertype {
-            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None),
-            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None),
+            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None, rec),
+            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None, rec),
             _ => Drop(DropReason::InvalidProtocol),
         };
     }
-    bridge(fib, vrf, dst, pkt)
+    bridge(fib, vrf, dst, pkt, rec)
 }
 
 /// Flow stage for an IP packet decapsulated from the fabric, or bridged from a VM
 /// (`from_vm`): `frame` is the packet as a mirror would copy it (an Ethernet frame, or an
 /// IP packet with the L2 header to give it).
-fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
+fn inner_flow<R: Record>(
+    fs: &mut FlowStage,
+    vrf: u32,
+    frame: MirrorFrame<'_>,
+    from_vm: bool,
+    rec: &mut R,
+) -> Result<(), Verdict> {
     let l3 = if frame.l2.is_some() { frame.bytes } else { frame.bytes.get(ethernet::HEADER_LEN..).unwrap_or(&[]) };
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.ipv4(vrf, &ip, frame, from_vm).1
+            fs.ipv4(vrf, &ip, frame, from_vm, rec).1
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.ipv6(vrf, &ip, frame, from_vm)
+            fs.ipv6(vrf, &ip, frame, from_vm, rec)
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }
