@@ -15,7 +15,7 @@
 
 use super::control::{Active, Published};
 use super::region::RingWriter;
-use super::request::{addr128, v4_words, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
+use super::request::{addr128, v4_header, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
 use super::step::Step;
 use super::steps::{parse, parsed_steps, Parsed};
 use crate::config::VifType;
@@ -146,8 +146,8 @@ impl TraceLcore {
             return true;
         }
         debug_assert_eq!(self.burst_vif, Some(vif.id));
-        match v4_words(frame) {
-            Some(w) => self.burst_quick.iter().any(|q| q.accepts(&w)),
+        match v4_header(frame) {
+            Some(h) => self.burst_quick.iter().any(|q| q.accepts_header(h)),
             None => self.may_match_other(vif, frame),
         }
     }
