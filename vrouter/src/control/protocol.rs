@@ -134,7 +134,7 @@ pub enum TraceCommand {
     },
     /// Simulates a packet: built from a flow description, run through the live pipeline
     /// and flow table without being sent or changing anything (answered by the agent).
-    TraceSimulate(TraceSimulate),
+    TraceSimulate(Box<TraceSimulate>),
     /// Any other `trace_` name.
     #[serde(other)]
     Unknown,

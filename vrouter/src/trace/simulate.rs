@@ -127,7 +127,7 @@ fn tcp_flags(v: &Value) -> Result<Option<u8>, SpecError> {
 
 fn hex_bytes(s: &str) -> Result<Vec<u8>, SpecError> {
     let digits: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(bad("hex", "an odd number of hex digits"));
     }
     (0..digits.len())

@@ -64,6 +64,8 @@ pub(crate) fn flow_steps(d: &Decision, verdict: Verdict, mut out: impl FnMut(Ste
 /// the ECMP member), then the encapsulation of a frame leaving on the fabric (`pkt` is the
 /// frame as the pipeline left it; with `mark`, the frame gets that trace mark), then the
 /// egress or the drop.
+// The mark's side effects (grow the frame, insert) stay out of a match guard.
+#[allow(clippy::collapsible_match)]
 pub(crate) fn route_steps<B: PacketBuf>(
     fib: &Fib,
     d: &Decision,
