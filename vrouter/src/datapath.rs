@@ -714,7 +714,7 @@ impl LcoreLoop {
 
     /// Which packets of a burst entering `vif` an enabled trace request may match (bit `i`:
     /// packet `i`): takes the requests' current set, then a header test per packet (see
-    /// [`crate::trace::dp::TraceLcore::may_match`]). Only called while a request is
+    /// [`crate::trace::dp::BurstFilter::may_match`]). Only called while a request is
     /// enabled; out of line so that the forwarding loop stays the same as without tracing.
     #[cfg(feature = "trace")]
     #[inline(never)]
@@ -723,11 +723,12 @@ impl LcoreLoop {
         if !t.begin_burst(vif.id) {
             return 0;
         }
+        let filter = t.burst_filter(vif);
         let mut candidates = 0u32;
         for (i, &raw) in pkts.iter().enumerate() {
             // SAFETY: rx_burst handed us these mbufs; only read here.
             let m = unsafe { Mbuf::from_raw(raw) };
-            if t.may_match(vif, m.data()) {
+            if filter.may_match(m.data()) {
                 candidates |= 1 << i;
             }
         }

@@ -61,6 +61,8 @@ pub struct TraceLcore {
     /// The header filters of the active requests that may match packets entering
     /// `burst_vif`, and whether any request may (set by [`Self::begin_burst`]).
     burst_quick: Vec<QuickV4>,
+    /// `burst_quick`'s only filter when it has one (the common case: one request).
+    burst_single: Option<QuickV4>,
     burst_vif: Option<u16>,
     burst_in_scope: bool,
     flows: HashMap<FlowKey, Traced>,
@@ -85,6 +87,7 @@ impl TraceLcore {
             epoch: u64::MAX,
             active: Arc::new(Vec::new()),
             burst_quick: Vec::new(),
+            burst_single: None,
             burst_vif: None,
             burst_in_scope: false,
             flows: HashMap::new(),
@@ -118,6 +121,10 @@ impl TraceLcore {
             let quick =
                 self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
             self.burst_quick.extend(quick);
+            self.burst_single = match self.burst_quick[..] {
+                [q] => Some(q),
+                _ => None,
+            };
             self.burst_in_scope = self.active.iter().any(|a| a.matcher.may_match_vif(vif));
         }
         self.burst_in_scope
@@ -134,22 +141,13 @@ impl TraceLcore {
         self.ring.push(tsc, ctx.trace_id, ctx.pkt, &s);
     }
 
-    /// Whether an enabled request may match `frame` entering `vif`: only a header test on
-    /// bytes the PMD has just written; [`Self::classify`] decides for the frames it
-    /// accepts. Every packet of a traced flow matches its request (same headers, vif and
-    /// VRF), so a frame it rejects is not traced. Frames from the fabric always pass: one
-    /// may carry another vRouter's trace mark.
-    /// Only valid after [`Self::begin_burst`] for `vif` returned true.
+    /// The per-packet pre-filter of a burst entering `vif`, as a value the candidate loop
+    /// keeps in registers (see [`BurstFilter::may_match`]). Only valid after
+    /// [`Self::begin_burst`] for `vif` returned true.
     #[inline(always)]
-    pub fn may_match(&self, vif: &Vif, frame: &[u8]) -> bool {
-        if vif.kind == VifType::Fabric {
-            return true;
-        }
+    pub fn burst_filter<'a>(&'a self, vif: &'a Vif) -> BurstFilter<'a> {
         debug_assert_eq!(self.burst_vif, Some(vif.id));
-        match v4_header(frame) {
-            Some(h) => self.burst_quick.iter().any(|q| q.accepts_header(h)),
-            None => self.may_match_other(vif, frame),
-        }
+        BurstFilter { lcore: self, vif, pass_all: vif.kind == VifType::Fabric, single: self.burst_single }
     }
 
     /// [`Self::may_match`] for frames that are not plain IPv4.
@@ -317,6 +315,38 @@ impl TraceLcore {
     pub fn forget_held(&mut self, pkt: usize, reason: DropReason, tsc: u64) {
         if let Some((ctx, _)) = self.held.remove(&pkt) {
             self.push(tsc, &ctx, Step::Drop { reason });
+        }
+    }
+}
+
+/// The per-packet pre-filter of one burst ([`TraceLcore::burst_filter`]).
+#[derive(Clone, Copy)]
+pub struct BurstFilter<'a> {
+    lcore: &'a TraceLcore,
+    vif: &'a Vif,
+    /// Frames from the fabric always pass: one may carry another vRouter's trace mark.
+    pass_all: bool,
+    /// The only request's header filter, when one request may match the burst.
+    single: Option<QuickV4>,
+}
+
+impl BurstFilter<'_> {
+    /// Whether an enabled request may match `frame`: only a header test on bytes the PMD
+    /// has just written (the words the requests name, see [`QuickV4::accepts_header`]);
+    /// [`TraceLcore::classify`] decides for the frames it accepts. Every packet of a traced
+    /// flow matches its request (same headers, vif and VRF), so a frame it rejects is not
+    /// traced.
+    #[inline(always)]
+    pub fn may_match(&self, frame: &[u8]) -> bool {
+        if self.pass_all {
+            return true;
+        }
+        match v4_header(frame) {
+            Some(h) => match &self.single {
+                Some(q) => q.accepts_header(h),
+                None => self.lcore.burst_quick.iter().any(|q| q.accepts_header(h)),
+            },
+            None => self.lcore.may_match_other(self.vif, frame),
         }
     }
 }

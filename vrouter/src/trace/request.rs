@@ -295,13 +295,20 @@ impl QuickV4 {
     /// of a plain IPv4 frame (from [`v4_header`]).
     #[inline(always)]
     pub fn accepts_header(&self, h: &[u8; QUICK_LEN]) -> bool {
-        let mut diff = 0;
-        for i in 0..self.n.min(QUICK_LEN / 8) {
+        let word = |i: usize| {
             let at = self.at[i].min(QUICK_LEN / 8 - 1) * 8;
             let mut b = [0u8; 8];
             b.copy_from_slice(&h[at..at + 8]);
-            diff |= (u64::from_ne_bytes(b) & self.cmask[i]) ^ self.cvalue[i];
-        }
+            (u64::from_ne_bytes(b) & self.cmask[i]) ^ self.cvalue[i]
+        };
+        // Unrolled for the usual one to three words (a protocol and a port: two).
+        let diff = match self.n {
+            0 => 0,
+            1 => word(0),
+            2 => word(0) | word(1),
+            3 => word(0) | word(1) | word(2),
+            n => (0..n.min(QUICK_LEN / 8)).fold(0, |d, i| d | word(i)),
+        };
         diff == 0
     }
 }
