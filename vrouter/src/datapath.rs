@@ -723,16 +723,16 @@ impl LcoreLoop {
         if !t.begin_burst(vif.id) {
             return 0;
         }
-        let filter = t.burst_filter(vif);
-        let mut candidates = 0u32;
-        for (i, &raw) in pkts.iter().enumerate() {
+        let frames = pkts.iter().map(|&raw| {
             // SAFETY: rx_burst handed us these mbufs; only read here.
             let m = unsafe { Mbuf::from_raw(raw) };
-            if filter.may_match(m.data()) {
-                candidates |= 1 << i;
-            }
-        }
-        candidates
+            let d = m.data();
+            // SAFETY: the frame stays valid and unchanged while the candidates are computed:
+            // the mbuf is owned by this lcore and neither freed nor written before the burst
+            // is forwarded (after this returns).
+            unsafe { std::slice::from_raw_parts(d.as_ptr(), d.len()) }
+        });
+        t.burst_filter(vif).scan(frames)
     }
 
     /// One received burst. `TRACED`: a trace request may match the packets in `candidates`

@@ -331,6 +331,38 @@ pub struct BurstFilter<'a> {
 }
 
 impl BurstFilter<'_> {
+    /// The candidates of a burst (bit `i`: [`Self::may_match`] holds for frame `i`; at most
+    /// 32 frames). The request's compare is chosen once per burst, not per frame: with one
+    /// request naming one to three header words, the loop is those loads and compares.
+    #[inline(always)]
+    pub fn scan<'f>(&self, frames: impl Iterator<Item = &'f [u8]>) -> u32 {
+        if self.pass_all {
+            return frames.take(32).fold(0, |c, _| c << 1 | 1);
+        }
+        match &self.single {
+            Some(q) => match q.words() {
+                1 => self.scan_with(frames, |h| q.word(h, 0) == 0),
+                2 => self.scan_with(frames, |h| q.word(h, 0) | q.word(h, 1) == 0),
+                3 => self.scan_with(frames, |h| q.word(h, 0) | q.word(h, 1) | q.word(h, 2) == 0),
+                _ => self.scan_with(frames, |h| q.accepts_header(h)),
+            },
+            None => self.scan_with(frames, |h| self.lcore.burst_quick.iter().any(|q| q.accepts_header(h))),
+        }
+    }
+
+    #[inline(always)]
+    fn scan_with<'f>(&self, frames: impl Iterator<Item = &'f [u8]>, test: impl Fn(&[u8; 40]) -> bool) -> u32 {
+        let mut c = 0u32;
+        for (i, f) in frames.take(32).enumerate() {
+            let hit = match v4_header(f) {
+                Some(h) => test(h),
+                None => self.lcore.may_match_other(self.vif, f),
+            };
+            c |= u32::from(hit) << i;
+        }
+        c
+    }
+
     /// Whether an enabled request may match `frame`: only a header test on bytes the PMD
     /// has just written (the words the requests name, see [`QuickV4::accepts_header`]);
     /// [`TraceLcore::classify`] decides for the frames it accepts. Every packet of a traced

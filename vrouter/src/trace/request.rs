@@ -291,16 +291,27 @@ impl QuickV4 {
         diff == 0
     }
 
+    /// How many header words the condition names (see [`Self::word`]).
+    #[inline(always)]
+    pub fn words(&self) -> usize {
+        self.n
+    }
+
+    /// The masked difference of the `i`-th named word of `h` (0: that word matches).
+    #[inline(always)]
+    pub fn word(&self, h: &[u8; QUICK_LEN], i: usize) -> u64 {
+        let i = i.min(QUICK_LEN / 8 - 1);
+        let at = self.at[i].min(QUICK_LEN / 8 - 1) * 8;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[at..at + 8]);
+        (u64::from_ne_bytes(b) & self.cmask[i]) ^ self.cvalue[i]
+    }
+
     /// [`Self::accepts`] reading only the words the condition names from the header bytes
     /// of a plain IPv4 frame (from [`v4_header`]).
     #[inline(always)]
     pub fn accepts_header(&self, h: &[u8; QUICK_LEN]) -> bool {
-        let word = |i: usize| {
-            let at = self.at[i].min(QUICK_LEN / 8 - 1) * 8;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h[at..at + 8]);
-            (u64::from_ne_bytes(b) & self.cmask[i]) ^ self.cvalue[i]
-        };
+        let word = |i: usize| self.word(h, i);
         // Unrolled for the usual one to three words (a protocol and a port: two).
         let diff = match self.n {
             0 => 0,
