@@ -331,13 +331,13 @@ pub struct BurstFilter<'a> {
 }
 
 impl BurstFilter<'_> {
-    /// The candidates of a burst (bit `i`: [`Self::may_match`] holds for frame `i`; at most
-    /// 32 frames). The request's compare is chosen once per burst, not per frame: with one
+    /// The candidates of a burst (bit `i`: [`Self::may_match`] holds for frame `i`; a burst
+    /// has at most 32 frames). The request's compare is chosen once per burst, not per frame: with one
     /// request naming one to three header words, the loop is those loads and compares.
     #[inline(always)]
     pub fn scan<'f>(&self, frames: impl Iterator<Item = &'f [u8]>) -> u32 {
         if self.pass_all {
-            return frames.take(32).fold(0, |c, _| c << 1 | 1);
+            return frames.fold(0, |c, _| c << 1 | 1);
         }
         match &self.single {
             Some(q) => match q.words() {
@@ -352,13 +352,17 @@ impl BurstFilter<'_> {
 
     #[inline(always)]
     fn scan_with<'f>(&self, frames: impl Iterator<Item = &'f [u8]>, test: impl Fn(&[u8; 40]) -> bool) -> u32 {
-        let mut c = 0u32;
-        for (i, f) in frames.take(32).enumerate() {
+        // A bit per frame, from bit 0 (a burst has at most 32 frames; later ones have none).
+        let (mut c, mut bit) = (0u32, 1u32);
+        for f in frames {
             let hit = match v4_header(f) {
                 Some(h) => test(h),
                 None => self.lcore.may_match_other(self.vif, f),
             };
-            c |= u32::from(hit) << i;
+            if hit {
+                c |= bit;
+            }
+            bit <<= 1;
         }
         c
     }
