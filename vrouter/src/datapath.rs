@@ -843,7 +843,7 @@ impl LcoreLoop {
 
     /// Which packets of a burst entering `vif` an enabled trace request may match (bit `i`:
     /// packet `i`): takes the requests' current set, then a header test per packet (see
-    /// [`crate::trace::dp::TraceLcore::may_match`]). Only called while a request is
+    /// [`crate::trace::dp::BurstFilter::may_match`]). Only called while a request is
     /// enabled; out of line so that the forwarding loop stays the same as without tracing.
     #[cfg(feature = "trace")]
     #[inline(never)]
@@ -852,15 +852,16 @@ impl LcoreLoop {
         if !t.begin_burst(vif.id) {
             return 0;
         }
-        let mut candidates = 0u32;
-        for (i, &raw) in pkts.iter().enumerate() {
+        let frames = pkts.iter().map(|&raw| {
             // SAFETY: rx_burst handed us these mbufs; only read here.
             let m = unsafe { Mbuf::from_raw(raw) };
-            if t.may_match(vif, m.data()) {
-                candidates |= 1 << i;
-            }
-        }
-        candidates
+            let d = m.data();
+            // SAFETY: the frame stays valid and unchanged while the candidates are computed:
+            // the mbuf is owned by this lcore and neither freed nor written before the burst
+            // is forwarded (after this returns).
+            unsafe { std::slice::from_raw_parts(d.as_ptr(), d.len()) }
+        });
+        t.burst_filter(vif).scan(frames)
     }
 
     /// One received burst. `TRACED`: a trace request may match the packets in `candidates`
@@ -974,6 +975,10 @@ impl LcoreLoop {
         let (fib, vif) = (at.fib, at.vif);
         // SAFETY: the caller owns `raw` (from rx_burst or from the hold store).
         let mut m = unsafe { Mbuf::from_raw(raw) };
+        // What the pipeline decides for a traced packet (route, ECMP member, flow), recorded
+        // where it decides; the untraced instance records nothing (`process`).
+        #[allow(unused_mut)]
+        let mut decision = pipeline::Decision::default();
         let verdict = if !m.is_contiguous() {
             // Headers must be in the first segment; chained mbufs only come from jumbo
             // frames, which this vRouter does not accept.
@@ -1010,16 +1015,22 @@ impl LcoreLoop {
                 frags: &mut f.frags,
             };
             let mut vc = TallySink { tally: &mut self.vrf_tally, stats: &self.stats };
-            pipeline::process_counted(fib, vif, &mut m, Some(&mut stage), &mut vc)
+            if TRACED {
+                pipeline::process_with(fib, vif, &mut m, Some(&mut stage), &mut pipeline::Both(&mut vc, &mut decision))
+            } else {
+                pipeline::process_with(fib, vif, &mut m, Some(&mut stage), &mut vc)
+            }
+        } else if TRACED {
+            let mut vc = TallySink { tally: &mut self.vrf_tally, stats: &self.stats };
+            pipeline::process_with(fib, vif, &mut m, None, &mut pipeline::Both(&mut vc, &mut decision))
         } else {
             let mut vc = TallySink { tally: &mut self.vrf_tally, stats: &self.stats };
-            pipeline::process_counted(fib, vif, &mut m, None, &mut vc)
+            pipeline::process_with(fib, vif, &mut m, None, &mut vc)
         };
         #[cfg(feature = "trace")]
         if TRACED {
             if let (Some(ctx), Some(t)) = (tr.as_mut(), self.trace.as_mut()) {
-                let table = self.flow.as_ref().map(|f| &*f.table);
-                t.finish(fib, table, ctx, verdict, &mut m, crate::dpdk::rdtsc());
+                t.finish(fib, ctx, &decision, verdict, &mut m, crate::dpdk::rdtsc());
             }
         }
         self.carry_out::<TRACED>(at, raw, m, verdict, tr);

@@ -164,7 +164,8 @@ impl RunningRouter {
         let rest_server = match cfg.vrouter.trace_api {
             Some(addr) => {
                 let mut server = RestServer::bind(addr, trace_ctl.clone())
-                    .with_context(|| format!("binding vrouter.trace_api {addr}"))?;
+                    .with_context(|| format!("binding vrouter.trace_api {addr}"))?
+                    .with_simulator(vrouter::trace::rest::control_socket(run_dir.join("control.sock")));
                 if let Some(t) = &control_token {
                     server = server.with_control(programmer.clone(), t);
                     println!(

@@ -443,7 +443,10 @@ fn tunnel_encapsulation_and_fabric_decapsulation_are_traced() {
     assert_eq!(sent.len(), 2);
     for p in 1..=2u32 {
         let s = steps(t, p);
-        assert!(s.iter().any(|x| matches!(x, Step::Route { vrf: 1, nh_id: 3, nh_kind: 2, out_vif: 0 })), "{s:?}");
+        // The route as the pipeline matched it: the /24 of the remote VMs.
+        let prefix = u128::from(ip4("192.168.2.0").to_ipv6_mapped());
+        let route = Step::Route { vrf: 1, prefix, prefix_len: 24, nh_id: 3, nh_kind: 2, out_vif: 0 };
+        assert!(s.contains(&route), "{s:?}");
         let frame = sent[p as usize - 1];
         let sport = u16::from_be_bytes([frame[34], frame[35]]);
         let enc = Step::Encap { vxlan: false, label: 40, remote: ip4("10.10.0.2"), sport };
@@ -918,4 +921,127 @@ fn two_vrouters_continue_one_trace(mpls: bool) {
         text.find(if mpls { "encapsulated MPLSoUDP label 40" } else { "encapsulated VXLAN vni 5001" }).expect(&text);
     let at_b = text.find("trace mark from vRouter 10.10.0.1").expect(&text);
     assert!(at_a < at_b, "host A's steps come first: {text}");
+}
+
+/// `trace_simulate` of a packet of a live flow (from VM1 to VM2, which a trace request
+/// recorded) tells the same story as the recorded trace from the flow lookup on, with the
+/// same verdict, and changes no counter: the stats region's vif, drop and lcore packet
+/// counters and the flow table (every flow's packets, bytes, action) are the same after it.
+/// A packet of a flow that does not exist gets the policy's verdict and rule; a bad field is
+/// an error naming it; the `trace simulate` tool prints the same steps.
+#[test]
+fn simulate_tells_the_recorded_story_and_changes_nothing() {
+    use flow_table::FlowTableReader;
+    use vrouter::stats::StatsReader;
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    persist_requests(&run_dir, &[(json!({"dst_port": 7300}), json!({"packets": 8}))]);
+    let vm1 = vec![vm_udp("192.168.1.3", "192.168.1.4", 4300, 7300, b"simulated", VM1_MAC); 3];
+    let mut seen = None;
+    let out = run_live(
+        Inputs { vm1, ..Default::default() },
+        |c| traced_config(c, &run_dir),
+        |rd| {
+            let counters = || {
+                let s = StatsReader::open(rd).unwrap();
+                let vifs: Vec<_> = (0..3u16).map(|v| (s.vif_counters(v, None), s.vif_drops(v, None))).collect();
+                let lc = s.lcore_counters(None);
+                let flows: Vec<_> = FlowTableReader::open_run_dir(rd)
+                    .unwrap()
+                    .iter_active()
+                    .map(|f| (f.index, f.packets, f.bytes, f.action as u8))
+                    .collect();
+                (vifs, s.drops(None), lc.mirror_packets, lc.icmp_errors_sent, flows)
+            };
+            // The held packets were released: every flow has its verdict.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while FlowTableReader::open_run_dir(rd).unwrap().stats().hold_count != 0 {
+                assert!(Instant::now() < deadline, "flows still held");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let before = counters();
+            let sim = |extra: serde_json::Value| {
+                let mut c = json!({"cmd": "trace_simulate", "vif": 1, "src_ip": "192.168.1.3", "dst_ip": "192.168.1.4",
+                    "proto": "udp", "src_port": 4300, "dst_port": 7300, "len": 9});
+                for (k, v) in extra.as_object().unwrap() {
+                    c[k] = v.clone();
+                }
+                control(rd, &c)
+            };
+            let live = sim(json!({}));
+            assert_eq!(live["ok"], true, "{live}");
+            let other = sim(json!({"dst_port": 53}));
+            assert_eq!(other["ok"], true, "{other}");
+            let bad = sim(json!({"dst_ip": "192.168.1.x"}));
+            assert_eq!((bad["ok"].as_bool(), bad["field"].as_str()), (Some(false), Some("dst_ip")), "{bad}");
+            // The tool: same steps in text, a non-zero exit naming the field on bad input.
+            let tool = |args: &[&str]| {
+                Command::new(tool("trace")).arg("--run-dir").arg(rd).arg("simulate").args(args).output().unwrap()
+            };
+            let ok = tool(&[
+                "--vif",
+                "1",
+                "--dst-ip",
+                "192.168.1.4",
+                "--proto",
+                "udp",
+                "--src-port",
+                "4300",
+                "--dst-port",
+                "7300",
+            ]);
+            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+            let text = String::from_utf8_lossy(&ok.stdout).to_string();
+            assert!(text.contains("flow lookup hit") && text.contains("Verdict: forward on vif0/2"), "{text}");
+            let err = tool(&["--vif", "1", "--dst-ip", "nope"]);
+            assert!(!err.status.success());
+            assert!(
+                String::from_utf8_lossy(&err.stderr).contains("dst_ip"),
+                "{}",
+                String::from_utf8_lossy(&err.stderr)
+            );
+            assert_eq!(counters(), before, "a simulation changes no counter and no flow");
+            seen = Some((live, other));
+        },
+    );
+    out.assert_accounted(3);
+    let (live, other) = seen.unwrap();
+    let decode = |r: &serde_json::Value| -> Vec<Step> {
+        r["encoded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let w: Vec<u64> = e.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+                Step::decode(w[0] as u16, [w[1], w[2], w[3], w[4]]).unwrap()
+            })
+            .collect()
+    };
+    let simulated = decode(&live);
+    assert_eq!(live["verdict"], "forward on vif0/2", "{live}");
+    let all = traces(&out.run_dir);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let t = all.values().next().unwrap();
+    // The last recorded packet: a hit on the flow set up for the first.
+    let last = t.iter().map(|r| r.pkt).max().unwrap();
+    let recorded = steps(t, last);
+    let from_lookup = |s: &[Step]| {
+        let i = s.iter().rposition(|x| matches!(x, Step::FlowLookup { .. })).expect("a flow lookup");
+        s[i..].to_vec()
+    };
+    assert_eq!(from_lookup(&simulated), from_lookup(&recorded), "simulated {simulated:?}\nrecorded {recorded:?}");
+    let headers = |s: &[Step]| {
+        s.iter().filter(|x| matches!(x, Step::Parsed { .. } | Step::Addresses { .. })).copied().collect::<Vec<_>>()
+    };
+    assert_eq!(headers(&simulated), headers(&recorded));
+    assert_eq!(recorded.last(), Some(&Step::Egress { vif: 2, len: out.vm2[last as usize - 1].len() as u32 }));
+    // No flow for udp 53: the policy's deny, with its rule.
+    assert_eq!(other["verdict"], "drop: Flow Action Drop", "{other}");
+    assert_eq!(other["policy"]["rule_uuid"], RULE_DNS, "{other}");
+    assert!(decode(&other).contains(&Step::Policy {
+        forward: false,
+        drop_reason: other["policy"]["flow_drop_reason"].as_u64().unwrap() as u8,
+        rule: rule(RULE_DNS),
+        flow: u32::MAX
+    }));
 }

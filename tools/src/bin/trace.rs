@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tools::trace::{collect, parse_trace_id, render_get, render_get_json, render_list, render_list_json, Trace};
 use tools::{emit, fail, Failure, DEFAULT_RUN_DIR};
 use vrouter_abi::trace::region::RegionInfo;
+use vrouter_abi::trace::step::Step;
 use vrouter_abi::trace::view::record_from_json;
 use vrouter_abi::trace::TraceReader;
 
@@ -67,6 +68,102 @@ enum Cmd {
     Remove { id: String },
     /// Remove every request.
     Flush,
+    /// Simulate a packet: built from the flow given here, run through the live pipeline and
+    /// flow table without being sent or changing anything; prints the steps a trace of it
+    /// would record, the verdict, and (for a packet without a flow) the policy's verdict.
+    Simulate(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SimArgs {
+    /// Ingress vif id.
+    #[arg(long, value_name = "VIF")]
+    vif: u16,
+    /// Source MAC (default: the vif's VM MAC).
+    #[arg(long, value_name = "MAC")]
+    src_mac: Option<String>,
+    /// Destination MAC (default: the vRouter MAC).
+    #[arg(long, value_name = "MAC")]
+    dst_mac: Option<String>,
+    /// Source IP (default: the vif's address).
+    #[arg(long, value_name = "IP")]
+    src_ip: Option<String>,
+    /// Destination IP.
+    #[arg(long, value_name = "IP")]
+    dst_ip: Option<String>,
+    /// IP protocol: tcp, udp, icmp, icmp6 or a number (default udp).
+    #[arg(long, value_name = "PROTO")]
+    proto: Option<String>,
+    /// Source port (default 49152).
+    #[arg(long, value_name = "PORT")]
+    src_port: Option<String>,
+    /// Destination port (default 80).
+    #[arg(long, value_name = "PORT")]
+    dst_port: Option<String>,
+    /// TCP flags: syn, ack, fin, rst, psh, urg joined by commas, or a number (default syn).
+    #[arg(long, value_name = "FLAGS")]
+    tcp_flags: Option<String>,
+    /// TTL / hop limit (default 64).
+    #[arg(long, value_name = "N")]
+    ttl: Option<String>,
+    /// The raw frame as hex (Ethernet header first) instead of the fields above.
+    #[arg(long, value_name = "HEX")]
+    hex: Option<String>,
+}
+
+fn simulate_request(a: &SimArgs) -> Value {
+    let mut c = json!({"cmd": "trace_simulate", "vif": a.vif});
+    let fields = [
+        ("src_mac", &a.src_mac),
+        ("dst_mac", &a.dst_mac),
+        ("src_ip", &a.src_ip),
+        ("dst_ip", &a.dst_ip),
+        ("proto", &a.proto),
+        ("src_port", &a.src_port),
+        ("dst_port", &a.dst_port),
+        ("tcp_flags", &a.tcp_flags),
+        ("ttl", &a.ttl),
+        ("hex", &a.hex),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            c[k] = Value::from(v.clone());
+        }
+    }
+    c
+}
+
+/// The steps of a `trace_simulate` reply, decoded from their stored form.
+fn simulated_steps(r: &Value) -> Result<Vec<Step>, Failure> {
+    let bad = || Failure("bad reply from the vRouter: encoded steps".into());
+    r["encoded"]
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|e| {
+            let n: Vec<u64> = e.as_array().ok_or_else(bad)?.iter().filter_map(Value::as_u64).collect();
+            let [k, a, b, c, d] = n[..] else { return Err(bad()) };
+            Step::decode(k as u16, [a, b, c, d]).ok_or_else(bad)
+        })
+        .collect()
+}
+
+fn render_simulation(vif: u16, r: &Value, steps: &[Step]) -> String {
+    let mut s = format!("Simulated packet entering vif0/{vif} (not sent, nothing counted or created)\n");
+    for (i, st) in steps.iter().enumerate() {
+        s.push_str(&format!("  {:>2}. {}\n", i + 1, st.render()));
+    }
+    s.push_str(&format!("Verdict: {}\n", r["verdict"].as_str().unwrap_or("?")));
+    if let Some(p) = r["policy"].as_object() {
+        let rule = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        s.push_str(&format!(
+            "No flow: the policy would give {} (network policy rule {}, security group rule {})\n",
+            p.get("action").and_then(Value::as_str).unwrap_or("?"),
+            rule("rule_uuid"),
+            rule("sg_rule_uuid")
+        ));
+    }
+    s
 }
 
 #[derive(clap::Args, Debug)]
@@ -271,6 +368,19 @@ fn run(cli: &Cli) -> Result<String, Failure> {
         Cmd::Enable { id } => one("enabled", "trace_enable", id),
         Cmd::Disable { id } => one("disabled", "trace_disable", id),
         Cmd::Remove { id } => one("removed", "trace_remove", id),
+        Cmd::Simulate(a) => {
+            let r = request(cli, &simulate_request(a))?;
+            let steps = simulated_steps(&r)?;
+            if j {
+                let mut v = r.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("ok");
+                    o.remove("encoded");
+                }
+                return Ok(out_json(&v, cli.pretty));
+            }
+            Ok(render_simulation(a.vif, &r, &steps))
+        }
         Cmd::Flush => {
             let r = request(cli, &json!({"cmd": "trace_flush"}))?;
             Ok(if j { out_json(&r, cli.pretty) } else { format!("Removed {} trace request(s)\n", r["removed"]) })

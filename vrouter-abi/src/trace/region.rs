@@ -30,8 +30,9 @@ use super::step::Step;
 
 /// `b"VRTRACE1"` as a little-endian u64.
 pub const TRACE_MAGIC: u64 = u64::from_le_bytes(*b"VRTRACE1");
-/// Layout version of the trace region (2: the common region header prefix).
-pub const TRACE_LAYOUT_VERSION: u32 = 2;
+/// Layout version of the trace region (2: the common region header prefix; 3: route steps
+/// carry the matched prefix, ECMP member steps).
+pub const TRACE_LAYOUT_VERSION: u32 = 3;
 /// File name inside the run directory.
 pub const TRACE_FILE_NAME: &str = "trace";
 /// The region is readable by the vRouter's user only: its records carry tenants' packet

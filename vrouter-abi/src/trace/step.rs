@@ -119,17 +119,36 @@ pub enum Step {
         /// Why the copy was not sent (a mirror drop reason); `None` when queued.
         failed: Option<DropReason>,
     },
-    /// Route lookup in `vrf`: nexthop id and kind ([`NhKind`]), out vif (or
-    /// `u16::MAX`).
+    /// Route lookup in `vrf`: the matched prefix, nexthop id and kind ([`NhKind`]), out vif
+    /// (or `u16::MAX`). Recorded where the pipeline decided, not looked up again.
     Route {
         /// VRF id of the route lookup (0 for an MPLS label lookup).
         vrf: u32,
+        /// The matched prefix (IPv4 as `::ffff:a.b.c.d`), or the MPLS label when
+        /// `prefix_len` is [`ROUTE_BY_LABEL`], or the destination MAC (low 48 bits) when it is
+        /// [`ROUTE_BY_MAC`].
+        prefix: u128,
+        /// Length of the matched prefix (IPv4: 0-32), or [`ROUTE_BY_LABEL`] / [`ROUTE_BY_MAC`].
+        prefix_len: u8,
         /// Configured id of the nexthop found.
         nh_id: u32,
         /// [`NhKind`] code of that nexthop.
         nh_kind: u8,
         /// The vif the packet was sent on, `u16::MAX` when it was not sent.
         out_vif: u16,
+    },
+    /// ECMP: the member the packet's flow hash chose in composite nexthop `nh_id`.
+    Ecmp {
+        /// Configured id of the ECMP composite nexthop.
+        nh_id: u32,
+        /// The member's number in the composite (from 0).
+        member: u16,
+        /// Number of members.
+        members: u16,
+        /// Configured id of the member nexthop.
+        member_id: u32,
+        /// [`NhKind`] code of the member.
+        member_kind: u8,
     },
     /// Pushed tunnel: MPLSoUDP label or VXLAN VNI, remote vRouter, UDP source port.
     Encap {
@@ -198,6 +217,8 @@ crate::code_enum! {
         Drop = 15 => "drop";
         /// [`Step::Marked`].
         Marked = 16 => "marked";
+        /// [`Step::Ecmp`].
+        Ecmp = 17 => "ecmp";
     }
 }
 
@@ -215,6 +236,25 @@ crate::code_enum! {
         Discard = 4 => "discard", "Discard";
         /// ECMP group (tf's composite nexthop).
         Ecmp = 5 => "ecmp", "ECMP";
+    }
+}
+
+/// [`Step::Route`]'s `prefix_len` when the nexthop came from an MPLS label (in `prefix`).
+pub const ROUTE_BY_LABEL: u8 = 0xff;
+/// [`Step::Route`]'s `prefix_len` when the nexthop came from a bridge lookup of the
+/// destination MAC (in `prefix`).
+pub const ROUTE_BY_MAC: u8 = 0xfe;
+
+/// What selected a [`Step::Route`]'s nexthop, as text: `10.128.0.0/9`, `label 40`,
+/// `mac 02:00:00:00:00:01`.
+pub fn route_by(prefix: u128, prefix_len: u8) -> String {
+    match prefix_len {
+        ROUTE_BY_LABEL => format!("label {}", prefix as u32),
+        ROUTE_BY_MAC => {
+            let b = (prefix as u64).to_be_bytes();
+            format!("mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
+        }
+        len => format!("{}/{len}", show_addr(prefix)),
     }
 }
 
@@ -287,9 +327,21 @@ impl Step {
                     failed.map_or(u64::MAX, |r| r.index() as u64),
                 ],
             ),
-            Step::Route { vrf, nh_id, nh_kind, out_vif } => {
-                (Route, [u64::from(vrf), u64::from(nh_id), u64::from(nh_kind), u64::from(out_vif)])
+            Step::Route { vrf, prefix, prefix_len, nh_id, nh_kind, out_vif } => {
+                let [a, b] = u128_words(prefix);
+                let w0 =
+                    u64::from(vrf) | u64::from(nh_kind) << 32 | u64::from(prefix_len) << 40 | u64::from(out_vif) << 48;
+                (Route, [w0, u64::from(nh_id), a, b])
             }
+            Step::Ecmp { nh_id, member, members, member_id, member_kind } => (
+                Ecmp,
+                [
+                    u64::from(nh_id),
+                    u64::from(member) | u64::from(members) << 16 | u64::from(member_kind) << 32,
+                    u64::from(member_id),
+                    0,
+                ],
+            ),
             Step::Encap { vxlan, label, remote, sport } => {
                 (Encap, [u64::from(vxlan), u64::from(label), u64::from(u32::from(remote)), u64::from(sport)])
             }
@@ -338,7 +390,21 @@ impl Step {
                 bytes: w[2] as u32,
                 failed: if w[3] == u64::MAX { None } else { Some(DropReason::from_index(w[3] as usize)?) },
             },
-            Route => Step::Route { vrf: w[0] as u32, nh_id: w[1] as u32, nh_kind: w[2] as u8, out_vif: w[3] as u16 },
+            Route => Step::Route {
+                vrf: w[0] as u32,
+                nh_kind: (w[0] >> 32) as u8,
+                prefix_len: (w[0] >> 40) as u8,
+                out_vif: (w[0] >> 48) as u16,
+                nh_id: w[1] as u32,
+                prefix: words_u128(w[2], w[3]),
+            },
+            Ecmp => Step::Ecmp {
+                nh_id: w[0] as u32,
+                member: w[1] as u16,
+                members: (w[1] >> 16) as u16,
+                member_kind: (w[1] >> 32) as u8,
+                member_id: w[2] as u32,
+            },
             Encap => Step::Encap {
                 vxlan: w[0] != 0,
                 label: w[1] as u32,
@@ -366,6 +432,7 @@ impl Step {
             Step::FlowAction { .. } => StepKind::FlowAction,
             Step::Mirror { .. } => StepKind::Mirror,
             Step::Route { .. } => StepKind::Route,
+            Step::Ecmp { .. } => StepKind::Ecmp,
             Step::Encap { .. } => StepKind::Encap,
             Step::Egress { .. } => StepKind::Egress,
             Step::Drop { .. } => StepKind::Drop,
@@ -457,10 +524,19 @@ impl Step {
                     Some(r) => format!("mirror to analyzer index {analyzer} ({which}) failed: {}", r.name()),
                 }
             }
-            Step::Route { vrf, nh_id, nh_kind, out_vif } => {
+            Step::Route { vrf, prefix, prefix_len, nh_id, nh_kind, out_vif } => {
                 let out = if out_vif == u16::MAX { String::new() } else { format!(" via vif0/{out_vif}") };
-                format!("route in vrf {vrf}: nexthop {nh_id} ({}){out}", nh_kind_name(nh_kind))
+                let by = route_by(prefix, prefix_len);
+                if prefix_len == ROUTE_BY_LABEL {
+                    format!("route by {by}: nexthop {nh_id} ({}){out}", nh_kind_name(nh_kind))
+                } else {
+                    format!("route in vrf {vrf}: {by} -> nexthop {nh_id} ({}){out}", nh_kind_name(nh_kind))
+                }
             }
+            Step::Ecmp { nh_id, member, members, member_id, member_kind } => format!(
+                "ecmp nexthop {nh_id}: member {member} of {members}, nexthop {member_id} ({})",
+                nh_kind_name(member_kind)
+            ),
             Step::Encap { vxlan, label, remote, sport } => {
                 if vxlan {
                     format!("encapsulated VXLAN vni {label} to {remote}, udp source port {sport}")
@@ -508,9 +584,24 @@ impl Step {
                 "analyzer_index": analyzer, "secondary": secondary, "bytes": bytes,
                 "result": failed.map_or("queued", |r| r.key())
             }),
-            Step::Route { vrf, nh_id, nh_kind, out_vif } => json!({
-                "vrf": vrf, "nexthop": nh_id, "nexthop_type": nh_kind_name(nh_kind),
-                "out_vif": (out_vif != u16::MAX).then_some(out_vif)
+            Step::Route { vrf, prefix, prefix_len, nh_id, nh_kind, out_vif } => {
+                let mut v = json!({
+                    "vrf": vrf, "nexthop": nh_id, "nexthop_type": nh_kind_name(nh_kind),
+                    "out_vif": (out_vif != u16::MAX).then_some(out_vif)
+                });
+                match prefix_len {
+                    ROUTE_BY_LABEL => v["label"] = Value::from(prefix as u32),
+                    ROUTE_BY_MAC => v["mac"] = Value::from(route_by(prefix, prefix_len)),
+                    _ => {
+                        v["prefix"] = Value::from(show_addr(prefix));
+                        v["prefix_len"] = Value::from(prefix_len);
+                    }
+                }
+                v
+            }
+            Step::Ecmp { nh_id, member, members, member_id, member_kind } => json!({
+                "nexthop": nh_id, "member": member, "members": members, "member_nexthop": member_id,
+                "member_nexthop_type": nh_kind_name(member_kind)
             }),
             Step::Encap { vxlan, label, remote, sport } => json!({
                 "encap": if vxlan { "vxlan" } else { "mplsoudp" }, "label": label, "remote": remote.to_string(), "src_port": sport
@@ -562,7 +653,16 @@ mod tests {
             Step::FlowAction { action: 2, drop_reason: 0, mirror: 1, sec_mirror: 255 },
             Step::Mirror { analyzer: 1, secondary: false, bytes: 120, failed: None },
             Step::Mirror { analyzer: 3, secondary: true, bytes: 0, failed: Some(DropReason::MirrorNoNh) },
-            Step::Route { vrf: 1, nh_id: 3, nh_kind: NhKind::Tunnel as u8, out_vif: 0 },
+            Step::Route {
+                vrf: 1,
+                prefix: u128::from(Ipv4Addr::new(10, 128, 0, 0).to_ipv6_mapped()),
+                prefix_len: 9,
+                nh_id: 3,
+                nh_kind: NhKind::Tunnel as u8,
+                out_vif: 0,
+            },
+            Step::Route { vrf: 0, prefix: 40, prefix_len: ROUTE_BY_LABEL, nh_id: 2, nh_kind: 1, out_vif: u16::MAX },
+            Step::Ecmp { nh_id: 5, member: 1, members: 2, member_id: 3, member_kind: NhKind::Tunnel as u8 },
             Step::Encap { vxlan: false, label: 40, remote: Ipv4Addr::new(10, 10, 0, 2), sport: 50000 },
             Step::Egress { vif: 2, len: 60 },
             Step::Drop { reason: DropReason::FlowActionDrop },
@@ -576,6 +676,18 @@ mod tests {
         }
         assert_eq!(Step::decode(999, [0; 4]), None);
         assert_eq!(Step::decode(StepKind::Drop as u16, [100_000, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn routes_render_their_prefix_label_or_mac() {
+        let p = u128::from(Ipv4Addr::new(10, 128, 0, 0).to_ipv6_mapped());
+        let s = Step::Route { vrf: 1, prefix: p, prefix_len: 9, nh_id: 3, nh_kind: 2, out_vif: 0 };
+        assert_eq!(s.render(), "route in vrf 1: 10.128.0.0/9 -> nexthop 3 (tunnel) via vif0/0");
+        assert_eq!(s.to_json()["prefix"], "10.128.0.0");
+        assert_eq!(route_by(0x0200_0000_0001, ROUTE_BY_MAC), "mac 02:00:00:00:00:01");
+        assert_eq!(route_by(40, ROUTE_BY_LABEL), "label 40");
+        let e = Step::Ecmp { nh_id: 5, member: 1, members: 2, member_id: 3, member_kind: 2 };
+        assert_eq!(e.render(), "ecmp nexthop 5: member 1 of 2, nexthop 3 (tunnel)");
     }
 
     #[test]

@@ -668,6 +668,7 @@ impl Agent {
         let fail = |e: String| serde_json::json!({"ok": false, "error": e});
         match Target::of(v) {
             Err(e) => fail(e.to_string()),
+            Ok(Target::Trace) if protocol::cmd_of(v) == Some("trace_simulate") => self.simulate(v),
             Ok(Target::Trace) => match &self.trace {
                 Some(t) => t.command(v),
                 None => fail("tracing is not enabled".into()),
@@ -702,6 +703,51 @@ impl Agent {
                 }
                 Ok(AgentCommand::Unknown) => fail(format!("unknown command {:?}", protocol::cmd_of(v).unwrap_or(""))),
             },
+        }
+    }
+
+    /// `trace_simulate`: the packet described by `v` through the live pipeline and flow
+    /// table, changing nothing (see [`crate::trace::simulate`]); a packet without a flow
+    /// gets the verdict this agent's policy would give its flow.
+    fn simulate(&self, v: &serde_json::Value) -> serde_json::Value {
+        use crate::trace::simulate::{self, FlowSpec, PolicyVerdict};
+        let fail = |field: &str, e: String| serde_json::json!({"ok": false, "error": e, "field": field});
+        let token = match protocol::TraceAuth::decode(v) {
+            Ok(a) => a.token,
+            Err(e) => return fail("token", e.to_string()),
+        };
+        let cmd = match protocol::TraceCommand::decode(v) {
+            Ok(protocol::TraceCommand::TraceSimulate(c)) => c,
+            Ok(_) => return fail("cmd", "not trace_simulate".into()),
+            Err(e) => return fail("request", e.to_string()),
+        };
+        let spec = match FlowSpec::from_command(&self.fib, &cmd) {
+            Ok(s) => s,
+            Err(e) => return fail(e.field, e.to_string()),
+        };
+        match (&self.trace, token.as_deref()) {
+            (Some(t), token) => {
+                if let Err((field, e)) = t.may_simulate(token, spec.vif) {
+                    return fail(field, e);
+                }
+            }
+            (None, Some(_)) => return fail("token", "token: tracing is not enabled".into()),
+            (None, None) => {}
+        }
+        let (fib, policy) = (&self.fib, &self.policy);
+        let verdict_of = |key: &flow_table::FlowKey| {
+            let (d, _, _) = setup::evaluate(fib, policy, key, spec.vif);
+            PolicyVerdict {
+                forward: d.is_pass(),
+                drop_reason: d.drop_reason,
+                rule: d.nw_ace_uuid.as_deref().map(str::to_owned),
+                sg_rule: d.sg_rule_uuid.as_deref().map(str::to_owned),
+                action: d.action_names.to_owned(),
+            }
+        };
+        match simulate::run(fib, Some(&self.table), &spec, verdict_of) {
+            Ok(s) => s.to_json(),
+            Err(e) => fail(e.field, e.to_string()),
         }
     }
 

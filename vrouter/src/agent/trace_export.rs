@@ -309,6 +309,7 @@ pub fn step_message(r: &TraceRecord, info: &RegionInfo) -> PacketTraceStep {
         | Step::Decap { .. }
         | Step::Mirror { failed: None, .. }
         | Step::Encap { .. }
+        | Step::Ecmp { .. }
         | Step::Marked { .. } => {}
     }
     s

@@ -132,9 +132,55 @@ pub enum TraceCommand {
         #[serde(default, deserialize_with = "records_id")]
         id: Option<String>,
     },
+    /// Simulates a packet: built from a flow description, run through the live pipeline
+    /// and flow table without being sent or changing anything (answered by the agent).
+    TraceSimulate(Box<TraceSimulate>),
     /// Any other `trace_` name.
     #[serde(other)]
     Unknown,
+}
+
+/// The fields of `trace_simulate`: the packet to simulate. Each is checked, naming the
+/// field, when the packet is built (`vrouter::trace::simulate::FlowSpec`); absent or
+/// `null` is the field's default.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize)]
+pub struct TraceSimulate {
+    /// Ingress vif id (required).
+    #[serde(default)]
+    pub vif: Value,
+    /// The raw frame as hex digits (Ethernet header first), instead of the fields below.
+    #[serde(default)]
+    pub hex: Value,
+    /// Source MAC (default: the vif's VM MAC, else its own MAC).
+    #[serde(default)]
+    pub src_mac: Value,
+    /// Destination MAC (default: the vRouter MAC).
+    #[serde(default)]
+    pub dst_mac: Value,
+    /// Source IP (default: the vif's address).
+    #[serde(default)]
+    pub src_ip: Value,
+    /// Destination IP (required unless `hex`).
+    #[serde(default)]
+    pub dst_ip: Value,
+    /// `tcp`, `udp`, `icmp`, `icmp6` or a number (default `udp`).
+    #[serde(default)]
+    pub proto: Value,
+    /// Source port (default 49152).
+    #[serde(default)]
+    pub src_port: Value,
+    /// Destination port (default 80).
+    #[serde(default)]
+    pub dst_port: Value,
+    /// TCP flags: names (`syn,ack`) or a number (default `syn`).
+    #[serde(default)]
+    pub tcp_flags: Value,
+    /// IPv4 TTL / IPv6 hop limit (default 64).
+    #[serde(default)]
+    pub ttl: Value,
+    /// Payload bytes after the transport header (default 0).
+    #[serde(default)]
+    pub len: Value,
 }
 
 /// The request a command is about. An id that is missing or not a string is `None`, which

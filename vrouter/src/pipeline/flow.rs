@@ -29,7 +29,7 @@
 //!   drops with `ICMP errors`.
 
 use super::frag::{FragKey, FragPiece, FragTable, Later};
-use super::Verdict;
+use super::{Record, Verdict};
 use crate::drop_reason::DropReason;
 use crate::packet::{ipv4, ipv6, ipv6ext, IpProtocol};
 use flow_table::{tcp_flags, Action, FlowKey, FlowTable, Lookup};
@@ -305,7 +305,7 @@ impl FlowStage<'_> {
     /// action. `Ok(())` means forward.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn apply(
+    fn apply<R: Record>(
         &mut self,
         key: &FlowKey,
         hash: u32,
@@ -314,6 +314,7 @@ impl FlowStage<'_> {
         proto: u8,
         l4: &[u8],
         frame: MirrorFrame<'_>,
+        rec: &mut R,
     ) -> Result<(), Verdict> {
         // A burst hit is still valid: entries are only reused after this lcore's next
         // quiescent point. A burst miss is looked up again (an earlier packet of the burst,
@@ -321,6 +322,16 @@ impl FlowStage<'_> {
         // when a flow may be created, which looks up before it inserts.
         let (idx, created) = match found {
             Some(i) => (i, false),
+            // A simulation only looks up; without a flow, the verdict is the policy's.
+            None if R::DRY_RUN => match self.table.lookup(key, hash) {
+                Some(i) => (i, false),
+                None => {
+                    return match rec.no_flow(key) {
+                        Action::Forward => Ok(()),
+                        _ => Err(Verdict::Drop(DropReason::FlowActionDrop)),
+                    }
+                }
+            },
             None if !self.may_create => match self.table.lookup(key, hash) {
                 Some(i) => (i, false),
                 None => return Err(Verdict::Drop(DropReason::FlowUnusable)),
@@ -331,7 +342,7 @@ impl FlowStage<'_> {
                 Err(_) => return Err(Verdict::Drop(DropReason::FlowTableFull)),
             },
         };
-        if !self.reinject {
+        if !self.reinject && !R::DRY_RUN {
             self.table.account_as(self.lcore, idx, ip_len, self.now);
             let bits = tcp_bits(proto, l4);
             if bits != 0 {
@@ -341,6 +352,7 @@ impl FlowStage<'_> {
         let Some(entry) = self.table.entry(idx) else {
             return Err(Verdict::Drop(DropReason::FlowUnusable));
         };
+        rec.flow(idx, created, entry);
         if self.held.contains(idx) {
             return Err(Verdict::Hold { flow: idx, new: false });
         }
@@ -365,45 +377,48 @@ impl FlowStage<'_> {
     /// Returns the key's hash (0 on the out-of-line path, whose packets are never
     /// unfragmented TCP/UDP) with the verdict.
     #[inline(always)]
-    pub(super) fn ipv4(
+    pub(super) fn ipv4<R: Record>(
         &mut self,
         vrf: u32,
         ip: &ipv4::Packet<&[u8]>,
         frame: MirrorFrame<'_>,
         from_vm: bool,
+        rec: &mut R,
     ) -> (u32, Result<(), Verdict>) {
         let proto = ip.protocol();
         if needs_special_key(false, proto, ip.is_fragment(), ip.payload()) {
-            return (0, self.ipv4_special(vrf, ip, frame, from_vm));
+            return (0, self.ipv4_special(vrf, ip, frame, from_vm, rec));
         }
-        self.run(vrf, || key_v4(vrf, ip), u32::from(ip.total_len()), proto, ip.payload(), frame)
+        self.run(vrf, || key_v4(vrf, ip), u32::from(ip.total_len()), proto, ip.payload(), frame, rec)
     }
 
     /// The flow stage for an IPv6 packet in `vrf`.
     #[inline(always)]
-    pub(super) fn ipv6(
+    pub(super) fn ipv6<R: Record>(
         &mut self,
         vrf: u32,
         ip: &ipv6::Packet<&[u8]>,
         frame: MirrorFrame<'_>,
         from_vm: bool,
+        rec: &mut R,
     ) -> Result<(), Verdict> {
         let first = ip.next_header();
         let len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u32;
         if needs_special_key(true, first, false, ip.payload()) {
-            return self.ipv6_special(vrf, ip, len, frame, from_vm);
+            return self.ipv6_special(vrf, ip, len, frame, from_vm, rec);
         }
-        self.run(vrf, || key_v6(vrf, ip), len, first, ip.payload(), frame).1
+        self.run(vrf, || key_v6(vrf, ip), len, first, ip.payload(), frame, rec).1
     }
 
     /// IPv4 fragments and ICMP errors.
     #[inline(never)]
-    fn ipv4_special(
+    fn ipv4_special<R: Record>(
         &mut self,
         vrf: u32,
         ip: &ipv4::Packet<&[u8]>,
         frame: MirrorFrame<'_>,
         from_vm: bool,
+        rec: &mut R,
     ) -> Result<(), Verdict> {
         // The pre-pass keyed nothing for this packet.
         self.pre = None;
@@ -413,7 +428,7 @@ impl FlowStage<'_> {
         let l4 = ip.payload();
         if !ip.is_fragment() {
             let quoted = icmp4_quoted_key(vrf, src, dst, l4, from_vm).ok_or(Verdict::Drop(DropReason::IcmpError))?;
-            return self.icmp_error(&quoted, ip_len, proto, frame);
+            return self.icmp_error(&quoted, ip_len, proto, frame, rec);
         }
         let fk = FragKey::v4(vrf, proto, src, dst, ip.ident());
         let piece = FragPiece { offset: u32::from(ip.frag_offset()), len: l4.len() as u32, more: ip.more_frags() };
@@ -421,18 +436,19 @@ impl FlowStage<'_> {
             self.fragment_ports(fk, piece, proto, l4, |p, s, d| FlowKey::v4(vrf, p, src, dst, s, d))?;
         let key = FlowKey::v4(vrf, proto, src, dst, sport, dport);
         let l4 = if piece.offset == 0 { l4 } else { &[] };
-        self.keyed(&key, ip_len, proto, l4, frame)
+        self.keyed(&key, ip_len, proto, l4, frame, rec)
     }
 
     /// IPv6 packets with extension headers, fragments and ICMPv6 errors.
     #[inline(never)]
-    fn ipv6_special(
+    fn ipv6_special<R: Record>(
         &mut self,
         vrf: u32,
         ip: &ipv6::Packet<&[u8]>,
         ip_len: u32,
         frame: MirrorFrame<'_>,
         from_vm: bool,
+        rec: &mut R,
     ) -> Result<(), Verdict> {
         self.pre = None;
         let payload = ip.payload();
@@ -447,10 +463,10 @@ impl FlowStage<'_> {
             if is_icmp_error(proto, l4) {
                 let quoted =
                     icmp6_quoted_key(vrf, src, dst, l4, from_vm).ok_or(Verdict::Drop(DropReason::IcmpError))?;
-                return self.icmp_error(&quoted, ip_len, proto, frame);
+                return self.icmp_error(&quoted, ip_len, proto, frame, rec);
             }
             let (sport, dport) = key_ports(proto, l4, true);
-            return self.keyed(&FlowKey::v6(vrf, proto, src, dst, sport, dport), ip_len, proto, l4, frame);
+            return self.keyed(&FlowKey::v6(vrf, proto, src, dst, sport, dport), ip_len, proto, l4, frame, rec);
         };
         // RFC 8200: a datagram is (source, destination, identification); the transport
         // protocol is only known from the first fragment (a later one's fragment header
@@ -462,7 +478,7 @@ impl FlowStage<'_> {
             self.fragment_ports(fk, piece, proto, l4, |p, s, d| FlowKey::v6(vrf, p, src, dst, s, d))?;
         let key = FlowKey::v6(vrf, proto, src, dst, sport, dport);
         let l4 = if f.offset == 0 { l4 } else { &[] };
-        self.keyed(&key, ip_len, proto, l4, frame)
+        self.keyed(&key, ip_len, proto, l4, frame, rec)
     }
 
     /// A fragment's transport protocol and key ports: a first fragment's own (recorded in
@@ -507,17 +523,18 @@ impl FlowStage<'_> {
 
     /// The flow stage with a key built on the out-of-line path (a held packet re-run finds
     /// its flow through `held_flow`, as in [`FlowStage::run`]).
-    fn keyed(
+    fn keyed<R: Record>(
         &mut self,
         key: &FlowKey,
         ip_len: u32,
         proto: u8,
         l4: &[u8],
         frame: MirrorFrame<'_>,
+        rec: &mut R,
     ) -> Result<(), Verdict> {
         let hash = key.hash();
         let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, key, hash));
-        self.apply(key, hash, found, ip_len, proto, l4, frame)
+        self.apply(key, hash, found, ip_len, proto, l4, frame, rec)
     }
 
     /// The flow stage for an ICMP error quoting a packet of flow `quoted`: it travels in
@@ -526,14 +543,21 @@ impl FlowStage<'_> {
     /// It does not, but the quoted flow still waits for the agent's verdict: the error waits
     /// with it (held on it, not counted there) and runs again once it is set up. Otherwise
     /// it drops with `ICMP errors`.
-    fn icmp_error(&mut self, quoted: &FlowKey, ip_len: u32, proto: u8, frame: MirrorFrame<'_>) -> Result<(), Verdict> {
+    fn icmp_error<R: Record>(
+        &mut self,
+        quoted: &FlowKey,
+        ip_len: u32,
+        proto: u8,
+        frame: MirrorFrame<'_>,
+        rec: &mut R,
+    ) -> Result<(), Verdict> {
         let key = quoted.reverse();
         let hash = key.hash();
         if let Some(i) = self.table.lookup(&key, hash) {
             // A re-run error that was held on the quoted flow was not counted anywhere yet.
             let reinject = self.reinject;
             self.reinject = reinject && self.held_flow == Some(i);
-            let r = self.apply(&key, hash, Some(i), ip_len, proto, &[], frame);
+            let r = self.apply(&key, hash, Some(i), ip_len, proto, &[], frame, rec);
             self.reinject = reinject;
             return r;
         }
@@ -549,7 +573,8 @@ impl FlowStage<'_> {
     /// VRF, else with a fresh one from `make`. Returns the key's hash (the data plane reuses
     /// it) with the verdict.
     #[inline(always)]
-    pub(super) fn run(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run<R: Record>(
         &mut self,
         vrf: u32,
         make: impl FnOnce() -> FlowKey,
@@ -557,14 +582,17 @@ impl FlowStage<'_> {
         proto: u8,
         l4: &[u8],
         frame: MirrorFrame<'_>,
+        rec: &mut R,
     ) -> (u32, Result<(), Verdict>) {
         match self.pre.take() {
-            Some(p) if p.key.vrf() == vrf => (p.hash, self.apply(p.key, p.hash, p.found, ip_len, proto, l4, frame)),
+            Some(p) if p.key.vrf() == vrf => {
+                (p.hash, self.apply(p.key, p.hash, p.found, ip_len, proto, l4, frame, rec))
+            }
             _ => {
                 let key = make();
                 let hash = key.hash();
                 let found = self.held_flow.filter(|&i| self.table.is_entry_of(i, &key, hash));
-                (hash, self.apply(&key, hash, found, ip_len, proto, l4, frame))
+                (hash, self.apply(&key, hash, found, ip_len, proto, l4, frame, rec))
             }
         }
     }

@@ -102,5 +102,15 @@ pub fn forward_v4<B: PacketBuf>(
         return Some(Verdict::Drop(DropReason::FlowActionDrop));
     }
     let frame_len = ethernet::HEADER_LEN + usize::from(ip_len);
-    Some(output_v4(cx.fib, cx.vif.vrf, nh, pkt, Ingress::Local(cx.vif), hash, ttl, frame_len, vc))
+    Some(output_v4(
+        cx.fib,
+        cx.vif.vrf,
+        nh,
+        pkt,
+        Ingress::Local(cx.vif),
+        hash,
+        ttl,
+        frame_len,
+        &mut super::Both(vc, &mut ()),
+    ))
 }

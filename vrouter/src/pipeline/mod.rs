@@ -76,6 +76,7 @@ pub enum Verdict {
     },
 }
 
+pub mod decision;
 pub mod flow;
 pub mod frag;
 pub mod hit;
@@ -84,8 +85,45 @@ pub use vec_buf::VecBuf;
 pub mod icmp_error;
 pub mod source;
 pub mod vrf_count;
+pub use decision::{Decision, FlowDecision, Record, RouteBy, RouteDecision};
 pub use flow::{FlowMirror, FlowStage, MirrorFrame};
 pub use vrf_count::{TallySink, VrfCount, VrfTally};
+
+/// What the pipeline reports about a packet where it decides: its VRF counts ([`VrfCount`])
+/// and its decisions ([`Record`], for traces and `trace simulate`). `()` does neither, at
+/// no cost; [`Both`] does both.
+pub trait Observe: VrfCount + Record {}
+impl<T: VrfCount + Record> Observe for T {}
+
+/// A VRF counter and a decision recorder observing one packet together.
+pub struct Both<'a, C, R>(pub &'a mut C, pub &'a mut R);
+
+impl<C: VrfCount, R> VrfCount for Both<'_, C, R> {
+    #[inline(always)]
+    fn count(&mut self, vrf: u32, field: impl FnOnce(&mut vrouter_abi::stats::VrfCounters) -> &mut u64) {
+        self.0.count(vrf, field)
+    }
+}
+
+impl<C, R: Record> Record for Both<'_, C, R> {
+    const DRY_RUN: bool = R::DRY_RUN;
+    #[inline(always)]
+    fn route(&mut self, vrf: u32, by: RouteBy, nh: NhIdx) {
+        self.1.route(vrf, by, nh)
+    }
+    #[inline(always)]
+    fn member(&mut self, index: usize, nh: NhIdx) {
+        self.1.member(index, nh)
+    }
+    #[inline(always)]
+    fn flow(&mut self, index: u32, created: bool, entry: &flow_table::FlowEntry) {
+        self.1.flow(index, created, entry)
+    }
+    #[inline(always)]
+    fn no_flow(&mut self, key: &flow_table::FlowKey) -> flow_table::Action {
+        self.1.no_flow(key)
+    }
+}
 
 use Verdict::{Drop, Tx};
 
@@ -108,17 +146,19 @@ enum Ingress<'a> {
 /// forwarding, as when no flow table is configured).
 #[inline(always)]
 pub fn process<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, flows: Option<&mut FlowStage>) -> Verdict {
-    process_counted(fib, vif, pkt, flows, &mut ())
+    process_with(fib, vif, pkt, flows, &mut ())
 }
 
-/// [`process`], counting the decision in the VRF counters `vc` (see [`vrf_count`]).
+/// [`process`], counting its decisions in VRF counters ([`vrf_count`]) and recording them
+/// (route, nexthop, ECMP member, flow; [`decision`]) in `obs` where they are made. With
+/// `obs = &mut ()` it is [`process`].
 #[inline(always)]
-pub fn process_counted<B: PacketBuf, C: VrfCount>(
+pub fn process_with<B: PacketBuf, R: Observe>(
     fib: &Fib,
     vif: &Vif,
     pkt: &mut B,
     flows: Option<&mut FlowStage>,
-    vc: &mut C,
+    obs: &mut R,
 ) -> Verdict {
     // Flows track traffic entering or leaving VMs: routed or bridged from a VM vif, or decapsulated
     // from the fabric into a VM's VRF. The underlay's own traffic is stateless.
@@ -136,47 +176,47 @@ pub fn process_counted<B: PacketBuf, C: VrfCount>(
     match ethertype {
         EtherType::IPV4 => {
             if vif.kind == VifType::Fabric {
-                if let Some(v) = terminate_tunnel(fib, vif.vrf, pkt, flows, vc) {
+                if let Some(v) = terminate_tunnel(fib, vif.vrf, pkt, flows, obs) {
                     return v;
                 }
                 return if dst == vif.mac || dst == fib.router_mac {
-                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None, vc)
+                    route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), None, obs)
                 } else if ethernet::is_multicast(&dst) {
                     Drop(DropReason::NowhereToGo)
                 } else {
-                    bridge(fib, vif.vrf, dst, pkt, vc)
+                    bridge(fib, vif.vrf, dst, pkt, obs)
                 };
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows, vc)
+                route_v4(fib, vif.vrf, pkt, Ingress::Local(vif), flows, obs)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge_ip(fib, vif.vrf, dst, pkt, flows, vc)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows, obs)
             }
         }
         EtherType::IPV6 => {
-            if let Some(v) = neighbour_discovery(fib, vif, pkt, vc) {
+            if let Some(v) = neighbour_discovery(fib, vif, pkt, obs) {
                 return v;
             }
             let flows = if vif.kind == VifType::Virtual { flows } else { None };
             if dst == vif.mac || dst == fib.router_mac {
-                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows, vc)
+                route_v6(fib, vif.vrf, pkt, Ingress::Local(vif), flows, obs)
             } else if ethernet::is_multicast(&dst) {
                 Drop(DropReason::NowhereToGo)
             } else {
-                bridge_ip(fib, vif.vrf, dst, pkt, flows, vc)
+                bridge_ip(fib, vif.vrf, dst, pkt, flows, obs)
             }
         }
-        EtherType::ARP => arp_request(fib, vif, pkt, vc),
+        EtherType::ARP => arp_request(fib, vif, pkt, obs),
         // No VLAN sub-interfaces are configured: a tagged frame has no vif to enter.
         EtherType::VLAN | EtherType::QINQ => Drop(DropReason::InvalidIf),
         _ => {
             if ethernet::is_multicast(&dst) {
                 Drop(DropReason::InvalidProtocol)
             } else {
-                bridge(fib, vif.vrf, dst, pkt, vc)
+                bridge(fib, vif.vrf, dst, pkt, obs)
             }
         }
     }
@@ -190,12 +230,14 @@ fn resolve<'f>(
     nh: NhIdx,
     hash: impl FnOnce() -> u32,
     vrf: u32,
-    vc: &mut impl VrfCount,
+    obs: &mut impl Observe,
 ) -> Option<&'f Nexthop> {
     match fib.nexthop(nh)? {
         Nexthop::Ecmp { members, .. } => {
-            vc.count(vrf, |c| &mut c.ecmp_composites);
-            let m = members[hash() as usize % members.len()];
+            obs.count(vrf, |c| &mut c.ecmp_composites);
+            let i = hash() as usize % members.len();
+            let m = members[i];
+            obs.member(i, m);
             fib.nexthop(m)
         }
         other => Some(other),
@@ -231,13 +273,13 @@ fn l4_ports(proto: u8, l4: &[u8], first_fragment: bool) -> (u16, u16) {
 
 /// Routes the IPv4 packet (Ethernet frame at offset 0) in `vrf`.
 #[inline(always)]
-fn route_v4<B: PacketBuf>(
+fn route_v4<B: PacketBuf, R: Observe>(
     fib: &Fib,
     vrf: u32,
     pkt: &mut B,
     ingress: Ingress<'_>,
     flows: Option<&mut FlowStage>,
-    vc: &mut impl VrfCount,
+    obs: &mut R,
 ) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, ttl, frame_len) = {
@@ -245,15 +287,17 @@ fn route_v4<B: PacketBuf>(
             Ok(ip) => ip,
             Err(e) => return Drop(e.drop_reason()),
         };
-        let Some(nh) = table.route_v4(ip.dst_addr()) else {
-            vc.count(vrf, |c| &mut c.no_route_drops);
+        let dst = u32::from(ip.dst_addr());
+        let Some((nh, len)) = table.v4.lookup(dst) else {
+            obs.count(vrf, |c| &mut c.no_route_drops);
             return Drop(DropReason::NoL3Route);
         };
+        obs.route(vrf, decision::prefix_v4(dst, len), nh);
         let mut hash = None;
         if let Some(fs) = flows {
             let proto = ip.protocol();
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            let (key_hash, res) = fs.ipv4(vrf, &ip, frame, true);
+            let (key_hash, res) = fs.ipv4(vrf, &ip, frame, true, obs);
             if let Err(v) = res {
                 return v;
             }
@@ -267,7 +311,7 @@ fn route_v4<B: PacketBuf>(
         let hash = hash.unwrap_or_else(|| hash_v4(&ip));
         (nh, hash, ip.ttl(), ethernet::HEADER_LEN + usize::from(ip.total_len()))
     };
-    output_v4(fib, vrf, nh_idx, pkt, ingress, hash, ttl, frame_len, vc)
+    output_v4(fib, vrf, nh_idx, pkt, ingress, hash, ttl, frame_len, obs)
 }
 
 /// The end of IPv4 routing, once the route is known and the flow stage let the packet
@@ -277,7 +321,7 @@ fn route_v4<B: PacketBuf>(
 /// the flow-hit path ([`hit`]). The decision is counted in `vrf` (the route's).
 #[allow(clippy::too_many_arguments)] // always inlined: the arguments are registers
 #[inline(always)]
-fn output_v4<B: PacketBuf>(
+fn output_v4<B: PacketBuf, R: Observe>(
     fib: &Fib,
     vrf: u32,
     nh_idx: NhIdx,
@@ -286,19 +330,19 @@ fn output_v4<B: PacketBuf>(
     hash: u32,
     ttl: u8,
     frame_len: usize,
-    vc: &mut impl VrfCount,
+    obs: &mut R,
 ) -> Verdict {
     // Drop Ethernet padding so it is not carried inside a tunnel.
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
     }
-    let Some(nh) = resolve(fib, nh_idx, || hash, vrf, vc) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, vrf, obs) else { return Drop(DropReason::InvalidNh) };
     if let Nexthop::Receive { vif, .. } = nh {
-        vc.count(vrf, |c| &mut c.receives);
+        obs.count(vrf, |c| &mut c.receives);
         return Tx(*vif);
     }
     if let Nexthop::Discard { .. } = nh {
-        vc.count(vrf, |c| &mut c.discards);
+        obs.count(vrf, |c| &mut c.discards);
         return Drop(DropReason::Discard);
     }
     if let Ingress::Local(from) = ingress {
@@ -308,17 +352,17 @@ fn output_v4<B: PacketBuf>(
         let mut ip = ipv4::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.decrement_ttl_update_checksum();
     }
-    l3_output(fib, vrf, nh, pkt, EtherType::IPV4, hash, vc)
+    l3_output(fib, vrf, nh, pkt, EtherType::IPV4, hash, obs)
 }
 
 /// Routes the IPv6 packet (Ethernet frame at offset 0) in `vrf`.
-fn route_v6<B: PacketBuf>(
+fn route_v6<B: PacketBuf, R: Observe>(
     fib: &Fib,
     vrf: u32,
     pkt: &mut B,
     ingress: Ingress<'_>,
     flows: Option<&mut FlowStage>,
-    vc: &mut impl VrfCount,
+    obs: &mut R,
 ) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let (nh_idx, hash, hop_limit, frame_len) = {
@@ -326,13 +370,15 @@ fn route_v6<B: PacketBuf>(
             Ok(ip) => ip,
             Err(e) => return Drop(e.drop_reason()),
         };
-        let Some(nh) = table.route_v6(&ip.dst_addr().octets()) else {
-            vc.count(vrf, |c| &mut c.no_route_drops);
+        let dst = u128::from(ip.dst_addr());
+        let Some((nh, len)) = table.v6.lookup(dst) else {
+            obs.count(vrf, |c| &mut c.no_route_drops);
             return Drop(DropReason::NoL3Route);
         };
+        obs.route(vrf, decision::prefix_v6(dst, len), nh);
         if let Some(fs) = flows {
             let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: Some(nh) };
-            if let Err(v) = fs.ipv6(vrf, &ip, frame, true) {
+            if let Err(v) = fs.ipv6(vrf, &ip, frame, true, obs) {
                 return v;
             }
         }
@@ -342,13 +388,13 @@ fn route_v6<B: PacketBuf>(
     if pkt.data().len() > frame_len && !pkt.trim_to(frame_len) {
         return Drop(DropReason::PullFails);
     }
-    let Some(nh) = resolve(fib, nh_idx, || hash, vrf, vc) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, vrf, obs) else { return Drop(DropReason::InvalidNh) };
     if let Nexthop::Receive { vif, .. } = nh {
-        vc.count(vrf, |c| &mut c.receives);
+        obs.count(vrf, |c| &mut c.receives);
         return Tx(*vif);
     }
     if let Nexthop::Discard { .. } = nh {
-        vc.count(vrf, |c| &mut c.discards);
+        obs.count(vrf, |c| &mut c.discards);
         return Drop(DropReason::Discard);
     }
     if let Ingress::Local(from) = ingress {
@@ -358,7 +404,7 @@ fn route_v6<B: PacketBuf>(
         let mut ip = ipv6::Packet::new_unchecked(&mut pkt.data_mut()[ethernet::HEADER_LEN..]);
         ip.set_hop_limit(hop_limit - 1);
     }
-    l3_output(fib, vrf, nh, pkt, EtherType::IPV6, hash, vc)
+    l3_output(fib, vrf, nh, pkt, EtherType::IPV6, hash, obs)
 }
 
 /// Sends a routed packet (Ethernet frame at offset 0, TTL already handled) to `nh`,
@@ -371,14 +417,14 @@ fn l3_output<B: PacketBuf>(
     pkt: &mut B,
     ethertype: u16,
     hash: u32,
-    vc: &mut impl VrfCount,
+    obs: &mut impl Observe,
 ) -> Verdict {
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
             let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
             eth.set_dst_addr(*dst_mac);
             eth.set_src_addr(*src_mac);
-            vc.count(vrf, |c| &mut c.encaps);
+            obs.count(vrf, |c| &mut c.encaps);
             Tx(*vif)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
@@ -386,21 +432,21 @@ fn l3_output<B: PacketBuf>(
             if !pkt.adj(ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
-            push_tunnel(nh, pkt, hash, vrf, vc)
+            push_tunnel(nh, pkt, hash, vrf, obs)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Vxlan, inner_dst_mac, .. } => {
             let mut eth = ethernet::Frame::new_unchecked(pkt.data_mut());
             eth.set_dst_addr(*inner_dst_mac);
             eth.set_src_addr(fib.router_mac);
             eth.set_ethertype(ethertype);
-            push_tunnel(nh, pkt, hash, vrf, vc)
+            push_tunnel(nh, pkt, hash, vrf, obs)
         }
         Nexthop::Receive { vif, .. } => {
-            vc.count(vrf, |c| &mut c.receives);
+            obs.count(vrf, |c| &mut c.receives);
             Tx(*vif)
         }
         Nexthop::Discard { .. } => {
-            vc.count(vrf, |c| &mut c.discards);
+            obs.count(vrf, |c| &mut c.discards);
             Drop(DropReason::Discard)
         }
         Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
@@ -416,25 +462,25 @@ fn bridge_ip<B: PacketBuf>(
     dst: [u8; 6],
     pkt: &mut B,
     flows: Option<&mut FlowStage>,
-    vc: &mut impl VrfCount,
+    obs: &mut impl Observe,
 ) -> Verdict {
     if let Some(fs) = flows {
         // Nothing undeliverable reaches the flow stage (it would create a flow, or record a
         // first fragment's ports, for a frame that goes nowhere), as routing looks the route
         // up first.
         if fib.vrf(vrf).and_then(|t| t.bridge_lookup(&dst)).is_none() {
-            vc.count(vrf, |c| &mut c.no_route_drops);
+            obs.count(vrf, |c| &mut c.no_route_drops);
             return Drop(DropReason::NoL2Route);
         }
         if !bridges_where_it_routes(fib, vrf, &dst, pkt.data().get(ethernet::HEADER_LEN..).unwrap_or(&[])) {
             return Drop(DropReason::BridgeRouteMismatch);
         }
         let frame = MirrorFrame { l2: None, bytes: pkt.data(), nh: None };
-        if let Err(v) = inner_flow(fs, vrf, frame, true) {
+        if let Err(v) = inner_flow(fs, vrf, frame, true, obs) {
             return v;
         }
     }
-    bridge(fib, vrf, dst, pkt, vc)
+    bridge(fib, vrf, dst, pkt, obs)
 }
 
 /// Whether a bridged IP packet (`l3`) goes where its destination IP routes in `vrf`: the
@@ -463,30 +509,31 @@ fn bridges_where_it_routes(fib: &Fib, vrf: u32, dst_mac: &[u8; 6], l3: &[u8]) ->
 }
 
 /// Bridges a frame by destination MAC in `vrf` (no L2/L3 rewrite).
-fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, vc: &mut impl VrfCount) -> Verdict {
+fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, obs: &mut impl Observe) -> Verdict {
     let Some(table) = fib.vrf(vrf) else { return Drop(DropReason::InvalidIf) };
     let Some(nh_idx) = table.bridge_lookup(&dst) else {
-        vc.count(vrf, |c| &mut c.no_route_drops);
+        obs.count(vrf, |c| &mut c.no_route_drops);
         return Drop(DropReason::NoL2Route);
     };
+    obs.route(vrf, RouteBy::Mac(dst), nh_idx);
     let hash = || l2_hash(pkt.data());
-    let Some(nh) = resolve(fib, nh_idx, hash, vrf, vc) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, hash, vrf, obs) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, .. } => {
-            vc.count(vrf, |c| &mut c.l2_encaps);
+            obs.count(vrf, |c| &mut c.l2_encaps);
             Tx(*vif)
         }
         Nexthop::Receive { vif, .. } => {
-            vc.count(vrf, |c| &mut c.l2_receives);
+            obs.count(vrf, |c| &mut c.l2_receives);
             Tx(*vif)
         }
         Nexthop::Discard { .. } => {
-            vc.count(vrf, |c| &mut c.discards);
+            obs.count(vrf, |c| &mut c.discards);
             Drop(DropReason::Discard)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Vxlan, .. } => {
             let h = l2_hash(pkt.data());
-            push_tunnel(nh, pkt, h, vrf, vc)
+            push_tunnel(nh, pkt, h, vrf, obs)
         }
         Nexthop::Tunnel { encap: TunnelEncap::Mplsoudp, .. } => {
             // This vRouter's MPLSoUDP labels are L3: only IP payloads can cross them.
@@ -498,7 +545,7 @@ fn bridge<B: PacketBuf>(fib: &Fib, vrf: u32, dst: [u8; 6], pkt: &mut B, vc: &mut
             if !pkt.adj(ethernet::HEADER_LEN) {
                 return Drop(DropReason::PullFails);
             }
-            push_tunnel(nh, pkt, h, vrf, vc)
+            push_tunnel(nh, pkt, h, vrf, obs)
         }
         Nexthop::Ecmp { .. } => Drop(DropReason::InvalidNh),
     }
@@ -529,7 +576,7 @@ fn l2_hash(frame: &[u8]) -> u32 {
 /// and the UDP source port (flow entropy from `hash`) patched in. Counted in `vrf` once
 /// the headers are written.
 #[inline(always)]
-fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32, vrf: u32, vc: &mut impl VrfCount) -> Verdict {
+fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32, vrf: u32, obs: &mut impl Observe) -> Verdict {
     let Nexthop::Tunnel { vif, header, encap, .. } = nh else {
         return Drop(DropReason::InvalidNh);
     };
@@ -551,8 +598,8 @@ fn push_tunnel<B: PacketBuf>(nh: &Nexthop, pkt: &mut B, hash: u32, vrf: u32, vc:
         return Drop(DropReason::PushFails);
     }
     match encap {
-        TunnelEncap::Mplsoudp => vc.count(vrf, |c| &mut c.udp_mpls_tunnels),
-        TunnelEncap::Vxlan => vc.count(vrf, |c| &mut c.vxlan_tunnels),
+        TunnelEncap::Mplsoudp => obs.count(vrf, |c| &mut c.udp_mpls_tunnels),
+        TunnelEncap::Vxlan => obs.count(vrf, |c| &mut c.vxlan_tunnels),
     }
     Tx(*vif)
 }
@@ -584,7 +631,7 @@ fn terminate_tunnel<B: PacketBuf>(
     vrf: u32,
     pkt: &mut B,
     flows: Option<&mut FlowStage>,
-    vc: &mut impl VrfCount,
+    obs: &mut impl Observe,
 ) -> Option<Verdict> {
     let (proto, l4_off, dport, outer_src) = {
         let ip = match ipv4::Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) {
@@ -610,15 +657,15 @@ fn terminate_tunnel<B: PacketBuf>(
         (ip.protocol(), l4_off, dport, ip.src_addr())
     };
     if proto == IpProtocol::UDP && dport == MPLSOUDP_PORT {
-        return Some(decap_mpls(fib, vrf, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, vc));
+        return Some(decap_mpls(fib, vrf, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, obs));
     }
     if proto == IpProtocol::UDP && dport == VXLAN_PORT {
-        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, vc));
+        return Some(decap_vxlan(fib, pkt, l4_off + udp::HEADER_LEN, outer_src, flows, obs));
     }
     // Anything else addressed to the vRouter goes to the host interface.
     Some(match fib.host_vif {
         Some(h) => {
-            vc.count(vrf, |c| &mut c.receives);
+            obs.count(vrf, |c| &mut c.receives);
             Tx(h)
         }
         None => Drop(DropReason::NowhereToGo),
@@ -635,7 +682,7 @@ fn decap_mpls<B: PacketBuf>(
     mut off: usize,
     outer_src: Ipv4Addr,
     flows: Option<&mut FlowStage>,
-    vc: &mut impl VrfCount,
+    obs: &mut impl Observe,
 ) -> Verdict {
     let label = {
         let Some(mut bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
@@ -661,6 +708,7 @@ fn decap_mpls<B: PacketBuf>(
         m.label()
     };
     let Some(&nh_idx) = fib.labels.get(&label) else { return Drop(DropReason::InvalidLabel) };
+    obs.route(0, RouteBy::Label(label), nh_idx);
     let inner = off + mpls::HEADER_LEN;
     let (ethertype, hash) = {
         let bytes = &pkt.data()[inner.min(pkt.data().len())..];
@@ -677,7 +725,7 @@ fn decap_mpls<B: PacketBuf>(
             None => return Drop(DropReason::PullFails),
         }
     };
-    let Some(nh) = resolve(fib, nh_idx, || hash, fabric_vrf, vc) else { return Drop(DropReason::InvalidNh) };
+    let Some(nh) = resolve(fib, nh_idx, || hash, fabric_vrf, obs) else { return Drop(DropReason::InvalidNh) };
     match nh {
         Nexthop::Encap { vif, dst_mac, src_mac, .. } => {
             // The inner source must route back to the sending vRouter in the VRF of the VM
@@ -692,7 +740,7 @@ fn decap_mpls<B: PacketBuf>(
                 l2[6..12].copy_from_slice(src_mac);
                 l2[12..].copy_from_slice(&ethertype.to_be_bytes());
                 let frame = MirrorFrame { l2: Some(l2), bytes: &pkt.data()[inner..], nh: Some(nh_idx) };
-                if let Err(v) = inner_flow(fs, out.vrf, frame, false) {
+                if let Err(v) = inner_flow(fs, out.vrf, frame, false, obs) {
                     return v;
                 }
             }
@@ -703,12 +751,12 @@ fn decap_mpls<B: PacketBuf>(
             eth.set_dst_addr(*dst_mac);
             eth.set_src_addr(*src_mac);
             eth.set_ethertype(ethertype);
-            vc.count(out.vrf, |c| &mut c.mplsoudp_decaps);
-            vc.count(out.vrf, |c| &mut c.encaps);
+            obs.count(out.vrf, |c| &mut c.mplsoudp_decaps);
+            obs.count(out.vrf, |c| &mut c.encaps);
             Tx(*vif)
         }
         Nexthop::Discard { .. } => {
-            vc.count(fabric_vrf, |c| &mut c.discards);
+            obs.count(fabric_vrf, |c| &mut c.discards);
             Drop(DropReason::Discard)
         }
         _ => Drop(DropReason::InvalidNh),
@@ -716,13 +764,13 @@ fn decap_mpls<B: PacketBuf>(
 }
 
 /// Decapsulates VXLAN (the VXLAN header at `off`) from `outer_src`.
-fn decap_vxlan<B: PacketBuf>(
+fn decap_vxlan<B: PacketBuf, R: Observe>(
     fib: &Fib,
     pkt: &mut B,
     off: usize,
     outer_src: Ipv4Addr,
     flows: Option<&mut FlowStage>,
-    vc: &mut impl VrfCount,
+    obs: &mut R,
 ) -> Verdict {
     let vni = {
         let Some(bytes) = pkt.data().get(off..) else { return Drop(DropReason::PullFails) };
@@ -755,7 +803,7 @@ fn decap_vxlan<B: PacketBuf>(
             return Drop(DropReason::BridgeRouteMismatch);
         }
         let frame = MirrorFrame { l2: None, bytes: &pkt.data()[inner..], nh: None };
-        if let Err(v) = inner_flow(fs, vrf, frame, false) {
+        if let Err(v) = inner_flow(fs, vrf, frame, false, obs) {
             return v;
         }
     }
@@ -764,15 +812,15 @@ fn decap_vxlan<B: PacketBuf>(
     }
     let v = if routed {
         match ethertype {
-            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None, vc),
-            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None, vc),
+            EtherType::IPV4 => route_v4(fib, vrf, pkt, Ingress::Decap, None, obs),
+            EtherType::IPV6 => route_v6(fib, vrf, pkt, Ingress::Decap, None, obs),
             _ => Drop(DropReason::InvalidProtocol),
         }
     } else {
-        bridge(fib, vrf, dst, pkt, vc)
+        bridge(fib, vrf, dst, pkt, obs)
     };
     if let Tx(_) = v {
-        vc.count(vrf, |c| &mut c.vxlan_decaps);
+        obs.count(vrf, |c| &mut c.vxlan_decaps);
     }
     v
 }
@@ -780,23 +828,29 @@ fn decap_vxlan<B: PacketBuf>(
 /// Flow stage for an IP packet decapsulated from the fabric, or bridged from a VM
 /// (`from_vm`): `frame` is the packet as a mirror would copy it (an Ethernet frame, or an
 /// IP packet with the L2 header to give it).
-fn inner_flow(fs: &mut FlowStage, vrf: u32, frame: MirrorFrame<'_>, from_vm: bool) -> Result<(), Verdict> {
+fn inner_flow<R: Observe>(
+    fs: &mut FlowStage,
+    vrf: u32,
+    frame: MirrorFrame<'_>,
+    from_vm: bool,
+    obs: &mut R,
+) -> Result<(), Verdict> {
     let l3 = if frame.l2.is_some() { frame.bytes } else { frame.bytes.get(ethernet::HEADER_LEN..).unwrap_or(&[]) };
     match l3.first().map(|b| b >> 4) {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.ipv4(vrf, &ip, frame, from_vm).1
+            fs.ipv4(vrf, &ip, frame, from_vm, obs).1
         }
         Some(6) => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|e| Drop(e.drop_reason()))?;
-            fs.ipv6(vrf, &ip, frame, from_vm)
+            fs.ipv6(vrf, &ip, frame, from_vm, obs)
         }
         _ => Err(Drop(DropReason::InvalidProtocol)),
     }
 }
 
 /// ARP: proxy answers for VMs, the vRouter IP on the fabric; everything else is counted.
-fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut impl VrfCount) -> Verdict {
+fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, obs: &mut impl Observe) -> Verdict {
     let (op, sha, spa, tpa) = {
         let Some(bytes) = pkt.data().get(ethernet::HEADER_LEN..) else {
             return Drop(DropReason::PullFails);
@@ -824,7 +878,7 @@ fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut impl Vr
             match fib.vrf(vif.vrf).and_then(|v| v.route_v4(tpa)) {
                 Some(_) => true,
                 None => {
-                    vc.count(vif.vrf, |c| &mut c.no_route_drops);
+                    obs.count(vif.vrf, |c| &mut c.no_route_drops);
                     return Drop(DropReason::NoL3Route);
                 }
             }
@@ -846,7 +900,7 @@ fn arp_request<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut impl Vr
     a.set_sender_protocol_addr(tpa);
     a.set_target_hardware_addr(sha);
     a.set_target_protocol_addr(spa);
-    vc.count(vif.vrf, |c| &mut c.resolves);
+    obs.count(vif.vrf, |c| &mut c.resolves);
     Tx(vif.id)
 }
 
@@ -855,7 +909,7 @@ const NA_LEN: usize = 24 + 8;
 
 /// IPv6 neighbour discovery from VMs: answers solicitations for routed addresses (proxy ND).
 /// Returns `None` for packets that are not neighbour discovery.
-fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut impl VrfCount) -> Option<Verdict> {
+fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, obs: &mut impl Observe) -> Option<Verdict> {
     let (src, target, requester) = {
         let data = pkt.data();
         let ip = match ipv6::Packet::new_checked(&data[ethernet::HEADER_LEN..]) {
@@ -891,7 +945,7 @@ fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut
         return Some(Drop(DropReason::TrapNoIf));
     }
     if fib.vrf(vif.vrf).and_then(|v| v.route_v6(&target.octets())).is_none() {
-        vc.count(vif.vrf, |c| &mut c.no_route_drops);
+        obs.count(vif.vrf, |c| &mut c.no_route_drops);
         return Some(Drop(DropReason::NoL3Route));
     }
     let want = ethernet::HEADER_LEN + ipv6::HEADER_LEN + NA_LEN;
@@ -901,7 +955,7 @@ fn neighbour_discovery<B: PacketBuf>(fib: &Fib, vif: &Vif, pkt: &mut B, vc: &mut
         return Some(Drop(DropReason::PushFails));
     }
     write_neighbor_advert(pkt.data_mut(), vif.mac, requester, target, src);
-    vc.count(vif.vrf, |c| &mut c.resolves);
+    obs.count(vif.vrf, |c| &mut c.resolves);
     Some(Tx(vif.id))
 }
 

@@ -218,7 +218,7 @@ fn counted(on: u16, frame: &[u8], headroom: usize) -> (Verdict, BTreeMap<u32, Vr
     let vif = fib.vif(on).unwrap().clone();
     let mut vc = BTreeMap::new();
     let mut b = VecBuf::new(headroom, frame);
-    (process_counted(fib, &vif, &mut b, None, &mut vc), vc)
+    (process_with(fib, &vif, &mut b, None, &mut Both(&mut vc, &mut ())), vc)
 }
 
 fn only(vrf: u32, c: VrfCounters) -> BTreeMap<u32, VrfCounters> {
@@ -461,7 +461,7 @@ mod hit_path {
                 frags: &mut frag::FragTable::default(),
             };
             let mut vc_gen = BTreeMap::<u32, VrfCounters>::new();
-            let general = process_counted(fib, &vif, &mut b, Some(&mut stage), &mut vc_gen);
+            let general = process_with(fib, &vif, &mut b, Some(&mut stage), &mut Both(&mut vc_gen, &mut ()));
 
             let after_hit = t_hit.snapshot(i_hit).unwrap().unwrap();
             let after_gen = t_gen.snapshot(i_gen).unwrap().unwrap();

@@ -88,6 +88,15 @@ impl VrfCount for std::collections::BTreeMap<u32, VrfCounters> {
     }
 }
 
+/// Counting only: records no decision.
+impl crate::pipeline::Record for TallySink<'_> {}
+
+/// Recording only: counts nothing.
+impl VrfCount for crate::pipeline::Decision {
+    #[inline(always)]
+    fn count(&mut self, _vrf: u32, _field: impl FnOnce(&mut VrfCounters) -> &mut u64) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

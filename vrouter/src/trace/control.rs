@@ -242,6 +242,22 @@ impl TraceControl {
             .ok_or_else(|| bad("token", "not a valid tenant token"))
     }
 
+    /// Whether the caller of `token` (none: the operator) may simulate a packet entering
+    /// `vif`: a tenant only on the vifs of its own VNs. `Err((field, message))`.
+    pub fn may_simulate(&self, token: Option<&str>, vif: u16) -> Result<(), (&'static str, String)> {
+        match self.caller(token).map_err(|e| (e.field, e.to_string()))? {
+            Caller::Operator => Ok(()),
+            Caller::Tenant(t) => {
+                let vn = self.fib.vif(vif).and_then(|v| v.vn_name.as_deref());
+                if vn.is_some_and(|vn| t.vns.iter().any(|x| x == vn)) {
+                    Ok(())
+                } else {
+                    Err(("vif", format!("vif: vif {vif} is not in a VN of tenant {}", t.name)))
+                }
+            }
+        }
+    }
+
     /// A tenant may only trace on the vifs of its own VNs.
     fn check_tenant(&self, t: &Tenant, r: &TraceRequest) -> Result<(), FieldError> {
         let own_vif = |id: u16| {
@@ -573,6 +589,7 @@ impl TraceControl {
                 let recs: Vec<Value> = traces.iter().flat_map(|t| t.records.iter().map(view::record_to_json)).collect();
                 json!({"ok": true, "region": info, "records": recs})
             }),
+            TraceCommand::TraceSimulate(_) => Err(bad("cmd", "trace_simulate is answered by the agent")),
             TraceCommand::Unknown => Err(bad("cmd", "unknown trace command")),
         };
         r.unwrap_or_else(|e| failed(e.field, e.to_string()))
@@ -902,6 +919,8 @@ mod tests {
                     1,
                     &Step::Route {
                         vrf: 0,
+                        prefix: 18,
+                        prefix_len: super::super::step::ROUTE_BY_LABEL,
                         nh_id: 2,
                         nh_kind: super::super::step::NhKind::Encap as u8,
                         out_vif: u16::MAX,

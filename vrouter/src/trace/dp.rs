@@ -9,20 +9,22 @@
 //! per-lcore side table so later packets of the flow continue the same trace while the
 //! request is enabled and within its limit. Steps are appended to the lcore's ring in the
 //! trace region as they happen; after the pipeline ran, the flow lookup, flow action,
-//! mirror copies, route, encapsulation and egress or drop are recorded from what the
-//! pipeline left (the verdict, the flow entry, the rewritten frame).
+//! mirror copies, route, ECMP member, encapsulation and egress or drop are written from
+//! what the pipeline recorded where it decided ([`crate::pipeline::Decision`]) and the
+//! frame it left: nothing is looked up again (see [`super::steps`]).
 
 use super::control::{Active, Published};
 use super::region::RingWriter;
-use super::request::{addr128, v4_words, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
+use super::request::{addr128, v4_header, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
 use super::step::Step;
+use super::steps::{parse, parsed_steps, Parsed};
 use crate::config::VifType;
 use crate::drop_reason::DropReason;
-use crate::fib::{Fib, Nexthop, Vif, MPLSOUDP_PORT, VXLAN_PORT};
-use crate::packet::{ethernet, ipv4, ipv6, mpls, udp, vxlan, EtherType, IpProtocol};
-use crate::pipeline::flow::{key_v4, key_v6, CopyResults};
-use crate::pipeline::{FlowMirror, MirrorFrame, PacketBuf, Verdict};
-use flow_table::{FlowKey, FlowTable};
+use crate::fib::{Fib, Vif};
+use crate::packet::{ethernet, ipv4, ipv6, EtherType, IpProtocol};
+use crate::pipeline::flow::CopyResults;
+use crate::pipeline::{Decision, FlowMirror, MirrorFrame, PacketBuf, Verdict};
+use flow_table::FlowKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,20 +32,6 @@ use std::sync::Arc;
 
 /// Most flows an lcore follows at once (older ones are forgotten beyond that).
 const MAX_TRACED_FLOWS: usize = 65536;
-
-/// How the route of a traced packet is found again after the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteHint {
-    None,
-    /// LPM in `vrf` for `dst` (IPv4-mapped for IPv4).
-    Lpm {
-        vrf: u32,
-        dst: u128,
-        v6: bool,
-    },
-    /// MPLS label of a decapsulated packet.
-    Label(u32),
-}
 
 /// The trace of the packet being processed.
 #[derive(Debug, Clone, Copy)]
@@ -53,10 +41,6 @@ pub struct TraceCtx {
     pub trace_id: u64,
     /// Packet number within the trace (1 for the first).
     pub pkt: u32,
-    key: Option<FlowKey>,
-    /// The flow stage applies to this packet (routed from a VM, or decapsulated to one).
-    flow_path: bool,
-    route: RouteHint,
     /// Mirror copies made while the pipeline ran (recorded after the flow steps).
     mirror: [Option<(u64, Step)>; 2],
 }
@@ -77,6 +61,8 @@ pub struct TraceLcore {
     /// The header filters of the active requests that may match packets entering
     /// `burst_vif`, and whether any request may (set by [`Self::begin_burst`]).
     burst_quick: Vec<QuickV4>,
+    /// `burst_quick`'s only filter when it has one (the common case: one request).
+    burst_single: Option<QuickV4>,
     burst_vif: Option<u16>,
     burst_in_scope: bool,
     flows: HashMap<FlowKey, Traced>,
@@ -101,6 +87,7 @@ impl TraceLcore {
             epoch: u64::MAX,
             active: Arc::new(Vec::new()),
             burst_quick: Vec::new(),
+            burst_single: None,
             burst_vif: None,
             burst_in_scope: false,
             flows: HashMap::new(),
@@ -134,6 +121,10 @@ impl TraceLcore {
             let quick =
                 self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
             self.burst_quick.extend(quick);
+            self.burst_single = match self.burst_quick[..] {
+                [q] => Some(q),
+                _ => None,
+            };
             self.burst_in_scope = self.active.iter().any(|a| a.matcher.may_match_vif(vif));
         }
         self.burst_in_scope
@@ -150,22 +141,13 @@ impl TraceLcore {
         self.ring.push(tsc, ctx.trace_id, ctx.pkt, &s);
     }
 
-    /// Whether an enabled request may match `frame` entering `vif`: only a header test on
-    /// bytes the PMD has just written; [`Self::classify`] decides for the frames it
-    /// accepts. Every packet of a traced flow matches its request (same headers, vif and
-    /// VRF), so a frame it rejects is not traced. Frames from the fabric always pass: one
-    /// may carry another vRouter's trace mark.
-    /// Only valid after [`Self::begin_burst`] for `vif` returned true.
+    /// The per-packet pre-filter of a burst entering `vif`, as a value the candidate loop
+    /// keeps in registers (see [`BurstFilter::may_match`]). Only valid after
+    /// [`Self::begin_burst`] for `vif` returned true.
     #[inline(always)]
-    pub fn may_match(&self, vif: &Vif, frame: &[u8]) -> bool {
-        if vif.kind == VifType::Fabric {
-            return true;
-        }
+    pub fn burst_filter<'a>(&'a self, vif: &'a Vif) -> BurstFilter<'a> {
         debug_assert_eq!(self.burst_vif, Some(vif.id));
-        match v4_words(frame) {
-            Some(w) => self.burst_quick.iter().any(|q| q.accepts(&w)),
-            None => self.may_match_other(vif, frame),
-        }
+        BurstFilter { lcore: self, vif, pass_all: vif.kind == VifType::Fabric, single: self.burst_single }
     }
 
     /// [`Self::may_match`] for frames that are not plain IPv4.
@@ -236,14 +218,7 @@ impl TraceLcore {
             }
             None => 1,
         };
-        let ctx = TraceCtx {
-            trace_id,
-            pkt,
-            key: parsed.key,
-            flow_path: parsed.flow_path,
-            route: parsed.route,
-            mirror: [None, None],
-        };
+        let ctx = TraceCtx { trace_id, pkt, mirror: [None, None] };
         self.push(tsc, &ctx, Step::Ingress { vif: vif.id, queue, len: len as u32 });
         self.push(tsc, &ctx, Step::Marked { from });
         self.record_parsed(&ctx, &parsed, tsc);
@@ -251,27 +226,8 @@ impl TraceLcore {
     }
 
     fn record_parsed(&mut self, ctx: &TraceCtx, parsed: &Parsed, tsc: u64) {
-        if let Some(d) = parsed.decap {
-            self.push(tsc, ctx, d);
-        }
-        let p = &parsed.fields;
-        let ip = p.ip.unwrap_or_default();
-        self.push(
-            tsc,
-            ctx,
-            Step::Parsed {
-                ethertype: p.ethertype,
-                proto: ip.proto,
-                sport: ip.sport,
-                dport: ip.dport,
-                vrf: p.vrf,
-                ip_len: parsed.ip_len,
-                ttl: parsed.ttl,
-            },
-        );
-        if p.ip.is_some() {
-            self.push(tsc, ctx, Step::Addresses { src: ip.src, dst: ip.dst });
-        }
+        let ring = &mut self.ring;
+        parsed_steps(parsed, |s| ring.push(tsc, ctx.trace_id, ctx.pkt, &s));
     }
 
     #[cold]
@@ -305,110 +261,36 @@ impl TraceLcore {
             found = Some((id, 1, a.uuid, true));
         }
         let (trace_id, pkt, uuid, new_trace) = found?;
-        let ctx = TraceCtx {
-            trace_id,
-            pkt,
-            key: parsed.key,
-            flow_path: parsed.flow_path,
-            route: parsed.route,
-            mirror: [None, None],
-        };
+        let ctx = TraceCtx { trace_id, pkt, mirror: [None, None] };
         self.push(tsc, &ctx, Step::Ingress { vif: vif.id, queue, len: frame.len() as u32 });
         self.push(tsc, &ctx, Step::Matched { request: uuid, new_trace });
         self.record_parsed(&ctx, &parsed, tsc);
         Some(ctx)
     }
 
-    /// Records what the pipeline did with a traced packet: `pkt` holds the frame as it is now
+    /// Records what the pipeline did with a traced packet, from what it recorded where it
+    /// decided (`decision`: flow, route, ECMP member) and `pkt`, the frame as it is now
     /// (rewritten, encapsulated). A frame leaving in a tunnel gets the trace mark here.
-    // The mark's side effects (grow the frame, insert) stay out of a match guard.
-    #[allow(clippy::collapsible_match)]
     pub fn finish<B: PacketBuf>(
         &mut self,
         fib: &Fib,
-        table: Option<&FlowTable>,
         ctx: &mut TraceCtx,
+        decision: &Decision,
         verdict: Verdict,
         pkt: &mut B,
         tsc: u64,
     ) {
-        let mut entry = None;
-        if let (true, Some(t), Some(key)) = (ctx.flow_path, table, ctx.key) {
-            if let Some(idx) = t.lookup(&key, key.hash()) {
-                if let Some(e) = t.entry(idx) {
-                    let hit = !matches!(verdict, Verdict::Hold { new: true, .. });
-                    let action = e.action() as u8;
-                    self.push(tsc, ctx, Step::FlowLookup { hit, index: idx, gen: e.gen(), action });
-                    entry = Some((action, e.drop_reason(), e.mirror(), e.sec_mirror()));
-                }
-            }
-        }
-        if let Verdict::Hold { flow, new } = verdict {
-            self.push(tsc, ctx, Step::Held { flow, new });
+        let (id, n) = (ctx.trace_id, ctx.pkt);
+        let ring = &mut self.ring;
+        if !super::steps::flow_steps(decision, verdict, |s| ring.push(tsc, id, n, &s)) {
             return;
-        }
-        if let Some((action, drop_reason, mirror, sec_mirror)) = entry {
-            self.push(tsc, ctx, Step::FlowAction { action, drop_reason, mirror, sec_mirror });
         }
         for m in ctx.mirror.iter_mut() {
             if let Some((t, s)) = m.take() {
-                self.ring.push(t, ctx.trace_id, ctx.pkt, &s);
+                ring.push(t, id, n, &s);
             }
         }
-        let out_vif = match verdict {
-            Verdict::Tx(v) => v,
-            _ => u16::MAX,
-        };
-        let nh = match ctx.route {
-            RouteHint::None => None,
-            RouteHint::Lpm { vrf, dst, v6 } => fib
-                .vrf(vrf)
-                .and_then(|t| {
-                    if v6 {
-                        t.route_v6(&dst.to_be_bytes())
-                    } else {
-                        t.route_v4(std::net::Ipv6Addr::from(dst).to_ipv4_mapped()?)
-                    }
-                })
-                .map(|nh| (vrf, nh)),
-            RouteHint::Label(l) => fib.labels.get(&l).map(|&nh| (0, nh)),
-        };
-        if let Some((vrf, idx)) = nh {
-            if let Some(n) = fib.nexthop(idx) {
-                self.push(tsc, ctx, Step::Route { vrf, nh_id: n.id(), nh_kind: n.kind().code(), out_vif });
-            }
-        }
-        match verdict {
-            Verdict::Tx(v) => {
-                let to_fabric = fib.vif(v).is_some_and(|x| x.kind == VifType::Fabric);
-                if to_fabric {
-                    if let Some(s) = encap_of(fib, pkt.data()) {
-                        let id = ctx.trace_id as u32;
-                        match s {
-                            Step::Encap { vxlan: true, .. } => set_trace_mark(pkt.data_mut(), id),
-                            // No headroom for the mark: the packet goes unmarked (the next
-                            // vRouter does not continue the trace) rather than not at all.
-                            Step::Encap { vxlan: false, .. } => {
-                                if pkt.prepend(super::mark::MPLS_MARK_LEN)
-                                    && !super::mark::insert_mpls_mark(pkt.data_mut(), id)
-                                {
-                                    pkt.adj(super::mark::MPLS_MARK_LEN);
-                                }
-                            }
-                            _ => {}
-                        }
-                        self.push(tsc, ctx, s);
-                    }
-                }
-                self.push(tsc, ctx, Step::Egress { vif: v, len: pkt.data().len() as u32 });
-            }
-            Verdict::Drop(reason) => self.push(tsc, ctx, Step::Drop { reason }),
-            // The traced packet is dropped; the buffer leaves as an answer to its sender.
-            Verdict::Reply { drop, .. } => self.push(tsc, ctx, Step::Drop { reason: drop }),
-            // Held packets are recorded when held and released; a fragment parked until its
-            // first fragment comes runs again untraced.
-            Verdict::Hold { .. } | Verdict::FragWait => {}
-        }
+        super::steps::route_steps(fib, decision, verdict, pkt, Some(id as u32), |s| ring.push(tsc, id, n, &s));
     }
 
     /// Records a drop decided outside the pipeline (queue full, no TX target...).
@@ -433,6 +315,74 @@ impl TraceLcore {
     pub fn forget_held(&mut self, pkt: usize, reason: DropReason, tsc: u64) {
         if let Some((ctx, _)) = self.held.remove(&pkt) {
             self.push(tsc, &ctx, Step::Drop { reason });
+        }
+    }
+}
+
+/// The per-packet pre-filter of one burst ([`TraceLcore::burst_filter`]).
+#[derive(Clone, Copy)]
+pub struct BurstFilter<'a> {
+    lcore: &'a TraceLcore,
+    vif: &'a Vif,
+    /// Frames from the fabric always pass: one may carry another vRouter's trace mark.
+    pass_all: bool,
+    /// The only request's header filter, when one request may match the burst.
+    single: Option<QuickV4>,
+}
+
+impl BurstFilter<'_> {
+    /// The candidates of a burst (bit `i`: [`Self::may_match`] holds for frame `i`; a burst
+    /// has at most 32 frames). The request's compare is chosen once per burst, not per frame: with one
+    /// request naming one to three header words, the loop is those loads and compares.
+    #[inline(always)]
+    pub fn scan<'f>(&self, frames: impl Iterator<Item = &'f [u8]>) -> u32 {
+        if self.pass_all {
+            return frames.fold(0, |c, _| c << 1 | 1);
+        }
+        match &self.single {
+            Some(q) => match q.words() {
+                1 => self.scan_with(frames, |h| q.word(h, 0) == 0),
+                2 => self.scan_with(frames, |h| q.word(h, 0) | q.word(h, 1) == 0),
+                3 => self.scan_with(frames, |h| q.word(h, 0) | q.word(h, 1) | q.word(h, 2) == 0),
+                _ => self.scan_with(frames, |h| q.accepts_header(h)),
+            },
+            None => self.scan_with(frames, |h| self.lcore.burst_quick.iter().any(|q| q.accepts_header(h))),
+        }
+    }
+
+    #[inline(always)]
+    fn scan_with<'f>(&self, frames: impl Iterator<Item = &'f [u8]>, test: impl Fn(&[u8; 40]) -> bool) -> u32 {
+        // A bit per frame, from bit 0 (a burst has at most 32 frames; later ones have none).
+        let (mut c, mut bit) = (0u32, 1u32);
+        for f in frames {
+            let hit = match v4_header(f) {
+                Some(h) => test(h),
+                None => self.lcore.may_match_other(self.vif, f),
+            };
+            if hit {
+                c |= bit;
+            }
+            bit <<= 1;
+        }
+        c
+    }
+
+    /// Whether an enabled request may match `frame`: only a header test on bytes the PMD
+    /// has just written (the words the requests name, see [`QuickV4::accepts_header`]);
+    /// [`TraceLcore::classify`] decides for the frames it accepts. Every packet of a traced
+    /// flow matches its request (same headers, vif and VRF), so a frame it rejects is not
+    /// traced.
+    #[inline(always)]
+    pub fn may_match(&self, frame: &[u8]) -> bool {
+        if self.pass_all {
+            return true;
+        }
+        match v4_header(frame) {
+            Some(h) => match &self.single {
+                Some(q) => q.accepts_header(h),
+                None => self.lcore.burst_quick.iter().any(|q| q.accepts_header(h)),
+            },
+            None => self.lcore.may_match_other(self.vif, frame),
         }
     }
 }
@@ -462,108 +412,6 @@ impl FlowMirror for TracingMirror<'_, '_> {
         }
         r
     }
-}
-
-/// What [`parse`] found in a frame.
-struct Parsed {
-    /// The trace mark of a VXLAN or MPLSoUDP packet (trace id, sending vRouter).
-    mark: Option<(u32, std::net::Ipv4Addr)>,
-    fields: PacketFields,
-    key: Option<FlowKey>,
-    flow_path: bool,
-    route: RouteHint,
-    decap: Option<Step>,
-    ip_len: u16,
-    ttl: u8,
-}
-
-/// The match fields of a frame entering `vif` (the inner packet of a tunnel terminated
-/// here), its flow key, and how the pipeline will route it. `None` for frames too short
-/// for an Ethernet header.
-fn parse(fib: &Fib, vif: &Vif, frame: &[u8]) -> Option<Parsed> {
-    let eth = ethernet::Frame::new_checked(frame).ok()?;
-    let mut p = Parsed {
-        mark: None,
-        fields: PacketFields {
-            src_mac: eth.src_addr(),
-            dst_mac: eth.dst_addr(),
-            ethertype: eth.ethertype(),
-            ip: None,
-            ingress_vif: vif.id,
-            vrf: vif.vrf,
-        },
-        key: None,
-        flow_path: false,
-        route: RouteHint::None,
-        decap: None,
-        ip_len: 0,
-        ttl: 0,
-    };
-    let dst = eth.dst_addr();
-    let routed = dst == vif.mac || dst == fib.router_mac;
-    if vif.kind == VifType::Fabric && eth.ethertype() == EtherType::IPV4 {
-        if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
-            if ip.dst_addr() == fib.router_ip && ip.protocol() == IpProtocol::UDP && !ip.is_fragment() {
-                if let Ok(u) = udp::Packet::new_checked(ip.payload()) {
-                    let outer_src = ip.src_addr();
-                    let body = u.payload();
-                    if u.dst_port() == MPLSOUDP_PORT {
-                        let mut body = body;
-                        if let Some(id) = super::mark::read_mpls_mark(body) {
-                            p.mark = Some((id, outer_src));
-                            body = &body[super::mark::MPLS_MARK_LEN..];
-                        }
-                        let m = mpls::Packet::new_checked(body).ok()?;
-                        let label = m.label();
-                        p.decap = Some(Step::Decap { vxlan: false, label, outer_src });
-                        let vrf = fib.labels.get(&label).and_then(|&nh| match fib.nexthop(nh) {
-                            Some(Nexthop::Encap { vif, .. }) => fib.vif(*vif).map(|v| v.vrf),
-                            _ => None,
-                        });
-                        p.route = RouteHint::Label(label);
-                        p.fields.ethertype = match body.get(mpls::HEADER_LEN).map(|b| b >> 4) {
-                            Some(4) => EtherType::IPV4,
-                            Some(6) => EtherType::IPV6,
-                            _ => 0,
-                        };
-                        if let Some(vrf) = vrf {
-                            p.fields.vrf = vrf;
-                            p.flow_path = true;
-                        }
-                        let et = p.fields.ethertype;
-                        ip_fields(&mut p, et, body.get(mpls::HEADER_LEN..).unwrap_or(&[]));
-                        return Some(p);
-                    }
-                    if u.dst_port() == VXLAN_PORT {
-                        let x = vxlan::Packet::new_checked(body).ok()?;
-                        let vni = x.vni();
-                        p.decap = Some(Step::Decap { vxlan: true, label: vni, outer_src });
-                        p.mark = trace_mark(body).map(|m| (m, outer_src));
-                        let inner = ethernet::Frame::new_checked(body.get(vxlan::HEADER_LEN..).unwrap_or(&[])).ok()?;
-                        p.fields.src_mac = inner.src_addr();
-                        p.fields.dst_mac = inner.dst_addr();
-                        p.fields.ethertype = inner.ethertype();
-                        if let Some(&vrf) = fib.vnis.get(&vni) {
-                            p.fields.vrf = vrf;
-                            p.flow_path = inner.dst_addr() == fib.router_mac;
-                        }
-                        let r = p.flow_path;
-                        ip_fields(&mut p, inner.ethertype(), inner.payload());
-                        if !r {
-                            p.route = RouteHint::None;
-                        }
-                        return Some(p);
-                    }
-                }
-            }
-        }
-    }
-    ip_fields(&mut p, eth.ethertype(), eth.payload());
-    if !routed {
-        p.route = RouteHint::None;
-    }
-    p.flow_path = routed && vif.kind == VifType::Virtual && p.key.is_some();
-    Some(p)
 }
 
 /// [`quick_fields`] for the unit tests of the matcher.
@@ -621,96 +469,6 @@ fn quick_fields(vif: &Vif, frame: &[u8]) -> Option<PacketFields> {
         _ => {}
     }
     Some(f)
-}
-
-/// Fills the IP fields, the flow key and the LPM route hint from an IP packet.
-fn ip_fields(p: &mut Parsed, ethertype: u16, l3: &[u8]) {
-    let vrf = p.fields.vrf;
-    let ports = |proto: u8, l4: &[u8], first: bool| {
-        if first && (proto == IpProtocol::TCP || proto == IpProtocol::UDP) && l4.len() >= 4 {
-            (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
-        } else {
-            (0, 0)
-        }
-    };
-    match ethertype {
-        EtherType::IPV4 => {
-            let Ok(ip) = ipv4::Packet::new_checked(l3) else { return };
-            // Trace conditions on ports do not match fragments, the first included (the
-            // burst's quick pre-filter relies on it); the flow key has the first's ports.
-            let (sport, dport) = ports(ip.protocol(), ip.payload(), !ip.is_fragment());
-            let dst = addr128(IpAddr::V4(ip.dst_addr()));
-            p.fields.ip =
-                Some(IpFields { src: addr128(IpAddr::V4(ip.src_addr())), dst, proto: ip.protocol(), sport, dport });
-            p.key = Some(key_v4(vrf, &ip));
-            p.ip_len = ip.total_len();
-            p.ttl = ip.ttl();
-            if p.route == RouteHint::None {
-                p.route = RouteHint::Lpm { vrf, dst, v6: false };
-            }
-        }
-        EtherType::IPV6 => {
-            let Ok(ip) = ipv6::Packet::new_checked(l3) else { return };
-            // The key walks the extension headers: match on the transport protocol and ports.
-            let key = key_v6(vrf, &ip);
-            let (proto, sport, dport) = match key.proto() {
-                IpProtocol::TCP | IpProtocol::UDP => (key.proto(), key.sport(), key.dport()),
-                other => (other, 0, 0),
-            };
-            let dst = addr128(IpAddr::V6(ip.dst_addr()));
-            p.fields.ip = Some(IpFields { src: addr128(IpAddr::V6(ip.src_addr())), dst, proto, sport, dport });
-            p.key = Some(key);
-            p.ip_len = (ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u16;
-            p.ttl = ip.hop_limit();
-            if p.route == RouteHint::None {
-                p.route = RouteHint::Lpm { vrf, dst, v6: true };
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Flag bit of the VXLAN flags byte that says the reserved fields carry a trace mark (the
-/// bit is reserved in RFC 7348: receivers ignore it, so marked packets stay valid VXLAN).
-pub const TRACE_MARK_FLAG: u8 = 0x01;
-
-/// Puts trace id `id` into the VXLAN header of an outgoing tunnel frame (Ethernet, IPv4,
-/// UDP, VXLAN): the flag bit, then the id in the 24 reserved bits after the flags (high
-/// bits) and the reserved byte after the VNI (low byte).
-fn set_trace_mark(frame: &mut [u8], id: u32) {
-    let Some(&vihl) = frame.get(ethernet::HEADER_LEN) else { return };
-    let off = ethernet::HEADER_LEN + usize::from(vihl & 0xf) * 4 + udp::HEADER_LEN;
-    let Some(h) = frame.get_mut(off..off + vxlan::HEADER_LEN) else { return };
-    let b = id.to_be_bytes();
-    h[0] |= TRACE_MARK_FLAG;
-    h[1..4].copy_from_slice(&b[..3]);
-    h[7] = b[3];
-}
-
-/// The trace mark of a VXLAN header, if it carries one.
-pub fn trace_mark(vxlan_header: &[u8]) -> Option<u32> {
-    let h = vxlan_header.get(..vxlan::HEADER_LEN)?;
-    (h[0] & TRACE_MARK_FLAG != 0).then(|| u32::from_be_bytes([h[1], h[2], h[3], h[7]]))
-}
-
-/// The tunnel a frame leaving on the fabric was put in by this vRouter (outer source is
-/// the vRouter IP), as an encapsulation step.
-fn encap_of(fib: &Fib, out: &[u8]) -> Option<Step> {
-    let eth = ethernet::Frame::new_checked(out).ok()?;
-    if eth.ethertype() != EtherType::IPV4 {
-        return None;
-    }
-    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
-    if ip.src_addr() != fib.router_ip || ip.protocol() != IpProtocol::UDP {
-        return None;
-    }
-    let u = udp::Packet::new_checked(ip.payload()).ok()?;
-    let (vxlan, label) = match u.dst_port() {
-        MPLSOUDP_PORT => (false, mpls::Packet::new_checked(u.payload()).ok()?.label()),
-        VXLAN_PORT => (true, vxlan::Packet::new_checked(u.payload()).ok()?.vni()),
-        _ => return None,
-    };
-    Some(Step::Encap { vxlan, label, remote: ip.dst_addr(), sport: u.src_port() })
 }
 
 /// The agent's writer: policy decisions for flows whose setup was asked by a traced packet.

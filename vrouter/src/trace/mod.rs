@@ -11,11 +11,15 @@ pub mod mark;
 pub mod request;
 #[cfg(feature = "rest")]
 pub mod rest;
+pub mod simulate;
+pub mod steps;
 
 pub use vrouter_abi::trace::{region, step, view};
 
 #[cfg(feature = "trace")]
 pub mod dp;
+
+pub use steps::{trace_mark, TRACE_MARK_FLAG};
 
 pub use control::{Published, TraceControl, REQUESTS_FILE_NAME};
 pub use region::{RegionInfo, RingRead, RingWriter, TraceReader, TraceRecord, TraceRegion, TRACE_FILE_NAME};

@@ -264,10 +264,20 @@ const QUICK_LEN: usize = 40;
 /// a burst while a request is enabled. It never rejects a frame the full match accepts
 /// (the full match reads ports 0 from a TCP/UDP header cut short by the IPv4 total length,
 /// which this test, like [`Matcher::quick_reject`], reads from the frame).
+///
+/// Per packet only the words the condition names are read and compared ([`Self::accepts_header`]:
+/// `udp dst port 9` is two words, the protocol's and the ports'), so a request that matches
+/// nothing costs a few instructions per packet of the burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuickV4 {
     mask: [u64; QUICK_LEN / 8],
     value: [u64; QUICK_LEN / 8],
+    /// The words with a non-zero mask: `n` of them, at word offsets `at`, compacted into
+    /// `cmask` / `cvalue`.
+    n: usize,
+    at: [usize; QUICK_LEN / 8],
+    cmask: [u64; QUICK_LEN / 8],
+    cvalue: [u64; QUICK_LEN / 8],
 }
 
 impl QuickV4 {
@@ -280,6 +290,47 @@ impl QuickV4 {
         }
         diff == 0
     }
+
+    /// How many header words the condition names (see [`Self::word`]).
+    #[inline(always)]
+    pub fn words(&self) -> usize {
+        self.n
+    }
+
+    /// The masked difference of the `i`-th named word of `h` (0: that word matches).
+    #[inline(always)]
+    pub fn word(&self, h: &[u8; QUICK_LEN], i: usize) -> u64 {
+        let i = i.min(QUICK_LEN / 8 - 1);
+        let at = self.at[i].min(QUICK_LEN / 8 - 1) * 8;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[at..at + 8]);
+        (u64::from_ne_bytes(b) & self.cmask[i]) ^ self.cvalue[i]
+    }
+
+    /// [`Self::accepts`] reading only the words the condition names from the header bytes
+    /// of a plain IPv4 frame (from [`v4_header`]).
+    #[inline(always)]
+    pub fn accepts_header(&self, h: &[u8; QUICK_LEN]) -> bool {
+        let word = |i: usize| self.word(h, i);
+        // Unrolled for the usual one to three words (a protocol and a port: two).
+        let diff = match self.n {
+            0 => 0,
+            1 => word(0),
+            2 => word(0) | word(1),
+            3 => word(0) | word(1) | word(2),
+            n => (0..n.min(QUICK_LEN / 8)).fold(0, |d, i| d | word(i)),
+        };
+        diff == 0
+    }
+}
+
+/// The first [`QUICK_LEN`] bytes of `frame` if it is an untagged IPv4 frame with a 20-byte
+/// header and at least that long (what [`QuickV4::accepts_header`] reads; None: use
+/// [`Matcher::quick_reject`]).
+#[inline(always)]
+pub fn v4_header(frame: &[u8]) -> Option<&[u8; QUICK_LEN]> {
+    let h = frame.first_chunk::<QUICK_LEN>()?;
+    (u32::from_be_bytes([h[12], h[13], h[14], 0]) == 0x0800_4500).then_some(h)
 }
 
 /// The words [`QuickV4`] compares, if `frame` is an untagged IPv4 frame with a 20-byte
@@ -327,10 +378,16 @@ impl QuickBuilder {
         let word = |b: &[u8; QUICK_LEN], i: usize| {
             u64::from_ne_bytes(<[u8; 8]>::try_from(&b[i * 8..i * 8 + 8]).unwrap_or_default())
         };
-        QuickV4 {
-            mask: std::array::from_fn(|i| word(&self.mask, i)),
-            value: std::array::from_fn(|i| word(&self.value, i)),
+        let mask: [u64; QUICK_LEN / 8] = std::array::from_fn(|i| word(&self.mask, i));
+        let value: [u64; QUICK_LEN / 8] = std::array::from_fn(|i| word(&self.value, i));
+        let mut q = QuickV4 { mask, value, n: 0, at: [0; QUICK_LEN / 8], cmask: [0; 5], cvalue: [0; 5] };
+        for i in (0..QUICK_LEN / 8).filter(|&i| mask[i] != 0) {
+            q.at[q.n] = i;
+            q.cmask[q.n] = mask[i];
+            q.cvalue[q.n] = value[i];
+            q.n += 1;
         }
+        q
     }
 }
 
@@ -807,6 +864,8 @@ mod tests {
                 let full = crate::trace::dp::fields_for_test(&test_vif(), &f).unwrap();
                 let w = v4_words(&f).unwrap();
                 let accepts = m.quick_v4().is_some_and(|q| q.accepts(&w));
+                let hb = v4_header(&f).unwrap();
+                prop_assert_eq!(m.quick_v4().is_some_and(|q| q.accepts_header(hb)), accepts);
                 if m.matches(&full) {
                     prop_assert!(accepts, "{m:?} rejected a matching frame {h:?}");
                 }

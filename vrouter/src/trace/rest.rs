@@ -9,6 +9,7 @@
 //! | `PUT /traces/<id>` | `{"enabled": bool}` (other fields, when given, must equal the stored ones) | 200 and the request |
 //! | `DELETE /traces/<id>` | removes it | 200 and the removed request |
 //! | `GET /traces/<id>/records` | the traces recorded for the request, read from the trace region | 200 and a list, or 404 |
+//! | `POST /traces/simulate` | simulates a packet (the fields of `trace_simulate`: `vif`, `dst_ip`, ...) on one of the tenant's vifs; answered by the agent over the control socket ([`RestServer::with_simulator`]) | 200 and the simulation (`verdict`, `steps`, `policy`), 400 naming a bad field |
 //!
 //! The flow tracing API seed stops at the requests ("collection and display of the flow
 //! trace log messages themselves ... reserved for future work"); the records are a
@@ -53,6 +54,27 @@ pub struct RestServer {
     ctl: Arc<TraceControl>,
     /// The programming API (`POST /api/v1/control`) and the controller's token.
     control: Option<(Arc<std::sync::Mutex<crate::control::program::Programmer>>, Arc<str>)>,
+    sim: Option<Simulator>,
+}
+
+/// Answers a `trace_simulate` command (the agent owns the policy engine and the flow
+/// table: see [`control_socket`]).
+pub type Simulator = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+/// A [`Simulator`] that asks the agent over its control socket at `path`.
+pub fn control_socket(path: std::path::PathBuf) -> Simulator {
+    Arc::new(move |cmd: &Value| {
+        use std::io::{BufRead, BufReader, Write};
+        let ask = || -> std::io::Result<Value> {
+            let mut s = std::os::unix::net::UnixStream::connect(&path)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            writeln!(s, "{cmd}")?;
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line)?;
+            serde_json::from_str(&line).map_err(std::io::Error::other)
+        };
+        ask().unwrap_or_else(|e| json!({"ok": false, "error": format!("agent: {e}"), "field": "agent"}))
+    })
 }
 
 impl RestServer {
@@ -60,7 +82,13 @@ impl RestServer {
     pub fn bind(addr: SocketAddr, ctl: Arc<TraceControl>) -> std::io::Result<RestServer> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        Ok(RestServer { listener, ctl, control: None })
+        Ok(RestServer { listener, ctl, control: None, sim: None })
+    }
+
+    /// Serves `POST /traces/simulate` with `sim`.
+    pub fn with_simulator(mut self, sim: Simulator) -> RestServer {
+        self.sim = Some(sim);
+        self
     }
 
     /// Serves the programming API at `POST /api/v1/control` for callers presenting `token`
@@ -89,7 +117,7 @@ impl RestServer {
             .thread_name("vr-trace-api")
             .max_blocking_threads(4)
             .build()?;
-        let ctl = self.ctl;
+        let (ctl, sim) = (self.ctl, self.sim);
         let control = self.control;
         let app = Router::new()
             .route(
@@ -100,7 +128,7 @@ impl RestServer {
                 }),
             )
             .fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Body| {
-                serve(ctl.clone(), method, uri, headers, body)
+                serve(ctl.clone(), sim.clone(), method, uri, headers, body)
             });
         let stopped = move || {
             let stop = stop.clone();
@@ -206,9 +234,16 @@ impl Drop for RunningRest {
 }
 
 /// One HTTP request: read (with its size limit), mapped by [`handle`] on the blocking pool.
-async fn serve(ctl: Arc<TraceControl>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn serve(
+    ctl: Arc<TraceControl>,
+    sim: Option<Simulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let (status, value) = match read_request(method, uri, &headers, body).await {
-        Ok(req) => match tokio::task::spawn_blocking(move || handle(&ctl, &req)).await {
+        Ok(req) => match tokio::task::spawn_blocking(move || handle_with(&ctl, sim.as_ref(), &req)).await {
             Ok(r) => r,
             Err(e) => (500, json!({"error": format!("request: handler failed: {e}"), "field": "request"})),
         },
@@ -249,8 +284,13 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// Maps an HTTP request to a trace command and its answer to a status.
+/// Maps an HTTP request to a trace command and its answer to a status (no simulator).
 pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
+    handle_with(ctl, None, req)
+}
+
+/// [`handle`], with `sim` answering `POST /traces/simulate`.
+pub fn handle_with(ctl: &TraceControl, sim: Option<&Simulator>, req: &Request) -> (u16, Value) {
     let Some(token) = &req.token else {
         return (
             401,
@@ -266,6 +306,34 @@ pub fn handle(ctl: &TraceControl, req: &Request) -> (u16, Value) {
         }
     };
     let path = req.path.trim_end_matches('/');
+    if path == "/traces/simulate" {
+        if req.method != "POST" {
+            return (
+                405,
+                json!({"error": format!("method: {} is not allowed on {}", req.method, req.path), "field": "method"}),
+            );
+        }
+        let Some(sim) = sim else {
+            return (404, json!({"error": "path: simulation is not served here", "field": "path"}));
+        };
+        if !body.is_object() {
+            return (400, json!({"error": "body: must be a JSON object", "field": "body"}));
+        }
+        // The body has the fields of `trace_simulate`; the agent checks the token (a
+        // tenant simulates on its own vifs only) and each field.
+        let mut c = body;
+        c["cmd"] = "trace_simulate".into();
+        c["token"] = Value::from(token.clone());
+        let r = sim(&c);
+        if r["ok"] != true {
+            return status_of(r);
+        }
+        let mut r = r;
+        if let Some(o) = r.as_object_mut() {
+            o.remove("ok");
+        }
+        return (200, r);
+    }
     if let Some(i) = path
         .strip_prefix("/traces/")
         .and_then(|p| p.strip_suffix("/records"))
@@ -363,6 +431,8 @@ fn status_of(r: Value) -> (u16, Value) {
         "token" => 401,
         // The trace region could not be read: the server's problem, not the request's.
         "region" => 500,
+        // The agent did not answer a simulation.
+        "agent" => 502,
         "id" if msg.contains("no trace request") => 404,
         _ => 400,
     };
@@ -397,6 +467,44 @@ mod tests {
     fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
         let (st, text) = collector::client::request(addr, method, path, token, body).unwrap();
         (st, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
+    }
+
+    #[test]
+    fn simulate_goes_to_the_simulator_with_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml");
+        let cfg = crate::config::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap();
+        let ctl = TraceControl::load(dir.path(), Arc::new(Fib::from_config(&cfg).unwrap())).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Value::Null));
+        let s2 = seen.clone();
+        let sim: Simulator = Arc::new(move |c: &Value| {
+            *s2.lock().unwrap() = c.clone();
+            if c["vif"] == 99 {
+                json!({"ok": false, "error": "vif: no vif 99", "field": "vif"})
+            } else {
+                json!({"ok": true, "verdict": "forward on vif0/0", "steps": []})
+            }
+        });
+        let req = |method: &str, body: &str| Request {
+            method: method.into(),
+            path: "/traces/simulate".into(),
+            token: Some(TOKEN.into()),
+            body: body.as_bytes().to_vec(),
+        };
+        let (st, b) = handle_with(&ctl, Some(&sim), &req("POST", r#"{"vif": 1, "dst_ip": "10.1.2.3"}"#));
+        assert_eq!((st, b["verdict"].as_str()), (200, Some("forward on vif0/0")), "{b}");
+        let c = seen.lock().unwrap().clone();
+        assert_eq!(
+            (c["cmd"].as_str(), c["token"].as_str(), c["dst_ip"].as_str()),
+            (Some("trace_simulate"), Some(TOKEN), Some("10.1.2.3"))
+        );
+        let (st, b) = handle_with(&ctl, Some(&sim), &req("POST", r#"{"vif": 99}"#));
+        assert_eq!((st, b["field"].as_str()), (400, Some("vif")), "{b}");
+        assert_eq!(handle_with(&ctl, Some(&sim), &req("GET", "")).0, 405);
+        assert_eq!(handle_with(&ctl, None, &req("POST", "{}")).0, 404);
+        let mut anon = req("POST", "{}");
+        anon.token = None;
+        assert_eq!(handle_with(&ctl, Some(&sim), &anon).0, 401);
     }
 
     #[test]
