@@ -547,12 +547,14 @@ impl Programmer {
     fn commit(&mut self, new: Config, policies: bool) -> Result<ChangeReply, ProgramError> {
         let fib = Arc::new(Fib::from_config(&new).map_err(|e| e.to_string())?);
         if let Some(m) = &self.hooks.mirror {
-            // Analyzer addresses resolve in the new state.
+            // Analyzer addresses resolve in the new state (entries whose configuration did
+            // not change are published again too: their route or nexthop may have).
             m.set_fib(fib.clone());
             if let Err(e) = m.sync_config(&new) {
                 m.set_fib(self.cell.fib());
                 return Err(format!("analyzer: {e}"));
             }
+            m.republish_where(|_| true);
         }
 
         // Ports: vifs removed or whose device changed are closed after the publish (once no
@@ -735,10 +737,12 @@ impl Programmer {
         let fib = Arc::new(fib);
         let generation = self.cell.publish(fib.clone(), ports);
         if let Some(m) = &self.hooks.mirror {
-            // An analyzer's route may have moved: re-resolve the entries.
-            m.set_fib(fib);
-            if let Err(e) = m.sync_config(&self.cfg) {
-                eprintln!("vrouter: mirror entries after a route change: {e}");
+            // The entries of analyzers whose route changed are resolved again (analyzers
+            // are reached through the fabric vif's VRF).
+            m.set_fib(fib.clone());
+            let set = ChangedPrefixes::new(&changed);
+            if let Some(fvrf) = fib.vif_list().find(|v| v.kind == config::VifType::Fabric).map(|v| v.vrf) {
+                m.republish_where(|ip| set.contains(fvrf, IpAddr::V4(ip)));
             }
         }
         let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
@@ -1257,7 +1261,8 @@ fn apply_overlay(cfg: &mut Config, key: &str, value: Option<&Value>) -> Result<(
 /// one of the changed prefixes of their VRF. One LPM of the changed prefixes per VRF.
 #[derive(Default)]
 pub struct ChangedPrefixes {
-    v4: HashMap<u32, crate::fib::lpm::Lpm4>,
+    // The generic LPM (a map per prefix length): no 384 KiB direct stage to build per batch.
+    v4: HashMap<u32, Lpm<u32>>,
     v6: HashMap<u32, Lpm<u128>>,
 }
 

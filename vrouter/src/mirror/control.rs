@@ -143,6 +143,20 @@ impl MirrorControl {
         Ok(changed)
     }
 
+    /// Publishes again the entries whose analyzer address `pred` picks, with the nexthop
+    /// resolved in the current FIB (the route to an analyzer moved); returns how many.
+    pub fn republish_where(&self, pred: impl Fn(Ipv4Addr) -> bool) -> usize {
+        let st = self.lock();
+        let mut n = 0;
+        for (idx, e) in st.table.iter() {
+            if pred(e.analyzer_ip) {
+                self.publish(idx, e);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The region the data plane reads.
     pub fn region(&self) -> &MirrorRegion {
         &self.region
