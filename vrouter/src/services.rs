@@ -264,7 +264,9 @@ impl RunningRouter {
             config_path: Some(config_path.to_path_buf()),
             before_publish: Some({
                 let mirror_ctl = mirror_ctl.clone();
+                let trace_ctl = trace_ctl.clone();
                 Box::new(move |cfg: &Config, fib: &Arc<Fib>| {
+                    trace_ctl.set_fib(fib.clone());
                     let meta = MirrorMeta::new(cfg, fib, |name| mirror_ctl.find(name).map(|i| i.raw()));
                     *mirror_meta.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(meta);
                 })

@@ -166,12 +166,22 @@ enum Caller<'a> {
 pub struct TraceControl {
     state: Mutex<Vec<(TraceRequest, Arc<AtomicU32>)>>,
     path: PathBuf,
-    fib: Arc<Fib>,
+    /// The forwarding state vifs and nexthops are looked up in (the latest published).
+    fib: Mutex<Arc<Fib>>,
     published: Arc<Published>,
     tenants: Vec<Tenant>,
 }
 
 impl TraceControl {
+    /// Looks vifs and nexthops up in `fib` from now on (live programming).
+    pub fn set_fib(&self, fib: Arc<Fib>) {
+        *self.fib.lock().unwrap_or_else(|e| e.into_inner()) = fib;
+    }
+
+    fn fib(&self) -> Arc<Fib> {
+        self.fib.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Loads the requests persisted in `run_dir` (none when the file does not exist) and
     /// publishes the enabled ones. A request that no longer compiles against this
     /// configuration (its vif or VN is gone) is kept, disabled, with a warning on stderr.
@@ -193,7 +203,7 @@ impl TraceControl {
         let ctl = TraceControl {
             state: Mutex::new(Vec::new()),
             path,
-            fib,
+            fib: Mutex::new(fib),
             published: Arc::new(Published::new()),
             tenants: Vec::new(),
         };
@@ -248,7 +258,8 @@ impl TraceControl {
         match self.caller(token).map_err(|e| (e.field, e.to_string()))? {
             Caller::Operator => Ok(()),
             Caller::Tenant(t) => {
-                let vn = self.fib.vif(vif).and_then(|v| v.vn_name.as_deref());
+                let fib = self.fib();
+                let vn = fib.vif(vif).and_then(|v| v.vn_name.as_deref());
                 if vn.is_some_and(|vn| t.vns.iter().any(|x| x == vn)) {
                     Ok(())
                 } else {
@@ -261,7 +272,7 @@ impl TraceControl {
     /// A tenant may only trace on the vifs of its own VNs.
     fn check_tenant(&self, t: &Tenant, r: &TraceRequest) -> Result<(), FieldError> {
         let own_vif = |id: u16| {
-            self.fib.vif(id).and_then(|v| v.vn_name.as_deref()).is_some_and(|vn| t.vns.iter().any(|x| x == vn))
+            self.fib().vif(id).and_then(|v| v.vn_name.as_deref()).is_some_and(|vn| t.vns.iter().any(|x| x == vn))
         };
         match &r.scope {
             Scope::Vrouter => {
@@ -303,7 +314,7 @@ impl TraceControl {
     }
 
     fn compile(&self, r: &TraceRequest) -> Result<Matcher, FieldError> {
-        let fib = &self.fib;
+        let fib = &self.fib();
         Matcher::compile(
             r,
             |v| fib.vif(v).is_some(),
@@ -519,11 +530,12 @@ impl TraceControl {
             _ => None,
         };
         let p = PacketFields { src_mac: [0; 6], dst_mac: [0; 6], ethertype, ip, ingress_vif: ingress, vrf };
-        let local = |v: u16| self.fib.vif(v).is_some_and(|x| x.kind != VifType::Fabric);
+        let fib = self.fib();
+        let local = |v: u16| fib.vif(v).is_some_and(|x| x.kind != VifType::Fabric);
         let to = t.records.iter().find_map(|r| match r.step {
             Step::Egress { vif, .. } if local(vif) => Some(vif),
             Step::Route { out_vif, .. } if local(out_vif) => Some(out_vif),
-            Step::Route { nh_id, .. } => match self.fib.nexthops.iter().find(|n| n.id() == nh_id) {
+            Step::Route { nh_id, .. } => match fib.nexthops.iter().find(|n| n.id() == nh_id) {
                 Some(Nexthop::Encap { vif, .. }) if local(*vif) => Some(*vif),
                 _ => None,
             },
