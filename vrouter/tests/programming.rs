@@ -15,29 +15,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Deletes a veth pair when dropped.
-struct Veth(String);
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
-
-fn veth(a: &str, b: &str) -> Veth {
-    let st = Command::new("ip").args(["link", "add", a, "type", "veth", "peer", "name", b]).status().unwrap();
-    assert!(st.success(), "creating a veth pair (needs CAP_NET_ADMIN)");
-    let v = Veth(a.to_string());
-    for i in [a, b] {
-        let _ = Command::new("sysctl").args(["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]).status();
-        assert!(Command::new("ip").args(["link", "set", i, "up"]).status().unwrap().success());
-    }
-    v
-}
 
 /// The tests of this file each run a vRouter whose lcore polls a CPU at 100 %; one at a
 /// time, so that the paced stream's timing is not at the mercy of the others.
@@ -162,16 +142,7 @@ fn start(run_dir: &Path, d: &Path, fabric_if: &str, vm_if: &str) -> (Running, Pa
         .replacen("device = \"net_pcap1\"", "device = \"net_af_packet1\"", 1);
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let child = Running(
-        Command::new(env!("CARGO_BIN_EXE_vrouter"))
-            .arg("--config")
-            .arg(&cfg_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vrouter"),
-        prefix,
-    );
+    let child = spawn_vrouter(&cfg_path, prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !run_dir.join("control.sock").exists() || !ready(run_dir) {
         assert!(Instant::now() < deadline, "the vRouter did not start");
@@ -219,8 +190,8 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
     let _serial = serial();
     let tag = std::process::id() % 100_000;
     let (fa, fb, va, vb) = (format!("lpfa{tag}"), format!("lpfb{tag}"), format!("lpva{tag}"), format!("lpvb{tag}"));
-    let _f = veth(&fa, &fb);
-    let _v = veth(&va, &vb);
+    let _f = veth_pair(&fa, &fb);
+    let _v = veth_pair(&va, &vb);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run_dir = d.join("run");
@@ -505,16 +476,7 @@ fn runtime_state_is_restored_after_a_restart() {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(&cfg_path, text).unwrap();
-        let mut child = Running(
-            Command::new(env!("CARGO_BIN_EXE_vrouter"))
-                .arg("--config")
-                .arg(&cfg_path)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-            prefix,
-        );
+        let mut child = spawn_vrouter(&cfg_path, prefix);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready(&run1) || std::fs::metadata(run1.join("control.sock")).is_err() {
             assert!(child.try_wait().unwrap().is_none(), "the vRouter exited");
@@ -587,16 +549,7 @@ fn http_control_needs_the_token_and_silent_clients_stall_nothing() {
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     // Silent clients connect before the traffic's flows are set up and stay silent.
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_vrouter"))
-            .arg("--config")
-            .arg(&cfg_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        prefix,
-    );
+    let mut child = spawn_vrouter(&cfg_path, prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready(&run_dir) {
         if child.try_wait().unwrap().is_some() {

@@ -715,14 +715,6 @@ fn exited(r: &mut Running) -> Option<String> {
     Some(format!("{st}: {out}\n{err}"))
 }
 
-/// Deletes a veth pair when dropped.
-struct Veth(String);
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
-
 /// Two vRouter processes whose fabric ports (af_packet) sit on the two ends of a veth pair:
 /// A traces a VM flow and sends it in VXLAN to B; B continues the same trace id from the
 /// mark, so one trace has steps from both hosts, in order (A then B), and `trace get

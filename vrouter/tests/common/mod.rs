@@ -726,3 +726,40 @@ pub fn http_json(
         collector::client::request(addr, method, path, token, body).unwrap_or_else(|e| panic!("{addr} {path}: {e}"));
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
 }
+
+/// Starts the `vrouter` binary on the configuration file `cfg_path` (EAL file prefix
+/// `prefix`), stdout and stderr piped; the caller waits for what it needs.
+pub fn spawn_vrouter(cfg_path: &Path, prefix: String) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .arg("--config")
+            .arg(cfg_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vrouter"),
+        prefix,
+    )
+}
+
+/// A veth pair, deleted when dropped.
+pub struct Veth(pub String);
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// Creates the veth pair `a`/`b` (needs CAP_NET_ADMIN), up, IPv6 off (no router
+/// solicitations on the test's links).
+pub fn veth_pair(a: &str, b: &str) -> Veth {
+    let st = Command::new("ip").args(["link", "add", a, "type", "veth", "peer", "name", b]).status().unwrap();
+    assert!(st.success(), "creating a veth pair (needs CAP_NET_ADMIN)");
+    let v = Veth(a.to_string());
+    for i in [a, b] {
+        let _ = Command::new("sysctl").args(["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]).status();
+        assert!(Command::new("ip").args(["link", "set", i, "up"]).status().unwrap().success());
+    }
+    v
+}
