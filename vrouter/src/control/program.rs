@@ -580,6 +580,14 @@ impl Programmer {
             }
         }
         let mut opened = Vec::new();
+        if let Some(stats) = &self.hooks.stats {
+            if let Some(id) = added.iter().find(|id| usize::from(**id) >= stats.max_vifs()) {
+                return Err(format!(
+                    "vif.id: {id} does not fit the stats region of this run (vif ids below {}; a restart makes room)",
+                    stats.max_vifs()
+                ));
+            }
+        }
         for id in &added {
             let vc = new_vifs[id];
             let Some(ops) = self.hooks.ports.as_mut() else {
