@@ -546,16 +546,6 @@ impl Programmer {
     /// opened and closed, the state published, vif records written, the flows followed.
     fn commit(&mut self, new: Config, policies: bool) -> Result<ChangeReply, ProgramError> {
         let fib = Arc::new(Fib::from_config(&new).map_err(|e| e.to_string())?);
-        if let Some(m) = &self.hooks.mirror {
-            // Analyzer addresses resolve in the new state (entries whose configuration did
-            // not change are published again too: their route or nexthop may have).
-            m.set_fib(fib.clone());
-            if let Err(e) = m.sync_config(&new) {
-                m.set_fib(self.cell.fib());
-                return Err(format!("analyzer: {e}"));
-            }
-            m.republish_where(|_| true);
-        }
 
         // Ports: vifs removed or whose device changed are closed after the publish (once no
         // lcore polls them); new ones are opened before it.
@@ -610,6 +600,21 @@ impl Programmer {
                     return Err(format!("vif.device: {e}"));
                 }
             }
+        }
+        if let Some(m) = &self.hooks.mirror {
+            // Analyzer addresses resolve in the new state (entries whose configuration did
+            // not change are published again too: their route or nexthop may have).
+            m.set_fib(fib.clone());
+            if let Err(e) = m.sync_config(&new) {
+                m.set_fib(self.cell.fib());
+                if let Some(ops) = self.hooks.ports.as_mut() {
+                    for (oid, slot) in &opened {
+                        let _ = ops.close(new_vifs[oid], slot);
+                    }
+                }
+                return Err(format!("analyzer: {e}"));
+            }
+            m.republish_where(|_| true);
         }
         if let Some(f) = &mut self.hooks.before_publish {
             f(&new, &fib);
