@@ -185,6 +185,20 @@ fn decode_fabric(f: &[u8]) -> Option<(Ipv4Addr, u32, u32)> {
     Some((dst, label, seq))
 }
 
+/// `trace simulate` of the stream's packet: (outer destination, MPLS label) of the frame the
+/// live pipeline would send.
+fn simulated_tunnel(run_dir: &Path) -> (Ipv4Addr, u32) {
+    let r = ok(
+        run_dir,
+        json!({"cmd": "trace_simulate", "vif": 1, "src_ip": "192.168.1.3", "dst_ip": "192.168.2.5",
+            "proto": "udp", "src_port": 1000, "dst_port": 2000}),
+    );
+    let hex = r["out_hex"].as_str().unwrap_or_else(|| panic!("no frame out: {r}"));
+    let f: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    assert!(f.len() > 46, "{r}");
+    (Ipv4Addr::new(f[30], f[31], f[32], f[33]), u32::from_be_bytes([0, f[42], f[43], f[44]]) >> 4)
+}
+
 #[test]
 fn routes_nexthops_and_vifs_change_while_forwarding() {
     let _serial = serial();
@@ -283,8 +297,12 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
     assert_eq!(r["ok"], false, "a VRF that vifs and routes use cannot be deleted: {r}");
     assert_eq!(ok(&run_dir, json!({"cmd": "route_dump", "vrf": 1})), before, "a refused request changed the routes");
 
+    assert_eq!(simulated_tunnel(&run_dir), (ip4("10.10.0.2"), 40));
+
     // 1. Move the route: nexthop 3 (10.10.0.2, label 40) -> nexthop 6 (10.10.0.4, label 41).
     let r = ok(&run_dir, json!({"cmd": "route_set", "routes": [{"vrf": 1, "prefix": "192.168.2.0/24", "nexthop": 6}]}));
+    // A simulation right after the reply takes the new route.
+    assert_eq!(simulated_tunnel(&run_dir), (ip4("10.10.0.4"), 41));
     assert_eq!(r["changed"], true);
     assert!(r["reevaluated"].as_u64().unwrap() >= 1, "the flow to 192.168.2.5 is re-evaluated: {r}");
     // The same request again changes nothing (PUT).
@@ -300,6 +318,7 @@ fn routes_nexthops_and_vifs_change_while_forwarding() {
     );
     assert_eq!(r["changed"], true);
     assert!(r["reevaluated"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(simulated_tunnel(&run_dir), (ip4("10.10.0.9"), 41));
     let nh = ok(&run_dir, json!({"cmd": "nh_get", "id": 6}));
     assert_eq!(nh["nexthop"]["dst_ip"], "10.10.0.9");
     wait_sent(1000);
