@@ -408,7 +408,7 @@ impl Agent {
                     self.reevaluate(|k| set.contains(k.vrf(), k.src_ip()) || set.contains(k.vrf(), k.dst_ip()));
                 (re, ch, 0)
             }
-            FlowWork::All { cfg, deleted_vifs, deleted_vrfs } => {
+            FlowWork::All { cfg, deleted_vifs, deleted_ends, deleted_vrfs } => {
                 if let Some(cfg) = cfg {
                     match PolicyEngine::from_config(&cfg) {
                         Ok(p) => {
@@ -418,22 +418,30 @@ impl Agent {
                         Err(e) => eprintln!("vrouter: agent: policies of the new state: {e}"),
                     }
                 }
-                let deleted = self.delete_flows(&deleted_vifs, &deleted_vrfs);
+                let deleted = self.delete_flows(&deleted_vifs, &deleted_ends, &deleted_vrfs);
                 let (re, ch) = self.reevaluate(|_| true);
                 (re, ch, deleted)
             }
         }
     }
 
-    /// Deletes the flow pairs that came in on one of `vifs` or live in one of `vrfs` (they
-    /// are exported with their final counters, as aged flows are).
-    fn delete_flows(&mut self, vifs: &[u16], vrfs: &[u32]) -> u64 {
+    /// Deletes the flow pairs that came in on one of `vifs`, go to or come from one of the
+    /// deleted VMs' addresses `ends` (VRF, address), or live in one of `vrfs`. They are
+    /// exported with their final counters, as aged flows are.
+    fn delete_flows(&mut self, vifs: &[u16], ends: &[(u32, std::net::IpAddr)], vrfs: &[u32]) -> u64 {
         if vifs.is_empty() && vrfs.is_empty() {
             return 0;
         }
+        let touches = |k: &flow_table::FlowKey| {
+            ends.iter().any(|(vrf, a)| k.vrf() == *vrf && (k.src_ip() == *a || k.dst_ip() == *a))
+        };
         let doomed: Vec<_> = (self.table.iter_active())
             .map(|(_, s)| s)
-            .filter(|s| vrfs.contains(&s.key.vrf()) || self.meta(s.index).is_some_and(|m| vifs.contains(&m.vif)))
+            .filter(|s| {
+                vrfs.contains(&s.key.vrf())
+                    || touches(&s.key)
+                    || self.meta(s.index).is_some_and(|m| vifs.contains(&m.vif))
+            })
             .collect();
         let mut n = 0;
         for s in doomed {

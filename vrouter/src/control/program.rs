@@ -248,6 +248,8 @@ pub enum FlowWork {
         cfg: Option<Arc<Config>>,
         /// vifs deleted: their flows (and the reverse flows) are deleted.
         deleted_vifs: Vec<u16>,
+        /// The deleted vifs' VMs (VRF, address): flows to and from them are deleted too.
+        deleted_ends: Vec<(u32, IpAddr)>,
         /// VRFs deleted: their flows are deleted.
         deleted_vrfs: Vec<u32>,
     },
@@ -651,6 +653,12 @@ impl Programmer {
             }
         }
         let deleted_vifs: Vec<u16> = gone.iter().copied().filter(|id| !new_vifs.contains_key(id)).collect();
+        let deleted_ends: Vec<(u32, IpAddr)> = (deleted_vifs.iter().filter_map(|id| old_vifs.get(id)))
+            .flat_map(|v| {
+                let addrs = [v.ip.map(IpAddr::V4), v.ip6.map(IpAddr::V6)];
+                addrs.into_iter().flatten().map(move |a| (v.vrf, a))
+            })
+            .collect();
         let deleted_vrfs: Vec<u32> = (self.cfg.vrfs.iter().map(|v| v.get_ref().id))
             .filter(|id| !new.vrfs.iter().any(|v| v.get_ref().id == *id))
             .collect();
@@ -660,7 +668,12 @@ impl Programmer {
         self.cfg = new;
         self.routes =
             self.cfg.routes.iter().enumerate().map(|(i, r)| ((r.get_ref().vrf, r.get_ref().prefix), i)).collect();
-        let work = FlowWork::All { cfg: policies.then(|| Arc::new(self.cfg.clone())), deleted_vifs, deleted_vrfs };
+        let work = FlowWork::All {
+            cfg: policies.then(|| Arc::new(self.cfg.clone())),
+            deleted_vifs,
+            deleted_ends,
+            deleted_vrfs,
+        };
         self.flow_work(work, &mut reply);
         Ok(reply)
     }
