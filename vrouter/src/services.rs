@@ -126,7 +126,7 @@ impl RunningRouter {
         // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
         let mirror_region = MirrorRegion::create(run_dir, n_lcores, cfg.vrouter.router_ip)
             .context("creating the mirror region in vrouter.run_dir")?;
-        let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), fib.clone()));
+        let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), cell.clone()));
         mirror_ctl.load_config(cfg).context("creating the [[analyzer]] mirror entries")?;
         let mirror_meta = Arc::new(std::sync::Mutex::new(Arc::new(MirrorMeta::new(cfg, &fib, |name| {
             mirror_ctl.find(name).map(|i| i.raw())
@@ -134,7 +134,7 @@ impl RunningRouter {
         // Trace requests persisted in the run directory (enabled ones trace from the first
         // packet); the step rings: one per forwarding lcore and the agent's last.
         let trace_ctl = Arc::new(
-            TraceControl::load(run_dir, fib.clone())
+            TraceControl::load(run_dir, cell.clone())
                 .context("loading the trace requests in vrouter.run_dir")?
                 .with_tenants(TraceControl::tenants_of(cfg)),
         );
@@ -264,9 +264,7 @@ impl RunningRouter {
             config_path: Some(config_path.to_path_buf()),
             before_publish: Some({
                 let mirror_ctl = mirror_ctl.clone();
-                let trace_ctl = trace_ctl.clone();
                 Box::new(move |cfg: &Config, fib: &Arc<Fib>| {
-                    trace_ctl.set_fib(fib.clone());
                     let meta = MirrorMeta::new(cfg, fib, |name| mirror_ctl.find(name).map(|i| i.raw()));
                     *mirror_meta.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(meta);
                 })

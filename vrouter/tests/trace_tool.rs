@@ -46,7 +46,7 @@ fn control(dir: &Path) -> TraceControl {
     let cfg_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml");
     let cfg = vrouter::config::parse(&std::fs::read_to_string(cfg_path).unwrap(), cfg_path).unwrap();
     let fib = Arc::new(vrouter::fib::Fib::from_config(&cfg).unwrap());
-    TraceControl::load(dir, fib).unwrap()
+    TraceControl::load(dir, vrouter::fib::publish::FibCell::fixed(fib)).unwrap()
 }
 
 fn serve_ctl(dir: &Path, ctl: TraceControl, n: usize) -> std::thread::JoinHandle<()> {

@@ -425,6 +425,16 @@ impl Agent {
         }
     }
 
+    /// Marks flow `idx` (generation `gen`) deleted and forgets the agent's state of it; false
+    /// when it was already gone or reused.
+    fn delete_flow(&mut self, idx: u32, gen: Gen) -> bool {
+        let ok = self.table.mark_delete(idx, gen).is_ok();
+        if ok {
+            self.clear_meta(idx);
+        }
+        ok
+    }
+
     /// Deletes the flow pairs that came in on one of `vifs`, go to or come from one of the
     /// deleted VMs' addresses `ends` (VRF, address), or live in one of `vrfs`. They are
     /// exported with their final counters, as aged flows are.
@@ -445,16 +455,10 @@ impl Agent {
             .collect();
         let mut n = 0;
         for s in doomed {
-            if self.table.mark_delete(s.index, s.gen).is_ok() {
-                self.clear_meta(s.index);
-                n += 1;
-            }
+            n += u64::from(self.delete_flow(s.index, s.gen));
             if let Some(r) = s.rflow {
-                if let Some(e) = self.table.entry(r) {
-                    if self.table.mark_delete(r, e.gen()).is_ok() {
-                        self.clear_meta(r);
-                        n += 1;
-                    }
+                if let Some(rgen) = self.table.entry(r).map(|e| e.gen()) {
+                    n += u64::from(self.delete_flow(r, rgen));
                 }
             }
         }
@@ -650,15 +654,12 @@ impl Agent {
             }
         }
         for (idx, gen, pair) in delete {
-            if self.table.mark_delete(idx, gen).is_err() {
+            if !self.delete_flow(idx, gen) {
                 continue;
             }
-            self.clear_meta(idx);
             let tcp_closed = match pair {
                 Some((r, rgen, tcp_closed)) => {
-                    if self.table.mark_delete(r, rgen).is_ok() {
-                        self.clear_meta(r);
-                    }
+                    self.delete_flow(r, rgen);
                     tcp_closed
                 }
                 None => false,

@@ -300,8 +300,6 @@ pub struct Programmer {
     /// Objects set or deleted at runtime: key -> the object (`None`: deleted).
     overlay: BTreeMap<String, Option<Value>>,
     started: Instant,
-    /// vifs deleted at runtime, kept for their final counters.
-    deleted_vifs: Vec<u16>,
     /// Whether requests are served (see [`Programmer::set_hooks`]).
     ready: bool,
 }
@@ -323,17 +321,7 @@ impl Programmer {
             None => (None, BTreeMap::new()),
         };
         let ready = hooks.ports.is_some() || hooks.agent.is_some();
-        Programmer {
-            cfg,
-            cell,
-            hooks,
-            journal,
-            routes,
-            overlay,
-            started: Instant::now(),
-            deleted_vifs: Vec::new(),
-            ready,
-        }
+        Programmer { cfg, cell, hooks, journal, routes, overlay, started: Instant::now(), ready }
     }
 
     /// Sets the hooks of the running vRouter (ports, agent, stats, ...), once its data plane
@@ -604,11 +592,9 @@ impl Programmer {
             }
         }
         if let Some(m) = &self.hooks.mirror {
-            // Analyzer addresses resolve in the new state (entries whose configuration did
-            // not change are published again too: their route or nexthop may have).
-            m.set_fib(fib.clone());
+            // New and changed analyzer entries (resolved again once the state is published,
+            // below, with the others: their route or nexthop may have changed).
             if let Err(e) = m.sync_config(&new) {
-                m.set_fib(self.cell.fib());
                 if let Some(ops) = self.hooks.ports.as_mut() {
                     for (oid, slot) in &opened {
                         let _ = ops.close(new_vifs[oid], slot);
@@ -616,12 +602,14 @@ impl Programmer {
                 }
                 return Err(format!("analyzer: {e}"));
             }
-            m.republish_where(|_| true);
         }
         if let Some(f) = &mut self.hooks.before_publish {
             f(&new, &fib);
         }
         let generation = self.cell.publish(fib, Arc::new(ports));
+        if let Some(m) = &self.hooks.mirror {
+            m.republish_where(|_| true);
+        }
         let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
         if !closing.is_empty() {
             if !self.cell.wait_quiescent(generation, Duration::from_secs(2)) {
@@ -629,8 +617,10 @@ impl Programmer {
             }
             for (id, slot) in &closing {
                 if let (Some(ops), Some(vc)) = (self.hooks.ports.as_mut(), old_vifs.get(id)) {
-                    if let Err(e) = ops.close(vc, slot) {
-                        eprintln!("vrouter: vif {id}: closing its port: {e}");
+                    match ops.close(vc, slot) {
+                        Ok(0) => {}
+                        Ok(n) => println!("vrouter: vif {id} removed; {n} packet(s) left in its RX queues freed"),
+                        Err(e) => eprintln!("vrouter: vif {id}: closing its port: {e}"),
                     }
                 }
             }
@@ -662,7 +652,6 @@ impl Programmer {
         let deleted_vrfs: Vec<u32> = (self.cfg.vrfs.iter().map(|v| v.get_ref().id))
             .filter(|id| !new.vrfs.iter().any(|v| v.get_ref().id == *id))
             .collect();
-        self.deleted_vifs.extend(&deleted_vifs);
         drop(old_vifs);
         drop(new_vifs);
         self.cfg = new;
@@ -765,7 +754,6 @@ impl Programmer {
         if let Some(m) = &self.hooks.mirror {
             // The entries of analyzers whose route changed are resolved again (analyzers
             // are reached through the fabric vif's VRF).
-            m.set_fib(fib.clone());
             let set = ChangedPrefixes::new(&changed);
             if let Some(fvrf) = fib.vif_list().find(|v| v.kind == config::VifType::Fabric).map(|v| v.vrf) {
                 m.republish_where(|ip| set.contains(fvrf, IpAddr::V4(ip)));
@@ -805,14 +793,7 @@ impl Programmer {
     }
 
     fn journal(&mut self, key: &str, obj: Option<Value>) {
-        self.overlay.insert(key.to_string(), obj.clone());
-        let Some(j) = &mut self.journal else { return };
-        let line = json!({"key": key, "value": obj});
-        let res =
-            if j.lines > 1024 && j.lines > 2 * self.overlay.len() { j.compact(&self.overlay) } else { j.append(&line) };
-        if let Err(e) = res {
-            eprintln!("vrouter: {}: {e} (runtime state may not survive a restart)", j.path.display());
-        }
+        self.journal_batch(vec![(key.to_string(), obj)]);
     }
 
     fn vif_dump(&self) -> Vec<VifEntry> {
@@ -893,11 +874,11 @@ impl Programmer {
         if let Ok(ip) = addr.parse::<IpAddr>() {
             return Ok(match ip {
                 IpAddr::V4(a) => v.v4.lookup(u32::from(a)).map(|(nh, len)| {
-                    let net = u32::from(a) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                    let net = crate::fib::PairPrefix::v4(a, len).net;
                     route_entry(&fib, vrf, "inet", format!("{}/{len}", std::net::Ipv4Addr::from(net)), len, nh)
                 }),
                 IpAddr::V6(a) => v.v6.lookup(u128::from(a)).map(|(nh, len)| {
-                    let net = u128::from(a) & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    let net = crate::fib::PairPrefix::v6(a, len).net;
                     route_entry(&fib, vrf, "inet6", format!("{}/{len}", std::net::Ipv6Addr::from(net)), len, nh)
                 }),
             });
@@ -1142,13 +1123,6 @@ struct Journal {
 }
 
 impl Journal {
-    fn append(&mut self, line: &Value) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
-        writeln!(f, "{line}")?;
-        self.lines += 1;
-        Ok(())
-    }
-
     /// Appends `lines` journal lines (`text`, newline-terminated) with one write.
     fn append_text(&mut self, text: &str, lines: usize) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;

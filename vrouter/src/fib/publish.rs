@@ -128,6 +128,12 @@ impl FibCell {
         }
     }
 
+    /// A cell holding `fib` that no lcore reads and nothing publishes to (a component used
+    /// without a data plane: tests, tools).
+    pub fn fixed(fib: Arc<Fib>) -> Arc<FibCell> {
+        Arc::new(FibCell::new(fib, PortMap::default(), 0))
+    }
+
     fn lock_current(&self) -> MutexGuard<'_, Arc<Snapshot>> {
         // A panic while holding it cannot leave the Arc half written.
         self.current.lock().unwrap_or_else(|e| e.into_inner())

@@ -13,6 +13,7 @@ use super::encap::{resolve_nexthop, template};
 use super::region::{entry_json, MirrorRegion, SlotEntry};
 use crate::config::{assign_mirror_indices, Config};
 use crate::control::protocol::{cmd_of, MirrorCommand, MirrorCreate, MirrorSelect, ProtocolError};
+use crate::fib::publish::FibCell;
 use crate::fib::Fib;
 
 /// Why a control operation failed (the message names the field).
@@ -43,7 +44,7 @@ pub struct MirrorControl {
     state: Mutex<State>,
     region: MirrorRegion,
     /// The forwarding state analyzer addresses are resolved in (the latest published one).
-    fib: Mutex<Arc<Fib>>,
+    cell: Arc<FibCell>,
 }
 
 struct State {
@@ -55,19 +56,14 @@ struct State {
 
 impl MirrorControl {
     /// A control over `region` with no entries.
-    pub fn new(region: MirrorRegion, fib: Arc<Fib>) -> MirrorControl {
+    /// (`cell`: the published forwarding state analyzers are resolved in.)
+    pub fn new(region: MirrorRegion, cell: Arc<FibCell>) -> MirrorControl {
         let state = State { table: MirrorTable::new(), from_config: vec![false; MirrorTable::CAPACITY] };
-        MirrorControl { state: Mutex::new(state), region, fib: Mutex::new(fib) }
-    }
-
-    /// Resolves analyzer addresses in `fib` from now on (live programming: the entries are
-    /// re-resolved by the next [`MirrorControl::sync_config`]).
-    pub fn set_fib(&self, fib: Arc<Fib>) {
-        *self.fib.lock().unwrap_or_else(|p| p.into_inner()) = fib;
+        MirrorControl { state: Mutex::new(state), region, cell }
     }
 
     fn fib(&self) -> Arc<Fib> {
-        self.fib.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.cell.fib()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -373,7 +369,7 @@ ip = "192.168.7.7"
         let fib = Arc::new(Fib::from_config(&cfg).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let region = MirrorRegion::create(dir.path(), 1, fib.router_ip).unwrap();
-        let c = MirrorControl::new(region.clone(), fib);
+        let c = MirrorControl::new(region.clone(), FibCell::fixed(fib));
         c.load_config(&cfg).unwrap();
         let a = region.read_slot(1).unwrap();
         assert_eq!((a.analyzer_name.as_str(), a.nh_vif, a.hdr_len, a.juniper_header), ("an-a", Some(0), 42, true));

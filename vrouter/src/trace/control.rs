@@ -34,6 +34,7 @@ use super::step::Step;
 use super::view::{self, Trace};
 use crate::config::VifType;
 use crate::control::protocol::{cmd_of, ProtocolError, TraceAdd, TraceAuth, TraceCommand, TraceId};
+use crate::fib::publish::FibCell;
 use crate::fib::{Fib, Nexthop};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -167,25 +168,20 @@ pub struct TraceControl {
     state: Mutex<Vec<(TraceRequest, Arc<AtomicU32>)>>,
     path: PathBuf,
     /// The forwarding state vifs and nexthops are looked up in (the latest published).
-    fib: Mutex<Arc<Fib>>,
+    cell: Arc<FibCell>,
     published: Arc<Published>,
     tenants: Vec<Tenant>,
 }
 
 impl TraceControl {
-    /// Looks vifs and nexthops up in `fib` from now on (live programming).
-    pub fn set_fib(&self, fib: Arc<Fib>) {
-        *self.fib.lock().unwrap_or_else(|e| e.into_inner()) = fib;
-    }
-
     fn fib(&self) -> Arc<Fib> {
-        self.fib.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.cell.fib()
     }
 
     /// Loads the requests persisted in `run_dir` (none when the file does not exist) and
     /// publishes the enabled ones. A request that no longer compiles against this
     /// configuration (its vif or VN is gone) is kept, disabled, with a warning on stderr.
-    pub fn load(run_dir: &Path, fib: Arc<Fib>) -> Result<TraceControl, StoreError> {
+    pub fn load(run_dir: &Path, cell: Arc<FibCell>) -> Result<TraceControl, StoreError> {
         let path = run_dir.join(REQUESTS_FILE_NAME);
         let mut reqs = Vec::new();
         match std::fs::read_to_string(&path) {
@@ -203,7 +199,7 @@ impl TraceControl {
         let ctl = TraceControl {
             state: Mutex::new(Vec::new()),
             path,
-            fib: Mutex::new(fib),
+            cell,
             published: Arc::new(Published::new()),
             tenants: Vec::new(),
         };
@@ -742,7 +738,7 @@ mod tests {
     #[test]
     fn requests_persist_and_publish_only_enabled() {
         let dir = tempfile::tempdir().unwrap();
-        let ctl = TraceControl::load(dir.path(), fib()).unwrap();
+        let ctl = TraceControl::load(dir.path(), FibCell::fixed(fib())).unwrap();
         let p = ctl.published();
         assert_eq!(p.enabled.load(Ordering::Relaxed), 0);
         let r = ctl.command(
@@ -761,7 +757,7 @@ mod tests {
         assert_eq!(p.active()[0].budget.load(Ordering::Relaxed), 3);
         drop(ctl);
         // Survives a restart, still enabled.
-        let ctl = TraceControl::load(dir.path(), fib()).unwrap();
+        let ctl = TraceControl::load(dir.path(), FibCell::fixed(fib())).unwrap();
         assert_eq!(ctl.published().enabled.load(Ordering::Relaxed), 1);
         let l = ctl.list();
         assert_eq!(l.len(), 1);
@@ -775,13 +771,13 @@ mod tests {
         ctl.command(&json!({"cmd": "trace_add", "enabled": true}));
         ctl.command(&json!({"cmd": "trace_add"}));
         assert_eq!(ctl.command(&json!({"cmd": "trace_flush"}))["removed"], 2);
-        assert!(TraceControl::load(dir.path(), fib()).unwrap().list().is_empty());
+        assert!(TraceControl::load(dir.path(), FibCell::fixed(fib())).unwrap().list().is_empty());
     }
 
     #[test]
     fn bad_requests_name_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        let ctl = TraceControl::load(dir.path(), fib()).unwrap();
+        let ctl = TraceControl::load(dir.path(), FibCell::fixed(fib())).unwrap();
         let field = |v: Value| {
             let r = ctl.command(&v);
             assert_eq!(r["ok"], false, "{r}");
@@ -812,7 +808,7 @@ mod tests {
             Tenant { name: "red".into(), token: "red-token-0123456789".into(), vns: vec![own_vn.clone()] },
             Tenant { name: "blue".into(), token: "blue-token-0123456789".into(), vns: vec![own_vn.clone()] },
         ];
-        let ctl = TraceControl::load(dir.path(), f.clone()).unwrap().with_tenants(tenants);
+        let ctl = TraceControl::load(dir.path(), FibCell::fixed(f.clone())).unwrap().with_tenants(tenants);
         let red = "red-token-0123456789";
         let blue = "blue-token-0123456789";
         let err = |v: Value| {
@@ -881,7 +877,7 @@ mod tests {
             Tenant { name: "red".into(), token: RED.into(), vns: vec![vn.clone()] },
             Tenant { name: "blue".into(), token: BLUE.into(), vns: vec![vn] },
         ];
-        let ctl = TraceControl::load(dir, fib()).unwrap().with_tenants(tenants);
+        let ctl = TraceControl::load(dir, FibCell::fixed(fib())).unwrap().with_tenants(tenants);
         let add = |v: Value| {
             let r = ctl.command(&v);
             assert_eq!(r["ok"], true, "{r}");
@@ -1001,7 +997,7 @@ mod tests {
         assert_eq!(trace_ids(&recs(json!({"cmd": "trace_records"}))).len(), 6, "the operator still sees them");
         // No trace region (a vRouter without one): a clear error, not an empty answer.
         let other = tempfile::tempdir().unwrap();
-        let ctl2 = TraceControl::load(other.path(), fib()).unwrap();
+        let ctl2 = TraceControl::load(other.path(), FibCell::fixed(fib())).unwrap();
         let r = ctl2.command(&json!({"cmd": "trace_records"}));
         assert_eq!((r["ok"].clone(), r["field"].clone()), (json!(false), json!("region")), "{r}");
     }
@@ -1059,7 +1055,7 @@ mod tests {
     fn a_corrupt_store_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(REQUESTS_FILE_NAME), "{not json").unwrap();
-        let e = TraceControl::load(dir.path(), fib()).err().unwrap().to_string();
+        let e = TraceControl::load(dir.path(), FibCell::fixed(fib())).err().unwrap().to_string();
         assert!(e.contains(REQUESTS_FILE_NAME), "{e}");
     }
 }

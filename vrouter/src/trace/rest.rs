@@ -458,7 +458,8 @@ mod tests {
         let fib = Arc::new(Fib::from_config(&cfg).expect("fib"));
         let vns = fib.vif_list().filter_map(|v| v.vn_name.as_deref().map(str::to_string)).collect();
         let tenants = vec![Tenant { name: "red".into(), token: TOKEN.into(), vns }];
-        let ctl = Arc::new(TraceControl::load(dir, fib).unwrap().with_tenants(tenants));
+        let ctl =
+            Arc::new(TraceControl::load(dir, crate::fib::publish::FibCell::fixed(fib)).unwrap().with_tenants(tenants));
         let server = RestServer::bind("127.0.0.1:0".parse().unwrap(), ctl).unwrap();
         let addr = server.local_addr().unwrap().to_string();
         (server.start().unwrap(), addr)
@@ -474,7 +475,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml");
         let cfg = crate::config::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap();
-        let ctl = TraceControl::load(dir.path(), Arc::new(Fib::from_config(&cfg).unwrap())).unwrap();
+        let ctl = TraceControl::load(
+            dir.path(),
+            crate::fib::publish::FibCell::fixed(Arc::new(Fib::from_config(&cfg).unwrap())),
+        )
+        .unwrap();
         let seen = Arc::new(std::sync::Mutex::new(Value::Null));
         let s2 = seen.clone();
         let sim: Simulator = Arc::new(move |c: &Value| {
