@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A classic pcap global header with no packets (LINKTYPE_ETHERNET, snaplen 65535): what
 /// the fabric port's `rx_pcap` reads, so its RX returns nothing and its TX frees and counts.
@@ -163,6 +163,35 @@ pub fn fragment_in_two(input: &Path, out: &Path) -> Result<u64> {
     }
     std::fs::write(out, &w).with_context(|| format!("writing {}", out.display()))?;
     Ok(n)
+}
+
+/// `<out>/pcaps/udp_<n>.pcap`: `n` UDP flows made by `<shared>/bench/gen_flows_pcap.py`, made
+/// once (an existing non-empty file is reused); the command run is appended to `commands`.
+pub fn ensure_flows_pcap(out: &Path, shared: &Path, n: u64, commands: &mut Vec<String>) -> Result<PathBuf> {
+    let p = out.join("pcaps").join(format!("udp_{n}.pcap"));
+    if std::fs::metadata(&p).map(|m| m.len() > 24).unwrap_or(false) {
+        println!("# using existing {}", p.display());
+        return Ok(p);
+    }
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let argv = vec![
+        "python3".to_string(),
+        shared.join("bench/gen_flows_pcap.py").display().to_string(),
+        "-n".into(),
+        n.to_string(),
+        "-o".into(),
+        p.display().to_string(),
+    ];
+    let line = crate::shell_line(&argv);
+    println!("$ {line}");
+    commands.push(line);
+    let st = std::process::Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
+    if !st.success() {
+        bail!("gen_flows_pcap.py failed ({st})");
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

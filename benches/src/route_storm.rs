@@ -43,7 +43,6 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -475,32 +474,6 @@ pub fn cpu_model() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default()
-}
-
-fn ensure_pcap(o: &Opts, commands: &mut Vec<String>) -> Result<PathBuf> {
-    let n = o.flows;
-    let p = o.out.join("pcaps").join(format!("udp_{n}.pcap"));
-    if std::fs::metadata(&p).map(|m| m.len() > 24).unwrap_or(false) {
-        println!("# using existing {}", p.display());
-        return Ok(p);
-    }
-    std::fs::create_dir_all(p.parent().unwrap())?;
-    let argv = vec![
-        "python3".to_string(),
-        o.shared.join("bench/gen_flows_pcap.py").display().to_string(),
-        "-n".into(),
-        n.to_string(),
-        "-o".into(),
-        p.display().to_string(),
-    ];
-    let line = shell_line(&argv);
-    println!("$ {line}");
-    commands.push(line);
-    let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
-    if !st.success() {
-        bail!("gen_flows_pcap.py failed ({st})");
-    }
-    Ok(p)
 }
 
 fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, probe: Option<Probe>) -> RunSpec {
@@ -981,7 +954,7 @@ pub fn run(o: Opts) -> Result<()> {
     std::fs::create_dir_all(&o.run_base)?;
     let empty = o.out.join("empty.pcap");
     std::fs::write(&empty, pcap::empty_pcap())?;
-    let pcap_path = ensure_pcap(&o, &mut commands)?;
+    let pcap_path = pcap::ensure_flows_pcap(&o.out, &o.shared, o.flows, &mut commands)?;
     let packets = pcap::count_packets(&pcap_path)?;
     let mac: Vec<u8> = PROBE_IN_MAC.split(':').map(|x| u8::from_str_radix(x, 16).unwrap_or(0)).collect();
     let probe_pcap = o.out.join("pcaps").join("probe_172.16.0.pcap");

@@ -19,7 +19,6 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Options of the trace benchmark.
@@ -117,31 +116,6 @@ struct Doc<'a> {
     runs: &'a [TraceRun],
 }
 
-fn ensure_pcap(o: &Opts, n: u64, commands: &mut Vec<String>) -> Result<PathBuf> {
-    let p = o.out.join("pcaps").join(format!("udp_{n}.pcap"));
-    if std::fs::metadata(&p).map(|m| m.len() > 24).unwrap_or(false) {
-        println!("# using existing {}", p.display());
-        return Ok(p);
-    }
-    std::fs::create_dir_all(p.parent().unwrap())?;
-    let argv = vec![
-        "python3".to_string(),
-        o.shared.join("bench/gen_flows_pcap.py").display().to_string(),
-        "-n".into(),
-        n.to_string(),
-        "-o".into(),
-        p.display().to_string(),
-    ];
-    let line = shell_line(&argv);
-    println!("$ {line}");
-    commands.push(line);
-    let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
-    if !st.success() {
-        bail!("gen_flows_pcap.py failed ({st})");
-    }
-    Ok(p)
-}
-
 fn spec(
     o: &Opts,
     vrouter: &Path,
@@ -233,7 +207,7 @@ pub fn run(o: Opts) -> Result<()> {
     let mut runs: Vec<TraceRun> = Vec::new();
     let mut table: Vec<TraceSummary> = Vec::new();
     for &n in &o.flows {
-        let p = ensure_pcap(&o, n, &mut commands)?;
+        let p = pcap::ensure_flows_pcap(&o.out, &o.shared, n, &mut commands)?;
         let packets = pcap::count_packets(&p)?;
         println!("\n## N = {n} flows ({}, {packets} packets)", p.display());
         for rep in 1..=o.reps {
