@@ -23,7 +23,8 @@ use std::process::ExitCode;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use vrouter_abi::drop_reason::{DropReason, DROP_REASON_COUNT};
 use vrouter_abi::stats::{
-    format_uuid, vif_type_key, HeaderInfo, Liveness, StatsReader, VifCounters, VifInfoOwned, VIF_FLAGS,
+    format_uuid, vif_link_name, vif_type_key, vif_vhost_mode_name, HeaderInfo, Liveness, StatsReader, VifCounters,
+    VifInfoOwned, VIF_FLAGS,
 };
 
 /// Where the vRouter creates its stats region unless told otherwise.
@@ -231,6 +232,17 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
     let flags = if flags.is_empty() { "NULL" } else { &flags };
     let mirror = v.mirror_id.map(|m| format!(" Mirror index {m}")).unwrap_or_default();
     let _ = writeln!(s, "{INDENT}Vrf:{} Flags:{flags}{mirror}", v.vrf);
+    if v.vhost_mode != 0 {
+        let _ = writeln!(
+            s,
+            "{INDENT}Vhostuser Mode: {} Queues: {} Link: {}",
+            vif_vhost_mode_name(v.vhost_mode),
+            v.vhost_queues,
+            vif_link_name(v.link)
+        );
+    } else if v.link == vrouter_abi::stats::VIF_LINK_DOWN {
+        let _ = writeln!(s, "{INDENT}Link: down");
+    }
     let p = core.map(|c| format!("Core {c} ")).unwrap_or_default();
     let _ = writeln!(s, "{INDENT}{p}RX packets:{}  bytes:{} errors:{}", c.rx_packets, c.rx_bytes, c.rx_errors);
     let _ = writeln!(s, "{INDENT}{p}TX packets:{}  bytes:{} errors:{}", c.tx_packets, c.tx_bytes, c.tx_errors);
@@ -339,12 +351,20 @@ struct VifJson<'a> {
     tx_packets: u64,
     tx_bytes: u64,
     tx_errors: u64,
+    link: Option<&'static str>,
+    vhost: Option<VhostJson>,
     mirror_index: Option<u8>,
     mirror_packets: u64,
     mirror_bytes: u64,
     mirror_errors: u64,
     drops: u64,
     drop_stats: DropMap<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct VhostJson {
+    mode: &'static str,
+    queues: u8,
 }
 
 fn vif_json<'a>(r: &'a VifRow) -> VifJson<'a> {
@@ -376,6 +396,9 @@ fn vif_json<'a>(r: &'a VifRow) -> VifJson<'a> {
         tx_packets: c.tx_packets,
         tx_bytes: c.tx_bytes,
         tx_errors: c.tx_errors,
+        link: (v.link != 0).then(|| vif_link_name(v.link)),
+        vhost: (v.vhost_mode != 0)
+            .then(|| VhostJson { mode: vif_vhost_mode_name(v.vhost_mode), queues: v.vhost_queues }),
         mirror_index: v.mirror_id,
         mirror_packets: c.mirror_packets,
         mirror_bytes: c.mirror_bytes,

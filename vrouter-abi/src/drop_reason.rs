@@ -104,6 +104,9 @@ crate::code_enum! {
         /// A bridged IP frame whose destination IP does not route to where its destination MAC
         /// bridges: policy is decided for the IP's endpoint, so the frame may not go elsewhere.
         BridgeRouteMismatch => "bridge_route_mismatch", "Bridged IP Route Mismatch";
+        /// Sent to a vif whose link is down: a vhost-user VM port whose guest is not
+        /// connected (or has not started its driver).
+        LinkDown => "link_down", "Link Down";
     }
 }
 

@@ -14,7 +14,7 @@
 //! spinlock taken once per flush, never per packet.
 
 use crate::config::Config;
-use crate::dpdk::{lcore, Mbuf, Mempool, Port, PortConfig};
+use crate::dpdk::{lcore, link, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::publish::{FibCell, PortMap, PortSlot, Snapshot};
 pub use crate::fib::publish::{RxQueue, TxLock};
@@ -310,6 +310,7 @@ impl Datapath {
     ) -> Result<()> {
         for p in &self.ports {
             p.port.start().with_context(|| format!("vif {}: starting port {}", p.vif, p.port.id))?;
+            link::watch(p.port.id).with_context(|| format!("vif {}: link events of port {}", p.vif, p.port.id))?;
         }
         let flows = match flows {
             Some(f) => Some(FlowHandout::new(f, self.plans.len())?),
@@ -354,6 +355,19 @@ impl Datapath {
         }
     }
 
+    /// Reads every port's link from its driver and records it in the vif records of the
+    /// stats region (`vif --list` shows it); the main thread calls it periodically. The
+    /// lcores' view ([`link::is_down`]) follows the driver's events at once; this refresh
+    /// covers drivers without them.
+    pub fn sync_links(&self) {
+        let snap = self.cell.load();
+        for (vif, p) in snap.ports.by_vif.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_ref()?))) {
+            let up = link::refresh(p.port);
+            self.stats
+                .set_vif_link(vif as u16, if up { crate::stats::VIF_LINK_UP } else { crate::stats::VIF_LINK_DOWN });
+        }
+    }
+
     /// Stops the forwarding lcores, then stops and closes every port (capture files of pcap
     /// devices are flushed and closed here) and marks the stats region stopped.
     pub fn shutdown(self) -> Result<()> {
@@ -370,6 +384,7 @@ impl Datapath {
         let snap = self.cell.load();
         for (vif, p) in snap.ports.by_vif.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_ref()?))) {
             let port = Port { id: p.port };
+            link::unwatch(port.id);
             if let Err(e) = port.stop().and_then(|_| port.close()) {
                 eprintln!("vif {vif}: {e}");
                 first_err.get_or_insert(e);
@@ -389,13 +404,15 @@ impl Datapath {
 fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<Vec<PortSetup>> {
     let mut ports = Vec::new();
     for vif in fib.vif_list() {
-        // A vif programmed at runtime with a hot-plugged device (restored after a restart)
-        // is probed here; the others' devices come from the EAL arguments.
-        if let Some(args) =
-            cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == vif.id).and_then(|v| v.devargs.as_ref())
-        {
-            Port::probe(&format!("{},{args}", vif.device))
-                .with_context(|| format!("vif {} ({}): probing device {:?}", vif.id, vif.name, vif.device))?;
+        // A vif whose device the vRouter creates (a vhost-user port, a vif with `devargs`,
+        // also one programmed at runtime and restored after a restart) is probed here; the
+        // others' devices come from the EAL arguments.
+        if let Some(vc) = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == vif.id) {
+            if let Some(args) = vc.probe_args() {
+                prepare_vhost_socket(vc).with_context(|| format!("vif {} ({})", vif.id, vif.name))?;
+                Port::probe(&args)
+                    .with_context(|| format!("vif {} ({}): probing device {args:?}", vif.id, vif.name))?;
+            }
         }
         let port = Port::by_name(&vif.device)
             .with_context(|| format!("vif {} ({}): device {:?}", vif.id, vif.name, vif.device))?;
@@ -465,11 +482,12 @@ impl crate::control::program::PortOps for HotPlug {
         if self.stop.load(Ordering::Acquire) {
             return Err("the data plane is stopping".into());
         }
-        if let Some(args) = &vif.devargs {
-            Port::probe(&format!("{},{args}", vif.device)).map_err(|e| format!("probing {:?}: {e}", vif.device))?;
+        if let Some(args) = vif.probe_args() {
+            prepare_vhost_socket(vif).map_err(|e| format!("{e:#}"))?;
+            Port::probe(&args).map_err(|e| format!("probing {args:?}: {e}"))?;
         }
         let undo = |vif: &crate::config::VifConfig| {
-            if vif.devargs.is_some() {
+            if vif.probe_args().is_some() {
                 let _ = Port::remove_vdev(&vif.device);
             }
         };
@@ -484,6 +502,7 @@ impl crate::control::program::PortOps for HotPlug {
             let pcfg = PortConfig { rx_queues, tx_queues, rx_desc: self.rx_desc, tx_desc: self.tx_desc, mtu: None };
             port.configure(&pcfg, &info, &self.pool)?;
             port.start()?;
+            link::watch(port.id)?;
             let tx_locks = (0..tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect();
             Ok(PortSlot { port: port.id, driver: info.driver, rx_queues, tx_queues, tx_locks })
         };
@@ -511,12 +530,40 @@ impl crate::control::program::PortOps for HotPlug {
             }
         }
         let port = Port { id: slot.port };
+        link::unwatch(port.id);
         port.stop().and_then(|_| port.close()).map_err(|e| e.to_string())?;
-        if vif.devargs.is_some() {
+        if vif.probe_args().is_some() {
             Port::remove_vdev(&vif.device).map_err(|e| e.to_string())?;
         }
         Ok(drained)
     }
+}
+
+/// A vhost-user vif in server mode creates its socket: a stale one left by a previous run
+/// (nobody accepts on it) is removed first, a live one (another process serves it) is an
+/// error. Nothing to do for other vifs.
+fn prepare_vhost_socket(vif: &crate::config::VifConfig) -> Result<()> {
+    let Some(v) = vif.vhost.as_ref().filter(|v| v.mode == crate::config::VhostMode::Server) else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(&v.socket);
+    if let Some(dir) = path.parent() {
+        if !dir.is_dir() {
+            bail!("vhost.socket: directory {} does not exist", dir.display());
+        }
+    }
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("vhost.socket: {} is served by another process", v.socket);
+            }
+            std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", v.socket))?;
+        }
+        Ok(_) => bail!("vhost.socket: {} exists and is not a socket", v.socket),
+        Err(_) => {}
+    }
+    Ok(())
 }
 
 /// One lock per (port, TX queue), used only where lcores outnumber TX queues.
@@ -1398,11 +1445,19 @@ impl PrepassHash {
 }
 
 /// Transmits a TX buffer; what the queue does not take is freed and counted as
-/// `IF TX Discard` on the output vif.
+/// `IF TX Discard` on the output vif, all of it as `Link Down` when the port's link is down.
 #[inline]
 fn flush(t: &mut TxTarget, stats: &LcoreStats) {
     let n = t.n;
     t.n = 0;
+    if link::is_down(t.port) {
+        // A VM port whose guest is gone: nobody reads the queue.
+        stats.tx_error(t.vif, n as u64);
+        stats.drop(Some(t.vif), DropReason::LinkDown, n as u64);
+        // SAFETY: the first n entries are mbufs owned by this lcore.
+        unsafe { dpdk_sys::rte_pktmbuf_free_bulk(t.pkts.as_mut_ptr(), n as u32) };
+        return;
+    }
     if let Some(lock) = &t.lock {
         while lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             std::hint::spin_loop();

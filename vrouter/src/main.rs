@@ -92,6 +92,7 @@ fn run(args: &Args) -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
         dp.stats.set_heartbeat(now_ms());
+        dp.sync_links();
         if !interval.is_zero() && last_t.elapsed() >= interval {
             let now = dp.stats.totals();
             let dt = last_t.elapsed().as_secs_f64();

@@ -41,6 +41,13 @@ pub fn from_config(cfg: &VifConfig, port_id: u16, tx_queues: u16, driver: &str) 
         .device(&cfg.device)
         .driver(driver)
         .vn_name(cfg.vn_name.as_deref().unwrap_or(""));
+    if let Some(vh) = &cfg.vhost {
+        let mode = match vh.mode {
+            crate::config::VhostMode::Client => crate::stats::VIF_VHOST_CLIENT,
+            crate::config::VhostMode::Server => crate::stats::VIF_VHOST_SERVER,
+        };
+        v = v.vhost(mode, vh.queues.min(255) as u8).link(crate::stats::VIF_LINK_DOWN);
+    }
     if let Some(ip) = cfg.ip {
         v = v.ipv4(ip);
     }

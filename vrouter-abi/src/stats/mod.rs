@@ -60,21 +60,23 @@ mod tests;
 pub use counters::{CounterField, LcoreCounters, VifCounters, VrfCounters};
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{
-    format_uuid, parse_uuid, vif_type_key, vif_type_name, VifFlag, VifInfo, VifInfoOwned, VIF_FLAGS,
-    VIF_FLAG_DHCP_ENABLED, VIF_FLAG_DROP_NEW_FLOWS, VIF_FLAG_ETREE_ROOT, VIF_FLAG_FILTERING_OFFLOAD,
-    VIF_FLAG_IGMP_ENABLED, VIF_FLAG_L2_ENABLED, VIF_FLAG_L3_ENABLED, VIF_FLAG_MAC_LEARN, VIF_FLAG_MAC_PROXY,
-    VIF_FLAG_MIRROR_NOTAG, VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX, VIF_FLAG_MONITORED, VIF_FLAG_NATIVE_VLAN_TAG,
-    VIF_FLAG_NO_ARP_PROXY, VIF_FLAG_PMD, VIF_FLAG_POLICY_ENABLED, VIF_FLAG_PROMISCUOUS, VIF_FLAG_SERVICE_IF,
-    VIF_FLAG_TX_CSUM_OFFLOAD, VIF_FLAG_UNKNOWN_UC_FLOOD, VIF_FLAG_VHOST_PHYS, VIF_FLAG_VLAN_OFFLOAD, VIF_FLAG_XCONNECT,
-    VIF_NO_MIRROR, VIF_TYPE_AGENT, VIF_TYPE_HOST, VIF_TYPE_PHYSICAL, VIF_TYPE_VIRTUAL, VIF_UNSET_NH,
+    format_uuid, parse_uuid, vif_link_name, vif_type_key, vif_type_name, vif_vhost_mode_name, VifFlag, VifInfo,
+    VifInfoOwned, VIF_FLAGS, VIF_FLAG_DHCP_ENABLED, VIF_FLAG_DROP_NEW_FLOWS, VIF_FLAG_ETREE_ROOT,
+    VIF_FLAG_FILTERING_OFFLOAD, VIF_FLAG_IGMP_ENABLED, VIF_FLAG_L2_ENABLED, VIF_FLAG_L3_ENABLED, VIF_FLAG_MAC_LEARN,
+    VIF_FLAG_MAC_PROXY, VIF_FLAG_MIRROR_NOTAG, VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX, VIF_FLAG_MONITORED,
+    VIF_FLAG_NATIVE_VLAN_TAG, VIF_FLAG_NO_ARP_PROXY, VIF_FLAG_PMD, VIF_FLAG_POLICY_ENABLED, VIF_FLAG_PROMISCUOUS,
+    VIF_FLAG_SERVICE_IF, VIF_FLAG_TX_CSUM_OFFLOAD, VIF_FLAG_UNKNOWN_UC_FLOOD, VIF_FLAG_VHOST_PHYS,
+    VIF_FLAG_VLAN_OFFLOAD, VIF_FLAG_XCONNECT, VIF_LINK_DOWN, VIF_LINK_UP, VIF_NO_MIRROR, VIF_TYPE_AGENT, VIF_TYPE_HOST,
+    VIF_TYPE_PHYSICAL, VIF_TYPE_VIRTUAL, VIF_UNSET_NH, VIF_VHOST_CLIENT, VIF_VHOST_SERVER,
 };
 pub use writer::{LcoreStats, StatsRegion};
 
 /// `b"VRSTATS1"` read as a little-endian u64; the first 8 bytes of a valid region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
 /// Version of the file layout; bumped on any layout change (including new drop reasons;
-/// 5: the common region header prefix; 6: per-VRF counter blocks).
-pub const LAYOUT_VERSION: u32 = 6;
+/// 5: the common region header prefix; 6: per-VRF counter blocks; 7: the `Link Down` drop
+/// reason and the vif record's link and vhost-user bytes).
+pub const LAYOUT_VERSION: u32 = 7;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).

@@ -78,6 +78,37 @@ pub type VifFlag = crate::codes::Flag<u32>;
 /// The vif mirror index meaning "no interface mirroring".
 pub const VIF_NO_MIRROR: u8 = 255;
 
+/// Link state byte of a vif record: up.
+pub const VIF_LINK_UP: u8 = 1;
+/// Link state byte of a vif record: down (a vhost-user port without a connected, running guest
+/// driver); what is sent to it is dropped as `Link Down`.
+pub const VIF_LINK_DOWN: u8 = 2;
+/// Offset of the link byte in a [`VifInfo`] (the only byte written while the record is valid).
+pub(crate) const VIF_LINK_OFFSET: usize = 289;
+/// vhost-user mode byte: the vRouter connects to the VM's socket (QEMU is the server), and
+/// reconnects when it goes away.
+pub const VIF_VHOST_CLIENT: u8 = 1;
+/// vhost-user mode byte: the vRouter listens on the socket and the VM connects.
+pub const VIF_VHOST_SERVER: u8 = 2;
+
+/// The name of a link state byte (`up`, `down`, `unknown`).
+pub fn vif_link_name(link: u8) -> &'static str {
+    match link {
+        VIF_LINK_UP => "up",
+        VIF_LINK_DOWN => "down",
+        _ => "unknown",
+    }
+}
+
+/// The name of a vhost-user mode byte (`client`, `server`; empty when not vhost-user).
+pub fn vif_vhost_mode_name(mode: u8) -> &'static str {
+    match mode {
+        VIF_VHOST_CLIENT => "client",
+        VIF_VHOST_SERVER => "server",
+        _ => "",
+    }
+}
+
 /// `nh_id` value meaning "no nexthop recorded".
 pub const VIF_UNSET_NH: u32 = u32::MAX;
 
@@ -116,7 +147,14 @@ pub struct VifInfo {
     driver: [u8; 32],
     /// Mirror index of interface mirroring (`Mr`/`Mt`), 255 when none.
     mirror_id: u8,
-    _reserved: [u8; 31],
+    /// Link state ([`VIF_LINK_UP`], [`VIF_LINK_DOWN`]; 0 when not reported): written as an
+    /// atomic byte while the record is valid ([`super::StatsRegion::set_vif_link`]).
+    link: u8,
+    /// vhost-user mode ([`VIF_VHOST_CLIENT`], [`VIF_VHOST_SERVER`]; 0: not a vhost-user port).
+    vhost_mode: u8,
+    /// vhost-user queue pairs configured (0: not a vhost-user port).
+    vhost_queues: u8,
+    _reserved: [u8; 28],
 }
 
 const _: () = {
@@ -135,7 +173,9 @@ const _: () = {
     assert!(offset_of!(VifInfo, vmi_uuid) == 240);
     assert!(offset_of!(VifInfo, driver) == 256);
     assert!(offset_of!(VifInfo, mirror_id) == 288);
-    assert!(offset_of!(VifInfo, _reserved) == 289);
+    assert!(offset_of!(VifInfo, link) == VIF_LINK_OFFSET);
+    assert!(offset_of!(VifInfo, vhost_mode) == 290);
+    assert!(offset_of!(VifInfo, _reserved) == 292);
 };
 
 // SAFETY: repr(C), integers and byte arrays only, explicit padding (`_pad0`, `_pad1`,
@@ -186,7 +226,10 @@ impl VifInfo {
             vmi_uuid: [0; 16],
             driver: [0; 32],
             mirror_id: VIF_NO_MIRROR,
-            _reserved: [0; 31],
+            link: 0,
+            vhost_mode: 0,
+            vhost_queues: 0,
+            _reserved: [0; 28],
         };
         put_str(&mut v.name, name);
         v
@@ -281,6 +324,20 @@ impl VifInfo {
         self
     }
 
+    /// The link state byte ([`VIF_LINK_UP`] or [`VIF_LINK_DOWN`]) the record starts with.
+    pub fn link(mut self, link: u8) -> Self {
+        self.link = link;
+        self
+    }
+
+    /// A vhost-user port: its mode byte ([`VIF_VHOST_CLIENT`], [`VIF_VHOST_SERVER`]) and
+    /// queue pairs.
+    pub fn vhost(mut self, mode: u8, queues: u8) -> Self {
+        self.vhost_mode = mode;
+        self.vhost_queues = queues;
+        self
+    }
+
     pub(crate) fn is_valid(&self) -> bool {
         self.valid == 1
     }
@@ -313,6 +370,9 @@ impl VifInfo {
             vmi_uuid: nonzero(self.vmi_uuid),
             driver: get_str(&self.driver),
             mirror_id: (self.mirror_id != VIF_NO_MIRROR).then_some(self.mirror_id),
+            link: self.link,
+            vhost_mode: self.vhost_mode,
+            vhost_queues: self.vhost_queues,
         }
     }
 }
@@ -364,6 +424,12 @@ pub struct VifInfoOwned {
     pub driver: String,
     /// Mirror index of interface mirroring (`Mirror index N`), when `Mr` or `Mt` is set.
     pub mirror_id: Option<u8>,
+    /// Link state byte ([`VIF_LINK_UP`], [`VIF_LINK_DOWN`], 0 when not reported).
+    pub link: u8,
+    /// vhost-user mode byte ([`VIF_VHOST_CLIENT`], [`VIF_VHOST_SERVER`], 0: not vhost-user).
+    pub vhost_mode: u8,
+    /// vhost-user queue pairs (0: not vhost-user).
+    pub vhost_queues: u8,
 }
 
 impl VifInfoOwned {

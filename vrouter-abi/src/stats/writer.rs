@@ -146,6 +146,23 @@ impl StatsRegion {
         }
     }
 
+    /// Records vif `id`'s link state ([`super::VIF_LINK_UP`] or [`super::VIF_LINK_DOWN`]) in
+    /// its record, as one atomic byte (readers copying the record see the old or the new state).
+    pub fn set_vif_link(&self, id: u16, link: u8) {
+        let id = usize::from(id);
+        if id >= self.max_vifs() {
+            return;
+        }
+        let off = self.shared.layout.vif_info_offset + id * VIF_INFO_SIZE + super::vif_info::VIF_LINK_OFFSET;
+        // SAFETY: the link byte of an in-bounds record (id < max_vifs; the offset is asserted
+        // in vif_info.rs) of our writable mapping, written as an atomic byte; no reference to
+        // the record is held in this process.
+        unsafe {
+            let byte = &*self.shared.map.as_ptr().cast_mut().add(off).cast::<std::sync::atomic::AtomicU8>();
+            byte.store(link, Ordering::Release);
+        }
+    }
+
     /// Vif slots in the region (vif ids `0..max_vifs`).
     pub fn max_vifs(&self) -> usize {
         self.shared.layout.max_vifs

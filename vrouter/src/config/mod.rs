@@ -50,7 +50,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::parse(origin, text, e))?;
+    let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::parse(origin, text, e))?;
+    for v in &mut cfg.vifs {
+        v.get_mut().resolve();
+    }
     validate(&cfg, text, origin)?;
     Ok(cfg)
 }

@@ -17,7 +17,7 @@ pub use super::route::RouteConfig;
 pub use super::security_group::{EtherType, SecurityGroupConfig, SgDirection, SgRuleConfig};
 pub use super::tenant::TenantConfig;
 pub use super::value::{Mac, PolicyAddress, PortRange, Prefix, Protocol, SgRemote};
-pub use super::vif::{AddressPairConfig, VifConfig, VifType};
+pub use super::vif::{AddressPairConfig, VhostConfig, VhostMode, VifConfig, VifType, MAX_VHOST_QUEUES};
 pub use super::vrf::{VrfConfig, DEFAULT_GATEWAY_IP, DEFAULT_GATEWAY_IP6};
 pub use super::vrouter::{VrouterConfig, MAX_ICMP_ERROR_BURST, MAX_ICMP_ERROR_RATE};
 use serde::{Deserialize, Serialize};

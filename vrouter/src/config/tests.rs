@@ -1452,3 +1452,60 @@ fn unique_keeps_the_first() {
     assert_eq!(keys.first("a", 7), Some(5));
     assert_eq!(keys.first("a", 9), Some(5));
 }
+
+/// `VALID`'s second VM as a vhost-user port: `device` left out.
+fn vhost_vm2(vhost: &str) -> String {
+    edit("device = \"net_tap1\"\n", &format!("vhost = {vhost} # HERE\n"))
+}
+
+#[test]
+fn vhost_vif_gets_its_device_and_queues() {
+    let cfg =
+        parse(&vhost_vm2(r#"{ socket = "/run/vm2.sock", queues = 2 }"#), "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let vif = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == 3).unwrap();
+    assert_eq!(vif.device, "net_vhost3");
+    assert_eq!(vif.rx_queues, 2);
+    let v = vif.vhost.as_ref().unwrap();
+    assert_eq!(v.mode, VhostMode::Client, "client mode is the default");
+    assert_eq!(vif.probe_args().as_deref(), Some("net_vhost3,iface=/run/vm2.sock,queues=2,client=1"));
+
+    let cfg = parse(&vhost_vm2(r#"{ socket = "/run/vm2.sock", mode = "server" }"#), "test.toml").unwrap();
+    let vif = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == 3).unwrap();
+    assert_eq!(vif.rx_queues, 1);
+    assert_eq!(vif.probe_args().as_deref(), Some("net_vhost3,iface=/run/vm2.sock,queues=1,client=0"));
+    // A plain vif is probed by the EAL, not by the vRouter.
+    let plain = cfg.vifs.iter().map(|v| v.get_ref()).find(|v| v.id == 2).unwrap();
+    assert_eq!(plain.probe_args(), None);
+}
+
+#[test]
+fn vhost_vif_errors_name_the_field() {
+    expect_invalid(&vhost_vm2(r#"{ socket = "vm2.sock" }"#), "vif[3].vhost.socket", "not an absolute path");
+    expect_invalid(&vhost_vm2(r#"{ socket = "/run/a,b.sock" }"#), "vif[3].vhost.socket", "comma");
+    let long = format!("{{ socket = \"/{}\" }}", "s".repeat(120));
+    expect_invalid(&vhost_vm2(&long), "vif[3].vhost.socket", "at most 107");
+    expect_invalid(&vhost_vm2(r#"{ socket = "/run/vm2.sock", queues = 17 }"#), "vif[3].vhost.queues", "1..=16");
+    expect_invalid(&vhost_vm2(r#"{ socket = "/run/vm2.sock", queues = 0 }"#), "vif[3].vhost.queues", "1..=16");
+    expect_parse(&vhost_vm2(r#"{ socket = "/run/vm2.sock", mode = "both" }"#), Some("vif[3].vhost"), "unknown variant");
+    // Not on a fabric vif, not with devargs, not with another driver's device.
+    let fabric = edit("device = \"net_pcap0\"\n", "vhost = { socket = \"/run/f.sock\" } # HERE\n");
+    expect_invalid(&fabric, "vif[0].vhost", "virtual (VM) vifs");
+    let both = vhost_vm2(r#"{ socket = "/run/vm2.sock" }"#).replacen(
+        "type = \"vm\"\n",
+        "type = \"vm\"\ndevargs = \"x=1\"\n",
+        1,
+    );
+    let both = both.replacen(" # HERE", "", 1).replacen("devargs = \"x=1\"\n", "devargs = \"x=1\" # HERE\n", 1);
+    expect_invalid(&both, "vif[3].devargs", "come from vhost");
+    let other = vhost_vm2(r#"{ socket = "/run/vm2.sock" }"#).replacen(" # HERE", "\ndevice = \"net_tap1\" # HERE", 1);
+    expect_invalid(&other, "vif[3].device", "net_vhost");
+    let rxq = vhost_vm2(r#"{ socket = "/run/vm2.sock", queues = 2 }"#).replacen(" # HERE", "\nrx_queues = 3 # HERE", 1);
+    expect_invalid(&rxq, "vif[3].rx_queues", "leave rx_queues out");
+    // Two vifs on one socket.
+    let two = vhost_vm2(r#"{ socket = "/run/vm2.sock" }"#).replacen(
+        "device = \"net_tap0\"\n",
+        "vhost = { socket = \"/run/vm2.sock\" }\n",
+        1,
+    );
+    expect_invalid(&two, "vif[3].vhost", "already vif[2]'s");
+}

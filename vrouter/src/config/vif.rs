@@ -38,13 +38,20 @@ pub struct VifConfig {
     /// Fabric, virtual (VM) or host; `type` in TOML.
     #[serde(rename = "type")]
     pub kind: VifType,
-    /// DPDK device name (e.g. `net_pcap0` or a PCI address) the vif is bound to.
+    /// DPDK device name (e.g. `net_pcap0` or a PCI address) the vif is bound to. A vhost-user
+    /// vif may leave it out: its device is then `net_vhost<id>`.
+    #[serde(default)]
     pub device: String,
     /// Arguments to probe the device with when the vif is added at runtime (a vdev not in
     /// `eal.vdevs`): the device is hot-plugged with `rte_dev_probe("<device>,<devargs>")`
     /// and removed with the vif.
     #[serde(default)]
     pub devargs: Option<String>,
+    /// A vhost-user VM port (`vhost = { socket = "...", mode = "client", queues = 2 }`): the
+    /// vRouter creates a `net_vhost` device on the socket (virtual vifs only; not with
+    /// `devargs`). Its RX and TX queue pairs are `queues`; `rx_queues` follows.
+    #[serde(default)]
+    pub vhost: Option<VhostConfig>,
     /// The vif's MAC (unicast): frames to it are for the vRouter (as to the router MAC); the source
     /// of ICMP errors sent on the vif.
     pub mac: Mac,
@@ -104,6 +111,66 @@ pub struct VifConfig {
     pub allowed_address_pairs: Vec<AddressPairConfig>,
 }
 
+/// Which side of the vhost-user socket the vRouter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VhostMode {
+    /// The vRouter connects to the VM's socket (QEMU is the server, `server=on` on its
+    /// chardev) and reconnects whenever it goes away: the vRouter can restart without the VM.
+    #[default]
+    Client,
+    /// The vRouter creates the socket and the VM connects (QEMU `reconnect=N` to survive a
+    /// vRouter restart).
+    Server,
+}
+
+/// Most vhost-user queue pairs of one vif (tf `VR_DPDK_VIRTIO_MAX_QUEUES`).
+pub const MAX_VHOST_QUEUES: u16 = 16;
+/// Longest vhost-user socket path (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A vhost-user port: `{ socket = "/var/run/vrouter/vm1.sock", mode = "client", queues = 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VhostConfig {
+    /// Path of the vhost-user UNIX socket (absolute, at most 107 bytes, no `,`).
+    pub socket: String,
+    /// `client` (default) or `server`.
+    #[serde(default)]
+    pub mode: VhostMode,
+    /// Queue pairs (1..=16, default 1): the guest's queues are spread over the forwarding lcores.
+    #[serde(default = "default_queues")]
+    pub queues: u16,
+}
+
+impl VifConfig {
+    /// Fills what the configuration leaves to be derived: a vhost-user vif's device name
+    /// (`net_vhost<id>`) and RX queues (its queue pairs). Run before validation by every
+    /// path that makes a `VifConfig` (the file and the programming API).
+    pub fn resolve(&mut self) {
+        if let Some(v) = &self.vhost {
+            if self.device.is_empty() {
+                self.device = format!("net_vhost{}", self.id);
+            }
+            if self.rx_queues == default_queues() {
+                self.rx_queues = v.queues;
+            }
+        }
+    }
+
+    /// The device arguments the vRouter probes the vif's device with itself
+    /// (`rte_dev_probe`), when it creates the device: a vhost-user port
+    /// (`net_vhost3,iface=/run/vm.sock,queues=2,client=1`) or a vif with `devargs`. `None`:
+    /// the device comes from the EAL arguments (`eal.vdevs`, `eal.pci`).
+    pub fn probe_args(&self) -> Option<String> {
+        if let Some(v) = &self.vhost {
+            let client = u8::from(v.mode == VhostMode::Client);
+            return Some(format!("{},iface={},queues={},client={client}", self.device, v.socket, v.queues));
+        }
+        self.devargs.as_ref().map(|a| format!("{},{a}", self.device))
+    }
+}
+
 /// One allowed address pair of a VM vif: `{ ip = "10.0.0.0/24", mac = "02:00:00:00:00:09" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +204,7 @@ impl Checker<'_> {
         let list = &self.cfg.vifs;
         let (mut ids, mut names) = (Unique::entries("vif", list), Unique::entries("vif", list));
         let (mut devices, mut host) = (Unique::entries("vif", list), Unique::entries("vif", list));
+        let mut sockets = Unique::entries("vif", list);
         for (i, e) in list.iter().enumerate() {
             let vif = e.get_ref();
             let err = |key: &str, msg: String| Err(self.entry("vif", i, e, key, msg));
@@ -155,6 +223,12 @@ impl Checker<'_> {
             })?;
             if vif.device.trim().is_empty() {
                 return err("device", "must not be empty".into());
+            }
+            self.vif_vhost(i, e)?;
+            if let Some(v) = &vif.vhost {
+                sockets.check(self, i, "vhost", v.socket.as_str(), |first, at| {
+                    format!("socket {:?} is already vif[{first}]'s ({at})", v.socket)
+                })?;
             }
             if let Some(a) = &vif.devargs {
                 if a.trim().is_empty() || a.contains(char::is_whitespace) {
@@ -230,6 +304,64 @@ impl Checker<'_> {
                 (None, false) => {}
             }
             self.vif_source_check(i, e)?;
+        }
+        Ok(())
+    }
+
+    /// `vhost`: virtual vifs only, not with `devargs`; an absolute socket path that fits
+    /// `sun_path` and the device arguments; 1..=16 queue pairs; a `net_vhost` device.
+    fn vif_vhost(&self, i: usize, e: &Spanned<VifConfig>) -> Result<(), ConfigError> {
+        let vif = e.get_ref();
+        let Some(v) = &vif.vhost else { return Ok(()) };
+        let line = self.key_line(&format!("vif[{i}]"), e, "vhost");
+        let err = |key: &str, msg: String| Err(self.invalid(Some(line), format!("vif[{i}].vhost.{key}"), msg));
+        if vif.kind != VifType::Virtual {
+            return Err(self.entry(
+                "vif",
+                i,
+                e,
+                "vhost",
+                format!("vif {} is of type {}; vhost-user ports are virtual (VM) vifs", vif.id, type_name(vif.kind)),
+            ));
+        }
+        if vif.devargs.is_some() {
+            return Err(self.entry("vif", i, e, "devargs", "a vhost-user vif's device arguments come from vhost"));
+        }
+        if !vif.device.starts_with("net_vhost") {
+            return Err(self.entry(
+                "vif",
+                i,
+                e,
+                "device",
+                format!("{:?}: a vhost-user vif's device is a net_vhost<N> (or left out)", vif.device),
+            ));
+        }
+        if !v.socket.starts_with('/') {
+            return err("socket", format!("{:?} is not an absolute path", v.socket));
+        }
+        if v.socket.len() > MAX_SOCKET_PATH {
+            return err(
+                "socket",
+                format!("{} bytes; a UNIX socket path holds at most {MAX_SOCKET_PATH}", v.socket.len()),
+            );
+        }
+        if v.socket.contains(|c: char| c == ',' || c.is_whitespace() || c.is_control()) {
+            return err("socket", format!("{:?} has a comma, a space or a control character", v.socket));
+        }
+        if !(1..=MAX_VHOST_QUEUES).contains(&v.queues) {
+            return err("queues", format!("{} is out of range 1..={MAX_VHOST_QUEUES}", v.queues));
+        }
+        if vif.rx_queues != v.queues {
+            return Err(self.entry(
+                "vif",
+                i,
+                e,
+                "rx_queues",
+                format!(
+                    "{}: a vhost-user vif has vhost.queues ({}) RX queues; leave rx_queues out",
+                    vif.rx_queues, v.queues
+                ),
+            ));
         }
         Ok(())
     }

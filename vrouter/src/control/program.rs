@@ -362,7 +362,8 @@ impl Programmer {
         match cmd {
             C::RouteSet(routes) => change(self.route_set(routes)?),
             C::RouteDelete(keys) => change(self.route_delete(keys)?),
-            C::VifSet(v) => {
+            C::VifSet(mut v) => {
+                v.resolve();
                 let key = format!("vif/{}", v.id);
                 let obj = to_value(&*v);
                 change(self.edit(&key, Some(obj), Table::Vif, move |c| upsert(&mut c.vifs, *v, |a, b| a.id == b.id))?)
@@ -541,8 +542,9 @@ impl Programmer {
         // lcore polls them); new ones are opened before it.
         let old_vifs: HashMap<u16, &VifConfig> = self.cfg.vifs.iter().map(|v| (v.get_ref().id, v.get_ref())).collect();
         let new_vifs: HashMap<u16, &VifConfig> = new.vifs.iter().map(|v| (v.get_ref().id, v.get_ref())).collect();
-        let same_port =
-            |a: &VifConfig, b: &VifConfig| a.device == b.device && a.devargs == b.devargs && a.rx_queues == b.rx_queues;
+        let same_port = |a: &VifConfig, b: &VifConfig| {
+            a.probe_args() == b.probe_args() && a.device == b.device && a.rx_queues == b.rx_queues
+        };
         let gone: Vec<u16> = (old_vifs.iter())
             .filter(|(id, v)| new_vifs.get(id).is_none_or(|n| !same_port(v, n)))
             .map(|(id, _)| *id)

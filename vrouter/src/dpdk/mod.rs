@@ -4,6 +4,7 @@
 
 pub mod eal;
 pub mod lcore;
+pub mod link;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
