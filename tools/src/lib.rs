@@ -560,7 +560,7 @@ vif0/1      PMD: 1 OS: net_pcap1 Name: vm1 NH: 12 MTU: 1500
         assert_eq!(m["invalid_if"], 0);
         assert_eq!(m["total"], 5);
         assert!(s.starts_with("{\"invalid_if\":0,\"invalid_arp\":0,"));
-        assert!(s.ends_with(",\"bridge_route_mismatch\":0,\"total\":5}\n"));
+        assert!(s.ends_with(",\"link_down\":0,\"total\":5}\n"));
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct VifAddArgs {
     pub vn_name: Option<String>,
     /// `--devargs`: the vdev's arguments, to hot-plug it (`iface=tap5`).
     pub devargs: Option<String>,
+    /// `--vhost-socket`: a vhost-user VM port on this socket (then `--device` may be left out).
+    pub vhost_socket: Option<String>,
+    /// `--vhost-mode`: `client` (the default) or `server`.
+    pub vhost_mode: Option<String>,
+    /// `--vhost-queues`: queue pairs of the vhost-user port.
+    pub vhost_queues: Option<u16>,
 }
 
 /// The `vif_set` request, or the error naming the option that is missing or invalid
@@ -47,7 +53,15 @@ pub fn add_request(a: &VifAddArgs) -> Result<Value, Failure> {
     let need = |v: bool, opt: &str| if v { Ok(()) } else { Err(Failure(format!("--add needs {opt}"))) };
     need(a.id.is_some(), "--id")?;
     need(a.kind.is_some(), "--type")?;
-    need(a.device.is_some(), "--device")?;
+    need(a.device.is_some() || a.vhost_socket.is_some(), "--device (or --vhost-socket)")?;
+    if a.vhost_socket.is_none() {
+        if a.vhost_mode.is_some() {
+            return Err(Failure("--vhost-mode needs --vhost-socket".into()));
+        }
+        if a.vhost_queues.is_some() {
+            return Err(Failure("--vhost-queues needs --vhost-socket".into()));
+        }
+    }
     need(a.mac.is_some(), "--mac")?;
     need(a.vrf.is_some(), "--vrf")?;
     if a.name.is_empty() || a.name.len() > 31 {
@@ -58,7 +72,9 @@ pub fn add_request(a: &VifAddArgs) -> Result<Value, Failure> {
     vif.insert("id".into(), a.id.into());
     vif.insert("name".into(), a.name.clone().into());
     vif.insert("type".into(), a.kind.clone().into());
-    vif.insert("device".into(), a.device.clone().into());
+    if let Some(d) = &a.device {
+        vif.insert("device".into(), d.clone().into());
+    }
     vif.insert("mac".into(), mac_config(&mac).into());
     vif.insert("vrf".into(), a.vrf.into());
     if let Some(ip) = &a.ip {
@@ -80,6 +96,17 @@ pub fn add_request(a: &VifAddArgs) -> Result<Value, Failure> {
     }
     if let Some(d) = &a.devargs {
         vif.insert("devargs".into(), d.clone().into());
+    }
+    if let Some(socket) = &a.vhost_socket {
+        let mut v = Map::new();
+        v.insert("socket".into(), socket.clone().into());
+        if let Some(m) = &a.vhost_mode {
+            v.insert("mode".into(), m.clone().into());
+        }
+        if let Some(q) = a.vhost_queues {
+            v.insert("queues".into(), q.into());
+        }
+        vif.insert("vhost".into(), v.into());
     }
     Ok(json!({"cmd": "vif_set", "vif": vif}))
 }
@@ -115,6 +142,17 @@ mod tests {
                    "mac":"02:00:00:00:00:09","vrf":1,"ip":"10.0.0.9","mtu":1400,"devargs":"iface=tap9"}})
         );
         assert_eq!(delete_request(9), json!({"cmd":"vif_delete","id":9}));
+        let vh =
+            VifAddArgs { device: None, vhost_socket: Some("/run/vm9.sock".into()), vhost_queues: Some(2), ..args() };
+        assert_eq!(
+            add_request(&vh).unwrap(),
+            json!({"cmd":"vif_set","vif":{"id":9,"name":"tap-vm9","type":"virtual",
+                   "mac":"02:00:00:00:00:09","vrf":1,"vhost":{"socket":"/run/vm9.sock","queues":2}}})
+        );
+        let e = add_request(&VifAddArgs { device: None, ..args() }).unwrap_err().0;
+        assert_eq!(e, "--add needs --device (or --vhost-socket)");
+        let e = add_request(&VifAddArgs { vhost_queues: Some(2), ..args() }).unwrap_err().0;
+        assert_eq!(e, "--vhost-queues needs --vhost-socket");
     }
 
     #[test]

@@ -204,7 +204,7 @@ fn vif_json() {
             "vm_uuid": "7c3a5f0e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
             "vmi_uuid": "00112233-4455-6677-8899-aabbccddeeff",
             "rx_packets": 15, "rx_bytes": 1500, "rx_errors": 1,
-            "tx_packets": 0, "tx_bytes": 0, "tx_errors": 0,
+            "tx_packets": 0, "tx_bytes": 0, "tx_errors": 0, "link": null, "vhost": null,
             "mirror_index": 4, "mirror_packets": 2, "mirror_bytes": 500, "mirror_errors": 1,
             "drops": 3, "drop_stats": {"ttl_exceeded": 2, "mirror_no_nh": 1}
         })

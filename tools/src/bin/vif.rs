@@ -4,7 +4,8 @@
 //! `vif --list`, `vif --get N [--get-drop-stats]`, optionally `--core N` (one forwarding
 //! lcore's counters) and `--json`. `vif --add NAME --id N --type T --device D --mac M --vrf V
 //! [--ip, --ip6, --mtu, --rx-queues, --vn-name, --devargs]` sends a `[[vif]]` table
-//! (`--devargs` hot-plugs the DPDK vdev `--device`); `vif --delete N`. Output follows
+//! (`--devargs` hot-plugs the DPDK vdev `--device`; `--vhost-socket` adds a vhost-user VM
+//! port, `--vhost-mode`, `--vhost-queues`); `vif --delete N`. Output follows
 //! tf-vrouter's `vif` tool.
 
 use std::process::ExitCode;
@@ -88,10 +89,19 @@ struct AddArgs {
     /// Arguments of the DPDK vdev --device, to hot-plug it (--add), e.g. iface=tap5.
     #[arg(long, value_name = "ARGS")]
     devargs: Option<String>,
+    /// A vhost-user VM port on this UNIX socket (--add; --device may then be left out).
+    #[arg(long, value_name = "PATH")]
+    vhost_socket: Option<String>,
+    /// vhost-user mode (--add): client (connect to the VM's socket; default) or server.
+    #[arg(long, value_name = "MODE", value_parser = ["client", "server"])]
+    vhost_mode: Option<String>,
+    /// vhost-user queue pairs (--add), 1..=16.
+    #[arg(long, value_name = "N")]
+    vhost_queues: Option<u16>,
 }
 
 impl AddArgs {
-    fn given(&self) -> [(&'static str, bool); 11] {
+    fn given(&self) -> [(&'static str, bool); 14] {
         [
             ("--id", self.id.is_some()),
             ("--type", self.kind.is_some()),
@@ -104,6 +114,9 @@ impl AddArgs {
             ("--rx-queues", self.rx_queues.is_some()),
             ("--vn-name", self.vn_name.is_some()),
             ("--devargs", self.devargs.is_some()),
+            ("--vhost-socket", self.vhost_socket.is_some()),
+            ("--vhost-mode", self.vhost_mode.is_some()),
+            ("--vhost-queues", self.vhost_queues.is_some()),
         ]
     }
 }
@@ -140,6 +153,9 @@ fn change(cli: &Cli) -> Result<String, Failure> {
             rx_queues: a.rx_queues,
             vn_name: a.vn_name.clone(),
             devargs: a.devargs.clone(),
+            vhost_socket: a.vhost_socket.clone(),
+            vhost_mode: a.vhost_mode.clone(),
+            vhost_queues: a.vhost_queues,
         };
         (add_request(&args)?, format!("vif0/{} ({name})", a.id.unwrap_or_default()), "added")
     } else {
