@@ -763,3 +763,101 @@ pub fn veth_pair(a: &str, b: &str) -> Veth {
     }
     v
 }
+
+/// A raw AF_PACKET socket bound to one interface (all protocols).
+pub struct Raw {
+    fd: i32,
+    ifindex: i32,
+}
+
+impl Raw {
+    pub fn open(iface: &str) -> Raw {
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: plain libc calls with valid arguments; the fd is closed in Drop.
+        unsafe {
+            let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            assert!(ifindex > 0, "no interface {iface}");
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+            assert!(fd >= 0, "AF_PACKET socket");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            let r = libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as u32);
+            assert_eq!(r, 0, "bind AF_PACKET");
+            // Room for a few seconds of the test's stream while this process waits for a CPU.
+            let size: i32 = 16 << 20;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const i32).cast(),
+                size_of::<i32>() as u32,
+            );
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as u32,
+            );
+            Raw { fd, ifindex }
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: the frame buffer is valid for its length; sockaddr_ll is initialised.
+        unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = self.ifindex;
+            sll.sll_halen = 6;
+            let r = libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(r, frame.len() as isize, "sendto");
+        }
+    }
+
+    /// One frame received on the interface (not one it sent), or None after the timeout.
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: buf is valid for its length; sll is an out-parameter of the given size.
+        unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            let mut len = size_of::<libc::sockaddr_ll>() as u32;
+            loop {
+                let n = libc::recvfrom(
+                    self.fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                );
+                if n < 0 {
+                    return None;
+                }
+                if sll.sll_pkttype == libc::PACKET_OUTGOING {
+                    continue;
+                }
+                buf.truncate(n as usize);
+                return Some(buf);
+            }
+        }
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: our own fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
