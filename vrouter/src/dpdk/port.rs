@@ -29,7 +29,7 @@ pub struct PortInfo {
 /// How to set a port up.
 #[derive(Debug, Clone)]
 pub struct PortConfig {
-    /// RX queues to set up (more than one turns RSS on).
+    /// RX queues to set up (more than one turns RSS on where the device has it).
     pub rx_queues: u16,
     /// TX queues to set up (one per forwarding lcore, at most the device's maximum).
     pub tx_queues: u16,
@@ -128,11 +128,13 @@ impl Port {
     /// with mbufs from `pool`. The port must be stopped.
     pub fn configure(&self, cfg: &PortConfig, info: &PortInfo, pool: &Mempool) -> Result<()> {
         let mut conf = dpdk_sys::rte_eth_conf::default();
-        if cfg.rx_queues > 1 {
+        // SAFETY: shim returns a constant.
+        let rss_hf = unsafe { dpdk_sys::shim_rss_ip_l4() } & info.rss_offloads;
+        // A device without RSS (vhost-user, virtio_user, pcap, ring) spreads over its queues
+        // by itself (the guest picks the queue) or not at all; asking it for RSS is an error.
+        if cfg.rx_queues > 1 && rss_hf != 0 {
             conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-            // SAFETY: shim returns a constant.
-            let want = unsafe { dpdk_sys::shim_rss_ip_l4() };
-            conf.rx_adv_conf.rss_conf.rss_hf = want & info.rss_offloads;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: conf is a valid configuration for the duration of the call.
         let ret = unsafe { dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) };

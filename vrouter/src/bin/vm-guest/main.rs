@@ -1,0 +1,601 @@
+//! `vm-guest`: a virtual machine's network driver without the virtual machine, for tests and
+//! benchmarks of vhost-user vifs. It is a DPDK process of its own whose one port is a
+//! `net_virtio_user` device on the vif's vhost-user socket (DPDK's way of being a virtio
+//! guest without QEMU): it sends the frames of pcap files, records every frame it receives
+//! and counts both.
+//!
+//! By default it is the socket's server, as QEMU is for a vRouter whose vif is in client
+//! mode (the vRouter's default): start the guest first, the vRouter connects to it and
+//! reconnects when either restarts. `--client` makes it connect to a vRouter vif in server
+//! mode instead.
+//!
+//! It reports on stdout, one JSON object per line: `ready` once the link is up, the answer
+//! to each command read from stdin, and `exit` with the final counters. Commands:
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `send PCAP [QUEUE\|hash] [REPEAT]` | sends the file's frames (REPEAT times) on TX queue QUEUE (default `--tx-queue`), or spread over the queues by a hash of the addresses and ports; answers `sent` |
+//! | `wait-rx N TIMEOUT_MS` | answers `rx` once N frames in all have been received, or at the timeout |
+//! | `stats` | answers `stats` with the counters so far |
+//! | `flush` | writes out the `--record` file so far; answers `flushed` |
+//! | `quit` | stops (as SIGTERM or SIGINT do) |
+//!
+//! With `--send` it sends a file once the link is up, for `--repeat` rounds or for
+//! `--duration` seconds at up to `--rate` frames per second, then, with `--exit-after-send`,
+//! waits `--linger-ms` for late frames and exits: the generator and sink of the benchmark.
+
+mod pcap;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use vrouter::dpdk::{Eal, Mempool, Port, PortConfig};
+
+const BURST: usize = 32;
+
+/// How frames are put on TX queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxQueue {
+    /// All on one queue.
+    Fixed(u16),
+    /// By a hash of the IP addresses and L4 ports, so one flow stays on one queue.
+    Hash,
+}
+
+fn parse_tx_queue(s: &str) -> Result<TxQueue, String> {
+    if s == "hash" {
+        return Ok(TxQueue::Hash);
+    }
+    s.parse::<u16>().map(TxQueue::Fixed).map_err(|_| format!("{s:?} is neither a queue number nor \"hash\""))
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vm-guest",
+    version,
+    about = "A VM stand-in on a vhost-user socket (DPDK net_virtio_user): sends pcaps, records what it receives"
+)]
+struct Cli {
+    /// The vhost-user socket (the vif's `vhost.socket`).
+    #[arg(long)]
+    socket: PathBuf,
+    /// Connect to the socket (the vRouter's vif is the server); default: listen on it, as QEMU
+    /// does for a vRouter vif in client mode.
+    #[arg(long)]
+    client: bool,
+    /// Queue pairs (the vif's `vhost.queues`).
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
+    /// Descriptors per virtqueue.
+    #[arg(long, default_value_t = 1024)]
+    queue_size: u16,
+    /// The guest's MAC address.
+    #[arg(long)]
+    mac: Option<String>,
+    /// DPDK `--file-prefix` (default `vm-guest-<pid>`).
+    #[arg(long)]
+    file_prefix: Option<String>,
+    /// CPU the guest runs on.
+    #[arg(long, default_value_t = 0)]
+    cpu: u32,
+    /// DPDK memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mb: u32,
+    /// Use hugepages (default: `--no-huge`; vhost-user then shares memfd-backed memory).
+    #[arg(long)]
+    huge: bool,
+    /// Send this pcap once the link is up.
+    #[arg(long)]
+    send: Option<PathBuf>,
+    /// Rounds of `--send`.
+    #[arg(long, default_value_t = 1)]
+    repeat: u64,
+    /// Send `--send` round after round for this many seconds (instead of `--repeat`).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Frames per second at most (0: as fast as the queue takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// TX queue of `--send` and of `send` commands without one: a number or `hash`.
+    #[arg(long, default_value = "0", value_parser = parse_tx_queue)]
+    tx_queue: TxQueue,
+    /// How long a frame may wait for room in a full TX queue before it counts as failed.
+    #[arg(long, default_value_t = 1000)]
+    tx_timeout_ms: u64,
+    /// Record every received frame to this pcap file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Seconds to wait for the link to come up (the other side to connect).
+    #[arg(long, default_value_t = 30.0)]
+    wait_link: f64,
+    /// Exit once `--send` is done and `--linger-ms` has passed.
+    #[arg(long)]
+    exit_after_send: bool,
+    /// Time to keep receiving after `--send` before exiting (with `--exit-after-send`).
+    #[arg(long, default_value_t = 500)]
+    linger_ms: u64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Counters of the guest's port, as the guest's driver sees them.
+#[derive(Debug, Default, Clone, Serialize)]
+struct Counters {
+    /// Frames taken by a TX queue.
+    sent: u64,
+    sent_bytes: u64,
+    /// Frames no TX queue took within `--tx-timeout-ms`.
+    tx_failed: u64,
+    received: u64,
+    received_bytes: u64,
+    /// Frames received per RX queue.
+    received_per_queue: Vec<u64>,
+    /// Seconds from the first frame sent to the last (of everything sent so far).
+    send_seconds: f64,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    event: &'a str,
+    link: &'a str,
+    #[serde(flatten)]
+    counters: &'a Counters,
+}
+
+fn say(event: &str, link_up: bool, counters: &Counters) {
+    let r = Report { event, link: if link_up { "up" } else { "down" }, counters };
+    let mut out = std::io::stdout().lock();
+    // A reader that went away is not an error of the guest.
+    let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("plain struct"));
+    let _ = out.flush();
+}
+
+struct Guest {
+    port: Port,
+    pool: Mempool,
+    queues: u16,
+    tx_timeout: Duration,
+    record: Option<pcap::Writer>,
+    c: Counters,
+    first_tx: Option<Instant>,
+}
+
+impl Guest {
+    fn link_up(&self) -> bool {
+        let mut link = dpdk_sys::rte_eth_link::default();
+        // SAFETY: `link` is a valid out-pointer; the call only reads the port's state.
+        let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port.id, &mut link) };
+        ret == 0 && link.link_status() != 0
+    }
+
+    /// Receives what is waiting on every RX queue.
+    fn poll_rx(&mut self) -> Result<usize> {
+        let mut pkts = [std::ptr::null_mut::<dpdk_sys::rte_mbuf>(); BURST];
+        let mut total = 0;
+        for q in 0..self.queues {
+            // SAFETY: the port is started, this thread is its only user, `pkts` has room for BURST.
+            let n =
+                usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(self.port.id, q, pkts.as_mut_ptr(), BURST as u16) });
+            for &m in &pkts[..n] {
+                let frame = frame_bytes(m);
+                self.c.received += 1;
+                self.c.received_bytes += frame.len() as u64;
+                self.c.received_per_queue[usize::from(q)] += 1;
+                if let Some(w) = self.record.as_mut() {
+                    w.write(&frame)?;
+                }
+            }
+            if n > 0 {
+                // SAFETY: the n mbufs were received by us and are freed once.
+                unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr(), n as u32) };
+            }
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Sends `frames` on their queues (keeping RX drained meanwhile), at most `rate` per second.
+    fn send(&mut self, frames: &[Vec<u8>], queue: TxQueue, rate: u64) -> Result<()> {
+        let start = Instant::now();
+        let mut i = 0;
+        while i < frames.len() && !STOP.load(Ordering::Relaxed) {
+            if rate > 0 {
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                while Instant::now() < due {
+                    self.poll_rx()?;
+                }
+            }
+            // One burst of frames for the same queue, at most BURST, at most one when paced.
+            let q = queue_of(&frames[i], queue, self.queues);
+            let mut end = i + 1;
+            let max = if rate > 0 { 1 } else { BURST };
+            while end < frames.len() && end - i < max && queue_of(&frames[end], queue, self.queues) == q {
+                end += 1;
+            }
+            self.send_burst(&frames[i..end], q)?;
+            i = end;
+        }
+        Ok(())
+    }
+
+    fn send_burst(&mut self, frames: &[Vec<u8>], q: u16) -> Result<()> {
+        let mut pkts = [std::ptr::null_mut::<dpdk_sys::rte_mbuf>(); BURST];
+        let n = frames.len();
+        // SAFETY: the pool is live; `pkts` has room for n <= BURST pointers.
+        if unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(self.pool.as_ptr(), pkts.as_mut_ptr(), n as u32) } != 0 {
+            bail!("the guest's mbuf pool is exhausted");
+        }
+        for (&m, f) in pkts.iter().zip(frames) {
+            // SAFETY: `m` is a fresh mbuf of the pool (2048-byte data room, frames are at most
+            // pcap::MAX_FRAME); the copy stays within its buffer.
+            unsafe {
+                let mb = &mut *m;
+                let dst = (mb.buf_addr as *mut u8).add(usize::from(mb.data_off));
+                std::ptr::copy_nonoverlapping(f.as_ptr(), dst, f.len());
+                mb.data_len = f.len() as u16;
+                mb.pkt_len = f.len() as u32;
+            }
+        }
+        self.first_tx.get_or_insert_with(Instant::now);
+        let deadline = Instant::now() + self.tx_timeout;
+        let mut done = 0;
+        while done < n {
+            // SAFETY: pkts[done..n] are ours; the driver takes ownership of those it returns.
+            let sent = usize::from(unsafe {
+                dpdk_sys::rte_eth_tx_burst(self.port.id, q, pkts.as_mut_ptr().add(done), (n - done) as u16)
+            });
+            for f in &frames[done..done + sent] {
+                self.c.sent += 1;
+                self.c.sent_bytes += f.len() as u64;
+            }
+            done += sent;
+            if done < n {
+                if Instant::now() >= deadline || STOP.load(Ordering::Relaxed) {
+                    self.c.tx_failed += (n - done) as u64;
+                    // SAFETY: the unsent mbufs are still ours.
+                    unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().add(done), (n - done) as u32) };
+                    break;
+                }
+                self.poll_rx()?;
+            }
+        }
+        if let Some(t) = self.first_tx {
+            self.c.send_seconds = t.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of a received packet, over all its segments.
+fn frame_bytes(m: *mut dpdk_sys::rte_mbuf) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut seg = m;
+    while !seg.is_null() {
+        // SAFETY: `seg` is a segment of a packet we received and still own; its data lies at
+        // buf_addr + data_off for data_len bytes.
+        unsafe {
+            let s = &*seg;
+            let p = (s.buf_addr as *const u8).add(usize::from(s.data_off));
+            out.extend_from_slice(std::slice::from_raw_parts(p, usize::from(s.data_len)));
+            seg = s.next;
+        }
+    }
+    out
+}
+
+/// The TX queue of a frame: fixed, or a hash of its IPv4/IPv6 addresses and L4 ports (the
+/// same for every frame of a flow direction).
+fn queue_of(frame: &[u8], how: TxQueue, queues: u16) -> u16 {
+    match how {
+        TxQueue::Fixed(q) => q,
+        TxQueue::Hash => {
+            let mut off = 12;
+            let mut ethertype =
+                u16::from_be_bytes([frame.get(12).copied().unwrap_or(0), frame.get(13).copied().unwrap_or(0)]);
+            if ethertype == 0x8100 {
+                off += 4;
+                ethertype = frame.get(off..off + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            }
+            let l3 = off + 2;
+            let key: &[u8] = match ethertype {
+                0x0800 => {
+                    let ihl = frame.get(l3).map_or(20, |b| usize::from(b & 0x0f) * 4);
+                    let addrs = frame.get(l3 + 12..l3 + 20).unwrap_or(&[]);
+                    let ports = frame.get(l3 + ihl..l3 + ihl + 4).unwrap_or(&[]);
+                    return fnv(&[addrs, ports]) % queues.max(1);
+                }
+                0x86dd => {
+                    let addrs = frame.get(l3 + 8..l3 + 40).unwrap_or(&[]);
+                    let ports = frame.get(l3 + 40..l3 + 44).unwrap_or(&[]);
+                    return fnv(&[addrs, ports]) % queues.max(1);
+                }
+                _ => frame.get(0..12).unwrap_or(&[]),
+            };
+            fnv(&[key]) % queues.max(1)
+        }
+    }
+}
+
+fn fnv(parts: &[&[u8]]) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h ^ (h >> 16)) as u16
+}
+
+/// A command read from stdin.
+#[derive(Debug, PartialEq)]
+enum Command {
+    Send { pcap: PathBuf, queue: Option<TxQueue>, repeat: u64 },
+    WaitRx { frames: u64, timeout: Duration },
+    Stats,
+    Flush,
+    Quit,
+}
+
+fn parse_command(line: &str) -> Result<Command> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let num = |i: usize, what: &str| -> Result<u64> {
+        let w = words.get(i).with_context(|| format!("{}: {what} is missing", words[0]))?;
+        w.parse::<u64>().with_context(|| format!("{}: {what} {w:?} is not a number", words[0]))
+    };
+    match words.first().copied() {
+        Some("send") => {
+            let pcap = PathBuf::from(words.get(1).context("send: the pcap path is missing")?);
+            let queue = match words.get(2) {
+                Some(q) => Some(parse_tx_queue(q).map_err(|e| anyhow::anyhow!("send: queue {e}"))?),
+                None => None,
+            };
+            let repeat = if words.len() > 3 { num(3, "repeat")? } else { 1 };
+            Ok(Command::Send { pcap, queue, repeat })
+        }
+        Some("wait-rx") => {
+            Ok(Command::WaitRx { frames: num(1, "frame count")?, timeout: Duration::from_millis(num(2, "timeout")?) })
+        }
+        Some("stats") => Ok(Command::Stats),
+        Some("flush") => Ok(Command::Flush),
+        Some("quit") => Ok(Command::Quit),
+        Some(w) => bail!("unknown command {w:?} (send, wait-rx, stats, flush, quit)"),
+        None => bail!("empty command"),
+    }
+}
+
+fn eal_args(cli: &Cli) -> Vec<String> {
+    let prefix = cli.file_prefix.clone().unwrap_or_else(|| format!("vm-guest-{}", std::process::id()));
+    let mut vdev = format!(
+        "net_virtio_user0,path={},server={},queues={},queue_size={}",
+        cli.socket.display(),
+        u8::from(!cli.client),
+        cli.queues,
+        cli.queue_size
+    );
+    if let Some(mac) = &cli.mac {
+        vdev.push_str(&format!(",mac={mac}"));
+    }
+    let mut a = vec![
+        "vm-guest".to_string(),
+        "-l".into(),
+        cli.cpu.to_string(),
+        "-m".into(),
+        cli.memory_mb.to_string(),
+        format!("--file-prefix={prefix}"),
+        "--no-pci".into(),
+        "--vdev".into(),
+        vdev,
+    ];
+    if !cli.huge {
+        a.push("--no-huge".into());
+    }
+    a.push("--log-level=lib.eal:error".into());
+    a
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("vm-guest: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if cli.queues == 0 || cli.queues > 16 {
+        bail!("--queues: {} is not in 1..=16", cli.queues);
+    }
+    if let TxQueue::Fixed(q) = cli.tx_queue {
+        if q >= cli.queues {
+            bail!("--tx-queue: queue {q} does not exist with --queues {}", cli.queues);
+        }
+    }
+    if cli.socket.as_os_str().as_encoded_bytes().iter().any(|b| *b == b',' || b.is_ascii_whitespace()) {
+        bail!(
+            "--socket: {} contains a comma or a space, which DPDK device arguments cannot carry",
+            cli.socket.display()
+        );
+    }
+    let to_send = match &cli.send {
+        Some(p) => Some(pcap::read(p).context("--send")?),
+        None => None,
+    };
+    ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
+    // In server mode the EAL waits here until the vRouter connects.
+    let _eal = Eal::init(&eal_args(&cli)).context("starting DPDK (EAL)")?;
+    let port = Port::by_name("net_virtio_user0")?;
+    let info = port.info()?;
+    let pool = Mempool::create("vm_guest", 8191, 256, info.socket).context("creating the mbuf pool")?;
+    let pcfg = PortConfig {
+        rx_queues: cli.queues,
+        tx_queues: cli.queues,
+        rx_desc: cli.queue_size,
+        tx_desc: cli.queue_size,
+        mtu: None,
+    };
+    port.configure(&pcfg, &info, &pool).context("configuring the virtio_user port")?;
+    port.start().context("starting the virtio_user port")?;
+    let record = match &cli.record {
+        Some(p) => Some(pcap::Writer::create(p).context("--record")?),
+        None => None,
+    };
+    let mut g = Guest {
+        port,
+        pool,
+        queues: cli.queues,
+        tx_timeout: Duration::from_millis(cli.tx_timeout_ms),
+        record,
+        c: Counters { received_per_queue: vec![0; usize::from(cli.queues)], ..Counters::default() },
+        first_tx: None,
+    };
+
+    let up_by = Instant::now() + Duration::from_secs_f64(cli.wait_link);
+    while !g.link_up() {
+        if Instant::now() >= up_by || STOP.load(Ordering::Relaxed) {
+            bail!("--wait-link: the link of {} did not come up within {} s", cli.socket.display(), cli.wait_link);
+        }
+        g.poll_rx()?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    say("ready", true, &g.c);
+
+    // Commands come from a reader thread so polling never waits on stdin.
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    if let Some(frames) = &to_send {
+        match cli.duration {
+            Some(secs) => {
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
+                    g.send(frames, cli.tx_queue, cli.rate)?;
+                }
+            }
+            None => {
+                for _ in 0..cli.repeat {
+                    g.send(frames, cli.tx_queue, cli.rate)?;
+                }
+            }
+        }
+        say("sent", g.link_up(), &g.c);
+        if cli.exit_after_send {
+            let end = Instant::now() + Duration::from_millis(cli.linger_ms);
+            while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
+                g.poll_rx()?;
+            }
+            STOP.store(true, Ordering::Relaxed);
+        }
+    }
+
+    let mut waiting: Option<(u64, Instant)> = None;
+    let mut idle = 0u32;
+    while !STOP.load(Ordering::Relaxed) {
+        let got = g.poll_rx()?;
+        if let Some((n, by)) = waiting {
+            if g.c.received >= n || Instant::now() >= by {
+                say("rx", g.link_up(), &g.c);
+                waiting = None;
+            }
+        }
+        match rx.try_recv() {
+            Ok(line) => match parse_command(&line) {
+                Ok(Command::Send { pcap, queue, repeat }) => match pcap::read(&pcap) {
+                    Ok(frames) => {
+                        for _ in 0..repeat {
+                            g.send(&frames, queue.unwrap_or(cli.tx_queue), cli.rate)?;
+                        }
+                        say("sent", g.link_up(), &g.c);
+                    }
+                    Err(e) => say_error(&format!("{e:#}")),
+                },
+                Ok(Command::WaitRx { frames, timeout }) => waiting = Some((frames, Instant::now() + timeout)),
+                Ok(Command::Stats) => say("stats", g.link_up(), &g.c),
+                Ok(Command::Flush) => {
+                    if let Some(w) = g.record.as_mut() {
+                        w.flush()?;
+                    }
+                    say("flushed", g.link_up(), &g.c);
+                }
+                Ok(Command::Quit) => STOP.store(true, Ordering::Relaxed),
+                Err(e) => say_error(&format!("{e:#}")),
+            },
+            Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => {}
+        }
+        // A guest with nothing to do yields the CPU now and then (it shares CPUs in tests).
+        if got == 0 {
+            idle += 1;
+            if idle >= 1024 {
+                idle = 0;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    if let Some(w) = g.record.as_mut() {
+        w.flush()?;
+    }
+    let up = g.link_up();
+    say("exit", up, &g.c);
+    let _ = g.port.stop();
+    let _ = g.port.close();
+    Ok(())
+}
+
+fn say_error(msg: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::json!({ "event": "error", "error": msg }));
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_and_errors_name_the_argument() {
+        assert_eq!(
+            parse_command("send /tmp/a.pcap hash 3").unwrap(),
+            Command::Send { pcap: "/tmp/a.pcap".into(), queue: Some(TxQueue::Hash), repeat: 3 }
+        );
+        assert_eq!(
+            parse_command("send /tmp/a.pcap").unwrap(),
+            Command::Send { pcap: "/tmp/a.pcap".into(), queue: None, repeat: 1 }
+        );
+        assert_eq!(
+            parse_command("wait-rx 10 500").unwrap(),
+            Command::WaitRx { frames: 10, timeout: Duration::from_millis(500) }
+        );
+        assert!(parse_command("send /a x").unwrap_err().to_string().contains("queue \"x\" is neither"));
+        assert!(parse_command("wait-rx 10").unwrap_err().to_string().contains("timeout is missing"));
+        assert!(parse_command("jump").unwrap_err().to_string().contains("unknown command \"jump\""));
+    }
+
+    #[test]
+    fn hashed_queues_keep_a_flow_on_one_queue_and_spread_flows() {
+        let frame = |sport: u16| {
+            let mut f = vec![0u8; 60];
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            f[14] = 0x45;
+            f[26..30].copy_from_slice(&[10, 1, 1, 1]);
+            f[30..34].copy_from_slice(&[10, 1, 1, 2]);
+            f[34..36].copy_from_slice(&sport.to_be_bytes());
+            f
+        };
+        assert_eq!(queue_of(&frame(1), TxQueue::Hash, 4), queue_of(&frame(1), TxQueue::Hash, 4));
+        let used: std::collections::BTreeSet<u16> = (0..64).map(|p| queue_of(&frame(p), TxQueue::Hash, 4)).collect();
+        assert_eq!(used.len(), 4);
+        assert_eq!(queue_of(&frame(1), TxQueue::Fixed(2), 4), 2);
+        assert!(queue_of(&[], TxQueue::Hash, 2) < 2);
+    }
+}
