@@ -3,6 +3,8 @@
 //! accounted for in the stats region, stops it with SIGINT and collects the captured frames.
 #![allow(dead_code)]
 
+pub mod guest;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};

@@ -119,6 +119,10 @@ struct Cli {
     /// Time to keep receiving after `--send` before exiting (with `--exit-after-send`).
     #[arg(long, default_value_t = 500)]
     linger_ms: u64,
+    /// Sleep this long after 256 empty polls in a row (0: poll without pause, as a benchmark
+    /// sink must; tests share their CPUs and leave it on).
+    #[arg(long, default_value_t = 100)]
+    idle_sleep_us: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -423,6 +427,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(p) => Some(pcap::read(p).context("--send")?),
         None => None,
     };
+    if !cli.client {
+        remove_stale_socket(&cli.socket)?;
+    }
     ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
     // In server mode the EAL waits here until the vRouter connects.
     let _eal = Eal::init(&eal_args(&cli)).context("starting DPDK (EAL)")?;
@@ -532,11 +539,11 @@ fn run(cli: Cli) -> Result<()> {
             Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => {}
         }
         // A guest with nothing to do yields the CPU now and then (it shares CPUs in tests).
-        if got == 0 {
+        if got == 0 && cli.idle_sleep_us > 0 {
             idle += 1;
-            if idle >= 1024 {
+            if idle >= 256 {
                 idle = 0;
-                std::thread::sleep(Duration::from_micros(50));
+                std::thread::sleep(Duration::from_micros(cli.idle_sleep_us));
             }
         } else {
             idle = 0;
@@ -550,6 +557,21 @@ fn run(cli: Cli) -> Result<()> {
     let _ = g.port.stop();
     let _ = g.port.close();
     Ok(())
+}
+
+/// Removes the socket file a killed guest left behind (as QEMU does before it listens), so a
+/// restarted guest can listen on the same path; refuses to touch anything else, or a socket
+/// some process still accepts connections on.
+fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !meta.file_type().is_socket() {
+        bail!("--socket: {} exists and is not a socket", path.display());
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("--socket: {} is in use by another process", path.display());
+    }
+    std::fs::remove_file(path).with_context(|| format!("--socket: removing the stale {}", path.display()))
 }
 
 fn say_error(msg: &str) {

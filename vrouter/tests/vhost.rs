@@ -1,0 +1,437 @@
+//! VMs on vhost-user vifs, end to end: the real vRouter binary with vif 1 and vif 2 on
+//! `net_vhost` ports in client mode (its default, as TF's) and two `vm-guest` processes as
+//! the VMs (DPDK `net_virtio_user` in server mode, as QEMU is); the fabric is an af_packet
+//! port on a veth pair whose other end the test reads and writes.
+//!
+//! Checked: VM to VM both ways and VM to a remote host over MPLSoUDP and back, frames byte
+//! for byte and counters exact; a VM killed while traffic is sent to it (the drops counted
+//! as `Link Down`, nothing else lost) and restarted (the vRouter reconnects, traffic
+//! resumes); the vRouter restarted under running VMs (they reconnect without a restart).
+//! Needs root (veth pairs, raw sockets), as the other live tests.
+
+mod common;
+
+use common::guest::Guest;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use vrouter::drop_reason::DropReason;
+use vrouter::stats::{StatsReader, VifCounters};
+use vrouter_abi::stats::{VIF_LINK_DOWN, VIF_LINK_UP};
+
+/// One vRouter and its guests at a time: each polls CPUs of its own.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The standard topology with the VMs on vhost-user sockets in `d` and the fabric on the
+/// af_packet port of `fabric_if`.
+fn write_config(d: &Path, run_dir: &Path, fabric_if: &str, prefix: &str) -> PathBuf {
+    let vdevs = format!("\"net_af_packet0,iface={fabric_if},framecnt=4096,blocksz=4096,framesz=2048\"");
+    let cfg = topology(&vdevs, prefix, run_dir)
+        .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1)
+        .replacen("device = \"net_pcap1\"", &format!("vhost = {{ socket = \"{}\" }}", d.join("vm1.sock").display()), 1)
+        .replacen("device = \"net_pcap2\"", &format!("vhost = {{ socket = \"{}\" }}", d.join("vm2.sock").display()), 1);
+    let path = d.join("vrouter.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// A vRouter with two VMs attached over vhost-user and a fabric the test drives.
+struct Host {
+    dir: tempfile::TempDir,
+    run_dir: PathBuf,
+    cfg: PathBuf,
+    prefix: String,
+    vrouter: Option<Running>,
+    vm1: Option<Guest>,
+    vm2: Option<Guest>,
+    fabric: Raw,
+    _veth: Veth,
+}
+
+impl Host {
+    fn start(tag: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let run_dir = d.join("run");
+        let (fa, fb) =
+            (format!("vh{tag}{}a", std::process::id() % 10000), format!("vh{tag}{}b", std::process::id() % 10000));
+        let veth = veth_pair(&fa, &fb);
+        let fabric = Raw::open(&fb);
+        let prefix = unique_prefix();
+        let cfg = write_config(&d, &run_dir, &fa, &prefix);
+        // The VMs listen first, as QEMU does; the vRouter connects to them.
+        let vm1 = Guest::start(&d, "vm1", &d.join("vm1.sock"), 1, &[]);
+        let vm2 = Guest::start(&d, "vm2", &d.join("vm2.sock"), 1, &[]);
+        let mut h =
+            Host { dir, run_dir, cfg, prefix, vrouter: None, vm1: Some(vm1), vm2: Some(vm2), fabric, _veth: veth };
+        h.start_vrouter();
+        h.vm1().ready();
+        h.vm2().ready();
+        h.wait_link(1, VIF_LINK_UP);
+        h.wait_link(2, VIF_LINK_UP);
+        h
+    }
+
+    fn d(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn start_vrouter(&mut self) {
+        let child = spawn_vrouter(&self.cfg, self.prefix.clone());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(self.run_dir.join("control.sock").exists()
+            && std::os::unix::net::UnixStream::connect(self.run_dir.join("control.sock")).is_ok()
+            && control(&self.run_dir, &serde_json::json!({"cmd": "info"}))["ok"] == true)
+        {
+            assert!(Instant::now() < deadline, "the vRouter did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.vrouter = Some(child);
+    }
+
+    fn stop_vrouter(&mut self) -> String {
+        let mut child = self.vrouter.take().expect("vRouter running");
+        stop(&mut child)
+    }
+
+    fn vm1(&mut self) -> &mut Guest {
+        self.vm1.as_mut().expect("vm1 running")
+    }
+
+    fn vm2(&mut self) -> &mut Guest {
+        self.vm2.as_mut().expect("vm2 running")
+    }
+
+    fn guest(&mut self, vm: u8) -> &mut Guest {
+        match vm {
+            1 => self.vm1(),
+            _ => self.vm2(),
+        }
+    }
+
+    fn stats(&self) -> StatsReader {
+        StatsReader::open(&self.run_dir).unwrap()
+    }
+
+    /// Waits until the vRouter shows vif `vif`'s link as `state`.
+    fn wait_link(&self, vif: u16, state: u8) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let link = self.stats().vifs().into_iter().find(|v| v.id == vif).map(|v| v.link);
+            if link == Some(state) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "vif {vif}: link {link:?}, waited for {state}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn counters(&self, vif: u16) -> VifCounters {
+        self.stats().vif_counters(vif, None)
+    }
+
+    /// Writes `frames` to a pcap in the test directory for a guest to send.
+    fn pcap(&self, name: &str, frames: &[Vec<u8>]) -> PathBuf {
+        let p = self.d().join(format!("{name}.pcap"));
+        write_pcap(&p, frames);
+        p
+    }
+
+    /// Frames the vRouter sent on the fabric until `n` arrived or `timeout` passed, then what
+    /// else arrives within 200 ms (so an extra frame is seen).
+    fn fabric_frames(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while got.len() < n && Instant::now() < deadline {
+            if let Some(f) = self.fabric.recv() {
+                got.push(f);
+            }
+        }
+        let tail = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < tail {
+            if let Some(f) = self.fabric.recv() {
+                got.push(f);
+            }
+        }
+        got
+    }
+
+    /// In = out + drops for the whole vRouter, from its stats region.
+    fn assert_accounted(&self) {
+        let r = self.stats();
+        let (mut rx, mut tx) = (0, 0);
+        for v in 0..3u16 {
+            let c = r.vif_counters(v, None);
+            rx += c.rx_packets;
+            tx += c.tx_packets;
+        }
+        let drops: u64 = r.drops(None).iter().sum();
+        assert_eq!(rx, tx + drops, "in {rx} != out {tx} + drops {drops}: {:?}", drop_list(&r));
+    }
+}
+
+/// Sends `frames` (whose first `flows` frames each open a new flow) from guest `from`: the
+/// first frames alone, until guest `to` has them (a flow's packets beyond the first few wait
+/// for its set-up and are dropped past the hold queue's limit, as in TF), then the rest.
+fn send_flows(h: &mut Host, from: u8, to: u8, frames: &[Vec<u8>], flows: usize, name: &str) {
+    let open = h.pcap(&format!("{name}-open"), &frames[..flows]);
+    let rest = h.pcap(&format!("{name}-rest"), &frames[flows..]);
+    let base = h.guest(to).stats()["received"].as_u64().unwrap();
+    assert_eq!(h.guest(from).send(&open, "0")["sent"], flows as u64);
+    let got = h.guest(to).wait_rx(base + flows as u64, Duration::from_secs(20));
+    assert_eq!(got["received"].as_u64(), Some(base + flows as u64), "{name}: {got} drops {:?}", drop_list(&h.stats()));
+    assert_eq!(h.guest(from).send(&rest, "0")["sent"], (frames.len() - flows) as u64);
+}
+
+fn drop_list(r: &StatsReader) -> Vec<(DropReason, u64)> {
+    let d = r.drops(None);
+    DropReason::ALL.iter().copied().filter(|x| d[*x as usize] > 0).map(|x| (x, d[x as usize])).collect()
+}
+
+/// `n` UDP frames from `src` (VM `src_mac`) to `dst`, over `flows` flows (source ports
+/// 40000.., or as destination ports when `answer`); with the frames a router emits for them
+/// toward `dst_mac` (TTL decremented).
+fn udp_frames(
+    src: &str,
+    src_mac: &str,
+    dst: &str,
+    dst_mac: &str,
+    n: usize,
+    flows: u16,
+    tag: &str,
+    answer: bool,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut sent = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..n {
+        let payload = format!("{tag}-{i:05}");
+        // Flows from port 40000.. to 5201; answers (from `.4` to `.3`... as the caller asks)
+        // are the same flows seen the other way when `answer` is set.
+        let port = 40000 + (i as u16 % flows);
+        let (sport, dport) = if answer { (5201, port) } else { (port, 5201) };
+        let ip = ipv4_udp(ip4(src), ip4(dst), 64, sport, dport, payload.as_bytes());
+        sent.push(eth(mac(ROUTER_MAC), mac(src_mac), 0x0800, &ip));
+        expect.push(eth(mac(dst_mac), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip)));
+    }
+    (sent, expect)
+}
+
+fn bytes(frames: &[Vec<u8>]) -> u64 {
+    frames.iter().map(|f| f.len() as u64).sum()
+}
+
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+#[test]
+fn two_vms_exchange_traffic_over_vhost_user() {
+    let _s = serial();
+    let mut h = Host::start("a");
+    // vif --list shows the vhost vifs as the operator configured them.
+    let infos: BTreeMap<u16, _> = h.stats().vifs().into_iter().map(|v| (v.id, v)).collect();
+    assert_eq!((infos[&1].vhost_mode, infos[&1].vhost_queues), (vrouter_abi::stats::VIF_VHOST_CLIENT, 1));
+    let out = std::process::Command::new(tool("vif")).arg("--list").arg("--run-dir").arg(&h.run_dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Vhostuser Mode: client Queues: 1 Link: up"), "{text}");
+
+    let (to_vm2, expect_vm2) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 200, 20, "vm1-to-vm2", false);
+    let (to_vm1, expect_vm1) = udp_frames("192.168.1.4", VM2_MAC, "192.168.1.3", VM1_MAC, 150, 20, "vm2-to-vm1", true);
+    send_flows(&mut h, 1, 2, &to_vm2, 20, "to-vm2");
+    // The answers hit the reverse flows the agent set up with the forward ones: no wait.
+    let p2 = h.pcap("to-vm1", &to_vm1);
+    assert_eq!(h.vm2().send(&p2, "0")["sent"], 150);
+    let r2 = h.vm2().wait_rx(200, Duration::from_secs(20));
+    let r1 = h.vm1().wait_rx(150, Duration::from_secs(20));
+    let why = format!("{r1} {r2} drops {:?} vif1 {:?} vif2 {:?}", drop_list(&h.stats()), h.counters(1), h.counters(2));
+    assert_eq!((r2["received"].as_u64(), r1["received"].as_u64()), (Some(200), Some(150)), "{why}");
+    // Every frame arrived exactly as routed (the flows' first packets wait for flow set-up,
+    // so frames of different flows may change places; a flow's own stay in order).
+    let got_vm2 = h.vm2().received();
+    let got_vm1 = h.vm1().received();
+    assert_eq!(sorted(got_vm2.clone()), sorted(expect_vm2.clone()));
+    assert_eq!(sorted(got_vm1), sorted(expect_vm1.clone()));
+    let flow_of = |f: &Vec<u8>| u16::from_be_bytes([f[34], f[35]]);
+    for port in 40000..40020 {
+        let got: Vec<_> = got_vm2.iter().filter(|f| flow_of(f) == port).collect();
+        let want: Vec<_> = expect_vm2.iter().filter(|f| flow_of(f) == port).collect();
+        assert_eq!(got, want, "flow from port {port} reordered");
+    }
+    // Counters: what each guest sent is what its vif received, and the other way round.
+    let (c1, c2) = (h.counters(1), h.counters(2));
+    assert_eq!((c1.rx_packets, c1.rx_bytes), (200, bytes(&to_vm2)));
+    assert_eq!((c2.tx_packets, c2.tx_bytes), (200, bytes(&expect_vm2)));
+    assert_eq!((c2.rx_packets, c2.rx_bytes), (150, bytes(&to_vm1)));
+    assert_eq!((c1.tx_packets, c1.tx_bytes), (150, bytes(&expect_vm1)));
+    assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&h.stats()));
+    h.assert_accounted();
+    let s1 = h.vm1().stats();
+    assert_eq!(
+        (s1["sent_bytes"].as_u64(), s1["received_bytes"].as_u64()),
+        (Some(bytes(&to_vm2)), Some(bytes(&expect_vm1)))
+    );
+    h.stop_vrouter();
+}
+
+#[test]
+fn vm_to_remote_over_mplsoudp_and_back() {
+    let _s = serial();
+    let mut h = Host::start("b");
+    let n = 64;
+    let mut to_remote = Vec::new();
+    let mut expect_fabric = Vec::new();
+    let mut from_remote = Vec::new();
+    let mut expect_vm1 = Vec::new();
+    for i in 0..n {
+        let sport = 41000 + (i % 8) as u16;
+        let payload = format!("to-remote-{i:04}");
+        let ip = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.2.10"), 64, sport, 5201, payload.as_bytes());
+        to_remote.push(eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip));
+        let tsport = flow_table::tunnel_source_port(flow_table::flow_hash_v4(
+            u32::from(ip4("192.168.1.3")),
+            u32::from(ip4("192.168.2.10")),
+            17,
+            sport,
+            5201,
+        ));
+        let mut inner = mpls(40, 64).to_vec();
+        inner.extend_from_slice(&decrement_ttl_v4(&ip));
+        expect_fabric.push(tunnel_outer(
+            mac(GW_MAC),
+            mac(FABRIC_MAC),
+            ip4("10.10.0.1"),
+            ip4("10.10.0.2"),
+            tsport,
+            6635,
+            &inner,
+        ));
+        // The remote host's answer: MPLSoUDP label 17 (vm1's), inner TTL as it arrives.
+        let back =
+            ipv4_udp(ip4("192.168.2.10"), ip4("192.168.1.3"), 63, 5201, sport, format!("reply-{i:04}").as_bytes());
+        let mut mp = mpls(17, 64).to_vec();
+        mp.extend_from_slice(&back);
+        from_remote.push(tunnel_outer(
+            mac(FABRIC_MAC),
+            mac(GW_MAC),
+            ip4("10.10.0.2"),
+            ip4("10.10.0.1"),
+            50000,
+            6635,
+            &mp,
+        ));
+        expect_vm1.push(eth(mac(VM1_MAC), mac(ROUTER_MAC), 0x0800, &back));
+    }
+    // One frame per flow first (the rest would wait for flow set-up), then the others.
+    let p = h.pcap("to-remote-open", &to_remote[..8]);
+    assert_eq!(h.vm1().send(&p, "0")["sent"], 8);
+    let mut got = h.fabric_frames(8, Duration::from_secs(20));
+    let p = h.pcap("to-remote-rest", &to_remote[8..]);
+    assert_eq!(h.vm1().send(&p, "0")["sent"], n as u64 - 8);
+    got.extend(h.fabric_frames(n - 8, Duration::from_secs(20)));
+    assert_eq!(sorted(got), sorted(expect_fabric.clone()), "fabric frames");
+    for f in &from_remote {
+        h.fabric.send(f);
+    }
+    assert_eq!(h.vm1().wait_rx(n as u64, Duration::from_secs(20))["received"], n as u64);
+    assert_eq!(sorted(h.vm1().received()), sorted(expect_vm1.clone()));
+    let (c0, c1) = (h.counters(0), h.counters(1));
+    assert_eq!((c1.rx_packets, c1.rx_bytes), (n as u64, bytes(&to_remote)));
+    assert_eq!((c0.tx_packets, c0.tx_bytes), (n as u64, bytes(&expect_fabric)));
+    assert_eq!((c0.rx_packets, c0.rx_bytes), (n as u64, bytes(&from_remote)));
+    assert_eq!((c1.tx_packets, c1.tx_bytes), (n as u64, bytes(&expect_vm1)));
+    assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&h.stats()));
+    h.assert_accounted();
+    h.stop_vrouter();
+}
+
+#[test]
+fn a_killed_vm_restarts_and_traffic_resumes_with_the_gap_counted() {
+    let _s = serial();
+    let mut h = Host::start("c");
+    let (before, expect_before) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 50, 5, "before", false);
+    let (gap, _) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 40, 5, "gap", false);
+    let (after, expect_after) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 60, 5, "after", false);
+    let (p_gap, p_after) = (h.pcap("gap", &gap), h.pcap("after", &after));
+
+    send_flows(&mut h, 1, 2, &before, 5, "before");
+    h.vm2().wait_rx(50, Duration::from_secs(20));
+    assert_eq!(sorted(h.vm2().received()), sorted(expect_before.clone()));
+
+    // The VM crashes: its socket closes, the vRouter marks the port down at once.
+    h.vm2.take().unwrap().kill();
+    h.wait_link(2, VIF_LINK_DOWN);
+    let out = std::process::Command::new(tool("vif")).arg("--list").arg("--run-dir").arg(&h.run_dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Link: down"), "{}", String::from_utf8_lossy(&out.stdout));
+    // Traffic to it meanwhile is dropped as Link Down on vif 2, every frame counted.
+    assert_eq!(h.vm1().send(&p_gap, "0")["sent"], 40);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.counters(1).rx_packets < 90 {
+        assert!(Instant::now() < deadline, "vif 1 received {} of 90", h.counters(1).rx_packets);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.assert_accounted();
+    let r = h.stats();
+    assert_eq!(r.drops(None)[DropReason::LinkDown as usize], 40, "{:?}", drop_list(&r));
+    assert_eq!(r.vif_drops(2, None)[DropReason::LinkDown as usize], 40);
+    assert_eq!(r.drops(None).iter().sum::<u64>(), 40, "{:?}", drop_list(&r));
+
+    // The VM comes back on the same socket; the vRouter (client) reconnects by itself.
+    let d = h.d();
+    h.vm2 = Some(Guest::start(&d, "vm2", &d.join("vm2.sock"), 1, &[]));
+    h.vm2().ready();
+    h.wait_link(2, VIF_LINK_UP);
+    h.vm1().send(&p_after, "0");
+    assert_eq!(h.vm2().wait_rx(60, Duration::from_secs(20))["received"], 60);
+    assert_eq!(sorted(h.vm2().received()), sorted(expect_after.clone()));
+    let c2 = h.counters(2);
+    assert_eq!((c2.tx_packets, c2.tx_bytes), (110, bytes(&expect_before) + bytes(&expect_after)));
+    assert_eq!(h.counters(1).rx_packets, 150);
+    assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 40);
+    h.assert_accounted();
+    h.stop_vrouter();
+}
+
+#[test]
+fn a_restarted_vrouter_reconnects_to_running_vms() {
+    let _s = serial();
+    let mut h = Host::start("d");
+    let (first, expect_first) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 30, 3, "first", false);
+    let (second, expect_second) = udp_frames("192.168.1.4", VM2_MAC, "192.168.1.3", VM1_MAC, 30, 3, "second", true);
+    send_flows(&mut h, 1, 2, &first, 3, "first");
+    h.vm2().wait_rx(30, Duration::from_secs(20));
+    assert_eq!(sorted(h.vm2().received()), sorted(expect_first));
+
+    // The vRouter stops; the VMs keep running and see their link go down.
+    h.stop_vrouter();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.vm1().stats()["link"] != "down" || h.vm2().stats()["link"] != "down" {
+        assert!(Instant::now() < deadline, "the guests still see their link up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new vRouter on the same configuration connects to the same guests.
+    h.start_vrouter();
+    h.wait_link(1, VIF_LINK_UP);
+    h.wait_link(2, VIF_LINK_UP);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.vm1().stats()["link"] != "up" || h.vm2().stats()["link"] != "up" {
+        assert!(Instant::now() < deadline, "the guests do not see their link up again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The new vRouter has no flows yet: they are set up again by the first frames.
+    send_flows(&mut h, 2, 1, &second, 3, "second");
+    assert_eq!(h.vm1().wait_rx(30, Duration::from_secs(20))["received"], 30);
+    assert_eq!(sorted(h.vm1().received()), sorted(expect_second.clone()));
+    // The new vRouter counts from zero (no state is kept across a restart yet).
+    let (c1, c2) = (h.counters(1), h.counters(2));
+    assert_eq!((c2.rx_packets, c1.tx_packets, c1.tx_bytes), (30, 30, bytes(&expect_second)));
+    h.assert_accounted();
+    h.stop_vrouter();
+}
