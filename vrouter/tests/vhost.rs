@@ -198,10 +198,8 @@ fn drop_list(r: &StatsReader) -> Vec<(DropReason, u64)> {
 /// 40000.., or as destination ports when `answer`); with the frames a router emits for them
 /// toward `dst_mac` (TTL decremented).
 fn udp_frames(
-    src: &str,
-    src_mac: &str,
-    dst: &str,
-    dst_mac: &str,
+    (src, src_mac): (&str, &str),
+    (dst, dst_mac): (&str, &str),
     n: usize,
     flows: u16,
     tag: &str,
@@ -243,8 +241,10 @@ fn two_vms_exchange_traffic_over_vhost_user() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("Vhostuser Mode: client Queues: 1 Link: up"), "{text}");
 
-    let (to_vm2, expect_vm2) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 200, 20, "vm1-to-vm2", false);
-    let (to_vm1, expect_vm1) = udp_frames("192.168.1.4", VM2_MAC, "192.168.1.3", VM1_MAC, 150, 20, "vm2-to-vm1", true);
+    let (to_vm2, expect_vm2) =
+        udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 200, 20, "vm1-to-vm2", false);
+    let (to_vm1, expect_vm1) =
+        udp_frames(("192.168.1.4", VM2_MAC), ("192.168.1.3", VM1_MAC), 150, 20, "vm2-to-vm1", true);
     send_flows(&mut h, 1, 2, &to_vm2, 20, "to-vm2");
     // The answers hit the reverse flows the agent set up with the forward ones: no wait.
     let p2 = h.pcap("to-vm1", &to_vm1);
@@ -356,9 +356,10 @@ fn vm_to_remote_over_mplsoudp_and_back() {
 fn a_killed_vm_restarts_and_traffic_resumes_with_the_gap_counted() {
     let _s = serial();
     let mut h = Host::start("c");
-    let (before, expect_before) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 50, 5, "before", false);
-    let (gap, _) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 40, 5, "gap", false);
-    let (after, expect_after) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 60, 5, "after", false);
+    let (before, expect_before) =
+        udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 50, 5, "before", false);
+    let (gap, _) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 40, 5, "gap", false);
+    let (after, expect_after) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 60, 5, "after", false);
     let (p_gap, p_after) = (h.pcap("gap", &gap), h.pcap("after", &after));
 
     send_flows(&mut h, 1, 2, &before, 5, "before");
@@ -403,8 +404,8 @@ fn a_killed_vm_restarts_and_traffic_resumes_with_the_gap_counted() {
 fn a_restarted_vrouter_reconnects_to_running_vms() {
     let _s = serial();
     let mut h = Host::start("d");
-    let (first, expect_first) = udp_frames("192.168.1.3", VM1_MAC, "192.168.1.4", VM2_MAC, 30, 3, "first", false);
-    let (second, expect_second) = udp_frames("192.168.1.4", VM2_MAC, "192.168.1.3", VM1_MAC, 30, 3, "second", true);
+    let (first, expect_first) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 30, 3, "first", false);
+    let (second, expect_second) = udp_frames(("192.168.1.4", VM2_MAC), ("192.168.1.3", VM1_MAC), 30, 3, "second", true);
     send_flows(&mut h, 1, 2, &first, 3, "first");
     h.vm2().wait_rx(30, Duration::from_secs(20));
     assert_eq!(sorted(h.vm2().received()), sorted(expect_first));
