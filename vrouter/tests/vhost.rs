@@ -50,6 +50,8 @@ struct Host {
     vrouter: Option<Running>,
     vm1: Option<Guest>,
     vm2: Option<Guest>,
+    /// A VM attached at run time.
+    vm3: Option<Guest>,
     fabric: Raw,
     _veth: Veth,
 }
@@ -68,8 +70,18 @@ impl Host {
         // The VMs listen first, as QEMU does; the vRouter connects to them.
         let vm1 = Guest::start(&d, "vm1", &d.join("vm1.sock"), 1, &[]);
         let vm2 = Guest::start(&d, "vm2", &d.join("vm2.sock"), 1, &[]);
-        let mut h =
-            Host { dir, run_dir, cfg, prefix, vrouter: None, vm1: Some(vm1), vm2: Some(vm2), fabric, _veth: veth };
+        let mut h = Host {
+            dir,
+            run_dir,
+            cfg,
+            prefix,
+            vrouter: None,
+            vm1: Some(vm1),
+            vm2: Some(vm2),
+            vm3: None,
+            fabric,
+            _veth: veth,
+        };
         h.start_vrouter();
         h.vm1().ready();
         h.vm2().ready();
@@ -111,7 +123,8 @@ impl Host {
     fn guest(&mut self, vm: u8) -> &mut Guest {
         match vm {
             1 => self.vm1(),
-            _ => self.vm2(),
+            2 => self.vm2(),
+            _ => self.vm3.as_mut().expect("vm3 running"),
         }
     }
 
@@ -434,5 +447,79 @@ fn a_restarted_vrouter_reconnects_to_running_vms() {
     let (c1, c2) = (h.counters(1), h.counters(2));
     assert_eq!((c2.rx_packets, c1.tx_packets, c1.tx_bytes), (30, 30, bytes(&expect_second)));
     h.assert_accounted();
+    h.stop_vrouter();
+}
+
+/// Runs a tool of the tools crate against the host's vRouter; panics with its output when it
+/// fails.
+fn tool_ok(h: &Host, name: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool(name)).arg("--run-dir").arg(&h.run_dir).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name} {args:?}: {text}");
+    text
+}
+
+#[test]
+fn a_vhost_vif_added_at_runtime_serves_its_vm_and_goes_when_deleted() {
+    let _s = serial();
+    let mut h = Host::start("e");
+    let d = h.d();
+    let sock = d.join("vm3.sock");
+    let mut vm3 = Guest::start(&d, "vm3", &sock, 2, &[]);
+    let sock_s = sock.display().to_string();
+    tool_ok(
+        &h,
+        "vif",
+        &[
+            "--add",
+            "tap-vm3",
+            "--id",
+            "3",
+            "--type",
+            "virtual",
+            "--vhost-socket",
+            &sock_s,
+            "--vhost-queues",
+            "2",
+            "--mac",
+            ROUTER_MAC,
+            "--ip",
+            "192.168.1.5",
+            "--vrf",
+            "1",
+        ],
+    );
+    const VM3_MAC: &str = "02:00:00:00:01:05";
+    tool_ok(&h, "nh", &["--create", "--id", "20", "--type", "encap", "--oif", "3", "--dmac", VM3_MAC]);
+    tool_ok(&h, "rt", &["--add", "--vrf", "1", "--prefix", "192.168.1.5/32", "--nh", "20"]);
+    vm3.ready();
+    h.wait_link(3, VIF_LINK_UP);
+    let list = tool_ok(&h, "vif", &["--get", "3"]);
+    assert!(list.contains("Vhostuser Mode: client Queues: 2 Link: up"), "{list}");
+
+    let (to_vm3, expect_vm3) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.5", VM3_MAC), 40, 4, "to-vm3", false);
+    let (back, expect_back) = udp_frames(("192.168.1.5", VM3_MAC), ("192.168.1.3", VM1_MAC), 40, 4, "from-vm3", true);
+    h.vm3 = Some(vm3);
+    send_flows(&mut h, 1, 3, &to_vm3, 4, "to-vm3");
+    assert_eq!(h.guest(3).wait_rx(40, Duration::from_secs(20))["received"], 40);
+    assert_eq!(sorted(h.guest(3).received()), sorted(expect_vm3.clone()));
+    // The answers leave on both of vm3's queues (spread by flow), both polled by the vRouter.
+    let p = h.pcap("from-vm3", &back);
+    assert_eq!(h.guest(3).send(&p, "hash")["sent"], 40);
+    assert_eq!(h.vm1().wait_rx(40, Duration::from_secs(20))["received"], 40);
+    assert_eq!(sorted(h.vm1().received()), sorted(expect_back.clone()));
+    let c3 = h.counters(3);
+    assert_eq!((c3.tx_packets, c3.tx_bytes, c3.rx_packets), (40, bytes(&expect_vm3), 40));
+    assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&h.stats()));
+
+    // Deleted: the vRouter closes its side, the guest sees its link go down.
+    tool_ok(&h, "rt", &["--delete", "--vrf", "1", "--prefix", "192.168.1.5/32"]);
+    tool_ok(&h, "nh", &["--delete", "20"]);
+    tool_ok(&h, "vif", &["--delete", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.guest(3).stats()["link"] != "down" {
+        assert!(Instant::now() < deadline, "vm3 still sees its link up after vif 3 was deleted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     h.stop_vrouter();
 }
