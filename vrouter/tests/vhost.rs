@@ -459,67 +459,104 @@ fn tool_ok(h: &Host, name: &str, args: &[&str]) -> String {
     text
 }
 
-#[test]
-fn a_vhost_vif_added_at_runtime_serves_its_vm_and_goes_when_deleted() {
-    let _s = serial();
-    let mut h = Host::start("e");
+const VM3_MAC: &str = "02:00:00:00:01:05";
+
+/// Adds vif 3 (2 queue pairs) at run time with its nexthop and route, and its VM: in client
+/// mode the VM listens first and the vif connects; in server mode the vif listens (replacing
+/// a stale socket file) and the VM connects.
+fn attach_vm3(h: &mut Host, server: bool) {
     let d = h.d();
     let sock = d.join("vm3.sock");
-    let mut vm3 = Guest::start(&d, "vm3", &sock, 2, &[]);
     let sock_s = sock.display().to_string();
-    tool_ok(
-        &h,
-        "vif",
-        &[
-            "--add",
-            "tap-vm3",
-            "--id",
-            "3",
-            "--type",
-            "virtual",
-            "--vhost-socket",
-            &sock_s,
-            "--vhost-queues",
-            "2",
-            "--mac",
-            ROUTER_MAC,
-            "--ip",
-            "192.168.1.5",
-            "--vrf",
-            "1",
-        ],
-    );
-    const VM3_MAC: &str = "02:00:00:00:01:05";
-    tool_ok(&h, "nh", &["--create", "--id", "20", "--type", "encap", "--oif", "3", "--dmac", VM3_MAC]);
-    tool_ok(&h, "rt", &["--add", "--vrf", "1", "--prefix", "192.168.1.5/32", "--nh", "20"]);
-    vm3.ready();
+    let mut add = vec![
+        "--add",
+        "tap-vm3",
+        "--id",
+        "3",
+        "--type",
+        "virtual",
+        "--vhost-socket",
+        &sock_s,
+        "--vhost-queues",
+        "2",
+        "--mac",
+        ROUTER_MAC,
+        "--ip",
+        "192.168.1.5",
+        "--vrf",
+        "1",
+    ];
+    if server {
+        // What a crashed vRouter would leave: a socket file nobody listens on.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        assert!(sock.exists());
+        add.extend(["--vhost-mode", "server"]);
+        tool_ok(h, "vif", &add);
+        h.vm3 = Some(Guest::start(&d, "vm3", &sock, 2, &["--client"]));
+    } else {
+        h.vm3 = Some(Guest::start(&d, "vm3", &sock, 2, &[]));
+        tool_ok(h, "vif", &add);
+    }
+    tool_ok(h, "nh", &["--create", "--id", "20", "--type", "encap", "--oif", "3", "--dmac", VM3_MAC]);
+    tool_ok(h, "rt", &["--add", "--vrf", "1", "--prefix", "192.168.1.5/32", "--nh", "20"]);
+    h.guest(3).ready();
     h.wait_link(3, VIF_LINK_UP);
-    let list = tool_ok(&h, "vif", &["--get", "3"]);
-    assert!(list.contains("Vhostuser Mode: client Queues: 2 Link: up"), "{list}");
+    let list = tool_ok(h, "vif", &["--get", "3"]);
+    let mode = if server { "server" } else { "client" };
+    assert!(list.contains(&format!("Vhostuser Mode: {mode} Queues: 2 Link: up")), "{list}");
+}
 
+/// VM 1 and the runtime VM 3 exchange 40 frames each way (VM 3's spread over its two queues).
+fn vm1_and_vm3_talk(h: &mut Host) {
     let (to_vm3, expect_vm3) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.5", VM3_MAC), 40, 4, "to-vm3", false);
     let (back, expect_back) = udp_frames(("192.168.1.5", VM3_MAC), ("192.168.1.3", VM1_MAC), 40, 4, "from-vm3", true);
-    h.vm3 = Some(vm3);
-    send_flows(&mut h, 1, 3, &to_vm3, 4, "to-vm3");
+    send_flows(h, 1, 3, &to_vm3, 4, "to-vm3");
     assert_eq!(h.guest(3).wait_rx(40, Duration::from_secs(20))["received"], 40);
     assert_eq!(sorted(h.guest(3).received()), sorted(expect_vm3.clone()));
     // The answers leave on both of vm3's queues (spread by flow), both polled by the vRouter.
     let p = h.pcap("from-vm3", &back);
-    assert_eq!(h.guest(3).send(&p, "hash")["sent"], 40);
+    let sent = h.guest(3).send(&p, "hash");
+    assert_eq!(sent["sent"], 40);
+    let per_queue: Vec<u64> = sent["sent_per_queue"].as_array().unwrap().iter().map(|q| q.as_u64().unwrap()).collect();
+    assert!(per_queue.len() == 2 && per_queue.iter().all(|&n| n > 0), "queues used: {per_queue:?}");
     assert_eq!(h.vm1().wait_rx(40, Duration::from_secs(20))["received"], 40);
     assert_eq!(sorted(h.vm1().received()), sorted(expect_back.clone()));
     let c3 = h.counters(3);
-    assert_eq!((c3.tx_packets, c3.tx_bytes, c3.rx_packets), (40, bytes(&expect_vm3), 40));
+    assert_eq!((c3.tx_packets, c3.tx_bytes, c3.rx_packets, c3.rx_bytes), (40, bytes(&expect_vm3), 40, bytes(&back)));
     assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&h.stats()));
+    h.assert_accounted();
+}
 
-    // Deleted: the vRouter closes its side, the guest sees its link go down.
-    tool_ok(&h, "rt", &["--delete", "--vrf", "1", "--prefix", "192.168.1.5/32"]);
-    tool_ok(&h, "nh", &["--delete", "20"]);
-    tool_ok(&h, "vif", &["--delete", "3"]);
+/// Deletes vif 3 and its route and nexthop; its VM sees the link go down.
+fn detach_vm3(h: &mut Host) {
+    tool_ok(h, "rt", &["--delete", "--vrf", "1", "--prefix", "192.168.1.5/32"]);
+    tool_ok(h, "nh", &["--delete", "20"]);
+    tool_ok(h, "vif", &["--delete", "3"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.guest(3).stats()["link"] != "down" {
         assert!(Instant::now() < deadline, "vm3 still sees its link up after vif 3 was deleted");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_vhost_vif_added_at_runtime_serves_its_vm_and_goes_when_deleted() {
+    let _s = serial();
+    let mut h = Host::start("e");
+    attach_vm3(&mut h, false);
+    vm1_and_vm3_talk(&mut h);
+    detach_vm3(&mut h);
+    h.stop_vrouter();
+}
+
+#[test]
+fn a_server_mode_vif_replaces_a_stale_socket_and_takes_a_client_vm() {
+    let _s = serial();
+    let mut h = Host::start("f");
+    attach_vm3(&mut h, true);
+    vm1_and_vm3_talk(&mut h);
+    detach_vm3(&mut h);
+    // The vRouter created the socket and removes it with the vif.
+    assert!(!h.d().join("vm3.sock").exists(), "vif 3's server socket is left behind");
     h.stop_vrouter();
 }

@@ -133,6 +133,8 @@ struct Counters {
     /// Frames taken by a TX queue.
     sent: u64,
     sent_bytes: u64,
+    /// Frames taken per TX queue.
+    sent_per_queue: Vec<u64>,
     /// Frames no TX queue took within `--tx-timeout-ms`.
     tx_failed: u64,
     received: u64,
@@ -257,6 +259,7 @@ impl Guest {
                 self.c.sent += 1;
                 self.c.sent_bytes += f.len() as u64;
             }
+            self.c.sent_per_queue[usize::from(q)] += sent as u64;
             done += sent;
             if done < n {
                 if Instant::now() >= deadline || STOP.load(Ordering::Relaxed) {
@@ -455,7 +458,11 @@ fn run(cli: Cli) -> Result<()> {
         queues: cli.queues,
         tx_timeout: Duration::from_millis(cli.tx_timeout_ms),
         record,
-        c: Counters { received_per_queue: vec![0; usize::from(cli.queues)], ..Counters::default() },
+        c: Counters {
+            received_per_queue: vec![0; usize::from(cli.queues)],
+            sent_per_queue: vec![0; usize::from(cli.queues)],
+            ..Counters::default()
+        },
         first_tx: None,
     };
 
