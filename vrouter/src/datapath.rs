@@ -310,7 +310,7 @@ impl Datapath {
     ) -> Result<()> {
         for p in &self.ports {
             p.port.start().with_context(|| format!("vif {}: starting port {}", p.vif, p.port.id))?;
-            link::watch(p.port.id).with_context(|| format!("vif {}: link events of port {}", p.vif, p.port.id))?;
+            link::watch(p.port.id, &p.driver).with_context(|| format!("vif {}: link events of port {}", p.vif, p.port.id))?;
         }
         let flows = match flows {
             Some(f) => Some(FlowHandout::new(f, self.plans.len())?),
@@ -502,7 +502,7 @@ impl crate::control::program::PortOps for HotPlug {
             let pcfg = PortConfig { rx_queues, tx_queues, rx_desc: self.rx_desc, tx_desc: self.tx_desc, mtu: None };
             port.configure(&pcfg, &info, &self.pool)?;
             port.start()?;
-            link::watch(port.id)?;
+            link::watch(port.id, &info.driver)?;
             let tx_locks = (0..tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect();
             Ok(PortSlot { port: port.id, driver: info.driver, rx_queues, tx_queues, tx_locks })
         };
