@@ -1546,7 +1546,9 @@ mod tests {
 
     fn eal_config(eal_extra: &str) -> Config {
         let text = format!(
-            "[eal]\nmain_core = 0\nforwarding_cores = [1, 2, 3]\n{eal_extra}\n[vrouter]\nrun_dir = \"/tmp/x\"\nrouter_ip = \"10.0.0.1\"\n"
+            "[eal]\nmain_core = 0\nforwarding_cores = [1, 2, 3]\n{eal_extra}\n[vrouter]\nrun_dir = \"/tmp/x\"\n\
+             router_ip = \"10.0.0.1\"\n[[vrf]]\nid = 0\nname = \"fabric\"\n[[vif]]\nid = 0\nname = \"fabric0\"\n\
+             type = \"fabric\"\ndevice = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nvrf = 0\n"
         );
         crate::config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
     }
