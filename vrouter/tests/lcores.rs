@@ -601,3 +601,133 @@ fn drops_are_exact_per_lcore_on_two_lcores() {
 fn drops_are_exact_per_lcore_on_three_lcores() {
     drops_on(3);
 }
+
+// ---------------------------------------------------------------- (b') set up on one, hit on another
+
+/// A flow set up for one lcore and then hit, never held, on another: vm1 and vm2 are
+/// af_packet ports on veth pairs (one queue each, on different lcores: the plan gives vm1's
+/// queue to lcore index 1 and vm2's to lcore 0 of two, 2 of three), so the test decides
+/// when each direction arrives. vm1 opens the flow and its packets are forwarded; only then
+/// does vm2 answer. The agent has set up one flow pair and no other request came (vm2's
+/// lcore never held the reverse flow: it hit the entry the agent made for vm1's lcore). The
+/// ports have one TX queue, which the lcores share under its lock. Needs CAP_NET_ADMIN
+/// (root), as the other tests over veths do.
+fn set_up_on_one_hit_on_another(lcores: usize) {
+    let tag = std::process::id() % 10_000;
+    let names: Vec<String> = ["a1", "b1", "a2", "b2"].iter().map(|s| format!("lc{lcores}{s}{tag}")).collect();
+    let _vm1_link = veth_pair(&names[0], &names[1]);
+    let _vm2_link = veth_pair(&names[2], &names[3]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run_dir = d.join("run");
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    let vdevs = [
+        format!("\"net_pcap0,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("fabric-out.pcap").display()),
+        format!("\"net_af_packet1,iface={}\"", names[0]),
+        format!("\"net_af_packet2,iface={}\"", names[2]),
+    ];
+    let prefix = unique_prefix();
+    let cfg = topology(&vdevs.join(", "), &prefix, &run_dir)
+        .replacen("device = \"net_pcap1\"", "device = \"net_af_packet1\"", 1)
+        .replacen("device = \"net_pcap2\"", "device = \"net_af_packet2\"", 1);
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, with_lcores(cfg, lcores, "")).unwrap();
+    let vm1 = Raw::open(&names[1]);
+    let vm2 = Raw::open(&names[3]);
+    let mut child = spawn_vrouter(&cfg_path, prefix);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let stats = loop {
+        if let (true, Ok(s)) = (run_dir.join("control.sock").exists(), StatsReader::open(&run_dir)) {
+            break s;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the vRouter exited");
+        assert!(Instant::now() < deadline, "the vRouter did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let status = |key: &str| control(&run_dir, &serde_json::json!({"cmd": "status"}))["counters"][key].clone();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    let receive = |raw: &Raw, n: usize| -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            got.extend(raw.recv());
+        }
+        got
+    };
+
+    let t = udp(VM_IPS[1], 33_000, VM_IPS[2], 7777);
+    let forward: Vec<Pkt> = (0..5).map(|k| from_vm(1, 0, t, &payload(k, 30 + 10 * k))).collect();
+    let reverse: Vec<Pkt> = (0..4).map(|k| from_vm(2, 0, t.reverse(), &payload(50 + k, 70 + 5 * k))).collect();
+    let expect = |pkts: &[Pkt]| -> Vec<Vec<u8>> {
+        pkts.iter()
+            .map(|p| match &p.fate {
+                Fate::Out(_, f) => f.clone(),
+                Fate::Drop(r) => panic!("{r:?}"),
+            })
+            .collect()
+    };
+
+    // 1. vm1 opens the flow: set up at its lcore's request, its packets forwarded to vm2.
+    for p in &forward {
+        vm1.send(&p.frame);
+    }
+    wait_for("vm1's packets to reach vm2", &|| stats.vif_counters(2, None).tx_packets == 5);
+    assert_eq!(receive(&vm2, 5), expect(&forward), "vm2 got vm1's packets in order, rewritten");
+    assert_eq!((status("setups"), status("setup_stale")), (1.into(), 0.into()));
+
+    // 2. vm2 answers: its lcore finds the reverse flow set up and forwards at once.
+    for p in &reverse {
+        vm2.send(&p.frame);
+    }
+    wait_for("vm2's answers to reach vm1", &|| stats.vif_counters(1, None).tx_packets == 4);
+    assert_eq!(receive(&vm1, 4), expect(&reverse), "vm1 got vm2's answers in order, rewritten");
+    assert_eq!(
+        (status("setups"), status("setup_stale")),
+        (1.into(), 0.into()),
+        "the answers asked for no setup: they hit the reverse flow"
+    );
+
+    // vm1's packets entered on one lcore, vm2's on another, and each lcore sent what it
+    // received.
+    let lcore_of = |vif: u16, n: u64| -> usize {
+        let on: Vec<usize> = (0..lcores).filter(|&l| stats.vif_counters(vif, Some(l)).rx_packets > 0).collect();
+        assert_eq!(on.len(), 1, "vif {vif} received on lcores {on:?}");
+        assert_eq!(stats.vif_counters(vif, Some(on[0])).rx_packets, n);
+        on[0]
+    };
+    let (a, b) = (lcore_of(1, 5), lcore_of(2, 4));
+    assert_ne!(a, b, "both directions entered on lcore {a}");
+    assert_eq!(stats.vif_counters(2, Some(a)).tx_packets, 5);
+    assert_eq!(stats.vif_counters(1, Some(b)).tx_packets, 4);
+    assert_eq!(stats.drops(None), [0; DROP_REASON_COUNT]);
+
+    let stdout = stop(&mut child);
+    let (plan, _) = printed_plan(&stdout);
+    assert_eq!((plan[&(1, 0)], plan[&(2, 0)]), (a, b), "{stdout}");
+    let reader = FlowTableReader::open_run_dir(&run_dir).expect("flow table");
+    let flows: HashMap<Tuple, FlowSnapshot> = reader.iter_active().filter_map(|f| Some((Tuple::of(&f)?, f))).collect();
+    assert_eq!(flows.len(), 2, "{flows:#?}");
+    let (f, r) = (&flows[&t], &flows[&t.reverse()]);
+    let bytes = |pkts: &[Pkt]| pkts.iter().map(|p| p.flow.unwrap().1).sum::<u64>();
+    assert_eq!((f.packets, f.bytes), (5, bytes(&forward)));
+    assert_eq!((r.packets, r.bytes), (4, bytes(&reverse)));
+    assert_eq!((f.rflow, r.rflow), (Some(r.index), Some(f.index)));
+    assert_eq!((f.action, r.action), (Action::Forward, Action::Forward));
+}
+
+#[test]
+fn a_flow_set_up_for_one_lcore_is_hit_on_another_on_two_lcores() {
+    set_up_on_one_hit_on_another(2);
+}
+
+#[test]
+fn a_flow_set_up_for_one_lcore_is_hit_on_another_on_three_lcores() {
+    set_up_on_one_hit_on_another(3);
+}
