@@ -211,11 +211,7 @@ fn cpus_for(lcores: usize) -> Vec<u32> {
 fn with_lcores(cfg: String, lcores: usize, extra: &str) -> String {
     let ids: Vec<String> = (1..=lcores).map(|i| i.to_string()).collect();
     let cpus: Vec<String> = cpus_for(lcores).iter().map(u32::to_string).collect();
-    let eal = format!(
-        "forwarding_cores = [{}]\nforwarding_cpus = [{}]\nmain_cpu = 0",
-        ids.join(", "),
-        cpus.join(", ")
-    );
+    let eal = format!("forwarding_cores = [{}]\nforwarding_cpus = [{}]\nmain_cpu = 0", ids.join(", "), cpus.join(", "));
     assert_eq!(cfg.matches("forwarding_cores = [1]").count(), 1);
     format!(
         "{}\n[flow]\nentries = 4096\nheld_packets_per_flow = {MAX_HELD}\n{extra}",
@@ -230,9 +226,9 @@ const MAX_HELD: usize = 16;
 
 /// What a checked run leaves for further assertions.
 struct Checked {
-    /// Frames received per lcore index.
+    /// Frames received per lcore index (its stats block, all vifs).
     rx_per_lcore: Vec<u64>,
-    /// Frames sent per lcore index.
+    /// Frames sent per lcore index (its stats block, all vifs).
     tx_per_lcore: Vec<u64>,
     /// Lcore index of each (vif, RX queue).
     plan: BTreeMap<(usize, usize), usize>,
@@ -350,8 +346,11 @@ fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Check
         assert_eq!(f.action, if deny { Action::Drop } else { Action::Forward }, "{t:?}");
     }
 
-    let rx_per_lcore = (0..lcores).map(|l| rx[l].iter().map(|c| c.0).sum()).collect();
-    let tx_per_lcore = (0..lcores).map(|l| tx[l].iter().map(|c| c.0).sum()).collect();
+    let sum = |l: usize, f: fn(&vrouter::stats::VifCounters) -> u64| {
+        (0..VIFS).map(|v| f(&stats.vif_counters(v as u16, Some(l)))).sum()
+    };
+    let rx_per_lcore = (0..lcores).map(|l| sum(l, |c| c.rx_packets)).collect();
+    let tx_per_lcore = (0..lcores).map(|l| sum(l, |c| c.tx_packets)).collect();
     Checked { rx_per_lcore, tx_per_lcore, plan, flows, stats, _out: out }
 }
 
@@ -371,11 +370,8 @@ fn many_flows(lcores: usize) -> Vec<Pkt> {
         let (a, b) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
         let sport = 10_000 + i as u16;
         let dport = [80, 443, 5201, 8080][i % 4];
-        let t = if i % 3 == 0 {
-            tcp(VM_IPS[a], sport, VM_IPS[b], dport)
-        } else {
-            udp(VM_IPS[a], sport, VM_IPS[b], dport)
-        };
+        let t =
+            if i % 3 == 0 { tcp(VM_IPS[a], sport, VM_IPS[b], dport) } else { udp(VM_IPS[a], sport, VM_IPS[b], dport) };
         convs.push((a, t, 1 + i % 7, i % 5));
     }
     for i in 0..16usize {

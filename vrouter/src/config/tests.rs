@@ -331,7 +331,8 @@ fn eal_forwarding_cores() {
 #[test]
 fn eal_forwarding_cpus() {
     // Three forwarding lcores on two CPUs: a CPU may carry several lcores.
-    let text = edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2, 3]\nforwarding_cpus = [1, 1, 0]\nmain_cpu = 0");
+    let text =
+        edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2, 3]\nforwarding_cpus = [1, 1, 0]\nmain_cpu = 0");
     let cfg = parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.eal.forwarding_cpus(), vec![1, 1, 0]);
     assert_eq!(cfg.eal.main_cpu(), 0);
