@@ -94,14 +94,17 @@ enum Fate {
     Drop(DropReason),
 }
 
-/// One input frame: the vif and RX queue it arrives on, what must become of it, and the
-/// flow it counts on (tuple, IP length) if any.
+/// One input frame: the vif and RX queue it arrives on, what must become of it, the flow
+/// it counts on (tuple, IP length) if any, and the mirror copies it must make: one per VNI
+/// listed, each the frame as received in VXLAN to an analyzer, on the fabric's TX queue of
+/// the lcore that received it.
 struct Pkt {
     vif: usize,
     queue: usize,
     frame: Vec<u8>,
     fate: Fate,
     flow: Option<(Tuple, u64)>,
+    copies: Vec<u32>,
 }
 
 /// A packet from VM `vm` (1 or 2) with tuple `t`, routed by the vRouter: to the other VM
@@ -130,7 +133,7 @@ fn from_vm(vm: usize, queue: usize, t: Tuple, payload: &[u8]) -> Pkt {
             Fate::Out(0, tunnel)
         }
     };
-    Pkt { vif: vm, queue, frame, fate, flow: Some((t, ip.len() as u64)) }
+    Pkt { vif: vm, queue, frame, fate, flow: Some((t, ip.len() as u64)), copies: Vec::new() }
 }
 
 /// A packet from the remote host `t.src` (behind 10.10.0.2) to VM `t.dst`, MPLSoUDP with
@@ -142,12 +145,12 @@ fn from_fabric(queue: usize, t: Tuple, payload: &[u8]) -> Pkt {
     mp.extend_from_slice(&inner);
     let frame = tunnel_outer(mac(FABRIC_MAC), mac(GW_MAC), ip4("10.10.0.2"), ip4("10.10.0.1"), 50000, 6635, &mp);
     let fate = Fate::Out(vm, eth(mac(VM_MACS[vm]), mac(ROUTER_MAC), 0x0800, &inner));
-    Pkt { vif: 0, queue, frame, fate, flow: Some((t, inner.len() as u64)) }
+    Pkt { vif: 0, queue, frame, fate, flow: Some((t, inner.len() as u64)), copies: Vec::new() }
 }
 
 /// A frame dropped for `reason` without a flow.
 fn dropped(vif: usize, queue: usize, frame: Vec<u8>, reason: DropReason) -> Pkt {
-    Pkt { vif, queue, frame, fate: Fate::Drop(reason), flow: None }
+    Pkt { vif, queue, frame, fate: Fate::Drop(reason), flow: None, copies: Vec::new() }
 }
 
 fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
@@ -206,15 +209,15 @@ fn cpus_for(lcores: usize) -> Vec<u32> {
 }
 
 /// The configuration edit: `lcores` forwarding lcores (ids 1..=n) on [`cpus_for`], the main
-/// lcore on CPU 0, a small flow table, room for every packet of a flow to wait in HOLD on
-/// one lcore, and `extra` appended.
-fn with_lcores(cfg: String, lcores: usize, extra: &str) -> String {
+/// lcore on CPU 0, a small flow table, and room for every packet of a flow to wait in HOLD
+/// on one lcore.
+fn with_lcores(cfg: String, lcores: usize) -> String {
     let ids: Vec<String> = (1..=lcores).map(|i| i.to_string()).collect();
     let cpus: Vec<String> = cpus_for(lcores).iter().map(u32::to_string).collect();
     let eal = format!("forwarding_cores = [{}]\nforwarding_cpus = [{}]\nmain_cpu = 0", ids.join(", "), cpus.join(", "));
     assert_eq!(cfg.matches("forwarding_cores = [1]").count(), 1);
     format!(
-        "{}\n[flow]\nentries = 4096\nheld_packets_per_flow = {MAX_HELD}\n{extra}",
+        "{}\n[flow]\nentries = 4096\nheld_packets_per_flow = {MAX_HELD}\n",
         cfg.replacen("forwarding_cores = [1]", &eal, 1)
     )
 }
@@ -235,14 +238,15 @@ struct Checked {
     /// Flows by tuple.
     flows: HashMap<Tuple, FlowSnapshot>,
     stats: StatsReader,
-    _out: Outcome,
+    out: Outcome,
 }
 
 /// Runs `pkts` through the vRouter on `lcores` forwarding lcores (every vif with one RX and
 /// one TX queue per lcore) and checks everything the input determines: the plan, per lcore
-/// RX/TX/drops and TX queue contents, the totals, and every flow's counters and pair.
-/// `denied`: tuples whose flows the policy (in `extra`) drops.
-fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Checked {
+/// RX/TX/drops and TX queue contents, mirror copies and counters, the totals, and every
+/// flow's counters and pair. `edit` adds to the topology (policies, analyzers); `denied`:
+/// tuples whose flows its policy drops.
+fn run_case(lcores: usize, pkts: &[Pkt], edit: &dyn Fn(String) -> String, denied: &[Tuple]) -> Checked {
     let queues = [lcores; VIFS];
     let mut inputs = Inputs { tx_queues: queues, ..Default::default() };
     for v in 0..VIFS {
@@ -258,7 +262,7 @@ fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Check
         }
     }
     let started = Instant::now();
-    let out = run_with(inputs, |c| with_lcores(c, lcores, extra));
+    let out = run_with(inputs, |c| with_lcores(edit(c), lcores));
     eprintln!("{lcores} lcores, {} packets: {:.1} s", pkts.len(), started.elapsed().as_secs_f64());
 
     // The plan: every queue polled, by the lcore the least-loaded assignment gives it, each
@@ -276,8 +280,22 @@ fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Check
     let mut frames_out: Vec<[Vec<Vec<u8>>; VIFS]> = vec![Default::default(); lcores];
     let mut per_flow: HashMap<Tuple, (u64, u64)> = HashMap::new();
     let mut held_per_lcore: HashMap<(Tuple, usize), usize> = HashMap::new();
+    // Mirror copies per lcore: (VNI, inner frame), and per flow: (copies, bytes) by VNI.
+    let mut copies: Vec<Vec<(u32, Vec<u8>)>> = vec![Vec::new(); lcores];
+    let mut flow_copies: HashMap<(Tuple, u32), (u64, u64)> = HashMap::new();
     for p in pkts {
         let l = plan[&(p.vif, p.queue)];
+        for &vni in &p.copies {
+            let len = (COPY_HEADERS + p.frame.len()) as u64;
+            copies[l].push((vni, p.frame.clone()));
+            tx[l][0].0 += 1;
+            tx[l][0].1 += len;
+            if let Some((t, _)) = p.flow {
+                let c = flow_copies.entry((t, vni)).or_default();
+                c.0 += 1;
+                c.1 += len;
+            }
+        }
         rx[l][p.vif].0 += 1;
         rx[l][p.vif].1 += p.frame.len() as u64;
         match &p.fate {
@@ -311,14 +329,32 @@ fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Check
             assert_eq!((c.rx_packets, c.rx_bytes), rx[l][v], "lcore {l} vif {v} RX");
             assert_eq!((c.tx_packets, c.tx_bytes), tx[l][v], "lcore {l} vif {v} TX");
             assert_eq!(stats.vif_drops(v as u16, Some(l)), vif_drops[l][v], "lcore {l} vif {v} drops");
-            let mut got = out.tx_by_queue[v][l].clone();
+            let (mirrored, mut got): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                out.tx_by_queue[v][l].iter().cloned().partition(|f| v == 0 && copy_of(f).is_some());
+            let mut got_copies: Vec<(u32, Vec<u8>)> = mirrored.iter().filter_map(|f| copy_of(f)).collect();
+            got_copies.sort();
+            let mut want_copies = if v == 0 { copies[l].clone() } else { Vec::new() };
+            want_copies.sort();
+            assert!(
+                got_copies == want_copies,
+                "lcore {l}: {} mirror copies, {} expected",
+                got_copies.len(),
+                want_copies.len()
+            );
             got.sort();
             let mut want = frames_out[l][v].clone();
             want.sort();
             assert!(got == want, "lcore {l}: TX queue {l} of vif {v}: {} frames, {} expected", got.len(), want.len());
         }
         assert_eq!(drops_list(&stats.drops(Some(l))), drops_list(&drops[l]), "lcore {l} drops");
-        assert_eq!(stats.lcore_counters(Some(l)).icmp_errors_sent, 0);
+        let lc = stats.lcore_counters(Some(l));
+        assert_eq!(lc.icmp_errors_sent, 0);
+        let copy_bytes: u64 = copies[l].iter().map(|(_, f)| (COPY_HEADERS + f.len()) as u64).sum();
+        assert_eq!(
+            (lc.mirror_packets, lc.mirror_bytes, lc.mirror_errors),
+            (copies[l].len() as u64, copy_bytes, 0),
+            "lcore {l} mirror counters"
+        );
     }
     out.assert_accounted(pkts.len() as u64);
 
@@ -344,6 +380,8 @@ fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Check
         assert_eq!((f.rflow, r.rflow), (Some(r.index), Some(f.index)), "{t:?} and its reverse are not linked");
         let deny = denied.iter().any(|d| *d == *t || d.reverse() == *t);
         assert_eq!(f.action, if deny { Action::Drop } else { Action::Forward }, "{t:?}");
+        let fc = flow_copies.get(&(*t, FLOW_MIRROR_VNI)).copied().unwrap_or_default();
+        assert_eq!((f.mirror_packets, f.mirror_bytes), fc, "flow mirror counters of {t:?}");
     }
 
     let sum = |l: usize, f: fn(&vrouter::stats::VifCounters) -> u64| {
@@ -351,7 +389,25 @@ fn run_case(lcores: usize, pkts: &[Pkt], extra: &str, denied: &[Tuple]) -> Check
     };
     let rx_per_lcore = (0..lcores).map(|l| sum(l, |c| c.rx_packets)).collect();
     let tx_per_lcore = (0..lcores).map(|l| sum(l, |c| c.tx_packets)).collect();
-    Checked { rx_per_lcore, tx_per_lcore, plan, flows, stats, _out: out }
+    Checked { rx_per_lcore, tx_per_lcore, plan, flows, stats, out }
+}
+
+/// Outer Ethernet, IPv4, UDP and VXLAN headers of a mirror copy to an analyzer without the
+/// Juniper header.
+const COPY_HEADERS: usize = 50;
+/// The VNIs of the analyzers of [`MIRRORS`]: interface mirroring and flow mirroring.
+const IF_MIRROR_VNI: u32 = 50;
+const FLOW_MIRROR_VNI: u32 = 60;
+
+/// A mirror copy among the frames a fabric port sent (VXLAN to an analyzer in
+/// 10.20.0.0/24): its VNI and the frame inside.
+fn copy_of(f: &[u8]) -> Option<(u32, Vec<u8>)> {
+    let to_analyzer = f.len() >= COPY_HEADERS
+        && f[12..14] == [0x08, 0x00]
+        && f[23] == 17
+        && f[30..33] == [10, 20, 0]
+        && f[36..38] == 4789u16.to_be_bytes();
+    to_analyzer.then(|| (u32::from_be_bytes([0, f[46], f[47], f[48]]), f[COPY_HEADERS..].to_vec()))
 }
 
 /// Non-zero drop counters by reason name (readable in a failure).
@@ -410,7 +466,7 @@ fn many_flows(lcores: usize) -> Vec<Pkt> {
 
 fn many_flows_on(lcores: usize) {
     let pkts = many_flows(lcores);
-    let c = run_case(lcores, &pkts, "", &[]);
+    let c = run_case(lcores, &pkts, &|c| c, &[]);
     assert_eq!(c.flows.len(), 2 * 80, "80 flow pairs");
     // Every lcore received and forwarded a share (each has queues of every vif).
     for l in 0..lcores {
@@ -463,7 +519,7 @@ fn split_flow_on(lcores: usize) {
             pkts.push(from_vm(2, queue_of(2, b), t.reverse(), &payload(i * 16 + 8 + k, 60 + k * 20)));
         }
     }
-    let c = run_case(lcores, &pkts, "", &[]);
+    let c = run_case(lcores, &pkts, &|c| c, &[]);
     assert_eq!(c.flows.len(), 2 * pairs.len());
     for &(a, b, t) in &pairs {
         assert_ne!(c.plan[&(1, queue_of(1, a))], c.plan[&(2, queue_of(2, b))]);
@@ -572,7 +628,7 @@ fn drops_on(lcores: usize) {
     keyed.sort_by_key(|(k, _)| *k);
     let pkts: Vec<Pkt> = keyed.into_iter().map(|(_, p)| p).collect();
 
-    let c = run_case(lcores, &pkts, DENY_UDP_53, &denied);
+    let c = run_case(lcores, &pkts, &|c| c + DENY_UDP_53, &denied);
     // Each lcore dropped for every reason (the per-lcore totals were checked exactly).
     for l in 0..lcores {
         let d = c.stats.drops(Some(l));
@@ -596,6 +652,116 @@ fn drops_are_exact_per_lcore_on_two_lcores() {
 #[test]
 fn drops_are_exact_per_lcore_on_three_lcores() {
     drops_on(3);
+}
+
+// ---------------------------------------------------------------- (d) mirroring on every lcore
+
+/// Two analyzers behind the fabric gateway, VXLAN without the Juniper header: one for vm1's
+/// interface mirroring, one for flows to UDP port 80 (both directions of the pair).
+const MIRRORS: &str = r#"
+[[nexthop]]
+id = 20
+type = "encap"
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+
+[[route]]
+vrf = 0
+prefix = "10.20.0.0/24"
+nexthop = 20
+
+[[analyzer]]
+name = "an-if"
+ip = "10.20.0.5"
+juniper_header = false
+vni = 50
+index = 1
+
+[[analyzer]]
+name = "an-flow"
+ip = "10.20.0.6"
+juniper_header = false
+vni = 60
+index = 2
+
+[[network_policy]]
+name = "mirror-web"
+vns = ["default-domain:demo:vn1"]
+[[network_policy.rule]]
+uuid = "cccccccc-0000-4000-8000-000000000080"
+protocol = "udp"
+dst_ports = "80"
+action = "pass"
+mirror_to = ["an-flow"]
+[[network_policy.rule]]
+uuid = "cccccccc-0000-4000-8000-0000000000ff"
+action = "pass"
+"#;
+
+/// Mirroring with the packets of each flow spread over every lcore: vm1's RX mirrored to one
+/// analyzer, flows to UDP port 80 (and their replies) to another. Each copy leaves on the
+/// fabric TX queue of the lcore that received the packet; per lcore the copies (frame inside
+/// byte for byte) and the mirror counters are exact, per flow the mirror counters are, and
+/// per analyzer (mirror region) per lcore too.
+fn mirroring_on(lcores: usize) {
+    let mut pkts = Vec::new();
+    for i in 0..12usize {
+        let dport = if i % 2 == 0 { 80 } else { 8000 };
+        let t = udp(VM_IPS[1], 50_000 + i as u16, VM_IPS[2], dport);
+        for k in 0..5 {
+            let mut p = from_vm(1, (i + k) % lcores, t, &payload(i * 10 + k, 30 + 40 * k));
+            p.copies.push(IF_MIRROR_VNI);
+            if dport == 80 {
+                p.copies.push(FLOW_MIRROR_VNI);
+            }
+            pkts.push(p);
+        }
+        for k in 0..3 {
+            let mut p = from_vm(2, (i + k + 1) % lcores, t.reverse(), &payload(i * 10 + 5 + k, 20 + 30 * k));
+            if dport == 80 {
+                p.copies.push(FLOW_MIRROR_VNI);
+            }
+            pkts.push(p);
+        }
+    }
+    let edit = |c: String| {
+        let vm1 = "vm_uuid = \"5f2a1c3e-0000-4000-8000-000000000001\"";
+        assert_eq!(c.matches(vm1).count(), 1);
+        c.replacen(vm1, &format!("{vm1}\nmirror_to = \"an-if\"\nmirror_rx = true"), 1) + MIRRORS
+    };
+    let c = run_case(lcores, &pkts, &edit, &[]);
+    // The analyzers' counters in the mirror region, per lcore: what the packets say.
+    let m = vrouter::mirror::MirrorReader::open(&c.out.run_dir).unwrap();
+    for l in 0..lcores {
+        for (index, vni) in [(1, IF_MIRROR_VNI), (2, FLOW_MIRROR_VNI)] {
+            let mine: Vec<&Pkt> =
+                pkts.iter().filter(|p| c.plan[&(p.vif, p.queue)] == l && p.copies.contains(&vni)).collect();
+            let bytes = mine.iter().map(|p| (COPY_HEADERS + p.frame.len()) as u64).sum::<u64>();
+            let st = m.stats(index, Some(l));
+            assert_eq!(
+                (st.packets, st.bytes, st.errors),
+                (mine.len() as u64, bytes, 0),
+                "analyzer {index} on lcore {l}"
+            );
+            assert!(st.packets > 0, "lcore {l} mirrored nothing to analyzer {index}");
+        }
+        let v1 = c.stats.vif_counters(1, Some(l));
+        assert_eq!(
+            v1.mirror_packets,
+            c.stats.vif_counters(1, Some(l)).rx_packets,
+            "lcore {l}: one copy per vm1 packet"
+        );
+    }
+}
+
+#[test]
+fn mirroring_is_exact_per_lcore_on_two_lcores() {
+    mirroring_on(2);
+}
+
+#[test]
+fn mirroring_is_exact_per_lcore_on_three_lcores() {
+    mirroring_on(3);
 }
 
 // ---------------------------------------------------------------- (b') set up on one, hit on another
@@ -628,7 +794,7 @@ fn set_up_on_one_hit_on_another(lcores: usize) {
         .replacen("device = \"net_pcap1\"", "device = \"net_af_packet1\"", 1)
         .replacen("device = \"net_pcap2\"", "device = \"net_af_packet2\"", 1);
     let cfg_path = d.join("vrouter.toml");
-    std::fs::write(&cfg_path, with_lcores(cfg, lcores, "")).unwrap();
+    std::fs::write(&cfg_path, with_lcores(cfg, lcores)).unwrap();
     let vm1 = Raw::open(&names[1]);
     let vm2 = Raw::open(&names[3]);
     let mut child = spawn_vrouter(&cfg_path, prefix);
