@@ -4,11 +4,15 @@
 //! `tx_pcap` each).
 //!
 //! Every input frame has a known fate: sent on a vif as a known frame, or dropped for a
-//! known reason. The test knows which lcore polls each RX queue (the plan the vRouter
-//! prints, checked against the least-loaded assignment), so it checks each lcore on its
-//! own: RX per vif, drops per reason, TX per vif, and the frames on that lcore's TX queue of
-//! each port, byte for byte. Every flow's packet and byte counters are checked against the
-//! input, and both directions of every flow are linked.
+//! known reason, plus the mirror copies it makes. The test knows which lcore polls each RX
+//! queue (the plan the vRouter prints, checked against the least-loaded assignment), so it
+//! checks each lcore on its own: RX per vif, drops per reason, TX per vif, mirror counters,
+//! and the frames on that lcore's TX queue of each port, byte for byte. Every flow's packet,
+//! byte and mirror counters are checked against the input, and both directions of every
+//! flow are linked. Cases: many flows whose packets spread over every lcore, flows whose two
+//! directions enter on different lcores, drops for several reasons on every lcore, and
+//! interface and flow mirroring on every lcore; and, over veth pairs where the test decides
+//! when each direction arrives, a flow set up for one lcore and then hit on another.
 
 mod common;
 use common::*;
