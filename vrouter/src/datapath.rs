@@ -1526,16 +1526,25 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
     let e = &cfg.eal;
     let mut cores = vec![e.main_core];
     cores.extend(&e.forwarding_cores);
-    let mut a = vec![
-        "vrouter".to_string(),
-        "-l".into(),
-        cores.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    let lcores = if e.maps_cpus() {
+        // `--lcores=<lcore>@<cpu>,...`: each lcore pinned to its configured CPU, which
+        // several lcores may share.
+        let mut cpus = vec![e.main_cpu()];
+        cpus.extend(e.forwarding_cpus());
+        let map: Vec<String> = cores.iter().zip(&cpus).map(|(l, c)| format!("{l}@{c}")).collect();
+        vec![format!("--lcores={}", map.join(","))]
+    } else {
+        vec!["-l".into(), cores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")]
+    };
+    let mut a = vec!["vrouter".to_string()];
+    a.extend(lcores);
+    a.extend([
         "--main-lcore".into(),
         e.main_core.to_string(),
         "-m".into(),
         e.memory_mb.to_string(),
         format!("--file-prefix={}", e.file_prefix.as_deref().unwrap_or("vrouter")),
-    ];
+    ]);
     if e.no_huge {
         a.push("--no-huge".into());
     }
@@ -1574,6 +1583,30 @@ mod tests {
         assert_eq!((plans[0].rx[1].vif, plans[0].rx[1].queue), (0, 3));
         assert_eq!(plans[1].rx[1].vif, 1);
         assert_eq!(plans[2].rx[1].vif, 2);
+    }
+
+    fn eal_config(eal_extra: &str) -> Config {
+        let text = format!(
+            "[eal]\nmain_core = 0\nforwarding_cores = [1, 2, 3]\n{eal_extra}\n[vrouter]\nrun_dir = \"/tmp/x\"\n\
+             router_ip = \"10.0.0.1\"\n[[vrf]]\nid = 0\nname = \"fabric\"\n[[vif]]\nid = 0\nname = \"fabric0\"\n\
+             type = \"fabric\"\ndevice = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nvrf = 0\n"
+        );
+        crate::config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn eal_args_give_each_lcore_its_cpu() {
+        // Without a mapping: `-l`, each lcore on the CPU of its number.
+        let a = eal_args(&eal_config(""));
+        assert_eq!(a[1..5], ["-l", "0,1,2,3", "--main-lcore", "0"]);
+        assert!(!a.iter().any(|x| x.starts_with("--lcores")), "{a:?}");
+        // Three forwarding lcores on two CPUs.
+        let a = eal_args(&eal_config("forwarding_cpus = [1, 1, 0]"));
+        assert_eq!(a[1..4], ["--lcores=0@0,1@1,2@1,3@0", "--main-lcore", "0"]);
+        assert!(!a.iter().any(|x| x == "-l"), "{a:?}");
+        // main_cpu alone: the forwarding lcores keep the CPUs of their numbers.
+        let a = eal_args(&eal_config("main_cpu = 5"));
+        assert_eq!(a[1], "--lcores=0@5,1@1,2@2,3@3");
     }
 
     #[test]
