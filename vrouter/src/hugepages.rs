@@ -70,7 +70,8 @@ pub fn huge_dir_problem_with(e: &EalConfig, exists: impl Fn(&Path) -> bool, moun
     }
     let listed: Vec<String> = mounts.iter().map(|m| m.display().to_string()).collect();
     Some(format!(
-        "{} is not a hugetlbfs mount point ({}); mount one with `mount -t hugetlbfs none {}` or `ci/setup.sh --hugepages N`",
+        "{} is not a hugetlbfs mount point ({}); name a mount point, or mount one there \
+         (`mount -t hugetlbfs none {}`; `ci/setup.sh --hugepages N` mounts /dev/hugepages)",
         dir.display(),
         if listed.is_empty() { "none is mounted".to_string() } else { format!("hugetlbfs is mounted at {}", listed.join(", ")) },
         dir.display()
