@@ -61,7 +61,7 @@ impl Memory {
     /// How the vRouter's EAL runs, for the command notes.
     pub fn eal_note(self) -> &'static str {
         match self {
-            Memory::Huge => "on 2 MiB huge pages (--huge-unlink), flow table on hugetlbfs",
+            Memory::Huge => "on 2 MiB huge pages (--huge-unlink)",
             Memory::NoHuge => "--no-huge",
         }
     }
