@@ -350,15 +350,34 @@ mod tests {
             shell_line(&c),
             "python3 /s/bench/run_testpmd.py /o/p/udp_1.pcap --modes io,5tswap,rxonly --dur 5 --warm 2 --reps 1 --out /o/t.csv"
         );
-        let o = ovs_command(Path::new("/s"), Path::new("/p.pcap"), true, "l3", 10.0, 3.0, Path::new("/o.csv"), Memory::NoHuge);
+        let o = ovs_command(
+            Path::new("/s"),
+            Path::new("/p.pcap"),
+            true,
+            "l3",
+            10.0,
+            3.0,
+            Path::new("/o.csv"),
+            Memory::NoHuge,
+        );
         assert_eq!(
             shell_line(&o),
             "python3 /s/bench/run_ovs_dpdk.py --memif-gen /p.pcap --variant l3 --dur 10 --warm 3 --out /o.csv"
         );
-        let o = ovs_command(Path::new("/s"), Path::new("/p.pcap"), false, "ct", 5.0, 2.0, Path::new("/o.csv"), Memory::Huge);
+        let o = ovs_command(
+            Path::new("/s"),
+            Path::new("/p.pcap"),
+            false,
+            "ct",
+            5.0,
+            2.0,
+            Path::new("/o.csv"),
+            Memory::Huge,
+        );
         assert!(shell_line(&o).ends_with("--out /o.csv --huge"));
         assert_eq!(argv_memory(&o), Memory::Huge);
-        let t = testpmd_command(Path::new("/s"), &["/p.pcap".into()], "io", 5.0, 2.0, 1, Path::new("/t.csv"), Memory::Huge);
+        let t =
+            testpmd_command(Path::new("/s"), &["/p.pcap".into()], "io", 5.0, 2.0, 1, Path::new("/t.csv"), Memory::Huge);
         assert_eq!(t.last().map(String::as_str), Some("--huge"));
         assert_eq!(argv_memory(&c), Memory::NoHuge);
     }

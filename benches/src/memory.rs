@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(decide(Choice::NoHuge, 65536, 0, 0, 100 * gib).memory, Memory::NoHuge);
         assert_eq!(decide(Choice::Huge, 65536, 0, 0, gib).memory, Memory::Huge);
         // Too few: the vRouter's start says how many to reserve.
-        assert_eq!(decide(Choice::Huge, 65536, 0, table, 0), Sizing { memory: Memory::Huge, mbufs: 98304, memory_mb: 518 });
+        assert_eq!(
+            decide(Choice::Huge, 65536, 0, table, 0),
+            Sizing { memory: Memory::Huge, mbufs: 98304, memory_mb: 518 }
+        );
     }
 
     #[test]

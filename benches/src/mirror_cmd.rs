@@ -9,9 +9,9 @@
 //! original frame) sent out of the fabric vif next to the MPLSoUDP original. The runs
 //! alternate (plain, mirrored) per repetition so drifts in machine load hit both.
 
+use crate::memory::{self, Sizing};
 use crate::stateful::{measure_throughput, StatefulMeasurement};
 use crate::topology::{FlowSettings, Topology};
-use crate::memory::{self, Sizing};
 use crate::vrouter_run::RunSpec;
 use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, Machine};
 use anyhow::{bail, Context, Result};

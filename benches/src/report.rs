@@ -308,10 +308,7 @@ mod tests {
         assert_eq!(memory_label(&[], &[], &[]), "-");
         assert_eq!(memory_label(&[], &[huge("io"), huge("rxonly")], &[]), "huge");
         assert_eq!(memory_label(&[], &[huge("io"), tp("rxonly", 1.0, 1.0)], &[]), "mixed");
-        let ovs = OvsRow::from_row(
-            &parse_csv_row("system,pcap,variant", "ovs-dpdk,udp_1.pcap,l3"),
-        )
-        .unwrap();
+        let ovs = OvsRow::from_row(&parse_csv_row("system,pcap,variant", "ovs-dpdk,udp_1.pcap,l3")).unwrap();
         assert_eq!(memory_label(&[], &[huge("io")], &[ovs]), "testpmd huge, OVS no-huge");
     }
 

@@ -29,13 +29,11 @@
 //!    reply's arrival is recorded too. Then `route_delete` of it, its reply, and a wait
 //!    until the counter has not moved for 5 ms; repeat.
 
+use crate::memory::{self, Sizing};
 use crate::stateful::{TableCounters, AGENT_THREAD};
 use crate::topology::{FlowSettings, Probe, Topology, PROBE_IN_MAC, PROBE_NEXTHOP, PROBE_OUT_VIF, PROBE_PREFIX};
-use crate::memory::{self, Sizing};
 use crate::vrouter_run::{sample, RunSpec, Sample, Started};
-use crate::{
-    interrupted, machine, median, now_unix, pcap, procfs, shell_line, sleep_checked, Machine,
-};
+use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, sleep_checked, Machine};
 use anyhow::{bail, Context, Result};
 use flow_table::FlowTableReader;
 use hdrhistogram::Histogram;

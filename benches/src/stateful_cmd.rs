@@ -12,11 +12,11 @@
 //! 3. **Memory per flow**: flow table file bytes per entry it can hold and per flow in use.
 
 use crate::anchors::{self, OvsRow, TestpmdRow};
+use crate::memory::{self, Sizing};
 use crate::ovs_watch::{self, CtSample};
 use crate::report::flows_label;
 use crate::stateful::{self, rate_between, Rate, SetupMeasurement, StatefulMeasurement};
 use crate::topology::{FlowSettings, Topology};
-use crate::memory::{self, Sizing};
 use crate::vrouter_run::RunSpec;
 use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, Machine};
 use anyhow::{bail, Context, Result};
@@ -668,7 +668,10 @@ impl Run {
                 self.o.warm,
                 self.o.reps,
                 &tp_csv,
-                memory::anchor_memory(memory::sizing(packets, 0, 0).memory, &self.o.shared.join("bench/run_testpmd.py")),
+                memory::anchor_memory(
+                    memory::sizing(packets, 0, 0).memory,
+                    &self.o.shared.join("bench/run_testpmd.py"),
+                ),
             );
             self.note(shell_line(&argv));
             let want = 2 * self.o.reps as usize;

@@ -11,9 +11,9 @@
 //!
 //! The runs alternate per repetition so drifts in machine load hit all three.
 
+use crate::memory::{self, Sizing};
 use crate::stateful::{measure_throughput, StatefulMeasurement};
 use crate::topology::{FlowSettings, Topology};
-use crate::memory::{self, Sizing};
 use crate::vrouter_run::RunSpec;
 use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, Machine};
 use anyhow::{bail, Context, Result};

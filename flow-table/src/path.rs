@@ -171,10 +171,8 @@ pub fn hugepage_pools() -> Vec<HugepagePool> {
     let Ok(rd) = std::fs::read_dir(HUGEPAGES_SYSFS) else {
         return Vec::new();
     };
-    let mut v: Vec<HugepagePool> = rd
-        .filter_map(|e| parse_pool_dir_name(e.ok()?.file_name().to_str()?))
-        .filter_map(hugepage_pool)
-        .collect();
+    let mut v: Vec<HugepagePool> =
+        rd.filter_map(|e| parse_pool_dir_name(e.ok()?.file_name().to_str()?)).filter_map(hugepage_pool).collect();
     v.sort_by_key(|p| p.page_size);
     v
 }

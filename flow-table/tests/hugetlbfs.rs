@@ -38,7 +38,11 @@ fn exercise(t: &FlowTable, run_dir: Option<&Path>) {
     assert_eq!(t.stats().used_entries, 100);
     if let Some(run) = run_dir {
         let r = FlowTableReader::open_run_dir(run).unwrap();
-        assert_eq!(std::fs::canonicalize(r.path()).unwrap(), t.path(), "the reader opens the table through the symlink");
+        assert_eq!(
+            std::fs::canonicalize(r.path()).unwrap(),
+            t.path(),
+            "the reader opens the table through the symlink"
+        );
         assert_eq!(r.stats().used_entries, 100);
         assert!(r.lookup(&key(42)).is_some());
     }

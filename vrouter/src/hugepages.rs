@@ -44,7 +44,11 @@ pub fn eal_memory_args(e: &EalConfig) -> Vec<String> {
 fn mount_point_text(dir: &Path) -> String {
     let s = dir.to_string_lossy();
     let t = s.trim_end_matches('/');
-    if t.is_empty() { "/".into() } else { t.into() }
+    if t.is_empty() {
+        "/".into()
+    } else {
+        t.into()
+    }
 }
 
 /// What is wrong with `[eal] huge_dir` given the hugetlbfs mount points of the system, if
@@ -73,7 +77,11 @@ pub fn huge_dir_problem_with(e: &EalConfig, exists: impl Fn(&Path) -> bool, moun
         "{} is not a hugetlbfs mount point ({}); name a mount point, or mount one there \
          (`mount -t hugetlbfs none {}`; `ci/setup.sh --hugepages N` mounts /dev/hugepages)",
         dir.display(),
-        if listed.is_empty() { "none is mounted".to_string() } else { format!("hugetlbfs is mounted at {}", listed.join(", ")) },
+        if listed.is_empty() {
+            "none is mounted".to_string()
+        } else {
+            format!("hugetlbfs is mounted at {}", listed.join(", "))
+        },
         dir.display()
     ))
 }
@@ -132,10 +140,8 @@ pub fn shortfall(e: &EalConfig, mounts: &[HugetlbfsMount], pools: &[HugepagePool
     let m = used[0];
     let total = pools.iter().find(|p| p.page_size == m.page_size).map_or(0, |p| p.total);
     let short_pages = (need - free).div_ceil(m.page_size);
-    let where_: Vec<String> = used
-        .iter()
-        .map(|m| format!("{} ({} pages)", m.path.display(), kb(m.page_size)))
-        .collect();
+    let where_: Vec<String> =
+        used.iter().map(|m| format!("{} ({} pages)", m.path.display(), kb(m.page_size))).collect();
     let table = if table_bytes > 0 {
         format!(", after the flow table took {} MiB of them", table_bytes.div_ceil(MIB))
     } else {
@@ -303,8 +309,9 @@ vrf = 0
         let msg = shortfall(&e, &[], &pools, 0).unwrap();
         assert!(msg.contains("no hugetlbfs is mounted") && msg.contains("ci/setup.sh --hugepages N"), "{msg}");
         assert!(msg.contains("nr_hugepages"), "{msg}");
-        let msg = shortfall(&eal("no_huge = false\nhuge_dir = \"/mnt/x\""), &[mount("/dev/hugepages", M2, 500)], &pools, 0)
-            .unwrap();
+        let msg =
+            shortfall(&eal("no_huge = false\nhuge_dir = \"/mnt/x\""), &[mount("/dev/hugepages", M2, 500)], &pools, 0)
+                .unwrap();
         assert!(msg.contains("huge_dir /mnt/x is not a hugetlbfs mount"), "{msg}");
         // Pages of two sizes add up.
         let two = [mount("/dev/hugepages", M2, 64), mount("/mnt/g", 1 << 30, 1)];

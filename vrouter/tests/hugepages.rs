@@ -177,9 +177,11 @@ fn start_fails_in_one_line_without_enough_free_hugepages() {
     write_pcap(&empty, &[]);
     let vdevs: Vec<String> = (0..3).map(|i| format!("\"net_pcap{i},rx_pcap={}\"", empty.display())).collect();
     let prefix = unique_prefix();
-    let cfg = topology(&vdevs.join(", "), &prefix, &d.path().join("run"))
-        .replacen("memory_mb = 256", "memory_mb = 1048576\nno_huge = false", 1)
-        + "\n[flow]\nenabled = false\n";
+    let cfg = topology(&vdevs.join(", "), &prefix, &d.path().join("run")).replacen(
+        "memory_mb = 256",
+        "memory_mb = 1048576\nno_huge = false",
+        1,
+    ) + "\n[flow]\nenabled = false\n";
     let cfg_path = d.path().join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vrouter")).arg("--config").arg(&cfg_path).output().unwrap();

@@ -550,8 +550,10 @@ fn run(mut args: Args) -> Result<()> {
         let mut ovs_err = None;
         if ctx.args.ovs {
             let memif = n > 65536;
-            let mem = memory::anchor_memory(memory::sizing(packets, 0, 0).memory, &shared.join("bench/run_ovs_dpdk.py"));
-            let argv = anchors::ovs_command(&shared, p, memif, "l3", ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv, mem);
+            let mem =
+                memory::anchor_memory(memory::sizing(packets, 0, 0).memory, &shared.join("bench/run_ovs_dpdk.py"));
+            let argv =
+                anchors::ovs_command(&shared, p, memif, "l3", ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv, mem);
             ctx.note_command(shell_line(&argv));
             match anchors::run_ovs(&argv, &ovs_csv, ctx.args.dur, ctx.args.warm.max(5.0)) {
                 Ok(rows) if rows.is_empty() => ovs_err = Some("run_ovs_dpdk.py produced no row".into()),

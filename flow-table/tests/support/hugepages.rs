@@ -118,15 +118,8 @@ impl TempMount {
         let target = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
         let data = CString::new(options).map_err(|e| e.to_string())?;
         // SAFETY: valid NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                c"none".as_ptr(),
-                target.as_ptr(),
-                c"hugetlbfs".as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
+        let rc =
+            unsafe { libc::mount(c"none".as_ptr(), target.as_ptr(), c"hugetlbfs".as_ptr(), 0, data.as_ptr().cast()) };
         if rc != 0 {
             return Err(format!(
                 "mount -t hugetlbfs -o {options} none {}: {}",
