@@ -1545,9 +1545,7 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         e.memory_mb.to_string(),
         format!("--file-prefix={}", e.file_prefix.as_deref().unwrap_or("vrouter")),
     ]);
-    if e.no_huge {
-        a.push("--no-huge".into());
-    }
+    a.extend(crate::hugepages::eal_memory_args(e));
     if e.pci.is_empty() {
         a.push("--no-pci".into());
     }

@@ -179,6 +179,10 @@ impl RunningRouter {
             None => None,
         };
 
+        // DPDK's huge pages, counted after the flow table took its own: one line, not the
+        // EAL's page of logs.
+        vrouter::hugepages::check_available(&cfg.eal, flows.as_ref().map(|f| f.table.path()))
+            .map_err(anyhow::Error::msg)?;
         let mut router = RunningRouter {
             threads_stop: Arc::new(AtomicBool::new(false)),
             agent: None,

@@ -55,6 +55,10 @@ pub struct EalConfig {
     /// TX descriptors per queue (default as `rx_desc`).
     #[serde(default = "default_ring")]
     pub tx_desc: u16,
+    /// With `no_huge = false`: the hugetlbfs mount point DPDK takes its pages from
+    /// (`--huge-dir`); by default, every mounted page size. See `crate::hugepages`.
+    #[serde(default)]
+    pub huge_dir: Option<std::path::PathBuf>,
 }
 
 impl Checker<'_> {
@@ -125,6 +129,9 @@ impl Checker<'_> {
         }
         if let Some(i) = eal.vdevs.iter().position(|v| v.trim().is_empty()) {
             return err("vdevs", format!("entry {i} is empty"));
+        }
+        if let Some(msg) = crate::hugepages::huge_dir_problem(eal) {
+            return err("huge_dir", msg);
         }
         Ok(())
     }

@@ -536,6 +536,30 @@ impl Outcome {
     }
 }
 
+/// Removes the flow tables that vRouters of earlier tests left on a hugetlbfs mount (the
+/// automatic pick puts a table there, named after its run directory, whenever a mount has
+/// room): a table file stays after its vRouter stops, for the tools, but the test's temporary
+/// directory is gone by then and the file would hold its huge pages until the next boot.
+/// Only files named after a run directory inside a `tempfile` directory that no longer
+/// exists are removed; called before every vRouter the harness starts.
+pub fn remove_orphaned_flow_tables() {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("{}_", flow_table::file_name_for_run_dir(&tmp));
+    for m in flow_table::hugetlbfs_mounts() {
+        let Ok(rd) = std::fs::read_dir(&m.path) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+            // `flow.tmp_.tmpAbC123_run`: tempfile's directory names are `.tmp` and letters or
+            // digits, so the first `_` ends it.
+            let dir = rest.split('_').next().unwrap_or("");
+            if dir.starts_with(".tmp") && !tmp.join(dir).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 pub fn unique_prefix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -581,6 +605,7 @@ pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Running, PathBu
     let cfg = topology(&vdevs.join(", "), &prefix, &run_dir);
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
+    remove_orphaned_flow_tables();
     let child = Command::new(env!("CARGO_BIN_EXE_vrouter"))
         .arg("--config")
         .arg(&cfg_path)
@@ -652,6 +677,7 @@ pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: imp
         .map_or(run_dir, |r| PathBuf::from(r.trim_end().trim_end_matches('"')));
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
+    remove_orphaned_flow_tables();
 
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_vrouter"))
@@ -777,6 +803,7 @@ pub fn http_json(
 /// Starts the `vrouter` binary on the configuration file `cfg_path` (EAL file prefix
 /// `prefix`), stdout and stderr piped; the caller waits for what it needs.
 pub fn spawn_vrouter(cfg_path: &Path, prefix: String) -> Running {
+    remove_orphaned_flow_tables();
     Running(
         Command::new(env!("CARGO_BIN_EXE_vrouter"))
             .arg("--config")
