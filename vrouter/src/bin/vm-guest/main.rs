@@ -397,7 +397,11 @@ fn eal_args(cli: &Cli) -> Vec<String> {
         "--vdev".into(),
         vdev,
     ];
-    if !cli.huge {
+    if cli.huge {
+        // One file per memseg list instead of one per page: vhost-user passes the guest's
+        // memory as one region per file, and a page per region is more than it takes.
+        a.push("--single-file-segments".into());
+    } else {
         a.push("--no-huge".into());
     }
     a.push("--log-level=lib.eal:error".into());
