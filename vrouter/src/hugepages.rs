@@ -5,7 +5,8 @@
 //!   4 KiB pages; no reservation, no mount.
 //! - `no_huge = false`: DPDK takes `memory_mb` MiB of huge pages at start (`-m`) from a
 //!   hugetlbfs mount of each page size the kernel has pages of, or only from `huge_dir`
-//!   (`--huge-dir`, which must be a hugetlbfs mount point) when it is set. `--huge-unlink`
+//!   (`--huge-dir`, which must be a hugetlbfs mount point) when it is set; with `--in-memory`
+//!   in `extra_args`, from the kernel's pools without a mount. `--huge-unlink`
 //!   is passed: DPDK removes each hugepage file right after mapping it, so the pages go back
 //!   to the pool when the process ends, however it ends (DPDK 22.11 keeps them by default,
 //!   `--huge-unlink=existing`, until the next start with the same `file_prefix`). It is left
@@ -93,17 +94,30 @@ pub fn huge_dir_problem(e: &EalConfig) -> Option<String> {
     huge_dir_problem_with(e, |p| p.exists(), &mounts)
 }
 
-/// The mounts DPDK takes pages from: `huge_dir` alone when set, else the first mount of each
-/// page size (in `/proc/mounts` order).
-pub fn dpdk_mounts<'a>(e: &EalConfig, mounts: &'a [HugetlbfsMount]) -> Vec<&'a HugetlbfsMount> {
+/// Where DPDK takes pages from: `huge_dir` alone when set, else the first mount of each page
+/// size (in `/proc/mounts` order), and with `--in-memory` in `extra_args` (which needs no
+/// mount: EAL 22.11 then maps pages without files) every page size of `pools` without one.
+pub fn dpdk_mounts(e: &EalConfig, mounts: &[HugetlbfsMount], pools: &[HugepagePool]) -> Vec<HugetlbfsMount> {
     if let Some(dir) = &e.huge_dir {
         let text = mount_point_text(dir);
-        return mounts.iter().filter(|m| m.path.as_os_str() == text.as_str()).take(1).collect();
+        return mounts.iter().filter(|m| m.path.as_os_str() == text.as_str()).take(1).cloned().collect();
     }
-    let mut out: Vec<&HugetlbfsMount> = Vec::new();
+    let mut out: Vec<HugetlbfsMount> = Vec::new();
     for m in mounts {
         if !out.iter().any(|o| o.page_size == m.page_size) {
-            out.push(m);
+            out.push(m.clone());
+        }
+    }
+    if e.extra_args.iter().any(|a| a == "--in-memory") {
+        for p in pools {
+            if !out.iter().any(|o| o.page_size == p.page_size) {
+                out.push(HugetlbfsMount {
+                    path: PathBuf::from("(no mount, --in-memory)"),
+                    page_size: p.page_size,
+                    free_bytes: p.available_bytes(),
+                    size_limited: false,
+                });
+            }
         }
     }
     out
@@ -121,7 +135,7 @@ pub fn shortfall(e: &EalConfig, mounts: &[HugetlbfsMount], pools: &[HugepagePool
         return None;
     }
     let need = u64::from(e.memory_mb) * MIB;
-    let used = dpdk_mounts(e, mounts);
+    let used = dpdk_mounts(e, mounts, pools);
     let fix = "set [eal] no_huge = true to run without";
     if used.is_empty() {
         return Some(format!(
@@ -137,7 +151,7 @@ pub fn shortfall(e: &EalConfig, mounts: &[HugetlbfsMount], pools: &[HugepagePool
         return None;
     }
     // The suggestion is in pages of the first mount's size (2 MiB on the usual systems).
-    let m = used[0];
+    let m = &used[0];
     let total = pools.iter().find(|p| p.page_size == m.page_size).map_or(0, |p| p.total);
     let short_pages = (need - free).div_ceil(m.page_size);
     let where_: Vec<String> =
@@ -282,10 +296,23 @@ vrf = 0
     #[test]
     fn the_mounts_dpdk_uses() {
         let mounts = [mount("/dev/hugepages", M2, 10), mount("/mnt/b", M2, 5), mount("/mnt/g", 1 << 30, 1)];
-        let paths = |e: &EalConfig| dpdk_mounts(e, &mounts).iter().map(|m| m.path.clone()).collect::<Vec<_>>();
-        assert_eq!(paths(&eal("no_huge = false")), [PathBuf::from("/dev/hugepages"), PathBuf::from("/mnt/g")]);
-        assert_eq!(paths(&eal("no_huge = false\nhuge_dir = \"/mnt/b\"")), [PathBuf::from("/mnt/b")]);
-        assert!(paths(&eal("no_huge = false\nhuge_dir = \"/mnt/none\"")).is_empty());
+        let pools = [pool(M2, 10, 10), pool(1 << 30, 1, 1)];
+        let paths = |e: &EalConfig, mounts: &[HugetlbfsMount]| {
+            dpdk_mounts(e, mounts, &pools).iter().map(|m| m.path.clone()).collect::<Vec<_>>()
+        };
+        let huge = eal("no_huge = false");
+        assert_eq!(paths(&huge, &mounts), [PathBuf::from("/dev/hugepages"), PathBuf::from("/mnt/g")]);
+        assert_eq!(paths(&eal("no_huge = false\nhuge_dir = \"/mnt/b\""), &mounts), [PathBuf::from("/mnt/b")]);
+        assert!(paths(&eal("no_huge = false\nhuge_dir = \"/mnt/none\""), &mounts).is_empty());
+        assert!(paths(&huge, &[]).is_empty());
+        // --in-memory needs no mount: the pools' pages count.
+        let in_memory = eal("no_huge = false\nextra_args = [\"--in-memory\"]");
+        let used = dpdk_mounts(&in_memory, &mounts[..1], &pools);
+        assert_eq!(
+            used.iter().map(|m| (m.page_size, m.free_bytes)).collect::<Vec<_>>(),
+            [(M2, 10 * M2), (1 << 30, 1 << 30)]
+        );
+        assert_eq!(shortfall(&in_memory, &[], &[pool(M2, 128, 128)], 0), None);
     }
 
     #[test]
