@@ -1037,3 +1037,70 @@ fn simulate_tells_the_recorded_story_and_changes_nothing() {
         flow: u32::MAX
     }));
 }
+
+/// The traced topology on two forwarding lcores, mapped onto CPUs 1 and 0.
+fn two_lcores(cfg: String, run_dir: &Path) -> String {
+    traced_config(cfg, run_dir).replacen(
+        "forwarding_cores = [1]",
+        "forwarding_cores = [1, 2]\nforwarding_cpus = [1, 0]\nmain_cpu = 0",
+        1,
+    )
+}
+
+/// Two forwarding lcores (mapped onto this machine's CPUs): vm1's queue is polled by one,
+/// vm2's by the other, and one request matches traffic from both. Each lcore records in its
+/// own ring, the request's packet limit holds across them (exactly `limit` packets traced),
+/// and every traced packet's data-plane story (matched, parsed, egress) is in one lcore's ring.
+#[test]
+fn traces_across_two_lcores_share_the_limit_and_keep_each_story_in_one_ring() {
+    let keep = tempfile::tempdir().unwrap();
+    let run_dir = keep.path().join("run");
+    let ids = {
+        // Requests persisted by a first run, so the second starts with them enabled.
+        let mut ids = Vec::new();
+        run_live(
+            Inputs::default(),
+            |c| two_lcores(c, &run_dir),
+            |rd| {
+                let id = add(rd, json!({"protocol": 17, "dst_port": 7300}), json!({"packets": 5}));
+                assert_eq!(control(rd, &json!({"cmd": "trace_enable", "id": id}))["ok"], true);
+                ids.push(id);
+            },
+        );
+        for f in std::fs::read_dir(&run_dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.file_name().unwrap() != vrouter::trace::REQUESTS_FILE_NAME {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+        ids
+    };
+    // Four matching packets from each VM (two flows to port 7300), one that does not match.
+    let vm1: Vec<Vec<u8>> = (0..4)
+        .map(|i| vm_udp("192.168.1.3", "192.168.1.4", 4300 + i, 7300, b"lcore-a", VM1_MAC))
+        .chain([vm_udp("192.168.1.3", "192.168.1.4", 4400, 7400, b"other", VM1_MAC)])
+        .collect();
+    let vm2: Vec<Vec<u8>> =
+        (0..4).map(|i| vm_udp("192.168.1.4", "192.168.1.3", 4500 + i, 7300, b"lcore-b", VM2_MAC)).collect();
+    let out = run_live(Inputs { vm1, vm2, ..Default::default() }, |c| two_lcores(c, &run_dir), |_| {});
+    out.assert_accounted(9);
+    assert_eq!((out.vm2.len(), out.vm1.len()), (5, 4), "{:?}", out.drop_list());
+    let all = traces(&out.run_dir);
+    let recs: Vec<&TraceRecord> = all.values().flatten().collect();
+    assert!(recs.iter().all(|r| request_of(&all[&r.trace_id]) == ids[0]));
+    // Exactly the limit, over both lcores: the budget is shared, not per lcore.
+    let packets: std::collections::BTreeSet<(u64, u32)> = recs.iter().map(|r| (r.trace_id, r.pkt)).collect();
+    assert_eq!(packets.len(), 5, "{packets:?}");
+    // Rings 0 and 1 are the lcores'; ring 2 the agent's (the policy step of a held packet).
+    let rings: std::collections::BTreeSet<usize> = recs.iter().map(|r| r.ring).collect();
+    assert!(rings.contains(&0) && rings.contains(&1) && rings.iter().all(|&r| r <= 2), "rings {rings:?}");
+    for &(id, pkt) in &packets {
+        let story: Vec<&&TraceRecord> = recs.iter().filter(|r| r.trace_id == id && r.pkt == pkt).collect();
+        let lcore_rings: std::collections::BTreeSet<usize> = story.iter().map(|r| r.ring).filter(|&r| r < 2).collect();
+        assert_eq!(lcore_rings.len(), 1, "packet {pkt} of trace {id} spread over lcores' rings");
+        let names: Vec<&str> = story.iter().map(|r| r.step.name()).collect();
+        assert!(names.contains(&"matched") && names.contains(&"parse"), "{names:?}");
+        assert!(story.iter().any(|r| matches!(r.step, Step::Egress { vif: 1 | 2, .. })), "{names:?}");
+        assert!(!story.iter().any(|r| matches!(r.step, Step::Parsed { dport: 7400, .. })));
+    }
+}
