@@ -18,6 +18,8 @@ pub struct Guest {
     pub record: PathBuf,
     /// The name used in messages.
     pub name: String,
+    /// Where the guest's stderr (DPDK's log) goes.
+    log: PathBuf,
 }
 
 impl Guest {
@@ -34,6 +36,9 @@ impl Guest {
             n += 1;
         };
         let prefix = format!("{}_{name}{n}", super::unique_prefix());
+        // DPDK's log of the guest, shown when a wait on it fails.
+        let log = dir.join(format!("{name}-{n}.log"));
+        let log_file = std::fs::File::create(&log).expect("guest log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vm-guest"))
             .arg("--socket")
             .arg(socket)
@@ -43,7 +48,7 @@ impl Guest {
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log_file)
             .spawn()
             .expect("start vm-guest");
         let stdin = child.stdin.take();
@@ -57,7 +62,7 @@ impl Guest {
                 }
             }
         });
-        Guest { child, stdin, lines, prefix, record, name: name.to_string() }
+        Guest { child, stdin, lines, prefix, record, log, name: name.to_string() }
     }
 
     /// The next report whose `event` is `event`, within `timeout` (panics otherwise, or on an
@@ -76,7 +81,8 @@ impl Guest {
                 }
                 Err(_) => {
                     let st = self.child.try_wait().ok().flatten();
-                    panic!("{}: no {event:?} report within {timeout:?} (exited: {st:?})", self.name);
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    panic!("{}: no {event:?} report within {timeout:?} (exited: {st:?}); its log:\n{log}", self.name);
                 }
             }
         }
