@@ -151,6 +151,8 @@ struct Args {
     /// two IPv4 fragments; the anchors run on the same fragmented pcap).
     #[arg(long)]
     fragmented: bool,
+    #[command(flatten)]
+    vhost: benches::vhost_cmd::VhostArgs,
 }
 
 #[derive(Serialize)]
@@ -358,6 +360,34 @@ fn run(mut args: Args) -> Result<()> {
             start_timeout: args.start_timeout,
             settle_timeout: args.settle_timeout,
         });
+    }
+    if args.vhost.vhost {
+        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
+        let v = &args.vhost;
+        let vm_guest = v.vm_guest.clone().unwrap_or_else(|| vrouter.with_file_name("vm-guest"));
+        return benches::vhost_cmd::run(
+            benches::vhost_cmd::Opts {
+                flows,
+                dur: args.dur,
+                warm: args.warm,
+                calib: v.calib,
+                reps: args.reps.max(3),
+                out,
+                run_base: args.run_base.clone(),
+                shared,
+                vrouter,
+                vm_guest,
+                hugepages: v.reserve_hugepages,
+                vrouter_runs: !args.no_vrouter,
+                ovs: !args.no_ovs,
+                scaling: v.scaling,
+                lcores2: v.lcores2.clone(),
+                rev: git,
+                start_timeout: args.start_timeout,
+                settle_timeout: args.settle_timeout,
+            },
+            std::env::args().collect(),
+        );
     }
     if args.route_storm {
         let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
