@@ -49,7 +49,7 @@ use crate::ovs_vhost::{self, Ovs, OvsSpec, Pipeline, PmdStats};
 use crate::pcap;
 use crate::procfs;
 use crate::topology::FlowSettings;
-use crate::vhost_topo::{Path as VPath, VhostTopology, FABRIC_VIF, VM1_VIF, VM2_VIF};
+use crate::vhost_topo::{Path as VPath, VhostTopology, VM1_VIF, VM2_VIF};
 use crate::vrouter_run::{drop_list, DropCount};
 use crate::{interrupted, median, now_unix, shell_line, sleep_checked};
 use anyhow::{bail, Context, Result};
@@ -83,10 +83,11 @@ pub struct VhostArgs {
     /// forwarding lcores.
     #[arg(long)]
     pub scaling: bool,
-    /// --vhost --scaling: the `[eal] forwarding_cpus` TOML value for 2 forwarding lcores
-    /// (without it the 2-lcore run is skipped and reported as not measured).
-    #[arg(long, value_name = "TOML")]
-    pub lcores2: Option<String>,
+    /// --vhost --scaling: the CPUs of the 2 forwarding lcores (`[eal] forwarding_cpus`), one
+    /// 2-lcore run per occurrence (default: 1,1 and 1,0). Skipped, and reported as not
+    /// measured, when the vRouter has no `forwarding_cpus`.
+    #[arg(long, value_name = "CPU,CPU", value_delimiter = ',', num_args = 1, action = clap::ArgAction::Append)]
+    pub lcores2_cpus: Vec<u32>,
     /// --vhost: the vm-guest binary (default: next to the vrouter binary).
     #[arg(long, value_name = "PATH")]
     pub vm_guest: Option<PathBuf>,
@@ -123,9 +124,9 @@ pub struct Opts {
     pub ovs: bool,
     /// Run the 1 -> 2 lcore scaling.
     pub scaling: bool,
-    /// The TOML value of `[eal] forwarding_cpus` for 2 forwarding lcores (e.g.
-    /// `"[1, 1]"`, the vRouter's syntax); `None`: the scaling's 2-lcore run is skipped.
-    pub lcores2: Option<String>,
+    /// The CPUs of the 2 forwarding lcores, one placement per 2-lcore run (e.g. `[1, 1]`:
+    /// both on the forwarding CPU; `[1, 0]`: the second on the generator's CPU).
+    pub lcores2: Vec<Vec<u32>>,
     /// Revision recorded with the results.
     pub rev: String,
     /// Seconds allowed for start-up and link-up.
@@ -137,14 +138,15 @@ pub struct Opts {
 /// Which system a run measures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum System {
-    /// The vRouter on `path`, `queues` queue pairs per vhost vif, `lcores` forwarding lcores.
+    /// The vRouter on `path`, `queues` queue pairs per vhost vif, one forwarding lcore per
+    /// entry of `cpus` (on that CPU).
     Vrouter {
         /// Where the traffic goes.
         path: VPath,
         /// Queue pairs per vhost vif.
         queues: u16,
-        /// Forwarding lcores.
-        lcores: u16,
+        /// The CPU of each forwarding lcore.
+        cpus: Vec<u32>,
     },
     /// OVS-DPDK with `pipeline`.
     Ovs {
@@ -157,15 +159,16 @@ impl System {
     /// The row label.
     pub fn label(&self) -> String {
         match self {
-            System::Vrouter { path, queues, lcores } => {
+            System::Vrouter { path, queues, cpus } => {
                 let p = match path {
                     VPath::VmToVm => "vRouter VM->VM",
                     VPath::VmToFabric => "vRouter VM->fabric MPLSoUDP",
                 };
-                if *queues == 1 && *lcores == 1 {
-                    p.to_string()
-                } else {
-                    format!("{p}, {queues} queues, {lcores} lcore{}", if *lcores == 1 { "" } else { "s" })
+                let list = cpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+                match (queues, cpus.len()) {
+                    (1, 1) => p.to_string(),
+                    (q, 1) => format!("{p}, {q} queues, 1 lcore"),
+                    (q, n) => format!("{p}, {q} queues, {n} lcores on CPUs {list}"),
                 }
             }
             System::Ovs { pipeline: Pipeline::Ct } => "OVS-DPDK ct".into(),
@@ -176,9 +179,14 @@ impl System {
     /// A short key for file names and CSV.
     pub fn key(&self) -> String {
         match self {
-            System::Vrouter { path, queues, lcores } => {
+            System::Vrouter { path, queues, cpus } => {
                 let p = if *path == VPath::VmToVm { "vr_vm2vm" } else { "vr_vm2fabric" };
-                format!("{p}_q{queues}_l{lcores}")
+                let c: String = cpus.iter().map(u32::to_string).collect();
+                if cpus.len() == 1 {
+                    format!("{p}_q{queues}_l1")
+                } else {
+                    format!("{p}_q{queues}_l{}_c{c}", cpus.len())
+                }
             }
             System::Ovs { pipeline } => format!("ovs_{}", pipeline.name()),
         }
@@ -565,17 +573,17 @@ fn log_tail(p: &Path) -> String {
     v[v.len().saturating_sub(20)..].join("\n")
 }
 
-fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, lcores: u16, rep: u32) -> Result<Run> {
-    let sys = System::Vrouter { path, queues, lcores };
+fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) -> Result<Run> {
+    let sys = System::Vrouter { path, queues, cpus: cpus.to_vec() };
+    let lcores = cpus.len() as u16;
     let key = sys.key();
     let prefix = format!("vbv{}_{}_{rep}", std::process::id(), key);
     let run_dir = ctx.o.run_base.join(&prefix);
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir)?;
-    let (forwarding_cores, forwarding_cpus) = match lcores {
-        1 => (vec![1], None),
-        _ => (vec![], Some(ctx.o.lcores2.clone().context("2 forwarding lcores need --lcores2")?)),
-    };
+    // Lcores 1..=n; with one lcore on CPU 1 the plain `forwarding_cores = [1]`.
+    let forwarding_cores: Vec<u32> = (1..=u32::from(lcores)).collect();
+    let forwarding_cpus = (cpus != forwarding_cores.as_slice()).then(|| cpus.to_vec());
     let topo = VhostTopology {
         path,
         vm1_socket: ctx.sock_dir.join("vm1.sock"),
@@ -761,19 +769,20 @@ fn run_ovs(ctx: &mut Ctx, pipeline: Pipeline, rep: u32) -> Result<Run> {
     // The PMD polls both ports once the guest's drivers are up; then traffic.
     sleep_checked(Duration::from_millis(500))?;
     guest.go()?;
-    let port = |ovs: &Ovs, name: &str, rx: bool| -> Result<u64> {
+    // vm1's RX (from the sender) and vm2's TX (to the sink), from one dpctl/show.
+    let ports = |ovs: &Ovs| -> Result<(u64, u64)> {
         let p = ovs_vhost::parse_dpctl_show(&ovs.appctl(&["dpctl/show", "-s"])?);
-        Ok(p.iter().find(|(n, _, _)| n == name).map(|(_, r, t)| if rx { *r } else { *t }).unwrap_or(0))
+        let get = |name: &str| p.iter().find(|(n, _, _)| n == name).map(|&(_, r, t)| (r, t)).unwrap_or((0, 0));
+        Ok((get("vm1").0, get("vm2").1))
     };
-    wait_until(start, "packets on OVS port vm1", || Ok((port(&ovs, "vm1", true)? > 0).then_some(())))?;
+    wait_until(start, "packets on OVS port vm1", || Ok((ports(&ovs)?.0 > 0).then_some(())))?;
     sleep_checked(Duration::from_secs_f64(ctx.o.warm.max(3.0)))?;
     if !ovs.alive() {
         bail!("ovs-vswitchd exited; log:\n{}", log_tail(&ovs.log_path()));
     }
     let load_a = procfs::loadavg().unwrap_or_default();
     let j0 = procfs::cpu_jiffies().unwrap_or_default();
-    let tx0 = port(&ovs, "vm2", false)?;
-    let rx0 = port(&ovs, "vm1", true)?;
+    let (rx0, tx0) = ports(&ovs)?;
     let cpu0 = ovs.pmd_cpu_ns()?;
     let t0 = Instant::now();
     ovs.appctl(&["dpif-netdev/pmd-stats-clear"])?;
@@ -781,8 +790,7 @@ fn run_ovs(ctx: &mut Ctx, pipeline: Pipeline, rep: u32) -> Result<Run> {
     let pst = ovs.appctl(&["dpif-netdev/pmd-stats-show"])?;
     let t1 = Instant::now();
     let cpu1 = ovs.pmd_cpu_ns()?;
-    let rx1 = port(&ovs, "vm1", true)?;
-    let tx1 = port(&ovs, "vm2", false)?;
+    let (rx1, tx1) = ports(&ovs)?;
     let j1 = procfs::cpu_jiffies().unwrap_or_default();
     let load_b = procfs::loadavg().unwrap_or_default();
     std::fs::write(ctx.o.out.join(format!("ovs_{key}_{rep}_pmd_stats.txt")), &pst)?;
@@ -877,6 +885,27 @@ busy seconds of the forwarding thread. vRouter: busy = on-CPU time (schedstat) -
 on-CPU ns of one idle iteration, calibrated in the same run over a window with no traffic. OVS: busy = PMD on-CPU \
 time x processing cycles / (processing + idle cycles) of pmd-stats-show.";
 
+/// Whether the vRouter's configuration has `[eal] forwarding_cpus` (several forwarding
+/// lcores on fewer CPUs): asked of its own parser.
+pub fn forwarding_cpus_supported() -> bool {
+    let t = VhostTopology {
+        path: VPath::VmToVm,
+        vm1_socket: "/tmp/a.sock".into(),
+        vm2_socket: "/tmp/b.sock".into(),
+        queues: 2,
+        run_dir: "/tmp/r".into(),
+        file_prefix: "p".into(),
+        huge: false,
+        memory_mb: 512,
+        mbufs: 16383,
+        main_core: 0,
+        forwarding_cores: vec![1, 2],
+        forwarding_cpus: Some(vec![1, 1]),
+        flow: FlowSettings::for_flows(1000),
+    };
+    vrouter::config::parse(&t.config_toml(), "probe.toml").is_ok()
+}
+
 /// Runs the whole benchmark.
 pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
     let started = now_unix();
@@ -938,21 +967,23 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
 
     let mut systems: Vec<System> = Vec::new();
     if ctx.o.vrouter_runs {
-        systems.push(System::Vrouter { path: VPath::VmToVm, queues: 1, lcores: 1 });
-        systems.push(System::Vrouter { path: VPath::VmToFabric, queues: 1, lcores: 1 });
+        systems.push(System::Vrouter { path: VPath::VmToVm, queues: 1, cpus: vec![1] });
+        systems.push(System::Vrouter { path: VPath::VmToFabric, queues: 1, cpus: vec![1] });
     }
     if ctx.o.ovs {
         systems.push(System::Ovs { pipeline: Pipeline::Ct });
         systems.push(System::Ovs { pipeline: Pipeline::L3 });
     }
     if ctx.o.scaling {
-        systems.push(System::Vrouter { path: VPath::VmToVm, queues: 2, lcores: 1 });
-        if ctx.o.lcores2.is_some() {
-            systems.push(System::Vrouter { path: VPath::VmToVm, queues: 2, lcores: 2 });
+        systems.push(System::Vrouter { path: VPath::VmToVm, queues: 2, cpus: vec![1] });
+        if forwarding_cpus_supported() {
+            for cpus in &ctx.o.lcores2 {
+                systems.push(System::Vrouter { path: VPath::VmToVm, queues: 2, cpus: cpus.clone() });
+            }
         } else {
             notes.push(
-                "scaling: the 2-lcore run was not measured: it needs [eal] forwarding_cpus (2 forwarding lcores on this \
-                 2-CPU machine, --lcores2)"
+                "scaling: the 2-lcore runs were not measured: 2 forwarding lcores on this 2-CPU machine need [eal] \
+                 forwarding_cpus (DPDK --lcores mapping), which this vRouter does not have yet"
                     .into(),
             );
         }
@@ -994,7 +1025,7 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
         for sys in &systems {
             println!("\n## {} rep {rep}", sys.label());
             let r = match sys {
-                System::Vrouter { path, queues, lcores } => run_vrouter(&mut ctx, *path, *queues, *lcores, rep),
+                System::Vrouter { path, queues, cpus } => run_vrouter(&mut ctx, *path, *queues, cpus, rep),
                 System::Ovs { pipeline } => run_ovs(&mut ctx, *pipeline, rep),
             };
             let r = r.unwrap_or_else(|e| Run {

@@ -73,12 +73,12 @@ pub struct VhostTopology {
     pub mbufs: u32,
     /// CPU of the main thread.
     pub main_core: u32,
-    /// CPUs of the forwarding lcores (one lcore each).
+    /// The forwarding lcores (EAL lcore ids; each on the CPU of the same number unless
+    /// `forwarding_cpus` says otherwise).
     pub forwarding_cores: Vec<u32>,
-    /// `[eal] forwarding_cpus`: several forwarding lcores mapped onto CPUs (`--lcores`),
-    /// when the vRouter supports it: the TOML value, written as given (replaces
-    /// `forwarding_cores`).
-    pub forwarding_cpus: Option<String>,
+    /// `[eal] forwarding_cpus`: the CPU of each forwarding lcore (DPDK `--lcores` mapping),
+    /// so that 2 lcores can run on a 2-CPU machine whose CPU 0 is the generator's.
+    pub forwarding_cpus: Option<Vec<u32>>,
     /// The flow table.
     pub flow: FlowSettings,
 }
@@ -94,13 +94,11 @@ impl VhostTopology {
             Path::VmToVm => (2, "VM -> VM (vif 1 -> vif 2)"),
             Path::VmToFabric => (1, "VM -> fabric, MPLSoUDP"),
         };
-        let cores = match &self.forwarding_cpus {
-            Some(v) => format!("forwarding_cpus = {v}"),
-            None => format!(
-                "forwarding_cores = [{}]",
-                self.forwarding_cores.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-            ),
-        };
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let mut cores = format!("forwarding_cores = [{}]", list(&self.forwarding_cores));
+        if let Some(cpus) = &self.forwarding_cpus {
+            cores.push_str(&format!("\nforwarding_cpus = [{}]", list(cpus)));
+        }
         format!(
             r#"# vrouter-bench --vhost: {what}, flows on.
 [eal]
@@ -242,7 +240,11 @@ mod tests {
         let mut two = topo(Path::VmToVm);
         two.queues = 2;
         let cfg = vrouter::config::parse(&two.config_toml(), "vhost.toml").unwrap();
+        assert!(!two.config_toml().contains("forwarding_cpus"));
         assert!(cfg.vifs.iter().all(|v| v.get_ref().vhost.as_ref().is_none_or(|h| h.queues == 2)));
+        let two_lcores = VhostTopology { forwarding_cores: vec![1, 2], forwarding_cpus: Some(vec![1, 1]), ..two };
+        let text = two_lcores.config_toml();
+        assert!(text.contains("forwarding_cores = [1, 2]\nforwarding_cpus = [1, 1]\n"), "{text}");
         let nohuge = VhostTopology { huge: false, ..topo(Path::VmToFabric) };
         assert!(vrouter::config::parse(&nohuge.config_toml(), "vhost.toml").unwrap().eal.no_huge);
     }

@@ -364,6 +364,9 @@ fn run(mut args: Args) -> Result<()> {
     if args.vhost.vhost {
         let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
         let v = &args.vhost;
+        if v.lcores2_cpus.len() % 2 != 0 {
+            bail!("--lcores2-cpus takes two CPUs (one per forwarding lcore): CPU,CPU");
+        }
         let vm_guest = v.vm_guest.clone().unwrap_or_else(|| vrouter.with_file_name("vm-guest"));
         return benches::vhost_cmd::run(
             benches::vhost_cmd::Opts {
@@ -381,7 +384,10 @@ fn run(mut args: Args) -> Result<()> {
                 vrouter_runs: !args.no_vrouter,
                 ovs: !args.no_ovs,
                 scaling: v.scaling,
-                lcores2: v.lcores2.clone(),
+                lcores2: match v.lcores2_cpus.as_slice() {
+                    [] => vec![vec![1, 1], vec![1, 0]],
+                    l => l.chunks(2).map(<[u32]>::to_vec).collect(),
+                },
                 rev: git,
                 start_timeout: args.start_timeout,
                 settle_timeout: args.settle_timeout,
