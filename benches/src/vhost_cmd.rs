@@ -1151,13 +1151,13 @@ mod tests {
 
     #[test]
     fn labels_and_keys() {
-        let s = System::Vrouter { path: VPath::VmToVm, queues: 2, lcores: 2 };
-        assert_eq!(s.key(), "vr_vm2vm_q2_l2");
-        assert_eq!(s.label(), "vRouter VM->VM, 2 queues, 2 lcores");
-        assert_eq!(
-            System::Vrouter { path: VPath::VmToFabric, queues: 1, lcores: 1 }.label(),
-            "vRouter VM->fabric MPLSoUDP"
-        );
+        let s = System::Vrouter { path: VPath::VmToVm, queues: 2, cpus: vec![1, 0] };
+        assert_eq!(s.key(), "vr_vm2vm_q2_l2_c10");
+        assert_eq!(s.label(), "vRouter VM->VM, 2 queues, 2 lcores on CPUs 1,0");
+        let one = System::Vrouter { path: VPath::VmToFabric, queues: 1, cpus: vec![1] };
+        assert_eq!((one.label().as_str(), one.key().as_str()), ("vRouter VM->fabric MPLSoUDP", "vr_vm2fabric_q1_l1"));
+        let q2 = System::Vrouter { path: VPath::VmToVm, queues: 2, cpus: vec![1] };
+        assert_eq!((q2.label().as_str(), q2.key().as_str()), ("vRouter VM->VM, 2 queues, 1 lcore", "vr_vm2vm_q2_l1"));
         assert_eq!(System::Ovs { pipeline: Pipeline::Ct }.key(), "ovs_ct");
     }
 
