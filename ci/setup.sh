@@ -5,19 +5,34 @@
 #
 #   ci/setup.sh              packages + release build
 #   ci/setup.sh --deps-only  packages (and the Rust toolchain) only
+#   --hugepages N            also: at least N 2 MiB huge pages in the kernel's pool and a
+#                            hugetlbfs mounted at /dev/hugepages (never lowers the pool, never
+#                            mounts twice; says so when the kernel grants fewer than N)
 #
-# Runs from any directory. Uses sudo for apt only when not root.
+# Runs from any directory. Uses sudo for apt and the huge pages only when not root.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 BUILD=1
-case "${1:-}" in
-    "") ;;
-    --deps-only) BUILD=0 ;;
-    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument: $1" >&2; exit 2 ;;
-esac
+HUGEPAGES=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --deps-only) BUILD=0 ;;
+        --hugepages)
+            HUGEPAGES=${2:-}
+            shift
+            ;;
+        --hugepages=*) HUGEPAGES=${1#--hugepages=} ;;
+        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ -n "$HUGEPAGES" ] && ! [[ "$HUGEPAGES" =~ ^[0-9]+$ ]]; then
+    echo "setup.sh: --hugepages needs a number of 2 MiB pages, got '$HUGEPAGES'" >&2
+    exit 2
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -30,6 +45,41 @@ if [ "$(id -u)" -ne 0 ]; then
         exit 1
     fi
     SUDO=(sudo --preserve-env=DEBIAN_FRONTEND)
+fi
+
+# Huge pages (--hugepages N): the 2 MiB pool grown to N pages (the 2 MiB counterpart of
+# /proc/sys/vm/nr_hugepages, right even where the default huge page size is 1 GiB) and
+# hugetlbfs at /dev/hugepages, as systemd mounts it (no size= limit). Run time only: a reboot
+# loses both (vm.nr_hugepages in /etc/sysctl.d and an fstab line keep them).
+reserve_hugepages() {
+    local want=$1 pool=/sys/kernel/mm/hugepages/hugepages-2048kB have got free
+    if [ ! -d "$pool" ]; then
+        echo "setup.sh: --hugepages: the kernel has no 2 MiB huge pages ($pool is missing)" >&2
+        exit 1
+    fi
+    have=$(cat "$pool/nr_hugepages")
+    if [ "$have" -lt "$want" ]; then
+        log "huge pages: growing the 2 MiB pool from $have to $want pages ($pool/nr_hugepages)"
+        echo "$want" | "${SUDO[@]}" tee "$pool/nr_hugepages" >/dev/null
+    fi
+    got=$(cat "$pool/nr_hugepages")
+    free=$(cat "$pool/free_hugepages")
+    if [ "$got" -lt "$want" ]; then
+        echo "setup.sh: WARNING: asked the kernel for $want 2 MiB huge pages, it granted $got" \
+            "($((got * 2)) MiB; too little free contiguous memory?); what needs more will say so" >&2
+    else
+        log "huge pages: $got 2 MiB pages in the pool, $free free"
+    fi
+    if awk '$2 == "/dev/hugepages" && $3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
+        log "huge pages: hugetlbfs already mounted at /dev/hugepages"
+    else
+        log "huge pages: mounting hugetlbfs (pagesize=2M) at /dev/hugepages"
+        "${SUDO[@]}" mkdir -p /dev/hugepages
+        "${SUDO[@]}" mount -t hugetlbfs -o pagesize=2M hugetlbfs /dev/hugepages
+    fi
+}
+if [ -n "$HUGEPAGES" ]; then
+    reserve_hugepages "$HUGEPAGES"
 fi
 
 # Debian packages: DPDK 22.11 (headers, pkg-config file, PMDs; `dpdk-dev` has dpdk-testpmd,

@@ -17,6 +17,10 @@
 # root, the test binaries (only) are run through `sudo -E`.
 #
 # Environment:
+#   TEST_HUGEPAGES   2 MiB huge pages ci/setup.sh reserves (and hugetlbfs at /dev/hugepages)
+#                    for the tests on huge pages (default 512 = 1 GiB; they need ~120 and grow
+#                    the pool themselves as root when short); with a non-zero value those tests
+#                    must run (VROUTER_HUGEPAGE_TESTS=require), 0 lets them skip
 #   TEST_THREADS     libtest threads per test binary (default 2; the machine has 2 cores)
 #   TEST_TIMEOUT_S   stop the test run after this many seconds (default 1500)
 #   FUZZ_SECONDS     fuzz the forwarding path this long with ci/fuzz.sh (default 60; 0 skips
@@ -30,7 +34,15 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 since() { echo "$(($(date +%s) - $1))s"; }
 
-bash ci/setup.sh --deps-only
+hugepages=${TEST_HUGEPAGES:-512}
+if [ "$hugepages" != "0" ]; then
+    bash ci/setup.sh --deps-only --hugepages "$hugepages"
+    # The tests on huge pages fail rather than skip (they skip when not root, or when the
+    # kernel grants too few pages).
+    export VROUTER_HUGEPAGE_TESTS=require
+else
+    bash ci/setup.sh --deps-only
+fi
 
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091

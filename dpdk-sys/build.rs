@@ -13,6 +13,10 @@ fn main() {
         .atleast_version("22.11")
         .probe("libdpdk")
         .expect("libdpdk (DPDK 22.11) not found through pkg-config: run ci/setup.sh (apt libdpdk-dev)");
+    // The vhost PMD's own API (`rte_eth_vhost_get_queue_event`): libdpdk's pkg-config file
+    // lists the libraries, not the drivers (the EAL loads those as plugins from the same
+    // files, so linking one does not register it twice).
+    println!("cargo:rustc-link-lib=dylib=rte_net_vhost");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let here = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
 

@@ -11,4 +11,5 @@
 #include <rte_prefetch.h>
 #include <rte_version.h>
 #include <rte_dev.h>
+#include <rte_eth_vhost.h>
 #include "shim.h"

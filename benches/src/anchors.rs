@@ -3,6 +3,7 @@
 //! `run_ovs_dpdk.py --variant l3`. Both append one CSV row per run to a file; the rows of
 //! this invocation are the ones after the file's length before the call.
 
+use crate::memory::Memory;
 use crate::{interrupted, shell_line};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -53,6 +54,8 @@ pub struct TestpmdRow {
     pub tx_over_rx: f64,
     /// 1-minute load average during the run.
     pub load1: f64,
+    /// DPDK's memory in the run (`--huge` passed to the script or not).
+    pub memory: Memory,
 }
 
 impl TestpmdRow {
@@ -71,6 +74,7 @@ impl TestpmdRow {
             fwd_cpu_share: num(r, "fwd_cpu_share"),
             tx_over_rx: num(r, "tx_over_rx"),
             load1: num(r, "load1"),
+            memory: Memory::NoHuge,
         })
     }
 }
@@ -108,6 +112,8 @@ pub struct OvsRow {
     pub load1: f64,
     /// Fed by the testpmd->memif generator (`--memif-gen`) rather than a pcap port.
     pub memif: bool,
+    /// DPDK's memory in the run (`--huge` passed to the script or not).
+    pub memory: Memory,
 }
 
 impl OvsRow {
@@ -133,6 +139,7 @@ impl OvsRow {
             dp_flows: num(r, "dp_flows"),
             ct_conns: num(r, "ct_conns"),
             load1: num(r, "load1"),
+            memory: Memory::NoHuge,
         })
     }
 
@@ -196,7 +203,18 @@ fn run_and_collect(argv: &[String], csv: &Path, limit: Duration) -> Result<Vec<R
     Ok(parse_csv(&header, &new))
 }
 
-/// `python3 <shared>/bench/run_testpmd.py PCAPS --modes M --dur D --warm W --reps R --out CSV`.
+/// The memory a script's command line asks for: `--huge` or not.
+fn argv_memory(argv: &[String]) -> Memory {
+    if argv.iter().any(|a| a == "--huge") {
+        Memory::Huge
+    } else {
+        Memory::NoHuge
+    }
+}
+
+/// `python3 <shared>/bench/run_testpmd.py PCAPS --modes M --dur D --warm W --reps R --out CSV`,
+/// and `--huge` for [`Memory::Huge`] (see [`crate::memory::anchor_memory`]).
+#[allow(clippy::too_many_arguments)]
 pub fn testpmd_command(
     shared: &Path,
     pcaps: &[PathBuf],
@@ -205,6 +223,7 @@ pub fn testpmd_command(
     warm: f64,
     reps: u32,
     csv: &Path,
+    memory: Memory,
 ) -> Vec<String> {
     let mut v = vec!["python3".to_string(), shared.join("bench/run_testpmd.py").display().to_string()];
     v.extend(pcaps.iter().map(|p| p.display().to_string()));
@@ -220,6 +239,9 @@ pub fn testpmd_command(
         "--out".into(),
         csv.display().to_string(),
     ]);
+    if memory == Memory::Huge {
+        v.push("--huge".into());
+    }
     v
 }
 
@@ -228,11 +250,17 @@ pub fn testpmd_command(
 pub fn run_testpmd(argv: &[String], csv: &Path, runs: usize, dur: f64, warm: f64) -> Result<Vec<TestpmdRow>> {
     // Each run: EAL start and pcap preload (the script allows 180 s), warm-up, window, stop.
     let limit = Duration::from_secs_f64(runs as f64 * (dur + warm + 240.0));
-    Ok(run_and_collect(argv, csv, limit)?.iter().filter_map(TestpmdRow::from_row).collect())
+    let memory = argv_memory(argv);
+    Ok(run_and_collect(argv, csv, limit)?
+        .iter()
+        .filter_map(TestpmdRow::from_row)
+        .map(|r| TestpmdRow { memory, ..r })
+        .collect())
 }
 
 /// `python3 <shared>/bench/run_ovs_dpdk.py (--pcap F | --memif-gen F) --variant V ...`
-/// (`l3` for the stateless comparison, `ct` for the conntrack pipeline).
+/// (`l3` for the stateless comparison, `ct` for the conntrack pipeline), and `--huge` for
+/// [`Memory::Huge`].
 #[allow(clippy::too_many_arguments)]
 pub fn ovs_command(
     shared: &Path,
@@ -242,8 +270,9 @@ pub fn ovs_command(
     dur: f64,
     warm: f64,
     csv: &Path,
+    memory: Memory,
 ) -> Vec<String> {
-    vec![
+    let mut v = vec![
         "python3".to_string(),
         shared.join("bench/run_ovs_dpdk.py").display().to_string(),
         if memif { "--memif-gen" } else { "--pcap" }.to_string(),
@@ -256,7 +285,11 @@ pub fn ovs_command(
         warm.to_string(),
         "--out".into(),
         csv.display().to_string(),
-    ]
+    ];
+    if memory == Memory::Huge {
+        v.push("--huge".into());
+    }
+    v
 }
 
 /// Runs `run_ovs_dpdk.py` (`argv` from [`ovs_command`]) and returns the rows it appended to
@@ -264,7 +297,8 @@ pub fn ovs_command(
 pub fn run_ovs(argv: &[String], csv: &Path, dur: f64, warm: f64) -> Result<Vec<OvsRow>> {
     // OVS start (and possibly apt-get install on first use) + a 300 s wait for packets.
     let limit = Duration::from_secs_f64(dur + warm + 900.0);
-    Ok(run_and_collect(argv, csv, limit)?.iter().filter_map(OvsRow::from_row).collect())
+    let memory = argv_memory(argv);
+    Ok(run_and_collect(argv, csv, limit)?.iter().filter_map(OvsRow::from_row).map(|r| OvsRow { memory, ..r }).collect())
 }
 
 #[cfg(test)]
@@ -310,15 +344,41 @@ mod tests {
             2.0,
             1,
             Path::new("/o/t.csv"),
+            Memory::NoHuge,
         );
         assert_eq!(
             shell_line(&c),
             "python3 /s/bench/run_testpmd.py /o/p/udp_1.pcap --modes io,5tswap,rxonly --dur 5 --warm 2 --reps 1 --out /o/t.csv"
         );
-        let o = ovs_command(Path::new("/s"), Path::new("/p.pcap"), true, "l3", 10.0, 3.0, Path::new("/o.csv"));
+        let o = ovs_command(
+            Path::new("/s"),
+            Path::new("/p.pcap"),
+            true,
+            "l3",
+            10.0,
+            3.0,
+            Path::new("/o.csv"),
+            Memory::NoHuge,
+        );
         assert_eq!(
             shell_line(&o),
             "python3 /s/bench/run_ovs_dpdk.py --memif-gen /p.pcap --variant l3 --dur 10 --warm 3 --out /o.csv"
         );
+        let o = ovs_command(
+            Path::new("/s"),
+            Path::new("/p.pcap"),
+            false,
+            "ct",
+            5.0,
+            2.0,
+            Path::new("/o.csv"),
+            Memory::Huge,
+        );
+        assert!(shell_line(&o).ends_with("--out /o.csv --huge"));
+        assert_eq!(argv_memory(&o), Memory::Huge);
+        let t =
+            testpmd_command(Path::new("/s"), &["/p.pcap".into()], "io", 5.0, 2.0, 1, Path::new("/t.csv"), Memory::Huge);
+        assert_eq!(t.last().map(String::as_str), Some("--huge"));
+        assert_eq!(argv_memory(&c), Memory::NoHuge);
     }
 }

@@ -3,9 +3,11 @@
 //! The project's machines reserve none at boot, but root can: `echo N >
 //! /proc/sys/vm/nr_hugepages`, then DPDK needs a hugetlbfs mount (it finds mounts in
 //! `/proc/mounts` by itself). [`Reservation::take`] raises the pool so that at least the
-//! requested number of pages is free, mounts hugetlbfs on a private directory when nothing
-//! is mounted, and [`Reservation::release`] (also on drop) puts the pool size back, if
-//! nobody else changed it meanwhile, and unmounts what it mounted.
+//! requested number of pages is free, with the project's `ci/setup.sh --deps-only --hugepages
+//! N` when there is one (it grows the pool to N and mounts hugetlbfs at `/dev/hugepages`),
+//! else by itself (writing `nr_hugepages`, mounting hugetlbfs on a private directory when
+//! nothing is mounted). [`Reservation::release`] (also on drop) puts the pool size back, if
+//! nobody else changed it meanwhile, and unmounts what it mounted itself.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -93,6 +95,8 @@ pub struct Outcome {
     pub mount: Option<String>,
     /// Why the run falls back to `--no-huge`, if it does.
     pub fallback_reason: Option<String>,
+    /// The set-up command that reserved the pages, if one did.
+    pub command: Option<String>,
 }
 
 /// A reservation made by [`Reservation::take`], undone by [`Reservation::release`].
@@ -110,10 +114,10 @@ impl Reservation {
     /// missing) and makes sure a hugetlbfs mount exists (mounting one on `mount_dir` if
     /// none is). `pages == 0` asks for no hugepages. Never fails for lack of pages: the
     /// outcome then says `huge: false` and why.
-    pub fn take(pages: u64, mount_dir: &Path) -> Reservation {
+    pub fn take(pages: u64, mount_dir: &Path, setup_script: Option<&Path>) -> Reservation {
         let before = pool().unwrap_or_default();
         let mut r = Reservation {
-            outcome: Outcome { huge: false, before, after: before, mount: None, fallback_reason: None },
+            outcome: Outcome { huge: false, before, after: before, mount: None, fallback_reason: None, command: None },
             raised: None,
             mounted: None,
         };
@@ -123,11 +127,28 @@ impl Reservation {
         }
         if before.available() < pages {
             let want = before.total + (pages - before.available());
-            match std::fs::write(NR_HUGEPAGES, want.to_string()) {
-                Ok(()) => r.raised = Some((before.total, want)),
-                Err(e) => {
-                    r.outcome.fallback_reason = Some(format!("cannot write {NR_HUGEPAGES} ({e}): not root?"));
-                    return r;
+            let script = setup_script.filter(|s| std::fs::read_to_string(s).is_ok_and(|t| t.contains("--hugepages")));
+            let by_script = script.is_some_and(|s| {
+                let argv = [
+                    "bash".to_string(),
+                    s.display().to_string(),
+                    "--deps-only".into(),
+                    "--hugepages".into(),
+                    want.to_string(),
+                ];
+                println!("$ {}", crate::shell_line(&argv));
+                r.outcome.command = Some(crate::shell_line(&argv));
+                Command::new(&argv[0]).args(&argv[1..]).status().is_ok_and(|st| st.success())
+            });
+            if by_script {
+                r.raised = Some((before.total, pool().map(|p| p.total).unwrap_or(want)));
+            } else {
+                match std::fs::write(NR_HUGEPAGES, want.to_string()) {
+                    Ok(()) => r.raised = Some((before.total, want)),
+                    Err(e) => {
+                        r.outcome.fallback_reason = Some(format!("cannot write {NR_HUGEPAGES} ({e}): not root?"));
+                        return r;
+                    }
                 }
             }
         }

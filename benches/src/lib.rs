@@ -2,7 +2,8 @@
 //! asserts nothing about speed).
 //!
 //! The method is the one of `shared/bench` (see `shared/docs/performance-anchors.md`): one
-//! forwarding core (CPU 1), the main thread on CPU 0, `--no-huge`, and a DPDK pcap virtual
+//! forwarding core (CPU 1), the main thread on CPU 0, huge pages when there are enough (else
+//! `--no-huge`; see [`memory`]), and a DPDK pcap virtual
 //! device replaying a pre-generated file forever (`infinite_rx=1`) as the packet source. The
 //! figure of merit is **`cpu_mpps`** = packets received in the measurement window divided by
 //! the on-CPU seconds of the forwarding thread (`/proc/PID/task/TID/schedstat`), i.e. Mpps
@@ -14,6 +15,7 @@
 //! - [`procfs`]: thread CPU time from schedstat, load average;
 //! - [`vrouter_run`]: starts the vRouter, samples counters and CPU time over a window, stops it;
 //! - [`anchors`]: runs `run_testpmd.py` / `run_ovs_dpdk.py` and parses their CSV rows;
+//! - [`memory`]: huge pages when available (`--huge`, `--no-huge`, automatic), the sizing;
 //! - [`report`]: the per-N comparison table, JSON and CSV;
 //! - [`agent`]: the vRouter agent's control socket (`status`: setups, setup latency);
 //! - [`stateful`]: throughput with the flow table on, and the flow setup rate;
@@ -31,6 +33,7 @@ pub mod agent;
 pub mod anchors;
 pub mod guest;
 pub mod hugepages;
+pub mod memory;
 pub mod mirror_cmd;
 pub mod ovs_vhost;
 pub mod ovs_watch;

@@ -9,10 +9,11 @@
 //! original frame) sent out of the fabric vif next to the MPLSoUDP original. The runs
 //! alternate (plain, mirrored) per repetition so drifts in machine load hit both.
 
+use crate::memory::{self, Sizing};
 use crate::stateful::{measure_throughput, StatefulMeasurement};
 use crate::topology::{FlowSettings, Topology};
 use crate::vrouter_run::RunSpec;
-use crate::{interrupted, machine, median, mem_sizing_extra, now_unix, pcap, procfs, shell_line, Machine};
+use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, Machine};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -111,7 +112,7 @@ struct Doc<'a> {
 
 fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, fs: &FlowSettings) -> RunSpec {
     // Copies in flight: at most one burst per fabric TX buffer, plus the pool cache.
-    let (mbufs, memory_mb) = mem_sizing_extra(packets, fs.max_held_packets() + 1024);
+    let Sizing { mbufs, memory_mb, memory } = memory::sizing(packets, fs.max_held_packets() + 1024, fs.table_bytes());
     let prefix = format!("vrbmir{}_{tag}", std::process::id());
     let topo = Topology {
         pcap: pcap_path.to_path_buf(),
@@ -119,6 +120,7 @@ fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, 
         run_dir: o.run_base.join(&prefix),
         file_prefix: prefix,
         memory_mb,
+        memory,
         mbufs,
         main_core: 0,
         fwd_core: 1,

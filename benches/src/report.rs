@@ -2,6 +2,7 @@
 
 use crate::anchors::{OvsRow, TestpmdRow};
 use crate::median;
+use crate::memory::Memory;
 use crate::vrouter_run::VrouterMeasurement;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -77,6 +78,32 @@ pub struct Summary {
     pub testpmd_5tswap_own_ns_per_pkt: Option<f64>,
     /// A run had `fwd_cpu_share` < 0.95: the forwarding core was shared.
     pub disturbed: bool,
+    /// DPDK's memory in these runs: `huge` or `no-huge` when every system ran on the same,
+    /// else per system (`vRouter huge, testpmd no-huge`).
+    pub memory: String,
+}
+
+/// What [`Summary::memory`] says for these runs.
+pub fn memory_label(vr: &[VrouterMeasurement], tp: &[TestpmdRow], ovs: &[OvsRow]) -> String {
+    let mut per: Vec<(&str, Vec<Memory>)> = vec![
+        ("vRouter", vr.iter().map(|m| m.dpdk_memory).collect()),
+        ("testpmd", tp.iter().map(|r| r.memory).collect()),
+        ("OVS", ovs.iter().map(|r| r.memory).collect()),
+    ];
+    per.retain(|(_, v)| !v.is_empty());
+    let name = |v: &[Memory]| {
+        if v.iter().all(|m| *m == v[0]) {
+            v[0].name()
+        } else {
+            "mixed"
+        }
+    };
+    let names: Vec<(&str, &str)> = per.iter().map(|(sys, v)| (*sys, name(v))).collect();
+    match names.first() {
+        None => "-".into(),
+        Some((_, first)) if names.iter().all(|(_, n)| n == first) => first.to_string(),
+        _ => names.iter().map(|(sys, n)| format!("{sys} {n}")).collect::<Vec<_>>().join(", "),
+    }
 }
 
 fn med<T>(v: &[T], f: impl Fn(&T) -> f64) -> Option<f64> {
@@ -129,6 +156,7 @@ impl Summary {
             testpmd_5tswap_own_ns_per_pkt: diff(tsw_ns, rxo_ns),
             disturbed: vr.iter().any(|m| m.fwd_cpu_share < 0.95)
                 || tp.iter().any(|r| r.fwd_cpu_share < 0.95 && r.mode != "rxonly"),
+            memory: memory_label(vr, tp, ovs),
         }
     }
 }
@@ -172,6 +200,7 @@ pub fn table(rows: &[Summary], with_ovs: bool) -> String {
         "5tswap own ns/pkt",
         "fwd CPU share",
         "tx/rx",
+        "memory",
     ]);
     let _ = writeln!(s, "| {} |", hdr.join(" | "));
     let _ = writeln!(s, "|{}|", hdr.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
@@ -195,6 +224,7 @@ pub fn table(rows: &[Summary], with_ovs: bool) -> String {
             f(r.testpmd_5tswap_own_ns_per_pkt, 1),
             f(r.vrouter_fwd_cpu_share, 2),
             f(r.vrouter_tx_over_rx, 3),
+            r.memory.clone(),
         ]);
         let _ = writeln!(s, "| {} |", c.join(" | "));
     }
@@ -254,6 +284,7 @@ mod tests {
             fwd_cpu_share: 0.99,
             tx_over_rx: 1.0,
             load1: 1.0,
+            memory: Memory::NoHuge,
         }
     }
 
@@ -267,7 +298,22 @@ mod tests {
         assert!((s.testpmd_5tswap_own_ns_per_pkt.unwrap() - 12.7).abs() < 1e-9);
         let t = table(&[s], false);
         assert!(t.contains("| 1k | - | - | 20.00 | 15.00 |"), "{t}");
+        assert!(t.trim_end().ends_with("| 1.000 | no-huge |") || t.contains("| - | no-huge |"), "{t}");
         assert!(!t.contains("OVS"));
+    }
+
+    #[test]
+    fn memory_labels() {
+        let huge = |mode: &str| TestpmdRow { memory: Memory::Huge, ..tp(mode, 1.0, 1.0) };
+        assert_eq!(memory_label(&[], &[], &[]), "-");
+        assert_eq!(memory_label(&[], &[huge("io"), huge("rxonly")], &[]), "huge");
+        assert_eq!(memory_label(&[], &[huge("io"), tp("rxonly", 1.0, 1.0)], &[]), "mixed");
+        let ovs = OvsRow::from_row(&parse_csv_row("system,pcap,variant", "ovs-dpdk,udp_1.pcap,l3")).unwrap();
+        assert_eq!(memory_label(&[], &[huge("io")], &[ovs]), "testpmd huge, OVS no-huge");
+    }
+
+    fn parse_csv_row(h: &str, b: &str) -> crate::anchors::Row {
+        crate::anchors::parse_csv(h, b).remove(0)
     }
 
     #[test]

@@ -29,12 +29,11 @@
 //!    reply's arrival is recorded too. Then `route_delete` of it, its reply, and a wait
 //!    until the counter has not moved for 5 ms; repeat.
 
+use crate::memory::{self, Sizing};
 use crate::stateful::{TableCounters, AGENT_THREAD};
 use crate::topology::{FlowSettings, Probe, Topology, PROBE_IN_MAC, PROBE_NEXTHOP, PROBE_OUT_VIF, PROBE_PREFIX};
 use crate::vrouter_run::{sample, RunSpec, Sample, Started};
-use crate::{
-    interrupted, machine, median, mem_sizing_extra, now_unix, pcap, procfs, shell_line, sleep_checked, Machine,
-};
+use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, sleep_checked, Machine};
 use anyhow::{bail, Context, Result};
 use flow_table::FlowTableReader;
 use hdrhistogram::Histogram;
@@ -478,7 +477,8 @@ pub fn cpu_model() -> String {
 
 fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, probe: Option<Probe>) -> RunSpec {
     let fs = FlowSettings::for_flows(o.flows);
-    let (mbufs, memory_mb) = mem_sizing_extra(packets + if probe.is_some() { 16 } else { 0 }, fs.max_held_packets());
+    let Sizing { mbufs, memory_mb, memory } =
+        memory::sizing(packets + if probe.is_some() { 16 } else { 0 }, fs.max_held_packets(), fs.table_bytes());
     let prefix = format!("vrbstorm{}_{tag}", std::process::id());
     let topo = Topology {
         pcap: pcap_path.to_path_buf(),
@@ -486,6 +486,7 @@ fn spec(o: &Opts, empty_pcap: &Path, tag: &str, pcap_path: &Path, packets: u64, 
         run_dir: o.run_base.join(&prefix),
         file_prefix: prefix,
         memory_mb,
+        memory,
         mbufs,
         main_core: o.client_cpu,
         fwd_core: FWD_CORE,

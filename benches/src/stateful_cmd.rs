@@ -12,12 +12,13 @@
 //! 3. **Memory per flow**: flow table file bytes per entry it can hold and per flow in use.
 
 use crate::anchors::{self, OvsRow, TestpmdRow};
+use crate::memory::{self, Sizing};
 use crate::ovs_watch::{self, CtSample};
 use crate::report::flows_label;
 use crate::stateful::{self, rate_between, Rate, SetupMeasurement, StatefulMeasurement};
 use crate::topology::{FlowSettings, Topology};
 use crate::vrouter_run::RunSpec;
-use crate::{interrupted, machine, median, mem_sizing_extra, now_unix, pcap, procfs, shell_line, Machine};
+use crate::{interrupted, machine, median, now_unix, pcap, procfs, shell_line, Machine};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -567,7 +568,7 @@ impl Run {
     }
 
     fn spec(&mut self, tag: &str, pcap_path: &Path, packets: u64, fs: &FlowSettings) -> (RunSpec, String) {
-        let (mbufs, memory_mb) = mem_sizing_extra(packets, fs.max_held_packets());
+        let Sizing { mbufs, memory_mb, memory } = memory::sizing(packets, fs.max_held_packets(), fs.table_bytes());
         // The flow table file lives in the run directory: room for it in the EAL's memory
         // is not needed (it is a separate mapping), but the run directory must be a tmpfs.
         let prefix = format!("vrbst{}_{tag}", std::process::id());
@@ -577,6 +578,7 @@ impl Run {
             run_dir: self.o.run_base.join(&prefix),
             file_prefix: prefix,
             memory_mb,
+            memory,
             mbufs,
             main_core: 0,
             fwd_core: 1,
@@ -598,8 +600,9 @@ impl Run {
         let cmd =
             shell_line(&[self.o.vrouter.display().to_string(), "--config".into(), config_path.display().to_string()]);
         let note = format!(
-            "{cmd}   # -m {memory_mb} --no-huge, {mbufs} mbufs, [flow] entries {} hold_limit {} \
+            "{cmd}   # -m {memory_mb} {}, {mbufs} mbufs, [flow] entries {} hold_limit {} \
              held_packets_per_flow {} age_timeout_s {}, run_dir {}",
+            memory.eal_note(),
             fs.entries,
             fs.hold_limit,
             fs.held_packets_per_flow,
@@ -665,6 +668,10 @@ impl Run {
                 self.o.warm,
                 self.o.reps,
                 &tp_csv,
+                memory::anchor_memory(
+                    memory::sizing(packets, 0, 0).memory,
+                    &self.o.shared.join("bench/run_testpmd.py"),
+                ),
             );
             self.note(shell_line(&argv));
             let want = 2 * self.o.reps as usize;
@@ -684,7 +691,11 @@ impl Run {
         if self.o.ovs {
             let memif = packets > self.o.ovs_pcap_max;
             let warm = self.o.warm.max(5.0);
-            let argv = anchors::ovs_command(&self.o.shared, &p, memif, "ct", self.o.dur, warm, &ovs_csv);
+            let mem = memory::anchor_memory(
+                memory::sizing(packets, 0, FlowSettings::for_flows(n).table_bytes()).memory,
+                &self.o.shared.join("bench/run_ovs_dpdk.py"),
+            );
+            let argv = anchors::ovs_command(&self.o.shared, &p, memif, "ct", self.o.dur, warm, &ovs_csv, mem);
             for _ in 0..self.o.reps {
                 self.note(shell_line(&argv));
                 match anchors::run_ovs(&argv, &ovs_csv, self.o.dur, warm) {
@@ -783,7 +794,11 @@ impl Run {
     fn ovs_setup(&mut self, n: u64, p: &Path, packets: u64, rep: u32) -> Result<OvsSetup> {
         let memif = packets > self.o.ovs_pcap_max;
         let csv = self.o.out.join("ovs_setup_results.csv");
-        let argv = anchors::ovs_command(&self.o.shared, p, memif, "ct", 2.0, 0.0, &csv);
+        let mem = memory::anchor_memory(
+            memory::sizing(packets, 0, FlowSettings::for_flows(n).table_bytes()).memory,
+            &self.o.shared.join("bench/run_ovs_dpdk.py"),
+        );
+        let argv = anchors::ovs_command(&self.o.shared, p, memif, "ct", 2.0, 0.0, &csv, mem);
         self.note(format!(
             "{}   # while it runs: ovs-appctl -t <its ctl socket> dpctl/ct-get-nconns, as fast as it answers",
             shell_line(&argv)

@@ -13,6 +13,7 @@
 //! address of its own; its allowed address pair 10.0.0.0/10 (a router VM's) lets those sources
 //! through the vRouter's source check.
 
+use crate::memory::Memory;
 use std::path::{Path, PathBuf};
 
 /// Destination MAC of every frame written by `gen_flows_pcap.py` (its `ETH_DST`).
@@ -47,8 +48,11 @@ pub struct Topology {
     pub run_dir: PathBuf,
     /// DPDK `--file-prefix` (keeps concurrent runs' runtime directories apart).
     pub file_prefix: String,
-    /// DPDK memory, MiB (`--no-huge`; see [`crate::mem_sizing`]).
+    /// DPDK memory, MiB (see [`crate::memory::sizing`]).
     pub memory_mb: u64,
+    /// Huge pages (`no_huge = false`, the flow table on hugetlbfs when a mount has room) or
+    /// `--no-huge` (the flow table pinned to the run directory).
+    pub memory: Memory,
     /// Mbufs in the packet pool.
     pub mbufs: u64,
     /// CPU of the vRouter's main thread.
@@ -131,6 +135,17 @@ impl FlowSettings {
             hold_audit_s: 5,
             mirror: false,
         }
+    }
+
+    /// Bytes of the flow table file these settings make (one forwarding lcore).
+    pub fn table_bytes(&self) -> u64 {
+        flow_table::FlowTableConfig {
+            main_entries: self.entries,
+            overflow_entries: self.overflow_entries.unwrap_or(0),
+            max_lcores: 1,
+        }
+        .file_size()
+        .unwrap_or(0)
     }
 
     /// Packets the data plane may hold at once (mbufs the pool needs beyond the source).
@@ -244,6 +259,12 @@ dst_mac = "02:00:00:00:00:05"
         let [v0, v1] = self.vdevs();
         let (probe_vdevs, probe_tables) = self.probe_toml();
         let flow = match &self.flow {
+            // --no-huge: 4 KiB pages throughout, the table too (the run directory is a tmpfs).
+            Some(f) if self.memory == Memory::NoHuge => f.toml().replacen(
+                "[flow]\n",
+                &format!("[flow]\nflow_table_path = {}\n", qp(&self.run_dir.join(flow_table::FLOW_FILE_NAME))),
+                1,
+            ),
             Some(f) => f.toml(),
             None => "[flow]\nenabled = false   # the stateless path: routes and nexthops only\n".into(),
         };
@@ -252,7 +273,7 @@ dst_mac = "02:00:00:00:00:05"
 [eal]
 main_core = {main}
 forwarding_cores = [{fwd}]
-no_huge = true
+no_huge = {no_huge}
 memory_mb = {mem}
 mbufs = {mbufs}
 file_prefix = {prefix}
@@ -309,6 +330,7 @@ nexthop = 1
             main = self.main_core,
             fwd = self.fwd_core,
             mem = self.memory_mb,
+            no_huge = self.memory == Memory::NoHuge,
             mbufs = self.mbufs,
             prefix = q(&self.file_prefix),
             v0 = q(&v0),
@@ -332,6 +354,7 @@ mod tests {
             run_dir: "/tmp/vrouter-bench/run/vrbench1_0".into(),
             file_prefix: "vrbench1_0".into(),
             memory_mb: 1465,
+            memory: Memory::NoHuge,
             mbufs: 98304,
             main_core: 0,
             fwd_core: 1,
@@ -415,6 +438,31 @@ mod tests {
         assert_eq!(cfg.flow.held_packets_per_flow, 3);
         assert_eq!(cfg.flow.age_timeout_s, 86_400);
         assert_eq!(cfg.flow.hold_audit_s, 5);
+    }
+
+    #[test]
+    fn memory_modes() {
+        let mut t = topo();
+        t.flow = Some(FlowSettings::for_flows(1000));
+        // --no-huge: 4 KiB pages, the flow table pinned to the run directory.
+        let cfg = vrouter::config::parse(&t.config_toml(), "bench.toml").unwrap();
+        assert!(cfg.eal.no_huge);
+        assert_eq!(cfg.flow.flow_table_path, Some(t.run_dir.join("flow")));
+        // Huge pages: DPDK on them, the table where the vRouter's automatic pick puts it.
+        t.memory = Memory::Huge;
+        let cfg = vrouter::config::parse(&t.config_toml(), "bench.toml").unwrap();
+        assert!(!cfg.eal.no_huge);
+        assert_eq!(cfg.flow.flow_table_path, None);
+        assert_eq!(cfg.flow.entries, 4096);
+        // Stateless: no table either way.
+        t.flow = None;
+        let cfg = vrouter::config::parse(&t.config_toml(), "bench.toml").unwrap();
+        assert!(!cfg.eal.no_huge && !cfg.flow.enabled);
+        // The table's size as the vRouter makes it (4096 main entries, 20 % overflow, one lcore).
+        let b = FlowSettings::for_flows(1000).table_bytes();
+        let direct = flow_table::FlowTableConfig { main_entries: 4096, overflow_entries: 0, max_lcores: 1 };
+        assert_eq!(b, direct.file_size().unwrap());
+        assert!(b > 4096 * 128, "{b}");
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct Opts {
     pub vm_guest: PathBuf,
     /// 2 MiB hugepages to reserve (0: run with `--no-huge`).
     pub hugepages: u64,
+    /// Fail instead of falling back to `--no-huge` when no hugepages can be had.
+    pub require_huge: bool,
+    /// The project's set-up script (`ci/setup.sh`), which reserves hugepages when asked.
+    pub setup_script: Option<PathBuf>,
     /// Run the vRouter systems.
     pub vrouter_runs: bool,
     /// Run the OVS-DPDK systems.
@@ -486,6 +490,17 @@ impl Ctx {
     }
 }
 
+/// A vRouter run directory, removed with the flow table it points to (on hugetlbfs) when
+/// dropped.
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        crate::memory::remove_table_outside(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A vRouter process, stopped with SIGINT (then SIGKILL) when dropped.
 struct VrProc {
     child: Option<Child>,
@@ -581,6 +596,9 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
     let run_dir = ctx.o.run_base.join(&prefix);
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir)?;
+    // Declared before the vRouter's guard, so dropped after it: the run directory and a flow
+    // table on hugetlbfs go once the vRouter has stopped, whatever happened.
+    let _run_dir_guard = RunDir(run_dir.clone());
     // Lcores 1..=n; with one lcore on CPU 1 the plain `forwarding_cores = [1]`.
     let forwarding_cores: Vec<u32> = (1..=u32::from(lcores)).collect();
     let forwarding_cpus = (cpus != forwarding_cores.as_slice()).then(|| cpus.to_vec());
@@ -600,7 +618,20 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
         flow: FlowSettings::for_flows(ctx.o.flows),
     };
     let cfg_path = ctx.o.out.join(format!("vrouter_{key}.toml"));
-    std::fs::write(&cfg_path, topo.config_toml())?;
+    let mut text = topo.config_toml();
+    if !ctx.huge {
+        // --no-huge: the flow table in the run directory (a tmpfs) too; on hugepages the
+        // vRouter puts it on hugetlbfs by itself.
+        text = text.replacen(
+            "[flow]\n",
+            &format!(
+                "[flow]\nflow_table_path = {:?}\n",
+                run_dir.join(flow_table::FLOW_FILE_NAME).display().to_string()
+            ),
+            1,
+        );
+    }
+    std::fs::write(&cfg_path, text)?;
     let log_path = ctx.o.out.join(format!("vrouter_{key}_{rep}.log"));
     let gspec = ctx.guest_spec(queues, &format!("{key}_{rep}"));
     let mut run = Run { system: sys.label(), key: key.clone(), rep, ..Run::default() };
@@ -711,7 +742,6 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
     if !clean {
         eprintln!("vrouter-bench: {key} rep {rep}: the vRouter did not exit cleanly after SIGINT");
     }
-    let _ = std::fs::remove_dir_all(&run_dir);
 
     let dt = (b.t - a.t).as_secs_f64();
     let rx = b.rx - a.rx;
@@ -945,8 +975,11 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
     let sock_dir = PathBuf::from(format!("/tmp/vbs{}", std::process::id()));
     std::fs::create_dir_all(&sock_dir)?;
 
-    let mut huge = Reservation::take(o.hugepages, &o.out.join("hugetlbfs"));
+    let mut huge = Reservation::take(o.hugepages, &o.out.join("hugetlbfs"), o.setup_script.as_deref());
     if let Some(why) = &huge.outcome.fallback_reason {
+        if o.require_huge {
+            bail!("--huge: no hugepages for the run: {why}");
+        }
         notes.push(format!("running with --no-huge: {why}"));
         println!("# NOTE: running with --no-huge: {why}");
     }

@@ -5,6 +5,7 @@
 //! time of the forwarding thread, wall time), wait the window, sample again, stop it with
 //! SIGINT (bounded wait, then SIGKILL) and remove its DPDK runtime directory.
 
+use crate::memory::{self, Memory};
 use crate::procfs;
 use crate::topology::{Topology, FABRIC_VIF, VM_VIF};
 use crate::{interrupted, sleep_checked};
@@ -107,6 +108,10 @@ pub struct VrouterMeasurement {
     pub accounted: bool,
     /// Whether the vRouter exited successfully after SIGINT (not killed).
     pub clean_exit: bool,
+    /// DPDK's memory: `huge` (2 MiB pages) or `no-huge`.
+    pub dpdk_memory: Memory,
+    /// The flow table file (with flows on): on hugetlbfs or in the run directory.
+    pub flow_table: Option<String>,
 }
 
 /// Counters at one instant.
@@ -186,10 +191,12 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// A started vRouter that is stopped (SIGINT, bounded wait, SIGKILL) and whose DPDK runtime
-/// directory is removed when dropped, whatever happened in between.
+/// directory, and flow table on hugetlbfs, are removed when dropped, whatever happened in
+/// between.
 struct Running {
     child: Option<Child>,
     prefix: String,
+    run_dir: PathBuf,
     stop_timeout: Duration,
 }
 
@@ -224,6 +231,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.stop();
         let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        // Every run has its own run directory, so its table file on hugetlbfs would never
+        // be replaced: it would hold its huge pages until removed.
+        memory::remove_table_outside(&self.run_dir);
     }
 }
 
@@ -257,6 +267,10 @@ pub struct Started {
     pub startup_s: f64,
     /// When the first packet was seen on the VM vif (within `first_rx_poll`).
     pub first_rx: Instant,
+    /// DPDK's memory in this run.
+    pub dpdk_memory: Memory,
+    /// The flow table file (with flows on), as found after the first packet.
+    pub flow_table: Option<PathBuf>,
 }
 
 impl Started {
@@ -281,8 +295,12 @@ impl Started {
             .spawn()
             .with_context(|| format!("starting {}", spec.vrouter.display()))?;
         let pid = child.id();
-        let mut running =
-            Running { child: Some(child), prefix: topo.file_prefix.clone(), stop_timeout: spec.stop_timeout };
+        let mut running = Running {
+            child: Some(child),
+            prefix: topo.file_prefix.clone(),
+            run_dir: topo.run_dir.clone(),
+            stop_timeout: spec.stop_timeout,
+        };
 
         // 1. Wait for the stats region, then for packets on the VM vif.
         let deadline = t0 + spec.start_timeout;
@@ -322,6 +340,8 @@ impl Started {
             [] => bail!("no thread named {:?} in vrouter (pid {pid}); threads: {names:?}", spec.fwd_thread),
             _ => bail!("several threads named {:?} in vrouter (pid {pid}): {fwd:?}", spec.fwd_thread),
         };
+        let table_link = topo.run_dir.join(flow_table::FLOW_FILE_NAME);
+        let flow_table = std::fs::read_link(&table_link).ok().or_else(|| table_link.exists().then_some(table_link));
         Ok(Started {
             running,
             log_path: spec.log_path.clone(),
@@ -332,6 +352,8 @@ impl Started {
             threads: names,
             startup_s,
             first_rx,
+            dpdk_memory: topo.memory,
+            flow_table,
         })
     }
 
@@ -438,6 +460,8 @@ fn window(
         total_drops: totals.drops,
         accounted: totals.rx == totals.tx + totals.drops,
         clean_exit: totals.clean_exit,
+        dpdk_memory: st.dpdk_memory,
+        flow_table: st.flow_table.as_ref().map(|p| p.display().to_string()),
     }
 }
 
@@ -488,12 +512,22 @@ pub struct Ident {
     pub fwd_tid: u32,
     /// Thread names of the vRouter process.
     pub threads: Vec<String>,
+    /// DPDK's memory in the run.
+    pub dpdk_memory: Memory,
+    /// The flow table file of the run.
+    pub flow_table: Option<PathBuf>,
 }
 
 impl Started {
     /// What of this run outlives the process (startup time, thread ids and names, for the window measurement).
     pub fn ident(&self) -> Ident {
-        Ident { startup_s: self.startup_s, fwd_tid: self.fwd_tid, threads: self.threads.clone() }
+        Ident {
+            startup_s: self.startup_s,
+            fwd_tid: self.fwd_tid,
+            threads: self.threads.clone(),
+            dpdk_memory: self.dpdk_memory,
+            flow_table: self.flow_table.clone(),
+        }
     }
 }
 

@@ -243,6 +243,8 @@ impl FlowTable {
         let table = FlowTable::create(&path, cfg)?;
         let link = run_dir.join(FLOW_FILE_NAME);
         if path != link {
+            // The table went elsewhere (hugetlbfs): the run directory may not exist yet.
+            fs::create_dir_all(run_dir).map_err(|e| FlowTableError::io("creating directory", run_dir, e))?;
             let tmp = run_dir.join(format!(".{FLOW_FILE_NAME}.{}.lnk", std::process::id()));
             let _ = fs::remove_file(&tmp);
             std::os::unix::fs::symlink(&path, &tmp).map_err(|e| FlowTableError::io("creating symlink", &tmp, e))?;

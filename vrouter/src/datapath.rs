@@ -89,6 +89,12 @@ struct TxTarget {
     port: u16,
     queue: u16,
     lock: Option<Arc<TxLock>>,
+    /// The lcore's index (picks its stand-in queue when its own is off).
+    index: u16,
+    /// Every TX queue's lock, for a vhost-user port: when the guest does not read this
+    /// lcore's queue ([`link::tx_queues_off`]), the buffer goes to one it reads, under that
+    /// queue's lock. Empty for other ports.
+    alt: Vec<Arc<TxLock>>,
     n: usize,
     pkts: [*mut rte_mbuf; BURST],
     bytes: [u32; BURST],
@@ -310,7 +316,8 @@ impl Datapath {
     ) -> Result<()> {
         for p in &self.ports {
             p.port.start().with_context(|| format!("vif {}: starting port {}", p.vif, p.port.id))?;
-            link::watch(p.port.id).with_context(|| format!("vif {}: link events of port {}", p.vif, p.port.id))?;
+            link::watch(p.port.id, &p.driver)
+                .with_context(|| format!("vif {}: link events of port {}", p.vif, p.port.id))?;
         }
         let flows = match flows {
             Some(f) => Some(FlowHandout::new(f, self.plans.len())?),
@@ -445,7 +452,9 @@ fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<
 /// port has fewer TX queues than there are lcores).
 fn tx_queue(p: &PortSlot, index: usize, n_lcores: u16) -> (u16, Option<Arc<TxLock>>) {
     let queue = (index as u16) % p.tx_queues.max(1);
-    let shared = p.tx_queues < n_lcores;
+    // A vhost-user port's queues are locked whenever several lcores send to it: one whose
+    // queue the guest leaves off sends on another lcore's (see `flush`).
+    let shared = p.tx_queues < n_lcores || (n_lcores > 1 && p.driver == link::VHOST_DRIVER);
     (queue, shared.then(|| p.tx_locks.get(usize::from(queue)).cloned()).flatten())
 }
 
@@ -455,11 +464,14 @@ fn tx_targets(ports: &PortMap, index: usize, n_lcores: u16) -> Vec<Option<TxTarg
         .map(|(vif, p)| {
             let p = p.as_ref()?;
             let (queue, lock) = tx_queue(p, index, n_lcores);
+            let vhost = p.driver == link::VHOST_DRIVER;
             Some(TxTarget {
                 vif: vif as u16,
                 port: p.port,
                 queue,
                 lock,
+                index: index as u16,
+                alt: if vhost { p.tx_locks.clone() } else { Vec::new() },
                 n: 0,
                 pkts: [std::ptr::null_mut(); BURST],
                 bytes: [0; BURST],
@@ -502,7 +514,7 @@ impl crate::control::program::PortOps for HotPlug {
             let pcfg = PortConfig { rx_queues, tx_queues, rx_desc: self.rx_desc, tx_desc: self.tx_desc, mtu: None };
             port.configure(&pcfg, &info, &self.pool)?;
             port.start()?;
-            link::watch(port.id)?;
+            link::watch(port.id, &info.driver)?;
             let tx_locks = (0..tx_queues).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect();
             Ok(PortSlot { port: port.id, driver: info.driver, rx_queues, tx_queues, tx_locks })
         };
@@ -1458,15 +1470,21 @@ fn flush(t: &mut TxTarget, stats: &LcoreStats) {
         unsafe { dpdk_sys::rte_pktmbuf_free_bulk(t.pkts.as_mut_ptr(), n as u32) };
         return;
     }
-    if let Some(lock) = &t.lock {
+    let off = link::tx_queues_off(t.port);
+    let (queue, lock) = if off & 1u32.checked_shl(u32::from(t.queue)).unwrap_or(0) == 0 {
+        (t.queue, t.lock.as_deref())
+    } else {
+        stand_in_queue(&t.alt, (t.queue, t.lock.as_deref()), t.index, off)
+    };
+    if let Some(lock) = lock {
         while lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             std::hint::spin_loop();
         }
     }
     // SAFETY: the first n entries are mbufs owned by this lcore; the queue is exclusively
     // ours (or we hold its lock). tx_burst takes ownership of the first `sent`.
-    let sent = usize::from(unsafe { dpdk_sys::rte_eth_tx_burst(t.port, t.queue, t.pkts.as_mut_ptr(), n as u16) });
-    if let Some(lock) = &t.lock {
+    let sent = usize::from(unsafe { dpdk_sys::rte_eth_tx_burst(t.port, queue, t.pkts.as_mut_ptr(), n as u16) });
+    if let Some(lock) = lock {
         lock.store(false, Ordering::Release);
     }
     let sent_bytes: u64 = t.bytes[..sent].iter().map(|&b| u64::from(b)).sum();
@@ -1480,24 +1498,54 @@ fn flush(t: &mut TxTarget, stats: &LcoreStats) {
     }
 }
 
+/// The queue (and its lock) an lcore sends on when the guest of a vhost-user port does not
+/// read the lcore's own queue: the lcores share the queues the guest reads, by index. With
+/// none read, its own (the guest takes nothing: counted as `IF TX Discard`).
+#[cold]
+fn stand_in_queue<'a>(
+    alt: &'a [Arc<TxLock>],
+    own: (u16, Option<&'a TxLock>),
+    index: u16,
+    off: u32,
+) -> (u16, Option<&'a TxLock>) {
+    let n = alt.len().min(32) as u32;
+    let mut on = !off & if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+    if on == 0 {
+        return own;
+    }
+    // The (index mod count)-th queue that is on.
+    for _ in 0..u32::from(index) % on.count_ones() {
+        on &= on - 1;
+    }
+    let q = on.trailing_zeros() as usize;
+    (q as u16, alt.get(q).map(|l| &**l))
+}
+
 /// EAL arguments for a configuration.
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let e = &cfg.eal;
     let mut cores = vec![e.main_core];
     cores.extend(&e.forwarding_cores);
-    let mut a = vec![
-        "vrouter".to_string(),
-        "-l".into(),
-        cores.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    let lcores = if e.maps_cpus() {
+        // `--lcores=<lcore>@<cpu>,...`: each lcore pinned to its configured CPU, which
+        // several lcores may share.
+        let mut cpus = vec![e.main_cpu()];
+        cpus.extend(e.forwarding_cpus());
+        let map: Vec<String> = cores.iter().zip(&cpus).map(|(l, c)| format!("{l}@{c}")).collect();
+        vec![format!("--lcores={}", map.join(","))]
+    } else {
+        vec!["-l".into(), cores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")]
+    };
+    let mut a = vec!["vrouter".to_string()];
+    a.extend(lcores);
+    a.extend([
         "--main-lcore".into(),
         e.main_core.to_string(),
         "-m".into(),
         e.memory_mb.to_string(),
         format!("--file-prefix={}", e.file_prefix.as_deref().unwrap_or("vrouter")),
-    ];
-    if e.no_huge {
-        a.push("--no-huge".into());
-    }
+    ]);
+    a.extend(crate::hugepages::eal_memory_args(e));
     if e.pci.is_empty() {
         a.push("--no-pci".into());
     }
@@ -1533,6 +1581,50 @@ mod tests {
         assert_eq!((plans[0].rx[1].vif, plans[0].rx[1].queue), (0, 3));
         assert_eq!(plans[1].rx[1].vif, 1);
         assert_eq!(plans[2].rx[1].vif, 2);
+    }
+
+    fn eal_config(eal_extra: &str) -> Config {
+        let text = format!(
+            "[eal]\nmain_core = 0\nforwarding_cores = [1, 2, 3]\n{eal_extra}\n[vrouter]\nrun_dir = \"/tmp/x\"\n\
+             router_ip = \"10.0.0.1\"\n[[vrf]]\nid = 0\nname = \"fabric\"\n[[vif]]\nid = 0\nname = \"fabric0\"\n\
+             type = \"fabric\"\ndevice = \"net_pcap0\"\nmac = \"02:00:00:00:00:01\"\nvrf = 0\n"
+        );
+        crate::config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn eal_args_give_each_lcore_its_cpu() {
+        // Without a mapping: `-l`, each lcore on the CPU of its number.
+        let a = eal_args(&eal_config(""));
+        assert_eq!(a[1..5], ["-l", "0,1,2,3", "--main-lcore", "0"]);
+        assert!(!a.iter().any(|x| x.starts_with("--lcores")), "{a:?}");
+        // Three forwarding lcores on two CPUs.
+        let a = eal_args(&eal_config("forwarding_cpus = [1, 1, 0]"));
+        assert_eq!(a[1..4], ["--lcores=0@0,1@1,2@1,3@0", "--main-lcore", "0"]);
+        assert!(!a.iter().any(|x| x == "-l"), "{a:?}");
+        // main_cpu alone: the forwarding lcores keep the CPUs of their numbers.
+        let a = eal_args(&eal_config("main_cpu = 5"));
+        assert_eq!(a[1], "--lcores=0@5,1@1,2@2,3@3");
+    }
+
+    #[test]
+    fn lcores_whose_vhost_queue_is_off_share_the_queues_the_guest_reads() {
+        let alt: Vec<Arc<TxLock>> = (0..4).map(|_| Arc::new(CachePadded::new(AtomicBool::new(false)))).collect();
+        let own = Arc::new(CachePadded::new(AtomicBool::new(false)));
+        let pick = |index: u16, off: u32| {
+            let (q, lock) = stand_in_queue(&alt, (index % 4, Some(&*own)), index, off);
+            let lock = lock.expect("a stand-in queue is always locked");
+            let same = std::ptr::eq(lock, &*alt[usize::from(q)]) || std::ptr::eq(lock, &*own);
+            assert!(same, "the lock is the chosen queue's");
+            q
+        };
+        // Queues 0 and 2 off: lcores take 1 and 3 by index.
+        assert_eq!((pick(0, 0b0101), pick(1, 0b0101), pick(2, 0b0101), pick(3, 0b0101)), (1, 3, 1, 3));
+        // Only queue 3 on (a guest with fewer vCPUs enables fewer queues).
+        assert_eq!((pick(0, 0b0111), pick(5, 0b0111)), (3, 3));
+        // None on (bits past the port's queues do not count): the lcore's own queue.
+        assert_eq!(pick(2, u32::MAX), 2);
+        assert_eq!(pick(1, !0b1111), 1);
     }
 
     #[test]

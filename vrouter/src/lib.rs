@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod fib;
+pub mod hugepages;
 pub mod mirror;
 pub mod packet;
 pub mod pipeline;

@@ -75,9 +75,10 @@ fn run(args: &Args) -> Result<()> {
         dp.ports.len(),
         cfg.vrouter.run_dir.display()
     );
+    let cpus = cfg.eal.forwarding_cpus();
     for plan in &dp.plans {
         let qs: Vec<String> = plan.rx.iter().map(|q| format!("vif0/{} q{}", q.vif, q.queue)).collect();
-        println!("vrouter: lcore {} polls {}", plan.lcore_id, qs.join(", "));
+        println!("vrouter: lcore {} (CPU {}) polls {}", plan.lcore_id, cpus[plan.index], qs.join(", "));
     }
     if let Some(line) = router.flow_line() {
         println!("{line}");

@@ -179,6 +179,10 @@ impl RunningRouter {
             None => None,
         };
 
+        // DPDK's huge pages, counted after the flow table took its own: one line, not the
+        // EAL's page of logs.
+        vrouter::hugepages::check_available(&cfg.eal, flows.as_ref().map(|f| f.table.path()))
+            .map_err(anyhow::Error::msg)?;
         let mut router = RunningRouter {
             threads_stop: Arc::new(AtomicBool::new(false)),
             agent: None,
@@ -217,7 +221,7 @@ impl RunningRouter {
                     .with_mirror(mirror_ctl.clone())
                     .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores))
                     .with_programming(cell.clone(), programmer.clone(), jobs_rx);
-                router.agent = Some(router.spawn_agent(agent, cfg.eal.main_core)?);
+                router.agent = Some(router.spawn_agent(agent, cfg.eal.main_cpu())?);
                 (Some(plane), Some(table))
             }
             None => (None, None),
@@ -228,7 +232,7 @@ impl RunningRouter {
         router.exporter = match export_table {
             Some(table) if cfg.export.enabled => Some(
                 vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
-                    .pin_to(cfg.eal.main_core)
+                    .pin_to(cfg.eal.main_cpu())
                     .trace_requests(trace_ctl.clone())
                     .spawn()
                     .context("starting the exporter ([export])")?,
@@ -274,15 +278,15 @@ impl RunningRouter {
         Ok(router)
     }
 
-    /// The agent's thread, on the main (control) core.
-    fn spawn_agent(&self, agent: Agent, core: u32) -> Result<JoinHandle<()>> {
+    /// The agent's thread, on the main (control) CPU.
+    fn spawn_agent(&self, agent: Agent, cpu: u32) -> Result<JoinHandle<()>> {
         let stop = self.threads_stop.clone();
         std::thread::Builder::new()
             .name("vr-agent".into())
             .spawn(move || {
                 // The agent shares the main (control) core and never preempts a poll-mode
                 // forwarding core.
-                pin_current_thread(core);
+                pin_current_thread(cpu);
                 agent.run(stop)
             })
             .context("spawning the agent thread")

@@ -314,8 +314,11 @@ fn every_rx_queue_of_a_multi_queue_port_is_polled() {
     let (a, ip_a) = vm1_udp_to("192.168.1.4", 64);
     let ip_b = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, 40001, 5201, b"queue-one");
     let b = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip_b);
-    let out =
-        run(Inputs { vm1: vec![a.clone(), a], vm1_queue1: vec![b.clone(), b, vec![1, 2, 3]], ..Default::default() });
+    let out = run(Inputs {
+        vm1: vec![a.clone(), a],
+        more_rx: [vec![], vec![vec![b.clone(), b, vec![1, 2, 3]]], vec![]],
+        ..Default::default()
+    });
     let fa = eth(mac(VM2_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip_a));
     let fb = eth(mac(VM2_MAC), mac(ROUTER_MAC), 0x0800, &decrement_ttl_v4(&ip_b));
     let mut got = out.vm2.clone();

@@ -30,15 +30,37 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// The standard topology with the VMs on vhost-user sockets in `d` and the fabric on the
 /// af_packet port of `fabric_if`.
-fn write_config(d: &Path, run_dir: &Path, fabric_if: &str, prefix: &str) -> PathBuf {
+fn write_config(d: &Path, run_dir: &Path, fabric_if: &str, prefix: &str, o: &Layout) -> PathBuf {
     let vdevs = format!("\"net_af_packet0,iface={fabric_if},framecnt=4096,blocksz=4096,framesz=2048\"");
-    let cfg = topology(&vdevs, prefix, run_dir)
+    let vhost = |vm: usize, queues: u16| {
+        format!("vhost = {{ socket = \"{}\", queues = {queues} }}", d.join(format!("vm{vm}.sock")).display())
+    };
+    let mut cfg = topology(&vdevs, prefix, run_dir)
         .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1)
-        .replacen("device = \"net_pcap1\"", &format!("vhost = {{ socket = \"{}\" }}", d.join("vm1.sock").display()), 1)
-        .replacen("device = \"net_pcap2\"", &format!("vhost = {{ socket = \"{}\" }}", d.join("vm2.sock").display()), 1);
+        .replacen("device = \"net_pcap1\"", &vhost(1, o.vif_queues[0]), 1)
+        .replacen("device = \"net_pcap2\"", &vhost(2, o.vif_queues[1]), 1);
+    if o.lcores > 1 {
+        // More forwarding lcores than this machine may have CPUs: all on CPU 1 (EAL --lcores).
+        let cores: Vec<String> = (1..=o.lcores).map(|c| c.to_string()).collect();
+        let cpus = vec!["1"; usize::from(o.lcores)];
+        cfg = cfg.replacen(
+            "forwarding_cores = [1]",
+            &format!("forwarding_cores = [{}]\nforwarding_cpus = [{}]", cores.join(", "), cpus.join(", ")),
+            1,
+        );
+    }
     let path = d.join("vrouter.toml");
     std::fs::write(&path, cfg).unwrap();
     path
+}
+
+/// Forwarding lcores and queue pairs of a test host.
+struct Layout {
+    lcores: u16,
+    /// `vhost.queues` of vif 1 and vif 2.
+    vif_queues: [u16; 2],
+    /// Queue pairs of the guests on them (a guest may enable fewer than the vif has).
+    guest_queues: [u16; 2],
 }
 
 /// A vRouter with two VMs attached over vhost-user and a fabric the test drives.
@@ -58,6 +80,10 @@ struct Host {
 
 impl Host {
     fn start(tag: &str) -> Host {
+        Host::start_with(tag, &Layout { lcores: 1, vif_queues: [1, 1], guest_queues: [1, 1] })
+    }
+
+    fn start_with(tag: &str, o: &Layout) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
         let run_dir = d.join("run");
@@ -66,10 +92,10 @@ impl Host {
         let veth = veth_pair(&fa, &fb);
         let fabric = Raw::open(&fb);
         let prefix = unique_prefix();
-        let cfg = write_config(&d, &run_dir, &fa, &prefix);
+        let cfg = write_config(&d, &run_dir, &fa, &prefix, o);
         // The VMs listen first, as QEMU does; the vRouter connects to them.
-        let vm1 = Guest::start(&d, "vm1", &d.join("vm1.sock"), 1, &[]);
-        let vm2 = Guest::start(&d, "vm2", &d.join("vm2.sock"), 1, &[]);
+        let vm1 = Guest::start(&d, "vm1", &d.join("vm1.sock"), o.guest_queues[0], &[]);
+        let vm2 = Guest::start(&d, "vm2", &d.join("vm2.sock"), o.guest_queues[1], &[]);
         let mut h = Host {
             dir,
             run_dir,
@@ -193,13 +219,18 @@ impl Host {
 /// first frames alone, until guest `to` has them (a flow's packets beyond the first few wait
 /// for its set-up and are dropped past the hold queue's limit, as in TF), then the rest.
 fn send_flows(h: &mut Host, from: u8, to: u8, frames: &[Vec<u8>], flows: usize, name: &str) {
+    send_flows_on(h, from, to, frames, flows, name, "0");
+}
+
+/// [`send_flows`] on the guest's TX queue `queue` (a number or `hash`).
+fn send_flows_on(h: &mut Host, from: u8, to: u8, frames: &[Vec<u8>], flows: usize, name: &str, queue: &str) {
     let open = h.pcap(&format!("{name}-open"), &frames[..flows]);
     let rest = h.pcap(&format!("{name}-rest"), &frames[flows..]);
     let base = h.guest(to).stats()["received"].as_u64().unwrap();
-    assert_eq!(h.guest(from).send(&open, "0")["sent"], flows as u64);
+    assert_eq!(h.guest(from).send(&open, queue)["sent"], flows as u64);
     let got = h.guest(to).wait_rx(base + flows as u64, Duration::from_secs(20));
     assert_eq!(got["received"].as_u64(), Some(base + flows as u64), "{name}: {got} drops {:?}", drop_list(&h.stats()));
-    assert_eq!(h.guest(from).send(&rest, "0")["sent"], (frames.len() - flows) as u64);
+    assert_eq!(h.guest(from).send(&rest, queue)["sent"], (frames.len() - flows) as u64);
 }
 
 fn drop_list(r: &StatsReader) -> Vec<(DropReason, u64)> {
@@ -459,67 +490,157 @@ fn tool_ok(h: &Host, name: &str, args: &[&str]) -> String {
     text
 }
 
-#[test]
-fn a_vhost_vif_added_at_runtime_serves_its_vm_and_goes_when_deleted() {
-    let _s = serial();
-    let mut h = Host::start("e");
+const VM3_MAC: &str = "02:00:00:00:01:05";
+
+/// Adds vif 3 (2 queue pairs) at run time with its nexthop and route, and its VM: in client
+/// mode the VM listens first and the vif connects; in server mode the vif listens (replacing
+/// a stale socket file) and the VM connects.
+fn attach_vm3(h: &mut Host, server: bool) {
     let d = h.d();
     let sock = d.join("vm3.sock");
-    let mut vm3 = Guest::start(&d, "vm3", &sock, 2, &[]);
     let sock_s = sock.display().to_string();
-    tool_ok(
-        &h,
-        "vif",
-        &[
-            "--add",
-            "tap-vm3",
-            "--id",
-            "3",
-            "--type",
-            "virtual",
-            "--vhost-socket",
-            &sock_s,
-            "--vhost-queues",
-            "2",
-            "--mac",
-            ROUTER_MAC,
-            "--ip",
-            "192.168.1.5",
-            "--vrf",
-            "1",
-        ],
-    );
-    const VM3_MAC: &str = "02:00:00:00:01:05";
-    tool_ok(&h, "nh", &["--create", "--id", "20", "--type", "encap", "--oif", "3", "--dmac", VM3_MAC]);
-    tool_ok(&h, "rt", &["--add", "--vrf", "1", "--prefix", "192.168.1.5/32", "--nh", "20"]);
-    vm3.ready();
+    let mut add = vec![
+        "--add",
+        "tap-vm3",
+        "--id",
+        "3",
+        "--type",
+        "virtual",
+        "--vhost-socket",
+        &sock_s,
+        "--vhost-queues",
+        "2",
+        "--mac",
+        ROUTER_MAC,
+        "--ip",
+        "192.168.1.5",
+        "--vrf",
+        "1",
+    ];
+    if server {
+        // What a crashed vRouter would leave: a socket file nobody listens on.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        assert!(sock.exists());
+        add.extend(["--vhost-mode", "server"]);
+        tool_ok(h, "vif", &add);
+        h.vm3 = Some(Guest::start(&d, "vm3", &sock, 2, &["--client"]));
+    } else {
+        h.vm3 = Some(Guest::start(&d, "vm3", &sock, 2, &[]));
+        tool_ok(h, "vif", &add);
+    }
+    tool_ok(h, "nh", &["--create", "--id", "20", "--type", "encap", "--oif", "3", "--dmac", VM3_MAC]);
+    tool_ok(h, "rt", &["--add", "--vrf", "1", "--prefix", "192.168.1.5/32", "--nh", "20"]);
+    h.guest(3).ready();
     h.wait_link(3, VIF_LINK_UP);
-    let list = tool_ok(&h, "vif", &["--get", "3"]);
-    assert!(list.contains("Vhostuser Mode: client Queues: 2 Link: up"), "{list}");
+    let list = tool_ok(h, "vif", &["--get", "3"]);
+    let mode = if server { "server" } else { "client" };
+    assert!(list.contains(&format!("Vhostuser Mode: {mode} Queues: 2 Link: up")), "{list}");
+}
 
+/// VM 1 and the runtime VM 3 exchange 40 frames each way (VM 3's spread over its two queues).
+fn vm1_and_vm3_talk(h: &mut Host) {
     let (to_vm3, expect_vm3) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.5", VM3_MAC), 40, 4, "to-vm3", false);
     let (back, expect_back) = udp_frames(("192.168.1.5", VM3_MAC), ("192.168.1.3", VM1_MAC), 40, 4, "from-vm3", true);
-    h.vm3 = Some(vm3);
-    send_flows(&mut h, 1, 3, &to_vm3, 4, "to-vm3");
+    send_flows(h, 1, 3, &to_vm3, 4, "to-vm3");
     assert_eq!(h.guest(3).wait_rx(40, Duration::from_secs(20))["received"], 40);
     assert_eq!(sorted(h.guest(3).received()), sorted(expect_vm3.clone()));
     // The answers leave on both of vm3's queues (spread by flow), both polled by the vRouter.
     let p = h.pcap("from-vm3", &back);
-    assert_eq!(h.guest(3).send(&p, "hash")["sent"], 40);
+    let sent = h.guest(3).send(&p, "hash");
+    assert_eq!(sent["sent"], 40);
+    let per_queue: Vec<u64> = sent["sent_per_queue"].as_array().unwrap().iter().map(|q| q.as_u64().unwrap()).collect();
+    assert!(per_queue.len() == 2 && per_queue.iter().all(|&n| n > 0), "queues used: {per_queue:?}");
     assert_eq!(h.vm1().wait_rx(40, Duration::from_secs(20))["received"], 40);
     assert_eq!(sorted(h.vm1().received()), sorted(expect_back.clone()));
     let c3 = h.counters(3);
-    assert_eq!((c3.tx_packets, c3.tx_bytes, c3.rx_packets), (40, bytes(&expect_vm3), 40));
+    assert_eq!((c3.tx_packets, c3.tx_bytes, c3.rx_packets, c3.rx_bytes), (40, bytes(&expect_vm3), 40, bytes(&back)));
     assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&h.stats()));
+    h.assert_accounted();
+}
 
-    // Deleted: the vRouter closes its side, the guest sees its link go down.
-    tool_ok(&h, "rt", &["--delete", "--vrf", "1", "--prefix", "192.168.1.5/32"]);
-    tool_ok(&h, "nh", &["--delete", "20"]);
-    tool_ok(&h, "vif", &["--delete", "3"]);
+/// Deletes vif 3 and its route and nexthop; its VM sees the link go down.
+fn detach_vm3(h: &mut Host) {
+    tool_ok(h, "rt", &["--delete", "--vrf", "1", "--prefix", "192.168.1.5/32"]);
+    tool_ok(h, "nh", &["--delete", "20"]);
+    tool_ok(h, "vif", &["--delete", "3"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.guest(3).stats()["link"] != "down" {
         assert!(Instant::now() < deadline, "vm3 still sees its link up after vif 3 was deleted");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_vhost_vif_added_at_runtime_serves_its_vm_and_goes_when_deleted() {
+    let _s = serial();
+    let mut h = Host::start("e");
+    attach_vm3(&mut h, false);
+    vm1_and_vm3_talk(&mut h);
+    detach_vm3(&mut h);
     h.stop_vrouter();
+}
+
+#[test]
+fn a_server_mode_vif_replaces_a_stale_socket_and_takes_a_client_vm() {
+    let _s = serial();
+    let mut h = Host::start("f");
+    attach_vm3(&mut h, true);
+    vm1_and_vm3_talk(&mut h);
+    detach_vm3(&mut h);
+    // The vRouter created the socket and removes it with the vif.
+    assert!(!h.d().join("vm3.sock").exists(), "vif 3's server socket is left behind");
+    h.stop_vrouter();
+}
+
+/// A guest's queues over several forwarding lcores: vm1 sends on both of its queue pairs
+/// (by flow), which the vRouter polls from different lcores; vm2's guest enables one queue
+/// pair of its vif's two, so the lcore whose TX queue it leaves off must send on the other;
+/// vm2's answers (one RX queue, one lcore) meet flows set up by the other lcore.
+fn vhost_queues_over_lcores(lcores: u16) {
+    let _s = serial();
+    let mut h = Host::start_with(&format!("m{lcores}"), &Layout { lcores, vif_queues: [2, 2], guest_queues: [2, 1] });
+    let flows = 32;
+    let (to_vm2, expect_vm2) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 128, flows, "mq", false);
+    let (back, expect_back) =
+        udp_frames(("192.168.1.4", VM2_MAC), ("192.168.1.3", VM1_MAC), 128, flows, "mq-back", true);
+    send_flows_on(&mut h, 1, 2, &to_vm2, usize::from(flows), "mq", "hash");
+    let got = h.vm2().wait_rx(128, Duration::from_secs(30));
+    let why = format!("{got} drops {:?}", drop_list(&h.stats()));
+    assert_eq!(got["received"], 128, "{why}");
+    assert_eq!(sorted(h.vm2().received()), sorted(expect_vm2.clone()));
+    let per_queue = h.vm1().stats()["sent_per_queue"].clone();
+    assert!(per_queue[0].as_u64() > Some(0) && per_queue[1].as_u64() > Some(0), "vm1 used one queue: {per_queue}");
+    let p = h.pcap("mq-back", &back);
+    assert_eq!(h.vm2().send(&p, "0")["sent"], 128);
+    let got = h.vm1().wait_rx(128, Duration::from_secs(30));
+    assert_eq!(got["received"], 128, "{got} drops {:?}", drop_list(&h.stats()));
+    assert_eq!(sorted(h.vm1().received()), sorted(expect_back.clone()));
+
+    let r = h.stats();
+    assert_eq!(r.drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&r));
+    h.assert_accounted();
+    // Both lcores received vm1's traffic and sent to vm2 (one of them on the other's queue).
+    let cores: Vec<usize> = (0..usize::from(lcores)).collect();
+    let rx1: Vec<u64> = cores.iter().map(|&c| r.vif_counters(1, Some(c)).rx_packets).collect();
+    let tx2: Vec<u64> = cores.iter().map(|&c| r.vif_counters(2, Some(c)).tx_packets).collect();
+    let rx2: Vec<u64> = cores.iter().map(|&c| r.vif_counters(2, Some(c)).rx_packets).collect();
+    assert_eq!(rx1.iter().filter(|&&n| n > 0).count(), 2, "vif 1 RX per lcore {rx1:?}");
+    assert_eq!(tx2.iter().filter(|&&n| n > 0).count(), 2, "vif 2 TX per lcore {tx2:?}");
+    assert_eq!((rx1.iter().sum::<u64>(), tx2.iter().sum::<u64>(), rx2.iter().sum::<u64>()), (128, 128, 128));
+    // vm2's answers came in on one lcore; part of vm1's traffic (the forward flows) on another.
+    let answering = rx2.iter().position(|&n| n > 0).unwrap();
+    assert!(rx1.iter().enumerate().any(|(c, &n)| c != answering && n > 0), "rx1 {rx1:?} rx2 {rx2:?}");
+    let c1 = h.counters(1);
+    assert_eq!((c1.tx_packets, c1.tx_bytes), (128, bytes(&expect_back)));
+    h.stop_vrouter();
+}
+
+#[test]
+fn vhost_queues_over_two_lcores() {
+    vhost_queues_over_lcores(2);
+}
+
+#[test]
+fn vhost_queues_over_three_lcores() {
+    vhost_queues_over_lcores(3);
 }

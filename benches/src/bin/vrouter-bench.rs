@@ -5,10 +5,11 @@
 
 use anyhow::{bail, Context, Result};
 use benches::anchors::{self, OvsRow, TestpmdRow};
+use benches::memory::{self, Sizing};
 use benches::report::{self, FlowsResult, Summary};
 use benches::topology::Topology;
 use benches::vrouter_run::{self, RunSpec, VrouterMeasurement};
-use benches::{find_repo_root, git_rev, interrupted, machine, mem_sizing, now_unix, pcap, procfs, shell_line, Machine};
+use benches::{find_repo_root, git_rev, interrupted, machine, now_unix, pcap, procfs, shell_line, Machine};
 use clap::Parser;
 use serde::Serialize;
 use std::io::Write as _;
@@ -64,6 +65,14 @@ struct Args {
     /// Seconds allowed for EAL start, pcap preload and the first packet.
     #[arg(long, default_value_t = 300)]
     start_timeout: u64,
+    /// DPDK on 2 MiB huge pages for every run (the vRouter with its flow table on
+    /// hugetlbfs; testpmd and OVS-DPDK when their script takes `--huge`). Without it or
+    /// --no-huge, each run is on huge pages when enough are free (see benches/README.md).
+    #[arg(long, conflicts_with = "no_huge")]
+    huge: bool,
+    /// Every run on `--no-huge` (4 KiB pages, the flow table in the run directory).
+    #[arg(long)]
+    no_huge: bool,
 
     /// The stateful benchmark instead: throughput with `[flow] enabled = true` at --flows
     /// (next to testpmd 5tswap and OVS-DPDK conntrack), the flow setup rate at
@@ -219,7 +228,7 @@ impl Ctx {
         packets: u64,
         rep: u32,
     ) -> Result<(VrouterMeasurement, String)> {
-        let (mbufs, memory_mb) = mem_sizing(packets);
+        let Sizing { mbufs, memory_mb, memory } = memory::sizing(packets, 0, 0);
         let prefix = format!("vrbench{}_{n}_{rep}", std::process::id());
         let topo = Topology {
             pcap: pcap_path.to_path_buf(),
@@ -227,6 +236,7 @@ impl Ctx {
             run_dir: self.out.join("run").join(&prefix),
             file_prefix: prefix,
             memory_mb,
+            memory,
             mbufs,
             main_core: 0,
             fwd_core: 1,
@@ -248,7 +258,8 @@ impl Ctx {
         let cmd =
             shell_line(&[self.vrouter.display().to_string(), "--config".into(), config_path.display().to_string()]);
         self.note_command(format!(
-            "{cmd}   # N={n}, rep {rep}: -m {memory_mb} --no-huge, {mbufs} mbufs, vdevs {:?}; sampled after {}s warm-up over {}s",
+            "{cmd}   # N={n}, rep {rep}: -m {memory_mb} {}, {mbufs} mbufs, vdevs {:?}; sampled after {}s warm-up over {}s",
+            memory.eal_note(),
             spec.topology.vdevs(),
             self.args.warm,
             self.args.dur
@@ -261,7 +272,7 @@ impl Ctx {
 fn print_measurement(n: u64, rep: u32, m: &VrouterMeasurement) {
     println!(
         "vrouter N={n} rep {rep}: cpu_mpps {:.3} wall_mpps {:.3} ns/pkt {:.1} fwd_cpu_share {:.2} tx/rx {:.4} \
-         drops {} avg_burst {} idle_polls {} cpu_busy {:?} load1 {:.2}->{:.2} startup {:.1}s (forwarding tid {})",
+         drops {} avg_burst {} idle_polls {} cpu_busy {:?} load1 {:.2}->{:.2} startup {:.1}s (forwarding tid {}) memory {}{}",
         m.cpu_mpps,
         m.wall_mpps,
         m.ns_per_pkt,
@@ -275,6 +286,8 @@ fn print_measurement(n: u64, rep: u32, m: &VrouterMeasurement) {
         m.load_after[0],
         m.startup_s,
         m.fwd_tid,
+        m.dpdk_memory.name(),
+        m.flow_table.as_ref().map(|t| format!(", flow table {t}")).unwrap_or_default(),
     );
     if m.drops > 0 {
         println!("  drops in the window by reason:");
@@ -304,6 +317,21 @@ fn main() {
 
 fn run(mut args: Args) -> Result<()> {
     let started = now_unix();
+    let choice = match (args.huge, args.no_huge) {
+        (true, _) => memory::Choice::Huge,
+        (_, true) => memory::Choice::NoHuge,
+        _ => memory::Choice::Auto,
+    };
+    memory::set_choice(choice);
+    println!(
+        "# memory: {} ({} MiB of free 2 MiB huge pages on a hugetlbfs mount now)",
+        match choice {
+            memory::Choice::Huge => "--huge: every run on huge pages",
+            memory::Choice::NoHuge => "--no-huge: every run on 4 KiB pages",
+            memory::Choice::Auto => "automatic: a run is on huge pages when they cover it, else --no-huge",
+        },
+        memory::available_bytes() >> 20
+    );
     let load_at_start = procfs::loadavg().unwrap_or_default();
     if args.quick {
         args.flows = vec![1, 1000];
@@ -380,7 +408,9 @@ fn run(mut args: Args) -> Result<()> {
                 shared,
                 vrouter,
                 vm_guest,
-                hugepages: v.reserve_hugepages,
+                hugepages: if args.no_huge { 0 } else { v.reserve_hugepages },
+                require_huge: args.huge,
+                setup_script: Some(repo.join("ci/setup.sh")).filter(|p| p.is_file()),
                 vrouter_runs: !args.no_vrouter,
                 ovs: !args.no_ovs,
                 scaling: v.scaling,
@@ -537,6 +567,7 @@ fn run(mut args: Args) -> Result<()> {
                 ctx.args.warm,
                 ctx.args.reps,
                 &tp_csv,
+                memory::anchor_memory(memory::sizing(packets, 0, 0).memory, &shared.join("bench/run_testpmd.py")),
             );
             ctx.note_command(shell_line(&argv));
             match anchors::run_testpmd(&argv, &tp_csv, 3 * ctx.args.reps as usize, ctx.args.dur, ctx.args.warm) {
@@ -557,7 +588,10 @@ fn run(mut args: Args) -> Result<()> {
         let mut ovs_err = None;
         if ctx.args.ovs {
             let memif = n > 65536;
-            let argv = anchors::ovs_command(&shared, p, memif, "l3", ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv);
+            let mem =
+                memory::anchor_memory(memory::sizing(packets, 0, 0).memory, &shared.join("bench/run_ovs_dpdk.py"));
+            let argv =
+                anchors::ovs_command(&shared, p, memif, "l3", ctx.args.dur, ctx.args.warm.max(5.0), &ovs_csv, mem);
             ctx.note_command(shell_line(&argv));
             match anchors::run_ovs(&argv, &ovs_csv, ctx.args.dur, ctx.args.warm.max(5.0)) {
                 Ok(rows) if rows.is_empty() => ovs_err = Some("run_ovs_dpdk.py produced no row".into()),

@@ -10,11 +10,24 @@ const MAX_CORES: u32 = 1024;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EalConfig {
-    /// CPU that runs the main (control) thread.
+    /// EAL lcore id of the main (control) thread; it runs on the CPU of the same number
+    /// unless `main_cpu` says otherwise.
     #[serde(default)]
     pub main_core: u32,
-    /// CPUs that run forwarding lcores, one pinned lcore each. Must not contain `main_core`.
+    /// EAL lcore ids of the forwarding lcores, one pinned thread each; each runs on the CPU
+    /// of the same number unless `forwarding_cpus` says otherwise. Must not contain
+    /// `main_core`.
     pub forwarding_cores: Vec<u32>,
+    /// The CPU each forwarding lcore is pinned to, in the order of `forwarding_cores` (same
+    /// length; a CPU may be listed more than once, so more lcores than CPUs can run, slower
+    /// but correct). When this or `main_cpu` is set the EAL gets `--lcores=<lcore>@<cpu>,...`
+    /// instead of `-l`.
+    #[serde(default)]
+    pub forwarding_cpus: Option<Vec<u32>>,
+    /// The CPU the main (control) thread, the agent and the exporter are pinned to (default:
+    /// `main_core`).
+    #[serde(default)]
+    pub main_cpu: Option<u32>,
     /// Memory for DPDK in MiB (`-m`).
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u32,
@@ -42,6 +55,10 @@ pub struct EalConfig {
     /// TX descriptors per queue (default as `rx_desc`).
     #[serde(default = "default_ring")]
     pub tx_desc: u16,
+    /// With `no_huge = false`: the hugetlbfs mount point DPDK takes its pages from
+    /// (`--huge-dir`); by default, every mounted page size. See `crate::hugepages`.
+    #[serde(default)]
+    pub huge_dir: Option<std::path::PathBuf>,
 }
 
 impl Checker<'_> {
@@ -66,6 +83,26 @@ impl Checker<'_> {
             }
             if seen.repeated(core) {
                 return err("forwarding_cores", format!("core {core} is listed twice"));
+            }
+        }
+        if let Some(cpu) = eal.main_cpu {
+            if cpu >= MAX_CORES {
+                return err("main_cpu", format!("CPU {cpu} is not below {MAX_CORES}"));
+            }
+        }
+        if let Some(cpus) = &eal.forwarding_cpus {
+            if cpus.len() != eal.forwarding_cores.len() {
+                return err(
+                    "forwarding_cpus",
+                    format!(
+                        "{} CPU(s) for {} forwarding core(s); give one CPU per entry of forwarding_cores",
+                        cpus.len(),
+                        eal.forwarding_cores.len()
+                    ),
+                );
+            }
+            if let Some(cpu) = cpus.iter().find(|&&c| c >= MAX_CORES) {
+                return err("forwarding_cpus", format!("CPU {cpu} is not below {MAX_CORES}"));
             }
         }
         if eal.memory_mb < 64 {
@@ -93,7 +130,28 @@ impl Checker<'_> {
         if let Some(i) = eal.vdevs.iter().position(|v| v.trim().is_empty()) {
             return err("vdevs", format!("entry {i} is empty"));
         }
+        if let Some(msg) = crate::hugepages::huge_dir_problem(eal) {
+            return err("huge_dir", msg);
+        }
         Ok(())
+    }
+}
+
+impl EalConfig {
+    /// The CPU the main (control) thread and the agent threads run on.
+    pub fn main_cpu(&self) -> u32 {
+        self.main_cpu.unwrap_or(self.main_core)
+    }
+
+    /// The CPU each forwarding lcore runs on, in the order of `forwarding_cores`.
+    pub fn forwarding_cpus(&self) -> Vec<u32> {
+        self.forwarding_cpus.clone().unwrap_or_else(|| self.forwarding_cores.clone())
+    }
+
+    /// Whether the lcores are mapped onto CPUs explicitly (`--lcores`) rather than one lcore
+    /// per CPU of the same number (`-l`).
+    pub fn maps_cpus(&self) -> bool {
+        self.forwarding_cpus.is_some() || self.main_cpu.is_some()
     }
 }
 

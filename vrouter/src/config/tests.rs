@@ -329,6 +329,45 @@ fn eal_forwarding_cores() {
 }
 
 #[test]
+fn eal_forwarding_cpus() {
+    // Three forwarding lcores on two CPUs: a CPU may carry several lcores.
+    let text =
+        edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2, 3]\nforwarding_cpus = [1, 1, 0]\nmain_cpu = 0");
+    let cfg = parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.eal.forwarding_cpus(), vec![1, 1, 0]);
+    assert_eq!(cfg.eal.main_cpu(), 0);
+    assert!(cfg.eal.maps_cpus());
+    // Defaults: each lcore on the CPU of its own number, no mapping.
+    let cfg = parse(VALID, "test.toml").unwrap();
+    assert_eq!((cfg.eal.forwarding_cpus(), cfg.eal.main_cpu(), cfg.eal.maps_cpus()), (vec![1, 2], 0, false));
+    // main_cpu alone maps the lcores too; the forwarding ones keep their own numbers.
+    let cfg = parse(&edit("main_core = 0", "main_core = 0\nmain_cpu = 3"), "test.toml").unwrap();
+    assert_eq!((cfg.eal.forwarding_cpus(), cfg.eal.main_cpu(), cfg.eal.maps_cpus()), (vec![1, 2], 3, true));
+
+    expect_invalid(
+        &edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2]\nforwarding_cpus = [1] # HERE"),
+        "eal.forwarding_cpus",
+        "1 CPU(s) for 2 forwarding core(s)",
+    );
+    expect_invalid(
+        &edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2]\nforwarding_cpus = [1, 1, 1] # HERE"),
+        "eal.forwarding_cpus",
+        "3 CPU(s) for 2 forwarding core(s)",
+    );
+    expect_invalid(
+        &edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2]\nforwarding_cpus = [1, 1024] # HERE"),
+        "eal.forwarding_cpus",
+        "CPU 1024 is not below 1024",
+    );
+    expect_invalid(&edit("main_core = 0", "main_core = 0\nmain_cpu = 1024 # HERE"), "eal.main_cpu", "CPU 1024");
+    expect_parse(
+        &edit("forwarding_cores = [1, 2]", "forwarding_cores = [1, 2]\nforwarding_cpus = [1, -1] # HERE"),
+        Some("eal.forwarding_cpus"),
+        "invalid value",
+    );
+}
+
+#[test]
 fn eal_sizes() {
     expect_invalid(&edit("memory_mb = 256", "memory_mb = 63 # HERE"), "eal.memory_mb", "at least 64");
     expect_invalid(&edit("mbufs = 8191", "mbufs = 1023 # HERE"), "eal.mbufs", "at least 1024");

@@ -5,8 +5,14 @@
 //!
 //! An lcore checks the flag of an output port once per TX flush (a relaxed load of a static)
 //! and drops the buffer as `Link Down` instead of handing it to a queue nobody reads.
+//!
+//! A vhost-user port also has TX queues the guest may leave disabled: a guest with fewer
+//! vCPUs than the vif's queue pairs enables only some (Linux virtio-net enables one pair per
+//! vCPU). The vhost PMD reports each virtqueue it enables or disables
+//! (`RTE_ETH_EVENT_QUEUE_STATE`); [`tx_queues_off`] is the set of the port's TX queues the
+//! guest does not read, so an lcore whose own queue is off sends on one that is on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 const PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
 
@@ -14,6 +20,20 @@ const PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
 /// port is started, and a started pcap, ring or af_packet port is up); [`watch`] sets a
 /// vhost-user port down until its guest connects.
 static DOWN: [AtomicBool; PORTS] = [const { AtomicBool::new(false) }; PORTS];
+
+/// Per vhost-user port, bit `q` set: the guest does not read TX queue `q` (its RX virtqueue
+/// `q` is not enabled). Zero for every other port. All bits are set while no guest is
+/// connected; enable events clear them.
+static TXQ_OFF: [AtomicU32; PORTS] = [const { AtomicU32::new(0) }; PORTS];
+
+/// The ports whose queue state follows a vhost-user guest.
+static VHOST: [AtomicBool; PORTS] = [const { AtomicBool::new(false) }; PORTS];
+
+/// The driver name of DPDK's vhost-user PMD (`rte_eth_dev_info.driver_name`).
+pub const VHOST_DRIVER: &str = "net_vhost";
+
+/// TX queue state events track at most this many queues (a vhost vif has at most 16 pairs).
+const TRACKED_QUEUES: u32 = 32;
 
 /// Whether `port`'s link is down (out-of-range ids read as up).
 #[inline]
@@ -36,6 +56,38 @@ pub fn refresh(port: u16) -> bool {
     up
 }
 
+/// The TX queues of `port` its guest does not read (bit `q` for queue `q`); 0 for a port
+/// that is not vhost-user or whose guest reads every queue.
+#[inline]
+pub fn tx_queues_off(port: u16) -> u32 {
+    TXQ_OFF.get(usize::from(port)).map_or(0, |m| m.load(Ordering::Relaxed))
+}
+
+/// The queue-state event handler (vhost-user ports): takes every pending virtqueue change
+/// from the PMD and records those of the host's TX queues (the guest's RX virtqueues).
+unsafe extern "C" fn on_queue_state(
+    port: u16,
+    _event: dpdk_sys::rte_eth_event_type,
+    _arg: *mut std::os::raw::c_void,
+    _ret: *mut std::os::raw::c_void,
+) -> std::os::raw::c_int {
+    let Some(mask) = TXQ_OFF.get(usize::from(port)) else { return 0 };
+    let mut ev = dpdk_sys::rte_eth_vhost_queue_event::default();
+    // SAFETY: `ev` is a valid out-pointer; the call reads the PMD's per-port queue state
+    // under its own lock.
+    while unsafe { dpdk_sys::rte_eth_vhost_get_queue_event(port, &mut ev) } == 0 {
+        if !ev.rx && u32::from(ev.queue_id) < TRACKED_QUEUES {
+            let bit = 1u32 << ev.queue_id;
+            if ev.enable {
+                mask.fetch_and(!bit, Ordering::Relaxed);
+            } else {
+                mask.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+    }
+    0
+}
+
 /// The LSC event handler: runs on the thread that raises the event (the vhost-user socket
 /// thread for `net_vhost`).
 unsafe extern "C" fn on_lsc(
@@ -44,14 +96,46 @@ unsafe extern "C" fn on_lsc(
     _arg: *mut std::os::raw::c_void,
     _ret: *mut std::os::raw::c_void,
 ) -> std::os::raw::c_int {
-    refresh(port);
+    let up = refresh(port);
+    if !up && VHOST.get(usize::from(port)).is_some_and(|v| v.load(Ordering::Relaxed)) {
+        // The guest is gone and its virtqueues with it (the PMD forgets them without queue
+        // events; the next guest's enables come after this event, on the same thread). Only
+        // this event resets them: the periodic refresh may see the link still down after a
+        // new guest's queues were enabled.
+        TXQ_OFF[usize::from(port)].store(u32::MAX, Ordering::Relaxed);
+    }
     0
 }
 
 /// Follows `port`'s link-state events from now on and records its current state (read after
 /// the registration, so no change is missed). Call it once the port is started (a stopped
 /// port reads down); [`unwatch`] before it is closed.
-pub fn watch(port: u16) -> super::Result<()> {
+/// For a vhost-user port (`driver` is the vhost PMD's), its TX queues' state is followed as
+/// well ([`tx_queues_off`]).
+pub fn watch(port: u16, driver: &str) -> super::Result<()> {
+    let vhost = driver == VHOST_DRIVER;
+    if let (Some(v), Some(m)) = (VHOST.get(usize::from(port)), TXQ_OFF.get(usize::from(port))) {
+        v.store(vhost, Ordering::Relaxed);
+        m.store(if vhost { u32::MAX } else { 0 }, Ordering::Relaxed);
+    }
+    if vhost {
+        // SAFETY: `on_queue_state` matches `rte_eth_dev_cb_fn`, takes no argument and lives
+        // forever.
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_callback_register(
+                port,
+                dpdk_sys::rte_eth_event_type_RTE_ETH_EVENT_QUEUE_STATE,
+                Some(on_queue_state),
+                std::ptr::null_mut(),
+            )
+        };
+        if ret < 0 {
+            return Err(super::DpdkError::from_ret("rte_eth_dev_callback_register", ret));
+        }
+        // Queues enabled before the registration are pending in the PMD: take them now.
+        // SAFETY: as for the callback; a plain call on this thread.
+        unsafe { on_queue_state(port, 0, std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
     // SAFETY: `on_lsc` matches `rte_eth_dev_cb_fn`, takes no argument and lives forever.
     let ret = unsafe {
         dpdk_sys::rte_eth_dev_callback_register(
@@ -79,7 +163,21 @@ pub fn unwatch(port: u16) {
             std::ptr::null_mut(),
         )
     };
+    if VHOST.get(usize::from(port)).is_some_and(|v| v.swap(false, Ordering::Relaxed)) {
+        // SAFETY: as above, for the queue-state handler.
+        unsafe {
+            dpdk_sys::rte_eth_dev_callback_unregister(
+                port,
+                dpdk_sys::rte_eth_event_type_RTE_ETH_EVENT_QUEUE_STATE,
+                Some(on_queue_state),
+                std::ptr::null_mut(),
+            )
+        };
+    }
     if let Some(flag) = DOWN.get(usize::from(port)) {
         flag.store(false, Ordering::Relaxed);
+    }
+    if let Some(m) = TXQ_OFF.get(usize::from(port)) {
+        m.store(0, Ordering::Relaxed);
     }
 }

@@ -445,19 +445,45 @@ pub fn control(run_dir: &Path, request: &serde_json::Value) -> serde_json::Value
 /// Inputs per vif (0 fabric, 1 vm1, 2 vm2).
 #[derive(Default)]
 pub struct Inputs {
+    /// RX queue 0 of each vif.
     pub fabric: Vec<Vec<u8>>,
     pub vm1: Vec<Vec<u8>>,
     pub vm2: Vec<Vec<u8>>,
-    /// When non-empty, vm1's port gets a second RX queue fed from these frames
-    /// (`rx_queues = 2` on vif 1).
-    pub vm1_queue1: Vec<Vec<u8>>,
+    /// Further RX queues, by vif (0 fabric, 1 vm1, 2 vm2): `more_rx[v][q]` feeds RX queue
+    /// `q + 1` of vif `v` (one `rx_pcap` per queue; the vif gets `rx_queues = 1 + len`).
+    pub more_rx: [Vec<Vec<Vec<u8>>>; 3],
+    /// TX queues of each vif (one `tx_pcap` per queue; 0 counts as 1). The vRouter opens one
+    /// per forwarding lcore, at most this many.
+    pub tx_queues: [usize; 3],
+}
+
+impl Inputs {
+    /// The frames of RX queue `q` of vif `v`.
+    pub fn rx_queue(&self, v: usize, q: usize) -> &[Vec<u8>] {
+        match q {
+            0 => [&self.fabric, &self.vm1, &self.vm2][v],
+            _ => &self.more_rx[v][q - 1],
+        }
+    }
+
+    /// RX queues of vif `v`.
+    pub fn rx_queues(&self, v: usize) -> usize {
+        1 + self.more_rx[v].len()
+    }
+
+    fn total(&self) -> u64 {
+        (0..3).map(|v| (0..self.rx_queues(v)).map(|q| self.rx_queue(v, q).len() as u64).sum::<u64>()).sum()
+    }
 }
 
 /// What a run produced.
 pub struct Outcome {
+    /// What each vif sent, all its TX queues in queue order.
     pub fabric: Vec<Vec<u8>>,
     pub vm1: Vec<Vec<u8>>,
     pub vm2: Vec<Vec<u8>>,
+    /// What each vif sent, by TX queue: `tx_by_queue[v][q]` (0 fabric, 1 vm1, 2 vm2).
+    pub tx_by_queue: [Vec<Vec<Vec<u8>>>; 3],
     pub vifs: BTreeMap<u16, VifCounters>,
     pub drops: [u64; DROP_REASON_COUNT],
     pub vif_drops: BTreeMap<u16, [u64; DROP_REASON_COUNT]>,
@@ -510,6 +536,30 @@ impl Outcome {
     }
 }
 
+/// Removes the flow tables that vRouters of earlier tests left on a hugetlbfs mount (the
+/// automatic pick puts a table there, named after its run directory, whenever a mount has
+/// room): a table file stays after its vRouter stops, for the tools, but the test's temporary
+/// directory is gone by then and the file would hold its huge pages until the next boot.
+/// Only files named after a run directory inside a `tempfile` directory that no longer
+/// exists are removed; called before every vRouter the harness starts.
+pub fn remove_orphaned_flow_tables() {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("{}_", flow_table::file_name_for_run_dir(&tmp));
+    for m in flow_table::hugetlbfs_mounts() {
+        let Ok(rd) = std::fs::read_dir(&m.path) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+            // `flow.tmp_.tmpAbC123_run`: tempfile's directory names are `.tmp` and letters or
+            // digits, so the first `_` ends it.
+            let dir = rest.split('_').next().unwrap_or("");
+            if dir.starts_with(".tmp") && !tmp.join(dir).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 pub fn unique_prefix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -555,6 +605,7 @@ pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Running, PathBu
     let cfg = topology(&vdevs.join(", "), &prefix, &run_dir);
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
+    remove_orphaned_flow_tables();
     let child = Command::new(env!("CARGO_BIN_EXE_vrouter"))
         .arg("--config")
         .arg(&cfg_path)
@@ -581,26 +632,42 @@ pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: imp
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run_dir = d.join("run");
-    let n_in = (inputs.fabric.len() + inputs.vm1.len() + inputs.vm2.len() + inputs.vm1_queue1.len()) as u64;
+    let n_in = inputs.total();
+    let names = ["fabric", "vm1", "vm2"];
+    // Output captures by vif and TX queue: queue 0 keeps the single-queue name.
+    let tx_paths: Vec<Vec<PathBuf>> = (0..3)
+        .map(|v| {
+            (0..inputs.tx_queues[v].max(1))
+                .map(|q| match q {
+                    0 => d.join(format!("{}-out.pcap", names[v])),
+                    _ => d.join(format!("{}-out-q{q}.pcap", names[v])),
+                })
+                .collect()
+        })
+        .collect();
     let mut vdevs = Vec::new();
-    for (i, (name, frames)) in
-        [("fabric", &inputs.fabric), ("vm1", &inputs.vm1), ("vm2", &inputs.vm2)].iter().enumerate()
-    {
-        let rx = d.join(format!("{name}-in.pcap"));
-        write_pcap(&rx, frames);
-        let tx = d.join(format!("{name}-out.pcap"));
-        let mut vdev = format!("net_pcap{i},rx_pcap={}", rx.display());
-        if i == 1 && !inputs.vm1_queue1.is_empty() {
-            let rx1 = d.join("vm1-in-q1.pcap");
-            write_pcap(&rx1, &inputs.vm1_queue1);
-            vdev.push_str(&format!(",rx_pcap={}", rx1.display()));
+    for (v, name) in names.iter().enumerate() {
+        let mut vdev = format!("net_pcap{v}");
+        for q in 0..inputs.rx_queues(v) {
+            let rx = match q {
+                0 => d.join(format!("{name}-in.pcap")),
+                _ => d.join(format!("{name}-in-q{q}.pcap")),
+            };
+            write_pcap(&rx, inputs.rx_queue(v, q));
+            vdev.push_str(&format!(",rx_pcap={}", rx.display()));
         }
-        vdevs.push(format!("\"{vdev},tx_pcap={}\"", tx.display()));
+        for tx in &tx_paths[v] {
+            vdev.push_str(&format!(",tx_pcap={}", tx.display()));
+        }
+        vdevs.push(format!("\"{vdev}\""));
     }
     let prefix = unique_prefix();
     let mut cfg = topology(&vdevs.join(", "), &prefix, &run_dir);
-    if !inputs.vm1_queue1.is_empty() {
-        cfg = cfg.replacen("device = \"net_pcap1\"", "device = \"net_pcap1\"\nrx_queues = 2", 1);
+    for v in 0..3 {
+        if inputs.rx_queues(v) > 1 {
+            let device = format!("device = \"net_pcap{v}\"");
+            cfg = cfg.replacen(&device, &format!("{device}\nrx_queues = {}", inputs.rx_queues(v)), 1);
+        }
     }
     let cfg = edit(cfg);
     // The edit may move the run directory (to keep it across runs).
@@ -610,6 +677,7 @@ pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: imp
         .map_or(run_dir, |r| PathBuf::from(r.trim_end().trim_end_matches('"')));
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
+    remove_orphaned_flow_tables();
 
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_vrouter"))
@@ -661,10 +729,13 @@ pub fn run_live(inputs: Inputs, edit: impl FnOnce(String) -> String, during: imp
         vifs.insert(v, reader.vif_counters(v, None));
         vif_drops.insert(v, reader.vif_drops(v, None));
     }
+    let tx_by_queue: [Vec<Vec<Vec<u8>>>; 3] =
+        std::array::from_fn(|v| tx_paths[v].iter().map(|p| read_pcap(p)).collect());
     Outcome {
-        fabric: read_pcap(&d.join("fabric-out.pcap")),
-        vm1: read_pcap(&d.join("vm1-out.pcap")),
-        vm2: read_pcap(&d.join("vm2-out.pcap")),
+        fabric: tx_by_queue[0].concat(),
+        vm1: tx_by_queue[1].concat(),
+        vm2: tx_by_queue[2].concat(),
+        tx_by_queue,
         vifs,
         drops: reader.drops(None),
         vif_drops,
@@ -732,6 +803,7 @@ pub fn http_json(
 /// Starts the `vrouter` binary on the configuration file `cfg_path` (EAL file prefix
 /// `prefix`), stdout and stderr piped; the caller waits for what it needs.
 pub fn spawn_vrouter(cfg_path: &Path, prefix: String) -> Running {
+    remove_orphaned_flow_tables();
     Running(
         Command::new(env!("CARGO_BIN_EXE_vrouter"))
             .arg("--config")

@@ -158,6 +158,8 @@ struct Counters {
     /// Frames taken by a TX queue.
     sent: u64,
     sent_bytes: u64,
+    /// Frames taken per TX queue.
+    sent_per_queue: Vec<u64>,
     /// Frames no TX queue took within `--tx-timeout-ms`.
     tx_failed: u64,
     received: u64,
@@ -301,6 +303,7 @@ impl Guest {
                     dpdk_sys::rte_eth_tx_burst(self.port.id, q as u16, pkts.as_mut_ptr().add(*off), (*n - *off) as u16)
                 });
                 self.c.sent += sent as u64;
+                self.c.sent_per_queue[q] += sent as u64;
                 self.c.sent_bytes += lens[*off..*off + sent].iter().map(|&l| u64::from(l)).sum::<u64>();
                 *off += sent;
                 self.poll_rx()?;
@@ -377,6 +380,7 @@ impl Guest {
                 self.c.sent += 1;
                 self.c.sent_bytes += f.len() as u64;
             }
+            self.c.sent_per_queue[usize::from(q)] += sent as u64;
             done += sent;
             if done < n {
                 if Instant::now() >= deadline || STOP.load(Ordering::Relaxed) {
@@ -653,6 +657,7 @@ fn run(cli: Cli) -> Result<()> {
         record,
         c: Counters {
             received_per_queue: vec![0; usize::from(cli.queues)],
+            sent_per_queue: vec![0; usize::from(cli.queues)],
             sink_received: cli.sink_socket.as_ref().map(|_| 0),
             sink_received_bytes: cli.sink_socket.as_ref().map(|_| 0),
             ..Counters::default()
