@@ -427,6 +427,32 @@ pub fn table(rows: &[Row]) -> String {
     s
 }
 
+/// The scaling lines: each 2-lcore VM -> VM row against the 1-lcore row with the same
+/// queues. On 2 CPUs the 2 lcores cannot both own a CPU (CPU 0 is the generator's), so the
+/// wall rate cannot double; what carries over to a machine with a CPU per lcore is the
+/// work per packet: Mpps per busy core of the 2-lcore run (packets / the busy seconds of
+/// both threads) against the 1-lcore run's, and twice that as the capacity of 2 such cores.
+pub fn scaling_lines(rows: &[Row]) -> Vec<String> {
+    let Some(one) = rows.iter().find(|r| r.key == "vr_vm2vm_q2_l1" && r.runs > 0) else { return vec![] };
+    rows.iter()
+        .filter(|r| r.key.starts_with("vr_vm2vm_q2_l2") && r.runs > 0)
+        .map(|r| {
+            format!(
+                "{}: {:.2} Mpps per busy core = {:.2}x the 1-lcore run's {:.2} (2 cores of that: {:.2}x one lcore); \
+                 wall {:.2} vs {:.2} Mpps ({:.2}x; bounded here by the shared CPUs)",
+                r.system,
+                r.busy_mpps,
+                r.busy_mpps / one.busy_mpps,
+                one.busy_mpps,
+                2.0 * r.busy_mpps / one.busy_mpps,
+                r.wall_mpps,
+                one.wall_mpps,
+                r.wall_mpps / one.wall_mpps,
+            )
+        })
+        .collect()
+}
+
 /// The CSV header of `vhost_runs.csv`.
 pub const CSV_HEADER: &str = "system,rep,error,window_s,rx_packets,tx_packets,tx_over_rx,drops,wall_mpps,fwd_cpu_s,\
 fwd_cpu_share,cpu_mpps,busy_s,busy_share,busy_mpps,idle_poll_ns,ovs_proc_mpps_tsc,settle_s,accounted,load1";
@@ -1091,6 +1117,13 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
         load_start,
         procfs::loadavg().unwrap_or_default()
     );
+    let scaling = scaling_lines(&rows);
+    if !scaling.is_empty() {
+        text.push_str("\nScaling, 1 -> 2 forwarding lcores (2 queue pairs per vhost vif; caveat: a 2-CPU machine):\n");
+        for l in &scaling {
+            text.push_str(&format!("- {l}\n"));
+        }
+    }
     for n in &notes {
         text.push_str(&format!("\nNote: {n}"));
     }
@@ -1171,6 +1204,23 @@ mod tests {
         assert!(t.contains("| VR_VM2VM_Q1_L1 | 3 | 10.00 | 5.00 |"), "{t}");
         assert!(t.contains("| 2.50 | 1.43 | 9.00 / 10.00 / 12.00 |"), "{t}");
         assert!(t.contains("| VR_VM2FABRIC_Q1_L1 | 0 | - |"), "{t}");
+    }
+
+    #[test]
+    fn scaling_against_the_one_lcore_row() {
+        let runs = vec![
+            Run { wall_mpps: 4.0, ..run("vr_vm2vm_q2_l1", 1, 6.0) },
+            Run { wall_mpps: 3.0, ..run("vr_vm2vm_q2_l2_c11", 1, 5.4) },
+        ];
+        let l = scaling_lines(&rows(&runs));
+        assert_eq!(l.len(), 1);
+        assert!(
+            l[0].contains("5.40 Mpps per busy core = 0.90x the 1-lcore run's 6.00 (2 cores of that: 1.80x"),
+            "{}",
+            l[0]
+        );
+        assert!(l[0].contains("wall 3.00 vs 4.00 Mpps (0.75x"), "{}", l[0]);
+        assert!(scaling_lines(&rows(&runs[1..])).is_empty(), "no 1-lcore row, no ratio");
     }
 
     #[test]
