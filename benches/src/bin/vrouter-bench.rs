@@ -392,7 +392,7 @@ fn run(mut args: Args) -> Result<()> {
     if args.vhost.vhost {
         let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
         let v = &args.vhost;
-        if v.lcores2_cpus.len() % 2 != 0 {
+        if !v.lcores2_cpus.len().is_multiple_of(2) {
             bail!("--lcores2-cpus takes two CPUs (one per forwarding lcore): CPU,CPU");
         }
         let vm_guest = v.vm_guest.clone().unwrap_or_else(|| vrouter.with_file_name("vm-guest"));

@@ -309,7 +309,7 @@ impl Guest {
                 self.poll_rx()?;
             }
             iter = iter.wrapping_add(1);
-            if iter % 64 == 0 && (end.is_some_and(|e| Instant::now() >= e) || STOP.load(Ordering::Relaxed)) {
+            if iter.is_multiple_of(64) && (end.is_some_and(|e| Instant::now() >= e) || STOP.load(Ordering::Relaxed)) {
                 break 'outer;
             }
         }
