@@ -21,14 +21,21 @@
 //! - [`stateful`]: throughput with the flow table on, and the flow setup rate;
 //! - [`stateful_cmd`]: `vrouter-bench --stateful` (both, with their anchors, and memory);
 //! - [`ovs_watch`]: conntrack connections of the OVS-DPDK anchor, sampled while it runs;
-//! - [`route_storm`]: `vrouter-bench --route-storm` (live route programming while forwarding).
+//! - [`route_storm`]: `vrouter-bench --route-storm` (live route programming while forwarding);
+//! - [`vhost_cmd`]: `vrouter-bench --vhost` (VMs on vhost-user ports, the vRouter next to
+//!   OVS-DPDK), with [`vhost_topo`] (its vRouter configuration), [`guest`] (the vm-guest
+//!   generator and sink), [`ovs_vhost`] (OVS-DPDK with dpdkvhostuserclient ports) and
+//!   [`hugepages`] (2 MiB pages reserved for the run).
 
 #![warn(missing_docs)]
 
 pub mod agent;
 pub mod anchors;
+pub mod guest;
+pub mod hugepages;
 pub mod memory;
 pub mod mirror_cmd;
+pub mod ovs_vhost;
 pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;
@@ -38,6 +45,8 @@ pub mod stateful;
 pub mod stateful_cmd;
 pub mod topology;
 pub mod trace_cmd;
+pub mod vhost_cmd;
+pub mod vhost_topo;
 pub mod vrouter_run;
 
 use std::path::{Path, PathBuf};

@@ -160,6 +160,8 @@ struct Args {
     /// two IPv4 fragments; the anchors run on the same fragmented pcap).
     #[arg(long)]
     fragmented: bool,
+    #[command(flatten)]
+    vhost: benches::vhost_cmd::VhostArgs,
 }
 
 #[derive(Serialize)]
@@ -386,6 +388,42 @@ fn run(mut args: Args) -> Result<()> {
             start_timeout: args.start_timeout,
             settle_timeout: args.settle_timeout,
         });
+    }
+    if args.vhost.vhost {
+        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
+        let v = &args.vhost;
+        if !v.lcores2_cpus.len().is_multiple_of(2) {
+            bail!("--lcores2-cpus takes two CPUs (one per forwarding lcore): CPU,CPU");
+        }
+        let vm_guest = v.vm_guest.clone().unwrap_or_else(|| vrouter.with_file_name("vm-guest"));
+        return benches::vhost_cmd::run(
+            benches::vhost_cmd::Opts {
+                flows,
+                dur: args.dur,
+                warm: args.warm,
+                calib: v.calib,
+                reps: args.reps.max(3),
+                out,
+                run_base: args.run_base.clone(),
+                shared,
+                vrouter,
+                vm_guest,
+                hugepages: if args.no_huge { 0 } else { v.reserve_hugepages },
+                require_huge: args.huge,
+                setup_script: Some(repo.join("ci/setup.sh")).filter(|p| p.is_file()),
+                vrouter_runs: !args.no_vrouter,
+                ovs: !args.no_ovs,
+                scaling: v.scaling,
+                lcores2: match v.lcores2_cpus.as_slice() {
+                    [] => vec![vec![1, 1], vec![1, 0]],
+                    l => l.chunks(2).map(<[u32]>::to_vec).collect(),
+                },
+                rev: git,
+                start_timeout: args.start_timeout,
+                settle_timeout: args.settle_timeout,
+            },
+            std::env::args().collect(),
+        );
     }
     if args.route_storm {
         let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };

@@ -23,6 +23,15 @@
 //! With `--send` it sends a file once the link is up, for `--repeat` rounds or for
 //! `--duration` seconds at up to `--rate` frames per second, then, with `--exit-after-send`,
 //! waits `--linger-ms` for late frames and exits: the generator and sink of the benchmark.
+//!
+//! For benchmarks (`vrouter-bench --vhost`) a guest can also be two VMs at once:
+//! `--sink-socket` adds a second `net_virtio_user` port on another socket whose received
+//! frames are only counted (`sink_received`), polled after every burst the first port sends,
+//! so that generator and sink share one CPU without time-slicing against each other;
+//! `--blast` sends `--send` with a cheaper path (frames packed in one buffer, per-queue
+//! send lists, no pacing, a burst that does not fit is kept and retried, never dropped); and
+//! `--wait-go` holds the sending back until a `go` line arrives on stdin (the harness
+//! measures the idle forwarding core first).
 
 mod pcap;
 
@@ -123,6 +132,22 @@ struct Cli {
     /// sink must; tests share their CPUs and leave it on).
     #[arg(long, default_value_t = 100)]
     idle_sleep_us: u64,
+    /// A second VM in the same process: a `net_virtio_user` port on this vhost-user socket
+    /// (same mode and queues as `--socket`) whose received frames are counted
+    /// (`sink_received`) and freed. Both links must be up for `ready`.
+    #[arg(long)]
+    sink_socket: Option<PathBuf>,
+    /// With `--send`: wait for a `go` line on stdin before sending (after `ready`).
+    #[arg(long, requires = "send")]
+    wait_go: bool,
+    /// With `--send`: the benchmark generator. Frames are packed in one buffer and split
+    /// into one list per TX queue (by `--tx-queue`); each queue gets bursts of 32 in turn,
+    /// and both ports' RX are polled after every burst. A burst the queue does not take is
+    /// kept and offered again (nothing counts as failed). No pacing (`--rate` must be 0);
+    /// for `--duration` seconds, or without it until SIGINT or SIGTERM (`--repeat` does not
+    /// apply).
+    #[arg(long, requires = "send")]
+    blast: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -143,6 +168,12 @@ struct Counters {
     received_per_queue: Vec<u64>,
     /// Seconds from the first frame sent to the last (of everything sent so far).
     send_seconds: f64,
+    /// Frames received by the `--sink-socket` port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink_received: Option<u64>,
+    /// Bytes received by the `--sink-socket` port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink_received_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +194,8 @@ fn say(event: &str, link_up: bool, counters: &Counters) {
 
 struct Guest {
     port: Port,
+    /// The `--sink-socket` port.
+    sink: Option<Port>,
     pool: Mempool,
     queues: u16,
     tx_timeout: Duration,
@@ -172,14 +205,12 @@ struct Guest {
 }
 
 impl Guest {
+    /// Whether the link of the guest's port (and of its sink port, if any) is up.
     fn link_up(&self) -> bool {
-        let mut link = dpdk_sys::rte_eth_link::default();
-        // SAFETY: `link` is a valid out-pointer; the call only reads the port's state.
-        let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port.id, &mut link) };
-        ret == 0 && link.link_status() != 0
+        port_link_up(&self.port) && self.sink.as_ref().is_none_or(port_link_up)
     }
 
-    /// Receives what is waiting on every RX queue.
+    /// Receives what is waiting on every RX queue (of both ports with a sink).
     fn poll_rx(&mut self) -> Result<usize> {
         let mut pkts = [std::ptr::null_mut::<dpdk_sys::rte_mbuf>(); BURST];
         let mut total = 0;
@@ -188,12 +219,15 @@ impl Guest {
             let n =
                 usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(self.port.id, q, pkts.as_mut_ptr(), BURST as u16) });
             for &m in &pkts[..n] {
-                let frame = frame_bytes(m);
                 self.c.received += 1;
-                self.c.received_bytes += frame.len() as u64;
                 self.c.received_per_queue[usize::from(q)] += 1;
+                // Only a recorded frame is copied out of its mbuf.
                 if let Some(w) = self.record.as_mut() {
+                    let frame = frame_bytes(m);
+                    self.c.received_bytes += frame.len() as u64;
                     w.write(&frame)?;
+                } else {
+                    self.c.received_bytes += u64::from(pkt_len(m));
                 }
             }
             if n > 0 {
@@ -202,7 +236,94 @@ impl Guest {
             }
             total += n;
         }
+        if let Some(sink) = &self.sink {
+            for q in 0..self.queues {
+                // SAFETY: as above, for the sink port.
+                let n = usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(sink.id, q, pkts.as_mut_ptr(), BURST as u16) });
+                if n == 0 {
+                    continue;
+                }
+                let bytes: u64 = pkts[..n].iter().map(|&m| u64::from(pkt_len(m))).sum();
+                *self.c.sink_received.get_or_insert(0) += n as u64;
+                *self.c.sink_received_bytes.get_or_insert(0) += bytes;
+                // SAFETY: the n mbufs were received by us and are freed once.
+                unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr(), n as u32) };
+                total += n;
+            }
+        }
         Ok(total)
+    }
+
+    /// The benchmark generator (`--blast`): sends `plan`'s frames round after round until
+    /// `end` (or a stop; `None`: until a stop), a burst of at most [`BURST`] per TX queue in turn, polling RX after
+    /// every burst. A burst a queue does not take in full keeps its rest for the next turn.
+    fn blast(&mut self, plan: &BlastPlan, end: Option<Instant>) -> Result<()> {
+        let nq = plan.queues.len();
+        let mut ready: Vec<([*mut dpdk_sys::rte_mbuf; BURST], [u16; BURST], usize, usize)> =
+            vec![([std::ptr::null_mut(); BURST], [0; BURST], 0, 0); nq];
+        let mut cursor = vec![0usize; nq];
+        let mut iter = 0u32;
+        'outer: loop {
+            for (q, lst) in plan.queues.iter().enumerate() {
+                if lst.spans.is_empty() {
+                    continue;
+                }
+                let (pkts, lens, off, n) = &mut ready[q];
+                if *off == *n {
+                    // A fresh burst from the queue's list, copied into new mbufs.
+                    let want = BURST.min(lst.spans.len());
+                    // SAFETY: the pool is live; `pkts` has room for BURST pointers.
+                    if unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(self.pool.as_ptr(), pkts.as_mut_ptr(), want as u32) }
+                        != 0
+                    {
+                        // Every mbuf is in flight: let the other side catch up.
+                        self.poll_rx()?;
+                        continue;
+                    }
+                    for i in 0..want {
+                        let (start, len) = lst.spans[cursor[q]];
+                        cursor[q] = (cursor[q] + 1) % lst.spans.len();
+                        let frame = &lst.arena[start as usize..start as usize + usize::from(len)];
+                        // SAFETY: a fresh mbuf of the pool (2048-byte data room; frames are at
+                        // most pcap::MAX_FRAME); the copy stays within its buffer.
+                        unsafe {
+                            let mb = &mut *pkts[i];
+                            let dst = (mb.buf_addr as *mut u8).add(usize::from(mb.data_off));
+                            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+                            mb.data_len = len;
+                            mb.pkt_len = u32::from(len);
+                        }
+                        lens[i] = len;
+                    }
+                    (*off, *n) = (0, want);
+                }
+                self.first_tx.get_or_insert_with(Instant::now);
+                // SAFETY: pkts[off..n] are ours; the driver takes ownership of those it returns.
+                let sent = usize::from(unsafe {
+                    dpdk_sys::rte_eth_tx_burst(self.port.id, q as u16, pkts.as_mut_ptr().add(*off), (*n - *off) as u16)
+                });
+                self.c.sent += sent as u64;
+                self.c.sent_per_queue[q] += sent as u64;
+                self.c.sent_bytes += lens[*off..*off + sent].iter().map(|&l| u64::from(l)).sum::<u64>();
+                *off += sent;
+                self.poll_rx()?;
+            }
+            iter = iter.wrapping_add(1);
+            if iter.is_multiple_of(64) && (end.is_some_and(|e| Instant::now() >= e) || STOP.load(Ordering::Relaxed)) {
+                break 'outer;
+            }
+        }
+        // Mbufs prepared but never taken go back to the pool.
+        for (pkts, _, off, n) in &mut ready {
+            if *off < *n {
+                // SAFETY: the untaken mbufs are still ours.
+                unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().add(*off), (*n - *off) as u32) };
+            }
+        }
+        if let Some(t) = self.first_tx {
+            self.c.send_seconds = t.elapsed().as_secs_f64();
+        }
+        Ok(())
     }
 
     /// Sends `frames` on their queues (keeping RX drained meanwhile), at most `rate` per second.
@@ -293,6 +414,46 @@ fn frame_bytes(m: *mut dpdk_sys::rte_mbuf) -> Vec<u8> {
         }
     }
     out
+}
+
+fn port_link_up(port: &Port) -> bool {
+    let mut link = dpdk_sys::rte_eth_link::default();
+    // SAFETY: `link` is a valid out-pointer; the call only reads the port's state.
+    let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(port.id, &mut link) };
+    ret == 0 && link.link_status() != 0
+}
+
+/// The length of a received packet.
+fn pkt_len(m: *mut dpdk_sys::rte_mbuf) -> u32 {
+    // SAFETY: `m` is a packet we received and still own.
+    unsafe { (*m).pkt_len }
+}
+
+/// The frames of one TX queue for `--blast`, packed one after the other in `arena`.
+#[derive(Debug, Default)]
+struct QueueFrames {
+    arena: Vec<u8>,
+    /// (offset in `arena`, length) of each frame, in send order.
+    spans: Vec<(u32, u16)>,
+}
+
+/// What `--blast` sends: the frames of the pcap split by TX queue (their order kept within
+/// each queue, so one flow's frames stay in order).
+#[derive(Debug)]
+struct BlastPlan {
+    queues: Vec<QueueFrames>,
+}
+
+impl BlastPlan {
+    fn new(frames: &[Vec<u8>], how: TxQueue, queues: u16) -> BlastPlan {
+        let mut qs: Vec<QueueFrames> = (0..queues).map(|_| QueueFrames::default()).collect();
+        for f in frames {
+            let q = &mut qs[usize::from(queue_of(f, how, queues))];
+            q.spans.push((q.arena.len() as u32, f.len() as u16));
+            q.arena.extend_from_slice(f);
+        }
+        BlastPlan { queues: qs }
+    }
 }
 
 /// The TX queue of a frame: fixed, or a hash of its IPv4/IPv6 addresses and L4 ports (the
@@ -386,6 +547,15 @@ fn eal_args(cli: &Cli) -> Vec<String> {
     if let Some(mac) = &cli.mac {
         vdev.push_str(&format!(",mac={mac}"));
     }
+    let sink = cli.sink_socket.as_ref().map(|p| {
+        format!(
+            "net_virtio_user1,path={},server={},queues={},queue_size={}",
+            p.display(),
+            u8::from(!cli.client),
+            cli.queues,
+            cli.queue_size
+        )
+    });
     let mut a = vec![
         "vm-guest".to_string(),
         "-l".into(),
@@ -397,9 +567,13 @@ fn eal_args(cli: &Cli) -> Vec<String> {
         "--vdev".into(),
         vdev,
     ];
+    if let Some(v) = sink {
+        a.push("--vdev".into());
+        a.push(v);
+    }
     if cli.huge {
-        // One file per memseg list instead of one per page: vhost-user passes the guest's
-        // memory as one region per file, and a page per region is more than it takes.
+        // vhost-user passes the guest's memory as one region per file: with a file per
+        // 2 MiB page the backend's limit of 8 regions is reached at 16 MiB.
         a.push("--single-file-segments".into());
     } else {
         a.push("--no-huge".into());
@@ -424,11 +598,14 @@ fn run(cli: Cli) -> Result<()> {
             bail!("--tx-queue: queue {q} does not exist with --queues {}", cli.queues);
         }
     }
-    if cli.socket.as_os_str().as_encoded_bytes().iter().any(|b| *b == b',' || b.is_ascii_whitespace()) {
-        bail!(
-            "--socket: {} contains a comma or a space, which DPDK device arguments cannot carry",
-            cli.socket.display()
-        );
+    for (flag, sock) in [("--socket", Some(&cli.socket)), ("--sink-socket", cli.sink_socket.as_ref())] {
+        let Some(sock) = sock else { continue };
+        if sock.as_os_str().as_encoded_bytes().iter().any(|b| *b == b',' || b.is_ascii_whitespace()) {
+            bail!("{flag}: {} contains a comma or a space, which DPDK device arguments cannot carry", sock.display());
+        }
+    }
+    if cli.blast && cli.rate != 0 {
+        bail!("--blast sends without pacing: leave --rate at 0");
     }
     let to_send = match &cli.send {
         Some(p) => Some(pcap::read(p).context("--send")?),
@@ -436,13 +613,18 @@ fn run(cli: Cli) -> Result<()> {
     };
     if !cli.client {
         remove_stale_socket(&cli.socket)?;
+        if let Some(s) = &cli.sink_socket {
+            remove_stale_socket(s)?;
+        }
     }
     ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
     // In server mode the EAL waits here until the vRouter connects.
     let _eal = Eal::init(&eal_args(&cli)).context("starting DPDK (EAL)")?;
     let port = Port::by_name("net_virtio_user0")?;
     let info = port.info()?;
-    let pool = Mempool::create("vm_guest", 8191, 256, info.socket).context("creating the mbuf pool")?;
+    let pool =
+        Mempool::create("vm_guest", pool_size(cli.queues, cli.queue_size, cli.sink_socket.is_some()), 256, info.socket)
+            .context("creating the mbuf pool")?;
     let pcfg = PortConfig {
         rx_queues: cli.queues,
         tx_queues: cli.queues,
@@ -452,12 +634,23 @@ fn run(cli: Cli) -> Result<()> {
     };
     port.configure(&pcfg, &info, &pool).context("configuring the virtio_user port")?;
     port.start().context("starting the virtio_user port")?;
+    let sink = match &cli.sink_socket {
+        Some(_) => {
+            let sink = Port::by_name("net_virtio_user1")?;
+            let sinfo = sink.info()?;
+            sink.configure(&pcfg, &sinfo, &pool).context("configuring the sink's virtio_user port")?;
+            sink.start().context("starting the sink's virtio_user port")?;
+            Some(sink)
+        }
+        None => None,
+    };
     let record = match &cli.record {
         Some(p) => Some(pcap::Writer::create(p).context("--record")?),
         None => None,
     };
     let mut g = Guest {
         port,
+        sink,
         pool,
         queues: cli.queues,
         tx_timeout: Duration::from_millis(cli.tx_timeout_ms),
@@ -465,6 +658,8 @@ fn run(cli: Cli) -> Result<()> {
         c: Counters {
             received_per_queue: vec![0; usize::from(cli.queues)],
             sent_per_queue: vec![0; usize::from(cli.queues)],
+            sink_received: cli.sink_socket.as_ref().map(|_| 0),
+            sink_received_bytes: cli.sink_socket.as_ref().map(|_| 0),
             ..Counters::default()
         },
         first_tx: None,
@@ -491,7 +686,50 @@ fn run(cli: Cli) -> Result<()> {
         }
     });
 
-    if let Some(frames) = &to_send {
+    if cli.wait_go {
+        // The harness measures the idle forwarding core now; `go` starts the sending.
+        let mut idle = 0u32;
+        loop {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
+            let got = g.poll_rx()?;
+            match rx.try_recv().map(|l| l.trim().to_string()) {
+                Ok(l) if l == "go" => break,
+                Ok(l) if l == "quit" => STOP.store(true, Ordering::Relaxed),
+                Ok(l) => say_error(&format!("{l:?}: only `go` or `quit` before sending (--wait-go)")),
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => STOP.store(true, Ordering::Relaxed),
+            }
+            if got == 0 && cli.idle_sleep_us > 0 {
+                idle += 1;
+                if idle >= 256 {
+                    idle = 0;
+                    std::thread::sleep(Duration::from_micros(cli.idle_sleep_us));
+                }
+            } else {
+                idle = 0;
+            }
+        }
+        say("going", g.link_up(), &g.c);
+    }
+
+    if let (true, Some(frames)) = (cli.blast, &to_send) {
+        let plan = BlastPlan::new(frames, cli.tx_queue, cli.queues);
+        // Without --duration: until SIGINT or SIGTERM (--repeat does not apply).
+        let end = cli.duration.map(|secs| Instant::now() + Duration::from_secs_f64(secs));
+        if !STOP.load(Ordering::Relaxed) {
+            g.blast(&plan, end)?;
+        }
+        say("sent", g.link_up(), &g.c);
+        if cli.exit_after_send {
+            let end = Instant::now() + Duration::from_millis(cli.linger_ms);
+            while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
+                g.poll_rx()?;
+            }
+            STOP.store(true, Ordering::Relaxed);
+        }
+    } else if let Some(frames) = &to_send {
         match cli.duration {
             Some(secs) => {
                 let end = Instant::now() + Duration::from_secs_f64(secs);
@@ -567,7 +805,19 @@ fn run(cli: Cli) -> Result<()> {
     say("exit", up, &g.c);
     let _ = g.port.stop();
     let _ = g.port.close();
+    if let Some(s) = &g.sink {
+        let _ = s.stop();
+        let _ = s.close();
+    }
     Ok(())
+}
+
+/// Mbufs of the guest's pool: RX and TX rings of every queue of every port full at once,
+/// plus the per-lcore cache and a burst in hand, at least 8191.
+fn pool_size(queues: u16, queue_size: u16, sink: bool) -> u32 {
+    let ports = if sink { 2 } else { 1 };
+    let rings = ports * u32::from(queues) * 2 * u32::from(queue_size);
+    ((rings + 4096).next_power_of_two() - 1).max(8191)
 }
 
 /// Removes the socket file a killed guest left behind (as QEMU does before it listens), so a
@@ -630,5 +880,45 @@ mod tests {
         assert_eq!(used.len(), 4);
         assert_eq!(queue_of(&frame(1), TxQueue::Fixed(2), 4), 2);
         assert!(queue_of(&[], TxQueue::Hash, 2) < 2);
+    }
+
+    #[test]
+    fn blast_plan_splits_by_queue_keeping_order_and_bytes() {
+        let frame = |sport: u16, len: usize| {
+            let mut f = vec![0u8; len];
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            f[14] = 0x45;
+            f[26..30].copy_from_slice(&[10, 1, 1, 1]);
+            f[30..34].copy_from_slice(&[10, 1, 1, 2]);
+            f[34..36].copy_from_slice(&sport.to_be_bytes());
+            f[len - 1] = sport as u8;
+            f
+        };
+        let frames: Vec<Vec<u8>> = (0..40).map(|p| frame(p, 60 + usize::from(p % 3))).collect();
+        let plan = BlastPlan::new(&frames, TxQueue::Hash, 2);
+        assert_eq!(plan.queues.len(), 2);
+        assert!(plan.queues.iter().all(|q| !q.spans.is_empty()), "40 flows land on both queues");
+        let mut seen = Vec::new();
+        for (qi, q) in plan.queues.iter().enumerate() {
+            let got: Vec<&[u8]> =
+                q.spans.iter().map(|&(o, l)| &q.arena[o as usize..o as usize + usize::from(l)]).collect();
+            let want: Vec<&[u8]> =
+                frames.iter().filter(|f| queue_of(f, TxQueue::Hash, 2) == qi as u16).map(|f| f.as_slice()).collect();
+            assert_eq!(got, want, "queue {qi}: the frames of that queue, in pcap order");
+            seen.extend(got);
+        }
+        assert_eq!(seen.len(), frames.len());
+        let fixed = BlastPlan::new(&frames, TxQueue::Fixed(1), 2);
+        assert!(fixed.queues[0].spans.is_empty());
+        assert_eq!(fixed.queues[1].spans.len(), 40);
+        assert_eq!(fixed.queues[1].arena.len(), frames.iter().map(Vec::len).sum::<usize>());
+    }
+
+    #[test]
+    fn pool_covers_every_ring() {
+        assert_eq!(pool_size(1, 1024, false), 8191);
+        // 2 ports x 2 queues x (RX + TX) x 1024 = 8192 descriptors, + 4096.
+        assert_eq!(pool_size(2, 1024, true), 16383);
+        assert!(pool_size(16, 4096, true) as usize > 2 * 16 * 2 * 4096);
     }
 }
