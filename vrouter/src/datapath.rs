@@ -578,7 +578,8 @@ fn prepare_vhost_socket(vif: &crate::config::VifConfig) -> Result<()> {
     Ok(())
 }
 
-/// One lock per (port, TX queue), used only where lcores outnumber TX queues.
+/// One lock per (port, TX queue), used where lcores outnumber TX queues and on vhost-user
+/// ports sent to by several lcores.
 fn tx_locks(ports: &[PortSetup]) -> Vec<Vec<Arc<TxLock>>> {
     ports
         .iter()
@@ -1456,8 +1457,10 @@ impl PrepassHash {
     }
 }
 
-/// Transmits a TX buffer; what the queue does not take is freed and counted as
-/// `IF TX Discard` on the output vif, all of it as `Link Down` when the port's link is down.
+/// Transmits a TX buffer on the lcore's queue of the port (on a vhost-user port whose guest
+/// does not read that queue, on one it reads: [`stand_in_queue`]); what the queue does not
+/// take is freed and counted as `IF TX Discard` on the output vif, all of it as `Link Down`
+/// when the port's link is down.
 #[inline]
 fn flush(t: &mut TxTarget, stats: &LcoreStats) {
     let n = t.n;

@@ -51,7 +51,8 @@ pub struct PortSlot {
     /// TX queues opened: one per forwarding lcore, fewer (then shared under a lock) if the
     /// device has fewer.
     pub tx_queues: u16,
-    /// One lock per TX queue, used only where lcores outnumber TX queues.
+    /// One lock per TX queue, used where lcores outnumber TX queues and on vhost-user ports
+    /// sent to by several lcores.
     pub tx_locks: Vec<Arc<TxLock>>,
 }
 
