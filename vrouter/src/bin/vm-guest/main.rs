@@ -573,11 +573,11 @@ fn eal_args(cli: &Cli) -> Vec<String> {
     }
     if cli.huge {
         // vhost-user passes the guest's memory as one region per file: with a file per
-        // 2 MiB page the backend's limit of 8 regions is reached at 16 MiB. The files are
-        // unlinked once mapped (the backend gets their descriptors over the socket), so a
-        // guest that is killed does not leave its pages taken.
+        // 2 MiB page the backend's limit of 8 regions is reached at 16 MiB. In memory: the
+        // pages are hugetlb memfds, not files in a hugetlbfs mount (the backend gets their
+        // descriptors over the socket), so a guest that is killed leaves no pages taken.
         a.push("--single-file-segments".into());
-        a.push("--huge-unlink".into());
+        a.push("--in-memory".into());
     } else {
         a.push("--no-huge".into());
     }
@@ -948,11 +948,11 @@ mod tests {
             a.contains(&"net_virtio_user1,path=/s/vm2.sock,server=1,queues=2,queue_size=1024".to_string()),
             "{a:?}"
         );
-        assert!(a.contains(&"--single-file-segments".to_string()) && a.contains(&"--huge-unlink".to_string()));
+        assert!(a.contains(&"--single-file-segments".to_string()) && a.contains(&"--in-memory".to_string()));
         assert!(!a.contains(&"--no-huge".to_string()));
         let plain = eal_args(&Cli::parse_from(["vm-guest", "--socket", "/s/vm1.sock", "--client"]));
         assert!(plain.contains(&"--no-huge".to_string()));
-        assert!(plain.iter().all(|x| !x.starts_with("net_virtio_user1") && x != "--huge-unlink"), "{plain:?}");
+        assert!(plain.iter().all(|x| !x.starts_with("net_virtio_user1") && x != "--in-memory"), "{plain:?}");
         assert!(plain.contains(&"net_virtio_user0,path=/s/vm1.sock,server=0,queues=1,queue_size=1024".to_string()));
     }
 }
