@@ -350,6 +350,25 @@ pub struct Row {
     pub vs_ovs_ct: Option<f64>,
     /// busy_mpps / OVS l3's.
     pub vs_ovs_l3: Option<f64>,
+    /// Median over the repetitions of this row's busy_mpps / OVS ct's in the same
+    /// repetition (run minutes apart, so the machine's drift between repetitions cancels).
+    pub paired_vs_ovs_ct: Option<f64>,
+    /// The same against OVS l3.
+    pub paired_vs_ovs_l3: Option<f64>,
+}
+
+/// Per repetition, `key`'s busy_mpps / `base`'s (both successful), in repetition order.
+pub fn paired_ratios(runs: &[Run], key: &str, base: &str) -> Vec<f64> {
+    let ok = |k: &str, rep: u32| runs.iter().find(|r| r.key == k && r.rep == rep && r.error.is_none());
+    let mut reps: Vec<u32> = runs.iter().filter(|r| r.key == key).map(|r| r.rep).collect();
+    reps.sort_unstable();
+    reps.dedup();
+    reps.into_iter()
+        .filter_map(|rep| match (ok(key, rep), ok(base, rep)) {
+            (Some(a), Some(b)) if b.busy_mpps > 0.0 => Some(a.busy_mpps / b.busy_mpps),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Medians per system (in first-seen order) and the ratios to the OVS rows.
@@ -378,6 +397,8 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 busy_mpps_runs: ok.iter().map(|r| r.busy_mpps).collect(),
                 vs_ovs_ct: None,
                 vs_ovs_l3: None,
+                paired_vs_ovs_ct: None,
+                paired_vs_ovs_l3: None,
             }
         })
         .collect();
@@ -389,6 +410,12 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
         }
         r.vs_ovs_ct = ct.filter(|c| *c > 0.0).map(|c| r.busy_mpps / c);
         r.vs_ovs_l3 = l3.filter(|c| *c > 0.0).map(|c| r.busy_mpps / c);
+        let paired = |base: &str| {
+            let v = paired_ratios(runs, &r.key, base);
+            (!v.is_empty()).then(|| median(&v))
+        };
+        r.paired_vs_ovs_ct = paired("ovs_ct");
+        r.paired_vs_ovs_l3 = paired("ovs_l3");
     }
     out
 }
@@ -404,13 +431,13 @@ fn f2(x: f64) -> String {
 /// The markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| system | runs | Mpps per busy core | wall Mpps | Mpps per on-CPU s | fwd CPU share | busy share | tx/rx | x OVS ct | x OVS l3 | runs (Mpps per busy core) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| system | runs | Mpps per busy core | wall Mpps | Mpps per on-CPU s | fwd CPU share | busy share | tx/rx | x OVS ct | x OVS l3 | x OVS ct, paired | x OVS l3, paired | runs (Mpps per busy core) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let ratio = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.system,
             r.runs,
             f2(r.busy_mpps),
@@ -421,6 +448,8 @@ pub fn table(rows: &[Row]) -> String {
             if r.tx_over_rx.is_nan() { "-".into() } else { format!("{:.3}", r.tx_over_rx) },
             ratio(r.vs_ovs_ct),
             ratio(r.vs_ovs_l3),
+            ratio(r.paired_vs_ovs_ct),
+            ratio(r.paired_vs_ovs_l3),
             r.busy_mpps_runs.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" / "),
         ));
     }
@@ -1196,13 +1225,21 @@ mod tests {
         assert_eq!(r[0].vs_ovs_ct, Some(2.5));
         assert_eq!(r[0].vs_ovs_l3, Some(10.0 / 7.0));
         assert_eq!(r[1].vs_ovs_ct, Some(1.0));
+        // A repetition whose anchor failed has no paired ratio.
+        let mut gap = runs.clone();
+        gap[1].error = Some("ovs down".into());
+        assert_eq!(paired_ratios(&gap, "vr_vm2vm_q1_l1", "ovs_ct"), vec![2.5, 2.4]);
         // A system whose runs all failed: no median, no ratio.
         assert_eq!(r[3].runs, 0);
         assert!(r[3].busy_mpps.is_nan());
         assert_eq!(r[3].vs_ovs_ct, None);
         let t = table(&r);
         assert!(t.contains("| VR_VM2VM_Q1_L1 | 3 | 10.00 | 5.00 |"), "{t}");
-        assert!(t.contains("| 2.50 | 1.43 | 9.00 / 10.00 / 12.00 |"), "{t}");
+        // Paired: 9/3, 10/4, 12/5 -> median 2.5; 9/6, 10/8, 12/7 -> median 1.5.
+        assert_eq!(paired_ratios(&runs, "vr_vm2vm_q1_l1", "ovs_ct"), vec![3.0, 2.5, 2.4]);
+        assert_eq!(r[0].paired_vs_ovs_ct, Some(2.5));
+        assert_eq!(r[0].paired_vs_ovs_l3, Some(1.5));
+        assert!(t.contains("| 2.50 | 1.43 | 2.50 | 1.50 | 9.00 / 10.00 / 12.00 |"), "{t}");
         assert!(t.contains("| VR_VM2FABRIC_Q1_L1 | 0 | - |"), "{t}");
     }
 

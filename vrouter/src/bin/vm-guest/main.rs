@@ -573,8 +573,11 @@ fn eal_args(cli: &Cli) -> Vec<String> {
     }
     if cli.huge {
         // vhost-user passes the guest's memory as one region per file: with a file per
-        // 2 MiB page the backend's limit of 8 regions is reached at 16 MiB.
+        // 2 MiB page the backend's limit of 8 regions is reached at 16 MiB. In memory: the
+        // pages are hugetlb memfds, not files in a hugetlbfs mount (the backend gets their
+        // descriptors over the socket), so a guest that is killed leaves no pages taken.
         a.push("--single-file-segments".into());
+        a.push("--in-memory".into());
     } else {
         a.push("--no-huge".into());
     }
@@ -920,5 +923,36 @@ mod tests {
         // 2 ports x 2 queues x (RX + TX) x 1024 = 8192 descriptors, + 4096.
         assert_eq!(pool_size(2, 1024, true), 16383);
         assert!(pool_size(16, 4096, true) as usize > 2 * 16 * 2 * 4096);
+    }
+
+    #[test]
+    fn eal_arguments_for_the_sink_and_hugepages() {
+        let cli = Cli::parse_from([
+            "vm-guest",
+            "--socket",
+            "/s/vm1.sock",
+            "--sink-socket",
+            "/s/vm2.sock",
+            "--queues",
+            "2",
+            "--huge",
+            "--file-prefix",
+            "g",
+        ]);
+        let a = eal_args(&cli);
+        assert!(
+            a.contains(&"net_virtio_user0,path=/s/vm1.sock,server=1,queues=2,queue_size=1024".to_string()),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"net_virtio_user1,path=/s/vm2.sock,server=1,queues=2,queue_size=1024".to_string()),
+            "{a:?}"
+        );
+        assert!(a.contains(&"--single-file-segments".to_string()) && a.contains(&"--in-memory".to_string()));
+        assert!(!a.contains(&"--no-huge".to_string()));
+        let plain = eal_args(&Cli::parse_from(["vm-guest", "--socket", "/s/vm1.sock", "--client"]));
+        assert!(plain.contains(&"--no-huge".to_string()));
+        assert!(plain.iter().all(|x| !x.starts_with("net_virtio_user1") && x != "--in-memory"), "{plain:?}");
+        assert!(plain.contains(&"net_virtio_user0,path=/s/vm1.sock,server=0,queues=1,queue_size=1024".to_string()));
     }
 }
