@@ -10,6 +10,8 @@
 //! Needs root (veth pairs, raw sockets), as the other live tests.
 
 mod common;
+#[path = "../../flow-table/tests/support/hugepages.rs"]
+mod huge;
 
 use common::guest::Guest;
 use common::*;
@@ -39,6 +41,13 @@ fn write_config(d: &Path, run_dir: &Path, fabric_if: &str, prefix: &str, o: &Lay
         .replacen("device = \"net_pcap0\"", "device = \"net_af_packet0\"", 1)
         .replacen("device = \"net_pcap1\"", &vhost(1, o.vif_queues[0]), 1)
         .replacen("device = \"net_pcap2\"", &vhost(2, o.vif_queues[1]), 1);
+    if let Some(dir) = &o.huge_dir {
+        cfg = cfg.replacen(
+            "memory_mb = 256",
+            &format!("memory_mb = 256\nno_huge = false\nhuge_dir = \"{}\"", dir.display()),
+            1,
+        );
+    }
     if o.lcores > 1 {
         // More forwarding lcores than this machine may have CPUs: all on CPU 1 (EAL --lcores).
         let cores: Vec<String> = (1..=o.lcores).map(|c| c.to_string()).collect();
@@ -61,6 +70,9 @@ struct Layout {
     vif_queues: [u16; 2],
     /// Queue pairs of the guests on them (a guest may enable fewer than the vif has).
     guest_queues: [u16; 2],
+    /// DPDK memory on huge pages from this hugetlbfs mount, for the vRouter (`huge_dir`) and
+    /// the guests (`--huge`); `None`: `--no-huge` everywhere.
+    huge_dir: Option<PathBuf>,
 }
 
 /// A vRouter with two VMs attached over vhost-user and a fabric the test drives.
@@ -80,7 +92,7 @@ struct Host {
 
 impl Host {
     fn start(tag: &str) -> Host {
-        Host::start_with(tag, &Layout { lcores: 1, vif_queues: [1, 1], guest_queues: [1, 1] })
+        Host::start_with(tag, &Layout { lcores: 1, vif_queues: [1, 1], guest_queues: [1, 1], huge_dir: None })
     }
 
     fn start_with(tag: &str, o: &Layout) -> Host {
@@ -94,8 +106,9 @@ impl Host {
         let prefix = unique_prefix();
         let cfg = write_config(&d, &run_dir, &fa, &prefix, o);
         // The VMs listen first, as QEMU does; the vRouter connects to them.
-        let vm1 = Guest::start(&d, "vm1", &d.join("vm1.sock"), o.guest_queues[0], &[]);
-        let vm2 = Guest::start(&d, "vm2", &d.join("vm2.sock"), o.guest_queues[1], &[]);
+        let guest_args: &[&str] = if o.huge_dir.is_some() { &["--huge", "--memory-mb", "128"] } else { &[] };
+        let vm1 = Guest::start(&d, "vm1", &d.join("vm1.sock"), o.guest_queues[0], guest_args);
+        let vm2 = Guest::start(&d, "vm2", &d.join("vm2.sock"), o.guest_queues[1], guest_args);
         let mut h = Host {
             dir,
             run_dir,
@@ -598,7 +611,10 @@ fn a_server_mode_vif_replaces_a_stale_socket_and_takes_a_client_vm() {
 /// vm2's answers (one RX queue, one lcore) meet flows set up by the other lcore.
 fn vhost_queues_over_lcores(lcores: u16) {
     let _s = serial();
-    let mut h = Host::start_with(&format!("m{lcores}"), &Layout { lcores, vif_queues: [2, 2], guest_queues: [2, 1] });
+    let mut h = Host::start_with(
+        &format!("m{lcores}"),
+        &Layout { lcores, vif_queues: [2, 2], guest_queues: [2, 1], huge_dir: None },
+    );
     let flows = 32;
     let (to_vm2, expect_vm2) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 128, flows, "mq", false);
     let (back, expect_back) =
@@ -643,4 +659,49 @@ fn vhost_queues_over_two_lcores() {
 #[test]
 fn vhost_queues_over_three_lcores() {
     vhost_queues_over_lcores(3);
+}
+
+/// The VMs and the vRouter on huge pages, as a production node runs them: the vRouter's DPDK
+/// memory from a hugetlbfs mount (`no_huge = false`, `huge_dir`), the guests' on huge pages
+/// too (`vm-guest --huge`: one memfd per segment list, which vhost-user shares); VM to VM
+/// both ways byte for byte, counters exact. Needs root to reserve pages (as `ci/test.sh` does).
+#[test]
+fn vms_and_vrouter_on_huge_pages() {
+    const TEST: &str = "vrouter::vhost::vms_and_vrouter_on_huge_pages";
+    let _s = serial();
+    // The vRouter's 256 MiB, two guests' 128 MiB, its flow table and room to grow.
+    let _pages = match huge::Reservation::ensure(128 + 2 * 64 + 56 + 32) {
+        Ok(r) => r,
+        Err(why) => return huge::skip(TEST, &why),
+    };
+    let mnt = match huge::TempMount::new("pagesize=2M") {
+        Ok(m) => m,
+        Err(why) => return huge::skip(TEST, &why),
+    };
+    remove_orphaned_flow_tables();
+    let layout =
+        Layout { lcores: 1, vif_queues: [1, 1], guest_queues: [1, 1], huge_dir: Some(mnt.path().to_path_buf()) };
+    let mut h = Host::start_with("h", &layout);
+    // The vRouter's DPDK memory lies in (unlinked) files of the mount.
+    let pid = h.vrouter.as_ref().unwrap().id();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mount = mnt.path().display().to_string();
+    assert!(maps.lines().any(|l| l.contains(&mount)), "no mapping under {mount}");
+
+    let (to_vm2, expect_vm2) = udp_frames(("192.168.1.3", VM1_MAC), ("192.168.1.4", VM2_MAC), 100, 10, "huge", false);
+    let (back, expect_back) =
+        udp_frames(("192.168.1.4", VM2_MAC), ("192.168.1.3", VM1_MAC), 100, 10, "huge-back", true);
+    send_flows(&mut h, 1, 2, &to_vm2, 10, "huge");
+    assert_eq!(h.vm2().wait_rx(100, Duration::from_secs(20))["received"], 100);
+    assert_eq!(sorted(h.vm2().received()), sorted(expect_vm2.clone()));
+    let p = h.pcap("huge-back", &back);
+    assert_eq!(h.vm2().send(&p, "0")["sent"], 100);
+    assert_eq!(h.vm1().wait_rx(100, Duration::from_secs(20))["received"], 100);
+    assert_eq!(sorted(h.vm1().received()), sorted(expect_back.clone()));
+    let (c1, c2) = (h.counters(1), h.counters(2));
+    assert_eq!((c1.rx_packets, c2.tx_packets, c2.tx_bytes), (100, 100, bytes(&expect_vm2)));
+    assert_eq!((c2.rx_packets, c1.tx_packets, c1.tx_bytes), (100, 100, bytes(&expect_back)));
+    assert_eq!(h.stats().drops(None).iter().sum::<u64>(), 0, "{:?}", drop_list(&h.stats()));
+    h.assert_accounted();
+    h.stop_vrouter();
 }
