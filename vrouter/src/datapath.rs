@@ -564,17 +564,7 @@ fn prepare_vhost_socket(vif: &crate::config::VifConfig) -> Result<()> {
             bail!("vhost.socket: directory {} does not exist", dir.display());
         }
     }
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                bail!("vhost.socket: {} is served by another process", v.socket);
-            }
-            std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", v.socket))?;
-        }
-        Ok(_) => bail!("vhost.socket: {} exists and is not a socket", v.socket),
-        Err(_) => {}
-    }
+    crate::dpdk::socket::clear_stale(path).context("vhost.socket")?;
     Ok(())
 }
 

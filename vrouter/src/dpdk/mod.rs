@@ -8,6 +8,7 @@ pub mod link;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod socket;
 
 pub use eal::Eal;
 pub use mbuf::Mbuf;

@@ -615,9 +615,9 @@ fn run(cli: Cli) -> Result<()> {
         None => None,
     };
     if !cli.client {
-        remove_stale_socket(&cli.socket)?;
+        vrouter::dpdk::socket::clear_stale(&cli.socket).context("--socket")?;
         if let Some(s) = &cli.sink_socket {
-            remove_stale_socket(s)?;
+            vrouter::dpdk::socket::clear_stale(s).context("--sink-socket")?;
         }
     }
     ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
@@ -691,7 +691,7 @@ fn run(cli: Cli) -> Result<()> {
 
     if cli.wait_go {
         // The harness measures the idle forwarding core now; `go` starts the sending.
-        let mut idle = 0u32;
+        let mut idle = IdleBackoff::new(cli.idle_sleep_us);
         loop {
             if STOP.load(Ordering::Relaxed) {
                 break;
@@ -704,15 +704,7 @@ fn run(cli: Cli) -> Result<()> {
                 Err(mpsc::TryRecvError::Empty) => {}
                 Err(mpsc::TryRecvError::Disconnected) => STOP.store(true, Ordering::Relaxed),
             }
-            if got == 0 && cli.idle_sleep_us > 0 {
-                idle += 1;
-                if idle >= 256 {
-                    idle = 0;
-                    std::thread::sleep(Duration::from_micros(cli.idle_sleep_us));
-                }
-            } else {
-                idle = 0;
-            }
+            idle.after_poll(got);
         }
         say("going", g.link_up(), &g.c);
     }
@@ -757,7 +749,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     let mut waiting: Option<(u64, Instant)> = None;
-    let mut idle = 0u32;
+    let mut idle = IdleBackoff::new(cli.idle_sleep_us);
     while !STOP.load(Ordering::Relaxed) {
         let got = g.poll_rx()?;
         if let Some((n, by)) = waiting {
@@ -790,16 +782,7 @@ fn run(cli: Cli) -> Result<()> {
             },
             Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => {}
         }
-        // A guest with nothing to do yields the CPU now and then (it shares CPUs in tests).
-        if got == 0 && cli.idle_sleep_us > 0 {
-            idle += 1;
-            if idle >= 256 {
-                idle = 0;
-                std::thread::sleep(Duration::from_micros(cli.idle_sleep_us));
-            }
-        } else {
-            idle = 0;
-        }
+        idle.after_poll(got);
     }
     if let Some(w) = g.record.as_mut() {
         w.flush()?;
@@ -823,19 +806,30 @@ fn pool_size(queues: u16, queue_size: u16, sink: bool) -> u32 {
     ((rings + 4096).next_power_of_two() - 1).max(8191)
 }
 
-/// Removes the socket file a killed guest left behind (as QEMU does before it listens), so a
-/// restarted guest can listen on the same path; refuses to touch anything else, or a socket
-/// some process still accepts connections on.
-fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
-    if !meta.file_type().is_socket() {
-        bail!("--socket: {} exists and is not a socket", path.display());
+/// A guest with nothing to do yields the CPU now and then (it shares CPUs in tests): a sleep
+/// of `sleep_us` after 256 empty polls in a row; 0 never sleeps (a benchmark sink).
+struct IdleBackoff {
+    empty: u32,
+    sleep_us: u64,
+}
+
+impl IdleBackoff {
+    fn new(sleep_us: u64) -> IdleBackoff {
+        IdleBackoff { empty: 0, sleep_us }
     }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        bail!("--socket: {} is in use by another process", path.display());
+
+    /// After a poll that received `got` frames.
+    fn after_poll(&mut self, got: usize) {
+        if got > 0 || self.sleep_us == 0 {
+            self.empty = 0;
+            return;
+        }
+        self.empty += 1;
+        if self.empty >= 256 {
+            self.empty = 0;
+            std::thread::sleep(Duration::from_micros(self.sleep_us));
+        }
     }
-    std::fs::remove_file(path).with_context(|| format!("--socket: removing the stale {}", path.display()))
 }
 
 fn say_error(msg: &str) {
