@@ -16,6 +16,8 @@
 //! - [`open`] maps a region file read-only and checks it in a fixed order (see there),
 //!   including the owner's liveness ([`owner_alive`]: pid exists *and* started at the
 //!   recorded time), unless the caller accepts a stale region ([`OpenOptions::allow_stale`]).
+//! - [`adopt`] maps a region file left by a previous run read-write, with the same checks,
+//!   and makes this process its owner (a restart that keeps its state).
 //! - [`RegionError`] is the one error type of all of it; every message names the region
 //!   kind and the path.
 
@@ -32,5 +34,5 @@ pub use header::{RegionHeader, REGION_HEADER_SIZE};
 pub use pod::{Bytes, Pod};
 pub use process::{owner_alive, process_start_ticks, unix_time_ns};
 pub use region::{
-    create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
+    adopt, create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
 };
