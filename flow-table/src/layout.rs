@@ -302,7 +302,7 @@ const _: () = assert!(offset_of!(FlowEntry, origin) == 124);
 unsafe impl Pod for FlowEntry {}
 
 /// Where a flow came from, as the agent recorded it in the entry (see
-/// [`crate::FlowTable::set_origin`]): what a restarted agent needs to rebuild its own
+/// [`crate::FlowUpdate::origin`]): what a restarted agent needs to rebuild its own
 /// per-flow state and re-evaluate the pair from its forward direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -435,7 +435,7 @@ impl FlowEntry {
         }
     }
 
-    /// The origin the agent recorded with [`crate::FlowTable::set_origin`]: the vif the
+    /// The origin the agent recorded ([`crate::FlowUpdate::origin`]): the vif the
     /// forward direction's first packet came in on and whether this entry is the reverse
     /// flow of the pair. `None` until the agent set it up.
     #[inline(always)]

@@ -378,10 +378,10 @@ mod tests {
             let r = t.create_reverse(f, 200).unwrap();
             let mut up = FlowUpdate::new(Action::Forward);
             up.mirror = Some(1);
+            up.origin = Some(Origin { vif: 3, reverse: false });
             t.set_action(f, gen, &up).unwrap();
-            t.set_action(r, t.entry(r).unwrap().gen(), &FlowUpdate::new(Action::Forward)).unwrap();
-            t.set_origin(f, gen, Origin { vif: 3, reverse: false }).unwrap();
-            t.set_origin(r, t.entry(r).unwrap().gen(), Origin { vif: 3, reverse: true }).unwrap();
+            up.origin = Some(Origin { vif: 3, reverse: true });
+            t.set_action(r, t.entry(r).unwrap().gen(), &up).unwrap();
             for _ in 0..=i {
                 t.account_as(0, f, 100, 300);
                 t.account_as(1, f, 10, 300);

@@ -110,6 +110,9 @@ pub struct FlowUpdate {
     pub src_nh: Option<u32>,
     /// Outer UDP source port for MPLSoUDP/VXLAN (default: from the flow hash).
     pub underlay_sport: Option<u16>,
+    /// Where the flow came from ([`crate::FlowEntry::origin`]): kept in the entry so an
+    /// agent restarted on the reattached table knows it too.
+    pub origin: Option<Origin>,
 }
 
 impl FlowUpdate {
@@ -125,6 +128,7 @@ impl FlowUpdate {
             sec_mirror: None,
             src_nh: None,
             underlay_sport: None,
+            origin: None,
         }
     }
 
@@ -632,17 +636,6 @@ impl FlowTable {
         Ok(ridx)
     }
 
-    /// Records where flow `idx` (at generation `gen`) came from (agent only): kept in the
-    /// entry so that a restarted agent that reattaches the table knows it too
-    /// ([`crate::FlowEntry::origin`]). A stale handle changes nothing.
-    pub fn set_origin(&self, idx: u32, gen: Gen, origin: Origin) -> Result<(), FlowTableError> {
-        let e = self.checked_entry(idx)?;
-        let _w = SeqWrite::begin(e);
-        check_live(idx, e.ctl.load(Relaxed), Some(gen))?;
-        e.origin.store(origin.word(), Relaxed);
-        Ok(())
-    }
-
     /// Points `a` (at generation `gen_a`) and `b` at each other.
     fn link(&self, a: u32, gen_a: Gen, b: u32) -> Result<(), FlowTableError> {
         let ea = self.region.entry(a);
@@ -684,6 +677,9 @@ impl FlowTable {
             return Err(FlowTableError::InvalidArgument(format!("flow {idx}: MIRROR flag without a mirror index")));
         }
         e.mirror.store(make_mirror_word(mirror, sec, sport), Relaxed);
+        if let Some(o) = update.origin {
+            e.origin.store(o.word(), Relaxed);
+        }
         if let Some(nh) = update.src_nh {
             e.src_nh.store(nh, Relaxed);
         }

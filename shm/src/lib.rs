@@ -32,7 +32,7 @@ mod region;
 pub use error::RegionError;
 pub use header::{RegionHeader, REGION_HEADER_SIZE};
 pub use pod::{Bytes, Pod};
-pub use process::{owner_alive, process_start_ticks, unix_time_ns};
+pub use process::{owner_alive, process_start_ticks, region_owner, unix_time_ns};
 pub use region::{
     adopt, create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
 };
