@@ -804,11 +804,17 @@ pub fn http_json(
 /// Starts the `vrouter` binary on the configuration file `cfg_path` (EAL file prefix
 /// `prefix`), stdout and stderr piped; the caller waits for what it needs.
 pub fn spawn_vrouter(cfg_path: &Path, prefix: String) -> Running {
+    spawn_vrouter_with(cfg_path, prefix, &[])
+}
+
+/// [`spawn_vrouter`] with more arguments (`--takeover`).
+pub fn spawn_vrouter_with(cfg_path: &Path, prefix: String, args: &[&str]) -> Running {
     remove_orphaned_flow_tables();
     Running(
         Command::new(env!("CARGO_BIN_EXE_vrouter"))
             .arg("--config")
             .arg(cfg_path)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

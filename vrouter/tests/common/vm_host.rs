@@ -134,6 +134,12 @@ impl Host {
 
     pub fn start_vrouter(&mut self) {
         let child = spawn_vrouter(&self.cfg, self.prefix.clone());
+        self.adopt_vrouter(child);
+    }
+
+    /// Makes `child` (a vRouter started on this host's configuration) the host's vRouter once
+    /// its agent answers.
+    pub fn adopt_vrouter(&mut self, child: Running) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(self.run_dir.join("control.sock").exists()
             && std::os::unix::net::UnixStream::connect(self.run_dir.join("control.sock")).is_ok()

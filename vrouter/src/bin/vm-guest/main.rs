@@ -202,7 +202,12 @@ struct Guest {
     record: Option<pcap::Writer>,
     c: Counters,
     first_tx: Option<Instant>,
+    /// Polls since the link state was last read (see [`Guest::poll_rx`]).
+    polls: u32,
 }
+
+/// The guest reads its link state every this many polls (a few ms when idle).
+const LINK_POLLS: u32 = 1024;
 
 impl Guest {
     /// Whether the link of the guest's port (and of its sink port, if any) is up.
@@ -210,8 +215,17 @@ impl Guest {
         port_link_up(&self.port) && self.sink.as_ref().is_none_or(port_link_up)
     }
 
-    /// Receives what is waiting on every RX queue (of both ports with a sink).
+    /// Receives what is waiting on every RX queue (of both ports with a sink). Every
+    /// [`LINK_POLLS`] calls it also reads the link state: virtio-user in server mode notices
+    /// that the vRouter went away only when its link is read, and takes the next connection
+    /// (a restarted or a taking-over vRouter) only after that, where QEMU's event loop notices
+    /// at once.
     fn poll_rx(&mut self) -> Result<usize> {
+        self.polls += 1;
+        if self.polls >= LINK_POLLS {
+            self.polls = 0;
+            let _ = self.link_up();
+        }
         let mut pkts = [std::ptr::null_mut::<dpdk_sys::rte_mbuf>(); BURST];
         let mut total = 0;
         for q in 0..self.queues {
@@ -666,6 +680,7 @@ fn run(cli: Cli) -> Result<()> {
             ..Counters::default()
         },
         first_tx: None,
+        polls: 0,
     };
 
     let up_by = Instant::now() + Duration::from_secs_f64(cli.wait_link);
