@@ -50,8 +50,9 @@
 //! same for the sender's TX (`max_tx_gap_us`: the longest time no frame was taken);
 //! `pace_max_lag_us`, how far the sender fell behind its schedule at worst; link changes the
 //! guest saw; and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
-//! protocol, ports) the sink has received since (`sink_flows_seen` of `sink_flows_total`, and
-//! when the last one came, `sink_flows_all_ns`).
+//! protocol, ports) the sink has received since the end of that longest gap
+//! (`sink_flows_seen` of `sink_flows_total`, and when the last one came, `sink_flows_all_ns`):
+//! after a restart of the vRouter, when every flow was forwarded again.
 
 mod pcap;
 
@@ -210,6 +211,8 @@ struct Counters {
     max_rx_gap_us: u64,
     /// When that gap ended, `CLOCK_MONOTONIC` ns (0: none yet).
     max_rx_gap_end_ns: u64,
+    /// When the watched port last received, `CLOCK_MONOTONIC` ns (0: not since the start).
+    last_rx_ns: u64,
     /// Since `reset-gap`: the longest time between two TX bursts that were taken, µs.
     max_tx_gap_us: u64,
     /// When that gap ended, `CLOCK_MONOTONIC` ns (0: none yet).
@@ -222,7 +225,8 @@ struct Counters {
     last_link_down_ns: u64,
     /// See `last_link_down_ns`.
     last_link_up_ns: u64,
-    /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap`.
+    /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap` or, if
+    /// later, the end of the longest RX gap since.
     #[serde(skip_serializing_if = "Option::is_none")]
     sink_flows_seen: Option<u64>,
     /// `--sink-flows`: distinct flows in the `--send` file.
@@ -285,16 +289,19 @@ struct GapWatch {
 }
 
 impl GapWatch {
-    /// An event at `now`.
-    fn mark(&mut self, now: Instant) {
+    /// An event at `now`; `true` when it ends the longest gap so far.
+    fn mark(&mut self, now: Instant) -> bool {
+        let mut longest = false;
         if let Some(last) = self.last {
             let gap = now.saturating_duration_since(last);
             if gap > self.max {
                 self.max = gap;
                 self.max_end = Some(now);
+                longest = true;
             }
         }
         self.last = Some(now);
+        longest
     }
 
     /// A new observation from `now` (a gap that spans it counts from `now`).
@@ -344,7 +351,9 @@ fn flow_key(frame: &[u8]) -> Option<FlowKey> {
     Some(key)
 }
 
-/// `--sink-flows`: which flows of the `--send` file the sink received since the last reset.
+/// `--sink-flows`: which flows of the `--send` file the sink received since the last reset
+/// (`reset-gap`, and the end of the longest RX gap since: what counts is the flows received
+/// after the longest interruption, a restart of the vRouter).
 struct FlowCoverage {
     index: std::collections::HashMap<FlowKey, u32>,
     /// One bit per flow.
@@ -429,6 +438,7 @@ impl Guest {
         let us = |d: Duration| d.as_micros() as u64;
         self.c.max_rx_gap_us = us(self.rx_gap.max);
         self.c.max_rx_gap_end_ns = self.rx_gap.max_end.map_or(0, mono_ns);
+        self.c.last_rx_ns = self.rx_gap.last.map_or(0, mono_ns);
         self.c.max_tx_gap_us = us(self.tx_gap.max);
         self.c.max_tx_gap_end_ns = self.tx_gap.max_end.map_or(0, mono_ns);
         self.c.pace_max_lag_us = us(self.pace_lag);
@@ -492,6 +502,7 @@ impl Guest {
         let mut watched = total;
         if let Some(sink) = &self.sink {
             watched = 0;
+            let mut marked = false;
             for q in 0..self.queues {
                 // SAFETY: as above, for the sink port.
                 let n = usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(sink.id, q, pkts.as_mut_ptr(), BURST as u16) });
@@ -501,6 +512,16 @@ impl Guest {
                 let bytes: u64 = pkts[..n].iter().map(|&m| u64::from(pkt_len(m))).sum();
                 *self.c.sink_received.get_or_insert(0) += n as u64;
                 *self.c.sink_received_bytes.get_or_insert(0) += bytes;
+                if !marked {
+                    // The gap ends before these frames count: after the longest gap, the
+                    // flows are counted anew from them.
+                    marked = true;
+                    if self.rx_gap.mark(Instant::now()) {
+                        if let Some(f) = self.flows.as_mut() {
+                            f.reset();
+                        }
+                    }
+                }
                 if let Some(f) = self.flows.as_mut() {
                     for &m in &pkts[..n] {
                         f.saw(first_segment(m));
@@ -512,7 +533,7 @@ impl Guest {
                 watched += n;
             }
         }
-        if watched > 0 {
+        if watched > 0 && self.sink.is_none() {
             self.rx_gap.mark(Instant::now());
         }
         Ok(total)
@@ -1365,14 +1386,14 @@ mod tests {
         let mut g = GapWatch::default();
         g.reset(t);
         assert_eq!(g.last, None, "no event yet: nothing to measure from");
-        g.mark(ms(1));
-        g.mark(ms(3));
-        g.mark(ms(10));
-        g.mark(ms(11));
+        assert!(!g.mark(ms(1)), "the first event ends no gap");
+        assert!(g.mark(ms(3)));
+        assert!(g.mark(ms(10)));
+        assert!(!g.mark(ms(11)));
         assert_eq!((g.max, g.max_end), (Duration::from_millis(7), Some(ms(10))));
         // A reset in a gap counts it from the reset.
         g.reset(ms(20));
-        g.mark(ms(25));
+        assert!(g.mark(ms(25)));
         assert_eq!((g.max, g.max_end), (Duration::from_millis(5), Some(ms(25))));
         let now = Instant::now();
         let mono = mono_ns(now);
