@@ -123,6 +123,9 @@ impl GuestSpec {
 /// The guest's counters (its `exit` or `stats` report).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct GuestCounters {
+    /// When the guest made the report, `CLOCK_MONOTONIC` ns.
+    #[serde(default)]
+    pub at_ns: u64,
     /// Frames its sender's TX queues took.
     #[serde(default)]
     pub sent: u64,
@@ -165,8 +168,7 @@ pub struct GuestCounters {
     /// When it last saw its link come up, `CLOCK_MONOTONIC` ns.
     #[serde(default)]
     pub last_link_up_ns: u64,
-    /// `--sink-flows`: flows of the pcap the sink received since `reset-gap` or, if later,
-    /// the end of the longest gap since.
+    /// `--sink-flows`: flows of the pcap the sink received since `reset-gap` or `reset-flows`.
     #[serde(default)]
     pub sink_flows_seen: Option<u64>,
     /// `--sink-flows`: distinct flows in the pcap.

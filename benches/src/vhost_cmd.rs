@@ -49,8 +49,8 @@ use crate::ovs_vhost::{self, Ovs, OvsSpec, Pipeline, PmdStats};
 use crate::pcap;
 use crate::procfs;
 use crate::topology::FlowSettings;
-use crate::vhost_topo::{Path as VPath, VhostTopology, VM1_VIF, VM2_VIF};
 use crate::vhost_run::{log_tail, wait_flows_set_up, wait_links_up, wait_stats, wait_until, RunDir, VrProc};
+use crate::vhost_topo::{Path as VPath, VhostTopology, VM1_VIF, VM2_VIF};
 use crate::vrouter_run::{drop_list, DropCount};
 use crate::{interrupted, median, now_unix, shell_line, sleep_checked};
 use anyhow::{bail, Context, Result};
@@ -614,7 +614,7 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
     // 1. The guest listens, the vRouter connects.
     let mut guest = Guest::start(&gspec)?;
     let args = ["--config".to_string(), cfg_path.display().to_string()];
-    let mut vr = VrProc::spawn(&ctx.o.vrouter, &args, &log_path, &prefix)?;
+    let mut vr = VrProc::spawn(&ctx.o.vrouter, &args, &log_path, Some(&prefix))?;
     let pid = vr.pid().context("just started")?;
     let start = Duration::from_secs(ctx.o.start_timeout);
     let reader = wait_stats(&run_dir, start, || vr.check_alive())?;

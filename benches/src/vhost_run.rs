@@ -57,7 +57,7 @@ pub struct VrProc {
 impl VrProc {
     /// Starts `binary` with `args`, its output to `log_path`; `prefix` is its DPDK file
     /// prefix (removed after it has exited).
-    pub fn spawn(binary: &Path, args: &[String], log_path: &Path, prefix: &str) -> Result<VrProc> {
+    pub fn spawn(binary: &Path, args: &[String], log_path: &Path, prefix: Option<&str>) -> Result<VrProc> {
         let log = std::fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
         let started_ns = mono_ns();
@@ -85,7 +85,13 @@ impl VrProc {
                 }
             });
         }
-        Ok(VrProc { child: Some(child), prefixes: vec![prefix.to_string()], lines, log_path: log_path.to_path_buf(), started_ns })
+        Ok(VrProc {
+            child: Some(child),
+            prefixes: prefix.map(str::to_string).into_iter().collect(),
+            lines,
+            log_path: log_path.to_path_buf(),
+            started_ns,
+        })
     }
 
     /// Its process id.
@@ -265,7 +271,7 @@ mod tests {
         let log = dir.join("out.log");
         let t0 = mono_ns();
         let args = ["-c".to_string(), "echo one; echo two >&2; sleep 0.2; echo three".to_string()];
-        let mut p = VrProc::spawn(Path::new("/bin/sh"), &args, &log, "bench-vrproc-test-no-such-prefix").unwrap();
+        let mut p = VrProc::spawn(Path::new("/bin/sh"), &args, &log, None).unwrap();
         let st = wait_until(Duration::from_secs(10), "exit", || p.try_exited()).unwrap();
         assert!(st.success());
         wait_until(Duration::from_secs(5), "three lines", || Ok((p.lines().len() == 3).then_some(()))).unwrap();

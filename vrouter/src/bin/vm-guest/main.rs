@@ -18,6 +18,7 @@
 //! | `wait-rx N TIMEOUT_MS` | answers `rx` once N frames in all have been received, or at the timeout |
 //! | `stats` | answers `stats` with the counters so far |
 //! | `reset-gap` | starts a new observation: the longest RX gap, the longest TX gap, the pacing lag and (with `--sink-flows`) the flows seen are counted from now; answers `reset` |
+//! | `reset-flows` | (with `--sink-flows`) the flows seen are counted from now; answers `reset` |
 //! | `pause` / `resume` | with `--blast --rate`: stop offering frames (RX is still polled) / offer again at `--rate` from now (no catch-up for the pause); answer `paused` / `resumed` |
 //! | `flush` | writes out the `--record` file so far; answers `flushed` |
 //! | `quit` | stops (as SIGTERM or SIGINT do) |
@@ -50,9 +51,10 @@
 //! same for the sender's TX (`max_tx_gap_us`: the longest time no frame was taken);
 //! `pace_max_lag_us`, how far the sender fell behind its schedule at worst; link changes the
 //! guest saw; and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
-//! protocol, ports) the sink has received since the end of that longest gap
-//! (`sink_flows_seen` of `sink_flows_total`, and when the last one came, `sink_flows_all_ns`):
-//! after a restart of the vRouter, when every flow was forwarded again.
+//! protocol, ports) the sink has received since (or since `reset-flows`: `sink_flows_seen` of
+//! `sink_flows_total`, and when the last one came, `sink_flows_all_ns`): reset while the
+//! vRouter is down, when every flow was forwarded again. Every answer has the guest's
+//! `CLOCK_MONOTONIC` time (`at_ns`).
 
 mod pcap;
 
@@ -183,6 +185,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Counters of the guest's port, as the guest's driver sees them.
 #[derive(Debug, Default, Clone, Serialize)]
 struct Counters {
+    /// When this report was made, `CLOCK_MONOTONIC` ns.
+    at_ns: u64,
     /// Frames taken by a TX queue.
     sent: u64,
     sent_bytes: u64,
@@ -225,8 +229,8 @@ struct Counters {
     last_link_down_ns: u64,
     /// See `last_link_down_ns`.
     last_link_up_ns: u64,
-    /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap` or, if
-    /// later, the end of the longest RX gap since.
+    /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap` or
+    /// `reset-flows`.
     #[serde(skip_serializing_if = "Option::is_none")]
     sink_flows_seen: Option<u64>,
     /// `--sink-flows`: distinct flows in the `--send` file.
@@ -289,19 +293,16 @@ struct GapWatch {
 }
 
 impl GapWatch {
-    /// An event at `now`; `true` when it ends the longest gap so far.
-    fn mark(&mut self, now: Instant) -> bool {
-        let mut longest = false;
+    /// An event at `now`.
+    fn mark(&mut self, now: Instant) {
         if let Some(last) = self.last {
             let gap = now.saturating_duration_since(last);
             if gap > self.max {
                 self.max = gap;
                 self.max_end = Some(now);
-                longest = true;
             }
         }
         self.last = Some(now);
-        longest
     }
 
     /// A new observation from `now` (a gap that spans it counts from `now`).
@@ -351,9 +352,8 @@ fn flow_key(frame: &[u8]) -> Option<FlowKey> {
     Some(key)
 }
 
-/// `--sink-flows`: which flows of the `--send` file the sink received since the last reset
-/// (`reset-gap`, and the end of the longest RX gap since: what counts is the flows received
-/// after the longest interruption, a restart of the vRouter).
+/// `--sink-flows`: which flows of the `--send` file the sink received since the last
+/// `reset-gap` or `reset-flows`.
 struct FlowCoverage {
     index: std::collections::HashMap<FlowKey, u32>,
     /// One bit per flow.
@@ -436,6 +436,7 @@ impl Guest {
     /// The counters with the gaps, link changes and flows brought up to date.
     fn counters(&mut self) -> &Counters {
         let us = |d: Duration| d.as_micros() as u64;
+        self.c.at_ns = mono_ns(Instant::now());
         self.c.max_rx_gap_us = us(self.rx_gap.max);
         self.c.max_rx_gap_end_ns = self.rx_gap.max_end.map_or(0, mono_ns);
         self.c.last_rx_ns = self.rx_gap.last.map_or(0, mono_ns);
@@ -502,7 +503,6 @@ impl Guest {
         let mut watched = total;
         if let Some(sink) = &self.sink {
             watched = 0;
-            let mut marked = false;
             for q in 0..self.queues {
                 // SAFETY: as above, for the sink port.
                 let n = usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(sink.id, q, pkts.as_mut_ptr(), BURST as u16) });
@@ -512,16 +512,6 @@ impl Guest {
                 let bytes: u64 = pkts[..n].iter().map(|&m| u64::from(pkt_len(m))).sum();
                 *self.c.sink_received.get_or_insert(0) += n as u64;
                 *self.c.sink_received_bytes.get_or_insert(0) += bytes;
-                if !marked {
-                    // The gap ends before these frames count: after the longest gap, the
-                    // flows are counted anew from them.
-                    marked = true;
-                    if self.rx_gap.mark(Instant::now()) {
-                        if let Some(f) = self.flows.as_mut() {
-                            f.reset();
-                        }
-                    }
-                }
                 if let Some(f) = self.flows.as_mut() {
                     for &m in &pkts[..n] {
                         f.saw(first_segment(m));
@@ -533,7 +523,7 @@ impl Guest {
                 watched += n;
             }
         }
-        if watched > 0 && self.sink.is_none() {
+        if watched > 0 {
             self.rx_gap.mark(Instant::now());
         }
         Ok(total)
@@ -619,8 +609,9 @@ impl Guest {
     /// second, the frames due are offered in bursts of at most [`BURST`] (the queues in turn);
     /// those a queue does not take are dropped (`tx_dropped`), so the load does not change
     /// when the other side goes away and comes back. RX is polled after every burst; with
-    /// nothing due and nothing received the guest sleeps `sleep_us`. The link is read every
-    /// millisecond. Until `end` or a stop; `pause` and `resume` hold and restart the schedule.
+    /// nothing due and nothing received the guest sleeps `sleep_us`. The link and the
+    /// commands are read every millisecond. Until `end` or a stop; `pause` and `resume` hold
+    /// and restart the schedule.
     fn paced(
         &mut self,
         plan: &BlastPlan,
@@ -640,8 +631,7 @@ impl Guest {
         let mut base = Instant::now();
         let mut done: u64 = 0;
         let mut paused = false;
-        let mut last_link = base;
-        let mut iter = 0u32;
+        let mut last_ms = base;
         let ns_per_frame = 1e9 / rate as f64;
         self.first_tx.get_or_insert(base);
         loop {
@@ -688,7 +678,9 @@ impl Guest {
                         });
                         if sent < want {
                             // SAFETY: the frames the queue did not take are still ours.
-                            unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().add(sent), (want - sent) as u32) };
+                            unsafe {
+                                dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().add(sent), (want - sent) as u32)
+                            };
                         }
                         self.c.sent_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
                         sent
@@ -705,12 +697,10 @@ impl Guest {
                 }
             }
             worked += self.poll_rx()?;
-            if now.saturating_duration_since(last_link) >= Duration::from_millis(1) {
-                last_link = now;
+            // Every millisecond: the link, the end, the commands.
+            if now.saturating_duration_since(last_ms) >= Duration::from_millis(1) {
+                last_ms = now;
                 self.watch_link();
-            }
-            iter = iter.wrapping_add(1);
-            if iter.is_multiple_of(64) {
                 if end.is_some_and(|e| now >= e) || STOP.load(Ordering::Relaxed) {
                     break;
                 }
@@ -745,6 +735,12 @@ impl Guest {
                     self.reset_gap();
                     say("reset", self.link.up, self.counters());
                 }
+                Ok(Command::ResetFlows) => {
+                    if let Some(f) = self.flows.as_mut() {
+                        f.reset();
+                    }
+                    say("reset", self.link.up, self.counters());
+                }
                 Ok(Command::Pause) if paced => {
                     pause = Some(true);
                     say("paused", self.link.up, self.counters());
@@ -754,7 +750,10 @@ impl Guest {
                     say("resumed", self.link.up, self.counters());
                 }
                 Ok(Command::Quit) => STOP.store(true, Ordering::Relaxed),
-                Ok(_) => say_error(&format!("{:?}: not while sending (stats, reset-gap, quit; pause, resume with --rate)", line.trim())),
+                Ok(_) => say_error(&format!(
+                    "{:?}: not while sending (stats, reset-gap, reset-flows, quit; pause, resume with --rate)",
+                    line.trim()
+                )),
                 Err(e) => say_error(&format!("{e:#}")),
             }
         }
@@ -950,6 +949,7 @@ enum Command {
     WaitRx { frames: u64, timeout: Duration },
     Stats,
     ResetGap,
+    ResetFlows,
     Pause,
     Resume,
     Flush,
@@ -977,11 +977,14 @@ fn parse_command(line: &str) -> Result<Command> {
         }
         Some("stats") => Ok(Command::Stats),
         Some("reset-gap") => Ok(Command::ResetGap),
+        Some("reset-flows") => Ok(Command::ResetFlows),
         Some("pause") => Ok(Command::Pause),
         Some("resume") => Ok(Command::Resume),
         Some("flush") => Ok(Command::Flush),
         Some("quit") => Ok(Command::Quit),
-        Some(w) => bail!("unknown command {w:?} (send, wait-rx, stats, reset-gap, pause, resume, flush, quit)"),
+        Some(w) => {
+            bail!("unknown command {w:?} (send, wait-rx, stats, reset-gap, reset-flows, pause, resume, flush, quit)")
+        }
         None => bail!("empty command"),
     }
 }
@@ -1236,6 +1239,12 @@ fn run(cli: Cli) -> Result<()> {
                     g.reset_gap();
                     say("reset", g.link_up(), g.counters());
                 }
+                Ok(Command::ResetFlows) => {
+                    if let Some(f) = g.flows.as_mut() {
+                        f.reset();
+                    }
+                    say("reset", g.link_up(), g.counters());
+                }
                 Ok(Command::Pause | Command::Resume) => {
                     say_error("pause, resume: only while sending with --blast --rate")
                 }
@@ -1328,6 +1337,7 @@ mod tests {
         assert!(parse_command("wait-rx 10").unwrap_err().to_string().contains("timeout is missing"));
         assert!(parse_command("jump").unwrap_err().to_string().contains("unknown command \"jump\""));
         assert_eq!(parse_command("reset-gap").unwrap(), Command::ResetGap);
+        assert_eq!(parse_command("reset-flows").unwrap(), Command::ResetFlows);
         assert_eq!(parse_command(" pause ").unwrap(), Command::Pause);
         assert_eq!(parse_command("resume").unwrap(), Command::Resume);
     }
@@ -1386,14 +1396,14 @@ mod tests {
         let mut g = GapWatch::default();
         g.reset(t);
         assert_eq!(g.last, None, "no event yet: nothing to measure from");
-        assert!(!g.mark(ms(1)), "the first event ends no gap");
-        assert!(g.mark(ms(3)));
-        assert!(g.mark(ms(10)));
-        assert!(!g.mark(ms(11)));
+        g.mark(ms(1));
+        g.mark(ms(3));
+        g.mark(ms(10));
+        g.mark(ms(11));
         assert_eq!((g.max, g.max_end), (Duration::from_millis(7), Some(ms(10))));
         // A reset in a gap counts it from the reset.
         g.reset(ms(20));
-        assert!(g.mark(ms(25)));
+        g.mark(ms(25));
         assert_eq!((g.max, g.max_end), (Duration::from_millis(5), Some(ms(25))));
         let now = Instant::now();
         let mono = mono_ns(now);
