@@ -16,6 +16,10 @@
 //! - [`open`] maps a region file read-only and checks it in a fixed order (see there),
 //!   including the owner's liveness ([`owner_alive`]: pid exists *and* started at the
 //!   recorded time), unless the caller accepts a stale region ([`OpenOptions::allow_stale`]).
+//! - [`previous`] looks at the file a restarting owner left at the path before [`create`]
+//!   replaces it: nothing, a compatible region to continue from (its owner gone, or alive but
+//!   stopped: a takeover), or a file it may not trust, which it renames to `<path>.old` and
+//!   reports ([`Previous`]).
 //! - [`RegionError`] is the one error type of all of it; every message names the region
 //!   kind and the path.
 
@@ -31,6 +35,7 @@ pub use error::RegionError;
 pub use header::{RegionHeader, REGION_HEADER_SIZE};
 pub use pod::{Bytes, Pod};
 pub use process::{owner_alive, process_start_ticks, unix_time_ns};
+pub use region::previous::{previous, set_aside_path, Previous};
 pub use region::{
     create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
 };

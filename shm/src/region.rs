@@ -411,5 +411,7 @@ pub fn open<L>(
     Ok((m, layout))
 }
 
+pub(crate) mod previous;
+
 #[cfg(test)]
 mod tests;
