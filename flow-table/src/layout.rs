@@ -19,8 +19,9 @@ const PAGE: usize = 4096;
 
 /// `magic` of a complete flow-table file ("vRFlowT1" in memory order); written last.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"vRFlowT1");
-/// Bumped whenever any shared struct changes (3: the common [`RegionHeader`] prefix).
-pub const LAYOUT_VERSION: u32 = 3;
+/// Bumped whenever any shared struct changes (3: the common [`RegionHeader`] prefix; 4: the
+/// entry's `origin` word, so a restart knows each flow's ingress vif and direction).
+pub const LAYOUT_VERSION: u32 = 4;
 /// Main-table slots per bucket; one bucket's slot words fill half a cache line.
 pub const BUCKET_WIDTH: usize = 8;
 /// Upper bound on `max_lcores`: the bound every region shares, [`vrouter_abi::MAX_LCORES`]
@@ -270,7 +271,10 @@ pub struct FlowEntry {
     pub(crate) ostate: AtomicU32,
     /// Next overflow entry in the bucket chain (or in the free list while free).
     pub(crate) onext: AtomicU32,
-    pub(crate) _spare32: AtomicU32,
+    /// What the agent knows of the flow's origin and keeps across a restart: bit 31 set,
+    /// bit 16 the flow is the reverse of a pair the agent set up, bits 0..16 the vif its
+    /// forward direction's first packet came in on (0: not set yet). Agent-written only.
+    pub(crate) origin: AtomicU32,
 }
 
 pub(crate) const ENTRY_SIZE: usize = 128;
@@ -292,9 +296,34 @@ const _: () = assert!(offset_of!(FlowEntry, hash) == 108);
 const _: () = assert!(offset_of!(FlowEntry, ticket) == 112);
 const _: () = assert!(offset_of!(FlowEntry, ostate) == 116);
 const _: () = assert!(offset_of!(FlowEntry, onext) == 120);
+const _: () = assert!(offset_of!(FlowEntry, origin) == 124);
 // SAFETY: repr(C), atomics only, no implicit padding (every field's offset asserted, the
 // last one ending at 128), no pointers (links are entry indices).
 unsafe impl Pod for FlowEntry {}
+
+/// Where a flow came from, as the agent recorded it in the entry (see
+/// [`crate::FlowUpdate::origin`]): what a restarted agent needs to rebuild its own
+/// per-flow state and re-evaluate the pair from its forward direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The vif the forward direction's first packet came in on.
+    pub vif: u16,
+    /// This entry is the reverse flow of the pair.
+    pub reverse: bool,
+}
+
+const ORIGIN_SET: u32 = 1 << 31;
+const ORIGIN_REVERSE: u32 = 1 << 16;
+
+impl Origin {
+    pub(crate) fn word(self) -> u32 {
+        ORIGIN_SET | u32::from(self.vif) | if self.reverse { ORIGIN_REVERSE } else { 0 }
+    }
+
+    pub(crate) fn from_word(w: u32) -> Option<Origin> {
+        (w & ORIGIN_SET != 0).then_some(Origin { vif: w as u16, reverse: w & ORIGIN_REVERSE != 0 })
+    }
+}
 
 /// The decoded control word of an entry (one atomic load).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,6 +433,14 @@ impl FlowEntry {
             0 => None,
             o => Some(usize::from(o) - 1),
         }
+    }
+
+    /// The origin the agent recorded ([`crate::FlowUpdate::origin`]): the vif the
+    /// forward direction's first packet came in on and whether this entry is the reverse
+    /// flow of the pair. `None` until the agent set it up.
+    #[inline(always)]
+    pub fn origin(&self) -> Option<Origin> {
+        Origin::from_word(self.origin.load(Relaxed))
     }
 
     /// Last packet time, Unix milliseconds (the data plane's coarse clock).

@@ -254,6 +254,7 @@ mod key;
 mod layout;
 mod path;
 mod reader;
+mod reattach;
 mod snapshot;
 mod table;
 
@@ -261,13 +262,14 @@ pub use defs::*;
 pub use error::FlowTableError;
 pub use hash::{flow_hash_v4, flow_hash_v6, tunnel_source_port};
 pub use key::{FlowKey, KEY_WORDS};
-pub use layout::{EntryState, FlowEntry, BUCKET_WIDTH, LAYOUT_VERSION, MAGIC, MAX_ENTRIES, MAX_LCORES};
+pub use layout::{EntryState, FlowEntry, Origin, BUCKET_WIDTH, LAYOUT_VERSION, MAGIC, MAX_ENTRIES, MAX_LCORES};
 pub use path::{
     file_name_for_run_dir, hugepage_pool, hugepage_pools, hugetlbfs_mounts, is_on_hugetlbfs, mount_free_bytes,
     parse_hugetlbfs_options, parse_pool_dir_name, parse_size, pick_mount, pool_dir, pool_dir_name, HugepagePool,
     HugetlbfsMount, HugetlbfsOptions, FLOW_FILE_NAME, HUGEPAGES_SYSFS, HUGETLBFS_MAGIC,
 };
 pub use reader::FlowTableReader;
+pub use reattach::{ReattachReport, TableStart};
 /// The region framework's open options and error, which the table's open paths take and return.
 pub use shm::{OpenOptions, RegionError};
 pub use snapshot::{FlowSnapshot, HeaderInfo, TableStats, SNAPSHOT_ATTEMPTS};

@@ -168,7 +168,7 @@ impl FlowTableReader {
 
 /// Checks the table's own header fields against this build (the common prefix was checked
 /// by [`shm::open`]); returns its layout.
-fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
+pub(crate) fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
     let h: &Header = map.get(0).expect("shm::open checked the header size");
     let check = Mismatch::check;
     check("entry_size", h.entry_size.load(Relaxed).into(), ENTRY_SIZE as u64)?;

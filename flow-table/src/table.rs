@@ -54,7 +54,7 @@ impl FlowTableConfig {
         Ok((main, oflow))
     }
 
-    fn layout(&self) -> Result<Layout, FlowTableError> {
+    pub(crate) fn layout(&self) -> Result<Layout, FlowTableError> {
         let (main, oflow) = self.resolved_entries()?;
         Layout::new(main, oflow, self.max_lcores)
             .ok_or_else(|| FlowTableError::InvalidArgument(format!("bad table size {self:?}")))
@@ -110,6 +110,9 @@ pub struct FlowUpdate {
     pub src_nh: Option<u32>,
     /// Outer UDP source port for MPLSoUDP/VXLAN (default: from the flow hash).
     pub underlay_sport: Option<u16>,
+    /// Where the flow came from ([`crate::FlowEntry::origin`]): kept in the entry so an
+    /// agent restarted on the reattached table knows it too.
+    pub origin: Option<Origin>,
 }
 
 impl FlowUpdate {
@@ -125,6 +128,7 @@ impl FlowUpdate {
             sec_mirror: None,
             src_nh: None,
             underlay_sport: None,
+            origin: None,
         }
     }
 
@@ -144,13 +148,14 @@ pub struct ReclaimStats {
 }
 
 /// Retired slots on their way back to the free pool (see "Deletion and reuse" in the
-/// crate docs). In-process state: the table file is re-created on every vRouter start.
+/// crate docs). In-process state: a table reattached after a restart gets the retired slots
+/// found in the file queued again (`reattach.rs`).
 #[derive(Default)]
-struct Retired {
+pub(crate) struct Retired {
     /// Retired since the last `reclaim` (slot DEAD, overflow entries already unlinked).
-    marked: Vec<u32>,
+    pub(crate) marked: Vec<u32>,
     /// Batches waiting for every online lcore to have seen their token.
-    waiting: VecDeque<(u64, Vec<u32>)>,
+    pub(crate) waiting: VecDeque<(u64, Vec<u32>)>,
 }
 
 thread_local! {
@@ -171,12 +176,12 @@ enum Creator {
 /// `Send + Sync`; share it between lcores and the agent thread through an `Arc`. See the
 /// crate docs for the layout and the concurrency protocol.
 pub struct FlowTable {
-    region: Region,
+    pub(crate) region: Region,
     /// Keeps the mapping `region` points into alive.
-    map: Mapped,
-    generation: u64,
-    file_size: u64,
-    retired: Mutex<Retired>,
+    pub(crate) map: Mapped,
+    pub(crate) generation: u64,
+    pub(crate) file_size: u64,
+    pub(crate) retired: Mutex<Retired>,
 }
 
 // SAFETY: `region` points into `_map`, which lives as long as the table and whose address
@@ -672,6 +677,9 @@ impl FlowTable {
             return Err(FlowTableError::InvalidArgument(format!("flow {idx}: MIRROR flag without a mirror index")));
         }
         e.mirror.store(make_mirror_word(mirror, sec, sport), Relaxed);
+        if let Some(o) = update.origin {
+            e.origin.store(o.word(), Relaxed);
+        }
         if let Some(nh) = update.src_nh {
             e.src_nh.store(nh, Relaxed);
         }
@@ -1135,6 +1143,7 @@ impl FlowTable {
         e.mirror.store(make_mirror_word(NO_MIRROR, NO_MIRROR, tunnel_source_port(hash)), Relaxed);
         e.tcp_flags.store(0, Relaxed);
         e.hash.store(hash, Relaxed);
+        e.origin.store(0, Relaxed);
         // The mirror counters (a separate array: another cache miss) are already zero: the
         // file starts zeroed and `free_slot` zeroes them before a slot is reused.
     }

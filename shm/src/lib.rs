@@ -16,6 +16,8 @@
 //! - [`open`] maps a region file read-only and checks it in a fixed order (see there),
 //!   including the owner's liveness ([`owner_alive`]: pid exists *and* started at the
 //!   recorded time), unless the caller accepts a stale region ([`OpenOptions::allow_stale`]).
+//! - [`adopt`] maps a region file left by a previous run read-write, with the same checks,
+//!   and makes this process its owner (a restart that keeps its state).
 //! - [`previous`] looks at the file a restarting owner left at the path before [`create`]
 //!   replaces it: nothing, a compatible region to continue from (its owner gone, or alive but
 //!   stopped: a takeover), or a file it may not trust, which it renames to `<path>.old` and
@@ -34,8 +36,8 @@ mod region;
 pub use error::RegionError;
 pub use header::{RegionHeader, REGION_HEADER_SIZE};
 pub use pod::{Bytes, Pod};
-pub use process::{owner_alive, process_start_ticks, unix_time_ns};
+pub use process::{owner_alive, process_start_ticks, region_owner, unix_time_ns};
 pub use region::previous::{previous, set_aside_path, Previous};
 pub use region::{
-    create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
+    adopt, create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
 };

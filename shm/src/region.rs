@@ -108,7 +108,7 @@ enum Map {
     Rw(MmapMut),
 }
 
-/// A mapped region file: read-only from [`open`], read-write from [`create`].
+/// A mapped region file: read-only from [`open`], read-write from [`create`] and [`adopt`].
 ///
 /// The mapping is never truncated by the vRouter (a new region replaces the file by
 /// rename), so its bytes stay valid as long as the `Mapped` lives, wherever it moves.
@@ -355,9 +355,41 @@ pub fn open<L>(
     opts: &OpenOptions,
     check: impl FnOnce(&Mapped) -> Result<L, Mismatch>,
 ) -> Result<(Mapped, L), RegionError> {
+    open_mapped(path, spec, opts, false, check)
+}
+
+/// Maps the region file at `path` **read-write** and makes this process its owner: a
+/// restarting vRouter continuing the region its previous run left (a crash, a stop, or a
+/// planned takeover whose old process has stopped writing).
+///
+/// The checks are [`open`]'s, steps 1 to 7, with a live owner allowed (the caller has made
+/// sure it no longer writes); then the header's owner pid and start time become this
+/// process's, so tools see a live owner again. Nothing else in the file changes: the
+/// generation and creation time stay (the region's identity), and repairing what a crash
+/// may have left half written is the region's own business.
+pub fn adopt<L>(
+    path: &Path,
+    spec: &RegionSpec,
+    check: impl FnOnce(&Mapped) -> Result<L, Mismatch>,
+) -> Result<(Mapped, L), RegionError> {
+    let (m, layout) = open_mapped(path, spec, &OpenOptions::new().allow_stale(), true, check)?;
+    let h = m.header();
+    let pid = std::process::id();
+    h.owner_pid.store(pid, Ordering::Relaxed);
+    h.owner_start_ticks.store(process_start_ticks(pid), Ordering::Release);
+    Ok((m, layout))
+}
+
+fn open_mapped<L>(
+    path: &Path,
+    spec: &RegionSpec,
+    opts: &OpenOptions,
+    writable: bool,
+    check: impl FnOnce(&Mapped) -> Result<L, Mismatch>,
+) -> Result<(Mapped, L), RegionError> {
     let kind = spec.kind;
     let p = || path.to_path_buf();
-    let file = match File::open(path) {
+    let file = match fs::OpenOptions::new().read(true).write(writable).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RegionError::NotRunning { kind, path: p() }),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -370,12 +402,19 @@ pub fn open<L>(
     if meta.len() < needed {
         return Err(RegionError::ShortFile { kind, path: p(), what: "header", found: meta.len(), needed });
     }
-    // SAFETY: a read-only shared mapping. The owner keeps writing while we read; readers
-    // only use Relaxed atomic loads of at most 8 bytes, fences, and plain loads of fields
-    // written before `magic` and never after. The owner never truncates the file (a new
-    // region replaces it by rename), so the mapped range stays backed.
-    let map = unsafe { Mmap::map(&file) }.map_err(io(kind, "mapping", path))?;
-    let m = Mapped { map: Map::Ro(map), kind, path: p(), dev_ino: (meta.dev(), meta.ino()) };
+    let map = if writable {
+        // SAFETY: a shared read-write mapping of a region file whose previous owner no
+        // longer writes (adopt's contract); every access goes through Pod types of atomics.
+        // Nothing truncates the file (a new region replaces it by rename).
+        Map::Rw(unsafe { MmapMut::map_mut(&file) }.map_err(io(kind, "mapping", path))?)
+    } else {
+        // SAFETY: a read-only shared mapping. The owner keeps writing while we read; readers
+        // only use Relaxed atomic loads of at most 8 bytes, fences, and plain loads of fields
+        // written before `magic` and never after. The owner never truncates the file (a new
+        // region replaces it by rename), so the mapped range stays backed.
+        Map::Ro(unsafe { Mmap::map(&file) }.map_err(io(kind, "mapping", path))?)
+    };
+    let m = Mapped { map, kind, path: p(), dev_ino: (meta.dev(), meta.ino()) };
     if (m.len() as u64) < needed {
         return Err(RegionError::ShortFile { kind, path: p(), what: "header", found: m.len() as u64, needed });
     }

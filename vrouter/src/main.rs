@@ -4,6 +4,7 @@
 //! stops the lcores, stops and closes the ports, marks the stats region stopped and cleans up
 //! the EAL.
 
+mod handover;
 mod services;
 
 use anyhow::{Context, Result};
@@ -28,6 +29,10 @@ struct Args {
     /// Validate the configuration, print the EAL command line and exit.
     #[arg(long)]
     check: bool,
+    /// Take over from the vRouter running on the same run directory (a planned restart or
+    /// upgrade): prepare, stop it, then continue its flows, counters and ports.
+    #[arg(long)]
+    takeover: bool,
 }
 
 fn main() {
@@ -60,13 +65,33 @@ fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
 
+    let run_dir = &cfg.vrouter.run_dir;
+    let predecessor = handover::Predecessor::find(run_dir);
+    let eal_args = match (predecessor, args.takeover) {
+        (Some(p), false) => anyhow::bail!(
+            "vrouter.run_dir {} belongs to the running vRouter pid {}: stop it first, or start this one with \
+             --takeover to take over from it",
+            run_dir.display(),
+            p.pid
+        ),
+        (Some(p), true) => {
+            println!("vrouter: taking over from the running vRouter pid {}", p.pid);
+            handover::takeover_eal_args(&eal_args)
+        }
+        (None, true) => {
+            println!("vrouter: --takeover: no vRouter runs on {}; starting", run_dir.display());
+            eal_args
+        }
+        (None, false) => eal_args,
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("installing the SIGINT/SIGTERM handler")?;
     }
-    let router = RunningRouter::start(&cfg, &args.config, fib, &eal_args)?;
+    let router = RunningRouter::start(&cfg, &args.config, fib, &eal_args, predecessor.filter(|_| args.takeover))?;
     let dp = router.datapath();
     println!(
         "vrouter: forwarding on {} lcore(s) {:?}, {} vif(s); stats in {}",

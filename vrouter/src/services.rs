@@ -7,8 +7,9 @@
 //! Teardown order: the forwarding lcores (which drop their held packets) and the ports first, then
 //! the agent, exporter and trace API threads (in that order), then the EAL.
 
+use crate::handover::{Predecessor, STOP_TIMEOUT};
 use anyhow::{Context, Result};
-use flow_table::{FlowTable, FlowTableConfig};
+use flow_table::{FlowTable, FlowTableConfig, TableStart};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct RunningRouter {
 /// forwarding lcores (the [`FlowPlane`]) and the agent.
 struct Flows {
     table: Arc<FlowTable>,
+    /// HOLD flows of a reattached table, for the agent to set up again.
+    held: Option<Vec<(u32, flow_table::Gen)>>,
     policy: PolicyEngine,
     /// The lcores' ends: setup requests out, set-up flows in.
     plane: FlowPlane,
@@ -71,11 +74,20 @@ impl Flows {
             overflow_entries: f.overflow_entries_effective(),
             max_lcores: n_lcores as u32,
         };
-        let table = match &f.flow_table_path {
-            Some(p) => FlowTable::create(p, &tcfg),
-            None => FlowTable::create_in_run_dir(&cfg.vrouter.run_dir, &tcfg),
-        }
-        .context("creating the flow table ([flow] entries / flow_table_path)")?;
+        let (table, start) = FlowTable::open_or_create(f.flow_table_path.as_deref(), &cfg.vrouter.run_dir, &tcfg)
+            .context("creating the flow table ([flow] entries / flow_table_path)")?;
+        let held = match start {
+            TableStart::Created => None,
+            TableStart::Reattached(report) => {
+                println!("vrouter: flow table {} reattached: {report}", table.path().display());
+                Some(report.held)
+            }
+            TableStart::Replaced { reason, kept_at } => {
+                let kept = kept_at.map_or("could not be kept".to_string(), |p| format!("kept at {}", p.display()));
+                println!("vrouter: the previous flow table was not reattached ({reason}); old file {kept}; starting with an empty table");
+                None
+            }
+        };
         let policy = PolicyEngine::from_config(cfg).context("building the policy engine")?;
         let (setup, requests): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
         let (done, done_rx): (Vec<_>, Vec<_>) = (0..n_lcores).map(|_| spsc::ring(SETUP_RING)).unzip();
@@ -87,7 +99,7 @@ impl Flows {
             hold_limit: f.hold_limit as usize,
             per_flow: f.held_packets_per_flow as usize,
         };
-        Ok(Some(Flows { table, policy, plane, requests, done }))
+        Ok(Some(Flows { table, held, policy, plane, requests, done }))
     }
 }
 
@@ -96,7 +108,16 @@ impl RunningRouter {
     /// `reload`): everything that can fail without running anything first (flow table,
     /// policy, mirror entries, trace requests, the trace API's address), then the EAL, the
     /// agent, the exporter, the trace API and the forwarding lcores.
-    pub fn start(file_cfg: &Config, config_path: &Path, fib: Fib, eal_args: &[String]) -> Result<RunningRouter> {
+    ///
+    /// With a `predecessor` (`--takeover`), the EAL is initialised first, then the running
+    /// vRouter is stopped (see `handover`), then everything that shares its state starts.
+    pub fn start(
+        file_cfg: &Config,
+        config_path: &Path,
+        fib: Fib,
+        eal_args: &[String],
+        predecessor: Option<Predecessor>,
+    ) -> Result<RunningRouter> {
         // Before the EAL: pcap devices open their capture files in the run directory during
         // EAL device probing.
         let run_dir = &file_cfg.vrouter.run_dir;
@@ -121,6 +142,13 @@ impl RunningRouter {
             PortMap { by_vif: Vec::new(), lcore_rx: vec![Vec::new(); n_lcores] },
             n_lcores,
         ));
+        // A takeover prepares what does not touch the running vRouter's state, then stops it.
+        let mut early_eal = None;
+        if let Some(p) = predecessor {
+            early_eal = Some(Eal::init(eal_args).context("initialising the DPDK EAL")?);
+            let took = p.stop(STOP_TIMEOUT)?;
+            println!("vrouter: the previous vRouter (pid {}) stopped in {} ms", p.pid, took.as_millis());
+        }
         // Flow table and policy before the EAL, so their errors stop us before anything runs.
         let flows = Flows::from_config(cfg)?;
         // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
@@ -180,16 +208,22 @@ impl RunningRouter {
         };
 
         // DPDK's huge pages, counted after the flow table took its own: one line, not the
-        // EAL's page of logs.
-        vrouter::hugepages::check_available(&cfg.eal, flows.as_ref().map(|f| f.table.path()))
-            .map_err(anyhow::Error::msg)?;
+        // EAL's page of logs (a takeover's EAL already has its memory).
+        if early_eal.is_none() {
+            vrouter::hugepages::check_available(&cfg.eal, flows.as_ref().map(|f| f.table.path()))
+                .map_err(anyhow::Error::msg)?;
+        }
+        let eal = match early_eal {
+            Some(e) => e,
+            None => Eal::init(eal_args).context("initialising the DPDK EAL")?,
+        };
         let mut router = RunningRouter {
             threads_stop: Arc::new(AtomicBool::new(false)),
             agent: None,
             exporter: None,
             trace_api: None,
             datapath: None,
-            eal: Some(Eal::init(eal_args).context("initialising the DPDK EAL")?),
+            eal: Some(eal),
             flow_line: None,
         };
         let trace_region = TraceRegion::create(
@@ -205,7 +239,7 @@ impl RunningRouter {
         // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
         let export_table_for_info = flows.as_ref().map(|f| f.table.clone());
         let (plane, export_table) = match flows {
-            Some(Flows { table, policy, plane, requests, done }) => {
+            Some(Flows { table, held, policy, plane, requests, done }) => {
                 router.flow_line =
                     Some(format!("vrouter: flow table {} ({} entries)", table.path().display(), table.capacity()));
                 let settings = AgentSettings {
@@ -221,6 +255,10 @@ impl RunningRouter {
                     .with_mirror(mirror_ctl.clone())
                     .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores))
                     .with_programming(cell.clone(), programmer.clone(), jobs_rx);
+                let agent = match held {
+                    Some(h) => agent.with_adopted(h),
+                    None => agent,
+                };
                 router.agent = Some(router.spawn_agent(agent, cfg.eal.main_cpu())?);
                 (Some(plane), Some(table))
             }

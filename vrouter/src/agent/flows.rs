@@ -192,6 +192,11 @@ pub struct AgentCounters {
     pub reevaluated_changed: u64,
     /// Flows deleted because their vif or VRF was deleted at runtime.
     pub state_deleted: u64,
+    /// Flows of a reattached table (a restart) whose agent state was rebuilt from the entry.
+    pub adopted: u64,
+    /// Flows of a reattached table found in HOLD (their setup died with the previous run)
+    /// and set up again.
+    pub adopted_held: u64,
 }
 
 /// What the agent is started with: aging, audit and eviction settings, paths, TSC frequency.
@@ -250,6 +255,8 @@ pub struct Agent {
     /// The agent's ring of the trace region: policy decisions of traced setups.
     #[cfg(feature = "trace")]
     tracer: Option<crate::trace::dp::AgentTracer>,
+    /// HOLD flows of a reattached table, set up again when the thread starts.
+    adopt: Option<Vec<(u32, Gen)>>,
 }
 
 impl Agent {
@@ -295,7 +302,53 @@ impl Agent {
             trace: None,
             #[cfg(feature = "trace")]
             tracer: None,
+            adopt: None,
         })
+    }
+
+    /// The table was reattached after a restart ([`flow_table::TableStart::Reattached`]):
+    /// when its thread starts, the agent rebuilds its state of every established flow from the
+    /// entries (ingress vif and direction from the entry's origin, rule UUIDs and names by
+    /// re-evaluating each pair from its forward direction, which also applies a policy that
+    /// changed across the restart) and sets up again the flows `held` in HOLD. The forwarding
+    /// lcores do not wait for it: the actions they read are in the table.
+    pub fn with_adopted(mut self, held: Vec<(u32, Gen)>) -> Agent {
+        self.adopt = Some(held);
+        self
+    }
+
+    /// [`Agent::with_adopted`]'s work; returns (flows adopted, re-evaluated actions changed,
+    /// HOLD flows set up).
+    fn adopt_flows(&mut self, held: &[(u32, Gen)]) -> (u64, u64, u64) {
+        const RETIRED: u32 = flow_table::flags::DELETE_MARKED | flow_table::flags::EVICTED;
+        let mut adopted = 0;
+        // A placeholder verdict until re-evaluation below interns the real one (a reverse
+        // flow gets its forward flow's).
+        let placeholder = self.verdicts.intern("", &None, &None, &None, &None, &[None, None]);
+        let snaps: Vec<_> = self.table.iter_active().collect();
+        for (idx, snap) in snaps {
+            if snap.action == Action::Hold || snap.flags & RETIRED != 0 {
+                continue;
+            }
+            let Some(o) = self.table.entry(idx).and_then(|e| e.origin()) else { continue };
+            self.set_meta(idx, MetaSlot { verdict: placeholder, gen: snap.gen, vif: o.vif, reverse: o.reverse });
+            adopted += 1;
+        }
+        let (_, changed) = self.reevaluate(|_| true);
+        let fib = self.fib.clone();
+        for &(flow, gen) in held {
+            let vif = self
+                .table
+                .entry(flow)
+                .and_then(|e| e.key())
+                .map_or(u16::MAX, |k| setup::local_vif_for(&fib, k.vrf(), k.src_ip()).map_or(u16::MAX, |v| v.id));
+            // No lcore holds packets of it any more: no notice goes out (lcore out of range).
+            let req = SetupRequest { flow, gen, vif, lcore: u16::MAX, tsc: 0, trace: 0, trace_pkt: 0 };
+            self.setup(&fib, req);
+        }
+        self.counters.adopted += adopted;
+        self.counters.adopted_held += held.len() as u64;
+        (adopted, changed, held.len() as u64)
     }
 
     /// Serves the `trace_*` commands; `ring` (the agent's ring of the trace region) gets the
@@ -338,6 +391,15 @@ impl Agent {
 
     /// Runs until `stop` is set.
     pub fn run(mut self, stop: Arc<AtomicBool>) {
+        if let Some(held) = self.adopt.take() {
+            let t = Instant::now();
+            let (n, changed, held) = self.adopt_flows(&held);
+            println!(
+                "vrouter: agent: adopted {n} flows of the reattached table ({changed} actions changed by \
+                 re-evaluation, {held} HOLD flows set up again) in {} ms",
+                t.elapsed().as_millis()
+            );
+        }
         let mut last_scan = Instant::now();
         let mut idle = 0u32;
         let acceptor = self.listener.take().map(|l| {

@@ -8,7 +8,7 @@
 use crate::agent::policy::{Decision, FlowContext, PolicyAction, PolicyEngine};
 use crate::config::VifType;
 use crate::fib::{Fib, Nexthop, Vif};
-use flow_table::{Action, FlowKey, FlowTable, FlowUpdate, Gen, FLOW_DR_FLOW_LIMIT};
+use flow_table::{Action, FlowKey, FlowTable, FlowUpdate, Gen, Origin, FLOW_DR_FLOW_LIMIT};
 use std::sync::Arc;
 
 /// What [`program`] did with a setup request.
@@ -58,8 +58,10 @@ pub fn program(table: &FlowTable, fib: &Fib, policy: &PolicyEngine, flow: u32, g
     // S(nh): the nexthop of the route to each direction's source (0: no route).
     let mut update = flow_update(&decision);
     update.src_nh = Some(source_nh(fib, vrf, key.src_ip()));
+    update.origin = Some(Origin { vif, reverse: false });
     let _ = table.set_action(flow, gen, &update);
     update.src_nh = Some(source_nh(fib, vrf, key.dst_ip()));
+    update.origin = Some(Origin { vif, reverse: true });
     let rgen = table.entry(rev).map_or(0, |e| e.gen());
     let _ = table.set_action(rev, rgen, &update);
     Setup::Done(Programmed { decision, rev, rgen, src_vn, dst_vn, key })
