@@ -231,7 +231,16 @@ fn a_restarted_vrouter_reconnects_to_running_vms() {
     let grown = (c2.rx_packets - b2.rx_packets, c1.tx_packets - b1.tx_packets, c1.tx_bytes - b1.tx_bytes);
     assert_eq!(grown, (30, 30, bytes(&expect_second)));
     h.assert_accounted();
-    h.stop_vrouter();
+    let out = h.stop_vrouter();
+    for (kind, file, what) in
+        [("stats", "stats", "counters"), ("mirror", "mirror", "counters"), ("trace", "trace", "trace rings")]
+    {
+        let line = format!(
+            "vrouter: {kind} region {}: continuing {what} from the previous run",
+            h.run_dir.join(file).display()
+        );
+        assert!(out.contains(&line), "{line:?} not in:\n{out}");
+    }
 }
 
 /// Runs a tool of the tools crate against the host's vRouter; panics with its output when it
