@@ -141,7 +141,8 @@ fn ready_watchdog_and_stopping() {
             panic!("no keep-alive for 1.2 s with a 1 s watchdog: {} so far", pings.len() - 1);
         }
     }
-    assert!(pings.len() - 1 >= 5, "about 7 keep-alives in 3.5 s at 500 ms, got {}", pings.len() - 1);
+    let n = pings.len() - 1;
+    assert!(n >= 5, "about 7 keep-alives in 3.5 s at 500 ms, got {n}");
     let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.iter().all(|g| *g < Duration::from_secs(1)), "every gap under WATCHDOG_USEC: {gaps:?}");
     assert!(gaps[1..].iter().all(|g| *g > Duration::from_millis(250)), "not faster than half the timeout: {gaps:?}");
