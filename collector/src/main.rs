@@ -154,12 +154,14 @@ fn notify(r: Result<(), sdnotify::NotifyError>) {
     }
 }
 
-/// Whether the database writer is alive at a watchdog check: its queue is empty (nothing to
-/// do) or it committed a transaction since the previous check (`batches` moved from `last`).
-/// A writer stuck with work queued stops the keep-alives, and systemd restarts the collector
-/// after `WatchdogSec=`.
-fn writer_alive(queued: usize, batches: u64, last: u64) -> bool {
-    queued == 0 || batches != last
+/// Whether the database writer is alive at a watchdog check: stuck means it had work queued
+/// at the previous check (`queued_before`) and still has (`queued`), and committed no
+/// transaction in between (`batches` is still `last`). A message that arrived just before a
+/// check, after an idle interval, is not a stall. A writer stuck with work queued withholds
+/// the keep-alive from the second check on, and systemd restarts the collector after
+/// `WatchdogSec=` without one.
+fn writer_alive(queued_before: usize, queued: usize, batches: u64, last: u64) -> bool {
+    queued_before == 0 || queued == 0 || batches != last
 }
 
 /// Sends `WATCHDOG=1` every half timeout while [`writer_alive`]; a withheld keep-alive says
@@ -174,12 +176,13 @@ async fn keep_alive(
     let mut tick = tokio::time::interval(w.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = stats.writer_batches.load(Ordering::Relaxed);
+    let mut queued_before = 0;
     let mut withheld = false;
     loop {
         tick.tick().await;
         let batches = stats.writer_batches.load(Ordering::Relaxed);
         let queued = ingest.queued();
-        if writer_alive(queued, batches, last) {
+        if writer_alive(queued_before, queued, batches, last) {
             notify(n.watchdog());
             if withheld {
                 notify(n.status("database writer progressing again"));
@@ -193,6 +196,7 @@ async fn keep_alive(
             withheld = true;
         }
         last = batches;
+        queued_before = queued;
     }
 }
 
@@ -202,8 +206,10 @@ mod tests {
 
     #[test]
     fn writer_is_alive_when_idle_or_committing() {
-        assert!(writer_alive(0, 5, 5), "nothing queued, nothing to commit");
-        assert!(writer_alive(10, 6, 5), "work queued and a transaction committed");
-        assert!(!writer_alive(10, 5, 5), "work queued, nothing committed: stuck");
+        assert!(writer_alive(0, 0, 5, 5), "nothing queued, nothing to commit");
+        assert!(writer_alive(0, 1, 5, 5), "a message arrived just before the check, after an idle interval");
+        assert!(writer_alive(10, 10, 6, 5), "work queued and a transaction committed");
+        assert!(writer_alive(10, 0, 5, 5), "the queue drained");
+        assert!(!writer_alive(10, 3, 5, 5), "work queued at both checks, nothing committed: stuck");
     }
 }

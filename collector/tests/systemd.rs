@@ -1,13 +1,14 @@
 //! The `collector` binary under systemd's notification protocol, against a notification
 //! socket the test binds itself (`NOTIFY_SOCKET`): `READY=1` once the REST API and the
-//! Sandesh port accept connections, `WATCHDOG=1` every half `WATCHDOG_USEC` (none when
+//! Sandesh port accept connections, `WATCHDOG=1` every half `WATCHDOG_USEC` while a generator
+//! streams flow records (none when
 //! `WATCHDOG_PID` names another process), `STOPPING=1` on SIGTERM; and the unit file
 //! (`deploy/systemd/vrouter-collector.service`) passes `systemd-analyze verify` with its
 //! example configuration loading as the collector's.
 
 mod common;
 
-use common::http_get;
+use common::{flow, http_get, Generator};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -130,12 +131,31 @@ fn ready_watchdog_and_stopping() {
     assert_eq!(code, 200, "{stats}");
     TcpStream::connect_timeout(&sandesh, Duration::from_secs(2)).expect("Sandesh port accepts");
 
+    // A generator streams flow records meanwhile: the writer commits them, so the keep-alives
+    // go on.
+    let feeder = std::thread::spawn(move || {
+        let mut g = Generator::connect(sandesh, "host1");
+        let t0 = Instant::now();
+        let mut k = 0u32;
+        while t0.elapsed() < Duration::from_secs(3) {
+            let recs = (0..16)
+                .map(|_| {
+                    k += 1;
+                    flow(&format!("00000000-0000-0000-0000-{k:012}"), 20000 + (k % 1000) as u16, 100, 1, 100, 1)
+                })
+                .collect();
+            g.send_flows(recs);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        g
+    });
+
     // Keep-alives: periodic, never further apart than the timeout.
     let start = Instant::now();
     let mut pings = vec![start];
     while start.elapsed() < Duration::from_millis(3500) {
         if let Some((t, msg)) = m.recv(Duration::from_millis(1200)) {
-            assert_eq!(msg, "WATCHDOG=1\n", "only keep-alives while the writer is idle");
+            assert_eq!(msg, "WATCHDOG=1\n", "only keep-alives while the writer keeps up");
             pings.push(t);
         } else {
             panic!("no keep-alive for 1.2 s with a 1 s watchdog: {} so far", pings.len() - 1);
@@ -146,6 +166,10 @@ fn ready_watchdog_and_stopping() {
     let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.iter().all(|g| *g < Duration::from_secs(1)), "every gap under WATCHDOG_USEC: {gaps:?}");
     assert!(gaps[1..].iter().all(|g| *g > Duration::from_millis(250)), "not faster than half the timeout: {gaps:?}");
+
+    let _generator = feeder.join().unwrap();
+    let (_, stats) = http_get(http, "/analytics/collector/stats");
+    assert!(stats["flow_records_stored"].as_u64().unwrap() >= 16 * 50, "records were ingested meanwhile: {stats}");
 
     sigterm(&p);
     let stopping = m.expect("STOPPING=1\n", Duration::from_secs(10));
