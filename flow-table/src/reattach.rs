@@ -524,19 +524,19 @@ mod tests {
         assert_eq!(t.capacity(), 192);
         drop(t);
         // Another layout version.
-        let mut bytes = std::fs::read(&path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
         bytes[8..12].copy_from_slice(&(LAYOUT_VERSION - 1).to_ne_bytes());
-        std::fs::write(&path, &bytes).unwrap();
+        fs::write(&path, &bytes).unwrap();
         let (_, start) = FlowTable::open_or_create(Some(&path), dir.path(), &bigger).unwrap();
         let TableStart::Replaced { reason, .. } = start else { panic!("{start:?}") };
         assert!(reason.contains("version"), "{reason}");
         // Truncated.
-        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(4096).unwrap();
         let (t, start) = FlowTable::open_or_create(Some(&path), dir.path(), &bigger).unwrap();
         let TableStart::Replaced { reason, kept_at } = start else { panic!("{start:?}") };
         assert!(reason.contains("short") || reason.contains("bytes"), "{reason}");
-        assert_eq!(std::fs::metadata(kept_at.unwrap()).unwrap().len(), 4096, "the old file is kept as it was");
+        assert_eq!(fs::metadata(kept_at.unwrap()).unwrap().len(), 4096, "the old file is kept as it was");
         assert_eq!(t.stats().used_entries, 0);
     }
 }
