@@ -270,7 +270,7 @@ pub use path::{
 pub use reader::FlowTableReader;
 /// The region framework's open options and error, which the table's open paths take and return.
 pub use shm::{OpenOptions, RegionError};
-pub use snapshot::{FlowSnapshot, HeaderInfo, TableStats, SNAPSHOT_ATTEMPTS};
+pub use snapshot::{FlowSnapshot, HeaderInfo, TableIdentity, TableStats, SNAPSHOT_ATTEMPTS};
 pub use table::{FlowTable, FlowTableConfig, FlowUpdate, Lookup, ReclaimStats};
 
 #[cfg(test)]
