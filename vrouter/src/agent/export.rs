@@ -448,8 +448,8 @@ impl FlowState {
     }
 }
 
-/// What a flow's records are built from besides the configuration: its entry, or after a
-/// restart, when the entry is gone, its saved slot.
+/// What a flow's records are built from besides the configuration: its entry when first
+/// seen, or after a restart its saved slot.
 struct Facts {
     index: u32,
     key: flow_table::FlowKey,
@@ -636,9 +636,12 @@ impl FlowScanner {
     /// a file it cannot use is kept as `<path>.old`. Either way a new file is written at
     /// `path` before this returns. The returned [`StateOrigin`] says which, in one line.
     ///
-    /// Call it before anything reclaims flow entries (the agent's thread) only if the
-    /// teardown records of flows deleted while the vRouter was down should carry the
-    /// entry's figures: a flow whose entry is gone gets its teardown record from the file.
+    /// A restored flow's records are built as before the restart: the fixed part from the
+    /// key, verdict and reverse flow saved when the flow was first seen, with the
+    /// configuration (VNs, VMIs, rule UUIDs, analyzer names, tunnels) applied anew. The scans
+    /// then carry on as if there had been no restart: a restored flow whose entry is gone or
+    /// holds another flow (other generation) gets its teardown record with the last exported
+    /// figures, a deleted one that is still readable with its final figures.
     pub fn with_state_file(
         cfg: &Config,
         table: Arc<FlowTable>,
@@ -670,20 +673,11 @@ impl FlowScanner {
         Ok((s, origin))
     }
 
-    /// The in-memory state of a flow from its saved slot: the records' fixed part from the
-    /// entry when it still holds the same flow (generation, setup time and key), else from
-    /// the slot.
+    /// The in-memory state of flow `idx` from its saved slot. The fixed part comes from the
+    /// slot, not from the entry, even when the entry still holds the flow: a deleted entry
+    /// no longer shows the verdict (action DROP, mirrors cleared) the records had.
     fn restore(&self, idx: u32, f: &SavedFlow) -> FlowState {
-        let live = self
-            .table
-            .snapshot(idx)
-            .ok()
-            .flatten()
-            .filter(|s| s.gen == f.gen && s.setup_time == f.setup_ms && s.key == f.key);
-        let info = match live {
-            Some(s) => self.flow_info(&s),
-            None => self.info_of(&Facts::saved(idx, f), f.forward, f.reverse),
-        };
+        let info = self.info_of(&Facts::saved(idx, f), f.forward, f.reverse);
         FlowState { gen: f.gen, info, last: f.last, exported: f.exported, torn_down: f.torn_down, saved: true }
     }
 
@@ -1609,6 +1603,250 @@ enabled = true
         let _ = r;
     }
 
+    // ------------------------------------------------------------ restarts
+
+    /// A scanner of `fx`'s configuration over `fx`'s table that keeps its state in the
+    /// fixture's directory: a start of the exporter (the previous scanner, dropped without
+    /// a final sweep, stands for a killed process).
+    fn start(fx: &Fixture, extra: &str) -> (FlowScanner, StateOrigin) {
+        let cfg = parse(&format!("{CONFIG}{extra}"), "test").unwrap();
+        FlowScanner::with_state_file(&cfg, fx.table.clone(), &fx._dir.path().join(STATE_FILE)).unwrap()
+    }
+
+    fn by_uuid(out: &[FlowLogData], uuid: &str) -> Vec<FlowLogData> {
+        out.iter().filter(|r| r.flowuuid == uuid).cloned().collect()
+    }
+
+    #[test]
+    fn flow_uuids_depend_on_the_table_not_on_the_process() {
+        let fx = fixture("");
+        let cfg = parse(CONFIG, "test").unwrap();
+        let again = FlowScanner::new(&cfg, fx.table.clone()).unwrap();
+        assert_eq!(fx.scanner.uuid(5, 2, 1_000), again.uuid(5, 2, 1_000));
+        // The same path, a table created anew: other UUIDs.
+        let path = fx.table.path().to_path_buf();
+        let other = Arc::new(
+            FlowTable::create(&path, &FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 1 })
+                .unwrap(),
+        );
+        let third = FlowScanner::new(&cfg, other).unwrap();
+        assert_ne!(fx.scanner.uuid(5, 2, 1_000), third.uuid(5, 2, 1_000));
+    }
+
+    /// (a) After a restart, flows already exported get no setup record again, and the first
+    /// record of each carries exactly the diff since its last record, under the same UUID;
+    /// the counters continue.
+    #[test]
+    fn a_restart_resumes_the_export_where_it_stopped() {
+        let fx = fixture("");
+        let (mut s1, origin) = start(&fx, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Missing, .. }), "{origin}");
+        let (f, r) = pair(&fx.table, 40000, true);
+        let (g, _) = pair(&fx.table, 40001, false);
+        traffic(&fx.table, f, 3, 100, true);
+        let mut before: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut before);
+        assert_eq!(before.len(), 4);
+        traffic(&fx.table, f, 2, 50, true);
+        traffic(&fx.table, g, 1, 70, false);
+        s1.sweep(&mut before);
+        assert_eq!(before.len(), 6);
+        let fwd = before.iter().find(|x| x.flowuuid.starts_with(&format!("{f:08x}-"))).unwrap().clone();
+        let rev = before.iter().find(|x| x.flowuuid.starts_with(&format!("{r:08x}-"))).unwrap().clone();
+        let c1 = s1.counters().clone();
+        // Traffic the first process never exported, then it dies (no final sweep).
+        traffic(&fx.table, f, 4, 25, true);
+        drop(s1);
+
+        let (mut s2, origin) = start(&fx, "");
+        assert_eq!(origin, StateOrigin::Restored { path: fx._dir.path().join(STATE_FILE), flows: 4 });
+        assert!(origin.to_string().contains("restored 4 flow(s)"), "{origin}");
+        assert_eq!(s2.counters().flows_tracked, 4);
+        let mut after: Vec<FlowLogData> = Vec::new();
+        s2.sweep(&mut after);
+        // One periodic record of f, nothing for the idle flows.
+        assert_eq!(after.len(), 1, "{after:#?}");
+        let p = &after[0];
+        assert_eq!(p.flowuuid, fwd.flowuuid);
+        assert_eq!(p.reverse_uuid.as_deref(), Some(rev.flowuuid.as_str()));
+        assert_eq!((p.bytes, p.packets, p.diff_bytes, p.diff_packets), (Some(500), Some(9), Some(100), Some(4)));
+        assert_eq!((p.mirror_bytes, p.mirror_packets), (Some(680), Some(9)));
+        assert_eq!((p.sourcevn.as_str(), p.action.as_deref()), ("vn-red", Some("pass|mirror")));
+        assert_eq!((p.analyzer_name.as_deref(), p.forward_flow), (Some("an-a"), Some(true)));
+        assert_eq!(p.setup_time, fwd.setup_time);
+        // The counters go on from the previous process's.
+        let c2 = s2.counters();
+        assert_eq!((c2.setup_records, c2.periodic_records), (c1.setup_records, c1.periodic_records + 1));
+        assert_eq!(c2.records_exported, c1.records_exported + 1);
+        assert_eq!(c2.sweeps, c1.sweeps + 1);
+        // Summed over both processes, the diffs are the table's counters.
+        for (idx, uuid) in [(f, &fwd.flowuuid), (r, &rev.flowuuid)] {
+            let all: Vec<FlowLogData> = by_uuid(&before, uuid).into_iter().chain(by_uuid(&after, uuid)).collect();
+            let snap = fx.table.snapshot(idx).unwrap().unwrap();
+            let sum: i64 = all.iter().map(|x| x.diff_bytes.unwrap()).sum();
+            assert_eq!(sum as u64, snap.bytes, "{uuid}");
+        }
+        // A third start right away restores the same (nothing moved).
+        drop(s2);
+        let (mut s3, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 4, .. }));
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s3.sweep(&mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        // A new flow after the restart: its setup record.
+        let (h, _) = pair(&fx.table, 40002, false);
+        s3.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().any(|x| x.flowuuid.starts_with(&format!("{h:08x}-"))));
+    }
+
+    /// (b) A flow deleted while the exporter was down gets its teardown record after the
+    /// restart: with its final figures while its entry is still readable, with the last
+    /// exported ones (and the records' fields as before) when its entry is gone.
+    #[test]
+    fn flows_deleted_while_down_get_their_teardown_records() {
+        let fx = fixture("");
+        let (mut s1, _) = start(&fx, "");
+        let (a, _) = pair(&fx.table, 1000, true);
+        let (b, _) = pair(&fx.table, 1001, true);
+        traffic(&fx.table, a, 2, 100, true);
+        traffic(&fx.table, b, 3, 100, true);
+        let mut before: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut before);
+        let rec = |i: u32| before.iter().find(|x| x.flowuuid.starts_with(&format!("{i:08x}-"))).unwrap().clone();
+        let (ra, rb) = (rec(a), rec(b));
+        drop(s1);
+        // Down: b is deleted and its slot reclaimed; a gets packets, then is deleted.
+        let gb = fx.table.entry(b).unwrap().gen();
+        fx.table.mark_delete(b, gb).unwrap();
+        fx.table.reclaim();
+        fx.table.reclaim();
+        assert!(fx.table.snapshot(b).unwrap().is_none(), "b's slot is free");
+        traffic(&fx.table, a, 1, 40, true);
+        let ga = fx.table.entry(a).unwrap().gen();
+        fx.table.mark_delete(a, ga).unwrap();
+
+        let (mut s2, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 4, .. }), "{origin}");
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s2.sweep(&mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let ta = by_uuid(&out, &ra.flowuuid);
+        let tb = by_uuid(&out, &rb.flowuuid);
+        assert_eq!((ta.len(), tb.len()), (1, 1));
+        assert!(ta[0].teardown_time.is_some() && tb[0].teardown_time.is_some());
+        assert_eq!((ta[0].bytes, ta[0].diff_bytes, ta[0].diff_packets), (Some(240), Some(40), Some(1)));
+        assert_eq!((tb[0].bytes, tb[0].diff_bytes, tb[0].diff_packets), (Some(300), Some(0), Some(0)));
+        for (t, r) in [(&ta[0], &ra), (&tb[0], &rb)] {
+            // What the records said before the restart (the entry of a no longer shows it).
+            assert_eq!(t.action.as_deref(), Some("pass|mirror"));
+            assert_eq!((&t.sourcevn, &t.destvn, t.sourceip, t.sport), (&r.sourcevn, &r.destvn, r.sourceip, r.sport));
+            assert_eq!((&t.analyzer_name, &t.sec_analyzer_name), (&r.analyzer_name, &r.sec_analyzer_name));
+            assert_eq!(
+                (&t.reverse_uuid, t.forward_flow, t.setup_time),
+                (&r.reverse_uuid, r.forward_flow, r.setup_time)
+            );
+            assert_eq!((&t.nw_ace_uuid, &t.vmi_uuid), (&r.nw_ace_uuid, &r.vmi_uuid));
+        }
+        assert_eq!(tb[0].mirror_bytes, rb.mirror_bytes);
+        assert_eq!(s2.counters().flows_tracked, 2);
+        // Once: not again after a restart, nor after a's slot is reclaimed.
+        drop(s2);
+        let (mut s3, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 3, .. }), "{origin}");
+        out.clear();
+        s3.sweep(&mut out);
+        fx.table.reclaim();
+        fx.table.reclaim();
+        s3.sweep(&mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        drop(s3);
+        let (_, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 2, .. }), "{origin}");
+    }
+
+    /// (c) A file the exporter cannot use (another layout, garbage) is kept as `.old`; the
+    /// exporter starts afresh, says why in one line, and writes a usable file.
+    #[test]
+    fn an_unusable_state_file_is_kept_aside_and_the_export_starts_afresh() {
+        let fx = fixture("");
+        let path = fx._dir.path().join(STATE_FILE);
+        let old = fx._dir.path().join("export-state.old");
+        let (_, _) = pair(&fx.table, 7, false);
+        let (mut s1, _) = start(&fx, "");
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut out);
+        drop(s1);
+        // Another layout version (offset 8 of the common header).
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&99u32.to_ne_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut s2, origin) = start(&fx, "");
+        let line = origin.to_string();
+        assert!(
+            matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Unusable { kept: Ok(p), .. }, .. } if *p == old),
+            "{origin:?}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+        let expected = format!(
+            "export state {}: cannot be used (layout version 99, this build reads {}), kept as {}; \
+             exporting every flow afresh",
+            path.display(),
+            export_state::STATE_LAYOUT_VERSION,
+            old.display()
+        );
+        assert_eq!(line, expected);
+        assert!(line.contains("export-state.old") && line.ends_with("exporting every flow afresh"), "{line}");
+        assert_eq!(std::fs::read(&old).unwrap(), bytes, "the old file is kept as it was");
+        // Afresh: both flows of the pair get a setup record again.
+        out.clear();
+        s2.sweep(&mut out);
+        assert_eq!((out.len(), s2.counters().setup_records), (2, 2));
+        drop(s2);
+        // The new file is usable.
+        assert!(matches!(start(&fx, "").1, StateOrigin::Restored { flows: 2, .. }));
+        // Garbage.
+        std::fs::write(&path, vec![0xab; 10_000]).unwrap();
+        let (_, origin) = start(&fx, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Unusable { kept: Ok(_), .. }, .. }));
+        assert_eq!(std::fs::read(&old).unwrap(), vec![0xab; 10_000]);
+        // Too short for a header.
+        std::fs::write(&path, b"x").unwrap();
+        let (_, origin) = start(&fx, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Unusable { .. }, .. }), "{origin}");
+        assert!(matches!(start(&fx, "").1, StateOrigin::Restored { flows: 0, .. }));
+    }
+
+    /// (d) The state of another flow table (the table was created anew) is not restored:
+    /// every flow is exported afresh, under new UUIDs.
+    #[test]
+    fn the_state_of_another_table_is_not_restored() {
+        let fx = fixture("");
+        let (f, _) = pair(&fx.table, 9, false);
+        traffic(&fx.table, f, 2, 100, false);
+        let (mut s1, _) = start(&fx, "");
+        let mut before: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut before);
+        drop(s1);
+        let path = fx.table.path().to_path_buf();
+        let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 1 };
+        let fx2 = Fixture { table: Arc::new(FlowTable::create(&path, &cfg).unwrap()), ..fx };
+        let (f2, _) = pair(&fx2.table, 9, false);
+        assert_eq!(f2, f, "the same slot in the new table");
+        traffic(&fx2.table, f2, 1, 100, false);
+        let (mut s2, origin) = start(&fx2, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::OtherTable { .. }, .. }), "{origin:?}");
+        assert!(origin.to_string().contains("another flow table"), "{origin}");
+        assert!(!fx2._dir.path().join("export-state.old").exists());
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s2.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        let rec = out.iter().find(|x| x.flowuuid.starts_with(&format!("{f:08x}-"))).unwrap();
+        assert_eq!((rec.bytes, rec.diff_bytes), (Some(100), Some(100)));
+        assert!(before.iter().all(|b| b.flowuuid != rec.flowuuid), "a new UUID");
+        assert_eq!(s2.counters().setup_records, 2);
+    }
+
     #[test]
     fn remote_endpoints_carry_the_tunnel_peer() {
         let mut fx = fixture("");
@@ -1744,6 +1982,8 @@ enabled = true
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(pinned.iter().all(|(_, c)| c == "0"), "{pinned:?}");
+        // The export state is in the run directory.
+        assert!(run_dir.join(STATE_FILE).exists());
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
         let c = read_counters(&run_dir).unwrap();

@@ -27,10 +27,11 @@
 //!                 reverse setup time
 //! ```
 //!
-//! Line 1 lets a restarted exporter build a flow's teardown record even when its entry is
-//! gone by the time the exporter starts (reclaimed by the agent, or the slot reused): the
-//! record's fields come from the key, the verdict and the configuration, as from a live
-//! entry.
+//! Line 1 is what the exporter read from the entry when it first saw the flow: a restarted
+//! exporter builds the flow's records from it and the configuration exactly as before the
+//! restart, also when the entry is gone by the time it starts (reclaimed by the agent, the
+//! slot reused: the flow then gets its teardown record) or no longer shows the verdict (a
+//! deleted entry's action is DROP and its mirrors are cleared).
 //!
 //! # Writing
 //!
@@ -417,6 +418,19 @@ pub(crate) fn load(path: &Path, identity: TableIdentity, capacity: u32) -> Loade
     let (map, cap) = match shm::open(path, &SPEC, &OpenOptions::new().allow_stale(), validate) {
         Ok(m) => m,
         Err(RegionError::NotRunning { .. }) => return Loaded::Fresh(FreshReason::Missing),
+        // The path is in the line already: say what is wrong in the words of this file.
+        Err(RegionError::BadMagic { found, .. }) => {
+            return unusable(format!("not an export state file (magic {found:#018x})"))
+        }
+        Err(RegionError::BadVersion { found, expected, .. }) => {
+            return unusable(format!("layout version {found}, this build reads {expected}"))
+        }
+        Err(RegionError::ShortFile { what, found, needed, .. }) => {
+            return unusable(format!("{found} bytes, shorter than its {what} ({needed} bytes)"))
+        }
+        Err(RegionError::LayoutMismatch { field, found, expected, .. }) => {
+            return unusable(format!("header field {field} is {found}, expected {expected}"))
+        }
         Err(e) => return unusable(e.to_string()),
     };
     let prev = Previous { map, capacity: cap };
