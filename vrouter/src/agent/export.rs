@@ -23,11 +23,12 @@
 //! created anew. With a state file ([`FlowScanner::with_state_file`], which the exporter
 //! thread uses with `<run_dir>/export-state` unless told otherwise) the per-flow state (last
 //! exported counters, exported / torn-down, the flow's key and verdict) is written to the
-//! file before each record leaves and restored at start for the flows whose entry still has
-//! the same generation and setup time, so the first records after a restart carry exactly
-//! the diffs since the last ones before it, no setup record is sent twice and a flow deleted
-//! meanwhile still gets its teardown record; see [`super::export_state`] for the file, the
-//! start-up checks and what a crash can lose.
+//! file before each record leaves and restored at start when the file belongs to the same
+//! table. The scans then go on as without a restart: a restored flow whose entry still has
+//! the same generation gets its next record with exactly the diffs since its last one before
+//! the restart (no second setup record), one whose entry is deleted, gone or reused gets its
+//! teardown record. See [`super::export_state`] for the file, the start-up checks and what a
+//! crash can lose.
 //!
 //! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
 //! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
@@ -49,7 +50,10 @@
 //! by definition; an evicted TCP flow can lose its last packets when the table is larger than
 //! one slice per tick); `forward_flow` is decided by setup time (the earlier entry of a pair
 //! is the forward flow); rule UUIDs come from re-evaluating the current policy, so after a
-//! policy reload they describe the new policy.
+//! policy reload (or a restart with another configuration) they describe the new policy;
+//! after an upgrade from a build without the export state, or with another layout of it,
+//! every flow is exported afresh once (setup records with the counters so far; under new
+//! UUIDs when coming from a build that salted them with its start time).
 
 use super::export_state::{self, ExportState, Loaded, SavedFlow};
 use crate::agent::policy::{FlowContext, PolicyEngine};
