@@ -51,9 +51,9 @@
 //!
 //! # Start
 //!
-//! [`load`] opens the previous file read-only (also when its owner is gone) and checks its
+//! `load` opens the previous file read-only (also when its owner is gone) and checks its
 //! layout, its capacity and its table identity against the flow table the vRouter runs with
-//! now; [`ExportState::create`] then writes a new file (temporary name, renamed into place)
+//! now; `ExportState::create` then writes a new file (temporary name, renamed into place)
 //! holding the slots the exporter restored, so a crash during the start leaves the previous
 //! file or the complete new one. A file of another layout, or one that cannot be read, is
 //! kept aside as `<path>.old`; a file of another flow table is simply replaced (its flows
