@@ -85,10 +85,12 @@ fi
 # Debian packages: DPDK 22.11 (headers, pkg-config file, PMDs; `dpdk-dev` has dpdk-testpmd,
 # the benchmark's upper bound), libclang for bindgen, lld (ci/test.sh links its ~60 test
 # binaries with it), libpcap for the pcap PMD, a C toolchain for the shim, python3 for the
-# demo and bench traffic generators, tshark to read the pcaps, iproute2 for test namespaces.
+# demo and bench traffic generators, tshark to read the pcaps (and, with the Lua dissector of
+# tools/wireshark/, the mirror copies), iproute2 for test namespaces, systemd for
+# `systemd-analyze verify` of the unit files in deploy/systemd/ (no running systemd needed).
 PACKAGES=(
     libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential lld
-    python3 tshark iproute2 ca-certificates
+    python3 tshark iproute2 ca-certificates systemd
 )
 
 installed() {

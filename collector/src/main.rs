@@ -3,6 +3,11 @@
 //! Receives Sandesh (flow records, UVEs) from vRouter agents, stores them in an embedded
 //! SQLite database and answers the analytics REST API. See the README section "Analytics
 //! collector".
+//!
+//! Under systemd (`deploy/systemd/vrouter-collector.service`, `Type=notify`) it says
+//! `READY=1` once both listeners are bound, sends `WATCHDOG=1` every half `WatchdogSec=`
+//! while the database writer keeps up (see [`writer_alive`]) and `STOPPING=1` when SIGTERM
+//! or SIGINT arrives.
 
 use anyhow::Context;
 use clap::Parser;
@@ -11,6 +16,8 @@ use collector::server::Collector;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Analytics collector: Sandesh ingest, embedded storage, UVE and flow-record query API.
 #[derive(Debug, Parser)]
@@ -78,6 +85,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.hostname = v;
     }
     cfg.validate("command line", None)?;
+    // systemd: an unusable NOTIFY_SOCKET or WATCHDOG_USEC is reported and the collector runs
+    // without notifications rather than not at all.
+    let notifier = sdnotify::Notifier::from_env().unwrap_or_else(|e| {
+        eprintln!("collector: systemd notifications off: {e}");
+        None
+    });
+    let watchdog = sdnotify::Watchdog::from_env().unwrap_or_else(|e| {
+        eprintln!("collector: systemd watchdog off: {e}");
+        None
+    });
+    let notifier = notifier.map(Arc::new);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -105,13 +123,93 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}").and_then(|_| out.flush());
         drop(out);
+        let keep_alive = match (&notifier, watchdog) {
+            (Some(n), Some(w)) => Some(tokio::spawn(keep_alive(n.clone(), w, c.stats.clone(), c.ingest.clone()))),
+            _ => None,
+        };
+        if let Some(n) = &notifier {
+            notify(n.ready(&format!("Sandesh on {}, REST API on http://{}", c.sandesh_addr, c.http_addr)));
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot install the SIGTERM handler")?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        if let Some(n) = &notifier {
+            notify(n.stopping("stopping: draining sessions, committing what they sent"));
+        }
+        if let Some(k) = keep_alive {
+            k.abort();
+        }
         c.stop().await;
         Ok(())
     })
+}
+
+/// A failed notification is logged; the collector goes on.
+fn notify(r: Result<(), sdnotify::NotifyError>) {
+    if let Err(e) = r {
+        eprintln!("collector: {e}");
+    }
+}
+
+/// Whether the database writer is alive at a watchdog check: stuck means it had work queued
+/// at the previous check (`queued_before`) and still has (`queued`), and committed no
+/// transaction in between (`batches` is still `last`). A message that arrived just before a
+/// check, after an idle interval, is not a stall. A writer stuck with work queued withholds
+/// the keep-alive from the second check on, and systemd restarts the collector after
+/// `WatchdogSec=` without one.
+fn writer_alive(queued_before: usize, queued: usize, batches: u64, last: u64) -> bool {
+    queued_before == 0 || queued == 0 || batches != last
+}
+
+/// Sends `WATCHDOG=1` every half timeout while [`writer_alive`]; a withheld keep-alive says
+/// why in `STATUS=`. Running on the runtime, it also stops when the runtime stops making
+/// progress.
+async fn keep_alive(
+    n: Arc<sdnotify::Notifier>,
+    w: sdnotify::Watchdog,
+    stats: Arc<collector::stats::Stats>,
+    ingest: collector::ingest::IngestHandle,
+) {
+    let mut tick = tokio::time::interval(w.interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = stats.writer_batches.load(Ordering::Relaxed);
+    let mut queued_before = 0;
+    let mut withheld = false;
+    loop {
+        tick.tick().await;
+        let batches = stats.writer_batches.load(Ordering::Relaxed);
+        let queued = ingest.queued();
+        if writer_alive(queued_before, queued, batches, last) {
+            notify(n.watchdog());
+            if withheld {
+                notify(n.status("database writer progressing again"));
+                withheld = false;
+            }
+        } else {
+            notify(n.status(&format!(
+                "database writer committed nothing in {} ms with {queued} message(s) queued: watchdog withheld",
+                w.interval().as_millis()
+            )));
+            withheld = true;
+        }
+        last = batches;
+        queued_before = queued;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writer_alive;
+
+    #[test]
+    fn writer_is_alive_when_idle_or_committing() {
+        assert!(writer_alive(0, 0, 5, 5), "nothing queued, nothing to commit");
+        assert!(writer_alive(0, 1, 5, 5), "a message arrived just before the check, after an idle interval");
+        assert!(writer_alive(10, 10, 6, 5), "work queued and a transaction committed");
+        assert!(writer_alive(10, 0, 5, 5), "the queue drained");
+        assert!(!writer_alive(10, 3, 5, 5), "work queued at both checks, nothing committed: stuck");
+    }
 }

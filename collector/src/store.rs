@@ -11,7 +11,16 @@
 //! * `flow_series`: FlowSeriesTable, one row per sample with the sample's diffs: `bytes` and
 //!   `packets` from `diff_bytes`/`diff_packets` (or the growth of the cumulative counters when
 //!   the sample carries no diffs), the mirror diffs from the growth of the cumulative mirror
-//!   counters.
+//!   counters. A sample of a known flow whose cumulative `bytes` and `packets` are both no
+//!   higher than the flow's aggregates adds nothing to them, so its series row has zero
+//!   `bytes`/`packets` whatever its diffs say: it is a copy of a sample stored already (a
+//!   generator resending after a reconnect, a restarted vRouter exporter; flow UUIDs are
+//!   stable across its restarts) whose diffs were counted with it. A sample that does move
+//!   the counters keeps its diffs as sent, even above the growth: sampled records carry
+//!   scaled-up diffs (an estimate), which the collector cannot tell from exact ones. What a
+//!   series sum can still miss is a sample that never arrived (a generator killed with
+//!   records in its buffer); `flow_record` stays exact then, as the next sample carries the
+//!   cumulative counters.
 //! * `trace`: one row per trace id: its request and project (from whichever vRouter knew
 //!   them: the one that continued a marked trace does not) and the time span of its steps.
 //! * `trace_step`: one row per trace step, keyed by (trace id, vRouter, region generation,
@@ -651,8 +660,13 @@ impl Tx<'_> {
         let sec_mir_bytes = merge_cumulative(p.sec_mir_bytes, r.sec_mirror_bytes);
         let sec_mir_packets = merge_cumulative(p.sec_mir_packets, r.sec_mirror_packets);
         let growth = |new: Option<i64>, old: Option<i64>| new.unwrap_or(0) - old.unwrap_or(0);
-        let d_bytes = r.diff_bytes.unwrap_or(agg_bytes - p.bytes);
-        let d_packets = r.diff_packets.unwrap_or(agg_packets - p.packets);
+        // A copy of a stored sample (see the module docs): its diffs are counted already.
+        let copy = exists && r.bytes.is_some_and(|b| b <= p.bytes) && r.packets.is_some_and(|n| n <= p.packets);
+        let (d_bytes, d_packets) = if copy {
+            (0, 0)
+        } else {
+            (r.diff_bytes.unwrap_or(agg_bytes - p.bytes), r.diff_packets.unwrap_or(agg_packets - p.packets))
+        };
 
         // Identity columns and descriptive fields: the latest sample's values, keeping what an
         // earlier sample set when this one leaves an optional field out.
@@ -913,6 +927,66 @@ mod tests {
                 line: 1,
             },
         }
+    }
+
+    fn sample(t: i64, bytes: i64, packets: i64, diff: Option<(i64, i64)>) -> FlowRecordInput {
+        FlowRecordInput {
+            vrouter: "vr1".into(),
+            timestamp_us: t,
+            flowuuid: "00000007-0001-4abc-8def-0123456789ab".into(),
+            sourcevn: "red".into(),
+            sourceip: "10.1.0.3".into(),
+            destvn: "blue".into(),
+            destip: "10.2.0.3".into(),
+            protocol: 6,
+            setup_time: Some(1),
+            bytes: Some(bytes),
+            packets: Some(packets),
+            diff_bytes: diff.map(|d| d.0),
+            diff_packets: diff.map(|d| d.1),
+            ..Default::default()
+        }
+    }
+
+    /// (aggregate bytes, aggregate packets) of the flow record, (sum of bytes, sum of packets,
+    /// rows) of its series.
+    fn flow_sums(store: &Store) -> ((i64, i64), (i64, i64, i64)) {
+        let r = store.reader().unwrap();
+        let agg = r
+            .conn()
+            .query_row("SELECT agg_bytes, agg_packets FROM flow_record", [], |x| Ok((x.get(0)?, x.get(1)?)))
+            .unwrap();
+        let series = r
+            .conn()
+            .query_row("SELECT SUM(bytes), SUM(packets), COUNT(*) FROM flow_series", [], |x| {
+                Ok((x.get(0)?, x.get(1)?, x.get(2)?))
+            })
+            .unwrap();
+        (agg, series)
+    }
+
+    #[test]
+    fn a_resent_sample_adds_nothing_to_the_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut w) = Store::open(dir.path()).unwrap();
+        w.apply_flow_log(&sample(10, 100, 1, Some((100, 1)))).unwrap();
+        let second = sample(20, 250, 3, Some((150, 2)));
+        w.apply_flow_log(&second).unwrap();
+        assert_eq!(flow_sums(&store), ((250, 3), (250, 3, 2)));
+        // The same sample again (a resent frame, a restarted exporter): a row, no bytes.
+        w.apply_flow_log(&second).unwrap();
+        w.apply_flow_log(&sample(21, 250, 3, Some((150, 2)))).unwrap();
+        assert_eq!(flow_sums(&store), ((250, 3), (250, 3, 4)));
+        // A sample that never arrived (250 -> 300): the series misses its diff, the record
+        // does not.
+        w.apply_flow_log(&sample(40, 400, 6, Some((100, 2)))).unwrap();
+        assert_eq!(flow_sums(&store), ((400, 6), (350, 5, 5)));
+        // A sampled record's scaled diff (above the growth) is kept as sent.
+        w.apply_flow_log(&sample(50, 410, 7, Some((500, 50)))).unwrap();
+        assert_eq!(flow_sums(&store), ((410, 7), (850, 55, 6)));
+        // Only packets grew (zero-length packets): not a copy.
+        w.apply_flow_log(&sample(60, 410, 8, Some((0, 1)))).unwrap();
+        assert_eq!(flow_sums(&store), ((410, 8), (850, 56, 7)));
     }
 
     #[test]

@@ -111,6 +111,24 @@ pub struct TableStats {
     pub hold_stat: Vec<u64>,
 }
 
+/// What tells one table file from another: its creation time and its generation at the
+/// path. Both are written once, when the file is created, and kept when a restarting
+/// vRouter maps the same file again; a re-created table (even at the same path) has
+/// another identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct TableIdentity {
+    /// Creation time of the file, Unix nanoseconds (the region header's `created_unix_ns`).
+    pub created_unix_ns: u64,
+    /// The file's generation at its path (the region header's `generation`).
+    pub generation: u64,
+}
+
+impl std::fmt::Display for TableIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "generation {} created at {} ns", self.generation, self.created_unix_ns)
+    }
+}
+
 /// The header, decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HeaderInfo {

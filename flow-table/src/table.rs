@@ -15,7 +15,7 @@ use crate::hash::tunnel_source_port;
 use crate::key::{FlowKey, KEY_WORDS};
 use crate::layout::*;
 use crate::path::{default_path_sized, fs_space, FLOW_FILE_NAME};
-use crate::snapshot::{self, ActiveIter, FlowSnapshot, HeaderInfo, TableStats};
+use crate::snapshot::{self, ActiveIter, FlowSnapshot, HeaderInfo, TableIdentity, TableStats};
 
 /// Sizing of a new table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,6 +266,13 @@ impl FlowTable {
     /// This file's generation (bumped on every re-creation at the same path).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The file's identity (creation time and generation): the same for as long as this
+    /// file is the table, across restarts that map it again; another for a re-created table.
+    pub fn identity(&self) -> TableIdentity {
+        let h = self.map.header();
+        TableIdentity { created_unix_ns: h.created_unix_ns(), generation: h.generation() }
     }
 
     /// Main + overflow entries; valid indices are `0..capacity()`.

@@ -361,10 +361,15 @@ fn reader_sees_what_the_writer_wrote() {
     }
     assert_eq!(r.stats(), t.stats());
     assert!(matches!(r.snapshot(r.capacity()), Err(FlowTableError::BadIndex { .. })));
-    // Re-creating the table bumps the generation and replaces the file.
+    // The identity is the header's creation time and generation.
+    let id = t.identity();
+    assert_eq!((id.created_unix_ns, id.generation), (h.created_unix_ns, 1));
+    // Re-creating the table bumps the generation and replaces the file: another identity.
     drop(t);
     let t2 = FlowTable::create(&path, &cfg(256, 64)).unwrap();
     assert_eq!(t2.generation(), 2);
+    assert_ne!(t2.identity(), id);
+    assert_eq!(t2.identity().generation, 2);
     assert!(r.is_replaced());
     assert_eq!(FlowTableReader::open(&path).unwrap().generation(), 2);
     assert_eq!(r.iter_active().count(), 100, "the old mapping stays readable");

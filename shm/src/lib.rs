@@ -18,6 +18,10 @@
 //!   recorded time), unless the caller accepts a stale region ([`OpenOptions::allow_stale`]).
 //! - [`adopt`] maps a region file left by a previous run read-write, with the same checks,
 //!   and makes this process its owner (a restart that keeps its state).
+//! - [`previous`] looks at the file a restarting owner left at the path before [`create`]
+//!   replaces it: nothing, a compatible region to continue from (its owner gone, or alive but
+//!   stopped: a takeover), or a file it may not trust, which it renames to `<path>.old` and
+//!   reports ([`Previous`]).
 //! - [`RegionError`] is the one error type of all of it; every message names the region
 //!   kind and the path.
 
@@ -33,6 +37,7 @@ pub use error::RegionError;
 pub use header::{RegionHeader, REGION_HEADER_SIZE};
 pub use pod::{Bytes, Pod};
 pub use process::{owner_alive, process_start_ticks, region_owner, unix_time_ns};
+pub use region::previous::{previous, set_aside_path, Previous};
 pub use region::{
     adopt, create, open, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, RegionSpec, WORLD_READABLE_HINT,
 };

@@ -450,5 +450,7 @@ fn open_mapped<L>(
     Ok((m, layout))
 }
 
+pub(crate) mod previous;
+
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,8 @@
 //! layouts of its shared-memory regions with their writers and readers, the tables and codecs
 //! the operator tools need to print what they read. No DPDK, no configuration, no Sandesh.
 //!
+//! - [`continued`]: what a region created by a restarting vRouter took over from its
+//!   previous run's file (counters, rings), or why it started fresh;
 //! - [`codes`]: the one-declaration macros every table of codes is declared with;
 //! - [`control`]: the programming API's requests and typed replies (live changes, dumps);
 //! - [`drop_reason`]: the single drop-reason table shared by the data plane and the tools;
@@ -16,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod codes;
+pub mod continued;
 pub mod control;
 pub mod drop_reason;
 pub mod export;
@@ -25,4 +28,5 @@ pub mod mirror;
 pub mod stats;
 pub mod trace;
 
+pub use continued::{Continuation, Continued};
 pub use limits::{MAX_LCORES, MAX_VNI, MAX_VRFS};

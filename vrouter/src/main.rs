@@ -2,10 +2,11 @@
 //! invalid), initialises the EAL, opens the ports, launches one pinned forwarding lcore per
 //! configured core and prints a one-line summary per interval until SIGINT/SIGTERM, then
 //! stops the lcores, stops and closes the ports, marks the stats region stopped and cleans up
-//! the EAL.
+//! the EAL. Under systemd it notifies readiness, keep-alives and the stop (`systemd.rs`).
 
 mod handover;
 mod services;
+mod systemd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -91,6 +92,7 @@ fn run(args: &Args) -> Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("installing the SIGINT/SIGTERM handler")?;
     }
+    let mut sd = systemd::Systemd::from_env();
     let router = RunningRouter::start(&cfg, &args.config, fib, &eal_args, predecessor.filter(|_| args.takeover))?;
     let dp = router.datapath();
     println!(
@@ -112,6 +114,8 @@ fn run(args: &Args) -> Result<()> {
         println!("vrouter: exporting flows and UVEs to {}", cfg.export.collectors.join(", "));
     }
 
+    sd.ready(&dp.stats, &format!("forwarding on {} lcore(s), {} vif(s)", dp.plans.len(), dp.ports.len()));
+
     let interval = Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s));
     let mut last = dp.stats.totals();
     let mut last_t = Instant::now();
@@ -119,6 +123,7 @@ fn run(args: &Args) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
         dp.stats.set_heartbeat(now_ms());
         dp.sync_links();
+        sd.tick(&dp.stats);
         if !interval.is_zero() && last_t.elapsed() >= interval {
             let now = dp.stats.totals();
             let dt = last_t.elapsed().as_secs_f64();
@@ -128,6 +133,7 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     println!("vrouter: stopping");
+    sd.stopping();
     router.shutdown()
 }
 

@@ -152,8 +152,9 @@ impl RunningRouter {
         // Flow table and policy before the EAL, so their errors stop us before anything runs.
         let flows = Flows::from_config(cfg)?;
         // The mirror table: analyzers from the configuration, published to <run_dir>/mirror.
-        let mirror_region = MirrorRegion::create(run_dir, n_lcores, cfg.vrouter.router_ip)
+        let (mirror_region, continued) = MirrorRegion::create_continuing(run_dir, n_lcores, cfg.vrouter.router_ip)
             .context("creating the mirror region in vrouter.run_dir")?;
+        say_continued(&continued);
         let mirror_ctl = Arc::new(MirrorControl::new(mirror_region.clone(), cell.clone()));
         mirror_ctl.load_config(cfg).context("creating the [[analyzer]] mirror entries")?;
         let mirror_meta = Arc::new(std::sync::Mutex::new(Arc::new(MirrorMeta::new(cfg, &fib, |name| {
@@ -226,7 +227,7 @@ impl RunningRouter {
             eal: Some(eal),
             flow_line: None,
         };
-        let trace_region = TraceRegion::create(
+        let (trace_region, continued) = TraceRegion::create_continuing(
             run_dir,
             n_lcores + 1,
             vrouter::trace::region::DEFAULT_RING_SLOTS,
@@ -234,6 +235,7 @@ impl RunningRouter {
             vrouter::dpdk::rdtsc(),
         )
         .context("creating the trace region in vrouter.run_dir")?;
+        say_continued(&continued);
 
         // The agent runs before the first packet: a miss must find it ready (its per-flow
         // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
@@ -410,8 +412,20 @@ fn stats_region(cfg: &Config, max_vifs: usize, ports: &[PortSetup], mirror_ctl: 
             .mirror(v.mirror_rx, v.mirror_tx, mirror_index);
         infos.push(info);
     }
-    StatsRegion::create(run_dir, max_vifs, cfg.eal.forwarding_cores.len(), &infos, vrouter::dpdk::tsc_hz())
-        .with_context(|| format!("creating the stats region in {}", run_dir.display()))
+    let n_lcores = cfg.eal.forwarding_cores.len();
+    let (region, continued) =
+        StatsRegion::create_continuing(run_dir, max_vifs, n_lcores, &infos, vrouter::dpdk::tsc_hz())
+            .with_context(|| format!("creating the stats region in {}", run_dir.display()))?;
+    say_continued(&continued);
+    Ok(region)
+}
+
+/// Prints what a region took over from the previous run's file, or why it started fresh
+/// (one line; nothing on a first start).
+fn say_continued(c: &vrouter_abi::Continuation) {
+    if let Some(line) = c.line() {
+        println!("vrouter: {line}");
+    }
 }
 
 /// Pins the calling thread to one CPU (best effort: a failure leaves it unpinned and says so).

@@ -204,6 +204,9 @@ fn a_restarted_vrouter_reconnects_to_running_vms() {
 
     // The vRouter stops; the VMs keep running and see their link go down.
     h.stop_vrouter();
+    // The stopped run's final counters, which the next vRouter continues.
+    let (b1, b2) = (h.counters(1), h.counters(2));
+    assert!(b1.rx_packets >= 30 && b2.tx_packets >= 30, "the first run's traffic: {b1:?} {b2:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.vm1().stats()["link"] != "down" || h.vm2().stats()["link"] != "down" {
         assert!(Instant::now() < deadline, "the guests still see their link up");
@@ -222,11 +225,22 @@ fn a_restarted_vrouter_reconnects_to_running_vms() {
     send_flows(&mut h, 2, 1, &second, 3, "second");
     assert_eq!(h.vm1().wait_rx(30, Duration::from_secs(20))["received"], 30);
     assert_eq!(sorted(h.vm1().received()), sorted(expect_second.clone()));
-    // The new vRouter counts from zero (no state is kept across a restart yet).
+    // The new vRouter continues the first run's counters (`vif --list` goes on from them).
     let (c1, c2) = (h.counters(1), h.counters(2));
-    assert_eq!((c2.rx_packets, c1.tx_packets, c1.tx_bytes), (30, 30, bytes(&expect_second)));
+    assert_eq!((c1.rx_packets, c2.tx_packets), (b1.rx_packets, b2.tx_packets), "continued, not reset");
+    let grown = (c2.rx_packets - b2.rx_packets, c1.tx_packets - b1.tx_packets, c1.tx_bytes - b1.tx_bytes);
+    assert_eq!(grown, (30, 30, bytes(&expect_second)));
     h.assert_accounted();
-    h.stop_vrouter();
+    let out = h.stop_vrouter();
+    for (kind, file, what) in
+        [("stats", "stats", "counters"), ("mirror", "mirror", "counters"), ("trace", "trace", "trace rings")]
+    {
+        let line = format!(
+            "vrouter: {kind} region {}: continuing {what} from the previous run",
+            h.run_dir.join(file).display()
+        );
+        assert!(out.contains(&line), "{line:?} not in:\n{out}");
+    }
 }
 
 /// Runs a tool of the tools crate against the host's vRouter; panics with its output when it

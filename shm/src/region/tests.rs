@@ -227,3 +227,147 @@ fn create_refuses_a_size_without_room_for_the_header() {
     assert!(matches!(e, RegionError::InvalidArgument { kind: "test region", .. }), "{e:?}");
     assert!(!d.path().join("r").exists());
 }
+
+mod continuing {
+    use super::super::previous::{previous, set_aside_path, Previous};
+    use super::*;
+
+    fn look(path: &Path) -> Previous<u32> {
+        previous(path, &SPEC, check_slots).unwrap()
+    }
+
+    /// The set-aside outcome: the file moved to `<path>.old` with its bytes, nothing left at
+    /// the path, and a one-line reason naming the kind, the path and `what`.
+    fn assert_set_aside(path: &Path, before: &[u8], what: &str) -> RegionError {
+        match look(path) {
+            Previous::SetAside { reason, kept_at } => {
+                assert_eq!(kept_at, set_aside_path(path));
+                assert_eq!(kept_at.file_name().unwrap(), "region.old");
+                assert_eq!(fs::read(&kept_at).unwrap(), before, "the old file is kept as it was");
+                assert!(!path.exists(), "nothing is left to be trusted at the path");
+                let line = Previous::<u32>::SetAside { reason, kept_at: kept_at.clone() }.set_aside_line().unwrap();
+                assert!(!line.contains('\n'), "{line}");
+                assert!(line.contains("test region") && line.contains(&path.display().to_string()), "{line}");
+                assert!(line.contains(what), "{line}");
+                assert!(line.ends_with(&format!("kept it at {} and created the region fresh", kept_at.display())));
+                match look(&kept_at) {
+                    Previous::SetAside { reason, .. } => reason,
+                    other => panic!("the .old file is as untrusted: {other:?}"),
+                }
+            }
+            other => panic!("expected SetAside, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_file_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(look(&d.path().join("region")), Previous::None));
+    }
+
+    #[test]
+    fn a_compatible_file_is_mapped_and_left_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let path = make(d.path());
+        match look(&path) {
+            Previous::Compatible(m, slots) => {
+                assert_eq!(slots, 8);
+                assert!(m.owner_alive(), "a live owner is accepted (a planned takeover)");
+                assert!(Previous::Compatible(m, slots).set_aside_line().is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(path.exists() && !set_aside_path(&path).exists());
+        // A gone owner (crash or stop) too.
+        write_at(&path, offset_of!(RegionHeader, owner_pid), &dead_pid().to_ne_bytes());
+        match look(&path) {
+            Previous::Compatible(m, _) => assert!(!m.owner_alive()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_mapping_outlives_the_replacement() {
+        let d = tempfile::tempdir().unwrap();
+        let path = make(d.path());
+        write_at(&path, 200, &0xfeed_u32.to_ne_bytes());
+        let Previous::Compatible(old, _) = look(&path) else { panic!("compatible") };
+        let new = create(&path, &SPEC, &CreateOptions::new(4096, 0o644), |m| {
+            // Inside init, the previous run's bytes are still readable.
+            let v = old.get::<u32>(200).copied().unwrap();
+            *m.get_mut::<u32>(200).unwrap() = v + 1;
+            m.get_mut::<TestHeader>(0).unwrap().slots = AtomicU32::new(8);
+        })
+        .unwrap();
+        assert!(old.is_replaced());
+        assert_eq!((*old.get::<u32>(200).unwrap(), *new.get::<u32>(200).unwrap()), (0xfeed, 0xfeee));
+        assert_eq!(new.header().generation(), 2);
+    }
+
+    #[test]
+    fn another_layout_version_is_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let path = make(d.path());
+        write_at(&path, offset_of!(RegionHeader, layout_version), &99u32.to_ne_bytes());
+        let before = fs::read(&path).unwrap();
+        let e = assert_set_aside(&path, &before, "layout version 99 (expected 3)");
+        assert!(matches!(e, RegionError::BadVersion { found: 99, expected: 3, .. }), "{e:?}");
+        // The next region starts over.
+        make(d.path());
+        assert_eq!(strict(&path).unwrap().0.header().generation(), 1);
+    }
+
+    #[test]
+    fn a_truncated_file_is_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let path = make(d.path());
+        fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(2048).unwrap();
+        let before = fs::read(&path).unwrap();
+        let e = assert_set_aside(&path, &before, "2048 bytes, shorter than the 4096 bytes");
+        assert!(matches!(e, RegionError::ShortFile { what: "header's layout", found: 2048, needed: 4096, .. }));
+        // Shorter than the header itself.
+        fs::write(&path, [1u8; 10]).unwrap();
+        assert_set_aside(&path, &[1u8; 10], "10 bytes, shorter than the 128 bytes its header needs");
+    }
+
+    #[test]
+    fn other_magic_and_a_rejected_region_field_are_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("region");
+        fs::write(&path, vec![7u8; 4096]).unwrap();
+        assert_set_aside(&path, &[7u8; 4096], "bad magic 0x0707070707070707");
+        make(d.path());
+        write_at(&path, 64, &9u32.to_ne_bytes());
+        let before = fs::read(&path).unwrap();
+        assert_set_aside(&path, &before, "header field slots is 9 (expected 8)");
+    }
+
+    #[test]
+    fn one_old_copy_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("region");
+        fs::write(&path, b"first bad file").unwrap();
+        assert!(matches!(look(&path), Previous::SetAside { .. }));
+        fs::write(&path, b"second bad file").unwrap();
+        assert!(matches!(look(&path), Previous::SetAside { .. }));
+        assert_eq!(fs::read(set_aside_path(&path)).unwrap(), b"second bad file");
+        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("region.old")]);
+    }
+
+    #[test]
+    fn a_failed_set_aside_is_an_error_naming_the_step() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("region");
+        fs::write(&path, b"bad").unwrap();
+        // A directory in the way of the rename.
+        fs::create_dir(set_aside_path(&path)).unwrap();
+        fs::write(set_aside_path(&path).join("x"), b"x").unwrap();
+        let e = previous(&path, &SPEC, check_slots).unwrap_err();
+        assert!(
+            matches!(&e, RegionError::Io { context: "setting aside the untrusted previous file", path: p, .. } if p == &path),
+            "{e:?}"
+        );
+        assert!(path.exists(), "left where it was");
+    }
+}

@@ -24,7 +24,20 @@
 //!   odd `seq` means retry. A reader never sees half an entry.
 //! - Counters: one writer per lcore block, `load` + `store` (no locked add), as in the stats
 //!   region; readers sum with `Relaxed` loads.
+//!
+//! # Restart
+//!
+//! [`MirrorRegion::create_continuing`] reads the previous run's file at the same path before
+//! replacing it and keeps each active entry's counters by analyzer name (per lcore; summed
+//! into lcore 0 when the lcore count changed). The slots themselves are not copied: the
+//! control path writes the configured analyzers again, and when it writes an analyzer of a
+//! carried name, its counters are added to that slot's first (before the entry becomes
+//! visible), wherever the slot is now. The first lcore handle ([`MirrorRegion::lcore`])
+//! drops what no analyzer claimed: after that the counters have their one writer each, and
+//! an analyzer of an old name created later starts at zero. A previous file of another
+//! layout is set aside as `mirror.old` ([`crate::continued`]).
 
+use std::collections::HashMap;
 use std::mem::{offset_of, size_of};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -33,6 +46,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use shm::{Bytes, CreateOptions, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
+
+use crate::continued::{Continuation, Continued};
 
 /// `b"VRMIRR01"` as a little-endian u64.
 pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"VRMIRR01");
@@ -272,49 +287,55 @@ impl<'a> View<'a> {
 
     /// Reads slot `i` consistently; `None` when empty. Retries while a writer is active.
     fn read_slot(&self, i: usize) -> Option<SlotEntry> {
-        let s = self.slot(i)?;
         loop {
-            let seq = s.seq.load(Ordering::Acquire);
-            if seq & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let r = Ordering::Relaxed;
-            let active = s.state.load(r) == 1;
-            let name_len = (s.name_len.load(r) as usize).min(NAME_MAX);
-            let mut name = [0u8; NAME_MAX];
-            for (k, w) in s.name.iter().enumerate() {
-                name[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
-            }
-            let mut hdr = [0u8; HDR_MAX];
-            for (k, w) in s.hdr.iter().enumerate() {
-                hdr[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
-            }
-            let vni = s.vni.load(r);
-            let nh_vif = s.nh_vif.load(r);
-            let e = SlotEntry {
-                analyzer_name: String::from_utf8_lossy(&name[..name_len]).into_owned(),
-                analyzer_ip: Ipv4Addr::from(s.analyzer_ip.load(r)),
-                udp_port: s.udp_port.load(r) as u16,
-                vni: (vni != 0).then_some(vni),
-                nh_mode: if s.nh_mode.load(r) == 1 {
-                    crate::mirror::NhMode::Static
-                } else {
-                    crate::mirror::NhMode::Dynamic
-                },
-                juniper_header: s.juniper.load(r) == 1,
-                flags: s.flags.load(r) as u16,
-                nh_vif: (nh_vif != NO_NH).then_some(nh_vif as u16),
-                hdr,
-                hdr_len: (s.hdr_len.load(r) as usize).min(HDR_MAX),
-                ip_csum_base: s.ip_csum_base.load(r),
-                created_ms: s.created_ms.load(r),
-            };
-            fence(Ordering::Acquire);
-            if s.seq.load(Ordering::Relaxed) == seq {
-                return active.then_some(e);
+            match self.try_read_slot(i) {
+                Some(e) => return e,
+                None => std::hint::spin_loop(),
             }
         }
+    }
+
+    /// One attempt at [`View::read_slot`]: `None` when a writer was active (`seq` odd, or
+    /// changed during the read), else the slot (`Some(None)`: empty or out of range).
+    fn try_read_slot(&self, i: usize) -> Option<Option<SlotEntry>> {
+        let Some(s) = self.slot(i) else { return Some(None) };
+        let seq = s.seq.load(Ordering::Acquire);
+        if seq & 1 == 1 {
+            return None;
+        }
+        let r = Ordering::Relaxed;
+        let active = s.state.load(r) == 1;
+        let name_len = (s.name_len.load(r) as usize).min(NAME_MAX);
+        let mut name = [0u8; NAME_MAX];
+        for (k, w) in s.name.iter().enumerate() {
+            name[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
+        }
+        let mut hdr = [0u8; HDR_MAX];
+        for (k, w) in s.hdr.iter().enumerate() {
+            hdr[k * 8..k * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
+        }
+        let vni = s.vni.load(r);
+        let nh_vif = s.nh_vif.load(r);
+        let e = SlotEntry {
+            analyzer_name: String::from_utf8_lossy(&name[..name_len]).into_owned(),
+            analyzer_ip: Ipv4Addr::from(s.analyzer_ip.load(r)),
+            udp_port: s.udp_port.load(r) as u16,
+            vni: (vni != 0).then_some(vni),
+            nh_mode: if s.nh_mode.load(r) == 1 {
+                crate::mirror::NhMode::Static
+            } else {
+                crate::mirror::NhMode::Dynamic
+            },
+            juniper_header: s.juniper.load(r) == 1,
+            flags: s.flags.load(r) as u16,
+            nh_vif: (nh_vif != NO_NH).then_some(nh_vif as u16),
+            hdr,
+            hdr_len: (s.hdr_len.load(r) as usize).min(HDR_MAX),
+            ip_csum_base: s.ip_csum_base.load(r),
+            created_ms: s.created_ms.load(r),
+        };
+        fence(Ordering::Acquire);
+        (s.seq.load(Ordering::Relaxed) == seq).then(|| active.then_some(e))
     }
 
     fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
@@ -338,8 +359,66 @@ struct Shared {
     map: Mapped,
     layout: Layout,
     taken: Box<[AtomicBool]>,
-    /// Serialises slot writers (the seqlock allows exactly one).
-    write: Mutex<()>,
+    /// Serialises slot writers (the seqlock allows exactly one), and holds the previous
+    /// run's counters until their analyzers are written again.
+    write: Mutex<Carried>,
+}
+
+/// The previous run's counters by analyzer name ([`MirrorRegion::create_continuing`]).
+#[derive(Default)]
+struct Carried {
+    /// The previous run's lcore count.
+    n_lcores: usize,
+    /// Per analyzer name, its counters on each of the previous run's lcores.
+    by_name: HashMap<String, Vec<EntryStats>>,
+}
+
+impl Carried {
+    /// The counters of every active entry of a previous region, and what could not be read
+    /// (a slot its writer left half-written).
+    fn read(old: View<'_>) -> (Carried, Vec<String>) {
+        let mut carried = Carried { n_lcores: old.layout.n_lcores, by_name: HashMap::new() };
+        let mut torn = Vec::new();
+        for i in 0..SLOTS {
+            // The previous owner is gone or stopped: a slot still changing after this many
+            // tries was left half-written by a writer that died.
+            match (0..1000).find_map(|_| old.try_read_slot(i)) {
+                Some(Some(e)) => {
+                    let per_lcore = carried
+                        .by_name
+                        .entry(e.analyzer_name)
+                        .or_insert_with(|| vec![EntryStats::default(); old.layout.n_lcores]);
+                    for (c, sum) in per_lcore.iter_mut().enumerate() {
+                        let s = old.stats(i, Some(c));
+                        sum.packets = sum.packets.wrapping_add(s.packets);
+                        sum.bytes = sum.bytes.wrapping_add(s.bytes);
+                        sum.errors = sum.errors.wrapping_add(s.errors);
+                    }
+                }
+                Some(None) => {}
+                None => torn.push(i.to_string()),
+            }
+        }
+        let mut notes = Vec::new();
+        if !torn.is_empty() {
+            notes.push(format!("slot {} half-written by the previous run: counters dropped", torn.join(", ")));
+        }
+        (carried, notes)
+    }
+
+    /// Adds the carried counters of `name`, if any, to slot `i` of `view` (a region of
+    /// `view.layout.n_lcores` lcores whose counter blocks no lcore writes yet).
+    fn claim(&mut self, name: &str, view: View<'_>, i: usize) {
+        let Some(per_lcore) = self.by_name.remove(name) else { return };
+        let same = self.n_lcores == view.layout.n_lcores;
+        let r = Ordering::Relaxed;
+        for (c, s) in per_lcore.iter().enumerate() {
+            let Some(b) = view.counters(if same { c } else { 0 }, i) else { continue };
+            b.packets.store(b.packets.load(r).wrapping_add(s.packets), r);
+            b.bytes.store(b.bytes.load(r).wrapping_add(s.bytes), r);
+            b.errors.store(b.errors.load(r).wrapping_add(s.errors), r);
+        }
+    }
 }
 
 impl Shared {
@@ -356,14 +435,52 @@ pub struct MirrorRegion {
 }
 
 impl MirrorRegion {
-    /// Creates (or replaces) the region for `n_lcores` forwarding lcores, all slots empty.
+    /// Creates (or replaces) the region for `n_lcores` forwarding lcores, all slots empty,
+    /// every counter at zero.
     pub fn create(run_dir: &Path, n_lcores: usize, router_ip: Ipv4Addr) -> Result<MirrorRegion, MirrorRegionError> {
-        if n_lcores == 0 || n_lcores > MAX_LCORES {
-            return Err(MirrorRegionError::InvalidArgument {
-                kind: SPEC.kind,
-                msg: format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"),
-            });
+        check_lcores(n_lcores)?;
+        MirrorRegion::build(run_dir, n_lcores, router_ip, Carried::default())
+    }
+
+    /// [`MirrorRegion::create`], continuing the counters of the previous run's file at the
+    /// same path by analyzer name (see "Restart" in the module docs): an analyzer written
+    /// into a slot before the first [`MirrorRegion::lcore`] call starts from the counters
+    /// its name had. The previous file's owner must be gone or have stopped its lcores.
+    ///
+    /// A previous file this build does not accept is renamed to `mirror.old` and nothing is
+    /// carried; the returned [`Continuation`] says which happened.
+    pub fn create_continuing(
+        run_dir: &Path,
+        n_lcores: usize,
+        router_ip: Ipv4Addr,
+    ) -> Result<(MirrorRegion, Continuation), MirrorRegionError> {
+        check_lcores(n_lcores)?;
+        let path = run_dir.join(MIRROR_FILE_NAME);
+        let previous = shm::previous(&path, &SPEC, validate)?;
+        if let shm::Previous::Compatible(old_map, old_layout) = &previous {
+            let (carried, mut notes) = Carried::read(View::new(old_map.bytes(), *old_layout));
+            if carried.n_lcores != n_lcores {
+                notes.push(format!(
+                    "{} forwarding lcores before, {n_lcores} now: the previous per-lcore counters are summed into \
+                     lcore 0",
+                    carried.n_lcores
+                ));
+            }
+            let region = MirrorRegion::build(run_dir, n_lcores, router_ip, carried)?;
+            let outcome = Continued::Continued { notes };
+            return Ok((region, Continuation { kind: SPEC.kind, path, what: "counters", outcome }));
         }
+        let continuation =
+            Continuation::from_previous(SPEC.kind, path, "counters", &previous).expect("not a compatible file");
+        Ok((MirrorRegion::build(run_dir, n_lcores, router_ip, Carried::default())?, continuation))
+    }
+
+    fn build(
+        run_dir: &Path,
+        n_lcores: usize,
+        router_ip: Ipv4Addr,
+        carried: Carried,
+    ) -> Result<MirrorRegion, MirrorRegionError> {
         let layout = Layout::new(n_lcores);
         let opts = CreateOptions::new(layout.file_size as u64, 0o644);
         let map = shm::create(&run_dir.join(MIRROR_FILE_NAME), &SPEC, &opts, |m| {
@@ -378,7 +495,7 @@ impl MirrorRegion {
             // Slots and counters are zero (empty, seq 0) from set_len.
         })?;
         let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
-        Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(()) }) })
+        Ok(MirrorRegion { shared: Arc::new(Shared { map, layout, taken, write: Mutex::new(carried) }) })
     }
 
     /// Path of the region file.
@@ -398,9 +515,13 @@ impl MirrorRegion {
     }
 
     fn write(&self, i: usize, e: Option<&SlotEntry>) {
-        let _guard = self.shared.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut carried = self.shared.write.lock().unwrap_or_else(|p| p.into_inner());
         let view = self.shared.view();
         let Some(s) = view.slot(i) else { return };
+        if let Some(e) = e {
+            // Before the entry is visible, and only while no lcore writes the counters.
+            carried.claim(&e.analyzer_name, view, i);
+        }
         let r = Ordering::Relaxed;
         let seq = s.seq.load(r);
         s.seq.store(seq.wrapping_add(1) | 1, r);
@@ -445,9 +566,15 @@ impl MirrorRegion {
         self.shared.view().stats(i, lcore)
     }
 
-    /// The counter handle of lcore `index`, to move to that lcore (one per index).
+    /// The counter handle of lcore `index`, to move to that lcore (one per index). The
+    /// previous run's counters no analyzer has claimed yet are dropped first: from here on
+    /// each counter block has its one writer.
     pub fn lcore(&self, index: usize) -> Option<MirrorCounters> {
-        if index >= self.shared.layout.n_lcores || self.shared.taken[index].swap(true, Ordering::AcqRel) {
+        if index >= self.shared.layout.n_lcores {
+            return None;
+        }
+        self.shared.write.lock().unwrap_or_else(|p| p.into_inner()).by_name.clear();
+        if self.shared.taken[index].swap(true, Ordering::AcqRel) {
             return None;
         }
         Some(MirrorCounters { shared: self.shared.clone(), index })
@@ -591,6 +718,16 @@ impl MirrorReader {
     }
 }
 
+fn check_lcores(n_lcores: usize) -> Result<(), MirrorRegionError> {
+    if n_lcores == 0 || n_lcores > MAX_LCORES {
+        return Err(MirrorRegionError::InvalidArgument {
+            kind: SPEC.kind,
+            msg: format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the mirror region's own header fields (the common prefix was checked by
 /// [`shm::open`]); returns its layout.
 fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
@@ -635,6 +772,7 @@ pub fn entry_json(index: u8, e: &SlotEntry, st: EntryStats) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::continued::{Continuation, Continued};
 
     fn entry(name: &str) -> SlotEntry {
         let mut hdr = [0u8; HDR_MAX];
@@ -777,6 +915,145 @@ mod tests {
         std::fs::OpenOptions::new().write(true).open(region.path()).unwrap().set_len(100).unwrap();
         let e = strict_open_err(dir.path());
         assert!(matches!(e, shm::RegionError::ShortFile { what: "header", found: 100, needed: 256, .. }), "{e:?}");
+    }
+
+    fn continued_notes(c: &Continuation) -> Vec<String> {
+        match &c.outcome {
+            Continued::Continued { notes } => notes.clone(),
+            other => panic!("expected Continued, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn counters_continue_by_analyzer_name_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let (first, c) = MirrorRegion::create_continuing(dir.path(), 2, ip).unwrap();
+        assert_eq!((&c.outcome, c.line()), (&Continued::First, None));
+        first.write_slot(3, &entry("an-a"));
+        first.write_slot(7, &entry("an-b"));
+        first.write_slot(9, &entry("an-late"));
+        {
+            let (l0, l1) = (first.lcore(0).unwrap(), first.lcore(1).unwrap());
+            l0.sent(3, 100);
+            l1.sent(3, 60);
+            l1.error(3, 2);
+            l0.sent(7, 10);
+            l0.sent(9, 5);
+        }
+        let before = |i| [first.stats(i, None), first.stats(i, Some(0)), first.stats(i, Some(1))];
+        let (a, b, late) = (before(3), before(7), before(9));
+        // The previous owner (this process) is alive: a takeover after its lcores stopped.
+        let (second, c) = MirrorRegion::create_continuing(dir.path(), 2, ip).unwrap();
+        assert_eq!(continued_notes(&c), Vec::<String>::new());
+        let shown = dir.path().join(MIRROR_FILE_NAME).display().to_string();
+        assert_eq!(c.line().unwrap(), format!("mirror region {shown}: continuing counters from the previous run"));
+        let reader = MirrorReader::open(dir.path()).unwrap();
+        assert_eq!((reader.generation(), reader.entries().len()), (2, 0), "the slots are the control path's");
+        // The analyzers come back, "an-b" at another index, and a new one.
+        second.write_slot(3, &entry("an-a"));
+        second.write_slot(0, &entry("an-b"));
+        second.write_slot(5, &entry("an-new"));
+        let now = |i| [reader.stats(i, None), reader.stats(i, Some(0)), reader.stats(i, Some(1))];
+        assert_eq!(now(3), a, "summed and per lcore");
+        assert_eq!(now(0), b, "by name, wherever the analyzer is now");
+        assert_eq!((now(5)[0], now(7)[0]), (EntryStats::default(), EntryStats::default()));
+        // Counters keep growing from there; a carried name claimed after the lcores took
+        // their handles starts at zero (the counters have their one writer each by then).
+        let l1 = second.lcore(1).unwrap();
+        l1.sent(3, 40);
+        assert_eq!(reader.stats(3, None), EntryStats { packets: a[0].packets + 1, bytes: a[0].bytes + 40, ..a[0] });
+        second.write_slot(9, &entry("an-late"));
+        assert_eq!(reader.stats(9, None), EntryStats::default());
+        assert_ne!(late[0], EntryStats::default());
+        // Writing the same name again claims nothing twice.
+        second.write_slot(0, &entry("an-b"));
+        assert_eq!(reader.stats(0, None), b[0]);
+    }
+
+    #[test]
+    fn another_lcore_count_sums_mirror_counters_into_lcore_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let (first, _) = MirrorRegion::create_continuing(dir.path(), 3, ip).unwrap();
+        first.write_slot(1, &entry("an-a"));
+        for c in 0..3 {
+            let l = first.lcore(c).unwrap();
+            l.sent(1, 10 * (c as u64 + 1));
+            l.error(1, 1);
+        }
+        let sum = first.stats(1, None);
+        let (second, c) = MirrorRegion::create_continuing(dir.path(), 2, ip).unwrap();
+        assert_eq!(
+            continued_notes(&c),
+            ["3 forwarding lcores before, 2 now: the previous per-lcore counters are summed into lcore 0"]
+        );
+        second.write_slot(1, &entry("an-a"));
+        assert_eq!((second.stats(1, None), second.stats(1, Some(0))), (sum, sum));
+        assert_eq!(second.stats(1, Some(1)), EntryStats::default());
+        assert_eq!(sum, EntryStats { packets: 3, bytes: 60, errors: 3 });
+    }
+
+    #[test]
+    fn a_half_written_slot_of_the_previous_run_is_not_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let (first, _) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
+        first.write_slot(2, &entry("an-a"));
+        first.write_slot(4, &entry("an-b"));
+        first.lcore(0).unwrap().sent(4, 9);
+        first.lcore(0).unwrap().sent(2, 9);
+        // Slot 4's writer died between its two seq stores.
+        patch(first.path(), HEADER_SIZE + 4 * SLOT_SIZE, &7u64.to_ne_bytes());
+        let (second, c) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
+        assert_eq!(continued_notes(&c), ["slot 4 half-written by the previous run: counters dropped"]);
+        second.write_slot(2, &entry("an-a"));
+        second.write_slot(4, &entry("an-b"));
+        assert_eq!((second.stats(2, None).packets, second.stats(4, None).packets), (1, 0));
+    }
+
+    #[test]
+    fn an_untrusted_previous_file_is_set_aside_and_counters_start_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let path = dir.path().join(MIRROR_FILE_NAME);
+        let kept = dir.path().join("mirror.old");
+        let setup = || {
+            let (r, _) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
+            r.write_slot(0, &entry("an-a"));
+            r.lcore(0).unwrap().sent(0, 5);
+        };
+        setup();
+        patch(&path, offset_of!(RegionHeader, layout_version), &(MIRROR_LAYOUT_VERSION + 1).to_ne_bytes());
+        let old = std::fs::read(&path).unwrap();
+        let (region, c) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
+        assert!(c.is_warning());
+        assert_eq!(
+            c.line().unwrap(),
+            format!(
+                "{}: mirror region layout version {} (expected {MIRROR_LAYOUT_VERSION}): the reader and the vRouter \
+                 come from different builds; kept it at {} and created the region fresh",
+                path.display(),
+                MIRROR_LAYOUT_VERSION + 1,
+                kept.display()
+            )
+        );
+        assert_eq!(std::fs::read(&kept).unwrap(), old);
+        region.write_slot(0, &entry("an-a"));
+        assert_eq!(region.stats(0, None), EntryStats::default());
+        drop(region);
+        // A truncated file.
+        setup();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4096).unwrap();
+        let (region, c) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
+        let line = c.line().unwrap();
+        assert!(
+            line.starts_with(&format!("{}: mirror region file is 4096 bytes, shorter than", path.display())),
+            "{line}"
+        );
+        assert_eq!(std::fs::metadata(&kept).unwrap().len(), 4096);
+        region.write_slot(0, &entry("an-a"));
+        assert_eq!(region.stats(0, None), EntryStats::default());
     }
 
     #[test]

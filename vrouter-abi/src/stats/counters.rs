@@ -64,7 +64,6 @@ macro_rules! counters {
 
             /// Adds these counts to a block its one writer owns ([`bump`]; zeros are
             /// skipped, so only the counters that moved are written).
-            #[allow(dead_code)] // only the VRF blocks are written from a summed view
             pub(crate) fn bump_block(&self, b: &$Block) {
                 $( if self.$field != 0 { bump(&b.$field, self.$field); } )*
             }

@@ -162,6 +162,23 @@ impl Layout {
             file_size,
         })
     }
+
+    /// Offset of lcore `core`'s block head (`core < n_lcores`, unchecked here).
+    pub fn head_offset(&self, core: usize) -> usize {
+        self.lcore_block_offset + core * self.lcore_block_size
+    }
+
+    /// Offset of vif `vif`'s counter block in lcore `core`'s block (both in range,
+    /// unchecked here).
+    pub fn vif_block_offset(&self, core: usize, vif: usize) -> usize {
+        self.head_offset(core) + LCORE_HEAD_SIZE + vif * VIF_COUNTER_SIZE
+    }
+
+    /// Offset of VRF `vrf`'s counter block in lcore `core`'s block (both in range,
+    /// unchecked here).
+    pub fn vrf_block_offset(&self, core: usize, vrf: usize) -> usize {
+        self.head_offset(core) + self.vrf_blocks_offset + vrf * VRF_COUNTER_SIZE
+    }
 }
 
 #[inline(always)]
@@ -217,29 +234,21 @@ impl<'a> RegionRef<'a> {
         if core >= self.layout.n_lcores {
             return None;
         }
-        self.bytes.get(self.layout.lcore_block_offset + core * self.layout.lcore_block_size)
+        self.bytes.get(self.layout.head_offset(core))
     }
 
     pub fn vif_block(&self, core: usize, vif: usize) -> Option<&'a VifCounterBlock> {
         if core >= self.layout.n_lcores || vif >= self.layout.max_vifs {
             return None;
         }
-        let off = self.layout.lcore_block_offset
-            + core * self.layout.lcore_block_size
-            + LCORE_HEAD_SIZE
-            + vif * VIF_COUNTER_SIZE;
-        self.bytes.get(off)
+        self.bytes.get(self.layout.vif_block_offset(core, vif))
     }
 
     pub fn vrf_block(&self, core: usize, vrf: usize) -> Option<&'a VrfCounterBlock> {
         if core >= self.layout.n_lcores || vrf >= self.layout.max_vrfs {
             return None;
         }
-        let off = self.layout.lcore_block_offset
-            + core * self.layout.lcore_block_size
-            + self.layout.vrf_blocks_offset
-            + vrf * VRF_COUNTER_SIZE;
-        self.bytes.get(off)
+        self.bytes.get(self.layout.vrf_block_offset(core, vrf))
     }
 
     fn cores(&self, core: Option<usize>) -> std::ops::Range<usize> {

@@ -31,6 +31,12 @@
 //!   file renamed to `stats`. A reader therefore can only ever open a complete file; an
 //!   older reader keeps its mapping of the previous file (the old inode), which is never
 //!   truncated, so it cannot fault. `generation` is the previous file's generation plus one.
+//! - **Restart.** [`StatsRegion::create_continuing`] seeds the new file, before its rename,
+//!   with the counters of the previous run's file at the same path (per lcore block, or
+//!   summed into block 0 when the lcore count changed; per vif id of the new vif set; per
+//!   drop reason; per VRF), so the counters the tools show continue and never go backwards;
+//!   a previous file of another layout is set aside as `stats.old` instead
+//!   ([`crate::continued`]).
 //! - **Counters.** Each lcore block is written by exactly one thread (the [`LcoreStats`]
 //!   handle is `Send` but not `Sync`, and [`StatsRegion::lcore`] hands each index out once).
 //!   A single writer does not need a read-modify-write instruction: counters are bumped with
@@ -48,6 +54,7 @@
 /// The stats region's name in [`shm::RegionError`] messages.
 pub const REGION_KIND: &str = "stats region";
 
+mod continuing;
 mod counters;
 mod layout;
 mod reader;

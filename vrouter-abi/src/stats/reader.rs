@@ -245,7 +245,7 @@ impl StatsReader {
 
 /// Checks the region's own header fields (the common prefix was checked by [`shm::open`]);
 /// returns its layout.
-fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
+pub(super) fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
     let h: &Header = map.get(0).expect("shm::open checked the header size");
     let check = Mismatch::check;
     check("n_drop_reasons", h.n_drop_reasons.into(), DROP_REASON_COUNT as u64)?;

@@ -7,15 +7,18 @@ use std::sync::Arc;
 
 use shm::{CreateOptions, InitMap, Mapped};
 
+use super::continuing;
 use super::layout::{
     bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, VrfCounterBlock, LCORE_HEAD_SIZE, SPEC,
     VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
 };
+use super::reader::validate;
 use super::vif_info::VifInfo;
 use super::{
     unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS,
     STATS_FILE_NAME,
 };
+use crate::continued::{Continuation, Continued};
 use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
 
 /// The mapping plus what the handles need; shared by the region and its lcore handles.
@@ -46,7 +49,7 @@ pub struct StatsRegion {
 impl StatsRegion {
     /// Creates (or replaces) `<run_dir>/stats` for `max_vifs` vif slots (ids `0..max_vifs`)
     /// and `n_lcores` forwarding lcores, with the static records `vifs` (each stored in the
-    /// slot of its id). Creates `run_dir` if missing.
+    /// slot of its id), every counter at zero. Creates `run_dir` if missing.
     ///
     /// The file is built by [`shm::create`] under a temporary name (mode 0644, zeroed
     /// counters, `magic` written last) and renamed into place, so readers never see a
@@ -58,31 +61,58 @@ impl StatsRegion {
         vifs: &[VifInfo],
         tsc_hz: u64,
     ) -> Result<StatsRegion, StatsError> {
-        let invalid = |msg: String| Err(StatsError::InvalidArgument { kind: SPEC.kind, msg });
-        if n_lcores == 0 || n_lcores > MAX_LCORES {
-            return invalid(format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"));
-        }
-        if max_vifs == 0 || max_vifs > MAX_VIFS {
-            return invalid(format!("max_vifs is {max_vifs} (expected 1..={MAX_VIFS})"));
-        }
-        let Some(layout) = Layout::new(max_vifs, n_lcores) else {
-            return invalid(format!("{max_vifs} vifs x {n_lcores} lcores is too large"));
-        };
-        let mut seen = vec![false; max_vifs];
-        for v in vifs {
-            let id = v.id() as usize;
-            if id >= max_vifs {
-                return invalid(format!("vif id {id} does not fit max_vifs {max_vifs}"));
-            }
-            if std::mem::replace(&mut seen[id], true) {
-                return invalid(format!("vif id {id} given twice"));
-            }
-        }
+        let layout = checked_layout(max_vifs, n_lcores, vifs)?;
+        StatsRegion::build(run_dir, layout, vifs, tsc_hz, |_| {})
+    }
 
+    /// [`StatsRegion::create`], continuing the counters of the previous run's file at the
+    /// same path (a restart or an upgrade of the vRouter; see [`crate::continued`] and the
+    /// rules of what is carried in `stats/continuing.rs`): per lcore block (all summed into
+    /// block 0 when the lcore count changed), per vif id of `vifs`, per drop reason, per
+    /// VRF. The previous file's owner must be gone or have stopped its forwarding lcores.
+    ///
+    /// A previous file this build does not accept is renamed to `stats.old` and the region
+    /// starts at zero; the returned [`Continuation`] says which happened (its
+    /// [`Continuation::line`] is what to print).
+    pub fn create_continuing(
+        run_dir: &Path,
+        max_vifs: usize,
+        n_lcores: usize,
+        vifs: &[VifInfo],
+        tsc_hz: u64,
+    ) -> Result<(StatsRegion, Continuation), StatsError> {
+        let layout = checked_layout(max_vifs, n_lcores, vifs)?;
+        let path = run_dir.join(STATS_FILE_NAME);
+        let previous = shm::previous(&path, &SPEC, validate)?;
+        let ids: Vec<usize> = vifs.iter().map(|v| v.id() as usize).collect();
+        if let shm::Previous::Compatible(old_map, old_layout) = &previous {
+            let old = RegionRef::new(old_map.bytes(), *old_layout);
+            let notes = continuing::notes(layout, old, &ids);
+            let region = StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| continuing::seed(m, layout, old, &ids))?;
+            let outcome = Continued::Continued { notes };
+            return Ok((region, Continuation { kind: SPEC.kind, path, what: "counters", outcome }));
+        }
+        let continuation =
+            Continuation::from_previous(SPEC.kind, path, "counters", &previous).expect("not a compatible file");
+        Ok((StatsRegion::build(run_dir, layout, vifs, tsc_hz, |_| {})?, continuation))
+    }
+
+    /// Builds the file of `layout` with the records `vifs`; `seed` adds initial counters to
+    /// the zeroed mapping after the header and records are written.
+    fn build(
+        run_dir: &Path,
+        layout: Layout,
+        vifs: &[VifInfo],
+        tsc_hz: u64,
+        seed: impl FnOnce(&mut InitMap<'_>),
+    ) -> Result<StatsRegion, StatsError> {
         let opts = CreateOptions::new(layout.file_size as u64, 0o644);
-        let map = shm::create(&run_dir.join(STATS_FILE_NAME), &SPEC, &opts, |m| init_region(m, layout, vifs, tsc_hz))?;
+        let map = shm::create(&run_dir.join(STATS_FILE_NAME), &SPEC, &opts, |m| {
+            init_region(m, layout, vifs, tsc_hz);
+            seed(m);
+        })?;
         let generation = map.header().generation();
-        let taken = (0..n_lcores).map(|_| AtomicBool::new(false)).collect();
+        let taken = (0..layout.n_lcores).map(|_| AtomicBool::new(false)).collect();
         Ok(StatsRegion { shared: Arc::new(Shared { map, layout, taken }), generation })
     }
 
@@ -264,6 +294,32 @@ impl StatsRegion {
     pub fn vrf_counters(&self, vrf: u32, core: Option<usize>) -> VrfCounters {
         self.shared.region().vrf_counters(vrf as usize, core)
     }
+}
+
+/// The layout of a region of `max_vifs` vifs and `n_lcores` lcores, after checking the
+/// counts and that every vif of `vifs` has its own id below `max_vifs`.
+fn checked_layout(max_vifs: usize, n_lcores: usize, vifs: &[VifInfo]) -> Result<Layout, StatsError> {
+    let invalid = |msg: String| Err(StatsError::InvalidArgument { kind: SPEC.kind, msg });
+    if n_lcores == 0 || n_lcores > MAX_LCORES {
+        return invalid(format!("n_lcores is {n_lcores} (expected 1..={MAX_LCORES})"));
+    }
+    if max_vifs == 0 || max_vifs > MAX_VIFS {
+        return invalid(format!("max_vifs is {max_vifs} (expected 1..={MAX_VIFS})"));
+    }
+    let Some(layout) = Layout::new(max_vifs, n_lcores) else {
+        return invalid(format!("{max_vifs} vifs x {n_lcores} lcores is too large"));
+    };
+    let mut seen = vec![false; max_vifs];
+    for v in vifs {
+        let id = v.id() as usize;
+        if id >= max_vifs {
+            return invalid(format!("vif id {id} does not fit max_vifs {max_vifs}"));
+        }
+        if std::mem::replace(&mut seen[id], true) {
+            return invalid(format!("vif id {id} given twice"));
+        }
+    }
+    Ok(layout)
 }
 
 /// Writes the region's own header fields and the static `VifInfo` records into the fresh,

@@ -18,13 +18,28 @@
 //!   advances the ring's `head`. A reader loads `head` (Acquire), and for each position it
 //!   reads `seq` (Acquire), the words, fence(Acquire), `seq` again: the record is valid only
 //!   if both reads give `position + 1` (an overwritten or half-written slot is skipped).
+//!
+//! # Restart
+//!
+//! [`TraceRegion::create_continuing`] copies the previous run's rings into the new file
+//! before its rename, so `trace list` and `trace get` still show the traces recorded before
+//! a restart: each ring's valid records keep their positions (`seq`) and the ring its `head`,
+//! so a writer goes on after them and a reader's cursor stays meaningful. Lcore ring `i`
+//! continues lcore ring `i` and the agent's (last) ring the agent's; with fewer lcores, the
+//! rings of the lcores that are gone are dropped; with fewer slots per ring, the newest
+//! records that fit are kept. Record timestamps are moved to the new region's clock base
+//! (the same wall-clock time, in the new TSC frequency), which also holds after a reboot
+//! reset the TSC. A previous file of another layout is set aside as `trace.old`
+//! ([`crate::continued`]).
 
 use std::mem::{offset_of, size_of};
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use shm::{Bytes, CreateOptions, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
+use shm::{Bytes, CreateOptions, InitMap, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
+
+use crate::continued::{Continuation, Continued};
 
 use super::step::Step;
 
@@ -131,6 +146,16 @@ impl Layout {
             file_size: HEADER_SIZE + n_rings * ring_size,
         }
     }
+
+    /// Offset of ring `ring`'s header (`ring < n_rings`, unchecked here).
+    fn ring_header_offset(&self, ring: usize) -> usize {
+        self.rings_offset + ring * self.ring_size
+    }
+
+    /// Offset of record `slot` of ring `ring` (both in range, unchecked here).
+    fn record_offset(&self, ring: usize, slot: usize) -> usize {
+        self.ring_header_offset(ring) + RING_HEADER_SIZE + slot * RECORD_SIZE
+    }
 }
 
 /// Errors creating or opening the trace region (the shared region error type).
@@ -164,7 +189,7 @@ impl<'a> View<'a> {
         }
         // SAFETY: ring < n_rings keeps the header inside the bytes (layout checked in
         // `new`); offsets are multiples of 64.
-        Some(unsafe { self.bytes.get_unchecked(self.layout.rings_offset + ring * self.layout.ring_size) })
+        Some(unsafe { self.bytes.get_unchecked(self.layout.ring_header_offset(ring)) })
     }
 
     #[inline]
@@ -172,9 +197,8 @@ impl<'a> View<'a> {
         if ring >= self.layout.n_rings || slot >= self.layout.ring_slots {
             return None;
         }
-        let off = self.layout.rings_offset + ring * self.layout.ring_size + RING_HEADER_SIZE + slot * RECORD_SIZE;
         // SAFETY: bounds checked above keep the record inside the bytes; 64-aligned.
-        Some(unsafe { self.bytes.get_unchecked(off) })
+        Some(unsafe { self.bytes.get_unchecked(self.layout.record_offset(ring, slot)) })
     }
 }
 
@@ -198,7 +222,8 @@ pub struct TraceRegion {
 }
 
 impl TraceRegion {
-    /// Creates (or replaces) the region with `n_rings` rings of `ring_slots` records.
+    /// Creates (or replaces) the region with `n_rings` rings of `ring_slots` records, all
+    /// empty.
     pub fn create(
         run_dir: &Path,
         n_rings: usize,
@@ -206,32 +231,66 @@ impl TraceRegion {
         tsc_hz: u64,
         base_tsc: u64,
     ) -> Result<TraceRegion, TraceRegionError> {
-        if n_rings == 0 || n_rings > MAX_RINGS {
-            return Err(TraceRegionError::InvalidArgument {
-                kind: SPEC.kind,
-                msg: format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})"),
-            });
-        }
-        if !ring_slots.is_power_of_two() || ring_slots < 64 {
-            return Err(TraceRegionError::InvalidArgument {
-                kind: SPEC.kind,
-                msg: format!("ring_slots {ring_slots} is not a power of two >= 64"),
-            });
-        }
+        check_args(n_rings, ring_slots)?;
+        TraceRegion::build(run_dir, Layout::new(n_rings, ring_slots), tsc_hz, base_tsc, None)
+    }
+
+    /// [`TraceRegion::create`], continuing the rings of the previous run's file at the same
+    /// path (see "Restart" in the module docs): the steps recorded before stay readable and
+    /// each ring's writer goes on after them. The previous file's owner must be gone or have
+    /// stopped its writers.
+    ///
+    /// A previous file this build does not accept is renamed to `trace.old` and the rings
+    /// start empty; the returned [`Continuation`] says which happened, and what did not fit.
+    pub fn create_continuing(
+        run_dir: &Path,
+        n_rings: usize,
+        ring_slots: usize,
+        tsc_hz: u64,
+        base_tsc: u64,
+    ) -> Result<(TraceRegion, Continuation), TraceRegionError> {
+        check_args(n_rings, ring_slots)?;
         let layout = Layout::new(n_rings, ring_slots);
+        let path = run_dir.join(TRACE_FILE_NAME);
+        let previous = shm::previous(&path, &SPEC, validate)?;
+        if let shm::Previous::Compatible(old_map, old_layout) = &previous {
+            let old = Previous { view: View::new(old_map.bytes(), *old_layout), clock: Clock::of(old_map) };
+            let notes = old.notes(layout);
+            let region = TraceRegion::build(run_dir, layout, tsc_hz, base_tsc, Some(old))?;
+            let outcome = Continued::Continued { notes };
+            return Ok((region, Continuation { kind: SPEC.kind, path, what: "trace rings", outcome }));
+        }
+        let continuation =
+            Continuation::from_previous(SPEC.kind, path, "trace rings", &previous).expect("not a compatible file");
+        Ok((TraceRegion::build(run_dir, layout, tsc_hz, base_tsc, None)?, continuation))
+    }
+
+    /// Builds the file of `layout` (clock base: now and `base_tsc`), with the rings of `old`
+    /// copied in when given.
+    fn build(
+        run_dir: &Path,
+        layout: Layout,
+        tsc_hz: u64,
+        base_tsc: u64,
+        old: Option<Previous<'_>>,
+    ) -> Result<TraceRegion, TraceRegionError> {
+        let clock = Clock { tsc_hz, base_unix_ms: crate::stats::unix_time_ms(), base_tsc };
         let opts = CreateOptions::new(layout.file_size as u64, TRACE_FILE_MODE);
         let map = shm::create(&run_dir.join(TRACE_FILE_NAME), &SPEC, &opts, |m| {
             let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
-            h.n_rings = n_rings as u32;
-            h.ring_slots = ring_slots as u32;
+            h.n_rings = layout.n_rings as u32;
+            h.ring_slots = layout.ring_slots as u32;
             h.record_size = RECORD_SIZE as u32;
             h.ring_header_size = RING_HEADER_SIZE as u32;
             h.rings_offset = layout.rings_offset as u64;
-            h.tsc_hz = tsc_hz;
-            h.base_unix_ms = crate::stats::unix_time_ms();
-            h.base_tsc = base_tsc;
+            h.tsc_hz = clock.tsc_hz;
+            h.base_unix_ms = clock.base_unix_ms;
+            h.base_tsc = clock.base_tsc;
+            if let Some(old) = old {
+                old.copy_into(m, layout, clock);
+            }
         })?;
-        let taken = (0..n_rings).map(|_| AtomicBool::new(false)).collect();
+        let taken = (0..layout.n_rings).map(|_| AtomicBool::new(false)).collect();
         Ok(TraceRegion { shared: Arc::new(Shared { map, layout, taken }) })
     }
 
@@ -252,6 +311,130 @@ impl TraceRegion {
         }
         let head = self.shared.view().ring_header(index).map_or(0, |h| h.head.load(Ordering::Relaxed));
         Some(RingWriter { shared: self.shared.clone(), ring: index, head, mask: self.shared.layout.ring_slots - 1 })
+    }
+}
+
+fn check_args(n_rings: usize, ring_slots: usize) -> Result<(), TraceRegionError> {
+    if n_rings == 0 || n_rings > MAX_RINGS {
+        return Err(TraceRegionError::InvalidArgument {
+            kind: SPEC.kind,
+            msg: format!("n_rings is {n_rings} (expected 1..={MAX_RINGS})"),
+        });
+    }
+    if !ring_slots.is_power_of_two() || ring_slots < 64 {
+        return Err(TraceRegionError::InvalidArgument {
+            kind: SPEC.kind,
+            msg: format!("ring_slots {ring_slots} is not a power of two >= 64"),
+        });
+    }
+    Ok(())
+}
+
+/// A region's clock base: TSC frequency and a (unix ms, TSC) pair.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    tsc_hz: u64,
+    base_unix_ms: u64,
+    base_tsc: u64,
+}
+
+impl Clock {
+    fn of(map: &Mapped) -> Clock {
+        let h: &Header = map.get(0).expect("shm::open checked the header size");
+        Clock { tsc_hz: h.tsc_hz, base_unix_ms: h.base_unix_ms, base_tsc: h.base_tsc }
+    }
+
+    /// The TSC of clock `to` at the wall-clock time `tsc` stands for on this clock.
+    fn translate(&self, tsc: u64, to: &Clock) -> u64 {
+        let (from_hz, to_hz) = (i128::from(self.tsc_hz.max(1)), i128::from(to.tsc_hz.max(1)));
+        let since_base = i128::from(tsc.wrapping_sub(self.base_tsc) as i64);
+        let base_shift = i128::from(self.base_unix_ms) - i128::from(to.base_unix_ms);
+        let t = i128::from(to.base_tsc) + since_base * to_hz / from_hz + base_shift * to_hz / 1000;
+        // Modulo 2^64, as the TSC is read.
+        t as u64
+    }
+}
+
+/// The previous run's region a new one continues.
+struct Previous<'a> {
+    view: View<'a>,
+    clock: Clock,
+}
+
+impl Previous<'_> {
+    /// (previous ring, new ring) pairs: every ring when the counts are the same, else the
+    /// lcore rings both have and the agent's (last) ring.
+    fn ring_pairs(&self, new_rings: usize) -> Vec<(usize, usize)> {
+        let old_rings = self.view.layout.n_rings;
+        if old_rings == 0 {
+            return Vec::new();
+        }
+        if old_rings == new_rings {
+            return (0..new_rings).map(|r| (r, r)).collect();
+        }
+        let lcores = old_rings.min(new_rings) - 1;
+        (0..lcores).map(|r| (r, r)).chain([(old_rings - 1, new_rings - 1)]).collect()
+    }
+
+    /// What [`Previous::copy_into`] leaves out, one clause each.
+    fn notes(&self, layout: Layout) -> Vec<String> {
+        let old = self.view.layout;
+        let mut notes = Vec::new();
+        if old.n_rings > layout.n_rings {
+            // Lcore rings new_rings - 1 ..= old_rings - 2 have no ring to go to.
+            let (first, last) = (layout.n_rings - 1, old.n_rings - 2);
+            let which =
+                if first == last { format!("lcore ring {first}") } else { format!("lcore rings {first} to {last}") };
+            notes.push(format!(
+                "{} rings before, {} now: the steps of {which} are dropped",
+                old.n_rings, layout.n_rings
+            ));
+        }
+        if old.ring_slots > layout.ring_slots {
+            notes.push(format!(
+                "{} records per ring before, {} now: the newest {} of each ring are kept",
+                old.ring_slots, layout.ring_slots, layout.ring_slots
+            ));
+        }
+        notes
+    }
+
+    /// Copies the valid records of every ring pair into the fresh mapping `m` of `layout`
+    /// at their positions (the newest that fit), with timestamps moved to `clock`, and each
+    /// ring's head.
+    fn copy_into(&self, m: &mut InitMap<'_>, layout: Layout, clock: Clock) {
+        let old_slots = self.view.layout.ring_slots as u64;
+        let keep = old_slots.min(layout.ring_slots as u64);
+        let mask = layout.ring_slots as u64 - 1;
+        for (from, to) in self.ring_pairs(layout.n_rings) {
+            let Some(h) = self.view.ring_header(from) else { continue };
+            let head = h.head.load(Ordering::Acquire);
+            for pos in head.saturating_sub(keep)..head {
+                let Some(r) = self.view.record(from, (pos % old_slots) as usize) else { continue };
+                let s1 = r.seq.load(Ordering::Acquire);
+                let rl = Ordering::Relaxed;
+                let tsc = r.tsc.load(rl);
+                let trace_id = r.trace_id.load(rl);
+                let meta = r.meta.load(rl);
+                let data = [r.data[0].load(rl), r.data[1].load(rl), r.data[2].load(rl), r.data[3].load(rl)];
+                fence(Ordering::Acquire);
+                if s1 != pos + 1 || r.seq.load(rl) != s1 {
+                    // Overwritten or half-written: left empty, as a reader would skip it.
+                    continue;
+                }
+                let rec: &mut Record =
+                    m.get_mut(layout.record_offset(to, (pos & mask) as usize)).expect("the layout holds every record");
+                *rec.tsc.get_mut() = self.clock.translate(tsc, &clock);
+                *rec.trace_id.get_mut() = trace_id;
+                *rec.meta.get_mut() = meta;
+                for (w, d) in rec.data.iter_mut().zip(data) {
+                    *w.get_mut() = d;
+                }
+                *rec.seq.get_mut() = pos + 1;
+            }
+            let rh: &mut RingHeader = m.get_mut(layout.ring_header_offset(to)).expect("the layout holds every ring");
+            *rh.head.get_mut() = head;
+        }
     }
 }
 
@@ -510,6 +693,7 @@ fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::continued::{Continuation, Continued};
     use crate::drop_reason::DropReason;
 
     #[test]
@@ -646,6 +830,180 @@ mod tests {
         std::fs::OpenOptions::new().write(true).open(region.path()).unwrap().set_len(100).unwrap();
         let e = strict_open_err(dir.path());
         assert!(matches!(e, shm::RegionError::ShortFile { what: "header", found: 100, needed: 256, .. }), "{e:?}");
+    }
+
+    fn continued_notes(c: &Continuation) -> Vec<String> {
+        match &c.outcome {
+            Continued::Continued { notes } => notes.clone(),
+            other => panic!("expected Continued, got {other:?}"),
+        }
+    }
+
+    /// What must survive a restart of a record: where it is, what it is, and when it was
+    /// (wall clock, to the µs).
+    fn kept(r: &TraceReader) -> Vec<(usize, u64, u64, u32, Step, u64)> {
+        let info = r.info();
+        r.records().iter().map(|x| (x.ring, x.position, x.trace_id, x.pkt, x.step, info.unix_us(x.tsc))).collect()
+    }
+
+    fn assert_same_records(
+        a: &[(usize, u64, u64, u32, Step, u64)],
+        b: &[(usize, u64, u64, u32, Step, u64)],
+        ring_map: impl Fn(usize) -> usize,
+    ) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!((ring_map(x.0), x.1, x.2, x.3, x.4), (y.0, y.1, y.2, y.3, y.4));
+            assert!(x.5.abs_diff(y.5) <= 1, "the same wall-clock time: {} vs {}", x.5, y.5);
+        }
+    }
+
+    #[test]
+    fn steps_recorded_before_a_restart_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, c) = TraceRegion::create_continuing(dir.path(), 2, 64, 1_000_000_000, 0).unwrap();
+        assert_eq!((&c.outcome, c.line()), (&Continued::First, None));
+        let (mut w0, mut w1) = (first.writer(0).unwrap(), first.writer(1).unwrap());
+        for i in 0..100u32 {
+            w0.push(1_000 * u64::from(i), 7, i, &Step::Egress { vif: 2, len: i });
+        }
+        w1.push(5, 9, 1, &Step::Drop { reason: DropReason::FlowActionDrop });
+        let before = kept(&TraceReader::open_run_dir(dir.path()).unwrap());
+        assert_eq!(before.len(), 65);
+        // The first region's writers stopped (its owner, this process, is alive: a takeover).
+        drop((w0, w1));
+        let (second, c) = TraceRegion::create_continuing(dir.path(), 2, 64, 1_000_000_000, 0).unwrap();
+        assert_eq!(continued_notes(&c), Vec::<String>::new());
+        let shown = dir.path().join(TRACE_FILE_NAME).display().to_string();
+        assert_eq!(c.line().unwrap(), format!("trace region {shown}: continuing trace rings from the previous run"));
+        let r = TraceReader::open_run_dir(dir.path()).unwrap();
+        assert_eq!(r.info().generation, 2);
+        assert_same_records(&before, &kept(&r), |ring| ring);
+        // Grouped into traces as before: `trace list` lists them.
+        let traces = crate::trace::view::collect(&r.records());
+        let mut listed: Vec<_> = traces.iter().map(|t| (t.id, t.records.len())).collect();
+        listed.sort();
+        assert_eq!(listed, [(7, 64), (9, 1)]);
+        // A cursor of the previous run stays meaningful, and the writers go on after it.
+        assert_eq!(r.read_ring(0, 90, 100).records.len(), 10);
+        let mut w0 = second.writer(0).unwrap();
+        assert_eq!(w0.written(), 100);
+        w0.push(7, 8, 1, &Step::Egress { vif: 1, len: 1 });
+        let next = r.read_ring(0, 100, 10);
+        assert_eq!((next.records.len(), next.records[0].position, next.records[0].trace_id), (1, 100, 8));
+        assert_eq!(r.records().iter().filter(|x| x.ring == 0).count(), 64, "the ring wraps as before");
+    }
+
+    #[test]
+    fn rings_of_another_shape_keep_what_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two lcores and the agent, 128 records per ring.
+        let (first, _) = TraceRegion::create_continuing(dir.path(), 3, 128, 1_000_000_000, 0).unwrap();
+        let mut w = [first.writer(0).unwrap(), first.writer(1).unwrap(), first.writer(2).unwrap()];
+        for (ring, n) in [(0usize, 10u32), (1, 100), (2, 5)] {
+            for i in 0..n {
+                w[ring].push(u64::from(i), ring as u64 + 1, i, &Step::Egress { vif: 1, len: i });
+            }
+        }
+        drop(w);
+        let before = kept(&TraceReader::open_run_dir(dir.path()).unwrap());
+        // One lcore and the agent, 64 records per ring.
+        let (_second, c) = TraceRegion::create_continuing(dir.path(), 2, 64, 1_000_000_000, 0).unwrap();
+        assert_eq!(
+            continued_notes(&c),
+            [
+                "3 rings before, 2 now: the steps of lcore ring 1 are dropped",
+                "128 records per ring before, 64 now: the newest 64 of each ring are kept"
+            ]
+        );
+        let after = kept(&TraceReader::open_run_dir(dir.path()).unwrap());
+        let expect: Vec<_> = before.iter().filter(|x| x.0 != 1).cloned().collect();
+        assert_same_records(&expect, &after, |ring| if ring == 2 { 1 } else { ring });
+        // Back to more lcores and longer rings: the agent's ring moves to the last again,
+        // the new lcore's ring starts empty.
+        let (third, c) = TraceRegion::create_continuing(dir.path(), 4, 256, 1_000_000_000, 0).unwrap();
+        assert_eq!(continued_notes(&c), Vec::<String>::new());
+        let r = TraceReader::open_run_dir(dir.path()).unwrap();
+        assert_same_records(&after, &kept(&r), |ring| if ring == 1 { 3 } else { ring });
+        assert_eq!(third.writer(3).unwrap().written(), 5);
+        assert_eq!(third.writer(1).unwrap().written(), 0);
+    }
+
+    #[test]
+    fn timestamps_move_to_the_new_clock_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = TraceRegion::create_continuing(dir.path(), 1, 64, 1_000_000_000, 0).unwrap();
+        let mut w = first.writer(0).unwrap();
+        for i in 0..3u64 {
+            w.push(i * 1_500_000, 1, 1, &Step::Egress { vif: 1, len: 1 });
+        }
+        drop(w);
+        let before = kept(&TraceReader::open_run_dir(dir.path()).unwrap());
+        // Another TSC frequency and a TSC that restarted from a small value (a reboot).
+        let (_second, _) = TraceRegion::create_continuing(dir.path(), 1, 64, 2_500_000_000, 42).unwrap();
+        let r = TraceReader::open_run_dir(dir.path()).unwrap();
+        assert_same_records(&before, &kept(&r), |ring| ring);
+        let tsc: Vec<u64> = r.records().iter().map(|x| x.tsc).collect();
+        assert_eq!((tsc[1] - tsc[0], tsc[2] - tsc[1]), (3_750_000, 3_750_000), "1.5 ms in the new frequency");
+    }
+
+    #[test]
+    fn a_torn_record_of_the_previous_run_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = TraceRegion::create_continuing(dir.path(), 1, 64, 1_000_000_000, 0).unwrap();
+        let mut w = first.writer(0).unwrap();
+        for i in 0..4u32 {
+            w.push(0, 1, i, &Step::Egress { vif: 1, len: i });
+        }
+        drop(w);
+        // The writer of record 2 died between its seq stores.
+        patch(first.path(), HEADER_SIZE + RING_HEADER_SIZE + 2 * RECORD_SIZE, &0u64.to_ne_bytes());
+        let (_second, _) = TraceRegion::create_continuing(dir.path(), 1, 64, 1_000_000_000, 0).unwrap();
+        let r = TraceReader::open_run_dir(dir.path()).unwrap();
+        let read = r.read_ring(0, 0, 10);
+        assert_eq!(read.records.iter().map(|x| x.position).collect::<Vec<_>>(), [0, 1, 3]);
+        assert_eq!((read.lost, read.next), (1, 4));
+    }
+
+    #[test]
+    fn an_untrusted_previous_file_is_set_aside_and_the_rings_start_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TRACE_FILE_NAME);
+        let kept_at = dir.path().join("trace.old");
+        let setup = || {
+            let (r, _) = TraceRegion::create_continuing(dir.path(), 1, 64, 1, 0).unwrap();
+            r.writer(0).unwrap().push(0, 1, 1, &Step::Egress { vif: 1, len: 1 });
+        };
+        setup();
+        patch(&path, offset_of!(RegionHeader, layout_version), &(TRACE_LAYOUT_VERSION - 1).to_ne_bytes());
+        let old = std::fs::read(&path).unwrap();
+        let (region, c) = TraceRegion::create_continuing(dir.path(), 1, 64, 1, 0).unwrap();
+        assert!(c.is_warning());
+        assert_eq!(
+            c.line().unwrap(),
+            format!(
+                "{}: trace region layout version {} (expected {TRACE_LAYOUT_VERSION}): the reader and the vRouter \
+                 come from different builds; kept it at {} and created the region fresh",
+                path.display(),
+                TRACE_LAYOUT_VERSION - 1,
+                kept_at.display()
+            )
+        );
+        assert_eq!(std::fs::read(&kept_at).unwrap(), old);
+        assert!(TraceReader::open_run_dir(dir.path()).unwrap().records().is_empty());
+        assert_eq!(region.writer(0).unwrap().written(), 0);
+        drop(region);
+        setup();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(300).unwrap();
+        let (_region, c) = TraceRegion::create_continuing(dir.path(), 1, 64, 1, 0).unwrap();
+        let line = c.line().unwrap();
+        assert!(
+            line.starts_with(&format!("{}: trace region file is 300 bytes, shorter than", path.display())),
+            "{line}"
+        );
+        assert!(TraceReader::open_run_dir(dir.path()).unwrap().records().is_empty());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, TRACE_FILE_MODE);
     }
 
     #[test]

@@ -17,6 +17,19 @@
 //!   was already reclaimed (or reused) when the scan came by gets a teardown record with the
 //!   figures of the previous scan.
 //!
+//! **Restarts.** Flow UUIDs are `index-gen-salt`, the salt derived from the flow table
+//! file's identity ([`FlowTable::identity`]: its creation time and generation), so they stay
+//! the same when a restarted vRouter maps the same table again, and differ for a table
+//! created anew. With a state file ([`FlowScanner::with_state_file`], which the exporter
+//! thread uses with `<run_dir>/export-state` unless told otherwise) the per-flow state (last
+//! exported counters, exported / torn-down, the flow's key and verdict) is written to the
+//! file before each record leaves and restored at start when the file belongs to the same
+//! table. The scans then go on as without a restart: a restored flow whose entry still has
+//! the same generation gets its next record with exactly the diffs since its last one before
+//! the restart (no second setup record), one whose entry is deleted, gone or reused gets its
+//! teardown record. See [`super::export_state`] for the file, the start-up checks and what a
+//! crash can lose.
+//!
 //! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
 //! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
 //! ([`Sampler`]). Every `uve_interval_s` it sends a `UVEVMIStats` per virtual vif (cumulative
@@ -37,20 +50,24 @@
 //! by definition; an evicted TCP flow can lose its last packets when the table is larger than
 //! one slice per tick); `forward_flow` is decided by setup time (the earlier entry of a pair
 //! is the forward flow); rule UUIDs come from re-evaluating the current policy, so after a
-//! policy reload they describe the new policy.
+//! policy reload (or a restart with another configuration) they describe the new policy;
+//! after an upgrade from a build without the export state, or with another layout of it,
+//! every flow is exported afresh once (setup records with the counters so far; under new
+//! UUIDs when coming from a build that salted them with its start time).
 
+use super::export_state::{self, ExportState, Loaded, SavedFlow};
 use crate::agent::policy::{FlowContext, PolicyEngine};
 use crate::config::{self, Config, VifType};
 use crate::fib::{Fib, Nexthop};
 use crate::stats::StatsReader;
-use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen};
+use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen, TableIdentity};
 use sandesh::{
     FlowLogData, GeneratorId, SessionConfig, SessionHandle, SessionStats, UVEVMIStats, VMIStats, VmInterfaceStats,
     VrouterStats, VrouterStatsAgent,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -59,6 +76,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Fewest entries scanned per tick (tf `kMinFlowsPerTimer`).
 pub const MIN_SLICE: u32 = 3000;
 
+pub use super::export_state::{FreshReason, STATE_FILE};
 pub use vrouter_abi::export::{read_counters, write_counters, ExportCounters, COUNTERS_FILE};
 /// Exporter errors.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +90,9 @@ pub enum ExportError {
     /// The exporter thread could not be spawned.
     #[error("spawning the exporter thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The export state file could not be written.
+    #[error("export state: {0}")]
+    State(#[from] shm::RegionError),
 }
 
 // ---------------------------------------------------------------- sampling (§7.4)
@@ -335,13 +356,13 @@ impl Context {
 
 /// Cumulative counters of a flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counters {
-    bytes: u64,
-    packets: u64,
-    mirror_bytes: u64,
-    mirror_packets: u64,
-    sec_mirror_bytes: u64,
-    sec_mirror_packets: u64,
+pub(crate) struct Counters {
+    pub bytes: u64,
+    pub packets: u64,
+    pub mirror_bytes: u64,
+    pub mirror_packets: u64,
+    pub sec_mirror_bytes: u64,
+    pub sec_mirror_packets: u64,
 }
 
 impl Counters {
@@ -385,6 +406,9 @@ struct FlowInfo {
     /// Reverse flow: index, generation, setup time.
     reverse: Option<(u32, Gen, u64)>,
     action: &'static str,
+    /// The entry's action and mirror indices (what the export state keeps of the verdict).
+    action_code: Action,
+    mirrors: [u8; 2],
     drop_reason: u8,
     underlay_sport: u16,
     /// Peer vRouter and underlay protocol when the remote endpoint is behind a tunnel.
@@ -402,6 +426,113 @@ struct FlowState {
     exported: bool,
     /// The teardown record was sent (the slot still shows the deleted flow).
     torn_down: bool,
+    /// The export state file holds this flow (its fixed part was written).
+    saved: bool,
+}
+
+impl FlowState {
+    /// What the export state file keeps of this flow.
+    fn saved_form(&self) -> SavedFlow {
+        let i = &self.info;
+        SavedFlow {
+            gen: self.gen,
+            exported: self.exported,
+            torn_down: self.torn_down,
+            setup_ms: i.setup_ms,
+            last: self.last,
+            key: i.key,
+            action: i.action_code,
+            drop_reason: i.drop_reason,
+            mirror: i.mirrors[0],
+            sec_mirror: i.mirrors[1],
+            underlay_sport: i.underlay_sport,
+            forward: i.forward,
+            reverse: i.reverse,
+        }
+    }
+}
+
+/// What a flow's records are built from besides the configuration: its entry when first
+/// seen, or after a restart its saved slot.
+struct Facts {
+    index: u32,
+    key: flow_table::FlowKey,
+    setup_ms: u64,
+    action: Action,
+    drop_reason: u8,
+    mirror: u8,
+    sec_mirror: u8,
+    underlay_sport: u16,
+}
+
+impl Facts {
+    fn of(s: &FlowSnapshot) -> Facts {
+        Facts {
+            index: s.index,
+            key: s.key,
+            setup_ms: s.setup_time,
+            action: s.action,
+            drop_reason: s.drop_reason,
+            mirror: s.mirror,
+            sec_mirror: s.sec_mirror,
+            underlay_sport: s.underlay_sport,
+        }
+    }
+
+    fn saved(index: u32, f: &SavedFlow) -> Facts {
+        Facts {
+            index,
+            key: f.key,
+            setup_ms: f.setup_ms,
+            action: f.action,
+            drop_reason: f.drop_reason,
+            mirror: f.mirror,
+            sec_mirror: f.sec_mirror,
+            underlay_sport: f.underlay_sport,
+        }
+    }
+}
+
+/// What the exporter started from ([`FlowScanner::with_state_file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOrigin {
+    /// The previous process's export state of this flow table.
+    Restored {
+        /// The state file.
+        path: PathBuf,
+        /// Flows restored (torn-down flows waiting for their slot's reclaim included).
+        flows: usize,
+    },
+    /// No usable previous state: every flow is exported afresh.
+    Fresh {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        reason: FreshReason,
+    },
+}
+
+impl std::fmt::Display for StateOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateOrigin::Restored { path, flows } => write!(
+                f,
+                "export state {}: restored {flows} flow(s); exporting on from the previous process's last records",
+                path.display()
+            ),
+            StateOrigin::Fresh { path, reason } => {
+                write!(f, "export state {}: {reason}; exporting every flow afresh", path.display())
+            }
+        }
+    }
+}
+
+/// The salt of the flow UUIDs of the table `id` (splitmix64 of its identity).
+fn uuid_salt(id: TableIdentity) -> u64 {
+    let mut z = id.created_unix_ns ^ id.generation.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The FlowLogData action string for an entry action, the policy's log bit and mirroring.
@@ -460,8 +591,10 @@ pub struct FlowScanner {
     cursor: u32,
     slice: u32,
     sweep_started: Instant,
-    /// Salt of the flow UUIDs (the table generation and the start time).
+    /// Salt of the flow UUIDs (from the table's identity: stable across restarts).
     salt: u64,
+    /// The export state file, when the scanner keeps one.
+    state: Option<ExportState>,
     sampler: Sampler,
     counters: ExportCounters,
     vmi_mirror: HashMap<u16, MirrorTotals>,
@@ -483,7 +616,7 @@ impl FlowScanner {
         let sweep_ms = u64::from(cfg.flow.age_timeout_s) * 1000 * u64::from(e.scan_percent) / 100;
         let ticks = (sweep_ms / u64::from(e.scan_interval_ms)).max(1);
         let slice = (u64::from(cap) / ticks + 1).max(u64::from(MIN_SLICE)).min(u64::from(cap)) as u32;
-        let salt = table.generation().rotate_left(32) ^ now_us() as u64;
+        let salt = uuid_salt(table.identity());
         Ok(FlowScanner {
             states: (0..cap).map(|_| None).collect(),
             table,
@@ -492,11 +625,91 @@ impl FlowScanner {
             slice,
             sweep_started: Instant::now(),
             salt,
-            sampler: Sampler::new(e.flow_export_rate, salt),
+            state: None,
+            sampler: Sampler::new(e.flow_export_rate, salt ^ now_us() as u64),
             counters: ExportCounters::default(),
             vmi_mirror: HashMap::new(),
             total_mirror: MirrorTotals::default(),
         })
+    }
+
+    /// [`FlowScanner::new`] that also keeps its per-flow state in the file at `path`
+    /// (`<run_dir>/`[`STATE_FILE`] in the vRouter): when the file holds the state of this
+    /// very table (same identity and capacity, a layout this build reads), every flow of it
+    /// is restored, with the exporter's counters; otherwise the scanner starts empty, and
+    /// a file it cannot use is kept as `<path>.old`. Either way a new file is written at
+    /// `path` before this returns. The returned [`StateOrigin`] says which, in one line.
+    ///
+    /// A restored flow's records are built as before the restart: the fixed part from the
+    /// key, verdict and reverse flow saved when the flow was first seen, with the
+    /// configuration (VNs, VMIs, rule UUIDs, analyzer names, tunnels) applied anew. The scans
+    /// then carry on as if there had been no restart: a restored flow whose entry is gone or
+    /// holds another flow (other generation) gets its teardown record with the last exported
+    /// figures, a deleted one that is still readable with its final figures.
+    pub fn with_state_file(
+        cfg: &Config,
+        table: Arc<FlowTable>,
+        path: &Path,
+    ) -> Result<(FlowScanner, StateOrigin), ExportError> {
+        let mut s = FlowScanner::new(cfg, table)?;
+        let identity = s.table.identity();
+        let cap = s.table.capacity();
+        let (saved, reason) = match export_state::load(path, identity, cap) {
+            Loaded::Usable(prev) => {
+                s.counters = prev.counters();
+                (prev.flows().collect::<Vec<_>>(), None)
+            }
+            Loaded::Fresh(reason) => (Vec::new(), Some(reason)),
+        };
+        for (idx, f) in &saved {
+            let st = s.restore(*idx, f);
+            if !st.torn_down {
+                s.counters.flows_tracked += 1;
+            }
+            s.states[*idx as usize] = Some(Box::new(st));
+        }
+        s.state = Some(ExportState::create(path, identity, cap, &s.counters, saved.iter().map(|(i, f)| (*i, f)))?);
+        let path = path.to_path_buf();
+        let origin = match reason {
+            None => StateOrigin::Restored { path, flows: saved.len() },
+            Some(reason) => StateOrigin::Fresh { path, reason },
+        };
+        Ok((s, origin))
+    }
+
+    /// The in-memory state of flow `idx` from its saved slot. The fixed part comes from the
+    /// slot, not from the entry, even when the entry still holds the flow: a deleted entry
+    /// no longer shows the verdict (action DROP, mirrors cleared) the records had.
+    fn restore(&self, idx: u32, f: &SavedFlow) -> FlowState {
+        let info = self.info_of(&Facts::saved(idx, f), f.forward, f.reverse);
+        FlowState { gen: f.gen, info, last: f.last, exported: f.exported, torn_down: f.torn_down, saved: true }
+    }
+
+    /// The export state file, when the scanner keeps one.
+    pub fn state_file(&self) -> Option<&ExportState> {
+        self.state.as_ref()
+    }
+
+    /// Writes `st` to the state file (before its record leaves).
+    fn persist(&self, st: &mut FlowState) {
+        if let Some(file) = &self.state {
+            file.save(st.info.index, &st.saved_form(), !st.saved);
+            st.saved = true;
+        }
+    }
+
+    /// Forgets flow `idx` in the state file.
+    fn forget(&self, idx: u32) {
+        if let Some(file) = &self.state {
+            file.clear(idx);
+        }
+    }
+
+    /// Stores the counters in the state file.
+    fn save_counters(&self) {
+        if let Some(file) = &self.state {
+            file.store_counters(&self.counters);
+        }
     }
 
     /// Entries visited per tick.
@@ -536,6 +749,18 @@ impl FlowScanner {
 
     /// The fixed part of the records of a newly seen flow.
     fn flow_info(&self, s: &FlowSnapshot) -> FlowInfo {
+        // Forward flow: the earlier entry of the pair (ties: the lower index).
+        let rsnap = s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten());
+        let forward = match &rsnap {
+            Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
+            None => true,
+        };
+        self.info_of(&Facts::of(s), forward, rsnap.map(|r| (r.index, r.gen, r.setup_time)))
+    }
+
+    /// The fixed part of the records of flow `s`, the forward flow of its pair or not, with
+    /// its reverse flow (index, generation, setup time).
+    fn info_of(&self, s: &Facts, forward: bool, reverse: Option<(u32, Gen, u64)>) -> FlowInfo {
         let k = &s.key;
         let vrf = k.vrf();
         let (src, dst) = (k.src_ip(), k.dst_ip());
@@ -544,12 +769,6 @@ impl FlowScanner {
         let vrf_vn = self.ctx.vrf_vn.get(&vrf).cloned();
         let src_vn = src_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
         let dst_vn = dst_ep.and_then(|e| e.vn.clone()).or_else(|| vrf_vn.clone());
-        // Forward flow: the earlier entry of the pair (ties: the lower index).
-        let rsnap = s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten());
-        let forward = match &rsnap {
-            Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
-            None => true,
-        };
         // Rule UUIDs: the policy decision for the forward direction (what the agent programs
         // into both flows of the pair).
         let fctx = FlowContext {
@@ -568,15 +787,17 @@ impl FlowScanner {
         let analyzer = |m: u8| (m != flow_table::NO_MIRROR).then(|| self.ctx.analyzer(m)).flatten();
         FlowInfo {
             index: s.index,
-            setup_ms: s.setup_time,
+            setup_ms: s.setup_ms,
             key: s.key,
             local: src_ep.or(dst_ep).map(|e| e.vif),
             direction_ing: src_ep.is_some(),
             src_vn,
             dst_vn,
             forward,
-            reverse: rsnap.map(|r| (r.index, r.gen, r.setup_time)),
+            reverse,
             action: action_name(s.action, decision.as_ref().is_some_and(|d| d.log), mirrored),
+            action_code: s.action,
+            mirrors: [s.mirror, s.sec_mirror],
             drop_reason: s.drop_reason,
             underlay_sport: s.underlay_sport,
             // The remote endpoint: whichever side is not a local VMI.
@@ -632,7 +853,9 @@ impl FlowScanner {
     }
 
     /// Emits one record (after sampling) for a flow whose counters are `now`, `diff` since
-    /// the previous record.
+    /// the previous record: the flow's state moves on to `now` and is written to the state
+    /// file (or, when the flow is `gone`, forgotten there) before the record leaves.
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         sink: &mut impl RecordSink,
@@ -641,6 +864,7 @@ impl FlowScanner {
         diff: &Counters,
         tcp_flags: u16,
         teardown_us: Option<i64>,
+        gone: bool,
     ) {
         // Mirror counts are attributed whether or not the record survives sampling.
         let m = MirrorTotals {
@@ -657,9 +881,17 @@ impl FlowScanner {
             self.total_mirror.bytes += m.bytes;
         }
         let decision = self.sampler.decide(diff.bytes, teardown_us.is_some() && st.exported);
+        st.last = *now;
+        st.exported |= decision != Sample::Drop;
+        if gone {
+            self.forget(st.info.index);
+        } else {
+            self.persist(st);
+        }
         let (db, dp) = match decision {
             Sample::Drop => {
                 self.counters.records_sampled_out += 1;
+                self.save_counters();
                 return;
             }
             Sample::Export => (diff.bytes, diff.packets),
@@ -680,24 +912,25 @@ impl FlowScanner {
             r.sec_mirror_bytes = Some(now.sec_mirror_bytes as i64);
             r.sec_mirror_packets = Some(now.sec_mirror_packets as i64);
         }
-        st.exported = true;
         if sink.send(r) {
             self.counters.records_exported += 1;
         } else {
             self.counters.records_dropped += 1;
         }
+        self.save_counters();
     }
 
     /// A tracked flow vanished between two scans (its slot is free or holds another flow):
     /// the final record has the last figures seen.
     fn teardown(&mut self, sink: &mut impl RecordSink, mut st: Box<FlowState>) {
         if st.torn_down {
+            self.forget(st.info.index);
             return;
         }
         self.counters.teardown_records += 1;
-        let last = st.last;
-        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()));
         self.counters.flows_tracked -= 1;
+        let last = st.last;
+        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()), true);
     }
 
     /// Visits one flow index.
@@ -740,6 +973,7 @@ impl FlowScanner {
                         last: Counters::default(),
                         exported: false,
                         torn_down: false,
+                        saved: false,
                     }),
                     true,
                 )
@@ -753,17 +987,16 @@ impl FlowScanner {
                 if is_new {
                     self.counters.setup_records += 1;
                 }
-                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, Some(now_us()));
                 st.torn_down = true;
                 self.counters.flows_tracked -= 1;
+                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, Some(now_us()), false);
             } else if is_new {
                 self.counters.setup_records += 1;
-                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None);
+                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None, false);
             } else if diff != Counters::default() {
                 self.counters.periodic_records += 1;
-                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None);
+                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None, false);
             }
-            st.last = now;
         }
         self.states[idx as usize] = Some(st);
     }
@@ -784,6 +1017,7 @@ impl FlowScanner {
                 self.sweep_started = Instant::now();
             }
         }
+        self.save_counters();
     }
 
     /// Visits the whole table once, from the cursor on.
@@ -794,6 +1028,13 @@ impl FlowScanner {
             self.cursor = (self.cursor + 1) % self.table.capacity();
         }
         self.counters.sweeps += 1;
+        self.save_counters();
+    }
+
+    /// Stores the counters the exporter thread adds to (UVEs queued) in the state file.
+    fn count_uves(&mut self, n: u64) {
+        self.counters.uves_queued += n;
+        self.save_counters();
     }
 }
 
@@ -918,7 +1159,8 @@ fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
 /// [`ExporterBuilder::spawn`]. It stops when `stop` is set, giving the session a second to
 /// flush.
 pub fn builder(cfg: &Config, table: Arc<FlowTable>, stop: Arc<AtomicBool>) -> ExporterBuilder<'_> {
-    ExporterBuilder { cfg, table, stop, cpu: None, requests: None }
+    let state_file = Some(cfg.vrouter.run_dir.join(STATE_FILE));
+    ExporterBuilder { cfg, table, stop, cpu: None, requests: None, state_file }
 }
 
 /// An exporter thread to start: made by [`builder`], started by [`ExporterBuilder::spawn`].
@@ -928,6 +1170,7 @@ pub struct ExporterBuilder<'a> {
     stop: Arc<AtomicBool>,
     cpu: Option<u32>,
     requests: Option<Arc<crate::trace::TraceControl>>,
+    state_file: Option<PathBuf>,
 }
 
 impl ExporterBuilder<'_> {
@@ -947,6 +1190,16 @@ impl ExporterBuilder<'_> {
         self
     }
 
+    /// Where the exporter keeps its per-flow state across restarts
+    /// ([`FlowScanner::with_state_file`]); the default is `<run_dir>/`[`STATE_FILE`].
+    /// `None`: in memory only (a restart exports every flow afresh). The state is restored
+    /// (or the file started anew, with one line on stdout or stderr saying which and why)
+    /// in [`ExporterBuilder::spawn`], before it returns.
+    pub fn state_file(mut self, path: impl Into<Option<PathBuf>>) -> Self {
+        self.state_file = path.into();
+        self
+    }
+
     /// Starts the exporter thread and its session.
     pub fn spawn(self) -> Result<JoinHandle<()>, ExportError> {
         spawn_exporter(self)
@@ -955,7 +1208,7 @@ impl ExporterBuilder<'_> {
 
 /// [`ExporterBuilder::spawn`].
 fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError> {
-    let ExporterBuilder { cfg, table, stop, cpu, requests } = b;
+    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file } = b;
     #[cfg(feature = "trace")]
     let mut tracer = {
         let lookup: Option<super::trace_export::ProjectLookup> = requests.map(|ctl| {
@@ -966,7 +1219,17 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
     };
     #[cfg(not(feature = "trace"))]
     let _ = requests;
-    let mut scanner = FlowScanner::new(cfg, table)?;
+    let mut scanner = match &state_file {
+        Some(path) => {
+            let (scanner, origin) = FlowScanner::with_state_file(cfg, table, path)?;
+            match &origin {
+                StateOrigin::Fresh { reason: FreshReason::Unusable { .. }, .. } => eprintln!("vrouter: {origin}"),
+                _ => println!("vrouter: {origin}"),
+            }
+            scanner
+        }
+        None => FlowScanner::new(cfg, table)?,
+    };
     let session_cfg = session_config(cfg);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ExportError>>(1);
     let run_dir: PathBuf = cfg.vrouter.run_dir.clone();
@@ -1010,7 +1273,7 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
                         n += u64::from(session.update_uve(&u).is_ok());
                     }
                     n += u64::from(session.update_uve(&vrouter_uve(&name, stats.as_ref())).is_ok());
-                    scanner.counters.uves_queued += n;
+                    scanner.count_uves(n);
                     last_uve = Some(Instant::now());
                 }
                 if last_write.elapsed() >= Duration::from_secs(1) {
@@ -1344,6 +1607,250 @@ enabled = true
         let _ = r;
     }
 
+    // ------------------------------------------------------------ restarts
+
+    /// A scanner of `fx`'s configuration over `fx`'s table that keeps its state in the
+    /// fixture's directory: a start of the exporter (the previous scanner, dropped without
+    /// a final sweep, stands for a killed process).
+    fn start(fx: &Fixture, extra: &str) -> (FlowScanner, StateOrigin) {
+        let cfg = parse(&format!("{CONFIG}{extra}"), "test").unwrap();
+        FlowScanner::with_state_file(&cfg, fx.table.clone(), &fx._dir.path().join(STATE_FILE)).unwrap()
+    }
+
+    fn by_uuid(out: &[FlowLogData], uuid: &str) -> Vec<FlowLogData> {
+        out.iter().filter(|r| r.flowuuid == uuid).cloned().collect()
+    }
+
+    #[test]
+    fn flow_uuids_depend_on_the_table_not_on_the_process() {
+        let fx = fixture("");
+        let cfg = parse(CONFIG, "test").unwrap();
+        let again = FlowScanner::new(&cfg, fx.table.clone()).unwrap();
+        assert_eq!(fx.scanner.uuid(5, 2, 1_000), again.uuid(5, 2, 1_000));
+        // The same path, a table created anew: other UUIDs.
+        let path = fx.table.path().to_path_buf();
+        let other = Arc::new(
+            FlowTable::create(&path, &FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 1 })
+                .unwrap(),
+        );
+        let third = FlowScanner::new(&cfg, other).unwrap();
+        assert_ne!(fx.scanner.uuid(5, 2, 1_000), third.uuid(5, 2, 1_000));
+    }
+
+    /// (a) After a restart, flows already exported get no setup record again, and the first
+    /// record of each carries exactly the diff since its last record, under the same UUID;
+    /// the counters continue.
+    #[test]
+    fn a_restart_resumes_the_export_where_it_stopped() {
+        let fx = fixture("");
+        let (mut s1, origin) = start(&fx, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Missing, .. }), "{origin}");
+        let (f, r) = pair(&fx.table, 40000, true);
+        let (g, _) = pair(&fx.table, 40001, false);
+        traffic(&fx.table, f, 3, 100, true);
+        let mut before: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut before);
+        assert_eq!(before.len(), 4);
+        traffic(&fx.table, f, 2, 50, true);
+        traffic(&fx.table, g, 1, 70, false);
+        s1.sweep(&mut before);
+        assert_eq!(before.len(), 6);
+        let fwd = before.iter().find(|x| x.flowuuid.starts_with(&format!("{f:08x}-"))).unwrap().clone();
+        let rev = before.iter().find(|x| x.flowuuid.starts_with(&format!("{r:08x}-"))).unwrap().clone();
+        let c1 = s1.counters().clone();
+        // Traffic the first process never exported, then it dies (no final sweep).
+        traffic(&fx.table, f, 4, 25, true);
+        drop(s1);
+
+        let (mut s2, origin) = start(&fx, "");
+        assert_eq!(origin, StateOrigin::Restored { path: fx._dir.path().join(STATE_FILE), flows: 4 });
+        assert!(origin.to_string().contains("restored 4 flow(s)"), "{origin}");
+        assert_eq!(s2.counters().flows_tracked, 4);
+        let mut after: Vec<FlowLogData> = Vec::new();
+        s2.sweep(&mut after);
+        // One periodic record of f, nothing for the idle flows.
+        assert_eq!(after.len(), 1, "{after:#?}");
+        let p = &after[0];
+        assert_eq!(p.flowuuid, fwd.flowuuid);
+        assert_eq!(p.reverse_uuid.as_deref(), Some(rev.flowuuid.as_str()));
+        assert_eq!((p.bytes, p.packets, p.diff_bytes, p.diff_packets), (Some(500), Some(9), Some(100), Some(4)));
+        assert_eq!((p.mirror_bytes, p.mirror_packets), (Some(680), Some(9)));
+        assert_eq!((p.sourcevn.as_str(), p.action.as_deref()), ("vn-red", Some("pass|mirror")));
+        assert_eq!((p.analyzer_name.as_deref(), p.forward_flow), (Some("an-a"), Some(true)));
+        assert_eq!(p.setup_time, fwd.setup_time);
+        // The counters go on from the previous process's.
+        let c2 = s2.counters();
+        assert_eq!((c2.setup_records, c2.periodic_records), (c1.setup_records, c1.periodic_records + 1));
+        assert_eq!(c2.records_exported, c1.records_exported + 1);
+        assert_eq!(c2.sweeps, c1.sweeps + 1);
+        // Summed over both processes, the diffs are the table's counters.
+        for (idx, uuid) in [(f, &fwd.flowuuid), (r, &rev.flowuuid)] {
+            let all: Vec<FlowLogData> = by_uuid(&before, uuid).into_iter().chain(by_uuid(&after, uuid)).collect();
+            let snap = fx.table.snapshot(idx).unwrap().unwrap();
+            let sum: i64 = all.iter().map(|x| x.diff_bytes.unwrap()).sum();
+            assert_eq!(sum as u64, snap.bytes, "{uuid}");
+        }
+        // A third start right away restores the same (nothing moved).
+        drop(s2);
+        let (mut s3, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 4, .. }));
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s3.sweep(&mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        // A new flow after the restart: its setup record.
+        let (h, _) = pair(&fx.table, 40002, false);
+        s3.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().any(|x| x.flowuuid.starts_with(&format!("{h:08x}-"))));
+    }
+
+    /// (b) A flow deleted while the exporter was down gets its teardown record after the
+    /// restart: with its final figures while its entry is still readable, with the last
+    /// exported ones (and the records' fields as before) when its entry is gone.
+    #[test]
+    fn flows_deleted_while_down_get_their_teardown_records() {
+        let fx = fixture("");
+        let (mut s1, _) = start(&fx, "");
+        let (a, _) = pair(&fx.table, 1000, true);
+        let (b, _) = pair(&fx.table, 1001, true);
+        traffic(&fx.table, a, 2, 100, true);
+        traffic(&fx.table, b, 3, 100, true);
+        let mut before: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut before);
+        let rec = |i: u32| before.iter().find(|x| x.flowuuid.starts_with(&format!("{i:08x}-"))).unwrap().clone();
+        let (ra, rb) = (rec(a), rec(b));
+        drop(s1);
+        // Down: b is deleted and its slot reclaimed; a gets packets, then is deleted.
+        let gb = fx.table.entry(b).unwrap().gen();
+        fx.table.mark_delete(b, gb).unwrap();
+        fx.table.reclaim();
+        fx.table.reclaim();
+        assert!(fx.table.snapshot(b).unwrap().is_none(), "b's slot is free");
+        traffic(&fx.table, a, 1, 40, true);
+        let ga = fx.table.entry(a).unwrap().gen();
+        fx.table.mark_delete(a, ga).unwrap();
+
+        let (mut s2, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 4, .. }), "{origin}");
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s2.sweep(&mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let ta = by_uuid(&out, &ra.flowuuid);
+        let tb = by_uuid(&out, &rb.flowuuid);
+        assert_eq!((ta.len(), tb.len()), (1, 1));
+        assert!(ta[0].teardown_time.is_some() && tb[0].teardown_time.is_some());
+        assert_eq!((ta[0].bytes, ta[0].diff_bytes, ta[0].diff_packets), (Some(240), Some(40), Some(1)));
+        assert_eq!((tb[0].bytes, tb[0].diff_bytes, tb[0].diff_packets), (Some(300), Some(0), Some(0)));
+        for (t, r) in [(&ta[0], &ra), (&tb[0], &rb)] {
+            // What the records said before the restart (the entry of a no longer shows it).
+            assert_eq!(t.action.as_deref(), Some("pass|mirror"));
+            assert_eq!((&t.sourcevn, &t.destvn, t.sourceip, t.sport), (&r.sourcevn, &r.destvn, r.sourceip, r.sport));
+            assert_eq!((&t.analyzer_name, &t.sec_analyzer_name), (&r.analyzer_name, &r.sec_analyzer_name));
+            assert_eq!(
+                (&t.reverse_uuid, t.forward_flow, t.setup_time),
+                (&r.reverse_uuid, r.forward_flow, r.setup_time)
+            );
+            assert_eq!((&t.nw_ace_uuid, &t.vmi_uuid), (&r.nw_ace_uuid, &r.vmi_uuid));
+        }
+        assert_eq!(tb[0].mirror_bytes, rb.mirror_bytes);
+        assert_eq!(s2.counters().flows_tracked, 2);
+        // Once: not again after a restart, nor after a's slot is reclaimed.
+        drop(s2);
+        let (mut s3, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 3, .. }), "{origin}");
+        out.clear();
+        s3.sweep(&mut out);
+        fx.table.reclaim();
+        fx.table.reclaim();
+        s3.sweep(&mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        drop(s3);
+        let (_, origin) = start(&fx, "");
+        assert!(matches!(origin, StateOrigin::Restored { flows: 2, .. }), "{origin}");
+    }
+
+    /// (c) A file the exporter cannot use (another layout, garbage) is kept as `.old`; the
+    /// exporter starts afresh, says why in one line, and writes a usable file.
+    #[test]
+    fn an_unusable_state_file_is_kept_aside_and_the_export_starts_afresh() {
+        let fx = fixture("");
+        let path = fx._dir.path().join(STATE_FILE);
+        let old = fx._dir.path().join("export-state.old");
+        let (_, _) = pair(&fx.table, 7, false);
+        let (mut s1, _) = start(&fx, "");
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut out);
+        drop(s1);
+        // Another layout version (offset 8 of the common header).
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&99u32.to_ne_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut s2, origin) = start(&fx, "");
+        let line = origin.to_string();
+        assert!(
+            matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Unusable { kept: Ok(p), .. }, .. } if *p == old),
+            "{origin:?}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+        let expected = format!(
+            "export state {}: cannot be used (layout version 99, this build reads {}), kept as {}; \
+             exporting every flow afresh",
+            path.display(),
+            export_state::STATE_LAYOUT_VERSION,
+            old.display()
+        );
+        assert_eq!(line, expected);
+        assert!(line.contains("export-state.old") && line.ends_with("exporting every flow afresh"), "{line}");
+        assert_eq!(std::fs::read(&old).unwrap(), bytes, "the old file is kept as it was");
+        // Afresh: both flows of the pair get a setup record again.
+        out.clear();
+        s2.sweep(&mut out);
+        assert_eq!((out.len(), s2.counters().setup_records), (2, 2));
+        drop(s2);
+        // The new file is usable.
+        assert!(matches!(start(&fx, "").1, StateOrigin::Restored { flows: 2, .. }));
+        // Garbage.
+        std::fs::write(&path, vec![0xab; 10_000]).unwrap();
+        let (_, origin) = start(&fx, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Unusable { kept: Ok(_), .. }, .. }));
+        assert_eq!(std::fs::read(&old).unwrap(), vec![0xab; 10_000]);
+        // Too short for a header.
+        std::fs::write(&path, b"x").unwrap();
+        let (_, origin) = start(&fx, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::Unusable { .. }, .. }), "{origin}");
+        assert!(matches!(start(&fx, "").1, StateOrigin::Restored { flows: 0, .. }));
+    }
+
+    /// (d) The state of another flow table (the table was created anew) is not restored:
+    /// every flow is exported afresh, under new UUIDs.
+    #[test]
+    fn the_state_of_another_table_is_not_restored() {
+        let fx = fixture("");
+        let (f, _) = pair(&fx.table, 9, false);
+        traffic(&fx.table, f, 2, 100, false);
+        let (mut s1, _) = start(&fx, "");
+        let mut before: Vec<FlowLogData> = Vec::new();
+        s1.sweep(&mut before);
+        drop(s1);
+        let path = fx.table.path().to_path_buf();
+        let cfg = FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 1 };
+        let fx2 = Fixture { table: Arc::new(FlowTable::create(&path, &cfg).unwrap()), ..fx };
+        let (f2, _) = pair(&fx2.table, 9, false);
+        assert_eq!(f2, f, "the same slot in the new table");
+        traffic(&fx2.table, f2, 1, 100, false);
+        let (mut s2, origin) = start(&fx2, "");
+        assert!(matches!(&origin, StateOrigin::Fresh { reason: FreshReason::OtherTable { .. }, .. }), "{origin:?}");
+        assert!(origin.to_string().contains("another flow table"), "{origin}");
+        assert!(!fx2._dir.path().join("export-state.old").exists());
+        let mut out: Vec<FlowLogData> = Vec::new();
+        s2.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        let rec = out.iter().find(|x| x.flowuuid.starts_with(&format!("{f:08x}-"))).unwrap();
+        assert_eq!((rec.bytes, rec.diff_bytes), (Some(100), Some(100)));
+        assert!(before.iter().all(|b| b.flowuuid != rec.flowuuid), "a new UUID");
+        assert_eq!(s2.counters().setup_records, 2);
+    }
+
     #[test]
     fn remote_endpoints_carry_the_tunnel_peer() {
         let mut fx = fixture("");
@@ -1479,6 +1986,8 @@ enabled = true
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(pinned.iter().all(|(_, c)| c == "0"), "{pinned:?}");
+        // The export state is in the run directory.
+        assert!(run_dir.join(STATE_FILE).exists());
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
         let c = read_counters(&run_dir).unwrap();

@@ -7,9 +7,12 @@
 //! - [`request`]: the setup requests the forwarding lcores send it;
 //! - [`setup`]: one flow pair's setup, shared with the fuzz harness;
 //! - [`export`]: flow records and UVEs to analytics collectors over Sandesh;
+//! - [`export_state`]: the exporter's per-flow state in `<run_dir>/export-state`, restored
+//!   after a restart;
 //! - `trace_export` (feature `trace`): packet-trace steps to the collector.
 
 pub mod export;
+pub mod export_state;
 pub mod flows;
 pub mod policy;
 pub mod request;
