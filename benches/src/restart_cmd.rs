@@ -201,10 +201,23 @@ pub struct Run {
     pub tx_dropped: u64,
     /// Frames the sink received.
     pub received: u64,
-    /// `offered - received`: **packets lost**.
+    /// `offered - received` over the window.
     pub lost: i64,
-    /// `lost` as time at the offered rate, ms.
+    /// `lost_restart` as time at the offered rate, ms.
     pub lost_ms: f64,
+    /// Of `lost`, from the window's start to the trigger (the steady state's own loss).
+    pub lost_before: i64,
+    /// Of `lost`, from the trigger until every flow was back: **the restart's loss**.
+    pub lost_restart: i64,
+    /// Of `lost`, from then to the window's end.
+    pub lost_after: i64,
+    /// Of `lost_restart`, between the guest's last sample before the gap and its first 20 ms
+    /// after it.
+    pub lost_around_gap: Option<i64>,
+    /// From the trigger until every flow was back, ms (the span of `lost_restart`).
+    pub restart_window_ms: f64,
+    /// The guest's counters every ~20 ms from the trigger on.
+    pub samples: Vec<Sample>,
     /// `sent - received`: lost after the sender's ring took them.
     pub lost_after_tx: i64,
     /// vif 1 RX (frames the vRouters dequeued from the sender).
@@ -301,6 +314,48 @@ pub struct Run {
     pub guest: Option<GuestCounters>,
     /// The commands that ran.
     pub commands: Vec<String>,
+}
+
+/// The guest's counters at one time.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Sample {
+    /// ms after the trigger (the guest's clock).
+    pub ms: f64,
+    /// Frames offered so far.
+    pub offered: u64,
+    /// Frames the ring refused so far.
+    pub tx_dropped: u64,
+    /// Frames the sink received so far.
+    pub received: u64,
+}
+
+impl Sample {
+    fn of(trigger: u64, g: &GuestCounters) -> Sample {
+        Sample {
+            ms: ms_after(trigger, g.at_ns),
+            offered: g.offered,
+            tx_dropped: g.tx_dropped,
+            received: g.sink_received.unwrap_or(0),
+        }
+    }
+}
+
+/// Frames lost (offered - received) between the last sample at or before `start` and the
+/// first one 20 ms or more after `end` (frames in flight at the end have arrived by then).
+pub fn lost_around(samples: &[Sample], start: f64, end: f64) -> Option<i64> {
+    let a = samples.iter().rev().find(|s| s.ms <= start)?;
+    let b = samples.iter().find(|s| s.ms >= end + 20.0)?;
+    Some((b.offered - a.offered) as i64 - (b.received - a.received) as i64)
+}
+
+/// The sink's frames per second between two reports of the guest.
+fn rate(a: &GuestCounters, b: &GuestCounters) -> f64 {
+    let dt = b.at_ns.saturating_sub(a.at_ns) as f64 / 1e9;
+    if dt > 0.0 {
+        (b.sink_received.unwrap_or(0) - a.sink_received.unwrap_or(0)) as f64 / dt
+    } else {
+        0.0
+    }
 }
 
 /// The vRouter's counters the loss is split with.
@@ -483,23 +538,19 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     guest.command("resume", "resumed")?;
     let w0 = Instant::now();
     sleep_checked(Duration::from_secs(1))?;
-    guest.command("reset-gap", "reset")?;
-    let ga = guest.stats()?;
-    let ta = Instant::now();
+    let ga = guest.command("reset-gap", "reset")?;
     sleep_checked(Duration::from_secs(1))?;
     let gb = guest.stats()?;
-    let tb = Instant::now();
-    run.steady_rx_pps =
-        (gb.sink_received.unwrap_or(0) - ga.sink_received.unwrap_or(0)) as f64 / (tb - ta).as_secs_f64();
+    run.steady_rx_pps = rate(&ga, &gb);
     run.steady_max_gap_us = gb.max_rx_gap_us;
     run.steady_pace_lag_us = gb.pace_max_lag_us;
     first.check_alive()?;
-    guest.command("reset-gap", "reset")?;
 
     // 3. The restart.
+    let g_trigger = guest.command("reset-gap", "reset")?;
     let trigger = mono_ns();
     let t_trigger = Instant::now();
-    let mut kill_reaped = None;
+    let mut kill_reaped: Option<u64> = None;
     let second_log = o.out.join(format!("vrouter_{key}_{rep}_second.log"));
     let mut second = match restart {
         Restart::Takeover => {
@@ -521,56 +572,72 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
 
     // 4. Once the old vRouter is gone (nothing reaches the sink until the new one forwards),
     //    the sink counts the flows anew; until the new vRouter forwards and every flow
-    //    reached the sink again.
+    //    reached the sink again. The guest's counters are sampled every 20 ms meanwhile.
     let deadline = t_trigger + Duration::from_secs(o.recover_timeout);
-    let mut old_gone = kill_reaped;
-    while old_gone.is_none() {
-        second.check_alive()?;
-        if let Some(st) = first.try_exited()? {
-            old_gone = Some(mono_ns());
-            run.old_clean_exit = Some(st.success());
-        }
-        if Instant::now() > deadline {
-            bail!("the old vRouter did not exit within {} s of the takeover", o.recover_timeout);
-        }
-        if interrupted() {
-            bail!("interrupted");
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    let flows_reset = guest.command("reset-flows", "reset")?.at_ns;
+    let mut samples = vec![Sample::of(trigger, &g_trigger)];
+    let mut flows_reset = None;
+    let mut last_sample = Instant::now();
     let gd = loop {
         second.check_alive()?;
-        let g = guest.stats()?;
-        let lines = parse_new_lines(&second.lines());
-        if let Some(l) = &lines.not_reattached {
-            bail!("the new vRouter did not reattach the flow table: {l}");
-        }
-        let forwarding = lines.forwarding;
-        if forwarding.is_some_and(|f| g.last_rx_ns > f) && g.sink_flows_seen == Some(flows) {
-            break g;
+        if flows_reset.is_none() {
+            let gone = match kill_reaped {
+                Some(_) => true,
+                None => match first.try_exited()? {
+                    Some(st) => {
+                        run.old_clean_exit = Some(st.success());
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if gone {
+                let g = guest.command("reset-flows", "reset")?;
+                flows_reset = Some(g.at_ns);
+                samples.push(Sample::of(trigger, &g));
+            }
         }
         if Instant::now() > deadline {
+            let g = guest.stats()?;
             bail!(
-                "{} of {flows} flows reached the sink after the gap within {} s of the restart (new vRouter \
-                 forwarding: {}); guest {g:?}; new vRouter log:\n{}",
+                "{} of {flows} flows reached the sink after the gap within {} s of the restart (old vRouter gone: \
+                 {}, new one forwarding: {}); guest {g:?}; new vRouter log:\n{}",
                 g.sink_flows_seen.unwrap_or(0),
                 o.recover_timeout,
-                forwarding.is_some(),
+                flows_reset.is_some(),
+                second.line_with("vrouter: forwarding on").is_some(),
                 log_tail(second.log_path())
             );
         }
         if interrupted() {
             bail!("interrupted");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if flows_reset.is_none() && last_sample.elapsed() < Duration::from_millis(20) {
+            std::thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        if last_sample.elapsed() < Duration::from_millis(20) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let g = guest.stats()?;
+        last_sample = Instant::now();
+        samples.push(Sample::of(trigger, &g));
+        let lines = parse_new_lines(&second.lines());
+        if let Some(l) = &lines.not_reattached {
+            bail!("the new vRouter did not reattach the flow table: {l}");
+        }
+        if flows_reset.is_some()
+            && lines.forwarding.is_some_and(|f| g.last_rx_ns > f)
+            && g.sink_flows_seen == Some(flows)
+        {
+            break g;
+        }
     };
-    let t_done = Instant::now();
+    let flows_reset = flows_reset.expect("set before the loop ends");
     sleep_checked(Duration::from_secs(2))?;
     second.check_alive()?;
     let gh = guest.stats()?;
-    run.rate_after_pps =
-        (gh.sink_received.unwrap_or(0) - gd.sink_received.unwrap_or(0)) as f64 / t_done.elapsed().as_secs_f64();
+    run.rate_after_pps = rate(&gd, &gh);
     if gh.max_rx_gap_us != gd.max_rx_gap_us {
         run.notes.push(format!(
             "a longer sink gap ({} µs) came after every flow was back ({} µs then)",
@@ -598,8 +665,15 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     run.tx_dropped = g1.tx_dropped - g0.tx_dropped;
     run.received = g1.sink_received.unwrap_or(0) - g0.sink_received.unwrap_or(0);
     run.lost = run.offered as i64 - run.received as i64;
-    run.lost_ms = run.lost as f64 / o.pps as f64 * 1e3;
     run.lost_after_tx = run.sent as i64 - run.received as i64;
+    let lost = |a: &GuestCounters, b: &GuestCounters| {
+        (b.offered - a.offered) as i64 - (b.sink_received.unwrap_or(0) - a.sink_received.unwrap_or(0)) as i64
+    };
+    run.lost_before = lost(&g0, &g_trigger);
+    run.lost_restart = lost(&g_trigger, &gd);
+    run.lost_after = lost(&gd, &g1);
+    run.restart_window_ms = ms_after(trigger, gd.at_ns);
+    run.lost_ms = run.lost_restart as f64 / o.pps as f64 * 1e3;
     run.counters_continued = v1.rx >= v0.rx && v1.tx >= v0.tx && v1.drops.iter().zip(&v0.drops).all(|(b, a)| b >= a);
     if !run.counters_continued {
         run.notes.push("the vRouter's counters went backwards over the restart: its split of the loss is void".into());
@@ -629,6 +703,8 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
             (gd.last_link_up_ns > gd.last_link_down_ns).then(|| ms_after(trigger, gd.last_link_up_ns));
     }
     run.all_flows_ms = gd.sink_flows_all_ns.filter(|&t| t > 0).map(|t| ms_after(trigger, t));
+    run.lost_around_gap = lost_around(&samples, run.gap_start_ms, run.gap_end_ms);
+    run.samples = samples;
     run.flows_seen = gd.sink_flows_seen.unwrap_or(0);
     run.flows_reset_ms = ms_after(trigger, flows_reset);
     if flows_reset > gd.max_rx_gap_end_ns {
@@ -708,10 +784,16 @@ pub struct Row {
     pub runs: usize,
     /// Offered frames per second.
     pub offered_pps: u64,
-    /// Median packets lost.
+    /// Median packets lost from the trigger until every flow was back.
     pub lost: f64,
     /// Median `lost` as time at the offered rate, ms.
     pub lost_ms: f64,
+    /// Median loss between the samples around the gap.
+    pub lost_around_gap: f64,
+    /// Median loss in the steady state before the trigger (about 2 s).
+    pub lost_before: f64,
+    /// Median loss over the whole window.
+    pub lost_window: f64,
     /// Median frames the sender's ring refused.
     pub tx_dropped: f64,
     /// Median forwarding gap, ms.
@@ -744,7 +826,7 @@ pub struct Row {
     pub max_new_setups: i64,
     /// Every run: no new setup, every entry adopted.
     pub no_new_setup: bool,
-    /// Every run's (gap ms, packets lost).
+    /// Every run's (gap ms, packets lost in the restart).
     pub per_run: Vec<(f64, i64)>,
 }
 
@@ -767,8 +849,11 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 flows,
                 runs: ok.len(),
                 offered_pps: ok.first().map_or(0, |r| r.offered_pps),
-                lost: m(&|r| r.lost as f64),
+                lost: m(&|r| r.lost_restart as f64),
                 lost_ms: m(&|r| r.lost_ms),
+                lost_around_gap: mo(&|r| r.lost_around_gap.map(|x| x as f64)),
+                lost_before: m(&|r| r.lost_before as f64),
+                lost_window: m(&|r| r.lost as f64),
                 tx_dropped: m(&|r| r.tx_dropped as f64),
                 gap_ms: m(&|r| r.gap_ms),
                 gap_start_ms: m(&|r| r.gap_start_ms),
@@ -789,7 +874,7 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                     .max()
                     .unwrap_or(0),
                 no_new_setup: !ok.is_empty() && ok.iter().all(|r| r.no_new_setup),
-                per_run: ok.iter().map(|r| (r.gap_ms, r.lost)).collect(),
+                per_run: ok.iter().map(|r| (r.gap_ms, r.lost_restart)).collect(),
             }
         })
         .collect()
@@ -820,18 +905,21 @@ fn flows_label(n: u64) -> String {
 
 /// The results table and the table of where the gap goes (markdown).
 pub fn tables(rows: &[Row]) -> String {
+    let n0 = |x: f64| if x.is_nan() { "-".into() } else { format!("{x:.0}") };
     let mut s = String::from(
-        "| restart | flows | runs | packets lost | = ms of offered load | forwarding gap, ms | gap, ms after the trigger | \
-         every flow forwarded again, ms after the trigger (one pass) | flows set up again | sink rate after, kpps | \
-         runs: gap ms (lost) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| restart | flows | runs | packets lost (trigger -> every flow back) | of which around the gap | = ms of \
+         offered load | forwarding gap, ms | gap, ms after the trigger | every flow forwarded again, ms after the \
+         trigger (one pass) | flows set up again | lost in 2 s of steady state before | sink rate after, kpps | \
+         runs: gap ms (lost) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | **{}** | {} .. {} | {} ({}) | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | **{}** | {} .. {} | {} ({}) | {} | {} | {} | {} |\n",
             label(&r.restart),
             flows_label(r.flows),
             r.runs,
-            if r.lost.is_nan() { "-".into() } else { format!("{:.0}", r.lost) },
+            n0(r.lost),
+            n0(r.lost_around_gap),
             f1(r.lost_ms),
             f1(r.gap_ms),
             f1(r.gap_start_ms),
@@ -845,6 +933,7 @@ pub fn tables(rows: &[Row]) -> String {
             } else {
                 format!("{} (NOT all adopted / set up again)", r.max_new_setups)
             },
+            n0(r.lost_before),
             f1(r.rate_after_pps / 1e3),
             r.per_run.iter().map(|(g, l)| format!("{g:.1} ({l})")).collect::<Vec<_>>().join(" / "),
         ));
@@ -878,16 +967,19 @@ fn print_run(r: &Run) {
         Some(e) => println!("{} {} flows rep {}: FAILED: {e}", r.restart, r.flows, r.rep),
         None => {
             println!(
-                "{} {} flows rep {}: lost {} ({:.1} ms of load; ring refused {}, not dequeued {}, vRouter drops {}, \
-                 unaccounted {}, not delivered {}), gap {:.1} ms ({:.1} .. {:.1} after the trigger; steady {:.2} ms), \
+                "{} {} flows rep {}: lost {} in the restart ({:.1} ms of load; {} around the gap; {} before, {} after; \
+                 window: ring refused {}, not dequeued {}, vRouter drops {}, unaccounted {}, not delivered {}), gap {:.1} ms ({:.1} .. {:.1} after the trigger; steady {:.2} ms), \
                  every flow again at {} ms (pass {:.0} ms), sender stall {:.1} ms lag {:.1} ms; old stop signalled \
                  {:.1} gone {:.1}, reattached {:.1} (scan {:.1}, {} kept), forwarding {:.1}, adopted {} in {} ms; \
                  setups after {}, table created/added {:+}/{:+}; rate before {:.0} after {:.0} pps; load {:.2}",
                 r.restart,
                 r.flows,
                 r.rep,
-                r.lost,
+                r.lost_restart,
                 r.lost_ms,
+                r.lost_around_gap.map_or("-".into(), |x| x.to_string()),
+                r.lost_before,
+                r.lost_after,
                 r.tx_dropped,
                 r.not_dequeued,
                 r.vr_drops,
@@ -1160,6 +1252,7 @@ mod tests {
             rep,
             gap_ms: gap,
             lost,
+            lost_restart: lost,
             lost_ms: lost as f64 / 200.0,
             all_flows_ms: Some(gap + 10.0),
             adopt_ms: None,
@@ -1189,12 +1282,25 @@ mod tests {
         assert!(r[0].no_new_setup && !r[2].no_new_setup);
         assert_eq!(r[2].max_new_setups, 5);
         let t = tables(&r);
-        assert!(t.contains("| planned takeover | 1k | 3 | 4000 | 20.0 | **20.0** |"), "{t}");
+        assert!(t.contains("| planned takeover | 1k | 3 | 4000 | - | 20.0 | **20.0** |"), "{t}");
         assert!(t.contains("| SIGKILL + start | 1M | 1 | 200000 |"), "{t}");
         assert!(t.contains("5 (NOT all adopted / set up again)"), "{t}");
         assert!(t.contains("30.0 (6000) / 10.0 (2000) / 20.0 (4000)"), "{t}");
         assert_eq!(flows_label(1_000_000), "1M");
         assert_eq!(flows_label(65536), "65536");
+    }
+
+    #[test]
+    fn loss_around_the_gap_and_rates() {
+        let s = |ms: f64, offered: u64, received: u64| Sample { ms, offered, tx_dropped: 0, received };
+        let samples =
+            [s(0.0, 0, 0), s(20.0, 4000, 4000), s(40.0, 8000, 7000), s(60.0, 12000, 7000), s(85.0, 17000, 11900)];
+        // Gap from 30 to 62 ms: from the sample at 20 to the first 20 ms after 62 (85).
+        assert_eq!(lost_around(&samples, 30.0, 62.0), Some((17000 - 4000) - (11900 - 4000)));
+        assert_eq!(lost_around(&samples, 30.0, 70.0), None, "no sample 20 ms after the gap yet");
+        let g = |at_ns: u64, rx: u64| GuestCounters { at_ns, sink_received: Some(rx), ..GuestCounters::default() };
+        assert_eq!(rate(&g(1_000_000_000, 100), &g(3_000_000_000, 400_100)), 200_000.0);
+        assert_eq!(rate(&g(5, 0), &g(5, 9)), 0.0);
     }
 
     #[test]
