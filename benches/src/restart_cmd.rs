@@ -259,7 +259,8 @@ pub struct Run {
     pub all_flows_ms: Option<f64>,
     /// Flows the sink received after the gap (of `flows`).
     pub flows_seen: u64,
-    /// When the sink started counting the flows anew (the old vRouter gone), ms after the trigger.
+    /// When the sink started counting the flows anew (the guest saw its link go down: the old
+    /// vRouter gone), ms after the trigger.
     pub flows_reset_ms: f64,
     /// The sink's rate over the 2 s after every flow was back, frames/s.
     pub rate_after_pps: f64,
@@ -440,6 +441,38 @@ struct Ctx {
     seq: u32,
 }
 
+/// The calling thread pinned to one CPU until dropped (then its previous CPUs again); best
+/// effort: a failure leaves it where it was.
+struct PinnedThread(Option<libc::cpu_set_t>);
+
+impl PinnedThread {
+    fn to(cpu: usize) -> PinnedThread {
+        // SAFETY: cpu_set_t is plain data; the calls read and write only the sets passed, for
+        // the calling thread (pid 0).
+        unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old) != 0 {
+                return PinnedThread(None);
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) != 0 {
+                return PinnedThread(None);
+            }
+            PinnedThread(Some(old))
+        }
+    }
+}
+
+impl Drop for PinnedThread {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            // SAFETY: as in `to`, with the set read there.
+            unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), old) };
+        }
+    }
+}
+
 /// Pauses the sender, lets what is in flight arrive, and reads the guest's counters.
 fn pause_quiescent(guest: &mut Guest) -> Result<GuestCounters> {
     guest.command("pause", "paused")?;
@@ -570,70 +603,43 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     };
     run.new_spawned_ms = ms_after(trigger, second.started_ns);
 
-    // 4. Once the old vRouter is gone (nothing reaches the sink until the new one forwards),
-    //    the sink counts the flows anew; until the new vRouter forwards and every flow
-    //    reached the sink again. The guest's counters are sampled every 20 ms meanwhile.
+    // 4. Until the new vRouter forwards and every flow reached the sink again after the
+    //    guest saw its link go down (the old vRouter gone: the sink counts the flows anew
+    //    then), the guest's counters sampled every 20 ms. The harness's thread stays on the
+    //    CPU of the guest and the vRouters' main threads meanwhile, off the forwarding CPU.
+    let pin = PinnedThread::to(0);
     let deadline = t_trigger + Duration::from_secs(o.recover_timeout);
     let mut samples = vec![Sample::of(trigger, &g_trigger)];
-    let mut flows_reset = None;
-    let mut last_sample = Instant::now();
     let gd = loop {
         second.check_alive()?;
-        if flows_reset.is_none() {
-            let gone = match kill_reaped {
-                Some(_) => true,
-                None => match first.try_exited()? {
-                    Some(st) => {
-                        run.old_clean_exit = Some(st.success());
-                        true
-                    }
-                    None => false,
-                },
-            };
-            if gone {
-                let g = guest.command("reset-flows", "reset")?;
-                flows_reset = Some(g.at_ns);
-                samples.push(Sample::of(trigger, &g));
+        if run.old_clean_exit.is_none() && kill_reaped.is_none() {
+            if let Some(st) = first.try_exited()? {
+                run.old_clean_exit = Some(st.success());
             }
         }
-        if Instant::now() > deadline {
-            let g = guest.stats()?;
-            bail!(
-                "{} of {flows} flows reached the sink after the gap within {} s of the restart (old vRouter gone: \
-                 {}, new one forwarding: {}); guest {g:?}; new vRouter log:\n{}",
-                g.sink_flows_seen.unwrap_or(0),
-                o.recover_timeout,
-                flows_reset.is_some(),
-                second.line_with("vrouter: forwarding on").is_some(),
-                log_tail(second.log_path())
-            );
-        }
-        if interrupted() {
-            bail!("interrupted");
-        }
-        if flows_reset.is_none() && last_sample.elapsed() < Duration::from_millis(20) {
-            std::thread::sleep(Duration::from_micros(500));
-            continue;
-        }
-        if last_sample.elapsed() < Duration::from_millis(20) {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
+        sleep_checked(Duration::from_millis(20))?;
         let g = guest.stats()?;
-        last_sample = Instant::now();
         samples.push(Sample::of(trigger, &g));
         let lines = parse_new_lines(&second.lines());
         if let Some(l) = &lines.not_reattached {
             bail!("the new vRouter did not reattach the flow table: {l}");
         }
-        if flows_reset.is_some()
-            && lines.forwarding.is_some_and(|f| g.last_rx_ns > f)
-            && g.sink_flows_seen == Some(flows)
-        {
+        let went_down = g.link_downs > g_trigger.link_downs;
+        if went_down && lines.forwarding.is_some_and(|f| g.last_rx_ns > f) && g.sink_flows_seen == Some(flows) {
             break g;
         }
+        if Instant::now() > deadline {
+            bail!(
+                "{} of {flows} flows reached the sink after the gap within {} s of the restart (guest saw its link \
+                 go down: {went_down}, new vRouter forwarding: {}); guest {g:?}; new vRouter log:\n{}",
+                g.sink_flows_seen.unwrap_or(0),
+                o.recover_timeout,
+                lines.forwarding.is_some(),
+                log_tail(second.log_path())
+            );
+        }
     };
-    let flows_reset = flows_reset.expect("set before the loop ends");
+    drop(pin);
     sleep_checked(Duration::from_secs(2))?;
     second.check_alive()?;
     let gh = guest.stats()?;
@@ -706,8 +712,8 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     run.lost_around_gap = lost_around(&samples, run.gap_start_ms, run.gap_end_ms);
     run.samples = samples;
     run.flows_seen = gd.sink_flows_seen.unwrap_or(0);
-    run.flows_reset_ms = ms_after(trigger, flows_reset);
-    if flows_reset > gd.max_rx_gap_end_ns {
+    run.flows_reset_ms = ms_after(trigger, gd.last_link_down_ns);
+    if gd.last_link_down_ns > gd.max_rx_gap_end_ns {
         run.notes.push(format!(
             "the sink counted the flows from {:.1} ms, after the gap ended ({:.1} ms): the time until every flow was \
              back may be up to one pass too long",

@@ -51,10 +51,10 @@
 //! same for the sender's TX (`max_tx_gap_us`: the longest time no frame was taken);
 //! `pace_max_lag_us`, how far the sender fell behind its schedule at worst; link changes the
 //! guest saw; and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
-//! protocol, ports) the sink has received since (or since `reset-flows`: `sink_flows_seen` of
-//! `sink_flows_total`, and when the last one came, `sink_flows_all_ns`): reset while the
-//! vRouter is down, when every flow was forwarded again. Every answer has the guest's
-//! `CLOCK_MONOTONIC` time (`at_ns`).
+//! protocol, ports) the sink has received since, or since `reset-flows`, or since the guest
+//! last saw its link go down (`sink_flows_seen` of `sink_flows_total`, and when the last one
+//! came, `sink_flows_all_ns`): after a restart of the vRouter, when every flow was forwarded
+//! again. Every answer has the guest's `CLOCK_MONOTONIC` time (`at_ns`).
 
 mod pcap;
 
@@ -353,8 +353,12 @@ fn flow_key(frame: &[u8]) -> Option<FlowKey> {
 }
 
 /// `--sink-flows`: which flows of the `--send` file the sink received since the last
-/// `reset-gap` or `reset-flows`.
+/// `reset-gap` or `reset-flows`, or since the guest last saw its link go down (the vRouter
+/// went away: what counts after a restart is what the next one forwards).
 struct FlowCoverage {
+    /// Reset after the next poll of the sink (which takes what the vRouter that went away
+    /// had put in its ring).
+    reset_pending: bool,
     index: std::collections::HashMap<FlowKey, u32>,
     /// One bit per flow.
     seen: Vec<u64>,
@@ -373,7 +377,7 @@ impl FlowCoverage {
             }
         }
         let words = index.len().div_ceil(64);
-        FlowCoverage { index, seen: vec![0; words], count: 0, all_at: None }
+        FlowCoverage { reset_pending: false, index, seen: vec![0; words], count: 0, all_at: None }
     }
 
     fn total(&self) -> u64 {
@@ -381,6 +385,7 @@ impl FlowCoverage {
     }
 
     fn reset(&mut self) {
+        self.reset_pending = false;
         self.seen.iter_mut().for_each(|w| *w = 0);
         self.count = 0;
         self.all_at = None;
@@ -427,6 +432,9 @@ impl Guest {
             } else {
                 self.link.downs += 1;
                 self.link.last_down = now;
+                if let Some(f) = self.flows.as_mut() {
+                    f.reset_pending = true;
+                }
             }
             self.link.up = up;
         }
@@ -525,6 +533,9 @@ impl Guest {
         }
         if watched > 0 {
             self.rx_gap.mark(Instant::now());
+        }
+        if let Some(f) = self.flows.as_mut().filter(|f| f.reset_pending) {
+            f.reset();
         }
         Ok(total)
     }
