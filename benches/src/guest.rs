@@ -168,6 +168,19 @@ pub struct GuestCounters {
     /// When it last saw its link come up, `CLOCK_MONOTONIC` ns.
     #[serde(default)]
     pub last_link_up_ns: u64,
+    /// Across the last link-down: from the sink's last frame before it to its first after,
+    /// µs (0: not over yet).
+    #[serde(default)]
+    pub link_rx_gap_us: u64,
+    /// When that ended, `CLOCK_MONOTONIC` ns.
+    #[serde(default)]
+    pub link_rx_gap_end_ns: u64,
+    /// The same for the frames the sender's TX queue took, µs.
+    #[serde(default)]
+    pub link_tx_gap_us: u64,
+    /// When that ended, `CLOCK_MONOTONIC` ns.
+    #[serde(default)]
+    pub link_tx_gap_end_ns: u64,
     /// `--sink-flows`: flows of the pcap the sink received since `reset-gap` or `reset-flows`.
     #[serde(default)]
     pub sink_flows_seen: Option<u64>,

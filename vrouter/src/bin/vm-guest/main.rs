@@ -50,7 +50,9 @@
 //! (`max_rx_gap_end_ns`, `CLOCK_MONOTONIC`, comparable with other processes' clocks); the
 //! same for the sender's TX (`max_tx_gap_us`: the longest time no frame was taken);
 //! `pace_max_lag_us`, how far the sender fell behind its schedule at worst; link changes the
-//! guest saw; and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
+//! guest saw and, across the last link-down, the time from the sink's last frame before it
+//! to its first after (`link_rx_gap_us`: the forwarding gap of a restart of the vRouter; the
+//! same for the sender's TX, `link_tx_gap_us`); and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
 //! protocol, ports) the sink has received since, or since `reset-flows`, or since the guest
 //! last saw its link go down (`sink_flows_seen` of `sink_flows_total`, and when the last one
 //! came, `sink_flows_all_ns`): after a restart of the vRouter, when every flow was forwarded
@@ -229,6 +231,15 @@ struct Counters {
     last_link_down_ns: u64,
     /// See `last_link_down_ns`.
     last_link_up_ns: u64,
+    /// Across the last link-down (the vRouter went away and came back): the time from the
+    /// watched port's last frame before it to its first after, µs (0: not over yet).
+    link_rx_gap_us: u64,
+    /// When that gap ended, `CLOCK_MONOTONIC` ns (0: not over yet).
+    link_rx_gap_end_ns: u64,
+    /// The same for the frames the TX queue took (`--blast --rate`), µs.
+    link_tx_gap_us: u64,
+    /// When that gap ended, `CLOCK_MONOTONIC` ns.
+    link_tx_gap_end_ns: u64,
     /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap` or
     /// `reset-flows`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,6 +333,42 @@ struct LinkWatch {
     downs: u64,
     last_down: Option<Instant>,
     last_up: Option<Instant>,
+    /// The link went down: the next poll arms the gaps across it (after it has taken what
+    /// the vRouter that went away had put in the sink's ring).
+    pending_down: bool,
+    /// The gap of the watched port's RX across the last link-down: from its last frame
+    /// before to its first after; `end` is `None` while it lasts.
+    rx_across: Option<Across>,
+    /// The same for the frames the TX queue took.
+    tx_across: Option<Across>,
+}
+
+/// A gap across a link-down.
+#[derive(Debug, Clone, Copy)]
+struct Across {
+    start: Instant,
+    end: Option<Instant>,
+}
+
+impl Across {
+    /// Armed at a link-down: from the last event before it (or the down itself).
+    fn from(last: Option<Instant>, down: Instant) -> Across {
+        Across { start: last.unwrap_or(down), end: None }
+    }
+
+    /// An event at `now` ends it if it is still open.
+    fn event(slot: &mut Option<Across>, now: Instant) {
+        if let Some(a) = slot.as_mut().filter(|a| a.end.is_none()) {
+            a.end = Some(now);
+        }
+    }
+
+    /// (length µs, end) of a gap that has ended.
+    fn done(slot: &Option<Across>) -> Option<(u64, Instant)> {
+        let a = slot.as_ref()?;
+        let end = a.end?;
+        Some((end.saturating_duration_since(a.start).as_micros() as u64, end))
+    }
 }
 
 /// A flow of `--sink-flows`: IPv4 source and destination, protocol, L4 ports.
@@ -356,9 +403,6 @@ fn flow_key(frame: &[u8]) -> Option<FlowKey> {
 /// `reset-gap` or `reset-flows`, or since the guest last saw its link go down (the vRouter
 /// went away: what counts after a restart is what the next one forwards).
 struct FlowCoverage {
-    /// Reset after the next poll of the sink (which takes what the vRouter that went away
-    /// had put in its ring).
-    reset_pending: bool,
     index: std::collections::HashMap<FlowKey, u32>,
     /// One bit per flow.
     seen: Vec<u64>,
@@ -377,7 +421,7 @@ impl FlowCoverage {
             }
         }
         let words = index.len().div_ceil(64);
-        FlowCoverage { reset_pending: false, index, seen: vec![0; words], count: 0, all_at: None }
+        FlowCoverage { index, seen: vec![0; words], count: 0, all_at: None }
     }
 
     fn total(&self) -> u64 {
@@ -385,7 +429,6 @@ impl FlowCoverage {
     }
 
     fn reset(&mut self) {
-        self.reset_pending = false;
         self.seen.iter_mut().for_each(|w| *w = 0);
         self.count = 0;
         self.all_at = None;
@@ -432,9 +475,7 @@ impl Guest {
             } else {
                 self.link.downs += 1;
                 self.link.last_down = now;
-                if let Some(f) = self.flows.as_mut() {
-                    f.reset_pending = true;
-                }
+                self.link.pending_down = true;
             }
             self.link.up = up;
         }
@@ -454,6 +495,10 @@ impl Guest {
         self.c.link_downs = self.link.downs;
         self.c.last_link_down_ns = self.link.last_down.map_or(0, mono_ns);
         self.c.last_link_up_ns = self.link.last_up.map_or(0, mono_ns);
+        let (rx_us, rx_end) = Across::done(&self.link.rx_across).map_or((0, 0), |(us, end)| (us, mono_ns(end)));
+        let (tx_us, tx_end) = Across::done(&self.link.tx_across).map_or((0, 0), |(us, end)| (us, mono_ns(end)));
+        (self.c.link_rx_gap_us, self.c.link_rx_gap_end_ns) = (rx_us, rx_end);
+        (self.c.link_tx_gap_us, self.c.link_tx_gap_end_ns) = (tx_us, tx_end);
         if let Some(f) = &self.flows {
             self.c.sink_flows_seen = Some(f.count);
             self.c.sink_flows_total = Some(f.total());
@@ -532,10 +577,20 @@ impl Guest {
             }
         }
         if watched > 0 {
-            self.rx_gap.mark(Instant::now());
+            let now = Instant::now();
+            self.rx_gap.mark(now);
+            Across::event(&mut self.link.rx_across, now);
         }
-        if let Some(f) = self.flows.as_mut().filter(|f| f.reset_pending) {
-            f.reset();
+        if self.link.pending_down {
+            // What the vRouter that went away had put in the sink's ring is taken (above):
+            // from here on, what arrives comes through the next one.
+            self.link.pending_down = false;
+            let down = self.link.last_down.unwrap_or_else(Instant::now);
+            self.link.rx_across = Some(Across::from(self.rx_gap.last, down));
+            self.link.tx_across = Some(Across::from(self.tx_gap.last, down));
+            if let Some(f) = self.flows.as_mut() {
+                f.reset();
+            }
         }
         Ok(total)
     }
@@ -702,6 +757,7 @@ impl Guest {
                     self.c.tx_dropped += (want - sent) as u64;
                     if sent > 0 {
                         self.tx_gap.mark(now);
+                        Across::event(&mut self.link.tx_across, now);
                     }
                     done += want as u64;
                     worked += want;
@@ -1398,6 +1454,24 @@ mod tests {
         assert_eq!((c.count, c.all_at), (0, None));
         c.saw(&frames[3]);
         assert_eq!(c.count, 1);
+    }
+
+    #[test]
+    fn gaps_across_a_link_down() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut a = Some(Across::from(Some(ms(10)), ms(12)));
+        assert!(Across::done(&a).is_none(), "open until the next event");
+        Across::event(&mut a, ms(50));
+        Across::event(&mut a, ms(51));
+        assert_eq!(Across::done(&a).map(|(us, end)| (us, end)), Some((40_000, ms(50))));
+        // Nothing before the down: from the down.
+        let mut b = Some(Across::from(None, ms(12)));
+        Across::event(&mut b, ms(20));
+        assert_eq!(Across::done(&b).map(|(us, _)| us), Some(8_000));
+        let mut none = None;
+        Across::event(&mut none, ms(1));
+        assert!(Across::done(&none).is_none());
     }
 
     #[test]
