@@ -175,12 +175,6 @@ pub struct GuestCounters {
     /// When that ended, `CLOCK_MONOTONIC` ns.
     #[serde(default)]
     pub link_rx_gap_end_ns: u64,
-    /// The same for the frames the sender's TX queue took, µs.
-    #[serde(default)]
-    pub link_tx_gap_us: u64,
-    /// When that ended, `CLOCK_MONOTONIC` ns.
-    #[serde(default)]
-    pub link_tx_gap_end_ns: u64,
     /// `--sink-flows`: flows of the pcap the sink received since `reset-gap` or `reset-flows`.
     #[serde(default)]
     pub sink_flows_seen: Option<u64>,

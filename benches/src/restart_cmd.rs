@@ -41,8 +41,9 @@
 //! - **forwarding gap** = from the sink's last frame before the guest saw its link go down
 //!   (the old vRouter gone) to its first frame after (`vm-guest` `link_rx_gap_us`), and when
 //!   it started and ended; the longest sink gap of the restart window and of the steady state
-//!   next to it; the sender's view (from its last frame taken before the link-down to its
-//!   first after, how far it fell behind its schedule, when it saw its link go down and up).
+//!   next to it; the sender's view (its longest time without a frame taken by its ring, how
+//!   far it fell behind its schedule, when it saw its link go down and up); the old
+//!   forwarding thread's CPU share while a takeover prepares, and the hypervisor's steal.
 //! - **every flow forwarded again** = when the last flow of the pcap reached the sink after
 //!   the gap (bounded below by one pass over the flows at the offered rate, also shown); the
 //!   flows are usable again when forwarding resumes if none had to be set up again, which
@@ -194,6 +195,17 @@ pub struct Run {
     pub steady_max_gap_us: u64,
     /// The sender's worst lag behind its schedule in that second, µs.
     pub steady_pace_lag_us: u64,
+    /// The old vRouter's forwarding thread's CPU share in that second.
+    pub steady_fwd_cpu_share: Option<f64>,
+    /// Steal jiffies of the forwarding CPU in that second.
+    pub steady_steal_jiffies: u64,
+    /// Takeover: the old forwarding thread's CPU share from the trigger until the new
+    /// vRouter stopped the old one (its preparation: EAL, ...).
+    pub prep_fwd_cpu_share: Option<f64>,
+    /// Steal jiffies of the forwarding CPU in that time.
+    pub prep_steal_jiffies: u64,
+    /// Takeover: frames lost in that time (between the guest's samples).
+    pub lost_prep: Option<i64>,
 
     /// The window (quiescent at both ends), seconds.
     pub window_s: f64,
@@ -252,7 +264,9 @@ pub struct Run {
     pub gap_start_ms: f64,
     /// When it ended, ms after the trigger.
     pub gap_end_ms: f64,
-    /// The sender's view: from its last frame taken before the link-down to its first after, ms.
+    /// The sender's view: its longest time without a frame taken by its ring, from the
+    /// trigger until every flow was back, ms (its ring takes frames for a while after the
+    /// vRouter went away, until it is full).
     pub tx_stall_ms: f64,
     /// When that ended, ms after the trigger.
     pub tx_stall_end_ms: f64,
@@ -336,17 +350,29 @@ pub struct Sample {
     pub tx_dropped: u64,
     /// Frames the sink received so far.
     pub received: u64,
+    /// On-CPU ms of the old vRouter's forwarding thread so far (`None` once it is gone).
+    pub old_fwd_cpu_ms: Option<f64>,
+    /// Steal jiffies of the forwarding CPU (1) so far (the hypervisor ran something else).
+    pub steal_fwd_cpu: u64,
 }
 
 impl Sample {
-    fn of(trigger: u64, g: &GuestCounters) -> Sample {
+    fn of(trigger: u64, g: &GuestCounters, fwd: Option<(u32, u32)>) -> Sample {
         Sample {
             ms: ms_after(trigger, g.at_ns),
             offered: g.offered,
             tx_dropped: g.tx_dropped,
             received: g.sink_received.unwrap_or(0),
+            old_fwd_cpu_ms: fwd.and_then(|(pid, tid)| procfs::thread_cpu_ns(pid, tid).ok()).map(|ns| ns as f64 / 1e6),
+            steal_fwd_cpu: procfs::cpu_steal().get(1).copied().unwrap_or(0),
         }
     }
+}
+
+/// The old vRouter's forwarding thread's share of a CPU between two samples (both while it ran).
+fn fwd_share(a: &Sample, b: &Sample) -> Option<f64> {
+    let (x, y) = (a.old_fwd_cpu_ms?, b.old_fwd_cpu_ms?);
+    (b.ms > a.ms).then(|| (y - x) / (b.ms - a.ms))
 }
 
 /// Frames lost (offered - received) between the last sample at or before `start` and the
@@ -579,9 +605,15 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     guest.command("resume", "resumed")?;
     let w0 = Instant::now();
     sleep_checked(Duration::from_secs(1))?;
+    let first_pid = first.pid().context("running")?;
+    let fwd = procfs::threads_named(first_pid, "rte-worker-1")?.first().map(|&tid| (first_pid, tid));
     let ga = guest.command("reset-gap", "reset")?;
+    let sa = Sample::of(0, &ga, fwd);
     sleep_checked(Duration::from_secs(1))?;
     let gb = guest.stats()?;
+    let sb = Sample::of(0, &gb, fwd);
+    run.steady_fwd_cpu_share = fwd_share(&sa, &sb);
+    run.steady_steal_jiffies = sb.steal_fwd_cpu - sa.steal_fwd_cpu;
     run.steady_rx_pps = rate(&ga, &gb);
     run.steady_max_gap_us = gb.max_rx_gap_us;
     run.steady_pace_lag_us = gb.pace_max_lag_us;
@@ -617,7 +649,7 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     //    CPU of the guest and the vRouters' main threads meanwhile, off the forwarding CPU.
     let pin = PinnedThread::to(0);
     let deadline = t_trigger + Duration::from_secs(o.recover_timeout);
-    let mut samples = vec![Sample::of(trigger, &g_trigger)];
+    let mut samples = vec![Sample::of(trigger, &g_trigger, fwd)];
     let gd = loop {
         second.check_alive()?;
         if run.old_clean_exit.is_none() && kill_reaped.is_none() {
@@ -627,7 +659,7 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
         }
         sleep_checked(Duration::from_millis(20))?;
         let g = guest.stats()?;
-        samples.push(Sample::of(trigger, &g));
+        samples.push(Sample::of(trigger, &g, fwd));
         let lines = parse_new_lines(&second.lines());
         if let Some(l) = &lines.not_reattached {
             bail!("the new vRouter did not reattach the flow table: {l}");
@@ -717,8 +749,8 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
             ms_after(trigger, gd.max_rx_gap_end_ns)
         ));
     }
-    run.tx_stall_ms = gd.link_tx_gap_us as f64 / 1e3;
-    run.tx_stall_end_ms = ms_after(trigger, gd.link_tx_gap_end_ns);
+    run.tx_stall_ms = gd.max_tx_gap_us as f64 / 1e3;
+    run.tx_stall_end_ms = ms_after(trigger, gd.max_tx_gap_end_ns);
     run.pace_lag_ms = gd.pace_max_lag_us as f64 / 1e3;
     if gd.link_downs > g0.link_downs {
         run.guest_link_down_ms = Some(ms_after(trigger, gd.last_link_down_ns));
@@ -727,7 +759,6 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     }
     run.all_flows_ms = gd.sink_flows_all_ns.filter(|&t| t > 0).map(|t| ms_after(trigger, t));
     run.lost_around_gap = lost_around(&samples, run.gap_start_ms, run.gap_end_ms);
-    run.samples = samples;
     run.flows_seen = gd.sink_flows_seen.unwrap_or(0);
     run.flows_reset_ms = ms_after(trigger, gd.last_link_down_ns);
 
@@ -747,6 +778,15 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
             run.old_gone_ms = ms_after(trigger, kill_reaped.expect("set for a kill"));
         }
     }
+    // The old forwarding thread's CPU from the trigger until the stop was sent (takeover:
+    // the new vRouter's preparation).
+    let prep_end = samples.iter().rev().find(|s| s.ms <= run.stop_sent_ms && s.old_fwd_cpu_ms.is_some());
+    if let Some(last) = prep_end.filter(|_| restart == Restart::Takeover) {
+        run.prep_fwd_cpu_share = fwd_share(&samples[0], last);
+        run.prep_steal_jiffies = last.steal_fwd_cpu - samples[0].steal_fwd_cpu;
+        run.lost_prep = Some((last.offered - samples[0].offered) as i64 - (last.received - samples[0].received) as i64);
+    }
+    run.samples = samples;
     let (at, scan, kept) = nl.reattached.context("the new vRouter did not say that it reattached the table")?;
     run.reattached_ms = ms_after(trigger, at);
     run.reattach_scan_ms = scan;
@@ -1023,6 +1063,15 @@ fn print_run(r: &Run) {
                 r.steady_rx_pps,
                 r.rate_after_pps,
                 r.load.0[0],
+            );
+            println!(
+                "    old forwarding thread's CPU share: steady {} (steal {} jiffies), while the takeover prepared {} \
+                 (steal {} jiffies, lost {})",
+                r.steady_fwd_cpu_share.map_or("-".into(), |x| format!("{x:.2}")),
+                r.steady_steal_jiffies,
+                r.prep_fwd_cpu_share.map_or("-".into(), |x| format!("{x:.2}")),
+                r.prep_steal_jiffies,
+                r.lost_prep.map_or("-".into(), |x| x.to_string()),
             );
             for d in r.vr_drop_reasons.iter().take(4) {
                 println!("    drop {:<24} {}", d.reason, d.packets);

@@ -51,8 +51,8 @@
 //! same for the sender's TX (`max_tx_gap_us`: the longest time no frame was taken);
 //! `pace_max_lag_us`, how far the sender fell behind its schedule at worst; link changes the
 //! guest saw and, across the last link-down, the time from the sink's last frame before it
-//! to its first after (`link_rx_gap_us`: the forwarding gap of a restart of the vRouter; the
-//! same for the sender's TX, `link_tx_gap_us`); and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
+//! to its first after (`link_rx_gap_us`: the forwarding gap of a restart of the vRouter);
+//! and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
 //! protocol, ports) the sink has received since, or since `reset-flows`, or since the guest
 //! last saw its link go down (`sink_flows_seen` of `sink_flows_total`, and when the last one
 //! came, `sink_flows_all_ns`): after a restart of the vRouter, when every flow was forwarded
@@ -236,10 +236,6 @@ struct Counters {
     link_rx_gap_us: u64,
     /// When that gap ended, `CLOCK_MONOTONIC` ns (0: not over yet).
     link_rx_gap_end_ns: u64,
-    /// The same for the frames the TX queue took (`--blast --rate`), µs.
-    link_tx_gap_us: u64,
-    /// When that gap ended, `CLOCK_MONOTONIC` ns.
-    link_tx_gap_end_ns: u64,
     /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap` or
     /// `reset-flows`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -339,8 +335,6 @@ struct LinkWatch {
     /// The gap of the watched port's RX across the last link-down: from its last frame
     /// before to its first after; `end` is `None` while it lasts.
     rx_across: Option<Across>,
-    /// The same for the frames the TX queue took.
-    tx_across: Option<Across>,
 }
 
 /// A gap across a link-down.
@@ -496,9 +490,7 @@ impl Guest {
         self.c.last_link_down_ns = self.link.last_down.map_or(0, mono_ns);
         self.c.last_link_up_ns = self.link.last_up.map_or(0, mono_ns);
         let (rx_us, rx_end) = Across::done(&self.link.rx_across).map_or((0, 0), |(us, end)| (us, mono_ns(end)));
-        let (tx_us, tx_end) = Across::done(&self.link.tx_across).map_or((0, 0), |(us, end)| (us, mono_ns(end)));
         (self.c.link_rx_gap_us, self.c.link_rx_gap_end_ns) = (rx_us, rx_end);
-        (self.c.link_tx_gap_us, self.c.link_tx_gap_end_ns) = (tx_us, tx_end);
         if let Some(f) = &self.flows {
             self.c.sink_flows_seen = Some(f.count);
             self.c.sink_flows_total = Some(f.total());
@@ -587,7 +579,6 @@ impl Guest {
             self.link.pending_down = false;
             let down = self.link.last_down.unwrap_or_else(Instant::now);
             self.link.rx_across = Some(Across::from(self.rx_gap.last, down));
-            self.link.tx_across = Some(Across::from(self.tx_gap.last, down));
             if let Some(f) = self.flows.as_mut() {
                 f.reset();
             }
@@ -757,7 +748,6 @@ impl Guest {
                     self.c.tx_dropped += (want - sent) as u64;
                     if sent > 0 {
                         self.tx_gap.mark(now);
-                        Across::event(&mut self.link.tx_across, now);
                     }
                     done += want as u64;
                     worked += want;
