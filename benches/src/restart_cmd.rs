@@ -1359,7 +1359,14 @@ mod tests {
 
     #[test]
     fn loss_around_the_gap_and_rates() {
-        let s = |ms: f64, offered: u64, received: u64| Sample { ms, offered, tx_dropped: 0, received };
+        let s = |ms: f64, offered: u64, received: u64| Sample {
+            ms,
+            offered,
+            tx_dropped: 0,
+            received,
+            old_fwd_cpu_ms: Some(ms / 2.0),
+            steal_fwd_cpu: 0,
+        };
         let samples =
             [s(0.0, 0, 0), s(20.0, 4000, 4000), s(40.0, 8000, 7000), s(60.0, 12000, 7000), s(85.0, 17000, 11900)];
         // Gap from 30 to 62 ms: from the sample at 20 to the first 20 ms after 62 (85).
@@ -1368,6 +1375,9 @@ mod tests {
         let g = |at_ns: u64, rx: u64| GuestCounters { at_ns, sink_received: Some(rx), ..GuestCounters::default() };
         assert_eq!(rate(&g(1_000_000_000, 100), &g(3_000_000_000, 400_100)), 200_000.0);
         assert_eq!(rate(&g(5, 0), &g(5, 9)), 0.0);
+        assert_eq!(fwd_share(&samples[0], &samples[2]), Some(0.5));
+        let gone = Sample { old_fwd_cpu_ms: None, ..samples[3] };
+        assert_eq!(fwd_share(&samples[0], &gone), None);
     }
 
     #[test]

@@ -1454,7 +1454,7 @@ mod tests {
         assert!(Across::done(&a).is_none(), "open until the next event");
         Across::event(&mut a, ms(50));
         Across::event(&mut a, ms(51));
-        assert_eq!(Across::done(&a).map(|(us, end)| (us, end)), Some((40_000, ms(50))));
+        assert_eq!(Across::done(&a), Some((40_000, ms(50))));
         // Nothing before the down: from the down.
         let mut b = Some(Across::from(None, ms(12)));
         Across::event(&mut b, ms(20));
