@@ -667,7 +667,9 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
             bail!("the new vRouter did not reattach the flow table: {l}");
         }
         let went_down = g.link_downs > g_trigger.link_downs;
-        let gap_over = g.link_rx_gap_end_ns > g.last_link_down_ns;
+        // The gap is over, and 40 ms have passed since (the samples bracket it; what the
+        // sender's ring held meanwhile has arrived).
+        let gap_over = g.link_rx_gap_end_ns > g.last_link_down_ns && g.at_ns >= g.link_rx_gap_end_ns + 40_000_000;
         if went_down && gap_over && lines.forwarding.is_some() && g.sink_flows_seen == Some(flows) {
             break g;
         }

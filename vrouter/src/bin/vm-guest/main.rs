@@ -322,9 +322,21 @@ impl GapWatch {
     }
 }
 
+/// How often the guest reads the link of a port it saw down (see [`Guest::watch_link`]).
+const DOWN_LINK_READS: Duration = Duration::from_millis(100);
+
+/// The last link state read of one port.
+#[derive(Debug, Default, Clone, Copy)]
+struct PortLink {
+    up: bool,
+    read_at: Option<Instant>,
+}
+
 /// Link changes the guest saw (when it read the link state).
 #[derive(Debug, Default)]
 struct LinkWatch {
+    /// Each port's (the first, the sink).
+    ports: [PortLink; 2],
     up: bool,
     downs: u64,
     last_down: Option<Instant>,
@@ -460,10 +472,28 @@ impl Guest {
 
     /// Reads the link state (which is also what makes virtio-user take a new connection)
     /// and notes a change.
+    ///
+    /// Each port is read on its own (a port that went down must be read to be handled as
+    /// disconnected, whatever the other's state). A port seen down is read again only every
+    /// [`DOWN_LINK_READS`], or at once when traffic shows it is back ([`Guest::poll_rx`]):
+    /// reading a virtio-user port's link makes its socket non-blocking for a moment, and a
+    /// reconnection that the EAL's interrupt thread runs on that socket at that moment fails
+    /// (DPDK 22.11: `get_features failed: Resource temporarily unavailable`), leaving the
+    /// port down for good.
     fn watch_link(&mut self) -> bool {
-        let up = self.link_up();
+        let now = Instant::now();
+        for (i, port) in [Some(&self.port), self.sink.as_ref()].into_iter().enumerate() {
+            let Some(port) = port else { continue };
+            let st = &mut self.link.ports[i];
+            if !st.up && st.read_at.is_some_and(|t| now.saturating_duration_since(t) < DOWN_LINK_READS) {
+                continue;
+            }
+            st.up = port_link_up(port);
+            st.read_at = Some(now);
+        }
+        let up = self.link.ports[0].up && (self.sink.is_none() || self.link.ports[1].up);
         if up != self.link.up {
-            let now = Some(Instant::now());
+            let now = Some(now);
             if up {
                 self.link.last_up = now;
             } else {
@@ -572,6 +602,10 @@ impl Guest {
             let now = Instant::now();
             self.rx_gap.mark(now);
             Across::event(&mut self.link.rx_across, now);
+            // Traffic through the vRouter: both ports are connected again; read them next.
+            for p in self.link.ports.iter_mut().filter(|p| !p.up) {
+                p.read_at = None;
+            }
         }
         if self.link.pending_down {
             // What the vRouter that went away had put in the sink's ring is taken (above):
@@ -1223,7 +1257,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             idle.after_poll(got);
         }
-        say("going", g.link_up(), g.counters());
+        say("going", g.watch_link(), g.counters());
     }
 
     if let (true, Some(frames)) = (cli.blast, &to_send) {
@@ -1237,7 +1271,7 @@ fn run(cli: Cli) -> Result<()> {
                 g.blast(&plan, end, &rx)?;
             }
         }
-        say("sent", g.link_up(), g.counters());
+        say("sent", g.watch_link(), g.counters());
         if cli.exit_after_send {
             let end = Instant::now() + Duration::from_millis(cli.linger_ms);
             while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
@@ -1259,7 +1293,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        say("sent", g.link_up(), g.counters());
+        say("sent", g.watch_link(), g.counters());
         if cli.exit_after_send {
             let end = Instant::now() + Duration::from_millis(cli.linger_ms);
             while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
@@ -1275,7 +1309,7 @@ fn run(cli: Cli) -> Result<()> {
         let got = g.poll_rx()?;
         if let Some((n, by)) = waiting {
             if g.c.received >= n || Instant::now() >= by {
-                say("rx", g.link_up(), g.counters());
+                say("rx", g.watch_link(), g.counters());
                 waiting = None;
             }
         }
@@ -1286,21 +1320,21 @@ fn run(cli: Cli) -> Result<()> {
                         for _ in 0..repeat {
                             g.send(&frames, queue.unwrap_or(cli.tx_queue), cli.rate)?;
                         }
-                        say("sent", g.link_up(), g.counters());
+                        say("sent", g.watch_link(), g.counters());
                     }
                     Err(e) => say_error(&format!("{e:#}")),
                 },
                 Ok(Command::WaitRx { frames, timeout }) => waiting = Some((frames, Instant::now() + timeout)),
-                Ok(Command::Stats) => say("stats", g.link_up(), g.counters()),
+                Ok(Command::Stats) => say("stats", g.watch_link(), g.counters()),
                 Ok(Command::ResetGap) => {
                     g.reset_gap();
-                    say("reset", g.link_up(), g.counters());
+                    say("reset", g.watch_link(), g.counters());
                 }
                 Ok(Command::ResetFlows) => {
                     if let Some(f) = g.flows.as_mut() {
                         f.reset();
                     }
-                    say("reset", g.link_up(), g.counters());
+                    say("reset", g.watch_link(), g.counters());
                 }
                 Ok(Command::Pause | Command::Resume) => {
                     say_error("pause, resume: only while sending with --blast --rate")
@@ -1309,7 +1343,7 @@ fn run(cli: Cli) -> Result<()> {
                     if let Some(w) = g.record.as_mut() {
                         w.flush()?;
                     }
-                    say("flushed", g.link_up(), g.counters());
+                    say("flushed", g.watch_link(), g.counters());
                 }
                 Ok(Command::Quit) => STOP.store(true, Ordering::Relaxed),
                 Err(e) => say_error(&format!("{e:#}")),
