@@ -378,7 +378,8 @@ fn fwd_share(a: &Sample, b: &Sample) -> Option<f64> {
 /// Frames lost (offered - received) between the last sample at or before `start` and the
 /// first one 20 ms or more after `end` (frames in flight at the end have arrived by then).
 pub fn lost_around(samples: &[Sample], start: f64, end: f64) -> Option<i64> {
-    let a = samples.iter().rev().find(|s| s.ms <= start)?;
+    // A gap that started at the trigger (a kill) starts at the first sample.
+    let a = samples.iter().rev().find(|s| s.ms <= start).or(samples.first().filter(|s| s.ms <= start + 1.0))?;
     let b = samples.iter().find(|s| s.ms >= end + 20.0)?;
     Some((b.offered - a.offered) as i64 - (b.received - a.received) as i64)
 }
@@ -1376,6 +1377,7 @@ mod tests {
         // Gap from 30 to 62 ms: from the sample at 20 to the first 20 ms after 62 (85).
         assert_eq!(lost_around(&samples, 30.0, 62.0), Some((17000 - 4000) - (11900 - 4000)));
         assert_eq!(lost_around(&samples, 30.0, 70.0), None, "no sample 20 ms after the gap yet");
+        assert_eq!(lost_around(&samples, -0.5, 30.0), Some((12000 - 7000) as i64), "a gap from the trigger");
         let g = |at_ns: u64, rx: u64| GuestCounters { at_ns, sink_received: Some(rx), ..GuestCounters::default() };
         assert_eq!(rate(&g(1_000_000_000, 100), &g(3_000_000_000, 400_100)), 200_000.0);
         assert_eq!(rate(&g(5, 0), &g(5, 9)), 0.0);
