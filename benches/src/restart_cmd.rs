@@ -1153,8 +1153,11 @@ lines are time-stamped when the harness read them.";
 /// 2 MiB pages a run needs: the flow table of the largest flow count, two vRouters' DPDK
 /// memory (a takeover's EAL starts before the old one stops) and the guest's, plus room.
 pub fn pages_needed(max_flows: u64) -> u64 {
-    let table = FlowSettings::for_flows(max_flows).table_bytes().div_ceil(2 << 20);
-    table + 2 * 512 / 2 + 256 / 2 + 64
+    let mut f = FlowSettings::for_flows(max_flows);
+    // The vRouter's default overflow area: a fifth of the main table.
+    f.overflow_entries = Some(f.entries / 5);
+    let table = f.table_bytes().div_ceil(2 << 20);
+    table + 2 * 512 / 2 + 256 / 2 + 128
 }
 
 /// Runs the whole benchmark.
@@ -1423,7 +1426,7 @@ mod tests {
         let small = pages_needed(1000);
         assert!(small > 2 * 256 && small < 1000, "{small}");
         let big = pages_needed(1_000_000);
-        // 4M entries of 128 B and the overflow area: more than 256 pages for the table alone.
+        // 4M entries and the overflow area: more than 256 pages for the table alone.
         assert!(big > small + 256, "{big}");
     }
 }
