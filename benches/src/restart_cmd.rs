@@ -902,6 +902,11 @@ pub struct Row {
     pub forwarding_ms: f64,
     /// Median adoption, ms.
     pub adopt_ms: f64,
+    /// Median phases, ms: trigger -> stop sent (a takeover's preparation: the old one
+    /// forwards), stop sent -> gap start (the old one still forwards), gap start -> old gone,
+    /// old gone -> `reattached` line, -> `forwarding on` line, -> gap end (first frame at the
+    /// sink). The last four add up to the gap.
+    pub phases: [f64; 6],
     /// Median sink rate after recovery, frames/s.
     pub rate_after_pps: f64,
     /// Largest number of flows set up again over the runs (agent setups, table created/added).
@@ -951,6 +956,14 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 reattach_scan_ms: m(&|r| r.reattach_scan_ms),
                 forwarding_ms: m(&|r| r.forwarding_ms),
                 adopt_ms: mo(&|r| r.adopt_ms),
+                phases: [
+                    m(&|r| r.stop_sent_ms),
+                    m(&|r| r.gap_start_ms - r.stop_sent_ms),
+                    m(&|r| r.old_gone_ms - r.gap_start_ms),
+                    m(&|r| r.reattached_ms - r.old_gone_ms),
+                    m(&|r| r.forwarding_ms - r.reattached_ms),
+                    m(&|r| r.gap_end_ms - r.forwarding_ms),
+                ],
                 rate_after_pps: m(&|r| r.rate_after_pps),
                 max_new_setups: ok
                     .iter()
@@ -1030,23 +1043,26 @@ pub fn tables(rows: &[Row]) -> String {
         ));
     }
     s.push_str(
-        "\nWhere the gap goes (medians, ms after the trigger; the gap is the sink's):\n\n\
-         | restart | flows | old vRouter stopped: signal -> gone | gap starts | new vRouter: reattached line (scan) | \
-         forwarding on line | gap ends (first frame at the sink) | agent adoption (after forwarding starts) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "\nWhere the gap goes (medians of each phase, ms; the last four phases make the gap):\n\n\
+         | restart | flows | trigger -> stop sent (takeover: the new vRouter's EAL; the old one forwards) | stop sent \
+         -> gap starts (the old one still forwards) | gap start -> old vRouter gone | -> new vRouter's `reattached` \
+         line (of which the scan) | -> `forwarding on` line | -> first frame at the sink | gap | agent adoption \
+         (beside the forwarding) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
+        let p = &r.phases;
         s.push_str(&format!(
-            "| {} | {} | {} -> {} | {} | {} ({}) | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} |\n",
             label(&r.restart),
             flows_label(r.flows),
-            f1(r.stop_sent_ms),
-            f1(r.old_gone_ms),
-            f1(r.gap_start_ms),
-            f1(r.reattached_ms),
+            f1(p[0]),
+            f1(p[1]),
+            f1(p[2]),
+            f1(p[3]),
             f1(r.reattach_scan_ms),
-            f1(r.forwarding_ms),
-            f1(r.gap_end_ms),
+            f1(p[4]),
+            f1(p[5]),
+            f1(r.gap_ms),
             f1(r.adopt_ms),
         ));
     }
