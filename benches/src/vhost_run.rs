@@ -154,8 +154,19 @@ impl VrProc {
     /// Stops it: SIGINT, up to 60 s, then SIGKILL; `true` for a successful exit (also when
     /// it had exited successfully by itself).
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let clean = match c.try_wait() {
+        let clean = match self.child.take() {
+            Some(c) => Self::stop_child(c),
+            // Reaped already (it exited early).
+            None => false,
+        };
+        for p in self.prefixes.drain(..) {
+            let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(p));
+        }
+        clean
+    }
+
+    fn stop_child(mut c: Child) -> bool {
+        match c.try_wait() {
             Ok(Some(st)) => st.success(),
             _ => {
                 // SAFETY: our own child, not yet reaped.
@@ -173,11 +184,7 @@ impl VrProc {
                     }
                 }
             }
-        };
-        for p in self.prefixes.drain(..) {
-            let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(p));
         }
-        clean
     }
 }
 
