@@ -236,6 +236,11 @@ impl RunningRouter {
         )
         .context("creating the trace region in vrouter.run_dir")?;
         say_continued(&continued);
+        // The steps carried over were exported by the previous run: export starts after them.
+        let trace_from: Vec<u64> = match continued.outcome {
+            vrouter_abi::continued::Continued::Continued { .. } => trace_region.heads(),
+            _ => Vec::new(),
+        };
 
         // The agent runs before the first packet: a miss must find it ready (its per-flow
         // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
@@ -274,6 +279,7 @@ impl RunningRouter {
                 vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
                     .pin_to(cfg.eal.main_cpu())
                     .trace_requests(trace_ctl.clone())
+                    .trace_from(trace_from)
                     .spawn()
                     .context("starting the exporter ([export])")?,
             ),

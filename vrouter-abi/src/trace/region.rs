@@ -304,6 +304,14 @@ impl TraceRegion {
         self.shared.layout.n_rings
     }
 
+    /// Each ring's head (records written so far), without taking its writer.
+    pub fn heads(&self) -> Vec<u64> {
+        let view = self.shared.view();
+        (0..self.shared.layout.n_rings)
+            .map(|i| view.ring_header(i).map_or(0, |h| h.head.load(Ordering::Acquire)))
+            .collect()
+    }
+
     /// The writer of ring `index`, to move to its one writer (each ring is given out once).
     pub fn writer(&self, index: usize) -> Option<RingWriter> {
         if index >= self.shared.layout.n_rings || self.shared.taken[index].swap(true, Ordering::AcqRel) {

@@ -1160,7 +1160,7 @@ fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
 /// flush.
 pub fn builder(cfg: &Config, table: Arc<FlowTable>, stop: Arc<AtomicBool>) -> ExporterBuilder<'_> {
     let state_file = Some(cfg.vrouter.run_dir.join(STATE_FILE));
-    ExporterBuilder { cfg, table, stop, cpu: None, requests: None, state_file }
+    ExporterBuilder { cfg, table, stop, cpu: None, requests: None, state_file, trace_from: Vec::new() }
 }
 
 /// An exporter thread to start: made by [`builder`], started by [`ExporterBuilder::spawn`].
@@ -1171,6 +1171,7 @@ pub struct ExporterBuilder<'a> {
     cpu: Option<u32>,
     requests: Option<Arc<crate::trace::TraceControl>>,
     state_file: Option<PathBuf>,
+    trace_from: Vec<u64>,
 }
 
 impl ExporterBuilder<'_> {
@@ -1200,6 +1201,14 @@ impl ExporterBuilder<'_> {
         self
     }
 
+    /// Where trace export starts in each ring of the trace region: the ring heads when the
+    /// region continued a previous run's (its steps were exported by that run), so a restart
+    /// sends no step twice. Empty (the default): from the start of every ring.
+    pub fn trace_from(mut self, heads: Vec<u64>) -> Self {
+        self.trace_from = heads;
+        self
+    }
+
     /// Starts the exporter thread and its session.
     pub fn spawn(self) -> Result<JoinHandle<()>, ExportError> {
         spawn_exporter(self)
@@ -1208,17 +1217,17 @@ impl ExporterBuilder<'_> {
 
 /// [`ExporterBuilder::spawn`].
 fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError> {
-    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file } = b;
+    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file, trace_from } = b;
     #[cfg(feature = "trace")]
     let mut tracer = {
         let lookup: Option<super::trace_export::ProjectLookup> = requests.map(|ctl| {
             let f: super::trace_export::ProjectLookup = Arc::new(move |uuid: &[u8; 16]| ctl.project_of(uuid));
             f
         });
-        super::trace_export::TraceExporter::new(cfg.vrouter.run_dir.clone(), lookup)
+        super::trace_export::TraceExporter::new(cfg.vrouter.run_dir.clone(), lookup).starting_at(trace_from)
     };
     #[cfg(not(feature = "trace"))]
-    let _ = requests;
+    let _ = (requests, trace_from);
     let mut scanner = match &state_file {
         Some(path) => {
             let (scanner, origin) = FlowScanner::with_state_file(cfg, table, path)?;

@@ -428,6 +428,8 @@ impl Agent {
         if let Some(a) = acceptor {
             let _ = a.join();
         }
+        // The lcores have stopped: what is left of the trace limits is final.
+        self.save_trace_budgets();
         let _ = std::fs::remove_file(&self.settings.control_path);
     }
 
@@ -658,8 +660,18 @@ impl Agent {
         })
     }
 
+    /// Persists what is left of the trace requests' limits when they moved.
+    fn save_trace_budgets(&self) {
+        if let Some(t) = &self.trace {
+            if let Err(e) = t.save_budgets() {
+                eprintln!("vrouter: agent: {e}");
+            }
+        }
+    }
+
     /// Aging, TCP eviction, HOLD audit, slot reclaim.
     fn housekeeping(&mut self) {
+        self.save_trace_budgets();
         let now = Self::now_ms();
         let age = self.settings.age_timeout_ms;
         let mut delete = Vec::new();
