@@ -1,6 +1,6 @@
 //! A restart keeps the vRouter's state: two VMs on vhost-user exchange traffic on flows a
 //! policy mirrors to an analyzer, one flow traced, flows and UVEs exported to a real
-//! collector; the vRouter is then stopped and started (SIGINT), killed and started
+//! collector; the vRouter is then stopped and started (SIGTERM), killed and started
 //! (SIGKILL), or taken over by a new process (`--takeover`), and the VMs send more on the same
 //! flows.
 //!
@@ -228,7 +228,12 @@ fn restart_keeps_state(how: How, tag: &str) {
     let t = Instant::now();
     match how {
         How::Stop => {
-            h.stop_vrouter();
+            // SIGTERM, as systemd and operators stop it.
+            let mut old = h.vrouter.take().unwrap();
+            // SAFETY: kill(2) on our own child process.
+            unsafe { libc::kill(old.id() as i32, libc::SIGTERM) };
+            let st = old.wait().unwrap();
+            assert!(st.success(), "the vRouter stopped with {st}");
             h.start_vrouter();
         }
         How::Kill => {
