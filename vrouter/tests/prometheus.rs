@@ -69,18 +69,24 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// An instant query: each series' labels and value.
-fn query(prom: &str, q: &str) -> Vec<(Value, f64)> {
-    let (code, text) = get(prom, &format!("/api/v1/query?query={}", url_encode(q)));
-    assert_eq!(code, 200, "{q}: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["status"], "success", "{q}: {v}");
-    v["data"]["result"]
+/// An instant query: each series' labels and value; why not, if Prometheus did not answer.
+fn try_query(prom: &str, q: &str) -> Result<Vec<(Value, f64)>, String> {
+    let path = format!("/api/v1/query?query={}", url_encode(q));
+    let (code, text) = collector::client::request(prom, "GET", &path, None, None).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{code} {text}: {e}"))?;
+    if code != 200 || v["status"] != "success" {
+        return Err(format!("{q}: {code} {v}"));
+    }
+    Ok(v["data"]["result"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse::<f64>().unwrap()))
-        .collect()
+        .collect())
+}
+
+fn query(prom: &str, q: &str) -> Vec<(Value, f64)> {
+    try_query(prom, q).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The one value of a query that must have exactly one series.
@@ -239,16 +245,21 @@ uve_interval_s = 1
             start_prometheus(prom_dir.path(), &[("vrouter", &exporter_addr), ("collector", &collector_http)]);
         // Both targets scraped (up == 1), and the exporter read every source.
         let deadline = Instant::now() + Duration::from_secs(60);
+        let labelled = |q: &str, label: &str| -> BTreeMap<String, f64> {
+            try_query(&prom, q)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(m, v)| (m[label].as_str().unwrap_or("").to_string(), v))
+                .collect()
+        };
         loop {
-            let ok = std::panic::catch_unwind(|| {
-                let up = by_label(&prom, "up", "job");
-                let sources = by_label(&prom, "vrouter_exporter_source_up", "source");
-                up.get("vrouter") == Some(&1)
-                    && up.get("collector") == Some(&1)
-                    && sources.len() == 5
-                    && sources.values().all(|&v| v == 1)
-            });
-            if ok.unwrap_or(false) {
+            let up = labelled("up", "job");
+            let sources = labelled("vrouter_exporter_source_up", "source");
+            if up.get("vrouter") == Some(&1.0)
+                && up.get("collector") == Some(&1.0)
+                && sources.len() == 5
+                && sources.values().all(|&v| v == 1.0)
+            {
                 break;
             }
             if Instant::now() > deadline {
@@ -378,6 +389,10 @@ uve_interval_s = 1
         }
         assert_eq!(scalar(&prom, "collector_sessions_active"), 1);
         assert!(scalar(&prom, "collector_flow_records_received_total") > 0);
+        eprintln!(
+            "compared through Prometheus: {n_in} packets in {} bursts, {} mirror copies, {} drops, {setups} setups",
+            l["bursts"], mirror["mir_tpkts"], total
+        );
         checked = true;
     });
     assert!(checked);
