@@ -9,6 +9,9 @@
 //! * `GET /analytics/tables`, `GET /analytics/table/<t>`, `GET /analytics/table/<t>/schema`:
 //!   the queryable tables and their columns ([`crate::query::schema_json`]).
 //! * `GET /analytics/collector/stats`: the collector's counters ([`crate::stats`]).
+//! * `GET /metrics`: the same counters, and the writer queue's depth and capacity, in the
+//!   Prometheus text format 0.0.4 (`collector_<name>_total` for a counter, `collector_<name>`
+//!   for a gauge; help from their declaration).
 //! * `GET /analytics/traces[?start_time=…&end_time=…&request=<uuid>]`: one row per trace id
 //!   (id, request, project, vRouters, first/last time, packets, steps, flow, disposition),
 //!   oldest first; `GET /analytics/traces/<id>`: one trace's steps from every vRouter that
@@ -77,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/analytics/table/:t", get(table_links))
         .route("/analytics/table/:t/schema", get(table_schema))
         .route("/analytics/collector/stats", get(collector_stats))
+        .route("/metrics", get(metrics))
         .route("/analytics/traces", get(trace_list))
         .route("/analytics/traces/:id", get(trace_get))
         .with_state(state)
@@ -270,6 +274,34 @@ async fn collector_stats(State(st): State<ApiState>) -> Json<Value> {
     v["ingest_queue_depth"] = json!(st.ingest.queued());
     v["ingest_queue_capacity"] = json!(st.ingest.capacity());
     Json(v)
+}
+
+/// The Prometheus exposition of the collector's counters.
+pub fn exposition(
+    stats: &Stats,
+    queue_depth: usize,
+    queue_capacity: usize,
+) -> Result<String, promtext::ExpositionError> {
+    let mut e = promtext::Exposition::new();
+    for (f, v) in stats.values() {
+        let help = f.help.split_whitespace().collect::<Vec<_>>().join(" ");
+        if f.counter {
+            e.counter(&format!("collector_{}_total", f.name), &help)?.sample(&[], v)?;
+        } else {
+            e.gauge(&format!("collector_{}", f.name), &help)?.sample(&[], v)?;
+        }
+    }
+    e.gauge("collector_ingest_queue_depth", "Messages waiting for the database writer.")?.sample(&[], queue_depth)?;
+    e.gauge("collector_ingest_queue_capacity", "Messages the writer queue holds at most.")?
+        .sample(&[], queue_capacity)?;
+    Ok(e.into_string())
+}
+
+async fn metrics(State(st): State<ApiState>) -> Response {
+    match exposition(&st.stats, st.ingest.queued(), st.ingest.capacity()) {
+        Ok(text) => ([(header::CONTENT_TYPE, promtext::CONTENT_TYPE)], text).into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 fn bad_request(field: &str, message: impl std::fmt::Display) -> ApiError {

@@ -7,9 +7,11 @@
 pub mod control;
 pub mod flow;
 pub mod info;
+pub mod metrics;
 pub mod mirror;
 pub mod mpls;
 pub mod nh;
+pub mod perf;
 pub mod program;
 pub mod rt;
 pub mod trace;
@@ -125,7 +127,9 @@ pub fn check_core(reader: &StatsReader, core: Option<usize>) -> Result<(), Failu
     }
 }
 
-fn read_snapshot(reader: &StatsReader, core: Option<usize>) -> Snapshot {
+/// A snapshot from an open reader (counters of lcore `core` only if given): what [`load`]
+/// reads, for callers that read more from the same mapping (the metrics exporter).
+pub fn read_snapshot(reader: &StatsReader, core: Option<usize>) -> Snapshot {
     let vifs = reader
         .vifs()
         .into_iter()

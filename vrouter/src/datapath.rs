@@ -743,6 +743,11 @@ struct Burst<'a> {
     candidates: u32,
 }
 
+/// The (vif, queue) of each RX queue of a poll list, for the per-queue counters.
+fn rx_queue_ids(rx: &[RxQueue]) -> Vec<(u16, u16)> {
+    rx.iter().map(|q| (q.vif, q.queue)).collect()
+}
+
 /// State owned by one forwarding lcore.
 struct LcoreLoop {
     /// The published state, checked once per iteration.
@@ -777,6 +782,7 @@ unsafe impl Send for LcoreLoop {}
 impl LcoreLoop {
     fn run(mut self) -> i32 {
         self.cell.ack(self.index, self.snap.generation);
+        self.stats.set_rx_queues(&rx_queue_ids(&self.rx));
         let mut fib = self.snap.fib.clone();
         let clock = Clock::new();
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
@@ -787,6 +793,8 @@ impl LcoreLoop {
                 fib = self.snap.fib.clone();
             }
             let tsc = crate::dpdk::rdtsc();
+            // Busy/idle cycles: the previous iteration's, from this one TSC read.
+            self.stats.iteration(tsc);
             let tick = Tick { fib: &fib, now: clock.now_ms(tsc), tsc };
             if let Some(f) = &mut self.flow {
                 while let Some(req) = f.pending.pop_front() {
@@ -820,14 +828,19 @@ impl LcoreLoop {
                 // is enabled. A burst none of whose packets an enabled request may match
                 // runs the same untraced code as a build with tracing compiled out.
                 #[cfg(feature = "trace")]
-                if self.trace.as_ref().is_some_and(|t| t.enabled()) {
-                    let candidates = self.trace_candidates(vif, burst.pkts);
-                    if candidates != 0 {
-                        self.burst::<true>(Burst { candidates, ..burst });
-                        continue;
-                    }
+                let candidates = match self.trace.as_ref().is_some_and(|t| t.enabled()) {
+                    true => self.trace_candidates(vif, burst.pkts),
+                    false => 0,
+                };
+                #[cfg(not(feature = "trace"))]
+                let candidates = 0;
+                if candidates != 0 {
+                    self.burst::<true>(Burst { candidates, ..burst });
+                } else {
+                    self.burst::<false>(burst);
                 }
-                self.burst::<false>(burst);
+                // Performance counters: one TSC read per burst, never per packet.
+                self.stats.burst(qi, n, crate::dpdk::rdtsc());
             }
             self.stats.poll(received);
         }
@@ -845,6 +858,7 @@ impl LcoreLoop {
         self.flush_all();
         let snap = self.cell.load();
         self.rx = snap.ports.lcore_rx.get(self.index).cloned().unwrap_or_default();
+        self.stats.set_rx_queues(&rx_queue_ids(&self.rx));
         self.tx = tx_targets(&snap.ports, self.index, self.n_lcores);
         if let Some(m) = &mut self.mirror {
             m.set_fib(snap.fib.clone());

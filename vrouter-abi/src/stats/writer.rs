@@ -1,5 +1,6 @@
 //! Writer side: the vRouter creates the region and its lcores count into it.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -9,9 +10,10 @@ use shm::{CreateOptions, InitMap, Mapped};
 
 use super::continuing;
 use super::layout::{
-    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, VrfCounterBlock, LCORE_HEAD_SIZE, SPEC,
-    VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
+    bump, load, Header, Layout, LcoreHead, LcorePerfBlock, RegionRef, VifCounterBlock, VrfCounterBlock,
+    LCORE_HEAD_SIZE, LCORE_PERF_SIZE, SPEC, VIF_BLOCKS_OFFSET, VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
 };
+use super::perf::{burst_size_bucket, packet_cycles_bucket, rxq_id, RXQ_SLOTS};
 use super::reader::validate;
 use super::vif_info::VifInfo;
 use super::{
@@ -213,14 +215,19 @@ impl StatsRegion {
             return None;
         }
         let head_ptr = head as *const LcoreHead;
-        // The vif blocks follow the head; max_vifs >= 1 (checked in `create`).
+        let perf = region.lcore_perf(index)?;
+        debug_assert_eq!(perf as *const LcorePerfBlock as usize - head_ptr as usize, LCORE_HEAD_SIZE);
+        // The vif blocks follow the performance block; max_vifs >= 1 (checked in `create`).
         let vif0 = region.vif_block(index, 0)? as *const VifCounterBlock;
-        debug_assert_eq!(vif0 as usize - head_ptr as usize, LCORE_HEAD_SIZE);
+        debug_assert_eq!(vif0 as usize - head_ptr as usize, VIF_BLOCKS_OFFSET);
+        let tsc_hz = region.header().tsc_hz;
         // The VRF blocks follow the vif blocks (max_vrfs = MAX_VRFS >= 1).
         let vrf0 = region.vrf_block(index, 0)? as *const VrfCounterBlock;
         debug_assert_eq!(vrf0 as usize - head_ptr as usize, self.shared.layout.vrf_blocks_offset);
         Some(LcoreStats {
             head: NonNull::from(head),
+            perf: NonNull::from(perf),
+            times: LoopTimes { window: if tsc_hz == 0 { u64::MAX } else { tsc_hz }, ..LoopTimes::default() },
             vifs: NonNull::new(vif0.cast_mut())?,
             max_vifs: self.shared.layout.max_vifs,
             vrfs: NonNull::new(vrf0.cast_mut())?,
@@ -335,6 +342,7 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
     h.lcore_block_size = layout.lcore_block_size as u64;
     h.vif_counter_size = VIF_COUNTER_SIZE as u32;
     h.lcore_head_size = LCORE_HEAD_SIZE as u32;
+    h.lcore_perf_size = LCORE_PERF_SIZE as u32;
     h.max_vrfs = layout.max_vrfs as u32;
     h.vrf_counter_size = VRF_COUNTER_SIZE as u32;
     h.tsc_hz = tsc_hz;
@@ -357,6 +365,10 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
 /// are not counted.
 pub struct LcoreStats {
     head: NonNull<LcoreHead>,
+    /// The performance block, right after `head`.
+    perf: NonNull<LcorePerfBlock>,
+    /// The loop's own timing state (not shared: the thread's).
+    times: LoopTimes,
     /// First of `max_vifs` consecutive `VifCounterBlock`s, right after `head`.
     vifs: NonNull<VifCounterBlock>,
     max_vifs: usize,
@@ -368,7 +380,25 @@ pub struct LcoreStats {
     shared: Arc<Shared>,
 }
 
-// SAFETY: `head`, `vifs` and `vrfs` point into the mapping owned by `shared` (an `Arc`, kept alive
+/// What an lcore remembers between [`LcoreStats::iteration`] and [`LcoreStats::burst`]
+/// calls (`Cell`s: the handle is used through `&self` by its one thread).
+#[derive(Default)]
+struct LoopTimes {
+    /// TSC at the start of the current iteration (0 before the first).
+    iteration: Cell<u64>,
+    /// TSC at the end of the last burst of the iteration, or at its start.
+    mark: Cell<u64>,
+    /// Whether the previous iteration received packets.
+    busy: Cell<bool>,
+    /// Most cycles of one burst in the current window.
+    window_max: Cell<u64>,
+    /// TSC at which the current window ends.
+    window_end: Cell<u64>,
+    /// Length of a window: the TSC frequency (about a second).
+    window: u64,
+}
+
+// SAFETY: `head`, `perf`, `vifs` and `vrfs` point into the mapping owned by `shared` (an `Arc`, kept alive
 // by this handle; the mapping's address does not change when the `MmapMut` moves). Every
 // access through them is an atomic operation on `AtomicU64`s, valid from any thread. The
 // handle is deliberately not `Sync`: one thread at a time uses it, so the non-atomic
@@ -385,6 +415,12 @@ impl LcoreStats {
     fn head(&self) -> &LcoreHead {
         // SAFETY: see the `Send` impl: valid, aligned, alive as long as `self`.
         unsafe { self.head.as_ref() }
+    }
+
+    #[inline(always)]
+    fn perf(&self) -> &LcorePerfBlock {
+        // SAFETY: see the `Send` impl: valid, aligned, alive as long as `self`.
+        unsafe { self.perf.as_ref() }
     }
 
     #[inline(always)]
@@ -495,11 +531,90 @@ impl LcoreStats {
         bump(if sent { &h.icmp_errors_sent } else { &h.icmp_errors_suppressed }, 1);
     }
 
-    /// Counts one poll-loop iteration: busy if it received packets, idle otherwise.
+    /// Counts one poll-loop iteration: busy if it received packets, idle otherwise (its
+    /// cycles are counted at the start of the next, [`LcoreStats::iteration`]).
     #[inline]
     pub fn poll(&self, received: bool) {
         let h = self.head();
         bump(if received { &h.busy_polls } else { &h.idle_polls }, 1);
+        self.times.busy.set(received);
+    }
+
+    /// A poll-loop iteration starts at TSC `tsc` (the loop's one read of the TSC at the
+    /// start of an iteration): the cycles since the previous start go to the busy or the idle
+    /// cycles, after what the previous iteration's [`LcoreStats::poll`] said; about once a
+    /// second the window of [`super::LcorePerfStats::burst_cycles_max_recent`] closes.
+    #[inline]
+    pub fn iteration(&self, tsc: u64) {
+        let t = &self.times;
+        let last = t.iteration.replace(tsc);
+        t.mark.set(tsc);
+        if last != 0 {
+            let p = self.perf();
+            bump(if t.busy.get() { &p.busy_cycles } else { &p.idle_cycles }, tsc.wrapping_sub(last));
+        }
+        if tsc >= t.window_end.get() {
+            self.close_window(tsc);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn close_window(&self, tsc: u64) {
+        let t = &self.times;
+        // The first call only opens the first window.
+        if t.window_end.get() != 0 {
+            self.perf().burst_cycles_max_recent.store(t.window_max.replace(0), Ordering::Relaxed);
+        }
+        t.window_end.set(tsc.saturating_add(t.window));
+    }
+
+    /// A burst of `n` packets (`n >= 1`) from the RX queue at position `slot` of the lcore's
+    /// poll list was forwarded; `tsc` was read right after it (transmit flush included). The
+    /// burst took the cycles since the previous burst of the iteration (or its start).
+    #[inline]
+    pub fn burst(&self, slot: usize, n: usize, tsc: u64) {
+        let t = &self.times;
+        let cycles = tsc.wrapping_sub(t.mark.replace(tsc));
+        let n = n as u64;
+        let p = self.perf();
+        bump(&p.bursts, 1);
+        bump(&p.burst_packets, n);
+        bump(&p.burst_cycles, cycles);
+        bump(&p.burst_sizes[burst_size_bucket(n)], 1);
+        bump(&p.packet_cycles[packet_cycles_bucket(cycles, n)], n);
+        if cycles > t.window_max.get() {
+            t.window_max.set(cycles);
+            if cycles > load(&p.burst_cycles_max) {
+                p.burst_cycles_max.store(cycles, Ordering::Relaxed);
+            }
+        }
+        if let Some(q) = p.rxqs.get(slot) {
+            bump(&q.packets, n);
+            bump(&q.bursts, 1);
+            bump(&q.cycles, cycles);
+        }
+    }
+
+    /// The lcore polls these RX queues (vif, queue), in this order, from now on: slot `i`
+    /// counts the `i`-th (the first [`RXQ_SLOTS`]). A slot whose queue changes starts again
+    /// from zero; readers never see the new queue with the old queue's counts (the identity
+    /// is cleared while the counters are reset).
+    pub fn set_rx_queues(&self, queues: &[(u16, u16)]) {
+        let p = self.perf();
+        p.rx_queues.store(queues.len() as u64, Ordering::Relaxed);
+        for (i, slot) in p.rxqs.iter().enumerate() {
+            let id = queues.get(i).map_or(0, |&(vif, q)| rxq_id(vif, q));
+            if load(&slot.id) == id {
+                continue;
+            }
+            slot.id.store(0, Ordering::Release);
+            for c in [&slot.packets, &slot.bursts, &slot.cycles] {
+                c.store(0, Ordering::Relaxed);
+            }
+            slot.id.store(id, Ordering::Release);
+        }
+        debug_assert!(p.rxqs.len() == RXQ_SLOTS);
     }
 }
 

@@ -168,36 +168,9 @@ struct MetaSlot {
     reverse: bool,
 }
 
-/// Counters of the agent, exposed through the control socket.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct AgentCounters {
-    /// Flow pairs set up (forward flow programmed from a setup request, reverse flow created).
-    pub setups: u64,
-    /// Of `setups`, those whose decision was deny (both flows programmed as DROP).
-    pub setup_denied: u64,
-    /// Setup requests that found their flow reused, deleted or already set up (nothing done).
-    pub setup_stale: u64,
-    /// Flow pairs (or lone flows) deleted after being idle for `age_timeout_ms`.
-    pub aged: u64,
-    /// TCP pairs evicted after FIN both ways or a RST (and the close grace period).
-    pub tcp_evicted: u64,
-    /// Flows stuck in HOLD past `hold_audit_ms`, turned into DROP flows with reason `Audit`.
-    pub hold_audited: u64,
-    /// Successful `reload` commands (configuration re-read, new policy engine swapped in).
-    pub policy_reloads: u64,
-    /// Flow pairs re-evaluated against new policies or forwarding state (reloads and live
-    /// changes).
-    pub reevaluated: u64,
-    /// Flows whose action or flags changed on re-evaluation.
-    pub reevaluated_changed: u64,
-    /// Flows deleted because their vif or VRF was deleted at runtime.
-    pub state_deleted: u64,
-    /// Flows of a reattached table (a restart) whose agent state was rebuilt from the entry.
-    pub adopted: u64,
-    /// Flows of a reattached table found in HOLD (their setup died with the previous run)
-    /// and set up again.
-    pub adopted_held: u64,
-}
+/// Counters of the agent, exposed through the control socket (`status`); declared in
+/// `vrouter-abi` with their help texts, which the tools and the Prometheus exporter show.
+pub use vrouter_abi::agent::AgentCounters;
 
 /// What the agent is started with: aging, audit and eviction settings, paths, TSC frequency.
 pub struct AgentSettings {
@@ -236,6 +209,8 @@ pub struct Agent {
     counters: AgentCounters,
     /// Setup latency (TSC ticks from miss to programmed), for the benchmark and `status`.
     latency: hdrhistogram::Histogram<u64>,
+    /// Sum of the setup latencies recorded, ns (the histogram's `_sum` for Prometheus).
+    latency_sum_ns: u64,
     tsc_hz: u64,
     listener: Option<UnixListener>,
     /// Control requests read by the connection threads, answered by this thread.
@@ -291,6 +266,7 @@ impl Agent {
             scan_cursor: 0,
             counters: AgentCounters::default(),
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
+            latency_sum_ns: 0,
             tsc_hz,
             listener: Some(listener),
             requests,
@@ -619,7 +595,10 @@ impl Agent {
         self.set_meta(rev, MetaSlot { verdict: rev_v, gen: rgen, vif: req.vif, reverse: true });
         if req.tsc != 0 {
             let ticks = crate::clock::rdtsc().saturating_sub(req.tsc);
-            let _ = self.latency.record(ticks * 1_000_000_000 / self.tsc_hz);
+            let ns = ticks * 1_000_000_000 / self.tsc_hz;
+            if self.latency.record(ns).is_ok() {
+                self.latency_sum_ns = self.latency_sum_ns.wrapping_add(ns);
+            }
         }
     }
 
@@ -765,13 +744,7 @@ impl Agent {
                 Ok(AgentCommand::Status) => serde_json::json!({
                     "ok": true,
                     "counters": self.counters,
-                    "setup_latency_ns": {
-                        "count": self.latency.len(),
-                        "p50": self.latency.value_at_quantile(0.5),
-                        "p99": self.latency.value_at_quantile(0.99),
-                        "p999": self.latency.value_at_quantile(0.999),
-                        "max": self.latency.max(),
-                    },
+                    "setup_latency_ns": self.setup_latency(),
                 }),
                 Ok(AgentCommand::Reload) => match self.reload() {
                     Ok(n) => serde_json::json!({"ok": true, "reevaluated": n}),
@@ -786,6 +759,27 @@ impl Agent {
                 }
                 Ok(AgentCommand::Unknown) => fail(format!("unknown command {:?}", protocol::cmd_of(v).unwrap_or(""))),
             },
+        }
+    }
+
+    /// The setup latency of `status`: percentiles from the histogram, and its recorded values
+    /// counted into the buckets of [`vrouter_abi::agent::SETUP_LATENCY_BOUNDS_NS`] (each at
+    /// the histogram's precision, 3 significant digits).
+    fn setup_latency(&self) -> vrouter_abi::agent::SetupLatency {
+        use vrouter_abi::agent::{setup_latency_bucket, SETUP_LATENCY_BOUNDS_NS};
+        let h = &self.latency;
+        let mut buckets = vec![0u64; SETUP_LATENCY_BOUNDS_NS.len() + 1];
+        for v in h.iter_recorded() {
+            buckets[setup_latency_bucket(h.lowest_equivalent(v.value_iterated_to()))] += v.count_at_value();
+        }
+        vrouter_abi::agent::SetupLatency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            sum: self.latency_sum_ns,
+            buckets,
         }
     }
 
