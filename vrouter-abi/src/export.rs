@@ -74,6 +74,37 @@ pub struct ExportCounters {
     /// Session: trace messages waiting (buffer plus send queue).
     #[serde(default)]
     pub session_traces_buffered: u64,
+    /// IPFIX: records handed to the IPFIX exporter (`[ipfix]`).
+    #[serde(default)]
+    pub ipfix_records: u64,
+    /// IPFIX: data messages built (each sent to every collector).
+    #[serde(default)]
+    pub ipfix_messages: u64,
+    /// IPFIX: records too large for one message (not sent).
+    #[serde(default)]
+    pub ipfix_oversized_records: u64,
+    /// IPFIX: collectors configured.
+    #[serde(default)]
+    pub ipfix_collectors: u64,
+    /// IPFIX: collectors connected (UDP collectors always count).
+    #[serde(default)]
+    pub ipfix_collectors_connected: u64,
+    /// IPFIX: records sent, summed over the collectors.
+    #[serde(default)]
+    pub ipfix_records_sent: u64,
+    /// IPFIX: records not sent (send error, full buffer, no TCP connection), summed over the
+    /// collectors.
+    #[serde(default)]
+    pub ipfix_records_dropped: u64,
+    /// IPFIX: template messages, summed over the collectors.
+    #[serde(default)]
+    pub ipfix_template_messages: u64,
+    /// IPFIX: bytes sent, summed over the collectors.
+    #[serde(default)]
+    pub ipfix_bytes_sent: u64,
+    /// IPFIX: send and connect errors, summed over the collectors.
+    #[serde(default)]
+    pub ipfix_errors: u64,
     /// Unix time of this snapshot, ms.
     pub updated_unix_ms: u64,
 }
