@@ -87,10 +87,11 @@ fi
 # binaries with it), libpcap for the pcap PMD, a C toolchain for the shim, python3 for the
 # demo and bench traffic generators, tshark to read the pcaps (and, with the Lua dissector of
 # tools/wireshark/, the mirror copies), iproute2 for test namespaces, systemd for
-# `systemd-analyze verify` of the unit files in deploy/systemd/ (no running systemd needed).
+# `systemd-analyze verify` of the unit files in deploy/systemd/ (no running systemd needed),
+# nfdump for the real IPFIX collector (nfcapd) and reader (nfdump) of vrouter/tests/ipfix_export.rs.
 PACKAGES=(
     libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential lld
-    python3 tshark iproute2 ca-certificates systemd
+    python3 tshark iproute2 ca-certificates systemd nfdump
 )
 
 installed() {

@@ -29,6 +29,9 @@ pub enum DecodeError {
     Field(#[from] FieldError),
 }
 
+/// The fields of one data record, in template order, with their bytes.
+pub type RecordFields = Vec<(FieldSpec, Vec<u8>)>;
+
 /// One message, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
@@ -41,7 +44,7 @@ pub struct Decoded {
     /// Template records it carried (withdrawals included).
     pub templates: usize,
     /// Its data records: template ID and the fields with their bytes.
-    pub records: Vec<(u16, Vec<(FieldSpec, Vec<u8>)>)>,
+    pub records: Vec<(u16, RecordFields)>,
 }
 
 /// Decodes messages, keeping the templates it has seen per (domain, template ID).

@@ -545,7 +545,7 @@ mod tests {
     fn recv_all(s: &UdpSocket) -> Vec<Vec<u8>> {
         s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
+        let mut buf = vec![0u8; 65536];
         while let Ok(n) = s.recv(&mut buf) {
             out.push(buf[..n].to_vec());
         }

@@ -33,7 +33,7 @@
 //! exporter.flush(Instant::now());
 //!
 //! let mut decoder = Decoder::new();
-//! let mut buf = [0u8; 65536];
+//! let mut buf = vec![0u8; 65536];
 //! let n = collector.recv(&mut buf).unwrap(); // the templates come first
 //! assert!(decoder.flow_records(&buf[..n], DOCUMENTATION_PEN).unwrap().is_empty());
 //! let n = collector.recv(&mut buf).unwrap();
@@ -49,7 +49,7 @@ pub mod flow;
 pub mod ie;
 pub mod wire;
 
-pub use collect::{stream_message_len, DecodeError, Decoded, Decoder};
+pub use collect::{stream_message_len, DecodeError, Decoded, Decoder, RecordFields};
 pub use export::{
     Collector, CollectorParseError, CollectorStats, ExportError, Exporter, ExporterConfig, ExporterStats, Transport,
     IPFIX_PORT,

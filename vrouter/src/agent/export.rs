@@ -1880,10 +1880,8 @@ enabled = true
         let rk = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 9, 0, 5), 7000, 53);
         let remote = fx.table.lookup_or_hold(&rk, rk.hash(), now_ms).unwrap().index();
         let (tcp, _) = pair(&fx.table, 40001, false);
-        for i in [remote] {
-            let g = fx.table.entry(i).unwrap().gen();
-            fx.table.set_action(i, g, &FlowUpdate::new(Action::Forward)).unwrap();
-        }
+        let g = fx.table.entry(remote).unwrap().gen();
+        fx.table.set_action(remote, g, &FlowUpdate::new(Action::Forward)).unwrap();
         traffic(&fx.table, f, 3, 100, true);
         traffic(&fx.table, r, 1, 60, true);
         fx.table.account(remote, 80, now_ms);
@@ -1905,7 +1903,7 @@ enabled = true
         collector.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         let mut dec = ipfix::Decoder::new();
         let mut got = Vec::new();
-        let mut buf = [0u8; 65536];
+        let mut buf = vec![0u8; 65536];
         while let Ok(n) = collector.recv(&mut buf) {
             got.extend(dec.flow_records(&buf[..n], ipfix::DOCUMENTATION_PEN).unwrap());
         }

@@ -120,8 +120,8 @@ mod tests {
         assert_eq!(bad(&|c| c.max_message_size = 100), "max_message_size");
         assert_eq!(bad(&|c| c.max_message_size = 70_000), "max_message_size");
         assert_eq!(bad(&|c| c.enterprise_number = 0), "enterprise_number");
-        let mut c = IpfixConfig::default();
-        c.collectors = vec!["tcp://10.0.0.9:4739".into(), "[::1]:4739".into()];
+        let c =
+            IpfixConfig { collectors: vec!["tcp://10.0.0.9:4739".into(), "[::1]:4739".into()], ..Default::default() };
         assert_eq!(c.check(), Ok(()));
         assert_eq!(c.collector_addrs().len(), 2);
     }
