@@ -1,6 +1,8 @@
 //! End to end: the real vRouter forwards UDP flows (IPv4 both ways, IPv6, a flow to a remote
 //! VM over MPLSoUDP, and a flow the policy denies) mirrored by the policy to two analyzers,
-//! and exports them over IPFIX (`[ipfix]`, with `[export]` off) to two collectors at once:
+//! replayed without end by the pcap devices, so every flow gets a setup record and many
+//! periodic ones; it exports them over IPFIX (`[ipfix]`, with `[export]` off) to two
+//! collectors at once, and once stopped (its last sweep exports the final diffs):
 //!
 //! * a real IPFIX collector, Debian's `nfcapd` (nfdump), on 127.0.0.1: the records it stores,
 //!   read back with `nfdump -o json`, add up per flow (5-tuple and VRF) to the flow table's
@@ -164,7 +166,6 @@ fn nfcapd_stores_the_flow_table_counters_and_tshark_decodes_the_export() {
         let ip = ipv4_udp(ip4("192.168.1.4"), ip4("192.168.1.3"), 64, 3000, 9999, &vec![0xee; n]);
         vm2.push(eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x0800, &ip));
     }
-    let n_in = (vm1.len() + vm2.len()) as u64;
 
     let edit = |c: String| {
         format!(
@@ -218,43 +219,88 @@ observation_domain_id = 7
         )
     };
 
-    let mut dp: Vec<FlowSnapshot> = Vec::new();
-    let out = run_live(Inputs { vm1, vm2, ..Default::default() }, edit, |run_dir| {
-        dp = FlowTableReader::open_run_dir(run_dir).expect("flow table").iter_active().collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            // What this test's collector has: per flow (flowId), the sums of the deltas.
-            let mut dec = ipfix::Decoder::new();
-            let mut sums: HashMap<u64, (u64, u64)> = HashMap::new();
-            for d in datagrams.lock().unwrap().iter() {
-                for r in dec.flow_records(d, ipfix::DOCUMENTATION_PEN).unwrap() {
-                    let e = sums.entry(r.flow_id).or_default();
-                    e.0 += r.octet_delta;
-                    e.1 += r.packet_delta;
-                }
+    // The standard topology, vm1's and vm2's frames replayed without end.
+    let run_tmp = tempfile::tempdir().unwrap();
+    let d = run_tmp.path();
+    let run_dir = d.join("run");
+    let vdevs: Vec<String> = [Vec::new(), vm1, vm2]
+        .iter()
+        .enumerate()
+        .map(|(i, frames)| {
+            let rx = d.join(format!("in{i}.pcap"));
+            write_pcap(&rx, frames);
+            let extra = if frames.is_empty() { "" } else { ",infinite_rx=1" };
+            format!("\"net_pcap{i},rx_pcap={}{extra}\"", rx.display())
+        })
+        .collect();
+    let prefix = unique_prefix();
+    let cfg = edit(topology(&vdevs.join(", "), &prefix, &run_dir));
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = spawn_vrouter(&cfg_path, prefix);
+
+    // Per flow (flowId), the records this test's collector has and the sums of their deltas.
+    let received = || {
+        let mut dec = ipfix::Decoder::new();
+        let mut sums: HashMap<u64, (u64, u64, u64)> = HashMap::new();
+        for d in datagrams.lock().unwrap().iter() {
+            for r in dec.flow_records(d, ipfix::DOCUMENTATION_PEN).unwrap() {
+                let e = sums.entry(r.flow_id).or_default();
+                e.0 += r.octet_delta;
+                e.1 += r.packet_delta;
+                e.2 += 1;
             }
-            let done = dp
-                .iter()
-                .all(|f| sums.get(&(u64::from(f.index) << 32 | u64::from(f.gen))) == Some(&(f.bytes, f.packets)));
-            if done {
-                break;
-            }
-            let export = vrouter::agent::export::read_counters(run_dir);
-            assert!(
-                Instant::now() < deadline,
-                "the export never matched the flow table:\n{sums:?}\n{dp:#?}\n{export:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        let c = vrouter::agent::export::read_counters(run_dir).unwrap();
-        assert_eq!(c.ipfix_collectors, 2);
-        assert_eq!(c.ipfix_records_dropped, 0, "{c:?}");
-    });
-    out.assert_accounted(n_in);
-    // The flows: vm1 -> vm2 and back (UDP), vm1 -> vm2 over IPv6, vm1 -> the remote VM, and
-    // vm2 -> vm1 port 9999, denied (each with its reverse flow).
-    assert_eq!(dp.len(), 10, "{dp:#?}");
-    assert_eq!(dp.iter().map(|f| f.packets).sum::<u64>(), n_in, "every packet is on a flow");
+        sums
+    };
+    let id = |f: &FlowSnapshot| u64::from(f.index) << 32 | u64::from(f.gen);
+    // Running: wait for the eight flows and at least three records of each flow with traffic
+    // (setup, then periodic records while the traffic goes on); the reverse flows of one-way
+    // traffic have their setup record only.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reader = loop {
+        if let Ok(r) = FlowTableReader::open_run_dir(&run_dir) {
+            let flows: Vec<FlowSnapshot> = r.iter_active().collect();
+            let sums = received();
+            if flows.len() == 8
+                && flows.iter().all(|f| sums.get(&id(f)).is_some_and(|s| s.2 >= if f.packets > 0 { 3 } else { 1 }))
+            {
+                break r;
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("vrouter exited: {st}");
+        }
+        assert!(Instant::now() < deadline, "no periodic records of every flow: {:?}", received());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stop(&mut child);
+    // Stopped: the lcores first, then the exporter with its last sweep. The table's final
+    // counters are what the deltas must add up to.
+    let dp: Vec<FlowSnapshot> = reader.iter_active().collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sums = received();
+        if dp.iter().all(|f| sums.get(&id(f)).is_some_and(|s| (s.0, s.1) == (f.bytes, f.packets))) {
+            break;
+        }
+        let export = vrouter::agent::export::read_counters(&run_dir);
+        assert!(
+            Instant::now() < deadline,
+            "the export never matched the flow table:\n{sums:?}\n{dp:#?}\n{export:?}\n{stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = vrouter::agent::export::read_counters(&run_dir).unwrap();
+    assert_eq!((c.ipfix_collectors, c.ipfix_records_dropped, c.ipfix_errors), (2, 0, 0), "{c:?}");
+    // Every packet the VM vifs received is on a flow.
+    let stats = vrouter::stats::StatsReader::open(&run_dir).unwrap();
+    let vm_rx = stats.vif_counters(1, None).rx_packets + stats.vif_counters(2, None).rx_packets;
+    assert_eq!(dp.iter().map(|f| f.packets).sum::<u64>(), vm_rx, "every packet is on a flow");
+    // Four pairs of flows (each direction its own entry): vm1 <-> vm2 (UDP, traffic both
+    // ways), vm1 -> vm2 over IPv6, vm1 -> the remote VM, and vm2 -> vm1 port 9999, denied.
+    let keys: Vec<Key> = dp.iter().map(key_of).collect();
+    assert_eq!(dp.len(), 8, "{keys:#?}");
     assert!(dp.iter().any(|f| f.mirror_packets > 0 && f.sec_mirror_packets > 0), "mirrored flows: {dp:#?}");
     // Let nfcapd read what is queued on its socket, then stop it: it closes its file.
     std::thread::sleep(Duration::from_millis(500));
@@ -343,6 +389,13 @@ observation_domain_id = 7
         packets += p.iter().sum::<u64>();
     }
     assert_eq!(n, mine.len(), "tshark decodes every record");
+    eprintln!(
+        "{} flows; nfcapd stored {} records, this test's collector got {} in {} messages; tshark decoded {n}:\n{expert}",
+        dp.len(),
+        recs.len(),
+        mine.len(),
+        datagrams.len()
+    );
     assert_eq!((octets, packets), (dp.iter().map(|f| f.bytes).sum(), dp.iter().map(|f| f.packets).sum()));
     let verbose = tshark(&pcap, own_port, &["-V"]);
     assert!(

@@ -2304,6 +2304,21 @@ enabled = true
         assert!(e.contains("typo"), "{e}");
     }
 
+    #[test]
+    fn bad_ipfix_config_names_file_line_and_field() {
+        let text = format!("{CONFIG}[ipfix]\nenabled = true\ncollectors = [\"collector.example:4739\"]\n");
+        let line = text.lines().count();
+        let e = parse(&text, "vrouter.toml").unwrap_err().to_string();
+        assert!(e.starts_with(&format!("vrouter.toml:{line}: ipfix.collectors: ")), "{e}");
+        assert!(e.contains("collector.example:4739"), "{e}");
+        let e = parse(&format!("{CONFIG}[ipfix]\ntemplate_refresh_s = 0\n"), "v.toml").unwrap_err().to_string();
+        assert!(e.contains("ipfix.template_refresh_s"), "{e}");
+        let e = parse(&format!("{CONFIG}[ipfix]\nmax_message_size = 100\n"), "v.toml").unwrap_err().to_string();
+        assert!(e.contains("ipfix.max_message_size") && e.contains("512..=65535"), "{e}");
+        let e = parse(&format!("{CONFIG}[ipfix]\ntemplate_refresh = 5\n"), "v.toml").unwrap_err().to_string();
+        assert!(e.contains("template_refresh"), "{e}");
+    }
+
     /// The exporter thread and the session thread it starts run on the given CPU only; the
     /// counters file appears in the run directory.
     #[test]
