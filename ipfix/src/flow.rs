@@ -340,6 +340,7 @@ mod tests {
         assert_eq!(t.lines().count(), 2 + FlowRecord::ELEMENTS.len());
         assert!(t.contains("| 32473/1 | `analyzerName` | string | variable | all |"));
         assert!(t.contains("| 8 | `sourceIPv4Address` | ipv4Address | 4 | IPv4 |"));
+        assert!(t.contains("`pass\\|mirror`"), "a | in a cell is escaped");
     }
 
     #[test]

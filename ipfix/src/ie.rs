@@ -274,7 +274,8 @@ pub fn markdown_table(elements: &[ElementDef], pen: u32) -> String {
             VARLEN => "variable".to_owned(),
             n => n.to_string(),
         };
-        let doc = e.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        // One line per row; a `|` (even in code) would end the cell.
+        let doc = e.doc.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|");
         out.push_str(&format!(
             "| {id} | `{}` | {} | {len} | {} | {doc} |\n",
             e.name,
