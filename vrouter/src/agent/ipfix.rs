@@ -72,75 +72,133 @@ pub fn forwarding_status_of(action: Action, drop_reason: u8) -> u8 {
 
 /// The IPFIX record of one exported record.
 pub fn flow_record(rec: &FlowLogData, facts: &RecordFacts, exporter: Ipv4Addr) -> FlowRecord {
-    let n = |v: Option<i64>| v.map_or(0, |v| v.max(0) as u64);
-    let s = |v: &Option<String>| v.clone().unwrap_or_default();
-    let mut r = FlowRecord {
-        protocol: rec.protocol as u8,
-        source_port: rec.sport as u16,
-        destination_port: rec.dport as u16,
-        octet_delta: n(rec.diff_bytes),
-        packet_delta: n(rec.diff_packets),
-        octet_total: n(rec.bytes),
-        packet_total: n(rec.packets),
-        flow_start_ms: facts.setup_ms,
-        flow_end_ms: facts.last_seen_ms,
-        flow_end_reason: match (facts.kind, facts.end) {
-            (RecordKind::Teardown, EndReason::Idle) => end_reason::IDLE_TIMEOUT,
-            (RecordKind::Teardown, EndReason::EndOfFlow) => end_reason::END_OF_FLOW,
-            (RecordKind::Teardown, _) => end_reason::FORCED_END,
-            _ => end_reason::ACTIVE_TIMEOUT,
-        },
-        tcp_control_bits: tcp_control_bits(facts.tcp_state),
-        ingress_interface: facts.ingress_vif.map_or(0, u32::from),
-        egress_interface: facts.egress_vif.map_or(0, u32::from),
-        ingress_vrf: facts.vrf,
-        egress_vrf: facts.vrf,
-        flow_direction: if rec.direction_ing == 1 { flow_direction::INGRESS } else { flow_direction::EGRESS },
-        layer2_segment_id: facts.vni.map_or(0, |v| SEGMENT_VXLAN | u64::from(v)),
-        forwarding_status: forwarding_status_of(facts.action, facts.drop_reason),
-        firewall_event: match facts.kind {
-            RecordKind::Setup if facts.action == Action::Drop => firewall_event::DENIED,
-            RecordKind::Setup => firewall_event::CREATED,
-            RecordKind::Periodic => firewall_event::UPDATE,
-            RecordKind::Teardown => firewall_event::DELETED,
-        },
-        flow_id: u64::from(facts.index) << 32 | u64::from(facts.gen),
-        exporter_ipv4: exporter,
-        mirror_octets: n(rec.mirror_bytes),
-        mirror_packets: n(rec.mirror_packets),
-        secondary_mirror_octets: n(rec.sec_mirror_bytes),
-        secondary_mirror_packets: n(rec.sec_mirror_packets),
-        analyzer_name: s(&rec.analyzer_name),
-        secondary_analyzer_name: s(&rec.sec_analyzer_name),
-        flow_uuid: rec.flowuuid.clone(),
-        reverse_flow_uuid: s(&rec.reverse_uuid),
-        source_vn: rec.sourcevn.clone(),
-        destination_vn: rec.destvn.clone(),
-        policy_action: s(&rec.action),
-        network_policy_rule: s(&rec.nw_ace_uuid),
-        security_group_rule: s(&rec.sg_rule_uuid),
-        drop_reason: s(&rec.drop_reason),
-        ..FlowRecord::default()
-    };
-    r.set_addresses(rec.sourceip, rec.destip);
+    let mut r = FlowRecord::default();
+    fill_record(&mut r, rec, facts, exporter);
     r
+}
+
+/// Overwrites every field of `r` with the IPFIX form of one exported record (reusing its
+/// strings' buffers: the sink fills one record over and over without allocating). The
+/// pattern below names every field, so an element added to the declaration does not compile
+/// until it is filled here.
+pub fn fill_record(r: &mut FlowRecord, rec: &FlowLogData, facts: &RecordFacts, exporter: Ipv4Addr) {
+    let n = |v: Option<i64>| v.map_or(0, |v| v.max(0) as u64);
+    let set = |dst: &mut String, src: Option<&str>| {
+        dst.clear();
+        dst.push_str(src.unwrap_or(""));
+    };
+    let FlowRecord {
+        family: _,
+        source_ipv4: _,
+        destination_ipv4: _,
+        source_ipv6: _,
+        destination_ipv6: _,
+        protocol,
+        source_port,
+        destination_port,
+        octet_delta,
+        packet_delta,
+        flow_start_ms,
+        flow_end_ms,
+        flow_end_reason,
+        tcp_control_bits: tcp_bits,
+        ingress_interface,
+        egress_interface,
+        ingress_vrf,
+        egress_vrf,
+        flow_direction: direction,
+        layer2_segment_id,
+        forwarding_status,
+        firewall_event: event,
+        flow_id,
+        exporter_ipv4,
+        octet_total,
+        packet_total,
+        mirror_octets,
+        mirror_packets,
+        secondary_mirror_octets,
+        secondary_mirror_packets,
+        analyzer_name,
+        secondary_analyzer_name,
+        flow_uuid,
+        reverse_flow_uuid,
+        source_vn,
+        destination_vn,
+        policy_action,
+        network_policy_rule,
+        security_group_rule,
+        drop_reason,
+    } = r;
+    *protocol = rec.protocol as u8;
+    *source_port = rec.sport as u16;
+    *destination_port = rec.dport as u16;
+    *octet_delta = n(rec.diff_bytes);
+    *packet_delta = n(rec.diff_packets);
+    *octet_total = n(rec.bytes);
+    *packet_total = n(rec.packets);
+    *flow_start_ms = facts.setup_ms;
+    *flow_end_ms = facts.last_seen_ms;
+    *flow_end_reason = match (facts.kind, facts.end) {
+        (RecordKind::Teardown, EndReason::Idle) => end_reason::IDLE_TIMEOUT,
+        (RecordKind::Teardown, EndReason::EndOfFlow) => end_reason::END_OF_FLOW,
+        (RecordKind::Teardown, _) => end_reason::FORCED_END,
+        _ => end_reason::ACTIVE_TIMEOUT,
+    };
+    *tcp_bits = tcp_control_bits(facts.tcp_state);
+    *ingress_interface = facts.ingress_vif.map_or(0, u32::from);
+    *egress_interface = facts.egress_vif.map_or(0, u32::from);
+    *ingress_vrf = facts.vrf;
+    *egress_vrf = facts.vrf;
+    *direction = if rec.direction_ing == 1 { flow_direction::INGRESS } else { flow_direction::EGRESS };
+    *layer2_segment_id = facts.vni.map_or(0, |v| SEGMENT_VXLAN | u64::from(v));
+    *forwarding_status = forwarding_status_of(facts.action, facts.drop_reason);
+    *event = match facts.kind {
+        RecordKind::Setup if facts.action == Action::Drop => firewall_event::DENIED,
+        RecordKind::Setup => firewall_event::CREATED,
+        RecordKind::Periodic => firewall_event::UPDATE,
+        RecordKind::Teardown => firewall_event::DELETED,
+    };
+    *flow_id = u64::from(facts.index) << 32 | u64::from(facts.gen);
+    *exporter_ipv4 = exporter;
+    *mirror_octets = n(rec.mirror_bytes);
+    *mirror_packets = n(rec.mirror_packets);
+    *secondary_mirror_octets = n(rec.sec_mirror_bytes);
+    *secondary_mirror_packets = n(rec.sec_mirror_packets);
+    set(analyzer_name, rec.analyzer_name.as_deref());
+    set(secondary_analyzer_name, rec.sec_analyzer_name.as_deref());
+    set(flow_uuid, Some(&rec.flowuuid));
+    set(reverse_flow_uuid, rec.reverse_uuid.as_deref());
+    set(source_vn, Some(&rec.sourcevn));
+    set(destination_vn, Some(&rec.destvn));
+    set(policy_action, rec.action.as_deref());
+    set(network_policy_rule, rec.nw_ace_uuid.as_deref());
+    set(security_group_rule, rec.sg_rule_uuid.as_deref());
+    set(drop_reason, rec.drop_reason.as_deref());
+    r.set_addresses(rec.sourceip, rec.destip);
 }
 
 /// The exporter thread's IPFIX side: records in, messages out to every `[ipfix]` collector.
 pub struct IpfixSink {
     exporter: Exporter<FlowRecord>,
     router_ip: Ipv4Addr,
+    /// The record filled for each add (its strings' buffers reused).
+    scratch: FlowRecord,
 }
 
 impl IpfixSink {
     /// The sink of `cfg.ipfix` (its UDP sockets open now, TCP connects on the first flush).
     pub fn new(cfg: &Config) -> Result<IpfixSink, ipfix::ExportError> {
-        Ok(IpfixSink { exporter: Exporter::new(cfg.ipfix.exporter_config())?, router_ip: cfg.vrouter.router_ip })
+        Ok(IpfixSink {
+            exporter: Exporter::new(cfg.ipfix.exporter_config())?,
+            router_ip: cfg.vrouter.router_ip,
+            scratch: FlowRecord::default(),
+        })
     }
 
     /// Adds one record (sent when its message is full, or at the next flush).
     pub fn add(&mut self, rec: &FlowLogData, facts: &RecordFacts) {
-        self.exporter.add(&flow_record(rec, facts, self.router_ip), Instant::now());
+        fill_record(&mut self.scratch, rec, facts, self.router_ip);
+        self.exporter.add(&self.scratch, Instant::now());
     }
 
     /// Sends what is pending and does what is due (template refresh, TCP reconnect).
@@ -232,6 +290,21 @@ mod tests {
         assert_eq!(r.flow_id, 5 << 32 | 2);
         assert_eq!(r.flow_uuid, "00000005-0002-4000-8000-000000000000");
         assert_eq!(r.policy_action, "pass|mirror");
+    }
+
+    #[test]
+    fn a_refilled_record_keeps_nothing_of_the_previous_one() {
+        let mut first = log();
+        first.sg_rule_uuid = Some("sg".into());
+        first.reverse_uuid = Some("rev".into());
+        let mut r = flow_record(&first, &facts(RecordKind::Teardown, Action::Drop), "10.0.0.1".parse().unwrap());
+        let mut second = log();
+        second.sourceip = "fd00::1".parse().unwrap();
+        second.destip = "fd00::2".parse().unwrap();
+        let f = facts(RecordKind::Periodic, Action::Forward);
+        fill_record(&mut r, &second, &f, "10.0.0.2".parse().unwrap());
+        assert_eq!(r, flow_record(&second, &f, "10.0.0.2".parse().unwrap()));
+        assert_eq!(r.source_ipv4, Ipv4Addr::UNSPECIFIED);
     }
 
     #[test]
