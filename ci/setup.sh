@@ -90,10 +90,11 @@ fi
 # `systemd-analyze verify` of the unit files in deploy/systemd/ (no running systemd needed),
 # prometheus for the metrics test (vrouter/tests/prometheus.rs starts a Prometheus server on
 # loopback; promtool, in the same package, checks the expositions; the package's own service
-# is not started without a running systemd).
+# is not started without a running systemd); nfdump for the real IPFIX collector (nfcapd) and
+# reader (nfdump) of vrouter/tests/ipfix_export.rs.
 PACKAGES=(
     libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential lld
-    python3 tshark iproute2 ca-certificates systemd prometheus
+    python3 tshark iproute2 ca-certificates systemd prometheus nfdump
 )
 
 installed() {

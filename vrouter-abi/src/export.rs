@@ -39,6 +39,16 @@ crate::described_figures! {
         session_traces_sent: Counter "Sandesh session: trace messages written to a collector";
         session_trace_steps_sent: Counter "Sandesh session: trace steps in those messages";
         session_traces_buffered: Gauge "Sandesh session: trace messages waiting (buffer plus send queue)";
+        ipfix_records: Counter "IPFIX: records handed to the IPFIX exporter ([ipfix])";
+        ipfix_messages: Counter "IPFIX: data messages built (each sent to every collector)";
+        ipfix_oversized_records: Counter "IPFIX: records too large for one message (not sent)";
+        ipfix_collectors: Gauge "IPFIX: collectors configured";
+        ipfix_collectors_connected: Gauge "IPFIX: collectors connected (UDP collectors always count)";
+        ipfix_records_sent: Counter "IPFIX: records sent, summed over the collectors";
+        ipfix_records_dropped: Counter "IPFIX: records not sent (send error, full buffer, no TCP connection), summed over the collectors";
+        ipfix_template_messages: Counter "IPFIX: template messages, summed over the collectors";
+        ipfix_bytes_sent: Counter "IPFIX: bytes sent, summed over the collectors";
+        ipfix_errors: Counter "IPFIX: send and connect errors, summed over the collectors";
         updated_unix_ms: Gauge "Unix time of the exporter's last counters snapshot";
     }
     extra {

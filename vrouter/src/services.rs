@@ -272,19 +272,20 @@ impl RunningRouter {
             None => (None, None),
         };
 
-        // Flow and UVE export ([export]): its own thread on the main (control) core, reading
-        // the flow table like a tool.
+        // Flow and UVE export ([export], Sandesh) and flow export over IPFIX ([ipfix]): one
+        // thread on the main (control) core, reading the flow table like a tool.
+        let exporting = cfg.export.enabled || cfg.ipfix.enabled;
         router.exporter = match export_table {
-            Some(table) if cfg.export.enabled => Some(
+            Some(table) if exporting => Some(
                 vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
                     .pin_to(cfg.eal.main_cpu())
                     .trace_requests(trace_ctl.clone())
                     .trace_from(trace_from)
                     .spawn()
-                    .context("starting the exporter ([export])")?,
+                    .context("starting the exporter ([export], [ipfix])")?,
             ),
-            None if cfg.export.enabled => {
-                eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
+            None if exporting => {
+                eprintln!("vrouter: [export] or [ipfix] is enabled but [flow] is not: nothing to export");
                 None
             }
             _ => None,

@@ -64,6 +64,9 @@ pub struct Config {
     /// Flow and UVE export to analytics collectors (`[export]`; off by default).
     #[serde(default)]
     pub export: super::export::ExportConfig,
+    /// Flow records to IPFIX collectors (`[ipfix]`; off by default).
+    #[serde(default)]
+    pub ipfix: super::ipfix::IpfixConfig,
     /// Tenants (projects) and the tokens that let them manage trace requests on their own
     /// VNs (`[[tenant]]`).
     #[serde(default, rename = "tenant")]
