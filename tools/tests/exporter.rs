@@ -25,11 +25,12 @@ fn run_dir(dir: &Path) -> StatsRegion {
     l.rx(2, 32, 2048);
     l.tx(0, 31, 3000);
     l.drop(Some(2), DropReason::FlowActionDrop, 1);
-    l.burst(0, 32, 4_200);
+    l.after_burst(0, 32);
     l.rx(0, 3, 300);
-    l.burst(1, 3, 4_500);
+    l.before_burst(|| 4_200);
+    l.after_burst(1, 3);
     l.poll(true);
-    l.iteration(5_000);
+    l.iteration(4_500);
     let c = ExportCounters {
         records_exported: 9,
         last_sweep_ms: 250,
@@ -65,7 +66,7 @@ fn once_prints_the_exposition() {
     has(&text, "vrouter_vif_reason_drops_total{vif=\"2\",name=\"tap-vm2\",reason=\"flow_action_drop\"} 1");
     has(&text, "vrouter_drops_total{reason=\"flow_action_drop\"} 1");
     has(&text, "vrouter_lcore_busy_polls_total{lcore=\"0\"} 1");
-    has(&text, "vrouter_lcore_busy_cycles_total{lcore=\"0\"} 4000");
+    has(&text, "vrouter_lcore_busy_cycles_total{lcore=\"0\"} 3500");
     has(&text, "vrouter_lcore_burst_packets_total{lcore=\"1\"} 0");
     has(&text, "vrouter_lcore_packets_per_burst_bucket{lcore=\"0\",le=\"4\"} 1");
     has(&text, "vrouter_lcore_packets_per_burst_bucket{lcore=\"0\",le=\"32\"} 2");
@@ -168,13 +169,13 @@ fn lcore_stats_shows_the_performance_block() {
         "{text}"
     );
     assert!(
-        text.contains("    vif0/2     queue 0   packets:           32  bursts:          1  usage:  80.0 %\n"),
+        text.contains("    vif0/2     queue 0   packets:           32  bursts:          1  usage:  91.4 %\n"),
         "{text}"
     );
     let out = lcore().args(["--core", "0", "--json"]).output().unwrap();
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["lcores"].as_array().unwrap().len(), 1);
-    assert_eq!((j["lcores"][0]["bursts"].as_u64(), j["lcores"][0]["busy_cycles"].as_u64()), (Some(2), Some(4_000)));
+    assert_eq!((j["lcores"][0]["bursts"].as_u64(), j["lcores"][0]["busy_cycles"].as_u64()), (Some(2), Some(3_500)));
     let out = lcore().args(["--core", "2"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("core 2 does not exist"));

@@ -793,7 +793,8 @@ impl LcoreLoop {
                 fib = self.snap.fib.clone();
             }
             let tsc = crate::dpdk::rdtsc();
-            // Busy/idle cycles: the previous iteration's, from this one TSC read.
+            // Busy/idle cycles of the previous iteration and its last burst's, from this one
+            // TSC read.
             self.stats.iteration(tsc);
             let tick = Tick { fib: &fib, now: clock.now_ms(tsc), tsc };
             if let Some(f) = &mut self.flow {
@@ -823,14 +824,19 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
+                // Performance counters: a burst is timed from one TSC read to the next; a
+                // second burst in the iteration reads it here, the last one's ends at the next
+                // iteration's read. Never per packet.
+                self.stats.before_burst(crate::dpdk::rdtsc);
                 let burst = Burst { tick, vif, queue: q.queue, pkts: &pkts[..n], candidates: 0 };
                 // Tracing: one load and one predictable branch per burst while no request
                 // is enabled. A burst none of whose packets an enabled request may match
                 // runs the same untraced code as a build with tracing compiled out.
                 #[cfg(feature = "trace")]
-                let candidates = match self.trace.as_ref().is_some_and(|t| t.enabled()) {
-                    true => self.trace_candidates(vif, burst.pkts),
-                    false => 0,
+                let candidates = if self.trace.as_ref().is_some_and(|t| t.enabled()) {
+                    self.trace_candidates(vif, burst.pkts)
+                } else {
+                    0
                 };
                 #[cfg(not(feature = "trace"))]
                 let candidates = 0;
@@ -839,8 +845,7 @@ impl LcoreLoop {
                 } else {
                     self.burst::<false>(burst);
                 }
-                // Performance counters: one TSC read per burst, never per packet.
-                self.stats.burst(qi, n, crate::dpdk::rdtsc());
+                self.stats.after_burst(qi, n);
             }
             self.stats.poll(received);
         }

@@ -24,7 +24,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = cli.stats;
     let snap = match load_perf(&cli.common.run_dir, cli.core) {
         Ok(s) => s,
         Err(e) => return fail(&e),

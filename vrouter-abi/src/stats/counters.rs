@@ -140,9 +140,8 @@ counters! {
 counters! {
     /// Per-lcore performance counters (OVS `dpif-netdev/pmd-perf-show`, VPP `show runtime`),
     /// summed over lcores or of a single lcore: where the loop's TSC cycles go. Each lcore
-    /// reads the TSC once at the start of each poll-loop iteration and once at the end of
-    /// each non-empty burst, never per packet ([`super::LcoreStats::iteration`],
-    /// [`super::LcoreStats::burst`]).
+    /// reads the TSC once at the start of each poll-loop iteration, and once more only for a
+    /// second non-empty burst in the same iteration, never per packet ([`super::perf`]).
     pub struct LcorePerf {}
     /// One lcore's performance block, right after its [`LcoreHead`]: the counters, the
     /// burst maxima, the two histograms and the RX queue slots ([`super::perf`]).
@@ -168,8 +167,7 @@ counters! {
         idle_cycles: "TSC cycles of poll-loop iterations that received nothing";
         bursts: "Non-empty RX bursts";
         burst_packets: "Packets of the non-empty RX bursts";
-        /// Each burst is timed from the end of the previous burst of its iteration (or the
-        /// iteration's start) to the end of its processing, transmit flush included.
+        /// Each burst is timed from one TSC read to the next (see [`super::perf`]).
         burst_cycles: "TSC cycles spent on non-empty RX bursts, forwarding and transmit included";
     }
 }

@@ -3,14 +3,17 @@
 //!
 //! Each lcore block holds, after its [`super::LcoreCounters`] head, one performance block
 //! (its counters are [`LcorePerf`]) that only that lcore writes, with plain stores
-//! ([`super::LcoreStats::iteration`], [`super::LcoreStats::burst`]):
+//! ([`super::LcoreStats::iteration`], [`super::LcoreStats::before_burst`],
+//! [`super::LcoreStats::after_burst`]):
 //!
 //! - **busy and idle cycles**: the TSC is read once at the start of every poll-loop
 //!   iteration (the loop already did, for its clock); the cycles from one start to the next
 //!   go to `busy_cycles` when the iteration received packets, else to `idle_cycles`.
-//! - **bursts**: after each non-empty RX burst is forwarded (transmit flush included) the TSC
-//!   is read once more; the burst took the cycles since the previous burst of the iteration
-//!   ended (or the iteration started). Counted: bursts, their packets and cycles, the most
+//! - **bursts**: a non-empty RX burst is timed from one TSC read to the next: from the
+//!   iteration's start (or the end of the burst before it) to the next iteration's start,
+//!   which the loop reads anyway, or, when another queue gives a burst in the same iteration,
+//!   to a read just before that one. Its forwarding and transmit flush are in it, and the
+//!   polls of empty queues between reads. Counted: bursts, their packets and cycles, the most
 //!   cycles one burst took (since start, and in the last complete window of about a second),
 //!   the bursts by packet count ([`BURST_SIZE_BOUNDS`]) and the packets by the cycles per
 //!   packet of their burst ([`PACKET_CYCLES_BOUNDS`]; the histogram's sum is
@@ -21,8 +24,10 @@
 //!   programming) and starts the slot's counters again when the queue in it changes. The
 //!   first [`RXQ_SLOTS`] queues of a list are itemized; `rx_queues` says how many there are.
 //!
-//! Nothing is counted per packet: two `rdtsc` per busy iteration (one of them the loop's
-//! own) and a few stores into the lcore's own cache lines per burst.
+//! Nothing is counted per packet: no TSC read beyond the loop's own while an iteration gets
+//! one burst (one more for each further burst of the same iteration), and a few stores into
+//! the lcore's own cache lines per burst. Cycles are TSC cycles, so wall time: a forwarding
+//! thread that shares its CPU counts the time it was descheduled too.
 
 use std::sync::atomic::AtomicU64;
 

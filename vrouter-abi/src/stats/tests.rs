@@ -542,21 +542,24 @@ fn lcore_performance_counters() {
     let region = StatsRegion::create(dir.path(), 8, 2, &vifs(), 1_000).unwrap();
     let l = region.lcore(1).unwrap();
     l.set_rx_queues(&[(0, 0), (3, 1)]);
-    // Iteration 1 (starts at 10_000): a burst of 32 from queue 0 taking 320 ticks, one of 3
-    // from queue 1 taking 300.
+    // Iteration 1 (starts at 10_000): a burst of 32 from queue 0 taking 320 ticks (it ends
+    // when the next one starts: the TSC is read then), one of 3 from queue 1 taking 300 (it
+    // ends at the next iteration's start, 10_620).
     l.iteration(10_000);
-    l.burst(0, 32, 10_320);
-    l.burst(1, 3, 10_620);
+    l.before_burst(|| panic!("no burst open: no TSC read"));
+    l.after_burst(0, 32);
+    l.before_burst(|| 10_320);
+    l.after_burst(1, 3);
     l.poll(true);
-    // Iteration 2 (10_700): nothing received; iteration 3 starts at 10_750.
-    l.iteration(10_700);
+    // Iteration 2 (10_620): nothing received; iteration 3 starts at 10_670.
+    l.iteration(10_620);
     l.poll(false);
-    l.iteration(10_750);
+    l.iteration(10_670);
     let r = StatsReader::open(dir.path()).unwrap();
     let p = r.lcore_perf(1).unwrap();
     assert_eq!(
         p.counters,
-        LcorePerf { busy_cycles: 700, idle_cycles: 50, bursts: 2, burst_packets: 35, burst_cycles: 620 }
+        LcorePerf { busy_cycles: 620, idle_cycles: 50, bursts: 2, burst_packets: 35, burst_cycles: 620 }
     );
     assert_eq!(r.lcore_perf_counters(None), p.counters, "lcore 0 counted nothing");
     assert_eq!(r.lcore_perf(0).unwrap(), LcorePerfStats { rxqs: vec![], ..Default::default() });
@@ -575,11 +578,12 @@ fn lcore_performance_counters() {
             RxqUsage { vif: 3, queue: 1, packets: 3, bursts: 1, cycles: 300 }
         ]
     );
-    assert!((p.busy_ratio() - 700.0 / 750.0).abs() < 1e-9);
+    assert!((p.busy_ratio() - 620.0 / 670.0).abs() < 1e-9);
     // A second later the window closes: its largest burst is published, the next starts at 0.
     l.iteration(11_100);
     assert_eq!(r.lcore_perf(1).unwrap().burst_cycles_max_recent, 320);
-    l.burst(0, 1, 11_150);
+    l.after_burst(0, 1);
+    l.iteration(11_150);
     l.iteration(12_200);
     let p = r.lcore_perf(1).unwrap();
     assert_eq!((p.burst_cycles_max, p.burst_cycles_max_recent), (320, 50));

@@ -386,8 +386,10 @@ pub struct LcoreStats {
 struct LoopTimes {
     /// TSC at the start of the current iteration (0 before the first).
     iteration: Cell<u64>,
-    /// TSC at the end of the last burst of the iteration, or at its start.
+    /// TSC of the last read: the iteration's start, or the end of its last closed burst.
     mark: Cell<u64>,
+    /// The burst forwarded last, not yet timed: its RX queue slot and packets.
+    open: Cell<Option<(usize, u64)>>,
     /// Whether the previous iteration received packets.
     busy: Cell<bool>,
     /// Most cycles of one burst in the current window.
@@ -542,11 +544,15 @@ impl LcoreStats {
 
     /// A poll-loop iteration starts at TSC `tsc` (the loop's one read of the TSC at the
     /// start of an iteration): the cycles since the previous start go to the busy or the idle
-    /// cycles, after what the previous iteration's [`LcoreStats::poll`] said; about once a
-    /// second the window of [`super::LcorePerfStats::burst_cycles_max_recent`] closes.
+    /// cycles, after what the previous iteration's [`LcoreStats::poll`] said; the burst still
+    /// open ([`LcoreStats::after_burst`]) ends here; about once a second the window of
+    /// [`super::LcorePerfStats::burst_cycles_max_recent`] closes.
     #[inline]
     pub fn iteration(&self, tsc: u64) {
         let t = &self.times;
+        if let Some((slot, n)) = t.open.take() {
+            self.close_burst(slot, n, tsc);
+        }
         let last = t.iteration.replace(tsc);
         t.mark.set(tsc);
         if last != 0 {
@@ -569,14 +575,32 @@ impl LcoreStats {
         t.window_end.set(tsc.saturating_add(t.window));
     }
 
-    /// A burst of `n` packets (`n >= 1`) from the RX queue at position `slot` of the lcore's
-    /// poll list was forwarded; `tsc` was read right after it (transmit flush included). The
-    /// burst took the cycles since the previous burst of the iteration (or its start).
+    /// Call before forwarding a received burst: a burst of the same iteration still open ends
+    /// now, at a TSC read through `rdtsc`. Only an iteration with more than one non-empty
+    /// burst reads the TSC here: the last burst of an iteration ends at the next iteration's
+    /// start ([`LcoreStats::iteration`]), which reads it anyway.
     #[inline]
-    pub fn burst(&self, slot: usize, n: usize, tsc: u64) {
+    pub fn before_burst(&self, rdtsc: impl FnOnce() -> u64) {
+        if let Some((slot, n)) = self.times.open.take() {
+            self.close_burst(slot, n, rdtsc());
+        }
+    }
+
+    /// A burst of `n` packets (`n >= 1`) from the RX queue at position `slot` of the lcore's
+    /// poll list was forwarded (transmit flush included). It stays open until the next TSC
+    /// read ([`LcoreStats::before_burst`] or [`LcoreStats::iteration`]): its cycles run from
+    /// the previous read (the iteration's start or the end of the burst before it) to that
+    /// read, empty polls after it included.
+    #[inline]
+    pub fn after_burst(&self, slot: usize, n: usize) {
+        self.times.open.set(Some((slot, n as u64)));
+    }
+
+    /// Counts the burst at `slot` of `n` packets that ended at TSC `tsc`.
+    #[inline]
+    fn close_burst(&self, slot: usize, n: u64, tsc: u64) {
         let t = &self.times;
         let cycles = tsc.wrapping_sub(t.mark.replace(tsc));
-        let n = n as u64;
         let p = self.perf();
         bump(&p.bursts, 1);
         bump(&p.burst_packets, n);

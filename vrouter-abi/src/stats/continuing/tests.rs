@@ -57,7 +57,8 @@ fn traffic(region: &StatsRegion, ids: &[u16], k: u64) {
         l.drop(None, DropReason::MirrorNoEntry, k * c);
         l.mirror_error(Some(ids[0]), true, DropReason::MirrorTxFull, 1);
         l.iteration(1_000 * c);
-        l.burst(0, 5 * c as usize, 1_600 * c);
+        l.after_burst(0, 5 * c as usize);
+        l.before_burst(|| 1_600 * c);
         l.poll(true);
         l.iteration(2_000 * c);
         l.poll(false);
