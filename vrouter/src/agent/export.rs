@@ -1,6 +1,6 @@
-//! Flow and UVE export to analytics collectors over Sandesh (`[export]`); with feature
-//! `trace`, the same thread and session also export packet-trace steps
-//! ([`super::trace_export`]).
+//! Flow and UVE export to analytics collectors over Sandesh (`[export]`), and the same flow
+//! records to IPFIX collectors (`[ipfix]`, [`super::ipfix`]); with feature `trace`, the same
+//! thread and session also export packet-trace steps ([`super::trace_export`]).
 //!
 //! The exporter runs on its own thread. On a timer it scans the shared flow table in slices
 //! through the flow-table crate's snapshot API (the whole table within `scan_percent` of the
@@ -30,9 +30,14 @@
 //! teardown record. See [`super::export_state`] for the file, the start-up checks and what a
 //! crash can lose.
 //!
-//! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
-//! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
-//! ([`Sampler`]). Every `uve_interval_s` it sends a `UVEVMIStats` per virtual vif (cumulative
+//! Records go to a [`RecordSink`] with their [`RecordFacts`] (which record it is, the flow's
+//! vifs, VRF, VNI, last packet, TCP state and verdict: what IPFIX carries beyond
+//! `FlowLogData`). The thread's sink ([`Sinks`]) hands each record to the IPFIX exporter and
+//! to [`sandesh::SessionHandle`], which buffers them (bounded, counted) across collector
+//! outages: one scan, one set of diffs and one sampling decision for both exports.
+//!
+//! Export sampling follows sandesh-reference / vrouter-reference §7.4 ([`Sampler`]). With a
+//! Sandesh session, every `uve_interval_s` it sends a `UVEVMIStats` per virtual vif (cumulative
 //! and per-interval interface counters from the stats region, plus the mirrored packets and
 //! bytes of the flows whose local endpoint is that VMI) and a `VrouterStats` for the vRouter.
 //!
