@@ -56,6 +56,7 @@ pub const REGION_KIND: &str = "stats region";
 
 mod continuing;
 mod counters;
+mod eal;
 mod layout;
 mod reader;
 mod vif_info;
@@ -65,6 +66,7 @@ mod writer;
 mod tests;
 
 pub use counters::{CounterField, LcoreCounters, VifCounters, VrfCounters};
+pub use eal::{EalFacts, FILE_PREFIX_BYTES};
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{
     format_uuid, parse_uuid, vif_link_name, vif_type_key, vif_type_name, vif_vhost_mode_name, VifFlag, VifInfo,
