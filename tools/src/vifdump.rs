@@ -127,8 +127,15 @@ pub fn plan(req: &Request, eal: &EalFacts, vifs: &[VifInfoOwned]) -> Result<Plan
     if !req.filter.trim().is_empty() {
         cmd.extend(["-f".into(), req.filter.trim().to_string()]);
     }
-    let decode =
-        req.write.is_none().then(|| vec![req.tshark.clone(), "-l".into(), "-n".into(), "-r".into(), "-".into()]);
+    let decode = req.write.is_none().then(|| {
+        let mut d = vec![req.tshark.clone(), "-l".into(), "-n".into(), "-r".into(), "-".into()];
+        // dpdk-dumpcap stops after the burst that reaches its count, which may hold a few
+        // more: tshark prints exactly COUNT.
+        if let Some(c) = req.count {
+            d.extend(["-c".into(), c.to_string()]);
+        }
+        d
+    });
     Ok(Plan {
         vif: v.id,
         name: v.name.clone(),
@@ -249,6 +256,12 @@ mod tests {
             render_plan(&p),
             "dpdk-dumpcap --file-prefix=vr1 -i net_vhost3 -p -w /tmp/x.pcapng -c 10 -s 128 --capture-comment \
              'vif0/3 tap-vm3 (vifdump)' -f 'udp port 53'\n"
+        );
+        let p = plan(&Request { count: Some(2), ..req("3") }, &EAL(), &v).unwrap();
+        let line = render_plan(&p);
+        assert!(
+            line.ends_with(" -c 2 -q --capture-comment 'vif0/3 tap-vm3 (vifdump)' | tshark -l -n -r - -c 2\n"),
+            "{line}"
         );
         // No device recorded: the port index; pcap has no comment.
         let p = plan(&Request { pcap: true, write: Some("-".into()), ..req("4") }, &EAL(), &v).unwrap();

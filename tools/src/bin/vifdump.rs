@@ -27,7 +27,8 @@ struct Cli {
     /// Write the packets to FILE as pcapng (- for stdout) instead of decoding them.
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<String>,
-    /// Stop after COUNT packets.
+    /// Stop after COUNT packets (with -w, dpdk-dumpcap writes the whole burst that reaches
+    /// COUNT, which may hold a few more).
     #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Keep at most BYTES of each packet.
@@ -97,8 +98,14 @@ fn decode(p: &Plan, d: &[String]) -> Result<ExitCode, Failure> {
     // SAFETY: sets the disposition of SIGINT for this process only (the children were started
     // before, with the default one); SIG_IGN needs no handler code.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let dst = dumpcap.wait().map_err(|e| Failure(format!("waiting for {}: {e}", p.dumpcap[0])))?;
     let tst = tshark.wait().map_err(|e| Failure(format!("waiting for {}: {e}", d[0])))?;
+    // tshark is done (its count, a closed output, Ctrl-C): dpdk-dumpcap would notice only at
+    // its next packet; SIGINT is its own way to stop cleanly.
+    if let Ok(None) = dumpcap.try_wait() {
+        // SAFETY: a signal to our own child, which has not been waited for (its pid is ours).
+        unsafe { libc::kill(dumpcap.id() as i32, libc::SIGINT) };
+    }
+    let dst = dumpcap.wait().map_err(|e| Failure(format!("waiting for {}: {e}", p.dumpcap[0])))?;
     // tshark ended by a closed output (`vifdump ... | head`) is not an error.
     let tshark_ok = tst.success() || tst.signal() == Some(libc::SIGPIPE);
     Ok(ExitCode::from(match (dst.success(), tshark_ok) {
