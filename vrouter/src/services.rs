@@ -5,7 +5,8 @@
 //! (A module of the `vrouter` binary, not of the library.)
 //!
 //! Teardown order: the forwarding lcores (which drop their held packets) and the ports first, then
-//! the agent, exporter and trace API threads (in that order), then the EAL.
+//! the agent, exporter and trace API threads (in that order), then the EAL (packet capture
+//! first) and the hugepage files it kept for `dpdk-dumpcap`.
 
 use crate::handover::{Predecessor, STOP_TIMEOUT};
 use anyhow::{Context, Result};
