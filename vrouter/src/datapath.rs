@@ -1533,6 +1533,11 @@ fn stand_in_queue<'a>(
     (q as u16, alt.get(q).map(|l| &**l))
 }
 
+/// The `--file-prefix=` of EAL arguments (the last one, as the EAL takes it).
+pub fn eal_file_prefix(args: &[String]) -> Option<&str> {
+    args.iter().rev().find_map(|a| a.strip_prefix("--file-prefix="))
+}
+
 /// EAL arguments for a configuration.
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let e = &cfg.eal;

@@ -51,8 +51,12 @@ pub(crate) struct Header {
     pub vrf_counter_size: u32,
     /// Size of the performance block after each lcore head ([`LcorePerfBlock`]).
     pub lcore_perf_size: u32,
-    pub _pad1: u32,
-    pub _reserved: [u64; 13],
+    /// [`super::eal::EAL_RECORDED`] and the other `EAL_*` bits; 0 in files of builds before
+    /// them (the bytes were reserved, zero): nothing recorded.
+    pub eal_flags: u32,
+    /// The EAL `--file-prefix` of the vRouter's DPDK process, NUL-padded.
+    pub eal_file_prefix: [u8; super::eal::FILE_PREFIX_BYTES],
+    pub _reserved: [u64; 5],
 }
 
 pub(crate) const HEADER_SIZE: usize = 256;
@@ -71,7 +75,9 @@ const _: () = assert!(offset_of!(Header, heartbeat_ms) == 128);
 const _: () = assert!(offset_of!(Header, max_vrfs) == 136);
 const _: () = assert!(offset_of!(Header, vrf_counter_size) == 140);
 const _: () = assert!(offset_of!(Header, lcore_perf_size) == 144);
-const _: () = assert!(offset_of!(Header, _reserved) == 152);
+const _: () = assert!(offset_of!(Header, eal_flags) == 148);
+const _: () = assert!(offset_of!(Header, eal_file_prefix) == 152);
+const _: () = assert!(offset_of!(Header, _reserved) == 216);
 // SAFETY: repr(C), integers and atomics only (the prefix included), explicit padding
 // (size and offsets asserted above), no pointers: offsets only.
 unsafe impl Pod for Header {}

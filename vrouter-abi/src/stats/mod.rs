@@ -58,6 +58,7 @@ pub const REGION_KIND: &str = "stats region";
 
 mod continuing;
 mod counters;
+mod eal;
 mod layout;
 pub mod perf;
 mod reader;
@@ -68,6 +69,7 @@ mod writer;
 mod tests;
 
 pub use counters::{CounterField, LcoreCounters, LcorePerf, VifCounters, VrfCounters};
+pub use eal::{EalFacts, FILE_PREFIX_BYTES};
 pub use perf::{LcorePerfStats, RxqUsage};
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{

@@ -12,7 +12,8 @@ use super::layout::{
 use super::perf::LcorePerfStats;
 use super::vif_info::VifInfoOwned;
 use super::{
-    unix_time_ms, LcoreCounters, LcorePerf, RegionState, StatsError, VifCounters, VrfCounters, MAGIC, MAX_LCORES,
+    unix_time_ms, EalFacts, LcoreCounters, LcorePerf, RegionState, StatsError, VifCounters, VrfCounters, MAGIC,
+    MAX_LCORES,
     MAX_VIFS, MAX_VRFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
 };
 use crate::drop_reason::DROP_REASON_COUNT;
@@ -134,6 +135,13 @@ impl StatsReader {
         };
         fence(Ordering::Acquire);
         info
+    }
+
+    /// What the vRouter recorded of its DPDK process (EAL file prefix, huge pages, packet
+    /// capture), or `None` for a file of a build that did not record it.
+    pub fn eal(&self) -> Option<EalFacts> {
+        let h = self.region().header();
+        EalFacts::decode(h.eal_flags, &h.eal_file_prefix)
     }
 
     /// The configured vifs, by id.

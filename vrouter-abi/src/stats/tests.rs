@@ -597,3 +597,28 @@ fn lcore_performance_counters() {
     let p = r.lcore_perf(1).unwrap();
     assert_eq!((p.rx_queues, p.rxqs.len()), (1, 1));
 }
+
+#[test]
+fn the_eal_facts_are_recorded_for_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path();
+    let facts = EalFacts { file_prefix: "vr1.t4242".into(), hugepages: true, pdump: true };
+    let (region, _) = StatsRegion::create_continuing_with(run_dir, 8, 1, &vifs(), 1, &facts).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), Some(facts));
+    drop(region);
+    // Without them (`create`, `create_continuing`): nothing recorded, as in an earlier file.
+    let (region, _) = StatsRegion::create_continuing(run_dir, 8, 1, &vifs(), 1).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), None);
+    drop(region);
+    let region = StatsRegion::create(run_dir, 8, 1, &vifs(), 1).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), None);
+    drop(region);
+    // On 4 KiB pages, capture off; a prefix that does not fit records nothing.
+    let small = EalFacts { file_prefix: "vr".into(), hugepages: false, pdump: false };
+    let (region, _) = StatsRegion::create_continuing_with(run_dir, 8, 1, &vifs(), 1, &small).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), Some(small));
+    drop(region);
+    let long = EalFacts { file_prefix: "p".repeat(FILE_PREFIX_BYTES + 1), hugepages: true, pdump: true };
+    let (_region, _) = StatsRegion::create_continuing_with(run_dir, 8, 1, &vifs(), 1, &long).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), None);
+}

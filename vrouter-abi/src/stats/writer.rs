@@ -17,8 +17,8 @@ use super::perf::{burst_size_bucket, packet_cycles_bucket, rxq_id, RXQ_SLOTS};
 use super::reader::validate;
 use super::vif_info::VifInfo;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS,
-    STATS_FILE_NAME,
+    unix_time_ms, EalFacts, LcoreCounters, RegionState, StatsError, Totals, VifCounters, VrfCounters, MAX_LCORES,
+    MAX_VIFS, STATS_FILE_NAME,
 };
 use crate::continued::{Continuation, Continued};
 use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
@@ -83,6 +83,21 @@ impl StatsRegion {
         vifs: &[VifInfo],
         tsc_hz: u64,
     ) -> Result<(StatsRegion, Continuation), StatsError> {
+        StatsRegion::create_continuing_with(run_dir, max_vifs, n_lcores, vifs, tsc_hz, &EalFacts::default())
+    }
+
+    /// [`StatsRegion::create_continuing`], recording `eal` (the vRouter's DPDK process: EAL
+    /// file prefix, huge pages, packet capture) in the header for the tools that attach to it
+    /// (`vifdump`); see [`super::StatsReader::eal`]. A prefix longer than
+    /// [`super::FILE_PREFIX_BYTES`] or empty records nothing.
+    pub fn create_continuing_with(
+        run_dir: &Path,
+        max_vifs: usize,
+        n_lcores: usize,
+        vifs: &[VifInfo],
+        tsc_hz: u64,
+        eal: &EalFacts,
+    ) -> Result<(StatsRegion, Continuation), StatsError> {
         let layout = checked_layout(max_vifs, n_lcores, vifs)?;
         let path = run_dir.join(STATS_FILE_NAME);
         let previous = shm::previous(&path, &SPEC, validate)?;
@@ -90,13 +105,16 @@ impl StatsRegion {
         if let shm::Previous::Compatible(old_map, old_layout) = &previous {
             let old = RegionRef::new(old_map.bytes(), *old_layout);
             let notes = continuing::notes(layout, old, &ids);
-            let region = StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| continuing::seed(m, layout, old, &ids))?;
+            let region = StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| {
+                record_eal(m, eal);
+                continuing::seed(m, layout, old, &ids)
+            })?;
             let outcome = Continued::Continued { notes };
             return Ok((region, Continuation { kind: SPEC.kind, path, what: "counters", outcome }));
         }
         let continuation =
             Continuation::from_previous(SPEC.kind, path, "counters", &previous).expect("not a compatible file");
-        Ok((StatsRegion::build(run_dir, layout, vifs, tsc_hz, |_| {})?, continuation))
+        Ok((StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| record_eal(m, eal))?, continuation))
     }
 
     /// Builds the file of `layout` with the records `vifs`; `seed` adds initial counters to
@@ -352,6 +370,16 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
         // id < max_vifs (checked by the caller) keeps the record inside the VifInfo table.
         let off = layout.vif_info_offset + v.id() as usize * VIF_INFO_SIZE;
         *m.get_mut::<VifInfo>(off).expect("vif ids fit max_vifs") = *v;
+    }
+}
+
+/// Writes `eal` into the fresh header (before `magic`, with the other static fields), if it
+/// fits.
+fn record_eal(m: &mut InitMap<'_>, eal: &EalFacts) {
+    if let Some((flags, prefix)) = eal.encode() {
+        let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
+        h.eal_flags = flags;
+        h.eal_file_prefix = prefix;
     }
 }
 

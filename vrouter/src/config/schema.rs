@@ -8,7 +8,7 @@
 
 pub use super::analyzer::{assign_mirror_indices, AnalyzerConfig, MirrorNhMode};
 pub use super::bridge::BridgeConfig;
-pub use super::eal::EalConfig;
+pub use super::eal::{secondary_blocker, EalConfig, MAX_FILE_PREFIX};
 pub use super::flow::{FlowConfig, DEFAULT_FLOW_ENTRIES};
 pub use super::label::LabelConfig;
 pub use super::nexthop::{NexthopConfig, TunnelEncap};
