@@ -13,8 +13,7 @@ use super::perf::LcorePerfStats;
 use super::vif_info::VifInfoOwned;
 use super::{
     unix_time_ms, EalFacts, LcoreCounters, LcorePerf, RegionState, StatsError, VifCounters, VrfCounters, MAGIC,
-    MAX_LCORES,
-    MAX_VIFS, MAX_VRFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
+    MAX_LCORES, MAX_VIFS, MAX_VRFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
 };
 use crate::drop_reason::DROP_REASON_COUNT;
 
