@@ -4,7 +4,9 @@
 //! (the vRouter's vhost vifs in client mode, or OVS's `dpdkvhostuserclient` ports) connects
 //! to them. It busy-polls (`--idle-sleep-us 0`) on one CPU, waits for `go` on stdin before
 //! it sends (`--wait-go`, so the idle forwarding core can be measured first) and sends with
-//! `--blast` until it gets SIGINT, after which it prints its counters (`exit`).
+//! `--blast` until it gets SIGINT, after which it prints its counters (`exit`). With a
+//! `rate` it offers a steady paced load instead (`--blast --rate`, for `--restart`), and
+//! answers `stats`, `reset-gap`, `pause` and `resume` while it sends.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -39,9 +41,45 @@ pub struct GuestSpec {
     pub file_prefix: String,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// Frames per second offered (`--rate`); 0: as fast as the queues take them.
+    pub rate: u64,
+    /// Its sleep when nothing is due and nothing arrived (`--idle-sleep-us`; 0: busy polling).
+    pub idle_sleep_us: u64,
+    /// Count the pcap's flows the sink receives (`--sink-flows`).
+    pub sink_flows: bool,
 }
 
 impl GuestSpec {
+    /// The benchmarks' generator and sink: the sender on `<sock_dir>/vm1.sock`, the sink on
+    /// `<sock_dir>/vm2.sock`, on CPU 0 with 256 MiB, flows hashed over the TX queues when
+    /// there are several, blasting (no `rate`), busy-polling.
+    pub fn blast(
+        binary: &Path,
+        sock_dir: &Path,
+        pcap: &Path,
+        queues: u16,
+        huge: bool,
+        file_prefix: String,
+        log: PathBuf,
+    ) -> GuestSpec {
+        GuestSpec {
+            binary: binary.to_path_buf(),
+            socket: sock_dir.join("vm1.sock"),
+            sink_socket: sock_dir.join("vm2.sock"),
+            pcap: pcap.to_path_buf(),
+            queues,
+            tx_queue: if queues > 1 { "hash".into() } else { "0".into() },
+            cpu: 0,
+            huge,
+            memory_mb: 256,
+            file_prefix,
+            log,
+            rate: 0,
+            idle_sleep_us: 0,
+            sink_flows: false,
+        }
+    }
+
     /// The command line.
     pub fn argv(&self) -> Vec<String> {
         let mut a = vec![
@@ -65,10 +103,16 @@ impl GuestSpec {
             "--tx-queue".into(),
             self.tx_queue.clone(),
             "--idle-sleep-us".into(),
-            "0".into(),
+            self.idle_sleep_us.to_string(),
             "--wait-link".into(),
             "120".into(),
         ];
+        if self.rate > 0 {
+            a.extend(["--rate".into(), self.rate.to_string()]);
+        }
+        if self.sink_flows {
+            a.push("--sink-flows".into());
+        }
         if self.huge {
             a.push("--huge".into());
         }
@@ -79,6 +123,9 @@ impl GuestSpec {
 /// The guest's counters (its `exit` or `stats` report).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct GuestCounters {
+    /// When the guest made the report, `CLOCK_MONOTONIC` ns.
+    #[serde(default)]
+    pub at_ns: u64,
     /// Frames its sender's TX queues took.
     #[serde(default)]
     pub sent: u64,
@@ -88,6 +135,55 @@ pub struct GuestCounters {
     /// Frames its sink port received.
     #[serde(default)]
     pub sink_received: Option<u64>,
+    /// `--rate`: frames due by the schedule (`sent` + `tx_dropped`).
+    #[serde(default)]
+    pub offered: u64,
+    /// `--rate`: frames due that no TX queue took (dropped by the guest).
+    #[serde(default)]
+    pub tx_dropped: u64,
+    /// Since `reset-gap`: the longest time between two sink polls that received, µs.
+    #[serde(default)]
+    pub max_rx_gap_us: u64,
+    /// When it ended, `CLOCK_MONOTONIC` ns (0: none).
+    #[serde(default)]
+    pub max_rx_gap_end_ns: u64,
+    /// When the sink last received, `CLOCK_MONOTONIC` ns (0: never).
+    #[serde(default)]
+    pub last_rx_ns: u64,
+    /// Since `reset-gap`: the longest time no frame was taken by the TX queue, µs.
+    #[serde(default)]
+    pub max_tx_gap_us: u64,
+    /// When it ended, `CLOCK_MONOTONIC` ns (0: none).
+    #[serde(default)]
+    pub max_tx_gap_end_ns: u64,
+    /// Since `reset-gap`: the most the sender was behind its schedule, µs.
+    #[serde(default)]
+    pub pace_max_lag_us: u64,
+    /// Times the guest saw its link go down.
+    #[serde(default)]
+    pub link_downs: u64,
+    /// When it last saw its link go down, `CLOCK_MONOTONIC` ns (0: never).
+    #[serde(default)]
+    pub last_link_down_ns: u64,
+    /// When it last saw its link come up, `CLOCK_MONOTONIC` ns.
+    #[serde(default)]
+    pub last_link_up_ns: u64,
+    /// Across the last link-down: from the sink's last frame before it to its first after,
+    /// µs (0: not over yet).
+    #[serde(default)]
+    pub link_rx_gap_us: u64,
+    /// When that ended, `CLOCK_MONOTONIC` ns.
+    #[serde(default)]
+    pub link_rx_gap_end_ns: u64,
+    /// `--sink-flows`: flows of the pcap the sink received since `reset-gap` or `reset-flows`.
+    #[serde(default)]
+    pub sink_flows_seen: Option<u64>,
+    /// `--sink-flows`: distinct flows in the pcap.
+    #[serde(default)]
+    pub sink_flows_total: Option<u64>,
+    /// `--sink-flows`: when the last of them arrived, `CLOCK_MONOTONIC` ns (0: not yet).
+    #[serde(default)]
+    pub sink_flows_all_ns: Option<u64>,
 }
 
 /// Parses one report line of the guest: `(event, counters)`.
@@ -176,6 +272,19 @@ impl Guest {
         Ok(())
     }
 
+    /// Sends the command `cmd` and waits for its answer `event` (e.g. `stats`).
+    pub fn command(&mut self, cmd: &str, event: &str) -> Result<GuestCounters> {
+        let s = self.stdin.as_mut().context("the guest's stdin is closed")?;
+        writeln!(s, "{cmd}").with_context(|| format!("writing {cmd:?} to the guest"))?;
+        s.flush()?;
+        self.expect(event, Duration::from_secs(10))
+    }
+
+    /// Its counters now.
+    pub fn stats(&mut self) -> Result<GuestCounters> {
+        self.command("stats", "stats")
+    }
+
     /// Stops it (SIGINT) and returns its final counters.
     pub fn stop(mut self) -> Result<GuestCounters> {
         let pid = self.child.as_ref().map(Child::id).context("guest already stopped")?;
@@ -225,7 +334,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ev, "exit");
-        assert_eq!(c, GuestCounters { sent: 100, received: 0, sink_received: Some(97) });
+        assert_eq!(c, GuestCounters { sent: 100, received: 0, sink_received: Some(97), ..GuestCounters::default() });
+        let (_, c) = parse_report(
+            r#"{"event":"stats","link":"up","sent":10,"received":0,"offered":12,"tx_dropped":2,"max_rx_gap_us":1500,"max_rx_gap_end_ns":99,"sink_flows_seen":3,"sink_flows_total":4,"sink_flows_all_ns":0}"#,
+        )
+        .unwrap();
+        assert_eq!((c.offered, c.tx_dropped, c.max_rx_gap_us, c.max_rx_gap_end_ns), (12, 2, 1500, 99));
+        assert_eq!((c.sink_flows_seen, c.sink_flows_total, c.sink_flows_all_ns), (Some(3), Some(4), Some(0)));
         let (ev, c) = parse_report(r#"{"event":"ready","link":"up","sent":0,"received":0}"#).unwrap();
         assert_eq!((ev.as_str(), c.sink_received), ("ready", None));
         assert!(parse_report("EAL: something").is_none());
@@ -245,6 +360,9 @@ mod tests {
             memory_mb: 256,
             file_prefix: "g1".into(),
             log: "/tmp/g.log".into(),
+            rate: 0,
+            idle_sleep_us: 0,
+            sink_flows: false,
         };
         let a = s.argv().join(" ");
         for want in [
@@ -256,6 +374,11 @@ mod tests {
             "--huge",
         ] {
             assert!(a.contains(want), "{want} in {a}");
+        }
+        assert!(!a.contains("--rate") && !a.contains("--sink-flows"));
+        let paced = GuestSpec { rate: 200_000, idle_sleep_us: 50, sink_flows: true, ..s.clone() }.argv().join(" ");
+        for want in ["--rate 200000", "--sink-flows", "--idle-sleep-us 50", "--blast --wait-go"] {
+            assert!(paced.contains(want), "{want} in {paced}");
         }
         assert!(!GuestSpec { huge: false, ..s }.argv().contains(&"--huge".to_string()));
     }

@@ -25,7 +25,10 @@
 //! - [`vhost_cmd`]: `vrouter-bench --vhost` (VMs on vhost-user ports, the vRouter next to
 //!   OVS-DPDK), with [`vhost_topo`] (its vRouter configuration), [`guest`] (the vm-guest
 //!   generator and sink), [`ovs_vhost`] (OVS-DPDK with dpdkvhostuserclient ports) and
-//!   [`hugepages`] (2 MiB pages reserved for the run).
+//!   [`hugepages`] (2 MiB pages reserved for the run), [`vhost_run`] (the vRouter process,
+//!   its run directory and the waits before traffic);
+//! - [`restart_cmd`]: `vrouter-bench --restart` (packets lost, forwarding gap and recovery
+//!   during a planned takeover and a kill-and-restart, on the `--vhost` topology).
 
 #![warn(missing_docs)]
 
@@ -40,12 +43,14 @@ pub mod ovs_watch;
 pub mod pcap;
 pub mod procfs;
 pub mod report;
+pub mod restart_cmd;
 pub mod route_storm;
 pub mod stateful;
 pub mod stateful_cmd;
 pub mod topology;
 pub mod trace_cmd;
 pub mod vhost_cmd;
+pub mod vhost_run;
 pub mod vhost_topo;
 pub mod vrouter_run;
 
@@ -171,6 +176,18 @@ pub struct Machine {
     pub load_at_start: [f64; 3],
     /// 1-, 5- and 15-minute load averages after the run.
     pub load_at_end: [f64; 3],
+}
+
+/// `lscpu`'s output and its model name.
+pub fn lscpu() -> (String, String) {
+    let text =
+        Command::new("lscpu").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let model = text
+        .lines()
+        .find(|l| l.starts_with("Model name:"))
+        .map(|l| l["Model name:".len()..].trim().to_string())
+        .unwrap_or_default();
+    (text, model)
 }
 
 /// Seconds since the Unix epoch.

@@ -168,7 +168,29 @@ pub fn fragment_in_two(input: &Path, out: &Path) -> Result<u64> {
 /// `<out>/pcaps/udp_<n>.pcap`: `n` UDP flows made by `<shared>/bench/gen_flows_pcap.py`, made
 /// once (an existing non-empty file is reused); the command run is appended to `commands`.
 pub fn ensure_flows_pcap(out: &Path, shared: &Path, n: u64, commands: &mut Vec<String>) -> Result<PathBuf> {
-    let p = out.join("pcaps").join(format!("udp_{n}.pcap"));
+    make_flows_pcap(out, shared, n, None, commands)
+}
+
+/// `<out>/pcaps/udp_<n>_once.pcap`: the `n` flows of [`ensure_flows_pcap`], one frame each
+/// (`--min-pkts 1`), in the same shuffled order: a sender that cycles over the file sends
+/// every flow once per pass.
+pub fn ensure_flows_pcap_once(out: &Path, shared: &Path, n: u64, commands: &mut Vec<String>) -> Result<PathBuf> {
+    make_flows_pcap(out, shared, n, Some(1), commands)
+}
+
+fn make_flows_pcap(
+    out: &Path,
+    shared: &Path,
+    n: u64,
+    min_pkts: Option<u64>,
+    commands: &mut Vec<String>,
+) -> Result<PathBuf> {
+    let name = match min_pkts {
+        None => format!("udp_{n}.pcap"),
+        Some(1) => format!("udp_{n}_once.pcap"),
+        Some(m) => format!("udp_{n}_min{m}.pcap"),
+    };
+    let p = out.join("pcaps").join(name);
     if std::fs::metadata(&p).map(|m| m.len() > 24).unwrap_or(false) {
         println!("# using existing {}", p.display());
         return Ok(p);
@@ -176,7 +198,7 @@ pub fn ensure_flows_pcap(out: &Path, shared: &Path, n: u64, commands: &mut Vec<S
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let argv = vec![
+    let mut argv = vec![
         "python3".to_string(),
         shared.join("bench/gen_flows_pcap.py").display().to_string(),
         "-n".into(),
@@ -184,6 +206,9 @@ pub fn ensure_flows_pcap(out: &Path, shared: &Path, n: u64, commands: &mut Vec<S
         "-o".into(),
         p.display().to_string(),
     ];
+    if let Some(m) = min_pkts {
+        argv.extend(["--min-pkts".to_string(), m.to_string()]);
+    }
     let line = crate::shell_line(&argv);
     println!("$ {line}");
     commands.push(line);

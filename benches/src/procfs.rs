@@ -60,6 +60,28 @@ pub fn cpu_jiffies() -> Result<Vec<(u64, u64)>> {
     Ok(parse_cpu_jiffies(&s))
 }
 
+/// Steal jiffies per CPU (time the hypervisor ran something else), from /proc/stat.
+pub fn cpu_steal() -> Vec<u64> {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    parse_cpu_steal(&s)
+}
+
+/// Parses the steal column (the 8th) of the `cpuN` lines of `/proc/stat`.
+pub fn parse_cpu_steal(s: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for line in s.lines() {
+        let mut f = line.split_whitespace();
+        let Some(idx) = f.next().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        if out.len() <= idx {
+            out.resize(idx + 1, 0);
+        }
+        out[idx] = f.nth(7).and_then(|x| x.parse().ok()).unwrap_or(0);
+    }
+    out
+}
+
 /// Parses the content of `/proc/stat` (see [`cpu_jiffies`]).
 pub fn parse_cpu_jiffies(s: &str) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -133,6 +155,12 @@ pub fn parse_rss(s: &str) -> Rss {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_per_cpu() {
+        let stat = "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 1 1 1 1 1 1 11 0 0\ncpu1 1 1 1 1 1 1 1 22 0 0\nintr 5\n";
+        assert_eq!(parse_cpu_steal(stat), vec![11, 22]);
+    }
 
     #[test]
     fn parses() {

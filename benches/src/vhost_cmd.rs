@@ -49,19 +49,17 @@ use crate::ovs_vhost::{self, Ovs, OvsSpec, Pipeline, PmdStats};
 use crate::pcap;
 use crate::procfs;
 use crate::topology::FlowSettings;
+use crate::vhost_run::{log_tail, wait_flows_set_up, wait_links_up, wait_stats, wait_until, RunDir, VrProc};
 use crate::vhost_topo::{Path as VPath, VhostTopology, VM1_VIF, VM2_VIF};
 use crate::vrouter_run::{drop_list, DropCount};
 use crate::{interrupted, median, now_unix, shell_line, sleep_checked};
 use anyhow::{bail, Context, Result};
-use flow_table::FlowTableReader;
 use serde::Serialize;
-use std::fs::File;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vrouter::drop_reason::DROP_REASON_COUNT;
-use vrouter::stats::{StatsReader, VIF_LINK_UP};
+use vrouter::stats::StatsReader;
 
 /// The command-line options of the vhost mode (flattened into `vrouter-bench`'s).
 #[derive(Debug, Clone, clap::Args)]
@@ -529,80 +527,15 @@ struct Ctx {
 impl Ctx {
     fn guest_spec(&mut self, queues: u16, tag: &str) -> GuestSpec {
         self.seq += 1;
-        GuestSpec {
-            binary: self.o.vm_guest.clone(),
-            socket: self.sock_dir.join("vm1.sock"),
-            sink_socket: self.sock_dir.join("vm2.sock"),
-            pcap: self.pcap.clone(),
+        GuestSpec::blast(
+            &self.o.vm_guest,
+            &self.sock_dir,
+            &self.pcap,
             queues,
-            tx_queue: if queues > 1 { "hash".into() } else { "0".into() },
-            cpu: 0,
-            huge: self.huge,
-            memory_mb: 256,
-            file_prefix: format!("vbg{}_{}", std::process::id(), self.seq),
-            log: self.o.out.join(format!("guest_{tag}.log")),
-        }
-    }
-}
-
-/// A vRouter run directory, removed with the flow table it points to (on hugetlbfs) when
-/// dropped.
-struct RunDir(PathBuf);
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        crate::memory::remove_table_outside(&self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A vRouter process, stopped with SIGINT (then SIGKILL) when dropped.
-struct VrProc {
-    child: Option<Child>,
-    prefix: String,
-}
-
-impl VrProc {
-    fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        // SAFETY: our own child, not yet reaped.
-        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
-        let by = Instant::now() + Duration::from_secs(60);
-        let clean = loop {
-            match c.try_wait() {
-                Ok(Some(st)) => break st.success(),
-                Ok(None) if Instant::now() < by => std::thread::sleep(Duration::from_millis(50)),
-                _ => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break false;
-                }
-            }
-        };
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-        clean
-    }
-}
-
-impl Drop for VrProc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
-    let by = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f()? {
-            return Ok(v);
-        }
-        if Instant::now() > by {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        if interrupted() {
-            bail!("interrupted");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+            self.huge,
+            format!("vbg{}_{}", std::process::id(), self.seq),
+            self.o.out.join(format!("guest_{tag}.log")),
+        )
     }
 }
 
@@ -637,12 +570,6 @@ fn vr_sample(reader: &StatsReader, pid: u32, tids: &[u32], out_vif: u16) -> Resu
     })
 }
 
-fn log_tail(p: &Path) -> String {
-    let s = std::fs::read_to_string(p).unwrap_or_default();
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(20)..].join("\n")
-}
-
 fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) -> Result<Run> {
     let sys = System::Vrouter { path, queues, cpus: cpus.to_vec() };
     let lcores = cpus.len() as u16;
@@ -673,20 +600,7 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
         flow: FlowSettings::for_flows(ctx.o.flows),
     };
     let cfg_path = ctx.o.out.join(format!("vrouter_{key}.toml"));
-    let mut text = topo.config_toml();
-    if !ctx.huge {
-        // --no-huge: the flow table in the run directory (a tmpfs) too; on hugepages the
-        // vRouter puts it on hugetlbfs by itself.
-        text = text.replacen(
-            "[flow]\n",
-            &format!(
-                "[flow]\nflow_table_path = {:?}\n",
-                run_dir.join(flow_table::FLOW_FILE_NAME).display().to_string()
-            ),
-            1,
-        );
-    }
-    std::fs::write(&cfg_path, text)?;
+    std::fs::write(&cfg_path, topo.config_toml())?;
     let log_path = ctx.o.out.join(format!("vrouter_{key}_{rep}.log"));
     let gspec = ctx.guest_spec(queues, &format!("{key}_{rep}"));
     let mut run = Run { system: sys.label(), key: key.clone(), rep, ..Run::default() };
@@ -699,37 +613,13 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
 
     // 1. The guest listens, the vRouter connects.
     let mut guest = Guest::start(&gspec)?;
-    let log = File::create(&log_path)?;
-    let child = Command::new(&ctx.o.vrouter)
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", ctx.o.vrouter.display()))?;
-    let pid = child.id();
-    let mut vr = VrProc { child: Some(child), prefix };
+    let args = ["--config".to_string(), cfg_path.display().to_string()];
+    let mut vr = VrProc::spawn(&ctx.o.vrouter, &args, &log_path, Some(&prefix))?;
+    let pid = vr.pid().context("just started")?;
     let start = Duration::from_secs(ctx.o.start_timeout);
-    let alive = |vr: &mut VrProc| -> Result<()> {
-        if let Some(c) = vr.child.as_mut() {
-            if let Some(st) = c.try_wait()? {
-                vr.child = None;
-                bail!("vrouter exited ({st}); log {}:\n{}", log_path.display(), log_tail(&log_path));
-            }
-        }
-        Ok(())
-    };
-    let reader = wait_until(start, "the vRouter's stats region", || {
-        alive(&mut vr)?;
-        Ok(StatsReader::open(&run_dir).ok())
-    })?;
+    let reader = wait_stats(&run_dir, start, || vr.check_alive())?;
     guest.expect("ready", start).with_context(|| format!("vRouter log:\n{}", log_tail(&log_path)))?;
-    wait_until(start, "vif 1 and vif 2 links up in the vRouter", || {
-        alive(&mut vr)?;
-        let up = |v| reader.vif(v).is_some_and(|i| i.link == VIF_LINK_UP);
-        Ok((up(VM1_VIF) && up(VM2_VIF)).then_some(()))
-    })?;
+    wait_links_up(&reader, &[VM1_VIF, VM2_VIF], start, || vr.check_alive())?;
     let names: Vec<String> = (1..=lcores).map(|i| format!("rte-worker-{i}")).collect();
     let tids: Vec<u32> = names
         .iter()
@@ -757,23 +647,8 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
     // 3. Traffic; every flow set up (created >= N, nothing in HOLD, stable for 1 s).
     guest.go()?;
     let t_go = Instant::now();
-    let table = wait_until(start, "the flow table", || Ok(FlowTableReader::open_run_dir(&run_dir).ok()))?;
-    let mut stable: Option<(Instant, u64)> = None;
-    let flows = ctx.o.flows;
-    let settled = wait_until(Duration::from_secs(ctx.o.settle_timeout), "every flow set up", || {
-        alive(&mut vr)?;
-        let s = table.stats();
-        if s.created >= flows && s.hold_count == 0 {
-            match stable {
-                Some((t, c)) if c == s.created && t.elapsed() >= Duration::from_secs(1) => return Ok(Some(t)),
-                Some((_, c)) if c == s.created => {}
-                _ => stable = Some((Instant::now(), s.created)),
-            }
-        } else {
-            stable = None;
-        }
-        Ok(None)
-    })?;
+    let settled =
+        wait_flows_set_up(&run_dir, ctx.o.flows, 0, Duration::from_secs(ctx.o.settle_timeout), || vr.check_alive())?;
     run.settle_s = Some((settled - t_go).as_secs_f64());
 
     // 4. The window.
@@ -783,7 +658,7 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
     sleep_checked(Duration::from_secs_f64(ctx.o.dur))?;
     let b = vr_sample(&reader, pid, &tids, path.out_vif())?;
     let load_b = procfs::loadavg().unwrap_or_default();
-    alive(&mut vr)?;
+    vr.check_alive()?;
 
     // 5. Stop: the guest first (its counters), then the vRouter; the whole run's accounting.
     run.guest = Some(guest.stop()?);
@@ -1008,23 +883,7 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
         ovs_vhost::ensure_installed()?;
     }
     // The traffic.
-    let pcap = o.out.join("pcaps").join(format!("udp_{}.pcap", o.flows));
-    if !std::fs::metadata(&pcap).map(|m| m.len() > 24).unwrap_or(false) {
-        std::fs::create_dir_all(pcap.parent().expect("has a parent"))?;
-        let argv = [
-            "python3".to_string(),
-            o.shared.join("bench/gen_flows_pcap.py").display().to_string(),
-            "-n".into(),
-            o.flows.to_string(),
-            "-o".into(),
-            pcap.display().to_string(),
-        ];
-        println!("$ {}", shell_line(&argv));
-        let st = Command::new(&argv[0]).args(&argv[1..]).status().context("running gen_flows_pcap.py")?;
-        if !st.success() {
-            bail!("gen_flows_pcap.py failed ({st})");
-        }
-    }
+    let pcap = pcap::ensure_flows_pcap(&o.out, &o.shared, o.flows, &mut Vec::new())?;
     let packets = pcap::count_packets(&pcap)?;
     // Sockets in a short directory (sun_path is 108 bytes).
     let sock_dir = PathBuf::from(format!("/tmp/vbs{}", std::process::id()));
@@ -1038,13 +897,7 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
         notes.push(format!("running with --no-huge: {why}"));
         println!("# NOTE: running with --no-huge: {why}");
     }
-    let lscpu =
-        Command::new("lscpu").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let model = lscpu
-        .lines()
-        .find(|l| l.starts_with("Model name:"))
-        .map(|l| l["Model name:".len()..].trim().to_string())
-        .unwrap_or_default();
+    let (lscpu, model) = crate::lscpu();
     let mut ctx =
         Ctx { pcap: pcap.clone(), huge: huge.outcome.huge, tsc_hz: tsc_hz(), sock_dir: sock_dir.clone(), seq: 0, o };
     println!(

@@ -186,16 +186,24 @@ nexthop = {route_nh}
             s1 = q(&self.vm1_socket.display().to_string()),
             s2 = q(&self.vm2_socket.display().to_string()),
             queues = self.queues,
-            flow = flow_toml(&self.flow),
+            flow = self.flow_toml(),
         )
     }
-}
 
-fn flow_toml(f: &FlowSettings) -> String {
-    format!(
-        "[flow]\nenabled = true\nentries = {}\nhold_limit = {}\nheld_packets_per_flow = {}\nage_timeout_s = {}\nhold_audit_s = {}\n",
-        f.entries, f.hold_limit, f.held_packets_per_flow, f.age_timeout_s, f.hold_audit_s
-    )
+    /// The `[flow]` section. Without hugepages the flow table goes in the run directory (a
+    /// tmpfs) too; on hugepages the vRouter puts it on hugetlbfs by itself.
+    fn flow_toml(&self) -> String {
+        let f = &self.flow;
+        let path = if self.huge {
+            String::new()
+        } else {
+            format!("flow_table_path = {}\n", q(&self.run_dir.join(flow_table::FLOW_FILE_NAME).display().to_string()))
+        };
+        format!(
+            "[flow]\n{path}enabled = true\nentries = {}\nhold_limit = {}\nheld_packets_per_flow = {}\nage_timeout_s = {}\nhold_audit_s = {}\n",
+            f.entries, f.hold_limit, f.held_packets_per_flow, f.age_timeout_s, f.hold_audit_s
+        )
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +256,10 @@ mod tests {
         let text = two_lcores.config_toml();
         assert!(text.contains("forwarding_cores = [1, 2]\nforwarding_cpus = [1, 1]\n"), "{text}");
         let nohuge = VhostTopology { huge: false, ..topo(Path::VmToFabric) };
-        assert!(vrouter::config::parse(&nohuge.config_toml(), "vhost.toml").unwrap().eal.no_huge);
+        let cfg = vrouter::config::parse(&nohuge.config_toml(), "vhost.toml").unwrap();
+        assert!(cfg.eal.no_huge);
+        assert_eq!(cfg.flow.flow_table_path.as_deref(), Some(std::path::Path::new("/dev/shm/vb/run/flow")));
+        let huge = vrouter::config::parse(&topo(Path::VmToFabric).config_toml(), "vhost.toml").unwrap();
+        assert_eq!(huge.flow.flow_table_path, None, "on hugepages the vRouter picks hugetlbfs");
     }
 }

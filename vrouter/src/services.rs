@@ -146,6 +146,10 @@ impl RunningRouter {
             PortMap { by_vif: Vec::new(), lcore_rx: vec![Vec::new(); n_lcores] },
             n_lcores,
         ));
+        // The main thread works on the main (control) CPU from here on, as the EAL would put it
+        // only at the end of its initialisation: the EAL's memory set-up and a reattach scan
+        // take no CPU time from forwarding lcores (a takeover's, from the running vRouter's).
+        pin_current_thread(cfg.eal.main_cpu(), "the main thread");
         // A takeover prepares what does not touch the running vRouter's state, then stops it.
         let mut early_eal = None;
         if let Some(p) = predecessor {
@@ -357,7 +361,7 @@ impl RunningRouter {
             .spawn(move || {
                 // The agent shares the main (control) core and never preempts a poll-mode
                 // forwarding core.
-                pin_current_thread(cpu);
+                pin_current_thread(cpu, "the agent thread");
                 agent.run(stop)
             })
             .context("spawning the agent thread")
@@ -477,8 +481,9 @@ fn say_continued(c: &vrouter_abi::Continuation) {
     }
 }
 
-/// Pins the calling thread to one CPU (best effort: a failure leaves it unpinned and says so).
-fn pin_current_thread(cpu: u32) {
+/// Pins the calling thread (`what`) to one CPU (best effort: a failure leaves it unpinned
+/// and says so).
+fn pin_current_thread(cpu: u32, what: &str) {
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
     // sched_setaffinity(0, ...) applies to the calling thread.
     let ret = unsafe {
@@ -488,6 +493,6 @@ fn pin_current_thread(cpu: u32) {
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
     if ret != 0 {
-        eprintln!("vrouter: could not pin the agent thread to CPU {cpu}: {}", std::io::Error::last_os_error());
+        eprintln!("vrouter: could not pin {what} to CPU {cpu}: {}", std::io::Error::last_os_error());
     }
 }

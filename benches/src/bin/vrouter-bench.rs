@@ -32,9 +32,10 @@ struct Args {
     /// Warm-up after the first packet, seconds.
     #[arg(long, default_value_t = 3.0)]
     warm: f64,
-    /// Repetitions of every measurement (the table shows medians).
-    #[arg(long, default_value_t = 1)]
-    reps: u32,
+    /// Repetitions of every measurement (the table shows medians; default 1, --vhost and
+    /// --route-storm at least 3, --restart 3).
+    #[arg(long)]
+    reps: Option<u32>,
     /// Output directory (pcaps, configs, logs, CSV, JSON).
     #[arg(long, default_value = "/tmp/vrouter-bench")]
     out: PathBuf,
@@ -162,6 +163,15 @@ struct Args {
     fragmented: bool,
     #[command(flatten)]
     vhost: benches::vhost_cmd::VhostArgs,
+    #[command(flatten)]
+    restart: benches::restart_cmd::RestartArgs,
+}
+
+impl Args {
+    /// `--reps`, 1 when not given.
+    fn reps(&self) -> u32 {
+        self.reps.unwrap_or(1)
+    }
 }
 
 #[derive(Serialize)]
@@ -339,7 +349,7 @@ fn run(mut args: Args) -> Result<()> {
     if args.flows.is_empty() || args.flows.contains(&0) {
         bail!("--flows needs positive flow counts");
     }
-    if !(args.dur > 0.0 && args.warm >= 0.0 && args.reps >= 1) {
+    if !(args.dur > 0.0 && args.warm >= 0.0 && args.reps() >= 1) {
         bail!("--dur must be > 0, --warm >= 0, --reps >= 1");
     }
     let cwd = std::env::current_dir()?;
@@ -377,7 +387,7 @@ fn run(mut args: Args) -> Result<()> {
             flows,
             dur: args.dur,
             warm: args.warm,
-            reps: args.reps,
+            reps: args.reps(),
             out,
             run_base: args.run_base.clone(),
             shared,
@@ -388,6 +398,43 @@ fn run(mut args: Args) -> Result<()> {
             start_timeout: args.start_timeout,
             settle_timeout: args.settle_timeout,
         });
+    }
+    if args.restart.restart {
+        let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick {
+            vec![1000, 1_000_000]
+        } else {
+            args.flows.clone()
+        };
+        let r = &args.restart;
+        let v = &args.vhost;
+        let max_flows = flows.iter().copied().max().unwrap_or(1000);
+        return benches::restart_cmd::run(
+            benches::restart_cmd::Opts {
+                flows,
+                restarts: r.restarts.clone(),
+                pps: r.pps,
+                steady: r.steady,
+                reps: args.reps.unwrap_or(3),
+                recover_timeout: r.recover_timeout,
+                guest_sleep_us: r.guest_sleep_us,
+                out,
+                run_base: args.run_base.clone(),
+                shared,
+                vm_guest: v.vm_guest.clone().unwrap_or_else(|| vrouter.with_file_name("vm-guest")),
+                vrouter,
+                hugepages: if args.no_huge {
+                    0
+                } else {
+                    v.reserve_hugepages.max(benches::restart_cmd::pages_needed(max_flows))
+                },
+                require_huge: args.huge,
+                setup_script: Some(repo.join("ci/setup.sh")).filter(|p| p.is_file()),
+                rev: git,
+                start_timeout: args.start_timeout,
+                settle_timeout: args.settle_timeout,
+            },
+            std::env::args().collect(),
+        );
     }
     if args.vhost.vhost {
         let flows = if args.flows == [1, 1000, 65536, 1048576] && !args.quick { 1000 } else { args.flows[0] };
@@ -402,7 +449,7 @@ fn run(mut args: Args) -> Result<()> {
                 dur: args.dur,
                 warm: args.warm,
                 calib: v.calib,
-                reps: args.reps.max(3),
+                reps: args.reps().max(3),
                 out,
                 run_base: args.run_base.clone(),
                 shared,
@@ -434,7 +481,7 @@ fn run(mut args: Args) -> Result<()> {
             table: args.storm_table,
             dur: args.dur,
             warm: args.warm,
-            reps: args.reps.max(3),
+            reps: args.reps().max(3),
             latency_samples: args.latency_samples,
             client_cpu: args.client_cpu,
             out,
@@ -456,7 +503,7 @@ fn run(mut args: Args) -> Result<()> {
             flows,
             dur: args.dur,
             warm: args.warm,
-            reps: args.reps,
+            reps: args.reps(),
             out,
             run_base: args.run_base.clone(),
             shared,
@@ -477,7 +524,7 @@ fn run(mut args: Args) -> Result<()> {
             setup_hold_limits: args.setup_hold_limits.clone(),
             dur: args.dur,
             warm: args.warm,
-            reps: args.reps,
+            reps: args.reps(),
             out,
             run_base: args.run_base.clone(),
             shared,
@@ -503,7 +550,7 @@ fn run(mut args: Args) -> Result<()> {
         args.flows,
         args.dur,
         args.warm,
-        args.reps,
+        args.reps(),
         out.display(),
         vrouter.display(),
         load_at_start
@@ -531,7 +578,7 @@ fn run(mut args: Args) -> Result<()> {
         let mut errors = Vec::new();
         let mut vr_cmd = String::new();
         if !ctx.args.no_vrouter {
-            for rep in 1..=ctx.args.reps {
+            for rep in 1..=ctx.args.reps() {
                 match ctx.run_vrouter(n, p, packets, rep) {
                     Ok((m, cmd)) => {
                         print_measurement(n, rep, &m);
@@ -565,16 +612,16 @@ fn run(mut args: Args) -> Result<()> {
                 "io,5tswap,rxonly",
                 ctx.args.dur,
                 ctx.args.warm,
-                ctx.args.reps,
+                ctx.args.reps(),
                 &tp_csv,
                 memory::anchor_memory(memory::sizing(packets, 0, 0).memory, &shared.join("bench/run_testpmd.py")),
             );
             ctx.note_command(shell_line(&argv));
-            match anchors::run_testpmd(&argv, &tp_csv, 3 * ctx.args.reps as usize, ctx.args.dur, ctx.args.warm) {
+            match anchors::run_testpmd(&argv, &tp_csv, 3 * ctx.args.reps() as usize, ctx.args.dur, ctx.args.warm) {
                 Ok(rows) => {
-                    if rows.len() < 3 * ctx.args.reps as usize {
+                    if rows.len() < 3 * ctx.args.reps() as usize {
                         tp_err =
-                            Some(format!("only {} of {} testpmd runs produced a row", rows.len(), 3 * ctx.args.reps));
+                            Some(format!("only {} of {} testpmd runs produced a row", rows.len(), 3 * ctx.args.reps()));
                     }
                     tp = rows;
                 }
@@ -672,7 +719,7 @@ fn write_json(ctx: &Ctx, results: &[FlowsResult], started: u64, git: &str, load_
         shared_dir: ctx.shared.display().to_string(),
         dur_s: ctx.args.dur,
         warm_s: ctx.args.warm,
-        reps: ctx.args.reps,
+        reps: ctx.args.reps(),
         metric: "cpu_mpps = packets received in the window / on-CPU seconds of the forwarding thread",
         machine: machine(load_at_start),
         commands: &ctx.commands,

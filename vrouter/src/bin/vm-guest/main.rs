@@ -17,6 +17,9 @@
 //! | `send PCAP [QUEUE\|hash] [REPEAT]` | sends the file's frames (REPEAT times) on TX queue QUEUE (default `--tx-queue`), or spread over the queues by a hash of the addresses and ports; answers `sent` |
 //! | `wait-rx N TIMEOUT_MS` | answers `rx` once N frames in all have been received, or at the timeout |
 //! | `stats` | answers `stats` with the counters so far |
+//! | `reset-gap` | starts a new observation: the longest RX gap, the longest TX gap, the pacing lag and (with `--sink-flows`) the flows seen are counted from now; answers `reset` |
+//! | `reset-flows` | (with `--sink-flows`) the flows seen are counted from now; answers `reset` |
+//! | `pause` / `resume` | with `--blast --rate`: stop offering frames (RX is still polled) / offer again at `--rate` from now (no catch-up for the pause); answer `paused` / `resumed` |
 //! | `flush` | writes out the `--record` file so far; answers `flushed` |
 //! | `quit` | stops (as SIGTERM or SIGINT do) |
 //!
@@ -32,6 +35,28 @@
 //! send lists, no pacing, a burst that does not fit is kept and retried, never dropped); and
 //! `--wait-go` holds the sending back until a `go` line arrives on stdin (the harness
 //! measures the idle forwarding core first).
+//!
+//! `--blast --rate PPS` is the steady offered load of `vrouter-bench --restart`: frames are
+//! due at `--rate` per second from a fixed schedule whatever happens to the other side; a
+//! frame due that the TX queue does not take (no vRouter behind the socket, or its ring full)
+//! is dropped and counted (`tx_dropped`, as a VM's full queue drops), never offered later, so
+//! the load stays the same during a restart of the vRouter. Between bursts the guest sleeps
+//! `--idle-sleep-us` when nothing is due and nothing arrived (it then shares its CPU), and it
+//! reads its link state every millisecond (a restarted vRouter's connection is taken at once).
+//!
+//! What the restart benchmark measures in the guest (reported with every answer, reset by
+//! `reset-gap`): `max_rx_gap_us`, the longest time between two polls of the sink port (the
+//! first port without `--sink-socket`) that received something, and when it ended
+//! (`max_rx_gap_end_ns`, `CLOCK_MONOTONIC`, comparable with other processes' clocks); the
+//! same for the sender's TX (`max_tx_gap_us`: the longest time no frame was taken);
+//! `pace_max_lag_us`, how far the sender fell behind its schedule at worst; link changes the
+//! guest saw and, across the last link-down, the time from the sink's last frame before it
+//! to its first after (`link_rx_gap_us`: the forwarding gap of a restart of the vRouter);
+//! and with `--sink-flows`, how many of the `--send` file's flows (IPv4 addresses,
+//! protocol, ports) the sink has received since, or since `reset-flows`, or since the guest
+//! last saw its link go down (`sink_flows_seen` of `sink_flows_total`, and when the last one
+//! came, `sink_flows_all_ns`): after a restart of the vRouter, when every flow was forwarded
+//! again. Every answer has the guest's `CLOCK_MONOTONIC` time (`at_ns`).
 
 mod pcap;
 
@@ -107,7 +132,8 @@ struct Cli {
     /// Send `--send` round after round for this many seconds (instead of `--repeat`).
     #[arg(long)]
     duration: Option<f64>,
-    /// Frames per second at most (0: as fast as the queue takes them).
+    /// Frames per second at most (0: as fast as the queue takes them). With `--blast`: the
+    /// steady offered load (frames the queue does not take are dropped, see above).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// TX queue of `--send` and of `send` commands without one: a number or `hash`.
@@ -142,12 +168,18 @@ struct Cli {
     wait_go: bool,
     /// With `--send`: the benchmark generator. Frames are packed in one buffer and split
     /// into one list per TX queue (by `--tx-queue`); each queue gets bursts of 32 in turn,
-    /// and both ports' RX are polled after every burst. A burst the queue does not take is
-    /// kept and offered again (nothing counts as failed). No pacing (`--rate` must be 0);
-    /// for `--duration` seconds, or without it until SIGINT or SIGTERM (`--repeat` does not
+    /// and both ports' RX are polled after every burst. Without `--rate`, a burst the queue
+    /// does not take is kept and offered again (nothing counts as failed); with `--rate`,
+    /// frames are due at that rate and one not taken is dropped (`tx_dropped`). For
+    /// `--duration` seconds, or without it until SIGINT or SIGTERM (`--repeat` does not
     /// apply).
     #[arg(long, requires = "send")]
     blast: bool,
+    /// With `--sink-socket` and `--send`: count the flows of the `--send` file (IPv4
+    /// source, destination, protocol, ports) the sink receives (`sink_flows_seen`; reset by
+    /// `reset-gap`).
+    #[arg(long, requires_all = ["send", "sink_socket"])]
+    sink_flows: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -155,6 +187,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Counters of the guest's port, as the guest's driver sees them.
 #[derive(Debug, Default, Clone, Serialize)]
 struct Counters {
+    /// When this report was made, `CLOCK_MONOTONIC` ns.
+    at_ns: u64,
     /// Frames taken by a TX queue.
     sent: u64,
     sent_bytes: u64,
@@ -174,6 +208,44 @@ struct Counters {
     /// Bytes received by the `--sink-socket` port.
     #[serde(skip_serializing_if = "Option::is_none")]
     sink_received_bytes: Option<u64>,
+    /// `--blast --rate`: frames due by the schedule (`sent` + `tx_dropped`).
+    offered: u64,
+    /// `--blast --rate`: frames due that no TX queue took (dropped by the guest).
+    tx_dropped: u64,
+    /// Since `reset-gap`: the longest time between two RX polls of the watched port (the
+    /// sink's, else the first port's) that received frames, µs.
+    max_rx_gap_us: u64,
+    /// When that gap ended, `CLOCK_MONOTONIC` ns (0: none yet).
+    max_rx_gap_end_ns: u64,
+    /// When the watched port last received, `CLOCK_MONOTONIC` ns (0: not since the start).
+    last_rx_ns: u64,
+    /// Since `reset-gap`: the longest time between two TX bursts that were taken, µs.
+    max_tx_gap_us: u64,
+    /// When that gap ended, `CLOCK_MONOTONIC` ns (0: none yet).
+    max_tx_gap_end_ns: u64,
+    /// Since `reset-gap` (`--blast --rate`): the most the sender was behind its schedule, µs.
+    pace_max_lag_us: u64,
+    /// Times the guest saw its link (either port) go down.
+    link_downs: u64,
+    /// When it last saw the link go down and come up again, `CLOCK_MONOTONIC` ns (0: never).
+    last_link_down_ns: u64,
+    /// See `last_link_down_ns`.
+    last_link_up_ns: u64,
+    /// Across the last link-down (the vRouter went away and came back): the time from the
+    /// watched port's last frame before it to its first after, µs (0: not over yet).
+    link_rx_gap_us: u64,
+    /// When that gap ended, `CLOCK_MONOTONIC` ns (0: not over yet).
+    link_rx_gap_end_ns: u64,
+    /// `--sink-flows`: flows of the `--send` file the sink received since `reset-gap` or
+    /// `reset-flows`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink_flows_seen: Option<u64>,
+    /// `--sink-flows`: distinct flows in the `--send` file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink_flows_total: Option<u64>,
+    /// `--sink-flows`: when the last of them arrived, `CLOCK_MONOTONIC` ns (0: not yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink_flows_all_ns: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -204,15 +276,268 @@ struct Guest {
     first_tx: Option<Instant>,
     /// Polls since the link state was last read (see [`Guest::poll_rx`]).
     polls: u32,
+    /// RX polls of the watched port (the sink's, else the first's) that received frames.
+    rx_gap: GapWatch,
+    /// TX bursts that were taken (`--blast --rate`).
+    tx_gap: GapWatch,
+    /// The most the paced sender was behind its schedule since `reset-gap`.
+    pace_lag: Duration,
+    link: LinkWatch,
+    /// `--sink-flows`.
+    flows: Option<FlowCoverage>,
 }
 
 /// The guest reads its link state every this many polls (a few ms when idle).
 const LINK_POLLS: u32 = 1024;
 
+/// The longest time between two events (RX polls that received, TX bursts taken) since a
+/// reset, and when it ended.
+#[derive(Debug, Default)]
+struct GapWatch {
+    last: Option<Instant>,
+    max: Duration,
+    max_end: Option<Instant>,
+}
+
+impl GapWatch {
+    /// An event at `now`.
+    fn mark(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.max {
+                self.max = gap;
+                self.max_end = Some(now);
+            }
+        }
+        self.last = Some(now);
+    }
+
+    /// A new observation from `now` (a gap that spans it counts from `now`).
+    fn reset(&mut self, now: Instant) {
+        self.max = Duration::ZERO;
+        self.max_end = None;
+        if self.last.is_some() {
+            self.last = Some(now);
+        }
+    }
+}
+
+/// How often the guest reads the link of a port it saw down (see [`Guest::watch_link`]).
+const DOWN_LINK_READS: Duration = Duration::from_millis(100);
+
+/// The last link state read of one port.
+#[derive(Debug, Default, Clone, Copy)]
+struct PortLink {
+    up: bool,
+    read_at: Option<Instant>,
+}
+
+/// Link changes the guest saw (when it read the link state).
+#[derive(Debug, Default)]
+struct LinkWatch {
+    /// Each port's (the first, the sink).
+    ports: [PortLink; 2],
+    up: bool,
+    downs: u64,
+    last_down: Option<Instant>,
+    last_up: Option<Instant>,
+    /// The link went down: the next poll arms the gaps across it (after it has taken what
+    /// the vRouter that went away had put in the sink's ring).
+    pending_down: bool,
+    /// The gap of the watched port's RX across the last link-down: from its last frame
+    /// before to its first after; `end` is `None` while it lasts.
+    rx_across: Option<Across>,
+}
+
+/// A gap across a link-down.
+#[derive(Debug, Clone, Copy)]
+struct Across {
+    start: Instant,
+    end: Option<Instant>,
+}
+
+impl Across {
+    /// Armed at a link-down: from the last event before it (or the down itself).
+    fn from(last: Option<Instant>, down: Instant) -> Across {
+        Across { start: last.unwrap_or(down), end: None }
+    }
+
+    /// An event at `now` ends it if it is still open.
+    fn event(slot: &mut Option<Across>, now: Instant) {
+        if let Some(a) = slot.as_mut().filter(|a| a.end.is_none()) {
+            a.end = Some(now);
+        }
+    }
+
+    /// (length µs, end) of a gap that has ended.
+    fn done(slot: &Option<Across>) -> Option<(u64, Instant)> {
+        let a = slot.as_ref()?;
+        let end = a.end?;
+        Some((end.saturating_duration_since(a.start).as_micros() as u64, end))
+    }
+}
+
+/// A flow of `--sink-flows`: IPv4 source and destination, protocol, L4 ports.
+type FlowKey = [u8; 13];
+
+/// The flow of an Ethernet frame (IPv4, optionally behind one VLAN tag); ports are 0 for
+/// protocols other than TCP and UDP and for non-first fragments.
+fn flow_key(frame: &[u8]) -> Option<FlowKey> {
+    let mut l3 = 14;
+    let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    if ethertype == 0x8100 {
+        ethertype = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
+        l3 = 18;
+    }
+    if ethertype != 0x0800 {
+        return None;
+    }
+    let ip = frame.get(l3..l3 + 20)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let proto = ip[9];
+    let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+    let mut key = [0u8; 13];
+    key[..8].copy_from_slice(&ip[12..20]);
+    key[8] = proto;
+    if first_fragment && (proto == 6 || proto == 17) {
+        key[9..13].copy_from_slice(frame.get(l3 + ihl..l3 + ihl + 4)?);
+    }
+    Some(key)
+}
+
+/// `--sink-flows`: which flows of the `--send` file the sink received since the last
+/// `reset-gap` or `reset-flows`, or since the guest last saw its link go down (the vRouter
+/// went away: what counts after a restart is what the next one forwards).
+struct FlowCoverage {
+    index: std::collections::HashMap<FlowKey, u32>,
+    /// One bit per flow.
+    seen: Vec<u64>,
+    count: u64,
+    /// When the last flow arrived.
+    all_at: Option<Instant>,
+}
+
+impl FlowCoverage {
+    fn new(frames: &[Vec<u8>]) -> FlowCoverage {
+        let mut index = std::collections::HashMap::with_capacity(frames.len());
+        for f in frames {
+            if let Some(k) = flow_key(f) {
+                let next = index.len() as u32;
+                index.entry(k).or_insert(next);
+            }
+        }
+        let words = index.len().div_ceil(64);
+        FlowCoverage { index, seen: vec![0; words], count: 0, all_at: None }
+    }
+
+    fn total(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    fn reset(&mut self) {
+        self.seen.iter_mut().for_each(|w| *w = 0);
+        self.count = 0;
+        self.all_at = None;
+    }
+
+    /// A frame the sink received.
+    fn saw(&mut self, frame: &[u8]) {
+        let Some(&i) = flow_key(frame).and_then(|k| self.index.get(&k)) else { return };
+        let (w, bit) = (i as usize / 64, 1u64 << (i % 64));
+        if self.seen[w] & bit == 0 {
+            self.seen[w] |= bit;
+            self.count += 1;
+            if self.count == self.total() {
+                self.all_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` of `t` in ns: the clock other processes (the benchmark harness) read.
+fn mono_ns(t: Instant) -> u64 {
+    let now = Instant::now();
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer for the call's duration.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    now_ns.saturating_sub(now.saturating_duration_since(t).as_nanos() as u64)
+}
+
 impl Guest {
     /// Whether the link of the guest's port (and of its sink port, if any) is up.
     fn link_up(&self) -> bool {
         port_link_up(&self.port) && self.sink.as_ref().is_none_or(port_link_up)
+    }
+
+    /// Reads the link state (which is also what makes virtio-user take a new connection)
+    /// and notes a change.
+    ///
+    /// Each port is read on its own (a port that went down must be read to be handled as
+    /// disconnected, whatever the other's state). A port seen down is read again only every
+    /// [`DOWN_LINK_READS`], or at once when traffic shows it is back ([`Guest::poll_rx`]):
+    /// reading a virtio-user port's link makes its socket non-blocking for a moment, and a
+    /// reconnection that the EAL's interrupt thread runs on that socket at that moment fails
+    /// (DPDK 22.11: `get_features failed: Resource temporarily unavailable`), leaving the
+    /// port down for good.
+    fn watch_link(&mut self) -> bool {
+        let now = Instant::now();
+        for (i, port) in [Some(&self.port), self.sink.as_ref()].into_iter().enumerate() {
+            let Some(port) = port else { continue };
+            let st = &mut self.link.ports[i];
+            if !st.up && st.read_at.is_some_and(|t| now.saturating_duration_since(t) < DOWN_LINK_READS) {
+                continue;
+            }
+            st.up = port_link_up(port);
+            st.read_at = Some(now);
+        }
+        let up = self.link.ports[0].up && (self.sink.is_none() || self.link.ports[1].up);
+        if up != self.link.up {
+            let now = Some(now);
+            if up {
+                self.link.last_up = now;
+            } else {
+                self.link.downs += 1;
+                self.link.last_down = now;
+                self.link.pending_down = true;
+            }
+            self.link.up = up;
+        }
+        up
+    }
+
+    /// The counters with the gaps, link changes and flows brought up to date.
+    fn counters(&mut self) -> &Counters {
+        let us = |d: Duration| d.as_micros() as u64;
+        self.c.at_ns = mono_ns(Instant::now());
+        self.c.max_rx_gap_us = us(self.rx_gap.max);
+        self.c.max_rx_gap_end_ns = self.rx_gap.max_end.map_or(0, mono_ns);
+        self.c.last_rx_ns = self.rx_gap.last.map_or(0, mono_ns);
+        self.c.max_tx_gap_us = us(self.tx_gap.max);
+        self.c.max_tx_gap_end_ns = self.tx_gap.max_end.map_or(0, mono_ns);
+        self.c.pace_max_lag_us = us(self.pace_lag);
+        self.c.link_downs = self.link.downs;
+        self.c.last_link_down_ns = self.link.last_down.map_or(0, mono_ns);
+        self.c.last_link_up_ns = self.link.last_up.map_or(0, mono_ns);
+        let (rx_us, rx_end) = Across::done(&self.link.rx_across).map_or((0, 0), |(us, end)| (us, mono_ns(end)));
+        (self.c.link_rx_gap_us, self.c.link_rx_gap_end_ns) = (rx_us, rx_end);
+        if let Some(f) = &self.flows {
+            self.c.sink_flows_seen = Some(f.count);
+            self.c.sink_flows_total = Some(f.total());
+            self.c.sink_flows_all_ns = Some(f.all_at.map_or(0, mono_ns));
+        }
+        &self.c
+    }
+
+    /// `reset-gap`: a new observation of the gaps, the pacing lag and the flows.
+    fn reset_gap(&mut self) {
+        let now = Instant::now();
+        self.rx_gap.reset(now);
+        self.tx_gap.reset(now);
+        self.pace_lag = Duration::ZERO;
+        if let Some(f) = self.flows.as_mut() {
+            f.reset();
+        }
     }
 
     /// Receives what is waiting on every RX queue (of both ports with a sink). Every
@@ -224,7 +549,7 @@ impl Guest {
         self.polls += 1;
         if self.polls >= LINK_POLLS {
             self.polls = 0;
-            let _ = self.link_up();
+            self.watch_link();
         }
         let mut pkts = [std::ptr::null_mut::<dpdk_sys::rte_mbuf>(); BURST];
         let mut total = 0;
@@ -250,7 +575,9 @@ impl Guest {
             }
             total += n;
         }
+        let mut watched = total;
         if let Some(sink) = &self.sink {
+            watched = 0;
             for q in 0..self.queues {
                 // SAFETY: as above, for the sink port.
                 let n = usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(sink.id, q, pkts.as_mut_ptr(), BURST as u16) });
@@ -260,9 +587,34 @@ impl Guest {
                 let bytes: u64 = pkts[..n].iter().map(|&m| u64::from(pkt_len(m))).sum();
                 *self.c.sink_received.get_or_insert(0) += n as u64;
                 *self.c.sink_received_bytes.get_or_insert(0) += bytes;
+                if let Some(f) = self.flows.as_mut() {
+                    for &m in &pkts[..n] {
+                        f.saw(first_segment(m));
+                    }
+                }
                 // SAFETY: the n mbufs were received by us and are freed once.
                 unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr(), n as u32) };
                 total += n;
+                watched += n;
+            }
+        }
+        if watched > 0 {
+            let now = Instant::now();
+            self.rx_gap.mark(now);
+            Across::event(&mut self.link.rx_across, now);
+            // Traffic through the vRouter: both ports are connected again; read them next.
+            for p in self.link.ports.iter_mut().filter(|p| !p.up) {
+                p.read_at = None;
+            }
+        }
+        if self.link.pending_down {
+            // What the vRouter that went away had put in the sink's ring is taken (above):
+            // from here on, what arrives comes through the next one.
+            self.link.pending_down = false;
+            let down = self.link.last_down.unwrap_or_else(Instant::now);
+            self.link.rx_across = Some(Across::from(self.rx_gap.last, down));
+            if let Some(f) = self.flows.as_mut() {
+                f.reset();
             }
         }
         Ok(total)
@@ -271,7 +623,8 @@ impl Guest {
     /// The benchmark generator (`--blast`): sends `plan`'s frames round after round until
     /// `end` (or a stop; `None`: until a stop), a burst of at most [`BURST`] per TX queue in turn, polling RX after
     /// every burst. A burst a queue does not take in full keeps its rest for the next turn.
-    fn blast(&mut self, plan: &BlastPlan, end: Option<Instant>) -> Result<()> {
+    /// Commands that arrive meanwhile are served every 64 rounds (`stats`, `reset-gap`, `quit`).
+    fn blast(&mut self, plan: &BlastPlan, end: Option<Instant>, cmds: &mpsc::Receiver<String>) -> Result<()> {
         let nq = plan.queues.len();
         let mut ready: Vec<([*mut dpdk_sys::rte_mbuf; BURST], [u16; BURST], usize, usize)> =
             vec![([std::ptr::null_mut(); BURST], [0; BURST], 0, 0); nq];
@@ -323,8 +676,11 @@ impl Guest {
                 self.poll_rx()?;
             }
             iter = iter.wrapping_add(1);
-            if iter.is_multiple_of(64) && (end.is_some_and(|e| Instant::now() >= e) || STOP.load(Ordering::Relaxed)) {
-                break 'outer;
+            if iter.is_multiple_of(64) {
+                if end.is_some_and(|e| Instant::now() >= e) || STOP.load(Ordering::Relaxed) {
+                    break 'outer;
+                }
+                let _ = self.commands_while_sending(cmds, false);
             }
         }
         // Mbufs prepared but never taken go back to the pool.
@@ -338,6 +694,161 @@ impl Guest {
             self.c.send_seconds = t.elapsed().as_secs_f64();
         }
         Ok(())
+    }
+
+    /// The steady offered load of `--blast --rate`: from a fixed schedule of `rate` frames per
+    /// second, the frames due are offered in bursts of at most [`BURST`] (the queues in turn);
+    /// those a queue does not take are dropped (`tx_dropped`), so the load does not change
+    /// when the other side goes away and comes back. RX is polled after every burst; with
+    /// nothing due and nothing received the guest sleeps `sleep_us`. The link and the
+    /// commands are read every millisecond. Until `end` or a stop; `pause` and `resume` hold
+    /// and restart the schedule.
+    fn paced(
+        &mut self,
+        plan: &BlastPlan,
+        rate: u64,
+        end: Option<Instant>,
+        cmds: &mpsc::Receiver<String>,
+        sleep_us: u64,
+    ) -> Result<()> {
+        let queues: Vec<usize> = (0..plan.queues.len()).filter(|&q| !plan.queues[q].spans.is_empty()).collect();
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let mut cursor = vec![0usize; plan.queues.len()];
+        let mut turn = 0;
+        let mut pkts = [std::ptr::null_mut::<dpdk_sys::rte_mbuf>(); BURST];
+        let mut lens = [0u16; BURST];
+        let mut base = Instant::now();
+        let mut done: u64 = 0;
+        let mut paused = false;
+        let mut last_ms = base;
+        let ns_per_frame = 1e9 / rate as f64;
+        self.first_tx.get_or_insert(base);
+        loop {
+            let now = Instant::now();
+            let mut worked = 0;
+            if !paused {
+                let due = (now.saturating_duration_since(base).as_nanos() * u128::from(rate) / 1_000_000_000) as u64;
+                let behind = due.saturating_sub(done);
+                let lag = Duration::from_nanos((behind as f64 * ns_per_frame) as u64);
+                if lag > self.pace_lag {
+                    self.pace_lag = lag;
+                }
+                let want = behind.min(BURST as u64) as usize;
+                if want > 0 {
+                    let q = queues[turn];
+                    turn = (turn + 1) % queues.len();
+                    let lst = &plan.queues[q];
+                    // SAFETY: the pool is live; `pkts` has room for BURST pointers.
+                    let sent = if unsafe {
+                        dpdk_sys::rte_pktmbuf_alloc_bulk(self.pool.as_ptr(), pkts.as_mut_ptr(), want as u32)
+                    } != 0
+                    {
+                        // Every mbuf is in flight: these frames are dropped like the refused.
+                        0
+                    } else {
+                        for i in 0..want {
+                            let (start, len) = lst.spans[cursor[q]];
+                            cursor[q] = (cursor[q] + 1) % lst.spans.len();
+                            let frame = &lst.arena[start as usize..start as usize + usize::from(len)];
+                            // SAFETY: a fresh mbuf of the pool (2048-byte data room; frames are at
+                            // most pcap::MAX_FRAME); the copy stays within its buffer.
+                            unsafe {
+                                let mb = &mut *pkts[i];
+                                let dst = (mb.buf_addr as *mut u8).add(usize::from(mb.data_off));
+                                std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+                                mb.data_len = len;
+                                mb.pkt_len = u32::from(len);
+                            }
+                            lens[i] = len;
+                        }
+                        // SAFETY: pkts[..want] are ours; the driver takes ownership of those it returns.
+                        let sent = usize::from(unsafe {
+                            dpdk_sys::rte_eth_tx_burst(self.port.id, q as u16, pkts.as_mut_ptr(), want as u16)
+                        });
+                        if sent < want {
+                            // SAFETY: the frames the queue did not take are still ours.
+                            unsafe {
+                                dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().add(sent), (want - sent) as u32)
+                            };
+                        }
+                        self.c.sent_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
+                        sent
+                    };
+                    self.c.offered += want as u64;
+                    self.c.sent += sent as u64;
+                    self.c.sent_per_queue[q] += sent as u64;
+                    self.c.tx_dropped += (want - sent) as u64;
+                    if sent > 0 {
+                        self.tx_gap.mark(now);
+                    }
+                    done += want as u64;
+                    worked += want;
+                }
+            }
+            worked += self.poll_rx()?;
+            // Every millisecond: the link, the end, the commands.
+            if now.saturating_duration_since(last_ms) >= Duration::from_millis(1) {
+                last_ms = now;
+                self.watch_link();
+                if end.is_some_and(|e| now >= e) || STOP.load(Ordering::Relaxed) {
+                    break;
+                }
+                match self.commands_while_sending(cmds, true) {
+                    Some(true) => paused = true,
+                    Some(false) if paused => {
+                        // A new schedule from now: the pause is not made up for.
+                        paused = false;
+                        (base, done) = (Instant::now(), 0);
+                    }
+                    _ => {}
+                }
+            }
+            if worked == 0 && sleep_us > 0 {
+                std::thread::sleep(Duration::from_micros(sleep_us));
+            }
+        }
+        if let Some(t) = self.first_tx {
+            self.c.send_seconds = t.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+
+    /// Serves the commands that arrived while `--blast` sends: `stats`, `reset-gap`, `quit`,
+    /// and when `paced`, `pause` (returns `Some(true)`) and `resume` (`Some(false)`).
+    fn commands_while_sending(&mut self, cmds: &mpsc::Receiver<String>, paced: bool) -> Option<bool> {
+        let mut pause = None;
+        while let Ok(line) = cmds.try_recv() {
+            match parse_command(&line) {
+                Ok(Command::Stats) => say("stats", self.link.up, self.counters()),
+                Ok(Command::ResetGap) => {
+                    self.reset_gap();
+                    say("reset", self.link.up, self.counters());
+                }
+                Ok(Command::ResetFlows) => {
+                    if let Some(f) = self.flows.as_mut() {
+                        f.reset();
+                    }
+                    say("reset", self.link.up, self.counters());
+                }
+                Ok(Command::Pause) if paced => {
+                    pause = Some(true);
+                    say("paused", self.link.up, self.counters());
+                }
+                Ok(Command::Resume) if paced => {
+                    pause = Some(false);
+                    say("resumed", self.link.up, self.counters());
+                }
+                Ok(Command::Quit) => STOP.store(true, Ordering::Relaxed),
+                Ok(_) => say_error(&format!(
+                    "{:?}: not while sending (stats, reset-gap, reset-flows, quit; pause, resume with --rate)",
+                    line.trim()
+                )),
+                Err(e) => say_error(&format!("{e:#}")),
+            }
+        }
+        pause
     }
 
     /// Sends `frames` on their queues (keeping RX drained meanwhile), at most `rate` per second.
@@ -437,6 +948,16 @@ fn port_link_up(port: &Port) -> bool {
     ret == 0 && link.link_status() != 0
 }
 
+/// The first segment's bytes of a received packet (the headers).
+fn first_segment<'a>(m: *mut dpdk_sys::rte_mbuf) -> &'a [u8] {
+    // SAFETY: `m` is a packet we received and still own (the caller uses the slice before
+    // freeing it); its first segment's data lies at buf_addr + data_off for data_len bytes.
+    unsafe {
+        let s = &*m;
+        std::slice::from_raw_parts((s.buf_addr as *const u8).add(usize::from(s.data_off)), usize::from(s.data_len))
+    }
+}
+
 /// The length of a received packet.
 fn pkt_len(m: *mut dpdk_sys::rte_mbuf) -> u32 {
     // SAFETY: `m` is a packet we received and still own.
@@ -518,6 +1039,10 @@ enum Command {
     Send { pcap: PathBuf, queue: Option<TxQueue>, repeat: u64 },
     WaitRx { frames: u64, timeout: Duration },
     Stats,
+    ResetGap,
+    ResetFlows,
+    Pause,
+    Resume,
     Flush,
     Quit,
 }
@@ -542,9 +1067,15 @@ fn parse_command(line: &str) -> Result<Command> {
             Ok(Command::WaitRx { frames: num(1, "frame count")?, timeout: Duration::from_millis(num(2, "timeout")?) })
         }
         Some("stats") => Ok(Command::Stats),
+        Some("reset-gap") => Ok(Command::ResetGap),
+        Some("reset-flows") => Ok(Command::ResetFlows),
+        Some("pause") => Ok(Command::Pause),
+        Some("resume") => Ok(Command::Resume),
         Some("flush") => Ok(Command::Flush),
         Some("quit") => Ok(Command::Quit),
-        Some(w) => bail!("unknown command {w:?} (send, wait-rx, stats, flush, quit)"),
+        Some(w) => {
+            bail!("unknown command {w:?} (send, wait-rx, stats, reset-gap, reset-flows, pause, resume, flush, quit)")
+        }
         None => bail!("empty command"),
     }
 }
@@ -621,9 +1152,6 @@ fn run(cli: Cli) -> Result<()> {
             bail!("{flag}: {} contains a comma or a space, which DPDK device arguments cannot carry", sock.display());
         }
     }
-    if cli.blast && cli.rate != 0 {
-        bail!("--blast sends without pacing: leave --rate at 0");
-    }
     let to_send = match &cli.send {
         Some(p) => Some(pcap::read(p).context("--send")?),
         None => None,
@@ -681,17 +1209,25 @@ fn run(cli: Cli) -> Result<()> {
         },
         first_tx: None,
         polls: 0,
+        rx_gap: GapWatch::default(),
+        tx_gap: GapWatch::default(),
+        pace_lag: Duration::ZERO,
+        link: LinkWatch::default(),
+        flows: match (&to_send, cli.sink_flows) {
+            (Some(frames), true) => Some(FlowCoverage::new(frames)),
+            _ => None,
+        },
     };
 
     let up_by = Instant::now() + Duration::from_secs_f64(cli.wait_link);
-    while !g.link_up() {
+    while !g.watch_link() {
         if Instant::now() >= up_by || STOP.load(Ordering::Relaxed) {
             bail!("--wait-link: the link of {} did not come up within {} s", cli.socket.display(), cli.wait_link);
         }
         g.poll_rx()?;
         std::thread::sleep(Duration::from_millis(1));
     }
-    say("ready", true, &g.c);
+    say("ready", true, g.counters());
 
     // Commands come from a reader thread so polling never waits on stdin.
     let (tx, rx) = mpsc::channel::<String>();
@@ -721,7 +1257,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             idle.after_poll(got);
         }
-        say("going", g.link_up(), &g.c);
+        say("going", g.watch_link(), g.counters());
     }
 
     if let (true, Some(frames)) = (cli.blast, &to_send) {
@@ -729,9 +1265,13 @@ fn run(cli: Cli) -> Result<()> {
         // Without --duration: until SIGINT or SIGTERM (--repeat does not apply).
         let end = cli.duration.map(|secs| Instant::now() + Duration::from_secs_f64(secs));
         if !STOP.load(Ordering::Relaxed) {
-            g.blast(&plan, end)?;
+            if cli.rate > 0 {
+                g.paced(&plan, cli.rate, end, &rx, cli.idle_sleep_us)?;
+            } else {
+                g.blast(&plan, end, &rx)?;
+            }
         }
-        say("sent", g.link_up(), &g.c);
+        say("sent", g.watch_link(), g.counters());
         if cli.exit_after_send {
             let end = Instant::now() + Duration::from_millis(cli.linger_ms);
             while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
@@ -753,7 +1293,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        say("sent", g.link_up(), &g.c);
+        say("sent", g.watch_link(), g.counters());
         if cli.exit_after_send {
             let end = Instant::now() + Duration::from_millis(cli.linger_ms);
             while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
@@ -769,7 +1309,7 @@ fn run(cli: Cli) -> Result<()> {
         let got = g.poll_rx()?;
         if let Some((n, by)) = waiting {
             if g.c.received >= n || Instant::now() >= by {
-                say("rx", g.link_up(), &g.c);
+                say("rx", g.watch_link(), g.counters());
                 waiting = None;
             }
         }
@@ -780,17 +1320,30 @@ fn run(cli: Cli) -> Result<()> {
                         for _ in 0..repeat {
                             g.send(&frames, queue.unwrap_or(cli.tx_queue), cli.rate)?;
                         }
-                        say("sent", g.link_up(), &g.c);
+                        say("sent", g.watch_link(), g.counters());
                     }
                     Err(e) => say_error(&format!("{e:#}")),
                 },
                 Ok(Command::WaitRx { frames, timeout }) => waiting = Some((frames, Instant::now() + timeout)),
-                Ok(Command::Stats) => say("stats", g.link_up(), &g.c),
+                Ok(Command::Stats) => say("stats", g.watch_link(), g.counters()),
+                Ok(Command::ResetGap) => {
+                    g.reset_gap();
+                    say("reset", g.watch_link(), g.counters());
+                }
+                Ok(Command::ResetFlows) => {
+                    if let Some(f) = g.flows.as_mut() {
+                        f.reset();
+                    }
+                    say("reset", g.watch_link(), g.counters());
+                }
+                Ok(Command::Pause | Command::Resume) => {
+                    say_error("pause, resume: only while sending with --blast --rate")
+                }
                 Ok(Command::Flush) => {
                     if let Some(w) = g.record.as_mut() {
                         w.flush()?;
                     }
-                    say("flushed", g.link_up(), &g.c);
+                    say("flushed", g.watch_link(), g.counters());
                 }
                 Ok(Command::Quit) => STOP.store(true, Ordering::Relaxed),
                 Err(e) => say_error(&format!("{e:#}")),
@@ -803,7 +1356,7 @@ fn run(cli: Cli) -> Result<()> {
         w.flush()?;
     }
     let up = g.link_up();
-    say("exit", up, &g.c);
+    say("exit", up, g.counters());
     let _ = g.port.stop();
     let _ = g.port.close();
     if let Some(s) = &g.sink {
@@ -874,6 +1427,96 @@ mod tests {
         assert!(parse_command("send /a x").unwrap_err().to_string().contains("queue \"x\" is neither"));
         assert!(parse_command("wait-rx 10").unwrap_err().to_string().contains("timeout is missing"));
         assert!(parse_command("jump").unwrap_err().to_string().contains("unknown command \"jump\""));
+        assert_eq!(parse_command("reset-gap").unwrap(), Command::ResetGap);
+        assert_eq!(parse_command("reset-flows").unwrap(), Command::ResetFlows);
+        assert_eq!(parse_command(" pause ").unwrap(), Command::Pause);
+        assert_eq!(parse_command("resume").unwrap(), Command::Resume);
+    }
+
+    fn udp(src: [u8; 4], sport: u16, vlan: bool) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        if vlan {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        }
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[10, 128, 0, 1]);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&[0, 53, 0, 8, 0, 0]);
+        f.resize(f.len().max(60), 0);
+        f
+    }
+
+    #[test]
+    fn flow_keys_and_coverage() {
+        let a = udp([10, 0, 0, 1], 10000, false);
+        let k = flow_key(&a).unwrap();
+        assert_eq!(k, [10, 0, 0, 1, 10, 128, 0, 1, 17, 0x27, 0x10, 0, 53]);
+        assert_eq!(flow_key(&udp([10, 0, 0, 1], 10000, true)), Some(k), "behind a VLAN tag");
+        let mut frag = a.clone();
+        frag[20] = 0x00;
+        frag[21] = 0x10;
+        assert_eq!(flow_key(&frag).unwrap()[9..], [0, 0, 0, 0], "a non-first fragment has no ports");
+        let mut arp = a.clone();
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert!(flow_key(&arp).is_none());
+        assert!(flow_key(&a[..30]).is_none(), "truncated");
+
+        // Three flows, one of them twice in the file.
+        let frames = vec![a.clone(), udp([10, 0, 0, 2], 10000, false), a.clone(), udp([10, 0, 0, 1], 10001, false)];
+        let mut c = FlowCoverage::new(&frames);
+        assert_eq!(c.total(), 3);
+        c.saw(&a);
+        c.saw(&a);
+        c.saw(&udp([10, 9, 9, 9], 1, false));
+        assert_eq!((c.count, c.all_at.is_some()), (1, false), "one flow of the file, counted once");
+        c.saw(&frames[1]);
+        c.saw(&frames[3]);
+        assert_eq!((c.count, c.all_at.is_some()), (3, true));
+        c.reset();
+        assert_eq!((c.count, c.all_at), (0, None));
+        c.saw(&frames[3]);
+        assert_eq!(c.count, 1);
+    }
+
+    #[test]
+    fn gaps_across_a_link_down() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut a = Some(Across::from(Some(ms(10)), ms(12)));
+        assert!(Across::done(&a).is_none(), "open until the next event");
+        Across::event(&mut a, ms(50));
+        Across::event(&mut a, ms(51));
+        assert_eq!(Across::done(&a), Some((40_000, ms(50))));
+        // Nothing before the down: from the down.
+        let mut b = Some(Across::from(None, ms(12)));
+        Across::event(&mut b, ms(20));
+        assert_eq!(Across::done(&b).map(|(us, _)| us), Some(8_000));
+        let mut none = None;
+        Across::event(&mut none, ms(1));
+        assert!(Across::done(&none).is_none());
+    }
+
+    #[test]
+    fn gaps_are_the_longest_between_events_since_the_reset() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut g = GapWatch::default();
+        g.reset(t);
+        assert_eq!(g.last, None, "no event yet: nothing to measure from");
+        g.mark(ms(1));
+        g.mark(ms(3));
+        g.mark(ms(10));
+        g.mark(ms(11));
+        assert_eq!((g.max, g.max_end), (Duration::from_millis(7), Some(ms(10))));
+        // A reset in a gap counts it from the reset.
+        g.reset(ms(20));
+        g.mark(ms(25));
+        assert_eq!((g.max, g.max_end), (Duration::from_millis(5), Some(ms(25))));
+        let now = Instant::now();
+        let mono = mono_ns(now);
+        assert!(mono > 0 && mono_ns(now - Duration::from_millis(5)) + 4_000_000 < mono);
     }
 
     #[test]
