@@ -36,7 +36,7 @@ use std::sync::Arc;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The database.
+    /// The store (its read side).
     pub store: Store,
     /// Counters.
     pub stats: Arc<Stats>,
@@ -121,7 +121,7 @@ async fn uve_list(
     let singular = ty.strip_suffix('s').unwrap_or(&ty).to_owned();
     let table = uve_table_of(&singular).ok_or_else(|| unknown_type(&ty))?;
     let base = base_url(&headers);
-    let names = blocking(move || Ok(st.store.reader()?.uve_names(table)?)).await?;
+    let names = blocking(move || Ok(st.store.uve_names(table)?)).await?;
     Ok(Json(Value::Array(
         names
             .into_iter()
@@ -191,7 +191,7 @@ async fn uve_get(
     }
     let flat = wants_flat(q.as_deref())?;
     blocking(move || {
-        let reader = st.store.reader()?;
+        let reader = &st.store;
         if let Some(prefix) = name.strip_suffix('*') {
             let mut out = Vec::new();
             for n in reader.uve_names(table)?.into_iter().filter(|n| n.starts_with(prefix)) {
@@ -222,8 +222,7 @@ async fn query_post(State(st): State<ApiState>, body: Bytes) -> Result<Json<Valu
                 data_start_us: now.saturating_sub(st.retention_us),
                 max_rows: st.query_max_rows,
             };
-            let reader = st.store.reader()?;
-            query::run(&reader, &req, &ctx)
+            query::run(&*st.store, &req, &ctx)
         };
         run().map_err(|e| {
             let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -334,7 +333,7 @@ async fn trace_list(
     };
     let (start, end, request) = trace_params(q.as_deref(), now_us())?;
     let v = blocking(move || {
-        let reader = st.store.reader()?;
+        let reader = &st.store;
         let rows = reader.trace_rows(start, end, request.as_deref(), caller.project(), st.query_max_rows)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -359,7 +358,7 @@ async fn trace_get(
     };
     let n = crate::trace::parse_id(&id).ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
     let v = blocking(move || {
-        let reader = st.store.reader()?;
+        let reader = &st.store;
         let not_found = || ApiError(StatusCode::NOT_FOUND, format!("id: no trace {}", crate::trace::format_id(n)));
         // Another project's trace is answered exactly like an unknown one.
         let row = match reader.trace_row(n)? {

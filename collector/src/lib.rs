@@ -3,7 +3,8 @@
 //!
 //! * [`time`]: `start_time`/`end_time` expressions and query windows.
 //! * [`model`]: what is ingested (generator identity, flow samples, UVE updates).
-//! * [`store`]: the SQLite storage (WAL), its single writer and pooled readers.
+//! * [`store`]: the storage interface (read side [`store::Backend`], write side
+//!   [`ingest::StoreWriter`]) and its backends: SQLite (WAL, one writer, pooled readers).
 //! * [`ingest`]: the bounded channel between Sandesh sessions and the writer thread.
 //! * [`query`]: the `POST /analytics/query` engine (FlowRecordTable, FlowSeriesTable).
 //! * [`uve`]: UVE JSON, raw and `?flat`.

@@ -108,7 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "sandesh_listen": c.sandesh_addr.to_string(),
                 "http_listen": c.http_addr.to_string(),
                 "data_dir": cfg.data_dir.display().to_string(),
-                "database": c.store.path().display().to_string(),
+                "database": c.store.location(),
             })
             .to_string()
         } else {
@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "collector: Sandesh on {}, REST API on http://{}, database {}",
                 c.sandesh_addr,
                 c.http_addr,
-                c.store.path().display()
+                c.store.location()
             )
         };
         // A closed stdout is not an error: the collector keeps running.

@@ -1,8 +1,14 @@
 //! The query engine of `POST /analytics/query` for `FlowRecordTable` and `FlowSeriesTable`.
 //!
 //! A request ([`QueryRequest`], parsed from JSON by [`QueryRequest::from_json`]) is validated
-//! against the table's columns and compiled into one parameterised SQL statement (column
-//! names come only from the fixed tables below, every value is a bound parameter):
+//! against the table's columns and compiled into one SQL statement in the [`Dialect`] of the
+//! backend in use ([`crate::store::Backend::dialect`]; column names come only from the fixed
+//! tables below, every value is bound by the dialect: a parameter for SQLite, an escaped
+//! literal for ClickHouse), which the backend runs ([`crate::store::Backend::fetch`]). The
+//! dialect supplies what differs: where a table's rows come from (SQLite keeps one row per
+//! flow, other backends may aggregate a flow's rows first), `T=` buckets, `SUM`, the string
+//! operators and the sort order of missing values (first ascending, last descending, as
+//! SQLite sorts them):
 //!
 //! * `start_time`/`end_time`: µs since the epoch (JSON number or digit string) or `now`,
 //!   `now-10m`, ... ([`crate::time`]); an end before the start is an error, the window is
@@ -26,12 +32,9 @@
 //! request 400, a table this collector does not have 410 (ENOENT), a result larger than the
 //! configured row bound 403 (ENOBUFS).
 
-use crate::store::{Reader, StoreError};
+use crate::store::{Backend, StoreError};
 use crate::time::{resolve_query_window, TimeError};
 use regex::Regex;
-use rusqlite::functions::FunctionFlags;
-use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -155,12 +158,6 @@ impl Table {
         match self {
             Table::FlowRecord => FLOW_RECORD_COLUMNS,
             Table::FlowSeries => FLOW_SERIES_COLUMNS,
-        }
-    }
-    fn sql_table(self) -> &'static str {
-        match self {
-            Table::FlowRecord => "flow_record",
-            Table::FlowSeries => "flow_series",
         }
     }
     /// Column by API name.
@@ -484,14 +481,11 @@ enum Sel {
 }
 
 impl Sel {
-    fn sql(&self) -> String {
+    fn sql(&self, d: &dyn Dialect) -> String {
         match self {
             Sel::Col(c) => c.sql.to_owned(),
-            Sel::TBucket(g) => {
-                let us = g * 1_000_000;
-                format!("((T / {us}) * {us})")
-            }
-            Sel::Sum(c) => format!("SUM({})", c.sql),
+            Sel::TBucket(g) => d.t_bucket(g * 1_000_000),
+            Sel::Sum(c) => d.sum(c.sql),
         }
     }
     fn kind(&self) -> ColKind {
@@ -545,21 +539,64 @@ fn str_operand(v: &Value, ctx: &str) -> Result<String, QueryError> {
     }
 }
 
-fn operand(kind: ColKind, v: &Value, ctx: &str) -> Result<SqlValue, QueryError> {
+fn operand(kind: ColKind, v: &Value, ctx: &str) -> Result<Param, QueryError> {
     Ok(match kind {
-        ColKind::Int => SqlValue::Integer(int_operand(v, ctx)?),
-        ColKind::Str => SqlValue::Text(str_operand(v, ctx)?),
+        ColKind::Int => Param::Int(int_operand(v, ctx)?),
+        ColKind::Str => Param::Text(str_operand(v, ctx)?),
     })
 }
 
-/// Compiles one condition on SQL expression `expr` of kind `kind` into SQL with `?` params.
+/// A value in a compiled statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Text(String),
+}
+
+/// What the SQL of one backend needs from the engine: how values are bound and how the
+/// expressions that differ between SQL dialects are written. Column names and operators
+/// common to both (`=`, `<>`, `<=`, `IS NULL`, `AND`, `OR`, `NOT`, `GROUP BY`, `HAVING`,
+/// `LIMIT`) are the engine's.
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// A value in the statement: a placeholder (the value appended to `params`) or a literal.
+    fn bind(&self, v: Param, params: &mut Vec<Param>) -> String;
+    /// Where the rows of `table` come from and the condition that keeps those in the window
+    /// [`start_us`, `end_us`] (a flow whose life overlaps it; a series row whose `T` lies in
+    /// it): `(FROM operand, WHERE condition)`. `columns` are those the statement uses: each
+    /// must be a column of the operand under its [`Column::sql`] name.
+    fn source(
+        &self,
+        table: Table,
+        start_us: i64,
+        end_us: i64,
+        columns: &[&'static Column],
+        params: &mut Vec<Param>,
+    ) -> (String, String);
+    /// `T` rounded down to a multiple of `granularity_us`.
+    fn t_bucket(&self, granularity_us: u64) -> String;
+    /// The sum of `expr` over a group; null over no rows.
+    fn sum(&self, expr: &str) -> String;
+    /// `expr` starts with `prefix` (false for null).
+    fn prefix(&self, expr: &str, prefix: &str, params: &mut Vec<Param>) -> String;
+    /// `expr` contains `needle` (false for null).
+    fn contains(&self, expr: &str, needle: &str, params: &mut Vec<Param>) -> String;
+    /// `expr` matches the regular expression `pattern` somewhere (false for null).
+    fn regex(&self, expr: &str, pattern: &str, params: &mut Vec<Param>) -> String;
+    /// An `ORDER BY` key: missing values first ascending, last descending.
+    fn order_key(&self, expr: &str, descending: bool) -> String;
+}
+
+/// Compiles one condition on SQL expression `expr` of kind `kind`.
 fn compile_match(
     m: &Match,
     expr: &str,
     kind: ColKind,
     ctx: &str,
     allow_regex: bool,
-    params: &mut Vec<SqlValue>,
+    d: &dyn Dialect,
+    params: &mut Vec<Param>,
 ) -> Result<String, QueryError> {
     let v = || operand(kind, &m.value, &format!("{ctx}.value"));
     let v2 = || operand(kind, m.value2.as_ref().expect("checked at parse"), &format!("{ctx}.value2"));
@@ -572,39 +609,34 @@ fn compile_match(
     };
     Ok(match m.op {
         MatchOp::Equal => {
-            params.push(v()?);
-            format!("{expr} = ?")
+            let x = d.bind(v()?, params);
+            format!("{expr} = {x}")
         }
         MatchOp::NotEqual => {
-            params.push(v()?);
-            format!("({expr} IS NULL OR {expr} <> ?)")
+            let x = d.bind(v()?, params);
+            format!("({expr} IS NULL OR {expr} <> {x})")
         }
         MatchOp::InRange => {
-            params.push(v()?);
-            params.push(v2()?);
-            format!("({expr} >= ? AND {expr} <= ?)")
+            let (a, b) = (v()?, v2()?);
+            let (a, b) = (d.bind(a, params), d.bind(b, params));
+            format!("({expr} >= {a} AND {expr} <= {b})")
         }
         MatchOp::NotInRange => {
-            params.push(v()?);
-            params.push(v2()?);
-            format!("NOT ({expr} >= ? AND {expr} <= ?)")
+            let (a, b) = (v()?, v2()?);
+            let (a, b) = (d.bind(a, params), d.bind(b, params));
+            format!("NOT ({expr} >= {a} AND {expr} <= {b})")
         }
         MatchOp::Leq => {
-            params.push(v()?);
-            format!("{expr} <= ?")
+            let x = d.bind(v()?, params);
+            format!("{expr} <= {x}")
         }
         MatchOp::Geq => {
-            params.push(v()?);
-            format!("{expr} >= ?")
+            let x = d.bind(v()?, params);
+            format!("{expr} >= {x}")
         }
         MatchOp::Prefix => {
             text_only("PREFIX (7)")?;
-            let p = str_operand(&m.value, &format!("{ctx}.value"))?;
-            // Character length: substr counts characters of TEXT values.
-            let n = p.chars().count() as i64;
-            params.push(SqlValue::Integer(n));
-            params.push(SqlValue::Text(p));
-            format!("substr({expr}, 1, ?) = ?")
+            d.prefix(expr, &str_operand(&m.value, &format!("{ctx}.value"))?, params)
         }
         MatchOp::RegexMatch => {
             if !allow_regex {
@@ -613,31 +645,12 @@ fn compile_match(
             text_only("REGEX_MATCH (8)")?;
             let p = str_operand(&m.value, &format!("{ctx}.value"))?;
             Regex::new(&p).map_err(|e| bad(format!("{ctx}.value: invalid regular expression: {e}")))?;
-            params.push(SqlValue::Text(p));
-            format!("regexp(?, {expr})")
+            d.regex(expr, &p, params)
         }
         MatchOp::Contains => {
             text_only("CONTAINS (9)")?;
-            params.push(SqlValue::Text(str_operand(&m.value, &format!("{ctx}.value"))?));
-            format!("instr({expr}, ?) > 0")
+            d.contains(expr, &str_operand(&m.value, &format!("{ctx}.value"))?, params)
         }
-    })
-}
-
-/// Registers the SQL functions queries use (`regexp`) on a connection.
-pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function("regexp", 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
-        let re = ctx.get_or_create_aux(0, |vr| -> Result<Regex, Box<dyn std::error::Error + Send + Sync>> {
-            Ok(Regex::new(vr.as_str()?)?)
-        })?;
-        Ok(match ctx.get_raw(1) {
-            ValueRef::Text(t) => {
-                re.is_match(std::str::from_utf8(t).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?)
-            }
-            ValueRef::Null => false,
-            ValueRef::Integer(n) => re.is_match(&n.to_string()),
-            _ => false,
-        })
     })
 }
 
@@ -657,14 +670,14 @@ pub struct QueryContext {
 pub struct CompiledQuery {
     /// The SQL text.
     pub sql: String,
-    /// Bound parameters in order.
-    pub params: Vec<SqlValue>,
+    /// Bound parameters in order (none where the dialect writes literals).
+    pub params: Vec<Param>,
     /// Output field names in order.
     pub fields: Vec<String>,
 }
 
-/// Validates `req` and compiles it into SQL.
-pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, QueryError> {
+/// Validates `req` and compiles it into the SQL of dialect `d`.
+pub fn compile(req: &QueryRequest, ctx: &QueryContext, d: &dyn Dialect) -> Result<CompiledQuery, QueryError> {
     let table = Table::from_name(&req.table).ok_or_else(|| QueryError::UnknownTable(req.table.clone()))?;
     let map_time = |e: TimeError| bad(format!("{e}"));
     let start = crate::time::parse_time(&req.start_time, ctx.now_us)
@@ -686,38 +699,55 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
         sels.push(resolve_select(table, f)?);
     }
     let aggregated = sels.iter().any(|s| matches!(s, Sel::Sum(_)));
+    // The where clause is validated first: the source needs every column the statement uses.
+    let mut where_cols: Vec<Vec<&'static Column>> = Vec::new();
+    for (k, and) in req.where_.iter().enumerate() {
+        let mut cols = Vec::new();
+        for (j, m) in and.iter().enumerate() {
+            let col = table
+                .column(&m.name)
+                .ok_or_else(|| bad(format!("where[{k}][{j}].name: unknown field `{}` for {}", m.name, table.name())))?;
+            cols.push(col);
+        }
+        where_cols.push(cols);
+    }
+    let mut used: Vec<&'static Column> = Vec::new();
+    let mut use_col = |c: &'static Column| {
+        if !used.iter().any(|u| u.sql == c.sql) {
+            used.push(c);
+        }
+    };
+    for sel in &sels {
+        match sel {
+            Sel::Col(c) | Sel::Sum(c) => use_col(c),
+            Sel::TBucket(_) => use_col(table.column("T").expect("series tables have T")),
+        }
+    }
+    where_cols.iter().flatten().for_each(|c| use_col(c));
+    if req.dir.is_some() {
+        use_col(table.column("direction_ing").expect("flow tables have direction_ing"));
+    }
 
-    let mut params: Vec<SqlValue> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    let (from, window) = d.source(table, ws, we, &used, &mut params);
     let mut sql = String::from("SELECT ");
     for (k, sel) in sels.iter().enumerate() {
         if k > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("{} AS c{k}", sel.sql()));
+        sql.push_str(&format!("{} AS c{k}", sel.sql(d)));
     }
-    sql.push_str(&format!(" FROM {} WHERE ", table.sql_table()));
-    match table {
-        Table::FlowRecord => sql.push_str("first_seen <= ? AND last_seen >= ?"),
-        Table::FlowSeries => sql.push_str("T >= ? AND T <= ?"),
-    }
-    match table {
-        Table::FlowRecord => params.extend([SqlValue::Integer(we), SqlValue::Integer(ws)]),
-        Table::FlowSeries => params.extend([SqlValue::Integer(ws), SqlValue::Integer(we)]),
-    }
-    if let Some(d) = req.dir {
-        sql.push_str(" AND direction_ing = ?");
-        params.push(SqlValue::Integer(d));
+    sql.push_str(&format!(" FROM {from} WHERE {window}"));
+    if let Some(dir) = req.dir {
+        sql.push_str(&format!(" AND direction_ing = {}", d.bind(Param::Int(dir), &mut params)));
     }
     if !req.where_.is_empty() {
         let mut ors = Vec::new();
         for (k, and) in req.where_.iter().enumerate() {
             let mut terms = Vec::new();
             for (j, m) in and.iter().enumerate() {
-                let ctx = format!("where[{k}][{j}]");
-                let col = table
-                    .column(&m.name)
-                    .ok_or_else(|| bad(format!("{ctx}.name: unknown field `{}` for {}", m.name, table.name())))?;
-                terms.push(compile_match(m, col.sql, col.kind, &ctx, false, &mut params)?);
+                let col = where_cols[k][j];
+                terms.push(compile_match(m, col.sql, col.kind, &format!("where[{k}][{j}]"), false, d, &mut params)?);
             }
             ors.push(format!("({})", terms.join(" AND ")));
         }
@@ -736,7 +766,7 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
                     .position(|f| *f == m.name)
                     .ok_or_else(|| bad(format!("{ctx}.name: `{}` is not in select_fields", m.name)))?;
                 let expr = format!("c{pos}");
-                terms.push(compile_match(m, &expr, sels[pos].kind(), &ctx, true, &mut params)?);
+                terms.push(compile_match(m, &expr, sels[pos].kind(), &ctx, true, d, &mut params)?);
             }
             ors.push(format!("({})", terms.join(" AND ")));
         }
@@ -763,7 +793,7 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
                 .iter()
                 .position(|s| s == f)
                 .ok_or_else(|| bad(format!("sort_fields: `{f}` is not in select_fields")))?;
-            keys.push(format!("c{pos} {}", if req.descending { "DESC" } else { "ASC" }));
+            keys.push(d.order_key(&format!("c{pos}"), req.descending));
         }
         sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
     }
@@ -772,30 +802,18 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext) -> Result<CompiledQuery, 
     Ok(CompiledQuery { sql, params, fields: req.select_fields.clone() })
 }
 
-/// Runs a query and returns the `{"value": [...]}` body.
-pub fn run(reader: &Reader, req: &QueryRequest, ctx: &QueryContext) -> Result<Value, QueryError> {
-    let q = compile(req, ctx)?;
-    let conn = reader.conn();
-    let mut st = conn.prepare_cached(&q.sql).map_err(|e| reader.err(e))?;
-    let mut rows = st.query(rusqlite::params_from_iter(q.params.iter())).map_err(|e| reader.err(e))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(|e| reader.err(e))? {
-        if out.len() == ctx.max_rows && req.limit.is_none_or(|l| l > ctx.max_rows as u64) {
-            return Err(QueryError::TooLarge(ctx.max_rows));
-        }
-        let mut obj = Map::with_capacity(q.fields.len());
-        for (k, f) in q.fields.iter().enumerate() {
-            let v = match row.get_ref(k).map_err(|e| reader.err(e))? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::from(n),
-                ValueRef::Real(x) => Value::from(x),
-                ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(_) => Value::Null,
-            };
-            obj.insert(f.clone(), v);
-        }
-        out.push(Value::Object(obj));
+/// Compiles a query for `store`'s dialect, runs it there and returns the `{"value": [...]}`
+/// body.
+pub fn run(store: &dyn Backend, req: &QueryRequest, ctx: &QueryContext) -> Result<Value, QueryError> {
+    let q = compile(req, ctx, store.dialect())?;
+    let rows = store.fetch(&q)?;
+    if rows.len() > ctx.max_rows && req.limit.is_none_or(|l| l > ctx.max_rows as u64) {
+        return Err(QueryError::TooLarge(ctx.max_rows));
     }
+    let out = rows
+        .into_iter()
+        .map(|values| Value::Object(q.fields.iter().cloned().zip(values).collect::<Map<String, Value>>()))
+        .collect();
     let mut body = Map::new();
     body.insert("value".into(), Value::Array(out));
     Ok(Value::Object(body))
@@ -805,7 +823,7 @@ pub fn run(reader: &Reader, req: &QueryRequest, ctx: &QueryContext) -> Result<Va
 mod tests {
     use super::*;
     use crate::model::FlowRecordInput;
-    use crate::store::{Store, Writer};
+    use crate::store::{SqliteStore as Store, SqliteWriter as Writer};
     use serde_json::json;
 
     const NOW: u64 = 1_700_000_000_000_000;
@@ -844,7 +862,7 @@ mod tests {
 
     fn q(store: &Store, body: Value) -> Result<Vec<Value>, QueryError> {
         let req = QueryRequest::from_json(body.to_string().as_bytes())?;
-        let r = run(&store.reader().unwrap(), &req, &ctx())?;
+        let r = run(store, &req, &ctx())?;
         Ok(r["value"].as_array().unwrap().clone())
     }
 
@@ -1059,7 +1077,7 @@ mod tests {
     }
 
     fn err(store: &Store, body: &str) -> (u16, String) {
-        let r = QueryRequest::from_json(body.as_bytes()).and_then(|req| run(&store.reader().unwrap(), &req, &ctx()));
+        let r = QueryRequest::from_json(body.as_bytes()).and_then(|req| run(store, &req, &ctx()));
         let e = r.unwrap_err();
         (e.http_status(), e.to_string())
     }
@@ -1186,12 +1204,12 @@ mod tests {
         .unwrap();
         let small = QueryContext { max_rows: 10, ..ctx() };
         let req = QueryRequest::from_json(base("FlowRecordTable", &["UuidKey"]).to_string().as_bytes()).unwrap();
-        let e = run(&store.reader().unwrap(), &req, &small).unwrap_err();
+        let e = run(&store, &req, &small).unwrap_err();
         assert_eq!(e.http_status(), 403);
         let mut b = base("FlowRecordTable", &["UuidKey"]);
         b["limit"] = json!(10);
         let req = QueryRequest::from_json(b.to_string().as_bytes()).unwrap();
-        assert_eq!(run(&store.reader().unwrap(), &req, &small).unwrap()["value"].as_array().unwrap().len(), 10);
+        assert_eq!(run(&store, &req, &small).unwrap()["value"].as_array().unwrap().len(), 10);
     }
 
     #[test]
@@ -1202,6 +1220,6 @@ mod tests {
         // f1 last sample at t0+20 s, f2 at t0+25 s: a horizon between them keeps only f2.
         let (r, s) = w.purge_flows_before(t0 + 22 * SEC).unwrap();
         assert_eq!((r, s), (1, 5));
-        assert_eq!(store.reader().unwrap().flow_counts().unwrap(), (1, 1));
+        assert_eq!(Backend::flow_counts(&store).unwrap(), (1, 1));
     }
 }

@@ -43,7 +43,7 @@ pub struct Collector {
     pub http_addr: SocketAddr,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// The database.
+    /// The store (its read side).
     pub store: Store,
     /// The writer queue.
     pub ingest: IngestHandle,
@@ -64,7 +64,7 @@ fn default_hostname() -> String {
 impl Collector {
     /// Starts everything on the current tokio runtime.
     pub async fn start(cfg: &CollectorConfig) -> Result<Collector, StartError> {
-        let (store, mut writer) = Store::open(&cfg.data_dir)?;
+        let (store, mut writer) = crate::store::open(cfg)?;
         // No generator is connected yet: UVEs left from the previous run belong to sessions
         // that ended with it; each generator resynchronises its own when it connects.
         writer.clear_uves()?;

@@ -1,0 +1,302 @@
+//! Storage: the interface the collector writes to and queries through, and its backends.
+//!
+//! * [`sqlite`]: the embedded default, one SQLite file (WAL) behind one writer, for one
+//!   vRouter or a lab.
+//!
+//! Both sides of a backend are traits, so the rest of the collector never names one:
+//!
+//! * [`Backend`] is the read side, shared by the REST handlers ([`Store`] is a cheap clone of
+//!   an `Arc<dyn Backend>`): it names its SQL [`Dialect`], into which the query engine
+//!   ([`crate::query`]) compiles `POST /analytics/query`, and runs the compiled statement; it
+//!   answers the UVE and trace reads the API needs.
+//! * [`crate::ingest::StoreWriter`] is the write side, owned by the one writer thread: it
+//!   stores batches of ingested messages (flow samples, UVE updates, trace steps, removals)
+//!   in order.
+//!
+//! What a flow sample does to FlowRecordTable and FlowSeriesTable is the same on every
+//! backend and lives here, in [`merge_sample`]: a backend reads the flow's previous
+//! aggregates ([`FlowAggs`]), merges, and stores the new aggregates and the series row's
+//! diffs. The rules (cumulative counters, copies of stored samples) are documented on
+//! [`sqlite`], whose tables show them most directly.
+
+pub mod sqlite;
+
+use crate::model::{FlowRecordInput, UveField};
+use crate::query::{CompiledQuery, Dialect};
+use serde_json::Value;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use thiserror::Error;
+
+pub use sqlite::{SqliteReader, SqliteStore, SqliteWriter, SCHEMA_VERSION};
+
+/// Storage errors.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Creating the data directory failed.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// The database was written by another schema version.
+    #[error("database {path} has schema version {found}, this collector uses {SCHEMA_VERSION}")]
+    SchemaVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+    },
+    /// A stored UVE attribute could not be decoded.
+    #[error("corrupt UVE attribute {attr} in {path}: {message}")]
+    CorruptUve {
+        /// The database (file, or URL and database).
+        path: String,
+        /// The attribute.
+        attr: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Pseudo-attribute holding a UVE struct's timestamp.
+pub const TS_ATTR: &str = "__T";
+
+/// One trace: its request, project and time span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceRow {
+    /// The trace id.
+    pub trace_id: u64,
+    /// The request that started it, when a vRouter knew it.
+    pub request: Option<String>,
+    /// That request's project (none for an operator's request).
+    pub project: Option<String>,
+    /// Time of its first step (µs).
+    pub first_us: i64,
+    /// Time of its last step (µs).
+    pub last_us: i64,
+}
+
+/// One stored trace step.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredStep {
+    /// The vRouter that recorded it.
+    pub host: String,
+    /// Its trace region generation.
+    pub generation: u64,
+    /// Ring (lcore, or the agent's).
+    pub ring: u16,
+    /// Position in the ring.
+    pub seq: u64,
+    /// Recorded by the agent (its ring is the region's last).
+    pub agent: bool,
+    /// Packet number within the trace.
+    pub pkt: u32,
+    /// Wall-clock time on that vRouter (µs).
+    pub time_us: i64,
+    /// That vRouter's TSC.
+    pub tsc: u64,
+    /// Step kind.
+    pub step: String,
+    /// Rendered text.
+    pub detail: String,
+    /// Ingress or egress vif.
+    pub vif: Option<u16>,
+    /// Drop reason key.
+    pub drop_reason: Option<String>,
+    /// Flow index.
+    pub flow: Option<u32>,
+    /// Action.
+    pub action: Option<String>,
+    /// Deciding rule.
+    pub rule: Option<String>,
+    /// IP protocol (parse step).
+    pub protocol: Option<u16>,
+    /// Source port (parse step).
+    pub sport: Option<u16>,
+    /// Destination port (parse step).
+    pub dport: Option<u16>,
+    /// VRF (parse, route step).
+    pub vrf: Option<u32>,
+    /// Source address (addresses step).
+    pub src_ip: Option<String>,
+    /// Destination address (addresses step).
+    pub dst_ip: Option<String>,
+}
+
+/// One stored UVE attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAttr {
+    /// `source:node_type:module:instance_id` of the generator that sent it.
+    pub generator: String,
+    /// Struct type, e.g. `VMIStats`.
+    pub struct_type: String,
+    /// Attribute name (or [`TS_ATTR`]).
+    pub attr: String,
+    /// The field as received; `None` for [`TS_ATTR`].
+    pub field: Option<UveField>,
+    /// Timestamp (µs) of the update that last set it.
+    pub ts: i64,
+}
+
+/// The read side of a storage backend.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Where the data is, for logs and the startup line: the database file, or the
+    /// ClickHouse URL and database.
+    fn location(&self) -> String;
+    /// The SQL dialect the query engine compiles `POST /analytics/query` into.
+    fn dialect(&self) -> &'static dyn Dialect;
+    /// Runs a compiled query; each row is the list of its values in field order (integers
+    /// as numbers, text as strings, missing values as null).
+    fn fetch(&self, q: &CompiledQuery) -> Result<Vec<Vec<Value>>, StoreError>;
+    /// Distinct object names of a UVE table, sorted.
+    fn uve_names(&self, table: &str) -> Result<Vec<String>, StoreError>;
+    /// Every stored attribute of one UVE object, ordered by struct type, attribute,
+    /// generator.
+    fn uve_attrs(&self, table: &str, name: &str) -> Result<Vec<StoredAttr>, StoreError>;
+    /// Traces whose time span meets [`start_us`, `end_us`], optionally of one request and
+    /// (`project` = `Some`) of one project only, oldest first (then by id), at most `limit`.
+    fn trace_rows(
+        &self,
+        start_us: i64,
+        end_us: i64,
+        request: Option<&str>,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TraceRow>, StoreError>;
+    /// One trace, if stored.
+    fn trace_row(&self, trace_id: u64) -> Result<Option<TraceRow>, StoreError>;
+    /// Every stored step of a trace, each once, ordered by (vRouter, generation, ring,
+    /// position) (see [`crate::trace::order_steps`] for the API's order).
+    fn trace_steps(&self, trace_id: u64) -> Result<Vec<StoredStep>, StoreError>;
+    /// Number of flows in FlowRecordTable and of rows in FlowSeriesTable.
+    fn flow_counts(&self) -> Result<(u64, u64), StoreError>;
+}
+
+/// The store as the API handlers hold it: a shared handle on the backend in use.
+#[derive(Clone, Debug)]
+pub struct Store(Arc<dyn Backend>);
+
+impl Store {
+    /// Wraps a backend.
+    pub fn new(backend: impl Backend + 'static) -> Store {
+        Store(Arc::new(backend))
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+/// A flow's aggregates before or after a sample is merged.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlowAggs {
+    /// `agg-bytes`.
+    pub bytes: i64,
+    /// `agg-packets`.
+    pub packets: i64,
+    /// `agg-mir-bytes` (none until a sample carried it).
+    pub mir_bytes: Option<i64>,
+    /// `agg-mir-packets`.
+    pub mir_packets: Option<i64>,
+    /// `agg-sec-mir-bytes`.
+    pub sec_mir_bytes: Option<i64>,
+    /// `agg-sec-mir-packets`.
+    pub sec_mir_packets: Option<i64>,
+    /// Start of the flow's life (setup time or first sample), µs.
+    pub first_seen: i64,
+    /// End of the flow's life (teardown time or last sample), µs.
+    pub last_seen: i64,
+}
+
+/// The counters of one FlowSeriesTable row.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesDiffs {
+    /// `bytes`.
+    pub bytes: i64,
+    /// `packets`.
+    pub packets: i64,
+    /// `mir-bytes`.
+    pub mir_bytes: i64,
+    /// `mir-packets`.
+    pub mir_packets: i64,
+    /// `sec-mir-bytes`.
+    pub sec_mir_bytes: i64,
+    /// `sec-mir-packets`.
+    pub sec_mir_packets: i64,
+}
+
+/// Merges a cumulative counter: the largest value seen wins.
+fn merge_cumulative(prev: Option<i64>, new: Option<i64>) -> Option<i64> {
+    match (prev, new) {
+        (Some(p), Some(n)) => Some(p.max(n)),
+        (p, n) => p.or(n),
+    }
+}
+
+/// Merges one flow sample into the flow's aggregates (`prev`: `None` for a flow not stored
+/// yet) and gives the new aggregates and the sample's series row counters, by the rules of
+/// [`sqlite`]'s module docs: cumulative counters keep the largest value, diff-only samples
+/// add up, a copy of a stored sample (cumulative bytes and packets no higher than the
+/// aggregates) adds nothing to the series, mirror diffs are the growth of the cumulative
+/// mirror counters.
+pub fn merge_sample(prev: Option<&FlowAggs>, r: &FlowRecordInput) -> (FlowAggs, SeriesDiffs) {
+    let exists = prev.is_some();
+    let p = prev.copied().unwrap_or_default();
+    let start = r.setup_time.unwrap_or(r.timestamp_us).min(r.timestamp_us);
+    let end = r.teardown_time.unwrap_or(r.timestamp_us).max(r.timestamp_us);
+    let agg = FlowAggs {
+        first_seen: if exists { p.first_seen.min(start) } else { start },
+        last_seen: if exists { p.last_seen.max(end) } else { end },
+        bytes: match r.bytes {
+            Some(b) => p.bytes.max(b),
+            None => p.bytes + r.diff_bytes.unwrap_or(0),
+        },
+        packets: match r.packets {
+            Some(n) => p.packets.max(n),
+            None => p.packets + r.diff_packets.unwrap_or(0),
+        },
+        mir_bytes: merge_cumulative(p.mir_bytes, r.mirror_bytes),
+        mir_packets: merge_cumulative(p.mir_packets, r.mirror_packets),
+        sec_mir_bytes: merge_cumulative(p.sec_mir_bytes, r.sec_mirror_bytes),
+        sec_mir_packets: merge_cumulative(p.sec_mir_packets, r.sec_mirror_packets),
+    };
+    let growth = |new: Option<i64>, old: Option<i64>| new.unwrap_or(0) - old.unwrap_or(0);
+    // A copy of a stored sample (see the module docs of `sqlite`): its diffs are counted
+    // already.
+    let copy = exists && r.bytes.is_some_and(|b| b <= p.bytes) && r.packets.is_some_and(|n| n <= p.packets);
+    let (bytes, packets) = if copy {
+        (0, 0)
+    } else {
+        (r.diff_bytes.unwrap_or(agg.bytes - p.bytes), r.diff_packets.unwrap_or(agg.packets - p.packets))
+    };
+    let diffs = SeriesDiffs {
+        bytes,
+        packets,
+        mir_bytes: growth(agg.mir_bytes, p.mir_bytes),
+        mir_packets: growth(agg.mir_packets, p.mir_packets),
+        sec_mir_bytes: growth(agg.sec_mir_bytes, p.sec_mir_bytes),
+        sec_mir_packets: growth(agg.sec_mir_packets, p.sec_mir_packets),
+    };
+    (agg, diffs)
+}
+
+/// Opens the store the configuration names and returns it with its one writer.
+pub fn open(cfg: &crate::config::CollectorConfig) -> Result<(Store, Box<dyn crate::ingest::StoreWriter>), StoreError> {
+    let (store, writer) = SqliteStore::open(&cfg.data_dir)?;
+    Ok((Store::new(store), Box::new(writer)))
+}
