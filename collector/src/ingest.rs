@@ -8,8 +8,8 @@
 //! to [`MAX_BATCH`] messages) and hands it to the backend's [`StoreWriter`] in order, so a
 //! generator's UVE removal on disconnect is ordered after everything that generator sent
 //! before. SQLite stores each batch in one transaction; a backend that buffers
-//! ([`StoreWriter::linger`]) is told to commit when the queue has stayed empty that long,
-//! and before any [`IngestMsg::Flush`] is answered.
+//! ([`StoreWriter::linger`]) is told to flush once the oldest data it holds has waited that
+//! long, and to commit before any [`IngestMsg::Flush`] is answered.
 
 use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveUpdate};
 use crate::stats::Stats;
@@ -86,12 +86,15 @@ pub trait StoreWriter: Send {
     /// Stores `batch` in order (a [`IngestMsg::Flush`] in it needs nothing here), counting
     /// what was stored, removed and lost in `stats`. Failures are the backend's to retry,
     /// count and report: the writer goes on with the next batch.
-    fn write(&mut self, batch: &[IngestMsg], stats: &Stats);
-    /// Makes everything written so far visible to queries and durable, as far as the backend
-    /// can (a no-op where [`StoreWriter::write`] already commits).
-    fn commit(&mut self, _stats: &Stats) {}
-    /// How long written data may wait in the backend for more before [`StoreWriter::commit`]
-    /// (`None`: `write` commits itself).
+    fn write(&mut self, batch: &[IngestMsg], stats: &Arc<Stats>);
+    /// Starts storing what the backend buffers, without waiting for it (a no-op where
+    /// [`StoreWriter::write`] stores at once).
+    fn flush(&mut self, _stats: &Arc<Stats>) {}
+    /// Returns once everything written so far is stored and visible to queries, as far as
+    /// the backend can tell (a no-op where [`StoreWriter::write`] commits).
+    fn commit(&mut self, _stats: &Arc<Stats>) {}
+    /// How long written data may wait in the backend for more before it is flushed
+    /// (`None`: `write` stores at once).
     fn linger(&self) -> Option<Duration> {
         None
     }
@@ -124,19 +127,19 @@ fn writer_loop(mut writer: Box<dyn StoreWriter>, mut rx: mpsc::Receiver<IngestMs
         }
     };
     let linger = writer.linger();
-    let mut uncommitted = false;
+    // When the oldest data written since the last flush must be flushed.
+    let mut deadline: Option<std::time::Instant> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        let first = match linger.filter(|_| uncommitted) {
+        if deadline.is_some_and(|d| d <= std::time::Instant::now()) {
+            writer.flush(&stats);
+            deadline = None;
+        }
+        let first = match deadline {
             None => rx.blocking_recv(),
-            Some(d) => match rt.block_on(tokio::time::timeout(d, rx.recv())) {
+            Some(d) => match rt.block_on(tokio::time::timeout_at(d.into(), rx.recv())) {
                 Ok(m) => m,
-                Err(_) => {
-                    // The queue stayed empty: make what was written visible.
-                    writer.commit(&stats);
-                    uncommitted = false;
-                    continue;
-                }
+                Err(_) => continue,
             },
         };
         let Some(first) = first else { break };
@@ -148,11 +151,11 @@ fn writer_loop(mut writer: Box<dyn StoreWriter>, mut rx: mpsc::Receiver<IngestMs
             }
         }
         writer.write(&batch, &stats);
-        uncommitted = true;
-        let flush = batch.iter().any(|m| matches!(m, IngestMsg::Flush(_)));
-        if flush || linger.is_none() {
+        if batch.iter().any(|m| matches!(m, IngestMsg::Flush(_))) {
             writer.commit(&stats);
-            uncommitted = false;
+            deadline = None;
+        } else if deadline.is_none() {
+            deadline = linger.map(|l| std::time::Instant::now() + l);
         }
         stats.writer_batches.fetch_add(1, Relaxed);
         for m in batch.drain(..) {
@@ -161,7 +164,5 @@ fn writer_loop(mut writer: Box<dyn StoreWriter>, mut rx: mpsc::Receiver<IngestMs
             }
         }
     }
-    if uncommitted {
-        writer.commit(&stats);
-    }
+    writer.commit(&stats);
 }

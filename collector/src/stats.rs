@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! stats {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
-        /// Collector counters (monotonic, except `sessions_active`).
+        /// Collector counters (monotonic, except `sessions_active` and `store_rows_buffered`).
         #[derive(Debug, Default)]
         pub struct Stats {
             $($(#[doc = $doc])* pub $name: AtomicU64,)*
@@ -75,6 +75,20 @@ stats! {
     writer_batches,
     /// Storage errors.
     store_errors,
+    /// Inserts retried because the store (ClickHouse) failed them.
+    store_retries,
+    /// Rows dropped because the store stayed unreachable with its buffer full (ClickHouse);
+    /// counted by kind in `flow_records_lost`, `trace_steps_lost` and `uve_updates_lost` too.
+    store_rows_dropped,
+    /// Rows waiting to be inserted (ClickHouse; goes down too).
+    store_rows_buffered,
+    /// UVE updates lost to storage errors.
+    uve_updates_lost,
+    /// Flows whose aggregates the writer read back from the store (ClickHouse: not in its
+    /// cache, e.g. after a restart or when the generator moved from another collector).
+    flow_lookups,
+    /// Flow lookups that failed (the sample was merged as a flow's first).
+    flow_lookups_failed,
     /// Queries answered.
     queries,
     /// Queries refused (bad request, unknown table, too large).

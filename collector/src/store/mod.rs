@@ -2,6 +2,8 @@
 //!
 //! * [`sqlite`]: the embedded default, one SQLite file (WAL) behind one writer, for one
 //!   vRouter or a lab.
+//! * [`clickhouse`]: a ClickHouse server, for a data centre: batched inserts, any number of
+//!   collectors sharing it.
 //!
 //! Both sides of a backend are traits, so the rest of the collector never names one:
 //!
@@ -19,6 +21,7 @@
 //! diffs. The rules (cumulative counters, copies of stored samples) are documented on
 //! [`sqlite`], whose tables show them most directly.
 
+pub mod clickhouse;
 pub mod sqlite;
 
 use crate::model::{FlowRecordInput, UveField};
@@ -57,6 +60,23 @@ pub enum StoreError {
         path: PathBuf,
         /// The version found.
         found: i64,
+    },
+    /// The store could not be set up: the configuration field the cause most likely lies in,
+    /// and what happened.
+    #[error("{field}: {message}")]
+    Setup {
+        /// The configuration field, e.g. `collector.clickhouse_url`.
+        field: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// ClickHouse failed a request.
+    #[error("ClickHouse at {url}: {message}")]
+    ClickHouse {
+        /// The server.
+        url: String,
+        /// What happened.
+        message: String,
     },
     /// A stored UVE attribute could not be decoded.
     #[error("corrupt UVE attribute {attr} in {path}: {message}")]
@@ -295,8 +315,33 @@ pub fn merge_sample(prev: Option<&FlowAggs>, r: &FlowRecordInput) -> (FlowAggs, 
     (agg, diffs)
 }
 
-/// Opens the store the configuration names and returns it with its one writer.
-pub fn open(cfg: &crate::config::CollectorConfig) -> Result<(Store, Box<dyn crate::ingest::StoreWriter>), StoreError> {
-    let (store, writer) = SqliteStore::open(&cfg.data_dir)?;
-    Ok((Store::new(store), Box::new(writer)))
+/// Opens the store the configuration names and returns it with its one writer;
+/// `collector_id` names this collector in a shared store.
+pub fn open(
+    cfg: &crate::config::CollectorConfig,
+    collector_id: &str,
+) -> Result<(Store, Box<dyn crate::ingest::StoreWriter>), StoreError> {
+    match cfg.store {
+        crate::config::StoreKind::Sqlite => {
+            let (store, writer) = SqliteStore::open(&cfg.data_dir)?;
+            Ok((Store::new(store), Box::new(writer)))
+        }
+        crate::config::StoreKind::Clickhouse => {
+            let (store, writer) = clickhouse::open(&cfg.clickhouse(collector_id))?;
+            Ok((Store::new(store), Box::new(writer)))
+        }
+    }
+}
+
+/// `collector --init-schema`: makes the store's tables (SQLite: the database file; ClickHouse:
+/// the database and its tables), checking the version of what is there. Returns where.
+pub fn init_schema(cfg: &crate::config::CollectorConfig) -> Result<String, StoreError> {
+    match cfg.store {
+        crate::config::StoreKind::Sqlite => Ok(SqliteStore::open(&cfg.data_dir)?.0.location()),
+        crate::config::StoreKind::Clickhouse => {
+            let ch = cfg.clickhouse("");
+            clickhouse::init_schema(&ch)?;
+            Ok(format!("{} database {}", ch.url, ch.database))
+        }
+    }
 }

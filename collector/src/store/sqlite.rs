@@ -640,7 +640,7 @@ fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreErro
 /// are applied one by one, each in its own transaction, so one bad message does not lose the
 /// others (what still fails is counted lost).
 impl StoreWriter for SqliteWriter {
-    fn write(&mut self, batch: &[IngestMsg], stats: &Stats) {
+    fn write(&mut self, batch: &[IngestMsg], stats: &Arc<Stats>) {
         let result = self.transaction(|t| {
             for m in batch {
                 apply(t, m, stats)?;
