@@ -345,3 +345,164 @@ pub fn init_schema(cfg: &crate::config::CollectorConfig) -> Result<String, Store
         }
     }
 }
+
+/// Tests that run on every backend: a store of either kind, written through its
+/// [`crate::ingest::StoreWriter`] as the ingest thread does.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Store;
+    use crate::ingest::{IngestMsg, StoreWriter};
+    use crate::model::FlowRecordInput;
+    use crate::stats::Stats;
+    use std::sync::Arc;
+
+    /// Which backend.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// A fresh SQLite file.
+        Sqlite,
+        /// A fresh database on the shared local ClickHouse server.
+        ClickHouse,
+    }
+
+    /// A fresh store with its writer.
+    pub struct TestStore {
+        pub store: Store,
+        writer: Box<dyn StoreWriter>,
+        pub stats: Arc<Stats>,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    impl TestStore {
+        /// `None` (after saying why) where ClickHouse cannot run.
+        pub fn open(kind: Kind, name: &str) -> Option<TestStore> {
+            let stats = Arc::new(Stats::default());
+            Some(match kind {
+                Kind::Sqlite => {
+                    let dir = tempfile::tempdir().unwrap();
+                    let (store, writer) = super::SqliteStore::open(dir.path()).unwrap();
+                    TestStore { store: Store::new(store), writer: Box::new(writer), stats, _dir: Some(dir) }
+                }
+                Kind::ClickHouse => {
+                    let cfg = super::clickhouse::local::test_config(name)?;
+                    let (store, writer) = super::clickhouse::open(&cfg).unwrap();
+                    TestStore { store: Store::new(store), writer: Box::new(writer), stats, _dir: None }
+                }
+            })
+        }
+
+        /// Writes one message (as one batch).
+        pub fn write(&mut self, m: IngestMsg) {
+            self.writer.write(&[m], &self.stats);
+        }
+
+        /// Writes one flow sample.
+        pub fn flow(&mut self, r: &FlowRecordInput) {
+            self.write(IngestMsg::Flows(vec![r.clone()]));
+        }
+
+        /// Makes everything written visible.
+        pub fn commit(&mut self) {
+            self.writer.commit(&self.stats);
+        }
+    }
+
+    /// `fn name(kind: Kind)` test bodies, each run as `sqlite::name` and `clickhouse::name`.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $( #[test] fn $name() { super::$name($crate::store::testing::Kind::Sqlite) } )*
+            }
+            mod clickhouse {
+                $( #[test] fn $name() { super::$name($crate::store::testing::Kind::ClickHouse) } )*
+            }
+        };
+    }
+    pub(crate) use on_both_backends;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{on_both_backends, Kind, TestStore};
+    use crate::ingest::IngestMsg;
+    use crate::model::TraceInput;
+    use sandesh::{PacketTraceData, PacketTraceStep};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn step(pkt: u32, time_us: i64, ring: u16, seq: u64, kind: &str) -> PacketTraceStep {
+        PacketTraceStep {
+            vif: (kind == "egress").then_some(2),
+            flow: Some(7),
+            protocol: Some(17),
+            dport: Some(53),
+            src_ip: Some("192.168.1.3".parse().unwrap()),
+            ..PacketTraceStep::new(pkt, time_us, seq * 10, ring, seq, kind, format!("{kind} text"))
+        }
+    }
+
+    fn msg(host: &str, id: u64, project: Option<&str>, steps: Vec<PacketTraceStep>) -> IngestMsg {
+        IngestMsg::Traces(TraceInput {
+            host: host.into(),
+            data: PacketTraceData {
+                trace_id: id,
+                request: project.map(|_| "aaaaaaaa-0000-4000-8000-000000000001".to_owned()),
+                project: project.map(str::to_owned),
+                generation: 1,
+                agent_ring: 1,
+                steps,
+                file: "f".into(),
+                line: 1,
+            },
+        })
+    }
+
+    fn trace_steps_are_stored_once_with_the_request_of_any_host(kind: Kind) {
+        let Some(mut s) = TestStore::open(kind, "traces") else { return };
+        // The continuing host's steps arrive first: no request, no project.
+        s.write(msg("b", 0xfeed, None, vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")]));
+        let a = || msg("a", 0xfeed, Some("red"), vec![step(1, 1000, 0, 0, "ingress"), step(1, 1001, 1, 0, "policy")]);
+        s.write(a());
+        s.commit();
+        assert_eq!(s.stats.trace_steps_stored.load(Relaxed), 4);
+        // Re-sent after a reconnect: nothing new.
+        s.write(a());
+        s.write(msg("a", 0x1, None, vec![step(1, 5000, 0, 2, "drop")]));
+        s.commit();
+        assert_eq!(s.stats.trace_steps_stored.load(Relaxed), 5);
+        let r = &s.store;
+        let row = r.trace_row(0xfeed).unwrap().unwrap();
+        assert_eq!(row.request.as_deref(), Some("aaaaaaaa-0000-4000-8000-000000000001"));
+        assert_eq!((row.project.as_deref(), row.first_us, row.last_us), (Some("red"), 500, 1001));
+        let steps = r.trace_steps(0xfeed).unwrap();
+        assert_eq!(steps.len(), 4);
+        assert_eq!(
+            steps.iter().map(|s| (s.host.as_str(), s.ring, s.seq)).collect::<Vec<_>>(),
+            [("a", 0, 0), ("a", 1, 0), ("b", 0, 0), ("b", 0, 1)],
+            "ordered by host, generation, ring, position"
+        );
+        let policy = steps.iter().find(|s| s.step == "policy").unwrap();
+        assert!(policy.agent, "ring 1 is the agent's");
+        assert_eq!(
+            (policy.host.as_str(), policy.flow, policy.protocol, policy.dport, policy.detail.as_str()),
+            ("a", Some(7), Some(17), Some(53), "policy text")
+        );
+        assert_eq!(policy.src_ip.as_deref(), Some("192.168.1.3"));
+        assert_eq!((policy.tsc, policy.time_us, policy.pkt, policy.generation), (0, 1001, 1, 1));
+        let egress = steps.iter().find(|s| s.step == "egress").unwrap();
+        assert_eq!((egress.vif, egress.agent, egress.dst_ip.as_deref()), (Some(2), false, None));
+        // Windows, request and project filters.
+        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, None, 100).unwrap().len(), 2);
+        assert_eq!(r.trace_rows(1002, i64::MAX, None, None, 100).unwrap()[0].trace_id, 0x1);
+        assert_eq!(r.trace_rows(0, 600, None, None, 100).unwrap()[0].trace_id, 0xfeed);
+        assert_eq!(r.trace_rows(i64::MIN, i64::MAX, None, Some("red"), 100).unwrap().len(), 1);
+        assert!(r.trace_rows(i64::MIN, i64::MAX, None, Some("blue"), 100).unwrap().is_empty());
+        let by_req = r.trace_rows(i64::MIN, i64::MAX, Some("aaaaaaaa-0000-4000-8000-000000000001"), None, 100).unwrap();
+        assert_eq!(by_req.iter().map(|t| t.trace_id).collect::<Vec<_>>(), [0xfeed]);
+        let limited = r.trace_rows(i64::MIN, i64::MAX, None, None, 1).unwrap();
+        assert_eq!(limited.iter().map(|t| t.trace_id).collect::<Vec<_>>(), [0xfeed], "oldest first, then limit");
+        assert!(r.trace_row(0x2).unwrap().is_none());
+        assert!(r.trace_steps(0x2).unwrap().is_empty());
+    }
+
+    on_both_backends!(trace_steps_are_stored_once_with_the_request_of_any_host);
+}
