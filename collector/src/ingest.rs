@@ -137,7 +137,7 @@ fn writer_loop(mut writer: Box<dyn StoreWriter>, mut rx: mpsc::Receiver<IngestMs
         }
         let first = match deadline {
             None => rx.blocking_recv(),
-            Some(d) => match rt.block_on(tokio::time::timeout_at(d.into(), rx.recv())) {
+            Some(d) => match rt.block_on(async { tokio::time::timeout_at(d.into(), rx.recv()).await }) {
                 Ok(m) => m,
                 Err(_) => continue,
             },

@@ -54,10 +54,10 @@ fn trace(id: u64, request: Option<&str>, project: Option<&str>, steps: Vec<Packe
     }
 }
 
-#[test]
-fn traces_merge_across_vrouters_and_tenants_see_only_their_own() {
+fn traces_merge_across_vrouters_and_tenants_see_only_their_own(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
+    let Some(base) = config(backend, dir.path()) else { return };
+    let mut cfg = base.clone();
     cfg.tenants = vec![
         TenantConfig { name: "red".into(), token: RED.into() },
         TenantConfig { name: "blue".into(), token: BLUE.into() },
@@ -196,10 +196,10 @@ fn traces_merge_across_vrouters_and_tenants_see_only_their_own() {
     c.stop();
 }
 
-#[test]
-fn without_tenants_the_trace_api_is_open() {
+fn without_tenants_the_trace_api_is_open(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let c = TestCollector::start(test_config(dir.path()));
+    let Some(base) = config(backend, dir.path()) else { return };
+    let c = TestCollector::start(base.clone());
     let mut a = Generator::connect(c.sandesh, "host-a");
     a.send(&trace(7, Some(REQ_RED), Some("red"), vec![step(1, now_us(), 0, 0, "ingress", "in")]), 0);
     c.wait_stat("trace_messages_received", 1);
@@ -211,3 +211,5 @@ fn without_tenants_the_trace_api_is_open() {
     drop(a);
     c.stop();
 }
+
+on_both_backends!(traces_merge_across_vrouters_and_tenants_see_only_their_own, without_tenants_the_trace_api_is_open,);

@@ -2,7 +2,7 @@
 //! minimal HTTP/1.1 client over a real TCP socket, and a Sandesh generator speaking the wire
 //! format through the sandesh crate's encoder.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use collector::config::CollectorConfig;
 use collector::server::Collector;
@@ -19,6 +19,43 @@ use std::time::{Duration, Instant};
 
 pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// The store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the test's directory.
+    Sqlite,
+    /// A fresh database on the test binary's local ClickHouse server.
+    ClickHouse,
+}
+
+/// `fn name(backend: Backend)` test bodies, each run as `sqlite::name` and `clickhouse::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::common::Backend::Sqlite) } )*
+        }
+        mod clickhouse {
+            $( #[test] fn $name() { super::$name(super::common::Backend::ClickHouse) } )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// [`test_config`] on `backend`: for ClickHouse a fresh database (its schema made) on the
+/// shared local server, inserts flushed within 50 ms; `None`, after saying why, where
+/// ClickHouse cannot run here.
+pub fn config(backend: Backend, dir: &Path) -> Option<CollectorConfig> {
+    let mut c = test_config(dir);
+    if backend == Backend::ClickHouse {
+        let ch = collector::store::clickhouse::local::test_config("it")?;
+        c.store = collector::config::StoreKind::Clickhouse;
+        c.clickhouse_url = ch.url;
+        c.clickhouse_database = ch.database;
+        c.clickhouse_flush_ms = ch.flush_ms;
+    }
+    Some(c)
 }
 
 pub fn test_config(dir: &Path) -> CollectorConfig {

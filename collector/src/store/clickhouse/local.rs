@@ -114,7 +114,8 @@ impl LocalServer {
         let mut last = String::new();
         // A port taken between choosing it and the server binding it: try another.
         for _ in 0..3 {
-            match Self::start_once(&bin) {
+            let port = free_port().map_err(|e| format!("choosing a port: {e}"))?;
+            match Self::start_once(&bin, port) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e,
             }
@@ -122,7 +123,13 @@ impl LocalServer {
         Err(last)
     }
 
-    fn start_once(bin: &Path) -> Result<LocalServer, String> {
+    /// Starts a server on `port` (for tests of a server that comes back where it was).
+    pub fn start_on(port: u16) -> Result<LocalServer, String> {
+        let bin = binary().ok_or_else(|| "clickhouse-server is not installed".to_owned())?;
+        Self::start_once(&bin, port)
+    }
+
+    fn start_once(bin: &Path, port: u16) -> Result<LocalServer, String> {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "collector-clickhouse-{}-{}",
@@ -131,7 +138,6 @@ impl LocalServer {
         ));
         let io = |e: std::io::Error| format!("{}: {e}", dir.display());
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let port = free_port().map_err(io)?;
         let config = dir.join("config.xml");
         std::fs::write(&config, config_xml(&dir, port)).map_err(io)?;
         std::fs::write(dir.join("users.xml"), users_xml()).map_err(io)?;

@@ -19,7 +19,7 @@
 //! The inserter inserts each batch's blocks in order. A failed insert keeps its block and
 //! everything after it; they are retried with backoff (0.25 s doubling to 30 s) while the
 //! inserter goes on taking batches, keeping at most `clickhouse_max_buffered_rows` rows:
-//! beyond that the oldest blocks are dropped and counted lost. A server error (not an
+//! beyond that the oldest batches are dropped whole and counted lost. A server error (not an
 //! unreachable server) is retried three times, then the block is dropped and counted. A
 //! commit waits until everything before it is inserted or dropped, or until an insert has
 //! failed since (the server is down: waiting longer would only stall the collector).
@@ -691,7 +691,11 @@ impl Inserter {
                         self.pending.push_back((seq, b));
                     }
                     while self.pending_rows > self.max_rows {
-                        self.drop_front("the buffer is full");
+                        // The whole oldest batch: its tables stay consistent with each other.
+                        let oldest = self.pending.front().map(|(s, _)| *s);
+                        while self.pending.front().is_some_and(|(s, _)| Some(*s) == oldest) {
+                            self.drop_front("the buffer is full");
+                        }
                     }
                 }
                 Some(InsertMsg::Barrier(reply)) => self.barriers.push((self.last_seq, reply)),
