@@ -58,6 +58,17 @@ pub fn config(backend: Backend, dir: &Path) -> Option<CollectorConfig> {
     Some(c)
 }
 
+/// A configuration under another collector name (several collectors on one store).
+pub trait CollectorConfigExt {
+    fn named(&self, hostname: &str) -> CollectorConfig;
+}
+
+impl CollectorConfigExt for CollectorConfig {
+    fn named(&self, hostname: &str) -> CollectorConfig {
+        CollectorConfig { hostname: hostname.into(), ..self.clone() }
+    }
+}
+
 pub fn test_config(dir: &Path) -> CollectorConfig {
     CollectorConfig {
         sandesh_listen: "127.0.0.1:0".into(),
