@@ -125,6 +125,7 @@ impl Collector {
             retention_us,
             query_max_rows: cfg.query_max_rows,
             trace_access: Arc::new(crate::trace::TraceAccess::new(cfg.tenants.clone(), cfg.admin_token.clone())),
+            async_queries: Arc::default(),
         });
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(hl, app).await {

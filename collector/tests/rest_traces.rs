@@ -192,6 +192,30 @@ fn traces_merge_across_vrouters_and_tenants_see_only_their_own(backend: Backend)
     assert_eq!(code, 400);
     assert!(v["error"].as_str().unwrap().starts_with("start_time: "), "{v}");
     assert_eq!(c.stat("trace_auth_refused"), 2);
+
+    // Deleting is scoped like reading: red cannot delete blue's trace (not found), blue can.
+    let del = |id: &str, token: &str| {
+        http_with(
+            c.http,
+            "DELETE",
+            &format!("/analytics/traces/{id}"),
+            &[("Authorization", &format!("Bearer {token}"))],
+            "",
+        )
+    };
+    let (code, v) = del("0000000000000020", RED);
+    assert_eq!((code, v["error"].as_str()), (404, Some("id: no trace 0000000000000020")));
+    let (code, v) = del("20", BLUE);
+    assert_eq!((code, v), (200, serde_json::json!({"deleted": "0000000000000020"})));
+    let (code, _, _) = get(c.http, "/analytics/traces/0000000000000020", Some(ADMIN));
+    assert_eq!(code, 404, "gone");
+    let (_, _, all) = get(c.http, "/analytics/traces", Some(ADMIN));
+    let ids: Vec<&str> = all["value"].as_array().unwrap().iter().map(|r| r["trace_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["0000000000000010"]);
+    assert_eq!(del("20", ADMIN).0, 404, "deleted once");
+    assert_eq!(del("zz", ADMIN).0, 400);
+    let (code, v) = http_with(c.http, "DELETE", "/analytics/traces/10", &[], "");
+    assert_eq!(code, 401, "{v}");
     drop((a, b));
     c.stop();
 }

@@ -202,6 +202,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn trace_steps(&self, trace_id: u64) -> Result<Vec<StoredStep>, StoreError>;
     /// Number of flows in FlowRecordTable and of rows in FlowSeriesTable.
     fn flow_counts(&self) -> Result<(u64, u64), StoreError>;
+    /// Removes a trace and its steps (`DELETE /analytics/traces/<id>`; the caller checked
+    /// who may).
+    fn delete_trace(&self, trace_id: u64) -> Result<(), StoreError>;
 }
 
 /// The store as the API handlers hold it: a shared handle on the backend in use.

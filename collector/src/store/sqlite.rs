@@ -541,6 +541,17 @@ impl Backend for SqliteStore {
     fn flow_counts(&self) -> Result<(u64, u64), StoreError> {
         self.reader()?.flow_counts()
     }
+    fn delete_trace(&self, trace_id: u64) -> Result<(), StoreError> {
+        // A write connection of its own: SQLite serialises it with the writer thread's
+        // transactions (busy timeout).
+        let e = sql_err(&self.path);
+        let mut conn = Connection::open(&*self.path).map_err(&e)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&e)?;
+        tx.execute("DELETE FROM trace_step WHERE trace_id = ?1", [trace_id as i64]).map_err(&e)?;
+        tx.execute("DELETE FROM trace WHERE trace_id = ?1", [trace_id as i64]).map_err(&e)?;
+        tx.commit().map_err(&e)
+    }
 }
 
 /// The single writer of the database.

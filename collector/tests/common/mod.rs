@@ -160,6 +160,42 @@ pub fn query(addr: SocketAddr, q: &Value) -> (u16, Value) {
     http(addr, "POST", "/analytics/query", Some(&q.to_string()))
 }
 
+/// One request over a fresh TCP connection with extra headers (`Expect: 202-accepted`, a
+/// bearer token): status and JSON body (chunked bodies decoded).
+pub fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{method} {path}: {resp}"));
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut text = String::new();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut rest = rest;
+        while let Some((len, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            text.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+    } else {
+        text = rest.to_owned();
+    }
+    (code, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}")))
+}
+
 /// Rows of a successful query.
 pub fn rows(addr: SocketAddr, q: &Value) -> Vec<Value> {
     let (code, v) = query(addr, q);

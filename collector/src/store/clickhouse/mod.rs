@@ -13,6 +13,7 @@
 //! | `uve_tombstone` | ReplacingMergeTree(`ver`), `(kind, ...)` | removal of a struct, a generator's or a collector's UVEs |
 //! | `trace` | MergeTree, by day of `last_us`, `trace_id` | trace message: request, project, span |
 //! | `trace_step` | ReplacingMergeTree, by day of `time_us`, `(trace_id, host, generation, ring, seq)` | trace step |
+//! | `trace_tombstone` | ReplacingMergeTree(`ver`), `trace_id` | deleted trace (reads leave it out) |
 //! | `meta` | TinyLog | `schema_version` |
 //!
 //! Rows are only ever inserted (ClickHouse has no cheap update); what SQLite updates in place
@@ -306,12 +307,20 @@ pub const TRACE_STEP: TableDef = TableDef {
     },
 };
 
+/// `trace_tombstone`: deleted trace ids (`DELETE /analytics/traces/<id>`), hidden from reads.
+pub const TRACE_TOMBSTONE: TableDef = TableDef {
+    name: "trace_tombstone",
+    columns: &[("trace_id", "UInt64"), ("ver", "UInt64")],
+    engine: || "ReplacingMergeTree(ver) ORDER BY trace_id".into(),
+};
+
 /// `meta`.
 const META: TableDef =
     TableDef { name: "meta", columns: &[("k", "String"), ("v", "Int64")], engine: || "TinyLog".into() };
 
 /// Every table.
-pub const TABLES: &[&TableDef] = &[&META, &FLOW_RECORD, &FLOW_SERIES, &UVE, &UVE_TOMBSTONE, &TRACE, &TRACE_STEP];
+pub const TABLES: &[&TableDef] =
+    &[&META, &FLOW_RECORD, &FLOW_SERIES, &UVE, &UVE_TOMBSTONE, &TRACE, &TRACE_STEP, &TRACE_TOMBSTONE];
 
 /// Tables whose daily partitions retention drops.
 pub const PARTITIONED: &[&TableDef] = &[&FLOW_RECORD, &FLOW_SERIES, &TRACE, &TRACE_STEP];
@@ -486,7 +495,8 @@ fn opt_u<T: TryFrom<u64>>(r: &[Value], k: usize) -> Option<T> {
 }
 
 const TRACE_ROW_SELECT: &str = "SELECT trace_id, argMin(request, ver) AS request, argMin(project, ver) AS project, \
-     min(first_us) AS first_us, max(last_us) AS last_us FROM trace";
+     min(first_us) AS first_us, max(last_us) AS last_us FROM trace \
+     WHERE trace_id NOT IN (SELECT trace_id FROM trace_tombstone)";
 
 fn trace_row_of(r: &[Value]) -> TraceRow {
     TraceRow {
@@ -587,7 +597,7 @@ impl Backend for ClickHouseStore {
     }
 
     fn trace_row(&self, trace_id: u64) -> Result<Option<TraceRow>, StoreError> {
-        let rows = self.select(&format!("{TRACE_ROW_SELECT} WHERE trace_id = {trace_id} GROUP BY trace_id"))?;
+        let rows = self.select(&format!("{TRACE_ROW_SELECT} AND trace_id = {trace_id} GROUP BY trace_id"))?;
         Ok(rows.first().map(|r| trace_row_of(r)))
     }
 
@@ -595,6 +605,7 @@ impl Backend for ClickHouseStore {
         let rows = self.select(&format!(
             "SELECT host, generation, ring, seq, agent, pkt, time_us, tsc, step, detail, vif, drop_reason, flow, \
              action, rule, protocol, sport, dport, vrf, src_ip, dst_ip FROM trace_step WHERE trace_id = {trace_id} \
+             AND trace_id NOT IN (SELECT trace_id FROM trace_tombstone) \
              ORDER BY host, generation, ring, seq LIMIT 1 BY host, generation, ring, seq"
         ))?;
         Ok(rows
@@ -623,6 +634,18 @@ impl Backend for ClickHouseStore {
                 dst_ip: str_at(r, 20),
             })
             .collect())
+    }
+
+    fn delete_trace(&self, trace_id: u64) -> Result<(), StoreError> {
+        let mut t = rowbinary::Rows::default();
+        let ver = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        t.u64(trace_id).u64(ver).end_row();
+        self.client
+            .insert(TRACE_TOMBSTONE.name, &TRACE_TOMBSTONE.column_list(), &t.data)
+            .map_err(|e| runtime_error(&self.client, e))
     }
 
     fn flow_counts(&self) -> Result<(u64, u64), StoreError> {
