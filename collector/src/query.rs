@@ -555,6 +555,31 @@ pub enum Param {
     Text(String),
 }
 
+/// What a statement reads from its table.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The table.
+    pub table: Table,
+    /// Window start (µs): a flow whose life overlaps the window is in it, a series row whose
+    /// `T` lies in it (both ends inclusive).
+    pub start_us: i64,
+    /// Window end (µs).
+    pub end_us: i64,
+    /// The columns the statement uses: each must be a column of the FROM operand under its
+    /// [`Column::sql`] name.
+    pub columns: &'a [&'static Column],
+    /// Set when the statement only keeps the first `limit` flows by one of the aggregate
+    /// counters, descending, with no other condition: a counter never decreases from one
+    /// sample of a flow to the next, so those flows are the first `limit` distinct ones of
+    /// the rows sorted by it, and a backend that merges a flow's rows when reading needs to
+    /// merge only theirs.
+    pub top: Option<(&'static Column, u64)>,
+}
+
+/// The FlowRecordTable counters that never decrease over a flow's samples ([`Source::top`]).
+pub const MONOTONIC_AGGREGATES: &[&str] =
+    &["agg-bytes", "agg-packets", "agg-mir-bytes", "agg-mir-packets", "agg-sec-mir-bytes", "agg-sec-mir-packets"];
+
 /// What the SQL of one backend needs from the engine: how values are bound and how the
 /// expressions that differ between SQL dialects are written. Column names and operators
 /// common to both (`=`, `<>`, `<=`, `IS NULL`, `AND`, `OR`, `NOT`, `GROUP BY`, `HAVING`,
@@ -562,18 +587,9 @@ pub enum Param {
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// A value in the statement: a placeholder (the value appended to `params`) or a literal.
     fn bind(&self, v: Param, params: &mut Vec<Param>) -> String;
-    /// Where the rows of `table` come from and the condition that keeps those in the window
-    /// [`start_us`, `end_us`] (a flow whose life overlaps it; a series row whose `T` lies in
-    /// it): `(FROM operand, WHERE condition)`. `columns` are those the statement uses: each
-    /// must be a column of the operand under its [`Column::sql`] name.
-    fn source(
-        &self,
-        table: Table,
-        start_us: i64,
-        end_us: i64,
-        columns: &[&'static Column],
-        params: &mut Vec<Param>,
-    ) -> (String, String);
+    /// Where the rows of a table come from and the condition that keeps those in the window
+    /// ([`Source`]): `(FROM operand, WHERE condition)`.
+    fn source(&self, s: &Source<'_>, params: &mut Vec<Param>) -> (String, String);
     /// `T` rounded down to a multiple of `granularity_us`.
     fn t_bucket(&self, granularity_us: u64) -> String;
     /// The sum of `expr` over a group; null over no rows.
@@ -729,7 +745,20 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext, d: &dyn Dialect) -> Resul
     }
 
     let mut params: Vec<Param> = Vec::new();
-    let (from, window) = d.source(table, ws, we, &used, &mut params);
+    let top = match (table, req.sort_fields.as_slice(), req.limit) {
+        (Table::FlowRecord, [f], Some(limit))
+            if req.descending
+                && req.where_.is_empty()
+                && req.filter.is_empty()
+                && req.dir.is_none()
+                && MONOTONIC_AGGREGATES.contains(&f.as_str()) =>
+        {
+            table.column(f).map(|c| (c, limit))
+        }
+        _ => None,
+    };
+    let source = Source { table, start_us: ws, end_us: we, columns: &used, top };
+    let (from, window) = d.source(&source, &mut params);
     let mut sql = String::from("SELECT ");
     for (k, sel) in sels.iter().enumerate() {
         if k > 0 {
@@ -1311,6 +1340,15 @@ mod tests {
         b["sort"] = json!(2);
         b["limit"] = json!(10);
         out.push(b);
+        // Top flows by one counter (ClickHouse merges only their rows); without ties, whose
+        // order neither backend specifies.
+        for (counter, limit) in [("agg-bytes", 5), ("agg-mir-bytes", 3)] {
+            let mut b = w("FlowRecordTable", &["UuidKey", "action", counter]);
+            b["sort_fields"] = json!([counter]);
+            b["sort"] = json!(2);
+            b["limit"] = json!(limit);
+            out.push(b);
+        }
         let mut b = w("FlowRecordTable", &["analyzer_name", "UuidKey", "agg-mir-bytes", "agg-sec-mir-packets"]);
         b["sort_fields"] = json!(["analyzer_name", "UuidKey"]);
         out.push(b.clone());

@@ -441,22 +441,17 @@ impl Dialect for SqliteDialect {
         params.push(v);
         "?".into()
     }
-    fn source(
-        &self,
-        table: crate::query::Table,
-        start_us: i64,
-        end_us: i64,
-        _columns: &[&'static crate::query::Column],
-        params: &mut Vec<Param>,
-    ) -> (String, String) {
+    fn source(&self, src: &crate::query::Source<'_>, params: &mut Vec<Param>) -> (String, String) {
         use crate::query::Table;
-        match table {
+        match src.table {
             Table::FlowRecord => {
-                let (e, s) = (self.bind(Param::Int(end_us), params), self.bind(Param::Int(start_us), params));
+                let e = self.bind(Param::Int(src.end_us), params);
+                let s = self.bind(Param::Int(src.start_us), params);
                 ("flow_record".into(), format!("first_seen <= {e} AND last_seen >= {s}"))
             }
             Table::FlowSeries => {
-                let (s, e) = (self.bind(Param::Int(start_us), params), self.bind(Param::Int(end_us), params));
+                let s = self.bind(Param::Int(src.start_us), params);
+                let e = self.bind(Param::Int(src.end_us), params);
                 ("flow_series".into(), format!("T >= {s} AND T <= {e}"))
             }
         }

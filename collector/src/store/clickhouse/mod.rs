@@ -58,7 +58,7 @@ pub mod writer;
 
 use super::{Backend, StoreError, StoredAttr, StoredStep, TraceRow};
 use crate::model::UveField;
-use crate::query::{Column, CompiledQuery, Dialect, Param, Table};
+use crate::query::{CompiledQuery, Dialect, Param, Source, Table};
 use client::{quote, ChError, Client};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -669,31 +669,30 @@ impl Dialect for ClickHouseDialect {
         }
     }
 
-    fn source(
-        &self,
-        table: Table,
-        start_us: i64,
-        end_us: i64,
-        columns: &[&'static Column],
-        _params: &mut Vec<Param>,
-    ) -> (String, String) {
-        match table {
+    fn source(&self, src: &Source<'_>, _params: &mut Vec<Param>) -> (String, String) {
+        let (start_us, end_us) = (src.start_us, src.end_us);
+        match src.table {
             Table::FlowRecord => {
                 // Rows that meet the window (the latest row of every flow that does is among
                 // them), then per flow each column at the highest version. Aliases shadow
                 // the columns in the grouping query only: the window is applied below it.
-                let cols: Vec<&str> = columns
-                    .iter()
-                    .map(|c| c.sql)
-                    .filter(|c| !matches!(*c, "uuid" | "first_seen" | "last_seen"))
-                    .collect();
+                let cols: Vec<&str> = src.columns.iter().map(|c| c.sql).filter(|c| *c != "uuid").collect();
                 let raw: String = cols.iter().map(|c| format!(", {c}")).collect();
                 let latest: String = cols.iter().map(|c| format!(", argMax({c}, ver) AS {c}")).collect();
+                let window = format!("last_seen >= {start_us} AND first_seen <= {end_us}");
+                // Top flows by a counter: only theirs are merged (see `Source::top`).
+                let only = match src.top {
+                    Some((c, limit)) => format!(
+                        " AND uuid IN (SELECT uuid FROM flow_record WHERE {window} ORDER BY {} DESC NULLS LAST \
+                         LIMIT 1 BY uuid LIMIT {limit})",
+                        c.sql
+                    ),
+                    None => String::new(),
+                };
                 (
                     format!(
-                        "(SELECT uuid, argMax(first_seen, ver) AS first_seen, argMax(last_seen, ver) AS last_seen\
-                         {latest} FROM (SELECT uuid, ver, first_seen, last_seen{raw} FROM flow_record \
-                         WHERE last_seen >= {start_us} AND first_seen <= {end_us}) GROUP BY uuid)"
+                        "(SELECT uuid{latest} FROM (SELECT uuid, ver{raw} FROM flow_record WHERE {window}{only}) \
+                         GROUP BY uuid)"
                     ),
                     "1".into(),
                 )
