@@ -35,7 +35,7 @@ use crate::stats::Stats;
 use crate::store::{merge_sample, FlowAggs, StoreError, TS_ATTR};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -302,6 +302,9 @@ pub struct ClickHouseWriter {
     uve_rows: HashMap<String, HashSet<(String, String, String, String)>>,
     seq: u64,
     done: Arc<AtomicU64>,
+    /// Set by the inserter while inserts fail: lookups are not tried then (a server that
+    /// does not answer would hold the writer for its timeout on every batch).
+    failing: Arc<AtomicBool>,
     inserter: Option<(SyncSender<InsertMsg>, JoinHandle<()>)>,
 }
 
@@ -331,6 +334,7 @@ impl ClickHouseWriter {
             uve_rows: HashMap::new(),
             seq: 0,
             done: Arc::new(AtomicU64::new(0)),
+            failing: Arc::new(AtomicBool::new(false)),
             inserter: None,
         })
     }
@@ -352,6 +356,10 @@ impl ClickHouseWriter {
                     }
                 }
             }
+        }
+        if self.failing.load(Relaxed) {
+            stats.flow_lookups_failed.fetch_add(missing.len() as u64, Relaxed);
+            return;
         }
         for chunk in missing.chunks(LOOKUP_CHUNK) {
             let list = chunk.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", ");
@@ -447,7 +455,12 @@ impl ClickHouseWriter {
                 self.steps.clear();
             }
             let sql = format!("SELECT host, generation, ring, seq FROM trace_step WHERE trace_id = {trace_id}");
-            let keys = match self.client.select(&sql) {
+            let answer = if self.failing.load(Relaxed) {
+                Err(ChError::Unreachable("inserts are failing".into()))
+            } else {
+                self.client.select(&sql)
+            };
+            let keys = match answer {
                 Ok(rows) => rows
                     .iter()
                     .map(|r| {
@@ -541,6 +554,7 @@ impl ClickHouseWriter {
                 client: self.client.clone(),
                 stats: stats.clone(),
                 done: self.done.clone(),
+                failing_flag: self.failing.clone(),
                 max_rows: self.max_buffered_rows,
                 pending: VecDeque::new(),
                 pending_rows: 0,
@@ -597,6 +611,8 @@ impl StoreWriter for ClickHouseWriter {
                 IngestMsg::Traces(t) => {
                     self.trace(t);
                 }
+                // The next purge pass comes soon enough when the server is back.
+                IngestMsg::Purge(_) if self.failing.load(Relaxed) => {}
                 IngestMsg::Purge(horizon) => {
                     if let Err(e) = self.purge(*horizon, stats) {
                         stats.store_errors.fetch_add(1, Relaxed);
@@ -658,6 +674,7 @@ struct Inserter {
     client: Client,
     stats: Arc<Stats>,
     done: Arc<AtomicU64>,
+    failing_flag: Arc<AtomicBool>,
     max_rows: usize,
     pending: VecDeque<(u64, Block)>,
     pending_rows: usize,
@@ -781,6 +798,7 @@ impl Inserter {
     fn progress(&mut self) {
         let done = self.pending.front().map(|(s, _)| s - 1).unwrap_or(self.last_seq);
         self.done.store(done, Relaxed);
+        self.failing_flag.store(self.failing, Relaxed);
         self.stats.store_rows_buffered.store(self.pending_rows as u64, Relaxed);
         let failing = self.failing;
         self.barriers.retain(|(seq, reply)| {
