@@ -32,8 +32,11 @@ pub enum IngestMsg {
     Uve(GeneratorKey, UveUpdate),
     /// Trace steps (one `PacketTraceData`).
     Traces(TraceInput),
-    /// Remove every UVE of a generator (it disconnected, or reconnected and will resync).
+    /// Remove every UVE of a generator: it connected, and resynchronises them.
     DeleteGenerator(GeneratorKey),
+    /// Remove the UVEs this collector stored for a generator whose session ended (in a shared
+    /// store, not those it sent through another collector since).
+    GeneratorEnded(GeneratorKey),
     /// Remove flow data and traces older than the horizon (µs).
     Purge(i64),
     /// Reply once everything sent before is committed.

@@ -79,6 +79,9 @@ fn generator_session_survives_a_collector_restart(backend: Backend) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Everything received is stored (ClickHouse inserts each table on its own: the series
+    // rows may follow their records).
+    c.flush();
     let q = json!({"table": "FlowRecordTable", "start_time": "now-10m", "end_time": "now",
                    "select_fields": ["agg-bytes", "agg-packets"],
                    "where": [[{"name": "UuidKey", "value": uuid(7)}]]});

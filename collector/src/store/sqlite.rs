@@ -622,7 +622,7 @@ fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreErro
             t.set_uve(g, u)?;
             stats.uve_updates_stored.fetch_add(1, Relaxed);
         }
-        IngestMsg::DeleteGenerator(g) => {
+        IngestMsg::DeleteGenerator(g) | IngestMsg::GeneratorEnded(g) => {
             let n = t.delete_generator_uves(g)?;
             stats.uve_rows_removed.fetch_add(n as u64, Relaxed);
         }

@@ -30,10 +30,13 @@
 //!   per write, through the `uuid` order key.
 //! * **FlowSeriesTable**: plain rows, as in SQLite.
 //! * **UVEs**: an update appends its attributes; a struct deletion, a generator's
-//!   disconnection and a collector's restart append a tombstone. An attribute is shown when
-//!   its latest row is newer than every tombstone that covers it (its struct, its generator,
-//!   the collector that wrote it). Every collector thus sees every generator's UVEs, and a
-//!   generator that reconnects elsewhere replaces its own.
+//!   (re)connection, its disconnection and a collector's restart append a tombstone. An
+//!   attribute is shown when its latest row is newer than every tombstone that covers it (its
+//!   struct; its generator, or its generator as stored by the collector that wrote it, for a
+//!   disconnection: a collector that notices late that a generator left must not remove what
+//!   the generator sent through another collector since; the collector that wrote it). Every
+//!   collector thus sees every generator's UVEs, and a generator that reconnects elsewhere
+//!   replaces its own.
 //! * **Traces**: steps are deduplicated by key (the writer skips steps it knows are stored,
 //!   reads dedupe with `LIMIT 1 BY`); a trace's request and project are the first non-null
 //!   ones, its span the min and max.
@@ -237,7 +240,8 @@ pub const UVE: TableDef = TableDef {
 pub mod tombstone {
     /// A struct of one generator for one object (`tbl`, `name`, `generator`, `struct_type`).
     pub const STRUCT: u8 = 0;
-    /// Every UVE of a generator (`generator`).
+    /// Every UVE of a generator (`generator`), or those of it a collector stored
+    /// (`collector` set: its session there ended).
     pub const GENERATOR: u8 = 1;
     /// Every UVE row a collector wrote (`collector`).
     pub const COLLECTOR: u8 = 2;
@@ -448,7 +452,7 @@ impl ClickHouseStore {
                     t.structs.insert((s(1), s(2), s(3)), ver);
                 }
                 Some(k) if k == u64::from(tombstone::GENERATOR) => {
-                    t.generators.insert(s(2), ver);
+                    t.generators.insert((s(2), s(4)), ver);
                 }
                 _ => {
                     t.collectors.insert(s(4), ver);
@@ -459,11 +463,12 @@ impl ClickHouseStore {
     }
 }
 
-/// Newest removal per struct (name, generator, struct type), generator and collector.
+/// Newest removal per struct (name, generator, struct type), generator (with the collector
+/// it is scoped to, empty for all) and collector.
 #[derive(Default)]
 struct Tombstones {
     structs: HashMap<(String, String, String), u64>,
-    generators: HashMap<String, u64>,
+    generators: HashMap<(String, String), u64>,
     collectors: HashMap<String, u64>,
 }
 
@@ -473,7 +478,8 @@ impl Tombstones {
     fn alive(&self, name: &str, generator: &str, struct_type: &str, collector: &str, ver: u64) -> bool {
         let newer = |t: Option<&u64>| t.is_none_or(|t| ver > *t);
         newer(self.structs.get(&(name.to_owned(), generator.to_owned(), struct_type.to_owned())))
-            && newer(self.generators.get(generator))
+            && newer(self.generators.get(&(generator.to_owned(), String::new())))
+            && newer(self.generators.get(&(generator.to_owned(), collector.to_owned())))
             && newer(self.collectors.get(collector))
     }
 }
@@ -764,6 +770,54 @@ mod tests {
         init_schema(&right).unwrap();
         init_schema(&right).unwrap();
         open(&right).unwrap();
+    }
+
+    #[test]
+    fn a_late_disconnection_on_one_collector_keeps_what_another_stored_since() {
+        use crate::model::{GeneratorKey, UveField, UveUpdate, UveValue};
+        let Some(cfg) = local::test_config("uvemove") else { return };
+        let stats = Arc::new(Stats::default());
+        let (store, mut a) = open(&ClickHouseConfig { collector_id: "a".into(), ..cfg.clone() }).unwrap();
+        let (_, mut b) = open(&ClickHouseConfig { collector_id: "b".into(), ..cfg }).unwrap();
+        let g = GeneratorKey {
+            source: "host1".into(),
+            node_type: "Compute".into(),
+            module: "agent".into(),
+            instance_id: "0".into(),
+        };
+        let update = |v: &str| UveUpdate {
+            table: "ObjectVMITable".into(),
+            name: "vmi-1".into(),
+            struct_type: "VMIStats".into(),
+            deleted: false,
+            timestamp_us: 1,
+            attrs: vec![UveField {
+                name: "vm_name".into(),
+                sandesh_type: "string".into(),
+                identifier: 2,
+                annotations: vec![],
+                value: UveValue::scalar("string", v),
+            }],
+        };
+        let vm_name = |store: &ClickHouseStore| {
+            let attrs = store.uve_attrs("ObjectVMITable", "vmi-1").unwrap();
+            attrs.iter().find(|x| x.attr == "vm_name").and_then(|x| x.field.clone()).map(|f| f.value)
+        };
+        a.write(&[IngestMsg::DeleteGenerator(g.clone()), IngestMsg::Uve(g.clone(), update("via-a"))], &stats);
+        a.commit(&stats);
+        assert_eq!(vm_name(&store), Some(UveValue::scalar("string", "via-a")));
+        // The generator moves to b (which resynchronises it), then a notices it left.
+        b.write(&[IngestMsg::DeleteGenerator(g.clone()), IngestMsg::Uve(g.clone(), update("via-b"))], &stats);
+        b.commit(&stats);
+        a.write(&[IngestMsg::GeneratorEnded(g.clone())], &stats);
+        a.commit(&stats);
+        assert_eq!(vm_name(&store), Some(UveValue::scalar("string", "via-b")));
+        assert_eq!(store.uve_names("ObjectVMITable").unwrap(), ["vmi-1"]);
+        // Its session on b ends: gone.
+        b.write(&[IngestMsg::GeneratorEnded(g)], &stats);
+        b.commit(&stats);
+        assert_eq!(vm_name(&store), None);
+        assert!(store.uve_names("ObjectVMITable").unwrap().is_empty());
     }
 
     fn sample(uuid: &str, t: i64, bytes: i64, packets: i64) -> FlowRecordInput {

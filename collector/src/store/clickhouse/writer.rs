@@ -602,9 +602,16 @@ impl StoreWriter for ClickHouseWriter {
                     }
                 }
                 IngestMsg::Uve(g, u) => self.uve(g, u),
-                IngestMsg::DeleteGenerator(g) => {
+                IngestMsg::DeleteGenerator(g) | IngestMsg::GeneratorEnded(g) => {
                     let gen = g.to_string();
-                    self.tombstone(tombstone::GENERATOR, "", "", &gen, "", "");
+                    // A session that ended removes only what this collector stored: the
+                    // generator may be sending through another one already.
+                    let by = if matches!(m, IngestMsg::GeneratorEnded(_)) {
+                        self.collector_id.clone()
+                    } else {
+                        String::new()
+                    };
+                    self.tombstone(tombstone::GENERATOR, "", "", &gen, "", &by);
                     let n = self.uve_rows.remove(&gen).map(|s| s.len()).unwrap_or(0);
                     stats.uve_rows_removed.fetch_add(n as u64, Relaxed);
                 }
