@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! stats {
     ($($(#[doc = $doc:literal])* $name:ident: $kind:ident,)*) => {
-        /// Collector counters (monotonic, except the gauges: `sessions_active`).
+        /// Collector counters (monotonic, except the gauges: `sessions_active` and
+        /// `store_rows_buffered`).
         #[derive(Debug, Default)]
         pub struct Stats {
             $($(#[doc = $doc])* pub $name: AtomicU64,)*
@@ -106,6 +107,20 @@ stats! {
     writer_batches: Counter,
     /// Storage errors.
     store_errors: Counter,
+    /// Inserts retried because the store (ClickHouse) failed them.
+    store_retries: Counter,
+    /// Rows dropped because the store stayed unreachable with its buffer full (ClickHouse);
+    /// counted by kind in `flow_records_lost`, `trace_steps_lost` and `uve_updates_lost` too.
+    store_rows_dropped: Counter,
+    /// Rows waiting to be inserted (ClickHouse; goes down too).
+    store_rows_buffered: Gauge,
+    /// UVE updates lost to storage errors.
+    uve_updates_lost: Counter,
+    /// Flows whose aggregates the writer read back from the store (ClickHouse: not in its
+    /// cache, e.g. after a restart or when the generator moved from another collector).
+    flow_lookups: Counter,
+    /// Flow lookups that failed (the sample was merged as a flow's first).
+    flow_lookups_failed: Counter,
     /// Queries answered.
     queries: Counter,
     /// Queries refused (bad request, unknown table, too large).
