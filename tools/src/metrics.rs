@@ -234,6 +234,9 @@ fn stats_families(e: &mut Exposition, st: &StatsSource) -> Result<(), Exposition
     lcore_families(e, &st.perf)
 }
 
+/// A figure of a row type: metric name, help, how to read it.
+type Figure<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 fn lcore_families(e: &mut Exposition, p: &PerfSnapshot) -> Result<(), ExpositionError> {
     let idx: Vec<String> = p.lcores.iter().map(|l| l.index.to_string()).collect();
     let rows: Vec<usize> = (0..p.lcores.len()).collect();
@@ -249,7 +252,7 @@ fn lcore_families(e: &mut Exposition, p: &PerfSnapshot) -> Result<(), Exposition
             f.sample(&[("lcore", &idx[i])], p.lcores[i].perf.counters.values()[k].1).map(|_| ())
         })?;
     }
-    let gauges: [(&str, &str, fn(&vrouter_abi::stats::LcorePerfStats) -> u64); 3] = [
+    let gauges: [Figure<vrouter_abi::stats::LcorePerfStats>; 3] = [
         ("vrouter_lcore_burst_cycles_max", "Most TSC cycles one burst took since the vRouter started.", |p| {
             p.burst_cycles_max
         }),
@@ -294,7 +297,7 @@ fn lcore_families(e: &mut Exposition, p: &PerfSnapshot) -> Result<(), Exposition
         .enumerate()
         .flat_map(|(i, l)| l.perf.rxqs.iter().map(move |q| (i, q.vif.to_string(), q.queue.to_string(), *q)))
         .collect();
-    let per_queue: [(&str, &str, fn(&vrouter_abi::stats::RxqUsage) -> u64); 3] = [
+    let per_queue: [Figure<vrouter_abi::stats::RxqUsage>; 3] = [
         ("vrouter_rxq_packets_total", "Packets received from the RX queue", |q| q.packets),
         ("vrouter_rxq_bursts_total", "Non-empty bursts received from the RX queue", |q| q.bursts),
         ("vrouter_rxq_cycles_total", "TSC cycles of the RX queue's bursts on its lcore", |q| q.cycles),
