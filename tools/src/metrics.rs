@@ -82,9 +82,6 @@ fn read_stats(run_dir: &Path) -> Result<StatsSource, Failure> {
     }
 }
 
-/// A metric of one value of `T`: name, help and how to read it.
-type Figure<T> = (&'static str, &'static str, fn(&T) -> u64);
-
 /// Reads every source of the vRouter whose run directory is `run_dir`.
 pub fn read_sources(run_dir: &Path) -> Sources {
     Sources {
@@ -236,6 +233,9 @@ fn stats_families(e: &mut Exposition, st: &StatsSource) -> Result<(), Exposition
     )?;
     lcore_families(e, &st.perf)
 }
+
+/// A figure of a row type: metric name, help, how to read it.
+type Figure<T> = (&'static str, &'static str, fn(&T) -> u64);
 
 fn lcore_families(e: &mut Exposition, p: &PerfSnapshot) -> Result<(), ExpositionError> {
     let idx: Vec<String> = p.lcores.iter().map(|l| l.index.to_string()).collect();

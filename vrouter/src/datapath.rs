@@ -661,16 +661,20 @@ impl LcoreParts<'_> {
         };
         #[cfg(not(feature = "trace"))]
         let _ = &self.trace;
+        let rx = snap.ports.lcore_rx.get(plan.index).cloned().unwrap_or_default();
+        let stats = self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?;
+        // Before the lcore starts (its handle moves to it with the loop): its RX queue slots.
+        stats.set_rx_queues(&rx_queue_ids(&rx));
         Ok(LcoreLoop {
             #[cfg(feature = "trace")]
             trace,
             mirror,
             cell: self.cell.clone(),
-            rx: snap.ports.lcore_rx.get(plan.index).cloned().unwrap_or_default(),
+            rx,
             snap,
             n_lcores: self.n_lcores,
             tx,
-            stats: self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
+            stats,
             stop: self.stop.clone(),
             flow,
             index: plan.index,
@@ -782,7 +786,6 @@ unsafe impl Send for LcoreLoop {}
 impl LcoreLoop {
     fn run(mut self) -> i32 {
         self.cell.ack(self.index, self.snap.generation);
-        self.stats.set_rx_queues(&rx_queue_ids(&self.rx));
         let mut fib = self.snap.fib.clone();
         let clock = Clock::new();
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];

@@ -408,8 +408,9 @@ pub struct LcoreStats {
     shared: Arc<Shared>,
 }
 
-/// What an lcore remembers between [`LcoreStats::iteration`] and [`LcoreStats::burst`]
-/// calls (`Cell`s: the handle is used through `&self` by its one thread).
+/// What an lcore remembers between [`LcoreStats::iteration`], [`LcoreStats::before_burst`] and
+/// [`LcoreStats::after_burst`] calls (`Cell`s: the handle is used through `&self` by its one
+/// thread).
 #[derive(Default)]
 struct LoopTimes {
     /// TSC at the start of the current iteration (0 before the first).
