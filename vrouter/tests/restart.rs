@@ -94,6 +94,19 @@ fn flows(run_dir: &std::path::Path) -> BTreeMap<(u16, u16), FlowSnapshot> {
     r.iter_active().map(|f| ((f.key.sport(), f.key.dport()), f)).collect()
 }
 
+/// The flows once their mirror counters caught up: every packet is mirrored, and a flow's mirror
+/// counters move when its copy is sent, which may come after the guest received the packet.
+fn settled_flows(run_dir: &std::path::Path) -> BTreeMap<(u16, u16), FlowSnapshot> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = flows(run_dir);
+        if f.values().all(|f| f.mirror_packets == f.packets) || Instant::now() > deadline {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until the collector holds one record per data-plane flow whose aggregates equal the
 /// flow's counters, and every record is one of those flows (no flow counted under two UUIDs).
 fn wait_records_match(http_addr: SocketAddr, dp: &BTreeMap<(u16, u16), FlowSnapshot>, when: &str) {
@@ -202,7 +215,7 @@ fn restart_keeps_state(how: How, tag: &str) {
     let (a2, a1) = traffic(&mut h, &format!("{tag}-before"), 60, true);
     truth(&a2, &mut want);
     truth(&a1, &mut want);
-    let before = flows(&run_dir);
+    let before = settled_flows(&run_dir);
     assert_eq!(before.len(), 2 * usize::from(FLOWS), "{before:#?}");
     for (k, f) in &before {
         assert_eq!((f.packets, f.bytes), want[k], "flow {k:?} before the restart");
@@ -297,7 +310,7 @@ fn restart_keeps_state(how: How, tag: &str) {
     let (b2, b1) = traffic(&mut h, &format!("{tag}-after"), 90, false);
     truth(&b2, &mut want);
     truth(&b1, &mut want);
-    let after = flows(&run_dir);
+    let after = settled_flows(&run_dir);
     assert_eq!(after.len(), before.len(), "no new flows: {after:#?}");
     for (k, f) in &after {
         assert_eq!((f.index, f.gen), (before[k].index, before[k].gen));
