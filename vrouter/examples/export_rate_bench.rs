@@ -1,7 +1,9 @@
 //! Export rate: flow records per second the exporter produces and sends, over Sandesh and
 //! over IPFIX, from the real [`FlowScanner`] on a table where every flow has new traffic.
 //!
-//! `cargo run --release -p vrouter --example export_rate_bench [flows] [rounds] [dir]`
+//! `cargo run --release -p vrouter --example export_rate_bench [flows] [rounds] [dir] [sinks]`
+//!
+//! (`sinks`: a comma-separated subset of `scan,sandesh,ipfix,both`; default all four.)
 //!
 //! Creates a flow table (in `dir`, default `/dev/shm`) of `flows` (default 262 144)
 //! programmed, mirrored TCP flows, then for each sink runs a fresh scanner over it: one sweep
@@ -181,6 +183,8 @@ fn main() {
     let flows: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1 << 18);
     let rounds: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "/dev/shm".into()));
+    let sinks = args.next().unwrap_or_else(|| "scan,sandesh,ipfix,both".into());
+    let wanted: Vec<&str> = sinks.split(',').collect();
     let path = dir.join(format!("export-rate-bench-flow.{}", std::process::id()));
     let table = Arc::new(
         FlowTable::create(
@@ -235,7 +239,11 @@ fn main() {
     );
     let cfg = vrouter::config::parse(&text, "bench").expect("config");
 
-    for mode in ["scan only", "sandesh", "ipfix", "sandesh + ipfix"] {
+    for (key, mode) in [("scan", "scan only"), ("sandesh", "sandesh"), ("ipfix", "ipfix"), ("both", "sandesh + ipfix")]
+    {
+        if !wanted.contains(&key) {
+            continue;
+        }
         let with_sandesh = mode.contains("sandesh");
         let with_ipfix = mode.contains("ipfix");
         let mut session = with_sandesh.then(|| {
