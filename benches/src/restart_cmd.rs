@@ -281,6 +281,11 @@ pub struct Run {
     pub all_flows_ms: Option<f64>,
     /// Flows the sink received after the gap (of `flows`).
     pub flows_seen: u64,
+    /// Flows back one pass after the gap's end (the first sample then).
+    pub flows_after_one_pass: Option<u64>,
+    /// The share of the offered frames the sink received in the steady second before the
+    /// restart (below 1: the machine drops frames without a restart).
+    pub steady_delivered: f64,
     /// When the sink started counting the flows anew (the guest saw its link go down: the old
     /// vRouter gone, the gap under way), ms after the trigger.
     pub flows_reset_ms: f64,
@@ -354,6 +359,9 @@ pub struct Sample {
     pub old_fwd_cpu_ms: Option<f64>,
     /// Steal jiffies of the forwarding CPU (1) so far (the hypervisor ran something else).
     pub steal_fwd_cpu: u64,
+    /// Flows the sink received since the guest last saw its link go down (or since the
+    /// last reset).
+    pub flows_seen: u64,
 }
 
 impl Sample {
@@ -365,6 +373,7 @@ impl Sample {
             received: g.sink_received.unwrap_or(0),
             old_fwd_cpu_ms: fwd.and_then(|(pid, tid)| procfs::thread_cpu_ns(pid, tid).ok()).map(|ns| ns as f64 / 1e6),
             steal_fwd_cpu: procfs::cpu_steal().get(1).copied().unwrap_or(0),
+            flows_seen: g.sink_flows_seen.unwrap_or(0),
         }
     }
 }
@@ -765,6 +774,14 @@ fn run_one(ctx: &mut Ctx, restart: Restart, flows: u64, rep: u32) -> Result<Run>
     run.all_flows_ms = gd.sink_flows_all_ns.filter(|&t| t > 0).map(|t| ms_after(trigger, t));
     run.lost_around_gap = lost_around(&samples, run.gap_start_ms, run.gap_end_ms);
     run.flows_seen = gd.sink_flows_seen.unwrap_or(0);
+    // How many flows were back one pass after the gap (a busy machine drops frames in the
+    // steady state too: the rest needs more passes).
+    run.flows_after_one_pass = samples.iter().find(|s| s.ms >= run.gap_end_ms + pass_ms).map(|s| s.flows_seen);
+    run.steady_delivered = if gb.offered > ga.offered {
+        (gb.sink_received.unwrap_or(0) - ga.sink_received.unwrap_or(0)) as f64 / (gb.offered - ga.offered) as f64
+    } else {
+        f64::NAN
+    };
     run.flows_reset_ms = ms_after(trigger, gd.last_link_down_ns);
 
     // The restart's own figures.
@@ -867,6 +884,10 @@ pub struct Row {
     pub all_flows_ms: f64,
     /// One pass over the flows, ms.
     pub pass_ms: f64,
+    /// Median share of the flows back one pass after the gap.
+    pub flows_one_pass_share: f64,
+    /// Median share of the offered frames delivered in the steady state.
+    pub steady_delivered: f64,
     /// Median steady-state gap, ms.
     pub steady_gap_ms: f64,
     /// Median SIGTERM (takeover) time, ms after the trigger.
@@ -921,6 +942,8 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 gap_end_ms: m(&|r| r.gap_end_ms),
                 all_flows_ms: mo(&|r| r.all_flows_ms),
                 pass_ms: m(&|r| r.pass_ms),
+                flows_one_pass_share: mo(&|r| r.flows_after_one_pass.map(|n| n as f64 / r.flows as f64)),
+                steady_delivered: m(&|r| r.steady_delivered),
                 steady_gap_ms: m(&|r| r.steady_max_gap_us as f64 / 1e3),
                 stop_sent_ms: m(&|r| r.stop_sent_ms),
                 old_gone_ms: m(&|r| r.old_gone_ms),
@@ -970,12 +993,13 @@ pub fn tables(rows: &[Row]) -> String {
     let mut s = String::from(
         "| restart | flows | runs | packets lost (trigger -> every flow back) | of which around the gap | = ms of \
          offered load | forwarding gap, ms | gap, ms after the trigger | every flow forwarded again, ms after the \
-         trigger (one pass) | flows set up again | lost in 2 s of steady state before | sink rate after, kpps | \
-         runs: gap ms (lost) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         trigger (one pass) | flows back one pass after the gap | flows set up again | lost in 2 s of steady \
+         state before (steady delivery) | sink rate after, kpps | runs: gap ms (lost) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | **{}** | {} .. {} | {} ({}) | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | **{}** | {} .. {} | {} ({}) | {} | {} | {} ({}) | {} | {} |\n",
             label(&r.restart),
             flows_label(r.flows),
             r.runs,
@@ -987,6 +1011,11 @@ pub fn tables(rows: &[Row]) -> String {
             f1(r.gap_end_ms),
             f1(r.all_flows_ms),
             f1(r.pass_ms),
+            if r.flows_one_pass_share.is_nan() {
+                "-".into()
+            } else {
+                format!("{:.1} %", 100.0 * r.flows_one_pass_share)
+            },
             if r.runs == 0 {
                 "-".into()
             } else if r.no_new_setup {
@@ -995,6 +1024,7 @@ pub fn tables(rows: &[Row]) -> String {
                 format!("{} (NOT all adopted / set up again)", r.max_new_setups)
             },
             n0(r.lost_before),
+            if r.steady_delivered.is_nan() { "-".into() } else { format!("{:.1} %", 100.0 * r.steady_delivered) },
             f1(r.rate_after_pps / 1e3),
             r.per_run.iter().map(|(g, l)| format!("{g:.1} ({l})")).collect::<Vec<_>>().join(" / "),
         ));
@@ -1355,6 +1385,7 @@ mod tests {
         assert_eq!(r[2].max_new_setups, 5);
         let t = tables(&r);
         assert!(t.contains("| planned takeover | 1k | 3 | 4000 | - | 20.0 | **20.0** |"), "{t}");
+        assert!(t.contains("(0.0) | - | 0 | 0 (0.0 %) |"), "{t}");
         assert!(t.contains("| SIGKILL + start | 1M | 1 | 200000 |"), "{t}");
         assert!(t.contains("5 (NOT all adopted / set up again)"), "{t}");
         assert!(t.contains("30.0 (6000) / 10.0 (2000) / 20.0 (4000)"), "{t}");
@@ -1371,6 +1402,7 @@ mod tests {
             received,
             old_fwd_cpu_ms: Some(ms / 2.0),
             steal_fwd_cpu: 0,
+            flows_seen: 0,
         };
         let samples =
             [s(0.0, 0, 0), s(20.0, 4000, 4000), s(40.0, 8000, 7000), s(60.0, 12000, 7000), s(85.0, 17000, 11900)];
