@@ -87,10 +87,16 @@ fi
 # binaries with it), libpcap for the pcap PMD, a C toolchain for the shim, python3 for the
 # demo and bench traffic generators, tshark to read the pcaps (and, with the Lua dissector of
 # tools/wireshark/, the mirror copies), iproute2 for test namespaces, systemd for
-# `systemd-analyze verify` of the unit files in deploy/systemd/ (no running systemd needed).
+# `systemd-analyze verify` of the unit files in deploy/systemd/ (no running systemd needed),
+# prometheus for the metrics test (vrouter/tests/prometheus.rs starts a Prometheus server on
+# loopback; promtool, in the same package, checks the expositions; the package's own service
+# is not started without a running systemd); nfdump for the real IPFIX collector (nfcapd) and
+# reader (nfdump) of vrouter/tests/ipfix_export.rs; clickhouse-server (18.16) for the
+# collector's ClickHouse backend: its tests start their own server on loopback as the current
+# user, so the packaged service is not needed (see below).
 PACKAGES=(
     libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev libpcap-dev build-essential lld
-    python3 tshark iproute2 ca-certificates systemd
+    python3 tshark iproute2 ca-certificates systemd prometheus nfdump clickhouse-server
 )
 
 installed() {
@@ -120,6 +126,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
         "${SUDO[@]}" debconf-set-selections
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # The package enables a system-wide server (ports 8123, 9000) where systemd runs; this
+    # setup installed it only for the tests, which run their own: switch it off again.
+    if [[ " ${missing[*]} " == *" clickhouse-server "* ]] && [ -d /run/systemd/system ]; then
+        "${SUDO[@]}" systemctl disable --now clickhouse-server >/dev/null 2>&1 || true
+    fi
 else
     log "system packages present"
 fi

@@ -33,6 +33,8 @@ fn main() {
         .allowlist_function("rte_(eal|eth|pktmbuf|mbuf|mempool|lcore|socket|get_tsc|rdtsc|delay|prefetch|version|thread|remote|exit|strerror|zmalloc|free|log|get_main|get_next).*")
         .allowlist_function("shim_.*")
         .allowlist_function("rte_dev_probe")
+        // The packet-capture framework's primary side (`dpdk-dumpcap` attaches to it).
+        .allowlist_function("rte_pdump_(init|uninit)")
         .allowlist_type("rte_(eth|mbuf|mempool).*")
         .allowlist_var("RTE_(ETH|MBUF|PKTMBUF|MAX_ETHPORTS|MAX_LCORE|LCORE|ETHER|MEMPOOL).*")
         .opaque_type("rte_arp_ipv4|rte_arp_hdr|rte_l2tpv2_combined_msg_hdr|rte_gtp_psc_generic_hdr")

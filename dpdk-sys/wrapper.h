@@ -12,4 +12,5 @@
 #include <rte_version.h>
 #include <rte_dev.h>
 #include <rte_eth_vhost.h>
+#include <rte_pdump.h>
 #include "shim.h"

@@ -274,6 +274,8 @@ dst_mac = "02:00:00:00:00:05"
 main_core = {main}
 forwarding_cores = [{fwd}]
 no_huge = {no_huge}
+# No packet capture (dpdk-dumpcap): --huge-unlink, the pages go back however a run ends.
+pdump = false
 memory_mb = {mem}
 mbufs = {mbufs}
 file_prefix = {prefix}

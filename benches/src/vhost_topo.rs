@@ -105,6 +105,8 @@ impl VhostTopology {
 main_core = {main}
 {cores}
 no_huge = {no_huge}
+# No packet capture (dpdk-dumpcap): --huge-unlink, the pages go back however a run ends.
+pdump = false
 memory_mb = {mem}
 mbufs = {mbufs}
 file_prefix = {prefix}

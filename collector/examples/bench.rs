@@ -3,7 +3,13 @@
 //!
 //! ```sh
 //! cargo run --release -p collector --example bench -- --generators 4 --records 1000000
+//! cargo run --release -p collector --example bench -- --store clickhouse --collectors 2 --records 10000000
 //! ```
+//!
+//! `--store clickhouse` starts a private `clickhouse-server` on loopback (or uses
+//! `--clickhouse-url`), makes a fresh database and runs `--collectors` collectors on it, the
+//! generators spread over them; queries go to the first. The database size is the files in
+//! the data directory (SQLite) or the active parts' `bytes_on_disk` (ClickHouse).
 //!
 //! Each generator is a thread with its own TCP connection that completes the handshake and
 //! sends `FlowLogDataObject` frames of 16 records (encoded by the sandesh crate as it goes,
@@ -38,6 +44,18 @@ struct Args {
     /// Print human-readable lines instead of JSON.
     #[arg(long)]
     text: bool,
+    /// The store: sqlite or clickhouse.
+    #[arg(long, default_value = "sqlite")]
+    store: collector::config::StoreKind,
+    /// Collectors sharing the store (ClickHouse only).
+    #[arg(long, default_value_t = 1)]
+    collectors: usize,
+    /// An existing ClickHouse server (default: a private one on loopback).
+    #[arg(long)]
+    clickhouse_url: Option<String>,
+    /// Flow samples per ClickHouse insert.
+    #[arg(long, default_value_t = 20_000)]
+    clickhouse_batch_size: usize,
 }
 
 fn now_us() -> i64 {
@@ -129,6 +147,9 @@ fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
 
 fn main() {
     let args = Args::parse();
+    use collector::config::StoreKind;
+    assert!(args.collectors >= 1, "--collectors must be at least 1");
+    assert!(args.collectors == 1 || args.store == StoreKind::Clickhouse, "several collectors need --store clickhouse");
     let tmp;
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -137,40 +158,86 @@ fn main() {
             tmp.path().to_owned()
         }
     };
-    let cfg = CollectorConfig {
+    let mut cfg = CollectorConfig {
         sandesh_listen: "127.0.0.1:0".into(),
         http_listen: "127.0.0.1:0".into(),
         data_dir: dir.clone(),
         hostname: "bench".into(),
         query_max_rows: 2_000_000,
+        store: args.store,
+        clickhouse_batch_size: args.clickhouse_batch_size,
+        clickhouse_max_buffered_rows: 4 * args.clickhouse_batch_size.max(500_000),
+        clickhouse_flush_ms: 200,
         ..CollectorConfig::default()
     };
+    let _server;
+    if args.store == StoreKind::Clickhouse {
+        cfg.clickhouse_url = match &args.clickhouse_url {
+            Some(u) => u.clone(),
+            None => {
+                let s = collector::store::clickhouse::local::LocalServer::start().unwrap();
+                let url = s.url().to_owned();
+                _server = s;
+                url
+            }
+        };
+        cfg.clickhouse_database = collector::store::clickhouse::local::fresh_database("bench");
+        collector::store::init_schema(&cfg).unwrap();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let c = rt.block_on(Collector::start(&cfg)).unwrap();
-    let (sandesh_addr, http_addr) = (c.sandesh_addr, c.http_addr);
+    let cs: Vec<Collector> = (0..args.collectors)
+        .map(|k| {
+            let c = CollectorConfig { hostname: format!("bench-{k}"), ..cfg.clone() };
+            rt.block_on(Collector::start(&c)).unwrap()
+        })
+        .collect();
+    let http_addr = cs[0].http_addr;
+    let stored = || cs.iter().map(|c| c.stats.flow_records_stored.load(Relaxed)).sum::<u64>();
+    let sum = |f: fn(&collector::stats::Stats) -> u64| cs.iter().map(|c| f(&c.stats)).sum::<u64>();
 
     let per = args.records / args.generators;
     let total = per * args.generators;
     let t0 = Instant::now();
-    let threads: Vec<_> =
-        (0..args.generators).map(|g| std::thread::spawn(move || generator(sandesh_addr, g, per))).collect();
+    let threads: Vec<_> = (0..args.generators)
+        .map(|g| {
+            let addr = cs[g % cs.len()].sandesh_addr;
+            std::thread::spawn(move || generator(addr, g, per))
+        })
+        .collect();
     for t in threads {
         t.join().unwrap().unwrap();
     }
     let sent = t0.elapsed();
-    while c.stats.flow_records_stored.load(Relaxed) < total as u64 {
+    while stored() < total as u64 {
+        assert_eq!(sum(|s| s.flow_records_lost.load(Relaxed)), 0, "records lost");
         std::thread::sleep(Duration::from_millis(5));
     }
     let ingest = t0.elapsed();
     let rate = total as f64 / ingest.as_secs_f64();
-    let backpressure = c.stats.ingest_backpressure.load(Relaxed);
-    let batches = c.stats.writer_batches.load(Relaxed);
-    let db_bytes: u64 = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let backpressure = sum(|s| s.ingest_backpressure.load(Relaxed));
+    let batches = sum(|s| s.writer_batches.load(Relaxed));
+    let db_bytes: u64 = match args.store {
+        StoreKind::Sqlite => std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum(),
+        StoreKind::Clickhouse => {
+            let client = collector::store::clickhouse::client::Client::new(
+                &cfg.clickhouse_url,
+                &cfg.clickhouse_database,
+                &cfg.clickhouse_user,
+                &cfg.clickhouse_password,
+                Duration::from_secs(60),
+            );
+            let sql = format!(
+                "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{}' AND active",
+                cfg.clickhouse_database
+            );
+            client.select(&sql).unwrap()[0][0].as_u64().unwrap_or(0)
+        }
+    };
 
     let queries: Vec<(&str, Value)> = vec![
         (
@@ -220,6 +287,8 @@ fn main() {
                          "max_ms": (lat[lat.len() - 1] * 100.0).round() / 100.0, "runs": lat.len()}));
     }
     let out = json!({
+        "store": format!("{:?}", args.store).to_lowercase(),
+        "collectors": args.collectors,
         "generators": args.generators,
         "records": total,
         "send_s": (sent.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -228,11 +297,14 @@ fn main() {
         "writer_batches": batches,
         "ingest_backpressure_waits": backpressure,
         "database_bytes": db_bytes,
+        "bytes_per_record": (db_bytes as f64 / total as f64).round(),
         "queries": qres,
     });
     if args.text {
         println!(
-            "ingest: {total} records from {} generators in {:.2} s = {:.0} records/s (writer batches {batches}, back-pressure waits {backpressure}, database {} MiB)",
+            "{} with {} collector(s): {total} records from {} generators in {:.2} s = {:.0} records/s (writer batches {batches}, back-pressure waits {backpressure}, database {} MiB)",
+            out["store"].as_str().unwrap_or_default(),
+            args.collectors,
             args.generators,
             ingest.as_secs_f64(),
             rate,
@@ -244,5 +316,7 @@ fn main() {
     } else {
         println!("{out}");
     }
-    rt.block_on(c.stop());
+    for c in cs {
+        rt.block_on(c.stop());
+    }
 }

@@ -7,6 +7,16 @@
 //! data_dir = "/var/lib/vrouter-collector"
 //! flow_retention_s = 172800         # keep flow records and series 48 h (and traces)
 //! admin_token = "…"                 # operator token of the trace API (optional)
+//! store = "sqlite"                  # or "clickhouse": the clickhouse_* keys below
+//! clickhouse_url = "http://127.0.0.1:8123"
+//! clickhouse_database = "vrouter_analytics"
+//! clickhouse_user = "default"
+//! clickhouse_password = ""
+//! clickhouse_batch_size = 20000     # flow samples per insert
+//! clickhouse_flush_ms = 1000        # longest wait of a row before its insert
+//! clickhouse_retention_days = 2     # whole days kept (daily partitions dropped)
+//! clickhouse_max_buffered_rows = 2000000   # held while ClickHouse is unreachable
+//! clickhouse_flow_cache = 200000    # flows whose aggregates the writer keeps in memory
 //!
 //! [[tenant]]                        # a tenant of the trace API (optional, repeatable)
 //! name = "red"                      # its project, as in the vRouter's [[tenant]]
@@ -87,6 +97,28 @@ pub struct TenantConfig {
     pub token: String,
 }
 
+/// Where the collector keeps what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file in `data_dir` (the default).
+    #[default]
+    Sqlite,
+    /// A ClickHouse server (`clickhouse_*`), shared by any number of collectors.
+    Clickhouse,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "clickhouse" => Ok(StoreKind::Clickhouse),
+            _ => Err(format!("`{s}` is not a store (sqlite, clickhouse)")),
+        }
+    }
+}
+
 /// Shortest accepted token.
 pub const MIN_TOKEN_LEN: usize = 8;
 
@@ -116,6 +148,26 @@ pub struct CollectorConfig {
     pub query_max_rows: usize,
     /// The operator's token for the trace API (sees every trace).
     pub admin_token: Option<String>,
+    /// The store.
+    pub store: StoreKind,
+    /// ClickHouse's HTTP interface, `http://host:port`.
+    pub clickhouse_url: String,
+    /// The ClickHouse database (made by `collector --init-schema`).
+    pub clickhouse_database: String,
+    /// The ClickHouse user.
+    pub clickhouse_user: String,
+    /// Its password.
+    pub clickhouse_password: String,
+    /// Flow samples per ClickHouse insert.
+    pub clickhouse_batch_size: usize,
+    /// Longest time a row waits before its insert (ms).
+    pub clickhouse_flush_ms: u64,
+    /// Days of data ClickHouse keeps (whole daily partitions are dropped).
+    pub clickhouse_retention_days: u64,
+    /// Most rows held while ClickHouse is unreachable (then the oldest are dropped, counted).
+    pub clickhouse_max_buffered_rows: usize,
+    /// Flows whose aggregates the writer keeps in memory (others are read back).
+    pub clickhouse_flow_cache: usize,
     /// The tenants (`[[tenant]]`, outside `[collector]`).
     #[serde(skip)]
     pub tenants: Vec<TenantConfig>,
@@ -135,6 +187,16 @@ impl Default for CollectorConfig {
             max_frame_len: 1 << 20,
             query_max_rows: 100_000,
             admin_token: None,
+            store: StoreKind::Sqlite,
+            clickhouse_url: "http://127.0.0.1:8123".into(),
+            clickhouse_database: "vrouter_analytics".into(),
+            clickhouse_user: "default".into(),
+            clickhouse_password: String::new(),
+            clickhouse_batch_size: 20_000,
+            clickhouse_flush_ms: 1000,
+            clickhouse_retention_days: 2,
+            clickhouse_max_buffered_rows: 2_000_000,
+            clickhouse_flow_cache: 200_000,
             tenants: Vec::new(),
         }
     }
@@ -234,6 +296,7 @@ impl CollectorConfig {
                 ));
             }
         }
+        self.validate_clickhouse(&invalid)?;
         for (i, t) in self.tenants.iter().enumerate() {
             let tenant = |field: &str, message: String| ConfigError::Invalid {
                 origin: origin.to_owned(),
@@ -258,6 +321,79 @@ impl CollectorConfig {
             }
         }
         Ok(())
+    }
+
+    /// The `clickhouse_*` keys (checked whatever the store, so that a switch to ClickHouse
+    /// finds them valid).
+    fn validate_clickhouse(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        let url = &self.clickhouse_url;
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(invalid(
+                "clickhouse_url",
+                format!("`{url}` is not an http:// URL such as http://127.0.0.1:8123"),
+            ));
+        };
+        if rest.trim_end_matches('/').is_empty() || rest.trim_end_matches('/').contains(['/', '?', '#', ' ']) {
+            return Err(invalid("clickhouse_url", format!("`{url}` must be http://host:port, without a path")));
+        }
+        let db = &self.clickhouse_database;
+        if db.is_empty()
+            || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || db.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(invalid(
+                "clickhouse_database",
+                format!("`{db}` is not a database name (letters, digits and _, not starting with a digit)"),
+            ));
+        }
+        if self.clickhouse_user.is_empty() {
+            return Err(invalid("clickhouse_user", "must not be empty".into()));
+        }
+        if !(1..=1_000_000).contains(&self.clickhouse_batch_size) {
+            return Err(invalid("clickhouse_batch_size", "must be between 1 and 1000000".into()));
+        }
+        if !(1..=60_000).contains(&self.clickhouse_flush_ms) {
+            return Err(invalid("clickhouse_flush_ms", "must be between 1 and 60000".into()));
+        }
+        if !(1..=3650).contains(&self.clickhouse_retention_days) {
+            return Err(invalid("clickhouse_retention_days", "must be between 1 and 3650".into()));
+        }
+        if self.clickhouse_max_buffered_rows < self.clickhouse_batch_size {
+            return Err(invalid(
+                "clickhouse_max_buffered_rows",
+                format!("must be at least clickhouse_batch_size ({})", self.clickhouse_batch_size),
+            ));
+        }
+        if self.clickhouse_flow_cache < 2 {
+            return Err(invalid("clickhouse_flow_cache", "must be at least 2".into()));
+        }
+        Ok(())
+    }
+
+    /// How long data is kept and queries reach back (µs): `flow_retention_s` with SQLite,
+    /// `clickhouse_retention_days` with ClickHouse.
+    pub fn retention_us(&self) -> u64 {
+        match self.store {
+            StoreKind::Sqlite => self.flow_retention_s.saturating_mul(1_000_000),
+            StoreKind::Clickhouse => self.clickhouse_retention_days.saturating_mul(86_400_000_000),
+        }
+    }
+
+    /// The ClickHouse backend's settings; `collector_id` names this collector in the store.
+    pub fn clickhouse(&self, collector_id: &str) -> crate::store::clickhouse::ClickHouseConfig {
+        crate::store::clickhouse::ClickHouseConfig {
+            url: self.clickhouse_url.clone(),
+            database: self.clickhouse_database.clone(),
+            user: self.clickhouse_user.clone(),
+            password: self.clickhouse_password.clone(),
+            batch_size: self.clickhouse_batch_size,
+            flush_ms: self.clickhouse_flush_ms,
+            max_buffered_rows: self.clickhouse_max_buffered_rows,
+            flow_cache: self.clickhouse_flow_cache,
+            retention_days: self.clickhouse_retention_days,
+            collector_id: collector_id.to_owned(),
+            ..crate::store::clickhouse::ClickHouseConfig::default()
+        }
     }
 
     /// The parsed Sandesh listen address (valid after [`Self::validate`]).
@@ -304,6 +440,51 @@ mod tests {
         assert!(s.starts_with("c.toml:2: unknown field `retention`"), "{s}");
         let e = CollectorConfig::from_toml("[collector]\nflow_retention_s = \"x\"\n", "c.toml").unwrap_err();
         assert!(e.to_string().starts_with("c.toml:2: "), "{e}");
+    }
+
+    #[test]
+    fn store_and_clickhouse_keys() {
+        let c = CollectorConfig::from_toml(
+            "[collector]\nstore = \"clickhouse\"\nclickhouse_url = \"http://ch1:8123\"\nclickhouse_database = \"a_1\"\n\
+             clickhouse_retention_days = 7\nclickhouse_batch_size = 500\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Clickhouse);
+        assert_eq!(c.retention_us(), 7 * 86_400_000_000);
+        let ch = c.clickhouse("c1");
+        assert_eq!((ch.url.as_str(), ch.database.as_str(), ch.batch_size), ("http://ch1:8123", "a_1", 500));
+        assert_eq!(ch.collector_id, "c1");
+        assert_eq!(CollectorConfig::default().retention_us(), 48 * 3_600_000_000);
+        let err = |text: &str| {
+            CollectorConfig::from_toml(&format!("[collector]\n{text}\n"), "c.toml").unwrap_err().to_string()
+        };
+        assert!(
+            err("store = \"cassandra\"").starts_with("c.toml:2: unknown variant `cassandra`"),
+            "{}",
+            err("store = \"cassandra\"")
+        );
+        assert_eq!(
+            err("clickhouse_url = \"https://x:8443\""),
+            "c.toml:2: collector.clickhouse_url: `https://x:8443` is not an http:// URL such as http://127.0.0.1:8123"
+        );
+        assert_eq!(
+            err("clickhouse_url = \"http://x:8123/db\""),
+            "c.toml:2: collector.clickhouse_url: `http://x:8123/db` must be http://host:port, without a path"
+        );
+        assert!(
+            err("clickhouse_database = \"a-b\"").starts_with("c.toml:2: collector.clickhouse_database: `a-b` is not")
+        );
+        assert_eq!(
+            err("clickhouse_retention_days = 0"),
+            "c.toml:2: collector.clickhouse_retention_days: must be between 1 and 3650"
+        );
+        assert_eq!(
+            err("clickhouse_batch_size = 10\nclickhouse_max_buffered_rows = 5"),
+            "c.toml:3: collector.clickhouse_max_buffered_rows: must be at least clickhouse_batch_size (10)"
+        );
+        assert_eq!("clickhouse".parse::<StoreKind>(), Ok(StoreKind::Clickhouse));
+        assert!("x".parse::<StoreKind>().is_err());
     }
 
     #[test]

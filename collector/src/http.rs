@@ -1,19 +1,36 @@
 //! The analytics REST API (axum).
 //!
-//! * `GET /analytics/uves`: the UVE types, `[{"name": "vrouters", "href": …}, …]`.
+//! * `GET /analytics/uves`: the UVE types, `[{"name": "vrouters", "href": …}, …]`;
+//!   `GET /analytics/uve-types`: `{"<type>": {"global_system_object": bool}, …}`.
 //! * `GET /analytics/uves/<type>s`: the objects of a type, `[{"name": k, "href": …?flat}, …]`.
 //! * `GET /analytics/uves/<type>/<name>[?flat]`: one object, raw or flat ([`crate::uve`]);
 //!   an unknown name gives `{}` as in the reference API. `<name>` `*` or `prefix*` gives
+//!   `{"value": [{"name", "value"(flat)}, …]}`. The reference's filters `sfilt` (source),
+//!   `mfilt` (module), `cfilt` (`StructType[:attr]`, comma-separated) and `kfilt` (names,
+//!   comma-separated, `prefix*`) apply to all three and make the answer flat; an object left
+//!   with nothing is not listed. `ackfilt` (alarms) is refused.
+//! * `POST /analytics/uves/<type>` with `{"kfilt": [...], "cfilt": [...], "sfilt": "...",
+//!   "mfilt": "..."}` (each optional, lists or comma-separated strings): the matching objects,
 //!   `{"value": [{"name", "value"(flat)}, …]}`.
-//! * `POST /analytics/query`: [`crate::query`].
+//! * `POST /analytics/query`: [`crate::query`]. With `Expect: 202-accepted` the query is
+//!   checked, answered `202 {"href": "/analytics/query/<qid>"}` and run in the background;
+//!   `GET /analytics/query/<qid>` gives `{"progress": 0|100, "chunks": [{"start_time",
+//!   "end_time", "href": "/analytics/query/<qid>/chunk-final/0"}]}` (or the query's error),
+//!   and that chunk the `{"value": [...]}` result. Query ids live in the memory of the
+//!   collector that accepted them ([`AsyncQueries`]).
 //! * `GET /analytics/tables`, `GET /analytics/table/<t>`, `GET /analytics/table/<t>/schema`:
 //!   the queryable tables and their columns ([`crate::query::schema_json`]).
 //! * `GET /analytics/collector/stats`: the collector's counters ([`crate::stats`]).
+//! * `GET /metrics`: the same counters, and the writer queue's depth and capacity, in the
+//!   Prometheus text format 0.0.4 (`collector_<name>_total` for a counter, `collector_<name>`
+//!   for a gauge; help from their declaration).
 //! * `GET /analytics/traces[?start_time=…&end_time=…&request=<uuid>]`: one row per trace id
 //!   (id, request, project, vRouters, first/last time, packets, steps, flow, disposition),
 //!   oldest first; `GET /analytics/traces/<id>`: one trace's steps from every vRouter that
-//!   exported it, merged in the order of [`crate::trace`]; 404 for an unknown id. Both need
-//!   a bearer token when tenants or an admin token are configured ([`crate::trace`]).
+//!   exported it, merged in the order of [`crate::trace`]; 404 for an unknown id;
+//!   `DELETE /analytics/traces/<id>` removes it (`{"deleted": "<id>"}`; 404 as for reading).
+//!   All need a bearer token when tenants or an admin token are configured
+//!   ([`crate::trace`]): a tenant reads and deletes only its project's traces.
 //!
 //! Errors are `{"error": "<message>"}` with the status code of the error.
 
@@ -22,6 +39,7 @@ use crate::model::{uve_table_of, UVE_TYPES};
 use crate::query::{self, QueryContext, QueryError, QueryRequest};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
+use crate::uve::UveFilter;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,7 +54,7 @@ use std::sync::Arc;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The database.
+    /// The store (its read side).
     pub store: Store,
     /// Counters.
     pub stats: Arc<Stats>,
@@ -48,6 +66,62 @@ pub struct ApiState {
     pub query_max_rows: usize,
     /// Who may read which trace.
     pub trace_access: Arc<crate::trace::TraceAccess>,
+    /// Asynchronous queries.
+    pub async_queries: Arc<AsyncQueries>,
+}
+
+/// Most asynchronous queries kept; when full, the oldest finished one is forgotten.
+pub const MAX_ASYNC_QUERIES: usize = 64;
+
+/// One asynchronous query: its window and, once done, its result or error.
+#[derive(Debug, Clone)]
+struct AsyncJob {
+    start_us: u64,
+    end_us: u64,
+    result: Option<Result<Value, (StatusCode, String)>>,
+}
+
+/// The asynchronous queries of this collector (in memory: a query id is known only to the
+/// collector that accepted it).
+#[derive(Debug, Default)]
+pub struct AsyncQueries {
+    jobs: std::sync::Mutex<std::collections::VecDeque<(String, AsyncJob)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl AsyncQueries {
+    /// Registers a running query; `None` when every slot holds a running one.
+    fn add(&self, start_us: u64, end_us: u64) -> Option<String> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.len() >= MAX_ASYNC_QUERIES {
+            let done = jobs.iter().position(|(_, j)| j.result.is_some())?;
+            jobs.remove(done);
+        }
+        let n = self.next.fetch_add(1, Relaxed);
+        let t = now_us();
+        let qid = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (t >> 32) as u32,
+            (t >> 16) as u16,
+            (t & 0xfff) as u16,
+            std::process::id() & 0xfff,
+            n & 0xffff_ffff_ffff
+        );
+        jobs.push_back((qid.clone(), AsyncJob { start_us, end_us, result: None }));
+        Some(qid)
+    }
+
+    fn finish(&self, qid: &str, result: Result<Value, (StatusCode, String)>) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, j)) = jobs.iter_mut().find(|(q, _)| q == qid) {
+            j.result = Some(result);
+        }
+    }
+
+    fn get(&self, qid: &str) -> Option<AsyncJob> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().find(|(q, _)| q == qid).map(|(_, j)| j.clone())
+    }
 }
 
 /// An error reply.
@@ -70,15 +144,19 @@ impl From<StoreError> for ApiError {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/analytics/uves", get(uve_types))
-        .route("/analytics/uves/:ty", get(uve_list))
+        .route("/analytics/uve-types", get(uve_type_info))
+        .route("/analytics/uves/:ty", get(uve_list).post(uve_post))
         .route("/analytics/uves/:ty/*name", get(uve_get))
         .route("/analytics/query", post(query_post))
+        .route("/analytics/query/:qid", get(query_status))
+        .route("/analytics/query/:qid/chunk-final/:n", get(query_chunk))
         .route("/analytics/tables", get(tables))
         .route("/analytics/table/:t", get(table_links))
         .route("/analytics/table/:t/schema", get(table_schema))
         .route("/analytics/collector/stats", get(collector_stats))
+        .route("/metrics", get(metrics))
         .route("/analytics/traces", get(trace_list))
-        .route("/analytics/traces/:id", get(trace_get))
+        .route("/analytics/traces/:id", get(trace_get).delete(trace_delete))
         .with_state(state)
 }
 
@@ -103,6 +181,14 @@ async fn uve_types(headers: HeaderMap) -> Json<Value> {
     ))
 }
 
+/// `{"<type>": {"global_system_object": bool}}`: a vRouter is a system object of the whole
+/// installation, the others belong to projects.
+async fn uve_type_info() -> Json<Value> {
+    Json(Value::Object(
+        UVE_TYPES.iter().map(|(t, _)| ((*t).to_owned(), json!({"global_system_object": *t == "vrouter"}))).collect(),
+    ))
+}
+
 fn unknown_type(ty: &str) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
@@ -117,11 +203,22 @@ async fn uve_list(
     State(st): State<ApiState>,
     Path(ty): Path<String>,
     headers: HeaderMap,
+    RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let singular = ty.strip_suffix('s').unwrap_or(&ty).to_owned();
     let table = uve_table_of(&singular).ok_or_else(|| unknown_type(&ty))?;
+    let (_, filter) = uve_params(q.as_deref())?;
     let base = base_url(&headers);
-    let names = blocking(move || Ok(st.store.reader()?.uve_names(table)?)).await?;
+    let names = blocking(move || {
+        let mut names = Vec::new();
+        for n in st.store.uve_names(table)?.into_iter().filter(|n| filter.keeps_key(n)) {
+            if !filter.filters_attrs() || !filter.apply(st.store.uve_attrs(table, &n)?).is_empty() {
+                names.push(n);
+            }
+        }
+        Ok(names)
+    })
+    .await?;
     Ok(Json(Value::Array(
         names
             .into_iter()
@@ -130,10 +227,8 @@ async fn uve_list(
     )))
 }
 
-/// Query parameters of `GET /analytics/uves/<type>/<name>`: `flat` (with or without a
-/// value) asks for the flat form. The reference API's filters (`sfilt`, `mfilt`, `cfilt`,
-/// `kfilt`, `ackfilt`) are not implemented: asking for one is an error rather than an
-/// unfiltered answer that looks filtered. Other parameters are ignored.
+/// Query parameters of the UVE GETs: `flat` (with or without a value) asks for the flat
+/// form; the filters ([`UveFilter`]) imply it. Other parameters are ignored.
 #[derive(Debug, Default, Deserialize)]
 struct UveQuery {
     flat: Option<String>,
@@ -144,15 +239,20 @@ struct UveQuery {
     ackfilt: Option<String>,
 }
 
-/// Whether the query string asks for the flat form (`?flat`); an error for a UVE filter.
-fn wants_flat(q: Option<&str>) -> Result<bool, ApiError> {
+/// Whether the query string asks for the flat form, and its filters.
+fn uve_params(q: Option<&str>) -> Result<(bool, UveFilter), ApiError> {
     let q: UveQuery = parse_query(q)?;
-    let filters =
-        [("sfilt", &q.sfilt), ("mfilt", &q.mfilt), ("cfilt", &q.cfilt), ("kfilt", &q.kfilt), ("ackfilt", &q.ackfilt)];
-    if let Some((k, _)) = filters.iter().find(|(_, v)| v.is_some()) {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("UVE filter `{k}` is not supported by this collector")));
+    if q.ackfilt.is_some() {
+        return Err(bad_request("ackfilt", "alarms are not supported by this collector"));
     }
-    Ok(q.flat.is_some())
+    let mut f = UveFilter {
+        source: q.sfilt.filter(|v| !v.is_empty()),
+        module: q.mfilt.filter(|v| !v.is_empty()),
+        ..UveFilter::default()
+    };
+    f.add_structs(q.cfilt.as_deref().unwrap_or("").split(','));
+    f.add_keys(q.kfilt.as_deref().unwrap_or("").split(','));
+    Ok((q.flat.is_some() || !f.is_empty(), f))
 }
 
 /// Decodes a query string (`serde_urlencoded`) into `T`. `serde_urlencoded` decodes
@@ -189,19 +289,74 @@ async fn uve_get(
     if name.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "missing UVE name".into()));
     }
-    let flat = wants_flat(q.as_deref())?;
+    let (flat, filter) = uve_params(q.as_deref())?;
     blocking(move || {
-        let reader = st.store.reader()?;
         if let Some(prefix) = name.strip_suffix('*') {
-            let mut out = Vec::new();
-            for n in reader.uve_names(table)?.into_iter().filter(|n| n.starts_with(prefix)) {
-                let attrs = reader.uve_attrs(table, &n)?;
-                out.push(json!({"name": n, "value": crate::uve::flat_json(&attrs)}));
-            }
-            return Ok(Json(json!({ "value": out })));
+            let names = st.store.uve_names(table)?.into_iter().filter(|n| n.starts_with(prefix)).collect();
+            return Ok(Json(json!({ "value": uve_values(&st, table, names, &filter)? })));
         }
-        let attrs = reader.uve_attrs(table, &name)?;
+        if !filter.keeps_key(&name) {
+            return Ok(Json(json!({})));
+        }
+        let attrs = filter.apply(st.store.uve_attrs(table, &name)?);
         Ok(Json(if flat { crate::uve::flat_json(&attrs) } else { crate::uve::raw_json(&attrs) }))
+    })
+    .await
+}
+
+/// `[{"name", "value"(flat)}, …]` of the objects `names` that pass `filter` and keep
+/// something.
+fn uve_values(st: &ApiState, table: &str, names: Vec<String>, filter: &UveFilter) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for n in names.into_iter().filter(|n| filter.keeps_key(n)) {
+        let attrs = filter.apply(st.store.uve_attrs(table, &n)?);
+        if !attrs.is_empty() {
+            out.push(json!({"name": n, "value": crate::uve::flat_json(&attrs)}));
+        }
+    }
+    Ok(out)
+}
+
+/// The strings of a POST filter: a list of strings or one comma-separated string.
+fn filter_strings(v: &Value, key: &str) -> Result<Vec<String>, ApiError> {
+    match v {
+        Value::Null => Ok(vec![]),
+        Value::String(s) => Ok(s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(k, x)| {
+                x.as_str().map(str::to_owned).ok_or_else(|| bad_request(&format!("{key}[{k}]"), "not a string"))
+            })
+            .collect(),
+        _ => Err(bad_request(key, "expected a list of strings or a string")),
+    }
+}
+
+/// `POST /analytics/uves/<type>` (singular, as the reference routes it).
+async fn uve_post(State(st): State<ApiState>, Path(ty): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let table = uve_table_of(&ty).ok_or_else(|| unknown_type(&ty))?;
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?
+    };
+    let o = v.as_object().ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "the body must be a JSON object".into()))?;
+    let mut filter = UveFilter::default();
+    for (k, v) in o {
+        let items = filter_strings(v, k)?;
+        match k.as_str() {
+            "kfilt" => filter.add_keys(items.iter().map(String::as_str)),
+            "cfilt" => filter.add_structs(items.iter().map(String::as_str)),
+            "sfilt" => filter.source = items.into_iter().next(),
+            "mfilt" => filter.module = items.into_iter().next(),
+            "ackfilt" => return Err(bad_request("ackfilt", "alarms are not supported by this collector")),
+            _ => return Err(bad_request(k, "unknown filter (expected kfilt, cfilt, sfilt, mfilt)")),
+        }
+    }
+    blocking(move || {
+        let names = st.store.uve_names(table)?;
+        Ok(Json(json!({ "value": uve_values(&st, table, names, &filter)? })))
     })
     .await
 }
@@ -211,31 +366,100 @@ pub fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-async fn query_post(State(st): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+fn query_error(e: QueryError) -> (StatusCode, String) {
+    (StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.to_string())
+}
+
+async fn query_post(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let asynchronous = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("202-accepted"));
     let stats = st.stats.clone();
-    let r = blocking(move || {
-        let run = || -> Result<Value, QueryError> {
-            let req = QueryRequest::from_json(&body)?;
-            let now = now_us();
-            let ctx = QueryContext {
-                now_us: now,
-                data_start_us: now.saturating_sub(st.retention_us),
-                max_rows: st.query_max_rows,
-            };
-            let reader = st.store.reader()?;
-            query::run(&reader, &req, &ctx)
-        };
-        run().map_err(|e| {
-            let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            ApiError(code, e.to_string())
-        })
-    })
-    .await;
-    match &r {
-        Ok(_) => stats.queries.fetch_add(1, Relaxed),
-        Err(_) => stats.queries_failed.fetch_add(1, Relaxed),
+    let now = now_us();
+    let ctx =
+        QueryContext { now_us: now, data_start_us: now.saturating_sub(st.retention_us), max_rows: st.query_max_rows };
+    let req = match QueryRequest::from_json(&body).and_then(|req| {
+        // Checked before it is accepted: a bad query is answered at once, also when asynchronous.
+        query::compile(&req, &ctx, st.store.dialect())?;
+        Ok(req)
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            stats.queries_failed.fetch_add(1, Relaxed);
+            let (code, msg) = query_error(e);
+            return Err(ApiError(code, msg));
+        }
     };
-    r.map(Json)
+    let window = crate::time::resolve_query_window(&req.start_time, &req.end_time, ctx.data_start_us, ctx.now_us)
+        .map(|w| (w.start_us, w.end_us))
+        .unwrap_or((ctx.data_start_us, ctx.now_us));
+    let store = st.store.clone();
+    let run = move || {
+        query::run(&*store, &req, &ctx).map_err(query_error).inspect(|_| {
+            stats.queries.fetch_add(1, Relaxed);
+        })
+    };
+    if asynchronous {
+        let Some(qid) = st.async_queries.add(window.0, window.1) else {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_ASYNC_QUERIES} asynchronous queries are running; try again later"),
+            ));
+        };
+        let (jobs, id, stats) = (st.async_queries.clone(), qid.clone(), st.stats.clone());
+        tokio::task::spawn_blocking(move || {
+            let r = run();
+            if r.is_err() {
+                stats.queries_failed.fetch_add(1, Relaxed);
+            }
+            jobs.finish(&id, r);
+        });
+        return Ok((StatusCode::ACCEPTED, Json(json!({"href": format!("/analytics/query/{qid}")}))).into_response());
+    }
+    let r = tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("handler failed: {e}")))?;
+    match r {
+        Ok(v) => Ok(Json(v).into_response()),
+        Err((code, msg)) => {
+            st.stats.queries_failed.fetch_add(1, Relaxed);
+            Err(ApiError(code, msg))
+        }
+    }
+}
+
+/// `GET /analytics/query/<qid>`: the progress of an asynchronous query.
+async fn query_status(State(st): State<ApiState>, Path(qid): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = st.async_queries.get(&qid).ok_or_else(|| unknown_query(&qid))?;
+    Ok(Json(match job.result {
+        None => json!({"progress": 0, "chunks": []}),
+        Some(Err((code, msg))) => return Err(ApiError(code, msg)),
+        Some(Ok(_)) => json!({"progress": 100, "chunks": [{
+            "start_time": job.start_us, "end_time": job.end_us,
+            "href": format!("/analytics/query/{qid}/chunk-final/0"),
+        }]}),
+    }))
+}
+
+fn unknown_query(qid: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("qid: no query {qid} on this collector"))
+}
+
+/// `GET /analytics/query/<qid>/chunk-final/0`: its result.
+async fn query_chunk(
+    State(st): State<ApiState>,
+    Path((qid, n)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let job = st.async_queries.get(&qid).ok_or_else(|| unknown_query(&qid))?;
+    if n != "0" {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("chunk: query {qid} has one chunk, 0")));
+    }
+    match job.result {
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("chunk: query {qid} is still running (progress 0)"))),
+        Some(Err((code, msg))) => Err(ApiError(code, msg)),
+        Some(Ok(v)) => Ok(Json(v)),
+    }
 }
 
 async fn tables(headers: HeaderMap) -> Json<Value> {
@@ -270,6 +494,34 @@ async fn collector_stats(State(st): State<ApiState>) -> Json<Value> {
     v["ingest_queue_depth"] = json!(st.ingest.queued());
     v["ingest_queue_capacity"] = json!(st.ingest.capacity());
     Json(v)
+}
+
+/// The Prometheus exposition of the collector's counters.
+pub fn exposition(
+    stats: &Stats,
+    queue_depth: usize,
+    queue_capacity: usize,
+) -> Result<String, promtext::ExpositionError> {
+    let mut e = promtext::Exposition::new();
+    for (f, v) in stats.values() {
+        let help = f.help.split_whitespace().collect::<Vec<_>>().join(" ");
+        if f.counter {
+            e.counter(&format!("collector_{}_total", f.name), &help)?.sample(&[], v)?;
+        } else {
+            e.gauge(&format!("collector_{}", f.name), &help)?.sample(&[], v)?;
+        }
+    }
+    e.gauge("collector_ingest_queue_depth", "Messages waiting for the database writer.")?.sample(&[], queue_depth)?;
+    e.gauge("collector_ingest_queue_capacity", "Messages the writer queue holds at most.")?
+        .sample(&[], queue_capacity)?;
+    Ok(e.into_string())
+}
+
+async fn metrics(State(st): State<ApiState>) -> Response {
+    match exposition(&st.stats, st.ingest.queued(), st.ingest.capacity()) {
+        Ok(text) => ([(header::CONTENT_TYPE, promtext::CONTENT_TYPE)], text).into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 fn bad_request(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -334,7 +586,7 @@ async fn trace_list(
     };
     let (start, end, request) = trace_params(q.as_deref(), now_us())?;
     let v = blocking(move || {
-        let reader = st.store.reader()?;
+        let reader = &st.store;
         let rows = reader.trace_rows(start, end, request.as_deref(), caller.project(), st.query_max_rows)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -359,7 +611,7 @@ async fn trace_get(
     };
     let n = crate::trace::parse_id(&id).ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
     let v = blocking(move || {
-        let reader = st.store.reader()?;
+        let reader = &st.store;
         let not_found = || ApiError(StatusCode::NOT_FOUND, format!("id: no trace {}", crate::trace::format_id(n)));
         // Another project's trace is answered exactly like an unknown one.
         let row = match reader.trace_row(n)? {
@@ -369,6 +621,30 @@ async fn trace_get(
         let mut steps = reader.trace_steps(n)?;
         crate::trace::order_steps(&mut steps);
         Ok(crate::trace::detail_json(&row, &steps))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn trace_delete(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = match trace_caller(&st, &headers) {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let n = crate::trace::parse_id(&id).ok_or_else(|| bad_request("id", format!("`{id}` is not a trace id (hex)")))?;
+    let v = blocking(move || {
+        let not_found = || ApiError(StatusCode::NOT_FOUND, format!("id: no trace {}", crate::trace::format_id(n)));
+        // Deleting is scoped like reading: another project's trace is not found.
+        match st.store.trace_row(n)? {
+            Some(r) if caller.may_read(r.project.as_deref()) => {}
+            _ => return Err(not_found()),
+        }
+        st.store.delete_trace(n)?;
+        Ok(json!({"deleted": crate::trace::format_id(n)}))
     })
     .await?;
     Ok(Json(v).into_response())
@@ -400,18 +676,24 @@ mod tests {
     }
 
     #[test]
-    fn flat_and_refused_uve_filters() {
-        assert!(!wants_flat(None).unwrap());
-        assert!(!wants_flat(Some("x=1")).unwrap(), "other parameters are ignored");
-        assert!(wants_flat(Some("flat")).unwrap());
-        assert!(wants_flat(Some("x=1&flat=")).unwrap());
-        for f in ["sfilt", "mfilt", "cfilt", "kfilt", "ackfilt"] {
-            let e = wants_flat(Some(&format!("flat&{f}=a*"))).unwrap_err();
-            assert_eq!(
-                (e.0, e.1),
-                (StatusCode::BAD_REQUEST, format!("UVE filter `{f}` is not supported by this collector"))
-            );
+    fn flat_filters_and_refused_ackfilt() {
+        let flat = |q: Option<&str>| uve_params(q).unwrap().0;
+        assert!(!flat(None));
+        assert!(!flat(Some("x=1")), "other parameters are ignored");
+        assert!(flat(Some("flat")));
+        assert!(flat(Some("x=1&flat=")));
+        for f in ["sfilt=host1", "mfilt=agent", "cfilt=VMIStats", "kfilt=a*"] {
+            assert!(flat(Some(f)), "{f} implies flat");
         }
-        assert_eq!(wants_flat(Some("flat=%zz")).unwrap_err().1, "flat: bad percent-encoding");
+        let (_, f) =
+            uve_params(Some("cfilt=VMIStats:vm_name,VMIStats:raw_if_stats,UveX&kfilt=a*,b&sfilt=h1&mfilt=m")).unwrap();
+        assert_eq!(
+            f.structs,
+            [("VMIStats".into(), vec!["vm_name".into(), "raw_if_stats".into()]), ("UveX".into(), vec![])]
+        );
+        assert_eq!((f.keys.len(), f.source.as_deref(), f.module.as_deref()), (2, Some("h1"), Some("m")));
+        let e = uve_params(Some("flat&ackfilt=true")).unwrap_err();
+        assert_eq!((e.0, e.1), (StatusCode::BAD_REQUEST, "ackfilt: alarms are not supported by this collector".into()));
+        assert_eq!(uve_params(Some("flat=%zz")).unwrap_err().1, "flat: bad percent-encoding");
     }
 }

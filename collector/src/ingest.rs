@@ -1,18 +1,23 @@
-//! The path from Sandesh sessions to the database: a bounded channel and one writer thread.
+//! The path from Sandesh sessions to storage: a bounded channel and one writer thread.
 //!
 //! Sessions `send` into the channel; when the writer falls behind the channel fills, `send`
 //! waits, the session stops reading its socket and TCP flow control pushes back on the
 //! generator — memory stays bounded: the channel capacity plus the one batch of at most
-//! [`MAX_BATCH`] messages the writer is applying (each message is at most one frame). The writer takes whatever is queued (up to [`MAX_BATCH`] messages) and applies it in
-//! one transaction; the order of messages is preserved, so a generator's UVE removal on
-//! disconnect is ordered after everything that generator sent before.
+//! [`MAX_BATCH`] messages the writer is storing (each message is at most one frame), plus
+//! what the backend buffers (bounded by the backend). The writer takes whatever is queued (up
+//! to [`MAX_BATCH`] messages) and hands it to the backend's [`StoreWriter`] in order, so a
+//! generator's UVE removal on disconnect is ordered after everything that generator sent
+//! before. SQLite stores each batch in one transaction; a backend that buffers
+//! ([`StoreWriter::linger`]) is told to flush once the oldest data it holds has waited that
+//! long, and to commit before any [`IngestMsg::Flush`] is answered.
 
 use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveUpdate};
 use crate::stats::Stats;
-use crate::store::{StoreError, Tx, Writer};
+use crate::store::StoreError;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most messages applied in one transaction.
@@ -27,8 +32,11 @@ pub enum IngestMsg {
     Uve(GeneratorKey, UveUpdate),
     /// Trace steps (one `PacketTraceData`).
     Traces(TraceInput),
-    /// Remove every UVE of a generator (it disconnected, or reconnected and will resync).
+    /// Remove every UVE of a generator: it connected, and resynchronises them.
     DeleteGenerator(GeneratorKey),
+    /// Remove the UVEs this collector stored for a generator whose session ended (in a shared
+    /// store, not those it sent through another collector since).
+    GeneratorEnded(GeneratorKey),
     /// Remove flow data and traces older than the horizon (µs).
     Purge(i64),
     /// Reply once everything sent before is committed.
@@ -76,10 +84,32 @@ impl IngestHandle {
     }
 }
 
+/// The write side of a storage backend, owned by the writer thread.
+pub trait StoreWriter: Send {
+    /// Stores `batch` in order (a [`IngestMsg::Flush`] in it needs nothing here), counting
+    /// what was stored, removed and lost in `stats`. Failures are the backend's to retry,
+    /// count and report: the writer goes on with the next batch.
+    fn write(&mut self, batch: &[IngestMsg], stats: &Arc<Stats>);
+    /// Starts storing what the backend buffers, without waiting for it (a no-op where
+    /// [`StoreWriter::write`] stores at once).
+    fn flush(&mut self, _stats: &Arc<Stats>) {}
+    /// Returns once everything written so far is stored and visible to queries, as far as
+    /// the backend can tell (a no-op where [`StoreWriter::write`] commits).
+    fn commit(&mut self, _stats: &Arc<Stats>) {}
+    /// How long written data may wait in the backend for more before it is flushed
+    /// (`None`: `write` stores at once).
+    fn linger(&self) -> Option<Duration> {
+        None
+    }
+    /// Removes the UVEs this collector's previous run left (at start, before any generator is
+    /// connected: each resynchronises its own when it connects). Returns the rows removed.
+    fn clear_uves(&mut self) -> Result<usize, StoreError>;
+}
+
 /// Starts the writer thread with a queue of `capacity` messages. The thread ends when every
 /// [`IngestHandle`] is dropped and the queue is drained.
 pub fn start_writer(
-    writer: Writer,
+    writer: Box<dyn StoreWriter>,
     capacity: usize,
     stats: Arc<Stats>,
 ) -> std::io::Result<(IngestHandle, JoinHandle<()>)> {
@@ -90,41 +120,32 @@ pub fn start_writer(
     Ok((IngestHandle { tx, stats }, join))
 }
 
-fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreError> {
-    match msg {
-        IngestMsg::Flows(recs) => {
-            for r in recs {
-                t.apply_flow_log(r)?;
-            }
-            stats.flow_records_stored.fetch_add(recs.len() as u64, Relaxed);
+fn writer_loop(mut writer: Box<dyn StoreWriter>, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc<Stats>) {
+    // A runtime of this thread only, for waiting on the queue with a timeout.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("collector: the writer cannot start its timer: {e}");
+            return;
         }
-        IngestMsg::Uve(g, u) => {
-            t.set_uve(g, u)?;
-            stats.uve_updates_stored.fetch_add(1, Relaxed);
-        }
-        IngestMsg::DeleteGenerator(g) => {
-            let n = t.delete_generator_uves(g)?;
-            stats.uve_rows_removed.fetch_add(n as u64, Relaxed);
-        }
-        IngestMsg::Traces(tr) => {
-            let n = t.add_trace_steps(tr)?;
-            stats.trace_steps_stored.fetch_add(n as u64, Relaxed);
-        }
-        IngestMsg::Purge(horizon) => {
-            let (r, s) = t.purge_flows_before(*horizon)?;
-            stats.flow_records_purged.fetch_add(r as u64, Relaxed);
-            stats.flow_series_purged.fetch_add(s as u64, Relaxed);
-            let n = t.purge_traces_before(*horizon)?;
-            stats.traces_purged.fetch_add(n as u64, Relaxed);
-        }
-        IngestMsg::Flush(_) => {}
-    }
-    Ok(())
-}
-
-fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc<Stats>) {
+    };
+    let linger = writer.linger();
+    // When the oldest data written since the last flush must be flushed.
+    let mut deadline: Option<std::time::Instant> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        if deadline.is_some_and(|d| d <= std::time::Instant::now()) {
+            writer.flush(&stats);
+            deadline = None;
+        }
+        let first = match deadline {
+            None => rx.blocking_recv(),
+            Some(d) => match rt.block_on(async { tokio::time::timeout_at(d.into(), rx.recv()).await }) {
+                Ok(m) => m,
+                Err(_) => continue,
+            },
+        };
+        let Some(first) = first else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -132,29 +153,12 @@ fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc
                 Err(_) => break,
             }
         }
-        let result = writer.transaction(|t| {
-            for m in &batch {
-                apply(t, m, &stats)?;
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            // The whole batch was rolled back; apply message by message so one bad message
-            // does not lose the others.
-            stats.store_errors.fetch_add(1, Relaxed);
-            eprintln!("collector: storing a batch of {} messages failed: {e}; retrying one by one", batch.len());
-            for m in &batch {
-                if let Err(e) = writer.transaction(|t| apply(t, m, &stats)) {
-                    stats.store_errors.fetch_add(1, Relaxed);
-                    if let IngestMsg::Flows(r) = m {
-                        stats.flow_records_lost.fetch_add(r.len() as u64, Relaxed);
-                    }
-                    if let IngestMsg::Traces(t) = m {
-                        stats.trace_steps_lost.fetch_add(t.data.steps.len() as u64, Relaxed);
-                    }
-                    eprintln!("collector: storing a message failed: {e}");
-                }
-            }
+        writer.write(&batch, &stats);
+        if batch.iter().any(|m| matches!(m, IngestMsg::Flush(_))) {
+            writer.commit(&stats);
+            deadline = None;
+        } else if deadline.is_none() {
+            deadline = linger.map(|l| std::time::Instant::now() + l);
         }
         stats.writer_batches.fetch_add(1, Relaxed);
         for m in batch.drain(..) {
@@ -163,4 +167,5 @@ fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<IngestMsg>, stats: Arc
             }
         }
     }
+    writer.commit(&stats);
 }

@@ -1,12 +1,15 @@
-//! The analytics collector: receives Sandesh from vRouters, stores flow records and UVEs in an
-//! embedded SQLite database, and answers the analytics REST API.
+//! The analytics collector: receives Sandesh from vRouters, stores flow records, UVEs and
+//! traces in an embedded SQLite database or in ClickHouse (shared by several collectors), and
+//! answers the analytics REST API.
 //!
 //! * [`time`]: `start_time`/`end_time` expressions and query windows.
 //! * [`model`]: what is ingested (generator identity, flow samples, UVE updates).
-//! * [`store`]: the SQLite storage (WAL), its single writer and pooled readers.
+//! * [`store`]: the storage interface (read side [`store::Backend`], write side
+//!   [`ingest::StoreWriter`]) and its backends: SQLite (WAL, one writer, pooled readers) and
+//!   ClickHouse (HTTP interface, batched inserts, merged at query time).
 //! * [`ingest`]: the bounded channel between Sandesh sessions and the writer thread.
 //! * [`query`]: the `POST /analytics/query` engine (FlowRecordTable, FlowSeriesTable).
-//! * [`uve`]: UVE JSON, raw and `?flat`.
+//! * [`uve`]: UVE JSON, raw and `?flat`, and the UVE filters.
 //! * [`trace`]: packet traces merged across vRouters, and who may read them.
 //! * [`config`]: the collector's TOML configuration.
 

@@ -1,8 +1,9 @@
 //! `collector`: the analytics collector daemon.
 //!
 //! Receives Sandesh (flow records, UVEs) from vRouter agents, stores them in an embedded
-//! SQLite database and answers the analytics REST API. See the README section "Analytics
-//! collector".
+//! SQLite database or in ClickHouse (`store = "clickhouse"`) and answers the analytics REST
+//! API. See the README section "Analytics collector". `--init-schema` makes the store's
+//! tables and exits (ClickHouse's must exist before a collector starts on it).
 //!
 //! Under systemd (`deploy/systemd/vrouter-collector.service`, `Type=notify`) it says
 //! `READY=1` once both listeners are bound, sends `WATCHDOG=1` every half `WatchdogSec=`
@@ -44,6 +45,18 @@ struct Cli {
     /// Print the listening addresses as one JSON line once ready.
     #[arg(long)]
     json: bool,
+    /// The store: sqlite (default) or clickhouse.
+    #[arg(long, value_name = "sqlite|clickhouse")]
+    store: Option<collector::config::StoreKind>,
+    /// ClickHouse's HTTP interface (with --store clickhouse).
+    #[arg(long, value_name = "URL")]
+    clickhouse_url: Option<String>,
+    /// The ClickHouse database.
+    #[arg(long, value_name = "NAME")]
+    clickhouse_database: Option<String>,
+    /// Make the store's database and tables (checking the version of those there) and exit.
+    #[arg(long)]
+    init_schema: bool,
 }
 
 fn main() -> ExitCode {
@@ -84,7 +97,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(v) = cli.hostname {
         cfg.hostname = v;
     }
+    if let Some(v) = cli.store {
+        cfg.store = v;
+    }
+    if let Some(v) = cli.clickhouse_url {
+        cfg.clickhouse_url = v;
+    }
+    if let Some(v) = cli.clickhouse_database {
+        cfg.clickhouse_database = v;
+    }
     cfg.validate("command line", None)?;
+    if cli.init_schema {
+        let at = collector::store::init_schema(&cfg).context("cannot make the schema")?;
+        println!("collector: schema version {} ready in {at}", schema_version(&cfg));
+        return Ok(());
+    }
     // systemd: an unusable NOTIFY_SOCKET or WATCHDOG_USEC is reported and the collector runs
     // without notifications rather than not at all.
     let notifier = sdnotify::Notifier::from_env().unwrap_or_else(|e| {
@@ -108,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "sandesh_listen": c.sandesh_addr.to_string(),
                 "http_listen": c.http_addr.to_string(),
                 "data_dir": cfg.data_dir.display().to_string(),
-                "database": c.store.path().display().to_string(),
+                "database": c.store.location(),
             })
             .to_string()
         } else {
@@ -116,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "collector: Sandesh on {}, REST API on http://{}, database {}",
                 c.sandesh_addr,
                 c.http_addr,
-                c.store.path().display()
+                c.store.location()
             )
         };
         // A closed stdout is not an error: the collector keeps running.
@@ -145,6 +172,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         c.stop().await;
         Ok(())
     })
+}
+
+fn schema_version(cfg: &CollectorConfig) -> i64 {
+    match cfg.store {
+        collector::config::StoreKind::Sqlite => collector::store::SCHEMA_VERSION,
+        collector::config::StoreKind::Clickhouse => collector::store::clickhouse::SCHEMA_VERSION,
+    }
 }
 
 /// A failed notification is logged; the collector goes on.

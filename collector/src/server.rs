@@ -43,7 +43,7 @@ pub struct Collector {
     pub http_addr: SocketAddr,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// The database.
+    /// The store (its read side).
     pub store: Store,
     /// The writer queue.
     pub ingest: IngestHandle,
@@ -52,8 +52,8 @@ pub struct Collector {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Host name for the control replies.
-fn default_hostname() -> String {
+/// Host name for the control replies and this collector's name in a shared store.
+pub fn default_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()
@@ -64,7 +64,8 @@ fn default_hostname() -> String {
 impl Collector {
     /// Starts everything on the current tokio runtime.
     pub async fn start(cfg: &CollectorConfig) -> Result<Collector, StartError> {
-        let (store, mut writer) = Store::open(&cfg.data_dir)?;
+        let hostname = if cfg.hostname.is_empty() { default_hostname() } else { cfg.hostname.clone() };
+        let (store, mut writer) = crate::store::open(cfg, &hostname)?;
         // No generator is connected yet: UVEs left from the previous run belong to sessions
         // that ended with it; each generator resynchronises its own when it connects.
         writer.clear_uves()?;
@@ -72,7 +73,7 @@ impl Collector {
         let (ingest, _writer_thread) =
             start_writer(writer, cfg.ingest_queue, stats.clone()).map_err(StartError::Thread)?;
 
-        let retention_us = cfg.flow_retention_s.saturating_mul(1_000_000);
+        let retention_us = cfg.retention_us();
         let mut tasks = Vec::new();
         {
             let ingest = ingest.clone();
@@ -105,7 +106,6 @@ impl Collector {
         let http_addr =
             hl.local_addr().map_err(|source| StartError::Listen { what: "REST API", addr: http_addr, source })?;
 
-        let hostname = if cfg.hostname.is_empty() { default_hostname() } else { cfg.hostname.clone() };
         let shared = Arc::new(Shared {
             config: SessionConfig {
                 hostname,
@@ -125,6 +125,7 @@ impl Collector {
             retention_us,
             query_max_rows: cfg.query_max_rows,
             trace_access: Arc::new(crate::trace::TraceAccess::new(cfg.tenants.clone(), cfg.admin_token.clone())),
+            async_queries: Arc::default(),
         });
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(hl, app).await {

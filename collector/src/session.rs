@@ -376,7 +376,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
 /// replaces this one meanwhile waits for it (through `done`) before sending anything.
 async fn end_session(shared: &Shared, gen: &GeneratorKey, id: u64) {
     if shared.registry.is_current(gen, id) {
-        shared.ingest.send(IngestMsg::DeleteGenerator(gen.clone())).await;
+        shared.ingest.send(IngestMsg::GeneratorEnded(gen.clone())).await;
         shared.registry.remove_if_current(gen, id);
     }
 }

@@ -11,6 +11,9 @@
 //!   structs), `"union"` merged, `"append"` concatenated; otherwise a single value when every
 //!   generator agrees, else a list of `[value, generator]` pairs — and `__T` the latest
 //!   timestamp of the struct.
+//! * Filters ([`UveFilter`], the reference API's `sfilt`, `mfilt`, `cfilt`, `kfilt`): keep
+//!   the attributes of one generator source, of one module, of some struct types (and of
+//!   some of their attributes), of some object names; a filtered answer is always flat.
 
 use crate::model::{UveField, UveValue};
 use crate::store::{StoredAttr, TS_ATTR};
@@ -263,6 +266,93 @@ pub fn flat_json(attrs: &[StoredAttr]) -> Value {
     Value::Object(out)
 }
 
+/// The reference API's UVE filters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UveFilter {
+    /// `sfilt`: the generator's source (its host name).
+    pub source: Option<String>,
+    /// `mfilt`: the generator's module, or `module:instance_id`.
+    pub module: Option<String>,
+    /// `cfilt`: struct types to keep, each with the attributes to keep (none listed: all).
+    pub structs: Vec<(String, Vec<String>)>,
+    /// `kfilt`: object names to keep; a trailing `*` matches every name with that prefix.
+    pub keys: Vec<String>,
+}
+
+impl UveFilter {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none() && self.module.is_none() && self.structs.is_empty() && self.keys.is_empty()
+    }
+
+    /// Whether one of `source`, `module`, `structs` is set (the filters on attributes).
+    pub fn filters_attrs(&self) -> bool {
+        self.source.is_some() || self.module.is_some() || !self.structs.is_empty()
+    }
+
+    /// Adds `cfilt` entries: `StructType` or `StructType:attr` (the same struct may come
+    /// several times, each naming an attribute).
+    pub fn add_structs<'a>(&mut self, items: impl IntoIterator<Item = &'a str>) {
+        for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
+            let (st, attr) = match item.split_once(':') {
+                Some((st, a)) => (st, Some(a)),
+                None => (item, None),
+            };
+            let pos = match self.structs.iter().position(|(s, _)| s == st) {
+                Some(p) => p,
+                None => {
+                    self.structs.push((st.to_owned(), Vec::new()));
+                    self.structs.len() - 1
+                }
+            };
+            if let Some(a) = attr {
+                self.structs[pos].1.push(a.to_owned());
+            }
+        }
+    }
+
+    /// Adds `kfilt` entries.
+    pub fn add_keys<'a>(&mut self, items: impl IntoIterator<Item = &'a str>) {
+        self.keys.extend(items.into_iter().map(str::trim).filter(|i| !i.is_empty()).map(str::to_owned));
+    }
+
+    /// Whether object `name` passes `kfilt`.
+    pub fn keeps_key(&self, name: &str) -> bool {
+        self.keys.is_empty()
+            || self.keys.iter().any(|k| match k.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == k,
+            })
+    }
+
+    fn keeps_generator(&self, generator: &str) -> bool {
+        // source:node_type:module:instance_id (the source itself may not contain ':').
+        let mut parts = generator.splitn(4, ':');
+        let (source, _node_type, module, instance) = (parts.next(), parts.next(), parts.next(), parts.next());
+        let source_ok = self.source.as_deref().is_none_or(|s| Some(s) == source);
+        let module_ok = self.module.as_deref().is_none_or(|m| match m.split_once(':') {
+            Some((m, i)) => Some(m) == module && Some(i) == instance,
+            None => Some(m) == module,
+        });
+        source_ok && module_ok
+    }
+
+    fn keeps_attr(&self, struct_type: &str, attr: &str) -> bool {
+        self.structs.is_empty()
+            || self.structs.iter().any(|(st, attrs)| {
+                st == struct_type && (attrs.is_empty() || attr == TS_ATTR || attrs.iter().any(|a| a == attr))
+            })
+    }
+
+    /// The attributes that pass `sfilt`, `mfilt` and `cfilt`.
+    pub fn apply(&self, attrs: Vec<StoredAttr>) -> Vec<StoredAttr> {
+        attrs
+            .into_iter()
+            .filter(|a| self.keeps_generator(&a.generator) && self.keeps_attr(&a.struct_type, &a.attr))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +465,46 @@ mod tests {
             entries: vec![(UveValue::scalar("string", "k"), UveValue::scalar("i32", "20"))],
         };
         assert_eq!(typed_value(&m), json!({"k": 20}));
+    }
+
+    #[test]
+    fn filters_keep_source_module_structs_and_keys() {
+        let mk = |generator: &str, st: &str, attr: &str| StoredAttr {
+            generator: generator.into(),
+            struct_type: st.into(),
+            attr: attr.into(),
+            field: None,
+            ts: 1,
+        };
+        let attrs = vec![
+            mk("host1:Compute:contrail-vrouter-agent:0", "VMIStats", "__T"),
+            mk("host1:Compute:contrail-vrouter-agent:0", "VMIStats", "raw_if_stats"),
+            mk("host1:Compute:contrail-vrouter-agent:0", "VMIStats", "vm_name"),
+            mk("host2:Compute:contrail-vrouter-agent:1", "VMIStats", "vm_name"),
+            mk("host2:Compute:other:0", "UveVMInterfaceAgent", "active"),
+        ];
+        let keep = |f: &UveFilter| {
+            f.apply(attrs.clone())
+                .iter()
+                .map(|a| format!("{}/{}/{}", &a.generator[..5], a.struct_type, a.attr))
+                .collect::<Vec<_>>()
+        };
+        let f = UveFilter { source: Some("host2".into()), ..UveFilter::default() };
+        assert_eq!(keep(&f), ["host2/VMIStats/vm_name", "host2/UveVMInterfaceAgent/active"]);
+        let f = UveFilter { module: Some("contrail-vrouter-agent:1".into()), ..UveFilter::default() };
+        assert_eq!(keep(&f), ["host2/VMIStats/vm_name"]);
+        let f = UveFilter { module: Some("other".into()), ..UveFilter::default() };
+        assert_eq!(keep(&f), ["host2/UveVMInterfaceAgent/active"]);
+        let mut f = UveFilter::default();
+        f.add_structs(["VMIStats:vm_name", " "]);
+        assert_eq!(keep(&f), ["host1/VMIStats/__T", "host1/VMIStats/vm_name", "host2/VMIStats/vm_name"]);
+        f.add_structs(["UveVMInterfaceAgent"]);
+        assert_eq!(f.structs.len(), 2);
+        assert_eq!(keep(&f).len(), 4);
+        let mut f = UveFilter::default();
+        assert!(f.is_empty() && f.keeps_key("anything"));
+        f.add_keys(["vmi-1", "default-domain:*"]);
+        assert!(f.keeps_key("vmi-1") && f.keeps_key("default-domain:demo:x"));
+        assert!(!f.keeps_key("vmi-10") && !f.filters_attrs());
     }
 }

@@ -4,7 +4,7 @@
 use collector::ingest::{start_writer, IngestMsg, MAX_BATCH};
 use collector::model::FlowRecordInput;
 use collector::stats::Stats;
-use collector::store::Store;
+use collector::store::{Backend, SqliteStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +31,10 @@ fn rec(k: usize) -> FlowRecordInput {
 #[test]
 fn a_stalled_writer_blocks_senders_at_the_queue_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, writer) = Store::open(dir.path()).unwrap();
+    let (store, writer) = SqliteStore::open(dir.path()).unwrap();
     let stats = Arc::new(Stats::default());
     const CAP: usize = 4;
-    let (ingest, join) = start_writer(writer, CAP, stats.clone()).unwrap();
+    let (ingest, join) = start_writer(Box::new(writer), CAP, stats.clone()).unwrap();
 
     // Stall the writer: another connection holds the database's write lock.
     let blocker = rusqlite::Connection::open(store.path()).unwrap();
@@ -71,7 +71,7 @@ fn a_stalled_writer_blocks_senders_at_the_queue_bound() {
     assert_eq!(sent.load(Ordering::SeqCst), N);
     assert_eq!(stats.flow_records_stored.load(Ordering::Relaxed), N as u64);
     assert_eq!(stats.store_errors.load(Ordering::Relaxed), 0);
-    assert_eq!(store.reader().unwrap().flow_counts().unwrap(), (N as u64, N as u64));
+    assert_eq!(store.flow_counts().unwrap(), (N as u64, N as u64));
     drop(ingest);
     join.join().unwrap();
 }

@@ -5,10 +5,10 @@ mod common;
 use common::*;
 use serde_json::json;
 
-#[test]
-fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
+fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let c = TestCollector::start(test_config(dir.path()));
+    let Some(base) = config(backend, dir.path()) else { return };
+    let c = TestCollector::start(base.clone());
     let mut g = Generator::connect(c.sandesh, "host1");
     // Three exports of one mirrored flow (cumulative counters and diffs), two of a plain one,
     // from two batches; and a flow from a second vRouter.
@@ -92,10 +92,10 @@ fn mirrored_flows_aggregate_exactly_and_series_sum_to_the_records() {
     c.stop();
 }
 
-#[test]
-fn bad_queries_get_http_error_codes() {
+fn bad_queries_get_http_error_codes(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let c = TestCollector::start(test_config(dir.path()));
+    let Some(base) = config(backend, dir.path()) else { return };
+    let c = TestCollector::start(base.clone());
     let cases = [
         ("{not json", 400, "invalid JSON"),
         (
@@ -170,16 +170,21 @@ fn bad_queries_get_http_error_codes() {
     c.stop();
 }
 
-#[test]
-fn retention_removes_old_flows() {
+fn retention_removes_old_flows(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
+    let Some(base) = config(backend, dir.path()) else { return };
+    let mut cfg = base.clone();
     cfg.flow_retention_s = 60;
+    cfg.clickhouse_retention_days = 1;
     cfg.purge_interval_s = 1;
     let c = TestCollector::start(cfg);
     let mut g = Generator::connect(c.sandesh, "host1");
-    // A flow last seen two minutes ago (beyond the 60 s retention) and a current one.
-    let old_t = now_us() - 120_000_000;
+    // A flow last seen beyond the retention (SQLite: 60 s, to the µs; ClickHouse: one day, by
+    // daily partition) and a current one.
+    let old_t = match backend {
+        Backend::Sqlite => now_us() - 120_000_000,
+        Backend::ClickHouse => now_us() - 3 * 86_400_000_000,
+    };
     let mut old = flow("00000000-0000-0000-0000-00000000000a", 1000, 100, 1, 100, 1);
     old.setup_time = Some(old_t - 1_000_000);
     let f = g.frame_at(&sandesh::FlowLogDataObject { flowdata: vec![old] }, 0, old_t);
@@ -193,3 +198,9 @@ fn retention_removes_old_flows() {
     assert_eq!(rows(c.http, &q), vec![json!({"UuidKey": "00000000-0000-0000-0000-00000000000b"})]);
     c.stop();
 }
+
+on_both_backends!(
+    mirrored_flows_aggregate_exactly_and_series_sum_to_the_records,
+    bad_queries_get_http_error_codes,
+    retention_removes_old_flows,
+);

@@ -18,9 +18,25 @@ struct Proc {
     http: SocketAddr,
 }
 
-fn spawn(dir: &Path) -> Proc {
+/// The flags that put the collector on the store of `cfg`.
+fn store_args(cfg: &collector::config::CollectorConfig) -> Vec<String> {
+    match cfg.store {
+        collector::config::StoreKind::Sqlite => vec![],
+        collector::config::StoreKind::Clickhouse => vec![
+            "--store".into(),
+            "clickhouse".into(),
+            "--clickhouse-url".into(),
+            cfg.clickhouse_url.clone(),
+            "--clickhouse-database".into(),
+            cfg.clickhouse_database.clone(),
+        ],
+    }
+}
+
+fn spawn(dir: &Path, store: &[String]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
         .args(["--json", "--sandesh-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--hostname", "c1"])
+        .args(store)
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::piped())
@@ -60,10 +76,11 @@ fn uve(http: SocketAddr, name: &str) -> Value {
     v
 }
 
-#[test]
-fn records_survive_restart_uves_resync() {
+fn records_survive_restart_uves_resync(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = spawn(dir.path());
+    let Some(cfg) = config(backend, dir.path()) else { return };
+    let store = store_args(&cfg);
+    let mut p = spawn(dir.path(), &store);
     let mut g = Generator::connect(p.sandesh, "host1");
     let mut recs = Vec::new();
     for k in 0..40u16 {
@@ -87,7 +104,7 @@ fn records_survive_restart_uves_resync() {
     p.child.kill().unwrap();
     p.child.wait().unwrap();
     assert!(g.closed_by_peer());
-    let mut p = spawn(dir.path());
+    let mut p = spawn(dir.path(), &store);
     assert_eq!(rows(p.http, &flow_query()), before);
     assert_eq!(
         before[7],
@@ -130,7 +147,7 @@ fn records_survive_restart_uves_resync() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = p.child.wait().unwrap();
     assert!(status.success(), "{status}");
-    let mut p = spawn(dir.path());
+    let mut p = spawn(dir.path(), &store);
     let r = rows(p.http, &flow_query());
     assert_eq!(r.len(), 40);
     assert_eq!(r[7]["agg-bytes"], 5007);
@@ -154,3 +171,57 @@ fn bad_config_and_flags_exit_nonzero_with_the_field_named() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--data-dir"));
 }
+
+#[test]
+fn clickhouse_setup_errors_name_the_field_and_init_schema_fixes_them() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_collector"))
+            .args(["--sandesh-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--store", "clickhouse"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["--clickhouse-url", "http://127.0.0.1:1"]);
+    assert!(!ok);
+    assert!(err.contains("collector.clickhouse_url: cannot reach ClickHouse at http://127.0.0.1:1"), "{err}");
+    let (ok, _, err) = run(&["--clickhouse-url", "ftp://x"]);
+    assert!(!ok);
+    assert!(err.contains("command line: collector.clickhouse_url: `ftp://x` is not an http:// URL"), "{err}");
+    let Ok(url) = collector::store::clickhouse::local::shared() else {
+        eprintln!("SKIPPED (ClickHouse backend): no server");
+        return;
+    };
+    let db = collector::store::clickhouse::local::fresh_database("bin");
+    let (ok, _, err) = run(&["--clickhouse-url", url, "--clickhouse-database", &db]);
+    assert!(!ok);
+    assert!(err.contains(&format!("collector.clickhouse_database: database `{db}` does not exist")), "{err}");
+    assert!(err.contains("collector --init-schema"), "{err}");
+    for _ in 0..2 {
+        let (ok, out, err) = run(&["--clickhouse-url", url, "--clickhouse-database", &db, "--init-schema"]);
+        assert!(ok, "{err}");
+        assert!(out.contains(&format!("schema version 1 ready in {url} database {db}")), "{out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn(
+        dir.path(),
+        &[
+            "--store".into(),
+            "clickhouse".into(),
+            "--clickhouse-url".into(),
+            url.into(),
+            "--clickhouse-database".into(),
+            db,
+        ],
+    );
+    let (code, _) = http_get(p.http, "/analytics/uves");
+    assert_eq!(code, 200);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+on_both_backends!(records_survive_restart_uves_resync);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use vrouter_abi::agent::AgentStatus;
 use vrouter_abi::control::{ChangeReply, InfoReply, LabelEntry, NexthopEntry, RouteEntry, VifEntry};
 
 use crate::Failure;
@@ -136,6 +137,12 @@ impl Client {
     /// `info`.
     pub fn try_info(&self) -> Result<InfoReply, ControlError> {
         self.try_call(&serde_json::json!({"cmd": "info"}), "info")
+    }
+
+    /// `status`: the agent's counters and flow setup latency.
+    pub fn try_status(&self) -> Result<AgentStatus, ControlError> {
+        let reply = self.try_request(&serde_json::json!({"cmd": "status"}))?;
+        serde_json::from_value(reply).map_err(|e| ControlError::Broken(format!("bad status reply: {e}")))
     }
 }
 

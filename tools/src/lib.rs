@@ -7,12 +7,16 @@
 pub mod control;
 pub mod flow;
 pub mod info;
+pub mod metrics;
 pub mod mirror;
 pub mod mpls;
 pub mod nh;
+pub mod perf;
 pub mod program;
+pub mod rate;
 pub mod rt;
 pub mod trace;
+pub mod vifdump;
 pub mod vifprog;
 pub mod vrfstats;
 use std::fmt::Write as _;
@@ -125,7 +129,9 @@ pub fn check_core(reader: &StatsReader, core: Option<usize>) -> Result<(), Failu
     }
 }
 
-fn read_snapshot(reader: &StatsReader, core: Option<usize>) -> Snapshot {
+/// A snapshot from an open reader (counters of lcore `core` only if given): what [`load`]
+/// reads, for callers that read more from the same mapping (the metrics exporter).
+pub fn read_snapshot(reader: &StatsReader, core: Option<usize>) -> Snapshot {
     let vifs = reader
         .vifs()
         .into_iter()
@@ -203,8 +209,38 @@ pub fn render_flags_legend() -> String {
 /// One vif as `vif --list` prints it (ends with a blank line). With `core`, counter lines
 /// are prefixed `Core N `.
 pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
-    let v = &row.info;
     let c = &row.counters;
+    let v = &row.info;
+    let mut s = render_vif_head(v);
+    let p = core.map(|c| format!("Core {c} ")).unwrap_or_default();
+    let _ = writeln!(s, "{INDENT}{p}RX packets:{}  bytes:{} errors:{}", c.rx_packets, c.rx_bytes, c.rx_errors);
+    let _ = writeln!(s, "{INDENT}{p}TX packets:{}  bytes:{} errors:{}", c.tx_packets, c.tx_bytes, c.tx_errors);
+    let _ = writeln!(
+        s,
+        "{INDENT}{p}Mirror packets:{}  bytes:{} errors:{}",
+        c.mirror_packets, c.mirror_bytes, c.mirror_errors
+    );
+    let _ = writeln!(s, "{INDENT}{p}Drops:{}", c.drops);
+    if v.mirror_id.is_some() {
+        use vrouter_abi::stats::{VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX};
+        for (bit, rx, label) in [
+            (VIF_FLAG_MIRROR_RX, true, "Ingress Mirror Metadata: "),
+            (VIF_FLAG_MIRROR_TX, false, "Egress Mirror Metadata: "),
+        ] {
+            if v.flags & bit != 0 {
+                let md = vrouter_abi::mirror::interface_metadata(&v.vn_name, rx);
+                let hex: Vec<String> = md.iter().map(|b| format!("{b:x}")).collect();
+                let _ = writeln!(s, "{INDENT}{label}{}", hex.join(" "));
+            }
+        }
+    }
+    s.push('\n');
+    s
+}
+
+/// The lines of a vif before its counters (`vif0/N PMD: ...`, type and addresses, VRF and
+/// flags, vhost-user or link state).
+pub(crate) fn render_vif_head(v: &VifInfoOwned) -> String {
     let mut s = format!("vif0/{}", v.id);
     while s.len() < 12 {
         s.push(' ');
@@ -243,29 +279,6 @@ pub fn render_vif(row: &VifRow, core: Option<usize>) -> String {
     } else if v.link == vrouter_abi::stats::VIF_LINK_DOWN {
         let _ = writeln!(s, "{INDENT}Link: down");
     }
-    let p = core.map(|c| format!("Core {c} ")).unwrap_or_default();
-    let _ = writeln!(s, "{INDENT}{p}RX packets:{}  bytes:{} errors:{}", c.rx_packets, c.rx_bytes, c.rx_errors);
-    let _ = writeln!(s, "{INDENT}{p}TX packets:{}  bytes:{} errors:{}", c.tx_packets, c.tx_bytes, c.tx_errors);
-    let _ = writeln!(
-        s,
-        "{INDENT}{p}Mirror packets:{}  bytes:{} errors:{}",
-        c.mirror_packets, c.mirror_bytes, c.mirror_errors
-    );
-    let _ = writeln!(s, "{INDENT}{p}Drops:{}", c.drops);
-    if v.mirror_id.is_some() {
-        use vrouter_abi::stats::{VIF_FLAG_MIRROR_RX, VIF_FLAG_MIRROR_TX};
-        for (bit, rx, label) in [
-            (VIF_FLAG_MIRROR_RX, true, "Ingress Mirror Metadata: "),
-            (VIF_FLAG_MIRROR_TX, false, "Egress Mirror Metadata: "),
-        ] {
-            if v.flags & bit != 0 {
-                let md = vrouter_abi::mirror::interface_metadata(&v.vn_name, rx);
-                let hex: Vec<String> = md.iter().map(|b| format!("{b:x}")).collect();
-                let _ = writeln!(s, "{INDENT}{label}{}", hex.join(" "));
-            }
-        }
-    }
-    s.push('\n');
     s
 }
 

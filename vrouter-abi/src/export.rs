@@ -6,76 +6,56 @@ use std::path::Path;
 /// Name of the counters file the exporter keeps in the run directory.
 pub const COUNTERS_FILE: &str = "export.json";
 
-/// The exporter's counters (also written to `<run_dir>/export.json`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ExportCounters {
-    /// Flows currently tracked.
-    pub flows_tracked: u64,
-    /// Setup records produced (before sampling).
-    pub setup_records: u64,
-    /// Periodic records produced (before sampling).
-    pub periodic_records: u64,
-    /// Teardown records produced (before sampling).
-    pub teardown_records: u64,
-    /// Records handed to the session.
-    pub records_exported: u64,
-    /// Records removed by export sampling (or because `flow_export_rate` is 0).
-    pub records_sampled_out: u64,
-    /// Records the session refused because its buffer was full.
-    pub records_dropped: u64,
-    /// Snapshots retried past the limit (entry busy); the flow is visited again next sweep.
-    pub torn_snapshots: u64,
-    /// Completed sweeps of the whole table.
-    pub sweeps: u64,
-    /// Duration of the last complete sweep, ms.
-    pub last_sweep_ms: u64,
-    /// Sampling threshold in bytes (0 when sampling is off).
-    pub sampling_threshold: u64,
-    /// UVE messages queued.
-    pub uves_queued: u64,
-    /// Session: records sent to a collector.
-    pub session_flows_sent: u64,
-    /// Session: records waiting (buffer plus send queue).
-    pub session_flows_buffered: u64,
-    /// Session: records dropped by the full buffer (= `records_dropped`).
-    pub session_flows_dropped: u64,
-    /// Session: UVEs sent.
-    pub session_uves_sent: u64,
-    /// Session state.
-    pub session_state: String,
-    /// Session: sessions established.
-    pub session_established: u64,
-    /// Session: connection attempts that failed.
-    pub session_connect_failures: u64,
-    /// Trace steps read from the trace region's rings (feature `trace`).
-    #[serde(default)]
-    pub trace_steps_read: u64,
-    /// Trace steps overwritten in the rings before the exporter read them.
-    #[serde(default)]
-    pub trace_steps_lost: u64,
-    /// Trace steps handed to the session (in `PacketTraceData` messages).
-    #[serde(default)]
-    pub trace_steps_sent: u64,
-    /// Trace messages handed to the session.
-    #[serde(default)]
-    pub trace_messages_sent: u64,
-    /// Trace messages waiting for room in the session's trace buffer.
-    #[serde(default)]
-    pub trace_messages_pending: u64,
-    /// Ticks that read no trace step because messages were still pending.
-    #[serde(default)]
-    pub trace_backpressure_ticks: u64,
-    /// Session: trace messages written to a collector.
-    #[serde(default)]
-    pub session_traces_sent: u64,
-    /// Session: trace steps in those messages.
-    #[serde(default)]
-    pub session_trace_steps_sent: u64,
-    /// Session: trace messages waiting (buffer plus send queue).
-    #[serde(default)]
-    pub session_traces_buffered: u64,
-    /// Unix time of this snapshot, ms.
-    pub updated_unix_ms: u64,
+crate::described_figures! {
+    /// The exporter's counters (also written to `<run_dir>/export.json`): flow records, the
+    /// Sandesh session to the collector, and the trace steps it exports. Declared once: the
+    /// tools and the Prometheus exporter take key, type and help from [`Self::FIELDS`].
+    pub struct ExportCounters {
+        flows_tracked: Gauge "Flows the exporter tracks now";
+        setup_records: Counter "Flow setup records produced (before sampling)";
+        periodic_records: Counter "Periodic flow records produced (before sampling)";
+        teardown_records: Counter "Flow teardown records produced (before sampling)";
+        records_exported: Counter "Flow records handed to the Sandesh session";
+        records_sampled_out: Counter "Flow records removed by export sampling (or because flow_export_rate is 0)";
+        records_dropped: Counter "Flow records the session refused because its buffer was full";
+        /// The flow is visited again next sweep.
+        torn_snapshots: Counter "Flow snapshots retried past the limit (entry busy)";
+        sweeps: Counter "Completed sweeps of the whole flow table";
+        last_sweep_ms: Gauge "Duration of the last complete sweep of the flow table";
+        sampling_threshold: Gauge "Export sampling threshold in bytes (0 when sampling is off)";
+        uves_queued: Counter "UVE messages queued";
+        session_flows_sent: Counter "Sandesh session: flow records sent to a collector";
+        session_flows_buffered: Gauge "Sandesh session: flow records waiting (buffer plus send queue)";
+        session_flows_dropped: Counter "Sandesh session: flow records dropped by the full buffer";
+        session_uves_sent: Counter "Sandesh session: UVEs sent";
+        session_established: Counter "Sandesh session: sessions established";
+        session_connect_failures: Counter "Sandesh session: connection attempts that failed";
+        trace_steps_read: Counter "Trace steps read from the trace region's rings";
+        trace_steps_lost: Counter "Trace steps overwritten in the rings before the exporter read them";
+        trace_steps_sent: Counter "Trace steps handed to the session (in PacketTraceData messages)";
+        trace_messages_sent: Counter "Trace messages handed to the session";
+        trace_messages_pending: Gauge "Trace messages waiting for room in the session's trace buffer";
+        trace_backpressure_ticks: Counter "Exporter ticks that read no trace step because messages were still pending";
+        session_traces_sent: Counter "Sandesh session: trace messages written to a collector";
+        session_trace_steps_sent: Counter "Sandesh session: trace steps in those messages";
+        session_traces_buffered: Gauge "Sandesh session: trace messages waiting (buffer plus send queue)";
+        ipfix_records: Counter "IPFIX: records handed to the IPFIX exporter ([ipfix])";
+        ipfix_messages: Counter "IPFIX: data messages built (each sent to every collector)";
+        ipfix_oversized_records: Counter "IPFIX: records too large for one message (not sent)";
+        ipfix_collectors: Gauge "IPFIX: collectors configured";
+        ipfix_collectors_connected: Gauge "IPFIX: collectors connected (UDP collectors always count)";
+        ipfix_records_sent: Counter "IPFIX: records sent, summed over the collectors";
+        ipfix_records_dropped: Counter "IPFIX: records not sent (send error, full buffer, no TCP connection), summed over the collectors";
+        ipfix_template_messages: Counter "IPFIX: template messages, summed over the collectors";
+        ipfix_bytes_sent: Counter "IPFIX: bytes sent, summed over the collectors";
+        ipfix_errors: Counter "IPFIX: send and connect errors, summed over the collectors";
+        updated_unix_ms: Gauge "Unix time of the exporter's last counters snapshot";
+    }
+    extra {
+        /// Session state (`Established`, `Connecting`, ...).
+        #[serde(default)]
+        pub session_state: String,
+    }
 }
 
 /// Writes the counters file atomically (temporary file, then rename).

@@ -15,13 +15,18 @@
 //!   `<run_dir>/mirror`, the mirror table region with its counters;
 //! - [`trace`]: trace step records, `<run_dir>/trace` (per-lcore rings) and the trace view;
 //! - [`export`]: the exporter's counters file, `<run_dir>/export.json`;
+//! - [`agent`]: the agent's `status` reply (its counters and the flow setup latency);
+//! - [`fields`]: figures declared once with key, type and help (what the exporter of
+//!   Prometheus metrics names and describes them by);
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod codes;
 pub mod continued;
 pub mod control;
 pub mod drop_reason;
 pub mod export;
+pub mod fields;
 pub mod flow;
 pub mod limits;
 pub mod mirror;

@@ -17,7 +17,7 @@ use sandesh::{encode_message, FlowLogData, FlowLogDataObject, GeneratorId};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
-use vrouter::agent::export::{FlowScanner, RecordSink};
+use vrouter::agent::export::{FlowScanner, RecordFacts, RecordSink};
 
 const CONFIG: &str = r#"
 [eal]
@@ -99,7 +99,7 @@ struct Counting {
 }
 
 impl RecordSink for Counting {
-    fn send(&mut self, rec: FlowLogData) -> bool {
+    fn send(&mut self, rec: FlowLogData, _: &RecordFacts) -> bool {
         self.n += 1;
         if self.encode {
             self.batch.push(rec);

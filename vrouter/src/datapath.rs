@@ -661,16 +661,20 @@ impl LcoreParts<'_> {
         };
         #[cfg(not(feature = "trace"))]
         let _ = &self.trace;
+        let rx = snap.ports.lcore_rx.get(plan.index).cloned().unwrap_or_default();
+        let stats = self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?;
+        // Before the lcore starts (its handle moves to it with the loop): its RX queue slots.
+        stats.set_rx_queues(&rx_queue_ids(&rx));
         Ok(LcoreLoop {
             #[cfg(feature = "trace")]
             trace,
             mirror,
             cell: self.cell.clone(),
-            rx: snap.ports.lcore_rx.get(plan.index).cloned().unwrap_or_default(),
+            rx,
             snap,
             n_lcores: self.n_lcores,
             tx,
-            stats: self.stats.lcore(plan.index).context("stats region has fewer lcore blocks than lcores")?,
+            stats,
             stop: self.stop.clone(),
             flow,
             index: plan.index,
@@ -743,6 +747,11 @@ struct Burst<'a> {
     candidates: u32,
 }
 
+/// The (vif, queue) of each RX queue of a poll list, for the per-queue counters.
+fn rx_queue_ids(rx: &[RxQueue]) -> Vec<(u16, u16)> {
+    rx.iter().map(|q| (q.vif, q.queue)).collect()
+}
+
 /// State owned by one forwarding lcore.
 struct LcoreLoop {
     /// The published state, checked once per iteration.
@@ -787,6 +796,9 @@ impl LcoreLoop {
                 fib = self.snap.fib.clone();
             }
             let tsc = crate::dpdk::rdtsc();
+            // Busy/idle cycles of the previous iteration and its last burst's, from this one
+            // TSC read.
+            self.stats.iteration(tsc);
             let tick = Tick { fib: &fib, now: clock.now_ms(tsc), tsc };
             if let Some(f) = &mut self.flow {
                 while let Some(req) = f.pending.pop_front() {
@@ -815,19 +827,28 @@ impl LcoreLoop {
                 }
                 received = true;
                 let Some(vif) = fib.vif(q.vif) else { continue };
+                // Performance counters: a burst is timed from one TSC read to the next; a
+                // second burst in the iteration reads it here, the last one's ends at the next
+                // iteration's read. Never per packet.
+                self.stats.before_burst(crate::dpdk::rdtsc);
                 let burst = Burst { tick, vif, queue: q.queue, pkts: &pkts[..n], candidates: 0 };
                 // Tracing: one load and one predictable branch per burst while no request
                 // is enabled. A burst none of whose packets an enabled request may match
                 // runs the same untraced code as a build with tracing compiled out.
                 #[cfg(feature = "trace")]
-                if self.trace.as_ref().is_some_and(|t| t.enabled()) {
-                    let candidates = self.trace_candidates(vif, burst.pkts);
-                    if candidates != 0 {
-                        self.burst::<true>(Burst { candidates, ..burst });
-                        continue;
-                    }
+                let candidates = if self.trace.as_ref().is_some_and(|t| t.enabled()) {
+                    self.trace_candidates(vif, burst.pkts)
+                } else {
+                    0
+                };
+                #[cfg(not(feature = "trace"))]
+                let candidates = 0;
+                if candidates != 0 {
+                    self.burst::<true>(Burst { candidates, ..burst });
+                } else {
+                    self.burst::<false>(burst);
                 }
-                self.burst::<false>(burst);
+                self.stats.after_burst(qi, n);
             }
             self.stats.poll(received);
         }
@@ -845,6 +866,7 @@ impl LcoreLoop {
         self.flush_all();
         let snap = self.cell.load();
         self.rx = snap.ports.lcore_rx.get(self.index).cloned().unwrap_or_default();
+        self.stats.set_rx_queues(&rx_queue_ids(&self.rx));
         self.tx = tx_targets(&snap.ports, self.index, self.n_lcores);
         if let Some(m) = &mut self.mirror {
             m.set_fib(snap.fib.clone());
@@ -1512,6 +1534,11 @@ fn stand_in_queue<'a>(
     }
     let q = on.trailing_zeros() as usize;
     (q as u16, alt.get(q).map(|l| &**l))
+}
+
+/// The `--file-prefix=` of EAL arguments (the last one, as the EAL takes it).
+pub fn eal_file_prefix(args: &[String]) -> Option<&str> {
+    args.iter().rev().find_map(|a| a.strip_prefix("--file-prefix="))
 }
 
 /// EAL arguments for a configuration.

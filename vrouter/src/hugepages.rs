@@ -6,12 +6,16 @@
 //! - `no_huge = false`: DPDK takes `memory_mb` MiB of huge pages at start (`-m`) from a
 //!   hugetlbfs mount of each page size the kernel has pages of, or only from `huge_dir`
 //!   (`--huge-dir`, which must be a hugetlbfs mount point) when it is set; with `--in-memory`
-//!   in `extra_args`, from the kernel's pools without a mount. `--huge-unlink`
-//!   is passed: DPDK removes each hugepage file right after mapping it, so the pages go back
-//!   to the pool when the process ends, however it ends (DPDK 22.11 keeps them by default,
-//!   `--huge-unlink=existing`, until the next start with the same `file_prefix`). It is left
-//!   out when `extra_args` name `--huge-unlink` themselves or `--single-file-segments`
-//!   (which EAL 22.11 refuses with it).
+//!   in `extra_args`, from the kernel's pools without a mount. Without packet capture
+//!   (`[eal] pdump = false`) `--huge-unlink` is passed: DPDK removes each hugepage file right
+//!   after mapping it, so the pages go back to the pool when the process ends, however it
+//!   ends (DPDK 22.11 keeps them by default, `--huge-unlink=existing`, until the next start
+//!   with the same `file_prefix`). It is left out when `extra_args` name `--huge-unlink`
+//!   themselves or `--single-file-segments` (which EAL 22.11 refuses with it), and with packet
+//!   capture on (the default on huge pages): `dpdk-dumpcap`, a secondary process, maps the
+//!   primary's memory through those files. The vRouter then removes its files itself when it
+//!   stops ([`remove_hugepage_files`]); after a crash they hold their pages until the next
+//!   start with the same `file_prefix` (DPDK removes unused files of its prefix at start).
 //!
 //! Before the EAL starts, the vRouter checks that the free huge pages DPDK can use cover
 //! `memory_mb` (after the flow table, which is created first and may take its own from a
@@ -24,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 const MIB: u64 = 1 << 20;
 
-/// `--no-huge`, or the hugepage arguments (`--huge-dir DIR`, `--huge-unlink`).
+/// `--no-huge`, or the hugepage arguments (`--huge-dir DIR`, `--huge-unlink` unless packet
+/// capture is on).
 pub fn eal_memory_args(e: &EalConfig) -> Vec<String> {
     if e.no_huge {
         return vec!["--no-huge".into()];
@@ -35,10 +40,38 @@ pub fn eal_memory_args(e: &EalConfig) -> Vec<String> {
         a.push(mount_point_text(dir));
     }
     let user_chose = e.extra_args.iter().any(|x| x.starts_with("--huge-unlink") || x == "--single-file-segments");
-    if !user_chose {
+    if !user_chose && !e.pdump_enabled() {
         a.push("--huge-unlink".into());
     }
     a
+}
+
+/// Whether `name` is one of DPDK 22.11's hugepage files of `file_prefix`:
+/// `<prefix>map_<n>` (one per page, or per memseg list with `--single-file-segments`).
+pub fn is_hugepage_file_of(name: &str, file_prefix: &str) -> bool {
+    name.strip_prefix(file_prefix)
+        .and_then(|rest| rest.strip_prefix("map_"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the hugepage files DPDK left for `file_prefix` on every hugetlbfs mount (a run
+/// without `--huge-unlink`, so that secondary processes could map them): call after the EAL
+/// cleanup. Returns how many were removed. The prefix is held by one primary process at a
+/// time, so the files are this process's.
+pub fn remove_hugepage_files(file_prefix: &str) -> usize {
+    let mut removed = 0;
+    for m in flow_table::hugetlbfs_mounts() {
+        let Ok(rd) = std::fs::read_dir(&m.path) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if name.to_str().is_some_and(|n| is_hugepage_file_of(n, file_prefix))
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// `dir` as DPDK compares it with the `/proc/mounts` mount points: without a trailing `/`.
@@ -246,14 +279,34 @@ vrf = 0
     #[test]
     fn eal_arguments_per_mode() {
         assert_eq!(eal_memory_args(&eal("")), ["--no-huge"]);
-        assert_eq!(eal_memory_args(&eal("no_huge = false")), ["--huge-unlink"]);
+        // Packet capture (the default on huge pages) keeps the files for dpdk-dumpcap.
+        assert_eq!(eal_memory_args(&eal("no_huge = false")), [""; 0]);
+        assert_eq!(eal_memory_args(&eal("no_huge = false\npdump = false")), ["--huge-unlink"]);
         assert_eq!(
-            eal_memory_args(&eal("no_huge = false\nhuge_dir = \"/mnt/huge/\"")),
+            eal_memory_args(&eal("no_huge = false\npdump = false\nhuge_dir = \"/mnt/huge/\"")),
             ["--huge-dir", "/mnt/huge", "--huge-unlink"]
         );
+        assert_eq!(eal_memory_args(&eal("no_huge = false\nhuge_dir = \"/mnt/huge/\"")), ["--huge-dir", "/mnt/huge"]);
+        // --in-memory lets no secondary attach: capture is off, the files go at once.
+        let in_memory = eal("no_huge = false\nextra_args = [\"--in-memory\"]");
+        assert!(!in_memory.pdump_enabled());
+        assert_eq!(eal_memory_args(&in_memory), ["--huge-unlink"]);
         // The operator's own choice stays theirs.
         assert_eq!(eal_memory_args(&eal("no_huge = false\nextra_args = [\"--huge-unlink=never\"]")), [""; 0]);
         assert_eq!(eal_memory_args(&eal("no_huge = false\nextra_args = [\"--single-file-segments\"]")), [""; 0]);
+    }
+
+    #[test]
+    fn hugepage_files_of_a_prefix() {
+        assert!(is_hugepage_file_of("vrmap_0", "vr"));
+        assert!(is_hugepage_file_of("vrmap_1234", "vr"));
+        assert!(is_hugepage_file_of("vr.t42map_7", "vr.t42"));
+        for other in ["vrmap_", "vrmap_1x", "vr1map_0", "vrmap_1map_0", "flow.tmp_vr", "vr", "xvrmap_0"] {
+            assert!(!is_hugepage_file_of(other, "vr"), "{other}");
+        }
+        // The files of a prefix that starts like another are only its own.
+        assert!(is_hugepage_file_of("vrmap_1map_0", "vrmap_1"));
+        assert!(!is_hugepage_file_of("vrmap_1map_0", "vrmap_1map"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! (A module of the `vrouter` binary, not of the library.)
 //!
 //! Teardown order: the forwarding lcores (which drop their held packets) and the ports first, then
-//! the agent, exporter and trace API threads (in that order), then the EAL.
+//! the agent, exporter and trace API threads (in that order), then the EAL (packet capture
+//! first) and the hugepage files it kept for `dpdk-dumpcap`.
 
 use crate::handover::{Predecessor, STOP_TIMEOUT};
 use anyhow::{Context, Result};
@@ -42,6 +43,9 @@ pub struct RunningRouter {
     trace_api: Option<RunningRest>,
     datapath: Option<Datapath>,
     eal: Option<Eal>,
+    /// The EAL's `--file-prefix` when its hugepage files must be removed after the EAL
+    /// cleanup (huge pages without `--huge-unlink`, for packet capture).
+    hugepage_files: Option<String>,
     /// `vrouter: flow table <path> (<n> entries)` when flows are on, printed once running.
     flow_line: Option<String>,
 }
@@ -218,9 +222,28 @@ impl RunningRouter {
             vrouter::hugepages::check_available(&cfg.eal, flows.as_ref().map(|f| f.table.path()))
                 .map_err(anyhow::Error::msg)?;
         }
-        let eal = match early_eal {
+        let mut eal = match early_eal {
             Some(e) => e,
             None => Eal::init(eal_args).context("initialising the DPDK EAL")?,
+        };
+        let file_prefix = vrouter::datapath::eal_file_prefix(eal_args).unwrap_or("rte").to_string();
+        // Without --huge-unlink (packet capture), DPDK's hugepage files stay until removed.
+        let keeps_files = !cfg.eal.no_huge && !eal_args.iter().any(|a| a.starts_with("--huge-unlink"));
+        if cfg.eal.pdump_enabled() {
+            match eal.init_pdump() {
+                Ok(()) => println!(
+                    "vrouter: packet capture ready (vifdump -i vif0/N, or dpdk-dumpcap --file-prefix={file_prefix} -p)"
+                ),
+                Err(e) if cfg.eal.pdump == Some(true) => {
+                    return Err(anyhow::Error::new(e).context("[eal] pdump = true: initialising packet capture"))
+                }
+                Err(e) => eprintln!("vrouter: packet capture unavailable ([eal] pdump): {e}"),
+            }
+        }
+        let eal_facts = vrouter::stats::EalFacts {
+            file_prefix: file_prefix.clone(),
+            hugepages: !cfg.eal.no_huge,
+            pdump: eal.pdump(),
         };
         let mut router = RunningRouter {
             threads_stop: Arc::new(AtomicBool::new(false)),
@@ -229,6 +252,7 @@ impl RunningRouter {
             trace_api: None,
             datapath: None,
             eal: Some(eal),
+            hugepage_files: keeps_files.then_some(file_prefix),
             flow_line: None,
         };
         let (trace_region, continued) = TraceRegion::create_continuing(
@@ -240,6 +264,11 @@ impl RunningRouter {
         )
         .context("creating the trace region in vrouter.run_dir")?;
         say_continued(&continued);
+        // The steps carried over were exported by the previous run: export starts after them.
+        let trace_from: Vec<u64> = match continued.outcome {
+            vrouter_abi::continued::Continued::Continued { .. } => trace_region.heads(),
+            _ => Vec::new(),
+        };
 
         // The agent runs before the first packet: a miss must find it ready (its per-flow
         // state is allocated in `Agent::new`), or the first new flows pile up in HOLD.
@@ -271,18 +300,20 @@ impl RunningRouter {
             None => (None, None),
         };
 
-        // Flow and UVE export ([export]): its own thread on the main (control) core, reading
-        // the flow table like a tool.
+        // Flow and UVE export ([export], Sandesh) and flow export over IPFIX ([ipfix]): one
+        // thread on the main (control) core, reading the flow table like a tool.
+        let exporting = cfg.export.enabled || cfg.ipfix.enabled;
         router.exporter = match export_table {
-            Some(table) if cfg.export.enabled => Some(
+            Some(table) if exporting => Some(
                 vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
                     .pin_to(cfg.eal.main_cpu())
                     .trace_requests(trace_ctl.clone())
+                    .trace_from(trace_from)
                     .spawn()
-                    .context("starting the exporter ([export])")?,
+                    .context("starting the exporter ([export], [ipfix])")?,
             ),
-            None if cfg.export.enabled => {
-                eprintln!("vrouter: [export] is enabled but [flow] is not: nothing to export");
+            None if exporting => {
+                eprintln!("vrouter: [export] or [ipfix] is enabled but [flow] is not: nothing to export");
                 None
             }
             _ => None,
@@ -301,7 +332,7 @@ impl RunningRouter {
             .flows(plane)
             .mirror(mirror)
             .trace(trace)
-            .start(|ports| stats_region(cfg, max_vifs, ports, &mirror_ctl))?;
+            .start(|ports| stats_region(cfg, max_vifs, ports, &mirror_ctl, &eal_facts))?;
         programmer.lock().unwrap_or_else(|e| e.into_inner()).set_hooks(Hooks {
             ports: Some(Box::new(dp.port_ops(cfg))),
             agent: Some(jobs_tx),
@@ -360,9 +391,19 @@ impl RunningRouter {
         self.stop_threads();
         println!("vrouter: stopped; rx {} tx {} dropped {}", totals.rx_packets, totals.tx_packets, totals.drops);
         if let Some(eal) = self.eal.take() {
-            eal.cleanup().context("EAL cleanup")?;
+            let cleaned = eal.cleanup().context("EAL cleanup");
+            self.remove_hugepage_files();
+            cleaned?;
         }
         result
+    }
+
+    /// Removes DPDK's hugepage files of this run when it kept them (packet capture), after
+    /// the EAL cleanup: their pages go back to the pool now, as with `--huge-unlink`.
+    fn remove_hugepage_files(&mut self) {
+        if let Some(prefix) = self.hugepage_files.take() {
+            vrouter::hugepages::remove_hugepage_files(&prefix);
+        }
     }
 
     /// Stops the forwarding lcores and the ports (once).
@@ -395,6 +436,7 @@ impl Drop for RunningRouter {
         self.stop_threads();
         if let Some(eal) = self.eal.take() {
             let _ = eal.cleanup();
+            self.remove_hugepage_files();
         }
     }
 }
@@ -404,7 +446,14 @@ const RUNTIME_VIF_SLOTS: usize = 256;
 
 /// The stats region of `cfg`'s vifs on the opened `ports` (their queues, MTU and mirror
 /// settings), in the run directory; `max_vifs`: the FIB's vif table size.
-fn stats_region(cfg: &Config, max_vifs: usize, ports: &[PortSetup], mirror_ctl: &MirrorControl) -> Result<StatsRegion> {
+/// `eal` is recorded in its header for `vifdump`.
+fn stats_region(
+    cfg: &Config,
+    max_vifs: usize,
+    ports: &[PortSetup],
+    mirror_ctl: &MirrorControl,
+    eal: &vrouter::stats::EalFacts,
+) -> Result<StatsRegion> {
     let run_dir = &cfg.vrouter.run_dir;
     let mut infos = Vec::with_capacity(cfg.vifs.len());
     for v in cfg.vifs.iter().map(|v| v.get_ref()) {
@@ -418,7 +467,7 @@ fn stats_region(cfg: &Config, max_vifs: usize, ports: &[PortSetup], mirror_ctl: 
     }
     let n_lcores = cfg.eal.forwarding_cores.len();
     let (region, continued) =
-        StatsRegion::create_continuing(run_dir, max_vifs, n_lcores, &infos, vrouter::dpdk::tsc_hz())
+        StatsRegion::create_continuing_with(run_dir, max_vifs, n_lcores, &infos, vrouter::dpdk::tsc_hz(), eal)
             .with_context(|| format!("creating the stats region in {}", run_dir.display()))?;
     say_continued(&continued);
     Ok(region)

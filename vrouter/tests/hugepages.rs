@@ -94,7 +94,9 @@ fn forwards_with_dpdk_memory_and_the_flow_table_on_hugepages() {
         |c| {
             let c = c.replacen(
                 "memory_mb = 256",
-                &format!("memory_mb = {MEMORY_MB}\nno_huge = false\nhuge_dir = \"{}\"", mount.display()),
+                // Without packet capture: --huge-unlink, the files go at once (with it, the
+                // default, they stay for dpdk-dumpcap until the stop: `tests/dumpcap.rs`).
+                &format!("memory_mb = {MEMORY_MB}\nno_huge = false\npdump = false\nhuge_dir = \"{}\"", mount.display()),
                 1,
             );
             format!("{c}\n[flow]\nentries = {FLOW_ENTRIES}\n")

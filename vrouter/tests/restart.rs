@@ -1,6 +1,6 @@
 //! A restart keeps the vRouter's state: two VMs on vhost-user exchange traffic on flows a
 //! policy mirrors to an analyzer, one flow traced, flows and UVEs exported to a real
-//! collector; the vRouter is then stopped and started (SIGINT), killed and started
+//! collector; the vRouter is then stopped and started (SIGTERM), killed and started
 //! (SIGKILL), or taken over by a new process (`--takeover`), and the VMs send more on the same
 //! flows.
 //!
@@ -24,6 +24,7 @@ use vrouter_abi::stats::VIF_LINK_UP;
 
 const ANALYZER: &str = "default-domain:demo:analyzer-a";
 const RULE: &str = "cccccccc-0000-4000-8000-000000000001";
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
 /// Flows from VM 1 (source ports 40000..) to VM 2's port 5201, and their answers.
 const FLOWS: u16 = 6;
 
@@ -93,6 +94,19 @@ fn flows(run_dir: &std::path::Path) -> BTreeMap<(u16, u16), FlowSnapshot> {
     r.iter_active().map(|f| ((f.key.sport(), f.key.dport()), f)).collect()
 }
 
+/// The flows once their mirror counters caught up: every packet is mirrored, and a flow's mirror
+/// counters move when its copy is sent, which may come after the guest received the packet.
+fn settled_flows(run_dir: &std::path::Path) -> BTreeMap<(u16, u16), FlowSnapshot> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = flows(run_dir);
+        if f.values().all(|f| f.mirror_packets == f.packets) || Instant::now() > deadline {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until the collector holds one record per data-plane flow whose aggregates equal the
 /// flow's counters, and every record is one of those flows (no flow counted under two UUIDs).
 fn wait_records_match(http_addr: SocketAddr, dp: &BTreeMap<(u16, u16), FlowSnapshot>, when: &str) {
@@ -115,7 +129,26 @@ fn wait_records_match(http_addr: SocketAddr, dp: &BTreeMap<(u16, u16), FlowSnaps
         if ok {
             return;
         }
-        assert!(Instant::now() < deadline, "{when}: records never matched the data plane:\n{recs:#?}\n{dp:#?}");
+        if Instant::now() > deadline {
+            let mut why = format!("{} records for {} flows\n", recs.len(), dp.len());
+            for f in dp.values() {
+                let r: Vec<String> = of(f)
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} {} {}",
+                            r["agg-packets"], r["agg-bytes"], r["agg-mir-packets"], r["agg-mir-bytes"]
+                        )
+                    })
+                    .collect();
+                why += &format!(
+                    "flow {} gen {}: {} {} {} {} | records {r:?}\n",
+                    f.index, f.gen, f.packets, f.bytes, f.mirror_packets, f.mirror_bytes
+                );
+            }
+            let uuids: Vec<&String> = recs.keys().collect();
+            panic!("{when}: records never matched the data plane:\n{why}{uuids:?}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -161,6 +194,7 @@ fn restart_keeps_state(how: How, tag: &str) {
         http_listen: "127.0.0.1:0".into(),
         data_dir: data.path().to_owned(),
         hostname: "restart-collector".into(),
+        admin_token: Some(ADMIN_TOKEN.into()),
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -181,7 +215,7 @@ fn restart_keeps_state(how: How, tag: &str) {
     let (a2, a1) = traffic(&mut h, &format!("{tag}-before"), 60, true);
     truth(&a2, &mut want);
     truth(&a1, &mut want);
-    let before = flows(&run_dir);
+    let before = settled_flows(&run_dir);
     assert_eq!(before.len(), 2 * usize::from(FLOWS), "{before:#?}");
     for (k, f) in &before {
         assert_eq!((f.packets, f.bytes), want[k], "flow {k:?} before the restart");
@@ -194,12 +228,25 @@ fn restart_keeps_state(how: How, tag: &str) {
     let traces_before = vrouter::trace::TraceReader::open_run_dir(&run_dir).unwrap().records();
     assert!(traces_before.iter().any(|r| r.pkt == 1), "the trace recorded its packets");
     wait_records_match(c.http_addr, &before, "before the restart");
+    // The trace's limit is spent, and the vRouter wrote that down (within one agent tick), so
+    // no restart traces it again.
+    let requests = run_dir.join("trace-requests.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&requests).unwrap_or_default().contains(&format!("\"{trace_req}\": 0")) {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&requests).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // The restart.
     let t = Instant::now();
     match how {
         How::Stop => {
-            h.stop_vrouter();
+            // SIGTERM, as systemd and operators stop it.
+            let mut old = h.vrouter.take().unwrap();
+            // SAFETY: kill(2) on our own child process.
+            unsafe { libc::kill(old.id() as i32, libc::SIGTERM) };
+            let st = old.wait().unwrap();
+            assert!(st.success(), "the vRouter stopped with {st}");
             h.start_vrouter();
         }
         How::Kill => {
@@ -263,7 +310,7 @@ fn restart_keeps_state(how: How, tag: &str) {
     let (b2, b1) = traffic(&mut h, &format!("{tag}-after"), 90, false);
     truth(&b2, &mut want);
     truth(&b1, &mut want);
-    let after = flows(&run_dir);
+    let after = settled_flows(&run_dir);
     assert_eq!(after.len(), before.len(), "no new flows: {after:#?}");
     for (k, f) in &after {
         assert_eq!((f.index, f.gen), (before[k].index, before[k].gen));
@@ -290,6 +337,20 @@ fn restart_keeps_state(how: How, tag: &str) {
     assert_eq!(rx, 60 + 30 + 90 + 45, "every packet of both runs received");
     // Analytics: one record per flow, equal to the data plane.
     wait_records_match(c.http_addr, &after, "after the restart");
+    // The trace's steps reached the collector once: the restarted exporter did not send the
+    // steps carried over from the previous run again.
+    let stored = || {
+        let (code, list) = http_json(&c.http_addr.to_string(), "GET", "/analytics/traces", Some(ADMIN_TOKEN), None);
+        assert_eq!(code, 200, "{list}");
+        list["value"].as_array().unwrap().iter().map(|r| r["steps"].as_u64().unwrap()).sum::<u64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored() < traces_before.len() as u64 {
+        assert!(Instant::now() < deadline, "{} of {} trace steps stored", stored(), traces_before.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stored(), traces_before.len() as u64, "trace steps stored twice");
     h.stop_vrouter();
     rt.block_on(c.stop());
 }
@@ -331,6 +392,7 @@ fn head(path: &std::path::Path, n: usize) -> Vec<u8> {
 
 #[test]
 fn untrusted_previous_state_is_kept_aside_and_the_vrouter_starts_fresh() {
+    let _s = serial();
     // vm1 replays one frame forever: flows, counters and regions to continue.
     let ip = ipv4_udp(ip4("192.168.1.3"), ip4("192.168.1.4"), 64, 4000, 80, b"again");
     let frame = eth(mac(ROUTER_MAC), mac(VM1_MAC), 0x0800, &ip);

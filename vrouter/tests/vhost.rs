@@ -430,7 +430,8 @@ fn vms_and_vrouter_on_huge_pages() {
     remove_orphaned_flow_tables();
     let layout = Layout { huge_dir: Some(mnt.path().to_path_buf()), ..Layout::default() };
     let mut h = Host::start_with("h", &layout);
-    // The vRouter's DPDK memory lies in (unlinked) files of the mount.
+    // The vRouter's DPDK memory lies in files of the mount (kept for packet capture, the
+    // default on huge pages).
     let pid = h.vrouter.as_ref().unwrap().id();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let mount = mnt.path().display().to_string();

@@ -2,7 +2,7 @@
 //! minimal HTTP/1.1 client over a real TCP socket, and a Sandesh generator speaking the wire
 //! format through the sandesh crate's encoder.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use collector::config::CollectorConfig;
 use collector::server::Collector;
@@ -19,6 +19,54 @@ use std::time::{Duration, Instant};
 
 pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// The store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the test's directory.
+    Sqlite,
+    /// A fresh database on the test binary's local ClickHouse server.
+    ClickHouse,
+}
+
+/// `fn name(backend: Backend)` test bodies, each run as `sqlite::name` and `clickhouse::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::common::Backend::Sqlite) } )*
+        }
+        mod clickhouse {
+            $( #[test] fn $name() { super::$name(super::common::Backend::ClickHouse) } )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// [`test_config`] on `backend`: for ClickHouse a fresh database (its schema made) on the
+/// shared local server, inserts flushed within 50 ms; `None`, after saying why, where
+/// ClickHouse cannot run here.
+pub fn config(backend: Backend, dir: &Path) -> Option<CollectorConfig> {
+    let mut c = test_config(dir);
+    if backend == Backend::ClickHouse {
+        let ch = collector::store::clickhouse::local::test_config("it")?;
+        c.store = collector::config::StoreKind::Clickhouse;
+        c.clickhouse_url = ch.url;
+        c.clickhouse_database = ch.database;
+        c.clickhouse_flush_ms = ch.flush_ms;
+    }
+    Some(c)
+}
+
+/// A configuration under another collector name (several collectors on one store).
+pub trait CollectorConfigExt {
+    fn named(&self, hostname: &str) -> CollectorConfig;
+}
+
+impl CollectorConfigExt for CollectorConfig {
+    fn named(&self, hostname: &str) -> CollectorConfig {
+        CollectorConfig { hostname: hostname.into(), ..self.clone() }
+    }
 }
 
 pub fn test_config(dir: &Path) -> CollectorConfig {
@@ -110,6 +158,42 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
 
 pub fn query(addr: SocketAddr, q: &Value) -> (u16, Value) {
     http(addr, "POST", "/analytics/query", Some(&q.to_string()))
+}
+
+/// One request over a fresh TCP connection with extra headers (`Expect: 202-accepted`, a
+/// bearer token): status and JSON body (chunked bodies decoded).
+pub fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{method} {path}: {resp}"));
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut text = String::new();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut rest = rest;
+        while let Some((len, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            text.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+    } else {
+        text = rest.to_owned();
+    }
+    (code, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}")))
 }
 
 /// Rows of a successful query.

@@ -2,21 +2,24 @@
 //! `--add` / `--delete` change them through the running vRouter's control socket.
 //!
 //! `vif --list`, `vif --get N [--get-drop-stats]`, optionally `--core N` (one forwarding
-//! lcore's counters) and `--json`. `vif --add NAME --id N --type T --device D --mac M --vrf V
+//! lcore's counters) and `--json`; with `--rate [--interval S]`, each counter per second
+//! over an interval (two reads of the region, S seconds apart, default 1). `vif --add NAME --id N --type T --device D --mac M --vrf V
 //! [--ip, --ip6, --mtu, --rx-queues, --vn-name, --devargs]` sends a `[[vif]]` table
 //! (`--devargs` hot-plugs the DPDK vdev `--device`; `--vhost-socket` adds a vhost-user VM
 //! port, `--vhost-mode`, `--vhost-queues`); `vif --delete N`. Output follows
 //! tf-vrouter's `vif` tool.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser};
 use tools::control::Client;
 use tools::program::{only_with, render_change, to_json};
+use tools::rate::{render_vif_rates, render_vif_rates_json, vif_rates};
 use tools::vifprog::{add_request, delete_request, VifAddArgs, VIF_TYPES};
 use tools::{
-    emit, fail, load, render_drop_stats, render_drop_stats_json, render_vif_table, render_vifs_json, warn_liveness,
-    CommonArgs, Failure, Snapshot,
+    emit, eprint_line, fail, load, render_drop_stats, render_drop_stats_json, render_vif_table, render_vifs_json,
+    warn_liveness, CommonArgs, Failure, Snapshot,
 };
 
 #[derive(Parser, Debug)]
@@ -30,6 +33,13 @@ struct Cli {
     /// With --get: print the vif's drop counters (dropstats format).
     #[arg(long, conflicts_with = "list")]
     get_drop_stats: bool,
+    /// With --list or --get: packets, bytes, errors and drops per second, from two reads of
+    /// the counters --interval apart.
+    #[arg(long, conflicts_with = "get_drop_stats")]
+    rate: bool,
+    /// Seconds between the two reads of --rate.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, requires = "rate")]
+    interval: f64,
     #[command(flatten)]
     add: AddArgs,
     #[command(flatten)]
@@ -169,9 +179,41 @@ fn change(cli: &Cli) -> Result<String, Failure> {
     Ok(if cli.common.json { to_json(&r, cli.common.pretty) } else { render_change(&what, done, &r) })
 }
 
+/// `--rate`: two snapshots `--interval` apart, then the rates of the vifs in both (`--get`:
+/// of that vif).
+fn rates(cli: &Cli) -> Result<String, Failure> {
+    if !(cli.interval.is_finite() && cli.interval > 0.0 && cli.interval <= 3600.0) {
+        return Err(Failure(format!("--interval: {} s is not between 0 and 3600 s", cli.interval)));
+    }
+    let before = load(&cli.common.run_dir, cli.core)?;
+    let t0 = Instant::now();
+    if let Some(id) = cli.mode.get {
+        before.vif(id)?;
+    }
+    std::thread::sleep(Duration::from_secs_f64(cli.interval));
+    let after = load(&cli.common.run_dir, cli.core)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    warn_liveness(&after);
+    if after.header.generation != before.header.generation {
+        eprint_line("warning: the vRouter restarted during the interval; its counters continued across the restart");
+    }
+    let mut rows = vif_rates(&before, &after, seconds);
+    if let Some(id) = cli.mode.get {
+        rows.retain(|r| r.info.id == id);
+    }
+    Ok(if cli.common.json {
+        render_vif_rates_json(&rows, cli.common.pretty)
+    } else {
+        render_vif_rates(&rows, seconds, cli.core)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.mode.add.is_some() || cli.mode.delete.is_some() {
+        if cli.rate {
+            return fail(&Failure("--rate goes with --list or --get".into()));
+        }
         return match change(&cli) {
             Ok(out) => emit(&out),
             Err(e) => fail(&e),
@@ -180,6 +222,12 @@ fn main() -> ExitCode {
     let mode = if cli.mode.list { "--list" } else { "--get" };
     if let Err(e) = only_with(mode, &cli.add.given()) {
         return fail(&e);
+    }
+    if cli.rate {
+        return match rates(&cli) {
+            Ok(out) => emit(&out),
+            Err(e) => fail(&e),
+        };
     }
     let snap = match load(&cli.common.run_dir, cli.core) {
         Ok(s) => s,

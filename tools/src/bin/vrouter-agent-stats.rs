@@ -1,6 +1,7 @@
 //! `vrouter-agent-stats`: the flow/UVE/trace exporter's counters (records exported,
-//! buffered, sampled out, dropped; trace steps read, sent, lost; the collector session), read from `<run_dir>/export.json`, which a
-//! vRouter running with `[export] enabled = true` rewrites every second.
+//! buffered, sampled out, dropped; trace steps read, sent, lost; the collector session; the
+//! IPFIX exporter), read from `<run_dir>/export.json`, which a
+//! vRouter running with `[export]` or `[ipfix]` enabled rewrites every second.
 
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ struct Cli {
 
 /// The text view: one `name: value` line per counter, grouped.
 fn render(c: &ExportCounters) -> String {
-    let rows: [(&str, String); 29] = [
+    let rows: [(&str, String); 39] = [
         ("Flows tracked", c.flows_tracked.to_string()),
         ("Setup records", c.setup_records.to_string()),
         ("Periodic records", c.periodic_records.to_string()),
@@ -46,6 +47,16 @@ fn render(c: &ExportCounters) -> String {
         ("Session traces sent", c.session_traces_sent.to_string()),
         ("Session trace steps sent", c.session_trace_steps_sent.to_string()),
         ("Session traces buffered", c.session_traces_buffered.to_string()),
+        ("IPFIX records", c.ipfix_records.to_string()),
+        ("IPFIX messages", c.ipfix_messages.to_string()),
+        ("IPFIX oversized records", c.ipfix_oversized_records.to_string()),
+        ("IPFIX collectors", c.ipfix_collectors.to_string()),
+        ("IPFIX connected", c.ipfix_collectors_connected.to_string()),
+        ("IPFIX records sent", c.ipfix_records_sent.to_string()),
+        ("IPFIX records dropped", c.ipfix_records_dropped.to_string()),
+        ("IPFIX template messages", c.ipfix_template_messages.to_string()),
+        ("IPFIX bytes sent", c.ipfix_bytes_sent.to_string()),
+        ("IPFIX errors", c.ipfix_errors.to_string()),
         ("Updated (unix ms)", c.updated_unix_ms.to_string()),
     ];
     let mut out = String::new();
@@ -99,6 +110,7 @@ mod tests {
         assert!(t.contains("Trace steps sent          40\n"), "{t}");
         assert!(t.contains("Trace steps lost          2\n"), "{t}");
         assert!(t.contains("Session trace steps sent  38\n"), "{t}");
-        assert_eq!(t.lines().count(), 29);
+        // One line per declared counter, and the session state.
+        assert_eq!(t.lines().count(), ExportCounters::FIELDS.len() + 1);
     }
 }

@@ -244,6 +244,24 @@ pub struct EntryStats {
     pub errors: u64,
 }
 
+impl EntryStats {
+    /// The counters with their JSON keys and help (what the tools and the Prometheus
+    /// exporter name and describe them by), in field order.
+    pub const FIELDS: [crate::stats::CounterField; 3] = [
+        crate::stats::CounterField { key: "packets", help: "Mirror copies sent to the analyzer" },
+        crate::stats::CounterField { key: "bytes", help: "Bytes of the mirror copies sent, encapsulation included" },
+        crate::stats::CounterField {
+            key: "errors",
+            help: "Mirror copies to the analyzer that could not be made or sent",
+        },
+    ];
+
+    /// Each counter of [`Self::FIELDS`] with its value.
+    pub fn values(&self) -> [(&'static str, u64); 3] {
+        [("packets", self.packets), ("bytes", self.bytes), ("errors", self.errors)]
+    }
+}
+
 /// Errors creating or opening the mirror region (the shared region error type).
 pub type MirrorRegionError = shm::RegionError;
 

@@ -7,7 +7,9 @@
 //! mapping (its owner gone, or stopped forwarding: a takeover). What is carried:
 //!
 //! - **per lcore block**: the poll and mirror counters and the global drop counters by
-//!   reason, the counters of every vif of the new vif set, and every VRF's counters. With
+//!   reason, the performance counters (busy and idle cycles, bursts, both histograms, the
+//!   largest burst since start; not the RX queue slots, which the new lcores fill with their
+//!   own queues), the counters of every vif of the new vif set, and every VRF's counters. With
 //!   the same lcore count, block `i` continues block `i`; with another count, every previous
 //!   block is added into block 0 (the per-lcore split of the old run means nothing to the
 //!   new lcores; the sums are what continues).
@@ -18,7 +20,7 @@
 //!   heartbeat (running, now), the owner, the creation time; the generation is the previous
 //!   file's plus one as always.
 
-use super::layout::{bump, Layout, LcoreHead, RegionRef, VifCounterBlock, VrfCounterBlock};
+use super::layout::{bump, load, Layout, LcoreHead, LcorePerfBlock, RegionRef, VifCounterBlock, VrfCounterBlock};
 use crate::drop_reason::DROP_REASON_COUNT;
 use shm::InitMap;
 
@@ -51,6 +53,17 @@ pub(super) fn seed(m: &mut InitMap<'_>, layout: Layout, old: RegionRef<'_>, vif_
         let head: &mut LcoreHead = m.get_mut(layout.head_offset(d)).expect("the layout holds every lcore head");
         old.lcore_counters(Some(core)).bump_block(head);
         add_drops(&head.drops, &old.drops(Some(core)));
+        let perf: &mut LcorePerfBlock = m.get_mut(layout.perf_offset(d)).expect("the layout holds every perf block");
+        old.lcore_perf_counters(Some(core)).bump_block(perf);
+        if let Some(o) = old.lcore_perf(core) {
+            for (c, o) in
+                perf.burst_sizes.iter().zip(&o.burst_sizes).chain(perf.packet_cycles.iter().zip(&o.packet_cycles))
+            {
+                bump(c, load(o));
+            }
+            let max = load(&perf.burst_cycles_max).max(load(&o.burst_cycles_max));
+            perf.burst_cycles_max.store(max, std::sync::atomic::Ordering::Relaxed);
+        }
         for &vif in &carried {
             let b: &mut VifCounterBlock =
                 m.get_mut(layout.vif_block_offset(d, vif)).expect("vif ids fit the new max_vifs");

@@ -138,6 +138,41 @@ counters! {
 }
 
 counters! {
+    /// Per-lcore performance counters (OVS `dpif-netdev/pmd-perf-show`, VPP `show runtime`),
+    /// summed over lcores or of a single lcore: where the loop's TSC cycles go. Each lcore
+    /// reads the TSC once at the start of each poll-loop iteration, and once more only for a
+    /// second non-empty burst in the same iteration, never per packet ([`super::perf`]).
+    pub struct LcorePerf {}
+    /// One lcore's performance block, right after its [`LcoreHead`]: the counters, the
+    /// burst maxima, the two histograms and the RX queue slots ([`super::perf`]).
+    pub(crate) struct LcorePerfBlock {
+        /// Most TSC cycles one burst took since the start (or the restart it continues).
+        tail burst_cycles_max: AtomicU64,
+        /// Most TSC cycles one burst took in the last complete window of about one second.
+        tail burst_cycles_max_recent: AtomicU64,
+        /// RX queues the lcore polls now (the first [`super::perf::RXQ_SLOTS`] are itemized).
+        tail rx_queues: AtomicU64,
+        /// Bursts by packet count, by [`super::perf::burst_size_bucket`].
+        tail burst_sizes: [AtomicU64; super::perf::BURST_SIZE_BUCKETS],
+        /// Pads the histograms to whole cache lines.
+        tail _pad: [u64; super::perf::PERF_PAD],
+        /// Packets by the TSC cycles per packet of their burst, by
+        /// [`super::perf::packet_cycles_bucket`].
+        tail packet_cycles: [AtomicU64; super::perf::PACKET_CYCLES_BUCKETS],
+        /// Usage of each RX queue the lcore polls, by its position in the lcore's poll list.
+        tail rxqs: [super::perf::RxqSlot; super::perf::RXQ_SLOTS],
+    }
+    counters {
+        busy_cycles: "TSC cycles of poll-loop iterations that received packets";
+        idle_cycles: "TSC cycles of poll-loop iterations that received nothing";
+        bursts: "Non-empty RX bursts";
+        burst_packets: "Packets of the non-empty RX bursts";
+        /// Each burst is timed from one TSC read to the next (see [`super::perf`]).
+        burst_cycles: "TSC cycles spent on non-empty RX bursts, forwarding and transmit included";
+    }
+}
+
+counters! {
     /// Counters of one VRF (tf-vrouter's `vrfstats`), summed over lcores or of a single
     /// lcore. Each forwarding decision adds to the VRF it was made in: the VRF of the route
     /// or bridge lookup (the receiving vif's), or, for a packet decapsulated from the

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shm::{Bytes, Pod, RegionHeader, RegionSpec};
 
-pub(crate) use super::counters::{LcoreHead, VifCounterBlock, VrfCounterBlock};
+pub(crate) use super::counters::{LcoreHead, LcorePerfBlock, VifCounterBlock, VrfCounterBlock};
 use super::counters::{VIF_SCALARS, VRF_SCALARS};
+use super::perf::{RxqSlot, BURST_SIZE_BUCKETS, PACKET_CYCLES_BUCKETS, RXQ_SLOTS};
 use super::vif_info::VifInfo;
-use super::{LcoreCounters, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS, MAX_VRFS};
+use super::{LcoreCounters, LcorePerf, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS, MAX_VRFS};
 use crate::drop_reason::DROP_REASON_COUNT;
 
 pub(crate) const CACHE_LINE: usize = 64;
@@ -48,7 +49,14 @@ pub(crate) struct Header {
     /// VRF counter blocks per lcore block ([`MAX_VRFS`]), after the vif counter blocks.
     pub max_vrfs: u32,
     pub vrf_counter_size: u32,
-    pub _reserved: [u64; 14],
+    /// Size of the performance block after each lcore head ([`LcorePerfBlock`]).
+    pub lcore_perf_size: u32,
+    /// [`super::eal::EAL_RECORDED`] and the other `EAL_*` bits; 0 in files of builds before
+    /// them (the bytes were reserved, zero): nothing recorded.
+    pub eal_flags: u32,
+    /// The EAL `--file-prefix` of the vRouter's DPDK process, NUL-padded.
+    pub eal_file_prefix: [u8; super::eal::FILE_PREFIX_BYTES],
+    pub _reserved: [u64; 5],
 }
 
 pub(crate) const HEADER_SIZE: usize = 256;
@@ -66,7 +74,10 @@ const _: () = assert!(offset_of!(Header, state) == 120);
 const _: () = assert!(offset_of!(Header, heartbeat_ms) == 128);
 const _: () = assert!(offset_of!(Header, max_vrfs) == 136);
 const _: () = assert!(offset_of!(Header, vrf_counter_size) == 140);
-const _: () = assert!(offset_of!(Header, _reserved) == 144);
+const _: () = assert!(offset_of!(Header, lcore_perf_size) == 144);
+const _: () = assert!(offset_of!(Header, eal_flags) == 148);
+const _: () = assert!(offset_of!(Header, eal_file_prefix) == 152);
+const _: () = assert!(offset_of!(Header, _reserved) == 216);
 // SAFETY: repr(C), integers and atomics only (the prefix included), explicit padding
 // (size and offsets asserted above), no pointers: offsets only.
 unsafe impl Pod for Header {}
@@ -91,6 +102,26 @@ const _: () = assert!(offset_of!(LcoreHead, icmp_errors_suppressed) == 56);
 const _: () = assert!(LCORE_HEAD_SIZE & (CACHE_LINE - 1) == 0);
 // SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
 unsafe impl Pod for LcoreHead {}
+
+pub(crate) const LCORE_PERF_SIZE: usize = 20 * CACHE_LINE;
+const _: () = assert!(size_of::<LcorePerfBlock>() == LCORE_PERF_SIZE);
+const _: () = assert!(offset_of!(LcorePerfBlock, busy_cycles) == 0);
+const _: () = assert!(offset_of!(LcorePerfBlock, burst_cycles) == 32);
+const _: () = assert!(offset_of!(LcorePerfBlock, burst_cycles_max) == 40);
+const _: () = assert!(offset_of!(LcorePerfBlock, rx_queues) == 56);
+const _: () = assert!(offset_of!(LcorePerfBlock, burst_sizes) == CACHE_LINE);
+const _: () = assert!(offset_of!(LcorePerfBlock, packet_cycles) == 2 * CACHE_LINE);
+const _: () = assert!(offset_of!(LcorePerfBlock, rxqs) == 4 * CACHE_LINE);
+const _: () = assert!(2 * CACHE_LINE + PACKET_CYCLES_BUCKETS * 8 == 4 * CACHE_LINE);
+const _: () = assert!(CACHE_LINE + BURST_SIZE_BUCKETS * 8 <= 2 * CACHE_LINE);
+const _: () = assert!(size_of::<RxqSlot>() == 32 && 4 * CACHE_LINE + RXQ_SLOTS * 32 == LCORE_PERF_SIZE);
+// SAFETY: repr(C), atomics and integers only (RxqSlot: four AtomicU64, repr(C), size
+// asserted), explicit padding (size and offsets asserted), no pointers.
+unsafe impl Pod for LcorePerfBlock {}
+
+/// Offset of the first vif counter block in an lcore block: after the head and the
+/// performance block.
+pub(crate) const VIF_BLOCKS_OFFSET: usize = LCORE_HEAD_SIZE + LCORE_PERF_SIZE;
 
 pub(crate) const VIF_COUNTER_SIZE: usize = round_up((VIF_SCALARS + DROP_REASON_COUNT) * 8, CACHE_LINE);
 const _: () = assert!(size_of::<VifCounterBlock>() == VIF_COUNTER_SIZE);
@@ -122,8 +153,8 @@ const _: () = assert!(HEADER_SIZE & (std::mem::align_of::<VifInfo>() - 1) == 0);
 /// [`MAX_VRFS`] VRF blocks per lcore).
 ///
 /// ```text
-/// lcore block = LcoreHead + VifCounterBlock[max_vifs] + VrfCounterBlock[max_vrfs]
-///                                                     ^ vrf_blocks_offset (in the block)
+/// lcore block = LcoreHead + LcorePerfBlock + VifCounterBlock[max_vifs] + VrfCounterBlock[max_vrfs]
+///                                                                      ^ vrf_blocks_offset (in the block)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -147,7 +178,7 @@ impl Layout {
         let vif_info_offset = HEADER_SIZE;
         let lcore_block_offset =
             round_up(vif_info_offset.checked_add(max_vifs.checked_mul(VIF_INFO_SIZE)?)?, CACHE_LINE);
-        let vrf_blocks_offset = LCORE_HEAD_SIZE.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
+        let vrf_blocks_offset = VIF_BLOCKS_OFFSET.checked_add(max_vifs.checked_mul(VIF_COUNTER_SIZE)?)?;
         let max_vrfs = MAX_VRFS;
         let lcore_block_size = vrf_blocks_offset.checked_add(max_vrfs.checked_mul(VRF_COUNTER_SIZE)?)?;
         let file_size = lcore_block_offset.checked_add(n_lcores.checked_mul(lcore_block_size)?)?;
@@ -168,10 +199,15 @@ impl Layout {
         self.lcore_block_offset + core * self.lcore_block_size
     }
 
+    /// Offset of lcore `core`'s performance block (`core < n_lcores`, unchecked here).
+    pub fn perf_offset(&self, core: usize) -> usize {
+        self.head_offset(core) + LCORE_HEAD_SIZE
+    }
+
     /// Offset of vif `vif`'s counter block in lcore `core`'s block (both in range,
     /// unchecked here).
     pub fn vif_block_offset(&self, core: usize, vif: usize) -> usize {
-        self.head_offset(core) + LCORE_HEAD_SIZE + vif * VIF_COUNTER_SIZE
+        self.head_offset(core) + VIF_BLOCKS_OFFSET + vif * VIF_COUNTER_SIZE
     }
 
     /// Offset of VRF `vrf`'s counter block in lcore `core`'s block (both in range,
@@ -235,6 +271,13 @@ impl<'a> RegionRef<'a> {
             return None;
         }
         self.bytes.get(self.layout.head_offset(core))
+    }
+
+    pub fn lcore_perf(&self, core: usize) -> Option<&'a LcorePerfBlock> {
+        if core >= self.layout.n_lcores {
+            return None;
+        }
+        self.bytes.get(self.layout.perf_offset(core))
     }
 
     pub fn vif_block(&self, core: usize, vif: usize) -> Option<&'a VifCounterBlock> {
@@ -301,6 +344,15 @@ impl<'a> RegionRef<'a> {
             if let Some(b) = self.vrf_block(c, vrf) {
                 t.add_block(b);
             }
+        }
+        t
+    }
+
+    pub fn lcore_perf_counters(&self, core: Option<usize>) -> LcorePerf {
+        let mut t = LcorePerf::default();
+        for c in self.cores(core) {
+            let Some(p) = self.lcore_perf(c) else { continue };
+            t.add_block(p);
         }
         t
     }

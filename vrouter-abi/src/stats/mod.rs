@@ -16,6 +16,8 @@
 //!                           lcore block 1 ...            (n_lcores blocks)
 //!
 //! lcore block = LcoreHead  (64 bytes of poll counters + drops[DROP_REASON_COUNT], padded to 64)
+//!             + LcorePerfBlock (1280 bytes: busy/idle cycles, bursts, histograms, RX queue
+//!                               slots; see `perf`)
 //!             + VifCounterBlock[max_vifs]   (rx/tx packets, bytes, errors + drops[], padded to 64)
 //!             + VrfCounterBlock[max_vrfs]   (VrfCounters, 128 bytes; max_vrfs = MAX_VRFS)
 //! ```
@@ -56,7 +58,9 @@ pub const REGION_KIND: &str = "stats region";
 
 mod continuing;
 mod counters;
+mod eal;
 mod layout;
+pub mod perf;
 mod reader;
 mod vif_info;
 mod writer;
@@ -64,7 +68,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use counters::{CounterField, LcoreCounters, VifCounters, VrfCounters};
+pub use counters::{CounterField, LcoreCounters, LcorePerf, VifCounters, VrfCounters};
+pub use eal::{EalFacts, FILE_PREFIX_BYTES};
+pub use perf::{LcorePerfStats, RxqUsage};
 pub use reader::{HeaderInfo, Liveness, StatsReader};
 pub use vif_info::{
     format_uuid, parse_uuid, vif_link_name, vif_type_key, vif_type_name, vif_vhost_mode_name, VifFlag, VifInfo,
@@ -82,8 +88,8 @@ pub use writer::{LcoreStats, StatsRegion};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VRSTATS1");
 /// Version of the file layout; bumped on any layout change (including new drop reasons;
 /// 5: the common region header prefix; 6: per-VRF counter blocks; 7: the `Link Down` drop
-/// reason and the vif record's link and vhost-user bytes).
-pub const LAYOUT_VERSION: u32 = 7;
+/// reason and the vif record's link and vhost-user bytes; 8: the per-lcore performance block).
+pub const LAYOUT_VERSION: u32 = 8;
 /// File name of the region inside the run directory.
 pub const STATS_FILE_NAME: &str = "stats";
 /// Largest `max_vifs` a region may have (vif ids are `u16`).

@@ -6,12 +6,14 @@ use std::sync::atomic::{fence, Ordering};
 use shm::{Mapped, Mismatch, OpenOptions};
 
 use super::layout::{
-    Header, Layout, RegionRef, LCORE_HEAD_SIZE, SPEC, VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
+    Header, Layout, RegionRef, LCORE_HEAD_SIZE, LCORE_PERF_SIZE, SPEC, VIF_COUNTER_SIZE, VIF_INFO_SIZE,
+    VRF_COUNTER_SIZE,
 };
+use super::perf::LcorePerfStats;
 use super::vif_info::VifInfoOwned;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, VifCounters, VrfCounters, MAGIC, MAX_LCORES, MAX_VIFS,
-    MAX_VRFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
+    unix_time_ms, EalFacts, LcoreCounters, LcorePerf, RegionState, StatsError, VifCounters, VrfCounters, MAGIC,
+    MAX_LCORES, MAX_VIFS, MAX_VRFS, STALE_HEARTBEAT_MS, STATS_FILE_NAME,
 };
 use crate::drop_reason::DROP_REASON_COUNT;
 
@@ -134,6 +136,13 @@ impl StatsReader {
         info
     }
 
+    /// What the vRouter recorded of its DPDK process (EAL file prefix, huge pages, packet
+    /// capture), or `None` for a file of a build that did not record it.
+    pub fn eal(&self) -> Option<EalFacts> {
+        let h = self.region().header();
+        EalFacts::decode(h.eal_flags, &h.eal_file_prefix)
+    }
+
     /// The configured vifs, by id.
     pub fn vifs(&self) -> Vec<VifInfoOwned> {
         (0..self.layout.max_vifs).filter_map(|slot| self.vif_slot(slot)).collect()
@@ -213,6 +222,22 @@ impl StatsReader {
         c
     }
 
+    /// Performance counters of lcore `core` (histograms, maxima and RX queues included);
+    /// `None` if the core is out of range.
+    pub fn lcore_perf(&self, core: usize) -> Option<LcorePerfStats> {
+        let p = self.region().lcore_perf(core).map(LcorePerfStats::read);
+        fence(Ordering::Acquire);
+        p
+    }
+
+    /// Busy and idle cycles, bursts, their packets and cycles, summed over lcores unless
+    /// `core` selects one.
+    pub fn lcore_perf_counters(&self, core: Option<usize>) -> LcorePerf {
+        let c = self.region().lcore_perf_counters(core);
+        fence(Ordering::Acquire);
+        c
+    }
+
     /// Whether the creator still runs (see [`Liveness`]).
     pub fn liveness(&self) -> Liveness {
         self.liveness_at(unix_time_ms())
@@ -252,6 +277,7 @@ pub(super) fn validate(map: &Mapped) -> Result<Layout, Mismatch> {
     check("vif_info_size", h.vif_info_size.into(), VIF_INFO_SIZE as u64)?;
     check("vif_counter_size", h.vif_counter_size.into(), VIF_COUNTER_SIZE as u64)?;
     check("lcore_head_size", h.lcore_head_size.into(), LCORE_HEAD_SIZE as u64)?;
+    check("lcore_perf_size", h.lcore_perf_size.into(), LCORE_PERF_SIZE as u64)?;
     check("vrf_counter_size", h.vrf_counter_size.into(), VRF_COUNTER_SIZE as u64)?;
     check("max_vrfs", h.max_vrfs.into(), MAX_VRFS as u64)?;
     let max_vifs = h.max_vifs as usize;

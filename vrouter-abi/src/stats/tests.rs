@@ -534,3 +534,91 @@ fn open_stale_owner() {
     let r = StatsReader::open(dir.path()).unwrap();
     assert_eq!(r.liveness(), Liveness::Stale);
 }
+
+#[test]
+fn lcore_performance_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 kHz "TSC": the max-burst window closes every 1000 ticks.
+    let region = StatsRegion::create(dir.path(), 8, 2, &vifs(), 1_000).unwrap();
+    let l = region.lcore(1).unwrap();
+    l.set_rx_queues(&[(0, 0), (3, 1)]);
+    // Iteration 1 (starts at 10_000): a burst of 32 from queue 0 taking 320 ticks (it ends
+    // when the next one starts: the TSC is read then), one of 3 from queue 1 taking 300 (it
+    // ends at the next iteration's start, 10_620).
+    l.iteration(10_000);
+    l.before_burst(|| panic!("no burst open: no TSC read"));
+    l.after_burst(0, 32);
+    l.before_burst(|| 10_320);
+    l.after_burst(1, 3);
+    l.poll(true);
+    // Iteration 2 (10_620): nothing received; iteration 3 starts at 10_670.
+    l.iteration(10_620);
+    l.poll(false);
+    l.iteration(10_670);
+    let r = StatsReader::open(dir.path()).unwrap();
+    let p = r.lcore_perf(1).unwrap();
+    assert_eq!(
+        p.counters,
+        LcorePerf { busy_cycles: 620, idle_cycles: 50, bursts: 2, burst_packets: 35, burst_cycles: 620 }
+    );
+    assert_eq!(r.lcore_perf_counters(None), p.counters, "lcore 0 counted nothing");
+    assert_eq!(r.lcore_perf(0).unwrap(), LcorePerfStats { rxqs: vec![], ..Default::default() });
+    assert_eq!(r.lcore_perf(2), None);
+    // 32 packets: bucket le=32 (index 5); 3 packets: le=4 (index 2).
+    assert_eq!(p.burst_sizes, [0, 0, 1, 0, 0, 1, 0]);
+    // 10 cycles per packet: le=32 (index 0), 32 packets; 100 per packet: le=128 (index 2), 3.
+    let mut want = [0u64; perf::PACKET_CYCLES_BUCKETS];
+    (want[0], want[2]) = (32, 3);
+    assert_eq!(p.packet_cycles, want);
+    assert_eq!((p.burst_cycles_max, p.burst_cycles_max_recent, p.rx_queues), (320, 0, 2));
+    assert_eq!(
+        p.rxqs,
+        [
+            RxqUsage { vif: 0, queue: 0, packets: 32, bursts: 1, cycles: 320 },
+            RxqUsage { vif: 3, queue: 1, packets: 3, bursts: 1, cycles: 300 }
+        ]
+    );
+    assert!((p.busy_ratio() - 620.0 / 670.0).abs() < 1e-9);
+    // A second later the window closes: its largest burst is published, the next starts at 0.
+    l.iteration(11_100);
+    assert_eq!(r.lcore_perf(1).unwrap().burst_cycles_max_recent, 320);
+    l.after_burst(0, 1);
+    l.iteration(11_150);
+    l.iteration(12_200);
+    let p = r.lcore_perf(1).unwrap();
+    assert_eq!((p.burst_cycles_max, p.burst_cycles_max_recent), (320, 50));
+    // A new poll list: queue (3, 1) stays in slot 1 and keeps its counts; slot 0 gets another
+    // queue and starts again; a shorter list clears the rest.
+    l.set_rx_queues(&[(3, 0), (3, 1)]);
+    let p = r.lcore_perf(1).unwrap();
+    assert_eq!(p.rxqs[0], RxqUsage { vif: 3, queue: 0, ..Default::default() });
+    assert_eq!(p.rxqs[1].packets, 3);
+    l.set_rx_queues(&[(0, 0)]);
+    let p = r.lcore_perf(1).unwrap();
+    assert_eq!((p.rx_queues, p.rxqs.len()), (1, 1));
+}
+
+#[test]
+fn the_eal_facts_are_recorded_for_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path();
+    let facts = EalFacts { file_prefix: "vr1.t4242".into(), hugepages: true, pdump: true };
+    let (region, _) = StatsRegion::create_continuing_with(run_dir, 8, 1, &vifs(), 1, &facts).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), Some(facts));
+    drop(region);
+    // Without them (`create`, `create_continuing`): nothing recorded, as in an earlier file.
+    let (region, _) = StatsRegion::create_continuing(run_dir, 8, 1, &vifs(), 1).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), None);
+    drop(region);
+    let region = StatsRegion::create(run_dir, 8, 1, &vifs(), 1).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), None);
+    drop(region);
+    // On 4 KiB pages, capture off; a prefix that does not fit records nothing.
+    let small = EalFacts { file_prefix: "vr".into(), hugepages: false, pdump: false };
+    let (region, _) = StatsRegion::create_continuing_with(run_dir, 8, 1, &vifs(), 1, &small).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), Some(small));
+    drop(region);
+    let long = EalFacts { file_prefix: "p".repeat(FILE_PREFIX_BYTES + 1), hugepages: true, pdump: true };
+    let (_region, _) = StatsRegion::create_continuing_with(run_dir, 8, 1, &vifs(), 1, &long).unwrap();
+    assert_eq!(StatsReader::open(run_dir).unwrap().eal(), None);
+}

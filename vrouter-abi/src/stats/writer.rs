@@ -1,5 +1,6 @@
 //! Writer side: the vRouter creates the region and its lcores count into it.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -9,14 +10,15 @@ use shm::{CreateOptions, InitMap, Mapped};
 
 use super::continuing;
 use super::layout::{
-    bump, Header, Layout, LcoreHead, RegionRef, VifCounterBlock, VrfCounterBlock, LCORE_HEAD_SIZE, SPEC,
-    VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
+    bump, load, Header, Layout, LcoreHead, LcorePerfBlock, RegionRef, VifCounterBlock, VrfCounterBlock,
+    LCORE_HEAD_SIZE, LCORE_PERF_SIZE, SPEC, VIF_BLOCKS_OFFSET, VIF_COUNTER_SIZE, VIF_INFO_SIZE, VRF_COUNTER_SIZE,
 };
+use super::perf::{burst_size_bucket, packet_cycles_bucket, rxq_id, RXQ_SLOTS};
 use super::reader::validate;
 use super::vif_info::VifInfo;
 use super::{
-    unix_time_ms, LcoreCounters, RegionState, StatsError, Totals, VifCounters, VrfCounters, MAX_LCORES, MAX_VIFS,
-    STATS_FILE_NAME,
+    unix_time_ms, EalFacts, LcoreCounters, RegionState, StatsError, Totals, VifCounters, VrfCounters, MAX_LCORES,
+    MAX_VIFS, STATS_FILE_NAME,
 };
 use crate::continued::{Continuation, Continued};
 use crate::drop_reason::{DropReason, DROP_REASON_COUNT};
@@ -81,6 +83,21 @@ impl StatsRegion {
         vifs: &[VifInfo],
         tsc_hz: u64,
     ) -> Result<(StatsRegion, Continuation), StatsError> {
+        StatsRegion::create_continuing_with(run_dir, max_vifs, n_lcores, vifs, tsc_hz, &EalFacts::default())
+    }
+
+    /// [`StatsRegion::create_continuing`], recording `eal` (the vRouter's DPDK process: EAL
+    /// file prefix, huge pages, packet capture) in the header for the tools that attach to it
+    /// (`vifdump`); see [`super::StatsReader::eal`]. A prefix longer than
+    /// [`super::FILE_PREFIX_BYTES`] or empty records nothing.
+    pub fn create_continuing_with(
+        run_dir: &Path,
+        max_vifs: usize,
+        n_lcores: usize,
+        vifs: &[VifInfo],
+        tsc_hz: u64,
+        eal: &EalFacts,
+    ) -> Result<(StatsRegion, Continuation), StatsError> {
         let layout = checked_layout(max_vifs, n_lcores, vifs)?;
         let path = run_dir.join(STATS_FILE_NAME);
         let previous = shm::previous(&path, &SPEC, validate)?;
@@ -88,13 +105,16 @@ impl StatsRegion {
         if let shm::Previous::Compatible(old_map, old_layout) = &previous {
             let old = RegionRef::new(old_map.bytes(), *old_layout);
             let notes = continuing::notes(layout, old, &ids);
-            let region = StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| continuing::seed(m, layout, old, &ids))?;
+            let region = StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| {
+                record_eal(m, eal);
+                continuing::seed(m, layout, old, &ids)
+            })?;
             let outcome = Continued::Continued { notes };
             return Ok((region, Continuation { kind: SPEC.kind, path, what: "counters", outcome }));
         }
         let continuation =
             Continuation::from_previous(SPEC.kind, path, "counters", &previous).expect("not a compatible file");
-        Ok((StatsRegion::build(run_dir, layout, vifs, tsc_hz, |_| {})?, continuation))
+        Ok((StatsRegion::build(run_dir, layout, vifs, tsc_hz, |m| record_eal(m, eal))?, continuation))
     }
 
     /// Builds the file of `layout` with the records `vifs`; `seed` adds initial counters to
@@ -213,14 +233,19 @@ impl StatsRegion {
             return None;
         }
         let head_ptr = head as *const LcoreHead;
-        // The vif blocks follow the head; max_vifs >= 1 (checked in `create`).
+        let perf = region.lcore_perf(index)?;
+        debug_assert_eq!(perf as *const LcorePerfBlock as usize - head_ptr as usize, LCORE_HEAD_SIZE);
+        // The vif blocks follow the performance block; max_vifs >= 1 (checked in `create`).
         let vif0 = region.vif_block(index, 0)? as *const VifCounterBlock;
-        debug_assert_eq!(vif0 as usize - head_ptr as usize, LCORE_HEAD_SIZE);
+        debug_assert_eq!(vif0 as usize - head_ptr as usize, VIF_BLOCKS_OFFSET);
+        let tsc_hz = region.header().tsc_hz;
         // The VRF blocks follow the vif blocks (max_vrfs = MAX_VRFS >= 1).
         let vrf0 = region.vrf_block(index, 0)? as *const VrfCounterBlock;
         debug_assert_eq!(vrf0 as usize - head_ptr as usize, self.shared.layout.vrf_blocks_offset);
         Some(LcoreStats {
             head: NonNull::from(head),
+            perf: NonNull::from(perf),
+            times: LoopTimes { window: if tsc_hz == 0 { u64::MAX } else { tsc_hz }, ..LoopTimes::default() },
             vifs: NonNull::new(vif0.cast_mut())?,
             max_vifs: self.shared.layout.max_vifs,
             vrfs: NonNull::new(vrf0.cast_mut())?,
@@ -335,6 +360,7 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
     h.lcore_block_size = layout.lcore_block_size as u64;
     h.vif_counter_size = VIF_COUNTER_SIZE as u32;
     h.lcore_head_size = LCORE_HEAD_SIZE as u32;
+    h.lcore_perf_size = LCORE_PERF_SIZE as u32;
     h.max_vrfs = layout.max_vrfs as u32;
     h.vrf_counter_size = VRF_COUNTER_SIZE as u32;
     h.tsc_hz = tsc_hz;
@@ -344,6 +370,16 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
         // id < max_vifs (checked by the caller) keeps the record inside the VifInfo table.
         let off = layout.vif_info_offset + v.id() as usize * VIF_INFO_SIZE;
         *m.get_mut::<VifInfo>(off).expect("vif ids fit max_vifs") = *v;
+    }
+}
+
+/// Writes `eal` into the fresh header (before `magic`, with the other static fields), if it
+/// fits.
+fn record_eal(m: &mut InitMap<'_>, eal: &EalFacts) {
+    if let Some((flags, prefix)) = eal.encode() {
+        let h: &mut Header = m.get_mut(0).expect("the layout holds the header");
+        h.eal_flags = flags;
+        h.eal_file_prefix = prefix;
     }
 }
 
@@ -357,6 +393,10 @@ fn init_region(m: &mut InitMap<'_>, layout: Layout, vifs: &[VifInfo], tsc_hz: u6
 /// are not counted.
 pub struct LcoreStats {
     head: NonNull<LcoreHead>,
+    /// The performance block, right after `head`.
+    perf: NonNull<LcorePerfBlock>,
+    /// The loop's own timing state (not shared: the thread's).
+    times: LoopTimes,
     /// First of `max_vifs` consecutive `VifCounterBlock`s, right after `head`.
     vifs: NonNull<VifCounterBlock>,
     max_vifs: usize,
@@ -368,7 +408,28 @@ pub struct LcoreStats {
     shared: Arc<Shared>,
 }
 
-// SAFETY: `head`, `vifs` and `vrfs` point into the mapping owned by `shared` (an `Arc`, kept alive
+/// What an lcore remembers between [`LcoreStats::iteration`], [`LcoreStats::before_burst`] and
+/// [`LcoreStats::after_burst`] calls (`Cell`s: the handle is used through `&self` by its one
+/// thread).
+#[derive(Default)]
+struct LoopTimes {
+    /// TSC at the start of the current iteration (0 before the first).
+    iteration: Cell<u64>,
+    /// TSC of the last read: the iteration's start, or the end of its last closed burst.
+    mark: Cell<u64>,
+    /// The burst forwarded last, not yet timed: its RX queue slot and packets.
+    open: Cell<Option<(usize, u64)>>,
+    /// Whether the previous iteration received packets.
+    busy: Cell<bool>,
+    /// Most cycles of one burst in the current window.
+    window_max: Cell<u64>,
+    /// TSC at which the current window ends.
+    window_end: Cell<u64>,
+    /// Length of a window: the TSC frequency (about a second).
+    window: u64,
+}
+
+// SAFETY: `head`, `perf`, `vifs` and `vrfs` point into the mapping owned by `shared` (an `Arc`, kept alive
 // by this handle; the mapping's address does not change when the `MmapMut` moves). Every
 // access through them is an atomic operation on `AtomicU64`s, valid from any thread. The
 // handle is deliberately not `Sync`: one thread at a time uses it, so the non-atomic
@@ -385,6 +446,12 @@ impl LcoreStats {
     fn head(&self) -> &LcoreHead {
         // SAFETY: see the `Send` impl: valid, aligned, alive as long as `self`.
         unsafe { self.head.as_ref() }
+    }
+
+    #[inline(always)]
+    fn perf(&self) -> &LcorePerfBlock {
+        // SAFETY: see the `Send` impl: valid, aligned, alive as long as `self`.
+        unsafe { self.perf.as_ref() }
     }
 
     #[inline(always)]
@@ -495,11 +562,112 @@ impl LcoreStats {
         bump(if sent { &h.icmp_errors_sent } else { &h.icmp_errors_suppressed }, 1);
     }
 
-    /// Counts one poll-loop iteration: busy if it received packets, idle otherwise.
+    /// Counts one poll-loop iteration: busy if it received packets, idle otherwise (its
+    /// cycles are counted at the start of the next, [`LcoreStats::iteration`]).
     #[inline]
     pub fn poll(&self, received: bool) {
         let h = self.head();
         bump(if received { &h.busy_polls } else { &h.idle_polls }, 1);
+        self.times.busy.set(received);
+    }
+
+    /// A poll-loop iteration starts at TSC `tsc` (the loop's one read of the TSC at the
+    /// start of an iteration): the cycles since the previous start go to the busy or the idle
+    /// cycles, after what the previous iteration's [`LcoreStats::poll`] said; the burst still
+    /// open ([`LcoreStats::after_burst`]) ends here; about once a second the window of
+    /// [`super::LcorePerfStats::burst_cycles_max_recent`] closes.
+    #[inline]
+    pub fn iteration(&self, tsc: u64) {
+        let t = &self.times;
+        if let Some((slot, n)) = t.open.take() {
+            self.close_burst(slot, n, tsc);
+        }
+        let last = t.iteration.replace(tsc);
+        t.mark.set(tsc);
+        if last != 0 {
+            let p = self.perf();
+            bump(if t.busy.get() { &p.busy_cycles } else { &p.idle_cycles }, tsc.wrapping_sub(last));
+        }
+        if tsc >= t.window_end.get() {
+            self.close_window(tsc);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn close_window(&self, tsc: u64) {
+        let t = &self.times;
+        // The first call only opens the first window.
+        if t.window_end.get() != 0 {
+            self.perf().burst_cycles_max_recent.store(t.window_max.replace(0), Ordering::Relaxed);
+        }
+        t.window_end.set(tsc.saturating_add(t.window));
+    }
+
+    /// Call before forwarding a received burst: a burst of the same iteration still open ends
+    /// now, at a TSC read through `rdtsc`. Only an iteration with more than one non-empty
+    /// burst reads the TSC here: the last burst of an iteration ends at the next iteration's
+    /// start ([`LcoreStats::iteration`]), which reads it anyway.
+    #[inline]
+    pub fn before_burst(&self, rdtsc: impl FnOnce() -> u64) {
+        if let Some((slot, n)) = self.times.open.take() {
+            self.close_burst(slot, n, rdtsc());
+        }
+    }
+
+    /// A burst of `n` packets (`n >= 1`) from the RX queue at position `slot` of the lcore's
+    /// poll list was forwarded (transmit flush included). It stays open until the next TSC
+    /// read ([`LcoreStats::before_burst`] or [`LcoreStats::iteration`]): its cycles run from
+    /// the previous read (the iteration's start or the end of the burst before it) to that
+    /// read, empty polls after it included.
+    #[inline]
+    pub fn after_burst(&self, slot: usize, n: usize) {
+        self.times.open.set(Some((slot, n as u64)));
+    }
+
+    /// Counts the burst at `slot` of `n` packets that ended at TSC `tsc`.
+    #[inline]
+    fn close_burst(&self, slot: usize, n: u64, tsc: u64) {
+        let t = &self.times;
+        let cycles = tsc.wrapping_sub(t.mark.replace(tsc));
+        let p = self.perf();
+        bump(&p.bursts, 1);
+        bump(&p.burst_packets, n);
+        bump(&p.burst_cycles, cycles);
+        bump(&p.burst_sizes[burst_size_bucket(n)], 1);
+        bump(&p.packet_cycles[packet_cycles_bucket(cycles, n)], n);
+        if cycles > t.window_max.get() {
+            t.window_max.set(cycles);
+            if cycles > load(&p.burst_cycles_max) {
+                p.burst_cycles_max.store(cycles, Ordering::Relaxed);
+            }
+        }
+        if let Some(q) = p.rxqs.get(slot) {
+            bump(&q.packets, n);
+            bump(&q.bursts, 1);
+            bump(&q.cycles, cycles);
+        }
+    }
+
+    /// The lcore polls these RX queues (vif, queue), in this order, from now on: slot `i`
+    /// counts the `i`-th (the first [`RXQ_SLOTS`]). A slot whose queue changes starts again
+    /// from zero; readers never see the new queue with the old queue's counts (the identity
+    /// is cleared while the counters are reset).
+    pub fn set_rx_queues(&self, queues: &[(u16, u16)]) {
+        let p = self.perf();
+        p.rx_queues.store(queues.len() as u64, Ordering::Relaxed);
+        for (i, slot) in p.rxqs.iter().enumerate() {
+            let id = queues.get(i).map_or(0, |&(vif, q)| rxq_id(vif, q));
+            if load(&slot.id) == id {
+                continue;
+            }
+            slot.id.store(0, Ordering::Release);
+            for c in [&slot.packets, &slot.bursts, &slot.cycles] {
+                c.store(0, Ordering::Relaxed);
+            }
+            slot.id.store(id, Ordering::Release);
+        }
+        debug_assert!(p.rxqs.len() == RXQ_SLOTS);
     }
 }
 

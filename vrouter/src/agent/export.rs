@@ -1,6 +1,6 @@
-//! Flow and UVE export to analytics collectors over Sandesh (`[export]`); with feature
-//! `trace`, the same thread and session also export packet-trace steps
-//! ([`super::trace_export`]).
+//! Flow and UVE export to analytics collectors over Sandesh (`[export]`), and the same flow
+//! records to IPFIX collectors (`[ipfix]`, [`super::ipfix`]); with feature `trace`, the same
+//! thread and session also export packet-trace steps ([`super::trace_export`]).
 //!
 //! The exporter runs on its own thread. On a timer it scans the shared flow table in slices
 //! through the flow-table crate's snapshot API (the whole table within `scan_percent` of the
@@ -30,9 +30,14 @@
 //! teardown record. See [`super::export_state`] for the file, the start-up checks and what a
 //! crash can lose.
 //!
-//! Records go through [`sandesh::SessionHandle`], which buffers them (bounded, counted) across
-//! collector outages. Export sampling follows sandesh-reference / vrouter-reference §7.4
-//! ([`Sampler`]). Every `uve_interval_s` it sends a `UVEVMIStats` per virtual vif (cumulative
+//! Records go to a [`RecordSink`] with their [`RecordFacts`] (which record it is, the flow's
+//! vifs, VRF, VNI, last packet, TCP state and verdict: what IPFIX carries beyond
+//! `FlowLogData`). The thread's sink ([`Sinks`]) hands each record to the IPFIX exporter and
+//! to [`sandesh::SessionHandle`], which buffers them (bounded, counted) across collector
+//! outages: one scan, one set of diffs and one sampling decision for both exports.
+//!
+//! Export sampling follows sandesh-reference / vrouter-reference §7.4 ([`Sampler`]). With a
+//! Sandesh session, every `uve_interval_s` it sends a `UVEVMIStats` per virtual vif (cumulative
 //! and per-interval interface counters from the stats region, plus the mirrored packets and
 //! bytes of the flows whose local endpoint is that VMI) and a `VrouterStats` for the vRouter.
 //!
@@ -93,6 +98,9 @@ pub enum ExportError {
     /// The export state file could not be written.
     #[error("export state: {0}")]
     State(#[from] shm::RegionError),
+    /// The IPFIX exporter could not start.
+    #[error("IPFIX export: {0}")]
+    Ipfix(#[from] ipfix::ExportError),
 }
 
 // ---------------------------------------------------------------- sampling (§7.4)
@@ -250,6 +258,8 @@ struct Context {
     vrf_vn: HashMap<u32, Arc<str>>,
     /// Analyzer name by mirror index.
     analyzers: Vec<Option<Arc<str>>>,
+    /// VXLAN VNI of each VRF that has one.
+    vrf_vni: HashMap<u32, u32>,
     vrouter_ip: Arc<str>,
     policy: Option<PolicyEngine>,
     /// Routes, for the tunnel towards a remote endpoint.
@@ -308,7 +318,9 @@ impl Context {
             }
         }
         let policy = if with_policy { Some(PolicyEngine::from_config(cfg)?) } else { None };
+        let vrf_vni = cfg.vrfs.iter().filter_map(|v| Some((v.get_ref().id, v.get_ref().vxlan_vni?))).collect();
         Ok(Context {
+            vrf_vni,
             fib: Fib::from_config(cfg).ok(),
             endpoints,
             by_vif,
@@ -340,6 +352,24 @@ impl Context {
         match fib.nexthop(nh)? {
             Nexthop::Ecmp { members, .. } => members.iter().find_map(|m| fib.nexthop(*m).and_then(tunnel)),
             n => tunnel(n),
+        }
+    }
+
+    /// The vif a packet to `ip` in `vrf` leaves on (ECMP: its first member's).
+    fn route_vif(&self, vrf: u32, ip: IpAddr) -> Option<u16> {
+        let fib = self.fib.as_ref()?;
+        let table = fib.vrf(vrf)?;
+        let nh = match ip {
+            IpAddr::V4(a) => table.route_v4(a)?,
+            IpAddr::V6(a) => table.route_v6(&a.octets())?,
+        };
+        let vif = |n: &Nexthop| match n {
+            Nexthop::Encap { vif, .. } | Nexthop::Tunnel { vif, .. } | Nexthop::Receive { vif, .. } => Some(*vif),
+            _ => None,
+        };
+        match fib.nexthop(nh)? {
+            Nexthop::Ecmp { members, .. } => members.iter().find_map(|m| fib.nexthop(*m).and_then(vif)),
+            n => vif(n),
         }
     }
 
@@ -416,6 +446,12 @@ struct FlowInfo {
     nw_ace_uuid: Option<Arc<str>>,
     sg_rule_uuid: Option<Arc<str>>,
     analyzers: [Option<Arc<str>>; 2],
+    /// The vif the flow comes in on: its source VMI's, else the one towards its source.
+    ingress_vif: Option<u16>,
+    /// The vif the flow leaves on: its destination VMI's, else its route's.
+    egress_vif: Option<u16>,
+    /// The VRF's VXLAN VNI.
+    vni: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -428,6 +464,10 @@ struct FlowState {
     torn_down: bool,
     /// The export state file holds this flow (its fixed part was written).
     saved: bool,
+    /// The flow's last packet (data-plane clock, ms) and TCP state bits as last seen (not in
+    /// the state file: after a restart the next scan sees them again).
+    last_seen: u64,
+    tcp_state: u16,
 }
 
 impl FlowState {
@@ -553,23 +593,137 @@ fn action_name(action: Action, log: bool, mirror: bool) -> &'static str {
 /// Flags of a deleted or evicted flow.
 const RETIRED: u32 = flow_table::flags::DELETE_MARKED | flow_table::flags::EVICTED;
 
+/// Which of a flow's records this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// The first record of a flow.
+    Setup,
+    /// A record while the flow is active.
+    Periodic,
+    /// The last record of a flow.
+    Teardown,
+}
+
+/// Why a flow ended (teardown records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Not ended (setup and periodic records).
+    Active,
+    /// Idle past `flow.age_timeout_s`.
+    Idle,
+    /// TCP closed (FIN or RST seen), or a closed TCP flow evicted.
+    EndOfFlow,
+    /// Deleted while not idle: its vif, VM or VRF went away, or a flush.
+    Forced,
+}
+
+/// What a record's other forms (IPFIX) need besides its [`FlowLogData`]: which record it is
+/// and the flow's forwarding context, from the same scan that made the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFacts {
+    /// Setup, periodic or teardown.
+    pub kind: RecordKind,
+    /// Why the flow ended ([`EndReason::Active`] unless `kind` is teardown).
+    pub end: EndReason,
+    /// The flow-table entry.
+    pub index: u32,
+    /// Its generation.
+    pub gen: Gen,
+    /// The flow key's VRF.
+    pub vrf: u32,
+    /// The vif the flow comes in on.
+    pub ingress_vif: Option<u16>,
+    /// The vif the flow leaves on.
+    pub egress_vif: Option<u16>,
+    /// The VRF's VXLAN VNI.
+    pub vni: Option<u32>,
+    /// Setup time, ms since the epoch.
+    pub setup_ms: u64,
+    /// The flow's last packet, ms since the epoch (at least `setup_ms`).
+    pub last_seen_ms: u64,
+    /// The entry's TCP state bits ([`flow_table::tcp_flags`]).
+    pub tcp_state: u16,
+    /// The verdict.
+    pub action: Action,
+    /// `FLOW_DR_*` code of a dropped flow.
+    pub drop_reason: u8,
+}
+
 /// Where records go.
 pub trait RecordSink {
     /// Hands over one record; false when it was refused (and counted) by the sink.
-    fn send(&mut self, rec: FlowLogData) -> bool;
+    fn send(&mut self, rec: FlowLogData, facts: &RecordFacts) -> bool;
 }
 
 impl RecordSink for SessionHandle {
-    fn send(&mut self, rec: FlowLogData) -> bool {
+    fn send(&mut self, rec: FlowLogData, _: &RecordFacts) -> bool {
         self.send_flow(rec)
     }
 }
 
 impl RecordSink for Vec<FlowLogData> {
-    fn send(&mut self, rec: FlowLogData) -> bool {
+    fn send(&mut self, rec: FlowLogData, _: &RecordFacts) -> bool {
         self.push(rec);
         true
     }
+}
+
+impl RecordSink for Vec<(FlowLogData, RecordFacts)> {
+    fn send(&mut self, rec: FlowLogData, facts: &RecordFacts) -> bool {
+        self.push((rec, *facts));
+        true
+    }
+}
+
+impl RecordSink for super::ipfix::IpfixSink {
+    fn send(&mut self, rec: FlowLogData, facts: &RecordFacts) -> bool {
+        self.add(&rec, facts);
+        true
+    }
+}
+
+/// The exporter thread's sinks: the Sandesh session (`[export]`) and the IPFIX exporter
+/// (`[ipfix]`), each optional, fed the same records. A record counts as exported when the
+/// session took it (or, without a session, when IPFIX did).
+pub struct Sinks<'a> {
+    /// The Sandesh session.
+    pub sandesh: Option<&'a mut SessionHandle>,
+    /// The IPFIX exporter.
+    pub ipfix: Option<&'a mut super::ipfix::IpfixSink>,
+}
+
+impl RecordSink for Sinks<'_> {
+    fn send(&mut self, rec: FlowLogData, facts: &RecordFacts) -> bool {
+        if let Some(i) = self.ipfix.as_deref_mut() {
+            i.add(&rec, facts);
+        }
+        match self.sandesh.as_deref_mut() {
+            Some(s) => s.send_flow(rec),
+            None => true,
+        }
+    }
+}
+
+/// Why a retired flow (or one whose slot went away) ended: a closed TCP flow ends, an idle
+/// one timed out, anything else was deleted.
+fn end_reason(flags: u32, tcp_state: u16, last_seen_ms: u64, now_ms: u64, age_ms: u64) -> EndReason {
+    use flow_table::tcp_flags::{DEAD, FIN, RST};
+    if flags & flow_table::flags::EVICTED != 0 || tcp_state & (FIN | RST | DEAD) != 0 {
+        EndReason::EndOfFlow
+    } else if now_ms.saturating_sub(last_seen_ms) >= age_ms {
+        EndReason::Idle
+    } else {
+        EndReason::Forced
+    }
+}
+
+/// The moment of one record: its kind, why the flow ended, its TCP state and last packet.
+struct Moment {
+    kind: RecordKind,
+    end: EndReason,
+    tcp_flags: u16,
+    last_seen: u64,
+    teardown_us: Option<i64>,
 }
 
 /// Mirror totals attributed to one VMI.
@@ -599,6 +753,8 @@ pub struct FlowScanner {
     counters: ExportCounters,
     vmi_mirror: HashMap<u16, MirrorTotals>,
     total_mirror: MirrorTotals,
+    /// `flow.age_timeout_s` in ms (tells idle flows from deleted ones).
+    age_ms: u64,
 }
 
 fn now_us() -> i64 {
@@ -630,6 +786,7 @@ impl FlowScanner {
             counters: ExportCounters::default(),
             vmi_mirror: HashMap::new(),
             total_mirror: MirrorTotals::default(),
+            age_ms: u64::from(cfg.flow.age_timeout_s) * 1000,
         })
     }
 
@@ -682,7 +839,16 @@ impl FlowScanner {
     /// no longer shows the verdict (action DROP, mirrors cleared) the records had.
     fn restore(&self, idx: u32, f: &SavedFlow) -> FlowState {
         let info = self.info_of(&Facts::saved(idx, f), f.forward, f.reverse);
-        FlowState { gen: f.gen, info, last: f.last, exported: f.exported, torn_down: f.torn_down, saved: true }
+        FlowState {
+            gen: f.gen,
+            info,
+            last: f.last,
+            exported: f.exported,
+            torn_down: f.torn_down,
+            saved: true,
+            last_seen: 0,
+            tcp_state: 0,
+        }
     }
 
     /// The export state file, when the scanner keeps one.
@@ -809,6 +975,9 @@ impl FlowScanner {
             nw_ace_uuid: decision.as_ref().and_then(|d| d.nw_ace_uuid.clone()),
             sg_rule_uuid: decision.as_ref().and_then(|d| d.sg_rule_uuid.clone()),
             analyzers: [analyzer(s.mirror), analyzer(s.sec_mirror)],
+            ingress_vif: src_ep.map(|e| e.vif).or_else(|| self.ctx.route_vif(vrf, src)),
+            egress_vif: dst_ep.map(|e| e.vif).or_else(|| self.ctx.route_vif(vrf, dst)),
+            vni: self.ctx.vrf_vni.get(&vrf).copied(),
         }
     }
 
@@ -855,17 +1024,16 @@ impl FlowScanner {
     /// Emits one record (after sampling) for a flow whose counters are `now`, `diff` since
     /// the previous record: the flow's state moves on to `now` and is written to the state
     /// file (or, when the flow is `gone`, forgotten there) before the record leaves.
-    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         sink: &mut impl RecordSink,
         st: &mut FlowState,
         now: &Counters,
         diff: &Counters,
-        tcp_flags: u16,
-        teardown_us: Option<i64>,
+        at: Moment,
         gone: bool,
     ) {
+        let Moment { kind, end, tcp_flags, last_seen, teardown_us } = at;
         // Mirror counts are attributed whether or not the record survives sampling.
         let m = MirrorTotals {
             packets: diff.mirror_packets + diff.sec_mirror_packets,
@@ -912,7 +1080,23 @@ impl FlowScanner {
             r.sec_mirror_bytes = Some(now.sec_mirror_bytes as i64);
             r.sec_mirror_packets = Some(now.sec_mirror_packets as i64);
         }
-        if sink.send(r) {
+        let i = &st.info;
+        let facts = RecordFacts {
+            kind,
+            end,
+            index: i.index,
+            gen: st.gen,
+            vrf: i.key.vrf(),
+            ingress_vif: i.ingress_vif,
+            egress_vif: if i.action_code == Action::Drop { None } else { i.egress_vif },
+            vni: i.vni,
+            setup_ms: i.setup_ms,
+            last_seen_ms: last_seen.max(i.setup_ms),
+            tcp_state: tcp_flags,
+            action: i.action_code,
+            drop_reason: i.drop_reason,
+        };
+        if sink.send(r, &facts) {
             self.counters.records_exported += 1;
         } else {
             self.counters.records_dropped += 1;
@@ -930,7 +1114,15 @@ impl FlowScanner {
         self.counters.teardown_records += 1;
         self.counters.flows_tracked -= 1;
         let last = st.last;
-        self.emit(sink, &mut st, &last, &Counters::default(), 0, Some(now_us()), true);
+        let end = end_reason(0, st.tcp_state, st.last_seen, crate::stats::unix_time_ms(), self.age_ms);
+        let at = Moment {
+            kind: RecordKind::Teardown,
+            end,
+            tcp_flags: st.tcp_state,
+            last_seen: st.last_seen,
+            teardown_us: Some(now_us()),
+        };
+        self.emit(sink, &mut st, &last, &Counters::default(), at, true);
     }
 
     /// Visits one flow index.
@@ -974,14 +1166,25 @@ impl FlowScanner {
                         exported: false,
                         torn_down: false,
                         saved: false,
+                        last_seen: 0,
+                        tcp_state: 0,
                     }),
                     true,
                 )
             }
         };
+        st.last_seen = s.last_seen;
+        st.tcp_state = s.tcp_flags;
         if !st.torn_down {
             let now = Counters::of(&s);
             let diff = now.since(&st.last);
+            let active = |kind| Moment {
+                kind,
+                end: EndReason::Active,
+                tcp_flags: s.tcp_flags,
+                last_seen: s.last_seen,
+                teardown_us: None,
+            };
             if s.flags & RETIRED != 0 {
                 self.counters.teardown_records += 1;
                 if is_new {
@@ -989,13 +1192,15 @@ impl FlowScanner {
                 }
                 st.torn_down = true;
                 self.counters.flows_tracked -= 1;
-                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, Some(now_us()), false);
+                let end = end_reason(s.flags, s.tcp_flags, s.last_seen, crate::stats::unix_time_ms(), self.age_ms);
+                let at = Moment { end, teardown_us: Some(now_us()), ..active(RecordKind::Teardown) };
+                self.emit(sink, &mut st, &now, &diff, at, false);
             } else if is_new {
                 self.counters.setup_records += 1;
-                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None, false);
+                self.emit(sink, &mut st, &now, &diff, active(RecordKind::Setup), false);
             } else if diff != Counters::default() {
                 self.counters.periodic_records += 1;
-                self.emit(sink, &mut st, &now, &diff, s.tcp_flags, None, false);
+                self.emit(sink, &mut st, &now, &diff, active(RecordKind::Periodic), false);
             }
         }
         self.states[idx as usize] = Some(st);
@@ -1155,12 +1360,13 @@ fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
     c.session_connect_failures = s.connect_failures;
 }
 
-/// The exporter thread of `cfg` (which must have `export.enabled`), to start with
-/// [`ExporterBuilder::spawn`]. It stops when `stop` is set, giving the session a second to
-/// flush.
+/// The exporter thread of `cfg` (which must have `export.enabled` or `ipfix.enabled`: the
+/// Sandesh session and the IPFIX exporter run for the ones enabled, fed the same records), to
+/// start with [`ExporterBuilder::spawn`]. It stops when `stop` is set, giving the session a
+/// second to flush.
 pub fn builder(cfg: &Config, table: Arc<FlowTable>, stop: Arc<AtomicBool>) -> ExporterBuilder<'_> {
     let state_file = Some(cfg.vrouter.run_dir.join(STATE_FILE));
-    ExporterBuilder { cfg, table, stop, cpu: None, requests: None, state_file }
+    ExporterBuilder { cfg, table, stop, cpu: None, requests: None, state_file, trace_from: Vec::new() }
 }
 
 /// An exporter thread to start: made by [`builder`], started by [`ExporterBuilder::spawn`].
@@ -1171,6 +1377,7 @@ pub struct ExporterBuilder<'a> {
     cpu: Option<u32>,
     requests: Option<Arc<crate::trace::TraceControl>>,
     state_file: Option<PathBuf>,
+    trace_from: Vec<u64>,
 }
 
 impl ExporterBuilder<'_> {
@@ -1200,6 +1407,14 @@ impl ExporterBuilder<'_> {
         self
     }
 
+    /// Where trace export starts in each ring of the trace region: the ring heads when the
+    /// region continued a previous run's (its steps were exported by that run), so a restart
+    /// sends no step twice. Empty (the default): from the start of every ring.
+    pub fn trace_from(mut self, heads: Vec<u64>) -> Self {
+        self.trace_from = heads;
+        self
+    }
+
     /// Starts the exporter thread and its session.
     pub fn spawn(self) -> Result<JoinHandle<()>, ExportError> {
         spawn_exporter(self)
@@ -1208,17 +1423,17 @@ impl ExporterBuilder<'_> {
 
 /// [`ExporterBuilder::spawn`].
 fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError> {
-    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file } = b;
+    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file, trace_from } = b;
     #[cfg(feature = "trace")]
     let mut tracer = {
         let lookup: Option<super::trace_export::ProjectLookup> = requests.map(|ctl| {
             let f: super::trace_export::ProjectLookup = Arc::new(move |uuid: &[u8; 16]| ctl.project_of(uuid));
             f
         });
-        super::trace_export::TraceExporter::new(cfg.vrouter.run_dir.clone(), lookup)
+        super::trace_export::TraceExporter::new(cfg.vrouter.run_dir.clone(), lookup).starting_at(trace_from)
     };
     #[cfg(not(feature = "trace"))]
-    let _ = requests;
+    let _ = (requests, trace_from);
     let mut scanner = match &state_file {
         Some(path) => {
             let (scanner, origin) = FlowScanner::with_state_file(cfg, table, path)?;
@@ -1230,7 +1445,9 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
         }
         None => FlowScanner::new(cfg, table)?,
     };
-    let session_cfg = session_config(cfg);
+    // IPFIX ([ipfix]): its sockets are opened here, so a bad collector fails the start.
+    let mut ipfix = if cfg.ipfix.enabled { Some(super::ipfix::IpfixSink::new(cfg)?) } else { None };
+    let session_cfg = cfg.export.enabled.then(|| session_config(cfg));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ExportError>>(1);
     let run_dir: PathBuf = cfg.vrouter.run_dir.clone();
     let counters_path = run_dir.join(COUNTERS_FILE);
@@ -1245,7 +1462,7 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
                     eprintln!("vrouter: could not pin the exporter thread to CPU {cpu}: {e}");
                 }
             }
-            let mut session = match SessionHandle::start(session_cfg) {
+            let mut session = match session_cfg.map(SessionHandle::start).transpose() {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok(()));
                     s
@@ -1259,30 +1476,53 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
             let mut stats: Option<StatsReader> = None;
             let mut last_uve: Option<Instant> = None;
             let mut last_write = Instant::now() - Duration::from_secs(1);
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                scanner.tick(&mut session);
-                #[cfg(feature = "trace")]
-                tracer.tick(&mut session);
-                if last_uve.is_none_or(|t| t.elapsed() >= uve_every) {
-                    if stats.as_ref().is_none_or(|s| s.restarted()) {
-                        stats = StatsReader::open(&run_dir).ok();
-                    }
-                    let mut n = 0;
-                    for u in vmi_uves(&scanner, stats.as_ref(), &mut uve_state) {
-                        n += u64::from(session.update_uve(&u).is_ok());
-                    }
-                    n += u64::from(session.update_uve(&vrouter_uve(&name, stats.as_ref())).is_ok());
-                    scanner.count_uves(n);
-                    last_uve = Some(Instant::now());
-                }
-                if last_write.elapsed() >= Duration::from_secs(1) {
+            let counters =
+                |scanner: &FlowScanner,
+                 session: Option<&SessionHandle>,
+                 ipfix: Option<&super::ipfix::IpfixSink>,
+                 #[cfg(feature = "trace")] tracer: &super::trace_export::TraceExporter| {
                     let mut c = scanner.counters.clone();
                     #[cfg(feature = "trace")]
                     tracer.counters().fill(&mut c);
-                    fill_session(&mut c, &session.stats());
+                    if let Some(s) = session {
+                        fill_session(&mut c, &s.stats());
+                    }
+                    if let Some(i) = ipfix {
+                        i.fill(&mut c);
+                    }
                     c.updated_unix_ms = crate::stats::unix_time_ms();
                     let _ = write_counters(&counters_path, &c);
+                };
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                scanner.tick(&mut Sinks { sandesh: session.as_mut(), ipfix: ipfix.as_mut() });
+                if let Some(i) = ipfix.as_mut() {
+                    i.flush();
+                }
+                if let Some(session) = session.as_mut() {
+                    #[cfg(feature = "trace")]
+                    tracer.tick(session);
+                    if last_uve.is_none_or(|t| t.elapsed() >= uve_every) {
+                        if stats.as_ref().is_none_or(|s| s.restarted()) {
+                            stats = StatsReader::open(&run_dir).ok();
+                        }
+                        let mut n = 0;
+                        for u in vmi_uves(&scanner, stats.as_ref(), &mut uve_state) {
+                            n += u64::from(session.update_uve(&u).is_ok());
+                        }
+                        n += u64::from(session.update_uve(&vrouter_uve(&name, stats.as_ref())).is_ok());
+                        scanner.count_uves(n);
+                        last_uve = Some(Instant::now());
+                    }
+                }
+                if last_write.elapsed() >= Duration::from_secs(1) {
+                    counters(
+                        &scanner,
+                        session.as_ref(),
+                        ipfix.as_ref(),
+                        #[cfg(feature = "trace")]
+                        &tracer,
+                    );
                     last_write = Instant::now();
                 }
                 if let Some(rest) = tick.checked_sub(t0.elapsed()) {
@@ -1291,25 +1531,33 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
             }
             // A last full sweep (final counters of every flow), the final figures, then let
             // the session flush for up to a second.
-            scanner.sweep(&mut session);
+            scanner.sweep(&mut Sinks { sandesh: session.as_mut(), ipfix: ipfix.as_mut() });
+            if let Some(i) = ipfix.as_mut() {
+                i.flush();
+            }
             // The last trace steps: offered until the rings are drained or the session
             // stops taking them (bounded: each pass reads at most one budget).
             #[cfg(feature = "trace")]
-            for _ in 0..64 {
-                let before = tracer.counters();
-                tracer.tick(&mut session);
-                let after = tracer.counters();
-                if after.steps_read == before.steps_read && after.messages_sent == before.messages_sent {
-                    break;
+            if let Some(session) = session.as_mut() {
+                for _ in 0..64 {
+                    let before = tracer.counters();
+                    tracer.tick(session);
+                    let after = tracer.counters();
+                    if after.steps_read == before.steps_read && after.messages_sent == before.messages_sent {
+                        break;
+                    }
                 }
             }
-            let mut c = scanner.counters.clone();
-            #[cfg(feature = "trace")]
-            tracer.counters().fill(&mut c);
-            fill_session(&mut c, &session.stats());
-            c.updated_unix_ms = crate::stats::unix_time_ms();
-            let _ = write_counters(&counters_path, &c);
-            session.shutdown(Duration::from_secs(1));
+            counters(
+                &scanner,
+                session.as_ref(),
+                ipfix.as_ref(),
+                #[cfg(feature = "trace")]
+                &tracer,
+            );
+            if let Some(session) = session {
+                session.shutdown(Duration::from_secs(1));
+            }
         })
         .map_err(ExportError::Spawn)?;
     match ready_rx.recv() {
@@ -1420,6 +1668,7 @@ name = "fabric"
 [[vrf]]
 id = 1
 name = "overlay"
+vxlan_vni = 5001
 [[vif]]
 id = 0
 name = "fab"
@@ -1605,6 +1854,112 @@ enabled = true
         assert_eq!(fx.scanner.total_mirror(), m);
         assert_eq!(fx.scanner.vmi_mirror(2), MirrorTotals::default());
         let _ = r;
+    }
+
+    /// Both sinks of the exporter thread at once: the records as the Sandesh session gets
+    /// them (with their facts), and the IPFIX exporter.
+    struct Both {
+        log: Vec<(FlowLogData, RecordFacts)>,
+        ipfix: crate::agent::ipfix::IpfixSink,
+    }
+
+    impl RecordSink for Both {
+        fn send(&mut self, rec: FlowLogData, facts: &RecordFacts) -> bool {
+            self.ipfix.add(&rec, facts);
+            self.log.push((rec, *facts));
+            true
+        }
+    }
+
+    #[test]
+    fn ipfix_records_are_the_sandesh_records_with_the_flow_context() {
+        let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let extra = format!("[ipfix]\nenabled = true\ncollectors = [\"{}\"]\n", collector.local_addr().unwrap());
+        let cfg = parse(&format!("{CONFIG}{extra}"), "test").unwrap();
+        let mut fx = fixture(&extra);
+        let mut sink = Both { log: Vec::new(), ipfix: crate::agent::ipfix::IpfixSink::new(&cfg).unwrap() };
+        let now_ms = crate::stats::unix_time_ms();
+        // A local pair (vif 1 <-> vif 2), mirrored; a flow to a remote VM behind the tunnel
+        // on the fabric vif 0; a TCP flow that sees a RST.
+        let (f, r) = pair(&fx.table, 40000, true);
+        let rk = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 9, 0, 5), 7000, 53);
+        let remote = fx.table.lookup_or_hold(&rk, rk.hash(), now_ms).unwrap().index();
+        let (tcp, _) = pair(&fx.table, 40001, false);
+        let g = fx.table.entry(remote).unwrap().gen();
+        fx.table.set_action(remote, g, &FlowUpdate::new(Action::Forward)).unwrap();
+        traffic(&fx.table, f, 3, 100, true);
+        traffic(&fx.table, r, 1, 60, true);
+        fx.table.account(remote, 80, now_ms);
+        fx.table.account(tcp, 40, now_ms);
+        fx.scanner.sweep(&mut sink);
+        traffic(&fx.table, f, 2, 50, true);
+        fx.table.account(remote, 90, now_ms);
+        fx.scanner.sweep(&mut sink);
+        // Teardowns: the pair idle since t = 2 s, the remote flow deleted while active, the
+        // TCP flow reset.
+        fx.table.set_tcp_flags(tcp, flow_table::tcp_flags::RST);
+        for i in [f, remote, tcp] {
+            let g = fx.table.entry(i).unwrap().gen();
+            fx.table.mark_delete(i, g).unwrap();
+        }
+        fx.scanner.sweep(&mut sink);
+        sink.ipfix.flush();
+
+        collector.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut dec = ipfix::Decoder::new();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = collector.recv(&mut buf) {
+            got.extend(dec.flow_records(&buf[..n], ipfix::DOCUMENTATION_PEN).unwrap());
+        }
+        // One IPFIX record per Sandesh record, in the same order, with the same figures.
+        assert_eq!(got.len(), sink.log.len(), "{got:#?}");
+        for (x, (s, facts)) in got.iter().zip(&sink.log) {
+            assert_eq!(x.flow_uuid, s.flowuuid);
+            assert_eq!((x.source(), x.destination()), (s.sourceip, s.destip));
+            assert_eq!((x.octet_delta, x.packet_delta), (s.diff_bytes.unwrap() as u64, s.diff_packets.unwrap() as u64));
+            assert_eq!((x.octet_total, x.packet_total), (s.bytes.unwrap() as u64, s.packets.unwrap() as u64));
+            assert_eq!(x.mirror_octets, s.mirror_bytes.unwrap_or(0) as u64);
+            assert_eq!(x.secondary_mirror_packets, s.sec_mirror_packets.unwrap_or(0) as u64);
+            assert_eq!(x.analyzer_name, s.analyzer_name.clone().unwrap_or_default());
+            assert_eq!(x.flow_id, u64::from(facts.index) << 32 | u64::from(facts.gen));
+            assert_eq!((x.ingress_vrf, x.layer2_segment_id), (1, (1 << 56) | 5001));
+            assert_eq!(x.exporter_ipv4, Ipv4Addr::new(10, 10, 0, 1));
+            assert_eq!(facts.kind == RecordKind::Teardown, s.teardown_time.is_some());
+        }
+        // Per flow, the deltas add up to the table's counters.
+        for i in [f, r, remote, tcp] {
+            let snap = fx.table.snapshot(i).unwrap().unwrap();
+            let id = u64::from(i) << 32 | u64::from(snap.gen);
+            let of: Vec<_> = got.iter().filter(|x| x.flow_id == id).collect();
+            assert_eq!(of.iter().map(|x| x.octet_delta).sum::<u64>(), snap.bytes, "flow {i}");
+            assert_eq!(of.iter().map(|x| x.packet_delta).sum::<u64>(), snap.packets, "flow {i}");
+        }
+        let last = |i: u32| got.iter().rfind(|x| x.flow_id >> 32 == u64::from(i)).unwrap();
+        let first = |i: u32| got.iter().find(|x| x.flow_id >> 32 == u64::from(i)).unwrap();
+        use ipfix::flow::{end_reason, firewall_event};
+        // Interfaces: VM to VM, and out of the fabric vif towards the tunnel.
+        assert_eq!((first(f).ingress_interface, first(f).egress_interface), (1, 2));
+        assert_eq!((first(r).ingress_interface, first(r).egress_interface), (2, 1));
+        assert_eq!((first(remote).ingress_interface, first(remote).egress_interface), (1, 0));
+        assert_eq!(first(f).firewall_event, firewall_event::CREATED);
+        assert_eq!(first(f).forwarding_status, ipfix::flow::forwarding_status::FORWARDED);
+        assert_eq!(got.iter().filter(|x| x.firewall_event == firewall_event::UPDATE).count(), 2);
+        assert_eq!(
+            (last(f).flow_end_reason, last(f).firewall_event),
+            (end_reason::IDLE_TIMEOUT, firewall_event::DELETED)
+        );
+        assert_eq!(last(remote).flow_end_reason, end_reason::FORCED_END);
+        assert_eq!(last(tcp).flow_end_reason, end_reason::END_OF_FLOW);
+        assert_eq!(last(tcp).tcp_control_bits & 0x04, 0x04, "RST");
+        assert_eq!((first(f).flow_start_ms, last(f).flow_end_ms), (1_000, 2_000));
+        assert_eq!(last(f).analyzer_name, "an-a");
+        assert_eq!(last(f).secondary_analyzer_name, "an-b");
+        let st = sink.ipfix.stats();
+        assert_eq!(
+            (st.records, st.collectors[0].records, st.collectors[0].records_dropped),
+            (got.len() as u64, got.len() as u64, 0)
+        );
     }
 
     // ------------------------------------------------------------ restarts
@@ -1952,6 +2307,21 @@ enabled = true
         assert!(e.contains("export.scan_percent"), "{e}");
         let e = parse(&format!("{CONFIG}typo = 1\n"), "v.toml").unwrap_err().to_string();
         assert!(e.contains("typo"), "{e}");
+    }
+
+    #[test]
+    fn bad_ipfix_config_names_file_line_and_field() {
+        let text = format!("{CONFIG}[ipfix]\nenabled = true\ncollectors = [\"collector.example:4739\"]\n");
+        let line = text.lines().count();
+        let e = parse(&text, "vrouter.toml").unwrap_err().to_string();
+        assert!(e.starts_with(&format!("vrouter.toml:{line}: ipfix.collectors: ")), "{e}");
+        assert!(e.contains("collector.example:4739"), "{e}");
+        let e = parse(&format!("{CONFIG}[ipfix]\ntemplate_refresh_s = 0\n"), "v.toml").unwrap_err().to_string();
+        assert!(e.contains("ipfix.template_refresh_s"), "{e}");
+        let e = parse(&format!("{CONFIG}[ipfix]\nmax_message_size = 100\n"), "v.toml").unwrap_err().to_string();
+        assert!(e.contains("ipfix.max_message_size") && e.contains("512..=65535"), "{e}");
+        let e = parse(&format!("{CONFIG}[ipfix]\ntemplate_refresh = 5\n"), "v.toml").unwrap_err().to_string();
+        assert!(e.contains("template_refresh"), "{e}");
     }
 
     /// The exporter thread and the session thread it starts run on the given CPU only; the

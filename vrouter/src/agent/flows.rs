@@ -168,36 +168,9 @@ struct MetaSlot {
     reverse: bool,
 }
 
-/// Counters of the agent, exposed through the control socket.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct AgentCounters {
-    /// Flow pairs set up (forward flow programmed from a setup request, reverse flow created).
-    pub setups: u64,
-    /// Of `setups`, those whose decision was deny (both flows programmed as DROP).
-    pub setup_denied: u64,
-    /// Setup requests that found their flow reused, deleted or already set up (nothing done).
-    pub setup_stale: u64,
-    /// Flow pairs (or lone flows) deleted after being idle for `age_timeout_ms`.
-    pub aged: u64,
-    /// TCP pairs evicted after FIN both ways or a RST (and the close grace period).
-    pub tcp_evicted: u64,
-    /// Flows stuck in HOLD past `hold_audit_ms`, turned into DROP flows with reason `Audit`.
-    pub hold_audited: u64,
-    /// Successful `reload` commands (configuration re-read, new policy engine swapped in).
-    pub policy_reloads: u64,
-    /// Flow pairs re-evaluated against new policies or forwarding state (reloads and live
-    /// changes).
-    pub reevaluated: u64,
-    /// Flows whose action or flags changed on re-evaluation.
-    pub reevaluated_changed: u64,
-    /// Flows deleted because their vif or VRF was deleted at runtime.
-    pub state_deleted: u64,
-    /// Flows of a reattached table (a restart) whose agent state was rebuilt from the entry.
-    pub adopted: u64,
-    /// Flows of a reattached table found in HOLD (their setup died with the previous run)
-    /// and set up again.
-    pub adopted_held: u64,
-}
+/// Counters of the agent, exposed through the control socket (`status`); declared in
+/// `vrouter-abi` with their help texts, which the tools and the Prometheus exporter show.
+pub use vrouter_abi::agent::AgentCounters;
 
 /// What the agent is started with: aging, audit and eviction settings, paths, TSC frequency.
 pub struct AgentSettings {
@@ -236,6 +209,8 @@ pub struct Agent {
     counters: AgentCounters,
     /// Setup latency (TSC ticks from miss to programmed), for the benchmark and `status`.
     latency: hdrhistogram::Histogram<u64>,
+    /// Sum of the setup latencies recorded, ns (the histogram's `_sum` for Prometheus).
+    latency_sum_ns: u64,
     tsc_hz: u64,
     listener: Option<UnixListener>,
     /// Control requests read by the connection threads, answered by this thread.
@@ -291,6 +266,7 @@ impl Agent {
             scan_cursor: 0,
             counters: AgentCounters::default(),
             latency: hdrhistogram::Histogram::new(3).expect("histogram"),
+            latency_sum_ns: 0,
             tsc_hz,
             listener: Some(listener),
             requests,
@@ -428,6 +404,8 @@ impl Agent {
         if let Some(a) = acceptor {
             let _ = a.join();
         }
+        // The lcores have stopped: what is left of the trace limits is final.
+        self.save_trace_budgets();
         let _ = std::fs::remove_file(&self.settings.control_path);
     }
 
@@ -617,7 +595,10 @@ impl Agent {
         self.set_meta(rev, MetaSlot { verdict: rev_v, gen: rgen, vif: req.vif, reverse: true });
         if req.tsc != 0 {
             let ticks = crate::clock::rdtsc().saturating_sub(req.tsc);
-            let _ = self.latency.record(ticks * 1_000_000_000 / self.tsc_hz);
+            let ns = ticks * 1_000_000_000 / self.tsc_hz;
+            if self.latency.record(ns).is_ok() {
+                self.latency_sum_ns = self.latency_sum_ns.wrapping_add(ns);
+            }
         }
     }
 
@@ -658,8 +639,18 @@ impl Agent {
         })
     }
 
+    /// Persists what is left of the trace requests' limits when they moved.
+    fn save_trace_budgets(&self) {
+        if let Some(t) = &self.trace {
+            if let Err(e) = t.save_budgets() {
+                eprintln!("vrouter: agent: {e}");
+            }
+        }
+    }
+
     /// Aging, TCP eviction, HOLD audit, slot reclaim.
     fn housekeeping(&mut self) {
+        self.save_trace_budgets();
         let now = Self::now_ms();
         let age = self.settings.age_timeout_ms;
         let mut delete = Vec::new();
@@ -753,13 +744,7 @@ impl Agent {
                 Ok(AgentCommand::Status) => serde_json::json!({
                     "ok": true,
                     "counters": self.counters,
-                    "setup_latency_ns": {
-                        "count": self.latency.len(),
-                        "p50": self.latency.value_at_quantile(0.5),
-                        "p99": self.latency.value_at_quantile(0.99),
-                        "p999": self.latency.value_at_quantile(0.999),
-                        "max": self.latency.max(),
-                    },
+                    "setup_latency_ns": self.setup_latency(),
                 }),
                 Ok(AgentCommand::Reload) => match self.reload() {
                     Ok(n) => serde_json::json!({"ok": true, "reevaluated": n}),
@@ -774,6 +759,27 @@ impl Agent {
                 }
                 Ok(AgentCommand::Unknown) => fail(format!("unknown command {:?}", protocol::cmd_of(v).unwrap_or(""))),
             },
+        }
+    }
+
+    /// The setup latency of `status`: percentiles from the histogram, and its recorded values
+    /// counted into the buckets of [`vrouter_abi::agent::SETUP_LATENCY_BOUNDS_NS`] (each at
+    /// the histogram's precision, 3 significant digits).
+    fn setup_latency(&self) -> vrouter_abi::agent::SetupLatency {
+        use vrouter_abi::agent::{setup_latency_bucket, SETUP_LATENCY_BOUNDS_NS};
+        let h = &self.latency;
+        let mut buckets = vec![0u64; SETUP_LATENCY_BOUNDS_NS.len() + 1];
+        for v in h.iter_recorded() {
+            buckets[setup_latency_bucket(h.lowest_equivalent(v.value_iterated_to()))] += v.count_at_value();
+        }
+        vrouter_abi::agent::SetupLatency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            sum: self.latency_sum_ns,
+            buckets,
         }
     }
 
@@ -996,6 +1002,148 @@ fn serve_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flow_table::{FlowKey, FlowTableConfig, Lookup, TableStart};
+    use std::net::Ipv4Addr;
+
+    const CONFIG: &str = r#"
+[eal]
+forwarding_cores = [1]
+[vrouter]
+run_dir = "/tmp/agent-adopt-test"
+router_ip = "10.10.0.1"
+[[vrf]]
+id = 0
+name = "fabric"
+[[vrf]]
+id = 1
+name = "overlay"
+[[vif]]
+id = 0
+name = "fab"
+type = "fabric"
+device = "d0"
+mac = "02:00:00:00:00:01"
+vrf = 0
+[[vif]]
+id = 1
+name = "tap1"
+type = "virtual"
+device = "d1"
+mac = "02:00:00:00:01:01"
+ip = "10.1.0.3"
+vrf = 1
+vn_name = "vn-red"
+[[vif]]
+id = 2
+name = "tap2"
+type = "virtual"
+device = "d2"
+mac = "02:00:00:00:01:02"
+ip = "10.1.0.4"
+vrf = 1
+vn_name = "vn-red"
+[[nexthop]]
+id = 1
+type = "encap"
+vif = 1
+dst_mac = "02:00:00:00:02:01"
+[[nexthop]]
+id = 2
+type = "encap"
+vif = 2
+dst_mac = "02:00:00:00:02:02"
+[[route]]
+vrf = 1
+prefix = "10.1.0.3/32"
+nexthop = 1
+[[route]]
+vrf = 1
+prefix = "10.1.0.4/32"
+nexthop = 2
+[[network_policy]]
+name = "red"
+vns = ["vn-red"]
+[[network_policy.rule]]
+uuid = "20000000-0000-4000-8000-000000000053"
+protocol = "udp"
+dst_ports = "53"
+action = "deny"
+[[network_policy.rule]]
+uuid = "20000000-0000-4000-8000-000000000001"
+action = "pass"
+"#;
+
+    fn agent(cfg: &config::Config, table: Arc<FlowTable>, dir: &std::path::Path) -> Agent {
+        let fib = Arc::new(Fib::from_config(cfg).unwrap());
+        let policy = PolicyEngine::from_config(cfg).unwrap();
+        let settings = AgentSettings {
+            age_timeout_ms: 180_000,
+            hold_audit_ms: 60_000,
+            tcp_close_evict: true,
+            config_path: dir.join("vrouter.toml"),
+            control_path: dir.join("control.sock"),
+            tsc_hz: 1_000_000_000,
+        };
+        Agent::new(table, fib, policy, Vec::new(), Vec::new(), settings).unwrap()
+    }
+
+    fn hold(t: &FlowTable, dport: u16) -> (u32, Gen) {
+        let k = FlowKey::v4(1, 17, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 1, 0, 4), 4000, dport);
+        let Lookup::Created(f) = t.lookup_or_hold(&k, k.hash(), 1).unwrap() else { panic!("flow existed") };
+        (f, t.entry(f).unwrap().gen())
+    }
+
+    /// A restart on the reattached table: the agent's state of the established pairs is
+    /// rebuilt from the entries (ingress vif, direction, rule UUIDs) without touching their
+    /// actions, and a flow whose setup died with the previous run is set up.
+    #[test]
+    fn a_reattached_table_is_adopted_and_its_held_flows_set_up() {
+        let cfg = config::parse(CONFIG, "test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow");
+        let tcfg = FlowTableConfig { main_entries: 1024, overflow_entries: 0, max_lcores: 1 };
+        let (web, dns, held) = {
+            let table = Arc::new(FlowTable::create(&path, &tcfg).unwrap());
+            let mut a = agent(&cfg, table.clone(), dir.path());
+            let fib = a.fib.clone();
+            let (web, dns) = (hold(&table, 80), hold(&table, 53));
+            for (flow, gen) in [web, dns] {
+                a.setup(&fib, SetupRequest { flow, gen, vif: 1, lcore: 0, tsc: 0, trace: 0, trace_pkt: 0 });
+            }
+            // Its setup request dies with the process.
+            let held = hold(&table, 8080);
+            (web, dns, held)
+        };
+        let (table, start) = FlowTable::open_or_create(Some(&path), dir.path(), &tcfg).unwrap();
+        let TableStart::Reattached(report) = start else { panic!("{start:?}") };
+        assert_eq!(report.held, vec![held]);
+        let table = Arc::new(table);
+        let before: Vec<_> = table.iter_active().map(|(_, s)| (s.index, s.action, s.flags, s.rflow)).collect();
+        let mut a = agent(&cfg, table.clone(), dir.path()).with_adopted(report.held.clone());
+        let held_list = a.adopt.take().unwrap();
+        assert_eq!(a.adopt_flows(&held_list), (4, 0, 1), "two pairs adopted, nothing changed, one set up");
+        // The adopted pairs: same actions, the agent's state back.
+        let after: Vec<_> = table
+            .iter_active()
+            .filter(|(i, _)| *i != held.0)
+            .filter(|(_, s)| s.rflow != Some(held.0))
+            .map(|(_, s)| (s.index, s.action, s.flags, s.rflow))
+            .collect();
+        assert_eq!(after, before.into_iter().filter(|b| b.0 != held.0).collect::<Vec<_>>());
+        let m = a.meta(web.0).expect("state of the web flow");
+        assert_eq!((m.vif, m.reverse, m.action), (1, false, "pass"));
+        assert_eq!(m.nw_ace_uuid.as_deref(), Some("20000000-0000-4000-8000-000000000001"));
+        let rev = table.entry(web.0).unwrap().rflow().unwrap();
+        assert!(a.meta(rev).unwrap().reverse);
+        let m = a.meta(dns.0).unwrap();
+        assert_eq!((m.action, m.nw_ace_uuid.as_deref()), ("deny", Some("20000000-0000-4000-8000-000000000053")));
+        // The held flow is set up now: an action and a reverse flow.
+        let h = table.snapshot(held.0).unwrap().unwrap();
+        assert_eq!(h.action, Action::Forward);
+        assert!(h.rflow.is_some());
+        assert_eq!(a.meta(held.0).unwrap().vif, 1, "ingress vif from the route to its source");
+        assert_eq!((a.counters.adopted, a.counters.adopted_held, a.counters.setups), (4, 1, 1));
+    }
 
     #[test]
     fn verdicts_are_interned_by_string_identity() {

@@ -7,6 +7,7 @@
 //! - [`request`]: the setup requests the forwarding lcores send it;
 //! - [`setup`]: one flow pair's setup, shared with the fuzz harness;
 //! - [`export`]: flow records and UVEs to analytics collectors over Sandesh;
+//! - [`ipfix`]: the same flow records to IPFIX collectors;
 //! - [`export_state`]: the exporter's per-flow state in `<run_dir>/export-state`, restored
 //!   after a restart;
 //! - `trace_export` (feature `trace`): packet-trace steps to the collector.
@@ -14,6 +15,7 @@
 pub mod export;
 pub mod export_state;
 pub mod flows;
+pub mod ipfix;
 pub mod policy;
 pub mod request;
 pub mod setup;

@@ -100,6 +100,8 @@ pub struct TraceExporter {
     pending: VecDeque<PacketTraceData>,
     counters: TraceCounters,
     steps_per_tick: usize,
+    /// Where each ring's export starts (empty: at 0).
+    start: Vec<u64>,
 }
 
 impl TraceExporter {
@@ -117,7 +119,16 @@ impl TraceExporter {
             pending: VecDeque::new(),
             counters: TraceCounters::default(),
             steps_per_tick: STEPS_PER_TICK,
+            start: Vec::new(),
         }
+    }
+
+    /// Starts each ring's export at `heads` (a region that continued a previous run's rings,
+    /// whose records that run exported): a restart re-sends nothing. Ignored when the
+    /// region's ring count differs.
+    pub fn starting_at(mut self, heads: Vec<u64>) -> TraceExporter {
+        self.start = heads;
+        self
     }
 
     /// Overrides the records read per tick (tests).
@@ -140,7 +151,7 @@ impl TraceExporter {
         match TraceReader::open_run_dir(&self.run_dir) {
             Ok(r) => {
                 let info = r.info();
-                self.cursors = vec![0; r.n_rings()];
+                self.cursors = if self.start.len() == r.n_rings() { self.start.clone() } else { vec![0; r.n_rings()] };
                 self.reader = Some((r, info));
                 true
             }

@@ -59,6 +59,26 @@ pub struct EalConfig {
     /// (`--huge-dir`); by default, every mounted page size. See `crate::hugepages`.
     #[serde(default)]
     pub huge_dir: Option<std::path::PathBuf>,
+    /// DPDK's packet-capture framework (`rte_pdump_init`), so that `dpdk-dumpcap` and
+    /// `vifdump` capture the vifs. Default: on with `no_huge = false` unless `extra_args`
+    /// rule out secondary processes (`--in-memory`, `--no-shconf`, `--huge-unlink`); it then
+    /// keeps the hugepage files (no `--huge-unlink`) while the vRouter runs, which a secondary
+    /// process maps, and removes them when it stops. See [`EalConfig::pdump_enabled`].
+    #[serde(default)]
+    pub pdump: Option<bool>,
+}
+
+/// Longest `file_prefix`: DPDK names its hugepage files `<prefix>map_<n>`, a takeover adds
+/// `.t<pid>`, and the stats region records the prefix in 64 bytes for `vifdump`.
+pub const MAX_FILE_PREFIX: usize = 48;
+
+/// The `extra_args` after which no secondary process can attach, so `dpdk-dumpcap` cannot:
+/// the argument, or `None`.
+pub fn secondary_blocker(extra_args: &[String]) -> Option<&str> {
+    extra_args
+        .iter()
+        .find(|a| matches!(a.as_str(), "--in-memory" | "--no-shconf" | "--huge-unlink" | "--huge-unlink=always"))
+        .map(String::as_str)
 }
 
 impl Checker<'_> {
@@ -126,6 +146,32 @@ impl Checker<'_> {
                     format!("{prefix:?} contains {c:?}; only letters, digits, '_' and '-' are allowed"),
                 );
             }
+            if prefix.len() > MAX_FILE_PREFIX {
+                return err(
+                    "file_prefix",
+                    format!("{prefix:?} has {} characters; at most {MAX_FILE_PREFIX}", prefix.len()),
+                );
+            }
+        }
+        if eal.pdump == Some(true) {
+            if eal.no_huge {
+                return err(
+                    "pdump",
+                    "needs no_huge = false: dpdk-dumpcap attaches as a DPDK secondary process, which maps the \
+                     vRouter's huge pages (with no_huge = true its memory is private); set no_huge = false \
+                     (see README, Memory modes) or pdump = false"
+                        .into(),
+                );
+            }
+            if let Some(a) = secondary_blocker(&eal.extra_args) {
+                return err(
+                    "pdump",
+                    format!(
+                        "extra_args has {a}, which lets no secondary process (dpdk-dumpcap) attach; remove it \
+                         or set pdump = false"
+                    ),
+                );
+            }
         }
         if let Some(i) = eal.vdevs.iter().position(|v| v.trim().is_empty()) {
             return err("vdevs", format!("entry {i} is empty"));
@@ -146,6 +192,13 @@ impl EalConfig {
     /// The CPU each forwarding lcore runs on, in the order of `forwarding_cores`.
     pub fn forwarding_cpus(&self) -> Vec<u32> {
         self.forwarding_cpus.clone().unwrap_or_else(|| self.forwarding_cores.clone())
+    }
+
+    /// Whether the vRouter initialises DPDK's packet-capture framework: `pdump` when set,
+    /// else on huge pages (`no_huge = false`) when `extra_args` let secondary processes
+    /// attach ([`secondary_blocker`]).
+    pub fn pdump_enabled(&self) -> bool {
+        self.pdump.unwrap_or(!self.no_huge && secondary_blocker(&self.extra_args).is_none())
     }
 
     /// Whether the lcores are mapped onto CPUs explicitly (`--lcores`) rather than one lcore

@@ -6,7 +6,7 @@
 //!
 //! Each table has a module holding its serde type(s) and their checks: `eal`, `vrouter`,
 //! `vif`, `vrf`, `nexthop`, `route`, `bridge`, `label`, `flow`, `analyzer`, `policy`
-//! (`[[network_policy]]`), `security_group`, `tenant` and [`export`]; `value` has the
+//! (`[[network_policy]]`), `security_group`, `tenant`, [`export`] and [`ipfix`]; `value` has the
 //! string-typed values (MACs, prefixes, protocols, port ranges). [`schema`] re-exports them
 //! all next to the whole file, [`Config`]; `check` is the driver and the shared helpers
 //! of [`validate()`]; `locate` finds line numbers from `toml_edit` spans.
@@ -17,6 +17,7 @@ mod check;
 mod eal;
 pub mod export;
 mod flow;
+pub mod ipfix;
 mod label;
 mod locate;
 mod nexthop;
@@ -33,6 +34,7 @@ mod vrouter;
 #[cfg(test)]
 mod tests;
 
+pub use self::ipfix::IpfixConfig;
 pub use check::{validate, ConfigError};
 pub use export::ExportConfig;
 pub use route::route_problem;

@@ -8,7 +8,7 @@
 
 pub use super::analyzer::{assign_mirror_indices, AnalyzerConfig, MirrorNhMode};
 pub use super::bridge::BridgeConfig;
-pub use super::eal::EalConfig;
+pub use super::eal::{secondary_blocker, EalConfig, MAX_FILE_PREFIX};
 pub use super::flow::{FlowConfig, DEFAULT_FLOW_ENTRIES};
 pub use super::label::LabelConfig;
 pub use super::nexthop::{NexthopConfig, TunnelEncap};
@@ -64,6 +64,9 @@ pub struct Config {
     /// Flow and UVE export to analytics collectors (`[export]`; off by default).
     #[serde(default)]
     pub export: super::export::ExportConfig,
+    /// Flow records to IPFIX collectors (`[ipfix]`; off by default).
+    #[serde(default)]
+    pub ipfix: super::ipfix::IpfixConfig,
     /// Tenants (projects) and the tokens that let them manage trace requests on their own
     /// VNs (`[[tenant]]`).
     #[serde(default, rename = "tenant")]

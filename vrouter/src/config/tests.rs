@@ -388,6 +388,33 @@ fn eal_file_prefix_and_vdevs() {
 }
 
 #[test]
+fn eal_packet_capture() {
+    let long = "p".repeat(MAX_FILE_PREFIX + 1);
+    let e = expect_invalid(
+        &edit("file_prefix = \"vr-test_1\"", &format!("file_prefix = \"{long}\" # HERE")),
+        "eal.file_prefix",
+        "at most 48",
+    );
+    assert!(e.contains("has 49 characters"), "{e}");
+    // Capture needs huge pages and a primary that secondaries can attach to.
+    let e =
+        expect_invalid(&edit("no_huge = true", "no_huge = true\npdump = true # HERE"), "eal.pdump", "no_huge = false");
+    assert!(e.contains("secondary process"), "{e}");
+    for arg in ["--in-memory", "--no-shconf", "--huge-unlink"] {
+        let text = edit("no_huge = true", &format!("no_huge = false\nextra_args = [\"{arg}\"]\npdump = true # HERE"));
+        expect_invalid(&text, "eal.pdump", &format!("extra_args has {arg}"));
+    }
+    // The default: on with huge pages unless such an argument rules it out; off on 4 KiB pages.
+    let cfg = |text: &str| parse(text, "t").unwrap().eal;
+    assert!(!cfg(VALID).pdump_enabled());
+    assert!(cfg(&edit("no_huge = true", "no_huge = false")).pdump_enabled());
+    assert!(!cfg(&edit("no_huge = true", "no_huge = false\npdump = false")).pdump_enabled());
+    assert!(!cfg(&edit("no_huge = true", "no_huge = false\nextra_args = [\"--in-memory\"]")).pdump_enabled());
+    assert!(cfg(&edit("no_huge = true", "no_huge = false\nextra_args = [\"--huge-unlink=never\"]")).pdump_enabled());
+    assert!(!cfg(&edit("no_huge = true", "pdump = false")).pdump_enabled());
+}
+
+#[test]
 fn eal_key_line_found_in_section() {
     // A commented-out key does not confuse the lookup.
     let text = edit("memory_mb = 256", "#memory_mb = 1024\nmemory_mb = 8 # HERE");

@@ -1,6 +1,9 @@
 //! EAL initialisation and cleanup. `rte_eal_init` may run once per process; [`Eal`] is the
 //! proof that it did, and [`Eal::cleanup`] releases what it set up (the per-prefix runtime
-//! directory lock included) after all lcores have returned.
+//! directory lock included) after all lcores have returned. [`Eal::init_pdump`] initialises
+//! DPDK's packet-capture framework (`rte_pdump_init`), which `dpdk-dumpcap`, a secondary
+//! process, asks over the EAL's multi-process channel to install its capture callbacks on a
+//! port's queues; [`Eal::cleanup`] uninitialises it first.
 
 use super::{DpdkError, Result};
 use std::ffi::CString;
@@ -11,7 +14,8 @@ static INITIALISED: AtomicBool = AtomicBool::new(false);
 /// An initialised EAL. Not `Clone`: exactly one per process.
 #[derive(Debug)]
 pub struct Eal {
-    _private: (),
+    /// `rte_pdump_init` succeeded: `rte_pdump_uninit` before the EAL cleanup.
+    pdump: bool,
 }
 
 impl Eal {
@@ -34,7 +38,32 @@ impl Eal {
         if ret < 0 {
             return Err(DpdkError::from_ret("rte_eal_init", ret));
         }
-        Ok(Eal { _private: () })
+        Ok(Eal { pdump: false })
+    }
+
+    /// Initialises the packet-capture framework (`rte_pdump_init`): registers the
+    /// multi-process action through which `dpdk-dumpcap` (a secondary process on the same
+    /// `--file-prefix`) enables and disables captures. Nothing runs on the forwarding path
+    /// until a capture starts: the RX/TX callbacks are installed on the port's queues then,
+    /// and removed when it stops. Needs a primary process that secondaries can attach to
+    /// (huge pages whose files stay, no `--in-memory`); a second call does nothing.
+    pub fn init_pdump(&mut self) -> Result<()> {
+        if self.pdump {
+            return Ok(());
+        }
+        // SAFETY: called after rte_eal_init succeeded (an `Eal` exists), from the main thread;
+        // rte_pdump_init only registers a multi-process action and reserves its stats memzone.
+        let ret = unsafe { dpdk_sys::rte_pdump_init() };
+        if ret < 0 {
+            return Err(DpdkError::from_ret("rte_pdump_init", ret));
+        }
+        self.pdump = true;
+        Ok(())
+    }
+
+    /// Whether [`Eal::init_pdump`] succeeded.
+    pub fn pdump(&self) -> bool {
+        self.pdump
     }
 
     /// The main lcore's id.
@@ -46,6 +75,11 @@ impl Eal {
     /// Releases EAL resources. Call after every worker lcore has returned and every port is
     /// closed.
     pub fn cleanup(self) -> Result<()> {
+        if self.pdump {
+            // SAFETY: rte_pdump_init succeeded in this process; every port is closed, so no
+            // capture callback can run any more.
+            unsafe { dpdk_sys::rte_pdump_uninit() };
+        }
         // SAFETY: called once (consumes self), after all lcores finished (caller contract).
         let ret = unsafe { dpdk_sys::rte_eal_cleanup() };
         if ret < 0 {

@@ -143,6 +143,10 @@ pub enum StoreError {
 struct Stored {
     version: u32,
     requests: Vec<TraceRequest>,
+    /// What was left of each enabled request's limit when the file was written, by request
+    /// id: a restarted vRouter continues from it instead of tracing the whole limit again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    remaining: std::collections::BTreeMap<String, u32>,
 }
 
 /// A tenant (project): its token and the VNs (and so the vifs) it may trace.
@@ -171,6 +175,8 @@ pub struct TraceControl {
     cell: Arc<FibCell>,
     published: Arc<Published>,
     tenants: Vec<Tenant>,
+    /// The budgets as last written by [`TraceControl::save_budgets`].
+    saved_budgets: Mutex<Vec<u32>>,
 }
 
 impl TraceControl {
@@ -191,12 +197,20 @@ impl TraceControl {
                 if s.version != 1 {
                     return Err(StoreError::Format { path, msg: format!("version {} (expected 1)", s.version) });
                 }
-                reqs = s.requests;
+                reqs = s
+                    .requests
+                    .into_iter()
+                    .map(|r| {
+                        let left = s.remaining.get(&r.id).copied();
+                        (r, left)
+                    })
+                    .collect();
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::Io { path, source: e }),
         }
         let ctl = TraceControl {
+            saved_budgets: Mutex::new(Vec::new()),
             state: Mutex::new(Vec::new()),
             path,
             cell,
@@ -205,14 +219,15 @@ impl TraceControl {
         };
         {
             let mut st = ctl.lock();
-            for mut r in reqs {
+            for (mut r, left) in reqs {
                 if r.enabled {
                     if let Err(e) = ctl.compile(&r) {
                         eprintln!("vrouter: trace request {} disabled: {e}", r.id);
                         r.enabled = false;
                     }
                 }
-                let budget = Arc::new(AtomicU32::new(limit_count(r.limit)));
+                let full = limit_count(r.limit);
+                let budget = Arc::new(AtomicU32::new(left.map_or(full, |l| l.min(full))));
                 st.push((r, budget));
             }
             ctl.republish(&st);
@@ -327,8 +342,25 @@ impl TraceControl {
         self.published.publish(set);
     }
 
+    /// Writes the requests and what is left of their limits when a limit moved since the
+    /// last write (the agent calls it on its housekeeping tick and when it stops): a restart,
+    /// even after a crash, does not trace a spent limit again (at most what one tick traced).
+    pub fn save_budgets(&self) -> Result<(), StoreError> {
+        let st = self.lock();
+        let now: Vec<u32> = st.iter().map(|(_, b)| b.load(Ordering::Relaxed)).collect();
+        let mut saved = self.saved_budgets.lock().unwrap_or_else(|p| p.into_inner());
+        if *saved == now {
+            return Ok(());
+        }
+        self.save(&st)?;
+        *saved = now;
+        Ok(())
+    }
+
     fn save(&self, st: &[(TraceRequest, Arc<AtomicU32>)]) -> Result<(), StoreError> {
-        let s = Stored { version: 1, requests: st.iter().map(|(r, _)| r.clone()).collect() };
+        let remaining =
+            st.iter().filter(|(r, _)| r.enabled).map(|(r, b)| (r.id.clone(), b.load(Ordering::Relaxed))).collect();
+        let s = Stored { version: 1, requests: st.iter().map(|(r, _)| r.clone()).collect(), remaining };
         let text = serde_json::to_string_pretty(&s).expect("requests serialize");
         let tmp = self.path.with_extension(format!("json.{}.tmp", std::process::id()));
         let io = |e| StoreError::Io { path: self.path.clone(), source: e };

@@ -139,13 +139,21 @@ impl Host {
 
     /// Makes `child` (a vRouter started on this host's configuration) the host's vRouter once
     /// its agent answers.
-    pub fn adopt_vrouter(&mut self, child: Running) {
+    pub fn adopt_vrouter(&mut self, mut child: Running) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(self.run_dir.join("control.sock").exists()
             && std::os::unix::net::UnixStream::connect(self.run_dir.join("control.sock")).is_ok()
             && control(&self.run_dir, &serde_json::json!({"cmd": "info"}))["ok"] == true)
         {
-            assert!(Instant::now() < deadline, "the vRouter did not start");
+            if Instant::now() > deadline || matches!(child.0.try_wait(), Ok(Some(_))) {
+                let mut child = child;
+                let _ = child.0.kill();
+                let (mut out, mut err) = (String::new(), String::new());
+                use std::io::Read;
+                let _ = child.0.stdout.take().map(|mut s| s.read_to_string(&mut out));
+                let _ = child.0.stderr.take().map(|mut s| s.read_to_string(&mut err));
+                panic!("the vRouter did not start:\n{out}\n{err}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.vrouter = Some(child);

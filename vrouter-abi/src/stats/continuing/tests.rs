@@ -16,6 +16,9 @@ struct Snapshot {
     drops: [u64; DROP_REASON_COUNT],
     lcore: LcoreCounters,
     vrfs: Vec<(u32, VrfCounters)>,
+    perf: LcorePerf,
+    /// The histograms (summed) and the largest burst (of all lcores).
+    perf_detail: ([u64; perf::BURST_SIZE_BUCKETS], [u64; perf::PACKET_CYCLES_BUCKETS], u64),
 }
 
 fn snapshot(r: &StatsReader, ids: &[u16], core: Option<usize>) -> Snapshot {
@@ -24,6 +27,15 @@ fn snapshot(r: &StatsReader, ids: &[u16], core: Option<usize>) -> Snapshot {
         drops: r.drops(core),
         lcore: r.lcore_counters(core),
         vrfs: r.active_vrfs(core),
+        perf: r.lcore_perf_counters(core),
+        perf_detail: core.map_or(0..r.n_lcores(), |c| c..c + 1).filter_map(|c| r.lcore_perf(c)).fold(
+            Default::default(),
+            |(mut sizes, mut cycles, max), p| {
+                sizes.iter_mut().zip(p.burst_sizes).for_each(|(a, b)| *a += b);
+                cycles.iter_mut().zip(p.packet_cycles).for_each(|(a, b)| *a += b);
+                (sizes, cycles, max.max(p.burst_cycles_max))
+            },
+        ),
     }
 }
 
@@ -44,8 +56,13 @@ fn traffic(region: &StatsRegion, ids: &[u16], k: u64) {
         }
         l.drop(None, DropReason::MirrorNoEntry, k * c);
         l.mirror_error(Some(ids[0]), true, DropReason::MirrorTxFull, 1);
+        l.iteration(1_000 * c);
+        l.after_burst(0, 5 * c as usize);
+        l.before_burst(|| 1_600 * c);
         l.poll(true);
+        l.iteration(2_000 * c);
         l.poll(false);
+        l.iteration(2_500 * c);
         l.icmp_error(core % 2 == 0);
         l.vrf_add(1, &VrfCounters { encaps: k * c, udp_mpls_tunnels: 3, ..Default::default() });
         l.vrf_add((MAX_VRFS - 1) as u32, &VrfCounters { vxlan_decaps: k, ..Default::default() });
@@ -90,6 +107,12 @@ fn counters_continue_across_a_restart_and_keep_growing() {
     let after: Vec<_> = [None, Some(0), Some(1)].iter().map(|&core| snapshot(&r, &ids, core)).collect();
     assert_eq!(after, before, "equal, summed and per lcore");
     assert_ne!(before[0].vifs[1].1, VifCounters::default(), "something was counted");
+    assert_eq!(
+        before[0].perf,
+        LcorePerf { busy_cycles: 3_000, idle_cycles: 1_500, bursts: 2, burst_packets: 15, burst_cycles: 1_800 }
+    );
+    assert_eq!(before[2].perf_detail.2, 1_200, "lcore 1's largest burst");
+    assert_eq!(before[0].perf_detail.0, [0, 0, 0, 1, 1, 0, 0], "bursts of 5 (le 8) and 10 (le 16) packets");
     // State and heartbeat are the new run's.
     assert_eq!(r.liveness(), Liveness::Running);
     assert_eq!(r.header().creator_pid, std::process::id());

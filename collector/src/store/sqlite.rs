@@ -1,4 +1,5 @@
-//! Embedded storage: one SQLite database (WAL mode) in the configured data directory.
+//! The SQLite backend (the embedded default): one database (WAL mode) in the configured data
+//! directory.
 //!
 //! Tables:
 //!
@@ -29,60 +30,27 @@
 //!   kept as the typed tree it arrived as (JSON of [`UveField`]); the pseudo-attribute `__T`
 //!   holds the struct's latest timestamp.
 //!
-//! Exactly one [`Writer`] (the ingest thread) writes; readers ([`Store::reader`]) run queries
+//! Exactly one [`SqliteWriter`] (the ingest thread) writes; readers ([`SqliteStore::reader`]) run queries
 //! concurrently, which WAL allows without blocking the writer.
 
+use super::{merge_sample, Backend, FlowAggs, StoreError, StoredAttr, StoredStep, TraceRow, TS_ATTR};
+use crate::ingest::{IngestMsg, StoreWriter};
 use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveField, UveUpdate};
+use crate::query::{CompiledQuery, Dialect, Param};
+use crate::stats::Stats;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use thiserror::Error;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "collector.sqlite3";
 /// Schema version written to `meta`. Version 1 (flows and UVEs only) is upgraded in place:
 /// the trace tables are created and the version is bumped; any other version is refused.
 pub const SCHEMA_VERSION: i64 = 2;
-
-/// Storage errors.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// Creating the data directory failed.
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// SQLite failed.
-    #[error("database {path}: {source}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// The cause.
-        source: rusqlite::Error,
-    },
-    /// The database was written by another schema version.
-    #[error("database {path} has schema version {found}, this collector uses {SCHEMA_VERSION}")]
-    SchemaVersion {
-        /// The database file.
-        path: PathBuf,
-        /// The version found.
-        found: i64,
-    },
-    /// A stored UVE attribute could not be decoded.
-    #[error("corrupt UVE attribute {attr} in {path}: {message}")]
-    CorruptUve {
-        /// The database file.
-        path: PathBuf,
-        /// The attribute.
-        attr: String,
-        /// What was wrong.
-        message: String,
-    },
-}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -195,19 +163,16 @@ CREATE TABLE IF NOT EXISTS trace_step (
 ) WITHOUT ROWID;
 ";
 
-/// Pseudo-attribute holding a UVE struct's timestamp.
-pub const TS_ATTR: &str = "__T";
-
 /// The database: its location and a small pool of read connections.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     path: Arc<PathBuf>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
     }
 }
 
@@ -215,10 +180,10 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite { path: path.to_owned(), source }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir` and returns it with its one
     /// writer.
-    pub fn open(data_dir: &Path) -> Result<(Store, Writer), StoreError> {
+    pub fn open(data_dir: &Path) -> Result<(SqliteStore, SqliteWriter), StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
@@ -251,8 +216,8 @@ impl Store {
             }
             Some(found) => return Err(StoreError::SchemaVersion { path, found }),
         }
-        let store = Store { path: Arc::new(path), readers: Arc::default() };
-        Ok((store.clone(), Writer { conn, store }))
+        let store = SqliteStore { path: Arc::new(path), readers: Arc::default() };
+        Ok((store.clone(), SqliteWriter { conn, store }))
     }
 
     /// The database file.
@@ -261,7 +226,7 @@ impl Store {
     }
 
     /// A read connection from the pool (returned to it when dropped).
-    pub fn reader(&self) -> Result<Reader, StoreError> {
+    pub fn reader(&self) -> Result<SqliteReader, StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
@@ -273,21 +238,21 @@ impl Store {
                 )
                 .map_err(&e)?;
                 conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
-                crate::query::register_functions(&conn).map_err(&e)?;
+                register_functions(&conn).map_err(&e)?;
                 conn
             }
         };
-        Ok(Reader { conn: Some(conn), store: self.clone() })
+        Ok(SqliteReader { conn: Some(conn), store: self.clone() })
     }
 }
 
 /// A pooled read connection.
-pub struct Reader {
+pub struct SqliteReader {
     conn: Option<Connection>,
-    store: Store,
+    store: SqliteStore,
 }
 
-impl Reader {
+impl SqliteReader {
     /// The connection.
     pub fn conn(&self) -> &Connection {
         self.conn.as_ref().expect("connection present until drop")
@@ -334,7 +299,7 @@ impl Reader {
             let field = match value {
                 None => None,
                 Some(v) => Some(serde_json::from_str::<UveField>(&v).map_err(|e| StoreError::CorruptUve {
-                    path: self.store.path.as_ref().clone(),
+                    path: self.store.path.display().to_string(),
                     attr: attr.clone(),
                     message: e.to_string(),
                 })?),
@@ -363,7 +328,7 @@ impl Reader {
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![start_us, end_us, request, project, limit as i64], TraceRow::from_row)
+            .query_map(params![start_us, end_us, request, project, limit as i64], trace_row_from)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -372,7 +337,7 @@ impl Reader {
     pub fn trace_row(&self, trace_id: u64) -> Result<Option<TraceRow>, StoreError> {
         self.conn()
             .prepare_cached("SELECT trace_id, request, project, first_us, last_us FROM trace WHERE trace_id = ?1")
-            .and_then(|mut st| st.query_row([trace_id as i64], TraceRow::from_row).optional())
+            .and_then(|mut st| st.query_row([trace_id as i64], trace_row_from).optional())
             .map_err(|e| self.err(e))
     }
 
@@ -425,7 +390,7 @@ impl Reader {
     }
 }
 
-impl Drop for Reader {
+impl Drop for SqliteReader {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
             let mut pool = self.store.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -436,125 +401,163 @@ impl Drop for Reader {
     }
 }
 
-/// One row of the `trace` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceRow {
-    /// The trace id.
-    pub trace_id: u64,
-    /// The request that started it, when a vRouter knew it.
-    pub request: Option<String>,
-    /// That request's project (none for an operator's request).
-    pub project: Option<String>,
-    /// Time of its first step (µs).
-    pub first_us: i64,
-    /// Time of its last step (µs).
-    pub last_us: i64,
+fn trace_row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceRow> {
+    Ok(TraceRow {
+        trace_id: r.get::<_, i64>(0)? as u64,
+        request: r.get(1)?,
+        project: r.get(2)?,
+        first_us: r.get(3)?,
+        last_us: r.get(4)?,
+    })
 }
 
-impl TraceRow {
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceRow> {
-        Ok(TraceRow {
-            trace_id: r.get::<_, i64>(0)? as u64,
-            request: r.get(1)?,
-            project: r.get(2)?,
-            first_us: r.get(3)?,
-            last_us: r.get(4)?,
+/// Registers the SQL functions queries use (`regexp(pattern, text)`, Rust's `regex`
+/// syntax) on a connection.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use regex::Regex;
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function("regexp", 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let re = ctx.get_or_create_aux(0, |vr| -> Result<Regex, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(Regex::new(vr.as_str()?)?)
+        })?;
+        Ok(match ctx.get_raw(1) {
+            ValueRef::Text(t) => {
+                re.is_match(std::str::from_utf8(t).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?)
+            }
+            ValueRef::Null => false,
+            ValueRef::Integer(n) => re.is_match(&n.to_string()),
+            _ => false,
         })
+    })
+}
+
+/// SQLite's SQL: `?` placeholders with bound values, the tables as they are (one row per flow
+/// in `flow_record`).
+#[derive(Debug)]
+pub struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    fn bind(&self, v: Param, params: &mut Vec<Param>) -> String {
+        params.push(v);
+        "?".into()
+    }
+    fn source(&self, src: &crate::query::Source<'_>, params: &mut Vec<Param>) -> (String, String) {
+        use crate::query::Table;
+        match src.table {
+            Table::FlowRecord => {
+                let e = self.bind(Param::Int(src.end_us), params);
+                let s = self.bind(Param::Int(src.start_us), params);
+                ("flow_record".into(), format!("first_seen <= {e} AND last_seen >= {s}"))
+            }
+            Table::FlowSeries => {
+                let s = self.bind(Param::Int(src.start_us), params);
+                let e = self.bind(Param::Int(src.end_us), params);
+                ("flow_series".into(), format!("T >= {s} AND T <= {e}"))
+            }
+        }
+    }
+    fn t_bucket(&self, granularity_us: u64) -> String {
+        format!("((T / {granularity_us}) * {granularity_us})")
+    }
+    fn sum(&self, expr: &str) -> String {
+        format!("SUM({expr})")
+    }
+    fn prefix(&self, expr: &str, prefix: &str, params: &mut Vec<Param>) -> String {
+        // Character length: substr counts characters of TEXT values.
+        let n = self.bind(Param::Int(prefix.chars().count() as i64), params);
+        let p = self.bind(Param::Text(prefix.to_owned()), params);
+        format!("substr({expr}, 1, {n}) = {p}")
+    }
+    fn contains(&self, expr: &str, needle: &str, params: &mut Vec<Param>) -> String {
+        format!("instr({expr}, {}) > 0", self.bind(Param::Text(needle.to_owned()), params))
+    }
+    fn regex(&self, expr: &str, pattern: &str, params: &mut Vec<Param>) -> String {
+        format!("regexp({}, {expr})", self.bind(Param::Text(pattern.to_owned()), params))
+    }
+    fn order_key(&self, expr: &str, descending: bool) -> String {
+        format!("{expr} {}", if descending { "DESC" } else { "ASC" })
     }
 }
 
-/// One stored trace step.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StoredStep {
-    /// The vRouter that recorded it.
-    pub host: String,
-    /// Its trace region generation.
-    pub generation: u64,
-    /// Ring (lcore, or the agent's).
-    pub ring: u16,
-    /// Position in the ring.
-    pub seq: u64,
-    /// Recorded by the agent (its ring is the region's last).
-    pub agent: bool,
-    /// Packet number within the trace.
-    pub pkt: u32,
-    /// Wall-clock time on that vRouter (µs).
-    pub time_us: i64,
-    /// That vRouter's TSC.
-    pub tsc: u64,
-    /// Step kind.
-    pub step: String,
-    /// Rendered text.
-    pub detail: String,
-    /// Ingress or egress vif.
-    pub vif: Option<u16>,
-    /// Drop reason key.
-    pub drop_reason: Option<String>,
-    /// Flow index.
-    pub flow: Option<u32>,
-    /// Action.
-    pub action: Option<String>,
-    /// Deciding rule.
-    pub rule: Option<String>,
-    /// IP protocol (parse step).
-    pub protocol: Option<u16>,
-    /// Source port (parse step).
-    pub sport: Option<u16>,
-    /// Destination port (parse step).
-    pub dport: Option<u16>,
-    /// VRF (parse, route step).
-    pub vrf: Option<u32>,
-    /// Source address (addresses step).
-    pub src_ip: Option<String>,
-    /// Destination address (addresses step).
-    pub dst_ip: Option<String>,
-}
-
-/// One stored UVE attribute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredAttr {
-    /// `source:node_type:module:instance_id` of the generator that sent it.
-    pub generator: String,
-    /// Struct type, e.g. `VMIStats`.
-    pub struct_type: String,
-    /// Attribute name (or [`TS_ATTR`]).
-    pub attr: String,
-    /// The field as received; `None` for [`TS_ATTR`].
-    pub field: Option<UveField>,
-    /// Timestamp (µs) of the update that last set it.
-    pub ts: i64,
+impl Backend for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn dialect(&self) -> &'static dyn Dialect {
+        &SqliteDialect
+    }
+    fn fetch(&self, q: &CompiledQuery) -> Result<Vec<Vec<Value>>, StoreError> {
+        let reader = self.reader()?;
+        let conn = reader.conn();
+        let mut st = conn.prepare_cached(&q.sql).map_err(|e| reader.err(e))?;
+        let params = q.params.iter().map(|p| match p {
+            Param::Int(n) => SqlValue::Integer(*n),
+            Param::Text(t) => SqlValue::Text(t.clone()),
+        });
+        let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(|e| reader.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| reader.err(e))? {
+            let mut values = Vec::with_capacity(q.fields.len());
+            for k in 0..q.fields.len() {
+                values.push(match row.get_ref(k).map_err(|e| reader.err(e))? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::from(n),
+                    ValueRef::Real(x) => Value::from(x),
+                    ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(_) => Value::Null,
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+    fn uve_names(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        self.reader()?.uve_names(table)
+    }
+    fn uve_attrs(&self, table: &str, name: &str) -> Result<Vec<StoredAttr>, StoreError> {
+        self.reader()?.uve_attrs(table, name)
+    }
+    fn trace_rows(
+        &self,
+        start_us: i64,
+        end_us: i64,
+        request: Option<&str>,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TraceRow>, StoreError> {
+        self.reader()?.trace_rows(start_us, end_us, request, project, limit)
+    }
+    fn trace_row(&self, trace_id: u64) -> Result<Option<TraceRow>, StoreError> {
+        self.reader()?.trace_row(trace_id)
+    }
+    fn trace_steps(&self, trace_id: u64) -> Result<Vec<StoredStep>, StoreError> {
+        self.reader()?.trace_steps(trace_id)
+    }
+    fn flow_counts(&self) -> Result<(u64, u64), StoreError> {
+        self.reader()?.flow_counts()
+    }
+    fn delete_trace(&self, trace_id: u64) -> Result<(), StoreError> {
+        // A write connection of its own: SQLite serialises it with the writer thread's
+        // transactions (busy timeout).
+        let e = sql_err(&self.path);
+        let mut conn = Connection::open(&*self.path).map_err(&e)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&e)?;
+        tx.execute("DELETE FROM trace_step WHERE trace_id = ?1", [trace_id as i64]).map_err(&e)?;
+        tx.execute("DELETE FROM trace WHERE trace_id = ?1", [trace_id as i64]).map_err(&e)?;
+        tx.commit().map_err(&e)
+    }
 }
 
 /// The single writer of the database.
-pub struct Writer {
+pub struct SqliteWriter {
     conn: Connection,
-    store: Store,
+    store: SqliteStore,
 }
 
-/// Previous aggregates of a flow, read before merging a sample.
-#[derive(Default, Clone, Copy)]
-struct FlowAggs {
-    bytes: i64,
-    packets: i64,
-    mir_bytes: Option<i64>,
-    mir_packets: Option<i64>,
-    sec_mir_bytes: Option<i64>,
-    sec_mir_packets: Option<i64>,
-    first_seen: i64,
-    last_seen: i64,
-}
-
-/// Merges a cumulative counter: the largest value seen wins.
-fn merge_cumulative(prev: Option<i64>, new: Option<i64>) -> Option<i64> {
-    match (prev, new) {
-        (Some(p), Some(n)) => Some(p.max(n)),
-        (p, n) => p.or(n),
-    }
-}
-
-impl Writer {
+impl SqliteWriter {
     /// The store this writer belongs to.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &SqliteStore {
         &self.store
     }
 
@@ -606,6 +609,72 @@ impl Writer {
     }
 }
 
+/// Stores one message in the open transaction, counting what it stored.
+fn apply(t: &mut Tx<'_>, msg: &IngestMsg, stats: &Stats) -> Result<(), StoreError> {
+    match msg {
+        IngestMsg::Flows(recs) => {
+            for r in recs {
+                t.apply_flow_log(r)?;
+            }
+            stats.flow_records_stored.fetch_add(recs.len() as u64, Relaxed);
+        }
+        IngestMsg::Uve(g, u) => {
+            t.set_uve(g, u)?;
+            stats.uve_updates_stored.fetch_add(1, Relaxed);
+        }
+        IngestMsg::DeleteGenerator(g) | IngestMsg::GeneratorEnded(g) => {
+            let n = t.delete_generator_uves(g)?;
+            stats.uve_rows_removed.fetch_add(n as u64, Relaxed);
+        }
+        IngestMsg::Traces(tr) => {
+            let n = t.add_trace_steps(tr)?;
+            stats.trace_steps_stored.fetch_add(n as u64, Relaxed);
+        }
+        IngestMsg::Purge(horizon) => {
+            let (r, s) = t.purge_flows_before(*horizon)?;
+            stats.flow_records_purged.fetch_add(r as u64, Relaxed);
+            stats.flow_series_purged.fetch_add(s as u64, Relaxed);
+            let n = t.purge_traces_before(*horizon)?;
+            stats.traces_purged.fetch_add(n as u64, Relaxed);
+        }
+        IngestMsg::Flush(_) => {}
+    }
+    Ok(())
+}
+
+/// The whole batch in one transaction; when that fails it is rolled back and the messages
+/// are applied one by one, each in its own transaction, so one bad message does not lose the
+/// others (what still fails is counted lost).
+impl StoreWriter for SqliteWriter {
+    fn write(&mut self, batch: &[IngestMsg], stats: &Arc<Stats>) {
+        let result = self.transaction(|t| {
+            for m in batch {
+                apply(t, m, stats)?;
+            }
+            Ok(())
+        });
+        let Err(e) = result else { return };
+        stats.store_errors.fetch_add(1, Relaxed);
+        eprintln!("collector: storing a batch of {} messages failed: {e}; retrying one by one", batch.len());
+        for m in batch {
+            if let Err(e) = self.transaction(|t| apply(t, m, stats)) {
+                stats.store_errors.fetch_add(1, Relaxed);
+                if let IngestMsg::Flows(r) = m {
+                    stats.flow_records_lost.fetch_add(r.len() as u64, Relaxed);
+                }
+                if let IngestMsg::Traces(t) = m {
+                    stats.trace_steps_lost.fetch_add(t.data.steps.len() as u64, Relaxed);
+                }
+                eprintln!("collector: storing a message failed: {e}");
+            }
+        }
+    }
+
+    fn clear_uves(&mut self) -> Result<usize, StoreError> {
+        SqliteWriter::clear_uves(self)
+    }
+}
+
 /// A write transaction.
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
@@ -641,32 +710,7 @@ impl Tx<'_> {
                 .optional()
             })
             .map_err(|e| self.err(e))?;
-        let exists = prev.is_some();
-        let p = prev.unwrap_or_default();
-        let start = r.setup_time.unwrap_or(r.timestamp_us).min(r.timestamp_us);
-        let end = r.teardown_time.unwrap_or(r.timestamp_us).max(r.timestamp_us);
-        let first_seen = if exists { p.first_seen.min(start) } else { start };
-        let last_seen = if exists { p.last_seen.max(end) } else { end };
-        let agg_bytes = match r.bytes {
-            Some(b) => p.bytes.max(b),
-            None => p.bytes + r.diff_bytes.unwrap_or(0),
-        };
-        let agg_packets = match r.packets {
-            Some(n) => p.packets.max(n),
-            None => p.packets + r.diff_packets.unwrap_or(0),
-        };
-        let mir_bytes = merge_cumulative(p.mir_bytes, r.mirror_bytes);
-        let mir_packets = merge_cumulative(p.mir_packets, r.mirror_packets);
-        let sec_mir_bytes = merge_cumulative(p.sec_mir_bytes, r.sec_mirror_bytes);
-        let sec_mir_packets = merge_cumulative(p.sec_mir_packets, r.sec_mirror_packets);
-        let growth = |new: Option<i64>, old: Option<i64>| new.unwrap_or(0) - old.unwrap_or(0);
-        // A copy of a stored sample (see the module docs): its diffs are counted already.
-        let copy = exists && r.bytes.is_some_and(|b| b <= p.bytes) && r.packets.is_some_and(|n| n <= p.packets);
-        let (d_bytes, d_packets) = if copy {
-            (0, 0)
-        } else {
-            (r.diff_bytes.unwrap_or(agg_bytes - p.bytes), r.diff_packets.unwrap_or(agg_packets - p.packets))
-        };
+        let (agg, d) = merge_sample(prev.as_ref(), r);
 
         // Identity columns and descriptive fields: the latest sample's values, keeping what an
         // earlier sample set when this one leaves an optional field out.
@@ -719,14 +763,14 @@ impl Tx<'_> {
                     r.direction_ing,
                     r.setup_time,
                     r.teardown_time,
-                    first_seen,
-                    last_seen,
-                    agg_bytes,
-                    agg_packets,
-                    mir_bytes,
-                    mir_packets,
-                    sec_mir_bytes,
-                    sec_mir_packets,
+                    agg.first_seen,
+                    agg.last_seen,
+                    agg.bytes,
+                    agg.packets,
+                    agg.mir_bytes,
+                    agg.mir_packets,
+                    agg.sec_mir_bytes,
+                    agg.sec_mir_packets,
                     r.analyzer_name,
                     r.sec_analyzer_name,
                     r.action,
@@ -765,12 +809,12 @@ impl Tx<'_> {
                     r.sport_u16(),
                     r.dport_u16(),
                     r.direction_ing,
-                    d_bytes,
-                    d_packets,
-                    growth(mir_bytes, p.mir_bytes),
-                    growth(mir_packets, p.mir_packets),
-                    growth(sec_mir_bytes, p.sec_mir_bytes),
-                    growth(sec_mir_packets, p.sec_mir_packets),
+                    d.bytes,
+                    d.packets,
+                    d.mir_bytes,
+                    d.mir_packets,
+                    d.sec_mir_bytes,
+                    d.sec_mir_packets,
                     r.analyzer_name,
                     r.sec_analyzer_name,
                     r.action,
@@ -888,7 +932,7 @@ impl Tx<'_> {
         self.tx.execute("DELETE FROM trace WHERE last_us < ?1", [horizon_us]).map_err(|e| self.err(e))
     }
 
-    /// See [`Writer::purge_flows_before`].
+    /// See [`SqliteWriter::purge_flows_before`].
     pub fn purge_flows_before(&mut self, horizon_us: i64) -> Result<(usize, usize), StoreError> {
         let r =
             self.tx.execute("DELETE FROM flow_record WHERE last_seen < ?1", [horizon_us]).map_err(|e| self.err(e))?;
@@ -950,7 +994,7 @@ mod tests {
 
     /// (aggregate bytes, aggregate packets) of the flow record, (sum of bytes, sum of packets,
     /// rows) of its series.
-    fn flow_sums(store: &Store) -> ((i64, i64), (i64, i64, i64)) {
+    fn flow_sums(store: &SqliteStore) -> ((i64, i64), (i64, i64, i64)) {
         let r = store.reader().unwrap();
         let agg = r
             .conn()
@@ -968,7 +1012,7 @@ mod tests {
     #[test]
     fn a_resent_sample_adds_nothing_to_the_series() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, mut w) = Store::open(dir.path()).unwrap();
+        let (store, mut w) = SqliteStore::open(dir.path()).unwrap();
         w.apply_flow_log(&sample(10, 100, 1, Some((100, 1)))).unwrap();
         let second = sample(20, 250, 3, Some((150, 2)));
         w.apply_flow_log(&second).unwrap();
@@ -992,7 +1036,7 @@ mod tests {
     #[test]
     fn trace_steps_are_stored_once_with_the_request_of_any_host() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, mut w) = Store::open(dir.path()).unwrap();
+        let (store, mut w) = SqliteStore::open(dir.path()).unwrap();
         // The continuing host's steps arrive first: no request, no project.
         let b = msg("b", 0xfeed, None, vec![step(1, 500, 0, 0, "marked"), step(1, 501, 0, 1, "egress")]);
         let a = msg("a", 0xfeed, Some("red"), vec![step(1, 1000, 0, 0, "ingress"), step(1, 1001, 1, 0, "policy")]);
@@ -1045,7 +1089,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (store, mut w) = Store::open(dir.path()).unwrap();
+        let (store, mut w) = SqliteStore::open(dir.path()).unwrap();
         w.transaction(|t| t.add_trace_steps(&msg("a", 3, None, vec![step(1, 1, 0, 0, "ingress")]))).unwrap();
         assert_eq!(store.reader().unwrap().trace_steps(3).unwrap().len(), 1);
         let v: i64 = store.reader().unwrap().conn().query_row("SELECT v FROM meta", [], |r| r.get(0)).unwrap();
@@ -1054,7 +1098,7 @@ mod tests {
         let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
         c.execute("UPDATE meta SET v = 3", []).unwrap();
         drop(c);
-        match Store::open(dir.path()) {
+        match SqliteStore::open(dir.path()) {
             Err(StoreError::SchemaVersion { found, .. }) => assert_eq!(found, 3),
             other => panic!("{:?}", other.err()),
         }
