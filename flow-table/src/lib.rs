@@ -272,7 +272,7 @@ pub use reader::FlowTableReader;
 pub use reattach::{ReattachReport, TableStart};
 /// The region framework's open options and error, which the table's open paths take and return.
 pub use shm::{OpenOptions, RegionError};
-pub use snapshot::{FlowSnapshot, HeaderInfo, TableIdentity, TableStats, SNAPSHOT_ATTEMPTS};
+pub use snapshot::{FlowAccounting, FlowSnapshot, HeaderInfo, TableIdentity, TableStats, SNAPSHOT_ATTEMPTS};
 pub use table::{FlowTable, FlowTableConfig, FlowUpdate, Lookup, ReclaimStats};
 
 #[cfg(test)]
