@@ -19,6 +19,9 @@ pub mod entry;
 pub mod index;
 #[forbid(unsafe_code)]
 #[warn(missing_docs)]
+pub mod loss;
+#[forbid(unsafe_code)]
+#[warn(missing_docs)]
 pub mod metadata;
 pub mod region;
 #[forbid(unsafe_code)]
@@ -33,5 +36,6 @@ pub use metadata::{
     decode_metadata, encode_metadata, flow_metadata, interface_metadata, interface_rx_metadata, interface_tx_metadata,
     split_metadata, MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
 };
-pub use region::{entry_json, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
+pub use loss::{LossCounts, LOSS_REASONS, N_LOSS_REASONS};
+pub use region::{entry_json, CopyKind, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
 pub use table::{MirrorTable, TableError};
