@@ -95,6 +95,26 @@ pub struct FlowAccounting {
 }
 
 impl FlowSnapshot {
+    /// This flow's share in the reconciliation of its primary mirror (or, when `secondary`,
+    /// of its secondary one).
+    pub fn mirror_share(&self, secondary: bool) -> vrouter_abi::mirror::FlowShare {
+        let a = &self.accounting;
+        let (sent_packets, sent_bytes, lost_packets) = if secondary {
+            (self.sec_mirror_packets, self.sec_mirror_bytes, a.sec_mirror_lost)
+        } else {
+            (self.mirror_packets, self.mirror_bytes, a.mirror_lost)
+        };
+        vrouter_abi::mirror::FlowShare {
+            packets: self.packets,
+            bytes: self.bytes,
+            sent_packets,
+            sent_bytes,
+            lost_packets,
+            before_mirror_packets: a.before_mirror,
+            held_dropped_packets: a.held_dropped,
+        }
+    }
+
     /// Whether this is an overflow entry (`index >= main_entries`).
     pub fn is_overflow(&self, main_entries: u32) -> bool {
         self.index >= main_entries

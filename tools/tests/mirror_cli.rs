@@ -5,7 +5,8 @@ use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Output};
-use vrouter_abi::mirror::{MirrorRegion, SlotEntry};
+use vrouter_abi::drop_reason::DropReason;
+use vrouter_abi::mirror::{CopyKind, MirrorRegion, SlotEntry};
 
 const MIRROR: &str = env!("CARGO_BIN_EXE_mirror");
 
@@ -43,10 +44,10 @@ fn setup(dir: &Path) -> MirrorRegion {
     r.write_slot(7, &entry("an-b", [10, 20, 0, 6], Some(50)));
     let c0 = r.lcore(0).unwrap();
     let c1 = r.lcore(1).unwrap();
-    c0.sent(1, 100);
-    c0.sent(1, 120);
-    c1.sent(1, 80);
-    c1.error(7, 1);
+    c0.sent(1, CopyKind::Flow, 100);
+    c0.sent(1, CopyKind::Flow, 120);
+    c1.sent(1, CopyKind::Interface, 80);
+    c1.lost(7, CopyKind::Flow, DropReason::MirrorNoNh);
     r
 }
 

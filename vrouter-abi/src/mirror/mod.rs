@@ -23,6 +23,9 @@ pub mod loss;
 #[forbid(unsafe_code)]
 #[warn(missing_docs)]
 pub mod metadata;
+#[forbid(unsafe_code)]
+#[warn(missing_docs)]
+pub mod reconcile;
 pub mod region;
 #[forbid(unsafe_code)]
 #[warn(missing_docs)]
@@ -37,5 +40,6 @@ pub use metadata::{
     split_metadata, MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
 };
 pub use loss::{LossCounts, LOSS_REASONS, N_LOSS_REASONS};
+pub use reconcile::{Balance, FlowShare};
 pub use region::{entry_json, CopyKind, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
 pub use table::{MirrorTable, TableError};
