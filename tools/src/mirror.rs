@@ -250,8 +250,9 @@ pub fn reconcile(
             }
         }
     }
-    let rules = rule_of
-        .map(|_| by_rule.into_iter().map(|((rule, analyzer), balance)| RuleBalance { rule, analyzer, balance }).collect());
+    let rules = rule_of.map(|_| {
+        by_rule.into_iter().map(|((rule, analyzer), balance)| RuleBalance { rule, analyzer, balance }).collect()
+    });
     Reconciliation { analyzers: by_index.into_values().collect(), rules }
 }
 
@@ -442,5 +443,108 @@ mod tests {
         assert!(
             render_dump(&[row()], Some(t)).ends_with("\nvRouter mirror totals: mir_tpkts:9  mir_bytes:900 errors:2\n")
         );
+    }
+
+    fn flow(
+        index: u32,
+        mirrors: [u8; 2],
+        packets: u64,
+        sent: [u64; 2],
+        acct: flow_table::FlowAccounting,
+    ) -> FlowSnapshot {
+        FlowSnapshot {
+            index,
+            gen: 1,
+            key: flow_table::FlowKey::v4(1, 17, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 1000, 80),
+            flags: flow_table::flags::ACTIVE,
+            action: Action::Forward,
+            drop_reason: 0,
+            rflow: None,
+            src_nh: 0,
+            tcp_flags: 0,
+            setup_time: 0,
+            last_seen: 0,
+            mirror: mirrors[0],
+            sec_mirror: mirrors[1],
+            underlay_sport: 0,
+            bytes: packets * 100,
+            packets,
+            mirror_bytes: sent[0] * 150,
+            mirror_packets: sent[0],
+            sec_mirror_bytes: sent[1] * 150,
+            sec_mirror_packets: sent[1],
+            accounting: acct,
+            hash: 0,
+            bucket: 0,
+            overflow_next: None,
+        }
+    }
+
+    #[test]
+    fn reconcile_per_analyzer_and_rule() {
+        use flow_table::FlowAccounting;
+        use vrouter_abi::drop_reason::DropReason;
+        let acct = |lost: u64, sec_lost: u64, before: u64, held: u64| FlowAccounting {
+            mirror_lost: lost,
+            sec_mirror_lost: sec_lost,
+            before_mirror: before,
+            held_dropped: held,
+        };
+        // Flow 1 to an-a (1) and index 9 (no entry: every copy lost); flow 2 to an-a only,
+        // set up before its rule; flow 3 not mirrored; flow 4 to an-a in HOLD (not counted).
+        let flows = [
+            flow(1, [1, 9], 10, [8, 0], acct(1, 9, 0, 1)),
+            flow(2, [1, NO_MIRROR], 6, [2, 0], acct(0, 0, 4, 0)),
+            flow(3, [NO_MIRROR, NO_MIRROR], 50, [0, 0], acct(0, 0, 0, 0)),
+            FlowSnapshot { action: Action::Hold, ..flow(4, [1, NO_MIRROR], 1, [0, 0], acct(0, 0, 0, 0)) },
+        ];
+        let mut a = row();
+        a.stats = EntryStats { packets: 11, bytes: 1650, errors: 1, flow_packets: 10, flow_bytes: 1500, ..a.stats };
+        a.stats.flow_lost.add(DropReason::MirrorEncapFail, 1);
+        let mut nine = EntryStats::default();
+        nine.flow_lost.add(DropReason::MirrorNoEntry, 9);
+        let rules = |f: &FlowSnapshot| (f.index == 1).then(|| "rule-1".to_string());
+        let r = reconcile(&flows, &[a], |i| if i == 9 { nine } else { EntryStats::default() }, Ok(&rules));
+        assert_eq!(r.analyzers.len(), 2);
+        let (an_a, idx9) = (&r.analyzers[0], &r.analyzers[1]);
+        assert_eq!((an_a.index, an_a.name(), idx9.index, idx9.name()), (1, "an-a".into(), 9, "index 9".into()));
+        let b = an_a.balance;
+        assert_eq!((b.flows, b.packets, b.bytes, b.sent_packets, b.sent_bytes), (2, 16, 1600, 10, 1500));
+        assert_eq!((b.lost_packets, b.before_mirror_packets, b.held_dropped_packets), (1, 4, 1));
+        assert!(b.balanced(), "{b:?}");
+        assert_eq!((an_a.gone_sent(), an_a.gone_lost()), (0, 0));
+        let b9 = idx9.balance;
+        assert_eq!((b9.flows, b9.packets, b9.sent_packets, b9.lost_packets, b9.held_dropped_packets), (1, 10, 0, 9, 1));
+        assert!(b9.balanced());
+        let rules = r.rules.as_ref().unwrap();
+        let keys: Vec<(&str, &str, u64)> =
+            rules.iter().map(|x| (x.rule.as_str(), x.analyzer.as_str(), x.balance.packets)).collect();
+        assert_eq!(keys, [("-", "an-a", 6), ("rule-1", "an-a", 10), ("rule-1", "index 9", 10)]);
+
+        let text = render_reconcile(&r);
+        assert!(text.contains("\nAnalyzer an-a (index 1, 10.9.0.5:8099, nexthop vif0/0)\n"), "{text}");
+        assert!(text.contains("    Copies lost:          1  (Mirror Encap Fail 1)\n"), "{text}");
+        assert!(
+            text.contains("    Balance:              16 = 10 sent + 1 lost + 4 before the rule + 1 held and dropped\n")
+        );
+        assert!(text.contains("\nAnalyzer index 9 (no entry)\n"), "{text}");
+        assert!(text.contains("    Copies lost:          9  (Mirror No Entry 9)\n"), "{text}");
+        let j: Value = serde_json::from_str(&render_reconcile_json(&r, false)).unwrap();
+        let ja = &j["analyzers"][0];
+        assert_eq!(
+            (ja["analyzer_name"].as_str(), ja["packets"].as_u64(), ja["sent_packets"].as_u64()),
+            (Some("an-a"), Some(16), Some(10))
+        );
+        assert_eq!((ja["lost"]["mirror_encap_fail"].as_u64(), ja["unexplained_packets"].as_i64()), (Some(1), Some(0)));
+        assert_eq!((ja["entry"]["interface_packets"].as_u64(), ja["gone_sent_packets"].as_i64()), (Some(1), Some(0)));
+        assert_eq!(j["analyzers"][1]["analyzer_ip"], Value::Null);
+        assert_eq!(j["rules"][1]["rule"], "rule-1");
+        assert_eq!(j["rules_error"], Value::Null);
+
+        // Without the agent: no rules, and why.
+        let r = reconcile(&flows, &[row()], |_| EntryStats::default(), Err("vRouter is not running".into()));
+        assert!(render_reconcile(&r).ends_with("\nRules: unknown (vRouter is not running)\n"));
+        let j: Value = serde_json::from_str(&render_reconcile_json(&r, false)).unwrap();
+        assert_eq!((&j["rules"], &j["rules_error"]), (&Value::Null, &Value::from("vRouter is not running")));
     }
 }

@@ -108,3 +108,79 @@ fn errors_exit_non_zero() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--name is only valid with --create"));
 }
+
+/// `--reconcile` on a flow table and a mirror region written here (no vRouter, so no
+/// agent to name the rules): a flow mirrored to an-a (index 1) and an-b (index 7), another
+/// mirrored to an-a after its setup; every packet is explained.
+#[test]
+fn reconcile_from_the_flow_table_and_the_region() {
+    use flow_table::{Action, FlowKey, FlowTable, FlowTableConfig, FlowUpdate, Lookup};
+    let dir = tempfile::tempdir().unwrap();
+    let r = setup(dir.path());
+    let t = FlowTable::create(
+        &dir.path().join(flow_table::FLOW_FILE_NAME),
+        &FlowTableConfig { main_entries: 64, overflow_entries: 64, max_lcores: 2 },
+    )
+    .unwrap();
+    let key = |p: u16| FlowKey::v4(1, 17, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), p, 80);
+    let new = |p: u16| match t.lookup_or_hold(&key(p), key(p).hash(), 1).unwrap() {
+        Lookup::Created(i) => i,
+        other => panic!("{other:?}"),
+    };
+    let mirrored = FlowUpdate { mirror: Some(1), sec_mirror: Some(7), ..FlowUpdate::new(Action::Forward) };
+    // 4 packets: an-a got 3 copies (one lost), an-b none (every copy lost).
+    let a = new(1000);
+    for _ in 0..4 {
+        t.account(a, 100, 2);
+    }
+    t.set_action(a, 1, &mirrored).unwrap();
+    for _ in 0..3 {
+        t.account_mirror(a, false, 150);
+    }
+    t.account_mirror_lost(a, false);
+    for _ in 0..4 {
+        t.account_mirror_lost(a, true);
+    }
+    // 2 packets before the rule, then one copied to an-a.
+    let b = new(1001);
+    t.account(b, 100, 2);
+    t.account(b, 100, 2);
+    t.set_action(b, 1, &FlowUpdate::new(Action::Forward)).unwrap();
+    t.set_action(b, 1, &FlowUpdate { sec_mirror: Some(flow_table::NO_MIRROR), ..mirrored.clone() }).unwrap();
+    t.account(b, 100, 3);
+    t.account_mirror(b, false, 150);
+
+    let j: Value = serde_json::from_str(&ok(dir.path(), &["--reconcile", "--json"])).unwrap();
+    let an = j["analyzers"].as_array().unwrap();
+    assert_eq!(an.len(), 2, "{j}");
+    let fields = |v: &Value| -> Vec<i64> {
+        [
+            "flows",
+            "packets",
+            "sent_packets",
+            "lost_packets",
+            "before_mirror_packets",
+            "held_dropped_packets",
+            "unexplained_packets",
+        ]
+        .iter()
+        .map(|k| v[*k].as_i64().unwrap())
+        .collect()
+    };
+    assert_eq!(an[0]["analyzer_name"], "an-a");
+    assert_eq!(fields(&an[0]), [2, 7, 4, 1, 2, 0, 0], "{j}");
+    assert_eq!(an[0]["sent_bytes"], 600);
+    assert_eq!(an[1]["analyzer_name"], "an-b");
+    assert_eq!(fields(&an[1]), [1, 4, 0, 4, 0, 0, 0], "{j}");
+    // The region's counters (written by `setup`) are the entries' own, next to the flows'.
+    assert_eq!(an[0]["entry"]["flow_packets"], 2);
+    assert_eq!(an[1]["lost"]["mirror_no_nh"], 1);
+    assert_eq!(j["rules"], Value::Null);
+    assert!(j["rules_error"].as_str().unwrap().contains("not running"), "{j}");
+    let text = ok(dir.path(), &["--reconcile"]);
+    assert!(
+        text.contains("    Balance:              7 = 4 sent + 1 lost + 2 before the rule + 0 held and dropped\n"),
+        "{text}"
+    );
+    drop(r);
+}

@@ -7,13 +7,13 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser};
-use tools::control::Client;
 use std::collections::HashMap;
+use tools::control::Client;
 
 use flow_table::{FlowSnapshot, FlowTableReader, NO_MIRROR};
 use tools::mirror::{
-    load_mirrors, load_totals, reconcile, render_dump, render_dump_json, render_get, render_get_json,
-    render_reconcile, render_reconcile_json,
+    load_mirrors, load_totals, reconcile, render_dump, render_dump_json, render_get, render_get_json, render_reconcile,
+    render_reconcile_json,
 };
 use tools::{emit, fail, CommonArgs, Failure};
 

@@ -58,7 +58,8 @@ impl LossCounts {
 
     /// The reasons with a non-zero count as `Name N, Name N` (tf names), or `none`.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> = self.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{} {n}", r.name())).collect();
+        let parts: Vec<String> =
+            self.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{} {n}", r.name())).collect();
         if parts.is_empty() {
             "none".into()
         } else {

@@ -35,11 +35,13 @@ pub use entry::{
     EntryError, MirrorEncap, MirrorEntry, MirrorFlags, NhMode, DEFAULT_ANALYZER_PORT, MAX_ANALYZER_NAME_LEN, MAX_VNI,
 };
 pub use index::{IndexError, MirrorIndex, MAX_MIRROR_INDICES};
+pub use loss::{LossCounts, LOSS_REASONS, N_LOSS_REASONS};
 pub use metadata::{
     decode_metadata, encode_metadata, flow_metadata, interface_metadata, interface_rx_metadata, interface_tx_metadata,
     split_metadata, MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
 };
-pub use loss::{LossCounts, LOSS_REASONS, N_LOSS_REASONS};
 pub use reconcile::{Balance, FlowShare};
-pub use region::{entry_json, CopyKind, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
+pub use region::{
+    entry_json, CopyKind, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME,
+};
 pub use table::{MirrorTable, TableError};
