@@ -427,6 +427,7 @@ fn vrouter_uve_is_byte_exact() {
             out_bytes: Some(5760),
             mir_tpkts: Some(24663),
             mir_bytes: Some(1702195),
+            mirror_analyzers: None,
         },
     };
     let frame = encode_message_frame(&h, &uve).unwrap();
