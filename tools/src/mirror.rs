@@ -209,6 +209,9 @@ pub struct Reconciliation {
     pub rules: Result<Vec<RuleBalance>, String>,
 }
 
+/// Names a flow's rule (`None`: unknown to the agent).
+pub type RuleOf<'a> = &'a dyn Fn(&FlowSnapshot) -> Option<String>;
+
 /// Reconciles the live `flows` with the `entries` of the mirror region (`stats_of`: the
 /// counters of an index without an entry). `rule_of` names each flow's rule (`None`: unknown
 /// to the agent); `Err` when the agent could not be asked.
@@ -216,7 +219,7 @@ pub fn reconcile(
     flows: &[FlowSnapshot],
     entries: &[MirrorRow],
     stats_of: impl Fn(u8) -> EntryStats,
-    rule_of: Result<&dyn Fn(&FlowSnapshot) -> Option<String>, String>,
+    rule_of: Result<RuleOf<'_>, String>,
 ) -> Reconciliation {
     let mut by_index: BTreeMap<u8, AnalyzerBalance> = entries
         .iter()

@@ -78,7 +78,7 @@ fn dump_get_and_json() {
     let stats = vrouter_abi::stats::StatsRegion::create(dir.path(), 4, 1, &[], 0).unwrap();
     let l = stats.lcore(0).unwrap();
     l.mirror(None, 300);
-    l.mirror_error(None, false, vrouter_abi::drop_reason::DropReason::MirrorTxFull, 1);
+    l.mirror_error(None, false, DropReason::MirrorTxFull, 1);
     let dump = ok(dir.path(), &["--dump"]);
     assert!(dump.ends_with("\nvRouter mirror totals: mir_tpkts:1  mir_bytes:300 errors:1\n"), "{dump}");
     let j: Value = serde_json::from_str(&ok(dir.path(), &["--dump", "--json"])).unwrap();

@@ -158,7 +158,7 @@ fn reconcile_run(cli: &Cli) -> Result<String, Failure> {
         .collect();
     let rules = rules_of(cli, &flows);
     let rule_of = |f: &FlowSnapshot| rules.as_ref().ok().and_then(|r| r.get(&f.index).cloned().flatten());
-    let named: Result<&dyn Fn(&FlowSnapshot) -> Option<String>, String> = match &rules {
+    let named: Result<tools::mirror::RuleOf<'_>, String> = match &rules {
         Ok(_) => Ok(&rule_of),
         Err(e) => Err(e.clone()),
     };
