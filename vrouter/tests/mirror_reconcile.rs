@@ -245,6 +245,7 @@ fn mirror_reconcile_tool_and_collector_agree_with_the_table_and_the_captures() {
             // The text form says the same, analyzer by analyzer.
             let text = Command::new(tool("mirror")).args(["--reconcile", "--run-dir"]).arg(run_dir).output().unwrap();
             let text = String::from_utf8(text.stdout).unwrap();
+            println!("{text}");
             assert!(text.contains(&format!("\nAnalyzer an-b (index 2, {AN_B}:9099, nexthop none)\n")), "{text}");
             let a = by_name(&t, "an-a");
             let line = format!(
