@@ -467,6 +467,20 @@ pub struct AnalyzerSampledOut {
     pub mirror_packets: u64,
 }
 
+impl FlowInfo {
+    /// Whether records built from `self` and `other` say the same (the verdict, what decided
+    /// it, the VNs, the analyzers).
+    fn same_record(&self, other: &FlowInfo) -> bool {
+        fn strings(i: &FlowInfo) -> [&Option<Arc<str>>; 6] {
+            [&i.nw_ace_uuid, &i.sg_rule_uuid, &i.src_vn, &i.dst_vn, &i.analyzers[0], &i.analyzers[1]]
+        }
+        let (a, b) = (strings(self), strings(other));
+        (self.action, self.action_code, self.mirrors, self.drop_reason)
+            == (other.action, other.action_code, other.mirrors, other.drop_reason)
+            && a.iter().zip(&b).all(|(x, y)| x.as_deref() == y.as_deref())
+    }
+}
+
 #[derive(Debug)]
 struct FlowState {
     gen: Gen,
@@ -479,6 +493,8 @@ struct FlowState {
     torn_down: bool,
     /// The export state file holds this flow (its fixed part was written).
     saved: bool,
+    /// The configuration generation its fixed part was built with ([`FlowScanner::set_config`]).
+    ctx_gen: u64,
 }
 
 impl FlowState {
@@ -655,6 +671,8 @@ pub struct FlowScanner {
     /// The mirror table, when the scanner reads one: analyzer names by index as the data
     /// plane has them (entries created at run time included).
     mirror: Option<MirrorReader>,
+    /// Bumped by each [`FlowScanner::set_config`].
+    ctx_gen: u64,
 }
 
 fn now_us() -> i64 {
@@ -688,6 +706,7 @@ impl FlowScanner {
             total_mirror: MirrorTotals::default(),
             sampled_out: HashMap::new(),
             mirror: None,
+            ctx_gen: 0,
         })
     }
 
@@ -748,6 +767,7 @@ impl FlowScanner {
             exported: f.exported,
             torn_down: f.torn_down,
             saved: true,
+            ctx_gen: self.ctx_gen,
         }
     }
 
@@ -834,6 +854,8 @@ impl FlowScanner {
     /// until their verdict changes.
     pub fn set_config(&mut self, cfg: &Config) -> Result<(), ExportError> {
         self.ctx = Context::from_config(cfg, true)?;
+        // Every flow's fixed part is checked again when the scan next visits it.
+        self.ctx_gen += 1;
         Ok(())
     }
 
@@ -1115,24 +1137,31 @@ impl FlowScanner {
                         exported: false,
                         torn_down: false,
                         saved: false,
+                        ctx_gen: self.ctx_gen,
                     }),
                     true,
                 )
             }
         };
         // The verdict changed since the flow was first seen (a policy change re-evaluated
-        // it; a rule that now mirrors it): the records follow, at once.
+        // it; a rule that now mirrors it), or the configuration did (another rule may decide
+        // it now): the fixed part is built again, and when it differs, the records follow at
+        // once.
         let mut changed = false;
         if !is_new
             && !st.torn_down
             && s.flags & RETIRED == 0
-            && (s.action, [s.mirror, s.sec_mirror]) != (st.info.action_code, st.info.mirrors)
+            && ((s.action, [s.mirror, s.sec_mirror]) != (st.info.action_code, st.info.mirrors)
+                || st.ctx_gen != self.ctx_gen)
         {
             let info = self.flow_info(&s);
-            self.move_sampled_out(&st.info.analyzers, &info.analyzers, &st.pending);
-            st.info = info;
-            st.saved = false;
-            changed = true;
+            st.ctx_gen = self.ctx_gen;
+            if !info.same_record(&st.info) {
+                self.move_sampled_out(&st.info.analyzers, &info.analyzers, &st.pending);
+                st.info = info;
+                st.saved = false;
+                changed = true;
+            }
         }
         if !st.torn_down {
             let now = Counters::of(&s);
@@ -1894,6 +1923,28 @@ enabled = true
         {
             assert_eq!(x.packets, Some(sent.unwrap() + lost.unwrap() + x.before_mirror_packets.unwrap()));
         }
+    }
+
+    /// A configuration programmed at run time: the flows' records are built from it, a flow
+    /// whose record changes (another rule UUID) gets one at once, the others none.
+    #[test]
+    fn records_follow_a_new_configuration() {
+        let mut fx = fixture("");
+        let (f, _r) = pair(&fx.table, 40300, true);
+        traffic(&fx.table, f, 1, 100, true);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert!(out.iter().all(|x| x.nw_ace_uuid.as_deref() == Some("10000000-0000-4000-8000-000000000001")));
+        out.clear();
+        let renamed = CONFIG.replace("10000000-0000-4000-8000-000000000001", "20000000-0000-4000-8000-000000000002");
+        fx.scanner.set_config(&parse(&renamed, "test").unwrap()).unwrap();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2, "both flows of the pair: {out:#?}");
+        assert!(out.iter().all(|x| x.nw_ace_uuid.as_deref() == Some("20000000-0000-4000-8000-000000000002")));
+        out.clear();
+        fx.scanner.set_config(&parse(&renamed, "test").unwrap()).unwrap();
+        fx.scanner.sweep(&mut out);
+        assert!(out.is_empty(), "nothing changed: {out:#?}");
     }
 
     /// What export sampling leaves out is counted per analyzer until a record of the flow
