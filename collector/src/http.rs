@@ -31,6 +31,9 @@
 //!   `DELETE /analytics/traces/<id>` removes it (`{"deleted": "<id>"}`; 404 as for reading).
 //!   All need a bearer token when tenants or an admin token are configured
 //!   ([`crate::trace`]): a tenant reads and deletes only its project's traces.
+//! * `GET /analytics/mirror/reconcile[?start_time=…&end_time=…&vrouter=<name>]`: per vRouter
+//!   and analyzer, and per rule, the packets of the mirrored flows next to the copies sent,
+//!   lost by reason and otherwise explained ([`crate::reconcile`]).
 //!
 //! Errors are `{"error": "<message>"}` with the status code of the error.
 
@@ -157,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/analytics/traces", get(trace_list))
         .route("/analytics/traces/:id", get(trace_get).delete(trace_delete))
+        .route("/analytics/mirror/reconcile", get(mirror_reconcile))
         .with_state(state)
 }
 
@@ -575,6 +579,54 @@ fn trace_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<String>),
     Ok((start, end, request))
 }
 
+/// Parameters of `GET /analytics/mirror/reconcile`.
+#[derive(Debug, Default, Deserialize)]
+struct ReconcileQuery {
+    start_time: Option<String>,
+    end_time: Option<String>,
+    vrouter: Option<String>,
+    /// Parameters that are none of the above (refused).
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, String>,
+}
+
+/// The time range (default: unbounded) and vRouter of `GET /analytics/mirror/reconcile`.
+fn reconcile_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<String>), ApiError> {
+    let q: ReconcileQuery = parse_query(q)?;
+    if let Some(other) = q.unknown.keys().next() {
+        return Err(bad_request(other, "unknown parameter (expected start_time, end_time, vrouter)"));
+    }
+    let time = |k: &str, v: Option<String>, default: i64| -> Result<i64, ApiError> {
+        let Some(v) = v else { return Ok(default) };
+        let t = crate::time::parse_time(&v, now).map_err(|e| bad_request(k, e))?;
+        i64::try_from(t).map_err(|_| bad_request(k, "out of range"))
+    };
+    let start = time("start_time", q.start_time, i64::MIN)?;
+    let end = time("end_time", q.end_time, i64::MAX)?;
+    if start > end {
+        return Err(bad_request("start_time", "is after end_time"));
+    }
+    if q.vrouter.as_deref() == Some("") {
+        return Err(bad_request("vrouter", "must be a vRouter name"));
+    }
+    Ok((start, end, q.vrouter))
+}
+
+async fn mirror_reconcile(State(st): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let now = now_us();
+    let (start, end, vrouter) = reconcile_params(q.as_deref(), now)?;
+    let ctx =
+        QueryContext { now_us: now, data_start_us: now.saturating_sub(st.retention_us), max_rows: st.query_max_rows };
+    let v = blocking(move || {
+        crate::reconcile::reconcile(&*st.store, &ctx, start, end, vrouter.as_deref()).map_err(|e| {
+            let (code, msg) = query_error(e);
+            ApiError(code, msg)
+        })
+    })
+    .await?;
+    Ok(Json(v))
+}
+
 async fn trace_list(
     State(st): State<ApiState>,
     headers: HeaderMap,
@@ -673,6 +725,19 @@ mod tests {
         let (_, _, r) = trace_params(Some("request=a+b%C3%A9"), now).unwrap();
         assert_eq!(r.as_deref(), Some("a bé"));
         assert_eq!(trace_params(Some(""), now).unwrap(), (i64::MIN, i64::MAX, None));
+    }
+
+    #[test]
+    fn reconcile_params_name_the_field() {
+        let now = 1_700_000_000_000_000;
+        assert_eq!(reconcile_params(None, now).unwrap(), (i64::MIN, i64::MAX, None));
+        let (s, e, v) = reconcile_params(Some("start_time=now-1h&end_time=now&vrouter=host1"), now).unwrap();
+        assert_eq!((s, e, v.as_deref()), ((now - 3_600_000_000) as i64, now as i64, Some("host1")));
+        let err = |q: &str| reconcile_params(Some(q), now).unwrap_err().1;
+        assert!(err("start_time=soon").starts_with("start_time: "), "{}", err("start_time=soon"));
+        assert_eq!(err("start_time=now&end_time=now-1m"), "start_time: is after end_time");
+        assert_eq!(err("vrouter="), "vrouter: must be a vRouter name");
+        assert!(err("analyzer=x").starts_with("analyzer: unknown parameter"));
     }
 
     #[test]

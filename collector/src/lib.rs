@@ -11,6 +11,7 @@
 //! * [`query`]: the `POST /analytics/query` engine (FlowRecordTable, FlowSeriesTable).
 //! * [`uve`]: UVE JSON, raw and `?flat`, and the UVE filters.
 //! * [`trace`]: packet traces merged across vRouters, and who may read them.
+//! * [`reconcile`]: mirror reconciliation from the stored flow records and UVEs.
 //! * [`config`]: the collector's TOML configuration.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod reconcile;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -108,6 +108,14 @@ pub struct FlowRecordInput {
     pub sec_mirror_bytes: Option<i64>,
     /// `sec_mirror_packets` (43): cumulative packets mirrored to the secondary analyzer.
     pub sec_mirror_packets: Option<i64>,
+    /// `mirror_lost_packets` (44): cumulative copies due to the primary analyzer, not sent.
+    pub mirror_lost_packets: Option<i64>,
+    /// `sec_mirror_lost_packets` (45): likewise for the secondary analyzer.
+    pub sec_mirror_lost_packets: Option<i64>,
+    /// `before_mirror_packets` (46): packets counted before the flow's mirroring started.
+    pub before_mirror_packets: Option<i64>,
+    /// `held_dropped_packets` (47): cumulative packets dropped while the flow was held.
+    pub held_dropped_packets: Option<i64>,
 }
 
 impl FlowRecordInput {

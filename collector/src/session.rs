@@ -420,6 +420,10 @@ pub fn flow_record(source: &str, timestamp_us: i64, f: &FlowLogData) -> FlowReco
         sec_analyzer_name: f.sec_analyzer_name.clone(),
         sec_mirror_bytes: f.sec_mirror_bytes,
         sec_mirror_packets: f.sec_mirror_packets,
+        mirror_lost_packets: f.mirror_lost_packets,
+        sec_mirror_lost_packets: f.sec_mirror_lost_packets,
+        before_mirror_packets: f.before_mirror_packets,
+        held_dropped_packets: f.held_dropped_packets,
     }
 }
 

@@ -20,8 +20,9 @@ const PAGE: usize = 4096;
 /// `magic` of a complete flow-table file ("vRFlowT1" in memory order); written last.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"vRFlowT1");
 /// Bumped whenever any shared struct changes (3: the common [`RegionHeader`] prefix; 4: the
-/// entry's `origin` word, so a restart knows each flow's ingress vif and direction).
-pub const LAYOUT_VERSION: u32 = 4;
+/// entry's `origin` word, so a restart knows each flow's ingress vif and direction; 5: the
+/// mirror reconciliation counters of [`MirrorStats`]).
+pub const LAYOUT_VERSION: u32 = 5;
 /// Main-table slots per bucket; one bucket's slot words fill half a cache line.
 pub const BUCKET_WIDTH: usize = 8;
 /// Upper bound on `max_lcores`: the bound every region shares, [`vrouter_abi::MAX_LCORES`]
@@ -482,11 +483,13 @@ impl FlowEntry {
     }
 }
 
-/// Side counters of one entry (48 bytes, a parallel array after the entries, 16-aligned
+/// Side counters of one entry (80 bytes, a parallel array after the entries, 16-aligned
 /// so no bytes/packets pair straddles a cache line): the mirror counters, which only
-/// mirrored flows touch, and the shared packet/byte counters, which only a lcore other
-/// than the entry's owner touches (a flow whose packets arrive on two lcores). Both stay
-/// out of the hot entry lines.
+/// mirrored flows touch, the shared packet/byte counters, which only a lcore other
+/// than the entry's owner touches (a flow whose packets arrive on two lcores), and what
+/// mirror reconciliation needs besides the copies sent (copies lost, packets counted before
+/// mirroring started, packets dropped while the flow was held), each written only when
+/// that happens. All stay out of the hot entry lines.
 #[repr(C, align(16))]
 pub(crate) struct MirrorStats {
     pub mirror_bytes: AtomicU64,
@@ -496,15 +499,45 @@ pub(crate) struct MirrorStats {
     /// Packets and bytes counted by lcores other than the owner (atomic adds).
     pub shared_packets: AtomicU64,
     pub shared_bytes: AtomicU64,
+    /// Copies due to the primary / secondary mirror that were not sent (atomic adds).
+    pub mirror_lost: AtomicU64,
+    pub sec_mirror_lost: AtomicU64,
+    /// Packets the flow had counted, not offered for mirroring, when its mirroring was
+    /// (last) turned on: a flow set up before its mirroring rule (written by the agent).
+    pub before_mirror: AtomicU64,
+    /// Packets of the flow dropped while it waited in HOLD (hold queue full; atomic adds).
+    pub held_dropped: AtomicU64,
 }
 
-pub(crate) const MIRROR_STATS_SIZE: usize = 48;
+pub(crate) const MIRROR_STATS_SIZE: usize = 80;
 const _: () = assert!(size_of::<MirrorStats>() == MIRROR_STATS_SIZE);
 const _: () = assert!(offset_of!(MirrorStats, sec_mirror_packets) == 24);
 const _: () = assert!(offset_of!(MirrorStats, shared_packets) == 32);
 const _: () = assert!(offset_of!(MirrorStats, shared_bytes) == 40);
+const _: () = assert!(offset_of!(MirrorStats, mirror_lost) == 48);
+const _: () = assert!(offset_of!(MirrorStats, held_dropped) == 72);
 // SAFETY: repr(C), atomics only, no implicit padding (size asserted), no pointers.
 unsafe impl Pod for MirrorStats {}
+
+impl MirrorStats {
+    /// Zeroes every counter (a slot being freed or repaired).
+    pub fn clear(&self) {
+        for c in [
+            &self.mirror_bytes,
+            &self.mirror_packets,
+            &self.sec_mirror_bytes,
+            &self.sec_mirror_packets,
+            &self.shared_packets,
+            &self.shared_bytes,
+            &self.mirror_lost,
+            &self.sec_mirror_lost,
+            &self.before_mirror,
+            &self.held_dropped,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 
@@ -658,7 +691,7 @@ impl Region {
     pub fn mirror(&self, idx: u32) -> &MirrorStats {
         debug_assert!(idx < self.layout.capacity());
         // SAFETY: as for `entry`, in the mirror array at mirror_offset (page-aligned,
-        // 48-byte elements of 16-byte alignment).
+        // 80-byte elements of 16-byte alignment).
         unsafe { self.at(self.layout.mirror_offset + idx as usize * MIRROR_STATS_SIZE) }
     }
 

@@ -196,9 +196,13 @@
 //!
 //! What the numbers say, and the layout choices they justify:
 //!
-//! * **Memory.** 183 bytes per slot (128 entry + 48 side counters + 8 bytes of bucket
-//!   index per main slot; `vrouter-bench --stateful` reports 182.7 bytes per entry of
-//!   capacity from the file size), against tf's 256 bytes per slot. (The figures below were
+//! * **Memory.** 215 bytes per slot (128 entry + 80 side counters + 8 bytes of bucket
+//!   index per main slot), against tf's 256 bytes per slot. The side block grew from 48 to
+//!   80 bytes with layout version 5 (the mirror reconciliation counters: copies lost per
+//!   mirror, packets before mirroring started, packets dropped while held); before that
+//!   `vrouter-bench --stateful` reported 182.7 bytes per entry of capacity from the file
+//!   size. The side block is written only by mirrored flows, flows counted on a second
+//!   lcore and held drops, so the per-packet path is unchanged. (The figures below were
 //!   measured with layout version 1, whose side block was the 32 bytes of mirror counters:
 //!   167 bytes per slot, 250 per active flow at 80 % load.) The required fields (48-byte
 //!   IPv6-capable key, six 64-bit counters, two timestamps, ...) need about 150 bytes:
@@ -272,7 +276,7 @@ pub use reader::FlowTableReader;
 pub use reattach::{ReattachReport, TableStart};
 /// The region framework's open options and error, which the table's open paths take and return.
 pub use shm::{OpenOptions, RegionError};
-pub use snapshot::{FlowSnapshot, HeaderInfo, TableIdentity, TableStats, SNAPSHOT_ATTEMPTS};
+pub use snapshot::{FlowAccounting, FlowSnapshot, HeaderInfo, TableIdentity, TableStats, SNAPSHOT_ATTEMPTS};
 pub use table::{FlowTable, FlowTableConfig, FlowUpdate, Lookup, ReclaimStats};
 
 #[cfg(test)]

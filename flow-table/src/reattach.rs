@@ -206,11 +206,7 @@ fn reset(r: &Region, idx: u32) {
     e.rflow.store(NO_INDEX, Relaxed);
     e.origin.store(0, Relaxed);
     let m = r.mirror(idx);
-    for c in [&m.mirror_bytes, &m.mirror_packets, &m.sec_mirror_bytes, &m.sec_mirror_packets] {
-        c.store(0, Relaxed);
-    }
-    m.shared_packets.store(0, Relaxed);
-    m.shared_bytes.store(0, Relaxed);
+    m.clear();
     r.slot(idx).store(ST_FREE, Relaxed);
 }
 

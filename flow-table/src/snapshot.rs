@@ -63,6 +63,8 @@ pub struct FlowSnapshot {
     pub sec_mirror_bytes: u64,
     /// Copies made for the secondary mirror.
     pub sec_mirror_packets: u64,
+    /// What explains the packets of the flow that have no copy (mirror reconciliation).
+    pub accounting: FlowAccounting,
     /// The key's flow hash (selects the bucket; its tag speeds up lookups).
     pub hash: u32,
     /// The bucket the key hashes to.
@@ -73,7 +75,46 @@ pub struct FlowSnapshot {
     pub overflow_next: Option<u32>,
 }
 
+/// The per-flow figures that explain, with the copies sent, every packet of a mirrored
+/// flow: `packets = copies sent + lost + before_mirror + held_dropped` for each of its
+/// mirrors (up to packets in flight while its mirroring changed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowAccounting {
+    /// Copies due to the primary mirror that were not sent (the entry's and the drop
+    /// table's `Mirror *` reasons say why).
+    pub mirror_lost: u64,
+    /// Copies due to the secondary mirror that were not sent.
+    pub sec_mirror_lost: u64,
+    /// Packets the flow had counted, and not offered for mirroring, when its mirroring was
+    /// (last) turned on: a flow set up before the rule that mirrors it. 0 for a flow
+    /// mirrored from its setup (its held packets are copied when released).
+    pub before_mirror: u64,
+    /// Packets of the flow dropped while it waited in HOLD (`Flow Queue Limit Exceeded`):
+    /// counted on the flow, never released, so never copied.
+    pub held_dropped: u64,
+}
+
 impl FlowSnapshot {
+    /// This flow's share in the reconciliation of its primary mirror (or, when `secondary`,
+    /// of its secondary one).
+    pub fn mirror_share(&self, secondary: bool) -> vrouter_abi::mirror::FlowShare {
+        let a = &self.accounting;
+        let (sent_packets, sent_bytes, lost_packets) = if secondary {
+            (self.sec_mirror_packets, self.sec_mirror_bytes, a.sec_mirror_lost)
+        } else {
+            (self.mirror_packets, self.mirror_bytes, a.mirror_lost)
+        };
+        vrouter_abi::mirror::FlowShare {
+            packets: self.packets,
+            bytes: self.bytes,
+            sent_packets,
+            sent_bytes,
+            lost_packets,
+            before_mirror_packets: a.before_mirror,
+            held_dropped_packets: a.held_dropped,
+        }
+    }
+
     /// Whether this is an overflow entry (`index >= main_entries`).
     pub fn is_overflow(&self, main_entries: u32) -> bool {
         self.index >= main_entries
@@ -272,6 +313,12 @@ pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>
         let mirror_packets = m.mirror_packets.load(Relaxed);
         let sec_mirror_bytes = m.sec_mirror_bytes.load(Relaxed);
         let sec_mirror_packets = m.sec_mirror_packets.load(Relaxed);
+        let accounting = FlowAccounting {
+            mirror_lost: m.mirror_lost.load(Relaxed),
+            sec_mirror_lost: m.sec_mirror_lost.load(Relaxed),
+            before_mirror: m.before_mirror.load(Relaxed),
+            held_dropped: m.held_dropped.load(Relaxed),
+        };
         let onext = overflow_next(r, idx);
         fence(Acquire);
         let s2 = e.seq.load(Relaxed);
@@ -302,6 +349,7 @@ pub(crate) fn read_snapshot(r: &Region, idx: u32) -> Result<Option<FlowSnapshot>
             mirror_packets,
             sec_mirror_bytes,
             sec_mirror_packets,
+            accounting,
             hash,
             bucket: r.bucket_of(hash),
             overflow_next: onext,

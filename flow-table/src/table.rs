@@ -538,6 +538,28 @@ impl FlowTable {
         b.fetch_add(u64::from(bytes), Relaxed);
     }
 
+    /// Counts one copy due to the primary (or, when `secondary`, the secondary) mirror of
+    /// flow `idx` that was not sent: the other half of [`FlowTable::account_mirror`], so that
+    /// every copy offered is either sent or lost.
+    #[inline]
+    pub fn account_mirror_lost(&self, idx: u32, secondary: bool) {
+        if idx >= self.capacity() {
+            return;
+        }
+        let m = self.region.mirror(idx);
+        if secondary { &m.sec_mirror_lost } else { &m.mirror_lost }.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one packet of flow `idx` dropped while the flow was in HOLD (counted on the
+    /// flow when it arrived, never released).
+    #[inline]
+    pub fn account_held_drop(&self, idx: u32) {
+        if idx >= self.capacity() {
+            return;
+        }
+        self.region.mirror(idx).held_dropped.fetch_add(1, Relaxed);
+    }
+
     /// The entry at `idx`, to read its action, flags, reverse flow, mirror ids, ... on the
     /// hot path (each accessor is one `Relaxed` load).
     #[inline(always)]
@@ -682,6 +704,19 @@ impl FlowTable {
         let new_flags_agent = (ctl_flags(c) & !update.clear_flags) | update.set_flags;
         if new_flags_agent & flags::MIRROR != 0 && mirror == NO_MIRROR && sec == NO_MIRROR {
             return Err(FlowTableError::InvalidArgument(format!("flow {idx}: MIRROR flag without a mirror index")));
+        }
+        if old_m as u8 == NO_MIRROR && mirror != NO_MIRROR && ctl_action(c) != Action::Hold as u8 {
+            // Mirroring turns on for a flow that already forwards (a rule added or changed
+            // after its setup): what it counted so far, not offered for mirroring, is set
+            // aside, read before the index is stored: a packet counted meanwhile is not in
+            // it (it is copied, or at worst left unexplained as in flight during the
+            // change), so no packet is both copied and set aside. A flow leaving HOLD needs
+            // none: its held packets are copied when released.
+            let m = self.region.mirror(idx);
+            let packets = e.packets.load(Relaxed).wrapping_add(m.shared_packets.load(Relaxed));
+            let offered = m.mirror_packets.load(Relaxed).wrapping_add(m.mirror_lost.load(Relaxed));
+            let not_offered = packets.saturating_sub(offered).saturating_sub(m.held_dropped.load(Relaxed));
+            m.before_mirror.store(not_offered, Relaxed);
         }
         e.mirror.store(make_mirror_word(mirror, sec, sport), Relaxed);
         if let Some(o) = update.origin {
@@ -1113,13 +1148,7 @@ impl FlowTable {
             e.bytes.store(0, Relaxed);
             e.owner.store(0, Relaxed);
             e.rflow.store(NO_INDEX, Relaxed);
-            let m = self.region.mirror(idx);
-            m.shared_packets.store(0, Relaxed);
-            m.shared_bytes.store(0, Relaxed);
-            m.mirror_bytes.store(0, Relaxed);
-            m.mirror_packets.store(0, Relaxed);
-            m.sec_mirror_bytes.store(0, Relaxed);
-            m.sec_mirror_packets.store(0, Relaxed);
+            self.region.mirror(idx).clear();
         }
         if was_active {
             self.stats_block().add(|b| &b.used_delta, DEC);

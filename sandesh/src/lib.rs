@@ -49,7 +49,7 @@
 //! #     node_type: "Compute".into(), instance_id: "0".into() };
 //! # let uve = VrouterStats { data: VrouterStatsAgent { name: "host1".into(), deleted: None,
 //! #     in_tpkts: Some(1), in_bytes: None, out_tpkts: None, out_bytes: None,
-//! #     mir_tpkts: Some(2), mir_bytes: Some(3) } };
+//! #     mir_tpkts: Some(2), mir_bytes: Some(3), mirror_analyzers: None } };
 //! # let frame = encode_message_frame(&g.header::<VrouterStats>(0, 1, level::SYS_NOTICE, 0), &uve).unwrap();
 //! # let body = &frame[OPEN_TAG_LEN..frame.len() - CLOSE_TAG.len()];
 //! // Reply to a SandeshCtrlClientToServer (Context "ctrl" and the CONTROL hint are set by
@@ -100,8 +100,9 @@ pub use frame::{
 };
 pub use messages::{
     decode_message, encode_message, encode_message_frame, Decoded, FlowLogData, FlowLogDataObject, GeneratorId,
-    Message, PacketTraceData, PacketTraceStep, SandeshCtrlClientToServer, SandeshCtrlServerToClient, SandeshHeader,
-    SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats, VrouterStatsAgent, CTRL_LEVEL,
+    Message, MirrorAnalyzerStats, MirrorLossStats, PacketTraceData, PacketTraceStep, SandeshCtrlClientToServer,
+    SandeshCtrlServerToClient, SandeshHeader, SandeshMessage, UVETypeInfo, UVEVMIStats, VMIStats, VmInterfaceStats,
+    VrouterStats, VrouterStatsAgent, CTRL_LEVEL,
 };
 pub use model::{hints, level, FieldDef, FieldType, MessageDef, MessageKind, StructDef, StructValue, Value};
 pub use session::{

@@ -8,12 +8,14 @@
 //! * UVEs: [`UVEVMIStats`] carrying [`VMIStats`] whose [`VmInterfaceStats`] include `mir_pkts` /
 //!   `mir_bytes` (`raw_if_stats` cumulative, `if_stats` per export interval, as in the mirror
 //!   blueprint's `if_stats`), and [`VrouterStats`] carrying [`VrouterStatsAgent`] with
-//!   `mir_tpkts` / `mir_bytes`.
+//!   `mir_tpkts` / `mir_bytes` and, per analyzer, [`MirrorAnalyzerStats`] (copies sent, lost
+//!   by reason, sampled out: what the collector's mirror reconciliation needs).
 //! * Packet tracing: [`PacketTraceData`], an object log of [`PacketTraceStep`]s (this
 //!   project's own message; no public definition exists).
 //!
-//! Identifiers above the public definitions (FlowLogData 38–43, VmInterfaceStats 5–6,
-//! VrouterStatsAgent 200–201) are this project's extension; the rest follow the public IDL.
+//! Identifiers above the public definitions (FlowLogData 38–47, VmInterfaceStats 5–6,
+//! VrouterStatsAgent 200–202, and the structs `MirrorAnalyzerStats`/`MirrorLossStats`) are
+//! this project's extension; the rest follow the public IDL.
 //! Fields that the public IDL marks required but that the reference Python encoder leaves out
 //! when unset (VMIStats 3–5) are optional here, so that partial UVE updates stay partial.
 //!
@@ -176,6 +178,15 @@ crate::sandesh_struct! {
         42: optional sec_mirror_bytes: i64,
         /// Cumulative packets mirrored to the second analyzer.
         43: optional sec_mirror_packets: i64,
+        /// Cumulative copies due to the first analyzer and not sent (mirror reconciliation).
+        44: optional mirror_lost_packets: i64,
+        /// Cumulative copies due to the second analyzer and not sent.
+        45: optional sec_mirror_lost_packets: i64,
+        /// Packets the flow counted before its mirroring was turned on (set up before the
+        /// rule that mirrors it).
+        46: optional before_mirror_packets: i64,
+        /// Cumulative packets dropped while the flow waited in HOLD (never copied).
+        47: optional held_dropped_packets: i64,
     }
 }
 
@@ -229,6 +240,10 @@ impl FlowLogData {
             sec_analyzer_name: None,
             sec_mirror_bytes: None,
             sec_mirror_packets: None,
+            mirror_lost_packets: None,
+            sec_mirror_lost_packets: None,
+            before_mirror_packets: None,
+            held_dropped_packets: None,
         }
     }
 }
@@ -288,6 +303,49 @@ crate::sandesh_struct! {
 }
 
 crate::sandesh_struct! {
+    /// Mirror copies of one analyzer lost for one reason (see [`MirrorAnalyzerStats`]).
+    pub struct MirrorLossStats = "MirrorLossStats" {
+        /// The drop reason's key (`mirror_no_nh`, `mirror_encap_fail`, ...).
+        1: required reason: String,
+        /// Copies of flow mirroring lost.
+        2: required flow_pkts: u64,
+        /// Copies of interface mirroring lost.
+        3: required iface_pkts: u64,
+    }
+}
+
+crate::sandesh_struct! {
+    /// One analyzer as the vRouter counts it (this project's extension, for mirror
+    /// reconciliation at the collector): the entry's copies sent and lost by reason, and the
+    /// packets of its flows whose records export sampling left out.
+    pub struct MirrorAnalyzerStats = "MirrorAnalyzerStats" {
+        /// Analyzer name.
+        1: required name: String,
+        /// Analyzer address.
+        2: optional analyzer_ip: String,
+        /// Mirror index.
+        3: optional index: u16,
+        /// Copies of flow mirroring sent.
+        4: optional flow_pkts: u64,
+        /// Bytes of those.
+        5: optional flow_bytes: u64,
+        /// Copies of interface mirroring sent.
+        6: optional iface_pkts: u64,
+        /// Bytes of those.
+        7: optional iface_bytes: u64,
+        /// Copies lost, one element per reason.
+        8: optional lost: Vec<MirrorLossStats>,
+        /// Packets of flows mirrored to it that no exported record carries yet: their
+        /// records were left out by export sampling (and no later record caught up).
+        9: optional sampled_out_pkts: u64,
+        /// Bytes of those.
+        10: optional sampled_out_bytes: u64,
+        /// Copies sent of those packets.
+        11: optional sampled_out_mir_pkts: u64,
+    }
+}
+
+crate::sandesh_struct! {
     /// vRouter statistics UVE data (table `ObjectVRouter`).
     pub struct VrouterStatsAgent = "VrouterStatsAgent" {
         /// vRouter name; the UVE key.
@@ -306,6 +364,8 @@ crate::sandesh_struct! {
         200: optional mir_tpkts: u64,
         /// Bytes mirrored to analyzers.
         201: optional mir_bytes: u64,
+        /// Per analyzer: copies sent and lost by reason, and what sampling left out.
+        202: optional mirror_analyzers: Vec<MirrorAnalyzerStats>,
     }
 }
 

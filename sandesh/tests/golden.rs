@@ -427,6 +427,7 @@ fn vrouter_uve_is_byte_exact() {
             out_bytes: Some(5760),
             mir_tpkts: Some(24663),
             mir_bytes: Some(1702195),
+            mirror_analyzers: None,
         },
     };
     let frame = encode_message_frame(&h, &uve).unwrap();
@@ -463,9 +464,10 @@ fn definitions_are_well_formed() {
     for def in sandesh::messages::all_struct_defs() {
         def.validate().unwrap();
     }
-    // The FlowLogData definition: 28 public fields + 6 mirror fields, ids ascending.
+    // The FlowLogData definition: 28 public fields + 6 mirror fields + 4 mirror
+    // reconciliation fields, ids ascending.
     let fl = &FlowLogData::STRUCT;
-    assert_eq!(fl.fields.len(), 34);
+    assert_eq!(fl.fields.len(), 38);
     assert!(fl.fields.windows(2).all(|w| w[0].id < w[1].id));
     let mirror: Vec<_> = fl.fields[28..].iter().map(|f| (f.id, f.name, f.ty.sandesh_type().as_str())).collect();
     assert_eq!(
@@ -477,6 +479,10 @@ fn definitions_are_well_formed() {
             (41, "sec_analyzer_name", "string"),
             (42, "sec_mirror_bytes", "i64"),
             (43, "sec_mirror_packets", "i64"),
+            (44, "mirror_lost_packets", "i64"),
+            (45, "sec_mirror_lost_packets", "i64"),
+            (46, "before_mirror_packets", "i64"),
+            (47, "held_dropped_packets", "i64"),
         ]
     );
     // Required exactly fields 1-9.

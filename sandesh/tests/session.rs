@@ -262,6 +262,7 @@ fn vrouter_uve() -> VrouterStats {
             out_bytes: Some(4),
             mir_tpkts: Some(5),
             mir_bytes: Some(6),
+            mirror_analyzers: None,
         },
     }
 }

@@ -94,6 +94,7 @@ fn build(dir: &Path) -> FlowTable {
     t.account_mirror(MIRRORED, false, 162);
     t.account_mirror(MIRRORED, false, 162);
     t.account_mirror(MIRRORED, true, 98);
+    t.account_mirror_lost(MIRRORED, true);
 
     hold(&t, &v4(1, 17, [192, 168, 1, 3], 6100, [192, 168, 1, 4], 6100), HELD);
 
@@ -293,6 +294,7 @@ Flow Statistics:              3/300
              Mirror Index:                 1, 2\n\
              \x20                             Mirror Statistics(Index, Bytes, Packets): 1, 324, 2\n\
              \x20                             Mirror Statistics(Index, Bytes, Packets): 2, 98, 1\n\
+             \x20                             Mirror Reconciliation(Lost, Sec Lost, Before Rule, Held Dropped): 0, 1, 0, 0\n\
              \n\
              Flow Statistics:              2/196\n"
         ),
@@ -360,6 +362,8 @@ fn json_flows() {
             "src_nh": 14, "underlay_sport": 50005, "bytes": 196, "packets": 2,
             "mirror": 1, "sec_mirror": 2, "mirror_bytes": 324, "mirror_packets": 2,
             "sec_mirror_bytes": 98, "sec_mirror_packets": 1,
+            "mirror_lost_packets": 0, "sec_mirror_lost_packets": 1,
+            "before_mirror_packets": 0, "held_dropped_packets": 0,
             "setup_time": 1000, "last_seen": 2001, "overflow_next": null
         })
     );

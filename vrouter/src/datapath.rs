@@ -1249,7 +1249,12 @@ impl LcoreLoop {
                     }
                 }
             }
-            HoldResult::QueueFull => self.drop_pkt(vif, DropReason::FlowQueueLimitExceeded, raw),
+            HoldResult::QueueFull => {
+                // Counted on the flow when it arrived and never released: the flow keeps
+                // the count, which explains a mirrored flow's packets that have no copy.
+                f.table.account_held_drop(flow);
+                self.drop_pkt(vif, DropReason::FlowQueueLimitExceeded, raw)
+            }
         }
     }
 

@@ -301,12 +301,15 @@ impl RunningRouter {
         };
 
         // Flow and UVE export ([export], Sandesh) and flow export over IPFIX ([ipfix]): one
-        // thread on the main (control) core, reading the flow table like a tool.
+        // thread on the main (control) core, reading the flow table like a tool; it follows
+        // live programming through `export_config`.
         let exporting = cfg.export.enabled || cfg.ipfix.enabled;
+        let export_config: vrouter::agent::export::ConfigUpdates = Default::default();
         router.exporter = match export_table {
             Some(table) if exporting => Some(
                 vrouter::agent::export::builder(cfg, table, router.threads_stop.clone())
                     .pin_to(cfg.eal.main_cpu())
+                    .config_updates(export_config.clone())
                     .trace_requests(trace_ctl.clone())
                     .trace_from(trace_from)
                     .spawn()
@@ -343,9 +346,14 @@ impl RunningRouter {
             config_path: Some(config_path.to_path_buf()),
             before_publish: Some({
                 let mirror_ctl = mirror_ctl.clone();
+                let export_config = export_config.clone();
+                let exporting = router.exporter.is_some();
                 Box::new(move |cfg: &Config, fib: &Arc<Fib>| {
                     let meta = MirrorMeta::new(cfg, fib, |name| mirror_ctl.find(name).map(|i| i.raw()));
                     *mirror_meta.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(meta);
+                    if exporting {
+                        *export_config.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg.clone());
+                    }
                 })
             }),
         });

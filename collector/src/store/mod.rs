@@ -244,7 +244,14 @@ pub struct FlowAggs {
     pub first_seen: i64,
     /// End of the flow's life (teardown time or last sample), µs.
     pub last_seen: i64,
+    /// The mirror reconciliation columns, in the order of [`RECONCILE_COLUMNS`].
+    pub reconcile: [Option<i64>; 4],
 }
+
+/// The mirror reconciliation columns of the flow records (cumulative, merged like the mirror
+/// counters, except `before_mirror_packets`: see [`merge_sample`]).
+pub const RECONCILE_COLUMNS: [&str; 4] =
+    ["agg_mir_lost_packets", "agg_sec_mir_lost_packets", "before_mirror_packets", "held_dropped_packets"];
 
 /// The counters of one FlowSeriesTable row.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +304,14 @@ pub fn merge_sample(prev: Option<&FlowAggs>, r: &FlowRecordInput) -> (FlowAggs, 
         mir_packets: merge_cumulative(p.mir_packets, r.mirror_packets),
         sec_mir_bytes: merge_cumulative(p.sec_mir_bytes, r.sec_mirror_bytes),
         sec_mir_packets: merge_cumulative(p.sec_mir_packets, r.sec_mirror_packets),
+        reconcile: [
+            merge_cumulative(p.reconcile[0], r.mirror_lost_packets),
+            merge_cumulative(p.reconcile[1], r.sec_mirror_lost_packets),
+            // Set when mirroring is turned on (it may go down when it is turned on again
+            // after copies were made): the latest sample's value, not the largest.
+            r.before_mirror_packets.or(p.reconcile[2]),
+            merge_cumulative(p.reconcile[3], r.held_dropped_packets),
+        ],
     };
     let growth = |new: Option<i64>, old: Option<i64>| new.unwrap_or(0) - old.unwrap_or(0);
     // A copy of a stored sample (see the module docs of `sqlite`): its diffs are counted

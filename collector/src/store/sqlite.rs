@@ -33,7 +33,7 @@
 //! Exactly one [`SqliteWriter`] (the ingest thread) writes; readers ([`SqliteStore::reader`]) run queries
 //! concurrently, which WAL allows without blocking the writer.
 
-use super::{merge_sample, Backend, FlowAggs, StoreError, StoredAttr, StoredStep, TraceRow, TS_ATTR};
+use super::{merge_sample, Backend, RECONCILE_COLUMNS, FlowAggs, StoreError, StoredAttr, StoredStep, TraceRow, TS_ATTR};
 use crate::ingest::{IngestMsg, StoreWriter};
 use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveField, UveUpdate};
 use crate::query::{CompiledQuery, Dialect, Param};
@@ -48,9 +48,11 @@ use std::time::Duration;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "collector.sqlite3";
-/// Schema version written to `meta`. Version 1 (flows and UVEs only) is upgraded in place:
-/// the trace tables are created and the version is bumped; any other version is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+/// Schema version written to `meta`. Versions 1 (flows and UVEs only) and 2 (no mirror
+/// reconciliation columns) are upgraded in place: the trace tables are created, the columns
+/// of [`super::RECONCILE_COLUMNS`] added (empty for the records stored before), and the version is
+/// bumped; any other version is refused.
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -77,6 +79,10 @@ CREATE TABLE IF NOT EXISTS flow_record (
     agg_sec_mir_packets INTEGER,
     analyzer_name TEXT,
     sec_analyzer_name TEXT,
+    agg_mir_lost_packets INTEGER,
+    agg_sec_mir_lost_packets INTEGER,
+    before_mirror_packets INTEGER,
+    held_dropped_packets INTEGER,
     action TEXT,
     sg_rule_uuid TEXT,
     nw_ace_uuid TEXT,
@@ -210,8 +216,16 @@ impl SqliteStore {
                 conn.execute("INSERT INTO meta (k, v) VALUES ('schema_version', ?1)", [SCHEMA_VERSION]).map_err(&e)?;
             }
             Some(SCHEMA_VERSION) => {}
-            // Version 1 had no trace tables; SCHEMA just created them.
-            Some(1) => {
+            // Version 1 had no trace tables (SCHEMA just created them), versions 1 and 2 no
+            // reconciliation columns.
+            Some(1 | 2) => {
+                let mut st = conn.prepare("SELECT name FROM pragma_table_info('flow_record')").map_err(&e)?;
+                let have: Vec<String> =
+                    st.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
+                drop(st);
+                for c in RECONCILE_COLUMNS.iter().filter(|c| !have.iter().any(|h| h == *c)) {
+                    conn.execute(&format!("ALTER TABLE flow_record ADD COLUMN {c} INTEGER"), []).map_err(&e)?;
+                }
                 conn.execute("UPDATE meta SET v = ?1 WHERE k = 'schema_version'", [SCHEMA_VERSION]).map_err(&e)?;
             }
             Some(found) => return Err(StoreError::SchemaVersion { path, found }),
@@ -692,7 +706,8 @@ impl Tx<'_> {
             .tx
             .prepare_cached(
                 "SELECT agg_bytes, agg_packets, agg_mir_bytes, agg_mir_packets, agg_sec_mir_bytes, \
-                 agg_sec_mir_packets, first_seen, last_seen FROM flow_record WHERE uuid = ?1",
+                 agg_sec_mir_packets, first_seen, last_seen, agg_mir_lost_packets, agg_sec_mir_lost_packets, \
+                 before_mirror_packets, held_dropped_packets FROM flow_record WHERE uuid = ?1",
             )
             .and_then(|mut st| {
                 st.query_row([&r.flowuuid], |row| {
@@ -705,6 +720,7 @@ impl Tx<'_> {
                         sec_mir_packets: row.get(5)?,
                         first_seen: row.get(6)?,
                         last_seen: row.get(7)?,
+                        reconcile: [row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?],
                     })
                 })
                 .optional()
@@ -721,9 +737,10 @@ impl Tx<'_> {
                  agg_bytes, agg_packets, agg_mir_bytes, agg_mir_packets, agg_sec_mir_bytes, \
                  agg_sec_mir_packets, analyzer_name, sec_analyzer_name, action, sg_rule_uuid, \
                  nw_ace_uuid, vrouter_ip, other_vrouter_ip, underlay_proto, underlay_source_port, vmi, \
-                 drop_reason, reverse_uuid, tcp_flags, vm, forward_flow) VALUES (?1, ?2, ?3, ?4, ?5, \
-                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-                 ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35) \
+                 drop_reason, reverse_uuid, tcp_flags, vm, forward_flow, agg_mir_lost_packets, \
+                 agg_sec_mir_lost_packets, before_mirror_packets, held_dropped_packets) VALUES (?1, ?2, \
+                 ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39) \
                  ON CONFLICT (uuid) DO UPDATE SET vrouter = excluded.vrouter, \
                  sourcevn = excluded.sourcevn, sourceip = excluded.sourceip, destvn = excluded.destvn, \
                  destip = excluded.destip, protocol = excluded.protocol, sport = excluded.sport, \
@@ -747,7 +764,11 @@ impl Tx<'_> {
                  vmi = coalesce(excluded.vmi, vmi), drop_reason = coalesce(excluded.drop_reason, drop_reason), \
                  reverse_uuid = coalesce(excluded.reverse_uuid, reverse_uuid), \
                  tcp_flags = coalesce(excluded.tcp_flags, tcp_flags), vm = coalesce(excluded.vm, vm), \
-                 forward_flow = coalesce(excluded.forward_flow, forward_flow)",
+                 forward_flow = coalesce(excluded.forward_flow, forward_flow), \
+                 agg_mir_lost_packets = excluded.agg_mir_lost_packets, \
+                 agg_sec_mir_lost_packets = excluded.agg_sec_mir_lost_packets, \
+                 before_mirror_packets = excluded.before_mirror_packets, \
+                 held_dropped_packets = excluded.held_dropped_packets",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -786,6 +807,10 @@ impl Tx<'_> {
                     r.tcp_flags,
                     r.vm,
                     r.forward_flow,
+                    agg.reconcile[0],
+                    agg.reconcile[1],
+                    agg.reconcile[2],
+                    agg.reconcile[3],
                 ])
             })
             .map_err(|e| self.err(e))?;
@@ -1079,6 +1104,51 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_database_gets_the_reconciliation_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Version 2's flow_record: SCHEMA without the reconciliation columns.
+            let mut v2 = SCHEMA.to_owned();
+            for c in RECONCILE_COLUMNS {
+                v2 = v2.replace(&format!("    {c} INTEGER,\n"), "");
+            }
+            assert!(!v2.contains("held_dropped_packets"));
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch(&v2).unwrap();
+            c.execute(
+                "INSERT INTO flow_record (uuid, vrouter, sourcevn, sourceip, destvn, destip, protocol, sport, \
+                 dport, direction_ing, first_seen, last_seen, agg_bytes, agg_packets) \
+                 VALUES ('old', 'h', 'a', '1.1.1.1', 'b', '2.2.2.2', 6, 1, 2, 1, 10, 20, 100, 1)",
+                [],
+            )
+            .unwrap();
+            c.execute("INSERT INTO meta VALUES ('schema_version', 2)", []).unwrap();
+        }
+        let (store, mut w) = SqliteStore::open(dir.path()).unwrap();
+        let mut f = FlowRecordInput {
+            flowuuid: "new".into(),
+            vrouter: "h".into(),
+            timestamp_us: 30,
+            packets: Some(3),
+            held_dropped_packets: Some(1),
+            ..Default::default()
+        };
+        w.apply_flow_log(&f).unwrap();
+        f.packets = Some(4);
+        f.held_dropped_packets = None;
+        w.apply_flow_log(&f).unwrap();
+        let r = store.reader().unwrap();
+        let held = |u: &str| -> Option<i64> {
+            r.conn()
+                .query_row("SELECT held_dropped_packets FROM flow_record WHERE uuid = ?1", [u], |x| x.get(0))
+                .unwrap()
+        };
+        assert_eq!((held("old"), held("new")), (None, Some(1)), "the old record has none; merged like a counter");
+        let v: i64 = r.conn().query_row("SELECT v FROM meta", [], |x| x.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
     fn a_version_1_database_is_upgraded_and_newer_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -1096,10 +1166,10 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         drop((store, w));
         let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        c.execute("UPDATE meta SET v = 3", []).unwrap();
+        c.execute("UPDATE meta SET v = 4", []).unwrap();
         drop(c);
         match SqliteStore::open(dir.path()) {
-            Err(StoreError::SchemaVersion { found, .. }) => assert_eq!(found, 3),
+            Err(StoreError::SchemaVersion { found, .. }) => assert_eq!(found, 4),
             other => panic!("{:?}", other.err()),
         }
     }

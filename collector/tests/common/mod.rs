@@ -359,6 +359,7 @@ pub fn vrouter(name: &str, mir_tpkts: u64, mir_bytes: u64) -> VrouterStatsAgent 
         out_bytes: Some(90_000),
         mir_tpkts: Some(mir_tpkts),
         mir_bytes: Some(mir_bytes),
+        mirror_analyzers: None,
     }
 }
 

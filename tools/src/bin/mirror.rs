@@ -1,12 +1,20 @@
 //! `mirror`: the vRouter's mirror table (analyzers) with per-entry mirrored packets, bytes
 //! and errors, read live from `<run_dir>/mirror`; `--create`/`--delete` go to the running
-//! vRouter over its control socket.
+//! vRouter over its control socket; `--reconcile` puts, per analyzer and per rule, the
+//! packets of the flows mirrored next to the copies sent, lost and otherwise explained (flow
+//! table and mirror region; each flow's rule from the agent).
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser};
+use std::collections::HashMap;
 use tools::control::Client;
-use tools::mirror::{load_mirrors, load_totals, render_dump, render_dump_json, render_get, render_get_json};
+
+use flow_table::{FlowSnapshot, FlowTableReader, NO_MIRROR};
+use tools::mirror::{
+    load_mirrors, load_totals, reconcile, render_dump, render_dump_json, render_get, render_get_json, render_reconcile,
+    render_reconcile_json,
+};
 use tools::{emit, fail, CommonArgs, Failure};
 
 #[derive(Parser, Debug)]
@@ -51,6 +59,11 @@ struct Mode {
     /// Delete mirror index N.
     #[arg(long, value_name = "N")]
     delete: Option<u32>,
+    /// Per analyzer and per rule: packets of the flows mirrored, copies sent, copies lost
+    /// by reason, and what explains the rest (flows set up before the rule, packets dropped
+    /// while held).
+    #[arg(long)]
+    reconcile: bool,
 }
 
 fn request(cli: &Cli, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
@@ -100,6 +113,9 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             format!("mirror index {} ({}) deleted\n", r["index"], r["analyzer_name"].as_str().unwrap_or(""))
         });
     }
+    if cli.mode.reconcile {
+        return reconcile_run(cli);
+    }
     let rows = load_mirrors(&cli.common.run_dir)?;
     if let Some(i) = cli.mode.get {
         let row = rows.iter().find(|r| r.index == i).ok_or_else(|| Failure(format!("mirror index {i} is empty")))?;
@@ -107,6 +123,47 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     }
     let totals = load_totals(&cli.common.run_dir);
     Ok(if json { render_dump_json(&rows, totals, cli.common.pretty) } else { render_dump(&rows, totals) })
+}
+
+/// The rule of each mirrored flow, from the agent (`flows`): its network-policy rule UUID,
+/// else its security-group rule UUID, by flow index (and generation: a reused index is
+/// another flow). `Err`: why the agent could not be asked.
+fn rules_of(cli: &Cli, flows: &[FlowSnapshot]) -> Result<HashMap<u32, Option<String>>, String> {
+    let mirrored: Vec<&FlowSnapshot> =
+        flows.iter().filter(|f| f.mirror != NO_MIRROR || f.sec_mirror != NO_MIRROR).collect();
+    let indices: Vec<u32> = mirrored.iter().map(|f| f.index).collect();
+    let reply = Client::new(&cli.common.run_dir, "mirror")
+        .try_request(&serde_json::json!({"cmd": "flows", "indices": indices}))
+        .map_err(|e| e.into_failure("mirror").0)?;
+    let metas = reply["metas"].as_array().ok_or("the agent's reply has no metas")?;
+    Ok(mirrored
+        .iter()
+        .zip(metas)
+        .map(|(f, m)| {
+            let rule = (m["gen"].as_u64() == Some(u64::from(f.gen)))
+                .then(|| m["nw_ace_uuid"].as_str().or(m["sg_rule_uuid"].as_str()).map(str::to_owned))
+                .flatten();
+            (f.index, rule)
+        })
+        .collect())
+}
+
+fn reconcile_run(cli: &Cli) -> Result<String, Failure> {
+    let run_dir = &cli.common.run_dir;
+    let mirrors = vrouter_abi::mirror::MirrorReader::open(run_dir).map_err(|e| Failure(e.to_string()))?;
+    let rows = load_mirrors(run_dir)?;
+    let flows: Vec<FlowSnapshot> = FlowTableReader::open_run_dir(run_dir)
+        .map_err(|e| Failure(format!("flow table: {e}")))?
+        .iter_active()
+        .collect();
+    let rules = rules_of(cli, &flows);
+    let rule_of = |f: &FlowSnapshot| rules.as_ref().ok().and_then(|r| r.get(&f.index).cloned().flatten());
+    let named: Result<tools::mirror::RuleOf<'_>, String> = match &rules {
+        Ok(_) => Ok(&rule_of),
+        Err(e) => Err(e.clone()),
+    };
+    let r = reconcile(&flows, &rows, |i| mirrors.stats(usize::from(i), None), named);
+    Ok(if cli.common.json { render_reconcile_json(&r, cli.common.pretty) } else { render_reconcile(&r) })
 }
 
 fn main() -> ExitCode {

@@ -59,6 +59,14 @@ pub struct FlowJson {
     pub sec_mirror_bytes: u64,
     /// Packets copied to the secondary mirror.
     pub sec_mirror_packets: u64,
+    /// Copies due to the primary mirror and not sent.
+    pub mirror_lost_packets: u64,
+    /// Copies due to the secondary mirror and not sent.
+    pub sec_mirror_lost_packets: u64,
+    /// Packets counted before the flow's mirroring was turned on (set up before the rule).
+    pub before_mirror_packets: u64,
+    /// Packets dropped while the flow waited in HOLD.
+    pub held_dropped_packets: u64,
     /// In the data plane's clock.
     pub setup_time: u64,
     /// Last packet time, same clock as `setup_time`.
@@ -97,6 +105,10 @@ impl FlowJson {
             mirror_packets: s.mirror_packets,
             sec_mirror_bytes: s.sec_mirror_bytes,
             sec_mirror_packets: s.sec_mirror_packets,
+            mirror_lost_packets: s.accounting.mirror_lost,
+            sec_mirror_lost_packets: s.accounting.sec_mirror_lost,
+            before_mirror_packets: s.accounting.before_mirror,
+            held_dropped_packets: s.accounting.held_dropped,
             setup_time: s.setup_time,
             last_seen: s.last_seen,
             overflow_next: s.overflow_next,
@@ -233,6 +245,7 @@ mod tests {
             mirror_packets: 3,
             sec_mirror_bytes: 0,
             sec_mirror_packets: 0,
+            accounting: Default::default(),
             hash: 0,
             bucket: 0,
             overflow_next: None,
@@ -255,6 +268,8 @@ mod tests {
                 "mirror": 1, "sec_mirror": null,
                 "mirror_bytes": 300, "mirror_packets": 3,
                 "sec_mirror_bytes": 0, "sec_mirror_packets": 0,
+                "mirror_lost_packets": 0, "sec_mirror_lost_packets": 0,
+                "before_mirror_packets": 0, "held_dropped_packets": 0,
                 "setup_time": 100, "last_seen": 200, "overflow_next": null
             }])
         );

@@ -328,6 +328,7 @@ mod tests {
             mirror_packets: 0,
             sec_mirror_bytes: 0,
             sec_mirror_packets: 0,
+            accounting: Default::default(),
             hash: 0,
             bucket: 0,
             overflow_next: None,

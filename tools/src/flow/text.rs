@@ -376,6 +376,13 @@ pub fn render_get(snap: &FlowSnapshot, endpoints: Option<&FlowEndpoints>, drops:
                 let _ = writeln!(s, "Mirror Statistics(Index, Bytes, Packets): {id}, {bytes}, {packets}");
             }
         }
+        let a = &snap.accounting;
+        pad(&mut s);
+        let _ = writeln!(
+            s,
+            "Mirror Reconciliation(Lost, Sec Lost, Before Rule, Held Dropped): {}, {}, {}, {}",
+            a.mirror_lost, a.sec_mirror_lost, a.before_mirror, a.held_dropped
+        );
     }
 
     s.push('\n');
@@ -459,6 +466,7 @@ mod tests {
             mirror_packets: 0,
             sec_mirror_bytes: 0,
             sec_mirror_packets: 0,
+            accounting: Default::default(),
             hash: 0,
             bucket: 0,
             overflow_next: None,
@@ -575,6 +583,7 @@ TCP(r=reverse):S=SYN, F=FIN, R=RST, C=HalfClose, E=Established, D=Dead
             mirror_packets: 1,
             mirror_bytes: 162,
             sec_mirror_packets: 1,
+            accounting: Default::default(),
             sec_mirror_bytes: 98,
             packets: 1,
             bytes: 98,
@@ -668,6 +677,7 @@ System Wide Packet Drops:     24560
             out.ends_with(
                 "\nMirror Index:                 1\n\
              \x20                             Mirror Statistics(Index, Bytes, Packets): 1, 162, 1\n\
+             \x20                             Mirror Reconciliation(Lost, Sec Lost, Before Rule, Held Dropped): 0, 0, 0, 0\n\
              \nFlow Statistics:              0/0\n"
             ),
             "{out}"

@@ -19,7 +19,13 @@ pub mod entry;
 pub mod index;
 #[forbid(unsafe_code)]
 #[warn(missing_docs)]
+pub mod loss;
+#[forbid(unsafe_code)]
+#[warn(missing_docs)]
 pub mod metadata;
+#[forbid(unsafe_code)]
+#[warn(missing_docs)]
+pub mod reconcile;
 pub mod region;
 #[forbid(unsafe_code)]
 #[warn(missing_docs)]
@@ -29,9 +35,13 @@ pub use entry::{
     EntryError, MirrorEncap, MirrorEntry, MirrorFlags, NhMode, DEFAULT_ANALYZER_PORT, MAX_ANALYZER_NAME_LEN, MAX_VNI,
 };
 pub use index::{IndexError, MirrorIndex, MAX_MIRROR_INDICES};
+pub use loss::{LossCounts, LOSS_REASONS, N_LOSS_REASONS};
 pub use metadata::{
     decode_metadata, encode_metadata, flow_metadata, interface_metadata, interface_rx_metadata, interface_tx_metadata,
     split_metadata, MetaTlv, MetadataError, FLAG_INGRESS, MAX_METADATA_LEN,
 };
-pub use region::{entry_json, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME};
+pub use reconcile::{Balance, FlowShare};
+pub use region::{
+    entry_json, CopyKind, EntryStats, MirrorReader, MirrorRegion, MirrorRegionError, SlotEntry, MIRROR_FILE_NAME,
+};
 pub use table::{MirrorTable, TableError};

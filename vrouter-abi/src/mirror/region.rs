@@ -10,7 +10,7 @@
 //! ```text
 //! 0                 Header (256 bytes, starting with the common shm::RegionHeader)
 //! slots_offset      Slot[255]              (384 bytes each): one mirror entry
-//! counters_offset   EntryCounters[n_lcores][256]  (32 bytes each; index 255 unused)
+//! counters_offset   EntryCounters[n_lcores][256]  (128 bytes each; index 255 unused)
 //! ```
 //!
 //! # Concurrency
@@ -23,7 +23,10 @@
 //!   load `seq` (Acquire), the fields (Relaxed), fence(Acquire) and `seq` again; a changed or
 //!   odd `seq` means retry. A reader never sees half an entry.
 //! - Counters: one writer per lcore block, `load` + `store` (no locked add), as in the stats
-//!   region; readers sum with `Relaxed` loads.
+//!   region; readers sum with `Relaxed` loads. A block holds the copies sent (all, and those
+//!   of flow mirroring) and the copies lost by reason ([`LossCounts`]), flow and interface
+//!   mirroring apart, so that a flow-mirroring reconciliation is not mixed with interface
+//!   copies to the same analyzer.
 //!
 //! # Restart
 //!
@@ -48,11 +51,13 @@ use serde_json::{json, Value};
 use shm::{Bytes, CreateOptions, Mapped, Mismatch, OpenOptions, Pod, RegionHeader, RegionSpec};
 
 use crate::continued::{Continuation, Continued};
+use crate::mirror::loss::{LossCounts, N_LOSS_REASONS};
 
 /// `b"VRMIRR01"` as a little-endian u64.
 pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"VRMIRR01");
-/// Layout version of the mirror region (2: the common region header prefix).
-pub const MIRROR_LAYOUT_VERSION: u32 = 2;
+/// Layout version of the mirror region (2: the common region header prefix; 3: flow-mirroring
+/// copies and lost copies by reason in the counter blocks).
+pub const MIRROR_LAYOUT_VERSION: u32 = 3;
 /// File name inside the run directory.
 pub const MIRROR_FILE_NAME: &str = "mirror";
 /// Mirror table slots (indices 0..=254).
@@ -152,20 +157,57 @@ const _: () = assert!(offset_of!(Slot, name) == 128);
 // above), no pointers.
 unsafe impl Pod for Slot {}
 
-/// Per-lcore counters of one entry.
-#[repr(C, align(32))]
+// The words of an entry's per-lcore counter block ([`EntryStats`] names them).
+/// Copies sent, flow and interface mirroring.
+const W_PACKETS: usize = 0;
+/// Bytes of the copies sent.
+const W_BYTES: usize = 1;
+/// Copies lost, any reason, flow and interface mirroring.
+const W_ERRORS: usize = 2;
+/// Copies of flow mirroring sent.
+const W_FLOW_PACKETS: usize = 3;
+/// Bytes of those.
+const W_FLOW_BYTES: usize = 4;
+/// Copies of flow mirroring lost, one word per reason of [`crate::mirror::LOSS_REASONS`].
+const W_FLOW_LOST: usize = 5;
+/// Copies of interface mirroring lost, one word per reason.
+const W_IFACE_LOST: usize = W_FLOW_LOST + N_LOSS_REASONS;
+/// Words per block (the rest spare, zero).
+const COUNTER_WORDS: usize = 16;
+const _: () = assert!(W_IFACE_LOST + N_LOSS_REASONS <= COUNTER_WORDS);
+
+/// Per-lcore counters of one entry: the words above.
+#[repr(C, align(64))]
 struct EntryCounters {
-    packets: AtomicU64,
-    bytes: AtomicU64,
-    errors: AtomicU64,
-    _pad: u64,
+    w: [AtomicU64; COUNTER_WORDS],
 }
 
-const COUNTER_SIZE: usize = 32;
+const COUNTER_SIZE: usize = 128;
 const _: () = assert!(size_of::<EntryCounters>() == COUNTER_SIZE);
-const _: () = assert!(offset_of!(EntryCounters, errors) == 16);
-// SAFETY: repr(C), atomics and integers only, explicit padding (size asserted), no pointers.
+// SAFETY: repr(C), atomics only, no padding (size asserted), no pointers.
 unsafe impl Pod for EntryCounters {}
+
+impl EntryCounters {
+    fn load(&self) -> [u64; COUNTER_WORDS] {
+        std::array::from_fn(|k| self.w[k].load(Ordering::Relaxed))
+    }
+
+    /// Adds to word `k` (the block's one writer, or a block no lcore writes yet).
+    #[inline]
+    fn add(&self, k: usize, n: u64) {
+        let r = Ordering::Relaxed;
+        self.w[k].store(self.w[k].load(r).wrapping_add(n), r);
+    }
+}
+
+/// Which mirroring a copy belongs to (counted apart in an entry's block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyKind {
+    /// A copy of a mirrored flow's packet.
+    Flow,
+    /// A copy of a vif's received or transmitted frame.
+    Interface,
+}
 
 const fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
@@ -242,6 +284,45 @@ pub struct EntryStats {
     pub bytes: u64,
     /// Copies that could not be made or sent.
     pub errors: u64,
+    /// Copies of flow mirroring sent (the rest of `packets` is interface mirroring).
+    pub flow_packets: u64,
+    /// Bytes of those.
+    pub flow_bytes: u64,
+    /// Copies of flow mirroring lost, by reason.
+    pub flow_lost: LossCounts,
+    /// Copies of interface mirroring lost, by reason.
+    pub interface_lost: LossCounts,
+}
+
+impl EntryStats {
+    fn from_words(w: &[u64; COUNTER_WORDS]) -> EntryStats {
+        let lost = |at: usize| LossCounts(std::array::from_fn(|k| w[at + k]));
+        EntryStats {
+            packets: w[W_PACKETS],
+            bytes: w[W_BYTES],
+            errors: w[W_ERRORS],
+            flow_packets: w[W_FLOW_PACKETS],
+            flow_bytes: w[W_FLOW_BYTES],
+            flow_lost: lost(W_FLOW_LOST),
+            interface_lost: lost(W_IFACE_LOST),
+        }
+    }
+
+    /// Copies of interface mirroring sent.
+    pub fn interface_packets(&self) -> u64 {
+        self.packets.wrapping_sub(self.flow_packets)
+    }
+
+    /// Bytes of those.
+    pub fn interface_bytes(&self) -> u64 {
+        self.bytes.wrapping_sub(self.flow_bytes)
+    }
+}
+
+fn add_words(sum: &mut [u64; COUNTER_WORDS], w: &[u64; COUNTER_WORDS]) {
+    for (s, v) in sum.iter_mut().zip(w) {
+        *s = s.wrapping_add(*v);
+    }
 }
 
 impl EntryStats {
@@ -299,7 +380,8 @@ impl<'a> View<'a> {
         }
         let off = self.layout.counters_offset + (lcore * COUNTER_SLOTS + i) * COUNTER_SIZE;
         // SAFETY: lcore < n_lcores and i < COUNTER_SLOTS keep the block inside the counter
-        // array within the bytes; the offset is a multiple of 32 (EntryCounters' alignment).
+        // array within the bytes; the offset is a multiple of 64 (EntryCounters' alignment:
+        // counters_offset is 64-aligned, COUNTER_SIZE a multiple of 64).
         Some(unsafe { self.bytes.get_unchecked(off) })
     }
 
@@ -357,7 +439,7 @@ impl<'a> View<'a> {
     }
 
     fn stats(&self, i: usize, lcore: Option<usize>) -> EntryStats {
-        let mut t = EntryStats::default();
+        let mut t = [0u64; COUNTER_WORDS];
         let cores = match lcore {
             Some(c) if c < self.layout.n_lcores => c..c + 1,
             Some(_) => 0..0,
@@ -365,11 +447,9 @@ impl<'a> View<'a> {
         };
         for c in cores {
             let Some(b) = self.counters(c, i) else { continue };
-            t.packets = t.packets.wrapping_add(b.packets.load(Ordering::Relaxed));
-            t.bytes = t.bytes.wrapping_add(b.bytes.load(Ordering::Relaxed));
-            t.errors = t.errors.wrapping_add(b.errors.load(Ordering::Relaxed));
+            add_words(&mut t, &b.load());
         }
-        t
+        EntryStats::from_words(&t)
     }
 }
 
@@ -387,8 +467,8 @@ struct Shared {
 struct Carried {
     /// The previous run's lcore count.
     n_lcores: usize,
-    /// Per analyzer name, its counters on each of the previous run's lcores.
-    by_name: HashMap<String, Vec<EntryStats>>,
+    /// Per analyzer name, its counter words on each of the previous run's lcores.
+    by_name: HashMap<String, Vec<[u64; COUNTER_WORDS]>>,
 }
 
 impl Carried {
@@ -405,12 +485,11 @@ impl Carried {
                     let per_lcore = carried
                         .by_name
                         .entry(e.analyzer_name)
-                        .or_insert_with(|| vec![EntryStats::default(); old.layout.n_lcores]);
+                        .or_insert_with(|| vec![[0u64; COUNTER_WORDS]; old.layout.n_lcores]);
                     for (c, sum) in per_lcore.iter_mut().enumerate() {
-                        let s = old.stats(i, Some(c));
-                        sum.packets = sum.packets.wrapping_add(s.packets);
-                        sum.bytes = sum.bytes.wrapping_add(s.bytes);
-                        sum.errors = sum.errors.wrapping_add(s.errors);
+                        if let Some(b) = old.counters(c, i) {
+                            add_words(sum, &b.load());
+                        }
                     }
                 }
                 Some(None) => {}
@@ -429,12 +508,11 @@ impl Carried {
     fn claim(&mut self, name: &str, view: View<'_>, i: usize) {
         let Some(per_lcore) = self.by_name.remove(name) else { return };
         let same = self.n_lcores == view.layout.n_lcores;
-        let r = Ordering::Relaxed;
-        for (c, s) in per_lcore.iter().enumerate() {
+        for (c, words) in per_lcore.iter().enumerate() {
             let Some(b) = view.counters(if same { c } else { 0 }, i) else { continue };
-            b.packets.store(b.packets.load(r).wrapping_add(s.packets), r);
-            b.bytes.store(b.bytes.load(r).wrapping_add(s.bytes), r);
-            b.errors.store(b.errors.load(r).wrapping_add(s.errors), r);
+            for (k, &n) in words.iter().enumerate() {
+                b.add(k, n);
+            }
         }
     }
 }
@@ -644,22 +722,28 @@ impl MirrorCounters {
         self.shared.view().counters(self.index, usize::from(i))
     }
 
-    /// One copy of `bytes` bytes sent for entry `i`.
+    /// One copy (of `kind`) of `bytes` bytes sent for entry `i`.
     #[inline]
-    pub fn sent(&self, i: u8, bytes: u64) {
+    pub fn sent(&self, i: u8, kind: CopyKind, bytes: u64) {
         if let Some(b) = self.block(i) {
-            let r = Ordering::Relaxed;
-            b.packets.store(b.packets.load(r).wrapping_add(1), r);
-            b.bytes.store(b.bytes.load(r).wrapping_add(bytes), r);
+            b.add(W_PACKETS, 1);
+            b.add(W_BYTES, bytes);
+            if kind == CopyKind::Flow {
+                b.add(W_FLOW_PACKETS, 1);
+                b.add(W_FLOW_BYTES, bytes);
+            }
         }
     }
 
-    /// `n` failed copies for entry `i`.
+    /// One copy (of `kind`) due for entry `i` and lost for `reason` (one of
+    /// [`crate::mirror::LOSS_REASONS`]; another reason counts as an error only).
     #[inline]
-    pub fn error(&self, i: u8, n: u64) {
+    pub fn lost(&self, i: u8, kind: CopyKind, reason: crate::drop_reason::DropReason) {
         if let Some(b) = self.block(i) {
-            let r = Ordering::Relaxed;
-            b.errors.store(b.errors.load(r).wrapping_add(n), r);
+            b.add(W_ERRORS, 1);
+            if let Some(k) = LossCounts::slot(reason) {
+                b.add(if kind == CopyKind::Flow { W_FLOW_LOST } else { W_IFACE_LOST } + k, 1);
+            }
         }
     }
 }
@@ -784,6 +868,10 @@ pub fn entry_json(index: u8, e: &SlotEntry, st: EntryStats) -> Value {
         "packets": st.packets,
         "bytes": st.bytes,
         "errors": st.errors,
+        "flow_packets": st.flow_packets,
+        "flow_bytes": st.flow_bytes,
+        "flow_lost": st.flow_lost,
+        "interface_lost": st.interface_lost,
     })
 }
 
@@ -791,6 +879,7 @@ pub fn entry_json(index: u8, e: &SlotEntry, st: EntryStats) -> Value {
 mod tests {
     use super::*;
     use crate::continued::{Continuation, Continued};
+    use crate::drop_reason::DropReason;
 
     fn entry(name: &str) -> SlotEntry {
         let mut hdr = [0u8; HDR_MAX];
@@ -833,12 +922,28 @@ mod tests {
         let dp = l0.entry(3).unwrap();
         assert!(dp.juniper && dp.nh_vif == 0 && dp.hdr_len == 42 && dp.hdr[..4] == [1, 2, 3, 4]);
         assert!(l0.entry(7).is_none());
-        l0.sent(3, 100);
-        l0.sent(3, 50);
-        l1.sent(3, 10);
-        l1.error(3, 2);
-        assert_eq!(reader.stats(3, None), EntryStats { packets: 3, bytes: 160, errors: 2 });
-        assert_eq!(reader.stats(3, Some(1)), EntryStats { packets: 1, bytes: 10, errors: 2 });
+        l0.sent(3, CopyKind::Flow, 100);
+        l0.sent(3, CopyKind::Interface, 50);
+        l1.sent(3, CopyKind::Flow, 10);
+        l1.lost(3, CopyKind::Flow, DropReason::MirrorNoNh);
+        l1.lost(3, CopyKind::Interface, DropReason::MirrorTxFull);
+        let mut flow_lost = LossCounts::default();
+        flow_lost.add(DropReason::MirrorNoNh, 1);
+        let mut interface_lost = LossCounts::default();
+        interface_lost.add(DropReason::MirrorTxFull, 1);
+        let all = EntryStats {
+            packets: 3,
+            bytes: 160,
+            errors: 2,
+            flow_packets: 2,
+            flow_bytes: 110,
+            flow_lost,
+            interface_lost,
+        };
+        assert_eq!(reader.stats(3, None), all);
+        assert_eq!((all.interface_packets(), all.interface_bytes()), (1, 50));
+        let one = EntryStats { packets: 1, bytes: 10, flow_packets: 1, flow_bytes: 10, ..all };
+        assert_eq!(reader.stats(3, Some(1)), one);
         region.clear_slot(3);
         assert_eq!(reader.entry(3), None);
         assert!(l0.entry(3).is_none());
@@ -953,11 +1058,12 @@ mod tests {
         first.write_slot(9, &entry("an-late"));
         {
             let (l0, l1) = (first.lcore(0).unwrap(), first.lcore(1).unwrap());
-            l0.sent(3, 100);
-            l1.sent(3, 60);
-            l1.error(3, 2);
-            l0.sent(7, 10);
-            l0.sent(9, 5);
+            l0.sent(3, CopyKind::Flow, 100);
+            l1.sent(3, CopyKind::Flow, 60);
+            l1.lost(3, CopyKind::Flow, DropReason::MirrorNoNh);
+            l1.lost(3, CopyKind::Interface, DropReason::MirrorTxFull);
+            l0.sent(7, CopyKind::Flow, 10);
+            l0.sent(9, CopyKind::Flow, 5);
         }
         let before = |i| [first.stats(i, None), first.stats(i, Some(0)), first.stats(i, Some(1))];
         let (a, b, late) = (before(3), before(7), before(9));
@@ -979,8 +1085,16 @@ mod tests {
         // Counters keep growing from there; a carried name claimed after the lcores took
         // their handles starts at zero (the counters have their one writer each by then).
         let l1 = second.lcore(1).unwrap();
-        l1.sent(3, 40);
-        assert_eq!(reader.stats(3, None), EntryStats { packets: a[0].packets + 1, bytes: a[0].bytes + 40, ..a[0] });
+        l1.sent(3, CopyKind::Flow, 40);
+        let grown = EntryStats {
+            packets: a[0].packets + 1,
+            bytes: a[0].bytes + 40,
+            flow_packets: a[0].flow_packets + 1,
+            flow_bytes: a[0].flow_bytes + 40,
+            ..a[0]
+        };
+        assert_eq!(reader.stats(3, None), grown);
+        assert_eq!(a[0].flow_lost.get(DropReason::MirrorNoNh), 1, "lost copies by reason are carried too");
         second.write_slot(9, &entry("an-late"));
         assert_eq!(reader.stats(9, None), EntryStats::default());
         assert_ne!(late[0], EntryStats::default());
@@ -997,8 +1111,8 @@ mod tests {
         first.write_slot(1, &entry("an-a"));
         for c in 0..3 {
             let l = first.lcore(c).unwrap();
-            l.sent(1, 10 * (c as u64 + 1));
-            l.error(1, 1);
+            l.sent(1, CopyKind::Flow, 10 * (c as u64 + 1));
+            l.lost(1, CopyKind::Interface, DropReason::MirrorCloneFail);
         }
         let sum = first.stats(1, None);
         let (second, c) = MirrorRegion::create_continuing(dir.path(), 2, ip).unwrap();
@@ -1009,7 +1123,18 @@ mod tests {
         second.write_slot(1, &entry("an-a"));
         assert_eq!((second.stats(1, None), second.stats(1, Some(0))), (sum, sum));
         assert_eq!(second.stats(1, Some(1)), EntryStats::default());
-        assert_eq!(sum, EntryStats { packets: 3, bytes: 60, errors: 3 });
+        let mut interface_lost = LossCounts::default();
+        interface_lost.add(DropReason::MirrorCloneFail, 3);
+        let want = EntryStats {
+            packets: 3,
+            bytes: 60,
+            errors: 3,
+            flow_packets: 3,
+            flow_bytes: 60,
+            interface_lost,
+            ..EntryStats::default()
+        };
+        assert_eq!(sum, want);
     }
 
     #[test]
@@ -1019,8 +1144,8 @@ mod tests {
         let (first, _) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
         first.write_slot(2, &entry("an-a"));
         first.write_slot(4, &entry("an-b"));
-        first.lcore(0).unwrap().sent(4, 9);
-        first.lcore(0).unwrap().sent(2, 9);
+        first.lcore(0).unwrap().sent(4, CopyKind::Flow, 9);
+        first.lcore(0).unwrap().sent(2, CopyKind::Flow, 9);
         // Slot 4's writer died between its two seq stores.
         patch(first.path(), HEADER_SIZE + 4 * SLOT_SIZE, &7u64.to_ne_bytes());
         let (second, c) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
@@ -1039,7 +1164,7 @@ mod tests {
         let setup = || {
             let (r, _) = MirrorRegion::create_continuing(dir.path(), 1, ip).unwrap();
             r.write_slot(0, &entry("an-a"));
-            r.lcore(0).unwrap().sent(0, 5);
+            r.lcore(0).unwrap().sent(0, CopyKind::Flow, 5);
         };
         setup();
         patch(&path, offset_of!(RegionHeader, layout_version), &(MIRROR_LAYOUT_VERSION + 1).to_ne_bytes());

@@ -65,10 +65,10 @@ use crate::agent::policy::{FlowContext, PolicyEngine};
 use crate::config::{self, Config, VifType};
 use crate::fib::{Fib, Nexthop};
 use crate::stats::StatsReader;
-use flow_table::{flow_drop_reason_name, Action, FlowSnapshot, FlowTable, Gen, TableIdentity};
+use flow_table::{flow_drop_reason_name, Action, FlowAccounting, FlowSnapshot, FlowTable, Gen, TableIdentity};
 use sandesh::{
-    FlowLogData, GeneratorId, SessionConfig, SessionHandle, SessionStats, UVEVMIStats, VMIStats, VmInterfaceStats,
-    VrouterStats, VrouterStatsAgent,
+    FlowLogData, GeneratorId, MirrorAnalyzerStats, MirrorLossStats, SessionConfig, SessionHandle, SessionStats,
+    UVEVMIStats, VMIStats, VmInterfaceStats, VrouterStats, VrouterStatsAgent,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -77,6 +77,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vrouter_abi::mirror::{MirrorReader, LOSS_REASONS};
 
 /// Fewest entries scanned per tick (tf `kMinFlowsPerTimer`).
 pub const MIN_SLICE: u32 = 3000;
@@ -393,6 +394,10 @@ pub(crate) struct Counters {
     pub mirror_packets: u64,
     pub sec_mirror_bytes: u64,
     pub sec_mirror_packets: u64,
+    /// What reconciles the flow's packets with its copies ([`flow_table::FlowAccounting`]).
+    /// Not kept in the export state file: after a restart they count as not exported yet,
+    /// so the next record carries them (cumulative, so nothing is counted twice).
+    pub accounting: FlowAccounting,
 }
 
 impl Counters {
@@ -404,6 +409,7 @@ impl Counters {
             mirror_packets: s.mirror_packets,
             sec_mirror_bytes: s.sec_mirror_bytes,
             sec_mirror_packets: s.sec_mirror_packets,
+            accounting: s.accounting,
         }
     }
 
@@ -416,6 +422,13 @@ impl Counters {
             mirror_packets: self.mirror_packets.saturating_sub(old.mirror_packets),
             sec_mirror_bytes: self.sec_mirror_bytes.saturating_sub(old.sec_mirror_bytes),
             sec_mirror_packets: self.sec_mirror_packets.saturating_sub(old.sec_mirror_packets),
+            accounting: FlowAccounting {
+                mirror_lost: self.accounting.mirror_lost.saturating_sub(old.accounting.mirror_lost),
+                sec_mirror_lost: self.accounting.sec_mirror_lost.saturating_sub(old.accounting.sec_mirror_lost),
+                // Set, not counted: a change is what matters.
+                before_mirror: u64::from(self.accounting.before_mirror != old.accounting.before_mirror),
+                held_dropped: self.accounting.held_dropped.saturating_sub(old.accounting.held_dropped),
+            },
         }
     }
 }
@@ -454,11 +467,63 @@ struct FlowInfo {
     vni: Option<u32>,
 }
 
+/// What the collector does not have of a flow because export sampling left its records
+/// out: the growth of its counters since its last exported record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampledOut {
+    /// Packets of the flow.
+    pub packets: u64,
+    /// Bytes of the flow.
+    pub bytes: u64,
+    /// Copies sent to the primary and the secondary mirror.
+    pub mirror_packets: [u64; 2],
+}
+
+impl SampledOut {
+    fn of(d: &Counters) -> SampledOut {
+        SampledOut { packets: d.packets, bytes: d.bytes, mirror_packets: [d.mirror_packets, d.sec_mirror_packets] }
+    }
+
+    fn add(&mut self, o: &SampledOut) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.mirror_packets[0] += o.mirror_packets[0];
+        self.mirror_packets[1] += o.mirror_packets[1];
+    }
+}
+
+/// What sampling left out of one analyzer's flows (see [`FlowScanner::sampled_out`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnalyzerSampledOut {
+    /// Packets of its flows.
+    pub packets: u64,
+    /// Bytes of its flows.
+    pub bytes: u64,
+    /// Copies sent to it.
+    pub mirror_packets: u64,
+}
+
+impl FlowInfo {
+    /// Whether records built from `self` and `other` say the same (the verdict, what decided
+    /// it, the VNs, the analyzers).
+    fn same_record(&self, other: &FlowInfo) -> bool {
+        fn strings(i: &FlowInfo) -> [&Option<Arc<str>>; 6] {
+            [&i.nw_ace_uuid, &i.sg_rule_uuid, &i.src_vn, &i.dst_vn, &i.analyzers[0], &i.analyzers[1]]
+        }
+        let (a, b) = (strings(self), strings(other));
+        (self.action, self.action_code, self.mirrors, self.drop_reason)
+            == (other.action, other.action_code, other.mirrors, other.drop_reason)
+            && a.iter().zip(&b).all(|(x, y)| x.as_deref() == y.as_deref())
+    }
+}
+
 #[derive(Debug)]
 struct FlowState {
     gen: Gen,
     info: FlowInfo,
     last: Counters,
+    /// Counter growth whose records sampling dropped (zero once a record is exported).
+    pending: SampledOut,
     exported: bool,
     /// The teardown record was sent (the slot still shows the deleted flow).
     torn_down: bool,
@@ -468,6 +533,8 @@ struct FlowState {
     /// the state file: after a restart the next scan sees them again).
     last_seen: u64,
     tcp_state: u16,
+    /// The configuration generation its fixed part was built with ([`FlowScanner::set_config`]).
+    ctx_gen: u64,
 }
 
 impl FlowState {
@@ -755,6 +822,13 @@ pub struct FlowScanner {
     total_mirror: MirrorTotals,
     /// `flow.age_timeout_s` in ms (tells idle flows from deleted ones).
     age_ms: u64,
+    /// By analyzer name (see [`FlowScanner::sampled_out`]).
+    sampled_out: HashMap<Arc<str>, AnalyzerSampledOut>,
+    /// The mirror table, when the scanner reads one: analyzer names by index as the data
+    /// plane has them (entries created at run time included).
+    mirror: Option<MirrorReader>,
+    /// Bumped by each [`FlowScanner::set_config`].
+    ctx_gen: u64,
 }
 
 fn now_us() -> i64 {
@@ -787,6 +861,9 @@ impl FlowScanner {
             vmi_mirror: HashMap::new(),
             total_mirror: MirrorTotals::default(),
             age_ms: u64::from(cfg.flow.age_timeout_s) * 1000,
+            sampled_out: HashMap::new(),
+            mirror: None,
+            ctx_gen: 0,
         })
     }
 
@@ -848,6 +925,8 @@ impl FlowScanner {
             saved: true,
             last_seen: 0,
             tcp_state: 0,
+            pending: SampledOut::default(),
+            ctx_gen: self.ctx_gen,
         }
     }
 
@@ -903,6 +982,65 @@ impl FlowScanner {
         self.total_mirror
     }
 
+    /// By analyzer name: the packets, bytes and copies of its flows that no exported record
+    /// carries, because export sampling left their records out (and no later record of
+    /// the flow caught up). The collector's records of the analyzer's flows plus this are
+    /// what the vRouter counted when it last scanned them.
+    pub fn sampled_out(&self, analyzer: &str) -> AnalyzerSampledOut {
+        self.sampled_out.get(analyzer).copied().unwrap_or_default()
+    }
+
+    /// The name of the analyzer at mirror index `index`: the mirror table's entry when the
+    /// scanner reads the table, else the configuration's.
+    fn analyzer_name(&self, index: u8) -> Option<Arc<str>> {
+        let configured = self.ctx.analyzer(index);
+        let Some(m) = &self.mirror else { return configured };
+        let e = m.entry(usize::from(index))?;
+        match configured {
+            Some(c) if *c == *e.analyzer_name => Some(c),
+            _ => Some(Arc::from(e.analyzer_name.as_str())),
+        }
+    }
+
+    /// Reads analyzer names from `reader`, the data plane's mirror table (entries created at
+    /// run time included), and reports its entries in the vRouter UVE.
+    pub fn set_mirror_reader(&mut self, reader: MirrorReader) {
+        self.mirror = Some(reader);
+    }
+
+    /// Takes a new desired state (live programming): VNs, VMIs, analyzer names and the
+    /// policy the rule UUIDs come from. Flows already seen keep their records' fixed part
+    /// until their verdict changes.
+    pub fn set_config(&mut self, cfg: &Config) -> Result<(), ExportError> {
+        self.ctx = Context::from_config(cfg, true)?;
+        // Every flow's fixed part is checked again when the scan next visits it.
+        self.ctx_gen += 1;
+        Ok(())
+    }
+
+    /// Moves a flow's sampled-out growth `d` from the analyzers `from` to `to` (primary,
+    /// secondary; `None`: none).
+    fn move_sampled_out(&mut self, from: &[Option<Arc<str>>; 2], to: &[Option<Arc<str>>; 2], d: &SampledOut) {
+        if *d == SampledOut::default() {
+            return;
+        }
+        for (k, name) in from.iter().enumerate() {
+            if let Some(e) = name.as_ref().and_then(|n| self.sampled_out.get_mut(n)) {
+                e.packets = e.packets.saturating_sub(d.packets);
+                e.bytes = e.bytes.saturating_sub(d.bytes);
+                e.mirror_packets = e.mirror_packets.saturating_sub(d.mirror_packets[k]);
+            }
+        }
+        for (k, name) in to.iter().enumerate() {
+            if let Some(n) = name {
+                let e = self.sampled_out.entry(n.clone()).or_default();
+                e.packets += d.packets;
+                e.bytes += d.bytes;
+                e.mirror_packets += d.mirror_packets[k];
+            }
+        }
+    }
+
     fn uuid(&self, idx: u32, gen: Gen, setup: u64) -> String {
         let s = self.salt ^ setup.rotate_left(17);
         format!(
@@ -915,11 +1053,17 @@ impl FlowScanner {
 
     /// The fixed part of the records of a newly seen flow.
     fn flow_info(&self, s: &FlowSnapshot) -> FlowInfo {
-        // Forward flow: the earlier entry of the pair (ties: the lower index).
+        // Forward flow: the one whose first packet the agent decided on, as it recorded with
+        // the verdict (`origin`; an exported flow has its verdict, so it has one when the agent
+        // set it up). Setup times cannot tell: the agent creates the reverse flow in the same
+        // millisecond, often at a lower index. Without an origin (a flow programmed by other
+        // means): the earlier entry of the pair (ties: the lower index).
         let rsnap = s.rflow.and_then(|r| self.table.snapshot(r).ok().flatten());
-        let forward = match &rsnap {
-            Some(r) => (s.setup_time, s.index) <= (r.setup_time, r.index),
-            None => true,
+        let origin = self.table.entry(s.index).filter(|e| e.gen() == s.gen).and_then(|e| e.origin());
+        let forward = match (origin, &rsnap) {
+            (Some(o), _) => !o.reverse,
+            (None, Some(r)) => (s.setup_time, s.index) <= (r.setup_time, r.index),
+            (None, None) => true,
         };
         self.info_of(&Facts::of(s), forward, rsnap.map(|r| (r.index, r.gen, r.setup_time)))
     }
@@ -950,7 +1094,7 @@ impl FlowScanner {
         };
         let decision = self.ctx.policy.as_ref().map(|p| p.evaluate(&if forward { fctx } else { fctx.reversed() }));
         let mirrored = s.mirror != flow_table::NO_MIRROR;
-        let analyzer = |m: u8| (m != flow_table::NO_MIRROR).then(|| self.ctx.analyzer(m)).flatten();
+        let analyzer = |m: u8| (m != flow_table::NO_MIRROR).then(|| self.analyzer_name(m)).flatten();
         FlowInfo {
             index: s.index,
             setup_ms: s.setup_ms,
@@ -1051,6 +1195,16 @@ impl FlowScanner {
         let decision = self.sampler.decide(diff.bytes, teardown_us.is_some() && st.exported);
         st.last = *now;
         st.exported |= decision != Sample::Drop;
+        // What the collector lacks of this flow's analyzers: grows with each record left
+        // out, back to zero when one leaves (records carry the cumulative counters).
+        let missed = SampledOut::of(diff);
+        if decision == Sample::Drop {
+            st.pending.add(&missed);
+            self.move_sampled_out(&[None, None], &st.info.analyzers, &missed);
+        } else {
+            self.move_sampled_out(&st.info.analyzers, &[None, None], &st.pending);
+            st.pending = SampledOut::default();
+        }
         if gone {
             self.forget(st.info.index);
         } else {
@@ -1072,13 +1226,20 @@ impl FlowScanner {
         r.packets = Some(now.packets as i64);
         r.diff_bytes = Some(db as i64);
         r.diff_packets = Some(dp as i64);
+        let a = &now.accounting;
         if r.analyzer_name.is_some() {
             r.mirror_bytes = Some(now.mirror_bytes as i64);
             r.mirror_packets = Some(now.mirror_packets as i64);
+            r.mirror_lost_packets = Some(a.mirror_lost as i64);
         }
         if r.sec_analyzer_name.is_some() {
             r.sec_mirror_bytes = Some(now.sec_mirror_bytes as i64);
             r.sec_mirror_packets = Some(now.sec_mirror_packets as i64);
+            r.sec_mirror_lost_packets = Some(a.sec_mirror_lost as i64);
+        }
+        if r.analyzer_name.is_some() || r.sec_analyzer_name.is_some() {
+            r.before_mirror_packets = Some(a.before_mirror as i64);
+            r.held_dropped_packets = Some(a.held_dropped as i64);
         }
         let i = &st.info;
         let facts = RecordFacts {
@@ -1163,11 +1324,13 @@ impl FlowScanner {
                         gen: s.gen,
                         info,
                         last: Counters::default(),
+                        pending: SampledOut::default(),
                         exported: false,
                         torn_down: false,
                         saved: false,
                         last_seen: 0,
                         tcp_state: 0,
+                        ctx_gen: self.ctx_gen,
                     }),
                     true,
                 )
@@ -1175,6 +1338,26 @@ impl FlowScanner {
         };
         st.last_seen = s.last_seen;
         st.tcp_state = s.tcp_flags;
+        // The verdict changed since the flow was first seen (a policy change re-evaluated
+        // it; a rule that now mirrors it), or the configuration did (another rule may decide
+        // it now): the fixed part is built again, and when it differs, the records follow at
+        // once.
+        let mut changed = false;
+        if !is_new
+            && !st.torn_down
+            && s.flags & RETIRED == 0
+            && ((s.action, [s.mirror, s.sec_mirror]) != (st.info.action_code, st.info.mirrors)
+                || st.ctx_gen != self.ctx_gen)
+        {
+            let info = self.flow_info(&s);
+            st.ctx_gen = self.ctx_gen;
+            if !info.same_record(&st.info) {
+                self.move_sampled_out(&st.info.analyzers, &info.analyzers, &st.pending);
+                st.info = info;
+                st.saved = false;
+                changed = true;
+            }
+        }
         if !st.torn_down {
             let now = Counters::of(&s);
             let diff = now.since(&st.last);
@@ -1198,7 +1381,7 @@ impl FlowScanner {
             } else if is_new {
                 self.counters.setup_records += 1;
                 self.emit(sink, &mut st, &now, &diff, active(RecordKind::Setup), false);
-            } else if diff != Counters::default() {
+            } else if changed || diff != Counters::default() {
                 self.counters.periodic_records += 1;
                 self.emit(sink, &mut st, &now, &diff, active(RecordKind::Periodic), false);
             }
@@ -1291,7 +1474,44 @@ fn vmi_uves(scanner: &FlowScanner, stats: Option<&StatsReader>, state: &mut UveS
     out
 }
 
-fn vrouter_uve(name: &str, stats: Option<&StatsReader>) -> VrouterStats {
+/// Per analyzer of the mirror table: its entry's copies sent and lost by reason, and what
+/// export sampling left out of its flows.
+fn analyzer_uves(scanner: &FlowScanner) -> Option<Vec<MirrorAnalyzerStats>> {
+    let m = scanner.mirror.as_ref()?;
+    Some(
+        m.entries()
+            .into_iter()
+            .map(|(index, e)| {
+                let st = m.stats(usize::from(index), None);
+                let so = scanner.sampled_out(&e.analyzer_name);
+                MirrorAnalyzerStats {
+                    analyzer_ip: Some(e.analyzer_ip.to_string()),
+                    index: Some(u16::from(index)),
+                    flow_pkts: Some(st.flow_packets),
+                    flow_bytes: Some(st.flow_bytes),
+                    iface_pkts: Some(st.interface_packets()),
+                    iface_bytes: Some(st.interface_bytes()),
+                    lost: Some(
+                        LOSS_REASONS
+                            .iter()
+                            .map(|&r| MirrorLossStats {
+                                reason: r.key().to_owned(),
+                                flow_pkts: st.flow_lost.get(r),
+                                iface_pkts: st.interface_lost.get(r),
+                            })
+                            .collect(),
+                    ),
+                    sampled_out_pkts: Some(so.packets),
+                    sampled_out_bytes: Some(so.bytes),
+                    sampled_out_mir_pkts: Some(so.mirror_packets),
+                    name: e.analyzer_name,
+                }
+            })
+            .collect(),
+    )
+}
+
+fn vrouter_uve(name: &str, stats: Option<&StatsReader>, scanner: &FlowScanner) -> VrouterStats {
     let mut t = (0u64, 0u64, 0u64, 0u64);
     // mir_tpkts / mir_bytes: every mirror copy the data plane sent (flow and interface
     // mirroring), the vRouter-wide counters `mirror --dump` totals.
@@ -1316,6 +1536,7 @@ fn vrouter_uve(name: &str, stats: Option<&StatsReader>) -> VrouterStats {
             out_bytes: Some(t.3),
             mir_tpkts: Some(m.packets),
             mir_bytes: Some(m.bytes),
+            mirror_analyzers: analyzer_uves(scanner),
         },
     }
 }
@@ -1366,8 +1587,21 @@ fn fill_session(c: &mut ExportCounters, s: &SessionStats) {
 /// second to flush.
 pub fn builder(cfg: &Config, table: Arc<FlowTable>, stop: Arc<AtomicBool>) -> ExporterBuilder<'_> {
     let state_file = Some(cfg.vrouter.run_dir.join(STATE_FILE));
-    ExporterBuilder { cfg, table, stop, cpu: None, requests: None, state_file, trace_from: Vec::new() }
+    ExporterBuilder {
+        cfg,
+        table,
+        stop,
+        cpu: None,
+        requests: None,
+        state_file,
+        trace_from: Vec::new(),
+        config_updates: None,
+    }
 }
+
+/// Where live programming hands the exporter each new desired state (the exporter takes it
+/// on its next tick; only the latest counts).
+pub type ConfigUpdates = Arc<std::sync::Mutex<Option<Config>>>;
 
 /// An exporter thread to start: made by [`builder`], started by [`ExporterBuilder::spawn`].
 pub struct ExporterBuilder<'a> {
@@ -1378,6 +1612,7 @@ pub struct ExporterBuilder<'a> {
     requests: Option<Arc<crate::trace::TraceControl>>,
     state_file: Option<PathBuf>,
     trace_from: Vec<u64>,
+    config_updates: Option<ConfigUpdates>,
 }
 
 impl ExporterBuilder<'_> {
@@ -1415,6 +1650,14 @@ impl ExporterBuilder<'_> {
         self
     }
 
+    /// Follows live programming: each configuration put in `cell` replaces the one the
+    /// records are built from ([`FlowScanner::set_config`]). `None` (the default): the start
+    /// configuration throughout.
+    pub fn config_updates(mut self, cell: impl Into<Option<ConfigUpdates>>) -> Self {
+        self.config_updates = cell.into();
+        self
+    }
+
     /// Starts the exporter thread and its session.
     pub fn spawn(self) -> Result<JoinHandle<()>, ExportError> {
         spawn_exporter(self)
@@ -1423,7 +1666,7 @@ impl ExporterBuilder<'_> {
 
 /// [`ExporterBuilder::spawn`].
 fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError> {
-    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file, trace_from } = b;
+    let ExporterBuilder { cfg, table, stop, cpu, requests, state_file, trace_from, config_updates } = b;
     #[cfg(feature = "trace")]
     let mut tracer = {
         let lookup: Option<super::trace_export::ProjectLookup> = requests.map(|ctl| {
@@ -1476,6 +1719,10 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
             let mut stats: Option<StatsReader> = None;
             let mut last_uve: Option<Instant> = None;
             let mut last_write = Instant::now() - Duration::from_secs(1);
+            // The mirror table of this process (created before the exporter starts).
+            if let Ok(m) = MirrorReader::open(&run_dir) {
+                scanner.set_mirror_reader(m);
+            }
             let counters =
                 |scanner: &FlowScanner,
                  session: Option<&SessionHandle>,
@@ -1495,6 +1742,12 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
                 };
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
+                let update = config_updates.as_ref().and_then(|c| c.lock().unwrap_or_else(|e| e.into_inner()).take());
+                if let Some(cfg) = update {
+                    if let Err(e) = scanner.set_config(&cfg) {
+                        eprintln!("vrouter: exporter: keeping the previous configuration: {e}");
+                    }
+                }
                 scanner.tick(&mut Sinks { sandesh: session.as_mut(), ipfix: ipfix.as_mut() });
                 if let Some(i) = ipfix.as_mut() {
                     i.flush();
@@ -1510,7 +1763,12 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
                         for u in vmi_uves(&scanner, stats.as_ref(), &mut uve_state) {
                             n += u64::from(session.update_uve(&u).is_ok());
                         }
-                        n += u64::from(session.update_uve(&vrouter_uve(&name, stats.as_ref())).is_ok());
+                        if scanner.mirror.is_none() {
+                            if let Ok(m) = MirrorReader::open(&run_dir) {
+                                scanner.set_mirror_reader(m);
+                            }
+                        }
+                        n += u64::from(session.update_uve(&vrouter_uve(&name, stats.as_ref(), &scanner)).is_ok());
                         scanner.count_uves(n);
                         last_uve = Some(Instant::now());
                     }
@@ -1775,6 +2033,36 @@ enabled = true
         }
     }
 
+    /// The forward flow of a pair is the one the agent recorded as such, also when the
+    /// reverse flow has the same setup time and a lower index (what made a denied flow's
+    /// record name the rule of its reverse direction).
+    #[test]
+    fn the_recorded_origin_tells_the_forward_flow() {
+        use flow_table::Origin;
+        let mut fx = fixture("");
+        let t = &fx.table;
+        let (f, r) = (1000..2000)
+            .find_map(|sport| {
+                let k = FlowKey::v4(1, 6, Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 2, 0, 3), sport, 80);
+                let f = t.lookup_or_hold(&k, k.hash(), 1_000).unwrap().index();
+                let r = t.create_reverse(f, 1_000).unwrap();
+                (r < f).then_some((f, r))
+            })
+            .expect("some pair has its reverse flow at the lower index");
+        for (i, reverse) in [(f, false), (r, true)] {
+            let up = FlowUpdate { origin: Some(Origin { vif: 1, reverse }), ..FlowUpdate::new(Action::Forward) };
+            t.set_action(i, t.entry(i).unwrap().gen(), &up).unwrap();
+        }
+        traffic(t, f, 1, 100, false);
+        traffic(t, r, 1, 100, false);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        let sport = fx.table.snapshot(f).unwrap().unwrap().key.sport();
+        let fwd = out.iter().find(|x| x.sport as u16 == sport).unwrap();
+        let rev = out.iter().find(|x| x.dport as u16 == sport).unwrap();
+        assert_eq!((fwd.forward_flow, rev.forward_flow), (Some(true), Some(false)), "{out:#?}");
+    }
+
     #[test]
     fn setup_periodic_and_teardown_records() {
         let mut fx = fixture("");
@@ -1960,6 +2248,104 @@ enabled = true
             (st.records, st.collectors[0].records, st.collectors[0].records_dropped),
             (got.len() as u64, got.len() as u64, 0)
         );
+    }
+
+    /// The reconciliation figures travel with the mirror counters; a flow that a rule starts
+    /// mirroring after its setup gets a record at once, with the analyzers and the packets
+    /// it had counted before (the flow table's `before_mirror`).
+    #[test]
+    fn reconciliation_fields_and_a_rule_that_mirrors_a_flow_later() {
+        let mut fx = fixture("");
+        let (f, r) = pair(&fx.table, 40100, false);
+        traffic(&fx.table, f, 3, 100, false);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|x| x.analyzer_name.is_none() && x.before_mirror_packets.is_none()), "{out:#?}");
+        // The rule now mirrors the pair: both flows' records follow, the reverse flow's
+        // although its counters did not move.
+        out.clear();
+        let up = FlowUpdate { mirror: Some(0), sec_mirror: Some(1), ..FlowUpdate::new(Action::Forward) };
+        for i in [f, r] {
+            fx.table.set_action(i, fx.table.entry(i).unwrap().gen(), &up).unwrap();
+        }
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let fwd = out.iter().find(|x| x.packets == Some(3)).unwrap();
+        assert_eq!((fwd.analyzer_name.as_deref(), fwd.sec_analyzer_name.as_deref()), (Some("an-a"), Some("an-b")));
+        assert_eq!(fwd.action.as_deref(), Some("pass|mirror"));
+        assert_eq!((fwd.before_mirror_packets, fwd.held_dropped_packets), (Some(3), Some(0)));
+        assert_eq!((fwd.mirror_lost_packets, fwd.sec_mirror_lost_packets), (Some(0), Some(0)));
+        assert_eq!((fwd.diff_packets, fwd.diff_bytes), (Some(0), Some(0)));
+        // Two more packets: both copied to an-a, both lost for an-b.
+        out.clear();
+        for _ in 0..2 {
+            fx.table.account(f, 100, 3_000);
+            fx.table.account_mirror(f, false, 120);
+            fx.table.account_mirror_lost(f, true);
+        }
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 1);
+        let x = &out[0];
+        assert_eq!((x.packets, x.mirror_packets, x.sec_mirror_packets), (Some(5), Some(2), Some(0)));
+        assert_eq!(
+            (x.mirror_lost_packets, x.sec_mirror_lost_packets, x.before_mirror_packets),
+            (Some(0), Some(2), Some(3))
+        );
+        // packets = sent + lost + before the rule + held and dropped, for each analyzer.
+        for (sent, lost) in
+            [(x.mirror_packets, x.mirror_lost_packets), (x.sec_mirror_packets, x.sec_mirror_lost_packets)]
+        {
+            assert_eq!(x.packets, Some(sent.unwrap() + lost.unwrap() + x.before_mirror_packets.unwrap()));
+        }
+    }
+
+    /// A configuration programmed at run time: the flows' records are built from it, a flow
+    /// whose record changes (another rule UUID) gets one at once, the others none.
+    #[test]
+    fn records_follow_a_new_configuration() {
+        let mut fx = fixture("");
+        let (f, _r) = pair(&fx.table, 40300, true);
+        traffic(&fx.table, f, 1, 100, true);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert!(out.iter().all(|x| x.nw_ace_uuid.as_deref() == Some("10000000-0000-4000-8000-000000000001")));
+        out.clear();
+        let renamed = CONFIG.replace("10000000-0000-4000-8000-000000000001", "20000000-0000-4000-8000-000000000002");
+        fx.scanner.set_config(&parse(&renamed, "test").unwrap()).unwrap();
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 2, "both flows of the pair: {out:#?}");
+        assert!(out.iter().all(|x| x.nw_ace_uuid.as_deref() == Some("20000000-0000-4000-8000-000000000002")));
+        out.clear();
+        fx.scanner.set_config(&parse(&renamed, "test").unwrap()).unwrap();
+        fx.scanner.sweep(&mut out);
+        assert!(out.is_empty(), "nothing changed: {out:#?}");
+    }
+
+    /// What export sampling leaves out is counted per analyzer until a record of the flow
+    /// catches up.
+    #[test]
+    fn sampled_out_growth_per_analyzer() {
+        let mut fx = fixture("");
+        let (f, _r) = pair(&fx.table, 40200, true);
+        fx.scanner.sampler = Sampler::new(Some(0), 1);
+        traffic(&fx.table, f, 4, 100, true);
+        let mut out: Vec<FlowLogData> = Vec::new();
+        fx.scanner.sweep(&mut out);
+        assert!(out.is_empty());
+        let want = AnalyzerSampledOut { packets: 4, bytes: 400, mirror_packets: 4 };
+        assert_eq!((fx.scanner.sampled_out("an-a"), fx.scanner.sampled_out("an-b")), (want, want));
+        traffic(&fx.table, f, 1, 50, true);
+        fx.scanner.sweep(&mut out);
+        assert_eq!(fx.scanner.sampled_out("an-a"), AnalyzerSampledOut { packets: 5, bytes: 450, mirror_packets: 5 });
+        // A record leaves: it carries the cumulative counters, nothing is missing any more.
+        fx.scanner.sampler = Sampler::new(None, 1);
+        traffic(&fx.table, f, 1, 10, true);
+        fx.scanner.sweep(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].packets, Some(6));
+        assert_eq!(fx.scanner.sampled_out("an-a"), AnalyzerSampledOut::default());
+        assert_eq!(fx.scanner.sampled_out("an-b"), AnalyzerSampledOut::default());
     }
 
     // ------------------------------------------------------------ restarts

@@ -250,6 +250,8 @@ fn read_slot(s: &Slot) -> Option<SavedFlow> {
             mirror_packets: l(3),
             sec_mirror_bytes: l(4),
             sec_mirror_packets: l(5),
+            // Not kept (see `Counters::accounting`).
+            accounting: Default::default(),
         },
         key,
         action,
@@ -558,6 +560,7 @@ mod tests {
                 mirror_packets: 4,
                 sec_mirror_bytes: 5,
                 sec_mirror_packets: 6,
+                accounting: Default::default(),
             },
             key: FlowKey::v4(1, 6, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 1000 + i, 80),
             action: Action::Forward,

@@ -757,6 +757,10 @@ impl Agent {
                         None => fail(format!("no agent state for flow {idx}")),
                     }
                 }
+                Ok(AgentCommand::Flows { indices }) => {
+                    let metas: Vec<Option<FlowMeta>> = indices.iter().map(|&i| self.meta(i)).collect();
+                    serde_json::json!({"ok": true, "metas": metas})
+                }
                 Ok(AgentCommand::Unknown) => fail(format!("unknown command {:?}", protocol::cmd_of(v).unwrap_or(""))),
             },
         }

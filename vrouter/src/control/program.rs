@@ -165,6 +165,46 @@ fn field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<T, ProtocolError>
     })
 }
 
+/// A configuration object from its JSON form, through a TOML document: objects with
+/// `Spanned` members (a policy's or a security group's rules, whose spans give the file's
+/// line numbers) deserialize only from TOML. The spans then point into the generated
+/// document and are never shown. Errors: (the path inside the object, the message).
+fn via_toml<T: DeserializeOwned>(x: &Value) -> Result<T, (String, String)> {
+    // TOML has no null: an absent key is what a `null` (an unset optional field, as the
+    // journal writes it) means.
+    fn drop_nulls(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                Value::Object(m.iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k.clone(), drop_nulls(x))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(drop_nulls).collect()),
+            other => other.clone(),
+        }
+    }
+    let table = match toml::Value::try_from(drop_nulls(x)) {
+        Ok(toml::Value::Table(t)) => t,
+        Ok(_) => return Err((String::new(), "must be an object".into())),
+        Err(e) => return Err((String::new(), e.to_string())),
+    };
+    let text = toml::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
+    serde_path_to_error::deserialize(toml::Deserializer::new(&text)).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, e.into_inner().message().trim_end().to_owned())
+    })
+}
+
+/// [`field`] for the objects [`via_toml`] decodes.
+fn spanned_field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<T, ProtocolError> {
+    let Some(x) = v.get(name) else {
+        return Err(ProtocolError::Field { field: name.into(), msg: "missing".into() });
+    };
+    via_toml(x).map_err(|(path, msg)| {
+        let field = if path.is_empty() { name.to_string() } else { format!("{name}.{path}") };
+        ProtocolError::Field { field, msg }
+    })
+}
+
 fn opt_field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<Option<T>, ProtocolError> {
     match v.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -205,9 +245,9 @@ impl ProgramCommand {
             "bridge_delete" => C::BridgeDelete(field(v, "vrf")?, field(v, "mac")?),
             "analyzer_set" => C::AnalyzerSet(field(v, "analyzer")?),
             "analyzer_delete" => C::AnalyzerDelete(field(v, "name")?),
-            "policy_set" => C::PolicySet(field(v, "policy")?),
+            "policy_set" => C::PolicySet(spanned_field(v, "policy")?),
             "policy_delete" => C::PolicyDelete(field(v, "name")?),
-            "security_group_set" => C::SecurityGroupSet(field(v, "security_group")?),
+            "security_group_set" => C::SecurityGroupSet(spanned_field(v, "security_group")?),
             "security_group_delete" => C::SecurityGroupDelete(field(v, "name")?),
             "vif_dump" => C::VifDump,
             "vrf_dump" => C::VrfDump,
@@ -1224,6 +1264,19 @@ fn apply_overlay(cfg: &mut Config, key: &str, value: Option<&Value>) -> Result<(
         }
         Ok(())
     }
+    // Policies and security groups have `Spanned` rules: through TOML (see `via_toml`).
+    fn set_spanned<T: DeserializeOwned + Serialize>(
+        list: &mut Vec<Spanned<T>>,
+        value: Option<&Value>,
+        same: impl Fn(&T) -> bool,
+    ) -> Result<(), String> {
+        list.retain(|e| !same(e.get_ref()));
+        if let Some(v) = value {
+            let t = via_toml(v).map_err(|(path, msg)| if path.is_empty() { msg } else { format!("{path}: {msg}") })?;
+            list.push(Spanned::new(0..0, t));
+        }
+        Ok(())
+    }
     let parts: Vec<&str> = key.split('/').collect();
     let num = |s: &str| s.parse::<u64>().map_err(|_| format!("bad key part {s:?}"));
     match parts.as_slice() {
@@ -1253,8 +1306,8 @@ fn apply_overlay(cfg: &mut Config, key: &str, value: Option<&Value>) -> Result<(
             set(&mut cfg.routes, value, |r| u64::from(r.vrf) == vrf && r.prefix == p)
         }
         ["analyzer", n] => set(&mut cfg.analyzers, value, |v| v.name == *n),
-        ["network_policy", n] => set(&mut cfg.network_policies, value, |v| v.name == *n),
-        ["security_group", n] => set(&mut cfg.security_groups, value, |v| v.name == *n),
+        ["network_policy", n] => set_spanned(&mut cfg.network_policies, value, |v| v.name == *n),
+        ["security_group", n] => set_spanned(&mut cfg.security_groups, value, |v| v.name == *n),
         _ => Err("unknown object kind".into()),
     }
 }
@@ -1474,6 +1527,41 @@ nexthop = 1
         );
         assert_eq!(fib.vrf(1).unwrap().route_v4("10.4.0.1".parse().unwrap()), fib.nh_index(2), "the last change wins");
         assert_eq!(p.info().runtime_objects, 4);
+    }
+
+    /// A policy (and a security group) with rules is set at run time, its errors name the
+    /// rule's field, and it comes back from the journal: their rules are `Spanned` in the
+    /// configuration, which only the TOML deserializer builds.
+    #[test]
+    fn policies_and_security_groups_with_rules_are_set_and_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = json!({"name": "web", "vns": ["vn1"], "rule": [
+            {"uuid": "bbbbbbbb-0000-4000-8000-000000000001", "protocol": "udp", "dst_ports": "80", "action": "pass"},
+            {"uuid": "bbbbbbbb-0000-4000-8000-000000000002", "action": "deny"},
+        ]});
+        let sg =
+            json!({"name": "sg1", "rule": [{"uuid": "cccccccc-0000-4000-8000-000000000001", "direction": "ingress"}]});
+        {
+            let (mut p, _) = programmer(Some(dir.path()));
+            let r = p.serve(&json!({"cmd": "policy_set", "policy": policy}));
+            assert_eq!(r["ok"], true, "{r}");
+            let mut bad = policy.clone();
+            bad["rule"][1]["acton"] = json!("deny");
+            let e = err(&mut p, json!({"cmd": "policy_set", "policy": bad}));
+            assert!(e.starts_with("policy.rule[1]") && e.contains("unknown field `acton`"), "{e}");
+            let r = p.serve(&json!({"cmd": "security_group_set", "security_group": sg}));
+            assert_eq!(r["ok"], true, "{r}");
+        }
+        let cfg = config::parse(CFG, "t.toml").unwrap();
+        let (restored, n) = restore(&cfg, dir.path());
+        assert_eq!(n, 2);
+        let p = restored.network_policies.iter().find(|p| p.get_ref().name == "web").expect("restored");
+        let uuids: Vec<&str> = p.get_ref().rules.iter().map(|r| r.get_ref().uuid.as_str()).collect();
+        assert_eq!(uuids, ["bbbbbbbb-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"]);
+        assert_eq!(
+            restored.security_groups.iter().find(|g| g.get_ref().name == "sg1").unwrap().get_ref().rules.len(),
+            1
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum ProtocolError {
 /// The component that serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// The agent itself (`status`, `reload`, `flow`, and any other name).
+    /// The agent itself (`status`, `reload`, `flow`, `flows`, and any other name).
     Agent,
     /// Tracing: a `cmd` starting with `trace_`.
     Trace,
@@ -74,6 +74,12 @@ pub enum AgentCommand {
         /// The flow index asked about; `None` when missing or not a number.
         #[serde(default, deserialize_with = "lenient")]
         index: Option<u64>,
+    },
+    /// The agent's state of several flows at once (`mirror --reconcile`: the rule of each
+    /// mirrored flow); the reply's `metas` follow `indices`, `null` where there is none.
+    Flows {
+        /// The flow indices asked about.
+        indices: Vec<u32>,
     },
     /// Any other name.
     #[serde(other)]
@@ -405,6 +411,11 @@ mod tests {
         );
         assert_eq!(AgentCommand::decode(&json!({"cmd": "flow", "index": "x"})), Ok(AgentCommand::Flow { index: None }));
         assert_eq!(AgentCommand::decode(&json!({"cmd": "flow"})), Ok(AgentCommand::Flow { index: None }));
+        assert_eq!(
+            AgentCommand::decode(&json!({"cmd": "flows", "indices": [3, 9]})),
+            Ok(AgentCommand::Flows { indices: vec![3, 9] })
+        );
+        assert!(AgentCommand::decode(&json!({"cmd": "flows"})).is_err(), "indices is required");
         let e = AgentCommand::decode(&json!({"cmd": "nope"})).unwrap_err();
         assert_eq!(e.to_string(), "unknown command \"nope\"");
         assert_eq!(AgentCommand::decode(&json!({"x": 1})).unwrap_err().to_string(), "missing \"cmd\"");

@@ -32,7 +32,7 @@ use dpdk_sys::rte_mbuf;
 use flow_table::{FlowTable, NO_MIRROR};
 
 use super::encap::{finish, flow_metadata, interface_metadata};
-use super::region::{MirrorCounters, MirrorRegion, NO_NH};
+use super::region::{CopyKind, MirrorCounters, MirrorRegion, NO_NH};
 use crate::config::{Config, VifType};
 use crate::dpdk::Mbuf;
 use crate::drop_reason::DropReason;
@@ -268,8 +268,8 @@ impl MirrorLcore {
     /// mbuf, whose frame is not in one segment): counted like any failed copy.
     #[cold]
     pub fn interface_copy_failed(&mut self, stats: &LcoreStats, vif: u16, slot: u8, reason: DropReason) {
-        stats.mirror_error(Some(vif), true, reason, 1);
-        self.counters.error(slot, 1);
+        let info = CopyInfo { bytes: 0, flow: NO_FLOW, slot, secondary: false, iface: true, vif };
+        count_lost(stats, &self.counters, None, &info, reason);
     }
 
     /// Builds and buffers one copy (`md`: the metadata TLVs, used with the Juniper header);
@@ -285,9 +285,9 @@ impl MirrorLcore {
         info: CopyInfo,
         entropy: u32,
     ) -> Result<u32, DropReason> {
+        let table = self.table.as_deref();
         let fail = |c: &MirrorCounters, reason: DropReason| {
-            stats.mirror_error(Some(info.vif), info.iface, reason, 1);
-            c.error(slot, 1);
+            count_lost(stats, c, table, &info, reason);
             Err(reason)
         };
         let Some(e) = self.counters.entry(slot) else { return fail(&self.counters, DropReason::MirrorNoEntry) };
@@ -326,7 +326,7 @@ impl MirrorLcore {
             }
         }
         if t.n == MIRROR_BURST {
-            flush(t, stats, &self.counters, self.table.as_deref());
+            flush(t, stats, &self.counters, table);
         }
         t.pkts[t.n] = raw;
         t.info[t.n] = CopyInfo { bytes: total as u32, ..info };
@@ -351,6 +351,37 @@ impl MirrorLcore {
     }
 }
 
+impl CopyInfo {
+    fn kind(&self) -> CopyKind {
+        if self.iface {
+            CopyKind::Interface
+        } else {
+            CopyKind::Flow
+        }
+    }
+}
+
+/// One copy due and not sent, counted under `reason` wherever a lost copy counts: a drop
+/// of that reason (on the mirrored vif for interface mirroring, on the input vif for flow
+/// mirroring) and a vRouter-wide mirror error, the entry's error and its count for the
+/// reason, and for flow mirroring the flow's lost copies of that mirror (primary or
+/// secondary), so that every copy a flow offered is either sent or lost.
+fn count_lost(
+    stats: &LcoreStats,
+    counters: &MirrorCounters,
+    table: Option<&FlowTable>,
+    info: &CopyInfo,
+    reason: DropReason,
+) {
+    stats.mirror_error(Some(info.vif), info.iface, reason, 1);
+    counters.lost(info.slot, info.kind(), reason);
+    if info.flow != NO_FLOW {
+        if let Some(table) = table {
+            table.account_mirror_lost(info.flow, info.secondary);
+        }
+    }
+}
+
 /// Transmits a mirror buffer, counting what left and what the queue refused.
 fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table: Option<&FlowTable>) {
     let n = t.n;
@@ -371,7 +402,7 @@ fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table:
         let b = u64::from(i.bytes);
         sent_bytes += b;
         stats.mirror(i.iface.then_some(i.vif), b);
-        counters.sent(i.slot, b);
+        counters.sent(i.slot, i.kind(), b);
         if i.flow != NO_FLOW {
             if let Some(table) = table {
                 table.account_mirror(i.flow, i.secondary, i.bytes);
@@ -386,8 +417,7 @@ fn flush(t: &mut MirrorTx, stats: &LcoreStats, counters: &MirrorCounters, table:
         // Refused by the queue: a TX error of the fabric vif, one drop (below) per copy.
         stats.tx_error(t.vif, (n - sent) as u64);
         for i in &t.info[sent..n] {
-            stats.mirror_error(Some(i.vif), i.iface, DropReason::MirrorTxFull, 1);
-            counters.error(i.slot, 1);
+            count_lost(stats, counters, table, i, DropReason::MirrorTxFull);
         }
         // SAFETY: the unsent mbufs are still ours.
         unsafe { dpdk_sys::rte_pktmbuf_free_bulk(t.pkts.as_mut_ptr().add(sent), (n - sent) as u32) };

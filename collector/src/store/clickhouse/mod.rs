@@ -67,9 +67,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Version of the tables below, kept in `meta`. A database of another version is refused
-/// (there is no in-place upgrade yet).
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version of the tables below, kept in `meta`. `collector --init-schema` upgrades version 1
+/// in place (the mirror reconciliation columns are added to `flow_record`, empty for the rows
+/// stored before); a database of any other version is refused.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The configuration field an unreachable server is blamed on.
 pub const URL_FIELD: &str = "collector.clickhouse_url";
@@ -187,6 +188,11 @@ pub const FLOW_RECORD: TableDef = TableDef {
         ("tcp_flags", "Nullable(UInt16)"),
         ("vm", "Nullable(String)"),
         ("forward_flow", "Nullable(UInt8)"),
+        // Schema 2: the mirror reconciliation columns (`crate::store::RECONCILE_COLUMNS`).
+        ("agg_mir_lost_packets", "Nullable(Int64)"),
+        ("agg_sec_mir_lost_packets", "Nullable(Int64)"),
+        ("before_mirror_packets", "Nullable(Int64)"),
+        ("held_dropped_packets", "Nullable(Int64)"),
     ],
     engine: || format!("MergeTree PARTITION BY {} ORDER BY (uuid, ver)", day_of("last_seen")),
 };
@@ -373,14 +379,32 @@ pub fn init_schema(cfg: &ClickHouseConfig) -> Result<(), StoreError> {
     client
         .execute(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database.replace('`', "")), false)
         .map_err(|e| setup_error(cfg, e))?;
-    match stored_version(&client).map_err(|e| setup_error(cfg, e))? {
-        Some(SCHEMA_VERSION) | None => {}
+    let found = stored_version(&client).map_err(|e| setup_error(cfg, e))?;
+    match found {
+        Some(1 | SCHEMA_VERSION) | None => {}
         Some(found) => return Err(version_error(cfg, Some(found))),
     }
     for t in TABLES {
         client.execute(&t.ddl(), true).map_err(|e| setup_error(cfg, e))?;
     }
-    if stored_version(&client).map_err(|e| setup_error(cfg, e))?.is_none() {
+    if found == Some(1) {
+        // Version 1 had no reconciliation columns: add the ones missing (idempotent, so an
+        // upgrade cut short is finished by the next run).
+        let have = client
+            .select(&format!(
+                "SELECT name FROM system.columns WHERE database = {} AND table = 'flow_record'",
+                quote(&cfg.database)
+            ))
+            .map_err(|e| setup_error(cfg, e))?;
+        let have: Vec<&str> = have.iter().filter_map(|r| r.first().and_then(Value::as_str)).collect();
+        for (name, ty) in FLOW_RECORD.columns.iter().filter(|(n, _)| !have.contains(n)) {
+            client
+                .execute(&format!("ALTER TABLE flow_record ADD COLUMN {name} {ty}"), true)
+                .map_err(|e| setup_error(cfg, e))?;
+        }
+    }
+    if found != Some(SCHEMA_VERSION) {
+        // `meta` is a log: the highest version recorded is the database's.
         client
             .execute(&format!("INSERT INTO meta (k, v) VALUES ('schema_version', {SCHEMA_VERSION})"), true)
             .map_err(|e| setup_error(cfg, e))?;
@@ -392,6 +416,11 @@ fn version_error(cfg: &ClickHouseConfig, found: Option<i64>) -> StoreError {
     let message = match found {
         None => format!(
             "database `{}` on {} has no collector schema; create it with `collector --init-schema`",
+            cfg.database, cfg.url
+        ),
+        Some(1) => format!(
+            "database `{}` on {} has schema version 1, this collector uses {SCHEMA_VERSION}; upgrade it with \
+             `collector --init-schema`",
             cfg.database, cfg.url
         ),
         Some(v) => format!(
@@ -770,6 +799,52 @@ mod tests {
         init_schema(&right).unwrap();
         init_schema(&right).unwrap();
         open(&right).unwrap();
+    }
+
+    /// A version 1 database (no reconciliation columns) is refused by `open` with the way
+    /// out, upgraded by `--init-schema` with its rows kept, and then written and read.
+    #[test]
+    fn a_version_1_database_is_upgraded_by_init_schema() {
+        let Some(cfg) = local::test_config("upgrade") else { return };
+        let client = client_of(&cfg);
+        // Version 1: flow_record without the reconciliation columns, one row in it.
+        client.execute("DROP TABLE flow_record", true).unwrap();
+        let v1 = TableDef { columns: &FLOW_RECORD.columns[..FLOW_RECORD.columns.len() - 4], ..FLOW_RECORD };
+        client.execute(&v1.ddl(), true).unwrap();
+        client
+            .execute(
+                "INSERT INTO flow_record (uuid, ver, vrouter, first_seen, last_seen, agg_bytes, agg_packets) \
+                 VALUES ('old', 1, 'h', 10, 20, 100, 1)",
+                true,
+            )
+            .unwrap();
+        client.execute("DROP TABLE meta", true).unwrap();
+        client.execute(&META.ddl(), true).unwrap();
+        client.execute("INSERT INTO meta (k, v) VALUES ('schema_version', 1)", true).unwrap();
+        let e = open(&cfg).unwrap_err().to_string();
+        assert!(e.contains("has schema version 1") && e.contains("collector --init-schema"), "{e}");
+        init_schema(&cfg).unwrap();
+        init_schema(&cfg).unwrap();
+        let (store, mut w) = open(&cfg).unwrap();
+        let f = FlowRecordInput {
+            flowuuid: "new".into(),
+            vrouter: "h".into(),
+            timestamp_us: 30,
+            packets: Some(3),
+            held_dropped_packets: Some(1),
+            ..Default::default()
+        };
+        let stats = Arc::new(Stats::default());
+        w.write(&[IngestMsg::Flows(vec![f])], &stats);
+        w.commit(&stats);
+        let rows = store
+            .select("SELECT uuid, agg_packets, held_dropped_packets FROM flow_record ORDER BY uuid")
+            .unwrap();
+        assert_eq!(
+            rows,
+            [vec![Value::from("new"), Value::from(3), Value::from(1)], vec![Value::from("old"), Value::from(1), Value::Null]],
+            "the old row kept, without the new columns"
+        );
     }
 
     #[test]

@@ -108,7 +108,8 @@ impl FlowState {
 const STATE_COLUMNS: &str = "uuid, first_seen, last_seen, agg_bytes, agg_packets, agg_mir_bytes, agg_mir_packets, \
      agg_sec_mir_bytes, agg_sec_mir_packets, setup_time, teardown_time, analyzer_name, sec_analyzer_name, action, \
      sg_rule_uuid, nw_ace_uuid, vrouter_ip, other_vrouter_ip, underlay_proto, underlay_source_port, vmi, \
-     drop_reason, reverse_uuid, tcp_flags, vm, forward_flow";
+     drop_reason, reverse_uuid, tcp_flags, vm, forward_flow, agg_mir_lost_packets, agg_sec_mir_lost_packets, \
+     before_mirror_packets, held_dropped_packets";
 
 /// A flow's state from a lookup row ([`STATE_COLUMNS`]).
 fn state_of(r: &[Value]) -> FlowState {
@@ -125,6 +126,7 @@ fn state_of(r: &[Value]) -> FlowState {
             mir_packets: i(6),
             sec_mir_bytes: i(7),
             sec_mir_packets: i(8),
+            reconcile: [i(26), i(27), i(28), i(29)],
         },
         setup_time: i(9),
         teardown_time: i(10),
@@ -406,6 +408,9 @@ impl ClickHouseWriter {
         b.opt(st.underlay_proto, Rows::u16).opt(st.underlay_source_port, Rows::u16);
         b.opt_str(st.vmi.as_deref()).opt_str(st.drop_reason.as_deref()).opt_str(st.reverse_uuid.as_deref());
         b.opt(st.tcp_flags, Rows::u16).opt_str(st.vm.as_deref()).opt(st.forward_flow.map(u8::from), Rows::u8);
+        for v in aggs.reconcile {
+            b.opt(v, Rows::i64);
+        }
         b.end_row();
         let s = &mut self.buf.flow_series;
         s.i64(r.timestamp_us).str(&r.flowuuid).str(&r.vrouter).str(&r.sourcevn).str(&r.sourceip);
