@@ -830,7 +830,9 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext, d: &dyn Dialect) -> Resul
         }
         sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
     }
-    let bound = req.limit.map(|l| l.min(ctx.max_rows as u64 + 1)).unwrap_or(ctx.max_rows as u64 + 1);
+    // One row more than allowed tells a result that is too large; at most i64::MAX (SQL).
+    let most = (ctx.max_rows as u64).saturating_add(1).min(i64::MAX as u64);
+    let bound = req.limit.map_or(most, |l| l.min(most));
     sql.push_str(&format!(" LIMIT {bound}"));
     Ok(CompiledQuery { sql, params, fields: req.select_fields.clone() })
 }

@@ -104,6 +104,7 @@ fn rows(store: &dyn Backend, ctx: &QueryContext, start_us: i64, end_us: i64, vro
         limit: None,
         dir: None,
     };
+    // Every mirrored flow of the window counts: no row limit.
     let q = compile(&req, &QueryContext { max_rows: usize::MAX, ..*ctx }, store.dialect())?;
     let out = store.fetch(&q)?;
     Ok(out.iter().map(|v| Row::of(v)).filter(|r| r.analyzers.iter().any(Option::is_some)).collect())

@@ -75,10 +75,10 @@ fn balance(v: &Value) -> Vec<i64> {
     .collect()
 }
 
-#[test]
-fn reconcile_per_analyzer_and_rule_with_loss_reasons_and_sampling_from_the_uve() {
+fn reconcile_per_analyzer_and_rule_with_loss_reasons_and_sampling_from_the_uve(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let c = TestCollector::start(test_config(dir.path()));
+    let Some(cfg) = config(backend, dir.path()) else { return };
+    let c = TestCollector::start(cfg);
     let mut g = Generator::connect(c.sandesh, "host1");
     g.send_flows(vec![
         // 10 packets: 8 copies to an-a (1 lost, 1 held and dropped), 0 to an-b (9 lost).
@@ -160,3 +160,5 @@ fn reconcile_per_analyzer_and_rule_with_loss_reasons_and_sampling_from_the_uve()
     }
     c.stop();
 }
+
+on_both_backends!(reconcile_per_analyzer_and_rule_with_loss_reasons_and_sampling_from_the_uve);

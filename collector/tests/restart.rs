@@ -204,7 +204,7 @@ fn clickhouse_setup_errors_name_the_field_and_init_schema_fixes_them() {
     for _ in 0..2 {
         let (ok, out, err) = run(&["--clickhouse-url", url, "--clickhouse-database", &db, "--init-schema"]);
         assert!(ok, "{err}");
-        assert!(out.contains(&format!("schema version 1 ready in {url} database {db}")), "{out}");
+        assert!(out.contains(&format!("schema version 2 ready in {url} database {db}")), "{out}");
     }
     let dir = tempfile::tempdir().unwrap();
     let mut p = spawn(
