@@ -18,6 +18,9 @@
 use std::time::Instant;
 use vrouter::stats::StatsRegion;
 
+/// How long READY waits for every forwarding lcore's first poll-loop iteration.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The notifications of one vRouter run.
 pub struct Systemd {
     notifier: Option<sdnotify::Notifier>,
@@ -82,9 +85,29 @@ impl Systemd {
         Systemd { notifier, watchdog, progress: LcoreProgress::default(), withheld: false }
     }
 
-    /// `READY=1` with `status`; the lcores' progress is counted from here.
+    /// `READY=1` with `status`, once every forwarding lcore has been seen going round its
+    /// poll loop (its count moved since this call: counters continued from a previous
+    /// process are not proof); the lcores' progress is counted from here. An lcore that
+    /// does not poll within [`READY_WAIT`] is reported and READY goes anyway: the watchdog
+    /// then withholds its keep-alives.
     pub fn ready(&mut self, stats: &StatsRegion, status: &str) {
         let Some(n) = &self.notifier else { return };
+        let start = polls(stats);
+        let t0 = Instant::now();
+        loop {
+            let idle = LcoreProgress { last: start.clone() }.stalled(polls(stats));
+            if idle.is_empty() {
+                break;
+            }
+            if t0.elapsed() >= READY_WAIT {
+                eprintln!(
+                    "vrouter: forwarding lcore(s) {idle:?} (stats index) did not poll within {} ms; READY anyway",
+                    READY_WAIT.as_millis()
+                );
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         self.progress.stalled(polls(stats));
         if let Some(w) = &mut self.watchdog {
             *w = sdnotify::Watchdog::new(w.timeout());
