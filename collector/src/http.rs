@@ -562,21 +562,28 @@ fn trace_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<String>),
     if let Some(other) = q.unknown.keys().next() {
         return Err(bad_request(other, "unknown parameter (expected start_time, end_time, request)"));
     }
+    let (start, end) = time_range(q.start_time, q.end_time, now)?;
+    let request = match q.request {
+        Some(v) if v.is_empty() => return Err(bad_request("request", "must be a trace request UUID")),
+        v => v.map(|v| v.to_ascii_lowercase()),
+    };
+    Ok((start, end, request))
+}
+
+/// `start_time` and `end_time` of a GET request, in the forms of `/analytics/query` (µs
+/// since the epoch, `now`, `now-10m`, …), µs; a missing one is no bound.
+fn time_range(start: Option<String>, end: Option<String>, now: u64) -> Result<(i64, i64), ApiError> {
     let time = |k: &str, v: Option<String>, default: i64| -> Result<i64, ApiError> {
         let Some(v) = v else { return Ok(default) };
         let t = crate::time::parse_time(&v, now).map_err(|e| bad_request(k, e))?;
         i64::try_from(t).map_err(|_| bad_request(k, "out of range"))
     };
-    let start = time("start_time", q.start_time, i64::MIN)?;
-    let end = time("end_time", q.end_time, i64::MAX)?;
-    let request = match q.request {
-        Some(v) if v.is_empty() => return Err(bad_request("request", "must be a trace request UUID")),
-        v => v.map(|v| v.to_ascii_lowercase()),
-    };
+    let start = time("start_time", start, i64::MIN)?;
+    let end = time("end_time", end, i64::MAX)?;
     if start > end {
         return Err(bad_request("start_time", "is after end_time"));
     }
-    Ok((start, end, request))
+    Ok((start, end))
 }
 
 /// Parameters of `GET /analytics/mirror/reconcile`.
@@ -596,16 +603,7 @@ fn reconcile_params(q: Option<&str>, now: u64) -> Result<(i64, i64, Option<Strin
     if let Some(other) = q.unknown.keys().next() {
         return Err(bad_request(other, "unknown parameter (expected start_time, end_time, vrouter)"));
     }
-    let time = |k: &str, v: Option<String>, default: i64| -> Result<i64, ApiError> {
-        let Some(v) = v else { return Ok(default) };
-        let t = crate::time::parse_time(&v, now).map_err(|e| bad_request(k, e))?;
-        i64::try_from(t).map_err(|_| bad_request(k, "out of range"))
-    };
-    let start = time("start_time", q.start_time, i64::MIN)?;
-    let end = time("end_time", q.end_time, i64::MAX)?;
-    if start > end {
-        return Err(bad_request("start_time", "is after end_time"));
-    }
+    let (start, end) = time_range(q.start_time, q.end_time, now)?;
     if q.vrouter.as_deref() == Some("") {
         return Err(bad_request("vrouter", "must be a vRouter name"));
     }

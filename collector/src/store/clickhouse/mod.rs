@@ -22,12 +22,14 @@
 //!
 //! * **FlowRecordTable**: the writer merges each sample into the flow's aggregates exactly as
 //!   SQLite does ([`crate::store::merge_sample`]) and appends the merged row, so a flow's
-//!   latest row (highest `ver`) is its record. Queries take, per UUID, each column's value
-//!   at the highest `ver` (`argMax`) over the rows whose span meets the window: the latest
-//!   row has the widest span, so it is among them whenever the flow is. The previous
-//!   aggregates come from the writer's cache of recent flows; a flow not in it (a restart,
-//!   a generator that moved from another collector) is looked up in `flow_record`, batched
-//!   per write, through the `uuid` order key.
+//!   latest row (highest `ver`) is its record. Queries take, per UUID, over the rows whose
+//!   span meets the window, the largest value of each cumulative counter and of `last_seen`,
+//!   the smallest `first_seen`, and every other column at the highest `ver` (`argMax`): the
+//!   same values as SQLite whatever order rows were written in. The previous aggregates come
+//!   from the writer's cache of recent flows; a flow not in it (a restart, a generator that
+//!   moved from another collector) is looked up in `flow_record`, batched per write, through
+//!   the `uuid` order key, unless the sample covers the flow's whole life (a new flow's first
+//!   sample: nothing stored can change how it merges, `writer::whole_life`).
 //! * **FlowSeriesTable**: plain rows, as in SQLite.
 //! * **UVEs**: an update appends its attributes; a struct deletion, a generator's
 //!   (re)connection, its disconnection and a collector's restart append a tombstone. An
@@ -691,6 +693,36 @@ impl Backend for ClickHouseStore {
     }
 }
 
+/// Columns of `flow_record` that only grow (the cumulative counters, the end of the span) or
+/// only shrink (its start): a flow's value is the largest (smallest) of its rows, whatever
+/// order they were written in (a sample written late by another collector, or merged
+/// without a lookup: `writer::whole_life`), as SQLite's in-place merge keeps it.
+const GROWING: &[&str] = &[
+    "agg_bytes",
+    "agg_packets",
+    "agg_mir_bytes",
+    "agg_mir_packets",
+    "agg_sec_mir_bytes",
+    "agg_sec_mir_packets",
+    "agg_mir_lost_packets",
+    "agg_sec_mir_lost_packets",
+    "held_dropped_packets",
+    "last_seen",
+];
+
+/// How FlowRecordTable merges column `c` of a flow's rows: see [`GROWING`]; `first_seen`
+/// the smallest; any other column (descriptive fields, `before_mirror_packets`) the value
+/// of the latest row.
+fn merged(c: &str) -> String {
+    if GROWING.contains(&c) {
+        format!("max({c})")
+    } else if c == "first_seen" {
+        format!("min({c})")
+    } else {
+        format!("argMax({c}, ver)")
+    }
+}
+
 /// ClickHouse's SQL: values as escaped literals; FlowRecordTable is the latest row of each
 /// flow (see the module docs); missing values sorted as SQLite sorts them.
 #[derive(Debug)]
@@ -713,7 +745,7 @@ impl Dialect for ClickHouseDialect {
                 // the columns in the grouping query only: the window is applied below it.
                 let cols: Vec<&str> = src.columns.iter().map(|c| c.sql).filter(|c| *c != "uuid").collect();
                 let raw: String = cols.iter().map(|c| format!(", {c}")).collect();
-                let latest: String = cols.iter().map(|c| format!(", argMax({c}, ver) AS {c}")).collect();
+                let latest: String = cols.iter().map(|c| format!(", {} AS {c}", merged(c))).collect();
                 let window = format!("last_seen >= {start_us} AND first_seen <= {end_us}");
                 // Top flows by a counter: only theirs are merged (see `Source::top`).
                 let only = match src.top {

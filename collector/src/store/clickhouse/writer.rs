@@ -104,6 +104,17 @@ impl FlowState {
     }
 }
 
+/// Whether a flow sample covers its flow's whole life: cumulative counters equal to its
+/// diffs (the vRouter's first record of a flow). A sample stored earlier for the flow can
+/// then only be an earlier copy of this one (a generator that sent it twice), whose
+/// aggregates the merge would give again; what the lookup would add is the copy's series
+/// diffs set to zero, and generators do not resend records (the Sandesh session has no
+/// retransmission), so the writer merges it as the flow's first sample without asking the
+/// store.
+fn whole_life(r: &FlowRecordInput) -> bool {
+    r.bytes.is_some() && r.packets.is_some() && r.bytes == r.diff_bytes && r.packets == r.diff_packets
+}
+
 /// The columns a lookup reads, in [`state_of`]'s order.
 const STATE_COLUMNS: &str = "uuid, first_seen, last_seen, agg_bytes, agg_packets, agg_mir_bytes, agg_mir_packets, \
      agg_sec_mir_bytes, agg_sec_mir_packets, setup_time, teardown_time, analyzer_name, sec_analyzer_name, action, \
@@ -346,13 +357,20 @@ impl ClickHouseWriter {
         self.ver
     }
 
-    /// Reads the state of the batch's flows that are not in the cache.
+    /// Reads the state of the batch's flows that are not in the cache, except for samples
+    /// that cover their flow's whole life ([`whole_life`]): nothing stored before can change
+    /// how they merge (see there), and they are most samples of a busy vRouter (every new
+    /// flow's first), so the lookups stay with the flows that outlived a cache or a
+    /// collector.
     fn look_up_flows(&mut self, batch: &[IngestMsg], stats: &Stats) {
         let mut missing: Vec<&str> = Vec::new();
         let mut seen = HashSet::new();
         for m in batch {
             if let IngestMsg::Flows(recs) = m {
                 for r in recs {
+                    if whole_life(r) {
+                        continue;
+                    }
                     if !self.flows.contains(&r.flowuuid) && seen.insert(r.flowuuid.as_str()) {
                         missing.push(&r.flowuuid);
                     }
