@@ -145,14 +145,9 @@ impl LogConfig {
         let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false);
         match self.format() {
             LogFormat::Text => Box::new(builder.without_time().with_level(false).with_target(false).finish()),
-            LogFormat::Json => Box::new(
-                builder
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .finish(),
-            ),
+            LogFormat::Json => {
+                Box::new(builder.json().flatten_event(true).with_current_span(false).with_span_list(false).finish())
+            }
         }
     }
 

@@ -47,7 +47,8 @@ fn the_section_parses_with_defaults() {
     assert_eq!(c, LogConfig::default());
     assert_eq!(c.check(), Ok(()));
     assert_eq!(c.format(), LogFormat::Text);
-    let c: LogConfig = toml::from_str("level = \"debug\"\nfilter = \"vrouter::agent=trace\"\nformat = \"json\"").unwrap();
+    let c: LogConfig =
+        toml::from_str("level = \"debug\"\nfilter = \"vrouter::agent=trace\"\nformat = \"json\"").unwrap();
     assert_eq!(c.check(), Ok(()));
     assert_eq!(c.format(), LogFormat::Json);
     assert!(toml::from_str::<LogConfig>("colour = true").is_err(), "unknown keys are errors");
@@ -56,7 +57,10 @@ fn the_section_parses_with_defaults() {
 #[test]
 fn bad_values_name_the_key() {
     assert_eq!(cfg("loud", "", "text").check().unwrap_err().0, "level");
-    assert_eq!(cfg("info", "", "xml").check().unwrap_err(), ("format", "expected \"text\" or \"json\", not `xml`".into()));
+    assert_eq!(
+        cfg("info", "", "xml").check().unwrap_err(),
+        ("format", "expected \"text\" or \"json\", not `xml`".into())
+    );
     assert_eq!(cfg("info", "vrouter=bogus", "text").check().unwrap_err().0, "filter");
     assert_eq!(cfg("info", "a=b=c", "text").check().unwrap_err().0, "filter");
     assert_eq!(cfg("WARN", "vrouter::agent=debug,info", "json").check(), Ok(()), "levels are case-insensitive");
