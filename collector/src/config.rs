@@ -21,6 +21,11 @@
 //! [[tenant]]                        # a tenant of the trace API (optional, repeatable)
 //! name = "red"                      # its project, as in the vRouter's [[tenant]]
 //! token = "…"                       # its bearer token
+//!
+//! [log]                             # the logs (optional; RUST_LOG overrides level and filter)
+//! level = "info"                    # off, error, warn, info, debug, trace
+//! filter = "collector::session=debug"   # per-target directives (RUST_LOG syntax)
+//! format = "text"                   # or "json"
 //! ```
 //!
 //! With no `[[tenant]]` and no `admin_token`, `/analytics/traces` is open like the rest of
@@ -29,6 +34,7 @@
 //! Every key is optional (defaults below); unknown keys are errors. Errors name the file, the
 //! line and the field: `collector.toml:4: collector.ingest_queue: must be at least 1`.
 
+pub use logging::LogConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +90,9 @@ pub struct ConfigFile {
     /// `[[tenant]]`.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// `[[tenant]]`: a tenant allowed to read its own project's traces.
@@ -171,6 +180,9 @@ pub struct CollectorConfig {
     /// The tenants (`[[tenant]]`, outside `[collector]`).
     #[serde(skip)]
     pub tenants: Vec<TenantConfig>,
+    /// The logs (`[log]`, outside `[collector]`).
+    #[serde(skip)]
+    pub log: LogConfig,
 }
 
 impl Default for CollectorConfig {
@@ -198,6 +210,7 @@ impl Default for CollectorConfig {
             clickhouse_max_buffered_rows: 2_000_000,
             clickhouse_flow_cache: 200_000,
             tenants: Vec::new(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -211,13 +224,13 @@ fn tenant_line(text: &str, i: usize) -> Option<usize> {
     text.lines().enumerate().filter(|(_, l)| l.trim() == "[[tenant]]").nth(i).map(|(n, _)| n + 1)
 }
 
-/// Line of `key = ` in the `[collector]` section of `text`, if present.
-fn key_line(text: &str, key: &str) -> Option<usize> {
+/// Line of `key = ` in the `[section]` section of `text`, if present.
+fn key_line(text: &str, section: &str, key: &str) -> Option<usize> {
     let mut in_section = false;
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.starts_with('[') {
-            in_section = t == "[collector]";
+            in_section = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) == Some(section);
             continue;
         }
         if in_section {
@@ -241,6 +254,7 @@ impl CollectorConfig {
         })?;
         let mut c = file.collector;
         c.tenants = file.tenants;
+        c.log = file.log;
         c.validate(origin, Some(text))?;
         Ok(c)
     }
@@ -256,7 +270,7 @@ impl CollectorConfig {
     pub fn validate(&self, origin: &str, text: Option<&str>) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.to_owned(),
-            line: text.and_then(|t| key_line(t, key)),
+            line: text.and_then(|t| key_line(t, "collector", key)),
             field: format!("collector.{key}"),
             message,
         };
@@ -297,6 +311,12 @@ impl CollectorConfig {
             }
         }
         self.validate_clickhouse(&invalid)?;
+        self.log.check().map_err(|(key, message)| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line: text.and_then(|t| key_line(t, "log", key)),
+            field: format!("log.{key}"),
+            message,
+        })?;
         for (i, t) in self.tenants.iter().enumerate() {
             let tenant = |field: &str, message: String| ConfigError::Invalid {
                 origin: origin.to_owned(),
@@ -485,6 +505,29 @@ mod tests {
         );
         assert_eq!("clickhouse".parse::<StoreKind>(), Ok(StoreKind::Clickhouse));
         assert!("x".parse::<StoreKind>().is_err());
+    }
+
+    #[test]
+    fn log_section() {
+        assert_eq!(CollectorConfig::from_toml("", "c.toml").unwrap().log, LogConfig::default());
+        let c = CollectorConfig::from_toml(
+            "[collector]\ningest_queue = 5\n\n[log]\nlevel = \"warn\"\nfilter = \"collector::session=debug\"\nformat = \"json\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!((c.log.level.as_str(), c.log.format()), ("warn", logging::LogFormat::Json));
+        assert_eq!(c.log.filter, "collector::session=debug");
+        let err = |text: &str| CollectorConfig::from_toml(text, "c.toml").unwrap_err().to_string();
+        assert_eq!(
+            err("[log]\nlevel = \"info\"\nformat = \"xml\"\n"),
+            "c.toml:3: log.format: expected \"text\" or \"json\", not `xml`"
+        );
+        assert!(err("[log]\nlevel = \"loud\"\n").starts_with("c.toml:2: log.level: `loud` is not a level"));
+        let e = err("[collector]\n[log]\n\nfilter = \"collector=bogus\"\n");
+        assert!(e.starts_with("c.toml:4: log.filter: `collector=bogus` is not a filter"), "{e}");
+        assert!(err("[log]\ncolour = true\n").contains("unknown field `colour`"));
+        // `format` in [collector] is not the one in [log].
+        assert!(err("[collector]\nformat = \"json\"\n").contains("unknown field `format`"));
     }
 
     #[test]

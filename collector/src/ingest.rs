@@ -125,7 +125,7 @@ fn writer_loop(mut writer: Box<dyn StoreWriter>, mut rx: mpsc::Receiver<IngestMs
     let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("collector: the writer cannot start its timer: {e}");
+            tracing::error!("collector: the writer cannot start its timer: {e}");
             return;
         }
     };

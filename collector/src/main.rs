@@ -71,7 +71,13 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("collector: {e:#}");
+            // Through the logs once they are set up (JSON stays JSON), else (the configuration
+            // did not load) straight to stderr.
+            if logging::initialised() {
+                tracing::error!("collector: {e:#}");
+            } else {
+                eprintln!("collector: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -107,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.clickhouse_database = v;
     }
     cfg.validate("command line", None)?;
+    cfg.log.init()?;
     if cli.init_schema {
         let at = collector::store::init_schema(&cfg).context("cannot make the schema")?;
         println!("collector: schema version {} ready in {at}", schema_version(&cfg));
@@ -115,11 +122,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // systemd: an unusable NOTIFY_SOCKET or WATCHDOG_USEC is reported and the collector runs
     // without notifications rather than not at all.
     let notifier = sdnotify::Notifier::from_env().unwrap_or_else(|e| {
-        eprintln!("collector: systemd notifications off: {e}");
+        tracing::warn!("collector: systemd notifications off: {e}");
         None
     });
     let watchdog = sdnotify::Watchdog::from_env().unwrap_or_else(|e| {
-        eprintln!("collector: systemd watchdog off: {e}");
+        tracing::warn!("collector: systemd watchdog off: {e}");
         None
     });
     let notifier = notifier.map(Arc::new);
@@ -184,7 +191,7 @@ fn schema_version(cfg: &CollectorConfig) -> i64 {
 /// A failed notification is logged; the collector goes on.
 fn notify(r: Result<(), sdnotify::NotifyError>) {
     if let Err(e) = r {
-        eprintln!("collector: {e}");
+        tracing::warn!("collector: {e}");
     }
 }
 

@@ -129,7 +129,7 @@ impl Collector {
         });
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(hl, app).await {
-                eprintln!("collector: REST API server failed: {e}");
+                tracing::error!("collector: REST API server failed: {e}");
             }
         }));
         Ok(Collector { sandesh_addr, http_addr, stats, store, ingest, shared, tasks })

@@ -112,7 +112,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the sessions we have.
-                eprintln!("collector: accept failed: {e}");
+                logging::rate_limited!(WARN, "collector: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -182,7 +182,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
     let _active = ActiveGuard(stats.clone());
     let _ = stream.set_nodelay(true);
     if let Err(e) = set_keepalive(&stream) {
-        eprintln!("collector: {peer}: cannot set TCP keepalive: {e}");
+        logging::rate_limited!(WARN, "collector: {peer}: cannot set TCP keepalive: {e}");
     }
     let (mut rd, mut wr) = stream.into_split();
     let mut dec = FrameDecoder::with_max_frame_len(shared.config.max_frame_len);
@@ -197,12 +197,16 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
     let first = match first {
         Err(_) => {
             stats.handshake_timeouts.fetch_add(1, Relaxed);
-            eprintln!("collector: {peer}: no handshake within {:?}, closing", shared.config.handshake_timeout);
+            logging::rate_limited!(
+                WARN,
+                "collector: {peer}: no handshake within {:?}, closing",
+                shared.config.handshake_timeout
+            );
             return;
         }
         Ok(Err(ReadError::Frame(e))) => {
             stats.malformed_frames.fetch_add(1, Relaxed);
-            eprintln!("collector: {peer}: malformed frame before the handshake: {e}; closing");
+            logging::rate_limited!(WARN, "collector: {peer}: malformed frame before the handshake: {e}; closing");
             return;
         }
         Ok(Err(_)) => return,
@@ -214,7 +218,8 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
             Message::CtrlClientToServer(h) => h,
             other => {
                 stats.handshake_missing.fetch_add(1, Relaxed);
-                eprintln!(
+                logging::rate_limited!(
+                    WARN,
                     "collector: {peer}: first message is {}, not SandeshCtrlClientToServer; closing",
                     other.name()
                 );
@@ -223,18 +228,19 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
         },
         Err(e) if matches!(e.kind, DecodeErrorKind::UnknownMessage(_)) => {
             stats.handshake_missing.fetch_add(1, Relaxed);
-            eprintln!("collector: {peer}: first message is not the handshake ({e}); closing");
+            logging::rate_limited!(WARN, "collector: {peer}: first message is not the handshake ({e}); closing");
             return;
         }
         Err(e) => {
             stats.malformed_frames.fetch_add(1, Relaxed);
-            eprintln!("collector: {peer}: malformed handshake: {e}; closing");
+            logging::rate_limited!(WARN, "collector: {peer}: malformed handshake: {e}; closing");
             return;
         }
     };
     if hello.node_type_name.is_empty() || hello.instance_id_name.is_empty() || hello.source.is_empty() {
         stats.handshake_refused.fetch_add(1, Relaxed);
-        eprintln!(
+        logging::rate_limited!(
+            WARN,
             "collector: {peer}: handshake refused: empty {}",
             if hello.source.is_empty() {
                 "source"
@@ -267,7 +273,10 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
         .insert(gen.clone(), Entry { id, stop: stop.clone(), done: done_rx });
     if let Some(mut old) = old {
         stats.sessions_replaced.fetch_add(1, Relaxed);
-        eprintln!("collector: {peer}: generator {gen} connected again; closing its previous session");
+        logging::rate_limited!(
+            WARN,
+            "collector: {peer}: generator {gen} connected again; closing its previous session"
+        );
         old.stop.notify_one();
         while old.done.changed().await.is_ok() {}
     }
@@ -306,12 +315,12 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
             Ok(f) => f,
             Err(ReadError::Frame(e)) => {
                 stats.malformed_frames.fetch_add(1, Relaxed);
-                eprintln!("collector: {peer}: {gen}: malformed frame: {e}; closing");
+                logging::rate_limited!(WARN, "collector: {peer}: {gen}: malformed frame: {e}; closing");
                 break false;
             }
             Err(ReadError::Eof) => break false,
             Err(ReadError::Io(e)) => {
-                eprintln!("collector: {peer}: {gen}: read failed: {e}");
+                logging::rate_limited!(WARN, "collector: {peer}: {gen}: read failed: {e}");
                 break false;
             }
         };
@@ -324,7 +333,7 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
             }
             Err(e) => {
                 stats.malformed_frames.fetch_add(1, Relaxed);
-                eprintln!("collector: {peer}: {gen}: malformed message: {e}; closing");
+                logging::rate_limited!(WARN, "collector: {peer}: {gen}: malformed message: {e}; closing");
                 break false;
             }
         };

@@ -170,6 +170,44 @@ fn bad_config_and_flags_exit_nonzero_with_the_field_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_collector")).arg("--help").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--data-dir"));
+    std::fs::write(&cfg, "[log]\nformat = \"xml\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_collector")).arg("--config").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("c.toml:2: log.format: expected \"text\" or \"json\""), "{err}");
+}
+
+/// `[log] format = "json"`: what the collector logs (here the error that stops it, after the
+/// logs are set up) is one JSON object per line on stderr; an invalid `RUST_LOG` is refused.
+#[test]
+fn json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[log]\nformat = \"json\"\n").unwrap();
+    let run = |rust_log: &str| {
+        Command::new(env!("CARGO_BIN_EXE_collector"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--sandesh-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--store", "clickhouse"])
+            .args(["--clickhouse-url", "http://127.0.0.1:1"])
+            .env("RUST_LOG", rust_log)
+            .output()
+            .unwrap()
+    };
+    let out = run("");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not JSON: {err}"));
+    assert_eq!(v["level"], "ERROR", "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.starts_with("collector: ") && msg.contains("cannot reach ClickHouse at http://127.0.0.1:1"), "{v}");
+    assert!(v["timestamp"].is_string() && v["target"].is_string(), "{v}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run("collector=nonsense");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("collector: RUST_LOG: `collector=nonsense` is not a filter"), "{err}");
 }
 
 #[test]

@@ -382,7 +382,7 @@ impl Datapath {
         for plan in &self.plans {
             let ret = lcore::wait(plan.lcore_id);
             if ret != 0 {
-                eprintln!("forwarding lcore {} exited with {}", plan.lcore_id, ret);
+                tracing::error!("forwarding lcore {} exited with {}", plan.lcore_id, ret);
             }
         }
         let mut first_err = None;
@@ -393,7 +393,7 @@ impl Datapath {
             let port = Port { id: p.port };
             link::unwatch(port.id);
             if let Err(e) = port.stop().and_then(|_| port.close()) {
-                eprintln!("vif {vif}: {e}");
+                tracing::error!("vif {vif}: {e}");
                 first_err.get_or_insert(e);
             }
         }
@@ -434,9 +434,14 @@ fn open_ports(cfg: &Config, fib: &Fib, pool: &Mempool, n_lcores: u16) -> Result<
         }
         let rx_queues = vif.rx_queues.min(info.max_rx_queues).max(1);
         if rx_queues < vif.rx_queues {
-            eprintln!(
+            tracing::warn!(
                 "vif {} ({}): driver {} offers {} RX queue(s); using {} instead of {}",
-                vif.id, vif.name, info.driver, info.max_rx_queues, rx_queues, vif.rx_queues
+                vif.id,
+                vif.name,
+                info.driver,
+                info.max_rx_queues,
+                rx_queues,
+                vif.rx_queues
             );
         }
         let tx_queues = n_lcores.min(info.max_tx_queues).max(1);

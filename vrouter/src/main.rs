@@ -1,6 +1,7 @@
 //! `vrouter --config <file>`: loads and validates the configuration (nothing starts if it is
 //! invalid), initialises the EAL, opens the ports, launches one pinned forwarding lcore per
-//! configured core and prints a one-line summary per interval until SIGINT/SIGTERM, then
+//! configured core and logs a one-line summary per interval (at debug level: `[log] level =
+//! "debug"` or `RUST_LOG=vrouter=debug` shows it) until SIGINT/SIGTERM, then
 //! stops the lcores, stops and closes the ports, marks the stats region stopped and cleans up
 //! the EAL. Under systemd it notifies readiness, keep-alives and the stop (`systemd.rs`).
 
@@ -47,7 +48,13 @@ fn main() {
     }));
     let args = Args::parse();
     if let Err(e) = run(&args) {
-        eprintln!("vrouter: error: {e:#}");
+        // Through the logs once they are set up (JSON stays JSON), else (the configuration
+        // did not load) straight to stderr.
+        if logging::initialised() {
+            tracing::error!("vrouter: error: {e:#}");
+        } else {
+            eprintln!("vrouter: error: {e:#}");
+        }
         std::process::exit(1);
     }
 }
@@ -58,6 +65,7 @@ fn now_ms() -> u64 {
 
 fn run(args: &Args) -> Result<()> {
     let cfg = config::load(&args.config)?;
+    cfg.log.init()?;
     let fib = Fib::from_config(&cfg).context("building forwarding tables")?;
     let eal_args = datapath::eal_args(&cfg);
     if args.check {
@@ -76,11 +84,11 @@ fn run(args: &Args) -> Result<()> {
             p.pid
         ),
         (Some(p), true) => {
-            println!("vrouter: taking over from the running vRouter pid {}", p.pid);
+            tracing::info!("vrouter: taking over from the running vRouter pid {}", p.pid);
             handover::takeover_eal_args(&eal_args)
         }
         (None, true) => {
-            println!("vrouter: --takeover: no vRouter runs on {}; starting", run_dir.display());
+            tracing::info!("vrouter: --takeover: no vRouter runs on {}; starting", run_dir.display());
             eal_args
         }
         (None, false) => eal_args,
@@ -95,7 +103,7 @@ fn run(args: &Args) -> Result<()> {
     let mut sd = systemd::Systemd::from_env();
     let router = RunningRouter::start(&cfg, &args.config, fib, &eal_args, predecessor.filter(|_| args.takeover))?;
     let dp = router.datapath();
-    println!(
+    tracing::info!(
         "vrouter: forwarding on {} lcore(s) {:?}, {} vif(s); stats in {}",
         cfg.eal.forwarding_cores.len(),
         cfg.eal.forwarding_cores,
@@ -105,18 +113,22 @@ fn run(args: &Args) -> Result<()> {
     let cpus = cfg.eal.forwarding_cpus();
     for plan in &dp.plans {
         let qs: Vec<String> = plan.rx.iter().map(|q| format!("vif0/{} q{}", q.vif, q.queue)).collect();
-        println!("vrouter: lcore {} (CPU {}) polls {}", plan.lcore_id, cpus[plan.index], qs.join(", "));
+        tracing::info!("vrouter: lcore {} (CPU {}) polls {}", plan.lcore_id, cpus[plan.index], qs.join(", "));
     }
     if let Some(line) = router.flow_line() {
-        println!("{line}");
+        tracing::info!("{line}");
     }
     if router.exporting() {
-        println!("vrouter: exporting flows and UVEs to {}", cfg.export.collectors.join(", "));
+        tracing::info!("vrouter: exporting flows and UVEs to {}", cfg.export.collectors.join(", "));
     }
 
     sd.ready(&dp.stats, &format!("forwarding on {} lcore(s), {} vif(s)", dp.plans.len(), dp.ports.len()));
 
-    let interval = Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s));
+    // The summary is a debug line: not computed while the level is off.
+    let interval = match tracing::enabled!(tracing::Level::DEBUG) {
+        true => Duration::from_secs(u64::from(cfg.vrouter.summary_interval_s)),
+        false => Duration::ZERO,
+    };
     let mut last = dp.stats.totals();
     let mut last_t = Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -127,12 +139,12 @@ fn run(args: &Args) -> Result<()> {
         if !interval.is_zero() && last_t.elapsed() >= interval {
             let now = dp.stats.totals();
             let dt = last_t.elapsed().as_secs_f64();
-            println!("{}", summary_line(&last, &now, dt, &dp.stats.drops(None)));
+            tracing::debug!("{}", summary_line(&last, &now, dt, &dp.stats.drops(None)));
             last = now;
             last_t = Instant::now();
         }
     }
-    println!("vrouter: stopping");
+    tracing::info!("vrouter: stopping");
     sd.stopping();
     router.shutdown()
 }

@@ -83,12 +83,12 @@ impl Flows {
         let held = match start {
             TableStart::Created => None,
             TableStart::Reattached(report) => {
-                println!("vrouter: flow table {} reattached: {report}", table.path().display());
+                tracing::info!("vrouter: flow table {} reattached: {report}", table.path().display());
                 Some(report.held)
             }
             TableStart::Replaced { reason, kept_at } => {
                 let kept = kept_at.map_or("could not be kept".to_string(), |p| format!("kept at {}", p.display()));
-                println!("vrouter: the previous flow table was not reattached ({reason}); old file {kept}; starting with an empty table");
+                tracing::info!("vrouter: the previous flow table was not reattached ({reason}); old file {kept}; starting with an empty table");
                 None
             }
         };
@@ -130,7 +130,7 @@ impl RunningRouter {
         let (restored_cfg, restored) = program::restore(file_cfg, run_dir);
         let cfg = &restored_cfg;
         let fib = if restored > 0 {
-            println!(
+            tracing::info!(
                 "vrouter: restored {restored} runtime-programmed object(s) from {}",
                 run_dir.join(program::JOURNAL_FILE).display()
             );
@@ -155,7 +155,7 @@ impl RunningRouter {
         if let Some(p) = predecessor {
             early_eal = Some(Eal::init(eal_args).context("initialising the DPDK EAL")?);
             let took = p.stop(STOP_TIMEOUT)?;
-            println!("vrouter: the previous vRouter (pid {}) stopped in {} ms", p.pid, took.as_millis());
+            tracing::info!("vrouter: the previous vRouter (pid {}) stopped in {} ms", p.pid, took.as_millis());
         }
         // Flow table and policy before the EAL, so their errors stop us before anything runs.
         let flows = Flows::from_config(cfg)?;
@@ -205,12 +205,12 @@ impl RunningRouter {
                     .with_simulator(vrouter::trace::rest::control_socket(run_dir.join("control.sock")));
                 if let Some(t) = &control_token {
                     server = server.with_control(programmer.clone(), t);
-                    println!(
+                    tracing::info!(
                         "vrouter: programming API on http://{}/api/v1/control",
                         server.local_addr().unwrap_or(addr)
                     );
                 }
-                println!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
+                tracing::info!("vrouter: trace API on http://{}/traces", server.local_addr().unwrap_or(addr));
                 Some(server)
             }
             None => None,
@@ -231,13 +231,13 @@ impl RunningRouter {
         let keeps_files = !cfg.eal.no_huge && !eal_args.iter().any(|a| a.starts_with("--huge-unlink"));
         if cfg.eal.pdump_enabled() {
             match eal.init_pdump() {
-                Ok(()) => println!(
+                Ok(()) => tracing::info!(
                     "vrouter: packet capture ready (vifdump -i vif0/N, or dpdk-dumpcap --file-prefix={file_prefix} -p)"
                 ),
                 Err(e) if cfg.eal.pdump == Some(true) => {
                     return Err(anyhow::Error::new(e).context("[eal] pdump = true: initialising packet capture"))
                 }
-                Err(e) => eprintln!("vrouter: packet capture unavailable ([eal] pdump): {e}"),
+                Err(e) => tracing::warn!("vrouter: packet capture unavailable ([eal] pdump): {e}"),
             }
         }
         let eal_facts = vrouter::stats::EalFacts {
@@ -316,7 +316,7 @@ impl RunningRouter {
                     .context("starting the exporter ([export], [ipfix])")?,
             ),
             None if exporting => {
-                eprintln!("vrouter: [export] or [ipfix] is enabled but [flow] is not: nothing to export");
+                tracing::warn!("vrouter: [export] or [ipfix] is enabled but [flow] is not: nothing to export");
                 None
             }
             _ => None,
@@ -397,7 +397,7 @@ impl RunningRouter {
         let totals = self.datapath().stats.totals();
         let result = self.stop_datapath();
         self.stop_threads();
-        println!("vrouter: stopped; rx {} tx {} dropped {}", totals.rx_packets, totals.tx_packets, totals.drops);
+        tracing::info!("vrouter: stopped; rx {} tx {} dropped {}", totals.rx_packets, totals.tx_packets, totals.drops);
         if let Some(eal) = self.eal.take() {
             let cleaned = eal.cleanup().context("EAL cleanup");
             self.remove_hugepage_files();
@@ -430,7 +430,7 @@ impl RunningRouter {
         }
         if let Some(api) = self.trace_api.take() {
             if let Err(e) = api.stop() {
-                eprintln!("vrouter: the trace API stopped: {e}");
+                tracing::warn!("vrouter: the trace API stopped: {e}");
             }
         }
     }
@@ -485,7 +485,7 @@ fn stats_region(
 /// (one line; nothing on a first start).
 fn say_continued(c: &vrouter_abi::Continuation) {
     if let Some(line) = c.line() {
-        println!("vrouter: {line}");
+        tracing::info!("vrouter: {line}");
     }
 }
 
@@ -501,6 +501,6 @@ fn pin_current_thread(cpu: u32, what: &str) {
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
     if ret != 0 {
-        eprintln!("vrouter: could not pin {what} to CPU {cpu}: {}", std::io::Error::last_os_error());
+        tracing::warn!("vrouter: could not pin {what} to CPU {cpu}: {}", std::io::Error::last_os_error());
     }
 }

@@ -63,7 +63,7 @@ fn polls(stats: &StatsRegion) -> Vec<u64> {
 /// A failed notification is logged; the vRouter goes on.
 fn log(r: Result<(), sdnotify::NotifyError>) {
     if let Err(e) = r {
-        eprintln!("vrouter: {e}");
+        tracing::warn!("vrouter: {e}");
     }
 }
 
@@ -72,12 +72,12 @@ impl Systemd {
     /// used is reported and turns that part off.
     pub fn from_env() -> Systemd {
         let notifier = sdnotify::Notifier::from_env().unwrap_or_else(|e| {
-            eprintln!("vrouter: systemd notifications off: {e}");
+            tracing::warn!("vrouter: systemd notifications off: {e}");
             None
         });
         let watchdog = match &notifier {
             Some(_) => sdnotify::Watchdog::from_env().unwrap_or_else(|e| {
-                eprintln!("vrouter: systemd watchdog off: {e}");
+                tracing::warn!("vrouter: systemd watchdog off: {e}");
                 None
             }),
             None => None,
@@ -111,7 +111,7 @@ impl Systemd {
         self.progress.stalled(polls(stats));
         if let Some(w) = &mut self.watchdog {
             *w = sdnotify::Watchdog::new(w.timeout());
-            println!(
+            tracing::info!(
                 "vrouter: systemd watchdog: keep-alive every {} ms while every lcore polls",
                 w.interval().as_millis()
             );

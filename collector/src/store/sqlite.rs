@@ -33,7 +33,9 @@
 //! Exactly one [`SqliteWriter`] (the ingest thread) writes; readers ([`SqliteStore::reader`]) run queries
 //! concurrently, which WAL allows without blocking the writer.
 
-use super::{merge_sample, Backend, RECONCILE_COLUMNS, FlowAggs, StoreError, StoredAttr, StoredStep, TraceRow, TS_ATTR};
+use super::{
+    merge_sample, Backend, FlowAggs, StoreError, StoredAttr, StoredStep, TraceRow, RECONCILE_COLUMNS, TS_ATTR,
+};
 use crate::ingest::{IngestMsg, StoreWriter};
 use crate::model::{FlowRecordInput, GeneratorKey, TraceInput, UveField, UveUpdate};
 use crate::query::{CompiledQuery, Dialect, Param};
@@ -669,7 +671,11 @@ impl StoreWriter for SqliteWriter {
         });
         let Err(e) = result else { return };
         stats.store_errors.fetch_add(1, Relaxed);
-        eprintln!("collector: storing a batch of {} messages failed: {e}; retrying one by one", batch.len());
+        logging::rate_limited!(
+            WARN,
+            "collector: storing a batch of {} messages failed: {e}; retrying one by one",
+            batch.len()
+        );
         for m in batch {
             if let Err(e) = self.transaction(|t| apply(t, m, stats)) {
                 stats.store_errors.fetch_add(1, Relaxed);
@@ -679,7 +685,7 @@ impl StoreWriter for SqliteWriter {
                 if let IngestMsg::Traces(t) = m {
                     stats.trace_steps_lost.fetch_add(t.data.steps.len() as u64, Relaxed);
                 }
-                eprintln!("collector: storing a message failed: {e}");
+                logging::rate_limited!(WARN, "collector: storing a message failed: {e}");
             }
         }
     }

@@ -1681,8 +1681,8 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
         Some(path) => {
             let (scanner, origin) = FlowScanner::with_state_file(cfg, table, path)?;
             match &origin {
-                StateOrigin::Fresh { reason: FreshReason::Unusable { .. }, .. } => eprintln!("vrouter: {origin}"),
-                _ => println!("vrouter: {origin}"),
+                StateOrigin::Fresh { reason: FreshReason::Unusable { .. }, .. } => tracing::warn!("vrouter: {origin}"),
+                _ => tracing::info!("vrouter: {origin}"),
             }
             scanner
         }
@@ -1702,7 +1702,7 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
         .spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = pin_current_thread(cpu) {
-                    eprintln!("vrouter: could not pin the exporter thread to CPU {cpu}: {e}");
+                    tracing::warn!("vrouter: could not pin the exporter thread to CPU {cpu}: {e}");
                 }
             }
             let mut session = match session_cfg.map(SessionHandle::start).transpose() {
@@ -1745,7 +1745,7 @@ fn spawn_exporter(b: ExporterBuilder<'_>) -> Result<JoinHandle<()>, ExportError>
                 let update = config_updates.as_ref().and_then(|c| c.lock().unwrap_or_else(|e| e.into_inner()).take());
                 if let Some(cfg) = update {
                     if let Err(e) = scanner.set_config(&cfg) {
-                        eprintln!("vrouter: exporter: keeping the previous configuration: {e}");
+                        tracing::warn!("vrouter: exporter: keeping the previous configuration: {e}");
                     }
                 }
                 scanner.tick(&mut Sinks { sandesh: session.as_mut(), ipfix: ipfix.as_mut() });

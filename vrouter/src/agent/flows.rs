@@ -370,7 +370,7 @@ impl Agent {
         if let Some(held) = self.adopt.take() {
             let t = Instant::now();
             let (n, changed, held) = self.adopt_flows(&held);
-            println!(
+            tracing::info!(
                 "vrouter: agent: adopted {n} flows of the reattached table ({changed} actions changed by \
                  re-evaluation, {held} HOLD flows set up again) in {} ms",
                 t.elapsed().as_millis()
@@ -455,7 +455,7 @@ impl Agent {
                             self.policy = p;
                             self.counters.policy_reloads += 1;
                         }
-                        Err(e) => eprintln!("vrouter: agent: policies of the new state: {e}"),
+                        Err(e) => tracing::error!("vrouter: agent: policies of the new state: {e}"),
                     }
                 }
                 let deleted = self.delete_flows(&deleted_vifs, &deleted_ends, &deleted_vrfs);
@@ -643,7 +643,8 @@ impl Agent {
     fn save_trace_budgets(&self) {
         if let Some(t) = &self.trace {
             if let Err(e) = t.save_budgets() {
-                eprintln!("vrouter: agent: {e}");
+                // Once per burst of traced packets: limited.
+                logging::rate_limited!(WARN, "vrouter: agent: {e}");
             }
         }
     }
@@ -935,7 +936,7 @@ fn accept_loop(
                     active.fetch_sub(1, Ordering::Relaxed);
                 });
                 if spawned.is_err() {
-                    eprintln!("vrouter: cannot spawn a control connection thread");
+                    logging::rate_limited!(ERROR, "vrouter: cannot spawn a control connection thread");
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),

@@ -111,6 +111,7 @@ pub fn validate(cfg: &Config, text: &str, origin: &str) -> Result<(), ConfigErro
     ck.flow(&cfg.flow)?;
     cfg.export.check().map_err(|(key, msg)| ck.table("export", key, msg))?;
     cfg.ipfix.check().map_err(|(key, msg)| ck.table("ipfix", key, msg))?;
+    cfg.log.check().map_err(|(key, msg)| ck.table("log", key, msg))?;
     ck.analyzers()?;
     let mut rule_uuids = HashMap::new();
     ck.network_policies(&mut rule_uuids)?;

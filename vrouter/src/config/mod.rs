@@ -6,7 +6,7 @@
 //!
 //! Each table has a module holding its serde type(s) and their checks: `eal`, `vrouter`,
 //! `vif`, `vrf`, `nexthop`, `route`, `bridge`, `label`, `flow`, `analyzer`, `policy`
-//! (`[[network_policy]]`), `security_group`, `tenant`, [`export`] and [`ipfix`]; `value` has the
+//! (`[[network_policy]]`), `security_group`, `tenant`, [`export`] and [`ipfix`] (`[log]` is `logging::LogConfig`); `value` has the
 //! string-typed values (MACs, prefixes, protocols, port ranges). [`schema`] re-exports them
 //! all next to the whole file, [`Config`]; `check` is the driver and the shared helpers
 //! of [`validate()`]; `locate` finds line numbers from `toml_edit` spans.

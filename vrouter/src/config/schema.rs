@@ -20,6 +20,7 @@ pub use super::value::{Mac, PolicyAddress, PortRange, Prefix, Protocol, SgRemote
 pub use super::vif::{AddressPairConfig, VhostConfig, VhostMode, VifConfig, VifType, MAX_VHOST_QUEUES};
 pub use super::vrf::{VrfConfig, DEFAULT_GATEWAY_IP, DEFAULT_GATEWAY_IP6};
 pub use super::vrouter::{VrouterConfig, MAX_ICMP_ERROR_BURST, MAX_ICMP_ERROR_RATE};
+pub use logging::LogConfig;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -71,4 +72,8 @@ pub struct Config {
     /// VNs (`[[tenant]]`).
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<Spanned<TenantConfig>>,
+    /// The binary's logs (`[log]`: level, per-target filter, text or JSON; `RUST_LOG`
+    /// overrides the level and the filter).
+    #[serde(default)]
+    pub log: LogConfig,
 }

@@ -1575,3 +1575,19 @@ fn vhost_vif_errors_name_the_field() {
     );
     expect_invalid(&two, "vif[3].vhost", "already vif[2]'s");
 }
+
+// ---- [log] ----
+
+#[test]
+fn log_section() {
+    let cfg = parse(VALID, "test.toml").unwrap();
+    assert_eq!(cfg.log, LogConfig::default(), "no [log]: info, no filter, text");
+    let ok = parse(&with("[log]\nlevel = \"debug\"\nfilter = \"vrouter::agent=trace,warn\"\nformat = \"json\""), "t")
+        .unwrap();
+    assert_eq!((ok.log.level.as_str(), ok.log.format()), ("debug", logging::LogFormat::Json));
+    expect_invalid(&with("[log]\nformat = \"xml\" # HERE"), "log.format", "expected \"text\" or \"json\"");
+    expect_invalid(&with("[log]\nlevel = \"loud\" # HERE"), "log.level", "`loud` is not a level");
+    expect_invalid(&with("[log]\nfilter = \"vrouter=bogus\" # HERE"), "log.filter", "is not a filter");
+    let e = parse(&with("[log]\ncolour = true"), "test.toml").unwrap_err().to_string();
+    assert!(e.contains("unknown field `colour`"), "{e}");
+}

@@ -655,14 +655,14 @@ impl Programmer {
         let mut reply = ChangeReply { changed: true, generation, ..ChangeReply::default() };
         if !closing.is_empty() {
             if !self.cell.wait_quiescent(generation, Duration::from_secs(2)) {
-                eprintln!("vrouter: lcores did not take generation {generation} within 2 s; closing ports anyway");
+                tracing::warn!("vrouter: lcores did not take generation {generation} within 2 s; closing ports anyway");
             }
             for (id, slot) in &closing {
                 if let (Some(ops), Some(vc)) = (self.hooks.ports.as_mut(), old_vifs.get(id)) {
                     match ops.close(vc, slot) {
                         Ok(0) => {}
-                        Ok(n) => println!("vrouter: vif {id} removed; {n} packet(s) left in its RX queues freed"),
-                        Err(e) => eprintln!("vrouter: vif {id}: closing its port: {e}"),
+                        Ok(n) => tracing::info!("vrouter: vif {id} removed; {n} packet(s) left in its RX queues freed"),
+                        Err(e) => tracing::warn!("vrouter: vif {id}: closing its port: {e}"),
                     }
                 }
             }
@@ -674,7 +674,7 @@ impl Programmer {
                         .and_then(|n| self.hooks.mirror.as_ref().and_then(|m| m.find(n)))
                         .map_or(255, |i| i.raw());
                     if let Err(e) = publish_vif_record(stats, vc, slot, mirror) {
-                        eprintln!("vrouter: vif {id}: stats record: {e}");
+                        tracing::warn!("vrouter: vif {id}: stats record: {e}");
                     }
                 }
             }
@@ -830,7 +830,12 @@ impl Programmer {
             j.append_text(&text, n)
         };
         if let Err(e) = res {
-            eprintln!("vrouter: {}: {e} (runtime state may not survive a restart)", j.path.display());
+            // Once per programming request: limited.
+            logging::rate_limited!(
+                WARN,
+                "vrouter: {}: {e} (runtime state may not survive a restart)",
+                j.path.display()
+            );
         }
     }
 
@@ -1205,7 +1210,7 @@ fn read_journal(path: &Path) -> std::io::Result<BTreeMap<String, Option<Value>>>
                 out.insert(k, (!v.is_null()).then_some(v));
             }
             None => {
-                eprintln!("vrouter: {}:{}: not a journal entry; the rest is ignored", path.display(), n + 1);
+                tracing::warn!("vrouter: {}:{}: not a journal entry; the rest is ignored", path.display(), n + 1);
                 break;
             }
         }
@@ -1223,7 +1228,7 @@ pub fn restore(cfg: &Config, run_dir: &Path) -> (Config, usize) {
     let overlay = match read_journal(&path) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("vrouter: cannot read {}: {e}; starting from the configuration file", path.display());
+            tracing::warn!("vrouter: cannot read {}: {e}; starting from the configuration file", path.display());
             return (cfg.clone(), 0);
         }
     };
@@ -1242,7 +1247,7 @@ pub fn restore(cfg: &Config, run_dir: &Path) -> (Config, usize) {
         Err(e) => {
             let aside = run_dir.join(format!("{JOURNAL_FILE}.rejected"));
             let _ = std::fs::rename(&path, &aside);
-            eprintln!(
+            tracing::warn!(
                 "vrouter: the runtime state in {} does not fit the configuration ({e}); moved to {}, starting from the file",
                 path.display(),
                 aside.display()

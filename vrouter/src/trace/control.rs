@@ -222,7 +222,7 @@ impl TraceControl {
             for (mut r, left) in reqs {
                 if r.enabled {
                     if let Err(e) = ctl.compile(&r) {
-                        eprintln!("vrouter: trace request {} disabled: {e}", r.id);
+                        tracing::warn!("vrouter: trace request {} disabled: {e}", r.id);
                         r.enabled = false;
                     }
                 }

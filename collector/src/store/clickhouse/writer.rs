@@ -398,7 +398,8 @@ impl ClickHouseWriter {
                 }
                 Err(e) => {
                     stats.flow_lookups_failed.fetch_add(chunk.len() as u64, Relaxed);
-                    eprintln!(
+                    logging::rate_limited!(
+                        WARN,
                         "collector: looking up {} flows in ClickHouse failed ({e}); their samples are merged as \
                          first samples",
                         chunk.len()
@@ -493,7 +494,10 @@ impl ClickHouseWriter {
                     .collect(),
                 Err(e) => {
                     // Reads dedupe steps anyway; only the counter may count a re-sent step.
-                    eprintln!("collector: reading the stored steps of trace {trace_id:x} failed: {e}");
+                    logging::rate_limited!(
+                        WARN,
+                        "collector: reading the stored steps of trace {trace_id:x} failed: {e}"
+                    );
                     HashSet::new()
                 }
             };
@@ -605,7 +609,7 @@ impl ClickHouseWriter {
         let blocks = self.buf.take_blocks();
         let seq = self.seq;
         if self.sender(stats).send(InsertMsg::Batch(seq, blocks)).is_err() {
-            eprintln!("collector: the ClickHouse inserter has stopped");
+            tracing::error!("collector: the ClickHouse inserter has stopped");
         }
         self.flows.age(self.done.load(Relaxed));
     }
@@ -646,7 +650,7 @@ impl StoreWriter for ClickHouseWriter {
                 IngestMsg::Purge(horizon) => {
                     if let Err(e) = self.purge(*horizon, stats) {
                         stats.store_errors.fetch_add(1, Relaxed);
-                        eprintln!("collector: dropping expired ClickHouse partitions failed: {e}");
+                        tracing::warn!("collector: dropping expired ClickHouse partitions failed: {e}");
                     }
                 }
                 IngestMsg::Flush(_) => {}
@@ -776,7 +780,7 @@ impl Inserter {
                         Kind::FlowSeries | Kind::Tombstones | Kind::Traces => 0,
                     };
                     if self.failing {
-                        eprintln!("collector: ClickHouse at {} takes inserts again", self.client.url());
+                        tracing::warn!("collector: ClickHouse at {} takes inserts again", self.client.url());
                     }
                     self.failing = false;
                     self.backoff = RETRY_MIN;
@@ -784,7 +788,7 @@ impl Inserter {
                 Err(e) => {
                     self.stats.store_retries.fetch_add(1, Relaxed);
                     if !self.failing {
-                        eprintln!(
+                        tracing::warn!(
                             "collector: inserting into ClickHouse at {} failed ({e}); retrying, holding at most {} rows",
                             self.client.url(),
                             self.max_rows
@@ -820,7 +824,7 @@ impl Inserter {
             Kind::Steps => self.stats.trace_steps_lost.fetch_add(n, Relaxed),
             Kind::FlowSeries | Kind::Tombstones | Kind::Traces => 0,
         };
-        eprintln!("collector: dropped {n} {} rows: {why}", b.table.name);
+        logging::rate_limited!(WARN, "collector: dropped {n} {} rows: {why}", b.table.name);
     }
 
     /// Publishes what is done and answers the barriers it covers (all of them while the
