@@ -100,7 +100,7 @@ impl Systemd {
                 break;
             }
             if t0.elapsed() >= READY_WAIT {
-                eprintln!(
+                tracing::warn!(
                     "vrouter: forwarding lcore(s) {idle:?} (stats index) did not poll within {} ms; READY anyway",
                     READY_WAIT.as_millis()
                 );
