@@ -86,7 +86,13 @@ impl Row {
 /// The mirrored flows' records in the window, through the same query compiler as
 /// `POST /analytics/query` (FlowRecordTable: the merged record of each flow, whatever the
 /// backend).
-fn rows(store: &dyn Backend, ctx: &QueryContext, start_us: i64, end_us: i64, vrouter: Option<&str>) -> Result<Vec<Row>, QueryError> {
+fn rows(
+    store: &dyn Backend,
+    ctx: &QueryContext,
+    start_us: i64,
+    end_us: i64,
+    vrouter: Option<&str>,
+) -> Result<Vec<Row>, QueryError> {
     let time = |t: i64| t.clamp(0, i64::MAX).to_string();
     let where_ = match vrouter {
         Some(v) => vec![vec![Match { name: "vrouter".into(), op: MatchOp::Equal, value: json!(v), value2: None }]],

@@ -94,16 +94,7 @@ entries = 1024
 
 # The analyzers sit behind the fabric gateway (as the mirror tests configure them), so
 # mirrored copies have a path out once the mirror data plane is in.
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "{ANALYZER_A}"

@@ -105,16 +105,7 @@ fn config(addr: SocketAddr) -> impl FnOnce(String) -> String {
     move |cfg| {
         format!(
             r#"{cfg}
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "analyzer-one"

@@ -173,16 +173,7 @@ fn nfcapd_stores_the_flow_table_counters_and_tshark_decodes_the_export() {
 [flow]
 entries = 1024
 
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "{ANALYZER_A}"

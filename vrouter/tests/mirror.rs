@@ -27,16 +27,7 @@ const RULE_ALL: &str = "bbbbbbbb-0000-4000-8000-0000000000ff";
 fn with_analyzers(cfg: String, extra: &str) -> String {
     format!(
         r#"{cfg}
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "an-a"

@@ -79,16 +79,7 @@ fn config(c: String, collector: SocketAddr) -> String {
 entries = 1024
 held_packets_per_flow = 2
 
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "an-a"

@@ -190,16 +190,7 @@ fn prometheus_scrapes_the_counters_the_tools_show() {
 [flow]
 entries = 1024
 
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "{ANALYZER_A}"

@@ -41,16 +41,7 @@ fn extra(sandesh: SocketAddr) -> String {
 [flow]
 entries = 4096
 
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "{ANALYZER}"

@@ -36,16 +36,7 @@ fn traced_config(cfg: String, run_dir: &Path) -> String {
 [flow]
 held_packets_per_flow = 16
 
-[[nexthop]]
-id = 20
-type = "encap"
-vif = 0
-dst_mac = "{GW_MAC}"
-
-[[route]]
-vrf = 0
-prefix = "10.20.0.0/24"
-nexthop = 20
+{ANALYZER_NET}
 
 [[analyzer]]
 name = "an-a"

@@ -253,6 +253,20 @@ pub const VM1_MAC: &str = "02:00:00:00:01:03";
 pub const VM2_MAC: &str = "02:00:00:00:01:04";
 pub const REMOTE_VXLAN_VM_MAC: &str = "02:00:00:00:03:0a";
 
+/// The analyzers' network (10.20.0.0/24) of the standard topology, as configuration: a route
+/// through the fabric gateway ([`GW_MAC`]) on vif0/0. `{ANALYZER_NET}` in a test's TOML.
+pub const ANALYZER_NET: &str = r#"[[nexthop]]
+id = 20
+type = "encap"
+vif = 0
+dst_mac = "02:00:00:00:00:02"
+
+[[route]]
+vrf = 0
+prefix = "10.20.0.0/24"
+nexthop = 20
+"#;
+
 pub fn ip4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -261,6 +275,7 @@ pub fn ip6(s: &str) -> Ipv6Addr {
 }
 
 pub fn topology(vdevs: &str, prefix: &str, run_dir: &Path) -> String {
+    debug_assert!(ANALYZER_NET.contains(GW_MAC), "the analyzers' gateway is the fabric gateway");
     format!(
         r#"
 [eal]

@@ -869,12 +869,14 @@ mod tests {
         let stats = Arc::new(Stats::default());
         w.write(&[IngestMsg::Flows(vec![f])], &stats);
         w.commit(&stats);
-        let rows = store
-            .select("SELECT uuid, agg_packets, held_dropped_packets FROM flow_record ORDER BY uuid")
-            .unwrap();
+        let rows =
+            store.select("SELECT uuid, agg_packets, held_dropped_packets FROM flow_record ORDER BY uuid").unwrap();
         assert_eq!(
             rows,
-            [vec![Value::from("new"), Value::from(3), Value::from(1)], vec![Value::from("old"), Value::from(1), Value::Null]],
+            [
+                vec![Value::from("new"), Value::from(3), Value::from(1)],
+                vec![Value::from("old"), Value::from(1), Value::Null]
+            ],
             "the old row kept, without the new columns"
         );
     }
