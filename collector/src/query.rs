@@ -578,6 +578,9 @@ pub struct Source<'a> {
     /// the rows sorted by it, and a backend that merges a flow's rows when reading needs to
     /// merge only theirs.
     pub top: Option<(&'static Column, u64)>,
+    /// Set when every OR term of the where clause requires `UuidKey` to equal one of these:
+    /// a backend that merges a flow's rows when reading needs to merge only theirs.
+    pub flows: Option<&'a [String]>,
 }
 
 /// The FlowRecordTable counters that never decrease over a flow's samples ([`Source::top`]).
@@ -761,7 +764,19 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext, d: &dyn Dialect) -> Resul
         }
         _ => None,
     };
-    let source = Source { table, start_us: ws, end_us: we, columns: &used, top };
+    // Point lookups: the flows every OR term names by UuidKey.
+    let mut named: Vec<String> = Vec::new();
+    let all_named = table == Table::FlowRecord
+        && !req.where_.is_empty()
+        && req.where_.iter().all(|and| {
+            let uuid = and.iter().find_map(|m| match (&m.value, m.op) {
+                (Value::String(u), MatchOp::Equal) if m.name == "UuidKey" => Some(u.clone()),
+                _ => None,
+            });
+            uuid.map(|u| named.push(u)).is_some()
+        });
+    let flows = all_named.then_some(named.as_slice());
+    let source = Source { table, start_us: ws, end_us: we, columns: &used, top, flows };
     let (from, window) = d.source(&source, &mut params);
     let mut sql = String::from("SELECT ");
     for (k, sel) in sels.iter().enumerate() {

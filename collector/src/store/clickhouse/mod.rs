@@ -756,9 +756,16 @@ impl Dialect for ClickHouseDialect {
                     ),
                     None => String::new(),
                 };
+                // Named flows (point lookups): only theirs, through the `uuid` order key.
+                let named = match src.flows {
+                    Some(uuids) => {
+                        format!(" AND uuid IN ({})", uuids.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", "))
+                    }
+                    None => String::new(),
+                };
                 (
                     format!(
-                        "(SELECT uuid{latest} FROM (SELECT uuid, ver{raw} FROM flow_record WHERE {window}{only}) \
+                        "(SELECT uuid{latest} FROM (SELECT uuid, ver{raw} FROM flow_record WHERE {window}{only}{named}) \
                          GROUP BY uuid)"
                     ),
                     "1".into(),
