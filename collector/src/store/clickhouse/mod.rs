@@ -984,4 +984,35 @@ mod tests {
         assert_eq!(rows, vec![vec![Value::from(250), Value::from("pass"), Value::from(1_000), Value::from(2_000)]]);
         assert_eq!(store.flow_counts().unwrap(), (1, 3));
     }
+
+    /// A flow's first sample (cumulative = diffs) is merged without a lookup; written after
+    /// a later sample of the same flow (another collector, late), it does not lower the
+    /// record: FlowRecordTable takes the largest counters.
+    #[test]
+    fn a_first_sample_merges_without_a_lookup_and_a_late_one_lowers_nothing() {
+        let Some(cfg) = local::test_config("wholelife") else { return };
+        let stats = Arc::new(Stats::default());
+        let (store, mut a) = open(&ClickHouseConfig { collector_id: "a".into(), ..cfg.clone() }).unwrap();
+        let mut later = sample("f", 2_000, 500, 5);
+        (later.diff_bytes, later.diff_packets) = (Some(300), Some(3));
+        a.write(&[IngestMsg::Flows(vec![later])], &stats);
+        a.commit(&stats);
+        assert_eq!(stats.flow_lookups.load(std::sync::atomic::Ordering::Relaxed), 1, "not a first sample");
+        let (_, mut b) = open(&ClickHouseConfig { collector_id: "b".into(), ..cfg }).unwrap();
+        let mut first = sample("f", 1_000, 200, 2);
+        (first.diff_bytes, first.diff_packets) = (Some(200), Some(2));
+        b.write(&[IngestMsg::Flows(vec![first])], &stats);
+        b.commit(&stats);
+        assert_eq!(stats.flow_lookups.load(std::sync::atomic::Ordering::Relaxed), 1, "no lookup for a first sample");
+        let req = crate::query::QueryRequest::from_json(
+            br#"{"table": "FlowRecordTable", "start_time": "0", "end_time": "now",
+                "select_fields": ["UuidKey", "agg-bytes", "agg-packets", "setup_time"]}"#,
+        )
+        .unwrap();
+        let now = 1_000_000_000_000_000;
+        let ctx = crate::query::QueryContext { now_us: now, data_start_us: 0, max_rows: 10 };
+        let v = crate::query::run(&store, &req, &ctx).unwrap();
+        assert_eq!(v["value"][0]["agg-bytes"], 500, "{v}");
+        assert_eq!(v["value"][0]["agg-packets"], 5, "{v}");
+    }
 }
