@@ -296,11 +296,12 @@ impl Exporter {
         let mut cmd = Command::new(bin);
         cmd.arg("--run-dir").arg(run_dir).arg("--listen").arg("127.0.0.1:0");
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-        // SAFETY: sched_setaffinity on the child itself between fork and exec (async-signal-safe;
-        // the set is built before the fork).
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+        // SAFETY: a zeroed cpu_set_t is an empty set, CPU_SET writes inside it; the closure
+        // runs in the child between fork and exec and only calls sched_setaffinity on itself
+        // (async-signal-safe) with that set, built before the fork.
         unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
             cmd.pre_exec(move || {
                 if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -716,8 +717,8 @@ fn one_run(
 
 /// The medians of N's runs.
 fn summary(n: u64, runs: &[OpsRun], dur: f64) -> OpsSummary {
-    let of = |variant: &str| runs.iter().filter(move |r| r.flows == n && r.variant == variant);
-    let med = |variant: &str, f: &dyn Fn(&OpsRun) -> f64| median(&of(variant).map(f).collect::<Vec<_>>());
+    let of = |variant: &'static str| runs.iter().filter(move |r| r.flows == n && r.variant == variant);
+    let med = |variant: &'static str, f: &dyn Fn(&OpsRun) -> f64| median(&of(variant).map(f).collect::<Vec<_>>());
     let sides: Vec<&OpsSide> = of("ops").filter_map(|r| r.ops.as_ref()).collect();
     let share = |f: &dyn Fn(&OpsSide) -> f64| median(&sides.iter().map(|s| f(s) / dur).collect::<Vec<_>>());
     let (plain, ops) = (med("plain", &|r| r.cpu_mpps), med("ops", &|r| r.cpu_mpps));
