@@ -811,7 +811,7 @@ mod tests {
             assert!(String::from_utf8_lossy(&req[..n]).starts_with("GET /metrics HTTP/1.1\r\n"));
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nvrouter_up 1\n").unwrap();
         });
-        assert_eq!(scrape_once(addr, Duration::from_secs(5)).unwrap(), 51);
+        assert_eq!(scrape_once(addr, Duration::from_secs(5)).unwrap(), 52);
         server.join().unwrap();
     }
 }
