@@ -314,11 +314,8 @@ impl Exporter {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
         stdout.read_line(&mut line)?;
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let addr =
+            line.split("http://").nth(1).and_then(|r| r.split('/').next()).and_then(|a| a.parse::<SocketAddr>().ok());
         match addr {
             Some(addr) => Ok(Exporter { child, addr, _stdout: stdout }),
             None => {

@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn stat_ticks() {
-        let line = "4242 (tokio (x) y) S 1 2 3 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 3 0 99 1000 10 18446744073709551615\n";
+        let line =
+            "4242 (tokio (x) y) S 1 2 3 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 3 0 99 1000 10 18446744073709551615\n";
         assert_eq!(parse_stat_ticks(line).unwrap(), 22);
         assert!(parse_stat_ticks("1 (x) S 1 2").is_err());
         assert!(process_cpu_ns(std::process::id()).is_ok());
