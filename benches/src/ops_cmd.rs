@@ -189,7 +189,6 @@ struct Doc<'a> {
     metric: &'static str,
     cpus: &'static str,
     machine: Machine,
-    load_at_end: [f64; 3],
     commands: &'a [String],
     table: &'a [OpsSummary],
     runs: &'a [OpsRun],
@@ -504,7 +503,8 @@ const CPUS: &str = "vRouter main, agent and vr-export threads on CPU 0 (main_cor
                     CPU 1; vrouter-exporter (taskset before exec), the harness's scraper and IPFIX collector threads \
                     on CPU 0";
 
-/// Runs the comparison for every N and writes `ops_results.json` and `ops_runs.csv` in `o.out`.
+/// Runs the comparison for every N and writes `ops_results.json`, `ops_runs.csv` and
+/// `ops_table.md` in `o.out`.
 pub fn run(o: Opts) -> Result<()> {
     let started = now_unix();
     let load_at_start = procfs::loadavg().unwrap_or_default();
@@ -624,28 +624,9 @@ pub fn run(o: Opts) -> Result<()> {
         }
         table.push(summary(n, &runs, o.dur));
     }
-    println!(
-        "\n| flows | Mpps/core, plain | Mpps/core, scrape 1/s + IPFIX | ratio (target >= 0.99) | wall Mpps plain / ops | ns/pkt plain / ops | scrapes ok (failed) | IPFIX datagrams | exporter CPU | vr-export CPU |"
-    );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for t in &table {
-        println!(
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {} ({}) | {} | {:.2} % | {:.2} % |",
-            t.flows,
-            t.plain_cpu_mpps,
-            t.ops_cpu_mpps,
-            t.ratio,
-            t.plain_wall_mpps,
-            t.ops_wall_mpps,
-            t.plain_ns_per_pkt,
-            t.ops_ns_per_pkt,
-            t.scrapes_ok,
-            t.scrapes_failed,
-            t.ipfix_datagrams,
-            t.exporter_cpu_share * 100.0,
-            t.vr_export_cpu_share * 100.0,
-        );
-    }
+    let md = table_md(&table);
+    println!("\n{md}");
+    std::fs::write(o.out.join("ops_table.md"), &md)?;
     let csv = o.out.join("ops_runs.csv");
     std::fs::write(&csv, runs_csv(&runs))?;
     let load_at_end = procfs::loadavg().unwrap_or_default();
@@ -664,7 +645,6 @@ pub fn run(o: Opts) -> Result<()> {
         metric: "cpu_mpps: VM vif RX packets per second of forwarding-thread CPU time (medians)",
         cpus: CPUS,
         machine: machine(load_at_start),
-        load_at_end,
         commands: &commands,
         table: &table,
         runs: &runs,
@@ -672,7 +652,7 @@ pub fn run(o: Opts) -> Result<()> {
     let path = o.out.join("ops_results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
     println!("# load average: {load_at_start:?} at start, {load_at_end:?} at the end");
-    println!("# results: {} and {}", path.display(), csv.display());
+    println!("# results: {}, {} and ops_table.md", path.display(), csv.display());
     Ok(())
 }
 
@@ -736,6 +716,34 @@ fn summary(n: u64, runs: &[OpsRun], dur: f64) -> OpsSummary {
     }
 }
 
+/// The medians as a markdown table.
+fn table_md(table: &[OpsSummary]) -> String {
+    let mut s = String::from(
+        "| flows | Mpps/core, plain | Mpps/core, scrape 1/s + IPFIX | ratio (target >= 0.99) | wall Mpps plain / ops \
+         | ns/pkt plain / ops | scrapes ok (failed) | IPFIX datagrams | exporter CPU | vr-export CPU |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for t in table {
+        s.push_str(&format!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {} ({}) | {} | {:.2} % | {:.2} % |\n",
+            t.flows,
+            t.plain_cpu_mpps,
+            t.ops_cpu_mpps,
+            t.ratio,
+            t.plain_wall_mpps,
+            t.ops_wall_mpps,
+            t.plain_ns_per_pkt,
+            t.ops_ns_per_pkt,
+            t.scrapes_ok,
+            t.scrapes_failed,
+            t.ipfix_datagrams,
+            t.exporter_cpu_share * 100.0,
+            t.vr_export_cpu_share * 100.0,
+        ));
+    }
+    s
+}
+
 /// One CSV line per run.
 fn runs_csv(runs: &[OpsRun]) -> String {
     let mut s = String::from(
@@ -783,6 +791,33 @@ mod tests {
         let err = b"HTTP/1.1 500 Internal Server Error\r\n\r\nexposition error\n";
         assert!(check_response(err).unwrap_err().to_string().contains("500"));
         assert!(check_response(b"").is_err());
+    }
+
+    #[test]
+    fn table_has_a_row_per_n() {
+        let t = OpsSummary {
+            flows: 1000,
+            plain_cpu_mpps: 7.5,
+            ops_cpu_mpps: 7.425,
+            ratio: 0.99,
+            plain_wall_mpps: 7.0,
+            ops_wall_mpps: 6.9,
+            plain_ns_per_pkt: 133.3,
+            ops_ns_per_pkt: 134.7,
+            scrapes_ok: 30,
+            scrapes_failed: 1,
+            ipfix_datagrams: 40_000,
+            exporter_cpu_share: 0.001,
+            vr_export_cpu_share: 0.025,
+        };
+        let md = table_md(&[t]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 3, "{md}");
+        assert_eq!(lines[0].matches('|').count(), lines[1].matches('|').count());
+        assert_eq!(
+            lines[2],
+            "| 1000 | 7.500 | 7.425 | 0.990 | 7.000 / 6.900 | 133.3 / 134.7 | 30 (1) | 40000 | 0.10 % | 2.50 % |"
+        );
     }
 
     /// The collector counts what is sent to it; a scrape of a server that answers once.
