@@ -27,6 +27,8 @@
 //!   generator and sink), [`ovs_vhost`] (OVS-DPDK with dpdkvhostuserclient ports) and
 //!   [`hugepages`] (2 MiB pages reserved for the run), [`vhost_run`] (the vRouter process,
 //!   its run directory and the waits before traffic);
+//! - [`ops_cmd`]: `vrouter-bench --ops` (forwarding with a Prometheus scrape every second and
+//!   IPFIX flow export on, next to both off);
 //! - [`restart_cmd`]: `vrouter-bench --restart` (packets lost, forwarding gap and recovery
 //!   during a planned takeover and a kill-and-restart, on the `--vhost` topology).
 
@@ -38,6 +40,7 @@ pub mod guest;
 pub mod hugepages;
 pub mod memory;
 pub mod mirror_cmd;
+pub mod ops_cmd;
 pub mod ovs_vhost;
 pub mod ovs_watch;
 pub mod pcap;

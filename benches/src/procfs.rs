@@ -39,6 +39,28 @@ pub fn parse_schedstat(s: &str) -> Result<u64> {
     }
 }
 
+/// On-CPU nanoseconds of a whole process, its exited threads included (`utime + stime` of
+/// `/proc/PID/stat`, in clock ticks: 10 ms resolution with the usual `CLK_TCK` of 100).
+pub fn process_cpu_ns(pid: u32) -> Result<u64> {
+    let p = format!("/proc/{pid}/stat");
+    let s = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(parse_stat_ticks(&s).with_context(|| format!("parsing {p}"))? * (1_000_000_000 / tck))
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line; the command name, field 2,
+/// is in parentheses and may hold spaces and parentheses itself.
+pub fn parse_stat_ticks(s: &str) -> Result<u64> {
+    let rest = s.rfind(')').map(|i| &s[i + 1..]).context("no ')' in stat")?;
+    // `rest` starts at field 3 (state): utime is its 12th field, stime the 13th.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    match (f.get(11).map(|x| x.parse::<u64>()), f.get(12).map(|x| x.parse::<u64>())) {
+        (Some(Ok(u)), Some(Ok(s))) => Ok(u + s),
+        _ => bail!("unexpected stat content"),
+    }
+}
+
 /// The 1-, 5- and 15-minute load averages.
 pub fn loadavg() -> Result<[f64; 3]> {
     let s = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
@@ -171,6 +193,15 @@ mod tests {
         assert_eq!(parse_cpu_jiffies(stat), vec![(10, 50), (10, 50)]);
         let later = "cpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 15 0 5 40 0 0 0 0 0 0\n";
         assert_eq!(cpu_busy_share(&parse_cpu_jiffies(stat), &parse_cpu_jiffies(later)), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn stat_ticks() {
+        let line =
+            "4242 (tokio (x) y) S 1 2 3 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 3 0 99 1000 10 18446744073709551615\n";
+        assert_eq!(parse_stat_ticks(line).unwrap(), 22);
+        assert!(parse_stat_ticks("1 (x) S 1 2").is_err());
+        assert!(process_cpu_ns(std::process::id()).is_ok());
     }
 
     #[test]

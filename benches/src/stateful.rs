@@ -166,6 +166,27 @@ pub struct StatefulMeasurement {
 /// Runs the vRouter with flows on `spec` (whose topology must have `flow` set) and
 /// measures the window once all `flows` flows are set up.
 pub fn measure_throughput(spec: &RunSpec, flows: u64, settle_timeout: Duration) -> Result<StatefulMeasurement> {
+    measure_throughput_with(spec, flows, settle_timeout, &mut |_, _| {})
+}
+
+/// An edge of the measurement window, for the hook of [`measure_throughput_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEdge {
+    /// Just before the window's first sample.
+    Start,
+    /// Just after the window's last sample.
+    End,
+}
+
+/// [`measure_throughput`] that calls `at_window(edge, vrouter)` right before and right after
+/// the window (to read the counters of something that runs beside the vRouter over exactly
+/// the window).
+pub fn measure_throughput_with(
+    spec: &RunSpec,
+    flows: u64,
+    settle_timeout: Duration,
+    at_window: &mut dyn FnMut(WindowEdge, &Started),
+) -> Result<StatefulMeasurement> {
     if spec.topology.flow.is_none() {
         bail!("measure_throughput needs a topology with [flow] enabled");
     }
@@ -208,7 +229,9 @@ pub fn measure_throughput(spec: &RunSpec, flows: u64, settle_timeout: Duration) 
     let agent_tid = st.thread(AGENT_THREAD);
     let ta = TableCounters::from(&table.stats());
     let agent_a = thread_cpu(st.pid, agent_tid);
+    at_window(WindowEdge::Start, &st);
     let (a, b, lb, la) = sample_window(&mut st, spec.dur)?;
+    at_window(WindowEdge::End, &st);
     let agent_b = thread_cpu(st.pid, agent_tid);
     let tb = TableCounters::from(&table.stats());
     let (agent, agent_error) = match agent::status(st.run_dir(), Duration::from_secs(30)) {

@@ -14,6 +14,7 @@
 //! through the vRouter's source check.
 
 use crate::memory::Memory;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Destination MAC of every frame written by `gen_flows_pcap.py` (its `ETH_DST`).
@@ -112,6 +113,10 @@ pub struct FlowSettings {
     /// Mirror every flow to one analyzer behind the fabric vif (Juniper header, UDP 8099):
     /// a network policy on the VM's VN passes everything with `mirror_to`.
     pub mirror: bool,
+    /// `[ipfix] enabled = true` with this one (UDP) collector: every flow record of the
+    /// exporter thread (`vr-export`, on the main core) goes there, with the default scan and
+    /// template settings (`vrouter-bench --ops`). `None`: `[ipfix]` off, as by default.
+    pub ipfix_collector: Option<SocketAddr>,
 }
 
 /// The benchmark analyzer (reached through the fabric vif; its copies are freed by the
@@ -134,6 +139,7 @@ impl FlowSettings {
             age_timeout_s: 86_400,
             hold_audit_s: 5,
             mirror: false,
+            ipfix_collector: None,
         }
     }
 
@@ -189,6 +195,17 @@ uuid = "cccccccc-0000-4000-8000-000000000001"
 action = "pass"
 mirror_to = ["{ANALYZER_NAME}"]
 "#
+            ));
+        }
+        if let Some(c) = self.ipfix_collector {
+            s.push_str(&format!(
+                r#"
+# Flow records over IPFIX (UDP) to the benchmark's collector; scan and templates as by default.
+[ipfix]
+enabled = true
+collectors = [{c}]
+"#,
+                c = q(&c.to_string())
             ));
         }
         s
@@ -480,6 +497,32 @@ mod tests {
         let (vif, _, _) = vrouter::mirror::encap::resolve_nexthop(&fib, ANALYZER_IP.parse().unwrap())
             .expect("the analyzer is reachable through the fabric vif");
         assert_eq!(vif, FABRIC_VIF);
+    }
+
+    #[test]
+    fn ipfix_section_is_valid() {
+        let mut t = topo();
+        let mut f = FlowSettings::for_flows(1000);
+        t.flow = Some(f.clone());
+        let plain = t.config_toml();
+        assert!(!plain.contains("[ipfix]"), "{plain}");
+        assert!(!vrouter::config::parse(&plain, "bench.toml").unwrap().ipfix.enabled);
+        f.ipfix_collector = Some("127.0.0.1:40123".parse().unwrap());
+        f.mirror = true;
+        t.flow = Some(f);
+        let text = t.config_toml();
+        assert!(text.contains("[ipfix]\nenabled = true\ncollectors = [\"127.0.0.1:40123\"]\n"), "{text}");
+        let cfg = vrouter::config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(cfg.ipfix.enabled);
+        assert_eq!(cfg.ipfix.collectors, ["127.0.0.1:40123"]);
+        let d = vrouter::config::IpfixConfig::default();
+        assert_eq!(cfg.ipfix.template_refresh_s, d.template_refresh_s);
+        assert_eq!(cfg.ipfix.observation_domain_id, d.observation_domain_id);
+        // Scanning as by default; Sandesh export stays off (IPFIX alone runs the exporter).
+        assert_eq!(cfg.export, vrouter::config::ExportConfig::default());
+        assert!(!cfg.export.enabled && cfg.flow.enabled);
+        // The mirror tables after [ipfix] still parse as such.
+        assert_eq!(cfg.analyzers.len(), 1);
     }
 
     #[test]

@@ -84,10 +84,19 @@ struct Args {
     /// next to the same stateful run without mirroring, at --flows (default 1000 here).
     #[arg(long, conflicts_with = "stateful")]
     mirror: bool,
+    /// The ops benchmark instead: Mpps per core with `vrouter-exporter` scraped every second
+    /// and IPFIX flow export on (to a collector of the harness), next to the same stateful run
+    /// with both off, at --flows (default 1000 here).
+    #[arg(long, conflicts_with_all = ["stateful", "mirror"])]
+    ops: bool,
+    /// --ops: the `vrouter-exporter` binary (default: next to the vrouter binary, else
+    /// <repo>/target/release/vrouter-exporter; `cargo build --release -p tools`).
+    #[arg(long, value_name = "PATH")]
+    exporter: Option<PathBuf>,
     /// The tracing benchmark instead: Mpps per core with tracing compiled out
     /// (--vrouter-notrace), with no trace request enabled and with a non-matching request
     /// enabled, at --flows (default 1000 here).
-    #[arg(long, conflicts_with_all = ["stateful", "mirror"], requires = "vrouter_notrace")]
+    #[arg(long, conflicts_with_all = ["stateful", "mirror", "ops"], requires = "vrouter_notrace")]
     trace: bool,
     /// --trace: the vRouter built with `--no-default-features --features dataplane`.
     #[arg(long, value_name = "PATH")]
@@ -96,7 +105,7 @@ struct Args {
     /// socket while forwarding at --flows (default 1000 here), forwarding with and without
     /// the storm (interleaved windows, --reps >= 3), and request -> first packet forwarded
     /// by a new route.
-    #[arg(long, conflicts_with_all = ["stateful", "mirror", "trace"])]
+    #[arg(long, conflicts_with_all = ["stateful", "mirror", "trace", "ops"])]
     route_storm: bool,
     /// --route-storm: routes per request of the storm.
     #[arg(long, default_value_t = 256)]
@@ -494,6 +503,34 @@ fn run(mut args: Args) -> Result<()> {
             settle_timeout: args.settle_timeout,
             no_storm: args.no_storm,
             no_latency: args.no_latency,
+        });
+    }
+    if args.ops {
+        let flows =
+            if args.flows == [1, 1000, 65536, 1048576] && !args.quick { vec![1000] } else { args.flows.clone() };
+        let exporter = match &args.exporter {
+            Some(p) if p.is_relative() => cwd.join(p),
+            Some(p) => p.clone(),
+            None => vrouter
+                .parent()
+                .map(|d| d.join("vrouter-exporter"))
+                .filter(|p| p.is_file())
+                .unwrap_or_else(|| repo.join("target/release/vrouter-exporter")),
+        };
+        return benches::ops_cmd::run(benches::ops_cmd::Opts {
+            flows,
+            dur: args.dur,
+            warm: args.warm,
+            reps: args.reps(),
+            out,
+            run_base: args.run_base.clone(),
+            shared,
+            vrouter,
+            exporter,
+            fwd_thread: args.fwd_thread.clone(),
+            rev: git,
+            start_timeout: args.start_timeout,
+            settle_timeout: args.settle_timeout,
         });
     }
     if args.mirror {
