@@ -578,10 +578,18 @@ pub struct Source<'a> {
     /// the rows sorted by it, and a backend that merges a flow's rows when reading needs to
     /// merge only theirs.
     pub top: Option<(&'static Column, u64)>,
-    /// Set when every OR term of the where clause requires `UuidKey` to equal one of these:
-    /// a backend that merges a flow's rows when reading needs to merge only theirs.
-    pub flows: Option<&'a [String]>,
+    /// A condition on the raw rows of FlowRecordTable that the where clause implies: its
+    /// terms on the columns every row of a flow has the same value in
+    /// ([`FLOW_IDENTITY_COLUMNS`]). A backend that merges a flow's rows when reading can
+    /// apply it to the rows first and merge only the flows that can match. Written for the
+    /// dialect with its own parameters, so only a dialect that writes literals uses it.
+    pub prefilter: Option<&'a str>,
 }
+
+/// FlowRecordTable columns that are the same in every sample of a flow (what identifies
+/// it). VNs and descriptive fields are not: a re-evaluated flow may get others.
+pub const FLOW_IDENTITY_COLUMNS: &[&str] =
+    &["uuid", "vrouter", "sourceip", "destip", "protocol", "sport", "dport", "direction_ing"];
 
 /// The FlowRecordTable counters that never decrease over a flow's samples ([`Source::top`]).
 pub const MONOTONIC_AGGREGATES: &[&str] =
@@ -764,19 +772,30 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext, d: &dyn Dialect) -> Resul
         }
         _ => None,
     };
-    // Point lookups: the flows every OR term names by UuidKey.
-    let mut named: Vec<String> = Vec::new();
-    let all_named = table == Table::FlowRecord
-        && !req.where_.is_empty()
-        && req.where_.iter().all(|and| {
-            let uuid = and.iter().find_map(|m| match (&m.value, m.op) {
-                (Value::String(u), MatchOp::Equal) if m.name == "UuidKey" => Some(u.clone()),
-                _ => None,
-            });
-            uuid.map(|u| named.push(u)).is_some()
-        });
-    let flows = all_named.then_some(named.as_slice());
-    let source = Source { table, start_us: ws, end_us: we, columns: &used, top, flows };
+    // The where clause's conditions on what identifies a flow, for a backend that merges
+    // rows (see `Source::prefilter`): in every OR term, its identity terms (a term without
+    // any: no prefilter).
+    let mut prefilter_terms = Vec::new();
+    if table == Table::FlowRecord && !req.where_.is_empty() {
+        let mut scratch = Vec::new();
+        for (k, and) in req.where_.iter().enumerate() {
+            let mut terms = Vec::new();
+            for (j, m) in and.iter().enumerate() {
+                let col = where_cols[k][j];
+                if FLOW_IDENTITY_COLUMNS.contains(&col.sql) {
+                    let ctx = format!("where[{k}][{j}]");
+                    terms.push(compile_match(m, col.sql, col.kind, &ctx, false, d, &mut scratch)?);
+                }
+            }
+            if terms.is_empty() {
+                prefilter_terms.clear();
+                break;
+            }
+            prefilter_terms.push(format!("({})", terms.join(" AND ")));
+        }
+    }
+    let prefilter = (!prefilter_terms.is_empty()).then(|| prefilter_terms.join(" OR "));
+    let source = Source { table, start_us: ws, end_us: we, columns: &used, top, prefilter: prefilter.as_deref() };
     let (from, window) = d.source(&source, &mut params);
     let mut sql = String::from("SELECT ");
     for (k, sel) in sels.iter().enumerate() {
@@ -1122,6 +1141,33 @@ mod tests {
         let r = QueryRequest::from_json(body.as_bytes()).and_then(|req| run(&*s.store, &req, &ctx()));
         let e = r.unwrap_err();
         (e.http_status(), e.to_string())
+    }
+
+    /// The where clause's terms on what identifies a flow reach a merging backend's source:
+    /// every OR term's, or none when one OR term has none.
+    #[test]
+    fn identity_terms_prefilter_the_merged_rows() {
+        let d = &crate::store::clickhouse::ClickHouseDialect;
+        let sql = |w: Value| {
+            let mut body = base("FlowRecordTable", &["UuidKey", "agg-bytes"]);
+            body["where"] = w;
+            let req = QueryRequest::from_json(body.to_string().as_bytes()).unwrap();
+            compile(&req, &ctx(), d).unwrap().sql
+        };
+        // What the rows are read with, before the merge.
+        let rows_where = |q: &str| {
+            let from = q.find("FROM flow_record WHERE ").expect("the raw rows");
+            q[from..from + q[from..].find(") GROUP BY").expect("the merge")].to_owned()
+        };
+        let q = sql(json!([[{"name": "sourcevn", "value": "vn3", "op": 1},
+                            {"name": "sport", "value": 2000, "value2": 3000, "op": 3}],
+                           [{"name": "UuidKey", "value": "u1", "op": 1}]]));
+        let w = rows_where(&q);
+        assert!(w.ends_with(" AND (((sport >= 2000 AND sport <= 3000)) OR (uuid = 'u1'))"), "{q}");
+        assert!(!w.contains("sourcevn"), "a VN is not an identity column: {q}");
+        let q =
+            sql(json!([[{"name": "sport", "value": 2000, "op": 1}], [{"name": "sourcevn", "value": "vn3", "op": 1}]]));
+        assert!(!rows_where(&q).contains("sport"), "one OR term without identity terms: {q}");
     }
 
     fn errors_have_codes_and_messages(kind: Kind) {

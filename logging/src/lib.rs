@@ -134,9 +134,18 @@ impl LogConfig {
         }
     }
 
-    /// The subscriber these settings make, writing to `out` (errors and warnings) and `err`
-    /// (the rest); [`Self::init`] gives it stdout and stderr.
-    pub fn subscriber<O, E>(&self, filter: EnvFilter, out: O, err: E) -> Box<dyn Subscriber + Send + Sync>
+    /// The subscriber these settings make, writing to `err` (errors and warnings) and `out`
+    /// (the rest); [`Self::init`] gives it stdout and stderr. `journal`: the text lines start
+    /// with their syslog priority as sd-daemon(3) defines it (`<3>` error, `<4>` warning,
+    /// `<6>` info, `<7>` debug and trace), which systemd's journal takes as each line's
+    /// priority (`journalctl -p warning`) and removes.
+    pub fn subscriber<O, E>(
+        &self,
+        filter: EnvFilter,
+        out: O,
+        err: E,
+        journal: bool,
+    ) -> Box<dyn Subscriber + Send + Sync>
     where
         O: for<'w> MakeWriter<'w> + Send + Sync + 'static,
         E: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -144,6 +153,7 @@ impl LogConfig {
         let writer = err.with_max_level(Level::WARN).or_else(out);
         let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false);
         match self.format() {
+            LogFormat::Text if journal => Box::new(builder.event_format(JournalText).finish()),
             LogFormat::Text => Box::new(builder.without_time().with_level(false).with_target(false).finish()),
             LogFormat::Json => {
                 Box::new(builder.json().flatten_event(true).with_current_span(false).with_span_list(false).finish())
@@ -152,12 +162,51 @@ impl LogConfig {
     }
 
     /// Installs the global subscriber: the filter from `RUST_LOG` or `level` and `filter`,
-    /// the format, errors and warnings to stderr and the rest to stdout. Records of the `log`
-    /// crate (some dependencies) are forwarded to it.
+    /// the format, errors and warnings to stderr and the rest to stdout, with priority
+    /// prefixes when systemd connected them to its journal (stderr is `JOURNAL_STREAM`). Records
+    /// of the `log` crate (some dependencies) are forwarded to it.
     pub fn init(&self) -> Result<(), InitError> {
         let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
         let filter = self.env_filter(rust_log.as_deref())?;
-        self.subscriber(filter, io::stdout, io::stderr).try_init().map_err(|_| InitError::AlreadySet)
+        let journal = std::env::var("JOURNAL_STREAM").is_ok_and(|v| stderr_is(&v));
+        self.subscriber(filter, io::stdout, io::stderr, journal).try_init().map_err(|_| InitError::AlreadySet)
+    }
+}
+
+/// Whether stderr is the stream `JOURNAL_STREAM` (`<device>:<inode>`) names: systemd sets it
+/// for a service whose output goes to the journal, and a child whose stderr was redirected
+/// (a pipe, a file) inherits the variable, so only the match counts (systemd.exec(5)).
+fn stderr_is(journal_stream: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = journal_stream.split_once(':') else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+}
+
+/// The text format for systemd's journal: `<N>` (the event's syslog priority), then the
+/// message and its fields as the plain text format writes them.
+struct JournalText;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournalText
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            _ => 7,
+        };
+        write!(w, "<{priority}>")?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
     }
 }
 

@@ -35,8 +35,13 @@ fn cfg(level: &str, filter: &str, format: &str) -> LogConfig {
 /// Runs `f` under the subscriber of `c` (with `rust_log` as `RUST_LOG`); returns what went to
 /// stdout and to stderr.
 fn capture(c: &LogConfig, rust_log: Option<&str>, f: impl FnOnce()) -> (String, String) {
+    capture_to(c, rust_log, false, f)
+}
+
+/// [`capture`], for the journal or not.
+fn capture_to(c: &LogConfig, rust_log: Option<&str>, journal: bool, f: impl FnOnce()) -> (String, String) {
     let (out, err) = (Buf::default(), Buf::default());
-    let sub = c.subscriber(c.env_filter(rust_log).unwrap(), out.clone(), err.clone());
+    let sub = c.subscriber(c.env_filter(rust_log).unwrap(), out.clone(), err.clone(), journal);
     tracing::subscriber::with_default(sub, f);
     (out.text(), err.text())
 }
@@ -68,6 +73,28 @@ fn bad_values_name_the_key() {
     assert!(e.to_string().starts_with("log.filter: `vrouter=bogus` is not a filter"), "{e}");
     let e = cfg("info", "", "text").env_filter(Some("x=nonsense")).unwrap_err();
     assert!(e.to_string().starts_with("RUST_LOG: "), "{e}");
+}
+
+#[test]
+fn journal_lines_carry_their_priority() {
+    let c = cfg("debug", "", "text");
+    let (out, err) = capture_to(&c, None, true, || {
+        tracing::info!("vrouter: forwarding on {} lcore(s)", 2);
+        tracing::debug!("rx 0 pps");
+        tracing::warn!("vrouter: systemd watchdog off: {}", "bad");
+        tracing::error!("vrouter: error: boom");
+    });
+    assert_eq!(out, "<6>vrouter: forwarding on 2 lcore(s)\n<7>rx 0 pps\n");
+    assert_eq!(err, "<4>vrouter: systemd watchdog off: bad\n<3>vrouter: error: boom\n");
+}
+
+#[test]
+fn only_the_stream_journal_stream_names_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/fd/2").unwrap();
+    assert!(stderr_is(&format!("{}:{}", m.dev(), m.ino())));
+    assert!(!stderr_is(&format!("{}:{}", m.dev(), m.ino() + 1)), "inherited by a redirected child");
+    assert!(!stderr_is("garbage"));
 }
 
 #[test]

@@ -756,13 +756,9 @@ impl Dialect for ClickHouseDialect {
                     ),
                     None => String::new(),
                 };
-                // Named flows (point lookups): only theirs, through the `uuid` order key.
-                let named = match src.flows {
-                    Some(uuids) => {
-                        format!(" AND uuid IN ({})", uuids.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", "))
-                    }
-                    None => String::new(),
-                };
+                // Only the flows the where clause can match are merged (a point lookup by
+                // UuidKey goes through the `uuid` order key).
+                let named = src.prefilter.map(|p| format!(" AND ({p})")).unwrap_or_default();
                 (
                     format!(
                         "(SELECT uuid{latest} FROM (SELECT uuid, ver{raw} FROM flow_record WHERE {window}{only}{named}) \
