@@ -1487,7 +1487,35 @@ mod tests {
         }
     }
 
+    /// Top flows by a counter when one flow's samples fill the top rows (ClickHouse's partial
+    /// sort then falls back to every row) and when fewer flows than the limit have a value.
+    fn top_flows_with_many_samples_and_missing_values(kind: Kind) {
+        let Some(mut s) = TestStore::open(kind, "query") else { return };
+        let t = NOW as i64 - 60 * SEC;
+        for k in 0..30 {
+            s.flow(&rec("big", t + k, 10_000 + k * 100, 100 + k));
+        }
+        for (k, u) in ["s1", "s2", "s3", "s4"].iter().enumerate() {
+            s.flow(&rec(u, t, 100 * (k as i64 + 1), 1));
+        }
+        let mut m = rec("m", t, 50, 1);
+        m.mirror_bytes = Some(5);
+        s.flow(&m);
+        let top = |s: &mut TestStore, counter: &str, limit: u64| {
+            let mut b = base("FlowRecordTable", &["UuidKey", counter]);
+            b["sort_fields"] = json!([counter]);
+            b["sort"] = json!(2);
+            b["limit"] = json!(limit);
+            q(s, b).unwrap().iter().map(|r| r["UuidKey"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(top(&mut s, "agg-bytes", 3), ["big", "s4", "s3"]);
+        // One flow has a mirror counter: the limit is filled with flows without one.
+        let t2 = top(&mut s, "agg-mir-bytes", 2);
+        assert_eq!((t2.len(), t2[0].as_str()), (2, "m"), "{t2:?}");
+    }
+
     on_both_backends!(
+        top_flows_with_many_samples_and_missing_values,
         flow_record_aggregates_are_exact,
         late_older_sample_does_not_lower_aggregates,
         series_sums_and_buckets,
