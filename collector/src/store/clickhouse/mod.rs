@@ -693,8 +693,8 @@ impl Backend for ClickHouseStore {
     }
 }
 
-/// Columns of `flow_record` that only grow (the cumulative counters, the end of the span) or
-/// only shrink (its start): a flow's value is the largest (smallest) of its rows, whatever
+/// Columns of `flow_record` that only grow (the cumulative counters, the end of the span, the
+/// teardown time once set) or only shrink (its start): a flow's value is the largest (smallest) of its rows, whatever
 /// order they were written in (a sample written late by another collector, or merged
 /// without a lookup: `writer::whole_life`), as SQLite's in-place merge keeps it.
 const GROWING: &[&str] = &[
@@ -708,6 +708,8 @@ const GROWING: &[&str] = &[
     "agg_sec_mir_lost_packets",
     "held_dropped_packets",
     "last_seen",
+    // Set once, by the teardown record; `max` skips the rows without it.
+    "teardown_time",
 ];
 
 /// How FlowRecordTable merges column `c` of a flow's rows: see [`GROWING`]; `first_seen`
@@ -991,6 +993,7 @@ mod tests {
         let (store, mut a) = open(&ClickHouseConfig { collector_id: "a".into(), ..cfg.clone() }).unwrap();
         let mut later = sample("f", 2_000, 500, 5);
         (later.diff_bytes, later.diff_packets) = (Some(300), Some(3));
+        later.teardown_time = Some(2_000);
         a.write(&[IngestMsg::Flows(vec![later])], &stats);
         a.commit(&stats);
         assert_eq!(stats.flow_lookups.load(std::sync::atomic::Ordering::Relaxed), 1, "not a first sample");
@@ -1002,7 +1005,7 @@ mod tests {
         assert_eq!(stats.flow_lookups.load(std::sync::atomic::Ordering::Relaxed), 1, "no lookup for a first sample");
         let req = crate::query::QueryRequest::from_json(
             br#"{"table": "FlowRecordTable", "start_time": "0", "end_time": "now",
-                "select_fields": ["UuidKey", "agg-bytes", "agg-packets", "setup_time"]}"#,
+                "select_fields": ["UuidKey", "agg-bytes", "agg-packets", "teardown_time"]}"#,
         )
         .unwrap();
         let now = 1_000_000_000_000_000;
@@ -1010,5 +1013,6 @@ mod tests {
         let v = crate::query::run(&store, &req, &ctx).unwrap();
         assert_eq!(v["value"][0]["agg-bytes"], 500, "{v}");
         assert_eq!(v["value"][0]["agg-packets"], 5, "{v}");
+        assert_eq!(v["value"][0]["teardown_time"], 2_000, "the flow stays torn down: {v}");
     }
 }
