@@ -348,7 +348,9 @@ pub fn scrape_once(addr: SocketAddr, timeout: Duration) -> Result<u64> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")?;
+    // One write: the request in one segment.
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     check_response(&resp)?;
@@ -838,10 +840,18 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let n = s.read(&mut req).unwrap();
-            assert!(String::from_utf8_lossy(&req[..n]).starts_with("GET /metrics HTTP/1.1\r\n"));
+            // The whole request before the answer: unread bytes at the close would reset
+            // the connection under the client's read.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early: {:?}", String::from_utf8_lossy(&req));
+                req.extend_from_slice(&buf[..n]);
+            }
+            assert!(String::from_utf8_lossy(&req).starts_with("GET /metrics HTTP/1.1\r\n"));
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nvrouter_up 1\n").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
         });
         assert_eq!(scrape_once(addr, Duration::from_secs(5)).unwrap(), 52);
         server.join().unwrap();
