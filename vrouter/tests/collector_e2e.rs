@@ -13,8 +13,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use vrouter::stats::StatsReader;
 
-const ANALYZER_A: &str = "default-domain:demo:analyzer-a";
-const ANALYZER_B: &str = "default-domain:demo:analyzer-b";
 const VM1_VMI: &str = "5f2a1c3e-0000-4000-8000-0000000000a1";
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -87,6 +85,7 @@ fn collector_records_and_uves_equal_the_datapath() {
             &format!("name = \"tap-vm1\"\nmirror_to = \"{ANALYZER_A}\"\nmirror_rx = true\n"),
             1,
         );
+        let (mirror, export) = (mirror_everything_to_both(), export_to(sandesh_addr, "e2e-vrouter"));
         format!(
             r#"{c}
 [flow]
@@ -94,31 +93,8 @@ entries = 1024
 
 # The analyzers sit behind the fabric gateway (as the mirror tests configure them), so
 # mirrored copies have a path out once the mirror data plane is in.
-{ANALYZER_NET}
-
-[[analyzer]]
-name = "{ANALYZER_A}"
-ip = "10.20.0.10"
-
-[[analyzer]]
-name = "{ANALYZER_B}"
-ip = "10.20.0.11"
-
-[[network_policy]]
-name = "mirror-everything"
-vns = ["default-domain:demo:vn1"]
-[[network_policy.rule]]
-uuid = "bbbbbbbb-0000-4000-8000-000000000001"
-action = "pass"
-mirror_to = ["{ANALYZER_A}", "{ANALYZER_B}"]
-
-[export]
-enabled = true
-collectors = ["{sandesh_addr}"]
-source = "e2e-vrouter"
-scan_interval_ms = 20
-uve_interval_s = 1
-"#
+{mirror}
+{export}"#
         )
     };
 

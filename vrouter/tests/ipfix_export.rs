@@ -23,9 +23,6 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const ANALYZER_A: &str = "default-domain:demo:analyzer-a";
-const ANALYZER_B: &str = "default-domain:demo:analyzer-b";
-
 /// A child process killed when the test ends, however it ends.
 struct Guard(Child);
 

@@ -19,9 +19,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ANALYZER_A: &str = "default-domain:demo:analyzer-a";
-const ANALYZER_B: &str = "default-domain:demo:analyzer-b";
-
 /// A child process killed (and waited for) when the test ends, however it ends.
 struct Guard(Child);
 
@@ -185,36 +182,14 @@ fn prometheus_scrapes_the_counters_the_tools_show() {
             &format!("name = \"tap-vm1\"\nmirror_to = \"{ANALYZER_A}\"\nmirror_rx = true\n"),
             1,
         );
+        let (mirror, export) = (mirror_everything_to_both(), export_to(sandesh_addr, "prom-vrouter"));
         format!(
             r#"{c}
 [flow]
 entries = 1024
 
-{ANALYZER_NET}
-
-[[analyzer]]
-name = "{ANALYZER_A}"
-ip = "10.20.0.10"
-
-[[analyzer]]
-name = "{ANALYZER_B}"
-ip = "10.20.0.11"
-
-[[network_policy]]
-name = "mirror-everything"
-vns = ["default-domain:demo:vn1"]
-[[network_policy.rule]]
-uuid = "bbbbbbbb-0000-4000-8000-000000000001"
-action = "pass"
-mirror_to = ["{ANALYZER_A}", "{ANALYZER_B}"]
-
-[export]
-enabled = true
-collectors = ["{sandesh_addr}"]
-source = "prom-vrouter"
-scan_interval_ms = 20
-uve_interval_s = 1
-"#
+{mirror}
+{export}"#
         )
     };
 

@@ -55,13 +55,8 @@ uuid = "{RULE}"
 action = "pass"
 mirror_to = ["{ANALYZER}"]
 
-[export]
-enabled = true
-collectors = ["{sandesh}"]
-source = "restart-vrouter"
-scan_interval_ms = 20
-uve_interval_s = 1
-"#
+{export}"#,
+        export = export_to(sandesh, "restart-vrouter")
     )
 }
 

@@ -267,6 +267,48 @@ prefix = "10.20.0.0/24"
 nexthop = 20
 "#;
 
+/// The two analyzers of the mirroring tests, on [`ANALYZER_NET`] (10.20.0.10 and .11).
+pub const ANALYZER_A: &str = "default-domain:demo:analyzer-a";
+pub const ANALYZER_B: &str = "default-domain:demo:analyzer-b";
+
+/// Configuration: [`ANALYZER_A`] and [`ANALYZER_B`] on [`ANALYZER_NET`], and a policy on vn1
+/// that passes every flow and mirrors it to both (rule `bbbbbbbb-0000-4000-8000-000000000001`).
+pub fn mirror_everything_to_both() -> String {
+    format!(
+        r#"{ANALYZER_NET}
+[[analyzer]]
+name = "{ANALYZER_A}"
+ip = "10.20.0.10"
+
+[[analyzer]]
+name = "{ANALYZER_B}"
+ip = "10.20.0.11"
+
+[[network_policy]]
+name = "mirror-everything"
+vns = ["default-domain:demo:vn1"]
+[[network_policy.rule]]
+uuid = "bbbbbbbb-0000-4000-8000-000000000001"
+action = "pass"
+mirror_to = ["{ANALYZER_A}", "{ANALYZER_B}"]
+"#
+    )
+}
+
+/// Configuration: `[export]` to the Sandesh collector at `collector` as generator `source`,
+/// scanning every 20 ms, UVEs every second.
+pub fn export_to(collector: impl std::fmt::Display, source: &str) -> String {
+    format!(
+        r#"[export]
+enabled = true
+collectors = ["{collector}"]
+source = "{source}"
+scan_interval_ms = 20
+uve_interval_s = 1
+"#
+    )
+}
+
 pub fn ip4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
