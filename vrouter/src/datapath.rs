@@ -749,7 +749,6 @@ struct Burst<'a> {
     vif: &'a Vif,
     queue: u16,
     pkts: &'a [*mut rte_mbuf],
-    candidates: u32,
 }
 
 /// The (vif, queue) of each RX queue of a poll list, for the per-queue counters.
@@ -836,20 +835,17 @@ impl LcoreLoop {
                 // second burst in the iteration reads it here, the last one's ends at the next
                 // iteration's read. Never per packet.
                 self.stats.before_burst(crate::dpdk::rdtsc);
-                let burst = Burst { tick, vif, queue: q.queue, pkts: &pkts[..n], candidates: 0 };
+                let burst = Burst { tick, vif, queue: q.queue, pkts: &pkts[..n] };
                 // Tracing: one load and one predictable branch per burst while no request
-                // is enabled. A burst none of whose packets an enabled request may match
-                // runs the same untraced code as a build with tracing compiled out.
+                // is enabled, and then the same code as a build with tracing compiled out.
+                // While a request may match packets entering this vif, the traced instance
+                // computes which may (with the flow keys, see `trace_prepass`).
                 #[cfg(feature = "trace")]
-                let candidates = if self.trace.as_ref().is_some_and(|t| t.enabled()) {
-                    self.trace_candidates(vif, burst.pkts)
-                } else {
-                    0
-                };
+                let traced = self.trace.as_mut().is_some_and(|t| t.enabled() && t.begin_burst(vif.id));
                 #[cfg(not(feature = "trace"))]
-                let candidates = 0;
-                if candidates != 0 {
-                    self.burst::<true>(Burst { candidates, ..burst });
+                let traced = false;
+                if traced {
+                    self.burst::<true>(burst);
                 } else {
                     self.burst::<false>(burst);
                 }
@@ -919,16 +915,49 @@ impl LcoreLoop {
     }
 
     /// Which packets of a burst entering `vif` an enabled trace request may match (bit `i`:
-    /// packet `i`): takes the requests' current set, then a header test per packet (see
-    /// [`crate::trace::dp::BurstFilter::may_match`]). Only called while a request is
-    /// enabled; out of line so that the forwarding loop stays the same as without tracing.
+    /// packet `i`), and the burst's pre-pass (`pre`, as the untraced burst prepares it).
+    /// Where the pre-pass computes flow keys (a VM vif with flows), IPv4 packets are tested
+    /// on their key as it is computed when the one request in scope has a key form
+    /// ([`BurstKeys::prepare_keyed`], [`crate::trace::request::QuickKey`]): no second read of
+    /// each frame; other packets (and every packet under several requests or a MAC
+    /// condition) by their frame ([`crate::trace::dp::BurstFilter::may_match`]). Elsewhere
+    /// a header test per frame ([`Self::trace_scan`]). Only called while a request may match
+    /// packets entering `vif` ([`crate::trace::dp::TraceLcore::begin_burst`] returned true),
+    /// from the traced instance of [`Self::burst`], into which it is inlined as the untraced
+    /// pre-pass is into the untraced one.
+    #[cfg(feature = "trace")]
+    #[inline(always)]
+    fn trace_prepass(&self, vif: &Vif, pkts: &[*mut rte_mbuf], pre: &mut BurstKeys) -> u32 {
+        let Some(t) = self.trace.as_ref() else { return 0 };
+        let filter = t.burst_filter(vif);
+        let Some(f) = self.flow.as_ref().filter(|_| vif.kind == crate::config::VifType::Virtual) else {
+            return self.trace_scan(vif, pkts);
+        };
+        let other = |frame: &[u8]| filter.may_match(frame);
+        match filter.key_form() {
+            // The usual condition (a protocol and ports) compares two key words, not four.
+            Some(q) if q.ports_only() => {
+                pre.prepare_keyed::<true>(&f.table, vif.vrf, pkts, |k, _| q.accepts_ports(k.as_words()), other)
+            }
+            key => pre.prepare_keyed::<true>(
+                &f.table,
+                vif.vrf,
+                pkts,
+                |k, frame| match key {
+                    Some(q) => q.accepts(k.as_words()),
+                    None => filter.may_match(frame),
+                },
+                other,
+            ),
+        }
+    }
+
+    /// [`Self::trace_prepass`] for a burst without flow keys (fabric, or no flow table): a
+    /// header test per frame ([`crate::trace::dp::BurstFilter::scan`]). Out of line.
     #[cfg(feature = "trace")]
     #[inline(never)]
-    fn trace_candidates(&mut self, vif: &Vif, pkts: &[*mut rte_mbuf]) -> u32 {
-        let Some(t) = self.trace.as_mut() else { return 0 };
-        if !t.begin_burst(vif.id) {
-            return 0;
-        }
+    fn trace_scan(&self, vif: &Vif, pkts: &[*mut rte_mbuf]) -> u32 {
+        let Some(t) = self.trace.as_ref() else { return 0 };
         let frames = pkts.iter().map(|&raw| {
             // SAFETY: rx_burst handed us these mbufs; only read here.
             let m = unsafe { Mbuf::from_raw(raw) };
@@ -941,9 +970,10 @@ impl LcoreLoop {
         t.burst_filter(vif).scan(frames)
     }
 
-    /// One received burst. `TRACED`: a trace request may match the packets in `candidates`
-    /// (those are matched first); `false` is the only instance when tracing is compiled
-    /// out, and the one that runs while no enabled request may match the burst.
+    /// One received burst. `TRACED`: a trace request may match packets entering this vif
+    /// (which ones is worked out with the pre-pass, and those are matched first); `false` is
+    /// the only instance when tracing is compiled out, and the one that runs while no
+    /// enabled request may match the burst.
     /// Out of line in every build, so the forwarding code is laid out the same way with
     /// and without tracing compiled in.
     #[inline(never)]
@@ -954,7 +984,14 @@ impl LcoreLoop {
         // Pre-pass: key and hash of every packet with its bucket prefetched, then one burst
         // lookup, so the table's cache misses of the whole burst overlap (see BurstKeys).
         let mut pre = BurstKeys::new();
-        if let Some(f) = &self.flow {
+        #[allow(unused_mut)]
+        let mut candidates = 0u32;
+        if TRACED {
+            #[cfg(feature = "trace")]
+            {
+                candidates = self.trace_prepass(vif, pkts, &mut pre);
+            }
+        } else if let Some(f) = &self.flow {
             if vif.kind == crate::config::VifType::Virtual {
                 pre.prepare(&f.table, vif.vrf, pkts);
             }
@@ -976,11 +1013,11 @@ impl LcoreLoop {
             }
         }
         #[cfg(not(feature = "trace"))]
-        let _ = (b.queue, b.candidates);
-        if TRACED {
+        let _ = b.queue;
+        if TRACED && candidates != 0 {
             #[cfg(feature = "trace")]
             {
-                rx_bytes = self.forward_traced(b, &pre);
+                rx_bytes = self.forward_traced(b, &pre, candidates);
             }
         } else {
             // The flow-hit path's burst context: a VM vif with flows, its VRF known.
@@ -1014,7 +1051,7 @@ impl LcoreLoop {
     /// loop stays compact). Returns the received bytes.
     #[cfg(feature = "trace")]
     #[inline(never)]
-    fn forward_traced(&mut self, b: Burst<'_>, pre: &BurstKeys) -> u64 {
+    fn forward_traced(&mut self, b: Burst<'_>, pre: &BurstKeys, candidates: u32) -> u64 {
         let at = b.tick.on(b.vif);
         let mut rx_bytes = 0;
         for (i, &raw) in b.pkts.iter().enumerate() {
@@ -1022,7 +1059,7 @@ impl LcoreLoop {
             let m = unsafe { Mbuf::from_raw(raw) };
             rx_bytes += u64::from(m.pkt_len());
             let ctx = match self.trace.as_mut() {
-                Some(t) if b.candidates & (1 << i) != 0 => {
+                Some(t) if candidates & (1 << i) != 0 => {
                     t.classify(at.fib, at.vif, b.queue, m.data(), crate::dpdk::rdtsc)
                 }
                 _ => None,
@@ -1387,11 +1424,40 @@ impl BurstKeys {
     /// of different flows pay one branch-free six-word compare).
     #[inline(always)]
     fn prepare(&mut self, table: &FlowTable, vrf: u32, pkts: &[*mut rte_mbuf]) {
+        self.prepare_keyed::<false>(table, vrf, pkts, |_, _| false, |_| false);
+    }
+
+    /// [`Self::prepare`], and with `TRACE` the burst's trace candidates (bit `i`: packet
+    /// `i` may match an enabled trace request): `v4` tests an IPv4 packet (its key as it
+    /// is computed, and its frame), `other` the frames of the other packets (IPv6, and those keyed out of
+    /// line: fragments, ICMP errors, non-IP). Without `TRACE` neither is called and the
+    /// result is 0: the untraced pre-pass.
+    #[inline(always)]
+    fn prepare_keyed<const TRACE: bool>(
+        &mut self,
+        table: &FlowTable,
+        vrf: u32,
+        pkts: &[*mut rte_mbuf],
+        v4: impl Fn(&FlowKey, &[u8]) -> bool,
+        other: impl Fn(&[u8]) -> bool,
+    ) -> u32 {
         let mut m = 0;
+        let (mut candidates, mut bit) = (0u32, 1u32);
         for (i, &raw) in pkts.iter().enumerate().take(BURST) {
             // SAFETY: rx_burst handed us these mbufs.
             let mb = unsafe { Mbuf::from_raw(raw) };
-            if let Some((k, h)) = prepass_key(vrf, mb.data()) {
+            let key = prepass_key(vrf, mb.data());
+            if TRACE {
+                let hit = match &key {
+                    Some((k, PrepassHash::V4(_))) => v4(k, mb.data()),
+                    _ => other(mb.data()),
+                };
+                if hit {
+                    candidates |= bit;
+                }
+                bit <<= 1;
+            }
+            if let Some((k, h)) = key {
                 if let Some(prev) = written(&self.keys, m).last() {
                     if prev.same_as(&k) {
                         self.slot[i] = (m - 1) as u8;
@@ -1408,6 +1474,7 @@ impl BurstKeys {
         }
         self.n = m;
         table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
+        candidates
     }
 
     /// Packet `i`'s flow index and key hash when the burst lookup found its flow.

@@ -15,7 +15,7 @@
 
 use super::control::{Active, Published};
 use super::region::RingWriter;
-use super::request::{addr128, v4_header, IpFields, Limit, PacketFields, QuickV4, PACKETS_PER_TRACED_FLOW};
+use super::request::{addr128, v4_header, IpFields, Limit, PacketFields, QuickKey, QuickV4, PACKETS_PER_TRACED_FLOW};
 use super::step::Step;
 use super::steps::{parse, parsed_steps, Parsed};
 use crate::config::VifType;
@@ -63,6 +63,8 @@ pub struct TraceLcore {
     burst_quick: Vec<QuickV4>,
     /// `burst_quick`'s only filter when it has one (the common case: one request).
     burst_single: Option<QuickV4>,
+    /// `burst_single` over the flow key, when the request has a key form (no MAC).
+    burst_single_key: Option<QuickKey>,
     burst_vif: Option<u16>,
     burst_in_scope: bool,
     flows: HashMap<FlowKey, Traced>,
@@ -88,6 +90,7 @@ impl TraceLcore {
             active: Arc::new(Vec::new()),
             burst_quick: Vec::new(),
             burst_single: None,
+            burst_single_key: None,
             burst_vif: None,
             burst_in_scope: false,
             flows: HashMap::new(),
@@ -125,6 +128,14 @@ impl TraceLcore {
                 [q] => Some(q),
                 _ => None,
             };
+            self.burst_single_key = match self.burst_single {
+                Some(_) => {
+                    let mut v4 =
+                        self.active.iter().filter(|a| a.matcher.may_match_vif(vif) && a.matcher.quick_v4().is_some());
+                    v4.next().and_then(|a| a.matcher.quick_key().copied())
+                }
+                None => None,
+            };
             self.burst_in_scope = self.active.iter().any(|a| a.matcher.may_match_vif(vif));
         }
         self.burst_in_scope
@@ -147,7 +158,13 @@ impl TraceLcore {
     #[inline(always)]
     pub fn burst_filter<'a>(&'a self, vif: &'a Vif) -> BurstFilter<'a> {
         debug_assert_eq!(self.burst_vif, Some(vif.id));
-        BurstFilter { lcore: self, vif, pass_all: vif.kind == VifType::Fabric, single: self.burst_single }
+        BurstFilter {
+            lcore: self,
+            vif,
+            pass_all: vif.kind == VifType::Fabric,
+            single: self.burst_single,
+            single_key: self.burst_single_key,
+        }
     }
 
     /// [`Self::may_match`] for frames that are not plain IPv4.
@@ -328,9 +345,23 @@ pub struct BurstFilter<'a> {
     pass_all: bool,
     /// The only request's header filter, when one request may match the burst.
     single: Option<QuickV4>,
+    /// `single` over the flow key (no MAC in the condition).
+    single_key: Option<QuickKey>,
 }
 
 impl BurstFilter<'_> {
+    /// The key form of the burst's filter, for bursts whose flow keys the pre-pass computes:
+    /// IPv4 packets are then tested on their keys ([`QuickKey::accepts`]) and the others
+    /// with [`Self::may_match`]. None: test every frame ([`Self::scan`]), as for several
+    /// requests, a MAC condition or frames from the fabric.
+    #[inline(always)]
+    pub fn key_form(&self) -> Option<&QuickKey> {
+        if self.pass_all {
+            return None;
+        }
+        self.single_key.as_ref()
+    }
+
     /// The candidates of a burst (bit `i`: [`Self::may_match`] holds for frame `i`; a burst
     /// has at most 32 frames). The request's compare is chosen once per burst, not per frame: with one
     /// request naming one to three header words, the loop is those loads and compares.

@@ -252,6 +252,9 @@ pub struct Matcher {
     /// The header part of the condition as masked compares over plain IPv4 frames (None:
     /// the condition never holds for an IPv4 frame).
     quick_v4: Option<QuickV4>,
+    /// `quick_v4` over the flow key of an IPv4 packet instead of its frame (None: no IPv4
+    /// frame matches, or the condition names a MAC, which the key does not hold).
+    quick_key: Option<QuickKey>,
 }
 
 /// Bytes of a frame [`QuickV4`] compares: Ethernet (14), a 20-byte IPv4 header, the ports.
@@ -348,6 +351,83 @@ pub fn v4_words(frame: &[u8]) -> Option<[u64; QUICK_LEN / 8]> {
     Some(w)
 }
 
+/// [`QuickV4`] over the flow key the burst pre-pass computes for an IPv4 packet (the six
+/// words of `flow_table::FlowKey`, see `FlowKey::as_words`) instead of the frame's bytes:
+/// protocol, addresses under their prefix masks and ports are key fields, so a burst whose
+/// keys are computed anyway is filtered without reading its frames again (no mbuf data
+/// pointer, no Ethernet/IPv4 check per packet). Only for conditions without a MAC.
+///
+/// Contract (held by `quick_key_agrees_with_quick_v4`): on the key of a keyed IPv4 packet
+/// (not a fragment, not an ICMP error: the pre-pass keys those out of line) it never
+/// rejects a packet the full match accepts, whatever its IPv4 options (the key holds the
+/// ports where they are, not at byte 34), and for TCP and UDP it accepts exactly what
+/// [`QuickV4::accepts_header`] accepts. The key's VRF word and family byte are not
+/// compared: the VRF is the burst's, a keyed IPv4 packet's family is IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuickKey {
+    /// Masks and values of key words 0 (family, protocol, source port), 1 (destination
+    /// port), 2 (source address) and 4 (destination address); words 3 and 5 are zero in
+    /// an IPv4 key.
+    mask: [u64; 4],
+    value: [u64; 4],
+}
+
+/// Byte offsets in the flow key (`flow_table::FlowKey`'s layout, const-asserted there).
+const KEY_LEN: usize = 48;
+const KEY_PROTO: usize = 5;
+const KEY_SPORT: usize = 6;
+const KEY_DPORT: usize = 8;
+const KEY_SRC: usize = 16;
+const KEY_DST: usize = 32;
+
+impl QuickKey {
+    /// Whether the IPv4 packet with this flow key may match (see the type's contract).
+    #[inline(always)]
+    pub fn accepts(&self, w: &[u64; KEY_LEN / 8]) -> bool {
+        let (m, v) = (&self.mask, &self.value);
+        (((w[0] & m[0]) ^ v[0]) | ((w[1] & m[1]) ^ v[1]) | ((w[2] & m[2]) ^ v[2]) | ((w[4] & m[3]) ^ v[3])) == 0
+    }
+
+    /// The condition names no address: [`Self::accepts_ports`] decides.
+    #[inline]
+    pub fn ports_only(&self) -> bool {
+        self.mask[2] | self.mask[3] == 0
+    }
+
+    /// [`Self::accepts`] for a condition that names no address ([`Self::ports_only`]):
+    /// the two words of the protocol and the ports.
+    #[inline(always)]
+    pub fn accepts_ports(&self, w: &[u64; KEY_LEN / 8]) -> bool {
+        let (m, v) = (&self.mask, &self.value);
+        (((w[0] & m[0]) ^ v[0]) | ((w[1] & m[1]) ^ v[1])) == 0
+    }
+
+    /// The key form of a [`QuickV4`]'s bytes; None when it compares a MAC.
+    fn from_frame_bytes(mask: &[u8; QUICK_LEN], value: &[u8; QUICK_LEN]) -> Option<QuickKey> {
+        if mask[..12].iter().any(|&b| b != 0) {
+            return None;
+        }
+        let (mut km, mut kv) = ([0u8; KEY_LEN], [0u8; KEY_LEN]);
+        let mut put = |key_at: usize, m: &[u8], v: &[u8]| {
+            km[key_at..key_at + m.len()].copy_from_slice(m);
+            kv[key_at..key_at + v.len()].copy_from_slice(v);
+        };
+        put(KEY_PROTO, &mask[23..24], &value[23..24]);
+        put(KEY_SRC, &mask[26..30], &value[26..30]);
+        put(KEY_DST, &mask[30..34], &value[30..34]);
+        // Ports are big-endian on the wire, native-endian in the key.
+        let port = |b: &[u8; QUICK_LEN], at: usize| u16::from_be_bytes([b[at], b[at + 1]]).to_ne_bytes();
+        put(KEY_SPORT, &port(mask, 34), &port(value, 34));
+        put(KEY_DPORT, &port(mask, 36), &port(value, 36));
+        // Bytes 20-21 (no fragment with a port condition) hold for every keyed packet.
+        let word = |b: &[u8; KEY_LEN], i: usize| {
+            u64::from_ne_bytes(<[u8; 8]>::try_from(&b[i * 8..i * 8 + 8]).unwrap_or_default())
+        };
+        let words = [0, 1, 2, 4];
+        Some(QuickKey { mask: words.map(|i| word(&km, i)), value: words.map(|i| word(&kv, i)) })
+    }
+}
+
 /// Builds a [`QuickV4`] byte by byte.
 struct QuickBuilder {
     mask: [u8; QUICK_LEN],
@@ -374,7 +454,8 @@ impl QuickBuilder {
         true
     }
 
-    fn build(self) -> QuickV4 {
+    fn build(self) -> (QuickV4, Option<QuickKey>) {
+        let key = QuickKey::from_frame_bytes(&self.mask, &self.value);
         let word = |b: &[u8; QUICK_LEN], i: usize| {
             u64::from_ne_bytes(<[u8; 8]>::try_from(&b[i * 8..i * 8 + 8]).unwrap_or_default())
         };
@@ -387,7 +468,7 @@ impl QuickBuilder {
             q.cvalue[q.n] = value[i];
             q.n += 1;
         }
-        q
+        (q, key)
     }
 }
 
@@ -447,12 +528,15 @@ impl Matcher {
             vrf: c.vrf,
             scope_vifs,
             quick_v4: None,
+            quick_key: None,
         };
-        m.quick_v4 = m.compile_quick_v4();
+        let quick = m.compile_quick_v4();
+        m.quick_v4 = quick.map(|(q, _)| q);
+        m.quick_key = quick.and_then(|(_, k)| k);
         Ok(m)
     }
 
-    fn compile_quick_v4(&self) -> Option<QuickV4> {
+    fn compile_quick_v4(&self) -> Option<(QuickV4, Option<QuickKey>)> {
         if self.ethertype.is_some_and(|e| e != 0x0800) {
             return None;
         }
@@ -494,6 +578,13 @@ impl Matcher {
     #[inline]
     pub fn quick_v4(&self) -> Option<&QuickV4> {
         self.quick_v4.as_ref()
+    }
+
+    /// [`Self::quick_v4`] over an IPv4 packet's flow key (see [`QuickKey`]); None when no
+    /// IPv4 frame can match or the condition names a MAC.
+    #[inline]
+    pub fn quick_key(&self) -> Option<&QuickKey> {
+        self.quick_key.as_ref()
     }
 
     /// Whether a packet entering `vif` can match at all (checked once per burst).
@@ -874,6 +965,54 @@ mod tests {
                 // the full match decides what passes).
                 if (h.proto == 6 || h.proto == 17) && m.quick_reject(1, &f) {
                     prop_assert!(!accepts, "quick_reject decided a miss that the mask accepted: {m:?} {h:?}");
+                }
+            }
+        }
+
+        /// `frame` with `n` 4-byte words of IPv4 options (IHL 5 + n) before the payload.
+        fn with_options(f: &[u8], n: usize) -> Vec<u8> {
+            let mut g = f[..34].to_vec();
+            g[14] = 0x45 + n as u8;
+            let total = u16::from_be_bytes([g[16], g[17]]) + 4 * n as u16;
+            g[16..18].copy_from_slice(&total.to_be_bytes());
+            g.extend(std::iter::repeat_n(1u8, 4 * n));
+            g.extend_from_slice(&f[34..]);
+            g
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+            /// QuickKey's contract: on the flow key of a keyed IPv4 packet (what the burst
+            /// pre-pass computes: not a fragment, not an ICMP error) it accepts exactly what
+            /// QuickV4 accepts on the frame for TCP and UDP, never rejects a packet the full
+            /// match accepts (with or without IPv4 options), and exists unless a MAC is named.
+            #[test]
+            fn quick_key_agrees_with_quick_v4(h in hdr(), other in hdr(), p in any::<[u8; 9]>().prop_map(|a| a.map(|x| x % 3)), len in (0u8..=32, 0u8..=32), opts in 0usize..3) {
+                let c = cond(&h, &p, len, &other);
+                let m = match Matcher::compile(&req(c), |_| true, |_| vec![]) {
+                    Ok(m) => m,
+                    Err(_) => return Ok(()),
+                };
+                let f = with_options(&frame(&h), opts);
+                let ip = crate::packet::ipv4::Packet::new_checked(&f[14..]).unwrap();
+                if crate::pipeline::flow::needs_special_key(false, ip.protocol(), ip.is_fragment(), ip.payload()) {
+                    return Ok(());
+                }
+                let (key, _) = crate::pipeline::flow::key_v4_tuple(7, &ip);
+                let names_mac = p[0] != 0 || p[1] != 0;
+                prop_assert_eq!(m.quick_key().is_some(), m.quick_v4().is_some() && !names_mac);
+                let Some(q) = m.quick_key() else { return Ok(()) };
+                let by_key = q.accepts(key.as_words());
+                if q.ports_only() {
+                    prop_assert_eq!(q.accepts_ports(key.as_words()), by_key);
+                }
+                let full = crate::trace::dp::fields_for_test(&test_vif(), &f).unwrap();
+                if m.matches(&full) {
+                    prop_assert!(by_key, "{m:?} rejected by key a matching packet {h:?} options {opts}");
+                }
+                if opts == 0 && (h.proto == 6 || h.proto == 17) {
+                    let by_frame = m.quick_v4().is_some_and(|q| q.accepts_header(v4_header(&f).unwrap()));
+                    prop_assert_eq!(by_key, by_frame, "{:?} {:?}", m, h);
                 }
             }
         }
