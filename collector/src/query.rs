@@ -705,6 +705,25 @@ pub struct CompiledQuery {
     pub params: Vec<Param>,
     /// Output field names in order.
     pub fields: Vec<String>,
+    /// Set when the statement keeps only the first flows by a counter ([`Source::top`]): a
+    /// backend that merges rows when reading may find those flows with statements of its
+    /// own before it runs this one.
+    pub top: Option<TopFlows>,
+}
+
+/// The first `limit` flows of FlowRecordTable whose life meets `start_us..=end_us`, by the
+/// largest value of counter `column` in their rows, descending, missing values last
+/// ([`Source::top`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopFlows {
+    /// The counter's column ([`Column::sql`]).
+    pub column: &'static str,
+    /// How many flows.
+    pub limit: u64,
+    /// Window start (µs).
+    pub start_us: i64,
+    /// Window end (µs).
+    pub end_us: i64,
 }
 
 /// Validates `req` and compiles it into the SQL of dialect `d`.
@@ -868,7 +887,8 @@ pub fn compile(req: &QueryRequest, ctx: &QueryContext, d: &dyn Dialect) -> Resul
     let most = (ctx.max_rows as u64).saturating_add(1).min(i64::MAX as u64);
     let bound = req.limit.map_or(most, |l| l.min(most));
     sql.push_str(&format!(" LIMIT {bound}"));
-    Ok(CompiledQuery { sql, params, fields: req.select_fields.clone() })
+    let top = top.map(|(c, limit)| TopFlows { column: c.sql, limit, start_us: ws, end_us: we });
+    Ok(CompiledQuery { sql, params, fields: req.select_fields.clone(), top })
 }
 
 /// Compiles a query for `store`'s dialect, runs it there and returns the `{"value": [...]}`

@@ -340,7 +340,8 @@ pub async fn run_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
         let ts = decoded.header.timestamp;
         let msg = match decoded.message {
             Message::FlowLogDataObject(obj) => {
-                let recs: Vec<_> = obj.flowdata.iter().map(|f| flow_record(&decoded.header.source, ts, f)).collect();
+                let source = &decoded.header.source;
+                let recs: Vec<_> = obj.flowdata.into_iter().map(|f| flow_record(source, ts, f)).collect();
                 stats.flow_records_received.fetch_add(recs.len() as u64, Relaxed);
                 IngestMsg::Flows(recs)
             }
@@ -390,43 +391,43 @@ async fn end_session(shared: &Shared, gen: &GeneratorKey, id: u64) {
     }
 }
 
-/// A flow sample from a decoded `FlowLogData`.
-pub fn flow_record(source: &str, timestamp_us: i64, f: &FlowLogData) -> FlowRecordInput {
+/// A flow sample from a decoded `FlowLogData` (its strings moved, not copied).
+pub fn flow_record(source: &str, timestamp_us: i64, f: FlowLogData) -> FlowRecordInput {
     FlowRecordInput {
         vrouter: source.to_owned(),
         timestamp_us,
-        flowuuid: f.flowuuid.clone(),
+        flowuuid: f.flowuuid,
         direction_ing: f.direction_ing,
-        sourcevn: f.sourcevn.clone(),
+        sourcevn: f.sourcevn,
         sourceip: f.sourceip.to_string(),
-        destvn: f.destvn.clone(),
+        destvn: f.destvn,
         destip: f.destip.to_string(),
         protocol: f.protocol,
         sport: f.sport,
         dport: f.dport,
         tcp_flags: f.tcp_flags,
-        vm: f.vm.clone(),
-        reverse_uuid: f.reverse_uuid.clone(),
+        vm: f.vm,
+        reverse_uuid: f.reverse_uuid,
         setup_time: f.setup_time,
         teardown_time: f.teardown_time,
         bytes: f.bytes,
         packets: f.packets,
         diff_bytes: f.diff_bytes,
         diff_packets: f.diff_packets,
-        action: f.action.clone(),
-        sg_rule_uuid: f.sg_rule_uuid.clone(),
-        nw_ace_uuid: f.nw_ace_uuid.clone(),
-        vrouter_ip: f.vrouter_ip.clone(),
-        other_vrouter_ip: f.other_vrouter_ip.clone(),
+        action: f.action,
+        sg_rule_uuid: f.sg_rule_uuid,
+        nw_ace_uuid: f.nw_ace_uuid,
+        vrouter_ip: f.vrouter_ip,
+        other_vrouter_ip: f.other_vrouter_ip,
         underlay_proto: f.underlay_proto,
         underlay_source_port: f.underlay_source_port,
-        vmi_uuid: f.vmi_uuid.clone(),
-        drop_reason: f.drop_reason.clone(),
+        vmi_uuid: f.vmi_uuid,
+        drop_reason: f.drop_reason,
         forward_flow: f.forward_flow,
-        analyzer_name: f.analyzer_name.clone(),
+        analyzer_name: f.analyzer_name,
         mirror_bytes: f.mirror_bytes,
         mirror_packets: f.mirror_packets,
-        sec_analyzer_name: f.sec_analyzer_name.clone(),
+        sec_analyzer_name: f.sec_analyzer_name,
         sec_mirror_bytes: f.sec_mirror_bytes,
         sec_mirror_packets: f.sec_mirror_packets,
         mirror_lost_packets: f.mirror_lost_packets,

@@ -1,11 +1,12 @@
 //! FlowLogData encode (and strict decode) throughput.
 //!
-//! `cargo run --release -p sandesh --example encode_bench [seconds]`
+//! `cargo run --release -p sandesh --example encode_bench [seconds [decode-seconds]]`
 //!
 //! Encodes `FlowLogDataObject`s of 16 fully populated records (every optional field set, both
 //! analyzers) into framed bytes, as the session does (typed fast path), for the given time
 //! (default 3 s) on one thread; then the same through the dynamic value tree; then decodes
-//! the frames with the strict decoder. Prints records per second.
+//! the last buffer of frames with the strict decoder, repeatedly, for `decode-seconds`
+//! (default: the same time). Prints records per second.
 
 use sandesh::{
     decode_message, encode_message, FlowLogData, FlowLogDataObject, FrameDecoder, GeneratorId, SandeshStruct,
@@ -62,6 +63,7 @@ fn cpu_ns() -> u64 {
 
 fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let decode_secs: f64 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(secs);
     let gen = GeneratorId {
         source: "host1".into(),
         module: "contrail-vrouter-agent".into(),
@@ -129,16 +131,18 @@ fn main() {
         drecords as f64 / cpu
     );
 
-    // Decode the last buffer of frames.
-    let mut d = FrameDecoder::new();
-    d.push(&out);
+    // Decode the last buffer of frames, again and again for the given time.
     let start = Instant::now();
     let cpu0 = cpu_ns();
     let mut drec = 0u64;
-    while let Some(body) = d.next_frame().expect("frame") {
-        match decode_message(&body).expect("decode").message {
-            sandesh::Message::FlowLogDataObject(o) => drec += o.flowdata.len() as u64,
-            _ => unreachable!(),
+    while start.elapsed() < Duration::from_secs_f64(decode_secs) {
+        let mut d = FrameDecoder::new();
+        d.push(&out);
+        while let Some(body) = d.next_frame().expect("frame") {
+            match decode_message(&body).expect("decode").message {
+                sandesh::Message::FlowLogDataObject(o) => drec += o.flowdata.len() as u64,
+                _ => unreachable!(),
+            }
         }
     }
     let el = start.elapsed().as_secs_f64();

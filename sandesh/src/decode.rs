@@ -184,6 +184,30 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Whether `n` is what [`Reader::name`] reads in full: name bytes, the first not a digit.
+fn is_plain_name(n: &str) -> bool {
+    n.bytes().next().is_some_and(|b| !b.is_ascii_digit()) && n.bytes().all(is_name_byte)
+}
+
+/// The canonical decimal text of a field identifier, in `buf`.
+fn id_text(id: i16, buf: &mut [u8; 6]) -> &[u8] {
+    let mut n = id.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if id < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
 impl<'a> Reader<'a> {
     /// A reader at the start of `s`.
     pub fn new(s: &'a str) -> Self {
@@ -292,8 +316,78 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Whether the rest starts with `open`, `name`, `close`; if so, moves past them.
+    fn eat_around(&mut self, open: &str, name: &str, close: u8) -> bool {
+        let rest = self.rest().as_bytes();
+        let n = open.len() + name.len();
+        if rest.len() > n
+            && rest[n] == close
+            && rest.starts_with(open.as_bytes())
+            && &rest[open.len()..n] == name.as_bytes()
+            && is_plain_name(name)
+        {
+            self.pos += n + 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The open tag of a field of `def` from `def.fields[next]` on, exactly as a conforming
+    /// writer puts it (`<name type="T" identifier="N"` and the annotations, then `>`): moves
+    /// past it and returns the field's index. Anything else (another field, any difference
+    /// in the attributes) returns `None` and leaves the reader where it was, for
+    /// [`Reader::open_tag`] and the checks after it, which accept the same tags (what the
+    /// fast path accepts they read as this field with these attributes) and say what is
+    /// wrong with the others.
+    fn open_field(&mut self, def: &'static StructDef, next: usize) -> Option<usize> {
+        let rest = self.rest().as_bytes();
+        if rest.first() != Some(&b'<') {
+            return None;
+        }
+        let len = rest[1..].iter().take_while(|b| is_name_byte(**b)).count();
+        let name = &rest[1..1 + len];
+        let idx = next + def.fields.get(next..)?.iter().position(|f| f.name.as_bytes() == name)?;
+        let f = &def.fields[idx];
+        if !is_plain_name(f.name) || 2 + f.annotations.len() > MAX_ATTRS {
+            return None;
+        }
+        let mut at = 1 + len;
+        let mut eat = |lit: &[u8]| {
+            let ok = rest.get(at..).is_some_and(|r| r.starts_with(lit));
+            if ok {
+                at += lit.len();
+            }
+            ok
+        };
+        let mut id = [0u8; 6];
+        let ok = eat(b" type=\"")
+            && eat(f.ty.sandesh_type().as_str().as_bytes())
+            && eat(b"\" identifier=\"")
+            && eat(id_text(f.id, &mut id))
+            && eat(b"\"")
+            && f.annotations.iter().all(|(k, v)| {
+                is_plain_name(k)
+                    && !v.contains(['"', '<', '>', '&'])
+                    && eat(b" ")
+                    && eat(k.as_bytes())
+                    && eat(b"=\"")
+                    && eat(v.as_bytes())
+                    && eat(b"\"")
+            })
+            && eat(b">");
+        if !ok {
+            return None;
+        }
+        self.pos += at;
+        Some(idx)
+    }
+
     /// Reads `<name>` with no attributes.
     fn open_plain(&mut self, name: &str) -> Result<(), DecodeError> {
+        if self.eat_around("<", name, b'>') {
+            return Ok(());
+        }
         let at = self.pos;
         let tag = self.open_tag()?;
         if tag.name != name {
@@ -317,6 +411,9 @@ impl<'a> Reader<'a> {
 
     /// Reads `</name>`.
     fn close(&mut self, name: &str) -> Result<(), DecodeError> {
+        if self.eat_around("</", name, b'>') {
+            return Ok(());
+        }
         let at = self.pos;
         self.expect("</", "a close tag")?;
         let found = self.name("a close tag name")?;
@@ -333,7 +430,8 @@ impl<'a> Reader<'a> {
     /// raw (writers always escape them), so accepted text re-encodes to the same bytes.
     fn text(&mut self) -> Result<&'a str, DecodeError> {
         let rest = self.rest();
-        let end = rest.find(['<', '>', '\'']).unwrap_or(rest.len());
+        // ASCII bytes: never part of a multi-byte character.
+        let end = rest.bytes().position(|b| matches!(b, b'<' | b'>' | b'\'')).unwrap_or(rest.len());
         if rest.as_bytes().get(end) != Some(&b'<') {
             self.pos += end;
             return Err(self.unexpected("`<` after element text"));
@@ -349,27 +447,35 @@ fn decode_fields(r: &mut Reader<'_>, def: &'static StructDef) -> Result<StructVa
     let mut next = 0; // index of the first field that may still come
     while !r.at_close() {
         let at = r.offset();
-        let tag = r.open_tag()?;
-        let Some(idx) = def.field_index(tag.name) else {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::UnknownField { strct: def.name, name: tag.name.to_owned() },
-            });
+        let (idx, tag) = match r.open_field(def, next) {
+            Some(idx) => (idx, None),
+            None => {
+                let tag = r.open_tag()?;
+                let Some(idx) = def.field_index(tag.name) else {
+                    return Err(DecodeError {
+                        offset: at,
+                        kind: DecodeErrorKind::UnknownField { strct: def.name, name: tag.name.to_owned() },
+                    });
+                };
+                if idx < next {
+                    return Err(DecodeError {
+                        offset: at,
+                        kind: DecodeErrorKind::FieldOrder { strct: def.name, field: def.fields[idx].name },
+                    });
+                }
+                (idx, Some(tag))
+            }
         };
         let f = &def.fields[idx];
-        if idx < next {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::FieldOrder { strct: def.name, field: f.name },
-            });
-        }
         if let Some(missing) = def.fields[next..idx].iter().find(|g| !g.optional) {
             return Err(DecodeError {
                 offset: at,
                 kind: DecodeErrorKind::MissingField { strct: def.name, field: missing.name },
             });
         }
-        check_field_attrs(&tag, f, at)?;
+        if let Some(tag) = tag {
+            check_field_attrs(&tag, f, at)?;
+        }
         value.fields[idx] = Some(decode_value(r, &f.ty)?);
         r.close(f.name)?;
         next = idx + 1;
@@ -730,6 +836,51 @@ mod tests {
     fn strict_strings() {
         assert_eq!(parse_scalar(SandeshType::String, "a&amp;b\"c"), Ok(Value::String("a&b\"c".into())));
         assert!(matches!(parse_scalar(SandeshType::String, "a&quot;"), Err(DecodeErrorKind::Escape(_))));
+    }
+
+    #[test]
+    fn identifier_text_is_canonical() {
+        for id in [0, 1, 9, 10, -1, -10, 999, i16::MAX, i16::MIN] {
+            let mut want = String::new();
+            crate::encode::push_int(&mut want, i64::from(id));
+            assert_eq!(id_text(id, &mut [0; 6]), want.as_bytes());
+        }
+    }
+
+    /// A field tag the fast path does not take is read by the general path, which says
+    /// what is wrong with it.
+    #[test]
+    fn field_tags_off_the_fast_path() {
+        use crate::model::{FieldDef, StructDef};
+        static DEF: StructDef = StructDef {
+            name: "S",
+            fields: &[
+                FieldDef { id: 1, name: "a", ty: FieldType::I32, optional: true, annotations: &[] },
+                FieldDef { id: -2, name: "b", ty: FieldType::String, optional: false, annotations: &[("key", "k")] },
+            ],
+        };
+        let dec = |t: &str| decode_struct(t, &DEF);
+        let ok =
+            dec(r#"<S><a type="i32" identifier="1">5</a><b type="string" identifier="-2" key="k">x</b></S>"#).unwrap();
+        assert_eq!(ok.fields, [Some(Value::I32(5)), Some(Value::String("x".into()))]);
+        assert!(dec(r#"<S><b type="string" identifier="-2" key="k">x</b></S>"#).is_ok());
+        let kind = |t: &str| dec(t).unwrap_err().kind;
+        assert!(matches!(
+            kind(r#"<S><b identifier="-2" type="string" key="k">x</b></S>"#),
+            DecodeErrorKind::Attributes { .. }
+        ));
+        assert!(matches!(kind(r#"<S><b type="string" identifier="-2">x</b></S>"#), DecodeErrorKind::Attributes { .. }));
+        assert!(matches!(
+            kind(r#"<S><b type="string" identifier="-2" key="k">x</b><a type="i32" identifier="1">5</a></S>"#),
+            DecodeErrorKind::FieldOrder { field: "a", .. }
+        ));
+        assert!(matches!(
+            kind(r#"<S><a type="i32" identifier="1">5</a></S>"#),
+            DecodeErrorKind::MissingField { field: "b", .. }
+        ));
+        assert!(matches!(kind(r#"<S><c type="i32" identifier="3">5</c></S>"#), DecodeErrorKind::UnknownField { .. }));
+        assert!(matches!(kind(r#"<S><a type="i32" identifier="1">5</ab></S>"#), DecodeErrorKind::WrongElement { .. }));
+        assert!(matches!(kind(r#"<S><a type="i32" identifier="1">5</a >"#), DecodeErrorKind::Whitespace { .. }));
     }
 
     #[test]
