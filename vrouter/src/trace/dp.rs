@@ -1,9 +1,12 @@
 //! The data-plane side of tracing, owned by one forwarding lcore.
 //!
 //! Cost model: while no request is enabled the lcore reads one word per burst
-//! ([`TraceLcore::enabled`]) and runs its usual loop. With requests enabled, each packet of
-//! a burst whose ingress vif a request may match is parsed once more (headers only, already
-//! in cache) and matched; only matching packets pay for step records.
+//! ([`TraceLcore::enabled`]) and runs its usual loop. With requests enabled, a burst whose
+//! ingress vif a request may match runs the traced instance of the burst: its pre-pass tests
+//! each IPv4 packet's flow key as it computes it ([`BurstFilter::key_form`]); packets without
+//! a key there, and bursts without keys (fabric, no flow table), get a header test on the
+//! frame ([`BurstFilter::may_match`], [`BurstFilter::scan`]). Only packets that pass are
+//! matched in full, and only matching packets pay for step records.
 //!
 //! A matching packet gets a trace id. Its flow (the flow-table key) is remembered in a
 //! per-lcore side table so later packets of the flow continue the same trace while the
