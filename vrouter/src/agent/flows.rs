@@ -22,7 +22,7 @@ use crate::control::protocol::{self, AgentCommand, Target};
 use crate::fib::publish::FibCell;
 use crate::fib::Fib;
 use crate::spsc::{Consumer, Producer};
-use flow_table::{tcp_flags, Action, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY};
+use flow_table::{tcp_flags, Action, FlowKey, FlowTable, FlowUpdate, Gen, FLOW_DR_AUDIT_ENTRY};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -158,7 +158,7 @@ impl Verdicts {
     }
 }
 
-/// The agent's state of one flow index (12 bytes).
+/// The agent's state of one flow index (16 bytes).
 #[derive(Debug, Clone, Copy, Default)]
 struct MetaSlot {
     /// Interned verdict id; 0 = no state.
@@ -166,6 +166,19 @@ struct MetaSlot {
     gen: Gen,
     vif: u16,
     reverse: bool,
+    /// Position + 1 of a forward flow in [`Agent::forward`] (0: not there).
+    fwd: u32,
+}
+
+/// A forward flow the agent set up, with its key: what a re-evaluation selects on
+/// ([`Agent::reevaluate`]) without reading the table. The entry's first cache line holds the
+/// key next to the packet counter the owner lcore writes per packet; reading every entry per
+/// route request (as a scan of the table would) takes those lines from the lcores, which
+/// then miss on their next packet of every flow.
+#[derive(Debug, Clone, Copy)]
+struct ForwardFlow {
+    idx: u32,
+    key: FlowKey,
 }
 
 /// Counters of the agent, exposed through the control socket (`status`); declared in
@@ -203,6 +216,10 @@ pub struct Agent {
     settings: AgentSettings,
     /// Indexed by flow index (sized to the table: no growth, no rehashing as it fills).
     meta: Vec<MetaSlot>,
+    /// The forward flows with state in `meta` (at most one per index; an entry whose flow
+    /// was deleted without the agent, e.g. evicted, stays until its index is set up again,
+    /// and is skipped by its generation).
+    forward: Vec<ForwardFlow>,
     verdicts: Verdicts,
     /// Next flow index the sliced housekeeping scan visits.
     scan_cursor: u32,
@@ -262,6 +279,7 @@ impl Agent {
             done,
             settings,
             meta: vec![MetaSlot::default(); capacity],
+            forward: Vec::new(),
             verdicts: Verdicts::default(),
             scan_cursor: 0,
             counters: AgentCounters::default(),
@@ -307,7 +325,8 @@ impl Agent {
                 continue;
             }
             let Some(o) = self.table.entry(idx).and_then(|e| e.origin()) else { continue };
-            self.set_meta(idx, MetaSlot { verdict: placeholder, gen: snap.gen, vif: o.vif, reverse: o.reverse });
+            let m = MetaSlot { verdict: placeholder, gen: snap.gen, vif: o.vif, reverse: o.reverse, fwd: 0 };
+            self.set_meta(idx, m, &snap.key);
             adopted += 1;
         }
         let (_, changed) = self.reevaluate(|_| true);
@@ -482,9 +501,8 @@ impl Agent {
         if vifs.is_empty() && vrfs.is_empty() {
             return 0;
         }
-        let touches = |k: &flow_table::FlowKey| {
-            ends.iter().any(|(vrf, a)| k.vrf() == *vrf && (k.src_ip() == *a || k.dst_ip() == *a))
-        };
+        let touches =
+            |k: &FlowKey| ends.iter().any(|(vrf, a)| k.vrf() == *vrf && (k.src_ip() == *a || k.dst_ip() == *a));
         let doomed: Vec<_> = (self.table.iter_active())
             .map(|(_, s)| s)
             .filter(|s| {
@@ -591,8 +609,8 @@ impl Agent {
         let (nw, sg) = (&decision.nw_ace_uuid, &decision.sg_rule_uuid);
         let fwd = self.verdicts.intern(decision.action_names, nw, sg, &src_vn, &dst_vn, a);
         let rev_v = self.verdicts.intern(decision.action_names, nw, sg, &dst_vn, &src_vn, a);
-        self.set_meta(req.flow, MetaSlot { verdict: fwd, gen: req.gen, vif: req.vif, reverse: false });
-        self.set_meta(rev, MetaSlot { verdict: rev_v, gen: rgen, vif: req.vif, reverse: true });
+        self.set_meta(req.flow, MetaSlot { verdict: fwd, gen: req.gen, vif: req.vif, reverse: false, fwd: 0 }, &p.key);
+        self.set_meta(rev, MetaSlot { verdict: rev_v, gen: rgen, vif: req.vif, reverse: true, fwd: 0 }, &p.key);
         if req.tsc != 0 {
             let ticks = crate::clock::rdtsc().saturating_sub(req.tsc);
             let ns = ticks * 1_000_000_000 / self.tsc_hz;
@@ -610,15 +628,37 @@ impl Agent {
         }
     }
 
-    fn set_meta(&mut self, idx: u32, m: MetaSlot) {
-        if let Some(slot) = self.meta.get_mut(idx as usize) {
-            *slot = m;
+    /// The agent's state of flow `idx` (`key`: the flow's key; kept for a forward flow).
+    fn set_meta(&mut self, idx: u32, mut m: MetaSlot, key: &FlowKey) {
+        if idx as usize >= self.meta.len() {
+            return;
         }
+        self.forget_forward(idx);
+        if !m.reverse {
+            self.forward.push(ForwardFlow { idx, key: *key });
+            m.fwd = self.forward.len() as u32;
+        }
+        self.meta[idx as usize] = m;
     }
 
     fn clear_meta(&mut self, idx: u32) {
+        self.forget_forward(idx);
         if let Some(m) = self.meta.get_mut(idx as usize) {
             *m = MetaSlot::default();
+        }
+    }
+
+    /// Takes flow `idx` out of [`Self::forward`] (the last entry moves into its place).
+    fn forget_forward(&mut self, idx: u32) {
+        let Some(pos) = self.meta.get(idx as usize).and_then(|m| m.fwd.checked_sub(1)) else { return };
+        self.meta[idx as usize].fwd = 0;
+        let pos = pos as usize;
+        if pos >= self.forward.len() {
+            return;
+        }
+        self.forward.swap_remove(pos);
+        if let Some(moved) = self.forward.get(pos) {
+            self.meta[moved.idx as usize].fwd = pos as u32 + 1;
         }
     }
 
@@ -817,7 +857,7 @@ impl Agent {
             (None, None) => {}
         }
         let (fib, policy) = (&self.fib, &self.policy);
-        let verdict_of = |key: &flow_table::FlowKey| {
+        let verdict_of = |key: &FlowKey| {
             let (d, _, _) = setup::evaluate(fib, policy, key, spec.vif);
             PolicyVerdict {
                 forward: d.is_pass(),
@@ -849,15 +889,17 @@ impl Agent {
 
     /// Re-evaluates every set-up flow pair whose forward key `select` picks, with the current
     /// FIB and policies: the decision, the VNs and S(nh) of both directions. Returns (pairs
-    /// re-evaluated, flows whose action or flags changed).
-    fn reevaluate(&mut self, select: impl Fn(&flow_table::FlowKey) -> bool) -> (u64, u64) {
+    /// re-evaluated, flows whose action or flags changed). The pairs are picked from the
+    /// agent's own list of forward flows ([`ForwardFlow`]): only the picked entries are read.
+    fn reevaluate(&mut self, select: impl Fn(&FlowKey) -> bool) -> (u64, u64) {
         let fib = self.fib.clone();
         let (mut n, mut changed) = (0u64, 0u64);
-        let snaps: Vec<_> =
-            (self.table.iter_active()).map(|(_, s)| s).filter(|s| s.action != Action::Hold && select(&s.key)).collect();
-        for snap in snaps {
+        let picked: Vec<u32> = self.forward.iter().filter(|f| select(&f.key)).map(|f| f.idx).collect();
+        for idx in picked {
+            let Ok(Some(snap)) = self.table.snapshot(idx) else { continue };
             let Some(meta) = self.meta(snap.index) else { continue };
-            if meta.reverse {
+            // Another flow at the index (set up without this agent, or after an eviction).
+            if meta.reverse || meta.gen != snap.gen || snap.action == Action::Hold {
                 continue;
             }
             let key = snap.key;
@@ -1148,6 +1190,46 @@ action = "pass"
         assert!(h.rflow.is_some());
         assert_eq!(a.meta(held.0).unwrap().vif, 1, "ingress vif from the route to its source");
         assert_eq!((a.counters.adopted, a.counters.adopted_held, a.counters.setups), (4, 1, 1));
+    }
+
+    /// Re-evaluation picks pairs from the agent's own list of forward flows: every pair it
+    /// set up once, deleted ones not, a reused index once, and each entry's position
+    /// recorded in its flow's state.
+    #[test]
+    fn reevaluation_picks_the_agents_own_forward_flows() {
+        let cfg = config::parse(CONFIG, "test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tcfg = FlowTableConfig { main_entries: 1024, overflow_entries: 0, max_lcores: 1 };
+        let table = Arc::new(FlowTable::create(&dir.path().join("flow"), &tcfg).unwrap());
+        let mut a = agent(&cfg, table.clone(), dir.path());
+        let fib = a.fib.clone();
+        let flows: Vec<_> = (80..86).map(|port| hold(&table, port)).collect();
+        for &(flow, gen) in &flows {
+            a.setup(&fib, SetupRequest { flow, gen, vif: 1, lcore: 0, tsc: 0, trace: 0, trace_pkt: 0 });
+        }
+        let positions_agree =
+            |a: &Agent| a.forward.iter().enumerate().all(|(p, f)| a.meta[f.idx as usize].fwd == p as u32 + 1);
+        assert_eq!(a.forward.len(), 6, "forward flows only, not their reverse flows");
+        assert_eq!(a.reevaluate(|_| true), (6, 0));
+        assert_eq!(a.reevaluate(|k| k.dport() == 81).0, 1);
+        // Deleted (the first: the last entry moves into its place), then set up again once
+        // its slot is free: counted once.
+        let (web, gen) = flows[0];
+        let rev = table.entry(web).unwrap().rflow().unwrap();
+        assert!(a.delete_flow(web, gen));
+        assert!(a.delete_flow(rev, table.entry(rev).unwrap().gen()));
+        assert!(positions_agree(&a));
+        assert_eq!(a.reevaluate(|_| true).0, 5);
+        assert_eq!(a.reevaluate(|k| k.dport() == 80).0, 0, "the deleted pair is not re-evaluated");
+        table.reclaim();
+        table.quiescent(0);
+        table.reclaim();
+        let (again, gen) = hold(&table, 80);
+        a.setup(&fib, SetupRequest { flow: again, gen, vif: 1, lcore: 0, tsc: 0, trace: 0, trace_pkt: 0 });
+        assert_eq!(a.reevaluate(|_| true).0, 6);
+        assert_eq!(a.reevaluate(|k| k.dport() == 80).0, 1);
+        assert!(positions_agree(&a));
+        assert_eq!(a.forward.len(), 6);
     }
 
     #[test]
