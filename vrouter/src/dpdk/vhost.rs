@@ -105,6 +105,13 @@ pub fn sync(port: u16) {
     if old >= 0 && old != new {
         wait_lcores();
     }
+    if old != new {
+        if new >= 0 {
+            tracing::info!("port {port}: vhost-user device {new}, bursts on librte_vhost directly");
+        } else {
+            tracing::info!("port {port}: vhost-user device {old} gone, bursts through the PMD");
+        }
+    }
 }
 
 /// Forgets `port`'s device (the port is being closed; no lcore bursts on it any more).
