@@ -49,18 +49,19 @@ static void vhost_rx_sw_csum(struct rte_mbuf *m)
 	m->ol_flags |= RTE_MBUF_F_RX_L4_CKSUM_GOOD;
 }
 
-uint16_t shim_vhost_rx_burst(uint16_t port, uint16_t queue, int vid, struct rte_mempool *pool,
+uint16_t shim_vhost_rx_burst(uint16_t port, uint16_t queue, int vid, int sw_csum, struct rte_mempool *pool,
 			     struct rte_mbuf **pkts, uint16_t n)
 {
 	/* Capture callbacks (dpdk-dumpcap) hang on the ethdev queue: the PMD path runs them. */
 	if (vid < 0 || unlikely(__atomic_load_n(&rte_eth_fp_ops[port].rxq.clbk[queue], __ATOMIC_RELAXED) != NULL))
 		return rte_eth_rx_burst(port, queue, pkts, n);
 	uint16_t got = rte_vhost_dequeue_burst(vid, VHOST_HOST_RX_RING(queue), pool, pkts, n);
-	for (uint16_t i = 0; i < got; i++) {
-		struct rte_mbuf *m = pkts[i];
-		m->port = port;
-		if (unlikely((m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE))
-			vhost_rx_sw_csum(m);
+	if (sw_csum) {
+		for (uint16_t i = 0; i < got; i++) {
+			struct rte_mbuf *m = pkts[i];
+			if ((m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE)
+				vhost_rx_sw_csum(m);
+		}
 	}
 	return got;
 }

@@ -79,16 +79,23 @@ pub fn rx_queue_off(port: u16, queue: u16) -> bool {
     m & 1u32.checked_shl(u32::from(queue)).unwrap_or(0) != 0
 }
 
-/// The queue-state event handler (vhost-user ports): takes every pending virtqueue change
-/// from the PMD and records it (`ev.rx`: the guest's TX virtqueue, a host RX queue), then
-/// re-reads the port's device.
+/// The queue-state event handler (vhost-user ports): takes the pending virtqueue changes
+/// ([`take_queue_events`]), then re-reads the port's device.
 unsafe extern "C" fn on_queue_state(
     port: u16,
     _event: dpdk_sys::rte_eth_event_type,
     _arg: *mut std::os::raw::c_void,
     _ret: *mut std::os::raw::c_void,
 ) -> std::os::raw::c_int {
-    let (Some(tx), Some(rx)) = (TXQ_OFF.get(usize::from(port)), RXQ_OFF.get(usize::from(port))) else { return 0 };
+    take_queue_events(port);
+    super::vhost::sync(port, super::vhost::Caller::Event);
+    0
+}
+
+/// Takes every pending virtqueue change of vhost-user `port` from the PMD and records it
+/// (`ev.rx`: the guest's TX virtqueue, a host RX queue).
+fn take_queue_events(port: u16) {
+    let (Some(tx), Some(rx)) = (TXQ_OFF.get(usize::from(port)), RXQ_OFF.get(usize::from(port))) else { return };
     let mut ev = dpdk_sys::rte_eth_vhost_queue_event::default();
     // SAFETY: `ev` is a valid out-pointer; the call reads the PMD's per-port queue state
     // under its own lock.
@@ -103,8 +110,6 @@ unsafe extern "C" fn on_queue_state(
             }
         }
     }
-    super::vhost::sync(port);
-    0
 }
 
 /// The LSC event handler: runs on the thread that raises the event (the vhost-user socket
@@ -128,7 +133,7 @@ unsafe extern "C" fn on_lsc(
         // Link down: the device is being destroyed (this runs inside the PMD's
         // `destroy_device`): retire its vid before librte_vhost frees it. Link up: a guest's
         // (new) device.
-        super::vhost::sync(port);
+        super::vhost::sync(port, super::vhost::Caller::Event);
     }
     0
 }
@@ -162,8 +167,7 @@ pub fn watch(port: u16, driver: &str) -> super::Result<()> {
             return Err(super::DpdkError::from_ret("rte_eth_dev_callback_register", ret));
         }
         // Queues enabled before the registration are pending in the PMD: take them now.
-        // SAFETY: as for the callback; a plain call on this thread.
-        unsafe { on_queue_state(port, 0, std::ptr::null_mut(), std::ptr::null_mut()) };
+        take_queue_events(port);
     }
     // SAFETY: `on_lsc` matches `rte_eth_dev_cb_fn`, takes no argument and lives forever.
     let ret = unsafe {
@@ -181,7 +185,7 @@ pub fn watch(port: u16, driver: &str) -> super::Result<()> {
     if vhost {
         // A guest that connected before the registration: its device (later changes come
         // with the events).
-        super::vhost::sync(port);
+        super::vhost::sync(port, super::vhost::Caller::Other);
     }
     Ok(())
 }

@@ -32,9 +32,28 @@ use std::sync::Mutex;
 const PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
 const LCORES: usize = dpdk_sys::RTE_MAX_LCORE as usize;
 
-/// Per port: the librte_vhost device the lcores burst on directly; -1: none (PMD path).
-/// Written only under [`WRITER`]; read once per burst.
+/// Per port: the librte_vhost device the lcores burst on directly, its vid with [`SW_CSUM`]
+/// when received partial checksums are to be completed; -1: none (PMD path). Written only
+/// under [`WRITER`]; read once per burst.
 static VID: [AtomicI32; PORTS] = [const { AtomicI32::new(-1) }; PORTS];
+
+/// In a [`VID`] entry: the guest negotiated `VIRTIO_NET_F_CSUM` (it may leave L4 checksums
+/// partial, which the PMD completes in software; so does the direct path). Vids are below
+/// `RTE_MAX_VHOST_DEVICE` (1024).
+const SW_CSUM: i32 = 1 << 30;
+
+/// `VIRTIO_NET_F_CSUM`: the guest may send packets with a partial checksum.
+const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
+
+/// Who calls [`sync`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Caller {
+    /// The PMD's event callbacks, on the vhost-user event thread: librte_vhost frees a
+    /// device on that thread only, so the device of an up link can be asked about.
+    Event,
+    /// Another thread (the main thread watching a port): it reads only what the PMD keeps.
+    Other,
+}
 
 /// Per forwarding lcore (by index): its poll-loop iteration count, 0 while it does not
 /// forward. An lcore reads a port's vid only after storing a new count.
@@ -44,10 +63,11 @@ static EPOCH: [CachePadded<AtomicU64>; LCORES] = [const { CachePadded::new(Atomi
 /// and the main thread (a port's first reading, its removal).
 static WRITER: Mutex<()> = Mutex::new(());
 
-/// The device of `port` (-1: none, burst through the PMD). Sequentially consistent (a plain
-/// load on x86), so that it is ordered after the lcore's [`lcore_quiescent`] store.
+/// The device entry of `port` (-1: none, burst through the PMD; else a vid and
+/// [`SW_CSUM`]). Sequentially consistent (a plain load on x86), so that it is ordered after
+/// the lcore's [`lcore_quiescent`] store.
 #[inline(always)]
-fn vid(port: u16) -> i32 {
+fn entry(port: u16) -> i32 {
     VID.get(usize::from(port)).map_or(-1, |v| v.load(Ordering::SeqCst))
 }
 
@@ -86,8 +106,10 @@ fn wait_lcores() {
 /// otherwise. When a vid is retired (the guest went, or a different vid replaces it), waits
 /// until no lcore can still be bursting with it. Called from the port's link-state and
 /// queue-state events (the PMD raises link down from inside `destroy_device`, before
-/// librte_vhost frees the device) and once when the port is first watched.
-pub fn sync(port: u16) {
+/// librte_vhost frees the device) and once when the port is first watched. Only an
+/// [`Caller::Event`] reads the negotiated features; otherwise partial checksums are looked
+/// for whatever the guest negotiated (a flag test per packet).
+pub fn sync(port: u16, caller: Caller) {
     let Some(slot) = VID.get(usize::from(port)) else { return };
     let _w = WRITER.lock().unwrap_or_else(|e| e.into_inner());
     let mut link = dpdk_sys::rte_eth_link::default();
@@ -95,21 +117,38 @@ pub fn sync(port: u16) {
     let up = unsafe { dpdk_sys::rte_eth_link_get_nowait(port, &mut link) } == 0 && link.link_status() != 0;
     // Before the first guest the PMD's queues hold vid 0 (zeroed memory): only an up link
     // has a device.
-    let new = if up {
+    let vid = if up {
         // SAFETY: a plain call; the PMD reads its queue 0 under its own lock.
-        unsafe { dpdk_sys::rte_eth_vhost_get_vid_from_port_id(port) }.max(-1)
+        unsafe { dpdk_sys::rte_eth_vhost_get_vid_from_port_id(port) }
+    } else {
+        -1
+    };
+    let new = if (0..SW_CSUM).contains(&vid) {
+        let csum = match caller {
+            Caller::Event => {
+                let mut features = 0u64;
+                // SAFETY: on the event thread the device of an up link exists (librte_vhost
+                // frees it on this thread, after the link-down event); `features` is a
+                // valid out-pointer.
+                let ret = unsafe { dpdk_sys::rte_vhost_get_negotiated_features(vid, &mut features) };
+                ret != 0 || features & VIRTIO_NET_F_CSUM != 0
+            }
+            Caller::Other => true,
+        };
+        vid | if csum { SW_CSUM } else { 0 }
     } else {
         -1
     };
     let old = slot.swap(new, Ordering::SeqCst);
-    if old >= 0 && old != new {
+    let vid_of = |e: i32| if e < 0 { -1 } else { e & !SW_CSUM };
+    if old >= 0 && vid_of(old) != vid_of(new) {
         wait_lcores();
     }
-    if old != new {
+    if vid_of(old) != vid_of(new) {
         if new >= 0 {
-            tracing::info!("port {port}: vhost-user device {new}, bursts on librte_vhost directly");
+            tracing::info!("port {port}: vhost-user device {}, bursts on librte_vhost directly", vid_of(new));
         } else {
-            tracing::info!("port {port}: vhost-user device {old} gone, bursts through the PMD");
+            tracing::info!("port {port}: vhost-user device {} gone, bursts through the PMD", vid_of(old));
         }
     }
 }
@@ -132,14 +171,15 @@ pub fn forget(port: u16) {
 /// this iteration.
 #[inline(always)]
 pub unsafe fn rx_burst(port: u16, queue: u16, pool: *mut rte_mempool, pkts: &mut [*mut rte_mbuf]) -> usize {
-    let mut vid = vid(port);
-    if vid >= 0 && super::link::rx_queue_off(port, queue) {
-        vid = -1;
-    }
+    let e = entry(port);
+    let (vid, csum) = if e >= 0 && !super::link::rx_queue_off(port, queue) {
+        (e & !SW_CSUM, i32::from(e & SW_CSUM != 0))
+    } else {
+        (-1, 0)
+    };
+    let n = pkts.len().min(u16::MAX.into()) as u16;
     // SAFETY: the caller's contract; `vid` is live until this lcore's next iteration.
-    usize::from(unsafe {
-        dpdk_sys::shim_vhost_rx_burst(port, queue, vid, pool, pkts.as_mut_ptr(), pkts.len().min(u16::MAX.into()) as u16)
-    })
+    usize::from(unsafe { dpdk_sys::shim_vhost_rx_burst(port, queue, vid, csum, pool, pkts.as_mut_ptr(), n) })
 }
 
 /// Sends `pkts` on TX queue `queue` of `port` (directly on librte_vhost as [`rx_burst`]
@@ -152,10 +192,8 @@ pub unsafe fn rx_burst(port: u16, queue: u16, pool: *mut rte_mempool, pkts: &mut
 /// [`lcore_quiescent`] at the start of this iteration.
 #[inline(always)]
 pub unsafe fn tx_burst(port: u16, queue: u16, off: u32, pkts: &mut [*mut rte_mbuf]) -> usize {
-    let mut vid = vid(port);
-    if vid >= 0 && off & 1u32.checked_shl(u32::from(queue)).unwrap_or(0) != 0 {
-        vid = -1;
-    }
+    let e = entry(port);
+    let vid = if e >= 0 && off & 1u32.checked_shl(u32::from(queue)).unwrap_or(0) == 0 { e & !SW_CSUM } else { -1 };
     // SAFETY: the caller's contract; `vid` is live until this lcore's next iteration.
     usize::from(unsafe {
         dpdk_sys::shim_vhost_tx_burst(port, queue, vid, pkts.as_mut_ptr(), pkts.len().min(u16::MAX.into()) as u16)
