@@ -33,6 +33,8 @@ fn main() {
         .allowlist_function("rte_(eal|eth|pktmbuf|mbuf|mempool|lcore|socket|get_tsc|rdtsc|delay|prefetch|version|thread|remote|exit|strerror|zmalloc|free|log|get_main|get_next).*")
         .allowlist_function("shim_.*")
         .allowlist_function("rte_dev_probe")
+        // What a vhost-user guest negotiated (the vRouter's direct vhost data path).
+        .allowlist_function("rte_vhost_get_negotiated_features")
         // The packet-capture framework's primary side (`dpdk-dumpcap` attaches to it).
         .allowlist_function("rte_pdump_(init|uninit)")
         .allowlist_type("rte_(eth|mbuf|mempool).*")

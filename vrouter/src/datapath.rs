@@ -14,7 +14,7 @@
 //! spinlock taken once per flush, never per packet.
 
 use crate::config::Config;
-use crate::dpdk::{lcore, link, Mbuf, Mempool, Port, PortConfig};
+use crate::dpdk::{lcore, link, vhost, Mbuf, Mempool, Port, PortConfig};
 use crate::drop_reason::DropReason;
 use crate::fib::publish::{FibCell, PortMap, PortSlot, Snapshot};
 pub use crate::fib::publish::{RxQueue, TxLock};
@@ -29,7 +29,7 @@ use crate::spsc::Producer;
 use crate::stats::{LcoreStats, RegionState, StatsRegion};
 use anyhow::{bail, Context, Result};
 use crossbeam_utils::CachePadded;
-use dpdk_sys::rte_mbuf;
+use dpdk_sys::{rte_mbuf, rte_mempool};
 use flow_table::{Action, FlowKey, FlowTable};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -674,6 +674,7 @@ impl LcoreParts<'_> {
             #[cfg(feature = "trace")]
             trace,
             mirror,
+            pool: self.pool.as_ptr(),
             cell: self.cell.clone(),
             rx,
             snap,
@@ -772,6 +773,8 @@ struct LcoreLoop {
     index: usize,
     /// Mirroring (None when the vRouter runs without a mirror region).
     mirror: Option<MirrorLcore>,
+    /// The pool of every port's RX queues (vhost-user RX bursts allocate from it).
+    pool: *mut rte_mempool,
     /// Packet tracing (None when the vRouter runs without a trace region).
     #[cfg(feature = "trace")]
     trace: Option<crate::trace::dp::TraceLcore>,
@@ -783,8 +786,8 @@ struct LcoreLoop {
 
 // SAFETY: the raw mbuf pointers in the TX buffers, the mirror buffers and the hold store are
 // only ever touched by the lcore that runs the loop; the struct is moved to that lcore once,
-// before it starts, with empty buffers. The mirror path's mempool pointer refers to a pool
-// made for concurrent use from every lcore.
+// before it starts, with empty buffers. The mempool pointers (RX pool, mirror path) refer to
+// pools made for concurrent use from every lcore.
 unsafe impl Send for LcoreLoop {}
 
 impl LcoreLoop {
@@ -794,6 +797,9 @@ impl LcoreLoop {
         let clock = Clock::new();
         let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         while !self.stop.load(Ordering::Relaxed) {
+            // Bursts of the previous iteration are over: a vhost-user device retired since
+            // may go (one store per iteration).
+            vhost::lcore_quiescent(self.index);
             // Live programming: one load per iteration; a new state is taken between bursts.
             if self.cell.generation() != self.snap.generation {
                 self.adopt();
@@ -823,9 +829,9 @@ impl LcoreLoop {
             let mut received = false;
             for qi in 0..self.rx.len() {
                 let q = self.rx[qi];
-                // SAFETY: port/queue were configured and started; pkts has room for BURST.
-                let n =
-                    unsafe { dpdk_sys::rte_eth_rx_burst(q.port, q.queue, pkts.as_mut_ptr(), BURST as u16) } as usize;
+                // SAFETY: port/queue were configured and started with `pool`, this lcore
+                // polls the queue alone and began this iteration with `lcore_quiescent`.
+                let n = unsafe { vhost::rx_burst(q.port, q.queue, self.pool, &mut pkts) };
                 if n == 0 {
                     continue;
                 }
@@ -855,6 +861,7 @@ impl LcoreLoop {
         }
         self.flush_all();
         self.drop_all_held();
+        vhost::lcore_offline(self.index);
         0
     }
 
@@ -1574,8 +1581,9 @@ fn flush(t: &mut TxTarget, stats: &LcoreStats) {
         }
     }
     // SAFETY: the first n entries are mbufs owned by this lcore; the queue is exclusively
-    // ours (or we hold its lock). tx_burst takes ownership of the first `sent`.
-    let sent = usize::from(unsafe { dpdk_sys::rte_eth_tx_burst(t.port, queue, t.pkts.as_mut_ptr(), n as u16) });
+    // ours (or we hold its lock); flush runs within a forwarding lcore's iteration.
+    // tx_burst takes ownership of the first `sent`.
+    let sent = unsafe { vhost::tx_burst(t.port, queue, off, &mut t.pkts[..n]) };
     if let Some(lock) = lock {
         lock.store(false, Ordering::Release);
     }

@@ -11,6 +11,10 @@
 //! vCPU). The vhost PMD reports each virtqueue it enables or disables
 //! (`RTE_ETH_EVENT_QUEUE_STATE`); [`tx_queues_off`] is the set of the port's TX queues the
 //! guest does not read, so an lcore whose own queue is off sends on one that is on.
+//! [`rx_queue_off`] is the same for the port's RX queues (the guest's TX virtqueues).
+//!
+//! The events also keep the vhost-user port's librte_vhost device current
+//! ([`super::vhost::sync`]), which the lcores burst on directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -25,6 +29,10 @@ static DOWN: [AtomicBool; PORTS] = [const { AtomicBool::new(false) }; PORTS];
 /// `q` is not enabled). Zero for every other port. All bits are set while no guest is
 /// connected; enable events clear them.
 static TXQ_OFF: [AtomicU32; PORTS] = [const { AtomicU32::new(0) }; PORTS];
+
+/// Per vhost-user port, bit `q` set: the guest does not send on RX queue `q` (its TX
+/// virtqueue `q` is not enabled). As [`TXQ_OFF`] otherwise.
+static RXQ_OFF: [AtomicU32; PORTS] = [const { AtomicU32::new(0) }; PORTS];
 
 /// The ports whose queue state follows a vhost-user guest.
 static VHOST: [AtomicBool; PORTS] = [const { AtomicBool::new(false) }; PORTS];
@@ -63,20 +71,37 @@ pub fn tx_queues_off(port: u16) -> u32 {
     TXQ_OFF.get(usize::from(port)).map_or(0, |m| m.load(Ordering::Relaxed))
 }
 
-/// The queue-state event handler (vhost-user ports): takes every pending virtqueue change
-/// from the PMD and records those of the host's TX queues (the guest's RX virtqueues).
+/// Whether the guest of vhost-user `port` leaves RX queue `queue` off (never for other
+/// ports).
+#[inline]
+pub fn rx_queue_off(port: u16, queue: u16) -> bool {
+    let m = RXQ_OFF.get(usize::from(port)).map_or(0, |m| m.load(Ordering::Relaxed));
+    m & 1u32.checked_shl(u32::from(queue)).unwrap_or(0) != 0
+}
+
+/// The queue-state event handler (vhost-user ports): takes the pending virtqueue changes
+/// ([`take_queue_events`]), then re-reads the port's device.
 unsafe extern "C" fn on_queue_state(
     port: u16,
     _event: dpdk_sys::rte_eth_event_type,
     _arg: *mut std::os::raw::c_void,
     _ret: *mut std::os::raw::c_void,
 ) -> std::os::raw::c_int {
-    let Some(mask) = TXQ_OFF.get(usize::from(port)) else { return 0 };
+    take_queue_events(port);
+    super::vhost::sync(port, super::vhost::Caller::Event);
+    0
+}
+
+/// Takes every pending virtqueue change of vhost-user `port` from the PMD and records it
+/// (`ev.rx`: the guest's TX virtqueue, a host RX queue).
+fn take_queue_events(port: u16) {
+    let (Some(tx), Some(rx)) = (TXQ_OFF.get(usize::from(port)), RXQ_OFF.get(usize::from(port))) else { return };
     let mut ev = dpdk_sys::rte_eth_vhost_queue_event::default();
     // SAFETY: `ev` is a valid out-pointer; the call reads the PMD's per-port queue state
     // under its own lock.
     while unsafe { dpdk_sys::rte_eth_vhost_get_queue_event(port, &mut ev) } == 0 {
-        if !ev.rx && u32::from(ev.queue_id) < TRACKED_QUEUES {
+        if u32::from(ev.queue_id) < TRACKED_QUEUES {
+            let mask = if ev.rx { rx } else { tx };
             let bit = 1u32 << ev.queue_id;
             if ev.enable {
                 mask.fetch_and(!bit, Ordering::Relaxed);
@@ -85,7 +110,6 @@ unsafe extern "C" fn on_queue_state(
             }
         }
     }
-    0
 }
 
 /// The LSC event handler: runs on the thread that raises the event (the vhost-user socket
@@ -97,12 +121,19 @@ unsafe extern "C" fn on_lsc(
     _ret: *mut std::os::raw::c_void,
 ) -> std::os::raw::c_int {
     let up = refresh(port);
-    if !up && VHOST.get(usize::from(port)).is_some_and(|v| v.load(Ordering::Relaxed)) {
-        // The guest is gone and its virtqueues with it (the PMD forgets them without queue
-        // events; the next guest's enables come after this event, on the same thread). Only
-        // this event resets them: the periodic refresh may see the link still down after a
-        // new guest's queues were enabled.
-        TXQ_OFF[usize::from(port)].store(u32::MAX, Ordering::Relaxed);
+    if VHOST.get(usize::from(port)).is_some_and(|v| v.load(Ordering::Relaxed)) {
+        if !up {
+            // The guest is gone and its virtqueues with it (the PMD forgets them without
+            // queue events; the next guest's enables come after this event, on the same
+            // thread). Only this event resets them: the periodic refresh may see the link
+            // still down after a new guest's queues were enabled.
+            TXQ_OFF[usize::from(port)].store(u32::MAX, Ordering::Relaxed);
+            RXQ_OFF[usize::from(port)].store(u32::MAX, Ordering::Relaxed);
+        }
+        // Link down: the device is being destroyed (this runs inside the PMD's
+        // `destroy_device`): retire its vid before librte_vhost frees it. Link up: a guest's
+        // (new) device.
+        super::vhost::sync(port, super::vhost::Caller::Event);
     }
     0
 }
@@ -114,9 +145,12 @@ unsafe extern "C" fn on_lsc(
 /// well ([`tx_queues_off`]).
 pub fn watch(port: u16, driver: &str) -> super::Result<()> {
     let vhost = driver == VHOST_DRIVER;
-    if let (Some(v), Some(m)) = (VHOST.get(usize::from(port)), TXQ_OFF.get(usize::from(port))) {
+    if let (Some(v), Some(tx), Some(rx)) =
+        (VHOST.get(usize::from(port)), TXQ_OFF.get(usize::from(port)), RXQ_OFF.get(usize::from(port)))
+    {
         v.store(vhost, Ordering::Relaxed);
-        m.store(if vhost { u32::MAX } else { 0 }, Ordering::Relaxed);
+        tx.store(if vhost { u32::MAX } else { 0 }, Ordering::Relaxed);
+        rx.store(if vhost { u32::MAX } else { 0 }, Ordering::Relaxed);
     }
     if vhost {
         // SAFETY: `on_queue_state` matches `rte_eth_dev_cb_fn`, takes no argument and lives
@@ -133,8 +167,7 @@ pub fn watch(port: u16, driver: &str) -> super::Result<()> {
             return Err(super::DpdkError::from_ret("rte_eth_dev_callback_register", ret));
         }
         // Queues enabled before the registration are pending in the PMD: take them now.
-        // SAFETY: as for the callback; a plain call on this thread.
-        unsafe { on_queue_state(port, 0, std::ptr::null_mut(), std::ptr::null_mut()) };
+        take_queue_events(port);
     }
     // SAFETY: `on_lsc` matches `rte_eth_dev_cb_fn`, takes no argument and lives forever.
     let ret = unsafe {
@@ -149,6 +182,11 @@ pub fn watch(port: u16, driver: &str) -> super::Result<()> {
         return Err(super::DpdkError::from_ret("rte_eth_dev_callback_register", ret));
     }
     refresh(port);
+    if vhost {
+        // A guest that connected before the registration: its device (later changes come
+        // with the events).
+        super::vhost::sync(port, super::vhost::Caller::Other);
+    }
     Ok(())
 }
 
@@ -164,6 +202,7 @@ pub fn unwatch(port: u16) {
         )
     };
     if VHOST.get(usize::from(port)).is_some_and(|v| v.swap(false, Ordering::Relaxed)) {
+        super::vhost::forget(port);
         // SAFETY: as above, for the queue-state handler.
         unsafe {
             dpdk_sys::rte_eth_dev_callback_unregister(
@@ -178,6 +217,9 @@ pub fn unwatch(port: u16) {
         flag.store(false, Ordering::Relaxed);
     }
     if let Some(m) = TXQ_OFF.get(usize::from(port)) {
+        m.store(0, Ordering::Relaxed);
+    }
+    if let Some(m) = RXQ_OFF.get(usize::from(port)) {
         m.store(0, Ordering::Relaxed);
     }
 }

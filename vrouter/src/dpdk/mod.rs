@@ -9,6 +9,7 @@ pub mod mbuf;
 pub mod mempool;
 pub mod port;
 pub mod socket;
+pub mod vhost;
 
 pub use eal::Eal;
 pub use mbuf::Mbuf;
