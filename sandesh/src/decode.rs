@@ -190,22 +190,8 @@ fn is_plain_name(n: &str) -> bool {
 }
 
 /// The canonical decimal text of a field identifier, in `buf`.
-fn id_text(id: i16, buf: &mut [u8; 6]) -> &[u8] {
-    let mut n = id.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if id < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
+fn id_text(id: i16, buf: &mut [u8; 21]) -> &[u8] {
+    crate::encode::decimal(u64::from(id.unsigned_abs()), id < 0, buf)
 }
 
 impl<'a> Reader<'a> {
@@ -360,7 +346,7 @@ impl<'a> Reader<'a> {
             }
             ok
         };
-        let mut id = [0u8; 6];
+        let mut id = [0u8; 21];
         let ok = eat(b" type=\"")
             && eat(f.ty.sandesh_type().as_str().as_bytes())
             && eat(b"\" identifier=\"")
@@ -843,7 +829,7 @@ mod tests {
         for id in [0, 1, 9, 10, -1, -10, 999, i16::MAX, i16::MIN] {
             let mut want = String::new();
             crate::encode::push_int(&mut want, i64::from(id));
-            assert_eq!(id_text(id, &mut [0; 6]), want.as_bytes());
+            assert_eq!(id_text(id, &mut [0; 21]), want.as_bytes());
         }
     }
 

@@ -313,8 +313,13 @@ pub(crate) fn push_int(out: &mut String, n: i64) {
 }
 
 /// Appends an unsigned decimal.
-pub(crate) fn push_uint(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
+pub(crate) fn push_uint(out: &mut String, n: u64) {
+    // The digits are ASCII.
+    out.push_str(std::str::from_utf8(decimal(n, false, &mut [0; 21])).unwrap_or_default());
+}
+
+/// The decimal text of `n` (with a leading `-` when `negative`), written at the end of `buf`.
+pub(crate) fn decimal(mut n: u64, negative: bool, buf: &mut [u8; 21]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -324,8 +329,11 @@ pub(crate) fn push_uint(out: &mut String, mut n: u64) {
             break;
         }
     }
-    // The digits are ASCII.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    if negative {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 /// Appends a UUID as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (lower case).
