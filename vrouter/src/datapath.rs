@@ -925,7 +925,7 @@ impl LcoreLoop {
     /// packet `i`), and the burst's pre-pass (`pre`, as the untraced burst prepares it).
     /// Where the pre-pass computes flow keys (a VM vif with flows), IPv4 packets are tested
     /// on their key as it is computed when the one request in scope has a key form
-    /// ([`BurstKeys::prepare_keyed`], [`crate::trace::request::QuickKey`]): no second read of
+    /// ([`BurstKeys::prepare_traced`], [`crate::trace::request::QuickKey`]): no second read of
     /// each frame; other packets (and every packet under several requests or a MAC
     /// condition) by their frame ([`crate::trace::dp::BurstFilter::may_match`]). Elsewhere
     /// a header test per frame ([`Self::trace_scan`]). Only called while a request may match
@@ -944,9 +944,9 @@ impl LcoreLoop {
         match filter.key_form() {
             // The usual condition (a protocol and ports) compares two key words, not four.
             Some(q) if q.ports_only() => {
-                pre.prepare_keyed::<true>(&f.table, vif.vrf, pkts, |k, _| q.accepts_ports(k.as_words()), other)
+                pre.prepare_traced(&f.table, vif.vrf, pkts, |k, _| q.accepts_ports(k.as_words()), other)
             }
-            key => pre.prepare_keyed::<true>(
+            key => pre.prepare_traced(
                 &f.table,
                 vif.vrf,
                 pkts,
@@ -1431,16 +1431,25 @@ impl BurstKeys {
     /// of different flows pay one branch-free six-word compare).
     #[inline(always)]
     fn prepare(&mut self, table: &FlowTable, vrf: u32, pkts: &[*mut rte_mbuf]) {
-        self.prepare_keyed::<false>(table, vrf, pkts, |_, _| false, |_| false);
+        let mut m = 0;
+        for (i, &raw) in pkts.iter().enumerate().take(BURST) {
+            // SAFETY: rx_burst handed us these mbufs.
+            let mb = unsafe { Mbuf::from_raw(raw) };
+            if let Some((k, h)) = prepass_key(vrf, mb.data()) {
+                m = self.add(table, i, m, k, h);
+            }
+        }
+        self.lookup(table, m);
     }
 
-    /// [`Self::prepare`], and with `TRACE` the burst's trace candidates (bit `i`: packet
-    /// `i` may match an enabled trace request): `v4` tests an IPv4 packet (its key as it
-    /// is computed, and its frame), `other` the frames of the other packets (IPv6, and those keyed out of
-    /// line: fragments, ICMP errors, non-IP). Without `TRACE` neither is called and the
-    /// result is 0: the untraced pre-pass.
+    /// [`Self::prepare`], and the burst's trace candidates (bit `i`: packet `i` may match
+    /// an enabled trace request): `v4` tests an IPv4 packet (its key as it is computed, and
+    /// its frame), `other` the frames of the other packets (IPv6, and those keyed out of
+    /// line: fragments, ICMP errors, non-IP). A loop of its own, so that the untraced
+    /// pre-pass is compiled as it was before tracing tested keys.
+    #[cfg(feature = "trace")]
     #[inline(always)]
-    fn prepare_keyed<const TRACE: bool>(
+    fn prepare_traced(
         &mut self,
         table: &FlowTable,
         vrf: u32,
@@ -1448,40 +1457,50 @@ impl BurstKeys {
         v4: impl Fn(&FlowKey, &[u8]) -> bool,
         other: impl Fn(&[u8]) -> bool,
     ) -> u32 {
-        let mut m = 0;
-        let (mut candidates, mut bit) = (0u32, 1u32);
+        let (mut m, mut candidates) = (0, 0u32);
         for (i, &raw) in pkts.iter().enumerate().take(BURST) {
             // SAFETY: rx_burst handed us these mbufs.
             let mb = unsafe { Mbuf::from_raw(raw) };
-            let key = prepass_key(vrf, mb.data());
-            if TRACE {
-                let hit = match &key {
-                    Some((k, PrepassHash::V4(_))) => v4(k, mb.data()),
-                    _ => other(mb.data()),
-                };
-                if hit {
-                    candidates |= bit;
-                }
-                bit <<= 1;
-            }
-            if let Some((k, h)) = key {
-                if let Some(prev) = written(&self.keys, m).last() {
-                    if prev.same_as(&k) {
-                        self.slot[i] = (m - 1) as u8;
-                        continue;
-                    }
-                }
-                let h = h.get(&k);
-                table.prefetch(h);
-                self.keys[m].write(k);
-                self.hashes[m] = h;
-                self.slot[i] = m as u8;
-                m += 1;
+            // The key is tested where the pre-pass has it (a reference to the whole `Option`
+            // would put the IPv4 tuple the hash reads on the stack).
+            let Some((k, h)) = prepass_key(vrf, mb.data()) else {
+                candidates |= u32::from(other(mb.data())) << i;
+                continue;
+            };
+            let hit = match h {
+                PrepassHash::V4(_) => v4(&k, mb.data()),
+                PrepassHash::OfKey => other(mb.data()),
+            };
+            candidates |= u32::from(hit) << i;
+            m = self.add(table, i, m, k, h);
+        }
+        self.lookup(table, m);
+        candidates
+    }
+
+    /// Packet `i`'s key, the `m`-th distinct one of the burst so far, unless it is the
+    /// previous one's; returns the count of distinct keys.
+    #[inline(always)]
+    fn add(&mut self, table: &FlowTable, i: usize, m: usize, k: FlowKey, h: PrepassHash) -> usize {
+        if let Some(prev) = written(&self.keys, m).last() {
+            if prev.same_as(&k) {
+                self.slot[i] = (m - 1) as u8;
+                return m;
             }
         }
+        let h = h.get(&k);
+        table.prefetch(h);
+        self.keys[m].write(k);
+        self.hashes[m] = h;
+        self.slot[i] = m as u8;
+        m + 1
+    }
+
+    /// The burst's one lookup of its `m` distinct keys.
+    #[inline(always)]
+    fn lookup(&mut self, table: &FlowTable, m: usize) {
         self.n = m;
         table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
-        candidates
     }
 
     /// Packet `i`'s flow index and key hash when the burst lookup found its flow.
