@@ -742,8 +742,7 @@ struct Ingress<'a> {
 }
 
 /// One received burst: the iteration it belongs to, the RX queue it came from and its
-/// packets, with the trace candidates (bit `i`: an enabled trace request may match packet
-/// `i`; always 0 in the untraced loop).
+/// packets (the traced instance of [`LcoreLoop::burst`] works out its trace candidates).
 #[derive(Clone, Copy)]
 struct Burst<'a> {
     tick: Tick<'a>,
