@@ -164,22 +164,14 @@ fn nfcapd_stores_the_flow_table_counters_and_tshark_decodes_the_export() {
         vm2.push(eth(mac(ROUTER_MAC), mac(VM2_MAC), 0x0800, &ip));
     }
 
+    let analyzers = both_analyzers();
     let edit = |c: String| {
         format!(
             r#"{c}
 [flow]
 entries = 1024
 
-{ANALYZER_NET}
-
-[[analyzer]]
-name = "{ANALYZER_A}"
-ip = "10.20.0.10"
-
-[[analyzer]]
-name = "{ANALYZER_B}"
-ip = "10.20.0.11"
-
+{analyzers}
 [[network_policy]]
 name = "deny-9999-mirror-the-rest"
 vns = ["default-domain:demo:vn1"]

@@ -271,9 +271,9 @@ nexthop = 20
 pub const ANALYZER_A: &str = "default-domain:demo:analyzer-a";
 pub const ANALYZER_B: &str = "default-domain:demo:analyzer-b";
 
-/// Configuration: [`ANALYZER_A`] and [`ANALYZER_B`] on [`ANALYZER_NET`], and a policy on vn1
-/// that passes every flow and mirrors it to both (rule `bbbbbbbb-0000-4000-8000-000000000001`).
-pub fn mirror_everything_to_both() -> String {
+/// Configuration: [`ANALYZER_NET`] with [`ANALYZER_A`] (10.20.0.10) and [`ANALYZER_B`]
+/// (10.20.0.11) on it.
+pub fn both_analyzers() -> String {
     format!(
         r#"{ANALYZER_NET}
 [[analyzer]]
@@ -283,7 +283,15 @@ ip = "10.20.0.10"
 [[analyzer]]
 name = "{ANALYZER_B}"
 ip = "10.20.0.11"
+"#
+    )
+}
 
+/// Configuration: [`ANALYZER_A`] and [`ANALYZER_B`] on [`ANALYZER_NET`], and a policy on vn1
+/// that passes every flow and mirrors it to both (rule `bbbbbbbb-0000-4000-8000-000000000001`).
+pub fn mirror_everything_to_both() -> String {
+    format!(
+        r#"{}
 [[network_policy]]
 name = "mirror-everything"
 vns = ["default-domain:demo:vn1"]
@@ -291,7 +299,8 @@ vns = ["default-domain:demo:vn1"]
 uuid = "bbbbbbbb-0000-4000-8000-000000000001"
 action = "pass"
 mirror_to = ["{ANALYZER_A}", "{ANALYZER_B}"]
-"#
+"#,
+        both_analyzers()
     )
 }
 
