@@ -124,20 +124,16 @@ impl TraceLcore {
         if self.burst_vif != Some(vif) {
             self.burst_vif = Some(vif);
             self.burst_quick.clear();
-            let quick =
-                self.active.iter().filter(|a| a.matcher.may_match_vif(vif)).filter_map(|a| a.matcher.quick_v4());
-            self.burst_quick.extend(quick);
-            self.burst_single = match self.burst_quick[..] {
-                [q] => Some(q),
-                _ => None,
-            };
-            self.burst_single_key = match self.burst_single {
-                Some(_) => {
-                    let mut v4 =
-                        self.active.iter().filter(|a| a.matcher.may_match_vif(vif) && a.matcher.quick_v4().is_some());
-                    v4.next().and_then(|a| a.matcher.quick_key().copied())
+            let mut last_key = None;
+            for m in self.active.iter().map(|a| &a.matcher).filter(|m| m.may_match_vif(vif)) {
+                if let Some(q) = m.quick_v4() {
+                    self.burst_quick.push(*q);
+                    last_key = m.quick_key().copied();
                 }
-                None => None,
+            }
+            (self.burst_single, self.burst_single_key) = match self.burst_quick[..] {
+                [q] => (Some(q), last_key),
+                _ => (None, None),
             };
             self.burst_in_scope = self.active.iter().any(|a| a.matcher.may_match_vif(vif));
         }
