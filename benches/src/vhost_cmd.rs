@@ -232,6 +232,12 @@ pub struct Run {
     pub busy_share: f64,
     /// rx / busy seconds, millions: **Mpps per busy forwarding core**.
     pub busy_mpps: f64,
+    /// vRouter: Mpps per busy core with busy = on-CPU time x busy cycles / (busy + idle
+    /// cycles) of the lcores' own TSC split (iterations that received packets are busy), the
+    /// method OVS's row uses with pmd-stats-show.
+    pub busy_mpps_tsc: Option<f64>,
+    /// vRouter: busy cycles / (busy + idle cycles) of that split.
+    pub busy_share_tsc: Option<f64>,
     /// vRouter: ns of one idle poll-loop iteration (calibration window).
     pub idle_poll_ns: Option<f64>,
     /// vRouter: the calibration window.
@@ -332,6 +338,10 @@ pub struct Row {
     pub runs: usize,
     /// Median Mpps per busy forwarding core.
     pub busy_mpps: f64,
+    /// Median Mpps per busy core with the TSC split for both systems ([`Run::tsc_mpps`]).
+    pub tsc_mpps: f64,
+    /// Median busy share of the TSC split (OVS: its processing share).
+    pub tsc_busy_share: f64,
     /// Median wall Mpps.
     pub wall_mpps: f64,
     /// Median rx per on-CPU second.
@@ -353,17 +363,39 @@ pub struct Row {
     pub paired_vs_ovs_ct: Option<f64>,
     /// The same against OVS l3.
     pub paired_vs_ovs_l3: Option<f64>,
+    /// tsc_mpps / OVS ct's and OVS l3's, and the paired medians of the same.
+    pub tsc_vs_ovs_ct: Option<f64>,
+    pub tsc_vs_ovs_l3: Option<f64>,
+    pub tsc_paired_vs_ovs_ct: Option<f64>,
+    pub tsc_paired_vs_ovs_l3: Option<f64>,
+}
+
+impl Run {
+    /// Mpps per busy core with busy cycles told from idle ones by the system's own TSC split
+    /// of its poll-loop iterations: the vRouter's lcore counters, OVS's pmd-stats-show.
+    pub fn tsc_mpps(&self) -> f64 {
+        self.busy_mpps_tsc.unwrap_or(self.busy_mpps)
+    }
+
+    fn tsc_busy_share(&self) -> f64 {
+        self.busy_share_tsc.unwrap_or(self.busy_share)
+    }
 }
 
 /// Per repetition, `key`'s busy_mpps / `base`'s (both successful), in repetition order.
 pub fn paired_ratios(runs: &[Run], key: &str, base: &str) -> Vec<f64> {
+    paired_ratios_of(runs, key, base, |r| r.busy_mpps)
+}
+
+/// Per repetition, `key`'s `f` / `base`'s (both successful), in repetition order.
+pub fn paired_ratios_of(runs: &[Run], key: &str, base: &str, f: fn(&Run) -> f64) -> Vec<f64> {
     let ok = |k: &str, rep: u32| runs.iter().find(|r| r.key == k && r.rep == rep && r.error.is_none());
     let mut reps: Vec<u32> = runs.iter().filter(|r| r.key == key).map(|r| r.rep).collect();
     reps.sort_unstable();
     reps.dedup();
     reps.into_iter()
         .filter_map(|rep| match (ok(key, rep), ok(base, rep)) {
-            (Some(a), Some(b)) if b.busy_mpps > 0.0 => Some(a.busy_mpps / b.busy_mpps),
+            (Some(a), Some(b)) if f(b) > 0.0 => Some(f(a) / f(b)),
             _ => None,
         })
         .collect()
@@ -387,6 +419,8 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 key,
                 runs: ok.len(),
                 busy_mpps: m(|r| r.busy_mpps),
+                tsc_mpps: m(Run::tsc_mpps),
+                tsc_busy_share: m(Run::tsc_busy_share),
                 wall_mpps: m(|r| r.wall_mpps),
                 cpu_mpps: m(|r| r.cpu_mpps),
                 fwd_cpu_share: m(|r| r.fwd_cpu_share),
@@ -397,11 +431,17 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 vs_ovs_l3: None,
                 paired_vs_ovs_ct: None,
                 paired_vs_ovs_l3: None,
+                tsc_vs_ovs_ct: None,
+                tsc_vs_ovs_l3: None,
+                tsc_paired_vs_ovs_ct: None,
+                tsc_paired_vs_ovs_l3: None,
             }
         })
         .collect();
     let base = |k: &str, out: &[Row]| out.iter().find(|r| r.key == k && r.runs > 0).map(|r| r.busy_mpps);
     let (ct, l3) = (base("ovs_ct", &out), base("ovs_l3", &out));
+    let tsc_base = |k: &str, out: &[Row]| out.iter().find(|r| r.key == k && r.runs > 0).map(|r| r.tsc_mpps);
+    let (tct, tl3) = (tsc_base("ovs_ct", &out), tsc_base("ovs_l3", &out));
     for r in &mut out {
         if r.runs == 0 {
             continue;
@@ -414,6 +454,14 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
         };
         r.paired_vs_ovs_ct = paired("ovs_ct");
         r.paired_vs_ovs_l3 = paired("ovs_l3");
+        r.tsc_vs_ovs_ct = tct.filter(|c| *c > 0.0).map(|c| r.tsc_mpps / c);
+        r.tsc_vs_ovs_l3 = tl3.filter(|c| *c > 0.0).map(|c| r.tsc_mpps / c);
+        let tsc_paired = |base: &str| {
+            let v = paired_ratios_of(runs, &r.key, base, Run::tsc_mpps);
+            (!v.is_empty()).then(|| median(&v))
+        };
+        r.tsc_paired_vs_ovs_ct = tsc_paired("ovs_ct");
+        r.tsc_paired_vs_ovs_l3 = tsc_paired("ovs_l3");
     }
     out
 }
@@ -449,6 +497,30 @@ pub fn table(rows: &[Row]) -> String {
             ratio(r.paired_vs_ovs_ct),
             ratio(r.paired_vs_ovs_l3),
             r.busy_mpps_runs.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" / "),
+        ));
+    }
+    s
+}
+
+/// The same rows with busy time told apart the same way for both systems: each one's own
+/// TSC split of its poll-loop iterations (the vRouter's lcore counters, OVS's
+/// pmd-stats-show), instead of the vRouter's calibrated idle-poll cost.
+pub fn tsc_table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| system | Mpps per busy core, TSC split | busy share, TSC split | x OVS ct | x OVS l3 | x OVS ct, paired | x OVS l3, paired |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let ratio = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+    for r in rows.iter().filter(|r| r.runs > 0) {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.system,
+            f2(r.tsc_mpps),
+            f2(r.tsc_busy_share),
+            ratio(r.tsc_vs_ovs_ct),
+            ratio(r.tsc_vs_ovs_l3),
+            ratio(r.tsc_paired_vs_ovs_ct),
+            ratio(r.tsc_paired_vs_ovs_l3),
         ));
     }
     s
@@ -548,6 +620,9 @@ struct VrSample {
     drops: [u64; DROP_REASON_COUNT],
     busy_polls: u64,
     idle_polls: u64,
+    /// The lcores' TSC split of their iterations.
+    busy_cycles: u64,
+    idle_cycles: u64,
     jiffies: Vec<(u64, u64)>,
 }
 
@@ -558,7 +633,10 @@ fn vr_sample(reader: &StatsReader, pid: u32, tids: &[u32], out_vif: u16) -> Resu
         cpu_ns += procfs::thread_cpu_ns(pid, t)?;
     }
     let lc = reader.lcore_counters(None);
+    let perf = reader.lcore_perf_counters(None);
     Ok(VrSample {
+        busy_cycles: perf.busy_cycles,
+        idle_cycles: perf.idle_cycles,
         t: Instant::now(),
         cpu_ns,
         rx: reader.vif_counters(VM1_VIF, None).rx_packets,
@@ -696,6 +774,12 @@ fn run_vrouter(ctx: &mut Ctx, path: VPath, queues: u16, cpus: &[u32], rep: u32) 
     run.busy_s = busy_ns / 1e9;
     run.busy_share = if cpu_ns > 0 { busy_ns / cpu_ns as f64 } else { 0.0 };
     run.busy_mpps = mpps(rx, busy_ns);
+    let (bc, ic) = (b.busy_cycles - a.busy_cycles, b.idle_cycles - a.idle_cycles);
+    if bc + ic > 0 {
+        let share = bc as f64 / (bc + ic) as f64;
+        run.busy_share_tsc = Some(share);
+        run.busy_mpps_tsc = Some(mpps(rx, cpu_ns as f64 * share));
+    }
     run.polls = Some((idle, busy_polls));
     run.avg_burst = (busy_polls > 0).then(|| rx as f64 / busy_polls as f64);
     run.cpu_busy = procfs::cpu_busy_share(&a.jiffies, &b.jiffies);
@@ -999,6 +1083,12 @@ pub fn run(o: Opts, argv: Vec<String>) -> Result<()> {
         load_start,
         procfs::loadavg().unwrap_or_default()
     );
+    text.push_str(&format!(
+        "\nThe same runs with busy time split the same way for both systems (each one's TSC count of \
+         the poll-loop iterations that received packets: the vRouter's lcore counters, OVS's \
+         pmd-stats-show), instead of the vRouter's calibrated idle-poll cost:\n\n{}",
+        tsc_table(&rows)
+    ));
     let scaling = scaling_lines(&rows);
     if !scaling.is_empty() {
         text.push_str("\nScaling, 1 -> 2 forwarding lcores (2 queue pairs per vhost vif; caveat: a 2-CPU machine):\n");
@@ -1094,6 +1184,29 @@ mod tests {
         assert_eq!(r[0].paired_vs_ovs_l3, Some(1.5));
         assert!(t.contains("| 2.50 | 1.43 | 2.50 | 1.50 | 9.00 / 10.00 / 12.00 |"), "{t}");
         assert!(t.contains("| VR_VM2FABRIC_Q1_L1 | 0 | - |"), "{t}");
+    }
+
+    #[test]
+    fn the_tsc_split_view_uses_the_vrouters_own_split_and_ovs_busy_time() {
+        let tsc = |r: Run, m: f64, share: f64| Run { busy_mpps_tsc: Some(m), busy_share_tsc: Some(share), ..r };
+        let runs = vec![
+            tsc(run("vr_vm2vm_q1_l1", 1, 9.0), 10.0, 0.8),
+            run("ovs_l3", 1, 8.0),
+            tsc(run("vr_vm2vm_q1_l1", 2, 8.0), 9.0, 0.9),
+            run("ovs_l3", 2, 10.0),
+            tsc(run("vr_vm2vm_q1_l1", 3, 7.0), 11.0, 0.7),
+            run("ovs_l3", 3, 9.0),
+        ];
+        let r = rows(&runs);
+        assert_eq!((r[0].busy_mpps, r[0].tsc_mpps, r[0].tsc_busy_share), (8.0, 10.0, 0.8));
+        // OVS has no second method: its row is the same in both views.
+        assert_eq!((r[1].busy_mpps, r[1].tsc_mpps), (9.0, 9.0));
+        assert_eq!(r[0].vs_ovs_l3, Some(8.0 / 9.0));
+        assert_eq!(r[0].tsc_vs_ovs_l3, Some(10.0 / 9.0));
+        // Paired: 10/8, 9/10, 11/9 -> median 11/9.
+        assert_eq!(r[0].tsc_paired_vs_ovs_l3, Some(11.0 / 9.0));
+        let t = tsc_table(&r);
+        assert!(t.contains("| VR_VM2VM_Q1_L1 | 10.00 | 0.80 | - | 1.11 | - | 1.22 |"), "{t}");
     }
 
     #[test]

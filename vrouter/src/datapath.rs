@@ -168,6 +168,8 @@ pub struct FlowPlane {
     pub hold_limit: usize,
     /// Packets held per flow (tf holds 3).
     pub per_flow: usize,
+    /// Wakes the agent when a lcore pushed setup requests while it sleeps.
+    pub wake: Arc<crate::agent::wake::AgentWake>,
 }
 
 /// Flow state owned by one lcore.
@@ -193,6 +195,10 @@ struct LcoreFlows {
     frags: FragTable,
     /// Reused buffer of parked fragments to run again or drop.
     frag_out: Vec<(usize, u16)>,
+    /// The agent's doorbell, rung after an iteration that pushed setup requests.
+    wake: Arc<crate::agent::wake::AgentWake>,
+    /// Whether this iteration pushed a setup request.
+    pushed: bool,
 }
 
 /// Milliseconds since the Unix epoch from the TSC (one `rdtsc` per burst, no syscall).
@@ -200,17 +206,24 @@ struct LcoreFlows {
 struct Clock {
     base_ms: u64,
     base_tsc: u64,
-    hz: u64,
+    /// Milliseconds per tick in 0.64 fixed point (`2^64 * 1000 / hz`): a multiplication per
+    /// iteration instead of a 128-bit division.
+    ms_per_tick: u64,
 }
 
 impl Clock {
     fn new() -> Clock {
-        let base_ms = crate::stats::unix_time_ms();
-        Clock { base_ms, base_tsc: crate::dpdk::rdtsc(), hz: crate::dpdk::tsc_hz().max(1) }
+        Clock::at(crate::stats::unix_time_ms(), crate::dpdk::rdtsc(), crate::dpdk::tsc_hz())
+    }
+    fn at(base_ms: u64, base_tsc: u64, hz: u64) -> Clock {
+        // A TSC below 1 kHz does not exist; saturate rather than overflow for one.
+        let ms_per_tick = ((1000u128 << 64) / u128::from(hz.max(1001))) as u64;
+        Clock { base_ms, base_tsc, ms_per_tick }
     }
     #[inline]
     fn now_ms(&self, tsc: u64) -> u64 {
-        self.base_ms + (u128::from(tsc.wrapping_sub(self.base_tsc)) * 1000 / u128::from(self.hz)) as u64
+        let ticks = u128::from(tsc.wrapping_sub(self.base_tsc));
+        self.base_ms + ((ticks * u128::from(self.ms_per_tick)) >> 64) as u64
     }
 }
 
@@ -591,6 +604,7 @@ struct FlowHandout {
     per_flow: usize,
     /// Flows holding packets, over all lcores.
     held_global: Arc<AtomicUsize>,
+    wake: Arc<crate::agent::wake::AgentWake>,
 }
 
 impl FlowHandout {
@@ -606,6 +620,7 @@ impl FlowHandout {
             hold_limit: plane.hold_limit,
             per_flow: plane.per_flow,
             held_global: Arc::new(AtomicUsize::new(0)),
+            wake: plane.wake,
         })
     }
 
@@ -627,6 +642,8 @@ impl FlowHandout {
             released: Vec::with_capacity(hold_limit.max(1) * per_flow.max(1)),
             frags: FragTable::default(),
             frag_out: Vec::with_capacity(pipeline::frag::FRAG_QUEUE),
+            wake: self.wake.clone(),
+            pushed: false,
         }
     }
 }
@@ -815,6 +832,7 @@ impl LcoreLoop {
                         f.pending.push_front(req);
                         break;
                     }
+                    f.pushed = true;
                 }
                 f.table.quiescent(self.index);
                 let (frags, held) = (!f.frags.is_empty(), !f.hold.is_empty());
@@ -855,6 +873,14 @@ impl LcoreLoop {
                     self.burst::<false>(burst);
                 }
                 self.stats.after_burst(qi, n);
+            }
+            if let Some(f) = &mut self.flow {
+                // The agent may sleep: wake it for the requests of this iteration (a fence
+                // and a load, only in iterations that pushed one).
+                if f.pushed {
+                    f.pushed = false;
+                    f.wake.notify();
+                }
             }
             self.stats.poll(received);
         }
@@ -1294,6 +1320,8 @@ impl LcoreLoop {
                         f.pending.push_back(req);
                     } else if let Err(req) = f.setup.push(req) {
                         f.pending.push_back(req);
+                    } else {
+                        f.pushed = true;
                     }
                 }
             }
@@ -1690,6 +1718,20 @@ mod tests {
 
     fn setup(vif: u16, rxq: u16) -> PortSetup {
         PortSetup { vif, port: Port { id: vif }, driver: "x".into(), rx_queues: rxq, tx_queues: 1 }
+    }
+
+    proptest::proptest! {
+        /// The fixed-point clock is the exact division, or one millisecond short of it at a
+        /// boundary, for any TSC rate and up to ten years of ticks (wrapping counter included).
+        #[test]
+        fn clock_agrees_with_the_division(hz in 1_000_000u64..10_000_000_000, base in proptest::num::u64::ANY,
+                                          ms in 0u64..315_360_000_000, frac in 0u64..1000) {
+            let c = Clock::at(1_700_000_000_000, base, hz);
+            let ticks = (u128::from(ms) * u128::from(hz) / 1000) as u64 + frac * hz / 1_000_000;
+            let exact = 1_700_000_000_000 + (u128::from(ticks) * 1000 / u128::from(hz)) as u64;
+            let got = c.now_ms(base.wrapping_add(ticks));
+            proptest::prop_assert!(got == exact || got + 1 == exact, "hz {hz} ticks {ticks}: {got} vs {exact}");
+        }
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct RunningRouter {
     /// Stops the agent, exporter and trace API threads.
     threads_stop: Arc<AtomicBool>,
     agent: Option<JoinHandle<()>>,
+    /// The agent's doorbell: rung to stop it.
+    agent_wake: Option<Arc<vrouter::agent::wake::AgentWake>>,
     exporter: Option<JoinHandle<()>>,
     trace_api: Option<RunningRest>,
     datapath: Option<Datapath>,
@@ -102,6 +104,7 @@ impl Flows {
             done: done_rx,
             hold_limit: f.hold_limit as usize,
             per_flow: f.held_packets_per_flow as usize,
+            wake: Arc::new(vrouter::agent::wake::AgentWake::new().context("creating the agent's eventfd")?),
         };
         Ok(Some(Flows { table, held, policy, plane, requests, done }))
     }
@@ -248,6 +251,7 @@ impl RunningRouter {
         let mut router = RunningRouter {
             threads_stop: Arc::new(AtomicBool::new(false)),
             agent: None,
+            agent_wake: None,
             exporter: None,
             trace_api: None,
             datapath: None,
@@ -285,8 +289,10 @@ impl RunningRouter {
                     control_path: run_dir.join("control.sock"),
                     tsc_hz: vrouter::dpdk::tsc_hz(),
                 };
+                router.agent_wake = Some(plane.wake.clone());
                 let agent = Agent::new(table.clone(), fib.clone(), policy, requests, done, settings)
                     .context("starting the agent (control socket in vrouter.run_dir)")?
+                    .with_wake(plane.wake.clone())
                     .with_mirror(mirror_ctl.clone())
                     .with_trace(trace_ctl.clone(), trace_region.writer(n_lcores))
                     .with_programming(cell.clone(), programmer.clone(), jobs_rx);
@@ -338,7 +344,7 @@ impl RunningRouter {
             .start(|ports| stats_region(cfg, max_vifs, ports, &mirror_ctl, &eal_facts))?;
         programmer.lock().unwrap_or_else(|e| e.into_inner()).set_hooks(Hooks {
             ports: Some(Box::new(dp.port_ops(cfg))),
-            agent: Some(jobs_tx),
+            agent: router.agent_wake.clone().map(|w| vrouter::agent::wake::Mailbox::new(jobs_tx, w)),
             stats: Some(dp.stats.clone()),
             mirror: Some(mirror_ctl.clone()),
             lcores: cfg.eal.forwarding_cores.clone(),
@@ -425,6 +431,9 @@ impl RunningRouter {
     /// Stops the agent, exporter and trace API threads and waits for each in turn.
     fn stop_threads(&mut self) {
         self.threads_stop.store(true, Ordering::SeqCst);
+        if let Some(w) = &self.agent_wake {
+            w.ring();
+        }
         for thread in [self.agent.take(), self.exporter.take()].into_iter().flatten() {
             let _ = thread.join();
         }

@@ -118,6 +118,12 @@ impl<T> Consumer<T> {
         r.head.store(head + 1, Ordering::Release);
         Some(v)
     }
+
+    /// Whether an item is waiting (reads the producer's index: for a consumer about to sleep).
+    pub fn has_items(&self) -> bool {
+        let r = &*self.ring;
+        r.tail.load(Ordering::Acquire) != r.head.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +141,9 @@ mod tests {
         p.push(4).unwrap();
         assert_eq!((1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert_eq!(c.pop(), None);
+        assert!(!c.has_items());
+        p.push(5).unwrap();
+        assert!(c.has_items());
     }
 
     #[test]

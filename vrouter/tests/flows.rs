@@ -314,3 +314,92 @@ fn policy_changes_at_runtime_through_the_control_socket() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("vrouter.toml"), "{}", String::from_utf8_lossy(&out.stderr));
     stop(&mut child);
 }
+
+/// Voluntary context switches of the process's thread named `name`.
+fn thread_switches(pid: u32, name: &str) -> u64 {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        if std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name) {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+            let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).unwrap();
+            return line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        }
+    }
+    panic!("no thread {name} in process {pid}");
+}
+
+/// An idle agent sleeps (it used to wake every 100 us), and still sets a new flow up as soon
+/// as an lcore asks and answers a control request at once: the lcores and the control
+/// threads wake it. With a lost wake-up each would wait for the next housekeeping pass
+/// (up to 100 ms, 50 ms on average), which the medians below would show.
+#[test]
+fn an_idle_agent_sleeps_and_wakes_for_new_flows_and_requests() {
+    let tag = std::process::id() % 100_000;
+    let (va, vb) = (format!("agva{tag}"), format!("agvb{tag}"));
+    let _v = veth_pair(&va, &vb);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run_dir = d.join("run");
+    let empty = d.join("empty.pcap");
+    write_pcap(&empty, &[]);
+    let vdevs = [
+        format!("\"net_pcap0,rx_pcap={}\"", empty.display()),
+        format!("\"net_af_packet1,iface={va}\""),
+        format!("\"net_pcap2,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("vm2-out.pcap").display()),
+    ];
+    let prefix = unique_prefix();
+    let cfg = topology(&vdevs.join(", "), &prefix, &run_dir).replacen(
+        "device = \"net_pcap1\"",
+        "device = \"net_af_packet1\"",
+        1,
+    );
+    let cfg_path = d.join("vrouter.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = spawn_vrouter(&cfg_path, prefix);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run_dir.join("control.sock").exists()
+        || control(&run_dir, &serde_json::json!({"cmd": "status"}))["ok"] != true
+    {
+        assert!(child.try_wait().unwrap().is_none(), "the vRouter exited: {}", stop(&mut child));
+        assert!(Instant::now() < deadline, "the vRouter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let vm = Raw::open(&vb);
+
+    // Idle: a few wake-ups a second (housekeeping every 100 ms), not thousands.
+    std::thread::sleep(Duration::from_millis(300));
+    let s0 = thread_switches(child.id(), "vr-agent");
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_switches = thread_switches(child.id(), "vr-agent") - s0;
+    assert!(idle_switches < 200, "the idle agent woke {idle_switches} times in a second");
+
+    // New flows, one at a time with the agent asleep in between. Watched in the flow table
+    // (shared memory): a control request would wake the agent itself.
+    let table = FlowTableReader::open_run_dir(&run_dir).expect("flow table");
+    for i in 0..10u16 {
+        std::thread::sleep(Duration::from_millis(30));
+        let sport = 4000 + i;
+        let (frame, _) = vm_udp("192.168.1.3", "192.168.1.4", sport, 53, b"wake", VM1_MAC);
+        vm.send(&frame);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !table.iter_active().any(|f| f.key.sport() == sport && f.action == Action::Forward) {
+            assert!(Instant::now() < deadline, "flow {i} was not set up");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let st = control(&run_dir, &serde_json::json!({"cmd": "status"}));
+    let p50_ms = st["setup_latency_ns"]["p50"].as_u64().unwrap() as f64 / 1e6;
+    assert!(p50_ms < 25.0, "setup latency p50 {p50_ms} ms with the agent asleep: {st}");
+
+    // Control requests to a sleeping agent.
+    let mut waits: Vec<Duration> = (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(30));
+            let t = Instant::now();
+            assert_eq!(control(&run_dir, &serde_json::json!({"cmd": "status"}))["ok"], true);
+            t.elapsed()
+        })
+        .collect();
+    waits.sort();
+    assert!(waits[5] < Duration::from_millis(25), "control requests waited {waits:?}");
+    stop(&mut child);
+}

@@ -16,6 +16,7 @@
 use crate::agent::policy::{PolicyAction, PolicyEngine};
 use crate::agent::request::SetupRequest;
 use crate::agent::setup::{self, flow_update, Setup};
+use crate::agent::wake::{AgentWake, Mailbox};
 use crate::config;
 use crate::control::program::{ChangedPrefixes, FlowJob, FlowWork, Programmer};
 use crate::control::protocol::{self, AgentCommand, Target};
@@ -34,6 +35,9 @@ use std::time::{Duration, Instant};
 
 /// How often the housekeeping scan runs.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// Idle loops with short sleeps (10, 20, .. 100 us: 550 us in all) before the agent sleeps
+/// until woken.
+const IDLE_BACKOFF: u32 = 10;
 /// Longest full sweep of the table: a flow stuck in HOLD is audited at most this long after
 /// `hold_audit_s` (tf's audit sweeps the table in 180 s).
 const MAX_SWEEP_MS: u64 = 30_000;
@@ -249,6 +253,8 @@ pub struct Agent {
     tracer: Option<crate::trace::dp::AgentTracer>,
     /// HOLD flows of a reattached table, set up again when the thread starts.
     adopt: Option<Vec<(u32, Gen)>>,
+    /// What wakes the agent when it sleeps (shared with the lcores and the control threads).
+    wake: Arc<AgentWake>,
 }
 
 impl Agent {
@@ -297,6 +303,7 @@ impl Agent {
             #[cfg(feature = "trace")]
             tracer: None,
             adopt: None,
+            wake: Arc::new(AgentWake::new()?),
         })
     }
 
@@ -378,6 +385,12 @@ impl Agent {
         self
     }
 
+    /// Sleeps on `wake`, the doorbell the lcores' [`crate::datapath::FlowPlane`] rings.
+    pub fn with_wake(mut self, wake: Arc<AgentWake>) -> Agent {
+        self.wake = wake;
+        self
+    }
+
     /// Serves the `mirror_create`/`mirror_delete`/`mirror_get`/`mirror_dump` commands.
     pub fn with_mirror(mut self, mirror: Arc<crate::mirror::MirrorControl>) -> Agent {
         self.mirror = Some(mirror);
@@ -398,7 +411,8 @@ impl Agent {
         let mut last_scan = Instant::now();
         let mut idle = 0u32;
         let acceptor = self.listener.take().map(|l| {
-            let (tx, programmer, stop) = (self.requests_tx.clone(), self.programmer.clone(), stop.clone());
+            let tx = Mailbox::new(self.requests_tx.clone(), self.wake.clone());
+            let (programmer, stop) = (self.programmer.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("vr-control".into())
                 .spawn(move || accept_loop(l, tx, programmer, stop))
@@ -412,12 +426,19 @@ impl Agent {
                 self.housekeeping();
                 last_scan = Instant::now();
             }
-            if n == 0 {
-                idle = (idle + 1).min(10);
-                // Back off up to 100 us when idle; setup latency stays far below a ms.
+            if n > 0 {
+                idle = 0;
+            } else if idle < IDLE_BACKOFF {
+                // Back off from 10 to 100 us first: a burst of new flows rarely pauses longer,
+                // and the lcores need not wake a thread that is about to look anyway.
+                idle += 1;
                 std::thread::sleep(Duration::from_micros(u64::from(idle) * 10));
             } else {
-                idle = 0;
+                // Then sleep until an lcore pushes a request, a control request or flow job
+                // comes, the vRouter stops, or housekeeping is due.
+                let due = SCAN_INTERVAL.saturating_sub(last_scan.elapsed());
+                let rings = &self.rings;
+                self.wake.sleep(due, || rings.iter().any(Consumer::has_items));
             }
         }
         if let Some(a) = acceptor {
@@ -956,7 +977,7 @@ struct ControlRequest {
 /// queues the others for the agent, so a slow or silent client never delays flow setup.
 fn accept_loop(
     listener: UnixListener,
-    agent: SyncSender<ControlRequest>,
+    agent: Mailbox<ControlRequest>,
     programmer: Option<Arc<Mutex<Programmer>>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -991,7 +1012,7 @@ fn accept_loop(
 /// silent for [`CONTROL_READ_TIMEOUT`], or the vRouter stops.
 fn serve_connection(
     stream: UnixStream,
-    agent: &SyncSender<ControlRequest>,
+    agent: &Mailbox<ControlRequest>,
     programmer: Option<&Mutex<Programmer>>,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
@@ -1017,7 +1038,7 @@ fn serve_connection(
 /// The reply to one request: a programming command served here, any other by the agent.
 fn serve_one(
     v: &serde_json::Value,
-    agent: &SyncSender<ControlRequest>,
+    agent: &Mailbox<ControlRequest>,
     programmer: Option<&Mutex<Programmer>>,
 ) -> serde_json::Value {
     let fail = |e: &str| serde_json::json!({"ok": false, "error": e});

@@ -21,3 +21,4 @@ pub mod request;
 pub mod setup;
 #[cfg(feature = "trace")]
 pub mod trace_export;
+pub mod wake;

@@ -313,7 +313,7 @@ pub struct Hooks {
     /// Hot-plugs ports.
     pub ports: Option<Box<dyn PortOps>>,
     /// The agent's queue of flow work.
-    pub agent: Option<std::sync::mpsc::SyncSender<FlowJob>>,
+    pub agent: Option<crate::agent::wake::Mailbox<FlowJob>>,
     /// The stats region, to publish the records of vifs added and deleted.
     pub stats: Option<Arc<crate::stats::StatsRegion>>,
     /// The mirror table, to follow analyzer changes.

@@ -71,9 +71,17 @@ pub fn tsc_hz() -> u64 {
     unsafe { dpdk_sys::rte_get_tsc_hz() }
 }
 
-/// Current TSC value.
+/// Current TSC value: the counter `rte_rdtsc` reads, inlined (DPDK's is a `static inline`
+/// C function, which bindgen reaches only through an out-of-line wrapper).
 #[inline(always)]
 pub fn rdtsc() -> u64 {
-    // SAFETY: reads the time-stamp counter; no memory access.
-    unsafe { dpdk_sys::rte_rdtsc() }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        crate::clock::rdtsc()
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // SAFETY: reads the time-stamp counter; no memory access.
+        unsafe { dpdk_sys::rte_rdtsc() }
+    }
 }
