@@ -363,10 +363,13 @@ pub struct Row {
     pub paired_vs_ovs_ct: Option<f64>,
     /// The same against OVS l3.
     pub paired_vs_ovs_l3: Option<f64>,
-    /// tsc_mpps / OVS ct's and OVS l3's, and the paired medians of the same.
+    /// tsc_mpps / OVS ct's.
     pub tsc_vs_ovs_ct: Option<f64>,
+    /// tsc_mpps / OVS l3's.
     pub tsc_vs_ovs_l3: Option<f64>,
+    /// Paired median of tsc_mpps / OVS ct's.
     pub tsc_paired_vs_ovs_ct: Option<f64>,
+    /// Paired median of tsc_mpps / OVS l3's.
     pub tsc_paired_vs_ovs_l3: Option<f64>,
 }
 
