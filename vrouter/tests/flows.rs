@@ -327,7 +327,8 @@ fn thread_switches(pid: u32, name: &str) -> u64 {
     panic!("no thread {name} in process {pid}");
 }
 
-/// An idle agent sleeps (it used to wake every 100 us), and still sets a new flow up as soon
+/// An idle agent sleeps (it used to wake every 100 us; the control socket's accept loop every
+/// 2 ms), and still sets a new flow up as soon
 /// as an lcore asks and answers a control request at once: the lcores and the control
 /// threads wake it. With a lost wake-up each would wait for the next housekeeping pass
 /// (up to 100 ms, 50 ms on average), which the medians below would show.
@@ -367,10 +368,12 @@ fn an_idle_agent_sleeps_and_wakes_for_new_flows_and_requests() {
 
     // Idle: a few wake-ups a second (housekeeping every 100 ms), not thousands.
     std::thread::sleep(Duration::from_millis(300));
-    let s0 = thread_switches(child.id(), "vr-agent");
+    let (a0, c0) = (thread_switches(child.id(), "vr-agent"), thread_switches(child.id(), "vr-control"));
     std::thread::sleep(Duration::from_secs(1));
-    let idle_switches = thread_switches(child.id(), "vr-agent") - s0;
+    let idle_switches = thread_switches(child.id(), "vr-agent") - a0;
     assert!(idle_switches < 200, "the idle agent woke {idle_switches} times in a second");
+    let accept_switches = thread_switches(child.id(), "vr-control") - c0;
+    assert!(accept_switches < 20, "the idle control socket thread woke {accept_switches} times in a second");
 
     // New flows, one at a time with the agent asleep in between. Watched in the flow table
     // (shared memory): a control request would wake the agent itself.

@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 /// How often the housekeeping scan runs.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait of the control socket's accept loop in poll(2) (a safety net: the agent
+/// connects to end it at stop).
+const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 /// Idle loops with short sleeps (10, 20, .. 100 us: 550 us in all) before the agent sleeps
 /// until woken.
 const IDLE_BACKOFF: u32 = 10;
@@ -442,6 +445,8 @@ impl Agent {
             }
         }
         if let Some(a) = acceptor {
+            // The accept loop waits in poll(2): a connection of our own ends the wait now.
+            let _ = UnixStream::connect(&self.settings.control_path);
             let _ = a.join();
         }
         // The lcores have stopped: what is left of the trace limits is final.
@@ -1002,10 +1007,20 @@ fn accept_loop(
                     logging::rate_limited!(ERROR, "vrouter: cannot spawn a control connection thread");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener, ACCEPT_WAIT),
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
+}
+
+/// Waits until `listener` has a connection to accept or `timeout` passes (the agent's
+/// connection at stop ends the wait).
+fn wait_readable(listener: &UnixListener, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call; an error or EINTR only returns
+    // early, and the loop tries accept again.
+    let _ = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
 }
 
 /// Serves one connection: a reply line per request line until the client closes it, stays
