@@ -53,38 +53,24 @@ impl FlowKey {
     #[inline]
     pub fn v4(vrf_or_nh: u32, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> FlowKey {
         // Built as its six words (six register stores on the data plane's pre-pass rather
-        // than field by field).
-        let words = FlowKey::v4_words(vrf_or_nh, proto, src, dst, sport, dport);
-        // SAFETY: FlowKey is repr(C), 48 bytes, no padding, integer and byte-array fields
-        // only: every [u64; 6] is a valid FlowKey, and these words put each field's bytes at
-        // its offset (the const asserts above), unused address bytes and `_zero` zero.
-        unsafe { std::mem::transmute::<[u64; KEY_WORDS], FlowKey>(words) }
-    }
-
-    /// The words ([`FlowKey::as_words`]) of the IPv4 key [`FlowKey::v4`] builds, computed in
-    /// registers: the bytes of each word in field order, see the layout.
-    #[inline(always)]
-    pub fn v4_words(
-        vrf_or_nh: u32,
-        proto: u8,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        sport: u16,
-        dport: u16,
-    ) -> [u64; KEY_WORDS] {
+        // than field by field): the bytes of each word in field order, see the layout.
         let [n0, n1, n2, n3] = vrf_or_nh.to_ne_bytes();
         let [s0, s1] = sport.to_ne_bytes();
         let [d0, d1] = dport.to_ne_bytes();
         let [a0, a1, a2, a3] = src.octets();
         let [b0, b1, b2, b3] = dst.octets();
-        [
+        let words = [
             u64::from_ne_bytes([n0, n1, n2, n3, FAMILY_V4, proto, s0, s1]),
             u64::from_ne_bytes([d0, d1, 0, 0, 0, 0, 0, 0]),
             u64::from_ne_bytes([a0, a1, a2, a3, 0, 0, 0, 0]),
             0,
             u64::from_ne_bytes([b0, b1, b2, b3, 0, 0, 0, 0]),
             0,
-        ]
+        ];
+        // SAFETY: FlowKey is repr(C), 48 bytes, no padding, integer and byte-array fields
+        // only: every [u64; 6] is a valid FlowKey, and these words put each field's bytes at
+        // its offset (the const asserts above), unused address bytes and `_zero` zero.
+        unsafe { std::mem::transmute::<[u64; KEY_WORDS], FlowKey>(words) }
     }
 
     /// An IPv6 key.

@@ -968,22 +968,15 @@ impl LcoreLoop {
         let other = |frame: &[u8]| filter.may_match(frame);
         match filter.key_form() {
             // The usual condition (a protocol and ports) compares two key words, not four.
-            Some(q) if q.ports_only() => pre.prepare_traced(
-                &f.table,
-                vif.vrf,
-                pkts,
-                |t, _| {
-                    let w = t.key_words();
-                    q.accepts_ports_v4(w[0], w[1])
-                },
-                other,
-            ),
+            Some(q) if q.ports_only() => {
+                pre.prepare_traced(&f.table, vif.vrf, pkts, |k, _| q.accepts_ports(k.as_words()), other)
+            }
             key => pre.prepare_traced(
                 &f.table,
                 vif.vrf,
                 pkts,
-                |t, frame| match key {
-                    Some(q) => q.accepts_v4(t.key_words()),
+                |k, frame| match key {
+                    Some(q) => q.accepts(k.as_words()),
                     None => filter.may_match(frame),
                 },
                 other,
@@ -1488,22 +1481,21 @@ impl BurstKeys {
         table: &FlowTable,
         vrf: u32,
         pkts: &[*mut rte_mbuf],
-        v4: impl Fn(&V4Tuple, &[u8]) -> bool,
+        v4: impl Fn(&FlowKey, &[u8]) -> bool,
         other: impl Fn(&[u8]) -> bool,
     ) -> u32 {
         let (mut m, mut candidates) = (0, 0u32);
         for (i, &raw) in pkts.iter().enumerate().take(BURST) {
             // SAFETY: rx_burst handed us these mbufs.
             let mb = unsafe { Mbuf::from_raw(raw) };
-            // An IPv4 key is tested on its words composed in registers from the header
-            // fields the hash reads too (`V4Tuple::key_words`): a reference to the key itself
-            // would put it on the stack before `add` stores it.
+            // The key is tested where the pre-pass has it (a reference to the whole `Option`
+            // would put the IPv4 tuple the hash reads on the stack).
             let Some((k, h)) = prepass_key(vrf, mb.data()) else {
                 candidates |= u32::from(other(mb.data())) << i;
                 continue;
             };
-            let hit = match &h {
-                PrepassHash::V4(t) => v4(t, mb.data()),
+            let hit = match h {
+                PrepassHash::V4(_) => v4(&k, mb.data()),
                 PrepassHash::OfKey => other(mb.data()),
             };
             candidates |= u32::from(hit) << i;

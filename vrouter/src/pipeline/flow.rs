@@ -159,15 +159,6 @@ pub struct V4Tuple {
 }
 
 impl V4Tuple {
-    /// Words 0, 1, 2 and 4 of the key ([`FlowKey::as_words`]; 3 and 5 are zero in an IPv4
-    /// key), composed in registers: a test of them needs no key in memory.
-    #[inline(always)]
-    pub fn key_words(&self) -> [u64; 4] {
-        let (src, dst) = (Ipv4Addr::from(self.src), Ipv4Addr::from(self.dst));
-        let w = FlowKey::v4_words(self.vrf, self.proto, src, dst, self.sport, self.dport);
-        [w[0], w[1], w[2], w[4]]
-    }
-
     /// The key's [`FlowKey::hash`].
     #[inline(always)]
     pub fn hash(&self) -> u32 {
@@ -610,21 +601,6 @@ impl FlowStage<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        /// The words a traced pre-pass tests are the key's, and the tuple hashes as the key.
-        #[test]
-        fn v4_tuple_words_and_hash_are_the_keys(vrf in proptest::num::u32::ANY, src in proptest::num::u32::ANY,
-                                                dst in proptest::num::u32::ANY, proto in proptest::num::u8::ANY,
-                                                sport in proptest::num::u16::ANY, dport in proptest::num::u16::ANY) {
-            let t = V4Tuple { vrf, src, dst, proto, sport, dport };
-            let k = FlowKey::v4(vrf, proto, Ipv4Addr::from(src), Ipv4Addr::from(dst), sport, dport);
-            let w = k.as_words();
-            proptest::prop_assert_eq!(t.key_words(), [w[0], w[1], w[2], w[4]]);
-            proptest::prop_assert_eq!((w[3], w[5]), (0, 0));
-            proptest::prop_assert_eq!(t.hash(), k.hash());
-        }
-    }
 
     #[test]
     fn icmp_echo_request_and_reply_are_reverse_keys() {

@@ -384,15 +384,8 @@ impl QuickKey {
     /// Whether the IPv4 packet with this flow key may match (see the type's contract).
     #[inline(always)]
     pub fn accepts(&self, w: &[u64; KEY_LEN / 8]) -> bool {
-        self.accepts_v4([w[0], w[1], w[2], w[4]])
-    }
-
-    /// [`Self::accepts`] on words 0, 1, 2 and 4 of the key (`V4Tuple::key_words`, in
-    /// registers).
-    #[inline(always)]
-    pub fn accepts_v4(&self, w: [u64; 4]) -> bool {
         let (m, v) = (&self.mask, &self.value);
-        (((w[0] & m[0]) ^ v[0]) | ((w[1] & m[1]) ^ v[1]) | ((w[2] & m[2]) ^ v[2]) | ((w[3] & m[3]) ^ v[3])) == 0
+        (((w[0] & m[0]) ^ v[0]) | ((w[1] & m[1]) ^ v[1]) | ((w[2] & m[2]) ^ v[2]) | ((w[4] & m[3]) ^ v[3])) == 0
     }
 
     /// The condition names no address: [`Self::accepts_ports`] decides.
@@ -405,14 +398,8 @@ impl QuickKey {
     /// the two words of the protocol and the ports.
     #[inline(always)]
     pub fn accepts_ports(&self, w: &[u64; KEY_LEN / 8]) -> bool {
-        self.accepts_ports_v4(w[0], w[1])
-    }
-
-    /// [`Self::accepts_ports`] on key words 0 and 1 (in registers).
-    #[inline(always)]
-    pub fn accepts_ports_v4(&self, w0: u64, w1: u64) -> bool {
         let (m, v) = (&self.mask, &self.value);
-        (((w0 & m[0]) ^ v[0]) | ((w1 & m[1]) ^ v[1])) == 0
+        (((w[0] & m[0]) ^ v[0]) | ((w[1] & m[1]) ^ v[1])) == 0
     }
 
     /// The key form of a [`QuickV4`]'s bytes; None when it compares a MAC.
