@@ -949,11 +949,11 @@ impl LcoreLoop {
     /// Which packets of a burst entering `vif` an enabled trace request may match (bit `i`:
     /// packet `i`), and the burst's pre-pass (`pre`, as the untraced burst prepares it).
     /// Where the pre-pass computes flow keys (a VM vif with flows), IPv4 packets are tested
-    /// on their key as it is computed when the one request in scope has a key form
-    /// ([`BurstKeys::prepare_traced`], [`crate::trace::request::QuickKey`]): no second read of
-    /// each frame; other packets (and every packet under several requests or a MAC
-    /// condition) by their frame ([`crate::trace::dp::BurstFilter::may_match`]). Elsewhere
-    /// a header test per frame ([`Self::trace_scan`]). Only called while a request may match
+    /// on the keys it stored when the one request in scope has a key form
+    /// ([`BurstKeys::prepare_traced`], [`crate::trace::request::QuickKey`]): once per distinct
+    /// key, no second read of each frame; other packets by their frame
+    /// ([`crate::trace::dp::BurstFilter::may_match`]). Under several requests or a MAC
+    /// condition, and where there are no keys, a header test per frame ([`Self::trace_scan`]). Only called while a request may match
     /// packets entering `vif` ([`crate::trace::dp::TraceLcore::begin_burst`] returned true),
     /// from the traced instance of [`Self::burst`], into which it is inlined as the untraced
     /// pre-pass is into the untraced one.
@@ -969,18 +969,14 @@ impl LcoreLoop {
         match filter.key_form() {
             // The usual condition (a protocol and ports) compares two key words, not four.
             Some(q) if q.ports_only() => {
-                pre.prepare_traced(&f.table, vif.vrf, pkts, |k, _| q.accepts_ports(k.as_words()), other)
+                pre.prepare_traced(&f.table, vif.vrf, pkts, |k| q.accepts_ports(k.as_words()), other)
             }
-            key => pre.prepare_traced(
-                &f.table,
-                vif.vrf,
-                pkts,
-                |k, frame| match key {
-                    Some(q) => q.accepts(k.as_words()),
-                    None => filter.may_match(frame),
-                },
-                other,
-            ),
+            Some(q) => pre.prepare_traced(&f.table, vif.vrf, pkts, |k| q.accepts(k.as_words()), other),
+            // Several requests, or a MAC condition: every frame is tested.
+            None => {
+                pre.prepare(&f.table, vif.vrf, pkts);
+                self.trace_scan(vif, pkts)
+            }
         }
     }
 
@@ -1469,11 +1465,10 @@ impl BurstKeys {
         self.lookup(table, m);
     }
 
-    /// [`Self::prepare`], and the burst's trace candidates (bit `i`: packet `i` may match
-    /// an enabled trace request): `v4` tests an IPv4 packet (its key as it is computed, and
-    /// its frame), `other` the frames of the other packets (IPv6, and those keyed out of
-    /// line: fragments, ICMP errors, non-IP). A loop of its own, so that the untraced
-    /// pre-pass is compiled as it was before tracing tested keys.
+    /// [`Self::prepare`] (the same code), then the burst's trace candidates (bit `i`:
+    /// packet `i` may match an enabled trace request): `v4` tests the key the pre-pass
+    /// stored for an IPv4 packet, `other` the frames of the other packets (IPv6, and those
+    /// keyed out of line: fragments, ICMP errors, non-IP).
     #[cfg(feature = "trace")]
     #[inline(always)]
     fn prepare_traced(
@@ -1481,27 +1476,41 @@ impl BurstKeys {
         table: &FlowTable,
         vrf: u32,
         pkts: &[*mut rte_mbuf],
-        v4: impl Fn(&FlowKey, &[u8]) -> bool,
+        v4: impl Fn(&FlowKey) -> bool,
         other: impl Fn(&[u8]) -> bool,
     ) -> u32 {
-        let (mut m, mut candidates) = (0, 0u32);
+        self.prepare(table, vrf, pkts);
+        // The test runs over the distinct keys the pre-pass stored, after it: inside the
+        // pre-pass it kept the request's masks, the candidate bits and a copy of each key on
+        // the stack (register pressure), at twice the cost, and a burst none of whose keys
+        // matches (a request for other traffic) needs no per-packet step at all.
+        let keys = self.keys();
+        let (mut key_hits, mut v6) = (0u32, false);
+        for (j, k) in keys.iter().enumerate() {
+            if k.is_v6() {
+                v6 = true;
+            } else {
+                key_hits |= u32::from(v4(k)) << j;
+            }
+        }
+        let n = pkts.len().min(BURST);
+        let unkeyed = self.slot[..n].iter().fold(false, |a, &s| a | (s == u8::MAX));
+        if key_hits == 0 && !v6 && !unkeyed {
+            return 0;
+        }
+        let mut candidates = 0u32;
         for (i, &raw) in pkts.iter().enumerate().take(BURST) {
-            // SAFETY: rx_burst handed us these mbufs.
-            let mb = unsafe { Mbuf::from_raw(raw) };
-            // The key is tested where the pre-pass has it (a reference to the whole `Option`
-            // would put the IPv4 tuple the hash reads on the stack).
-            let Some((k, h)) = prepass_key(vrf, mb.data()) else {
-                candidates |= u32::from(other(mb.data())) << i;
-                continue;
-            };
-            let hit = match h {
-                PrepassHash::V4(_) => v4(&k, mb.data()),
-                PrepassHash::OfKey => other(mb.data()),
+            let j = self.slot[i];
+            let hit = match keys.get(usize::from(j)) {
+                Some(k) if !k.is_v6() => key_hits & (1 << j) != 0,
+                _ => {
+                    // SAFETY: rx_burst handed us these mbufs; only read here.
+                    let mb = unsafe { Mbuf::from_raw(raw) };
+                    other(mb.data())
+                }
             };
             candidates |= u32::from(hit) << i;
-            m = self.add(table, i, m, k, h);
         }
-        self.lookup(table, m);
         candidates
     }
 
@@ -1746,6 +1755,90 @@ mod tests {
         assert_eq!((plans[0].rx[1].vif, plans[0].rx[1].queue), (0, 3));
         assert_eq!(plans[1].rx[1].vif, 1);
         assert_eq!(plans[2].rx[1].vif, 2);
+    }
+
+    /// A frame of `kind`: 0 IPv4/UDP (destination port 9 or 53 by `port`), 1 IPv6/UDP, 2 ARP,
+    /// 3 an IPv4/UDP fragment (keyed out of line).
+    #[cfg(feature = "trace")]
+    fn prepass_frame(kind: u8, port: bool, sport: u16) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        let dport: u16 = if port { 9 } else { 53 };
+        let udp = |f: &mut Vec<u8>| {
+            f.extend_from_slice(&sport.to_be_bytes());
+            f.extend_from_slice(&dport.to_be_bytes());
+            f.extend_from_slice(&[0, 8, 0, 0]);
+        };
+        match kind {
+            0 | 3 => {
+                f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 1]);
+                // Flags and fragment offset: MF for the fragment.
+                f.extend_from_slice(if kind == 3 { &[0x20, 0] } else { &[0, 0] });
+                f.extend_from_slice(&[64, 17, 0, 0, 192, 168, 1, 3, 192, 168, 1, 4]);
+                udp(&mut f);
+            }
+            1 => {
+                f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64]);
+                f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+                f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4]);
+                udp(&mut f);
+            }
+            _ => {
+                f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+                f.extend_from_slice(&[0; 20]);
+            }
+        }
+        f
+    }
+
+    #[cfg(feature = "trace")]
+    proptest::proptest! {
+        /// The traced pre-pass leaves the burst's keys, slots and hashes exactly as the
+        /// untraced one does, and packet `i`'s candidate bit is the key test for a packet the
+        /// pre-pass keyed as IPv4 and the frame test for every other, whatever the mix, the
+        /// duplicates (packets sharing the previous key share its slot) and the burst size.
+        #[test]
+        fn traced_prepass_is_the_prepass_plus_a_test_per_packet(
+            burst in proptest::collection::vec((0u8..4, proptest::bool::ANY, 1u16..3), 1..=BURST)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = flow_table::FlowTableConfig { main_entries: 1024, overflow_entries: 1024, max_lcores: 2 };
+            let table = FlowTable::create(&dir.path().join("t"), &cfg).unwrap();
+            let mut frames: Vec<Vec<u8>> = burst.iter().map(|&(k, p, s)| prepass_frame(k, p, s)).collect();
+            let mut mbufs: Vec<rte_mbuf> = frames
+                .iter_mut()
+                .map(|f| {
+                    // SAFETY: rte_mbuf is plain data; all-zero is a valid value of it.
+                    let mut m: rte_mbuf = unsafe { std::mem::zeroed() };
+                    m.buf_addr = f.as_mut_ptr().cast();
+                    m.data_len = f.len() as u16;
+                    m.pkt_len = f.len() as u32;
+                    m.nb_segs = 1;
+                    m
+                })
+                .collect();
+            let pkts: Vec<*mut rte_mbuf> = mbufs.iter_mut().map(|m| m as *mut rte_mbuf).collect();
+            let v4 = |k: &FlowKey| k.dport() == 9;
+            // True for ARP and the fragments (42 bytes), for IPv6 from source port 1 only.
+            let other = |f: &[u8]| f.len() % 3 == 0 || (f.get(12) == Some(&0x86) && f.get(55) == Some(&1));
+
+            let mut plain = BurstKeys::new();
+            plain.prepare(&table, 7, &pkts);
+            let mut traced = BurstKeys::new();
+            let candidates = traced.prepare_traced(&table, 7, &pkts, v4, other);
+
+            proptest::prop_assert_eq!(traced.n, plain.n);
+            proptest::prop_assert_eq!(traced.slot, plain.slot);
+            proptest::prop_assert_eq!(&traced.hashes[..], &plain.hashes[..]);
+            proptest::prop_assert_eq!(traced.keys(), plain.keys());
+            for (i, f) in frames.iter().enumerate() {
+                let want = match prepass_key(7, f) {
+                    Some((k, PrepassHash::V4(_))) => v4(&k),
+                    _ => other(f),
+                };
+                proptest::prop_assert_eq!(candidates & (1 << i) != 0, want, "packet {} of {:?}", i, burst);
+            }
+            proptest::prop_assert_eq!(candidates.checked_shr(frames.len() as u32).unwrap_or(0), 0);
+        }
     }
 
     fn eal_config(eal_extra: &str) -> Config {
