@@ -1819,7 +1819,7 @@ mod tests {
             let pkts: Vec<*mut rte_mbuf> = mbufs.iter_mut().map(|m| m as *mut rte_mbuf).collect();
             let v4 = |k: &FlowKey| k.dport() == 9;
             // True for ARP and the fragments (42 bytes), for IPv6 from source port 1 only.
-            let other = |f: &[u8]| f.len() % 3 == 0 || (f.get(12) == Some(&0x86) && f.get(55) == Some(&1));
+            let other = |f: &[u8]| f.len().is_multiple_of(3) || (f.get(12) == Some(&0x86) && f.get(55) == Some(&1));
 
             let mut plain = BurstKeys::new();
             plain.prepare(&table, 7, &pkts);
