@@ -168,7 +168,7 @@ pub struct FlowPlane {
     pub hold_limit: usize,
     /// Packets held per flow (tf holds 3).
     pub per_flow: usize,
-    /// Wakes the agent when a lcore pushed setup requests while it sleeps.
+    /// Wakes the agent when an lcore pushed setup requests while it sleeps.
     pub wake: Arc<crate::agent::wake::AgentWake>,
 }
 
@@ -953,8 +953,8 @@ impl LcoreLoop {
     /// ([`BurstKeys::prepare_traced`], [`crate::trace::request::QuickKey`]): once per distinct
     /// key, no second read of each frame; other packets by their frame
     /// ([`crate::trace::dp::BurstFilter::may_match`]). Under several requests or a MAC
-    /// condition, and where there are no keys, a header test per frame ([`Self::trace_scan`]). Only called while a request may match
-    /// packets entering `vif` ([`crate::trace::dp::TraceLcore::begin_burst`] returned true),
+    /// condition, and where there are no keys, a header test per frame
+    /// ([`Self::trace_scan`]). Only called while a request may match packets entering `vif` ([`crate::trace::dp::TraceLcore::begin_burst`] returned true),
     /// from the traced instance of [`Self::burst`], into which it is inlined as the untraced
     /// pre-pass is into the untraced one.
     #[cfg(feature = "trace")]
