@@ -954,9 +954,10 @@ impl LcoreLoop {
     /// key, no second read of each frame; other packets by their frame
     /// ([`crate::trace::dp::BurstFilter::may_match`]). Under several requests or a MAC
     /// condition, and where there are no keys, a header test per frame
-    /// ([`Self::trace_scan`]). Only called while a request may match packets entering `vif` ([`crate::trace::dp::TraceLcore::begin_burst`] returned true),
-    /// from the traced instance of [`Self::burst`], into which it is inlined as the untraced
-    /// pre-pass is into the untraced one.
+    /// ([`Self::trace_scan`]). Only called while a request may match packets entering `vif`
+    /// ([`crate::trace::dp::TraceLcore::begin_burst`] returned true), from the traced
+    /// instance of [`Self::burst`], into which it is inlined as the untraced pre-pass is into
+    /// the untraced one.
     #[cfg(feature = "trace")]
     #[inline(always)]
     fn trace_prepass(&self, vif: &Vif, pkts: &[*mut rte_mbuf], pre: &mut BurstKeys) -> u32 {
