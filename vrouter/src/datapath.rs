@@ -1460,10 +1460,22 @@ impl BurstKeys {
             // SAFETY: rx_burst handed us these mbufs.
             let mb = unsafe { Mbuf::from_raw(raw) };
             if let Some((k, h)) = prepass_key(vrf, mb.data()) {
-                m = self.add(table, i, m, k, h);
+                if let Some(prev) = written(&self.keys, m).last() {
+                    if prev.same_as(&k) {
+                        self.slot[i] = (m - 1) as u8;
+                        continue;
+                    }
+                }
+                let h = h.get(&k);
+                table.prefetch(h);
+                self.keys[m].write(k);
+                self.hashes[m] = h;
+                self.slot[i] = m as u8;
+                m += 1;
             }
         }
-        self.lookup(table, m);
+        self.n = m;
+        table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
     }
 
     /// [`Self::prepare`] (the same code), then the burst's trace candidates (bit `i`:
@@ -1513,31 +1525,6 @@ impl BurstKeys {
             candidates |= u32::from(hit) << i;
         }
         candidates
-    }
-
-    /// Packet `i`'s key, the `m`-th distinct one of the burst so far, unless it is the
-    /// previous one's; returns the count of distinct keys.
-    #[inline(always)]
-    fn add(&mut self, table: &FlowTable, i: usize, m: usize, k: FlowKey, h: PrepassHash) -> usize {
-        if let Some(prev) = written(&self.keys, m).last() {
-            if prev.same_as(&k) {
-                self.slot[i] = (m - 1) as u8;
-                return m;
-            }
-        }
-        let h = h.get(&k);
-        table.prefetch(h);
-        self.keys[m].write(k);
-        self.hashes[m] = h;
-        self.slot[i] = m as u8;
-        m + 1
-    }
-
-    /// The burst's one lookup of its `m` distinct keys.
-    #[inline(always)]
-    fn lookup(&mut self, table: &FlowTable, m: usize) {
-        self.n = m;
-        table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
     }
 
     /// Packet `i`'s flow index and key hash when the burst lookup found its flow.

@@ -337,25 +337,19 @@ fn an_idle_agent_sleeps_and_wakes_for_new_flows_and_requests() {
     let tag = std::process::id() % 100_000;
     let (va, vb) = (format!("agva{tag}"), format!("agvb{tag}"));
     let _v = veth_pair(&va, &vb);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let run_dir = d.join("run");
-    let empty = d.join("empty.pcap");
-    write_pcap(&empty, &[]);
-    let vdevs = [
-        format!("\"net_pcap0,rx_pcap={}\"", empty.display()),
-        format!("\"net_af_packet1,iface={va}\""),
-        format!("\"net_pcap2,rx_pcap={},tx_pcap={}\"", empty.display(), d.join("vm2-out.pcap").display()),
-    ];
-    let prefix = unique_prefix();
-    let cfg = topology(&vdevs.join(", "), &prefix, &run_dir).replacen(
-        "device = \"net_pcap1\"",
-        "device = \"net_af_packet1\"",
-        1,
+    // VM 1 on an af_packet port (packets sent one at a time, when the test wants); the
+    // fabric and VM 2 on empty captures.
+    let (mut child, run_dir, _dir) = start_live_with(
+        |d: &std::path::Path, i: usize| match i {
+            1 => format!("net_af_packet1,iface={va}"),
+            _ => {
+                let empty = d.join("empty.pcap");
+                write_pcap(&empty, &[]);
+                format!("net_pcap{i},rx_pcap={},tx_pcap={}", empty.display(), d.join(format!("out{i}.pcap")).display())
+            }
+        },
+        |cfg| cfg.replacen("device = \"net_pcap1\"", "device = \"net_af_packet1\"", 1),
     );
-    let cfg_path = d.join("vrouter.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let mut child = spawn_vrouter(&cfg_path, prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !run_dir.join("control.sock").exists()
         || control(&run_dir, &serde_json::json!({"cmd": "status"}))["ok"] != true

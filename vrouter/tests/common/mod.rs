@@ -664,12 +664,20 @@ impl std::ops::DerefMut for Running {
 /// Starts the vRouter on the standard topology with the given vdev strings and returns the
 /// child, the run directory and the temp dir guard; the caller stops it with [`stop`].
 pub fn start_live(vdev_for: impl Fn(&Path, usize) -> String) -> (Running, PathBuf, tempfile::TempDir) {
+    start_live_with(vdev_for, |c| c)
+}
+
+/// Like [`start_live`], letting the caller edit the configuration text.
+pub fn start_live_with(
+    vdev_for: impl Fn(&Path, usize) -> String,
+    edit: impl FnOnce(String) -> String,
+) -> (Running, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let run_dir = d.join("run");
     let vdevs: Vec<String> = (0..3).map(|i| format!("\"{}\"", vdev_for(&d, i))).collect();
     let prefix = unique_prefix();
-    let cfg = topology(&vdevs.join(", "), &prefix, &run_dir);
+    let cfg = edit(topology(&vdevs.join(", "), &prefix, &run_dir));
     let cfg_path = d.join("vrouter.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     remove_orphaned_flow_tables();
