@@ -1460,22 +1460,10 @@ impl BurstKeys {
             // SAFETY: rx_burst handed us these mbufs.
             let mb = unsafe { Mbuf::from_raw(raw) };
             if let Some((k, h)) = prepass_key(vrf, mb.data()) {
-                if let Some(prev) = written(&self.keys, m).last() {
-                    if prev.same_as(&k) {
-                        self.slot[i] = (m - 1) as u8;
-                        continue;
-                    }
-                }
-                let h = h.get(&k);
-                table.prefetch(h);
-                self.keys[m].write(k);
-                self.hashes[m] = h;
-                self.slot[i] = m as u8;
-                m += 1;
+                m = self.add(table, i, m, k, h);
             }
         }
-        self.n = m;
-        table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
+        self.lookup(table, m);
     }
 
     /// [`Self::prepare`] (the same code), then the burst's trace candidates (bit `i`:
@@ -1525,6 +1513,34 @@ impl BurstKeys {
             candidates |= u32::from(hit) << i;
         }
         candidates
+    }
+
+    /// Packet `i`'s key, the `m`-th distinct one of the burst so far, unless it is the
+    /// previous one's; returns the count of distinct keys. A function of its own though
+    /// `prepare` is its only caller: written out in the loop, the same code compiled to 2 %
+    /// more instructions per packet in the traced burst (callgrind), and the untraced
+    /// pre-pass went 1.6 % cheaper when it was split out.
+    #[inline(always)]
+    fn add(&mut self, table: &FlowTable, i: usize, m: usize, k: FlowKey, h: PrepassHash) -> usize {
+        if let Some(prev) = written(&self.keys, m).last() {
+            if prev.same_as(&k) {
+                self.slot[i] = (m - 1) as u8;
+                return m;
+            }
+        }
+        let h = h.get(&k);
+        table.prefetch(h);
+        self.keys[m].write(k);
+        self.hashes[m] = h;
+        self.slot[i] = m as u8;
+        m + 1
+    }
+
+    /// The burst's one lookup of its `m` distinct keys.
+    #[inline(always)]
+    fn lookup(&mut self, table: &FlowTable, m: usize) {
+        self.n = m;
+        table.lookup_burst(written(&self.keys, m), &self.hashes[..m], &mut self.found[..m]);
     }
 
     /// Packet `i`'s flow index and key hash when the burst lookup found its flow.
